@@ -1,0 +1,5 @@
+"""Run the CLI with ``python -m llmgw``."""
+
+from llmgw.cli import main
+
+main()

@@ -1,0 +1,143 @@
+"""``llmgw config``: show, check and initialise the configuration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import BaseModel, SecretStr
+
+from llmgw.cli.output import emit_json, print_table, stdout
+from llmgw.cli.state import state
+from llmgw.config import LoadedSettings, default_home
+from llmgw.errors import ConfigError
+from llmgw.storage.db import redact_url
+
+__all__ = ["config_app"]
+
+config_app = typer.Typer(help="Show, check and create the configuration.", no_args_is_help=True)
+
+EXAMPLE = """\
+# llmgw configuration. Precedence: flags > LLMGW_* environment > this file > defaults.
+# Nested settings can also come from the environment with "__": LLMGW_SERVER__PORT=9000.
+
+# log_level = "info"
+# redis_url = "redis://127.0.0.1:6379/0"   # shared rate limits and key cache for several instances
+
+[database]
+# Unset: SQLite at $LLMGW_HOME/llmgw.db. PostgreSQL: plain postgresql:// URLs are accepted.
+# url = "postgresql://llmgw@127.0.0.1:5432/llmgw"      # or LLMGW_DATABASE_URL
+
+[server]
+host = "127.0.0.1"
+port = 8080
+# drain_seconds = 30       # on SIGTERM, time for in-flight requests and streams to finish
+# key_cache_seconds = 2    # a revoked key stops working within this many seconds
+
+[usage]
+# batch_size = 500
+# flush_interval = 0.2
+
+# One table per upstream. Model names are provider/model[:version], e.g. local/gpt-4o-mini.
+[[providers]]
+name = "local"                         # unique, lowercase
+kind = "openai"                        # openai | gigachat | yandexgpt
+base_url = "http://127.0.0.1:9001/v1"  # `llmgw emulate openai --port 9001` serves this
+api_key_env = "LOCAL_API_KEY"          # or store it: llmgw providers set-secret local
+models = ["gpt-4o-mini"]
+
+[aliases]
+# An alias is an ordered list of candidates; later ones are fallbacks.
+chat-default = ["local/gpt-4o-mini"]
+"""
+
+
+def _mask(path: tuple[str, ...], value: Any) -> Any:
+    if isinstance(value, SecretStr):
+        raw = value.get_secret_value()
+        return redact_url(raw) if "://" in raw else "********"
+    return value
+
+
+def _flatten(obj: Any, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any]]:
+    if isinstance(obj, BaseModel) and not isinstance(obj, SecretStr):
+        out: list[tuple[tuple[str, ...], Any]] = []
+        for name in type(obj).model_fields:
+            out.extend(_flatten(getattr(obj, name), (*prefix, name)))
+        return out
+    if isinstance(obj, list) and obj and isinstance(obj[0], BaseModel):
+        return [
+            item for i, v in enumerate(obj) for item in _flatten(v, (*prefix, str(i)))
+        ]
+    return [(prefix, obj)]
+
+
+def _rows(loaded: LoadedSettings) -> list[dict[str, Any]]:
+    rows = []
+    for path, value in _flatten(loaded.settings):
+        value = _mask(path, value)
+        if isinstance(value, dict):
+            value = {k: [getattr(t, "target", t) for t in v] for k, v in value.items()}
+        rows.append(
+            {
+                "key": ".".join(path),
+                "value": value if value is None or isinstance(value, bool | int | float | list | dict) else str(value),
+                "source": loaded.source_of(path),
+            }
+        )
+    return rows
+
+
+@config_app.command("show")
+def config_show(
+    ctx: typer.Context,
+    json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Print every setting with its value and where it came from; secrets are masked."""
+    loaded = state(ctx).loaded()
+    rows = _rows(loaded)
+    if json:
+        emit_json({"config_file": str(loaded.config_file) if loaded.config_file else None, "settings": rows})
+        return
+    stdout().print(f"config file: {loaded.config_file or '(none)'}")
+    print_table(rows, ["key", "value", "source"])
+
+
+@config_app.command("check")
+def config_check(ctx: typer.Context) -> None:
+    """Validate the configuration; exit 2 with file, line and key on the first error."""
+    loaded = state(ctx).loaded()
+    s = loaded.settings
+    names = {p.name for p in s.providers}
+    for alias, targets in s.aliases.items():
+        for t in targets:
+            target = getattr(t, "target", t)
+            assert isinstance(target, str)
+            provider = target.split("/", 1)[0]
+            if "/" not in target or provider not in names:
+                raise ConfigError(
+                    f"{loaded.config_file or 'config'}: aliases.{alias}: unknown provider in {target!r}",
+                    hint="alias targets are provider/model with a provider from [[providers]]",
+                )
+    where = loaded.config_file or "defaults and environment"
+    typer.echo(f"ok: {where} ({len(s.providers)} providers, {len(s.aliases)} aliases)")
+
+
+@config_app.command("init")
+def config_init(
+    path: Annotated[
+        Path | None,
+        typer.Argument(help="Where to write it (default $LLMGW_HOME/config.toml).", show_default=False),
+    ] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a commented example configuration file."""
+    target = path or default_home() / "config.toml"
+    if target.exists() and not force:
+        raise ConfigError(f"{target} already exists", hint="pass --force to overwrite it")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_suffix(target.suffix + ".tmp")
+    tmp.write_text(EXAMPLE, encoding="utf-8")
+    tmp.replace(target)
+    typer.echo(f"wrote {target}")

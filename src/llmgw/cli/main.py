@@ -1,0 +1,67 @@
+"""Entry point: runs the Typer app and turns every failure into one line on stderr and an exit code.
+
+Exit codes (also in docs/cli.md):
+0 ok, 1 unexpected error, 2 bad usage or config, 3 database unreachable, 4 not found,
+5 conflict (already exists), 6 authentication, 7 rate limited, 8 upstream failure,
+9 unavailable, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from collections.abc import Sequence
+from typing import NoReturn
+
+import typer.main
+
+from llmgw.cli.app import app
+from llmgw.cli.output import print_error
+from llmgw.errors import LlmgwError
+
+try:  # typer >= 0.25 ships its own copy of click
+    from typer._click import exceptions as click
+except ImportError:  # pragma: no cover - older typer on plain click
+    from click import exceptions as click  # type: ignore[no-redef]
+
+__all__ = ["main"]
+
+
+def main(argv: Sequence[str] | None = None) -> NoReturn:
+    """Run ``llmgw`` with ``argv`` (default ``sys.argv[1:]``) and exit."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in args
+    command = typer.main.get_command(app)
+    try:
+        rv = command.main(args=args, prog_name="llmgw", standalone_mode=False)
+    except LlmgwError as exc:
+        if debug:
+            traceback.print_exc()
+        print_error(exc.message, exc.hint)
+        sys.exit(exc.exit_code)
+    except click.UsageError as exc:
+        print_error(exc.format_message(), _usage_hint(exc))
+        sys.exit(2)
+    except click.ClickException as exc:
+        print_error(exc.format_message(), None)
+        sys.exit(exc.exit_code)
+    except (click.Abort, KeyboardInterrupt):
+        print_error("interrupted", None)
+        sys.exit(130)
+    except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no locals
+        if debug:
+            traceback.print_exc()
+            print_error(f"unexpected {type(exc).__name__}", None)
+        else:
+            print_error(
+                f"unexpected {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}",
+                "re-run with --debug for a traceback",
+            )
+        sys.exit(1)
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _usage_hint(exc: click.UsageError) -> str:
+    ctx = exc.ctx
+    path = ctx.command_path if ctx is not None else "llmgw"
+    return f"see `{path} --help`"

@@ -1,0 +1,79 @@
+"""How the CLI prints: tables for people, JSON for scripts, errors on stderr."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import orjson
+from rich.console import Console
+from rich.table import Table
+from rich.text import Text
+
+__all__ = ["emit_json", "print_error", "print_table", "stdout", "to_jsonable"]
+
+
+def stdout() -> Console:
+    """A console on the current stdout (created per call so tests can capture it)."""
+    return Console(file=sys.stdout, soft_wrap=True)
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, Decimal):
+        return str(obj)
+    if isinstance(obj, set | frozenset):
+        return sorted(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def to_jsonable(obj: Any) -> Any:
+    """Round-trip through orjson so UUIDs, datetimes and decimals become plain JSON values."""
+    return orjson.loads(orjson.dumps(obj, default=_default))
+
+
+def emit_json(data: Any) -> None:
+    """Print ``data`` as one JSON document on stdout."""
+    sys.stdout.write(orjson.dumps(data, default=_default, option=orjson.OPT_INDENT_2).decode())
+    sys.stdout.write("\n")
+    sys.stdout.flush()
+
+
+def _cell(v: Any) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, datetime):
+        return v.strftime("%Y-%m-%d %H:%M:%S")
+    if isinstance(v, UUID):
+        return str(v)
+    if isinstance(v, list | tuple):
+        return ",".join(map(str, v)) or "-"
+    return str(v)
+
+
+def print_table(
+    rows: Iterable[Mapping[str, Any]], columns: Sequence[str], *, title: str | None = None
+) -> None:
+    """Print ``rows`` as a table with ``columns``; an empty list prints a short notice."""
+    rows = list(rows)
+    con = stdout()
+    if not rows:
+        con.print(f"[dim]no {title or 'rows'}[/dim]")
+        return
+    table = Table(title=title, header_style="bold")
+    for c in columns:
+        table.add_column(c.replace("_", " "), overflow="fold")
+    for r in rows:
+        table.add_row(*(_cell(r.get(c)) for c in columns))
+    con.print(table)
+
+
+def print_error(message: str, hint: str | None) -> None:
+    """One line on stderr, plus a dim hint line when there is one."""
+    err = Console(file=sys.stderr, soft_wrap=True, highlight=False)
+    err.print(Text.assemble(("Error:", "bold red"), " ", message.replace("\n", " ")))
+    if hint:
+        err.print(Text(f"hint: {hint}", style="dim"))

@@ -1,0 +1,68 @@
+"""What every command shares: the global flags, and settings and database built on first use."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import typer
+from sqlalchemy.engine import Engine
+
+from llmgw.config import LoadedSettings, Settings, load_settings
+
+__all__ = ["CliState", "state"]
+
+
+@dataclass
+class CliState:
+    """Global options and lazily built services for one CLI invocation."""
+
+    config_file: Path | None = None
+    debug: bool = False
+    overrides: dict[str, Any] = field(default_factory=dict)
+    _loaded: LoadedSettings | None = None
+    _engine: Engine | None = None
+
+    def loaded(self) -> LoadedSettings:
+        """Settings with their sources (loaded once)."""
+        if self._loaded is None:
+            self._loaded = load_settings(self.config_file, self.overrides)
+        return self._loaded
+
+    @property
+    def settings(self) -> Settings:
+        """The settings of this invocation."""
+        return self.loaded().settings
+
+    def engine(self, *, migrate: bool = True) -> Engine:
+        """The database engine, connection checked, schema upgraded to head when ``migrate``."""
+        if self._engine is None:
+            from llmgw.storage.db import check_connection, make_engine
+            from llmgw.storage.schema import is_current, upgrade
+
+            s = self.settings
+            engine = make_engine(
+                s.database_url,
+                pool_size=min(s.database.pool_size, 5),
+                connect_timeout=s.database.connect_timeout,
+            )
+            check_connection(engine)
+            if migrate and not is_current(engine):
+                upgrade(engine)
+            self._engine = engine
+        return self._engine
+
+    def close(self) -> None:
+        """Release the database connections."""
+        if self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+
+def state(ctx: typer.Context) -> CliState:
+    """The ``CliState`` stored on the root context."""
+    root = ctx.find_root()
+    if not isinstance(root.obj, CliState):
+        root.obj = CliState()
+    return root.obj

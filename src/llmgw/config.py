@@ -1,0 +1,375 @@
+"""Settings: one object built once at the entry point, from flags, env, a TOML file and defaults.
+
+Precedence, highest first: command-line flags > ``LLMGW_*`` environment variables (``__`` for
+nesting, e.g. ``LLMGW_SERVER__PORT``) > the TOML file (``--config FILE``, else ``$LLMGW_CONFIG``,
+else ``$LLMGW_HOME/config.toml``) > defaults. ``load_settings`` also records which layer gave
+each value, for ``llmgw config show``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from llmgw.errors import ConfigError
+
+__all__ = [
+    "AliasTarget",
+    "DatabaseSettings",
+    "LoadedSettings",
+    "ProviderConfig",
+    "ServerSettings",
+    "Settings",
+    "UsageSettings",
+    "default_home",
+    "load_settings",
+]
+
+ENV_PREFIX = "LLMGW_"
+# Environment variables that are not settings fields but steer where settings come from.
+_META_ENV = {"LLMGW_HOME", "LLMGW_CONFIG"}
+# Short spellings accepted for often-set nested values.
+_ENV_ALIASES = {"LLMGW_DATABASE_URL": ("database", "url")}
+
+Source = Literal["default", "file", "env", "flag"]
+
+
+def default_home() -> Path:
+    """``$LLMGW_HOME``, else the platform's user data directory for llmgw."""
+    env = os.environ.get("LLMGW_HOME")
+    return Path(env).expanduser() if env else Path(platformdirs.user_data_dir("llmgw"))
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class DatabaseSettings(_Section):
+    """Where llmgw keeps users, keys and usage."""
+
+    url: SecretStr | None = None
+    """SQLAlchemy or plain URL (``postgresql://...``); unset means SQLite at ``$LLMGW_HOME/llmgw.db``."""
+    pool_size: int = Field(default=10, ge=1, le=200)
+    """Connections kept open per process (PostgreSQL)."""
+    connect_timeout: float = Field(default=5.0, gt=0, le=120)
+    """Seconds to wait for a connection before the database counts as unreachable."""
+
+
+class ServerSettings(_Section):
+    """The HTTP server started by ``llmgw serve``."""
+
+    host: str = "127.0.0.1"
+    """Interface to listen on."""
+    port: int = Field(default=8080, ge=0, le=65535)
+    """TCP port to listen on."""
+    workers: int = Field(default=1, ge=1, le=64)
+    """Worker processes."""
+    max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
+    """Largest accepted request body; bigger bodies get 413."""
+    drain_seconds: float = Field(default=30.0, ge=0, le=3600)
+    """On SIGTERM, how long in-flight requests and streams may take to finish."""
+    key_cache_seconds: float = Field(default=2.0, ge=0, le=60)
+    """How long an authenticated key is trusted without a database look-up (revocation bound)."""
+    access_log: bool = True
+    """Write one JSON access-log line per request."""
+
+
+class UsageSettings(_Section):
+    """The usage recorder's batching and spool."""
+
+    batch_size: int = Field(default=500, ge=1, le=100_000)
+    """Most rows written in one insert."""
+    flush_interval: float = Field(default=0.2, gt=0, le=60)
+    """Seconds between flushes of a partly filled batch."""
+    queue_max: int = Field(default=200_000, ge=100)
+    """Records held in memory before new records go straight to the spool."""
+    spool_dir: Path | None = None
+    """Where failed batches wait for the database; default ``$LLMGW_HOME/spool``."""
+    retry_interval: float = Field(default=2.0, gt=0, le=600)
+    """Seconds between attempts to replay the spool while the database is down."""
+
+
+class AliasTarget(_Section):
+    """One candidate of an alias, with an optional weight for load spreading."""
+
+    target: str
+    weight: float = Field(default=1.0, gt=0)
+
+
+_NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
+
+
+class ProviderConfig(_Section):
+    """One upstream provider, as a ``[[providers]]`` table."""
+
+    name: str
+    """Unique name used in model names: ``local/gpt-4o-mini``."""
+    kind: Literal["openai", "gigachat", "yandexgpt"]
+    """Which adapter speaks to it."""
+    base_url: str | None = None
+    """API base URL; each kind has a public default."""
+    api_key_env: str | None = None
+    """Environment variable holding the credential; else the OS keyring (``providers set-secret``)."""
+    models: list[str] = Field(default_factory=list)
+    """Models offered; empty means ask the provider."""
+    max_concurrency: int | None = Field(default=None, ge=1, le=10_000)
+    """Most requests in flight to this provider at once."""
+    connect_timeout: float = Field(default=5.0, gt=0)
+    """Seconds to open a connection."""
+    first_byte_timeout: float = Field(default=60.0, gt=0)
+    """Seconds until the response headers arrive."""
+    idle_timeout: float = Field(default=30.0, gt=0)
+    """Seconds between two chunks of a stream."""
+    total_timeout: float = Field(default=600.0, gt=0)
+    """Seconds for the whole request."""
+
+    @field_validator("name")
+    @classmethod
+    def _check_name(cls, v: str) -> str:
+        if not _NAME_RE.match(v):
+            raise ValueError("use lowercase letters, digits, '-' and '_' (at most 63)")
+        return v
+
+
+class Settings(BaseSettings):
+    """Every llmgw setting. Build with ``load_settings``; pass it down, never read env deep inside."""
+
+    model_config = SettingsConfigDict(extra="forbid", validate_default=True)
+
+    home: Path = Field(default_factory=default_home)
+    """Data directory (``LLMGW_HOME``): SQLite database, spool, config."""
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    """Log verbosity."""
+    redis_url: SecretStr | None = None
+    """Redis for shared state across instances; unset keeps state in memory."""
+    database: DatabaseSettings = Field(default_factory=DatabaseSettings)
+    server: ServerSettings = Field(default_factory=ServerSettings)
+    usage: UsageSettings = Field(default_factory=UsageSettings)
+    providers: list[ProviderConfig] = Field(default_factory=list)
+    aliases: dict[str, list[str | AliasTarget]] = Field(default_factory=dict)
+    """Alias name -> ordered candidates (``provider/model[:version]``)."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # load_settings merges the layers itself so it can tell where each value came from.
+        return (init_settings,)
+
+    @field_validator("providers")
+    @classmethod
+    def _unique_providers(cls, v: list[ProviderConfig]) -> list[ProviderConfig]:
+        seen: set[str] = set()
+        for p in v:
+            if p.name in seen:
+                raise ValueError(f"provider name {p.name!r} is used twice")
+            seen.add(p.name)
+        return v
+
+    @property
+    def database_url(self) -> str:
+        """The SQLAlchemy URL to use, defaulting to SQLite under ``home``."""
+        if self.database.url is not None:
+            return self.database.url.get_secret_value()
+        return f"sqlite:///{self.home / 'llmgw.db'}"
+
+    @property
+    def spool_dir(self) -> Path:
+        """Directory of the usage spool."""
+        return self.usage.spool_dir or self.home / "spool"
+
+    def provider(self, name: str) -> ProviderConfig | None:
+        """The provider called ``name``, if configured."""
+        return next((p for p in self.providers if p.name == name), None)
+
+
+@dataclass
+class LoadedSettings:
+    """Settings plus where they came from."""
+
+    settings: Settings
+    config_file: Path | None
+    sources: dict[tuple[str, ...], Source] = field(default_factory=dict)
+
+    def source_of(self, path: tuple[str, ...]) -> Source:
+        """The layer that gave the value at ``path`` (or one of its parents)."""
+        for i in range(len(path), 0, -1):
+            if path[:i] in self.sources:
+                return self.sources[path[:i]]
+        return "default"
+
+
+def _config_path(explicit: Path | None, env: Mapping[str, str]) -> tuple[Path | None, bool]:
+    """The config file to read and whether the user named it (then it must exist)."""
+    if explicit is not None:
+        return explicit, True
+    if env.get("LLMGW_CONFIG"):
+        return Path(env["LLMGW_CONFIG"]).expanduser(), True
+    home = Path(env["LLMGW_HOME"]).expanduser() if env.get("LLMGW_HOME") else default_home()
+    return home / "config.toml", False
+
+
+def _read_toml(path: Path) -> tuple[dict[str, Any], str]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read config file {path}: {exc.strerror}",
+            hint="check the path given by --config or LLMGW_CONFIG",
+        ) from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text", hint="save the file as UTF-8") from None
+    try:
+        return tomllib.loads(text), text
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(
+            f"{path}: invalid TOML: {exc}", hint="see `llmgw config init` for a valid example"
+        ) from None
+
+
+def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
+    """``LLMGW_*`` variables as a nested dict; values that look like JSON are parsed."""
+    fields = set(Settings.model_fields)
+    out: dict[str, Any] = {}
+    for key, raw in env.items():
+        if not key.startswith(ENV_PREFIX) or key in _META_ENV:
+            continue
+        if key in _ENV_ALIASES:
+            path = _ENV_ALIASES[key]
+        else:
+            path = tuple(p.lower() for p in key[len(ENV_PREFIX) :].split("__"))
+        if path[0] not in fields:
+            continue  # not ours: other tools may use the prefix too
+        value: Any = raw
+        if raw[:1] in "[{":
+            try:
+                value = json.loads(raw)
+            except ValueError:
+                pass
+        node = out
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return out
+
+
+def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in top.items():
+        if isinstance(v, Mapping) and isinstance(out.get(k), dict) and k != "aliases":
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = v
+    return out
+
+
+def _leaf_paths(d: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    paths: list[tuple[str, ...]] = []
+    for k, v in d.items():
+        p = (*prefix, str(k))
+        if isinstance(v, Mapping) and v and k not in ("aliases",):
+            paths.extend(_leaf_paths(v, p))
+        else:
+            paths.append(p)
+    return paths
+
+
+def _toml_key_lines(text: str) -> dict[tuple[str, ...], int]:
+    """Map each key path in a TOML text to its line number (1-based), for error messages."""
+    lines: dict[tuple[str, ...], int] = {}
+    header: tuple[str, ...] = ()
+    counts: dict[tuple[str, ...], int] = {}
+    for no, line in enumerate(text.splitlines(), start=1):
+        s = line.strip()
+        if s.startswith("[["):
+            name = tuple(s.strip("[] ").split("."))
+            counts[name] = counts.get(name, -1) + 1
+            header = (*name, str(counts[name]))
+            lines.setdefault(header, no)
+        elif s.startswith("["):
+            header = tuple(s.strip("[] ").split("."))
+            lines.setdefault(header, no)
+        elif "=" in s and not s.startswith("#"):
+            key = s.split("=", 1)[0].strip().strip('"')
+            lines.setdefault((*header, *key.split(".")), no)
+    return lines
+
+
+def _describe_error(
+    exc: ValidationError, layers: dict[Source, dict[str, Any]], path: Path | None, text: str
+) -> str:
+    err = exc.errors()[0]
+    loc = tuple(str(p) for p in err["loc"])
+    key = ".".join(loc) or "settings"
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown setting"
+    for source in ("flag", "env", "file"):
+        if loc and loc[0] in layers.get(source, {}):  # type: ignore[call-overload]
+            break
+    else:
+        source = "default"
+    where = ""
+    if source == "file" and path is not None:
+        key_lines = _toml_key_lines(text)
+        line = next((key_lines[loc[:i]] for i in range(len(loc), 0, -1) if loc[:i] in key_lines), None)
+        where = f"{path}:{line}: " if line else f"{path}: "
+    elif source == "env":
+        where = "environment: "
+    elif source == "flag":
+        where = "command line: "
+    more = f" (and {len(exc.errors()) - 1} more)" if len(exc.errors()) > 1 else ""
+    return f"{where}{key}: {msg}{more}"
+
+
+def load_settings(
+    config_file: Path | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    env: Mapping[str, str] | None = None,
+) -> LoadedSettings:
+    """Build the settings from the four layers; raise ``ConfigError`` naming file, line and key."""
+    env = os.environ if env is None else env
+    path, must_exist = _config_path(config_file, env)
+    file_layer: dict[str, Any] = {}
+    text = ""
+    if path is not None and (must_exist or path.exists()):
+        file_layer, text = _read_toml(path)
+    else:
+        path = None
+    home_layer: dict[str, Any] = {}
+    if env.get("LLMGW_HOME"):
+        home_layer["home"] = env["LLMGW_HOME"]
+    layers: dict[Source, dict[str, Any]] = {
+        "file": file_layer,
+        "env": _merge(home_layer, _env_layer(env)),
+        "flag": dict(overrides or {}),
+    }
+    merged: dict[str, Any] = {}
+    sources: dict[tuple[str, ...], Source] = {}
+    for source in ("file", "env", "flag"):
+        merged = _merge(merged, layers[source])  # type: ignore[index]
+        for p in _leaf_paths(layers[source]):  # type: ignore[index]
+            sources[p] = source  # type: ignore[assignment]
+    try:
+        settings = Settings(**merged)
+    except ValidationError as exc:
+        raise ConfigError(
+            _describe_error(exc, layers, path, text),
+            hint="run `llmgw config check` for details; `llmgw config init` writes an example",
+        ) from None
+    return LoadedSettings(settings=settings, config_file=path, sources=sources)

@@ -1,0 +1,196 @@
+"""The one error tree of llmgw, shared by the CLI, the server and the TUI.
+
+Each class carries what every face needs to show it: a process exit code for the CLI,
+an HTTP status and an OpenAI ``error.type`` for the server.
+
+    LlmgwError                    exit 1   500  api_error
+    ├── ConfigError               exit 2   500  api_error       bad settings or config file
+    ├── UsageError                exit 2   400  invalid_request_error   bad flag or argument value
+    ├── InvalidRequest            exit 2   400  invalid_request_error
+    │   ├── PayloadTooLarge       exit 2   413  invalid_request_error
+    │   └── ModelNotFound         exit 4   404  invalid_request_error (code model_not_found)
+    ├── NotFound                  exit 4   404  not_found_error
+    ├── Conflict                  exit 5   409  conflict_error          duplicate email, name...
+    ├── AuthError                 exit 6   401  authentication_error
+    ├── PermissionDenied          exit 6   403  permission_error
+    ├── RateLimited               exit 7   429  rate_limit_error        carries retry_after
+    ├── DatabaseError             exit 3   503  api_error               database unreachable or broken
+    ├── UpstreamError             exit 8   502  api_error               carries provider
+    │   └── UpstreamTimeout       exit 8   504  api_error
+    └── Unavailable               exit 9   503  api_error               circuit open, draining
+
+Messages never contain secrets: callers pass only names and prefixes.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AuthError",
+    "ConfigError",
+    "Conflict",
+    "DatabaseError",
+    "InvalidRequest",
+    "LlmgwError",
+    "ModelNotFound",
+    "NotFound",
+    "PayloadTooLarge",
+    "PermissionDenied",
+    "RateLimited",
+    "Unavailable",
+    "UpstreamError",
+    "UpstreamTimeout",
+    "UsageError",
+]
+
+
+class LlmgwError(Exception):
+    """Root of every error llmgw shows to a person or a client."""
+
+    exit_code: int = 1
+    http_status: int = 500
+    error_type: str = "api_error"
+    code: str | None = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        param: str | None = None,
+        code: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        self.param = param
+        if code is not None:
+            self.code = code
+
+    def to_openai(self) -> dict[str, object]:
+        """The OpenAI error envelope for this error."""
+        return {
+            "error": {
+                "message": self.message,
+                "type": self.error_type,
+                "param": self.param,
+                "code": self.code,
+            }
+        }
+
+
+class ConfigError(LlmgwError):
+    """The settings or the config file are invalid."""
+
+    exit_code = 2
+
+
+class UsageError(LlmgwError):
+    """A command-line argument has a bad value (a duration, a number, a list)."""
+
+    exit_code = 2
+    http_status = 400
+    error_type = "invalid_request_error"
+
+
+class InvalidRequest(LlmgwError):
+    """A client request is malformed or fails validation."""
+
+    exit_code = 2
+    http_status = 400
+    error_type = "invalid_request_error"
+
+
+class PayloadTooLarge(InvalidRequest):
+    """The request body is over the configured limit."""
+
+    http_status = 413
+    code = "payload_too_large"
+
+
+class ModelNotFound(InvalidRequest):
+    """The requested model or alias is not configured."""
+
+    exit_code = 4
+    http_status = 404
+    code = "model_not_found"
+
+
+class NotFound(LlmgwError):
+    """A named object (key, user, alert) does not exist."""
+
+    exit_code = 4
+    http_status = 404
+    error_type = "not_found_error"
+
+
+class Conflict(LlmgwError):
+    """The object already exists or is in a state that forbids the change."""
+
+    exit_code = 5
+    http_status = 409
+    error_type = "conflict_error"
+
+
+class AuthError(LlmgwError):
+    """Missing, malformed, unknown, expired or revoked credentials."""
+
+    exit_code = 6
+    http_status = 401
+    error_type = "authentication_error"
+    code = "invalid_api_key"
+
+
+class PermissionDenied(LlmgwError):
+    """The credentials are valid but do not allow this (a model outside the allow-list)."""
+
+    exit_code = 6
+    http_status = 403
+    error_type = "permission_error"
+    code = "model_not_allowed"
+
+
+class RateLimited(LlmgwError):
+    """A limit was hit; ``retry_after`` says when to come back, in seconds."""
+
+    exit_code = 7
+    http_status = 429
+    error_type = "rate_limit_error"
+    code = "rate_limit_exceeded"
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kw: str | None) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.retry_after = retry_after
+
+
+class DatabaseError(LlmgwError):
+    """The database is unreachable or refused an operation."""
+
+    exit_code = 3
+    http_status = 503
+
+
+class UpstreamError(LlmgwError):
+    """The upstream provider failed or answered with something unusable."""
+
+    exit_code = 8
+    http_status = 502
+    code = "upstream_error"
+
+    def __init__(self, message: str, *, provider: str | None = None, **kw: str | None) -> None:
+        super().__init__(message, **kw)  # type: ignore[arg-type]
+        self.provider = provider
+
+
+class UpstreamTimeout(UpstreamError):
+    """The upstream provider did not answer in time."""
+
+    http_status = 504
+    code = "upstream_timeout"
+
+
+class Unavailable(LlmgwError):
+    """The gateway cannot serve this now (circuit open, draining, spool full)."""
+
+    exit_code = 9
+    http_status = 503
+    code = "unavailable"

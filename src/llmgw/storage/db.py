@@ -1,0 +1,85 @@
+"""Database engines: SQLite (embedded default) and PostgreSQL through psycopg 3."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
+
+from llmgw.errors import ConfigError, DatabaseError
+
+__all__ = ["check_connection", "make_engine", "normalize_url", "redact_url"]
+
+
+def normalize_url(raw: str) -> URL:
+    """Parse a database URL; plain ``postgresql://`` and ``postgres://`` mean psycopg 3."""
+    try:
+        url = make_url(raw)
+    except ArgumentError:
+        raise ConfigError(
+            "database URL is not a valid URL",
+            hint="use sqlite:///PATH or postgresql://USER@HOST:PORT/DB",
+        ) from None
+    if url.drivername in ("postgresql", "postgres", "postgresql+psycopg2"):
+        url = url.set(drivername="postgresql+psycopg")
+    if url.drivername not in ("sqlite", "sqlite+pysqlite", "postgresql+psycopg"):
+        raise ConfigError(
+            f"unsupported database driver {url.drivername!r}",
+            hint="llmgw supports sqlite:/// and postgresql:// URLs",
+        )
+    return url
+
+
+def redact_url(url: str | URL) -> str:
+    """The URL as text with any password masked, safe for logs and errors."""
+    if isinstance(url, str):
+        try:
+            url = make_url(url)
+        except ArgumentError:
+            return "<invalid url>"
+    return url.render_as_string(hide_password=True)
+
+
+def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=10000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.execute("PRAGMA synchronous=NORMAL")
+    cur.close()
+
+
+def make_engine(raw_url: str, *, pool_size: int = 10, connect_timeout: float = 5.0) -> Engine:
+    """An engine for ``raw_url`` with llmgw's connection settings; SQLite dirs are created."""
+    url = normalize_url(raw_url)
+    if url.get_backend_name() == "sqlite":
+        if url.database and url.database != ":memory:":
+            Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        engine = sa.create_engine(
+            url, connect_args={"timeout": 10, "check_same_thread": False}, pool_pre_ping=False
+        )
+        sa.event.listen(engine, "connect", _sqlite_pragmas)
+        return engine
+    return sa.create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        pool_pre_ping=True,
+        connect_args={"connect_timeout": max(1, int(connect_timeout))},
+    )
+
+
+def check_connection(engine: Engine) -> None:
+    """Open one connection; raise ``DatabaseError`` (password masked) if that fails."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except (OperationalError, SQLAlchemyError, OSError) as exc:
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0][:200]
+        raise DatabaseError(
+            f"cannot connect to the database at {redact_url(engine.url)}: {reason}",
+            hint="check LLMGW_DATABASE_URL (or [database] url) and that the server is running",
+        ) from None

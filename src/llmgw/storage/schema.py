@@ -1,0 +1,53 @@
+"""Schema migrations with Alembic, configured in code so they work from a wheel or a checkout."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.engine import Engine
+
+__all__ = ["alembic_config", "current_revision", "downgrade", "head_revision", "is_current", "upgrade"]
+
+
+def alembic_config(engine: Engine) -> Config:
+    """An Alembic config whose scripts are the packaged ``llmgw.migrations``."""
+    cfg = Config()
+    cfg.set_main_option("script_location", str(resources.files("llmgw.migrations")))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Migrate the database up to ``revision``."""
+    command.upgrade(alembic_config(engine), revision)
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Migrate the database down to ``revision`` (``base`` empties it)."""
+    command.downgrade(alembic_config(engine), revision)
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The revision the database is at, or ``None`` when it was never migrated."""
+    with engine.connect() as conn:
+        return MigrationContext.configure(conn).get_current_revision()
+
+
+def head_revision(engine: Engine) -> str | None:
+    """The newest revision this version of llmgw knows."""
+    return ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+
+
+def is_current(engine: Engine) -> bool:
+    """Whether the database is at the newest revision."""
+    return current_revision(engine) == head_revision(engine)
+
+
+def table_names(engine: Engine) -> list[str]:
+    """Tables present in the database (for diagnostics)."""
+    return sorted(sa.inspect(engine).get_table_names())

@@ -1,0 +1,127 @@
+"""Shared fixtures: an isolated LLMGW_HOME, real PostgreSQL databases, a migrated engine, the CLI."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import pytest
+from sqlalchemy.engine import Engine
+
+PG_ADMIN_DSN = os.environ.get("LLMGW_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("LLMGW_TEST_REDIS", "redis://127.0.0.1:6379/0")
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def _need(service: str, host: str, port: int) -> None:
+    """Skip when a server is down locally; under CI=true a missing server is a failure."""
+    try:
+        with socket.create_connection((host, port), timeout=2):
+            return
+    except OSError:
+        msg = f"{service} is not reachable at {host}:{port}"
+        if IN_CI:
+            pytest.fail(msg + " (CI=true: required)")
+        pytest.skip(msg)
+
+
+@pytest.fixture(autouse=True)
+def _isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test gets its own LLMGW_HOME and no LLMGW_* settings from the developer's shell."""
+    for key in list(os.environ):
+        if key.startswith("LLMGW_") and not key.startswith("LLMGW_TEST_"):
+            monkeypatch.delenv(key)
+    home = tmp_path / "llmgw-home"
+    monkeypatch.setenv("LLMGW_HOME", str(home))
+    return home
+
+
+@pytest.fixture
+def home(_isolate: Path) -> Path:
+    """This test's LLMGW_HOME."""
+    return _isolate
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A fresh, empty PostgreSQL database for this test, dropped afterwards."""
+    _need("PostgreSQL", "127.0.0.1", 5432)
+    name = f"llmgw_t_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"postgresql://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN_DSN, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """The test Redis server (tests namespace their keys)."""
+    _need("Redis", "127.0.0.1", 6379)
+    return REDIS_URL
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, home: Path) -> str:
+    """Each test using this runs twice: on SQLite under LLMGW_HOME and on a fresh PostgreSQL DB."""
+    if request.param == "sqlite":
+        return f"sqlite:///{home / 'test.db'}"
+    return str(request.getfixturevalue("pg_url"))
+
+
+@pytest.fixture
+def engine(db_url: str) -> Iterator[Engine]:
+    """A migrated engine on ``db_url``."""
+    from llmgw.storage.db import make_engine
+    from llmgw.storage.schema import upgrade
+
+    eng = make_engine(db_url)
+    upgrade(eng)
+    try:
+        yield eng
+    finally:
+        eng.dispose()
+
+
+@dataclass
+class CliResult:
+    """What one CLI run gave back."""
+
+    exit_code: int
+    stdout: str
+    stderr: str
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+    """Run ``llmgw ARGS`` in-process through the real entry point (error handling included)."""
+    from llmgw.cli import main
+
+    def run(*args: str, env: dict[str, str] | None = None) -> CliResult:
+        old = {k: os.environ.get(k) for k in (env or {})}
+        os.environ.update(env or {})
+        capsys.readouterr()
+        try:
+            try:
+                main(list(args))
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+            else:  # pragma: no cover - main always exits
+                code = 0
+        finally:
+            for k, v in old.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        out = capsys.readouterr()
+        return CliResult(code, out.out, out.err)
+
+    return run
