@@ -1,0 +1,1 @@
+"""The llmgw HTTP server (Starlette): ``create_app(settings)``."""

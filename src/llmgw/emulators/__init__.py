@@ -1,0 +1,1 @@
+"""Local servers that speak real services' wire formats (``llmgw emulate ...``)."""
