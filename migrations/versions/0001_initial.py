@@ -74,9 +74,7 @@ def upgrade() -> None:
     op.create_index("ix_usage_created_at", "usage", ["created_at"])
     op.create_index("ix_usage_key_created", "usage", ["key_id", "created_at"])
     op.create_index("ix_usage_user_created", "usage", ["user_id", "created_at"])
-    op.create_index(
-        "ix_usage_provider_model_created", "usage", ["provider", "model", "created_at"]
-    )
+    op.create_index("ix_usage_provider_model_created", "usage", ["provider", "model", "created_at"])
     op.create_table(
         "provider_status",
         sa.Column("provider", sa.String(64), primary_key=True),

@@ -8,6 +8,7 @@ each value, for ``llmgw config show``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -249,6 +250,7 @@ def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
     for key, raw in env.items():
         if not key.startswith(ENV_PREFIX) or key in _META_ENV:
             continue
+        path: tuple[str, ...]
         if key in _ENV_ALIASES:
             path = _ENV_ALIASES[key]
         else:
@@ -257,10 +259,8 @@ def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
             continue  # not ours: other tools may use the prefix too
         value: Any = raw
         if raw[:1] in "[{":
-            try:
+            with contextlib.suppress(ValueError):
                 value = json.loads(raw)
-            except ValueError:
-                pass
         node = out
         for part in path[:-1]:
             node = node.setdefault(part, {})
@@ -319,15 +319,17 @@ def _describe_error(
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         msg = "unknown setting"
-    for source in ("flag", "env", "file"):
-        if loc and loc[0] in layers.get(source, {}):  # type: ignore[call-overload]
+    source: Source = "default"
+    for candidate in ("flag", "env", "file"):
+        if loc and loc[0] in layers.get(candidate, {}):
+            source = candidate
             break
-    else:
-        source = "default"
     where = ""
     if source == "file" and path is not None:
         key_lines = _toml_key_lines(text)
-        line = next((key_lines[loc[:i]] for i in range(len(loc), 0, -1) if loc[:i] in key_lines), None)
+        line = next(
+            (key_lines[loc[:i]] for i in range(len(loc), 0, -1) if loc[:i] in key_lines), None
+        )
         where = f"{path}:{line}: " if line else f"{path}: "
     elif source == "env":
         where = "environment: "
@@ -361,10 +363,11 @@ def load_settings(
     }
     merged: dict[str, Any] = {}
     sources: dict[tuple[str, ...], Source] = {}
-    for source in ("file", "env", "flag"):
-        merged = _merge(merged, layers[source])  # type: ignore[index]
-        for p in _leaf_paths(layers[source]):  # type: ignore[index]
-            sources[p] = source  # type: ignore[assignment]
+    order: tuple[Source, ...] = ("file", "env", "flag")
+    for source in order:
+        merged = _merge(merged, layers[source])
+        for p in _leaf_paths(layers[source]):
+            sources[p] = source
     try:
         settings = Settings(**merged)
     except ValidationError as exc:

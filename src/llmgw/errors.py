@@ -158,7 +158,7 @@ class RateLimited(LlmgwError):
     code = "rate_limit_exceeded"
 
     def __init__(self, message: str, *, retry_after: float | None = None, **kw: str | None) -> None:
-        super().__init__(message, **kw)  # type: ignore[arg-type]
+        super().__init__(message, **kw)
         self.retry_after = retry_after
 
 
@@ -177,7 +177,7 @@ class UpstreamError(LlmgwError):
     code = "upstream_error"
 
     def __init__(self, message: str, *, provider: str | None = None, **kw: str | None) -> None:
-        super().__init__(message, **kw)  # type: ignore[arg-type]
+        super().__init__(message, **kw)
         self.provider = provider
 
 

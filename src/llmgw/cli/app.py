@@ -38,11 +38,21 @@ def root(
     ctx: typer.Context,
     config: Annotated[
         Path | None,
-        typer.Option("--config", "-c", help="TOML config file (else $LLMGW_CONFIG, else $LLMGW_HOME/config.toml).", show_default=False),
+        typer.Option(
+            "--config",
+            "-c",
+            help="TOML config file (else $LLMGW_CONFIG, else $LLMGW_HOME/config.toml).",
+            show_default=False,
+        ),
     ] = None,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for unexpected errors.")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks for unexpected errors.")
+    ] = False,
     version: Annotated[
-        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit."
+        ),
     ] = False,
 ) -> None:
     """llmgw: an OpenAI-compatible LLM gateway administered from the terminal."""

@@ -67,9 +67,7 @@ def _flatten(obj: Any, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ..
             out.extend(_flatten(getattr(obj, name), (*prefix, name)))
         return out
     if isinstance(obj, list) and obj and isinstance(obj[0], BaseModel):
-        return [
-            item for i, v in enumerate(obj) for item in _flatten(v, (*prefix, str(i)))
-        ]
+        return [item for i, v in enumerate(obj) for item in _flatten(v, (*prefix, str(i)))]
     return [(prefix, obj)]
 
 
@@ -82,7 +80,9 @@ def _rows(loaded: LoadedSettings) -> list[dict[str, Any]]:
         rows.append(
             {
                 "key": ".".join(path),
-                "value": value if value is None or isinstance(value, bool | int | float | list | dict) else str(value),
+                "value": value
+                if value is None or isinstance(value, bool | int | float | list | dict)
+                else str(value),
                 "source": loaded.source_of(path),
             }
         )
@@ -98,7 +98,12 @@ def config_show(
     loaded = state(ctx).loaded()
     rows = _rows(loaded)
     if json:
-        emit_json({"config_file": str(loaded.config_file) if loaded.config_file else None, "settings": rows})
+        emit_json(
+            {
+                "config_file": str(loaded.config_file) if loaded.config_file else None,
+                "settings": rows,
+            }
+        )
         return
     stdout().print(f"config file: {loaded.config_file or '(none)'}")
     print_table(rows, ["key", "value", "source"])
@@ -128,7 +133,9 @@ def config_check(ctx: typer.Context) -> None:
 def config_init(
     path: Annotated[
         Path | None,
-        typer.Argument(help="Where to write it (default $LLMGW_HOME/config.toml).", show_default=False),
+        typer.Argument(
+            help="Where to write it (default $LLMGW_HOME/config.toml).", show_default=False
+        ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:

@@ -40,7 +40,9 @@ def db_downgrade(
     engine = state(ctx).engine(migrate=False)
     before = current_revision(engine)
     downgrade(engine, revision)
-    typer.echo(f"{redact_url(engine.url)}: {before or 'empty'} -> {current_revision(engine) or 'empty'}")
+    typer.echo(
+        f"{redact_url(engine.url)}: {before or 'empty'} -> {current_revision(engine) or 'empty'}"
+    )
 
 
 @db_app.command("current")
@@ -54,7 +56,9 @@ def db_current(
     engine = state(ctx).engine(migrate=False)
     cur, head = current_revision(engine), head_revision(engine)
     if json:
-        emit_json({"url": redact_url(engine.url), "current": cur, "head": head, "up_to_date": cur == head})
+        emit_json(
+            {"url": redact_url(engine.url), "current": cur, "head": head, "up_to_date": cur == head}
+        )
         return
     note = "up to date" if cur == head else f"behind; run `llmgw db upgrade` (head is {head})"
     typer.echo(f"{redact_url(engine.url)}: {cur or 'empty'} ({note})")

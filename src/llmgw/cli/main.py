@@ -13,6 +13,7 @@ import traceback
 from collections.abc import Sequence
 from typing import NoReturn
 
+import typer
 import typer.main
 
 from llmgw.cli.app import app
@@ -45,7 +46,7 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     except click.ClickException as exc:
         print_error(exc.format_message(), None)
         sys.exit(exc.exit_code)
-    except (click.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         print_error("interrupted", None)
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no locals

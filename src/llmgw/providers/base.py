@@ -98,7 +98,12 @@ class ModelCard:
 
     def as_dict(self) -> dict[str, Any]:
         """The OpenAI ``model`` object."""
-        return {"id": self.id, "object": "model", "created": self.created, "owned_by": self.owned_by}
+        return {
+            "id": self.id,
+            "object": "model",
+            "created": self.created,
+            "owned_by": self.owned_by,
+        }
 
 
 @runtime_checkable

@@ -20,7 +20,6 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-
 class User(SQLModel, table=True):
     """A person or service that owns API keys."""
 
@@ -68,7 +67,9 @@ class UsageRecord(SQLModel, table=True):
     id: int | None = Field(
         default=None,
         sa_column=sa.Column(
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=True
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            primary_key=True,
+            autoincrement=True,
         ),
     )
     request_id: str = Field(max_length=64, sa_column_kwargs={"unique": True}, nullable=False)
