@@ -15,6 +15,7 @@ import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -28,6 +29,7 @@ __all__ = [
     "AliasTarget",
     "DatabaseSettings",
     "LoadedSettings",
+    "ModelPrice",
     "ProviderConfig",
     "ServerSettings",
     "Settings",
@@ -110,6 +112,17 @@ class AliasTarget(_Section):
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
+class ModelPrice(_Section):
+    """Price of one model per 1M tokens (``[providers.prices."MODEL"]``); see llmgw.usage.pricing."""
+
+    input: Decimal = Field(ge=0, max_digits=20, decimal_places=10)
+    """Price per 1M prompt (input) tokens."""
+    output: Decimal = Field(ge=0, max_digits=20, decimal_places=10)
+    """Price per 1M completion (output) tokens."""
+    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    """ISO 4217 code of the prices, e.g. USD or RUB."""
+
+
 class ProviderConfig(_Section):
     """One upstream provider, as a ``[[providers]]`` table."""
 
@@ -133,6 +146,8 @@ class ProviderConfig(_Section):
     """Seconds between two chunks of a stream."""
     total_timeout: float = Field(default=600.0, gt=0)
     """Seconds for the whole request."""
+    prices: dict[str, ModelPrice] = Field(default_factory=dict)
+    """Model (provider-side name) -> price per 1M tokens; unpriced models cost 0."""
 
     @field_validator("name")
     @classmethod
