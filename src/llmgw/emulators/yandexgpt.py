@@ -1,0 +1,472 @@
+"""A local YandexGPT (Foundation Models v1 REST) plus the IAM token exchange, on one port.
+
+Formats follow the shared reference ``yandexgpt.md``: the ``{"result": ...}`` wrapper, int64 counts as
+strings, ``modelVersion`` per branch, the native stream as newline-delimited JSON objects each holding
+the whole text so far, ``toolCallList`` with object arguments, the ``{"error": {grpcCode, httpCode,
+message, httpStatus, details}}`` envelope, and the per-model concurrency gauge answered with 429.
+
+Markers in the last user message steer a reply: ``[[rewrite]]`` (the stream rewrites earlier text
+before finishing), ``[[content_filter]]`` (the final chunk is a content-filter replacement).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import math
+import random
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from llmgw.emulators.faults import fault_response, json_response
+
+__all__ = [
+    "DEFAULT_API_KEY",
+    "DEFAULT_FOLDER",
+    "IAM_AUDIENCE",
+    "YandexGPTEmulator",
+    "create_app",
+    "make_service_account_key",
+]
+
+DEFAULT_FOLDER = "b1gemulatorfolder0001"
+DEFAULT_API_KEY = "AQVNemulator-api-key-0000000000000000000"
+IAM_AUDIENCE = "https://iam.api.cloud.yandex.net/iam/v1/tokens"
+# Model -> branch -> modelVersion: each branch answers with its own version date.
+MODEL_VERSIONS: dict[str, dict[str, str]] = {
+    "yandexgpt-lite": {"latest": "09.02.2025", "rc": "22.05.2025", "deprecated": "23.10.2024"},
+    "yandexgpt": {"latest": "09.02.2025", "rc": "15.07.2025", "deprecated": "23.10.2024"},
+    "llama-lite": {"latest": "25.07.2024", "rc": "25.07.2024", "deprecated": "25.07.2024"},
+    "llama": {"latest": "06.12.2024", "rc": "06.12.2024", "deprecated": "06.12.2024"},
+}
+EMBED_MODELS = {"text-search-doc": "06.12.2023", "text-search-query": "06.12.2023"}
+EMBED_DIM = 256
+FILTERED_TEXT = "К сожалению, я не могу ничего сказать об этом. Давайте сменим тему?"
+_REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
+            429: "Too Many Requests", 500: "Internal Server Error"}  # fmt: skip
+_GRPC = {400: 3, 401: 16, 403: 7, 404: 5, 429: 8, 500: 13}
+
+
+def tokens_of(text: str) -> int:
+    """The emulator's token count: about four characters per token, at least one."""
+    return max(1, math.ceil(len(text) / 4))
+
+
+def make_service_account_key(
+    *, service_account_id: str = "ajeemulatorsvcacc0001", key_id: str | None = None
+) -> dict[str, str]:
+    """A new authorized key in ``yc iam key create`` JSON shape (RSA 2048, private key included)."""
+    private = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = private.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public = (
+        private.public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+        .decode()
+    )
+    return {
+        "id": key_id or "aje" + secrets.token_hex(9)[:17],
+        "service_account_id": service_account_id,
+        "created_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "key_algorithm": "RSA_2048",
+        "public_key": public,
+        "private_key": pem,
+    }
+
+
+@dataclass
+class _Iam:
+    folder: str | None  # None: a service-account token (the SA's folder applies)
+    expires_at: float
+
+
+@dataclass
+class YandexGPTEmulator:
+    """The emulator's switches and counters; tests may change switches while it runs."""
+
+    folder_id: str
+    api_keys: set[str]
+    sa_keys: dict[str, tuple[str, str]]
+    """Authorized key id -> (service account id, public key PEM)."""
+    iam_token_ttl: float = 12 * 3600.0
+    latency_ms: float = 0.0
+    fail_rate: float = 0.0
+    max_concurrency: int = 10
+    """Concurrent generations per model (the ``SessionsCount`` gauge quota)."""
+    fault: str | None = None
+    iam_fault: str | None = None
+    hang_seconds: float = 30.0
+    iam_calls: int = 0
+    api_calls: int = 0
+    requests: list[dict[str, Any]] = field(default_factory=list)
+    iam_tokens: dict[str, _Iam] = field(default_factory=dict)
+    in_flight: dict[str, int] = field(default_factory=dict)
+    rng: random.Random = field(default_factory=random.Random)
+
+    def add_user_iam_token(self, folder: str, ttl: float = 3600.0) -> str:
+        """Register a user-account IAM token (it needs ``x-folder-id``); returns it."""
+        token = "t1." + secrets.token_urlsafe(64)
+        self.iam_tokens[token] = _Iam(folder, time.time() + ttl)
+        return token
+
+    def expire_tokens(self) -> None:
+        """Make every issued IAM token expired."""
+        for t in self.iam_tokens.values():
+            t.expires_at = 0.0
+
+
+def _err(status: int, message: str) -> Response:
+    body = {"grpcCode": _GRPC.get(status, 2), "httpCode": status, "message": message,
+            "httpStatus": _REASONS.get(status, "Unknown"), "details": []}  # fmt: skip
+    return json_response({"error": body}, status)
+
+
+def _iam_err(status: int, code: int, message: str) -> Response:
+    return json_response({"code": code, "message": message, "details": []}, status)
+
+
+def _headers(request: Request) -> dict[str, str]:
+    h = {
+        "x-request-id": str(uuid.uuid4()),
+        "x-server-trace-id": secrets.token_hex(8),
+        "server": "ycalb",
+    }
+    if request.headers.get("x-client-request-id"):
+        h["x-client-request-id"] = request.headers["x-client-request-id"]
+    return h
+
+
+def _count(value: Any) -> int | None:
+    """An int64 field that may come as a number or a string."""
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.lstrip("-").isdigit():
+        return int(value)
+    return None
+
+
+class _App:
+    def __init__(self, emu: YandexGPTEmulator) -> None:
+        self.emu = emu
+
+    async def _fault(self, fault: str | None, request: Request) -> Response | None:
+        quota = f"ai.textGenerationCompletionSessionsCount.count gauge quota limit exceed: allowed {self.emu.max_concurrency} requests"
+        return await fault_response(
+            fault,
+            request,
+            fail_rate=self.emu.fail_rate,
+            rng=self.emu.rng,
+            error_500=lambda: _err(500, "Internal server error"),
+            error_429=lambda: _err(429, quota),
+            hang_seconds=self.emu.hang_seconds,
+        )
+
+    async def _sleep(self) -> None:
+        if self.emu.latency_ms > 0:
+            await asyncio.sleep(self.emu.latency_ms / 1000)
+
+    # -- IAM -----------------------------------------------------------------------------------
+    async def iam_tokens(self, request: Request) -> Response:
+        emu = self.emu
+        faulty = await self._fault(emu.iam_fault, request)
+        if faulty is not None:
+            return faulty
+        try:
+            body = json.loads(await request.body())
+            assertion = body["jwt"]
+            header = jwt.get_unverified_header(assertion)
+        except (ValueError, KeyError, TypeError, jwt.PyJWTError):
+            return _iam_err(400, 3, "Exactly one of jwt or yandexPassportOauthToken must be set")
+        if header.get("alg") != "PS256":
+            return _iam_err(400, 3, "JWT alg must be PS256")
+        known = emu.sa_keys.get(str(header.get("kid")))
+        if known is None:
+            return _iam_err(401, 16, "Key not found")
+        sa_id, public = known
+        try:
+            claims = jwt.decode(
+                assertion, public, algorithms=["PS256"], audience=IAM_AUDIENCE, issuer=sa_id,
+                options={"require": ["iss", "aud", "iat", "exp"]},
+            )  # fmt: skip
+        except jwt.PyJWTError as exc:
+            return _iam_err(401, 16, f"JWT is invalid: {type(exc).__name__}")
+        if int(claims["exp"]) - int(claims["iat"]) > 3600:
+            return _iam_err(400, 3, "JWT lifetime must not exceed 1 hour")
+        token = "t1." + secrets.token_urlsafe(64)
+        expires = time.time() + emu.iam_token_ttl
+        emu.iam_tokens[token] = _Iam(None, expires)
+        emu.iam_calls += 1
+        expires_at = datetime.fromtimestamp(expires, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f000Z")
+        return json_response({"iamToken": token, "expiresAt": expires_at})
+
+    # -- API plumbing --------------------------------------------------------------------------
+    async def _gate(self, request: Request) -> Response | None:
+        emu = self.emu
+        scheme, _, cred = request.headers.get("authorization", "").partition(" ")
+        header_folder = request.headers.get("x-folder-id")
+        if not cred:
+            return _err(401, "IAM token or API key has to be passed in request")
+        if scheme == "Api-Key":
+            if cred not in emu.api_keys:
+                return _err(401, "Unknown api key")
+            if header_folder and header_folder != emu.folder_id:
+                return _err(400, "Specified folder ID does not match with service account")
+        elif scheme == "Bearer":
+            tok = emu.iam_tokens.get(cred)
+            if tok is None or tok.expires_at <= time.time():
+                return _err(401, "The token is invalid or has expired")
+            if tok.folder is not None and not header_folder:
+                return _err(400, "You have to specify folder ID for user account")
+            if header_folder and header_folder != (tok.folder or emu.folder_id):
+                return _err(400, "Specified folder ID does not match with service account")
+        else:
+            return _err(401, "IAM token or API key has to be passed in request")
+        emu.api_calls += 1
+        faulty = await self._fault(emu.fault, request)
+        if faulty is not None:
+            return faulty
+        return None
+
+    async def _body(self, request: Request) -> dict[str, Any] | Response:
+        try:
+            body = json.loads(await request.body())
+        except ValueError as exc:
+            return json_response(
+                {"error": str(exc), "code": 3, "message": str(exc), "details": []}, 400
+            )
+        if not isinstance(body, dict):
+            return _err(400, "request body must be a JSON object")
+        self.emu.requests.append(body)
+        del self.emu.requests[:-50]
+        return body
+
+    def _parse_uri(
+        self, uri: Any, scheme: str, known: Mapping[str, Any]
+    ) -> tuple[str, str] | Response:
+        if not isinstance(uri, str) or not uri.startswith(scheme + "://"):
+            return _err(400, "Failed to parse model URI")
+        parts = uri[len(scheme) + 3 :].split("/")
+        if len(parts) not in (2, 3) or not all(parts):
+            return _err(400, "Failed to parse model URI")
+        folder, name, branch = parts[0], parts[1], parts[2] if len(parts) == 3 else "latest"
+        if folder != self.emu.folder_id:
+            return _err(403, "Permission to [resource-manager.folder " + folder + "] denied")
+        if name not in known or branch not in ("latest", "rc", "deprecated"):
+            return _err(400, "invalid model_uri")
+        return name, branch
+
+    # -- completion ----------------------------------------------------------------------------
+    async def completion(self, request: Request) -> Response:
+        early = await self._gate(request)
+        if early is not None:
+            return early
+        body = await self._body(request)
+        if isinstance(body, Response):
+            return body
+        parsed = self._parse_uri(body.get("modelUri"), "gpt", MODEL_VERSIONS)
+        if isinstance(parsed, Response):
+            return parsed
+        problem = _validate(body)
+        if problem is not None:
+            return problem
+        name, branch = parsed
+        n = self.emu.in_flight.get(name, 0)
+        if n >= self.emu.max_concurrency:
+            msg = f"ai.textGenerationCompletionSessionsCount.count gauge quota limit exceed: allowed {self.emu.max_concurrency} requests"
+            return _err(429, msg)
+        self.emu.in_flight[name] = n + 1
+        plan = _plan(body, name, branch)
+        if (body.get("completionOptions") or {}).get("stream"):
+            return StreamingResponse(
+                self._stream(plan, name), media_type="application/json", headers=_headers(request)
+            )
+        try:
+            await self._sleep()
+            return json_response({"result": plan[-1]}, 200, _headers(request))
+        finally:
+            self.emu.in_flight[name] -= 1
+
+    async def _stream(self, plan: list[dict[str, Any]], name: str) -> AsyncIterator[bytes]:
+        try:
+            await self._sleep()
+            for chunk in plan:
+                yield (
+                    json.dumps(
+                        {"result": chunk}, ensure_ascii=False, separators=(",", ":")
+                    ).encode()
+                    + b"\n"
+                )
+                if self.emu.latency_ms > 0:
+                    await asyncio.sleep(self.emu.latency_ms / 4000)
+        finally:
+            self.emu.in_flight[name] -= 1
+
+    async def embedding(self, request: Request) -> Response:
+        early = await self._gate(request)
+        if early is not None:
+            return early
+        body = await self._body(request)
+        if isinstance(body, Response):
+            return body
+        parsed = self._parse_uri(body.get("modelUri"), "emb", EMBED_MODELS)
+        if isinstance(parsed, Response):
+            return parsed
+        text = body.get("text")
+        if not isinstance(text, str) or not text:
+            return _err(400, "text must be a non-empty string")
+        await self._sleep()
+        seed = int.from_bytes(hashlib.sha256((parsed[0] + text).encode()).digest()[:8], "big")
+        rng = random.Random(seed)  # noqa: S311 - deterministic fake vectors
+        vec = [round(rng.uniform(-0.2, 0.2), 6) for _ in range(EMBED_DIM)]
+        out = {
+            "embedding": vec,
+            "numTokens": str(tokens_of(text)),
+            "modelVersion": EMBED_MODELS[parsed[0]],
+        }
+        return json_response(out, 200, _headers(request))
+
+
+def _validate(body: Mapping[str, Any]) -> Response | None:
+    opts = body.get("completionOptions") or {}
+    temp = opts.get("temperature")
+    if temp is not None and (not isinstance(temp, int | float) or not 0 <= temp <= 1):
+        return _err(400, "temperature must be in range [0, 1]")
+    if "maxTokens" in opts:
+        mt = _count(opts["maxTokens"])
+        if mt is None or mt <= 0:
+            return _err(400, "maxTokens must be a positive integer")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return _err(400, "messages must not be empty")
+    for m in messages:
+        role = m.get("role") if isinstance(m, dict) else None
+        if role not in ("system", "user", "assistant"):
+            return _err(
+                400,
+                f"Error in session internal_id={uuid.uuid4().hex}: invalid message role '{role}'",
+            )
+        if sum(k in m for k in ("text", "toolCallList", "toolResultList")) != 1:
+            return _err(400, "message must have exactly one of text, toolCallList, toolResultList")
+    return None
+
+
+def _usage(prompt: int, completion: int) -> dict[str, Any]:
+    return {"inputTextTokens": str(prompt), "completionTokens": str(completion),
+            "totalTokens": str(prompt + completion), "completionTokensDetails": {"reasoningTokens": "0"}}  # fmt: skip
+
+
+def _plan(body: Mapping[str, Any], name: str, branch: str) -> list[dict[str, Any]]:
+    """Every response chunk of this request; the last one is the complete (non-stream) answer."""
+    version = MODEL_VERSIONS[name][branch]
+    messages = body["messages"]
+    prompt = sum(tokens_of(str(m.get("text") or json.dumps(m))) for m in messages) + 2 * len(
+        messages
+    )
+    last = messages[-1]
+    tools = body.get("tools") or []
+    choice = body.get("toolChoice") or {}
+
+    def res(message: dict[str, Any], status: str, completion: int) -> dict[str, Any]:
+        alt = {
+            "message": {"role": "assistant", **message},
+            "status": f"ALTERNATIVE_STATUS_{status}",
+        }
+        return {"alternatives": [alt], "usage": _usage(prompt, completion), "modelVersion": version}
+
+    if tools and choice.get("mode") != "NONE" and "toolResultList" not in last:
+        fns = [t["function"] for t in tools if isinstance(t, dict) and "function" in t]
+        wanted = choice.get("functionName")
+        fn = next((f for f in fns if f.get("name") == wanted), fns[0])
+        args = {k: ("Moscow" if (v or {}).get("type") == "string" else 3)
+                for k, v in ((fn.get("parameters") or {}).get("properties") or {}).items()}  # fmt: skip
+        call = {"toolCalls": [{"functionCall": {"name": fn["name"], "arguments": args}}]}
+        return [res({"toolCallList": call}, "TOOL_CALLS", 10)]
+    if "toolResultList" in last:
+        results = last["toolResultList"].get("toolResults", [])
+        text = "Results: " + "; ".join(
+            f"{r['functionResult']['name']} -> {r['functionResult'].get('content')}"
+            for r in results
+        )
+    else:
+        user = str(last.get("text") or "")
+        text = f"{name}/{branch} reply to: {user}"
+    words = text.split(" ")
+    limit = _count((body.get("completionOptions") or {}).get("maxTokens"))
+    final_status = "FINAL"
+    if limit is not None and tokens_of(text) > limit:
+        words, final_status = text[: limit * 4].split(" "), "TRUNCATED_FINAL"
+    chunks: list[dict[str, Any]] = []
+    for i in range(1, len(words) + 1, 2):
+        partial = " ".join(words[:i])
+        chunks.append(res({"text": partial}, "PARTIAL", tokens_of(partial)))
+    full = " ".join(words)
+    user_text = str(last.get("text") or "")
+    if "[[rewrite]]" in user_text and len(chunks) >= 2:
+        # The server revises text it already streamed: the first word changes from here on.
+        rewritten = "Revised" + full[len(words[0]) :]
+        mid = len(chunks) // 2
+        for j in range(mid, len(chunks)):
+            t = chunks[j]["alternatives"][0]["message"]["text"]
+            chunks[j]["alternatives"][0]["message"]["text"] = "Revised" + t[len(words[0]) :]
+        full = rewritten
+    if "[[content_filter]]" in user_text:
+        return [
+            *chunks[:3],
+            res({"text": FILTERED_TEXT}, "CONTENT_FILTER", tokens_of(FILTERED_TEXT)),
+        ]
+    return [*chunks, res({"text": full}, final_status, tokens_of(full))]
+
+
+def create_app(
+    *,
+    folder_id: str = DEFAULT_FOLDER,
+    api_keys: Sequence[str] = (DEFAULT_API_KEY,),
+    service_account_keys: Sequence[Mapping[str, str]] = (),
+    iam_token_ttl: float = 12 * 3600.0,
+    latency_ms: float = 0.0,
+    fail_rate: float = 0.0,
+    max_concurrency: int = 10,
+    fault: str | None = None,
+    iam_fault: str | None = None,
+    hang_seconds: float = 30.0,
+    seed: int = 0,
+) -> Starlette:
+    """The YandexGPT emulator; ``app.state.emulator`` is its ``YandexGPTEmulator``.
+
+    ``service_account_keys``: authorized keys (``yc iam key create`` JSON; only ``id``,
+    ``service_account_id`` and ``public_key`` are read) whose PS256 JWTs ``/iam/v1/tokens`` accepts.
+    """
+    emu = YandexGPTEmulator(
+        folder_id=folder_id, api_keys=set(api_keys),
+        sa_keys={k["id"]: (k["service_account_id"], k["public_key"]) for k in service_account_keys},
+        iam_token_ttl=iam_token_ttl, latency_ms=latency_ms, fail_rate=fail_rate,
+        max_concurrency=max_concurrency, fault=fault, iam_fault=iam_fault, hang_seconds=hang_seconds,
+        rng=random.Random(seed),  # noqa: S311
+    )  # fmt: skip
+    h = _App(emu)
+    app = Starlette(
+        routes=[
+            Route("/iam/v1/tokens", h.iam_tokens, methods=["POST"]),
+            Route("/foundationModels/v1/completion", h.completion, methods=["POST"]),
+            Route("/foundationModels/v1/textEmbedding", h.embedding, methods=["POST"]),
+        ]
+    )
+    app.state.emulator = emu
+    return app
