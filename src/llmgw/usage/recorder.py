@@ -1,0 +1,433 @@
+"""UsageRecorder: an in-memory queue drained by one writer thread into idempotent batched inserts.
+
+``record()`` only puts the event on a queue. One writer thread takes batches (at most
+``batch_size`` rows, or whatever arrived within ``flush_interval``) and inserts each in one
+transaction with ``INSERT ... ON CONFLICT (request_id) DO NOTHING``. When the database fails,
+the batch is appended to the spool (fsynced JSON lines, see ``llmgw.usage.spool``) and the
+writer goes *degraded*: later batches go straight to the spool, and every ``retry_interval``
+(doubling up to 16x) it tries to replay the spool. A segment is deleted only after its rows
+are committed, so a record is written at least once and ``request_id`` makes it exactly once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import DataError, DBAPIError, IntegrityError, StatementError
+from sqlalchemy.sql.dml import Insert
+
+from llmgw.config import UsageSettings
+from llmgw.errors import ConfigError
+from llmgw.storage.tables import UsageRecord
+from llmgw.usage.spool import Spool
+
+__all__ = ["UsageEvent", "UsageRecorder", "event_to_row"]
+
+
+@dataclass(slots=True)
+class UsageEvent:
+    """One finished (or failed) request, as the server reports it."""
+
+    request_id: str
+    created_at: datetime  # tz-aware UTC
+    endpoint: str = "chat"  # chat | embeddings
+    key_id: uuid.UUID | None = None
+    user_id: uuid.UUID | None = None
+    provider: str | None = None
+    model: str | None = None  # provider-side model name
+    model_version: str | None = None
+    stream: bool = False
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    cost: Decimal = Decimal(0)
+    latency_ms: float = 0.0
+    ttft_ms: float | None = None
+    status: int = 200  # the HTTP status the client got (or 499 client gone)
+    error_type: str | None = None  # upstream_timeout, upstream_error, client_disconnected...
+    meta: dict[str, Any] | None = None
+
+
+def event_to_row(e: UsageEvent) -> dict[str, Any]:
+    """The ``usage`` table row (column name -> value) for one event."""
+    created = e.created_at if e.created_at.tzinfo is not None else e.created_at.replace(tzinfo=UTC)
+    return {
+        "request_id": e.request_id,
+        "created_at": created,
+        "user_id": e.user_id,
+        "key_id": e.key_id,
+        "endpoint": e.endpoint,
+        "provider": e.provider,
+        "model": e.model,
+        "model_version": e.model_version,
+        "stream": e.stream,
+        "prompt_tokens": e.prompt_tokens,
+        "completion_tokens": e.completion_tokens,
+        "total_tokens": e.total_tokens,
+        "cost": e.cost,
+        "latency_ms": e.latency_ms,
+        "ttft_ms": e.ttft_ms,
+        "status": e.status,
+        "error_type": e.error_type,
+        "metadata": e.meta,
+    }
+
+
+class _Flush:
+    """A marker put on the queue; set once everything before it is in the DB or the spool."""
+
+    __slots__ = ("done",)
+
+    def __init__(self) -> None:
+        self.done = threading.Event()
+
+
+_STOP = object()
+
+
+def _is_data_error(exc: BaseException) -> bool:
+    """True when the rows themselves are bad (retrying cannot help); False for DB trouble."""
+    if isinstance(exc, IntegrityError | DataError):
+        return True
+    if isinstance(exc, StatementError) and not isinstance(exc, DBAPIError):
+        return True  # a value could not be bound (naive datetime, bad decimal...)
+    return isinstance(exc, ValueError | TypeError)
+
+
+def _describe(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip().splitlines()
+    return f"{type(orig).__name__}: {text[0][:200] if text else ''}".rstrip(": ")
+
+
+def _insert_statement(engine: Engine) -> Insert:
+    table = UsageRecord.__table__  # type: ignore[attr-defined]
+    name = engine.dialect.name
+    if name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(table).on_conflict_do_nothing(index_elements=["request_id"])
+    if name == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+        return sqlite_insert(table).on_conflict_do_nothing(index_elements=["request_id"])
+    raise ConfigError(f"usage recording does not support the {name!r} database")
+
+
+class UsageRecorder:
+    """Records usage events without ever making the caller wait for the database."""
+
+    def __init__(self, engine: Engine, settings: UsageSettings, spool_dir: Path) -> None:
+        self._engine = engine
+        self._settings = settings
+        self._batch_size = settings.batch_size
+        self._queue_max = settings.queue_max
+        self._stmt = _insert_statement(engine)
+        self._spool = Spool(spool_dir)
+        self._q: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._closed = False
+        self._close_deadline = float("inf")
+        self._lock = threading.Lock()  # counters touched outside the writer thread, stranded rows
+        self._inflight: list[UsageEvent] = []
+        self._stranded: list[dict[str, Any]] = []  # neither DB nor spool took them (disk trouble)
+        self._degraded = False
+        self._retry_delay = settings.retry_interval
+        self._next_retry = 0.0
+        self._next_check = 0.0
+        # counters
+        self._written = 0
+        self._replayed = 0
+        self._spooled = 0
+        self._overflowed = 0
+        self._rejected = 0
+        self._bad_spool_lines = 0
+        self._batches = 0
+        self._failures = 0
+        self._spool_records = 0
+        self._last_error: str | None = None
+
+    # --- public API ----------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the writer thread; it first replays any spool left by an earlier run."""
+        if self._closed:
+            raise RuntimeError("UsageRecorder was closed")
+        if self._thread is not None:
+            return
+        self._spool_records = self._spool.count_records()
+        self._thread = threading.Thread(target=self._run, name="llmgw-usage-writer", daemon=True)
+        self._thread.start()
+
+    def record(self, event: UsageEvent) -> None:
+        """Queue one event: O(1), thread-safe, no I/O unless the queue is over ``queue_max``."""
+        if self._closed or self._q.qsize() >= self._queue_max:
+            self._overflow(event)
+            return
+        self._q.put(event)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until everything recorded so far is in the database or the spool."""
+        t = self._thread
+        if t is None or not t.is_alive():
+            return self._q.empty()
+        marker = _Flush()
+        self._q.put(marker)
+        return marker.done.wait(timeout)
+
+    def close(self, timeout: float = 30.0) -> None:
+        """Flush and stop; whatever cannot reach the database in time is left in the spool."""
+        if self._closed:
+            return
+        self._closed = True
+        self._close_deadline = time.monotonic() + timeout
+        t = self._thread
+        if t is not None and t.is_alive():
+            self._q.put(_STOP)
+            t.join(max(0.0, timeout - min(1.0, timeout / 10)))
+            if t.is_alive():  # stuck on the database: keep the batch in hand too (dupes are fine)
+                self._last_error = "usage writer did not finish in time; its batch was spooled"
+                self._spool_rows([event_to_row(e) for e in list(self._inflight)])
+        rest = self._drain_queue()
+        if rest:
+            self._spool_rows([event_to_row(e) for e in rest])
+        self._spool.close()
+
+    def stats(self) -> dict[str, int | float | str | None]:
+        """Counters for metrics and ``llmgw`` status output."""
+        if self._closed and (self._thread is None or not self._thread.is_alive()):
+            state = "stopped"
+        elif self._stranded:
+            state = "failing"  # database down and the spool not writable
+        else:
+            state = "degraded" if self._degraded else "ok"
+        return {
+            "state": state,
+            "queued": self._q.qsize(),
+            "written": self._written,
+            "replayed": self._replayed,
+            "spooled": self._spooled,
+            "overflowed": self._overflowed,
+            "rejected": self._rejected,
+            "spool_records": max(self._spool_records, 0),
+            "bad_spool_lines": self._bad_spool_lines,
+            "stranded": len(self._stranded),
+            "batches": self._batches,
+            "failures": self._failures,
+            "last_error": self._last_error,
+        }
+
+    # --- writer thread -------------------------------------------------------------------
+    def _run(self) -> None:
+        with contextlib.suppress(Exception):
+            if self._spool_records or self._spool.segments():
+                self._try_recover()
+        while True:
+            batch: list[UsageEvent] = []
+            markers: list[_Flush] = []
+            stop = False
+            try:
+                stop = self._collect(batch, markers)
+                if batch:
+                    self._write_batch(batch)
+            except Exception as exc:  # noqa: BLE001 - the writer must not die; keep the rows
+                self._last_error = _describe(exc)
+                self._spool_rows([event_to_row(e) for e in batch])
+            for m in markers:
+                m.done.set()
+            if stop:
+                break
+            with contextlib.suppress(Exception):
+                self._maintain()
+        with contextlib.suppress(Exception):
+            self._shutdown()
+
+    def _wait_time(self) -> float:
+        now = time.monotonic()
+        due = self._next_retry if self._degraded else self._next_check
+        return min(max(due - now, 0.01), 1.0)
+
+    def _collect(self, batch: list[UsageEvent], markers: list[_Flush]) -> bool:
+        """Fill ``batch`` (size- and time-bounded); return True when asked to stop."""
+        try:
+            item = self._q.get(timeout=self._wait_time())
+        except queue.Empty:
+            return False
+        deadline = time.monotonic() + self._settings.flush_interval
+        while True:
+            if item is _STOP:
+                return True
+            if isinstance(item, _Flush):
+                markers.append(item)
+                return False
+            batch.append(item)  # type: ignore[arg-type]
+            if len(batch) >= self._batch_size:
+                return False
+            try:
+                item = self._q.get_nowait()
+            except queue.Empty:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return False
+                try:
+                    item = self._q.get(timeout=remaining)
+                except queue.Empty:
+                    return False
+
+    def _write_batch(self, batch: list[UsageEvent]) -> None:
+        rows = [event_to_row(e) for e in batch]
+        self._inflight = batch
+        try:
+            if self._degraded:
+                self._spool_rows(rows)
+                return
+            try:
+                self._insert_rows(rows)
+            except Exception as exc:  # noqa: BLE001 - any DB trouble: spool, retry later
+                self._enter_degraded(exc)
+                self._spool_rows(rows)
+                return
+            self._written += len(rows)
+        finally:
+            self._inflight = []
+
+    def _insert(self, rows: Sequence[dict[str, Any]]) -> None:
+        with self._engine.begin() as conn:
+            conn.execute(self._stmt, list(rows))
+        self._batches += 1
+
+    def _insert_rows(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Insert in one transaction; if the data is bad, row by row, rejecting the bad ones."""
+        try:
+            self._insert(rows)
+        except Exception as exc:
+            if not _is_data_error(exc):
+                raise
+            for row in rows:
+                try:
+                    self._insert([row])
+                except Exception as row_exc:
+                    if not _is_data_error(row_exc):
+                        raise
+                    self._spool.reject([row], _describe(row_exc))
+                    self._rejected += 1
+                    self._last_error = f"rejected a usage row: {_describe(row_exc)}"
+
+    def _spool_rows(self, rows: list[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        try:
+            self._spool.append(rows)
+        except OSError as exc:
+            with self._lock:
+                self._stranded.extend(rows)
+            self._last_error = f"spool not writable: {exc.strerror or exc}"
+            return
+        with self._lock:
+            self._spooled += len(rows)
+            self._spool_records += len(rows)
+
+    def _overflow(self, event: UsageEvent) -> None:
+        """Past the queue bound (or after close): straight to the spool, never dropped."""
+        with self._lock:
+            self._overflowed += 1
+        self._spool_rows([event_to_row(event)])
+        if self._closed:
+            self._spool.rotate()  # no writer any more: release the segment for the next run
+
+    def _enter_degraded(self, exc: BaseException) -> None:
+        self._failures += 1
+        self._last_error = _describe(exc)
+        if not self._degraded:
+            self._degraded = True
+            self._retry_delay = self._settings.retry_interval
+        else:
+            cap = self._settings.retry_interval * 16
+            self._retry_delay = min(self._retry_delay * 2, cap)
+        self._next_retry = time.monotonic() + self._retry_delay
+
+    def _maintain(self) -> None:
+        now = time.monotonic()
+        if self._degraded:
+            if now >= self._next_retry:
+                self._try_recover()
+        elif now >= self._next_check:
+            self._next_check = now + self._settings.retry_interval
+            if self._stranded or self._spool.segments():
+                self._try_recover()
+
+    def _try_recover(self) -> bool:
+        """Replay the spool (and stranded rows); on success leave the degraded state."""
+        try:
+            with self._lock:
+                stranded, self._stranded = self._stranded, []
+            if stranded:
+                try:
+                    self._insert_rows(stranded)
+                except Exception:
+                    with self._lock:
+                        self._stranded[:0] = stranded
+                    raise
+                self._written += len(stranded)
+            self._replay_spool()
+        except Exception as exc:  # noqa: BLE001 - still down: back off
+            if _is_data_error(exc):
+                self._last_error = _describe(exc)
+            self._enter_degraded(exc)
+            return False
+        self._degraded = False
+        self._retry_delay = self._settings.retry_interval
+        return True
+
+    def _replay_spool(self) -> None:
+        self._spool.rotate()  # our own open segment becomes replayable
+        for path in self._spool.segments():
+            with self._spool.claim(path) as seg:
+                if seg is None:
+                    continue  # another live process is still writing it, or it is gone
+                unique = list({r["request_id"]: r for r in seg.rows}.values())
+                for i in range(0, len(unique), self._batch_size):
+                    self._insert_rows(unique[i : i + self._batch_size])
+                self._spool.remove(path)  # only now: every row of it is committed
+                with self._lock:
+                    self._spool_records -= len(seg.rows) + seg.bad_lines
+                self._replayed += len(unique)
+                if seg.bad_lines:
+                    self._bad_spool_lines += seg.bad_lines
+                    self._last_error = f"{seg.bad_lines} unreadable line(s) in spool {path.name}"
+
+    def _drain_queue(self) -> list[UsageEvent]:
+        out: list[UsageEvent] = []
+        while True:
+            try:
+                item = self._q.get_nowait()
+            except queue.Empty:
+                return out
+            if isinstance(item, UsageEvent):
+                out.append(item)
+            elif isinstance(item, _Flush):
+                item.done.set()
+
+    def _shutdown(self) -> None:
+        rest = self._drain_queue()  # records that raced with close()
+        if rest:
+            self._write_batch(rest)
+        pending = self._stranded or self._spool_records > 0
+        time_left = self._close_deadline - time.monotonic()
+        if pending and (not self._degraded or time_left > 2.0):
+            self._try_recover()
+        with self._lock:
+            stranded, self._stranded = self._stranded, []
+        if stranded:
+            self._spool_rows(stranded)
+        self._spool.close()
