@@ -10,7 +10,9 @@ import typer
 from llmgw import __version__
 from llmgw.cli.config_cmd import config_app
 from llmgw.cli.db import db_app
+from llmgw.cli.keys import keys_app
 from llmgw.cli.state import CliState
+from llmgw.cli.users import users_app
 
 __all__ = ["app"]
 
@@ -25,6 +27,8 @@ app = typer.Typer(
 )
 app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
+app.add_typer(keys_app, name="keys")
+app.add_typer(users_app, name="users")
 
 
 def _version(value: bool) -> None:

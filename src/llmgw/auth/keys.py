@@ -1,0 +1,418 @@
+"""API keys: create, authenticate, list, revoke and rotate; only a digest and a prefix are stored."""
+
+from __future__ import annotations
+
+import builtins
+import hashlib
+import hmac
+import re
+import secrets
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, cast
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from llmgw.auth._db import db_errors
+from llmgw.auth.users import normalize_email
+from llmgw.errors import AuthError, Conflict, NotFound, UsageError
+from llmgw.storage.tables import ApiKey, User, utcnow
+
+__all__ = [
+    "SECRET_PREFIX",
+    "check_key_settings",
+    "CreatedKey",
+    "KeyInfo",
+    "KeyService",
+    "digest_of",
+    "generate_secret",
+]
+
+SECRET_PREFIX = "llmgw_"  # noqa: S105 - a public type marker, not a secret
+# 32 random bytes -> 43 url-safe base64 characters (256 bits; the issue asks for >= 128).
+_SECRET_BYTES = 32
+_SECRET_RE = re.compile(r"llmgw_[A-Za-z0-9_-]{43}")
+_SECRET_LEN = len(SECRET_PREFIX) + 43
+PREFIX_LEN = 12
+_ID_PREFIX_RE = re.compile(r"[0-9a-f]{8,32}")
+_NAME_MAX = 200
+_BAD_KEY = "invalid API key"
+_BAD_KEY_HINT = "check the key; revoked, expired and unknown keys are all refused"
+# Compared against when no row matches, so both paths do a constant-time comparison.
+_DUMMY_DIGEST = "0" * 64
+
+_KEYS = ApiKey.metadata.tables["api_keys"]
+_USERS = User.metadata.tables["users"]
+
+
+def generate_secret() -> str:
+    """A new key secret: ``llmgw_`` + 43 url-safe characters from the OS CSPRNG."""
+    return SECRET_PREFIX + secrets.token_urlsafe(_SECRET_BYTES)
+
+
+def digest_of(secret: str) -> str:
+    """The SHA-256 hex digest stored for ``secret``."""
+    return hashlib.sha256(secret.encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    """What is known about one key; never the secret or its digest."""
+
+    id: uuid.UUID
+    name: str
+    prefix: str
+    user_id: uuid.UUID | None
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    rpm: int | None
+    tpm: int | None
+    models: tuple[str, ...] | None  # None = every model
+    created_at: datetime
+    last_used_at: datetime | None
+    user_email: str | None = None
+    user_disabled: bool = False
+    rotated_from: uuid.UUID | None = None
+
+    def allows_model(self, model: str) -> bool:
+        """Whether the allow-list admits ``model`` as the client named it.
+
+        Entries match exactly; ``provider/model`` also admits ``provider/model:version``;
+        ``provider/*`` admits every model of that provider. No list admits everything.
+        """
+        if self.models is None:
+            return True
+        base = model.split(":", 1)[0]
+        for entry in self.models:
+            if entry == model or (":" not in entry and entry == base):
+                return True
+            if entry.endswith("/*") and base.startswith(entry[:-1]) and len(base) >= len(entry):
+                return True
+        return False
+
+    def is_active(self, now: datetime) -> bool:
+        """Not revoked, not expired at ``now`` and its user (if any) not disabled."""
+        if self.revoked_at is not None or self.user_disabled:
+            return False
+        return self.expires_at is None or now < self.expires_at
+
+    def status(self, now: datetime) -> str:
+        """``active``, ``expired``, ``revoked`` or ``user disabled``, for listings."""
+        if self.revoked_at is not None:
+            return "revoked"
+        if self.expires_at is not None and now >= self.expires_at:
+            return "expired"
+        if self.user_disabled:
+            return "user disabled"
+        return "active"
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedKey:
+    """A new key and its secret, which is shown once and never stored."""
+
+    info: KeyInfo
+    secret: str
+
+    def __repr__(self) -> str:  # keep the secret out of logs and tracebacks
+        return f"CreatedKey(info={self.info!r}, secret='{self.info.prefix}…')"
+
+
+def _select() -> sa.Select[Any]:
+    return sa.select(
+        _KEYS.c.id,
+        _KEYS.c.name,
+        _KEYS.c.prefix,
+        _KEYS.c.digest,
+        _KEYS.c.user_id,
+        _KEYS.c.expires_at,
+        _KEYS.c.revoked_at,
+        _KEYS.c.rpm,
+        _KEYS.c.tpm,
+        _KEYS.c.models,
+        _KEYS.c.created_at,
+        _KEYS.c.last_used_at,
+        _KEYS.c.rotated_from,
+        _USERS.c.email.label("user_email"),
+        _USERS.c.disabled.label("user_disabled"),
+    ).select_from(_KEYS.outerjoin(_USERS, _KEYS.c.user_id == _USERS.c.id))
+
+
+def _info(row: sa.Row[Any]) -> KeyInfo:
+    m = row._mapping
+    models = m["models"]
+    return KeyInfo(
+        id=m["id"],
+        name=m["name"],
+        prefix=m["prefix"],
+        user_id=m["user_id"],
+        expires_at=m["expires_at"],
+        revoked_at=m["revoked_at"],
+        rpm=m["rpm"],
+        tpm=m["tpm"],
+        models=tuple(models) if models is not None else None,
+        created_at=m["created_at"],
+        last_used_at=m["last_used_at"],
+        user_email=m["user_email"],
+        user_disabled=bool(m["user_disabled"]),
+        rotated_from=m["rotated_from"],
+    )
+
+
+def _shown(ref: str) -> str:
+    """``ref`` as safe to print: a pasted secret is cut to its public prefix."""
+    if ref.startswith(SECRET_PREFIX) and len(ref) > PREFIX_LEN:
+        return ref[:PREFIX_LEN] + "…"
+    return ref[:64]
+
+
+def check_key_settings(
+    name: str, rpm: int | None, tpm: int | None, models: Sequence[str] | None
+) -> tuple[str, tuple[str, ...] | None]:
+    """Validate a key's name, limits and allow-list; return the clean name and allow-list."""
+    name = name.strip()
+    if not name or len(name) > _NAME_MAX or any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise UsageError(
+            "invalid key name",
+            hint=f"use 1 to {_NAME_MAX} printable characters",
+            param="name",
+        )
+    for label, value in (("rpm", rpm), ("tpm", tpm)):
+        if value is not None and not (1 <= value <= 2_000_000_000):
+            raise UsageError(
+                f"invalid {label} {value}", hint=f"--{label} takes a positive whole number"
+            )
+    allow: tuple[str, ...] | None = None
+    if models is not None:
+        cleaned = [m.strip() for m in models]
+        if not cleaned or any(
+            not m or len(m) > 200 or any(c.isspace() for c in m) for m in cleaned
+        ):
+            raise UsageError(
+                "invalid model list",
+                hint="give model names or aliases separated by commas: --models local/gpt-4o-mini,chat-default",
+            )
+        allow = tuple(dict.fromkeys(cleaned))
+    return name, allow
+
+
+class KeyService:
+    """Key lifecycle on top of a SQLAlchemy engine (SQLite or PostgreSQL). Thread-safe."""
+
+    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
+        self.engine = engine
+        self._clock = clock
+
+    # -- creating ---------------------------------------------------------------------------
+    def create(
+        self,
+        name: str,
+        *,
+        user_email: str | None = None,
+        expires_in: timedelta | None = None,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        models: Sequence[str] | None = None,
+    ) -> CreatedKey:
+        """Create a key and return it with its secret (the only time the secret is available)."""
+        name, allow = check_key_settings(name, rpm, tpm, models)
+        if expires_in is not None and expires_in <= timedelta(0):
+            raise UsageError("the expiry must be in the future", hint="for example --expires 30d")
+        now = self._clock()
+        expires_at = now + expires_in if expires_in is not None else None
+        with db_errors(self.engine, "creating a key"), self.engine.begin() as conn:
+            user_id = self._user_id(conn, user_email) if user_email is not None else None
+            return self._insert(conn, name, user_id, now, expires_at, rpm, tpm, allow, None)
+
+    def _user_id(self, conn: Connection, email: str) -> uuid.UUID:
+        row = conn.execute(
+            sa.select(_USERS.c.id, _USERS.c.disabled).where(
+                _USERS.c.email == normalize_email(email)
+            )
+        ).first()
+        if row is None:
+            raise NotFound(
+                f"no user with email {email[:320]!r}",
+                hint="create it first: llmgw users create --email EMAIL",
+            )
+        if row.disabled:
+            raise Conflict(
+                f"user {email!r} is disabled", hint=f"enable it first: llmgw users enable {email}"
+            )
+        return cast(uuid.UUID, row.id)
+
+    def _insert(
+        self,
+        conn: Connection,
+        name: str,
+        user_id: uuid.UUID | None,
+        now: datetime,
+        expires_at: datetime | None,
+        rpm: int | None,
+        tpm: int | None,
+        models: tuple[str, ...] | None,
+        rotated_from: uuid.UUID | None,
+    ) -> CreatedKey:
+        # A 12-character prefix carries 36 random bits: collisions are rare but possible,
+        # so retry inside a savepoint instead of failing the whole command.
+        for _attempt in range(5):
+            secret = generate_secret()
+            key_id = uuid.uuid4()
+            values = {
+                "id": key_id,
+                "name": name,
+                "user_id": user_id,
+                "prefix": secret[:PREFIX_LEN],
+                "digest": digest_of(secret),
+                "created_at": now,
+                "expires_at": expires_at,
+                "revoked_at": None,
+                "last_used_at": None,
+                "rpm": rpm,
+                "tpm": tpm,
+                "models": list(models) if models is not None else None,
+                "rotated_from": rotated_from,
+            }
+            try:
+                with conn.begin_nested():
+                    conn.execute(sa.insert(_KEYS).values(**values))
+            except IntegrityError:
+                continue
+            row = conn.execute(_select().where(_KEYS.c.id == key_id)).one()
+            return CreatedKey(info=_info(row), secret=secret)
+        raise Conflict(
+            "could not allocate a unique key prefix", hint="try again"
+        )  # pragma: no cover
+
+    # -- authenticating ---------------------------------------------------------------------
+    def authenticate(self, secret: str) -> KeyInfo:
+        """The key for ``secret`` if it is usable now; ``AuthError`` (one message) otherwise."""
+        if (
+            not isinstance(secret, str)
+            or len(secret) != _SECRET_LEN
+            or not _SECRET_RE.fullmatch(secret)
+        ):
+            raise AuthError(_BAD_KEY, hint=_BAD_KEY_HINT)
+        digest = digest_of(secret)
+        with db_errors(self.engine, "checking an API key"), self.engine.connect() as conn:
+            row = conn.execute(_select().where(_KEYS.c.digest == digest)).first()
+        stored = row._mapping["digest"] if row is not None else _DUMMY_DIGEST
+        if not hmac.compare_digest(stored.encode("ascii"), digest.encode("ascii")) or row is None:
+            raise AuthError(_BAD_KEY, hint=_BAD_KEY_HINT)
+        info = _info(row)
+        if not info.is_active(self._clock()):
+            raise AuthError(_BAD_KEY, hint=_BAD_KEY_HINT)
+        return info
+
+    # -- reading ----------------------------------------------------------------------------
+    def list(self, *, include_revoked: bool = False) -> builtins.list[KeyInfo]:
+        """Keys oldest first; revoked ones only with ``include_revoked``."""
+        query = _select().order_by(_KEYS.c.created_at, _KEYS.c.id)
+        if not include_revoked:
+            query = query.where(_KEYS.c.revoked_at.is_(None))
+        with db_errors(self.engine, "listing keys"), self.engine.connect() as conn:
+            return [_info(r) for r in conn.execute(query)]
+
+    def get(self, ref: str) -> KeyInfo:
+        """The key named by full id, a unique id prefix (>= 8 hex digits) or its key prefix."""
+        with db_errors(self.engine, "looking up a key"), self.engine.connect() as conn:
+            return _info(self._find(conn, ref))
+
+    def _find(self, conn: Connection, ref: str) -> sa.Row[Any]:
+        ref = ref.strip()
+        query = None
+        if ref.startswith(SECRET_PREFIX) and len(ref) == PREFIX_LEN:
+            query = _select().where(_KEYS.c.prefix == ref)
+        else:
+            hexed = ref.lower().replace("-", "")
+            if _ID_PREFIX_RE.fullmatch(hexed):
+                if len(hexed) == 32:
+                    query = _select().where(_KEYS.c.id == uuid.UUID(hexed))
+                else:  # ids sort as their hex digits on both backends: a range uses the PK index
+                    lo = uuid.UUID(hexed.ljust(32, "0"))
+                    hi = uuid.UUID(hexed.ljust(32, "f"))
+                    query = _select().where(_KEYS.c.id.between(lo, hi))
+        rows = conn.execute(query.limit(2)).all() if query is not None else []
+        if not rows:
+            raise NotFound(
+                f"no API key matches {_shown(ref)!r}",
+                hint="`llmgw keys list --all` shows ids and prefixes",
+            )
+        if len(rows) > 1:
+            raise UsageError(
+                f"{ref!r} matches more than one key", hint="give more characters of the id"
+            )
+        return rows[0]
+
+    # -- changing ---------------------------------------------------------------------------
+    def revoke(self, ref: str) -> KeyInfo:
+        """Revoke the key now; revoking a revoked key changes nothing and returns it."""
+        with db_errors(self.engine, "revoking a key"), self.engine.begin() as conn:
+            row = self._find(conn, ref)
+            if row._mapping["revoked_at"] is None:
+                key_id = row._mapping["id"]
+                conn.execute(
+                    sa.update(_KEYS)
+                    .where(_KEYS.c.id == key_id, _KEYS.c.revoked_at.is_(None))
+                    .values(revoked_at=self._clock())
+                )
+                row = conn.execute(_select().where(_KEYS.c.id == key_id)).one()
+            return _info(row)
+
+    def rotate(self, ref: str) -> CreatedKey:
+        """Issue a new secret with the same name, owner, limits and expiry; revoke the old key."""
+        with db_errors(self.engine, "rotating a key"), self.engine.begin() as conn:
+            old = _info(self._find(conn, ref))
+            now = self._clock()
+            if old.revoked_at is not None:
+                raise Conflict(
+                    f"key {old.prefix} is revoked", hint="create a new key with `llmgw keys create`"
+                )
+            if old.expires_at is not None and now >= old.expires_at:
+                raise Conflict(
+                    f"key {old.prefix} has expired",
+                    hint="create a new key with `llmgw keys create`",
+                )
+            # Revoke first, guarded on revoked_at IS NULL, so two concurrent rotations cannot
+            # both succeed: the loser updates no row and stops here.
+            done = conn.execute(
+                sa.update(_KEYS)
+                .where(_KEYS.c.id == old.id, _KEYS.c.revoked_at.is_(None))
+                .values(revoked_at=now)
+            )
+            if done.rowcount != 1:
+                raise Conflict(
+                    f"key {old.prefix} was revoked meanwhile", hint="list keys and retry"
+                )
+            return self._insert(
+                conn,
+                old.name,
+                old.user_id,
+                now,
+                old.expires_at,
+                old.rpm,
+                old.tpm,
+                old.models,
+                old.id,
+            )
+
+    def touch_last_used(self, seen: Mapping[uuid.UUID, datetime]) -> None:
+        """Record last-used times for many keys in one batched write (never moves time back)."""
+        if not seen:
+            return
+        ts = sa.bindparam("ts", type_=_KEYS.c.last_used_at.type)
+        stmt = (
+            sa.update(_KEYS)
+            .where(
+                _KEYS.c.id == sa.bindparam("key_id", type_=_KEYS.c.id.type),
+                sa.or_(_KEYS.c.last_used_at.is_(None), _KEYS.c.last_used_at < ts),
+            )
+            .values(last_used_at=ts)
+        )
+        params = [{"key_id": k, "ts": ts} for k, ts in seen.items()]
+        with db_errors(self.engine, "recording key use"), self.engine.begin() as conn:
+            conn.execute(stmt, params)

@@ -1,0 +1,178 @@
+"""Users: the people and services that own API keys."""
+
+from __future__ import annotations
+
+import builtins
+import re
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal, get_args
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import IntegrityError
+
+from llmgw.auth._db import db_errors
+from llmgw.errors import Conflict, NotFound, UsageError
+from llmgw.storage.tables import ApiKey, User, utcnow
+
+__all__ = ["Role", "UserInfo", "UserService", "check_user_fields", "normalize_email"]
+
+Role = Literal["user", "admin"]
+ROLES: tuple[str, ...] = get_args(Role)
+
+# Deliberately simple: one @, no spaces or control characters, a dot in the domain.
+_EMAIL_RE = re.compile(r"[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f.]+")
+_EMAIL_MAX = 320
+_NAME_MAX = 200
+
+_USERS = User.metadata.tables["users"]
+_KEYS = ApiKey.metadata.tables["api_keys"]
+
+
+def normalize_email(email: str) -> str:
+    """``email`` trimmed and lower-cased; ``UsageError`` unless it looks like an address."""
+    cleaned = email.strip().lower()
+    if len(cleaned) > _EMAIL_MAX or not _EMAIL_RE.fullmatch(cleaned):
+        shown = email if len(email) <= 80 else email[:80] + "…"
+        raise UsageError(
+            f"invalid email address {shown!r}",
+            hint="use the form name@example.com",
+            param="email",
+        )
+    return cleaned
+
+
+def check_user_fields(email: str, name: str | None, role: str) -> tuple[str, str | None, str]:
+    """Validate a new user's fields; return the normalised email, name and role."""
+    address = normalize_email(email)
+    if role not in ROLES:
+        raise UsageError(f"invalid role {role!r}", hint=f"use one of: {', '.join(ROLES)}")
+    if name is not None:
+        name = name.strip() or None
+        if name is not None and (
+            len(name) > _NAME_MAX or any(ord(c) < 32 or ord(c) == 127 for c in name)
+        ):
+            raise UsageError("invalid name", hint=f"use at most {_NAME_MAX} printable characters")
+    return address, name, role
+
+
+@dataclass(frozen=True, slots=True)
+class UserInfo:
+    """One user, detached from any database session."""
+
+    id: uuid.UUID
+    email: str
+    name: str | None
+    role: str
+    disabled: bool
+    created_at: datetime
+    keys: int = 0
+    """Keys of this user that are not revoked."""
+
+
+def _select() -> sa.Select[Any]:
+    live_keys = (
+        sa.select(sa.func.count())
+        .select_from(_KEYS)
+        .where(_KEYS.c.user_id == _USERS.c.id, _KEYS.c.revoked_at.is_(None))
+        .scalar_subquery()
+    )
+    return sa.select(
+        _USERS.c.id,
+        _USERS.c.email,
+        _USERS.c.name,
+        _USERS.c.role,
+        _USERS.c.disabled,
+        _USERS.c.created_at,
+        live_keys.label("keys"),
+    )
+
+
+def _info(row: sa.Row[Any]) -> UserInfo:
+    m = row._mapping
+    return UserInfo(
+        id=m["id"],
+        email=m["email"],
+        name=m["name"],
+        role=m["role"],
+        disabled=bool(m["disabled"]),
+        created_at=m["created_at"],
+        keys=int(m["keys"] or 0),
+    )
+
+
+class UserService:
+    """Create, list, find, disable and enable users. Keys of a disabled user stop working."""
+
+    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
+        self.engine = engine
+        self._clock = clock
+
+    def create(self, email: str, name: str | None = None, role: str = "user") -> UserInfo:
+        """Add a user; ``Conflict`` when the email is taken, ``UsageError`` for bad values."""
+        address, name, role = check_user_fields(email, name, role)
+        user_id = uuid.uuid4()
+        try:
+            with db_errors(self.engine, "creating a user"), self.engine.begin() as conn:
+                conn.execute(
+                    sa.insert(_USERS).values(
+                        id=user_id,
+                        email=address,
+                        name=name,
+                        role=role,
+                        disabled=False,
+                        created_at=self._clock(),
+                    )
+                )
+                return _info(conn.execute(_select().where(_USERS.c.id == user_id)).one())
+        except IntegrityError:
+            raise Conflict(
+                f"a user with email {address!r} already exists",
+                hint="`llmgw users list` shows existing users",
+            ) from None
+
+    def list(self) -> builtins.list[UserInfo]:
+        """Every user, oldest first."""
+        with db_errors(self.engine, "listing users"), self.engine.connect() as conn:
+            rows = conn.execute(_select().order_by(_USERS.c.created_at, _USERS.c.email))
+            return [_info(r) for r in rows]
+
+    def get(self, ref: str) -> UserInfo:
+        """The user with this email or id; ``NotFound`` otherwise."""
+        with db_errors(self.engine, "looking up a user"), self.engine.connect() as conn:
+            return _info(self._find(conn, ref))
+
+    def _find(self, conn: Connection, ref: str) -> sa.Row[Any]:
+        ref = ref.strip()
+        row = None
+        if "@" in ref:
+            row = conn.execute(_select().where(_USERS.c.email == ref.lower())).first()
+        else:
+            try:
+                user_id = uuid.UUID(ref)
+            except ValueError:
+                user_id = None
+            if user_id is not None:
+                row = conn.execute(_select().where(_USERS.c.id == user_id)).first()
+        if row is None:
+            shown = ref if len(ref) <= 80 else ref[:80] + "…"
+            raise NotFound(f"no user {shown!r}", hint="`llmgw users list` shows every user")
+        return row
+
+    def _set_disabled(self, ref: str, disabled: bool) -> UserInfo:
+        doing = "disabling a user" if disabled else "enabling a user"
+        with db_errors(self.engine, doing), self.engine.begin() as conn:
+            user_id = self._find(conn, ref)._mapping["id"]
+            conn.execute(sa.update(_USERS).where(_USERS.c.id == user_id).values(disabled=disabled))
+            return _info(conn.execute(_select().where(_USERS.c.id == user_id)).one())
+
+    def disable(self, ref: str) -> UserInfo:
+        """Disable the user; their keys stop authenticating. Idempotent."""
+        return self._set_disabled(ref, True)
+
+    def enable(self, ref: str) -> UserInfo:
+        """Enable the user again; their unexpired, unrevoked keys work again. Idempotent."""
+        return self._set_disabled(ref, False)

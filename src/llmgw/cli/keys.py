@@ -1,0 +1,214 @@
+"""``llmgw keys``: create, list, show, revoke and rotate API keys."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from llmgw.cli.output import emit_json, print_table, stdout
+from llmgw.cli.state import state
+from llmgw.durations import parse_duration
+from llmgw.errors import UsageError
+
+if TYPE_CHECKING:  # the services load SQLModel; import them only when a command runs
+    from llmgw.auth.keys import CreatedKey, KeyInfo, KeyService
+
+__all__ = ["keys_app"]
+
+keys_app = typer.Typer(help="Create, list, revoke and rotate API keys.", no_args_is_help=True)
+
+_REF_HELP = "Key id, its first 8+ characters, or the key prefix (llmgw_xxxxxx)."
+_JSON = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
+def _service(ctx: typer.Context) -> KeyService:
+    from llmgw.auth.keys import KeyService
+
+    return KeyService(state(ctx).engine())
+
+
+def _record(info: KeyInfo, now: datetime) -> dict[str, Any]:
+    """A key as a JSON-ready dict (never the secret or its digest)."""
+    return {
+        "id": str(info.id),
+        "name": info.name,
+        "prefix": info.prefix,
+        "user": info.user_email,
+        "user_id": str(info.user_id) if info.user_id else None,
+        "status": info.status(now),
+        "created_at": info.created_at,
+        "expires_at": info.expires_at,
+        "revoked_at": info.revoked_at,
+        "last_used_at": info.last_used_at,
+        "rpm": info.rpm,
+        "tpm": info.tpm,
+        "models": list(info.models) if info.models is not None else None,
+        "rotated_from": str(info.rotated_from) if info.rotated_from else None,
+    }
+
+
+def _print_created(created: CreatedKey, json: bool, verb: str) -> None:
+    from llmgw.storage.tables import utcnow
+
+    info = created.info
+    if json:
+        emit_json({**_record(info, utcnow()), "key": created.secret})
+        return
+    con = stdout()
+    con.print(
+        f"{verb} key [bold]{info.name}[/bold] (id {info.id}, prefix {info.prefix})", highlight=False
+    )
+    if info.expires_at is not None:
+        con.print(f"expires {info.expires_at:%Y-%m-%d %H:%M:%S} UTC", highlight=False)
+    con.print("[yellow]Save this secret now; it is shown only once:[/yellow]")
+    # Plain write: no wrapping or markup may alter the secret.
+    typer.echo(created.secret)
+
+
+def _positive(value: int | None, flag: str) -> int | None:
+    if value is not None and value < 1:
+        raise UsageError(f"{flag} must be a positive whole number, got {value}", param=flag)
+    return value
+
+
+@keys_app.command("create")
+def keys_create(
+    ctx: typer.Context,
+    name: Annotated[
+        str, typer.Option("--name", "-n", help="A label for the key (who or what uses it).")
+    ],
+    user: Annotated[
+        str | None,
+        typer.Option(
+            "--user", "-u", help="Email of the user who owns the key.", show_default=False
+        ),
+    ] = None,
+    expires: Annotated[
+        str | None,
+        typer.Option(
+            "--expires",
+            help="Lifetime such as 90m, 12h, 30d or 2w; default: never.",
+            show_default=False,
+        ),
+    ] = None,
+    rpm: Annotated[
+        int | None,
+        typer.Option(
+            "--rpm", help="Requests per minute allowed; default: no limit.", show_default=False
+        ),
+    ] = None,
+    tpm: Annotated[
+        int | None,
+        typer.Option(
+            "--tpm", help="Tokens per minute allowed; default: no limit.", show_default=False
+        ),
+    ] = None,
+    models: Annotated[
+        str | None,
+        typer.Option(
+            "--models",
+            help="Comma-separated allow-list of models or aliases (provider/* for all of one "
+            "provider); default: every model.",
+            show_default=False,
+        ),
+    ] = None,
+    json: _JSON = False,
+) -> None:
+    """Create an API key and print its secret once (store it; only a digest is kept)."""
+    from llmgw.auth.keys import check_key_settings
+    from llmgw.auth.users import normalize_email
+
+    # Every value is checked before the database is opened: bad input writes nothing.
+    expires_in = parse_duration(expires, param="--expires") if expires is not None else None
+    name, allow = check_key_settings(
+        name,
+        _positive(rpm, "--rpm"),
+        _positive(tpm, "--tpm"),
+        models.split(",") if models is not None else None,
+    )
+    email = normalize_email(user) if user is not None else None
+    created = _service(ctx).create(
+        name, user_email=email, expires_in=expires_in, rpm=rpm, tpm=tpm, models=allow
+    )
+    _print_created(created, json, "created")
+
+
+@keys_app.command("list")
+def keys_list(
+    ctx: typer.Context,
+    all_: Annotated[bool, typer.Option("--all", "-a", help="Include revoked keys.")] = False,
+    json: _JSON = False,
+) -> None:
+    """List keys: id, name, prefix, user, dates and status (active, expired, revoked)."""
+    from llmgw.storage.tables import utcnow
+
+    now = utcnow()
+    records = [_record(k, now) for k in _service(ctx).list(include_revoked=all_)]
+    if json:
+        emit_json(records)
+        return
+    rows = [
+        {
+            "id": r["id"][:8],
+            "name": r["name"],
+            "prefix": r["prefix"],
+            "user": r["user"],
+            "created": r["created_at"],
+            "expires": r["expires_at"],
+            "last_used": r["last_used_at"],
+            "status": r["status"],
+        }
+        for r in records
+    ]
+    print_table(
+        rows,
+        ["id", "name", "prefix", "user", "created", "expires", "last_used", "status"],
+        title="keys",
+    )
+
+
+@keys_app.command("show")
+def keys_show(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(metavar="ID", help=_REF_HELP)],
+    json: _JSON = False,
+) -> None:
+    """Show one key's settings and status (never its secret)."""
+    from llmgw.storage.tables import utcnow
+
+    record = _record(_service(ctx).get(ref), utcnow())
+    if json:
+        emit_json(record)
+        return
+    print_table([{"field": k, "value": v} for k, v in record.items()], ["field", "value"])
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(metavar="ID", help=_REF_HELP)],
+    json: _JSON = False,
+) -> None:
+    """Revoke a key at once; a running server stops accepting it within its key cache time."""
+    from llmgw.storage.tables import utcnow
+
+    now = utcnow()
+    info = _service(ctx).revoke(ref)
+    if json:
+        emit_json(_record(info, now))
+        return
+    typer.echo(
+        f"revoked key {info.name} ({info.prefix}) at {info.revoked_at:%Y-%m-%d %H:%M:%S} UTC"
+    )
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(metavar="ID", help=_REF_HELP)],
+    json: _JSON = False,
+) -> None:
+    """Replace a key's secret: a new key with the same settings; the old one is revoked."""
+    _print_created(_service(ctx).rotate(ref), json, "rotated; new")

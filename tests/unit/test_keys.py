@@ -1,0 +1,393 @@
+"""KeyService on SQLite and PostgreSQL: the whole key lifecycle and hostile secrets."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import threading
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from llmgw.auth import keys as keys_mod
+from llmgw.auth.keys import CreatedKey, KeyInfo, KeyService
+from llmgw.auth.users import UserService
+from llmgw.errors import AuthError, Conflict, NotFound, UsageError
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+
+
+class Clock:
+    """A clock the test moves by hand."""
+
+    def __init__(self, now: datetime = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def keys(engine: Engine, clock: Clock) -> KeyService:
+    return KeyService(engine, clock=clock)
+
+
+def _rows(engine: Engine) -> list[dict[str, Any]]:
+    with engine.connect() as conn:
+        return [dict(r._mapping) for r in conn.execute(sa.text("SELECT * FROM api_keys"))]
+
+
+def _auth_error(keys: KeyService, secret: Any) -> AuthError:
+    with pytest.raises(AuthError) as info:
+        keys.authenticate(secret)
+    assert type(info.value) is AuthError
+    return info.value
+
+
+def test_create_returns_a_typed_high_entropy_secret_once(keys: KeyService) -> None:
+    created = keys.create("ci", rpm=60, tpm=10_000, models=["local/gpt-4o-mini", "chat-default"])
+    secret = created.secret
+    assert secret.startswith("llmgw_") and len(secret) == 6 + 43
+    # 43 url-safe characters carry 258 bits; decoding proves it is base64 of 32 bytes.
+    import base64
+
+    assert len(base64.urlsafe_b64decode(secret[6:] + "=")) == 32
+    info = created.info
+    assert info.prefix == secret[:12]
+    assert (info.name, info.rpm, info.tpm) == ("ci", 60, 10_000)
+    assert info.models == ("local/gpt-4o-mini", "chat-default")
+    assert info.created_at == T0 and info.expires_at is None and info.revoked_at is None
+    assert info.user_id is None and info.last_used_at is None
+    # No later call hands the secret out again, and reprs never carry it.
+    again = keys.get(str(info.id))
+    assert secret not in repr(again) and secret not in repr(created)
+    assert secret[12:] not in repr(created)
+
+
+def test_two_keys_never_share_secret_or_prefix(keys: KeyService) -> None:
+    made = [keys.create(f"k{i}") for i in range(20)]
+    assert len({c.secret for c in made}) == 20
+    assert len({c.info.prefix for c in made}) == 20
+
+
+def test_authenticate_returns_the_key(keys: KeyService) -> None:
+    created = keys.create("svc", rpm=5)
+    info = keys.authenticate(created.secret)
+    assert info.id == created.info.id and info.rpm == 5
+    assert info.is_active(T0)
+
+
+def test_db_holds_only_digest_and_prefix(keys: KeyService, engine: Engine) -> None:
+    created = keys.create("ci")
+    [row] = _rows(engine)
+    dump = " ".join(repr(v) for v in row.values())
+    assert created.secret not in dump
+    assert created.secret[12:] not in dump  # not even the secret part without its prefix
+    assert row["digest"] == hashlib.sha256(created.secret.encode()).hexdigest()
+    assert row["prefix"] == created.secret[:12]
+
+
+def test_authenticate_is_one_query_by_digest(keys: KeyService, engine: Engine) -> None:
+    created = keys.create("ci")
+    statements: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        keys.authenticate(created.secret)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+    assert len(statements) == 1
+    assert "api_keys.digest =" in statements[0] and created.secret not in statements[0]
+
+
+def test_constant_time_comparison_is_used(
+    keys: KeyService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[Any, Any]] = []
+    real = hmac.compare_digest
+
+    def spy(a: Any, b: Any) -> bool:
+        calls.append((a, b))
+        return real(a, b)
+
+    monkeypatch.setattr(keys_mod.hmac, "compare_digest", spy)
+    created = keys.create("ci")
+    keys.authenticate(created.secret)
+    assert len(calls) == 1
+    # An unknown but well-formed key takes the same comparison path.
+    _auth_error(keys, "llmgw_" + "A" * 43)
+    assert len(calls) == 2
+
+
+def test_expiry_follows_the_injected_clock(keys: KeyService, clock: Clock) -> None:
+    created = keys.create("short", expires_in=timedelta(hours=1))
+    assert created.info.expires_at == T0 + timedelta(hours=1)
+    clock.now = T0 + timedelta(minutes=59, seconds=59)
+    assert keys.authenticate(created.secret).id == created.info.id
+    clock.now = T0 + timedelta(hours=1)
+    err = _auth_error(keys, created.secret)
+    assert err.message == "invalid API key"
+    info = keys.get(created.info.prefix)
+    assert info.status(clock.now) == "expired" and not info.is_active(clock.now)
+    # Expired keys still show up in the default listing; they are not revoked.
+    assert [k.id for k in keys.list()] == [created.info.id]
+
+
+def test_revoke_stops_the_key_and_is_idempotent(keys: KeyService, clock: Clock) -> None:
+    created = keys.create("ci")
+    other = keys.create("other")
+    clock.now = T0 + timedelta(minutes=5)
+    revoked = keys.revoke(str(created.info.id)[:8])
+    assert revoked.revoked_at == clock.now and revoked.status(clock.now) == "revoked"
+    _auth_error(keys, created.secret)
+    assert keys.authenticate(other.secret).id == other.info.id
+    clock.now = T0 + timedelta(minutes=10)
+    assert keys.revoke(created.info.prefix).revoked_at == T0 + timedelta(minutes=5)
+    assert [k.id for k in keys.list()] == [other.info.id]
+    assert {k.id for k in keys.list(include_revoked=True)} == {created.info.id, other.info.id}
+
+
+def test_revoking_an_unknown_key_is_not_found(keys: KeyService, engine: Engine) -> None:
+    keys.create("ci")
+    for ref in ("deadbeef", str(uuid.uuid4()), "llmgw_zzzzzz", "nope", "", "' OR 1=1 --"):
+        with pytest.raises(NotFound):
+            keys.revoke(ref)
+    assert all(r["revoked_at"] is None for r in _rows(engine))
+
+
+def test_rotate_replaces_the_secret_and_keeps_settings(
+    keys: KeyService, engine: Engine, clock: Clock
+) -> None:
+    users = UserService(engine, clock=clock)
+    users.create("owner@example.com")
+    old = keys.create(
+        "svc",
+        user_email="owner@example.com",
+        expires_in=timedelta(days=30),
+        rpm=7,
+        tpm=700,
+        models=["local/*"],
+    )
+    clock.now = T0 + timedelta(days=1)
+    new = keys.rotate(old.info.prefix)
+    assert new.secret != old.secret and new.info.id != old.info.id
+    _auth_error(keys, old.secret)
+    got = keys.authenticate(new.secret)
+    for field in ("name", "user_id", "rpm", "tpm", "models", "expires_at"):
+        assert getattr(got, field) == getattr(old.info, field), field
+    assert got.rotated_from == old.info.id and got.created_at == clock.now
+    assert keys.get(str(old.info.id)).revoked_at == clock.now
+    with pytest.raises(Conflict):
+        keys.rotate(str(old.info.id))  # a revoked key cannot be rotated again
+
+
+def test_rotating_an_expired_key_is_refused(keys: KeyService, clock: Clock) -> None:
+    old = keys.create("svc", expires_in=timedelta(minutes=1))
+    clock.now = T0 + timedelta(minutes=2)
+    with pytest.raises(Conflict):
+        keys.rotate(old.info.prefix)
+    assert len(keys.list(include_revoked=True)) == 1
+
+
+def test_concurrent_rotations_let_exactly_one_win(engine: Engine) -> None:
+    keys = KeyService(engine)
+    old = keys.create("svc")
+    barrier = threading.Barrier(2)
+    results: list[CreatedKey | Exception] = []
+
+    def rotate() -> None:
+        barrier.wait()
+        try:
+            results.append(keys.rotate(str(old.info.id)))
+        except Exception as exc:  # noqa: BLE001 - collected and checked below
+            results.append(exc)
+
+    threads = [threading.Thread(target=rotate) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    won = [r for r in results if isinstance(r, CreatedKey)]
+    lost = [r for r in results if not isinstance(r, CreatedKey)]
+    assert len(won) == 1 and len(lost) == 1 and isinstance(lost[0], Conflict), results
+    live = [k for k in keys.list()]
+    assert [k.id for k in live] == [won[0].info.id]
+
+
+def test_disabled_users_keys_fail_until_enabled(keys: KeyService, engine: Engine) -> None:
+    users = UserService(engine)
+    users.create("ann@example.com")
+    created = keys.create("ann-laptop", user_email="ANN@example.com")
+    assert created.info.user_email == "ann@example.com"
+    users.disable("ann@example.com")
+    _auth_error(keys, created.secret)
+    assert keys.get(created.info.prefix).status(T0) == "user disabled"
+    with pytest.raises(Conflict):
+        keys.create("more", user_email="ann@example.com")
+    users.enable("ann@example.com")
+    assert keys.authenticate(created.secret).id == created.info.id
+
+
+def test_key_for_unknown_user_is_not_found_and_writes_nothing(
+    keys: KeyService, engine: Engine
+) -> None:
+    with pytest.raises(NotFound):
+        keys.create("x", user_email="ghost@example.com")
+    with pytest.raises(UsageError):
+        keys.create("x", user_email="not-an-email")
+    assert _rows(engine) == []
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "word"),
+    [
+        ({"name": ""}, "name"),
+        ({"name": "a\x00b"}, "name"),
+        ({"name": "x" * 201}, "name"),
+        ({"name": "ok", "rpm": 0}, "rpm"),
+        ({"name": "ok", "tpm": -5}, "tpm"),
+        ({"name": "ok", "models": []}, "model"),
+        ({"name": "ok", "models": ["a", ""]}, "model"),
+        ({"name": "ok", "expires_in": timedelta(0)}, "expir"),
+    ],
+)
+def test_bad_settings_are_usage_errors_and_write_nothing(
+    keys: KeyService, engine: Engine, kwargs: dict[str, Any], word: str
+) -> None:
+    with pytest.raises(UsageError) as info:
+        keys.create(**kwargs)
+    assert word in info.value.message
+    assert _rows(engine) == []
+
+
+def _hostile(secret: str) -> list[Any]:
+    body = secret[6:]
+    return [
+        "",
+        " ",
+        "' OR '1'='1",
+        "llmgw_' OR '1'='1' -- " + "x" * 21,
+        "llmgw_" + "'; DROP TABLE api_keys; --" + "a" * 17,
+        "\x00",
+        "llmgw_" + "\x00" * 43,
+        secret[:20] + "\x00" + secret[21:],
+        "A" * 65536,
+        "llmgw_" + "a" * 65536,
+        "llmgw_" + "é" * 43,
+        "llmgw_" + "ключ" * 11,
+        "sk-" + "a" * 48,
+        "Bearer " + secret,
+        secret + "x",
+        secret[:-1],
+        secret.upper(),
+        secret[:-1] + ("A" if secret[-1] != "A" else "B"),
+        "llmgw_" + body[::-1],
+        "LLMGW_" + body,
+        secret + "\n",
+        b"llmgw_" + b"a" * 43,
+        None,
+        42,
+    ]
+
+
+def test_malformed_and_hostile_secrets_get_one_uniform_auth_error(
+    keys: KeyService, engine: Engine
+) -> None:
+    created = keys.create("ci")
+    errors = [_auth_error(keys, s) for s in _hostile(created.secret)]
+    assert {(e.message, e.hint, e.http_status, e.code) for e in errors} == {
+        ("invalid API key", errors[0].hint, 401, "invalid_api_key")
+    }
+    # Same answer as for a revoked key; and the table is intact.
+    keys.revoke(created.info.prefix)
+    assert _auth_error(keys, created.secret).message == errors[0].message
+    assert len(_rows(engine)) == 1
+
+
+def test_get_accepts_id_id_prefix_and_key_prefix(keys: KeyService) -> None:
+    created = keys.create("ci")
+    kid = str(created.info.id)
+    for ref in (kid, kid.upper(), kid[:8], kid.replace("-", "")[:13], created.info.prefix):
+        assert keys.get(ref).id == created.info.id, ref
+    with pytest.raises(NotFound) as info:
+        keys.get(created.secret)  # a pasted secret is not a reference, and is never echoed
+    assert created.secret not in info.value.message
+    assert created.secret[12:] not in str(info.value)
+
+
+def test_ambiguous_id_prefix_asks_for_more(
+    keys: KeyService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ids = iter(
+        [
+            uuid.UUID("abcdef01-0000-4000-8000-000000000001"),
+            uuid.UUID("abcdef01-0000-4000-8000-000000000002"),
+        ]
+    )
+    monkeypatch.setattr(keys_mod.uuid, "uuid4", lambda: next(ids))
+    keys.create("one")
+    keys.create("two")
+    monkeypatch.undo()
+    with pytest.raises(UsageError):
+        keys.get("abcdef01")
+    assert keys.get("abcdef01-0000-4000-8000-000000000002").name == "two"
+
+
+def test_touch_last_used_is_batched_and_never_goes_back(keys: KeyService, engine: Engine) -> None:
+    a, b = keys.create("a"), keys.create("b")
+    statements: list[str] = []
+    sa.event.listen(engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    t1 = T0 + timedelta(seconds=10)
+    keys.touch_last_used({a.info.id: t1, b.info.id: t1})
+    keys.touch_last_used({a.info.id: T0})  # older: ignored
+    assert sum("UPDATE" in s for s in statements) == 2
+    assert keys.get(a.info.prefix).last_used_at == t1
+    assert keys.get(b.info.prefix).last_used_at == t1
+    keys.touch_last_used({})
+
+
+@pytest.mark.parametrize(
+    ("allow", "model", "ok"),
+    [
+        (None, "anything/at:all", True),
+        (("local/gpt-4o-mini",), "local/gpt-4o-mini", True),
+        (("local/gpt-4o-mini",), "local/gpt-4o-mini:2024-07-18", True),
+        (("local/gpt-4o-mini:2024-07-18",), "local/gpt-4o-mini", False),
+        (("local/gpt-4o-mini:2024-07-18",), "local/gpt-4o-mini:2024-07-18", True),
+        (("local/gpt-4o-mini",), "local/gpt-4o", False),
+        (("local/gpt-4o-mini",), "other/gpt-4o-mini", False),
+        (("chat-default",), "chat-default", True),
+        (("chat-default",), "chat-default-2", False),
+        (("local/*",), "local/anything:v1", True),
+        (("local/*",), "local/", False),
+        (("local/*",), "localx/m", False),
+        ((), "local/gpt-4o-mini", False),
+    ],
+)
+def test_allows_model(allow: tuple[str, ...] | None, model: str, ok: bool) -> None:
+    info = KeyInfo(
+        id=uuid.uuid4(),
+        name="k",
+        prefix="llmgw_abcdef",
+        user_id=None,
+        expires_at=None,
+        revoked_at=None,
+        rpm=None,
+        tpm=None,
+        models=allow,
+        created_at=T0,
+        last_used_at=None,
+    )
+    assert info.allows_model(model) is ok
