@@ -1,0 +1,1 @@
+"""Routing: model names to candidates, circuit breakers, health, retries and the router."""

@@ -1,0 +1,233 @@
+"""Health per (provider, model): EWMA latency and error rate, the breaker state, and a DB writer.
+
+The router feeds ``HealthTracker`` on the hot path (a few float operations under an uncontended
+lock, no I/O). ``HealthWriter`` runs in its own thread: every ``interval`` seconds it upserts the
+rows that changed into ``provider_status``, so ``llmgw providers status`` and other instances see
+them; a database outage only makes it log and try again next time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from llmgw.errors import LlmgwError
+from llmgw.routing.breaker import BreakerRegistry
+from llmgw.storage.tables import ProviderStatus, utcnow
+
+__all__ = ["HealthTracker", "HealthWriter", "error_summary"]
+
+log = logging.getLogger("llmgw.routing.health")
+
+
+def error_summary(error: BaseException | str) -> str:
+    """A short, secret-free description of a failure for status pages.
+
+    ``LlmgwError`` messages are written never to hold secrets; anything else (a raw library
+    exception might quote a URL) is reduced to its class name.
+    """
+    if isinstance(error, str):
+        return error[:500]
+    if isinstance(error, LlmgwError):
+        return f"{type(error).__name__}: {error.message}"[:500]
+    return type(error).__name__
+
+
+@dataclass(slots=True)
+class _Entry:
+    latency_ms: float | None = None
+    error_rate: float = 0.0
+    requests: int = 0
+    failures: int = 0
+    last_error: str | None = None
+    last_error_at: datetime | None = None
+    last_ok_at: datetime | None = None
+
+
+class HealthTracker:
+    """In-memory health of every (provider, model) the router has seen or was told about."""
+
+    def __init__(
+        self,
+        *,
+        alpha: float = 0.2,
+        breakers: BreakerRegistry | None = None,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        if not 0 < alpha <= 1:
+            raise ValueError("alpha must be in (0, 1]")
+        self.alpha = alpha
+        self.breakers = breakers
+        self._now = now
+        self._lock = threading.Lock()
+        self._entries: dict[tuple[str, str], _Entry] = {}
+
+    def register(self, provider: str, model: str) -> None:
+        """Make a configured (provider, model) show up as ``unknown`` before its first request."""
+        with self._lock:
+            self._entries.setdefault((provider, model), _Entry())
+
+    def record_success(self, provider: str, model: str, latency: float) -> None:
+        """An attempt succeeded after ``latency`` seconds (time to first chunk for streams)."""
+        ms = latency * 1000.0
+        with self._lock:
+            e = self._entries.setdefault((provider, model), _Entry())
+            e.latency_ms = (
+                ms if e.latency_ms is None else e.latency_ms + self.alpha * (ms - e.latency_ms)
+            )
+            e.error_rate -= self.alpha * e.error_rate
+            e.requests += 1
+            e.last_ok_at = self._now()
+
+    def record_failure(self, provider: str, model: str, error: BaseException | str) -> None:
+        """An attempt failed in a way that is the upstream's fault."""
+        summary = error_summary(error)
+        with self._lock:
+            e = self._entries.setdefault((provider, model), _Entry())
+            e.error_rate += self.alpha * (1.0 - e.error_rate)
+            e.requests += 1
+            e.failures += 1
+            e.last_error = summary
+            e.last_error_at = self._now()
+
+    def _status(self, e: _Entry, state: str) -> str:
+        if state in ("open", "half_open"):
+            return state
+        if e.requests == 0:
+            return "unknown"
+        if e.error_rate >= 0.5:
+            return "failing"
+        if e.error_rate >= 0.1:
+            return "degraded"
+        return "healthy"
+
+    def snapshot(self) -> list[dict[str, Any]]:
+        """One dict per (provider, model), sorted, for ``GET /api/providers`` and the writer."""
+        with self._lock:
+            items = [(k, replace(e)) for k, e in self._entries.items()]
+        rows: list[dict[str, Any]] = []
+        for (provider, model), e in sorted(items):
+            br = self.breakers.find(provider, model) if self.breakers is not None else None
+            state = br.state if br is not None else "closed"
+            rows.append(
+                {
+                    "provider": provider,
+                    "model": model,
+                    "status": self._status(e, state),
+                    "breaker": state,
+                    "retry_after": round(br.retry_after(), 3) if br is not None else 0.0,
+                    "latency_ms": None if e.latency_ms is None else round(e.latency_ms, 2),
+                    "error_rate": round(e.error_rate, 4),
+                    "requests": e.requests,
+                    "failures": e.failures,
+                    "last_error": e.last_error,
+                    "last_error_at": e.last_error_at,
+                    "last_ok_at": e.last_ok_at,
+                }
+            )
+        return rows
+
+
+def _upsert(engine: Engine, rows: list[dict[str, Any]]) -> None:
+    table = ProviderStatus.__table__  # type: ignore[attr-defined]
+    dialect = engine.dialect.name
+    # Both dialects spell the upsert the same way (ON CONFLICT ... DO UPDATE).
+    from sqlalchemy.dialects import postgresql, sqlite
+
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt: Any = insert(table)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=[table.c.provider, table.c.model],
+        set_={
+            c: stmt.excluded[c]
+            for c in ("status", "latency_ms", "error_rate", "last_error", "updated_at")
+        },
+    )
+    with engine.begin() as conn:
+        conn.execute(stmt, rows)
+
+
+class HealthWriter:
+    """A daemon thread that upserts changed health rows into ``provider_status`` periodically."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        tracker: HealthTracker,
+        *,
+        interval: float = 5.0,
+        now: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.engine = engine
+        self.tracker = tracker
+        self.interval = interval
+        self._now = now
+        self._written: dict[tuple[str, str], tuple[Any, ...]] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_error: str | None = None
+        self.writes = 0
+
+    def write_once(self) -> int:
+        """Upsert the rows that changed since the last successful write; returns how many."""
+        changed: list[dict[str, Any]] = []
+        for r in self.tracker.snapshot():
+            key = (r["provider"], r["model"])
+            sig = (r["status"], r["latency_ms"], r["error_rate"], r["last_error"])
+            if self._written.get(key) != sig:
+                changed.append(
+                    {
+                        "provider": r["provider"][:64],
+                        "model": r["model"][:200],
+                        "status": r["status"],
+                        "latency_ms": r["latency_ms"],
+                        "error_rate": r["error_rate"],
+                        "last_error": r["last_error"],
+                        "updated_at": self._now(),
+                        "_sig": sig,
+                    }
+                )
+        if not changed:
+            return 0
+        _upsert(self.engine, [{k: v for k, v in c.items() if k != "_sig"} for c in changed])
+        for c in changed:
+            self._written[(c["provider"], c["model"])] = c["_sig"]
+        self.writes += 1
+        return len(changed)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            self._safe_write()
+
+    def _safe_write(self) -> None:
+        try:
+            self.write_once()
+            self.last_error = None
+        except (sa.exc.SQLAlchemyError, OSError) as exc:
+            reason = type(getattr(exc, "orig", None) or exc).__name__
+            if self.last_error != reason:
+                log.warning("provider_status write failed (%s); will retry", reason)
+            self.last_error = reason
+
+    def start(self) -> None:
+        """Start the writer thread (idempotent)."""
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name="llmgw-health-writer", daemon=True
+            )
+            self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the thread and make one last write."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        self._safe_write()

@@ -1,0 +1,350 @@
+"""The router: tries a request's candidates in order with breakers, fallback, retries and health.
+
+``Router.call`` runs a non-streamed operation (chat, embeddings); ``Router.open_stream`` opens a
+stream and returns only once the first chunk is in hand, so the server commits its response
+(status line and headers) only after the upstream has really started. Fallback and retries happen
+only before that point: once a chunk has been given to the caller, a failure ends the stream.
+
+What counts as an upstream failure (fall back to the next candidate, count against the breaker,
+retryable within the budget): ``UpstreamError`` and ``UpstreamTimeout`` (connection refused, TLS,
+timeouts, 5xx, unusable bodies), ``RateLimited`` (429), ``Unavailable`` (503, a provider's own
+queue full), ``TimeoutError`` and ``OSError`` that escaped an adapter, and a stream that ends
+before its first chunk. Anything else (the client's 400, 404 model, a permission error) is
+returned to the client at once and leaves the breaker untouched.
+
+Order: candidates are tried in the order given. Candidates that carry the same ``priority``
+attribute form a group that is shuffled by ``weight`` for each request (weighted random order
+without replacement), so an alias can spread load over equal peers and still keep fallbacks
+behind them. Candidates without ``priority`` keep their list order (each its own group).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, Protocol, TypeVar
+
+from llmgw.errors import (
+    ModelNotFound,
+    RateLimited,
+    Unavailable,
+    UpstreamError,
+)
+from llmgw.providers.base import Provider
+from llmgw.routing.breaker import BreakerRegistry, CircuitBreaker, CircuitOpen, Clock
+from llmgw.routing.health import HealthTracker, error_summary
+from llmgw.routing.retry import RetryPolicy
+
+__all__ = [
+    "Attempt",
+    "OpenedStream",
+    "RouteCandidate",
+    "Routed",
+    "Router",
+    "is_upstream_failure",
+    "served_by",
+]
+
+
+class RouteCandidate(Protocol):
+    """What the router needs from a candidate (``llmgw.routing.resolve`` builds them)."""
+
+    @property
+    def provider(self) -> str: ...
+    @property
+    def model(self) -> str: ...
+    @property
+    def version(self) -> str | None: ...
+
+
+C = TypeVar("C", bound=RouteCandidate)
+T = TypeVar("T")
+X = TypeVar("X")
+
+CandidatesResolver = Callable[[str], Sequence[Any]]
+
+
+def served_by(c: RouteCandidate) -> str:
+    """``provider/model[:version]`` of a candidate, for the response header and usage record."""
+    return f"{c.provider}/{c.model}" + (f":{c.version}" if c.version else "")
+
+
+def is_upstream_failure(exc: BaseException) -> bool:
+    """Is ``exc`` the upstream's fault (fallback, breaker failure, retryable)?"""
+    if isinstance(exc, CircuitOpen):
+        return False
+    return isinstance(exc, UpstreamError | RateLimited | Unavailable | TimeoutError | OSError)
+
+
+def _retry_after(exc: BaseException) -> float | None:
+    v = getattr(exc, "retry_after", None)
+    return float(v) if isinstance(v, int | float) else None
+
+
+@dataclass(slots=True)
+class Attempt:
+    """One try of one candidate."""
+
+    target: str
+    """``provider/model[:version]``."""
+    outcome: str
+    """``ok``, ``failed``, ``open`` (skipped: circuit open), ``rejected`` (client error) or ``cancelled``."""
+    error: str | None = None
+    latency_ms: float | None = None
+    retry: bool = False
+
+
+@dataclass(slots=True)
+class Routed(Generic[C, T]):
+    """A result and the candidate that produced it."""
+
+    value: T
+    candidate: C
+    attempts: list[Attempt] = field(default_factory=list)
+
+    @property
+    def served_by(self) -> str:
+        """``provider/model[:version]`` that served the request."""
+        return served_by(self.candidate)
+
+
+class OpenedStream(Generic[C, X]):
+    """An open stream: unpacks as ``(candidate, first_chunk, chunks)``; also carries ``attempts``."""
+
+    def __init__(
+        self, candidate: C, first_chunk: X, chunks: AsyncIterator[X], attempts: list[Attempt]
+    ) -> None:
+        self.candidate = candidate
+        self.first_chunk = first_chunk
+        self.chunks = chunks
+        self.attempts = attempts
+
+    def __iter__(self) -> Any:
+        return iter((self.candidate, self.first_chunk, self.chunks))
+
+    @property
+    def served_by(self) -> str:
+        """``provider/model[:version]`` serving the stream."""
+        return served_by(self.candidate)
+
+
+class _StreamTail(Generic[X]):
+    """The rest of a stream after its first chunk: mid-stream failures reach breaker and health."""
+
+    def __init__(self, it: AsyncIterator[X], on_failure: Callable[[BaseException], None]) -> None:
+        self._it = it
+        self._on_failure = on_failure
+
+    def __aiter__(self) -> _StreamTail[X]:
+        return self
+
+    async def __anext__(self) -> X:
+        try:
+            return await self._it.__anext__()
+        except StopAsyncIteration:
+            raise
+        except Exception as exc:
+            if is_upstream_failure(exc):
+                self._on_failure(exc)
+            raise
+
+    async def aclose(self) -> None:
+        """Close the upstream stream (releases its connection at once)."""
+        close = getattr(self._it, "aclose", None)
+        if close is not None:
+            await close()
+
+
+class Router:
+    """Tries candidates in order; see the module docstring for the rules."""
+
+    def __init__(
+        self,
+        candidates_resolver: CandidatesResolver | None,
+        providers: Mapping[str, Provider],
+        breakers: BreakerRegistry,
+        health: HealthTracker,
+        retry_policy: RetryPolicy,
+        clock: Clock = time.monotonic,
+        *,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.resolver = candidates_resolver
+        self.providers = providers
+        self.breakers = breakers
+        self.health = health
+        self.retry = retry_policy
+        self._clock = clock
+        self._sleep = sleep
+        self._rng = rng or random.Random()  # noqa: S311 - load spreading, not security
+
+    def resolve(self, name: str) -> list[Any]:
+        """Candidates for a client's model name, through the configured resolver."""
+        if self.resolver is None:
+            raise ModelNotFound(f"model {name!r} is not configured")
+        return list(self.resolver(name))
+
+    def order(self, candidates: Sequence[C]) -> list[C]:
+        """This request's order: list order, equal ``priority`` groups shuffled by ``weight``."""
+        if not any(getattr(c, "priority", None) is not None for c in candidates):
+            return list(candidates)
+        keyed: list[tuple[float, float, int, C]] = []
+        for i, c in enumerate(candidates):
+            prio = getattr(c, "priority", None)
+            w = float(getattr(c, "weight", 1.0) or 1.0)
+            # Efraimidis-Spirakis: sorting by u**(1/w) descending is a weighted shuffle.
+            keyed.append(
+                (float(i if prio is None else prio), -(self._rng.random() ** (1.0 / w)), i, c)
+            )
+        keyed.sort(key=lambda t: (t[0], t[1], t[2]))
+        return [t[3] for t in keyed]
+
+    # -- the attempt loop -------------------------------------------------------------------
+
+    async def _run(
+        self, candidates: Sequence[C], attempt: Callable[[Provider, C], Awaitable[T]]
+    ) -> tuple[C, T, list[Attempt], CircuitBreaker]:
+        ordered = self.order(candidates)
+        if not ordered:
+            raise ModelNotFound("no candidate to route to")
+        attempts: list[Attempt] = []
+        last_exc: BaseException | None = None
+        retryable: list[C] = []
+        for c in ordered:
+            res = await self._try(c, attempt, attempts, retry=False)
+            if isinstance(res, tuple):
+                return res
+            if res is not None:
+                last_exc = res
+                retryable.append(c)
+        n = 0
+        while retryable and n < self.retry.max_retries and last_exc is not None:
+            c = retryable[n % len(retryable)]
+            n += 1
+            if self.breakers.get(c.provider, c.model).state != "closed":
+                retryable.remove(c)
+                continue
+            delay = self.retry.delay(n, _retry_after(last_exc))
+            if delay is None or not self.retry.budget(c.provider).try_spend():
+                break
+            await self._sleep(delay)
+            res = await self._try(c, attempt, attempts, retry=True)
+            if isinstance(res, tuple):
+                return res
+            if res is not None:
+                last_exc = res
+        if last_exc is not None:
+            raise last_exc
+        waits = [self.breakers.get(c.provider, c.model).retry_after() for c in ordered]
+        wait = min(waits) if waits else None
+        raise CircuitOpen(
+            "every upstream for this model is failing; the circuit is open",
+            retry_after=wait,
+            hint="retry after the Retry-After delay; see `llmgw providers status`",
+        )
+
+    async def _try(
+        self,
+        c: C,
+        attempt: Callable[[Provider, C], Awaitable[T]],
+        attempts: list[Attempt],
+        *,
+        retry: bool,
+    ) -> tuple[C, T, list[Attempt], CircuitBreaker] | BaseException | None:
+        """One attempt: the result tuple, the upstream failure to go on with, or ``None`` (skipped)."""
+        target = served_by(c)
+        provider = self.providers.get(c.provider)
+        if provider is None:
+            raise ModelNotFound(f"provider {c.provider!r} is not configured", param="model")
+        breaker = self.breakers.get(c.provider, c.model)
+        if not breaker.acquire():
+            attempts.append(Attempt(target, "open", retry=retry))
+            return None
+        if not retry:
+            self.retry.budget(c.provider).record_request()
+        start = self._clock()
+        try:
+            value = await attempt(provider, c)
+        except asyncio.CancelledError:
+            breaker.release()
+            attempts.append(Attempt(target, "cancelled", retry=retry))
+            raise
+        except Exception as exc:
+            ms = (self._clock() - start) * 1000.0
+            if not is_upstream_failure(exc):
+                breaker.release()
+                attempts.append(Attempt(target, "rejected", type(exc).__name__, ms, retry))
+                raise
+            breaker.record_failure()
+            self.health.record_failure(c.provider, c.model, exc)
+            attempts.append(Attempt(target, "failed", error_summary(exc), ms, retry))
+            return exc
+        elapsed = self._clock() - start
+        breaker.record_success()
+        self.health.record_success(c.provider, c.model, elapsed)
+        attempts.append(Attempt(target, "ok", None, elapsed * 1000.0, retry))
+        return c, value, attempts, breaker
+
+    # -- public entry points ------------------------------------------------------------------
+
+    async def call(
+        self, candidates: Sequence[C] | str, op: Callable[[Provider, C], Awaitable[T]]
+    ) -> Routed[C, T]:
+        """Run ``op(provider, candidate)`` on the first candidate that succeeds.
+
+        Raises the last upstream failure when every candidate failed, ``CircuitOpen`` (503 with
+        ``retry_after``) when every circuit was open, or a client error at once.
+        """
+        cands: Sequence[C] = self.resolve(candidates) if isinstance(candidates, str) else candidates
+        c, value, attempts, _ = await self._run(cands, op)
+        return Routed(value, c, attempts)
+
+    async def open_stream(
+        self,
+        candidates: Sequence[C] | str,
+        op: Callable[[Provider, C], AsyncIterator[X] | Awaitable[AsyncIterator[X]]],
+    ) -> OpenedStream[C, X]:
+        """Open a stream on the first candidate that yields a first chunk.
+
+        Returns ``(candidate, first_chunk, chunks)`` (an ``OpenedStream``); iterate ``chunks``
+        for the rest and ``aclose()`` it when the client goes away. A failure after this point is
+        raised from ``chunks`` and is not retried (bytes may already be with the client).
+        """
+        cands: Sequence[C] = self.resolve(candidates) if isinstance(candidates, str) else candidates
+
+        async def first(provider: Provider, c: C) -> tuple[X, AsyncIterator[X]]:
+            made = op(provider, c)
+            it: AsyncIterator[X] = await made if inspect.isawaitable(made) else made
+            try:
+                chunk = await it.__anext__()
+            except StopAsyncIteration:
+                await _aclose(it)
+                raise UpstreamError(
+                    "the upstream ended the stream before sending anything", provider=c.provider
+                ) from None
+            except BaseException:
+                await _aclose(it)
+                raise
+            return chunk, it
+
+        c, (chunk, it), attempts, breaker = await self._run(cands, first)
+
+        def on_failure(exc: BaseException) -> None:
+            breaker.record_failure()
+            self.health.record_failure(c.provider, c.model, exc)
+
+        return OpenedStream(c, chunk, _StreamTail(it, on_failure), attempts)
+
+
+async def _aclose(it: object) -> None:
+    close = getattr(it, "aclose", None)
+    if close is not None:
+        # closing a broken upstream must not mask the error that broke it
+        with contextlib.suppress(Exception):
+            await close()

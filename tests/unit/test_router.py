@@ -1,0 +1,265 @@
+"""The router's fallback, retry and breaker logic, with in-process fake providers (state machine only;
+the end-to-end behaviour over HTTP is in test_router_e2e.py)."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import pytest
+
+from llmgw.errors import InvalidRequest, RateLimited, UpstreamError, UpstreamTimeout
+from llmgw.providers.base import ChatChunk
+from llmgw.routing.breaker import BreakerConfig, BreakerRegistry, CircuitOpen
+from llmgw.routing.health import HealthTracker
+from llmgw.routing.retry import RetryPolicy
+from llmgw.routing.router import Router
+
+
+@dataclass(frozen=True)
+class Cand:
+    provider: str
+    model: str
+    version: str | None = None
+    priority: int | None = None
+    weight: float = 1.0
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class Fake:
+    """A provider whose next outcomes are scripted: "ok", an exception, or a stream script."""
+
+    kind = "fake"
+
+    def __init__(self, name: str, fail: BaseException | None = None) -> None:
+        self.name = name
+        self.fail = fail
+        self.calls = 0
+        self.closed = 0
+
+    async def chat(self, c: Cand) -> str:
+        self.calls += 1
+        if self.fail is not None:
+            raise self.fail
+        return f"{self.name}:{c.model}"
+
+    async def stream(self, c: Cand, fail_after: int | None = None) -> AsyncIterator[ChatChunk]:
+        self.calls += 1
+        try:
+            if self.fail is not None:
+                raise self.fail
+            for i in range(3):
+                if fail_after is not None and i == fail_after:
+                    raise UpstreamError("stalled", provider=self.name)
+                yield ChatChunk({"i": i, "by": self.name})
+        finally:
+            self.closed += 1
+
+
+def build(
+    providers: dict[str, Fake],
+    *,
+    threshold: int = 3,
+    max_retries: int = 0,
+    clock: FakeClock | None = None,
+    min_requests: int = 20,
+) -> tuple[Router, list[float]]:
+    clock = clock or FakeClock()
+    cfg = BreakerConfig(failure_threshold=threshold, cooldown=30.0, min_requests=min_requests)
+    breakers = BreakerRegistry(cfg, clock)
+    slept: list[float] = []
+
+    async def sleep(s: float) -> None:
+        slept.append(s)
+
+    policy = RetryPolicy(max_retries=max_retries, clock=clock, rng=random.Random(3))
+    router = Router(
+        None,
+        providers,
+        breakers,
+        HealthTracker(breakers=breakers),
+        policy,
+        clock,  # type: ignore[arg-type]
+        sleep=sleep,
+        rng=random.Random(5),
+    )
+    return router, slept
+
+
+async def chat(p: Fake, c: Cand) -> str:  # the "op" the server would pass
+    return await p.chat(c)
+
+
+A, B = Cand("a", "m1"), Cand("b", "m2", "rc")
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        UpstreamError("boom", provider="a"),
+        UpstreamTimeout("slow", provider="a"),
+        RateLimited("busy", retry_after=1),
+        ConnectionRefusedError(),
+        TimeoutError(),
+    ],
+)
+async def test_falls_back_on_upstream_failures(error: BaseException) -> None:
+    a, b = Fake("a", error), Fake("b")
+    router, _ = build({"a": a, "b": b})
+    routed = await router.call([A, B], chat)
+    assert routed.value == "b:m2"
+    assert routed.served_by == "b/m2:rc"
+    assert [x.outcome for x in routed.attempts] == ["failed", "ok"]
+
+
+async def test_client_errors_are_not_retried_or_counted() -> None:
+    a, b = Fake("a", InvalidRequest("bad")), Fake("b")
+    router, _ = build({"a": a, "b": b}, threshold=1)
+    with pytest.raises(InvalidRequest):
+        await router.call([A, B], chat)
+    assert b.calls == 0
+    assert router.breakers.get("a", "m1").state == "closed"
+
+
+async def test_breaker_opens_then_skips_the_failing_candidate_then_recovers() -> None:
+    clock = FakeClock()
+    a, b = Fake("a", UpstreamError("down", provider="a")), Fake("b")
+    router, _ = build({"a": a, "b": b}, threshold=3, clock=clock)
+    for _ in range(3):
+        assert (await router.call([A, B], chat)).value == "b:m2"
+    assert a.calls == 3
+    for _ in range(5):
+        routed = await router.call([A, B], chat)
+        assert [x.outcome for x in routed.attempts] == ["open", "ok"]
+    assert a.calls == 3  # fail fast: nothing reached A while open
+    a.fail = None
+    clock.t += 30  # cooldown over: half-open, one probe
+    routed = await router.call([A, B], chat)
+    assert routed.value == "a:m1"
+    assert router.breakers.get("a", "m1").state == "closed"
+    snap = {r["provider"]: r for r in router.health.snapshot()}
+    assert snap["a"]["failures"] == 3 and snap["a"]["status"] in ("failing", "degraded", "healthy")
+    assert snap["b"]["status"] == "healthy"
+
+
+async def test_all_circuits_open_fails_fast_with_retry_after() -> None:
+    a = Fake("a", UpstreamError("down", provider="a"))
+    router, _ = build({"a": a}, threshold=1)
+    with pytest.raises(UpstreamError):
+        await router.call([A], chat)
+    with pytest.raises(CircuitOpen) as info:
+        await router.call([A], chat)
+    assert info.value.http_status == 503
+    assert info.value.retry_after == pytest.approx(30.0)
+    assert a.calls == 1
+
+
+async def test_last_upstream_error_is_raised_when_every_candidate_fails() -> None:
+    a = Fake("a", UpstreamError("down", provider="a"))
+    b = Fake("b", RateLimited("quota", retry_after=60))
+    router, _ = build({"a": a, "b": b})
+    with pytest.raises(RateLimited):
+        await router.call([A, B], chat)
+
+
+async def test_retries_with_backoff_until_success() -> None:
+    a = Fake("a", UpstreamError("flaky", provider="a"))
+    router, slept = build({"a": a}, max_retries=2, threshold=10)
+    calls = 0
+
+    async def op(p: Fake, c: Cand) -> str:
+        nonlocal calls
+        calls += 1
+        if calls < 3:
+            raise UpstreamError("flaky", provider="a")
+        return "ok"
+
+    routed = await router.call([A], op)  # type: ignore[arg-type]
+    assert routed.value == "ok"
+    assert [x.retry for x in routed.attempts] == [False, True, True]
+    assert len(slept) == 2 and slept[0] <= 0.1 and slept[1] <= 0.2
+
+
+async def test_retry_after_longer_than_the_backoff_cap_is_not_waited_out() -> None:
+    a = Fake("a", RateLimited("quota", retry_after=60))
+    router, slept = build({"a": a}, max_retries=3, threshold=10)
+    with pytest.raises(RateLimited):
+        await router.call([A], chat)
+    assert a.calls == 1 and slept == []
+
+
+async def test_retry_budget_bounds_attempts_on_a_dead_upstream() -> None:
+    a = Fake("a", UpstreamError("dead", provider="a"))
+    router, _ = build({"a": a}, max_retries=3, threshold=10_000, min_requests=10_000)
+    router.retry.budget_min_per_second = 0.0
+    n = 200
+    for _ in range(n):
+        with pytest.raises(UpstreamError):
+            await router.call([A], chat)
+    # without a budget this would be n * 4 attempts
+    assert a.calls <= n * 1.2
+
+
+async def test_weighted_order_within_a_priority_group() -> None:
+    fakes = {"a": Fake("a"), "b": Fake("b"), "c": Fake("c")}
+    router, _ = build(fakes)
+    cands = [
+        Cand("a", "x", priority=0, weight=3),
+        Cand("b", "x", priority=0, weight=1),
+        Cand("c", "x", priority=1),
+    ]
+    firsts = [router.order(cands)[0].provider for _ in range(2000)]
+    share = firsts.count("a") / len(firsts)
+    assert 0.68 < share < 0.82  # 3:1 weights -> 75 %
+    assert all(router.order(cands)[-1].provider == "c" for _ in range(50))
+    plain = [A, B]
+    assert router.order(plain) == plain
+
+
+async def test_stream_falls_back_before_the_first_chunk_only() -> None:
+    a, b = Fake("a", UpstreamError("down", provider="a")), Fake("b")
+    router, _ = build({"a": a, "b": b})
+    opened = await router.open_stream([A, B], lambda p, c: p.stream(c))  # type: ignore[arg-type,return-value]
+    cand, first, rest = opened
+    assert cand == B and first.data == {"i": 0, "by": "b"}
+    assert [ch.data["i"] async for ch in rest] == [1, 2]  # type: ignore[index]
+    assert a.closed == 1  # the failed attempt's iterator was closed
+    assert opened.served_by == "b/m2:rc"
+
+
+async def test_stream_failure_after_the_first_chunk_is_raised_not_retried() -> None:
+    a, b = Fake("a"), Fake("b")
+    router, _ = build({"a": a, "b": b}, threshold=1, max_retries=2)
+    _, first, rest = await router.open_stream([A, B], lambda p, c: p.stream(c, fail_after=2))  # type: ignore[arg-type,return-value]
+    got = [first.data["i"]]  # type: ignore[index]
+    with pytest.raises(UpstreamError):
+        async for ch in rest:
+            got.append(ch.data["i"])  # type: ignore[index]
+    assert got == [0, 1]
+    assert b.calls == 0 and a.calls == 1
+    assert router.breakers.get("a", "m1").state == "open"  # the mid-stream failure counted
+
+
+async def test_empty_stream_counts_as_failure_and_falls_back() -> None:
+    a, b = Fake("a"), Fake("b")
+    router, _ = build({"a": a, "b": b})
+
+    async def empty() -> AsyncIterator[ChatChunk]:
+        return
+        yield  # pragma: no cover
+
+    def op(p: Fake, c: Cand) -> AsyncIterator[ChatChunk]:
+        return empty() if p.name == "a" else p.stream(c)
+
+    cand, _, rest = await router.open_stream([A, B], op)  # type: ignore[arg-type]
+    await rest.aclose()
+    assert cand == B
+    assert b.closed == 1  # aclose reached the upstream iterator
