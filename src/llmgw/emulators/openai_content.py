@@ -1,0 +1,148 @@
+"""Deterministic content for the OpenAI emulator: echo replies, tool calls, embedding vectors.
+
+Token counts are whitespace-separated words (not a real tokenizer): prompt tokens are the words
+of every message's text, completion tokens the words of the reply.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import math
+import struct
+from typing import Any
+
+import orjson
+
+__all__ = [
+    "count_tokens",
+    "embedding",
+    "example_arguments",
+    "pick_tool",
+    "prompt_tokens",
+    "reply_words",
+    "tool_call_id",
+]
+
+
+def message_text(message: Any) -> str:
+    """The text of one message (multi-part text parts joined)."""
+    if not isinstance(message, dict):
+        return ""
+    content = message.get("content")
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(
+            p.get("text") or "" for p in content if isinstance(p, dict) and p.get("type") == "text"
+        )
+    return ""
+
+
+def count_tokens(text: str) -> int:
+    """Whitespace tokens in ``text``."""
+    return len(text.split())
+
+
+def prompt_tokens(messages: list[Any]) -> int:
+    """Whitespace tokens over every message's text (at least 1, as a real tokenizer would)."""
+    return max(1, sum(count_tokens(message_text(m)) for m in messages))
+
+
+def reply_words(messages: list[Any]) -> list[str]:
+    """The reply as words: an echo of the last user message, or an acknowledgement of a tool result."""
+    last = messages[-1] if messages else {}
+    role = last.get("role") if isinstance(last, dict) else None
+    if role in ("tool", "function"):
+        return ["Tool", "result:", *message_text(last).split()]
+    for m in reversed(messages):
+        if isinstance(m, dict) and m.get("role") == "user":
+            words = message_text(m).split()
+            if words:
+                return ["Echo:", *words]
+            break
+    return ["Hello!", "How", "can", "I", "help?"]
+
+
+def pick_tool(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The function to call, when tools are offered and the last user message asks for one.
+
+    A tool is called when ``tool_choice`` names it, when the last message is from the user and
+    mentions a tool's name, or when ``tool_choice`` is ``"required"`` (then the first tool).
+    """
+    tools = body.get("tools")
+    choice = body.get("tool_choice")
+    if not isinstance(tools, list) or not tools or choice == "none":
+        return None
+    functions = [
+        t["function"]
+        for t in tools
+        if isinstance(t, dict) and isinstance(t.get("function"), dict) and t["function"].get("name")
+    ]
+    if not functions:
+        return None
+    if isinstance(choice, dict):
+        wanted = (choice.get("function") or {}).get("name")
+        return next((f for f in functions if f["name"] == wanted), None)
+    messages = body.get("messages") or []
+    last = messages[-1] if messages else None
+    if not isinstance(last, dict) or last.get("role") != "user":
+        return None
+    text = message_text(last)
+    for f in functions:
+        if f["name"] in text:
+            return f  # type: ignore[no-any-return]
+    if choice == "required":
+        return functions[0]  # type: ignore[no-any-return]
+    return None
+
+
+def _example(schema: Any, depth: int = 0) -> Any:
+    if not isinstance(schema, dict) or depth > 4:
+        return None
+    if schema.get("enum"):
+        return schema["enum"][0]
+    kind = schema.get("type")
+    if isinstance(kind, list):
+        kind = next((k for k in kind if k != "null"), None)
+    if kind == "string":
+        return "example"
+    if kind == "integer":
+        return 1
+    if kind == "number":
+        return 1.5
+    if kind == "boolean":
+        return True
+    if kind == "array":
+        item = _example(schema.get("items"), depth + 1)
+        return [] if item is None else [item]
+    if kind == "object" or "properties" in schema:
+        props = schema.get("properties") or {}
+        return {k: _example(v, depth + 1) for k, v in props.items()}
+    return None
+
+
+def example_arguments(function: dict[str, Any]) -> str:
+    """Arguments (a JSON string) that fit the function's parameter schema: the same every time."""
+    args = _example(function.get("parameters") or {"type": "object"})
+    return orjson.dumps(args if isinstance(args, dict) else {}).decode()
+
+
+def tool_call_id(name: str, text: str) -> str:
+    """A stable ``call_...`` id for a call of ``name`` prompted by ``text``."""
+    return (
+        "call_"
+        + hashlib.sha1((name + "\0" + text).encode(), usedforsecurity=False).hexdigest()[:24]
+    )
+
+
+def embedding(item: str | list[int], dims: int, *, as_base64: bool) -> list[float] | str:
+    """A unit vector of ``dims`` floats derived from a hash of ``item``; base64 of float32 LE if asked."""
+    key = item.encode() if isinstance(item, str) else orjson.dumps(item)
+    raw = hashlib.shake_256(key).digest(dims * 2)
+    ints = struct.unpack(f"<{dims}h", raw)
+    norm = math.sqrt(sum(i * i for i in ints)) or 1.0
+    vec = [i / norm for i in ints]
+    if as_base64:
+        return base64.b64encode(struct.pack(f"<{dims}f", *vec)).decode()
+    return vec
