@@ -1,0 +1,358 @@
+"""The gateway benchmark, one command: nginx upstream, bare pass-through and llmgw side by side.
+
+    python tests/perf/bench_gateway.py            # full run (about 10 minutes), writes docs/performance.md
+    python tests/perf/bench_gateway.py --quick    # 3 s runs and short memory/stream phases (about 2 min)
+
+Needs ``wrk`` and ``nginx`` (``apt-get install -y wrk nginx-light``) and ``taskset``. Every server
+is pinned to core 1; wrk, the streaming client, nginx (except when it is measured itself) and the
+streaming emulator run on core 0. Everything binds 127.0.0.1 on free ports; every run is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import bench_report
+import benchlib as bl
+
+UPSTREAM_KEY_ENV = "LLMGW_BENCH_UPSTREAM_KEY"
+LLMGW_CONFIG = """\
+[server]
+host = "127.0.0.1"
+port = {port}
+access_log = true
+
+[[providers]]
+name = "bench"
+kind = "openai"
+base_url = "http://127.0.0.1:{nginx_port}/v1"
+api_key_env = "{key_env}"
+models = ["gpt-4o-mini"]
+
+[[providers]]
+name = "emu"
+kind = "openai"
+base_url = "http://127.0.0.1:{emu_port}/v1"
+api_key_env = "{key_env}"
+models = ["gpt-4o-mini"]
+"""
+
+
+def log(msg: str) -> None:
+    """Progress on stderr."""
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+class Bench:
+    """Owns the temp dir and every child process of one benchmark run."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.tmp = Path(tempfile.mkdtemp(prefix="llmgw-bench-"))
+        self.servers: list[bl.Server] = []
+        self.key: str | None = None
+        self.nginx_port = bl.free_port()
+        self.emu_port = bl.free_port()
+        self.home = self.tmp / "home"
+        self.config = self.tmp / "llmgw.toml"
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith("LLMGW_")}
+        self.env.update(
+            LLMGW_HOME=str(self.home),
+            LLMGW_CONFIG=str(self.config),
+            **{UPSTREAM_KEY_ENV: "sk-bench"},
+        )
+        self.results: dict[str, Any] = {"quick": args.quick, "throughput": [], "notes": []}
+        self.llmgw_requests = 0  # responses wrk and the stream client saw from llmgw
+
+    # -- servers ---------------------------------------------------------------------------
+    def _start(self, name: str, argv: list[str], port: int, cpu: int, **kw: Any) -> bl.Server:
+        s = bl.start(name, argv, port=port, cpu=cpu, log=self.tmp / f"{name}.log", **kw)
+        self.servers.append(s)
+        return s
+
+    def start_nginx(self) -> bl.Server:
+        """nginx with the canned completion, from the template, in the temp dir."""
+        prefix = self.tmp / "nginx"
+        prefix.mkdir()
+        conf = (bl.HERE / "nginx.conf.tmpl").read_text()
+        body = bl.CANNED_COMPLETION
+        assert "'" not in body and "$" not in body
+        conf = conf.replace("@PREFIX@", str(prefix)).replace("@PORT@", str(self.nginx_port))
+        (prefix / "nginx.conf").write_text(conf.replace("@BODY@", body))
+        argv = ["nginx", "-e", "stderr", "-p", str(prefix), "-c", str(prefix / "nginx.conf")]
+        s = self._start("nginx", argv, self.nginx_port, bl.LOAD_CPU)
+        bl.wait_ready(s)
+        return s
+
+    def start_passthrough(self, name: str, upstream_port: int) -> bl.Server:
+        """The bare Starlette + aiohttp baseline in front of ``upstream_port``."""
+        port = bl.free_port()
+        argv = [bl.PYTHON, str(bl.HERE / "passthrough.py"), "--port", str(port)]
+        argv += ["--upstream", f"http://127.0.0.1:{upstream_port}"]
+        s = self._start(name, argv, port, bl.SERVER_CPU)
+        bl.wait_ready(s)
+        return s
+
+    def start_emulator(self) -> bl.Server:
+        """``llmgw emulate openai`` as the streaming upstream."""
+        argv = [bl.PYTHON, "-m", "llmgw", "emulate", "openai", "--port", str(self.emu_port)]
+        argv += self.args.emulator_args.split()
+        s = self._start("emulator", argv, self.emu_port, bl.LOAD_CPU, env=self.env)
+        bl.wait_ready(s, timeout=30)
+        return s
+
+    def prepare_llmgw(self) -> None:
+        """Write the config, migrate, create one API key."""
+        port = bl.free_port()
+        self.llmgw_port = port
+        self.config.write_text(
+            LLMGW_CONFIG.format(
+                port=port,
+                nginx_port=self.nginx_port,
+                emu_port=self.emu_port,
+                key_env=UPSTREAM_KEY_ENV,
+            )
+        )
+        argv = [bl.PYTHON, "-m", "llmgw", "keys", "create", "--name", "bench", "--json"]
+        p = subprocess.run(
+            argv, capture_output=True, text=True, env=self.env, timeout=120, check=False
+        )
+        m = re.search(r"llmgw_[A-Za-z0-9_-]{43}", p.stdout)
+        if p.returncode != 0 or not m:
+            raise RuntimeError(
+                f"`llmgw keys create` failed ({p.returncode}): {p.stderr.strip()[-500:]}"
+            )
+        self.key = m.group(0)
+
+    def start_llmgw(self, name: str = "llmgw") -> bl.Server:
+        """``llmgw serve`` with auth, usage (SQLite), metrics and the access log (to a file)."""
+        argv = [bl.PYTHON, "-m", "llmgw", "serve", "--port", str(self.llmgw_port)]
+        s = self._start(
+            name,
+            argv,
+            self.llmgw_port,
+            bl.SERVER_CPU,
+            env=self.env,
+            stdout=self.tmp / f"{name}.out",
+        )
+        bl.wait_ready(s, "/readyz", timeout=90)
+        status, text = bl.post_json(s.url + "/v1/chat/completions", bl.CHAT_BODY, self.key)
+        if status != 200 or "canned answer" not in text:
+            raise RuntimeError(f"llmgw does not relay the canned completion: {status} {text[:300]}")
+        self.llmgw_requests += 1
+        return s
+
+    def stop(self, s: bl.Server) -> int | None:
+        """Stop one server and forget it."""
+        rc = s.stop()
+        if s in self.servers:
+            self.servers.remove(s)
+        return rc
+
+    def close(self) -> None:
+        """Stop whatever is still running."""
+        for s in reversed(self.servers):
+            s.stop(10)
+        self.servers.clear()
+
+    # -- phases ----------------------------------------------------------------------------
+    def throughput(
+        self, targets: list[tuple[str, bl.Server, str | None]], nginx: bl.Server
+    ) -> None:
+        """wrk at each concurrency against each target, interleaved, each target alone on core 1."""
+        secs = self.args.duration
+        for conns in self.args.concurrency:
+            for label, server, key in targets:
+                bl.pin(nginx.popen.pid, bl.SERVER_CPU if server is nginx else bl.LOAD_CPU)
+                for _, other, _ in targets:
+                    other.wait_idle()
+                url = server.url + "/v1/chat/completions"
+                bl.wrk(url, conns, max(1.0, secs / 5), key=key)  # warm-up: pools, caches
+                r = bl.wrk(url, conns, secs, key=key, during=server)
+                server.check_alive()
+                if label == "llmgw":
+                    self.llmgw_requests += r["requests"]
+                r.update(server=label, connections=conns)
+                self.results["throughput"].append(r)
+                log(
+                    f"{label:12s} c={conns:<3d} {r['rps']:9.0f} req/s  p50 {r['p50_us'] / 1000:.2f} ms"
+                    f"  p99 {r['p99_us'] / 1000:.2f} ms  RSS {r['rss_mb']:.1f} MiB  errors {r['errors']}"
+                )
+        bl.pin(nginx.popen.pid, bl.LOAD_CPU)
+
+    def streaming(self, llmgw: bl.Server, passthrough: bl.Server, emulator: bl.Server) -> None:
+        """TTFT at N concurrent streams: emulator direct, via pass-through, via llmgw; then 1,000."""
+        n = self.args.streams
+        out: dict[str, Any] = {}
+        for label, url, key, model in (
+            ("emulator", emulator.url, None, "gpt-4o-mini"),
+            ("passthrough", passthrough.url, None, "gpt-4o-mini"),
+            ("llmgw", llmgw.url, self.key, "emu/gpt-4o-mini"),
+        ):
+            for s in (llmgw, passthrough, emulator):
+                s.wait_idle()
+            r = bl.stream_run(url, n, key=key, model=model, warmup=1)
+            if label == "llmgw":
+                self.llmgw_requests += 2 * n
+            out[label] = r
+            log(
+                f"streams x{n} {label:12s} TTFT p50 {r['ttft_p50_ms']} ms p99 {r['ttft_p99_ms']} ms  ok {r['ok']}/{n} {r['errors']}"
+            )
+        big = self.args.big_streams
+        for label, url, key, model in (
+            ("emulator", emulator.url, None, "gpt-4o-mini"),
+            ("llmgw", llmgw.url, self.key, "emu/gpt-4o-mini"),
+        ):
+            llmgw.wait_idle()
+            r = bl.stream_run(url, big, key=key, model=model, warmup=0)
+            if label == "llmgw":
+                self.llmgw_requests += big
+            out[f"{label}_{big}"] = r
+            log(
+                f"streams x{big} {label:12s} ok {r['ok']}/{big} errors {r['errors']} wall {r['wall_s']} s"
+            )
+        llmgw.check_alive()
+        out["streams"], out["big_streams"] = n, big
+        self.results["streaming"] = out
+
+    def memory(self) -> None:
+        """A fresh llmgw: wrk at c=50 in chunks until the request goal; RSS after every chunk."""
+        s = self.start_llmgw("llmgw-mem")
+        goal, chunk = self.args.memory_requests, self.args.memory_chunk
+        total, samples = 0, [(0, round(s.rss_mb(), 1))]
+        deadline = time.monotonic() + self.args.memory_max_seconds
+        while total < 2 * goal and time.monotonic() < deadline:
+            s.wait_idle(5)
+            r = bl.wrk(s.url + "/v1/chat/completions", 50, chunk, key=self.key)
+            s.check_alive()
+            total += r["requests"]
+            s.wait_idle(10)
+            samples.append((total, round(s.rss_mb(), 1)))
+            log(f"memory: {total} requests, RSS {samples[-1][1]} MiB, errors {r['errors']}")
+        self.llmgw_requests += total
+        self.results["memory"] = {"goal": goal, "samples": samples}
+        rc = self.stop(s)
+        self.results["memory"]["exit_code"] = rc
+
+    def usage_rows(self) -> int | None:
+        """Rows in the SQLite usage table (after llmgw stopped and flushed)."""
+        db = self.home / "llmgw.db"
+        if not db.exists():
+            return None
+        with sqlite3.connect(db) as c:
+            return int(c.execute("select count(*) from usage").fetchone()[0])
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """Command-line options; --quick shortens every phase."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument(
+        "--quick", action="store_true", help="3 s runs, 20k memory requests, 100 streams"
+    )
+    p.add_argument("--duration", type=float, help="seconds per wrk run (default 10, quick 3)")
+    p.add_argument(
+        "--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 10, 50]
+    )
+    p.add_argument("--streams", type=int, default=100, help="concurrent streams for TTFT")
+    p.add_argument(
+        "--big-streams", type=int, help="concurrent streams that must all complete (default 1000)"
+    )
+    p.add_argument(
+        "--memory-requests", type=int, help="RSS checkpoint (default 100000; quick 10000)"
+    )
+    p.add_argument(
+        "--memory-max-seconds", type=float, default=600.0, help="hard bound of the memory phase"
+    )
+    p.add_argument(
+        "--emulator-args", default="--latency-ms 20", help="extra `llmgw emulate openai` flags"
+    )
+    p.add_argument(
+        "--skip", default="", help="phases to skip, comma-separated: llmgw,streaming,memory"
+    )
+    p.add_argument(
+        "--no-write", action="store_true", help="print the report, leave docs/performance.md alone"
+    )
+    p.add_argument("--json", type=Path, help="also write the raw results here")
+    p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, config, database)")
+    a = p.parse_args(argv)
+    a.duration = a.duration or (3.0 if a.quick else 10.0)
+    a.big_streams = a.big_streams or (300 if a.quick else 1000)
+    a.memory_requests = a.memory_requests or (10_000 if a.quick else 100_000)
+    a.memory_chunk = 3.0 if a.quick else 10.0
+    a.skip = {x for x in a.skip.split(",") if x}
+    return a
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run every phase, print the Markdown report, write it into docs/performance.md."""
+    args = parse_args(argv)
+    b = Bench(args)
+    b.results["facts"] = bl.machine_facts()
+    b.results["loadavg_before"] = Path("/proc/loadavg").read_text().split()[:3]
+    b.results["started"] = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    log(f"temp dir {b.tmp}")
+    try:
+        nginx = b.start_nginx()
+        passthrough = b.start_passthrough("passthrough", b.nginx_port)
+        targets: list[tuple[str, bl.Server, str | None]] = [
+            ("nginx", nginx, None),
+            ("passthrough", passthrough, None),
+        ]
+        with_llmgw = "llmgw" not in args.skip
+        if with_llmgw:
+            b.prepare_llmgw()
+            llmgw = b.start_llmgw()
+            targets.append(("llmgw", llmgw, b.key))
+        b.throughput(targets, nginx)
+        if with_llmgw and "streaming" not in args.skip:
+            emulator = b.start_emulator()
+            pt_stream = b.start_passthrough("passthrough-sse", b.emu_port)
+            b.streaming(llmgw, pt_stream, emulator)
+            b.stop(pt_stream)
+            b.stop(emulator)
+        if with_llmgw:
+            llmgw.wait_idle()
+            b.results["llmgw_rss_end_mb"] = round(llmgw.rss_mb(), 1)
+            b.results["llmgw_exit_code"] = b.stop(llmgw)
+            access = b.tmp / "llmgw.out"
+            b.results["access_log_lines"] = (
+                sum(1 for _ in access.open("rb")) if access.exists() else None
+            )
+            if "memory" not in args.skip:
+                b.memory()
+            b.results["usage_rows"] = b.usage_rows()
+            b.results["llmgw_requests"] = b.llmgw_requests
+        ok = True
+    except BaseException:
+        ok = False
+        raise
+    finally:
+        b.close()
+        b.results["loadavg_after"] = Path("/proc/loadavg").read_text().split()[:3]
+        if args.keep or not ok:
+            log(f"kept {b.tmp} (logs, config, database)")
+        else:
+            subprocess.run(["rm", "-rf", str(b.tmp)], check=False)
+    md = bench_report.render(b.results)
+    print(md)
+    if args.json:
+        args.json.write_text(json.dumps(b.results, indent=2, default=str))
+    if not args.no_write:
+        path = bl.REPO / "docs" / "performance.md"
+        bench_report.write_section(path, md)
+        log(f"wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,301 @@
+"""Process plumbing for the gateway benchmark: pinned servers, RSS, idle waits, wrk and the SSE client."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parents[1]
+PYTHON = sys.executable
+LOAD_CPU = 0  # wrk, the streaming client and the helper upstreams
+SERVER_CPU = 1  # the server under test
+CHAT_BODY = json.dumps(
+    {"model": "bench/gpt-4o-mini", "messages": [{"role": "user", "content": "Say hello"}]},
+    separators=(",", ":"),
+)
+# What nginx answers: a realistic non-streaming OpenAI chat completion with usage.
+CANNED_COMPLETION = json.dumps(
+    {
+        "id": "chatcmpl-bench0000000000000000000000",
+        "object": "chat.completion",
+        "created": 1763700000,
+        "model": "gpt-4o-mini-2024-07-18",
+        "choices": [
+            {
+                "index": 0,
+                "message": {
+                    "role": "assistant",
+                    "content": "Hello! This is a canned answer from the benchmark upstream.",
+                    "refusal": None,
+                },
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {"prompt_tokens": 19, "completion_tokens": 12, "total_tokens": 31},
+        "system_fingerprint": "fp_bench",
+    },
+    separators=(",", ":"),
+)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that is free right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pin(pid: int, cpu: int) -> None:
+    """Move every thread of ``pid`` to ``cpu``."""
+    subprocess.run(
+        ["taskset", "-a", "-p", "-c", str(cpu), str(pid)], check=True, capture_output=True
+    )
+
+
+@dataclass
+class Server:
+    """A child process pinned to one CPU, with its log file."""
+
+    name: str
+    port: int
+    popen: subprocess.Popen[bytes]
+    log: Path
+    cpu: int
+    files: list[IO[bytes]] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        """Base URL on loopback."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def _tree(self) -> list[int]:
+        """This process and its descendants (uvicorn may fork workers)."""
+        pids = [self.popen.pid]
+        children: dict[int, list[int]] = {}
+        for d in os.listdir("/proc"):
+            if d.isdigit():
+                try:
+                    stat = Path(f"/proc/{d}/stat").read_text()
+                except OSError:
+                    continue
+                ppid = int(stat.rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(d))
+        i = 0
+        while i < len(pids):
+            pids.extend(children.get(pids[i], []))
+            i += 1
+        return pids
+
+    def rss_mb(self) -> float:
+        """Resident set size (VmRSS) of the process tree in MiB."""
+        total = 0
+        for pid in self._tree():
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+            except OSError:
+                pass
+        return total / 1024
+
+    def cpu_ticks(self) -> int:
+        """User + system clock ticks used so far by the process tree."""
+        total = 0
+        for pid in self._tree():
+            try:
+                f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += int(f[11]) + int(f[12])
+        return total
+
+    def wait_idle(self, max_wait: float = 15.0) -> None:
+        """Wait until the server stops using CPU (e.g. the usage writer drained its queue)."""
+        deadline = time.monotonic() + max_wait
+        last = self.cpu_ticks()
+        while time.monotonic() < deadline:
+            time.sleep(0.3)
+            now = self.cpu_ticks()
+            if now - last <= 2:
+                return
+            last = now
+
+    def check_alive(self) -> None:
+        """Raise with the log's tail when the process has exited."""
+        if self.popen.poll() is not None:
+            tail = self.log.read_text(errors="replace")[-3000:] if self.log.exists() else ""
+            raise RuntimeError(f"{self.name} exited with {self.popen.returncode}:\n{tail}")
+
+    def stop(self, timeout: float = 40.0) -> int | None:
+        """SIGTERM, wait, SIGKILL if needed; returns the exit code."""
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(10)
+        for f in self.files:
+            f.close()
+        return self.popen.returncode
+
+
+def start(
+    name: str,
+    argv: list[str],
+    *,
+    port: int,
+    cpu: int,
+    log: Path,
+    env: dict[str, str] | None = None,
+    stdout: Path | None = None,
+) -> Server:
+    """Start ``argv`` pinned to ``cpu``; stderr (and stdout unless given) go to ``log``."""
+    err = log.open("wb")
+    out = stdout.open("wb") if stdout else err
+    popen = subprocess.Popen(
+        ["taskset", "-c", str(cpu), *argv],
+        stdout=out,
+        stderr=err,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        cwd=REPO,
+    )
+    files = [err] + ([out] if stdout else [])
+    return Server(name=name, port=port, popen=popen, log=log, cpu=cpu, files=files)
+
+
+def wait_ready(server: Server, path: str | None = None, timeout: float = 60.0) -> None:
+    """Wait until the port accepts connections and, if ``path`` is given, GET path answers 200."""
+    deadline = time.monotonic() + timeout
+    while True:
+        server.check_alive()
+        try:
+            if path is None:
+                with socket.create_connection(("127.0.0.1", server.port), timeout=1):
+                    return
+            else:
+                with urllib.request.urlopen(server.url + path, timeout=2) as r:  # noqa: S310
+                    if r.status == 200:
+                        return
+        except (OSError, urllib.error.URLError):
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{server.name} not ready after {timeout:.0f} s (see {server.log})")
+        time.sleep(0.1)
+
+
+def post_json(url: str, body: str, key: str | None = None) -> tuple[int, str]:
+    """One POST; (status, body text). Used to check a server answers before loading it."""
+    headers = {"content-type": "application/json"}
+    if key:
+        headers["authorization"] = f"Bearer {key}"
+    req = urllib.request.Request(url, data=body.encode(), headers=headers, method="POST")  # noqa: S310
+    try:
+        with urllib.request.urlopen(req, timeout=10) as r:  # noqa: S310
+            return r.status, r.read().decode(errors="replace")
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")
+
+
+def _bench_json(out: str, what: str) -> dict[str, Any]:
+    for line in out.splitlines():
+        if line.startswith("BENCH_JSON "):
+            result: dict[str, Any] = json.loads(line[len("BENCH_JSON ") :])
+            return result
+    raise RuntimeError(f"{what}: no BENCH_JSON line in output:\n{out[-2000:]}")
+
+
+def wrk(
+    url: str,
+    connections: int,
+    seconds: float,
+    *,
+    key: str | None = None,
+    body: str = CHAT_BODY,
+    during: Server | None = None,
+) -> dict[str, Any]:
+    """One bounded wrk run (one thread, pinned to the load CPU); RSS of ``during`` sampled at 80%."""
+    env = dict(os.environ, BENCH_BODY=body, BENCH_KEY=key or "")
+    seconds = max(1, round(seconds))  # wrk takes whole seconds
+    argv = ["taskset", "-c", str(LOAD_CPU), "wrk", "-t1", f"-c{connections}", f"-d{seconds}s"]
+    argv += ["--timeout", "10s", "-s", str(HERE / "wrk_report.lua"), url]
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
+    rss: float | None = None
+    if during is not None:
+        try:
+            proc.wait(seconds * 0.8)
+        except subprocess.TimeoutExpired:
+            rss = during.rss_mb()
+    out, _ = proc.communicate(timeout=seconds + 60)
+    r = _bench_json(out.decode(errors="replace"), "wrk")
+    secs = r["duration_us"] / 1e6
+    r["rps"] = r["requests"] / secs if secs else 0.0
+    r["errors"] = sum(
+        r[k] for k in ("connect_errors", "read_errors", "write_errors", "status_errors", "timeouts")
+    )
+    r["rss_mb"] = rss if rss is not None else (during.rss_mb() if during else None)
+    return r
+
+
+def stream_run(
+    url: str, streams: int, *, key: str | None, model: str, warmup: int = 1, timeout: float = 180.0
+) -> dict[str, Any]:
+    """Run stream_client.py pinned to the load CPU; its JSON summary."""
+    argv = ["taskset", "-c", str(LOAD_CPU), PYTHON, str(HERE / "stream_client.py"), "--url", url]
+    argv += ["--streams", str(streams), "--model", model, "--warmup", str(warmup)]
+    argv += ["--timeout", str(timeout)] + (["--key", key] if key else [])
+    proc = subprocess.run(
+        argv, capture_output=True, timeout=timeout * (warmup + 1) + 60, check=False
+    )
+    return _bench_json(proc.stdout.decode() + proc.stderr.decode(errors="replace"), "stream_client")
+
+
+def machine_facts() -> dict[str, str]:
+    """CPU, kernel, Python and tool versions for the report."""
+    facts: dict[str, str] = {}
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            facts["cpu"] = line.split(":", 1)[1].strip()
+            break
+    facts["cores"] = str(os.cpu_count())
+    facts["kernel"] = os.uname().release
+    facts["python"] = sys.version.split()[0]
+
+    def cmd(argv: list[str]) -> str:
+        p = subprocess.run(argv, capture_output=True, text=True, check=False)
+        return (
+            (p.stdout + p.stderr).strip().splitlines()[0] if (p.stdout + p.stderr).strip() else "?"
+        )
+
+    facts["nginx"] = cmd(["nginx", "-v"]).split("/")[-1]
+    facts["wrk"] = cmd(["wrk", "-v"]).split()[1]
+    from importlib.metadata import PackageNotFoundError, version
+
+    for pkg in (
+        "llmgw",
+        "starlette",
+        "uvicorn",
+        "uvloop",
+        "httptools",
+        "aiohttp",
+        "orjson",
+        "pydantic",
+    ):
+        try:
+            facts[pkg] = version(pkg)
+        except PackageNotFoundError:
+            facts[pkg] = "-"
+    return facts
