@@ -6,6 +6,7 @@ server; cutting the proxy is our database outage (the shared server is never sto
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import subprocess
@@ -96,10 +97,8 @@ class TcpProxy:
                 self._kill(s)
 
     def _kill(self, s: socket.socket) -> None:
-        try:
+        with contextlib.suppress(OSError):
             s.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
         s.close()
         with self._lock:
             self._conns.discard(s)
