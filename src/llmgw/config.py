@@ -31,6 +31,7 @@ __all__ = [
     "LoadedSettings",
     "ModelPrice",
     "ProviderConfig",
+    "RoutingSettings",
     "ServerSettings",
     "Settings",
     "UsageSettings",
@@ -102,6 +103,41 @@ class UsageSettings(_Section):
     """Seconds between attempts to replay the spool while the database is down."""
 
 
+class RoutingSettings(_Section):
+    """Fallback, retries, circuit breakers and health (``[routing]``; see docs/routing.md)."""
+
+    failure_threshold: int = Field(default=5, ge=1, le=1000)
+    """Consecutive upstream failures of one (provider, model) that open its circuit."""
+    error_rate_threshold: float = Field(default=0.5, gt=0, le=1)
+    """Failure ratio over ``error_rate_window`` that also opens the circuit."""
+    error_rate_window: float = Field(default=30.0, gt=0, le=3600)
+    """Seconds of outcomes the error rate looks at."""
+    error_rate_min_requests: int = Field(default=20, ge=1)
+    """Outcomes needed in the window before the error rate can open the circuit."""
+    cooldown: float = Field(default=30.0, ge=0, le=3600)
+    """Seconds an open circuit fails fast before letting a half-open probe through."""
+    max_cooldown: float = Field(default=300.0, ge=0, le=86400)
+    """Upper bound of the cooldown, which doubles each time a probe fails."""
+    half_open_probes: int = Field(default=1, ge=1, le=100)
+    """Requests let through at once while a circuit is half-open."""
+    max_retries: int = Field(default=2, ge=0, le=10)
+    """Retries per request once every candidate was tried (0 disables retries)."""
+    backoff_base: float = Field(default=0.1, ge=0, le=60)
+    """Seconds: ceiling of the first retry's jittered backoff; it doubles per retry."""
+    backoff_max: float = Field(default=2.0, ge=0, le=300)
+    """Seconds: largest backoff, and the longest upstream ``Retry-After`` that is waited out."""
+    retry_budget_ratio: float = Field(default=0.2, ge=0, le=10)
+    """Retries to a provider as a share of its requests over ``retry_budget_window``."""
+    retry_budget_min_per_second: float = Field(default=0.5, ge=0, le=1000)
+    """Retries per second always allowed, whatever the traffic."""
+    retry_budget_window: float = Field(default=10.0, ge=1, le=3600)
+    """Seconds of traffic the retry budget looks at."""
+    health_alpha: float = Field(default=0.2, gt=0, le=1)
+    """Weight of the newest sample in the EWMA latency and error rate."""
+    health_write_interval: float = Field(default=5.0, gt=0, le=3600)
+    """Seconds between writes of changed health rows to ``provider_status``."""
+
+
 class AliasTarget(_Section):
     """One candidate of an alias, with an optional weight for load spreading."""
 
@@ -171,6 +207,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     usage: UsageSettings = Field(default_factory=UsageSettings)
+    routing: RoutingSettings = Field(default_factory=RoutingSettings)
     providers: list[ProviderConfig] = Field(default_factory=list)
     aliases: dict[str, list[str | AliasTarget]] = Field(default_factory=dict)
     """Alias name -> ordered candidates (``provider/model[:version]``)."""

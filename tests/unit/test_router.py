@@ -221,7 +221,15 @@ async def test_weighted_order_within_a_priority_group() -> None:
     assert 0.68 < share < 0.82  # 3:1 weights -> 75 %
     assert all(router.order(cands)[-1].provider == "c" for _ in range(50))
     plain = [A, B]
-    assert router.order(plain) == plain
+    assert all(router.order(plain) == plain for _ in range(20))
+
+
+async def test_alias_weights_without_priority_spread_the_first_pick() -> None:
+    router, _ = build({"a": Fake("a"), "b": Fake("b")})
+    cands = [Cand("a", "x", weight=1), Cand("b", "x", weight=4)]
+    firsts = [router.order(cands)[0].provider for _ in range(2000)]
+    assert 0.72 < firsts.count("b") / len(firsts) < 0.88  # 4:1 -> 80 %
+    assert all(len(router.order(cands)) == 2 for _ in range(10))  # the other stays as fallback
 
 
 async def test_stream_falls_back_before_the_first_chunk_only() -> None:

@@ -12,10 +12,11 @@ queue full), ``TimeoutError`` and ``OSError`` that escaped an adapter, and a str
 before its first chunk. Anything else (the client's 400, 404 model, a permission error) is
 returned to the client at once and leaves the breaker untouched.
 
-Order: candidates are tried in the order given. Candidates that carry the same ``priority``
-attribute form a group that is shuffled by ``weight`` for each request (weighted random order
-without replacement), so an alias can spread load over equal peers and still keep fallbacks
-behind them. Candidates without ``priority`` keep their list order (each its own group).
+Order: an alias whose candidates all have the same weight (the default) is a plain fallback
+list, tried in the order given. When the weights differ, each request draws its order at random
+by weight (weighted sampling without replacement): with weights 3 and 1 the first candidate goes
+first for 75 % of requests, and the other is its fallback. Candidates that carry a ``priority``
+attribute are grouped by it instead (lower first) and shuffled by weight inside each group.
 """
 
 from __future__ import annotations
@@ -29,14 +30,22 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
+from llmgw.config import RoutingSettings
 from llmgw.errors import (
+    ConfigError,
     ModelNotFound,
     RateLimited,
     Unavailable,
     UpstreamError,
 )
 from llmgw.providers.base import Provider
-from llmgw.routing.breaker import BreakerRegistry, CircuitBreaker, CircuitOpen, Clock
+from llmgw.routing.breaker import (
+    BreakerConfig,
+    BreakerRegistry,
+    CircuitBreaker,
+    CircuitOpen,
+    Clock,
+)
 from llmgw.routing.health import HealthTracker, error_summary
 from llmgw.routing.retry import RetryPolicy
 
@@ -46,6 +55,7 @@ __all__ = [
     "RouteCandidate",
     "Routed",
     "Router",
+    "build_router",
     "is_upstream_failure",
     "served_by",
 ]
@@ -191,17 +201,21 @@ class Router:
         return list(self.resolver(name))
 
     def order(self, candidates: Sequence[C]) -> list[C]:
-        """This request's order: list order, equal ``priority`` groups shuffled by ``weight``."""
-        if not any(getattr(c, "priority", None) is not None for c in candidates):
+        """This request's order of ``candidates`` (see the module docstring)."""
+        if len(candidates) < 2:
             return list(candidates)
+        prios = [getattr(c, "priority", None) for c in candidates]
+        weights = [float(getattr(c, "weight", 1.0) or 1.0) for c in candidates]
+        if all(p is None for p in prios):
+            if len(set(weights)) == 1:
+                return list(candidates)  # a plain ordered fallback list
+            prios = [0] * len(candidates)  # weighted alias: one group
         keyed: list[tuple[float, float, int, C]] = []
         for i, c in enumerate(candidates):
-            prio = getattr(c, "priority", None)
-            w = float(getattr(c, "weight", 1.0) or 1.0)
+            prio = prios[i]
             # Efraimidis-Spirakis: sorting by u**(1/w) descending is a weighted shuffle.
-            keyed.append(
-                (float(i if prio is None else prio), -(self._rng.random() ** (1.0 / w)), i, c)
-            )
+            key = -(self._rng.random() ** (1.0 / weights[i]))
+            keyed.append((float(i if prio is None else prio), key, i, c))
         keyed.sort(key=lambda t: (t[0], t[1], t[2]))
         return [t[3] for t in keyed]
 
@@ -348,3 +362,37 @@ async def _aclose(it: object) -> None:
         # closing a broken upstream must not mask the error that broke it
         with contextlib.suppress(Exception):
             await close()
+
+
+def build_router(
+    routing: RoutingSettings,
+    providers: Mapping[str, Provider],
+    candidates_resolver: CandidatesResolver | None = None,
+    *,
+    clock: Clock = time.monotonic,
+) -> Router:
+    """A router with breakers, health and retry policy configured from ``[routing]``."""
+    try:
+        config = BreakerConfig(
+            failure_threshold=routing.failure_threshold,
+            error_rate_threshold=routing.error_rate_threshold,
+            window=routing.error_rate_window,
+            min_requests=routing.error_rate_min_requests,
+            cooldown=routing.cooldown,
+            max_cooldown=max(routing.max_cooldown, routing.cooldown),
+            half_open_probes=routing.half_open_probes,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"routing: {exc}", hint="see docs/routing.md") from None
+    breakers = BreakerRegistry(config, clock)
+    health = HealthTracker(alpha=routing.health_alpha, breakers=breakers)
+    policy = RetryPolicy(
+        max_retries=routing.max_retries,
+        backoff_base=routing.backoff_base,
+        backoff_max=routing.backoff_max,
+        budget_ratio=routing.retry_budget_ratio,
+        budget_min_per_second=routing.retry_budget_min_per_second,
+        budget_window=routing.retry_budget_window,
+        clock=clock,
+    )
+    return Router(candidates_resolver, providers, breakers, health, policy, clock)
