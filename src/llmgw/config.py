@@ -184,6 +184,20 @@ class ProviderConfig(_Section):
     """Seconds for the whole request."""
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
     """Model (provider-side name) -> price per 1M tokens; unpriced models cost 0."""
+    ca_bundle: Path | None = None
+    """PEM file of extra CA certificates to trust (GigaChat: the Russian Trusted Root CA); TLS is always verified."""
+    auth_url: str | None = None
+    """GigaChat: the OAuth token URL (default ``https://ngw.devices.sberbank.ru:9443/api/v2/oauth``)."""
+    scope: Literal["GIGACHAT_API_PERS", "GIGACHAT_API_B2B", "GIGACHAT_API_CORP"] = (
+        "GIGACHAT_API_PERS"
+    )
+    """GigaChat: the account's scope; PERS accounts get 1 concurrent request, B2B/CORP 10 (see max_concurrency)."""
+    folder_id: str | None = None
+    """YandexGPT: the Yandex Cloud folder ID used in ``gpt://<folder>/<model>/<version>`` (required)."""
+    service_account_key_file: Path | None = None
+    """YandexGPT: authorized-key JSON of a service account; when set, IAM tokens replace the API key."""
+    iam_url: str | None = None
+    """YandexGPT: the IAM token exchange URL (default ``https://iam.api.cloud.yandex.net/iam/v1/tokens``)."""
 
     @field_validator("name")
     @classmethod
