@@ -1,0 +1,277 @@
+"""The ``kind = "openai"`` adapter: any OpenAI-compatible upstream (OpenAI, vLLM, Ollama, Yandex's OpenAI API).
+
+Requests are forwarded as validated, with ``model`` replaced by the upstream model name; answers are
+relayed as they come (streams chunk by chunk, unchanged). Streams always ask the upstream for a
+usage chunk (``stream_options.include_usage``) so the gateway can record tokens; that chunk (empty
+``choices``, ``usage`` set) is yielded like any other and the gateway drops it when the client did not
+ask for it. Upstream errors are mapped into the gateway's error tree; see ``map_status``.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
+
+import orjson
+
+from llmgw.config import ProviderConfig
+from llmgw.errors import (
+    InvalidRequest,
+    LlmgwError,
+    PayloadTooLarge,
+    RateLimited,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from llmgw.providers.base import (
+    CallContext,
+    ChatChunk,
+    ChatResponse,
+    EmbeddingResponse,
+    ModelCard,
+    Usage,
+)
+from llmgw.providers.transport import Transport, UpstreamStatus, parse_json, redact
+from llmgw.schemas import ChatRequest, EmbeddingRequest
+
+__all__ = ["DEFAULT_BASE_URL", "OpenAICompatProvider", "map_status", "retry_after"]
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"
+
+
+def retry_after(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from ``Retry-After`` (seconds or HTTP date) or ``retry-after-ms``."""
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("Retry-After")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _upstream_message(body: bytes, secrets: tuple[str, ...]) -> tuple[str | None, str | None]:
+    """OpenAI's ``error.message`` and ``error.param`` from an error body, redacted; else Nones."""
+    try:
+        obj = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None, None
+    err = obj.get("error") if isinstance(obj, dict) else None
+    if isinstance(err, str):
+        return redact(err, secrets), None
+    if not isinstance(err, dict) or not isinstance(err.get("message"), str):
+        return None, None
+    param = err.get("param")
+    return redact(err["message"], secrets), (param[:100] if isinstance(param, str) else None)
+
+
+def map_status(
+    provider: str,
+    status: int,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    secrets: tuple[str, ...] = (),
+    model: str | None = None,
+) -> LlmgwError:
+    """The gateway error for an upstream's non-2xx answer (never quoting credentials or raw bodies).
+
+    401/403 -> 502 (the gateway's own credential was refused); 429 -> 429 with ``Retry-After``;
+    400/422 -> 400 with the upstream's ``error.message``, redacted; 404 -> 502 (the configured
+    model is unknown upstream); 413 -> 413; 408/504 -> 504; other statuses -> 502.
+    """
+    p = provider
+    if status in (401, 403):
+        return UpstreamError(
+            f"upstream {p} rejected the gateway's credentials (HTTP {status})",
+            provider=p,
+            hint=f"check the API key configured for provider {p!r}",
+        )
+    if status == 429:
+        return RateLimited(
+            f"upstream {p} is rate limiting requests; try again later",
+            retry_after=retry_after(headers),
+        )
+    if status == 404:
+        what = f"model {model!r}" if model else "this endpoint"
+        return UpstreamError(f"upstream {p} does not serve {what} (HTTP 404)", provider=p)
+    if status == 413:
+        return PayloadTooLarge(f"upstream {p} refused the request as too large")
+    if status in (408, 504):
+        return UpstreamTimeout(f"upstream {p} timed out (HTTP {status})", provider=p)
+    if 400 <= status < 500:
+        message, param = _upstream_message(body, secrets)
+        text = f"upstream {p} rejected the request" + (f": {message}" if message else "")
+        return InvalidRequest(text, param=param)
+    return UpstreamError(f"upstream {p} failed (HTTP {status})", provider=p)
+
+
+def _usage(obj: Any) -> Usage | None:
+    if not isinstance(obj, dict):
+        return None
+    try:
+        prompt = int(obj.get("prompt_tokens") or 0)
+        completion = int(obj.get("completion_tokens") or 0)
+        total = int(obj.get("total_tokens") or prompt + completion)
+    except (TypeError, ValueError):
+        return None
+    return Usage(prompt, completion, total)
+
+
+class OpenAICompatProvider:
+    """A ``Provider`` for an OpenAI-compatible HTTP API."""
+
+    kind = "openai"
+
+    def __init__(self, config: ProviderConfig, api_key: str | None) -> None:
+        self.name = config.name
+        self.config = config
+        self._secrets: tuple[str, ...] = (api_key,) if api_key else ()
+        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.transport = Transport(
+            provider=config.name,
+            base_url=config.base_url or DEFAULT_BASE_URL,
+            headers=headers,
+            max_concurrency=config.max_concurrency,
+            connect_timeout=config.connect_timeout,
+            first_byte_timeout=config.first_byte_timeout,
+            idle_timeout=config.idle_timeout,
+            total_timeout=config.total_timeout,
+            queue_timeout=getattr(config, "queue_timeout", 5.0),
+            secrets=self._secrets,
+        )
+
+    def __repr__(self) -> str:
+        return f"<OpenAICompatProvider {self.name} {self.transport.base_url}>"
+
+    def _error(
+        self, status: int, headers: Mapping[str, str], body: bytes, model: str | None
+    ) -> LlmgwError:
+        return map_status(self.name, status, headers, body, secrets=self._secrets, model=model)
+
+    def _json(self, status: int, headers: Mapping[str, str], body: bytes) -> dict[str, Any]:
+        obj = parse_json(self.name, status, headers, body)
+        if not isinstance(obj, dict):
+            raise UpstreamError(
+                f"upstream {self.name} answered with an unexpected JSON shape", provider=self.name
+            )
+        return obj
+
+    @staticmethod
+    def _body(request: ChatRequest | EmbeddingRequest, ctx: CallContext) -> dict[str, Any]:
+        body = request.model_dump(exclude_none=True)
+        body["model"] = ctx.model
+        return body
+
+    async def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
+        """One chat completion (``stream`` forced off)."""
+        body = self._body(request, ctx)
+        body.pop("stream_options", None)
+        body["stream"] = False
+        status, headers, data = await self.transport.post_json("chat/completions", body)
+        if status >= 300:
+            raise self._error(status, headers, data, ctx.model)
+        obj = self._json(status, headers, data)
+        if not isinstance(obj.get("choices"), list):
+            raise UpstreamError(
+                f"upstream {self.name} answered without choices", provider=self.name
+            )
+        usage = _usage(obj.get("usage")) or Usage()
+        model = obj.get("model")
+        return ChatResponse(
+            body=obj, usage=usage, model=model if isinstance(model, str) else ctx.model
+        )
+
+    async def chat_stream(self, request: ChatRequest, ctx: CallContext) -> AsyncIterator[ChatChunk]:
+        """A streamed chat completion; the upstream's usage chunk is yielded with ``usage`` set."""
+        body = self._body(request, ctx)
+        body["stream"] = True
+        opts = body.get("stream_options") or {}
+        body["stream_options"] = {**opts, "include_usage": True}
+        stream = self.transport.open_stream("chat/completions", body)
+        try:
+            async for payload in stream:
+                try:
+                    obj = orjson.loads(payload)
+                except orjson.JSONDecodeError:
+                    raise UpstreamError(
+                        f"upstream {self.name} sent a stream event that is not valid JSON",
+                        provider=self.name,
+                    ) from None
+                if not isinstance(obj, dict):
+                    raise UpstreamError(
+                        f"upstream {self.name} sent an unexpected stream event", provider=self.name
+                    )
+                if "error" in obj:
+                    message, _ = _upstream_message(payload, self._secrets)
+                    raise UpstreamError(
+                        f"upstream {self.name} failed mid-stream"
+                        + (f": {message}" if message else ""),
+                        provider=self.name,
+                    )
+                usage = obj.get("usage")
+                yield ChatChunk(obj, _usage(usage) if usage else None, payload)
+        except UpstreamStatus as exc:
+            raise self._error(exc.status, exc.headers, exc.body, ctx.model) from None
+        finally:
+            await stream.aclose()
+
+    async def embed(self, request: EmbeddingRequest, ctx: CallContext) -> EmbeddingResponse:
+        """Embeddings for the request's input, in the encoding the client asked for."""
+        body = self._body(request, ctx)
+        status, headers, data = await self.transport.post_json("embeddings", body)
+        if status >= 300:
+            raise self._error(status, headers, data, ctx.model)
+        obj = self._json(status, headers, data)
+        if not isinstance(obj.get("data"), list):
+            raise UpstreamError(
+                f"upstream {self.name} answered without embeddings", provider=self.name
+            )
+        usage = _usage(obj.get("usage")) or Usage()
+        model = obj.get("model")
+        return EmbeddingResponse(
+            body=obj, usage=usage, model=model if isinstance(model, str) else ctx.model
+        )
+
+    async def list_models(self) -> list[ModelCard]:
+        """The configured models, else the upstream's ``/models``."""
+        if self.config.models:
+            return [ModelCard(id=m, owned_by=self.name) for m in self.config.models]
+        status, headers, data = await self.transport.get_json("models")
+        if status >= 300:
+            raise self._error(status, headers, data, None)
+        obj = self._json(status, headers, data)
+        items = obj.get("data")
+        if not isinstance(items, list):
+            raise UpstreamError(
+                f"upstream {self.name} answered without a model list", provider=self.name
+            )
+        cards = []
+        for item in items:
+            if isinstance(item, dict) and isinstance(item.get("id"), str):
+                created = item.get("created")
+                cards.append(
+                    ModelCard(
+                        id=item["id"],
+                        owned_by=self.name,
+                        created=created if isinstance(created, int) else 0,
+                    )
+                )
+        return cards
+
+    async def aclose(self) -> None:
+        """Close the upstream connections."""
+        await self.transport.aclose()
