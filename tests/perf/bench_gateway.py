@@ -18,10 +18,12 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
+import bench_profile
 import bench_report
 import benchlib as bl
 
@@ -104,9 +106,22 @@ class Bench:
         return s
 
     def start_emulator(self) -> bl.Server:
-        """``llmgw emulate openai`` as the streaming upstream."""
-        argv = [bl.PYTHON, "-m", "llmgw", "emulate", "openai", "--port", str(self.emu_port)]
-        argv += self.args.emulator_args.split()
+        """The OpenAI emulator (``llmgw emulate openai``'s app) as the streaming upstream."""
+        code = (
+            "import sys; from llmgw.emulators.openai import create_app;"
+            " from llmgw.emulators.runner import serve_forever;"
+            " serve_forever(create_app(models=(), latency_ms=float(sys.argv[2]),"
+            " chunk_delay_ms=float(sys.argv[3])), port=int(sys.argv[1]))"
+        )
+        a = self.args
+        argv = [
+            bl.PYTHON,
+            "-c",
+            code,
+            str(self.emu_port),
+            str(a.emu_latency_ms),
+            str(a.emu_chunk_ms),
+        ]
         s = self._start("emulator", argv, self.emu_port, bl.LOAD_CPU, env=self.env)
         bl.wait_ready(s, timeout=30)
         return s
@@ -190,40 +205,56 @@ class Bench:
                 )
         bl.pin(nginx.popen.pid, bl.LOAD_CPU)
 
-    def streaming(self, llmgw: bl.Server, passthrough: bl.Server, emulator: bl.Server) -> None:
-        """TTFT at N concurrent streams: emulator direct, via pass-through, via llmgw; then 1,000."""
-        n = self.args.streams
-        out: dict[str, Any] = {}
-        for label, url, key, model in (
-            ("emulator", emulator.url, None, "gpt-4o-mini"),
-            ("passthrough", passthrough.url, None, "gpt-4o-mini"),
-            ("llmgw", llmgw.url, self.key, "emu/gpt-4o-mini"),
-        ):
-            for s in (llmgw, passthrough, emulator):
-                s.wait_idle()
-            r = bl.stream_run(url, n, key=key, model=model, warmup=1)
+    def streaming(self, targets: list[tuple[str, bl.Server, str | None, str]]) -> None:
+        """TTFT at N concurrent streams per target (label, server, key, model); then the big run.
+
+        The first target is the emulator itself (direct); the big run goes to the first and last.
+        """
+        n, big = self.args.streams, self.args.big_streams
+        out: dict[str, Any] = {"streams": n, "big_streams": big}
+        for label, server, key, model in targets:
+            for _, other, _, _ in targets:
+                other.wait_idle()
+            r = bl.stream_run(server.url, n, key=key, model=model, warmup=1)
+            server.check_alive()
             if label == "llmgw":
                 self.llmgw_requests += 2 * n
             out[label] = r
             log(
-                f"streams x{n} {label:12s} TTFT p50 {r['ttft_p50_ms']} ms p99 {r['ttft_p99_ms']} ms  ok {r['ok']}/{n} {r['errors']}"
+                f"streams x{n} {label:12s} TTFT p50 {r['ttft_p50_ms'] or 0:.1f} ms"
+                f" p99 {r['ttft_p99_ms'] or 0:.1f} ms"
+                f"  ok {r['ok']}/{n} {r['errors'] or ''}"
             )
-        big = self.args.big_streams
-        for label, url, key, model in (
-            ("emulator", emulator.url, None, "gpt-4o-mini"),
-            ("llmgw", llmgw.url, self.key, "emu/gpt-4o-mini"),
-        ):
-            llmgw.wait_idle()
-            r = bl.stream_run(url, big, key=key, model=model, warmup=0)
+        for label, server, key, model in dict.fromkeys((targets[0], targets[-1])):
+            for _, other, _, _ in targets:
+                other.wait_idle()
+            r = bl.stream_run(server.url, big, key=key, model=model, warmup=0)
+            server.check_alive()
             if label == "llmgw":
                 self.llmgw_requests += big
             out[f"{label}_{big}"] = r
             log(
-                f"streams x{big} {label:12s} ok {r['ok']}/{big} errors {r['errors']} wall {r['wall_s']} s"
+                f"streams x{big} {label:12s} ok {r['ok']}/{big} {r['errors'] or ''} wall {r['wall_s']} s"
             )
-        llmgw.check_alive()
-        out["streams"], out["big_streams"] = n, big
         self.results["streaming"] = out
+
+    def profile(self, llmgw: bl.Server) -> None:
+        """py-spy on llmgw during an extra (unreported) wrk run at 50 connections."""
+        secs = max(3, round(self.args.duration))
+        raw = self.tmp / "llmgw-profile.raw"
+        llmgw.wait_idle()
+        t = threading.Thread(target=bench_profile.record, args=(llmgw.popen.pid, secs, raw))
+        t.start()
+        r = bl.wrk(llmgw.url + "/v1/chat/completions", 50, secs + 2, key=self.key)
+        t.join()
+        self.llmgw_requests += r["requests"]
+        if not raw.exists():
+            log("profile: py-spy is not installed (pip install py-spy); skipped")
+            return
+        summary = bench_profile.summarize(raw)
+        summary["rps_while_profiled"] = round(r["rps"])
+        self.results["profile"] = summary
+        log("profile:\n" + bench_profile.render(summary))
 
     def memory(self) -> None:
         """A fresh llmgw: wrk at c=50 in chunks until the request goal; RSS after every chunk."""
@@ -274,13 +305,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--memory-max-seconds", type=float, default=600.0, help="hard bound of the memory phase"
     )
     p.add_argument(
-        "--emulator-args", default="--latency-ms 20", help="extra `llmgw emulate openai` flags"
+        "--emu-latency-ms", type=float, default=20.0, help="emulator: delay before headers"
+    )
+    p.add_argument(
+        "--emu-chunk-ms", type=float, default=5.0, help="emulator: delay between SSE frames"
     )
     p.add_argument(
         "--skip", default="", help="phases to skip, comma-separated: llmgw,streaming,memory"
     )
     p.add_argument(
         "--no-write", action="store_true", help="print the report, leave docs/performance.md alone"
+    )
+    p.add_argument(
+        "--profile", action="store_true", help="py-spy llmgw at 50 connections (extra run)"
     )
     p.add_argument("--json", type=Path, help="also write the raw results here")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, config, database)")
@@ -314,10 +351,18 @@ def main(argv: list[str] | None = None) -> int:
             llmgw = b.start_llmgw()
             targets.append(("llmgw", llmgw, b.key))
         b.throughput(targets, nginx)
-        if with_llmgw and "streaming" not in args.skip:
+        if with_llmgw and args.profile:
+            b.profile(llmgw)
+        if "streaming" not in args.skip:
             emulator = b.start_emulator()
             pt_stream = b.start_passthrough("passthrough-sse", b.emu_port)
-            b.streaming(llmgw, pt_stream, emulator)
+            streams = [
+                ("emulator", emulator, None, "gpt-4o-mini"),
+                ("passthrough", pt_stream, None, "gpt-4o-mini"),
+            ]
+            if with_llmgw:
+                streams.append(("llmgw", llmgw, b.key, "emu/gpt-4o-mini"))
+            b.streaming(streams)
             b.stop(pt_stream)
             b.stop(emulator)
         if with_llmgw:

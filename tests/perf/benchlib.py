@@ -64,7 +64,7 @@ def pin(pid: int, cpu: int) -> None:
     )
 
 
-@dataclass
+@dataclass(eq=False)  # identity: hashable, comparable by "is"
 class Server:
     """A child process pinned to one CPU, with its log file."""
 

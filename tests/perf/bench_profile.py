@@ -1,0 +1,120 @@
+"""Where llmgw's time goes: py-spy samples of a server under wrk load, summarised by function and area.
+
+Used by ``bench_gateway.py --profile``; also runs on its own against a saved py-spy raw file:
+``python tests/perf/bench_profile.py FILE.raw``. py-spy: ``pip install py-spy`` (group ``perf``).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+_FRAME = re.compile(r"^(?P<func>.*) \((?P<file>[^():]*?)(?::(?P<line>\d+))?\)$")
+
+# Areas of the request path, by file path fragment; first match wins (most specific first).
+AREAS: tuple[tuple[str, str], ...] = (
+    ("llmgw/usage/", "llmgw usage recorder"),
+    ("server/auth", "llmgw auth"),
+    ("llmgw/auth/", "llmgw auth"),
+    ("server/metrics", "llmgw metrics"),
+    ("prometheus_client/", "prometheus_client"),
+    ("server/middleware", "llmgw middleware (access log, request id)"),
+    ("server/", "llmgw server (routes, streaming)"),
+    ("llmgw/routing/", "llmgw routing"),
+    ("llmgw/providers/", "llmgw provider + transport"),
+    ("llmgw/schemas/", "llmgw schemas"),
+    ("llmgw/", "llmgw other"),
+    ("pydantic", "pydantic validation"),
+    ("logging/", "logging (stdlib)"),
+    ("json/", "json (stdlib)"),
+    ("sqlalchemy/", "sqlalchemy"),
+    ("aiohttp/", "aiohttp client"),
+    ("multidict/", "aiohttp client"),
+    ("yarl/", "aiohttp client"),
+    ("starlette/", "starlette"),
+    ("uvicorn/", "uvicorn + httptools"),
+    ("asyncio/", "asyncio (stdlib)"),
+)
+
+
+def area_of(file: str) -> str:
+    """The area a source file belongs to."""
+    for fragment, name in AREAS:
+        if fragment in file:
+            return name
+    return "other"
+
+
+def summarize(raw: Path, top: int = 15) -> dict[str, Any]:
+    """Top functions by self and inclusive samples, and self samples per area, from collapsed stacks."""
+    self_fn: Counter[str] = Counter()
+    incl_fn: Counter[str] = Counter()
+    areas: Counter[str] = Counter()
+    incl_area: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text(errors="replace").splitlines():
+        stack, _, count_s = line.rpartition(" ")
+        if not stack or not count_s.isdigit():
+            continue
+        n = int(count_s)
+        total += n
+        frames = []
+        for f in stack.split(";"):
+            m = _FRAME.match(f)
+            frames.append((m["func"], m["file"]) if m else (f, ""))
+        func, file = frames[-1]
+        self_fn[f"{func} ({file})"] += n
+        areas[area_of(file)] += n
+        for name in {f"{fn} ({fl})" for fn, fl in frames}:
+            incl_fn[name] += n
+        for a in {area_of(fl) for _, fl in frames}:
+            incl_area[a] += n
+
+    def pct(c: Counter[str]) -> list[tuple[str, float]]:
+        return [(k, round(100 * v / total, 1)) for k, v in c.most_common(top)] if total else []
+
+    return {
+        "samples": total,
+        "self_by_area": pct(areas),
+        "inclusive_by_area": pct(incl_area),
+        "top_self": pct(self_fn),
+        "top_inclusive_llmgw": [
+            (k, round(100 * v / total, 1))
+            for k, v in incl_fn.most_common()
+            if ("llmgw/" in k or "server/" in k) and total
+        ][:top],
+    }
+
+
+def record(pid: int, seconds: int, out: Path) -> Path | None:
+    """py-spy record of ``pid`` for ``seconds`` (non-blocking, 250 Hz); None when py-spy is missing."""
+    exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    if not Path(exe).exists():
+        return None
+    argv = [exe, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "250"]
+    argv += ["--nonblocking", "--format", "raw", "--output", str(out)]
+    subprocess.run(argv, capture_output=True, timeout=seconds + 60, check=False)
+    return out if out.exists() else None
+
+
+def render(summary: dict[str, Any]) -> str:
+    """Markdown tables for the report."""
+    lines = [f"{summary['samples']} samples of the busy event loop (py-spy, non-blocking).", ""]
+    lines += ["| area | self % | inclusive % |", "|---|---:|---:|"]
+    incl = dict(summary["inclusive_by_area"])
+    lines += [f"| {a} | {p} | {incl.get(a, '-')} |" for a, p in summary["self_by_area"]]
+    lines += ["", "| top functions by self time | % |", "|---|---:|"]
+    lines += [f"| `{f}` | {p} |" for f, p in summary["top_self"]]
+    if summary["top_inclusive_llmgw"]:
+        lines += ["", "| llmgw functions, inclusive | % |", "|---|---:|"]
+        lines += [f"| `{f}` | {p} |" for f, p in summary["top_inclusive_llmgw"]]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    print(render(summarize(Path(sys.argv[1]))))
