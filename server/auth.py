@@ -1,0 +1,243 @@
+"""API-key authentication for the hot path: an in-process TTL cache in front of ``KeyService``.
+
+Bounded staleness: a key found valid is trusted for ``key_cache_seconds`` (default 2 s) without a
+database look-up, so a revoked key stops working at most that long after ``llmgw keys revoke``
+(an expiry time is checked on every request, so expired keys stop at once). Failed look-ups are
+cached for the same time (never longer than 5 s) to blunt repeated guessing; the cache holds at most
+``max_entries`` digests. Misses run ``KeyService.authenticate`` in a worker thread, one look-up
+per digest at a time (single flight) and at most ``max_lookups`` at once. When the database is
+unreachable a key that was valid within the last ``stale_grace`` seconds keeps working (nobody can
+revoke it meanwhile: revoking writes to the same database); unknown keys get 503.
+
+``last_used_at`` is collected in memory and written with ``KeyService.touch_last_used`` in one
+batch every ``touch_interval`` seconds, never per request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import Protocol
+
+from llmgw.errors import AuthError, DatabaseError, LlmgwError, PermissionDenied
+
+__all__ = ["KeyCache", "KeyLookup", "credentials_from_headers"]
+
+log = logging.getLogger("llmgw.server")
+
+_MISSING = "missing API key"
+_MISSING_HINT = "send `Authorization: Bearer <key>` or `x-api-key: <key>`"
+_INVALID = "invalid API key"
+_MAX_SECRET = 256
+_NEGATIVE_MAX_SECONDS = 5.0
+
+
+class _Key(Protocol):
+    id: uuid.UUID
+    prefix: str
+    expires_at: datetime | None
+
+    def allows_model(self, model: str) -> bool: ...
+
+
+class KeyLookup(Protocol):
+    """The part of ``KeyService`` the cache uses."""
+
+    def authenticate(self, secret: str) -> _Key: ...
+
+    def touch_last_used(self, seen: dict[uuid.UUID, datetime]) -> None: ...
+
+
+def credentials_from_headers(headers: Iterable[tuple[bytes, bytes]]) -> str:
+    """The key from ``Authorization: Bearer`` or ``x-api-key``; ``AuthError`` when absent or malformed."""
+    auth: bytes | None = None
+    api_key: bytes | None = None
+    for name, value in headers:
+        if name == b"authorization":
+            auth = value
+        elif name == b"x-api-key":
+            api_key = value
+    if auth is not None:
+        scheme, _, token = auth.strip().partition(b" ")
+        if scheme.lower() != b"bearer":
+            raise AuthError("unsupported Authorization scheme; use Bearer", hint=_MISSING_HINT)
+        raw = token.strip()
+    elif api_key is not None:
+        raw = api_key.strip()
+    else:
+        raise AuthError(_MISSING, hint=_MISSING_HINT)
+    if not raw:
+        raise AuthError(_MISSING, hint=_MISSING_HINT)
+    if len(raw) > _MAX_SECRET or not raw.isascii() or not raw.isalnum() and not _token_chars(raw):
+        raise AuthError(_INVALID)
+    return raw.decode("ascii")
+
+
+def _token_chars(raw: bytes) -> bool:
+    return all(c.isalnum() or c in "-_.~+/=" for c in raw.decode("ascii"))
+
+
+class _Entry:
+    __slots__ = ("checked", "expires", "fresh_until", "info")
+
+    def __init__(self, info: _Key | None, fresh_until: float, checked: float) -> None:
+        self.info = info
+        self.fresh_until = fresh_until
+        self.checked = checked
+        exp = info.expires_at if info is not None else None
+        self.expires = exp.timestamp() if exp is not None else None
+
+
+class KeyCache:
+    """Authenticate requests against a ``KeyService`` through a bounded TTL cache."""
+
+    def __init__(
+        self,
+        keys: KeyLookup,
+        *,
+        ttl: float,
+        max_entries: int = 10_000,
+        max_lookups: int = 4,
+        stale_grace: float = 60.0,
+        touch_interval: float = 5.0,
+    ) -> None:
+        self._keys = keys
+        self.ttl = ttl
+        self._negative_ttl = min(ttl, _NEGATIVE_MAX_SECONDS)
+        self._max = max_entries
+        self._stale_grace = stale_grace
+        self._touch_interval = touch_interval
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
+        self._pending: dict[str, asyncio.Future[_Key]] = {}
+        self._lookups = asyncio.Semaphore(max_lookups)
+        self._seen: dict[uuid.UUID, float] = {}
+        self._flusher: asyncio.Task[None] | None = None
+        self.db_lookups = 0
+        """How many look-ups reached ``KeyService`` (tests and benchmarks read it)."""
+
+    # -- authenticating ----------------------------------------------------------------------
+    async def authenticate(self, headers: Iterable[tuple[bytes, bytes]]) -> _Key:
+        """The key behind the request's credentials, or ``AuthError`` / ``DatabaseError``."""
+        secret = credentials_from_headers(headers)
+        digest = hashlib.sha256(secret.encode("ascii")).hexdigest()
+        now = time.monotonic()
+        entry = self._entries.get(digest)
+        if entry is not None and now < entry.fresh_until:
+            info = entry.info
+            if info is None:
+                raise AuthError(_INVALID)
+            if entry.expires is not None and time.time() >= entry.expires:
+                raise AuthError(_INVALID)
+            self._seen[info.id] = time.time()
+            return info
+        info = await self._lookup(secret, digest, entry)
+        self._seen[info.id] = time.time()
+        return info
+
+    @staticmethod
+    def check_model(info: _Key, model: str) -> None:
+        """``PermissionDenied`` (403) when the key's allow-list does not admit ``model``."""
+        if not info.allows_model(model):
+            raise PermissionDenied(
+                f"this API key may not use model {model!r}",
+                param="model",
+                hint="ask an admin to extend the key's model list",
+            )
+
+    async def _lookup(self, secret: str, digest: str, stale: _Entry | None) -> _Key:
+        pending = self._pending.get(digest)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        fut: asyncio.Future[_Key] = asyncio.get_running_loop().create_future()
+        self._pending[digest] = fut
+        try:
+            info = await self._fetch(secret, digest, stale)
+        except BaseException as exc:
+            if not fut.done():
+                if isinstance(exc, asyncio.CancelledError):
+                    fut.cancel()
+                else:
+                    fut.set_exception(exc)
+                    fut.exception()  # mark retrieved: waiters may be none
+            raise
+        else:
+            fut.set_result(info)
+            return info
+        finally:
+            self._pending.pop(digest, None)
+
+    async def _fetch(self, secret: str, digest: str, stale: _Entry | None) -> _Key:
+        async with self._lookups:
+            self.db_lookups += 1
+            try:
+                info = await asyncio.to_thread(self._keys.authenticate, secret)
+            except AuthError:
+                self._store(digest, None, self._negative_ttl)
+                raise AuthError(_INVALID) from None
+            except DatabaseError:
+                now = time.monotonic()
+                if (
+                    stale is not None
+                    and stale.info is not None
+                    and now - stale.checked < self._stale_grace
+                ):
+                    return stale.info
+                raise
+            except LlmgwError:
+                raise
+        self._store(digest, info, self.ttl)
+        return info
+
+    def _store(self, digest: str, info: _Key | None, ttl: float) -> None:
+        if ttl <= 0:
+            self._entries.pop(digest, None)
+            return
+        now = time.monotonic()
+        entries = self._entries
+        entries[digest] = _Entry(info, now + ttl, now)
+        entries.move_to_end(digest)
+        while len(entries) > self._max:
+            entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    # -- last_used_at batching ------------------------------------------------------------
+    def start(self) -> None:
+        """Start the background task that writes ``last_used_at`` in batches."""
+        if self._flusher is None:
+            self._flusher = asyncio.get_running_loop().create_task(self._flush_loop())
+
+    async def _flush_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self._touch_interval)
+            await self.flush_last_used()
+
+    async def flush_last_used(self) -> None:
+        """Write the collected ``last_used_at`` times now (one batched statement)."""
+        if not self._seen:
+            return
+        seen, self._seen = self._seen, {}
+        batch = {k: datetime.fromtimestamp(ts, UTC) for k, ts in seen.items()}
+        try:
+            await asyncio.to_thread(self._keys.touch_last_used, batch)
+        except Exception as exc:  # noqa: BLE001 - last-used is best effort; keep serving
+            log.warning("could not record key last-used times: %s", type(exc).__name__)
+            for k, ts in seen.items():  # keep them for the next round
+                self._seen[k] = max(ts, self._seen.get(k, 0.0))
+
+    async def close(self) -> None:
+        """Stop the background task and write the last batch."""
+        if self._flusher is not None:
+            self._flusher.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._flusher
+            self._flusher = None
+        await self.flush_last_used()

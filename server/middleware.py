@@ -1,0 +1,138 @@
+"""One pure ASGI middleware: request id, in-flight gauge, last-resort 500, metrics, one access-log line."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+import time
+from datetime import UTC, datetime
+
+import orjson
+from llmgw.server.errors import error_response
+from llmgw.server.metrics import Metrics
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+__all__ = ["RequestContext", "RequestMiddleware", "new_request_id"]
+
+access_log = logging.getLogger("llmgw.access")
+log = logging.getLogger("llmgw.server")
+
+_SANE_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
+_MAX_PATH = 256
+
+
+def new_request_id() -> str:
+    """A fresh, unique request id (``req_`` + 24 hex digits)."""
+    return "req_" + os.urandom(12).hex()
+
+
+class RequestContext:
+    """What one request learns on its way; the middleware logs it and counts it at the end."""
+
+    __slots__ = (
+        "client_request_id",
+        "error_type",
+        "key_prefix",
+        "model",
+        "provider",
+        "request_id",
+        "start",
+        "stream",
+    )
+
+    def __init__(self, request_id: str, client_request_id: str | None, start: float) -> None:
+        self.request_id = request_id
+        """Our own id: unique, used for the usage record."""
+        self.client_request_id = client_request_id
+        """The caller's sane ``x-request-id``, echoed back instead of ours when present."""
+        self.start = start
+        self.key_prefix: str | None = None
+        self.model: str | None = None
+        self.provider: str | None = None
+        self.error_type: str | None = None
+        self.stream = False
+
+
+class RequestMiddleware:
+    """Wraps every HTTP request: ids, metrics, the access-log line and the last-resort 500.
+
+    Pure ASGI (no ``BaseHTTPMiddleware``): it only wraps ``send`` to learn the status and add
+    the ``x-request-id`` header.
+    """
+
+    def __init__(self, app: ASGIApp, *, metrics: Metrics, access_log_enabled: bool) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.log_enabled = access_log_enabled
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        client_id: str | None = None
+        for name, value in scope["headers"]:
+            if name == b"x-request-id":
+                if _SANE_ID.fullmatch(value):
+                    client_id = value.decode("ascii")
+                break
+        ctx = RequestContext(new_request_id(), client_id, start)
+        scope["llmgw"] = ctx
+        echo = (client_id or ctx.request_id).encode("ascii")
+        status = 0
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", ()), (b"x-request-id", echo)]
+            await send(message)
+
+        metrics = self.metrics
+        metrics.in_flight.inc()
+        try:
+            await self.app(scope, receive, send_with_id)
+        except asyncio.CancelledError:
+            if status == 0:
+                status = 499
+                ctx.error_type = ctx.error_type or "client_disconnected"
+            raise
+        except Exception as exc:  # noqa: BLE001 - the last line of defence, never a traceback to clients
+            log.error(
+                "unhandled %s in %s (request %s)",
+                type(exc).__name__,
+                scope.get("path", "")[:_MAX_PATH],
+                ctx.request_id,
+                exc_info=exc,
+            )
+            ctx.error_type = ctx.error_type or "internal_error"
+            if status == 0:
+                await error_response(exc)(scope, receive, send_with_id)
+        finally:
+            metrics.in_flight.dec()
+            elapsed = time.perf_counter() - start
+            path: str = scope.get("path", "")
+            metrics.observe_request(path, status, elapsed, ctx.provider, ctx.model, ctx.error_type)
+            if self.log_enabled:
+                self._log(scope, ctx, status, elapsed, path)
+
+    def _log(
+        self, scope: Scope, ctx: RequestContext, status: int, elapsed: float, path: str
+    ) -> None:
+        line = {
+            "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "method": scope.get("method"),
+            "path": path[:_MAX_PATH],
+            "status": status,
+            "latency_ms": round(elapsed * 1000, 3),
+            "request_id": ctx.request_id,
+            "client_request_id": ctx.client_request_id,
+            "key": ctx.key_prefix,
+            "model": ctx.model,
+            "provider": ctx.provider,
+            "stream": ctx.stream,
+            "error": ctx.error_type,
+        }
+        access_log.info(orjson.dumps(line).decode())

@@ -1,0 +1,190 @@
+"""The gateway's own OpenAPI 3.1 document, served at ``GET /openapi.json`` (and fuzzed in tests)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from llmgw import __version__
+from llmgw.schemas import ChatRequest, EmbeddingRequest
+
+__all__ = ["openapi_document", "openapi_json"]
+
+_REF = "#/components/schemas/{model}"
+
+_ERROR = {
+    "type": "object",
+    "required": ["error"],
+    "properties": {
+        "error": {
+            "type": "object",
+            "required": ["message", "type", "param", "code"],
+            "properties": {
+                "message": {"type": "string"},
+                "type": {"type": "string"},
+                "param": {"type": ["string", "null"]},
+                "code": {"type": ["string", "null"]},
+            },
+        }
+    },
+}
+
+_ERRORS = {
+    "400": "Invalid JSON, invalid UTF-8, schema violation or a forbidden steering field.",
+    "401": "Missing, malformed, unknown, expired or revoked API key.",
+    "403": "The key's model allow-list does not include this model.",
+    "404": "Unknown model or alias.",
+    "413": "Body larger than `server.max_body_bytes`.",
+    "429": "A limit was hit (see `Retry-After`).",
+    "502": "The upstream failed or answered with something unusable.",
+    "503": "Unavailable (database down for an uncached key, shutting down).",
+    "504": "The upstream did not answer in time.",
+}
+
+
+def _error_responses(codes: list[str]) -> dict[str, Any]:
+    return {
+        c: {
+            "description": _ERRORS[c],
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+        for c in codes
+    }
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def openapi_document() -> dict[str, Any]:
+    """The OpenAPI document describing every route the server answers."""
+    schemas: dict[str, Any] = {"Error": _ERROR}
+    for model in (ChatRequest, EmbeddingRequest):
+        s = model.model_json_schema(ref_template=_REF)
+        schemas.update(s.pop("$defs", {}))
+        schemas[model.__name__] = s
+    obj = {"type": "object"}
+    upstream = ["400", "401", "403", "404", "413", "429", "502", "503", "504"]
+    security = [{"bearer": []}, {"apiKey": []}]
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "llmgw",
+            "version": __version__,
+            "description": "OpenAI-compatible LLM gateway. Errors use OpenAI's envelope.",
+        },
+        "paths": {
+            "/v1/chat/completions": {
+                "post": {
+                    "operationId": "createChatCompletion",
+                    "security": security,
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/ChatRequest"}
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": {
+                            "description": "A chat.completion object, or an SSE stream when "
+                            "`stream` is true.",
+                            "content": {
+                                "application/json": {"schema": obj},
+                                "text/event-stream": {"schema": {"type": "string"}},
+                            },
+                        },
+                        **_error_responses(upstream),
+                    },
+                }
+            },
+            "/v1/embeddings": {
+                "post": {
+                    "operationId": "createEmbedding",
+                    "security": security,
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/EmbeddingRequest"}
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": _json(obj, "An embeddings list."),
+                        **_error_responses(upstream),
+                    },
+                }
+            },
+            "/v1/models": {
+                "get": {
+                    "operationId": "listModels",
+                    "security": security,
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["object", "data"],
+                                "properties": {
+                                    "object": {"const": "list"},
+                                    "data": {"type": "array", "items": obj},
+                                },
+                            },
+                            "Configured provider/model ids and aliases the key may use.",
+                        ),
+                        **_error_responses(["401", "503"]),
+                    },
+                }
+            },
+            "/healthz": {
+                "get": {
+                    "operationId": "liveness",
+                    "security": [],
+                    "responses": {"200": _json(obj, "The process is alive.")},
+                }
+            },
+            "/readyz": {
+                "get": {
+                    "operationId": "readiness",
+                    "security": [],
+                    "responses": {
+                        "200": _json(obj, "Ready: database reachable, migrations current."),
+                        "503": _json(obj, "Not ready; `problems` says why."),
+                    },
+                }
+            },
+            "/metrics": {
+                "get": {
+                    "operationId": "metrics",
+                    "security": [],
+                    "responses": {
+                        "200": {
+                            "description": "Prometheus text exposition.",
+                            "content": {"text/plain": {"schema": {"type": "string"}}},
+                        }
+                    },
+                }
+            },
+            "/openapi.json": {
+                "get": {
+                    "operationId": "openapi",
+                    "security": [],
+                    "responses": {"200": _json(obj, "This document.")},
+                }
+            },
+        },
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+            },
+        },
+    }
+
+
+def openapi_json() -> bytes:
+    """The document serialised once."""
+    return orjson.dumps(openapi_document())

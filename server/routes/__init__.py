@@ -1,0 +1,227 @@
+"""Route groups and what they share: the body reader, validation once at the edge, usage accounting."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import orjson
+from llmgw.server.errors import to_llmgw_error, validation_error
+from llmgw.server.middleware import RequestContext
+from llmgw.server.state import Gateway
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.types import Receive
+
+from llmgw.errors import (
+    DatabaseError,
+    InvalidRequest,
+    LlmgwError,
+    NotFound,
+    PayloadTooLarge,
+    Unavailable,
+)
+from llmgw.providers.base import Usage
+from llmgw.routing.resolve import Target
+from llmgw.schemas import FORBIDDEN_FIELDS
+from llmgw.usage.pricing import cost_of
+from llmgw.usage.recorder import UsageEvent
+
+__all__ = ["Call", "ClientDisconnected", "context", "parse", "read_json", "until_disconnect"]
+
+M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+
+
+class ClientDisconnected(LlmgwError):
+    """The client went away before the answer was ready (status 499, never actually sent)."""
+
+    http_status = 499
+    code = "client_disconnected"
+
+
+def context(request: Request) -> RequestContext:
+    """The ``RequestContext`` the middleware put on the scope."""
+    rc: RequestContext = request.scope["llmgw"]
+    return rc
+
+
+async def read_json(request: Request, limit: int) -> dict[str, Any]:
+    """The body as a JSON object: 413 over ``limit`` (by header or while reading), 400 if not JSON."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise InvalidRequest("invalid Content-Length header")
+        if int(declared) > limit:
+            raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
+    parts: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
+        if chunk:
+            parts.append(chunk)
+    raw = parts[0] if len(parts) == 1 else b"".join(parts)
+    if not raw:
+        raise InvalidRequest("request body is empty; send a JSON object")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise InvalidRequest("request body is not valid UTF-8") from None
+        raise InvalidRequest("request body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise InvalidRequest("request body must be a JSON object")
+    return data
+
+
+def parse(cls: type[M], data: dict[str, Any]) -> M:
+    """Validate ``data`` into ``cls`` once; steering fields and schema errors give 400."""
+    if not FORBIDDEN_FIELDS.isdisjoint(data):
+        field = sorted(FORBIDDEN_FIELDS.intersection(data))[0]
+        raise InvalidRequest(
+            f"field {field!r} is not accepted: the gateway chooses the upstream and its credentials",
+            param=field,
+            code="forbidden_field",
+        )
+    try:
+        return cls.model_validate(data)
+    except ValidationError as exc:
+        raise validation_error(exc) from None
+
+
+async def until_disconnect(receive: Receive, aw: Awaitable[T]) -> T:
+    """Await ``aw``, cancelling it at once if the client disconnects (``ClientDisconnected``)."""
+    current = asyncio.current_task()
+    assert current is not None
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                gone = True
+                current.cancel()
+                return
+
+    watcher = asyncio.get_running_loop().create_task(watch())
+    try:
+        return await aw
+    except asyncio.CancelledError:
+        if gone:
+            current.uncancel()
+            raise ClientDisconnected("the client closed the connection") from None
+        raise
+    finally:
+        watcher.cancel()
+
+
+def error_code(exc: BaseException) -> str:
+    """A short, closed-set name for a failure (usage ``error_type``, metrics label)."""
+    if isinstance(exc, asyncio.CancelledError):
+        return "client_disconnected"
+    err = to_llmgw_error(exc)
+    if err.code:
+        return err.code
+    if isinstance(err, InvalidRequest):
+        return "invalid_request"
+    if isinstance(err, NotFound):
+        return "not_found"
+    if isinstance(err, DatabaseError):
+        return "database_unavailable"
+    if isinstance(err, Unavailable):
+        return "unavailable"
+    return "internal_error"
+
+
+class Call:
+    """Accounting for one authenticated request: exactly one usage event, metrics, log fields."""
+
+    __slots__ = ("event", "gateway", "rc", "recorded", "target")
+
+    def __init__(self, gateway: Gateway, rc: RequestContext, key: Any, endpoint: str) -> None:
+        self.gateway = gateway
+        self.rc = rc
+        self.target: Target | None = None
+        self.recorded = False
+        self.event = UsageEvent(
+            request_id=rc.request_id,
+            created_at=datetime.now(UTC),
+            endpoint=endpoint,
+            key_id=key.id,
+            user_id=key.user_id,
+        )
+        if rc.client_request_id is not None:
+            self.event.meta = {"client_request_id": rc.client_request_id}
+
+    def routed(self, target: Target) -> None:
+        """Name the provider and model this call goes to."""
+        self.target = target
+        ev = self.event
+        ev.provider, ev.model, ev.model_version = target.provider, target.model, target.version
+        self.rc.provider, self.rc.model = target.provider, target.model
+        if target.alias is not None:
+            self.meta()["alias"] = target.alias
+
+    def meta(self) -> dict[str, Any]:
+        """The event's metadata dict, created on first use."""
+        if self.event.meta is None:
+            self.event.meta = {}
+        return self.event.meta
+
+    def fail(self, exc: BaseException, *, partial_usage: Usage | None = None) -> None:
+        """Record the failure (status and error type from ``exc``)."""
+        if self.recorded:
+            return
+        status = 499 if isinstance(exc, asyncio.CancelledError) else to_llmgw_error(exc).http_status
+        self.finish(status, error_code(exc), partial_usage)
+
+    def finish(
+        self,
+        status: int,
+        error_type: str | None,
+        usage: Usage | None,
+        *,
+        upstream_seconds: float | None = None,
+        ttft: float | None = None,
+        end: float | None = None,
+    ) -> None:
+        """Record the event once: tokens, cost, latency; metrics for the upstream part."""
+        if self.recorded:
+            return
+        self.recorded = True
+        g, ev = self.gateway, self.event
+        ev.status, ev.error_type = status, error_type
+        self.rc.error_type = error_type
+        end = time.perf_counter() if end is None else end
+        ev.latency_ms = (end - self.rc.start) * 1000
+        if ttft is not None:
+            ev.ttft_ms = ttft * 1000
+        if usage is not None:
+            ev.prompt_tokens = usage.prompt_tokens
+            ev.completion_tokens = usage.completion_tokens
+            ev.total_tokens = usage.total_tokens or usage.prompt_tokens + usage.completion_tokens
+            if ev.provider is not None:
+                ev.cost = cost_of(
+                    g.resolver.provider_config(ev.provider),
+                    ev.model,
+                    ev.prompt_tokens,
+                    ev.completion_tokens,
+                )
+        if upstream_seconds is not None:
+            g.metrics.observe_upstream(
+                ev.provider,
+                ev.model,
+                upstream_seconds,
+                ev.prompt_tokens,
+                ev.completion_tokens,
+                ttft,
+            )
+        g.recorder.record(ev)

@@ -1,0 +1,43 @@
+"""Operations: ``/healthz`` (liveness), ``/readyz`` (readiness), ``/metrics`` (Prometheus)."""
+
+from __future__ import annotations
+
+import orjson
+from llmgw.server.metrics import CONTENT_TYPE_LATEST
+from llmgw.server.state import Gateway
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+__all__ = ["health_routes"]
+
+_OK = orjson.dumps({"status": "ok"})
+
+
+def health_routes(g: Gateway) -> list[Route]:
+    """The operations routes bound to gateway ``g``."""
+
+    async def healthz(request: Request) -> Response:
+        return Response(_OK, media_type="application/json")
+
+    async def readyz(request: Request) -> Response:
+        problems: list[str] = []
+        if g.drain.draining:
+            problems.append("draining: the server is shutting down")
+        elif not g.started:
+            problems.append("starting")
+        else:
+            problems.extend(await g.ready.problems())
+        if problems:
+            body = {"status": "unavailable", "problems": problems}
+            return Response(orjson.dumps(body), status_code=503, media_type="application/json")
+        return Response(orjson.dumps({"status": "ready"}), media_type="application/json")
+
+    async def metrics(request: Request) -> Response:
+        return Response(g.metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    return [
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/readyz", readyz, methods=["GET"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]

@@ -1,0 +1,166 @@
+"""Running the app on uvicorn (uvloop + httptools) with a graceful, bounded drain on SIGTERM.
+
+On SIGTERM (or the first Ctrl-C) ``GatewayServer`` flips the app's ``Drain`` at once, so
+``/readyz`` answers 503, then lets uvicorn stop accepting and wait for in-flight work. Streams still
+open at ``drain_seconds`` get a final SSE error event and close; uvicorn's own graceful timeout is
+a little longer (``_GRACE``) so those final events go out before it cancels what is left. Then the
+lifespan flushes usage and the process exits 0 (uvicorn would re-raise SIGTERM and die by signal).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import os
+import signal
+import socket
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import uvicorn
+from llmgw.server.app import create_app
+from llmgw.server.streaming import Drain
+
+from llmgw.config import Settings, load_settings
+from llmgw.errors import Unavailable
+
+__all__ = ["GatewayServer", "log_config", "run"]
+
+_GRACE = 2.0
+
+
+def _find_drain(app: Any) -> Drain | None:
+    for _ in range(16):  # uvicorn wraps the app in a few middlewares
+        if app is None:
+            return None
+        state = getattr(app, "state", None)
+        drain = getattr(state, "drain", None) if state is not None else None
+        if isinstance(drain, Drain):
+            return drain
+        app = getattr(app, "app", None)
+    return None
+
+
+class GatewayServer(uvicorn.Server):
+    """A uvicorn server that starts the app's drain on the first SIGTERM/SIGINT and exits 0."""
+
+    def __init__(self, config: uvicorn.Config, *, drain_seconds: float) -> None:
+        super().__init__(config)
+        self.drain_seconds = drain_seconds
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def serve(self, sockets: list[socket.socket] | None = None) -> None:
+        """Remember the loop (the signal handler schedules the drain timer on it), then serve."""
+        self._loop = asyncio.get_running_loop()
+        await super().serve(sockets)
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        """Begin the drain, then let uvicorn shut down; a second Ctrl-C forces the exit."""
+        drain = _find_drain(self.config.loaded_app)
+        if drain is not None and not drain.draining and self._loop is not None:
+            drain.begin_threadsafe(self._loop, self.drain_seconds)
+        super().handle_exit(sig, frame)
+        if sig == signal.SIGTERM:
+            # A drained shutdown is a normal exit: do not re-raise SIGTERM afterwards.
+            self._captured_signals = [s for s in self._captured_signals if s != signal.SIGTERM]
+
+
+def log_config(settings: Settings) -> dict[str, Any]:
+    """Logging: the JSON access log on stdout (ours, not uvicorn's), everything else on stderr."""
+    level = settings.log_level.upper()
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {
+            "plain": {"format": "%(message)s"},
+            "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+        },
+        "handlers": {
+            "access": {
+                "class": "logging.StreamHandler",
+                "formatter": "plain",
+                "stream": "ext://sys.stdout",
+            },
+            "stderr": {
+                "class": "logging.StreamHandler",
+                "formatter": "text",
+                "stream": "ext://sys.stderr",
+            },
+        },
+        "loggers": {
+            "llmgw.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
+            "llmgw": {"handlers": ["stderr"], "level": level, "propagate": False},
+            "uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+            "uvicorn.error": {"level": "INFO"},
+            "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
+        },
+    }
+
+
+def _uvicorn_config(app: Any, settings: Settings, **kw: Any) -> uvicorn.Config:
+    s = settings.server
+    return uvicorn.Config(
+        app,
+        host=s.host,
+        port=s.port,
+        loop="uvloop",
+        http="httptools",
+        lifespan="on",
+        access_log=False,  # one JSON line per request comes from our middleware
+        log_config=log_config(settings),
+        timeout_graceful_shutdown=int(s.drain_seconds + _GRACE + 0.999),
+        server_header=False,
+        proxy_headers=False,
+        **kw,
+    )
+
+
+def _worker(config_file: str | None, overrides: dict[str, Any], sock: socket.socket) -> None:
+    """One worker process: rebuild the settings, serve on the inherited socket, drain on SIGTERM."""
+    settings = load_settings(Path(config_file) if config_file else None, overrides).settings
+    config = _uvicorn_config(create_app(settings), settings)
+    GatewayServer(config, drain_seconds=settings.server.drain_seconds).run(sockets=[sock])
+
+
+def _supervise(settings: Settings, config_file: Path | None, overrides: dict[str, Any]) -> None:
+    """Bind once, start ``workers`` processes on the socket, forward SIGTERM/SIGINT, wait for all."""
+    ctx = multiprocessing.get_context("spawn")
+    config = _uvicorn_config(None, settings)  # configures logging in this process too
+    sock = config.bind_socket()
+    procs = [
+        ctx.Process(
+            target=_worker,
+            args=(str(config_file) if config_file else None, overrides, sock),
+            name=f"llmgw-worker-{i}",
+        )
+        for i in range(settings.server.workers)
+    ]
+    for p in procs:
+        p.start()
+
+    def forward(sig: int, frame: FrameType | None) -> None:
+        for p in procs:
+            if p.pid is not None and p.exitcode is None:
+                os.kill(p.pid, signal.SIGTERM)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        for p in procs:
+            p.join()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+        sock.close()
+    failed = [p.exitcode for p in procs if p.exitcode != 0]
+    if failed:
+        raise Unavailable(f"{len(failed)} worker(s) exited abnormally (exit codes {failed})")
+
+
+def run(settings: Settings, *, config_file: Path | None, overrides: dict[str, Any]) -> None:
+    """Serve until SIGTERM/SIGINT; returns after a graceful drain (every worker's, with ``workers``)."""
+    if settings.server.workers > 1:
+        _supervise(settings, config_file, overrides)
+        return
+    config = _uvicorn_config(create_app(settings), settings)
+    GatewayServer(config, drain_seconds=settings.server.drain_seconds).run()

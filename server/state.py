@@ -1,0 +1,121 @@
+"""The gateway's long-lived services, built in the app's lifespan and shared by the routes."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import TYPE_CHECKING
+
+from llmgw.server.metrics import Metrics
+from llmgw.server.streaming import Drain
+
+from llmgw.config import Settings
+from llmgw.routing.resolve import Resolver
+
+if TYPE_CHECKING:
+    from llmgw.server.auth import KeyCache
+    from sqlalchemy.engine import Engine
+
+    from llmgw.auth.keys import KeyService
+    from llmgw.providers.base import Provider
+    from llmgw.usage.recorder import UsageRecorder
+
+__all__ = ["Gateway", "ReadyCheck"]
+
+log = logging.getLogger("llmgw.server")
+
+
+class ReadyCheck:
+    """Database reachable and migrations current, checked in a thread at most every ``interval`` s."""
+
+    def __init__(self, engine: Engine, *, interval: float = 2.0) -> None:
+        self._engine = engine
+        self._interval = interval
+        self._checked = -1e9
+        self._problems: list[str] = ["not checked yet"]
+        self._lock = asyncio.Lock()
+
+    def _check(self) -> list[str]:
+        from llmgw.errors import DatabaseError
+        from llmgw.storage.db import check_connection
+        from llmgw.storage.schema import is_current
+
+        try:
+            check_connection(self._engine)
+        except DatabaseError:
+            return ["database unreachable"]
+        try:
+            if not is_current(self._engine):
+                return ["database migrations are not current (run `llmgw db upgrade`)"]
+        except Exception:  # noqa: BLE001 - any failure here means "not ready"
+            return ["cannot read the migration state"]
+        return []
+
+    async def problems(self) -> list[str]:
+        """Reasons the database side is not ready (empty when ready); cached for ``interval``."""
+        if time.monotonic() - self._checked < self._interval:
+            return self._problems
+        async with self._lock:
+            if time.monotonic() - self._checked >= self._interval:
+                self._problems = await asyncio.to_thread(self._check)
+                self._checked = time.monotonic()
+        return self._problems
+
+
+class Gateway:
+    """Everything a request needs; ``start`` builds the services, ``stop`` flushes and closes them."""
+
+    engine: Engine
+    keys: KeyService
+    auth: KeyCache
+    recorder: UsageRecorder
+    providers: dict[str, Provider]
+    ready: ReadyCheck
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.metrics = Metrics(settings)
+        self.drain = Drain()
+        self.resolver = Resolver(settings)
+        self.max_body = settings.server.max_body_bytes
+        self.started = False
+
+    async def start(self) -> None:
+        """Open the database, the key cache, the usage recorder and the upstream providers."""
+        from llmgw.providers.registry import SecretResolver, build_providers
+        from llmgw.server.auth import KeyCache
+
+        from llmgw.auth.keys import KeyService
+        from llmgw.storage.db import make_engine
+        from llmgw.usage.recorder import UsageRecorder
+
+        s = self.settings
+        self.engine = make_engine(
+            s.database_url,
+            pool_size=s.database.pool_size,
+            connect_timeout=s.database.connect_timeout,
+        )
+        self.keys = KeyService(self.engine)
+        self.auth = KeyCache(self.keys, ttl=s.server.key_cache_seconds)
+        self.recorder = UsageRecorder(self.engine, s.usage, s.spool_dir)
+        await asyncio.to_thread(self.recorder.start)
+        self.metrics.watch_usage(self.recorder.stats)
+        self.providers = build_providers(s, SecretResolver())
+        self.ready = ReadyCheck(self.engine)
+        self.auth.start()
+        self.started = True
+
+    async def stop(self) -> None:
+        """Flush last-used times and usage, close upstream sessions and the database."""
+        if not self.started:
+            return
+        self.started = False
+        await self.auth.close()
+        for provider in self.providers.values():
+            try:
+                await provider.aclose()
+            except Exception as exc:  # noqa: BLE001 - keep closing the others
+                log.warning("closing provider %s failed: %s", provider.name, type(exc).__name__)
+        await asyncio.to_thread(self.recorder.close)
+        self.engine.dispose()

@@ -1,0 +1,141 @@
+"""Model names to upstream targets: ``provider/model[:version]``, unambiguous bare names, aliases.
+
+This is the routing core the router grows from: ``Resolver.candidates`` returns every candidate in
+order (an alias lists several); ``Resolver.resolve`` picks the first for callers without fallback.
+Names are checked against the configuration only, so client input never creates new state: the
+memo holds successfully resolved names and is bounded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from llmgw.config import AliasTarget, ProviderConfig, Settings
+from llmgw.errors import ModelNotFound
+
+__all__ = ["Resolver", "Target"]
+
+_MEMO_MAX = 4096
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """One concrete place to send a request."""
+
+    provider: str
+    model: str
+    """The provider-side model name (no ``provider/`` prefix, no ``:version``)."""
+    version: str | None = None
+    alias: str | None = None
+    """The alias the client used, when it used one."""
+    weight: float = 1.0
+
+    @property
+    def qualified(self) -> str:
+        """``provider/model[:version]``."""
+        v = f":{self.version}" if self.version else ""
+        return f"{self.provider}/{self.model}{v}"
+
+
+class Resolver:
+    """Resolve client model names against the configured providers and aliases."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._providers: dict[str, ProviderConfig] = {p.name: p for p in settings.providers}
+        self._models: dict[str, frozenset[str]] = {
+            p.name: frozenset(p.models) for p in settings.providers
+        }
+        owners: dict[str, list[str]] = {}
+        for p in settings.providers:
+            for m in p.models:
+                owners.setdefault(m, []).append(p.name)
+        self._owners = owners
+        self._aliases: dict[str, tuple[str | AliasTarget, ...]] = {
+            k: tuple(v) for k, v in settings.aliases.items()
+        }
+        self._memo: dict[str, tuple[Target, ...]] = {}
+
+    @property
+    def aliases(self) -> list[str]:
+        """Configured alias names."""
+        return list(self._aliases)
+
+    def model_ids(self) -> list[str]:
+        """Every configured ``provider/model`` id (providers with an empty list offer none here)."""
+        return [f"{p}/{m}" for p, models in self._models.items() for m in sorted(models)]
+
+    def provider_config(self, name: str) -> ProviderConfig | None:
+        """The configuration of provider ``name``."""
+        return self._providers.get(name)
+
+    def resolve(self, name: str) -> Target:
+        """The first candidate for ``name``; ``ModelNotFound`` (404) when there is none."""
+        return self.candidates(name)[0]
+
+    def candidates(self, name: str) -> tuple[Target, ...]:
+        """Every candidate for ``name``, in order; ``ModelNotFound`` (404) when there is none."""
+        hit = self._memo.get(name)
+        if hit is not None:
+            return hit
+        if name in self._aliases:
+            found = tuple(self._alias_target(name, c) for c in self._aliases[name])
+        else:
+            found = (self._direct(name),)
+        if len(self._memo) < _MEMO_MAX:
+            self._memo[name] = found
+        return found
+
+    def _alias_target(self, alias: str, cand: str | AliasTarget) -> Target:
+        target, weight = (cand, 1.0) if isinstance(cand, str) else (cand.target, cand.weight)
+        t = self._direct(target)
+        return Target(t.provider, t.model, t.version, alias=alias, weight=weight)
+
+    def _direct(self, name: str) -> Target:
+        provider, sep, rest = name.partition("/")
+        if sep and provider in self._providers:
+            t = self._in_provider(provider, rest)
+            if t is not None:
+                return t
+            raise ModelNotFound(
+                f"provider {provider!r} does not offer model {rest!r}",
+                param="model",
+                hint="GET /v1/models lists the configured models",
+            )
+        model, version = self._split(name)
+        for candidate, ver in ((name, None), (model, version)):
+            owners = self._owners.get(candidate)
+            if owners is None:
+                continue
+            if len(owners) == 1:
+                return Target(owners[0], candidate, ver)
+            raise ModelNotFound(
+                f"model {candidate!r} is offered by several providers ({', '.join(owners)}); "
+                "name it as provider/model",
+                param="model",
+            )
+        raise ModelNotFound(
+            f"model {name!r} does not exist or is not configured",
+            param="model",
+            hint="GET /v1/models lists the configured models and aliases",
+        )
+
+    def _in_provider(self, provider: str, rest: str) -> Target | None:
+        if not rest:
+            return None
+        models = self._models[provider]
+        if not models:  # the provider's own list is authoritative: pass the name through
+            model, version = self._split(rest)
+            return Target(provider, model, version)
+        if rest in models:  # e.g. Ollama's "llama3:8b" is a model name, not a version
+            return Target(provider, rest)
+        model, version = self._split(rest)
+        if version is not None and model in models:
+            return Target(provider, model, version)
+        return None
+
+    @staticmethod
+    def _split(name: str) -> tuple[str, str | None]:
+        model, sep, version = name.rpartition(":")
+        if sep and model and version:
+            return model, version
+        return name, None

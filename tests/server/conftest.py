@@ -1,0 +1,177 @@
+"""Server fixtures: the OpenAI emulator upstream, settings, a migrated SQLite DB, a key, the app."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from llmgw.config import Settings
+
+UPSTREAM_KEY = "sk-emulator-upstream-secret-0123456789"
+MODELS = ("gpt-4o-mini", "text-embedding-3-small")
+
+
+@pytest.fixture
+def upstream_factory() -> Iterator[Callable[..., Any]]:
+    """Start OpenAI emulators with chosen knobs (latency, faults); all stopped afterwards."""
+    from llmgw.emulators.openai import create_app as emulator_app
+    from llmgw.emulators.runner import serve_in_thread
+
+    running: list[Any] = []
+
+    def start(**kw: Any) -> Any:
+        kw.setdefault("api_key", UPSTREAM_KEY)
+        kw.setdefault("models", MODELS)
+        server = serve_in_thread(emulator_app(**kw))
+        running.append(server)
+        return server
+
+    yield start
+    for server in running:
+        server.stop()
+
+
+@pytest.fixture
+def emulator(upstream_factory: Callable[..., Any]) -> Any:
+    """A healthy OpenAI emulator (``.url``, ``.app.state.stats``)."""
+    return upstream_factory()
+
+
+@pytest.fixture
+def db_file(home: Path) -> str:
+    """The SQLite URL the gateway under test uses."""
+    return f"sqlite:///{home / 'gateway.db'}"
+
+
+@pytest.fixture
+def test_engine(db_file: str) -> Iterator[Engine]:
+    """A migrated engine on the gateway's database, for creating keys and reading usage."""
+    from llmgw.storage.db import make_engine
+    from llmgw.storage.schema import upgrade
+
+    eng = make_engine(db_file)
+    upgrade(eng)
+    yield eng
+    eng.dispose()
+
+
+@pytest.fixture
+def make_settings(
+    home: Path, db_file: str, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., Settings]:
+    """Settings with one ``openai`` provider at ``url`` (plus any overrides for [server])."""
+    monkeypatch.setenv("EMULATOR_API_KEY", UPSTREAM_KEY)
+
+    def build(url: str, *, provider: dict[str, Any] | None = None, **server: Any) -> Settings:
+        return Settings(
+            home=home,
+            database={"url": db_file},
+            server={"key_cache_seconds": 1.0, **server},
+            usage={"flush_interval": 0.05},
+            providers=[
+                {
+                    "name": "openai",
+                    "kind": "openai",
+                    "base_url": f"{url}/v1",
+                    "api_key_env": "EMULATOR_API_KEY",
+                    "models": list(MODELS),
+                    "prices": {"gpt-4o-mini": {"input": 0.15, "output": 0.60}},
+                    **(provider or {}),
+                }
+            ],
+            aliases={"chat-default": ["openai/gpt-4o-mini"]},
+        )
+
+    return build
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings], emulator: Any, test_engine: Engine) -> Settings:
+    """Gateway settings pointing at the healthy emulator, database migrated."""
+    return make_settings(emulator.url)
+
+
+@pytest.fixture
+def make_key(test_engine: Engine) -> Callable[..., Any]:
+    """Create API keys (``CreatedKey``; ``.secret`` is the bearer token)."""
+    from llmgw.auth.keys import KeyService
+
+    svc = KeyService(test_engine)
+
+    def create(name: str = "test", **kw: Any) -> Any:
+        return svc.create(name, **kw)
+
+    return create
+
+
+@pytest.fixture
+def key(make_key: Callable[..., Any]) -> Any:
+    """One valid key with no restrictions."""
+    return make_key("test")
+
+
+@pytest.fixture
+def auth(key: Any) -> dict[str, str]:
+    """Headers authenticating with ``key``."""
+    return {"Authorization": f"Bearer {key.secret}"}
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[Any]:
+    """The gateway app with its lifespan running."""
+    from llmgw.server import create_app
+
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """``httpx.AsyncClient`` talking to the app in-process."""
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://llmgw", timeout=30) as c:
+        yield c
+
+
+@pytest.fixture
+def gateway_server(settings: Settings) -> Iterator[Any]:
+    """The gateway on a real uvicorn server on a free port (``.url``)."""
+    from llmgw.emulators.runner import serve_in_thread
+    from llmgw.server import create_app
+
+    server = serve_in_thread(create_app(settings))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def read_usage(test_engine: Engine) -> Callable[[], list[dict[str, Any]]]:
+    """Read every usage row, oldest first."""
+
+    def read() -> list[dict[str, Any]]:
+        with test_engine.connect() as conn:
+            rows = conn.execute(sa.text("SELECT * FROM usage ORDER BY id")).mappings().all()
+        return [dict(r) for r in rows]
+
+    return read
+
+
+@pytest.fixture
+def flushed_usage(read_usage: Callable[[], list[dict[str, Any]]]) -> Callable[..., Any]:
+    """``await flushed_usage(app)``: flush the app's usage recorder, then read every row."""
+    import asyncio
+
+    from llmgw.server.app import gateway_of
+
+    async def read(app: Any) -> list[dict[str, Any]]:
+        assert await asyncio.to_thread(gateway_of(app).recorder.flush, 10.0)
+        return read_usage()
+
+    return read
