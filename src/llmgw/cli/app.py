@@ -11,6 +11,7 @@ from llmgw import __version__
 from llmgw.cli.config_cmd import config_app
 from llmgw.cli.db import db_app
 from llmgw.cli.keys import keys_app
+from llmgw.cli.serve import serve
 from llmgw.cli.state import CliState
 from llmgw.cli.users import users_app
 
@@ -29,6 +30,7 @@ app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
 app.add_typer(keys_app, name="keys")
 app.add_typer(users_app, name="users")
+app.command("serve")(serve)
 
 
 def _version(value: bool) -> None:
