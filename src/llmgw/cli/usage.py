@@ -1,0 +1,207 @@
+"""``llmgw usage``: usage and cost statistics, and exports of the raw usage rows."""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import IO, Annotated, Any, cast
+
+import orjson
+import typer
+
+from llmgw.cli.output import emit_json, print_table
+from llmgw.cli.state import state
+from llmgw.durations import parse_duration
+from llmgw.errors import DatabaseError, UsageError
+
+__all__ = ["usage_app"]
+
+usage_app = typer.Typer(help="Usage and cost: statistics and exports.", no_args_is_help=True)
+
+_GROUPS = ("day", "model", "provider", "key", "user")
+_FORMATS = ("csv", "jsonl")
+# The table for people is narrower than --json/--csv: names instead of UUIDs, short headers.
+_TABLE_LABELS = {
+    "day": ("day",),
+    "model": ("model",),
+    "provider": ("provider",),
+    "key": ("key",),
+    "user": ("email",),
+}
+_TABLE_METRICS = {
+    "requests": "requests",
+    "errors": "errors",
+    "total_tokens": "tokens",
+    "cost": "cost",
+    "avg_latency_ms": "avg_ms",
+    "p95_latency_ms": "p95_ms",
+}
+
+
+def _since(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    return datetime.now(UTC) - parse_duration(text, param="--since")
+
+
+def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:
+    if value not in allowed:
+        raise UsageError(f"invalid {option} {value!r}", hint=f"use one of: {', '.join(allowed)}")
+    return value
+
+
+@contextlib.contextmanager
+def _db_errors() -> Iterator[None]:
+    from sqlalchemy.exc import SQLAlchemyError
+
+    try:
+        yield
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", exc)).strip().splitlines()
+        raise DatabaseError(
+            f"usage query failed: {reason[0][:200] if reason else type(exc).__name__}",
+            hint="check that the database is reachable (`llmgw db current`)",
+        ) from None
+
+
+def _csv_value(v: Any) -> Any:
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, datetime):
+        return v.isoformat()
+    if isinstance(v, dict | list):
+        return orjson.dumps(v).decode()
+    return str(v) if isinstance(v, Decimal) else v
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, Decimal):
+        return format(obj, "f")
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+@usage_app.command("stats")
+def usage_stats(
+    ctx: typer.Context,
+    since: Annotated[
+        str, typer.Option("--since", help="Window length: 90s, 15m, 12h, 7d, 2w.")
+    ] = "7d",
+    by: Annotated[
+        str, typer.Option("--by", help="Group by day, model, provider, key or user.")
+    ] = "day",
+    json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV with a header row.")] = False,
+) -> None:
+    """Show requests, errors, tokens, cost and latency over a window, grouped by --by."""
+    from llmgw.usage.reports import GroupBy, stats_columns
+    from llmgw.usage.reports import usage_stats as query
+
+    group = cast(GroupBy, _choice(by, _GROUPS, "--by"))
+    start = _since(since)
+    if json and as_csv:
+        raise UsageError("--json and --csv cannot be used together", hint="pick one output format")
+    engine = state(ctx).engine()
+    with _db_errors():
+        rows = query(engine, since=start, by=group)
+    columns = stats_columns(group)
+    if json:
+        emit_json({"since": start, "by": group, "rows": rows})
+    elif as_csv:
+        w = csv.writer(sys.stdout, lineterminator="\n")
+        w.writerow(columns)
+        for r in rows:
+            w.writerow([_csv_value(r[c]) for c in columns])
+    else:
+        labels = _TABLE_LABELS[group]
+        shown = [
+            {
+                **{c: r[c] for c in labels},
+                **({"key": _key_label(r)} if group == "key" else {}),
+                **{short: r[long] for long, short in _TABLE_METRICS.items()},
+                "cost": f"{r['cost']:.6f}",
+                "avg_ms": None if r["avg_latency_ms"] is None else round(r["avg_latency_ms"]),
+                "p95_ms": None if r["p95_latency_ms"] is None else round(r["p95_latency_ms"]),
+            }
+            for r in rows
+        ]
+        title = f"usage since {start:%Y-%m-%d %H:%M} UTC by {group}" if start else "usage"
+        print_table(shown, [*labels, *_TABLE_METRICS.values()], title=title)
+
+
+def _key_label(row: dict[str, Any]) -> str:
+    if row["key"] is None:
+        return "(no key)"
+    if row["key_name"] is None:
+        return str(row["key"])[:8]  # the key was deleted
+    return f"{row['key_name']} {row['key_prefix']}"
+
+
+def _write_export(f: IO[str], fmt: str, batches: Iterator[list[dict[str, Any]]]) -> int:
+    from llmgw.usage.reports import EXPORT_COLUMNS
+
+    n = 0
+    if fmt == "csv":
+        w = csv.writer(f, lineterminator="\n")
+        w.writerow(EXPORT_COLUMNS)
+        for batch in batches:
+            w.writerows([_csv_value(r[c]) for c in EXPORT_COLUMNS] for r in batch)
+            n += len(batch)
+    else:
+        for batch in batches:
+            f.write("".join(orjson.dumps(r, default=_json_default).decode() + "\n" for r in batch))
+            n += len(batch)
+    return n
+
+
+@usage_app.command("export")
+def usage_export(
+    ctx: typer.Context,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="csv or jsonl.")],
+    since: Annotated[
+        str | None,
+        typer.Option(
+            "--since", help="Only the last 90s, 15m, 12h, 7d, 2w... (default: everything)."
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Write to FILE (atomically) instead of stdout."),
+    ] = None,
+) -> None:
+    """Export usage rows, oldest first, as CSV or JSON lines (streamed, never all in memory)."""
+    from llmgw.usage.reports import export_batches
+
+    _choice(fmt, _FORMATS, "--format")
+    start = _since(since)
+    if out is not None and not out.parent.is_dir():
+        raise UsageError(
+            f"cannot write {out}: directory {out.parent} does not exist",
+            hint="create the directory first or choose another --out",
+        )
+    engine = state(ctx).engine()
+    if out is None:
+        with _db_errors():
+            _write_export(sys.stdout, fmt, export_batches(engine, since=start))
+        sys.stdout.flush()
+        return
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".part")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f, _db_errors():
+            n = _write_export(f, fmt, export_batches(engine, since=start))
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, out)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    typer.echo(f"exported {n} usage rows to {out}", err=True)

@@ -1,0 +1,211 @@
+"""`llmgw usage stats` and `llmgw usage export` against real SQLite and PostgreSQL data."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from llmgw.config import UsageSettings
+from llmgw.usage.recorder import UsageEvent, UsageRecorder
+from llmgw.usage.reports import EXPORT_COLUMNS, stats_columns
+
+pytestmark = pytest.mark.timeout(60)
+
+KEY = uuid.UUID("11111111-2222-3333-4444-555555555555")
+USER = uuid.UUID("aaaaaaaa-bbbb-cccc-dddd-eeeeeeeeeeee")
+
+
+@pytest.fixture
+def seeded(engine: Engine, db_url: str, tmp_path: Path) -> dict[str, str]:
+    """Six usage rows (one outside a 7-day window), a user and a key; env for the CLI."""
+    now = datetime.now(UTC)
+    with engine.begin() as c:
+        c.execute(
+            sa.text(
+                "INSERT INTO users (id, email, role, disabled, created_at) "
+                "VALUES (:id, 'ann@example.com', 'user', false, :t)"
+            ),
+            {"id": USER.hex if engine.dialect.name == "sqlite" else USER, "t": now},
+        )
+        c.execute(
+            sa.text(
+                "INSERT INTO api_keys (id, name, user_id, prefix, digest, created_at) "
+                "VALUES (:id, 'ci', :u, 'llmgw_abcdef', :d, :t)"
+            ),
+            {
+                "id": KEY.hex if engine.dialect.name == "sqlite" else KEY,
+                "u": USER.hex if engine.dialect.name == "sqlite" else USER,
+                "d": "0" * 64,
+                "t": now,
+            },
+        )
+    rec = UsageRecorder(engine, UsageSettings(flush_interval=0.05), tmp_path / "spool")
+    rec.start()
+    for i, (lat, status) in enumerate([(10.0, 200), (20.0, 200), (30.0, 500)]):
+        rec.record(
+            UsageEvent(
+                request_id=f"today-{i}",
+                created_at=now - timedelta(minutes=i),
+                key_id=KEY,
+                user_id=USER,
+                provider="local",
+                model="gpt-4o-mini",
+                prompt_tokens=10,
+                completion_tokens=5,
+                total_tokens=15,
+                cost=Decimal("0.0010000001"),
+                latency_ms=lat,
+                status=status,
+                meta={"alias": "chat-default"},
+            )
+        )
+    for i in range(2):
+        rec.record(
+            UsageEvent(
+                request_id=f"old-{i}",
+                created_at=now - timedelta(days=2),
+                provider="giga",
+                model="GigaChat",
+                prompt_tokens=100,
+                completion_tokens=50,
+                total_tokens=150,
+                cost=Decimal("0.5"),
+                latency_ms=100.0,
+            )
+        )
+    rec.record(
+        UsageEvent(request_id="ancient", created_at=now - timedelta(days=10), provider="local")
+    )
+    rec.close()
+    return {"LLMGW_DATABASE_URL": db_url}
+
+
+def _json(cli: Any, env: dict[str, str], *args: str) -> list[dict[str, Any]]:
+    r = cli("usage", "stats", *args, "--json", env=env)
+    assert r.exit_code == 0, r.stderr
+    return json.loads(r.stdout)["rows"]  # type: ignore[no-any-return]
+
+
+def test_stats_by_day(cli: Any, seeded: dict[str, str]) -> None:
+    rows = _json(cli, seeded, "--by", "day")
+    assert len(rows) == 2
+    assert rows[0]["day"] < rows[1]["day"]  # chronological
+    assert sum(r["requests"] for r in rows) == 5
+    today = rows[1]
+    assert today["day"] == datetime.now(UTC).strftime("%Y-%m-%d") or today["requests"] >= 1
+    assert sum(r["errors"] for r in rows) == 1
+
+
+def test_stats_by_model_has_exact_cost_and_latency(cli: Any, seeded: dict[str, str]) -> None:
+    rows = {r["model"]: r for r in _json(cli, seeded, "--by", "model")}
+    assert set(rows) == {"local/gpt-4o-mini", "giga/GigaChat"}
+    local = rows["local/gpt-4o-mini"]
+    assert local["requests"] == 3 and local["errors"] == 1
+    assert (local["prompt_tokens"], local["completion_tokens"], local["total_tokens"]) == (
+        30,
+        15,
+        45,
+    )
+    assert Decimal(local["cost"]) == Decimal("0.0030000003")  # exact, no float rounding
+    assert local["avg_latency_ms"] == 20.0 and local["p95_latency_ms"] == 30.0
+    assert Decimal(rows["giga/GigaChat"]["cost"]) == Decimal("1.0")
+
+
+def test_stats_by_provider_key_user(cli: Any, seeded: dict[str, str]) -> None:
+    prov = {r["provider"]: r["requests"] for r in _json(cli, seeded, "--by", "provider")}
+    assert prov == {"local": 3, "giga": 2}
+    keys = _json(cli, seeded, "--by", "key")
+    assert keys[0] == {**keys[0], "key": str(KEY), "key_name": "ci", "key_prefix": "llmgw_abcdef"}
+    assert keys[0]["requests"] == 3
+    assert keys[1]["key"] is None and keys[1]["requests"] == 2
+    users = _json(cli, seeded, "--by", "user")
+    assert users[0]["email"] == "ann@example.com" and users[0]["user"] == str(USER)
+    # a wider window takes in the old row
+    assert sum(r["requests"] for r in _json(cli, seeded, "--since", "30d", "--by", "user")) == 6
+
+
+@pytest.mark.parametrize("by", ["day", "model", "provider", "key", "user"])
+def test_stats_csv_and_table(cli: Any, seeded: dict[str, str], by: str) -> None:
+    r = cli("usage", "stats", "--by", by, "--csv", env=seeded)
+    assert r.exit_code == 0, r.stderr
+    table = list(csv.reader(io.StringIO(r.stdout)))
+    assert tuple(table[0]) == stats_columns(by)  # type: ignore[arg-type]
+    idx = table[0].index("requests")
+    assert sum(int(row[idx]) for row in table[1:]) == 5
+    r = cli("usage", "stats", "--by", by, env=seeded)
+    assert r.exit_code == 0 and "requests" in r.stdout
+    shown = {
+        "day": "-",
+        "model": "local/gpt-4o-mini",
+        "provider": "giga",
+        "key": "ci",
+        "user": "ann@",
+    }
+    assert shown[by] in r.stdout
+
+
+def test_export_csv_and_jsonl_to_files(cli: Any, seeded: dict[str, str], tmp_path: Path) -> None:
+    out = tmp_path / "usage.csv"
+    r = cli("usage", "export", "--format", "csv", "--out", str(out), env=seeded)
+    assert r.exit_code == 0, r.stderr
+    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    assert tuple(rows[0]) == EXPORT_COLUMNS
+    assert [x["request_id"] for x in rows][0] == "ancient"  # oldest first
+    assert len(rows) == 6
+    today0 = next(x for x in rows if x["request_id"] == "today-0")
+    assert today0["cost"] == "0.0010000001" and json.loads(today0["metadata"]) == {
+        "alias": "chat-default"
+    }
+
+    out2 = tmp_path / "usage.jsonl"
+    r = cli("usage", "export", "-f", "jsonl", "--since", "7d", "-o", str(out2), env=seeded)
+    assert r.exit_code == 0, r.stderr
+    lines = [json.loads(x) for x in out2.read_text().splitlines()]
+    assert {x["request_id"] for x in lines} == {"today-0", "today-1", "today-2", "old-0", "old-1"}
+    assert lines[-1]["key_id"] in (str(KEY), None)
+    assert not [p for p in tmp_path.iterdir() if p.name.endswith(".part")]
+
+    r = cli("usage", "export", "--format", "jsonl", env=seeded)  # stdout
+    assert r.exit_code == 0 and len(r.stdout.splitlines()) == 6
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (("stats", "--by", "nonsense"), "invalid --by"),
+        (("stats", "--since", "3x"), "invalid --since"),
+        (("stats", "--json", "--csv"), "cannot be used together"),
+        (("export", "--format", "xml"), "invalid --format"),
+        (("export", "--format", "csv", "--since", "0d"), "invalid --since"),
+        (("export",), "Missing option"),
+    ],
+)
+def test_bad_input_is_one_line_and_exit_2(cli: Any, args: tuple[str, ...], needle: str) -> None:
+    r = cli("usage", *args)
+    assert r.exit_code == 2
+    assert needle in r.stderr
+    assert "Traceback" not in r.stderr and r.stdout == ""
+
+
+def test_failed_export_leaves_no_file(cli: Any, tmp_path: Path) -> None:
+    out = tmp_path / "keep.csv"
+    out.write_text("old contents\n")
+    r = cli(
+        "usage", "export", "--format", "csv", "--out", str(out),
+        env={"LLMGW_DATABASE_URL": "postgresql://postgres@127.0.0.1:1/none"},
+    )  # fmt: skip
+    assert r.exit_code == 3 and "cannot connect" in r.stderr
+    assert out.read_text() == "old contents\n"
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["keep.csv"]
+    r = cli("usage", "export", "--format", "csv", "--out", str(tmp_path / "no" / "x.csv"))
+    assert r.exit_code == 2 and "does not exist" in r.stderr
