@@ -1,0 +1,410 @@
+"""``llmgw providers``: list configured upstreams, show their health, test one, store its secret."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import socket
+import ssl
+import sys
+import time
+import uuid
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+import typer
+
+from llmgw.cli.output import emit_json, print_table, stdout, to_jsonable
+from llmgw.cli.state import state
+from llmgw.config import ProviderConfig, Settings
+from llmgw.errors import (
+    AuthError,
+    ConfigError,
+    LlmgwError,
+    NotFound,
+    RateLimited,
+    Unavailable,
+    UpstreamError,
+    UpstreamTimeout,
+    UsageError,
+)
+
+__all__ = ["providers_app"]
+
+providers_app = typer.Typer(
+    help="Configured upstream providers: list, health status, test, secrets.",
+    no_args_is_help=True,
+)
+
+KEYRING_SERVICE = "llmgw"
+# Public endpoints each kind talks to when ``base_url`` is not set (used for the network checks).
+_DEFAULT_BASE = {
+    "openai": "https://api.openai.com/v1",
+    "gigachat": "https://gigachat.devices.sberbank.ru/api/v1",
+    "yandexgpt": "https://llm.api.cloud.yandex.net",
+}
+_DEFAULT_AUTH = {"gigachat": "https://ngw.devices.sberbank.ru:9443/api/v2/oauth"}
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _provider(settings: Settings, name: str) -> ProviderConfig:
+    cfg = settings.provider(name)
+    if cfg is None:
+        known = ", ".join(p.name for p in settings.providers) or "none configured"
+        raise NotFound(f"no provider named {name!r} ({known})", hint="see `llmgw providers list`")
+    return cfg
+
+
+def _keyring_problem() -> str | None:
+    """Why the OS keyring cannot be used here, or ``None`` when a real backend is active."""
+    import keyring
+    from keyring.backends import chainer, fail
+
+    kr = keyring.get_keyring()
+    if isinstance(kr, fail.Keyring) or (isinstance(kr, chainer.ChainerBackend) and not kr.backends):
+        return "no OS keyring backend is available"
+    return None
+
+
+def _credential(cfg: ProviderConfig) -> str:
+    """Where the provider's credential would come from (never the value)."""
+    if cfg.api_key_env and os.environ.get(cfg.api_key_env):
+        return f"env {cfg.api_key_env}"
+    if _keyring_problem() is None:
+        import keyring
+        from keyring.errors import KeyringError
+
+        try:
+            if keyring.get_password(KEYRING_SERVICE, cfg.name):
+                return "keyring"
+        except KeyringError:
+            return "keyring error"
+    return f"missing (set {cfg.api_key_env})" if cfg.api_key_env else "missing"
+
+
+@providers_app.command("list")
+def providers_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """List the configured providers, their models and where each credential comes from."""
+    settings = state(ctx).settings
+    rows = [
+        {
+            "name": p.name,
+            "kind": p.kind,
+            "base_url": p.base_url or _DEFAULT_BASE[p.kind],
+            "models": list(p.models),
+            "credential": _credential(p),
+            "max_concurrency": p.max_concurrency,
+        }
+        for p in settings.providers
+    ]
+    aliases = {
+        name: [c if isinstance(c, str) else c.target for c in cands]
+        for name, cands in settings.aliases.items()
+    }
+    if as_json:
+        emit_json({"providers": rows, "aliases": aliases})
+        return
+    print_table(rows, ["name", "kind", "base_url", "models", "credential"], title="providers")
+    if aliases:
+        print_table(
+            [{"alias": k, "candidates": v} for k, v in aliases.items()],
+            ["alias", "candidates"],
+            title="aliases",
+        )
+
+
+def _status_from_server(url: str, api_key: str | None) -> list[dict[str, Any]]:
+    import httpx
+
+    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+    target = url.rstrip("/") + "/api/providers"
+    try:
+        resp = httpx.get(target, headers=headers, timeout=10.0)
+    except httpx.HTTPError as exc:
+        raise Unavailable(
+            f"cannot reach the llmgw server at {url}: {type(exc).__name__}",
+            hint="is `llmgw serve` running there? check --url",
+        ) from None
+    if resp.status_code in (401, 403):
+        raise AuthError(
+            f"the server at {url} refused the request (HTTP {resp.status_code})",
+            hint="pass an admin key with --api-key or LLMGW_API_KEY",
+        )
+    if resp.status_code != 200:
+        raise UpstreamError(f"the server at {url} answered HTTP {resp.status_code}")
+    try:
+        data = resp.json()
+    except ValueError:
+        raise UpstreamError(f"the server at {url} did not answer JSON") from None
+    if isinstance(data, dict):
+        data = data.get("data", data.get("providers", []))
+    if not isinstance(data, list):
+        raise UpstreamError(f"unexpected answer from {url}/api/providers")
+    return [r for r in data if isinstance(r, dict)]
+
+
+def _status_from_db(ctx: typer.Context) -> list[dict[str, Any]]:
+    import sqlalchemy as sa
+
+    from llmgw.storage.tables import ProviderStatus
+
+    engine = state(ctx).engine()
+    table = ProviderStatus.__table__  # type: ignore[attr-defined]
+    with engine.connect() as conn:
+        res = conn.execute(sa.select(table).order_by(table.c.provider, table.c.model))
+        return [dict(r._mapping) for r in res]
+
+
+@providers_app.command("status")
+def providers_status(
+    ctx: typer.Context,
+    url: Annotated[
+        str | None,
+        typer.Option(help="Ask a running server (GET URL/api/providers) instead of the database."),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(envvar="LLMGW_API_KEY", help="Key for --url.", show_default=False),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Health of each (provider, model): status, EWMA latency, error rate, last error."""
+    rows = _status_from_server(url, api_key) if url else _status_from_db(ctx)
+    if as_json:
+        emit_json(to_jsonable(rows))
+        return
+    for r in rows:
+        if isinstance(r.get("error_rate"), int | float):
+            r["error_rate"] = f"{r['error_rate']:.1%}"
+        if isinstance(r.get("latency_ms"), int | float):
+            r["latency_ms"] = f"{r['latency_ms']:.0f}"
+    cols = ["provider", "model", "status", "latency_ms", "error_rate", "last_error"]
+    cols.append("updated_at" if not url else "breaker")
+    print_table(rows, cols, title="provider status")
+
+
+# -- providers test -----------------------------------------------------------------------------
+
+
+def _ssl_context(cfg: ProviderConfig) -> ssl.SSLContext:
+    ca = next(
+        (getattr(cfg, a) for a in ("ca_bundle", "ca_file", "ca_cert") if getattr(cfg, a, None)),
+        None,
+    )
+    ctx = ssl.create_default_context(cafile=str(ca) if ca else None)
+    if ca is None:
+        import certifi
+
+        ctx.load_verify_locations(certifi.where())
+    return ctx
+
+
+async def _check_network(url: str, cfg: ProviderConfig, limit: float) -> None:
+    """DNS, TCP and TLS to ``url``'s host; raise with a precise diagnosis."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    tls = parts.scheme == "https"
+    port = parts.port or (443 if tls else 80)
+    where = f"{host}:{port}"
+    try:
+        await asyncio.wait_for(
+            asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM), limit
+        )
+    except (socket.gaierror, TimeoutError):
+        raise UpstreamError(
+            f"{cfg.name}: DNS lookup failed for {host}",
+            hint="check base_url and the network/DNS settings",
+        ) from None
+    try:
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), limit)
+    except ConnectionRefusedError:
+        raise UpstreamError(
+            f"{cfg.name}: connection refused by {where}",
+            hint="is the upstream running on that port?",
+        ) from None
+    except TimeoutError:
+        raise UpstreamTimeout(
+            f"{cfg.name}: timeout: no TCP connection to {where} within {limit:g}s",
+            hint="a firewall or proxy may drop the traffic",
+        ) from None
+    except OSError as exc:
+        raise UpstreamError(f"{cfg.name}: cannot connect to {where}: {exc.strerror}") from None
+    try:
+        if tls:
+            await asyncio.wait_for(writer.start_tls(_ssl_context(cfg), server_hostname=host), limit)
+    except ssl.SSLCertVerificationError as exc:
+        raise UpstreamError(
+            f"{cfg.name}: TLS failure: certificate of {where} not trusted ({exc.verify_message})",
+            hint="GigaChat needs the Russian Trusted Root CA: set the provider's CA bundle path",
+        ) from None
+    except (ssl.SSLError, TimeoutError, OSError) as exc:
+        raise UpstreamError(
+            f"{cfg.name}: TLS failure with {where}: {type(exc).__name__}",
+            hint="check that the URL is https on a TLS port",
+        ) from None
+    finally:
+        writer.close()
+        with contextlib.suppress(OSError, ssl.SSLError):
+            await writer.wait_closed()
+
+
+async def _round_trip(settings: Settings, cfg: ProviderConfig, model: str | None) -> dict[str, Any]:
+    from llmgw.providers.base import CallContext
+    from llmgw.providers.registry import SecretResolver, build_providers
+    from llmgw.schemas import ChatRequest
+
+    only = settings.model_copy(update={"providers": [cfg]})
+    providers = build_providers(only, SecretResolver())
+    provider = providers[cfg.name]
+    try:
+        start = time.perf_counter()
+        chat_model = model or next((m for m in cfg.models if "embed" not in m), None)
+        if chat_model is None:
+            cards = await provider.list_models()
+            return {
+                "check": "list_models",
+                "latency_ms": round((time.perf_counter() - start) * 1000, 1),
+                "models": len(cards),
+            }
+        name, _, version = chat_model.partition(":")
+        req = ChatRequest.model_validate(
+            {
+                "model": chat_model,
+                "messages": [{"role": "user", "content": "ping"}],
+                "max_tokens": 1,
+            }
+        )
+        ctx = CallContext(request_id=uuid.uuid4().hex, model=name, version=version or None)
+        resp = await provider.chat(req, ctx)
+        return {
+            "check": "chat",
+            "latency_ms": round((time.perf_counter() - start) * 1000, 1),
+            "model": resp.model or chat_model,
+        }
+    finally:
+        await provider.aclose()
+
+
+def _diagnose(cfg: ProviderConfig, exc: LlmgwError) -> LlmgwError:
+    """Reword an adapter's error as a diagnosis of the test."""
+    if isinstance(exc, AuthError) or "401" in exc.message or "403" in exc.message:
+        hint = f"update it with `llmgw providers set-secret {cfg.name}`"
+        if cfg.api_key_env:
+            hint += f" or ${cfg.api_key_env} (the env variable wins)"
+        return AuthError(f"{cfg.name}: auth rejected by the upstream: {exc.message}", hint=hint)
+    if isinstance(exc, UpstreamTimeout):
+        return UpstreamTimeout(f"{cfg.name}: timeout: {exc.message}", hint=exc.hint)
+    if isinstance(exc, RateLimited):
+        return RateLimited(f"{cfg.name}: rate limited: {exc.message}", retry_after=exc.retry_after)
+    if isinstance(exc, ConfigError):
+        return exc
+    return UpstreamError(f"{cfg.name}: {exc.message}", hint=exc.hint)
+
+
+@providers_app.command("test")
+def providers_test(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Provider name from the config.")],
+    model: Annotated[
+        str | None,
+        typer.Option(help="Model for the 1-token chat (default: the first configured chat model)."),
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="Seconds for each network check.")] = 10.0,
+    as_json: JsonOpt = False,
+) -> None:
+    """One real round trip to a provider, with a clear diagnosis of what failed.
+
+    Checks DNS, TCP and TLS to the API (and the OAuth host for GigaChat), then sends a
+    1-token chat (or lists models when no model is known). Exit 0 with the latency when it
+    works; otherwise one line: auth rejected, TLS failure, connection refused, timeout...
+    """
+    settings = state(ctx).settings
+    cfg = _provider(settings, name)
+    urls = [cfg.base_url or _DEFAULT_BASE[cfg.kind]]
+    auth = getattr(cfg, "auth_url", None) or _DEFAULT_AUTH.get(cfg.kind)
+    if auth:
+        urls.append(str(auth))
+
+    async def run() -> dict[str, Any]:
+        for u in urls:
+            await _check_network(u, cfg, timeout)
+        try:
+            return await asyncio.wait_for(_round_trip(settings, cfg, model), timeout * 3)
+        except TimeoutError:
+            raise UpstreamTimeout(
+                f"{name}: timeout: no answer within {timeout * 3:g}s", hint="try --timeout"
+            ) from None
+        except LlmgwError as exc:
+            raise _diagnose(cfg, exc) from None
+
+    result = {"provider": name, "ok": True, **asyncio.run(run())}
+    if as_json:
+        emit_json(result)
+        return
+    what = (
+        f"1-token chat with {result['model']}"
+        if result["check"] == "chat"
+        else f"{result['models']} models listed"
+    )
+    stdout().print(f"[green]OK[/green] {name}: {what} in {result['latency_ms']:.0f} ms")
+
+
+# -- providers set-secret -----------------------------------------------------------------------
+
+
+@providers_app.command("set-secret")
+def providers_set_secret(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="Provider name from the config.")],
+    from_env: Annotated[
+        str | None,
+        typer.Option("--from-env", metavar="VAR", help="Read the secret from this env variable."),
+    ] = None,
+    from_stdin: Annotated[
+        bool, typer.Option("--stdin", help="Read the secret from standard input.")
+    ] = False,
+) -> None:
+    """Store a provider's credential in the OS keyring (service "llmgw", user NAME).
+
+    Prompts without echo unless --from-env or --stdin is given. At run time the env variable
+    named by the provider's api_key_env still wins over the keyring.
+    """
+    cfg = _provider(state(ctx).settings, name)
+    problem = _keyring_problem()
+    if problem is not None:
+        var = cfg.api_key_env or f"{name.upper().replace('-', '_')}_API_KEY"
+        raise ConfigError(
+            f"{problem} to store the secret of {name!r}",
+            hint=f"export it as an environment variable instead (api_key_env = {var!r})",
+        )
+    if from_env and from_stdin:
+        raise UsageError("use either --from-env or --stdin, not both")
+    if from_env:
+        secret = os.environ.get(from_env, "")
+        if not secret:
+            raise UsageError(f"environment variable {from_env} is not set or empty")
+    elif from_stdin:
+        secret = sys.stdin.readline()
+    else:
+        import getpass
+
+        secret = getpass.getpass(f"Secret for {name}: ")
+    secret = secret.strip()
+    if not secret:
+        raise UsageError("the secret is empty; nothing stored")
+    import keyring
+    from keyring.errors import KeyringError
+
+    try:
+        keyring.set_password(KEYRING_SERVICE, name, secret)
+    except KeyringError as exc:
+        raise ConfigError(
+            f"the OS keyring refused to store the secret: {type(exc).__name__}",
+            hint="unlock the keyring, or use the provider's environment variable",
+        ) from None
+    out = stdout()
+    out.print(f"stored the secret of {name} in the OS keyring (service {KEYRING_SERVICE!r})")
+    if cfg.api_key_env and os.environ.get(cfg.api_key_env):
+        out.print(f"[yellow]note:[/yellow] ${cfg.api_key_env} is set and takes precedence")
