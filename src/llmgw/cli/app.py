@@ -13,7 +13,6 @@ from llmgw.cli.db import db_app
 from llmgw.cli.emulate import emulate_app
 from llmgw.cli.keys import keys_app
 from llmgw.cli.providers import providers_app
-from llmgw.cli.providers import providers_app
 from llmgw.cli.serve import serve
 from llmgw.cli.state import CliState
 from llmgw.cli.usage import usage_app
@@ -34,7 +33,6 @@ app.add_typer(config_app, name="config")
 app.add_typer(db_app, name="db")
 app.add_typer(emulate_app, name="emulate")
 app.add_typer(keys_app, name="keys")
-app.add_typer(providers_app, name="providers")
 app.add_typer(providers_app, name="providers")
 app.add_typer(users_app, name="users")
 app.command("serve")(serve)
