@@ -84,6 +84,9 @@ class GigaChatEmulator:
     oauth_calls: int = 0
     """Successful token issues so far."""
     api_calls: int = 0
+    """API calls that passed the token check."""
+    auth_failures: int = 0
+    """API calls answered 401 (unknown or expired token)."""
     requests: list[dict[str, Any]] = field(default_factory=list)
     """The last JSON bodies received on chat/embeddings (newest last, at most 50)."""
     tokens: dict[str, _Token] = field(default_factory=dict)
@@ -208,6 +211,7 @@ class _App:
         """Auth, faults, latency; returns the token and an early response if there is one."""
         auth = await self._authorize(request)
         if isinstance(auth, Response):
+            self.emu.auth_failures += 1
             return _Token("", "", 0), auth
         self.emu.api_calls += 1
         faulty = await self._fault(self.emu.fault, request)

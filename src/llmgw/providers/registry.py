@@ -123,10 +123,26 @@ def _openai(config: ProviderConfig, secrets: SecretResolver) -> Provider:
     return OpenAICompatProvider(config, key)
 
 
+def _gigachat(config: ProviderConfig, secrets: SecretResolver) -> Provider:
+    from llmgw.providers.gigachat import GigaChatProvider
+
+    return GigaChatProvider(config, secrets.require(config))  # the authorization key
+
+
+def _yandexgpt(config: ProviderConfig, secrets: SecretResolver) -> Provider:
+    from llmgw.providers.yandexgpt import YandexGPTProvider
+
+    # A service-account key file replaces the API key (IAM tokens); otherwise the key is required.
+    key = secrets.get(config) if config.service_account_key_file else secrets.require(config)
+    return YandexGPTProvider(config, key)
+
+
 # kind -> factory. Adapters for other kinds add their entry here (imports stay inside the factory
 # so that importing this module does not load aiohttp).
 _FACTORIES: dict[str, ProviderFactory] = {
     "openai": _openai,
+    "gigachat": _gigachat,
+    "yandexgpt": _yandexgpt,
 }
 
 

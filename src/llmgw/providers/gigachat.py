@@ -1,0 +1,372 @@
+"""The GigaChat adapter (``kind = "gigachat"``): OAuth tokens, the v1 chat contract, embeddings, models.
+
+Auth: the authorization key (Basic) is exchanged at ``auth_url`` for a ~30 min bearer token, with a
+fresh ``RqUID`` (uuid4) and the configured scope. The token is cached per provider (one credential
+each), refreshed when less than 60 s remain with a single flight, and a 401 causes one refresh and
+one retry. ``expires_at`` is read as milliseconds, tolerating seconds. TLS is always verified;
+``ca_bundle`` adds the Russian Trusted Root CA. Concurrency is capped per account: ``max_concurrency``,
+else 1 for ``GIGACHAT_API_PERS`` and 10 for B2B/CORP.
+"""
+
+from __future__ import annotations
+
+import base64
+import struct
+import uuid
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any
+
+import httpx
+import orjson
+
+from llmgw.config import ProviderConfig
+from llmgw.errors import (
+    ConfigError,
+    InvalidRequest,
+    LlmgwError,
+    ModelNotFound,
+    PayloadTooLarge,
+    RateLimited,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from llmgw.providers.base import (
+    CallContext,
+    ChatChunk,
+    ChatResponse,
+    EmbeddingResponse,
+    ModelCard,
+    Usage,
+)
+from llmgw.providers.gigachat_wire import StreamState, chat_body, chat_response
+from llmgw.providers.tokens import (
+    AccessToken,
+    TokenCache,
+    expires_at_seconds,
+    ssl_context,
+    token_endpoint_error,
+)
+from llmgw.providers.transport import Transport, UpstreamStatus, parse_json, redact
+from llmgw.schemas import ChatRequest, EmbeddingRequest
+
+__all__ = ["DEFAULT_AUTH_URL", "DEFAULT_BASE_URL", "GigaChatProvider"]
+
+DEFAULT_BASE_URL = "https://gigachat.devices.sberbank.ru/api/v1"
+DEFAULT_AUTH_URL = "https://ngw.devices.sberbank.ru:9443/api/v2/oauth"
+TOKEN_MARGIN = 60.0
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    try:
+        return float(headers.get("Retry-After", ""))
+    except ValueError:
+        return None
+
+
+class GigaChatProvider:
+    """A GigaChat account behind the gateway."""
+
+    kind = "gigachat"
+
+    def __init__(self, config: ProviderConfig, credentials: str | None) -> None:
+        if not credentials:
+            raise ConfigError(
+                f"provider {config.name!r}: no GigaChat authorization key",
+                hint=f"set {config.api_key_env or 'api_key_env'} or run `llmgw providers set-secret {config.name}`",
+            )
+        self.name = config.name
+        self.config = config
+        self._credentials = credentials
+        self._ssl = ssl_context(config.ca_bundle)
+        self.auth_url = config.auth_url or DEFAULT_AUTH_URL
+        self.max_concurrency = config.max_concurrency or (
+            1 if config.scope == "GIGACHAT_API_PERS" else 10
+        )
+        self.transport = Transport(
+            provider=config.name,
+            base_url=config.base_url or DEFAULT_BASE_URL,
+            max_concurrency=self.max_concurrency,
+            connect_timeout=config.connect_timeout,
+            first_byte_timeout=config.first_byte_timeout,
+            idle_timeout=config.idle_timeout,
+            total_timeout=config.total_timeout,
+            secrets=(credentials,),
+            ssl=self._ssl,
+        )
+        self.tokens = TokenCache(self._fetch_token, margin=TOKEN_MARGIN)
+        self._http: httpx.AsyncClient | None = None
+
+    # -- auth --------------------------------------------------------------------------------
+    def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            timeout = httpx.Timeout(
+                self.config.first_byte_timeout, connect=self.config.connect_timeout
+            )
+            self._http = httpx.AsyncClient(
+                verify=self._ssl, timeout=timeout, follow_redirects=False, trust_env=False
+            )
+        return self._http
+
+    async def _fetch_token(self) -> AccessToken:
+        headers = {
+            "Authorization": f"Basic {self._credentials}",
+            "RqUID": str(uuid.uuid4()),
+            "Accept": "application/json",
+        }
+        try:
+            resp = await self._client().post(
+                self.auth_url, headers=headers, data={"scope": self.config.scope}
+            )
+        except httpx.HTTPError as exc:
+            raise token_endpoint_error(exc, "GigaChat", self.name) from None
+        if 300 <= resp.status_code < 400:
+            raise UpstreamError(
+                f"the GigaChat token endpoint answered with a redirect (HTTP {resp.status_code}); not followed",
+                provider=self.name,
+                hint="check auth_url",
+            )
+        if resp.status_code == 429:
+            raise RateLimited(
+                "the GigaChat token endpoint is rate limiting",
+                retry_after=_retry_after(resp.headers) or 1.0,
+            )
+        if resp.status_code != 200:
+            detail = self._oauth_detail(resp.content)
+            raise UpstreamError(
+                f"GigaChat refused to issue an access token (HTTP {resp.status_code}{detail})",
+                provider=self.name,
+                hint="check the authorization key and that scope matches the account",
+            )
+        data = parse_json(self.name, resp.status_code, resp.headers, resp.content)
+        token, expires = (
+            (data.get("access_token"), data.get("expires_at"))
+            if isinstance(data, dict)
+            else (None, None)
+        )
+        if not isinstance(token, str) or not token or not isinstance(expires, int | float):
+            raise UpstreamError(
+                "GigaChat answered the token request without a token", provider=self.name
+            )
+        return AccessToken(token, expires_at_seconds(expires))
+
+    def _oauth_detail(self, body: bytes) -> str:
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return ""
+        if (
+            isinstance(data, dict)
+            and isinstance(data.get("code"), int)
+            and isinstance(data.get("message"), str)
+        ):
+            return f", code {data['code']}: {redact(data['message'][:200], [self._credentials])}"
+        return ""
+
+    # -- calls -------------------------------------------------------------------------------
+    def _headers(self, token: str, ctx: CallContext | None) -> dict[str, str]:
+        h = {"Authorization": f"Bearer {token}"}
+        if ctx is not None:
+            h["X-Request-ID"] = ctx.request_id
+        return h
+
+    async def _call(
+        self, method: str, path: str, body: dict[str, Any] | None, ctx: CallContext | None
+    ) -> Any:
+        token = await self.tokens.get()
+        status, headers, data = await self.transport.request(
+            method, path, body, self._headers(token, ctx)
+        )
+        if status == 401:
+            token = await self.tokens.refresh(token)
+            status, headers, data = await self.transport.request(
+                method, path, body, self._headers(token, ctx)
+            )
+        if status >= 400:
+            raise self._error(status, headers, data, token)
+        return parse_json(self.name, status, headers, data)
+
+    def _error(
+        self, status: int, headers: Mapping[str, str], body: bytes, token: str
+    ) -> LlmgwError:
+        """GigaChat's ``{"status", "message"}`` answer as a gateway error (redacted, capped)."""
+        message = ""
+        try:
+            data = orjson.loads(body)
+            if isinstance(data, dict) and isinstance(data.get("message"), str):
+                message = redact(data["message"][:300], [self._credentials, token])
+        except orjson.JSONDecodeError:
+            pass
+        p = self.name
+        if message and status in (400, 422):
+            return InvalidRequest(f"GigaChat rejected the request: {message}")
+        if status == 404:
+            return ModelNotFound(f"GigaChat: {message or 'not found'}")
+        if status == 413:
+            return PayloadTooLarge("GigaChat: the request is too large for the model")
+        if status == 401:
+            return UpstreamError(
+                "GigaChat rejected the access token even after a refresh (HTTP 401)", provider=p
+            )
+        if status == 402:
+            return UpstreamError("GigaChat: payment required for this model (HTTP 402)", provider=p)
+        if status == 403:
+            return UpstreamError("GigaChat: permission denied (HTTP 403)", provider=p)
+        if status == 429:
+            return RateLimited(
+                f"GigaChat account {p!r} is at its concurrency limit (HTTP 429)",
+                retry_after=_retry_after(headers) or 1.0,
+            )
+        if status == 504:
+            return UpstreamTimeout(f"upstream {p} answered HTTP 504", provider=p)
+        return UpstreamError(f"upstream {p} answered HTTP {status}", provider=p)
+
+    # -- Provider protocol -------------------------------------------------------------------
+    async def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
+        """One chat completion through ``/chat/completions``."""
+        body = chat_body(request, ctx.model)
+        body.pop("stream", None)
+        raw = await self._call("POST", "/chat/completions", body, ctx)
+        if (
+            not isinstance(raw, dict)
+            or not isinstance(raw.get("choices"), list)
+            or not raw["choices"]
+        ):
+            raise UpstreamError(
+                f"upstream {self.name} answered without choices", provider=self.name
+            )
+        out, usage, model = chat_response(raw)
+        return ChatResponse(body=out, usage=usage, model=model)
+
+    async def _open(
+        self, body: dict[str, Any], ctx: CallContext
+    ) -> tuple[bytes, AsyncIterator[bytes]]:
+        token = await self.tokens.get()
+        for attempt in (0, 1):
+            stream = self.transport.open_stream(
+                "/chat/completions", body, self._headers(token, ctx)
+            )
+            try:
+                return await anext(stream), stream
+            except UpstreamStatus as exc:
+                if exc.status == 401 and attempt == 0:
+                    token = await self.tokens.refresh(token)
+                    continue
+                raise self._error(exc.status, exc.headers, exc.body, token) from None
+            except StopAsyncIteration:
+                break
+        raise UpstreamError(
+            f"upstream {self.name} ended the stream without any event", provider=self.name
+        )
+
+    async def chat_stream(self, request: ChatRequest, ctx: CallContext) -> AsyncIterator[ChatChunk]:
+        """A streamed chat completion; OpenAI chunks, then a usage chunk (data only if asked for)."""
+        body = chat_body(request, ctx.model)
+        body["stream"] = True
+        first, stream = await self._open(body, ctx)
+        state = StreamState()
+        try:
+            payload: bytes | None = first
+            while payload is not None:
+                raw = parse_json(self.name, 200, {}, payload)
+                if not isinstance(raw, dict) or "choices" not in raw:
+                    raise UpstreamError(
+                        f"upstream {self.name} sent an error in the stream", provider=self.name
+                    )
+                yield ChatChunk(data=state.convert(raw))
+                payload = await anext(stream, None)
+        finally:
+            await stream.aclose()  # type: ignore[attr-defined]
+        if not state.finished:
+            raise UpstreamError(
+                f"upstream {self.name} ended the stream before the final chunk", provider=self.name
+            )
+        usage = state.usage or Usage()
+        data = (
+            state.chunk([], state.usage_dict or usage.as_dict()) if request.include_usage else None
+        )
+        yield ChatChunk(data=data, usage=usage)
+
+    async def embed(self, request: EmbeddingRequest, ctx: CallContext) -> EmbeddingResponse:
+        """Embeddings through ``/embeddings`` (input always sent as a list)."""
+        texts = request.texts()
+        if not texts or (isinstance(request.input, list) and len(texts) != len(request.input)):
+            raise InvalidRequest(
+                "GigaChat embeddings take text input, not token ids", param="input"
+            )
+        if request.dimensions is not None:
+            raise InvalidRequest(
+                "GigaChat embeddings have a fixed size; remove dimensions", param="dimensions"
+            )
+        raw = await self._call("POST", "/embeddings", {"model": ctx.model, "input": texts}, ctx)
+        items = raw.get("data") if isinstance(raw, dict) else None
+        if not isinstance(items, list) or len(items) != len(texts):
+            raise UpstreamError(
+                f"upstream {self.name} answered embeddings in an unexpected shape",
+                provider=self.name,
+            )
+        prompt = sum(int((it.get("usage") or {}).get("prompt_tokens") or 0) for it in items)
+        data = [
+            {
+                "object": "embedding",
+                "index": it.get("index", i),
+                "embedding": _encode(it["embedding"], request.encoding_format),
+            }
+            for i, it in enumerate(items)
+        ]
+        usage = Usage(prompt_tokens=prompt, total_tokens=prompt)
+        model = str(raw.get("model") or ctx.model)
+        body = {
+            "object": "list",
+            "data": data,
+            "model": model,
+            "usage": {"prompt_tokens": prompt, "total_tokens": prompt},
+        }
+        return EmbeddingResponse(body=body, usage=usage, model=model)
+
+    async def list_models(self) -> list[ModelCard]:
+        """``GET /models``: every model the account can use (``type`` kept in ``extra``)."""
+        raw = await self._call("GET", "/models", None, None)
+        items = raw.get("data") if isinstance(raw, dict) else None
+        if not isinstance(items, list):
+            raise UpstreamError(
+                f"upstream {self.name} answered /models in an unexpected shape", provider=self.name
+            )
+        return [
+            ModelCard(
+                id=str(m["id"]),
+                owned_by=str(m.get("owned_by", "salutedevices")),
+                extra={"type": m.get("type")},
+            )
+            for m in items
+            if isinstance(m, dict) and "id" in m
+        ]
+
+    async def count_tokens(self, texts: Sequence[str], model: str) -> list[int]:
+        """Tokens in each text as GigaChat counts them (``/tokens/count``)."""
+        raw = await self._call(
+            "POST", "/tokens/count", {"model": model, "input": list(texts)}, None
+        )
+        if not isinstance(raw, list) or len(raw) != len(texts):
+            raise UpstreamError(
+                f"upstream {self.name} answered /tokens/count in an unexpected shape",
+                provider=self.name,
+            )
+        return [int(item.get("tokens", 0)) for item in raw]
+
+    async def aclose(self) -> None:
+        """Close the API session and the token client."""
+        await self.transport.aclose()
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    def __repr__(self) -> str:
+        return (
+            f"<GigaChatProvider {self.name} scope={self.config.scope} cap={self.max_concurrency}>"
+        )
+
+
+def _encode(vector: list[float], fmt: str | None) -> list[float] | str:
+    if fmt == "base64":
+        return base64.b64encode(struct.pack(f"<{len(vector)}f", *vector)).decode()
+    return vector

@@ -1,0 +1,464 @@
+"""The YandexGPT adapter (``kind = "yandexgpt"``): Foundation Models v1 completion and embeddings.
+
+Auth: ``Authorization: Api-Key <key>`` from the provider's secret, or, when
+``service_account_key_file`` is set, an IAM token: a PS256 JWT signed with the service account's
+authorized key is exchanged at ``iam_url``; the token is refreshed hourly (well before its 12 h
+expiry) with a single flight and after a 401 (one retry). IAM calls carry ``x-folder-id``.
+Models: ``yandexgpt-lite`` + version ``rc`` -> ``gpt://<folder>/yandexgpt-lite/rc`` (``latest``
+by default). The native stream (whole text so far, one JSON object per line) becomes OpenAI deltas.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import re
+import struct
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import jwt
+import orjson
+
+from llmgw.config import ProviderConfig
+from llmgw.errors import (
+    ConfigError,
+    InvalidRequest,
+    LlmgwError,
+    ModelNotFound,
+    RateLimited,
+    UpstreamError,
+    UpstreamTimeout,
+)
+from llmgw.providers.base import (
+    CallContext,
+    ChatChunk,
+    ChatResponse,
+    EmbeddingResponse,
+    ModelCard,
+    Usage,
+)
+from llmgw.providers.tokens import AccessToken, TokenCache, ssl_context, token_endpoint_error
+from llmgw.providers.transport import UpstreamStatus, parse_json, redact
+from llmgw.providers.yandexgpt_lines import LineTransport
+from llmgw.providers.yandexgpt_wire import (
+    STATUS_TO_FINISH,
+    CumulativeText,
+    completion_body,
+    completion_response,
+    embedding_uri,
+    model_uri,
+    tool_calls_of,
+    usage_of,
+)
+from llmgw.schemas import ChatRequest, EmbeddingRequest
+
+__all__ = [
+    "DEFAULT_BASE_URL",
+    "DEFAULT_IAM_URL",
+    "IAM_AUDIENCE",
+    "YandexGPTProvider",
+    "load_service_account_key",
+]
+
+DEFAULT_BASE_URL = "https://llm.api.cloud.yandex.net"
+DEFAULT_IAM_URL = "https://iam.api.cloud.yandex.net/iam/v1/tokens"
+IAM_AUDIENCE = "https://iam.api.cloud.yandex.net/iam/v1/tokens"
+IAM_REFRESH_SECONDS = 3600.0
+CATALOGUE = (
+    "yandexgpt-lite",
+    "yandexgpt",
+    "llama-lite",
+    "llama",
+    "text-search-doc",
+    "text-search-query",
+)
+_FRACTION = re.compile(r"\.(\d{6})\d+")
+
+
+def load_service_account_key(path: Path) -> dict[str, str]:
+    """A ``yc iam key create`` JSON file: ``id``, ``service_account_id``, ``private_key``."""
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read the service account key file {path}: {exc.strerror}"
+        ) from None
+    except ValueError:
+        raise ConfigError(f"{path}: not a JSON service account key file") from None
+    if not isinstance(data, dict) or not all(
+        isinstance(data.get(k), str) for k in ("id", "service_account_id", "private_key")
+    ):
+        raise ConfigError(
+            f"{path}: a service account key needs id, service_account_id and private_key",
+            hint="create one with `yc iam key create --service-account-name NAME -o key.json`",
+        )
+    return {k: data[k] for k in ("id", "service_account_id", "private_key")}
+
+
+def _expires(value: Any) -> float:
+    """``expiresAt`` (RFC 3339, maybe with nanoseconds) as unix seconds; 1 h from now if unreadable."""
+    if isinstance(value, str):
+        try:
+            return datetime.fromisoformat(
+                _FRACTION.sub(r".\1", value).replace("Z", "+00:00")
+            ).timestamp()
+        except ValueError:
+            pass
+    return time.time() + IAM_REFRESH_SECONDS
+
+
+class YandexGPTProvider:
+    """A Yandex Cloud folder's Foundation Models behind the gateway."""
+
+    kind = "yandexgpt"
+
+    def __init__(self, config: ProviderConfig, api_key: str | None) -> None:
+        if not config.folder_id:
+            raise ConfigError(
+                f"provider {config.name!r}: folder_id is required for YandexGPT",
+                hint='set folder_id = "b1g..."',
+            )
+        self.name = config.name
+        self.config = config
+        self.folder_id = config.folder_id
+        self._sa_key = (
+            load_service_account_key(config.service_account_key_file)
+            if config.service_account_key_file
+            else None
+        )
+        if self._sa_key is None and not api_key:
+            raise ConfigError(
+                f"provider {config.name!r}: no YandexGPT API key and no service_account_key_file",
+                hint=f"set {config.api_key_env or 'api_key_env'}, run `llmgw providers set-secret {config.name}`, "
+                "or set service_account_key_file",
+            )
+        self._api_key = None if self._sa_key is not None else api_key
+        self._ssl = ssl_context(config.ca_bundle)
+        self.iam_url = config.iam_url or DEFAULT_IAM_URL
+        self.transport: LineTransport = LineTransport(
+            provider=config.name,
+            base_url=config.base_url or DEFAULT_BASE_URL,
+            max_concurrency=config.max_concurrency or 10,
+            connect_timeout=config.connect_timeout,
+            first_byte_timeout=config.first_byte_timeout,
+            idle_timeout=config.idle_timeout,
+            total_timeout=config.total_timeout,
+            secrets=tuple(s for s in (api_key,) if s),
+            ssl=self._ssl,
+        )
+        self.tokens = TokenCache(self._fetch_iam, margin=60.0, max_age=IAM_REFRESH_SECONDS)
+        self._http: httpx.AsyncClient | None = None
+        self.stream_rewrites = 0
+        """Streams in which the upstream rewrote text it had already sent."""
+
+    # -- auth --------------------------------------------------------------------------------
+    def _secrets(self, token: str | None) -> list[str]:
+        return [
+            s for s in (self._api_key, token, self._sa_key and self._sa_key["private_key"]) if s
+        ]
+
+    async def _fetch_iam(self) -> AccessToken:
+        assert self._sa_key is not None
+        now = int(time.time())
+        claims = {
+            "iss": self._sa_key["service_account_id"],
+            "aud": IAM_AUDIENCE,
+            "iat": now,
+            "exp": now + 3600,
+        }
+        try:
+            signed = jwt.encode(
+                claims,
+                self._sa_key["private_key"],
+                algorithm="PS256",
+                headers={"kid": self._sa_key["id"]},
+            )
+        except (ValueError, TypeError, jwt.PyJWTError):
+            raise ConfigError(
+                f"provider {self.name!r}: the service account private key cannot sign a JWT"
+            ) from None
+        if self._http is None:
+            timeout = httpx.Timeout(
+                self.config.first_byte_timeout, connect=self.config.connect_timeout
+            )
+            self._http = httpx.AsyncClient(
+                verify=self._ssl, timeout=timeout, follow_redirects=False, trust_env=False
+            )
+        try:
+            resp = await self._http.post(self.iam_url, json={"jwt": signed})
+        except httpx.HTTPError as exc:
+            raise token_endpoint_error(exc, "Yandex IAM", self.name) from None
+        if resp.status_code != 200:
+            detail = ""
+            try:
+                msg = orjson.loads(resp.content).get("message")
+                if isinstance(msg, str):
+                    detail = ": " + redact(msg[:200], [signed])
+            except (orjson.JSONDecodeError, AttributeError):
+                pass
+            raise UpstreamError(
+                f"Yandex IAM refused to issue a token (HTTP {resp.status_code}{detail})",
+                provider=self.name,
+                hint="check service_account_key_file and that the key is not revoked",
+            )
+        data = parse_json(self.name, resp.status_code, resp.headers, resp.content)
+        token = data.get("iamToken") if isinstance(data, dict) else None
+        if not isinstance(token, str) or not token:
+            raise UpstreamError("Yandex IAM answered without iamToken", provider=self.name)
+        return AccessToken(token, _expires(data.get("expiresAt")))
+
+    async def _auth(self) -> tuple[dict[str, str], str | None]:
+        if self._api_key is not None:
+            return {"Authorization": f"Api-Key {self._api_key}"}, None
+        token = await self.tokens.get()
+        return {"Authorization": f"Bearer {token}", "x-folder-id": self.folder_id}, token
+
+    async def _refresh(self, token: str | None) -> tuple[dict[str, str], str | None] | None:
+        """New headers after a 401, or ``None`` when the credential cannot be refreshed (API key)."""
+        if token is None:
+            return None
+        token = await self.tokens.refresh(token)
+        return {"Authorization": f"Bearer {token}", "x-folder-id": self.folder_id}, token
+
+    # -- calls -------------------------------------------------------------------------------
+    async def _post(self, path: str, body: dict[str, Any], ctx: CallContext) -> Any:
+        headers, token = await self._auth()
+        headers["x-client-request-id"] = ctx.request_id
+        status, rh, data = await self.transport.post_json(path, body, headers)
+        if status == 401 and (again := await self._refresh(token)) is not None:
+            headers, token = again
+            headers["x-client-request-id"] = ctx.request_id
+            status, rh, data = await self.transport.post_json(path, body, headers)
+        if status >= 400:
+            raise self._error(status, data, token)
+        return parse_json(self.name, status, rh, data)
+
+    def _error(self, status: int, body: bytes, token: str | None) -> LlmgwError:
+        """The ``{"error": {...}}`` (or ``{"error": "...", "message"}``) answer as a gateway error."""
+        message = ""
+        try:
+            data = orjson.loads(body)
+            err = data.get("error") if isinstance(data, dict) else None
+            raw = (
+                err.get("message")
+                if isinstance(err, dict)
+                else data.get("message")
+                if isinstance(data, dict)
+                else None
+            )
+            if isinstance(raw, str):
+                message = redact(raw[:300], self._secrets(token))
+        except orjson.JSONDecodeError:
+            pass
+        p = self.name
+        if status == 400 and ("model_uri" in message or "model URI" in message):
+            return ModelNotFound(f"YandexGPT: {message}")
+        if status == 400 and message and "folder" not in message.lower():
+            return InvalidRequest(f"YandexGPT rejected the request: {message}")
+        if status == 404:
+            return ModelNotFound(f"YandexGPT: {message or 'not found'}")
+        if status == 429:
+            gauge = "gauge" in message or not message
+            return RateLimited(
+                f"YandexGPT quota exceeded: {message or 'too many requests'}",
+                retry_after=1.0 if gauge else None,
+            )
+        if status in (401, 403):
+            return UpstreamError(
+                f"YandexGPT rejected the gateway's credentials (HTTP {status})", provider=p
+            )
+        if status == 504:
+            return UpstreamTimeout(f"upstream {p} answered HTTP 504", provider=p)
+        if status == 400:
+            return UpstreamError(f"YandexGPT: {message} (check folder_id)", provider=p)
+        return UpstreamError(f"upstream {p} answered HTTP {status}", provider=p)
+
+    def _uri(self, ctx: CallContext) -> str:
+        return model_uri(self.folder_id, ctx.model, ctx.version)
+
+    # -- Provider protocol -------------------------------------------------------------------
+    async def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
+        """One completion through ``/foundationModels/v1/completion``."""
+        uri = self._uri(ctx)
+        body = completion_body(request, uri)
+        body["completionOptions"]["stream"] = False
+        raw = await self._post("/foundationModels/v1/completion", body, ctx)
+        result = raw.get("result") if isinstance(raw, dict) else None
+        if not isinstance(result, dict) or not result.get("alternatives"):
+            raise UpstreamError(
+                f"upstream {self.name} answered without alternatives", provider=self.name
+            )
+        out, usage = completion_response(result, uri)
+        return ChatResponse(body=out, usage=usage, model=uri)
+
+    async def _open(
+        self, body: dict[str, Any], ctx: CallContext
+    ) -> tuple[bytes, AsyncIterator[bytes]]:
+        headers, token = await self._auth()
+        for attempt in (0, 1):
+            stream = self.transport.open_lines(
+                "/foundationModels/v1/completion",
+                body,
+                headers | {"x-client-request-id": ctx.request_id},
+            )
+            try:
+                return await anext(stream), stream
+            except UpstreamStatus as exc:
+                if (
+                    exc.status == 401
+                    and attempt == 0
+                    and (again := await self._refresh(token)) is not None
+                ):
+                    headers, token = again
+                    continue
+                raise self._error(exc.status, exc.body, token) from None
+            except StopAsyncIteration:
+                break
+        raise UpstreamError(
+            f"upstream {self.name} ended the stream without any answer", provider=self.name
+        )
+
+    async def chat_stream(self, request: ChatRequest, ctx: CallContext) -> AsyncIterator[ChatChunk]:
+        """The native cumulative stream as OpenAI deltas (rewrites and content-filter finals handled)."""
+        uri = self._uri(ctx)
+        body = completion_body(request, uri)
+        body["completionOptions"]["stream"] = True
+        first, lines = await self._open(body, ctx)
+        text = CumulativeText()
+        cid, created = "chatcmpl-" + uuid.uuid4().hex, int(time.time())
+        usage = Usage()
+        finish: str | None = None
+        role_sent = False
+
+        def chunk(
+            choices: list[dict[str, Any]], extra: dict[str, Any] | None = None
+        ) -> dict[str, Any]:
+            return {
+                "id": cid,
+                "object": "chat.completion.chunk",
+                "created": created,
+                "model": uri,
+                "choices": choices,
+                **(extra or {}),
+            }
+
+        try:
+            line: bytes | None = first
+            while line is not None and finish is None:
+                obj = parse_json(self.name, 200, {}, line)
+                if (
+                    not isinstance(obj, dict)
+                    or "error" in obj
+                    or not isinstance(obj.get("result"), dict)
+                ):
+                    raise UpstreamError(
+                        f"upstream {self.name} reported an error in the stream", provider=self.name
+                    )
+                result = obj["result"]
+                alt = (result.get("alternatives") or [{}])[0]
+                message = alt.get("message") or {}
+                status = str(alt.get("status", "ALTERNATIVE_STATUS_PARTIAL"))
+                finish = STATUS_TO_FINISH.get(status, "stop")
+                usage = usage_of(result.get("usage")) if result.get("usage") else usage
+                delta: dict[str, Any] = {}
+                if not role_sent:
+                    delta["role"], role_sent = "assistant", True
+                if message.get("toolCallList"):
+                    delta["tool_calls"] = tool_calls_of(message)
+                elif status != "ALTERNATIVE_STATUS_CONTENT_FILTER":
+                    piece = text.feed(str(message.get("text", "")))
+                    if piece:
+                        delta["content"] = piece
+                if delta or finish:
+                    yield ChatChunk(
+                        data=chunk(
+                            [
+                                {
+                                    "index": 0,
+                                    "delta": delta,
+                                    "logprobs": None,
+                                    "finish_reason": finish,
+                                }
+                            ]
+                        )
+                    )
+                if finish is None:
+                    line = await anext(lines, None)
+        finally:
+            await lines.aclose()  # type: ignore[attr-defined]
+            if text.rewrites:
+                self.stream_rewrites += 1
+        if finish is None:
+            raise UpstreamError(
+                f"upstream {self.name} ended the stream before a final status", provider=self.name
+            )
+        yield ChatChunk(
+            data=chunk([], {"usage": usage.as_dict()}) if request.include_usage else None,
+            usage=usage,
+        )
+
+    async def embed(self, request: EmbeddingRequest, ctx: CallContext) -> EmbeddingResponse:
+        """``/foundationModels/v1/textEmbedding``, one call per text (the API takes one text)."""
+        texts = request.texts()
+        if not texts or (isinstance(request.input, list) and len(texts) != len(request.input)):
+            raise InvalidRequest(
+                "YandexGPT embeddings take text input, not token ids", param="input"
+            )
+        uri = embedding_uri(self.folder_id, ctx.model, ctx.version)
+
+        async def one(text: str) -> tuple[list[float], int]:
+            body: dict[str, Any] = {"modelUri": uri, "text": text}
+            if request.dimensions is not None:
+                body["dim"] = str(request.dimensions)
+            raw = await self._post("/foundationModels/v1/textEmbedding", body, ctx)
+            vec = raw.get("embedding") if isinstance(raw, dict) else None
+            if not isinstance(vec, list):
+                raise UpstreamError(
+                    f"upstream {self.name} answered an embedding without a vector",
+                    provider=self.name,
+                )
+            return vec, int(raw.get("numTokens") or 0)
+
+        results = await asyncio.gather(*(one(t) for t in texts))
+        tokens = sum(n for _, n in results)
+        data = []
+        for i, (vec, _) in enumerate(results):
+            emb: Any = vec
+            if request.encoding_format == "base64":
+                emb = base64.b64encode(struct.pack(f"<{len(vec)}f", *vec)).decode()
+            data.append({"object": "embedding", "index": i, "embedding": emb})
+        body = {
+            "object": "list",
+            "data": data,
+            "model": uri,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+        }
+        return EmbeddingResponse(
+            body=body, usage=Usage(prompt_tokens=tokens, total_tokens=tokens), model=uri
+        )
+
+    async def list_models(self) -> list[ModelCard]:
+        """The configured models, else the public catalogue (the native API has no model listing)."""
+        names = self.config.models or list(CATALOGUE)
+        return [
+            ModelCard(id=n, owned_by="yandex", extra={"versions": ["latest", "rc", "deprecated"]})
+            for n in names
+        ]
+
+    async def aclose(self) -> None:
+        """Close the API session and the IAM client."""
+        await self.transport.aclose()
+        if self._http is not None:
+            await self._http.aclose()
+            self._http = None
+
+    def __repr__(self) -> str:
+        auth = "iam" if self._sa_key is not None else "api-key"
+        return f"<YandexGPTProvider {self.name} folder={self.folder_id} auth={auth}>"

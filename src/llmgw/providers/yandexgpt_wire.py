@@ -1,0 +1,269 @@
+"""OpenAI <-> YandexGPT (Foundation Models v1 REST) translation (pure functions, no I/O).
+
+Model names: ``yandexgpt-lite`` + version ``rc`` -> ``gpt://<folder>/yandexgpt-lite/rc``.
+Temperature: OpenAI's 0..2 range is mapped linearly onto Yandex's 0..1 (``t / 2``).
+The native stream repeats the whole text so far; ``CumulativeText`` turns it into deltas following
+the reference's algorithm, option (a): text already sent is never retracted; after a rewrite the new
+tail is found by anchoring on the end of the previous text, and a content-filter final only sets
+``finish_reason`` (its replacement text is not appended).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from typing import Any
+
+from llmgw.errors import InvalidRequest
+from llmgw.providers.base import Usage
+from llmgw.schemas import ChatMessage, ChatRequest
+
+__all__ = [
+    "STATUS_TO_FINISH",
+    "CumulativeText",
+    "completion_body",
+    "completion_response",
+    "embedding_uri",
+    "model_uri",
+    "tool_calls_of",
+    "usage_of",
+]
+
+STATUS_TO_FINISH: dict[str, str | None] = {
+    "ALTERNATIVE_STATUS_UNSPECIFIED": "stop",
+    "ALTERNATIVE_STATUS_PARTIAL": None,
+    "ALTERNATIVE_STATUS_TRUNCATED_FINAL": "length",
+    "ALTERNATIVE_STATUS_FINAL": "stop",
+    "ALTERNATIVE_STATUS_CONTENT_FILTER": "content_filter",
+    "ALTERNATIVE_STATUS_TOOL_CALLS": "tool_calls",
+}
+EMBEDDING_ALIASES = {"doc": "text-search-doc", "query": "text-search-query"}
+_PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
+
+
+def model_uri(folder: str, model: str, version: str | None) -> str:
+    """``gpt://<folder>/<model>/<version>`` (``latest`` by default); a full URI passes unchanged."""
+    if "://" in model:
+        return model
+    branch = version or "latest"
+    if not _PART.match(model) or not _PART.match(branch):
+        raise InvalidRequest(f"invalid YandexGPT model name {model!r}", param="model")
+    return f"gpt://{folder}/{model}/{branch}"
+
+
+def embedding_uri(folder: str, model: str, version: str | None) -> str:
+    """``emb://<folder>/<model>/<version>``; ``doc`` and ``query`` name the two search models."""
+    if "://" in model:
+        return model
+    name = EMBEDDING_ALIASES.get(model, model)
+    branch = version or "latest"
+    if not _PART.match(name) or not _PART.match(branch):
+        raise InvalidRequest(f"invalid YandexGPT embedding model {model!r}", param="model")
+    return f"emb://{folder}/{name}/{branch}"
+
+
+def _text(msg: ChatMessage) -> str:
+    if isinstance(msg.content, list) and any(p.type != "text" for p in msg.content):
+        raise InvalidRequest(
+            "YandexGPT accepts text content only (no image or audio parts)", param="messages"
+        )
+    return msg.text()
+
+
+def _arguments(raw: str, name: str) -> dict[str, Any]:
+    if not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw)
+    except ValueError:
+        raise InvalidRequest(
+            f"tool call {name!r}: arguments are not valid JSON", param="messages"
+        ) from None
+    return value if isinstance(value, dict) else {"value": value}
+
+
+def _messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    names: dict[str, str] = {}
+    results: list[dict[str, Any]] = []
+
+    def flush() -> None:
+        if results:
+            # Native tool results: one message with every result, matched to calls by name.
+            out.append({"role": "user", "toolResultList": {"toolResults": list(results)}})
+            results.clear()
+
+    for msg in messages:
+        if msg.role in ("tool", "function"):
+            name = names.get(msg.tool_call_id or "", msg.name or "")
+            if not name:
+                raise InvalidRequest(
+                    "a tool message's tool_call_id does not match any earlier tool call",
+                    param="messages",
+                )
+            results.append({"functionResult": {"name": name, "content": _text(msg)}})
+            continue
+        flush()
+        if msg.role == "assistant" and (msg.tool_calls or msg.function_call):
+            calls = [(tc.id, tc.function) for tc in msg.tool_calls or []]
+            if msg.function_call is not None:
+                calls.append((msg.function_call.name, msg.function_call))
+            tool_calls = []
+            for call_id, fn in calls:
+                names[call_id] = fn.name
+                tool_calls.append(
+                    {
+                        "functionCall": {
+                            "name": fn.name,
+                            "arguments": _arguments(fn.arguments, fn.name),
+                        }
+                    }
+                )
+            out.append({"role": "assistant", "toolCallList": {"toolCalls": tool_calls}})
+            continue
+        role = "system" if msg.role in ("system", "developer") else msg.role
+        out.append({"role": role, "text": _text(msg)})
+    flush()
+    return out
+
+
+def completion_body(request: ChatRequest, uri: str) -> dict[str, Any]:
+    """The ``/foundationModels/v1/completion`` body for an OpenAI request."""
+    if request.n is not None and request.n > 1:
+        raise InvalidRequest(
+            "YandexGPT returns one alternative per request; n must be 1", param="n"
+        )
+    options: dict[str, Any] = {"stream": request.stream}
+    if request.temperature is not None:
+        options["temperature"] = round(request.temperature / 2, 4)
+    if request.token_limit is not None:
+        options["maxTokens"] = str(request.token_limit)
+    body: dict[str, Any] = {
+        "modelUri": uri,
+        "completionOptions": options,
+        "messages": _messages(request.messages),
+    }
+    if request.tools:
+        body["tools"] = [
+            {
+                "function": {
+                    "name": t.function.name,
+                    "description": t.function.description or "",
+                    "parameters": t.function.parameters or {"type": "object", "properties": {}},
+                    **({"strict": t.function.strict} if t.function.strict is not None else {}),
+                }
+            }
+            for t in request.tools
+        ]
+        choice = request.tool_choice
+        if isinstance(choice, dict):
+            name = (choice.get("function") or {}).get("name")
+            if not name:
+                raise InvalidRequest("tool_choice must name a function", param="tool_choice")
+            body["toolChoice"] = {"functionName": name}
+        elif isinstance(choice, str) and choice in ("none", "auto", "required"):
+            body["toolChoice"] = {"mode": choice.upper()}
+        if request.parallel_tool_calls is not None:
+            body["parallelToolCalls"] = request.parallel_tool_calls
+    rf = request.response_format
+    if rf is not None and rf.get("type") == "json_object":
+        body["jsonObject"] = True
+    elif rf is not None and rf.get("type") == "json_schema":
+        body["jsonSchema"] = {"schema": (rf.get("json_schema") or {}).get("schema", {})}
+    return body
+
+
+def _int(value: Any) -> int:
+    """An int64 count that Yandex sends as a string (numbers accepted too)."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
+
+
+def usage_of(raw: Any) -> Usage:
+    """YandexGPT's string-typed usage as ``Usage``."""
+    if not isinstance(raw, dict):
+        return Usage()
+    prompt, completion = _int(raw.get("inputTextTokens")), _int(raw.get("completionTokens"))
+    total = _int(raw.get("totalTokens")) or prompt + completion
+    return Usage(prompt, completion, total)
+
+
+def tool_calls_of(message: dict[str, Any]) -> list[dict[str, Any]]:
+    """OpenAI ``tool_calls`` (synthesized ids, JSON-string arguments) from a ``toolCallList``."""
+    calls = ((message.get("toolCallList") or {}).get("toolCalls")) or []
+    out = []
+    for i, call in enumerate(calls):
+        fc = call.get("functionCall") or {}
+        args = fc.get("arguments", {})
+        text = args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)
+        out.append(
+            {
+                "index": i,
+                "id": "call_" + uuid.uuid4().hex[:24],
+                "type": "function",
+                "function": {"name": str(fc.get("name", "")), "arguments": text},
+            }
+        )
+    return out
+
+
+def completion_response(result: dict[str, Any], model: str) -> tuple[dict[str, Any], Usage]:
+    """An OpenAI ``chat.completion`` from a ``result`` object, and its usage."""
+    alt = (result.get("alternatives") or [{}])[0]
+    message = alt.get("message") or {}
+    out: dict[str, Any] = {"role": "assistant", "content": message.get("text", "")}
+    calls = tool_calls_of(message)
+    if calls:
+        out["tool_calls"] = [{k: v for k, v in c.items() if k != "index"} for c in calls]
+        out["content"] = None
+    reason = STATUS_TO_FINISH.get(str(alt.get("status")), "stop") or "stop"
+    usage = usage_of(result.get("usage"))
+    body = {
+        "id": "chatcmpl-" + uuid.uuid4().hex,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "system_fingerprint": result.get("modelVersion"),
+        "choices": [{"index": 0, "message": out, "logprobs": None, "finish_reason": reason}],
+        "usage": usage.as_dict(),
+    }
+    return body, usage
+
+
+class CumulativeText:
+    """Deltas from a stream of whole-text-so-far snapshots that may rewrite earlier text."""
+
+    def __init__(self) -> None:
+        self.previous = ""
+        """The last snapshot received."""
+        self.sent = ""
+        """Everything emitted so far (what the client has)."""
+        self.rewrites = 0
+        """Snapshots that did not extend the previous one."""
+
+    def feed(self, text: str) -> str:
+        """The new text to send for this snapshot (may be empty)."""
+        if text.startswith(self.previous):
+            delta = text[len(self.previous) :]
+        else:
+            self.rewrites += 1
+            delta = self._after_anchor(text)
+        self.previous = text
+        self.sent += delta
+        return delta
+
+    def _after_anchor(self, text: str) -> str:
+        """The part of ``text`` after where the previous snapshot ended, if it can be found."""
+        prev = self.previous
+        for size in (24, 12, 6):
+            if len(prev) < size:
+                continue
+            anchor = prev[-size:]
+            at = text.rfind(anchor)
+            if at >= 0:
+                return text[at + size :]
+        return ""  # nothing to anchor on: skip this snapshot's diverged text
