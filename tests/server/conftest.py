@@ -38,6 +38,12 @@ def upstream_factory() -> Iterator[Callable[..., Any]]:
 
 
 @pytest.fixture
+def upstream_key() -> str:
+    """The credential the emulators demand from the gateway."""
+    return UPSTREAM_KEY
+
+
+@pytest.fixture
 def emulator(upstream_factory: Callable[..., Any]) -> Any:
     """A healthy OpenAI emulator (``.url``, ``.app.state.stats``)."""
     return upstream_factory()
