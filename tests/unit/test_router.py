@@ -166,8 +166,11 @@ async def test_last_upstream_error_is_raised_when_every_candidate_fails() -> Non
     a = Fake("a", UpstreamError("down", provider="a"))
     b = Fake("b", RateLimited("quota", retry_after=60))
     router, _ = build({"a": a, "b": b})
-    with pytest.raises(RateLimited):
+    with pytest.raises(RateLimited) as info:
         await router.call([A, B], chat)
+    # the server names the last candidate tried in the failure's usage record
+    assert info.value.route_candidate == B  # type: ignore[attr-defined]
+    assert [x.outcome for x in info.value.route_attempts] == ["failed", "failed"]  # type: ignore[attr-defined]
 
 
 async def test_retries_with_backoff_until_success() -> None:

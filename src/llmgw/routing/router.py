@@ -75,6 +75,7 @@ class RouteCandidate(Protocol):
 C = TypeVar("C", bound=RouteCandidate)
 T = TypeVar("T")
 X = TypeVar("X")
+E = TypeVar("E", bound=BaseException)
 
 CandidatesResolver = Callable[[str], Sequence[Any]]
 
@@ -229,13 +230,14 @@ class Router:
             raise ModelNotFound("no candidate to route to")
         attempts: list[Attempt] = []
         last_exc: BaseException | None = None
+        last_c: C | None = None
         retryable: list[C] = []
         for c in ordered:
             res = await self._try(c, attempt, attempts, retry=False)
             if isinstance(res, tuple):
                 return res
             if res is not None:
-                last_exc = res
+                last_exc, last_c = res, c
                 retryable.append(c)
         n = 0
         while retryable and n < self.retry.max_retries and last_exc is not None:
@@ -252,16 +254,17 @@ class Router:
             if isinstance(res, tuple):
                 return res
             if res is not None:
-                last_exc = res
+                last_exc, last_c = res, c
         if last_exc is not None:
-            raise last_exc
+            raise _tag(last_exc, attempts, last_c)
         waits = [self.breakers.get(c.provider, c.model).retry_after() for c in ordered]
         wait = min(waits) if waits else None
-        raise CircuitOpen(
+        err = CircuitOpen(
             "every upstream for this model is failing; the circuit is open",
             retry_after=wait,
             hint="retry after the Retry-After delay; see `llmgw providers status`",
         )
+        raise _tag(err, attempts, ordered[0])
 
     async def _try(
         self,
@@ -294,6 +297,7 @@ class Router:
             if not is_upstream_failure(exc):
                 breaker.release()
                 attempts.append(Attempt(target, "rejected", type(exc).__name__, ms, retry))
+                _tag(exc, attempts, c)
                 raise
             breaker.record_failure()
             self.health.record_failure(c.provider, c.model, exc)
@@ -354,6 +358,18 @@ class Router:
             self.health.record_failure(c.provider, c.model, exc)
 
         return OpenedStream(c, chunk, _StreamTail(it, on_failure), attempts)
+
+
+def _tag(exc: E, attempts: list[Attempt], candidate: object) -> E:
+    """Attach the attempts and the last candidate tried to an error the router raises.
+
+    The server reads ``route_candidate`` to name the provider in the failure's usage record and
+    ``route_attempts`` for its metadata.
+    """
+    with contextlib.suppress(AttributeError):
+        exc.route_attempts = attempts  # type: ignore[attr-defined]
+        exc.route_candidate = candidate  # type: ignore[attr-defined]
+    return exc
 
 
 async def _aclose(it: object) -> None:
