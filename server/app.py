@@ -5,6 +5,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+
+from llmgw.config import Settings
 from llmgw.server.errors import exception_handlers
 from llmgw.server.middleware import RequestMiddleware
 from llmgw.server.openapi import openapi_json
@@ -13,13 +20,6 @@ from llmgw.server.routes.embeddings import embedding_routes
 from llmgw.server.routes.health import health_routes
 from llmgw.server.routes.models import model_routes
 from llmgw.server.state import Gateway
-from starlette.applications import Starlette
-from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
-
-from llmgw.config import Settings
 
 __all__ = ["create_app", "gateway_of"]
 

@@ -10,9 +10,10 @@ import time
 from datetime import UTC, datetime
 
 import orjson
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
 from llmgw.server.errors import error_response
 from llmgw.server.metrics import Metrics
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["RequestContext", "RequestMiddleware", "new_request_id"]
 

@@ -19,11 +19,11 @@ from types import FrameType
 from typing import Any
 
 import uvicorn
-from llmgw.server.app import create_app
-from llmgw.server.streaming import Drain
 
 from llmgw.config import Settings, load_settings
 from llmgw.errors import Unavailable
+from llmgw.server.app import create_app
+from llmgw.server.streaming import Drain
 
 __all__ = ["GatewayServer", "log_config", "run"]
 

@@ -7,18 +7,17 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from llmgw.config import Settings
+from llmgw.routing.resolve import Resolver
 from llmgw.server.metrics import Metrics
 from llmgw.server.streaming import Drain
 
-from llmgw.config import Settings
-from llmgw.routing.resolve import Resolver
-
 if TYPE_CHECKING:
-    from llmgw.server.auth import KeyCache
     from sqlalchemy.engine import Engine
 
     from llmgw.auth.keys import KeyService
     from llmgw.providers.base import Provider
+    from llmgw.server.auth import KeyCache
     from llmgw.usage.recorder import UsageRecorder
 
 __all__ = ["Gateway", "ReadyCheck"]
@@ -83,10 +82,9 @@ class Gateway:
 
     async def start(self) -> None:
         """Open the database, the key cache, the usage recorder and the upstream providers."""
+        from llmgw.auth.keys import KeyService
         from llmgw.providers.registry import SecretResolver, build_providers
         from llmgw.server.auth import KeyCache
-
-        from llmgw.auth.keys import KeyService
         from llmgw.storage.db import make_engine
         from llmgw.usage.recorder import UsageRecorder
 

@@ -9,9 +9,6 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import orjson
-from llmgw.server.errors import to_llmgw_error, validation_error
-from llmgw.server.middleware import RequestContext
-from llmgw.server.state import Gateway
 from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.types import Receive
@@ -27,6 +24,9 @@ from llmgw.errors import (
 from llmgw.providers.base import Usage
 from llmgw.routing.resolve import Target
 from llmgw.schemas import FORBIDDEN_FIELDS
+from llmgw.server.errors import to_llmgw_error, validation_error
+from llmgw.server.middleware import RequestContext
+from llmgw.server.state import Gateway
 from llmgw.usage.pricing import cost_of
 from llmgw.usage.recorder import UsageEvent
 

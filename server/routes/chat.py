@@ -7,9 +7,6 @@ import time
 from collections.abc import AsyncIterator
 
 import orjson
-from llmgw.server.routes import Call, context, parse, read_json, until_disconnect
-from llmgw.server.state import Gateway
-from llmgw.server.streaming import SSEStream, StreamOutcome
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
@@ -17,6 +14,9 @@ from starlette.routing import Route
 from llmgw.errors import Unavailable
 from llmgw.providers.base import CallContext, ChatChunk, Provider
 from llmgw.schemas import ChatRequest
+from llmgw.server.routes import Call, context, parse, read_json, until_disconnect
+from llmgw.server.state import Gateway
+from llmgw.server.streaming import SSEStream, StreamOutcome
 
 __all__ = ["chat_routes"]
 

@@ -5,15 +5,15 @@ from __future__ import annotations
 import time
 
 import orjson
-from llmgw.server.routes import Call, context, parse, read_json, until_disconnect
-from llmgw.server.routes.chat import provider_for
-from llmgw.server.state import Gateway
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from llmgw.providers.base import CallContext
 from llmgw.schemas import EmbeddingRequest
+from llmgw.server.routes import Call, context, parse, read_json, until_disconnect
+from llmgw.server.routes.chat import provider_for
+from llmgw.server.state import Gateway
 
 __all__ = ["embedding_routes"]
 

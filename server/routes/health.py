@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import orjson
-from llmgw.server.metrics import CONTENT_TYPE_LATEST
-from llmgw.server.state import Gateway
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+
+from llmgw.server.metrics import CONTENT_TYPE_LATEST
+from llmgw.server.state import Gateway
 
 __all__ = ["health_routes"]
 

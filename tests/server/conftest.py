@@ -98,7 +98,9 @@ def make_settings(
 
 
 @pytest.fixture
-def settings(make_settings: Callable[..., Settings], emulator: Any, test_engine: Engine) -> Settings:
+def settings(
+    make_settings: Callable[..., Settings], emulator: Any, test_engine: Engine
+) -> Settings:
     """Gateway settings pointing at the healthy emulator, database migrated."""
     return make_settings(emulator.url)
 

@@ -37,7 +37,17 @@ def _assert_401(r: httpx.Response) -> None:
         {"x-api-key": ""},
         {"x-api-key": "llmgw_" + "b" * 43},
     ],
-    ids=["none", "empty", "basic", "sqli", "unknown", "64k", "sk-like", "empty-x-api-key", "x-unknown"],
+    ids=[
+        "none",
+        "empty",
+        "basic",
+        "sqli",
+        "unknown",
+        "64k",
+        "sk-like",
+        "empty-x-api-key",
+        "x-unknown",
+    ],
 )
 async def test_bad_credentials_get_uniform_401(
     client: httpx.AsyncClient, emulator: Any, headers: dict[str, str]
@@ -55,7 +65,9 @@ async def test_x_api_key_works(client: httpx.AsyncClient, key: Any) -> None:
 async def test_key_is_never_echoed(client: httpx.AsyncClient, key: Any, caplog: Any) -> None:
     caplog.set_level("INFO")
     await client.post("/v1/chat/completions", json=CHAT, headers={"x-api-key": key.secret})
-    r = await client.post("/v1/chat/completions", json={"model": 1}, headers={"x-api-key": key.secret})
+    r = await client.post(
+        "/v1/chat/completions", json={"model": 1}, headers={"x-api-key": key.secret}
+    )
     assert key.secret not in r.text
     assert key.secret not in caplog.text
     assert key.info.prefix in caplog.text  # the access log names the key by its public prefix
@@ -100,7 +112,9 @@ async def test_model_allow_list(client: httpx.AsyncClient, make_key: Any, emulat
     assert r.json()["error"]["param"] == "model"
     assert emulator.app.state.stats.requests == 0
     r = await client.post(
-        "/v1/embeddings", json={"model": "openai/text-embedding-3-small", "input": "x"}, headers=headers
+        "/v1/embeddings",
+        json={"model": "openai/text-embedding-3-small", "input": "x"},
+        headers=headers,
     )
     assert r.status_code == 200
     ids = [m["id"] for m in (await client.get("/v1/models", headers=headers)).json()["data"]]

@@ -32,8 +32,14 @@ def _envelope(r: httpx.Response, status: int) -> dict[str, Any]:
         (b'{"model": "gpt-4o-mini", "messages": "hello"}', "messages"),
         (b'{"model": 42, "messages": []}', "model"),
         (b'{"model": "gpt-4o-mini"}', "messages"),
-        (b'{"model": "gpt-4o-mini", "messages": [{"role": "wizard", "content": "x"}]}', "messages.0.role"),
-        (b'{"model": "gpt-4o-mini", "messages": [{"role": "user"}], "temperature": "hot"}', "temperature"),
+        (
+            b'{"model": "gpt-4o-mini", "messages": [{"role": "wizard", "content": "x"}]}',
+            "messages.0.role",
+        ),
+        (
+            b'{"model": "gpt-4o-mini", "messages": [{"role": "user"}], "temperature": "hot"}',
+            "temperature",
+        ),
         (b'{"model": "gpt-4o-mini", "messages": [{"role": "user"}], "n": 1e300}', "n"),
         (b'{"model": "gpt-4o-mini", "messages": [{"role": "user"}], "surprise": 1}', "surprise"),
         (b'{"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "\xff\xfe"}]}', None),
@@ -125,16 +131,22 @@ async def test_missing_and_malformed_key_beat_bad_bodies(
 ) -> None:
     r = await client.post("/v1/chat/completions", content=b"{not json")
     assert _envelope(r, 401)["type"] == "authentication_error"
-    r = await client.post("/v1/chat/completions", json={"api_base": "x"}, headers={"Authorization": "Token abc"})
+    r = await client.post(
+        "/v1/chat/completions", json={"api_base": "x"}, headers={"Authorization": "Token abc"}
+    )
     _envelope(r, 401)
     assert emulator.app.state.stats.requests == 0
 
 
 async def test_unknown_model_and_routes(client: httpx.AsyncClient, auth: dict[str, str]) -> None:
-    r = await client.post("/v1/chat/completions", json={"model": "nope/x", "messages": MSG}, headers=auth)
+    r = await client.post(
+        "/v1/chat/completions", json={"model": "nope/x", "messages": MSG}, headers=auth
+    )
     assert _envelope(r, 404)["code"] == "model_not_found"
     r = await client.post(
-        "/v1/chat/completions", json={"model": "openai/not-configured", "messages": MSG}, headers=auth
+        "/v1/chat/completions",
+        json={"model": "openai/not-configured", "messages": MSG},
+        headers=auth,
     )
     assert _envelope(r, 404)["param"] == "model"
     _envelope(await client.get("/v1/nothing-here", headers=auth), 404)

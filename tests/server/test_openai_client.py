@@ -20,7 +20,9 @@ def oa(gateway_server: Any, key: Any) -> openai.OpenAI:
     )
 
 
-def _usage(gateway_server: Any, read_usage: Callable[[], list[dict[str, Any]]]) -> list[dict[str, Any]]:
+def _usage(
+    gateway_server: Any, read_usage: Callable[[], list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
     assert gateway_of(gateway_server.app).recorder.flush(10.0)
     return read_usage()
 

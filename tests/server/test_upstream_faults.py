@@ -71,7 +71,12 @@ async def test_connection_refused_is_502(
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
 async def test_no_headers_before_timeout_is_504(
-    make_settings: Any, upstream_factory: Any, test_engine: Any, auth: Any, read_usage: Any, stream: bool
+    make_settings: Any,
+    upstream_factory: Any,
+    test_engine: Any,
+    auth: Any,
+    read_usage: Any,
+    stream: bool,
 ) -> None:
     up = upstream_factory(fault="hang_before_headers")
     async with running(make_settings(up.url, provider=FAST)) as (app, client):
@@ -118,7 +123,12 @@ async def test_drop_mid_stream_ends_with_error_event(
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
 async def test_invalid_json_is_502(
-    make_settings: Any, upstream_factory: Any, test_engine: Any, auth: Any, read_usage: Any, stream: bool
+    make_settings: Any,
+    upstream_factory: Any,
+    test_engine: Any,
+    auth: Any,
+    read_usage: Any,
+    stream: bool,
 ) -> None:
     up = upstream_factory(fault="invalid_json")
     async with running(make_settings(up.url, provider=FAST)) as (app, client):
