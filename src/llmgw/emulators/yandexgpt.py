@@ -113,6 +113,8 @@ class YandexGPTEmulator:
     hang_seconds: float = 30.0
     iam_calls: int = 0
     api_calls: int = 0
+    last_headers: dict[str, str] = field(default_factory=dict)
+    """Authorization scheme and x-folder-id of the last API call (never the credential)."""
     requests: list[dict[str, Any]] = field(default_factory=list)
     iam_tokens: dict[str, _Iam] = field(default_factory=dict)
     in_flight: dict[str, int] = field(default_factory=dict)
@@ -221,6 +223,7 @@ class _App:
         emu = self.emu
         scheme, _, cred = request.headers.get("authorization", "").partition(" ")
         header_folder = request.headers.get("x-folder-id")
+        emu.last_headers = {"scheme": scheme, "x-folder-id": header_folder or ""}
         if not cred:
             return _err(401, "IAM token or API key has to be passed in request")
         if scheme == "Api-Key":
