@@ -1,0 +1,173 @@
+"""Graceful shutdown of a real ``llmgw serve`` process: SIGTERM drains streams, flushes usage, exits 0."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import orjson
+import pytest
+
+pytestmark = pytest.mark.slow
+
+LLMGW = str(Path(sys.executable).with_name("llmgw"))
+WORDS = " ".join(f"w{i}" for i in range(12))  # ~15 stream frames
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def serve(
+    home: Path, db_file: str, test_engine: Any, upstream_key: str, tmp_path: Path
+) -> Iterator[Callable[..., tuple[subprocess.Popen[bytes], str]]]:
+    """Start ``llmgw serve`` against an upstream URL; returns (process, base URL)."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(upstream_url: str, drain: float) -> tuple[subprocess.Popen[bytes], str]:
+        cfg = tmp_path / "config.toml"
+        cfg.write_text(
+            f'[database]\nurl = "{db_file}"\n\n'
+            "[[providers]]\n"
+            'name = "openai"\nkind = "openai"\n'
+            f'base_url = "{upstream_url}/v1"\n'
+            'api_key_env = "EMULATOR_API_KEY"\n'
+            'models = ["gpt-4o-mini"]\n'
+        )
+        port = _free_port()
+        env = {**os.environ, "EMULATOR_API_KEY": upstream_key, "LLMGW_HOME": str(home)}
+        log = (tmp_path / "serve.log").open("wb")
+        proc = subprocess.Popen(
+            [
+                LLMGW,
+                "--config",
+                str(cfg),
+                "serve",
+                "--port",
+                str(port),
+                "--drain-seconds",
+                str(drain),
+            ],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    return proc, url
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError((tmp_path / "serve.log").read_text())
+            time.sleep(0.1)
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+async def _stream(
+    client: httpx.AsyncClient, url: str, secret: str, started: asyncio.Event
+) -> list[Any]:
+    body = {
+        "model": "gpt-4o-mini",
+        "messages": [{"role": "user", "content": WORDS}],
+        "stream": True,
+    }
+    events: list[Any] = []
+    async with client.stream(
+        "POST",
+        f"{url}/v1/chat/completions",
+        json=body,
+        headers={"Authorization": f"Bearer {secret}"},
+    ) as r:
+        assert r.status_code == 200
+        buf = b""
+        async for chunk in r.aiter_bytes():
+            started.set()
+            buf += chunk
+            while b"\n\n" in buf:
+                frame, buf = buf.split(b"\n\n", 1)
+                payload = frame.removeprefix(b"data: ")
+                events.append("[DONE]" if payload == b"[DONE]" else orjson.loads(payload))
+    return events
+
+
+def _text(events: list[Any]) -> str:
+    return "".join(
+        e["choices"][0]["delta"].get("content") or ""
+        for e in events
+        if isinstance(e, dict) and e.get("choices")
+    )
+
+
+async def test_sigterm_drains_twenty_streams(
+    serve: Any, upstream_factory: Any, key: Any, read_usage: Any
+) -> None:
+    up = upstream_factory(chunk_delay_ms=150)  # each stream takes about 2.5 s
+    proc, url = serve(up.url, drain=15)
+    limits = httpx.Limits(max_connections=40)
+    async with httpx.AsyncClient(timeout=30, limits=limits) as client:
+        started = [asyncio.Event() for _ in range(20)]
+        tasks = [asyncio.create_task(_stream(client, url, key.secret, ev)) for ev in started]
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in started)), 10)
+        t_term = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        await asyncio.sleep(0.05)
+        # Draining: a newcomer is refused or told "not ready", never "ready".
+        try:
+            r = await client.get(f"{url}/readyz")
+            assert r.status_code == 503, r.text
+        except httpx.TransportError:
+            pass
+        results = await asyncio.gather(*tasks)
+    code = await asyncio.to_thread(proc.wait, 30)
+    assert code == 0
+    assert time.monotonic() - t_term < 15
+    for events in results:
+        assert events[-1] == "[DONE]"
+        assert _text(events) == f"Echo: {WORDS}"
+    rows = read_usage()
+    assert len(rows) == 20
+    assert {(r["status"], r["error_type"]) for r in rows} == {(200, None)}
+    assert all(r["completion_tokens"] > 0 for r in rows)
+
+
+async def test_stream_longer_than_the_drain_deadline_gets_a_final_error(
+    serve: Any, upstream_factory: Any, key: Any, read_usage: Any
+) -> None:
+    up = upstream_factory(chunk_delay_ms=1000)  # about 15 s: far longer than the deadline
+    proc, url = serve(up.url, drain=1.5)
+    async with httpx.AsyncClient(timeout=30) as client:
+        started = asyncio.Event()
+        task = asyncio.create_task(_stream(client, url, key.secret, started))
+        await asyncio.wait_for(started.wait(), 10)
+        t_term = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        events = await task
+        elapsed = time.monotonic() - t_term
+    assert 1.0 < elapsed < 5
+    assert events[-1]["error"]["code"] == "shutting_down"
+    assert "[DONE]" not in events
+    assert await asyncio.to_thread(proc.wait, 15) == 0
+    rows = read_usage()
+    assert [(r["status"], r["error_type"]) for r in rows] == [(503, "drain_deadline")]
+    assert up.app.state.stats.streams_completed == 0  # the upstream call was closed too
