@@ -234,3 +234,66 @@ async def test_health_reaches_provider_status(
     finally:
         engine.dispose()
         await close_all(providers)
+
+
+@pytest.mark.parametrize("fault", ["500", "timeout", "429"])
+async def test_gigachat_failing_alias_succeeds_on_yandexgpt(fault: str) -> None:
+    """The issue's scenario: GigaChat's emulator failing, YandexGPT's healthy, one alias."""
+    from llmgw.emulators import gigachat as giga_emu
+    from llmgw.emulators import yandexgpt as ya_emu
+    from llmgw.providers.registry import SecretResolver, build_providers
+
+    with (
+        serve_in_thread(giga_emu.create_app(max_concurrency=64, hang_seconds=3.0)) as g,
+        serve_in_thread(ya_emu.create_app(max_concurrency=64)) as y,
+    ):
+        settings = Settings(
+            providers=[
+                ProviderConfig(
+                    name="giga",
+                    kind="gigachat",
+                    base_url=f"{g.url}/api/v1",
+                    auth_url=f"{g.url}/api/v2/oauth",
+                    scope="GIGACHAT_API_B2B",
+                    api_key_env="GIGA_KEY",
+                    models=["GigaChat"],
+                    first_byte_timeout=0.5,
+                ),
+                ProviderConfig(
+                    name="yandex",
+                    kind="yandexgpt",
+                    base_url=y.url,
+                    iam_url=f"{y.url}/iam/v1/tokens",
+                    folder_id=ya_emu.DEFAULT_FOLDER,
+                    api_key_env="YA_KEY",
+                    models=["yandexgpt-lite"],
+                ),
+            ],
+            aliases={"smart": ["giga/GigaChat", "yandex/yandexgpt-lite:rc"]},
+        )
+        env = {"GIGA_KEY": giga_emu.DEFAULT_CREDENTIALS, "YA_KEY": ya_emu.DEFAULT_API_KEY}
+        providers = build_providers(settings, SecretResolver(env, use_keyring=False))
+        clock = JumpClock()
+        cfg = RoutingSettings(failure_threshold=3, cooldown=10.0, max_retries=0)
+        router = build_router(cfg, providers, Resolver(settings).candidates, clock=clock)
+        gem, yem = g.app.state.emulator, y.app.state.emulator
+        try:
+            gem.fault = fault
+            for _ in range(3):
+                routed = await router.call("smart", chat)
+                assert routed.served_by == "yandex/yandexgpt-lite:rc"
+                assert routed.value.body["choices"][0]["message"]["content"]
+            assert router.breakers.get("giga", "GigaChat").state == "open"
+            assert yem.requests[-1]["modelUri"].endswith("/yandexgpt-lite/rc")
+            giga_api_calls = gem.api_calls
+            assert giga_api_calls == 3  # each failing attempt did reach GigaChat
+            for _ in range(5):  # fail fast: GigaChat is not contacted at all
+                assert (await router.call("smart", chat)).served_by.startswith("yandex/")
+            assert gem.api_calls == giga_api_calls
+            gem.fault = None  # GigaChat recovers
+            clock.offset += 10.0
+            routed = await router.call("smart", chat)
+            assert routed.served_by == "giga/GigaChat"
+            assert router.breakers.get("giga", "GigaChat").state == "closed"
+        finally:
+            await close_all(providers)
