@@ -201,3 +201,32 @@ def test_prices_reject_bad_values() -> None:
     ):
         with pytest.raises(ValidationError):
             ProviderConfig(name="x", kind="openai", prices={"m": bad})  # type: ignore[dict-item]
+
+
+def test_database_down_and_spool_unwritable_keeps_records_until_db_is_back(tmp_path: Path) -> None:
+    from llmgw.storage.db import make_engine
+    from llmgw.storage.schema import upgrade
+
+    dbdir = tmp_path / "db"
+    engine = make_engine(f"sqlite:///{dbdir / 'u.db'}")  # creates dbdir
+    dbdir.rmdir()
+    dbdir.write_text("not a directory")  # the database cannot be opened
+    spool_dir = tmp_path / "spool"
+    spool_dir.write_text("not a directory")  # and the spool cannot be written
+    rec = UsageRecorder(engine, _settings(), spool_dir)
+    rec.start()
+    for i in range(10):
+        rec.record(_event(f"s-{i}"))  # never raises
+    assert rec.flush()
+    stats = rec.stats()
+    assert stats["state"] == "failing" and stats["stranded"] == 10
+    assert "spool not writable" in str(stats["last_error"])
+    dbdir.unlink()
+    dbdir.mkdir()
+    upgrade(engine)  # the database is back
+    deadline = datetime.now(UTC).timestamp() + 20
+    while rec.stats()["state"] != "ok" and datetime.now(UTC).timestamp() < deadline:
+        threading.Event().wait(0.05)
+    rec.close()
+    assert sorted(r[0] for r in _rows(engine)) == [f"s-{i}" for i in range(10)]
+    engine.dispose()
