@@ -230,3 +230,47 @@ def test_database_down_and_spool_unwritable_keeps_records_until_db_is_back(tmp_p
     rec.close()
     assert sorted(r[0] for r in _rows(engine)) == [f"s-{i}" for i in range(10)]
     engine.dispose()
+
+
+_WRITER = """
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from llmgw.config import UsageSettings
+from llmgw.storage.db import make_engine
+from llmgw.usage.recorder import UsageEvent, UsageRecorder
+
+url, spool, tag = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+rec = UsageRecorder(make_engine(url), UsageSettings(batch_size=20, flush_interval=0.01,
+                                                     retry_interval=0.1), spool)
+rec.start()
+for i in range(1000):
+    rec.record(UsageEvent(request_id=f"{tag}-{i}", created_at=datetime.now(UTC)))
+rec.close(timeout=60)
+"""
+
+
+def test_sqlite_four_writer_processes_lose_nothing(tmp_path: Path) -> None:
+    """Four processes with one SQLite file and one spool directory: every row exactly once."""
+    import subprocess
+    import sys
+
+    from llmgw.storage.db import make_engine
+    from llmgw.storage.schema import upgrade
+
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    engine = make_engine(url)
+    upgrade(engine)
+    procs = [
+        subprocess.Popen([sys.executable, "-c", _WRITER, url, str(tmp_path / "spool"), f"p{n}"])
+        for n in range(4)
+    ]
+    assert [p.wait(timeout=90) for p in procs] == [0, 0, 0, 0]
+    # anything a process had to spool (database locked) is replayed by the next recorder
+    rec = UsageRecorder(engine, _settings(), tmp_path / "spool")
+    rec.start()
+    assert rec.flush()
+    rec.close()
+    ids = [r[0] for r in _rows(engine)]
+    assert len(ids) == 4000 and len(set(ids)) == 4000
+    engine.dispose()
