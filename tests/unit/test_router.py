@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from llmgw.errors import InvalidRequest, RateLimited, UpstreamError, UpstreamTimeout
+from llmgw.errors import InvalidRequest, RateLimited, Unavailable, UpstreamError, UpstreamTimeout
 from llmgw.providers.base import ChatChunk
 from llmgw.routing.breaker import BreakerConfig, BreakerRegistry, CircuitOpen
 from llmgw.routing.health import HealthTracker
@@ -274,3 +274,15 @@ async def test_empty_stream_counts_as_failure_and_falls_back() -> None:
     await rest.aclose()
     assert cand == B
     assert b.closed == 1  # aclose reached the upstream iterator
+
+
+async def test_a_provider_that_was_not_built_is_skipped() -> None:
+    b = Fake("b")
+    router, _ = build({"b": b})
+    routed = await router.call([A, B], chat)
+    assert routed.value == "b:m2"
+    assert [x.outcome for x in routed.attempts] == ["unavailable", "ok"]
+    with pytest.raises(Unavailable) as info:
+        await router.call([A], chat)
+    assert not isinstance(info.value, CircuitOpen)
+    assert "provider a is not available" in info.value.message

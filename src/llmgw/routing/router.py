@@ -104,7 +104,8 @@ class Attempt:
     target: str
     """``provider/model[:version]``."""
     outcome: str
-    """``ok``, ``failed``, ``open`` (skipped: circuit open), ``rejected`` (client error) or ``cancelled``."""
+    """``ok``, ``failed``, ``open`` (skipped: circuit open), ``unavailable`` (provider not built),
+    ``rejected`` (client error) or ``cancelled``."""
     error: str | None = None
     latency_ms: float | None = None
     retry: bool = False
@@ -257,7 +258,15 @@ class Router:
                 last_exc, last_c = res, c
         if last_exc is not None:
             raise _tag(last_exc, attempts, last_c)
-        waits = [self.breakers.get(c.provider, c.model).retry_after() for c in ordered]
+        if all(a.outcome == "unavailable" for a in attempts):
+            names = ", ".join(sorted({c.provider for c in ordered}))
+            gone = Unavailable(f"provider {names} is not available", hint="check the server log")
+            raise _tag(gone, attempts, ordered[0])
+        waits = [
+            self.breakers.get(c.provider, c.model).retry_after()
+            for c in ordered
+            if c.provider in self.providers
+        ]
         wait = min(waits) if waits else None
         err = CircuitOpen(
             "every upstream for this model is failing; the circuit is open",
@@ -277,8 +286,9 @@ class Router:
         """One attempt: the result tuple, the upstream failure to go on with, or ``None`` (skipped)."""
         target = served_by(c)
         provider = self.providers.get(c.provider)
-        if provider is None:
-            raise ModelNotFound(f"provider {c.provider!r} is not configured", param="model")
+        if provider is None:  # configured but not built (e.g. its credential is missing)
+            attempts.append(Attempt(target, "unavailable", retry=retry))
+            return None
         breaker = self.breakers.get(c.provider, c.model)
         if not breaker.acquire():
             attempts.append(Attempt(target, "open", retry=retry))
