@@ -133,3 +133,17 @@ def test_completion_answers_for_subcommands(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stderr
     assert set(proc.stdout.split()) >= {"revoke", "rotate"}
+
+
+def test_config_md_lists_every_setting() -> None:
+    from llmgw.config import Settings
+
+    text = (ROOT / "docs" / "config.md").read_text()
+    for name, field in Settings.model_fields.items():
+        sub = getattr(field.annotation, "model_fields", None)
+        if sub is None:
+            assert any(f in text for f in (f"| `{name}` |", f"`[{name}]`", f"`[[{name}]]`")), name
+        else:
+            assert f"### `[{name}]`" in text, name
+            for leaf in sub:
+                assert f"`LLMGW_{name.upper()}__{leaf.upper()}`" in text, (name, leaf)

@@ -87,3 +87,13 @@ def test_llmgw_config_env_names_the_file(cli: Any, tmp_path: Path) -> None:
     assert rows["server.port"]["value"] == 7777 and rows["server.port"]["source"] == "file"
     missing = cli("config", "check", env={"LLMGW_CONFIG": str(tmp_path / "nope.toml")})
     assert missing.exit_code == 2 and "nope.toml" in missing.stderr
+
+
+def test_the_example_in_docs_config_md_is_valid(cli: Any, tmp_path: Path) -> None:
+    text = (Path(__file__).resolve().parents[2] / "docs" / "config.md").read_text()
+    example = text.split("```toml\n", 1)[1].split("```", 1)[0]
+    cfg = tmp_path / "docs-example.toml"
+    cfg.write_text(example)
+    result = cli("--config", str(cfg), "config", "check")
+    assert result.exit_code == 0, result.stderr
+    assert "1 providers, 2 aliases" in result.stdout
