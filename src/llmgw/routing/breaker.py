@@ -138,10 +138,12 @@ class CircuitBreaker:
 
     @property
     def state(self) -> BreakerState:
-        """The current state; an open circuit whose cooldown has passed reads as half-open."""
+        """The current state; an open circuit whose cooldown has passed reads as half-open.
+
+        A pure read (safe from the health writer's thread); ``acquire`` makes the transition.
+        """
         if self._state == "open" and self._clock() - self._opened_at >= self._cooldown:
-            self._state = "half_open"
-            self._probes = 0
+            return "half_open"
         return self._state
 
     def retry_after(self) -> float:
@@ -153,6 +155,9 @@ class CircuitBreaker:
     def acquire(self) -> bool:
         """May an attempt go out now? In half-open this takes one of the probe slots."""
         state = self.state
+        if state == "half_open" and self._state == "open":
+            self._state = "half_open"
+            self._probes = 0
         if state == "closed":
             return True
         if state == "half_open" and self._probes < self.config.half_open_probes:
