@@ -365,3 +365,47 @@ def test_close_with_database_down_returns_in_time_and_spools(
     assert Spool(tmp_path / "spool").count_records() == 1000
     assert _ids(direct) == []
     engine.dispose()
+
+
+_KILLED = textwrap.dedent(
+    """
+    import os, signal, sys
+    from datetime import UTC, datetime
+    from pathlib import Path
+    from llmgw.config import UsageSettings
+    from llmgw.storage.db import make_engine
+    from llmgw.usage.recorder import UsageEvent, UsageRecorder
+
+    url, spool = sys.argv[1], Path(sys.argv[2])
+    rec = UsageRecorder(make_engine(url, connect_timeout=2),
+                        UsageSettings(batch_size=50, flush_interval=0.05), spool)
+    rec.start()
+    for i in range(400):
+        rec.record(UsageEvent(request_id=f"kill-{i:04d}", created_at=datetime.now(UTC)))
+    assert rec.flush(20)
+    os.kill(os.getpid(), signal.SIGKILL)  # no close(), no atexit: the spool must already hold them
+    """
+)
+
+
+def test_kill_9_after_flush_loses_nothing(
+    proxy: TcpProxy, direct: Engine, pg_url: str, tmp_path: Path
+) -> None:
+    spool = tmp_path / "spool"
+    proxy.cut()
+    out = subprocess.run(
+        [sys.executable, "-c", _KILLED, proxy.url(pg_url), str(spool)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert out.returncode == -9, out.stderr[-2000:]
+    assert Spool(spool).count_records() == 400
+    proxy.restore()
+    rec = UsageRecorder(direct, _settings(), spool)
+    rec.start()  # the dead process's flock is gone: its segment is replayable
+    assert rec.flush()
+    rec.close()
+    _assert_exactly(direct, {f"kill-{i:04d}" for i in range(400)})
+    assert not list(spool.glob("usage-*.jsonl"))
