@@ -349,3 +349,28 @@ def test_configuration_errors(tmp_path: Path) -> None:
             ),
             None,
         )
+
+
+def test_registry_builds_both_kinds(key_file: Path) -> None:
+    from llmgw.config import Settings
+    from llmgw.providers.gigachat import GigaChatProvider
+    from llmgw.providers.registry import SecretResolver, build_providers
+
+    settings = Settings(
+        providers=[
+            ProviderConfig(
+                name="giga", kind="gigachat", api_key_env="GIGA_KEY", scope="GIGACHAT_API_CORP"
+            ),
+            ProviderConfig(name="yc", kind="yandexgpt", api_key_env="YC_KEY", folder_id=FOLDER),
+            ProviderConfig(
+                name="yc-iam", kind="yandexgpt", folder_id=FOLDER, service_account_key_file=key_file
+            ),
+        ]
+    )
+    secrets = SecretResolver(env={"GIGA_KEY": "a2V5", "YC_KEY": API_KEY}, use_keyring=False)
+    built = build_providers(settings, secrets)
+    assert isinstance(built["giga"], GigaChatProvider) and built["giga"].max_concurrency == 10
+    assert isinstance(built["yc"], YandexGPTProvider) and "api-key" in repr(built["yc"])
+    assert "auth=iam" in repr(built["yc-iam"])
+    with pytest.raises(ConfigError, match="no credential"):
+        build_providers(settings, SecretResolver(env={}, use_keyring=False))
