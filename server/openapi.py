@@ -57,6 +57,16 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
+def _bound_token_ids(node: dict[str, Any]) -> None:
+    """Token ids are non-negative 32-bit integers (bigger numbers do not survive JSON as ints)."""
+    items = node.get("items")
+    if isinstance(items, dict):
+        if items.get("type") == "integer":
+            items.update(minimum=0, maximum=2**31 - 1)
+        else:
+            _bound_token_ids(items)
+
+
 def openapi_document() -> dict[str, Any]:
     """The OpenAPI document describing every route the server answers."""
     schemas: dict[str, Any] = {"Error": _ERROR}
@@ -64,6 +74,11 @@ def openapi_document() -> dict[str, Any]:
         s = model.model_json_schema(ref_template=_REF)
         schemas.update(s.pop("$defs", {}))
         schemas[model.__name__] = s
+    # EmbeddingRequest checks list sizes in a model validator, which JSON Schema cannot see.
+    for alt in schemas["EmbeddingRequest"]["properties"]["input"]["anyOf"]:
+        if alt.get("type") == "array":
+            alt.update(minItems=1, maxItems=2048)
+            _bound_token_ids(alt)
     obj = {"type": "object"}
     upstream = ["400", "401", "403", "404", "413", "429", "502", "503", "504"]
     security = [{"bearer": []}, {"apiKey": []}]
