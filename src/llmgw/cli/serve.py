@@ -18,7 +18,8 @@ async def _preflight(settings: Settings) -> None:
     """Build the providers once so a missing credential fails here, as one clear line."""
     from llmgw.providers.registry import SecretResolver, build_providers
 
-    providers = build_providers(settings, SecretResolver())
+    # Quiet: the server says "no keyring" itself at startup; once is enough.
+    providers = build_providers(settings, SecretResolver(warn=lambda _msg: None))
     for provider in providers.values():
         await provider.aclose()
 
