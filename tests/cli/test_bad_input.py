@@ -26,7 +26,7 @@ def assert_one_error(result: Any, code: int, *words: str) -> str:
     assert "Traceback" not in result.stderr and "Traceback" not in result.stdout
     for word in words:
         assert word in lines[0], (word, lines[0])
-    return lines[0]
+    return str(lines[0])
 
 
 def _home_files(home: Path) -> list[str]:

@@ -391,3 +391,32 @@ def test_allows_model(allow: tuple[str, ...] | None, model: str, ok: bool) -> No
         last_used_at=None,
     )
     assert info.allows_model(model) is ok
+
+
+def test_a_prefix_collision_is_retried_not_fatal(
+    keys: KeyService, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = keys_mod.generate_secret()
+    clash = first[:12] + keys_mod.generate_secret()[12:]  # same public prefix, other secret
+    fresh = keys_mod.generate_secret()
+    queue = iter([first, clash, fresh])
+    monkeypatch.setattr(keys_mod, "generate_secret", lambda: next(queue))
+    a = keys.create("a")
+    b = keys.create("b")  # the clash hits the unique prefix index, then a new secret is drawn
+    assert a.secret == first and b.secret == fresh
+    assert len(_rows(engine)) == 2
+    assert keys.authenticate(first).id == a.info.id
+    assert keys.authenticate(fresh).id == b.info.id
+    _auth_error(keys, clash)
+
+
+def test_rotation_is_atomic_when_the_new_key_cannot_be_written(
+    keys: KeyService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    old = keys.create("svc")
+    monkeypatch.setattr(keys_mod, "generate_secret", lambda: old.secret)  # always collides
+    with pytest.raises(Conflict):
+        keys.rotate(old.info.prefix)
+    monkeypatch.undo()
+    # The old key was not left revoked without a successor.
+    assert keys.authenticate(old.secret).id == old.info.id
