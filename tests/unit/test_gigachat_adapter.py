@@ -326,6 +326,8 @@ async def test_upstream_client_errors_map_to_the_error_tree(server: RunningServe
     try:
         with pytest.raises(ModelNotFound):
             await p.chat(req(), ctx("NoSuchModel"))
+        with pytest.raises(InvalidRequest, match="no versions"):
+            await p.chat(req(), CallContext(request_id="r", model="GigaChat-2", version="rc"))
         with pytest.raises(InvalidRequest, match="invalid function result|JSON"):
             bad = [
                 {

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import math
 import random
 import secrets
 import time
@@ -33,11 +32,24 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
 from llmgw.emulators.faults import fault_response, json_response
+from llmgw.emulators.yandexgpt_replies import (
+    EMBED_DIM,
+    EMBED_MODELS,
+    FILTERED_TEXT,
+    MODEL_VERSIONS,
+    api_error,
+    plan,
+    tokens_of,
+    validate,
+)
 
 __all__ = [
     "DEFAULT_API_KEY",
     "DEFAULT_FOLDER",
+    "EMBED_DIM",
+    "FILTERED_TEXT",
     "IAM_AUDIENCE",
+    "MODEL_VERSIONS",
     "YandexGPTEmulator",
     "create_app",
     "make_service_account_key",
@@ -46,24 +58,6 @@ __all__ = [
 DEFAULT_FOLDER = "b1gemulatorfolder0001"
 DEFAULT_API_KEY = "AQVNemulator-api-key-0000000000000000000"
 IAM_AUDIENCE = "https://iam.api.cloud.yandex.net/iam/v1/tokens"
-# Model -> branch -> modelVersion: each branch answers with its own version date.
-MODEL_VERSIONS: dict[str, dict[str, str]] = {
-    "yandexgpt-lite": {"latest": "09.02.2025", "rc": "22.05.2025", "deprecated": "23.10.2024"},
-    "yandexgpt": {"latest": "09.02.2025", "rc": "15.07.2025", "deprecated": "23.10.2024"},
-    "llama-lite": {"latest": "25.07.2024", "rc": "25.07.2024", "deprecated": "25.07.2024"},
-    "llama": {"latest": "06.12.2024", "rc": "06.12.2024", "deprecated": "06.12.2024"},
-}
-EMBED_MODELS = {"text-search-doc": "06.12.2023", "text-search-query": "06.12.2023"}
-EMBED_DIM = 256
-FILTERED_TEXT = "К сожалению, я не могу ничего сказать об этом. Давайте сменим тему?"
-_REASONS = {400: "Bad Request", 401: "Unauthorized", 403: "Forbidden", 404: "Not Found",
-            429: "Too Many Requests", 500: "Internal Server Error"}  # fmt: skip
-_GRPC = {400: 3, 401: 16, 403: 7, 404: 5, 429: 8, 500: 13}
-
-
-def tokens_of(text: str) -> int:
-    """The emulator's token count: about four characters per token, at least one."""
-    return max(1, math.ceil(len(text) / 4))
 
 
 def make_service_account_key(
@@ -132,12 +126,6 @@ class YandexGPTEmulator:
             t.expires_at = 0.0
 
 
-def _err(status: int, message: str) -> Response:
-    body = {"grpcCode": _GRPC.get(status, 2), "httpCode": status, "message": message,
-            "httpStatus": _REASONS.get(status, "Unknown"), "details": []}  # fmt: skip
-    return json_response({"error": body}, status)
-
-
 def _iam_err(status: int, code: int, message: str) -> Response:
     return json_response({"code": code, "message": message, "details": []}, status)
 
@@ -153,17 +141,6 @@ def _headers(request: Request) -> dict[str, str]:
     return h
 
 
-def _count(value: Any) -> int | None:
-    """An int64 field that may come as a number or a string."""
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, str) and value.lstrip("-").isdigit():
-        return int(value)
-    return None
-
-
 class _App:
     def __init__(self, emu: YandexGPTEmulator) -> None:
         self.emu = emu
@@ -175,8 +152,8 @@ class _App:
             request,
             fail_rate=self.emu.fail_rate,
             rng=self.emu.rng,
-            error_500=lambda: _err(500, "Internal server error"),
-            error_429=lambda: _err(429, quota),
+            error_500=lambda: api_error(500, "Internal server error"),
+            error_429=lambda: api_error(429, quota),
             hang_seconds=self.emu.hang_seconds,
         )
 
@@ -225,22 +202,22 @@ class _App:
         header_folder = request.headers.get("x-folder-id")
         emu.last_headers = {"scheme": scheme, "x-folder-id": header_folder or ""}
         if not cred:
-            return _err(401, "IAM token or API key has to be passed in request")
+            return api_error(401, "IAM token or API key has to be passed in request")
         if scheme == "Api-Key":
             if cred not in emu.api_keys:
-                return _err(401, "Unknown api key")
+                return api_error(401, "Unknown api key")
             if header_folder and header_folder != emu.folder_id:
-                return _err(400, "Specified folder ID does not match with service account")
+                return api_error(400, "Specified folder ID does not match with service account")
         elif scheme == "Bearer":
             tok = emu.iam_tokens.get(cred)
             if tok is None or tok.expires_at <= time.time():
-                return _err(401, "The token is invalid or has expired")
+                return api_error(401, "The token is invalid or has expired")
             if tok.folder is not None and not header_folder:
-                return _err(400, "You have to specify folder ID for user account")
+                return api_error(400, "You have to specify folder ID for user account")
             if header_folder and header_folder != (tok.folder or emu.folder_id):
-                return _err(400, "Specified folder ID does not match with service account")
+                return api_error(400, "Specified folder ID does not match with service account")
         else:
-            return _err(401, "IAM token or API key has to be passed in request")
+            return api_error(401, "IAM token or API key has to be passed in request")
         emu.api_calls += 1
         faulty = await self._fault(emu.fault, request)
         if faulty is not None:
@@ -255,7 +232,7 @@ class _App:
                 {"error": str(exc), "code": 3, "message": str(exc), "details": []}, 400
             )
         if not isinstance(body, dict):
-            return _err(400, "request body must be a JSON object")
+            return api_error(400, "request body must be a JSON object")
         self.emu.requests.append(body)
         del self.emu.requests[:-50]
         return body
@@ -264,15 +241,15 @@ class _App:
         self, uri: Any, scheme: str, known: Mapping[str, Any]
     ) -> tuple[str, str] | Response:
         if not isinstance(uri, str) or not uri.startswith(scheme + "://"):
-            return _err(400, "Failed to parse model URI")
+            return api_error(400, "Failed to parse model URI")
         parts = uri[len(scheme) + 3 :].split("/")
         if len(parts) not in (2, 3) or not all(parts):
-            return _err(400, "Failed to parse model URI")
+            return api_error(400, "Failed to parse model URI")
         folder, name, branch = parts[0], parts[1], parts[2] if len(parts) == 3 else "latest"
         if folder != self.emu.folder_id:
-            return _err(403, "Permission to [resource-manager.folder " + folder + "] denied")
+            return api_error(403, "Permission to [resource-manager.folder " + folder + "] denied")
         if name not in known or branch not in ("latest", "rc", "deprecated"):
-            return _err(400, "invalid model_uri")
+            return api_error(400, "invalid model_uri")
         return name, branch
 
     # -- completion ----------------------------------------------------------------------------
@@ -286,23 +263,23 @@ class _App:
         parsed = self._parse_uri(body.get("modelUri"), "gpt", MODEL_VERSIONS)
         if isinstance(parsed, Response):
             return parsed
-        problem = _validate(body)
+        problem = validate(body)
         if problem is not None:
             return problem
         name, branch = parsed
         n = self.emu.in_flight.get(name, 0)
         if n >= self.emu.max_concurrency:
             msg = f"ai.textGenerationCompletionSessionsCount.count gauge quota limit exceed: allowed {self.emu.max_concurrency} requests"
-            return _err(429, msg)
+            return api_error(429, msg)
         self.emu.in_flight[name] = n + 1
-        plan = _plan(body, name, branch)
+        chunks = plan(body, name, branch)
         if (body.get("completionOptions") or {}).get("stream"):
             return StreamingResponse(
-                self._stream(plan, name), media_type="application/json", headers=_headers(request)
+                self._stream(chunks, name), media_type="application/json", headers=_headers(request)
             )
         try:
             await self._sleep()
-            return json_response({"result": plan[-1]}, 200, _headers(request))
+            return json_response({"result": chunks[-1]}, 200, _headers(request))
         finally:
             self.emu.in_flight[name] -= 1
 
@@ -333,7 +310,7 @@ class _App:
             return parsed
         text = body.get("text")
         if not isinstance(text, str) or not text:
-            return _err(400, "text must be a non-empty string")
+            return api_error(400, "text must be a non-empty string")
         await self._sleep()
         seed = int.from_bytes(hashlib.sha256((parsed[0] + text).encode()).digest()[:8], "big")
         rng = random.Random(seed)  # noqa: S311 - deterministic fake vectors
@@ -344,97 +321,6 @@ class _App:
             "modelVersion": EMBED_MODELS[parsed[0]],
         }
         return json_response(out, 200, _headers(request))
-
-
-def _validate(body: Mapping[str, Any]) -> Response | None:
-    opts = body.get("completionOptions") or {}
-    temp = opts.get("temperature")
-    if temp is not None and (not isinstance(temp, int | float) or not 0 <= temp <= 1):
-        return _err(400, "temperature must be in range [0, 1]")
-    if "maxTokens" in opts:
-        mt = _count(opts["maxTokens"])
-        if mt is None or mt <= 0:
-            return _err(400, "maxTokens must be a positive integer")
-    messages = body.get("messages")
-    if not isinstance(messages, list) or not messages:
-        return _err(400, "messages must not be empty")
-    for m in messages:
-        role = m.get("role") if isinstance(m, dict) else None
-        if role not in ("system", "user", "assistant"):
-            return _err(
-                400,
-                f"Error in session internal_id={uuid.uuid4().hex}: invalid message role '{role}'",
-            )
-        if sum(k in m for k in ("text", "toolCallList", "toolResultList")) != 1:
-            return _err(400, "message must have exactly one of text, toolCallList, toolResultList")
-    return None
-
-
-def _usage(prompt: int, completion: int) -> dict[str, Any]:
-    return {"inputTextTokens": str(prompt), "completionTokens": str(completion),
-            "totalTokens": str(prompt + completion), "completionTokensDetails": {"reasoningTokens": "0"}}  # fmt: skip
-
-
-def _plan(body: Mapping[str, Any], name: str, branch: str) -> list[dict[str, Any]]:
-    """Every response chunk of this request; the last one is the complete (non-stream) answer."""
-    version = MODEL_VERSIONS[name][branch]
-    messages = body["messages"]
-    prompt = sum(tokens_of(str(m.get("text") or json.dumps(m))) for m in messages) + 2 * len(
-        messages
-    )
-    last = messages[-1]
-    tools = body.get("tools") or []
-    choice = body.get("toolChoice") or {}
-
-    def res(message: dict[str, Any], status: str, completion: int) -> dict[str, Any]:
-        alt = {
-            "message": {"role": "assistant", **message},
-            "status": f"ALTERNATIVE_STATUS_{status}",
-        }
-        return {"alternatives": [alt], "usage": _usage(prompt, completion), "modelVersion": version}
-
-    if tools and choice.get("mode") != "NONE" and "toolResultList" not in last:
-        fns = [t["function"] for t in tools if isinstance(t, dict) and "function" in t]
-        wanted = choice.get("functionName")
-        fn = next((f for f in fns if f.get("name") == wanted), fns[0])
-        args = {k: ("Moscow" if (v or {}).get("type") == "string" else 3)
-                for k, v in ((fn.get("parameters") or {}).get("properties") or {}).items()}  # fmt: skip
-        call = {"toolCalls": [{"functionCall": {"name": fn["name"], "arguments": args}}]}
-        return [res({"toolCallList": call}, "TOOL_CALLS", 10)]
-    if "toolResultList" in last:
-        results = last["toolResultList"].get("toolResults", [])
-        text = "Results: " + "; ".join(
-            f"{r['functionResult']['name']} -> {r['functionResult'].get('content')}"
-            for r in results
-        )
-    else:
-        user = str(last.get("text") or "")
-        text = f"{name}/{branch} reply to: {user}"
-    words = text.split(" ")
-    limit = _count((body.get("completionOptions") or {}).get("maxTokens"))
-    final_status = "FINAL"
-    if limit is not None and tokens_of(text) > limit:
-        words, final_status = text[: limit * 4].split(" "), "TRUNCATED_FINAL"
-    chunks: list[dict[str, Any]] = []
-    for i in range(1, len(words) + 1, 2):
-        partial = " ".join(words[:i])
-        chunks.append(res({"text": partial}, "PARTIAL", tokens_of(partial)))
-    full = " ".join(words)
-    user_text = str(last.get("text") or "")
-    if "[[rewrite]]" in user_text and len(chunks) >= 2:
-        # The server revises text it already streamed: the first word changes from here on.
-        rewritten = "Revised" + full[len(words[0]) :]
-        mid = len(chunks) // 2
-        for j in range(mid, len(chunks)):
-            t = chunks[j]["alternatives"][0]["message"]["text"]
-            chunks[j]["alternatives"][0]["message"]["text"] = "Revised" + t[len(words[0]) :]
-        full = rewritten
-    if "[[content_filter]]" in user_text:
-        return [
-            *chunks[:3],
-            res({"text": FILTERED_TEXT}, "CONTENT_FILTER", tokens_of(FILTERED_TEXT)),
-        ]
-    return [*chunks, res({"text": full}, final_status, tokens_of(full))]
 
 
 def create_app(

@@ -221,9 +221,19 @@ class GigaChatProvider:
         return UpstreamError(f"upstream {p} answered HTTP {status}", provider=p)
 
     # -- Provider protocol -------------------------------------------------------------------
+    @staticmethod
+    def _model(ctx: CallContext) -> str:
+        if ctx.version:
+            raise InvalidRequest(
+                f"GigaChat models have no versions (got {ctx.model}:{ctx.version})",
+                param="model",
+                hint="name the model itself, e.g. GigaChat-2-Max or GigaChat-2-Max-preview",
+            )
+        return ctx.model
+
     async def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
         """One chat completion through ``/chat/completions``."""
-        body = chat_body(request, ctx.model)
+        body = chat_body(request, self._model(ctx))
         body.pop("stream", None)
         raw = await self._call("POST", "/chat/completions", body, ctx)
         if (
@@ -260,7 +270,7 @@ class GigaChatProvider:
 
     async def chat_stream(self, request: ChatRequest, ctx: CallContext) -> AsyncIterator[ChatChunk]:
         """A streamed chat completion; OpenAI chunks, then a usage chunk (data only if asked for)."""
-        body = chat_body(request, ctx.model)
+        body = chat_body(request, self._model(ctx))
         body["stream"] = True
         first, stream = await self._open(body, ctx)
         state = StreamState()
@@ -297,7 +307,9 @@ class GigaChatProvider:
             raise InvalidRequest(
                 "GigaChat embeddings have a fixed size; remove dimensions", param="dimensions"
             )
-        raw = await self._call("POST", "/embeddings", {"model": ctx.model, "input": texts}, ctx)
+        raw = await self._call(
+            "POST", "/embeddings", {"model": self._model(ctx), "input": texts}, ctx
+        )
         items = raw.get("data") if isinstance(raw, dict) else None
         if not isinstance(items, list) or len(items) != len(texts):
             raise UpstreamError(
