@@ -142,6 +142,10 @@ def _select() -> sa.Select[Any]:
     ).select_from(_KEYS.outerjoin(_USERS, _KEYS.c.user_id == _USERS.c.id))
 
 
+# Built once: the hot path only binds the digest (the unique index answers it).
+_BY_DIGEST = _select().where(_KEYS.c.digest == sa.bindparam("digest", type_=_KEYS.c.digest.type))
+
+
 def _info(row: sa.Row[Any]) -> KeyInfo:
     m = row._mapping
     models = m["models"]
@@ -299,7 +303,7 @@ class KeyService:
             raise AuthError(_BAD_KEY, hint=_BAD_KEY_HINT)
         digest = digest_of(secret)
         with db_errors(self.engine, "checking an API key"), self.engine.connect() as conn:
-            row = conn.execute(_select().where(_KEYS.c.digest == digest)).first()
+            row = conn.execute(_BY_DIGEST, {"digest": digest}).first()
         stored = row._mapping["digest"] if row is not None else _DUMMY_DIGEST
         if not hmac.compare_digest(stored.encode("ascii"), digest.encode("ascii")) or row is None:
             raise AuthError(_BAD_KEY, hint=_BAD_KEY_HINT)
