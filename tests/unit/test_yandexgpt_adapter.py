@@ -342,6 +342,17 @@ def test_configuration_errors(tmp_path: Path) -> None:
         YandexGPTProvider(ProviderConfig(name="yc", kind="yandexgpt", folder_id=FOLDER), None)
     broken = tmp_path / "key.json"
     broken.write_text('{"id": "x"}')
+    not_pem = tmp_path / "not-pem.json"
+    not_pem.write_text(
+        json.dumps({"id": "k", "service_account_id": "sa", "private_key": "-----BEGIN nothing"})
+    )
+    with pytest.raises(ConfigError, match="PEM private key"):
+        YandexGPTProvider(
+            ProviderConfig(
+                name="yc", kind="yandexgpt", folder_id=FOLDER, service_account_key_file=not_pem
+            ),
+            None,
+        )
     with pytest.raises(ConfigError, match="service_account_id"):
         YandexGPTProvider(
             ProviderConfig(

@@ -12,18 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import json
-import re
 import struct
 import time
 import uuid
 from collections.abc import AsyncIterator
-from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-import httpx
-import jwt
 import orjson
 
 from llmgw.config import ProviderConfig
@@ -44,8 +38,14 @@ from llmgw.providers.base import (
     ModelCard,
     Usage,
 )
-from llmgw.providers.tokens import AccessToken, TokenCache, ssl_context, token_endpoint_error
+from llmgw.providers.tokens import AccessToken, TokenCache, ssl_context
 from llmgw.providers.transport import UpstreamStatus, parse_json, redact
+from llmgw.providers.yandexgpt_iam import (
+    IAM_AUDIENCE,
+    IAM_REFRESH_SECONDS,
+    ServiceAccountTokens,
+    load_service_account_key,
+)
 from llmgw.providers.yandexgpt_lines import LineTransport
 from llmgw.providers.yandexgpt_wire import (
     STATUS_TO_FINISH,
@@ -69,8 +69,6 @@ __all__ = [
 
 DEFAULT_BASE_URL = "https://llm.api.cloud.yandex.net"
 DEFAULT_IAM_URL = "https://iam.api.cloud.yandex.net/iam/v1/tokens"
-IAM_AUDIENCE = "https://iam.api.cloud.yandex.net/iam/v1/tokens"
-IAM_REFRESH_SECONDS = 3600.0
 CATALOGUE = (
     "yandexgpt-lite",
     "yandexgpt",
@@ -79,39 +77,6 @@ CATALOGUE = (
     "text-search-doc",
     "text-search-query",
 )
-_FRACTION = re.compile(r"\.(\d{6})\d+")
-
-
-def load_service_account_key(path: Path) -> dict[str, str]:
-    """A ``yc iam key create`` JSON file: ``id``, ``service_account_id``, ``private_key``."""
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read the service account key file {path}: {exc.strerror}"
-        ) from None
-    except ValueError:
-        raise ConfigError(f"{path}: not a JSON service account key file") from None
-    if not isinstance(data, dict) or not all(
-        isinstance(data.get(k), str) for k in ("id", "service_account_id", "private_key")
-    ):
-        raise ConfigError(
-            f"{path}: a service account key needs id, service_account_id and private_key",
-            hint="create one with `yc iam key create --service-account-name NAME -o key.json`",
-        )
-    return {k: data[k] for k in ("id", "service_account_id", "private_key")}
-
-
-def _expires(value: Any) -> float:
-    """``expiresAt`` (RFC 3339, maybe with nanoseconds) as unix seconds; 1 h from now if unreadable."""
-    if isinstance(value, str):
-        try:
-            return datetime.fromisoformat(
-                _FRACTION.sub(r".\1", value).replace("Z", "+00:00")
-            ).timestamp()
-        except ValueError:
-            pass
-    return time.time() + IAM_REFRESH_SECONDS
 
 
 class YandexGPTProvider:
@@ -128,20 +93,32 @@ class YandexGPTProvider:
         self.name = config.name
         self.config = config
         self.folder_id = config.folder_id
-        self._sa_key = (
+        sa_key = (
             load_service_account_key(config.service_account_key_file)
             if config.service_account_key_file
             else None
         )
-        if self._sa_key is None and not api_key:
+        if sa_key is None and not api_key:
             raise ConfigError(
                 f"provider {config.name!r}: no YandexGPT API key and no service_account_key_file",
                 hint=f"set {config.api_key_env or 'api_key_env'}, run `llmgw providers set-secret {config.name}`, "
                 "or set service_account_key_file",
             )
-        self._api_key = None if self._sa_key is not None else api_key
+        self._api_key = None if sa_key is not None else api_key
         self._ssl = ssl_context(config.ca_bundle)
         self.iam_url = config.iam_url or DEFAULT_IAM_URL
+        self._iam = (
+            ServiceAccountTokens(
+                sa_key,
+                iam_url=self.iam_url,
+                verify=self._ssl,
+                connect_timeout=config.connect_timeout,
+                timeout=config.first_byte_timeout,
+                provider=config.name,
+            )
+            if sa_key is not None
+            else None
+        )
         self.transport: LineTransport = LineTransport(
             provider=config.name,
             base_url=config.base_url or DEFAULT_BASE_URL,
@@ -154,65 +131,17 @@ class YandexGPTProvider:
             ssl=self._ssl,
         )
         self.tokens = TokenCache(self._fetch_iam, margin=60.0, max_age=IAM_REFRESH_SECONDS)
-        self._http: httpx.AsyncClient | None = None
         self.stream_rewrites = 0
         """Streams in which the upstream rewrote text it had already sent."""
 
     # -- auth --------------------------------------------------------------------------------
     def _secrets(self, token: str | None) -> list[str]:
-        return [
-            s for s in (self._api_key, token, self._sa_key and self._sa_key["private_key"]) if s
-        ]
+        return [s for s in (self._api_key, token, self._iam and self._iam.private_key) if s]
 
     async def _fetch_iam(self) -> AccessToken:
-        assert self._sa_key is not None
-        now = int(time.time())
-        claims = {
-            "iss": self._sa_key["service_account_id"],
-            "aud": IAM_AUDIENCE,
-            "iat": now,
-            "exp": now + 3600,
-        }
-        try:
-            signed = jwt.encode(
-                claims,
-                self._sa_key["private_key"],
-                algorithm="PS256",
-                headers={"kid": self._sa_key["id"]},
-            )
-        except (ValueError, TypeError, jwt.PyJWTError):
-            raise ConfigError(
-                f"provider {self.name!r}: the service account private key cannot sign a JWT"
-            ) from None
-        if self._http is None:
-            timeout = httpx.Timeout(
-                self.config.first_byte_timeout, connect=self.config.connect_timeout
-            )
-            self._http = httpx.AsyncClient(
-                verify=self._ssl, timeout=timeout, follow_redirects=False, trust_env=False
-            )
-        try:
-            resp = await self._http.post(self.iam_url, json={"jwt": signed})
-        except httpx.HTTPError as exc:
-            raise token_endpoint_error(exc, "Yandex IAM", self.name) from None
-        if resp.status_code != 200:
-            detail = ""
-            try:
-                msg = orjson.loads(resp.content).get("message")
-                if isinstance(msg, str):
-                    detail = ": " + redact(msg[:200], [signed])
-            except (orjson.JSONDecodeError, AttributeError):
-                pass
-            raise UpstreamError(
-                f"Yandex IAM refused to issue a token (HTTP {resp.status_code}{detail})",
-                provider=self.name,
-                hint="check service_account_key_file and that the key is not revoked",
-            )
-        data = parse_json(self.name, resp.status_code, resp.headers, resp.content)
-        token = data.get("iamToken") if isinstance(data, dict) else None
-        if not isinstance(token, str) or not token:
-            raise UpstreamError("Yandex IAM answered without iamToken", provider=self.name)
-        return AccessToken(token, _expires(data.get("expiresAt")))
+        if self._iam is None:  # pragma: no cover - the cache is only used with a key file
+            raise ConfigError(f"provider {self.name!r}: no service_account_key_file")
+        return await self._iam.fetch()
 
     async def _auth(self) -> tuple[dict[str, str], str | None]:
         if self._api_key is not None:
@@ -455,10 +384,9 @@ class YandexGPTProvider:
     async def aclose(self) -> None:
         """Close the API session and the IAM client."""
         await self.transport.aclose()
-        if self._http is not None:
-            await self._http.aclose()
-            self._http = None
+        if self._iam is not None:
+            await self._iam.aclose()
 
     def __repr__(self) -> str:
-        auth = "iam" if self._sa_key is not None else "api-key"
+        auth = "iam" if self._iam is not None else "api-key"
         return f"<YandexGPTProvider {self.name} folder={self.folder_id} auth={auth}>"
