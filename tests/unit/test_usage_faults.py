@@ -46,6 +46,8 @@ class TcpProxy:
         self._lock = threading.Lock()
         self._conns: set[socket.socket] = set()
         self._down = threading.Event()
+        self._hang = threading.Event()
+        self._held: list[socket.socket] = []
         self._closed = False
         self._budget: int | None = None
         self.was_cut = threading.Event()
@@ -62,6 +64,9 @@ class TcpProxy:
                 return
             if self._down.is_set():
                 client.close()  # refused: the client sees the server hang up at once
+                continue
+            if self._hang.is_set():
+                self._held.append(client)  # accepted, never answered: a black hole
                 continue
             try:
                 upstream = socket.create_connection(self.target, timeout=5)
@@ -118,11 +123,20 @@ class TcpProxy:
         self.was_cut.clear()
         self._budget = nbytes
 
+    def hang(self) -> None:
+        """Accept new connections but never answer them."""
+        self._hang.set()
+
     def restore(self) -> None:
         self._down.clear()
+        self._hang.clear()
+        for s in self._held:
+            s.close()
+        self._held.clear()
 
     def close(self) -> None:
         self._closed = True
+        self.restore()
         self.cut()
         self._listener.close()
 
@@ -409,3 +423,29 @@ def test_kill_9_after_flush_loses_nothing(
     rec.close()
     _assert_exactly(direct, {f"kill-{i:04d}" for i in range(400)})
     assert not list(spool.glob("usage-*.jsonl"))
+
+
+def test_close_gives_up_on_a_hung_database_in_time_and_spools(
+    proxy: TcpProxy, direct: Engine, pg_url: str, tmp_path: Path
+) -> None:
+    """The database accepts connections and never answers: close(timeout) still returns."""
+    spool = tmp_path / "spool"
+    engine = make_engine(proxy.url(pg_url), connect_timeout=4)
+    rec = UsageRecorder(engine, _settings(), spool)
+    proxy.hang()
+    rec.start()
+    for i in range(300):
+        rec.record(_event(f"h-{i:03d}"))
+    time.sleep(0.3)  # the writer is now stuck connecting
+    t0 = time.monotonic()
+    rec.close(timeout=1.0)
+    assert time.monotonic() - t0 < 1.5
+    assert Spool(spool).count_records() >= 300
+    proxy.restore()
+    time.sleep(4.5)  # let the stuck writer time out (it may spool the same batch again)
+    engine.dispose()
+    rec2 = UsageRecorder(direct, _settings(), spool)
+    rec2.start()
+    assert rec2.flush()
+    rec2.close()
+    _assert_exactly(direct, {f"h-{i:03d}" for i in range(300)})

@@ -138,6 +138,7 @@ class UsageRecorder:
         self._q: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._abandoned = False  # close() gave up waiting for the writer and took over
         self._close_deadline = float("inf")
         self._lock = threading.Lock()  # counters touched outside the writer thread, stranded rows
         self._inflight: list[UsageEvent] = []
@@ -196,6 +197,7 @@ class UsageRecorder:
             self._q.put(_STOP)
             t.join(max(0.0, timeout - min(1.0, timeout / 10)))
             if t.is_alive():  # stuck on the database: keep the batch in hand too (dupes are fine)
+                self._abandoned = True
                 self._last_error = "usage writer did not finish in time; its batch was spooled"
                 self._spool_rows([event_to_row(e) for e in list(self._inflight)])
         rest = self._drain_queue()
@@ -259,6 +261,8 @@ class UsageRecorder:
 
     def _collect(self, batch: list[UsageEvent], markers: list[_Flush]) -> bool:
         """Fill ``batch`` (size- and time-bounded); return True when asked to stop."""
+        if self._abandoned:
+            return True
         try:
             item = self._q.get(timeout=self._wait_time())
         except queue.Empty:
