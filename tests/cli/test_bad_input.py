@@ -102,6 +102,8 @@ def test_unknown_flags_and_commands_are_exit_2_and_write_nothing(
         ("--expires", "-5d"),
         ("--expires", ""),
         ("--expires", "30 days"),
+        ("--expires", "99999999d"),  # past year 9999
+        ("--expires", "999999999w"),  # more days than a timedelta holds
         ("--rpm", "0"),
         ("--tpm", "-1"),
         ("--models", ","),

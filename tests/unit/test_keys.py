@@ -261,6 +261,8 @@ def test_key_for_unknown_user_is_not_found_and_writes_nothing(
         ({"name": "ok", "models": []}, "model"),
         ({"name": "ok", "models": ["a", ""]}, "model"),
         ({"name": "ok", "expires_in": timedelta(0)}, "expir"),
+        ({"name": "ok", "expires_in": timedelta(days=-1)}, "expir"),
+        ({"name": "ok", "expires_in": timedelta(days=40_000)}, "expir"),
     ],
 )
 def test_bad_settings_are_usage_errors_and_write_nothing(

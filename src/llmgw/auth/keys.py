@@ -40,6 +40,7 @@ _SECRET_LEN = len(SECRET_PREFIX) + 43
 PREFIX_LEN = 12
 _ID_PREFIX_RE = re.compile(r"[0-9a-f]{8,32}")
 _NAME_MAX = 200
+_MAX_LIFETIME = timedelta(days=36_525)
 _BAD_KEY = "invalid API key"
 _BAD_KEY_HINT = "check the key; revoked, expired and unknown keys are all refused"
 # Compared against when no row matches, so both paths do a constant-time comparison.
@@ -175,9 +176,19 @@ def _shown(ref: str) -> str:
 
 
 def check_key_settings(
-    name: str, rpm: int | None, tpm: int | None, models: Sequence[str] | None
+    name: str,
+    rpm: int | None,
+    tpm: int | None,
+    models: Sequence[str] | None,
+    expires_in: timedelta | None = None,
 ) -> tuple[str, tuple[str, ...] | None]:
-    """Validate a key's name, limits and allow-list; return the clean name and allow-list."""
+    """Validate a key's name, limits, allow-list and lifetime; return the clean name and list."""
+    if expires_in is not None and not (timedelta(0) < expires_in <= _MAX_LIFETIME):
+        raise UsageError(
+            "the expiry must be in the future and at most 100 years away",
+            hint="for example --expires 30d; leave it out for a key that never expires",
+            param="expires",
+        )
     name = name.strip()
     if not name or len(name) > _NAME_MAX or any(ord(c) < 32 or ord(c) == 127 for c in name):
         raise UsageError(
@@ -223,9 +234,7 @@ class KeyService:
         models: Sequence[str] | None = None,
     ) -> CreatedKey:
         """Create a key and return it with its secret (the only time the secret is available)."""
-        name, allow = check_key_settings(name, rpm, tpm, models)
-        if expires_in is not None and expires_in <= timedelta(0):
-            raise UsageError("the expiry must be in the future", hint="for example --expires 30d")
+        name, allow = check_key_settings(name, rpm, tpm, models, expires_in)
         now = self._clock()
         expires_at = now + expires_in if expires_in is not None else None
         with db_errors(self.engine, "creating a key"), self.engine.begin() as conn:

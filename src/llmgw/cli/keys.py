@@ -121,12 +121,20 @@ def keys_create(
     from llmgw.auth.users import normalize_email
 
     # Every value is checked before the database is opened: bad input writes nothing.
-    expires_in = parse_duration(expires, param="--expires") if expires is not None else None
+    expires_in = None
+    if expires is not None:
+        try:
+            expires_in = parse_duration(expires, param="--expires")
+        except OverflowError:  # more days than a timedelta holds
+            raise UsageError(
+                f"--expires {expires!r} is too far away", hint="use at most 100 years: 36500d"
+            ) from None
     name, allow = check_key_settings(
         name,
         _positive(rpm, "--rpm"),
         _positive(tpm, "--tpm"),
         models.split(",") if models is not None else None,
+        expires_in,
     )
     email = normalize_email(user) if user is not None else None
     created = _service(ctx).create(
