@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import socket
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -125,3 +126,46 @@ def cli(capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
         return CliResult(code, out.out, out.err)
 
     return run
+
+
+@dataclass
+class Upstream:
+    """A running OpenAI emulator: ``url`` (``http://127.0.0.1:PORT``), ``base_url`` (``.../v1``)."""
+
+    server: Any
+    url: str
+    base_url: str
+    port: int
+    stats: Any
+    """``llmgw.emulators.openai.EmulatorStats``: requests, in_flight, max_in_flight, disconnects..."""
+
+    def provider_config(self, name: str = "local", **overrides: Any) -> Any:
+        """A ``ProviderConfig`` (kind openai) pointing at this emulator."""
+        from llmgw.config import ProviderConfig
+
+        return ProviderConfig(name=name, kind="openai", base_url=self.base_url, **overrides)
+
+
+@pytest.fixture
+def make_upstream() -> Iterator[Callable[..., Upstream]]:
+    """Factory: ``make_upstream(**create_app_kwargs)`` starts an OpenAI emulator on a free port."""
+    from llmgw.emulators.openai import create_app
+    from llmgw.emulators.runner import serve_in_thread
+
+    started: list[Any] = []
+
+    def make(**kwargs: Any) -> Upstream:
+        app = create_app(**kwargs)
+        srv = serve_in_thread(app)
+        started.append(srv)
+        return Upstream(srv, srv.url, srv.url + "/v1", srv.port, app.state.stats)
+
+    yield make
+    for srv in started:
+        srv.stop()
+
+
+@pytest.fixture
+def upstream(make_upstream: Callable[..., Upstream]) -> Upstream:
+    """The OpenAI emulator with default settings (no API key, models gpt-4o-mini and text-embedding-3-small)."""
+    return make_upstream()
