@@ -422,3 +422,36 @@ def test_rotation_is_atomic_when_the_new_key_cannot_be_written(
     monkeypatch.undo()
     # The old key was not left revoked without a successor.
     assert keys.authenticate(old.secret).id == old.info.id
+
+
+def test_fuzzed_secrets_never_authenticate_and_never_raise_anything_else(
+    keys: KeyService,
+) -> None:
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    created = keys.create("ci")
+    real = created.secret
+    urlsafe = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
+    mutated = st.tuples(st.integers(0, len(real) - 1), st.characters(codec="utf-8")).map(
+        lambda ic: real[: ic[0]] + ic[1] + real[ic[0] + 1 :]
+    )
+    candidates = st.one_of(
+        st.text(max_size=300),
+        st.text(alphabet=urlsafe, min_size=43, max_size=43).map(lambda t: "llmgw_" + t),
+        mutated,
+    )
+
+    @settings(
+        max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    )
+    @given(candidates)
+    def check(secret: str) -> None:
+        if secret == real:
+            return
+        with pytest.raises(AuthError) as info:
+            keys.authenticate(secret)
+        assert type(info.value) is AuthError and info.value.message == "invalid API key"
+
+    check()
+    assert keys.authenticate(real).id == created.info.id
