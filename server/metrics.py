@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -120,8 +121,9 @@ class Metrics:
         )
         self.in_flight = Gauge("llmgw_requests_in_flight", "Requests being served now.", registry=r)
         self.streams = Gauge("llmgw_streams_open", "Streaming responses open now.", registry=r)
-        self._in_flight_inc = self.in_flight.inc
-        self._in_flight_dec = self.in_flight.dec
+        # Label children cached per label set (label values are config-derived, so bounded).
+        self._children: dict[tuple[str, int, str, str], tuple[Any, Any]] = {}
+        self._upstream_children: dict[tuple[str, str], tuple[Any, Any, Any, Any]] = {}
 
     def watch_usage(self, stats: Callable[[], Mapping[str, object]]) -> None:
         """Export the usage recorder's queue and spool sizes at scrape time."""
@@ -152,8 +154,16 @@ class Metrics:
         route = route if route in ROUTES else OTHER
         p = self.provider_label(provider)
         m = self.model_label(provider, model)
-        self.requests.labels(route, f"{status // 100}xx", p, m).inc()
-        self.latency.labels(route).observe(seconds)
+        key = (route, status // 100, p, m)
+        children = self._children.get(key)
+        if children is None:  # label sets are bounded (config-derived), so is this cache
+            children = (
+                self.requests.labels(route, f"{status // 100}xx", p, m),
+                self.latency.labels(route),
+            )
+            self._children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
         if error_type is not None:
             self.errors.labels(error_type if error_type in ERROR_TYPES else OTHER).inc()
 
@@ -169,13 +179,22 @@ class Metrics:
         """Record one upstream call's duration, tokens and (for streams) time to first token."""
         p = self.provider_label(provider)
         m = self.model_label(provider, model)
-        self.upstream_latency.labels(p, m).observe(seconds)
+        children = self._upstream_children.get((p, m))
+        if children is None:
+            children = (
+                self.upstream_latency.labels(p, m),
+                self.ttft.labels(p, m),
+                self.tokens.labels(p, m, "prompt"),
+                self.tokens.labels(p, m, "completion"),
+            )
+            self._upstream_children[(p, m)] = children
+        children[0].observe(seconds)
         if ttft is not None:
-            self.ttft.labels(p, m).observe(ttft)
+            children[1].observe(ttft)
         if prompt_tokens:
-            self.tokens.labels(p, m, "prompt").inc(prompt_tokens)
+            children[2].inc(prompt_tokens)
         if completion_tokens:
-            self.tokens.labels(p, m, "completion").inc(completion_tokens)
+            children[3].inc(completion_tokens)
 
     def render(self) -> bytes:
         """The text exposition format."""

@@ -18,9 +18,12 @@ if TYPE_CHECKING:
     from llmgw.auth.keys import KeyService
     from llmgw.providers.base import Provider
     from llmgw.server.auth import KeyCache
-    from llmgw.usage.recorder import UsageRecorder
+    from llmgw.usage.recorder import UsageEvent, UsageRecorder
 
 __all__ = ["Gateway", "ReadyCheck"]
+
+_HANDOVER_SECONDS = 0.05
+_HANDOVER_MAX = 256
 
 log = logging.getLogger("llmgw.server")
 
@@ -79,6 +82,9 @@ class Gateway:
         self.resolver = Resolver(settings)
         self.max_body = settings.server.max_body_bytes
         self.started = False
+        self._usage: list[UsageEvent] = []
+        self._handover: asyncio.TimerHandle | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
         """Open the database, the key cache, the usage recorder and the upstream providers."""
@@ -102,7 +108,47 @@ class Gateway:
         self.providers = build_providers(s, SecretResolver())
         self.ready = ReadyCheck(self.engine)
         self.auth.start()
+        self._loop = asyncio.get_running_loop()
         self.started = True
+
+    # -- usage hand-over ------------------------------------------------------------------
+    # Events are handed to the recorder in small batches every 50 ms instead of one by one: each
+    # hand-over wakes the recorder's writer thread, and a wake per request costs a GIL hand-off.
+
+    def record_usage(self, event: UsageEvent) -> None:
+        """Queue one usage event (call on the event loop); never waits on the database."""
+        self._usage.append(event)
+        if len(self._usage) >= _HANDOVER_MAX:
+            self.hand_over_usage()
+        elif self._handover is None:
+            self._handover = asyncio.get_running_loop().call_later(
+                _HANDOVER_SECONDS, self.hand_over_usage
+            )
+
+    def hand_over_usage(self) -> None:
+        """Give the buffered events to the recorder now."""
+        if self._handover is not None:
+            self._handover.cancel()
+            self._handover = None
+        events, self._usage = self._usage, []
+        for event in events:
+            self.recorder.record(event)
+
+    def flush_usage(self, timeout: float = 10.0) -> bool:
+        """Everything recorded so far is in the database or the spool.
+
+        Blocking: call it from another thread (tests, tools), never on the event loop.
+        """
+        loop = self._loop
+        if loop is not None and loop.is_running():
+
+            async def hand_over() -> None:
+                self.hand_over_usage()
+
+            asyncio.run_coroutine_threadsafe(hand_over(), loop).result(timeout)
+        else:
+            self.hand_over_usage()
+        return self.recorder.flush(timeout)
 
     async def stop(self) -> None:
         """Flush last-used times and usage, close upstream sessions and the database."""
@@ -115,5 +161,6 @@ class Gateway:
                 await provider.aclose()
             except Exception as exc:  # noqa: BLE001 - keep closing the others
                 log.warning("closing provider %s failed: %s", provider.name, type(exc).__name__)
+        self.hand_over_usage()
         await asyncio.to_thread(self.recorder.close)
         self.engine.dispose()

@@ -224,4 +224,4 @@ class Call:
                 ev.completion_tokens,
                 ttft,
             )
-        g.recorder.record(ev)
+        g.record_usage(ev)

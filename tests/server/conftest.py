@@ -179,7 +179,7 @@ def flushed_usage(read_usage: Callable[[], list[dict[str, Any]]]) -> Callable[..
     from llmgw.server.app import gateway_of
 
     async def read(app: Any) -> list[dict[str, Any]]:
-        assert await asyncio.to_thread(gateway_of(app).recorder.flush, 10.0)
+        assert await asyncio.to_thread(gateway_of(app).flush_usage, 10.0)
         return read_usage()
 
     return read

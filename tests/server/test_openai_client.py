@@ -23,7 +23,7 @@ def oa(gateway_server: Any, key: Any) -> openai.OpenAI:
 def _usage(
     gateway_server: Any, read_usage: Callable[[], list[dict[str, Any]]]
 ) -> list[dict[str, Any]]:
-    assert gateway_of(gateway_server.app).recorder.flush(10.0)
+    assert gateway_of(gateway_server.app).flush_usage(10.0)
     return read_usage()
 
 

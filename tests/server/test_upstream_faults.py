@@ -47,7 +47,7 @@ def _events(text: str) -> list[Any]:
 
 
 async def _one_usage(app: Any, read_usage: Callable[[], list[dict[str, Any]]]) -> dict[str, Any]:
-    assert await asyncio.to_thread(gateway_of(app).recorder.flush, 10.0)
+    assert await asyncio.to_thread(gateway_of(app).flush_usage, 10.0)
     rows = read_usage()
     assert len(rows) == 1, rows
     return rows[0]
@@ -177,7 +177,7 @@ def test_client_disconnect_cancels_the_upstream_stream(
             time.sleep(0.02)
         assert up.app.state.stats.disconnects == 1  # the upstream call was cancelled
         assert up.app.state.stats.streams_completed == 0
-        assert gateway_of(server.app).recorder.flush(10.0)
+        assert gateway_of(server.app).flush_usage(10.0)
         rows = read_usage()
     finally:
         server.stop()
