@@ -34,6 +34,7 @@ from typing import Any
 import orjson
 import psycopg
 import sqlalchemy as sa
+from psycopg.types.json import Jsonb
 
 from llmgw.config import UsageSettings
 from llmgw.storage.db import make_engine
@@ -110,7 +111,7 @@ def _tuple(e: UsageEvent, sqlite: bool) -> tuple[Any, ...]:
         e.request_id, e.created_at, e.user_id, e.key_id, e.endpoint, e.provider, e.model,
         e.model_version, e.stream, e.prompt_tokens, e.completion_tokens, e.total_tokens, e.cost,
         e.latency_ms, e.ttft_ms, e.status, e.error_type,
-        psycopg.types.json.Jsonb(e.meta) if e.meta is not None else None,
+        Jsonb(e.meta) if e.meta is not None else None,
     )  # fmt: skip
 
 

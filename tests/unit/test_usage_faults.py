@@ -176,6 +176,11 @@ def _ids(engine: Engine) -> list[str]:
         return list(c.execute(sa.text("SELECT request_id FROM usage")).scalars())
 
 
+def _n(v: object) -> int:
+    assert isinstance(v, int)
+    return v
+
+
 def _wait_until(pred: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not pred():
@@ -216,7 +221,7 @@ def test_cut_mid_batch_then_restore_every_record_once(
         _wait_until(lambda: len(_ids(direct)) >= 500, 20, "rows before the cut")
         proxy.cut_after(3000)  # the next insert is torn in the middle
         assert proxy.was_cut.wait(10)
-        _wait_until(lambda: (rec.stats()["spooled"] or 0) > 0, 10, "records spooled")
+        _wait_until(lambda: _n(rec.stats()["spooled"]) > 0, 10, "records spooled")
         assert rec.stats()["state"] == "degraded"
         time.sleep(0.5)  # keep recording while the database is unreachable
         proxy.restore()
@@ -232,7 +237,7 @@ def test_cut_mid_batch_then_restore_every_record_once(
             "spool replayed after restore",
         )
         stats = rec.stats()
-        assert (stats["failures"] or 0) >= 1 and (stats["replayed"] or 0) > 0
+        assert _n(stats["failures"]) >= 1 and _n(stats["replayed"]) > 0
         _assert_exactly(direct, expected)
         assert len(expected) > 1000
         assert not list((tmp_path / "spool").glob("usage-*.jsonl"))
