@@ -67,6 +67,11 @@ def _print_created(created: CreatedKey, json: bool, verb: str) -> None:
     typer.echo(created.secret)
 
 
+def _short(when: datetime | None) -> str | None:
+    """Minutes are enough in a table (UTC); ``--json`` has the exact time."""
+    return f"{when:%Y-%m-%d %H:%M}" if when is not None else None
+
+
 def _positive(value: int | None, flag: str) -> int | None:
     if value is not None and value < 1:
         raise UsageError(f"{flag} must be a positive whole number, got {value}", param=flag)
@@ -163,9 +168,9 @@ def keys_list(
             "name": r["name"],
             "prefix": r["prefix"],
             "user": r["user"],
-            "created": r["created_at"],
-            "expires": r["expires_at"],
-            "last_used": r["last_used_at"],
+            "created": _short(r["created_at"]),
+            "expires": _short(r["expires_at"]),
+            "last_used": _short(r["last_used_at"]),
             "status": r["status"],
         }
         for r in records
