@@ -23,7 +23,7 @@ import re
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -42,9 +42,12 @@ _NEGATIVE_MAX_SECONDS = 5.0
 
 
 class _Key(Protocol):
-    id: uuid.UUID
-    prefix: str
-    expires_at: datetime | None
+    @property
+    def id(self) -> uuid.UUID: ...
+    @property
+    def prefix(self) -> str: ...
+    @property
+    def expires_at(self) -> datetime | None: ...
 
     def allows_model(self, model: str) -> bool: ...
 
@@ -54,7 +57,7 @@ class KeyLookup(Protocol):
 
     def authenticate(self, secret: str) -> _Key: ...
 
-    def touch_last_used(self, seen: dict[uuid.UUID, datetime]) -> None: ...
+    def touch_last_used(self, seen: Mapping[uuid.UUID, datetime]) -> None: ...
 
 
 def credentials_from_headers(headers: Iterable[tuple[bytes, bytes]]) -> str:

@@ -81,7 +81,7 @@ def openapi_document() -> dict[str, Any]:
             _bound_token_ids(alt)
     obj = {"type": "object"}
     upstream = ["400", "401", "403", "404", "413", "429", "502", "503", "504"]
-    security = [{"bearer": []}, {"apiKey": []}]
+    security: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
     return {
         "openapi": "3.1.0",
         "info": {

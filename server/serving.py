@@ -61,9 +61,10 @@ class GatewayServer(uvicorn.Server):
         if drain is not None and not drain.draining and self._loop is not None:
             drain.begin_threadsafe(self._loop, self.drain_seconds)
         super().handle_exit(sig, frame)
-        if sig == signal.SIGTERM:
-            # A drained shutdown is a normal exit: do not re-raise SIGTERM afterwards.
-            self._captured_signals = [s for s in self._captured_signals if s != signal.SIGTERM]
+        # A drained shutdown is a normal exit (0): do not re-raise the signal afterwards.
+        self._captured_signals = [
+            s for s in self._captured_signals if s not in (signal.SIGTERM, signal.SIGINT)
+        ]
 
 
 def log_config(settings: Settings) -> dict[str, Any]:

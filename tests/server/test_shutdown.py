@@ -36,7 +36,7 @@ def serve(
     """Start ``llmgw serve`` against an upstream URL; returns (process, base URL)."""
     procs: list[subprocess.Popen[bytes]] = []
 
-    def start(upstream_url: str, drain: float) -> tuple[subprocess.Popen[bytes], str]:
+    def start(upstream_url: str, drain: float, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
         cfg = tmp_path / "config.toml"
         cfg.write_text(
             f'[database]\nurl = "{db_file}"\n\n'
@@ -171,3 +171,19 @@ async def test_stream_longer_than_the_drain_deadline_gets_a_final_error(
     rows = read_usage()
     assert [(r["status"], r["error_type"]) for r in rows] == [(503, "drain_deadline")]
     assert up.app.state.stats.streams_completed == 0  # the upstream call was closed too
+
+
+async def test_workers_drain_and_exit_zero(
+    serve: Any, upstream_factory: Any, key: Any, read_usage: Any
+) -> None:
+    up = upstream_factory(chunk_delay_ms=100)
+    proc, url = serve(up.url, 10, "--workers", "2")
+    async with httpx.AsyncClient(timeout=30) as client:
+        started = [asyncio.Event() for _ in range(4)]
+        tasks = [asyncio.create_task(_stream(client, url, key.secret, ev)) for ev in started]
+        await asyncio.wait_for(asyncio.gather(*(e.wait() for e in started)), 10)
+        proc.send_signal(signal.SIGTERM)
+        results = await asyncio.gather(*tasks)
+    assert await asyncio.to_thread(proc.wait, 30) == 0
+    assert all(events[-1] == "[DONE]" for events in results)
+    assert len(read_usage()) == 4
