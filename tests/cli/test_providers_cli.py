@@ -352,3 +352,23 @@ def test_test_timeout(cli, home: Path) -> None:  # type: ignore[no-untyped-def]
         r = cli("providers", "test", "local", env={"TEST_LOCAL_KEY": "sk-any-key"})
     assert r.exit_code == 8
     assert "local: timeout:" in r.stderr
+
+
+def test_test_gigachat_checks_oauth_host_and_chats(cli, home: Path) -> None:  # type: ignore[no-untyped-def]
+    from llmgw.emulators import gigachat as giga_emu
+
+    with serve_in_thread(giga_emu.create_app(max_concurrency=8)) as g:
+        write_config(
+            home,
+            f'[[providers]]\nname = "giga"\nkind = "gigachat"\nbase_url = "{g.url}/api/v1"\n'
+            f'auth_url = "{g.url}/api/v2/oauth"\nscope = "GIGACHAT_API_B2B"\n'
+            f'api_key_env = "GIGA_KEY"\nmodels = ["GigaChat"]\n',
+        )
+        ok = cli("providers", "test", "giga", env={"GIGA_KEY": giga_emu.DEFAULT_CREDENTIALS})
+        assert ok.exit_code == 0, ok.stderr
+        assert ok.stdout.startswith("OK giga: 1-token chat with GigaChat")
+        assert g.app.state.emulator.oauth_calls == 1
+        bad = cli("providers", "test", "giga", env={"GIGA_KEY": "d3Jvbmc6a2V5"})
+        assert bad.exit_code == 6, bad.stderr
+        assert "giga: auth rejected by the upstream" in bad.stderr
+        assert "d3Jvbmc6a2V5" not in bad.stderr
