@@ -296,7 +296,7 @@ class _Emulator:
 
     def _completion(self, body: dict[str, Any]) -> dict[str, Any]:
         words, finish, call, prompt, completion = self._plan(body)
-        n = body.get("n") if isinstance(body.get("n"), int) and body["n"] > 0 else 1
+        n = _choices(body)
         message: dict[str, Any] = {
             "role": "assistant",
             "content": None if call else " ".join(words),
@@ -337,7 +337,7 @@ class _Emulator:
 
     async def _stream(self, body: dict[str, Any], receive: Receive, send: Send) -> None:
         words, finish, call, prompt, completion = self._plan(body)
-        n = body.get("n") if isinstance(body.get("n"), int) and body["n"] > 0 else 1
+        n = _choices(body)
         opts = body.get("stream_options")
         include_usage = isinstance(opts, dict) and bool(opts.get("include_usage"))
         base: dict[str, Any] = {
@@ -440,6 +440,11 @@ async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
     await _read_body(receive)
     msg = f"Invalid URL ({scope.get('method', 'GET')} {scope.get('path', '/')})"
     await _send(send, 404, _error(msg, "invalid_request_error"))
+
+
+def _choices(body: dict[str, Any]) -> int:
+    n = body.get("n")
+    return n if isinstance(n, int) and 0 < n <= 8 else 1
 
 
 def _embedding_inputs(value: Any) -> list[str | list[int]] | None:

@@ -21,7 +21,7 @@ import asyncio
 import contextlib
 import re
 import time
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncGenerator, Iterable, Mapping
 from typing import Any
 
 import aiohttp
@@ -308,7 +308,7 @@ class Transport:
         path: str,
         body: bytes | dict[str, Any],
         headers: Mapping[str, str] | None = None,
-    ) -> AsyncIterator[bytes]:
+    ) -> AsyncGenerator[bytes, None]:
         """``POST`` and yield the payload of each SSE event (``data:`` lines) until ``[DONE]``.
 
         A non-2xx answer raises ``UpstreamStatus`` (with the capped body) before anything is
@@ -375,7 +375,7 @@ class Transport:
             pass
         return False
 
-    async def _events(self, resp: aiohttp.ClientResponse) -> AsyncIterator[bytes]:
+    async def _events(self, resp: aiohttp.ClientResponse) -> AsyncGenerator[bytes, None]:
         """SSE events' data from ``resp`` (multi-line data joined with newlines)."""
         buf = bytearray()
         data: list[bytes] = []
@@ -407,6 +407,8 @@ class Transport:
                         payload = data[0] if len(data) == 1 else b"\n".join(data)
                         data = []
                         if payload == b"[DONE]":
+                            if events == 0:
+                                raise self._no_events()
                             return
                         events += 1
                         yield payload
@@ -418,10 +420,12 @@ class Transport:
             yield b"\n".join(data)
             events += 1
         if events == 0:
-            raise UpstreamError(
-                f"upstream {self.provider} ended the stream without any event",
-                provider=self.provider,
-            )
+            raise self._no_events()
+
+    def _no_events(self) -> UpstreamError:
+        return UpstreamError(
+            f"upstream {self.provider} ended the stream without any event", provider=self.provider
+        )
 
     async def aclose(self) -> None:
         """Close the session and its connections."""
