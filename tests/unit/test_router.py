@@ -286,3 +286,15 @@ async def test_a_provider_that_was_not_built_is_skipped() -> None:
         await router.call([A], chat)
     assert not isinstance(info.value, CircuitOpen)
     assert "provider a is not available" in info.value.message
+
+
+async def test_local_concurrency_rejection_falls_back_without_charging_the_breaker() -> None:
+    busy = RateLimited("upstream a is at its concurrency limit", retry_after=1.0)
+    busy.local = True  # type: ignore[attr-defined]
+    a, b = Fake("a", busy), Fake("b")
+    router, _ = build({"a": a, "b": b}, threshold=1)
+    for _ in range(3):
+        routed = await router.call([A, B], chat)
+        assert [x.outcome for x in routed.attempts] == ["busy", "ok"]
+    assert router.breakers.get("a", "m1").state == "closed"
+    assert a.calls == 3

@@ -9,7 +9,9 @@ What counts as an upstream failure (fall back to the next candidate, count again
 retryable within the budget): ``UpstreamError`` and ``UpstreamTimeout`` (connection refused, TLS,
 timeouts, 5xx, unusable bodies), ``RateLimited`` (429), ``Unavailable`` (503, a provider's own
 queue full), ``TimeoutError`` and ``OSError`` that escaped an adapter, and a stream that ends
-before its first chunk. Anything else (the client's 400, 404 model, a permission error) is
+before its first chunk. An error with a true ``local`` attribute (the gateway's own per-upstream
+concurrency queue timed out) falls back too but does not count against the breaker or health.
+Anything else (the client's 400, 404 model, a permission error) is
 returned to the client at once and leaves the breaker untouched.
 
 Order: an alias whose candidates all have the same weight (the default) is a plain fallback
@@ -105,7 +107,7 @@ class Attempt:
     """``provider/model[:version]``."""
     outcome: str
     """``ok``, ``failed``, ``open`` (skipped: circuit open), ``unavailable`` (provider not built),
-    ``rejected`` (client error) or ``cancelled``."""
+    ``busy`` (the gateway's own cap for it was full), ``rejected`` (client error) or ``cancelled``."""
     error: str | None = None
     latency_ms: float | None = None
     retry: bool = False
@@ -309,6 +311,12 @@ class Router:
                 attempts.append(Attempt(target, "rejected", type(exc).__name__, ms, retry))
                 _tag(exc, attempts, c)
                 raise
+            if getattr(exc, "local", False):
+                # The gateway's own concurrency cap for this upstream is full: go elsewhere,
+                # but the upstream itself did nothing wrong, so its breaker is not charged.
+                breaker.release()
+                attempts.append(Attempt(target, "busy", error_summary(exc), ms, retry))
+                return exc
             breaker.record_failure()
             self.health.record_failure(c.provider, c.model, exc)
             attempts.append(Attempt(target, "failed", error_summary(exc), ms, retry))
