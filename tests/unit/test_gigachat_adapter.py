@@ -321,6 +321,23 @@ async def test_credential_echo_on_the_oauth_endpoint_is_not_repeated(server: Run
     assert KEY not in str(info.value) and "HTTP 500" in str(info.value)
 
 
+async def test_a_failing_token_endpoint_is_asked_once_per_burst(server: RunningServer) -> None:
+    e = emu(server)
+    e.oauth_fault = "500"
+    p = provider(server)
+    try:
+        results = await asyncio.gather(
+            *(p.chat(req(), ctx()) for _ in range(20)), return_exceptions=True
+        )
+        assert all(isinstance(r, UpstreamError) for r in results)
+        assert e.oauth_requests == 1  # the waiters share the failed fetch
+        e.oauth_fault = None
+        await p.chat(req(), ctx())  # a later request tries again
+        assert (e.oauth_requests, e.oauth_calls) == (2, 1)
+    finally:
+        await p.aclose()
+
+
 async def test_upstream_client_errors_map_to_the_error_tree(server: RunningServer) -> None:
     p = provider(server)
     try:

@@ -86,6 +86,8 @@ class GigaChatEmulator:
     seed: int = 0
     oauth_calls: int = 0
     """Successful token issues so far."""
+    oauth_requests: int = 0
+    """Every request to the OAuth endpoint, failed or not."""
     api_calls: int = 0
     """API calls that passed the token check."""
     auth_failures: int = 0
@@ -149,6 +151,7 @@ class _App:
     # -- OAuth ---------------------------------------------------------------------------------
     async def oauth(self, request: Request) -> Response:
         emu = self.emu
+        emu.oauth_requests += 1
         await self._sleep()
         faulty = await self._fault(emu.oauth_fault, request)
         if faulty is not None:

@@ -54,6 +54,8 @@ class TokenCache:
         self._token: AccessToken | None = None
         self._refresh_at = 0.0
         self._lock = asyncio.Lock()
+        self._attempts = 0
+        self._last_error: Exception | None = None
         self.fetches = 0
         """How many tokens were fetched (for tests and ``providers status``)."""
 
@@ -67,21 +69,37 @@ class TokenCache:
         value = self._fresh()
         if value is not None:
             return value
+        attempt = self._attempts
         async with self._lock:
             value = self._fresh()
             if value is not None:
                 return value
+            self._share_failure(attempt)
             return await self._renew()
 
     async def refresh(self, stale: str) -> str:
         """A new token after ``stale`` was rejected (fetches unless another caller already did)."""
+        attempt = self._attempts
         async with self._lock:
             if self._token is not None and self._token.value != stale and self._fresh() is not None:
                 return self._token.value
+            self._share_failure(attempt)
             return await self._renew()
 
+    def _share_failure(self, attempt: int) -> None:
+        """Waiters of a fetch that failed get its error instead of each trying again (single flight)."""
+        if self._attempts != attempt and self._last_error is not None:
+            raise self._last_error
+
     async def _renew(self) -> str:
-        token = await self._fetch()
+        try:
+            token = await self._fetch()
+        except Exception as exc:
+            self._last_error = exc
+            raise
+        finally:
+            self._attempts += 1  # counted when done: callers that waited on it see the change
+        self._last_error = None
         self.fetches += 1
         now = self._clock()
         lifetime = max(0.0, token.expires_at - now)
