@@ -22,4 +22,9 @@ def parse_duration(text: str, *, param: str = "duration") -> timedelta:
             hint="use a positive whole number and a unit: 90s, 15m, 12h, 30d, 2w",
             param=param,
         )
-    return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+    try:
+        return timedelta(**{_UNITS[m.group(2)]: int(m.group(1))})
+    except OverflowError:
+        raise UsageError(
+            f"{param} {text!r} is too long", hint="use at most 100 years", param=param
+        ) from None

@@ -19,7 +19,9 @@ __all__ = ["emit_json", "print_error", "print_table", "stdout", "to_jsonable"]
 
 def stdout() -> Console:
     """A console on the current stdout (created per call so tests can capture it)."""
-    return Console(file=sys.stdout, soft_wrap=True)
+    # Piped output is read by people in CI logs too: don't squeeze tables into 80 columns.
+    width = None if sys.stdout.isatty() else 200
+    return Console(file=sys.stdout, soft_wrap=True, width=width)
 
 
 def _default(obj: Any) -> Any:

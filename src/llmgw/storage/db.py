@@ -57,7 +57,14 @@ def make_engine(raw_url: str, *, pool_size: int = 10, connect_timeout: float = 5
     url = normalize_url(raw_url)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
-            Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+            folder = Path(url.database).expanduser().parent
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(
+                    f"cannot create the data directory {folder}: {exc.strerror}",
+                    hint="set LLMGW_HOME (or [database] url) to a writable place",
+                ) from None
         engine = sa.create_engine(
             url, connect_args={"timeout": 10, "check_same_thread": False}, pool_pre_ping=False
         )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib import resources
 
 import sqlalchemy as sa
@@ -9,7 +11,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from alembic.util import CommandError
 from sqlalchemy.engine import Engine
+
+from llmgw.errors import UsageError
 
 __all__ = [
     "alembic_config",
@@ -30,13 +35,26 @@ def alembic_config(engine: Engine) -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Migrate the database up to ``revision``."""
-    command.upgrade(alembic_config(engine), revision)
+    """Migrate the database up to ``revision``; an unknown revision is a ``UsageError``."""
+    with _revision_errors(revision):
+        command.upgrade(alembic_config(engine), revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
     """Migrate the database down to ``revision`` (``base`` empties it)."""
-    command.downgrade(alembic_config(engine), revision)
+    with _revision_errors(revision):
+        command.downgrade(alembic_config(engine), revision)
+
+
+@contextmanager
+def _revision_errors(revision: str) -> Iterator[None]:
+    try:
+        yield
+    except CommandError as exc:
+        raise UsageError(
+            f"cannot migrate to revision {revision!r}: {str(exc).splitlines()[0][:200]}",
+            hint="`llmgw db current` shows the current and newest revisions; 'base' and 'head' always exist",
+        ) from None
 
 
 def current_revision(engine: Engine) -> str | None:
