@@ -182,6 +182,8 @@ class ProviderConfig(_Section):
     """Seconds between two chunks of a stream."""
     total_timeout: float = Field(default=600.0, gt=0)
     """Seconds for the whole request."""
+    queue_timeout: float = Field(default=5.0, ge=0)
+    """Seconds a request may wait for a free slot under ``max_concurrency`` before a 429."""
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
     """Model (provider-side name) -> price per 1M tokens; unpriced models cost 0."""
     ca_bundle: Path | None = None

@@ -33,7 +33,13 @@ from llmgw.providers.base import (
     ModelCard,
     Usage,
 )
-from llmgw.providers.transport import Transport, UpstreamStatus, parse_json, redact
+from llmgw.providers.transport import (
+    Transport,
+    UpstreamStatus,
+    parse_json,
+    redact,
+    ssl_context,
+)
 from llmgw.schemas import ChatRequest, EmbeddingRequest
 
 __all__ = ["DEFAULT_BASE_URL", "OpenAICompatProvider", "map_status", "retry_after"]
@@ -150,8 +156,9 @@ class OpenAICompatProvider:
             first_byte_timeout=config.first_byte_timeout,
             idle_timeout=config.idle_timeout,
             total_timeout=config.total_timeout,
-            queue_timeout=getattr(config, "queue_timeout", 5.0),
+            queue_timeout=config.queue_timeout,
             secrets=self._secrets,
+            ssl=ssl_context(config.ca_bundle) if config.ca_bundle else None,
         )
 
     def __repr__(self) -> str:

@@ -19,9 +19,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import re
+import ssl
 import time
 from collections.abc import AsyncGenerator, Iterable, Mapping
+from ssl import SSLContext
 from typing import Any
 
 import aiohttp
@@ -30,9 +33,9 @@ from multidict import CIMultiDictProxy
 from yarl import URL
 
 from llmgw import __version__
-from llmgw.errors import RateLimited, UpstreamError, UpstreamTimeout
+from llmgw.errors import ConfigError, RateLimited, UpstreamError, UpstreamTimeout
 
-__all__ = ["Transport", "UpstreamStatus", "parse_json", "redact"]
+__all__ = ["Transport", "UpstreamStatus", "parse_json", "redact", "ssl_context"]
 
 _JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 _SSE_HEADERS = {"Content-Type": "application/json", "Accept": "text/event-stream"}
@@ -57,6 +60,23 @@ def redact(text: str, secrets: Iterable[str] = ()) -> str:
 
 _BEARER = re.compile(r"(?i)\b(bearer|basic|api-key|oauth)\s+[^\s'\",]+")
 _KEYLIKE = re.compile(r"\b(?:sk|llmgw|key|tok)[-_][A-Za-z0-9_\-]{8,}")
+
+
+def ssl_context(ca_bundle: str | os.PathLike[str] | None = None) -> ssl.SSLContext:
+    """A verifying TLS context: the system's CAs plus ``ca_bundle`` (PEM) when given.
+
+    Verification is never switched off; a missing or unreadable bundle is a ``ConfigError``.
+    """
+    ctx = ssl.create_default_context()
+    if ca_bundle is not None:
+        try:
+            ctx.load_verify_locations(cafile=os.fspath(ca_bundle))
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(
+                f"cannot load the CA bundle {os.fspath(ca_bundle)}: {type(exc).__name__}",
+                hint="ca_bundle must be a readable PEM file of CA certificates",
+            ) from None
+    return ctx
 
 
 class UpstreamStatus(UpstreamError):
@@ -103,7 +123,7 @@ class Transport:
         total_timeout: float = 600.0,
         queue_timeout: float = 5.0,
         secrets: Iterable[str] = (),
-        ssl: Any = None,
+        ssl: SSLContext | None = None,
     ) -> None:
         self.provider = provider
         self.base_url = base_url.rstrip("/")
@@ -134,7 +154,7 @@ class Transport:
                 limit_per_host=0,
                 keepalive_timeout=KEEPALIVE_SECONDS,
                 ttl_dns_cache=300,
-                ssl=self._ssl if self._ssl is not None else True,
+                ssl=self._ssl if self._ssl is not None else True,  # True: verify with system CAs
             )
             self._session = aiohttp.ClientSession(
                 connector=connector,
