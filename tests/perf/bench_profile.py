@@ -53,6 +53,7 @@ def area_of(file: str) -> str:
 def summarize(raw: Path, top: int = 15) -> dict[str, Any]:
     """Top functions by self and inclusive samples, and self samples per area, from collapsed stacks."""
     self_fn: Counter[str] = Counter()
+    self_line: Counter[str] = Counter()
     incl_fn: Counter[str] = Counter()
     areas: Counter[str] = Counter()
     incl_area: Counter[str] = Counter()
@@ -67,6 +68,9 @@ def summarize(raw: Path, top: int = 15) -> dict[str, Any]:
         for f in stack.split(";"):
             m = _FRAME.match(f)
             frames.append((m["func"], m["file"]) if m else (f, ""))
+        last = _FRAME.match(stack.rsplit(";", 1)[-1])
+        if last:
+            self_line[f"{last['func']} ({last['file']}:{last['line']})"] += n
         func, file = frames[-1]
         self_fn[f"{func} ({file})"] += n
         areas[area_of(file)] += n
@@ -83,6 +87,7 @@ def summarize(raw: Path, top: int = 15) -> dict[str, Any]:
         "self_by_area": pct(areas),
         "inclusive_by_area": pct(incl_area),
         "top_self": pct(self_fn),
+        "top_self_lines": pct(self_line),
         "top_inclusive_llmgw": [
             (k, round(100 * v / total, 1))
             for k, v in incl_fn.most_common()
@@ -92,19 +97,23 @@ def summarize(raw: Path, top: int = 15) -> dict[str, Any]:
 
 
 def record(pid: int, seconds: int, out: Path) -> Path | None:
-    """py-spy record of ``pid`` for ``seconds`` (non-blocking, 250 Hz); None when py-spy is missing."""
+    """py-spy record of ``pid`` for ``seconds`` (250 Hz, the GIL holder only); None without py-spy."""
     exe = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
     if not Path(exe).exists():
         return None
     argv = [exe, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "250"]
-    argv += ["--nonblocking", "--format", "raw", "--output", str(out)]
+    argv += ["--gil", "--format", "raw", "--output", str(out)]
     subprocess.run(argv, capture_output=True, timeout=seconds + 60, check=False)
     return out if out.exists() else None
 
 
 def render(summary: dict[str, Any]) -> str:
     """Markdown tables for the report."""
-    lines = [f"{summary['samples']} samples of the busy event loop (py-spy, non-blocking).", ""]
+    lines = [
+        f"{summary['samples']} samples of the thread holding the GIL (py-spy --gil, 250 Hz);"
+        f" {summary.get('rps_while_profiled', 0):,} req/s while sampled.",
+        "",
+    ]
     lines += ["| area | self % | inclusive % |", "|---|---:|---:|"]
     incl = dict(summary["inclusive_by_area"])
     lines += [f"| {a} | {p} | {incl.get(a, '-')} |" for a, p in summary["self_by_area"]]

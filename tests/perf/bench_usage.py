@@ -218,7 +218,8 @@ def render(results: list[dict[str, Any]], n: int, rounds: int, cmd: str) -> str:
     lines = [
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC on {platform.machine()}, "
         f"{os.cpu_count()} cores, Python {platform.python_version()}, {n:,} records per round, "
-        f"median of {rounds} rounds, pinned to core {CPU}. Command: `{cmd}`",
+        f"median of {rounds} rounds, pinned to core {CPU}, load average "
+        f"{os.getloadavg()[0]:.1f} at the end (other work on the machine). Command: `{cmd}`",
         "",
         "| database | bare driver executemany (baseline) | UsageRecorder end to end (min–max) | recorder / baseline | `record()` per call | target 5,000/s |",
         "|---|---:|---:|---:|---:|---|",

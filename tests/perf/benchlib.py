@@ -18,6 +18,7 @@ from typing import IO, Any
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 PYTHON = sys.executable
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 LOAD_CPU = 0  # wrk, the streaming client and the helper upstreams
 SERVER_CPU = 1  # the server under test
 CHAT_BODY = json.dumps(
@@ -232,6 +233,7 @@ def wrk(
     seconds = max(1, round(seconds))  # wrk takes whole seconds
     argv = ["taskset", "-c", str(LOAD_CPU), "wrk", "-t1", f"-c{connections}", f"-d{seconds}s"]
     argv += ["--timeout", "10s", "-s", str(HERE / "wrk_report.lua"), url]
+    ticks0 = during.cpu_ticks() if during is not None else 0
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     rss: float | None = None
     if during is not None:
@@ -240,7 +242,12 @@ def wrk(
         except subprocess.TimeoutExpired:
             rss = during.rss_mb()
     out, _ = proc.communicate(timeout=seconds + 60)
+    ticks = during.cpu_ticks() - ticks0 if during is not None else 0
     r = _bench_json(out.decode(errors="replace"), "wrk")
+    # Server CPU time per answered request: unlike req/s, other tenants of the machine barely move it.
+    r["cpu_us_per_req"] = (
+        ticks * 1e6 / CLK_TCK / r["requests"] if during and r["requests"] else None
+    )
     secs = r["duration_us"] / 1e6
     r["rps"] = r["requests"] / secs if secs else 0.0
     r["errors"] = sum(
