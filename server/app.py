@@ -19,6 +19,7 @@ from llmgw.server.routes.chat import chat_routes
 from llmgw.server.routes.embeddings import embedding_routes
 from llmgw.server.routes.health import health_routes
 from llmgw.server.routes.models import model_routes
+from llmgw.server.routes.providers import provider_routes
 from llmgw.server.state import Gateway
 
 __all__ = ["create_app", "gateway_of"]
@@ -50,6 +51,7 @@ def create_app(settings: Settings) -> Starlette:
         *chat_routes(gateway),
         *embedding_routes(gateway),
         *model_routes(gateway),
+        *provider_routes(gateway),
         *health_routes(gateway),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]

@@ -90,8 +90,9 @@ def error_response(exc: BaseException, *, request_id: str | None = None) -> Resp
     headers: dict[str, str] = {}
     if err.http_status == 401:
         headers["www-authenticate"] = 'Bearer realm="llmgw"'
-    if isinstance(err, RateLimited):
-        retry = err.retry_after if err.retry_after is not None else 1.0
+    retry = getattr(err, "retry_after", None)
+    if isinstance(err, RateLimited) or isinstance(retry, int | float):
+        retry = retry if isinstance(retry, int | float) else 1.0
         headers["retry-after"] = str(max(1, math.ceil(retry)))
     if err.http_status == 413:
         headers["connection"] = "close"  # the rest of the body was not read

@@ -22,6 +22,7 @@ ROUTES = frozenset(
         "/v1/chat/completions",
         "/v1/embeddings",
         "/v1/models",
+        "/api/providers",
         "/healthz",
         "/readyz",
         "/metrics",
@@ -47,6 +48,9 @@ ERROR_TYPES = frozenset(
         "drain_deadline",
         "not_found",
         "method_not_allowed",
+        "circuit_open",
+        "forbidden_field",
+        "database_unavailable",
     }
 )
 

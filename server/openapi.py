@@ -153,6 +153,26 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/api/providers": {
+                "get": {
+                    "operationId": "providerStatus",
+                    "security": security,
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["object", "data"],
+                                "properties": {
+                                    "object": {"const": "list"},
+                                    "data": {"type": "array", "items": obj},
+                                },
+                            },
+                            "Health of each (provider, model): state, EWMA latency, error rate.",
+                        ),
+                        **_error_responses(["401", "503"]),
+                    },
+                }
+            },
             "/healthz": {
                 "get": {
                     "operationId": "liveness",

@@ -11,19 +11,18 @@ from llmgw.config import Settings
 from llmgw.routing.resolve import Resolver
 from llmgw.server.metrics import Metrics
 from llmgw.server.streaming import Drain
+from llmgw.server.usage import BufferedRecorder
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
     from llmgw.auth.keys import KeyService
     from llmgw.providers.base import Provider
+    from llmgw.routing.health import HealthWriter
+    from llmgw.routing.router import Router
     from llmgw.server.auth import KeyCache
-    from llmgw.usage.recorder import UsageEvent, UsageRecorder
 
 __all__ = ["Gateway", "ReadyCheck"]
-
-_HANDOVER_SECONDS = 0.05
-_HANDOVER_MAX = 256
 
 log = logging.getLogger("llmgw.server")
 
@@ -71,8 +70,10 @@ class Gateway:
     engine: Engine
     keys: KeyService
     auth: KeyCache
-    recorder: UsageRecorder
+    recorder: BufferedRecorder
     providers: dict[str, Provider]
+    router: Router
+    health_writer: HealthWriter
     ready: ReadyCheck
 
     def __init__(self, settings: Settings) -> None:
@@ -82,14 +83,13 @@ class Gateway:
         self.resolver = Resolver(settings)
         self.max_body = settings.server.max_body_bytes
         self.started = False
-        self._usage: list[UsageEvent] = []
-        self._handover: asyncio.TimerHandle | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self) -> None:
         """Open the database, the key cache, the usage recorder and the upstream providers."""
         from llmgw.auth.keys import KeyService
         from llmgw.providers.registry import SecretResolver, build_providers
+        from llmgw.routing.health import HealthWriter
+        from llmgw.routing.router import build_router
         from llmgw.server.auth import KeyCache
         from llmgw.storage.db import make_engine
         from llmgw.usage.recorder import UsageRecorder
@@ -102,52 +102,22 @@ class Gateway:
         )
         self.keys = KeyService(self.engine)
         self.auth = KeyCache(self.keys, ttl=s.server.key_cache_seconds)
-        self.recorder = UsageRecorder(self.engine, s.usage, s.spool_dir)
-        await asyncio.to_thread(self.recorder.start)
+        recorder = UsageRecorder(self.engine, s.usage, s.spool_dir)
+        await asyncio.to_thread(recorder.start)
+        self.recorder = BufferedRecorder(recorder, asyncio.get_running_loop())
         self.metrics.watch_usage(self.recorder.stats)
         self.providers = build_providers(s, SecretResolver())
+        self.router = build_router(s.routing, self.providers, self.resolver.candidates)
+        self.health_writer = HealthWriter(
+            self.engine, self.router.health, interval=s.routing.health_write_interval
+        )
+        self.health_writer.start()
         self.ready = ReadyCheck(self.engine)
         self.auth.start()
-        self._loop = asyncio.get_running_loop()
         self.started = True
 
-    # -- usage hand-over ------------------------------------------------------------------
-    # Events are handed to the recorder in small batches every 50 ms instead of one by one: each
-    # hand-over wakes the recorder's writer thread, and a wake per request costs a GIL hand-off.
-
-    def record_usage(self, event: UsageEvent) -> None:
-        """Queue one usage event (call on the event loop); never waits on the database."""
-        self._usage.append(event)
-        if len(self._usage) >= _HANDOVER_MAX:
-            self.hand_over_usage()
-        elif self._handover is None:
-            self._handover = asyncio.get_running_loop().call_later(
-                _HANDOVER_SECONDS, self.hand_over_usage
-            )
-
-    def hand_over_usage(self) -> None:
-        """Give the buffered events to the recorder now."""
-        if self._handover is not None:
-            self._handover.cancel()
-            self._handover = None
-        events, self._usage = self._usage, []
-        for event in events:
-            self.recorder.record(event)
-
     def flush_usage(self, timeout: float = 10.0) -> bool:
-        """Everything recorded so far is in the database or the spool.
-
-        Blocking: call it from another thread (tests, tools), never on the event loop.
-        """
-        loop = self._loop
-        if loop is not None and loop.is_running():
-
-            async def hand_over() -> None:
-                self.hand_over_usage()
-
-            asyncio.run_coroutine_threadsafe(hand_over(), loop).result(timeout)
-        else:
-            self.hand_over_usage()
+        """Everything recorded so far is in the database or the spool (blocks; not on the loop)."""
         return self.recorder.flush(timeout)
 
     async def stop(self) -> None:
@@ -161,6 +131,7 @@ class Gateway:
                 await provider.aclose()
             except Exception as exc:  # noqa: BLE001 - keep closing the others
                 log.warning("closing provider %s failed: %s", provider.name, type(exc).__name__)
-        self.hand_over_usage()
+        await asyncio.to_thread(self.health_writer.stop)
+        self.recorder.hand_over()
         await asyncio.to_thread(self.recorder.close)
         self.engine.dispose()

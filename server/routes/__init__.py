@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -170,6 +170,12 @@ class Call:
         if target.alias is not None:
             self.meta()["alias"] = target.alias
 
+    def served(self, target: Target, attempts: Sequence[Any]) -> None:
+        """The candidate that served; the attempts go into the metadata after a fallback."""
+        self.routed(target)
+        if len(attempts) > 1:
+            self.meta()["attempts"] = [f"{a.target} {a.outcome}" for a in attempts]
+
     def meta(self) -> dict[str, Any]:
         """The event's metadata dict, created on first use."""
         if self.event.meta is None:
@@ -180,6 +186,9 @@ class Call:
         """Record the failure (status and error type from ``exc``)."""
         if self.recorded:
             return
+        candidate = getattr(exc, "route_candidate", None)
+        if isinstance(candidate, Target):  # the router names the last candidate it tried
+            self.served(candidate, getattr(exc, "route_attempts", None) or ())
         status = 499 if isinstance(exc, asyncio.CancelledError) else to_llmgw_error(exc).http_status
         self.finish(status, error_code(exc), partial_usage)
 
@@ -224,4 +233,4 @@ class Call:
                 ev.completion_tokens,
                 ttft,
             )
-        g.record_usage(ev)
+        g.recorder.record(ev)

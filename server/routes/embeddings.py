@@ -1,4 +1,4 @@
-"""``POST /v1/embeddings``."""
+"""``POST /v1/embeddings``, through the router."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from llmgw.providers.base import CallContext
+from llmgw.providers.base import CallContext, EmbeddingResponse, Provider
+from llmgw.routing.resolve import Target
 from llmgw.schemas import EmbeddingRequest
 from llmgw.server.routes import Call, context, parse, read_json, until_disconnect
-from llmgw.server.routes.chat import provider_for
+from llmgw.server.routes.chat import SERVED_BY
 from llmgw.server.state import Gateway
 
 __all__ = ["embedding_routes"]
@@ -29,16 +30,24 @@ def embedding_routes(g: Gateway) -> list[Route]:
         try:
             req = parse(EmbeddingRequest, await read_json(request, g.max_body))
             g.auth.check_model(key, req.model)
-            target = g.resolver.resolve(req.model)
-            call.routed(target)
-            provider = provider_for(g, target.provider)
-            ctx = CallContext(request_id=rc.request_id, model=target.model, version=target.version)
+            candidates = g.resolver.candidates(req.model)
+            call.routed(candidates[0])
             t0 = time.perf_counter()
-            resp = await until_disconnect(request.receive, provider.embed(req, ctx))
+
+            async def embed(p: Provider, c: Target) -> EmbeddingResponse:
+                ctx = CallContext(request_id=rc.request_id, model=c.model, version=c.version)
+                return await p.embed(req, ctx)
+
+            routed = await until_disconnect(request.receive, g.router.call(candidates, embed))
+            call.served(routed.candidate, routed.attempts)
         except BaseException as exc:
             call.fail(exc)
             raise
-        call.finish(200, None, resp.usage, upstream_seconds=time.perf_counter() - t0)
-        return Response(orjson.dumps(resp.body), media_type="application/json")
+        call.finish(200, None, routed.value.usage, upstream_seconds=time.perf_counter() - t0)
+        return Response(
+            orjson.dumps(routed.value.body),
+            media_type="application/json",
+            headers={SERVED_BY: routed.served_by},
+        )
 
     return [Route("/v1/embeddings", embeddings, methods=["POST"])]
