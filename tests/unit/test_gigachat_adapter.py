@@ -321,6 +321,26 @@ async def test_credential_echo_on_the_oauth_endpoint_is_not_repeated(server: Run
     assert KEY not in str(info.value) and "HTTP 500" in str(info.value)
 
 
+async def test_an_error_inside_the_stream_ends_it_with_upstream_error(
+    server: RunningServer,
+) -> None:
+    p = provider(server)
+    got: list[Any] = []
+    try:
+        with pytest.raises(UpstreamError, match="error in the stream"):
+            async for c in p.chat_stream(
+                req(
+                    stream=True,
+                    messages=[{"role": "user", "content": "[[stream_error]] a b c d e f g"}],
+                ),
+                ctx(),
+            ):
+                got.append(c)
+    finally:
+        await p.aclose()
+    assert len(got) == 2  # what arrived before the error was relayed
+
+
 async def test_a_failing_token_endpoint_is_asked_once_per_burst(server: RunningServer) -> None:
     e = emu(server)
     e.oauth_fault = "500"

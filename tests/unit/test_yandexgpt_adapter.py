@@ -225,6 +225,20 @@ async def test_stream_with_rewrite_and_content_filter(server: RunningServer) -> 
     assert whole.body["choices"][0]["message"]["content"] == emulator.FILTERED_TEXT
 
 
+async def test_an_error_line_inside_the_stream_ends_it(server: RunningServer) -> None:
+    p = provider(server)
+    got: list[Any] = []
+    try:
+        with pytest.raises(UpstreamError, match="error in the stream"):
+            async for c in p.chat_stream(req("[[stream_error]] a b c d e f g", stream=True), ctx()):
+                got.append(c)
+        with pytest.raises(UpstreamError, match="HTTP 500"):
+            await p.chat(req("[[stream_error]] a b c"), ctx())
+    finally:
+        await p.aclose()
+    assert len(got) == 2 and joined(got)
+
+
 def test_cumulative_text_algorithm() -> None:
     ct = CumulativeText()
     assert [

@@ -6,7 +6,8 @@ Formats follow docs/shared reference ``gigachat.md``: tokens with ``expires_at``
 and usage in the last data chunk, a per-account concurrency cap answered with the real 429 body.
 
 Markers in the last user message steer a reply: ``[[blacklist]]`` (finish_reason blacklist),
-``[[error]]`` (finish_reason error). ``max_tokens`` truncates the reply (finish_reason length).
+``[[error]]`` (finish_reason error), ``[[stream_error]]`` (a stream breaks off with an error event).
+``max_tokens`` truncates the reply (finish_reason length).
 """
 
 from __future__ import annotations
@@ -270,6 +271,9 @@ class _App:
                 if i == 0:
                     delta["role"] = "assistant"
                 yield sse({"choices": [{"delta": delta, "index": 0}], **base})
+                if i == 1 and "[[stream_error]]" in str(body["messages"][-1].get("content")):
+                    yield sse({"status": 500, "message": "Internal Server Error"})
+                    return
                 if self.emu.latency_ms > 0:
                     await asyncio.sleep(self.emu.latency_ms / 4000)
             last: dict[str, Any] = {"content": ""}

@@ -6,7 +6,8 @@ the whole text so far, ``toolCallList`` with object arguments, the ``{"error": {
 message, httpStatus, details}}`` envelope, and the per-model concurrency gauge answered with 429.
 
 Markers in the last user message steer a reply: ``[[rewrite]]`` (the stream rewrites earlier text
-before finishing), ``[[content_filter]]`` (the final chunk is a content-filter replacement).
+before finishing), ``[[content_filter]]`` (the final chunk is a content-filter replacement),
+``[[stream_error]]`` (an ``{"error": ...}`` line after two chunks; a 500 without streaming).
 """
 
 from __future__ import annotations
@@ -279,6 +280,8 @@ class _App:
             )
         try:
             await self._sleep()
+            if "error" in chunks[-1]:
+                return json_response(chunks[-1], chunks[-1]["error"]["httpCode"], _headers(request))
             return json_response({"result": chunks[-1]}, 200, _headers(request))
         finally:
             self.emu.in_flight[name] -= 1
@@ -287,12 +290,8 @@ class _App:
         try:
             await self._sleep()
             for chunk in plan:
-                yield (
-                    json.dumps(
-                        {"result": chunk}, ensure_ascii=False, separators=(",", ":")
-                    ).encode()
-                    + b"\n"
-                )
+                line = chunk if "error" in chunk else {"result": chunk}
+                yield json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode() + b"\n"
                 if self.emu.latency_ms > 0:
                     await asyncio.sleep(self.emu.latency_ms / 4000)
         finally:

@@ -149,6 +149,10 @@ def plan(body: Mapping[str, Any], name: str, branch: str) -> list[dict[str, Any]
             t = chunks[j]["alternatives"][0]["message"]["text"]
             chunks[j]["alternatives"][0]["message"]["text"] = "Revised" + t[len(words[0]) :]
         full = rewritten
+    if "[[stream_error]]" in user_text:  # grpc-gateway style error line after two chunks
+        err = {"grpcCode": 13, "httpCode": 500, "message": "Internal server error",
+               "httpStatus": "Internal Server Error", "details": []}  # fmt: skip
+        return [*chunks[:2], {"error": err}]
     if "[[content_filter]]" in user_text:
         return [
             *chunks[:3],
