@@ -186,6 +186,22 @@ def test_bad_row_is_rejected_to_a_file_and_the_rest_is_written(
     assert b'"request_id":"bad"' in (spool_dir / "rejected.jsonl").read_bytes()
 
 
+def test_malformed_event_is_rejected_and_the_writer_keeps_going(
+    engine: Engine, tmp_path: Path
+) -> None:
+    rec = UsageRecorder(engine, _settings(), tmp_path / "spool")
+    rec.start()
+    rec.record(_event("before"))
+    rec.record(UsageEvent(request_id="broken", created_at="yesterday"))  # type: ignore[arg-type]
+    rec.record(_event("after"))
+    assert rec.flush()
+    rec.record(_event("later"))
+    rec.close()
+    assert sorted(r[0] for r in _rows(engine)) == ["after", "before", "later"]
+    assert rec.stats()["rejected"] == 1
+    assert b"broken" in (tmp_path / "spool" / "rejected.jsonl").read_bytes()
+
+
 def test_cost_of_uses_configured_prices() -> None:
     p = ProviderConfig(
         name="local",

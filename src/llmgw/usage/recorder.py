@@ -199,10 +199,10 @@ class UsageRecorder:
             if t.is_alive():  # stuck on the database: keep the batch in hand too (dupes are fine)
                 self._abandoned = True
                 self._last_error = "usage writer did not finish in time; its batch was spooled"
-                self._spool_rows([event_to_row(e) for e in list(self._inflight)])
+                self._spool_rows(self._rows_of(list(self._inflight)))
         rest = self._drain_queue()
         if rest:
-            self._spool_rows([event_to_row(e) for e in rest])
+            self._spool_rows(self._rows_of(rest))
         self._spool.close()
 
     def stats(self) -> dict[str, int | float | str | None]:
@@ -244,7 +244,8 @@ class UsageRecorder:
                     self._write_batch(batch)
             except Exception as exc:  # noqa: BLE001 - the writer must not die; keep the rows
                 self._last_error = _describe(exc)
-                self._spool_rows([event_to_row(e) for e in batch])
+                with contextlib.suppress(Exception):
+                    self._spool_rows(self._rows_of(batch))
             for m in markers:
                 m.done.set()
             if stop:
@@ -288,8 +289,22 @@ class UsageRecorder:
                 except queue.Empty:
                     return False
 
+    def _rows_of(self, events: Sequence[UsageEvent]) -> list[dict[str, Any]]:
+        """Rows for ``events``; an object that is not a usable event is rejected, not fatal."""
+        rows: list[dict[str, Any]] = []
+        for e in events:
+            try:
+                rows.append(event_to_row(e))
+            except Exception as exc:  # noqa: BLE001 - e.g. created_at is not a datetime
+                self._rejected += 1
+                self._last_error = f"rejected a usage event: {_describe(exc)}"
+                with contextlib.suppress(OSError):
+                    bad = {"request_id": str(getattr(e, "request_id", None)), "event": repr(e)}
+                    self._spool.reject([bad], _describe(exc))
+        return rows
+
     def _write_batch(self, batch: list[UsageEvent]) -> None:
-        rows = [event_to_row(e) for e in batch]
+        rows = self._rows_of(batch)
         self._inflight = batch
         try:
             if self._degraded:
@@ -345,7 +360,7 @@ class UsageRecorder:
         """Past the queue bound (or after close): straight to the spool, never dropped."""
         with self._lock:
             self._overflowed += 1
-        self._spool_rows([event_to_row(event)])
+        self._spool_rows(self._rows_of([event]))
         if self._closed:
             self._spool.rotate()  # no writer any more: release the segment for the next run
 
@@ -417,10 +432,10 @@ class UsageRecorder:
                 item = self._q.get_nowait()
             except queue.Empty:
                 return out
-            if isinstance(item, UsageEvent):
-                out.append(item)
-            elif isinstance(item, _Flush):
+            if isinstance(item, _Flush):
                 item.done.set()
+            elif item is not _STOP:
+                out.append(item)  # type: ignore[arg-type]
 
     def _shutdown(self) -> None:
         rest = self._drain_queue()  # records that raced with close()
