@@ -136,6 +136,8 @@ class RoutingSettings(_Section):
     """Weight of the newest sample in the EWMA latency and error rate."""
     health_write_interval: float = Field(default=5.0, gt=0, le=3600)
     """Seconds between writes of changed health rows to ``provider_status``."""
+    models_refresh_interval: float = Field(default=300.0, ge=1, le=86400)
+    """Seconds between background refreshes of the model lists of providers without ``models``."""
 
 
 class AliasTarget(_Section):
