@@ -79,7 +79,7 @@ def log_config(settings: Settings) -> dict[str, Any]:
         },
         "handlers": {
             "access": {
-                "class": "logging.StreamHandler",
+                "class": "llmgw.server.logs.BatchedStreamHandler",
                 "formatter": "plain",
                 "stream": "ext://sys.stdout",
             },

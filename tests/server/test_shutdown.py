@@ -120,7 +120,7 @@ def _text(events: list[Any]) -> str:
 
 
 async def test_sigterm_drains_twenty_streams(
-    serve: Any, upstream_factory: Any, key: Any, read_usage: Any
+    serve: Any, upstream_factory: Any, key: Any, read_usage: Any, tmp_path: Path
 ) -> None:
     up = upstream_factory(chunk_delay_ms=150)  # each stream takes about 2.5 s
     proc, url = serve(up.url, drain=15)
@@ -149,6 +149,13 @@ async def test_sigterm_drains_twenty_streams(
     assert len(rows) == 20
     assert {(r["status"], r["error_type"]) for r in rows} == {(200, None)}
     assert all(r["completion_tokens"] > 0 for r in rows)
+    # one JSON access-log line per request, written out before the exit; never the key itself
+    log = (tmp_path / "serve.log").read_text()
+    lines = [orjson.loads(x) for x in log.splitlines() if x.startswith("{")]
+    chats = [x for x in lines if x["path"] == "/v1/chat/completions"]
+    assert len(chats) == 20 and {x["status"] for x in chats} == {200}
+    assert {x["request_id"] for x in chats} == {r["request_id"] for r in rows}
+    assert key.secret not in log
 
 
 async def test_stream_longer_than_the_drain_deadline_gets_a_final_error(
