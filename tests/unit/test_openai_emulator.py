@@ -271,3 +271,22 @@ def test_cli_fault_choices_match_the_emulator() -> None:
     from llmgw.cli.emulate import OpenAIFault
 
     assert tuple(f.value for f in OpenAIFault) == FAULTS
+
+
+def test_n_choices_in_json_and_stream(client: openai.OpenAI) -> None:
+    r = client.chat.completions.create(
+        model="gpt-4o-mini", messages=[{"role": "user", "content": "two ways"}], n=2
+    )
+    assert [c.index for c in r.choices] == [0, 1]
+    assert r.usage is not None and r.usage.completion_tokens == 2 * 3
+    chunks = list(
+        client.chat.completions.create(
+            model="gpt-4o-mini",
+            messages=[{"role": "user", "content": "two ways"}],
+            n=2,
+            stream=True,
+        )
+    )
+    for i in (0, 1):
+        text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices[0].index == i)
+        assert text == "Echo: two ways"

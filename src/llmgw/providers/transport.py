@@ -42,6 +42,7 @@ _SSE_HEADERS = {"Content-Type": "application/json", "Accept": "text/event-stream
 # Below common server keep-alive timeouts (uvicorn 5 s): reusing a connection the server is
 # closing makes a POST fail, and POSTs are not retried.
 KEEPALIVE_SECONDS = 4.0
+DRAIN_SECONDS = 0.05
 MAX_BODY_BYTES = 256 * 1024 * 1024
 MAX_ERROR_BODY_BYTES = 1024 * 1024
 MAX_EVENT_BYTES = 16 * 1024 * 1024
@@ -382,10 +383,16 @@ class Transport:
             self._release()
 
     async def _drain(self, resp: aiohttp.ClientResponse) -> bool:
-        """Read what follows ``[DONE]`` (the end of the chunked body) so the connection is reused."""
+        """Read what follows ``[DONE]`` (the end of the chunked body) so the connection is reused.
+
+        The end normally arrives right behind ``[DONE]``; an upstream that is slower than
+        ``DRAIN_SECONDS`` gets its connection closed instead of delaying the client's stream end.
+        """
         reader = resp.content
+        if reader.at_eof():
+            return True
         try:
-            async with asyncio.timeout(1.0):
+            async with asyncio.timeout(DRAIN_SECONDS):
                 for _ in range(16):
                     if reader.at_eof():
                         return True
