@@ -166,6 +166,7 @@ def test_queue_bound_sends_records_straight_to_the_spool(engine: Engine, tmp_pat
     assert Spool(spool_dir).count_records() == 50
     rec.start()
     assert rec.flush()
+    assert rec.stats()["spool_records"] == 0
     rec.close()
     assert {r[0] for r in _rows(engine)} == {f"q-{i}" for i in range(150)}
     assert not list(spool_dir.glob("usage-*.jsonl"))

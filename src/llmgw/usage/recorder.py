@@ -141,6 +141,7 @@ class UsageRecorder:
         self._abandoned = False  # close() gave up waiting for the writer and took over
         self._close_deadline = float("inf")
         self._lock = threading.Lock()  # counters touched outside the writer thread, stranded rows
+        self._count_lock = threading.Lock()  # a spool append and its count go together
         self._inflight: list[UsageEvent] = []
         self._stranded: list[dict[str, Any]] = []  # neither DB nor spool took them (disk trouble)
         self._degraded = False
@@ -166,7 +167,6 @@ class UsageRecorder:
             raise RuntimeError("UsageRecorder was closed")
         if self._thread is not None:
             return
-        self._spool_records = self._spool.count_records()
         self._thread = threading.Thread(target=self._run, name="llmgw-usage-writer", daemon=True)
         self._thread.start()
 
@@ -232,6 +232,10 @@ class UsageRecorder:
     # --- writer thread -------------------------------------------------------------------
     def _run(self) -> None:
         with contextlib.suppress(Exception):
+            # Counted here, not in start(): a big spool must not delay start-up. The count lock
+            # keeps records spooled meanwhile (queue over its bound) from being counted twice.
+            with self._count_lock:
+                self._spool_records = self._spool.count_records()
             if self._spool_records or self._spool.segments():
                 self._try_recover()
         while True:
@@ -345,16 +349,17 @@ class UsageRecorder:
     def _spool_rows(self, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
-        try:
-            self._spool.append(rows)
-        except OSError as exc:
+        with self._count_lock:
+            try:
+                self._spool.append(rows)
+            except OSError as exc:
+                with self._lock:
+                    self._stranded.extend(rows)
+                self._last_error = f"spool not writable: {exc.strerror or exc}"
+                return
             with self._lock:
-                self._stranded.extend(rows)
-            self._last_error = f"spool not writable: {exc.strerror or exc}"
-            return
-        with self._lock:
-            self._spooled += len(rows)
-            self._spool_records += len(rows)
+                self._spooled += len(rows)
+                self._spool_records += len(rows)
 
     def _overflow(self, event: UsageEvent) -> None:
         """Past the queue bound (or after close): straight to the spool, never dropped."""
