@@ -147,3 +147,19 @@ def test_unknown_kind_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="kind 'nope' is not supported"):
         build_providers(settings, SecretResolver({}, use_keyring=False))
     assert "openai" in provider_factories()
+
+
+def test_empty_chainer_counts_as_no_keyring() -> None:
+    from keyring.backends import chainer
+
+    class EmptyChainer(chainer.ChainerBackend):
+        backends: list[KeyringBackend] = []  # no usable backend behind the chainer
+
+    previous = keyring.get_keyring()
+    keyring.set_keyring(EmptyChainer())
+    try:
+        lines: list[str] = []
+        assert SecretResolver({}, warn=lines.append).get(cfg()) is None
+        assert len(lines) == 1 and "no OS keyring backend" in lines[0]
+    finally:
+        keyring.set_keyring(previous)

@@ -50,7 +50,7 @@ class SecretResolver:
             return None
         try:
             import keyring
-            from keyring.backends import fail
+            from keyring.backends import chainer, fail
         except ImportError:  # pragma: no cover - keyring is a dependency
             self._notice("the keyring package is not installed")
             return None
@@ -59,7 +59,9 @@ class SecretResolver:
         except Exception as exc:  # noqa: BLE001 - a broken backend must not stop the gateway
             self._notice(f"the OS keyring failed to load ({type(exc).__name__})")
             return None
-        if isinstance(backend, fail.Keyring):
+        if isinstance(backend, fail.Keyring) or (
+            isinstance(backend, chainer.ChainerBackend) and not backend.backends
+        ):
             self._notice("no OS keyring backend is available")
             return None
         self._backend = backend
