@@ -14,7 +14,12 @@ from llmgw.routing.resolve import Resolver, Target
 @pytest.fixture
 def resolver(tmp_path: Path) -> Resolver:
     def prov(name: str, models: list[str]) -> dict[str, object]:
-        return {"name": name, "kind": "openai", "base_url": "http://127.0.0.1:1/v1", "models": models}
+        return {
+            "name": name,
+            "kind": "openai",
+            "base_url": "http://127.0.0.1:1/v1",
+            "models": models,
+        }
 
     return Resolver(
         Settings(
