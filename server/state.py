@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from llmgw.auth.keys import KeyService
     from llmgw.providers.base import Provider
+    from llmgw.routing.catalog import ModelCatalog
     from llmgw.routing.health import HealthWriter
     from llmgw.routing.router import Router
     from llmgw.server.auth import KeyCache
@@ -74,6 +75,7 @@ class Gateway:
     providers: dict[str, Provider]
     router: Router
     health_writer: HealthWriter
+    catalog: ModelCatalog
     ready: ReadyCheck
 
     def __init__(self, settings: Settings) -> None:
@@ -88,6 +90,7 @@ class Gateway:
         """Open the database, the key cache, the usage recorder and the upstream providers."""
         from llmgw.auth.keys import KeyService
         from llmgw.providers.registry import SecretResolver, build_providers
+        from llmgw.routing.catalog import ModelCatalog
         from llmgw.routing.health import HealthWriter
         from llmgw.routing.router import build_router
         from llmgw.server.auth import KeyCache
@@ -112,6 +115,8 @@ class Gateway:
             self.engine, self.router.health, interval=s.routing.health_write_interval
         )
         self.health_writer.start()
+        self.catalog = ModelCatalog(s, self.providers, interval=s.routing.models_refresh_interval)
+        self.catalog.start()
         self.ready = ReadyCheck(self.engine)
         self.auth.start()
         self.started = True
@@ -131,6 +136,7 @@ class Gateway:
                 await provider.aclose()
             except Exception as exc:  # noqa: BLE001 - keep closing the others
                 log.warning("closing provider %s failed: %s", provider.name, type(exc).__name__)
+        await self.catalog.aclose()
         await asyncio.to_thread(self.health_writer.stop)
         self.recorder.hand_over()
         await asyncio.to_thread(self.recorder.close)
