@@ -94,6 +94,7 @@ class _Flush:
 
 
 _STOP = object()
+_NOTHING = object()
 
 
 def _is_data_error(exc: BaseException) -> bool:
@@ -282,16 +283,26 @@ class UsageRecorder:
             batch.append(item)  # type: ignore[arg-type]
             if len(batch) >= self._batch_size:
                 return False
+            item = self._next_item(deadline)
+            if item is _NOTHING:
+                return False
+
+    def _next_item(self, deadline: float) -> object:
+        """The next queued item, or ``_NOTHING`` once ``deadline`` passes.
+
+        Polls in ticks rather than blocking on the queue: a blocking get would wake this thread
+        (a GIL hand-off) on every ``record()`` of a busy server; this wakes it a few times per
+        batch window at most.
+        """
+        tick = max(0.002, min(self._settings.flush_interval / 4, 0.05))
+        while True:
             try:
-                item = self._q.get_nowait()
+                return self._q.get_nowait()
             except queue.Empty:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    return False
-                try:
-                    item = self._q.get(timeout=remaining)
-                except queue.Empty:
-                    return False
+                    return _NOTHING
+                time.sleep(min(remaining, tick))
 
     def _rows_of(self, events: Sequence[UsageEvent]) -> list[dict[str, Any]]:
         """Rows for ``events``; an object that is not a usable event is rejected, not fatal."""
