@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -272,98 +271,10 @@ class _Emulator:
         if body.get("stream"):
             await self._stream(body, receive, send)
         else:
-            await self._json(send, self._completion(body), receive)
-
-    def _plan(self, body: dict[str, Any]) -> tuple[list[str], str, dict[str, Any] | None, int, int]:
-        """Words, finish reason, tool call, prompt and completion tokens of one choice."""
-        messages = body["messages"]
-        tool = content.pick_tool(body)
-        prompt = content.prompt_tokens(messages)
-        if tool is not None:
-            args = content.example_arguments(tool)
-            call = {
-                "id": content.tool_call_id(tool["name"], content.message_text(messages[-1])),
-                "type": "function",
-                "function": {"name": tool["name"], "arguments": args},
-            }
-            return [], "tool_calls", call, prompt, content.count_tokens(args) + 1
-        words = content.reply_words(messages)
-        limit = body.get("max_completion_tokens") or body.get("max_tokens")
-        finish = "stop"
-        if isinstance(limit, int) and 0 < limit < len(words):
-            words, finish = words[:limit], "length"
-        return words, finish, None, prompt, len(words)
-
-    def _completion(self, body: dict[str, Any]) -> dict[str, Any]:
-        words, finish, call, prompt, completion = self._plan(body)
-        n = _choices(body)
-        message: dict[str, Any] = {
-            "role": "assistant",
-            "content": None if call else " ".join(words),
-            "refusal": None,
-            "annotations": [],
-        }
-        if call:
-            message["tool_calls"] = [call]
-        return {
-            "id": self._next_id("chatcmpl"),
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": body["model"],
-            "choices": [
-                {"index": i, "message": message, "logprobs": None, "finish_reason": finish}
-                for i in range(n)
-            ],
-            "usage": {
-                "prompt_tokens": prompt,
-                "completion_tokens": completion * n,
-                "total_tokens": prompt + completion * n,
-            },
-            "system_fingerprint": "fp_llmgw_emulator",
-        }
-
-    def _deltas(self, words: list[str], call: dict[str, Any] | None) -> list[dict[str, Any]]:
-        if call is None:
-            first: dict[str, Any] = {"role": "assistant", "content": "", "refusal": None}
-            return [first] + [{"content": w if i == 0 else " " + w} for i, w in enumerate(words)]
-        args = call["function"]["arguments"]
-        head = {**call, "index": 0, "function": {"name": call["function"]["name"], "arguments": ""}}
-        half = len(args) // 2
-        return [
-            {"role": "assistant", "content": None, "tool_calls": [head], "refusal": None},
-            {"tool_calls": [{"index": 0, "function": {"arguments": args[:half]}}]},
-            {"tool_calls": [{"index": 0, "function": {"arguments": args[half:]}}]},
-        ]
+            await self._json(send, content.completion(body, self._next_id("chatcmpl")), receive)
 
     async def _stream(self, body: dict[str, Any], receive: Receive, send: Send) -> None:
-        words, finish, call, prompt, completion = self._plan(body)
-        n = _choices(body)
-        opts = body.get("stream_options")
-        include_usage = isinstance(opts, dict) and bool(opts.get("include_usage"))
-        base: dict[str, Any] = {
-            "id": self._next_id("chatcmpl"),
-            "object": "chat.completion.chunk",
-            "created": int(time.time()),
-            "model": body["model"],
-            "system_fingerprint": "fp_llmgw_emulator",
-        }
-        if include_usage:
-            base["usage"] = None
-        frames: list[bytes] = []
-        for delta in self._deltas(words, call):
-            for i in range(n):
-                choice = {"index": i, "delta": delta, "logprobs": None, "finish_reason": None}
-                frames.append(b"data: " + orjson.dumps({**base, "choices": [choice]}) + b"\n\n")
-        for i in range(n):
-            choice = {"index": i, "delta": {}, "logprobs": None, "finish_reason": finish}
-            frames.append(b"data: " + orjson.dumps({**base, "choices": [choice]}) + b"\n\n")
-        if include_usage:
-            usage = {"prompt_tokens": prompt, "completion_tokens": completion * n}
-            usage["total_tokens"] = prompt + usage["completion_tokens"]
-            frames.append(
-                b"data: " + orjson.dumps({**base, "choices": [], "usage": usage}) + b"\n\n"
-            )
-        frames.append(_DONE)
+        frames = content.stream_frames(body, self._next_id("chatcmpl"))
         if self.fault == "invalid_json":
             frames = [b'data: {"id": "chatcmpl-emu", "choices": [{"delta": \n\n', _DONE]
         await send({"type": "http.response.start", "status": 200, "headers": _SSE})
@@ -440,11 +351,6 @@ async def _not_found(scope: Scope, receive: Receive, send: Send) -> None:
     await _read_body(receive)
     msg = f"Invalid URL ({scope.get('method', 'GET')} {scope.get('path', '/')})"
     await _send(send, 404, _error(msg, "invalid_request_error"))
-
-
-def _choices(body: dict[str, Any]) -> int:
-    n = body.get("n")
-    return n if isinstance(n, int) and 0 < n <= 8 else 1
 
 
 def _embedding_inputs(value: Any) -> list[str | list[int]] | None:

@@ -1,4 +1,4 @@
-"""Deterministic content for the OpenAI emulator: echo replies, tool calls, embedding vectors.
+"""Deterministic content for the OpenAI emulator: echo replies, tool calls, stream frames, embeddings.
 
 Token counts are whitespace-separated words (not a real tokenizer): prompt tokens are the words
 of every message's text, completion tokens the words of the reply.
@@ -10,17 +10,20 @@ import base64
 import hashlib
 import math
 import struct
+import time
 from typing import Any
 
 import orjson
 
 __all__ = [
+    "completion",
     "count_tokens",
     "embedding",
     "example_arguments",
     "pick_tool",
     "prompt_tokens",
     "reply_words",
+    "stream_frames",
     "tool_call_id",
 ]
 
@@ -146,3 +149,113 @@ def embedding(item: str | list[int], dims: int, *, as_base64: bool) -> list[floa
     if as_base64:
         return base64.b64encode(struct.pack(f"<{dims}f", *vec)).decode()
     return vec
+
+
+_FINGERPRINT = "fp_llmgw_emulator"
+
+
+def choices(body: dict[str, Any]) -> int:
+    """``n``: how many choices to produce (1..8)."""
+    n = body.get("n")
+    return n if isinstance(n, int) and 0 < n <= 8 else 1
+
+
+def plan(body: dict[str, Any]) -> tuple[list[str], str, dict[str, Any] | None, int, int]:
+    """Words, finish reason, tool call, prompt and completion tokens of one choice."""
+    messages = body["messages"]
+    tool = pick_tool(body)
+    prompt = prompt_tokens(messages)
+    if tool is not None:
+        args = example_arguments(tool)
+        call = {
+            "id": tool_call_id(tool["name"], message_text(messages[-1])),
+            "type": "function",
+            "function": {"name": tool["name"], "arguments": args},
+        }
+        return [], "tool_calls", call, prompt, count_tokens(args) + 1
+    words = reply_words(messages)
+    limit = body.get("max_completion_tokens") or body.get("max_tokens")
+    finish = "stop"
+    if isinstance(limit, int) and 0 < limit < len(words):
+        words, finish = words[:limit], "length"
+    return words, finish, None, prompt, len(words)
+
+
+def completion(body: dict[str, Any], completion_id: str) -> dict[str, Any]:
+    """The ``chat.completion`` object answering ``body``."""
+    words, finish, call, prompt, used = plan(body)
+    n = choices(body)
+    message: dict[str, Any] = {
+        "role": "assistant",
+        "content": None if call else " ".join(words),
+        "refusal": None,
+        "annotations": [],
+    }
+    if call:
+        message["tool_calls"] = [call]
+    return {
+        "id": completion_id,
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": body["model"],
+        "choices": [
+            {"index": i, "message": message, "logprobs": None, "finish_reason": finish}
+            for i in range(n)
+        ],
+        "usage": {
+            "prompt_tokens": prompt,
+            "completion_tokens": used * n,
+            "total_tokens": prompt + used * n,
+        },
+        "system_fingerprint": _FINGERPRINT,
+    }
+
+
+def _deltas(words: list[str], call: dict[str, Any] | None) -> list[dict[str, Any]]:
+    if call is None:
+        first: dict[str, Any] = {"role": "assistant", "content": "", "refusal": None}
+        return [first] + [{"content": w if i == 0 else " " + w} for i, w in enumerate(words)]
+    args = call["function"]["arguments"]
+    head = {**call, "index": 0, "function": {"name": call["function"]["name"], "arguments": ""}}
+    half = len(args) // 2
+    return [
+        {"role": "assistant", "content": None, "tool_calls": [head], "refusal": None},
+        {"tool_calls": [{"index": 0, "function": {"arguments": args[:half]}}]},
+        {"tool_calls": [{"index": 0, "function": {"arguments": args[half:]}}]},
+    ]
+
+
+def stream_frames(body: dict[str, Any], completion_id: str) -> list[bytes]:
+    """The SSE frames answering ``body``, as OpenAI sends them, ending with ``data: [DONE]``.
+
+    A first delta with the role, content (or tool-call) deltas, a final chunk with
+    ``finish_reason``, then, when ``stream_options.include_usage`` is set, a usage chunk with
+    empty ``choices`` (the other chunks then carry ``"usage": null``).
+    """
+    words, finish, call, prompt, used = plan(body)
+    n = choices(body)
+    opts = body.get("stream_options")
+    include_usage = isinstance(opts, dict) and bool(opts.get("include_usage"))
+    base: dict[str, Any] = {
+        "id": completion_id,
+        "object": "chat.completion.chunk",
+        "created": int(time.time()),
+        "model": body["model"],
+        "system_fingerprint": _FINGERPRINT,
+    }
+    if include_usage:
+        base["usage"] = None
+    frames: list[bytes] = []
+    for delta in _deltas(words, call):
+        for i in range(n):
+            choice = {"index": i, "delta": delta, "logprobs": None, "finish_reason": None}
+            frames.append(b"data: " + orjson.dumps({**base, "choices": [choice]}) + b"\n\n")
+    for i in range(n):
+        choice = {"index": i, "delta": {}, "logprobs": None, "finish_reason": finish}
+        frames.append(b"data: " + orjson.dumps({**base, "choices": [choice]}) + b"\n\n")
+    if include_usage:
+        usage = {"prompt_tokens": prompt, "completion_tokens": used * n}
+        usage["total_tokens"] = prompt + usage["completion_tokens"]
+        frames.append(b"data: " + orjson.dumps({**base, "choices": [], "usage": usage}) + b"\n\n")
+    frames.append(b"data: [DONE]\n\n")
+    return frames
