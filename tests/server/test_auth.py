@@ -143,3 +143,29 @@ async def test_repeated_bad_key_is_cached_negatively(client: httpx.AsyncClient, 
     for _ in range(10):
         _assert_401(await client.get("/v1/models", headers=headers))
     assert g.auth.db_lookups - before == 1
+
+
+@pytest.mark.parametrize(
+    "request_line_and_host",
+    [
+        (b"GET /v1/models HTTP/1.1", b"evil.example/v1/x?y#"),
+        (b"GET /v1/models HTTP/1.1", b"127.0.0.1/healthz"),
+        (b"GET @evil/v1/models HTTP/1.1", b"127.0.0.1"),
+        (b"GET http://other.example/v1/models HTTP/1.1", b"127.0.0.1"),
+    ],
+)
+def test_odd_hosts_and_request_lines_never_bypass_auth(
+    gateway_server: Any, request_line_and_host: tuple[bytes, bytes]
+) -> None:
+    """Starlette BadHost class (CVE-2026-48710/54282): auth follows the routed path, not the URL."""
+    import socket
+
+    line, host = request_line_and_host
+    with socket.create_connection(("127.0.0.1", gateway_server.port), timeout=5) as s:
+        s.sendall(line + b"\r\nHost: " + host + b"\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    status = int(data.split(b" ", 2)[1])
+    assert status in (400, 401, 404), data[:300]
+    assert b'"status":"ok"' not in data and b'"object":"list"' not in data
