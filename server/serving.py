@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import signal
 import socket
+import sys
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 import uvicorn
 
 from llmgw.config import Settings, load_settings
-from llmgw.errors import Unavailable
+from llmgw.errors import Unavailable, UsageError
 from llmgw.server.app import create_app
 from llmgw.server.streaming import Drain
 
@@ -117,6 +118,24 @@ def _uvicorn_config(app: Any, settings: Settings, **kw: Any) -> uvicorn.Config:
     )
 
 
+def bind(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``; a clear ``UsageError`` (exit 2) when that fails."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        raise UsageError(
+            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
+            hint="another process may use the port; choose one with --port",
+        ) from None
+    sock.set_inheritable(True)
+    return sock
+
+
 def _worker(config_file: str | None, overrides: dict[str, Any], sock: socket.socket) -> None:
     """One worker process: rebuild the settings, serve on the inherited socket, drain on SIGTERM."""
     settings = load_settings(Path(config_file) if config_file else None, overrides).settings
@@ -127,8 +146,9 @@ def _worker(config_file: str | None, overrides: dict[str, Any], sock: socket.soc
 def _supervise(settings: Settings, config_file: Path | None, overrides: dict[str, Any]) -> None:
     """Bind once, start ``workers`` processes on the socket, forward SIGTERM/SIGINT, wait for all."""
     ctx = multiprocessing.get_context("spawn")
-    config = _uvicorn_config(None, settings)  # configures logging in this process too
-    sock = config.bind_socket()
+    _uvicorn_config(None, settings)  # configures logging in this process too
+    sock = bind(settings.server.host, settings.server.port)
+    _announce(settings, sock)
     procs = [
         ctx.Process(
             target=_worker,
@@ -158,10 +178,25 @@ def _supervise(settings: Settings, config_file: Path | None, overrides: dict[str
         raise Unavailable(f"{len(failed)} worker(s) exited abnormally (exit codes {failed})")
 
 
+def _announce(settings: Settings, sock: socket.socket) -> None:
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if ":" in host else host
+    sys.stderr.write(
+        f"llmgw: serving on http://{shown}:{port} ({len(settings.providers)} provider(s), "
+        f"{settings.server.workers} worker(s), drain {settings.server.drain_seconds:g}s)\n"
+    )
+    sys.stderr.flush()
+
+
 def run(settings: Settings, *, config_file: Path | None, overrides: dict[str, Any]) -> None:
     """Serve until SIGTERM/SIGINT; returns after a graceful drain (every worker's, with ``workers``)."""
     if settings.server.workers > 1:
         _supervise(settings, config_file, overrides)
         return
-    config = _uvicorn_config(create_app(settings), settings)
-    GatewayServer(config, drain_seconds=settings.server.drain_seconds).run()
+    sock = bind(settings.server.host, settings.server.port)
+    _announce(settings, sock)
+    try:
+        config = _uvicorn_config(create_app(settings), settings)
+        GatewayServer(config, drain_seconds=settings.server.drain_seconds).run(sockets=[sock])
+    finally:
+        sock.close()

@@ -194,3 +194,34 @@ async def test_workers_drain_and_exit_zero(
     assert await asyncio.to_thread(proc.wait, 30) == 0
     assert all(events[-1] == "[DONE]" for events in results)
     assert len(read_usage()) == 4
+
+
+@pytest.mark.parametrize("case", ["port-in-use", "bad-drain", "missing-credential"])
+def test_serve_start_failures_are_one_line(
+    home: Path, tmp_path: Path, db_file: str, test_engine: Any, case: str
+) -> None:
+    cfg = tmp_path / "bad.toml"
+    provider = 'api_key_env = "LLMGW_TEST_NOT_SET"\n' if case == "missing-credential" else ""
+    cfg.write_text(
+        f'[database]\nurl = "{db_file}"\n\n[[providers]]\nname = "p"\nkind = "openai"\n'
+        f'base_url = "http://127.0.0.1:9/v1"\n{provider}'
+    )
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1] if case == "port-in-use" else _free_port()
+        args = [LLMGW, "--config", str(cfg), "serve", "--port", str(port)]
+        if case == "bad-drain":
+            args += ["--drain-seconds", "-1"]
+        env = {**os.environ, "LLMGW_HOME": str(home)}
+        env.pop("LLMGW_TEST_NOT_SET", None)
+        r = subprocess.run(args, env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2, r.stderr
+    errors = [line for line in r.stderr.splitlines() if line.startswith("Error:")]
+    assert len(errors) == 1 and "Traceback" not in r.stderr
+    expected = {
+        "port-in-use": "cannot listen",
+        "bad-drain": "drain_seconds",
+        "missing-credential": "no credential",
+    }[case]
+    assert expected in errors[0]

@@ -92,9 +92,4 @@ def serve(
 
     from llmgw.server.serving import run
 
-    typer.echo(
-        f"llmgw: serving on http://{settings.server.host}:{settings.server.port} "
-        f"({len(settings.providers)} provider(s), drain {settings.server.drain_seconds:g}s)",
-        err=True,
-    )
     run(settings, config_file=st.loaded().config_file, overrides=st.overrides)
