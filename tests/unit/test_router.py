@@ -298,3 +298,14 @@ async def test_local_concurrency_rejection_falls_back_without_charging_the_break
         assert [x.outcome for x in routed.attempts] == ["busy", "ok"]
     assert router.breakers.get("a", "m1").state == "closed"
     assert a.calls == 3
+
+
+async def test_timeouts_fall_back_but_are_not_retried() -> None:
+    a = Fake("a", UpstreamTimeout("no answer within 60s", provider="a"))
+    router, slept = build({"a": a}, max_retries=3, threshold=10)
+    with pytest.raises(UpstreamTimeout):
+        await router.call([A], chat)
+    assert a.calls == 1 and slept == []  # the client already waited a whole timeout
+    b = Fake("b")
+    router, _ = build({"a": a, "b": b}, max_retries=3, threshold=10)
+    assert (await router.call([A, B], chat)).value == "b:m2"

@@ -39,6 +39,7 @@ from llmgw.errors import (
     RateLimited,
     Unavailable,
     UpstreamError,
+    UpstreamTimeout,
 )
 from llmgw.providers.base import Provider
 from llmgw.routing.breaker import (
@@ -92,6 +93,12 @@ def is_upstream_failure(exc: BaseException) -> bool:
     if isinstance(exc, CircuitOpen):
         return False
     return isinstance(exc, UpstreamError | RateLimited | Unavailable | TimeoutError | OSError)
+
+
+def _retryable(exc: BaseException) -> bool:
+    """May the same candidate be tried again after ``exc``? Not after a timeout: the client has
+    already waited a full timeout, and the upstream may be generating (and billing) the answer."""
+    return not isinstance(exc, UpstreamTimeout | TimeoutError)
 
 
 def _retry_after(exc: BaseException) -> float | None:
@@ -234,22 +241,24 @@ class Router:
         attempts: list[Attempt] = []
         last_exc: BaseException | None = None
         last_c: C | None = None
-        retryable: list[C] = []
+        retryable: list[tuple[C, BaseException]] = []
         for c in ordered:
             res = await self._try(c, attempt, attempts, retry=False)
             if isinstance(res, tuple):
                 return res
             if res is not None:
                 last_exc, last_c = res, c
-                retryable.append(c)
+                if _retryable(res):
+                    retryable.append((c, res))
         n = 0
-        while retryable and n < self.retry.max_retries and last_exc is not None:
-            c = retryable[n % len(retryable)]
+        while retryable and n < self.retry.max_retries:
+            i = n % len(retryable)
+            c, err = retryable[i]
             n += 1
             if self.breakers.get(c.provider, c.model).state != "closed":
-                retryable.remove(c)
+                del retryable[i]
                 continue
-            delay = self.retry.delay(n, _retry_after(last_exc))
+            delay = self.retry.delay(n, _retry_after(err))
             if delay is None or not self.retry.budget(c.provider).try_spend():
                 break
             await self._sleep(delay)
@@ -258,6 +267,10 @@ class Router:
                 return res
             if res is not None:
                 last_exc, last_c = res, c
+                if _retryable(res):
+                    retryable[i] = (c, res)
+                else:
+                    del retryable[i]
         if last_exc is not None:
             raise _tag(last_exc, attempts, last_c)
         if all(a.outcome == "unavailable" for a in attempts):
