@@ -24,22 +24,18 @@ attribute are grouped by it instead (lower first) and shuffled by weight inside 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import inspect
 import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, TypeVar
 
 from llmgw.config import RoutingSettings
 from llmgw.errors import (
     ConfigError,
     ModelNotFound,
-    RateLimited,
     Unavailable,
     UpstreamError,
-    UpstreamTimeout,
 )
 from llmgw.providers.base import Provider
 from llmgw.routing.breaker import (
@@ -50,6 +46,20 @@ from llmgw.routing.breaker import (
     Clock,
 )
 from llmgw.routing.health import HealthTracker, error_summary
+from llmgw.routing.outcome import (
+    Attempt,
+    CandidatesResolver,
+    OpenedStream,
+    RouteCandidate,
+    Routed,
+    StreamTail,
+    aclose_quietly,
+    is_upstream_failure,
+    may_retry,
+    retry_after_of,
+    served_by,
+    tag,
+)
 from llmgw.routing.retry import RetryPolicy
 
 __all__ = [
@@ -64,121 +74,9 @@ __all__ = [
 ]
 
 
-class RouteCandidate(Protocol):
-    """What the router needs from a candidate (``llmgw.routing.resolve`` builds them)."""
-
-    @property
-    def provider(self) -> str: ...
-    @property
-    def model(self) -> str: ...
-    @property
-    def version(self) -> str | None: ...
-
-
 C = TypeVar("C", bound=RouteCandidate)
 T = TypeVar("T")
 X = TypeVar("X")
-E = TypeVar("E", bound=BaseException)
-
-CandidatesResolver = Callable[[str], Sequence[Any]]
-
-
-def served_by(c: RouteCandidate) -> str:
-    """``provider/model[:version]`` of a candidate, for the response header and usage record."""
-    return f"{c.provider}/{c.model}" + (f":{c.version}" if c.version else "")
-
-
-def is_upstream_failure(exc: BaseException) -> bool:
-    """Is ``exc`` the upstream's fault (fallback, breaker failure, retryable)?"""
-    if isinstance(exc, CircuitOpen):
-        return False
-    return isinstance(exc, UpstreamError | RateLimited | Unavailable | TimeoutError | OSError)
-
-
-def _retryable(exc: BaseException) -> bool:
-    """May the same candidate be tried again after ``exc``? Not after a timeout: the client has
-    already waited a full timeout, and the upstream may be generating (and billing) the answer."""
-    return not isinstance(exc, UpstreamTimeout | TimeoutError)
-
-
-def _retry_after(exc: BaseException) -> float | None:
-    v = getattr(exc, "retry_after", None)
-    return float(v) if isinstance(v, int | float) else None
-
-
-@dataclass(slots=True)
-class Attempt:
-    """One try of one candidate."""
-
-    target: str
-    """``provider/model[:version]``."""
-    outcome: str
-    """``ok``, ``failed``, ``open`` (skipped: circuit open), ``unavailable`` (provider not built),
-    ``busy`` (the gateway's own cap for it was full), ``rejected`` (client error) or ``cancelled``."""
-    error: str | None = None
-    latency_ms: float | None = None
-    retry: bool = False
-
-
-@dataclass(slots=True)
-class Routed(Generic[C, T]):
-    """A result and the candidate that produced it."""
-
-    value: T
-    candidate: C
-    attempts: list[Attempt] = field(default_factory=list)
-
-    @property
-    def served_by(self) -> str:
-        """``provider/model[:version]`` that served the request."""
-        return served_by(self.candidate)
-
-
-class OpenedStream(Generic[C, X]):
-    """An open stream: unpacks as ``(candidate, first_chunk, chunks)``; also carries ``attempts``."""
-
-    def __init__(
-        self, candidate: C, first_chunk: X, chunks: AsyncIterator[X], attempts: list[Attempt]
-    ) -> None:
-        self.candidate = candidate
-        self.first_chunk = first_chunk
-        self.chunks = chunks
-        self.attempts = attempts
-
-    def __iter__(self) -> Any:
-        return iter((self.candidate, self.first_chunk, self.chunks))
-
-    @property
-    def served_by(self) -> str:
-        """``provider/model[:version]`` serving the stream."""
-        return served_by(self.candidate)
-
-
-class _StreamTail(Generic[X]):
-    """The rest of a stream after its first chunk: mid-stream failures reach breaker and health."""
-
-    def __init__(self, it: AsyncIterator[X], on_failure: Callable[[BaseException], None]) -> None:
-        self._it = it
-        self._on_failure = on_failure
-
-    def __aiter__(self) -> _StreamTail[X]:
-        return self
-
-    async def __anext__(self) -> X:
-        try:
-            return await self._it.__anext__()
-        except StopAsyncIteration:
-            raise
-        except Exception as exc:
-            if is_upstream_failure(exc):
-                self._on_failure(exc)
-            raise
-
-    async def aclose(self) -> None:
-        """Close the upstream stream (releases its connection at once)."""
-        close = getattr(self._it, "aclose", None)
-        if close is not None:
-            await close()
 
 
 class Router:
@@ -248,7 +146,7 @@ class Router:
                 return res
             if res is not None:
                 last_exc, last_c = res, c
-                if _retryable(res):
+                if may_retry(res):
                     retryable.append((c, res))
         n = 0
         while retryable and n < self.retry.max_retries:
@@ -258,7 +156,7 @@ class Router:
             if self.breakers.get(c.provider, c.model).state != "closed":
                 del retryable[i]
                 continue
-            delay = self.retry.delay(n, _retry_after(err))
+            delay = self.retry.delay(n, retry_after_of(err))
             if delay is None or not self.retry.budget(c.provider).try_spend():
                 break
             await self._sleep(delay)
@@ -267,16 +165,16 @@ class Router:
                 return res
             if res is not None:
                 last_exc, last_c = res, c
-                if _retryable(res):
+                if may_retry(res):
                     retryable[i] = (c, res)
                 else:
                     del retryable[i]
         if last_exc is not None:
-            raise _tag(last_exc, attempts, last_c)
+            raise tag(last_exc, attempts, last_c)
         if all(a.outcome == "unavailable" for a in attempts):
             names = ", ".join(sorted({c.provider for c in ordered}))
             gone = Unavailable(f"provider {names} is not available", hint="check the server log")
-            raise _tag(gone, attempts, ordered[0])
+            raise tag(gone, attempts, ordered[0])
         waits = [
             self.breakers.get(c.provider, c.model).retry_after()
             for c in ordered
@@ -288,7 +186,7 @@ class Router:
             retry_after=wait,
             hint="retry after the Retry-After delay; see `llmgw providers status`",
         )
-        raise _tag(err, attempts, ordered[0])
+        raise tag(err, attempts, ordered[0])
 
     async def _try(
         self,
@@ -322,7 +220,7 @@ class Router:
             if not is_upstream_failure(exc):
                 breaker.release()
                 attempts.append(Attempt(target, "rejected", type(exc).__name__, ms, retry))
-                _tag(exc, attempts, c)
+                tag(exc, attempts, c)
                 raise
             if getattr(exc, "local", False):
                 # The gateway's own concurrency cap for this upstream is full: go elsewhere,
@@ -373,12 +271,12 @@ class Router:
             try:
                 chunk = await it.__anext__()
             except StopAsyncIteration:
-                await _aclose(it)
+                await aclose_quietly(it)
                 raise UpstreamError(
                     "the upstream ended the stream before sending anything", provider=c.provider
                 ) from None
             except BaseException:
-                await _aclose(it)
+                await aclose_quietly(it)
                 raise
             return chunk, it
 
@@ -388,27 +286,7 @@ class Router:
             breaker.record_failure()
             self.health.record_failure(c.provider, c.model, exc)
 
-        return OpenedStream(c, chunk, _StreamTail(it, on_failure), attempts)
-
-
-def _tag(exc: E, attempts: list[Attempt], candidate: object) -> E:
-    """Attach the attempts and the last candidate tried to an error the router raises.
-
-    The server reads ``route_candidate`` to name the provider in the failure's usage record and
-    ``route_attempts`` for its metadata.
-    """
-    with contextlib.suppress(AttributeError):
-        exc.route_attempts = attempts  # type: ignore[attr-defined]
-        exc.route_candidate = candidate  # type: ignore[attr-defined]
-    return exc
-
-
-async def _aclose(it: object) -> None:
-    close = getattr(it, "aclose", None)
-    if close is not None:
-        # closing a broken upstream must not mask the error that broke it
-        with contextlib.suppress(Exception):
-            await close()
+        return OpenedStream(c, chunk, StreamTail(it, on_failure), attempts)
 
 
 def build_router(
