@@ -372,3 +372,17 @@ def test_test_gigachat_checks_oauth_host_and_chats(cli, home: Path) -> None:  # 
         assert bad.exit_code == 6, bad.stderr
         assert "giga: auth rejected by the upstream" in bad.stderr
         assert "d3Jvbmc6a2V5" not in bad.stderr
+
+
+def test_secret_from_keyring_is_used_and_env_still_wins(  # type: ignore[no-untyped-def]
+    cli, home: Path, emulator: RunningServer, memory_keyring: MemoryKeyring
+) -> None:
+    write_config(home, provider_toml("local", f"{emulator.url}/v1"))
+    stored = cli(
+        "providers", "set-secret", "local", "--from-env", "SRC", env={"SRC": "sk-emu-good"}
+    )
+    assert stored.exit_code == 0, stored.stderr
+    ok = cli("providers", "test", "local")  # no env variable: the keyring's secret is used
+    assert ok.exit_code == 0, ok.stderr
+    wins = cli("providers", "test", "local", env={"TEST_LOCAL_KEY": "sk-emu-stale"})
+    assert wins.exit_code == 6  # the (wrong) env variable takes precedence over the keyring
