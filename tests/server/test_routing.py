@@ -163,3 +163,53 @@ def test_providers_status_url_reads_the_running_server(
         assert rows["a"]["failures"] == 1 and rows["b"]["status"] == "healthy"
         bad = cli("providers", "status", "--url", gw.url, "--api-key", "llmgw_wrong")
         assert bad.exit_code == 6
+
+
+async def test_retry_budget_bounds_upstream_attempts_under_concurrent_load(
+    upstream_factory: Callable[..., Any],
+    home: Path,
+    db_file: str,
+    test_engine: Any,
+    auth: dict[str, str],
+    make_settings: Any,
+) -> None:
+    """UP-4: a provider failing every request sees at most requests x 1.2 attempts."""
+    dead = upstream_factory(fail_rate=1.0)
+    settings = two_providers(
+        home,
+        db_file,
+        dead.url,
+        dead.url,
+        failure_threshold=1000,
+        error_rate_min_requests=100_000,
+        max_retries=3,
+        backoff_base=0.01,
+        backoff_max=0.05,
+    )
+    n = 60
+    async with running(settings) as (_, c):
+        body = {"model": "a/gpt-4o-mini", "messages": MSG}
+        rs = await asyncio.gather(
+            *(c.post("/v1/chat/completions", headers=auth, json=body) for _ in range(n))
+        )
+    assert {r.status_code for r in rs} == {502}
+    assert n < dead.app.state.stats.requests <= n * 1.2
+
+
+async def test_upstream_429_reaches_the_client_with_retry_after(
+    upstream_factory: Callable[..., Any],
+    home: Path,
+    db_file: str,
+    test_engine: Any,
+    auth: dict[str, str],
+    make_settings: Any,
+) -> None:
+    busy = upstream_factory(max_concurrency=0)  # every request: 429 with Retry-After: 1
+    settings = two_providers(home, db_file, busy.url, busy.url, failure_threshold=100)
+    async with running(settings) as (_, c):
+        r = await c.post(
+            "/v1/chat/completions", headers=auth, json={"model": "smart", "messages": MSG}
+        )
+    assert r.status_code == 429
+    assert r.headers["retry-after"] == "1"
+    assert r.json()["error"]["type"] == "rate_limit_error"
