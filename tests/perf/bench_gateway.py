@@ -14,6 +14,7 @@ import argparse
 import json
 import os
 import re
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -26,8 +27,10 @@ from typing import Any
 import bench_profile
 import bench_report
 import benchlib as bl
+import gc_probe
 
 UPSTREAM_KEY_ENV = "LLMGW_BENCH_UPSTREAM_KEY"
+GC_TUNED = "10000,20,20"  # with --freeze: the GC setting the gc phase compares against the default
 LLMGW_CONFIG = """\
 [server]
 host = "127.0.0.1"
@@ -223,6 +226,37 @@ class Bench:
                 best["cpu_us_per_req"] = min(cpus) if cpus else None
                 self.results["throughput"].append(best)
 
+    def paired(self, passthrough: bl.Server, llmgw: bl.Server) -> None:
+        """Short back-to-back pass-through/llmgw runs at 50 connections; the median of the ratios.
+
+        Interference from other work on the machine comes in bursts of seconds; two runs a few
+        seconds apart see nearly the same conditions, so their ratio is steadier than either rate.
+        """
+        pairs, secs, ratios = self.args.pairs, 2, []
+        for i in range(pairs):
+            rates = {}
+            for label, server, key in (
+                ("passthrough", passthrough, None),
+                ("llmgw", llmgw, self.key),
+            ):
+                r = bl.wrk(server.url + "/v1/chat/completions", 50, secs, key=key)
+                rates[label] = r["rps"]
+                if label == "llmgw":
+                    self.llmgw_requests += r["requests"]
+            ratios.append(
+                100 * rates["llmgw"] / rates["passthrough"] if rates["passthrough"] else 0.0
+            )
+            log(
+                f"pair {i + 1}/{pairs}: pass-through {rates['passthrough']:.0f}, llmgw {rates['llmgw']:.0f} req/s, {ratios[-1]:.0f}%"
+            )
+        s = sorted(ratios)
+        self.results["paired"] = {
+            "pairs": pairs,
+            "seconds": secs,
+            "ratios": [round(x, 1) for x in ratios],
+            "median": s[len(s) // 2] if len(s) % 2 else (s[len(s) // 2 - 1] + s[len(s) // 2]) / 2,
+        }
+
     def streaming(self, targets: list[tuple[str, bl.Server, str | None, str]]) -> None:
         """TTFT at N concurrent streams per target (label, server, key, model); then the big run.
 
@@ -277,6 +311,73 @@ class Bench:
             self.results["profile"][label] = summary
             log(f"profile of {label}:\n" + bench_profile.render(summary))
 
+    def gc_phase(self) -> None:
+        """GC CPU time per request: llmgw as shipped, llmgw with GC tuned, the pass-through."""
+        secs = self.args.duration
+        variants: list[tuple[str, list[str], list[str]]] = [
+            ("llmgw", [], ["llmgw", "serve", "--port", str(self.llmgw_port)]),
+            (
+                "llmgw, gc tuned",
+                ["--freeze", "--threshold", GC_TUNED],
+                ["llmgw", "serve", "--port", str(self.llmgw_port)],
+            ),
+        ]
+        pt_port = bl.free_port()
+        pt_cmd = [str(bl.HERE / "passthrough.py"), "--port", str(pt_port)]
+        pt_cmd += ["--upstream", f"http://127.0.0.1:{self.nginx_port}"]
+        variants.append(("passthrough", [], pt_cmd))
+        rows: dict[str, dict[str, Any]] = {}
+        for rnd in range(self.args.repeat):
+            for label, probe_args, cmd in variants:
+                out = self.tmp / f"gc-{len(rows)}-{rnd}.jsonl"
+                argv = [
+                    bl.PYTHON,
+                    str(bl.HERE / "gc_probe.py"),
+                    "--out",
+                    str(out),
+                    *probe_args,
+                    "--",
+                    *cmd,
+                ]
+                is_gw = cmd[0] == "llmgw"
+                port = self.llmgw_port if is_gw else pt_port
+                s = self._start(
+                    "gc-probe",
+                    argv,
+                    port,
+                    bl.SERVER_CPU,
+                    env=self.env,
+                    stdout=self.tmp / "gc-probe.out",
+                )
+                bl.wait_ready(s, "/readyz" if is_gw else None, timeout=90)
+                key = self.key if is_gw else None
+                url = s.url + "/v1/chat/completions"
+                w = bl.wrk(url, 50, max(1.0, secs / 5), key=key)
+                s.popen.send_signal(signal.SIGUSR1)
+                r = bl.wrk(url, 50, secs, key=key, during=s)
+                s.popen.send_signal(signal.SIGUSR1)
+                time.sleep(0.3)
+                s.check_alive()
+                if is_gw:
+                    self.llmgw_requests += w["requests"] + r["requests"]
+                self.stop(s)
+                snaps = [json.loads(x) for x in out.read_text().splitlines()]
+                gc_s, counts = gc_probe.gc_seconds(snaps[-2], snaps[-1])
+                row = {
+                    "rps": r["rps"],
+                    "cpu_us_per_req": r["cpu_us_per_req"],
+                    "gc_us_per_req": gc_s * 1e6 / max(1, r["requests"]),
+                    "collections": counts,
+                }
+                log(
+                    f"gc round {rnd + 1} {label:16s} {row['rps']:7.0f} req/s  CPU/req"
+                    f" {row['cpu_us_per_req'] or 0:.0f} us  GC/req {row['gc_us_per_req']:.0f} us  {counts}"
+                )
+                best = rows.get(label)
+                if best is None or (row["cpu_us_per_req"] or 1e9) < (best["cpu_us_per_req"] or 1e9):
+                    rows[label] = row
+        self.results["gc"] = {"tuned": GC_TUNED, "rows": rows}
+
     def memory(self) -> None:
         """A fresh llmgw: wrk at c=50 in chunks until the request goal; RSS after every chunk."""
         s = self.start_llmgw("llmgw-mem")
@@ -309,13 +410,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options; --quick shortens every phase."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument(
-        "--quick", action="store_true", help="3 s runs, 20k memory requests, 100 streams"
+        "--quick",
+        action="store_true",
+        help="3 s runs, 1 round, 20k memory requests, 300 big streams",
     )
     p.add_argument("--duration", type=float, help="seconds per wrk run (default 10, quick 3)")
     p.add_argument("--repeat", type=int, help="interleaved rounds, best kept (default 3, quick 1)")
     p.add_argument(
         "--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 10, 50]
     )
+    p.add_argument("--pairs", type=int, help="paired 2 s runs for the ratio (default 10, quick 4)")
     p.add_argument("--streams", type=int, default=100, help="concurrent streams for TTFT")
     p.add_argument(
         "--big-streams", type=int, help="concurrent streams that must all complete (default 1000)"
@@ -333,19 +437,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--emu-chunk-ms", type=float, default=5.0, help="emulator: delay between SSE frames"
     )
     p.add_argument(
-        "--skip", default="", help="phases to skip, comma-separated: llmgw,streaming,memory"
+        "--skip", default="", help="phases to skip, comma-separated: llmgw,streaming,gc,memory"
     )
     p.add_argument(
         "--no-write", action="store_true", help="print the report, leave docs/performance.md alone"
     )
     p.add_argument(
-        "--profile", action="store_true", help="py-spy llmgw at 50 connections (extra run)"
+        "--no-profile",
+        dest="profile",
+        action="store_false",
+        help="skip the py-spy profiles (an extra run per Python server; skipped without py-spy)",
     )
     p.add_argument("--json", type=Path, help="also write the raw results here")
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, config, database)")
     a = p.parse_args(argv)
     a.duration = a.duration or (3.0 if a.quick else 10.0)
     a.repeat = a.repeat or (1 if a.quick else 3)
+    a.pairs = a.pairs if a.pairs is not None else (4 if a.quick else 10)
     a.big_streams = a.big_streams or (300 if a.quick else 1000)
     a.memory_requests = a.memory_requests or (10_000 if a.quick else 100_000)
     a.memory_chunk = 3.0 if a.quick else 10.0
@@ -374,6 +482,8 @@ def main(argv: list[str] | None = None) -> int:
             llmgw = b.start_llmgw()
             targets.append(("llmgw", llmgw, b.key))
         b.throughput(targets, nginx)
+        if with_llmgw and args.pairs:
+            b.paired(passthrough, llmgw)
         if args.profile:
             b.profile([t for t in targets if t[0] != "nginx"])
         if "streaming" not in args.skip:
@@ -396,6 +506,8 @@ def main(argv: list[str] | None = None) -> int:
             b.results["access_log_lines"] = (
                 sum(1 for _ in access.open("rb")) if access.exists() else None
             )
+            if "gc" not in args.skip:
+                b.gc_phase()
             if "memory" not in args.skip:
                 b.memory()
             b.results["usage_rows"] = b.usage_rows()

@@ -52,6 +52,16 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                 None if at_top is None else at_top >= 70,
             )
         )
+    pr = results.get("paired")
+    if pr:
+        lo, hi = min(pr["ratios"]), max(pr["ratios"])
+        out.append(
+            (
+                f"same, median of {pr['pairs']} back-to-back {pr['seconds']} s pairs at c=50 (steadier)",
+                f"{pr['median']:.0f}% (range {lo:.0f}-{hi:.0f}%)",
+                pr["median"] >= 70,
+            )
+        )
     g, p = _row(results, "llmgw", top), _row(results, "passthrough", top)
     if g and p and g.get("cpu_us_per_req") and p.get("cpu_us_per_req"):
         cap = 100 * p["cpu_us_per_req"] / g["cpu_us_per_req"]
@@ -189,6 +199,25 @@ def render(results: dict[str, Any]) -> str:
         lines += ["| requests | " + " | ".join(f"{n:,}" for n, _ in mem["samples"]) + " |"]
         lines += ["|---|" + "---:|" * len(mem["samples"])]
         lines += ["| RSS MiB | " + " | ".join(f"{v:.1f}" for _, v in mem["samples"]) + " |"]
+    gcr = results.get("gc")
+    if gcr:
+        lines += [
+            "",
+            "### Garbage collector (wrk at 50 connections; `tests/perf/gc_probe.py`)",
+            "",
+            f'GC CPU time measured with `gc.callbacks`; "gc tuned" = `gc.freeze()` after start-up and'
+            f" `gc.set_threshold({gcr['tuned']})`. Lowest CPU/request of the rounds.",
+            "",
+            "| server | req/s | CPU µs/req | GC µs/req | GC share | collections gen0/1/2 |",
+            "|---|---:|---:|---:|---:|---|",
+        ]
+        for label, row in gcr["rows"].items():
+            cpu = row["cpu_us_per_req"]
+            share = f"{100 * row['gc_us_per_req'] / cpu:.0f}%" if cpu else "-"
+            lines.append(
+                f"| {label} | {row['rps']:,.0f} | {_f(cpu, '.0f')} | {row['gc_us_per_req']:.0f} | {share}"
+                f" | {'/'.join(str(c) for c in row['collections'])} |"
+            )
     for label, prof in (results.get("profile") or {}).items():
         lines += ["", f"### Profile of {label} at 50 connections", ""]
         lines += [bench_profile.render(prof)]
