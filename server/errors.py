@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from llmgw.errors import InvalidRequest, LlmgwError, RateLimited
@@ -67,6 +67,10 @@ def to_llmgw_error(exc: BaseException) -> LlmgwError:
         return exc
     if isinstance(exc, ValidationError):
         return validation_error(exc)
+    if isinstance(exc, ClientDisconnect):
+        gone = LlmgwError("the client closed the connection", code="client_disconnected")
+        gone.http_status = 499
+        return gone
     if isinstance(exc, HTTPException):
         status = exc.status_code
         err = LlmgwError(_http_message(exc), code=None)

@@ -14,9 +14,10 @@ import logging
 import sys
 import threading
 from collections import deque
+from collections.abc import Callable
 from typing import TextIO
 
-__all__ = ["BatchedStreamHandler"]
+__all__ = ["BatchedStreamHandler", "access_sink"]
 
 
 class BatchedStreamHandler(logging.Handler):
@@ -51,6 +52,13 @@ class BatchedStreamHandler(logging.Handler):
             return
         self._pending.append(line)
 
+    def enqueue(self, line: str) -> None:
+        """Queue an already formatted line (the access log's fast path: no ``LogRecord``)."""
+        if len(self._pending) >= self.max_pending:
+            self.dropped += 1
+            return
+        self._pending.append(line)
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             self._write()
@@ -76,3 +84,18 @@ class BatchedStreamHandler(logging.Handler):
         self._stop.set()
         self._write()
         super().close()
+
+
+def access_sink(logger: logging.Logger) -> Callable[[str], None]:
+    """Where access-log lines go: straight into a lone ``BatchedStreamHandler`` when that is the
+    logger's only destination (``llmgw serve``), else ``logger.info`` (tests, custom logging)."""
+    handlers = logger.handlers
+    if (
+        not logger.propagate
+        and len(handlers) == 1
+        and isinstance(handlers[0], BatchedStreamHandler)
+        and logger.isEnabledFor(logging.INFO)
+        and not logger.filters
+    ):
+        return handlers[0].enqueue
+    return logger.info

@@ -8,12 +8,14 @@ import logging
 import os
 import re
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 
 import orjson
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmgw.server.errors import error_response
+from llmgw.server.logs import access_sink
 from llmgw.server.metrics import Metrics
 
 __all__ = ["RequestContext", "RequestMiddleware", "new_request_id"]
@@ -74,6 +76,7 @@ class RequestMiddleware:
         self.app = app
         self.metrics = metrics
         self.log_enabled = access_log_enabled
+        self._sink: Callable[[str], None] | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -143,4 +146,7 @@ class RequestMiddleware:
             "stream": ctx.stream,
             "error": ctx.error_type,
         }
-        access_log.info(orjson.dumps(line).decode())
+        sink = self._sink
+        if sink is None:  # resolved on first use: logging is configured before requests arrive
+            sink = self._sink = access_sink(access_log)
+        sink(orjson.dumps(line).decode())

@@ -10,7 +10,7 @@ from typing import Any, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.types import Receive
 
 from llmgw.errors import (
@@ -59,12 +59,15 @@ async def read_json(request: Request, limit: int) -> dict[str, Any]:
             raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
     parts: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
-        if chunk:
-            parts.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
+            if chunk:
+                parts.append(chunk)
+    except ClientDisconnect:
+        raise ClientDisconnected("the client closed the connection while sending") from None
     raw = parts[0] if len(parts) == 1 else b"".join(parts)
     if not raw:
         raise InvalidRequest("request body is empty; send a JSON object")

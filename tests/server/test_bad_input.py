@@ -163,3 +163,26 @@ async def test_bad_requests_after_auth_are_recorded(
         (400, "invalid_request"),
         (404, "model_not_found"),
     ]
+
+
+def test_client_gone_mid_body_is_499_not_a_crash(
+    gateway_server: Any, key: Any, read_usage: Any, caplog: Any
+) -> None:
+    import socket
+    import time
+
+    caplog.set_level("INFO")
+    with socket.create_connection(("127.0.0.1", gateway_server.port), timeout=5) as s:
+        s.sendall(
+            b"POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Authorization: Bearer " + key.secret.encode() + b"\r\nContent-Length: 1000\r\n\r\n"
+            b'{"model": "gpt-4o-mini", '
+        )
+        time.sleep(0.2)
+    deadline = time.monotonic() + 5
+    while not gateway_of(gateway_server.app).flush_usage(5) or not read_usage():
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    rows = read_usage()
+    assert [(r["status"], r["error_type"]) for r in rows] == [(499, "client_disconnected")]
+    assert "unhandled" not in caplog.text
