@@ -157,9 +157,18 @@ class RateLimited(LlmgwError):
     error_type = "rate_limit_error"
     code = "rate_limit_exceeded"
 
-    def __init__(self, message: str, *, retry_after: float | None = None, **kw: str | None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        local: bool = False,
+        **kw: str | None,
+    ) -> None:
         super().__init__(message, **kw)
         self.retry_after = retry_after
+        self.local = local
+        """True when the gateway's own per-upstream cap refused the call (the upstream is not at fault)."""
 
 
 class DatabaseError(LlmgwError):

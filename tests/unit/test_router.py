@@ -289,8 +289,7 @@ async def test_a_provider_that_was_not_built_is_skipped() -> None:
 
 
 async def test_local_concurrency_rejection_falls_back_without_charging_the_breaker() -> None:
-    busy = RateLimited("upstream a is at its concurrency limit", retry_after=1.0)
-    busy.local = True  # type: ignore[attr-defined]
+    busy = RateLimited("upstream a is at its concurrency limit", retry_after=1.0, local=True)
     a, b = Fake("a", busy), Fake("b")
     router, _ = build({"a": a, "b": b}, threshold=1)
     for _ in range(3):

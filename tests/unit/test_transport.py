@@ -307,6 +307,7 @@ async def test_queue_timeout_gives_rate_limited(make_upstream) -> None:  # type:
         with pytest.raises(RateLimited, match="concurrency limit") as info:
             await t.post_json("chat/completions", CHAT)
         assert info.value.retry_after == 1.0
+        assert info.value.local is True  # the router must not blame the upstream for our queue
         assert (await first)[0] == 200
         assert up.stats.requests == 1  # the rejected call never reached the upstream
     finally:

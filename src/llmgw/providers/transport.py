@@ -190,6 +190,7 @@ class Transport:
                         f"upstream {self.provider} is at its concurrency limit "
                         f"({self.max_concurrency}); try again shortly",
                         retry_after=1.0,
+                        local=True,  # our cap, not the upstream's: don't charge its breaker
                     ) from None
             else:
                 await sem.acquire()
