@@ -159,7 +159,9 @@ class GigaChatProvider:
             and isinstance(data.get("code"), int)
             and isinstance(data.get("message"), str)
         ):
-            return f", code {data['code']}: {redact(data['message'][:200], [self._credentials])}"
+            return (
+                f", code {data['code']}: {redact(data['message'], [self._credentials], limit=200)}"
+            )
         return ""
 
     # -- calls -------------------------------------------------------------------------------
@@ -193,7 +195,7 @@ class GigaChatProvider:
         try:
             data = orjson.loads(body)
             if isinstance(data, dict) and isinstance(data.get("message"), str):
-                message = redact(data["message"][:300], [self._credentials, token])
+                message = redact(data["message"], [self._credentials, token], limit=300)
         except orjson.JSONDecodeError:
             pass
         p = self.name

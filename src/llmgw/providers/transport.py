@@ -48,15 +48,19 @@ MAX_ERROR_BODY_BYTES = 1024 * 1024
 MAX_EVENT_BYTES = 16 * 1024 * 1024
 
 
-def redact(text: str, secrets: Iterable[str] = ()) -> str:
-    """``text`` without the given secrets, bearer tokens or ``sk-``-style keys; one line, capped."""
+def redact(text: str, secrets: Iterable[str] = (), limit: int = 500) -> str:
+    """``text`` without the given secrets, bearer tokens or ``sk-``-style keys; one line, capped.
+
+    Cut to ``limit`` characters only *after* redaction: cutting first would turn a secret that
+    straddles the cut into a fragment the exact-match step no longer finds.
+    """
     for s in secrets:
         if s and len(s) >= 4:
             text = text.replace(s, "[redacted]")
     text = _BEARER.sub(r"\1 [redacted]", text)
     text = _KEYLIKE.sub("[redacted]", text)
     text = " ".join(text.split())
-    return text if len(text) <= 500 else text[:497] + "..."
+    return text if len(text) <= limit else text[: max(0, limit - 3)] + "..."
 
 
 _BEARER = re.compile(r"(?i)\b(bearer|basic|api-key|oauth)\s+[^\s'\",]+")

@@ -183,7 +183,7 @@ class YandexGPTProvider:
                 else None
             )
             if isinstance(raw, str):
-                message = redact(raw[:300], self._secrets(token))
+                message = redact(raw, self._secrets(token), limit=300)
         except orjson.JSONDecodeError:
             pass
         p = self.name

@@ -128,7 +128,7 @@ class ServiceAccountTokens:
             try:
                 msg = orjson.loads(resp.content).get("message")
                 if isinstance(msg, str):
-                    detail = ": " + redact(msg[:200], [signed])
+                    detail = ": " + redact(msg, [signed], limit=200)
             except (orjson.JSONDecodeError, AttributeError):
                 pass
             raise UpstreamError(

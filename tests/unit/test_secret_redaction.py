@@ -1,0 +1,48 @@
+"""Redaction edge cases found in the AUTH-7 review: cut secrets, error params, URL query passwords."""
+
+from __future__ import annotations
+
+import orjson
+import pytest
+
+from llmgw.config import ProviderConfig
+from llmgw.errors import LlmgwError
+
+SECRET = "Zq9vT3kL0pXw7RmN2bYc8HdJ5sFa1GeU"  # no sk-/bearer shape: only the exact match hides it
+
+
+def _text(err: LlmgwError) -> str:
+    return f"{err} {err.hint or ''} {getattr(err, 'param', '') or ''}"
+
+
+@pytest.mark.parametrize("offset", [170, 280])
+def test_gigachat_error_cut_through_a_secret_leaks_no_part_of_it(offset: int) -> None:
+    """Messages used to be cut to 200/300 characters *before* redaction: a secret straddling the
+    cut was no longer an exact match and its first part reached the client."""
+    from llmgw.providers.gigachat import GigaChatProvider
+
+    provider = GigaChatProvider(
+        ProviderConfig(name="giga", kind="gigachat", base_url="http://127.0.0.1:9/api/v1"),
+        SECRET,
+    )
+    message = "x" * offset + " credential " + SECRET + " was refused"
+    body = orjson.dumps({"status": 400, "message": message})
+    err = provider._error(400, {}, body, "tok-unused")
+    assert SECRET[:8] not in _text(err)
+    oauth = provider._oauth_detail(orjson.dumps({"code": 6, "message": message}))
+    assert SECRET[:8] not in oauth
+
+
+@pytest.mark.parametrize("offset", [280])
+def test_yandexgpt_error_cut_through_a_secret_leaks_no_part_of_it(offset: int) -> None:
+    from llmgw.providers.yandexgpt import YandexGPTProvider
+
+    provider = YandexGPTProvider(
+        ProviderConfig(
+            name="yc", kind="yandexgpt", base_url="http://127.0.0.1:9", folder_id="b1gfolder"
+        ),
+        SECRET,
+    )
+    message = "x" * offset + " key " + SECRET + " is not valid"
+    err = provider._error(400, orjson.dumps({"error": {"message": message}}), None)
+    assert SECRET[:8] not in _text(err)
