@@ -7,6 +7,7 @@ import pytest
 
 from llmgw.config import ProviderConfig
 from llmgw.errors import LlmgwError
+from llmgw.providers.openai_compat import map_status
 
 SECRET = "Zq9vT3kL0pXw7RmN2bYc8HdJ5sFa1GeU"  # no sk-/bearer shape: only the exact match hides it
 
@@ -46,3 +47,15 @@ def test_yandexgpt_error_cut_through_a_secret_leaks_no_part_of_it(offset: int) -
     message = "x" * offset + " key " + SECRET + " is not valid"
     err = provider._error(400, orjson.dumps({"error": {"message": message}}), None)
     assert SECRET[:8] not in _text(err)
+
+
+def test_openai_error_param_is_redacted() -> None:
+    """``error.param`` of an upstream 400 is passed on to the client: it must be redacted too."""
+    body = orjson.dumps(
+        {"error": {"message": "bad header", "param": f"Authorization: Bearer {SECRET}"}}
+    )
+    err = map_status("up", 400, {}, body, secrets=(SECRET,))
+    assert SECRET not in _text(err)
+    assert err.http_status == 400
+    body = orjson.dumps({"error": {"message": "bad", "param": f"key={SECRET}"}})
+    assert SECRET not in _text(map_status("up", 422, {}, body, secrets=(SECRET,)))

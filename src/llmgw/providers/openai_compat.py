@@ -81,7 +81,9 @@ def _upstream_message(body: bytes, secrets: tuple[str, ...]) -> tuple[str | None
     if not isinstance(err, dict) or not isinstance(err.get("message"), str):
         return None, None
     param = err.get("param")
-    return redact(err["message"], secrets), (param[:100] if isinstance(param, str) else None)
+    return redact(err["message"], secrets), (
+        redact(param, secrets, limit=100) if isinstance(param, str) else None
+    )
 
 
 def map_status(
