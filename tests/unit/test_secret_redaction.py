@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import orjson
 import pytest
 
 from llmgw.config import ProviderConfig
 from llmgw.errors import LlmgwError
 from llmgw.providers.openai_compat import map_status
+from llmgw.storage.db import redact_url
 
 SECRET = "Zq9vT3kL0pXw7RmN2bYc8HdJ5sFa1GeU"  # no sk-/bearer shape: only the exact match hides it
 
@@ -59,3 +64,33 @@ def test_openai_error_param_is_redacted() -> None:
     assert err.http_status == 400
     body = orjson.dumps({"error": {"message": "bad", "param": f"key={SECRET}"}})
     assert SECRET not in _text(map_status("up", 422, {}, body, secrets=(SECRET,)))
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        f"postgresql://llmgw@db.example:5432/llmgw?password={SECRET}",
+        f"postgresql://db.example/llmgw?sslmode=require&sslpassword={SECRET}",
+        f"redis://127.0.0.1:6379/0?password={SECRET}",
+        f"postgresql://llmgw:{SECRET}@db.example/llmgw",
+    ],
+)
+def test_redact_url_hides_passwords_in_the_query_string(url: str) -> None:
+    out = redact_url(url)
+    assert SECRET not in out
+    assert out.split("://", 1)[0] == url.split("://", 1)[0]
+    assert "db.example" in out or "127.0.0.1" in out
+
+
+def test_config_show_masks_a_query_string_password(cli: Any, home: Path) -> None:
+    env = {
+        "LLMGW_DATABASE_URL": f"postgresql://llmgw@db.example/llmgw?password={SECRET}",
+        "LLMGW_REDIS_URL": f"redis://127.0.0.1:6379/0?password={SECRET}x",
+    }
+    res = cli("config", "show", "--json", env=env)
+    assert res.exit_code == 0, res.stderr
+    assert SECRET not in res.stdout + res.stderr
+    rows = {r["key"]: r["value"] for r in json.loads(res.stdout)["settings"]}
+    assert rows["database.url"].startswith("postgresql://llmgw@db.example/llmgw?password=")
+    table = cli("config", "show", env=env)
+    assert table.exit_code == 0 and SECRET not in table.stdout + table.stderr

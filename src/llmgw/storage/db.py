@@ -33,13 +33,20 @@ def normalize_url(raw: str) -> URL:
     return url
 
 
+# Query parameters that carry a credential (libpq and redis-py accept ``?password=``).
+_SECRET_PARAMS = frozenset({"password", "sslpassword", "token", "access_token"})
+
+
 def redact_url(url: str | URL) -> str:
-    """The URL as text with any password masked, safe for logs and errors."""
+    """The URL as text with any password masked (also in the query string), safe for logs."""
     if isinstance(url, str):
         try:
             url = make_url(url)
         except ArgumentError:
             return "<invalid url>"
+    hidden = {k: "***" for k in url.query if k.lower() in _SECRET_PARAMS}
+    if hidden:
+        url = url.update_query_dict(hidden)
     return url.render_as_string(hide_password=True)
 
 
