@@ -94,3 +94,19 @@ def test_config_show_masks_a_query_string_password(cli: Any, home: Path) -> None
     assert rows["database.url"].startswith("postgresql://llmgw@db.example/llmgw?password=")
     table = cli("config", "show", env=env)
     assert table.exit_code == 0 and SECRET not in table.stdout + table.stderr
+
+
+def test_config_show_masks_credentials_in_a_provider_base_url(cli: Any, tmp_path: Path) -> None:
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(
+        '[[providers]]\nname = "proxy"\nkind = "openai"\n'
+        f'base_url = "https://llmgw:{SECRET}@proxy.example/v1"\n\n'
+        '[[providers]]\nname = "plain"\nkind = "openai"\n'
+        'base_url = "http://127.0.0.1:9001/v1?api-version=2024-06-01"\n'
+    )
+    res = cli("--config", str(cfg), "config", "show", "--json")
+    assert res.exit_code == 0, res.stderr
+    assert SECRET not in res.stdout
+    rows = {r["key"]: r["value"] for r in json.loads(res.stdout)["settings"]}
+    assert rows["providers.0.base_url"] == "https://llmgw:***@proxy.example/v1"
+    assert rows["providers.1.base_url"] == "http://127.0.0.1:9001/v1?api-version=2024-06-01"
