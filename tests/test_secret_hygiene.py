@@ -107,7 +107,8 @@ def config(tmp_path: Path, pg_url: str, emulators: dict[str, Any]) -> tuple[Path
     db_url = pg_url.replace("postgres@", f"postgres:{db_password}@", 1)  # trust auth ignores it
     text = f'log_level = "debug"\n\n[database]\nurl = "{db_url}"\n\n'
     text += "[server]\naccess_log = true\nkey_cache_seconds = 0.5\n\n"
-    text += "[usage]\nflush_interval = 0.05\n\n[routing]\nbackoff_base = 0.01\n\n"
+    text += "[usage]\nflush_interval = 0.05\n\n"
+    text += "[routing]\nbackoff_base = 0.01\nhealth_write_interval = 0.2\n\n"
     text += _provider("openai", emulators["ok"].url, ["gpt-4o-mini", "text-embedding-3-small"])
     for fault, server in emulators["faulty"].items():
         text += _provider(fault.replace("_", "-"), server.url, [f"m-{fault}"])
@@ -232,6 +233,8 @@ def _traffic(run: Run, url: str, keys: dict[str, str], emulators: dict[str, Any]
         assert emu.oauth_calls >= 1 and emu.tokens
         for i, token in enumerate(emu.tokens):
             run.secrets[f"gigachat access token {i}"] = token
+        health = run.keep("api/providers", c.get("/api/providers", headers=bearer))
+        assert health.status_code == 200 and '"last_error":"' in health.text, health.text
         metrics = run.keep("metrics", c.get("/metrics"))
         assert "llmgw_" in metrics.text
         run.seen.append(metrics.text)
@@ -305,7 +308,10 @@ def test_no_secret_anywhere(
         rows = _wait_for_usage(engine, 15)
         assert len(rows) >= 15, rows  # the authenticated requests were recorded
         assert any(r["status"] != 200 for r in rows)
-        tables = _all_rows(engine)
+        deadline = time.monotonic() + 5  # provider health rows (with last_error) are written too
+        while "'last_error': '" not in (tables := _all_rows(engine)):
+            assert time.monotonic() < deadline, tables[-2000:]
+            time.sleep(0.1)
     finally:
         engine.dispose()
 
