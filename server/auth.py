@@ -116,7 +116,7 @@ class KeyCache:
         self._stale_grace = stale_grace
         self._touch_interval = touch_interval
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
-        self._pending: dict[str, asyncio.Future[_Key]] = {}
+        self._pending: dict[str, asyncio.Task[_Key]] = {}
         self._lookups = asyncio.Semaphore(max_lookups)
         self._seen: dict[uuid.UUID, float] = {}
         self._flusher: asyncio.Task[None] | None = None
@@ -153,26 +153,20 @@ class KeyCache:
             )
 
     async def _lookup(self, secret: str, digest: str, stale: _Entry | None) -> _Key:
-        pending = self._pending.get(digest)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        fut: asyncio.Future[_Key] = asyncio.get_running_loop().create_future()
-        self._pending[digest] = fut
-        try:
-            info = await self._fetch(secret, digest, stale)
-        except BaseException as exc:
-            if not fut.done():
-                if isinstance(exc, asyncio.CancelledError):
-                    fut.cancel()
-                else:
-                    fut.set_exception(exc)
-                    fut.exception()  # mark retrieved: waiters may be none
-            raise
-        else:
-            fut.set_result(info)
-            return info
-        finally:
-            self._pending.pop(digest, None)
+        # One look-up per digest at a time, in its own task: a requester that goes away (client
+        # disconnect) must not cancel the look-up the other requesters wait for.
+        task = self._pending.get(digest)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(self._fetch(secret, digest, stale))
+            self._pending[digest] = task
+            task.add_done_callback(lambda t: self._done(digest, t))
+        return await asyncio.shield(task)
+
+    def _done(self, digest: str, task: asyncio.Task[_Key]) -> None:
+        if self._pending.get(digest) is task:
+            del self._pending[digest]
+        if not task.cancelled():
+            task.exception()  # retrieved here, so an error with no waiter left is not "lost"
 
     async def _fetch(self, secret: str, digest: str, stale: _Entry | None) -> _Key:
         async with self._lookups:

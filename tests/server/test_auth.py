@@ -169,3 +169,18 @@ def test_odd_hosts_and_request_lines_never_bypass_auth(
     status = int(data.split(b" ", 2)[1])
     assert status in (400, 401, 404), data[:300]
     assert b'"status":"ok"' not in data and b'"object":"list"' not in data
+
+
+async def test_a_requester_leaving_does_not_fail_the_others(
+    app: Any, key: Any, test_engine: Any
+) -> None:
+    """Single flight: cancelling the first requester leaves the shared look-up running."""
+    g = gateway_of(app)
+    headers = [(b"authorization", f"Bearer {key.secret}".encode())]
+    first = asyncio.create_task(g.auth.authenticate(headers))
+    others = [asyncio.create_task(g.auth.authenticate(headers)) for _ in range(5)]
+    await asyncio.sleep(0)  # everyone is waiting on the one look-up now
+    first.cancel()
+    infos = await asyncio.gather(*others)
+    assert {i.id for i in infos} == {key.info.id}
+    assert first.cancelled()
