@@ -4,7 +4,8 @@ One gateway process (access log on, log level debug, stdout/stderr captured to f
 of OpenAI emulators that demand an upstream API key (one healthy, four misbehaving: a 500 that
 echoes the request's credentials, an HTML error page, truncated JSON, a redirect to another
 host) and a GigaChat emulator with its own authorization key (OAuth token exchange, an API
-fault that echoes the access token, an OAuth fault that echoes the authorization key). Keys
+fault that echoes the access token, an OAuth fault that echoes the authorization key) and a
+YandexGPT emulator with an API key (and a fault that echoes it). Keys
 are issued, rotated and revoked through the CLI; clients call with good, wrong, revoked and
 x-api-key credentials. Then every secret must occur zero times (whole, or its last 16
 characters) in: the server's logs, every response body and header, ``/metrics``, every row of
@@ -29,7 +30,7 @@ import httpx
 import pytest
 import sqlalchemy as sa
 
-from llmgw.emulators import gigachat
+from llmgw.emulators import gigachat, yandexgpt
 from llmgw.emulators.openai import create_app as openai_app
 from llmgw.emulators.runner import RunningServer, serve_in_thread
 
@@ -88,6 +89,9 @@ def emulators() -> Iterator[dict[str, Any]]:
     }
     giga_app = gigachat.create_app(credentials=giga_key, max_concurrency=10)
     giga = start(giga_app)
+    yandex_key = "AQVN" + secrets.token_urlsafe(30)
+    yandex_app = yandexgpt.create_app(api_keys=[yandex_key])
+    yandex = start(yandex_app)
     yield {
         "upstream_key": upstream_key,
         "giga_key": giga_key,
@@ -95,6 +99,9 @@ def emulators() -> Iterator[dict[str, Any]]:
         "faulty": faulty,
         "giga": giga,
         "giga_emu": giga_app.state.emulator,
+        "yandex_key": yandex_key,
+        "yandex": yandex,
+        "yandex_emu": yandex_app.state.emulator,
     }
     for server in running:
         server.stop()
@@ -117,7 +124,12 @@ def config(tmp_path: Path, pg_url: str, emulators: dict[str, Any]) -> tuple[Path
         '[[providers]]\nname = "giga"\nkind = "gigachat"\n'
         f'base_url = "{giga}/api/v1"\nauth_url = "{giga}/api/v2/oauth"\n'
         'scope = "GIGACHAT_API_B2B"\napi_key_env = "HYGIENE_GIGA_KEY"\n'
-        'models = ["GigaChat-2", "Embeddings"]\nfirst_byte_timeout = 5\n'
+        'models = ["GigaChat-2", "Embeddings"]\nfirst_byte_timeout = 5\n\n'
+    )
+    text += (
+        '[[providers]]\nname = "yandex"\nkind = "yandexgpt"\n'
+        f'base_url = "{emulators["yandex"].url}"\nfolder_id = "{yandexgpt.DEFAULT_FOLDER}"\n'
+        'api_key_env = "HYGIENE_YANDEX_KEY"\nmodels = ["yandexgpt-lite"]\nfirst_byte_timeout = 5\n'
     )
     path = tmp_path / "config.toml"
     path.write_text(text)
@@ -136,6 +148,7 @@ def gateway(
         "LLMGW_HOME": str(home),
         "HYGIENE_UPSTREAM_KEY": emulators["upstream_key"],
         "HYGIENE_GIGA_KEY": emulators["giga_key"],
+        "HYGIENE_YANDEX_KEY": emulators["yandex_key"],
     }
     cmd = [LLMGW, "--config", str(config[0]), "serve", "--port", str(port)]
     cmd += ["--drain-seconds", "2"]
@@ -233,6 +246,13 @@ def _traffic(run: Run, url: str, keys: dict[str, str], emulators: dict[str, Any]
         assert emu.oauth_calls >= 1 and emu.tokens
         for i, token in enumerate(emu.tokens):
             run.secrets[f"gigachat access token {i}"] = token
+        # YandexGPT with an API key: works, then its API echoes the credential
+        assert chat("yandex-chat", "yandex/yandexgpt-lite", bearer).status_code == 200
+        assert stream("yandex-stream", "yandex/yandexgpt-lite", bearer).status_code == 200
+        emulators["yandex_emu"].fault = "echo_credentials"
+        assert chat("yandex-echo", "yandex/yandexgpt-lite", bearer).status_code >= 400
+        stream("yandex-stream-echo", "yandex/yandexgpt-lite", bearer)
+        emulators["yandex_emu"].fault = None
         health = run.keep("api/providers", c.get("/api/providers", headers=bearer))
         assert health.status_code == 200 and '"last_error":"' in health.text, health.text
         metrics = run.keep("metrics", c.get("/metrics"))
@@ -296,6 +316,7 @@ def test_no_secret_anywhere(
     run.secrets.update({f"gateway key {k}": v for k, v in keys.items()})
     run.secrets["upstream API key"] = emulators["upstream_key"]
     run.secrets["GigaChat authorization key"] = emulators["giga_key"]
+    run.secrets["YandexGPT API key"] = emulators["yandex_key"]
     run.secrets["database password"] = db_password
     time.sleep(0.6)  # the server's key cache (0.5 s) has seen the revocations
 
