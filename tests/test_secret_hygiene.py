@@ -1,7 +1,7 @@
 """AUTH-7 end to end: no secret issued during a real ``llmgw serve`` run shows up anywhere.
 
 One gateway process (access log on, log level debug, stdout/stderr captured to files) in front
-of OpenAI emulators that demand an upstream API key (one healthy, four misbehaving: a 500 that
+of OpenAI emulators that demand an upstream API key (one healthy, four misbehaving: an error that
 echoes the request's credentials, an HTML error page, truncated JSON, a redirect to another
 host) and a GigaChat emulator with its own authorization key (OAuth token exchange, an API
 fault that echoes the access token, an OAuth fault that echoes the authorization key) and a
@@ -139,8 +139,8 @@ def config(tmp_path: Path, pg_url: str, emulators: dict[str, Any]) -> tuple[Path
 @pytest.fixture
 def gateway(
     config: tuple[Path, str], emulators: dict[str, Any], home: Path, tmp_path: Path
-) -> Iterator[tuple[str, Path, Path]]:
-    """A real ``llmgw serve`` process; yields (base URL, stdout file, stderr file)."""
+) -> Iterator[tuple[str, Path, Path, subprocess.Popen[bytes]]]:
+    """A real ``llmgw serve`` process; yields (base URL, stdout file, stderr file, process)."""
     port = _free_port()
     out, err = tmp_path / "serve.stdout", tmp_path / "serve.stderr"
     env = {
@@ -166,7 +166,7 @@ def gateway(
             if proc.poll() is not None or time.monotonic() > deadline:
                 raise AssertionError(out.read_text() + err.read_text())
             time.sleep(0.1)
-        yield url, out, err
+        yield url, out, err, proc
     finally:
         if proc.poll() is None:
             proc.terminate()
@@ -283,12 +283,12 @@ def _all_rows(engine: sa.Engine) -> str:
 def test_no_secret_anywhere(
     cli: Any,
     config: tuple[Path, str],
-    gateway: tuple[str, Path, Path],
+    gateway: tuple[str, Path, Path, subprocess.Popen[bytes]],
     emulators: dict[str, Any],
     pg_url: str,
 ) -> None:
     cfg, db_password = config
-    url, out_file, err_file = gateway
+    url, out_file, err_file, proc = gateway
     run = Run()
 
     created: list[str] = []
@@ -356,6 +356,8 @@ def test_no_secret_anywhere(
             cli, cfg, "config", "show", "--json", env=query_env
         ),
     }
+    proc.terminate()  # SIGTERM: drain, flush the access log and usage, exit 0
+    assert proc.wait(15) == 0
     logs = out_file.read_text(errors="replace") + err_file.read_text(errors="replace")
     # the captures are real: one access-log line per request was written, usage was exported
     assert logs.count('"request_id":"req_') >= 25, logs[-2000:]
