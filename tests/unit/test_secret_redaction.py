@@ -110,3 +110,22 @@ def test_config_show_masks_credentials_in_a_provider_base_url(cli: Any, tmp_path
     rows = {r["key"]: r["value"] for r in json.loads(res.stdout)["settings"]}
     assert rows["providers.0.base_url"] == "https://llmgw:***@proxy.example/v1"
     assert rows["providers.1.base_url"] == "http://127.0.0.1:9001/v1?api-version=2024-06-01"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (f"https://u:{SECRET}@proxy.example/v1", "https://u:***@proxy.example/v1"),
+        (f"https://proxy.example/v1?password={SECRET}", None),
+        ("https://api.openai.com/v1", "https://api.openai.com/v1"),
+        ("http://127.0.0.1:9001/v1?api-version=1", "http://127.0.0.1:9001/v1?api-version=1"),
+        ("not a url @ all", "not a url @ all"),
+    ],
+)
+def test_mask_url(value: str, expected: str | None) -> None:
+    from llmgw.storage.db import mask_url
+
+    out = mask_url(value)
+    assert SECRET not in out
+    if expected is not None:
+        assert out == expected

@@ -7,14 +7,12 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import BaseModel, SecretStr
-from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError
 
 from llmgw.cli.output import emit_json, print_table, stdout
 from llmgw.cli.state import state
 from llmgw.config import LoadedSettings, default_home
 from llmgw.errors import ConfigError
-from llmgw.storage.db import redact_url
+from llmgw.storage.db import mask_url, redact_url
 
 __all__ = ["config_app"]
 
@@ -59,14 +57,8 @@ def _mask(path: tuple[str, ...], value: Any) -> Any:
     if isinstance(value, SecretStr):
         raw = value.get_secret_value()
         return redact_url(raw) if "://" in raw else "********"
-    if isinstance(value, str) and "://" in value and ("@" in value or "?" in value):
-        # A plain URL setting (a provider's base_url) may carry user:password or ?password=.
-        try:
-            shown = make_url(value).render_as_string(hide_password=False)
-        except ArgumentError:
-            return value
-        masked = redact_url(value)
-        return masked if masked != shown else value
+    if isinstance(value, str):  # a plain URL setting (base_url) may carry user:password
+        return mask_url(value)
     return value
 
 

@@ -11,7 +11,7 @@ from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from llmgw.errors import ConfigError, DatabaseError
 
-__all__ = ["check_connection", "make_engine", "normalize_url", "redact_url"]
+__all__ = ["check_connection", "make_engine", "mask_url", "normalize_url", "redact_url"]
 
 
 def normalize_url(raw: str) -> URL:
@@ -48,6 +48,22 @@ def redact_url(url: str | URL) -> str:
     if hidden:
         url = url.update_query_dict(hidden)
     return url.render_as_string(hide_password=True)
+
+
+def mask_url(value: str) -> str:
+    """``value`` unchanged unless it is a URL carrying a credential; then ``redact_url(value)``.
+
+    For plain URL settings (a provider's ``base_url``) shown to users: text that is not a URL,
+    or a URL without ``user:password@`` or a secret query parameter, keeps its exact spelling.
+    """
+    if "://" not in value or ("@" not in value and "?" not in value):
+        return value
+    try:
+        shown = make_url(value).render_as_string(hide_password=False)
+    except ArgumentError:
+        return value
+    masked = redact_url(value)
+    return masked if masked != shown else value
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
