@@ -117,6 +117,10 @@ def test_config_show_masks_credentials_in_a_provider_base_url(cli: Any, tmp_path
     [
         (f"https://u:{SECRET}@proxy.example/v1", "https://u:***@proxy.example/v1"),
         (f"https://proxy.example/v1?password={SECRET}", None),
+        (
+            f"https://gemini.example/v1beta?key={SECRET}",
+            "https://gemini.example/v1beta?key=%2A%2A%2A",
+        ),
         ("https://api.openai.com/v1", "https://api.openai.com/v1"),
         ("http://127.0.0.1:9001/v1?api-version=1", "http://127.0.0.1:9001/v1?api-version=1"),
         ("not a url @ all", "not a url @ all"),

@@ -33,8 +33,14 @@ def normalize_url(raw: str) -> URL:
     return url
 
 
-# Query parameters that carry a credential (libpq and redis-py accept ``?password=``).
-_SECRET_PARAMS = frozenset({"password", "sslpassword", "token", "access_token"})
+# Query parameters that carry a credential: libpq and redis-py accept ``?password=``; some
+# upstream APIs and proxies take their key in the URL (``?key=``, ``?api_key=``).
+_SECRET_PARAMS = frozenset(
+    {
+        "password", "sslpassword", "token", "access_token", "key", "api_key", "api-key",
+        "apikey", "secret", "client_secret", "sig", "signature",
+    }
+)  # fmt: skip
 
 
 def redact_url(url: str | URL) -> str:
