@@ -111,6 +111,9 @@ class Gateway:
         self.metrics.watch_usage(self.recorder.stats)
         self.providers = build_providers(s, SecretResolver())
         self.router = build_router(s.routing, self.providers, self.resolver.candidates)
+        for p in s.providers:  # configured models show as "unknown" before their first request
+            for m in p.models:
+                self.router.health.register(p.name, m)
         self.health_writer = HealthWriter(
             self.engine, self.router.health, interval=s.routing.health_write_interval
         )

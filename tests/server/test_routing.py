@@ -213,3 +213,15 @@ async def test_upstream_429_reaches_the_client_with_retry_after(
     assert r.status_code == 429
     assert r.headers["retry-after"] == "1"
     assert r.json()["error"]["type"] == "rate_limit_error"
+
+
+async def test_configured_models_are_listed_before_their_first_request(
+    pair: tuple[Any, Any, Settings], auth: dict[str, str]
+) -> None:
+    _, _, settings = pair
+    async with running(settings) as (_, c):
+        status = await c.get("/api/providers", headers=auth)
+        assert status.status_code == 200
+        rows = {(x["provider"], x["model"]): x for x in status.json()["data"]}
+        assert set(rows) == {("a", "gpt-4o-mini"), ("b", "gpt-4o-mini")}
+        assert {x["status"] for x in rows.values()} == {"unknown"}
