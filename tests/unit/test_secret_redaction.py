@@ -73,6 +73,9 @@ def test_openai_error_param_is_redacted() -> None:
         f"postgresql://db.example/llmgw?sslmode=require&sslpassword={SECRET}",
         f"redis://127.0.0.1:6379/0?password={SECRET}",
         f"postgresql://llmgw:{SECRET}@db.example/llmgw",
+        # a raw "@" in the password used to make its tail the host: u:***@<tail>@db.example
+        f"postgresql://llmgw:p@{SECRET}@db.example/llmgw",
+        f"postgresql://llmgw:{SECRET}@db.example:54x32/llmgw",  # bad port: no parse, no leak
     ],
 )
 def test_redact_url_hides_passwords_in_the_query_string(url: str) -> None:
@@ -119,7 +122,7 @@ def test_config_show_masks_credentials_in_a_provider_base_url(cli: Any, tmp_path
         (f"https://proxy.example/v1?password={SECRET}", None),
         (
             f"https://gemini.example/v1beta?key={SECRET}",
-            "https://gemini.example/v1beta?key=%2A%2A%2A",
+            "https://gemini.example/v1beta?key=***",
         ),
         ("https://api.openai.com/v1", "https://api.openai.com/v1"),
         ("http://127.0.0.1:9001/v1?api-version=1", "http://127.0.0.1:9001/v1?api-version=1"),
@@ -133,3 +136,12 @@ def test_mask_url(value: str, expected: str | None) -> None:
     assert SECRET not in out
     if expected is not None:
         assert out == expected
+
+
+def test_database_url_with_a_bad_port_is_a_config_error(cli: Any) -> None:
+    """It used to escape as an unexpected ValueError (exit 1, "re-run with --debug")."""
+    env = {"LLMGW_DATABASE_URL": f"postgresql://llmgw:{SECRET}@db.example:54x32/llmgw"}
+    res = cli("keys", "list", env=env)
+    assert res.exit_code == 2, res.stderr
+    assert "not a valid URL" in res.stderr
+    assert SECRET not in res.stdout + res.stderr

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ def normalize_url(raw: str) -> URL:
     """Parse a database URL; plain ``postgresql://`` and ``postgres://`` mean psycopg 3."""
     try:
         url = make_url(raw)
-    except ArgumentError:
+    except (ArgumentError, ValueError):  # ValueError: a port that is not a number
         raise ConfigError(
             "database URL is not a valid URL",
             hint="use sqlite:///PATH or postgresql://USER@HOST:PORT/DB",
@@ -35,41 +36,43 @@ def normalize_url(raw: str) -> URL:
 
 # Query parameters that carry a credential: libpq and redis-py accept ``?password=``; some
 # upstream APIs and proxies take their key in the URL (``?key=``, ``?api_key=``).
-_SECRET_PARAMS = frozenset(
-    {
-        "password", "sslpassword", "token", "access_token", "key", "api_key", "api-key",
-        "apikey", "secret", "client_secret", "sig", "signature",
-    }
+_SECRET_PARAMS = (
+    "password", "sslpassword", "token", "access_token", "key", "api_key", "api-key",
+    "apikey", "secret", "client_secret", "sig", "signature",
 )  # fmt: skip
+_SECRET_QUERY = re.compile(
+    r"(?i)([?&;](?:" + "|".join(re.escape(p) for p in _SECRET_PARAMS) + r")=)[^&#;]*"
+)
+# scheme://userinfo@host...: the userinfo runs to the LAST "@", so a password holding a raw
+# "@" (common, and accepted by some drivers) is masked whole rather than split into a "host".
+_USERINFO = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://)([^:@/?#]*):.*@([^@]*)$", re.DOTALL)
+
+
+def _mask_text(text: str) -> str:
+    text = _USERINFO.sub(r"\1\2:***@\3", text)
+    return _SECRET_QUERY.sub(r"\1***", text)
 
 
 def redact_url(url: str | URL) -> str:
-    """The URL as text with any password masked (also in the query string), safe for logs."""
-    if isinstance(url, str):
-        try:
-            url = make_url(url)
-        except ArgumentError:
-            return "<invalid url>"
-    hidden = {k: "***" for k in url.query if k.lower() in _SECRET_PARAMS}
-    if hidden:
-        url = url.update_query_dict(hidden)
-    return url.render_as_string(hide_password=True)
+    """The URL as text with any password masked (also in the query string), safe for logs.
+
+    Works on the text, not on a parse: a password with a raw ``@`` or a malformed port would
+    otherwise be split into host or port fields and shown.
+    """
+    if isinstance(url, URL):
+        return _mask_text(url.render_as_string(hide_password=False))
+    if "://" not in url:
+        return "<invalid url>"
+    return _mask_text(url)
 
 
 def mask_url(value: str) -> str:
-    """``value`` unchanged unless it is a URL carrying a credential; then ``redact_url(value)``.
+    """``value`` with the credentials of a URL masked; other text is returned unchanged.
 
-    For plain URL settings (a provider's ``base_url``) shown to users: text that is not a URL,
-    or a URL without ``user:password@`` or a secret query parameter, keeps its exact spelling.
+    For plain URL settings (a provider's ``base_url``) shown to users: a URL without
+    ``user:password@`` or a secret query parameter keeps its exact spelling.
     """
-    if "://" not in value or ("@" not in value and "?" not in value):
-        return value
-    try:
-        shown = make_url(value).render_as_string(hide_password=False)
-    except ArgumentError:
-        return value
-    masked = redact_url(value)
-    return masked if masked != shown else value
+    return _mask_text(value) if "://" in value else value
 
 
 def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
