@@ -267,7 +267,10 @@ class Bench:
         for label, server, key, model in targets:
             for _, other, _, _ in targets:
                 other.wait_idle()
+            ticks = server.cpu_ticks()
             r = bl.stream_run(server.url, n, key=key, model=model, warmup=1)
+            # CPU per stream of the server under test (both rounds; the emulator serves them all)
+            r["cpu_ms_per_stream"] = (server.cpu_ticks() - ticks) * 1000 / bl.CLK_TCK / (2 * n)
             server.check_alive()
             if label == "llmgw":
                 self.llmgw_requests += 2 * n
@@ -290,93 +293,94 @@ class Bench:
             )
         self.results["streaming"] = out
 
-    def profile(self, targets: list[tuple[str, bl.Server, str | None]]) -> None:
-        """py-spy on each Python server during an extra (unreported) wrk run at 50 connections."""
-        secs = max(3, round(self.args.duration))
-        self.results["profile"] = {}
-        for label, server, key in targets:
-            raw = self.tmp / f"{label}-profile.raw"
-            server.wait_idle()
-            t = threading.Thread(target=bench_profile.record, args=(server.popen.pid, secs, raw))
-            t.start()
-            r = bl.wrk(server.url + "/v1/chat/completions", 50, secs + 2, key=key)
-            t.join()
-            if label == "llmgw":
-                self.llmgw_requests += r["requests"]
-            if not raw.exists():
-                log("profile: py-spy is not installed (pip install py-spy); skipped")
-                return
-            summary = bench_profile.summarize(raw)
-            summary["rps_while_profiled"] = round(r["rps"])
-            self.results["profile"][label] = summary
-            log(f"profile of {label}:\n" + bench_profile.render(summary))
+    def _probe_run(
+        self, label: str, probe_args: list[str], cmd: list[str], tag: str, profile: bool = False
+    ) -> dict[str, Any]:
+        """One server under gc_probe.py on core 1, wrk at 50 connections; optionally py-spy too."""
+        secs = self.args.duration
+        out = self.tmp / f"gc-{tag}.jsonl"
+        argv = [bl.PYTHON, str(bl.HERE / "gc_probe.py"), "--out", str(out), *probe_args, "--"]
+        is_gw = cmd[0] == "llmgw"
+        port = self.llmgw_port if is_gw else self.probe_pt_port
+        s = self._start(
+            "gc-probe", argv + cmd, port, bl.SERVER_CPU, env=self.env, stdout=self.tmp / "gc.out"
+        )
+        bl.wait_ready(s, "/readyz" if is_gw else None, timeout=90)
+        key = self.key if is_gw else None
+        url = s.url + "/v1/chat/completions"
+        w = bl.wrk(url, 50, max(1.0, secs / 5), key=key)
+        raw = self.tmp / f"profile-{tag}.raw"
+        spy = None
+        if profile:
+            spy = threading.Thread(
+                target=bench_profile.record, args=(s.popen.pid, max(3, round(secs)), raw)
+            )
+            spy.start()
+        s.popen.send_signal(signal.SIGUSR1)
+        r = bl.wrk(url, 50, secs + (2 if profile else 0), key=key, during=s)
+        s.popen.send_signal(signal.SIGUSR1)
+        if spy is not None:
+            spy.join()
+        time.sleep(0.3)
+        s.check_alive()
+        if is_gw:
+            self.llmgw_requests += w["requests"] + r["requests"]
+        self.stop(s)
+        snaps = [json.loads(x) for x in out.read_text().splitlines()]
+        gc_s, counts = gc_probe.gc_seconds(snaps[-2], snaps[-1])
+        row: dict[str, Any] = {
+            "rps": r["rps"],
+            "cpu_us_per_req": r["cpu_us_per_req"],
+            "loop_us_per_req": r["loop_us_per_req"],
+            "gc_us_per_req": gc_s * 1e6 / max(1, r["requests"]),
+            "collections": counts,
+        }
+        if profile and raw.exists():
+            row["profile"] = bench_profile.summarize(raw)
+            row["profile"]["rps_while_profiled"] = round(r["rps"])
+            row["profile"]["cpu_us_per_req"] = r["cpu_us_per_req"]
+            log(f"profile of {label}:\n" + bench_profile.render(row["profile"]))
+        elif profile:
+            log("profile: py-spy is not installed (pip install py-spy); skipped")
+        log(
+            f"{label:22s} {row['rps']:7.0f} req/s  CPU/req {row['cpu_us_per_req'] or 0:.0f} us"
+            f" (event loop {row['loop_us_per_req'] or 0:.0f})  GC/req {row['gc_us_per_req']:.0f} us"
+            f"  collections {counts}"
+        )
+        return row
 
     def gc_phase(self) -> None:
-        """GC CPU time per request: llmgw as shipped, llmgw with GC tuned, the pass-through."""
-        secs = self.args.duration
-        variants: list[tuple[str, list[str], list[str]]] = [
-            ("llmgw", [], ["llmgw", "serve", "--port", str(self.llmgw_port)]),
-            (
-                "llmgw, gc tuned",
-                ["--freeze", "--threshold", GC_TUNED],
-                ["llmgw", "serve", "--port", str(self.llmgw_port)],
-            ),
+        """GC and CPU per request, shipped vs GC-tuned, llmgw and pass-through; profiles when tuned.
+
+        With the collector out of the way (threshold raised) a sampling profile shows the code's
+        own cost: otherwise each collection is charged to whichever line allocated last.
+        """
+        self.probe_pt_port = bl.free_port()
+        gw = ["llmgw", "serve", "--port", str(self.llmgw_port)]
+        pt = [str(bl.HERE / "passthrough.py"), "--port", str(self.probe_pt_port)]
+        pt += ["--upstream", f"http://127.0.0.1:{self.nginx_port}"]
+        tuned = ["--freeze", "--threshold", GC_TUNED]
+        variants = [
+            ("llmgw", [], gw),
+            ("llmgw, gc tuned", tuned, gw),
+            ("passthrough", [], pt),
+            ("passthrough, gc tuned", tuned, pt),
         ]
-        pt_port = bl.free_port()
-        pt_cmd = [str(bl.HERE / "passthrough.py"), "--port", str(pt_port)]
-        pt_cmd += ["--upstream", f"http://127.0.0.1:{self.nginx_port}"]
-        variants.append(("passthrough", [], pt_cmd))
         rows: dict[str, dict[str, Any]] = {}
         for rnd in range(self.args.repeat):
-            for label, probe_args, cmd in variants:
-                out = self.tmp / f"gc-{len(rows)}-{rnd}.jsonl"
-                argv = [
-                    bl.PYTHON,
-                    str(bl.HERE / "gc_probe.py"),
-                    "--out",
-                    str(out),
-                    *probe_args,
-                    "--",
-                    *cmd,
-                ]
-                is_gw = cmd[0] == "llmgw"
-                port = self.llmgw_port if is_gw else pt_port
-                s = self._start(
-                    "gc-probe",
-                    argv,
-                    port,
-                    bl.SERVER_CPU,
-                    env=self.env,
-                    stdout=self.tmp / "gc-probe.out",
-                )
-                bl.wait_ready(s, "/readyz" if is_gw else None, timeout=90)
-                key = self.key if is_gw else None
-                url = s.url + "/v1/chat/completions"
-                w = bl.wrk(url, 50, max(1.0, secs / 5), key=key)
-                s.popen.send_signal(signal.SIGUSR1)
-                r = bl.wrk(url, 50, secs, key=key, during=s)
-                s.popen.send_signal(signal.SIGUSR1)
-                time.sleep(0.3)
-                s.check_alive()
-                if is_gw:
-                    self.llmgw_requests += w["requests"] + r["requests"]
-                self.stop(s)
-                snaps = [json.loads(x) for x in out.read_text().splitlines()]
-                gc_s, counts = gc_probe.gc_seconds(snaps[-2], snaps[-1])
-                row = {
-                    "rps": r["rps"],
-                    "cpu_us_per_req": r["cpu_us_per_req"],
-                    "gc_us_per_req": gc_s * 1e6 / max(1, r["requests"]),
-                    "collections": counts,
-                }
-                log(
-                    f"gc round {rnd + 1} {label:16s} {row['rps']:7.0f} req/s  CPU/req"
-                    f" {row['cpu_us_per_req'] or 0:.0f} us  GC/req {row['gc_us_per_req']:.0f} us  {counts}"
-                )
+            for i, (label, probe_args, cmd) in enumerate(variants):
+                row = self._probe_run(label, probe_args, cmd, f"{i}-{rnd}")
                 best = rows.get(label)
                 if best is None or (row["cpu_us_per_req"] or 1e9) < (best["cpu_us_per_req"] or 1e9):
                     rows[label] = row
         self.results["gc"] = {"tuned": GC_TUNED, "rows": rows}
+        if self.args.profile:
+            self.results["profile"] = {}
+            for i, (label, probe_args, cmd) in enumerate(variants):
+                if probe_args:
+                    row = self._probe_run(label, probe_args, cmd, f"{i}-profile", profile=True)
+                    if "profile" in row:
+                        self.results["profile"][label] = row["profile"]
 
     def memory(self) -> None:
         """A fresh llmgw: wrk at c=50 in chunks until the request goal; RSS after every chunk."""
@@ -484,8 +488,6 @@ def main(argv: list[str] | None = None) -> int:
         b.throughput(targets, nginx)
         if with_llmgw and args.pairs:
             b.paired(passthrough, llmgw)
-        if args.profile:
-            b.profile([t for t in targets if t[0] != "nginx"])
         if "streaming" not in args.skip:
             emulator = b.start_emulator()
             pt_stream = b.start_passthrough("passthrough-sse", b.emu_port)

@@ -108,20 +108,28 @@ def record(pid: int, seconds: int, out: Path) -> Path | None:
 
 
 def render(summary: dict[str, Any]) -> str:
-    """Markdown tables for the report."""
+    """Markdown tables for the report; µs per request when the run's CPU per request is known."""
+    cpu = summary.get("cpu_us_per_req")
+
+    def us(pct: float) -> str:
+        return f" | {pct * cpu / 100:.0f}" if cpu else ""
+
+    head = " | µs/req" if cpu else ""
+    sep = "---:|" if cpu else ""
     lines = [
         f"{summary['samples']} samples of the thread holding the GIL (py-spy --gil, 250 Hz);"
-        f" {summary.get('rps_while_profiled', 0):,} req/s while sampled.",
+        f" {summary.get('rps_while_profiled', 0):,} req/s while sampled"
+        + (f", {cpu:.0f} µs of CPU per request." if cpu else "."),
         "",
     ]
-    lines += ["| area | self % | inclusive % |", "|---|---:|---:|"]
+    lines += [f"| area | self %{head} | inclusive % |", f"|---|---:|{sep}---:|"]
     incl = dict(summary["inclusive_by_area"])
-    lines += [f"| {a} | {p} | {incl.get(a, '-')} |" for a, p in summary["self_by_area"]]
-    lines += ["", "| top functions by self time | % |", "|---|---:|"]
-    lines += [f"| `{f}` | {p} |" for f, p in summary["top_self"]]
+    lines += [f"| {a} | {p}{us(p)} | {incl.get(a, '-')} |" for a, p in summary["self_by_area"]]
+    lines += ["", f"| top functions by self time | %{head} |", f"|---|---:|{sep}"]
+    lines += [f"| `{f}` | {p}{us(p)} |" for f, p in summary["top_self"]]
     if summary["top_inclusive_llmgw"]:
-        lines += ["", "| llmgw functions, inclusive | % |", "|---|---:|"]
-        lines += [f"| `{f}` | {p} |" for f, p in summary["top_inclusive_llmgw"]]
+        lines += ["", f"| llmgw functions, inclusive | %{head} |", f"|---|---:|{sep}"]
+        lines += [f"| `{f}` | {p}{us(p)} |" for f, p in summary["top_inclusive_llmgw"]]
     return "\n".join(lines)
 
 

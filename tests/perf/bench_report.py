@@ -173,8 +173,8 @@ def render(results: dict[str, Any]) -> str:
             "",
             f"### Streaming (time to first token, {st['streams']} concurrent streams, emulator upstream)",
             "",
-            "| path | TTFT p50 ms | TTFT p90 ms | TTFT p99 ms | total p50 ms | ok | errors |",
-            "|---|---:|---:|---:|---:|---:|---|",
+            "| path | TTFT p50 ms | TTFT p90 ms | TTFT p99 ms | total p50 ms | ok | errors | CPU ms/stream |",
+            "|---|---:|---:|---:|---:|---:|---|---:|",
         ]
         for label in ("emulator", "passthrough", "llmgw"):
             r = st.get(label)
@@ -182,7 +182,7 @@ def render(results: dict[str, Any]) -> str:
                 lines.append(
                     f"| {label}{' (direct)' if label == 'emulator' else ''} | {_f(r['ttft_p50_ms'])}"
                     f" | {_f(r['ttft_p90_ms'])} | {_f(r['ttft_p99_ms'])} | {_f(r['total_p50_ms'])}"
-                    f" | {r['ok']}/{r['streams']} | {r['errors'] or '-'} |"
+                    f" | {r['ok']}/{r['streams']} | {r['errors'] or '-'} | {_f(r.get('cpu_ms_per_stream'), '.2f')} |"
                 )
         big = st["big_streams"]
         for label in ("emulator", "llmgw"):
@@ -191,7 +191,7 @@ def render(results: dict[str, Any]) -> str:
                 lines.append(
                     f"| {label} x{big} | {_f(r['ttft_p50_ms'])} | {_f(r['ttft_p90_ms'])}"
                     f" | {_f(r['ttft_p99_ms'])} | {_f(r['total_p50_ms'])} | {r['ok']}/{r['streams']}"
-                    f" | {r['errors'] or '-'} |"
+                    f" | {r['errors'] or '-'} | - |"
                 )
     mem = results.get("memory")
     if mem:
@@ -208,18 +208,19 @@ def render(results: dict[str, Any]) -> str:
             f'GC CPU time measured with `gc.callbacks`; "gc tuned" = `gc.freeze()` after start-up and'
             f" `gc.set_threshold({gcr['tuned']})`. Lowest CPU/request of the rounds.",
             "",
-            "| server | req/s | CPU µs/req | GC µs/req | GC share | collections gen0/1/2 |",
-            "|---|---:|---:|---:|---:|---|",
+            "| server | req/s | CPU µs/req | of which event-loop thread | GC µs/req | GC share | collections gen0/1/2 |",
+            "|---|---:|---:|---:|---:|---:|---|",
         ]
         for label, row in gcr["rows"].items():
             cpu = row["cpu_us_per_req"]
             share = f"{100 * row['gc_us_per_req'] / cpu:.0f}%" if cpu else "-"
             lines.append(
-                f"| {label} | {row['rps']:,.0f} | {_f(cpu, '.0f')} | {row['gc_us_per_req']:.0f} | {share}"
+                f"| {label} | {row['rps']:,.0f} | {_f(cpu, '.0f')} | {_f(row.get('loop_us_per_req'), '.0f')}"
+                f" | {row['gc_us_per_req']:.0f} | {share}"
                 f" | {'/'.join(str(c) for c in row['collections'])} |"
             )
     for label, prof in (results.get("profile") or {}).items():
-        lines += ["", f"### Profile of {label} at 50 connections", ""]
+        lines += ["", f"### Profile: {label}, 50 connections", ""]
         lines += [bench_profile.render(prof)]
     lines += [
         "",

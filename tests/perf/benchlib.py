@@ -111,6 +111,12 @@ class Server:
                 pass
         return total / 1024
 
+    def loop_ticks(self) -> int:
+        """User + system clock ticks of the main thread (the event loop) of the top process."""
+        f = Path(f"/proc/{self.popen.pid}/task/{self.popen.pid}/stat").read_text()
+        parts = f.rsplit(")", 1)[1].split()
+        return int(parts[11]) + int(parts[12])
+
     def cpu_ticks(self) -> int:
         """User + system clock ticks used so far by the process tree."""
         total = 0
@@ -234,6 +240,7 @@ def wrk(
     argv = ["taskset", "-c", str(LOAD_CPU), "wrk", "-t1", f"-c{connections}", f"-d{seconds}s"]
     argv += ["--timeout", "10s", "-s", str(HERE / "wrk_report.lua"), url]
     ticks0 = during.cpu_ticks() if during is not None else 0
+    loop0 = during.loop_ticks() if during is not None else 0
     proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env)
     rss: float | None = None
     if during is not None:
@@ -243,11 +250,12 @@ def wrk(
             rss = during.rss_mb()
     out, _ = proc.communicate(timeout=seconds + 60)
     ticks = during.cpu_ticks() - ticks0 if during is not None else 0
+    loop = during.loop_ticks() - loop0 if during is not None else 0
     r = _bench_json(out.decode(errors="replace"), "wrk")
     # Server CPU time per answered request: unlike req/s, other tenants of the machine barely move it.
-    r["cpu_us_per_req"] = (
-        ticks * 1e6 / CLK_TCK / r["requests"] if during and r["requests"] else None
-    )
+    n = r["requests"]
+    r["cpu_us_per_req"] = ticks * 1e6 / CLK_TCK / n if during and n else None
+    r["loop_us_per_req"] = loop * 1e6 / CLK_TCK / n if during and n else None
     secs = r["duration_us"] / 1e6
     r["rps"] = r["requests"] / secs if secs else 0.0
     r["errors"] = sum(
