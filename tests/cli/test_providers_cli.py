@@ -386,3 +386,15 @@ def test_secret_from_keyring_is_used_and_env_still_wins(  # type: ignore[no-unty
     assert ok.exit_code == 0, ok.stderr
     wins = cli("providers", "test", "local", env={"TEST_LOCAL_KEY": "sk-emu-stale"})
     assert wins.exit_code == 6  # the (wrong) env variable takes precedence over the keyring
+
+
+def test_list_masks_credentials_in_base_url(cli, home) -> None:  # type: ignore[no-untyped-def]
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.toml").write_text(
+        '[[providers]]\nname = "p"\nkind = "openai"\n'
+        'base_url = "https://user:hunter2secret@example.invalid/v1"\nmodels = ["m"]\n'
+    )
+    r = cli("providers", "list", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert "hunter2secret" not in r.stdout
+    assert "example.invalid" in r.stdout

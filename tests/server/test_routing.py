@@ -225,3 +225,20 @@ async def test_configured_models_are_listed_before_their_first_request(
         rows = {(x["provider"], x["model"]): x for x in status.json()["data"]}
         assert set(rows) == {("a", "gpt-4o-mini"), ("b", "gpt-4o-mini")}
         assert {x["status"] for x in rows.values()} == {"unknown"}
+
+
+async def test_provider_status_shows_only_what_the_key_may_use(
+    pair: tuple[Any, Any, Settings], make_key: Any
+) -> None:
+    _, _, settings = pair
+    only_b = make_key("only-b", models=["b/gpt-4o-mini"]).secret
+    via_alias = make_key("alias", models=["smart"]).secret
+    async with running(settings) as (_, c):
+
+        async def seen(secret: str) -> set[str]:
+            r = await c.get("/api/providers", headers={"Authorization": f"Bearer {secret}"})
+            assert r.status_code == 200
+            return {x["provider"] for x in r.json()["data"]}
+
+        assert await seen(only_b) == {"b"}
+        assert await seen(via_alias) == {"a", "b"}  # the alias routes to both

@@ -29,6 +29,7 @@ from llmgw.errors import (
     UpstreamTimeout,
     UsageError,
 )
+from llmgw.storage.db import mask_url
 
 __all__ = ["providers_app"]
 
@@ -92,7 +93,7 @@ def providers_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         {
             "name": p.name,
             "kind": p.kind,
-            "base_url": p.base_url or _DEFAULT_BASE[p.kind],
+            "base_url": mask_url(p.base_url or _DEFAULT_BASE[p.kind]),
             "models": list(p.models),
             "credential": _credential(p),
             "max_concurrency": p.max_concurrency,
