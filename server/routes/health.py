@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hmac
+
 import orjson
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from llmgw.errors import AuthError
 from llmgw.server.metrics import CONTENT_TYPE_LATEST
 from llmgw.server.state import Gateway
 
@@ -34,7 +37,22 @@ def health_routes(g: Gateway) -> list[Route]:
             return Response(orjson.dumps(body), status_code=503, media_type="application/json")
         return Response(orjson.dumps({"status": "ready"}), media_type="application/json")
 
+    token = g.settings.server.metrics_token
+    expected = f"Bearer {token.get_secret_value()}".encode() if token is not None else None
+
     async def metrics(request: Request) -> Response:
+        if expected is not None:
+            given = next((v for k, v in request.scope["headers"] if k == b"authorization"), b"")
+            if not hmac.compare_digest(given, expected):
+                err = AuthError(
+                    "GET /metrics needs the metrics token", code="invalid_metrics_token"
+                )
+                return Response(
+                    orjson.dumps(err.to_openai()),
+                    status_code=401,
+                    media_type="application/json",
+                    headers={"WWW-Authenticate": "Bearer"},
+                )
         return Response(g.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
     return [

@@ -86,6 +86,8 @@ class ServerSettings(_Section):
     """How long an authenticated key is trusted without a database look-up (revocation bound)."""
     access_log: bool = True
     """Write one JSON access-log line per request."""
+    metrics_token: SecretStr | None = None
+    """When set, ``GET /metrics`` requires ``Authorization: Bearer <token>`` (else 401)."""
 
 
 class UsageSettings(_Section):

@@ -146,3 +146,25 @@ async def test_usage_record_carries_the_request_id(
     line = json.loads(next(r.getMessage() for r in caplog.records if r.name == "llmgw.access"))
     assert row["request_id"] == line["request_id"]
     assert "mine-1" in str(row["metadata"])
+
+
+async def test_metrics_token_guards_metrics_when_set(
+    make_settings: Any, upstream: Any, test_engine: Any
+) -> None:
+    settings = make_settings(upstream.url, metrics_token="scrape-secret-123")
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://llmgw") as c:
+            for headers in (
+                {},
+                {"Authorization": "Bearer wrong"},
+                {"Authorization": "scrape-secret-123"},
+            ):
+                r = await c.get("/metrics", headers=headers)
+                assert r.status_code == 401
+                assert r.json()["error"]["type"] == "authentication_error"
+                assert "scrape-secret-123" not in r.text
+            r = await c.get("/metrics", headers={"Authorization": "Bearer scrape-secret-123"})
+            assert r.status_code == 200 and "llmgw_requests_total" in r.text
+            assert (await c.get("/healthz")).status_code == 200  # probes stay open
