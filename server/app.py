@@ -11,22 +11,45 @@ from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from llmgw.config import Settings
 from llmgw.server.errors import exception_handlers
 from llmgw.server.middleware import RequestMiddleware
 from llmgw.server.openapi import openapi_json
-from llmgw.server.routes.chat import chat_routes
+from llmgw.server.routes.chat import CHAT_PATH, ChatEndpoint
 from llmgw.server.routes.embeddings import embedding_routes
 from llmgw.server.routes.health import health_routes
 from llmgw.server.routes.models import model_routes
 from llmgw.server.routes.providers import provider_routes
 from llmgw.server.state import Gateway
 
-__all__ = ["create_app", "gateway_of"]
+__all__ = ["GatewayApp", "create_app", "gateway_of"]
 
 
-def create_app(settings: Settings) -> Starlette:
+class GatewayApp(Starlette):
+    """Starlette, plus hot routes served as pure ASGI apps without its router and middleware.
+
+    ``fast_post`` maps a path to an ASGI app already wrapped in ``RequestMiddleware``; a POST to
+    that exact path goes there directly (the app answers its own errors with the envelope, and
+    the middleware still counts, logs and catches the rest). Everything else, other methods on
+    those paths included, takes Starlette's usual path.
+    """
+
+    fast_post: dict[str, ASGIApp]
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Dispatch hot routes directly; everything else through Starlette."""
+        if scope["type"] == "http" and scope["method"] == "POST":
+            app = self.fast_post.get(scope["path"])
+            if app is not None:
+                scope["app"] = self
+                await app(scope, receive, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
+def create_app(settings: Settings) -> GatewayApp:
     """The gateway app for ``settings``.
 
     The lifespan opens the database engine, the key cache, the usage recorder and the upstream
@@ -52,26 +75,27 @@ def create_app(settings: Settings) -> Starlette:
         finally:
             await gateway.stop()
 
+    chat = ChatEndpoint(gateway)
     routes = [
-        *chat_routes(gateway),
+        Route(CHAT_PATH, chat, methods=["POST"]),  # reached for other methods only (405)
         *embedding_routes(gateway),
         *model_routes(gateway),
         *provider_routes(gateway),
         *health_routes(gateway),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]
-    app = Starlette(
+    log_enabled = settings.server.access_log
+    app = GatewayApp(
         routes=routes,
         middleware=[
-            Middleware(
-                RequestMiddleware,
-                metrics=gateway.metrics,
-                access_log_enabled=settings.server.access_log,
-            )
+            Middleware(RequestMiddleware, metrics=gateway.metrics, access_log_enabled=log_enabled)
         ],
         exception_handlers=exception_handlers(),
         lifespan=lifespan,
     )
+    app.fast_post = {
+        CHAT_PATH: RequestMiddleware(chat, metrics=gateway.metrics, access_log_enabled=log_enabled)
+    }
     app.state.gateway = gateway
     app.state.drain = gateway.drain
     return app

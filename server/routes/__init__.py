@@ -10,8 +10,8 @@ from typing import Any, TypeVar
 
 import orjson
 from pydantic import BaseModel, ValidationError
-from starlette.requests import ClientDisconnect, Request
-from starlette.types import Receive
+from starlette.requests import Request
+from starlette.types import Receive, Scope
 
 from llmgw.errors import (
     DatabaseError,
@@ -30,7 +30,16 @@ from llmgw.server.state import Gateway
 from llmgw.usage.pricing import cost_of
 from llmgw.usage.recorder import UsageEvent
 
-__all__ = ["Call", "ClientDisconnected", "context", "parse", "read_json", "until_disconnect"]
+__all__ = [
+    "Call",
+    "ClientDisconnected",
+    "context",
+    "decode_json",
+    "parse",
+    "read_json",
+    "receive_body",
+    "until_disconnect",
+]
 
 M = TypeVar("M", bound=BaseModel)
 T = TypeVar("T")
@@ -51,24 +60,43 @@ def context(request: Request) -> RequestContext:
 
 async def read_json(request: Request, limit: int) -> dict[str, Any]:
     """The body as a JSON object: 413 over ``limit`` (by header or while reading), 400 if not JSON."""
-    declared = request.headers.get("content-length")
-    if declared is not None:
-        if not declared.isdigit():
-            raise InvalidRequest("invalid Content-Length header")
-        if int(declared) > limit:
+    return decode_json(await receive_body(request.scope, request.receive, limit))
+
+
+async def receive_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The raw request body from the ASGI ``receive``: 413 over ``limit`` (by header or while
+    reading), 400 for a bad ``Content-Length``, ``ClientDisconnected`` when the client hangs up."""
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            if not value.isdigit():
+                raise InvalidRequest("invalid Content-Length header")
+            if int(value) > limit:
+                raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
+            break
+    message = await receive()
+    if message["type"] == "http.request" and not message.get("more_body", False):
+        raw: bytes = message.get("body", b"")  # the usual case: the whole body in one message
+        if len(raw) > limit:
             raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
+        return raw
     parts: list[bytes] = []
     size = 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
-            if chunk:
-                parts.append(chunk)
-    except ClientDisconnect:
-        raise ClientDisconnected("the client closed the connection while sending") from None
-    raw = parts[0] if len(parts) == 1 else b"".join(parts)
+    while True:
+        if message["type"] != "http.request":  # http.disconnect
+            raise ClientDisconnected("the client closed the connection while sending")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(f"request body is larger than the limit of {limit} bytes")
+        if chunk:
+            parts.append(chunk)
+        if not message.get("more_body", False):
+            return b"".join(parts)
+        message = await receive()
+
+
+def decode_json(raw: bytes) -> dict[str, Any]:
+    """``raw`` as a JSON object; 400 with a precise message when it is empty or not one."""
     if not raw:
         raise InvalidRequest("request body is empty; send a JSON object")
     try:
@@ -99,11 +127,17 @@ def parse(cls: type[M], data: dict[str, Any]) -> M:
         raise validation_error(exc) from None
 
 
-async def until_disconnect(receive: Receive, aw: Awaitable[T]) -> T:
-    """Await ``aw``, cancelling it at once if the client disconnects (``ClientDisconnected``)."""
+async def until_disconnect(receive: Receive, aw: Awaitable[T], *, after: float = 0.0) -> T:
+    """Await ``aw``, cancelling it if the client disconnects (``ClientDisconnected``).
+
+    The disconnect watcher is a task of its own; with ``after`` > 0 it starts only once ``aw``
+    has run that long, so calls that finish sooner (most non-streaming answers) pay a timer
+    instead of a task, and a client that hangs up is noticed at most ``after`` seconds late.
+    """
     current = asyncio.current_task()
     assert current is not None
     gone = False
+    watcher: asyncio.Task[None] | None = None
 
     async def watch() -> None:
         nonlocal gone
@@ -114,7 +148,15 @@ async def until_disconnect(receive: Receive, aw: Awaitable[T]) -> T:
                 current.cancel()
                 return
 
-    watcher = asyncio.get_running_loop().create_task(watch())
+    def start_watch() -> None:
+        nonlocal watcher
+        if not current.done():
+            watcher = loop.create_task(watch())
+
+    loop = asyncio.get_running_loop()
+    timer = loop.call_later(after, start_watch) if after > 0 else None
+    if timer is None:
+        start_watch()
     try:
         return await aw
     except asyncio.CancelledError:
@@ -123,7 +165,10 @@ async def until_disconnect(receive: Receive, aw: Awaitable[T]) -> T:
             raise ClientDisconnected("the client closed the connection") from None
         raise
     finally:
-        watcher.cancel()
+        if timer is not None:
+            timer.cancel()
+        if watcher is not None:
+            watcher.cancel()
 
 
 def error_code(exc: BaseException) -> str:

@@ -1,4 +1,10 @@
-"""``POST /v1/chat/completions``: JSON and SSE streaming, through the router."""
+"""``POST /v1/chat/completions``: JSON and SSE streaming, through the router.
+
+The gateway's hottest route is a pure ASGI app (``ChatEndpoint``): ``create_app`` dispatches
+``POST /v1/chat/completions`` to it straight from ``RequestMiddleware``, without Starlette's
+router, ``Request``/``Response`` objects or exception middleware. It turns its own errors into the
+OpenAI envelope with ``error_response`` (what the app's exception handlers do for other routes).
+"""
 
 from __future__ import annotations
 
@@ -6,32 +12,52 @@ import time
 from collections.abc import AsyncIterator
 
 import orjson
-from starlette.requests import Request
-from starlette.responses import Response
+from pydantic import ValidationError
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
+from llmgw.errors import LlmgwError
 from llmgw.providers.base import CallContext, ChatChunk, ChatResponse, Provider
 from llmgw.routing.resolve import Target
 from llmgw.schemas import ChatRequest
-from llmgw.server.routes import Call, context, parse, read_json, until_disconnect
+from llmgw.server.errors import error_response
+from llmgw.server.middleware import RequestContext
+from llmgw.server.routes import Call, decode_json, parse, receive_body, until_disconnect
 from llmgw.server.state import Gateway
 from llmgw.server.streaming import SSEStream, StreamOutcome
 
-__all__ = ["SERVED_BY", "chat_routes"]
+__all__ = ["CHAT_PATH", "SERVED_BY", "ChatEndpoint", "chat_routes"]
 
 SERVED_BY = "x-llmgw-served-by"
+CHAT_PATH = "/v1/chat/completions"
+# A non-streaming call that takes longer than this gets a task watching for the client's
+# disconnect (cancelling the upstream call); quicker ones never need one.
+WATCH_AFTER_SECONDS = 0.05
+
+_JSON = (b"content-type", b"application/json")
+_SERVED_BY = SERVED_BY.encode("ascii")
 
 
-def chat_routes(g: Gateway) -> list[Route]:
-    """The chat completions route bound to gateway ``g``."""
+class ChatEndpoint:
+    """The chat completions route bound to a ``Gateway``, as a pure ASGI app."""
 
-    async def chat_completions(request: Request) -> Response:
-        rc = context(request)
-        key = await g.auth.authenticate(request.scope["headers"])
+    def __init__(self, gateway: Gateway) -> None:
+        self.g = gateway
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await self._handle(scope, receive, send)
+        except (LlmgwError, ValidationError) as exc:
+            await error_response(exc)(scope, receive, send)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        g = self.g
+        rc: RequestContext = scope["llmgw"]
+        key = await g.auth.authenticate(scope["headers"])
         rc.key_prefix = key.prefix
         call = Call(g, rc, key, "chat")
         try:
-            req = parse(ChatRequest, await read_json(request, g.max_body))
+            req = parse(ChatRequest, decode_json(await receive_body(scope, receive, g.max_body)))
             rc.stream = call.event.stream = req.stream
             g.auth.check_model(key, req.model)
             candidates = g.resolver.candidates(req.model)
@@ -46,24 +72,33 @@ def chat_routes(g: Gateway) -> list[Route]:
                 async def chat(p: Provider, c: Target) -> ChatResponse:
                     return await p.chat(req, ctx(c))
 
-                routed = await until_disconnect(request.receive, g.router.call(candidates, chat))
+                routed = await until_disconnect(
+                    receive, g.router.call(candidates, chat), after=WATCH_AFTER_SECONDS
+                )
                 call.served(routed.candidate, routed.attempts)
                 resp = routed.value
                 call.finish(200, None, resp.usage, upstream_seconds=time.perf_counter() - t0)
-                return Response(
-                    orjson.dumps(resp.body),
-                    media_type="application/json",
-                    headers={SERVED_BY: routed.served_by},
+                body = orjson.dumps(resp.body)
+                await send(
+                    {
+                        "type": "http.response.start",
+                        "status": 200,
+                        "headers": [
+                            (b"content-length", str(len(body)).encode("ascii")),
+                            _JSON,
+                            (_SERVED_BY, routed.served_by.encode("latin-1")),
+                        ],
+                    }
                 )
+                await send({"type": "http.response.body", "body": body})
+                return
 
             def stream(p: Provider, c: Target) -> AsyncIterator[ChatChunk]:
                 return p.chat_stream(req, ctx(c))
 
             # The router returns once the first chunk is in hand, so failures before any byte
             # (and fallback to the next candidate) still get a proper status.
-            opened = await until_disconnect(
-                request.receive, g.router.open_stream(candidates, stream)
-            )
+            opened = await until_disconnect(receive, g.router.open_stream(candidates, stream))
             call.served(opened.candidate, opened.attempts)
         except BaseException as exc:
             call.fail(exc)
@@ -81,7 +116,7 @@ def chat_routes(g: Gateway) -> list[Route]:
                 end=out.finished_at,
             )
 
-        return SSEStream(
+        await SSEStream(
             opened.first_chunk,
             opened.chunks,
             include_usage=req.include_usage,
@@ -89,6 +124,9 @@ def chat_routes(g: Gateway) -> list[Route]:
             drain=g.drain,
             on_finish=finished,
             headers={SERVED_BY: opened.served_by},
-        )
+        )(scope, receive, send)
 
-    return [Route("/v1/chat/completions", chat_completions, methods=["POST"])]
+
+def chat_routes(g: Gateway) -> list[Route]:
+    """The chat completions route bound to gateway ``g`` (other methods get Starlette's 405)."""
+    return [Route(CHAT_PATH, ChatEndpoint(g), methods=["POST"])]
