@@ -46,6 +46,8 @@ DRAIN_SECONDS = 0.05
 MAX_BODY_BYTES = 256 * 1024 * 1024
 MAX_ERROR_BODY_BYTES = 1024 * 1024
 MAX_EVENT_BYTES = 16 * 1024 * 1024
+# A call that got its slot within this many seconds shares one ClientTimeout with the full total.
+_TIMEOUT_SLACK = 0.01
 
 
 def redact(text: str, secrets: Iterable[str] = (), limit: int = 500) -> str:
@@ -145,6 +147,7 @@ class Transport:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._sem: asyncio.Semaphore | None = None
         self._urls: dict[str, URL] = {}
+        self._full_timeout: aiohttp.ClientTimeout | None = None
         self.in_flight = 0
         """Calls holding a slot right now (tests and metrics read it)."""
 
@@ -164,6 +167,9 @@ class Transport:
             self._session = aiohttp.ClientSession(
                 connector=connector,
                 headers=self._headers,
+                # An upstream's cookies must not be sent on other callers' requests; skipping
+                # the jar also saves its per-request filtering and parsing.
+                cookie_jar=aiohttp.DummyCookieJar(),
                 auto_decompress=True,
                 trust_env=False,  # proxies come from config, not from the environment
                 read_bufsize=2**16,
@@ -207,10 +213,18 @@ class Transport:
             self._sem.release()
 
     def _timeout(self, deadline: float) -> aiohttp.ClientTimeout:
-        remaining = max(0.001, deadline - time.monotonic())
-        return aiohttp.ClientTimeout(
-            total=remaining, sock_connect=self.connect_timeout, sock_read=self.first_byte_timeout
+        remaining = deadline - time.monotonic()
+        full = self._full_timeout
+        if full is not None and remaining >= self.total_timeout - _TIMEOUT_SLACK:
+            return full  # no wait for a slot: the usual case, one shared object
+        t = aiohttp.ClientTimeout(
+            total=max(0.001, remaining),
+            sock_connect=self.connect_timeout,
+            sock_read=self.first_byte_timeout,
         )
+        if full is None and remaining >= self.total_timeout - _TIMEOUT_SLACK:
+            self._full_timeout = t
+        return t
 
     def _error(self, exc: BaseException, phase: str) -> UpstreamError:
         """Map an aiohttp/asyncio failure to the error tree; ``phase`` is 'headers' or 'body'."""
