@@ -126,6 +126,37 @@ def _insert_statement(engine: Engine) -> Insert:
     raise ConfigError(f"usage recording does not support the {name!r} database")
 
 
+class _DriverInsert:
+    """The usage INSERT as one driver-level ``executemany`` (SQLite, the embedded default).
+
+    Each value goes through the column type's own SQLAlchemy bind processor, so the stored
+    values are exactly those of ``conn.execute(stmt, rows)``; what is skipped is SQLAlchemy's
+    per-row parameter machinery, about a third of the writer's CPU per row.
+    """
+
+    def __init__(self, engine: Engine, stmt: Insert) -> None:
+        dialect = engine.dialect
+        table = UsageRecord.__table__  # type: ignore[attr-defined]
+        keys = [c.key for c in table.columns if not c.primary_key]
+        compiled = stmt.compile(dialect=dialect, column_keys=keys)
+        order = compiled.positiontup
+        if order is None or sorted(order) != sorted(keys):
+            raise ValueError("unexpected INSERT parameters")
+        self.sql = str(compiled)
+        self._procs = [
+            (name, table.c[name].type.dialect_impl(dialect).bind_processor(dialect))
+            for name in order
+        ]
+
+    def params(self, rows: Sequence[dict[str, Any]]) -> list[tuple[Any, ...]]:
+        """Driver parameters for ``rows`` (bind-processing errors raise, as a bad row)."""
+        columns: list[list[Any]] = []
+        for name, proc in self._procs:  # column by column: map() keeps the loops in C
+            values = [row[name] for row in rows]
+            columns.append(values if proc is None else list(map(proc, values)))
+        return list(zip(*columns, strict=True))
+
+
 class UsageRecorder:
     """Records usage events without ever making the caller wait for the database."""
 
@@ -135,6 +166,10 @@ class UsageRecorder:
         self._batch_size = settings.batch_size
         self._queue_max = settings.queue_max
         self._stmt = _insert_statement(engine)
+        self._driver_insert: _DriverInsert | None = None
+        if engine.dialect.name == "sqlite":
+            with contextlib.suppress(Exception):  # else: the plain SQLAlchemy executemany
+                self._driver_insert = _DriverInsert(engine, self._stmt)
         self._spool = Spool(spool_dir)
         self._q: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
@@ -336,8 +371,14 @@ class UsageRecorder:
             self._inflight = []
 
     def _insert(self, rows: Sequence[dict[str, Any]]) -> None:
-        with self._engine.begin() as conn:
-            conn.execute(self._stmt, list(rows))
+        fast = self._driver_insert
+        if fast is not None:
+            params = fast.params(rows)
+            with self._engine.begin() as conn:
+                conn.exec_driver_sql(fast.sql, params)
+        else:
+            with self._engine.begin() as conn:
+                conn.execute(self._stmt, list(rows))
         self._batches += 1
 
     def _insert_rows(self, rows: Sequence[dict[str, Any]]) -> None:

@@ -1,0 +1,96 @@
+"""The recorder's driver-level SQLite insert stores exactly what SQLAlchemy's executemany stores."""
+
+from __future__ import annotations
+
+import sqlite3
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.engine import Engine
+
+from llmgw.config import UsageSettings
+from llmgw.storage.db import make_engine
+from llmgw.storage.schema import upgrade
+from llmgw.usage.recorder import UsageEvent, UsageRecorder, event_to_row
+
+
+def _events() -> list[UsageEvent]:
+    key, user = uuid.uuid4(), uuid.uuid4()
+    moscow = timezone(timedelta(hours=3))
+    return [
+        UsageEvent(request_id="r-plain", created_at=datetime(2026, 1, 2, 3, 4, 5, 6, tzinfo=UTC)),
+        UsageEvent(
+            request_id="r-full",
+            created_at=datetime(2026, 5, 6, 7, 8, 9, 123456, tzinfo=moscow),
+            endpoint="embeddings",
+            key_id=key,
+            user_id=user,
+            provider="gigachat",
+            model="GigaChat-Pro",
+            model_version="1.0.26.20",
+            stream=True,
+            prompt_tokens=12,
+            completion_tokens=34,
+            total_tokens=46,
+            cost=Decimal("0.0000123456"),
+            latency_ms=12.345678,
+            ttft_ms=3.5,
+            status=499,
+            error_type="client_disconnected",
+            meta={"alias": "chat-default", "attempts": ["a ok", "b 502"], "партиал": True},
+        ),
+    ]
+
+
+@pytest.fixture
+def two(tmp_path: Path) -> Iterator[tuple[Engine, Engine]]:
+    """Two migrated SQLite databases, ``a.db`` and ``b.db``."""
+    engines = (
+        make_engine(f"sqlite:///{tmp_path / 'a.db'}"),
+        make_engine(f"sqlite:///{tmp_path / 'b.db'}"),
+    )
+    for eng in engines:
+        upgrade(eng)
+    yield engines
+    for eng in engines:
+        eng.dispose()
+
+
+def _raw(path: Path) -> list[tuple[Any, ...]]:
+    with sqlite3.connect(path) as db:
+        cols = [r[1] for r in db.execute("PRAGMA table_info(usage)") if r[1] != "id"]
+        return db.execute(f"SELECT {', '.join(cols)} FROM usage ORDER BY request_id").fetchall()
+
+
+def test_driver_insert_stores_the_same_values_as_sqlalchemy(
+    two: tuple[Engine, Engine], tmp_path: Path
+) -> None:
+    fast_engine, plain_engine = two
+    rows = [event_to_row(e) for e in _events()]
+    fast = UsageRecorder(fast_engine, UsageSettings(), tmp_path / "s1")
+    plain = UsageRecorder(plain_engine, UsageSettings(), tmp_path / "s2")
+    assert fast._driver_insert is not None  # SQLite takes the driver-level path
+    plain._driver_insert = None
+    fast._insert(rows)
+    plain._insert(rows)
+    fast._insert(rows)  # ON CONFLICT (request_id) DO NOTHING holds on this path too
+    got, want = _raw(tmp_path / "a.db"), _raw(tmp_path / "b.db")
+    assert len(want) == 2
+    assert got == want
+
+
+def test_driver_insert_rejects_a_bad_row_and_keeps_the_rest(
+    two: tuple[Engine, Engine], tmp_path: Path
+) -> None:
+    engine = two[0]
+    recorder = UsageRecorder(engine, UsageSettings(), tmp_path / "spool")
+    good = event_to_row(_events()[0])
+    bad = {**event_to_row(_events()[1]), "created_at": datetime(2026, 1, 1)}  # naive
+    recorder._insert_rows([good, bad])
+    assert [r[0] for r in _raw(tmp_path / "a.db")] == ["r-plain"]
+    assert recorder.stats()["rejected"] == 1
