@@ -1,14 +1,29 @@
-"""Prometheus metrics with bounded label sets: values come from the config, never from the client."""
+"""Prometheus metrics with bounded label sets: values come from the config, never from the client.
+
+The per-request series (request counts and durations, upstream durations, time to first token,
+tokens, requests in flight) are plain numbers updated on the event loop and turned into metric
+families at scrape time: a ``prometheus_client`` ``inc``/``observe`` takes a lock and, for a
+histogram, walks the buckets in Python, about 6 µs per request for these series. The scrape
+(``/metrics``) runs on the same loop, so it reads consistent values without a lock. Rare series
+(errors) keep ``prometheus_client``'s own types.
+"""
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+from time import time
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, Counter
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from llmgw.config import Settings
 
@@ -79,55 +94,118 @@ class _StatsCollector(Collector):
         return out
 
 
+class _Hist:
+    """One histogram series: per-bucket counts (the last is +Inf) and the sum."""
+
+    __slots__ = ("counts", "sum")
+
+    def __init__(self, size: int) -> None:
+        self.counts = [0] * (size + 1)
+        self.sum = 0.0
+
+
+class _HotCollector(Collector):
+    """The per-request series of ``Metrics``, as metric families at scrape time."""
+
+    def __init__(self, m: Metrics) -> None:
+        self._m = m
+
+    @staticmethod
+    def _hist(
+        name: str,
+        doc: str,
+        labels: list[str],
+        bounds: tuple[float, ...],
+        series: Mapping[tuple[str, ...], _Hist],
+    ) -> HistogramMetricFamily:
+        fam = HistogramMetricFamily(name, doc, labels=labels)
+        les = [floatToGoString(b) for b in bounds] + ["+Inf"]
+        for values, h in series.items():
+            cumulative, total = [], 0
+            for le, n in zip(les, h.counts, strict=True):
+                total += n
+                cumulative.append((le, float(total)))
+            fam.add_metric(list(values), cumulative, h.sum)
+        return fam
+
+    def collect(self) -> Iterable[Metric]:
+        m = self._m
+        requests = CounterMetricFamily(
+            "llmgw_requests",
+            "Requests answered, by route, status class, provider and model.",
+            labels=["route", "status_class", "provider", "model"],
+        )
+        for (route, status_class, p, model), n in m._requests.items():
+            requests.add_metric([route, f"{status_class}xx", p, model], n, created=m._created)
+        tokens = CounterMetricFamily(
+            "llmgw_tokens",
+            "Tokens reported by upstreams, by kind (prompt, completion).",
+            labels=["provider", "model", "kind"],
+        )
+        for (p, model), counts in m._tokens.items():
+            tokens.add_metric([p, model, "prompt"], counts[0], created=m._created)
+            tokens.add_metric([p, model, "completion"], counts[1], created=m._created)
+        in_flight = GaugeMetricFamily("llmgw_requests_in_flight", "Requests being served now.")
+        in_flight.add_metric([], m.in_flight)
+        streams = GaugeMetricFamily("llmgw_streams_open", "Streaming responses open now.")
+        streams.add_metric([], m.open_streams())
+        return [
+            requests,
+            self._hist(
+                "llmgw_request_duration_seconds",
+                "Time from request start to the last byte of the response.",
+                ["route"],
+                _LATENCY_BUCKETS,
+                m._latency,
+            ),
+            self._hist(
+                "llmgw_upstream_duration_seconds",
+                "Time spent in the upstream call (until the last chunk for streams).",
+                ["provider", "model"],
+                _UPSTREAM_BUCKETS,
+                m._upstream,
+            ),
+            self._hist(
+                "llmgw_time_to_first_token_seconds",
+                "Time from request start to the first streamed chunk sent to the client.",
+                ["provider", "model"],
+                _UPSTREAM_BUCKETS,
+                m._ttft,
+            ),
+            tokens,
+            in_flight,
+            streams,
+        ]
+
+
 class Metrics:
-    """The gateway's metrics in their own registry (one per app, so tests can build many apps)."""
+    """The gateway's metrics in their own registry (one per app, so tests can build many apps).
+
+    Update methods run on the event loop (they are not thread-safe; the scrape runs there too).
+    """
 
     def __init__(self, settings: Settings) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self._providers = frozenset(p.name for p in settings.providers)
         self._models = frozenset((p.name, m) for p in settings.providers for m in p.models)
-        r = self.registry
-        self.requests = Counter(
-            "llmgw_requests",
-            "Requests answered, by route, status class, provider and model.",
-            ["route", "status_class", "provider", "model"],
-            registry=r,
-        )
-        self.latency = Histogram(
-            "llmgw_request_duration_seconds",
-            "Time from request start to the last byte of the response.",
-            ["route"],
-            buckets=_LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.upstream_latency = Histogram(
-            "llmgw_upstream_duration_seconds",
-            "Time spent in the upstream call (until the last chunk for streams).",
-            ["provider", "model"],
-            buckets=_UPSTREAM_BUCKETS,
-            registry=r,
-        )
-        self.ttft = Histogram(
-            "llmgw_time_to_first_token_seconds",
-            "Time from request start to the first streamed chunk sent to the client.",
-            ["provider", "model"],
-            buckets=_UPSTREAM_BUCKETS,
-            registry=r,
-        )
-        self.tokens = Counter(
-            "llmgw_tokens",
-            "Tokens reported by upstreams, by kind (prompt, completion).",
-            ["provider", "model", "kind"],
-            registry=r,
-        )
+        self._created = time()
+        # Label sets are bounded (config-derived), so are these dicts.
+        self._requests: dict[tuple[str, int, str, str], int] = {}
+        self._latency: dict[tuple[str], _Hist] = {}
+        self._upstream: dict[tuple[str, str], _Hist] = {}
+        self._ttft: dict[tuple[str, str], _Hist] = {}
+        self._tokens: dict[tuple[str, str], list[int]] = {}
+        self.in_flight = 0
+        """Requests being served now (``RequestMiddleware`` counts them)."""
+        self.open_streams: Callable[[], int] = lambda: 0
+        """Streaming responses open now (``Gateway`` points it at its ``Drain``)."""
         self.errors = Counter(
-            "llmgw_errors", "Failed requests by error class.", ["error_type"], registry=r
+            "llmgw_errors",
+            "Failed requests by error class.",
+            ["error_type"],
+            registry=self.registry,
         )
-        self.in_flight = Gauge("llmgw_requests_in_flight", "Requests being served now.", registry=r)
-        self.streams = Gauge("llmgw_streams_open", "Streaming responses open now.", registry=r)
-        # Label children cached per label set (label values are config-derived, so bounded).
-        self._children: dict[tuple[str, int, str, str], tuple[Any, Any]] = {}
-        self._upstream_children: dict[tuple[str, str], tuple[Any, Any, Any, Any]] = {}
+        self.registry.register(_HotCollector(self))
 
     def watch_usage(self, stats: Callable[[], Mapping[str, object]]) -> None:
         """Export the usage recorder's queue and spool sizes at scrape time."""
@@ -156,18 +234,19 @@ class Metrics:
     ) -> None:
         """Count one finished request."""
         route = route if route in ROUTES else OTHER
-        p = self.provider_label(provider)
-        m = self.model_label(provider, model)
-        key = (route, status // 100, p, m)
-        children = self._children.get(key)
-        if children is None:  # label sets are bounded (config-derived), so is this cache
-            children = (
-                self.requests.labels(route, f"{status // 100}xx", p, m),
-                self.latency.labels(route),
-            )
-            self._children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
+        key = (
+            route,
+            status // 100,
+            self.provider_label(provider),
+            self.model_label(provider, model),
+        )
+        requests = self._requests
+        requests[key] = requests.get(key, 0) + 1
+        h = self._latency.get((route,))
+        if h is None:
+            h = self._latency[(route,)] = _Hist(len(_LATENCY_BUCKETS))
+        h.counts[bisect_left(_LATENCY_BUCKETS, seconds)] += 1
+        h.sum += seconds
         if error_type is not None:
             self.errors.labels(error_type if error_type in ERROR_TYPES else OTHER).inc()
 
@@ -181,24 +260,22 @@ class Metrics:
         ttft: float | None = None,
     ) -> None:
         """Record one upstream call's duration, tokens and (for streams) time to first token."""
-        p = self.provider_label(provider)
-        m = self.model_label(provider, model)
-        children = self._upstream_children.get((p, m))
-        if children is None:
-            children = (
-                self.upstream_latency.labels(p, m),
-                self.ttft.labels(p, m),
-                self.tokens.labels(p, m, "prompt"),
-                self.tokens.labels(p, m, "completion"),
-            )
-            self._upstream_children[(p, m)] = children
-        children[0].observe(seconds)
+        key = (self.provider_label(provider), self.model_label(provider, model))
+        h = self._upstream.get(key)
+        if h is None:
+            h = self._upstream[key] = _Hist(len(_UPSTREAM_BUCKETS))
+            self._ttft[key] = _Hist(len(_UPSTREAM_BUCKETS))
+            self._tokens[key] = [0, 0]
+        h.counts[bisect_left(_UPSTREAM_BUCKETS, seconds)] += 1
+        h.sum += seconds
         if ttft is not None:
-            children[1].observe(ttft)
-        if prompt_tokens:
-            children[2].inc(prompt_tokens)
-        if completion_tokens:
-            children[3].inc(completion_tokens)
+            t = self._ttft[key]
+            t.counts[bisect_left(_UPSTREAM_BUCKETS, ttft)] += 1
+            t.sum += ttft
+        if prompt_tokens > 0 or completion_tokens > 0:  # counters never go down
+            tokens = self._tokens[key]
+            tokens[0] += max(prompt_tokens, 0)
+            tokens[1] += max(completion_tokens, 0)
 
     def render(self) -> bytes:
         """The text exposition format."""

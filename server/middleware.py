@@ -102,7 +102,7 @@ class RequestMiddleware:
             await send(message)
 
         metrics = self.metrics
-        metrics.in_flight.inc()
+        metrics.in_flight += 1
         try:
             await self.app(scope, receive, send_with_id)
         except asyncio.CancelledError:
@@ -122,7 +122,7 @@ class RequestMiddleware:
             if status == 0:
                 await error_response(exc)(scope, receive, send_with_id)
         finally:
-            metrics.in_flight.dec()
+            metrics.in_flight -= 1
             elapsed = time.perf_counter() - start
             path: str = scope.get("path", "")
             metrics.observe_request(path, status, elapsed, ctx.provider, ctx.model, ctx.error_type)

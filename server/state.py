@@ -82,6 +82,7 @@ class Gateway:
         self.settings = settings
         self.metrics = Metrics(settings)
         self.drain = Drain()
+        self.metrics.open_streams = lambda: self.drain.open_streams
         self.resolver = Resolver(settings)
         self.max_body = settings.server.max_body_bytes
         self.started = False
