@@ -38,6 +38,24 @@ def new_request_id() -> str:
     return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFFFFFF:012x}"
 
 
+_ts_second = -1
+_ts_prefix = ""
+
+
+def _timestamp() -> str:
+    """Now as ISO 8601 UTC with milliseconds, e.g. ``2026-11-22T03:59:53.994+00:00``.
+
+    The part up to the seconds is formatted once per second (``isoformat`` costs ~2 µs a call).
+    """
+    global _ts_second, _ts_prefix
+    now = time.time()
+    second = int(now)
+    if second != _ts_second:
+        _ts_prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _ts_second = second
+    return f"{_ts_prefix}.{int((now - second) * 1000):03d}+00:00"
+
+
 class RequestContext:
     """What one request learns on its way; the middleware logs it and counts it at the end."""
 
@@ -133,7 +151,7 @@ class RequestMiddleware:
         self, scope: Scope, ctx: RequestContext, status: int, elapsed: float, path: str
     ) -> None:
         line = {
-            "ts": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "ts": _timestamp(),
             "method": scope.get("method"),
             "path": path[:_MAX_PATH],
             "status": status,
