@@ -11,7 +11,6 @@ from llmgw.config import Settings
 from llmgw.routing.resolve import Resolver
 from llmgw.server.metrics import Metrics
 from llmgw.server.streaming import Drain
-from llmgw.server.usage import BufferedRecorder
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -22,6 +21,7 @@ if TYPE_CHECKING:
     from llmgw.routing.health import HealthWriter
     from llmgw.routing.router import Router
     from llmgw.server.auth import KeyCache
+    from llmgw.usage.recorder import UsageRecorder
 
 __all__ = ["Gateway", "ReadyCheck"]
 
@@ -71,7 +71,7 @@ class Gateway:
     engine: Engine
     keys: KeyService
     auth: KeyCache
-    recorder: BufferedRecorder
+    recorder: UsageRecorder
     providers: dict[str, Provider]
     router: Router
     health_writer: HealthWriter
@@ -106,9 +106,10 @@ class Gateway:
         )
         self.keys = KeyService(self.engine)
         self.auth = KeyCache(self.keys, ttl=s.server.key_cache_seconds)
-        recorder = UsageRecorder(self.engine, s.usage, s.spool_dir)
-        await asyncio.to_thread(recorder.start)
-        self.recorder = BufferedRecorder(recorder, asyncio.get_running_loop())
+        # record() on the loop is a queue put; the writer thread polls while a batch fills, so
+        # it is not woken per request (no loop-side buffer needed).
+        self.recorder = UsageRecorder(self.engine, s.usage, s.spool_dir)
+        await asyncio.to_thread(self.recorder.start)
         self.metrics.watch_usage(self.recorder.stats)
         self.providers = build_providers(s, SecretResolver())
         self.router = build_router(s.routing, self.providers, self.resolver.candidates)
@@ -142,6 +143,5 @@ class Gateway:
                 log.warning("closing provider %s failed: %s", provider.name, type(exc).__name__)
         await self.catalog.aclose()
         await asyncio.to_thread(self.health_writer.stop)
-        self.recorder.hand_over()
         await asyncio.to_thread(self.recorder.close)
         self.engine.dispose()
