@@ -491,7 +491,7 @@ def main(argv: list[str] | None = None) -> int:
         if "streaming" not in args.skip:
             emulator = b.start_emulator()
             pt_stream = b.start_passthrough("passthrough-sse", b.emu_port)
-            streams = [
+            streams: list[tuple[str, bl.Server, str | None, str]] = [
                 ("emulator", emulator, None, "gpt-4o-mini"),
                 ("passthrough", pt_stream, None, "gpt-4o-mini"),
             ]

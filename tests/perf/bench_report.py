@@ -62,7 +62,7 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                 pr["median"] >= 70,
             )
         )
-    g, p = _row(results, "llmgw", top), _row(results, "passthrough", top)
+    g, p = (_row(results, "llmgw", top), _row(results, "passthrough", top)) if top else (None, None)
     if g and p and g.get("cpu_us_per_req") and p.get("cpu_us_per_req"):
         cap = 100 * p["cpu_us_per_req"] / g["cpu_us_per_req"]
         out.append(

@@ -180,7 +180,9 @@ def start(
         env=env,
         cwd=REPO,
     )
-    files = [err] + ([out] if stdout else [])
+    files: list[IO[bytes]] = [err]
+    if stdout:
+        files.append(out)
     return Server(name=name, port=port, popen=popen, log=log, cpu=cpu, files=files)
 
 
