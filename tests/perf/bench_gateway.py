@@ -77,6 +77,15 @@ class Bench:
             **{UPSTREAM_KEY_ENV: "sk-bench"},
         )
         self.results: dict[str, Any] = {"quick": args.quick, "throughput": [], "notes": []}
+        # The code under test: a snapshot of HEAD (other engineers may commit during a run, and
+        # one run must measure one version), or the working tree with --worktree.
+        self.py = [bl.PYTHON]
+        if args.worktree:
+            self.results["commit"] = "working tree at " + bl.git_rev()
+        else:
+            src, self.results["commit"] = bl.snapshot(self.tmp)
+            self.py = [bl.PYTHON, "-P"]  # -P: no script dir on sys.path; PYTHONPATH wins
+            self.env["PYTHONPATH"] = str(src)
         self.llmgw_requests = 0  # responses wrk and the stream client saw from llmgw
 
     # -- servers ---------------------------------------------------------------------------
@@ -118,7 +127,7 @@ class Bench:
         )
         a = self.args
         argv = [
-            bl.PYTHON,
+            *self.py,
             "-c",
             code,
             str(self.emu_port),
@@ -141,7 +150,7 @@ class Bench:
                 key_env=UPSTREAM_KEY_ENV,
             )
         )
-        argv = [bl.PYTHON, "-m", "llmgw", "keys", "create", "--name", "bench", "--json"]
+        argv = [*self.py, "-m", "llmgw", "keys", "create", "--name", "bench", "--json"]
         p = subprocess.run(
             argv, capture_output=True, text=True, env=self.env, timeout=120, check=False
         )
@@ -154,7 +163,7 @@ class Bench:
 
     def start_llmgw(self, name: str = "llmgw") -> bl.Server:
         """``llmgw serve`` with auth, usage (SQLite), metrics and the access log (to a file)."""
-        argv = [bl.PYTHON, "-m", "llmgw", "serve", "--port", str(self.llmgw_port)]
+        argv = [*self.py, "-m", "llmgw", "serve", "--port", str(self.llmgw_port)]
         s = self._start(
             name,
             argv,
@@ -299,7 +308,7 @@ class Bench:
         """One server under gc_probe.py on core 1, wrk at 50 connections; optionally py-spy too."""
         secs = self.args.duration
         out = self.tmp / f"gc-{tag}.jsonl"
-        argv = [bl.PYTHON, str(bl.HERE / "gc_probe.py"), "--out", str(out), *probe_args, "--"]
+        argv = [*self.py, str(bl.HERE / "gc_probe.py"), "--out", str(out), *probe_args, "--"]
         is_gw = cmd[0] == "llmgw"
         port = self.llmgw_port if is_gw else self.probe_pt_port
         s = self._start(
@@ -453,6 +462,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="skip the py-spy profiles (an extra run per Python server; skipped without py-spy)",
     )
     p.add_argument("--json", type=Path, help="also write the raw results here")
+    p.add_argument(
+        "--worktree", action="store_true", help="measure the working tree, not a snapshot of HEAD"
+    )
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, config, database)")
     a = p.parse_args(argv)
     a.duration = a.duration or (3.0 if a.quick else 10.0)

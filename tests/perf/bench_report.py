@@ -141,6 +141,8 @@ def render(results: dict[str, Any]) -> str:
         f" load average before {' '.join(results['loadavg_before'])}, after"
         f" {' '.join(results.get('loadavg_after', ['?']))} (the machine is shared: other work adds noise).",
         "",
+        f"Code: {results.get('commit', '?')}.",
+        "",
         f"Machine: {f.get('cpu')}, {f.get('cores')} cores, Linux {f.get('kernel')}, Python {f.get('python')};"
         f" nginx {f.get('nginx')}, wrk {f.get('wrk')}; llmgw {f.get('llmgw')}, starlette {f.get('starlette')},"
         f" uvicorn {f.get('uvicorn')}, uvloop {f.get('uvloop')}, httptools {f.get('httptools')},"

@@ -280,6 +280,28 @@ def stream_run(
     return _bench_json(proc.stdout.decode() + proc.stderr.decode(errors="replace"), "stream_client")
 
 
+def git_rev() -> str:
+    """Short hash and subject of HEAD."""
+    argv = ["git", "log", "-1", "--format=%h %s"]
+    return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+
+
+def snapshot(tmp: Path) -> tuple[Path, str]:
+    """HEAD exported with ``git archive`` into ``tmp/head``; returns (its src dir, the revision).
+
+    The package-dir mapping of pyproject.toml (server/, migrations/, tui/ inside ``llmgw``) is
+    recreated with symlinks, so ``PYTHONPATH=<src>`` imports the snapshot, not the editable install.
+    """
+    dest = tmp / "head"
+    dest.mkdir()
+    archive = subprocess.run(["git", "archive", "HEAD"], cwd=REPO, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
+    for sub in ("server", "migrations", "tui"):
+        if (dest / sub).is_dir():
+            (dest / "src" / "llmgw" / sub).symlink_to(dest / sub)
+    return dest / "src", git_rev()
+
+
 def machine_facts() -> dict[str, str]:
     """CPU, kernel, Python and tool versions for the report."""
     facts: dict[str, str] = {}
