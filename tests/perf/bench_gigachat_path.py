@@ -134,6 +134,24 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
+def foreign_benchmarks() -> set[str]:
+    """Other benchmark or load-generator processes running now (not this run's), by name."""
+    mine, found = os.getpid(), set()
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{d}/cmdline").read_bytes().split(b"\0")
+            ppid = int(Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        names = [Path(a.decode(errors="replace")).name for a in argv[:3]]
+        hit = next((n for n in names if n == "wrk" or n.startswith("bench_")), None)
+        if hit and int(d) != mine and ppid != mine:
+            found.add(hit)
+    return found
+
+
 def snapshot(tmp: Path) -> tuple[Path, str]:
     """HEAD exported with ``git archive``; llmgw.server/migrations/tui linked inside src/llmgw."""
     dest = tmp / "head"
@@ -185,6 +203,7 @@ class Run:
             self.py = [bl.PYTHON, "-P"]
             self.env["PYTHONPATH"] = f"{self.code / 'src'}"
         self.key = ""
+        self.quiet_budget = args.quiet_budget
         self.results: dict[str, Any] = {"rows": [], "commit": self.rev}
         self.sent: dict[str, int] = {OA: 1, GC: 1}  # answers wrk counted (plus the start-up checks)
 
@@ -266,6 +285,15 @@ class Run:
         self.servers.clear()
 
     # -- measurement -----------------------------------------------------------------------
+    def wait_quiet(self) -> set[str]:
+        """Wait (within the run's ``--quiet-budget``) until no other benchmark runs; who still does."""
+        others = foreign_benchmarks()
+        while others and self.quiet_budget > 0:
+            time.sleep(2)
+            self.quiet_budget -= 2
+            others = foreign_benchmarks()
+        return others
+
     def measure(
         self, label: str, server: bl.Server, key: str | None, req: str, conns: int
     ) -> dict[str, Any]:
@@ -274,8 +302,10 @@ class Run:
             if s.cpu == bl.SERVER_CPU or s.name == "llmgw":
                 s.wait_idle()
         url = server.url + "/v1/chat/completions"
+        before = self.wait_quiet()
         w = bl.wrk(url, conns, max(1.0, self.args.duration / 5), key=key, body=req)
         r = bl.wrk(url, conns, self.args.duration, key=key, body=req, during=server)
+        r["overlap"] = sorted(before | foreign_benchmarks())  # others' benchmarks, before and after
         self.sent[label] = self.sent.get(label, 0) + w["requests"] + r["requests"]
         server.check_alive()
         r.update(server=label, connections=conns)
@@ -283,6 +313,7 @@ class Run:
             f"{label:22s} c={conns:<3d} {r['rps']:7.0f} req/s  p50 {r['p50_us'] / 1000:.2f} ms"
             f"  p99 {r['p99_us'] / 1000:.2f} ms  CPU/req {r['cpu_us_per_req'] or 0:.0f} us"
             f"  RSS {r['rss_mb']:.1f} MiB  errors {r['errors']}"
+            + (f"  (overlapped: {', '.join(r['overlap'])})" if r["overlap"] else "")
         )
         return r
 
@@ -296,6 +327,15 @@ class Run:
                     if label == GC10 and conns != max(self.args.concurrency):
                         continue  # the account cap only matters under load
                     runs.append(self.measure(label, server, key, req, conns) | {"round": rnd + 1})
+        hit = [r for r in runs if r["overlap"]]
+        names = sorted({n for r in hit for n in r["overlap"]})
+        waited = round(self.args.quiet_budget - self.quiet_budget)
+        self.results["overlap"] = {
+            "runs": len(hit),
+            "of": len(runs),
+            "names": names,
+            "waited": waited,
+        }
         for conns in self.args.concurrency:
             for label, *_ in targets:
                 mine = [r for r in runs if r["server"] == label and r["connections"] == conns]
@@ -374,6 +414,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--pairs", type=int, help="back-to-back 2 s runs at c=50 (default 10, quick 3)")
     p.add_argument(
         "--concurrency", type=lambda s: [int(x) for x in s.split(",")], default=[1, 10, 50]
+    )
+    p.add_argument(
+        "--quiet-budget",
+        type=float,
+        default=300.0,
+        help="seconds in all to wait for other benchmarks on the machine to end before a run",
     )
     p.add_argument("--worktree", action="store_true", help="measure the working tree, not HEAD")
     p.add_argument(

@@ -108,6 +108,17 @@ def render(res: dict[str, Any]) -> str:
         )
         + ".",
         "",
+    ]
+    ov = res.get("overlap")
+    if ov:
+        seen = f" ({', '.join(ov['names'])})" if ov["names"] else ""
+        lines += [
+            f"Other benchmarks running on the machine at the start or end of a measured run:"
+            f" {ov['runs']} of {ov['of']} runs{seen}, after waiting {ov.get('waited', 0)} s in all"
+            " for them to end.",
+            "",
+        ]
+    lines += [
         "| target (issue 3, with the GigaChat adapter in the path) | measured | verdict |",
         "|---|---|---|",
     ]
@@ -164,9 +175,9 @@ def render(res: dict[str, Any]) -> str:
             "",
             f"Bookkeeping: token fetches seen by nginx {b['token_fetches']} (one per GigaChat provider,"
             f" `giga` and `giga10`). Usage rows with status 200 / answers counted by wrk and the"
-            f" start-up check: {counted}. Rows with another status: {other} (499: requests in flight"
-            " when a wrk run ends; wrk does not count them). Access-log lines"
-            f" {b['access_log_lines']:,}; llmgw exit code after SIGTERM {b['exit_code']}.",
+            f" start-up check: {counted} (wrk does not count the requests in flight when a run ends;"
+            f" llmgw still answers them, or records a 499). Rows with another status: {other}."
+            f" Access-log lines {b['access_log_lines']:,}; llmgw exit code after SIGTERM {b['exit_code']}.",
         ]
     return "\n".join(lines)
 
