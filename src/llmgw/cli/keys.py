@@ -101,13 +101,17 @@ def keys_create(
     rpm: Annotated[
         int | None,
         typer.Option(
-            "--rpm", help="Requests per minute allowed; default: no limit.", show_default=False
+            "--rpm",
+            help="Requests per minute for this key (stored with the key; not yet enforced by the server).",
+            show_default=False,
         ),
     ] = None,
     tpm: Annotated[
         int | None,
         typer.Option(
-            "--tpm", help="Tokens per minute allowed; default: no limit.", show_default=False
+            "--tpm",
+            help="Tokens per minute for this key (stored with the key; not yet enforced by the server).",
+            show_default=False,
         ),
     ] = None,
     models: Annotated[
