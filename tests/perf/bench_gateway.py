@@ -192,6 +192,15 @@ class Bench:
             s.stop(10)
         self.servers.clear()
 
+    def note_foreign(self) -> None:
+        """Remember other benchmarks seen running (they share the cores: the report warns)."""
+        seen = bl.foreign_load()
+        if seen:
+            self.results.setdefault("foreign", [])
+            for name in sorted(seen - set(self.results["foreign"])):
+                self.results["foreign"].append(name)
+                log(f"warning: another benchmark is running ({name}); figures will suffer")
+
     # -- phases ----------------------------------------------------------------------------
     def throughput(
         self, targets: list[tuple[str, bl.Server, str | None]], nginx: bl.Server
@@ -210,6 +219,7 @@ class Bench:
                     for _, other, _ in targets:
                         other.wait_idle()
                     url = server.url + "/v1/chat/completions"
+                    self.note_foreign()
                     w = bl.wrk(url, conns, max(1.0, secs / 5), key=key)  # warm-up: pools, caches
                     r = bl.wrk(url, conns, secs, key=key, during=server)
                     server.check_alive()
@@ -335,6 +345,7 @@ class Bench:
         if is_gw:
             self.llmgw_requests += w["requests"] + r["requests"]
         self.stop(s)
+        self.note_foreign()
         snaps = [json.loads(x) for x in out.read_text().splitlines()]
         gc_s, counts = gc_probe.gc_seconds(snaps[-2], snaps[-1])
         row: dict[str, Any] = {

@@ -143,6 +143,14 @@ def render(results: dict[str, Any]) -> str:
         "",
         f"Code: {results.get('commit', '?')}.",
         "",
+    ]
+    if results.get("foreign"):
+        lines += [
+            f"**Warning: other benchmarks ran at the same time ({', '.join(results['foreign'])});"
+            " they compete for the same cores, so these figures are unreliable. Run again.**",
+            "",
+        ]
+    lines += [
         f"Machine: {f.get('cpu')}, {f.get('cores')} cores, Linux {f.get('kernel')}, Python {f.get('python')};"
         f" nginx {f.get('nginx')}, wrk {f.get('wrk')}; llmgw {f.get('llmgw')}, starlette {f.get('starlette')},"
         f" uvicorn {f.get('uvicorn')}, uvloop {f.get('uvloop')}, httptools {f.get('httptools')},"

@@ -280,6 +280,33 @@ def stream_run(
     return _bench_json(proc.stdout.decode() + proc.stderr.decode(errors="replace"), "stream_client")
 
 
+def foreign_load() -> set[str]:
+    """Other load generators or benchmarks running now that are not this process's descendants."""
+    parent: dict[int, int] = {}
+    names: dict[int, str] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            argv = Path(f"/proc/{d}/cmdline").read_bytes().split(b"\0")
+            parent[int(d)] = int(Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        for a in argv[:3]:
+            name = Path(a.decode(errors="replace")).name
+            if name == "wrk" or (name.startswith("bench_") and name.endswith(".py")):
+                names[int(d)] = name
+                break
+    me, found = os.getpid(), set()
+    for pid, name in names.items():
+        p = pid
+        while p > 1 and p != me:
+            p = parent.get(p, 1)
+        if p != me:
+            found.add(name)
+    return found
+
+
 def git_rev() -> str:
     """Short hash and subject of HEAD."""
     argv = ["git", "log", "-1", "--format=%h %s"]
