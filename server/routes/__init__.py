@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Sequence
+import weakref
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -127,12 +128,63 @@ def parse(cls: type[M], data: dict[str, Any]) -> M:
         raise validation_error(exc) from None
 
 
+class _Delayed:
+    """A call whose disconnect watcher starts once it has run ``after`` seconds."""
+
+    __slots__ = ("due", "start")
+
+    def __init__(self, due: float, start: Callable[[], None]) -> None:
+        self.due = due
+        self.start = start
+
+
+class _Sweeper:
+    """One loop timer for every delayed watcher: a call costs a set insert and removal, not a
+    timer of its own (``call_later`` + ``cancel`` cost about as much as the watcher task)."""
+
+    def __init__(self, interval: float) -> None:
+        self.interval = interval  # no reference to the loop: it keys the weak registry below
+        self.calls: set[_Delayed] = set()
+        self.timer: asyncio.TimerHandle | None = None
+
+    def add(self, call: _Delayed) -> None:
+        self.calls.add(call)
+        if self.timer is None:
+            self.timer = asyncio.get_running_loop().call_later(self.interval, self.sweep)
+
+    def sweep(self) -> None:
+        self.timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        for call in [c for c in self.calls if c.due <= now]:
+            self.calls.discard(call)
+            call.start()
+        if self.calls:
+            self.timer = loop.call_later(self.interval, self.sweep)
+
+
+_sweepers: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[float, _Sweeper]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _sweeper(loop: asyncio.AbstractEventLoop, after: float) -> _Sweeper:
+    per_loop = _sweepers.get(loop)
+    if per_loop is None:
+        per_loop = _sweepers[loop] = {}
+    sweeper = per_loop.get(after)
+    if sweeper is None:
+        sweeper = per_loop[after] = _Sweeper(after / 2)
+    return sweeper
+
+
 async def until_disconnect(receive: Receive, aw: Awaitable[T], *, after: float = 0.0) -> T:
     """Await ``aw``, cancelling it if the client disconnects (``ClientDisconnected``).
 
     The disconnect watcher is a task of its own; with ``after`` > 0 it starts only once ``aw``
-    has run that long, so calls that finish sooner (most non-streaming answers) pay a timer
-    instead of a task, and a client that hangs up is noticed at most ``after`` seconds late.
+    has run that long (checked every ``after / 2`` seconds by one timer per loop), so calls that
+    finish sooner (most non-streaming answers) never create one, and a client that hangs up is
+    noticed at most ``1.5 * after`` seconds late.
     """
     current = asyncio.current_task()
     assert current is not None
@@ -154,8 +206,13 @@ async def until_disconnect(receive: Receive, aw: Awaitable[T], *, after: float =
             watcher = loop.create_task(watch())
 
     loop = asyncio.get_running_loop()
-    timer = loop.call_later(after, start_watch) if after > 0 else None
-    if timer is None:
+    delayed: _Delayed | None = None
+    sweeper: _Sweeper | None = None
+    if after > 0:
+        delayed = _Delayed(loop.time() + after, start_watch)
+        sweeper = _sweeper(loop, after)
+        sweeper.add(delayed)
+    else:
         start_watch()
     try:
         return await aw
@@ -165,8 +222,8 @@ async def until_disconnect(receive: Receive, aw: Awaitable[T], *, after: float =
             raise ClientDisconnected("the client closed the connection") from None
         raise
     finally:
-        if timer is not None:
-            timer.cancel()
+        if sweeper is not None:
+            sweeper.calls.discard(delayed)  # type: ignore[arg-type]
         if watcher is not None:
             watcher.cancel()
 
