@@ -23,7 +23,6 @@ from prometheus_client.core import (
 )
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
 
 from llmgw.config import Settings
 
@@ -116,11 +115,11 @@ class _HotCollector(Collector):
         doc: str,
         labels: list[str],
         bounds: tuple[float, ...],
-        series: Mapping[tuple[str, ...], _Hist],
+        series: Iterable[tuple[tuple[str, ...], _Hist]],
     ) -> HistogramMetricFamily:
         fam = HistogramMetricFamily(name, doc, labels=labels)
-        les = [floatToGoString(b) for b in bounds] + ["+Inf"]
-        for values, h in series.items():
+        les = [repr(float(b)) for b in bounds] + ["+Inf"]  # as prometheus_client writes them
+        for values, h in series:
             cumulative, total = [], 0
             for le, n in zip(les, h.counts, strict=True):
                 total += n
@@ -156,21 +155,21 @@ class _HotCollector(Collector):
                 "Time from request start to the last byte of the response.",
                 ["route"],
                 _LATENCY_BUCKETS,
-                m._latency,
+                m._latency.items(),
             ),
             self._hist(
                 "llmgw_upstream_duration_seconds",
                 "Time spent in the upstream call (until the last chunk for streams).",
                 ["provider", "model"],
                 _UPSTREAM_BUCKETS,
-                m._upstream,
+                m._upstream.items(),
             ),
             self._hist(
                 "llmgw_time_to_first_token_seconds",
                 "Time from request start to the first streamed chunk sent to the client.",
                 ["provider", "model"],
                 _UPSTREAM_BUCKETS,
-                m._ttft,
+                m._ttft.items(),
             ),
             tokens,
             in_flight,

@@ -222,8 +222,8 @@ async def until_disconnect(receive: Receive, aw: Awaitable[T], *, after: float =
             raise ClientDisconnected("the client closed the connection") from None
         raise
     finally:
-        if sweeper is not None:
-            sweeper.calls.discard(delayed)  # type: ignore[arg-type]
+        if sweeper is not None and delayed is not None:
+            sweeper.calls.discard(delayed)
         if watcher is not None:
             watcher.cancel()
 
