@@ -72,3 +72,36 @@ async def test_chat_route_answers_like_the_others(client: Any, auth: dict[str, s
     )
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "messages"
     assert bad.headers["x-request-id"].startswith("req_")
+
+
+def test_streams_open_gauge_counts_a_stream_in_progress(
+    make_settings: Any, upstream_factory: Any, key: Any
+) -> None:
+    import httpx
+
+    up = upstream_factory(fault="stall_mid_stream")  # two frames, then silence until we hang up
+    server = serve_in_thread(create_app(make_settings(up.url)))
+    body = {"model": "gpt-4o-mini", "messages": MSG, "stream": True}
+    headers = {"Authorization": f"Bearer {key.secret}"}
+
+    def gauge(c: httpx.Client) -> float:
+        text = c.get(f"{server.url}/metrics").text
+        line = next(x for x in text.splitlines() if x.startswith("llmgw_streams_open "))
+        return float(line.split()[1])
+
+    try:
+        with httpx.Client(timeout=10) as c:
+            assert gauge(c) == 0
+            with c.stream(
+                "POST", f"{server.url}/v1/chat/completions", json=body, headers=headers
+            ) as r:
+                assert r.status_code == 200
+                chunks = r.iter_bytes()  # kept: a dropped iterator closes the response
+                next(chunks)  # the stream is open
+                assert gauge(c) == 1
+            deadline = time.monotonic() + 5
+            while gauge(c) != 0:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+    finally:
+        server.stop()
