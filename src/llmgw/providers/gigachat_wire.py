@@ -13,8 +13,8 @@ Responses: synthesized ``chatcmpl-`` / ``call_`` ids, ``function_call`` -> ``too
 from __future__ import annotations
 
 import json
+import os
 import time
-import uuid
 from typing import Any
 
 from llmgw.errors import InvalidRequest
@@ -40,8 +40,13 @@ FINISH_REASONS = {
 
 
 def new_call_id() -> str:
-    """An OpenAI-style tool call id."""
-    return "call_" + uuid.uuid4().hex[:24]
+    """An OpenAI-style tool call id (24 random hex digits, as ``uuid4().hex[:24]`` gave, ~4x cheaper)."""
+    return "call_" + os.urandom(12).hex()
+
+
+def new_completion_id() -> str:
+    """An OpenAI-style completion id: ``chatcmpl-`` and 32 random hex digits."""
+    return "chatcmpl-" + os.urandom(16).hex()
 
 
 def json_object_string(content: str) -> str:
@@ -204,10 +209,15 @@ def usage_of(raw: Any) -> Usage:
     return Usage(prompt, completion, int(raw.get("total_tokens") or prompt + completion))
 
 
-def _usage_dict(raw: Any) -> dict[str, Any]:
-    usage = usage_of(raw).as_dict()
+def _usage_dict_of(usage: Usage, raw: Any) -> dict[str, Any]:
+    """The OpenAI ``usage`` object for ``usage`` (read from ``raw``), with GigaChat's cached tokens."""
     cached = raw.get("precached_prompt_tokens") if isinstance(raw, dict) else None
-    return usage | {"prompt_tokens_details": {"cached_tokens": int(cached or 0)}}
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+        "prompt_tokens_details": {"cached_tokens": int(cached or 0)},
+    }
 
 
 def _tool_calls(fc: dict[str, Any], call_id: str) -> list[dict[str, Any]]:
@@ -223,30 +233,33 @@ def chat_response(raw: dict[str, Any]) -> tuple[dict[str, Any], Usage, str]:
     for i, ch in enumerate(raw["choices"]):
         msg = ch.get("message") or {}
         out: dict[str, Any] = {"role": "assistant", "content": msg.get("content") or ""}
-        if isinstance(msg.get("function_call"), dict):
-            out["tool_calls"] = _tool_calls(msg["function_call"], new_call_id())
+        fc = msg.get("function_call")
+        if isinstance(fc, dict):
+            out["tool_calls"] = _tool_calls(fc, new_call_id())
             out["content"] = out["content"] or None
         reason = FINISH_REASONS.get(str(ch.get("finish_reason")), "stop")
         choices.append(
             {"index": ch.get("index", i), "message": out, "logprobs": None, "finish_reason": reason}
         )
     model = str(raw.get("model", ""))
+    raw_usage = raw.get("usage")
+    usage = usage_of(raw_usage)
     body = {
-        "id": "chatcmpl-" + uuid.uuid4().hex,
+        "id": new_completion_id(),
         "object": "chat.completion",
         "created": int(raw.get("created") or time.time()),
         "model": model,
         "choices": choices,
-        "usage": _usage_dict(raw.get("usage")),
+        "usage": _usage_dict_of(usage, raw_usage),
     }
-    return body, usage_of(raw.get("usage")), model
+    return body, usage, model
 
 
 class StreamState:
     """Turns GigaChat stream chunks into OpenAI ``chat.completion.chunk`` objects."""
 
     def __init__(self) -> None:
-        self.id = "chatcmpl-" + uuid.uuid4().hex
+        self.id = new_completion_id()
         self.created = int(time.time())
         self.model = ""
         self.usage: Usage | None = None
@@ -284,7 +297,7 @@ class StreamState:
             )
         if raw.get("usage") is not None:
             self.usage = usage_of(raw["usage"])
-            self.usage_dict = _usage_dict(raw["usage"])
+            self.usage_dict = _usage_dict_of(self.usage, raw["usage"])
         return self.chunk(choices)
 
     def chunk(
