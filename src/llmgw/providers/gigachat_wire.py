@@ -85,7 +85,33 @@ def _text(msg: ChatMessage) -> str:
     return msg.text()
 
 
+def _plain_messages(messages: list[ChatMessage]) -> list[dict[str, Any]] | None:
+    """``_messages`` for the common case (text-only system/user/assistant turns, no tool calls).
+
+    ``None`` when any message needs the full translation; otherwise the same list it would build.
+    """
+    out: list[dict[str, Any]] = []
+    system: dict[str, Any] | None = None
+    for msg in messages:
+        role, content = msg.role, msg.content
+        if type(content) is not str or msg.tool_calls or msg.function_call is not None:
+            return None
+        if role == "user" or role == "assistant":
+            out.append({"role": role, "content": content})
+        elif role == "system" or role == "developer":
+            if system is None:
+                system = {"role": "system", "content": content}
+            else:
+                out.append({"role": "user", "content": content})
+        else:
+            return None
+    return [system, *out] if system is not None else out
+
+
 def _messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
+    plain = _plain_messages(messages)
+    if plain is not None:
+        return plain
     out: list[dict[str, Any]] = []
     system: dict[str, Any] | None = None
     names: dict[str, str] = {}  # tool_call_id -> function name
