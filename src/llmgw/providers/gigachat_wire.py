@@ -13,7 +13,7 @@ Responses: synthesized ``chatcmpl-`` / ``call_`` ids, ``function_call`` -> ``too
 from __future__ import annotations
 
 import json
-import os
+import random
 import time
 from typing import Any
 
@@ -39,14 +39,19 @@ FINISH_REASONS = {
 }
 
 
+# Ids only need to be unique, not secret: the ``random`` module's generator (seeded from the OS,
+# reseeded in a forked child) costs ~0.1 us per id where ``uuid4`` (a syscall and a UUID) costs ~2.5.
+_bits = random.getrandbits
+
+
 def new_call_id() -> str:
-    """An OpenAI-style tool call id (24 random hex digits, as ``uuid4().hex[:24]`` gave, ~4x cheaper)."""
-    return "call_" + os.urandom(12).hex()
+    """An OpenAI-style tool call id: ``call_`` and 24 random hex digits."""
+    return "call_" + _bits(96).to_bytes(12, "big").hex()
 
 
 def new_completion_id() -> str:
     """An OpenAI-style completion id: ``chatcmpl-`` and 32 random hex digits."""
-    return "chatcmpl-" + os.urandom(16).hex()
+    return "chatcmpl-" + _bits(128).to_bytes(16, "big").hex()
 
 
 def json_object_string(content: str) -> str:
