@@ -398,3 +398,30 @@ def test_list_masks_credentials_in_base_url(cli, home) -> None:  # type: ignore[
     assert r.exit_code == 0, r.stderr
     assert "hunter2secret" not in r.stdout
     assert "example.invalid" in r.stdout
+
+
+class _NoDbusKeyring(MemoryKeyring):
+    """A Secret Service backend on a machine without D-Bus: every call raises."""
+
+    def get_password(self, service: str, username: str) -> str | None:
+        raise RuntimeError("dbus is not running")
+
+    def set_password(self, service: str, username: str, password: str) -> None:
+        raise RuntimeError("dbus is not running")
+
+
+def test_list_and_set_secret_survive_a_broken_keyring(cli, home, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    write_config(home, '[[providers]]\nname = "p"\nkind = "openai"\napi_key_env = "P_KEY"\n')
+    monkeypatch.setenv("SRC_SECRET", "s3cret-value")
+    old = keyring.get_keyring()
+    keyring.set_keyring(_NoDbusKeyring())
+    try:
+        r = cli("providers", "list", "--json")
+        assert r.exit_code == 0, r.stderr
+        assert "keyring unavailable" in r.stdout
+        r = cli("providers", "set-secret", "p", "--from-env", "SRC_SECRET")
+        assert r.exit_code == 2
+        assert r.stderr.startswith("Error: ") and "Traceback" not in r.stderr
+        assert "s3cret-value" not in r.stderr
+    finally:
+        keyring.set_keyring(old)

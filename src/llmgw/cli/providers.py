@@ -60,29 +60,24 @@ def _provider(settings: Settings, name: str) -> ProviderConfig:
 
 def _keyring_problem() -> str | None:
     """Why the OS keyring cannot be used here, or ``None`` when a real backend is active."""
-    import keyring
-    from keyring.backends import chainer, fail
+    from llmgw.providers.registry import SecretResolver
 
-    kr = keyring.get_keyring()
-    if isinstance(kr, fail.Keyring) or (isinstance(kr, chainer.ChainerBackend) and not kr.backends):
-        return "no OS keyring backend is available"
-    return None
+    resolver = SecretResolver(warn=lambda _msg: None)
+    resolver.from_keyring("-")  # loads the backend and probes it once; any failure becomes a notice
+    return resolver.keyring_notice
 
 
 def _credential(cfg: ProviderConfig) -> str:
     """Where the provider's credential would come from (never the value)."""
-    if cfg.api_key_env and os.environ.get(cfg.api_key_env):
-        return f"env {cfg.api_key_env}"
-    if _keyring_problem() is None:
-        import keyring
-        from keyring.errors import KeyringError
+    from llmgw.providers.registry import SecretResolver
 
-        try:
-            if keyring.get_password(KEYRING_SERVICE, cfg.name):
-                return "keyring"
-        except KeyringError:
-            return "keyring error"
-    return f"missing (set {cfg.api_key_env})" if cfg.api_key_env else "missing"
+    resolver = SecretResolver(warn=lambda _msg: None)
+    if resolver.from_env(cfg):
+        return f"env {cfg.api_key_env}"
+    if resolver.from_keyring(cfg.name):
+        return "keyring"
+    missing = f"missing (set {cfg.api_key_env})" if cfg.api_key_env else "missing"
+    return f"{missing}; keyring unavailable" if resolver.keyring_notice else missing
 
 
 @providers_app.command("list")
@@ -396,11 +391,10 @@ def providers_set_secret(
     if not secret:
         raise UsageError("the secret is empty; nothing stored")
     import keyring
-    from keyring.errors import KeyringError
 
     try:
         keyring.set_password(KEYRING_SERVICE, name, secret)
-    except KeyringError as exc:
+    except Exception as exc:  # noqa: BLE001 - KeyringError, or a backend's own (e.g. no D-Bus)
         raise ConfigError(
             f"the OS keyring refused to store the secret: {type(exc).__name__}",
             hint="unlock the keyring, or use the provider's environment variable",
