@@ -32,14 +32,21 @@ def _need(service: str, host: str, port: int) -> None:
 
 
 @pytest.fixture(autouse=True)
-def _isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+def _isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Every test gets its own LLMGW_HOME and no LLMGW_* settings from the developer's shell."""
     for key in list(os.environ):
         if key.startswith("LLMGW_") and not key.startswith("LLMGW_TEST_"):
             monkeypatch.delenv(key)
     home = tmp_path / "llmgw-home"
     monkeypatch.setenv("LLMGW_HOME", str(home))
-    return home
+    # Never read or write the developer's real OS keyring; tests that need one install their own.
+    import keyring
+    from keyring.backends import fail
+
+    previous = keyring.get_keyring()
+    keyring.set_keyring(fail.Keyring())
+    yield home
+    keyring.set_keyring(previous)
 
 
 @pytest.fixture
