@@ -8,6 +8,7 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import orjson
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -320,3 +321,22 @@ def test_redact_removes_secrets_and_key_shapes() -> None:
     assert "abcdefghijklmnop" not in out and "abc.def" not in out and "mysecret" not in out
     assert out.count("[redacted]") == 3 and "\n" not in out
     assert len(redact("x" * 2000)) == 500
+
+
+async def test_line_framing_yields_each_json_line_until_the_upstream_closes() -> None:
+    async def ndjson(request: Request) -> Response:
+        body = b'{"n": 1}\n\n  {"n": 2}  \r\n{"n": 3}'  # blank line, padding, no final newline
+        return Response(body, media_type="application/json")
+
+    app = Starlette(routes=[Route("/v1/stream", ndjson, methods=["POST"])])
+    with serve_in_thread(app) as srv:
+        t = transport(srv.url + "/v1")
+        try:
+            got = [orjson.loads(x) async for x in t.open_stream("stream", {}, framing="lines")]
+            assert got == [{"n": 1}, {"n": 2}, {"n": 3}]
+            assert t.in_flight == 0
+            with pytest.raises(UpstreamError, match="event stream"):  # SSE framing insists on SSE
+                async for _ in t.open_stream("stream", {}):
+                    pass
+        finally:
+            await t.aclose()

@@ -25,7 +25,7 @@ import ssl
 import time
 from collections.abc import AsyncGenerator, Iterable, Mapping
 from ssl import SSLContext
-from typing import Any
+from typing import Any, Literal
 
 import aiohttp
 import orjson
@@ -39,6 +39,7 @@ __all__ = ["Transport", "UpstreamStatus", "parse_json", "redact", "ssl_context"]
 
 _JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 _SSE_HEADERS = {"Content-Type": "application/json", "Accept": "text/event-stream"}
+_LINES_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
 # Below common server keep-alive timeouts (uvicorn 5 s): reusing a connection the server is
 # closing makes a POST fail, and POSTs are not retried.
 KEEPALIVE_SECONDS = 4.0
@@ -348,8 +349,14 @@ class Transport:
         path: str,
         body: bytes | dict[str, Any],
         headers: Mapping[str, str] | None = None,
+        *,
+        framing: Literal["sse", "lines"] = "sse",
     ) -> AsyncGenerator[bytes, None]:
-        """``POST`` and yield the payload of each SSE event (``data:`` lines) until ``[DONE]``.
+        """``POST`` and yield the stream's payloads.
+
+        ``framing="sse"``: the data of each SSE event until ``[DONE]`` (the answer must be
+        ``text/event-stream``). ``framing="lines"``: each non-blank line of a newline-delimited
+        JSON body until the upstream closes it (the YandexGPT native stream).
 
         A non-2xx answer raises ``UpstreamStatus`` (with the capped body) before anything is
         yielded. Closing the generator early (``aclose()``, or the consumer being cancelled) closes
@@ -357,7 +364,8 @@ class Transport:
         """
         session = self._get_session()
         data = orjson.dumps(body) if isinstance(body, dict) else body
-        hdrs = _SSE_HEADERS if headers is None else {**_SSE_HEADERS, **headers}
+        base = _SSE_HEADERS if framing == "sse" else _LINES_HEADERS
+        hdrs = base if headers is None else {**base, **headers}
         deadline = await self._acquire()
         resp: aiohttp.ClientResponse | None = None
         finished = False
@@ -380,7 +388,7 @@ class Transport:
                     err = await self._read(resp, MAX_ERROR_BODY_BYTES)
                     raise UpstreamStatus(self.provider, resp.status, resp.headers, err)
                 ctype = resp.headers.get("Content-Type", "")
-                if not ctype.startswith("text/event-stream"):
+                if framing == "sse" and not ctype.startswith("text/event-stream"):
                     raise UpstreamError(
                         f"upstream {self.provider} did not answer with an event stream",
                         provider=self.provider,
@@ -389,10 +397,12 @@ class Transport:
                 raise
             except (aiohttp.ClientError, TimeoutError) as exc:
                 raise self._error(exc, phase) from None
-            async with contextlib.aclosing(self._events(resp)) as events:
-                async for payload in events:
+            reader = self._events(resp) if framing == "sse" else self._lines(resp)
+            async with contextlib.aclosing(reader) as payloads:
+                async for payload in payloads:
                     yield payload
-            finished = await self._drain(resp)
+            # Line streams end at EOF; SSE ends at [DONE], and the rest of the body is drained.
+            finished = True if framing == "lines" else await self._drain(resp)
         finally:
             if resp is not None:
                 if finished:
@@ -420,6 +430,30 @@ class Transport:
         except (aiohttp.ClientError, TimeoutError):
             pass
         return False
+
+    async def _lines(self, resp: aiohttp.ClientResponse) -> AsyncGenerator[bytes, None]:
+        """Each non-blank line of ``resp``'s body, until the upstream closes it."""
+        buf = bytearray()
+        while True:
+            try:
+                chunk = await resp.content.readany()
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                raise self._error(exc, "body") from None
+            if not chunk:
+                break
+            buf += chunk
+            while (i := buf.find(b"\n")) >= 0:
+                line = bytes(buf[:i]).strip()
+                del buf[: i + 1]
+                if line:
+                    yield line
+            if len(buf) > MAX_EVENT_BYTES:
+                raise UpstreamError(
+                    f"upstream {self.provider} sent an oversized stream line",
+                    provider=self.provider,
+                )
+        if buf.strip():
+            yield bytes(buf).strip()
 
     async def _events(self, resp: aiohttp.ClientResponse) -> AsyncGenerator[bytes, None]:
         """SSE events' data from ``resp`` (multi-line data joined with newlines)."""

@@ -39,14 +39,13 @@ from llmgw.providers.base import (
     Usage,
 )
 from llmgw.providers.tokens import AccessToken, TokenCache, ssl_context
-from llmgw.providers.transport import UpstreamStatus, parse_json, redact
+from llmgw.providers.transport import Transport, UpstreamStatus, parse_json, redact
 from llmgw.providers.yandexgpt_iam import (
     IAM_AUDIENCE,
     IAM_REFRESH_SECONDS,
     ServiceAccountTokens,
     load_service_account_key,
 )
-from llmgw.providers.yandexgpt_lines import LineTransport
 from llmgw.providers.yandexgpt_wire import (
     STATUS_TO_FINISH,
     CumulativeText,
@@ -119,7 +118,7 @@ class YandexGPTProvider:
             if sa_key is not None
             else None
         )
-        self.transport: LineTransport = LineTransport(
+        self.transport = Transport(
             provider=config.name,
             base_url=config.base_url or DEFAULT_BASE_URL,
             max_concurrency=config.max_concurrency or 10,
@@ -232,10 +231,11 @@ class YandexGPTProvider:
     ) -> tuple[bytes, AsyncIterator[bytes]]:
         headers, token = await self._auth()
         for attempt in (0, 1):
-            stream = self.transport.open_lines(
+            stream = self.transport.open_stream(
                 "/foundationModels/v1/completion",
                 body,
                 headers | {"x-client-request-id": ctx.request_id},
+                framing="lines",
             )
             try:
                 return await anext(stream), stream
