@@ -94,3 +94,47 @@ def test_driver_insert_rejects_a_bad_row_and_keeps_the_rest(
     recorder._insert_rows([good, bad])
     assert [r[0] for r in _raw(tmp_path / "a.db")] == ["r-plain"]
     assert recorder.stats()["rejected"] == 1
+
+
+def test_driver_insert_shortcuts_store_the_same_values(
+    two: tuple[Engine, Engine], tmp_path: Path
+) -> None:
+    """The shortcut processors (UTC timestamps, a precomputed None, memoised UUIDs and bools)
+    give the stored values of SQLAlchemy's own processors, row after row."""
+    key = uuid.uuid4()
+    base = datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC)
+    events = [
+        UsageEvent(
+            request_id=f"r-{i:02d}",
+            created_at=base + timedelta(microseconds=i * 250_001),
+            key_id=key if i % 3 else None,
+            user_id=uuid.uuid4() if i % 2 else None,
+            stream=bool(i % 2),
+            meta=None if i % 4 else {"alias": "x", "n": i},
+            cost=Decimal(i) / 7,
+        )
+        for i in range(20)
+    ]
+    events.append(UsageEvent(request_id="r-zero-us", created_at=base))
+    utc0 = timezone(timedelta(0))
+    events.append(UsageEvent(request_id="r-utc0", created_at=base.replace(tzinfo=utc0)))
+    fast_engine, plain_engine = two
+    rows = [event_to_row(e) for e in events]
+    fast = UsageRecorder(fast_engine, UsageSettings(), tmp_path / "s1")
+    plain = UsageRecorder(plain_engine, UsageSettings(), tmp_path / "s2")
+    plain._driver_insert = None
+    fast._insert(rows)
+    plain._insert(rows)
+    assert _raw(tmp_path / "a.db") == _raw(tmp_path / "b.db")
+
+
+def test_a_shortcut_that_disagrees_with_its_processor_is_not_used() -> None:
+    from llmgw.usage.recorder import _shortcut
+
+    def odd(value: Any) -> Any:
+        return "always this"
+
+    assert _shortcut(odd, datetime) is odd  # isoformat would not give "always this"
+    assert _shortcut(None, datetime) is None
+    memo = _shortcut(odd, uuid.UUID)
+    assert memo is not None and memo(uuid.uuid4()) == memo(None) == "always this"
