@@ -38,22 +38,28 @@ def new_request_id() -> str:
     return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFFFFFF:012x}"
 
 
+_ts_milli = -1
 _ts_second = -1
 _ts_prefix = ""
+_ts_text = ""
 
 
 def _timestamp() -> str:
     """Now as ISO 8601 UTC with milliseconds, e.g. ``2026-11-22T03:59:53.994+00:00``.
 
-    The part up to the seconds is formatted once per second (``isoformat`` costs ~2 µs a call).
+    The text is made once per millisecond, and the part up to the seconds once per second
+    (``isoformat`` costs ~2 µs a call; a busy server logs several lines per millisecond).
     """
-    global _ts_second, _ts_prefix
-    now = time.time()
-    second = int(now)
-    if second != _ts_second:
-        _ts_prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-        _ts_second = second
-    return f"{_ts_prefix}.{int((now - second) * 1000):03d}+00:00"
+    global _ts_milli, _ts_second, _ts_prefix, _ts_text
+    milli = int(time.time() * 1000)
+    if milli != _ts_milli:
+        second, ms = divmod(milli, 1000)
+        if second != _ts_second:
+            _ts_prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+            _ts_second = second
+        _ts_text = f"{_ts_prefix}.{ms:03d}+00:00"
+        _ts_milli = milli
+    return _ts_text
 
 
 class RequestContext:
@@ -155,7 +161,9 @@ class RequestMiddleware:
             "method": scope.get("method"),
             "path": path[:_MAX_PATH],
             "status": status,
-            "latency_ms": round(elapsed * 1000, 3),
+            # Milliseconds to three decimals: int() + division is ~5x cheaper than round(x, 3)
+            # (which formats through a string) and gives the same value up to a half-way case.
+            "latency_ms": int(elapsed * 1_000_000 + 0.5) / 1000,
             "request_id": ctx.request_id,
             "client_request_id": ctx.client_request_id,
             "key": ctx.key_prefix,
