@@ -10,9 +10,10 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -47,8 +48,17 @@ class _Entry:
     requests: int = 0
     failures: int = 0
     last_error: str | None = None
-    last_error_at: datetime | None = None
-    last_ok_at: datetime | None = None
+    last_error_at: datetime | float | None = None
+    last_ok_at: datetime | float | None = None
+    """Times as ``time.time()`` floats on the hot path (a ``datetime`` per request costs more
+    than the rest of ``record_success``), or what an injected ``now`` returned; ``snapshot``
+    gives datetimes."""
+
+
+def _as_datetime(value: datetime | float | None) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromtimestamp(value, UTC)
 
 
 class HealthTracker:
@@ -59,13 +69,14 @@ class HealthTracker:
         *,
         alpha: float = 0.2,
         breakers: BreakerRegistry | None = None,
-        now: Callable[[], datetime] = utcnow,
+        now: Callable[[], datetime] | None = None,
     ) -> None:
+        """``now`` (default: the wall clock) stamps the last success and failure."""
         if not 0 < alpha <= 1:
             raise ValueError("alpha must be in (0, 1]")
         self.alpha = alpha
         self.breakers = breakers
-        self._now = now
+        self._now: Callable[[], datetime | float] = time.time if now is None else now
         self._lock = threading.Lock()
         self._entries: dict[tuple[str, str], _Entry] = {}
 
@@ -77,14 +88,17 @@ class HealthTracker:
     def record_success(self, provider: str, model: str, latency: float) -> None:
         """An attempt succeeded after ``latency`` seconds (time to first chunk for streams)."""
         ms = latency * 1000.0
+        alpha = self.alpha
+        now = self._now()
         with self._lock:
-            e = self._entries.setdefault((provider, model), _Entry())
-            e.latency_ms = (
-                ms if e.latency_ms is None else e.latency_ms + self.alpha * (ms - e.latency_ms)
-            )
-            e.error_rate -= self.alpha * e.error_rate
+            e = self._entries.get((provider, model))
+            if e is None:
+                e = self._entries[(provider, model)] = _Entry()
+            last = e.latency_ms
+            e.latency_ms = ms if last is None else last + alpha * (ms - last)
+            e.error_rate -= alpha * e.error_rate
             e.requests += 1
-            e.last_ok_at = self._now()
+            e.last_ok_at = now
 
     def record_failure(self, provider: str, model: str, error: BaseException | str) -> None:
         """An attempt failed in a way that is the upstream's fault."""
@@ -128,8 +142,8 @@ class HealthTracker:
                     "requests": e.requests,
                     "failures": e.failures,
                     "last_error": e.last_error,
-                    "last_error_at": e.last_error_at,
-                    "last_ok_at": e.last_ok_at,
+                    "last_error_at": _as_datetime(e.last_error_at),
+                    "last_ok_at": _as_datetime(e.last_ok_at),
                 }
             )
         return rows

@@ -47,6 +47,9 @@ CandidatesResolver = Callable[[str], Sequence[Any]]
 
 def served_by(c: RouteCandidate) -> str:
     """``provider/model[:version]`` of a candidate, for the response header and usage record."""
+    qualified = getattr(c, "qualified", None)  # a resolver ``Target`` has it made already
+    if qualified is not None:
+        return qualified  # type: ignore[no-any-return]
     return f"{c.provider}/{c.model}" + (f":{c.version}" if c.version else "")
 
 

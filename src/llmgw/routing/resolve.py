@@ -8,7 +8,7 @@ memo holds successfully resolved names and is bounded.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from llmgw.config import AliasTarget, ProviderConfig, Settings
 from llmgw.errors import ModelNotFound
@@ -29,12 +29,13 @@ class Target:
     alias: str | None = None
     """The alias the client used, when it used one."""
     weight: float = 1.0
+    qualified: str = field(init=False, repr=False, compare=False)
+    """``provider/model[:version]`` (made once: it names the target in every answer's header,
+    usage record and attempt list)."""
 
-    @property
-    def qualified(self) -> str:
-        """``provider/model[:version]``."""
+    def __post_init__(self) -> None:
         v = f":{self.version}" if self.version else ""
-        return f"{self.provider}/{self.model}{v}"
+        object.__setattr__(self, "qualified", f"{self.provider}/{self.model}{v}")
 
 
 class Resolver:
