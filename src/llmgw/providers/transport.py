@@ -1,45 +1,47 @@
-"""The hot-path HTTP client to one upstream: aiohttp, timeouts, a concurrency cap, SSE, error mapping.
+"""The hot-path HTTP client to one upstream: timeouts, a concurrency cap, SSE, error mapping.
 
-One ``Transport`` per upstream owns one ``aiohttp.ClientSession`` (created lazily inside the running
-loop) with keep-alive connections. Every call is bounded by four timeouts:
+One ``Transport`` per upstream owns one keep-alive connection pool (``h1.Pool``, created lazily
+inside the running loop; see ``h1`` for why not a general-purpose client). Every call is bounded
+by four timeouts:
 
 - ``connect``: opening the TCP (and TLS) connection;
 - ``first_byte``: from sending the request until the response headers arrive;
 - ``idle``: between two reads of the body (stream chunks, or parts of a JSON body);
 - ``total``: the whole call, including the wait for a concurrency slot.
 
-A per-upstream semaphore caps calls in flight; a call that cannot get a slot within the queue
-timeout fails with ``RateLimited`` (429, ``Retry-After``). Redirects are never followed. Errors
-become ``UpstreamError``/``UpstreamTimeout`` whose messages name the provider and the failure, never
-the upstream's body, URL credentials or headers. Non-2xx answers are returned (``request``) or raised
-as ``UpstreamStatus`` (``open_stream``) for the adapter to map with its provider's error format.
+A per-upstream semaphore caps calls in flight (``max_concurrency``, else 1,024); a call that cannot
+get a slot within the queue timeout fails with ``RateLimited`` (429, ``Retry-After``). Redirects are
+never followed. Errors become ``UpstreamError``/``UpstreamTimeout`` whose messages name the
+provider and the failure, never the upstream's body, URL credentials or headers. Non-2xx answers
+are returned (``request``) or raised as ``UpstreamStatus`` (``open_stream``) for the adapter to map
+with its provider's error format.
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import functools
 import os
 import re
 import ssl
-import time
 from collections.abc import AsyncGenerator, Iterable, Mapping
 from ssl import SSLContext
 from typing import Any, Literal
+from urllib.parse import unquote, urlsplit
 
-import aiohttp
 import orjson
-from multidict import CIMultiDictProxy
-from yarl import URL
 
 from llmgw import __version__
 from llmgw.errors import ConfigError, RateLimited, UpstreamError, UpstreamTimeout
+from llmgw.providers import h1
 
 __all__ = ["Transport", "UpstreamStatus", "parse_json", "redact", "ssl_context"]
 
-_JSON_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
-_SSE_HEADERS = {"Content-Type": "application/json", "Accept": "text/event-stream"}
-_LINES_HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+_ACCEPT_JSON = b"Content-Type: application/json\r\nAccept: application/json\r\n"
+_ACCEPT_SSE = b"Content-Type: application/json\r\nAccept: text/event-stream\r\n"
+DEFAULT_MAX_CONNECTIONS = 1024  # calls in flight to one upstream when max_concurrency is unset
 # Below common server keep-alive timeouts (uvicorn 5 s): reusing a connection the server is
 # closing makes a POST fail, and POSTs are not retried.
 KEEPALIVE_SECONDS = 4.0
@@ -47,8 +49,6 @@ DRAIN_SECONDS = 0.05
 MAX_BODY_BYTES = 256 * 1024 * 1024
 MAX_ERROR_BODY_BYTES = 1024 * 1024
 MAX_EVENT_BYTES = 16 * 1024 * 1024
-# A call that got its slot within this many seconds shares one ClientTimeout with the full total.
-_TIMEOUT_SLACK = 0.01
 
 
 def redact(text: str, secrets: Iterable[str] = (), limit: int = 500) -> str:
@@ -85,6 +85,12 @@ def ssl_context(ca_bundle: str | os.PathLike[str] | None = None) -> ssl.SSLConte
                 hint="ca_bundle must be a readable PEM file of CA certificates",
             ) from None
     return ctx
+
+
+@functools.cache
+def _default_ssl() -> ssl.SSLContext:
+    """The verifying context for https upstreams without a CA bundle (system CAs), made once."""
+    return ssl_context()
 
 
 class UpstreamStatus(UpstreamError):
@@ -135,7 +141,30 @@ class Transport:
     ) -> None:
         self.provider = provider
         self.base_url = base_url.rstrip("/")
-        self._headers = {"User-Agent": f"llmgw/{__version__}", **(headers or {})}
+        parts = urlsplit(self.base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(
+                f"the base URL of provider {provider} is not an http(s) URL",
+                hint="use a URL such as https://api.example.com/v1",
+            )
+        tls = parts.scheme == "https"
+        self._host = parts.hostname
+        self._port = parts.port or (443 if tls else 80)
+        self._prefix = parts.path.rstrip("/")
+        host = f"[{self._host}]" if ":" in self._host else self._host
+        if parts.port is not None and parts.port != (443 if tls else 80):
+            host = f"{host}:{parts.port}"
+        fixed = {"Host": host, "User-Agent": f"llmgw/{__version__}"}
+        fixed["Accept-Encoding"] = "gzip, deflate"
+        if parts.username is not None:  # credentials in the URL: Basic auth, as browsers do
+            user = unquote(parts.username)
+            cred = f"{user}:{unquote(parts.password or '')}".encode()
+            fixed["Authorization"] = "Basic " + base64.b64encode(cred).decode("ascii")
+        fixed.update(headers or {})
+        self._headers = fixed  # what every call sends before its own headers (tests read it)
+        self._fixed = h1.render_headers(fixed)
+        self._heads: dict[tuple[str, str, bool], bytes] = {}
+        self._ssl: SSLContext | None = (ssl or _default_ssl()) if tls else None
         self.max_concurrency = max_concurrency
         self.connect_timeout = connect_timeout
         self.first_byte_timeout = first_byte_timeout
@@ -143,68 +172,80 @@ class Transport:
         self.total_timeout = total_timeout
         self.queue_timeout = min(queue_timeout, total_timeout)
         self.secrets = tuple(s for s in secrets if s)
-        self._ssl = ssl
-        self._session: aiohttp.ClientSession | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+        self._pool: h1.Pool | None = None
         self._sem: asyncio.Semaphore | None = None
-        self._urls: dict[str, URL] = {}
-        self._full_timeout: aiohttp.ClientTimeout | None = None
         self.in_flight = 0
         """Calls holding a slot right now (tests and metrics read it)."""
 
     # -- plumbing -----------------------------------------------------------------------------
 
-    def _get_session(self) -> aiohttp.ClientSession:
+    def _get_pool(self) -> h1.Pool:
         loop = asyncio.get_running_loop()
-        if self._session is None or self._loop is not loop or self._session.closed:
-            limit = self.max_concurrency or 1024
-            connector = aiohttp.TCPConnector(
-                limit=limit,
-                limit_per_host=0,
-                keepalive_timeout=KEEPALIVE_SECONDS,
-                ttl_dns_cache=300,
-                ssl=self._ssl if self._ssl is not None else True,  # True: verify with system CAs
+        pool = self._pool
+        if pool is None or pool.loop is not loop or pool.closed:
+            pool = self._pool = h1.Pool(
+                loop, self._host, self._port, ssl_context=self._ssl, keepalive=KEEPALIVE_SECONDS
             )
-            self._session = aiohttp.ClientSession(
-                connector=connector,
-                headers=self._headers,
-                # An upstream's cookies must not be sent on other callers' requests; skipping
-                # the jar also saves its per-request filtering and parsing.
-                cookie_jar=aiohttp.DummyCookieJar(),
-                auto_decompress=True,
-                trust_env=False,  # proxies come from config, not from the environment
-                read_bufsize=2**16,
-            )
-            self._loop = loop
-            self._sem = asyncio.Semaphore(self.max_concurrency) if self.max_concurrency else None
-        return self._session
+            self._sem = asyncio.Semaphore(self.max_concurrency or DEFAULT_MAX_CONNECTIONS)
+        return pool
 
-    def url(self, path: str) -> URL:
-        """The absolute URL of ``path`` under the base URL (cached)."""
-        u = self._urls.get(path)
-        if u is None:
-            u = URL(self.base_url + "/" + path.lstrip("/"))
-            self._urls[path] = u
-        return u
+    def url(self, path: str) -> str:
+        """The absolute URL of ``path`` under the base URL."""
+        return self.base_url + "/" + path.lstrip("/")
+
+    def _head(self, method: str, path: str, accept: bytes) -> bytes:
+        """The request line and header block up to (not including) per-call headers."""
+        key = (method, path, accept is _ACCEPT_SSE)
+        head = self._heads.get(key)
+        if head is None:
+            target = self._prefix + "/" + path.lstrip("/")
+            h1.check_header("path", target)
+            head = b"%s %s HTTP/1.1\r\n" % (method.encode("ascii"), target.encode("utf-8"))
+            head += self._fixed + accept
+            self._heads[key] = head
+        return head
+
+    def _request_bytes(
+        self,
+        method: str,
+        path: str,
+        data: bytes | None,
+        headers: Mapping[str, str] | None,
+        accept: bytes,
+    ) -> bytes:
+        head = self._head(method, path, accept)
+        extra = b""
+        if headers:
+            try:
+                extra = h1.render_headers(headers)
+            except ValueError:
+                raise UpstreamError(
+                    f"refused to send a header with a line break to {self.provider}",
+                    provider=self.provider,
+                ) from None
+        if data is None:
+            return head + extra + b"\r\n"
+        return head + extra + b"Content-Length: %d\r\n\r\n" % len(data)
 
     async def _acquire(self) -> float:
-        """Wait for a concurrency slot; return the monotonic deadline of the whole call."""
-        start = time.monotonic()
+        """Wait for a concurrency slot; return the loop-clock deadline of the whole call."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
         sem = self._sem
-        if sem is not None:
-            if sem.locked():
-                try:
-                    async with asyncio.timeout(self.queue_timeout):
-                        await sem.acquire()
-                except TimeoutError:
-                    raise RateLimited(
-                        f"upstream {self.provider} is at its concurrency limit "
-                        f"({self.max_concurrency}); try again shortly",
-                        retry_after=1.0,
-                        local=True,  # our cap, not the upstream's: don't charge its breaker
-                    ) from None
-            else:
-                await sem.acquire()
+        assert sem is not None
+        if sem.locked():
+            try:
+                async with asyncio.timeout(self.queue_timeout):
+                    await sem.acquire()
+            except TimeoutError:
+                raise RateLimited(
+                    f"upstream {self.provider} is at its concurrency limit "
+                    f"({self.max_concurrency or DEFAULT_MAX_CONNECTIONS}); try again shortly",
+                    retry_after=1.0,
+                    local=True,  # our cap, not the upstream's: don't charge its breaker
+                ) from None
+        else:
+            await sem.acquire()
         self.in_flight += 1
         return start + self.total_timeout
 
@@ -213,29 +254,15 @@ class Transport:
         if self._sem is not None:
             self._sem.release()
 
-    def _timeout(self, deadline: float) -> aiohttp.ClientTimeout:
-        remaining = deadline - time.monotonic()
-        full = self._full_timeout
-        if full is not None and remaining >= self.total_timeout - _TIMEOUT_SLACK:
-            return full  # no wait for a slot: the usual case, one shared object
-        t = aiohttp.ClientTimeout(
-            total=max(0.001, remaining),
-            sock_connect=self.connect_timeout,
-            sock_read=self.first_byte_timeout,
-        )
-        if full is None and remaining >= self.total_timeout - _TIMEOUT_SLACK:
-            self._full_timeout = t
-        return t
-
-    def _error(self, exc: BaseException, phase: str) -> UpstreamError:
-        """Map an aiohttp/asyncio failure to the error tree; ``phase`` is 'headers' or 'body'."""
+    def _error(self, exc: h1.H1Error, phase: str) -> UpstreamError:
+        """Map a client failure to the error tree; ``phase`` is 'headers' or 'body'."""
         p = self.provider
-        if isinstance(exc, aiohttp.ConnectionTimeoutError):
+        if isinstance(exc, h1.ConnectTimeout):
             return UpstreamTimeout(
                 f"timed out connecting to {p} after {self.connect_timeout:g}s", provider=p
             )
-        if isinstance(exc, aiohttp.SocketTimeoutError):
-            if phase == "headers":
+        if isinstance(exc, h1.ReadTimeout):
+            if exc.phase == "headers":
                 return UpstreamTimeout(
                     f"{p} sent no response within {self.first_byte_timeout:g}s", provider=p
                 )
@@ -243,26 +270,26 @@ class Transport:
                 f"{p} went silent for {self.idle_timeout:g}s in the middle of a response",
                 provider=p,
             )
-        if isinstance(exc, TimeoutError):
+        if isinstance(exc, h1.TotalTimeout):
             return UpstreamTimeout(
                 f"{p} did not finish within the total timeout of {self.total_timeout:g}s",
                 provider=p,
             )
-        if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        if isinstance(exc, h1.TLSVerifyError):
             return UpstreamError(f"the TLS certificate of {p} could not be verified", provider=p)
-        if isinstance(exc, aiohttp.ClientSSLError):
+        if isinstance(exc, h1.TLSError):
             return UpstreamError(f"the TLS handshake with {p} failed", provider=p)
-        if isinstance(exc, aiohttp.ClientConnectorError):
+        if isinstance(exc, h1.ConnectError):
             return UpstreamError(f"cannot connect to {p}", provider=p)
-        if isinstance(exc, aiohttp.ClientPayloadError | aiohttp.ServerDisconnectedError):
+        if isinstance(exc, h1.BodyTooLarge):
+            return UpstreamError(f"upstream {p} sent an oversized body", provider=p)
+        if isinstance(exc, h1.Disconnected):
             if phase == "headers":
                 return UpstreamError(f"{p} closed the connection before answering", provider=p)
             return UpstreamError(
                 f"connection to {p} was lost in the middle of a response", provider=p
             )
-        if isinstance(exc, aiohttp.TooManyRedirects | aiohttp.InvalidURL):
-            return UpstreamError(f"bad upstream URL or redirect for {p}", provider=p)
-        return UpstreamError(f"request to {p} failed ({type(exc).__name__})", provider=p)
+        return UpstreamError(f"upstream {p} sent an invalid HTTP answer", provider=p)
 
     def _redirect(self, status: int) -> UpstreamError:
         return UpstreamError(
@@ -272,28 +299,40 @@ class Transport:
             hint="check the provider's base_url",
         )
 
-    async def _read(self, resp: aiohttp.ClientResponse, cap: int) -> bytes:
-        if resp.content_length is not None and resp.content_length > cap:
-            raise UpstreamError(
-                f"upstream {self.provider} sent an oversized body", provider=self.provider
-            )
-        parts: list[bytes] = []
-        size = 0
-        async for chunk in resp.content.iter_any():
-            size += len(chunk)
-            if size > cap:
-                raise UpstreamError(
-                    f"upstream {self.provider} sent an oversized body", provider=self.provider
-                )
-            parts.append(chunk)
-        return parts[0] if len(parts) == 1 else b"".join(parts)
-
-    def _switch_to_idle(self, resp: aiohttp.ClientResponse) -> None:
-        """After the headers, the read timeout becomes the idle timeout between body reads."""
-        conn = resp.connection
-        if conn is not None and conn.protocol is not None and not resp.content.is_eof():
-            conn.protocol.read_timeout = self.idle_timeout
-            conn.protocol.start_timeout()
+    async def _send(
+        self,
+        method: str,
+        path: str,
+        body: bytes | dict[str, Any] | None,
+        headers: Mapping[str, str] | None,
+        accept: bytes,
+        deadline: float,
+    ) -> h1.Connection:
+        """Open (or reuse) a connection, send the request, wait for the answer's headers."""
+        data = orjson.dumps(body) if isinstance(body, dict) else body
+        head = self._request_bytes(method, path, data, headers, accept)
+        pool = self._pool
+        assert pool is not None
+        loop = pool.loop
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            raise h1.TotalTimeout("the call's deadline passed")
+        conn = await pool.acquire(min(self.connect_timeout, remaining))
+        conn.start(
+            head,
+            data,
+            cap=MAX_BODY_BYTES,
+            error_cap=MAX_ERROR_BODY_BYTES,
+            first_byte=self.first_byte_timeout,
+            idle=self.idle_timeout,
+            deadline=deadline,
+        )
+        try:
+            await conn.headers()
+        except BaseException:
+            conn.close()
+            raise
+        return conn
 
     # -- public calls -------------------------------------------------------------------------
 
@@ -303,44 +342,39 @@ class Transport:
         path: str,
         body: bytes | dict[str, Any] | None = None,
         headers: Mapping[str, str] | None = None,
-    ) -> tuple[int, CIMultiDictProxy[str], bytes]:
+    ) -> tuple[int, Mapping[str, str], bytes]:
         """One call; returns ``(status, headers, body)`` for any non-3xx status."""
-        session = self._get_session()
-        data = orjson.dumps(body) if isinstance(body, dict) else body
-        hdrs = _JSON_HEADERS if headers is None else {**_JSON_HEADERS, **headers}
+        pool = self._get_pool()
         deadline = await self._acquire()
         phase = "headers"
+        conn: h1.Connection | None = None
         try:
-            async with session.request(
-                method,
-                self.url(path),
-                data=data,
-                headers=hdrs,
-                allow_redirects=False,
-                timeout=self._timeout(deadline),
-            ) as resp:
-                if 300 <= resp.status < 400:
-                    raise self._redirect(resp.status)
-                phase = "body"
-                self._switch_to_idle(resp)
-                cap = MAX_BODY_BYTES if resp.status < 400 else MAX_ERROR_BODY_BYTES
-                return resp.status, resp.headers, await self._read(resp, cap)
-        except UpstreamError:
-            raise
-        except (aiohttp.ClientError, TimeoutError) as exc:
+            conn = await self._send(method, path, body, headers, _ACCEPT_JSON, deadline)
+            status = conn.status
+            if 300 <= status < 400:
+                raise self._redirect(status)
+            phase = "body"
+            data = await conn.read_all()
+            result = status, h1.Headers(conn.raw_headers), data
+            pool.release(conn)
+            conn = None
+            return result
+        except h1.H1Error as exc:
             raise self._error(exc, phase) from None
         finally:
+            if conn is not None:
+                conn.close()
             self._release()
 
     async def post_json(
         self, path: str, body: bytes | dict[str, Any], headers: Mapping[str, str] | None = None
-    ) -> tuple[int, CIMultiDictProxy[str], bytes]:
+    ) -> tuple[int, Mapping[str, str], bytes]:
         """``POST`` a JSON body; returns ``(status, headers, body)``."""
         return await self.request("POST", path, body, headers)
 
     async def get_json(
         self, path: str, headers: Mapping[str, str] | None = None
-    ) -> tuple[int, CIMultiDictProxy[str], bytes]:
+    ) -> tuple[int, Mapping[str, str], bytes]:
         """``GET`` a JSON resource; returns ``(status, headers, body)``."""
         return await self.request("GET", path, None, headers)
 
@@ -362,85 +396,77 @@ class Transport:
         yielded. Closing the generator early (``aclose()``, or the consumer being cancelled) closes
         the upstream connection, which cancels the upstream generation, and frees the slot.
         """
-        session = self._get_session()
-        data = orjson.dumps(body) if isinstance(body, dict) else body
-        base = _SSE_HEADERS if framing == "sse" else _LINES_HEADERS
-        hdrs = base if headers is None else {**base, **headers}
+        pool = self._get_pool()
+        accept = _ACCEPT_SSE if framing == "sse" else _ACCEPT_JSON
         deadline = await self._acquire()
-        resp: aiohttp.ClientResponse | None = None
+        conn: h1.Connection | None = None
         finished = False
         phase = "headers"
         try:
             try:
-                resp = await session.request(
-                    "POST",
-                    self.url(path),
-                    data=data,
-                    headers=hdrs,
-                    allow_redirects=False,
-                    timeout=self._timeout(deadline),
-                )
-                if 300 <= resp.status < 400:
-                    raise self._redirect(resp.status)
+                conn = await self._send("POST", path, body, headers, accept, deadline)
+                status = conn.status
+                if 300 <= status < 400:
+                    raise self._redirect(status)
                 phase = "body"
-                self._switch_to_idle(resp)
-                if resp.status >= 300:
-                    err = await self._read(resp, MAX_ERROR_BODY_BYTES)
-                    raise UpstreamStatus(self.provider, resp.status, resp.headers, err)
-                ctype = resp.headers.get("Content-Type", "")
+                resp_headers = h1.Headers(conn.raw_headers)
+                if status >= 300:
+                    err = await conn.read_all()
+                    raise UpstreamStatus(self.provider, status, resp_headers, err)
+                ctype = resp_headers.get("Content-Type", "") or ""
                 if framing == "sse" and not ctype.startswith("text/event-stream"):
                     raise UpstreamError(
                         f"upstream {self.provider} did not answer with an event stream",
                         provider=self.provider,
                     )
-            except UpstreamError:
-                raise
-            except (aiohttp.ClientError, TimeoutError) as exc:
+            except h1.H1Error as exc:
                 raise self._error(exc, phase) from None
-            reader = self._events(resp) if framing == "sse" else self._lines(resp)
+            reader = self._events(conn) if framing == "sse" else self._lines(conn)
             async with contextlib.aclosing(reader) as payloads:
                 async for payload in payloads:
                     yield payload
             # Line streams end at EOF; SSE ends at [DONE], and the rest of the body is drained.
-            finished = True if framing == "lines" else await self._drain(resp)
+            finished = True if framing == "lines" else await self._drain(conn)
         finally:
-            if resp is not None:
+            if conn is not None:
                 if finished:
-                    resp.release()
+                    pool.release(conn)
                 else:
-                    resp.close()  # drop the connection: the upstream stops generating
+                    conn.close()  # drop the connection: the upstream stops generating
             self._release()
 
-    async def _drain(self, resp: aiohttp.ClientResponse) -> bool:
+    async def _drain(self, conn: h1.Connection) -> bool:
         """Read what follows ``[DONE]`` (the end of the chunked body) so the connection is reused.
 
         The end normally arrives right behind ``[DONE]``; an upstream that is slower than
         ``DRAIN_SECONDS`` gets its connection closed instead of delaying the client's stream end.
         """
-        reader = resp.content
-        if reader.at_eof():
-            return True
         try:
             async with asyncio.timeout(DRAIN_SECONDS):
                 for _ in range(16):
-                    if reader.at_eof():
+                    if conn.complete:
                         return True
-                    if not await reader.readany():
-                        return reader.at_eof()
-        except (aiohttp.ClientError, TimeoutError):
+                    if not await conn.read_some():
+                        return conn.complete
+        except (h1.H1Error, TimeoutError):
             pass
         return False
 
-    async def _lines(self, resp: aiohttp.ClientResponse) -> AsyncGenerator[bytes, None]:
-        """Each non-blank line of ``resp``'s body, until the upstream closes it."""
-        buf = bytearray()
+    async def _chunks(self, conn: h1.Connection) -> AsyncGenerator[bytes, None]:
+        """The body's bytes as they arrive, until its end."""
         while True:
             try:
-                chunk = await resp.content.readany()
-            except (aiohttp.ClientError, TimeoutError) as exc:
+                chunk = await conn.read_some()
+            except h1.H1Error as exc:
                 raise self._error(exc, "body") from None
             if not chunk:
-                break
+                return
+            yield chunk
+
+    async def _lines(self, conn: h1.Connection) -> AsyncGenerator[bytes, None]:
+        """Each non-blank line of the body, until the upstream ends it."""
+        buf = bytearray()
+        async for chunk in self._chunks(conn):
             buf += chunk
             while (i := buf.find(b"\n")) >= 0:
                 line = bytes(buf[:i]).strip()
@@ -455,19 +481,12 @@ class Transport:
         if buf.strip():
             yield bytes(buf).strip()
 
-    async def _events(self, resp: aiohttp.ClientResponse) -> AsyncGenerator[bytes, None]:
-        """SSE events' data from ``resp`` (multi-line data joined with newlines)."""
+    async def _events(self, conn: h1.Connection) -> AsyncGenerator[bytes, None]:
+        """SSE events' data from the body (multi-line data joined with newlines)."""
         buf = bytearray()
         data: list[bytes] = []
         events = 0
-        reader = resp.content
-        while True:
-            try:
-                chunk = await reader.readany()
-            except (aiohttp.ClientError, TimeoutError) as exc:
-                raise self._error(exc, "body") from None
-            if not chunk:
-                break
+        async for chunk in self._chunks(conn):
             buf += chunk
             while True:
                 i = buf.find(b"\n")
@@ -508,7 +527,7 @@ class Transport:
         )
 
     async def aclose(self) -> None:
-        """Close the session and its connections."""
-        if self._session is not None and not self._session.closed:
-            await self._session.close()
-        self._session = None
+        """Close the pool's idle connections; calls in flight close theirs when they end."""
+        if self._pool is not None:
+            self._pool.close()
+        self._pool = None
