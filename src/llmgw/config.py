@@ -177,7 +177,7 @@ class ProviderConfig(_Section):
     models: list[str] = Field(default_factory=list)
     """Models offered; empty means ask the provider."""
     max_concurrency: int | None = Field(default=None, ge=1, le=10_000)
-    """Most requests in flight to this provider at once."""
+    """Most requests in flight to this provider at once; unset means 1024."""
     connect_timeout: float = Field(default=5.0, gt=0)
     """Seconds to open a connection."""
     first_byte_timeout: float = Field(default=60.0, gt=0)
