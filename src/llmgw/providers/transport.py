@@ -142,18 +142,22 @@ class Transport:
         self.provider = provider
         self.base_url = base_url.rstrip("/")
         parts = urlsplit(self.base_url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        if parts.scheme not in ("http", "https") or not parts.hostname or port == -1:
             raise ConfigError(
                 f"the base URL of provider {provider} is not an http(s) URL",
                 hint="use a URL such as https://api.example.com/v1",
             )
         tls = parts.scheme == "https"
         self._host = parts.hostname
-        self._port = parts.port or (443 if tls else 80)
+        self._port = port or (443 if tls else 80)
         self._prefix = parts.path.rstrip("/")
         host = f"[{self._host}]" if ":" in self._host else self._host
-        if parts.port is not None and parts.port != (443 if tls else 80):
-            host = f"{host}:{parts.port}"
+        if port is not None and port != (443 if tls else 80):
+            host = f"{host}:{port}"
         fixed = {"Host": host, "User-Agent": f"llmgw/{__version__}"}
         fixed["Accept-Encoding"] = "gzip, deflate"
         if parts.username is not None:  # credentials in the URL: Basic auth, as browsers do
@@ -188,10 +192,6 @@ class Transport:
             )
             self._sem = asyncio.Semaphore(self.max_concurrency or DEFAULT_MAX_CONNECTIONS)
         return pool
-
-    def url(self, path: str) -> str:
-        """The absolute URL of ``path`` under the base URL."""
-        return self.base_url + "/" + path.lstrip("/")
 
     def _head(self, method: str, path: str, accept: bytes) -> bytes:
         """The request line and header block up to (not including) per-call headers."""
