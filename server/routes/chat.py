@@ -9,7 +9,7 @@ OpenAI envelope with ``error_response`` (what the app's exception handlers do fo
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 
 import orjson
 from pydantic import ValidationError
@@ -63,14 +63,12 @@ class ChatEndpoint:
             candidates = g.resolver.candidates(req.model)
             call.routed(candidates[0])  # replaced by the candidate that actually served
             t0 = time.perf_counter()
-
-            def ctx(c: Target) -> CallContext:
-                return CallContext(request_id=rc.request_id, model=c.model, version=c.version)
+            request_id = rc.request_id
 
             if not req.stream:
 
-                async def chat(p: Provider, c: Target) -> ChatResponse:
-                    return await p.chat(req, ctx(c))
+                def chat(p: Provider, c: Target) -> Awaitable[ChatResponse]:
+                    return p.chat(req, CallContext(request_id, c.model, c.version))
 
                 routed = await until_disconnect(
                     receive, g.router.call(candidates, chat), after=WATCH_AFTER_SECONDS
@@ -94,7 +92,7 @@ class ChatEndpoint:
                 return
 
             def stream(p: Provider, c: Target) -> AsyncIterator[ChatChunk]:
-                return p.chat_stream(req, ctx(c))
+                return p.chat_stream(req, CallContext(request_id, c.model, c.version))
 
             # The router returns once the first chunk is in hand, so failures before any byte
             # (and fallback to the next candidate) still get a proper status.

@@ -9,9 +9,11 @@ memo holds successfully resolved names and is bounded.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from decimal import Decimal
 
 from llmgw.config import AliasTarget, ProviderConfig, Settings
 from llmgw.errors import ModelNotFound
+from llmgw.usage.pricing import cost_of
 
 __all__ = ["Resolver", "Target"]
 
@@ -55,6 +57,7 @@ class Resolver:
             k: tuple(v) for k, v in settings.aliases.items()
         }
         self._memo: dict[str, tuple[Target, ...]] = {}
+        self._costs: dict[tuple[str, str | None, int, int], Decimal] = {}
 
     @property
     def aliases(self) -> list[str]:
@@ -68,6 +71,21 @@ class Resolver:
     def provider_config(self, name: str) -> ProviderConfig | None:
         """The configuration of provider ``name``."""
         return self._providers.get(name)
+
+    def cost(
+        self, provider: str, model: str | None, prompt_tokens: int, completion_tokens: int
+    ) -> Decimal:
+        """``cost_of`` with ``provider``'s prices, memoised: the same token counts recur, and
+        the Decimal arithmetic costs ~1 µs a request (the memo is bounded; Decimals are
+        immutable, so sharing them is safe)."""
+        key = (provider, model, prompt_tokens, completion_tokens)
+        cost = self._costs.get(key)
+        if cost is None:
+            cost = cost_of(self._providers.get(provider), model, prompt_tokens, completion_tokens)
+            if len(self._costs) >= _MEMO_MAX:
+                self._costs.clear()
+            self._costs[key] = cost
+        return cost
 
     def resolve(self, name: str) -> Target:
         """The first candidate for ``name``; ``ModelNotFound`` (404) when there is none."""
