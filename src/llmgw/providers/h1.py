@@ -11,11 +11,12 @@ What it does:
   request at a time per connection, keep-alive with an idle limit (``keepalive``), most recently
   used connection first; a connection is reused only after a complete answer that allows it.
 - Bodies delimited by ``Content-Length``, chunked encoding or connection close; ``gzip`` and
-  ``deflate`` content codings decoded on the fly (others fail); 1xx answers skipped.
+  ``deflate`` (zlib or raw) content codings decoded on the fly (others fail); 1xx answers skipped.
 - Timeouts per phase, armed with one loop timer: connecting, waiting for the answer's headers
   (``first_byte``), silence between body reads (``idle``), and an absolute deadline for the whole
   call. A timeout aborts the connection.
-- A body cap per answer; flow control on streamed bodies (reading pauses above a high-water mark).
+- A body cap per answer (on the decoded size); flow control on streamed bodies (reading pauses
+  above a high-water mark, and the idle timeout does not run while we are the ones not reading).
 - Header values are checked for CR/LF (no header injection from, say, a token an upstream sent).
 
 It raises only ``H1Error`` subclasses, whose messages never contain URLs, headers or bodies;
@@ -173,6 +174,7 @@ class Connection(asyncio.Protocol):
         self.keep_alive = False
         self.length_known = False
         self.decoder: zlib._Decompress | None = None
+        self.sniff = False  # deflate: the first body byte tells the zlib format from raw deflate
         self.body: collections.deque[bytes] = collections.deque()
         self.buffered = 0
         self.received = 0
@@ -206,7 +208,10 @@ class Connection(asyncio.Protocol):
         except httptools.HttpParserUpgrade:
             self._fail(ProtocolError("the server switched protocols"))
         except httptools.HttpParserError:
-            if self.exc is None:  # not a failure raised from one of our callbacks
+            if self.complete:  # bytes after the complete answer: keep it, drop the connection
+                self.keep_alive = False
+                self.close()
+            elif self.exc is None:  # not a failure raised from one of our callbacks
                 self._fail(ProtocolError("the server sent an invalid HTTP answer"))
         if (
             self.phase == "body"
@@ -237,6 +242,8 @@ class Connection(asyncio.Protocol):
     # -- parser callbacks ---------------------------------------------------------------------
 
     def on_message_begin(self) -> None:
+        if self.complete:  # a second answer to one request: stop before it touches the first
+            raise httptools.HttpParserError("data after the answer")
         self.raw_headers = []
 
     def on_header(self, name: bytes, value: bytes) -> None:
@@ -266,13 +273,19 @@ class Connection(asyncio.Protocol):
             self.decoder = zlib.decompressobj(16 + zlib.MAX_WBITS)
         elif coding == b"deflate":
             self.decoder = zlib.decompressobj()
+            self.sniff = True
         elif coding not in (b"identity", b""):
             self._fail(ProtocolError("the server used a content coding llmgw cannot decode"))
 
     def on_body(self, body: bytes) -> None:
         if self.decoder is not None:
+            if self.sniff:  # zlib data starts with CM=8; some servers send raw deflate instead
+                self.sniff = False
+                if body[0] & 0x0F != 8:
+                    self.decoder = zlib.decompressobj(-zlib.MAX_WBITS)
             try:
-                body = self.decoder.decompress(body)
+                # at most one byte over the cap: a small compressed body must not inflate unbounded
+                body = self.decoder.decompress(body, self.cap - self.received + 1)
             except zlib.error:
                 self._fail(ProtocolError("the server sent a corrupt compressed body"))
                 raise httptools.HttpParserError("corrupt body") from None
@@ -343,6 +356,9 @@ class Connection(asyncio.Protocol):
                 self._fail(ReadTimeout("headers"))
             else:
                 self._arm()
+        elif self.paused:  # we stopped reading (a slow consumer): the silence is ours
+            self.last_read = now
+            self._arm()
         elif now >= self.last_read + self.idle:
             self._fail(ReadTimeout("body"))
         else:
@@ -421,6 +437,7 @@ class Connection(asyncio.Protocol):
     def _resume(self) -> None:
         if self.paused and self.transport is not None and not self.closed:
             self.paused = False
+            self.last_read = self.loop.time()  # the idle timeout counts from reading again
             self.transport.resume_reading()
 
     def close(self) -> None:
