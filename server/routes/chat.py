@@ -45,84 +45,85 @@ class ChatEndpoint:
         self.g = gateway
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # One coroutine, not a wrapper around a handler: each coroutine in the chain costs again
+        # every time the upstream call resumes.
         try:
-            await self._handle(scope, receive, send)
+            g = self.g
+            rc: RequestContext = scope["llmgw"]
+            key = await g.auth.authenticate(scope["headers"])
+            rc.key_prefix = key.prefix
+            call = Call(g, rc, key, "chat")
+            try:
+                req = parse(
+                    ChatRequest, decode_json(await receive_body(scope, receive, g.max_body))
+                )
+                rc.stream = call.event.stream = req.stream
+                g.auth.check_model(key, req.model)
+                candidates = g.resolver.candidates(req.model)
+                call.routed(candidates[0])  # replaced by the candidate that actually served
+                t0 = time.perf_counter()
+                request_id = rc.request_id
+
+                if not req.stream:
+
+                    def chat(p: Provider, c: Target) -> Awaitable[ChatResponse]:
+                        return p.chat(req, CallContext(request_id, c.model, c.version))
+
+                    routed = await until_disconnect(
+                        receive, g.router.call(candidates, chat), after=WATCH_AFTER_SECONDS
+                    )
+                    call.served(routed.candidate, routed.attempts)
+                    resp = routed.value
+                    call.finish(200, None, resp.usage, upstream_seconds=time.perf_counter() - t0)
+                    body = orjson.dumps(resp.body)
+                    await send(
+                        {
+                            "type": "http.response.start",
+                            "status": 200,
+                            "headers": [
+                                (b"content-length", str(len(body)).encode("ascii")),
+                                _JSON,
+                                (_SERVED_BY, routed.served_by.encode("latin-1")),
+                            ],
+                        }
+                    )
+                    await send({"type": "http.response.body", "body": body})
+                    return
+
+                def stream(p: Provider, c: Target) -> AsyncIterator[ChatChunk]:
+                    return p.chat_stream(req, CallContext(request_id, c.model, c.version))
+
+                # The router returns once the first chunk is in hand, so failures before any byte
+                # (and fallback to the next candidate) still get a proper status.
+                opened = await until_disconnect(receive, g.router.open_stream(candidates, stream))
+                call.served(opened.candidate, opened.attempts)
+            except BaseException as exc:
+                call.fail(exc)
+                raise
+
+            def finished(out: StreamOutcome) -> None:
+                if out.partial:
+                    call.meta()["partial"] = True
+                call.finish(
+                    out.status,
+                    out.error_type,
+                    out.usage,
+                    upstream_seconds=out.finished_at - t0,
+                    ttft=out.ttft,
+                    end=out.finished_at,
+                )
+
+            await SSEStream(
+                opened.first_chunk,
+                opened.chunks,
+                include_usage=req.include_usage,
+                start=rc.start,
+                drain=g.drain,
+                on_finish=finished,
+                headers={SERVED_BY: opened.served_by},
+            )(scope, receive, send)
         except (LlmgwError, ValidationError) as exc:
             await error_response(exc)(scope, receive, send)
-
-    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        g = self.g
-        rc: RequestContext = scope["llmgw"]
-        key = await g.auth.authenticate(scope["headers"])
-        rc.key_prefix = key.prefix
-        call = Call(g, rc, key, "chat")
-        try:
-            req = parse(ChatRequest, decode_json(await receive_body(scope, receive, g.max_body)))
-            rc.stream = call.event.stream = req.stream
-            g.auth.check_model(key, req.model)
-            candidates = g.resolver.candidates(req.model)
-            call.routed(candidates[0])  # replaced by the candidate that actually served
-            t0 = time.perf_counter()
-            request_id = rc.request_id
-
-            if not req.stream:
-
-                def chat(p: Provider, c: Target) -> Awaitable[ChatResponse]:
-                    return p.chat(req, CallContext(request_id, c.model, c.version))
-
-                routed = await until_disconnect(
-                    receive, g.router.call(candidates, chat), after=WATCH_AFTER_SECONDS
-                )
-                call.served(routed.candidate, routed.attempts)
-                resp = routed.value
-                call.finish(200, None, resp.usage, upstream_seconds=time.perf_counter() - t0)
-                body = orjson.dumps(resp.body)
-                await send(
-                    {
-                        "type": "http.response.start",
-                        "status": 200,
-                        "headers": [
-                            (b"content-length", str(len(body)).encode("ascii")),
-                            _JSON,
-                            (_SERVED_BY, routed.served_by.encode("latin-1")),
-                        ],
-                    }
-                )
-                await send({"type": "http.response.body", "body": body})
-                return
-
-            def stream(p: Provider, c: Target) -> AsyncIterator[ChatChunk]:
-                return p.chat_stream(req, CallContext(request_id, c.model, c.version))
-
-            # The router returns once the first chunk is in hand, so failures before any byte
-            # (and fallback to the next candidate) still get a proper status.
-            opened = await until_disconnect(receive, g.router.open_stream(candidates, stream))
-            call.served(opened.candidate, opened.attempts)
-        except BaseException as exc:
-            call.fail(exc)
-            raise
-
-        def finished(out: StreamOutcome) -> None:
-            if out.partial:
-                call.meta()["partial"] = True
-            call.finish(
-                out.status,
-                out.error_type,
-                out.usage,
-                upstream_seconds=out.finished_at - t0,
-                ttft=out.ttft,
-                end=out.finished_at,
-            )
-
-        await SSEStream(
-            opened.first_chunk,
-            opened.chunks,
-            include_usage=req.include_usage,
-            start=rc.start,
-            drain=g.drain,
-            on_finish=finished,
-            headers={SERVED_BY: opened.served_by},
-        )(scope, receive, send)
 
 
 def chat_routes(g: Gateway) -> list[Route]:

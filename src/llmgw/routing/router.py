@@ -41,7 +41,6 @@ from llmgw.providers.base import Provider
 from llmgw.routing.breaker import (
     BreakerConfig,
     BreakerRegistry,
-    CircuitBreaker,
     CircuitOpen,
     Clock,
 )
@@ -128,11 +127,20 @@ class Router:
         keyed.sort(key=lambda t: (t[0], t[1], t[2]))
         return [t[3] for t in keyed]
 
-    # -- the attempt loop -------------------------------------------------------------------
+    # -- the attempt loop and the public entry points ---------------------------------------
 
-    async def _run(
-        self, candidates: Sequence[C], attempt: Callable[[Provider, C], Awaitable[T]]
-    ) -> tuple[C, T, list[Attempt], CircuitBreaker]:
+    async def call(
+        self, candidates: Sequence[C] | str, op: Callable[[Provider, C], Awaitable[T]]
+    ) -> Routed[C, T]:
+        """Run ``op(provider, candidate)`` on the first candidate that succeeds.
+
+        Raises the last upstream failure when every candidate failed, ``CircuitOpen`` (503 with
+        ``retry_after``) when every circuit was open, or a client error at once.
+        """
+        # The attempt loop lives here rather than in a helper coroutine: every coroutine in the
+        # chain is paid for again each time the upstream call resumes.
+        if isinstance(candidates, str):
+            candidates = self.resolve(candidates)
         ordered = self.order(candidates)
         if not ordered:
             raise ModelNotFound("no candidate to route to")
@@ -141,8 +149,8 @@ class Router:
         last_c: C | None = None
         retryable: list[tuple[C, BaseException]] = []
         for c in ordered:
-            res = await self._try(c, attempt, attempts, retry=False)
-            if isinstance(res, tuple):
+            res = await self._try(c, op, attempts, retry=False)
+            if isinstance(res, Routed):
                 return res
             if res is not None:
                 last_exc, last_c = res, c
@@ -160,8 +168,8 @@ class Router:
             if delay is None or not self.retry.budget(c.provider).try_spend():
                 break
             await self._sleep(delay)
-            res = await self._try(c, attempt, attempts, retry=True)
-            if isinstance(res, tuple):
+            res = await self._try(c, op, attempts, retry=True)
+            if isinstance(res, Routed):
                 return res
             if res is not None:
                 last_exc, last_c = res, c
@@ -195,8 +203,8 @@ class Router:
         attempts: list[Attempt],
         *,
         retry: bool,
-    ) -> tuple[C, T, list[Attempt], CircuitBreaker] | BaseException | None:
-        """One attempt: the result tuple, the upstream failure to go on with, or ``None`` (skipped)."""
+    ) -> Routed[C, T] | BaseException | None:
+        """One attempt: the result, the upstream failure to go on with, or ``None`` (skipped)."""
         target = served_by(c)
         provider = self.providers.get(c.provider)
         if provider is None:  # configured but not built (e.g. its credential is missing)
@@ -236,20 +244,6 @@ class Router:
         breaker.record_success()
         self.health.record_success(c.provider, c.model, elapsed)
         attempts.append(Attempt(target, "ok", None, elapsed * 1000.0, retry))
-        return c, value, attempts, breaker
-
-    # -- public entry points ------------------------------------------------------------------
-
-    async def call(
-        self, candidates: Sequence[C] | str, op: Callable[[Provider, C], Awaitable[T]]
-    ) -> Routed[C, T]:
-        """Run ``op(provider, candidate)`` on the first candidate that succeeds.
-
-        Raises the last upstream failure when every candidate failed, ``CircuitOpen`` (503 with
-        ``retry_after``) when every circuit was open, or a client error at once.
-        """
-        cands: Sequence[C] = self.resolve(candidates) if isinstance(candidates, str) else candidates
-        c, value, attempts, _ = await self._run(cands, op)
         return Routed(value, c, attempts)
 
     async def open_stream(
@@ -280,7 +274,9 @@ class Router:
                 raise
             return chunk, it
 
-        c, (chunk, it), attempts, breaker = await self._run(cands, first)
+        routed = await self.call(cands, first)
+        c, (chunk, it), attempts = routed.candidate, routed.value, routed.attempts
+        breaker = self.breakers.get(c.provider, c.model)
 
         def on_failure(exc: BaseException) -> None:
             breaker.record_failure()
