@@ -283,7 +283,8 @@ class Call:
 
     def served(self, target: Target, attempts: Sequence[Any]) -> None:
         """The candidate that served; the attempts go into the metadata after a fallback."""
-        self.routed(target)
+        if target is not self.target:  # usually the one ``routed`` already named
+            self.routed(target)
         if len(attempts) > 1:
             self.meta()["attempts"] = [f"{a.target} {a.outcome}" for a in attempts]
 
