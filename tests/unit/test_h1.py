@@ -817,3 +817,46 @@ async def test_request_bytes(bench: Bench) -> None:
 def test_non_http_base_url_is_a_config_error(url: str) -> None:
     with pytest.raises(ConfigError, match="not an http"):
         Transport(provider="up", base_url=url)
+
+
+# -- 16. header edge cases ----------------------------------------------------------------------
+
+
+async def test_a_call_header_replaces_the_transport_header_of_the_same_name(bench: Bench) -> None:
+    up = await bench.serve(echo())
+    t = bench.transport(f"http://user:pw@127.0.0.1:{up.port}/v1")
+    await t.post_json("chat", {}, headers={"authorization": "Bearer tok"})
+    await t.post_json("chat", {})
+    (first, _), (second, _) = up.requests
+    assert header_lines(first)["authorization"] == "Bearer tok"  # sent once, not joined
+    assert header_lines(second)["authorization"].startswith("Basic ")
+    assert header_lines(first)["host"] == f"127.0.0.1:{up.port}"
+
+
+async def test_post_without_a_body_sends_content_length_zero(bench: Bench) -> None:
+    up = await bench.serve(echo())
+    t = bench.transport(up.base_url)
+    status, _, _ = await t.request("POST", "tokens/refresh", None)
+    assert status == 200
+    head, body = up.requests[0]
+    assert header_lines(head)["content-length"] == "0"
+    assert body == b""
+
+
+def test_a_transport_header_with_a_line_break_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="line break") as info:
+        Transport(
+            provider="up",
+            base_url="http://127.0.0.1:9/v1",
+            headers={"Authorization": "Bearer sk-secret-value\n"},
+        )
+    assert "sk-secret-value" not in str(info.value)
+
+
+async def test_a_header_outside_latin1_is_refused_with_a_clear_message(bench: Bench) -> None:
+    up = await bench.serve(echo())
+    t = bench.transport(up.base_url)
+    with pytest.raises(UpstreamError, match="outside Latin-1"):
+        await t.post_json("chat", {}, headers={"X-Note": "привет"})
+    assert up.requests == []
+    assert t.in_flight == 0

@@ -42,6 +42,7 @@ __all__ = ["Transport", "UpstreamStatus", "parse_json", "redact", "ssl_context"]
 _ACCEPT_JSON = b"Content-Type: application/json\r\nAccept: application/json\r\n"
 _ACCEPT_SSE = b"Content-Type: application/json\r\nAccept: text/event-stream\r\n"
 DEFAULT_MAX_CONNECTIONS = 1024  # calls in flight to one upstream when max_concurrency is unset
+_MAX_CACHED_HEADS = 256
 # Below common server keep-alive timeouts (uvicorn 5 s): reusing a connection the server is
 # closing makes a POST fail, and POSTs are not retried.
 KEEPALIVE_SECONDS = 4.0
@@ -166,7 +167,14 @@ class Transport:
             fixed["Authorization"] = "Basic " + base64.b64encode(cred).decode("ascii")
         fixed.update(headers or {})
         self._headers = fixed  # what every call sends before its own headers (tests read it)
-        self._fixed = h1.render_headers(fixed)
+        self._fixed_names = frozenset(k.lower() for k in fixed)
+        try:
+            self._fixed = h1.render_headers(fixed)
+        except ValueError:
+            raise ConfigError(
+                f"a header of provider {provider} has a line break or a character outside Latin-1",
+                hint="check the credential for a trailing newline",
+            ) from None
         self._heads: dict[tuple[str, str, bool], bytes] = {}
         self._ssl: SSLContext | None = (ssl or _default_ssl()) if tls else None
         self.max_concurrency = max_concurrency
@@ -193,15 +201,21 @@ class Transport:
             self._sem = asyncio.Semaphore(self.max_concurrency or DEFAULT_MAX_CONNECTIONS)
         return pool
 
+    def _line(self, method: str, path: str) -> bytes:
+        """The request line for ``path`` under the base URL's path."""
+        target = self._prefix + "/" + path.lstrip("/")
+        if any(c in target for c in " \r\n"):
+            raise ValueError("a space or line break in the request path")
+        return b"%s %s HTTP/1.1\r\n" % (method.encode("ascii"), target.encode("utf-8"))
+
     def _head(self, method: str, path: str, accept: bytes) -> bytes:
         """The request line and header block up to (not including) per-call headers."""
         key = (method, path, accept is _ACCEPT_SSE)
         head = self._heads.get(key)
         if head is None:
-            target = self._prefix + "/" + path.lstrip("/")
-            h1.check_header("path", target)
-            head = b"%s %s HTTP/1.1\r\n" % (method.encode("ascii"), target.encode("utf-8"))
-            head += self._fixed + accept
+            head = self._line(method, path) + self._fixed + accept
+            if len(self._heads) >= _MAX_CACHED_HEADS:  # paths that vary per call: no cache bloat
+                self._heads.clear()
             self._heads[key] = head
         return head
 
@@ -213,19 +227,28 @@ class Transport:
         headers: Mapping[str, str] | None,
         accept: bytes,
     ) -> bytes:
-        head = self._head(method, path, accept)
-        extra = b""
-        if headers:
-            try:
-                extra = h1.render_headers(headers)
-            except ValueError:
-                raise UpstreamError(
-                    f"refused to send a header with a line break to {self.provider}",
-                    provider=self.provider,
-                ) from None
+        """The request's bytes up to the body; ``UpstreamError`` if a header cannot be sent."""
+        try:
+            if not headers:
+                head = self._head(method, path, accept)
+            elif self._fixed_names.isdisjoint(map(str.lower, headers)):
+                head = self._head(method, path, accept) + h1.render_headers(headers)
+            else:  # a call's header replaces the transport's header of the same name
+                names = {n.lower() for n in headers}
+                merged = {k: v for k, v in self._headers.items() if k.lower() not in names}
+                merged.update(headers)
+                head = self._line(method, path) + h1.render_headers(merged) + accept
+        except ValueError:  # CR/LF, or a character outside Latin-1 (UnicodeEncodeError)
+            raise UpstreamError(
+                f"refused to send an invalid request header or path to {self.provider} "
+                "(a line break or a character outside Latin-1)",
+                provider=self.provider,
+            ) from None
         if data is None:
-            return head + extra + b"\r\n"
-        return head + extra + b"Content-Length: %d\r\n\r\n" % len(data)
+            if method == "GET":
+                return head + b"\r\n"
+            return head + b"Content-Length: 0\r\n\r\n"  # some servers answer 411 without it
+        return head + b"Content-Length: %d\r\n\r\n" % len(data)
 
     async def _acquire(self) -> float:
         """Wait for a concurrency slot; return the loop-clock deadline of the whole call."""
