@@ -4,9 +4,10 @@ Requests are parsed into these models once, at the edge. Unknown top-level field
 (OpenAI does the same), so fields that would steer the gateway itself (``api_base``, ``api_key``,
 extra headers...: ``FORBIDDEN_FIELDS``) are never accepted or forwarded; the server checks for them
 before validating and names the field in a specific message (``forbidden_field``). That check is
-not a model validator: a Python callback inside every validation cost 0.5 of its ~2.7 µs. Responses are built by the
-provider adapters as plain OpenAI-shaped dicts (see ``llmgw.providers.base``), which keeps the
-hot path free of a second round of model construction.
+not a model validator: a Python callback inside every validation cost 0.5 of its ~2.7 µs.
+
+Responses are built by the provider adapters as plain OpenAI-shaped dicts (see
+``llmgw.providers.base``), which keeps the hot path free of a second round of model construction.
 """
 
 from __future__ import annotations
