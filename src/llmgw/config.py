@@ -31,6 +31,7 @@ __all__ = [
     "LoadedSettings",
     "ModelPrice",
     "ProviderConfig",
+    "RateLimitSettings",
     "RoutingSettings",
     "ServerSettings",
     "Settings",
@@ -142,6 +143,19 @@ class RoutingSettings(_Section):
     """Seconds between background refreshes of the model lists of providers without ``models``."""
 
 
+class RateLimitSettings(_Section):
+    """Per-key request and token limits (``[ratelimit]``; see docs/ratelimits.md)."""
+
+    backend: Literal["auto", "memory", "redis"] = "auto"
+    """Where buckets live: ``auto`` uses Redis when ``redis_url`` is set, else this process's memory."""
+    instances: int = Field(default=1, ge=1, le=1000)
+    """Gateway instances sharing the limits; while Redis is unreachable each admits ceil(limit / instances)."""
+    redis_timeout: float = Field(default=0.1, gt=0, le=5)
+    """Seconds a rate-limit call to Redis may take (connect and read) before the local fallback answers."""
+    retry_interval: float = Field(default=1.0, gt=0, le=60)
+    """While Redis is failing, seconds between attempts to use it again (one request probes, the rest stay local)."""
+
+
 class AliasTarget(_Section):
     """One candidate of an alias, with an optional weight for load spreading."""
 
@@ -228,6 +242,7 @@ class Settings(BaseSettings):
     server: ServerSettings = Field(default_factory=ServerSettings)
     usage: UsageSettings = Field(default_factory=UsageSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
+    ratelimit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     providers: list[ProviderConfig] = Field(default_factory=list)
     aliases: dict[str, list[str | AliasTarget]] = Field(default_factory=dict)
     """Alias name -> ordered candidates (``provider/model[:version]``)."""

@@ -1,0 +1,204 @@
+"""GCRA (generic cell rate algorithm): the pure reference step and the in-process ``MemoryLimiter``.
+
+A bucket is one number, its *theoretical arrival time* (TAT). With emission interval
+``T = period / rate`` and tolerance ``tau = period - T`` a fresh bucket admits ``rate`` units at
+once (capacity == rate) and refills continuously at ``rate / period``. A request of ``cost``
+units is admitted when ``max(tat, now) + cost*T - now <= period``.
+
+Arithmetic is exact: time is whole microseconds and the TAT is ``us + frac/rate`` microseconds
+(``Tat``), so ``cost*T`` never rounds and "exactly ``rate`` admitted" holds at any epoch (float
+seconds near 1.7e9 drift by an ulp per addition and would refuse the last unit). The Redis Lua
+script (``redis_backend``) performs the same integer steps in doubles; every intermediate stays
+below 2**53, which ``Limit`` guarantees by refusing ``rate * period_us >= 2**51`` (60 s: 37M units).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+__all__ = ["Decision", "Limit", "MemoryLimiter", "Tat", "gcra", "gcra_charge"]
+
+_US = 1_000_000
+_MAX_PRODUCT = 2**51  # x2 for debt and refunds stays below 2**53
+# How far ``adjust`` may push a bucket into debt: at most this many periods ahead of now.
+DEBT_PERIODS = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """``rate`` units per ``period`` seconds; capacity == rate (a fresh bucket admits ``rate`` at once)."""
+
+    rate: int
+    period: float
+    period_us: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.rate < 1:
+            raise ValueError(f"rate must be >= 1, got {self.rate}")
+        period_us = round(self.period * _US)
+        if period_us < 1:
+            raise ValueError(f"period must be at least 1 microsecond, got {self.period}")
+        if self.rate * period_us >= _MAX_PRODUCT:
+            raise ValueError(
+                f"rate * period too large for exact arithmetic ({self.rate}/{self.period}s)"
+            )
+        object.__setattr__(self, "period_us", period_us)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """The answer for one acquire."""
+
+    allowed: bool
+    limit: int
+    """== Limit.rate"""
+    remaining: int
+    """Whole units still admissible right now after this decision (>= 0)."""
+    retry_after: float
+    """Seconds until ``cost`` units would be admitted; 0.0 when allowed."""
+    reset_after: float
+    """Seconds until the bucket is full again (remaining == limit)."""
+
+
+class Tat(NamedTuple):
+    """A theoretical arrival time: ``us + frac / rate`` microseconds since the epoch."""
+
+    us: int
+    frac: int
+    """0 <= frac < rate (the rate of the Limit the TAT belongs to)."""
+
+
+def _add(tat: Tat, units: int, limit: Limit) -> Tat:
+    """``tat + units * T`` exactly (units may be negative)."""
+    q, frac = divmod(tat.frac + units * limit.period_us, limit.rate)
+    return Tat(tat.us + q, frac)
+
+
+def _decision(allowed: bool, tat: Tat, now_us: int, limit: Limit, retry: Tat | None) -> Decision:
+    """Build the Decision from the bucket state after the step (``tat >= now``)."""
+    rate, period_us = limit.rate, limit.period_us
+    d = tat.us - now_us
+    remaining = ((period_us - d) * rate - tat.frac) // period_us if d < period_us else 0
+    retry_after = 0.0
+    if retry is not None:
+        retry_after = (retry.us + retry.frac / rate) / _US
+    return Decision(
+        allowed=allowed,
+        limit=rate,
+        remaining=max(0, remaining),
+        retry_after=retry_after,
+        reset_after=(d + tat.frac / rate) / _US,
+    )
+
+
+def gcra_charge(tat: Tat, now_us: int, limit: Limit, delta: int) -> Tat:
+    """Move a bucket without a check: ``delta > 0`` consumes (may go into debt, at most
+    ``DEBT_PERIODS`` periods ahead), ``delta < 0`` refunds (never below ``now``)."""
+    if tat.us < now_us:
+        tat = Tat(now_us, 0)
+    bound = DEBT_PERIODS * limit.rate  # more than this either way only hits the floor or the cap
+    delta = max(-bound, min(delta, bound))
+    new = _add(tat, delta, limit)
+    if new.us < now_us:
+        return Tat(now_us, 0)
+    cap = now_us + DEBT_PERIODS * limit.period_us
+    if new.us > cap or (new.us == cap and new.frac > 0):
+        return Tat(cap, 0)
+    return new
+
+
+def gcra(tat: Tat, now_us: int, limit: Limit, cost: int) -> tuple[Decision, Tat]:
+    """One GCRA step: the decision and the new TAT (unchanged when refused).
+
+    ``tat`` of a bucket never seen is ``Tat(0, 0)`` (anything in the past). ``cost`` is clamped
+    to ``limit.rate`` so it can always pass eventually; ``cost <= 0`` is an adjustment (refund):
+    always allowed, the TAT moves back by ``|cost| * T`` but never below ``now``.
+    """
+    if cost <= 0:
+        new = gcra_charge(tat, now_us, limit, cost)
+        return _decision(True, new, now_us, limit, None), new
+    if tat.us < now_us:
+        tat = Tat(now_us, 0)
+    new = _add(tat, min(cost, limit.rate), limit)
+    d = new.us - now_us
+    if d < limit.period_us or (d == limit.period_us and new.frac == 0):
+        return _decision(True, new, now_us, limit, None), new
+    return _decision(False, tat, now_us, limit, Tat(d - limit.period_us, new.frac)), tat
+
+
+_NEVER = Tat(0, 0)
+
+
+class MemoryLimiter:
+    """GCRA buckets in a dict for one process; asyncio-safe because a step has no awaits.
+
+    The dict is bounded: past ``max_buckets`` the buckets that are full again (TAT in the past,
+    the same as absent) are dropped, then if still needed those closest to full.
+    """
+
+    def __init__(
+        self, *, clock: Callable[[], float] = time.time, max_buckets: int = 100_000
+    ) -> None:
+        self._clock = clock
+        self._max = max(1, max_buckets)
+        # bucket -> (tat, rate the frac is in)
+        self._buckets: dict[str, tuple[Tat, int]] = {}
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def _now_us(self) -> int:
+        return int(self._clock() * _US)
+
+    def _get(self, bucket: str, limit: Limit) -> Tat:
+        entry = self._buckets.get(bucket)
+        if entry is None:
+            return _NEVER
+        tat, rate = entry
+        if rate != limit.rate and tat.frac:  # limit changed: frac was in other units; round up
+            return Tat(tat.us + 1, 0)
+        return tat
+
+    def _put(self, bucket: str, tat: Tat, limit: Limit, now_us: int) -> None:
+        if bucket not in self._buckets and len(self._buckets) >= self._max:
+            self._evict(now_us)
+        self._buckets[bucket] = (tat, limit.rate)
+
+    def _evict(self, now_us: int) -> None:
+        buckets = self._buckets
+        for name in [n for n, (t, _) in buckets.items() if t.us < now_us]:
+            del buckets[name]
+        if len(buckets) >= self._max:  # all active: drop the ~10% closest to full
+            drop = max(1, len(buckets) - (self._max * 9) // 10)
+            for name in sorted(buckets, key=lambda n: buckets[n][0])[:drop]:
+                del buckets[name]
+
+    async def acquire(self, bucket: str, limit: Limit, cost: int = 1) -> Decision:
+        """Take ``cost`` units from ``bucket`` if they are available."""
+        return self.acquire_now(bucket, limit, cost)
+
+    def acquire_now(self, bucket: str, limit: Limit, cost: int = 1) -> Decision:
+        """``acquire`` without the coroutine (for callers that are not async)."""
+        now_us = self._now_us()
+        decision, new = gcra(self._get(bucket, limit), now_us, limit, cost)
+        if decision.allowed:
+            self._put(bucket, new, limit, now_us)
+        return decision
+
+    async def adjust(self, bucket: str, limit: Limit, delta: int) -> None:
+        """``delta > 0``: consume more (may go into debt); ``delta < 0``: refund."""
+        self.adjust_now(bucket, limit, delta)
+
+    def adjust_now(self, bucket: str, limit: Limit, delta: int) -> None:
+        """``adjust`` without the coroutine."""
+        if delta == 0:
+            return
+        now_us = self._now_us()
+        new = gcra_charge(self._get(bucket, limit), now_us, limit, delta)
+        if new.us <= now_us and new.frac == 0:
+            self._buckets.pop(bucket, None)  # full again: same as absent
+        else:
+            self._put(bucket, new, limit, now_us)

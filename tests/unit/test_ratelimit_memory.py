@@ -1,0 +1,168 @@
+"""GCRA reference step and MemoryLimiter: exact capacity, refill, refunds, debt, eviction."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from llmgw.config import Settings
+from llmgw.ratelimit import Decision, Limit, MemoryLimiter
+from llmgw.ratelimit.gcra import Tat, gcra
+
+EPOCH = 1_780_000_000.0  # a realistic epoch: float seconds here lose sub-microsecond precision
+
+
+class Clock:
+    """A settable clock in float seconds."""
+
+    def __init__(self, t: float = EPOCH) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+@pytest.mark.parametrize(
+    ("rate", "period"), [(10, 1.0), (7, 60.0), (60, 60.0), (1000, 60.0), (3, 0.001)]
+)
+async def test_fresh_bucket_admits_exactly_rate_then_retry_after_is_one_interval(
+    rate: int, period: float
+) -> None:
+    clock = Clock()
+    lim = MemoryLimiter(clock=clock)
+    limit = Limit(rate, period)
+    decisions = [await lim.acquire("b", limit) for _ in range(rate + 10)]
+    allowed = [d for d in decisions if d.allowed]
+    assert len(allowed) == rate
+    assert all(d.allowed for d in decisions[:rate])
+    assert [d.remaining for d in allowed] == list(range(rate - 1, -1, -1))
+    refused = decisions[rate]
+    assert refused.remaining == 0 and refused.limit == rate
+    assert refused.retry_after == pytest.approx(period / rate, abs=2e-6)
+    assert refused.reset_after == pytest.approx(period, abs=2e-6)
+    clock.t += refused.retry_after + 1e-6
+    d = await lim.acquire("b", limit)
+    assert d.allowed and d.remaining == 0
+    assert not (await lim.acquire("b", limit)).allowed
+
+
+async def test_refills_continuously() -> None:
+    clock = Clock()
+    lim = MemoryLimiter(clock=clock)
+    limit = Limit(60, 60.0)
+    for _ in range(60):
+        assert (await lim.acquire("b", limit)).allowed
+    clock.t += 30.0
+    got = [(await lim.acquire("b", limit)).allowed for _ in range(40)]
+    assert got.count(True) == 30
+    clock.t += 60.0
+    d = await lim.acquire("b", limit)
+    assert d.allowed and d.remaining == 59 and d.reset_after == pytest.approx(1.0, abs=2e-6)
+
+
+async def test_cost_and_retry_after_for_cost() -> None:
+    clock = Clock()
+    lim = MemoryLimiter(clock=clock)
+    limit = Limit(100, 10.0)  # T = 0.1 s
+    assert (await lim.acquire("t", limit, 70)).remaining == 30
+    d = await lim.acquire("t", limit, 50)
+    assert not d.allowed and d.remaining == 30
+    assert d.retry_after == pytest.approx(2.0, abs=2e-6)  # 20 more units at 0.1 s
+    clock.t += 2.0
+    assert (await lim.acquire("t", limit, 50)).allowed
+
+
+async def test_cost_above_rate_is_clamped_not_refused_forever() -> None:
+    lim = MemoryLimiter(clock=Clock())
+    d = await lim.acquire("t", Limit(10, 1.0), 1000)
+    assert d.allowed and d.remaining == 0
+
+
+async def test_refund_and_debt() -> None:
+    clock = Clock()
+    lim = MemoryLimiter(clock=clock)
+    limit = Limit(100, 60.0)
+    await lim.acquire("t", limit, 80)
+    await lim.adjust("t", limit, -50)  # reserved too much
+    assert (await lim.acquire("t", limit, 1)).remaining == 69
+    await lim.adjust("t", limit, -10_000)  # refund never goes below "full"
+    assert (await lim.acquire("t", limit, 1)).remaining == 99
+    await lim.adjust("t", limit, +500)  # used far more than reserved: debt, capped at 2 periods
+    d = await lim.acquire("t", limit, 1)
+    assert not d.allowed and d.remaining == 0
+    assert d.retry_after == pytest.approx(60.0 + 0.6, abs=1e-5)
+    assert d.reset_after == pytest.approx(120.0, abs=1e-5)
+
+
+async def test_buckets_are_independent_and_names_are_opaque() -> None:
+    lim = MemoryLimiter(clock=Clock())
+    limit = Limit(2, 60.0)
+    names = ["rpm:a", "rpm:b", "rpm:a ", "tpm:a", "rpm:ключ/{x}*?\x00", ""]
+    for n in names:
+        assert (await lim.acquire(n, limit)).allowed
+        assert (await lim.acquire(n, limit)).allowed
+        assert not (await lim.acquire(n, limit)).allowed
+
+
+async def test_bounded_dict_evicts_full_buckets_first() -> None:
+    clock = Clock()
+    lim = MemoryLimiter(clock=clock, max_buckets=100)
+    limit = Limit(5, 1.0)
+    for i in range(100):
+        await lim.acquire(f"old{i}", limit)
+    assert len(lim) == 100
+    clock.t += 2.0  # all full again
+    await lim.acquire("busy", limit, 5)
+    assert len(lim) == 1
+    for i in range(150):
+        await lim.acquire(f"new{i}", limit)
+    assert len(lim) <= 100
+    assert not (await lim.acquire("busy", limit)).allowed  # the most drained bucket survived
+
+
+def test_limit_validation() -> None:
+    with pytest.raises(ValueError, match="rate"):
+        Limit(0, 60.0)
+    with pytest.raises(ValueError, match="period"):
+        Limit(1, 0.0)
+    with pytest.raises(ValueError, match="too large"):
+        Limit(10**9, 3600.0)
+    assert Limit(30_000_000, 60.0).period_us == 60_000_000  # 30M tokens per minute
+    assert Limit(5, 1.0) == Limit(5, 1.0)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rate=st.integers(1, 500),
+    period_ms=st.integers(1, 120_000),
+    steps=st.lists(st.tuples(st.integers(0, 3_000_000), st.integers(-20, 40)), max_size=40),
+)
+def test_gcra_invariants(rate: int, period_ms: int, steps: list[tuple[int, int]]) -> None:
+    """Against a simple model: units admitted in any window never exceed what GCRA allows,
+    remaining is within [0, rate], retry_after is exact (admitted just after, not just before)."""
+    limit = Limit(rate, period_ms / 1000)
+    tat, now = Tat(0, 0), 1_780_000_000_000_000
+    for dt, cost in steps:
+        now += dt
+        d, new = gcra(tat, now, limit, cost)
+        assert isinstance(d, Decision) and 0 <= d.remaining <= rate and d.limit == rate
+        assert d.reset_after >= 0
+        if cost > 0 and not d.allowed:
+            assert new == tat and d.retry_after > 0
+            wait_us = math.ceil(d.retry_after * 1_000_000 - 1e-3)
+            assert gcra(tat, now + wait_us + 1, limit, cost)[0].allowed
+            assert not gcra(tat, now + max(0, wait_us - 2), limit, cost)[0].allowed
+        elif cost > 0:
+            assert d.retry_after == 0.0 and d.remaining <= rate - min(cost, rate)
+        tat = new
+
+
+def test_settings_section() -> None:
+    s = Settings()
+    assert s.ratelimit.backend == "auto" and s.ratelimit.instances == 1
+    assert s.ratelimit.redis_timeout == 0.1 and s.ratelimit.retry_interval == 1.0
+    with pytest.raises(ValueError):
+        Settings(ratelimit={"instances": 0})
