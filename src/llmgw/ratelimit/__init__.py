@@ -3,5 +3,6 @@
 from __future__ import annotations
 
 from llmgw.ratelimit.gcra import Decision, Limit, MemoryLimiter
+from llmgw.ratelimit.limiter import RateLimiter
 
-__all__ = ["Decision", "Limit", "MemoryLimiter"]
+__all__ = ["Decision", "Limit", "MemoryLimiter", "RateLimiter"]

@@ -1,0 +1,171 @@
+"""The facade the server uses: Redis-shared GCRA with a bounded, observable local fallback."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from typing import Literal
+
+from llmgw.config import RateLimitSettings
+from llmgw.errors import ConfigError
+from llmgw.ratelimit.gcra import Decision, Limit, MemoryLimiter
+from llmgw.ratelimit.redis_backend import KEY_PREFIX, RedisBackend
+
+__all__ = ["RateLimiter"]
+
+log = logging.getLogger("llmgw.ratelimit")
+
+WARN_INTERVAL = 30.0
+"""Seconds between two warnings about Redis being unusable (errors in between are counted)."""
+
+
+class RateLimiter:
+    """``acquire``/``adjust`` on named buckets; never raises because of the backend.
+
+    With Redis, an error or timeout (budget ``settings.redis_timeout``) switches to *degraded*
+    mode: a local ``MemoryLimiter`` answers with ``ceil(rate / instances)`` per instance (never
+    unlimited), ``backend_errors`` grows, a warning is logged at most every 30 s, and at most one
+    request per ``settings.retry_interval`` probes Redis again, so a blackholed Redis costs one
+    timeout per interval, not one per request. The first successful Redis call clears ``degraded``.
+    """
+
+    backend_errors: int
+    """Redis errors and timeouts since start."""
+
+    def __init__(
+        self,
+        settings: RateLimitSettings,
+        redis_url: str | None,
+        *,
+        instance_count: int | None = None,
+        key_prefix: str = KEY_PREFIX,
+    ) -> None:
+        self._settings = settings
+        self._instances = max(1, instance_count or settings.instances)
+        self._local = MemoryLimiter()
+        self._redis: RedisBackend | None = None
+        kind = settings.backend
+        if kind == "auto":
+            kind = "redis" if redis_url else "memory"
+        if kind == "redis":
+            if not redis_url:
+                raise ConfigError(
+                    "ratelimit.backend is 'redis' but redis_url is not set",
+                    hint="set redis_url (LLMGW_REDIS_URL) or ratelimit.backend = 'memory'",
+                )
+            self._redis = RedisBackend(redis_url, timeout=settings.redis_timeout, prefix=key_prefix)
+        self.backend_errors = 0
+        self._degraded = False
+        self._next_try = 0.0  # monotonic: when a degraded limiter may use Redis again
+        self._last_warning = -math.inf
+        self._errors_since_warning = 0
+        # Local shares are memoised per Limit: Limit() validation costs more than a dict hit.
+        self._shares: dict[Limit, Limit] = {}
+
+    @property
+    def backend(self) -> Literal["memory", "redis"]:
+        """``"redis"`` when limits are shared through Redis, else ``"memory"``."""
+        return "memory" if self._redis is None else "redis"
+
+    @property
+    def degraded(self) -> bool:
+        """The Redis backend is currently failing and local shares answer."""
+        return self._degraded
+
+    async def start(self) -> None:
+        """Check Redis once (a failure only logs and starts degraded); never raises."""
+        if self._redis is None:
+            return
+        try:
+            async with asyncio.timeout(self._settings.redis_timeout):
+                await self._redis.ping()
+        except Exception as exc:  # noqa: BLE001 - any backend failure means "degraded"
+            self._failed(exc)
+        else:
+            self._recovered()
+
+    async def aclose(self) -> None:
+        """Close the Redis connections."""
+        if self._redis is not None:
+            try:
+                await self._redis.aclose()
+            except Exception:  # noqa: BLE001 - closing a broken connection is not an error
+                log.debug("rate limiter: error closing Redis", exc_info=True)
+
+    def _share(self, limit: Limit) -> Limit:
+        share = self._shares.get(limit)
+        if share is None:
+            share = Limit(math.ceil(limit.rate / self._instances), limit.period)
+            if len(self._shares) > 10_000:
+                self._shares.clear()
+            self._shares[limit] = share
+        return share
+
+    def _use_redis(self) -> bool:
+        if self._redis is None:
+            return False
+        if not self._degraded:
+            return True
+        now = time.monotonic()
+        if now < self._next_try:
+            return False
+        self._next_try = now + self._settings.retry_interval  # this request is the only probe
+        return True
+
+    def _failed(self, exc: BaseException) -> None:
+        self.backend_errors += 1
+        self._errors_since_warning += 1
+        now = time.monotonic()
+        if not self._degraded or now >= self._next_try:
+            self._next_try = now + self._settings.retry_interval
+        self._degraded = True
+        if now - self._last_warning >= WARN_INTERVAL:
+            self._last_warning = now
+            log.warning(
+                "rate limiter: Redis unusable (%s: %s); %d error(s) since the last warning; "
+                "local limits of ceil(limit/%d) per instance apply until it answers again",
+                type(exc).__name__,
+                str(exc) or "timeout",
+                self._errors_since_warning,
+                self._instances,
+            )
+            self._errors_since_warning = 0
+
+    def _recovered(self) -> None:
+        if self._degraded:
+            self._degraded = False
+            log.warning("rate limiter: Redis answers again; shared limits restored")
+
+    async def acquire(self, bucket: str, limit: Limit, cost: int = 1) -> Decision:
+        """Take ``cost`` units from ``bucket`` (Redis when healthy, else the local share)."""
+        if self._redis is not None and self._use_redis():
+            try:
+                async with asyncio.timeout(self._settings.redis_timeout):
+                    decision = await self._redis.acquire(bucket, limit, cost)
+            except Exception as exc:  # noqa: BLE001 - never an exception to the caller
+                self._failed(exc)
+            else:
+                self._recovered()
+                return decision
+            return self._local.acquire_now(bucket, self._share(limit), cost)
+        if self._redis is None:
+            return self._local.acquire_now(bucket, limit, cost)
+        return self._local.acquire_now(bucket, self._share(limit), cost)
+
+    async def adjust(self, bucket: str, limit: Limit, delta: int) -> None:
+        """Best effort: ``delta > 0`` consumes more (may go into debt), ``< 0`` refunds."""
+        if delta == 0:
+            return
+        if self._redis is not None and self._use_redis():
+            try:
+                async with asyncio.timeout(self._settings.redis_timeout):
+                    await self._redis.adjust(bucket, limit, delta)
+            except Exception as exc:  # noqa: BLE001 - best effort, never raises
+                self._failed(exc)
+            else:
+                self._recovered()
+                return
+        local = limit if self._redis is None else self._share(limit)
+        self._local.adjust_now(bucket, local, delta)

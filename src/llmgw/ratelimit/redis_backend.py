@@ -1,0 +1,180 @@
+"""GCRA buckets shared through Redis: one Lua script does the whole step atomically on the server.
+
+Key layout: ``llmgw:rl:{<32 hex of sha256(bucket)>}`` (the braces are a Cluster hash tag, so the
+script's single key has one slot; raw key ids never reach Redis). Value: ``"<tat_us>:<frac>:<rate>"``
+(the TAT as in ``gcra.Tat`` plus the rate ``frac`` is counted in), written with ``SET ... PX`` =
+the time until the bucket is full again, so no key ever lives without a TTL and an idle bucket
+simply disappears. Time comes from ``redis.call('TIME')``, so instances with skewed clocks agree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+
+from llmgw.ratelimit.gcra import DEBT_PERIODS, Decision, Limit
+
+__all__ = ["GCRA_LUA", "KEY_PREFIX", "RedisBackend", "decision_from_reply", "script_args"]
+
+KEY_PREFIX = "llmgw:rl:"
+
+# The same integer steps as gcra.gcra / gcra.gcra_charge, in Lua 5.1 doubles: every value is a
+# whole number below 2**53 (Limit guarantees it), so + - * and floor(a/b) are exact and agree
+# with Python's ints. ARGV: rate, period_us, cost, mode ('a' acquire, 'j' adjust), [now_us].
+# ARGV[5] exists for the model test only; production calls never pass it. With an injected
+# clock the TTL (real milliseconds) gets 600 s more, so keys do not expire between steps.
+GCRA_LUA = """
+local rate = tonumber(ARGV[1])
+local period = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local now
+if ARGV[5] then
+  now = tonumber(ARGV[5])
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local us, frac = 0, 0
+local v = redis.call('GET', KEYS[1])
+if v then
+  local a, b, c = string.match(v, '^(%d+):(%d+):(%d+)$')
+  if a then
+    us = tonumber(a)
+    frac = tonumber(b)
+    if tonumber(c) ~= rate and frac > 0 then us = us + 1; frac = 0 end
+  end
+end
+if us < now then us = now; frac = 0 end
+local function add(u, f, units)
+  local num = f + units * period
+  local q = math.floor(num / rate)
+  return u + q, num - q * rate
+end
+local allowed, ru, rf = 1, 0, 0
+if ARGV[4] == 'j' or cost <= 0 then
+  local bound = DEBT * rate
+  if cost > bound then cost = bound elseif cost < -bound then cost = -bound end
+  us, frac = add(us, frac, cost)
+  if us < now then us = now; frac = 0 end
+  local cap = now + DEBT * period
+  if us > cap or (us == cap and frac > 0) then us = cap; frac = 0 end
+else
+  if cost > rate then cost = rate end
+  local nu, nf = add(us, frac, cost)
+  local d = nu - now
+  if d < period or (d == period and nf == 0) then
+    us, frac = nu, nf
+  else
+    allowed, ru, rf = 0, d - period, nf
+  end
+end
+local d = us - now
+if allowed == 1 then
+  if d == 0 and frac == 0 then
+    redis.call('DEL', KEYS[1])
+  else
+    local value = string.format('%.0f:%.0f:%.0f', us, frac, rate)
+    local ttl = math.floor(d / 1000) + 1
+    if ARGV[5] then ttl = ttl + TEST_PAD end
+    redis.call('SET', KEYS[1], value, 'PX', ttl)
+  end
+end
+local remaining = 0
+if d < period then
+  remaining = math.floor(((period - d) * rate - frac) / period)
+  if remaining < 0 then remaining = 0 end
+end
+return {allowed, remaining, ru, rf, d, frac}
+""".replace("DEBT", str(DEBT_PERIODS)).replace("TEST_PAD", "600000")
+
+
+def bucket_key(bucket: str, prefix: str = KEY_PREFIX) -> str:
+    """The Redis key of ``bucket``: a hash-tagged digest, never the raw name."""
+    return (
+        prefix
+        + "{"
+        + hashlib.sha256(bucket.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        + "}"
+    )
+
+
+def script_args(limit: Limit, cost: int, mode: str, now_us: int | None = None) -> list[int | str]:
+    """ARGV for ``GCRA_LUA``; ``now_us`` only in tests (production uses Redis TIME)."""
+    args: list[int | str] = [limit.rate, limit.period_us, cost, mode]
+    if now_us is not None:
+        args.append(now_us)
+    return args
+
+
+def decision_from_reply(reply: list[Any], limit: Limit) -> Decision:
+    """Turn the script's integers into a Decision exactly as ``gcra._decision`` does."""
+    allowed, remaining, ru, rf, d, frac = (int(x) for x in reply)
+    rate = limit.rate
+    return Decision(
+        allowed=allowed == 1,
+        limit=rate,
+        remaining=remaining,
+        retry_after=0.0 if allowed else (ru + rf / rate) / 1_000_000,
+        reset_after=(d + frac / rate) / 1_000_000,
+    )
+
+
+class RedisBackend:
+    """GCRA against one Redis; every call may raise redis/OS/timeout errors (the facade catches).
+
+    The pool is bounded (``max_connections``; waiting for a free connection counts against
+    ``timeout``), redis-py's own retries are off (a blackholed Redis would cost 3 timeouts), and
+    the script runs by EVALSHA with a reload on NOSCRIPT (redis-py ``Script``).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 0.1,
+        prefix: str = KEY_PREFIX,
+        max_connections: int = 64,
+    ) -> None:
+        self.prefix = prefix
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=timeout,
+            socket_connect_timeout=timeout,
+            socket_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+        )
+        self._client: Redis = Redis(connection_pool=pool)
+        self._script = self._client.register_script(GCRA_LUA)
+
+    def key(self, bucket: str) -> str:
+        """The Redis key holding ``bucket``."""
+        return bucket_key(bucket, self.prefix)
+
+    async def acquire(
+        self, bucket: str, limit: Limit, cost: int = 1, *, now_us: int | None = None
+    ) -> Decision:
+        """One GCRA step on the server (``cost <= 0`` refunds)."""
+        reply = await self._script(
+            keys=[self.key(bucket)], args=script_args(limit, cost, "a", now_us)
+        )
+        return decision_from_reply(reply, limit)
+
+    async def adjust(
+        self, bucket: str, limit: Limit, delta: int, *, now_us: int | None = None
+    ) -> None:
+        """Move the bucket without a check: ``delta > 0`` consumes (debt), ``< 0`` refunds."""
+        if delta:
+            await self._script(keys=[self.key(bucket)], args=script_args(limit, delta, "j", now_us))
+
+    async def ping(self) -> None:
+        """Round trip to the server (start-up check)."""
+        await self._client.ping()
+
+    async def aclose(self) -> None:
+        """Close the pool's connections."""
+        await self._client.aclose()
