@@ -98,6 +98,8 @@ def error_response(exc: BaseException, *, request_id: str | None = None) -> Resp
     if isinstance(err, RateLimited) or isinstance(retry, int | float):
         retry = retry if isinstance(retry, int | float) else 1.0
         headers["retry-after"] = str(max(1, math.ceil(retry)))
+    if isinstance(err, RateLimited):
+        headers.update(err.headers)
     if err.http_status == 413:
         headers["connection"] = "close"  # the rest of the body was not read
     if isinstance(exc, HTTPException) and exc.headers:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from bisect import bisect_left
 from collections.abc import Callable, Iterable, Mapping
 from time import time
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
 from prometheus_client.core import (
@@ -91,6 +92,34 @@ class _StatsCollector(Collector):
                 g.add_metric([], float(value))
                 out.append(g)
         return out
+
+
+class _RateLimitCollector(Collector):
+    """Per-key rate limits: refusals by limit, and the shared backend's state (read at scrape)."""
+
+    def __init__(self, limits: Any) -> None:
+        self._limits = limits
+
+    def collect(self) -> Iterable[Metric]:
+        limits = self._limits
+        rejected = CounterMetricFamily(
+            "llmgw_ratelimit_rejected",
+            "Requests refused with 429 by an API key's rpm or tpm limit.",
+            labels=["limit"],
+        )
+        for kind, n in sorted(limits.rejected.items()):
+            rejected.add_metric([kind], float(n))
+        degraded = GaugeMetricFamily(
+            "llmgw_ratelimit_degraded",
+            "1 while the Redis rate-limit backend is unreachable and limits are enforced locally.",
+        )
+        degraded.add_metric([], 1.0 if limits.limiter.degraded else 0.0)
+        errors = CounterMetricFamily(
+            "llmgw_ratelimit_backend_errors",
+            "Errors and timeouts talking to the rate-limit backend (Redis).",
+        )
+        errors.add_metric([], float(limits.limiter.backend_errors))
+        return [rejected, degraded, errors]
 
 
 class _Hist:
@@ -209,6 +238,10 @@ class Metrics:
     def watch_usage(self, stats: Callable[[], Mapping[str, object]]) -> None:
         """Export the usage recorder's queue and spool sizes at scrape time."""
         self.registry.register(_StatsCollector(stats))
+
+    def watch_ratelimits(self, limits: Any) -> None:
+        """Export a ``KeyLimits``' refusals and its backend's state at scrape time."""
+        self.registry.register(_RateLimitCollector(limits))
 
     def provider_label(self, provider: str | None) -> str:
         """A configured provider name, ``none`` when there is none, else ``other``."""

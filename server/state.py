@@ -17,10 +17,12 @@ if TYPE_CHECKING:
 
     from llmgw.auth.keys import KeyService
     from llmgw.providers.base import Provider
+    from llmgw.ratelimit import RateLimiter
     from llmgw.routing.catalog import ModelCatalog
     from llmgw.routing.health import HealthWriter
     from llmgw.routing.router import Router
     from llmgw.server.auth import KeyCache
+    from llmgw.server.ratelimits import KeyLimits
     from llmgw.usage.recorder import UsageRecorder
 
 __all__ = ["Gateway", "ReadyCheck"]
@@ -77,6 +79,8 @@ class Gateway:
     health_writer: HealthWriter
     catalog: ModelCatalog
     ready: ReadyCheck
+    limiter: RateLimiter
+    limits: KeyLimits
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
@@ -91,10 +95,12 @@ class Gateway:
         """Open the database, the key cache, the usage recorder and the upstream providers."""
         from llmgw.auth.keys import KeyService
         from llmgw.providers.registry import SecretResolver, build_providers
+        from llmgw.ratelimit import RateLimiter
         from llmgw.routing.catalog import ModelCatalog
         from llmgw.routing.health import HealthWriter
         from llmgw.routing.router import build_router
         from llmgw.server.auth import KeyCache
+        from llmgw.server.ratelimits import KeyLimits
         from llmgw.storage.db import make_engine
         from llmgw.usage.recorder import UsageRecorder
 
@@ -123,6 +129,11 @@ class Gateway:
         self.catalog = ModelCatalog(s, self.providers, interval=s.routing.models_refresh_interval)
         self.catalog.start()
         self.ready = ReadyCheck(self.engine)
+        redis_url = s.redis_url.get_secret_value() if s.redis_url is not None else None
+        self.limiter = RateLimiter(s.ratelimit, redis_url)
+        await self.limiter.start()
+        self.limits = KeyLimits(self.limiter)
+        self.metrics.watch_ratelimits(self.limits)
         self.auth.start()
         self.started = True
 
@@ -142,6 +153,8 @@ class Gateway:
             except Exception as exc:  # noqa: BLE001 - keep closing the others
                 log.warning("closing provider %s failed: %s", provider.name, type(exc).__name__)
         await self.catalog.aclose()
+        await self.limits.wait_settled()
+        await self.limiter.aclose()
         await asyncio.to_thread(self.health_writer.stop)
         await asyncio.to_thread(self.recorder.close)
         self.engine.dispose()

@@ -27,6 +27,7 @@ from llmgw.routing.resolve import Target
 from llmgw.schemas import FORBIDDEN_FIELDS
 from llmgw.server.errors import to_llmgw_error, validation_error
 from llmgw.server.middleware import RequestContext
+from llmgw.server.ratelimits import Grant
 from llmgw.server.state import Gateway
 from llmgw.usage.recorder import UsageEvent
 
@@ -255,13 +256,15 @@ def error_code(exc: BaseException) -> str:
 class Call:
     """Accounting for one authenticated request: exactly one usage event, metrics, log fields."""
 
-    __slots__ = ("event", "gateway", "rc", "recorded", "target")
+    __slots__ = ("event", "gateway", "grant", "rc", "recorded", "target")
 
     def __init__(self, gateway: Gateway, rc: RequestContext, key: Any, endpoint: str) -> None:
         self.gateway = gateway
         self.rc = rc
         self.target: Target | None = None
         self.recorded = False
+        self.grant: Grant | None = None
+        """The key's rate-limit reservation, settled with the usage when the call ends."""
         self.event = UsageEvent(
             request_id=rc.request_id,
             created_at=datetime.now(UTC),
@@ -333,6 +336,8 @@ class Call:
                 ev.cost = g.resolver.cost(
                     ev.provider, ev.model, ev.prompt_tokens, ev.completion_tokens
                 )
+        if self.grant is not None:
+            self._settle(self.grant, status, ev.total_tokens if usage is not None else None)
         if upstream_seconds is not None:
             g.metrics.observe_upstream(
                 ev.provider,
@@ -343,3 +348,11 @@ class Call:
                 ttft,
             )
         g.recorder.record(ev)
+
+    @staticmethod
+    def _settle(grant: Grant, status: int, total_tokens: int | None) -> None:
+        """Tokens used replace the reservation; an upstream failure (nothing generated) frees
+        it; a call cut short without usage (a client gone mid-stream) keeps it."""
+        if total_tokens is None and (status >= 500 or status in (408, 429)):
+            total_tokens = 0
+        grant.settle(total_tokens)

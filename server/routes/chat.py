@@ -22,6 +22,7 @@ from llmgw.routing.resolve import Target
 from llmgw.schemas import ChatRequest
 from llmgw.server.errors import error_response
 from llmgw.server.middleware import RequestContext
+from llmgw.server.ratelimits import estimate_chat_tokens
 from llmgw.server.routes import Call, decode_json, parse, receive_body, until_disconnect
 from llmgw.server.state import Gateway
 from llmgw.server.streaming import SSEStream, StreamOutcome
@@ -61,6 +62,8 @@ class ChatEndpoint:
                 g.auth.check_model(key, req.model)
                 candidates = g.resolver.candidates(req.model)
                 call.routed(candidates[0])  # replaced by the candidate that actually served
+                if key.rpm or key.tpm:
+                    call.grant = await g.limits.admit(key, estimate_chat_tokens(req))
                 t0 = time.perf_counter()
                 request_id = rc.request_id
 
@@ -76,17 +79,14 @@ class ChatEndpoint:
                     resp = routed.value
                     call.finish(200, None, resp.usage, upstream_seconds=time.perf_counter() - t0)
                     body = orjson.dumps(resp.body)
-                    await send(
-                        {
-                            "type": "http.response.start",
-                            "status": 200,
-                            "headers": [
-                                (b"content-length", str(len(body)).encode("ascii")),
-                                _JSON,
-                                (_SERVED_BY, routed.served_by.encode("latin-1")),
-                            ],
-                        }
-                    )
+                    headers = [
+                        (b"content-length", str(len(body)).encode("ascii")),
+                        _JSON,
+                        (_SERVED_BY, routed.served_by.encode("latin-1")),
+                    ]
+                    if call.grant is not None:
+                        headers += call.grant.raw_headers()
+                    await send({"type": "http.response.start", "status": 200, "headers": headers})
                     await send({"type": "http.response.body", "body": body})
                     return
 
@@ -120,7 +120,10 @@ class ChatEndpoint:
                 start=rc.start,
                 drain=g.drain,
                 on_finish=finished,
-                headers={SERVED_BY: opened.served_by},
+                headers={
+                    SERVED_BY: opened.served_by,
+                    **(dict(call.grant.headers) if call.grant is not None else {}),
+                },
             )(scope, receive, send)
         except (LlmgwError, ValidationError) as exc:
             await error_response(exc)(scope, receive, send)

@@ -12,6 +12,7 @@ from starlette.routing import Route
 from llmgw.providers.base import CallContext, EmbeddingResponse, Provider
 from llmgw.routing.resolve import Target
 from llmgw.schemas import EmbeddingRequest
+from llmgw.server.ratelimits import estimate_text_tokens
 from llmgw.server.routes import Call, context, parse, read_json, until_disconnect
 from llmgw.server.routes.chat import SERVED_BY
 from llmgw.server.state import Gateway
@@ -32,6 +33,8 @@ def embedding_routes(g: Gateway) -> list[Route]:
             g.auth.check_model(key, req.model)
             candidates = g.resolver.candidates(req.model)
             call.routed(candidates[0])
+            if key.rpm or key.tpm:
+                call.grant = await g.limits.admit(key, estimate_text_tokens(req.texts()))
             t0 = time.perf_counter()
 
             async def embed(p: Provider, c: Target) -> EmbeddingResponse:
@@ -44,10 +47,11 @@ def embedding_routes(g: Gateway) -> list[Route]:
             call.fail(exc)
             raise
         call.finish(200, None, routed.value.usage, upstream_seconds=time.perf_counter() - t0)
+        headers = {SERVED_BY: routed.served_by}
+        if call.grant is not None:
+            headers.update(call.grant.headers)
         return Response(
-            orjson.dumps(routed.value.body),
-            media_type="application/json",
-            headers={SERVED_BY: routed.served_by},
+            orjson.dumps(routed.value.body), media_type="application/json", headers=headers
         )
 
     return [Route("/v1/embeddings", embeddings, methods=["POST"])]

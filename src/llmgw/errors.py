@@ -169,6 +169,8 @@ class RateLimited(LlmgwError):
         self.retry_after = retry_after
         self.local = local
         """True when the gateway's own per-upstream cap refused the call (the upstream is not at fault)."""
+        self.headers: dict[str, str] = {}
+        """Extra response headers (a key's ``x-ratelimit-*`` state) for the 429."""
 
 
 class DatabaseError(LlmgwError):

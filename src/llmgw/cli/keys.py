@@ -102,7 +102,7 @@ def keys_create(
         int | None,
         typer.Option(
             "--rpm",
-            help="Requests per minute for this key (stored with the key; not yet enforced by the server).",
+            help="Requests per minute for this key; beyond it the server answers 429.",
             show_default=False,
         ),
     ] = None,
@@ -110,7 +110,7 @@ def keys_create(
         int | None,
         typer.Option(
             "--tpm",
-            help="Tokens per minute for this key (stored with the key; not yet enforced by the server).",
+            help="Tokens per minute for this key (prompt and answer); beyond it the server answers 429.",
             show_default=False,
         ),
     ] = None,
