@@ -88,11 +88,13 @@ def test_rpm_admits_exactly_the_limit_then_429_with_retry_after_and_headers(
     key = make_key("rl", rpm=5)
     other = make_key("other")  # no limits: unaffected, and no x-ratelimit headers
     with httpx.Client(base_url=gw.url, timeout=10) as c:
-        answers = [
+        answers = [  # a new X-Forwarded-For each time: the bucket is the key's, not an address's
             c.post(
-                "/v1/chat/completions", json=BODY, headers={"Authorization": f"Bearer {key.secret}"}
+                "/v1/chat/completions",
+                json=BODY,
+                headers={"Authorization": f"Bearer {key.secret}", "X-Forwarded-For": f"10.0.0.{i}"},
             )
-            for _ in range(15)
+            for i in range(15)
         ]
         free = c.post(
             "/v1/chat/completions", json=BODY, headers={"Authorization": f"Bearer {other.secret}"}
@@ -246,3 +248,40 @@ def test_estimates_and_reset_format() -> None:
         "1m0s",
         "1h2m3s",
     ]
+
+
+async def _stream(url: str, secret: str, body: dict[str, Any]) -> tuple[int, str]:
+    """One streamed chat request: its status and the whole SSE text."""
+    headers = {"Authorization": f"Bearer {secret}"}
+    async with (
+        httpx.AsyncClient(timeout=30) as c,
+        c.stream("POST", f"{url}/v1/chat/completions", json=body, headers=headers) as r,
+    ):
+        return r.status_code, (await r.aread()).decode()
+
+
+def test_concurrent_streams_cannot_overspend_tokens_and_settle_at_the_end(
+    make_settings: Callable[..., Settings],
+    upstream_factory: Callable[..., Any],
+    test_engine: Any,
+    make_key: Callable[..., Any],
+    gateways: Any,
+) -> None:
+    slow = upstream_factory(chunk_delay_ms=100)  # each stream lasts a while: they overlap
+    (gw,) = gateways(with_limits(make_settings(slow.url), None), 1)
+    key = make_key("rl", tpm=1000)
+    body = {**BODY, "stream": True, "max_tokens": 400}
+
+    async def three() -> list[tuple[int, str]]:
+        return list(await asyncio.gather(*(_stream(gw.url, key.secret, body) for _ in range(3))))
+
+    results = asyncio.run(three())
+    assert sorted(status for status, _ in results) == [200, 200, 429]
+    assert all(text.rstrip().endswith("data: [DONE]") for status, text in results if status == 200)
+    deadline = time.monotonic() + 3  # settled in the background right after each stream ended
+    while True:
+        status, _ = asyncio.run(_stream(gw.url, key.secret, body))
+        if status == 200 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert status == 200
