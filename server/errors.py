@@ -13,6 +13,7 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from llmgw.errors import InvalidRequest, LlmgwError, RateLimited
+from llmgw.server.scrub import scrub_envelope
 
 __all__ = [
     "envelope",
@@ -106,7 +107,7 @@ def error_response(exc: BaseException, *, request_id: str | None = None) -> Resp
         for k, v in exc.headers.items():
             headers.setdefault(k.lower(), v)
     return Response(
-        orjson.dumps(err.to_openai()),
+        orjson.dumps(scrub_envelope(err.to_openai(), err)),
         status_code=err.http_status,
         headers=headers,
         media_type="application/json",

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING
 from llmgw.config import Settings
 from llmgw.routing.resolve import Resolver
 from llmgw.server.metrics import Metrics
+from llmgw.server.scrub import forget_secrets, register_secrets
 from llmgw.server.streaming import Drain
 
 if TYPE_CHECKING:
@@ -90,6 +91,7 @@ class Gateway:
         self.resolver = Resolver(settings)
         self.max_body = settings.server.max_body_bytes
         self.started = False
+        self._scrubbed: list[str] = []  # provider credentials registered with server.scrub
 
     async def start(self) -> None:
         """Open the database, the key cache, the usage recorder and the upstream providers."""
@@ -118,6 +120,11 @@ class Gateway:
         await asyncio.to_thread(self.recorder.start)
         self.metrics.watch_usage(self.recorder.stats)
         self.providers = build_providers(s, SecretResolver())
+        self._scrubbed = register_secrets(
+            secret
+            for provider in self.providers.values()
+            for secret in getattr(getattr(provider, "transport", None), "secrets", ())
+        )
         self.router = build_router(s.routing, self.providers, self.resolver.candidates)
         for p in s.providers:  # configured models show as "unknown" before their first request
             for m in p.models:
@@ -155,6 +162,7 @@ class Gateway:
         await self.catalog.aclose()
         await self.limits.wait_settled()
         await self.limiter.aclose()
+        forget_secrets(self._scrubbed)
         await asyncio.to_thread(self.health_writer.stop)
         await asyncio.to_thread(self.recorder.close)
         self.engine.dispose()

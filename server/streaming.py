@@ -23,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 
 from llmgw.errors import LlmgwError, Unavailable
 from llmgw.providers.base import ChatChunk, Usage
+from llmgw.server.scrub import scrub_envelope
 
 __all__ = ["Drain", "SSEStream", "StreamOutcome", "error_event"]
 
@@ -38,7 +39,7 @@ _HEADERS = {
 def error_event(exc: BaseException) -> bytes:
     """The final SSE event for a failure after the first byte."""
     if isinstance(exc, LlmgwError):
-        body = exc.to_openai()
+        body = scrub_envelope(exc.to_openai(), exc)
     else:
         body = {
             "error": {
