@@ -128,16 +128,27 @@ def test_after_retry_after_the_next_request_passes_and_openai_sees_rate_limit_er
     assert client.chat.completions.create(**BODY).choices[0].message.content
 
 
-def test_tokens_are_reserved_so_concurrent_requests_cannot_overspend(
+@pytest.fixture
+def tpm_gateway(
     make_settings: Callable[..., Settings],
     upstream_factory: Callable[..., Any],
     test_engine: Any,
     make_key: Callable[..., Any],
     gateways: Any,
+) -> Callable[..., tuple[Any, Any]]:
+    """A gateway in front of an emulator with ``upstream`` knobs, and a key with ``tpm = 1000``."""
+
+    def start(**upstream: Any) -> tuple[Any, Any]:
+        (gw,) = gateways(with_limits(make_settings(upstream_factory(**upstream).url), None), 1)
+        return gw, make_key("rl", tpm=1000)
+
+    return start
+
+
+def test_tokens_are_reserved_so_concurrent_requests_cannot_overspend(
+    tpm_gateway: Callable[..., tuple[Any, Any]],
 ) -> None:
-    slow = upstream_factory(latency_ms=400)  # the three requests overlap
-    (gw,) = gateways(with_limits(make_settings(slow.url), None), 1)
-    key = make_key("rl", tpm=1000)
+    gw, key = tpm_gateway(latency_ms=400)  # the three requests overlap
     body = {**BODY, "max_tokens": 400}  # reserves ~401 tokens each: two fit in 1000, not three
     statuses = asyncio.run(burst([gw.url], key.secret, 3, body))
     assert sorted(statuses) == [200, 200, 429]
@@ -261,15 +272,9 @@ async def _stream(url: str, secret: str, body: dict[str, Any]) -> tuple[int, str
 
 
 def test_concurrent_streams_cannot_overspend_tokens_and_settle_at_the_end(
-    make_settings: Callable[..., Settings],
-    upstream_factory: Callable[..., Any],
-    test_engine: Any,
-    make_key: Callable[..., Any],
-    gateways: Any,
+    tpm_gateway: Callable[..., tuple[Any, Any]],
 ) -> None:
-    slow = upstream_factory(chunk_delay_ms=100)  # each stream lasts a while: they overlap
-    (gw,) = gateways(with_limits(make_settings(slow.url), None), 1)
-    key = make_key("rl", tpm=1000)
+    gw, key = tpm_gateway(chunk_delay_ms=100)  # each stream lasts a while: they overlap
     body = {**BODY, "stream": True, "max_tokens": 400}
 
     async def three() -> list[tuple[int, str]]:
