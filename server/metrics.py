@@ -26,6 +26,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
 from llmgw.config import Settings
+from llmgw.server.receipt import stats as receipt_stats
 
 __all__ = ["CONTENT_TYPE_LATEST", "ERROR_TYPES", "ROUTES", "Metrics"]
 
@@ -120,6 +121,18 @@ class _RateLimitCollector(Collector):
         )
         errors.add_metric([], float(limits.limiter.backend_errors))
         return [rejected, degraded, errors]
+
+
+class _ReceiptCollector(Collector):
+    """Requests cut by the request-receipt deadline (``llmgw.server.receipt``; process-wide)."""
+
+    def collect(self) -> Iterable[Metric]:
+        timeouts = CounterMetricFamily(
+            "llmgw_request_receipt_timeouts",
+            "Requests whose headers or body did not arrive within request_receipt_timeout.",
+        )
+        timeouts.add_metric([], float(receipt_stats.timeouts))
+        return [timeouts]
 
 
 class _Hist:
@@ -234,6 +247,7 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_HotCollector(self))
+        self.registry.register(_ReceiptCollector())
 
     def watch_usage(self, stats: Callable[[], Mapping[str, object]]) -> None:
         """Export the usage recorder's queue and spool sizes at scrape time."""

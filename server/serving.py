@@ -5,6 +5,9 @@ On SIGTERM (or the first Ctrl-C) ``GatewayServer`` flips the app's ``Drain`` at 
 open at ``drain_seconds`` get a final SSE error event and close; uvicorn's own graceful timeout is
 a little longer (``_GRACE``) so those final events go out before it cancels what is left. Then the
 lifespan flushes usage and the process exits 0 (uvicorn would re-raise SIGTERM and die by signal).
+
+The HTTP protocol is httptools with request-receipt deadlines (``llmgw.server.receipt``): slow
+headers or bodies get 408 after ``server.request_receipt_timeout``.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ import uvicorn
 from llmgw.config import Settings, load_settings
 from llmgw.errors import Unavailable, UsageError
 from llmgw.server.app import create_app
+from llmgw.server.receipt import receipt_protocol
 from llmgw.server.streaming import Drain
 
 __all__ = ["GC_THRESHOLD", "GatewayServer", "log_config", "run", "tune_gc"]
@@ -118,7 +122,7 @@ def _uvicorn_config(app: Any, settings: Settings, **kw: Any) -> uvicorn.Config:
         host=s.host,
         port=s.port,
         loop="uvloop",
-        http="httptools",
+        http=receipt_protocol(s.request_receipt_timeout),  # httptools + receipt deadlines
         lifespan="on",
         access_log=False,  # one JSON line per request comes from our middleware
         log_config=log_config(settings),

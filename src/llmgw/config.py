@@ -81,6 +81,10 @@ class ServerSettings(_Section):
     """Worker processes."""
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     """Largest accepted request body; bigger bodies get 413."""
+    request_receipt_timeout: float = Field(default=30.0, ge=1, le=3600)
+    """Seconds a client may take to send a request's headers (from its first byte), and again its
+    body; past either, 408 (or, if already answered, a close) and the connection is closed. Idle
+    time between requests is not counted (5 s keep-alive), nor is the response: streams are unaffected."""
     drain_seconds: float = Field(default=30.0, ge=0, le=3600)
     """On SIGTERM, how long in-flight requests and streams may take to finish."""
     key_cache_seconds: float = Field(default=2.0, ge=0, le=60)
