@@ -21,6 +21,7 @@ import pytest
 from pydantic import SecretStr
 
 from llmgw.config import RateLimitSettings, Settings
+from llmgw.errors import RateLimited
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -290,3 +291,30 @@ def test_concurrent_streams_cannot_overspend_tokens_and_settle_at_the_end(
             break
         time.sleep(0.1)
     assert status == 200
+
+
+async def test_settlements_are_summed_per_bucket_and_applied_at_shutdown() -> None:
+    import uuid
+    from types import SimpleNamespace
+
+    from llmgw.ratelimit import RateLimiter
+    from llmgw.server.ratelimits import KeyLimits
+
+    calls: list[int] = []
+
+    class Counting(RateLimiter):
+        async def adjust(self, bucket: str, limit: Any, delta: int) -> None:
+            calls.append(delta)
+            await super().adjust(bucket, limit, delta)
+
+    limits = KeyLimits(Counting(RateLimitSettings(), None))
+    key = SimpleNamespace(id=uuid.uuid4(), rpm=None, tpm=1000)
+    grants = [await limits.admit(key, 100) for _ in range(10)]  # the whole minute reserved
+    with pytest.raises(RateLimited, match="tokens per minute"):
+        await limits.admit(key, 100)
+    for g in grants:
+        assert g is not None
+        g.settle(10)  # each used 10 of its 100: 900 tokens to give back
+    await limits.wait_settled()  # what Gateway.stop does
+    assert calls == [-900]  # one adjustment for the bucket, not ten
+    assert await limits.admit(key, 800) is not None
