@@ -107,6 +107,9 @@ class Gateway:
         from llmgw.usage.recorder import UsageRecorder
 
         s = self.settings
+        # First, before anything runs: a [ratelimit] mistake is a ConfigError with nothing to undo.
+        redis_url = s.redis_url.get_secret_value() if s.redis_url is not None else None
+        self.limiter = RateLimiter(s.ratelimit, redis_url)
         self.engine = make_engine(
             s.database_url,
             pool_size=s.database.pool_size,
@@ -136,8 +139,6 @@ class Gateway:
         self.catalog = ModelCatalog(s, self.providers, interval=s.routing.models_refresh_interval)
         self.catalog.start()
         self.ready = ReadyCheck(self.engine)
-        redis_url = s.redis_url.get_secret_value() if s.redis_url is not None else None
-        self.limiter = RateLimiter(s.ratelimit, redis_url)
         await self.limiter.start()
         self.limits = KeyLimits(self.limiter)
         self.metrics.watch_ratelimits(self.limits)

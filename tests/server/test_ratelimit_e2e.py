@@ -318,3 +318,15 @@ async def test_settlements_are_summed_per_bucket_and_applied_at_shutdown() -> No
     await limits.wait_settled()  # what Gateway.stop does
     assert calls == [-900]  # one adjustment for the bucket, not ten
     assert await limits.admit(key, 800) is not None
+
+
+async def test_redis_backend_without_redis_url_fails_before_anything_starts(
+    settings: Settings,
+) -> None:
+    from llmgw.errors import ConfigError
+    from llmgw.server.state import Gateway
+
+    gw = Gateway(with_limits(settings, None, backend="redis"))
+    with pytest.raises(ConfigError, match="redis_url"):
+        await gw.start()
+    assert not hasattr(gw, "recorder") and not hasattr(gw, "engine")  # nothing left running
