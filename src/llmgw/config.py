@@ -20,7 +20,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from llmgw.errors import ConfigError
@@ -262,6 +270,15 @@ class Settings(BaseSettings):
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         # load_settings merges the layers itself so it can tell where each value came from.
         return (init_settings,)
+
+    @field_validator("ratelimit")
+    @classmethod
+    def _redis_for_redis_backend(
+        cls, v: RateLimitSettings, info: ValidationInfo
+    ) -> RateLimitSettings:
+        if v.backend == "redis" and info.data.get("redis_url") is None:
+            raise ValueError("backend 'redis' needs redis_url (or use backend 'auto' or 'memory')")
+        return v
 
     @field_validator("providers")
     @classmethod

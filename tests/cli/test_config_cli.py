@@ -80,6 +80,18 @@ def test_check_rejects_an_alias_to_an_unknown_provider(cli: Any, tmp_path: Path)
     assert result.exit_code == 2 and "nowhere/m" in result.stderr
 
 
+def test_check_rejects_the_redis_rate_limit_backend_without_redis_url(
+    cli: Any, tmp_path: Path
+) -> None:
+    cfg = tmp_path / "rl.toml"
+    cfg.write_text('[ratelimit]\nbackend = "redis"\n')
+    result = cli("--config", str(cfg), "config", "check")
+    assert result.exit_code == 2 and "needs redis_url" in result.stderr
+    assert len([line for line in result.stderr.splitlines() if line.startswith("Error:")]) == 1
+    cfg.write_text('redis_url = "redis://127.0.0.1:6379/0"\n[ratelimit]\nbackend = "redis"\n')
+    assert cli("--config", str(cfg), "config", "check").exit_code == 0
+
+
 def test_llmgw_config_env_names_the_file(cli: Any, tmp_path: Path) -> None:
     cfg = tmp_path / "env.toml"
     cfg.write_text("[server]\nport = 7777\n")
