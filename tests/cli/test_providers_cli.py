@@ -400,6 +400,18 @@ def test_list_masks_credentials_in_base_url(cli, home) -> None:  # type: ignore[
     assert "example.invalid" in r.stdout
 
 
+def test_list_names_the_service_account_key_file_as_the_credential(cli, home) -> None:  # type: ignore[no-untyped-def]
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.toml").write_text(
+        '[[providers]]\nname = "ya"\nkind = "yandexgpt"\nbase_url = "http://127.0.0.1:9"\n'
+        'folder_id = "b1gfolder"\nservice_account_key_file = "sa-key.json"\nmodels = ["m"]\n'
+    )
+    r = cli("providers", "list", "--json")
+    assert r.exit_code == 0, r.stderr
+    (ya,) = json.loads(r.stdout)["providers"]
+    assert ya["credential"] == "service account key sa-key.json"  # not "missing"
+
+
 class _NoDbusKeyring(MemoryKeyring):
     """A Secret Service backend on a machine without D-Bus: every call raises."""
 

@@ -76,6 +76,8 @@ def _credential(cfg: ProviderConfig) -> str:
         return f"env {cfg.api_key_env}"
     if resolver.from_keyring(cfg.name):
         return "keyring"
+    if cfg.service_account_key_file is not None:  # YandexGPT: IAM tokens from the key file
+        return f"service account key {cfg.service_account_key_file}"
     missing = f"missing (set {cfg.api_key_env})" if cfg.api_key_env else "missing"
     return f"{missing}; keyring unavailable" if resolver.keyring_notice else missing
 
