@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +19,8 @@ from sqlalchemy.engine import Engine
 from llmgw.config import Settings
 
 UPSTREAM_KEY = "sk-emulator-upstream-secret-0123456789"
+LLMGW = str(Path(sys.executable).with_name("llmgw"))
+"""The console script, as installed next to this Python."""
 MODELS = ("gpt-4o-mini", "text-embedding-3-small")
 
 
@@ -183,3 +190,59 @@ def flushed_usage(read_usage: Callable[[], list[dict[str, Any]]]) -> Callable[..
         return read_usage()
 
     return read
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def serve_process(
+    home: Path, db_file: str, test_engine: Engine, upstream_key: str, tmp_path: Path
+) -> Iterator[Callable[..., tuple[subprocess.Popen[bytes], str]]]:
+    """Start a real ``llmgw serve`` in front of an OpenAI emulator; returns (process, base URL).
+
+    ``start(upstream_url, *flags, server="key = value lines for [server]")``; it returns once
+    ``/readyz`` answers 200 (the serve log is in the assertion otherwise). Killed at the end.
+    """
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(
+        upstream_url: str, *flags: str, server: str = ""
+    ) -> tuple[subprocess.Popen[bytes], str]:
+        cfg = tmp_path / "config.toml"
+        cfg.write_text(
+            f'[database]\nurl = "{db_file}"\n\n'
+            f"[server]\n{server}\n\n"
+            "[[providers]]\n"
+            'name = "openai"\nkind = "openai"\n'
+            f'base_url = "{upstream_url}/v1"\n'
+            'api_key_env = "EMULATOR_API_KEY"\n'
+            'models = ["gpt-4o-mini"]\n'
+        )
+        port = free_port()
+        env = {**os.environ, "EMULATOR_API_KEY": upstream_key, "LLMGW_HOME": str(home)}
+        log = (tmp_path / "serve.log").open("wb")
+        argv = [LLMGW, "--config", str(cfg), "serve", "--port", str(port), *flags]
+        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+        procs.append(proc)
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    return proc, url
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError((tmp_path / "serve.log").read_text())
+            time.sleep(0.1)
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -8,14 +8,11 @@ streaming response longer than the deadline are not cut; 200 requests on one con
 from __future__ import annotations
 
 import contextlib
-import os
 import select
 import socket
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -24,61 +21,21 @@ import pytest
 
 pytestmark = pytest.mark.slow
 
-LLMGW = str(Path(sys.executable).with_name("llmgw"))
 WORDS = " ".join(f"w{i}" for i in range(12))  # ~15 stream frames
 ENVELOPE_CODE = "request_timeout"
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def serve(
-    home: Path, db_file: str, test_engine: Any, upstream_key: str, tmp_path: Path
-) -> Iterator[Callable[..., tuple[subprocess.Popen[bytes], int]]]:
+    serve_process: Callable[..., tuple[subprocess.Popen[bytes], str]],
+) -> Callable[..., tuple[subprocess.Popen[bytes], int]]:
     """Start ``llmgw serve`` with a 1 s receipt deadline; returns (process, port)."""
-    procs: list[subprocess.Popen[bytes]] = []
 
     def start(upstream_url: str) -> tuple[subprocess.Popen[bytes], int]:
-        cfg = tmp_path / "config.toml"
-        cfg.write_text(
-            f'[database]\nurl = "{db_file}"\n\n'
-            "[server]\nrequest_receipt_timeout = 1\n\n"
-            "[[providers]]\n"
-            'name = "openai"\nkind = "openai"\n'
-            f'base_url = "{upstream_url}/v1"\n'
-            'api_key_env = "EMULATOR_API_KEY"\n'
-            'models = ["gpt-4o-mini"]\n'
-        )
-        port = _free_port()
-        env = {**os.environ, "EMULATOR_API_KEY": upstream_key, "LLMGW_HOME": str(home)}
-        log = (tmp_path / "serve.log").open("wb")
-        proc = subprocess.Popen(
-            [LLMGW, "--config", str(cfg), "serve", "--port", str(port)],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        procs.append(proc)
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    return proc, port
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError((tmp_path / "serve.log").read_text())
-            time.sleep(0.1)
+        proc, url = serve_process(upstream_url, server="request_receipt_timeout = 1")
+        return proc, int(url.rsplit(":", 1)[1])
 
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    return start
 
 
 def _connect(port: int) -> socket.socket:

@@ -7,9 +7,8 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,71 +16,23 @@ import httpx
 import orjson
 import pytest
 
+from .conftest import LLMGW, free_port
+
 pytestmark = pytest.mark.slow
 
-LLMGW = str(Path(sys.executable).with_name("llmgw"))
 WORDS = " ".join(f"w{i}" for i in range(12))  # ~15 stream frames
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture
 def serve(
-    home: Path, db_file: str, test_engine: Any, upstream_key: str, tmp_path: Path
-) -> Iterator[Callable[..., tuple[subprocess.Popen[bytes], str]]]:
-    """Start ``llmgw serve`` against an upstream URL; returns (process, base URL)."""
-    procs: list[subprocess.Popen[bytes]] = []
+    serve_process: Callable[..., tuple[subprocess.Popen[bytes], str]],
+) -> Callable[..., tuple[subprocess.Popen[bytes], str]]:
+    """Start ``llmgw serve`` against an upstream URL with a drain deadline; (process, base URL)."""
 
     def start(upstream_url: str, drain: float, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
-        cfg = tmp_path / "config.toml"
-        cfg.write_text(
-            f'[database]\nurl = "{db_file}"\n\n'
-            "[[providers]]\n"
-            'name = "openai"\nkind = "openai"\n'
-            f'base_url = "{upstream_url}/v1"\n'
-            'api_key_env = "EMULATOR_API_KEY"\n'
-            'models = ["gpt-4o-mini"]\n'
-        )
-        port = _free_port()
-        env = {**os.environ, "EMULATOR_API_KEY": upstream_key, "LLMGW_HOME": str(home)}
-        log = (tmp_path / "serve.log").open("wb")
-        proc = subprocess.Popen(
-            [
-                LLMGW,
-                "--config",
-                str(cfg),
-                "serve",
-                "--port",
-                str(port),
-                "--drain-seconds",
-                str(drain),
-            ],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        procs.append(proc)
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    return proc, url
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError((tmp_path / "serve.log").read_text())
-            time.sleep(0.1)
+        return serve_process(upstream_url, "--drain-seconds", str(drain), *extra)
 
-    yield start
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    return start
 
 
 async def _stream(
@@ -209,7 +160,7 @@ def test_serve_start_failures_are_one_line(
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
-        port = busy.getsockname()[1] if case == "port-in-use" else _free_port()
+        port = busy.getsockname()[1] if case == "port-in-use" else free_port()
         args = [LLMGW, "--config", str(cfg), "serve", "--port", str(port)]
         if case == "bad-drain":
             args += ["--drain-seconds", "-1"]
