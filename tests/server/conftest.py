@@ -246,3 +246,54 @@ def serve_process(
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+@pytest.fixture
+def ru_settings(
+    home: Path, db_file: str, test_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., Settings]:
+    """Gateway settings with a ``gigachat`` and a ``yandex`` provider on the given emulators.
+
+    ``build(giga_url, yandex_url, giga={...}, yandex={...}, **settings)``: the dicts override the
+    providers' fields, the keywords add top-level settings (``routing``, ``aliases``...).
+    """
+    from llmgw.emulators import gigachat, yandexgpt
+
+    monkeypatch.setenv("GIGACHAT_CREDENTIALS", gigachat.DEFAULT_CREDENTIALS)
+    monkeypatch.setenv("YANDEX_API_KEY", yandexgpt.DEFAULT_API_KEY)
+
+    def build(
+        giga_url: str,
+        yandex_url: str,
+        *,
+        giga: dict[str, Any] | None = None,
+        yandex: dict[str, Any] | None = None,
+        **settings: Any,
+    ) -> Settings:
+        return Settings(
+            home=home,
+            database={"url": db_file},
+            usage={"flush_interval": 0.05},
+            providers=[
+                {
+                    "name": "gigachat",
+                    "kind": "gigachat",
+                    "base_url": f"{giga_url}/api/v1",
+                    "auth_url": f"{giga_url}/api/v2/oauth",
+                    "scope": "GIGACHAT_API_B2B",
+                    "api_key_env": "GIGACHAT_CREDENTIALS",
+                    **(giga or {}),
+                },
+                {
+                    "name": "yandex",
+                    "kind": "yandexgpt",
+                    "base_url": yandex_url,
+                    "folder_id": yandexgpt.DEFAULT_FOLDER,
+                    "api_key_env": "YANDEX_API_KEY",
+                    **(yandex or {}),
+                },
+            ],
+            **settings,
+        )
+
+    return build

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -36,42 +35,17 @@ def upstreams() -> Iterator[tuple[RunningServer, RunningServer]]:
 
 @pytest.fixture
 def gateway(
-    upstreams: tuple[RunningServer, RunningServer],
-    home: Path,
-    db_file: str,
-    test_engine: Any,
-    monkeypatch: pytest.MonkeyPatch,
+    upstreams: tuple[RunningServer, RunningServer], ru_settings: Callable[..., Settings]
 ) -> Iterator[RunningServer]:
     from llmgw.server import create_app
 
     giga, yc = upstreams
-    monkeypatch.setenv("GIGACHAT_CREDENTIALS", gigachat.DEFAULT_CREDENTIALS)
-    monkeypatch.setenv("YANDEX_API_KEY", yandexgpt.DEFAULT_API_KEY)
-    settings = Settings(
-        home=home,
-        database={"url": db_file},
-        usage={"flush_interval": 0.05},
+    settings = ru_settings(
+        giga.url,
+        yc.url,
+        giga={"models": ["GigaChat-2"], "first_byte_timeout": 0.5},
+        yandex={"models": ["yandexgpt-lite"]},
         routing={"failure_threshold": 3, "cooldown": COOLDOWN, "max_retries": 0},
-        providers=[
-            {
-                "name": "gigachat",
-                "kind": "gigachat",
-                "base_url": f"{giga.url}/api/v1",
-                "auth_url": f"{giga.url}/api/v2/oauth",
-                "scope": "GIGACHAT_API_B2B",
-                "api_key_env": "GIGACHAT_CREDENTIALS",
-                "models": ["GigaChat-2"],
-                "first_byte_timeout": 0.5,
-            },
-            {
-                "name": "yandex",
-                "kind": "yandexgpt",
-                "base_url": yc.url,
-                "folder_id": yandexgpt.DEFAULT_FOLDER,
-                "api_key_env": "YANDEX_API_KEY",
-                "models": ["yandexgpt-lite"],
-            },
-        ],
         aliases={"smart": ["gigachat/GigaChat-2", "yandex/yandexgpt-lite"]},
     )
     with serve_in_thread(create_app(settings)) as server:

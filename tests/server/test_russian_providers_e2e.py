@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import openai
@@ -40,40 +39,16 @@ def upstreams() -> Iterator[tuple[RunningServer, RunningServer]]:
 
 @pytest.fixture
 def gateway(
-    upstreams: tuple[RunningServer, RunningServer],
-    home: Path,
-    db_file: str,
-    test_engine: Any,
-    monkeypatch: pytest.MonkeyPatch,
+    upstreams: tuple[RunningServer, RunningServer], ru_settings: Callable[..., Settings]
 ) -> Iterator[RunningServer]:
     from llmgw.server import create_app
 
     giga, yc = upstreams
-    monkeypatch.setenv("GIGACHAT_CREDENTIALS", gigachat.DEFAULT_CREDENTIALS)
-    monkeypatch.setenv("YANDEX_API_KEY", yandexgpt.DEFAULT_API_KEY)
-    settings = Settings(
-        home=home,
-        database={"url": db_file},
-        usage={"flush_interval": 0.05},
-        providers=[
-            {
-                "name": "gigachat",
-                "kind": "gigachat",
-                "base_url": f"{giga.url}/api/v1",
-                "auth_url": f"{giga.url}/api/v2/oauth",
-                "scope": "GIGACHAT_API_B2B",
-                "api_key_env": "GIGACHAT_CREDENTIALS",
-                "models": ["GigaChat-2", "Embeddings"],
-            },
-            {
-                "name": "yandex",
-                "kind": "yandexgpt",
-                "base_url": yc.url,
-                "folder_id": FOLDER,
-                "api_key_env": "YANDEX_API_KEY",
-                "models": ["yandexgpt-lite", "yandexgpt", "text-search-doc"],
-            },
-        ],
+    settings = ru_settings(
+        giga.url,
+        yc.url,
+        giga={"models": ["GigaChat-2", "Embeddings"]},
+        yandex={"models": ["yandexgpt-lite", "yandexgpt", "text-search-doc"]},
     )
     with serve_in_thread(create_app(settings)) as server:
         yield server
