@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -297,3 +298,15 @@ def ru_settings(
         )
 
     return build
+
+
+@contextlib.asynccontextmanager
+async def running(settings: Settings) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
+    """The app for ``settings`` with its lifespan running, and an in-process client to it."""
+    from llmgw.server import create_app
+
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://llmgw", timeout=20) as c:
+            yield app, c

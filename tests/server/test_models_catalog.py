@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import httpx
-
 from llmgw.config import Settings
-from llmgw.server import create_app
 from llmgw.server.app import gateway_of
+
+from .conftest import running
 
 
 def two_providers(home: Path, db_file: str, url: str) -> Settings:
@@ -31,15 +29,6 @@ def two_providers(home: Path, db_file: str, url: str) -> Settings:
         providers=[prov("a", ["gpt-4o-mini"]), prov("b", [])],
         aliases={"smart": ["a/gpt-4o-mini", "b/disc-1"]},
     )
-
-
-@contextlib.asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://llmgw", timeout=20) as c:
-            yield app, c
 
 
 async def test_models_lists_discovered_models_and_aliases(

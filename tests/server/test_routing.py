@@ -4,8 +4,7 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +15,8 @@ import pytest
 from llmgw.config import Settings
 from llmgw.server import create_app
 from llmgw.server.app import gateway_of
+
+from .conftest import running
 
 MSG = [{"role": "user", "content": "hello there"}]
 FAST = {"first_byte_timeout": 0.5, "idle_timeout": 0.5, "connect_timeout": 1.0}
@@ -40,15 +41,6 @@ def two_providers(home: Path, db_file: str, a_url: str, b_url: str, **routing: A
         providers=[prov("a", a_url), prov("b", b_url)],
         aliases={"smart": ["a/gpt-4o-mini", "b/gpt-4o-mini"]},
     )
-
-
-@contextlib.asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://llmgw", timeout=20) as c:
-            yield app, c
 
 
 @pytest.fixture

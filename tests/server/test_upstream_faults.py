@@ -4,31 +4,22 @@ and one usage record naming the failure either way."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
 import httpx
 import orjson
 import pytest
 
-from llmgw.config import Settings
 from llmgw.server import create_app
 from llmgw.server.app import gateway_of
 
+from .conftest import running
+
 MSG = [{"role": "user", "content": "one two three four five"}]
 FAST = {"first_byte_timeout": 0.5, "idle_timeout": 0.5, "connect_timeout": 1.0}
-
-
-@contextlib.asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://llmgw", timeout=20) as c:
-            yield app, c
 
 
 def _free_port() -> int:
