@@ -134,45 +134,6 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
 
-def foreign_benchmarks() -> set[str]:
-    """Other benchmark or load-generator processes running now (not this run's), by name."""
-    mine, found = os.getpid(), set()
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            argv = Path(f"/proc/{d}/cmdline").read_bytes().split(b"\0")
-            ppid = int(Path(f"/proc/{d}/stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-        names = [Path(a.decode(errors="replace")).name for a in argv[:3]]
-        hit = next((n for n in names if n == "wrk" or n.startswith("bench_")), None)
-        if hit and int(d) != mine and ppid != mine:
-            found.add(hit)
-    return found
-
-
-def snapshot(tmp: Path) -> tuple[Path, str]:
-    """HEAD exported with ``git archive``; llmgw.server/migrations/tui linked inside src/llmgw."""
-    dest = tmp / "head"
-    dest.mkdir()
-    rev = subprocess.run(
-        ["git", "log", "-1", "--format=%h %s"],
-        cwd=bl.REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    archive = subprocess.run(
-        ["git", "archive", "HEAD"], cwd=bl.REPO, capture_output=True, check=True
-    )
-    subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
-    for sub in ("server", "migrations", "tui"):  # pyproject's package-dir mapping
-        if (dest / sub).is_dir():
-            (dest / "src" / "llmgw" / sub).symlink_to(dest / sub)
-    return dest, rev
-
-
 class Run:
     """One benchmark run: the temp dir, the child processes and the results."""
 
@@ -198,7 +159,8 @@ class Run:
                 ).stdout.strip()
             )
         else:
-            self.code, self.rev = snapshot(self.tmp)
+            src, self.rev = bl.snapshot(self.tmp)
+            self.code = src.parent
             # -P: no cwd on sys.path; PYTHONPATH puts the snapshot before the editable install
             self.py = [bl.PYTHON, "-P"]
             self.env["PYTHONPATH"] = f"{self.code / 'src'}"
@@ -287,11 +249,11 @@ class Run:
     # -- measurement -----------------------------------------------------------------------
     def wait_quiet(self) -> set[str]:
         """Wait (within the run's ``--quiet-budget``) until no other benchmark runs; who still does."""
-        others = foreign_benchmarks()
+        others = bl.foreign_load()
         while others and self.quiet_budget > 0:
             time.sleep(2)
             self.quiet_budget -= 2
-            others = foreign_benchmarks()
+            others = bl.foreign_load()
         return others
 
     def measure(
@@ -305,7 +267,7 @@ class Run:
         before = self.wait_quiet()
         w = bl.wrk(url, conns, max(1.0, self.args.duration / 5), key=key, body=req)
         r = bl.wrk(url, conns, self.args.duration, key=key, body=req, during=server)
-        r["overlap"] = sorted(before | foreign_benchmarks())  # others' benchmarks, before and after
+        r["overlap"] = sorted(before | bl.foreign_load())  # others' benchmarks, before and after
         self.sent[label] = self.sent.get(label, 0) + w["requests"] + r["requests"]
         server.check_alive()
         r.update(server=label, connections=conns)

@@ -329,6 +329,19 @@ def snapshot(tmp: Path) -> tuple[Path, str]:
     return dest / "src", git_rev()
 
 
+FACT_PACKAGES = (
+    "llmgw",
+    "starlette",
+    "uvicorn",
+    "uvloop",
+    "httptools",
+    "aiohttp",
+    "orjson",
+    "pydantic",
+)
+"""Packages whose versions a report names."""
+
+
 def machine_facts() -> dict[str, str]:
     """CPU, kernel, Python and tool versions for the report."""
     facts: dict[str, str] = {}
@@ -350,16 +363,7 @@ def machine_facts() -> dict[str, str]:
     facts["wrk"] = cmd(["wrk", "-v"]).split()[1]
     from importlib.metadata import PackageNotFoundError, version
 
-    for pkg in (
-        "llmgw",
-        "starlette",
-        "uvicorn",
-        "uvloop",
-        "httptools",
-        "aiohttp",
-        "orjson",
-        "pydantic",
-    ):
+    for pkg in FACT_PACKAGES:
         try:
             facts[pkg] = version(pkg)
         except PackageNotFoundError:
