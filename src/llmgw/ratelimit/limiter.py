@@ -6,12 +6,14 @@ import asyncio
 import logging
 import math
 import time
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from llmgw.config import RateLimitSettings
 from llmgw.errors import ConfigError
 from llmgw.ratelimit.gcra import Decision, Limit, MemoryLimiter
-from llmgw.ratelimit.redis_backend import KEY_PREFIX, RedisBackend
+
+if TYPE_CHECKING:
+    from llmgw.ratelimit.redis_backend import RedisBackend
 
 __all__ = ["RateLimiter"]
 
@@ -40,7 +42,7 @@ class RateLimiter:
         redis_url: str | None,
         *,
         instance_count: int | None = None,
-        key_prefix: str = KEY_PREFIX,
+        key_prefix: str | None = None,
     ) -> None:
         self._settings = settings
         self._instances = max(1, instance_count or settings.instances)
@@ -55,7 +57,12 @@ class RateLimiter:
                     "ratelimit.backend is 'redis' but redis_url is not set",
                     hint="set redis_url (LLMGW_REDIS_URL) or ratelimit.backend = 'memory'",
                 )
-            self._redis = RedisBackend(redis_url, timeout=settings.redis_timeout, prefix=key_prefix)
+            # Imported here: redis-py costs ~40 ms of start-up that the memory backend never needs.
+            from llmgw.ratelimit.redis_backend import KEY_PREFIX, RedisBackend
+
+            self._redis = RedisBackend(
+                redis_url, timeout=settings.redis_timeout, prefix=key_prefix or KEY_PREFIX
+            )
         self.backend_errors = 0
         self._degraded = False
         self._next_try = 0.0  # monotonic: when a degraded limiter may use Redis again
