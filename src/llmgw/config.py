@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import platformdirs
 from pydantic import (
@@ -236,6 +237,22 @@ class ProviderConfig(_Section):
     def _check_name(cls, v: str) -> str:
         if not _NAME_RE.match(v):
             raise ValueError("use lowercase letters, digits, '-' and '_' (at most 63)")
+        return v
+
+    @field_validator("base_url", "auth_url", "iam_url")
+    @classmethod
+    def _check_url(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        parts = urlsplit(v)
+        try:
+            port_ok = parts.port is None or parts.port > 0
+        except ValueError:
+            port_ok = False
+        if parts.scheme not in ("http", "https") or not parts.hostname or not port_ok:
+            raise ValueError(
+                "must be an http:// or https:// URL with a host, e.g. https://api.example.com/v1"
+            )
         return v
 
 

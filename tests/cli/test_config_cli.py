@@ -7,6 +7,8 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 
 def _settings(result: Any) -> dict[str, dict[str, Any]]:
     assert result.exit_code == 0, result.stderr
@@ -90,6 +92,15 @@ def test_check_rejects_the_redis_rate_limit_backend_without_redis_url(
     assert len([line for line in result.stderr.splitlines() if line.startswith("Error:")]) == 1
     cfg.write_text('redis_url = "redis://127.0.0.1:6379/0"\n[ratelimit]\nbackend = "redis"\n')
     assert cli("--config", str(cfg), "config", "check").exit_code == 0
+
+
+@pytest.mark.parametrize("url", ["ftp://x/v1", "api.example.com/v1", "http://h:abc/v1"])
+def test_check_rejects_a_provider_url_that_is_not_http(cli: Any, tmp_path: Path, url: str) -> None:
+    cfg = tmp_path / "url.toml"
+    cfg.write_text(f'[[providers]]\nname = "p"\nkind = "openai"\nbase_url = "{url}"\n')
+    result = cli("--config", str(cfg), "config", "check")
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"Error: {cfg}:4: providers.0.base_url")
 
 
 def test_llmgw_config_env_names_the_file(cli: Any, tmp_path: Path) -> None:
