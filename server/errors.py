@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from typing import Any
@@ -12,11 +13,19 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from llmgw.errors import InvalidRequest, LlmgwError, RateLimited
+from llmgw.errors import (
+    DatabaseError,
+    InvalidRequest,
+    LlmgwError,
+    NotFound,
+    RateLimited,
+    Unavailable,
+)
 from llmgw.server.scrub import scrub_envelope
 
 __all__ = [
     "envelope",
+    "error_code",
     "error_response",
     "exception_handlers",
     "to_llmgw_error",
@@ -79,6 +88,24 @@ def to_llmgw_error(exc: BaseException) -> LlmgwError:
         err.error_type = _HTTP_TYPES.get(status, "api_error")
         return err
     return LlmgwError("internal error", code="internal_error")
+
+
+def error_code(exc: BaseException) -> str:
+    """A short, closed-set name for a failure (usage ``error_type``, metrics label)."""
+    if isinstance(exc, asyncio.CancelledError):
+        return "client_disconnected"
+    err = to_llmgw_error(exc)
+    if err.code:
+        return err.code
+    if isinstance(err, InvalidRequest):
+        return "invalid_request"
+    if isinstance(err, NotFound):
+        return "not_found"
+    if isinstance(err, DatabaseError):
+        return "database_unavailable"
+    if isinstance(err, Unavailable):
+        return "unavailable"
+    return "internal_error"
 
 
 def _http_message(exc: HTTPException) -> str:

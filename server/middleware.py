@@ -12,13 +12,14 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 import orjson
+from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from llmgw.server.errors import error_response
 from llmgw.server.logs import access_sink
 from llmgw.server.metrics import Metrics
 
-__all__ = ["RequestContext", "RequestMiddleware", "new_request_id"]
+__all__ = ["RequestContext", "RequestMiddleware", "context", "new_request_id"]
 
 access_log = logging.getLogger("llmgw.access")
 log = logging.getLogger("llmgw.server")
@@ -87,6 +88,12 @@ class RequestContext:
         self.provider: str | None = None
         self.error_type: str | None = None
         self.stream = False
+
+
+def context(request: Request) -> RequestContext:
+    """The ``RequestContext`` the middleware put on the scope."""
+    rc: RequestContext = request.scope["llmgw"]
+    return rc
 
 
 class RequestMiddleware:

@@ -20,10 +20,12 @@ from llmgw.errors import LlmgwError
 from llmgw.providers.base import CallContext, ChatChunk, ChatResponse, Provider
 from llmgw.routing.resolve import Target
 from llmgw.schemas import ChatRequest
+from llmgw.server.accounting import Call
+from llmgw.server.body import decode_json, parse, receive_body
+from llmgw.server.disconnect import until_disconnect
 from llmgw.server.errors import error_response
 from llmgw.server.middleware import RequestContext
 from llmgw.server.ratelimits import estimate_chat_tokens
-from llmgw.server.routes import Call, decode_json, parse, receive_body, until_disconnect
 from llmgw.server.state import Gateway
 from llmgw.server.streaming import SSEStream, StreamOutcome
 

@@ -12,8 +12,11 @@ from starlette.routing import Route
 from llmgw.providers.base import CallContext, EmbeddingResponse, Provider
 from llmgw.routing.resolve import Target
 from llmgw.schemas import EmbeddingRequest
+from llmgw.server.accounting import Call
+from llmgw.server.body import parse, read_json
+from llmgw.server.disconnect import until_disconnect
+from llmgw.server.middleware import context
 from llmgw.server.ratelimits import estimate_text_tokens
-from llmgw.server.routes import Call, context, parse, read_json, until_disconnect
 from llmgw.server.routes.chat import SERVED_BY
 from llmgw.server.state import Gateway
 

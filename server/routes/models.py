@@ -7,7 +7,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from llmgw.server.routes import context
+from llmgw.server.middleware import context
 from llmgw.server.state import Gateway
 
 __all__ = ["model_routes"]

@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from llmgw.server.routes import context
+from llmgw.server.middleware import context
 from llmgw.server.state import Gateway
 
 __all__ = ["provider_routes"]

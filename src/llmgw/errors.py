@@ -17,7 +17,8 @@ an HTTP status and an OpenAI ``error.type`` for the server.
     ├── DatabaseError             exit 3   503  api_error               database unreachable or broken
     ├── UpstreamError             exit 8   502  api_error               carries provider
     │   └── UpstreamTimeout       exit 8   504  api_error
-    └── Unavailable               exit 9   503  api_error               circuit open, draining
+    ├── Unavailable               exit 9   503  api_error               circuit open, draining
+    └── ClientDisconnected        exit 1   499  api_error               the client hung up (never sent)
 
 Messages never contain secrets: callers pass only names and prefixes.
 """
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 __all__ = [
     "AuthError",
+    "ClientDisconnected",
     "ConfigError",
     "Conflict",
     "DatabaseError",
@@ -205,3 +207,10 @@ class Unavailable(LlmgwError):
     exit_code = 9
     http_status = 503
     code = "unavailable"
+
+
+class ClientDisconnected(LlmgwError):
+    """The client went away before the answer was ready (status 499, recorded but never sent)."""
+
+    http_status = 499
+    code = "client_disconnected"
