@@ -25,6 +25,9 @@ app = typer.Typer(
     help="llmgw: an OpenAI-compatible LLM gateway for GigaChat, YandexGPT and OpenAI-compatible "
     "models, administered from the terminal.",
     no_args_is_help=True,
+    # Plain help, the same text as docs/cli.md: Rich markup would eat literal [brackets] in
+    # help strings, and typer's Rich panels print a <bool> metavar on flags.
+    rich_markup_mode=None,
     pretty_exceptions_enable=False,
     pretty_exceptions_show_locals=False,  # API keys live in locals
     context_settings={"help_option_names": ["-h", "--help"]},

@@ -16,7 +16,9 @@ from llmgw.storage.db import mask_url, redact_url
 
 __all__ = ["config_app"]
 
-config_app = typer.Typer(help="Show, check and create the configuration.", no_args_is_help=True)
+config_app = typer.Typer(
+    help="Show, check and create the configuration.", no_args_is_help=True, rich_markup_mode=None
+)
 
 EXAMPLE = """\
 # llmgw configuration. Precedence: flags > LLMGW_* environment > this file > defaults.

@@ -12,7 +12,9 @@ from llmgw.storage.db import redact_url
 
 __all__ = ["db_app"]
 
-db_app = typer.Typer(help="Manage the database schema.", no_args_is_help=True)
+db_app = typer.Typer(
+    help="Manage the database schema.", no_args_is_help=True, rich_markup_mode=None
+)
 
 
 @db_app.command("upgrade")

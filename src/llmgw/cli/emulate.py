@@ -19,6 +19,7 @@ __all__ = ["emulate_app"]
 emulate_app = typer.Typer(
     help="Run a local emulator of an LLM provider (no cloud account needed).",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 # Options every emulator shares.

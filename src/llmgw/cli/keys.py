@@ -17,7 +17,9 @@ if TYPE_CHECKING:  # the services load SQLModel; import them only when a command
 
 __all__ = ["keys_app"]
 
-keys_app = typer.Typer(help="Create, list, revoke and rotate API keys.", no_args_is_help=True)
+keys_app = typer.Typer(
+    help="Create, list, revoke and rotate API keys.", no_args_is_help=True, rich_markup_mode=None
+)
 
 _REF_HELP = "Key id, its first 8+ characters, or the key prefix (llmgw_xxxxxx)."
 _JSON = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]

@@ -34,12 +34,16 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     debug = "--debug" in args
     command = typer.main.get_command(app)
     try:
+        _refuse_version_with_arguments(args)
         rv = command.main(args=args, prog_name="llmgw", standalone_mode=False)
     except LlmgwError as exc:
         if debug:
             traceback.print_exc()
         print_error(exc.message, exc.hint)
         sys.exit(exc.exit_code)
+    except click.NoArgsIsHelpError as exc:  # `llmgw keys`: the help is the answer, no Error: line
+        exc.show()
+        sys.exit(2)
     except click.UsageError as exc:
         print_error(exc.format_message(), _usage_hint(exc))
         sys.exit(2)
@@ -60,6 +64,24 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
             )
         sys.exit(1)
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _refuse_version_with_arguments(args: list[str]) -> None:
+    """``--version`` is a flag: ``llmgw --version true`` (a value or a command after it) is refused."""
+    others: list[str] = []  # what comes with `llmgw --version` besides --debug and --config FILE
+    seen = False
+    it = iter(args)
+    for tok in it:
+        if tok in ("-c", "--config"):
+            next(it, None)
+        elif tok == "--version":
+            seen = True
+        elif tok != "--debug" and not tok.startswith("--config="):
+            others.append(tok)
+            if not tok.startswith("-"):  # a command: its own options follow
+                break
+    if seen and others:
+        raise click.UsageError(f"--version takes no value or command, got {' '.join(others)!r}")
 
 
 def _usage_hint(exc: click.UsageError) -> str:

@@ -36,6 +36,7 @@ __all__ = ["providers_app"]
 providers_app = typer.Typer(
     help="Configured upstream providers: list, health status, test, secrets.",
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 KEYRING_SERVICE = "llmgw"

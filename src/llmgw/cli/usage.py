@@ -23,7 +23,9 @@ from llmgw.errors import DatabaseError, UsageError
 
 __all__ = ["usage_app"]
 
-usage_app = typer.Typer(help="Usage and cost: statistics and exports.", no_args_is_help=True)
+usage_app = typer.Typer(
+    help="Usage and cost: statistics and exports.", no_args_is_help=True, rich_markup_mode=None
+)
 
 _GROUPS = ("day", "model", "provider", "key", "user")
 _FORMATS = ("csv", "jsonl")

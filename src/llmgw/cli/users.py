@@ -14,7 +14,9 @@ if TYPE_CHECKING:  # the services load SQLModel; import them only when a command
 
 __all__ = ["users_app"]
 
-users_app = typer.Typer(help="Create, list, disable and enable users.", no_args_is_help=True)
+users_app = typer.Typer(
+    help="Create, list, disable and enable users.", no_args_is_help=True, rich_markup_mode=None
+)
 
 _JSON = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 _REF = Annotated[str, typer.Argument(metavar="EMAIL", help="The user's email (or id).")]
