@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from llmgw.providers.base import Usage
+from llmgw.routing.outcome import RouteTrace
 from llmgw.routing.resolve import Target
 from llmgw.server.errors import error_code, to_llmgw_error
 from llmgw.server.middleware import RequestContext
@@ -22,12 +23,14 @@ __all__ = ["Call"]
 class Call:
     """Accounting for one authenticated request: exactly one usage event, metrics, log fields."""
 
-    __slots__ = ("event", "gateway", "grant", "rc", "recorded", "target")
+    __slots__ = ("event", "gateway", "grant", "rc", "recorded", "target", "trace")
 
     def __init__(self, gateway: Gateway, rc: RequestContext, key: Any, endpoint: str) -> None:
         self.gateway = gateway
         self.rc = rc
         self.target: Target | None = None
+        self.trace: RouteTrace[Target] = RouteTrace()
+        """What the router tried (pass it to ``Router.call``/``open_stream``)."""
         self.recorded = False
         self.grant: Grant | None = None
         """The key's rate-limit reservation, settled with the usage when the call ends."""
@@ -67,9 +70,9 @@ class Call:
         """Record the failure (status and error type from ``exc``)."""
         if self.recorded:
             return
-        candidate = getattr(exc, "route_candidate", None)
-        if isinstance(candidate, Target):  # the router names the last candidate it tried
-            self.served(candidate, getattr(exc, "route_attempts", None) or ())
+        candidate = self.trace.candidate
+        if candidate is not None:  # the router names the last candidate it tried
+            self.served(candidate, self.trace.attempts)
         status = 499 if isinstance(exc, asyncio.CancelledError) else to_llmgw_error(exc).http_status
         self.finish(status, error_code(exc), partial_usage)
 

@@ -88,13 +88,23 @@ def create_app(settings: Settings) -> GatewayApp:
     app = GatewayApp(
         routes=routes,
         middleware=[
-            Middleware(RequestMiddleware, metrics=gateway.metrics, access_log_enabled=log_enabled)
+            Middleware(
+                RequestMiddleware,
+                metrics=gateway.metrics,
+                scrubber=gateway.scrubber,
+                access_log_enabled=log_enabled,
+            )
         ],
-        exception_handlers=exception_handlers(),
+        exception_handlers=exception_handlers(gateway.scrubber),
         lifespan=lifespan,
     )
     app.fast_post = {
-        CHAT_PATH: RequestMiddleware(chat, metrics=gateway.metrics, access_log_enabled=log_enabled)
+        CHAT_PATH: RequestMiddleware(
+            chat,
+            metrics=gateway.metrics,
+            scrubber=gateway.scrubber,
+            access_log_enabled=log_enabled,
+        )
     }
     app.state.gateway = gateway
     app.state.drain = gateway.drain

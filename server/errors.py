@@ -14,17 +14,22 @@ from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from llmgw.errors import (
+    AuthError,
+    ClientDisconnected,
     DatabaseError,
     InvalidRequest,
     LlmgwError,
+    MethodNotAllowed,
     NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
     RateLimited,
     Unavailable,
 )
-from llmgw.server.scrub import scrub_envelope
+from llmgw.server.scrub import Scrubber
 
 __all__ = [
-    "envelope",
+    "error_body",
     "error_code",
     "error_response",
     "exception_handlers",
@@ -34,22 +39,16 @@ __all__ = [
 
 log = logging.getLogger("llmgw.server")
 
-_HTTP_TYPES = {
-    400: "invalid_request_error",
-    401: "authentication_error",
-    403: "permission_error",
-    404: "not_found_error",
-    405: "invalid_request_error",
-    413: "invalid_request_error",
-    429: "rate_limit_error",
+# Starlette's own HTTPExceptions (routing's 404 and 405, mostly) as classes of the error tree.
+_HTTP_ERRORS: dict[int, type[LlmgwError]] = {
+    400: InvalidRequest,
+    401: AuthError,
+    403: PermissionDenied,
+    404: NotFound,
+    405: MethodNotAllowed,
+    413: PayloadTooLarge,
+    429: RateLimited,
 }
-
-
-def envelope(
-    message: str, error_type: str, *, param: str | None = None, code: str | None = None
-) -> dict[str, Any]:
-    """``{"error": {"message", "type", "param", "code"}}``."""
-    return {"error": {"message": message, "type": error_type, "param": param, "code": code}}
 
 
 def validation_error(exc: ValidationError) -> InvalidRequest:
@@ -78,15 +77,13 @@ def to_llmgw_error(exc: BaseException) -> LlmgwError:
     if isinstance(exc, ValidationError):
         return validation_error(exc)
     if isinstance(exc, ClientDisconnect):
-        gone = LlmgwError("the client closed the connection", code="client_disconnected")
-        gone.http_status = 499
-        return gone
+        return ClientDisconnected("the client closed the connection")
     if isinstance(exc, HTTPException):
-        status = exc.status_code
-        err = LlmgwError(_http_message(exc), code=None)
-        err.http_status = status
-        err.error_type = _HTTP_TYPES.get(status, "api_error")
-        return err
+        cls = _HTTP_ERRORS.get(exc.status_code)
+        if cls is not None:
+            err = cls(_http_message(exc))
+            err.code = None  # not one of ours: the class's default code would mislead
+            return err
     return LlmgwError("internal error", code="internal_error")
 
 
@@ -116,16 +113,21 @@ def _http_message(exc: HTTPException) -> str:
     return str(exc.detail)[:200]
 
 
-def error_response(exc: BaseException, *, request_id: str | None = None) -> Response:
+def error_body(exc: BaseException, scrubber: Scrubber) -> bytes:
+    """The JSON envelope for ``exc``, scrubbed: the one serialisation of every error answer and
+    final SSE error event (the envelope itself is ``LlmgwError.to_openai``)."""
+    return orjson.dumps(scrubber.envelope(to_llmgw_error(exc)))
+
+
+def error_response(exc: BaseException, scrubber: Scrubber) -> Response:
     """The response for ``exc``: envelope, status, ``WWW-Authenticate`` on 401, ``Retry-After`` on 429."""
     err = to_llmgw_error(exc)
     headers: dict[str, str] = {}
     if err.http_status == 401:
         headers["www-authenticate"] = 'Bearer realm="llmgw"'
-    retry = getattr(err, "retry_after", None)
-    if isinstance(err, RateLimited) or isinstance(retry, int | float):
-        retry = retry if isinstance(retry, int | float) else 1.0
-        headers["retry-after"] = str(max(1, math.ceil(retry)))
+    retry = err.retry_after
+    if isinstance(err, RateLimited) or retry is not None:
+        headers["retry-after"] = str(max(1, math.ceil(retry or 1.0)))
     if isinstance(err, RateLimited):
         headers.update(err.headers)
     if err.http_status == 413:
@@ -134,17 +136,17 @@ def error_response(exc: BaseException, *, request_id: str | None = None) -> Resp
         for k, v in exc.headers.items():
             headers.setdefault(k.lower(), v)
     return Response(
-        orjson.dumps(scrub_envelope(err.to_openai(), err)),
+        orjson.dumps(scrubber.envelope(err)),
         status_code=err.http_status,
         headers=headers,
         media_type="application/json",
     )
 
 
-async def _handle(request: Request, exc: Exception) -> Response:
-    return error_response(exc)
-
-
-def exception_handlers() -> dict[Any, Any]:
+def exception_handlers(scrubber: Scrubber) -> dict[Any, Any]:
     """Handlers for Starlette's ``ExceptionMiddleware``; anything else is caught by our middleware."""
-    return {LlmgwError: _handle, ValidationError: _handle, HTTPException: _handle}
+
+    async def handle(request: Request, exc: Exception) -> Response:
+        return error_response(exc, scrubber)
+
+    return {LlmgwError: handle, ValidationError: handle, HTTPException: handle}

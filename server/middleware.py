@@ -18,6 +18,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from llmgw.server.errors import error_response
 from llmgw.server.logs import access_sink
 from llmgw.server.metrics import Metrics
+from llmgw.server.scrub import Scrubber
 
 __all__ = ["RequestContext", "RequestMiddleware", "context", "new_request_id"]
 
@@ -103,9 +104,12 @@ class RequestMiddleware:
     the ``x-request-id`` header.
     """
 
-    def __init__(self, app: ASGIApp, *, metrics: Metrics, access_log_enabled: bool) -> None:
+    def __init__(
+        self, app: ASGIApp, *, metrics: Metrics, scrubber: Scrubber, access_log_enabled: bool
+    ) -> None:
         self.app = app
         self.metrics = metrics
+        self.scrubber = scrubber
         self.log_enabled = access_log_enabled
         self._sink: Callable[[str], None] | None = None
 
@@ -151,7 +155,7 @@ class RequestMiddleware:
             )
             ctx.error_type = ctx.error_type or "internal_error"
             if status == 0:
-                await error_response(exc)(scope, receive, send_with_id)
+                await error_response(exc, self.scrubber)(scope, receive, send_with_id)
         finally:
             metrics.in_flight -= 1
             elapsed = time.perf_counter() - start

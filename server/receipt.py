@@ -36,6 +36,8 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
+from llmgw.errors import RequestTimeout
+
 __all__ = ["ReceiptStats", "ReceiptTimeoutProtocol", "receipt_protocol", "stats"]
 
 log = logging.getLogger("llmgw.server.receipt")
@@ -61,16 +63,8 @@ stats = ReceiptStats()
 
 
 def _response_408(default_headers: list[tuple[bytes, bytes]], what: str, timeout: float) -> bytes:
-    body = orjson.dumps(
-        {
-            "error": {
-                "message": f"The request {what} did not arrive within {timeout:g} seconds.",
-                "type": "invalid_request_error",
-                "param": None,
-                "code": "request_timeout",
-            }
-        }
-    )
+    err = RequestTimeout(f"The request {what} did not arrive within {timeout:g} seconds.")
+    body = orjson.dumps(err.to_openai())
     head = [b"HTTP/1.1 408 Request Timeout\r\n"]
     for name, value in default_headers:
         head += [name, b": ", value, b"\r\n"]

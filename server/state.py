@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from llmgw.config import Settings
 from llmgw.routing.resolve import Resolver
 from llmgw.server.metrics import Metrics
-from llmgw.server.scrub import forget_secrets, register_secrets
+from llmgw.server.scrub import Scrubber
 from llmgw.server.streaming import Drain
 
 if TYPE_CHECKING:
@@ -91,7 +91,8 @@ class Gateway:
         self.resolver = Resolver(settings)
         self.max_body = settings.server.max_body_bytes
         self.started = False
-        self._scrubbed: list[str] = []  # provider credentials registered with server.scrub
+        self.scrubber = Scrubber()
+        """Removes the running providers' credentials from error answers."""
 
     async def start(self) -> None:
         """Open the database, the key cache, the usage recorder and the upstream providers."""
@@ -123,7 +124,7 @@ class Gateway:
         await asyncio.to_thread(self.recorder.start)
         self.metrics.watch_usage(self.recorder.stats)
         self.providers = build_providers(s, SecretResolver())
-        self._scrubbed = register_secrets(
+        self.scrubber.add(
             secret
             for provider in self.providers.values()
             for secret in getattr(getattr(provider, "transport", None), "secrets", ())
@@ -163,7 +164,7 @@ class Gateway:
         await self.catalog.aclose()
         await self.limits.wait_settled()
         await self.limiter.aclose()
-        forget_secrets(self._scrubbed)
+        self.scrubber.clear()
         await asyncio.to_thread(self.health_writer.stop)
         await asyncio.to_thread(self.recorder.close)
         self.engine.dispose()

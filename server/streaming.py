@@ -23,7 +23,8 @@ from starlette.types import Receive, Scope, Send
 
 from llmgw.errors import LlmgwError, Unavailable
 from llmgw.providers.base import ChatChunk, Usage
-from llmgw.server.scrub import scrub_envelope
+from llmgw.server.errors import error_body
+from llmgw.server.scrub import Scrubber
 
 __all__ = ["Drain", "SSEStream", "StreamOutcome", "error_event"]
 
@@ -36,20 +37,9 @@ _HEADERS = {
 }
 
 
-def error_event(exc: BaseException) -> bytes:
+def error_event(exc: BaseException, scrubber: Scrubber) -> bytes:
     """The final SSE event for a failure after the first byte."""
-    if isinstance(exc, LlmgwError):
-        body = scrub_envelope(exc.to_openai(), exc)
-    else:
-        body = {
-            "error": {
-                "message": "internal error",
-                "type": "api_error",
-                "param": None,
-                "code": "internal_error",
-            }
-        }
-    return b"data: " + orjson.dumps(body) + b"\n\n"
+    return b"data: " + error_body(exc, scrubber) + b"\n\n"
 
 
 @dataclass(slots=True)
@@ -121,6 +111,7 @@ class SSEStream(Response):
         include_usage: bool,
         start: float,
         drain: Drain,
+        scrubber: Scrubber,
         on_finish: Callable[[StreamOutcome], None],
         headers: dict[str, str] | None = None,
     ) -> None:
@@ -132,6 +123,7 @@ class SSEStream(Response):
         self._include_usage = include_usage
         self._start = start
         self._drain = drain
+        self._scrubber = scrubber
         self._on_finish = on_finish
         self._task: asyncio.Task[Any] | None = None
         self._reason: str | None = None
@@ -213,18 +205,18 @@ class SSEStream(Response):
                     "the server is shutting down; the stream was ended at the drain deadline",
                     code="shutting_down",
                 )
-                await self._end(send, error_event(err))
+                await self._end(send, error_event(err, self._scrubber))
             else:
                 status, error_type = 499, "client_disconnected"
         except LlmgwError as exc:
             self._done = True
             status, error_type, partial = exc.http_status, exc.code or exc.error_type, True
-            await self._end(send, error_event(exc))
+            await self._end(send, error_event(exc, self._scrubber))
         except Exception as exc:  # noqa: BLE001 - a bug in an adapter must not kill the connection silently
             self._done = True
             log.error("stream relay failed: %s", type(exc).__name__, exc_info=exc)
             status, error_type, partial = 500, "internal_error", True
-            await self._end(send, error_event(exc))
+            await self._end(send, error_event(exc, self._scrubber))
         finally:
             self._done = True
             watcher.cancel()

@@ -75,7 +75,9 @@ class ChatEndpoint:
                         return p.chat(req, CallContext(request_id, c.model, c.version))
 
                     routed = await until_disconnect(
-                        receive, g.router.call(candidates, chat), after=WATCH_AFTER_SECONDS
+                        receive,
+                        g.router.call(candidates, chat, call.trace),
+                        after=WATCH_AFTER_SECONDS,
                     )
                     call.served(routed.candidate, routed.attempts)
                     resp = routed.value
@@ -97,7 +99,9 @@ class ChatEndpoint:
 
                 # The router returns once the first chunk is in hand, so failures before any byte
                 # (and fallback to the next candidate) still get a proper status.
-                opened = await until_disconnect(receive, g.router.open_stream(candidates, stream))
+                opened = await until_disconnect(
+                    receive, g.router.open_stream(candidates, stream, call.trace)
+                )
                 call.served(opened.candidate, opened.attempts)
             except BaseException as exc:
                 call.fail(exc)
@@ -121,6 +125,7 @@ class ChatEndpoint:
                 include_usage=req.include_usage,
                 start=rc.start,
                 drain=g.drain,
+                scrubber=g.scrubber,
                 on_finish=finished,
                 headers={
                     SERVED_BY: opened.served_by,
@@ -128,7 +133,7 @@ class ChatEndpoint:
                 },
             )(scope, receive, send)
         except (LlmgwError, ValidationError) as exc:
-            await error_response(exc)(scope, receive, send)
+            await error_response(exc, self.g.scrubber)(scope, receive, send)
 
 
 def chat_routes(g: Gateway) -> list[Route]:

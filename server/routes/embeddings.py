@@ -44,7 +44,9 @@ def embedding_routes(g: Gateway) -> list[Route]:
                 ctx = CallContext(request_id=rc.request_id, model=c.model, version=c.version)
                 return await p.embed(req, ctx)
 
-            routed = await until_disconnect(request.receive, g.router.call(candidates, embed))
+            routed = await until_disconnect(
+                request.receive, g.router.call(candidates, embed, call.trace)
+            )
             call.served(routed.candidate, routed.attempts)
         except BaseException as exc:
             call.fail(exc)

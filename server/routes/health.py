@@ -44,14 +44,8 @@ def health_routes(g: Gateway) -> list[Route]:
         if expected is not None:
             given = next((v for k, v in request.scope["headers"] if k == b"authorization"), b"")
             if not hmac.compare_digest(given, expected):
-                err = AuthError(
+                raise AuthError(
                     "GET /metrics needs the metrics token", code="invalid_metrics_token"
-                )
-                return Response(
-                    orjson.dumps(err.to_openai()),
-                    status_code=401,
-                    media_type="application/json",
-                    headers={"WWW-Authenticate": "Bearer"},
                 )
         return Response(g.metrics.render(), media_type=CONTENT_TYPE_LATEST)
 

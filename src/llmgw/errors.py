@@ -7,6 +7,8 @@ an HTTP status and an OpenAI ``error.type`` for the server.
     ├── ConfigError               exit 2   500  api_error       bad settings or config file
     ├── UsageError                exit 2   400  invalid_request_error   bad flag or argument value
     ├── InvalidRequest            exit 2   400  invalid_request_error
+    │   ├── MethodNotAllowed      exit 2   405  invalid_request_error
+    │   ├── RequestTimeout        exit 2   408  invalid_request_error (code request_timeout)
     │   ├── PayloadTooLarge       exit 2   413  invalid_request_error
     │   └── ModelNotFound         exit 4   404  invalid_request_error (code model_not_found)
     ├── NotFound                  exit 4   404  not_found_error
@@ -19,6 +21,9 @@ an HTTP status and an OpenAI ``error.type`` for the server.
     │   └── UpstreamTimeout       exit 8   504  api_error
     ├── Unavailable               exit 9   503  api_error               circuit open, draining
     └── ClientDisconnected        exit 1   499  api_error               the client hung up (never sent)
+
+Every instance also carries ``retry_after`` (seconds, or None) and ``local`` (the gateway's own
+cap refused the call, not the upstream); a status belongs to a class, never to one instance.
 
 Messages never contain secrets: callers pass only names and prefixes.
 """
@@ -33,11 +38,13 @@ __all__ = [
     "DatabaseError",
     "InvalidRequest",
     "LlmgwError",
+    "MethodNotAllowed",
     "ModelNotFound",
     "NotFound",
     "PayloadTooLarge",
     "PermissionDenied",
     "RateLimited",
+    "RequestTimeout",
     "Unavailable",
     "UpstreamError",
     "UpstreamTimeout",
@@ -52,6 +59,10 @@ class LlmgwError(Exception):
     http_status: int = 500
     error_type: str = "api_error"
     code: str | None = None
+    retry_after: float | None = None
+    """Seconds until a retry may succeed (429s, open circuits), sent as ``Retry-After``."""
+    local: bool = False
+    """True when the gateway's own per-upstream cap refused the call (the upstream is not at fault)."""
 
     def __init__(
         self,
@@ -100,6 +111,19 @@ class InvalidRequest(LlmgwError):
     exit_code = 2
     http_status = 400
     error_type = "invalid_request_error"
+
+
+class MethodNotAllowed(InvalidRequest):
+    """The endpoint exists but not for this HTTP method."""
+
+    http_status = 405
+
+
+class RequestTimeout(InvalidRequest):
+    """The request's headers or body did not arrive in time (a slow client)."""
+
+    http_status = 408
+    code = "request_timeout"
 
 
 class PayloadTooLarge(InvalidRequest):
@@ -170,7 +194,6 @@ class RateLimited(LlmgwError):
         super().__init__(message, **kw)
         self.retry_after = retry_after
         self.local = local
-        """True when the gateway's own per-upstream cap refused the call (the upstream is not at fault)."""
         self.headers: dict[str, str] = {}
         """Extra response headers (a key's ``x-ratelimit-*`` state) for the 429."""
 

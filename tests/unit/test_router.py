@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
 
@@ -14,7 +15,7 @@ from llmgw.providers.base import ChatChunk
 from llmgw.routing.breaker import BreakerConfig, BreakerRegistry, CircuitOpen
 from llmgw.routing.health import HealthTracker
 from llmgw.routing.retry import RetryPolicy
-from llmgw.routing.router import Router
+from llmgw.routing.router import Router, RouteTrace
 
 
 @dataclass(frozen=True)
@@ -166,11 +167,12 @@ async def test_last_upstream_error_is_raised_when_every_candidate_fails() -> Non
     a = Fake("a", UpstreamError("down", provider="a"))
     b = Fake("b", RateLimited("quota", retry_after=60))
     router, _ = build({"a": a, "b": b})
-    with pytest.raises(RateLimited) as info:
-        await router.call([A, B], chat)
+    trace: RouteTrace[Any] = RouteTrace()
+    with pytest.raises(RateLimited):
+        await router.call([A, B], chat, trace)
     # the server names the last candidate tried in the failure's usage record
-    assert info.value.route_candidate == B  # type: ignore[attr-defined]
-    assert [x.outcome for x in info.value.route_attempts] == ["failed", "failed"]  # type: ignore[attr-defined]
+    assert trace.candidate == B
+    assert [x.outcome for x in trace.attempts] == ["failed", "failed"]
 
 
 async def test_retries_with_backoff_until_success() -> None:

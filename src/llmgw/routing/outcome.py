@@ -1,4 +1,4 @@
-"""What the router hands back: candidates, attempts, results, open streams, and error tagging."""
+"""What the router hands back: candidates, attempts, results, open streams, and the route trace."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from llmgw.errors import RateLimited, Unavailable, UpstreamError, UpstreamTimeout
+from llmgw.errors import LlmgwError, RateLimited, Unavailable, UpstreamError, UpstreamTimeout
 from llmgw.routing.breaker import CircuitOpen
 
 __all__ = [
@@ -15,6 +15,7 @@ __all__ = [
     "CandidatesResolver",
     "OpenedStream",
     "RouteCandidate",
+    "RouteTrace",
     "Routed",
     "StreamTail",
     "aclose_quietly",
@@ -22,7 +23,6 @@ __all__ = [
     "may_retry",
     "retry_after_of",
     "served_by",
-    "tag",
 ]
 
 
@@ -40,7 +40,6 @@ class RouteCandidate(Protocol):
 C = TypeVar("C", bound=RouteCandidate)
 T = TypeVar("T")
 X = TypeVar("X")
-E = TypeVar("E", bound=BaseException)
 
 CandidatesResolver = Callable[[str], Sequence[Any]]
 
@@ -68,8 +67,7 @@ def may_retry(exc: BaseException) -> bool:
 
 def retry_after_of(exc: BaseException) -> float | None:
     """The ``retry_after`` seconds an error carries (429s, open circuits), if any."""
-    v = getattr(exc, "retry_after", None)
-    return float(v) if isinstance(v, int | float) else None
+    return exc.retry_after if isinstance(exc, LlmgwError) else None
 
 
 @dataclass(slots=True)
@@ -84,6 +82,20 @@ class Attempt:
     error: str | None = None
     latency_ms: float | None = None
     retry: bool = False
+
+
+@dataclass(slots=True)
+class RouteTrace(Generic[C]):
+    """What the router tried for one request, filled in as it goes.
+
+    A caller that passes its own trace to ``Router.call`` or ``Router.open_stream`` can read it
+    after a failure: the candidate tried last names the provider in the failure's usage record,
+    and the attempts go into its metadata. (The error itself is raised unchanged.)
+    """
+
+    attempts: list[Attempt] = field(default_factory=list)
+    candidate: C | None = None
+    """The candidate tried last: the one that served, or the last one that failed."""
 
 
 @dataclass(slots=True)
@@ -145,18 +157,6 @@ class StreamTail(Generic[X]):
         close = getattr(self._it, "aclose", None)
         if close is not None:
             await close()
-
-
-def tag(exc: E, attempts: list[Attempt], candidate: object) -> E:
-    """Attach the attempts and the last candidate tried to an error the router raises.
-
-    The server reads ``route_candidate`` to name the provider in the failure's usage record and
-    ``route_attempts`` for its metadata.
-    """
-    with contextlib.suppress(AttributeError):
-        exc.route_attempts = attempts  # type: ignore[attr-defined]
-        exc.route_candidate = candidate  # type: ignore[attr-defined]
-    return exc
 
 
 async def aclose_quietly(it: object) -> None:

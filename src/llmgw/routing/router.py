@@ -33,6 +33,7 @@ from typing import Any, TypeVar
 from llmgw.config import RoutingSettings
 from llmgw.errors import (
     ConfigError,
+    LlmgwError,
     ModelNotFound,
     Unavailable,
     UpstreamError,
@@ -51,13 +52,13 @@ from llmgw.routing.outcome import (
     OpenedStream,
     RouteCandidate,
     Routed,
+    RouteTrace,
     StreamTail,
     aclose_quietly,
     is_upstream_failure,
     may_retry,
     retry_after_of,
     served_by,
-    tag,
 )
 from llmgw.routing.retry import RetryPolicy
 
@@ -65,6 +66,7 @@ __all__ = [
     "Attempt",
     "OpenedStream",
     "RouteCandidate",
+    "RouteTrace",
     "Routed",
     "Router",
     "build_router",
@@ -130,12 +132,16 @@ class Router:
     # -- the attempt loop and the public entry points ---------------------------------------
 
     async def call(
-        self, candidates: Sequence[C] | str, op: Callable[[Provider, C], Awaitable[T]]
+        self,
+        candidates: Sequence[C] | str,
+        op: Callable[[Provider, C], Awaitable[T]],
+        trace: RouteTrace[C] | None = None,
     ) -> Routed[C, T]:
         """Run ``op(provider, candidate)`` on the first candidate that succeeds.
 
         Raises the last upstream failure when every candidate failed, ``CircuitOpen`` (503 with
-        ``retry_after``) when every circuit was open, or a client error at once.
+        ``retry_after``) when every circuit was open, or a client error at once. ``trace``, when
+        given, receives the attempts and the candidate tried last, also when this raises.
         """
         # The attempt loop lives here rather than in a helper coroutine: every coroutine in the
         # chain is paid for again each time the upstream call resumes.
@@ -144,12 +150,14 @@ class Router:
         ordered = self.order(candidates)
         if not ordered:
             raise ModelNotFound("no candidate to route to")
-        attempts: list[Attempt] = []
+        if trace is None:
+            trace = RouteTrace()
+        attempts = trace.attempts
         last_exc: BaseException | None = None
         last_c: C | None = None
         retryable: list[tuple[C, BaseException]] = []
         for c in ordered:
-            res = await self._try(c, op, attempts, retry=False)
+            res = await self._try(c, op, trace, retry=False)
             if isinstance(res, Routed):
                 return res
             if res is not None:
@@ -168,7 +176,7 @@ class Router:
             if delay is None or not self.retry.budget(c.provider).try_spend():
                 break
             await self._sleep(delay)
-            res = await self._try(c, op, attempts, retry=True)
+            res = await self._try(c, op, trace, retry=True)
             if isinstance(res, Routed):
                 return res
             if res is not None:
@@ -178,11 +186,13 @@ class Router:
                 else:
                     del retryable[i]
         if last_exc is not None:
-            raise tag(last_exc, attempts, last_c)
+            trace.candidate = last_c
+            raise last_exc
         if all(a.outcome == "unavailable" for a in attempts):
             names = ", ".join(sorted({c.provider for c in ordered}))
             gone = Unavailable(f"provider {names} is not available", hint="check the server log")
-            raise tag(gone, attempts, ordered[0])
+            trace.candidate = ordered[0]
+            raise gone
         waits = [
             self.breakers.get(c.provider, c.model).retry_after()
             for c in ordered
@@ -194,18 +204,20 @@ class Router:
             retry_after=wait,
             hint="retry after the Retry-After delay; see `llmgw providers status`",
         )
-        raise tag(err, attempts, ordered[0])
+        trace.candidate = ordered[0]
+        raise err
 
     async def _try(
         self,
         c: C,
         attempt: Callable[[Provider, C], Awaitable[T]],
-        attempts: list[Attempt],
+        trace: RouteTrace[C],
         *,
         retry: bool,
     ) -> Routed[C, T] | BaseException | None:
         """One attempt: the result, the upstream failure to go on with, or ``None`` (skipped)."""
         target = served_by(c)
+        attempts = trace.attempts
         provider = self.providers.get(c.provider)
         if provider is None:  # configured but not built (e.g. its credential is missing)
             attempts.append(Attempt(target, "unavailable", retry=retry))
@@ -228,9 +240,9 @@ class Router:
             if not is_upstream_failure(exc):
                 breaker.release()
                 attempts.append(Attempt(target, "rejected", type(exc).__name__, ms, retry))
-                tag(exc, attempts, c)
+                trace.candidate = c
                 raise
-            if getattr(exc, "local", False):
+            if isinstance(exc, LlmgwError) and exc.local:
                 # The gateway's own concurrency cap for this upstream is full: go elsewhere,
                 # but the upstream itself did nothing wrong, so its breaker is not charged.
                 breaker.release()
@@ -244,12 +256,14 @@ class Router:
         breaker.record_success()
         self.health.record_success(c.provider, c.model, elapsed)
         attempts.append(Attempt(target, "ok", None, elapsed * 1000.0, retry))
+        trace.candidate = c
         return Routed(value, c, attempts)
 
     async def open_stream(
         self,
         candidates: Sequence[C] | str,
         op: Callable[[Provider, C], AsyncIterator[X] | Awaitable[AsyncIterator[X]]],
+        trace: RouteTrace[C] | None = None,
     ) -> OpenedStream[C, X]:
         """Open a stream on the first candidate that yields a first chunk.
 
@@ -274,7 +288,7 @@ class Router:
                 raise
             return chunk, it
 
-        routed = await self.call(cands, first)
+        routed = await self.call(cands, first, trace)
         c, (chunk, it), attempts = routed.candidate, routed.value, routed.attempts
         breaker = self.breakers.get(c.provider, c.model)
 
