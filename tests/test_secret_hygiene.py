@@ -301,9 +301,9 @@ def test_no_secret_anywhere(
         return dict(json.loads(res.stdout))
 
     good, revoked, rotated = create("good"), create("revoked"), create("rotated")
-    res = cli("--config", str(cfg), "keys", "revoke", revoked["id"])
+    res = cli("--config", str(cfg), "keys", "revoke", revoked["id"], "--yes")
     assert res.exit_code == 0, res.stderr
-    res = cli("--config", str(cfg), "keys", "rotate", rotated["id"], "--json")
+    res = cli("--config", str(cfg), "keys", "rotate", rotated["id"], "--json", "--yes")
     assert res.exit_code == 0, res.stderr
     created.append(res.stdout)
     rotated_new = json.loads(res.stdout)

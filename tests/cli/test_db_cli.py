@@ -41,7 +41,7 @@ def test_upgrade_current_downgrade_and_upgrade_again(cli: Any, db_url: str) -> N
 
     # A key written now must be gone after `downgrade base` and the schema must come back clean.
     assert cli("keys", "create", "--name", "k", env=env).exit_code == 0
-    down = cli("db", "downgrade", "base", env=env)
+    down = cli("db", "downgrade", "base", "--yes", env=env)
     assert down.exit_code == 0, down.stderr
     assert _tables(db_url) == set()
     assert current()["current"] is None

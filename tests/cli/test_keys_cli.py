@@ -63,7 +63,7 @@ def test_secret_is_printed_once_and_never_again(run: Any) -> None:
         ("keys", "list", "--all", "--json"),
         ("keys", "show", key_id),
         ("keys", "show", key_id, "--json"),
-        ("keys", "revoke", key_id, "--json"),
+        ("keys", "revoke", key_id, "--json", "--yes"),
         ("keys", "list", "--all"),
     ):
         result = run(*args)
@@ -91,7 +91,7 @@ def test_limits_owner_and_models_are_stored(run: Any, db: Engine) -> None:
 def test_list_shows_status_and_hides_revoked_without_all(run: Any) -> None:
     a = _json(run("keys", "create", "--name", "a", "--json"))
     b = _json(run("keys", "create", "--name", "b", "--json"))
-    assert run("keys", "revoke", a["id"][:8]).exit_code == 0
+    assert run("keys", "revoke", a["id"][:8], "--yes").exit_code == 0
     listed = _json(run("keys", "list", "--json"))
     assert [k["id"] for k in listed] == [b["id"]]
     every = {k["id"]: k["status"] for k in _json(run("keys", "list", "--all", "--json"))}
@@ -104,7 +104,7 @@ def test_list_shows_status_and_hides_revoked_without_all(run: Any) -> None:
 
 def test_revoke_then_authenticate_fails(run: Any, db: Engine) -> None:
     out = _json(run("keys", "create", "--name", "x", "--json"))
-    revoked = _json(run("keys", "revoke", out["id"], "--json"))
+    revoked = _json(run("keys", "revoke", out["id"], "--json", "--yes"))
     assert revoked["status"] == "revoked" and revoked["revoked_at"]
     with pytest.raises(AuthError):
         KeyService(db).authenticate(out["key"])
@@ -114,7 +114,7 @@ def test_revoke_then_authenticate_fails(run: Any, db: Engine) -> None:
 
 def test_rotate_gives_a_new_working_secret(run: Any, db: Engine) -> None:
     old = _json(run("keys", "create", "--name", "svc", "--rpm", "9", "--json"))
-    new = _json(run("keys", "rotate", old["prefix"], "--json"))
+    new = _json(run("keys", "rotate", old["prefix"], "--json", "--yes"))
     assert new["key"] != old["key"] and new["id"] != old["id"]
     assert new["name"] == "svc" and new["rpm"] == 9 and new["rotated_from"] == old["id"]
     keys = KeyService(db)

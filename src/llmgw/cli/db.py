@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from llmgw.cli.output import emit_json
+from llmgw.cli.output import confirm, emit_json
 from llmgw.cli.state import state
 from llmgw.storage.db import redact_url
 
@@ -35,12 +35,23 @@ def db_upgrade(
 def db_downgrade(
     ctx: typer.Context,
     revision: Annotated[str, typer.Argument(help="Target revision; 'base' removes every table.")],
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Do not ask; required when stdin is not a terminal.")
+    ] = False,
 ) -> None:
-    """Revert migrations down to REVISION."""
-    from llmgw.storage.schema import current_revision, downgrade
+    """Revert migrations down to REVISION (asks first: a downgrade drops tables and their rows)."""
+    from llmgw.storage.schema import check_revision, current_revision, downgrade
 
     engine = state(ctx).engine(migrate=False)
     before = current_revision(engine)
+    check_revision(engine, revision)  # a typo is exit 2 before any question
+    if before is not None:  # an empty database has nothing to lose
+        loses = "every table (keys, users, usage)" if revision == "base" else "newer tables"
+        confirm(
+            f"downgrade {redact_url(engine.url)} from {before} to {revision}",
+            f"this drops {loses} and their rows",
+            yes=yes,
+        )
     downgrade(engine, revision)
     typer.echo(
         f"{redact_url(engine.url)}: {before or 'empty'} -> {current_revision(engine) or 'empty'}"

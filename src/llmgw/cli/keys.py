@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from llmgw.cli.output import emit_json, print_table, stdout
+from llmgw.cli.output import confirm, emit_json, print_table, stdout
 from llmgw.cli.state import state
 from llmgw.durations import parse_duration
 from llmgw.errors import UsageError
@@ -23,6 +23,9 @@ keys_app = typer.Typer(
 
 _REF_HELP = "Key id, its first 8+ characters, or the key prefix (llmgw_xxxxxx)."
 _JSON = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+_YES = Annotated[
+    bool, typer.Option("--yes", "-y", help="Do not ask; required when stdin is not a terminal.")
+]
 
 
 def _service(ctx: typer.Context) -> KeyService:
@@ -209,12 +212,21 @@ def keys_revoke(
     ctx: typer.Context,
     ref: Annotated[str, typer.Argument(metavar="ID", help=_REF_HELP)],
     json: _JSON = False,
+    yes: _YES = False,
 ) -> None:
-    """Revoke a key at once; a running server stops accepting it within its key cache time."""
+    """Revoke a key at once (asks first); a running server refuses it within its key cache time."""
     from llmgw.storage.tables import utcnow
 
     now = utcnow()
-    info = _service(ctx).revoke(ref)
+    service = _service(ctx)
+    key = service.get(ref)
+    if key.revoked_at is None:
+        confirm(
+            f"revoke key {key.name} ({key.prefix})",
+            "clients using it are refused from now on; this cannot be undone",
+            yes=yes,
+        )
+    info = service.revoke(str(key.id))
     if json:
         emit_json(_record(info, now))
         return
@@ -228,6 +240,17 @@ def keys_rotate(
     ctx: typer.Context,
     ref: Annotated[str, typer.Argument(metavar="ID", help=_REF_HELP)],
     json: _JSON = False,
+    yes: _YES = False,
 ) -> None:
-    """Replace a key's secret: a new key with the same settings; the old one is revoked."""
-    _print_created(_service(ctx).rotate(ref), json, "rotated; new")
+    """Replace a key's secret: a new key with the same settings; the old one is revoked (asks first)."""
+    from llmgw.storage.tables import utcnow
+
+    service = _service(ctx)
+    key = service.get(ref)
+    if key.status(utcnow()) == "active":  # a revoked or expired key is refused below, unasked
+        confirm(
+            f"rotate key {key.name} ({key.prefix})",
+            "its secret stops working now; clients need the new one",
+            yes=yes,
+        )
+    _print_created(service.rotate(str(key.id)), json, "rotated; new")

@@ -1,7 +1,8 @@
 """Entry point: runs the Typer app and turns every failure into one line on stderr and an exit code.
 
 Exit codes (also in docs/cli.md):
-0 ok, 1 unexpected error, 2 bad usage or config, 3 database unreachable, 4 not found,
+0 ok, 1 unexpected error or a declined confirmation, 2 bad usage or config (also a
+destructive command without --yes when stdin is not a terminal), 3 database unreachable, 4 not found,
 5 conflict (already exists), 6 authentication, 7 rate limited, 8 upstream failure,
 9 unavailable, 130 interrupted.
 """

@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["emit_json", "print_error", "print_table", "stdout", "to_jsonable"]
+__all__ = ["confirm", "emit_json", "print_error", "print_table", "stdout", "to_jsonable"]
 
 
 def stdout() -> Console:
@@ -71,6 +71,28 @@ def print_table(
     for r in rows:
         table.add_row(*(_cell(r.get(c)) for c in columns))
     con.print(table)
+
+
+def confirm(action: str, consequence: str, *, yes: bool) -> None:
+    """Ask before a destructive change: a prompt on a terminal, ``--yes`` required otherwise.
+
+    ``action`` is what will happen ("revoke key ci (llmgw_ab12cd)"), ``consequence`` what is lost.
+    Declining exits 1 and changes nothing; without a terminal and without ``--yes`` the command is
+    refused with exit 2 before anything is touched (a script must say what it means).
+    """
+    import typer
+
+    from llmgw.errors import LlmgwError, UsageError
+
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise UsageError(
+            f"{action}: not confirmed (stdin is not a terminal)",
+            hint=f"{consequence}; pass --yes to confirm",
+        )
+    if not typer.confirm(f"{action[:1].upper()}{action[1:]}? {consequence}.", err=True):
+        raise LlmgwError("not confirmed; nothing was changed")
 
 
 def print_error(message: str, hint: str | None) -> None:

@@ -18,6 +18,7 @@ from llmgw.errors import UsageError
 
 __all__ = [
     "alembic_config",
+    "check_revision",
     "current_revision",
     "downgrade",
     "head_revision",
@@ -38,6 +39,12 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     """Migrate the database up to ``revision``; an unknown revision is a ``UsageError``."""
     with _revision_errors(revision):
         command.upgrade(alembic_config(engine), revision)
+
+
+def check_revision(engine: Engine, revision: str) -> None:
+    """Refuse an unknown ``revision`` with the same ``UsageError`` a migration would raise."""
+    with _revision_errors(revision):
+        ScriptDirectory.from_config(alembic_config(engine)).get_revisions(revision)
 
 
 def downgrade(engine: Engine, revision: str) -> None:
