@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import re
 import time
@@ -27,6 +26,7 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Protocol
 
+from llmgw.auth.keys import digest_of
 from llmgw.errors import AuthError, DatabaseError, LlmgwError, PermissionDenied
 
 __all__ = ["KeyCache", "KeyLookup", "credentials_from_headers"]
@@ -131,7 +131,7 @@ class KeyCache:
     async def authenticate(self, headers: Iterable[tuple[bytes, bytes]]) -> _Key:
         """The key behind the request's credentials, or ``AuthError`` / ``DatabaseError``."""
         secret = credentials_from_headers(headers)
-        digest = hashlib.sha256(secret.encode("ascii")).hexdigest()
+        digest = digest_of(secret)  # the stored form, so one cache entry per key
         now = time.monotonic()
         entry = self._entries.get(digest)
         if entry is not None and now < entry.fresh_until:

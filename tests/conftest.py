@@ -176,3 +176,97 @@ def make_upstream() -> Iterator[Callable[..., Upstream]]:
 def upstream(make_upstream: Callable[..., Upstream]) -> Upstream:
     """The OpenAI emulator with default settings (no API key, models gpt-4o-mini and text-embedding-3-small)."""
     return make_upstream()
+
+
+@pytest.fixture
+def private_ca(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """``(ca.pem, cert.pem, key.pem)``: a root CA that no system store trusts (like the Russian
+    Trusted Root CA) and a leaf for 127.0.0.1 it signed."""
+    import datetime as dt
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    def name(cn: str) -> x509.Name:
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+    now = dt.datetime.now(dt.UTC)
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(name("Test Trusted Root CA"))
+        .issuer_name(name("Test Trusted Root CA"))
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(True, False, False, False, False, True, True, False, False), critical=True
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (
+        x509.CertificateBuilder()
+        .subject_name(name("127.0.0.1"))
+        .issuer_name(ca.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    ca_pem, cert_pem, key_pem = tmp_path / "ca.pem", tmp_path / "cert.pem", tmp_path / "key.pem"
+    ca_pem.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    cert_pem.write_bytes(leaf.public_bytes(serialization.Encoding.PEM))
+    key_pem.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return ca_pem, cert_pem, key_pem
+
+
+@pytest.fixture
+def tls_upstream(
+    private_ca: tuple[Path, Path, Path],
+) -> Iterator[Callable[[Any], tuple[str, Path]]]:
+    """Serve an ASGI app over https with ``private_ca``'s leaf: ``start(app) -> (url, ca.pem)``."""
+    import threading
+    import time
+
+    import uvicorn
+
+    ca, cert, key = private_ca
+    running: list[tuple[Any, threading.Thread, socket.socket]] = []
+
+    def start(app: Any) -> tuple[str, Path]:
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        config = uvicorn.Config(
+            app, log_config=None, log_level="warning", ssl_certfile=str(cert), ssl_keyfile=str(key)
+        )
+        server = uvicorn.Server(config)
+        thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+        thread.start()
+        running.append((server, thread, sock))
+        deadline = time.monotonic() + 10
+        while not server.started and time.monotonic() < deadline:
+            time.sleep(0.01)
+        return f"https://127.0.0.1:{sock.getsockname()[1]}", ca
+
+    yield start
+    for server, thread, sock in running:
+        server.should_exit = True
+        thread.join(5)
+        sock.close()

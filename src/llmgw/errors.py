@@ -18,7 +18,8 @@ an HTTP status and an OpenAI ``error.type`` for the server.
     ├── RateLimited               exit 7   429  rate_limit_error        carries retry_after
     ├── DatabaseError             exit 3   503  api_error               database unreachable or broken
     ├── UpstreamError             exit 8   502  api_error               carries provider
-    │   └── UpstreamTimeout       exit 8   504  api_error
+    │   ├── UpstreamTimeout       exit 8   504  api_error
+    │   └── UpstreamModelNotFound exit 8   404  invalid_request_error (code model_not_found)
     ├── Unavailable               exit 9   503  api_error               circuit open, draining
     └── ClientDisconnected        exit 1   499  api_error               the client hung up (never sent)
 
@@ -47,6 +48,7 @@ __all__ = [
     "RequestTimeout",
     "Unavailable",
     "UpstreamError",
+    "UpstreamModelNotFound",
     "UpstreamTimeout",
     "UsageError",
 ]
@@ -222,6 +224,19 @@ class UpstreamTimeout(UpstreamError):
 
     http_status = 504
     code = "upstream_timeout"
+
+
+class UpstreamModelNotFound(UpstreamError):
+    """The upstream answered 404: it does not serve this model (or operation).
+
+    An upstream failure for the router (the next candidate of an alias is tried, the breaker is not
+    charged, the same candidate is not retried), and a truthful 404 ``model_not_found`` for the
+    client when no candidate served the request (docs/routing.md, "Upstream errors").
+    """
+
+    http_status = 404
+    error_type = "invalid_request_error"
+    code = "model_not_found"
 
 
 class Unavailable(LlmgwError):

@@ -14,7 +14,13 @@ import pytest
 from llmgw.config import ProviderConfig
 from llmgw.emulators import gigachat as emulator
 from llmgw.emulators.runner import RunningServer, serve_in_thread
-from llmgw.errors import ConfigError, InvalidRequest, ModelNotFound, RateLimited, UpstreamError
+from llmgw.errors import (
+    ConfigError,
+    InvalidRequest,
+    RateLimited,
+    UpstreamError,
+    UpstreamModelNotFound,
+)
 from llmgw.providers.base import CallContext, Provider
 from llmgw.providers.gigachat import GigaChatProvider
 from llmgw.schemas import ChatRequest, EmbeddingRequest
@@ -361,8 +367,9 @@ async def test_a_failing_token_endpoint_is_asked_once_per_burst(server: RunningS
 async def test_upstream_client_errors_map_to_the_error_tree(server: RunningServer) -> None:
     p = provider(server)
     try:
-        with pytest.raises(ModelNotFound):
+        with pytest.raises(UpstreamModelNotFound) as absent:
             await p.chat(req(), ctx("NoSuchModel"))
+        assert (absent.value.http_status, absent.value.code) == (404, "model_not_found")
         with pytest.raises(InvalidRequest, match="no versions"):
             await p.chat(req(), CallContext(request_id="r", model="GigaChat-2", version="rc"))
         with pytest.raises(InvalidRequest, match="invalid function result|JSON"):

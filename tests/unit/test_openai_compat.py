@@ -20,7 +20,8 @@ from llmgw.errors import (
     UpstreamTimeout,
 )
 from llmgw.providers.base import CallContext, Provider
-from llmgw.providers.openai_compat import OpenAICompatProvider, map_status, retry_after
+from llmgw.providers.openai_compat import OpenAICompatProvider, map_status
+from llmgw.providers.status import retry_after
 from llmgw.schemas import ChatRequest, EmbeddingRequest
 
 KEY = "sk-upstream-secret-0123456789abcdef"

@@ -10,7 +10,14 @@ from typing import Any
 
 import pytest
 
-from llmgw.errors import InvalidRequest, RateLimited, Unavailable, UpstreamError, UpstreamTimeout
+from llmgw.errors import (
+    InvalidRequest,
+    RateLimited,
+    Unavailable,
+    UpstreamError,
+    UpstreamModelNotFound,
+    UpstreamTimeout,
+)
 from llmgw.providers.base import ChatChunk
 from llmgw.routing.breaker import BreakerConfig, BreakerRegistry, CircuitOpen
 from llmgw.routing.health import HealthTracker
@@ -310,3 +317,45 @@ async def test_timeouts_fall_back_but_are_not_retried() -> None:
     b = Fake("b")
     router, _ = build({"a": a, "b": b}, max_retries=3, threshold=10)
     assert (await router.call([A, B], chat)).value == "b:m2"
+
+
+def _absent(p: str) -> UpstreamModelNotFound:
+    return UpstreamModelNotFound(f"upstream {p} does not serve model 'm1' (HTTP 404)", provider=p)
+
+
+async def test_upstream_404_falls_back_without_charging_the_breaker_or_retrying() -> None:
+    """An unknown model at one provider does not stop the alias's next candidate, and the
+    breaker stays closed (it would turn later truthful 404s into 503 circuit_open)."""
+    a, b = Fake("a", _absent("a")), Fake("b")
+    router, slept = build({"a": a, "b": b}, threshold=1, max_retries=3)
+    for _ in range(3):
+        routed = await router.call([A, B], chat)
+        assert routed.value == "b:m2"
+        assert [x.outcome for x in routed.attempts] == ["absent", "ok"]
+    assert router.breakers.get("a", "m1").state == "closed"
+    assert all(r["failures"] == 0 for r in router.health.snapshot() if r["provider"] == "a")
+    alone, _ = build({"a": a}, threshold=1, max_retries=3)
+    for _ in range(3):  # never a circuit_open: the client keeps hearing the truth
+        with pytest.raises(UpstreamModelNotFound) as info:
+            await alone.call([A], chat)
+        assert info.value.http_status == 404 and info.value.code == "model_not_found"
+    assert a.calls == 6 and slept == []  # not retried: the upstream will not learn the model
+
+
+async def test_a_404_never_hides_another_candidates_real_failure() -> None:
+    down = UpstreamError("upstream b failed (HTTP 500)", provider="b")
+    for order in ([A, B], [B, A]):
+        a, b = Fake("a", _absent("a")), Fake("b", down)
+        router, _ = build({"a": a, "b": b})
+        with pytest.raises(UpstreamError) as info:
+            await router.call(order, chat)
+        assert type(info.value) is UpstreamError and info.value.http_status == 502
+
+
+async def test_a_404_with_the_other_candidate_skipped_by_an_open_circuit_is_503() -> None:
+    a, b = Fake("a", _absent("a")), Fake("b", UpstreamError("down", provider="b"))
+    router, _ = build({"a": a, "b": b}, threshold=1)
+    with pytest.raises(UpstreamError):
+        await router.call([B], chat)  # opens b's circuit
+    with pytest.raises(CircuitOpen):
+        await router.call([A, B], chat)

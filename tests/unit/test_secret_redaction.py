@@ -50,7 +50,7 @@ def test_yandexgpt_error_cut_through_a_secret_leaks_no_part_of_it(offset: int) -
         SECRET,
     )
     message = "x" * offset + " key " + SECRET + " is not valid"
-    err = provider._error(400, orjson.dumps({"error": {"message": message}}), None)
+    err = provider._error(400, {}, orjson.dumps({"error": {"message": message}}), None)
     assert SECRET[:8] not in _text(err)
 
 

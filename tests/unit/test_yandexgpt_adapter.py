@@ -13,7 +13,7 @@ import pytest
 from llmgw.config import ProviderConfig
 from llmgw.emulators import yandexgpt as emulator
 from llmgw.emulators.runner import RunningServer, serve_in_thread
-from llmgw.errors import ConfigError, ModelNotFound, RateLimited, UpstreamError
+from llmgw.errors import ConfigError, RateLimited, UpstreamError, UpstreamModelNotFound
 from llmgw.providers.base import CallContext, Provider
 from llmgw.providers.yandexgpt import YandexGPTProvider
 from llmgw.providers.yandexgpt_wire import CumulativeText
@@ -338,8 +338,9 @@ async def test_auth_quota_and_model_errors(server: RunningServer) -> None:
         with pytest.raises(UpstreamError, match="credentials") as info:
             await bad.chat(req(), ctx())
         assert "AQVN-wrong" not in str(info.value)
-        with pytest.raises(ModelNotFound):
+        with pytest.raises(UpstreamModelNotFound) as absent:  # 400 "invalid model_uri"
             await p.chat(req(), ctx("no-such-model"))
+        assert (absent.value.http_status, absent.value.code) == (404, "model_not_found")
         emu(server).max_concurrency = 0
         with pytest.raises(RateLimited, match="gauge quota") as quota:
             await p.chat(req(), ctx())

@@ -29,6 +29,7 @@ from llmgw.errors import (
     UpstreamTimeout,
     UsageError,
 )
+from llmgw.providers.tls import ssl_context
 from llmgw.storage.db import mask_url
 
 __all__ = ["providers_app"]
@@ -47,6 +48,7 @@ _DEFAULT_BASE = {
     "yandexgpt": "https://llm.api.cloud.yandex.net",
 }
 _DEFAULT_AUTH = {"gigachat": "https://ngw.devices.sberbank.ru:9443/api/v2/oauth"}
+_DEFAULT_IAM = "https://iam.api.cloud.yandex.net/iam/v1/tokens"
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
@@ -187,19 +189,6 @@ def providers_status(
 # -- providers test -----------------------------------------------------------------------------
 
 
-def _ssl_context(cfg: ProviderConfig) -> ssl.SSLContext:
-    ca = next(
-        (getattr(cfg, a) for a in ("ca_bundle", "ca_file", "ca_cert") if getattr(cfg, a, None)),
-        None,
-    )
-    ctx = ssl.create_default_context(cafile=str(ca) if ca else None)
-    if ca is None:
-        import certifi
-
-        ctx.load_verify_locations(certifi.where())
-    return ctx
-
-
 async def _check_network(url: str, cfg: ProviderConfig, limit: float) -> None:
     """DNS, TCP and TLS to ``url``'s host; raise with a precise diagnosis."""
     parts = urlsplit(url)
@@ -207,6 +196,8 @@ async def _check_network(url: str, cfg: ProviderConfig, limit: float) -> None:
     tls = parts.scheme == "https"
     port = parts.port or (443 if tls else 80)
     where = f"{host}:{port}"
+    # The server's own builder (system CAs plus ca_bundle): the test trusts what `serve` trusts.
+    ctx = ssl_context(cfg.ca_bundle) if tls else None
     try:
         await asyncio.wait_for(
             asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM), limit
@@ -231,8 +222,8 @@ async def _check_network(url: str, cfg: ProviderConfig, limit: float) -> None:
     except OSError as exc:
         raise UpstreamError(f"{cfg.name}: cannot connect to {where}: {exc.strerror}") from None
     try:
-        if tls:
-            await asyncio.wait_for(writer.start_tls(_ssl_context(cfg), server_hostname=host), limit)
+        if ctx is not None:
+            await asyncio.wait_for(writer.start_tls(ctx, server_hostname=host), limit)
     except ssl.SSLCertVerificationError as exc:
         raise UpstreamError(
             f"{cfg.name}: TLS failure: certificate of {where} not trusted ({exc.verify_message})",
@@ -322,7 +313,9 @@ def providers_test(
     settings = state(ctx).settings
     cfg = _provider(settings, name)
     urls = [cfg.base_url or _DEFAULT_BASE[cfg.kind]]
-    auth = getattr(cfg, "auth_url", None) or _DEFAULT_AUTH.get(cfg.kind)
+    auth = cfg.auth_url or _DEFAULT_AUTH.get(cfg.kind)
+    if cfg.kind == "yandexgpt" and cfg.service_account_key_file:
+        auth = cfg.iam_url or _DEFAULT_IAM
     if auth:
         urls.append(str(auth))
 

@@ -24,11 +24,8 @@ from llmgw.errors import (
     ConfigError,
     InvalidRequest,
     LlmgwError,
-    ModelNotFound,
-    PayloadTooLarge,
     RateLimited,
     UpstreamError,
-    UpstreamTimeout,
 )
 from llmgw.providers.base import (
     CallContext,
@@ -39,13 +36,9 @@ from llmgw.providers.base import (
     Usage,
 )
 from llmgw.providers.gigachat_wire import StreamState, chat_body, chat_response
-from llmgw.providers.tokens import (
-    AccessToken,
-    TokenCache,
-    expires_at_seconds,
-    ssl_context,
-    token_endpoint_error,
-)
+from llmgw.providers.status import retry_after, upstream_error
+from llmgw.providers.tls import ssl_context
+from llmgw.providers.tokens import AccessToken, TokenCache, expires_at_seconds, token_endpoint_error
 from llmgw.providers.transport import Transport, UpstreamStatus, parse_json, redact
 from llmgw.schemas import ChatRequest, EmbeddingRequest
 
@@ -54,13 +47,8 @@ __all__ = ["DEFAULT_AUTH_URL", "DEFAULT_BASE_URL", "GigaChatProvider"]
 DEFAULT_BASE_URL = "https://gigachat.devices.sberbank.ru/api/v1"
 DEFAULT_AUTH_URL = "https://ngw.devices.sberbank.ru:9443/api/v2/oauth"
 TOKEN_MARGIN = 60.0
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    try:
-        return float(headers.get("Retry-After", ""))
-    except ValueError:
-        return None
+CONCURRENCY_RETRY_AFTER = 1.0
+"""The wait a 429 without ``Retry-After`` suggests: GigaChat limits concurrent calls, not a rate."""
 
 
 class GigaChatProvider:
@@ -125,10 +113,11 @@ class GigaChatProvider:
                 provider=self.name,
                 hint="check auth_url",
             )
-        if resp.status_code == 429:
+        if resp.status_code == 429:  # 10 token requests per second per key
+            wait = retry_after(resp.headers)
             raise RateLimited(
                 "the GigaChat token endpoint is rate limiting",
-                retry_after=_retry_after(resp.headers) or 1.0,
+                retry_after=CONCURRENCY_RETRY_AFTER if wait is None else wait,
             )
         if resp.status_code != 200:
             detail = self._oauth_detail(resp.content)
@@ -184,43 +173,39 @@ class GigaChatProvider:
                 method, path, body, self._headers(token, ctx)
             )
         if status >= 400:
-            raise self._error(status, headers, data, token)
+            model = body.get("model") if body is not None else None
+            raise self._error(status, headers, data, token, model)
         return parse_json(self.name, status, headers, data)
 
     def _error(
-        self, status: int, headers: Mapping[str, str], body: bytes, token: str
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes,
+        token: str,
+        model: str | None = None,
     ) -> LlmgwError:
-        """GigaChat's ``{"status", "message"}`` answer as a gateway error (redacted, capped)."""
-        message = ""
+        """GigaChat's ``{"status", "message"}`` answer through the shared table (redacted, capped).
+
+        A 401 here is the one left after a token refresh and a retry; a 429 is the account's
+        concurrency limit, so without ``Retry-After`` a client may come back in a second.
+        """
+        message = None
         try:
             data = orjson.loads(body)
             if isinstance(data, dict) and isinstance(data.get("message"), str):
                 message = redact(data["message"], [self._credentials, token], limit=300)
         except orjson.JSONDecodeError:
             pass
-        p = self.name
-        if message and status in (400, 422):
-            return InvalidRequest(f"GigaChat rejected the request: {message}")
-        if status == 404:
-            return ModelNotFound(f"GigaChat: {message or 'not found'}")
-        if status == 413:
-            return PayloadTooLarge("GigaChat: the request is too large for the model")
-        if status == 401:
-            return UpstreamError(
-                "GigaChat rejected the access token even after a refresh (HTTP 401)", provider=p
-            )
-        if status == 402:
-            return UpstreamError("GigaChat: payment required for this model (HTTP 402)", provider=p)
-        if status == 403:
-            return UpstreamError("GigaChat: permission denied (HTTP 403)", provider=p)
-        if status == 429:
-            return RateLimited(
-                f"GigaChat account {p!r} is at its concurrency limit (HTTP 429)",
-                retry_after=_retry_after(headers) or 1.0,
-            )
-        if status == 504:
-            return UpstreamTimeout(f"upstream {p} answered HTTP 504", provider=p)
-        return UpstreamError(f"upstream {p} answered HTTP {status}", provider=p)
+        return upstream_error(
+            self.name,
+            status,
+            headers,
+            message=message,
+            model=model,
+            retry_default=CONCURRENCY_RETRY_AFTER,
+            hint="check the authorization key and scope" if status in (401, 403) else None,
+        )
 
     # -- Provider protocol -------------------------------------------------------------------
     @staticmethod
@@ -263,7 +248,9 @@ class GigaChatProvider:
                 if exc.status == 401 and attempt == 0:
                     token = await self.tokens.refresh(token)
                     continue
-                raise self._error(exc.status, exc.headers, exc.body, token) from None
+                raise self._error(
+                    exc.status, exc.headers, exc.body, token, body.get("model")
+                ) from None
             except StopAsyncIteration:
                 break
         raise UpstreamError(

@@ -19,6 +19,7 @@ from typing import Any
 
 from llmgw.errors import InvalidRequest
 from llmgw.providers.base import Usage
+from llmgw.providers.wire import arguments_text, tool_arguments
 from llmgw.schemas import ChatMessage, ChatRequest
 
 __all__ = [
@@ -67,18 +68,6 @@ def json_object_string(content: str) -> str:
     if not isinstance(value, dict):
         value = {"result": value}
     return json.dumps(value, ensure_ascii=False)
-
-
-def _arguments(raw: str, name: str) -> dict[str, Any]:
-    if not raw.strip():
-        return {}
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        raise InvalidRequest(
-            f"tool call {name!r}: arguments are not valid JSON", param="messages"
-        ) from None
-    return value if isinstance(value, dict) else {"value": value}
 
 
 def _text(msg: ChatMessage) -> str:
@@ -168,7 +157,7 @@ def _messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
                     "content": content,
                     "function_call": {
                         "name": fn.name,
-                        "arguments": _arguments(fn.arguments, fn.name),
+                        "arguments": tool_arguments(fn.arguments, fn.name),
                     },
                 }
                 pending.append((call_id, call))
@@ -252,8 +241,7 @@ def _usage_dict_of(usage: Usage, raw: Any) -> dict[str, Any]:
 
 
 def _tool_calls(fc: dict[str, Any], call_id: str) -> list[dict[str, Any]]:
-    args = fc.get("arguments", {})
-    text = args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)
+    text = arguments_text(fc.get("arguments", {}))
     fn = {"name": str(fc.get("name", "")), "arguments": text}
     return [{"id": call_id, "type": "function", "function": fn}]
 

@@ -9,22 +9,13 @@ ask for it. Upstream errors are mapped into the gateway's error tree; see ``map_
 
 from __future__ import annotations
 
-import email.utils
-import time
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
 import orjson
 
 from llmgw.config import ProviderConfig
-from llmgw.errors import (
-    InvalidRequest,
-    LlmgwError,
-    PayloadTooLarge,
-    RateLimited,
-    UpstreamError,
-    UpstreamTimeout,
-)
+from llmgw.errors import LlmgwError, UpstreamError
 from llmgw.providers.base import (
     CallContext,
     ChatChunk,
@@ -33,40 +24,14 @@ from llmgw.providers.base import (
     ModelCard,
     Usage,
 )
-from llmgw.providers.transport import (
-    Transport,
-    UpstreamStatus,
-    parse_json,
-    redact,
-    ssl_context,
-)
+from llmgw.providers.status import upstream_error
+from llmgw.providers.tls import ssl_context
+from llmgw.providers.transport import Transport, UpstreamStatus, parse_json, redact
 from llmgw.schemas import ChatRequest, EmbeddingRequest
 
-__all__ = ["DEFAULT_BASE_URL", "OpenAICompatProvider", "map_status", "retry_after"]
+__all__ = ["DEFAULT_BASE_URL", "OpenAICompatProvider", "map_status"]
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
-
-
-def retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait from ``Retry-After`` (seconds or HTTP date) or ``retry-after-ms``."""
-    ms = headers.get("retry-after-ms")
-    if ms:
-        try:
-            return max(0.0, float(ms) / 1000)
-        except ValueError:
-            pass
-    value = headers.get("Retry-After")
-    if not value:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
 
 
 def _upstream_message(body: bytes, secrets: tuple[str, ...]) -> tuple[str | None, str | None]:
@@ -95,36 +60,11 @@ def map_status(
     secrets: tuple[str, ...] = (),
     model: str | None = None,
 ) -> LlmgwError:
-    """The gateway error for an upstream's non-2xx answer (never quoting credentials or raw bodies).
-
-    401/403 -> 502 (the gateway's own credential was refused); 429 -> 429 with ``Retry-After``;
-    400/422 -> 400 with the upstream's ``error.message``, redacted; 404 -> 502 (the configured
-    model is unknown upstream); 413 -> 413; 408/504 -> 504; other statuses -> 502.
-    """
-    p = provider
-    if status in (401, 403):
-        return UpstreamError(
-            f"upstream {p} rejected the gateway's credentials (HTTP {status})",
-            provider=p,
-            hint=f"check the API key configured for provider {p!r}",
-        )
-    if status == 429:
-        return RateLimited(
-            f"upstream {p} is rate limiting requests; try again later",
-            retry_after=retry_after(headers),
-        )
-    if status == 404:
-        what = f"model {model!r}" if model else "this endpoint"
-        return UpstreamError(f"upstream {p} does not serve {what} (HTTP 404)", provider=p)
-    if status == 413:
-        return PayloadTooLarge(f"upstream {p} refused the request as too large")
-    if status in (408, 504):
-        return UpstreamTimeout(f"upstream {p} timed out (HTTP {status})", provider=p)
-    if 400 <= status < 500:
-        message, param = _upstream_message(body, secrets)
-        text = f"upstream {p} rejected the request" + (f": {message}" if message else "")
-        return InvalidRequest(text, param=param)
-    return UpstreamError(f"upstream {p} failed (HTTP {status})", provider=p)
+    """The gateway error for an upstream's non-2xx answer: OpenAI's ``error.message`` and
+    ``error.param`` (redacted) read from ``body``, then the shared table of
+    ``llmgw.providers.status.upstream_error`` (never quoting credentials or raw bodies)."""
+    message, param = _upstream_message(body, secrets)
+    return upstream_error(provider, status, headers, message=message, param=param, model=model)
 
 
 def _usage(obj: Any) -> Usage | None:

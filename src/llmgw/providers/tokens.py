@@ -7,13 +7,12 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
 
 import httpx
 
-from llmgw.errors import ConfigError, UpstreamError, UpstreamTimeout
+from llmgw.errors import UpstreamError, UpstreamTimeout
 
-__all__ = ["AccessToken", "TokenCache", "expires_at_seconds", "ssl_context", "token_endpoint_error"]
+__all__ = ["AccessToken", "TokenCache", "expires_at_seconds", "token_endpoint_error"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,20 +108,6 @@ class TokenCache:
             refresh_at = min(refresh_at, now + self._max_age)
         self._token, self._refresh_at = token, refresh_at
         return token.value
-
-
-def ssl_context(ca_bundle: Any) -> ssl.SSLContext:
-    """A verifying TLS context trusting the system CAs plus ``ca_bundle`` (if given)."""
-    ctx = ssl.create_default_context()
-    if ca_bundle is not None:
-        try:
-            ctx.load_verify_locations(cafile=str(ca_bundle))
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(
-                f"cannot load the CA bundle {ca_bundle}: {getattr(exc, 'strerror', None) or exc}",
-                hint="ca_bundle must be a PEM file of CA certificates",
-            ) from None
-    return ctx
 
 
 def token_endpoint_error(exc: httpx.HTTPError, what: str, provider: str) -> UpstreamError:

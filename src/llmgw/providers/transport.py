@@ -22,10 +22,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import functools
-import os
 import re
-import ssl
 from collections.abc import AsyncGenerator, Iterable, Mapping
 from ssl import SSLContext
 from typing import Any, Literal
@@ -36,8 +33,9 @@ import orjson
 from llmgw import __version__
 from llmgw.errors import ConfigError, RateLimited, UpstreamError, UpstreamTimeout
 from llmgw.providers import h1
+from llmgw.providers.tls import default_ssl_context
 
-__all__ = ["Transport", "UpstreamStatus", "parse_json", "redact", "ssl_context"]
+__all__ = ["Transport", "UpstreamStatus", "parse_json", "redact"]
 
 _ACCEPT_JSON = b"Content-Type: application/json\r\nAccept: application/json\r\n"
 _ACCEPT_SSE = b"Content-Type: application/json\r\nAccept: text/event-stream\r\n"
@@ -69,29 +67,6 @@ def redact(text: str, secrets: Iterable[str] = (), limit: int = 500) -> str:
 
 _BEARER = re.compile(r"(?i)\b(bearer|basic|api-key|oauth)\s+[^\s'\",]+")
 _KEYLIKE = re.compile(r"\b(?:sk|llmgw|key|tok)[-_][A-Za-z0-9_\-]{8,}")
-
-
-def ssl_context(ca_bundle: str | os.PathLike[str] | None = None) -> ssl.SSLContext:
-    """A verifying TLS context: the system's CAs plus ``ca_bundle`` (PEM) when given.
-
-    Verification is never switched off; a missing or unreadable bundle is a ``ConfigError``.
-    """
-    ctx = ssl.create_default_context()
-    if ca_bundle is not None:
-        try:
-            ctx.load_verify_locations(cafile=os.fspath(ca_bundle))
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(
-                f"cannot load the CA bundle {os.fspath(ca_bundle)}: {type(exc).__name__}",
-                hint="ca_bundle must be a readable PEM file of CA certificates",
-            ) from None
-    return ctx
-
-
-@functools.cache
-def _default_ssl() -> ssl.SSLContext:
-    """The verifying context for https upstreams without a CA bundle (system CAs), made once."""
-    return ssl_context()
 
 
 class UpstreamStatus(UpstreamError):
@@ -176,7 +151,7 @@ class Transport:
                 hint="check the credential for a trailing newline",
             ) from None
         self._heads: dict[tuple[str, str, bool], bytes] = {}
-        self._ssl: SSLContext | None = (ssl or _default_ssl()) if tls else None
+        self._ssl: SSLContext | None = (ssl or default_ssl_context()) if tls else None
         self.max_concurrency = max_concurrency
         self.connect_timeout = connect_timeout
         self.first_byte_timeout = first_byte_timeout

@@ -15,20 +15,15 @@ import base64
 import struct
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
-
-import orjson
 
 from llmgw.config import ProviderConfig
 from llmgw.errors import (
     ConfigError,
     InvalidRequest,
     LlmgwError,
-    ModelNotFound,
-    RateLimited,
     UpstreamError,
-    UpstreamTimeout,
 )
 from llmgw.providers.base import (
     CallContext,
@@ -38,7 +33,9 @@ from llmgw.providers.base import (
     ModelCard,
     Usage,
 )
-from llmgw.providers.tokens import AccessToken, TokenCache, ssl_context
+from llmgw.providers.status import upstream_error
+from llmgw.providers.tls import ssl_context
+from llmgw.providers.tokens import AccessToken, TokenCache
 from llmgw.providers.transport import Transport, UpstreamStatus, parse_json, redact
 from llmgw.providers.yandexgpt_iam import (
     IAM_AUDIENCE,
@@ -47,12 +44,17 @@ from llmgw.providers.yandexgpt_iam import (
     load_service_account_key,
 )
 from llmgw.providers.yandexgpt_wire import (
+    FOLDER_MESSAGE,
+    GRPC_HTTP_STATUS,
+    MODEL_URI_MESSAGE,
     STATUS_TO_FINISH,
     CumulativeText,
     completion_body,
     completion_response,
     embedding_uri,
+    error_code_and_message,
     model_uri,
+    quota_kind,
     tool_calls_of,
     usage_of,
 )
@@ -165,48 +167,46 @@ class YandexGPTProvider:
             headers["x-client-request-id"] = ctx.request_id
             status, rh, data = await self.transport.post_json(path, body, headers)
         if status >= 400:
-            raise self._error(status, data, token)
+            raise self._error(status, rh, data, token, ctx.model)
         return parse_json(self.name, status, rh, data)
 
-    def _error(self, status: int, body: bytes, token: str | None) -> LlmgwError:
-        """The ``{"error": {...}}`` (or ``{"error": "...", "message"}``) answer as a gateway error."""
-        message = ""
-        try:
-            data = orjson.loads(body)
-            err = data.get("error") if isinstance(data, dict) else None
-            raw = (
-                err.get("message")
-                if isinstance(err, dict)
-                else data.get("message")
-                if isinstance(data, dict)
-                else None
-            )
-            if isinstance(raw, str):
-                message = redact(raw, self._secrets(token), limit=300)
-        except orjson.JSONDecodeError:
-            pass
-        p = self.name
-        if status == 400 and ("model_uri" in message or "model URI" in message):
-            return ModelNotFound(f"YandexGPT: {message}")
-        if status == 400 and message and "folder" not in message.lower():
-            return InvalidRequest(f"YandexGPT rejected the request: {message}")
-        if status == 404:
-            return ModelNotFound(f"YandexGPT: {message or 'not found'}")
-        if status == 429:
-            gauge = "gauge" in message or not message
-            return RateLimited(
-                f"YandexGPT quota exceeded: {message or 'too many requests'}",
-                retry_after=1.0 if gauge else None,
-            )
-        if status in (401, 403):
-            return UpstreamError(
-                f"YandexGPT rejected the gateway's credentials (HTTP {status})", provider=p
-            )
-        if status == 504:
-            return UpstreamTimeout(f"upstream {p} answered HTTP 504", provider=p)
-        if status == 400:
-            return UpstreamError(f"YandexGPT: {message} (check folder_id)", provider=p)
-        return UpstreamError(f"upstream {p} answered HTTP {status}", provider=p)
+    def _error(
+        self,
+        status: int,
+        headers: Mapping[str, str],
+        body: bytes,
+        token: str | None,
+        model: str | None = None,
+    ) -> LlmgwError:
+        """A Foundation Models error answer through the shared table, classified by its gRPC code.
+
+        The code (``error.grpcCode``, or ``code`` in the short and google.rpc.Status shapes) decides
+        the status where the answer has one (docs: error-codes); the HTTP status otherwise. Within
+        INVALID_ARGUMENT only the documented messages tell a model URI the folder lacks (a 404 for
+        the router) and a folder the credential does not belong to (the gateway's configuration)
+        from the client's own mistakes; a RESOURCE_EXHAUSTED message names its quota's kind.
+        """
+        code, message = error_code_and_message(body)
+        text = redact(message, self._secrets(token), limit=300) if message else None
+        effective = GRPC_HTTP_STATUS.get(code, status) if code is not None else status
+        if effective == 400 and message:
+            if MODEL_URI_MESSAGE.search(message):
+                effective = 404
+            elif FOLDER_MESSAGE.search(message):
+                return UpstreamError(
+                    f"upstream {self.name} refused the folder: {text}",
+                    provider=self.name,
+                    hint="check folder_id (and that the service account belongs to that folder)",
+                )
+        gauge = effective == 429 and (not message or quota_kind(message) != "rate")
+        return upstream_error(
+            self.name,
+            effective,
+            headers,
+            message=text,
+            model=model,
+            retry_default=1.0 if gauge else None,
+        )
 
     def _uri(self, ctx: CallContext) -> str:
         return model_uri(self.folder_id, ctx.model, ctx.version)
@@ -247,7 +247,7 @@ class YandexGPTProvider:
                 ):
                     headers, token = again
                     continue
-                raise self._error(exc.status, exc.body, token) from None
+                raise self._error(exc.status, exc.headers, exc.body, token, ctx.model) from None
             except StopAsyncIteration:
                 break
         raise UpstreamError(

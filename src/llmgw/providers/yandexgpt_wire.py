@@ -10,23 +10,30 @@ tail is found by anchoring on the end of the previous text, and a content-filter
 
 from __future__ import annotations
 
-import json
 import re
 import time
 import uuid
 from typing import Any
 
+import orjson
+
 from llmgw.errors import InvalidRequest
 from llmgw.providers.base import Usage
+from llmgw.providers.wire import arguments_text, tool_arguments
 from llmgw.schemas import ChatMessage, ChatRequest
 
 __all__ = [
+    "FOLDER_MESSAGE",
+    "GRPC_HTTP_STATUS",
+    "MODEL_URI_MESSAGE",
     "STATUS_TO_FINISH",
     "CumulativeText",
     "completion_body",
     "completion_response",
     "embedding_uri",
+    "error_code_and_message",
     "model_uri",
+    "quota_kind",
     "tool_calls_of",
     "usage_of",
 ]
@@ -72,18 +79,6 @@ def _text(msg: ChatMessage) -> str:
     return msg.text()
 
 
-def _arguments(raw: str, name: str) -> dict[str, Any]:
-    if not raw.strip():
-        return {}
-    try:
-        value = json.loads(raw)
-    except ValueError:
-        raise InvalidRequest(
-            f"tool call {name!r}: arguments are not valid JSON", param="messages"
-        ) from None
-    return value if isinstance(value, dict) else {"value": value}
-
-
 def _messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     names: dict[str, str] = {}
@@ -117,7 +112,7 @@ def _messages(messages: list[ChatMessage]) -> list[dict[str, Any]]:
                     {
                         "functionCall": {
                             "name": fn.name,
-                            "arguments": _arguments(fn.arguments, fn.name),
+                            "arguments": tool_arguments(fn.arguments, fn.name),
                         }
                     }
                 )
@@ -198,8 +193,7 @@ def tool_calls_of(message: dict[str, Any]) -> list[dict[str, Any]]:
     out = []
     for i, call in enumerate(calls):
         fc = call.get("functionCall") or {}
-        args = fc.get("arguments", {})
-        text = args if isinstance(args, str) else json.dumps(args, ensure_ascii=False)
+        text = arguments_text(fc.get("arguments", {}))
         out.append(
             {
                 "index": i,
@@ -267,3 +261,43 @@ class CumulativeText:
             if at >= 0:
                 return text[at + size :]
         return ""  # nothing to anchor on: skip this snapshot's diverged text
+
+
+# -- errors ----------------------------------------------------------------------------------
+GRPC_HTTP_STATUS = {
+    # Foundation Models' documented codes (error-codes), then the generic Yandex Cloud table.
+    3: 400, 4: 504, 7: 403, 8: 429, 12: 501, 13: 500, 14: 503, 16: 401,
+    1: 499, 2: 500, 5: 404, 6: 409, 9: 400, 10: 409, 11: 400, 15: 500,
+}  # fmt: skip
+"""google.rpc code -> the HTTP status it stands for."""
+MODEL_URI_MESSAGE = re.compile(r"invalid model_uri|failed to parse model uri", re.IGNORECASE)
+"""The documented INVALID_ARGUMENT messages of a model URI the folder does not have."""
+FOLDER_MESSAGE = re.compile(r"folder id does not match|specify folder id", re.IGNORECASE)
+"""The documented INVALID_ARGUMENT messages of a folder the credential does not belong to."""
+_QUOTA = re.compile(r"\b(gauge|rate) quota limit exceed")
+
+
+def error_code_and_message(body: bytes) -> tuple[int | None, str | None]:
+    """The gRPC code and message of an error body in any of its three observed shapes."""
+    try:
+        data = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return None, None
+    if not isinstance(data, dict):
+        return None, None
+    err = data.get("error")
+    src = err if isinstance(err, dict) else data  # {"error": {...}} or {"error": "..", "code": ..}
+    code = src.get("grpcCode", src.get("code"))
+    message = src.get("message")
+    if not isinstance(message, str) and isinstance(err, str):
+        message = err
+    return (
+        code if isinstance(code, int) and not isinstance(code, bool) else None,
+        message if isinstance(message, str) else None,
+    )
+
+
+def quota_kind(message: str) -> str | None:
+    """``gauge`` (concurrent sessions: free again in a moment) or ``rate`` (a quota over time)."""
+    m = _QUOTA.search(message)
+    return m.group(1) if m else None

@@ -7,7 +7,14 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
-from llmgw.errors import LlmgwError, RateLimited, Unavailable, UpstreamError, UpstreamTimeout
+from llmgw.errors import (
+    LlmgwError,
+    RateLimited,
+    Unavailable,
+    UpstreamError,
+    UpstreamModelNotFound,
+    UpstreamTimeout,
+)
 from llmgw.routing.breaker import CircuitOpen
 
 __all__ = [
@@ -61,8 +68,9 @@ def is_upstream_failure(exc: BaseException) -> bool:
 
 def may_retry(exc: BaseException) -> bool:
     """May the same candidate be tried again after ``exc``? Not after a timeout: the client has
-    already waited a full timeout, and the upstream may be generating (and billing) the answer."""
-    return not isinstance(exc, UpstreamTimeout | TimeoutError)
+    already waited a full timeout, and the upstream may be generating (and billing) the answer;
+    not after a 404: the upstream will not learn the model in the meantime."""
+    return not isinstance(exc, UpstreamTimeout | TimeoutError | UpstreamModelNotFound)
 
 
 def retry_after_of(exc: BaseException) -> float | None:
@@ -78,7 +86,8 @@ class Attempt:
     """``provider/model[:version]``."""
     outcome: str
     """``ok``, ``failed``, ``open`` (skipped: circuit open), ``unavailable`` (provider not built),
-    ``busy`` (the gateway's own cap for it was full), ``rejected`` (client error) or ``cancelled``."""
+    ``busy`` (the gateway's own cap for it was full), ``absent`` (the upstream answered 404: it
+    does not serve the model), ``rejected`` (client error) or ``cancelled``."""
     error: str | None = None
     latency_ms: float | None = None
     retry: bool = False

@@ -9,7 +9,9 @@ What counts as an upstream failure (fall back to the next candidate, count again
 retryable within the budget): ``UpstreamError`` and ``UpstreamTimeout`` (connection refused, TLS,
 timeouts, 5xx, unusable bodies), ``RateLimited`` (429), ``Unavailable`` (503, a provider's own
 queue full), ``TimeoutError`` and ``OSError`` that escaped an adapter, and a stream that ends
-before its first chunk. An error with a true ``local`` attribute (the gateway's own per-upstream
+before its first chunk. An upstream 404 (``UpstreamModelNotFound``: this provider lacks the
+model) falls back too but charges neither breaker nor health and is not retried; the client gets
+it only when no other candidate failed for another reason or was skipped. An error with a true ``local`` attribute (the gateway's own per-upstream
 concurrency queue timed out) falls back too but does not count against the breaker or health.
 Anything else (the client's 400, 404 model, a permission error) is
 returned to the client at once and leaves the breaker untouched.
@@ -37,6 +39,7 @@ from llmgw.errors import (
     ModelNotFound,
     Unavailable,
     UpstreamError,
+    UpstreamModelNotFound,
 )
 from llmgw.providers.base import Provider
 from llmgw.routing.breaker import (
@@ -161,7 +164,10 @@ class Router:
             if isinstance(res, Routed):
                 return res
             if res is not None:
-                last_exc, last_c = res, c
+                if last_exc is None or not isinstance(res, UpstreamModelNotFound):
+                    # A 404 from one candidate never hides another's real failure: the client
+                    # hears "model not found" only when no candidate that has it was tried.
+                    last_exc, last_c = res, c
                 if may_retry(res):
                     retryable.append((c, res))
         n = 0
@@ -185,9 +191,14 @@ class Router:
                     retryable[i] = (c, res)
                 else:
                     del retryable[i]
-        if last_exc is not None:
+        if last_exc is not None and not (
+            isinstance(last_exc, UpstreamModelNotFound)
+            and any(a.outcome == "open" for a in attempts)
+        ):
             trace.candidate = last_c
             raise last_exc
+        # Nothing served it and a candidate that may have the model was skipped (open circuit):
+        # the truthful answer is "come back later", not "no such model".
         if all(a.outcome == "unavailable" for a in attempts):
             names = ", ".join(sorted({c.provider for c in ordered}))
             gone = Unavailable(f"provider {names} is not available", hint="check the server log")
@@ -242,6 +253,13 @@ class Router:
                 attempts.append(Attempt(target, "rejected", type(exc).__name__, ms, retry))
                 trace.candidate = c
                 raise
+            if isinstance(exc, UpstreamModelNotFound):
+                # The upstream is up and answering; it just lacks this model: fall back to the
+                # next candidate without charging the breaker (which would turn a truthful 404
+                # into a 503 circuit_open for the next requests) or the health's error rate.
+                breaker.release()
+                attempts.append(Attempt(target, "absent", error_summary(exc), ms, retry))
+                return exc
             if isinstance(exc, LlmgwError) and exc.local:
                 # The gateway's own concurrency cap for this upstream is full: go elsewhere,
                 # but the upstream itself did nothing wrong, so its breaker is not charged.
