@@ -108,7 +108,7 @@ class CliResult:
 
 
 @pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+def cli(capsys: pytest.CaptureFixture[str]):
     """Run ``llmgw ARGS`` in-process through the real entry point (error handling included)."""
     from llmgw.cli import main
 

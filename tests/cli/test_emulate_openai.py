@@ -45,7 +45,7 @@ def test_prints_a_base_url_and_config_that_work() -> None:
         assert proc.wait(10) == 0 or proc.returncode < 0
 
 
-def test_port_in_use_is_a_one_line_error(cli) -> None:  # type: ignore[no-untyped-def]
+def test_port_in_use_is_a_one_line_error(cli) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen(1)
@@ -56,7 +56,7 @@ def test_port_in_use_is_a_one_line_error(cli) -> None:  # type: ignore[no-untype
     assert "Traceback" not in result.stderr
 
 
-def test_bad_switches_are_usage_errors(cli) -> None:  # type: ignore[no-untyped-def]
+def test_bad_switches_are_usage_errors(cli) -> None:
     assert cli("emulate", "openai", "--fail-rate", "1.5").exit_code == 2
     result = cli("emulate", "openai", "--fault", "explode")
     assert result.exit_code == 2 and "explode" in result.stderr

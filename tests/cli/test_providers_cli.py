@@ -22,7 +22,7 @@ from llmgw.emulators.runner import RunningServer, serve_in_thread
 class MemoryKeyring(KeyringBackend):
     """An in-memory keyring backend for this test process."""
 
-    priority = 1  # type: ignore[assignment]
+    priority = 1
 
     def __init__(self) -> None:
         super().__init__()
@@ -95,7 +95,7 @@ def free_port() -> int:
 
 def test_list_shows_providers_aliases_and_credential_source(
     cli, home: Path, memory_keyring: MemoryKeyring, monkeypatch: pytest.MonkeyPatch
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     write_config(
         home,
         provider_toml("local", "http://127.0.0.1:9/v1")
@@ -123,7 +123,7 @@ def test_list_shows_providers_aliases_and_credential_source(
 # -- status ---------------------------------------------------------------------------------------
 
 
-def test_status_reads_provider_status_from_the_database(cli, home: Path) -> None:  # type: ignore[no-untyped-def]
+def test_status_reads_provider_status_from_the_database(cli, home: Path) -> None:
     from llmgw.errors import UpstreamError
     from llmgw.routing.health import HealthTracker, HealthWriter
     from llmgw.storage.db import make_engine
@@ -147,7 +147,7 @@ def test_status_reads_provider_status_from_the_database(cli, home: Path) -> None
     assert table.exit_code == 0 and "GigaChat" in table.stdout and "42" in table.stdout
 
 
-def test_status_url_unreachable_is_one_clear_line(cli) -> None:  # type: ignore[no-untyped-def]
+def test_status_url_unreachable_is_one_clear_line(cli) -> None:
     r = cli("providers", "status", "--url", f"http://127.0.0.1:{free_port()}")
     assert r.exit_code == 9
     assert "cannot reach the llmgw server" in r.stderr
@@ -157,14 +157,14 @@ def test_status_url_unreachable_is_one_clear_line(cli) -> None:  # type: ignore[
 # -- test -----------------------------------------------------------------------------------------
 
 
-def test_test_unknown_provider(cli, home: Path) -> None:  # type: ignore[no-untyped-def]
+def test_test_unknown_provider(cli, home: Path) -> None:
     write_config(home, provider_toml("local", "http://127.0.0.1:9/v1"))
     r = cli("providers", "test", "nope")
     assert r.exit_code == 4
     assert "no provider named 'nope'" in r.stderr
 
 
-def test_test_connection_refused(cli, home: Path) -> None:  # type: ignore[no-untyped-def]
+def test_test_connection_refused(cli, home: Path) -> None:
     port = free_port()
     write_config(home, provider_toml("local", f"http://127.0.0.1:{port}/v1"))
     r = cli("providers", "test", "local", env={"TEST_LOCAL_KEY": "sk-emu-good"})
@@ -172,7 +172,7 @@ def test_test_connection_refused(cli, home: Path) -> None:  # type: ignore[no-un
     assert f"connection refused by 127.0.0.1:{port}" in r.stderr
 
 
-def test_test_tls_against_a_plain_http_port(cli, home: Path, emulator: RunningServer) -> None:  # type: ignore[no-untyped-def]
+def test_test_tls_against_a_plain_http_port(cli, home: Path, emulator: RunningServer) -> None:
     write_config(home, provider_toml("local", f"https://127.0.0.1:{emulator.port}/v1"))
     r = cli("providers", "test", "local", "--timeout", "3", env={"TEST_LOCAL_KEY": "sk-emu-good"})
     assert r.exit_code == 8
@@ -238,7 +238,7 @@ def self_signed_tls(tmp_path: Path) -> Iterator[int]:
         lsock.close()
 
 
-def test_test_untrusted_certificate(cli, home: Path, self_signed_tls: int) -> None:  # type: ignore[no-untyped-def]
+def test_test_untrusted_certificate(cli, home: Path, self_signed_tls: int) -> None:
     write_config(home, provider_toml("local", f"https://127.0.0.1:{self_signed_tls}/v1"))
     r = cli("providers", "test", "local", "--timeout", "3", env={"TEST_LOCAL_KEY": "sk-emu-good"})
     assert r.exit_code == 8
@@ -251,7 +251,7 @@ def test_test_untrusted_certificate(cli, home: Path, self_signed_tls: int) -> No
 
 def test_set_secret_from_env_stores_in_keyring(
     cli, home: Path, memory_keyring: MemoryKeyring
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     write_config(home, provider_toml("local", "http://127.0.0.1:9/v1"))
     r = cli(
         "providers",
@@ -269,7 +269,7 @@ def test_set_secret_from_env_stores_in_keyring(
 
 def test_set_secret_from_stdin_and_env_precedence_note(
     cli, home: Path, memory_keyring: MemoryKeyring, monkeypatch: pytest.MonkeyPatch
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     import io
 
     write_config(home, provider_toml("local", "http://127.0.0.1:9/v1"))
@@ -282,7 +282,7 @@ def test_set_secret_from_stdin_and_env_precedence_note(
 
 def test_set_secret_rejects_empty_and_unknown(
     cli, home: Path, memory_keyring: MemoryKeyring
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     write_config(home, provider_toml("local", "http://127.0.0.1:9/v1"))
     r = cli("providers", "set-secret", "local", "--from-env", "UNSET_VAR_XYZ")
     assert r.exit_code == 2 and "UNSET_VAR_XYZ is not set" in r.stderr
@@ -293,7 +293,7 @@ def test_set_secret_rejects_empty_and_unknown(
 
 def test_set_secret_without_keyring_backend_gives_env_hint(
     cli, home: Path, no_keyring: None
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     write_config(home, provider_toml("local", "http://127.0.0.1:9/v1"))
     r = cli(
         "providers",
@@ -310,7 +310,7 @@ def test_set_secret_without_keyring_backend_gives_env_hint(
     assert "sk-x" not in r.stderr
 
 
-def test_test_ok_reports_latency(cli, home: Path, emulator: RunningServer) -> None:  # type: ignore[no-untyped-def]
+def test_test_ok_reports_latency(cli, home: Path, emulator: RunningServer) -> None:
     write_config(home, provider_toml("local", f"{emulator.url}/v1"))
     r = cli("providers", "test", "local", env={"TEST_LOCAL_KEY": "sk-emu-good"})
     assert r.exit_code == 0, r.stderr
@@ -321,14 +321,14 @@ def test_test_ok_reports_latency(cli, home: Path, emulator: RunningServer) -> No
     assert data["ok"] is True and data["check"] == "chat" and data["latency_ms"] > 0
 
 
-def test_test_lists_models_when_none_configured(cli, home: Path, emulator: RunningServer) -> None:  # type: ignore[no-untyped-def]
+def test_test_lists_models_when_none_configured(cli, home: Path, emulator: RunningServer) -> None:
     write_config(home, provider_toml("local", f"{emulator.url}/v1", models=""))
     r = cli("providers", "test", "local", env={"TEST_LOCAL_KEY": "sk-emu-good"})
     assert r.exit_code == 0, r.stderr
     assert "2 models listed" in r.stdout
 
 
-def test_test_auth_rejected(cli, home: Path, emulator: RunningServer) -> None:  # type: ignore[no-untyped-def]
+def test_test_auth_rejected(cli, home: Path, emulator: RunningServer) -> None:
     write_config(home, provider_toml("local", f"{emulator.url}/v1"))
     r = cli("providers", "test", "local", env={"TEST_LOCAL_KEY": "sk-emu-WRONG"})
     assert r.exit_code == 6
@@ -337,14 +337,14 @@ def test_test_auth_rejected(cli, home: Path, emulator: RunningServer) -> None:  
     assert "sk-emu-WRONG" not in r.stderr
 
 
-def test_test_missing_credential(cli, home: Path, emulator: RunningServer) -> None:  # type: ignore[no-untyped-def]
+def test_test_missing_credential(cli, home: Path, emulator: RunningServer) -> None:
     write_config(home, provider_toml("local", f"{emulator.url}/v1"))
     r = cli("providers", "test", "local")
     assert r.exit_code == 2
     assert "no credential found" in r.stderr
 
 
-def test_test_timeout(cli, home: Path) -> None:  # type: ignore[no-untyped-def]
+def test_test_timeout(cli, home: Path) -> None:
     with serve_in_thread(create_app(fault="hang_before_headers")) as hung:
         write_config(
             home, provider_toml("local", f"{hung.url}/v1", more="first_byte_timeout = 0.5\n")
@@ -354,7 +354,7 @@ def test_test_timeout(cli, home: Path) -> None:  # type: ignore[no-untyped-def]
     assert "local: timeout:" in r.stderr
 
 
-def test_test_gigachat_checks_oauth_host_and_chats(cli, home: Path) -> None:  # type: ignore[no-untyped-def]
+def test_test_gigachat_checks_oauth_host_and_chats(cli, home: Path) -> None:
     from llmgw.emulators import gigachat as giga_emu
 
     with serve_in_thread(giga_emu.create_app(max_concurrency=8)) as g:
@@ -374,7 +374,7 @@ def test_test_gigachat_checks_oauth_host_and_chats(cli, home: Path) -> None:  # 
         assert "d3Jvbmc6a2V5" not in bad.stderr
 
 
-def test_secret_from_keyring_is_used_and_env_still_wins(  # type: ignore[no-untyped-def]
+def test_secret_from_keyring_is_used_and_env_still_wins(
     cli, home: Path, emulator: RunningServer, memory_keyring: MemoryKeyring
 ) -> None:
     write_config(home, provider_toml("local", f"{emulator.url}/v1"))
@@ -388,7 +388,7 @@ def test_secret_from_keyring_is_used_and_env_still_wins(  # type: ignore[no-unty
     assert wins.exit_code == 6  # the (wrong) env variable takes precedence over the keyring
 
 
-def test_list_masks_credentials_in_base_url(cli, home) -> None:  # type: ignore[no-untyped-def]
+def test_list_masks_credentials_in_base_url(cli, home) -> None:
     home.mkdir(parents=True, exist_ok=True)
     (home / "config.toml").write_text(
         '[[providers]]\nname = "p"\nkind = "openai"\n'
@@ -400,7 +400,7 @@ def test_list_masks_credentials_in_base_url(cli, home) -> None:  # type: ignore[
     assert "example.invalid" in r.stdout
 
 
-def test_list_names_the_service_account_key_file_as_the_credential(cli, home) -> None:  # type: ignore[no-untyped-def]
+def test_list_names_the_service_account_key_file_as_the_credential(cli, home) -> None:
     home.mkdir(parents=True, exist_ok=True)
     (home / "config.toml").write_text(
         '[[providers]]\nname = "ya"\nkind = "yandexgpt"\nbase_url = "http://127.0.0.1:9"\n'
@@ -422,7 +422,7 @@ class _NoDbusKeyring(MemoryKeyring):
         raise RuntimeError("dbus is not running")
 
 
-def test_list_and_set_secret_survive_a_broken_keyring(cli, home, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+def test_list_and_set_secret_survive_a_broken_keyring(cli, home, monkeypatch) -> None:
     write_config(home, '[[providers]]\nname = "p"\nkind = "openai"\napi_key_env = "P_KEY"\n')
     monkeypatch.setenv("SRC_SECRET", "s3cret-value")
     old = keyring.get_keyring()

@@ -222,9 +222,9 @@ def main() -> None:
             for conc in (1, args.concurrency):
                 res = asyncio.run(bench(url, args.requests, conc))
                 print(f"{kind}, {args.requests} requests, concurrency {conc}:")
-                for k, v in res.items():
+                for case, st in res.items():
                     print(
-                        f"  {k:16s} p50 {v['p50']:6.2f} ms  p99 {v['p99']:6.2f} ms  {v['rps']:7.0f} req/s"
+                        f"  {case:16s} p50 {st['p50']:6.2f} ms  p99 {st['p99']:6.2f} ms  {st['rps']:7.0f} req/s"
                     )
         finally:
             proc.terminate()

@@ -15,7 +15,7 @@ MSG = [{"role": "user", "content": "hi"}]
 
 def _envelope(r: httpx.Response, status: int) -> dict[str, Any]:
     assert r.status_code == status, r.text
-    err = r.json()["error"]
+    err: dict[str, Any] = r.json()["error"]
     assert set(err) == {"message", "type", "param", "code"}
     assert isinstance(err["message"], str) and err["message"]
     assert "Traceback" not in r.text

@@ -21,7 +21,7 @@ from llmgw.emulators import gigachat, yandexgpt
 from llmgw.emulators.runner import RunningServer, serve_in_thread
 
 COOLDOWN = 2.0  # long enough that the fail-fast phase below never reaches it
-MSG = [{"role": "user", "content": "привет"}]
+MSG: list[Any] = [{"role": "user", "content": "привет"}]
 
 
 @pytest.fixture
@@ -71,7 +71,9 @@ def served_by(oa: openai.OpenAI, *, stream: bool = False) -> tuple[str, str]:
             model="smart", messages=MSG, stream=True
         ) as resp:
             header = resp.headers["x-llmgw-served-by"]
-            text = "".join(c.choices[0].delta.content or "" for c in resp.parse() if c.choices)
+            chunks = resp.parse()
+            assert isinstance(chunks, openai.Stream)
+            text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
         return header, text
     raw = oa.chat.completions.with_raw_response.create(model="smart", messages=MSG)
     return raw.headers["x-llmgw-served-by"], raw.parse().choices[0].message.content or ""
@@ -86,7 +88,8 @@ def status_of(gateway: RunningServer, key: Any, provider: str) -> dict[str, Any]
     assert r.status_code == 200
     rows = [x for x in r.json()["data"] if x["provider"] == provider]
     assert len(rows) == 1
-    return rows[0]
+    row: dict[str, Any] = rows[0]
+    return row
 
 
 @pytest.mark.parametrize("fault", ["500", "timeout", "429"])

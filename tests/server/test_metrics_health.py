@@ -110,11 +110,8 @@ async def test_request_ids_and_one_access_log_line(
         "/v1/chat/completions", json=CHAT, headers={**auth, "x-request-id": "abc-123"}
     )
     assert r.headers["x-request-id"] == "abc-123"
-    r2 = await client.post(
-        "/v1/chat/completions",
-        json=CHAT,
-        headers={**auth, "x-request-id": ("bad id\u00e9" * 30).encode()},
-    )
+    bad_id: dict[str, Any] = {**auth, "x-request-id": ("bad id\u00e9" * 30).encode()}
+    r2 = await client.post("/v1/chat/completions", json=CHAT, headers=bad_id)
     generated = r2.headers["x-request-id"]
     assert generated.startswith("req_") and len(generated) == 28
     lines = [json.loads(rec.getMessage()) for rec in caplog.records if rec.name == "llmgw.access"]

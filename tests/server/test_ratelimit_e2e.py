@@ -25,7 +25,10 @@ from llmgw.errors import RateLimited
 
 pytestmark = pytest.mark.timeout(120)
 
-BODY = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+BODY: dict[str, Any] = {
+    "model": "openai/gpt-4o-mini",
+    "messages": [{"role": "user", "content": "hi"}],
+}
 
 
 def with_limits(settings: Settings, redis_url: str | None, **rl: Any) -> Settings:

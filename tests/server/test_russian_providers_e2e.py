@@ -8,6 +8,7 @@ from typing import Any
 
 import openai
 import pytest
+from openai.types.chat import ChatCompletionMessageFunctionToolCall
 
 from llmgw.config import Settings
 from llmgw.emulators import gigachat, yandexgpt
@@ -96,6 +97,7 @@ def test_tool_call_round_trip(oa: openai.OpenAI, model: str) -> None:
     choice = first.choices[0]
     assert choice.finish_reason == "tool_calls"
     call = choice.message.tool_calls[0]  # type: ignore[index]
+    assert isinstance(call, ChatCompletionMessageFunctionToolCall)
     assert call.function.name == "weather" and isinstance(json.loads(call.function.arguments), dict)
     messages += [
         choice.message.model_dump(exclude_none=True),

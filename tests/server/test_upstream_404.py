@@ -15,7 +15,7 @@ from llmgw.config import Settings
 
 from .conftest import UPSTREAM_KEY, running
 
-MSG = [{"role": "user", "content": "hi"}]
+MSG: list[Any] = [{"role": "user", "content": "hi"}]
 
 
 @pytest.fixture
@@ -57,7 +57,11 @@ async def test_alias_falls_back_past_an_upstream_404_and_a_direct_request_gets_4
 ) -> None:
     async with running(two_upstreams) as (app, client):
         oc = openai.AsyncOpenAI(
-            api_key=key.secret, base_url="http://llmgw/v1", http_client=client, max_retries=0
+            api_key=key.secret,
+            base_url="http://llmgw/v1",
+            # the in-process httpx client; openai 3 types its own fork (httpx2), same interface
+            http_client=client,  # type: ignore[arg-type]
+            max_retries=0,
         )
         for _ in range(3):  # threshold 1: a charged breaker would open after the first
             r = await oc.chat.completions.with_raw_response.create(model="smart", messages=MSG)

@@ -18,6 +18,11 @@ class FakeClock:
         self.t += s
 
 
+def state_of(b: CircuitBreaker) -> str:
+    """The breaker's state, read afresh (mypy would keep a narrowed ``b.state`` across calls)."""
+    return b.state
+
+
 def make(clock: FakeClock, **kw: float) -> CircuitBreaker:
     cfg = BreakerConfig(**{"failure_threshold": 3, "cooldown": 10.0, "max_cooldown": 40.0, **kw})  # type: ignore[arg-type]
     return CircuitBreaker(("p", "m"), cfg, clock)
@@ -35,7 +40,7 @@ def test_opens_after_threshold_consecutive_failures_and_fails_fast() -> None:
     fail(b, 2)
     assert b.state == "closed"
     fail(b, 1)
-    assert b.state == "open"
+    assert state_of(b) == "open"
     assert not b.acquire()
     assert b.retry_after() == pytest.approx(10.0)
     clock.advance(4)
@@ -126,7 +131,7 @@ def test_min_requests_guards_the_error_rate() -> None:
     fail(b, 9)
     assert b.state == "closed"
     fail(b, 1)
-    assert b.state == "open"
+    assert state_of(b) == "open"
 
 
 def test_registry_gives_one_breaker_per_provider_and_model() -> None:

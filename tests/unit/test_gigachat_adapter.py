@@ -26,7 +26,7 @@ from llmgw.providers.gigachat import GigaChatProvider
 from llmgw.schemas import ChatRequest, EmbeddingRequest
 
 KEY = emulator.DEFAULT_CREDENTIALS
-WEATHER = {
+WEATHER: dict[str, Any] = {
     "type": "function",
     "function": {
         "name": "weather",

@@ -122,7 +122,7 @@ def test_constant_time_comparison_is_used(
         calls.append((a, b))
         return real(a, b)
 
-    monkeypatch.setattr(keys_mod.hmac, "compare_digest", spy)
+    monkeypatch.setattr("llmgw.auth.keys.hmac.compare_digest", spy)
     created = keys.create("ci")
     keys.authenticate(created.secret)
     assert len(calls) == 1
@@ -338,7 +338,7 @@ def test_ambiguous_id_prefix_asks_for_more(
             uuid.UUID("abcdef01-0000-4000-8000-000000000002"),
         ]
     )
-    monkeypatch.setattr(keys_mod.uuid, "uuid4", lambda: next(ids))
+    monkeypatch.setattr("llmgw.auth.keys.uuid.uuid4", lambda: next(ids))
     keys.create("one")
     keys.create("two")
     monkeypatch.undo()

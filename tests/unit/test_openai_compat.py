@@ -46,7 +46,7 @@ async def chunks_of(p: OpenAICompatProvider, req: ChatRequest) -> list[Any]:
     return [c async for c in p.chat_stream(req, CTX)]
 
 
-async def test_is_a_provider_and_chat_replaces_the_model(make_upstream) -> None:  # type: ignore[no-untyped-def]
+async def test_is_a_provider_and_chat_replaces_the_model(make_upstream) -> None:
     up = make_upstream(api_key=KEY)
     p = provider(up.base_url)
     try:
@@ -60,7 +60,7 @@ async def test_is_a_provider_and_chat_replaces_the_model(make_upstream) -> None:
         await p.aclose()
 
 
-async def test_stream_always_carries_usage_for_the_gateway(make_upstream) -> None:  # type: ignore[no-untyped-def]
+async def test_stream_always_carries_usage_for_the_gateway(make_upstream) -> None:
     up = make_upstream(api_key=KEY)
     p = provider(up.base_url)
     try:
@@ -83,7 +83,7 @@ async def test_stream_always_carries_usage_for_the_gateway(make_upstream) -> Non
         await p.aclose()
 
 
-async def test_stream_keeps_client_stream_options(make_upstream) -> None:  # type: ignore[no-untyped-def]
+async def test_stream_keeps_client_stream_options(make_upstream) -> None:
     up = make_upstream()
     p = provider(up.base_url, api_key=None)
     try:
@@ -94,7 +94,7 @@ async def test_stream_keeps_client_stream_options(make_upstream) -> None:  # typ
         await p.aclose()
 
 
-async def test_embeddings_float_and_base64(make_upstream) -> None:  # type: ignore[no-untyped-def]
+async def test_embeddings_float_and_base64(make_upstream) -> None:
     up = make_upstream()
     p = provider(up.base_url, api_key=None)
     ctx = CallContext("req-2", "text-embedding-3-small")
@@ -110,7 +110,7 @@ async def test_embeddings_float_and_base64(make_upstream) -> None:  # type: igno
         await p.aclose()
 
 
-async def test_list_models_configured_or_from_upstream(make_upstream) -> None:  # type: ignore[no-untyped-def]
+async def test_list_models_configured_or_from_upstream(make_upstream) -> None:
     up = make_upstream()
     p = provider(up.base_url, api_key=None)
     q = provider(up.base_url, api_key=None, models=["only-this"])
@@ -124,7 +124,7 @@ async def test_list_models_configured_or_from_upstream(make_upstream) -> None:  
         await q.aclose()
 
 
-async def test_closing_the_stream_cancels_the_upstream(make_upstream) -> None:  # type: ignore[no-untyped-def]
+async def test_closing_the_stream_cancels_the_upstream(make_upstream) -> None:
     up = make_upstream(chunk_delay_ms=20)
     p = provider(up.base_url, api_key=None, max_concurrency=1)
     try:
@@ -165,7 +165,7 @@ def assert_no_secret(exc: LlmgwError) -> None:
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "sse"])
 @pytest.mark.parametrize(("fault", "cls", "status"), FAULT_CASES, ids=[f[0] for f in FAULT_CASES])
-async def test_fault_maps_to_documented_error(make_upstream, fault, cls, status, stream) -> None:  # type: ignore[no-untyped-def]
+async def test_fault_maps_to_documented_error(make_upstream, fault, cls, status, stream) -> None:
     up = make_upstream(fault=fault, api_key=KEY)
     p = provider(up.base_url, first_byte_timeout=0.3, idle_timeout=0.3)
     try:
@@ -182,7 +182,7 @@ async def test_fault_maps_to_documented_error(make_upstream, fault, cls, status,
         await p.aclose()
 
 
-async def test_echoed_credentials_are_redacted_but_message_kept(make_upstream) -> None:  # type: ignore[no-untyped-def]
+async def test_echoed_credentials_are_redacted_but_message_kept(make_upstream) -> None:
     up = make_upstream(fault="echo_credentials")
     p = provider(up.base_url)
     try:
@@ -208,7 +208,7 @@ async def test_connection_refused_names_the_provider() -> None:
         await p.aclose()
 
 
-async def test_wrong_upstream_key_is_a_502_about_our_credentials(make_upstream) -> None:  # type: ignore[no-untyped-def]
+async def test_wrong_upstream_key_is_a_502_about_our_credentials(make_upstream) -> None:
     up = make_upstream(api_key="sk-the-right-one")
     p = provider(up.base_url)
     try:
@@ -221,7 +221,7 @@ async def test_wrong_upstream_key_is_a_502_about_our_credentials(make_upstream) 
         await p.aclose()
 
 
-async def test_upstream_errors_map(make_upstream) -> None:  # type: ignore[no-untyped-def]
+async def test_upstream_errors_map(make_upstream) -> None:
     up = make_upstream(fail_rate=1.0)
     p = provider(up.base_url)
     try:
@@ -240,7 +240,7 @@ async def test_upstream_errors_map(make_upstream) -> None:  # type: ignore[no-un
         await p.aclose()
 
 
-async def test_upstream_429_keeps_retry_after(make_upstream) -> None:  # type: ignore[no-untyped-def]
+async def test_upstream_429_keeps_retry_after(make_upstream) -> None:
     up = make_upstream(max_concurrency=1, latency_ms=500)
     p = provider(up.base_url)
     try:

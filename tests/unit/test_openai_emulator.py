@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import struct
+from typing import Any
 
 import httpx
 import openai
@@ -17,7 +18,7 @@ KEY = "sk-emulator-test-key-0123456789"
 
 
 @pytest.fixture
-def client(make_upstream):  # type: ignore[no-untyped-def]
+def client(make_upstream):
     up = make_upstream(api_key=KEY)
     with openai.OpenAI(base_url=up.base_url, api_key=KEY, max_retries=0) as c:
         yield c
@@ -81,7 +82,7 @@ def test_stream_without_include_usage_has_no_usage_chunk(client: openai.OpenAI) 
     assert chunks[-1].choices[0].finish_reason == "stop"
 
 
-WEATHER = {
+WEATHER: Any = {
     "type": "function",
     "function": {
         "name": "get_weather",
@@ -103,7 +104,7 @@ def test_tool_call_when_the_message_names_the_tool(client: openai.OpenAI) -> Non
     r = client.chat.completions.create(
         model="gpt-4o-mini",
         messages=[{"role": "user", "content": "please call get_weather for Moscow"}],
-        tools=[WEATHER],  # type: ignore[list-item]
+        tools=[WEATHER],
     )
     choice = r.choices[0]
     assert choice.finish_reason == "tool_calls"
@@ -123,7 +124,7 @@ def test_tool_call_when_the_message_names_the_tool(client: openai.OpenAI) -> Non
             {"role": "assistant", "tool_calls": [call.model_dump()]},  # type: ignore[list-item]
             {"role": "tool", "tool_call_id": call.id, "content": "sunny 20C"},
         ],
-        tools=[WEATHER],  # type: ignore[list-item]
+        tools=[WEATHER],
     )
     assert r2.choices[0].message.content == "Tool result: sunny 20C"
 
@@ -132,7 +133,7 @@ def test_no_tool_call_unless_asked(client: openai.OpenAI) -> None:
     r = client.chat.completions.create(
         model="gpt-4o-mini",
         messages=[{"role": "user", "content": "what is the weather"}],
-        tools=[WEATHER],  # type: ignore[list-item]
+        tools=[WEATHER],
     )
     assert r.choices[0].message.tool_calls is None
     assert r.choices[0].finish_reason == "stop"
@@ -143,14 +144,14 @@ def test_streamed_tool_call_reassembles(client: openai.OpenAI) -> None:
         client.chat.completions.create(
             model="gpt-4o-mini",
             messages=[{"role": "user", "content": "weather please"}],
-            tools=[WEATHER],  # type: ignore[list-item]
+            tools=[WEATHER],
             tool_choice={"type": "function", "function": {"name": "get_weather"}},
             stream=True,
         )
     )
     deltas = [tc for c in chunks for tc in (c.choices[0].delta.tool_calls or [])]
-    assert deltas[0].id and deltas[0].function.name == "get_weather"  # type: ignore[union-attr]
-    args = "".join(d.function.arguments or "" for d in deltas)  # type: ignore[union-attr]
+    assert deltas[0].id and deltas[0].function and deltas[0].function.name == "get_weather"
+    args = "".join(d.function.arguments or "" for d in deltas if d.function)
     assert json.loads(args)["city"] == "example"
     assert chunks[-1].choices[0].finish_reason == "tool_calls"
 
@@ -186,7 +187,7 @@ def test_models(client: openai.OpenAI) -> None:
         client.models.retrieve("gpt-nope")
 
 
-def test_wrong_key_is_401_with_openai_envelope(make_upstream) -> None:  # type: ignore[no-untyped-def]
+def test_wrong_key_is_401_with_openai_envelope(make_upstream) -> None:
     up = make_upstream(api_key=KEY)
     with (
         openai.OpenAI(base_url=up.base_url, api_key="sk-wrong", max_retries=0) as c,
@@ -204,7 +205,7 @@ def test_unknown_model_is_404(client: openai.OpenAI) -> None:
     assert info.value.code == "model_not_found"
 
 
-def test_bad_bodies_are_400(upstream) -> None:  # type: ignore[no-untyped-def]
+def test_bad_bodies_are_400(upstream) -> None:
     url = upstream.base_url + "/chat/completions"
     r = httpx.post(url, content=b"{not json", headers={"content-type": "application/json"})
     assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
@@ -220,7 +221,7 @@ def test_bad_bodies_are_400(upstream) -> None:  # type: ignore[no-untyped-def]
     assert r.status_code == 404 and "error" in r.json()
 
 
-def test_over_max_concurrency_is_429_with_retry_after(make_upstream) -> None:  # type: ignore[no-untyped-def]
+def test_over_max_concurrency_is_429_with_retry_after(make_upstream) -> None:
     up = make_upstream(max_concurrency=1, latency_ms=400)
     import threading
 
@@ -243,7 +244,7 @@ def test_over_max_concurrency_is_429_with_retry_after(make_upstream) -> None:  #
     assert up.stats.rejected == 1 and up.stats.max_in_flight == 1
 
 
-def test_fail_rate_injects_500s_repeatably(make_upstream) -> None:  # type: ignore[no-untyped-def]
+def test_fail_rate_injects_500s_repeatably(make_upstream) -> None:
     def run() -> list[int]:
         up = make_upstream(fail_rate=0.5, seed=7)
         codes = []

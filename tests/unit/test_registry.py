@@ -18,7 +18,7 @@ from llmgw.providers.registry import SecretResolver, build_providers, provider_f
 class MemoryKeyring(KeyringBackend):
     """An in-memory keyring backend for tests."""
 
-    priority = 1  # type: ignore[assignment]
+    priority = 1
 
     def __init__(self) -> None:
         super().__init__()
@@ -63,7 +63,7 @@ def no_keyring() -> Iterator[None]:
 
 
 def cfg(name: str = "openai", **kw: object) -> ProviderConfig:
-    return ProviderConfig(name=name, kind="openai", **kw)  # type: ignore[arg-type]
+    return ProviderConfig(name=name, kind="openai", **kw)
 
 
 def test_env_wins_over_keyring(memory_keyring: MemoryKeyring) -> None:
@@ -142,7 +142,7 @@ def test_build_fails_clearly_without_a_required_key(no_keyring: None) -> None:
 
 
 def test_unknown_kind_is_a_config_error() -> None:
-    bad = ProviderConfig.model_construct(name="x", kind="nope")
+    bad = ProviderConfig.model_construct(name="x", kind="nope")  # type: ignore[arg-type]
     settings = Settings.model_construct(providers=[bad])
     with pytest.raises(ConfigError, match="kind 'nope' is not supported"):
         build_providers(settings, SecretResolver({}, use_keyring=False))

@@ -78,7 +78,7 @@ def canned() -> Iterator[Callable[..., RunningServer]]:
         s.stop()
 
 
-async def test_sse_parser_handles_crlf_comments_multiline_and_missing_done(canned) -> None:  # type: ignore[no-untyped-def]
+async def test_sse_parser_handles_crlf_comments_multiline_and_missing_done(canned) -> None:
     body = b': keep-alive\r\n\r\nevent: message\r\ndata: {"a":1}\r\n\r\ndata: {"b":\ndata: 2}\n\nid: 7\ndata:{"c":3}\n\n'
     t = transport(canned(body).url + "/v1")
     try:
@@ -87,7 +87,7 @@ async def test_sse_parser_handles_crlf_comments_multiline_and_missing_done(canne
         await t.aclose()
 
 
-async def test_stream_stops_at_done(canned) -> None:  # type: ignore[no-untyped-def]
+async def test_stream_stops_at_done(canned) -> None:
     t = transport(canned(b'data: {}\n\ndata: [DONE]\n\ndata: {"late":1}\n\n').url + "/v1")
     try:
         assert await collect(t, CHAT) == [b"{}"]
@@ -95,7 +95,7 @@ async def test_stream_stops_at_done(canned) -> None:  # type: ignore[no-untyped-
         await t.aclose()
 
 
-async def test_stream_without_events_or_not_sse_is_an_upstream_error(canned) -> None:  # type: ignore[no-untyped-def]
+async def test_stream_without_events_or_not_sse_is_an_upstream_error(canned) -> None:
     for srv in (canned(b"data: [DONE]\n\n"), canned(b'{"marker": 1}', ctype="application/json")):
         t = transport(srv.url + "/v1")
         try:
@@ -107,7 +107,7 @@ async def test_stream_without_events_or_not_sse_is_an_upstream_error(canned) -> 
             await t.aclose()
 
 
-async def test_stream_error_status_is_raised_with_body_for_the_adapter(canned) -> None:  # type: ignore[no-untyped-def]
+async def test_stream_error_status_is_raised_with_body_for_the_adapter(canned) -> None:
     t = transport(
         canned(b'{"error": {"message": "nope"}}', status=503, ctype="application/json").url + "/v1"
     )
@@ -137,7 +137,7 @@ async def test_connection_refused() -> None:
         await t.aclose()
 
 
-async def test_no_headers_before_first_byte_timeout(make_upstream) -> None:  # type: ignore[no-untyped-def]
+async def test_no_headers_before_first_byte_timeout(make_upstream) -> None:
     up = make_upstream(fault="hang_before_headers")
     t = transport(up.base_url, first_byte_timeout=0.3)
     try:
@@ -154,7 +154,7 @@ async def test_no_headers_before_first_byte_timeout(make_upstream) -> None:  # t
         await t.aclose()
 
 
-async def test_stall_mid_stream_hits_the_idle_timeout(make_upstream) -> None:  # type: ignore[no-untyped-def]
+async def test_stall_mid_stream_hits_the_idle_timeout(make_upstream) -> None:
     up = make_upstream(fault="stall_mid_stream")
     t = transport(up.base_url, idle_timeout=0.3, first_byte_timeout=10)
     try:
@@ -170,7 +170,7 @@ async def test_stall_mid_stream_hits_the_idle_timeout(make_upstream) -> None:  #
         await t.aclose()
 
 
-async def test_total_timeout_counts(make_upstream) -> None:  # type: ignore[no-untyped-def]
+async def test_total_timeout_counts(make_upstream) -> None:
     up = make_upstream(latency_ms=2000)
     t = transport(up.base_url, total_timeout=0.3)
     try:
@@ -180,7 +180,7 @@ async def test_total_timeout_counts(make_upstream) -> None:  # type: ignore[no-u
         await t.aclose()
 
 
-async def test_drop_mid_stream_is_an_upstream_error(make_upstream) -> None:  # type: ignore[no-untyped-def]
+async def test_drop_mid_stream_is_an_upstream_error(make_upstream) -> None:
     up = make_upstream(fault="drop_mid_stream")
     t = transport(up.base_url)
     try:
@@ -194,7 +194,7 @@ async def test_drop_mid_stream_is_an_upstream_error(make_upstream) -> None:  # t
         await t.aclose()
 
 
-async def test_redirect_is_not_followed(make_upstream) -> None:  # type: ignore[no-untyped-def]
+async def test_redirect_is_not_followed(make_upstream) -> None:
     up = make_upstream(fault="redirect")
     t = transport(up.base_url)
     try:
@@ -208,7 +208,7 @@ async def test_redirect_is_not_followed(make_upstream) -> None:  # type: ignore[
         await t.aclose()
 
 
-async def test_html_and_invalid_json_bodies_are_described_not_quoted(make_upstream) -> None:  # type: ignore[no-untyped-def]
+async def test_html_and_invalid_json_bodies_are_described_not_quoted(make_upstream) -> None:
     up = make_upstream(fault="html_error")
     t = transport(up.base_url)
     try:
@@ -233,7 +233,7 @@ async def test_html_and_invalid_json_bodies_are_described_not_quoted(make_upstre
 # -- connection release and the concurrency cap -------------------------------------------------
 
 
-async def test_closing_a_stream_early_closes_the_upstream_connection(make_upstream) -> None:  # type: ignore[no-untyped-def]
+async def test_closing_a_stream_early_closes_the_upstream_connection(make_upstream) -> None:
     up = make_upstream(chunk_delay_ms=20)
     t = transport(up.base_url, max_concurrency=2)
     try:
@@ -249,7 +249,7 @@ async def test_closing_a_stream_early_closes_the_upstream_connection(make_upstre
         await t.aclose()
 
 
-async def test_cancelling_the_consumer_cancels_the_upstream_call(make_upstream) -> None:  # type: ignore[no-untyped-def]
+async def test_cancelling_the_consumer_cancels_the_upstream_call(make_upstream) -> None:
     up = make_upstream(chunk_delay_ms=20)
     t = transport(up.base_url)
     try:
@@ -271,7 +271,7 @@ async def test_cancelling_the_consumer_cancels_the_upstream_call(make_upstream) 
         await t.aclose()
 
 
-async def test_completed_streams_release_their_slot(make_upstream) -> None:  # type: ignore[no-untyped-def]
+async def test_completed_streams_release_their_slot(make_upstream) -> None:
     up = make_upstream()
     t = transport(up.base_url, max_concurrency=1, queue_timeout=1.0)
     try:
@@ -282,7 +282,7 @@ async def test_completed_streams_release_their_slot(make_upstream) -> None:  # t
         await t.aclose()
 
 
-async def test_concurrency_cap_holds_under_5x_load(make_upstream) -> None:  # type: ignore[no-untyped-def]
+async def test_concurrency_cap_holds_under_5x_load(make_upstream) -> None:
     cap = 3
     up = make_upstream(latency_ms=50)
     t = transport(up.base_url, max_concurrency=cap, queue_timeout=10.0)
@@ -299,7 +299,7 @@ async def test_concurrency_cap_holds_under_5x_load(make_upstream) -> None:  # ty
         await t.aclose()
 
 
-async def test_queue_timeout_gives_rate_limited(make_upstream) -> None:  # type: ignore[no-untyped-def]
+async def test_queue_timeout_gives_rate_limited(make_upstream) -> None:
     up = make_upstream(latency_ms=600)
     t = transport(up.base_url, max_concurrency=1, queue_timeout=0.1)
     try:

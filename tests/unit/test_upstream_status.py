@@ -187,7 +187,7 @@ def test_gigachat_429_without_retry_after_suggests_a_second() -> None:
     """GigaChat limits concurrent calls (reference/gigachat.md §6): a slot frees up quickly."""
     err = _gigachat(429, {}, "Too many requests")
     assert isinstance(err, RateLimited) and err.retry_after == 1.0
-    assert _openai(429, {}, "x").retry_after is None  # type: ignore[attr-defined]
+    assert _openai(429, {}, "x").retry_after is None
 
 
 def test_retry_after_date_from_an_adapter_is_seconds_from_now() -> None:

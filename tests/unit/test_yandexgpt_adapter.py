@@ -22,7 +22,7 @@ from llmgw.schemas import ChatRequest, EmbeddingRequest
 FOLDER = emulator.DEFAULT_FOLDER
 API_KEY = emulator.DEFAULT_API_KEY
 VERSIONS = emulator.MODEL_VERSIONS
-WEATHER = {
+WEATHER: dict[str, Any] = {
     "type": "function",
     "function": {
         "name": "get_weather",
