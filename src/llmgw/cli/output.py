@@ -14,7 +14,16 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["confirm", "emit_json", "print_error", "print_table", "stdout", "to_jsonable"]
+__all__ = [
+    "confirm",
+    "decimal_text",
+    "emit_json",
+    "json_default",
+    "print_error",
+    "print_table",
+    "stdout",
+    "to_jsonable",
+]
 
 
 def stdout() -> Console:
@@ -24,9 +33,15 @@ def stdout() -> Console:
     return Console(file=sys.stdout, soft_wrap=True, width=width)
 
 
-def _default(obj: Any) -> Any:
+def decimal_text(value: Decimal) -> str:
+    """A decimal as a plain fixed-point string: ``0.0000000000``, never ``0E-10`` or ``1E-7``."""
+    return format(value, "f")
+
+
+def json_default(obj: Any) -> Any:
+    """orjson's ``default``: decimals as plain fixed-point strings (exact), sets as sorted lists."""
     if isinstance(obj, Decimal):
-        return str(obj)
+        return decimal_text(obj)
     if isinstance(obj, set | frozenset):
         return sorted(obj)
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
@@ -34,12 +49,12 @@ def _default(obj: Any) -> Any:
 
 def to_jsonable(obj: Any) -> Any:
     """Round-trip through orjson so UUIDs, datetimes and decimals become plain JSON values."""
-    return orjson.loads(orjson.dumps(obj, default=_default))
+    return orjson.loads(orjson.dumps(obj, default=json_default))
 
 
 def emit_json(data: Any) -> None:
     """Print ``data`` as one JSON document on stdout."""
-    sys.stdout.write(orjson.dumps(data, default=_default, option=orjson.OPT_INDENT_2).decode())
+    sys.stdout.write(orjson.dumps(data, default=json_default, option=orjson.OPT_INDENT_2).decode())
     sys.stdout.write("\n")
     sys.stdout.flush()
 

@@ -16,7 +16,7 @@ from typing import IO, Annotated, Any, cast
 import orjson
 import typer
 
-from llmgw.cli.output import emit_json, print_table
+from llmgw.cli.output import decimal_text, emit_json, json_default, print_table
 from llmgw.cli.state import state
 from llmgw.durations import parse_duration
 from llmgw.errors import DatabaseError, UsageError
@@ -82,13 +82,15 @@ def _csv_value(v: Any) -> Any:
         return v.isoformat()
     if isinstance(v, dict | list):
         return orjson.dumps(v).decode()
-    return str(v) if isinstance(v, Decimal) else v
+    return decimal_text(v) if isinstance(v, Decimal) else v
 
 
-def _json_default(obj: Any) -> Any:
-    if isinstance(obj, Decimal):
-        return format(obj, "f")
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+def _readable(row: dict[str, Any]) -> dict[str, Any]:
+    """An export row as a person reads it: latencies to the microsecond (3 decimals of ms)."""
+    for name in ("latency_ms", "ttft_ms"):
+        if row.get(name) is not None:
+            row[name] = round(float(row[name]), 3)
+    return row
 
 
 @usage_app.command("stats")
@@ -155,11 +157,15 @@ def _write_export(f: IO[str], fmt: str, batches: Iterator[list[dict[str, Any]]])
         w = csv.writer(f, lineterminator="\n")
         w.writerow(EXPORT_COLUMNS)
         for batch in batches:
-            w.writerows([_csv_value(r[c]) for c in EXPORT_COLUMNS] for r in batch)
+            w.writerows([_csv_value(_readable(r)[c]) for c in EXPORT_COLUMNS] for r in batch)
             n += len(batch)
     else:
         for batch in batches:
-            f.write("".join(orjson.dumps(r, default=_json_default).decode() + "\n" for r in batch))
+            f.write(
+                "".join(
+                    orjson.dumps(_readable(r), default=json_default).decode() + "\n" for r in batch
+                )
+            )
             n += len(batch)
     return n
 
