@@ -32,3 +32,19 @@ def test_downgrade_to_base_and_upgrade_again(engine: Engine) -> None:
         sa.inspect(engine).get_table_names()
     )
     assert _diff(engine) == []
+
+
+def test_the_quick_revision_check_agrees_with_alembic(engine: Engine) -> None:
+    """`is_current` reads revisions without Alembic (CLI start-up); Alembic must give the same."""
+    from alembic.script import ScriptDirectory
+
+    from llmgw.storage.schema import alembic_config, is_current
+
+    alembic_head = ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
+    assert head_revision(engine) == alembic_head
+    for migrate, current in ((downgrade, False), (upgrade, True)):
+        migrate(engine, "base" if migrate is downgrade else "head")
+        with engine.connect() as conn:
+            stored = MigrationContext.configure(conn).get_current_revision()
+        assert current_revision(engine) == stored
+        assert is_current(engine) is current
