@@ -11,7 +11,9 @@ from typing import Any
 import pytest
 import typer.main
 
+from llmgw.cli.app import COMMANDS as LAZY
 from llmgw.cli.app import app
+from llmgw.cli.lazy import subcommands
 from llmgw.cli.reference import COMPLETIONS, exit_codes
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -19,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def _walk(cmd: Any, path: str = "llmgw") -> Iterator[tuple[str, Any]]:
     yield path, cmd
-    for name, sub in getattr(cmd, "commands", {}).items():
+    for name, sub in subcommands(cmd):
         if not getattr(sub, "hidden", False):
             yield from _walk(sub, f"{path} {name}")
 
@@ -55,6 +57,14 @@ def test_every_command_and_option_has_help(path: str, cmd: Any) -> None:
     for param in cmd.params:
         if param.param_type_name == "option" and "--help" not in param.opts:
             assert (param.help or "").strip(), f"`{path} {param.opts[0]}` has no help"
+
+
+@pytest.mark.parametrize("name", list(LAZY))
+def test_root_help_lists_each_command_with_its_own_help(name: str) -> None:
+    """`llmgw --help` shows these strings without importing the commands: they must not drift."""
+    cmd = LAZY[name].load(name)
+    assert cmd.name == name
+    assert LAZY[name].help == (cmd.help or "").strip().split("\n\n")[0].replace("\n", " ")
 
 
 @pytest.mark.parametrize(

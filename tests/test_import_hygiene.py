@@ -17,12 +17,11 @@ HEAVY = ("textual", "uvicorn", "starlette", "aiohttp")
 MAPPED = {"server": "server", "tui": "tui", "migrations": "migrations"}
 
 
-def _loaded_after(code: str, env: dict[str, str] | None = None) -> list[str]:
-    probe = (
-        f"import json, sys\n{code}\nprint(json.dumps([m for m in {HEAVY!r} if m in sys.modules]))\n"
-    )
+def _probe(code: str, env: dict[str, str] | None = None) -> tuple[set[str], str]:
+    """Run ``code`` in a fresh interpreter; the modules it left imported, and its stdout."""
+    dump = "\nimport json, sys\nsys.stderr.write('\\n' + json.dumps(sorted(sys.modules)) + '\\n')\n"
     proc = subprocess.run(
-        [sys.executable, "-c", probe],
+        [sys.executable, "-c", code + dump],
         capture_output=True,
         text=True,
         timeout=60,
@@ -30,7 +29,12 @@ def _loaded_after(code: str, env: dict[str, str] | None = None) -> list[str]:
         env={**os.environ, **(env or {})},
     )
     assert proc.returncode == 0, proc.stderr
-    return list(json.loads(proc.stdout.strip().splitlines()[-1]))
+    return set(json.loads(proc.stderr.strip().splitlines()[-1])), proc.stdout
+
+
+def _loaded_after(code: str, env: dict[str, str] | None = None) -> list[str]:
+    loaded, _ = _probe(code, env)
+    return [m for m in HEAVY if m in loaded]
 
 
 def test_importing_the_cli_loads_no_server_or_tui_stack() -> None:
@@ -46,6 +50,76 @@ def test_an_admin_command_loads_no_server_or_tui_stack(tmp_path: Path) -> None:
         "    assert exc.code in (0, None), exc.code\n"
     )
     assert _loaded_after(code, {"LLMGW_HOME": str(tmp_path / "home")}) == []
+
+
+def _modules_after(argv: list[str], env: dict[str, str]) -> tuple[set[str], str]:
+    """Run ``llmgw argv`` in a fresh interpreter; the modules it imported and its stdout."""
+    code = (
+        "import sys\n"
+        "from llmgw.cli import main\n"
+        "try:\n"
+        f"    main({argv!r})\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code in (0, None), exc.code\n"
+        "sys.stdout.flush()\n"
+    )
+    return _probe(code, env)
+
+
+def _roots(modules: set[str]) -> set[str]:
+    return {m.split(".")[0] for m in modules}
+
+
+# What only some commands need; each one costs tens of milliseconds of start-up.
+DEFERRED = ("sqlalchemy", "sqlmodel", "alembic", "pydantic", "pydantic_settings", "rich")
+OTHER_COMMANDS = (
+    "config_cmd",
+    "db",
+    "emulate",
+    "emulate_ru",
+    "providers",
+    "serve",
+    "usage",
+    "users",
+)
+
+
+def test_help_imports_no_command_module_database_or_rich(tmp_path: Path) -> None:
+    """`llmgw --help` lists every command from one-line strings: no command module is imported."""
+    loaded, out = _modules_after(["--help"], {"LLMGW_HOME": str(tmp_path)})
+    assert "keys" in out and "usage" in out
+    assert _roots(loaded).isdisjoint(DEFERRED + HEAVY), sorted(_roots(loaded) & set(DEFERRED))
+    assert not {m for m in loaded if m.startswith("llmgw.cli.")} - {
+        "llmgw.cli.app",
+        "llmgw.cli.lazy",
+        "llmgw.cli.main",
+        "llmgw.cli.state",
+    }
+    assert "llmgw.config" not in loaded
+
+
+def test_completing_command_names_imports_no_command_module(tmp_path: Path) -> None:
+    env = {
+        "LLMGW_HOME": str(tmp_path),
+        "COMP_WORDS": "llmgw ",
+        "COMP_CWORD": "1",
+        "_LLMGW_COMPLETE": "complete_bash",
+    }
+    loaded, out = _modules_after([], env)
+    assert set(out.split()) >= {"serve", "keys", "usage", "providers"}
+    assert "llmgw.cli.keys" not in loaded and "sqlalchemy" not in loaded
+
+
+def test_keys_list_on_a_current_schema_imports_only_what_it_uses(tmp_path: Path) -> None:
+    """No Alembic when the schema is already current, no other command's module, no HTTP stack."""
+    env = {"LLMGW_HOME": str(tmp_path)}
+    _modules_after(["keys", "create", "--name", "ci"], env)  # creates and migrates the database
+    loaded, out = _modules_after(["keys", "list"], env)
+    assert "ci" in out
+    assert _roots(loaded).isdisjoint({"alembic", "httpx", "uvicorn", "starlette", "textual"}), (
+        sorted(_roots(loaded) & {"alembic", "httpx", "uvicorn", "starlette", "textual"})
+    )
+    assert not {f"llmgw.cli.{m}" for m in OTHER_COMMANDS} & loaded
 
 
 def test_public_surface_is_only_the_version() -> None:

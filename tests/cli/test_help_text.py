@@ -9,11 +9,12 @@ import pytest
 import typer.main
 
 from llmgw.cli.app import app
+from llmgw.cli.lazy import subcommands
 
 
 def _paths(cmd: Any, path: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     out = [path]
-    for name, sub in getattr(cmd, "commands", {}).items():
+    for name, sub in subcommands(cmd):
         out += _paths(sub, (*path, name))
     return out
 

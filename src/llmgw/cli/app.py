@@ -1,4 +1,4 @@
-"""The root Typer app: global options and one sub-app per command group (one file each)."""
+"""The root Typer app: global options, and one command group per file, imported on first use."""
 
 from __future__ import annotations
 
@@ -8,17 +8,42 @@ from typing import Annotated
 import typer
 
 from llmgw import __version__
-from llmgw.cli.config_cmd import config_app
-from llmgw.cli.db import db_app
-from llmgw.cli.emulate import emulate_app
-from llmgw.cli.keys import keys_app
-from llmgw.cli.providers import providers_app
-from llmgw.cli.serve import serve
+from llmgw.cli.lazy import LazyCommand, LazyGroup
 from llmgw.cli.state import CliState
-from llmgw.cli.usage import usage_app
-from llmgw.cli.users import users_app
 
-__all__ = ["app"]
+__all__ = ["COMMANDS", "app"]
+
+COMMANDS = {
+    "serve": LazyCommand(
+        "llmgw.cli.serve",
+        "serve",
+        "Run the gateway: /v1/chat/completions, /v1/embeddings, /v1/models, /healthz, /readyz, "
+        "/metrics.",
+    ),
+    "config": LazyCommand(
+        "llmgw.cli.config_cmd", "config_app", "Show, check and create the configuration."
+    ),
+    "db": LazyCommand("llmgw.cli.db", "db_app", "Manage the database schema."),
+    "emulate": LazyCommand(
+        "llmgw.cli.emulate",
+        "emulate_app",
+        "Run a local emulator of an LLM provider (no cloud account needed).",
+    ),
+    "keys": LazyCommand("llmgw.cli.keys", "keys_app", "Create, list, revoke and rotate API keys."),
+    "providers": LazyCommand(
+        "llmgw.cli.providers",
+        "providers_app",
+        "Configured upstream providers: list, health status, test, secrets.",
+    ),
+    "users": LazyCommand("llmgw.cli.users", "users_app", "Create, list, disable and enable users."),
+    "usage": LazyCommand("llmgw.cli.usage", "usage_app", "Usage and cost: statistics and exports."),
+}
+"""Every command, in the order ``llmgw --help`` lists them; each module is imported on first use."""
+
+
+class _Root(LazyGroup):
+    lazy_commands = COMMANDS
+
 
 app = typer.Typer(
     name="llmgw",
@@ -26,20 +51,14 @@ app = typer.Typer(
     "models, administered from the terminal.",
     no_args_is_help=True,
     # Plain help, the same text as docs/cli.md: Rich markup would eat literal [brackets] in
-    # help strings, and typer's Rich panels print a <bool> metavar on flags.
+    # help strings, typer's Rich panels print a <bool> metavar on flags, and Rich help imports
+    # rich and markdown-it (half of `llmgw --help`'s start-up; tests/perf/bench_cli.py).
     rich_markup_mode=None,
     pretty_exceptions_enable=False,
     pretty_exceptions_show_locals=False,  # API keys live in locals
     context_settings={"help_option_names": ["-h", "--help"]},
+    cls=_Root,
 )
-app.add_typer(config_app, name="config")
-app.add_typer(db_app, name="db")
-app.add_typer(emulate_app, name="emulate")
-app.add_typer(keys_app, name="keys")
-app.add_typer(providers_app, name="providers")
-app.add_typer(users_app, name="users")
-app.command("serve")(serve)
-app.add_typer(usage_app, name="usage")
 
 
 def _version(value: bool) -> None:

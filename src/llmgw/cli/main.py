@@ -18,7 +18,6 @@ import typer
 import typer.main
 
 from llmgw.cli.app import app
-from llmgw.cli.output import print_error
 from llmgw.errors import LlmgwError
 
 try:  # typer >= 0.25 ships its own copy of click
@@ -40,26 +39,26 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     except LlmgwError as exc:
         if debug:
             traceback.print_exc()
-        print_error(exc.message, exc.hint)
+        _print_error(exc.message, exc.hint)
         sys.exit(exc.exit_code)
     except click.NoArgsIsHelpError as exc:  # `llmgw keys`: the help is the answer, no Error: line
         exc.show()
         sys.exit(2)
     except click.UsageError as exc:
-        print_error(exc.format_message(), _usage_hint(exc))
+        _print_error(exc.format_message(), _usage_hint(exc))
         sys.exit(2)
     except click.ClickException as exc:
-        print_error(exc.format_message(), None)
+        _print_error(exc.format_message(), None)
         sys.exit(exc.exit_code)
     except (typer.Abort, KeyboardInterrupt):
-        print_error("interrupted", None)
+        _print_error("interrupted", None)
         sys.exit(130)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no locals
         if debug:
             traceback.print_exc()
-            print_error(f"unexpected {type(exc).__name__}", None)
+            _print_error(f"unexpected {type(exc).__name__}", None)
         else:
-            print_error(
+            _print_error(
                 f"unexpected {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}",
                 "re-run with --debug for a traceback",
             )
@@ -83,6 +82,13 @@ def _refuse_version_with_arguments(args: list[str]) -> None:
                 break
     if seen and others:
         raise click.UsageError(f"--version takes no value or command, got {' '.join(others)!r}")
+
+
+def _print_error(message: str, hint: str | None) -> None:
+    """``output.print_error``, imported only when there is an error to print (it loads rich)."""
+    from llmgw.cli.output import print_error as rich_print_error
+
+    rich_print_error(message, hint)
 
 
 def _usage_hint(exc: click.UsageError) -> str:

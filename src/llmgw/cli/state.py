@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import typer
-from sqlalchemy.engine import Engine
 
-from llmgw.config import LoadedSettings, Settings, load_settings
+if TYPE_CHECKING:  # pydantic-settings and SQLAlchemy load when a command first needs them
+    from sqlalchemy.engine import Engine
+
+    from llmgw.config import LoadedSettings, Settings
 
 __all__ = ["CliState", "state"]
 
@@ -27,6 +29,8 @@ class CliState:
     def loaded(self) -> LoadedSettings:
         """Settings with their sources (loaded once)."""
         if self._loaded is None:
+            from llmgw.config import load_settings
+
             self._loaded = load_settings(self.config_file, self.overrides)
         return self._loaded
 
