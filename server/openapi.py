@@ -8,6 +8,7 @@ import orjson
 
 from llmgw import __version__
 from llmgw.schemas import ChatRequest, EmbeddingRequest
+from llmgw.server.openapi_examples import annotate
 
 __all__ = ["openapi_document", "openapi_json"]
 
@@ -34,11 +35,13 @@ _ERRORS = {
     "400": "Invalid JSON, invalid UTF-8, schema violation or a forbidden steering field.",
     "401": "Missing, malformed, unknown, expired or revoked API key.",
     "403": "The key's model allow-list does not include this model.",
-    "404": "Unknown model or alias.",
+    "404": "Unknown model or alias, or no provider serves it (an upstream 404 after fallback).",
+    "408": "The request's headers or body did not arrive within `server.request_receipt_timeout`.",
     "413": "Body larger than `server.max_body_bytes`.",
     "429": "A limit was hit (see `Retry-After`).",
     "502": "The upstream failed or answered with something unusable.",
-    "503": "Unavailable (database down for an uncached key, shutting down).",
+    "503": "Unavailable (every candidate's circuit open, database down for an uncached key, "
+    "shutting down).",
     "504": "The upstream did not answer in time.",
 }
 
@@ -80,9 +83,9 @@ def openapi_document() -> dict[str, Any]:
             alt.update(minItems=1, maxItems=2048)
             _bound_token_ids(alt)
     obj = {"type": "object"}
-    upstream = ["400", "401", "403", "404", "413", "429", "502", "503", "504"]
+    upstream = ["400", "401", "403", "404", "408", "413", "429", "502", "503", "504"]
     security: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
-    return {
+    document = {
         "openapi": "3.1.0",
         "info": {
             "title": "llmgw",
@@ -198,7 +201,24 @@ def openapi_document() -> dict[str, Any]:
                         "200": {
                             "description": "Prometheus text exposition.",
                             "content": {"text/plain": {"schema": {"type": "string"}}},
-                        }
+                        },
+                        "401": {
+                            "description": "`server.metrics_token` is set and the request did "
+                            "not send it.",
+                            "content": {
+                                "application/json": {
+                                    "schema": {"$ref": "#/components/schemas/Error"},
+                                    "example": {
+                                        "error": {
+                                            "message": "GET /metrics needs the metrics token",
+                                            "type": "authentication_error",
+                                            "param": None,
+                                            "code": "invalid_metrics_token",
+                                        }
+                                    },
+                                }
+                            },
+                        },
                     },
                 }
             },
@@ -218,6 +238,7 @@ def openapi_document() -> dict[str, Any]:
             },
         },
     }
+    return annotate(document)
 
 
 def openapi_json() -> bytes:
