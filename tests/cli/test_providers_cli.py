@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import socket
 import ssl
@@ -180,36 +179,11 @@ def test_test_tls_against_a_plain_http_port(cli, home: Path, emulator: RunningSe
 
 
 @pytest.fixture
-def self_signed_tls(tmp_path: Path) -> Iterator[int]:
-    """A real TLS server with a self-signed certificate (not trusted by any CA bundle)."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = dt.datetime.now(dt.UTC)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(days=1))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    (tmp_path / "c.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    (tmp_path / "k.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
+def self_signed_tls(private_ca: tuple[Path, Path, Path]) -> Iterator[int]:
+    """A real TLS server whose certificate chains to a root no CA bundle here trusts."""
+    _, cert, key = private_ca
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.load_cert_chain(tmp_path / "c.pem", tmp_path / "k.pem")
+    ctx.load_cert_chain(cert, key)
     lsock = socket.create_server(("127.0.0.1", 0))
     lsock.settimeout(0.2)
     stop = threading.Event()
