@@ -2,7 +2,10 @@
 
 Bounded staleness: a key found valid is trusted for ``key_cache_seconds`` (default 2 s) without a
 database look-up, so a revoked key stops working at most that long after ``llmgw keys revoke``
-(an expiry time is checked on every request, so expired keys stop at once). Failed look-ups are
+(an expiry time is checked on every request, so expired keys stop at once). With Redis, the
+change feed (``llmgw.auth.broadcast``) calls ``apply`` on every revocation, rotation and user
+disable/enable, so the entries concerned go at once on every instance; a look-up that was in
+flight while a change arrived is not cached (it may have read the row before the change). Failed look-ups are
 cached for the same time (never longer than 5 s) to blunt repeated guessing; the cache holds at most
 ``max_entries`` digests. Misses run ``KeyService.authenticate`` in a worker thread, one look-up
 per digest at a time (single flight) and at most ``max_lookups`` at once. When the database is
@@ -18,16 +21,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import re
 import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from llmgw.auth.keys import digest_of
 from llmgw.errors import AuthError, DatabaseError, LlmgwError, PermissionDenied
+
+if TYPE_CHECKING:
+    from llmgw.auth.changes import AuthChange
 
 __all__ = ["KeyCache", "KeyLookup", "credentials_from_headers"]
 
@@ -46,6 +53,8 @@ class _Key(Protocol):
     def id(self) -> uuid.UUID: ...
     @property
     def prefix(self) -> str: ...
+    @property
+    def user_id(self) -> uuid.UUID | None: ...
     @property
     def expires_at(self) -> datetime | None: ...
     @property
@@ -101,7 +110,11 @@ class _Entry:
 
 
 class KeyCache:
-    """Authenticate requests against a ``KeyService`` through a bounded TTL cache."""
+    """Authenticate requests against a ``KeyService`` through a bounded TTL cache.
+
+    ``clock`` (monotonic seconds) times the cache; ``wall_clock`` (Unix seconds) is compared with
+    keys' expiry and stamps last use. Tests pass fake clocks instead of sleeping.
+    """
 
     def __init__(
         self,
@@ -112,8 +125,12 @@ class KeyCache:
         max_lookups: int = 4,
         stale_grace: float = 60.0,
         touch_interval: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._keys = keys
+        self._clock = clock
+        self._wall = wall_clock
         self.ttl = ttl
         self._negative_ttl = min(ttl, _NEGATIVE_MAX_SECONDS)
         self._max = max_entries
@@ -124,6 +141,7 @@ class KeyCache:
         self._lookups = asyncio.Semaphore(max_lookups)
         self._seen: dict[uuid.UUID, float] = {}
         self._flusher: asyncio.Task[None] | None = None
+        self._generation = 0  # grows with every change applied; see _fetch
         self.db_lookups = 0
         """How many look-ups reached ``KeyService`` (tests and benchmarks read it)."""
 
@@ -132,18 +150,19 @@ class KeyCache:
         """The key behind the request's credentials, or ``AuthError`` / ``DatabaseError``."""
         secret = credentials_from_headers(headers)
         digest = digest_of(secret)  # the stored form, so one cache entry per key
-        now = time.monotonic()
+        now = self._clock()
         entry = self._entries.get(digest)
         if entry is not None and now < entry.fresh_until:
             info = entry.info
             if info is None:
                 raise AuthError(_INVALID)
-            if entry.expires is not None and time.time() >= entry.expires:
+            wall = self._wall()
+            if entry.expires is not None and wall >= entry.expires:
                 raise AuthError(_INVALID)
-            self._seen[info.id] = time.time()
+            self._seen[info.id] = wall
             return info
         info = await self._lookup(secret, digest, entry)
-        self._seen[info.id] = time.time()
+        self._seen[info.id] = self._wall()
         return info
 
     @staticmethod
@@ -175,13 +194,15 @@ class KeyCache:
     async def _fetch(self, secret: str, digest: str, stale: _Entry | None) -> _Key:
         async with self._lookups:
             self.db_lookups += 1
+            generation = self._generation
             try:
                 info = await asyncio.to_thread(self._keys.authenticate, secret)
             except AuthError:
-                self._store(digest, None, self._negative_ttl)
+                if generation == self._generation:
+                    self._store(digest, None, self._negative_ttl)
                 raise AuthError(_INVALID) from None
             except DatabaseError:
-                now = time.monotonic()
+                now = self._clock()
                 if (
                     stale is not None
                     and stale.info is not None
@@ -191,14 +212,17 @@ class KeyCache:
                 raise
             except LlmgwError:
                 raise
-        self._store(digest, info, self.ttl)
+        # A change applied meanwhile may concern this key, and the row may predate it: use the
+        # answer for this request only and look it up again next time.
+        if generation == self._generation:
+            self._store(digest, info, self.ttl)
         return info
 
     def _store(self, digest: str, info: _Key | None, ttl: float) -> None:
         if ttl <= 0:
             self._entries.pop(digest, None)
             return
-        now = time.monotonic()
+        now = self._clock()
         entries = self._entries
         entries[digest] = _Entry(info, now + ttl, now)
         entries.move_to_end(digest)
@@ -207,6 +231,37 @@ class KeyCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+    # -- changes announced by other processes (llmgw.auth.broadcast) --------------------------
+    def apply(self, change: AuthChange | None) -> None:
+        """Forget what ``change`` makes stale; ``None`` (changes unknown) looks every key up again.
+
+        Called on the loop by the change feed. Entries of the changed keys and of every key of the
+        changed users go, and, when a user was enabled, every cached refusal too (a refusal does
+        not record whose key it was). ``None`` drops every refusal and makes every key due for a
+        look-up, but keeps them for ``stale_grace`` should the database be down (ST-5). Costs one
+        pass over at most ``max_entries`` entries.
+        """
+        self._generation += 1
+        if change is None:
+            for digest in [d for d, e in self._entries.items() if e.info is None]:
+                del self._entries[digest]
+            for entry in self._entries.values():
+                entry.fresh_until = -math.inf
+            return
+        keys = set(change.keys)
+        users = set(change.users)
+        stale = [
+            digest
+            for digest, entry in self._entries.items()
+            if (entry.info is None and change.forget_refusals)
+            or (
+                entry.info is not None
+                and (entry.info.id in keys or (users and entry.info.user_id in users))
+            )
+        ]
+        for digest in stale:
+            del self._entries[digest]
 
     # -- last_used_at batching ------------------------------------------------------------
     def start(self) -> None:

@@ -135,6 +135,37 @@ class _ReceiptCollector(Collector):
         return [timeouts]
 
 
+class _AuthFeedCollector(Collector):
+    """The key change feed (``llmgw.auth.broadcast.ChangeListener``), read at scrape time."""
+
+    def __init__(self, feed: Any) -> None:
+        self._feed = feed
+
+    def collect(self) -> Iterable[Metric]:
+        feed = self._feed
+        connected = GaugeMetricFamily(
+            "llmgw_auth_feed_connected",
+            "1 while key changes from other processes arrive through Redis; 0 means revocations "
+            "reach this instance only after key_cache_seconds.",
+        )
+        connected.add_metric([], 1.0 if feed.connected else 0.0)
+        changes = CounterMetricFamily(
+            "llmgw_auth_feed_changes", "Key and user changes applied from the Redis feed."
+        )
+        changes.add_metric([], float(feed.received))
+        resyncs = CounterMetricFamily(
+            "llmgw_auth_feed_resyncs",
+            "Times every cached key was marked for a new look-up (missed change, reconnection).",
+        )
+        resyncs.add_metric([], float(feed.resyncs))
+        errors = CounterMetricFamily(
+            "llmgw_auth_feed_errors",
+            "Errors and timeouts talking to Redis for the key change feed.",
+        )
+        errors.add_metric([], float(feed.errors))
+        return [connected, changes, resyncs, errors]
+
+
 class _Hist:
     """One histogram series: per-bucket counts (the last is +Inf) and the sum."""
 
@@ -256,6 +287,10 @@ class Metrics:
     def watch_ratelimits(self, limits: Any) -> None:
         """Export a ``KeyLimits``' refusals and its backend's state at scrape time."""
         self.registry.register(_RateLimitCollector(limits))
+
+    def watch_auth_feed(self, feed: Any) -> None:
+        """Export the key change feed's link state and counters at scrape time."""
+        self.registry.register(_AuthFeedCollector(feed))
 
     def provider_label(self, provider: str | None) -> str:
         """A configured provider name, ``none`` when there is none, else ``other``."""

@@ -16,6 +16,7 @@ from llmgw.server.streaming import Drain
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
+    from llmgw.auth.broadcast import ChangeListener
     from llmgw.auth.keys import KeyService
     from llmgw.providers.base import Provider
     from llmgw.ratelimit import RateLimiter
@@ -93,6 +94,8 @@ class Gateway:
         self.started = False
         self.scrubber = Scrubber()
         """Removes the running providers' credentials from error answers."""
+        self.feed: ChangeListener | None = None
+        """Key changes from other processes (Redis); ``None`` without ``redis_url``."""
 
     async def start(self) -> None:
         """Open the database, the key cache, the usage recorder and the upstream providers."""
@@ -144,6 +147,18 @@ class Gateway:
         self.limits = KeyLimits(self.limiter)
         self.metrics.watch_ratelimits(self.limits)
         self.auth.start()
+        if redis_url is not None and s.auth.broadcast:
+            from llmgw.auth.broadcast import ChangeListener
+
+            self.feed = ChangeListener(
+                redis_url,
+                self.auth.apply,
+                prefix=s.auth.redis_prefix,
+                check_interval=s.auth.check_interval,
+                timeout=s.auth.redis_timeout,
+            )
+            self.feed.start()
+            self.metrics.watch_auth_feed(self.feed)
         self.started = True
 
     def flush_usage(self, timeout: float = 10.0) -> bool:
@@ -155,6 +170,8 @@ class Gateway:
         if not self.started:
             return
         self.started = False
+        if self.feed is not None:
+            await self.feed.aclose()
         await self.auth.close()
         for provider in self.providers.values():
             try:

@@ -36,6 +36,7 @@ from llmgw.errors import ConfigError
 
 __all__ = [
     "AliasTarget",
+    "AuthSettings",
     "DatabaseSettings",
     "LoadedSettings",
     "ModelPrice",
@@ -97,11 +98,26 @@ class ServerSettings(_Section):
     drain_seconds: float = Field(default=30.0, ge=0, le=3600)
     """On SIGTERM, how long in-flight requests and streams may take to finish."""
     key_cache_seconds: float = Field(default=2.0, ge=0, le=60)
-    """How long an authenticated key is trusted without a database look-up (revocation bound)."""
+    """How long an authenticated key is trusted without a database look-up: the revocation bound
+    without Redis (with ``redis_url``, changes reach every instance within ~``auth.check_interval``)."""
     access_log: bool = True
     """Write one JSON access-log line per request."""
     metrics_token: SecretStr | None = None
     """When set, ``GET /metrics`` requires ``Authorization: Bearer <token>`` (else 401)."""
+
+
+class AuthSettings(_Section):
+    """Key and user changes announced to every instance through Redis (``[auth]``; docs/server.md)."""
+
+    broadcast: bool = True
+    """With ``redis_url`` set, announce revocations, rotations and user disables/enables so every
+    instance drops the cached key at once (else each trusts it for ``server.key_cache_seconds``)."""
+    redis_prefix: str = Field(default="llmgw:auth", pattern=r"^[A-Za-z0-9:_.{}-]{1,100}$")
+    """Prefix of the Redis channel (``<prefix>:changes``) and version key (``<prefix>:version``)."""
+    check_interval: float = Field(default=0.25, ge=0.01, le=5)
+    """Seconds between reads of the version key, which catch an announcement the feed missed."""
+    redis_timeout: float = Field(default=0.5, gt=0, le=5)
+    """Seconds a Redis call of the feed (or of the CLI's announcement) may take."""
 
 
 class UsageSettings(_Section):
@@ -269,6 +285,7 @@ class Settings(BaseSettings):
     """Redis for shared state across instances; unset keeps state in memory."""
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    auth: AuthSettings = Field(default_factory=AuthSettings)
     usage: UsageSettings = Field(default_factory=UsageSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     ratelimit: RateLimitSettings = Field(default_factory=RateLimitSettings)

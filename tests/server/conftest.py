@@ -206,13 +206,14 @@ def serve_process(
 ) -> Iterator[Callable[..., tuple[subprocess.Popen[bytes], str]]]:
     """Start a real ``llmgw serve`` in front of an OpenAI emulator; returns (process, base URL).
 
-    ``start(upstream_url, *flags, server="key = value lines for [server]")``; it returns once
+    ``start(upstream_url, *flags, server="key = value lines for [server]", log_name=...)``
+    (the output goes to ``tmp_path / log_name``, default ``serve.log``); it returns once
     ``/readyz`` answers 200 (the serve log is in the assertion otherwise). Killed at the end.
     """
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(
-        upstream_url: str, *flags: str, server: str = ""
+        upstream_url: str, *flags: str, server: str = "", log_name: str = "serve.log"
     ) -> tuple[subprocess.Popen[bytes], str]:
         cfg = tmp_path / "config.toml"
         cfg.write_text(
@@ -226,7 +227,8 @@ def serve_process(
         )
         port = free_port()
         env = {**os.environ, "EMULATOR_API_KEY": upstream_key, "LLMGW_HOME": str(home)}
-        log = (tmp_path / "serve.log").open("wb")
+        log_path = tmp_path / log_name
+        log = log_path.open("wb")
         argv = [LLMGW, "--config", str(cfg), "serve", "--port", str(port), *flags]
         proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
         procs.append(proc)
@@ -239,7 +241,7 @@ def serve_process(
             except httpx.TransportError:
                 pass
             if proc.poll() is not None or time.monotonic() > deadline:
-                raise AssertionError((tmp_path / "serve.log").read_text())
+                raise AssertionError(log_path.read_text())
             time.sleep(0.1)
 
     yield start

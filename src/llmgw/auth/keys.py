@@ -18,6 +18,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from llmgw.auth._db import db_errors
+from llmgw.auth.changes import AuthChange
 from llmgw.auth.users import normalize_email
 from llmgw.errors import AuthError, Conflict, NotFound, UsageError
 from llmgw.storage.tables import ApiKey, User, utcnow
@@ -216,11 +217,26 @@ def check_key_settings(
 
 
 class KeyService:
-    """Key lifecycle on top of a SQLAlchemy engine (SQLite or PostgreSQL). Thread-safe."""
+    """Key lifecycle on top of a SQLAlchemy engine (SQLite or PostgreSQL). Thread-safe.
 
-    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
+    ``on_change`` is called after every committed revocation or rotation with the keys whose
+    cached state is now stale (``ChangePublisher.publish`` announces them to running servers).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        on_change: Callable[[AuthChange], None] | None = None,
+    ) -> None:
         self.engine = engine
         self._clock = clock
+        self._on_change = on_change
+
+    def _changed(self, key_id: uuid.UUID) -> None:
+        if self._on_change is not None:
+            self._on_change(AuthChange(keys=(key_id,)))
 
     # -- creating ---------------------------------------------------------------------------
     def create(
@@ -363,7 +379,16 @@ class KeyService:
 
     # -- changing ---------------------------------------------------------------------------
     def revoke(self, ref: str) -> KeyInfo:
-        """Revoke the key now; revoking a revoked key changes nothing and returns it."""
+        """Revoke the key now; revoking a revoked key changes nothing and returns it.
+
+        The change is announced (``on_change``) after the commit, also for a key revoked
+        before: announcing twice is harmless and repairs an announcement that failed.
+        """
+        info = self._revoke(ref)
+        self._changed(info.id)
+        return info
+
+    def _revoke(self, ref: str) -> KeyInfo:
         with db_errors(self.engine, "revoking a key"), self.engine.begin() as conn:
             row = self._find(conn, ref)
             if row._mapping["revoked_at"] is None:
@@ -378,6 +403,12 @@ class KeyService:
 
     def rotate(self, ref: str) -> CreatedKey:
         """Issue a new secret with the same name, owner, limits and expiry; revoke the old key."""
+        created = self._rotate(ref)
+        if created.info.rotated_from is not None:
+            self._changed(created.info.rotated_from)
+        return created
+
+    def _rotate(self, ref: str) -> CreatedKey:
         with db_errors(self.engine, "rotating a key"), self.engine.begin() as conn:
             old = _info(self._find(conn, ref))
             now = self._clock()

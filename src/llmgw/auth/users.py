@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import IntegrityError
 
 from llmgw.auth._db import db_errors
+from llmgw.auth.changes import AuthChange
 from llmgw.errors import Conflict, NotFound, UsageError
 from llmgw.storage.tables import ApiKey, User, utcnow
 
@@ -105,11 +106,21 @@ def _info(row: sa.Row[Any]) -> UserInfo:
 
 
 class UserService:
-    """Create, list, find, disable and enable users. Keys of a disabled user stop working."""
+    """Create, list, find, disable and enable users. Keys of a disabled user stop working.
 
-    def __init__(self, engine: Engine, *, clock: Callable[[], datetime] = utcnow) -> None:
+    ``on_change`` is called after a committed disable or enable (see ``KeyService``).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        clock: Callable[[], datetime] = utcnow,
+        on_change: Callable[[AuthChange], None] | None = None,
+    ) -> None:
         self.engine = engine
         self._clock = clock
+        self._on_change = on_change
 
     def create(self, email: str, name: str | None = None, role: str = "user") -> UserInfo:
         """Add a user; ``Conflict`` when the email is taken, ``UsageError`` for bad values."""
@@ -167,7 +178,11 @@ class UserService:
         with db_errors(self.engine, doing), self.engine.begin() as conn:
             user_id = self._find(conn, ref)._mapping["id"]
             conn.execute(sa.update(_USERS).where(_USERS.c.id == user_id).values(disabled=disabled))
-            return _info(conn.execute(_select().where(_USERS.c.id == user_id)).one())
+            info = _info(conn.execute(_select().where(_USERS.c.id == user_id)).one())
+        # After the commit: a server that looks the user's keys up again must see the change.
+        if self._on_change is not None:
+            self._on_change(AuthChange(users=(info.id,), forget_refusals=not disabled))
+        return info
 
     def disable(self, ref: str) -> UserInfo:
         """Disable the user; their keys stop authenticating. Idempotent."""

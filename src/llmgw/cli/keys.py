@@ -31,7 +31,9 @@ _YES = Annotated[
 def _service(ctx: typer.Context) -> KeyService:
     from llmgw.auth.keys import KeyService
 
-    return KeyService(state(ctx).engine())
+    st = state(ctx)
+    changes = st.auth_changes()
+    return KeyService(st.engine(), on_change=changes.publish if changes is not None else None)
 
 
 def _record(info: KeyInfo, now: datetime) -> dict[str, Any]:
@@ -214,7 +216,8 @@ def keys_revoke(
     json: _JSON = False,
     yes: _YES = False,
 ) -> None:
-    """Revoke a key at once (asks first); a running server refuses it within its key cache time."""
+    """Revoke a key at once (asks first); running servers refuse it within 1 s with Redis, else
+    within server.key_cache_seconds."""
     from llmgw.storage.tables import utcnow
 
     now = utcnow()
@@ -227,6 +230,7 @@ def keys_revoke(
             yes=yes,
         )
     info = service.revoke(str(key.id))
+    state(ctx).warn_unannounced()
     if json:
         emit_json(_record(info, now))
         return
@@ -253,4 +257,6 @@ def keys_rotate(
             "its secret stops working now; clients need the new one",
             yes=yes,
         )
-    _print_created(service.rotate(str(key.id)), json, "rotated; new")
+    created = service.rotate(str(key.id))
+    state(ctx).warn_unannounced()
+    _print_created(created, json, "rotated; new")

@@ -13,6 +13,9 @@ if TYPE_CHECKING:  # pydantic-settings and SQLAlchemy load when a command first 
 
     from llmgw.config import LoadedSettings, Settings
 
+if TYPE_CHECKING:
+    from llmgw.auth.broadcast import ChangePublisher
+
 __all__ = ["CliState", "state"]
 
 
@@ -25,6 +28,7 @@ class CliState:
     overrides: dict[str, Any] = field(default_factory=dict)
     _loaded: LoadedSettings | None = None
     _engine: Engine | None = None
+    _publisher: ChangePublisher | None = None
 
     def loaded(self) -> LoadedSettings:
         """Settings with their sources (loaded once)."""
@@ -57,11 +61,40 @@ class CliState:
             self._engine = engine
         return self._engine
 
+    def auth_changes(self) -> ChangePublisher | None:
+        """What announces key and user changes to running servers; ``None`` without Redis."""
+        s = self.settings
+        if s.redis_url is None or not s.auth.broadcast:
+            return None
+        if self._publisher is None:
+            from llmgw.auth.broadcast import ChangePublisher
+
+            self._publisher = ChangePublisher(
+                s.redis_url.get_secret_value(),
+                prefix=s.auth.redis_prefix,
+                timeout=s.auth.redis_timeout,
+            )
+        return self._publisher
+
+    def warn_unannounced(self) -> None:
+        """One stderr line when the last change could not be announced (the change itself holds)."""
+        if self._publisher is None or self._publisher.error is None:
+            return
+        typer.echo(
+            f"warning: running servers were not told through Redis ({self._publisher.error}); "
+            f"each stops trusting its cached copy within server.key_cache_seconds "
+            f"({self.settings.server.key_cache_seconds:g} s)",
+            err=True,
+        )
+
     def close(self) -> None:
-        """Release the database connections."""
+        """Release the database and Redis connections."""
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None
+        if self._publisher is not None:
+            self._publisher.close()
+            self._publisher = None
 
 
 def state(ctx: typer.Context) -> CliState:

@@ -25,7 +25,9 @@ _REF = Annotated[str, typer.Argument(metavar="EMAIL", help="The user's email (or
 def _service(ctx: typer.Context) -> UserService:
     from llmgw.auth.users import UserService
 
-    return UserService(state(ctx).engine())
+    st = state(ctx)
+    changes = st.auth_changes()
+    return UserService(st.engine(), on_change=changes.publish if changes is not None else None)
 
 
 def _record(user: UserInfo) -> dict[str, Any]:
@@ -76,6 +78,7 @@ def users_list(ctx: typer.Context, json: _JSON = False) -> None:
 def users_disable(ctx: typer.Context, ref: _REF, json: _JSON = False) -> None:
     """Disable a user: every key they own stops authenticating."""
     user = _service(ctx).disable(ref)
+    state(ctx).warn_unannounced()
     if json:
         emit_json(_record(user))
         return
@@ -87,6 +90,7 @@ def users_disable(ctx: typer.Context, ref: _REF, json: _JSON = False) -> None:
 def users_enable(ctx: typer.Context, ref: _REF, json: _JSON = False) -> None:
     """Enable a disabled user again; their unexpired, unrevoked keys work again."""
     user = _service(ctx).enable(ref)
+    state(ctx).warn_unannounced()
     if json:
         emit_json(_record(user))
         return
