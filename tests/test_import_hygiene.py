@@ -111,15 +111,18 @@ def test_completing_command_names_imports_no_command_module(tmp_path: Path) -> N
 
 
 def test_keys_list_on_a_current_schema_imports_only_what_it_uses(tmp_path: Path) -> None:
-    """No Alembic when the schema is already current, no other command's module, no HTTP stack."""
+    """No Alembic when the schema is already current, no other command's module, no HTTP stack,
+    no PostgreSQL dialect on SQLite; with --json (what scripts call) no rich either."""
     env = {"LLMGW_HOME": str(tmp_path)}
     _modules_after(["keys", "create", "--name", "ci"], env)  # creates and migrates the database
-    loaded, out = _modules_after(["keys", "list"], env)
-    assert "ci" in out
-    assert _roots(loaded).isdisjoint({"alembic", "httpx", "uvicorn", "starlette", "textual"}), (
-        sorted(_roots(loaded) & {"alembic", "httpx", "uvicorn", "starlette", "textual"})
-    )
-    assert not {f"llmgw.cli.{m}" for m in OTHER_COMMANDS} & loaded
+    never = {"alembic", "httpx", "uvicorn", "starlette", "textual"}
+    for argv in (["keys", "list"], ["keys", "list", "--json"]):
+        loaded, out = _modules_after(argv, env)
+        assert "ci" in out
+        unwanted = never | ({"rich"} if "--json" in argv else set())
+        assert not _roots(loaded) & unwanted, sorted(_roots(loaded) & unwanted)
+        assert not {f"llmgw.cli.{m}" for m in OTHER_COMMANDS} & loaded
+        assert "sqlalchemy.dialects.postgresql" not in loaded
 
 
 def test_public_surface_is_only_the_version() -> None:

@@ -6,13 +6,13 @@ import sys
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from uuid import UUID
 
 import orjson
-from rich.console import Console
-from rich.table import Table
-from rich.text import Text
+
+if TYPE_CHECKING:  # rich loads when something is printed for people, never for --json
+    from rich.console import Console
 
 __all__ = [
     "confirm",
@@ -28,6 +28,8 @@ __all__ = [
 
 def stdout() -> Console:
     """A console on the current stdout (created per call so tests can capture it)."""
+    from rich.console import Console
+
     # Piped output is read by people in CI logs too: don't squeeze tables into 80 columns.
     width = None if sys.stdout.isatty() else 200
     return Console(file=sys.stdout, soft_wrap=True, width=width)
@@ -75,6 +77,8 @@ def print_table(
     rows: Iterable[Mapping[str, Any]], columns: Sequence[str], *, title: str | None = None
 ) -> None:
     """Print ``rows`` as a table with ``columns``; an empty list prints a short notice."""
+    from rich.table import Table
+
     rows = list(rows)
     con = stdout()
     if not rows:
@@ -112,6 +116,9 @@ def confirm(action: str, consequence: str, *, yes: bool) -> None:
 
 def print_error(message: str, hint: str | None) -> None:
     """One line on stderr, plus a dim hint line when there is one."""
+    from rich.console import Console
+    from rich.text import Text
+
     err = Console(file=sys.stderr, soft_wrap=True, highlight=False)
     err.print(Text.assemble(("Error:", "bold red"), " ", message.replace("\n", " ")))
     if hint:

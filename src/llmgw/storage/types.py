@@ -7,13 +7,30 @@ from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine import Dialect
 
 __all__ = ["JSONType", "Money", "UTCDateTime"]
 
-# JSON everywhere, JSONB on PostgreSQL (indexable, compact).
-JSONType = sa.JSON().with_variant(JSONB(), "postgresql")
+
+class _JSON(sa.TypeDecorator[Any]):
+    """JSON everywhere, JSONB on PostgreSQL (indexable, compact).
+
+    A decorator rather than ``JSON().with_variant(JSONB(), ...)``: the PostgreSQL dialect (and
+    the asyncio it imports) loads only on PostgreSQL, not in every SQLite admin command.
+    """
+
+    impl = sa.JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> sa.types.TypeEngine[Any]:
+        if dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import JSONB
+
+            return dialect.type_descriptor(JSONB())
+        return dialect.type_descriptor(sa.JSON())
+
+
+JSONType = _JSON()
 
 
 class UTCDateTime(sa.TypeDecorator[datetime]):
