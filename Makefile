@@ -1,0 +1,22 @@
+# The developer's checks, one command: `make check` (CI runs it too, through .ci/run).
+# Run inside the venv the README's "Development" section sets up.
+PYTHON ?= python
+
+.PHONY: check lint types imports test
+
+check: lint types imports test
+
+lint:  ## ruff: lint and format
+	ruff check .
+	ruff format --check .
+
+types:  ## mypy: strict on the package; tests with check_untyped_defs ([[tool.mypy.overrides]])
+	mypy -p llmgw
+	mypy --explicit-package-bases --exclude 'tests/perf/' tests
+	mypy tests/perf  # the benchmarks import each other as top-level scripts
+
+imports:  ## import-linter: the boundaries in pyproject.toml [tool.importlinter]
+	lint-imports
+
+test:  ## the suite in parallel, with coverage and its floor ([tool.coverage])
+	$(PYTHON) -m pytest -n auto --cov --cov-report=term-missing:skip-covered
