@@ -411,3 +411,30 @@ def test_list_and_set_secret_survive_a_broken_keyring(cli, home, monkeypatch) ->
         assert "s3cret-value" not in r.stderr
     finally:
         keyring.set_keyring(old)
+
+
+def test_test_yandex_service_account_checks_the_iam_host(cli, home: Path, tmp_path: Path) -> None:
+    """With a service-account key file the IAM token endpoint is a host the provider needs:
+    `providers test` checks it like GigaChat's OAuth host (before, only GigaChat's was checked)."""
+    from llmgw.emulators import yandexgpt as yc_emu
+
+    key = yc_emu.make_service_account_key()
+    key_file = tmp_path / "sa.json"
+    key_file.write_text(json.dumps(key))
+    dead = free_port()
+    with serve_in_thread(yc_emu.create_app(service_account_keys=[key])) as y:
+
+        def config(iam: str) -> None:
+            write_config(
+                home,
+                f'[[providers]]\nname = "yc"\nkind = "yandexgpt"\nbase_url = "{y.url}"\n'
+                f'iam_url = "{iam}"\nfolder_id = "{yc_emu.DEFAULT_FOLDER}"\n'
+                f'service_account_key_file = "{key_file}"\nmodels = ["yandexgpt-lite"]\n',
+            )
+
+        config(f"http://127.0.0.1:{dead}/iam/v1/tokens")
+        r = cli("providers", "test", "yc")
+        assert r.exit_code == 8 and f"connection refused by 127.0.0.1:{dead}" in r.stderr
+        config(f"{y.url}/iam/v1/tokens")
+        ok = cli("providers", "test", "yc")
+        assert ok.exit_code == 0, ok.stderr

@@ -306,8 +306,8 @@ def providers_test(
 ) -> None:
     """One real round trip to a provider, with a clear diagnosis of what failed.
 
-    Checks DNS, TCP and TLS to the API (and the OAuth host for GigaChat), then sends a
-    1-token chat (or lists models when no model is known). Exit 0 with the latency when it
+    Checks DNS, TCP and TLS to the API (and the token host: GigaChat's OAuth, Yandex IAM with a
+    service-account key), trusting what the server trusts, then sends a 1-token chat (or lists models when no model is known). Exit 0 with the latency when it
     works; otherwise one line: auth rejected, TLS failure, connection refused, timeout...
     """
     settings = state(ctx).settings
