@@ -37,6 +37,9 @@ def _isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     for key in list(os.environ):
         if key.startswith("LLMGW_") and not key.startswith("LLMGW_TEST_"):
             monkeypatch.delenv(key)
+    # pytest-xdist workers inherit COLUMNS=80, which piped tables honour: tests that want a
+    # narrow table set it themselves.
+    monkeypatch.delenv("COLUMNS", raising=False)
     home = tmp_path / "llmgw-home"
     monkeypatch.setenv("LLMGW_HOME", str(home))
     # Never read or write the developer's real OS keyring; tests that need one install their own.

@@ -110,7 +110,7 @@ def config_show(
         )
         return
     stdout().print(f"config file: {loaded.config_file or '(none)'}")
-    print_table(rows, ["key", "value", "source"])
+    print_table(rows, ["key", "value", "source"], wrap=("value",))
 
 
 @config_app.command("check")

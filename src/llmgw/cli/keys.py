@@ -190,6 +190,8 @@ def keys_list(
         rows,
         ["id", "name", "prefix", "user", "created", "expires", "last_used", "status"],
         title="keys",
+        wrap=("name", "user"),
+        optional=("created", "last_used", "expires", "user"),  # narrow terminals drop these
     )
 
 
@@ -206,7 +208,9 @@ def keys_show(
     if json:
         emit_json(record)
         return
-    print_table([{"field": k, "value": v} for k, v in record.items()], ["field", "value"])
+    print_table(
+        [{"field": k, "value": v} for k, v in record.items()], ["field", "value"], wrap=("value",)
+    )
 
 
 @keys_app.command("revoke")

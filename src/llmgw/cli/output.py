@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -27,11 +28,17 @@ __all__ = [
 
 
 def stdout() -> Console:
-    """A console on the current stdout (created per call so tests can capture it)."""
+    """A console on the current stdout (created per call so tests can capture it).
+
+    A terminal's own width; piped output takes ``COLUMNS`` when it is set, else 200 columns
+    (piped tables are read in CI logs too: don't squeeze them into 80 columns unasked).
+    """
     from rich.console import Console
 
-    # Piped output is read by people in CI logs too: don't squeeze tables into 80 columns.
-    width = None if sys.stdout.isatty() else 200
+    width = None
+    if not sys.stdout.isatty():
+        columns = os.environ.get("COLUMNS", "")
+        width = int(columns) if columns.isdigit() and int(columns) > 0 else 200
     return Console(file=sys.stdout, soft_wrap=True, width=width)
 
 
@@ -74,9 +81,19 @@ def _cell(v: Any) -> str:
 
 
 def print_table(
-    rows: Iterable[Mapping[str, Any]], columns: Sequence[str], *, title: str | None = None
+    rows: Iterable[Mapping[str, Any]],
+    columns: Sequence[str],
+    *,
+    title: str | None = None,
+    wrap: Collection[str] = (),
+    optional: Sequence[str] = (),
 ) -> None:
-    """Print ``rows`` as a table with ``columns``; an empty list prints a short notice."""
+    """Print ``rows`` as a table with ``columns``; an empty list prints a short notice.
+
+    The table fits the console: ``optional`` columns are dropped, first one first, while the
+    others would not fit; only the free-text columns in ``wrap`` may fold onto more lines.
+    Every other cell (ids, prefixes, dates, statuses, numbers) stays whole on one line.
+    """
     from rich.table import Table
 
     rows = list(rows)
@@ -84,12 +101,38 @@ def print_table(
     if not rows:
         con.print(f"[dim]no {title or 'rows'}[/dim]")
         return
+    cells = [{c: _cell(r.get(c)) for c in columns} for r in rows]
+    shown = list(columns)
+    for drop in optional:
+        if _width(shown, cells, wrap) <= con.width:
+            break
+        shown.remove(drop)
     table = Table(title=title, header_style="bold")
-    for c in columns:
-        table.add_column(c.replace("_", " "), overflow="fold")
-    for r in rows:
-        table.add_row(*(_cell(r.get(c)) for c in columns))
+    for c in shown:
+        if c in wrap:
+            table.add_column(_header(c), overflow="fold", min_width=min(_natural(c, cells), 10))
+        else:
+            table.add_column(_header(c), no_wrap=True, overflow="ellipsis")
+    for row in cells:
+        table.add_row(*(row[c] for c in shown))
     con.print(table)
+
+
+def _header(column: str) -> str:
+    return column.replace("_", " ")
+
+
+def _natural(column: str, cells: list[dict[str, str]]) -> int:
+    from rich.cells import cell_len
+
+    return max(cell_len(_header(column)), *(cell_len(r[column]) for r in cells))
+
+
+def _width(columns: list[str], cells: list[dict[str, str]], wrap: Collection[str]) -> int:
+    """Columns needed with whole unwrappable cells and wrappable ones at up to 10 (Rich's box:
+    a border and one space of padding on each side of every cell)."""
+    inner = sum(min(_natural(c, cells), 10) if c in wrap else _natural(c, cells) for c in columns)
+    return inner + 3 * len(columns) + 1
 
 
 def confirm(action: str, consequence: str, *, yes: bool) -> None:

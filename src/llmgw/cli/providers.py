@@ -107,12 +107,18 @@ def providers_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json({"providers": rows, "aliases": aliases})
         return
-    print_table(rows, ["name", "kind", "base_url", "models", "credential"], title="providers")
+    print_table(
+        rows,
+        ["name", "kind", "base_url", "models", "credential"],
+        title="providers",
+        wrap=("base_url", "models", "credential"),
+    )
     if aliases:
         print_table(
             [{"alias": k, "candidates": v} for k, v in aliases.items()],
             ["alias", "candidates"],
             title="aliases",
+            wrap=("candidates",),
         )
 
 
@@ -183,7 +189,13 @@ def providers_status(
             r["latency_ms"] = f"{r['latency_ms']:.0f}"
     cols = ["provider", "model", "status", "latency_ms", "error_rate", "last_error"]
     cols.append("updated_at" if not url else "breaker")
-    print_table(rows, cols, title="provider status")
+    print_table(
+        rows,
+        cols,
+        title="provider status",
+        wrap=("last_error",),
+        optional=("updated_at", "breaker", "error_rate"),  # narrow terminals drop these
+    )
 
 
 # -- providers test -----------------------------------------------------------------------------

@@ -138,7 +138,12 @@ def usage_stats(
             for r in rows
         ]
         title = f"usage since {start:%Y-%m-%d %H:%M} UTC by {group}" if start else "usage"
-        print_table(shown, [*labels, *_TABLE_METRICS.values()], title=title)
+        print_table(
+            shown,
+            [*labels, *_TABLE_METRICS.values()],
+            title=title,
+            optional=("p95_ms", "errors", "avg_ms"),  # narrow terminals drop these
+        )
 
 
 def _key_label(row: dict[str, Any]) -> str:

@@ -71,7 +71,13 @@ def users_list(ctx: typer.Context, json: _JSON = False) -> None:
         emit_json(records)
         return
     rows = [{**r, "id": r["id"][:8], "created": r["created_at"]} for r in records]
-    print_table(rows, ["id", "email", "name", "role", "status", "keys", "created"], title="users")
+    print_table(
+        rows,
+        ["id", "email", "name", "role", "status", "keys", "created"],
+        title="users",
+        wrap=("email", "name"),
+        optional=("created", "keys", "name"),  # narrow terminals drop these
+    )
 
 
 @users_app.command("disable")
