@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -49,15 +50,16 @@ class GatewayApp(Starlette):
         await super().__call__(scope, receive, send)
 
 
-def create_app(settings: Settings) -> GatewayApp:
+def create_app(settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> GatewayApp:
     """The gateway app for ``settings``.
 
     The lifespan opens the database engine, the key cache, the usage recorder and the upstream
     providers and keeps them on ``app.state.gateway``; on shutdown it writes pending
     ``last_used_at`` times, flushes usage and closes everything. ``app.state.drain`` is the
-    shutdown state ``llmgw serve`` flips on SIGTERM.
+    shutdown state ``llmgw serve`` flips on SIGTERM. ``clock`` (monotonic seconds) times the key
+    cache, breakers' cooldowns, the readiness cache and the other intervals; tests pass a fake one.
     """
-    gateway = Gateway(settings)
+    gateway = Gateway(settings, clock=clock)
     doc = openapi_json()
 
     async def openapi(request: Request) -> Response:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from llmgw.config import Settings
@@ -35,9 +36,12 @@ log = logging.getLogger("llmgw.server")
 class ReadyCheck:
     """Database reachable and migrations current, checked in a thread at most every ``interval`` s."""
 
-    def __init__(self, engine: Engine, *, interval: float = 2.0) -> None:
+    def __init__(
+        self, engine: Engine, *, interval: float = 2.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self._engine = engine
         self._interval = interval
+        self._clock = clock
         self._checked = -1e9
         self._problems: list[str] = ["not checked yet"]
         self._lock = asyncio.Lock()
@@ -60,12 +64,12 @@ class ReadyCheck:
 
     async def problems(self) -> list[str]:
         """Reasons the database side is not ready (empty when ready); cached for ``interval``."""
-        if time.monotonic() - self._checked < self._interval:
+        if self._clock() - self._checked < self._interval:
             return self._problems
         async with self._lock:
-            if time.monotonic() - self._checked >= self._interval:
+            if self._clock() - self._checked >= self._interval:
                 self._problems = await asyncio.to_thread(self._check)
-                self._checked = time.monotonic()
+                self._checked = self._clock()
         return self._problems
 
 
@@ -84,8 +88,10 @@ class Gateway:
     limiter: RateLimiter
     limits: KeyLimits
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
+        self.clock = clock
+        """Monotonic seconds for every cache, cooldown and interval (tests pass a fake clock)."""
         self.metrics = Metrics(settings)
         self.drain = Drain()
         self.metrics.open_streams = lambda: self.drain.open_streams
@@ -113,14 +119,14 @@ class Gateway:
         s = self.settings
         # First, before anything runs: a [ratelimit] mistake is a ConfigError with nothing to undo.
         redis_url = s.redis_url.get_secret_value() if s.redis_url is not None else None
-        self.limiter = RateLimiter(s.ratelimit, redis_url)
+        self.limiter = RateLimiter(s.ratelimit, redis_url, clock=self.clock)
         self.engine = make_engine(
             s.database_url,
             pool_size=s.database.pool_size,
             connect_timeout=s.database.connect_timeout,
         )
         self.keys = KeyService(self.engine)
-        self.auth = KeyCache(self.keys, ttl=s.server.key_cache_seconds)
+        self.auth = KeyCache(self.keys, ttl=s.server.key_cache_seconds, clock=self.clock)
         # record() on the loop is a queue put; the writer thread polls while a batch fills, so
         # it is not woken per request (no loop-side buffer needed).
         self.recorder = UsageRecorder(self.engine, s.usage, s.spool_dir)
@@ -132,7 +138,9 @@ class Gateway:
             for provider in self.providers.values()
             for secret in getattr(getattr(provider, "transport", None), "secrets", ())
         )
-        self.router = build_router(s.routing, self.providers, self.resolver.candidates)
+        self.router = build_router(
+            s.routing, self.providers, self.resolver.candidates, clock=self.clock
+        )
         for p in s.providers:  # configured models show as "unknown" before their first request
             for m in p.models:
                 self.router.health.register(p.name, m)
@@ -140,9 +148,11 @@ class Gateway:
             self.engine, self.router.health, interval=s.routing.health_write_interval
         )
         self.health_writer.start()
-        self.catalog = ModelCatalog(s, self.providers, interval=s.routing.models_refresh_interval)
+        self.catalog = ModelCatalog(
+            s, self.providers, interval=s.routing.models_refresh_interval, clock=self.clock
+        )
         self.catalog.start()
-        self.ready = ReadyCheck(self.engine)
+        self.ready = ReadyCheck(self.engine, clock=self.clock)
         await self.limiter.start()
         self.limits = KeyLimits(self.limiter)
         self.metrics.watch_ratelimits(self.limits)

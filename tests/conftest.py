@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -29,6 +30,41 @@ def _need(service: str, host: str, port: int) -> None:
         if IN_CI:
             pytest.fail(msg + " (CI=true: required)")
         pytest.skip(msg)
+
+
+class FakeClock:
+    """Monotonic and wall seconds that move only when the test calls ``advance``.
+
+    Production code takes clocks as callables (``create_app(settings, clock=...)``,
+    ``KeyCache(clock=..., wall_clock=...)``, breakers, the rate limiter): pass ``fake`` (or
+    ``fake.monotonic``) and ``fake.time`` instead of sleeping until a TTL or cooldown passes.
+    """
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.wall = time.time()
+
+    def __call__(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        """The fake monotonic seconds."""
+        return self.now
+
+    def time(self) -> float:
+        """The fake Unix time (starts at the real one)."""
+        return self.wall
+
+    def advance(self, seconds: float) -> None:
+        """Move both clocks forward."""
+        self.now += seconds
+        self.wall += seconds
+
+
+@pytest.fixture
+def fake_clock() -> FakeClock:
+    """A ``FakeClock`` for this test."""
+    return FakeClock()
 
 
 @pytest.fixture(autouse=True)

@@ -303,11 +303,17 @@ def ru_settings(
 
 
 @contextlib.asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
-    """The app for ``settings`` with its lifespan running, and an in-process client to it."""
+async def running(
+    settings: Settings, *, clock: Callable[[], float] | None = None
+) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
+    """The app for ``settings`` with its lifespan running, and an in-process client to it.
+
+    ``clock`` (e.g. the ``fake_clock`` fixture) replaces the monotonic clock of the key cache,
+    breakers, readiness cache and limiter, so a test advances time instead of sleeping.
+    """
     from llmgw.server import create_app
 
-    app = create_app(settings)
+    app = create_app(settings, clock=clock) if clock is not None else create_app(settings)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://llmgw", timeout=20) as c:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from datetime import timedelta
 from typing import Any
 
@@ -11,7 +10,10 @@ import httpx
 import pytest
 
 from llmgw.auth.keys import KeyService
+from llmgw.errors import AuthError
 from llmgw.server.app import gateway_of
+
+from .conftest import running
 
 CHAT = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
 
@@ -74,33 +76,38 @@ async def test_key_is_never_echoed(client: httpx.AsyncClient, key: Any, caplog: 
 
 
 async def test_revoked_key_stops_within_the_cache_bound(
-    client: httpx.AsyncClient, app: Any, key: Any, test_engine: Any
+    settings: Any, key: Any, test_engine: Any, fake_clock: Any
 ) -> None:
+    """AUTH-4 without Redis: a revoked key works until ``key_cache_seconds`` passed, then 401."""
     headers = {"Authorization": f"Bearer {key.secret}"}
-    assert (await client.get("/v1/models", headers=headers)).status_code == 200
-    bound = gateway_of(app).settings.server.key_cache_seconds
-    await asyncio.to_thread(KeyService(test_engine).revoke, str(key.info.id))
-    revoked_at = time.monotonic()
-    while True:
-        r = await client.get("/v1/models", headers=headers)
-        if r.status_code == 401:
-            break
-        assert r.status_code == 200
-        assert time.monotonic() - revoked_at < bound + 0.5, "revoked key still works past the bound"
-        await asyncio.sleep(0.05)
-    _assert_401(r)
-    assert time.monotonic() - revoked_at <= bound + 0.5
+    async with running(settings, clock=fake_clock) as (_app, client):
+        assert (await client.get("/v1/models", headers=headers)).status_code == 200
+        bound = settings.server.key_cache_seconds
+        await asyncio.to_thread(KeyService(test_engine).revoke, str(key.info.id))
+        fake_clock.advance(bound - 0.01)
+        assert (await client.get("/v1/models", headers=headers)).status_code == 200  # cached
+        fake_clock.advance(0.02)
+        _assert_401(await client.get("/v1/models", headers=headers))
 
 
 async def test_expired_key_stops_at_once_even_when_cached(
-    client: httpx.AsyncClient, make_key: Any, app: Any
+    test_engine: Any, make_key: Any, fake_clock: Any
 ) -> None:
-    gateway_of(app).auth.ttl = 60.0  # a long cache must not keep an expired key alive
+    """AUTH-4 (expire): a long cache must not keep an expired key alive, with no look-up."""
+    from llmgw.server.auth import KeyCache
+
+    cache = KeyCache(
+        KeyService(test_engine), ttl=60.0, clock=fake_clock.monotonic, wall_clock=fake_clock.time
+    )
     k = await asyncio.to_thread(make_key, "short", expires_in=timedelta(seconds=1.5))
-    headers = {"Authorization": f"Bearer {k.secret}"}
-    assert (await client.get("/v1/models", headers=headers)).status_code == 200
-    await asyncio.sleep(1.6)
-    _assert_401(await client.get("/v1/models", headers=headers))
+    headers = [(b"authorization", f"Bearer {k.secret}".encode())]
+    assert (await cache.authenticate(headers)).id == k.info.id
+    fake_clock.advance(1.4)
+    assert (await cache.authenticate(headers)).id == k.info.id
+    fake_clock.advance(0.2)
+    with pytest.raises(AuthError):
+        await cache.authenticate(headers)
+    assert cache.db_lookups == 1  # refused from the cache, by the expiry it holds
 
 
 async def test_model_allow_list(client: httpx.AsyncClient, make_key: Any, emulator: Any) -> None:

@@ -92,8 +92,16 @@ def proxy() -> Iterator[CutProxy]:
 
 
 async def test_gateway_rides_out_a_database_outage(
-    pg_url: str, proxy: CutProxy, emulator: Any, upstream_key: str, home: Path, monkeypatch: Any
+    pg_url: str,
+    proxy: CutProxy,
+    emulator: Any,
+    upstream_key: str,
+    home: Path,
+    monkeypatch: Any,
+    fake_clock: Any,
 ) -> None:
+    """ST-1/ST-5: a known key rides out the outage, an unknown one gets 503, readiness fails.
+    The gateway runs on a fake clock: the test moves it past the key and readiness caches."""
     direct = make_engine(pg_url)
     upgrade(direct)
     key = KeyService(direct).create("outage")
@@ -114,7 +122,7 @@ async def test_gateway_rides_out_a_database_outage(
             }
         ],
     )
-    app = create_app(settings)
+    app = create_app(settings, clock=fake_clock)
     headers = {"Authorization": f"Bearer {key.secret}"}
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
@@ -125,7 +133,7 @@ async def test_gateway_rides_out_a_database_outage(
             assert (await c.get("/readyz")).status_code == 200
 
             proxy.cut()
-            await asyncio.sleep(2.1)  # past the key cache and the readiness cache
+            fake_clock.advance(2.1)  # past the key cache (0.5 s) and the readiness cache (2 s)
             t0 = time.monotonic()
             r = await c.post("/v1/chat/completions", json=CHAT, headers=headers)
             assert r.status_code == 200, r.text  # a key seen recently rides out the outage
@@ -140,7 +148,8 @@ async def test_gateway_rides_out_a_database_outage(
             deadline = time.monotonic() + 15
             while (await c.get("/readyz")).status_code != 200:
                 assert time.monotonic() < deadline, "not ready again after the database came back"
-                await asyncio.sleep(0.3)
+                await asyncio.sleep(0.3)  # real time for the database to answer again
+                fake_clock.advance(2.1)  # and the readiness cache's interval
             assert await asyncio.to_thread(gateway_of(app).flush_usage, 15.0)
     with direct.connect() as conn:
         n = conn.exec_driver_sql("SELECT count(*) FROM usage").scalar()

@@ -8,7 +8,6 @@ healthy again and the circuit closes.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -20,7 +19,7 @@ from llmgw.config import Settings
 from llmgw.emulators import gigachat, yandexgpt
 from llmgw.emulators.runner import RunningServer, serve_in_thread
 
-COOLDOWN = 2.0  # long enough that the fail-fast phase below never reaches it
+COOLDOWN = 2.0  # on the fake clock: only the test moves time
 MSG: list[Any] = [{"role": "user", "content": "привет"}]
 
 
@@ -35,8 +34,11 @@ def upstreams() -> Iterator[tuple[RunningServer, RunningServer]]:
 
 @pytest.fixture
 def gateway(
-    upstreams: tuple[RunningServer, RunningServer], ru_settings: Callable[..., Settings]
+    upstreams: tuple[RunningServer, RunningServer],
+    ru_settings: Callable[..., Settings],
+    fake_clock: Any,
 ) -> Iterator[RunningServer]:
+    """The gateway on a fake clock: the test moves time past the breaker's cooldown."""
     from llmgw.server import create_app
 
     giga, yc = upstreams
@@ -48,7 +50,7 @@ def gateway(
         routing={"failure_threshold": 3, "cooldown": COOLDOWN, "max_retries": 0},
         aliases={"smart": ["gigachat/GigaChat-2", "yandex/yandexgpt-lite"]},
     )
-    with serve_in_thread(create_app(settings)) as server:
+    with serve_in_thread(create_app(settings, clock=fake_clock)) as server:
         yield server
 
 
@@ -99,6 +101,7 @@ def test_gigachat_failing_alias_served_by_yandexgpt_breaker_opens_fails_fast_and
     oa: openai.OpenAI,
     key: Any,
     fault: str,
+    fake_clock: Any,
 ) -> None:
     giga, yc = upstreams
     gem = giga.app.state.emulator
@@ -117,7 +120,11 @@ def test_gigachat_failing_alias_served_by_yandexgpt_breaker_opens_fails_fast_and
     assert gem.api_calls == 3
 
     gem.fault = None  # GigaChat recovers; after the cooldown one probe closes the circuit
-    time.sleep(COOLDOWN + 0.1)
+    fake_clock.advance(COOLDOWN - 0.1)
+    header, _ = served_by(oa)
+    assert header == "yandex/yandexgpt-lite"  # still open just before the cooldown ends
+    assert gem.api_calls == 3
+    fake_clock.advance(0.2)
     header, text = served_by(oa)
     assert header == "gigachat/GigaChat-2"
     assert "GigaChat emulator reply" in text

@@ -49,8 +49,10 @@ def gateways() -> Iterator[Callable[[Settings, int], list[Any]]]:
 
     running: list[Any] = []
 
-    def start(settings: Settings, n: int = 1) -> list[Any]:
-        servers = [serve_in_thread(create_app(settings)) for _ in range(n)]
+    def start(settings: Settings, n: int = 1, clock: Any = None) -> list[Any]:
+        """``clock`` (a fake one) replaces the gateways' monotonic clock."""
+        kw = {"clock": clock} if clock is not None else {}
+        servers = [serve_in_thread(create_app(settings, **kw)) for _ in range(n)]
         running.extend(servers)
         return servers
 
@@ -117,18 +119,22 @@ def test_rpm_admits_exactly_the_limit_then_429_with_retry_after_and_headers(
 
 
 def test_after_retry_after_the_next_request_passes_and_openai_sees_rate_limit_error(
-    settings: Settings, make_key: Callable[..., Any], gateways: Any
+    settings: Settings, make_key: Callable[..., Any], gateways: Any, fake_clock: Any
 ) -> None:
-    (gw,) = gateways(with_limits(settings, None), 1)
+    """RL-2 on a fake clock: time stands still during the burst, and moves by Retry-After."""
+    (gw,) = gateways(with_limits(settings, None), 1, fake_clock)
     key = make_key("rl", rpm=60)  # one request a second refills
     statuses = asyncio.run(burst([gw.url], key.secret, 80))
-    assert 60 <= statuses.count(200) <= 62 and statuses.count(429) == 80 - statuses.count(200)
+    assert statuses.count(200) == 60 and statuses.count(429) == 20
     client = openai.OpenAI(base_url=f"{gw.url}/v1", api_key=key.secret, max_retries=0)
     with pytest.raises(openai.RateLimitError) as info:
         client.chat.completions.create(**BODY)
     wait = int(info.value.response.headers["retry-after"])
     assert wait == 1
-    time.sleep(wait + 0.05)
+    fake_clock.advance(wait - 0.1)
+    with pytest.raises(openai.RateLimitError):  # not a moment before Retry-After (0.9 s)
+        client.chat.completions.create(**BODY)
+    fake_clock.advance(0.15)
     assert client.chat.completions.create(**BODY).choices[0].message.content
 
 

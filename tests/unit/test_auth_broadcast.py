@@ -27,24 +27,6 @@ from llmgw.errors import AuthError
 from llmgw.server.auth import KeyCache
 
 
-class FakeClock:
-    """Monotonic and wall time that move only when the test says so."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.wall = time.time()
-
-    def monotonic(self) -> float:
-        return self.now
-
-    def time(self) -> float:
-        return self.wall
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
-        self.wall += seconds
-
-
 @pytest.fixture
 def sqlite_engine(home: Path) -> Iterator[Engine]:
     from llmgw.storage.db import make_engine
@@ -60,7 +42,7 @@ def headers(secret: str) -> list[tuple[bytes, bytes]]:
     return [(b"authorization", f"Bearer {secret}".encode())]
 
 
-def cache_for(keys: Any, clock: FakeClock, ttl: float = 30.0) -> KeyCache:
+def cache_for(keys: Any, clock: Any, ttl: float = 30.0) -> KeyCache:
     return KeyCache(keys, ttl=ttl, clock=clock.monotonic, wall_clock=clock.time)
 
 
@@ -80,12 +62,12 @@ def test_messages_round_trip_and_garbage_is_refused() -> None:
             decode(bad)
 
 
-async def test_a_key_change_drops_that_key_only(sqlite_engine: Engine) -> None:
+async def test_a_key_change_drops_that_key_only(sqlite_engine: Engine, fake_clock: Any) -> None:
     """AUTH-4: with a 30 s cache, a revoked key is refused at the next request after apply()."""
     changes: list[AuthChange] = []
     svc = KeyService(sqlite_engine, on_change=changes.append)
     a, b = svc.create("a"), svc.create("b")
-    clock = FakeClock()
+    clock = fake_clock
     cache = cache_for(svc, clock)
     await cache.authenticate(headers(a.secret))
     await cache.authenticate(headers(b.secret))
@@ -110,14 +92,14 @@ async def test_rotation_announces_the_old_key(sqlite_engine: Engine) -> None:
 
 
 async def test_user_disable_and_enable_reach_cached_keys_and_cached_refusals(
-    sqlite_engine: Engine,
+    sqlite_engine: Engine, fake_clock: Any
 ) -> None:
     changes: list[AuthChange] = []
     users = UserService(sqlite_engine, on_change=changes.append)
     users.create("ann@example.com")
     svc = KeyService(sqlite_engine)
     k = svc.create("ann", user_email="ann@example.com")
-    cache = cache_for(svc, FakeClock())
+    cache = cache_for(svc, fake_clock)
     await cache.authenticate(headers(k.secret))
     disabled = users.disable("ann@example.com")
     assert changes[-1] == AuthChange(users=(disabled.id,))
@@ -132,11 +114,13 @@ async def test_user_disable_and_enable_reach_cached_keys_and_cached_refusals(
     assert (await cache.authenticate(headers(k.secret))).id == k.info.id
 
 
-async def test_without_a_change_the_cache_bound_applies(sqlite_engine: Engine) -> None:
+async def test_without_a_change_the_cache_bound_applies(
+    sqlite_engine: Engine, fake_clock: Any
+) -> None:
     """No Redis: a revoked key works until ``key_cache_seconds`` passed, then is refused."""
     svc = KeyService(sqlite_engine)
     k = svc.create("bound")
-    clock = FakeClock()
+    clock = fake_clock
     cache = cache_for(svc, clock, ttl=2.0)
     await cache.authenticate(headers(k.secret))
     svc.revoke(str(k.info.id))
@@ -165,11 +149,13 @@ class GatedKeys:
         self.svc.touch_last_used(seen)
 
 
-async def test_a_look_up_in_flight_during_a_change_is_not_cached(sqlite_engine: Engine) -> None:
+async def test_a_look_up_in_flight_during_a_change_is_not_cached(
+    sqlite_engine: Engine, fake_clock: Any
+) -> None:
     svc = KeyService(sqlite_engine)
     k = svc.create("racing")
     gated = GatedKeys(svc)
-    cache = cache_for(gated, FakeClock())
+    cache = cache_for(gated, fake_clock)
     task = asyncio.create_task(cache.authenticate(headers(k.secret)))
     await asyncio.to_thread(gated.entered.wait, 10)
     svc.revoke(str(k.info.id))
@@ -181,10 +167,12 @@ async def test_a_look_up_in_flight_during_a_change_is_not_cached(sqlite_engine: 
         await cache.authenticate(headers(k.secret))
 
 
-async def test_resync_drops_refusals_and_looks_keys_up_again(sqlite_engine: Engine) -> None:
+async def test_resync_drops_refusals_and_looks_keys_up_again(
+    sqlite_engine: Engine, fake_clock: Any
+) -> None:
     svc = KeyService(sqlite_engine)
     k = svc.create("resync")
-    cache = cache_for(svc, FakeClock())
+    cache = cache_for(svc, fake_clock)
     await cache.authenticate(headers(k.secret))
     with pytest.raises(AuthError):
         await cache.authenticate(headers("llmgw_" + "Z" * 43))

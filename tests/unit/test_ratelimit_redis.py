@@ -15,7 +15,7 @@ import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 import redis as redis_sync
@@ -68,10 +68,12 @@ def _settings(**kw: object) -> RateLimitSettings:
 
 @contextlib.asynccontextmanager
 async def limiters(
-    n: int, url: str | None, prefix: str, **kw: object
+    n: int, url: str | None, prefix: str, clock: Any = time.monotonic, **kw: object
 ) -> AsyncIterator[list[RateLimiter]]:
+    """``n`` limiters on ``url``; ``clock`` (a fake one) times their degraded-mode probes."""
     lims = [
-        RateLimiter(_settings(**kw), url, instance_count=n, key_prefix=prefix) for _ in range(n)
+        RateLimiter(_settings(**kw), url, instance_count=n, key_prefix=prefix, clock=clock)
+        for _ in range(n)
     ]
     try:
         for lim in lims:
@@ -316,16 +318,16 @@ async def _timed(
 
 
 async def test_redis_refused_degrades_to_local_share(
-    prefix: str, caplog: pytest.LogCaptureFixture
+    prefix: str, caplog: pytest.LogCaptureFixture, fake_clock: Any
 ) -> None:
     url = f"redis://127.0.0.1:{closed_port()}/0"
     limit = Limit(30, 60.0)
     with caplog.at_level(logging.WARNING, logger="llmgw.ratelimit"):
-        async with limiters(1, url, prefix, retry_interval=0.05) as (lim,):
+        async with limiters(1, url, prefix, fake_clock, retry_interval=0.05) as (lim,):
             lim._instances = 3  # as if 3 instances share the limit: share ceil(30/3) = 10
             assert lim.degraded  # start() found Redis down and did not raise
             allowed, lat = await _timed(lim, limit, 40)
-            await asyncio.sleep(0.06)
+            fake_clock.advance(0.06)  # past retry_interval: the next request probes Redis
             more, _ = await _timed(lim, limit, 5)
             await lim.adjust("rpm:k", limit, -3)  # best effort, no exception
             errors = lim.backend_errors
@@ -344,13 +346,15 @@ async def test_share_is_ceil_of_rate_over_instances(prefix: str) -> None:
 
 
 async def test_blackholed_redis_costs_one_timeout_per_interval_then_recovers(
-    prefix: str, rsync: redis_sync.Redis
+    prefix: str, rsync: redis_sync.Redis, fake_clock: Any
 ) -> None:
     limit = Limit(30, 60.0)
     timeout, interval = 0.1, 0.4
     async with (
         FaultProxy() as proxy,
-        limiters(1, proxy.url, prefix, redis_timeout=timeout, retry_interval=interval) as (lim,),
+        limiters(
+            1, proxy.url, prefix, fake_clock, redis_timeout=timeout, retry_interval=interval
+        ) as (lim,),
     ):
         lim._instances = 3
         assert not lim.degraded
@@ -367,12 +371,12 @@ async def test_blackholed_redis_costs_one_timeout_per_interval_then_recovers(
         assert sum(x > timeout / 2 for x in lat) == 1  # one timeout, not one per request
         assert spent < interval
 
-        await asyncio.sleep(interval)
+        fake_clock.advance(interval)
         _, lat = await _timed(lim, limit, 1)  # the one probe of this interval
         assert lim.backend_errors == 2 and timeout * 0.9 < lat[0] < timeout + 0.1
 
         proxy.set_mode("forward")
-        await asyncio.sleep(interval)
+        fake_clock.advance(interval)
         d = await lim.acquire("rpm:k", limit)
         assert d.allowed and not lim.degraded  # recovered: shared state is back
         assert d.remaining == 30 - 5 - 1

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import math
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Literal
 
 from llmgw.config import RateLimitSettings
@@ -43,10 +44,14 @@ class RateLimiter:
         *,
         instance_count: int | None = None,
         key_prefix: str | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
         self._instances = max(1, instance_count or settings.instances)
-        self._local = MemoryLimiter()
+        # ``clock`` (seconds; tests pass a fake one) times the degraded-mode probes and the local
+        # buckets (GCRA needs only differences, so a wall-clock jump cannot refill them).
+        self._clock = clock
+        self._local = MemoryLimiter(clock=clock)
         self._redis: RedisBackend | None = None
         kind = settings.backend
         if kind == "auto":
@@ -115,7 +120,7 @@ class RateLimiter:
             return False
         if not self._degraded:
             return True
-        now = time.monotonic()
+        now = self._clock()
         if now < self._next_try:
             return False
         self._next_try = now + self._settings.retry_interval  # this request is the only probe
@@ -124,7 +129,7 @@ class RateLimiter:
     def _failed(self, exc: BaseException) -> None:
         self.backend_errors += 1
         self._errors_since_warning += 1
-        now = time.monotonic()
+        now = self._clock()
         if not self._degraded or now >= self._next_try:
             self._next_try = now + self._settings.retry_interval
         self._degraded = True
