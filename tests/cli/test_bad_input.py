@@ -94,6 +94,14 @@ def test_unknown_flags_and_commands_are_exit_2_and_write_nothing(
     assert _home_files(home) == []
 
 
+def test_a_mistyped_command_gets_a_suggestion(cli: Any) -> None:
+    """The root group imports commands lazily; its suggestions still cover every command."""
+    for typo, meant in (("kys", "keys"), ("sreve", "serve"), ("usrs", "users")):
+        result = cli(typo, "list")
+        assert result.exit_code == 2
+        assert f"Did you mean {meant!r}?" in result.stderr
+
+
 @pytest.mark.parametrize(
     "args",
     [

@@ -13,11 +13,17 @@ import importlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from difflib import get_close_matches
 from typing import Any, ClassVar
 
 import typer
 import typer.core
 import typer.main
+
+try:  # typer >= 0.25 ships its own copy of click (as in main.py)
+    from typer._click.exceptions import UsageError
+except ImportError:  # pragma: no cover - older typer on plain click
+    from click.exceptions import UsageError  # type: ignore[assignment]
 
 __all__ = ["LazyCommand", "LazyGroup", "subcommands"]
 
@@ -66,6 +72,17 @@ class LazyGroup(typer.core.TyperGroup):
             return typer.core.TyperCommand(cmd_name, help=spec.help, rich_markup_mode=None)
         cmd = self.commands[cmd_name] = spec.load(cmd_name)
         return cmd
+
+    def resolve_command(self, ctx: Any, args: list[str]) -> Any:
+        """Typer's, with its "Did you mean" drawn from every command, imported or not."""
+        try:
+            return super().resolve_command(ctx, args)
+        except UsageError as exc:
+            matches = get_close_matches(args[0], self.list_commands(ctx)) if args else []
+            if self.suggest_commands and matches and "Did you mean" not in exc.message:
+                names = ", ".join(repr(m) for m in matches)
+                exc.message = f"{exc.message.rstrip('.')}. Did you mean {names}?"
+            raise
 
     @contextmanager
     def _names_only(self) -> Iterator[None]:
