@@ -17,6 +17,7 @@ from llmgw.errors import (
     AuthError,
     ClientDisconnected,
     DatabaseError,
+    InvalidModelName,
     InvalidRequest,
     LlmgwError,
     MethodNotAllowed,
@@ -51,6 +52,9 @@ _HTTP_ERRORS: dict[int, type[LlmgwError]] = {
 }
 
 
+_BAD_NAME = frozenset({"string_pattern_mismatch", "string_too_long", "string_too_short"})
+
+
 def validation_error(exc: ValidationError) -> InvalidRequest:
     """A pydantic ``ValidationError`` as a 400 naming the first offending parameter."""
     errors = exc.errors(include_url=False, include_input=False, include_context=False)
@@ -59,6 +63,8 @@ def validation_error(exc: ValidationError) -> InvalidRequest:
     err = errors[0]
     param = ".".join(str(p) for p in err["loc"]) or None
     msg = err["msg"]
+    if param == "model" and err["type"] in _BAD_NAME:
+        return InvalidModelName()
     if err["type"] == "extra_forbidden":
         msg = "unknown field"
     elif err["type"] == "missing":

@@ -10,13 +10,14 @@ an HTTP status and an OpenAI ``error.type`` for the server.
     │   ├── MethodNotAllowed      exit 2   405  invalid_request_error
     │   ├── RequestTimeout        exit 2   408  invalid_request_error (code request_timeout)
     │   ├── PayloadTooLarge       exit 2   413  invalid_request_error
+    │   ├── InvalidModelName      exit 2   400  invalid_request_error (code invalid_model)
     │   └── ModelNotFound         exit 4   404  invalid_request_error (code model_not_found)
     ├── NotFound                  exit 4   404  not_found_error
     ├── Conflict                  exit 5   409  conflict_error          duplicate email, name...
     ├── AuthError                 exit 6   401  authentication_error
     ├── PermissionDenied          exit 6   403  permission_error
     ├── RateLimited               exit 7   429  rate_limit_error        carries retry_after
-    ├── DatabaseError             exit 3   503  api_error               database unreachable or broken
+    ├── DatabaseError             exit 3   503  api_error (code database_unavailable)
     ├── UpstreamError             exit 8   502  api_error               carries provider
     │   ├── UpstreamTimeout       exit 8   504  api_error
     │   └── UpstreamModelNotFound exit 8   404  invalid_request_error (code model_not_found)
@@ -37,6 +38,7 @@ __all__ = [
     "ConfigError",
     "Conflict",
     "DatabaseError",
+    "InvalidModelName",
     "InvalidRequest",
     "LlmgwError",
     "MethodNotAllowed",
@@ -135,6 +137,21 @@ class PayloadTooLarge(InvalidRequest):
     code = "payload_too_large"
 
 
+class InvalidModelName(InvalidRequest):
+    """A request's ``model`` is outside the grammar ``[provider/]model[:version]``."""
+
+    code = "invalid_model"
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(
+            message
+            or "model must be [provider/]model[:version]: ASCII letters, digits and . _ - : / @ +, "
+            "the model at most 200 characters and the version at most 64",
+            param="model",
+            hint="GET /v1/models lists the configured models",
+        )
+
+
 class ModelNotFound(InvalidRequest):
     """The requested model or alias is not configured."""
 
@@ -205,6 +222,7 @@ class DatabaseError(LlmgwError):
 
     exit_code = 3
     http_status = 503
+    code = "database_unavailable"
 
 
 class UpstreamError(LlmgwError):

@@ -139,7 +139,11 @@ async def test_gateway_rides_out_a_database_outage(
             assert r.status_code == 200, r.text  # a key seen recently rides out the outage
             assert time.monotonic() - t0 < 3  # and nothing waited on the database for long
             r = await c.get("/v1/models", headers={"Authorization": "Bearer llmgw_" + "q" * 43})
-            assert r.status_code == 503 and r.json()["error"]["type"] == "api_error"
+            err = r.json()["error"]
+            assert r.status_code == 503 and (err["type"], err["code"]) == (
+                "api_error",
+                "database_unavailable",
+            )
             assert "database" in r.json()["error"]["message"]
             r = await c.get("/readyz")
             assert r.status_code == 503 and "database unreachable" in r.json()["problems"]

@@ -4,20 +4,29 @@ This is the routing core the router grows from: ``Resolver.candidates`` returns 
 order (an alias lists several); ``Resolver.resolve`` picks the first for callers without fallback.
 Names are checked against the configuration only, so client input never creates new state: the
 memo holds successfully resolved names and is bounded.
+
+Every name a client sends must match the grammar (``llmgw.schemas.MODEL_NAME_PATTERN``) before it
+is resolved; that check runs on memo misses only, so a name seen before costs nothing. The version is the part after the last
+``:`` when that part holds no ``/`` (so ``gpt://folder/model/latest`` is one model name, not
+``gpt`` plus a version); a resolved model longer than ``MODEL_MAX`` or version longer than
+``VERSION_MAX`` (the usage columns) is ``InvalidModelName`` (400), checked once per distinct name.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from decimal import Decimal
 
 from llmgw.config import AliasTarget, ProviderConfig, Settings
-from llmgw.errors import ModelNotFound
+from llmgw.errors import InvalidModelName, ModelNotFound
+from llmgw.schemas import MODEL_MAX, MODEL_NAME_PATTERN, VERSION_MAX
 from llmgw.usage.pricing import cost_of
 
 __all__ = ["Resolver", "Target"]
 
 _MEMO_MAX = 4096
+_NAME = re.compile(MODEL_NAME_PATTERN)
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,10 +105,15 @@ class Resolver:
         hit = self._memo.get(name)
         if hit is not None:
             return hit
+        if _NAME.fullmatch(name) is None:  # fullmatch: "$" would let a final "\n" through
+            raise InvalidModelName()
         if name in self._aliases:
             found = tuple(self._alias_target(name, c) for c in self._aliases[name])
         else:
             found = (self._direct(name),)
+        for t in found:
+            if len(t.model) > MODEL_MAX or (t.version is not None and len(t.version) > VERSION_MAX):
+                raise InvalidModelName()
         if len(self._memo) < _MEMO_MAX:
             self._memo[name] = found
         return found
@@ -155,6 +169,6 @@ class Resolver:
     @staticmethod
     def _split(name: str) -> tuple[str, str | None]:
         model, sep, version = name.rpartition(":")
-        if sep and model and version:
+        if sep and model and version and "/" not in version:
             return model, version
         return name, None

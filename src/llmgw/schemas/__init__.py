@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from llmgw.schemas.openai import (
     FORBIDDEN_FIELDS,
+    MODEL_MAX,
+    MODEL_NAME_MAX,
+    MODEL_NAME_PATTERN,
+    VERSION_MAX,
     ChatMessage,
     ChatRequest,
     EmbeddingRequest,
@@ -15,6 +19,10 @@ from llmgw.schemas.openai import (
 
 __all__ = [
     "FORBIDDEN_FIELDS",
+    "MODEL_MAX",
+    "MODEL_NAME_MAX",
+    "MODEL_NAME_PATTERN",
+    "VERSION_MAX",
     "ChatMessage",
     "ChatRequest",
     "EmbeddingRequest",
