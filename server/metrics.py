@@ -124,7 +124,7 @@ class _RateLimitCollector(Collector):
 
 
 class _ReceiptCollector(Collector):
-    """Requests cut by the request-receipt deadline (``llmgw.server.receipt``; process-wide)."""
+    """Requests cut by the receipt deadline or the header limits (``llmgw.server.receipt``)."""
 
     def collect(self) -> Iterable[Metric]:
         timeouts = CounterMetricFamily(
@@ -132,7 +132,12 @@ class _ReceiptCollector(Collector):
             "Requests whose headers or body did not arrive within request_receipt_timeout.",
         )
         timeouts.add_metric([], float(receipt_stats.timeouts))
-        return [timeouts]
+        too_large = CounterMetricFamily(
+            "llmgw_request_headers_too_large",
+            "Requests refused with 431: head over server.max_header_bytes or server.max_headers.",
+        )
+        too_large.add_metric([], float(receipt_stats.headers_too_large))
+        return [timeouts, too_large]
 
 
 class _AuthFeedCollector(Collector):

@@ -1,4 +1,4 @@
-"""A request-receipt deadline below ASGI: slow clients (slowloris) get 408 and lose the connection.
+"""Limits on receiving a request, below ASGI: a receipt deadline (slowloris: 408) and header limits (431).
 
 uvicorn bounds only the idle time between requests (``timeout_keep_alive``, reset by every byte),
 so a client that sends its headers or body a byte at a time holds a connection, and once the
@@ -19,6 +19,16 @@ the same bound as an idle keep-alive connection (uvicorn itself would keep it fo
 does not run against the client while uvicorn has stopped reading (flow control, pipelining) or
 while the client waits for ``100 Continue``.
 
+Header limits (security catalogue IN-1): a request head (request line plus headers) larger than
+``[server] max_header_bytes`` (default 64 KiB) or with more than ``max_headers`` header lines
+(default 100) gets ``431`` with OpenAI's error envelope and ``Connection: close``, before any
+ASGI task exists (so before authentication). httptools buffers a header until it is complete,
+so the bytes of a head still arriving are counted as they are read: a client sending 1 MB
+headers is cut off after about ``max_header_bytes`` plus one socket read, and memory per
+connection stays bounded. Once a head is complete its exact size (URL plus names and values)
+is checked only when the bytes read for it exceeded the limit: a normal request pays one addition
+per read and one comparison per request.
+
 Cost on the hot path: no timers per request. The protocol stores ``loop.time()`` when a request
 begins (one wrapped parser callback); everything else happens in one timer per server
 (``_Sweeper``), which walks the open connections every ``min(1, timeout / 10)`` seconds (at least
@@ -31,12 +41,13 @@ import asyncio
 import logging
 from typing import Any
 
+import httptools
 import orjson
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.server import ServerState
 
-from llmgw.errors import RequestTimeout
+from llmgw.errors import HeadersTooLarge, LlmgwError, RequestTimeout
 
 __all__ = ["ReceiptStats", "ReceiptTimeoutProtocol", "receipt_protocol", "stats"]
 
@@ -50,11 +61,13 @@ _BODY_SINCE = "_llmgw_rx_since"  # set on uvicorn's RequestResponseCycle by the 
 class ReceiptStats:
     """Process-wide counters (plain attributes, updated on the event loop, read by the metrics)."""
 
-    __slots__ = ("fresh_idle_closed", "timeouts")
+    __slots__ = ("fresh_idle_closed", "headers_too_large", "timeouts")
 
     def __init__(self) -> None:
         self.timeouts = 0
         """Requests whose headers or body did not arrive within the deadline (408 or close)."""
+        self.headers_too_large = 0
+        """Requests refused with 431: head over ``max_header_bytes`` or ``max_headers`` lines."""
         self.fresh_idle_closed = 0
         """Connections closed because no request began within ``timeout_keep_alive``."""
 
@@ -62,10 +75,14 @@ class ReceiptStats:
 stats = ReceiptStats()
 
 
-def _response_408(default_headers: list[tuple[bytes, bytes]], what: str, timeout: float) -> bytes:
-    err = RequestTimeout(f"The request {what} did not arrive within {timeout:g} seconds.")
+_REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
+
+
+def _error_response(default_headers: list[tuple[bytes, bytes]], err: LlmgwError) -> bytes:
+    """A complete ``Connection: close`` response carrying ``err`` in OpenAI's error envelope."""
     body = orjson.dumps(err.to_openai())
-    head = [b"HTTP/1.1 408 Request Timeout\r\n"]
+    status = err.http_status
+    head = [b"HTTP/1.1 %d %s\r\n" % (status, _REASONS[status])]
     for name, value in default_headers:
         head += [name, b": ", value, b"\r\n"]
     head += [
@@ -75,6 +92,15 @@ def _response_408(default_headers: list[tuple[bytes, bytes]], what: str, timeout
         body,
     ]
     return b"".join(head)
+
+
+def _response_408(default_headers: list[tuple[bytes, bytes]], what: str, timeout: float) -> bytes:
+    err = RequestTimeout(f"The request {what} did not arrive within {timeout:g} seconds.")
+    return _error_response(default_headers, err)
+
+
+class _HeadersTooLarge(Exception):  # noqa: N818 - a signal out of the parser, not an error
+    """Raised from a parser callback to stop parsing once the 431 has been sent."""
 
 
 class _Sweeper:
@@ -145,6 +171,10 @@ class ReceiptTimeoutProtocol(HttpToolsProtocol):
 
     receipt_timeout: float = 30.0
     """Seconds allowed for the headers, and again for the body (``receipt_protocol`` sets it)."""
+    max_header_bytes: int = 64 * 1024
+    """Largest request head (URL plus header names and values) accepted; bigger is 431."""
+    max_headers: int = 100
+    """Most header lines in a request; more is 431."""
 
     def __init__(
         self,
@@ -154,10 +184,12 @@ class ReceiptTimeoutProtocol(HttpToolsProtocol):
         _loop: asyncio.AbstractEventLoop | None = None,
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
-        # One attribute only: uvicorn's protocol already has 28, and past 30 CPython stops
-        # sharing instance-dict keys, which made every attribute access on the hot path slower.
+        # Two attributes only: uvicorn's protocol has 28 (with ``url``), and past 30 CPython
+        # stops sharing instance-dict keys, which made every attribute access on the hot path slower.
         self._rx_since: float | None = None
         """``loop.time()`` when the current request (or the connection) began; None: not timed."""
+        self._head: int | None = 0
+        """Bytes read for the current request head; None once the head is complete (body)."""
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -173,6 +205,69 @@ class ReceiptTimeoutProtocol(HttpToolsProtocol):
         """The parser saw a request's first byte: the only per-request cost (a clock read)."""
         HttpToolsProtocol.on_message_begin(self)
         self._rx_since = self.loop.time()
+
+    def data_received(self, data: bytes) -> None:
+        """uvicorn's ``data_received``, counting the bytes of a head still arriving."""
+        head = self._head
+        if head is not None:
+            self._head = head = head + len(data)
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            if self.transport.is_closing():  # we stopped the parser after answering 431
+                return
+            msg = "Invalid HTTP request received."
+            self.logger.warning(msg)
+            self.send_400_response(msg)
+            return
+        except httptools.HttpParserUpgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+            else:
+                self._unsupported_upgrade_warning()
+            return
+        head = self._head
+        if head is not None and (
+            head > self.max_header_bytes or len(self.headers or ()) > self.max_headers
+        ):
+            # Still inside a head after this read, and it is already over a limit: stop here
+            # rather than let httptools buffer the rest of a huge header.
+            self._refuse_head()
+
+    def on_headers_complete(self) -> None:
+        """Check the complete head against the limits, then let uvicorn start the request."""
+        head = self._head
+        self._head = None
+        if len(self.headers) > self.max_headers or (
+            head is not None
+            and head > self.max_header_bytes
+            and len(self.url) + sum(len(n) + len(v) + 4 for n, v in self.headers)
+            > self.max_header_bytes
+        ):
+            self._refuse_head()
+            raise _HeadersTooLarge
+        HttpToolsProtocol.on_headers_complete(self)
+
+    def on_message_complete(self) -> None:
+        """The request is in; the next bytes are the next request's head."""
+        HttpToolsProtocol.on_message_complete(self)
+        self._head = 0
+
+    def _refuse_head(self) -> None:
+        """431 with the envelope, and close: the head is over ``max_header_bytes``/``max_headers``."""
+        self._head = None
+        self._rx_since = None
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        stats.headers_too_large += 1
+        err = HeadersTooLarge(
+            f"The request headers are larger than {self.max_header_bytes} bytes "
+            f"or more than {self.max_headers} lines."
+        )
+        transport.write(_error_response(self.server_state.default_headers, err))
+        transport.close()
 
     def _receipt_expired(self, phase: str) -> None:
         """``phase`` ran out of time: 408 unless the app has answered, then close."""
@@ -205,10 +300,18 @@ class ReceiptTimeoutProtocol(HttpToolsProtocol):
         transport.close()
 
 
-def receipt_protocol(timeout: float) -> type[ReceiptTimeoutProtocol]:
-    """The protocol class to give ``uvicorn.Config(http=...)``, with ``timeout`` seconds per phase."""
+def receipt_protocol(
+    timeout: float, *, max_header_bytes: int = 64 * 1024, max_headers: int = 100
+) -> type[ReceiptTimeoutProtocol]:
+    """The protocol class to give ``uvicorn.Config(http=...)``: ``timeout`` seconds per phase,
+    request heads up to ``max_header_bytes`` and ``max_headers`` lines."""
     return type(
         "ReceiptTimeoutProtocol",
         (ReceiptTimeoutProtocol,),
-        {"receipt_timeout": float(timeout), "__module__": __name__},
+        {
+            "receipt_timeout": float(timeout),
+            "max_header_bytes": int(max_header_bytes),
+            "max_headers": int(max_headers),
+            "__module__": __name__,
+        },
     )

@@ -7,7 +7,8 @@ a little longer (``_GRACE``) so those final events go out before it cancels what
 lifespan flushes usage and the process exits 0 (uvicorn would re-raise SIGTERM and die by signal).
 
 The HTTP protocol is httptools with request-receipt deadlines (``llmgw.server.receipt``): slow
-headers or bodies get 408 after ``server.request_receipt_timeout``.
+headers or bodies get 408 after ``server.request_receipt_timeout``, and heads over
+``server.max_header_bytes`` or ``server.max_headers`` get 431.
 """
 
 from __future__ import annotations
@@ -122,7 +123,12 @@ def _uvicorn_config(app: Any, settings: Settings, **kw: Any) -> uvicorn.Config:
         host=s.host,
         port=s.port,
         loop="uvloop",
-        http=receipt_protocol(s.request_receipt_timeout),  # httptools + receipt deadlines
+        # httptools + receipt deadlines and header limits
+        http=receipt_protocol(
+            s.request_receipt_timeout,
+            max_header_bytes=s.max_header_bytes,
+            max_headers=s.max_headers,
+        ),
         lifespan="on",
         access_log=False,  # one JSON line per request comes from our middleware
         log_config=log_config(settings),

@@ -91,6 +91,11 @@ class ServerSettings(_Section):
     """Worker processes."""
     max_body_bytes: int = Field(default=4 * 1024 * 1024, ge=1024)
     """Largest accepted request body; bigger bodies get 413."""
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    """Largest request head (URL plus header names and values); bigger gets 431 and a close, before
+    authentication. Memory per connection stays near this bound."""
+    max_headers: int = Field(default=100, ge=8, le=10_000)
+    """Most header lines in one request; more gets 431 and a close."""
     request_receipt_timeout: float = Field(default=30.0, ge=1, le=3600)
     """Seconds a client may take to send a request's headers (from its first byte), and again its
     body; past either, 408 (or, if already answered, a close) and the connection is closed. Idle

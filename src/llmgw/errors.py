@@ -9,6 +9,7 @@ an HTTP status and an OpenAI ``error.type`` for the server.
     ├── InvalidRequest            exit 2   400  invalid_request_error
     │   ├── MethodNotAllowed      exit 2   405  invalid_request_error
     │   ├── RequestTimeout        exit 2   408  invalid_request_error (code request_timeout)
+    │   ├── HeadersTooLarge       exit 2   431  invalid_request_error (code headers_too_large)
     │   ├── PayloadTooLarge       exit 2   413  invalid_request_error
     │   ├── InvalidModelName      exit 2   400  invalid_request_error (code invalid_model)
     │   └── ModelNotFound         exit 4   404  invalid_request_error (code model_not_found)
@@ -38,6 +39,7 @@ __all__ = [
     "ConfigError",
     "Conflict",
     "DatabaseError",
+    "HeadersTooLarge",
     "InvalidModelName",
     "InvalidRequest",
     "LlmgwError",
@@ -128,6 +130,13 @@ class RequestTimeout(InvalidRequest):
 
     http_status = 408
     code = "request_timeout"
+
+
+class HeadersTooLarge(InvalidRequest):
+    """The request head is over ``server.max_header_bytes`` or ``server.max_headers``."""
+
+    http_status = 431
+    code = "headers_too_large"
 
 
 class PayloadTooLarge(InvalidRequest):
