@@ -100,6 +100,9 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.monotoni
         exception_handlers=exception_handlers(gateway.scrubber),
         lifespan=lifespan,
     )
+    # Starlette would answer "/v1/models/" with a 307 to an absolute URL built from the client's
+    # Host header; a path that is not a route is a 404 here, whatever its slashes.
+    app.router.redirect_slashes = False
     app.fast_post = {
         CHAT_PATH: RequestMiddleware(
             chat,

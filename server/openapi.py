@@ -156,6 +156,25 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/v1/models/{model}": {
+                "get": {
+                    "operationId": "retrieveModel",
+                    "security": security,
+                    "parameters": [
+                        {
+                            "name": "model",
+                            "in": "path",
+                            "required": True,
+                            "schema": {"type": "string"},
+                            "description": "A model id from GET /v1/models (provider/model or an alias).",
+                        }
+                    ],
+                    "responses": {
+                        "200": _json(obj, "The model object, as in GET /v1/models."),
+                        **_error_responses(["401", "404", "503"]),
+                    },
+                }
+            },
             "/api/providers": {
                 "get": {
                     "operationId": "providerStatus",

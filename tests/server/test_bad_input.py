@@ -153,6 +153,21 @@ async def test_unknown_model_and_routes(client: httpx.AsyncClient, auth: dict[st
     _envelope(await client.get("/v1/chat/completions", headers=auth), 405)
 
 
+async def test_trailing_slash_is_404_and_never_reflects_the_host(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    """Starlette's slash redirect built an absolute Location from the client's Host header."""
+    for method, path in (
+        ("GET", "/v1/models/"),
+        ("POST", "/v1/chat/completions/"),
+        ("POST", "/v1/embeddings/"),
+        ("GET", "/api/providers/"),
+    ):
+        r = await client.request(method, path, headers={**auth, "host": "evil.example"})
+        _envelope(r, 404)
+        assert "location" not in r.headers and "evil" not in r.text
+
+
 async def test_bad_requests_after_auth_are_recorded(
     client: httpx.AsyncClient, auth: dict[str, str], app: Any, flushed_usage: Any
 ) -> None:

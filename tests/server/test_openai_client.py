@@ -98,6 +98,26 @@ def test_models_list(oa: openai.OpenAI) -> None:
     assert ids == {"openai/gpt-4o-mini", "openai/text-embedding-3-small", "chat-default"}
 
 
+def test_models_retrieve(
+    oa: openai.OpenAI, make_key: Callable[..., Any], gateway_server: Any
+) -> None:
+    """``client.models.retrieve()`` works for provider/model ids (with their slash) and aliases;
+    an unknown id, or one the key may not use, is ``NotFoundError`` alike."""
+    model = oa.models.retrieve("openai/gpt-4o-mini")
+    assert (model.id, model.object, model.owned_by) == ("openai/gpt-4o-mini", "model", "openai")
+    assert oa.models.retrieve("chat-default").owned_by == "llmgw"
+    with pytest.raises(openai.NotFoundError) as err:
+        oa.models.retrieve("openai/not-configured")
+    assert err.value.code == "model_not_found"
+    narrow = make_key("narrow", models=["openai/text-embedding-3-small"])
+    oa2 = openai.OpenAI(base_url=f"{gateway_server.url}/v1", api_key=narrow.secret, max_retries=0)
+    assert (
+        oa2.models.retrieve("openai/text-embedding-3-small").id == "openai/text-embedding-3-small"
+    )
+    with pytest.raises(openai.NotFoundError):
+        oa2.models.retrieve("openai/gpt-4o-mini")
+
+
 def test_errors_surface_as_openai_exceptions(
     oa: openai.OpenAI, gateway_server: Any, read_usage: Any
 ) -> None:
