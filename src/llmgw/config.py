@@ -248,6 +248,8 @@ class ProviderConfig(_Section):
     """GigaChat: the account's scope; PERS accounts get 1 concurrent request, B2B/CORP 10 (see max_concurrency)."""
     folder_id: str | None = None
     """YandexGPT: the Yandex Cloud folder ID used in ``gpt://<folder>/<model>/<version>`` (required)."""
+    allowed_folders: list[str] = Field(default_factory=list)
+    """YandexGPT: other folders whose ``gpt://``/``emb://`` URIs clients may name as the model; by default a client-written URI must name ``folder_id`` (else 403), since the gateway's credentials may reach other folders."""
     service_account_key_file: Path | None = None
     """YandexGPT: authorized-key JSON of a service account; when set, IAM tokens replace the API key."""
     iam_url: str | None = None

@@ -209,7 +209,7 @@ class YandexGPTProvider:
         )
 
     def _uri(self, ctx: CallContext) -> str:
-        return model_uri(self.folder_id, ctx.model, ctx.version)
+        return model_uri(self.folder_id, ctx.model, ctx.version, self.config.allowed_folders)
 
     # -- Provider protocol -------------------------------------------------------------------
     async def chat(self, request: ChatRequest, ctx: CallContext) -> ChatResponse:
@@ -340,7 +340,7 @@ class YandexGPTProvider:
             raise InvalidRequest(
                 "YandexGPT embeddings take text input, not token ids", param="input"
             )
-        uri = embedding_uri(self.folder_id, ctx.model, ctx.version)
+        uri = embedding_uri(self.folder_id, ctx.model, ctx.version, self.config.allowed_folders)
 
         async def one(text: str) -> tuple[list[float], int]:
             body: dict[str, Any] = {"modelUri": uri, "text": text}

@@ -13,11 +13,12 @@ from __future__ import annotations
 import re
 import time
 import uuid
+from collections.abc import Collection
 from typing import Any
 
 import orjson
 
-from llmgw.errors import InvalidRequest
+from llmgw.errors import InvalidRequest, PermissionDenied
 from llmgw.providers.base import Usage
 from llmgw.providers.wire import arguments_text, tool_arguments
 from llmgw.schemas import ChatMessage, ChatRequest
@@ -28,6 +29,7 @@ __all__ = [
     "MODEL_URI_MESSAGE",
     "STATUS_TO_FINISH",
     "CumulativeText",
+    "client_uri",
     "completion_body",
     "completion_response",
     "embedding_uri",
@@ -50,20 +52,45 @@ EMBEDDING_ALIASES = {"doc": "text-search-doc", "query": "text-search-query"}
 _PART = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
 
 
-def model_uri(folder: str, model: str, version: str | None) -> str:
-    """``gpt://<folder>/<model>/<version>`` (``latest`` by default); a full URI passes unchanged."""
+def client_uri(uri: str, scheme: str, folders: Collection[str]) -> str:
+    """A model URI the client wrote out (``gpt://<folder>/...``), only for an allowed folder.
+
+    The gateway calls YandexGPT with its own credentials, which may reach folders other than
+    the configured one; a client naming another folder would spend them there. ``folders`` holds
+    the configured ``folder_id`` and the provider's ``allowed_folders``.
+    """
+    given, _, rest = uri.partition("://")
+    folder = rest.partition("/")[0]
+    if given != scheme or folder not in folders:
+        raise PermissionDenied(
+            f"model URI {uri[:200]!r} is not allowed: YandexGPT {scheme}:// URIs must name "
+            "this provider's folder",
+            param="model",
+            code="folder_not_allowed",
+            hint="name the model without a URI, or ask an operator to add the folder to "
+            "allowed_folders",
+        )
+    return uri
+
+
+def model_uri(folder: str, model: str, version: str | None, folders: Collection[str] = ()) -> str:
+    """``gpt://<folder>/<model>/<version>`` (``latest`` by default); a full URI passes unchanged
+    when it names ``folder`` or one of ``folders`` (else 403 ``folder_not_allowed``)."""
     if "://" in model:
-        return model
+        return client_uri(model, "gpt", {folder, *folders})
     branch = version or "latest"
     if not _PART.match(model) or not _PART.match(branch):
         raise InvalidRequest(f"invalid YandexGPT model name {model!r}", param="model")
     return f"gpt://{folder}/{model}/{branch}"
 
 
-def embedding_uri(folder: str, model: str, version: str | None) -> str:
-    """``emb://<folder>/<model>/<version>``; ``doc`` and ``query`` name the two search models."""
+def embedding_uri(
+    folder: str, model: str, version: str | None, folders: Collection[str] = ()
+) -> str:
+    """``emb://<folder>/<model>/<version>``; ``doc`` and ``query`` name the two search models; a
+    full URI passes when it names ``folder`` or one of ``folders``."""
     if "://" in model:
-        return model
+        return client_uri(model, "emb", {folder, *folders})
     name = EMBEDDING_ALIASES.get(model, model)
     branch = version or "latest"
     if not _PART.match(name) or not _PART.match(branch):
