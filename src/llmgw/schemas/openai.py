@@ -69,7 +69,15 @@ can never break a header (CR, LF, NUL), a log line or a database column's encodi
 
 # A JSON boolean only: pydantic's lax mode would take "yes", "on", 1 and "1" as true.
 StrictBool = Annotated[bool, Strict()]
-_ModelName = Annotated[str, Field(min_length=1, max_length=MODEL_NAME_MAX)]
+# The pattern is documented (OpenAPI) but checked by the resolver, once per distinct name.
+_ModelName = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=MODEL_NAME_MAX,
+        json_schema_extra={"pattern": f"^{MODEL_NAME_PATTERN}$"},
+    ),
+]
 
 MAX_MESSAGES = 2048
 MAX_TOKENS_CAP = 1_000_000
