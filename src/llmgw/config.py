@@ -138,6 +138,13 @@ class UsageSettings(_Section):
     """Where failed batches wait for the database; default ``$LLMGW_HOME/spool``."""
     retry_interval: float = Field(default=2.0, gt=0, le=600)
     """Seconds between attempts to replay the spool while the database is down."""
+    durability: Literal["process", "power", "memory"] = "process"
+    """What a usage record survives before its response leaves: ``process`` (a journal write
+    per record: survives ``kill -9``), ``power`` (also a grouped fsync: survives power loss),
+    ``memory`` (no journal: the last ``flush_interval`` of records is lost on ``kill -9``)."""
+    on_unrecordable: Literal["refuse", "serve"] = "refuse"
+    """When neither the database nor the journal can take a record: ``refuse`` billable
+    requests with 503 ``usage_unavailable``, or ``serve`` them (records held only in memory)."""
 
 
 class RoutingSettings(_Section):

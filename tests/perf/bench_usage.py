@@ -40,6 +40,7 @@ from llmgw.config import UsageSettings
 from llmgw.storage.db import make_engine
 from llmgw.storage.schema import upgrade
 from llmgw.usage.recorder import UsageEvent, UsageRecorder
+from llmgw.usage.rows import COLUMNS
 
 REPO = Path(__file__).resolve().parents[2]
 DOC = REPO / "docs" / "performance.md"
@@ -48,26 +49,7 @@ END = "<!-- bench_usage:end -->"
 PG_ADMIN = os.environ.get("LLMGW_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 CPU = 1
 BATCH = 500
-COLS = [
-    "request_id",
-    "created_at",
-    "user_id",
-    "key_id",
-    "endpoint",
-    "provider",
-    "model",
-    "model_version",
-    "stream",
-    "prompt_tokens",
-    "completion_tokens",
-    "total_tokens",
-    "cost",
-    "latency_ms",
-    "ttft_ms",
-    "status",
-    "error_type",
-    "metadata",
-]
+COLS = list(COLUMNS)
 
 
 def make_events(n: int, tag: str) -> list[UsageEvent]:

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 from llmgw.config import UsageSettings
 from llmgw.storage.db import make_engine
 from llmgw.storage.schema import upgrade
+from llmgw.usage.inserts import Inserter
 from llmgw.usage.recorder import UsageEvent, UsageRecorder, event_to_row
 
 
@@ -61,6 +62,10 @@ def two(tmp_path: Path) -> Iterator[tuple[Engine, Engine]]:
         eng.dispose()
 
 
+def _no_reject(row: dict[str, Any], why: str) -> None:
+    raise AssertionError(f"unexpected reject: {why}")
+
+
 def _raw(path: Path) -> list[tuple[Any, ...]]:
     with sqlite3.connect(path) as db:
         cols = [r[1] for r in db.execute("PRAGMA table_info(usage)") if r[1] != "id"]
@@ -72,13 +77,13 @@ def test_driver_insert_stores_the_same_values_as_sqlalchemy(
 ) -> None:
     fast_engine, plain_engine = two
     rows = [event_to_row(e) for e in _events()]
-    fast = UsageRecorder(fast_engine, UsageSettings(), tmp_path / "s1")
-    plain = UsageRecorder(plain_engine, UsageSettings(), tmp_path / "s2")
-    assert fast._driver_insert is not None  # SQLite takes the driver-level path
-    plain._driver_insert = None
-    fast._insert(rows)
-    plain._insert(rows)
-    fast._insert(rows)  # ON CONFLICT (request_id) DO NOTHING holds on this path too
+    fast = Inserter(fast_engine, _no_reject)
+    plain = Inserter(plain_engine, _no_reject)
+    assert fast.driver is not None  # SQLite takes the driver-level path
+    plain.driver = None
+    fast.insert(rows)
+    plain.insert(rows)
+    fast.insert(rows)  # ON CONFLICT (request_id) DO NOTHING holds on this path too
     got, want = _raw(tmp_path / "a.db"), _raw(tmp_path / "b.db")
     assert len(want) == 2
     assert got == want
@@ -91,7 +96,7 @@ def test_driver_insert_rejects_a_bad_row_and_keeps_the_rest(
     recorder = UsageRecorder(engine, UsageSettings(), tmp_path / "spool")
     good = event_to_row(_events()[0])
     bad = {**event_to_row(_events()[1]), "created_at": datetime(2026, 1, 1)}  # naive
-    recorder._insert_rows([good, bad])
+    assert recorder._writer.inserter.insert_rows([good, bad]) == 1  # the rejected one not counted
     assert [r[0] for r in _raw(tmp_path / "a.db")] == ["r-plain"]
     assert recorder.stats()["rejected"] == 1
 
@@ -120,16 +125,16 @@ def test_driver_insert_shortcuts_store_the_same_values(
     events.append(UsageEvent(request_id="r-utc0", created_at=base.replace(tzinfo=utc0)))
     fast_engine, plain_engine = two
     rows = [event_to_row(e) for e in events]
-    fast = UsageRecorder(fast_engine, UsageSettings(), tmp_path / "s1")
-    plain = UsageRecorder(plain_engine, UsageSettings(), tmp_path / "s2")
-    plain._driver_insert = None
-    fast._insert(rows)
-    plain._insert(rows)
+    fast = Inserter(fast_engine, _no_reject)
+    plain = Inserter(plain_engine, _no_reject)
+    plain.driver = None
+    fast.insert(rows)
+    plain.insert(rows)
     assert _raw(tmp_path / "a.db") == _raw(tmp_path / "b.db")
 
 
 def test_a_shortcut_that_disagrees_with_its_processor_is_not_used() -> None:
-    from llmgw.usage.recorder import _shortcut
+    from llmgw.usage.inserts import _shortcut
 
     def odd(value: Any) -> Any:
         return "always this"

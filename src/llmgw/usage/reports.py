@@ -17,6 +17,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 
 from llmgw.storage.tables import ApiKey, UsageRecord, User
+from llmgw.usage.rows import COLUMNS
 
 __all__ = [
     "EXPORT_COLUMNS",
@@ -34,26 +35,8 @@ _u: sa.Table = UsageRecord.__table__  # type: ignore[attr-defined]
 _k: sa.Table = ApiKey.__table__  # type: ignore[attr-defined]
 _usr: sa.Table = User.__table__  # type: ignore[attr-defined]
 
-EXPORT_COLUMNS: tuple[str, ...] = (
-    "request_id",
-    "created_at",
-    "user_id",
-    "key_id",
-    "endpoint",
-    "provider",
-    "model",
-    "model_version",
-    "stream",
-    "prompt_tokens",
-    "completion_tokens",
-    "total_tokens",
-    "cost",
-    "latency_ms",
-    "ttft_ms",
-    "status",
-    "error_type",
-    "metadata",
-)
+EXPORT_COLUMNS: tuple[str, ...] = COLUMNS
+"""Export columns: every column of the ``usage`` table but its surrogate ``id``."""
 _METRICS = (
     "requests",
     "errors",

@@ -17,7 +17,7 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -25,9 +25,17 @@ from typing import IO, Any
 
 import orjson
 
-__all__ = ["SEGMENT_GLOB", "Spool", "SpoolSegment", "row_from_json", "row_to_json"]
+__all__ = [
+    "JOURNAL_GLOB",
+    "SEGMENT_GLOB",
+    "Spool",
+    "SpoolSegment",
+    "row_from_json",
+    "row_to_json",
+]
 
 SEGMENT_GLOB = "usage-*.jsonl"
+JOURNAL_GLOB = "journal-*.jsonl"  # written by llmgw.usage.journal; replayed here once unlocked
 REJECTED_NAME = "rejected.jsonl"
 _FORMAT = 1
 SEGMENT_MAX_BYTES = 16 * 1024 * 1024
@@ -50,6 +58,11 @@ def row_from_json(line: bytes) -> dict[str, Any]:
     """Parse a spooled line back into a row with typed values (UUID, datetime, Decimal)."""
     data: dict[str, Any] = orjson.loads(line)
     data.pop("v", None)
+    return typed_row(data)
+
+
+def typed_row(data: dict[str, Any]) -> dict[str, Any]:
+    """A row decoded from JSON with its typed values restored (UUID, datetime, Decimal)."""
     for k in ("key_id", "user_id"):
         if data.get(k) is not None:
             data[k] = uuid.UUID(data[k])
@@ -75,6 +88,8 @@ class SpoolSegment:
     path: Path
     rows: list[dict[str, Any]]
     bad_lines: int
+    partial: set[str] = field(default_factory=set)
+    """Request ids whose only record here is a stream's provisional one (a journal segment)."""
 
 
 class Spool:
@@ -132,16 +147,21 @@ class Spool:
     def segments(self) -> list[Path]:
         """Every segment in the directory, oldest first (names start with a timestamp)."""
         try:
-            return sorted(self.directory.glob(SEGMENT_GLOB))
+            found = [*self.directory.glob(SEGMENT_GLOB), *self.directory.glob(JOURNAL_GLOB)]
         except OSError:
             return []
+        return sorted(found, key=lambda p: p.name.split("-", 1)[1])
 
     def count_records(self) -> int:
-        """Lines in every segment (for statistics; reads the files)."""
+        """Records waiting on disk (for statistics; reads the files): spool segments, and the
+        journals of other (dead or live) processes; this process's own journal is not counted."""
         total = 0
+        mine = f"-{os.getpid()}-"
         for p in self.segments():
+            if p.name.startswith("journal-") and mine in p.name:
+                continue
             with contextlib.suppress(OSError), open(p, "rb") as f:
-                total += sum(1 for line in f if line.endswith(b"\n"))
+                total += sum(1 for line in f if line.endswith(b"\n") and line[:3] != b'{"j')
         return total
 
     @contextlib.contextmanager
@@ -161,16 +181,7 @@ class Spool:
             if not path.exists():  # replayed and deleted by someone else meanwhile
                 yield None
                 return
-            rows: list[dict[str, Any]] = []
-            bad = 0
-            for line in f.read().split(b"\n"):
-                if not line.strip():
-                    continue
-                try:
-                    rows.append(row_from_json(line))
-                except (ValueError, KeyError, TypeError):
-                    bad += 1  # a torn last line after a crash, or a damaged record
-            yield SpoolSegment(path, rows, bad)
+            yield _parse(path, f.read())
         finally:
             f.close()
 
@@ -190,6 +201,49 @@ class Spool:
             orjson.dumps({"reason": reason[:200], "row": r}, default=_default) + b"\n" for r in rows
         )
         with self._lock, open(self.directory / REJECTED_NAME, "ab") as f:
+            fcntl.flock(f.fileno(), fcntl.LOCK_EX)  # `llmgw usage rejected --replay` rewrites it
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+
+
+def _parse(path: Path, data: bytes) -> SpoolSegment:
+    """A segment's rows: spool lines are objects; journal lines are arrays after a header line
+    naming their columns, a trailing ``"partial"`` marking a stream's provisional record."""
+    seg = SpoolSegment(path, [], 0)
+    columns: list[str] | None = None
+    by_id: dict[str, int] = {}
+    for line in data.split(b"\n"):
+        if not line.strip():
+            continue
+        try:
+            item = orjson.loads(line)
+            if isinstance(item, dict) and "journal" in item:
+                columns = [str(c) for c in item["columns"]]
+                continue
+            if isinstance(item, list):
+                if columns is None:
+                    raise ValueError("journal record before its header")
+                partial = len(item) == len(columns) + 1 and item[-1] == "partial"
+                if len(item) != len(columns) + partial:
+                    raise ValueError("journal record of the wrong length")
+                row = typed_row(dict(zip(columns, item, strict=False)))
+            else:
+                partial = False
+                row = row_from_json(line)
+        except (ValueError, KeyError, TypeError):
+            seg.bad_lines += 1  # a torn last line after a crash, or a damaged record
+            continue
+        rid = row["request_id"]
+        if partial:
+            if rid in by_id:
+                continue  # the final record came first (never, but harmless)
+            seg.partial.add(rid)
+        else:
+            seg.partial.discard(rid)
+        if rid in by_id and not partial:
+            seg.rows[by_id[rid]] = row  # the final record replaces the provisional one
+        else:
+            by_id[rid] = len(seg.rows)
+            seg.rows.append(row)
+    return seg
