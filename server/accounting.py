@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from llmgw.errors import Unavailable
 from llmgw.providers.base import Usage
 from llmgw.routing.outcome import RouteTrace
 from llmgw.routing.resolve import Target
@@ -26,6 +27,13 @@ class Call:
     __slots__ = ("event", "gateway", "grant", "rc", "recorded", "target", "trace")
 
     def __init__(self, gateway: Gateway, rc: RequestContext, key: Any, endpoint: str) -> None:
+        if gateway.recorder.unrecordable is not None and gateway.refuse_unrecordable:
+            gateway.recorder.refused += 1  # ST-4: a request that could not be billed
+            raise Unavailable(
+                "usage cannot be recorded right now, so billable requests are refused;"
+                " try again shortly",
+                code="usage_unavailable",
+            )
         self.gateway = gateway
         self.rc = rc
         self.target: Target | None = None
@@ -85,10 +93,13 @@ class Call:
         upstream_seconds: float | None = None,
         ttft: float | None = None,
         end: float | None = None,
-    ) -> None:
-        """Record the event once: tokens, cost, latency; metrics for the upstream part."""
+    ) -> Awaitable[None] | None:
+        """Record the event once: tokens, cost, latency; metrics for the upstream part.
+
+        The record is journaled before this returns (it survives ``kill -9``); with
+        ``usage.durability = "power"`` the result is awaited before the answer is sent."""
         if self.recorded:
-            return
+            return None
         self.recorded = True
         g, ev = self.gateway, self.event
         ev.status, ev.error_type = status, error_type
@@ -116,7 +127,12 @@ class Call:
                 ev.completion_tokens,
                 ttft,
             )
-        g.recorder.record(ev)
+        return g.recorder.record(ev)
+
+    def begin_stream(self) -> Awaitable[None] | None:
+        """Journal a provisional record before a stream's first byte (kept, as ``interrupted``
+        and ``partial``, only if the process dies before ``finish``)."""
+        return self.gateway.recorder.begin_stream(self.event)
 
     @staticmethod
     def _settle(grant: Grant, status: int, total_tokens: int | None) -> None:

@@ -74,6 +74,19 @@ _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 
 _UPSTREAM_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300)
 
 
+_USAGE_GAUGES = {
+    "queued": "records waiting for the writer thread",
+    "written": "rows committed to the database (rejected rows not counted)",
+    "spooled": "records written to the spool while the database failed",
+    "spool_records": "records waiting on disk for replay",
+    "rejected": "rows the database refused for good (see `llmgw usage rejected`)",
+    "journal_pending": "journaled records not yet committed or spooled",
+    "stranded": "records held only in memory (neither database nor spool took them)",
+    "unrecordable": "1 while neither the database nor the journal can take a record",
+    "refused": "billable requests refused with 503 usage_unavailable",
+}
+
+
 class _StatsCollector(Collector):
     """Gauges read at scrape time from a callable (the usage recorder's ``stats()``)."""
 
@@ -86,10 +99,10 @@ class _StatsCollector(Collector):
         except Exception:  # noqa: BLE001 - a scrape must not fail because of the recorder
             return []
         out: list[Metric] = []
-        for name in ("queued", "written", "spooled", "spool_records"):
+        for name, text in _USAGE_GAUGES.items():
             value = stats.get(name)
             if isinstance(value, int | float):
-                g = GaugeMetricFamily(f"llmgw_usage_{name}", f"Usage recorder: {name}.")
+                g = GaugeMetricFamily(f"llmgw_usage_{name}", f"Usage recorder: {text}.")
                 g.add_metric([], float(value))
                 out.append(g)
         return out

@@ -97,6 +97,7 @@ class Gateway:
         self.metrics.open_streams = lambda: self.drain.open_streams
         self.resolver = Resolver(settings)
         self.max_body = settings.server.max_body_bytes
+        self.refuse_unrecordable = settings.usage.on_unrecordable == "refuse"
         self.started = False
         self.scrubber = Scrubber()
         """Removes the running providers' credentials from error answers."""

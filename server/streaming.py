@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -112,7 +112,7 @@ class SSEStream(Response):
         start: float,
         drain: Drain,
         scrubber: Scrubber,
-        on_finish: Callable[[StreamOutcome], None],
+        on_finish: Callable[[StreamOutcome], Awaitable[None] | None],
         headers: dict[str, str] | None = None,
     ) -> None:
         self.status_code = 200
@@ -128,6 +128,7 @@ class SSEStream(Response):
         self._task: asyncio.Task[Any] | None = None
         self._reason: str | None = None
         self._done = False
+        self._finished = False
         self._usage: Usage | None = None
         self._last: dict[str, Any] | None = None
 
@@ -189,6 +190,10 @@ class SSEStream(Response):
                         ttft = time.perf_counter() - self._start
                 chunk = await anext(self._rest, None)
             self._done = True
+            # The usage record is journaled before the final frame leaves (ST-3).
+            synced = self._finish(200, None, ttft, chunks, partial=False)
+            if synced is not None:
+                await synced
             await send({"type": "http.response.body", "body": _DONE, "more_body": False})
         except asyncio.CancelledError:
             task = self._task
@@ -222,17 +227,26 @@ class SSEStream(Response):
             watcher.cancel()
             self._drain.discard(self)
             await self._close_upstream()
-            self._on_finish(
-                StreamOutcome(
-                    status=status,
-                    error_type=error_type,
-                    usage=self._usage,
-                    ttft=ttft,
-                    finished_at=time.perf_counter(),
-                    chunks=chunks,
-                    partial=partial,
-                )
+            self._finish(status, error_type, ttft, chunks, partial=partial)
+
+    def _finish(
+        self, status: int, error_type: str | None, ttft: float | None, chunks: int, *, partial: bool
+    ) -> Awaitable[None] | None:
+        """Call ``on_finish`` once (before ``[DONE]`` on success, else when the relay ends)."""
+        if self._finished:
+            return None
+        self._finished = True
+        return self._on_finish(
+            StreamOutcome(
+                status=status,
+                error_type=error_type,
+                usage=self._usage,
+                ttft=ttft,
+                finished_at=time.perf_counter(),
+                chunks=chunks,
+                partial=partial,
             )
+        )
 
     @staticmethod
     async def _end(send: Send, frame: bytes) -> None:

@@ -81,7 +81,11 @@ class ChatEndpoint:
                     )
                     call.served(routed.candidate, routed.attempts)
                     resp = routed.value
-                    call.finish(200, None, resp.usage, upstream_seconds=time.perf_counter() - t0)
+                    synced = call.finish(
+                        200, None, resp.usage, upstream_seconds=time.perf_counter() - t0
+                    )
+                    if synced is not None:  # usage.durability = "power"
+                        await synced
                     body = orjson.dumps(resp.body)
                     headers = [
                         (b"content-length", str(len(body)).encode("ascii")),
@@ -103,14 +107,17 @@ class ChatEndpoint:
                     receive, g.router.open_stream(candidates, stream, call.trace)
                 )
                 call.served(opened.candidate, opened.attempts)
+                synced = call.begin_stream()  # journaled before the first byte (ST-3)
+                if synced is not None:
+                    await synced
             except BaseException as exc:
                 call.fail(exc)
                 raise
 
-            def finished(out: StreamOutcome) -> None:
+            def finished(out: StreamOutcome) -> Awaitable[None] | None:
                 if out.partial:
                     call.meta()["partial"] = True
-                call.finish(
+                return call.finish(
                     out.status,
                     out.error_type,
                     out.usage,

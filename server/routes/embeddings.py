@@ -51,7 +51,11 @@ def embedding_routes(g: Gateway) -> list[Route]:
         except BaseException as exc:
             call.fail(exc)
             raise
-        call.finish(200, None, routed.value.usage, upstream_seconds=time.perf_counter() - t0)
+        synced = call.finish(
+            200, None, routed.value.usage, upstream_seconds=time.perf_counter() - t0
+        )
+        if synced is not None:  # usage.durability = "power"
+            await synced
         headers = {SERVED_BY: routed.served_by}
         if call.grant is not None:
             headers.update(call.grant.headers)

@@ -32,6 +32,9 @@ def health_routes(g: Gateway) -> list[Route]:
             problems.append("starting")
         else:
             problems.extend(await g.ready.problems())
+            why = g.recorder.unrecordable
+            if why is not None:
+                problems.append(f"usage cannot be recorded: {why}")
         if problems:
             body = {"status": "unavailable", "problems": problems}
             return Response(orjson.dumps(body), status_code=503, media_type="application/json")

@@ -55,6 +55,8 @@ class UsageRecorder:
         self._thread: threading.Thread | None = None
         self._closed = False
         self._overflowed = 0
+        self.refused = 0
+        """Requests the server refused because usage could not be recorded (ST-4)."""
 
     # --- public API ----------------------------------------------------------------------
     def start(self) -> None:
@@ -158,6 +160,7 @@ class UsageRecorder:
             "journaled": self._journal.written,
             "journal_pending": self._journal.pending(),
             "unrecordable": 1 if w.degraded.unrecordable else 0,
+            "refused": self.refused,
             "batches": w.inserter.batches,
             "failures": w.degraded.failures,
             "last_error": w.degraded.unrecordable or w.degraded.last_error,
