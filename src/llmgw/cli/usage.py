@@ -16,7 +16,7 @@ from typing import IO, Annotated, Any, cast
 import orjson
 import typer
 
-from llmgw.cli.output import decimal_text, emit_json, json_default, print_table
+from llmgw.cli.output import decimal_text, emit_json, json_default, print_table, stdout
 from llmgw.cli.state import state
 from llmgw.durations import parse_duration
 from llmgw.errors import DatabaseError, UsageError
@@ -218,3 +218,53 @@ def usage_export(
             os.unlink(tmp)
         raise
     typer.echo(f"exported {n} usage rows to {out}", err=True)
+
+
+@usage_app.command("rejected")
+def usage_rejected(
+    ctx: typer.Context,
+    replay: Annotated[
+        bool,
+        typer.Option(
+            "--replay", help="Insert the rejected rows again; rows refused again stay in the file."
+        ),
+    ] = False,
+    json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """List usage rows the database refused for good (kept in <spool_dir>/rejected.jsonl).
+
+    A row is rejected when the database refuses its data (a value longer than its column, a
+    constraint), not when the database is down. Fix the cause (for example `llmgw db upgrade`),
+    then `--replay` inserts them again; already stored rows are skipped (same request id).
+    """
+    from llmgw.usage.replay import read_rejected, replay_rejected
+
+    directory = state(ctx).settings.spool_dir
+    stored = 0
+    if replay:
+        from llmgw.usage.inserts import Inserter
+
+        inserter = Inserter(state(ctx).engine(), lambda row, why: None)
+        with _db_errors():
+            stored, entries = replay_rejected(directory, inserter)
+    else:
+        entries = read_rejected(directory)
+    listed = [
+        {
+            "request_id": e.row.get("request_id"),
+            "created_at": e.row.get("created_at"),
+            "model": e.row.get("model"),
+            "reason": e.reason,
+        }
+        for e in entries
+    ]
+    if json:
+        emit_json({"replayed": stored, "rejected": listed} if replay else {"rejected": listed})
+        return
+    if replay:
+        stdout().print(f"replayed {stored} row(s); {len(listed)} still rejected", highlight=False)
+    print_table(
+        [{**r, "created_at": str(r["created_at"] or "")[:19]} for r in listed],
+        ["request_id", "created_at", "model", "reason"],
+        title="rejected usage rows",
+    )
