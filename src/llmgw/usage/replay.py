@@ -53,9 +53,10 @@ def replay_segments(spool: Spool, inserter: Inserter, batch_size: int) -> Replay
             rows = seg.rows
             for i in range(0, len(rows), batch_size):
                 inserter.insert_rows(rows[i : i + batch_size])
-            finals = [r for r in rows if r.get("stream") and r["request_id"] not in seg.partial]
-            if path.name.startswith("journal-"):
-                inserter.replace_partial(finals)
+            # A final stream record replaces a provisional one stored from another segment.
+            inserter.replace_partial(
+                [r for r in rows if r.get("stream") and r["request_id"] not in seg.partial]
+            )
             spool.remove(path)  # only now: every row of it is committed
             out.replayed += len(rows)
             out.records += len(rows) + seg.bad_lines
