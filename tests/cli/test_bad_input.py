@@ -152,9 +152,14 @@ def test_revoking_an_unknown_key_is_exit_4_and_changes_nothing(cli: Any) -> None
 
 def test_a_pasted_secret_is_never_echoed(cli: Any) -> None:
     made = json.loads(cli("keys", "create", "--name", "x", "--json").stdout)
-    result = cli("keys", "revoke", made["key"])
+    wrong = made["key"][:-1] + ("A" if made["key"][-1] != "A" else "B")
+    result = cli("keys", "revoke", wrong, "--yes")
     assert_one_error(result, 4)
-    assert made["key"] not in result.stderr and made["key"][12:] not in result.stderr
+    assert wrong not in result.stderr and wrong[12:] not in result.stderr
+    result = cli("keys", "revoke", made["key"], "--yes")  # the real secret names its key
+    assert result.exit_code == 0, result.stderr
+    assert made["key"] not in result.stdout + result.stderr
+    assert made["key"][12:] not in result.stdout + result.stderr
 
 
 def test_key_for_unknown_user_writes_no_key(cli: Any, home: Path) -> None:

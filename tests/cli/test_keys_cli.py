@@ -73,12 +73,12 @@ def test_secret_is_printed_once_and_never_again(run: Any) -> None:
 
 def test_limits_owner_and_models_are_stored(run: Any, db: Engine) -> None:
     assert run("users", "create", "--email", "dev@example.com").exit_code == 0
-    out = _json(
-        run(
-            "keys", "create", "--name", "svc", "--user", "dev@example.com", "--rpm", "60",
-            "--tpm", "5000", "--models", "local/gpt-4o-mini, chat-default", "--json",
-        )
+    made = run(
+        "keys", "create", "--name", "svc", "--user", "dev@example.com", "--rpm", "60",
+        "--tpm", "5000", "--models", "local/gpt-4o-mini, chat-default", "--json",
     )  # fmt: skip
+    assert made.exit_code == 0 and made.stderr.startswith("warning: --models")  # no providers
+    out = json.loads(made.stdout)
     shown = _json(run("keys", "show", out["prefix"], "--json"))
     assert shown["user"] == "dev@example.com" and shown["user_id"]
     assert (shown["rpm"], shown["tpm"]) == (60, 5000)

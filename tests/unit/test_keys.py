@@ -321,12 +321,16 @@ def test_malformed_and_hostile_secrets_get_one_uniform_auth_error(
 def test_get_accepts_id_id_prefix_and_key_prefix(keys: KeyService) -> None:
     created = keys.create("ci")
     kid = str(created.info.id)
-    for ref in (kid, kid.upper(), kid[:8], kid.replace("-", "")[:13], created.info.prefix):
+    refs = (kid, kid.upper(), kid[:8], kid.replace("-", "")[:13], created.info.prefix)
+    for ref in (*refs, created.secret):  # a pasted secret matches by prefix and digest
         assert keys.get(ref).id == created.info.id, ref
+    wrong = created.secret[:-1] + ("A" if created.secret[-1] != "A" else "B")
     with pytest.raises(NotFound) as info:
-        keys.get(created.secret)  # a pasted secret is not a reference, and is never echoed
-    assert created.secret not in info.value.message
-    assert created.secret[12:] not in str(info.value)
+        keys.get(wrong)  # same prefix, other digest: not found, and never echoed
+    assert wrong not in info.value.message
+    assert wrong[12:] not in str(info.value)
+    with pytest.raises(UsageError, match="at least 8 characters"):
+        keys.get(kid[:6])
 
 
 def test_ambiguous_id_prefix_asks_for_more(

@@ -356,8 +356,17 @@ class KeyService:
         query = None
         if ref.startswith(SECRET_PREFIX) and len(ref) == PREFIX_LEN:
             query = _select().where(_KEYS.c.prefix == ref)
+        elif ref.startswith(SECRET_PREFIX) and len(ref) == _SECRET_LEN:  # a pasted secret
+            query = _select().where(
+                _KEYS.c.prefix == ref[:PREFIX_LEN], _KEYS.c.digest == digest_of(ref)
+            )
         else:
             hexed = ref.lower().replace("-", "")
+            if 0 < len(hexed) < 8 and all(c in "0123456789abcdef" for c in hexed):
+                raise UsageError(
+                    f"{ref!r} is too short to name a key: give at least 8 characters of its id",
+                    hint="`llmgw keys list --all` shows ids (8 characters) and prefixes",
+                )
             if _ID_PREFIX_RE.fullmatch(hexed):
                 if len(hexed) == 32:
                     query = _select().where(_KEYS.c.id == uuid.UUID(hexed))
@@ -369,7 +378,8 @@ class KeyService:
         if not rows:
             raise NotFound(
                 f"no API key matches {_shown(ref)!r}",
-                hint="`llmgw keys list --all` shows ids and prefixes",
+                hint="give its id (8+ characters), prefix (llmgw_ + 6) or the whole secret; "
+                "`llmgw keys list --all` shows ids and prefixes",
             )
         if len(rows) > 1:
             raise UsageError(

@@ -14,6 +14,7 @@ from llmgw.errors import UsageError
 
 if TYPE_CHECKING:  # the services load SQLModel; import them only when a command runs
     from llmgw.auth.keys import CreatedKey, KeyInfo, KeyService
+    from llmgw.config import Settings
 
 __all__ = ["keys_app"]
 
@@ -21,7 +22,7 @@ keys_app = typer.Typer(
     help="Create, list, revoke and rotate API keys.", no_args_is_help=True, rich_markup_mode=None
 )
 
-_REF_HELP = "Key id, its first 8+ characters, or the key prefix (llmgw_xxxxxx)."
+_REF_HELP = "Key id, its first 8+ characters, the key prefix (llmgw_xxxxxx) or the whole secret."
 _JSON = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 _YES = Annotated[
     bool, typer.Option("--yes", "-y", help="Do not ask; required when stdin is not a terminal.")
@@ -130,6 +131,14 @@ def keys_create(
             show_default=False,
         ),
     ] = None,
+    strict: Annotated[
+        bool,
+        typer.Option(
+            "--strict",
+            help="Refuse --models entries that no configured provider or alias offers "
+            "(default: a warning).",
+        ),
+    ] = False,
     json: _JSON = False,
 ) -> None:
     """Create an API key and print its secret once (store it; only a digest is kept)."""
@@ -153,10 +162,41 @@ def keys_create(
         expires_in,
     )
     email = normalize_email(user) if user is not None else None
+    unknown = _unoffered(state(ctx).settings, allow or ())
+    if unknown:
+        what = f"--models {', '.join(unknown)}: no configured provider or alias offers " + (
+            "it" if len(unknown) == 1 else "them"
+        )
+        if strict:
+            raise UsageError(
+                what, hint="`llmgw providers list` shows providers, models and aliases"
+            )
+        typer.echo(f"warning: {what} (yet); --strict refuses such a key", err=True)
     created = _service(ctx).create(
         name, user_email=email, expires_in=expires_in, rpm=rpm, tpm=tpm, models=allow
     )
     _print_created(created, json, "created")
+
+
+def _unoffered(settings: Settings, allow: tuple[str, ...]) -> list[str]:
+    """Entries of a key's allow-list that no configured provider or alias answers to."""
+    from llmgw.errors import LlmgwError
+    from llmgw.routing.resolve import Resolver
+
+    resolver = Resolver(settings)
+    providers = {p.name for p in settings.providers}
+    out = []
+    for name in allow:
+        provider, _, rest = name.partition("/")
+        if rest == "*":
+            if provider not in providers:
+                out.append(name)
+            continue
+        try:
+            resolver.candidates(name)
+        except LlmgwError:
+            out.append(name)
+    return out
 
 
 @keys_app.command("list")
