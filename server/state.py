@@ -140,7 +140,14 @@ class Gateway:
             for secret in getattr(getattr(provider, "transport", None), "secrets", ())
         )
         self.router = build_router(
-            s.routing, self.providers, self.resolver.candidates, clock=self.clock
+            s.routing,
+            self.providers,
+            self.resolver.candidates,
+            clock=self.clock,
+            passthrough=[p.name for p in s.providers if not p.models],
+            # Only names the upstream itself lists get state of their own (never a caller's
+            # string); the catalog is built below, before any request is served.
+            offered=lambda provider, model: self.catalog.offers(provider, model),
         )
         for p in s.providers:  # configured models show as "unknown" before their first request
             for m in p.models:

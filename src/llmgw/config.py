@@ -150,6 +150,8 @@ class UsageSettings(_Section):
 class RoutingSettings(_Section):
     """Fallback, retries, circuit breakers and health (``[routing]``; see docs/routing.md)."""
 
+    max_tracked_models: int = Field(default=256, ge=1, le=100_000)
+    """Per provider with ``models = []``: most upstream-listed model names with a breaker and health row of their own (least recently used out); other names share one per provider, shown as ``*``."""
     failure_threshold: int = Field(default=5, ge=1, le=1000)
     """Consecutive upstream failures of one (provider, model) that open its circuit."""
     error_rate_threshold: float = Field(default=0.5, gt=0, le=1)

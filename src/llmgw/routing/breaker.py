@@ -233,6 +233,13 @@ class BreakerRegistry:
             b = self._breakers[key] = CircuitBreaker(key, self.config, self._clock)
         return b
 
+    def forget(self, provider: str, model: str) -> None:
+        """Drop the breaker of ``provider``/``model`` (a name no longer tracked)."""
+        self._breakers.pop((provider, model), None)
+
+    def __len__(self) -> int:
+        return len(self._breakers)
+
     def find(self, provider: str, model: str) -> CircuitBreaker | None:
         """The breaker if one exists (no creation), e.g. for a status page."""
         return self._breakers.get((provider, model))

@@ -54,6 +54,7 @@ class ModelCatalog:
                 self._ask.append(p.name)
         self._aliases = [_entry(a, "llmgw") for a in settings.aliases]
         self._found: dict[str, list[dict[str, Any]]] = {}
+        self._offered: dict[str, frozenset[str]] = {}
         self._task: asyncio.Task[None] | None = None
         self.refreshed_at: float | None = None
         """Clock time of the last refresh round (``None`` before the first)."""
@@ -64,6 +65,10 @@ class ModelCatalog:
         """Every model entry, in config order, then discovered models, then aliases."""
         found = [e for name in self._ask for e in self._found.get(name, [])]
         return [*self._static, *found, *self._aliases]
+
+    def offers(self, provider: str, model: str) -> bool:
+        """Whether ``provider``'s last model list (asked of the upstream) holds ``model``."""
+        return model in self._offered.get(provider, ())
 
     def ids(self) -> list[str]:
         """The ids of ``entries()``."""
@@ -83,6 +88,7 @@ class ModelCatalog:
             return
         self.errors.pop(name, None)
         self._found[name] = [_entry(f"{name}/{c.id}", name, c.created) for c in cards]
+        self._offered[name] = frozenset(c.id for c in cards)
 
     async def refresh(self) -> None:
         """Ask every provider without a configured list, concurrently; keep old lists on failure."""

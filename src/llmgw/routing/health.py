@@ -85,6 +85,11 @@ class HealthTracker:
         with self._lock:
             self._entries.setdefault((provider, model), _Entry())
 
+    def forget(self, provider: str, model: str) -> None:
+        """Drop the entry of a (provider, model) no longer tracked."""
+        with self._lock:
+            self._entries.pop((provider, model), None)
+
     def record_success(self, provider: str, model: str, latency: float) -> None:
         """An attempt succeeded after ``latency`` seconds (time to first chunk for streams)."""
         ms = latency * 1000.0

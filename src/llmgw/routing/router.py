@@ -29,7 +29,7 @@ import asyncio
 import inspect
 import random
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from llmgw.config import RoutingSettings
@@ -64,6 +64,7 @@ from llmgw.routing.outcome import (
     served_by,
 )
 from llmgw.routing.retry import RetryPolicy
+from llmgw.routing.tracked import TrackedModels
 
 __all__ = [
     "Attempt",
@@ -97,8 +98,11 @@ class Router:
         *,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         rng: random.Random | None = None,
+        tracked: TrackedModels | None = None,
     ) -> None:
         self.resolver = candidates_resolver
+        self.tracked = tracked
+        """Which model names get state of their own (None: every name does)."""
         self.providers = providers
         self.breakers = breakers
         self.health = health
@@ -106,6 +110,10 @@ class Router:
         self._clock = clock
         self._sleep = sleep
         self._rng = rng or random.Random()  # noqa: S311 - load spreading, not security
+
+    def _model(self, c: RouteCandidate) -> str:
+        """The model name ``c``'s breaker and health are kept under (``tracked``)."""
+        return c.model if self.tracked is None else self.tracked.key(c.provider, c.model)
 
     def resolve(self, name: str) -> list[Any]:
         """Candidates for a client's model name, through the configured resolver."""
@@ -175,7 +183,7 @@ class Router:
             i = n % len(retryable)
             c, err = retryable[i]
             n += 1
-            if self.breakers.get(c.provider, c.model).state != "closed":
+            if self.breakers.get(c.provider, self._model(c)).state != "closed":
                 del retryable[i]
                 continue
             delay = self.retry.delay(n, retry_after_of(err))
@@ -205,7 +213,7 @@ class Router:
             trace.candidate = ordered[0]
             raise gone
         waits = [
-            self.breakers.get(c.provider, c.model).retry_after()
+            self.breakers.get(c.provider, self._model(c)).retry_after()
             for c in ordered
             if c.provider in self.providers
         ]
@@ -233,7 +241,8 @@ class Router:
         if provider is None:  # configured but not built (e.g. its credential is missing)
             attempts.append(Attempt(target, "unavailable", retry=retry))
             return None
-        breaker = self.breakers.get(c.provider, c.model)
+        model = self._model(c)
+        breaker = self.breakers.get(c.provider, model)
         if not breaker.acquire():
             attempts.append(Attempt(target, "open", retry=retry))
             return None
@@ -267,12 +276,12 @@ class Router:
                 attempts.append(Attempt(target, "busy", error_summary(exc), ms, retry))
                 return exc
             breaker.record_failure()
-            self.health.record_failure(c.provider, c.model, exc)
+            self.health.record_failure(c.provider, model, exc)
             attempts.append(Attempt(target, "failed", error_summary(exc), ms, retry))
             return exc
         elapsed = self._clock() - start
         breaker.record_success()
-        self.health.record_success(c.provider, c.model, elapsed)
+        self.health.record_success(c.provider, model, elapsed)
         attempts.append(Attempt(target, "ok", None, elapsed * 1000.0, retry))
         trace.candidate = c
         return Routed(value, c, attempts)
@@ -308,11 +317,12 @@ class Router:
 
         routed = await self.call(cands, first, trace)
         c, (chunk, it), attempts = routed.candidate, routed.value, routed.attempts
-        breaker = self.breakers.get(c.provider, c.model)
+        model = self._model(c)
+        breaker = self.breakers.get(c.provider, model)
 
         def on_failure(exc: BaseException) -> None:
             breaker.record_failure()
-            self.health.record_failure(c.provider, c.model, exc)
+            self.health.record_failure(c.provider, model, exc)
 
         return OpenedStream(c, chunk, StreamTail(it, on_failure), attempts)
 
@@ -323,8 +333,14 @@ def build_router(
     candidates_resolver: CandidatesResolver | None = None,
     *,
     clock: Clock = time.monotonic,
+    passthrough: Iterable[str] = (),
+    offered: Callable[[str, str], bool] = lambda provider, model: False,
 ) -> Router:
-    """A router with breakers, health and retry policy configured from ``[routing]``."""
+    """A router with breakers, health and retry policy configured from ``[routing]``.
+
+    ``passthrough`` names the providers with ``models = []``; on those, only names the upstream
+    lists (``offered``) get state of their own, at most ``routing.max_tracked_models`` each
+    (``llmgw.routing.tracked``)."""
     try:
         config = BreakerConfig(
             failure_threshold=routing.failure_threshold,
@@ -348,4 +364,12 @@ def build_router(
         budget_window=routing.retry_budget_window,
         clock=clock,
     )
-    return Router(candidates_resolver, providers, breakers, health, policy, clock)
+
+    def evict(provider: str, model: str) -> None:
+        breakers.forget(provider, model)
+        health.forget(provider, model)
+
+    tracked = TrackedModels(
+        passthrough, max_tracked=routing.max_tracked_models, offered=offered, on_evict=evict
+    )
+    return Router(candidates_resolver, providers, breakers, health, policy, clock, tracked=tracked)
