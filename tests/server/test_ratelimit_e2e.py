@@ -188,12 +188,17 @@ def test_three_instances_share_one_limit_through_redis_exactly(
 ) -> None:
     # Three gateways share this process's GIL; a 150-request burst can hold a loop past the
     # default 0.1 s Redis budget, which (correctly) degrades that instance to its local share.
-    # A 1 s budget keeps this test about sharing, not about loop lag.
-    servers = gateways(with_limits(settings, redis_url, instances=3, redis_timeout=1.0), 3)
+    # A 5 s budget (the most allowed) keeps this test about sharing, not about loop lag: 1 s
+    # still timed out under xdist on a loaded two-core machine and degraded to local shares.
+    servers = gateways(with_limits(settings, redis_url, instances=3, redis_timeout=5.0), 3)
     key = make_key("rl", rpm=50)
+    started = time.monotonic()
     statuses = asyncio.run(burst([s.url for s in servers], key.secret, 150))
-    assert statuses.count(200) == 50
-    assert statuses.count(429) == 100
+    # The algorithm's capacity over the burst: 50 at once plus one per 1.2 s that passed (a
+    # loaded machine can stretch the burst past 1.2 s; exactly 50 holds only below that).
+    capacity = 50 + int((time.monotonic() - started) / 1.2)
+    assert 50 <= statuses.count(200) <= capacity
+    assert statuses.count(200) + statuses.count(429) == 150
 
 
 @pytest.mark.redis

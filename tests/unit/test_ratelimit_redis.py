@@ -294,7 +294,8 @@ async def test_three_instances_share_one_bucket_exactly(redis_url: str, prefix: 
         allowed = await _burst(lims, limit)
         elapsed = time.perf_counter() - t0
         assert [lim.backend_errors for lim in lims] == [0, 0, 0]
-    assert allowed == 50
+    # Exactly the algorithm's capacity: 50 at once plus one per 1.2 s the burst took.
+    assert 50 <= allowed <= 50 + int(elapsed / 1.2)
     assert elapsed < 10.0
 
 
