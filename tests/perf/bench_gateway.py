@@ -83,7 +83,7 @@ class Bench:
         if args.worktree:
             self.results["commit"] = "working tree at " + bl.git_rev()
         else:
-            src, self.results["commit"] = bl.snapshot(self.tmp)
+            src, self.results["commit"] = bl.snapshot(self.tmp, args.rev)
             self.py = [bl.PYTHON, "-P"]  # -P: no script dir on sys.path; PYTHONPATH wins
             self.env["PYTHONPATH"] = str(src)
         self.llmgw_requests = 0  # responses wrk and the stream client saw from llmgw
@@ -475,6 +475,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, help="also write the raw results here")
     p.add_argument(
         "--worktree", action="store_true", help="measure the working tree, not a snapshot of HEAD"
+    )
+    p.add_argument(
+        "--rev", default="HEAD", help="measure this revision (a baseline: run once per revision)"
     )
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, config, database)")
     a = p.parse_args(argv)
