@@ -18,6 +18,7 @@ import time
 from operator import attrgetter
 from pathlib import Path
 
+import orjson
 from sqlalchemy.engine import Engine
 
 from llmgw.config import UsageSettings
@@ -30,6 +31,7 @@ from llmgw.usage.writer import STOP, Flush, Writer
 __all__ = ["UsageEvent", "UsageRecorder", "event_to_row"]
 
 _values = attrgetter(*("meta" if c == "metadata" else c for c in COLUMNS))
+_dumps, _NEWLINE = orjson.dumps, orjson.OPT_APPEND_NEWLINE
 _STATUS, _ERROR, _META = (COLUMNS.index(c) for c in ("status", "error_type", "metadata"))
 
 
@@ -87,7 +89,8 @@ class UsageRecorder:
         synced = None
         journal = self._journal
         if self._journaling and journal.error is None:
-            event.ticket = journal.append(encode(_values(event)), replaces=event.ticket)  # type: ignore[arg-type]
+            line = _dumps(_values(event), default=str, option=_NEWLINE)  # journal.encode, inlined
+            event.ticket = journal.append(line, replaces=event.ticket)  # type: ignore[arg-type]
             if journal.power:
                 synced = journal.synced()
         self._q.put(event)
