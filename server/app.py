@@ -6,6 +6,7 @@ import contextlib
 import gc
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
@@ -18,35 +19,64 @@ from llmgw.config import Settings
 from llmgw.server.errors import exception_handlers
 from llmgw.server.middleware import RequestMiddleware
 from llmgw.server.openapi import openapi_json
-from llmgw.server.routes.chat import CHAT_PATH, ChatEndpoint
-from llmgw.server.routes.embeddings import embedding_routes
+from llmgw.server.pipeline import (
+    KeyOperation,
+    KeyRoute,
+    UpstreamOperation,
+    UpstreamRoute,
+    routes_for,
+)
+from llmgw.server.routes.chat import ChatCompletions
+from llmgw.server.routes.embeddings import Embeddings
 from llmgw.server.routes.health import health_routes
-from llmgw.server.routes.models import model_routes
-from llmgw.server.routes.providers import provider_routes
+from llmgw.server.routes.models import ListModels, RetrieveModel
+from llmgw.server.routes.providers import ProviderStatus
 from llmgw.server.state import Gateway
 
 __all__ = ["GatewayApp", "create_app", "gateway_of"]
 
 
 class GatewayApp(Starlette):
-    """Starlette, plus hot routes served as pure ASGI apps without its router and middleware.
+    """Starlette, plus the pipeline's routes dispatched straight to their ASGI apps.
 
-    ``fast_post`` maps a path to an ASGI app already wrapped in ``RequestMiddleware``; a POST to
-    that exact path goes there directly (the app answers its own errors with the envelope, and
-    the middleware still counts, logs and catches the rest). Everything else, other methods on
-    those paths included, takes Starlette's usual path.
+    ``direct`` maps a path to ``{method: app}`` for the pipeline's operations (``routes_for``),
+    each wrapped in the same user middleware Starlette wraps its router in, so middleware given
+    to ``create_app`` or added with ``add_middleware`` sees every route. A request for that exact
+    method and path skips Starlette's router, its ``Request``/``Response`` objects and its error
+    middlewares (the pipeline answers its own errors with the envelope, and ``RequestMiddleware``
+    still counts, logs and catches the rest). Everything else (other methods on those paths,
+    ``HEAD``, paths with parameters) takes Starlette's usual path to the same apps.
     """
 
-    fast_post: dict[str, ASGIApp]
+    direct: dict[str, dict[str, ASGIApp]]
+
+    def build_middleware_stack(self) -> ASGIApp:
+        """Starlette's stack, and the direct routes wrapped in the same user middleware."""
+        direct: dict[str, dict[str, ASGIApp]] = {}
+        for route in self.router.routes:
+            if isinstance(route, Route) and route.param_convertors == {} and route.methods:
+                app = route.app
+                if not isinstance(app, UpstreamRoute | KeyRoute):
+                    continue
+                for cls, args, kwargs in reversed(self.user_middleware):
+                    app = cls(app, *args, **kwargs)
+                for method in route.methods - {"HEAD"}:
+                    direct.setdefault(route.path, {})[method] = app
+        self.direct = direct
+        return super().build_middleware_stack()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Dispatch hot routes directly; everything else through Starlette."""
-        if scope["type"] == "http" and scope["method"] == "POST":
-            app = self.fast_post.get(scope["path"])
-            if app is not None:
-                scope["app"] = self
-                await app(scope, receive, send)
-                return
+        """Dispatch the pipeline's routes directly; everything else through Starlette."""
+        if self.middleware_stack is None:
+            self.middleware_stack = self.build_middleware_stack()
+        if scope["type"] == "http":
+            methods = self.direct.get(scope["path"])
+            if methods is not None:
+                app = methods.get(scope["method"])
+                if app is not None:
+                    scope["app"] = self
+                    await app(scope, receive, send)
+                    return
         await super().__call__(scope, receive, send)
 
 
@@ -77,12 +107,15 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.monotoni
         finally:
             await gateway.stop()
 
-    chat = ChatEndpoint(gateway)
+    operations: list[UpstreamOperation[Any, Any] | KeyOperation] = [
+        ChatCompletions(),
+        Embeddings(),
+        ListModels(),
+        RetrieveModel(),
+        ProviderStatus(),
+    ]
     routes = [
-        Route(CHAT_PATH, chat, methods=["POST"]),  # reached for other methods only (405)
-        *embedding_routes(gateway),
-        *model_routes(gateway),
-        *provider_routes(gateway),
+        *routes_for(gateway, operations),
         *health_routes(gateway),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]
@@ -103,14 +136,6 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.monotoni
     # Starlette would answer "/v1/models/" with a 307 to an absolute URL built from the client's
     # Host header; a path that is not a route is a 404 here, whatever its slashes.
     app.router.redirect_slashes = False
-    app.fast_post = {
-        CHAT_PATH: RequestMiddleware(
-            chat,
-            metrics=gateway.metrics,
-            scrubber=gateway.scrubber,
-            access_log_enabled=log_enabled,
-        )
-    }
     app.state.gateway = gateway
     app.state.drain = gateway.drain
     return app

@@ -1,148 +1,117 @@
 """``POST /v1/chat/completions``: JSON and SSE streaming, through the router.
 
-The gateway's hottest route is a pure ASGI app (``ChatEndpoint``): ``create_app`` dispatches
-``POST /v1/chat/completions`` to it straight from ``RequestMiddleware``, without Starlette's
-router, ``Request``/``Response`` objects or exception middleware. It turns its own errors into the
-OpenAI envelope with ``error_response`` (what the app's exception handlers do for other routes).
+The gateway's hottest route. Its own step in the pipeline (``server/pipeline.py``): start the
+router's call (a JSON answer, or a stream opened once its first chunk is in hand), then answer
+with the JSON body or relay the stream (``server/streaming.py``).
 """
 
 from __future__ import annotations
 
-import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Sequence
 
-import orjson
-from pydantic import ValidationError
-from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from llmgw.errors import LlmgwError
 from llmgw.providers.base import CallContext, ChatChunk, ChatResponse, Provider
+from llmgw.routing.outcome import OpenedStream, Routed
 from llmgw.routing.resolve import Target
 from llmgw.schemas import ChatRequest
 from llmgw.server.accounting import Call
-from llmgw.server.body import decode_json, parse, receive_body
-from llmgw.server.disconnect import until_disconnect
-from llmgw.server.errors import error_response
-from llmgw.server.middleware import RequestContext
+from llmgw.server.pipeline import SERVED_BY, UpstreamOperation, send_routed_json
 from llmgw.server.ratelimits import estimate_chat_tokens
 from llmgw.server.state import Gateway
 from llmgw.server.streaming import SSEStream, StreamOutcome
 
-__all__ = ["CHAT_PATH", "SERVED_BY", "ChatEndpoint", "chat_routes"]
+__all__ = ["CHAT_PATH", "SERVED_BY", "ChatCompletions"]
 
-SERVED_BY = "x-llmgw-served-by"
 CHAT_PATH = "/v1/chat/completions"
 # A non-streaming call that takes longer than this gets a task watching for the client's
 # disconnect (cancelling the upstream call); quicker ones never need one.
 WATCH_AFTER_SECONDS = 0.05
 
-_JSON = (b"content-type", b"application/json")
-_SERVED_BY = SERVED_BY.encode("ascii")
+Result = Routed[Target, ChatResponse] | OpenedStream[Target, ChatChunk]
 
 
-class ChatEndpoint:
-    """The chat completions route bound to a ``Gateway``, as a pure ASGI app."""
+class ChatCompletions(UpstreamOperation[ChatRequest, Result]):
+    """Chat completions: one answer, or a stream of chunks."""
 
-    def __init__(self, gateway: Gateway) -> None:
-        self.g = gateway
+    path = CHAT_PATH
+    endpoint = "chat"
+    request = ChatRequest
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        # One coroutine, not a wrapper around a handler: each coroutine in the chain costs again
-        # every time the upstream call resumes.
-        try:
-            g = self.g
-            rc: RequestContext = scope["llmgw"]
-            key = await g.auth.authenticate(scope["headers"])
-            rc.key_prefix = key.prefix
-            call = Call(g, rc, key, "chat")
-            try:
-                req = parse(
-                    ChatRequest, decode_json(await receive_body(scope, receive, g.max_body))
-                )
-                rc.stream = call.event.stream = req.stream
-                g.auth.check_model(key, req.model)
-                candidates = g.resolver.candidates(req.model)
-                call.routed(candidates[0])  # replaced by the candidate that actually served
-                if key.rpm or key.tpm:
-                    call.grant = await g.limits.admit(key, estimate_chat_tokens(req))
-                t0 = time.perf_counter()
-                request_id = rc.request_id
+    def model(self, req: ChatRequest) -> str:
+        """The model or alias asked for."""
+        return req.model
 
-                if not req.stream:
+    def tokens(self, req: ChatRequest) -> int:
+        """Prompt estimate plus the answer's cap."""
+        return estimate_chat_tokens(req)
 
-                    def chat(p: Provider, c: Target) -> Awaitable[ChatResponse]:
-                        return p.chat(req, CallContext(request_id, c.model, c.version))
+    def watch_after(self, req: ChatRequest) -> float:
+        """Streams are watched from the start; quick JSON answers never start a watcher."""
+        return 0.0 if req.stream else WATCH_AFTER_SECONDS
 
-                    routed = await until_disconnect(
-                        receive,
-                        g.router.call(candidates, chat, call.trace),
-                        after=WATCH_AFTER_SECONDS,
-                    )
-                    call.served(routed.candidate, routed.attempts)
-                    resp = routed.value
-                    synced = call.finish(
-                        200, None, resp.usage, upstream_seconds=time.perf_counter() - t0
-                    )
-                    if synced is not None:  # usage.durability = "power"
-                        await synced
-                    body = orjson.dumps(resp.body)
-                    headers = [
-                        (b"content-length", str(len(body)).encode("ascii")),
-                        _JSON,
-                        (_SERVED_BY, routed.served_by.encode("latin-1")),
-                    ]
-                    if call.grant is not None:
-                        headers += call.grant.raw_headers()
-                    await send({"type": "http.response.start", "status": 200, "headers": headers})
-                    await send({"type": "http.response.body", "body": body})
-                    return
+    def upstream(
+        self, g: Gateway, call: Call, req: ChatRequest, candidates: Sequence[Target]
+    ) -> Awaitable[Result]:
+        """The router's call: a JSON answer, or a stream with its first chunk in hand."""
+        request_id = call.rc.request_id
+        call.rc.stream = call.event.stream = req.stream
+        if not req.stream:
 
-                def stream(p: Provider, c: Target) -> AsyncIterator[ChatChunk]:
-                    return p.chat_stream(req, CallContext(request_id, c.model, c.version))
+            def chat(p: Provider, c: Target) -> Awaitable[ChatResponse]:
+                return p.chat(req, CallContext(request_id, c.model, c.version))
 
-                # The router returns once the first chunk is in hand, so failures before any byte
-                # (and fallback to the next candidate) still get a proper status.
-                opened = await until_disconnect(
-                    receive, g.router.open_stream(candidates, stream, call.trace)
-                )
-                call.served(opened.candidate, opened.attempts)
-                synced = call.begin_stream()  # journaled before the first byte (ST-3)
-                if synced is not None:
-                    await synced
-            except BaseException as exc:
-                call.fail(exc)
-                raise
+            return g.router.call(candidates, chat, call.trace)
 
-            def finished(out: StreamOutcome) -> Awaitable[None] | None:
-                if out.partial:
-                    call.meta()["partial"] = True
-                return call.finish(
-                    out.status,
-                    out.error_type,
-                    out.usage,
-                    upstream_seconds=out.finished_at - t0,
-                    ttft=out.ttft,
-                    end=out.finished_at,
-                )
+        def stream(p: Provider, c: Target) -> AsyncIterator[ChatChunk]:
+            return p.chat_stream(req, CallContext(request_id, c.model, c.version))
 
-            await SSEStream(
-                opened.first_chunk,
-                opened.chunks,
-                include_usage=req.include_usage,
-                start=rc.start,
-                drain=g.drain,
-                scrubber=g.scrubber,
-                on_finish=finished,
-                headers={
-                    SERVED_BY: opened.served_by,
-                    **(dict(call.grant.headers) if call.grant is not None else {}),
-                },
-            )(scope, receive, send)
-        except (LlmgwError, ValidationError) as exc:
-            await error_response(exc, self.g.scrubber)(scope, receive, send)
+        # The router returns once the first chunk is in hand, so failures before any byte (and
+        # fallback to the next candidate) still get a proper status.
+        return g.router.open_stream(candidates, stream, call.trace)
 
+    async def respond(
+        self,
+        call: Call,
+        req: ChatRequest,
+        result: Result,
+        t0: float,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """The JSON answer, or the stream relayed as server-sent events."""
+        if isinstance(result, Routed):
+            await send_routed_json(call, result, t0, send)
+            return
+        call.served(result.candidate, result.attempts)
+        synced = call.begin_stream()  # journaled before the first byte (ST-3)
+        if synced is not None:
+            await synced
 
-def chat_routes(g: Gateway) -> list[Route]:
-    """The chat completions route bound to gateway ``g`` (other methods get Starlette's 405)."""
-    return [Route(CHAT_PATH, ChatEndpoint(g), methods=["POST"])]
+        def finished(out: StreamOutcome) -> Awaitable[None] | None:
+            if out.partial:
+                call.meta()["partial"] = True
+            return call.finish(
+                out.status,
+                out.error_type,
+                out.usage,
+                upstream_seconds=out.finished_at - t0,
+                ttft=out.ttft,
+                end=out.finished_at,
+            )
+
+        g = call.gateway
+        await SSEStream(
+            result.first_chunk,
+            result.chunks,
+            include_usage=req.include_usage,
+            start=call.rc.start,
+            drain=g.drain,
+            scrubber=g.scrubber,
+            on_finish=finished,
+            headers={
+                SERVED_BY: result.served_by,
+                **(dict(call.grant.headers) if call.grant is not None else {}),
+            },
+        )(scope, receive, send)

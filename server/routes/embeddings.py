@@ -2,65 +2,59 @@
 
 from __future__ import annotations
 
-import time
+from collections.abc import Awaitable, Sequence
 
-import orjson
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from llmgw.providers.base import CallContext, EmbeddingResponse, Provider
+from llmgw.routing.outcome import Routed
 from llmgw.routing.resolve import Target
 from llmgw.schemas import EmbeddingRequest
 from llmgw.server.accounting import Call
-from llmgw.server.body import parse, read_json
-from llmgw.server.disconnect import until_disconnect
-from llmgw.server.middleware import context
+from llmgw.server.pipeline import UpstreamOperation, send_routed_json
 from llmgw.server.ratelimits import estimate_text_tokens
-from llmgw.server.routes.chat import SERVED_BY
 from llmgw.server.state import Gateway
 
-__all__ = ["embedding_routes"]
+__all__ = ["Embeddings"]
 
 
-def embedding_routes(g: Gateway) -> list[Route]:
-    """The embeddings route bound to gateway ``g``."""
+class Embeddings(UpstreamOperation[EmbeddingRequest, Routed[Target, EmbeddingResponse]]):
+    """Embeddings of one text or a list of texts."""
 
-    async def embeddings(request: Request) -> Response:
-        rc = context(request)
-        key = await g.auth.authenticate(request.scope["headers"])
-        rc.key_prefix = key.prefix
-        call = Call(g, rc, key, "embeddings")
-        try:
-            req = parse(EmbeddingRequest, await read_json(request, g.max_body))
-            g.auth.check_model(key, req.model)
-            candidates = g.resolver.candidates(req.model)
-            call.routed(candidates[0])
-            if key.rpm or key.tpm:
-                call.grant = await g.limits.admit(key, estimate_text_tokens(req.texts()))
-            t0 = time.perf_counter()
+    path = "/v1/embeddings"
+    endpoint = "embeddings"
+    request = EmbeddingRequest
 
-            async def embed(p: Provider, c: Target) -> EmbeddingResponse:
-                ctx = CallContext(request_id=rc.request_id, model=c.model, version=c.version)
-                return await p.embed(req, ctx)
+    def model(self, req: EmbeddingRequest) -> str:
+        """The model or alias asked for."""
+        return req.model
 
-            routed = await until_disconnect(
-                request.receive, g.router.call(candidates, embed, call.trace)
+    def tokens(self, req: EmbeddingRequest) -> int:
+        """About four characters per token of input."""
+        return estimate_text_tokens(req.texts())
+
+    def upstream(
+        self, g: Gateway, call: Call, req: EmbeddingRequest, candidates: Sequence[Target]
+    ) -> Awaitable[Routed[Target, EmbeddingResponse]]:
+        """The router's call."""
+        request_id = call.rc.request_id
+
+        def embed(p: Provider, c: Target) -> Awaitable[EmbeddingResponse]:
+            return p.embed(
+                req, CallContext(request_id=request_id, model=c.model, version=c.version)
             )
-            call.served(routed.candidate, routed.attempts)
-        except BaseException as exc:
-            call.fail(exc)
-            raise
-        synced = call.finish(
-            200, None, routed.value.usage, upstream_seconds=time.perf_counter() - t0
-        )
-        if synced is not None:  # usage.durability = "power"
-            await synced
-        headers = {SERVED_BY: routed.served_by}
-        if call.grant is not None:
-            headers.update(call.grant.headers)
-        return Response(
-            orjson.dumps(routed.value.body), media_type="application/json", headers=headers
-        )
 
-    return [Route("/v1/embeddings", embeddings, methods=["POST"])]
+        return g.router.call(candidates, embed, call.trace)
+
+    async def respond(
+        self,
+        call: Call,
+        req: EmbeddingRequest,
+        result: Routed[Target, EmbeddingResponse],
+        t0: float,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """The JSON answer."""
+        await send_routed_json(call, result, t0, send)

@@ -7,46 +7,42 @@ one, so a key cannot probe for models outside its allow-list.
 
 from __future__ import annotations
 
-import orjson
-from starlette.requests import Request
-from starlette.responses import Response
-from starlette.routing import Route
+from typing import Any
+
+from starlette.types import Scope
 
 from llmgw.errors import ModelNotFound
-from llmgw.server.middleware import context
+from llmgw.server.pipeline import KeyOperation
 from llmgw.server.state import Gateway
 
-__all__ = ["model_routes"]
+__all__ = ["ListModels", "RetrieveModel"]
 
 
-def model_routes(g: Gateway) -> list[Route]:
-    """The model listing routes bound to gateway ``g``."""
+class ListModels(KeyOperation):
+    """The model list, filtered by the key's allow-list."""
 
-    async def list_models(request: Request) -> Response:
-        rc = context(request)
-        key = await g.auth.authenticate(request.scope["headers"])
-        rc.key_prefix = key.prefix
+    path = "/v1/models"
+
+    async def answer(self, g: Gateway, key: Any, scope: Scope) -> object:
+        """``{"object": "list", "data": [...]}``."""
         data = [e for e in g.catalog.entries() if key.allows_model(str(e["id"]))]
-        return Response(
-            orjson.dumps({"object": "list", "data": data}), media_type="application/json"
-        )
+        return {"object": "list", "data": data}
 
-    async def retrieve_model(request: Request) -> Response:
-        rc = context(request)
-        key = await g.auth.authenticate(request.scope["headers"])
-        rc.key_prefix = key.prefix
-        model_id = request.path_params["model"]
+
+class RetrieveModel(KeyOperation):
+    """One model or alias by id, if the key may use it."""
+
+    path = "/v1/models/{model:path}"
+
+    async def answer(self, g: Gateway, key: Any, scope: Scope) -> object:
+        """The catalog entry; 404 for an id that is unknown or outside the key's allow-list."""
+        model_id: str = scope["path_params"]["model"]
         if key.allows_model(model_id):
             for entry in g.catalog.entries():
                 if entry["id"] == model_id:
-                    return Response(orjson.dumps(entry), media_type="application/json")
+                    return entry
         raise ModelNotFound(
             f"model {model_id[:200]!r} does not exist or is not available to this key",
             param="model",
             hint="GET /v1/models lists the models this key may use",
         )
-
-    return [
-        Route("/v1/models", list_models, methods=["GET"]),
-        Route("/v1/models/{model:path}", retrieve_model, methods=["GET"]),
-    ]

@@ -2,6 +2,11 @@
 
     python tests/perf/bench_gateway.py            # full run (about 10 minutes), writes docs/performance.md
     python tests/perf/bench_gateway.py --quick    # 3 s runs and short memory/stream phases (about 2 min)
+    python tests/perf/bench_gateway.py --baseline main~3   # before and after in one run
+
+``--baseline REV`` adds llmgw at git revision REV (a ``git archive`` snapshot with its own home,
+database and key) as a fourth server, ``baseline``, in the same interleaved throughput rounds as
+llmgw at HEAD, and the report compares the two (req/s and CPU per request).
 
 Needs ``wrk`` and ``nginx`` (``apt-get install -y wrk nginx-light``) and ``taskset``. Every server
 is pinned to core 1; wrk, the streaming client, nginx (except when it is measured itself) and the
@@ -87,6 +92,13 @@ class Bench:
             self.py = [bl.PYTHON, "-P"]  # -P: no script dir on sys.path; PYTHONPATH wins
             self.env["PYTHONPATH"] = str(src)
         self.llmgw_requests = 0  # responses wrk and the stream client saw from llmgw
+        self.baseline: dict[str, Any] | None = None
+        if args.baseline:
+            base_src, self.results["baseline"] = bl.snapshot(self.tmp, args.baseline, "baseline")
+            home = self.tmp / "baseline-home"
+            env = dict(self.env, LLMGW_HOME=str(home), PYTHONPATH=str(base_src))
+            env["LLMGW_CONFIG"] = str(self.tmp / "baseline.toml")
+            self.baseline = {"env": env, "config": self.tmp / "baseline.toml"}
 
     # -- servers ---------------------------------------------------------------------------
     def _start(self, name: str, argv: list[str], port: int, cpu: int, **kw: Any) -> bl.Server:
@@ -139,10 +151,15 @@ class Bench:
         return s
 
     def prepare_llmgw(self) -> None:
-        """Write the config, migrate, create one API key."""
+        """Write the config, migrate, create one API key (for the baseline too, in its own home)."""
+        self.llmgw_port, self.key = self._prepare(self.env, self.config)
+        if self.baseline is not None:
+            b = self.baseline
+            b["port"], b["key"] = self._prepare(b["env"], b["config"])
+
+    def _prepare(self, env: dict[str, str], config: Path) -> tuple[int, str]:
         port = bl.free_port()
-        self.llmgw_port = port
-        self.config.write_text(
+        config.write_text(
             LLMGW_CONFIG.format(
                 port=port,
                 nginx_port=self.nginx_port,
@@ -150,33 +167,38 @@ class Bench:
                 key_env=UPSTREAM_KEY_ENV,
             )
         )
-        argv = [*self.py, "-m", "llmgw", "keys", "create", "--name", "bench", "--json"]
-        p = subprocess.run(
-            argv, capture_output=True, text=True, env=self.env, timeout=120, check=False
-        )
+        py = [bl.PYTHON, "-P"] if "PYTHONPATH" in env else [bl.PYTHON]
+        argv = [*py, "-m", "llmgw", "keys", "create", "--name", "bench", "--json"]
+        p = subprocess.run(argv, capture_output=True, text=True, env=env, timeout=120, check=False)
         m = re.search(r"llmgw_[A-Za-z0-9_-]{43}", p.stdout)
         if p.returncode != 0 or not m:
             raise RuntimeError(
                 f"`llmgw keys create` failed ({p.returncode}): {p.stderr.strip()[-500:]}"
             )
-        self.key = m.group(0)
+        return port, m.group(0)
 
     def start_llmgw(self, name: str = "llmgw") -> bl.Server:
         """``llmgw serve`` with auth, usage (SQLite), metrics and the access log (to a file)."""
-        argv = [*self.py, "-m", "llmgw", "serve", "--port", str(self.llmgw_port)]
-        s = self._start(
-            name,
-            argv,
-            self.llmgw_port,
-            bl.SERVER_CPU,
-            env=self.env,
-            stdout=self.tmp / f"{name}.out",
-        )
+        return self._serve(name, self.env, self.llmgw_port, self.key)
+
+    def start_baseline(self) -> bl.Server:
+        """``llmgw serve`` at the ``--baseline`` revision, configured like ``start_llmgw``'s."""
+        b = self.baseline
+        assert b is not None
+        return self._serve("baseline", b["env"], b["port"], b["key"])
+
+    def _serve(self, name: str, env: dict[str, str], port: int, key: str | None) -> bl.Server:
+        py = [bl.PYTHON, "-P"] if "PYTHONPATH" in env else [bl.PYTHON]
+        argv = [*py, "-m", "llmgw", "serve", "--port", str(port)]
+        s = self._start(name, argv, port, bl.SERVER_CPU, env=env, stdout=self.tmp / f"{name}.out")
         bl.wait_ready(s, "/readyz", timeout=90)
-        status, text = bl.post_json(s.url + "/v1/chat/completions", bl.CHAT_BODY, self.key)
+        status, text = bl.post_json(s.url + "/v1/chat/completions", bl.CHAT_BODY, key)
         if status != 200 or "canned answer" not in text:
-            raise RuntimeError(f"llmgw does not relay the canned completion: {status} {text[:300]}")
-        self.llmgw_requests += 1
+            raise RuntimeError(
+                f"{name} does not relay the canned completion: {status} {text[:300]}"
+            )
+        if name == "llmgw":
+            self.llmgw_requests += 1
         return s
 
     def stop(self, s: bl.Server) -> int | None:
@@ -480,6 +502,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--rev", default="HEAD", help="measure this revision (a baseline: run once per revision)"
     )
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, config, database)")
+    p.add_argument(
+        "--baseline",
+        metavar="REV",
+        help="also run llmgw at git revision REV, interleaved with HEAD (the 'baseline' rows)",
+    )
     a = p.parse_args(argv)
     a.duration = a.duration or (3.0 if a.quick else 10.0)
     a.repeat = a.repeat or (1 if a.quick else 3)
@@ -511,7 +538,12 @@ def main(argv: list[str] | None = None) -> int:
             b.prepare_llmgw()
             llmgw = b.start_llmgw()
             targets.append(("llmgw", llmgw, b.key))
+            if b.baseline is not None:
+                targets.append(("baseline", b.start_baseline(), b.baseline["key"]))
         b.throughput(targets, nginx)
+        for label, server, _ in targets:
+            if label == "baseline":
+                b.stop(server)
         if with_llmgw and args.pairs:
             b.paired(passthrough, llmgw)
         if "streaming" not in args.skip:

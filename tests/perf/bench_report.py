@@ -52,6 +52,21 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                 None if at_top is None else at_top >= 70,
             )
         )
+    if results.get("baseline"):
+        for c in conns:
+            g, b = _row(results, "llmgw", c), _row(results, "baseline", c)
+            if not (g and b and b["rps"]):
+                continue
+            cpu = ""
+            if g.get("cpu_us_per_req") and b.get("cpu_us_per_req"):
+                cpu = f"; CPU {g['cpu_us_per_req']:.0f} vs {b['cpu_us_per_req']:.0f} µs/request"
+            out.append(
+                (
+                    f"llmgw at HEAD vs the baseline at c={c} (same rounds; no loss is the goal)",
+                    f"req/s {100 * g['rps'] / b['rps']:.0f}% of the baseline{cpu}",
+                    None,
+                )
+            )
     pr = results.get("paired")
     if pr:
         lo, hi = min(pr["ratios"]), max(pr["ratios"])
@@ -141,7 +156,12 @@ def render(results: dict[str, Any]) -> str:
         f" load average before {' '.join(results['loadavg_before'])}, after"
         f" {' '.join(results.get('loadavg_after', ['?']))} (the machine is shared: other work adds noise).",
         "",
-        f"Code: {results.get('commit', '?')}.",
+        f"Code: {results.get('commit', '?')}."
+        + (
+            f" Baseline (the `baseline` rows): {results['baseline']}."
+            if results.get("baseline")
+            else ""
+        ),
         "",
     ]
     if results.get("foreign"):

@@ -309,24 +309,29 @@ def foreign_load() -> set[str]:
 
 def git_rev(rev: str = "HEAD") -> str:
     """Short hash and subject of ``rev``."""
-    argv = ["git", "log", "-1", "--format=%h %s", rev]
+    argv = ["git", "log", "-1", "--format=%h %s", rev, "--"]
     return subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
 
 
-def snapshot(tmp: Path, rev: str = "HEAD") -> tuple[Path, str]:
-    """``rev`` exported with ``git archive`` into ``tmp/<rev>``; returns (its src dir, the revision).
+def snapshot(tmp: Path, rev: str = "HEAD", name: str | None = None) -> tuple[Path, str]:
+    """``rev`` exported with ``git archive`` into ``tmp/name`` (default ``head`` or ``rev-<rev>``);
+    returns (its src dir, the revision).
 
     The package-dir mapping of pyproject.toml (server/, migrations/, tui/ inside ``llmgw``) is
     recreated with symlinks, so ``PYTHONPATH=<src>`` imports the snapshot, not the editable install.
     """
-    dest = tmp / ("head" if rev == "HEAD" else "rev-" + rev.replace("/", "_").replace("~", "_"))
+    if name is None:
+        name = "head" if rev == "HEAD" else "rev-" + rev.replace("/", "_").replace("~", "_")
+    dest = tmp / name
     dest.mkdir()
-    archive = subprocess.run(["git", "archive", rev], cwd=REPO, capture_output=True, check=True)
+    argv = ["git", "rev-parse", "--verify", f"{rev}^{{commit}}"]
+    sha = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, check=True).stdout.strip()
+    archive = subprocess.run(["git", "archive", sha], cwd=REPO, capture_output=True, check=True)
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive.stdout, check=True)
     for sub in ("server", "migrations", "tui"):
         if (dest / sub).is_dir():
             (dest / "src" / "llmgw" / sub).symlink_to(dest / sub)
-    return dest / "src", git_rev(rev)
+    return dest / "src", git_rev(sha)
 
 
 def write_block(path: Path, name: str, block: str, *, section: str) -> None:

@@ -1,0 +1,215 @@
+"""The request pipeline every OpenAI-compatible route goes through.
+
+A route is an *operation*: the one step that is its own. The pipeline does the rest, in this
+order, in one coroutine per request (each coroutine in the chain is paid for again every time
+the upstream call resumes, so the steps are not handlers wrapped around handlers):
+
+``UpstreamOperation`` (``POST /v1/chat/completions``, ``POST /v1/embeddings``):
+
+1. authenticate the key (cached: ``server/auth.py``);
+2. open the request's ``Call`` (exactly one usage record, metrics, log fields);
+3. read the body under the size cap and decode the JSON object (``server/body.py``);
+4. validate it once into the operation's ``request`` model (steering fields refused);
+5. check the key's model allow-list and resolve the model to its candidates;
+6. admit the request against the key's ``rpm``/``tpm`` (``operation.tokens`` estimates);
+7. **the operation's step**: ``upstream`` starts the router's call, which the pipeline awaits,
+   cancelled when the client hangs up (``server/disconnect.py``), then ``respond`` answers;
+8. any failure is recorded on the ``Call`` and answered with the OpenAI error envelope.
+
+``KeyOperation`` (``GET /v1/models``, ``GET /api/providers``): steps 1 and 8 around the
+operation's ``answer``, sent as JSON.
+
+Routes are pure ASGI apps (no Starlette ``Request``/``Response`` objects). ``GatewayApp``
+dispatches an operation's exact method and path to it directly, behind the same middleware stack
+as every other route; other methods on its path (405), ``HEAD``, and paths with parameters go
+through Starlette's router, which calls the same app (``routes_for``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Sequence
+from typing import Any, ClassVar, Generic, TypeVar
+
+import orjson
+from pydantic import BaseModel, ValidationError
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from llmgw.errors import LlmgwError
+from llmgw.routing.outcome import Routed
+from llmgw.routing.resolve import Target
+from llmgw.server.accounting import Call
+from llmgw.server.body import decode_json, parse, receive_body
+from llmgw.server.disconnect import until_disconnect
+from llmgw.server.errors import error_response
+from llmgw.server.middleware import RequestContext
+from llmgw.server.state import Gateway
+
+__all__ = [
+    "SERVED_BY",
+    "KeyOperation",
+    "KeyRoute",
+    "UpstreamOperation",
+    "UpstreamRoute",
+    "routes_for",
+    "send_json",
+    "send_routed_json",
+]
+
+SERVED_BY = "x-llmgw-served-by"
+
+_JSON = (b"content-type", b"application/json")
+_SERVED_BY = SERVED_BY.encode("ascii")
+
+
+Req = TypeVar("Req", bound=BaseModel)
+Res = TypeVar("Res")
+
+
+class UpstreamOperation(Generic[Req, Res]):
+    """A route that calls an upstream through the router: its own step and its facts."""
+
+    method: ClassVar[str] = "POST"
+    path: ClassVar[str]
+    endpoint: ClassVar[str]
+    """The usage record's ``endpoint`` (``chat``, ``embeddings``)."""
+    request: type[Req]
+    """The body's model (validated once, at the edge)."""
+
+    def model(self, req: Req) -> str:
+        """The model or alias the request names."""
+        raise NotImplementedError
+
+    def tokens(self, req: Req) -> int:
+        """The request's token estimate, reserved against the key's ``tpm``."""
+        return 0
+
+    def watch_after(self, req: Req) -> float:
+        """Seconds before the client's disconnect is watched (0: from the start)."""
+        return 0.0
+
+    def upstream(
+        self, g: Gateway, call: Call, req: Req, candidates: Sequence[Target]
+    ) -> Awaitable[Res]:
+        """Start the upstream call (through ``g.router`` with ``call.trace``); the pipeline awaits it."""
+        raise NotImplementedError
+
+    async def respond(
+        self,
+        call: Call,
+        req: Req,
+        result: Res,
+        t0: float,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
+        """Answer the client with ``result`` and finish ``call`` (``t0``: when the upstream began)."""
+        raise NotImplementedError
+
+
+class KeyOperation:
+    """A route that answers from the gateway's own state to any valid key."""
+
+    method: ClassVar[str] = "GET"
+    path: ClassVar[str]
+
+    async def answer(self, g: Gateway, key: Any, scope: Scope) -> object:
+        """The JSON-able answer for ``key`` (``scope["path_params"]`` holds path parameters)."""
+        raise NotImplementedError
+
+
+class UpstreamRoute(Generic[Req, Res]):
+    """The pipeline for one ``UpstreamOperation``, as a pure ASGI app (see the module docstring)."""
+
+    __slots__ = ("g", "op")
+
+    def __init__(self, gateway: Gateway, op: UpstreamOperation[Req, Res]) -> None:
+        self.g = gateway
+        self.op = op
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        g, op = self.g, self.op
+        try:
+            rc: RequestContext = scope["llmgw"]
+            key = await g.auth.authenticate(scope["headers"])
+            rc.key_prefix = key.prefix
+            call = Call(g, rc, key, op.endpoint)
+            try:
+                req = parse(op.request, decode_json(await receive_body(scope, receive, g.max_body)))
+                model = op.model(req)
+                g.auth.check_model(key, model)
+                candidates = g.resolver.candidates(model)
+                call.routed(candidates[0])  # replaced by the candidate that actually served
+                if key.rpm or key.tpm:
+                    call.grant = await g.limits.admit(key, op.tokens(req))
+                t0 = time.perf_counter()
+                result = await until_disconnect(
+                    receive, op.upstream(g, call, req, candidates), after=op.watch_after(req)
+                )
+                await op.respond(call, req, result, t0, scope, receive, send)
+            except BaseException as exc:
+                call.fail(exc)  # a no-op once the answer has recorded the call
+                raise
+        except (LlmgwError, ValidationError) as exc:
+            await error_response(exc, g.scrubber)(scope, receive, send)
+
+
+class KeyRoute:
+    """The pipeline for one ``KeyOperation``: authenticate, answer as JSON, errors as envelopes."""
+
+    __slots__ = ("g", "op")
+
+    def __init__(self, gateway: Gateway, op: KeyOperation) -> None:
+        self.g = gateway
+        self.op = op
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        g = self.g
+        try:
+            rc: RequestContext = scope["llmgw"]
+            key = await g.auth.authenticate(scope["headers"])
+            rc.key_prefix = key.prefix
+            await send_json(send, orjson.dumps(await self.op.answer(g, key, scope)))
+        except (LlmgwError, ValidationError) as exc:
+            await error_response(exc, g.scrubber)(scope, receive, send)
+
+
+async def send_json(
+    send: Send, body: bytes, headers: Sequence[tuple[bytes, bytes]] = (), status: int = 200
+) -> None:
+    """Send ``body`` (JSON) as the whole response."""
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [(b"content-length", str(len(body)).encode("ascii")), _JSON, *headers],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_routed_json(call: Call, routed: Routed[Target, Any], t0: float, send: Send) -> None:
+    """Finish ``call`` with a routed JSON result (its ``body`` and ``usage``) and send it, naming
+    the candidate that served and the key's rate-limit state in the headers."""
+    call.served(routed.candidate, routed.attempts)
+    result = routed.value
+    synced = call.finish(200, None, result.usage, upstream_seconds=time.perf_counter() - t0)
+    if synced is not None:  # usage.durability = "power": the record is on disk before the answer
+        await synced
+    headers = [(_SERVED_BY, routed.served_by.encode("latin-1"))]
+    if call.grant is not None:
+        headers += call.grant.raw_headers()
+    await send_json(send, orjson.dumps(result.body), headers)
+
+
+def routes_for(
+    g: Gateway, operations: Sequence[UpstreamOperation[Any, Any] | KeyOperation]
+) -> list[Route]:
+    """Starlette routes for ``operations`` (each an ASGI app of the pipeline, with its method)."""
+    routes = []
+    for op in operations:
+        app = UpstreamRoute(g, op) if isinstance(op, UpstreamOperation) else KeyRoute(g, op)
+        routes.append(Route(op.path, app, methods=[op.method]))
+    return routes
