@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import gc
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -98,10 +97,6 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.monotoni
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         await gateway.start()
-        # Move everything built so far (modules, settings, pools) out of the cyclic GC's reach:
-        # full collections then scan only what requests allocate, which keeps their pauses short.
-        gc.collect()
-        gc.freeze()
         try:
             yield
         finally:

@@ -1,9 +1,8 @@
-"""Cancelling an upstream call when its client hangs up: ``until_disconnect`` and its sweeper."""
+"""Cancelling an upstream call when its client hangs up: ``Disconnects.until`` and its sweepers."""
 
 from __future__ import annotations
 
 import asyncio
-import weakref
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -11,7 +10,7 @@ from starlette.types import Receive
 
 from llmgw.errors import ClientDisconnected
 
-__all__ = ["until_disconnect"]
+__all__ = ["Disconnects"]
 
 T = TypeVar("T")
 
@@ -48,7 +47,7 @@ class _Sweeper:
     timer of its own (``call_later`` + ``cancel`` cost about as much as the watcher task)."""
 
     def __init__(self, interval: float) -> None:
-        self.interval = interval  # no reference to the loop: it keys the registry below
+        self.interval = interval
         self.calls: set[_Watch] = set()
         self.timer: asyncio.TimerHandle | None = None
 
@@ -68,56 +67,56 @@ class _Sweeper:
             self.timer = loop.call_later(self.interval, self.sweep)
 
 
-# Sweepers per loop, keyed by id(loop) next to a weak reference that tells a live loop from a
-# dead one with a recycled id (a WeakKeyDictionary look-up makes a weakref per call: 0.3 µs).
-_sweepers: dict[int, tuple[weakref.ref[asyncio.AbstractEventLoop], dict[float, _Sweeper]]] = {}
+class Disconnects:
+    """The app's disconnect watching: ``until`` and one sweeper per delay, on the app's loop.
 
-
-def _sweeper(loop: asyncio.AbstractEventLoop, after: float) -> _Sweeper:
-    entry = _sweepers.get(id(loop))
-    if entry is None or entry[0]() is not loop:
-        key = id(loop)
-
-        def forget(ref: weakref.ref[asyncio.AbstractEventLoop]) -> None:
-            if _sweepers.get(key, (None,))[0] is ref:
-                del _sweepers[key]
-
-        entry = _sweepers[key] = (weakref.ref(loop, forget), {})
-    per_loop = entry[1]
-    sweeper = per_loop.get(after)
-    if sweeper is None:
-        sweeper = per_loop[after] = _Sweeper(after / 2)
-    return sweeper
-
-
-async def until_disconnect(receive: Receive, aw: Awaitable[T], *, after: float = 0.0) -> T:
-    """Await ``aw``, cancelling it if the client disconnects (``ClientDisconnected``).
-
-    The disconnect watcher is a task of its own; with ``after`` > 0 it starts only once ``aw``
-    has run that long (checked every ``after / 2`` seconds by one timer per loop), so calls that
-    finish sooner (most non-streaming answers) never create one, and a client that hangs up is
-    noticed at most ``1.5 * after`` seconds late.
+    The sweepers belong to the loop that runs the app; should the app move to another loop (a
+    test running one app in two loops), they are dropped and made anew, as their timers died
+    with the old one.
     """
-    current = asyncio.current_task()
-    assert current is not None
-    loop = current.get_loop()
-    sweeper: _Sweeper | None = None
-    if after > 0:
-        watch = _Watch(receive, current, loop.time() + after)
-        sweeper = _sweeper(loop, after)
-        sweeper.add(watch)
-    else:
-        watch = _Watch(receive, current, 0.0)
-        watch.start()
-    try:
-        return await aw
-    except asyncio.CancelledError:
-        if watch.gone:
-            current.uncancel()
-            raise ClientDisconnected("the client closed the connection") from None
-        raise
-    finally:
-        if sweeper is not None:
-            sweeper.calls.discard(watch)
-        if watch.watcher is not None:
-            watch.watcher.cancel()
+
+    __slots__ = ("_loop", "_sweepers")
+
+    def __init__(self) -> None:
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sweepers: dict[float, _Sweeper] = {}
+
+    def _sweeper(self, loop: asyncio.AbstractEventLoop, after: float) -> _Sweeper:
+        if loop is not self._loop:
+            self._loop, self._sweepers = loop, {}
+        sweeper = self._sweepers.get(after)
+        if sweeper is None:
+            sweeper = self._sweepers[after] = _Sweeper(after / 2)
+        return sweeper
+
+    async def until(self, receive: Receive, aw: Awaitable[T], *, after: float = 0.0) -> T:
+        """Await ``aw``, cancelling it if the client disconnects (``ClientDisconnected``).
+
+        The disconnect watcher is a task of its own; with ``after`` > 0 it starts only once
+        ``aw`` has run that long (checked every ``after / 2`` seconds by one timer per loop), so
+        calls that finish sooner (most non-streaming answers) never create one, and a client that
+        hangs up is noticed at most ``1.5 * after`` seconds late.
+        """
+        current = asyncio.current_task()
+        assert current is not None
+        loop = current.get_loop()
+        sweeper: _Sweeper | None = None
+        if after > 0:
+            watch = _Watch(receive, current, loop.time() + after)
+            sweeper = self._sweeper(loop, after)
+            sweeper.add(watch)
+        else:
+            watch = _Watch(receive, current, 0.0)
+            watch.start()
+        try:
+            return await aw
+        except asyncio.CancelledError:
+            if watch.gone:
+                current.uncancel()
+                raise ClientDisconnected("the client closed the connection") from None
+            raise
+        finally:
+            if sweeper is not None:
+                sweeper.calls.discard(watch)
+            if watch.watcher is not None:
+                watch.watcher.cancel()

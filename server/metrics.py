@@ -26,7 +26,7 @@ from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import Collector
 
 from llmgw.config import Settings
-from llmgw.server.receipt import stats as receipt_stats
+from llmgw.server.receipt import ReceiptStats
 
 __all__ = ["CONTENT_TYPE_LATEST", "ERROR_TYPES", "ROUTES", "Metrics"]
 
@@ -139,17 +139,20 @@ class _RateLimitCollector(Collector):
 class _ReceiptCollector(Collector):
     """Requests cut by the receipt deadline or the header limits (``llmgw.server.receipt``)."""
 
+    def __init__(self, stats: ReceiptStats) -> None:
+        self.stats = stats
+
     def collect(self) -> Iterable[Metric]:
         timeouts = CounterMetricFamily(
             "llmgw_request_receipt_timeouts",
             "Requests whose headers or body did not arrive within request_receipt_timeout.",
         )
-        timeouts.add_metric([], float(receipt_stats.timeouts))
+        timeouts.add_metric([], float(self.stats.timeouts))
         too_large = CounterMetricFamily(
             "llmgw_request_headers_too_large",
             "Requests refused with 431: head over server.max_header_bytes or server.max_headers.",
         )
-        too_large.add_metric([], float(receipt_stats.headers_too_large))
+        too_large.add_metric([], float(self.stats.headers_too_large))
         return [timeouts, too_large]
 
 
@@ -289,6 +292,9 @@ class Metrics:
         """Requests being served now (``RequestMiddleware`` counts them)."""
         self.open_streams: Callable[[], int] = lambda: 0
         """Streaming responses open now (``Gateway`` points it at its ``Drain``)."""
+        self.receipt = ReceiptStats()
+        """Request-receipt deadlines of the server running this app (``llmgw serve`` passes it
+        to ``receipt_protocol``)."""
         self.errors = Counter(
             "llmgw_errors",
             "Failed requests by error class.",
@@ -296,7 +302,7 @@ class Metrics:
             registry=self.registry,
         )
         self.registry.register(_HotCollector(self))
-        self.registry.register(_ReceiptCollector())
+        self.registry.register(_ReceiptCollector(self.receipt))
 
     def watch_usage(self, stats: Callable[[], Mapping[str, object]]) -> None:
         """Export the usage recorder's queue and spool sizes at scrape time."""

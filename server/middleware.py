@@ -20,7 +20,7 @@ from llmgw.server.logs import access_sink
 from llmgw.server.metrics import Metrics
 from llmgw.server.scrub import Scrubber
 
-__all__ = ["RequestContext", "RequestMiddleware", "context", "new_request_id"]
+__all__ = ["RequestContext", "RequestIds", "RequestMiddleware", "Timestamps", "context"]
 
 access_log = logging.getLogger("llmgw.access")
 log = logging.getLogger("llmgw.server")
@@ -29,39 +29,50 @@ _SANE_ID = re.compile(rb"[A-Za-z0-9._:\-]{1,128}")
 _MAX_PATH = 256
 
 
-# A random per-process prefix plus a counter: unique across processes and restarts without a
-# syscall per request (os.urandom releases the GIL, which costs a thread hand-off under load).
-_ID_PREFIX = "req_" + os.urandom(6).hex()
-_ID_COUNTER = itertools.count(int.from_bytes(os.urandom(4), "big"))
+class RequestIds:
+    """Fresh, unique request ids (``req_`` + 24 hex digits): a random prefix plus a counter.
+
+    Unique across processes, restarts and instances without a syscall per request (os.urandom
+    releases the GIL, which costs a thread hand-off under load).
+    """
+
+    __slots__ = ("_counter", "_prefix")
+
+    def __init__(self) -> None:
+        self._prefix = "req_" + os.urandom(6).hex()
+        self._counter = itertools.count(int.from_bytes(os.urandom(4), "big"))
+
+    def new(self) -> str:
+        """The next id."""
+        return f"{self._prefix}{next(self._counter) & 0xFFFFFFFFFFFF:012x}"
 
 
-def new_request_id() -> str:
-    """A fresh, unique request id (``req_`` + 24 hex digits)."""
-    return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFFFFFF:012x}"
-
-
-_ts_milli = -1
-_ts_second = -1
-_ts_prefix = ""
-_ts_text = ""
-
-
-def _timestamp() -> str:
+class Timestamps:
     """Now as ISO 8601 UTC with milliseconds, e.g. ``2026-11-22T03:59:53.994+00:00``.
 
     The text is made once per millisecond, and the part up to the seconds once per second
     (``isoformat`` costs ~2 µs a call; a busy server logs several lines per millisecond).
     """
-    global _ts_milli, _ts_second, _ts_prefix, _ts_text
-    milli = int(time.time() * 1000)
-    if milli != _ts_milli:
-        second, ms = divmod(milli, 1000)
-        if second != _ts_second:
-            _ts_prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
-            _ts_second = second
-        _ts_text = f"{_ts_prefix}.{ms:03d}+00:00"
-        _ts_milli = milli
-    return _ts_text
+
+    __slots__ = ("_milli", "_prefix", "_second", "_text")
+
+    def __init__(self) -> None:
+        self._milli = -1
+        self._second = -1
+        self._prefix = ""
+        self._text = ""
+
+    def now(self) -> str:
+        """The current time's text."""
+        milli = int(time.time() * 1000)
+        if milli != self._milli:
+            second, ms = divmod(milli, 1000)
+            if second != self._second:
+                self._prefix = datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+                self._second = second
+            self._text = f"{self._prefix}.{ms:03d}+00:00"
+            self._milli = milli
+        return self._text
 
 
 class RequestContext:
@@ -110,6 +121,8 @@ class RequestMiddleware:
         self.app = app
         self.metrics = metrics
         self.scrubber = scrubber
+        self.ids = RequestIds()
+        self.timestamps = Timestamps()
         self.log_enabled = access_log_enabled
         self._sink: Callable[[str], None] | None = None
 
@@ -124,7 +137,7 @@ class RequestMiddleware:
                 if _SANE_ID.fullmatch(value):
                     client_id = value.decode("ascii")
                 break
-        ctx = RequestContext(new_request_id(), client_id, start)
+        ctx = RequestContext(self.ids.new(), client_id, start)
         scope["llmgw"] = ctx
         echo = (client_id or ctx.request_id).encode("ascii")
         status = 0
@@ -168,7 +181,7 @@ class RequestMiddleware:
         self, scope: Scope, ctx: RequestContext, status: int, elapsed: float, path: str
     ) -> None:
         line = {
-            "ts": _timestamp(),
+            "ts": self.timestamps.now(),
             "method": scope.get("method"),
             "path": path[:_MAX_PATH],
             "status": status,

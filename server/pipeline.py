@@ -41,7 +41,6 @@ from llmgw.routing.outcome import Routed
 from llmgw.routing.resolve import Target
 from llmgw.server.accounting import Call
 from llmgw.server.body import decode_json, parse, receive_body
-from llmgw.server.disconnect import until_disconnect
 from llmgw.server.errors import error_response
 from llmgw.server.middleware import RequestContext
 from llmgw.server.state import Gateway
@@ -145,7 +144,7 @@ class UpstreamRoute(Generic[Req, Res]):
                 if key.rpm or key.tpm:
                     call.grant = await g.limits.admit(key, op.tokens(req))
                 t0 = time.perf_counter()
-                result = await until_disconnect(
+                result = await g.disconnects.until(
                     receive, op.upstream(g, call, req, candidates), after=op.watch_after(req)
                 )
                 await op.respond(call, req, result, t0, scope, receive, send)

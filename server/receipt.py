@@ -49,7 +49,7 @@ from uvicorn.server import ServerState
 
 from llmgw.errors import HeadersTooLarge, LlmgwError, RequestTimeout
 
-__all__ = ["ReceiptStats", "ReceiptTimeoutProtocol", "receipt_protocol", "stats"]
+__all__ = ["ReceiptStats", "ReceiptTimeoutProtocol", "receipt_protocol"]
 
 log = logging.getLogger("llmgw.server.receipt")
 
@@ -59,7 +59,7 @@ _BODY_SINCE = "_llmgw_rx_since"  # set on uvicorn's RequestResponseCycle by the 
 
 
 class ReceiptStats:
-    """Process-wide counters (plain attributes, updated on the event loop, read by the metrics)."""
+    """Counters of one server (plain attributes, updated on the event loop, read by the metrics)."""
 
     __slots__ = ("fresh_idle_closed", "headers_too_large", "timeouts")
 
@@ -70,9 +70,6 @@ class ReceiptStats:
         """Requests refused with 431: head over ``max_header_bytes`` or ``max_headers`` lines."""
         self.fresh_idle_closed = 0
         """Connections closed because no request began within ``timeout_keep_alive``."""
-
-
-stats = ReceiptStats()
 
 
 _REASONS = {408: b"Request Timeout", 431: b"Request Header Fields Too Large"}
@@ -175,6 +172,8 @@ class ReceiptTimeoutProtocol(HttpToolsProtocol):
     """Largest request head (URL plus header names and values) accepted; bigger is 431."""
     max_headers: int = 100
     """Most header lines in a request; more is 431."""
+    stats: ReceiptStats
+    """Where the deadlines are counted (set by ``receipt_protocol``: the app's own counters)."""
 
     def __init__(
         self,
@@ -261,7 +260,7 @@ class ReceiptTimeoutProtocol(HttpToolsProtocol):
         transport = self.transport
         if transport is None or transport.is_closing():
             return
-        stats.headers_too_large += 1
+        self.stats.headers_too_large += 1
         err = HeadersTooLarge(
             f"The request headers are larger than {self.max_header_bytes} bytes "
             f"or more than {self.max_headers} lines."
@@ -276,10 +275,10 @@ class ReceiptTimeoutProtocol(HttpToolsProtocol):
         if transport is None or transport.is_closing():
             return
         if phase == _FRESH:
-            stats.fresh_idle_closed += 1
+            self.stats.fresh_idle_closed += 1
             transport.close()
             return
-        stats.timeouts += 1
+        self.stats.timeouts += 1
         cycle = self.cycle
         answered = phase == _BODY and cycle.response_started
         if phase == _BODY and not answered:
@@ -301,10 +300,15 @@ class ReceiptTimeoutProtocol(HttpToolsProtocol):
 
 
 def receipt_protocol(
-    timeout: float, *, max_header_bytes: int = 64 * 1024, max_headers: int = 100
+    timeout: float,
+    stats: ReceiptStats | None = None,
+    *,
+    max_header_bytes: int = 64 * 1024,
+    max_headers: int = 100,
 ) -> type[ReceiptTimeoutProtocol]:
     """The protocol class to give ``uvicorn.Config(http=...)``: ``timeout`` seconds per phase,
-    request heads up to ``max_header_bytes`` and ``max_headers`` lines."""
+    request heads up to ``max_header_bytes`` and ``max_headers`` lines, counted in ``stats``
+    (the app's ``Metrics.receipt``; a fresh one when not given)."""
     return type(
         "ReceiptTimeoutProtocol",
         (ReceiptTimeoutProtocol,),
@@ -312,6 +316,7 @@ def receipt_protocol(
             "receipt_timeout": float(timeout),
             "max_header_bytes": int(max_header_bytes),
             "max_headers": int(max_headers),
+            "stats": stats if stats is not None else ReceiptStats(),
             "__module__": __name__,
         },
     )

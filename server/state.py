@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING
 
 from llmgw.config import Settings
 from llmgw.routing.resolve import Resolver
+from llmgw.server.disconnect import Disconnects
 from llmgw.server.metrics import Metrics
 from llmgw.server.scrub import Scrubber
 from llmgw.server.streaming import Drain
@@ -99,13 +101,21 @@ class Gateway:
         self.max_body = settings.server.max_body_bytes
         self.refuse_unrecordable = settings.usage.on_unrecordable == "refuse"
         self.started = False
+        self._running: contextlib.AsyncExitStack | None = None
+        self.disconnects = Disconnects()
+        """Cancels upstream calls whose client hung up (``Disconnects.until``)."""
         self.scrubber = Scrubber()
         """Removes the running providers' credentials from error answers."""
         self.feed: ChangeListener | None = None
         """Key changes from other processes (Redis); ``None`` without ``redis_url``."""
 
     async def start(self) -> None:
-        """Open the database, the key cache, the usage recorder and the upstream providers."""
+        """Open the database, the key cache, the usage recorder and the upstream providers.
+
+        Each service that starts registers its own shutdown on an ``AsyncExitStack`` at once, so
+        a failure part-way (a bad ``ca_bundle`` after the usage writer started) unwinds exactly
+        what had started, in reverse, before the error propagates.
+        """
         from llmgw.auth.keys import KeyService
         from llmgw.providers.registry import SecretResolver, build_providers
         from llmgw.ratelimit import RateLimiter
@@ -118,65 +128,78 @@ class Gateway:
         from llmgw.usage.recorder import UsageRecorder
 
         s = self.settings
-        # First, before anything runs: a [ratelimit] mistake is a ConfigError with nothing to undo.
-        redis_url = s.redis_url.get_secret_value() if s.redis_url is not None else None
-        self.limiter = RateLimiter(s.ratelimit, redis_url, clock=self.clock)
-        self.engine = make_engine(
-            s.database_url,
-            pool_size=s.database.pool_size,
-            connect_timeout=s.database.connect_timeout,
-        )
-        self.keys = KeyService(self.engine)
-        self.auth = KeyCache(self.keys, ttl=s.server.key_cache_seconds, clock=self.clock)
-        # record() on the loop is a queue put; the writer thread polls while a batch fills, so
-        # it is not woken per request (no loop-side buffer needed).
-        self.recorder = UsageRecorder(self.engine, s.usage, s.spool_dir)
-        await asyncio.to_thread(self.recorder.start)
-        self.metrics.watch_usage(self.recorder.stats)
-        self.providers = build_providers(s, SecretResolver())
-        self.scrubber.add(
-            secret
-            for provider in self.providers.values()
-            for secret in getattr(getattr(provider, "transport", None), "secrets", ())
-        )
-        self.router = build_router(
-            s.routing,
-            self.providers,
-            self.resolver.candidates,
-            clock=self.clock,
-            passthrough=[p.name for p in s.providers if not p.models],
-            # Only names the upstream itself lists get state of their own (never a caller's
-            # string); the catalog is built below, before any request is served.
-            offered=lambda provider, model: self.catalog.offers(provider, model),
-        )
-        for p in s.providers:  # configured models show as "unknown" before their first request
-            for m in p.models:
-                self.router.health.register(p.name, m)
-        self.health_writer = HealthWriter(
-            self.engine, self.router.health, interval=s.routing.health_write_interval
-        )
-        self.health_writer.start()
-        self.catalog = ModelCatalog(
-            s, self.providers, interval=s.routing.models_refresh_interval, clock=self.clock
-        )
-        self.catalog.start()
-        self.ready = ReadyCheck(self.engine, clock=self.clock)
-        await self.limiter.start()
-        self.limits = KeyLimits(self.limiter)
-        self.metrics.watch_ratelimits(self.limits)
-        self.auth.start()
-        if redis_url is not None and s.auth.broadcast:
-            from llmgw.auth.broadcast import ChangeListener
-
-            self.feed = ChangeListener(
-                redis_url,
-                self.auth.apply,
-                prefix=s.auth.redis_prefix,
-                check_interval=s.auth.check_interval,
-                timeout=s.auth.redis_timeout,
+        async with contextlib.AsyncExitStack() as stack:
+            # First, before anything runs: a [ratelimit] mistake is a ConfigError with nothing
+            # to undo.
+            redis_url = s.redis_url.get_secret_value() if s.redis_url is not None else None
+            self.limiter = RateLimiter(s.ratelimit, redis_url, clock=self.clock)
+            stack.push_async_callback(self.limiter.aclose)
+            self.engine = make_engine(
+                s.database_url,
+                pool_size=s.database.pool_size,
+                connect_timeout=s.database.connect_timeout,
             )
-            self.feed.start()
-            self.metrics.watch_auth_feed(self.feed)
+            stack.callback(self.engine.dispose)
+            self.keys = KeyService(self.engine)
+            self.auth = KeyCache(self.keys, ttl=s.server.key_cache_seconds, clock=self.clock)
+            # record() on the loop is a queue put; the writer thread polls while a batch fills,
+            # so it is not woken per request (no loop-side buffer needed).
+            self.recorder = UsageRecorder(self.engine, s.usage, s.spool_dir)
+            await asyncio.to_thread(self.recorder.start)
+            stack.push_async_callback(asyncio.to_thread, self.recorder.close)
+            self.metrics.watch_usage(self.recorder.stats)
+            self.providers = build_providers(s, SecretResolver())
+            stack.push_async_callback(self._close_providers)
+            self.scrubber.add(
+                secret
+                for provider in self.providers.values()
+                for secret in getattr(getattr(provider, "transport", None), "secrets", ())
+            )
+            stack.callback(self.scrubber.clear)
+            self.router = build_router(
+                s.routing,
+                self.providers,
+                self.resolver.candidates,
+                clock=self.clock,
+                passthrough=[p.name for p in s.providers if not p.models],
+                # Only names the upstream itself lists get state of their own (never a caller's
+                # string); the catalog is built below, before any request is served.
+                offered=lambda provider, model: self.catalog.offers(provider, model),
+            )
+            for p in s.providers:  # configured models show as "unknown" before their first request
+                for m in p.models:
+                    self.router.health.register(p.name, m)
+            self.health_writer = HealthWriter(
+                self.engine, self.router.health, interval=s.routing.health_write_interval
+            )
+            self.health_writer.start()
+            stack.push_async_callback(asyncio.to_thread, self.health_writer.stop)
+            self.catalog = ModelCatalog(
+                s, self.providers, interval=s.routing.models_refresh_interval, clock=self.clock
+            )
+            self.catalog.start()
+            stack.push_async_callback(self.catalog.aclose)
+            self.ready = ReadyCheck(self.engine, clock=self.clock)
+            await self.limiter.start()
+            self.limits = KeyLimits(self.limiter)
+            stack.push_async_callback(self.limits.wait_settled)
+            self.metrics.watch_ratelimits(self.limits)
+            self.auth.start()
+            stack.push_async_callback(self.auth.close)
+            if redis_url is not None and s.auth.broadcast:
+                from llmgw.auth.broadcast import ChangeListener
+
+                self.feed = ChangeListener(
+                    redis_url,
+                    self.auth.apply,
+                    prefix=s.auth.redis_prefix,
+                    check_interval=s.auth.check_interval,
+                    timeout=s.auth.redis_timeout,
+                )
+                self.feed.start()
+                stack.push_async_callback(self.feed.aclose)
+                self.metrics.watch_auth_feed(self.feed)
+            self._running = stack.pop_all()  # started: unwound by stop(), not here
         self.started = True
 
     def flush_usage(self, timeout: float = 10.0) -> bool:
@@ -185,21 +208,14 @@ class Gateway:
 
     async def stop(self) -> None:
         """Flush last-used times and usage, close upstream sessions and the database."""
-        if not self.started:
-            return
+        running, self._running = self._running, None
         self.started = False
-        if self.feed is not None:
-            await self.feed.aclose()
-        await self.auth.close()
+        if running is not None:
+            await running.aclose()
+
+    async def _close_providers(self) -> None:
         for provider in self.providers.values():
             try:
                 await provider.aclose()
             except Exception as exc:  # noqa: BLE001 - keep closing the others
                 log.warning("closing provider %s failed: %s", provider.name, type(exc).__name__)
-        await self.catalog.aclose()
-        await self.limits.wait_settled()
-        await self.limiter.aclose()
-        self.scrubber.clear()
-        await asyncio.to_thread(self.health_writer.stop)
-        await asyncio.to_thread(self.recorder.close)
-        self.engine.dispose()
