@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, cast
+from typing import Any, TypedDict, cast
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
@@ -25,6 +25,7 @@ from llmgw.storage.tables import ApiKey, User, utcnow
 
 __all__ = [
     "SECRET_PREFIX",
+    "KeyChanges",
     "check_key_settings",
     "CreatedKey",
     "KeyInfo",
@@ -79,6 +80,8 @@ class KeyInfo:
     user_email: str | None = None
     user_disabled: bool = False
     rotated_from: uuid.UUID | None = None
+    user_role: str | None = None
+    """The owner's role (``user`` or ``admin``); ``None`` for a key without a user."""
 
     def allows_model(self, model: str) -> bool:
         """Whether the allow-list admits ``model`` as the client named it.
@@ -141,6 +144,7 @@ def _select() -> sa.Select[Any]:
         _KEYS.c.rotated_from,
         _USERS.c.email.label("user_email"),
         _USERS.c.disabled.label("user_disabled"),
+        _USERS.c.role.label("user_role"),
     ).select_from(_KEYS.outerjoin(_USERS, _KEYS.c.user_id == _USERS.c.id))
 
 
@@ -166,7 +170,20 @@ def _info(row: sa.Row[Any]) -> KeyInfo:
         user_email=m["user_email"],
         user_disabled=bool(m["user_disabled"]),
         rotated_from=m["rotated_from"],
+        user_role=m["user_role"],
     )
+
+
+class KeyChanges(TypedDict, total=False):
+    """The settings ``KeyService.update`` changes; a field left out stays as it is.
+
+    ``None`` clears a limit (no per-key limit), the allow-list (every model) or the expiry (never).
+    """
+
+    rpm: int | None
+    tpm: int | None
+    models: Sequence[str] | None
+    expires_at: datetime | None
 
 
 def _shown(ref: str) -> str:
@@ -453,6 +470,45 @@ class KeyService:
                 old.models,
                 old.id,
             )
+
+    def update(self, ref: str, changes: KeyChanges) -> KeyInfo:
+        """Change a live key's limits, allow-list or expiry (only the fields in ``changes``).
+
+        The same checks as ``create``; a revoked key is a ``Conflict``. Announced like a
+        revocation, so running servers apply the new settings within the same bound.
+        """
+        values = self._checked(changes)
+        with db_errors(self.engine, "updating a key"), self.engine.begin() as conn:
+            old = _info(self._find(conn, ref))
+            if old.revoked_at is not None:
+                raise Conflict(
+                    f"key {old.prefix} is revoked", hint="create a new key with `llmgw keys create`"
+                )
+            if values:
+                conn.execute(sa.update(_KEYS).where(_KEYS.c.id == old.id).values(**values))
+            info = _info(conn.execute(_select().where(_KEYS.c.id == old.id)).one())
+        if values:
+            self._changed(info.id)
+        return info
+
+    def _checked(self, changes: KeyChanges) -> dict[str, Any]:
+        """``changes`` validated, as column values."""
+        unknown = set(changes) - set(KeyChanges.__annotations__)
+        if unknown:  # pragma: no cover - a programming error, not user input
+            raise TypeError(f"unknown key settings: {sorted(unknown)}")
+        models = changes.get("models")
+        _, allow = check_key_settings("-", changes.get("rpm"), changes.get("tpm"), models)
+        values: dict[str, Any] = {k: v for k, v in changes.items() if k in ("rpm", "tpm")}
+        if "models" in changes:
+            values["models"] = list(allow) if allow is not None else None
+        if "expires_at" in changes:
+            when = changes["expires_at"]
+            if when is not None:
+                if when.tzinfo is None:
+                    raise UsageError("the expiry needs a time zone", param="expires_at")
+                check_key_settings("-", None, None, None, when - self._clock())
+            values["expires_at"] = when
+        return values
 
     def touch_last_used(self, seen: Mapping[uuid.UUID, datetime]) -> None:
         """Record last-used times for many keys in one batched write (never moves time back)."""

@@ -184,6 +184,19 @@ class UserService:
             self._on_change(AuthChange(users=(info.id,), forget_refusals=not disabled))
         return info
 
+    def set_role(self, ref: str, role: str) -> UserInfo:
+        """Give the user ``role`` (``user`` or ``admin``). Idempotent; announced like a disable,
+        so a running server's admin check sees the new role within the same bound."""
+        if role not in ROLES:
+            raise UsageError(f"invalid role {role!r}", hint=f"use one of: {', '.join(ROLES)}")
+        with db_errors(self.engine, "changing a user's role"), self.engine.begin() as conn:
+            user_id = self._find(conn, ref)._mapping["id"]
+            conn.execute(sa.update(_USERS).where(_USERS.c.id == user_id).values(role=role))
+            info = _info(conn.execute(_select().where(_USERS.c.id == user_id)).one())
+        if self._on_change is not None:
+            self._on_change(AuthChange(users=(info.id,)))
+        return info
+
     def disable(self, ref: str) -> UserInfo:
         """Disable the user; their keys stop authenticating. Idempotent."""
         return self._set_disabled(ref, True)

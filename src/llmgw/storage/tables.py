@@ -12,7 +12,7 @@ from sqlmodel import Field, SQLModel
 
 from llmgw.storage.types import JSONType, Money, UTCDateTime
 
-__all__ = ["ApiKey", "ProviderStatus", "UsageRecord", "User", "utcnow"]
+__all__ = ["ApiKey", "AuditEntry", "ProviderStatus", "UsageRecord", "User", "utcnow"]
 
 
 def utcnow() -> datetime:
@@ -106,3 +106,33 @@ class ProviderStatus(SQLModel, table=True):
     error_rate: float = Field(default=0.0)
     last_error: str | None = Field(default=None, max_length=500)
     updated_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime(), nullable=False)
+
+
+class AuditEntry(SQLModel, table=True):
+    """One administrative action: who did what to which object, when and from where.
+
+    Never a secret: targets are ids, key prefixes and emails; ``detail`` holds settings only.
+    """
+
+    __tablename__ = "audit_log"
+    __table_args__ = (
+        sa.Index("ix_audit_log_at", "at"),
+        sa.Index("ix_audit_log_actor_at", "actor", "at"),
+    )
+
+    id: int | None = Field(
+        default=None,
+        sa_column=sa.Column(
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            primary_key=True,
+            autoincrement=True,
+        ),
+    )
+    at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime(), nullable=False)
+    actor: str = Field(max_length=320)
+    actor_kind: str = Field(max_length=16)
+    action: str = Field(max_length=64)
+    target: str | None = Field(default=None, max_length=320)
+    source: str = Field(max_length=16)
+    remote_addr: str | None = Field(default=None, max_length=64)
+    detail: dict[str, Any] | None = Field(default=None, sa_type=JSONType)

@@ -1,0 +1,1 @@
+"""Admin operations (keys, users, usage, providers, audit) behind one interface, local or remote."""

@@ -1,0 +1,298 @@
+"""``LocalAdmin``: the admin operations on a database engine, with an audit row per change.
+
+Used by the CLI without ``--url`` and by the server's ``/admin/v1`` routes (with the calling key
+as actor): one implementation of keys, users, usage and audit queries, the core services'.
+"""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, cast
+
+import sqlalchemy as sa
+
+from llmgw.admin.audit import AuditService
+from llmgw.admin.ops import UNSET, USAGE_GROUPS, Actor, Record, Unset
+from llmgw.admin.records import (
+    key_record,
+    provider_record,
+    recent_record,
+    usage_record,
+    user_record,
+)
+from llmgw.auth._db import db_errors
+from llmgw.auth.keys import KeyChanges, KeyService, check_key_settings
+from llmgw.auth.users import UserService, check_user_fields, normalize_email
+from llmgw.errors import UsageError
+from llmgw.storage.tables import ProviderStatus, utcnow
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from llmgw.auth.changes import AuthChange
+    from llmgw.usage.reports import GroupBy, UsageFilter
+
+__all__ = ["MAX_RECENT", "LocalAdmin"]
+
+MAX_RECENT = 1000
+"""The most recent requests one call returns."""
+
+
+def _positive(value: int | None, name: str) -> int | None:
+    if value is not None and not 1 <= value <= 2_000_000_000:
+        raise UsageError(
+            f"invalid {name} {value}", hint=f"--{name} takes a positive whole number", param=name
+        )
+    return value
+
+
+class LocalAdmin:
+    """``AdminOps`` on ``engine``: the core services, acting as ``actor``, from ``source``.
+
+    ``on_change`` announces key and user changes to running servers (``ChangePublisher.publish``).
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        actor: Actor,
+        source: str = "cli",
+        *,
+        on_change: Callable[[AuthChange], None] | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ) -> None:
+        self.engine = engine
+        self.actor = actor
+        self.source = source
+        self._clock = clock
+        self.keys = KeyService(engine, clock=clock, on_change=on_change)
+        self.users = UserService(engine, clock=clock, on_change=on_change)
+        self.audit = AuditService(engine, clock=clock)
+
+    def _audit(self, action: str, target: str | None, **detail: Any) -> None:
+        self.audit.record(self.actor, action, target, source=self.source, detail=detail or None)
+
+    # -- identity -------------------------------------------------------------------------
+    def whoami(self) -> Record:
+        """The actor and their role; ``mode`` is ``local``."""
+        return {
+            "actor": self.actor.name,
+            "actor_kind": self.actor.kind,
+            "role": self.actor.role,
+            "mode": "local",
+            "url": None,
+        }
+
+    # -- keys -----------------------------------------------------------------------------
+    def keys_list(self, *, include_revoked: bool = False) -> builtins.list[Record]:
+        """Keys oldest first."""
+        now = self._clock()
+        return [key_record(k, now) for k in self.keys.list(include_revoked=include_revoked)]
+
+    def keys_show(self, ref: str) -> Record:
+        """One key."""
+        return key_record(self.keys.get(ref), self._clock())
+
+    def keys_create(
+        self,
+        name: str,
+        *,
+        user: str | None = None,
+        expires: timedelta | None = None,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        models: Sequence[str] | None = None,
+    ) -> Record:
+        """A new key with its one-time secret in ``"key"``."""
+        # Every value is checked before the database is touched: bad input writes nothing.
+        name, allow = check_key_settings(
+            name, _positive(rpm, "rpm"), _positive(tpm, "tpm"), models, expires
+        )
+        email = normalize_email(user) if user is not None else None
+        created = self.keys.create(
+            name, user_email=email, expires_in=expires, rpm=rpm, tpm=tpm, models=allow
+        )
+        record = key_record(created.info, self._clock())
+        self._audit(
+            "keys.create",
+            created.info.prefix,
+            id=record["id"],
+            name=name,
+            user=email,
+            expires_at=record["expires_at"],
+            rpm=rpm,
+            tpm=tpm,
+            models=record["models"],
+        )
+        return {**record, "key": created.secret}
+
+    def keys_revoke(self, ref: str) -> Record:
+        """Revoke a key (idempotent: revoking a revoked key records nothing new)."""
+        before = self.keys.get(ref)
+        info = self.keys.revoke(str(before.id))
+        if before.revoked_at is None:
+            self._audit("keys.revoke", info.prefix, id=str(info.id), name=info.name)
+        return key_record(info, self._clock())
+
+    def keys_rotate(self, ref: str) -> Record:
+        """A new secret for the key's settings; the old key is revoked."""
+        created = self.keys.rotate(ref)
+        old = self.keys.get(str(created.info.rotated_from)) if created.info.rotated_from else None
+        record = key_record(created.info, self._clock())
+        self._audit(
+            "keys.rotate",
+            old.prefix if old is not None else created.info.prefix,
+            id=record["rotated_from"],
+            new_id=record["id"],
+            new_prefix=created.info.prefix,
+            name=created.info.name,
+        )
+        return {**record, "key": created.secret}
+
+    def keys_update(
+        self,
+        ref: str,
+        *,
+        rpm: int | None | Unset = UNSET,
+        tpm: int | None | Unset = UNSET,
+        models: Sequence[str] | None | Unset = UNSET,
+        expires_at: datetime | None | Unset = UNSET,
+    ) -> Record:
+        """Change a live key's limits, allow-list or expiry (``UNSET`` leaves one as it is)."""
+        changes: KeyChanges = {}
+        if rpm is not UNSET:
+            changes["rpm"] = _positive(rpm, "rpm")
+        if tpm is not UNSET:
+            changes["tpm"] = _positive(tpm, "tpm")
+        if models is not UNSET:
+            changes["models"] = models
+        if expires_at is not UNSET:
+            changes["expires_at"] = expires_at
+        if not changes:
+            raise UsageError(
+                "nothing to change", hint="give at least one of --rpm, --tpm, --models, --expires"
+            )
+        before = key_record(self.keys.get(ref), self._clock())
+        after = key_record(self.keys.update(before["id"], changes), self._clock())
+        diff = {
+            name: {"from": before[name], "to": after[name]}
+            for name in ("rpm", "tpm", "models", "expires_at")
+            if before[name] != after[name]
+        }
+        if diff:
+            self._audit("keys.update", after["prefix"], id=after["id"], **diff)
+        return after
+
+    # -- users ----------------------------------------------------------------------------
+    def users_list(self) -> builtins.list[Record]:
+        """Every user, oldest first."""
+        return [user_record(u) for u in self.users.list()]
+
+    def users_show(self, ref: str) -> Record:
+        """One user by email or id."""
+        return user_record(self.users.get(ref))
+
+    def users_create(self, email: str, *, name: str | None = None, role: str = "user") -> Record:
+        """A new user."""
+        check_user_fields(email, name, role)
+        record = user_record(self.users.create(email, name=name, role=role))
+        self._audit("users.create", record["email"], id=record["id"], role=record["role"])
+        return record
+
+    def users_disable(self, ref: str) -> Record:
+        """Disable a user (idempotent)."""
+        before = self.users.get(ref)
+        record = user_record(self.users.disable(str(before.id)))
+        if not before.disabled:
+            self._audit("users.disable", record["email"], id=record["id"], keys=record["keys"])
+        return record
+
+    def users_enable(self, ref: str) -> Record:
+        """Enable a user (idempotent)."""
+        before = self.users.get(ref)
+        record = user_record(self.users.enable(str(before.id)))
+        if before.disabled:
+            self._audit("users.enable", record["email"], id=record["id"])
+        return record
+
+    def users_set_role(self, ref: str, role: str) -> Record:
+        """Give a user ``role``."""
+        before = self.users.get(ref)
+        record = user_record(self.users.set_role(str(before.id), role))
+        if before.role != record["role"]:
+            self._audit(
+                "users.set_role",
+                record["email"],
+                id=record["id"],
+                **{"from": before.role, "to": role},
+            )
+        return record
+
+    # -- usage ----------------------------------------------------------------------------
+    def usage_stats(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        by: str = "day",
+        key: str | None = None,
+        user: str | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+        status: int | None = None,
+    ) -> builtins.list[Record]:
+        """Statistics per group over ``[since, until)`` for the rows matching the filters."""
+        from llmgw.usage.reports import usage_stats
+
+        if by not in USAGE_GROUPS:
+            raise UsageError(
+                f"invalid --by {by!r}", hint=f"use one of: {', '.join(USAGE_GROUPS)}", param="by"
+            )
+        only: UsageFilter = {}
+        if key is not None:
+            only["key_id"] = self.keys.get(key).id
+        if user is not None:
+            only["user_id"] = self.users.get(user).id
+        if model is not None:
+            only["model"] = model
+        if provider is not None:
+            only["provider"] = provider
+        if status is not None:
+            only["status"] = status
+        with db_errors(self.engine, "querying usage"):
+            rows = usage_stats(
+                self.engine, since=since, until=until, by=cast("GroupBy", by), only=only
+            )
+        return [usage_record(r) for r in rows]
+
+    def usage_recent(self, *, limit: int = 100) -> builtins.list[Record]:
+        """The newest requests in the ``usage`` table, newest first."""
+        from llmgw.usage.reports import recent_requests
+
+        if not 1 <= limit <= MAX_RECENT:
+            raise UsageError(f"invalid limit {limit}", hint=f"use 1 to {MAX_RECENT}", param="limit")
+        with db_errors(self.engine, "reading recent requests"):
+            rows = recent_requests(self.engine, limit=limit)
+        return [recent_record(r, r["key_prefix"]) for r in rows]
+
+    # -- providers ------------------------------------------------------------------------
+    def providers_status(self) -> builtins.list[Record]:
+        """The last health each server wrote to ``provider_status`` (``"live": false``)."""
+        table: sa.Table = ProviderStatus.__table__  # type: ignore[attr-defined]
+        query = sa.select(table).order_by(table.c.provider, table.c.model)
+        with db_errors(self.engine, "reading provider status"), self.engine.connect() as conn:
+            return [provider_record(r._mapping, live=False) for r in conn.execute(query)]
+
+    # -- audit ----------------------------------------------------------------------------
+    def audit_list(
+        self,
+        *,
+        since: datetime | None = None,
+        limit: int = 100,
+        actor: str | None = None,
+        action: str | None = None,
+    ) -> builtins.list[Record]:
+        """Admin actions newest first."""
+        return self.audit.list(since=since, limit=limit, actor=actor, action=action)

@@ -1,0 +1,196 @@
+"""``AdminOps``: the one interface to the admin operations, used by the CLI and the TUI alike.
+
+Two implementations: ``llmgw.admin.local.LocalAdmin`` (the core services on a database engine)
+and ``llmgw.admin.remote.RemoteAdmin`` (the ``/admin/v1`` API of a running ``llmgw serve``).
+
+Every method is synchronous and returns JSON-ready records: ``dict[str, Any]`` whose values are
+str, int, float, bool, None, lists and dicts only (datetimes as ISO 8601 UTC strings, decimals as
+plain fixed-point strings, UUIDs as strings). No record holds a secret, except the one-time
+``"key"`` of ``keys_create`` and ``keys_rotate``. A record IS the ``/admin/v1`` response body and
+the CLI's ``--json`` output, so local and remote output are identical by construction; a method
+returning ``list[Record]`` is answered over HTTP as ``{"object": "list", "data": [...]}``.
+
+Errors are ``llmgw.errors.LlmgwError`` subclasses in both implementations (``NotFound``,
+``Conflict``, ``UsageError``, ``PermissionDenied``, ``DatabaseError``...).
+
+This module imports nothing heavy (the TUI imports it; no SQLAlchemy, no httpx).
+"""
+
+from __future__ import annotations
+
+import getpass
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import Any, Final, Literal, Protocol, TypeAlias
+
+__all__ = [
+    "UNSET",
+    "USAGE_GROUPS",
+    "Actor",
+    "ActorKind",
+    "AdminOps",
+    "Record",
+    "Source",
+    "Unset",
+    "UsageGroup",
+]
+
+Record: TypeAlias = dict[str, Any]
+"""One JSON-ready record (see the module docstring)."""
+
+UsageGroup = Literal["day", "hour", "model", "provider", "key", "user", "status"]
+USAGE_GROUPS: tuple[str, ...] = ("day", "hour", "model", "provider", "key", "user", "status")
+ActorKind = Literal["key", "token", "local"]
+Source = Literal["cli", "api", "tui"]
+
+
+class Unset(Enum):
+    """The type of ``UNSET``: "leave this setting as it is" (``None`` means "clear it")."""
+
+    UNSET = "UNSET"
+
+    def __repr__(self) -> str:
+        return "UNSET"
+
+
+UNSET: Final = Unset.UNSET
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who runs admin operations: recorded in the audit log, answered by ``whoami``.
+
+    ``name`` is an email, a key prefix or ``local:<os user>``; never a secret.
+    """
+
+    name: str
+    kind: ActorKind
+    role: str = "admin"
+    remote_addr: str | None = None
+
+    @classmethod
+    def local(cls) -> Actor:
+        """The person at this terminal, working on the database directly."""
+        try:
+            user = getpass.getuser()
+        except (OSError, KeyError):  # no login name (a container without passwd entry)
+            user = "unknown"
+        return cls(name=f"local:{user}", kind="local")
+
+
+class AdminOps(Protocol):
+    """The admin operations. Options are keyword-only; every result is a JSON-ready record."""
+
+    # -- identity -------------------------------------------------------------------------
+    def whoami(self) -> Record:
+        """``{"actor", "actor_kind", "role", "mode": "local"|"remote", "url"}``."""
+        ...
+
+    # -- keys -----------------------------------------------------------------------------
+    def keys_list(self, *, include_revoked: bool = False) -> list[Record]:
+        """Keys oldest first; revoked ones only with ``include_revoked``."""
+        ...
+
+    def keys_show(self, ref: str) -> Record:
+        """One key by id, unique id prefix (8+ hex digits) or key prefix."""
+        ...
+
+    def keys_create(
+        self,
+        name: str,
+        *,
+        user: str | None = None,
+        expires: timedelta | None = None,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        models: Sequence[str] | None = None,
+    ) -> Record:
+        """A new key: its record plus ``"key"``, the secret, shown this once."""
+        ...
+
+    def keys_revoke(self, ref: str) -> Record:
+        """Revoke a key now (idempotent); its record."""
+        ...
+
+    def keys_rotate(self, ref: str) -> Record:
+        """A new secret with the same settings, the old key revoked: record plus ``"key"``."""
+        ...
+
+    def keys_update(
+        self,
+        ref: str,
+        *,
+        rpm: int | None | Unset = UNSET,
+        tpm: int | None | Unset = UNSET,
+        models: Sequence[str] | None | Unset = UNSET,
+        expires_at: datetime | None | Unset = UNSET,
+    ) -> Record:
+        """Change a live key's limits, allow-list or expiry; ``UNSET`` leaves one as it is,
+        ``None`` clears it (no limit, every model, never expires)."""
+        ...
+
+    # -- users ----------------------------------------------------------------------------
+    def users_list(self) -> list[Record]:
+        """Every user, oldest first."""
+        ...
+
+    def users_show(self, ref: str) -> Record:
+        """One user by email or id."""
+        ...
+
+    def users_create(self, email: str, *, name: str | None = None, role: str = "user") -> Record:
+        """A new user."""
+        ...
+
+    def users_disable(self, ref: str) -> Record:
+        """Disable a user: their keys stop authenticating."""
+        ...
+
+    def users_enable(self, ref: str) -> Record:
+        """Enable a user again."""
+        ...
+
+    def users_set_role(self, ref: str, role: str) -> Record:
+        """Give a user the role ``user`` or ``admin``."""
+        ...
+
+    # -- usage ----------------------------------------------------------------------------
+    def usage_stats(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        by: str = "day",
+        key: str | None = None,
+        user: str | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+        status: int | None = None,
+    ) -> list[Record]:
+        """Requests, errors, tokens, cost and latency per group (``USAGE_GROUPS``) over
+        ``[since, until)``, filtered by key (ref), user (email or id), model, provider, status."""
+        ...
+
+    def usage_recent(self, *, limit: int = 100) -> list[Record]:
+        """The newest requests, newest first (remote: the server's in-memory ring buffer)."""
+        ...
+
+    # -- providers ------------------------------------------------------------------------
+    def providers_status(self) -> list[Record]:
+        """One record per (provider, model): ``"live": true`` from a server's router,
+        ``false`` from the ``provider_status`` table."""
+        ...
+
+    # -- audit ----------------------------------------------------------------------------
+    def audit_list(
+        self,
+        *,
+        since: datetime | None = None,
+        limit: int = 100,
+        actor: str | None = None,
+        action: str | None = None,
+    ) -> list[Record]:
+        """Admin actions newest first; ``action`` may end in ``*`` (``keys.*``)."""
+        ...

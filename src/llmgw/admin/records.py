@@ -1,0 +1,140 @@
+"""The one place that turns core objects into the JSON-ready records of ``AdminOps``.
+
+The shapes are the CLI's ``--json`` output (unchanged from before the admin API) and the
+``/admin/v1`` response bodies: datetimes become ISO 8601 UTC strings, decimals plain fixed-point
+strings, UUIDs strings. Never a secret or a digest.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from llmgw.admin.ops import Record
+
+if TYPE_CHECKING:
+    from llmgw.auth.keys import KeyInfo
+    from llmgw.auth.users import UserInfo
+
+__all__ = [
+    "audit_record",
+    "iso",
+    "jsonable",
+    "key_record",
+    "provider_record",
+    "recent_record",
+    "usage_record",
+    "user_record",
+]
+
+
+def iso(when: datetime | None) -> str | None:
+    """``when`` as ISO 8601 in UTC (``2026-12-03T07:24:27.123456+00:00``), as orjson writes it."""
+    if when is None:
+        return None
+    return when.astimezone(UTC).isoformat()
+
+
+def jsonable(value: Any) -> Any:
+    """``value`` with datetimes, decimals and UUIDs (also inside lists and dicts) as strings."""
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, uuid.UUID):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def key_record(info: KeyInfo, now: datetime) -> Record:
+    """A key (never its secret or digest); ``status`` as of ``now``."""
+    return {
+        "id": str(info.id),
+        "name": info.name,
+        "prefix": info.prefix,
+        "user": info.user_email,
+        "user_id": str(info.user_id) if info.user_id else None,
+        "status": info.status(now),
+        "created_at": iso(info.created_at),
+        "expires_at": iso(info.expires_at),
+        "revoked_at": iso(info.revoked_at),
+        "last_used_at": iso(info.last_used_at),
+        "rpm": info.rpm,
+        "tpm": info.tpm,
+        "models": list(info.models) if info.models is not None else None,
+        "rotated_from": str(info.rotated_from) if info.rotated_from else None,
+    }
+
+
+def user_record(user: UserInfo) -> Record:
+    """A user with the number of their live keys."""
+    return {
+        "id": str(user.id),
+        "email": user.email,
+        "name": user.name,
+        "role": user.role,
+        "status": "disabled" if user.disabled else "active",
+        "keys": user.keys,
+        "created_at": iso(user.created_at),
+    }
+
+
+def usage_record(row: Mapping[str, Any]) -> Record:
+    """A usage statistics row or a recent request (cost as a fixed-point string)."""
+    return {str(k): jsonable(v) for k, v in row.items()}
+
+
+def recent_record(row: Mapping[str, Any], key_prefix: str | None) -> Record:
+    """One recent request: when, which key, what model and provider, the outcome and its size.
+
+    ``row`` has the usage columns (a database row or a ``UsageEvent``'s fields).
+    """
+    latency = row["latency_ms"]
+    ttft = row["ttft_ms"]
+    return {
+        "at": iso(row["created_at"]),
+        "request_id": row["request_id"],
+        "key_prefix": key_prefix,
+        "key_id": str(row["key_id"]) if row["key_id"] is not None else None,
+        "user_id": str(row["user_id"]) if row["user_id"] is not None else None,
+        "endpoint": row["endpoint"],
+        "provider": row["provider"],
+        "model": row["model"],
+        "model_version": row["model_version"],
+        "stream": bool(row["stream"]),
+        "status": int(row["status"]),
+        "error_type": row["error_type"],
+        "latency_ms": round(float(latency), 3) if latency is not None else None,
+        "ttft_ms": round(float(ttft), 3) if ttft is not None else None,
+        "prompt_tokens": int(row["prompt_tokens"]),
+        "completion_tokens": int(row["completion_tokens"]),
+        "total_tokens": int(row["total_tokens"]),
+        "cost": format(Decimal(row["cost"]), "f"),
+    }
+
+
+def provider_record(row: Mapping[Any, Any], *, live: bool) -> Record:
+    """One (provider, model) health row; ``live`` says whether it comes from a running router."""
+    return {**{str(k): jsonable(v) for k, v in row.items()}, "live": live}
+
+
+def audit_record(row: Mapping[Any, Any]) -> Record:
+    """One audit log entry."""
+    return {
+        "id": int(row["id"]),
+        "at": iso(row["at"]),
+        "actor": row["actor"],
+        "actor_kind": row["actor_kind"],
+        "action": row["action"],
+        "target": row["target"],
+        "source": row["source"],
+        "remote_addr": row["remote_addr"],
+        "detail": jsonable(row["detail"]) if row["detail"] is not None else None,
+    }
