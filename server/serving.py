@@ -27,7 +27,8 @@ from typing import Any
 import uvicorn
 
 from llmgw.config import Settings, load_settings
-from llmgw.errors import Unavailable, UsageError
+from llmgw.errors import Unavailable
+from llmgw.listen import listen_error
 from llmgw.server.app import GatewayApp, create_app, gateway_of
 from llmgw.server.receipt import ReceiptStats, receipt_protocol
 from llmgw.server.streaming import Drain
@@ -166,10 +167,7 @@ def bind(host: str, port: int) -> socket.socket:
         sock.listen(2048)
     except OSError as exc:
         sock.close()
-        raise UsageError(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
-            hint="another process may use the port; choose one with --port",
-        ) from None
+        raise listen_error(host, port, exc) from None
     sock.set_inheritable(True)
     return sock
 

@@ -474,7 +474,7 @@ def _describe_error(
     err = exc.errors()[0]
     loc = tuple(str(p) for p in err["loc"])
     key = ".".join(loc) or "settings"
-    msg = err["msg"]
+    msg = err["msg"].removeprefix("Value error, ")  # pydantic's prefix for our own ValueErrors
     if err["type"] == "extra_forbidden":
         msg = "unknown setting"
     source: Source = "default"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -116,8 +117,24 @@ def config_show(
 @config_app.command("check")
 def config_check(ctx: typer.Context) -> None:
     """Validate the configuration; exit 2 with file, line and key on the first error."""
-    loaded = state(ctx).loaded()
+    try:
+        loaded = state(ctx).loaded()
+    except ConfigError as exc:  # its hint says "run `llmgw config check`": this is it
+        raise ConfigError(
+            exc.message, hint="fix that line; `llmgw config init PATH` writes a commented example"
+        ) from None
     s = loaded.settings
+    for p in s.providers:  # what serve loads at start-up, checked the same way
+        if p.ca_bundle is not None:
+            from llmgw.providers.tls import ssl_context
+
+            try:
+                ssl_context(p.ca_bundle)
+            except ConfigError as exc:
+                raise ConfigError(
+                    f"{loaded.config_file or 'config'}: providers.{p.name}.ca_bundle: {exc.message}",
+                    hint=exc.hint,
+                ) from None
     names = {p.name for p in s.providers}
     for alias, targets in s.aliases.items():
         for t in targets:
@@ -145,10 +162,20 @@ def config_init(
 ) -> None:
     """Write a commented example configuration file."""
     target = path or default_home() / "config.toml"
+    if target.is_dir():
+        raise ConfigError(f"{target} is a directory", hint="give a file name: PATH/config.toml")
     if target.exists() and not force:
         raise ConfigError(f"{target} already exists", hint="pass --force to overwrite it")
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_suffix(target.suffix + ".tmp")
-    tmp.write_text(EXAMPLE, encoding="utf-8")
-    tmp.replace(target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(EXAMPLE, encoding="utf-8")
+        tmp.replace(target)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise ConfigError(
+            f"cannot write {target}: {exc.strerror or type(exc).__name__}",
+            hint="choose a writable place: `llmgw config init PATH` (or set LLMGW_HOME)",
+        ) from None
     typer.echo(f"wrote {target}")

@@ -157,10 +157,9 @@ def emulate_openai(
     try:
         serve_forever(app, host, port, on_ready=ready)
     except OSError as exc:
-        raise UsageError(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
-            hint="choose another --port (0 picks a free one)",
-        ) from None
+        from llmgw.listen import listen_error
+
+        raise listen_error(host, port, exc) from None
 
 
 # GigaChat and YandexGPT emulators live in their own module (owner: russian-providers helper).

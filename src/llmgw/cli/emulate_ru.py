@@ -54,10 +54,9 @@ def _serve(app: Any, host: str, port: int, banner: Any) -> None:
     try:
         serve_forever(app, host, port, on_ready=lambda url, _p: typer.echo(banner(url)))
     except OSError as exc:
-        raise UsageError(
-            f"cannot listen on {host}:{port}: {exc.strerror or exc}",
-            hint="choose another --port (0 picks a free one)",
-        ) from None
+        from llmgw.listen import listen_error
+
+        raise listen_error(host, port, exc) from None
 
 
 def emulate_gigachat(

@@ -123,8 +123,16 @@ def providers_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
 
 
 def _status_from_server(url: str, api_key: str | None) -> list[dict[str, Any]]:
+    from urllib.parse import urlsplit
+
     import httpx
 
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(
+            f"--url {url!r} is not an http(s) URL",
+            hint="give the server's address, e.g. --url http://127.0.0.1:8080",
+        )
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     target = url.rstrip("/") + "/api/providers"
     try:

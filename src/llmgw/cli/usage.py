@@ -195,6 +195,11 @@ def usage_export(
 
     _choice(fmt, _FORMATS, "--format")
     start = _since(since)
+    if out is not None and out.is_dir():
+        raise UsageError(
+            f"cannot write {out}: it is a directory",
+            hint=f"give a file name, e.g. --out {out / ('usage.' + fmt)}",
+        )
     if out is not None and not out.parent.is_dir():
         raise UsageError(
             f"cannot write {out}: directory {out.parent} does not exist",

@@ -118,7 +118,14 @@ def check_connection(engine: Engine) -> None:
             conn.execute(sa.text("SELECT 1"))
     except (OperationalError, SQLAlchemyError, OSError) as exc:
         reason = str(getattr(exc, "orig", exc)).strip().splitlines()[0][:200]
+        if engine.dialect.name == "sqlite":  # a file: there is no server to be running
+            where = engine.url.database or "(memory)"
+            hint = (
+                f"check that {where} and its directory are writable (LLMGW_HOME), "
+                "or set LLMGW_DATABASE_URL"
+            )
+        else:
+            hint = "check LLMGW_DATABASE_URL (or [database] url) and that the server is running"
         raise DatabaseError(
-            f"cannot connect to the database at {redact_url(engine.url)}: {reason}",
-            hint="check LLMGW_DATABASE_URL (or [database] url) and that the server is running",
+            f"cannot connect to the database at {redact_url(engine.url)}: {reason}", hint=hint
         ) from None
