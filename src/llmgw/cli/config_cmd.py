@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import contextlib
+from decimal import Decimal
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from pydantic import BaseModel, SecretStr
 
-from llmgw.cli.output import emit_json, print_table, stdout
+from llmgw.cli.output import decimal_text, emit_json, print_table, stdout
 from llmgw.cli.state import state
 from llmgw.config import LoadedSettings, default_home
 from llmgw.errors import ConfigError
@@ -73,13 +74,52 @@ def _flatten(obj: Any, prefix: tuple[str, ...] = ()) -> list[tuple[tuple[str, ..
         return out
     if isinstance(obj, list) and obj and isinstance(obj[0], BaseModel):
         return [item for i, v in enumerate(obj) for item in _flatten(v, (*prefix, str(i)))]
+    if isinstance(obj, dict) and obj and all(isinstance(v, BaseModel) for v in obj.values()):
+        return [item for k, v in obj.items() for item in _flatten(v, (*prefix, str(k)))]
     return [(prefix, obj)]
+
+
+# Provider settings that only one kind reads; `config show` leaves them out for the others.
+_KIND_ONLY = {
+    "auth_url": "gigachat",
+    "scope": "gigachat",
+    "folder_id": "yandexgpt",
+    "allowed_folders": "yandexgpt",
+    "service_account_key_file": "yandexgpt",
+    "iam_url": "yandexgpt",
+}
+
+
+def _provider_source(loaded: LoadedSettings, path: tuple[str, ...]) -> str | None:
+    """For ``providers.N.field``: ``None`` when the field does not apply to that provider's
+    kind, ``default`` when the file did not set it, else where the provider list came from."""
+    provider = loaded.settings.providers[int(path[1])]
+    field = path[2]
+    if _KIND_ONLY.get(field, provider.kind) != provider.kind:
+        return None
+    if field not in provider.model_fields_set:
+        return "default"
+    price_default = (  # providers.N.prices.MODEL.input left out of the file
+        field == "prices"
+        and len(path) == 5
+        and path[4] not in provider.prices[path[3]].model_fields_set
+    )
+    if price_default:
+        return "default"
+    return str(loaded.source_of(path))
 
 
 def _rows(loaded: LoadedSettings) -> list[dict[str, Any]]:
     rows = []
     for path, value in _flatten(loaded.settings):
+        source: str | None = str(loaded.source_of(path))
+        if path[0] == "providers" and len(path) >= 3:
+            source = _provider_source(loaded, path)
+            if source is None:
+                continue
         value = _mask(path, value)
+        if isinstance(value, Decimal):
+            value = decimal_text(value)
         if isinstance(value, dict):
             value = {k: [getattr(t, "target", t) for t in v] for k, v in value.items()}
         rows.append(
@@ -88,7 +128,7 @@ def _rows(loaded: LoadedSettings) -> list[dict[str, Any]]:
                 "value": value
                 if value is None or isinstance(value, bool | int | float | list | dict)
                 else str(value),
-                "source": loaded.source_of(path),
+                "source": source,
             }
         )
     return rows
