@@ -120,3 +120,22 @@ def test_the_example_in_docs_config_md_is_valid(cli: Any, tmp_path: Path) -> Non
     result = cli("--config", str(cfg), "config", "check")
     assert result.exit_code == 0, result.stderr
     assert "1 providers, 2 aliases" in result.stdout
+
+
+def test_config_init_writes_the_file_llmgw_reads(cli, tmp_path, home) -> None:  # type: ignore[no-untyped-def]
+    """Issue 8 item 17: with LLMGW_CONFIG set, `config init` writes there (it wrote
+    $LLMGW_HOME/config.toml, which llmgw then ignored); --config wins over both."""
+    via_env = tmp_path / "elsewhere" / "llmgw.toml"
+    r = cli("config", "init", env={"LLMGW_CONFIG": str(via_env)})
+    assert r.exit_code == 0, r.stderr
+    assert via_env.is_file() and not (home / "config.toml").exists()
+    assert str(via_env) in r.stdout
+    shown = cli("config", "show", "--json", env={"LLMGW_CONFIG": str(via_env)})
+    import json
+
+    assert json.loads(shown.stdout)["config_file"] == str(via_env)
+
+    via_flag = tmp_path / "flag.toml"
+    r = cli("--config", str(via_flag), "config", "init", env={"LLMGW_CONFIG": str(via_env)})
+    assert r.exit_code == 0, r.stderr
+    assert via_flag.is_file()

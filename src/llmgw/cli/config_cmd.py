@@ -192,16 +192,26 @@ def config_check(ctx: typer.Context) -> None:
 
 @config_app.command("init")
 def config_init(
+    ctx: typer.Context,
     path: Annotated[
         Path | None,
         typer.Argument(
-            help="Where to write it (default $LLMGW_HOME/config.toml).", show_default=False
+            help="Where to write it (default: the file llmgw reads: --config, else "
+            "$LLMGW_CONFIG, else $LLMGW_HOME/config.toml).",
+            show_default=False,
         ),
     ] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
-    """Write a commented example configuration file."""
-    target = path or default_home() / "config.toml"
+    """Write a commented example configuration file where llmgw will read it."""
+    import os
+
+    env_file = os.environ.get("LLMGW_CONFIG", "").strip()
+    target = (
+        path
+        or state(ctx).config_file
+        or (Path(env_file) if env_file else default_home() / "config.toml")
+    )
     if target.is_dir():
         raise ConfigError(f"{target} is a directory", hint="give a file name: PATH/config.toml")
     if target.exists() and not force:
