@@ -94,7 +94,7 @@ class UpstreamOperation(Generic[Req, Res]):
         """Start the upstream call (through ``g.router`` with ``call.trace``); the pipeline awaits it."""
         raise NotImplementedError
 
-    async def respond(
+    def respond(
         self,
         call: Call,
         req: Req,
@@ -103,8 +103,11 @@ class UpstreamOperation(Generic[Req, Res]):
         scope: Scope,
         receive: Receive,
         send: Send,
-    ) -> None:
-        """Answer the client with ``result`` and finish ``call`` (``t0``: when the upstream began)."""
+    ) -> Awaitable[None]:
+        """The answer to ``result`` that finishes ``call`` (``t0``: when the upstream began).
+
+        It returns the awaitable the pipeline awaits (``send_routed_json(...)``, say), rather than
+        awaiting it in a coroutine of its own: one coroutine fewer per request."""
         raise NotImplementedError
 
 
@@ -197,10 +200,17 @@ async def send_routed_json(call: Call, routed: Routed[Target, Any], t0: float, s
     synced = call.finish(200, None, result.usage, upstream_seconds=time.perf_counter() - t0)
     if synced is not None:  # usage.durability = "power": the record is on disk before the answer
         await synced
-    headers = [(_SERVED_BY, routed.served_by.encode("latin-1"))]
+    body = orjson.dumps(result.body)
+    headers = [
+        (b"content-length", str(len(body)).encode("ascii")),
+        _JSON,
+        (_SERVED_BY, routed.served_by.encode("latin-1")),
+    ]
     if call.grant is not None:
         headers += call.grant.raw_headers()
-    await send_json(send, orjson.dumps(result.body), headers)
+    # The two sends inline, not through send_json: a coroutine fewer on the hottest path.
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
 
 
 def routes_for(

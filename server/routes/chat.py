@@ -70,7 +70,7 @@ class ChatCompletions(UpstreamOperation[ChatRequest, Result]):
         # fallback to the next candidate) still get a proper status.
         return g.router.open_stream(candidates, stream, call.trace)
 
-    async def respond(
+    def respond(
         self,
         call: Call,
         req: ChatRequest,
@@ -79,11 +79,22 @@ class ChatCompletions(UpstreamOperation[ChatRequest, Result]):
         scope: Scope,
         receive: Receive,
         send: Send,
-    ) -> None:
+    ) -> Awaitable[None]:
         """The JSON answer, or the stream relayed as server-sent events."""
         if isinstance(result, Routed):
-            await send_routed_json(call, result, t0, send)
-            return
+            return send_routed_json(call, result, t0, send)
+        return self._relay(call, req, result, t0, scope, receive, send)
+
+    async def _relay(
+        self,
+        call: Call,
+        req: ChatRequest,
+        result: OpenedStream[Target, ChatChunk],
+        t0: float,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+    ) -> None:
         call.served(result.candidate, result.attempts)
         synced = call.begin_stream()  # journaled before the first byte (ST-3)
         if synced is not None:

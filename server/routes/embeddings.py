@@ -46,7 +46,7 @@ class Embeddings(UpstreamOperation[EmbeddingRequest, Routed[Target, EmbeddingRes
 
         return g.router.call(candidates, embed, call.trace)
 
-    async def respond(
+    def respond(
         self,
         call: Call,
         req: EmbeddingRequest,
@@ -55,6 +55,6 @@ class Embeddings(UpstreamOperation[EmbeddingRequest, Routed[Target, EmbeddingRes
         scope: Scope,
         receive: Receive,
         send: Send,
-    ) -> None:
+    ) -> Awaitable[None]:
         """The JSON answer."""
-        await send_routed_json(call, result, t0, send)
+        return send_routed_json(call, result, t0, send)
