@@ -1,0 +1,347 @@
+"""``RemoteAdmin``: the admin operations over the ``/admin/v1`` API of a running ``llmgw serve``.
+
+Used by the CLI with ``--url`` (or ``LLMGW_URL``) and by ``llmgw dash --url``. Every method maps
+to one HTTP call; the answer's body is the record (a list comes as ``{"object": "list", "data":
+[...]}``), so the output equals ``LocalAdmin``'s. An OpenAI error envelope coming back becomes the
+``LlmgwError`` subclass local mode raises, with the server's message (so the exit codes match);
+a server that cannot be reached is ``Unavailable`` (exit 9) naming the URL.
+
+Wire format (what the routes in ``llmgw.server.routes.admin`` read):
+
+- ``POST /admin/v1/keys``: ``{"name", "user", "expires_in" (seconds or null), "rpm", "tpm",
+  "models"}``.
+- ``PATCH /admin/v1/keys/{ref}``: any of ``"rpm"``, ``"tpm"``, ``"models"``, ``"expires_at"`` (ISO
+  8601 or null); a field left out stays as it is, ``null`` clears it.
+- ``POST /admin/v1/users``: ``{"email", "name", "role"}``; ``PATCH /admin/v1/users/{ref}``:
+  ``{"role"}``.
+- Query times (``since``, ``until``) are ISO 8601 in UTC.
+
+A pasted whole key secret used as a ``ref`` is sent as its public prefix (which names one key), so
+the secret never lands in a URL or the server's access log. The token is sent only in the
+``Authorization`` header; it is in no error, log line or ``repr``.
+
+httpx is imported here only: local mode never loads it (tests/test_import_hygiene.py).
+"""
+
+from __future__ import annotations
+
+import builtins
+import re
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
+
+import httpx
+
+from llmgw import __version__
+from llmgw.admin.answers import error_from_answer, unreachable_reason
+from llmgw.admin.ops import UNSET, Record, Unset
+from llmgw.errors import Unavailable, UpstreamError, UsageError
+
+__all__ = ["CONNECT_TIMEOUT", "READ_TIMEOUT", "RemoteAdmin"]
+
+CONNECT_TIMEOUT = 5.0
+"""Seconds to open the connection to the server."""
+READ_TIMEOUT = 30.0
+"""Seconds to wait for each read of the answer (usage queries over many rows take a while)."""
+
+_PREFIX_LEN = 12  # llmgw.auth.keys.PREFIX_LEN (not imported: it loads SQLAlchemy)
+_WHOLE_SECRET = re.compile(r"llmgw_[A-Za-z0-9_-]{43}")
+_TOKEN_OK = re.compile(r"[\x21-\x7e]+")  # visible ASCII: a header value, nothing to inject
+
+
+def _safe_url(url: str) -> str:
+    """``url`` without credentials or query (``https://user:pw@h/x?t=1`` -> ``https://h/x``), as
+    errors show it; refuses anything but an http(s) URL with a host."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port  # raises on a port that is not a number
+    except ValueError:
+        parts, port = None, None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise UsageError(
+            "--url is not an http(s) URL",
+            hint="give the server's address, e.g. --url http://127.0.0.1:8080 (or LLMGW_URL)",
+            param="url",
+        )
+    host = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
+    netloc = host if port is None else f"{host}:{port}"
+    return urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+
+
+def _key_ref(ref: str) -> str:
+    """A key ``ref`` as sent: a whole secret is cut to its prefix (see the module docstring)."""
+    return ref[:_PREFIX_LEN] if _WHOLE_SECRET.fullmatch(ref.strip()) else ref
+
+
+def _ref(ref: str) -> str:
+    """A key ``ref`` as a URL path segment."""
+    return quote(_key_ref(ref), safe="")
+
+
+def _iso(when: datetime | None) -> str | None:
+    return None if when is None else when.astimezone(UTC).isoformat()
+
+
+def _query(**params: Any) -> dict[str, str]:
+    """Query parameters without the ``None`` ones; datetimes as ISO, booleans as true/false."""
+    out: dict[str, str] = {}
+    for name, value in params.items():
+        if value is None:
+            continue
+        if isinstance(value, datetime):
+            out[name] = value.astimezone(UTC).isoformat()
+        elif isinstance(value, bool):
+            out[name] = "true" if value else "false"
+        else:
+            out[name] = str(value)
+    return out
+
+
+class RemoteAdmin:
+    """``AdminOps`` over HTTP: the ``/admin/v1`` API of the llmgw server at ``url``.
+
+    ``token`` is an API key whose user has the admin role; ``source`` (``cli`` or ``tui``) is sent
+    as ``X-Llmgw-Source`` and recorded in the audit log. ``transport`` is for tests (an ASGI app).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        source: str = "cli",
+        *,
+        connect_timeout: float = CONNECT_TIMEOUT,
+        read_timeout: float = READ_TIMEOUT,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        self.url = _safe_url(url)
+        if not token:
+            raise UsageError(
+                f"--url {self.url} needs an admin's API key",
+                hint="pass --token KEY or set LLMGW_TOKEN (a key whose user has the admin role)",
+                param="token",
+            )
+        if not _TOKEN_OK.fullmatch(token):
+            raise UsageError(
+                "the token has spaces or characters outside printable ASCII",
+                hint="pass the key exactly as `llmgw keys create` printed it",
+                param="token",
+            )
+        self.source = source
+        self._client = httpx.Client(
+            base_url=self.url + "/admin/v1",
+            headers={
+                "Authorization": f"Bearer {token}",
+                "User-Agent": f"llmgw/{__version__}",
+                "X-Llmgw-Source": source,
+                "Accept": "application/json",
+            },
+            timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
+            transport=transport,
+            follow_redirects=False,
+            trust_env=False,  # no proxy or .netrc credentials picked up behind the user's back
+        )
+
+    def __repr__(self) -> str:  # the token stays out of logs and tracebacks
+        return f"RemoteAdmin(url={self.url!r}, source={self.source!r})"
+
+    def close(self) -> None:
+        """Close the connection pool."""
+        self._client.close()
+
+    def __enter__(self) -> RemoteAdmin:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- transport ------------------------------------------------------------------------
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, str] | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> Any:
+        where = f"{self.url}/admin/v1{path}"
+        try:
+            resp = self._client.request(method, path, params=params, json=body)
+        except httpx.TimeoutException as exc:
+            phase = "connect to" if isinstance(exc, httpx.ConnectTimeout) else "get an answer from"
+            raise Unavailable(
+                f"could not {phase} the llmgw server at {self.url} in time",
+                hint="is `llmgw serve` running there and reachable? check --url / LLMGW_URL",
+            ) from None
+        except httpx.HTTPError as exc:
+            raise Unavailable(
+                f"cannot reach the llmgw server at {self.url}: {unreachable_reason(exc)}",
+                hint="is `llmgw serve` running there? check --url / LLMGW_URL",
+            ) from None
+        try:
+            data = resp.json()
+        except ValueError:
+            data = None
+        if resp.is_success and data is not None:
+            return data
+        if resp.is_success:
+            raise UpstreamError(f"the server at {where} did not answer JSON")
+        if 300 <= resp.status_code < 400:
+            raise UsageError(
+                f"the server at {self.url} redirects (HTTP {resp.status_code})",
+                hint="give the final address with --url (https:// if it redirects there)",
+            )
+        raise error_from_answer(
+            resp.status_code, data, self.url, retry_after=resp.headers.get("retry-after")
+        )
+
+    def _list(self, path: str, params: Mapping[str, str] | None = None) -> builtins.list[Record]:
+        data = self._call("GET", path, params=params)
+        rows = data.get("data") if isinstance(data, Mapping) else None
+        if not isinstance(rows, list):
+            raise UpstreamError(f"unexpected answer from {self.url}/admin/v1{path}: not a list")
+        return rows
+
+    def _one(self, method: str, path: str, body: Mapping[str, Any] | None = None) -> Record:
+        data = self._call(method, path, body=body)
+        if not isinstance(data, dict):
+            raise UpstreamError(f"unexpected answer from {self.url}/admin/v1{path}: not an object")
+        return data
+
+    # -- identity -------------------------------------------------------------------------
+    def whoami(self) -> Record:
+        """Who the server says the token belongs to; ``mode`` is ``remote``."""
+        return {**self._one("GET", "/whoami"), "mode": "remote", "url": self.url}
+
+    # -- keys -----------------------------------------------------------------------------
+    def keys_list(self, *, include_revoked: bool = False) -> builtins.list[Record]:
+        """Keys oldest first."""
+        return self._list("/keys", _query(all=True) if include_revoked else None)
+
+    def keys_show(self, ref: str) -> Record:
+        """One key."""
+        return self._one("GET", f"/keys/{_ref(ref)}")
+
+    def keys_create(
+        self,
+        name: str,
+        *,
+        user: str | None = None,
+        expires: timedelta | None = None,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        models: Sequence[str] | None = None,
+    ) -> Record:
+        """A new key with its one-time secret in ``"key"``."""
+        body = {
+            "name": name,
+            "user": user,
+            "expires_in": None if expires is None else expires.total_seconds(),
+            "rpm": rpm,
+            "tpm": tpm,
+            "models": None if models is None else list(models),
+        }
+        return self._one("POST", "/keys", body)
+
+    def keys_revoke(self, ref: str) -> Record:
+        """Revoke a key (idempotent)."""
+        return self._one("POST", f"/keys/{_ref(ref)}/revoke")
+
+    def keys_rotate(self, ref: str) -> Record:
+        """A new secret for the key's settings; the old key is revoked."""
+        return self._one("POST", f"/keys/{_ref(ref)}/rotate")
+
+    def keys_update(
+        self,
+        ref: str,
+        *,
+        rpm: int | None | Unset = UNSET,
+        tpm: int | None | Unset = UNSET,
+        models: Sequence[str] | None | Unset = UNSET,
+        expires_at: datetime | None | Unset = UNSET,
+    ) -> Record:
+        """Change a live key's limits, allow-list or expiry (a field left out stays)."""
+        body: dict[str, Any] = {}
+        if not isinstance(rpm, Unset):
+            body["rpm"] = rpm
+        if not isinstance(tpm, Unset):
+            body["tpm"] = tpm
+        if not isinstance(models, Unset):
+            body["models"] = None if models is None else list(models)
+        if not isinstance(expires_at, Unset):
+            body["expires_at"] = _iso(expires_at)
+        return self._one("PATCH", f"/keys/{_ref(ref)}", body)
+
+    # -- users ----------------------------------------------------------------------------
+    def users_list(self) -> builtins.list[Record]:
+        """Every user, oldest first."""
+        return self._list("/users")
+
+    def users_show(self, ref: str) -> Record:
+        """One user by email or id."""
+        return self._one("GET", f"/users/{quote(ref, safe='')}")
+
+    def users_create(self, email: str, *, name: str | None = None, role: str = "user") -> Record:
+        """A new user."""
+        return self._one("POST", "/users", {"email": email, "name": name, "role": role})
+
+    def users_disable(self, ref: str) -> Record:
+        """Disable a user (idempotent)."""
+        return self._one("POST", f"/users/{quote(ref, safe='')}/disable")
+
+    def users_enable(self, ref: str) -> Record:
+        """Enable a user (idempotent)."""
+        return self._one("POST", f"/users/{quote(ref, safe='')}/enable")
+
+    def users_set_role(self, ref: str, role: str) -> Record:
+        """Give a user ``role``."""
+        return self._one("PATCH", f"/users/{quote(ref, safe='')}", {"role": role})
+
+    # -- usage ----------------------------------------------------------------------------
+    def usage_stats(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        by: str = "day",
+        key: str | None = None,
+        user: str | None = None,
+        model: str | None = None,
+        provider: str | None = None,
+        status: int | None = None,
+    ) -> builtins.list[Record]:
+        """Statistics per group over ``[since, until)`` for the rows matching the filters."""
+        params = _query(
+            since=since,
+            until=until,
+            by=by,
+            key=None if key is None else _key_ref(key),
+            user=user,
+            model=model,
+            provider=provider,
+            status=status,
+        )
+        return self._list("/usage/stats", params)
+
+    def usage_recent(self, *, limit: int = 100) -> builtins.list[Record]:
+        """The newest requests from the server's in-memory ring buffer, newest first."""
+        return self._list("/usage/recent", _query(limit=limit))
+
+    # -- providers ------------------------------------------------------------------------
+    def providers_status(self) -> builtins.list[Record]:
+        """Live router state per (provider, model) (``"live": true``)."""
+        return self._list("/providers")
+
+    # -- audit ----------------------------------------------------------------------------
+    def audit_list(
+        self,
+        *,
+        since: datetime | None = None,
+        limit: int = 100,
+        actor: str | None = None,
+        action: str | None = None,
+    ) -> builtins.list[Record]:
+        """Admin actions newest first."""
+        return self._list("/audit", _query(since=since, limit=limit, actor=actor, action=action))
