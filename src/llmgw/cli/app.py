@@ -29,14 +29,25 @@ COMMANDS = {
         "emulate_app",
         "Run a local emulator of an LLM provider (no cloud account needed).",
     ),
-    "keys": LazyCommand("llmgw.cli.keys", "keys_app", "Create, list, revoke and rotate API keys."),
+    "keys": LazyCommand(
+        "llmgw.cli.keys", "keys_app", "Create, list, show, revoke, rotate and update API keys."
+    ),
     "providers": LazyCommand(
         "llmgw.cli.providers",
         "providers_app",
         "Configured upstream providers: list, health status, test, secrets.",
     ),
-    "users": LazyCommand("llmgw.cli.users", "users_app", "Create, list, disable and enable users."),
+    "users": LazyCommand(
+        "llmgw.cli.users",
+        "users_app",
+        "Create, list, show, disable and enable users, and change their role.",
+    ),
     "usage": LazyCommand("llmgw.cli.usage", "usage_app", "Usage and cost: statistics and exports."),
+    "audit": LazyCommand(
+        "llmgw.cli.audit",
+        "audit",
+        "Show administrative actions, newest first: who changed which key or user, when, from where.",
+    ),
 }
 """Every command, in the order ``llmgw --help`` lists them; each module is imported on first use."""
 

@@ -1,25 +1,27 @@
-"""``llmgw keys``: create, list, show, revoke and rotate API keys."""
+"""``llmgw keys``: create, list, show, revoke, rotate and update API keys."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from llmgw.cli.output import confirm, emit_json, print_table, stdout
+from llmgw.admin.ops import UNSET, Unset
+from llmgw.cli.output import confirm, emit_json, print_table, stdout, when_text
 from llmgw.cli.state import state
 from llmgw.durations import parse_duration
 from llmgw.errors import UsageError
 
-if TYPE_CHECKING:  # the services load SQLModel; import them only when a command runs
-    from llmgw.auth.keys import CreatedKey, KeyInfo, KeyService
+if TYPE_CHECKING:
     from llmgw.config import Settings
 
 __all__ = ["keys_app"]
 
 keys_app = typer.Typer(
-    help="Create, list, revoke and rotate API keys.", no_args_is_help=True, rich_markup_mode=None
+    help="Create, list, show, revoke, rotate and update API keys.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 _REF_HELP = "Key id, its first 8+ characters, the key prefix (llmgw_xxxxxx) or the whole secret."
@@ -29,55 +31,36 @@ _YES = Annotated[
 ]
 
 
-def _service(ctx: typer.Context) -> KeyService:
-    from llmgw.auth.keys import KeyService
-
-    st = state(ctx)
-    changes = st.auth_changes()
-    return KeyService(st.engine(), on_change=changes.publish if changes is not None else None)
-
-
-def _record(info: KeyInfo, now: datetime) -> dict[str, Any]:
-    """A key as a JSON-ready dict (never the secret or its digest)."""
-    return {
-        "id": str(info.id),
-        "name": info.name,
-        "prefix": info.prefix,
-        "user": info.user_email,
-        "user_id": str(info.user_id) if info.user_id else None,
-        "status": info.status(now),
-        "created_at": info.created_at,
-        "expires_at": info.expires_at,
-        "revoked_at": info.revoked_at,
-        "last_used_at": info.last_used_at,
-        "rpm": info.rpm,
-        "tpm": info.tpm,
-        "models": list(info.models) if info.models is not None else None,
-        "rotated_from": str(info.rotated_from) if info.rotated_from else None,
-    }
-
-
-def _print_created(created: CreatedKey, json: bool, verb: str) -> None:
-    from llmgw.storage.tables import utcnow
-
-    info = created.info
+def _print_created(created: dict[str, Any], json: bool, verb: str) -> None:
     if json:
-        emit_json({**_record(info, utcnow()), "key": created.secret})
+        emit_json(created)
         return
     con = stdout()
     con.print(
-        f"{verb} key [bold]{info.name}[/bold] (id {info.id}, prefix {info.prefix})", highlight=False
+        f"{verb} key [bold]{created['name']}[/bold] (id {created['id']}, prefix {created['prefix']})",
+        highlight=False,
     )
-    if info.expires_at is not None:
-        con.print(f"expires {info.expires_at:%Y-%m-%d %H:%M:%S} UTC", highlight=False)
+    if created["expires_at"] is not None:
+        con.print(f"expires {when_text(created['expires_at'])} UTC", highlight=False)
     con.print("[yellow]Save this secret now; it is shown only once:[/yellow]")
     # Plain write: no wrapping or markup may alter the secret.
-    typer.echo(created.secret)
+    typer.echo(created["key"])
 
 
-def _short(when: datetime | None) -> str | None:
+def _short(when: str | None) -> str | None:
     """Minutes are enough in a table (UTC); ``--json`` has the exact time."""
-    return f"{when:%Y-%m-%d %H:%M}" if when is not None else None
+    return when_text(when, "%Y-%m-%d %H:%M")
+
+
+def _lifetime(expires: str | None) -> timedelta | None:
+    if expires is None:
+        return None
+    try:
+        return parse_duration(expires, param="--expires")
+    except OverflowError:  # more days than a timedelta holds
+        raise UsageError(
+            f"--expires {expires!r} is too far away", hint="use at most 100 years: 36500d"
+        ) from None
 
 
 def _positive(value: int | None, flag: str) -> int | None:
@@ -146,14 +129,7 @@ def keys_create(
     from llmgw.auth.users import normalize_email
 
     # Every value is checked before the database is opened: bad input writes nothing.
-    expires_in = None
-    if expires is not None:
-        try:
-            expires_in = parse_duration(expires, param="--expires")
-        except OverflowError:  # more days than a timedelta holds
-            raise UsageError(
-                f"--expires {expires!r} is too far away", hint="use at most 100 years: 36500d"
-            ) from None
+    expires_in = _lifetime(expires)
     name, allow = check_key_settings(
         name,
         _positive(rpm, "--rpm"),
@@ -172,8 +148,10 @@ def keys_create(
                 what, hint="`llmgw providers list` shows providers, models and aliases"
             )
         typer.echo(f"warning: {what} (yet); --strict refuses such a key", err=True)
-    created = _service(ctx).create(
-        name, user_email=email, expires_in=expires_in, rpm=rpm, tpm=tpm, models=allow
+    created = (
+        state(ctx)
+        .admin()
+        .keys_create(name, user=email, expires=expires_in, rpm=rpm, tpm=tpm, models=allow)
     )
     _print_created(created, json, "created")
 
@@ -206,10 +184,7 @@ def keys_list(
     json: _JSON = False,
 ) -> None:
     """List keys: id, name, prefix, user, dates and status (active, expired, revoked)."""
-    from llmgw.storage.tables import utcnow
-
-    now = utcnow()
-    records = [_record(k, now) for k in _service(ctx).list(include_revoked=all_)]
+    records = state(ctx).admin().keys_list(include_revoked=all_)
     if json:
         emit_json(records)
         return
@@ -242,14 +217,17 @@ def keys_show(
     json: _JSON = False,
 ) -> None:
     """Show one key's settings and status (never its secret)."""
-    from llmgw.storage.tables import utcnow
-
-    record = _record(_service(ctx).get(ref), utcnow())
+    record = state(ctx).admin().keys_show(ref)
     if json:
         emit_json(record)
         return
+    _print_fields(record)
+
+
+def _print_fields(record: dict[str, Any]) -> None:
+    shown = {k: when_text(v) if k.endswith("_at") else v for k, v in record.items()}
     print_table(
-        [{"field": k, "value": v} for k, v in record.items()], ["field", "value"], wrap=("value",)
+        [{"field": k, "value": v} for k, v in shown.items()], ["field", "value"], wrap=("value",)
     )
 
 
@@ -262,24 +240,21 @@ def keys_revoke(
 ) -> None:
     """Revoke a key at once (asks first); running servers refuse it within 1 s with Redis, else
     within server.key_cache_seconds."""
-    from llmgw.storage.tables import utcnow
-
-    now = utcnow()
-    service = _service(ctx)
-    key = service.get(ref)
-    if key.revoked_at is None:
+    admin = state(ctx).admin()
+    key = admin.keys_show(ref)
+    if key["revoked_at"] is None:
         confirm(
-            f"revoke key {key.name} ({key.prefix})",
+            f"revoke key {key['name']} ({key['prefix']})",
             "clients using it are refused from now on; this cannot be undone",
             yes=yes,
         )
-    info = service.revoke(str(key.id))
+    info = admin.keys_revoke(key["id"])
     state(ctx).warn_unannounced()
     if json:
-        emit_json(_record(info, now))
+        emit_json(info)
         return
     typer.echo(
-        f"revoked key {info.name} ({info.prefix}) at {info.revoked_at:%Y-%m-%d %H:%M:%S} UTC"
+        f"revoked key {info['name']} ({info['prefix']}) at {when_text(info['revoked_at'])} UTC"
     )
 
 
@@ -291,16 +266,109 @@ def keys_rotate(
     yes: _YES = False,
 ) -> None:
     """Replace a key's secret: a new key with the same settings; the old one is revoked (asks first)."""
-    from llmgw.storage.tables import utcnow
-
-    service = _service(ctx)
-    key = service.get(ref)
-    if key.status(utcnow()) == "active":  # a revoked or expired key is refused below, unasked
+    admin = state(ctx).admin()
+    key = admin.keys_show(ref)
+    if key["status"] == "active":  # a revoked or expired key is refused below, unasked
         confirm(
-            f"rotate key {key.name} ({key.prefix})",
+            f"rotate key {key['name']} ({key['prefix']})",
             "its secret stops working now; clients need the new one",
             yes=yes,
         )
-    created = service.rotate(str(key.id))
+    created = admin.keys_rotate(key["id"])
     state(ctx).warn_unannounced()
     _print_created(created, json, "rotated; new")
+
+
+def _limit(text: str | None, flag: str) -> int | None | Unset:
+    if text is None:
+        return UNSET
+    if text.strip().lower() == "none":
+        return None
+    try:
+        value = int(text)
+    except ValueError:
+        raise UsageError(
+            f"invalid {flag} {text[:40]!r}",
+            hint=f"{flag} takes a positive whole number, or none to remove the limit",
+            param=flag,
+        ) from None
+    return _positive(value, flag)
+
+
+@keys_app.command("update")
+def keys_update(
+    ctx: typer.Context,
+    ref: Annotated[str, typer.Argument(metavar="ID", help=_REF_HELP)],
+    rpm: Annotated[
+        str | None,
+        typer.Option(
+            "--rpm",
+            help="New requests per minute, or none for no per-key limit.",
+            show_default=False,
+        ),
+    ] = None,
+    tpm: Annotated[
+        str | None,
+        typer.Option(
+            "--tpm", help="New tokens per minute, or none for no per-key limit.", show_default=False
+        ),
+    ] = None,
+    models: Annotated[
+        str | None,
+        typer.Option(
+            "--models",
+            help="New comma-separated allow-list of models or aliases (provider/* for all of "
+            "one provider).",
+            show_default=False,
+        ),
+    ] = None,
+    all_models: Annotated[
+        bool, typer.Option("--all-models", help="Remove the allow-list: every model.")
+    ] = False,
+    expires: Annotated[
+        str | None,
+        typer.Option(
+            "--expires",
+            help="New lifetime from now (90m, 12h, 30d, 2w), or never.",
+            show_default=False,
+        ),
+    ] = None,
+    json: _JSON = False,
+) -> None:
+    """Change a key's limits, allowed models or expiry; what is not given stays as it is.
+
+    Running servers apply the change within 1 s with Redis, else within server.key_cache_seconds.
+    """
+    from llmgw.auth.keys import check_key_settings
+    from llmgw.storage.tables import utcnow
+
+    if models is not None and all_models:
+        raise UsageError("--models and --all-models cannot be used together", hint="pick one")
+    allow: list[str] | None | Unset = UNSET
+    if all_models:
+        allow = None
+    elif models is not None:
+        allow = list(check_key_settings("-", None, None, models.split(","))[1] or ())
+        unknown = _unoffered(state(ctx).settings, tuple(allow))
+        if unknown:
+            typer.echo(
+                f"warning: --models {', '.join(unknown)}: no configured provider or alias "
+                "offers " + ("it" if len(unknown) == 1 else "them") + " (yet)",
+                err=True,
+            )
+    expires_at: datetime | None | Unset = UNSET
+    if expires is not None:
+        lifetime = None if expires.strip().lower() == "never" else _lifetime(expires)
+        expires_at = None if lifetime is None else utcnow() + lifetime
+    rpm_value, tpm_value = _limit(rpm, "--rpm"), _limit(tpm, "--tpm")
+    info = (
+        state(ctx)
+        .admin()
+        .keys_update(ref, rpm=rpm_value, tpm=tpm_value, models=allow, expires_at=expires_at)
+    )
+    state(ctx).warn_unannounced()
+    if json:
+        emit_json(info)
+        return
+    typer.echo(f"updated key {info['name']} ({info['prefix']})")
+    _print_fields({k: info[k] for k in ("rpm", "tpm", "models", "expires_at", "status")})

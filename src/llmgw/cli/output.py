@@ -24,6 +24,7 @@ __all__ = [
     "print_table",
     "stdout",
     "to_jsonable",
+    "when_text",
 ]
 
 
@@ -59,6 +60,13 @@ def json_default(obj: Any) -> Any:
 def to_jsonable(obj: Any) -> Any:
     """Round-trip through orjson so UUIDs, datetimes and decimals become plain JSON values."""
     return orjson.loads(orjson.dumps(obj, default=json_default))
+
+
+def when_text(value: str | None, fmt: str = "%Y-%m-%d %H:%M:%S") -> str | None:
+    """An ISO 8601 time from an admin record, as tables show it (UTC); ``None`` stays ``None``."""
+    if value is None:
+        return None
+    return datetime.fromisoformat(value).strftime(fmt)
 
 
 def emit_json(data: Any) -> None:

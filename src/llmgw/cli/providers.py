@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 
 import typer
 
-from llmgw.cli.output import emit_json, print_table, stdout, to_jsonable
+from llmgw.cli.output import emit_json, print_table, stdout, when_text
 from llmgw.cli.state import state
 from llmgw.config import ProviderConfig, Settings
 from llmgw.errors import (
@@ -161,15 +161,10 @@ def _status_from_server(url: str, api_key: str | None) -> list[dict[str, Any]]:
 
 
 def _status_from_db(ctx: typer.Context) -> list[dict[str, Any]]:
-    import sqlalchemy as sa
-
-    from llmgw.storage.tables import ProviderStatus
-
-    engine = state(ctx).engine()
-    table = ProviderStatus.__table__  # type: ignore[attr-defined]
-    with engine.connect() as conn:
-        res = conn.execute(sa.select(table).order_by(table.c.provider, table.c.model))
-        return [dict(r._mapping) for r in res]
+    rows = state(ctx).admin().providers_status()
+    for r in rows:  # tables show seconds; --json has the exact time
+        r["updated_at"] = when_text(r["updated_at"])
+    return rows
 
 
 @providers_app.command("status")
@@ -186,10 +181,12 @@ def providers_status(
     as_json: JsonOpt = False,
 ) -> None:
     """Health of each (provider, model): status, EWMA latency, error rate, last error."""
-    rows = _status_from_server(url, api_key) if url else _status_from_db(ctx)
     if as_json:
-        emit_json(to_jsonable(rows))
+        emit_json(
+            _status_from_server(url, api_key) if url else state(ctx).admin().providers_status()
+        )
         return
+    rows = _status_from_server(url, api_key) if url else _status_from_db(ctx)
     for r in rows:
         if isinstance(r.get("error_rate"), int | float):
             r["error_rate"] = f"{r['error_rate']:.1%}"

@@ -14,6 +14,7 @@ if TYPE_CHECKING:  # pydantic-settings and SQLAlchemy load when a command first 
     from llmgw.config import LoadedSettings, Settings
 
 if TYPE_CHECKING:
+    from llmgw.admin.ops import AdminOps
     from llmgw.auth.broadcast import ChangePublisher
 
 __all__ = ["CliState", "state"]
@@ -29,6 +30,7 @@ class CliState:
     _loaded: LoadedSettings | None = None
     _engine: Engine | None = None
     _publisher: ChangePublisher | None = None
+    _admin: AdminOps | None = None
 
     def loaded(self) -> LoadedSettings:
         """Settings with their sources (loaded once)."""
@@ -61,6 +63,22 @@ class CliState:
             self._engine = engine
         return self._engine
 
+    def admin(self) -> AdminOps:
+        """The admin operations of this invocation: ``LocalAdmin`` on the database, acting as
+        ``local:<os user>`` (built once; audit rows say ``source`` ``cli``)."""
+        if self._admin is None:
+            from llmgw.admin.local import LocalAdmin
+            from llmgw.admin.ops import Actor
+
+            changes = self.auth_changes()
+            self._admin = LocalAdmin(
+                self.engine(),
+                Actor.local(),
+                "cli",
+                on_change=changes.publish if changes is not None else None,
+            )
+        return self._admin
+
     def auth_changes(self) -> ChangePublisher | None:
         """What announces key and user changes to running servers; ``None`` without Redis."""
         s = self.settings
@@ -89,6 +107,7 @@ class CliState:
 
     def close(self) -> None:
         """Release the database and Redis connections."""
+        self._admin = None
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None

@@ -16,7 +16,14 @@ from typing import IO, Annotated, Any, cast
 import orjson
 import typer
 
-from llmgw.cli.output import decimal_text, emit_json, json_default, print_table, stdout
+from llmgw.cli.output import (
+    decimal_text,
+    emit_json,
+    json_default,
+    print_table,
+    stdout,
+    when_text,
+)
 from llmgw.cli.state import state
 from llmgw.durations import parse_duration
 from llmgw.errors import DatabaseError, UsageError
@@ -27,11 +34,12 @@ usage_app = typer.Typer(
     help="Usage and cost: statistics and exports.", no_args_is_help=True, rich_markup_mode=None
 )
 
-_GROUPS = ("day", "model", "provider", "key", "user")
 _FORMATS = ("csv", "jsonl")
 # The table for people is narrower than --json/--csv: names instead of UUIDs, short headers.
 _TABLE_LABELS = {
     "day": ("day",),
+    "hour": ("hour",),
+    "status": ("status",),
     "model": ("model",),
     "provider": ("provider",),
     "key": ("key",),
@@ -100,22 +108,56 @@ def usage_stats(
         str, typer.Option("--since", help="Window length: 90s, 15m, 12h, 7d, 2w.")
     ] = "7d",
     by: Annotated[
-        str, typer.Option("--by", help="Group by day, model, provider, key or user.")
+        str,
+        typer.Option("--by", help="Group by day, hour, model, provider, key, user or status."),
     ] = "day",
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key", help="Only this key (id, id prefix or key prefix).", show_default=False
+        ),
+    ] = None,
+    user: Annotated[
+        str | None,
+        typer.Option("--user", help="Only this user (email or id).", show_default=False),
+    ] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            "--model", help="Only this model: model, provider/model[:version].", show_default=False
+        ),
+    ] = None,
+    provider: Annotated[
+        str | None, typer.Option("--provider", help="Only this provider.", show_default=False)
+    ] = None,
+    status: Annotated[
+        int | None,
+        typer.Option("--status", help="Only this HTTP status (200, 429...).", show_default=False),
+    ] = None,
     json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV with a header row.")] = False,
 ) -> None:
     """Show requests, errors, tokens, cost and latency over a window, grouped by --by."""
+    from llmgw.admin.ops import USAGE_GROUPS
     from llmgw.usage.reports import GroupBy, stats_columns
-    from llmgw.usage.reports import usage_stats as query
 
-    group = cast(GroupBy, _choice(by, _GROUPS, "--by"))
+    group = cast(GroupBy, _choice(by, USAGE_GROUPS, "--by"))
     start = _since(since)
     if json and as_csv:
         raise UsageError("--json and --csv cannot be used together", hint="pick one output format")
-    engine = state(ctx).engine()
-    with _db_errors():
-        rows = query(engine, since=start, by=group)
+    rows = (
+        state(ctx)
+        .admin()
+        .usage_stats(
+            since=start,
+            by=group,
+            key=key,
+            user=user,
+            model=model,
+            provider=provider,
+            status=status,
+        )
+    )
     columns = stats_columns(group)
     if json:
         emit_json({"since": start, "by": group, "rows": rows})
@@ -131,7 +173,7 @@ def usage_stats(
                 **{c: r[c] for c in labels},
                 **({"key": _key_label(r)} if group == "key" else {}),
                 **{short: r[long] for long, short in _TABLE_METRICS.items()},
-                "cost": f"{r['cost']:.6f}",
+                "cost": f"{Decimal(r['cost']):.6f}",
                 "avg_ms": None if r["avg_latency_ms"] is None else round(r["avg_latency_ms"]),
                 "p95_ms": None if r["p95_latency_ms"] is None else round(r["p95_latency_ms"]),
             }
@@ -144,6 +186,36 @@ def usage_stats(
             title=title,
             optional=("p95_ms", "errors", "avg_ms"),  # narrow terminals drop these
         )
+
+
+@usage_app.command("recent")
+def usage_recent(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option("--limit", "-n", help="How many requests (1-1000).")] = 20,
+    json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Show the newest requests, newest first: time, key prefix, model, status, latency, tokens."""
+    rows = state(ctx).admin().usage_recent(limit=limit)
+    if json:
+        emit_json(rows)
+        return
+    shown = [
+        {
+            **r,
+            "at": when_text(r["at"]),
+            "model": f"{r['provider']}/{r['model']}" if r["provider"] else r["model"],
+            "ms": None if r["latency_ms"] is None else round(r["latency_ms"]),
+            "tokens": r["total_tokens"],
+        }
+        for r in rows
+    ]
+    print_table(
+        shown,
+        ["at", "key_prefix", "model", "status", "ms", "tokens", "request_id"],
+        title="recent requests",
+        wrap=("model",),
+        optional=("request_id", "tokens"),  # narrow terminals drop these
+    )
 
 
 def _key_label(row: dict[str, Any]) -> str:

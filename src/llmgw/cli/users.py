@@ -1,45 +1,25 @@
-"""``llmgw users``: create, list, disable and enable users."""
+"""``llmgw users``: create, list, show, disable and enable users, and change their role."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated
 
 import typer
 
-from llmgw.cli.output import emit_json, print_table
+from llmgw.cli.output import emit_json, print_table, when_text
 from llmgw.cli.state import state
-
-if TYPE_CHECKING:  # the services load SQLModel; import them only when a command runs
-    from llmgw.auth.users import UserInfo, UserService
+from llmgw.errors import UsageError
 
 __all__ = ["users_app"]
 
 users_app = typer.Typer(
-    help="Create, list, disable and enable users.", no_args_is_help=True, rich_markup_mode=None
+    help="Create, list, show, disable and enable users, and change their role.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 _JSON = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 _REF = Annotated[str, typer.Argument(metavar="EMAIL", help="The user's email (or id).")]
-
-
-def _service(ctx: typer.Context) -> UserService:
-    from llmgw.auth.users import UserService
-
-    st = state(ctx)
-    changes = st.auth_changes()
-    return UserService(st.engine(), on_change=changes.publish if changes is not None else None)
-
-
-def _record(user: UserInfo) -> dict[str, Any]:
-    return {
-        "id": str(user.id),
-        "email": user.email,
-        "name": user.name,
-        "role": user.role,
-        "status": "disabled" if user.disabled else "active",
-        "keys": user.keys,
-        "created_at": user.created_at,
-    }
 
 
 @users_app.command("create")
@@ -56,21 +36,21 @@ def users_create(
     from llmgw.auth.users import check_user_fields
 
     check_user_fields(email, name, role)  # before the database is opened: bad input writes nothing
-    user = _service(ctx).create(email, name=name, role=role)
+    user = state(ctx).admin().users_create(email, name=name, role=role)
     if json:
-        emit_json(_record(user))
+        emit_json(user)
         return
-    typer.echo(f"created user {user.email} (id {user.id}, role {user.role})")
+    typer.echo(f"created user {user['email']} (id {user['id']}, role {user['role']})")
 
 
 @users_app.command("list")
 def users_list(ctx: typer.Context, json: _JSON = False) -> None:
     """List users with their role, status and number of live keys."""
-    records = [_record(u) for u in _service(ctx).list()]
+    records = state(ctx).admin().users_list()
     if json:
         emit_json(records)
         return
-    rows = [{**r, "id": r["id"][:8], "created": r["created_at"]} for r in records]
+    rows = [{**r, "id": r["id"][:8], "created": when_text(r["created_at"])} for r in records]
     print_table(
         rows,
         ["id", "email", "name", "role", "status", "keys", "created"],
@@ -83,21 +63,54 @@ def users_list(ctx: typer.Context, json: _JSON = False) -> None:
 @users_app.command("disable")
 def users_disable(ctx: typer.Context, ref: _REF, json: _JSON = False) -> None:
     """Disable a user: every key they own stops authenticating."""
-    user = _service(ctx).disable(ref)
+    user = state(ctx).admin().users_disable(ref)
     state(ctx).warn_unannounced()
     if json:
-        emit_json(_record(user))
+        emit_json(user)
         return
-    keys = f"{user.keys} live key" + ("" if user.keys == 1 else "s")
-    typer.echo(f"disabled user {user.email}; {keys} refused from now on")
+    keys = f"{user['keys']} live key" + ("" if user["keys"] == 1 else "s")
+    typer.echo(f"disabled user {user['email']}; {keys} refused from now on")
 
 
 @users_app.command("enable")
 def users_enable(ctx: typer.Context, ref: _REF, json: _JSON = False) -> None:
     """Enable a disabled user again; their unexpired, unrevoked keys work again."""
-    user = _service(ctx).enable(ref)
+    user = state(ctx).admin().users_enable(ref)
     state(ctx).warn_unannounced()
     if json:
-        emit_json(_record(user))
+        emit_json(user)
         return
-    typer.echo(f"enabled user {user.email}")
+    typer.echo(f"enabled user {user['email']}")
+
+
+@users_app.command("show")
+def users_show(ctx: typer.Context, ref: _REF, json: _JSON = False) -> None:
+    """Show one user: role, status, number of live keys."""
+    user = state(ctx).admin().users_show(ref)
+    if json:
+        emit_json(user)
+        return
+    shown = {k: when_text(v) if k == "created_at" else v for k, v in user.items()}
+    print_table(
+        [{"field": k, "value": v} for k, v in shown.items()], ["field", "value"], wrap=("value",)
+    )
+
+
+@users_app.command("set-role")
+def users_set_role(
+    ctx: typer.Context,
+    ref: _REF,
+    role: Annotated[str, typer.Argument(metavar="ROLE", help="user or admin.")],
+    json: _JSON = False,
+) -> None:
+    """Give a user the role user or admin; an admin's keys may call the admin API (/admin/v1)."""
+    from llmgw.auth.users import ROLES
+
+    if role not in ROLES:  # before the database is opened
+        raise UsageError(f"invalid role {role!r}", hint=f"use one of: {', '.join(ROLES)}")
+    user = state(ctx).admin().users_set_role(ref, role)
+    state(ctx).warn_unannounced()
+    if json:
+        emit_json(user)
+        return
+    typer.echo(f"user {user['email']} now has role {user['role']}")
