@@ -67,6 +67,8 @@ class GatewayServer(uvicorn.Server):
         super().__init__(config)
         self.drain_seconds = drain_seconds
         self._loop: asyncio.AbstractEventLoop | None = None
+        self.interrupted = False
+        """Whether the stop was a Ctrl-C (SIGINT): the CLI then exits 130, after the same drain."""
 
     async def serve(self, sockets: list[socket.socket] | None = None) -> None:
         """Remember the loop (the signal handler schedules the drain timer on it), then serve."""
@@ -87,6 +89,7 @@ class GatewayServer(uvicorn.Server):
 
     def handle_exit(self, sig: int, frame: FrameType | None) -> None:
         """Begin the drain, then let uvicorn shut down; a second Ctrl-C forces the exit."""
+        self.interrupted = self.interrupted or sig == signal.SIGINT
         drain = _find_drain(self.config.loaded_app)
         if drain is not None and not drain.draining and self._loop is not None:
             drain.begin_threadsafe(self._loop, self.drain_seconds)
@@ -226,7 +229,11 @@ def _announce(settings: Settings, sock: socket.socket) -> None:
 
 
 def run(settings: Settings, *, config_file: Path | None, overrides: dict[str, Any]) -> None:
-    """Serve until SIGTERM/SIGINT; returns after a graceful drain (every worker's, with ``workers``)."""
+    """Serve until SIGTERM/SIGINT; returns after a graceful drain (every worker's, with ``workers``).
+
+    With one worker, a Ctrl-C (SIGINT) ends the same drain in ``KeyboardInterrupt``, which the CLI
+    reports as one ``interrupted`` line and exit 130; SIGTERM is a normal stop (exit 0).
+    """
     if settings.server.workers > 1:
         _supervise(settings, config_file, overrides)
         return
@@ -235,6 +242,9 @@ def run(settings: Settings, *, config_file: Path | None, overrides: dict[str, An
     try:
         config = _uvicorn_config(create_app(settings), settings)
         tune_gc()
-        GatewayServer(config, drain_seconds=settings.server.drain_seconds).run(sockets=[sock])
+        server = GatewayServer(config, drain_seconds=settings.server.drain_seconds)
+        server.run(sockets=[sock])
+        if server.interrupted:  # after the same drain: one "interrupted" line, exit 130
+            raise KeyboardInterrupt
     finally:
         sock.close()

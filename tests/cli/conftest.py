@@ -71,6 +71,11 @@ class Terminal:
         return 128 - code if code < 0 else code
 
 
+def _default_signals() -> None:
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGQUIT):
+        signal.signal(sig, signal.SIG_DFL)
+
+
 @pytest.fixture
 def terminal() -> Iterator[Callable[..., Terminal]]:
     """Factory: ``terminal(*args, cols=80, env={...})`` starts ``llmgw ARGS`` on a new pty."""
@@ -91,6 +96,10 @@ def terminal() -> Iterator[Callable[..., Terminal]]:
             stderr=slave,
             env=child_env,
             start_new_session=True,  # its own process group, as a shell's foreground job
+            # A shell's foreground job starts with default signal handling, whatever ours is
+            # (a background runner may ignore SIGINT, which Python would then never turn into
+            # KeyboardInterrupt).
+            preexec_fn=_default_signals,
         )
         os.close(slave)
         term = Terminal(proc, master)

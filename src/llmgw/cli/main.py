@@ -4,7 +4,7 @@ Exit codes (also in docs/cli.md):
 0 ok, 1 unexpected error or a declined confirmation, 2 bad usage or config (also a
 destructive command without --yes when stdin is not a terminal), 3 database unreachable, 4 not found,
 5 conflict (already exists), 6 authentication, 7 rate limited, 8 upstream failure,
-9 unavailable, 130 interrupted.
+9 unavailable, 130 interrupted (Ctrl-C; one line on stderr).
 """
 
 from __future__ import annotations
@@ -63,6 +63,8 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
                 "re-run with --debug for a traceback",
             )
         sys.exit(1)
+    if rv == 130:  # typer turns KeyboardInterrupt (Ctrl-C) into a silent exit code 130
+        _print_error("interrupted", None)
     sys.exit(rv if isinstance(rv, int) else 0)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import socket
 import threading
 import time
@@ -124,17 +125,37 @@ def serve_forever(
     *,
     on_ready: Callable[[str, int], None] | None = None,
 ) -> None:
-    """Serve ``app`` in the foreground until SIGINT/SIGTERM.
+    """Serve ``app`` in the foreground until SIGINT/SIGTERM (SIGTERM returns; Ctrl-C raises
+    ``KeyboardInterrupt`` once the server has stopped).
 
     ``on_ready(url, port)`` is called once the socket is bound (before requests are served),
     so a CLI can print the URLs to configure even when ``port`` was 0.
     """
     sock = _bind(host, port)
     bound = sock.getsockname()[1]
-    if on_ready is not None:
-        on_ready(_url(host, bound), bound)
-    server = uvicorn.Server(_config(app, host, bound))
+    server = _ForegroundServer(_config(app, host, bound))
+    # A signal between the banner and uvicorn's own handlers stops the server the same way.
+    early = {s: signal.signal(s, server.handle_exit) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
+        if on_ready is not None:
+            on_ready(_url(host, bound), bound)
         server.run(sockets=[sock])
     finally:
+        for s, handler in early.items():
+            signal.signal(s, handler)
         sock.close()
+    if server.interrupted:
+        raise KeyboardInterrupt  # the CLI prints one "interrupted" line and exits 130
+
+
+class _ForegroundServer(uvicorn.Server):
+    """Stops on SIGINT or SIGTERM without re-raising the signal: SIGTERM is a normal stop (the
+    process exits 0) and a Ctrl-C is reported by ``serve_forever`` as ``KeyboardInterrupt``."""
+
+    interrupted = False
+
+    def handle_exit(self, sig: int, frame: Any) -> None:
+        """Remember a Ctrl-C, then let uvicorn shut down."""
+        self.interrupted = self.interrupted or sig == signal.SIGINT
+        super().handle_exit(sig, frame)
+        self._captured_signals = []
