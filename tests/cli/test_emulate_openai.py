@@ -43,6 +43,7 @@ def test_prints_a_base_url_and_config_that_work() -> None:
     finally:
         proc.terminate()
         assert proc.wait(10) == 0 or proc.returncode < 0
+        proc.stdout.close()  # type: ignore[union-attr]
 
 
 def test_port_in_use_is_a_one_line_error(cli) -> None:

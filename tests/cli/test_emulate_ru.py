@@ -51,6 +51,7 @@ def test_gigachat_command_prints_urls_that_work() -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+        proc.stdout.close()  # type: ignore[union-attr]
 
 
 @pytest.mark.timeout(60)
@@ -80,3 +81,4 @@ def test_yandexgpt_command_creates_a_service_account_key(tmp_path: Path) -> None
     finally:
         proc.terminate()
         proc.wait(10)
+        proc.stdout.close()  # type: ignore[union-attr]

@@ -158,7 +158,7 @@ def test_export_csv_and_jsonl_to_files(cli: Any, seeded: dict[str, str], tmp_pat
     out = tmp_path / "usage.csv"
     r = cli("usage", "export", "--format", "csv", "--out", str(out), env=seeded)
     assert r.exit_code == 0, r.stderr
-    rows = list(csv.DictReader(out.open(encoding="utf-8")))
+    rows = list(csv.DictReader(io.StringIO(out.read_text(encoding="utf-8"), newline="")))
     assert tuple(rows[0]) == EXPORT_COLUMNS
     assert [x["request_id"] for x in rows][0] == "ancient"  # oldest first
     assert len(rows) == 6

@@ -228,9 +228,9 @@ def serve_process(
         port = free_port()
         env = {**os.environ, "EMULATOR_API_KEY": upstream_key, "LLMGW_HOME": str(home)}
         log_path = tmp_path / log_name
-        log = log_path.open("wb")
         argv = [LLMGW, "--config", str(cfg), "serve", "--port", str(port), *flags]
-        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+        with log_path.open("wb") as log:  # the child keeps its own descriptor
+            proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
         procs.append(proc)
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 30

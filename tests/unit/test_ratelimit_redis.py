@@ -28,6 +28,7 @@ from llmgw.ratelimit import Limit, MemoryLimiter, RateLimiter
 from llmgw.ratelimit.gcra import Tat, gcra, gcra_charge
 from llmgw.ratelimit.redis_backend import (
     GCRA_LUA,
+    RedisBackend,
     bucket_key,
     decision_from_reply,
     script_args,
@@ -454,3 +455,20 @@ async def test_backend_choice(redis_url: str) -> None:
     assert (await mem.acquire("b", Limit(10, 1.0), 10)).allowed  # no share without Redis
     assert not mem.degraded and mem.backend_errors == 0
     assert isinstance(mem._local, MemoryLimiter)
+
+
+async def test_closing_the_backend_closes_its_redis_connections(
+    redis_url: str, prefix: str
+) -> None:
+    """A stopped gateway leaves no Redis socket open: aclose() disconnects the pool it built.
+
+    (``Redis(connection_pool=pool)`` does not own the pool, so its aclose() left every pooled
+    connection open until garbage collection: a ResourceWarning per connection.)
+    """
+    backend = RedisBackend(redis_url, timeout=1.0, prefix=prefix)
+    await asyncio.gather(*(backend.acquire(f"k{i}", Limit(10, 60.0)) for i in range(5)))
+    pool = backend._client.connection_pool
+    conns = [*pool._available_connections, *pool._in_use_connections]
+    assert conns and any(c.is_connected for c in conns)
+    await backend.aclose()
+    assert not [c for c in conns if c.is_connected]

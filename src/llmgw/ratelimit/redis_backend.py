@@ -148,7 +148,9 @@ class RedisBackend:
             socket_timeout=timeout,
             retry=Retry(NoBackoff(), 0),
         )
-        self._client: Redis = Redis(connection_pool=pool)
+        # from_pool: the client owns the pool, so aclose() disconnects its connections too
+        # (Redis(connection_pool=pool) leaves them open: one unclosed socket per connection).
+        self._client: Redis = Redis.from_pool(pool)
         self._script = self._client.register_script(GCRA_LUA)
 
     def key(self, bucket: str) -> str:
