@@ -122,7 +122,7 @@ def test_the_example_in_docs_config_md_is_valid(cli: Any, tmp_path: Path) -> Non
     assert "1 providers, 2 aliases" in result.stdout
 
 
-def test_config_init_writes_the_file_llmgw_reads(cli, tmp_path, home) -> None:  # type: ignore[no-untyped-def]
+def test_config_init_writes_the_file_llmgw_reads(cli, tmp_path, home) -> None:
     """Issue 8 item 17: with LLMGW_CONFIG set, `config init` writes there (it wrote
     $LLMGW_HOME/config.toml, which llmgw then ignored); --config wins over both."""
     via_env = tmp_path / "elsewhere" / "llmgw.toml"

@@ -57,7 +57,9 @@ def test_rejected_rows_are_counted_logged_listed_and_replayed(
     assert r.exit_code == 0, r.stderr
     assert "replayed 1 row(s); 0 still rejected" in r.stdout
     with engine.connect() as conn:
-        got = dict(conn.execute(sa.text("SELECT request_id, model_version FROM usage")).all())
+        got: dict[str, str | None] = dict(
+            conn.execute(sa.text("SELECT request_id, model_version FROM usage")).all()
+        )
     engine.dispose()
     assert got == {"ok-1": None, "too-long": long_version}
     assert cli("usage", "rejected", env=env).stdout.strip() == "no rejected usage rows"

@@ -141,7 +141,7 @@ def record_cost(rounds: int, n: int = 20_000) -> dict[str, float]:
             for mode in ("memory", "process") if r % 2 == 0 else ("process", "memory"):
                 engine = make_engine(f"sqlite:///{d}/{r}-{mode}.db")
                 upgrade(engine)
-                settings = UsageSettings(durability=mode)  # type: ignore[arg-type]
+                settings = UsageSettings(durability=mode)
                 rec = UsageRecorder(engine, settings, Path(d) / f"spool-{r}-{mode}")
                 rec.start()
                 rec.flush()

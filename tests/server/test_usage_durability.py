@@ -117,7 +117,7 @@ async def _client(c: httpx.AsyncClient, url: str, secret: str, stream: bool, see
                             seen.cut_streams.add(rid)
                         if got.endswith(b"data: [DONE]\n\n"):
                             seen.cut_streams.discard(rid)
-                            seen.streams.add(rid)  # type: ignore[arg-type]
+                            seen.streams.add(rid)
                 except httpx.TransportError:
                     pass
         except httpx.TransportError:

@@ -85,7 +85,7 @@ async def test_power_durability_answers_after_a_grouped_fsync(
 def test_memory_durability_writes_no_journal(
     durability: str, engine: Engine, tmp_path: Path
 ) -> None:
-    rec = UsageRecorder(engine, UsageSettings(durability=durability), tmp_path / "spool")  # type: ignore[arg-type]
+    rec = UsageRecorder(engine, UsageSettings(durability=durability), tmp_path / "spool")
     assert rec.record(UsageEvent(request_id="m-1", created_at=datetime.now(UTC))) is None
     assert not _journal_lines(tmp_path / "spool")
     rec.start()
