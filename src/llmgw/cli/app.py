@@ -93,6 +93,28 @@ def root(
     debug: Annotated[
         bool, typer.Option("--debug", help="Show tracebacks for unexpected errors.")
     ] = False,
+    url: Annotated[
+        str | None,
+        typer.Option(
+            "--url",
+            envvar="LLMGW_URL",
+            metavar="URL",
+            help="Run keys, users, usage, providers status and audit against the llmgw server "
+            "at this address (its /admin/v1 API) instead of the database.",
+            show_default=False,
+        ),
+    ] = None,
+    token: Annotated[
+        str | None,
+        typer.Option(
+            "--token",
+            envvar="LLMGW_TOKEN",
+            metavar="KEY",
+            help="API key of an admin user, for --url (prefer LLMGW_TOKEN: a flag shows in ps).",
+            show_default=False,
+            show_envvar=True,
+        ),
+    ] = None,
     version: Annotated[
         bool,
         typer.Option(
@@ -101,5 +123,5 @@ def root(
     ] = False,
 ) -> None:
     """llmgw: an OpenAI-compatible LLM gateway administered from the terminal."""
-    ctx.obj = CliState(config_file=config, debug=debug)
+    ctx.obj = CliState(config_file=config, debug=debug, url=url or None, token=token or None)
     ctx.call_on_close(ctx.obj.close)

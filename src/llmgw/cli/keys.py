@@ -138,7 +138,8 @@ def keys_create(
         expires_in,
     )
     email = normalize_email(user) if user is not None else None
-    unknown = _unoffered(state(ctx).settings, allow or ())
+    # With --url the server's configuration decides; the local one is not the server's.
+    unknown = [] if state(ctx).remote else _unoffered(state(ctx).settings, allow or ())
     if unknown:
         what = f"--models {', '.join(unknown)}: no configured provider or alias offers " + (
             "it" if len(unknown) == 1 else "them"
@@ -349,7 +350,7 @@ def keys_update(
         allow = None
     elif models is not None:
         allow = list(check_key_settings("-", None, None, models.split(","))[1] or ())
-        unknown = _unoffered(state(ctx).settings, tuple(allow))
+        unknown = [] if state(ctx).remote else _unoffered(state(ctx).settings, tuple(allow))
         if unknown:
             typer.echo(
                 f"warning: --models {', '.join(unknown)}: no configured provider or alias "

@@ -3,12 +3,14 @@
 Exit codes (also in docs/cli.md):
 0 ok, 1 unexpected error or a declined confirmation, 2 bad usage or config (also a
 destructive command without --yes when stdin is not a terminal), 3 database unreachable, 4 not found,
-5 conflict (already exists), 6 authentication, 7 rate limited, 8 upstream failure,
-9 unavailable, 130 interrupted (Ctrl-C; one line on stderr).
+5 conflict (already exists), 6 authentication or not allowed (a key without the admin role
+at --url), 7 rate limited, 8 upstream failure, 9 unavailable (also: the server at --url cannot
+be reached), 130 interrupted (Ctrl-C; one line on stderr).
 """
 
 from __future__ import annotations
 
+import re
 import sys
 import traceback
 from collections.abc import Sequence
@@ -74,11 +76,11 @@ def _refuse_version_with_arguments(args: list[str]) -> None:
     seen = False
     it = iter(args)
     for tok in it:
-        if tok in ("-c", "--config"):
+        if tok in ("-c", "--config", "--url", "--token"):
             next(it, None)
         elif tok == "--version":
             seen = True
-        elif tok != "--debug" and not tok.startswith("--config="):
+        elif tok != "--debug" and not tok.startswith(("--config=", "--url=", "--token=")):
             others.append(tok)
             if not tok.startswith("-"):  # a command: its own options follow
                 break
@@ -96,4 +98,10 @@ def _print_error(message: str, hint: str | None) -> None:
 def _usage_hint(exc: click.UsageError) -> str:
     ctx = exc.ctx
     path = ctx.command_path if ctx is not None else "llmgw"
+    if ctx is not None and ctx.parent is not None and _GLOBAL_OPTION.search(exc.format_message()):
+        # `llmgw keys list --url X`: the option exists, before the command
+        return f"--url and --token go before the command: llmgw --url URL {path[6:]} ..."
     return f"see `{path} --help`"
+
+
+_GLOBAL_OPTION = re.compile(r"No such option: --(url|token)\b")

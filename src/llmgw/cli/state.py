@@ -15,6 +15,7 @@ if TYPE_CHECKING:  # pydantic-settings and SQLAlchemy load when a command first 
 
 if TYPE_CHECKING:
     from llmgw.admin.ops import AdminOps
+    from llmgw.admin.remote import RemoteAdmin
     from llmgw.auth.broadcast import ChangePublisher
 
 __all__ = ["CliState", "state"]
@@ -26,11 +27,16 @@ class CliState:
 
     config_file: Path | None = None
     debug: bool = False
+    url: str | None = None
+    """``--url``/``LLMGW_URL``: admin commands go to this server's ``/admin/v1`` API."""
+    token: str | None = field(default=None, repr=False)  # a secret: never in a repr
+    """``--token``/``LLMGW_TOKEN``: an admin's API key for ``url``."""
     overrides: dict[str, Any] = field(default_factory=dict)
     _loaded: LoadedSettings | None = None
     _engine: Engine | None = None
     _publisher: ChangePublisher | None = None
     _admin: AdminOps | None = None
+    _remote: RemoteAdmin | None = None
 
     def loaded(self) -> LoadedSettings:
         """Settings with their sources (loaded once)."""
@@ -63,9 +69,31 @@ class CliState:
             self._engine = engine
         return self._engine
 
+    @property
+    def remote(self) -> bool:
+        """Whether admin commands go to a server (``--url``/``LLMGW_URL``), not the database."""
+        return self.url is not None
+
+    def local_only(self, command: str) -> None:
+        """Refuse ``command``, which reads the database itself, when ``--url`` is given: it would
+        quietly answer from a local database instead of the server's."""
+        if self.url is not None:
+            from llmgw.errors import UsageError
+
+            raise UsageError(
+                f"`llmgw {command}` works on the database directly, not through --url",
+                hint="run it where the server's database is reachable, without --url / LLMGW_URL",
+            )
+
     def admin(self) -> AdminOps:
-        """The admin operations of this invocation: ``LocalAdmin`` on the database, acting as
-        ``local:<os user>`` (built once; audit rows say ``source`` ``cli``)."""
+        """The admin operations of this invocation (built once; audit rows say ``source`` ``cli``):
+        with ``--url``, ``RemoteAdmin`` on that server's ``/admin/v1`` acting as the token's
+        owner (httpx loads only then); otherwise ``LocalAdmin`` on the database, acting as
+        ``local:<os user>``."""
+        if self._admin is None and self.url is not None:
+            from llmgw.admin.remote import RemoteAdmin
+
+            self._admin = self._remote = RemoteAdmin(self.url, self.token, "cli")
         if self._admin is None:
             from llmgw.admin.local import LocalAdmin
             from llmgw.admin.ops import Actor
@@ -108,6 +136,9 @@ class CliState:
     def close(self) -> None:
         """Release the database and Redis connections."""
         self._admin = None
+        if self._remote is not None:
+            self._remote.close()
+            self._remote = None
         if self._engine is not None:
             self._engine.dispose()
             self._engine = None

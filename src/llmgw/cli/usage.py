@@ -277,6 +277,7 @@ def usage_export(
             f"cannot write {out}: directory {out.parent} does not exist",
             hint="create the directory first or choose another --out",
         )
+    state(ctx).local_only("usage export")
     engine = state(ctx).engine()
     if out is None:
         with _db_errors():
@@ -316,6 +317,7 @@ def usage_rejected(
     """
     from llmgw.usage.replay import read_rejected, replay_rejected
 
+    state(ctx).local_only("usage rejected")
     directory = state(ctx).settings.spool_dir
     stored = 0
     if replay:
