@@ -127,6 +127,7 @@ class Call:
                 ev.completion_tokens,
                 ttft,
             )
+        g.recent.append((ev, self.rc.key_prefix))
         return g.recorder.record(ev)
 
     def begin_stream(self) -> Awaitable[None] | None:

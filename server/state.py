@@ -6,8 +6,9 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from llmgw.config import Settings
 from llmgw.routing.resolve import Resolver
@@ -30,7 +31,10 @@ if TYPE_CHECKING:
     from llmgw.server.ratelimits import KeyLimits
     from llmgw.usage.recorder import UsageRecorder
 
-__all__ = ["Gateway", "ReadyCheck"]
+__all__ = ["RECENT_REQUESTS", "Gateway", "ReadyCheck"]
+
+RECENT_REQUESTS = 1000
+"""How many finished requests the admin API's recent-requests view keeps in memory."""
 
 log = logging.getLogger("llmgw.server")
 
@@ -106,6 +110,9 @@ class Gateway:
         """Cancels upstream calls whose client hung up (``Disconnects.until``)."""
         self.scrubber = Scrubber()
         """Removes the running providers' credentials from error answers."""
+        self.recent: deque[tuple[Any, str | None]] = deque(maxlen=RECENT_REQUESTS)
+        """The newest finished requests (usage event, key prefix) for ``/admin/v1/usage/recent``:
+        one append per request in accounting, bounded, never the database."""
         self.feed: ChangeListener | None = None
         """Key changes from other processes (Redis); ``None`` without ``redis_url``."""
 

@@ -1,0 +1,355 @@
+"""``/admin/v1/...``: the admin API, the same ``LocalAdmin`` operations the CLI runs locally.
+
+Every route goes through ``AdminRoute``, the pipeline's steps for an admin call: authenticate the
+key (the key cache), require the admin role (``require_admin``, the one check OAuth tokens will
+plug into), admit it against the key's own ``rpm`` like any route, read and decode a JSON body,
+run the operation in a worker thread (the database calls block) as the caller, with ``source``
+from ``X-Llmgw-Source``, and answer JSON; errors are the OpenAI envelope. A key without the admin
+role gets 403 before any operation runs, so it learns nothing about other keys or users
+(AUTH-5, AUTH-6). Wire format: ``llmgw.admin.remote`` (the client) documents it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from llmgw.admin.local import LocalAdmin
+from llmgw.admin.ops import UNSET, Actor, Record
+from llmgw.admin.records import provider_record, recent_record
+from llmgw.errors import InvalidRequest, LlmgwError, PermissionDenied
+from llmgw.server.body import decode_json, receive_body
+from llmgw.server.errors import error_response
+from llmgw.server.middleware import RequestContext
+from llmgw.server.pipeline import send_json
+from llmgw.server.state import Gateway
+
+__all__ = ["admin_routes", "require_admin"]
+
+PREFIX = "/admin/v1"
+_SOURCES = {"cli", "tui", "api"}
+_MAX_RECENT = 1000
+
+Handler = Callable[[LocalAdmin, Mapping[str, str], Mapping[str, str], dict[str, Any]], object]
+
+
+def require_admin(key: Any, scope: Scope) -> Actor:
+    """The caller as an ``Actor`` when ``key`` belongs to an admin; ``PermissionDenied`` (403)
+    otherwise, saying nothing about any other key or user."""
+    if getattr(key, "user_role", None) != "admin":
+        raise PermissionDenied(
+            "this API key may not use the admin API",
+            hint="an admin makes a user admin with `llmgw users set-role EMAIL admin`",
+            code="admin_required",
+        )
+    client = scope.get("client")
+    return Actor(
+        name=key.user_email or key.prefix,
+        kind="key",
+        role="admin",
+        remote_addr=client[0] if client else None,
+    )
+
+
+def _source(scope: Scope) -> str:
+    for name, value in scope["headers"]:
+        if name == b"x-llmgw-source":
+            text = value.decode("latin-1").strip().lower()
+            return text if text in _SOURCES else "api"
+    return "api"
+
+
+# -- parsing query parameters and bodies -----------------------------------------------------
+
+
+def _bad(name: str, why: str) -> InvalidRequest:
+    return InvalidRequest(f"invalid {name}: {why}", param=name)
+
+
+def _time(q: Mapping[str, str], name: str) -> datetime | None:
+    text = q.get(name)
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise _bad(name, "use ISO 8601 with a time zone, e.g. 2026-12-01T00:00:00+00:00") from None
+    if when.tzinfo is None:
+        raise _bad(name, "the time needs a time zone (+00:00 or Z)")
+    return when
+
+
+def _int(q: Mapping[str, str], name: str, default: int | None = None) -> int | None:
+    text = q.get(name)
+    if text is None:
+        return default
+    if not text.isdigit() or len(text) > 10:
+        raise _bad(name, "a whole number")
+    return int(text)
+
+
+def _opt_int(body: Mapping[str, Any], name: str) -> int | None:
+    value = body.get(name)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+        raise _bad(name, "a whole number or null")
+    return value
+
+
+def _opt_str(body: Mapping[str, Any], name: str) -> str | None:
+    value = body.get(name)
+    if value is not None and not isinstance(value, str):
+        raise _bad(name, "a string or null")
+    return value
+
+
+def _models(body: Mapping[str, Any]) -> list[str] | None:
+    value = body.get("models")
+    if value is not None and (
+        not isinstance(value, list) or not all(isinstance(m, str) for m in value)
+    ):
+        raise _bad("models", "a list of model names or null")
+    return value
+
+
+def _key_create(
+    a: LocalAdmin, p: Mapping[str, str], q: Mapping[str, str], b: dict[str, Any]
+) -> object:
+    name = b.get("name")
+    if not isinstance(name, str):
+        raise _bad("name", "a string is required")
+    seconds = b.get("expires_in")
+    if seconds is not None and (
+        not isinstance(seconds, int | float) or isinstance(seconds, bool) or seconds <= 0
+    ):
+        raise _bad("expires_in", "a positive number of seconds or null")
+    try:
+        expires = timedelta(seconds=seconds) if seconds is not None else None
+    except OverflowError:
+        raise _bad("expires_in", "at most 100 years") from None
+    return a.keys_create(
+        name,
+        user=_opt_str(b, "user"),
+        expires=expires,
+        rpm=_opt_int(b, "rpm"),
+        tpm=_opt_int(b, "tpm"),
+        models=_models(b),
+    )
+
+
+def _key_update(
+    a: LocalAdmin, p: Mapping[str, str], q: Mapping[str, str], b: dict[str, Any]
+) -> object:
+    unknown = set(b) - {"rpm", "tpm", "models", "expires_at"}
+    if unknown:
+        raise _bad(sorted(unknown)[0], "not a key setting (rpm, tpm, models, expires_at)")
+    expires_at: Any = UNSET
+    if "expires_at" in b:
+        text = _opt_str(b, "expires_at")
+        expires_at = _time({"expires_at": text}, "expires_at") if text is not None else None
+    return a.keys_update(
+        p["ref"],
+        rpm=_opt_int(b, "rpm") if "rpm" in b else UNSET,
+        tpm=_opt_int(b, "tpm") if "tpm" in b else UNSET,
+        models=_models(b) if "models" in b else UNSET,
+        expires_at=expires_at,
+    )
+
+
+def _user_create(
+    a: LocalAdmin, p: Mapping[str, str], q: Mapping[str, str], b: dict[str, Any]
+) -> object:
+    email = b.get("email")
+    if not isinstance(email, str):
+        raise _bad("email", "a string is required")
+    role = _opt_str(b, "role") or "user"
+    return a.users_create(email, name=_opt_str(b, "name"), role=role)
+
+
+def _user_update(
+    a: LocalAdmin, p: Mapping[str, str], q: Mapping[str, str], b: dict[str, Any]
+) -> object:
+    role = b.get("role")
+    if not isinstance(role, str) or set(b) != {"role"}:
+        raise _bad("role", 'the body is {"role": "user"|"admin"}')
+    return a.users_set_role(p["ref"], role)
+
+
+def _usage_stats(
+    a: LocalAdmin, p: Mapping[str, str], q: Mapping[str, str], b: dict[str, Any]
+) -> object:
+    return a.usage_stats(
+        since=_time(q, "since"),
+        until=_time(q, "until"),
+        by=q.get("by", "day"),
+        key=q.get("key"),
+        user=q.get("user"),
+        model=q.get("model"),
+        provider=q.get("provider"),
+        status=_int(q, "status"),
+    )
+
+
+def _audit(a: LocalAdmin, p: Mapping[str, str], q: Mapping[str, str], b: dict[str, Any]) -> object:
+    return a.audit_list(
+        since=_time(q, "since"),
+        limit=_int(q, "limit", 100) or 0,
+        actor=q.get("actor"),
+        action=q.get("action"),
+    )
+
+
+_OPS: list[tuple[str, str, Handler]] = [
+    ("GET", "/keys", lambda a, p, q, b: a.keys_list(include_revoked=q.get("all") == "true")),
+    ("POST", "/keys", _key_create),
+    ("GET", "/keys/{ref}", lambda a, p, q, b: a.keys_show(p["ref"])),
+    ("PATCH", "/keys/{ref}", _key_update),
+    ("POST", "/keys/{ref}/revoke", lambda a, p, q, b: a.keys_revoke(p["ref"])),
+    ("POST", "/keys/{ref}/rotate", lambda a, p, q, b: a.keys_rotate(p["ref"])),
+    ("GET", "/users", lambda a, p, q, b: a.users_list()),
+    ("POST", "/users", _user_create),
+    ("GET", "/users/{ref}", lambda a, p, q, b: a.users_show(p["ref"])),
+    ("PATCH", "/users/{ref}", _user_update),
+    ("POST", "/users/{ref}/disable", lambda a, p, q, b: a.users_disable(p["ref"])),
+    ("POST", "/users/{ref}/enable", lambda a, p, q, b: a.users_enable(p["ref"])),
+    ("GET", "/usage/stats", _usage_stats),
+    ("GET", "/audit", _audit),
+]
+
+
+def _query(scope: Scope) -> dict[str, str]:
+    from urllib.parse import parse_qsl
+
+    raw = scope.get("query_string", b"").decode("latin-1")
+    return dict(parse_qsl(raw, keep_blank_values=True))
+
+
+def _listed(result: object) -> bytes:
+    if isinstance(result, list):
+        return orjson.dumps({"object": "list", "data": result})
+    return orjson.dumps(result)
+
+
+class AdminRoute:
+    """The pipeline for one admin operation (see the module docstring)."""
+
+    __slots__ = ("g", "handler", "method")
+
+    def __init__(self, gateway: Gateway, method: str, handler: Callable[..., Any]) -> None:
+        self.g = gateway
+        self.method = method
+        self.handler = handler
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        g = self.g
+        try:
+            rc: RequestContext = scope["llmgw"]
+            key = await g.auth.authenticate(scope["headers"])
+            rc.key_prefix = key.prefix
+            actor = require_admin(key, scope)
+            if key.rpm or key.tpm:
+                grant = await g.limits.admit(key, 0)
+                if grant is not None:
+                    grant.settle(0)
+            body: dict[str, Any] = {}
+            if self.method in ("POST", "PATCH"):
+                raw = await receive_body(scope, receive, g.max_body)
+                body = decode_json(raw) if raw.strip() else {}
+            result = await self.handler(actor, _source(scope), scope, body)
+            await send_json(send, _listed(result))
+        except (LlmgwError, ValidationError) as exc:
+            await error_response(exc, g.scrubber)(scope, receive, send)
+
+
+def admin_routes(g: Gateway) -> list[Route]:
+    """The ``/admin/v1`` routes bound to gateway ``g``."""
+    loop_holder: dict[str, asyncio.AbstractEventLoop] = {}
+    publisher: dict[str, Any] = {}
+
+    def announce(change: Any) -> None:
+        """After a committed change (in the worker thread): this process's key cache at once,
+        other instances through Redis when configured."""
+        loop = loop_holder.get("loop")
+        if loop is not None:
+            loop.call_soon_threadsafe(g.auth.apply, change)
+        s = g.settings
+        if s.redis_url is not None and s.auth.broadcast:
+            if "p" not in publisher:
+                from llmgw.auth.broadcast import ChangePublisher
+
+                publisher["p"] = ChangePublisher(
+                    s.redis_url.get_secret_value(),
+                    prefix=s.auth.redis_prefix,
+                    timeout=s.auth.redis_timeout,
+                )
+            publisher["p"].publish(change)
+
+    def database(handler: Handler) -> Callable[..., Any]:
+        async def run(actor: Actor, source: str, scope: Scope, body: dict[str, Any]) -> object:
+            loop_holder.setdefault("loop", asyncio.get_running_loop())
+            admin = LocalAdmin(g.engine, actor, source, on_change=announce)
+            params = scope.get("path_params", {})
+            query = _query(scope)
+            return await asyncio.to_thread(handler, admin, params, query, body)
+
+        return run
+
+    async def recent(actor: Actor, source: str, scope: Scope, body: dict[str, Any]) -> object:
+        limit = _int(_query(scope), "limit", 100) or 0
+        if not 1 <= limit <= _MAX_RECENT:
+            raise _bad("limit", f"use 1 to {_MAX_RECENT}")
+        newest = list(g.recent)[-limit:]
+        return [recent_record(_event_row(ev), prefix) for ev, prefix in reversed(newest)]
+
+    async def providers(actor: Actor, source: str, scope: Scope, body: dict[str, Any]) -> object:
+        return [provider_record(r, live=True) for r in g.router.health.snapshot()]
+
+    async def whoami(actor: Actor, source: str, scope: Scope, body: dict[str, Any]) -> object:
+        record: Record = {
+            "actor": actor.name,
+            "actor_kind": actor.kind,
+            "role": actor.role,
+            "mode": "remote",
+            "url": None,
+        }
+        return record
+
+    routes = [
+        Route(PREFIX + path, AdminRoute(g, method, database(handler)), methods=[method])
+        for method, path, handler in _OPS
+    ]
+    routes += [
+        Route(PREFIX + "/usage/recent", AdminRoute(g, "GET", recent), methods=["GET"]),
+        Route(PREFIX + "/providers", AdminRoute(g, "GET", providers), methods=["GET"]),
+        Route(PREFIX + "/whoami", AdminRoute(g, "GET", whoami), methods=["GET"]),
+    ]
+    return routes
+
+
+def _event_row(ev: Any) -> dict[str, Any]:
+    """A ``UsageEvent``'s fields that a recent-request record shows."""
+    return {
+        "created_at": ev.created_at,
+        "request_id": ev.request_id,
+        "key_id": ev.key_id,
+        "user_id": ev.user_id,
+        "endpoint": ev.endpoint,
+        "provider": ev.provider,
+        "model": ev.model,
+        "model_version": ev.model_version,
+        "stream": ev.stream,
+        "status": ev.status,
+        "error_type": ev.error_type,
+        "latency_ms": ev.latency_ms,
+        "ttft_ms": ev.ttft_ms,
+        "prompt_tokens": ev.prompt_tokens,
+        "completion_tokens": ev.completion_tokens,
+        "total_tokens": ev.total_tokens,
+        "cost": ev.cost,
+    }
