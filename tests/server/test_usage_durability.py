@@ -59,9 +59,9 @@ class Gateway:
     ) -> tuple[subprocess.Popen[bytes], str]:
         port = free_port()
         env = {**os.environ, "EMULATOR_API_KEY": upstream_key, "LLMGW_HOME": str(self.home)}
-        log = (self.tmp / "serve.log").open("ab")
         argv = [LLMGW, "--config", str(self.cfg), "serve", "--port", str(port)]
-        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+        with (self.tmp / "serve.log").open("ab") as log:  # the child keeps its own descriptor
+            proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
         self.procs.append(proc)
         url = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 90  # start-up takes 10+ s on a loaded two-core machine
