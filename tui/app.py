@@ -1,0 +1,156 @@
+"""``LlmgwApp``: the ``llmgw dash`` Textual application.
+
+It is handed an ``AdminOps`` (``LocalAdmin`` on the database or ``RemoteAdmin`` on a server's
+``/admin/v1``; the CLI chooses and wires it) and reaches data only through it. Screens are
+Textual modes switched with the number keys; each polls in its own worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from textual import work
+from textual.app import App, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.screen import Screen
+
+from llmgw.errors import AuthError, PermissionDenied
+from llmgw.tui.screens.audit import AuditScreen
+from llmgw.tui.screens.base import describe
+from llmgw.tui.screens.help import HelpScreen
+from llmgw.tui.screens.keys import KeysScreen
+from llmgw.tui.screens.providers import ProvidersScreen
+from llmgw.tui.screens.requests import RequestsScreen
+from llmgw.tui.screens.usage import UsageScreen
+from llmgw.tui.screens.users import UsersScreen
+
+if TYPE_CHECKING:
+    from llmgw.admin.ops import AdminOps, Record
+
+__all__ = ["SCREENS_ORDER", "LlmgwApp"]
+
+Clock = Callable[[], datetime]
+
+SCREENS_ORDER: tuple[tuple[str, str], ...] = (
+    ("providers", "Providers"),
+    ("requests", "Requests"),
+    ("usage", "Usage"),
+    ("keys", "Keys"),
+    ("users", "Users"),
+    ("audit", "Audit"),
+)
+"""(mode, title) in the order of the number keys 1..6."""
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class LlmgwApp(App[None]):
+    """The admin dashboard: providers, requests, usage, keys, users and the audit log."""
+
+    CSS_PATH = "llmgw.tcss"
+    TITLE = "llmgw dash"
+    MODES: ClassVar[dict[str, str | Callable[[], Screen[Any]]]] = {
+        "providers": ProvidersScreen,
+        "requests": RequestsScreen,
+        "usage": UsageScreen,
+        "keys": KeysScreen,
+        "users": UsersScreen,
+        "audit": AuditScreen,
+    }
+    BINDINGS: ClassVar[list[BindingType]] = [
+        *(
+            Binding(
+                str(n),
+                f"switch_mode('{mode}')",
+                title,
+                id=f"screen-{mode}",
+                tooltip=f"Show the {title} screen",
+                show=False,
+            )
+            for n, (mode, title) in enumerate(SCREENS_ORDER, start=1)
+        ),
+        Binding("question_mark", "help", "Help", id="help", tooltip="List every key binding"),
+        Binding("q", "quit", "Quit", id="quit", tooltip="Leave llmgw dash"),
+    ]
+
+    def __init__(
+        self,
+        ops: AdminOps,
+        settings: Any = None,
+        *,
+        clock: Clock = _utcnow,
+        poll_interval: float = 2.0,
+    ) -> None:
+        super().__init__()
+        self.ops = ops
+        self.settings = settings
+        self.clock = clock
+        self.poll_interval = poll_interval
+        self.identity: Record = {}
+
+    def now(self) -> datetime:
+        """The time as the app's clock says (fixed in tests)."""
+        return self.clock()
+
+    @property
+    def live(self) -> bool:
+        """Whether the data comes from a running server (remote mode)."""
+        return self.identity.get("mode") == "remote"
+
+    def on_mount(self) -> None:
+        self.switch_mode("providers")
+        self.check_access()
+
+    @work(thread=True, exclusive=True, group="whoami", exit_on_error=False)
+    def check_access(self) -> None:
+        """Who we are; a refused credential ends the app with exit code 2 (never a traceback)."""
+        try:
+            identity = self.ops.whoami()
+        except (AuthError, PermissionDenied) as exc:
+            self.call_from_thread(self._refuse, describe(exc))
+            return
+        except Exception as exc:  # unreachable server: the screens show stale and retry
+            self.call_from_thread(
+                self.notify, describe(exc), title="whoami failed", severity="error"
+            )
+            return
+        self.call_from_thread(self._identified, identity)
+
+    def _refuse(self, why: str) -> None:
+        self.exit(return_code=2, message=f"Error: llmgw dash: {why}")
+
+    def _identified(self, identity: Record) -> None:
+        self.identity = identity
+        role = identity.get("role")
+        if role is not None and role != "admin":
+            self._refuse(
+                f"{identity.get('actor', 'this credential')} has the role {role!r}; "
+                "the dashboard needs an admin"
+            )
+            return
+        where = identity.get("url") if self.live else "local database"
+        self.sub_title = f"{identity.get('actor', '?')} @ {where}"
+
+    def action_help(self) -> None:
+        """Show the help screen with every binding."""
+        if not isinstance(self.screen, HelpScreen):
+            self.push_screen(HelpScreen(self.screen.active_bindings, self.screen.sub_title or ''))
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        """The palette: Textual's own commands plus one per screen."""
+        yield from super().get_system_commands(screen)
+        for mode, title in SCREENS_ORDER:
+            yield SystemCommand(
+                f"Show {title}", f"Switch to the {title} screen", self._switcher(mode)
+            )
+        yield SystemCommand("Help", "List every key binding", self.action_help)
+
+    def _switcher(self, mode: str) -> Callable[[], None]:
+        def switch() -> None:
+            self.switch_mode(mode)
+
+        return switch

@@ -1,0 +1,95 @@
+"""Small text helpers shared by the screens: times, numbers, sparklines, state colours."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import Any
+
+__all__ = ["BARS", "age", "hhmm", "num", "short_time", "spark", "state_style"]
+
+BARS = "▁▂▃▄▅▆▇█"
+
+
+def spark(values: Iterable[float | int | None]) -> str:
+    """A one-line sparkline of ``values`` (None is a gap)."""
+    vals = list(values)
+    nums = [v for v in vals if v is not None]
+    if not nums:
+        return ""
+    low, high = min(nums), max(nums)
+    span = (high - low) or 1
+    return "".join(
+        " " if v is None else BARS[int((v - low) / span * (len(BARS) - 1))] for v in vals
+    )
+
+
+def parse_time(value: str | None) -> datetime | None:
+    """An ISO 8601 string from a record, or None."""
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def hhmm(when: datetime) -> str:
+    """``when`` as hh:mm (the clock the app was given decides the zone)."""
+    return when.strftime("%H:%M")
+
+
+def short_time(value: str | None) -> str:
+    """An ISO time from a record as ``MM-DD hh:mm:ss`` (UTC), or ``-``."""
+    when = parse_time(value)
+    return when.strftime("%m-%d %H:%M:%S") if when else "-"
+
+
+def age(value: str | None, now: datetime) -> str:
+    """How long ago ``value`` was: ``12s``, ``5m``, ``3h``, ``2d``, or ``-``."""
+    when = parse_time(value)
+    if when is None:
+        return "-"
+    secs = max(0, int((now - when).total_seconds()))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if secs >= size:
+            return f"{secs // size}{unit}"
+    return f"{secs}s"
+
+
+def num(value: Any, digits: int = 0) -> str:
+    """A number for a table cell: thousands separated, ``-`` for None."""
+    if value is None:
+        return "-"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return str(value)
+    if digits == 0:
+        return f"{round(number):,}"
+    return f"{number:,.{digits}f}"
+
+
+_STATES = {
+    "healthy": "success",
+    "ok": "success",
+    "closed": "success",
+    "up": "success",
+    "active": "success",
+    "degraded": "warning",
+    "half_open": "warning",
+    "half-open": "warning",
+    "expired": "warning",
+    "disabled": "warning",
+    "unknown": "foreground-muted",
+    "down": "error",
+    "open": "error",
+    "unhealthy": "error",
+    "revoked": "error",
+}
+
+
+def state_style(state: str | None, colors: Mapping[str, str]) -> str:
+    """The theme colour for a provider, key or user state (``colors`` are the theme's)."""
+    name = _STATES.get((state or "unknown").lower(), "foreground")
+    return colors.get(name) or colors.get("foreground", "")

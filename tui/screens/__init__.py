@@ -1,0 +1,1 @@
+"""The dashboard's screens, one per file; ``base.PolledScreen`` polls the admin operations."""

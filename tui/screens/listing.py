@@ -1,0 +1,118 @@
+"""``ListingScreen``: a polled table of records with a ``/`` filter and mutations in workers."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from textual import on, work
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.widgets import DataTable, Input
+
+
+from llmgw.tui.screens.base import PolledScreen, describe
+
+if TYPE_CHECKING:
+    from llmgw.admin.ops import Record
+
+__all__ = ["ListingScreen"]
+
+
+class ListingScreen(PolledScreen):
+    """Rows from ``fetch``; ``row`` turns a record into cells, ``text`` into filterable text."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("slash", "filter", "Filter", id="list-filter", tooltip="Filter the rows"),
+        Binding("escape", "clear_filter", "Clear filter", id="list-clear", show=False),
+    ]
+    COLUMNS: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[Record] = []
+        self.shown: list[Record] = []
+        self.query_text = ""
+
+    def compose_body(self) -> ComposeResult:
+        yield Input(placeholder="filter…", id="filter", classes="filter")
+        table: DataTable[Any] = DataTable(id="rows", cursor_type="row", zebra_stripes=True)
+        table.add_columns(*self.COLUMNS)
+        yield table
+
+    def row(self, rec: Record) -> tuple[Any, ...]:
+        """The cells of one record."""
+        raise NotImplementedError
+
+    def text(self, rec: Record) -> str:
+        """What the filter searches in."""
+        return " ".join(str(v) for v in rec.values() if v is not None)
+
+    def show(self, data: list[Record]) -> None:
+        self.records = data
+        self.render_rows()
+
+    def render_rows(self) -> None:
+        """The records that match the filter, keeping the cursor on the same row."""
+        table = self.query_one("#rows", DataTable)
+        row = table.cursor_row
+        table.clear()
+        words = self.query_text.lower().split()
+        self.shown = [r for r in self.records if all(w in self.text(r).lower() for w in words)]
+        for rec in self.shown:
+            table.add_row(*self.row(rec))
+        if self.shown:
+            table.move_cursor(row=min(max(row, 0), len(self.shown) - 1))
+        self.set_status()
+
+    def selected(self) -> Record | None:
+        """The record under the cursor."""
+        row = self.query_one("#rows", DataTable).cursor_row
+        return self.shown[row] if 0 <= row < len(self.shown) else None
+
+    def status_text(self) -> str:
+        count = f"{len(self.shown)} of {len(self.records)}"
+        found = f"; filter: {self.query_text}" if self.query_text else ""
+        return f"{count}{found}; {super().status_text()}"
+
+    def action_filter(self) -> None:
+        """Show the filter input and focus it."""
+        box = self.query_one("#filter", Input)
+        box.add_class("shown")
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        """Clear and hide the filter."""
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.remove_class("shown")
+        self.query_text = ""
+        self.query_one("#rows").focus()
+        self.render_rows()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.query_text = event.value.strip()
+        self.render_rows()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self) -> None:
+        self.query_one("#rows").focus()
+
+    @work(thread=True, group="mutate", exit_on_error=False)
+    def mutate(
+        self, what: str, call: Callable[[], Record], then: Callable[[Record], None] | None = None
+    ) -> None:
+        """Run one admin operation in a thread; a failure is a notification, then poll again."""
+        try:
+            result = call()
+        except Exception as exc:  # shown to the person, never a traceback
+            self.app.call_from_thread(
+                self.notify, describe(exc), title=f"{what} failed", severity="error"
+            )
+            return
+        if then is not None:
+            self.app.call_from_thread(then, result)
+        else:
+            self.app.call_from_thread(self.notify, what, title="Done")
+        self.app.call_from_thread(self.poll)

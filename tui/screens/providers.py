@@ -1,0 +1,114 @@
+"""Providers: every (provider, model) with its state, latency, error rate and history."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.widgets import DataTable, Static
+
+from llmgw.tui.format import age, num, short_time, spark, state_style
+from llmgw.tui.screens.base import PolledScreen
+
+if TYPE_CHECKING:
+    from llmgw.admin.ops import AdminOps, Record
+
+__all__ = ["ProvidersScreen"]
+
+LOCAL_NOTE = (
+    "Local mode: the state below is what a server last wrote to the provider_status table. "
+    "Live state (breakers, in flight, requests/min, history) needs a server: "
+    "llmgw dash --url URL --token TOKEN"
+)
+
+
+def _history(rec: Record, field: str) -> list[float | None]:
+    """One series from a record's bounded ``history`` (a list of dicts or of numbers)."""
+    out: list[float | None] = []
+    for point in rec.get("history") or []:
+        value = point.get(field) if isinstance(point, dict) else point
+        out.append(float(value) if isinstance(value, int | float) else None)
+    return out
+
+
+class ProvidersScreen(PolledScreen):
+    """A table of providers and models; the detail pane shows the selected row's last error."""
+
+    TITLE_TEXT = "Providers"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.records: list[Record] = []
+
+    def compose_body(self) -> ComposeResult:
+        yield Static(LOCAL_NOTE, id="local-note", classes="banner")
+        table: DataTable[Any] = DataTable(id="providers", cursor_type="row", zebra_stripes=True)
+        table.add_columns(
+            "provider", "model", "state", "latency ms", "errors", "req/min", "in flight",
+            "latency history", "error history", "updated",
+        )  # fmt: skip
+        yield table
+        yield Static("", id="detail")
+
+    def fetch(self, ops: AdminOps) -> list[Record]:
+        return ops.providers_status()
+
+    def show(self, data: list[Record]) -> None:
+        self.records = data
+        live = any(r.get("live") for r in data) or self.llmgw.live
+        self.query_one("#local-note").display = not live
+        colors = self.app.theme_variables
+        now = self.llmgw.now()
+        table = self.query_one("#providers", DataTable)
+        row = table.cursor_row
+        table.clear()
+        for rec in data:
+            state = str(rec.get("state") or rec.get("status") or "unknown")
+            rate = rec.get("error_rate")
+            table.add_row(
+                rec.get("provider", "-"),
+                rec.get("model", "-"),
+                Text(state, style=f"bold {state_style(state, colors)}"),
+                num(rec.get("latency_ms"), 1),
+                f"{float(rate) * 100:.1f}%" if rate is not None else "-",
+                num(rec.get("requests_per_min", rec.get("rpm"))),
+                num(rec.get("in_flight")),
+                spark(_history(rec, "latency_ms")[-20:]) or "-",
+                spark(_history(rec, "error_rate")[-20:]) or "-",
+                age(rec.get("updated_at"), now),
+            )
+        if data:
+            table.move_cursor(row=min(row, len(data) - 1))
+        self._detail(table.cursor_row)
+
+    def status_text(self) -> str:
+        down = sum(1 for r in self.records if (r.get("state") or r.get("status")) in {"down", "open"})
+        mode = "live" if self.llmgw.live else "from provider_status"
+        return f"{len(self.records)} provider models, {down} down ({mode}); {super().status_text()}"
+
+    @on(DataTable.RowHighlighted)
+    def _highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self._detail(event.cursor_row)
+
+    def _detail(self, index: int) -> None:
+        pane = self.query_one("#detail", Static)
+        if not 0 <= index < len(self.records):
+            pane.update("No provider has reported yet: start `llmgw serve` and send a request.")
+            return
+        rec = self.records[index]
+        errors = rec.get("last_errors") or (
+            [{"at": rec.get("last_error_at"), "error": rec["last_error"]}]
+            if rec.get("last_error")
+            else []
+        )
+        lines = [f"[b]{rec.get('provider')}/{rec.get('model')}[/b]"]
+        if not errors:
+            lines.append("no recent errors")
+        for err in errors[-5:]:
+            if isinstance(err, dict):
+                lines.append(f"{short_time(err.get('at'))}  {err.get('error') or err.get('message')}")
+            else:
+                lines.append(str(err))
+        pane.update(Text.from_markup(lines[0]) + Text("\n" + "\n".join(lines[1:])))
