@@ -18,7 +18,7 @@ from textual.screen import Screen
 
 from llmgw.errors import AuthError, PermissionDenied
 from llmgw.tui.screens.audit import AuditScreen
-from llmgw.tui.screens.base import describe
+from llmgw.tui.screens.base import PolledScreen, describe
 from llmgw.tui.screens.help import HelpScreen
 from llmgw.tui.screens.keys import KeysScreen
 from llmgw.tui.screens.providers import ProvidersScreen
@@ -91,6 +91,8 @@ class LlmgwApp(App[None]):
         self.clock = clock
         self.poll_interval = poll_interval
         self.identity: Record = {}
+        self.where = ""
+        """Who and where, for the header: ``actor @ url`` or ``actor @ local database``."""
 
     def now(self) -> datetime:
         """The time as the app's clock says (fixed in tests)."""
@@ -133,12 +135,15 @@ class LlmgwApp(App[None]):
             )
             return
         where = identity.get("url") if self.live else "local database"
-        self.sub_title = f"{identity.get('actor', '?')} @ {where}"
+        self.where = f"{identity.get('actor', '?')} @ {where}"
+        if isinstance(self.screen, PolledScreen):
+            self.screen.sub_title = f"{self.screen.TITLE_TEXT} · {self.where}"
 
     def action_help(self) -> None:
         """Show the help screen with every binding."""
         if not isinstance(self.screen, HelpScreen):
-            self.push_screen(HelpScreen(self.screen.active_bindings, self.screen.sub_title or ''))
+            screen = self.screen
+            self.push_screen(HelpScreen(screen.active_bindings, getattr(screen, "TITLE_TEXT", "")))
 
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         """The palette: Textual's own commands plus one per screen."""

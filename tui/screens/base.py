@@ -20,7 +20,7 @@ from textual.widgets import Footer, Header, Static
 
 from llmgw.errors import LlmgwError
 from llmgw.tui.format import hhmm
-from llmgw.tui.messages import PollFailed, Polled
+from llmgw.tui.messages import Polled, PollFailed
 
 if TYPE_CHECKING:
     from llmgw.admin.ops import AdminOps
@@ -44,6 +44,7 @@ class PolledScreen(Screen[None]):
         Binding("r", "refresh", "Refresh", id="refresh", tooltip="Poll now"),
     ]
     TITLE_TEXT: ClassVar[str] = ""
+    AUTO_FOCUS = "DataTable"
 
     def __init__(self) -> None:
         super().__init__()
@@ -89,6 +90,8 @@ class PolledScreen(Screen[None]):
         self.poll()
 
     def on_screen_resume(self) -> None:
+        where = self.llmgw.where
+        self.sub_title = f"{self.TITLE_TEXT} · {where}" if where else self.TITLE_TEXT
         if self.loaded:
             self.poll()
 

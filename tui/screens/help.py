@@ -33,15 +33,15 @@ class HelpScreen(ModalScreen[None]):
 
     def __init__(self, bindings: dict[str, ActiveBinding], screen_title: str) -> None:
         super().__init__()
-        self._bindings = bindings
+        self.listed = bindings
         self._screen_title = screen_title
 
     def compose(self) -> ComposeResult:
         everywhere: list[tuple[str, str, str]] = []
         here: list[tuple[str, str, str]] = []
-        for key, active in self._bindings.items():
+        for key, active in self.listed.items():
             binding = active.binding
-            if binding.system or not binding.description:
+            if binding.system or not binding.id:
                 continue
             row = (
                 self.app.get_key_display(binding),

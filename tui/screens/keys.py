@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
+from textual.binding import Binding, BindingType
 
 from llmgw.tui.format import age, num, short_time, state_style
 from llmgw.tui.screens.listing import ListingScreen
@@ -19,7 +20,6 @@ from llmgw.tui.widgets.dialogs import (
     optional_text,
     required,
 )
-from textual.binding import Binding, BindingType
 
 if TYPE_CHECKING:
     from llmgw.admin.ops import AdminOps, Record
@@ -38,7 +38,9 @@ class KeysScreen(ListingScreen):
     COLUMNS = ("prefix", "name", "user", "status", "rpm", "tpm", "models", "expires", "last used")
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("n", "create", "New", id="keys-create", tooltip="Create a key"),
-        Binding("e", "edit", "Edit limits", id="keys-edit", tooltip="Edit rpm, tpm, models, expiry"),
+        Binding(
+            "e", "edit", "Edit limits", id="keys-edit", tooltip="Edit rpm, tpm, models, expiry"
+        ),
         Binding("o", "rotate", "Rotate", id="keys-rotate", tooltip="New secret, old one revoked"),
         Binding("d", "revoke", "Revoke", id="keys-revoke", tooltip="Revoke the selected key"),
         Binding("a", "toggle_all", "All/live", id="keys-all", tooltip="Show revoked keys too"),
@@ -95,7 +97,9 @@ class KeysScreen(ListingScreen):
                     tpm=values["tpm"],
                     models=values["models"],
                 ),
-                lambda rec: self._secret(f"Key {rec.get('prefix')} ({rec.get('name')}) created", rec),
+                lambda rec: self._secret(
+                    f"Key {rec.get('prefix')} ({rec.get('name')}) created", rec
+                ),
             )
 
         self.app.push_screen(FormScreen("New API key", fields, submit="Create"), created)
@@ -125,7 +129,9 @@ class KeysScreen(ListingScreen):
                 ),
             )
 
-        self.app.push_screen(FormScreen(f"Limits of {rec.get('prefix')} ({rec.get('name')})", fields), edited)
+        self.app.push_screen(
+            FormScreen(f"Limits of {rec.get('prefix')} ({rec.get('name')})", fields), edited
+        )
 
     def action_revoke(self) -> None:
         """Revoke the selected key after a confirmation."""
@@ -156,7 +162,9 @@ class KeysScreen(ListingScreen):
                 self.mutate(
                     "Rotate key",
                     lambda: self.ops.keys_rotate(ref),
-                    lambda new: self._secret(f"Key {rec.get('prefix')} rotated: new key {new.get('prefix')}", new),
+                    lambda new: self._secret(
+                        f"Key {rec.get('prefix')} rotated: new key {new.get('prefix')}", new
+                    ),
                 )
 
         question = (

@@ -10,7 +10,6 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Input
 
-
 from llmgw.tui.screens.base import PolledScreen, describe
 
 if TYPE_CHECKING:
@@ -35,7 +34,9 @@ class ListingScreen(PolledScreen):
         self.query_text = ""
 
     def compose_body(self) -> ComposeResult:
-        yield Input(placeholder="filter…", id="filter", classes="filter")
+        box = Input(placeholder="filter…", id="filter", classes="filter")
+        box.display = False
+        yield box
         table: DataTable[Any] = DataTable(id="rows", cursor_type="row", zebra_stripes=True)
         table.add_columns(*self.COLUMNS)
         yield table
@@ -78,14 +79,14 @@ class ListingScreen(PolledScreen):
     def action_filter(self) -> None:
         """Show the filter input and focus it."""
         box = self.query_one("#filter", Input)
-        box.add_class("shown")
+        box.display = True
         box.focus()
 
     def action_clear_filter(self) -> None:
         """Clear and hide the filter."""
         box = self.query_one("#filter", Input)
         box.value = ""
-        box.remove_class("shown")
+        box.display = False
         self.query_text = ""
         self.query_one("#rows").focus()
         self.render_rows()

@@ -84,7 +84,9 @@ class ProvidersScreen(PolledScreen):
         self._detail(table.cursor_row)
 
     def status_text(self) -> str:
-        down = sum(1 for r in self.records if (r.get("state") or r.get("status")) in {"down", "open"})
+        down = sum(
+            1 for r in self.records if (r.get("state") or r.get("status")) in {"down", "open"}
+        )
         mode = "live" if self.llmgw.live else "from provider_status"
         return f"{len(self.records)} provider models, {down} down ({mode}); {super().status_text()}"
 
@@ -108,7 +110,9 @@ class ProvidersScreen(PolledScreen):
             lines.append("no recent errors")
         for err in errors[-5:]:
             if isinstance(err, dict):
-                lines.append(f"{short_time(err.get('at'))}  {err.get('error') or err.get('message')}")
+                lines.append(
+                    f"{short_time(err.get('at'))}  {err.get('error') or err.get('message')}"
+                )
             else:
                 lines.append(str(err))
         pane.update(Text.from_markup(lines[0]) + Text("\n" + "\n".join(lines[1:])))

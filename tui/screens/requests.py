@@ -58,8 +58,16 @@ class RequestsScreen(PolledScreen):
 
     TITLE_TEXT = "Requests"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("slash", "filter", "Filter", id="requests-filter", tooltip="Filter: model=, key=, status="),
-        Binding("p", "pause", "Pause/resume", id="requests-pause", tooltip="Pause or resume the tail"),
+        Binding(
+            "slash",
+            "filter",
+            "Filter",
+            id="requests-filter",
+            tooltip="Filter: model=, key=, status=",
+        ),
+        Binding(
+            "p", "pause", "Pause/resume", id="requests-pause", tooltip="Pause or resume the tail"
+        ),
         Binding("escape", "clear_filter", "Clear filter", id="requests-clear", show=False),
     ]
 
@@ -70,7 +78,11 @@ class RequestsScreen(PolledScreen):
         self.query_text = ""
 
     def compose_body(self) -> ComposeResult:
-        yield Input(placeholder="model=… key=… status=5xx, or any text", id="filter", classes="filter")
+        box = Input(
+            placeholder="model=… key=… status=5xx, or any text", id="filter", classes="filter"
+        )
+        box.display = False
+        yield box
         table: DataTable[Any] = DataTable(id="requests", cursor_type="row", zebra_stripes=True)
         table.add_columns(
             "time", "key", "model", "served by", "status", "latency ms", "ttft ms",
@@ -96,7 +108,9 @@ class RequestsScreen(PolledScreen):
             if self.query_text and not matches(rec, self.query_text):
                 continue
             status = int(rec.get("status") or 0)
-            color = colors.get("success" if status < 400 else "warning" if status < 500 else "error")
+            color = colors.get(
+                "success" if status < 400 else "warning" if status < 500 else "error"
+            )
             table.add_row(
                 short_time(rec.get("at")),
                 rec.get("key_prefix") or "-",
@@ -122,14 +136,14 @@ class RequestsScreen(PolledScreen):
     def action_filter(self) -> None:
         """Show the filter input and focus it."""
         box = self.query_one("#filter", Input)
-        box.add_class("shown")
+        box.display = True
         box.focus()
 
     def action_clear_filter(self) -> None:
         """Clear and hide the filter."""
         box = self.query_one("#filter", Input)
         box.value = ""
-        box.remove_class("shown")
+        box.display = False
         self.query_text = ""
         self.query_one("#requests").focus()
         self.render_rows()

@@ -67,7 +67,13 @@ class UsageScreen(PolledScreen):
     TITLE_TEXT = "Usage"
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("p", "period", "Period", id="usage-period", tooltip="Cycle 1h, 24h, 7d, 30d"),
-        Binding("b", "breakdown", "Breakdown", id="usage-breakdown", tooltip="Cycle model, provider, key, user, status"),
+        Binding(
+            "b",
+            "breakdown",
+            "Breakdown",
+            id="usage-breakdown",
+            tooltip="Cycle model, provider, key, user, status",
+        ),
     ]
 
     def __init__(self) -> None:

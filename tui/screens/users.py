@@ -33,8 +33,20 @@ class UsersScreen(ListingScreen):
     COLUMNS = ("email", "name", "role", "status", "keys", "created")
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("n", "create", "New", id="users-create", tooltip="Create a user"),
-        Binding("d", "toggle_disabled", "Disable/enable", id="users-disable", tooltip="Disable or enable the selected user"),
-        Binding("R", "toggle_role", "Role", id="users-role", tooltip="Make the user an admin, or a user again"),
+        Binding(
+            "d",
+            "toggle_disabled",
+            "Disable/enable",
+            id="users-disable",
+            tooltip="Disable or enable the selected user",
+        ),
+        Binding(
+            "R",
+            "toggle_role",
+            "Role",
+            id="users-role",
+            tooltip="Make the user an admin, or a user again",
+        ),
     ]
 
     def fetch(self, ops: AdminOps) -> list[Record]:

@@ -105,6 +105,8 @@ class Field:
 class FormScreen(ModalScreen[dict[str, Any] | None]):
     """A form of ``Field``s; Enter or Save validates every field and closes with the values."""
 
+    AUTO_FOCUS = "Input"
+
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("escape", "cancel", "Cancel", id="form-cancel"),
     ]

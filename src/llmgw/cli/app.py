@@ -48,6 +48,11 @@ COMMANDS = {
         "audit",
         "Show administrative actions, newest first: who changed which key or user, when, from where.",
     ),
+    "dash": LazyCommand(
+        "llmgw.cli.dash",
+        "dash",
+        "Open the full-screen admin dashboard: providers, requests, usage, keys, users, audit.",
+    ),
 }
 """Every command, in the order ``llmgw --help`` lists them; each module is imported on first use."""
 

@@ -1,0 +1,314 @@
+"""TUI test fixtures: an in-test ``AdminOps`` with fixed data and a fixed clock, and the app factory.
+
+The snapshot tests need the same screen every run; ``FixtureOps`` keeps keys and users in memory
+so the pilot tests can create, edit and revoke, and can be told to fail (``go_away``) to show
+what a person sees when the server goes away.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from textual.pilot import Pilot
+
+from llmgw.admin.ops import UNSET, Record, Unset
+from llmgw.errors import NotFound, Unavailable
+from llmgw.tui.app import LlmgwApp
+
+NOW = datetime(2026, 12, 3, 9, 30, tzinfo=UTC)
+
+
+def clock() -> datetime:
+    """The fixed clock of every TUI test."""
+    return NOW
+
+
+def _iso(when: datetime) -> str:
+    return when.isoformat()
+
+
+def _key(n: int, name: str, user: str | None, **extra: Any) -> Record:
+    rec: Record = {
+        "id": f"{n:08x}-0000-4000-8000-000000000000",
+        "name": name,
+        "prefix": f"sk-llmgw-{n:04x}",
+        "user": user,
+        "user_id": None,
+        "status": "active",
+        "created_at": _iso(NOW - timedelta(days=10 - n)),
+        "expires_at": None,
+        "revoked_at": None,
+        "last_used_at": _iso(NOW - timedelta(minutes=3 * n)),
+        "rpm": None,
+        "tpm": None,
+        "models": None,
+        "rotated_from": None,
+    }
+    rec.update(extra)
+    return rec
+
+
+class FixtureOps:
+    """``AdminOps`` over fixed, in-memory records."""
+
+    def __init__(self, *, mode: str = "local", role: str = "admin") -> None:
+        self.mode = mode
+        self.role = role
+        self.fail: Exception | None = None
+        self.calls: list[str] = []
+        self.keys = [
+            _key(1, "ci-pipeline", "ana@example.com", rpm=60, tpm=40000),
+            _key(2, "chat-bot", "boris@example.com", models=["gigachat/GigaChat-2-Max"]),
+            _key(3, "old-batch", None, status="revoked", revoked_at=_iso(NOW - timedelta(days=1))),
+            _key(4, "notebook", "ana@example.com", expires_at=_iso(NOW + timedelta(days=30))),
+        ]
+        self.users: list[Record] = [
+            {"id": "u1", "email": "ana@example.com", "name": "Ana", "role": "admin",
+             "status": "active", "keys": 2, "created_at": _iso(NOW - timedelta(days=40))},
+            {"id": "u2", "email": "boris@example.com", "name": "Boris", "role": "user",
+             "status": "active", "keys": 1, "created_at": _iso(NOW - timedelta(days=20))},
+            {"id": "u3", "email": "vera@example.com", "name": None, "role": "user",
+             "status": "disabled", "keys": 0, "created_at": _iso(NOW - timedelta(days=5))},
+        ]  # fmt: skip
+        self.audit: list[Record] = [
+            {"id": 2, "at": _iso(NOW - timedelta(hours=1)), "actor": "local:ops",
+             "actor_kind": "local", "action": "keys.revoke", "target": "sk-llmgw-0003",
+             "source": "cli", "remote_addr": None, "detail": None},
+            {"id": 1, "at": _iso(NOW - timedelta(hours=2)), "actor": "ana@example.com",
+             "actor_kind": "key", "action": "keys.create", "target": "sk-llmgw-0004",
+             "source": "api", "remote_addr": "10.0.0.7", "detail": {"name": "notebook"}},
+        ]  # fmt: skip
+        self.secrets = 0
+
+    def _check(self, name: str) -> None:
+        self.calls.append(name)
+        if self.fail is not None:
+            raise self.fail
+
+    def go_away(self) -> None:
+        """Every call fails as an unreachable server would."""
+        self.fail = Unavailable(
+            "cannot reach http://127.0.0.1:8080", hint="is llmgw serve running?"
+        )
+
+    def whoami(self) -> Record:
+        self._check("whoami")
+        return {"actor": "local:ops", "actor_kind": "local", "role": self.role,
+                "mode": self.mode, "url": "http://127.0.0.1:8080" if self.mode == "remote" else None}  # fmt: skip
+
+    def keys_list(self, *, include_revoked: bool = False) -> list[Record]:
+        self._check("keys_list")
+        return [dict(k) for k in self.keys if include_revoked or k["status"] != "revoked"]
+
+    def _find(self, ref: str) -> Record:
+        for k in self.keys:
+            if ref in (k["id"], k["prefix"]):
+                return k
+        raise NotFound(f"no key {ref}")
+
+    def keys_show(self, ref: str) -> Record:
+        self._check("keys_show")
+        return dict(self._find(ref))
+
+    def _secret(self, rec: Record) -> Record:
+        self.secrets += 1
+        return {**rec, "key": f"{rec['prefix']}.{'x' * 8}{self.secrets:04d}"}
+
+    def keys_create(self, name: str, *, user: str | None = None, expires: timedelta | None = None,
+                    rpm: int | None = None, tpm: int | None = None,
+                    models: Sequence[str] | None = None) -> Record:  # fmt: skip
+        self._check("keys_create")
+        exp = _iso(NOW + expires) if expires else None
+        rec = _key(len(self.keys) + 1, name, user, rpm=rpm, tpm=tpm, expires_at=exp,
+                   models=list(models) if models else None, last_used_at=None)  # fmt: skip
+        self.keys.append(rec)
+        return self._secret(dict(rec))
+
+    def keys_revoke(self, ref: str) -> Record:
+        self._check("keys_revoke")
+        rec = self._find(ref)
+        rec.update(status="revoked", revoked_at=_iso(NOW))
+        return dict(rec)
+
+    def keys_rotate(self, ref: str) -> Record:
+        self._check("keys_rotate")
+        old = self._find(ref)
+        old.update(status="revoked", revoked_at=_iso(NOW))
+        new = {**old, **_key(len(self.keys) + 1, old["name"], old["user"])}
+        new.update(rpm=old["rpm"], tpm=old["tpm"], models=old["models"], rotated_from=old["id"])
+        self.keys.append(new)
+        return self._secret(dict(new))
+
+    def keys_update(self, ref: str, *, rpm: int | None | Unset = UNSET,
+                    tpm: int | None | Unset = UNSET,
+                    models: Sequence[str] | None | Unset = UNSET,
+                    expires_at: datetime | None | Unset = UNSET) -> Record:  # fmt: skip
+        self._check("keys_update")
+        rec = self._find(ref)
+        for name, value in (("rpm", rpm), ("tpm", tpm), ("models", models)):
+            if value is not UNSET:
+                rec[name] = list(value) if isinstance(value, list | tuple) else value
+        if isinstance(expires_at, datetime) or expires_at is None:
+            rec["expires_at"] = _iso(expires_at) if expires_at else None
+        return dict(rec)
+
+    def users_list(self) -> list[Record]:
+        self._check("users_list")
+        return [dict(u) for u in self.users]
+
+    def _user(self, ref: str) -> Record:
+        for u in self.users:
+            if ref in (u["id"], u["email"]):
+                return u
+        raise NotFound(f"no user {ref}")
+
+    def users_show(self, ref: str) -> Record:
+        self._check("users_show")
+        return dict(self._user(ref))
+
+    def users_create(self, email: str, *, name: str | None = None, role: str = "user") -> Record:
+        self._check("users_create")
+        rec = {"id": f"u{len(self.users) + 1}", "email": email, "name": name, "role": role,
+               "status": "active", "keys": 0, "created_at": _iso(NOW)}  # fmt: skip
+        self.users.append(rec)
+        return dict(rec)
+
+    def users_disable(self, ref: str) -> Record:
+        self._check("users_disable")
+        self._user(ref)["status"] = "disabled"
+        return dict(self._user(ref))
+
+    def users_enable(self, ref: str) -> Record:
+        self._check("users_enable")
+        self._user(ref)["status"] = "active"
+        return dict(self._user(ref))
+
+    def users_set_role(self, ref: str, role: str) -> Record:
+        self._check("users_set_role")
+        self._user(ref)["role"] = role
+        return dict(self._user(ref))
+
+    def usage_stats(self, *, since: datetime | None = None, until: datetime | None = None,
+                    by: str = "day", key: str | None = None, user: str | None = None,
+                    model: str | None = None, provider: str | None = None,
+                    status: int | None = None) -> list[Record]:  # fmt: skip
+        self._check(f"usage_stats:{by}")
+        base = {"errors": 1, "prompt_tokens": 1200, "completion_tokens": 800,
+                "avg_latency_ms": 420.5, "p95_latency_ms": 980.0}  # fmt: skip
+        if by in ("hour", "day"):
+            step = timedelta(hours=1) if by == "hour" else timedelta(days=1)
+            fmt = "%Y-%m-%d %H:00" if by == "hour" else "%Y-%m-%d"
+            count = 24 if by == "hour" else 7
+            return [
+                {by: (NOW - step * i).strftime(fmt), **base, "requests": 10 + (i * 7) % 23,
+                 "total_tokens": 2000 + (i * 379) % 1500, "cost": f"{0.01 * (1 + i % 5):.10f}"}
+                for i in range(count)
+            ]  # fmt: skip
+        labels: list[Any] = {
+            "model": ["gigachat/GigaChat-2-Max", "yandex/yandexgpt-lite", "openai/gpt-4o-mini"],
+            "provider": ["gigachat", "yandex", "openai"],
+            "status": [200, 429, 502],
+        }.get(by, ["a", "b"])  # type: ignore[assignment]
+        rows = []
+        for i, label in enumerate(labels):
+            row = {**base, "requests": 120 - 40 * i, "total_tokens": 9000 - 2500 * i,
+                   "cost": f"{0.5 - 0.1 * i:.10f}"}  # fmt: skip
+            if by == "key":
+                row.update(key=f"k{i}", key_name=["ci-pipeline", "chat-bot"][i],
+                           key_prefix=f"sk-llmgw-000{i + 1}")  # fmt: skip
+            elif by == "user":
+                row.update(user=f"u{i + 1}", email=["ana@example.com", "boris@example.com"][i])
+            else:
+                row[by] = label
+            rows.append(row)
+        return rows
+
+    def usage_recent(self, *, limit: int = 100) -> list[Record]:
+        self._check("usage_recent")
+        out = []
+        models = [("gigachat", "GigaChat-2-Max", 200), ("yandex", "yandexgpt-lite", 200),
+                  ("openai", "gpt-4o-mini", 429), ("gigachat", "GigaChat-2-Max", 502)]  # fmt: skip
+        for i in range(min(limit, 30)):
+            provider, model, status = models[i % 4]
+            out.append({
+                "at": _iso(NOW - timedelta(seconds=7 * i)), "request_id": f"req-{i}",
+                "key_prefix": f"sk-llmgw-000{1 + i % 2}", "key_id": None, "user_id": None,
+                "endpoint": "/v1/chat/completions", "provider": provider, "model": model,
+                "model_version": None, "stream": i % 2 == 0, "status": status,
+                "error_type": None if status == 200 else "upstream_error",
+                "latency_ms": 300.0 + 17 * i, "ttft_ms": 120.0 + i, "prompt_tokens": 40 + i,
+                "completion_tokens": 0 if status != 200 else 100 + i,
+                "total_tokens": 140 + 2 * i, "cost": "0.0004000000",
+            })  # fmt: skip
+        return out
+
+    def providers_status(self) -> list[Record]:
+        self._check("providers_status")
+        live = self.mode == "remote"
+        rows = [
+            ("gigachat", "GigaChat-2-Max", "healthy", 412.3, 0.01, None),
+            ("yandex", "yandexgpt-lite", "degraded", 1290.0, 0.12, "upstream 429: quota exceeded"),
+            ("openai", "gpt-4o-mini", "down", None, 1.0, "connection refused"),
+        ]
+        out = []
+        for i, (provider, model, state, latency, rate, error) in enumerate(rows):
+            rec: Record = {"provider": provider, "model": model, "status": state,
+                           "latency_ms": latency, "error_rate": rate, "last_error": error,
+                           "updated_at": _iso(NOW - timedelta(seconds=20 + 40 * i)), "live": live}  # fmt: skip
+            if live:
+                rec.update(in_flight=3 - i, requests_per_min=42 - 14 * i,
+                           history=[{"latency_ms": 300 + (j * 53 + i * 97) % 400,
+                                     "error_rate": ((j + i) % 5) / 10} for j in range(20)])  # fmt: skip
+            out.append(rec)
+        return out
+
+    def audit_list(self, *, since: datetime | None = None, limit: int = 100,
+                   actor: str | None = None, action: str | None = None) -> list[Record]:  # fmt: skip
+        self._check("audit_list")
+        return [dict(a) for a in self.audit[:limit]]
+
+
+@pytest.fixture
+def ops() -> FixtureOps:
+    """Fixed data in local mode (the provider_status table, no live state)."""
+    return FixtureOps()
+
+
+@pytest.fixture
+def user_ops() -> FixtureOps:
+    """A credential whose user is not an admin."""
+    return FixtureOps(role="user")
+
+
+@pytest.fixture
+def remote_ops() -> FixtureOps:
+    """Fixed data as a server answers it (live provider state with history)."""
+    return FixtureOps(mode="remote")
+
+
+@pytest.fixture
+def make_app() -> Callable[..., LlmgwApp]:
+    """Builds ``LlmgwApp`` on the given ops with the fixed clock and a long poll interval
+    (tests poll with ``r`` or by switching screens, never by waiting)."""
+
+    def make(ops: FixtureOps, poll_interval: float = 3600) -> LlmgwApp:
+        return LlmgwApp(ops, clock=clock, poll_interval=poll_interval)
+
+    return make
+
+
+async def settle(pilot: Pilot[None]) -> None:
+    """Wait until every poll and action worker has finished and its message is handled."""
+    app = pilot.app
+    for _ in range(3):
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+
+
+@pytest.fixture
+def wait() -> Callable[[Pilot[None]], Any]:
+    """``await wait(pilot)``: workers done, messages handled."""
+    return settle

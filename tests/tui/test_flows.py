@@ -1,0 +1,234 @@
+"""Pilot tests of what a person does in ``llmgw dash``: keys, users, filters, stale polls, exit."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from textual.widgets import DataTable, Input, Static
+
+from llmgw.errors import AuthError, PermissionDenied
+from llmgw.tui.screens.base import PolledScreen
+from llmgw.tui.widgets.dialogs import ConfirmScreen, FormScreen, SecretScreen
+
+
+def cells(app: Any, table_id: str = "#rows") -> list[list[str]]:
+    """The visible table as text, row by row."""
+    table = app.screen.query_one(table_id, DataTable)
+    return [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+
+
+def status(app: Any) -> str:
+    return str(app.screen.query_one("#status-line", Static).render())
+
+
+def screen_text(app: Any) -> str:
+    """Every Static's text on the current screen (what a person reads)."""
+    return "\n".join(str(w.render()) for w in app.screen.query(Static))
+
+
+async def type_text(pilot: Any, text: str) -> None:
+    await pilot.press(*[{" ": "space", ",": "comma", "=": "equals_sign"}.get(c, c) for c in text])
+
+
+async def test_create_key_shows_the_secret_once(make_app, ops, wait):
+    app = make_app(ops)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait(pilot)
+        await pilot.press("4", "n")
+        await wait(pilot)
+        assert isinstance(app.screen, FormScreen)
+        await type_text(pilot, "deploy")
+        await pilot.press("tab", "tab")  # user, rpm
+        await type_text(pilot, "abc")
+        await pilot.press("enter")
+        await wait(pilot)
+        assert isinstance(app.screen, FormScreen), "an invalid rpm must keep the form open"
+        assert "not a whole number" in screen_text(app)
+        assert "keys_create" not in ops.calls
+        app.screen.query_one("#f-rpm", Input).value = "30"
+        await pilot.press("enter")
+        await wait(pilot)
+        assert isinstance(app.screen, SecretScreen)
+        secret = ops.keys[-1]["prefix"] + "." + "x" * 8 + "0001"
+        assert secret in screen_text(app)
+        assert "shown this once" in screen_text(app)
+        await pilot.press("escape")
+        await wait(pilot)
+        assert isinstance(app.screen, PolledScreen)
+        rows = cells(app)
+        assert [r for r in rows if r[1] == "deploy" and r[4] == "30"], rows
+        assert secret not in screen_text(app), "the secret is shown once only"
+        assert all(secret not in " ".join(r) for r in rows)
+
+
+async def test_revoke_asks_first(make_app, ops, wait):
+    app = make_app(ops)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait(pilot)
+        await pilot.press("4", "down", "d")  # the second key: chat-bot
+        await wait(pilot)
+        assert isinstance(app.screen, ConfirmScreen)
+        assert "Revoke key sk-llmgw-0002 (chat-bot)?" in screen_text(app)
+        await pilot.press("n")
+        await wait(pilot)
+        assert "keys_revoke" not in ops.calls
+        assert "chat-bot" in [r[1] for r in cells(app)]
+        await pilot.press("d")
+        await wait(pilot)
+        await pilot.press("y")
+        await wait(pilot)
+        assert ops.keys[1]["status"] == "revoked"
+        assert "chat-bot" not in [r[1] for r in cells(app)], "a revoked key leaves the live list"
+        await pilot.press("a")  # all keys, revoked too
+        await wait(pilot)
+        assert ["chat-bot", "revoked"] in [[r[1], r[3]] for r in cells(app)]
+
+
+async def test_rotate_asks_first_and_shows_the_new_secret(make_app, ops, wait):
+    app = make_app(ops)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait(pilot)
+        await pilot.press("4", "o")
+        await wait(pilot)
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await wait(pilot)
+        assert isinstance(app.screen, SecretScreen)
+        assert "rotated" in screen_text(app)
+        assert ops.keys[0]["status"] == "revoked"
+
+
+async def test_edit_limits(make_app, ops, wait):
+    app = make_app(ops)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait(pilot)
+        await pilot.press("4", "e")
+        await wait(pilot)
+        form = app.screen
+        assert isinstance(form, FormScreen)
+        assert form.query_one("#f-rpm", Input).value == "60"
+        form.query_one("#f-rpm", Input).value = "0"
+        await pilot.press("enter")
+        await wait(pilot)
+        assert "must be at least 1" in screen_text(app)
+        form.query_one("#f-rpm", Input).value = "120"
+        form.query_one("#f-tpm", Input).value = ""
+        form.query_one("#f-models", Input).value = "gigachat/GigaChat-2-Max, yandex/yandexgpt-lite"
+        await pilot.press("enter")
+        await wait(pilot)
+        assert ops.keys[0]["rpm"] == 120
+        assert ops.keys[0]["tpm"] is None, "an empty field clears the limit"
+        assert ops.keys[0]["models"] == ["gigachat/GigaChat-2-Max", "yandex/yandexgpt-lite"]
+        assert cells(app)[0][4:6] == ["120", "-"]
+
+
+async def test_filter_requests_and_pause(make_app, ops, wait):
+    app = make_app(ops)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait(pilot)
+        await pilot.press("2")
+        await wait(pilot)
+        assert len(cells(app, "#requests")) == 30
+        await pilot.press("slash")
+        await type_text(pilot, "status=5xx")
+        await pilot.press("enter")
+        await wait(pilot)
+        rows = cells(app, "#requests")
+        assert rows and {r[4] for r in rows} == {"502"}
+        assert "filter: status=5xx" in status(app)
+        await pilot.press("escape")  # clears the filter
+        await pilot.press("slash")
+        await type_text(pilot, "model=yandex key=0002")
+        await wait(pilot)
+        rows = cells(app, "#requests")
+        assert rows and all("yandex" in r[2] and r[1] == "sk-llmgw-0002" for r in rows)
+        await pilot.press("enter", "escape", "p")
+        await wait(pilot)
+        assert "PAUSED" in status(app)
+        before = cells(app, "#requests")
+        ops.keys.clear()  # any change in data; the tail must stand still while paused
+        await pilot.press("r")
+        await wait(pilot)
+        assert cells(app, "#requests") == before
+
+
+async def test_failed_poll_shows_stale_then_recovers(make_app, ops, wait):
+    """The server goes away: a notification, "stale since hh:mm", the last rows kept; when it
+    comes back the next poll picks it up."""
+    app = make_app(ops)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait(pilot)
+        await pilot.press("4")
+        await wait(pilot)
+        ops.go_away()
+        await pilot.press("r")
+        await wait(pilot)
+        assert status(app).startswith("stale since 09:30: cannot reach http://127.0.0.1:8080")
+        assert any(n.severity == "error" for n in app._notifications)
+        assert len(cells(app)) == 3, "the last data stays on screen"
+        ops.fail = None
+        await pilot.press("r")
+        await wait(pilot)
+        assert status(app).startswith("3 of 3; updated 09:30")
+
+
+async def test_polls_rearm_their_timer(make_app, ops, wait):
+    """Each screen polls again after its interval, without a key press (the worker re-arms it)."""
+    app = make_app(ops, poll_interval=0.2)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait(pilot)
+        await asyncio.sleep(1.2)
+        assert ops.calls.count("providers_status") >= 3
+
+
+async def test_refused_credential_exits_2(make_app, ops):
+    ops.fail = PermissionDenied("this key may not use the admin API")
+    app = make_app(ops)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.5)
+    assert app.return_code == 2
+
+
+async def test_bad_token_exits_2(make_app, ops):
+    ops.fail = AuthError("invalid API key")
+    app = make_app(ops)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.5)
+    assert app.return_code == 2
+
+
+async def test_non_admin_exits_2(make_app, user_ops):
+    app = make_app(user_ops)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await pilot.pause(0.5)
+    assert app.return_code == 2
+
+
+async def test_users_disable_asks_first(make_app, ops, wait):
+    app = make_app(ops)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait(pilot)
+        await pilot.press("5", "down", "d")
+        await wait(pilot)
+        assert "Disable boris@example.com?" in screen_text(app)
+        await pilot.press("y")
+        await wait(pilot)
+        assert ops.users[1]["status"] == "disabled"
+        assert cells(app)[1][3] == "disabled"
+
+
+async def test_usage_period_and_breakdown(make_app, ops, wait):
+    app = make_app(ops)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait(pilot)
+        await pilot.press("3")
+        await wait(pilot)
+        assert "usage_stats:hour" in ops.calls and "usage_stats:model" in ops.calls
+        await pilot.press("p", "p")  # 24h -> 7d -> 30d
+        await wait(pilot)
+        assert ops.calls[-2:] == ["usage_stats:day", "usage_stats:model"]
+        assert "last 30d by model" in status(app)
+        await pilot.press("b")
+        await wait(pilot)
+        assert [r[0] for r in cells(app, "#breakdown")] == ["gigachat", "yandex", "openai"]

@@ -1,0 +1,56 @@
+"""Snapshots of every screen at 80x24 and 160x48, with fixed data and a fixed clock.
+
+Update them after an intended change with ``pytest tests/tui --snapshot-update`` and look at the
+report before committing.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+SCREENS = ["1", "2", "3", "4", "5", "6"]
+SIZES = [(80, 24), (160, 48)]
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize(
+    "key", SCREENS, ids=["providers", "requests", "usage", "keys", "users", "audit"]
+)
+def test_screen(snap_compare, make_app, ops, wait, key, size):
+    """Each screen in local mode, as a person at an 80x24 SSH session or a large terminal sees it."""
+
+    async def show(pilot):
+        await wait(pilot)
+        await pilot.press(key)
+        await wait(pilot)
+
+    assert snap_compare(make_app(ops), terminal_size=size, run_before=show)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_providers_live(snap_compare, make_app, remote_ops, wait, size):
+    """Remote mode: live state with requests/min, in flight and history sparklines, no local note."""
+    assert snap_compare(make_app(remote_ops), terminal_size=size, run_before=wait)
+
+
+def test_help(snap_compare, make_app, ops, wait):
+    """``?`` lists every binding with its id, the app's and the screen's."""
+
+    async def show(pilot):
+        await wait(pilot)
+        await pilot.press("4", "question_mark")
+        await wait(pilot)
+
+    assert snap_compare(make_app(ops), terminal_size=(80, 24), run_before=show)
+
+
+def test_stale(snap_compare, make_app, ops, wait):
+    """A failed poll: the status line says stale since when and why; the last data stays."""
+
+    async def show(pilot):
+        await wait(pilot)
+        ops.go_away()
+        await pilot.press("r")
+        await wait(pilot)
+
+    assert snap_compare(make_app(ops), terminal_size=(80, 24), run_before=show)
