@@ -17,15 +17,9 @@ __all__ = ["dash"]
 
 
 def _remote(url: str, token: str | None) -> AdminOps:
-    try:
-        from llmgw.admin.remote import RemoteAdmin  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        raise UsageError(
-            "llmgw dash --url: remote mode is not in this version yet (llmgw.admin.remote)",
-            hint="run llmgw dash without --url on a host that reaches the database",
-        ) from None
-    ops: AdminOps = RemoteAdmin(url, token, source="tui")
-    return ops
+    from llmgw.admin.remote import RemoteAdmin
+
+    return RemoteAdmin(url, token, source="tui")
 
 
 def dash(
