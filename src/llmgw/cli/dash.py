@@ -59,6 +59,7 @@ def dash(
             "llmgw dash needs a terminal", hint="for scripts use llmgw keys|users|usage --json"
         )
     st = state(ctx)
+    url, token = url or st.url, token or st.token  # `llmgw --url X dash` works too
     ops: AdminOps
     if url:
         ops = _remote(url, token)
