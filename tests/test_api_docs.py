@@ -3,6 +3,7 @@ docs/api.md covers every operation, and the Postman collection is generated from
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -86,9 +87,9 @@ def test_postman_collection_holds_every_operation_with_its_answers() -> None:
         for folder in made["item"]
         for r in folder["item"]
     }
-    expected = {(m, "{{baseUrl}}" + p.replace("{thing}", ":thing")) for m, p, _ in operations()} | {
-        ("DELETE", "{{baseUrl}}/v1/things/:thing")
-    }
+    expected = {
+        (m, "{{baseUrl}}" + re.sub(r"\{(\w+)\}", r":\1", p)) for m, p, _ in operations()
+    } | {("DELETE", "{{baseUrl}}/v1/things/:thing")}
     assert set(requests) == expected
     assert (
         requests[("DELETE", "{{baseUrl}}/v1/things/:thing")]["request"]["url"]["variable"][0][

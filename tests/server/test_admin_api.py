@@ -4,6 +4,7 @@ memory, live provider state, and the local cache forgetting a key revoked throug
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import httpx
@@ -162,3 +163,39 @@ def test_recent_requests_come_from_memory_and_a_revoked_key_is_refused_at_once(
             remote.keys_revoke(client_key["id"])  # the server forgets its cached copy at once
         refused = http.post("/v1/chat/completions", json=chat, headers=bearer)
         assert refused.status_code == 401
+
+
+def test_the_openapi_examples_have_the_shape_of_the_real_answers(
+    gateway_server: Any, admin_key: str, local: LocalAdmin, test_engine: Engine
+) -> None:
+    """Every /admin/v1 operation in the OpenAPI document: its 200 example has exactly the fields
+    the server answers with (lists: the fields of their items)."""
+    from llmgw.server.openapi import openapi_document
+
+    local.users_create("ann@example.com")
+    made = local.keys_create("ci", user="ann@example.com")
+    chat = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    auth = {"Authorization": f"Bearer {admin_key}"}
+    with httpx.Client(base_url=gateway_server.url, timeout=10, headers=auth) as http:
+        assert http.post("/v1/chat/completions", json=chat).status_code == 200
+        http.patch(f"/admin/v1/keys/{made['id']}", json={"rpm": 3})  # an audit row
+        deadline = time.monotonic() + 10
+        while not local.usage_recent(limit=1):  # the usage row reaches the database
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        checked = 0
+        for path, item in openapi_document()["paths"].items():
+            if not path.startswith("/admin/v1"):
+                continue
+            for method, op in item.items():
+                if method != "get":
+                    continue
+                url = path.replace("{ref}", made["id"] if "/keys/" in path else "ann@example.com")
+                answer = http.get(url).json()
+                example = op["responses"]["200"]["content"]["application/json"]["example"]
+                if "data" in example:
+                    assert answer["data"], url
+                    example, answer = example["data"][0], answer["data"][0]
+                assert set(answer) == set(example), (url, set(answer) ^ set(example))
+                checked += 1
+    assert checked == 9

@@ -77,6 +77,8 @@ async def test_every_request_example_gets_the_documented_answer(
     async with running(local_settings) as (_, client):
         for path, item in openapi_document()["paths"].items():
             for method, op in item.items():
+                if "Admin" in op["tags"]:  # an admin key and existing objects: test_admin_api.py
+                    continue
                 url = path
                 for p in op.get("parameters", []):
                     url = url.replace("{" + p["name"] + "}", str(p["example"]))

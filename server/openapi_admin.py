@@ -1,0 +1,265 @@
+"""The ``/admin/v1`` operations in the OpenAPI document, each with its examples.
+
+Kept beside ``openapi.py`` (the OpenAI-compatible and operational routes) so that file stays
+small; ``openapi_document`` adds ``admin_paths()``. The examples are records as ``LocalAdmin``
+returns them (``tests/server/test_admin_api.py`` checks the answers have these shapes).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+__all__ = ["admin_paths"]
+
+_T = "2026-12-03T07:24:27.123456+00:00"
+_KEY = {
+    "id": "3f2a9c1e-5b7d-4e8f-9a0b-1c2d3e4f5a6b",
+    "name": "ci",
+    "prefix": "llmgw_AbCdEf",
+    "user": "ann@example.com",
+    "user_id": "7b1d04e2-1111-4222-8333-944455556666",
+    "status": "active",
+    "created_at": _T,
+    "expires_at": None,
+    "revoked_at": None,
+    "last_used_at": None,
+    "rpm": 60,
+    "tpm": 100000,
+    "models": ["local/*"],
+    "rotated_from": None,
+}
+_NEW_KEY = {**_KEY, "key": "llmgw_AbCdEf" + "x" * 37}
+_USER = {
+    "id": "7b1d04e2-1111-4222-8333-944455556666",
+    "email": "ann@example.com",
+    "name": "Ann",
+    "role": "user",
+    "status": "active",
+    "keys": 1,
+    "created_at": _T,
+}
+_STATS = {
+    "day": "2026-12-03",
+    "requests": 120,
+    "errors": 2,
+    "prompt_tokens": 2400,
+    "completion_tokens": 3600,
+    "total_tokens": 6000,
+    "cost": "0.0025200000",
+    "avg_latency_ms": 412.5,
+    "p95_latency_ms": 980.0,
+}
+_RECENT = {
+    "at": _T,
+    "request_id": "req_0123456789abcdef",
+    "key_prefix": "llmgw_AbCdEf",
+    "key_id": _KEY["id"],
+    "user_id": _USER["id"],
+    "endpoint": "chat",
+    "provider": "local",
+    "model": "gpt-4o-mini",
+    "model_version": None,
+    "stream": False,
+    "status": 200,
+    "error_type": None,
+    "latency_ms": 412.512,
+    "ttft_ms": None,
+    "prompt_tokens": 20,
+    "completion_tokens": 30,
+    "total_tokens": 50,
+    "cost": "0.0000210000",
+}
+_PROVIDER = {
+    "provider": "local",
+    "model": "gpt-4o-mini",
+    "status": "healthy",
+    "breaker": "closed",
+    "retry_after": 0.0,
+    "latency_ms": 410.2,
+    "error_rate": 0.01,
+    "requests": 120,
+    "failures": 1,
+    "last_error": "upstream local failed (HTTP 500)",
+    "last_error_at": _T,
+    "last_ok_at": _T,
+    "live": True,
+}
+_AUDIT = {
+    "id": 42,
+    "at": _T,
+    "actor": "root@example.com",
+    "actor_kind": "key",
+    "action": "keys.update",
+    "target": "llmgw_AbCdEf",
+    "source": "cli",
+    "remote_addr": "10.0.0.7",
+    "detail": {"id": _KEY["id"], "rpm": {"from": 60, "to": 120}},
+}
+_WHOAMI = {
+    "actor": "root@example.com",
+    "actor_kind": "key",
+    "role": "admin",
+    "mode": "remote",
+    "url": None,
+}
+
+_ERRORS = {
+    "400": ("Bad input; `param` names the field.", "invalid rpm 0", "invalid_request_error", None),
+    "401": ("No key, or an unknown, revoked or expired one.", "invalid API key",
+            "authentication_error", "invalid_api_key"),
+    "403": ("The key's user is not an admin (the same answer on every admin route).",
+            "this API key may not use the admin API", "permission_error", "admin_required"),
+    "404": ("No such key or user.", "no API key matches 'llmgw_AbCdEf'", "not_found_error", None),
+    "409": ("The object's state forbids the change (a revoked key, a taken email).",
+            "key llmgw_AbCdEf is revoked", "conflict_error", None),
+    "429": ("Beyond the calling key's rpm.", "rate limit reached for this API key",
+            "rate_limit_error", "rate_limit_exceeded"),
+    "503": ("The database is down.", "database error while listing keys",
+            "api_error", "database_unavailable"),
+}  # fmt: skip
+
+
+def _listed(item: dict[str, Any]) -> dict[str, Any]:
+    return {"object": "list", "data": [item]}
+
+
+def _op(
+    op_id: str,
+    summary: str,
+    description: str,
+    answer: dict[str, Any],
+    *,
+    errors: tuple[str, ...] = ("401", "403", "429", "503"),
+    body: dict[str, Any] | None = None,
+    ref: str | None = None,
+    query: dict[str, tuple[Any, str]] | None = None,
+) -> dict[str, Any]:
+    obj = {"type": "object"}
+    op: dict[str, Any] = {
+        "operationId": op_id,
+        "summary": summary,
+        "description": description,
+        "tags": ["Admin"],
+        "security": [{"bearer": []}],
+        "responses": {
+            "200": {
+                "description": "The record(s), as the CLI's --json prints them.",
+                "content": {"application/json": {"schema": obj, "example": answer}},
+            }
+        },
+    }
+    params = []
+    if ref is not None:
+        params.append(
+            {"name": "ref", "in": "path", "required": True, "schema": {"type": "string"},
+             "description": ref, "example": "llmgw_AbCdEf" if "key" in ref else "ann@example.com"}
+        )  # fmt: skip
+    for name, (example, text) in (query or {}).items():
+        params.append(
+            {"name": name, "in": "query", "required": False, "schema": {"type": "string"},
+             "description": text, "example": example}
+        )  # fmt: skip
+    if params:
+        op["parameters"] = params
+    if body is not None:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": obj, "example": body}},
+        }
+    for status in sorted({*errors, "401", "403"}):
+        text, message, kind, code = _ERRORS[status]
+        op["responses"][status] = {
+            "description": text,
+            "content": {
+                "application/json": {
+                    "schema": {"$ref": "#/components/schemas/Error"},
+                    "example": {
+                        "error": {"message": message, "type": kind, "param": None, "code": code}
+                    },
+                }
+            },
+        }
+    return op
+
+
+_KREF = "A key's id, its first 8+ hex digits, or its prefix (never the whole secret)."
+_UREF = "A user's email or id."
+_SINCE = ("2026-12-01T00:00:00+00:00", "Only from this time on (ISO 8601 with a zone).")
+
+
+def admin_paths() -> dict[str, Any]:
+    """The ``/admin/v1`` path items."""
+    p = "/admin/v1"
+    std = ("401", "403", "429", "503")
+    one = (*std, "404")
+    paths: dict[str, Any] = {
+        f"{p}/whoami": {"get": _op("adminWhoami", "Who the call runs as",
+            "The calling key's owner and role.", _WHOAMI)},
+        f"{p}/keys": {
+            "get": _op("adminListKeys", "List keys", "Live keys, oldest first; `all=true` "
+                "adds revoked ones.", _listed(_KEY), query={"all": ("true", "Include revoked keys.")}),
+            "post": _op("adminCreateKey", "Create a key", "A new key; the answer's `key` is "
+                "its secret, shown this once.", _NEW_KEY, errors=(*one, "400", "409"),
+                body={"name": "ci", "user": "ann@example.com", "expires_in": 2592000,
+                      "rpm": 60, "tpm": 100000, "models": ["local/*"]}),
+        },
+        f"{p}/keys/{{ref}}": {
+            "get": _op("adminShowKey", "Show a key", "One key (never its secret).", _KEY,
+                errors=one, ref=_KREF),
+            "patch": _op("adminUpdateKey", "Edit a key", "Change rpm, tpm, models or "
+                "expires_at; a field left out stays, null clears it.", {**_KEY, "rpm": 120},
+                errors=(*one, "400", "409"), ref=_KREF, body={"rpm": 120, "tpm": None}),
+        },
+        f"{p}/keys/{{ref}}/revoke": {"post": _op("adminRevokeKey", "Revoke a key",
+            "Revoke now (idempotent); servers refuse it within 1 s with Redis.",
+            {**_KEY, "status": "revoked", "revoked_at": _T}, errors=one, ref=_KREF)},
+        f"{p}/keys/{{ref}}/rotate": {"post": _op("adminRotateKey", "Rotate a key",
+            "A new secret with the same settings; the old key is revoked.",
+            {**_NEW_KEY, "rotated_from": _KEY["id"]}, errors=(*one, "409"), ref=_KREF)},
+        f"{p}/users": {
+            "get": _op("adminListUsers", "List users", "Every user, oldest first.",
+                _listed(_USER)),
+            "post": _op("adminCreateUser", "Create a user", "A new user (role user or admin).",
+                _USER, errors=(*std, "400", "409"),
+                body={"email": "ann@example.com", "name": "Ann", "role": "user"}),
+        },
+        f"{p}/users/{{ref}}": {
+            "get": _op("adminShowUser", "Show a user", "One user.", _USER, errors=one,
+                ref=_UREF),
+            "patch": _op("adminSetRole", "Change a user's role", "The body is {\"role\"}.",
+                {**_USER, "role": "admin"}, errors=(*one, "400"), ref=_UREF,
+                body={"role": "admin"}),
+        },
+        f"{p}/users/{{ref}}/disable": {"post": _op("adminDisableUser", "Disable a user",
+            "Their keys stop working (idempotent).", {**_USER, "status": "disabled"},
+            errors=one, ref=_UREF)},
+        f"{p}/users/{{ref}}/enable": {"post": _op("adminEnableUser", "Enable a user",
+            "Their unexpired, unrevoked keys work again.", _USER, errors=one, ref=_UREF)},
+        f"{p}/usage/stats": {"get": _op("adminUsageStats", "Usage statistics",
+            "Requests, errors, tokens, cost, latency per group.", _listed(_STATS),
+            errors=(*one, "400"), query={
+                "since": _SINCE,
+                "until": ("2026-12-04T00:00:00+00:00", "Only before this time."),
+                "by": ("day", "day, hour, model, provider, key, user or status."),
+                "key": ("llmgw_AbCdEf", "Only this key."),
+                "user": ("ann@example.com", "Only this user."),
+                "model": ("local/gpt-4o-mini", "Only this model[:version]."),
+                "provider": ("local", "Only this provider."),
+                "status": ("200", "Only this HTTP status."),
+            })},
+        f"{p}/usage/recent": {"get": _op("adminRecentRequests", "Recent requests",
+            "The newest requests from the server's memory (no database query).",
+            _listed(_RECENT), errors=("400", "401", "403", "429"),
+            query={"limit": ("20", "1 to 1000, default 100.")})},
+        f"{p}/providers": {"get": _op("adminProviders", "Live provider state",
+            "Router state per (provider, model).", _listed(_PROVIDER), errors=("401", "403", "429"))},
+        f"{p}/audit": {"get": _op("adminAudit", "The audit log",
+            "Admin actions, newest first.", _listed(_AUDIT), errors=(*std, "400"), query={
+                "since": _SINCE,
+                "limit": ("50", "At most this many (1-10000, default 100)."),
+                "actor": ("root@example.com", "Only this actor."),
+                "action": ("keys.*", "An action, or a group ending in .*."),
+            })},
+    }  # fmt: skip
+    return copy.deepcopy(paths)
