@@ -1,6 +1,8 @@
-"""The admin commands with ``--url``/``--token`` (remote mode): a wrong URL is exit 9 with a hint,
-bad flags are exit 2 before any request, the token is never printed, and remote mode loads no
-database code while local mode loads no httpx."""
+"""The admin commands with ``--url``/``--token`` (remote mode), against a real ``llmgw serve`` and
+on its database: the same ``--json`` and exit codes in both modes; a non-admin key is exit 6
+(AUTH-5, AUTH-6); a wrong URL is exit 9 with a hint; bad flags are exit 2 before any request; the
+token is never printed; the audit log says ``cli``; remote mode loads no database code and local
+mode no httpx."""
 
 from __future__ import annotations
 
@@ -8,10 +10,16 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from tests.conftest import CliResult
+import httpx
+import pytest
+
+from tests.conftest import CliResult, Upstream
 
 LLMGW = str(Path(sys.executable).with_name("llmgw"))
 FRESH = {"id", "prefix", "created_at", "key", "rotated_from", "email", "revoked_at", "user_id"}
@@ -98,3 +106,222 @@ def test_remote_mode_never_loads_the_database_stack(tmp_path: Path) -> None:
         check=False,
     )
     assert "httpx" not in set(json.loads(local.stderr.splitlines()[-1]))
+
+
+@dataclass
+class Gateway:
+    url: str
+    config: Path
+    token: str
+    admin_email: str
+    local: Run
+    remote: Run
+    user_token: str
+    cli: Run
+
+
+@pytest.fixture
+def gateway(cli: Run, upstream: Upstream, home: Path, tmp_path: Path) -> Iterator[Gateway]:
+    """A real ``llmgw serve`` on a SQLite file, an admin user with a key, a plain user with one."""
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path / "gw.db"}"\n\n'
+        "[usage]\nflush_interval = 0.05\n\n"
+        '[[providers]]\nname = "openai"\nkind = "openai"\n'
+        f'base_url = "{upstream.base_url}"\nmodels = ["gpt-4o-mini"]\n'
+    )
+
+    def local(*args: str) -> CliResult:
+        return cli("--config", str(cfg), *args)
+
+    assert (
+        local("users", "create", "--email", "admin@example.com", "--role", "admin").exit_code == 0
+    )
+    assert local("users", "create", "--email", "plain@example.com").exit_code == 0
+    made = local("keys", "create", "--name", "ops", "--user", "admin@example.com", "--json")
+    token = json.loads(made.stdout)["key"]
+    made = local("keys", "create", "--name", "app", "--user", "plain@example.com", "--json")
+    user_token = json.loads(made.stdout)["key"]
+
+    port = _free_port()
+    env = {**os.environ, "LLMGW_HOME": str(home)}
+    log = (tmp_path / "serve.log").open("wb")
+    proc = subprocess.Popen(
+        [LLMGW, "--config", str(cfg), "serve", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            proc.wait()
+            log.close()
+            raise AssertionError((tmp_path / "serve.log").read_text())
+        time.sleep(0.1)
+
+    def remote(*args: str) -> CliResult:
+        # No --config: remote mode needs no local settings or database.
+        return cli(*args, env={"LLMGW_URL": url, "LLMGW_TOKEN": token})
+
+    try:
+        yield Gateway(url, cfg, token, "admin@example.com", local, remote, user_token, cli)
+    finally:
+        proc.kill()
+        proc.wait()
+        log.close()
+
+
+def _json(result: CliResult) -> Any:
+    assert result.exit_code == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def _both(gw: Gateway, *args: str) -> tuple[Any, Any]:
+    return _json(gw.local(*args, "--json")), _json(gw.remote(*args, "--json"))
+
+
+def _without(record: dict[str, Any], fields: set[str]) -> dict[str, Any]:
+    return {k: v for k, v in record.items() if k not in fields}
+
+
+def _traffic(gw: Gateway, n: int = 3) -> None:
+    for _ in range(n):
+        resp = httpx.post(
+            f"{gw.url}/v1/chat/completions",
+            headers={"Authorization": f"Bearer {gw.user_token}"},
+            json={"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]},
+            timeout=10,
+        )
+        assert resp.status_code == 200, resp.text
+    deadline = time.monotonic() + 10  # the usage writer flushes every 0.05 s
+    while len(_json(gw.local("usage", "recent", "--json"))) < n:
+        assert time.monotonic() < deadline
+        time.sleep(0.1)
+
+
+def _stable(keys: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Keys without ``last_used_at`` (each remote call uses the admin's key)."""
+    return [_without(k, {"last_used_at"}) for k in keys]
+
+
+def test_reads_give_the_same_json_in_both_modes(gateway: Gateway) -> None:
+    gw = gateway
+    _traffic(gw)
+    local, remote = _both(gw, "keys", "list")
+    assert _stable(remote) == _stable(local) and len(local) == 2
+    local, remote = _both(gw, "keys", "list", "--all")
+    assert _stable(remote) == _stable(local)
+    app_key = next(k for k in local if k["name"] == "app")
+    assert (
+        _both(gw, "keys", "show", app_key["prefix"])[1]
+        == _both(gw, "keys", "show", app_key["id"][:8])[0]
+    )
+    local, remote = _both(gw, "users", "list")
+    assert remote == local and len(local) == 2
+    local, remote = _both(gw, "users", "show", "plain@example.com")
+    assert remote == local
+    for by in ("day", "hour", "model", "provider", "key", "user", "status"):
+        local, remote = _both(gw, "usage", "stats", "--by", by)
+        assert _without(remote, {"since"}) == _without(local, {"since"}), by
+        assert local["rows"] and sum(r["requests"] for r in local["rows"]) == 3
+    local, remote = _both(gw, "usage", "stats", "--by", "model", "--user", "plain@example.com")
+    assert _without(remote, {"since"}) == _without(local, {"since"})
+    local, remote = _both(gw, "usage", "recent", "--limit", "10")
+    assert remote == local and len(local) == 3  # the server's ring buffer = the newest rows
+    local, remote = _both(gw, "audit")
+    assert remote == local
+
+
+def test_changes_give_the_same_json_in_both_modes_and_are_audited_as_cli(gateway: Gateway) -> None:
+    gw = gateway
+    create = ("keys", "create", "--name", "ci", "--user", "plain@example.com", "--rpm", "60")
+    local, remote = _both(gw, *create)
+    assert _without(remote, FRESH) == _without(local, FRESH)
+    assert remote["key"].startswith("llmgw_") and remote["key"] != local["key"]
+    for args in (
+        ("keys", "update", "--rpm", "none", "--tpm", "5000", "--models", "openai/*"),
+        ("keys", "rotate", "--yes"),
+        ("keys", "revoke", "--yes"),
+    ):
+        old_local, old_remote = local, remote
+        local = _json(gw.local(*args[:2], old_local["id"], *args[2:], "--json"))
+        remote = _json(gw.remote(*args[:2], old_remote["id"], *args[2:], "--json"))
+        assert _without(remote, FRESH) == _without(local, FRESH), args
+    assert remote["status"] == "revoked"
+
+    local, remote = (
+        _json(gw.local("users", "create", "--email", "l@example.com", "--name", "N", "--json")),
+        _json(gw.remote("users", "create", "--email", "r@example.com", "--name", "N", "--json")),
+    )
+    assert _without(remote, FRESH) == _without(local, FRESH)
+    for verb in (("disable",), ("enable",), ("set-role",)):
+        role = ("admin",) if verb == ("set-role",) else ()
+        local = _json(gw.local("users", *verb, "l@example.com", *role, "--json"))
+        remote = _json(gw.remote("users", *verb, "r@example.com", *role, "--json"))
+        assert _without(remote, FRESH) == _without(local, FRESH), verb
+
+    entries = _json(gw.local("audit", "--actor", gw.admin_email, "--json"))
+    actions = sorted(e["action"] for e in entries)
+    assert actions == sorted(
+        [
+            "keys.create",
+            "keys.update",
+            "keys.rotate",
+            "keys.revoke",
+            "users.create",
+            "users.disable",
+            "users.enable",
+            "users.set_role",
+        ]
+    )
+    assert {e["source"] for e in entries} == {"cli"}
+    assert {e["actor_kind"] for e in entries} == {"key"}
+    assert all(e["remote_addr"] == "127.0.0.1" for e in entries)
+    text = json.dumps(entries)
+    assert gw.token not in text and gw.user_token not in text
+
+
+def test_providers_status_remote_is_the_routers_live_state(gateway: Gateway) -> None:
+    """The one command whose answer differs by design: the server's router, not the table."""
+    gw = gateway
+    _traffic(gw, 1)
+    remote = _json(gw.remote("providers", "status", "--json"))
+    assert remote and all(r["live"] is True for r in remote)
+    assert {r["provider"] for r in remote} == {"openai"}
+    local = _json(gw.local("providers", "status", "--json"))
+    assert all(r["live"] is False for r in local)
+
+
+def test_a_non_admin_key_is_exit_6_with_one_error_line(gateway: Gateway) -> None:
+    """AUTH-5, AUTH-6: a valid key whose user is not an admin sees nothing, at the CLI too."""
+    gw = gateway
+    for args in (("keys", "list"), ("users", "list"), ("audit",), ("usage", "stats")):
+        res = gw.cli("--url", gw.url, "--token", gw.user_token, *args)
+        assert res.exit_code == 6, (args, res.stderr)
+        assert res.stdout == ""
+        lines = res.stderr.strip().splitlines()
+        assert lines[0].startswith("Error: ") and len(lines) <= 2, res.stderr
+        assert gw.user_token not in res.stderr
+
+
+def test_an_unknown_token_is_exit_6_and_never_printed(gateway: Gateway) -> None:
+    gw = gateway
+    bogus = "llmgw_" + "Z" * 43
+    res = gw.cli("--url", gw.url, "--token", bogus, "--debug", "keys", "list")
+    assert res.exit_code == 6
+    assert bogus not in res.stderr + res.stdout
+
+
+def test_remote_mode_touches_no_local_database(gateway: Gateway, home: Path) -> None:
+    gw = gateway
+    assert gw.remote("keys", "list").exit_code == 0
+    assert gw.remote("usage", "stats").exit_code == 0
+    assert not list(home.glob("*.db"))
