@@ -1,0 +1,92 @@
+"""``llmgw dash`` driven in tmux as a person would, against a real local SQLite database.
+
+Its own tmux server (``-L``), killed at the end; skipped without tmux unless CI=true.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+LLMGW = str(Path(sys.executable).with_name("llmgw"))
+
+
+def _need_tmux() -> str:
+    tmux = shutil.which("tmux")
+    if tmux is None:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail("tmux is required under CI=true")
+        pytest.skip("tmux is not installed")
+    return tmux
+
+
+def _llmgw(*args: str) -> str:
+    proc = subprocess.run([LLMGW, *args], capture_output=True, text=True, timeout=120, check=True)
+    return proc.stdout
+
+
+@pytest.mark.slow
+def test_dash_in_tmux_on_a_local_database(tmp_path: Path) -> None:
+    tmux = _need_tmux()
+    home = os.environ["LLMGW_HOME"]  # the autouse fixture's tmp LLMGW_HOME
+    _llmgw("users", "create", "-e", "ana@example.com", "--role", "admin")
+    _llmgw("keys", "create", "-n", "tmux-key", "--user", "ana@example.com")
+    sock = f"llmgw-test-{os.getpid()}"
+    t = [tmux, "-L", sock]
+
+    def screen() -> str:
+        return subprocess.run(
+            [*t, "capture-pane", "-p", "-t", "dash"], capture_output=True, text=True, check=True
+        ).stdout
+
+    def wait_for(text: str, timeout: float = 60) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            shown = screen()
+            if text in shown:
+                return shown
+            time.sleep(0.3)
+        raise AssertionError(f"{text!r} never appeared; the pane shows:\n{screen()}")
+
+    def keys(*k: str) -> None:
+        subprocess.run([*t, "send-keys", "-t", "dash", *k], check=True)
+
+    cmd = f"{LLMGW} dash --interval 0.5; echo EXIT=$?; sleep 60"
+    subprocess.run(
+        [*t, "new-session", "-d", "-s", "dash", "-x", "100", "-y", "30",
+         "-e", f"LLMGW_HOME={home}", "-e", "TERM=xterm-256color", cmd],
+        check=True,
+    )  # fmt: skip
+    try:
+        shown = wait_for("needs a server")
+        assert "Providers" in shown and "local database" in shown
+        keys("4")
+        shown = wait_for("tmux-key")
+        assert "ana@example.com" in shown and "active" in shown
+        keys("d")
+        wait_for("Revoke key")
+        keys("n")  # a person changes their mind: nothing happens
+        time.sleep(1)
+        assert "Revoke key" not in screen()
+        assert json.loads(_llmgw("keys", "list", "--json"))[0]["status"] == "active"
+        keys("d")
+        wait_for("Revoke key")
+        keys("y")
+        shown = wait_for("0 of 0")  # the revoked key leaves the live list
+        assert "tmux-key" not in shown
+        rows = json.loads(_llmgw("keys", "list", "--all", "--json"))
+        assert rows[0]["status"] == "revoked"
+        keys("6")
+        shown = wait_for("keys.revoke")
+        assert "tui" in shown, "the audit log says the dashboard did it"
+        keys("q")
+        wait_for("EXIT=0", timeout=30)
+    finally:
+        subprocess.run([*t, "kill-server"], check=False, capture_output=True)
