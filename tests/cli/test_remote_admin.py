@@ -325,3 +325,20 @@ def test_remote_mode_touches_no_local_database(gateway: Gateway, home: Path) -> 
     assert gw.remote("keys", "list").exit_code == 0
     assert gw.remote("usage", "stats").exit_code == 0
     assert not list(home.glob("*.db"))
+
+
+def test_text_output_is_the_same_in_both_modes(gateway: Gateway) -> None:
+    """People see the same tables whichever way the command went (piped: 200 columns)."""
+    gw = gateway
+    _traffic(gw, 2)
+    for args in (
+        ("users", "list"),
+        ("users", "show", "plain@example.com"),
+        ("usage", "stats", "--by", "model"),
+        ("usage", "stats", "--by", "key"),
+        ("usage", "recent"),
+        ("audit",),
+    ):
+        local, remote = gw.local(*args), gw.remote(*args)
+        assert (remote.exit_code, remote.stdout) == (local.exit_code, local.stdout), args
+        assert local.exit_code == 0 and local.stdout.strip(), args
