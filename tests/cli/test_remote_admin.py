@@ -298,6 +298,9 @@ def test_providers_status_remote_is_the_routers_live_state(gateway: Gateway) -> 
     assert {r["provider"] for r in remote} == {"openai"}
     local = _json(gw.local("providers", "status", "--json"))
     assert all(r["live"] is False for r in local)
+    table = gw.remote("providers", "status")
+    assert table.exit_code == 0, table.stderr
+    assert "openai" in table.stdout and "breaker" in table.stdout
 
 
 def test_a_non_admin_key_is_exit_6_with_one_error_line(gateway: Gateway) -> None:

@@ -161,9 +161,10 @@ def _status_from_server(url: str, api_key: str | None) -> list[dict[str, Any]]:
 
 
 def _status_from_db(ctx: typer.Context) -> list[dict[str, Any]]:
-    rows = state(ctx).admin().providers_status()
+    rows = state(ctx).admin().providers_status()  # with the global --url: the live router state
     for r in rows:  # tables show seconds; --json has the exact time
-        r["updated_at"] = when_text(r["updated_at"])
+        if isinstance(r.get("updated_at"), str):
+            r["updated_at"] = when_text(r["updated_at"])
     return rows
 
 
@@ -193,7 +194,8 @@ def providers_status(
         if isinstance(r.get("latency_ms"), int | float):
             r["latency_ms"] = f"{r['latency_ms']:.0f}"
     cols = ["provider", "model", "status", "latency_ms", "error_rate", "last_error"]
-    cols.append("updated_at" if not url else "breaker")
+    live = url is not None or any(r.get("live") for r in rows)
+    cols.append("breaker" if live else "updated_at")
     print_table(
         rows,
         cols,
