@@ -134,7 +134,8 @@ class LlmgwApp(App[None]):
                 "the dashboard needs an admin"
             )
             return
-        where = identity.get("url") if self.live else "local database"
+        url = identity.get("url") or getattr(self.ops, "url", None) or "server"
+        where = url if self.live else "local database"
         self.where = f"{identity.get('actor', '?')} @ {where}"
         if isinstance(self.screen, PolledScreen):
             self.screen.sub_title = f"{self.screen.TITLE_TEXT} · {self.where}"

@@ -124,6 +124,8 @@ class PolledScreen(Screen[None]):
             self.loaded = True
             if self.stale_since is not None:
                 self.notify("Connection restored", title=self.TITLE_TEXT)
+                if not self.llmgw.identity:  # the server was away at start: who are we?
+                    self.llmgw.check_access()
             self.stale_since = None
             self.last_error = None
             self.show(message.data)

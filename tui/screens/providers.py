@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import deque
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from rich.text import Text
@@ -24,13 +26,34 @@ LOCAL_NOTE = (
 )
 
 
-def _history(rec: Record, field: str) -> list[float | None]:
-    """One series from a record's bounded ``history`` (a list of dicts or of numbers)."""
+HISTORY = 30
+"""Polls of each (provider, model) kept for the sparklines and requests/min."""
+
+Sample = tuple[datetime, dict[str, Any]]
+
+
+def _history(rec: Record, field: str, samples: deque[Sample] | None = None) -> list[float | None]:
+    """One series: the record's own bounded ``history`` (a list of dicts or numbers) if the
+    server sends one, else this screen's last polls of it."""
+    points: list[Any] = list(rec.get("history") or [])
+    if not points and samples is not None:
+        points = [r for _, r in samples]
     out: list[float | None] = []
-    for point in rec.get("history") or []:
+    for point in points:
         value = point.get(field) if isinstance(point, dict) else point
         out.append(float(value) if isinstance(value, int | float) else None)
     return out
+
+
+def _per_minute(samples: deque[Sample]) -> float | None:
+    """Requests per minute between the oldest and newest poll (the ``requests`` counter)."""
+    if len(samples) < 2:
+        return None
+    (t0, first), (t1, last) = samples[0], samples[-1]
+    minutes = (t1 - t0).total_seconds() / 60
+    if minutes <= 0 or first.get("requests") is None or last.get("requests") is None:
+        return None
+    return max(0, int(last["requests"]) - int(first["requests"])) / minutes
 
 
 class ProvidersScreen(PolledScreen):
@@ -41,13 +64,14 @@ class ProvidersScreen(PolledScreen):
     def __init__(self) -> None:
         super().__init__()
         self.records: list[Record] = []
+        self.samples: dict[tuple[str, str], deque[Sample]] = {}
 
     def compose_body(self) -> ComposeResult:
         yield Static(LOCAL_NOTE, id="local-note", classes="banner")
         table: DataTable[Any] = DataTable(id="providers", cursor_type="row", zebra_stripes=True)
         table.add_columns(
-            "provider", "model", "state", "latency ms", "errors", "req/min", "in flight",
-            "latency history", "error history", "updated",
+            "provider", "model", "state", "breaker", "latency ms", "errors", "req/min",
+            "in flight", "latency history", "error history", "updated",
         )  # fmt: skip
         yield table
         yield Static("", id="detail")
@@ -65,19 +89,28 @@ class ProvidersScreen(PolledScreen):
         row = table.cursor_row
         table.clear()
         for rec in data:
+            samples = self.samples.setdefault(
+                (str(rec.get("provider")), str(rec.get("model"))), deque(maxlen=HISTORY)
+            )
+            samples.append((now, rec))
             state = str(rec.get("state") or rec.get("status") or "unknown")
+            breaker = rec.get("breaker")
             rate = rec.get("error_rate")
+            updated = rec.get("updated_at") or max(
+                (t for t in (rec.get("last_ok_at"), rec.get("last_error_at")) if t), default=None
+            )
             table.add_row(
                 rec.get("provider", "-"),
                 rec.get("model", "-"),
                 Text(state, style=f"bold {state_style(state, colors)}"),
+                Text(str(breaker), style=state_style(str(breaker), colors)) if breaker else "-",
                 num(rec.get("latency_ms"), 1),
                 f"{float(rate) * 100:.1f}%" if rate is not None else "-",
-                num(rec.get("requests_per_min", rec.get("rpm"))),
+                num(rec.get("requests_per_min", rec.get("rpm", _per_minute(samples)))),
                 num(rec.get("in_flight")),
-                spark(_history(rec, "latency_ms")[-20:]) or "-",
-                spark(_history(rec, "error_rate")[-20:]) or "-",
-                age(rec.get("updated_at"), now),
+                spark(_history(rec, "latency_ms", samples)[-20:]) or "-",
+                spark(_history(rec, "error_rate", samples)[-20:]) or "-",
+                age(updated, now),
             )
         if data:
             table.move_cursor(row=min(row, len(data) - 1))
@@ -87,7 +120,8 @@ class ProvidersScreen(PolledScreen):
         down = sum(
             1 for r in self.records if (r.get("state") or r.get("status")) in {"down", "open"}
         )
-        mode = "live" if self.llmgw.live else "from provider_status"
+        live = any(r.get("live") for r in self.records) or self.llmgw.live
+        mode = "live" if live else "from provider_status"
         return f"{len(self.records)} provider models, {down} down ({mode}); {super().status_text()}"
 
     @on(DataTable.RowHighlighted)
