@@ -201,3 +201,20 @@ def test_client_gone_mid_body_is_499_not_a_crash(
     rows = read_usage()
     assert [(r["status"], r["error_type"]) for r in rows] == [(499, "client_disconnected")]
     assert "unhandled" not in caplog.text
+
+
+@pytest.mark.parametrize("seed", [2**63, -(2**63) - 1, 26660020342801530880])
+async def test_seed_outside_int64_is_400_and_the_document_says_so(
+    client: httpx.AsyncClient, auth: dict[str, str], emulator: Any, seed: int
+) -> None:
+    """The OpenAPI document bounds ``seed`` to a signed 64-bit integer, as the server does: a
+    schema-valid request (schemathesis found 26660020342801530880) must never be refused."""
+    doc = (await client.get("/openapi.json")).json()
+    bounds = doc["components"]["schemas"]["ChatRequest"]["properties"]["seed"]["anyOf"][0]
+    assert (bounds["minimum"], bounds["maximum"]) == (-(2**63), 2**63 - 1)
+    body = b'{"model": "gpt-4o-mini", "messages": [{"role": "user"}], "seed": %d}' % seed
+    r = await client.post(
+        "/v1/chat/completions", content=body, headers={**auth, "content-type": "application/json"}
+    )
+    assert _envelope(r, 400)["param"] == "seed"
+    assert emulator.app.state.stats.requests == 0

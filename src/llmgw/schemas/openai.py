@@ -179,7 +179,9 @@ class ChatRequest(_Strict):
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: StrictBool | None = None
     response_format: dict[str, Any] | None = None
-    seed: int | None = None
+    # A signed 64-bit integer, as OpenAI documents it; larger ones are a 400 naming the field
+    # (the OpenAPI document carries the bounds, so a fuzzer's valid data stays valid).
+    seed: int | None = Field(default=None, ge=-(2**63), le=2**63 - 1)
     metadata: dict[str, str] | None = None
     store: StrictBool | None = None
     service_tier: str | None = None
