@@ -176,3 +176,32 @@ def test_serve_start_failures_are_one_line(
         "missing-credential": "no credential",
     }[case]
     assert expected in errors[0]
+
+
+def test_sigterm_while_workers_start_is_a_clean_stop(
+    home: Path, db_file: str, upstream_factory: Any, upstream_key: str, tmp_path: Path
+) -> None:
+    """SHUT: a stop that reaches the workers before they serve (still importing) exits 0, not
+    9: they held no request. Under load a late second worker made the drain test flaky."""
+    up = upstream_factory()
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(
+        f'[database]\nurl = "{db_file}"\n\n[[providers]]\nname = "openai"\nkind = "openai"\n'
+        f'base_url = "{up.url}/v1"\napi_key_env = "EMULATOR_API_KEY"\nmodels = ["gpt-4o-mini"]\n'
+    )
+    env = {**os.environ, "EMULATOR_API_KEY": upstream_key, "LLMGW_HOME": str(home)}
+    log_path = tmp_path / "serve.log"
+    argv = [LLMGW, "--config", str(cfg), "serve", "--port", str(free_port()), "--workers", "2"]
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        deadline = time.monotonic() + 30
+        while "worker(s)" not in log_path.read_text():  # the supervisor bound and spawned
+            assert proc.poll() is None and time.monotonic() < deadline, log_path.read_text()
+            time.sleep(0.01)
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(30) == 0, log_path.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
