@@ -144,18 +144,21 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="llmgw-bench-cli-") as tmp:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMGW_", "PYTHON"))}
         env.update(LLMGW_HOME=str(Path(tmp) / "home"), COLUMNS="100", NO_COLOR="1")
-        for i in range(10):  # a current schema with ten keys
-            subprocess.run(  # noqa: S603
-                [LLMGW, "keys", "create", "--name", f"bench-{i}", "--json"],
-                env=env,
-                check=True,
-                capture_output=True,
-            )
         versions = {"now": env}
         before = ""
         if args.before:
             src, before = snapshot(Path(tmp), args.before)
-            versions["before"] = {**env, "PYTHONPATH": str(src)}
+            # its own home: a database migrated by a newer revision is one it cannot open
+            home = str(Path(tmp) / "home-before")
+            versions["before"] = {**env, "PYTHONPATH": str(src), "LLMGW_HOME": home}
+        for version_env in versions.values():
+            for i in range(10):  # a current schema with ten keys, made by that version
+                subprocess.run(  # noqa: S603
+                    [LLMGW, "keys", "create", "--name", f"bench-{i}", "--json"],
+                    env=version_env,
+                    check=True,
+                    capture_output=True,
+                )
         samples = measure(args.runs, versions)
     rows = summarise(samples)
     meta = {
