@@ -232,3 +232,14 @@ async def test_usage_period_and_breakdown(make_app, ops, wait):
         await pilot.press("b")
         await wait(pilot)
         assert [r[0] for r in cells(app, "#breakdown")] == ["gigachat", "yandex", "openai"]
+
+
+def test_a_request_refused_before_routing_shows_no_model() -> None:
+    """A 400 for a bad model name has provider and model null: the tail shows "-", not
+    "None/None" (seen by hand against a real serve)."""
+    from llmgw.tui.screens.requests import _field
+
+    assert _field({"provider": None, "model": None, "status": 400}, "model") == "-"
+    assert _field({"provider": "local", "model": "gpt-4o-mini"}, "model") == "local/gpt-4o-mini"
+    rec = {"provider": "yandex", "model": "yandexgpt-lite", "model_version": "rc"}
+    assert _field(rec, "model") == "yandex/yandexgpt-lite:rc"

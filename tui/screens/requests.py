@@ -25,8 +25,13 @@ def _field(rec: Record, name: str) -> str:
     if name == "key":
         return str(rec.get("key_prefix") or "")
     if name == "model":
-        version = rec.get("model_version")
-        return f"{rec.get('provider')}/{rec.get('model')}" + (f":{version}" if version else "")
+        # A request refused before routing (a bad model name, a bad body) has no model: "-",
+        # never "None/None".
+        provider, model, version = rec.get("provider"), rec.get("model"), rec.get("model_version")
+        if not model:
+            return "-"
+        name = f"{provider}/{model}" if provider else str(model)
+        return name + (f":{version}" if version else "")
     return str(rec.get(name) if rec.get(name) is not None else "")
 
 
