@@ -19,6 +19,7 @@ from llmgw.server.errors import exception_handlers
 from llmgw.server.middleware import RequestMiddleware
 from llmgw.server.openapi import openapi_json
 from llmgw.server.pipeline import (
+    AdminRoute,
     KeyOperation,
     KeyRoute,
     UpstreamOperation,
@@ -56,7 +57,7 @@ class GatewayApp(Starlette):
         for route in self.router.routes:
             if isinstance(route, Route) and route.param_convertors == {} and route.methods:
                 app = route.app
-                if not isinstance(app, UpstreamRoute | KeyRoute):
+                if not isinstance(app, UpstreamRoute | KeyRoute | AdminRoute):
                     continue
                 for cls, args, kwargs in reversed(self.user_middleware):
                     app = cls(app, *args, **kwargs)

@@ -19,6 +19,12 @@ the upstream call resumes, so the steps are not handlers wrapped around handlers
 ``KeyOperation`` (``GET /v1/models``, ``GET /api/providers``): steps 1 and 8 around the
 operation's ``answer``, sent as JSON.
 
+``AdminOperation`` (``/admin/v1/...``): step 1, then the route's ``authorize`` (the caller as an
+admin ``Actor``, or 403: ``server/routes/admin.py:require_admin``), step 6 against the key's
+``rpm`` with no tokens, step 3 for ``POST`` and ``PATCH`` (an empty body is ``{}``), the
+operation's ``run``, its answer sent as JSON (a list as ``{"object": "list", "data": [...]}``),
+and step 8.
+
 Routes are pure ASGI apps (no Starlette ``Request``/``Response`` objects). ``GatewayApp``
 dispatches an operation's exact method and path to it directly, behind the same middleware stack
 as every other route; other methods on its path (405), ``HEAD``, and paths with parameters go
@@ -28,7 +34,7 @@ through Starlette's router, which calls the same app (``routes_for``).
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, ClassVar, Generic, TypeVar
 
 import orjson
@@ -36,6 +42,7 @@ from pydantic import BaseModel, ValidationError
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from llmgw.admin.ops import Actor
 from llmgw.errors import LlmgwError
 from llmgw.routing.outcome import Routed
 from llmgw.routing.resolve import Target
@@ -47,6 +54,9 @@ from llmgw.server.state import Gateway
 
 __all__ = [
     "SERVED_BY",
+    "AdminOperation",
+    "AdminRoute",
+    "Authorize",
     "KeyOperation",
     "KeyRoute",
     "UpstreamOperation",
@@ -122,6 +132,25 @@ class KeyOperation:
         raise NotImplementedError
 
 
+class AdminOperation:
+    """A route of the admin API: one operation run for an admin (``AdminRoute`` authorizes)."""
+
+    method: str = "GET"
+    path: str
+
+    async def run(self, g: Gateway, actor: Actor, scope: Scope, body: dict[str, Any]) -> object:
+        """The JSON-able answer (a list is sent as ``{"object": "list", "data": [...]}``);
+        ``body`` is the decoded JSON object of a ``POST`` or ``PATCH`` (``{}`` otherwise)."""
+        raise NotImplementedError
+
+
+Authorize = Callable[[Any, Scope], Actor]
+"""The admin check: the authenticated key and the request's scope to the acting ``Actor``, or
+``PermissionDenied`` (``server/routes/admin.py:require_admin``)."""
+
+_WITH_BODY = frozenset({"POST", "PATCH"})
+
+
 class UpstreamRoute(Generic[Req, Res]):
     """The pipeline for one ``UpstreamOperation``, as a pure ASGI app (see the module docstring)."""
 
@@ -174,6 +203,40 @@ class KeyRoute:
             key = await g.auth.authenticate(scope["headers"])
             rc.key_prefix = key.prefix
             await send_json(send, orjson.dumps(await self.op.answer(g, key, scope)))
+        except (LlmgwError, ValidationError) as exc:
+            await error_response(exc, g.scrubber)(scope, receive, send)
+
+
+class AdminRoute:
+    """The pipeline for one ``AdminOperation`` (see the module docstring)."""
+
+    __slots__ = ("authorize", "g", "op")
+
+    def __init__(self, gateway: Gateway, op: AdminOperation, authorize: Authorize) -> None:
+        self.g = gateway
+        self.op = op
+        self.authorize = authorize
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        g, op = self.g, self.op
+        try:
+            rc: RequestContext = scope["llmgw"]
+            key = await g.auth.authenticate(scope["headers"])
+            rc.key_prefix = key.prefix
+            actor = self.authorize(key, scope)
+            if key.rpm or key.tpm:
+                grant = await g.limits.admit(key, 0)
+                if grant is not None:
+                    grant.settle(0)
+            body: dict[str, Any] = {}
+            if op.method in _WITH_BODY:
+                raw = await receive_body(scope, receive, g.max_body)
+                if raw.strip():
+                    body = decode_json(raw)
+            result = await op.run(g, actor, scope, body)
+            if isinstance(result, list):
+                result = {"object": "list", "data": result}
+            await send_json(send, orjson.dumps(result))
         except (LlmgwError, ValidationError) as exc:
             await error_response(exc, g.scrubber)(scope, receive, send)
 

@@ -20,7 +20,7 @@ from llmgw.server.streaming import Drain
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-    from llmgw.auth.broadcast import ChangeListener
+    from llmgw.auth.broadcast import ChangeListener, ChangePublisher
     from llmgw.auth.keys import KeyService
     from llmgw.providers.base import Provider
     from llmgw.ratelimit import RateLimiter
@@ -115,6 +115,9 @@ class Gateway:
         one append per request in accounting, bounded, never the database."""
         self.feed: ChangeListener | None = None
         """Key changes from other processes (Redis); ``None`` without ``redis_url``."""
+        self.publisher: ChangePublisher | None = None
+        """Announces key and user changes made through the admin API to other instances
+        (Redis); ``None`` without ``redis_url``. Closed at shutdown."""
 
     async def start(self) -> None:
         """Open the database, the key cache, the usage recorder and the upstream providers.
@@ -194,7 +197,7 @@ class Gateway:
             self.auth.start()
             stack.push_async_callback(self.auth.close)
             if redis_url is not None and s.auth.broadcast:
-                from llmgw.auth.broadcast import ChangeListener
+                from llmgw.auth.broadcast import ChangeListener, ChangePublisher
 
                 self.feed = ChangeListener(
                     redis_url,
@@ -206,6 +209,10 @@ class Gateway:
                 self.feed.start()
                 stack.push_async_callback(self.feed.aclose)
                 self.metrics.watch_auth_feed(self.feed)
+                self.publisher = ChangePublisher(
+                    redis_url, prefix=s.auth.redis_prefix, timeout=s.auth.redis_timeout
+                )
+                stack.callback(self._close_publisher)
             self._running = stack.pop_all()  # started: unwound by stop(), not here
         self.started = True
 
@@ -219,6 +226,11 @@ class Gateway:
         self.started = False
         if running is not None:
             await running.aclose()
+
+    def _close_publisher(self) -> None:
+        publisher, self.publisher = self.publisher, None
+        if publisher is not None:
+            publisher.close()
 
     async def _close_providers(self) -> None:
         for provider in self.providers.values():

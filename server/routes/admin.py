@@ -1,34 +1,32 @@
 """``/admin/v1/...``: the admin API, the same ``LocalAdmin`` operations the CLI runs locally.
 
-Every route goes through ``AdminRoute``, the pipeline's steps for an admin call: authenticate the
-key (the key cache), require the admin role (``require_admin``, the one check OAuth tokens will
-plug into), admit it against the key's own ``rpm`` like any route, read and decode a JSON body,
-run the operation in a worker thread (the database calls block) as the caller, with ``source``
-from ``X-Llmgw-Source``, and answer JSON; errors are the OpenAI envelope. A key without the admin
-role gets 403 before any operation runs, so it learns nothing about other keys or users
-(AUTH-5, AUTH-6). Wire format: ``llmgw.admin.remote`` (the client) documents it.
+Every route is an ``AdminOperation`` of the request pipeline (``server/pipeline.py``), which
+authenticates the key (the key cache), asks ``require_admin`` (the one admin check; OAuth tokens
+plug in there), admits the call against the key's own ``rpm`` like any route, decodes a JSON
+body and answers JSON or the OpenAI error envelope. The operations here run ``LocalAdmin`` in a
+worker thread (the database calls block) as the caller, with ``source`` from
+``X-Llmgw-Source``, or answer from the server's memory (recent requests, live provider state,
+whoami). A key without the admin role gets 403 before any operation runs, so it learns nothing
+about other keys or users (AUTH-5, AUTH-6). Wire format: ``llmgw.admin.remote`` (the client)
+documents it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
-import orjson
-from pydantic import ValidationError
 from starlette.routing import Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import Scope
 
 from llmgw.admin.local import LocalAdmin
 from llmgw.admin.ops import UNSET, Actor, Record
 from llmgw.admin.records import provider_record, recent_record
-from llmgw.errors import InvalidRequest, LlmgwError, PermissionDenied
-from llmgw.server.body import decode_json, receive_body
-from llmgw.server.errors import error_response
-from llmgw.server.middleware import RequestContext
-from llmgw.server.pipeline import send_json
+from llmgw.errors import InvalidRequest, PermissionDenied
+from llmgw.server.pipeline import AdminOperation, AdminRoute
 from llmgw.server.state import Gateway
 
 __all__ = ["admin_routes", "require_admin"]
@@ -36,6 +34,7 @@ __all__ = ["admin_routes", "require_admin"]
 PREFIX = "/admin/v1"
 _SOURCES = {"cli", "tui", "api"}
 _MAX_RECENT = 1000
+_HOST = re.compile(r"[A-Za-z0-9.\-]{1,253}(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]{2,45}\](:[0-9]{1,5})?")
 
 Handler = Callable[[LocalAdmin, Mapping[str, str], Mapping[str, str], dict[str, Any]], object]
 
@@ -230,106 +229,90 @@ def _query(scope: Scope) -> dict[str, str]:
     return dict(parse_qsl(raw, keep_blank_values=True))
 
 
-def _listed(result: object) -> bytes:
-    if isinstance(result, list):
-        return orjson.dumps({"object": "list", "data": result})
-    return orjson.dumps(result)
+class _Database(AdminOperation):
+    """A ``LocalAdmin`` operation, run in a worker thread as the caller."""
 
-
-class AdminRoute:
-    """The pipeline for one admin operation (see the module docstring)."""
-
-    __slots__ = ("g", "handler", "method")
-
-    def __init__(self, gateway: Gateway, method: str, handler: Callable[..., Any]) -> None:
-        self.g = gateway
+    def __init__(self, method: str, path: str, handler: Handler) -> None:
         self.method = method
+        self.path = PREFIX + path
         self.handler = handler
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        g = self.g
-        try:
-            rc: RequestContext = scope["llmgw"]
-            key = await g.auth.authenticate(scope["headers"])
-            rc.key_prefix = key.prefix
-            actor = require_admin(key, scope)
-            if key.rpm or key.tpm:
-                grant = await g.limits.admit(key, 0)
-                if grant is not None:
-                    grant.settle(0)
-            body: dict[str, Any] = {}
-            if self.method in ("POST", "PATCH"):
-                raw = await receive_body(scope, receive, g.max_body)
-                body = decode_json(raw) if raw.strip() else {}
-            result = await self.handler(actor, _source(scope), scope, body)
-            await send_json(send, _listed(result))
-        except (LlmgwError, ValidationError) as exc:
-            await error_response(exc, g.scrubber)(scope, receive, send)
+    async def run(self, g: Gateway, actor: Actor, scope: Scope, body: dict[str, Any]) -> object:
+        loop = asyncio.get_running_loop()
 
-
-def admin_routes(g: Gateway) -> list[Route]:
-    """The ``/admin/v1`` routes bound to gateway ``g``."""
-    loop_holder: dict[str, asyncio.AbstractEventLoop] = {}
-    publisher: dict[str, Any] = {}
-
-    def announce(change: Any) -> None:
-        """After a committed change (in the worker thread): this process's key cache at once,
-        other instances through Redis when configured."""
-        loop = loop_holder.get("loop")
-        if loop is not None:
+        def announce(change: Any) -> None:
+            """After a committed change (in the worker thread): this process's key cache at
+            once, other instances through Redis when configured (``Gateway.publisher``)."""
             loop.call_soon_threadsafe(g.auth.apply, change)
-        s = g.settings
-        if s.redis_url is not None and s.auth.broadcast:
-            if "p" not in publisher:
-                from llmgw.auth.broadcast import ChangePublisher
+            if g.publisher is not None:
+                g.publisher.publish(change)
 
-                publisher["p"] = ChangePublisher(
-                    s.redis_url.get_secret_value(),
-                    prefix=s.auth.redis_prefix,
-                    timeout=s.auth.redis_timeout,
-                )
-            publisher["p"].publish(change)
+        admin = LocalAdmin(g.engine, actor, _source(scope), on_change=announce)
+        params = scope.get("path_params", {})
+        return await asyncio.to_thread(self.handler, admin, params, _query(scope), body)
 
-    def database(handler: Handler) -> Callable[..., Any]:
-        async def run(actor: Actor, source: str, scope: Scope, body: dict[str, Any]) -> object:
-            loop_holder.setdefault("loop", asyncio.get_running_loop())
-            admin = LocalAdmin(g.engine, actor, source, on_change=announce)
-            params = scope.get("path_params", {})
-            query = _query(scope)
-            return await asyncio.to_thread(handler, admin, params, query, body)
 
-        return run
+class _Recent(AdminOperation):
+    """The newest finished requests, from the in-memory ring (never the database)."""
 
-    async def recent(actor: Actor, source: str, scope: Scope, body: dict[str, Any]) -> object:
+    path = PREFIX + "/usage/recent"
+
+    async def run(self, g: Gateway, actor: Actor, scope: Scope, body: dict[str, Any]) -> object:
         limit = _int(_query(scope), "limit", 100) or 0
         if not 1 <= limit <= _MAX_RECENT:
             raise _bad("limit", f"use 1 to {_MAX_RECENT}")
         newest = list(g.recent)[-limit:]
         return [recent_record(_event_row(ev), prefix) for ev, prefix in reversed(newest)]
 
-    async def providers(actor: Actor, source: str, scope: Scope, body: dict[str, Any]) -> object:
+
+class _Providers(AdminOperation):
+    """The router's live state of every (provider, model)."""
+
+    path = PREFIX + "/providers"
+
+    async def run(self, g: Gateway, actor: Actor, scope: Scope, body: dict[str, Any]) -> object:
         return [provider_record(r, live=True) for r in g.router.health.snapshot()]
 
-    async def whoami(actor: Actor, source: str, scope: Scope, body: dict[str, Any]) -> object:
+
+class _Whoami(AdminOperation):
+    """The caller as the server sees them, and the server's own address."""
+
+    path = PREFIX + "/whoami"
+
+    async def run(self, g: Gateway, actor: Actor, scope: Scope, body: dict[str, Any]) -> object:
         record: Record = {
             "actor": actor.name,
             "actor_kind": actor.kind,
             "role": actor.role,
             "mode": "remote",
-            "url": None,
+            "url": _server_url(scope),
         }
         return record
 
-    routes = [
-        Route(PREFIX + path, AdminRoute(g, method, database(handler)), methods=[method])
-        for method, path, handler in _OPS
-    ]
-    routes += [
-        Route(PREFIX + "/usage/recent", AdminRoute(g, "GET", recent), methods=["GET"]),
-        Route(PREFIX + "/providers", AdminRoute(g, "GET", providers), methods=["GET"]),
-        Route(PREFIX + "/whoami", AdminRoute(g, "GET", whoami), methods=["GET"]),
-    ]
-    return routes
+
+def _server_url(scope: Scope) -> str:
+    """This server's address as the caller reached it (scheme, ``Host``, root path)."""
+    scheme = scope.get("scheme", "http")
+    host = None
+    for name, value in scope["headers"]:
+        if name == b"host":
+            text = value.decode("latin-1")
+            host = text if _HOST.fullmatch(text) else None
+            break
+    if not host:
+        server = scope.get("server") or ("localhost", None)
+        host, port = server[0], server[1]
+        default = {"http": 80, "https": 443}.get(scheme)
+        if port is not None and port != default:
+            host = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    return f"{scheme}://{host}{scope.get('root_path', '')}".rstrip("/")
+
+
+def admin_routes(g: Gateway) -> list[Route]:
+    """The ``/admin/v1`` routes bound to gateway ``g``."""
+    ops: list[AdminOperation] = [_Database(method, path, h) for method, path, h in _OPS]
+    ops += [_Recent(), _Providers(), _Whoami()]
+    return [Route(op.path, AdminRoute(g, op, require_admin), methods=[op.method]) for op in ops]
 
 
 def _event_row(ev: Any) -> dict[str, Any]:

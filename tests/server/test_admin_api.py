@@ -199,3 +199,65 @@ def test_the_openapi_examples_have_the_shape_of_the_real_answers(
                 assert set(answer) == set(example), (url, set(answer) ^ set(example))
                 checked += 1
     assert checked == 9
+
+
+@pytest.mark.redis
+@pytest.mark.filterwarnings("error")
+async def test_the_change_publisher_of_the_admin_routes_is_closed_at_shutdown(
+    make_settings: Any,
+    emulator: Any,
+    redis_url: str,
+    local: LocalAdmin,
+    admin_key: str,
+) -> None:
+    """A revoke through the API is published on Redis (another instance would hear it), and the
+    publisher's connection is closed when the server stops (Redis no longer lists it), with no
+    ResourceWarning (an error here) once the app is gone."""
+    import gc
+    import uuid
+
+    import redis.asyncio as aredis
+    from pydantic import SecretStr
+
+    from llmgw.server import create_app
+    from llmgw.server.app import gateway_of
+
+    prefix = f"llmgw-test:{uuid.uuid4().hex[:12]}:auth"
+    base = make_settings(emulator.url)
+    settings = base.model_copy(
+        update={
+            "redis_url": SecretStr(redis_url),
+            "auth": base.auth.model_copy(update={"redis_prefix": prefix}),
+        }
+    )
+    victim = local.keys_create("victim")
+    app: Any = create_app(settings)
+    listener = aredis.Redis.from_url(redis_url)
+
+    async def publishers() -> set[str]:
+        clients = await listener.client_list()
+        return {c["addr"] for c in clients if c.get("name") == "llmgw-auth-publisher"}
+
+    try:
+        before = await publishers()
+        async with app.router.lifespan_context(app):
+            gateway = gateway_of(app)
+            assert gateway.publisher is not None
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url="http://llmgw") as c:
+                resp = await c.post(
+                    f"/admin/v1/keys/{victim['id']}/revoke",
+                    headers={"Authorization": f"Bearer {admin_key}"},
+                )
+            assert resp.status_code == 200 and resp.json()["status"] == "revoked"
+            assert gateway.publisher.published == 1 and gateway.publisher.error is None
+            assert int(await listener.get(f"{prefix}:version") or 0) == 1
+            ours = await publishers() - before
+            assert len(ours) == 1
+        assert gateway.publisher is None
+        assert not ours & await publishers()  # the connection is gone from Redis
+        del app, gateway, transport
+        gc.collect()
+    finally:
+        await listener.delete(f"{prefix}:version")
+        await listener.aclose()

@@ -77,3 +77,48 @@ async def test_key_routes_answer_head_and_errors_like_the_upstream_routes(
         assert r.json()["error"]["type"] == "authentication_error"
     wrong = await client.post("/v1/models", headers=auth)
     assert wrong.status_code == 405 and wrong.json()["error"]["type"] == "invalid_request_error"
+
+
+async def test_admin_routes_are_a_pipeline_kind_behind_the_same_middleware(
+    settings: Settings, make_key: Any, test_engine: Any
+) -> None:
+    """The admin API runs through the pipeline's ``AdminRoute`` (dispatched like the others):
+    an added middleware sees it, 401 without a key, 403 for a non-admin key (AUTH-6), the key's
+    rpm admits it like any route (429 once spent), and whoami names the server's address."""
+    from llmgw.admin.local import LocalAdmin
+    from llmgw.admin.ops import Actor
+    from llmgw.server.pipeline import AdminRoute
+
+    local = LocalAdmin(test_engine, Actor.local())
+    local.users_create("root@example.com", role="admin")
+    admin = local.keys_create("root", user="root@example.com", rpm=2)["key"]
+    plain = {"Authorization": f"Bearer {make_key('plain').secret}"}
+    bearer = {"Authorization": f"Bearer {admin}"}
+    app: Any = create_app(settings)
+    app.add_middleware(Tagging)
+    Tagging.seen = []
+    async with app.router.lifespan_context(app):
+        admin_apps = [r.app for r in app.routes if r.path.startswith("/admin/v1/")]
+        assert len(admin_apps) == 17 and all(isinstance(a, AdminRoute) for a in admin_apps)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gw.example:8080") as c:
+            answers = [
+                await c.get("/admin/v1/whoami"),
+                await c.get("/admin/v1/whoami", headers=plain),
+                await c.get("/admin/v1/whoami", headers=bearer),
+                await c.get(f"/admin/v1/keys/{admin[:12]}", headers=bearer),
+                await c.get("/admin/v1/whoami", headers=bearer),
+            ]
+        assert "GET" in app.direct["/admin/v1/whoami"]  # dispatched straight to the pipeline
+    assert [r.status_code for r in answers] == [401, 403, 200, 200, 429]
+    assert all(r.headers.get("x-tagged") == "1" for r in answers)
+    assert len(Tagging.seen) == len(answers)
+    me = answers[2].json()
+    assert me == {
+        "actor": "root@example.com",
+        "actor_kind": "key",
+        "role": "admin",
+        "mode": "remote",
+        "url": "http://gw.example:8080",
+    }
+    assert answers[4].json()["error"]["type"] == "rate_limit_error"

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -78,9 +79,14 @@ class ChangePublisher:
 
     ``publish`` never raises: a failure is kept in ``error`` so the caller can tell the person
     that running servers were not told (they then refuse the key within ``key_cache_seconds``).
+    Thread-safe (the admin API publishes from worker threads): one publish at a time. Its Redis
+    connection is named ``client_name`` (``CLIENT LIST`` shows it); ``close`` closes it.
     """
 
+    client_name = "llmgw-auth-publisher"
+
     def __init__(self, redis_url: str, *, prefix: str, timeout: float) -> None:
+        self._lock = threading.Lock()
         self._url = redis_url
         self._prefix = prefix
         self._timeout = timeout
@@ -91,6 +97,10 @@ class ChangePublisher:
 
     def publish(self, change: AuthChange) -> None:
         """INCR the version and publish ``change``; on failure set ``error``."""
+        with self._lock:
+            self._publish(change)
+
+    def _publish(self, change: AuthChange) -> None:
         try:
             if self._client is None:
                 from redis import Redis as SyncRedis
@@ -103,6 +113,7 @@ class ChangePublisher:
                     socket_timeout=self._timeout,
                     socket_connect_timeout=self._timeout,
                     retry=Retry(NoBackoff(), 0),
+                    client_name=self.client_name,
                 )
             self._client.eval(
                 PUBLISH_LUA,
@@ -118,10 +129,11 @@ class ChangePublisher:
             self.published += 1
 
     def close(self) -> None:
-        """Close the connection."""
-        if self._client is not None:
-            self._client.close()
-            self._client = None
+        """Close the connection (a later ``publish`` opens a new one)."""
+        with self._lock:
+            if self._client is not None:
+                self._client.close()
+                self._client = None
 
 
 class ChangeListener:
