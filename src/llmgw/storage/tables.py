@@ -12,7 +12,21 @@ from sqlmodel import Field, SQLModel
 
 from llmgw.storage.types import JSONType, Money, UTCDateTime
 
-__all__ = ["ApiKey", "AuditEntry", "ProviderStatus", "UsageRecord", "User", "utcnow"]
+__all__ = [
+    "ApiKey",
+    "AuditEntry",
+    "OAuthClient",
+    "OAuthCode",
+    "OAuthDeviceCode",
+    "OAuthRefreshToken",
+    "OAuthSigningKey",
+    "OAuthToken",
+    "ProviderStatus",
+    "UsageRecord",
+    "User",
+    "WebSession",
+    "utcnow",
+]
 
 
 def utcnow() -> datetime:
@@ -31,6 +45,9 @@ class User(SQLModel, table=True):
     role: str = Field(default="user", max_length=20)
     disabled: bool = Field(default=False)
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime(), nullable=False)
+    password_hash: str | None = Field(default=None, max_length=512)
+    """An argon2 hash (``llmgw.identity.passwords``); ``None``: no password login."""
+    password_changed_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
 
 
 class ApiKey(SQLModel, table=True):
@@ -136,3 +153,133 @@ class AuditEntry(SQLModel, table=True):
     source: str = Field(max_length=16)
     remote_addr: str | None = Field(default=None, max_length=64)
     detail: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
+
+
+# -- identity (issue 11): OAuth clients, grants, tokens, signing keys, browser sessions --------
+# Secrets are never stored: codes, refresh tokens, device codes, client secrets and session ids
+# are kept as SHA-256 hex digests; signing keys are encrypted (``llmgw.identity.signing``).
+
+
+class OAuthClient(SQLModel, table=True):
+    """An OAuth client registered by an admin: ``public`` (CLI, native apps) or ``confidential``."""
+
+    __tablename__ = "oauth_clients"
+
+    client_id: str = Field(max_length=64, primary_key=True)
+    name: str = Field(max_length=200)
+    kind: str = Field(max_length=16)
+    secret_digest: str | None = Field(default=None, max_length=64)
+    redirect_uris: list[str] = Field(default_factory=list, sa_type=JSONType, nullable=False)
+    grant_types: list[str] = Field(default_factory=list, sa_type=JSONType, nullable=False)
+    scopes: list[str] = Field(default_factory=list, sa_type=JSONType, nullable=False)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime(), nullable=False)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
+
+
+class OAuthCode(SQLModel, table=True):
+    """An authorization code (single use, 60 s); ``family_id`` names the grant it issued."""
+
+    __tablename__ = "oauth_codes"
+
+    code_digest: str = Field(max_length=64, primary_key=True)
+    client_id: str = Field(max_length=64, foreign_key="oauth_clients.client_id")
+    user_id: uuid.UUID = Field(foreign_key="users.id")
+    redirect_uri: str = Field(max_length=2000)
+    scope: str = Field(max_length=500)
+    code_challenge: str = Field(max_length=128)
+    expires_at: datetime = Field(sa_type=UTCDateTime(), nullable=False)
+    used_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
+    family_id: uuid.UUID | None = Field(default=None)
+
+
+class OAuthRefreshToken(SQLModel, table=True):
+    """One refresh token of a grant (``family_id``); each use rotates it."""
+
+    __tablename__ = "oauth_refresh_tokens"
+    __table_args__ = (sa.Index("ix_oauth_refresh_tokens_family_id", "family_id"),)
+
+    id: uuid.UUID = Field(default_factory=uuid.uuid4, primary_key=True)
+    digest: str = Field(max_length=64, sa_column_kwargs={"unique": True}, nullable=False)
+    family_id: uuid.UUID
+    client_id: str = Field(max_length=64, foreign_key="oauth_clients.client_id")
+    user_id: uuid.UUID | None = Field(default=None, foreign_key="users.id")
+    scope: str = Field(max_length=500)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime(), nullable=False)
+    expires_at: datetime = Field(sa_type=UTCDateTime(), nullable=False)
+    used_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
+
+
+class OAuthDeviceCode(SQLModel, table=True):
+    """A device authorization (RFC 8628) waiting for, or given, a user's approval."""
+
+    __tablename__ = "oauth_device_codes"
+
+    device_digest: str = Field(max_length=64, primary_key=True)
+    user_code: str = Field(max_length=16, sa_column_kwargs={"unique": True}, nullable=False)
+    client_id: str = Field(max_length=64, foreign_key="oauth_clients.client_id")
+    scope: str = Field(max_length=500)
+    expires_at: datetime = Field(sa_type=UTCDateTime(), nullable=False)
+    interval: int = Field(default=5)
+    last_polled_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
+    approved_user_id: uuid.UUID | None = Field(default=None, foreign_key="users.id")
+    denied_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
+    used_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
+
+
+class OAuthToken(SQLModel, table=True):
+    """An issued access token or personal access token, by ``jti`` (for listing and revoking).
+
+    A row with ``revoked_at`` set is on the deny-list until ``expires_at``.
+    """
+
+    __tablename__ = "oauth_tokens"
+    __table_args__ = (
+        sa.Index("ix_oauth_tokens_user_id", "user_id"),
+        sa.Index("ix_oauth_tokens_family_id", "family_id"),
+        sa.Index("ix_oauth_tokens_revoked_at", "revoked_at"),
+    )
+
+    jti: str = Field(max_length=64, primary_key=True)
+    kind: str = Field(max_length=16)
+    user_id: uuid.UUID | None = Field(default=None, foreign_key="users.id")
+    client_id: str | None = Field(default=None, max_length=64)
+    name: str | None = Field(default=None, max_length=200)
+    scope: str = Field(max_length=500)
+    family_id: uuid.UUID | None = Field(default=None)
+    issued_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime(), nullable=False)
+    expires_at: datetime = Field(sa_type=UTCDateTime(), nullable=False)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
+
+
+class OAuthSigningKey(SQLModel, table=True):
+    """A JWT signing key: the private half encrypted, the public half as a JWK.
+
+    Signs until ``retires_at``; verifies until ``expires_at`` (the overlap after a rotation).
+    """
+
+    __tablename__ = "oauth_signing_keys"
+
+    kid: str = Field(max_length=64, primary_key=True)
+    alg: str = Field(max_length=16)
+    private_key: str = Field(sa_type=sa.Text(), nullable=False)
+    public_jwk: dict[str, Any] = Field(sa_type=JSONType, nullable=False)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime(), nullable=False)
+    retires_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
+    expires_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
+
+
+class WebSession(SQLModel, table=True):
+    """A browser session of the self-service pages (the cookie holds the id; only its digest here)."""
+
+    __tablename__ = "web_sessions"
+    __table_args__ = (sa.Index("ix_web_sessions_user_id", "user_id"),)
+
+    id_digest: str = Field(max_length=64, primary_key=True)
+    user_id: uuid.UUID = Field(foreign_key="users.id")
+    csrf_secret: str = Field(max_length=128)
+    created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime(), nullable=False)
+    expires_at: datetime = Field(sa_type=UTCDateTime(), nullable=False)
+    revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
+    ip: str | None = Field(default=None, max_length=64)
+    user_agent: str | None = Field(default=None, max_length=500)
