@@ -102,8 +102,10 @@ def _query(**params: Any) -> dict[str, str]:
 class RemoteAdmin:
     """``AdminOps`` over HTTP: the ``/admin/v1`` API of the llmgw server at ``url``.
 
-    ``token`` is an API key whose user has the admin role; ``source`` (``cli`` or ``tui``) is sent
-    as ``X-Llmgw-Source`` and recorded in the audit log. ``transport`` is for tests (an ASGI app).
+    ``token`` is an API key whose user has the admin role, or an OAuth access token with the
+    ``admin`` scope; ``auth`` replaces it with an ``httpx.Auth`` that supplies (and refreshes) the
+    token itself (the stored ``llmgw login``). ``source`` (``cli`` or ``tui``) is sent as
+    ``X-Llmgw-Source`` and recorded in the audit log. ``transport`` is for tests (an ASGI app).
     """
 
     def __init__(
@@ -112,32 +114,37 @@ class RemoteAdmin:
         token: str | None,
         source: str = "cli",
         *,
+        auth: httpx.Auth | None = None,
         connect_timeout: float = CONNECT_TIMEOUT,
         read_timeout: float = READ_TIMEOUT,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
         self.url = _safe_url(url)
-        if not token:
+        if not token and auth is None:
             raise UsageError(
-                f"--url {self.url} needs an admin's API key",
-                hint="pass --token KEY or set LLMGW_TOKEN (a key whose user has the admin role)",
+                f"--url {self.url} needs an admin's API key or a login",
+                hint="pass --token KEY, set LLMGW_TOKEN (a key whose user has the admin role), "
+                f"or run `llmgw login --url {self.url}`",
                 param="token",
             )
-        if not _TOKEN_OK.fullmatch(token):
+        if token and not _TOKEN_OK.fullmatch(token):
             raise UsageError(
                 "the token has spaces or characters outside printable ASCII",
                 hint="pass the key exactly as `llmgw keys create` printed it",
                 param="token",
             )
         self.source = source
+        headers = {
+            "User-Agent": f"llmgw/{__version__}",
+            "X-Llmgw-Source": source,
+            "Accept": "application/json",
+        }
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         self._client = httpx.Client(
             base_url=self.url + "/admin/v1",
-            headers={
-                "Authorization": f"Bearer {token}",
-                "User-Agent": f"llmgw/{__version__}",
-                "X-Llmgw-Source": source,
-                "Accept": "application/json",
-            },
+            headers=headers,
+            auth=None if token else auth,
             timeout=httpx.Timeout(read_timeout, connect=connect_timeout),
             transport=transport,
             follow_redirects=False,

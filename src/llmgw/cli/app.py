@@ -48,6 +48,21 @@ COMMANDS = {
         "audit",
         "Show administrative actions, newest first: who changed which key or user, when, from where.",
     ),
+    "login": LazyCommand(
+        "llmgw.cli.login",
+        "login",
+        "Log in to an llmgw server with your account (OAuth 2.0; the browser, or --device).",
+    ),
+    "logout": LazyCommand(
+        "llmgw.cli.login",
+        "logout",
+        "Log out: revoke the stored tokens at the server, then forget them here.",
+    ),
+    "whoami": LazyCommand(
+        "llmgw.cli.login",
+        "whoami",
+        "Show who you are logged in as, on which servers, with which scopes, until when.",
+    ),
     "dash": LazyCommand(
         "llmgw.cli.dash",
         "dash",

@@ -16,10 +16,11 @@ if TYPE_CHECKING:
 __all__ = ["dash"]
 
 
-def _remote(url: str, token: str | None) -> AdminOps:
+def _remote(url: str, token: str | None, ctx: typer.Context) -> AdminOps:
     from llmgw.admin.remote import RemoteAdmin
 
-    return RemoteAdmin(url, token, source="tui")
+    auth = None if token else state(ctx).login(url)  # the stored `llmgw login`, refreshed
+    return RemoteAdmin(url, token, source="tui", auth=auth)
 
 
 def dash(
@@ -38,7 +39,7 @@ def dash(
         typer.Option(
             "--token",
             envvar="LLMGW_TOKEN",
-            help="An admin's API key for --url (never echoed).",
+            help="An admin's API key for --url (never echoed); default: the stored llmgw login.",
             show_default=False,
         ),
     ] = None,
@@ -50,8 +51,8 @@ def dash(
     """Open the full-screen admin dashboard: providers, requests, usage, keys, users, audit.
 
     Without --url it reads and changes the database directly (the providers screen then shows
-    the provider_status table: live state needs a server); with --url and an admin --token it
-    uses the server's admin API. ? lists the keys, q quits. Exit code 2 when the credential is
+    the provider_status table: live state needs a server); with --url and an admin --token, or
+    the stored `llmgw login` for that URL, it uses the server's admin API. ? lists the keys, q quits. Exit code 2 when the credential is
     refused or is not an admin's.
     """
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
@@ -62,7 +63,7 @@ def dash(
     url, token = url or st.url, token or st.token  # `llmgw --url X dash` works too
     ops: AdminOps
     if url:
-        ops = _remote(url, token)
+        ops = _remote(url, token, ctx)
     else:
         from llmgw.admin.local import LocalAdmin
         from llmgw.admin.ops import Actor

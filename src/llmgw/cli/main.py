@@ -4,7 +4,7 @@ Exit codes (also in docs/cli.md):
 0 ok, 1 unexpected error or a declined confirmation, 2 bad usage or config (also a
 destructive command without --yes when stdin is not a terminal), 3 database unreachable, 4 not found,
 5 conflict (already exists), 6 authentication or not allowed (a key without the admin role
-at --url), 7 rate limited, 8 upstream failure, 9 unavailable (also: the server at --url cannot
+at --url; a login refused or denied or expired or timed out; no stored login for --url), 7 rate limited, 8 upstream failure, 9 unavailable (also: the server at --url cannot
 be reached), 130 interrupted (Ctrl-C; one line on stderr).
 """
 

@@ -14,6 +14,8 @@ if TYPE_CHECKING:  # pydantic-settings and SQLAlchemy load when a command first 
     from llmgw.config import LoadedSettings, Settings
 
 if TYPE_CHECKING:
+    import httpx
+
     from llmgw.admin.ops import AdminOps
     from llmgw.admin.remote import RemoteAdmin
     from llmgw.auth.broadcast import ChangePublisher
@@ -88,12 +90,15 @@ class CliState:
     def admin(self) -> AdminOps:
         """The admin operations of this invocation (built once; audit rows say ``source`` ``cli``):
         with ``--url``, ``RemoteAdmin`` on that server's ``/admin/v1`` acting as the token's
-        owner (httpx loads only then); otherwise ``LocalAdmin`` on the database, acting as
+        owner (httpx loads only then) or, without a token, as the user of the stored ``llmgw
+        login`` for that URL; otherwise ``LocalAdmin`` on the database, acting as
         ``local:<os user>``."""
         if self._admin is None and self.url is not None:
             from llmgw.admin.remote import RemoteAdmin
 
-            self._admin = self._remote = RemoteAdmin(self.url, self.token, "cli")
+            self._admin = self._remote = RemoteAdmin(
+                self.url, self.token, "cli", auth=None if self.token else self.login(self.url)
+            )
         if self._admin is None:
             from llmgw.admin.local import LocalAdmin
             from llmgw.admin.ops import Actor
@@ -106,6 +111,12 @@ class CliState:
                 on_change=changes.publish if changes is not None else None,
             )
         return self._admin
+
+    def login(self, url: str) -> httpx.Auth | None:
+        """The stored ``llmgw login`` for ``url`` (refreshing itself), or ``None``."""
+        from llmgw.cli.login import stored_auth
+
+        return stored_auth(self.settings.home, url)
 
     def auth_changes(self) -> ChangePublisher | None:
         """What announces key and user changes to running servers; ``None`` without Redis."""
