@@ -27,6 +27,7 @@ from llmgw.server.pipeline import (
     routes_for,
 )
 from llmgw.server.routes.admin import admin_routes
+from llmgw.server.routes.alerts import alert_routes
 from llmgw.server.routes.chat import ChatCompletions
 from llmgw.server.routes.embeddings import Embeddings
 from llmgw.server.routes.health import health_routes
@@ -115,6 +116,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.monotoni
         *routes_for(gateway, operations),
         *health_routes(gateway),
         *admin_routes(gateway),
+        *alert_routes(gateway),
         Route("/openapi.json", openapi, methods=["GET"]),
     ]
     log_enabled = settings.server.access_log

@@ -9,6 +9,7 @@ import orjson
 from llmgw import __version__
 from llmgw.schemas import ChatRequest, EmbeddingRequest
 from llmgw.server.openapi_admin import admin_paths
+from llmgw.server.openapi_alerts import alert_paths
 from llmgw.server.openapi_examples import annotate
 
 __all__ = ["openapi_document", "openapi_json"]
@@ -260,6 +261,7 @@ def openapi_document() -> dict[str, Any]:
     }
     paths: dict[str, Any] = document["paths"]  # type: ignore[assignment]
     paths.update(admin_paths())
+    paths.update(alert_paths())
     return annotate(document)
 
 

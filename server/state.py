@@ -20,6 +20,7 @@ from llmgw.server.streaming import Drain
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
+    from llmgw.alerts.service import AlertService
     from llmgw.auth.broadcast import ChangeListener, ChangePublisher
     from llmgw.auth.keys import KeyService
     from llmgw.providers.base import Provider
@@ -93,6 +94,7 @@ class Gateway:
     ready: ReadyCheck
     limiter: RateLimiter
     limits: KeyLimits
+    alerts: AlertService
 
     def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> None:
         self.settings = settings
@@ -196,6 +198,10 @@ class Gateway:
             self.metrics.watch_ratelimits(self.limits)
             self.auth.start()
             stack.push_async_callback(self.auth.close)
+            if s.alerts.enabled:
+                from llmgw.server.alerting import start_alerts
+
+                await start_alerts(self, stack)
             if redis_url is not None and s.auth.broadcast:
                 from llmgw.auth.broadcast import ChangeListener, ChangePublisher
 

@@ -35,6 +35,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from llmgw.errors import ConfigError
 
 __all__ = [
+    "AlertsSettings",
     "AliasTarget",
     "AuthSettings",
     "DatabaseSettings",
@@ -199,6 +200,67 @@ class RateLimitSettings(_Section):
     """While Redis is failing, seconds between attempts to use it again (one request probes, the rest stay local)."""
 
 
+class AlertsSettings(_Section):
+    """The alert history service (``[alerts]``; see docs/alerts.md)."""
+
+    enabled: bool = True
+    """Serve ``POST /alerts/webhook``, ``/api/alerts``, the dashboard, and run the processing worker."""
+    webhook_token: SecretStr | None = None
+    """Bearer token Alertmanager sends (``http_config.authorization.credentials``); unset means the
+    webhook answers 404 (not configured). Not an API key: it only lets deliveries in."""
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024)
+    """Largest accepted webhook delivery; bigger gets 413 (Alertmanager sends whole groups)."""
+    mode: Literal["transparent", "enriched", "transparent_with_recommendations"] = "enriched"
+    """``transparent``: no LLM call, alerts as received; ``enriched``: classification attached;
+    ``transparent_with_recommendations``: the original alert plus the LLM's recommendations."""
+    model: str = "alerts-classifier"
+    """Alias or ``provider/model`` the classifier asks through the gateway's own router."""
+    prompt_version: str = "v1"
+    """Part of the cache key and stored with every classification; change it with the prompt."""
+    structured_output: bool = True
+    """Send ``response_format: json_schema`` (OpenAI-compatible upstreams); without it the
+    prompt alone asks for JSON and the answer is still validated."""
+    timeout: float = Field(default=20.0, gt=0, le=600)
+    """Seconds one classification call may take."""
+    max_tokens: int = Field(default=800, ge=64, le=16_000)
+    """Answer cap of one classification call."""
+    max_attempts: int = Field(default=5, ge=1, le=100)
+    """Classification attempts per occurrence before it stays unclassified (re-classify on demand)."""
+    retry_backoff: float = Field(default=30.0, ge=0, le=86_400)
+    """Seconds before the second attempt; doubles per attempt (at most ``retry_backoff_max``)."""
+    retry_backoff_max: float = Field(default=3600.0, ge=0, le=86_400)
+    """Longest wait between two attempts."""
+    concurrency: int = Field(default=4, ge=1, le=256)
+    """Jobs one instance's worker runs at once."""
+    poll_interval: float = Field(default=2.0, gt=0, le=600)
+    """Seconds between looks at the queue when idle (jobs stored by this process wake it at once)."""
+    lease_seconds: float = Field(default=120.0, ge=1, le=86_400)
+    """How long a claimed job belongs to one worker; a crashed worker's jobs are taken over after."""
+    cache_ttl: float = Field(default=86_400.0, ge=0, le=90 * 86_400)
+    """Seconds a classification is reused for the same identifying labels (Redis when
+    ``redis_url`` is set, else the database); 0 disables the cache."""
+    cache_prefix: str = Field(default="llmgw:alerts", pattern=r"^[A-Za-z0-9:_.{}-]{1,100}$")
+    """Prefix of the classification cache's Redis keys."""
+    volatile_labels: list[str] = Field(
+        default_factory=lambda: ["pod", "pod_template_hash", "container_id", "uid", "instance_id"]
+    )
+    """Labels left out of the cache key and the prompt (they change per replica, not per problem)."""
+    flapping_count: int = Field(default=3, ge=2, le=1000)
+    """An alert is flapping when it fired this many times within ``flapping_window``."""
+    flapping_window: float = Field(default=3600.0, gt=0, le=30 * 86_400)
+    """Seconds of history the flapping rule looks at."""
+    retention_firing_days: float | None = Field(default=None, gt=0)
+    """Delete occurrences still firing whose last delivery is older than this (unset: keep)."""
+    retention_resolved_days: float | None = Field(default=90.0, gt=0)
+    """Delete resolved occurrences (with their events and jobs) this many days after resolution."""
+    retention_deliveries_days: float | None = Field(default=30.0, gt=0)
+    """Delete raw webhook deliveries this many days after they last arrived."""
+    retention_interval: float = Field(default=3600.0, ge=1, le=86_400)
+    """Seconds between retention runs."""
+    retention_batch: int = Field(default=5000, ge=1, le=1_000_000)
+    """Rows deleted per statement (short transactions, no long locks)."""
+
+
 class AliasTarget(_Section):
     """One candidate of an alias, with an optional weight for load spreading."""
 
@@ -305,6 +367,7 @@ class Settings(BaseSettings):
     usage: UsageSettings = Field(default_factory=UsageSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     ratelimit: RateLimitSettings = Field(default_factory=RateLimitSettings)
+    alerts: AlertsSettings = Field(default_factory=AlertsSettings)
     providers: list[ProviderConfig] = Field(default_factory=list)
     aliases: dict[str, list[str | AliasTarget]] = Field(default_factory=dict)
     """Alias name -> ordered candidates (``provider/model[:version]``)."""

@@ -283,3 +283,8 @@ class WebSession(SQLModel, table=True):
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
     ip: str | None = Field(default=None, max_length=64)
     user_agent: str | None = Field(default=None, max_length=500)
+
+
+# The alert history's tables live in their own module; importing it here registers them on the
+# same metadata for every caller (migrations, the schema drift test).
+from llmgw.storage import alert_tables as _alert_tables  # noqa: E402, F401
