@@ -241,7 +241,7 @@ def admin_paths() -> dict[str, Any]:
             errors=(*one, "400"), query={
                 "since": _SINCE,
                 "until": ("2026-12-04T00:00:00+00:00", "Only before this time."),
-                "by": ("day", "day, hour, model, provider, key, user or status."),
+                "by": ("day", "day, hour, model (provider/model:version), version, provider, key, user or status."),
                 "key": ("llmgw_AbCdEf", "Only this key."),
                 "user": ("ann@example.com", "Only this user."),
                 "model": ("local/gpt-4o-mini", "Only this model[:version]."),

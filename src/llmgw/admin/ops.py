@@ -40,8 +40,17 @@ __all__ = [
 Record: TypeAlias = dict[str, Any]
 """One JSON-ready record (see the module docstring)."""
 
-UsageGroup = Literal["day", "hour", "model", "provider", "key", "user", "status"]
-USAGE_GROUPS: tuple[str, ...] = ("day", "hour", "model", "provider", "key", "user", "status")
+UsageGroup = Literal["day", "hour", "model", "version", "provider", "key", "user", "status"]
+USAGE_GROUPS: tuple[str, ...] = (
+    "day",
+    "hour",
+    "model",
+    "version",
+    "provider",
+    "key",
+    "user",
+    "status",
+)
 ActorKind = Literal["key", "token", "local"]
 Source = Literal["cli", "api", "tui"]
 

@@ -41,6 +41,7 @@ _TABLE_LABELS = {
     "hour": ("hour",),
     "status": ("status",),
     "model": ("model",),
+    "version": ("version",),
     "provider": ("provider",),
     "key": ("key",),
     "user": ("email",),
@@ -109,7 +110,10 @@ def usage_stats(
     ] = "7d",
     by: Annotated[
         str,
-        typer.Option("--by", help="Group by day, hour, model, provider, key, user or status."),
+        typer.Option(
+            "--by",
+            help="Group by day, hour, model (with its :version), version, provider, key, user or status.",
+        ),
     ] = "day",
     key: Annotated[
         str | None,

@@ -1,7 +1,7 @@
 """OAuth clients: registered by an admin, ``public`` (the CLI, native apps) or ``confidential``.
 
 Only a confidential client has a secret; it is shown once and only its digest is stored. The
-built-in public client ``llmgw-cli`` (created by migration 0003) is what ``llmgw login`` uses.
+built-in public client ``llmgw-cli`` (created by migration 0005) is what ``llmgw login`` uses.
 """
 
 from __future__ import annotations

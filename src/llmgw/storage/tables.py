@@ -15,6 +15,7 @@ from llmgw.storage.types import JSONType, Money, UTCDateTime
 __all__ = [
     "ApiKey",
     "AuditEntry",
+    "LATENCY_BUCKETS",
     "OAuthClient",
     "OAuthCode",
     "OAuthDeviceCode",
@@ -25,6 +26,9 @@ __all__ = [
     "UsageRecord",
     "User",
     "WebSession",
+    "usage_daily",
+    "usage_hourly",
+    "usage_rollup_state",
     "utcnow",
 ]
 
@@ -284,6 +288,51 @@ class WebSession(SQLModel, table=True):
     ip: str | None = Field(default=None, max_length=64)
     user_agent: str | None = Field(default=None, max_length=500)
 
+
+LATENCY_BUCKETS = 32
+"""Latency histogram buckets of the usage rollups: ``lat_0`` counts latencies under 1 ms,
+``lat_k`` those in [1.5^(k-1), 1.5^k) ms, ``lat_31`` those from 1.5^30 ms (3.2 minutes) up."""
+
+
+def _rollup(name: str) -> sa.Table:
+    """A usage rollup (``llmgw.usage.rollup``): one row per time bucket and dimensions.
+
+    Dimensions are NOT NULL (the primary key upserts on them): a usage row's NULL provider,
+    model or version is ``''`` here, a NULL key or user the nil UUID.
+    """
+    return sa.Table(
+        name,
+        SQLModel.metadata,
+        sa.Column("bucket", UTCDateTime(), primary_key=True),
+        sa.Column("provider", sa.String(64), primary_key=True),
+        sa.Column("model", sa.String(200), primary_key=True),
+        sa.Column("model_version", sa.String(64), primary_key=True),
+        sa.Column("key_id", sa.Uuid(), primary_key=True),
+        sa.Column("user_id", sa.Uuid(), primary_key=True),
+        sa.Column("status", sa.Integer(), primary_key=True, autoincrement=False),
+        sa.Column("requests", sa.BigInteger(), nullable=False),
+        sa.Column("prompt_tokens", sa.BigInteger(), nullable=False),
+        sa.Column("completion_tokens", sa.BigInteger(), nullable=False),
+        sa.Column("total_tokens", sa.BigInteger(), nullable=False),
+        sa.Column("cost_units", sa.BigInteger(), nullable=False),  # cost in 1e-10 units: exact
+        sa.Column("latency_sum", sa.Float(), nullable=False),
+        sa.Column("latency_min", sa.Float(), nullable=False),
+        sa.Column("latency_max", sa.Float(), nullable=False),
+        *(sa.Column(f"lat_{k}", sa.Integer(), nullable=False) for k in range(LATENCY_BUCKETS)),
+    )
+
+
+usage_hourly = _rollup("usage_hourly")
+"""Usage rows aggregated per UTC hour (``bucket`` is the hour's start)."""
+usage_daily = _rollup("usage_daily")
+"""Usage rows aggregated per UTC day (``bucket`` is the day's start, 00:00 UTC)."""
+usage_rollup_state = sa.Table(
+    "usage_rollup_state",
+    SQLModel.metadata,
+    sa.Column("id", sa.Integer(), primary_key=True, autoincrement=False),
+    sa.Column("last_id", sa.BigInteger(), nullable=False),
+)
+"""One row (``id`` 1): the rollups hold exactly the usage rows with ``id <= last_id``."""
 
 # The alert history's tables live in their own module; importing it here registers them on the
 # same metadata for every caller (migrations, the schema drift test).

@@ -1,16 +1,17 @@
-"""Usage reports: statistics grouped by day, hour, model, provider, key, user or status (with
-filters), and a streaming export.
+"""Usage reports: statistics grouped by day, hour, model (``provider/model:version``), version,
+provider, key, user or status (with filters), and a streaming export.
 
 Both run unchanged on SQLite and PostgreSQL; where the dialects differ (day buckets, exact cost
-sums, the 95th percentile) each gets its own expression.
+sums) each gets its own expression. Statistics read the rollups of ``llmgw.usage.rollup`` for
+whole hours and days, and the raw rows for the window's edges and the rows not folded in yet:
+exact, in one statement, in tens of milliseconds over a million rows.
 """
 
 from __future__ import annotations
 
-import math
 import uuid
 from collections.abc import Iterator
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal, TypedDict, get_args
 
@@ -18,7 +19,16 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.sql.elements import ColumnElement
 
-from llmgw.storage.tables import ApiKey, UsageRecord, User
+from llmgw.storage.tables import (
+    LATENCY_BUCKETS,
+    ApiKey,
+    UsageRecord,
+    User,
+    usage_daily,
+    usage_hourly,
+    usage_rollup_state,
+)
+from llmgw.usage.rollup import NO_ID, REFRESH_AT, cost_units, histogram_columns, p95, refresh, tail
 from llmgw.usage.rows import COLUMNS
 
 __all__ = [
@@ -28,12 +38,14 @@ __all__ = [
     "GroupBy",
     "UsageFilter",
     "export_batches",
+    "model_label",
+    "plan",
     "recent_requests",
     "stats_columns",
     "usage_stats",
 ]
 
-GroupBy = Literal["day", "hour", "model", "provider", "key", "user", "status"]
+GroupBy = Literal["day", "hour", "model", "version", "provider", "key", "user", "status"]
 GROUPS: tuple[str, ...] = get_args(GroupBy)
 
 _u: sa.Table = UsageRecord.__table__  # type: ignore[attr-defined]
@@ -56,12 +68,12 @@ _LABELS: dict[str, tuple[str, ...]] = {
     "day": ("day",),
     "hour": ("hour",),
     "model": ("model",),
+    "version": ("version",),
     "provider": ("provider",),
     "key": ("key", "key_name", "key_prefix"),
     "user": ("user", "email"),
     "status": ("status",),
 }
-_NANO = 10_000_000_000  # cost has ten decimal places
 
 
 def stats_columns(by: GroupBy) -> tuple[str, ...]:
@@ -108,37 +120,235 @@ def _window(
     return cond
 
 
-def _hour(dialect: str) -> ColumnElement[Any]:
+def _hour(dialect: str, created: ColumnElement[Any] | None = None) -> ColumnElement[Any]:
+    created = _u.c.created_at if created is None else created
     if dialect == "postgresql":
-        return sa.func.to_char(sa.func.timezone("UTC", _u.c.created_at), "YYYY-MM-DD HH24:00")
-    return sa.func.substr(sa.cast(_u.c.created_at, sa.String), 1, 13) + ":00"
+        return sa.func.to_char(sa.func.timezone("UTC", created), "YYYY-MM-DD HH24:00")
+    return sa.func.substr(sa.cast(created, sa.String), 1, 13) + ":00"
 
 
-def _day(dialect: str) -> ColumnElement[Any]:
+def _day(dialect: str, created: ColumnElement[Any] | None = None) -> ColumnElement[Any]:
+    created = _u.c.created_at if created is None else created
     if dialect == "postgresql":
-        return sa.func.to_char(sa.func.timezone("UTC", _u.c.created_at), "YYYY-MM-DD")
+        return sa.func.to_char(sa.func.timezone("UTC", created), "YYYY-MM-DD")
     # SQLite keeps naive UTC text 'YYYY-MM-DD HH:MM:SS...'; the first ten characters are the day.
-    return sa.func.substr(sa.cast(_u.c.created_at, sa.String), 1, 10)
+    return sa.func.substr(sa.cast(created, sa.String), 1, 10)
 
 
-def _group_columns(by: GroupBy, dialect: str) -> list[ColumnElement[Any]]:
+_GROUP_DIMS: dict[str, tuple[str, ...]] = {
+    "model": ("provider", "model", "model_version"),
+    "version": ("model_version",),
+    "provider": ("provider",),
+    "key": ("key_id",),
+    "user": ("user_id",),
+    "status": ("status",),
+}
+
+
+def _source_groups(
+    by: GroupBy, dialect: str, src: sa.Table | sa.FromClause, time: ColumnElement[Any]
+) -> list[ColumnElement[Any]]:
+    """The grouping columns of one source (a rollup, with NOT NULL dimensions, or ``usage``)."""
     if by == "day":
-        return [_day(dialect).label("g_day")]
+        return [_day(dialect, time).label("g_day")]
     if by == "hour":
-        return [_hour(dialect).label("g_hour")]
-    if by == "status":
-        return [_u.c.status.label("g_status")]
-    if by == "model":
-        return [_u.c.provider.label("g_provider"), _u.c.model.label("g_model")]
-    if by == "provider":
-        return [_u.c.provider.label("g_provider")]
-    if by == "key":
-        return [
-            _u.c.key_id.label("g_key"),
-            _k.c.name.label("g_name"),
-            _k.c.prefix.label("g_prefix"),
-        ]
-    return [_u.c.user_id.label("g_user"), _usr.c.email.label("g_email")]
+        return [_hour(dialect, time).label("g_hour")]
+    out: list[ColumnElement[Any]] = []
+    for d in _GROUP_DIMS[by]:
+        col: ColumnElement[Any] = src.c[d]
+        if src is _u and d != "status":
+            col = sa.func.coalesce(col, NO_ID if d in ("key_id", "user_id") else "")
+        out.append(col.label(f"g_{d}"))
+    return out
+
+
+def _filters(src: sa.Table, only: UsageFilter) -> list[ColumnElement[bool]]:
+    """``only`` on a rollup table (whose dimensions are never NULL)."""
+    cond: list[ColumnElement[bool]] = []
+    if "key_id" in only:
+        cond.append(src.c.key_id == only["key_id"])
+    if "user_id" in only:
+        cond.append(src.c.user_id == only["user_id"])
+    if "provider" in only:
+        cond.append(src.c.provider == only["provider"])
+    if "status" in only:
+        cond.append(src.c.status == only["status"])
+    if "model" in only:
+        name, _, version = only["model"].partition(":")
+        provider, _, model = name.rpartition("/")
+        cond.append(src.c.model == model)
+        if provider:
+            cond.append(src.c.provider == provider)
+        if version:
+            cond.append(src.c.model_version == version)
+    return cond
+
+
+def _floor(t: datetime, span: str) -> datetime:
+    t = t.astimezone(UTC)
+    t = t.replace(minute=0, second=0, microsecond=0)
+    return t.replace(hour=0) if span == "day" else t
+
+
+def _ceil(t: datetime, span: str) -> datetime:
+    f = _floor(t, span)
+    return f if f == t else f + (timedelta(days=1) if span == "day" else timedelta(hours=1))
+
+
+Range = tuple[datetime | None, datetime | None]
+
+
+def plan(
+    since: datetime | None, until: datetime | None, by: GroupBy
+) -> tuple[Range | None, list[Range], list[Range]]:
+    """How ``[since, until)`` splits: (days from ``usage_daily``, ranges from ``usage_hourly``,
+    ranges read from ``usage`` itself). Whole buckets come from the rollups; the edges of the
+    window that cut through an hour come from the raw rows. ``None`` is an open end."""
+    spans = ("hour",) if by == "hour" else ("day", "hour")
+    lo = _ceil(since, spans[0]) if since is not None else None
+    hi = _floor(until, spans[0]) if until is not None else None
+    if lo is not None and hi is not None and lo >= hi:  # no whole bucket of the coarser span
+        if len(spans) == 1:
+            return None, [], [(since, until)]
+        assert since is not None and until is not None  # lo and hi come from them
+        first, last = _ceil(since, "hour"), _floor(until, "hour")
+        if first >= last:
+            return None, [], [(since, until)]
+        return None, [(first, last)], _edges(since, first, last, until)
+    coarse: Range = (lo, hi)
+    hours: list[Range] = []
+    raw: list[Range] = []
+    if len(spans) == 1:
+        return None, [coarse], _edges(since, lo, hi, until)
+    # by day and the groupings without time: days, then the hours around them, then raw edges
+    h_lo: datetime | None = _ceil(since, "hour") if since is not None else None
+    h_hi: datetime | None = _floor(until, "hour") if until is not None else None
+    if lo is not None and h_lo is not None and h_lo < lo:
+        hours.append((h_lo, lo))
+    if hi is not None and h_hi is not None and hi < h_hi:
+        hours.append((hi, h_hi))
+    raw = _edges(since, h_lo, h_hi, until)
+    return coarse, hours, raw
+
+
+def _edges(
+    since: datetime | None, lo: datetime | None, hi: datetime | None, until: datetime | None
+) -> list[Range]:
+    out: list[Range] = []
+    if since is not None and lo is not None and since < lo:
+        out.append((since, lo))
+    if until is not None and hi is not None and hi < until:
+        out.append((hi, until))
+    return out
+
+
+def _in(col: ColumnElement[Any], r: Range) -> ColumnElement[bool]:
+    cond: list[ColumnElement[bool]] = []
+    if r[0] is not None:
+        cond.append(col >= r[0])
+    if r[1] is not None:
+        cond.append(col < r[1])
+    return sa.and_(sa.true(), *cond)
+
+
+def _metrics(src: sa.Table) -> list[ColumnElement[Any]]:
+    """A rollup's sums for one group."""
+    return [
+        sa.func.sum(src.c.requests).label("requests"),
+        sa.func.sum(sa.case((src.c.status >= 400, src.c.requests), else_=0)).label("errors"),
+        sa.func.sum(src.c.prompt_tokens).label("prompt_tokens"),
+        sa.func.sum(src.c.completion_tokens).label("completion_tokens"),
+        sa.func.sum(src.c.total_tokens).label("total_tokens"),
+        sa.func.sum(src.c.cost_units).label("cost_units"),
+        sa.func.sum(src.c.latency_sum).label("latency_sum"),
+        sa.func.min(src.c.latency_min).label("latency_min"),
+        sa.func.max(src.c.latency_max).label("latency_max"),
+        *(sa.func.sum(src.c[f"lat_{k}"]).label(f"lat_{k}") for k in range(LATENCY_BUCKETS)),
+    ]
+
+
+def _raw_metrics(dialect: str) -> list[ColumnElement[Any]]:
+    """The same sums straight from ``usage`` rows."""
+    return [
+        sa.func.count().label("requests"),
+        sa.func.sum(sa.case((_u.c.status >= 400, 1), else_=0)).label("errors"),
+        sa.func.sum(_u.c.prompt_tokens).label("prompt_tokens"),
+        sa.func.sum(_u.c.completion_tokens).label("completion_tokens"),
+        sa.func.sum(_u.c.total_tokens).label("total_tokens"),
+        sa.func.sum(cost_units(dialect)).label("cost_units"),
+        sa.func.sum(_u.c.latency_ms).label("latency_sum"),
+        sa.func.min(_u.c.latency_ms).label("latency_min"),
+        sa.func.max(_u.c.latency_ms).label("latency_max"),
+        *histogram_columns(_u.c.latency_ms),
+    ]
+
+
+def _statement(
+    by: GroupBy,
+    dialect: str,
+    since: datetime | None,
+    until: datetime | None,
+    only: UsageFilter,
+    last_id: int | None = None,
+) -> sa.Select[Any]:
+    """One statement for the whole answer. With ``last_id`` (read just before) the planner
+    sees the tail's size (an index range on ``id``); the caller checks it did not move while
+    the statement ran. Without it, a subquery reads it in the statement's own snapshot."""
+    days, hours, raw = plan(since, until, by)
+    watermark: Any = last_id
+    if last_id is None:
+        watermark = (
+            sa.select(usage_rollup_state.c.last_id)
+            .where(usage_rollup_state.c.id == 1)
+            .scalar_subquery()
+        )
+    parts: list[sa.Select[Any]] = []
+    for table, ranges in ((usage_daily, [days] if days else []), (usage_hourly, hours)):
+        if not ranges:
+            continue
+        groups = _source_groups(by, dialect, table, table.c.bucket)
+        parts.append(
+            sa.select(*groups, *_metrics(table))
+            .where(sa.or_(*(_in(table.c.bucket, r) for r in ranges)), *_filters(table, only))
+            .group_by(*groups)
+        )
+    # raw rows: the window's edges (every row), and the rows the rollups do not hold yet
+    groups = _source_groups(by, dialect, _u, _u.c.created_at)
+    # (the window's edges lie inside the window: each OR arm has an index of its own)
+    fresh = sa.and_(_u.c.id > watermark, _in(_u.c.created_at, (since, until)))
+    parts.append(
+        sa.select(*groups, *_raw_metrics(dialect))
+        .where(sa.or_(*(_in(_u.c.created_at, r) for r in raw), fresh), *_window(None, None, only))
+        .group_by(*groups)
+    )
+    union = sa.union_all(*parts).subquery("parts")
+    keys = [union.c[c.name] for c in groups]
+    agg = [
+        sa.func.sum(union.c[name]).label(name)
+        for name in (
+            "requests", "errors", "prompt_tokens", "completion_tokens", "total_tokens",
+            "cost_units", "latency_sum", *(f"lat_{k}" for k in range(LATENCY_BUCKETS)),
+        )
+    ]  # fmt: skip
+    agg += [
+        sa.func.min(union.c.latency_min).label("latency_min"),
+        sa.func.max(union.c.latency_max).label("latency_max"),
+    ]
+    stmt = sa.select(*keys, *agg).group_by(*keys)
+    if by in ("key", "user"):
+        inner = stmt.subquery("totals")
+        if by == "key":
+            names = [_k.c.name.label("g_name"), _k.c.prefix.label("g_prefix")]
+            src = inner.outerjoin(_k, _k.c.id == inner.c.g_key_id)
+        else:
+            names = [_usr.c.email.label("g_email")]
+            src = inner.outerjoin(_usr, _usr.c.id == inner.c.g_user_id)
+        stmt = sa.select(inner, *names).select_from(src)
+    return stmt
+
+
+def _none(value: Any) -> Any:
+    return None if value in ("", NO_ID) else value
 
 
 def _labels(by: GroupBy, m: Any) -> dict[str, Any]:
@@ -149,22 +359,34 @@ def _labels(by: GroupBy, m: Any) -> dict[str, Any]:
     if by == "status":
         return {"status": int(m["g_status"])}
     if by == "model":
-        model = m["g_model"] or "-"
-        return {"model": f"{m['g_provider']}/{model}" if m["g_provider"] else model}
+        return {"model": model_label(m["g_provider"], m["g_model"], m["g_model_version"])}
+    if by == "version":
+        return {"version": _none(m["g_model_version"])}
     if by == "provider":
-        return {"provider": m["g_provider"]}
+        return {"provider": _none(m["g_provider"])}
     if by == "key":
-        key = str(m["g_key"]) if m["g_key"] is not None else None
-        return {"key": key, "key_name": m["g_name"], "key_prefix": m["g_prefix"]}
-    return {"user": str(m["g_user"]) if m["g_user"] is not None else None, "email": m["g_email"]}
+        key = _none(_uuid(m["g_key_id"]))
+        return {
+            "key": str(key) if key is not None else None,
+            "key_name": m["g_name"],
+            "key_prefix": m["g_prefix"],
+        }
+    user = _none(_uuid(m["g_user_id"]))
+    return {"user": str(user) if user is not None else None, "email": m["g_email"]}
 
 
-def _cost_sum(dialect: str) -> ColumnElement[Any]:
-    if dialect == "postgresql":
-        return sa.func.coalesce(sa.func.sum(_u.c.cost), 0)
-    # SQLite stores cost as text: sum whole 1e-10 units as integers, which is exact.
-    units = sa.cast(sa.func.round(sa.cast(_u.c.cost, sa.Float) * _NANO), sa.Integer)
-    return sa.func.coalesce(sa.func.sum(units), 0)
+def _uuid(value: Any) -> Any:
+    if value is None or isinstance(value, uuid.UUID):
+        return value
+    return uuid.UUID(str(value))
+
+
+def model_label(provider: str | None, model: str | None, version: str | None) -> str:
+    """``provider/model:version`` as a request names it (``-`` for a request never routed)."""
+    name = _none(model) or "-"
+    if _none(provider):
+        name = f"{provider}/{name}"
+    return f"{name}:{version}" if _none(version) else name
 
 
 def usage_stats(
@@ -174,96 +396,64 @@ def usage_stats(
     until: datetime | None = None,
     by: GroupBy = "day",
     only: UsageFilter | None = None,
+    refresh_at: int = REFRESH_AT,
 ) -> list[dict[str, Any]]:
     """Requests, errors, tokens, cost and latency per group over ``[since, until)``, counting
-    only the rows that match ``only``."""
+    only the rows that match ``only``.
+
+    Exact: whole hours and days come from the rollups (``llmgw.usage.rollup``), the window's
+    edges and the rows not folded in yet from ``usage``, in one statement. When more than
+    ``refresh_at`` rows wait, they are folded in first. ``p95_latency_ms`` is estimated from
+    the latency histogram (see ``rollup.p95``); everything else is exact.
+    """
     if by not in GROUPS:
         raise ValueError(f"unknown grouping {by!r}")
     dialect = engine.dialect.name
-    groups = _group_columns(by, dialect)
-    cols: list[ColumnElement[Any]] = [
-        *groups,
-        sa.func.count().label("requests"),
-        sa.func.coalesce(sa.func.sum(sa.case((_u.c.status >= 400, 1), else_=0)), 0).label("errors"),
-        sa.func.coalesce(sa.func.sum(_u.c.prompt_tokens), 0).label("prompt_tokens"),
-        sa.func.coalesce(sa.func.sum(_u.c.completion_tokens), 0).label("completion_tokens"),
-        sa.func.coalesce(sa.func.sum(_u.c.total_tokens), 0).label("total_tokens"),
-        _cost_sum(dialect).label("cost"),
-        sa.func.avg(_u.c.latency_ms).label("avg_latency_ms"),
-    ]
-    if dialect == "postgresql":
-        cols.append(sa.func.percentile_disc(0.95).within_group(_u.c.latency_ms).label("p95"))
-    src: sa.FromClause = _u
-    if by == "key":
-        src = _u.outerjoin(_k, _k.c.id == _u.c.key_id)
-    elif by == "user":
-        src = _u.outerjoin(_usr, _usr.c.id == _u.c.user_id)
-    where = _window(since, until, only)
-    stmt = sa.select(*cols).select_from(src).where(*where).group_by(*groups)
-    in_time = by in ("day", "hour")
-    stmt = stmt.order_by(groups[0]) if in_time else stmt.order_by(sa.desc("requests"))
+    with engine.connect() as conn:
+        last, newest = tail(conn)
+    if newest - last > refresh_at:
+        refresh(engine)
     out: list[dict[str, Any]] = []
     with engine.connect() as conn:
-        for m in conn.execute(stmt).mappings():
-            cost = Decimal(m["cost"] or 0)
-            if dialect != "postgresql":
-                cost = Decimal(int(m["cost"] or 0)).scaleb(-10)
-            p95 = m["p95"] if dialect == "postgresql" else _p95_sqlite(conn, by, m, where)
+        if dialect == "postgresql":  # its compile time, not the query, dominates these queries
+            conn.exec_driver_sql("SET LOCAL jit = off")
+        for _attempt in range(3):
+            last, _ = tail(conn)
+            rows = conn.execute(_statement(by, dialect, since, until, only or {}, last)).all()
+            if tail(conn)[0] == last:  # no refresh committed meanwhile: rollups as of ``last``
+                break
+        else:  # refreshes keep landing: read the watermark inside the statement itself
+            rows = conn.execute(_statement(by, dialect, since, until, only or {})).all()
+        for m in (r._mapping for r in rows):
+            requests = int(m["requests"] or 0)
+            if requests == 0:
+                continue
+            hist = [int(m[f"lat_{k}"] or 0) for k in range(LATENCY_BUCKETS)]
             out.append(
                 {
                     **_labels(by, m),
-                    "requests": int(m["requests"]),
+                    "requests": requests,
                     "errors": int(m["errors"]),
                     "prompt_tokens": int(m["prompt_tokens"]),
                     "completion_tokens": int(m["completion_tokens"]),
                     "total_tokens": int(m["total_tokens"]),
-                    "cost": cost.quantize(Decimal(1).scaleb(-10)),
-                    "avg_latency_ms": _round(m["avg_latency_ms"]),
-                    "p95_latency_ms": _round(p95),
+                    "cost": Decimal(int(m["cost_units"] or 0)).scaleb(-10).quantize(_TEN),
+                    "avg_latency_ms": _round(float(m["latency_sum"]) / requests),
+                    "p95_latency_ms": _round(p95(hist, m["latency_min"], m["latency_max"])),
                 }
             )
-    if not in_time:  # ties in request count: stable, readable order
+    if by in ("day", "hour"):
+        out.sort(key=lambda r: r[by])
+    else:  # most requests first; ties in a stable, readable order
         out.sort(key=lambda r: (-r["requests"], str(r[_LABELS[by][0]] or "")))
     return out
 
 
+_TEN = Decimal(1).scaleb(-10)
+
+
 def _round(v: Any) -> float | None:
     return None if v is None else round(float(v), 2)
-
-
-def _p95_sqlite(
-    conn: sa.Connection, by: GroupBy, m: Any, where: list[ColumnElement[bool]]
-) -> float | None:
-    """Nearest-rank 95th percentile of one group (SQLite has no percentile function)."""
-    n = int(m["requests"])
-    if n == 0:
-        return None
-    if by == "day":
-        cond = [_day("sqlite") == m["g_day"]]
-    elif by == "hour":
-        cond = [_hour("sqlite") == m["g_hour"]]
-    elif by == "status":
-        cond = [_u.c.status == m["g_status"]]
-    elif by == "model":
-        cond = [
-            _u.c.provider.is_not_distinct_from(m["g_provider"]),
-            _u.c.model.is_not_distinct_from(m["g_model"]),
-        ]
-    elif by == "provider":
-        cond = [_u.c.provider.is_not_distinct_from(m["g_provider"])]
-    elif by == "key":
-        cond = [_u.c.key_id.is_not_distinct_from(m["g_key"])]
-    else:
-        cond = [_u.c.user_id.is_not_distinct_from(m["g_user"])]
-    offset = max(math.ceil(0.95 * n) - 1, 0)
-    stmt = (
-        sa.select(_u.c.latency_ms)
-        .where(*where, *cond)
-        .order_by(_u.c.latency_ms)
-        .limit(1)
-        .offset(offset)
-    )
-    return conn.execute(stmt).scalar()
 
 
 def export_batches(

@@ -1,0 +1,222 @@
+"""Usage rollups: the ``usage`` rows aggregated per UTC hour and per UTC day, kept exact.
+
+``usage_hourly`` and ``usage_daily`` hold sums (requests, tokens, cost in 1e-10 units, latency),
+the latency extremes and a latency histogram per time bucket and (provider, model, version, key,
+user, status); ``usage_rollup_state.last_id`` says which rows they hold: exactly those with
+``id <= last_id``. They lag on purpose (the usage writer never touches them, so the request path
+and the writer pay nothing): a report adds the rows with ``id > last_id`` from the ``usage`` table
+itself, in the same statement, so every answer is exact however far the rollups lag.
+``refresh`` folds new rows in; ``llmgw.usage.reports`` calls it when the tail grows past
+``REFRESH_AT`` rows, and migration 0005 runs it once to fill the rollups.
+
+Why ids and not times: rows can arrive late (a replayed journal, a spool), with old
+``created_at`` values; ``id`` says what was folded in, whatever the row's time. On PostgreSQL,
+``refresh`` takes ``SHARE ROW EXCLUSIVE`` on ``usage`` (it waits for writers' open transactions,
+so no row with a smaller id can commit later, and two refreshes never overlap) for the few
+milliseconds of the fold; a refresh that cannot get the lock within ``LOCK_TIMEOUT`` skips (the
+answer stays exact, the tail is read instead). On SQLite one writer at a time gives the same.
+Both fold under a compare-and-set of ``last_id``.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.sql.elements import ColumnElement
+
+from llmgw.storage.tables import (
+    LATENCY_BUCKETS,
+    UsageRecord,
+    usage_daily,
+    usage_hourly,
+    usage_rollup_state,
+)
+
+__all__ = [
+    "BOUNDS",
+    "CHUNK",
+    "DIMENSIONS",
+    "NO_ID",
+    "REFRESH_AT",
+    "bucket_expr",
+    "histogram_columns",
+    "p95",
+    "refresh",
+    "tail",
+]
+
+log = logging.getLogger("llmgw.usage.rollup")
+
+_u: sa.Table = UsageRecord.__table__  # type: ignore[attr-defined]
+NO_ID = uuid.UUID(int=0)
+"""A usage row's NULL key or user, in the rollups (their dimensions are NOT NULL)."""
+BOUNDS: tuple[float, ...] = tuple(1.5**k for k in range(LATENCY_BUCKETS - 1))
+"""Upper bounds (exclusive, ms) of the histogram buckets 0..30; bucket 31 is open."""
+DIMENSIONS = ("provider", "model", "model_version", "key_id", "user_id", "status")
+REFRESH_AT = 20_000
+"""A report folds the tail into the rollups first when it is longer than this many rows."""
+CHUNK = 250_000
+"""Ids folded per transaction (a first fill of a large table runs in several)."""
+LOCK_TIMEOUT = "2s"
+
+
+def bucket_expr(dialect: str, span: str, created: ColumnElement[Any]) -> ColumnElement[Any]:
+    """The start of the UTC hour or day of ``created``, as the rollups store it."""
+    if dialect == "postgresql":
+        utc = sa.func.timezone("UTC", created)
+        return sa.func.timezone("UTC", sa.func.date_trunc(span, utc))
+    # SQLite keeps naive UTC text 'YYYY-MM-DD HH:MM:SS.ffffff' (SQLAlchemy's format).
+    text = sa.cast(created, sa.String)
+    if span == "hour":
+        return sa.func.substr(text, 1, 13) + ":00:00.000000"
+    return sa.func.substr(text, 1, 10) + " 00:00:00.000000"
+
+
+def histogram_columns(latency: ColumnElement[Any]) -> list[ColumnElement[Any]]:
+    """``lat_0`` .. ``lat_31`` of one group of raw rows: how many fall in each bucket."""
+    out: list[ColumnElement[Any]] = []
+    for k in range(LATENCY_BUCKETS):
+        if k == 0:
+            cond = latency < BOUNDS[0]
+        elif k == LATENCY_BUCKETS - 1:
+            cond = latency >= BOUNDS[-1]
+        else:
+            cond = sa.and_(latency >= BOUNDS[k - 1], latency < BOUNDS[k])
+        out.append(sa.func.sum(sa.case((cond, 1), else_=0)).label(f"lat_{k}"))
+    return out
+
+
+def cost_units(dialect: str) -> ColumnElement[Any]:
+    """A usage row's cost in whole 1e-10 units (exact: the column has ten decimal places)."""
+    if dialect == "postgresql":
+        return sa.cast(_u.c.cost * 10_000_000_000, sa.BigInteger)
+    return sa.cast(sa.func.round(sa.cast(_u.c.cost, sa.Float) * 10_000_000_000), sa.Integer)
+
+
+def dimension_columns() -> list[ColumnElement[Any]]:
+    """A usage row's rollup dimensions (NULLs as the rollups spell them)."""
+    return [
+        sa.func.coalesce(_u.c.provider, "").label("provider"),
+        sa.func.coalesce(_u.c.model, "").label("model"),
+        sa.func.coalesce(_u.c.model_version, "").label("model_version"),
+        sa.func.coalesce(_u.c.key_id, NO_ID).label("key_id"),
+        sa.func.coalesce(_u.c.user_id, NO_ID).label("user_id"),
+        _u.c.status.label("status"),
+    ]
+
+
+def _fold(conn: Connection, table: sa.Table, span: str, lo: int, hi: int) -> None:
+    """Add the usage rows with ``lo < id <= hi`` to ``table`` (an upsert per bucket)."""
+    dialect = conn.dialect.name
+    dims = dimension_columns()
+    bucket = bucket_expr(dialect, span, _u.c.created_at).label("bucket")
+    select = (
+        sa.select(
+            bucket,
+            *dims,
+            sa.func.count().label("requests"),
+            sa.func.sum(_u.c.prompt_tokens).label("prompt_tokens"),
+            sa.func.sum(_u.c.completion_tokens).label("completion_tokens"),
+            sa.func.sum(_u.c.total_tokens).label("total_tokens"),
+            sa.func.sum(cost_units(dialect)).label("cost_units"),
+            sa.func.sum(_u.c.latency_ms).label("latency_sum"),
+            sa.func.min(_u.c.latency_ms).label("latency_min"),
+            sa.func.max(_u.c.latency_ms).label("latency_max"),
+            *histogram_columns(_u.c.latency_ms),
+        )
+        .where(_u.c.id > lo, _u.c.id <= hi)
+        .group_by(bucket, *dims)
+    )
+    insert: Any
+    least: Any
+    greatest: Any
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+
+        least, greatest = sa.func.least, sa.func.greatest
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+
+        least, greatest = sa.func.min, sa.func.max
+    names = [c.name for c in select.selected_columns]
+    stmt = insert(table).from_select(names, select)
+    ex = stmt.excluded
+    summed = [n for n in names if n not in ("bucket", *DIMENSIONS, "latency_min", "latency_max")]
+    updates: dict[str, Any] = {n: table.c[n] + ex[n] for n in summed}
+    updates["latency_min"] = least(table.c.latency_min, ex.latency_min)
+    updates["latency_max"] = greatest(table.c.latency_max, ex.latency_max)
+    conn.execute(stmt.on_conflict_do_update(index_elements=["bucket", *DIMENSIONS], set_=updates))
+
+
+def tail(conn: Connection) -> tuple[int, int]:
+    """(``last_id``, the newest usage id): the rollups lag by the rows in between."""
+    row = conn.execute(
+        sa.select(
+            sa.select(usage_rollup_state.c.last_id)
+            .where(usage_rollup_state.c.id == 1)
+            .scalar_subquery(),
+            sa.select(sa.func.max(_u.c.id)).scalar_subquery(),
+        )
+    ).one()
+    return int(row[0] or 0), int(row[1] or 0)
+
+
+def refresh_in(conn: Connection, *, chunk: int = CHUNK) -> int:
+    """Fold at most ``chunk`` new rows in, inside the caller's transaction on ``conn``;
+    returns how many ids were folded (0: nothing to do, or another refresh won)."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+        conn.exec_driver_sql("LOCK TABLE usage IN SHARE ROW EXCLUSIVE MODE")
+    last, newest = tail(conn)
+    hi = min(newest, last + chunk)
+    if hi <= last:
+        return 0
+    st = usage_rollup_state
+    done = conn.execute(
+        sa.update(st).where(st.c.id == 1, st.c.last_id == last).values(last_id=hi)
+    ).rowcount
+    if done != 1:  # another refresh moved last_id first: leave it to that one
+        return 0
+    _fold(conn, usage_hourly, "hour", last, hi)
+    _fold(conn, usage_daily, "day", last, hi)
+    return hi - last
+
+
+def refresh(engine: Engine, *, chunk: int = CHUNK) -> int:
+    """Fold every new usage row into the rollups, ``chunk`` ids per transaction; returns how
+    many ids were folded. A refresh that cannot lock ``usage`` in time or hits another one
+    stops early (the rollups stay exact, only the tail stays longer)."""
+    total = 0
+    while True:
+        try:
+            with engine.begin() as conn:
+                n = refresh_in(conn, chunk=chunk)
+        except sa.exc.OperationalError as exc:  # lock timeout, database busy
+            log.info("usage rollup refresh skipped: %s", str(exc.orig).splitlines()[0])
+            return total
+        total += n
+        if n < chunk:
+            return total
+
+
+def p95(hist: list[int], lo: float | None, hi: float | None) -> float | None:
+    """The 95th percentile (nearest rank) estimated from a latency histogram: linear inside
+    the bucket that holds it, clamped to the group's smallest and largest latency (so a
+    group of one, or a rank at the top, is exact)."""
+    n = sum(hist)
+    if n == 0 or lo is None or hi is None:
+        return None
+    rank = -(-95 * n // 100)  # ceil(0.95 n)
+    below = 0
+    for k, count in enumerate(hist):
+        if below + count >= rank:
+            start = BOUNDS[k - 1] if k > 0 else 0.0
+            end = BOUNDS[k] if k < len(BOUNDS) else hi
+            value = start + (end - start) * (rank - below) / count
+            return min(max(value, lo), hi)
+        below += count
+    return hi  # pragma: no cover - the ranks add up to n

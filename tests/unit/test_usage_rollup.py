@@ -1,0 +1,246 @@
+"""Usage reports on the rollups are exact: the same answer as counting the raw rows by hand,
+before and after the rollups are refreshed, with rows arriving late, windows cutting through
+hours and days, and every grouping and filter (SQLite and PostgreSQL)."""
+
+from __future__ import annotations
+
+import math
+import random
+import uuid
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from llmgw.storage.tables import UsageRecord, usage_hourly, usage_rollup_state
+from llmgw.usage import rollup
+from llmgw.usage.reports import GROUPS, model_label, plan, usage_stats
+
+_u: sa.Table = UsageRecord.__table__  # type: ignore[attr-defined]
+END = datetime(2026, 12, 3, 9, 40, 12, 345678, tzinfo=UTC)
+MODELS = [
+    ("yandex", "yandexgpt-lite", "rc"),
+    ("yandex", "yandexgpt-lite", "latest"),
+    ("openai", "gpt-4o-mini", None),
+    (None, None, None),  # refused before routing
+]
+
+
+def _rows(
+    rnd: random.Random, n: int, start: int, keys: list[uuid.UUID | None]
+) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for i in range(start, start + n):
+        provider, model, version = rnd.choice(MODELS)
+        status = rnd.choice([200, 200, 200, 429, 502])
+        out.append(
+            {
+                "request_id": f"r{i}",
+                "created_at": END - timedelta(seconds=rnd.uniform(0, 3 * 86400)),
+                "key_id": (key := rnd.choice(keys)),
+                "user_id": key,  # one user per key is enough here
+                "endpoint": "chat",
+                "provider": provider,
+                "model": model,
+                "model_version": version,
+                "stream": False,
+                "prompt_tokens": rnd.randint(0, 50),
+                "completion_tokens": rnd.randint(0, 50),
+                "total_tokens": 0,
+                "cost": Decimal(rnd.randint(0, 10**6)).scaleb(-10),
+                "latency_ms": rnd.choice([0.5, 1.0, 3.3, 250.0, 251.7, 1e6])
+                * rnd.uniform(0.5, 1.5),
+                "status": status,
+            }
+        )
+    for r in out:
+        r["total_tokens"] = int(r["prompt_tokens"]) + int(r["completion_tokens"])
+    return out
+
+
+def _label(by: str, r: dict[str, Any]) -> Any:
+    t = r["created_at"]
+    return {
+        "day": lambda: t.strftime("%Y-%m-%d"),
+        "hour": lambda: t.strftime("%Y-%m-%d %H:00"),
+        "model": lambda: model_label(r["provider"], r["model"], r["model_version"]),
+        "version": lambda: r["model_version"],
+        "provider": lambda: r["provider"],
+        "key": lambda: str(r["key_id"]) if r["key_id"] else None,
+        "user": lambda: str(r["user_id"]) if r["user_id"] else None,
+        "status": lambda: r["status"],
+    }[by]()
+
+
+def _expected(
+    rows: list[dict[str, Any]], by: str, since: datetime | None, until: datetime | None
+) -> dict[Any, dict[str, Any]]:
+    groups: dict[Any, list[dict[str, Any]]] = defaultdict(list)
+    for r in rows:
+        if (since is None or r["created_at"] >= since) and (
+            until is None or r["created_at"] < until
+        ):
+            groups[_label(by, r)].append(r)
+    out = {}
+    for label, rs in groups.items():
+        lat = sorted(r["latency_ms"] for r in rs)
+        out[label] = {
+            "requests": len(rs),
+            "errors": sum(r["status"] >= 400 for r in rs),
+            "prompt_tokens": sum(r["prompt_tokens"] for r in rs),
+            "completion_tokens": sum(r["completion_tokens"] for r in rs),
+            "total_tokens": sum(r["total_tokens"] for r in rs),
+            "cost": sum((r["cost"] for r in rs), Decimal(0)).quantize(Decimal(1).scaleb(-10)),
+            "avg_latency_ms": round(sum(lat) / len(lat), 2),
+            "exact_p95": lat[max(math.ceil(0.95 * len(lat)) - 1, 0)],
+            "min": lat[0],
+            "max": lat[-1],
+        }
+    return out
+
+
+def _check(
+    engine: Engine,
+    rows: list[dict[str, Any]],
+    since: datetime | None,
+    until: datetime | None,
+    **kw: Any,
+) -> None:
+    for by in GROUPS:
+        got = usage_stats(engine, since=since, until=until, by=by, **kw)  # type: ignore[arg-type]
+        want = _expected(rows, by, since, until)
+        first = {"key": "key", "user": "user"}.get(by, by)
+        assert {r[first] for r in got} == set(want), by
+        for r in got:
+            w = want[r[first]]
+            for m in (
+                "requests",
+                "errors",
+                "prompt_tokens",
+                "completion_tokens",
+                "total_tokens",
+                "cost",
+            ):
+                assert r[m] == w[m], (by, r[first], m)
+            assert r["avg_latency_ms"] == pytest.approx(w["avg_latency_ms"], abs=0.011)
+            # p95 from the histogram: within the bucket (x1.5) of the exact one, inside [min, max]
+            assert w["min"] - 0.01 <= r["p95_latency_ms"] <= w["max"] + 0.01
+            assert w["exact_p95"] / 1.5 - 0.01 <= r["p95_latency_ms"] <= w["exact_p95"] * 1.5 + 0.01
+
+
+def _insert(engine: Engine, rows: list[dict[str, Any]]) -> None:
+    with engine.begin() as conn:
+        conn.execute(sa.insert(_u), rows)
+
+
+def _state(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(usage_rollup_state.c.last_id)).scalar_one())
+
+
+def test_reports_are_exact_through_refreshes_late_rows_and_window_edges(engine: Engine) -> None:
+    rnd = random.Random(7)
+    keys: list[uuid.UUID | None] = [uuid.uuid4(), uuid.uuid4(), None]
+    rows = _rows(rnd, 300, 0, keys)
+    _insert(engine, rows)
+    windows = [
+        (None, None),
+        (END - timedelta(days=2, minutes=17), None),  # cuts an hour and a day
+        (END - timedelta(hours=30, seconds=5), END - timedelta(hours=2, minutes=3)),
+        (END - timedelta(minutes=50), END - timedelta(minutes=10)),  # inside one hour
+        (datetime(2026, 12, 1, tzinfo=UTC), datetime(2026, 12, 2, tzinfo=UTC)),  # one whole day
+    ]
+    # nothing folded yet: everything from the raw rows (refresh_at keeps it so)
+    assert _state(engine) == 0
+    for since, until in windows:
+        _check(engine, rows, since, until, refresh_at=10**9)
+    assert _state(engine) == 0
+    # a report past the threshold folds the tail in first; answers are the same
+    _check(engine, rows, *windows[1], refresh_at=10)
+    assert _state(engine) == max_id(engine)
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.sum(usage_hourly.c.requests))).scalar_one() == 300
+    # late rows (old created_at, new ids) and new ones: the tail is read, nothing is lost
+    more = _rows(rnd, 120, 300, keys)
+    _insert(engine, more)
+    rows += more
+    for since, until in windows:
+        _check(engine, rows, since, until, refresh_at=10**9)
+    # filters on rollup and tail alike
+    key = keys[0]
+    assert key is not None
+    mine = [
+        r
+        for r in rows
+        if r["key_id"] == key and r["model"] == "yandexgpt-lite" and r["model_version"] == "rc"
+    ]
+    _check(
+        engine,
+        mine,
+        windows[1][0],
+        None,
+        only={"key_id": key, "model": "yandex/yandexgpt-lite:rc"},
+        refresh_at=10**9,
+    )
+    ok = [r for r in rows if r["status"] == 200 and r["provider"] == "openai"]
+    _check(engine, ok, None, None, only={"status": 200, "provider": "openai"}, refresh_at=10**9)
+    # a refresh in small chunks ends where one big one would
+    assert rollup.refresh(engine, chunk=50) == 120
+    assert _state(engine) == max_id(engine)
+    for since, until in windows:
+        _check(engine, rows, since, until, refresh_at=10**9)
+    assert rollup.refresh(engine) == 0  # nothing new
+
+
+def max_id(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.max(_u.c.id))).scalar_one())
+
+
+def test_by_model_tells_versions_apart_and_by_version_exists(engine: Engine) -> None:
+    rows = _rows(random.Random(3), 60, 0, [None])
+    _insert(engine, rows)
+    got = {r["model"]: r["requests"] for r in usage_stats(engine, since=None, by="model")}
+    want: dict[str, int] = defaultdict(int)
+    for r in rows:
+        want[model_label(r["provider"], r["model"], r["model_version"])] += 1
+    assert got == want
+    assert {
+        "yandex/yandexgpt-lite:rc",
+        "yandex/yandexgpt-lite:latest",
+        "openai/gpt-4o-mini",
+        "-",
+    } == set(got)
+    versions = {r["version"]: r["requests"] for r in usage_stats(engine, since=None, by="version")}
+    assert versions == {
+        v: sum(1 for r in rows if r["model_version"] == v) for v in ("rc", "latest", None)
+    }
+
+
+def test_plan_splits_a_window_into_days_hours_and_raw_edges() -> None:
+    t = datetime(2026, 12, 1, 22, 30, tzinfo=UTC)
+    u = datetime(2026, 12, 4, 1, 15, tzinfo=UTC)
+    days, hours, raw = plan(t, u, "model")
+    assert days == (datetime(2026, 12, 2, tzinfo=UTC), datetime(2026, 12, 4, tzinfo=UTC))
+    assert hours == [
+        (datetime(2026, 12, 1, 23, tzinfo=UTC), days[0]),
+        (days[1], datetime(2026, 12, 4, 1, tzinfo=UTC)),
+    ]
+    assert raw == [(t, hours[0][0]), (hours[1][1], u)]
+    assert plan(t, u, "hour") == (None, [(hours[0][0], hours[1][1])], raw)
+    assert plan(t, t + timedelta(minutes=10), "day") == (None, [], [(t, t + timedelta(minutes=10))])
+    assert plan(None, None, "user") == ((None, None), [], [])
+
+
+def test_p95_from_the_histogram() -> None:
+    hist = [0] * 32
+    assert rollup.p95(hist, None, None) is None
+    hist[9] = 3  # 10, 20, 30 would not share a bucket; three equal latencies do
+    assert rollup.p95(hist, 30.0, 30.0) == 30.0
+    hist = [0] * 32
+    hist[8] = 1  # one latency in [17.1, 25.6): clamped to itself
+    assert rollup.p95(hist, 20.0, 20.0) == 20.0
