@@ -88,6 +88,48 @@ def _isolate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     keyring.set_keyring(previous)
 
 
+class MemoryKeyring:
+    """An in-memory OS keyring backend (what a desktop's Secret Service does, without D-Bus);
+    built on first use so that keyring's backend machinery loads only for the tests using it."""
+
+    @staticmethod
+    def install() -> Any:
+        from keyring.backend import KeyringBackend
+        from keyring.errors import PasswordDeleteError
+
+        class Backend(KeyringBackend):
+            priority = 1
+
+            def __init__(self) -> None:
+                super().__init__()
+                self.data: dict[tuple[str, str], str] = {}
+
+            def get_password(self, service: str, username: str) -> str | None:
+                return self.data.get((service, username))
+
+            def set_password(self, service: str, username: str, password: str) -> None:
+                self.data[(service, username)] = password
+
+            def delete_password(self, service: str, username: str) -> None:
+                if (service, username) not in self.data:
+                    raise PasswordDeleteError(username)
+                del self.data[(service, username)]
+
+        return Backend()
+
+
+@pytest.fixture
+def ring(_isolate: Path) -> Iterator[Any]:
+    """An in-memory OS keyring for this test (``.data``: {(service, user): secret})."""
+    import keyring
+
+    backend = MemoryKeyring.install()
+    previous = keyring.get_keyring()
+    keyring.set_keyring(backend)
+    yield backend
+    keyring.set_keyring(previous)
+
+
 @pytest.fixture
 def home(_isolate: Path) -> Path:
     """This test's LLMGW_HOME."""

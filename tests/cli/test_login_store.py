@@ -19,10 +19,7 @@ from typing import Any
 
 import httpx
 import jwt
-import keyring
 import pytest
-from keyring.backend import KeyringBackend
-from keyring.errors import PasswordDeleteError
 
 from llmgw.admin.remote import RemoteAdmin
 from llmgw.cli.credentials import (
@@ -36,36 +33,6 @@ from llmgw.cli.credentials import (
 from llmgw.errors import AuthError, ConfigError, UpstreamError, UsageError
 
 URL = "http://127.0.0.1:9"  # discard port: nothing answers there
-
-
-class MemoryKeyring(KeyringBackend):
-    """An in-memory keyring backend (what a desktop's Secret Service does, without D-Bus)."""
-
-    priority = 1
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.data: dict[tuple[str, str], str] = {}
-
-    def get_password(self, service: str, username: str) -> str | None:
-        return self.data.get((service, username))
-
-    def set_password(self, service: str, username: str, password: str) -> None:
-        self.data[(service, username)] = password
-
-    def delete_password(self, service: str, username: str) -> None:
-        if (service, username) not in self.data:
-            raise PasswordDeleteError(username)
-        del self.data[(service, username)]
-
-
-@pytest.fixture
-def ring() -> Iterator[MemoryKeyring]:
-    backend = MemoryKeyring()
-    previous = keyring.get_keyring()
-    keyring.set_keyring(backend)
-    yield backend
-    keyring.set_keyring(previous)
 
 
 def _token(sub: str = "u-1", email: str = "ann@example.com", exp: float | None = None) -> str:
@@ -95,7 +62,7 @@ def _login(
 
 
 def test_keyring_present_keeps_the_tokens_there_and_no_secret_on_disk(
-    ring: MemoryKeyring, home: Path
+    ring: Any, home: Path
 ) -> None:
     store = CredentialStore(home)
     login = _login()
@@ -139,9 +106,7 @@ def test_a_credentials_file_others_can_read_is_refused(home: Path) -> None:
     assert "chmod 600" in (caught.value.hint or "")
 
 
-def test_forget_removes_the_login_from_keyring_file_and_index(
-    ring: MemoryKeyring, home: Path
-) -> None:
+def test_forget_removes_the_login_from_keyring_file_and_index(ring: Any, home: Path) -> None:
     store = CredentialStore(home)
     store.save(_login(), "keyring")
     store.save(_login("https://b.example"), "file")
@@ -199,9 +164,7 @@ def test_login_with_store_file_to_an_unreachable_server_is_exit_9_and_stores_not
     assert not (home / "credentials.json").exists()
 
 
-def test_whoami_lists_stored_logins_without_tokens(
-    cli: Any, ring: MemoryKeyring, home: Path
-) -> None:
+def test_whoami_lists_stored_logins_without_tokens(cli: Any, ring: Any, home: Path) -> None:
     store = CredentialStore(home)
     login = _login()
     store.save(login, "keyring")
@@ -216,9 +179,7 @@ def test_whoami_lists_stored_logins_without_tokens(
         assert login.access_token not in out and "rt-1" not in out
 
 
-def test_whoami_print_token_prints_a_fresh_token_alone(
-    cli: Any, ring: MemoryKeyring, home: Path
-) -> None:
+def test_whoami_print_token_prints_a_fresh_token_alone(cli: Any, ring: Any, home: Path) -> None:
     login = _login()
     CredentialStore(home).save(login, "keyring")
     r = cli("whoami", "--print-token")
@@ -235,7 +196,7 @@ def test_whoami_without_a_login_is_exit_6(cli: Any) -> None:
 
 
 def test_whoami_and_logout_ask_which_server_when_there_are_several(
-    cli: Any, ring: MemoryKeyring, home: Path
+    cli: Any, ring: Any, home: Path
 ) -> None:
     store = CredentialStore(home)
     store.save(_login(), "keyring")
@@ -246,7 +207,7 @@ def test_whoami_and_logout_ask_which_server_when_there_are_several(
 
 
 def test_logout_to_an_unreachable_server_keeps_the_tokens_and_local_forgets(
-    cli: Any, ring: MemoryKeyring, home: Path
+    cli: Any, ring: Any, home: Path
 ) -> None:
     store = CredentialStore(home)
     store.save(_login(), "keyring")
@@ -266,9 +227,7 @@ def test_remote_commands_without_token_or_login_point_at_llmgw_login(cli: Any) -
 # -- refresh -----------------------------------------------------------------------------------
 
 
-def test_concurrent_refreshes_of_one_login_reach_the_server_once(
-    ring: MemoryKeyring, home: Path
-) -> None:
+def test_concurrent_refreshes_of_one_login_reach_the_server_once(ring: Any, home: Path) -> None:
     """Five 'processes' (each its own store, so only the flock serialises them) find the access
     token expired at once: one refresh is made (a second would present a spent refresh token and
     the server would revoke the family); the others pick up its result."""
@@ -340,7 +299,7 @@ def api() -> Iterator[str]:
     srv.server_close()
 
 
-def test_a_401_refreshes_once_and_retries(ring: MemoryKeyring, home: Path, api: str) -> None:
+def test_a_401_refreshes_once_and_retries(ring: Any, home: Path, api: str) -> None:
     """A token the server stopped accepting before its expiry (revoked, key rotated) is
     refreshed once and the request retried with the new one."""
     store = CredentialStore(home)
@@ -358,9 +317,7 @@ def test_a_401_refreshes_once_and_retries(ring: MemoryKeyring, home: Path, api: 
     assert _Api.seen == ["Bearer stale", "Bearer good", "Bearer good"]
 
 
-def test_a_401_whose_refresh_is_refused_gives_the_401(
-    ring: MemoryKeyring, home: Path, api: str
-) -> None:
+def test_a_401_whose_refresh_is_refused_gives_the_401(ring: Any, home: Path, api: str) -> None:
     store = CredentialStore(home)
     store.save(_login(access="stale"), "keyring")
 
@@ -374,9 +331,7 @@ def test_a_401_whose_refresh_is_refused_gives_the_401(
     assert _Api.seen == ["Bearer stale"]
 
 
-def test_remote_admin_takes_a_login_instead_of_a_token(
-    ring: MemoryKeyring, home: Path, api: str
-) -> None:
+def test_remote_admin_takes_a_login_instead_of_a_token(ring: Any, home: Path, api: str) -> None:
     store = CredentialStore(home)
     store.save(_login(api, access="good"), "keyring")
     login = store.load(api)

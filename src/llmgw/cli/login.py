@@ -13,7 +13,9 @@ reached; 130 interrupted.
 
 from __future__ import annotations
 
+import contextlib
 import sys
+import threading
 import time
 import webbrowser
 from typing import TYPE_CHECKING, Annotated, Any
@@ -87,7 +89,33 @@ def _user_of(token: str) -> str | None:
     return None
 
 
-def _stored(url: str, client: OAuthClient, tokens: TokenSet, *, now: float) -> StoredLogin:
+def _identify(url: str, http: httpx.Client, tokens: TokenSet) -> str | None:
+    """Who the token belongs to, by email: the admin API's ``whoami`` answers it for a token
+    with the ``admin`` scope; otherwise the token's claims (``sub``, a user id) say."""
+    import httpx
+
+    if "admin" in tokens.scope.split():
+        try:
+            resp = http.get(
+                f"{url}/admin/v1/whoami",
+                headers={"Authorization": f"Bearer {tokens.access_token}"},
+                timeout=httpx.Timeout(10.0, connect=5.0),
+            )
+            actor = resp.json().get("actor") if resp.is_success else None
+        except (httpx.HTTPError, ValueError, AttributeError):
+            actor = None
+        if isinstance(actor, str) and actor:
+            return _printable(actor)[:320]
+    return _user_of(tokens.access_token)
+
+
+def _printable(text: str) -> str:
+    return "".join(ch for ch in text if ch.isprintable())
+
+
+def _stored(
+    url: str, client: OAuthClient, tokens: TokenSet, *, now: float, user: str | None
+) -> StoredLogin:
     ends = client.endpoints
     return StoredLogin(
         url=url,
@@ -98,7 +126,7 @@ def _stored(url: str, client: OAuthClient, tokens: TokenSet, *, now: float) -> S
         scope=tokens.scope,
         token_endpoint=ends.token_endpoint,
         revocation_endpoint=ends.revocation_endpoint,
-        user=_user_of(tokens.access_token),
+        user=user,
         logged_in_at=now,
     )
 
@@ -130,7 +158,7 @@ def renew(login: StoredLogin) -> StoredLogin:
         scope=tokens.scope or login.scope,
         token_endpoint=login.token_endpoint,
         revocation_endpoint=login.revocation_endpoint,
-        user=_user_of(tokens.access_token) or login.user,
+        user=login.user or _user_of(tokens.access_token),
         logged_in_at=login.logged_in_at,
     )
 
@@ -188,13 +216,25 @@ def _where(store_file: bool) -> Where:
 
 
 def _open_browser(address: str, *, allowed: bool) -> bool:
-    """Open ``address`` in the user's browser; whether one was started."""
+    """Start the user's browser on ``address`` (``$BROWSER`` is honoured); whether there is one.
+
+    The browser is started from a thread: a browser command that does not return at once (a
+    text browser in this terminal, a ``$BROWSER`` script) must not keep the loopback listener
+    from answering the redirect it is about to make.
+    """
     if not allowed:
         return False
     try:
-        return webbrowser.get().open(address)
+        browser = webbrowser.get()
     except webbrowser.Error:
         return False
+
+    def start() -> None:
+        with contextlib.suppress(Exception):  # a browser that fails: the URL is printed anyway
+            browser.open(address)
+
+    threading.Thread(target=start, name="llmgw-login-browser", daemon=True).start()
+    return True
 
 
 def _browser_flow(
@@ -212,7 +252,7 @@ def _browser_flow(
             scope=scope,
         )
         if _open_browser(address, allowed=open_browser):
-            _err("Your browser has been opened to log in. If it did not open, visit:")
+            _err("Opening your browser to log in. If it does not open, visit:")
         else:
             _err("Open this address in a browser on this machine to log in:")
         _err(f"  {address}")
@@ -330,7 +370,7 @@ def login(
             if device
             else _browser_flow(client, wanted, open_browser=not no_browser, timeout=timeout)
         )
-        stored = _stored(base, client, tokens, now=time.time())
+        stored = _stored(base, client, tokens, now=time.time(), user=_identify(base, http, tokens))
     store.save(stored, where)
     kept = "the OS keyring" if where == "keyring" else f"{store.file} (mode 0600)"
     who = f" as {stored.user}" if stored.user else ""
