@@ -83,6 +83,14 @@ _PROVIDER = {
     "last_error": "upstream local failed (HTTP 500)",
     "last_error_at": _T,
     "last_ok_at": _T,
+    "in_flight": 2,
+    "requests_per_min": 42,
+    "history_seconds": 5.0,
+    "history": [  # 120 buckets (ten minutes) in a real answer, oldest first, the current last
+        {"requests": 0, "failures": 0, "latency_ms": None, "error_rate": None},
+        {"requests": 4, "failures": 1, "latency_ms": 398.5, "error_rate": 0.25},
+        {"requests": 3, "failures": 0, "latency_ms": 405.0, "error_rate": 0.0},
+    ],
     "live": True,
 }
 _AUDIT = {
@@ -253,7 +261,11 @@ def admin_paths() -> dict[str, Any]:
             _listed(_RECENT), errors=("400", "401", "403", "429"),
             query={"limit": ("20", "1 to 1000, default 100.")})},
         f"{p}/providers": {"get": _op("adminProviders", "Live provider state",
-            "Router state per (provider, model).", _listed(_PROVIDER), errors=("401", "403", "429"))},
+            "Router state per (provider, model): breaker, EWMA latency and error rate, attempts in "
+            "flight, requests in the last minute, the last error and its time, and `history`: "
+            "120 five-second buckets (requests, failures, mean latency of successes, error rate), "
+            "oldest first, the current bucket last.",
+            _listed(_PROVIDER), errors=("401", "403", "429"))},
         f"{p}/audit": {"get": _op("adminAudit", "The audit log",
             "Admin actions, newest first.", _listed(_AUDIT), errors=(*std, "400"), query={
                 "since": _SINCE,

@@ -271,7 +271,7 @@ class _Providers(AdminOperation):
     path = PREFIX + "/providers"
 
     async def run(self, g: Gateway, actor: Actor, scope: Scope, body: dict[str, Any]) -> object:
-        return [provider_record(r, live=True) for r in g.router.health.snapshot()]
+        return [provider_record(r, live=True) for r in g.router.health.snapshot(history=True)]
 
 
 class _Whoami(AdminOperation):

@@ -147,9 +147,10 @@ def test_status_reads_provider_status_from_the_database(cli, home: Path) -> None
 
 
 def test_status_url_unreachable_is_one_clear_line(cli) -> None:
-    r = cli("providers", "status", "--url", f"http://127.0.0.1:{free_port()}")
+    key = "llmgw_" + "k" * 43
+    r = cli("providers", "status", "--url", f"http://127.0.0.1:{free_port()}", "--api-key", key)
     assert r.exit_code == 9
-    assert "cannot reach the llmgw server" in r.stderr
+    assert "cannot reach the llmgw server" in r.stderr and key not in r.stderr
     assert "Traceback" not in r.stderr
 
 

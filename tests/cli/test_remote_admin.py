@@ -298,9 +298,33 @@ def test_providers_status_remote_is_the_routers_live_state(gateway: Gateway) -> 
     assert {r["provider"] for r in remote} == {"openai"}
     local = _json(gw.local("providers", "status", "--json"))
     assert all(r["live"] is False for r in local)
+    row = remote[0]
+    assert row["requests"] == 1 and row["requests_per_min"] == 1 and row["in_flight"] == 0
+    assert len(row["history"]) == 120 and row["history_seconds"] == 5.0
+    assert sum(b["requests"] for b in row["history"]) == 1
     table = gw.remote("providers", "status")
     assert table.exit_code == 0, table.stderr
-    assert "openai" in table.stdout and "breaker" in table.stdout
+    assert "openai" in table.stdout and "breaker" in table.stdout and "req/min" in table.stdout
+
+
+def test_providers_status_url_of_earlier_versions_still_works_through_the_admin_api(
+    gateway: Gateway,
+) -> None:
+    """``providers status --url URL --api-key KEY`` (before the global options) is still
+    honoured, with a note pointing to ``llmgw --url URL --token KEY providers status``; it asks
+    /admin/v1/providers now, so it needs an admin's key (docs/changelog.md)."""
+    gw = gateway
+    _traffic(gw, 1)
+    old = gw.cli("providers", "status", "--url", gw.url, "--api-key", gw.token, "--json")
+    assert old.exit_code == 0, old.stderr
+    assert "deprecated" in old.stderr and "llmgw --url URL --token KEY" in old.stderr
+    new = _json(gw.remote("providers", "status", "--json"))
+    strip = {"history", "last_ok_at", "latency_ms", "requests", "requests_per_min"}
+    assert [_without(r, strip) for r in json.loads(old.stdout)] == [_without(r, strip) for r in new]
+    env = gw.cli(
+        "providers", "status", "--url", gw.url, env={"LLMGW_API_KEY": gw.user_token}
+    )  # a plain user's key: refused like every admin command
+    assert env.exit_code == 6 and gw.user_token not in env.stderr
 
 
 def test_a_non_admin_key_is_exit_6_with_one_error_line(gateway: Gateway) -> None:

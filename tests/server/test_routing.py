@@ -137,10 +137,17 @@ async def test_every_circuit_open_is_503_with_retry_after(
 
 
 def test_providers_status_url_reads_the_running_server(
-    pair: tuple[Any, Any, Settings], auth: dict[str, str], cli: Any, key: Any
+    pair: tuple[Any, Any, Settings], auth: dict[str, str], cli: Any, key: Any, test_engine: Any
 ) -> None:
+    """The live router state through the admin API: the failed attempt on a, b serving; a key
+    that is not an admin's (``key``, which sent the chat) or no key at all is exit 6."""
+    from llmgw.admin.local import LocalAdmin
+    from llmgw.admin.ops import Actor
     from llmgw.emulators.runner import serve_in_thread
 
+    local = LocalAdmin(test_engine, Actor.local())
+    local.users_create("ops@example.com", role="admin")
+    admin = str(local.keys_create("ops", user="ops@example.com")["key"])
     _, _, settings = pair
     with serve_in_thread(create_app(settings)) as gw:
         httpx.post(
@@ -149,12 +156,19 @@ def test_providers_status_url_reads_the_running_server(
             json={"model": "smart", "messages": MSG},
             timeout=10,
         )
-        r = cli("providers", "status", "--url", gw.url, "--api-key", key.secret, "--json")
+        r = cli("--url", gw.url, "--token", admin, "providers", "status", "--json")
         assert r.exit_code == 0, r.stderr
         rows = {x["provider"]: x for x in orjson.loads(r.stdout)}
         assert rows["a"]["failures"] == 1 and rows["b"]["status"] == "healthy"
-        bad = cli("providers", "status", "--url", gw.url, "--api-key", "llmgw_wrong")
-        assert bad.exit_code == 6
+        assert rows["a"]["history"][-1] == {
+            "requests": 1,
+            "failures": 1,
+            "latency_ms": None,
+            "error_rate": 1.0,
+        }
+        for token in (key.secret, "llmgw_wrong"):
+            bad = cli("--url", gw.url, "--token", token, "providers", "status")
+            assert bad.exit_code == 6 and token not in bad.stderr
 
 
 async def test_retry_budget_bounds_upstream_attempts_under_concurrent_load(

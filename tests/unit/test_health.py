@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -10,7 +11,7 @@ from sqlalchemy.engine import Engine
 
 from llmgw.errors import UpstreamError
 from llmgw.routing.breaker import BreakerConfig, BreakerRegistry
-from llmgw.routing.health import HealthTracker, HealthWriter, error_summary
+from llmgw.routing.health import HISTORY_BUCKETS, HealthTracker, HealthWriter, error_summary
 
 
 def rows(engine: Engine) -> dict[tuple[str, str], dict[str, object]]:
@@ -95,3 +96,46 @@ def test_writer_survives_a_broken_database() -> None:
     w = HealthWriter(eng, h, interval=60)
     w.stop()  # the final write fails quietly
     assert w.last_error == "OperationalError"
+
+
+def test_history_buckets_requests_failures_and_latency_on_the_injected_clock(
+    fake_clock: Any,
+) -> None:
+    """Five-second buckets, oldest first, the current one last; requests per minute counts the
+    last twelve; buckets the clock has left behind read as empty, and the series stays bounded."""
+    h = HealthTracker(clock=fake_clock)
+    h.register("openai", "gpt")
+    empty = h.snapshot(history=True)[0]
+    assert len(empty["history"]) == HISTORY_BUCKETS and empty["history_seconds"] == 5.0
+    assert empty["requests_per_min"] == 0 and empty["in_flight"] == 0
+    h.record_success("openai", "gpt", 0.100)
+    h.record_success("openai", "gpt", 0.300)
+    fake_clock.advance(5)
+    h.record_failure("openai", "gpt", "boom")
+    row = h.snapshot(history=True)[0]
+    assert row["history"][-2:] == [
+        {"requests": 2, "failures": 0, "latency_ms": 200.0, "error_rate": 0.0},
+        {"requests": 1, "failures": 1, "latency_ms": None, "error_rate": 1.0},
+    ]
+    assert row["requests_per_min"] == 3
+    assert "history" not in h.snapshot()[0]  # /api/providers and the writer stay as they were
+    fake_clock.advance(55)  # the first bucket is now more than a minute old
+    assert h.snapshot(history=True)[0]["requests_per_min"] == 1
+    fake_clock.advance(HISTORY_BUCKETS * 5)  # ten minutes later everything has scrolled out
+    assert h.snapshot(history=True)[0]["requests_per_min"] == 0
+    for _ in range(1000):  # 1000 s at one request a second: the ring wraps round and round
+        h.record_success("openai", "gpt", 0.05)
+        fake_clock.advance(1)
+    row = h.snapshot(history=True)[0]
+    # The current bucket has just begun (empty); the 119 before it hold 5 requests each.
+    assert len(row["history"]) == HISTORY_BUCKETS and row["history"][-1]["requests"] == 0
+    assert [b["requests"] for b in row["history"][:-1]] == [5] * (HISTORY_BUCKETS - 1)
+    assert row["requests_per_min"] == 55
+
+
+def test_in_flight_counts_attempts_waiting_for_the_upstream() -> None:
+    reg = BreakerRegistry()
+    h = HealthTracker(breakers=reg)
+    h.register("a", "m")
+    reg.get("a", "m").in_flight = 2
+    assert h.snapshot(history=True)[0]["in_flight"] == 2

@@ -3,6 +3,7 @@ the end-to-end behaviour over HTTP is in test_router_e2e.py)."""
 
 from __future__ import annotations
 
+import asyncio
 import random
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -369,3 +370,37 @@ async def test_a_404_with_the_other_candidate_skipped_by_an_open_circuit_is_503(
         await router.call([B], chat)  # opens b's circuit
     with pytest.raises(CircuitOpen):
         await router.call([A, B], chat)
+
+
+async def test_in_flight_counts_attempts_until_they_answer_whatever_the_outcome() -> None:
+    """The breaker's ``in_flight`` (the admin API's "in flight") is up while an attempt waits and
+    back to zero after a success, an upstream failure, a client error and a cancellation."""
+    gate = asyncio.Event()
+    seen: list[int] = []
+
+    async def slow(p: Any, c: Cand) -> str:
+        seen.append(router.breakers.get(c.provider, c.model).in_flight)
+        await gate.wait()
+        return str(await p.chat(c))
+
+    a, b = Fake("a", UpstreamError("boom", provider="a")), Fake("b")
+    router, _ = build({"a": a, "b": b})
+    task = asyncio.create_task(router.call([B], slow))
+    await asyncio.sleep(0)
+    assert router.breakers.get("b", "m2").in_flight == 1
+    gate.set()
+    assert (await task).value == "b:m2"
+    assert (await router.call([A, B], slow)).value == "b:m2"  # a failed, b served
+    gate.clear()
+    hung = asyncio.create_task(router.call([B], slow))
+    await asyncio.sleep(0)
+    hung.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await hung
+    b.fail = InvalidRequest("bad")
+    gate.set()
+    with pytest.raises(InvalidRequest):
+        await router.call([B], slow)
+    assert seen == [1, 1, 1, 1, 1]
+    assert router.breakers.get("a", "m1").in_flight == 0
+    assert router.breakers.get("b", "m2").in_flight == 0

@@ -24,7 +24,6 @@ from llmgw.errors import (
     LlmgwError,
     NotFound,
     RateLimited,
-    Unavailable,
     UpstreamError,
     UpstreamTimeout,
     UsageError,
@@ -122,50 +121,12 @@ def providers_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         )
 
 
-def _status_from_server(url: str, api_key: str | None) -> list[dict[str, Any]]:
-    from urllib.parse import urlsplit
-
-    import httpx
-
-    parts = urlsplit(url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise UsageError(
-            f"--url {url!r} is not an http(s) URL",
-            hint="give the server's address, e.g. --url http://127.0.0.1:8080",
-        )
-    headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    target = url.rstrip("/") + "/api/providers"
-    try:
-        resp = httpx.get(target, headers=headers, timeout=10.0)
-    except httpx.HTTPError as exc:
-        raise Unavailable(
-            f"cannot reach the llmgw server at {url}: {type(exc).__name__}",
-            hint="is `llmgw serve` running there? check --url",
-        ) from None
-    if resp.status_code in (401, 403):
-        raise AuthError(
-            f"the server at {url} refused the request (HTTP {resp.status_code})",
-            hint="pass an admin key with --api-key or LLMGW_API_KEY",
-        )
-    if resp.status_code != 200:
-        raise UpstreamError(f"the server at {url} answered HTTP {resp.status_code}")
-    try:
-        data = resp.json()
-    except ValueError:
-        raise UpstreamError(f"the server at {url} did not answer JSON") from None
-    if isinstance(data, dict):
-        data = data.get("data", data.get("providers", []))
-    if not isinstance(data, list):
-        raise UpstreamError(f"unexpected answer from {url}/api/providers")
-    return [r for r in data if isinstance(r, dict)]
+def _status_rows(ctx: typer.Context) -> list[dict[str, Any]]:
+    return state(ctx).admin().providers_status()  # with the global --url: the live router state
 
 
-def _status_from_db(ctx: typer.Context) -> list[dict[str, Any]]:
-    rows = state(ctx).admin().providers_status()  # with the global --url: the live router state
-    for r in rows:  # tables show seconds; --json has the exact time
-        if isinstance(r.get("updated_at"), str):
-            r["updated_at"] = when_text(r["updated_at"])
-    return rows
+def _fmt(value: Any, pattern: str) -> Any:
+    return format(value, pattern) if isinstance(value, int | float) else value
 
 
 @providers_app.command("status")
@@ -173,35 +134,64 @@ def providers_status(
     ctx: typer.Context,
     url: Annotated[
         str | None,
-        typer.Option(help="Ask a running server (GET URL/api/providers) instead of the database."),
+        typer.Option(
+            hidden=True,
+            help="Deprecated: use the global option (`llmgw --url URL providers status`).",
+        ),
     ] = None,
     api_key: Annotated[
         str | None,
-        typer.Option(envvar="LLMGW_API_KEY", help="Key for --url.", show_default=False),
+        typer.Option(
+            envvar="LLMGW_API_KEY",
+            hidden=True,
+            help="Deprecated: use the global --token (LLMGW_TOKEN).",
+            show_default=False,
+        ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Health of each (provider, model): status, EWMA latency, error rate, last error."""
-    if as_json:
-        emit_json(
-            _status_from_server(url, api_key) if url else state(ctx).admin().providers_status()
+    """Health of each (provider, model): status, EWMA latency, error rate, last error.
+
+    Without --url: what the servers last wrote to the database (provider_status). With the
+    global --url and an admin --token: the running server's live router state, with the
+    breaker, attempts in flight and requests in the last minute.
+    """
+    st = state(ctx)
+    if url is not None:  # the command's own --url/--api-key of earlier versions: still honoured
+        print(
+            "note: `providers status --url` is deprecated; use `llmgw --url URL --token KEY "
+            "providers status` (it asks the admin API, which needs an admin's key)",
+            file=sys.stderr,
         )
+        if st.url is None:
+            st.url = url
+            st.token = st.token or api_key
+    rows = _status_rows(ctx)
+    if as_json:
+        emit_json(rows)
         return
-    rows = _status_from_server(url, api_key) if url else _status_from_db(ctx)
+    live = any(r.get("live") for r in rows)
     for r in rows:
-        if isinstance(r.get("error_rate"), int | float):
-            r["error_rate"] = f"{r['error_rate']:.1%}"
-        if isinstance(r.get("latency_ms"), int | float):
-            r["latency_ms"] = f"{r['latency_ms']:.0f}"
-    cols = ["provider", "model", "status", "latency_ms", "error_rate", "last_error"]
-    live = url is not None or any(r.get("live") for r in rows)
-    cols.append("breaker" if live else "updated_at")
+        r["error_rate"] = _fmt(r.get("error_rate"), ".1%")
+        r["latency_ms"] = _fmt(r.get("latency_ms"), ".0f")
+        if isinstance(r.get("updated_at"), str):  # tables show seconds; --json has the exact time
+            r["updated_at"] = when_text(r["updated_at"])
+        if live:
+            r["req/min"] = r.get("requests_per_min")
+            r["in flight"] = r.get("in_flight")
+    cols = ["provider", "model", "status", "latency_ms", "error_rate"]
+    cols += (
+        ["req/min", "in flight", "breaker", "last_error"] if live else ["updated_at", "last_error"]
+    )
     print_table(
         rows,
         cols,
         title="provider status",
         wrap=("last_error",),
-        optional=("updated_at", "breaker", "error_rate"),  # narrow terminals drop these
+        # narrow terminals drop these, first one first
+        optional=("in flight", "req/min", "breaker", "error_rate")
+        if live
+        else ("updated_at", "error_rate"),
     )
 
 

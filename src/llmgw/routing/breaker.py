@@ -135,6 +135,9 @@ class CircuitBreaker:
         self._probes = 0
         self.opened_count = 0
         """How many times this circuit has opened (for metrics and status)."""
+        self.in_flight = 0
+        """Attempts out to this upstream now, waiting for its answer (a stream: its first chunk);
+        kept by the router around each attempt, read by status pages."""
 
     @property
     def state(self) -> BreakerState:

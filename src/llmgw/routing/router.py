@@ -249,6 +249,7 @@ class Router:
         if not retry:
             self.retry.budget(c.provider).record_request()
         start = self._clock()
+        breaker.in_flight += 1
         try:
             value = await attempt(provider, c)
         except asyncio.CancelledError:
@@ -279,6 +280,8 @@ class Router:
             self.health.record_failure(c.provider, model, exc)
             attempts.append(Attempt(target, "failed", error_summary(exc), ms, retry))
             return exc
+        finally:
+            breaker.in_flight -= 1
         elapsed = self._clock() - start
         breaker.record_success()
         self.health.record_success(c.provider, model, elapsed)
@@ -354,7 +357,7 @@ def build_router(
     except ValueError as exc:
         raise ConfigError(f"routing: {exc}", hint="see docs/routing.md") from None
     breakers = BreakerRegistry(config, clock)
-    health = HealthTracker(alpha=routing.health_alpha, breakers=breakers)
+    health = HealthTracker(alpha=routing.health_alpha, breakers=breakers, clock=clock)
     policy = RetryPolicy(
         max_retries=routing.max_retries,
         backoff_base=routing.backoff_base,
