@@ -23,6 +23,7 @@ an HTTP status and an OpenAI ``error.type`` for the server.
     │   ├── UpstreamTimeout       exit 8   504  api_error
     │   └── UpstreamModelNotFound exit 8   404  invalid_request_error (code model_not_found)
     ├── Unavailable               exit 9   503  api_error               circuit open, draining
+    ├── DataCheckFailed           exit 10  500  api_error               a copy or backup failed its check
     └── ClientDisconnected        exit 1   499  api_error               the client hung up (never sent)
 
 Every instance also carries ``retry_after`` (seconds, or None) and ``local`` (the gateway's own
@@ -38,6 +39,7 @@ __all__ = [
     "ClientDisconnected",
     "ConfigError",
     "Conflict",
+    "DataCheckFailed",
     "DatabaseError",
     "HeadersTooLarge",
     "InvalidModelName",
@@ -232,6 +234,13 @@ class DatabaseError(LlmgwError):
     exit_code = 3
     http_status = 503
     code = "database_unavailable"
+
+
+class DataCheckFailed(LlmgwError):
+    """Data failed a check: a migrated table differs from its source, a source value matches no
+    conversion rule, or a backup or database fails its integrity check."""
+
+    exit_code = 10
 
 
 class UpstreamError(LlmgwError):

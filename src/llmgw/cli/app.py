@@ -23,7 +23,9 @@ COMMANDS = {
     "config": LazyCommand(
         "llmgw.cli.config_cmd", "config_app", "Show, check and create the configuration."
     ),
-    "db": LazyCommand("llmgw.cli.db", "db_app", "Manage the database schema."),
+    "db": LazyCommand(
+        "llmgw.cli.db", "db_app", "Manage the database: schema, migration to PostgreSQL, backups."
+    ),
     "emulate": LazyCommand(
         "llmgw.cli.emulate",
         "emulate_app",

@@ -1,8 +1,9 @@
-"""``llmgw db``: schema migrations."""
+"""``llmgw db``: schema migrations, moving to PostgreSQL, backups and restores."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
 
@@ -13,7 +14,9 @@ from llmgw.storage.db import redact_url
 __all__ = ["db_app"]
 
 db_app = typer.Typer(
-    help="Manage the database schema.", no_args_is_help=True, rich_markup_mode=None
+    help="Manage the database: schema, migration to PostgreSQL, backups.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 
@@ -75,3 +78,193 @@ def db_current(
         return
     note = "up to date" if cur == head else f"behind; run `llmgw db upgrade` (head is {head})"
     typer.echo(f"{redact_url(engine.url)}: {cur or 'empty'} ({note})")
+
+
+def _report_path(ctx: typer.Context, given: Path | None, kind: str) -> Path:
+    if given is not None:
+        return given
+    from datetime import UTC, datetime
+
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    return state(ctx).settings.home / "reports" / f"{kind}-{stamp}.json"
+
+
+@db_app.command("migrate")
+def db_migrate(
+    ctx: typer.Context,
+    to: Annotated[
+        str,
+        typer.Option(
+            "--to",
+            metavar="URL",
+            help="PostgreSQL database to copy into: postgresql://USER@HOST:PORT/DB.",
+            show_default=False,
+        ),
+    ],
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--from",
+            metavar="URL",
+            help="SQLite database to copy (sqlite:///PATH); default: the configured database.",
+            show_default=False,
+        ),
+    ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Check every value and the target, print the plan and an estimate; copy nothing.",
+        ),
+    ] = False,
+    verify_only: Annotated[
+        bool,
+        typer.Option(
+            "--verify-only", help="Compare counts and checksums of an existing pair; copy nothing."
+        ),
+    ] = False,
+    live: Annotated[
+        bool,
+        typer.Option(
+            "--live",
+            help="Copy a consistent snapshot even while another process (a gateway) has the "
+            "source open; rows written after the snapshot are not copied.",
+        ),
+    ] = False,
+    strip_nul: Annotated[
+        bool,
+        typer.Option(
+            "--strip-nul",
+            help="Remove NUL characters from text (PostgreSQL refuses them) instead of stopping.",
+        ),
+    ] = False,
+    overwrite: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite",
+            help="Empty the target's llmgw tables first and copy everything again (asks first).",
+        ),
+    ] = False,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Rows per COPY batch and checkpoint.")
+    ] = 10_000,
+    report: Annotated[
+        Path | None,
+        typer.Option(
+            "--report",
+            metavar="FILE",
+            help="Where to save the JSON report (default: $LLMGW_HOME/reports/migrate-TIME.json).",
+            show_default=False,
+        ),
+    ] = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Do not ask; required when stdin is not a terminal.")
+    ] = False,
+    json: Annotated[
+        bool, typer.Option("--json", help="Print progress and the report as JSON lines.")
+    ] = False,
+) -> None:
+    """Copy a SQLite database into PostgreSQL and prove the copy (counts and checksums).
+
+    The source is read from one snapshot and never modified; the target gets the same schema
+    revision through Alembic. A stopped run resumes where it stopped; a finished one copies
+    nothing. Exit 10 when a table differs or a source value matches no rule (docs/migration.md).
+    """
+    import orjson
+
+    from llmgw.cli.output import stdout
+    from llmgw.cli.progress import make_progress
+    from llmgw.errors import Conflict, UsageError
+    from llmgw.storage.transfer import Migration, Options, check_report, sqlite_path
+
+    if dry_run and verify_only:
+        raise UsageError("--dry-run and --verify-only exclude each other", hint="pick one")
+    mode = "dry-run" if dry_run else "verify-only" if verify_only else "copy"
+    path = sqlite_path(source or state(ctx).settings.database_url)
+    saved = _report_path(ctx, report, "migrate")
+    progress = make_progress(json)
+    options = Options(batch_size=batch_size, strip_nul=strip_nul, live=live)
+    migration = Migration(path, to, options, progress)
+    try:
+        migration.open()
+        plans = migration.plan()
+        if mode == "copy" and migration._target_revision() == migration.revision:
+            foreign = migration.foreign_rows(plans)
+            filled = [p.spec.name for p in plans if p.target_rows]
+            if foreign and not overwrite:
+                raise Conflict(
+                    f"the target already holds rows that did not come from {path} "
+                    f"(tables: {', '.join(foreign)})",
+                    hint="--overwrite empties the target's llmgw tables first (asks)",
+                )
+            if overwrite and filled:
+                progress.close()
+                confirm(
+                    f"empty the llmgw tables of {redact_url(to)} ({', '.join(filled)})",
+                    f"their {sum(p.target_rows for p in plans):,} rows are deleted",
+                    yes=yes,
+                )
+                progress = make_progress(json)
+                migration.emit = progress
+                migration.empty_target()
+                plans = migration.plan()
+        result = migration.run(mode, plans=plans)
+    finally:
+        progress.close()
+        migration.close()
+    data = {**result.as_dict(), "report_file": str(saved)}
+    saved.parent.mkdir(parents=True, exist_ok=True)
+    saved.write_bytes(orjson.dumps(data, option=orjson.OPT_INDENT_2) + b"\n")
+    if json:
+        emit_json_line(data)
+    else:
+        _print_migration(data, stdout())
+    check_report(result, saved)
+    typer.echo(f"report: {saved}", err=True)
+
+
+def emit_json_line(data: dict[str, object]) -> None:
+    """One JSON object on one line (the last line of ``--json`` progress)."""
+    import sys
+
+    import orjson
+
+    sys.stdout.write(orjson.dumps(data).decode() + "\n")
+    sys.stdout.flush()
+
+
+def _print_migration(data: dict[str, Any], con: Any) -> None:
+    from llmgw.cli.output import print_table
+
+    rows = [
+        {
+            "table": t["table"],
+            "source rows": t["source_rows"],
+            "target rows": t["target_rows"] if data["mode"] != "dry-run" else "-",
+            "copied": t["copied"],
+            "checksum": (t["source_checksum"] or "")[:12],
+            "match": ("yes" if t["match"] else "NO") if data["mode"] != "dry-run" else "-",
+        }
+        for t in data["tables"]
+    ]
+    print_table(rows, ["table", "source rows", "target rows", "copied", "checksum", "match"])
+    for p in data["problems"]:
+        con.print(
+            f"[red]refused[/red] {p['table']} rowid {p['rowid']} {p['column']}: "
+            f"{p['problem']} ({p['value']})",
+            markup=True,
+            highlight=False,
+        )
+    if data["problem_count"] > len(data["problems"]):
+        con.print(f"... {data['problem_count'] - len(data['problems'])} more in the report")
+    if data["mode"] == "dry-run":
+        con.print(
+            f"dry run: {data['rows_to_copy']:,} rows to copy, about {data['estimated_seconds']} s; "
+            "nothing was written"
+        )
+    elif data["mode"] == "copy" and data["ok"] and data["rows_copied"] == 0:
+        con.print("nothing to copy: the target already matches the source")
+    elif data["ok"]:
+        con.print(
+            f"{data['rows_copied']:,} rows copied in {data['seconds']} s; every table matches"
+        )

@@ -1,0 +1,632 @@
+"""Copy a SQLite database into PostgreSQL and prove the copy: ``llmgw db migrate``.
+
+Order of a run (docs/migration.md tells the story for people):
+
+1. The source is opened read-only inside one read transaction (``sqlite_source.open_snapshot``),
+   so every phase reads the same snapshot, and it is refused while another process has it open
+   unless ``live`` is set (MIG-5). It must be at this llmgw's newest Alembic revision.
+2. The target gets the same schema through Alembic (an empty database is upgraded to that head;
+   any other revision is refused).
+3. Every value is checked against the documented rules, and the source's per-table counts and
+   checksums are taken in the same pass; a value no rule accepts stops the run before anything
+   is written, listing the rows (MIG-3).
+4. Tables are copied parents first (the metadata's foreign-key order, so tables added by later
+   migrations come along), in rowid order, in batches of ``COPY ... FROM STDIN``. Each batch
+   commits together with its checkpoint in ``llmgw_migration`` on the target, so a killed run
+   resumes after its last committed batch and a finished one copies nothing (MIG-4).
+5. Sequences are set past the largest id (MIG-2); the target's counts and checksums are taken
+   and compared (MIG-1).
+
+The source file is never written. Progress goes to a callback as plain dicts (the CLI draws
+bars or prints JSON lines).
+"""
+
+# SQL here is built only from table and column names of llmgw's own metadata, always quoted
+# (quote()); every value goes through a parameter.
+# ruff: noqa: S608
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import psycopg
+
+from llmgw.errors import Conflict, DatabaseError, DataCheckFailed, UsageError
+from llmgw.storage.canonical import (
+    TableSpec,
+    TableSum,
+    source_canonicalizer,
+    table_specs,
+    target_canonicalizer,
+)
+from llmgw.storage.db import normalize_url, redact_url
+from llmgw.storage.sqlite_source import (
+    Problem,
+    holders,
+    open_snapshot,
+    preview,
+    quote,
+    sql_problems,
+)
+
+__all__ = ["PROGRESS_TABLE", "Migration", "MigrationReport", "Options", "TablePlan"]
+
+PROGRESS_TABLE = "llmgw_migration"
+_SKIP = object()  # marks a row already reported as unreadable
+ESTIMATED_ROWS_PER_S = 50_000
+"""For ``--dry-run``'s estimate; docs/performance.md has the measured figures."""
+
+Progress = Callable[[dict[str, Any]], None]
+
+
+@dataclass
+class Options:
+    """How a migration runs."""
+
+    batch_size: int = 10_000
+    strip_nul: bool = False
+    live: bool = False
+    problem_limit: int = 20
+
+
+@dataclass
+class TablePlan:
+    """One table: what the source holds, what the target holds, where a resume starts."""
+
+    spec: TableSpec
+    source_rows: int
+    source_max_rowid: int
+    target_rows: int
+    done_rowid: int
+    """Rows of the source up to this rowid are already in the target."""
+    to_copy: int = 0
+    source_sum: TableSum | None = None
+    target_sum: TableSum | None = None
+    copied: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        """The row of the report."""
+        src, dst = self.source_sum, self.target_sum
+        return {
+            "table": self.spec.name,
+            "source_rows": self.source_rows,
+            "target_rows": dst.rows if dst else self.target_rows,
+            "copied": self.copied,
+            "source_checksum": src.checksum if src else None,
+            "target_checksum": dst.checksum if dst else None,
+            "match": bool(src and dst and (src.rows, src.total) == (dst.rows, dst.total)),
+        }
+
+
+@dataclass
+class MigrationReport:
+    """What a run did and found; ``ok`` is False on any mismatch or refused value."""
+
+    mode: str
+    source: str
+    target: str
+    revision: str | None
+    tables: list[TablePlan]
+    started_at: datetime
+    seconds: float = 0.0
+    problems: list[Problem] = field(default_factory=list)
+    problem_count: int = 0
+    live: bool = False
+    sequences: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def mismatched(self) -> list[str]:
+        """Tables whose count or checksum differ."""
+        return [t.spec.name for t in self.tables if not t.as_dict()["match"]]
+
+    @property
+    def copied(self) -> int:
+        """Rows copied by this run."""
+        return sum(t.copied for t in self.tables)
+
+    @property
+    def ok(self) -> bool:
+        """No refused value and, when the target was checked, every table matches."""
+        if self.problem_count:
+            return False
+        return self.mode == "dry-run" or not self.mismatched
+
+    def as_dict(self) -> dict[str, Any]:
+        """The JSON report."""
+        out: dict[str, Any] = {
+            "event": "report",
+            "mode": self.mode,
+            "ok": self.ok,
+            "source": self.source,
+            "target": self.target,
+            "revision": self.revision,
+            "live_source": self.live,
+            "started_at": self.started_at.isoformat(),
+            "seconds": round(self.seconds, 3),
+            "rows_copied": self.copied,
+            "tables": [t.as_dict() for t in self.tables],
+            "mismatched": self.mismatched if self.mode != "dry-run" else [],
+            "problem_count": self.problem_count,
+            "problems": [p.as_dict() for p in self.problems],
+            "sequences": self.sequences,
+        }
+        if self.mode == "dry-run":
+            rows = sum(t.to_copy for t in self.tables)
+            out["rows_to_copy"] = rows
+            out["estimated_seconds"] = round(rows / ESTIMATED_ROWS_PER_S, 1)
+        return out
+
+
+def _conninfo(url: str) -> str:
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() != "postgresql":
+        raise UsageError(
+            f"the target must be a PostgreSQL URL, not {redact_url(parsed)}",
+            hint="--to postgresql://USER@HOST:PORT/DB",
+        )
+    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def sqlite_path(url: str) -> Path:
+    """The file of a ``sqlite:///`` URL (or a plain path)."""
+    if "://" not in url:
+        return Path(url).expanduser()
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        raise UsageError(
+            f"the source must be a SQLite file, not {redact_url(parsed)}",
+            hint="--from sqlite:///PATH/llmgw.db",
+        )
+    return Path(parsed.database).expanduser()
+
+
+class Migration:
+    """One run of ``llmgw db migrate`` from ``source`` (a SQLite file) to ``target_url``."""
+
+    def __init__(
+        self,
+        source: Path,
+        target_url: str,
+        options: Options | None = None,
+        progress: Progress | None = None,
+        *,
+        specs: list[TableSpec] | None = None,
+    ) -> None:
+        self.source = source
+        self.target_url = target_url
+        self.options = options or Options()
+        self.emit: Progress = progress or (lambda _event: None)
+        self.specs = specs if specs is not None else table_specs()
+        self._src: sqlite3.Connection | None = None
+        self._pg: psycopg.Connection[Any] | None = None
+        self.revision: str | None = None
+
+    # --- connections -----------------------------------------------------------------------
+
+    def __enter__(self) -> Migration:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close both connections (ending the source's read transaction)."""
+        if self._src is not None:
+            self._src.close()
+            self._src = None
+        if self._pg is not None:
+            self._pg.close()
+            self._pg = None
+
+    @property
+    def src(self) -> sqlite3.Connection:
+        """The source snapshot."""
+        assert self._src is not None, "call open() first"
+        return self._src
+
+    @property
+    def pg(self) -> psycopg.Connection[Any]:
+        """The target connection (autocommit; batches open their own transactions)."""
+        assert self._pg is not None, "call open() first"
+        return self._pg
+
+    def open(self) -> None:
+        """Open the source snapshot and the target; refuse an unusable pair."""
+        path = self.source
+        if not path.is_file():
+            raise UsageError(f"no SQLite database at {path}", hint="--from sqlite:///PATH")
+        pids = holders(path)
+        if pids and not self.options.live:
+            raise Conflict(
+                f"{path} is open in process {pids[0]} (a running llmgw serve?)",
+                hint="stop the gateway for a complete copy, or pass --live to copy a consistent "
+                "snapshot now and run again once it is stopped",
+            )
+        if pids:
+            self.emit({"event": "warning", "message": f"{path} is open in process {pids[0]}; "
+                       "copying a snapshot, rows written after it are not copied"})  # fmt: skip
+        try:
+            self._src = open_snapshot(path)
+            self.revision = self._source_revision()
+        except sqlite3.DatabaseError as exc:
+            raise DatabaseError(
+                f"cannot read {path}: {exc}", hint="is it a SQLite database?"
+            ) from None
+        try:
+            self._pg = psycopg.connect(
+                _conninfo(self.target_url), autocommit=True, connect_timeout=5
+            )
+        except psycopg.OperationalError as exc:
+            reason = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else "refused"
+            raise DatabaseError(
+                f"cannot connect to {redact_url(self.target_url)}: {reason}",
+                hint="check the --to URL and that the server is running",
+            ) from None
+        self.pg.execute("SET TIME ZONE 'UTC'")
+
+    def _source_revision(self) -> str | None:
+        from llmgw.storage.schema import VERSION_TABLE, _scripted_head
+
+        has = self.src.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (VERSION_TABLE,)
+        ).fetchone()
+        rev = (
+            self.src.execute(f"SELECT version_num FROM {VERSION_TABLE}").fetchone() if has else None
+        )
+        head = _scripted_head()
+        current = rev[0] if rev else None
+        if current != head:
+            raise UsageError(
+                f"the source is at schema revision {current or 'none'}, this llmgw writes {head}",
+                hint=f"upgrade the source first: LLMGW_DATABASE_URL=sqlite:///{self.source} llmgw db upgrade",
+            )
+        return current
+
+    # --- target schema and plan ------------------------------------------------------------
+
+    def _target_revision(self) -> str | None:
+        row = self.pg.execute("SELECT to_regclass('alembic_version') IS NOT NULL").fetchone()
+        if not row or not row[0]:
+            return None
+        got = self.pg.execute("SELECT version_num FROM alembic_version").fetchone()
+        return got[0] if got else None
+
+    def prepare_target(self, *, create: bool) -> None:
+        """Bring an empty target to the source's revision; refuse any other revision."""
+        current = self._target_revision()
+        if current == self.revision:
+            return
+        if current is not None:
+            raise Conflict(
+                f"the target is at schema revision {current}, the source at {self.revision}",
+                hint="use an empty target database, or one this llmgw version migrated",
+            )
+        tables = self.pg.execute(
+            "SELECT count(*) FROM pg_tables WHERE schemaname = current_schema()"
+        ).fetchone()
+        if tables and tables[0]:
+            raise Conflict(
+                f"the target {redact_url(self.target_url)} has tables but no llmgw schema",
+                hint="use an empty database (createdb NAME)",
+            )
+        if create:
+            from llmgw.storage.db import make_engine
+            from llmgw.storage.schema import upgrade
+
+            engine = make_engine(self.target_url)
+            try:
+                upgrade(engine, self.revision or "head")
+            finally:
+                engine.dispose()
+
+    def _progress(self) -> dict[str, tuple[int, str]]:
+        row = self.pg.execute("SELECT to_regclass(%s) IS NOT NULL", (PROGRESS_TABLE,)).fetchone()
+        if not row or not row[0]:
+            return {}
+        got = self.pg.execute(f"SELECT table_name, last_rowid, source FROM {PROGRESS_TABLE}")
+        return {r[0]: (int(r[1]), str(r[2])) for r in got}
+
+    def plan(self) -> list[TablePlan]:
+        """Per table: source rows, target rows and where copying starts."""
+        schema_ready = self._target_revision() == self.revision
+        progress = self._progress() if schema_ready else {}
+        plans = []
+        for spec in self.specs:
+            name = quote(spec.name)
+            count, top = self.src.execute(
+                f"SELECT count(*), coalesce(max(rowid), 0) FROM {name}"
+            ).fetchone()
+            target_rows = 0
+            if schema_ready:
+                got = self.pg.execute(f"SELECT count(*) FROM {name}").fetchone()
+                target_rows = int(got[0]) if got else 0
+            done, source = progress.get(spec.name, (0, str(self.source.resolve())))
+            if source != str(self.source.resolve()):
+                done = 0
+            left = self.src.execute(
+                f"SELECT count(*) FROM {name} WHERE rowid > ?", (done,)
+            ).fetchone()[0]
+            plans.append(TablePlan(spec, int(count), int(top), target_rows, done, int(left)))
+        return plans
+
+    def foreign_rows(self, plans: list[TablePlan]) -> list[str]:
+        """Tables of the target holding rows this source's checkpoints do not account for."""
+        progress = self._progress()
+        mine = str(self.source.resolve())
+        return [
+            p.spec.name
+            for p in plans
+            if p.target_rows and progress.get(p.spec.name, (0, ""))[1] != mine
+        ]
+
+    def empty_target(self) -> None:
+        """Delete every llmgw row of the target (the schema stays); the caller asked first."""
+        names = ", ".join(quote(s.name) for s in self.specs)
+        with self.pg.transaction():
+            self.pg.execute(f"TRUNCATE {names}")
+            if self._progress():
+                self.pg.execute(f"DELETE FROM {PROGRESS_TABLE}")
+
+    # --- checks and checksums --------------------------------------------------------------
+
+    def check_source(self, plans: list[TablePlan]) -> tuple[int, list[Problem]]:
+        """Apply every rule to every value, and sum the source; (problem count, first ones)."""
+        total, listed = 0, list[Problem]()
+        limit = self.options.problem_limit
+        for p in plans:
+            self.emit({"event": "check", "table": p.spec.name, "rows": p.source_rows})
+            count, found = sql_problems(
+                self.src, p.spec, strip_nul=self.options.strip_nul, limit=limit
+            )
+            pycount, pyfound, p.source_sum = self._sum_source(p.spec)
+            total += count + pycount
+            listed.extend((found + pyfound)[: max(0, limit - len(listed))])
+        return total, listed
+
+    def _sum_source(self, spec: TableSpec) -> tuple[int, list[Problem], TableSum]:
+        """Checksum one table of the source; values no rule accepts are counted and listed."""
+        canon = source_canonicalizer(spec, strip_nul=self.options.strip_nul)
+        total = TableSum()
+        problems: list[Problem] = []
+        count = 0
+        cols = ", ".join(quote(c) for c in spec.column_names)
+        sql = f"SELECT rowid, {cols} FROM {quote(spec.name)} WHERE rowid > ? ORDER BY rowid LIMIT ?"
+        last = 0
+        while True:
+            try:
+                rows = self.src.execute(sql, (last, self.options.batch_size)).fetchall()
+            except sqlite3.OperationalError as exc:
+                if "decode" not in str(exc):
+                    raise
+                rows, bad = self._read_as_bytes(sql, last, spec)
+                count += len(bad)
+                problems.extend(bad[: max(0, self.options.problem_limit - len(problems))])
+            if not rows:
+                break
+            for row in rows:
+                if row[1:] and row[1] is _SKIP:
+                    continue
+                try:
+                    total.add(canon(row[1:]))
+                except ValueError:
+                    count += 1
+                    if len(problems) < self.options.problem_limit:
+                        problems.append(self._explain(spec, row))
+            last = rows[-1][0]
+        return count, problems, total
+
+    def _read_as_bytes(
+        self, sql: str, last: int, spec: TableSpec
+    ) -> tuple[list[tuple[Any, ...]], list[Problem]]:
+        """A batch that holds invalid UTF-8, read as bytes: good rows decoded, bad ones listed.
+
+        A bad row comes back as ``(rowid, _SKIP)`` so the caller keeps its place."""
+        self.src.text_factory = bytes
+        try:
+            raw = self.src.execute(sql, (last, self.options.batch_size)).fetchall()
+        finally:
+            self.src.text_factory = str
+        rows: list[tuple[Any, ...]] = []
+        bad: list[Problem] = []
+        for row in raw:
+            values: list[Any] = [row[0]]
+            broken = None
+            for col, v in zip(spec.columns, row[1:], strict=True):
+                if isinstance(v, bytes) and col.kind != "bytes":
+                    try:
+                        v = v.decode("utf-8")
+                    except UnicodeDecodeError:
+                        broken = broken or Problem(
+                            spec.name, row[0], col.name, "invalid UTF-8", preview(v)
+                        )
+                values.append(v)
+            if broken is not None:
+                bad.append(broken)
+                rows.append((row[0], _SKIP))
+            else:
+                rows.append(tuple(values))
+        return rows, bad
+
+    def _explain(self, spec: TableSpec, row: tuple[Any, ...]) -> Problem:
+        """The first value of ``row`` that no rule accepts."""
+        for col, value in zip(spec.columns, row[1:], strict=True):
+            try:
+                source_canonicalizer(
+                    TableSpec(spec.name, (col,)), strip_nul=self.options.strip_nul
+                )([value])
+            except ValueError as exc:
+                return Problem(spec.name, row[0], col.name, str(exc), preview(value))
+        raise AssertionError("a row failed but none of its values does")  # pragma: no cover
+
+    def sum_target(self, plan: TablePlan) -> None:
+        """Count and checksum the target's copy of one table."""
+        spec = plan.spec
+        cols = ", ".join(
+            f"{quote(c.name)}::text" if c.kind == "json" else quote(c.name) for c in spec.columns
+        )
+        name = quote(spec.name)
+        with self.pg.cursor() as cur:
+            cur.execute(f"SELECT {cols} FROM {name} LIMIT 0")
+            types = [d.type_code for d in cur.description or []]
+            canon = target_canonicalizer(spec)
+            total = TableSum()
+            with cur.copy(f"COPY (SELECT {cols} FROM {name}) TO STDOUT (FORMAT BINARY)") as cp:
+                cp.set_types(types)
+                for row in cp.rows():
+                    total.add(canon(row))
+        plan.target_sum = total
+
+    # --- copying ---------------------------------------------------------------------------
+
+    def _ensure_progress_table(self) -> None:
+        self.pg.execute(
+            f"CREATE TABLE IF NOT EXISTS {PROGRESS_TABLE} ("
+            "table_name text PRIMARY KEY, source text NOT NULL, last_rowid bigint NOT NULL, "
+            "rows_copied bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())"
+        )
+
+    def copy_table(self, plan: TablePlan) -> None:
+        """Copy the rows after the table's checkpoint, one committed batch at a time."""
+        spec = plan.spec
+        name = quote(spec.name)
+        cols = ", ".join(quote(c) for c in spec.column_names)
+        step = f"SELECT max(rowid) FROM (SELECT rowid FROM {name} WHERE rowid > ? ORDER BY rowid LIMIT ?)"
+        read = f"SELECT {cols} FROM {name} WHERE rowid > ? AND rowid <= ? ORDER BY rowid"
+        copy_sql = f"COPY {name} ({cols}) FROM STDIN"
+        save = (
+            f"INSERT INTO {PROGRESS_TABLE} (table_name, source, last_rowid, rows_copied) "
+            "VALUES (%s, %s, %s, %s) ON CONFLICT (table_name) DO UPDATE SET "
+            "source = EXCLUDED.source, last_rowid = EXCLUDED.last_rowid, "
+            f"rows_copied = {PROGRESS_TABLE}.rows_copied + EXCLUDED.rows_copied, updated_at = now()"
+        )
+        nul = self.options.strip_nul and any(c.kind == "text" for c in spec.columns)
+        last = plan.done_rowid
+        started = time.monotonic()
+        self.emit({"event": "table", "table": spec.name, "total": plan.to_copy, "done": 0})
+        while True:
+            hi = self.src.execute(step, (last, self.options.batch_size)).fetchone()[0]
+            if hi is None:
+                break
+            rows = self.src.execute(read, (last, hi)).fetchall()
+            with self.pg.transaction(), self.pg.cursor() as cur:
+                with cur.copy(copy_sql) as cp:
+                    for row in rows:
+                        cp.write_row(_strip_nul(row) if nul else row)
+                cur.execute(save, (spec.name, str(self.source.resolve()), hi, len(rows)))
+            last = hi
+            plan.copied += len(rows)
+            elapsed = time.monotonic() - started
+            self.emit({
+                "event": "progress", "table": spec.name, "done": plan.copied, "total": plan.to_copy,
+                "rows_per_s": round(plan.copied / elapsed) if elapsed > 0 else None,
+            })  # fmt: skip
+        plan.done_rowid = last
+
+    def set_sequences(self) -> dict[str, int]:
+        """Every serial/identity column continues after the largest copied value (MIG-2)."""
+        done: dict[str, int] = {}
+        for spec in self.specs:
+            for col in spec.columns:
+                if col.kind != "int":
+                    continue
+                got = self.pg.execute(
+                    "SELECT pg_get_serial_sequence(%s, %s)", (quote(spec.name), col.name)
+                ).fetchone()
+                if not got or got[0] is None:
+                    continue
+                top = self.pg.execute(
+                    f"SELECT coalesce(max({quote(col.name)}), 0) + 1 FROM {quote(spec.name)}"
+                ).fetchone()
+                nxt = int(top[0]) if top else 1
+                self.pg.execute("SELECT setval(%s, %s, false)", (got[0], nxt))
+                done[f"{spec.name}.{col.name}"] = nxt
+        return done
+
+    # --- the whole run ---------------------------------------------------------------------
+
+    def report(self, mode: str, plans: list[TablePlan], started: datetime) -> MigrationReport:
+        """An empty report for this pair."""
+        return MigrationReport(
+            mode=mode,
+            source=str(self.source),
+            target=redact_url(self.target_url),
+            revision=self.revision,
+            tables=plans,
+            started_at=started,
+            live=self.options.live and bool(holders(self.source)),
+        )
+
+    def run(self, mode: str = "copy", *, plans: list[TablePlan] | None = None) -> MigrationReport:
+        """``copy`` (the default), ``dry-run`` or ``verify-only``; the connections must be open."""
+        started, t0 = datetime.now(UTC), time.monotonic()
+        if mode == "copy":
+            self.prepare_target(create=True)
+        elif mode == "verify-only" and self._target_revision() != self.revision:
+            raise Conflict(
+                f"the target is at revision {self._target_revision() or 'none'}, "
+                f"the source at {self.revision}",
+                hint="verify a pair that `llmgw db migrate` copied",
+            )
+        else:
+            self.prepare_target(create=False)
+        plans = plans if plans is not None else self.plan()
+        report = self.report(mode, plans, started)
+        report.problem_count, report.problems = self.check_source(plans)
+        if report.problem_count and mode != "verify-only":
+            report.seconds = time.monotonic() - t0
+            return report
+        if mode == "copy":
+            self._ensure_progress_table()
+            for p in plans:
+                self.copy_table(p)
+            report.sequences = self.set_sequences()
+        if mode != "dry-run":
+            for p in plans:
+                self.emit({"event": "verify", "table": p.spec.name})
+                self.sum_target(p)
+        report.seconds = time.monotonic() - t0
+        return report
+
+
+def _strip_nul(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple(v.replace("\x00", "") if isinstance(v, str) else v for v in row)
+
+
+@contextmanager
+def opened(migration: Migration) -> Iterator[Migration]:
+    """``migration`` with its connections open, closed afterwards."""
+    try:
+        migration.open()
+        yield migration
+    finally:
+        migration.close()
+
+
+def check_report(report: MigrationReport, saved: Path | None = None) -> None:
+    """Raise ``DataCheckFailed`` naming what is wrong, if anything is (``saved``: the report)."""
+    where_saved = f"; report: {saved}" if saved is not None else ""
+    if report.problem_count:
+        first = report.problems[0] if report.problems else None
+        where = (
+            f"; first: {first.table} rowid {first.rowid} column {first.column}: {first.problem}"
+            if first
+            else ""
+        )
+        raise DataCheckFailed(
+            f"{report.problem_count} source value(s) match no conversion rule{where}",
+            hint="nothing was copied; the report lists the rows (docs/migration.md, 'Dirty data')"
+            + where_saved,
+        )
+    if report.mode != "dry-run" and report.mismatched:
+        raise DataCheckFailed(
+            "the copy differs from the source in table(s) " + ", ".join(report.mismatched),
+            hint="if the source changed after those rows were copied (a --live run), stop the "
+            "gateway and run again with --overwrite" + where_saved,
+        )
