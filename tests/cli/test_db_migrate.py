@@ -329,7 +329,8 @@ def test_dry_run_plans_without_writing(cli: Any, source: Path, pg_url: str) -> N
     r = _migrate(cli, source, pg_url, "--dry-run")
     assert r.exit_code == 0, r.stderr
     report = _report(r.stdout)
-    assert report["mode"] == "dry-run" and report["rows_to_copy"] == 3250
+    assert report["mode"] == "dry-run"
+    assert report["rows_to_copy"] == sum(t["source_rows"] for t in report["tables"]) > 3250
     assert report["estimated_seconds"] > 0
     with psycopg.connect(pg_url) as conn:
         assert conn.execute("SELECT to_regclass('usage')").fetchone() == (None,)

@@ -174,7 +174,7 @@ def db_migrate(
 
     from llmgw.cli.output import stdout
     from llmgw.cli.progress import make_progress
-    from llmgw.errors import Conflict, UsageError
+    from llmgw.errors import UsageError
     from llmgw.storage.transfer import Migration, Options, check_report, sqlite_path
 
     if dry_run and verify_only:
@@ -189,14 +189,7 @@ def db_migrate(
         migration.open()
         plans = migration.plan()
         if mode == "copy" and migration._target_revision() == migration.revision:
-            foreign = migration.foreign_rows(plans)
             filled = [p.spec.name for p in plans if p.target_rows]
-            if foreign and not overwrite:
-                raise Conflict(
-                    f"the target already holds rows that did not come from {path} "
-                    f"(tables: {', '.join(foreign)})",
-                    hint="--overwrite empties the target's llmgw tables first (asks)",
-                )
             if overwrite and filled:
                 progress.close()
                 confirm(

@@ -79,6 +79,7 @@ class TableSpec:
 
     name: str
     columns: tuple[ColumnSpec, ...]
+    primary_key: tuple[str, ...] = ()
 
     @property
     def column_names(self) -> list[str]:
@@ -123,7 +124,11 @@ def table_specs(metadata: sa.MetaData | None = None) -> list[TableSpec]:
 
         metadata = SQLModel.metadata
     return [
-        TableSpec(table.name, tuple(_kind_of(c) for c in table.columns))
+        TableSpec(
+            table.name,
+            tuple(_kind_of(c) for c in table.columns),
+            tuple(c.name for c in table.primary_key.columns),
+        )
         for table in metadata.sorted_tables
     ]
 

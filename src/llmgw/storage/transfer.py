@@ -59,6 +59,7 @@ from llmgw.storage.sqlite_source import (
 __all__ = ["PROGRESS_TABLE", "Migration", "MigrationReport", "Options", "TablePlan"]
 
 PROGRESS_TABLE = "llmgw_migration"
+SEED_ROWS = 100  # a table with at most this many rows may hold rows a migration inserted
 _SKIP = object()  # marks a row already reported as unreadable
 ESTIMATED_ROWS_PER_S = 50_000
 """For ``--dry-run``'s estimate; docs/performance.md has the measured figures."""
@@ -357,14 +358,52 @@ class Migration:
         return plans
 
     def foreign_rows(self, plans: list[TablePlan]) -> list[str]:
-        """Tables of the target holding rows this source's checkpoints do not account for."""
+        """Tables of the target holding rows that did not come from this source.
+
+        Rows a migration itself inserts (the built-in OAuth client of 0003) are in the source
+        too: a table whose rows all have a primary key the source also has is not foreign; its
+        rows are replaced by the source's at the start of the copy (``drop_seeded``).
+        """
         progress = self._progress()
         mine = str(self.source.resolve())
-        return [
-            p.spec.name
-            for p in plans
-            if p.target_rows and progress.get(p.spec.name, (0, ""))[1] != mine
-        ]
+        foreign = []
+        self._seeded: list[TablePlan] = []
+        for p in plans:
+            if not p.target_rows or progress.get(p.spec.name, (0, ""))[1] == mine:
+                continue
+            if p.spec.primary_key and p.target_rows <= SEED_ROWS and self._keys_in_source(p.spec):
+                self._seeded.append(p)
+            else:
+                foreign.append(p.spec.name)
+        return foreign
+
+    def _keys_in_source(self, spec: TableSpec) -> bool:
+        """Whether every primary key of the target's rows is also in the source."""
+        pk = [c for c in spec.columns if c.name in spec.primary_key]
+        key_spec = TableSpec(spec.name, tuple(pk))
+        cols = ", ".join(quote(c.name) for c in pk)
+        theirs = {
+            tuple(target_canonicalizer(key_spec)(row))
+            for row in self.pg.execute(f"SELECT {cols} FROM {quote(spec.name)}")
+        }
+        canon = source_canonicalizer(key_spec)
+        ours = set()
+        for row in self.src.execute(
+            f"SELECT {cols} FROM {quote(spec.name)} LIMIT ?", (SEED_ROWS * 100,)
+        ):
+            ours.add(tuple(canon(row)))
+        return theirs <= ours
+
+    def drop_seeded(self) -> None:
+        """Delete the rows migrations seeded into a fresh target; the source's copies replace them."""
+        seeded = getattr(self, "_seeded", [])
+        if not seeded:
+            return
+        with self.pg.transaction():
+            for p in reversed(seeded):
+                self.pg.execute(f"DELETE FROM {quote(p.spec.name)}")
+                p.target_rows = 0
+        self._seeded = []
 
     def empty_target(self) -> None:
         """Delete every llmgw row of the target (the schema stays); the caller asked first."""
@@ -576,7 +615,16 @@ class Migration:
             )
         else:
             self.prepare_target(create=False)
-        plans = plans if plans is not None else self.plan()
+        if plans is None or mode == "copy":
+            plans = self.plan()  # the schema may have just been created (and seeded)
+        if mode == "copy":
+            foreign = self.foreign_rows(plans)
+            if foreign:
+                raise Conflict(
+                    f"the target already holds rows that did not come from {self.source} "
+                    f"(tables: {', '.join(foreign)})",
+                    hint="--overwrite empties the target's llmgw tables first (asks)",
+                )
         report = self.report(mode, plans, started)
         report.problem_count, report.problems = self.check_source(plans)
         if report.problem_count and mode != "verify-only":
@@ -584,6 +632,7 @@ class Migration:
             return report
         if mode == "copy":
             self._ensure_progress_table()
+            self.drop_seeded()
             for p in plans:
                 self.copy_table(p)
             report.sequences = self.set_sequences()
