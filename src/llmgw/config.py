@@ -39,6 +39,7 @@ __all__ = [
     "AliasTarget",
     "AuthSettings",
     "DatabaseSettings",
+    "IdentitySettings",
     "LoadedSettings",
     "ModelPrice",
     "ProviderConfig",
@@ -124,6 +125,29 @@ class AuthSettings(_Section):
     """Seconds between reads of the version key, which catch an announcement the feed missed."""
     redis_timeout: float = Field(default=0.5, gt=0, le=5)
     """Seconds a Redis call of the feed (or of the CLI's announcement) may take."""
+
+
+class IdentitySettings(_Section):
+    """OAuth 2.0 and JWT access tokens (``[identity]``; docs/auth.md)."""
+
+    issuer: str | None = Field(default=None, max_length=500)
+    """The exact ``iss`` of every token and the public base URL of the OAuth endpoints and pages
+    (``https://llm.example.com``); unset means ``http://<server.host>:<server.port>``. Every
+    instance behind one address must use the same value."""
+    audience: str = Field(default="llmgw", min_length=1, max_length=200)
+    """The exact ``aud`` of access tokens."""
+    access_token_seconds: int = Field(default=900, ge=60, le=86_400)
+    """Lifetime of an access token (default 15 minutes)."""
+    refresh_token_days: float = Field(default=30.0, gt=0, le=365)
+    """Lifetime of a refresh token; each use rotates it and starts a new lifetime."""
+    pat_max_days: int = Field(default=366, ge=1, le=3660)
+    """Longest lifetime a personal access token may be given (``llmgw tokens create --expires``)."""
+    signing_secret: SecretStr | None = None
+    """Encrypts the JWT signing keys in the database (at least 32 characters; every instance needs
+    the same). Unset: a random secret kept in ``$LLMGW_HOME/identity.key`` (mode 0600)."""
+    key_overlap_seconds: int = Field(default=3600, ge=0, le=30 * 86_400)
+    """After ``llmgw oauth keys rotate``, how long the old key still verifies tokens (at least
+    ``access_token_seconds``; longer while personal access tokens it signed live)."""
 
 
 class UsageSettings(_Section):
@@ -364,6 +388,7 @@ class Settings(BaseSettings):
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
+    identity: IdentitySettings = Field(default_factory=IdentitySettings)
     usage: UsageSettings = Field(default_factory=UsageSettings)
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     ratelimit: RateLimitSettings = Field(default_factory=RateLimitSettings)
@@ -409,6 +434,16 @@ class Settings(BaseSettings):
         if self.database.url is not None:
             return self.database.url.get_secret_value()
         return f"sqlite:///{self.home / 'llmgw.db'}"
+
+    @property
+    def issuer(self) -> str:
+        """The tokens' ``iss`` and the OAuth endpoints' base URL (``identity.issuer`` or the
+        server's own address), without a trailing slash."""
+        if self.identity.issuer:
+            return self.identity.issuer.rstrip("/")
+        host = self.server.host
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{self.server.port}"
 
     @property
     def spool_dir(self) -> Path:

@@ -8,7 +8,10 @@ import pytest
 from sqlalchemy.engine import Engine
 
 from llmgw.auth.users import UserInfo, UserService
+from llmgw.identity.signing import SigningKeys
+from llmgw.identity.tokens import TokenService
 
+ISSUER = "https://gw.example"
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 
 
@@ -42,3 +45,15 @@ def alice(engine: Engine) -> UserInfo:
 def root(engine: Engine) -> UserInfo:
     """An admin user."""
     return UserService(engine).create("root@example.com", "Root", role="admin")
+
+
+@pytest.fixture
+def signing(engine: Engine, clock: Clock) -> SigningKeys:
+    """Signing keys encrypted under a fixed test secret."""
+    return SigningKeys(engine, b"s" * 32, clock=clock)
+
+
+@pytest.fixture
+def tokens(engine: Engine, signing: SigningKeys, clock: Clock) -> TokenService:
+    """A TokenService with issuer https://gw.example and the default lifetimes."""
+    return TokenService(engine, signing, issuer=ISSUER, clock=clock)
