@@ -148,7 +148,7 @@ class SigningKeys:
         return Ed25519PrivateKey.from_private_bytes(raw)
 
     # -- keys -------------------------------------------------------------------------------
-    def _create(self, conn: sa.Connection, now: datetime) -> None:
+    def _create(self, conn: sa.Connection, now: datetime) -> str:
         key = Ed25519PrivateKey.generate()
         kid = now.strftime("%Y%m%d") + "-" + secrets.token_hex(4)
         public = key.public_key().public_bytes(
@@ -167,9 +167,17 @@ class SigningKeys:
                 expires_at=None,
             )
         )
+        return kid
 
     def _rows(self, conn: sa.Connection) -> list[Any]:
-        return list(conn.execute(sa.select(_T).order_by(_T.c.created_at.desc(), _T.c.kid)))
+        # Newest first; among keys made in the same instant, the unretired one first.
+        return list(
+            conn.execute(
+                sa.select(_T).order_by(
+                    _T.c.created_at.desc(), _T.c.retires_at.is_(None).desc(), _T.c.kid
+                )
+            )
+        )
 
     def _load(self, now: datetime) -> None:
         with db_errors(self.engine, "loading signing keys"), self.engine.begin() as conn:
@@ -245,9 +253,9 @@ class SigningKeys:
                 .where(sa.or_(_T.c.expires_at.is_(None), _T.c.expires_at > until))
                 .values(expires_at=until)
             )
-            self._create(conn, now)
+            kid = self._create(conn, now)
         self.refresh()
-        return self.list()[0]
+        return next(k for k in self.list() if k.kid == kid)
 
     def list(self) -> list[KeyRecord]:
         """Every key, newest first."""
