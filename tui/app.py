@@ -7,7 +7,7 @@ Textual modes switched with the number keys; each polls in its own worker.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -19,6 +19,7 @@ from textual.screen import Screen
 from llmgw.errors import AuthError, PermissionDenied
 from llmgw.tui.screens.audit import AuditScreen
 from llmgw.tui.screens.base import PolledScreen, describe
+from llmgw.tui.screens.chat import ChatScreen
 from llmgw.tui.screens.help import HelpScreen
 from llmgw.tui.screens.keys import KeysScreen
 from llmgw.tui.screens.providers import ProvidersScreen
@@ -27,6 +28,7 @@ from llmgw.tui.screens.usage import UsageScreen
 from llmgw.tui.screens.users import UsersScreen
 
 if TYPE_CHECKING:
+    from llmgw.admin.chat import ChatSource
     from llmgw.admin.ops import AdminOps, Record
 
 __all__ = ["SCREENS_ORDER", "LlmgwApp"]
@@ -40,8 +42,9 @@ SCREENS_ORDER: tuple[tuple[str, str], ...] = (
     ("keys", "Keys"),
     ("users", "Users"),
     ("audit", "Audit"),
+    ("chat", "Chat"),
 )
-"""(mode, title) in the order of the number keys 1..6."""
+"""(mode, title) in the order of the number keys 1..7."""
 
 
 def _utcnow() -> datetime:
@@ -49,7 +52,7 @@ def _utcnow() -> datetime:
 
 
 class LlmgwApp(App[None]):
-    """The admin dashboard: providers, requests, usage, keys, users and the audit log."""
+    """The admin dashboard: providers, requests, usage, keys, users, the audit log and chat."""
 
     CSS_PATH = "llmgw.tcss"
     TITLE = "llmgw dash"
@@ -60,6 +63,7 @@ class LlmgwApp(App[None]):
         "keys": KeysScreen,
         "users": UsersScreen,
         "audit": AuditScreen,
+        "chat": ChatScreen,
     }
     BINDINGS: ClassVar[list[BindingType]] = [
         *(
@@ -84,9 +88,17 @@ class LlmgwApp(App[None]):
         *,
         clock: Clock = _utcnow,
         poll_interval: float = 2.0,
+        chat: ChatSource | None = None,
+        connect_chat: Callable[[str, str], ChatSource] | None = None,
+        keymap: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__()
         self.ops = ops
+        self.chat = chat
+        """The gateway's chat API (remote mode), or None until the Chat screen connects."""
+        self.connect_chat = connect_chat
+        """Makes a ``ChatSource`` from a URL and an API key (local mode's Chat screen)."""
+        self.keymap_overrides: dict[str, str] = dict(keymap or {})
         self.settings = settings
         self.clock = clock
         self.poll_interval = poll_interval
@@ -104,6 +116,8 @@ class LlmgwApp(App[None]):
         return self.identity.get("mode") == "remote"
 
     def on_mount(self) -> None:
+        if self.keymap_overrides:
+            self.set_keymap(self.keymap_overrides)
         self.switch_mode("providers")
         self.check_access()
 
@@ -139,6 +153,10 @@ class LlmgwApp(App[None]):
         self.where = f"{identity.get('actor', '?')} @ {where}"
         if isinstance(self.screen, PolledScreen):
             self.screen.sub_title = f"{self.screen.TITLE_TEXT} · {self.where}"
+
+    async def on_unmount(self) -> None:
+        if self.chat is not None:
+            await self.chat.aclose()
 
     def action_help(self) -> None:
         """Show the help screen with every binding."""

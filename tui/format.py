@@ -6,7 +6,17 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-__all__ = ["BARS", "age", "hhmm", "num", "short_time", "spark", "state_style"]
+__all__ = [
+    "BARS",
+    "age",
+    "detail_text",
+    "hhmm",
+    "num",
+    "readable",
+    "short_time",
+    "spark",
+    "state_style",
+]
 
 BARS = "▁▂▃▄▅▆▇█"
 
@@ -93,3 +103,40 @@ def state_style(state: str | None, colors: Mapping[str, str]) -> str:
     """The theme colour for a provider, key or user state (``colors`` are the theme's)."""
     name = _STATES.get((state or "unknown").lower(), "foreground")
     return colors.get(name) or colors.get("foreground", "")
+
+
+_NONE_MEANS = {
+    "rpm": "no limit",
+    "tpm": "no limit",
+    "models": "all models",
+    "expires_at": "never",
+    "revoked_at": "never",
+}
+
+
+def readable(value: Any, name: str = "") -> str:
+    """One value of an audit detail as a person reads it (never a Python repr): None as what it
+    means for the setting ``name`` (``no limit``, ``all models``, ``never``), times as
+    ``MM-DD hh:mm:ss``, lists comma-separated, a change as ``old → new``."""
+    if value is None:
+        return _NONE_MEANS.get(name, "none")
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return ", ".join(readable(v) for v in value) or "none"
+    if isinstance(value, Mapping):
+        if set(value) == {"from", "to"}:
+            return f"{readable(value['from'], name)} → {readable(value['to'], name)}"
+        return "; ".join(f"{k}: {readable(v, str(k))}" for k, v in value.items())
+    if isinstance(value, str) and len(value) >= 19 and value[4] == "-" and value[10] == "T":
+        when = parse_time(value)
+        if when is not None:
+            return when.strftime("%m-%d %H:%M:%S")
+    return str(value)
+
+
+def detail_text(detail: Mapping[str, Any] | None) -> str:
+    """An audit entry's detail on one line: ``name: ci; rpm: 60 → 120; tpm: no limit``."""
+    if not detail:
+        return ""
+    return "; ".join(f"{k}: {readable(v, k)}" for k, v in detail.items())

@@ -211,6 +211,22 @@ class RoutingSettings(_Section):
     """Seconds between background refreshes of the model lists of providers without ``models``."""
 
 
+class TuiSettings(_Section):
+    """``llmgw dash``, the admin dashboard (``[tui]``; docs/tui.md)."""
+
+    keys: dict[str, str] = Field(default_factory=dict)
+    """Key bindings to change: binding id -> keys, comma-separated (``quit = "ctrl+q"``,
+    ``screen-chat = "7,c"``); ``?`` in the dashboard lists every id. An unknown id is an error."""
+
+    @field_validator("keys")
+    @classmethod
+    def _keys_named(cls, v: dict[str, str]) -> dict[str, str]:
+        for binding, keys in v.items():
+            if not keys.strip() or any(not k.strip() for k in keys.split(",")):
+                raise ValueError(f"{binding}: give one or more keys, comma-separated")
+        return v
+
+
 class RateLimitSettings(_Section):
     """Per-key request and token limits (``[ratelimit]``; see docs/ratelimits.md)."""
 
@@ -393,6 +409,7 @@ class Settings(BaseSettings):
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     ratelimit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)
+    tui: TuiSettings = Field(default_factory=TuiSettings)
     providers: list[ProviderConfig] = Field(default_factory=list)
     aliases: dict[str, list[str | AliasTarget]] = Field(default_factory=dict)
     """Alias name -> ordered candidates (``provider/model[:version]``)."""

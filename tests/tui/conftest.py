@@ -7,13 +7,14 @@ what a person sees when the server goes away.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from textual.pilot import Pilot
 
+from llmgw.admin.chat import ChatDelta, ChatDone, ChatEvent, ChatMessage
 from llmgw.admin.ops import UNSET, Record, Unset
 from llmgw.errors import NotFound, Unavailable
 from llmgw.tui.app import LlmgwApp
@@ -271,6 +272,32 @@ class FixtureOps:
         return [dict(a) for a in self.audit[:limit]]
 
 
+class FixtureChat:
+    """A ``ChatSource`` with fixed models and a fixed, word-by-word answer and figures."""
+
+    url = "http://127.0.0.1:8080"
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, list[ChatMessage], float | None, int | None]] = []
+        self.closed = False
+
+    async def models(self) -> list[str]:
+        return ["gigachat/GigaChat-2-Max", "openai/gpt-4o-mini", "yandex/yandexgpt-lite"]
+
+    async def stream(self, model: str, messages: Sequence[ChatMessage], *,
+                     temperature: float | None = None,
+                     max_tokens: int | None = None) -> AsyncIterator[ChatEvent]:  # fmt: skip
+        self.sent.append((model, list(messages), temperature, max_tokens))
+        words = f"Echo: {messages[-1].content}".split(" ")
+        for i, word in enumerate(words):
+            yield ChatDelta(word if i == 0 else " " + word)
+        yield ChatDone(model=model, finish_reason="stop", prompt_tokens=12,
+                       completion_tokens=len(words), latency_ms=812.4, ttft_ms=121.0)  # fmt: skip
+
+    async def aclose(self) -> None:
+        self.closed = True
+
+
 @pytest.fixture
 def ops() -> FixtureOps:
     """Fixed data in local mode (the provider_status table, no live state)."""
@@ -294,8 +321,8 @@ def make_app() -> Callable[..., LlmgwApp]:
     """Builds ``LlmgwApp`` on the given ops with the fixed clock and a long poll interval
     (tests poll with ``r`` or by switching screens, never by waiting)."""
 
-    def make(ops: FixtureOps, poll_interval: float = 3600) -> LlmgwApp:
-        return LlmgwApp(ops, clock=clock, poll_interval=poll_interval)
+    def make(ops: FixtureOps, poll_interval: float = 3600, **kwargs: Any) -> LlmgwApp:
+        return LlmgwApp(ops, clock=clock, poll_interval=poll_interval, **kwargs)
 
     return make
 

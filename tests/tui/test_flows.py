@@ -243,3 +243,43 @@ def test_a_request_refused_before_routing_shows_no_model() -> None:
     assert _field({"provider": "local", "model": "gpt-4o-mini"}, "model") == "local/gpt-4o-mini"
     rec = {"provider": "yandex", "model": "yandexgpt-lite", "model_version": "rc"}
     assert _field(rec, "model") == "yandex/yandexgpt-lite:rc"
+
+
+def test_audit_details_read_as_words_not_python() -> None:
+    from llmgw.tui.format import detail_text
+
+    detail = {
+        "name": "ci",
+        "rpm": {"from": 60, "to": 120},
+        "tpm": None,
+        "models": None,
+        "expires_at": "2026-12-03T09:30:00+00:00",
+        "user": None,
+    }
+    text = detail_text(detail)
+    assert text == (
+        "name: ci; rpm: 60 → 120; tpm: no limit; models: all models; "
+        "expires_at: 12-03 09:30:00; user: none"
+    )
+    assert "None" not in text and "{" not in text
+    assert detail_text({"models": {"from": None, "to": ["a", "b"]}}) == "models: all models → a, b"
+
+
+async def test_audit_pane_shows_the_highlighted_entry(make_app, ops, wait):
+    ops.audit.insert(0, {"id": 3, "at": "2026-12-03T09:29:00+00:00", "actor": "local:ops",
+                         "actor_kind": "local", "action": "keys.update",
+                         "target": "sk-llmgw-0001", "source": "tui", "remote_addr": None,
+                         "detail": {"rpm": {"from": 60, "to": 120},
+                                    "tpm": {"from": 40000, "to": None}}})  # fmt: skip
+    app = make_app(ops)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait(pilot)
+        await pilot.press("6")
+        await wait(pilot)
+        pane = str(app.screen.query_one("#detail", Static).render())
+        assert pane == "keys.update sk-llmgw-0001\nrpm: 60 → 120\ntpm: 40000 → no limit"
+        await pilot.press("down")
+        await wait(pilot)
+        assert str(app.screen.query_one("#detail", Static).render()) == (
+            "keys.revoke sk-llmgw-0003\nno detail"
+        )

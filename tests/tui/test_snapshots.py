@@ -7,6 +7,7 @@ report before committing.
 from __future__ import annotations
 
 import pytest
+from textual.widgets import Input
 
 SCREENS = ["1", "2", "3", "4", "5", "6"]
 SIZES = [(80, 24), (160, 48)]
@@ -52,5 +53,39 @@ def test_stale(snap_compare, make_app, ops, wait):
         ops.go_away()
         await pilot.press("r")
         await wait(pilot)
+
+    assert snap_compare(make_app(ops), terminal_size=(80, 24), run_before=show)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_chat(snap_compare, make_app, remote_ops, wait, size):
+    """Chat after one streamed answer: model picker, temperature, max tokens, the conversation,
+    and the tokens and latency of the answer on the status line."""
+    from tests.tui.conftest import FixtureChat
+
+    async def chat(pilot):
+        await wait(pilot)
+        await pilot.press("7")
+        await wait(pilot)
+        for box in pilot.app.screen.query(Input):
+            box.cursor_blink = False  # the cursor would be caught on or off at random
+        pilot.app.screen.query_one("#chat-temperature").value = "0.2"
+        pilot.app.screen.query_one("#prompt").value = "What is llmgw?"
+        await pilot.press("enter")
+        await wait(pilot)
+
+    app = make_app(remote_ops, chat=FixtureChat())
+    assert snap_compare(app, terminal_size=size, run_before=chat)
+
+
+def test_chat_local(snap_compare, make_app, ops, wait):
+    """Local mode: the Chat screen says it needs a running server and asks for a URL and key."""
+
+    async def show(pilot):
+        await wait(pilot)
+        await pilot.press("7")
+        await wait(pilot)
+        for box in pilot.app.screen.query(Input):
+            box.cursor_blink = False
 
     assert snap_compare(make_app(ops), terminal_size=(80, 24), run_before=show)

@@ -1,4 +1,5 @@
-"""``ListingScreen``: a polled table of records with a ``/`` filter and mutations in workers."""
+"""``FilteredScreen``: a polled table with a ``/`` filter; ``ListingScreen``: records in it, with
+mutations in workers."""
 
 from __future__ import annotations
 
@@ -15,28 +16,72 @@ from llmgw.tui.screens.base import PolledScreen, describe
 if TYPE_CHECKING:
     from llmgw.admin.ops import Record
 
-__all__ = ["ListingScreen"]
+__all__ = ["FilteredScreen", "ListingScreen"]
 
 
-class ListingScreen(PolledScreen):
-    """Rows from ``fetch``; ``row`` turns a record into cells, ``text`` into filterable text."""
+class FilteredScreen(PolledScreen):
+    """A table (``TABLE_ID``) under a filter input: ``/`` shows it, typing filters as you go,
+    Enter returns to the table, Escape clears and hides it. ``render_rows`` applies
+    ``query_text``."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("slash", "filter", "Filter", id="list-filter", tooltip="Filter the rows"),
-        Binding("escape", "clear_filter", "Clear filter", id="list-clear", show=False),
+        Binding("slash", "filter", "Filter", id="filter", tooltip="Filter the rows"),
+        Binding("escape", "clear_filter", "Clear filter", id="filter-clear", show=False),
     ]
+    TABLE_ID: ClassVar[str] = "rows"
+    FILTER_PLACEHOLDER: ClassVar[str] = "filter…"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.query_text = ""
+
+    def compose_filter(self) -> ComposeResult:
+        """The (hidden) filter input."""
+        box = Input(placeholder=self.FILTER_PLACEHOLDER, id="filter", classes="filter")
+        box.display = False
+        yield box
+
+    def render_rows(self) -> None:
+        """Fill the table with the rows that match ``query_text``."""
+        raise NotImplementedError
+
+    def action_filter(self) -> None:
+        """Show the filter input and focus it."""
+        box = self.query_one("#filter", Input)
+        box.display = True
+        box.focus()
+
+    def action_clear_filter(self) -> None:
+        """Clear and hide the filter."""
+        box = self.query_one("#filter", Input)
+        box.value = ""
+        box.display = False
+        self.query_text = ""
+        self.query_one(f"#{self.TABLE_ID}").focus()
+        self.render_rows()
+
+    @on(Input.Changed, "#filter")
+    def _filter_changed(self, event: Input.Changed) -> None:
+        self.query_text = event.value.strip()
+        self.render_rows()
+
+    @on(Input.Submitted, "#filter")
+    def _filter_done(self) -> None:
+        self.query_one(f"#{self.TABLE_ID}").focus()
+
+
+class ListingScreen(FilteredScreen):
+    """Rows from ``fetch``; ``row`` turns a record into cells, ``text`` into filterable text."""
+
     COLUMNS: ClassVar[tuple[str, ...]] = ()
 
     def __init__(self) -> None:
         super().__init__()
         self.records: list[Record] = []
         self.shown: list[Record] = []
-        self.query_text = ""
 
     def compose_body(self) -> ComposeResult:
-        box = Input(placeholder="filter…", id="filter", classes="filter")
-        box.display = False
-        yield box
+        yield from self.compose_filter()
         table: DataTable[Any] = DataTable(id="rows", cursor_type="row", zebra_stripes=True)
         table.add_columns(*self.COLUMNS)
         yield table
@@ -75,30 +120,6 @@ class ListingScreen(PolledScreen):
         count = f"{len(self.shown)} of {len(self.records)}"
         found = f"; filter: {self.query_text}" if self.query_text else ""
         return f"{count}{found}; {super().status_text()}"
-
-    def action_filter(self) -> None:
-        """Show the filter input and focus it."""
-        box = self.query_one("#filter", Input)
-        box.display = True
-        box.focus()
-
-    def action_clear_filter(self) -> None:
-        """Clear and hide the filter."""
-        box = self.query_one("#filter", Input)
-        box.value = ""
-        box.display = False
-        self.query_text = ""
-        self.query_one("#rows").focus()
-        self.render_rows()
-
-    @on(Input.Changed, "#filter")
-    def _filter_changed(self, event: Input.Changed) -> None:
-        self.query_text = event.value.strip()
-        self.render_rows()
-
-    @on(Input.Submitted, "#filter")
-    def _filter_done(self) -> None:
-        self.query_one("#rows").focus()
 
     @work(thread=True, group="mutate", exit_on_error=False)
     def mutate(

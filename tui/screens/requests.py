@@ -5,13 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
-from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.widgets import DataTable, Input
+from textual.widgets import DataTable
 
 from llmgw.tui.format import num, short_time
-from llmgw.tui.screens.base import PolledScreen
+from llmgw.tui.screens.listing import FilteredScreen
 
 if TYPE_CHECKING:
     from llmgw.admin.ops import AdminOps, Record
@@ -58,36 +57,25 @@ def matches(rec: Record, query: str) -> bool:
     return True
 
 
-class RequestsScreen(PolledScreen):
+class RequestsScreen(FilteredScreen):
     """The newest requests first (remote: the server's ring buffer; local: the usage table)."""
 
     TITLE_TEXT = "Requests"
+    TABLE_ID = "requests"
+    FILTER_PLACEHOLDER = "model=… key=… status=5xx, or any text"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding(
-            "slash",
-            "filter",
-            "Filter",
-            id="requests-filter",
-            tooltip="Filter: model=, key=, status=",
-        ),
         Binding(
             "p", "pause", "Pause/resume", id="requests-pause", tooltip="Pause or resume the tail"
         ),
-        Binding("escape", "clear_filter", "Clear filter", id="requests-clear", show=False),
     ]
 
     def __init__(self) -> None:
         super().__init__()
         self.records: list[Record] = []
         self.paused = False
-        self.query_text = ""
 
     def compose_body(self) -> ComposeResult:
-        box = Input(
-            placeholder="model=… key=… status=5xx, or any text", id="filter", classes="filter"
-        )
-        box.display = False
-        yield box
+        yield from self.compose_filter()
         table: DataTable[Any] = DataTable(id="requests", cursor_type="row", zebra_stripes=True)
         table.add_columns(
             "time", "key", "model", "served by", "status", "latency ms", "ttft ms",
@@ -138,33 +126,9 @@ class RequestsScreen(PolledScreen):
         parts.append("PAUSED (p resumes)" if self.paused else super().status_text())
         return "; ".join(parts)
 
-    def action_filter(self) -> None:
-        """Show the filter input and focus it."""
-        box = self.query_one("#filter", Input)
-        box.display = True
-        box.focus()
-
-    def action_clear_filter(self) -> None:
-        """Clear and hide the filter."""
-        box = self.query_one("#filter", Input)
-        box.value = ""
-        box.display = False
-        self.query_text = ""
-        self.query_one("#requests").focus()
-        self.render_rows()
-
     def action_pause(self) -> None:
         """Pause the tail (polls go on, the table stands still) or resume it."""
         self.paused = not self.paused
         if not self.paused:
             self.poll()
         self.set_status()
-
-    @on(Input.Changed, "#filter")
-    def _filter_changed(self, event: Input.Changed) -> None:
-        self.query_text = event.value.strip()
-        self.render_rows()
-
-    @on(Input.Submitted, "#filter")
-    def _filter_done(self) -> None:
-        self.query_one("#requests").focus()

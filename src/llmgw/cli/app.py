@@ -68,7 +68,7 @@ COMMANDS = {
     "dash": LazyCommand(
         "llmgw.cli.dash",
         "dash",
-        "Open the full-screen admin dashboard: providers, requests, usage, keys, users, audit.",
+        "Open the full-screen admin dashboard: providers, requests, usage, keys, users, audit, chat.",
     ),
 }
 """Every command, in the order ``llmgw --help`` lists them; each module is imported on first use."""

@@ -11,16 +11,25 @@ from llmgw.cli.state import state
 from llmgw.errors import UsageError
 
 if TYPE_CHECKING:
+    import httpx
+
+    from llmgw.admin.chat import ChatSource
     from llmgw.admin.ops import AdminOps
 
 __all__ = ["dash"]
 
 
-def _remote(url: str, token: str | None, ctx: typer.Context) -> AdminOps:
+def _remote(url: str, token: str | None, auth: httpx.Auth | None) -> AdminOps:
     from llmgw.admin.remote import RemoteAdmin
 
-    auth = None if token else state(ctx).login(url)  # the stored `llmgw login`, refreshed
     return RemoteAdmin(url, token, source="tui", auth=auth)
+
+
+def _chat(url: str, token: str | None, auth: httpx.Auth | None = None) -> ChatSource:
+    """The gateway's own chat API for the Chat screen (the same URL and key or login)."""
+    from llmgw.admin.chat_remote import RemoteChat
+
+    return RemoteChat(url, token, auth=auth)
 
 
 def dash(
@@ -48,22 +57,29 @@ def dash(
         typer.Option("--interval", min=0.2, max=3600, help="Seconds between polls of a screen."),
     ] = 2.0,
 ) -> None:
-    """Open the full-screen admin dashboard: providers, requests, usage, keys, users, audit.
+    """Open the full-screen admin dashboard: providers, requests, usage, keys, users, audit, chat.
 
     Without --url it reads and changes the database directly (the providers screen then shows
     the provider_status table: live state needs a server); with --url and an admin --token, or
-    the stored `llmgw login` for that URL, it uses the server's admin API. ? lists the keys, q quits. Exit code 2 when the credential is
-    refused or is not an admin's.
+    the stored `llmgw login` for that URL, it uses the server's admin API (and its /v1/chat/completions on the Chat screen). Keys can be
+    changed in [tui] keys of the config. ? lists the keys, q quits. Exit code 2 when the
+    credential is refused or is not an admin's, or [tui] keys names an unknown binding.
     """
+    st = state(ctx)
+    from llmgw.tui.keymap import check_keymap  # a wrong [tui] keys is exit 2 before any screen
+
+    keymap = check_keymap(st.settings.tui.keys)
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise UsageError(
             "llmgw dash needs a terminal", hint="for scripts use llmgw keys|users|usage --json"
         )
-    st = state(ctx)
     url, token = url or st.url, token or st.token  # `llmgw --url X dash` works too
     ops: AdminOps
+    chat: ChatSource | None = None
     if url:
-        ops = _remote(url, token, ctx)
+        auth = None if token else st.login(url)  # the stored `llmgw login`, refreshed
+        ops = _remote(url, token, auth)
+        chat = _chat(url, token, auth)
     else:
         from llmgw.admin.local import LocalAdmin
         from llmgw.admin.ops import Actor
@@ -77,7 +93,14 @@ def dash(
         )
     from llmgw.tui.app import LlmgwApp
 
-    app = LlmgwApp(ops, st.settings, poll_interval=interval)
+    app = LlmgwApp(
+        ops,
+        st.settings,
+        poll_interval=interval,
+        chat=chat,
+        connect_chat=_chat,
+        keymap=keymap,
+    )
     app.run()
     if app.return_code:
         raise typer.Exit(app.return_code)
