@@ -34,6 +34,7 @@ from llmgw.server.routes.health import health_routes
 from llmgw.server.routes.models import ListModels, RetrieveModel
 from llmgw.server.routes.providers import ProviderStatus
 from llmgw.server.state import Gateway
+from llmgw.server.web import web_routes
 
 __all__ = ["GatewayApp", "create_app", "gateway_of"]
 
@@ -92,6 +93,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.monotoni
     cache, breakers' cooldowns, the readiness cache and the other intervals; tests pass a fake one.
     """
     gateway = Gateway(settings, clock=clock)
+    pages, web = web_routes(gateway)
     doc = openapi_json()
 
     async def openapi(request: Request) -> Response:
@@ -103,6 +105,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.monotoni
         try:
             yield
         finally:
+            await web.aclose()
             await gateway.stop()
 
     operations: list[UpstreamOperation[Any, Any] | KeyOperation] = [
@@ -117,6 +120,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.monotoni
         *health_routes(gateway),
         *admin_routes(gateway),
         *alert_routes(gateway),
+        *pages,
         Route("/openapi.json", openapi, methods=["GET"]),
     ]
     log_enabled = settings.server.access_log
@@ -137,6 +141,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.monotoni
     # Host header; a path that is not a route is a 404 here, whatever its slashes.
     app.router.redirect_slashes = False
     app.state.gateway = gateway
+    app.state.web = web
     app.state.drain = gateway.drain
     return app
 

@@ -31,12 +31,13 @@ def test_every_operation_has_a_summary_examples_and_its_errors(
 ) -> None:
     where = f"{method} {path}: add it to server/openapi_examples.py OPERATIONS"
     assert op.get("summary") and op.get("description") and op.get("tags"), where
-    if "requestBody" in op:
-        assert "example" in op["requestBody"]["content"]["application/json"], where
+    if "requestBody" in op:  # JSON, or the pages' url-encoded forms
+        for media in op["requestBody"]["content"].values():
+            assert "example" in media, where
     for p in op.get("parameters", []):
         assert "example" in p, where
     responses = op["responses"]
-    assert any(s.startswith("2") for s in responses), where
+    assert any(s.startswith(("2", "3")) for s in responses), where  # a form POST: 303
     for status, response in responses.items():
         for media_type, media in response.get("content", {}).items():
             assert "example" in media, f"{where} ({status} {media_type})"

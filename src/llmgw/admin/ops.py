@@ -51,7 +51,7 @@ USAGE_GROUPS: tuple[str, ...] = (
     "user",
     "status",
 )
-ActorKind = Literal["key", "token", "local"]
+ActorKind = Literal["key", "token", "session", "local"]
 Source = Literal["cli", "api", "tui"]
 
 
@@ -71,7 +71,9 @@ UNSET: Final = Unset.UNSET
 class Actor:
     """Who runs admin operations: recorded in the audit log, answered by ``whoami``.
 
-    ``name`` is an email, a key prefix or ``local:<os user>``; never a secret.
+    ``name`` is an email, a key prefix or ``local:<os user>``; never a secret. ``kind`` says how
+    they proved it: an API key, an OAuth token, a browser ``session`` of the web pages, or
+    ``local`` (the database itself).
     """
 
     name: str

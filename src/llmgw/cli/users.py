@@ -1,4 +1,5 @@
-"""``llmgw users``: create, list, show, disable and enable users, and change their role."""
+"""``llmgw users``: create, list, show, disable and enable users, change their role, set their
+password, and make the first admin."""
 
 from __future__ import annotations
 
@@ -114,3 +115,87 @@ def users_set_role(
         emit_json(user)
         return
     typer.echo(f"user {user['email']} now has role {user['role']}")
+
+
+_PASSWORD_STDIN = Annotated[
+    bool,
+    typer.Option(
+        "--password-stdin",
+        help="Read the password from the first line of standard input (for scripts).",
+    ),
+]
+
+
+def _read_password(from_stdin: bool) -> str:
+    """The new password: one stdin line with ``--password-stdin``, else typed twice (hidden)."""
+    import sys
+
+    from llmgw.identity.passwords import check_password
+
+    if from_stdin:
+        line = sys.stdin.readline()
+        return check_password(line[:-1] if line.endswith("\n") else line)
+    if not sys.stdin.isatty():
+        raise UsageError(
+            "no terminal to type the password on",
+            hint="pipe it in with --password-stdin",
+        )
+    password: str = typer.prompt("New password", hide_input=True, confirmation_prompt=True)
+    return check_password(password)
+
+
+@users_app.command("set-password")
+def users_set_password(
+    ctx: typer.Context, ref: _REF, password_stdin: _PASSWORD_STDIN = False
+) -> None:
+    """Set a user's password for the sign-in page (argon2id); their browser sessions end."""
+    from llmgw.admin.audit import AuditService
+    from llmgw.admin.ops import Actor
+    from llmgw.auth.users import normalize_email
+    from llmgw.identity.passwords import set_password
+    from llmgw.identity.sessions import SessionService
+
+    st = state(ctx)
+    st.local_only("users set-password")
+    email = normalize_email(ref)
+    password = _read_password(password_stdin)
+    engine = st.engine()
+    user = set_password(engine, email, password)
+    ended = SessionService(engine).revoke_user(user.id)
+    AuditService(engine).record(
+        Actor.local(), "users.set_password", user.email, source="cli", detail={"id": str(user.id)}
+    )
+    sessions = f"; {ended} browser session{'s' if ended != 1 else ''} ended" if ended else ""
+    typer.echo(f"password set for {user.email}{sessions}")
+
+
+@users_app.command("bootstrap-admin")
+def users_bootstrap_admin(
+    ctx: typer.Context,
+    ref: _REF,
+    name: Annotated[
+        str | None, typer.Option("--name", "-n", help="Display name.", show_default=False)
+    ] = None,
+    password_stdin: _PASSWORD_STDIN = False,
+) -> None:
+    """Make the first admin (created, or promoted if the user exists) with a password; refused
+    once any admin exists."""
+    from llmgw.admin.audit import AuditService
+    from llmgw.admin.ops import Actor
+    from llmgw.auth.users import check_user_fields
+    from llmgw.identity.passwords import bootstrap_admin
+
+    st = state(ctx)
+    st.local_only("users bootstrap-admin")
+    email, name, _ = check_user_fields(ref, name, "admin")
+    password = _read_password(password_stdin)
+    engine = st.engine()
+    user = bootstrap_admin(engine, email, password, name=name)
+    AuditService(engine).record(
+        Actor.local(),
+        "users.bootstrap_admin",
+        user.email,
+        source="cli",
+        detail={"id": str(user.id)},
+    )
+    typer.echo(f"{user.email} is the first admin; sign in at /login on the server")

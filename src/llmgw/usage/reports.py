@@ -42,6 +42,7 @@ __all__ = [
     "plan",
     "recent_requests",
     "stats_columns",
+    "usage_by_day_and_model",
     "usage_stats",
 ]
 
@@ -508,3 +509,39 @@ def recent_requests(engine: Engine, *, limit: int = 100) -> list[dict[str, Any]]
     )
     with engine.connect() as conn:
         return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+def usage_by_day_and_model(
+    engine: Engine, *, since: datetime | None, only: UsageFilter | None = None
+) -> list[dict[str, Any]]:
+    """Requests, errors, tokens and cost per (UTC day, provider/model:version), newest day
+    first, the busiest model first within a day (the self-service usage page). Reads the raw
+    rows (a user's rows through ``ix_usage_user_created``), exact to the last row."""
+    dialect = engine.dialect.name
+    day = _day(dialect).label("g_day")
+    dims = (_u.c.provider, _u.c.model, _u.c.model_version)
+    stmt = (
+        sa.select(
+            day,
+            *dims,
+            sa.func.count().label("requests"),
+            sa.func.sum(sa.case((_u.c.status >= 400, 1), else_=0)).label("errors"),
+            sa.func.sum(_u.c.total_tokens).label("total_tokens"),
+            sa.func.sum(cost_units(dialect)).label("cost_units"),
+        )
+        .where(*_window(since, None, only))
+        .group_by(day, *dims)
+        .order_by(day.desc(), sa.desc("requests"), *dims)
+    )
+    with engine.connect() as conn:
+        return [
+            {
+                "day": m["g_day"],
+                "model": model_label(m["provider"], m["model"], m["model_version"]),
+                "requests": int(m["requests"]),
+                "errors": int(m["errors"] or 0),
+                "total_tokens": int(m["total_tokens"] or 0),
+                "cost": Decimal(int(m["cost_units"] or 0)).scaleb(-10).quantize(_TEN),
+            }
+            for m in conn.execute(stmt).mappings()
+        ]
