@@ -32,6 +32,7 @@ from llmgw.server.routes.chat import ChatCompletions
 from llmgw.server.routes.embeddings import Embeddings
 from llmgw.server.routes.health import health_routes
 from llmgw.server.routes.models import ListModels, RetrieveModel
+from llmgw.server.routes.oauth import oauth_routes
 from llmgw.server.routes.providers import ProviderStatus
 from llmgw.server.state import Gateway
 from llmgw.server.web import web_routes
@@ -119,6 +120,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.monotoni
         *routes_for(gateway, operations),
         *health_routes(gateway),
         *admin_routes(gateway),
+        *oauth_routes(gateway),
         *alert_routes(gateway),
         *pages,
         Route("/openapi.json", openapi, methods=["GET"]),

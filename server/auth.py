@@ -30,21 +30,35 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol
 
-from llmgw.auth.keys import digest_of
+from llmgw.auth.keys import SECRET_PREFIX, digest_of
 from llmgw.errors import AuthError, DatabaseError, LlmgwError, PermissionDenied
 
 if TYPE_CHECKING:
     from llmgw.auth.changes import AuthChange
+    from llmgw.auth.keys import KeyService
+    from llmgw.identity.principal import Principal
+    from llmgw.identity.tokens import TokenService
 
-__all__ = ["KeyCache", "KeyLookup", "credentials_from_headers"]
+__all__ = [
+    "JWT_CACHE_SECONDS",
+    "Credentials",
+    "KeyCache",
+    "KeyLookup",
+    "TokenKey",
+    "credentials_from_headers",
+]
 
 log = logging.getLogger("llmgw.server")
 
 _MISSING = "missing API key"
 _MISSING_HINT = "send `Authorization: Bearer <key>` or `x-api-key: <key>`"
 _INVALID = "invalid API key"
-# RFC 6750 token68 characters, bounded: anything else is refused before any look-up.
-_TOKEN = re.compile(rb"[A-Za-z0-9\-._~+/=]{1,256}")
+# RFC 6750 token68 characters, bounded (an access JWT is ~600 characters; an API key 49):
+# anything else is refused before any look-up.
+_TOKEN = re.compile(rb"[A-Za-z0-9\-._~+/=]{1,4096}")
+# A verified access token is trusted at most this long without reading its row again: the bound
+# on revocation when Redis is not there to announce it (with Redis, the change feed drops it).
+JWT_CACHE_SECONDS = 1.0
 _NEGATIVE_MAX_SECONDS = 5.0
 
 
@@ -96,6 +110,79 @@ def credentials_from_headers(headers: Iterable[tuple[bytes, bytes]]) -> str:
     if not _TOKEN.fullmatch(raw):
         raise AuthError(_INVALID)
     return raw.decode("ascii")
+
+
+class TokenKey:
+    """A verified access token (or personal access token) as the pipeline sees a key.
+
+    Same attributes as ``KeyInfo`` where the pipeline reads them: ``id`` is the token's ``jti``
+    as a UUID (so a revocation announced for it drops it from the cache like a key), no per-key
+    limits, and the ``chat`` scope stands in for the model allow-list: ``allows_model`` refuses
+    every model (403 ``insufficient_scope``) to a token without it, so the OpenAI routes need
+    ``chat``. ``require_admin`` reads ``scopes`` for the ``admin`` scope.
+    """
+
+    __slots__ = (
+        "cache_ttl",
+        "client_id",
+        "expires_at",
+        "id",
+        "jti",
+        "prefix",
+        "principal",
+        "scopes",
+        "user_email",
+        "user_id",
+        "user_role",
+    )
+    rpm: int | None = None
+    tpm: int | None = None
+
+    def __init__(self, principal: Principal) -> None:
+        from llmgw.identity.tokens import jti_key_id
+
+        jti = principal.jti or ""
+        self.principal = principal
+        self.jti = jti
+        self.id = jti_key_id(jti)
+        self.prefix = "jwt:" + jti[:8]
+        self.user_id = principal.user_id
+        self.user_email = principal.email
+        self.user_role = principal.role
+        self.scopes = principal.scopes
+        self.client_id = principal.client_id
+        self.expires_at = principal.expires_at
+        self.cache_ttl = JWT_CACHE_SECONDS
+
+    def allows_model(self, model: str) -> bool:
+        """Every model with the ``chat`` scope; ``PermissionDenied`` (403) without it."""
+        if "chat" not in self.scopes:
+            raise PermissionDenied(
+                "this token does not carry the chat scope",
+                code="insufficient_scope",
+                hint="log in (or create the token) with --scope chat",
+            )
+        return True
+
+
+class Credentials:
+    """The ``KeyLookup`` the gateway's cache uses: API keys by ``KeyService``, anything else
+    that looks like a JWT by ``TokenService`` (only on a cache miss: a cached credential of
+    either kind costs the same digest and dictionary look-up)."""
+
+    def __init__(self, keys: KeyService, tokens: TokenService | None) -> None:
+        self._keys = keys
+        self._tokens = tokens
+
+    def authenticate(self, secret: str) -> _Key:
+        """The key or token behind ``secret``; ``AuthError`` otherwise."""
+        if secret.startswith(SECRET_PREFIX) or self._tokens is None or secret.count(".") != 2:
+            return self._keys.authenticate(secret)
+        return TokenKey(self._tokens.verify(secret))
+
+    def touch_last_used(self, seen: Mapping[uuid.UUID, datetime]) -> None:
+        """Last-used times of keys (tokens' ids match no key row and change nothing)."""
+        self._keys.touch_last_used(seen)
 
 
 class _Entry:
@@ -215,7 +302,7 @@ class KeyCache:
         # A change applied meanwhile may concern this key, and the row may predate it: use the
         # answer for this request only and look it up again next time.
         if generation == self._generation:
-            self._store(digest, info, self.ttl)
+            self._store(digest, info, min(self.ttl, getattr(info, "cache_ttl", self.ttl)))
         return info
 
     def _store(self, digest: str, info: _Key | None, ttl: float) -> None:

@@ -301,6 +301,30 @@ class Metrics:
             ["error_type"],
             registry=self.registry,
         )
+        # OAuth (issue 11): labels are closed sets (grant types, RFC error codes, endpoints).
+        self.oauth_issued = Counter(
+            "llmgw_oauth_tokens_issued",
+            "Access tokens issued by the token endpoint, by grant type.",
+            ["grant"],
+            registry=self.registry,
+        )
+        self.oauth_refreshes = Counter(
+            "llmgw_oauth_refreshes",
+            "Refresh tokens rotated (successful refresh_token grants).",
+            registry=self.registry,
+        )
+        self.oauth_revocations = Counter(
+            "llmgw_oauth_revocations",
+            "Tokens revoked, by cause (revoke endpoint, refresh or code reuse, admin, logout).",
+            ["cause"],
+            registry=self.registry,
+        )
+        self.oauth_failures = Counter(
+            "llmgw_oauth_failures",
+            "Refused OAuth requests, by endpoint and RFC error code.",
+            ["endpoint", "error"],
+            registry=self.registry,
+        )
         self.registry.register(_HotCollector(self))
         self.registry.register(_ReceiptCollector(self.receipt))
 

@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 
     from llmgw.alerts.service import AlertService
     from llmgw.auth.broadcast import ChangeListener, ChangePublisher
+    from llmgw.auth.changes import AuthChange
     from llmgw.auth.keys import KeyService
+    from llmgw.identity.tokens import TokenService
     from llmgw.providers.base import Provider
     from llmgw.ratelimit import RateLimiter
     from llmgw.routing.catalog import ModelCatalog
@@ -85,6 +87,7 @@ class Gateway:
 
     engine: Engine
     keys: KeyService
+    tokens: TokenService
     auth: KeyCache
     recorder: UsageRecorder
     providers: dict[str, Provider]
@@ -129,12 +132,13 @@ class Gateway:
         what had started, in reverse, before the error propagates.
         """
         from llmgw.auth.keys import KeyService
+        from llmgw.identity.tokens import TokenService
         from llmgw.providers.registry import SecretResolver, build_providers
         from llmgw.ratelimit import RateLimiter
         from llmgw.routing.catalog import ModelCatalog
         from llmgw.routing.health import HealthWriter
         from llmgw.routing.router import build_router
-        from llmgw.server.auth import KeyCache
+        from llmgw.server.auth import Credentials, KeyCache
         from llmgw.server.ratelimits import KeyLimits
         from llmgw.storage.db import make_engine
         from llmgw.usage.recorder import UsageRecorder
@@ -153,7 +157,13 @@ class Gateway:
             )
             stack.callback(self.engine.dispose)
             self.keys = KeyService(self.engine)
-            self.auth = KeyCache(self.keys, ttl=s.server.key_cache_seconds, clock=self.clock)
+            self.tokens = TokenService.from_settings(s, self.engine, on_change=self.announce)
+            self.auth = KeyCache(
+                Credentials(self.keys, self.tokens),
+                ttl=s.server.key_cache_seconds,
+                clock=self.clock,
+            )
+            self._loop = asyncio.get_running_loop()
             # record() on the loop is a queue put; the writer thread polls while a batch fills,
             # so it is not woken per request (no loop-side buffer needed).
             self.recorder = UsageRecorder(self.engine, s.usage, s.spool_dir)
@@ -232,6 +242,16 @@ class Gateway:
         self.started = False
         if running is not None:
             await running.aclose()
+
+    def announce(self, change: AuthChange) -> None:
+        """Make ``change`` (revoked keys or tokens, changed users) known: to this instance's
+        credential cache at once, to the others through Redis when configured. Callable from
+        any thread (the services call it after their commit, in a worker thread)."""
+        loop = getattr(self, "_loop", None)
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self.auth.apply, change)
+        if self.publisher is not None:
+            self.publisher.publish(change)
 
     def _close_publisher(self) -> None:
         publisher, self.publisher = self.publisher, None

@@ -40,9 +40,11 @@ Handler = Callable[[LocalAdmin, Mapping[str, str], Mapping[str, str], dict[str, 
 
 
 def require_admin(key: Any, scope: Scope) -> Actor:
-    """The caller as an ``Actor`` when ``key`` belongs to an admin; ``PermissionDenied`` (403)
-    otherwise, saying nothing about any other key or user."""
-    if getattr(key, "user_role", None) != "admin":
+    """The caller as an ``Actor`` when ``key`` belongs to an admin (an API key of an admin user,
+    or an access token of an admin user carrying the ``admin`` scope); ``PermissionDenied``
+    (403) otherwise, saying nothing about any other key or user."""
+    scopes = getattr(key, "scopes", None)  # a token (TokenKey) also needs the admin scope
+    if getattr(key, "user_role", None) != "admin" or (scopes is not None and "admin" not in scopes):
         raise PermissionDenied(
             "this API key may not use the admin API",
             hint="an admin makes a user admin with `llmgw users set-role EMAIL admin`",
@@ -51,7 +53,7 @@ def require_admin(key: Any, scope: Scope) -> Actor:
     client = scope.get("client")
     return Actor(
         name=key.user_email or key.prefix,
-        kind="key",
+        kind="key" if scopes is None else "token",
         role="admin",
         remote_addr=client[0] if client else None,
     )

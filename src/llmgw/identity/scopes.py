@@ -6,7 +6,7 @@ from collections.abc import Iterable
 
 from llmgw.identity.errors import InvalidScope
 
-__all__ = ["SCOPES", "format_scope", "parse_scope"]
+__all__ = ["SCOPES", "format_scope", "grantable", "parse_scope"]
 
 SCOPES: tuple[str, ...] = ("chat", "keys:self", "usage:self", "admin")
 _KNOWN = frozenset(SCOPES)
@@ -36,3 +36,15 @@ def format_scope(scopes: Iterable[str]) -> str:
     """Scopes as the canonical space-separated string, in ``SCOPES`` order."""
     have = set(scopes)
     return " ".join(s for s in SCOPES if s in have)
+
+
+def grantable(
+    requested: frozenset[str], client_scopes: Iterable[str], role: str | None
+) -> frozenset[str]:
+    """What may be granted of ``requested``: within the client's registered scopes, and
+    ``admin`` only to a user whose role is admin (``role=None``: a client acting for itself).
+    An empty request means everything the client and the user may have."""
+    allowed = frozenset(client_scopes)
+    if role != "admin":
+        allowed -= {"admin"}
+    return (requested or allowed) & allowed

@@ -45,6 +45,7 @@ from llmgw.storage.tables import OAuthRefreshToken, OAuthToken, User, utcnow
 
 __all__ = [
     "PAT_CLIENT",
+    "GrantRevoked",
     "REFRESH_PREFIX",
     "IssuedTokens",
     "TokenRecord",
@@ -66,6 +67,14 @@ _NAME_MAX = 200
 
 if TYPE_CHECKING:
     from llmgw.config import Settings
+
+
+class GrantRevoked(InvalidGrant):
+    """A used refresh token presented again: ``invalid_grant``, and its whole grant is revoked."""
+
+    def __init__(self, revoked: list[str]) -> None:
+        super().__init__("the refresh token was already used; the grant is revoked")
+        self.revoked = revoked
 
 
 def jti_key_id(jti: str) -> uuid.UUID:
@@ -351,8 +360,7 @@ class TokenService:
                 raise InvalidGrant("the refresh token was already used")
             reused = row.family_id
         # Presented after it was used: RFC 9700 §4.14.2, revoke the grant.
-        self.revoke_family(reused)
-        raise InvalidGrant("the refresh token was already used; the grant is revoked")
+        raise GrantRevoked(self.revoke_family(reused))
 
     def create_pat(
         self,
