@@ -240,6 +240,15 @@ class RateLimitSettings(_Section):
     """While Redis is failing, seconds between attempts to use it again (one request probes, the rest stay local)."""
 
 
+class BackupSettings(_Section):
+    """``[backup]``: where `llmgw db backup` writes and how many it keeps."""
+
+    dir: Path | None = None
+    """Folder for backups (default ``$LLMGW_HOME/backups``)."""
+    keep: int = Field(default=7, ge=1)
+    """How many of the newest backups to keep; older ones are deleted after a good backup."""
+
+
 class AlertsSettings(_Section):
     """The alert history service (``[alerts]``; see docs/alerts.md)."""
 
@@ -410,6 +419,7 @@ class Settings(BaseSettings):
     ratelimit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)
     tui: TuiSettings = Field(default_factory=TuiSettings)
+    backup: BackupSettings = Field(default_factory=BackupSettings)
     providers: list[ProviderConfig] = Field(default_factory=list)
     aliases: dict[str, list[str | AliasTarget]] = Field(default_factory=dict)
     """Alias name -> ordered candidates (``provider/model[:version]``)."""

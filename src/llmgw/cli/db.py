@@ -261,3 +261,97 @@ def _print_migration(data: dict[str, Any], con: Any) -> None:
         con.print(
             f"{data['rows_copied']:,} rows copied in {data['seconds']} s; every table matches"
         )
+
+
+@db_app.command("backup")
+def db_backup(
+    ctx: typer.Context,
+    to: Annotated[
+        Path | None,
+        typer.Option(
+            "--to",
+            metavar="DIR",
+            help="Folder for the backups (default: [backup] dir, else $LLMGW_HOME/backups).",
+            show_default=False,
+        ),
+    ] = None,
+    keep: Annotated[
+        int | None,
+        typer.Option(
+            "--keep",
+            min=1,
+            metavar="N",
+            help="Keep the N newest backups in the folder, delete older ones (default: [backup] keep).",
+            show_default=False,
+        ),
+    ] = None,
+    json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Back up the database while the gateway runs, check the copy, rotate old backups.
+
+    SQLite: the online backup API (a consistent snapshot; writers are not stopped). PostgreSQL:
+    pg_dump --format=custom, when installed. Exit 10 when the copy fails its check.
+    """
+    from llmgw.storage.backup import backup
+
+    s = state(ctx)
+    state(ctx).local_only("db backup")
+    settings = s.settings
+    folder = to or settings.backup.dir or settings.home / "backups"
+    result = backup(settings.database_url, folder, keep=keep or settings.backup.keep)
+    if json:
+        emit_json(result.as_dict())
+        return
+    typer.echo(
+        f"backup {result.file} ({result.bytes:,} bytes, {result.seconds:.1f} s): "
+        + ", ".join(f"{k} {v}" for k, v in result.checks.items())
+    )
+    for old in result.removed or []:
+        typer.echo(f"removed {old}")
+
+
+@db_app.command("restore")
+def db_restore(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="A backup made by `llmgw db backup`.")],
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Do not ask; required when stdin is not a terminal.")
+    ] = False,
+    json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Replace the database with a backup (asks first; checks the backup first; keeps the
+    replaced data). Refused while another process (a gateway) uses the database."""
+    from llmgw.storage.backup import restore
+
+    s = state(ctx)
+    s.local_only("db restore")
+    url = s.settings.database_url
+    result = restore(url, file, confirm=lambda action, then: confirm(action, then, yes=yes))
+    if json:
+        emit_json(result.as_dict())
+        return
+    kept = f"; the replaced data is in {result.replaced}" if result.replaced else ""
+    typer.echo(f"restored {file} into {redact_url(url)}{kept}")
+
+
+@db_app.command("verify")
+def db_verify(
+    ctx: typer.Context,
+    file: Annotated[
+        Path | None,
+        typer.Argument(help="A backup file to check (default: the configured database)."),
+    ] = None,
+    json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Check a database or a backup: SQLite integrity, foreign keys and schema revision; a
+    pg_dump archive's contents. Exit 10 when a check fails."""
+    from llmgw.storage.backup import verify_database, verify_file
+
+    s = state(ctx)
+    s.local_only("db verify")
+    what = str(file) if file is not None else redact_url(s.settings.database_url)
+    checks = verify_file(file) if file is not None else verify_database(s.settings.database_url)
+    if json:
+        emit_json({"checked": what, "ok": True, "checks": checks})
+        return
+    typer.echo(f"{what}: ok (" + ", ".join(f"{k} {v}" for k, v in checks.items()) + ")")

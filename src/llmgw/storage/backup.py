@@ -1,0 +1,337 @@
+"""Backups and restores: ``llmgw db backup``, ``db restore``, ``db verify``.
+
+SQLite: the online backup API in one step (``Connection.backup(pages=-1)``). One step reads one
+consistent snapshot under a read lock; in WAL mode that lock does not stop a gateway's writes, so
+the copy holds every transaction committed before the step began and none half-done (a stepped
+backup would restart whenever another process writes). The copy is written beside its final name,
+checked (``PRAGMA integrity_check``, ``foreign_key_check``, a known schema revision), then renamed;
+a failed check leaves no file that looks like a backup.
+
+PostgreSQL: ``pg_dump --format=custom`` and ``pg_restore``, when installed; the archive is checked
+with ``pg_restore --list``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+import subprocess
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from llmgw.errors import Conflict, DataCheckFailed, NotFound, Unavailable, UsageError
+from llmgw.storage.db import normalize_url, redact_url
+from llmgw.storage.sqlite_source import holders
+
+__all__ = [
+    "BackupResult",
+    "backup",
+    "restore",
+    "rotate",
+    "verify_file",
+]
+
+_PREFIX = "llmgw-"
+
+
+@dataclass
+class BackupResult:
+    """One backup, restore or check."""
+
+    file: Path
+    bytes: int
+    seconds: float
+    checks: dict[str, Any]
+    removed: list[Path] | None = None
+    replaced: Path | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {
+            "file": str(self.file),
+            "bytes": self.bytes,
+            "seconds": round(self.seconds, 3),
+            "checks": self.checks,
+            "removed": [str(p) for p in self.removed or []],
+            "replaced": str(self.replaced) if self.replaced else None,
+        }
+
+
+def _stamp() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+
+
+def _is_sqlite(url: str) -> bool:
+    return normalize_url(url).get_backend_name() == "sqlite"
+
+
+def _sqlite_file(url: str) -> Path:
+    database = normalize_url(url).database
+    if not database or database == ":memory:":
+        raise UsageError("an in-memory database has nothing to back up", hint="set a file URL")
+    return Path(database).expanduser()
+
+
+# --- checks ----------------------------------------------------------------------------------
+
+
+def check_sqlite(path: Path) -> dict[str, Any]:
+    """Integrity, foreign keys and schema revision of a SQLite file; raises when one fails."""
+    if not path.is_file():
+        raise NotFound(f"no file at {path}", hint="give the path of a backup or database")
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+    except sqlite3.Error as exc:  # pragma: no cover - connect is lazy
+        raise DataCheckFailed(f"{path}: {exc}") from None
+    try:
+        try:
+            integrity = [r[0] for r in conn.execute("PRAGMA integrity_check")]
+            fk = conn.execute("PRAGMA foreign_key_check").fetchall()
+            has_version = conn.execute(
+                "SELECT 1 FROM sqlite_master WHERE type='table' AND name='alembic_version'"
+            ).fetchone()
+            rev = (
+                conn.execute("SELECT version_num FROM alembic_version").fetchone()
+                if has_version
+                else None
+            )
+        except sqlite3.DatabaseError as exc:
+            raise DataCheckFailed(
+                f"{path} is not a readable SQLite database: {exc}",
+                hint="the file is damaged or not a database; use another backup",
+            ) from None
+    finally:
+        conn.close()
+    if integrity != ["ok"]:
+        raise DataCheckFailed(
+            f"{path} fails its integrity check: {'; '.join(integrity[:3])}",
+            hint="use another backup",
+        )
+    if fk:
+        raise DataCheckFailed(
+            f"{path} has {len(fk)} row(s) whose foreign key points nowhere (first: table {fk[0][0]})",
+            hint="use another backup",
+        )
+    if rev is None:
+        raise DataCheckFailed(f"{path} is not an llmgw database (no schema revision)")
+    return {"integrity": "ok", "foreign_keys": "ok", "revision": rev[0]}
+
+
+def _pg_tool(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        raise Unavailable(
+            f"{name} is not installed; PostgreSQL backups and restores run through it",
+            hint="install the PostgreSQL client tools (Debian: apt-get install postgresql-client)",
+        )
+    return found
+
+
+def _libpq(url: str) -> str:
+    return normalize_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def _run(argv: list[str], what: str) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)  # noqa: S603
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or ["failed"])[-1][:300]
+        raise DataCheckFailed(f"{what}: {redact_url(reason) if '://' in reason else reason}")
+    return done
+
+
+def check_dump(path: Path) -> dict[str, Any]:
+    """A ``pg_dump`` archive lists its contents (``pg_restore --list``) and has llmgw's tables."""
+    if not path.is_file():
+        raise NotFound(f"no file at {path}", hint="give the path of a backup")
+    listing = _run(
+        [_pg_tool("pg_restore"), "--list", str(path)], f"{path} is not a readable archive"
+    )
+    entries = [line for line in listing.stdout.splitlines() if line and not line.startswith(";")]
+    if not any(" TABLE DATA " in e and " alembic_version " in e for e in entries):
+        raise DataCheckFailed(f"{path} is not an llmgw database dump (no alembic_version data)")
+    return {"archive": "ok", "entries": len(entries)}
+
+
+def verify_file(path: Path) -> dict[str, Any]:
+    """Check a SQLite file or a ``pg_dump`` archive, by its first bytes."""
+    if not path.is_file():
+        raise NotFound(f"no file at {path}", hint="give the path of a backup or database")
+    with path.open("rb") as f:
+        head = f.read(16)
+    if head.startswith(b"PGDMP"):
+        return check_dump(path)
+    return check_sqlite(path)
+
+
+def verify_database(url: str) -> dict[str, Any]:
+    """Check the configured database: a SQLite file in full; PostgreSQL's schema revision."""
+    if _is_sqlite(url):
+        return check_sqlite(_sqlite_file(url))
+    import psycopg
+
+    with psycopg.connect(_libpq(url), connect_timeout=5) as conn:
+        rev = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+        bad = conn.execute(
+            "SELECT conrelid::regclass::text FROM pg_constraint WHERE NOT convalidated"
+        ).fetchall()
+    if bad:
+        raise DataCheckFailed(f"constraints not validated on {', '.join(r[0] for r in bad)}")
+    return {"revision": rev[0] if rev else None, "constraints": "ok"}
+
+
+# --- backup ----------------------------------------------------------------------------------
+
+
+def rotate(folder: Path, keep: int, suffix: str) -> list[Path]:
+    """Delete all but the ``keep`` newest backups named ``llmgw-*{suffix}`` in ``folder``."""
+    backups = sorted(folder.glob(f"{_PREFIX}*{suffix}"))
+    old = backups[:-keep] if keep > 0 else []
+    for path in old:
+        path.unlink(missing_ok=True)
+    return old
+
+
+def backup(url: str, folder: Path, *, keep: int) -> BackupResult:
+    """Back up the database at ``url`` into ``folder``, check the copy, keep ``keep`` newest."""
+    folder.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    if _is_sqlite(url):
+        source = _sqlite_file(url)
+        if not source.is_file():
+            raise NotFound(f"no database at {source}", hint="check [database] url / LLMGW_HOME")
+        final = folder / f"{_PREFIX}{_stamp()}.db"
+        partial = final.with_name(final.name + ".partial")
+        copy_sqlite(source, partial)
+        try:
+            checks = check_sqlite(partial)
+        except DataCheckFailed:
+            partial.unlink(missing_ok=True)
+            raise
+        partial.rename(final)
+        removed = rotate(folder, keep, ".db")
+    else:
+        final = folder / f"{_PREFIX}{_stamp()}.dump"
+        partial = final.with_name(final.name + ".partial")
+        try:
+            _run(
+                [
+                    _pg_tool("pg_dump"),
+                    "--format=custom",
+                    "--file",
+                    str(partial),
+                    "--dbname",
+                    _libpq(url),
+                ],
+                f"pg_dump of {redact_url(url)} failed",
+            )
+            checks = check_dump(partial)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
+        partial.rename(final)
+        removed = rotate(folder, keep, ".dump")
+    return BackupResult(final, final.stat().st_size, time.monotonic() - started, checks, removed)
+
+
+def copy_sqlite(source: Path, dest: Path) -> None:
+    """``source`` into the new file ``dest`` through the backup API, in one consistent step."""
+    src = sqlite3.connect(f"{source.resolve().as_uri()}?mode=ro", uri=True)
+    try:
+        src.execute("PRAGMA busy_timeout=10000")
+        dst = sqlite3.connect(dest)
+        try:
+            src.backup(dst, pages=-1)
+            # One self-contained file (no -wal/-shm beside it); the gateway turns WAL back on.
+            dst.execute("PRAGMA journal_mode=DELETE")
+        finally:
+            dst.close()
+    finally:
+        src.close()
+    with dest.open("rb") as f:  # on disk before it gets its final name
+        os.fsync(f.fileno())
+
+
+# --- restore ---------------------------------------------------------------------------------
+
+
+def restore(
+    url: str, file: Path, *, confirm: Callable[[str, str], None] | None = None
+) -> BackupResult:
+    """Replace the database at ``url`` with the backup ``file``; the replaced data is kept.
+
+    Checks the backup first and refuses while another process uses the database; ``confirm``
+    (action, consequence) is called before anything changes and raises to decline.
+    """
+    started = time.monotonic()
+    checks = verify_file(file)
+    if _is_sqlite(url):
+        if "revision" not in checks:
+            raise UsageError(f"{file} is a PostgreSQL dump; the database is SQLite")
+        target = _sqlite_file(url)
+        pids = holders(target) if target.exists() else []
+        if pids:
+            raise Conflict(
+                f"{target} is in use by process {pids[0]} (a running llmgw serve?)",
+                hint="stop the gateway, then restore",
+            )
+        if confirm is not None and target.exists():
+            confirm(
+                f"replace {target} with {file}",
+                f"the current file is kept as {target.name}.replaced-TIME",
+            )
+        replaced = _set_aside(target) if target.exists() else None
+        partial = target.with_name(target.name + ".restoring")
+        copy_sqlite(file, partial)
+        partial.rename(target)
+        checks = check_sqlite(target)
+        return BackupResult(
+            target, target.stat().st_size, time.monotonic() - started, checks, replaced=replaced
+        )
+    if "archive" not in checks:
+        raise UsageError(f"{file} is a SQLite file; the database is PostgreSQL")
+    import psycopg
+
+    with psycopg.connect(_libpq(url), connect_timeout=5) as conn:
+        others = conn.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid()"
+        ).fetchone()
+    if others and others[0]:
+        raise Conflict(
+            f"{redact_url(url)} has {others[0]} other connection(s) (a running llmgw serve?)",
+            hint="stop the gateway, then restore",
+        )
+    aside = file.parent / f"{_PREFIX}replaced-{_stamp()}.dump"
+    if confirm is not None:
+        confirm(
+            f"replace the data of {redact_url(url)} with {file}", f"a dump of it is kept as {aside}"
+        )
+    _run([_pg_tool("pg_dump"), "--format=custom", "--file", str(aside), "--dbname", _libpq(url)],
+         "could not keep a dump of the current database")  # fmt: skip
+    _run(
+        [_pg_tool("pg_restore"), "--clean", "--if-exists", "--no-owner", "--single-transaction",
+         "--dbname", _libpq(url), str(file)],
+        f"pg_restore into {redact_url(url)} failed (nothing was changed)",
+    )  # fmt: skip
+    return BackupResult(
+        file, file.stat().st_size, time.monotonic() - started, checks, replaced=aside
+    )
+
+
+def _set_aside(target: Path) -> Path:
+    """Fold the WAL into ``target`` and move it (and its sidecars) aside; returns the new name."""
+    conn = sqlite3.connect(target)
+    try:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+    aside = target.with_name(f"{target.name}.replaced-{_stamp()}")
+    target.rename(aside)
+    for side in ("-wal", "-shm"):
+        Path(f"{target}{side}").unlink(missing_ok=True)
+    return aside

@@ -1,0 +1,144 @@
+"""``llmgw db backup``, ``db restore``, ``db verify`` (issue 12): online, checked, rotated."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import IN_CI
+from tests.migrate_data import generate, migrated_sqlite
+
+_WRITER = """
+import sqlite3, sys, time
+conn = sqlite3.connect(sys.argv[1], isolation_level=None)
+conn.execute("PRAGMA journal_mode=WAL")
+conn.execute("PRAGMA busy_timeout=10000")
+i = 0
+while True:
+    conn.execute(
+        "INSERT INTO usage (request_id, created_at, endpoint, stream, prompt_tokens, "
+        "completion_tokens, total_tokens, cost, latency_ms, status) "
+        "VALUES (?, '2026-12-03 10:00:00.000000', 'chat', 0, 1, 1, 2, '0.1', 1.0, 200)",
+        (f"w-{i}",),
+    )
+    if i == 20:
+        print("writing", flush=True)
+    i += 1
+"""
+
+
+def _need_tool(name: str) -> None:
+    """Skip when a Debian tool is absent locally; under CI=true that is a failure."""
+    import shutil
+
+    if shutil.which(name) is None:
+        if IN_CI:
+            pytest.fail(f"{name} is not installed (CI=true: required)")
+        pytest.skip(f"{name} is not installed")
+
+
+@pytest.fixture
+def db(home: Path) -> Path:
+    """The configured SQLite database (LLMGW_HOME/llmgw.db) with 20,000 usage rows."""
+    path = home / "llmgw.db"
+    home.mkdir(parents=True, exist_ok=True)
+    migrated_sqlite(path)
+    generate(path, usage=20_000)
+    return path
+
+
+def _ids(path: Path) -> set[int]:
+    conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+    try:
+        return {r[0] for r in conn.execute("SELECT id FROM usage")}
+    finally:
+        conn.close()
+
+
+def test_backup_while_writing_then_restore_and_verify(cli: Any, db: Path, home: Path) -> None:
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(db)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "writing"
+        committed = _ids(db)  # every row committed before the backup began
+        made = cli("db", "backup", "--json")
+        assert made.exit_code == 0, made.stderr
+        info = json.loads(made.stdout)
+        backup = Path(info["file"])
+        assert backup.parent == home / "backups" and info["checks"]["integrity"] == "ok"
+        assert committed <= _ids(backup)
+        assert len(_ids(db)) > len(committed)  # the writer was not stopped by the backup
+
+        busy = cli("db", "restore", str(backup), "--yes")
+        assert busy.exit_code == 5 and f"process {writer.pid}" in busy.stderr
+    finally:
+        writer.kill()
+        writer.wait()
+        assert writer.stdout is not None
+        writer.stdout.close()
+
+    asked = cli("db", "restore", str(backup))
+    assert asked.exit_code == 2 and "--yes" in asked.stderr  # not a terminal: refused, untouched
+    after_writer = _ids(db)
+    done = cli("db", "restore", str(backup), "--yes", "--json")
+    assert done.exit_code == 0, done.stderr
+    kept = Path(json.loads(done.stdout)["replaced"])
+    assert _ids(db) == _ids(backup) and committed <= _ids(db)
+    assert _ids(kept) == after_writer  # the replaced data is kept, WAL folded in
+    ok = cli("db", "verify", "--json")
+    assert ok.exit_code == 0 and json.loads(ok.stdout)["checks"]["foreign_keys"] == "ok"
+    assert cli("usage", "stats", "--since", "5200w", "--json").exit_code == 0
+
+
+def test_a_damaged_backup_fails_verify_and_is_not_restored(cli: Any, db: Path, home: Path) -> None:
+    made = cli("db", "backup", "--json")
+    backup = Path(json.loads(made.stdout)["file"])
+    data = bytearray(backup.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 4096] = b"\xa5" * 4096  # a page of garbage
+    broken = home / "broken.db"
+    broken.write_bytes(bytes(data))
+    bad = cli("db", "verify", str(broken))
+    assert bad.exit_code == 10 and bad.stderr.startswith("Error: ")
+    before = _ids(db)
+    refused = cli("db", "restore", str(broken), "--yes")
+    assert refused.exit_code == 10
+    assert _ids(db) == before and not list(home.glob("llmgw.db.replaced-*"))
+    notdb = home / "not.db"
+    notdb.write_text("hello")
+    assert cli("db", "verify", str(notdb)).exit_code == 10
+    assert cli("db", "verify", str(home / "missing.db")).exit_code == 4
+
+
+def test_rotation_keeps_the_newest(cli: Any, db: Path, home: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "b"
+    made = [
+        json.loads(cli("db", "backup", "--to", str(folder), "--keep", "2", "--json").stdout)
+        for _ in range(4)
+    ]
+    left = sorted(p.name for p in folder.iterdir())
+    assert left == sorted(Path(m["file"]).name for m in made[-2:])
+    assert made[-1]["removed"] and not list(folder.glob("*.partial"))
+
+
+@pytest.mark.postgres
+def test_postgres_backup_and_restore_through_pg_dump(cli: Any, pg_url: str, tmp_path: Path) -> None:
+    _need_tool("pg_dump")
+    env = {"LLMGW_DATABASE_URL": pg_url}
+    assert cli("keys", "create", "--name", "kept", env=env).exit_code == 0
+    made = cli("db", "backup", "--to", str(tmp_path), "--json", env=env)
+    assert made.exit_code == 0, made.stderr
+    dump = Path(json.loads(made.stdout)["file"])
+    assert dump.suffix == ".dump" and cli("db", "verify", str(dump)).exit_code == 0
+    assert cli("keys", "create", "--name", "after-backup", env=env).exit_code == 0
+    done = cli("db", "restore", str(dump), "--yes", "--json", env=env)
+    assert done.exit_code == 0, done.stderr
+    assert Path(json.loads(done.stdout)["replaced"]).is_file()
+    names = {k["name"] for k in json.loads(cli("keys", "list", "--json", env=env).stdout)}
+    assert names == {"kept"}
