@@ -163,3 +163,17 @@ def test_import_linter_contracts_hold(tmp_path: Path) -> None:
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     assert "0 broken" in proc.stdout
+
+
+def test_the_dashboards_first_screen_loads_no_sqlmodel(tmp_path: Path) -> None:
+    """``llmgw dash`` (local) paints Providers from provider_status: SQLModel, pydantic and the
+    key, user and audit services load only when a screen uses them (a third of its start-up)."""
+    code = (
+        "from llmgw.storage.db import make_engine\n"
+        "from llmgw.admin.local import LocalAdmin\n"
+        "from llmgw.admin.ops import Actor\n"
+        f"a = LocalAdmin(make_engine('sqlite:///{tmp_path / 'x.db'}'), Actor.local(), 'tui')\n"
+        "a.whoami()\n"
+    )
+    loaded, _ = _probe(code)
+    assert not {"sqlmodel", "pydantic", "llmgw.storage.tables", "llmgw.auth.keys"} & loaded

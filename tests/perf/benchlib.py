@@ -378,7 +378,10 @@ def machine_facts() -> dict[str, str]:
     facts["python"] = sys.version.split()[0]
 
     def cmd(argv: list[str]) -> str:
-        p = subprocess.run(argv, capture_output=True, text=True, check=False)
+        try:
+            p = subprocess.run(argv, capture_output=True, text=True, check=False)
+        except FileNotFoundError:
+            return "-"
         return (
             (p.stdout + p.stderr).strip().splitlines()[0] if (p.stdout + p.stderr).strip() else "?"
         )

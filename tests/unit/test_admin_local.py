@@ -267,3 +267,16 @@ def test_providers_status_from_the_table_is_not_live(engine: Engine, admin: Loca
 
 def test_unset_is_not_none() -> None:
     assert UNSET is not None and repr(UNSET) == "UNSET" and not isinstance(UNSET, int)
+
+
+def test_the_light_provider_status_table_matches_the_model() -> None:
+    """LocalAdmin reads provider_status without SQLModel: same columns, same types."""
+    from llmgw.admin.local import _provider_status
+    from llmgw.storage.tables import ProviderStatus
+
+    def kind(t: object) -> object:  # llmgw's own types exactly; else String...
+        return type(t) if type(t).__module__.startswith("llmgw") else t._type_affinity  # type: ignore[attr-defined]
+
+    light = {c.name: kind(c.type) for c in _provider_status().columns}
+    model = {c.name: kind(c.type) for c in ProviderStatus.__table__.columns}  # type: ignore[attr-defined]
+    assert light == model

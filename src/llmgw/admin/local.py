@@ -8,12 +8,10 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, cast
 
-import sqlalchemy as sa
-
-from llmgw.admin.audit import AuditService
 from llmgw.admin.ops import UNSET, USAGE_GROUPS, Actor, Record, Unset
 from llmgw.admin.records import (
     key_record,
@@ -23,16 +21,24 @@ from llmgw.admin.records import (
     user_record,
 )
 from llmgw.auth._db import db_errors
-from llmgw.auth.keys import KeyChanges, KeyService, check_key_settings
-from llmgw.auth.users import UserService, check_user_fields, normalize_email
 from llmgw.errors import UsageError
-from llmgw.storage.tables import ProviderStatus, utcnow
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
+    from llmgw.admin.audit import AuditService
     from llmgw.auth.changes import AuthChange
+    from llmgw.auth.keys import KeyChanges, KeyService
+    from llmgw.auth.users import UserService
     from llmgw.usage.reports import GroupBy, UsageFilter
+
+# The services (and through them SQLModel, pydantic and the table classes, a third of a second)
+# load on first use: the dashboard's first screen needs only the provider_status query.
+
+
+def utcnow() -> datetime:
+    """Now, in UTC, timezone-aware."""
+    return datetime.now(UTC)
 
 __all__ = ["MAX_RECENT", "LocalAdmin"]
 
@@ -67,9 +73,28 @@ class LocalAdmin:
         self.actor = actor
         self.source = source
         self._clock = clock
-        self.keys = KeyService(engine, clock=clock, on_change=on_change)
-        self.users = UserService(engine, clock=clock, on_change=on_change)
-        self.audit = AuditService(engine, clock=clock)
+        self._on_change = on_change
+
+    @cached_property
+    def keys(self) -> KeyService:
+        """The key service (loaded on first use)."""
+        from llmgw.auth.keys import KeyService
+
+        return KeyService(self.engine, clock=self._clock, on_change=self._on_change)
+
+    @cached_property
+    def users(self) -> UserService:
+        """The user service (loaded on first use)."""
+        from llmgw.auth.users import UserService
+
+        return UserService(self.engine, clock=self._clock, on_change=self._on_change)
+
+    @cached_property
+    def audit(self) -> AuditService:
+        """The audit log (loaded on first use)."""
+        from llmgw.admin.audit import AuditService
+
+        return AuditService(self.engine, clock=self._clock)
 
     def _audit(self, action: str, target: str | None, **detail: Any) -> None:
         self.audit.record(self.actor, action, target, source=self.source, detail=detail or None)
@@ -106,6 +131,9 @@ class LocalAdmin:
         models: Sequence[str] | None = None,
     ) -> Record:
         """A new key with its one-time secret in ``"key"``."""
+        from llmgw.auth.keys import check_key_settings
+        from llmgw.auth.users import normalize_email
+
         # Every value is checked before the database is touched: bad input writes nothing.
         name, allow = check_key_settings(
             name, _positive(rpm, "rpm"), _positive(tpm, "tpm"), models, expires
@@ -196,6 +224,8 @@ class LocalAdmin:
 
     def users_create(self, email: str, *, name: str | None = None, role: str = "user") -> Record:
         """A new user."""
+        from llmgw.auth.users import check_user_fields
+
         check_user_fields(email, name, role)
         record = user_record(self.users.create(email, name=name, role=role))
         self._audit("users.create", record["email"], id=record["id"], role=record["role"])
@@ -280,7 +310,9 @@ class LocalAdmin:
     # -- providers ------------------------------------------------------------------------
     def providers_status(self) -> builtins.list[Record]:
         """The last health each server wrote to ``provider_status`` (``"live": false``)."""
-        table: sa.Table = ProviderStatus.__table__  # type: ignore[attr-defined]
+        import sqlalchemy as sa
+
+        table = _provider_status()
         query = sa.select(table).order_by(table.c.provider, table.c.model)
         with db_errors(self.engine, "reading provider status"), self.engine.connect() as conn:
             return [provider_record(r._mapping, live=False) for r in conn.execute(query)]
@@ -296,3 +328,22 @@ class LocalAdmin:
     ) -> builtins.list[Record]:
         """Admin actions newest first."""
         return self.audit.list(since=since, limit=limit, actor=actor, action=action)
+
+
+def _provider_status() -> Any:
+    """``provider_status`` as a lightweight ``sa.table`` (the same columns and types as
+    ``llmgw.storage.tables.ProviderStatus``, which a test keeps equal) without loading SQLModel."""
+    import sqlalchemy as sa
+
+    from llmgw.storage.types import UTCDateTime
+
+    return sa.table(
+        "provider_status",
+        sa.column("provider", sa.String()),
+        sa.column("model", sa.String()),
+        sa.column("status", sa.String()),
+        sa.column("latency_ms", sa.Float()),
+        sa.column("error_rate", sa.Float()),
+        sa.column("last_error", sa.String()),
+        sa.column("updated_at", UTCDateTime()),
+    )

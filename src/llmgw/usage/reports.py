@@ -9,6 +9,7 @@ exact, in one statement, in tens of milliseconds over a million rows.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -252,6 +253,7 @@ def _in(col: ColumnElement[Any], r: Range) -> ColumnElement[bool]:
     return sa.and_(sa.true(), *cond)
 
 
+@functools.cache
 def _metrics(src: sa.Table) -> list[ColumnElement[Any]]:
     """A rollup's sums for one group."""
     return [
@@ -268,6 +270,7 @@ def _metrics(src: sa.Table) -> list[ColumnElement[Any]]:
     ]
 
 
+@functools.cache
 def _raw_metrics(dialect: str) -> list[ColumnElement[Any]]:
     """The same sums straight from ``usage`` rows."""
     return [
@@ -410,19 +413,21 @@ def usage_stats(
     if by not in GROUPS:
         raise ValueError(f"unknown grouping {by!r}")
     dialect = engine.dialect.name
-    with engine.connect() as conn:
-        last, newest = tail(conn)
-    if newest - last > refresh_at:
-        refresh(engine)
     out: list[dict[str, Any]] = []
     with engine.connect() as conn:
+        last, newest = tail(conn)
+        if newest - last > refresh_at:
+            conn.rollback()
+            refresh(engine)
+            last, _ = tail(conn)
         if dialect == "postgresql":  # its compile time, not the query, dominates these queries
             conn.exec_driver_sql("SET LOCAL jit = off")
         for _attempt in range(3):
-            last, _ = tail(conn)
             rows = conn.execute(_statement(by, dialect, since, until, only or {}, last)).all()
-            if tail(conn)[0] == last:  # no refresh committed meanwhile: rollups as of ``last``
+            now_last, _ = tail(conn)
+            if now_last == last:  # no refresh committed meanwhile: the rollups as of ``last``
                 break
+            last = now_last
         else:  # refreshes keep landing: read the watermark inside the statement itself
             rows = conn.execute(_statement(by, dialect, since, until, only or {})).all()
         for m in (r._mapping for r in rows):

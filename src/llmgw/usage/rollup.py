@@ -20,6 +20,7 @@ Both fold under a compare-and-set of ``last_id``.
 
 from __future__ import annotations
 
+import functools
 import logging
 import uuid
 from typing import Any
@@ -76,18 +77,27 @@ def bucket_expr(dialect: str, span: str, created: ColumnElement[Any]) -> ColumnE
     return sa.func.substr(text, 1, 10) + " 00:00:00.000000"
 
 
-def histogram_columns(latency: ColumnElement[Any]) -> list[ColumnElement[Any]]:
-    """``lat_0`` .. ``lat_31`` of one group of raw rows: how many fall in each bucket."""
+@functools.cache
+def histogram_columns(latency: ColumnElement[Any]) -> tuple[ColumnElement[Any], ...]:
+    """``lat_0`` .. ``lat_31`` of one group of raw rows: how many fall in each bucket.
+
+    Built once (SQLAlchemy expressions are immutable), with the bounds as SQL literals: a
+    report's statement stays short and has few parameters (psycopg parses every statement's
+    text for its placeholders, and it caches only short ones).
+    """
+    one: ColumnElement[Any] = sa.literal_column("1")
+    zero: ColumnElement[Any] = sa.literal_column("0")
+    bound: list[ColumnElement[Any]] = [sa.literal_column(repr(b)) for b in BOUNDS]
     out: list[ColumnElement[Any]] = []
     for k in range(LATENCY_BUCKETS):
         if k == 0:
-            cond = latency < BOUNDS[0]
+            cond = latency < bound[0]
         elif k == LATENCY_BUCKETS - 1:
-            cond = latency >= BOUNDS[-1]
+            cond = latency >= bound[-1]
         else:
-            cond = sa.and_(latency >= BOUNDS[k - 1], latency < BOUNDS[k])
-        out.append(sa.func.sum(sa.case((cond, 1), else_=0)).label(f"lat_{k}"))
-    return out
+            cond = sa.and_(latency >= bound[k - 1], latency < bound[k])
+        out.append(sa.func.sum(sa.case((cond, one), else_=zero)).label(f"lat_{k}"))
+    return tuple(out)
 
 
 def cost_units(dialect: str) -> ColumnElement[Any]:
