@@ -387,7 +387,7 @@ def machine_facts() -> dict[str, str]:
         )
 
     facts["nginx"] = cmd(["nginx", "-v"]).split("/")[-1]
-    facts["wrk"] = cmd(["wrk", "-v"]).split()[1]
+    facts["wrk"] = (cmd(["wrk", "-v"]).split() + ["-", "-"])[1]
     from importlib.metadata import PackageNotFoundError, version
 
     for pkg in FACT_PACKAGES:
