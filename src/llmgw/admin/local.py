@@ -40,6 +40,7 @@ def utcnow() -> datetime:
     """Now, in UTC, timezone-aware."""
     return datetime.now(UTC)
 
+
 __all__ = ["MAX_RECENT", "LocalAdmin"]
 
 MAX_RECENT = 1000
