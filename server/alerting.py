@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,8 @@ if TYPE_CHECKING:
     from llmgw.server.state import Gateway
 
 __all__ = ["start_alerts"]
+
+log = logging.getLogger("llmgw.alerts")
 
 
 class _AlertCollector(Collector):
@@ -90,6 +93,63 @@ class _AlertCollector(Collector):
 
 
 async def start_alerts(g: Gateway, stack: contextlib.AsyncExitStack) -> None:
-    """Build ``g.alerts``; register its metrics and its shutdown on ``stack``."""
-    g.alerts = AlertService(g.engine, g.settings.alerts)
-    g.metrics.registry.register(_AlertCollector(g.alerts))
+    """Build ``g.alerts`` and start its worker; register its metrics and its shutdown on ``stack``.
+
+    The classifier asks ``alerts.model`` through ``g.router`` in this process (no HTTP hop), so
+    fallback, breakers, the rate limiter, usage and cost apply to it like to any request.
+    """
+    from functools import partial
+
+    from llmgw.alerts.cache import DatabaseCache, RedisCache
+    from llmgw.alerts.classifier import ClassificationCache, Classifier
+    from llmgw.alerts.llm import RouterCompleter
+    from llmgw.alerts.queries import AlertHistory
+    from llmgw.alerts.queue import JobQueue
+    from llmgw.alerts.retention import run_retention
+    from llmgw.alerts.worker import AlertWorker, ClassifyStep
+
+    s = g.settings
+    a = s.alerts
+    service = AlertService(g.engine, a)
+    g.alerts = service
+    g.metrics.registry.register(_AlertCollector(service))
+    cache: ClassificationCache
+    if s.redis_url is not None:
+        redis_cache = RedisCache(s.redis_url.get_secret_value())
+        stack.push_async_callback(redis_cache.aclose)
+        cache = redis_cache
+    else:
+        cache = DatabaseCache(g.engine)
+    complete = RouterCompleter(
+        g.router, g.resolver, g.recorder, model=a.model, limiter=g.limiter, rpm=a.rpm
+    )
+    classifier: Classifier | None = Classifier(complete, cache, a, service.stats)
+    if a.mode != "transparent":
+        from llmgw.errors import LlmgwError
+
+        try:
+            g.resolver.candidates(a.model)
+        except LlmgwError:
+            log.warning(
+                "alerts.model %r is not a configured alias or model: alerts are stored"
+                " unclassified (as in mode transparent) until it is",
+                a.model,
+            )
+            classifier = None
+    history = AlertHistory(g.engine)
+    service.history = history
+    steps = {
+        "classify": ClassifyStep(history, classifier, a),
+        "reclassify": ClassifyStep(history, classifier, a, use_cache=False),
+    }
+    worker = AlertWorker(
+        JobQueue(g.engine),
+        steps,
+        a,
+        service.stats,
+        maintenance=partial(run_retention, g.engine, a, service.stats),
+        clock=g.clock,
+    )
+    service.worker = worker
+    worker.start()
+    stack.push_async_callback(worker.aclose)

@@ -79,7 +79,14 @@ def alert_routes(g: Gateway) -> list[Route]:
             log.error("alert delivery refused (Alertmanager will not retry it): %s", exc.message)
             raise
         try:
-            result = await asyncio.to_thread(g.alerts.store.ingest, delivery)
+            try:
+                result = await asyncio.to_thread(g.alerts.store.ingest, delivery)
+            except sqlalchemy.exc.DBAPIError as exc:
+                if not exc.connection_invalidated:
+                    raise
+                # A pooled connection the database dropped (a restart): the transaction rolled
+                # back, so one more try on a fresh connection is safe.
+                result = await asyncio.to_thread(g.alerts.store.ingest, delivery)
         except (sqlalchemy.exc.SQLAlchemyError, DatabaseError, OSError) as exc:
             stats.deliveries["failed"] += 1
             log.error("alert delivery not stored (answered 503): %s", type(exc).__name__)

@@ -35,6 +35,9 @@ def health_routes(g: Gateway) -> list[Route]:
             why = g.recorder.unrecordable
             if why is not None:
                 problems.append(f"usage cannot be recorded: {why}")
+            alerts = getattr(g, "alerts", None)
+            if alerts is not None:
+                problems.extend(alerts.problems())
         if problems:
             body = {"status": "unavailable", "problems": problems}
             return Response(orjson.dumps(body), status_code=503, media_type="application/json")

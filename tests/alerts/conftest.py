@@ -45,3 +45,29 @@ def alert_settings(home: Path) -> Callable[..., Settings]:
         )
 
     return build
+
+
+@pytest.fixture
+def llm(make_upstream: Callable[..., Any]) -> Any:
+    """The OpenAI emulator the classifier talks to (``.stats``, ``.server.app.state.emulator``)."""
+    return make_upstream()
+
+
+@pytest.fixture
+def classifying_settings(
+    alert_settings: Callable[..., Settings], llm: Any
+) -> Callable[..., Settings]:
+    """``build(db_url, **alerts)``: alert settings with provider ``openai`` on the emulator and
+    the classifier alias ``alerts-classifier`` -> ``openai/gpt-4o-mini``."""
+
+    def build(db_url: str, *, top: dict[str, Any] | None = None, **alerts: Any) -> Settings:
+        provider = llm.provider_config(
+            "openai",
+            models=["gpt-4o-mini"],
+            prices={"gpt-4o-mini": {"input": 0.15, "output": 0.60}},
+        )
+        extra = {"aliases": {"alerts-classifier": ["openai/gpt-4o-mini"]}, **(top or {})}
+        alerts.setdefault("retry_backoff", 0)
+        return alert_settings(db_url, providers=[provider], top=extra, **alerts)
+
+    return build

@@ -29,8 +29,23 @@ class AlertService:
         self.settings = settings
         self.stats = AlertStats()
         self.store = AlertStore(engine, settings, now=now)
+        self.history: Any = None
+        """``AlertHistory`` on the same engine (the API's queries), once started."""
         self.worker: Any = None
         """The job worker, once started (``llmgw serve``)."""
+
+    def problems(self) -> list[str]:
+        """Why the alert side is not ready (readiness): a worker loop that stopped looking at
+        the queue, or a queue it cannot read."""
+        w = self.worker
+        if w is None:
+            return []
+        if w.last_error is not None:
+            return [f"alert worker cannot read its queue: {w.last_error}"]
+        stale = max(30.0, 10 * self.settings.poll_interval)
+        if w.last_loop is not None and w.clock() - w.last_loop > stale + self.settings.timeout:
+            return ["alert worker has not looked at its queue for a while"]
+        return []
 
     def wake(self) -> None:
         """New jobs were stored by this process: the worker looks at the queue now."""

@@ -113,7 +113,7 @@ def _example(schema: Any, depth: int = 0) -> Any:
     if kind == "integer":
         return 1
     if kind == "number":
-        return 1.5
+        return min(1.5, schema.get("maximum", 1.5))
     if kind == "boolean":
         return True
     if kind == "array":
@@ -123,6 +123,17 @@ def _example(schema: Any, depth: int = 0) -> Any:
         props = schema.get("properties") or {}
         return {k: _example(v, depth + 1) for k, v in props.items()}
     return None
+
+
+def structured_schema(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The JSON schema of ``response_format: {"type": "json_schema", ...}``, if the body asks
+    for structured output (OpenAI then answers JSON that fits it)."""
+    fmt = body.get("response_format")
+    if not isinstance(fmt, dict) or fmt.get("type") != "json_schema":
+        return None
+    spec = fmt.get("json_schema")
+    schema = spec.get("schema") if isinstance(spec, dict) else None
+    return schema if isinstance(schema, dict) else {"type": "object"}
 
 
 def example_arguments(function: dict[str, Any]) -> str:
@@ -173,6 +184,10 @@ def plan(body: dict[str, Any]) -> tuple[list[str], str, dict[str, Any] | None, i
             "function": {"name": tool["name"], "arguments": args},
         }
         return [], "tool_calls", call, prompt, count_tokens(args) + 1
+    schema = structured_schema(body)
+    if schema is not None:  # structured outputs: the answer is JSON that fits the schema
+        text = orjson.dumps(_example(schema)).decode()
+        return [text], "stop", None, prompt, count_tokens(text)
     words = reply_words(messages)
     limit = body.get("max_completion_tokens") or body.get("max_tokens")
     finish = "stop"

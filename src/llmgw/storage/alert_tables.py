@@ -71,6 +71,7 @@ class Alert(SQLModel, table=True):
         sa.Index("ix_alerts_severity_last_seen", "severity", "last_seen"),
         sa.Index("ix_alerts_alertname_last_seen", "alertname", "last_seen"),
         sa.Index("ix_alerts_starts_at", "starts_at"),
+        sa.Index("ix_alerts_category_last_seen", "category", "last_seen"),
     )
 
     id: int | None = _bigint_pk()
@@ -98,6 +99,8 @@ class Alert(SQLModel, table=True):
     note: str | None = Field(default=None, sa_type=sa.Text())
     cls_status: str = Field(default="pending", max_length=16)
     classification: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
+    category: str | None = Field(default=None, max_length=32)
+    """The classification's category (migration 0006), for filters and stats."""
     search: str = Field(default="", sa_type=sa.Text())
 
 

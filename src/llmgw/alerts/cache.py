@@ -1,0 +1,137 @@
+"""Where classifications are reused: Redis (with a TTL) when configured, else the database.
+
+Both never raise: a failing cache is a miss (and a lost write), logged once per failure streak,
+so classification goes on without it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from llmgw.storage.alert_tables import AlertCacheEntry
+
+__all__ = ["DatabaseCache", "RedisCache"]
+
+log = logging.getLogger("llmgw.alerts")
+CACHE: sa.Table = AlertCacheEntry.__table__  # type: ignore[attr-defined]
+
+
+class _Quiet:
+    """Logs the first failure of a streak only."""
+
+    def __init__(self, what: str) -> None:
+        self.what = what
+        self.failing = False
+
+    def failed(self, exc: BaseException) -> None:
+        if not self.failing:
+            log.warning(
+                "%s unavailable (classifying without it): %s", self.what, type(exc).__name__
+            )
+        self.failing = True
+
+    def ok(self) -> None:
+        self.failing = False
+
+
+class RedisCache:
+    """``GET``/``SET EX`` on the gateway's Redis."""
+
+    def __init__(self, url: str, *, timeout: float = 0.5) -> None:
+        import redis.asyncio as aioredis
+
+        self._redis = aioredis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
+        self._quiet = _Quiet("the Redis classification cache")
+
+    async def get(self, key: str) -> dict[str, Any] | None:
+        """The cached result, or ``None`` (also when Redis fails)."""
+        try:
+            raw = await self._redis.get(key)
+        except Exception as exc:  # noqa: BLE001 - a cache failure is a miss
+            self._quiet.failed(exc)
+            return None
+        self._quiet.ok()
+        if raw is None:
+            return None
+        try:
+            value = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            return None
+        return value if isinstance(value, dict) else None
+
+    async def set(self, key: str, value: dict[str, Any], ttl: float) -> None:
+        """Keep ``value`` for ``ttl`` seconds (silently not, when Redis fails)."""
+        try:
+            await self._redis.set(key, orjson.dumps(value), ex=max(1, int(ttl)))
+        except Exception as exc:  # noqa: BLE001 - a cache failure is a lost write
+            self._quiet.failed(exc)
+        else:
+            self._quiet.ok()
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._redis.aclose()
+
+
+class DatabaseCache:
+    """The ``alert_cls_cache`` table (expired rows are ignored, and deleted by retention)."""
+
+    def __init__(
+        self, engine: Engine, *, now: Callable[[], datetime] = lambda: datetime.now(UTC)
+    ) -> None:
+        self.engine = engine
+        self.now = now
+        self._quiet = _Quiet("the database classification cache")
+
+    def _get(self, key: str) -> dict[str, Any] | None:
+        c = CACHE.c
+        with self.engine.connect() as conn:
+            row = conn.execute(
+                sa.select(c.result).where(c.key == key, c.expires_at > self.now())
+            ).first()
+        return dict(row.result) if row is not None else None
+
+    def _set(self, key: str, value: dict[str, Any], ttl: float) -> None:
+        now = self.now()
+        expires = now + timedelta(seconds=ttl)
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                sa.update(CACHE)
+                .where(CACHE.c.key == key)
+                .values(result=value, created_at=now, expires_at=expires)
+            )
+            if not done.rowcount:
+                conn.execute(
+                    sa.insert(CACHE).values(
+                        key=key, result=value, created_at=now, expires_at=expires
+                    )
+                )
+
+    async def get(self, key: str) -> dict[str, Any] | None:
+        """The cached result, or ``None`` (also when the database fails)."""
+        try:
+            value = await asyncio.to_thread(self._get, key)
+        except Exception as exc:  # noqa: BLE001 - a cache failure is a miss
+            self._quiet.failed(exc)
+            return None
+        self._quiet.ok()
+        return value
+
+    async def set(self, key: str, value: dict[str, Any], ttl: float) -> None:
+        """Keep ``value`` for ``ttl`` seconds."""
+        try:
+            await asyncio.to_thread(self._set, key, value, ttl)
+        except Exception as exc:  # noqa: BLE001 - a lost write (a concurrent insert, an outage)
+            self._quiet.failed(exc)
+        else:
+            self._quiet.ok()

@@ -1,0 +1,123 @@
+"""The durable job queue (``alert_jobs``): claim under a lease, finish, retry, give up.
+
+A claim is a conditional ``UPDATE`` per candidate row (pending and due, or running with an
+expired lease), so two workers (two instances, or two processes) never run the same job: on
+PostgreSQL the second update waits for the first and then finds the row no longer matches; on
+SQLite writes are serialised anyway. A worker that dies mid-job leaves the row ``running``;
+its lease runs out and another worker takes it over (``attempts`` counts every claim, so a job
+that crashes its worker every time still reaches ``alerts.max_attempts``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from llmgw.alerts.store import JOBS, upsert_job
+
+__all__ = ["ClaimedJob", "JobQueue"]
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimedJob:
+    """A job this worker holds until ``lease_until``."""
+
+    id: int
+    alert_id: int
+    step: str
+    attempts: int
+    """Claims so far, this one included."""
+
+
+class JobQueue:
+    """Operations on ``alert_jobs`` for one worker (``owner``)."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        owner: str | None = None,
+        now: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.engine = engine
+        self.owner = owner or f"w-{uuid.uuid4().hex[:12]}"
+        self.now = now
+
+    def claim(self, limit: int, lease_seconds: float) -> list[ClaimedJob]:
+        """Up to ``limit`` due jobs, now leased to this worker for ``lease_seconds``."""
+        now = self.now()
+        c = JOBS.c
+        due = sa.or_(
+            sa.and_(c.state == "pending", c.run_after <= now),
+            sa.and_(c.state == "running", c.lease_until < now),
+        )
+        claimed: list[ClaimedJob] = []
+        with self.engine.begin() as conn:
+            rows = conn.execute(
+                sa.select(c.id, c.alert_id, c.step, c.attempts)
+                .where(due)
+                .order_by(c.run_after, c.id)
+                .limit(limit)
+            ).all()
+            until = now + timedelta(seconds=lease_seconds)
+            for r in rows:
+                done = conn.execute(
+                    sa.update(JOBS)
+                    .where(c.id == r.id, due)
+                    .values(
+                        state="running",
+                        lease_owner=self.owner,
+                        lease_until=until,
+                        attempts=c.attempts + 1,
+                        updated_at=now,
+                    )
+                )
+                if done.rowcount:
+                    claimed.append(ClaimedJob(int(r.id), int(r.alert_id), r.step, r.attempts + 1))
+        return claimed
+
+    def _settle(self, job: ClaimedJob, **values: object) -> bool:
+        c = JOBS.c
+        with self.engine.begin() as conn:
+            done = conn.execute(
+                sa.update(JOBS)
+                .where(c.id == job.id, c.lease_owner == self.owner, c.state == "running")
+                .values(lease_owner=None, lease_until=None, updated_at=self.now(), **values)
+            )
+        return bool(done.rowcount)
+
+    def finish(self, job: ClaimedJob) -> bool:
+        """The job is done (False if its lease was lost to another worker meanwhile)."""
+        return self._settle(job, state="done", last_error=None)
+
+    def retry(self, job: ClaimedJob, error: str, delay: float) -> bool:
+        """Run the job again after ``delay`` seconds."""
+        when = self.now() + timedelta(seconds=delay)
+        return self._settle(job, state="pending", run_after=when, last_error=error[:500])
+
+    def give_up(self, job: ClaimedJob, error: str) -> bool:
+        """No more automatic attempts (re-queued on demand, e.g. re-classify)."""
+        return self._settle(job, state="failed", last_error=error[:500])
+
+    def enqueue(self, alert_id: int, step: str) -> None:
+        """Queue ``step`` for ``alert_id`` now (again, if it ran before)."""
+        with self.engine.begin() as conn:
+            upsert_job(conn, alert_id, step, self.now())
+
+    def depth(self) -> dict[str, int]:
+        """Jobs per state that still need work or attention (pending, running, failed)."""
+        c = JOBS.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(c.state, sa.func.count())
+                .where(c.state.in_(("pending", "running", "failed")))
+                .group_by(c.state)
+            ).all()
+        out = dict.fromkeys(("pending", "running", "failed"), 0)
+        out.update({str(state): int(n) for state, n in rows})
+        return out

@@ -1,0 +1,259 @@
+"""The worker that drains the job queue: classification now, publishing (issue 15) next.
+
+Each job is one (occurrence, step) row of ``alert_jobs``; a step is an async callable that
+returns ``Done``, ``Retry`` or ``GiveUp``. Steps in ``FOLLOW_UPS`` queue further steps after
+their first attempt, success or not, so a later step (publishing) never waits on the LLM: an
+alert whose classification failed goes on unclassified, and its classification is retried on
+its own job. One worker runs in every ``llmgw serve`` process; leases make several safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import sqlalchemy as sa
+
+from llmgw.alerts.classifier import Classifier
+from llmgw.alerts.queries import AlertHistory
+from llmgw.alerts.queue import ClaimedJob, JobQueue
+from llmgw.alerts.stats import AlertStats
+from llmgw.alerts.store import JOBS
+from llmgw.config import AlertsSettings
+from llmgw.errors import NotFound
+
+__all__ = ["FOLLOW_UPS", "AlertWorker", "ClassifyStep", "Done", "GiveUp", "Retry", "Step"]
+
+log = logging.getLogger("llmgw.alerts")
+
+FOLLOW_UPS: dict[str, tuple[str, ...]] = {"classify": ()}
+"""Steps queued (once) after a step's first attempt; issue 15 adds its publishing steps here."""
+
+
+@dataclass(frozen=True, slots=True)
+class Done:
+    """The step finished."""
+
+
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """Run the step again after ``delay`` seconds."""
+
+    error: str
+    delay: float
+
+
+@dataclass(frozen=True, slots=True)
+class GiveUp:
+    """No more automatic attempts."""
+
+    error: str
+
+
+StepResult = Done | Retry | GiveUp
+Step = Callable[[ClaimedJob], Awaitable[StepResult]]
+
+
+def backoff(settings: AlertsSettings, attempts: int, retry_after: float | None = None) -> float:
+    """Seconds before attempt ``attempts + 1``: doubling from ``retry_backoff``, capped."""
+    delay: float = min(
+        settings.retry_backoff * 2.0 ** max(0, attempts - 1), settings.retry_backoff_max
+    )
+    return max(delay, retry_after or 0.0)
+
+
+class ClassifyStep:
+    """Classify an occurrence (or record ``skipped`` in ``transparent`` mode)."""
+
+    def __init__(
+        self,
+        history: AlertHistory,
+        classifier: Classifier | None,
+        settings: AlertsSettings,
+        *,
+        use_cache: bool = True,
+    ) -> None:
+        self.history = history
+        self.classifier = classifier
+        self.settings = settings
+        self.use_cache = use_cache
+
+    async def __call__(self, job: ClaimedJob) -> StepResult:
+        """One attempt."""
+        try:
+            alert = await asyncio.to_thread(self.history.get, job.alert_id)
+        except NotFound:
+            return Done()  # deleted by retention meanwhile
+        if self.settings.mode == "transparent" or self.classifier is None:
+            await asyncio.to_thread(
+                self.history.save_classification, job.alert_id, "skipped", None, None
+            )
+            if self.classifier is not None:
+                self.classifier.stats.classifications["skipped"] += 1
+            return Done()
+        outcome = await self.classifier.classify(alert, use_cache=self.use_cache)
+        await asyncio.to_thread(
+            self.history.save_classification,
+            job.alert_id,
+            outcome.status,
+            outcome.result,
+            outcome.error,
+        )
+        if outcome.status == "ok":
+            return Done()
+        error = f"{outcome.status}: {outcome.error}"
+        if job.attempts >= self.settings.max_attempts:
+            return GiveUp(error)
+        return Retry(error, backoff(self.settings, job.attempts, outcome.retry_after))
+
+
+class AlertWorker:
+    """Claims due jobs and runs their steps, ``concurrency`` at a time (see the module docstring)."""
+
+    def __init__(
+        self,
+        queue: JobQueue,
+        steps: Mapping[str, Step],
+        settings: AlertsSettings,
+        stats: AlertStats,
+        *,
+        maintenance: Callable[[], object] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.queue = queue
+        self.steps = dict(steps)
+        self.settings = settings
+        self.stats = stats
+        self.maintenance = maintenance
+        """Run in a thread every ``retention_interval`` (retention)."""
+        self.clock = clock
+        self.depth: dict[str, int] = {"pending": 0, "running": 0, "failed": 0}
+        self.last_loop: float | None = None
+        """When the loop last finished a look at the queue (monotonic); readiness reads it."""
+        self.last_error: str | None = None
+        self._event = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._last_maintenance = -1e18
+
+    def wake(self) -> None:
+        """Look at the queue now (new jobs were stored by this process)."""
+        self._event.set()
+
+    async def run_once(self) -> int:
+        """Claim one batch and run it; the number of jobs run."""
+        s = self.settings
+        jobs = await asyncio.to_thread(self.queue.claim, s.concurrency, s.lease_seconds)
+        if jobs:
+            await asyncio.gather(*(self._run(job) for job in jobs))
+        return len(jobs)
+
+    async def drain(self, *, max_rounds: int = 1000) -> int:
+        """Run batches until nothing is due (tests and ``llmgw alerts process``)."""
+        total = 0
+        for _ in range(max_rounds):
+            n = await self.run_once()
+            total += n
+            if n == 0:
+                break
+        return total
+
+    async def _run(self, job: ClaimedJob) -> None:
+        step = self.steps.get(job.step)
+        try:
+            if step is None:
+                result: StepResult = GiveUp(f"no step named {job.step!r} in this version")
+            else:
+                result = await step(job)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a bug in one job must not stop the others
+            self.stats.worker_errors += 1
+            log.exception("alert job %s (%s) failed", job.id, job.step)
+            result = Retry(
+                f"internal error: {type(exc).__name__}", backoff(self.settings, job.attempts)
+            )
+        if isinstance(result, Done):
+            await asyncio.to_thread(self.queue.finish, job)
+        elif isinstance(result, Retry):
+            await asyncio.to_thread(self.queue.retry, job, result.error, result.delay)
+        else:
+            log.warning("alert %s: %s gave up after %d attempts: %s", job.alert_id, job.step,
+                        job.attempts, result.error)  # fmt: skip
+            await asyncio.to_thread(self.queue.give_up, job, result.error)
+        follow = FOLLOW_UPS.get(job.step, ())
+        if follow and (job.attempts == 1 or isinstance(result, Done)):
+            await asyncio.to_thread(self._follow_up, job.alert_id, follow)
+
+    def _follow_up(self, alert_id: int, steps: tuple[str, ...]) -> None:
+        now = datetime.now(UTC)
+        with self.queue.engine.begin() as conn:
+            for step in steps:
+                exists = conn.execute(
+                    sa.select(JOBS.c.id).where(JOBS.c.alert_id == alert_id, JOBS.c.step == step)
+                ).first()
+                if exists is None:
+                    conn.execute(
+                        sa.insert(JOBS).values(
+                            alert_id=alert_id, step=step, state="pending", attempts=0,
+                            run_after=now, created_at=now, updated_at=now,
+                        )
+                    )  # fmt: skip
+
+    async def run(self) -> None:
+        """The loop: a batch, then (when the queue is idle) wait for a wake-up or the poll."""
+        s = self.settings
+        while not self._stopping:
+            try:
+                n = await self.run_once()
+                self.depth = await asyncio.to_thread(self.queue.depth)
+                if self.maintenance is not None and (
+                    self.clock() - self._last_maintenance >= s.retention_interval
+                ):
+                    self._last_maintenance = self.clock()
+                    await asyncio.to_thread(self.maintenance)
+                self.last_error = None
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - the database may be down: keep going
+                self.stats.worker_errors += 1
+                if self.last_error is None:
+                    log.warning("alert worker: %s (retrying)", type(exc).__name__)
+                self.last_error = type(exc).__name__
+                n = 0
+            self.last_loop = self.clock()
+            if n >= s.concurrency or self._stopping:
+                continue
+            self._event.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(s.poll_interval):
+                    await self._event.wait()
+
+    def start(self) -> None:
+        """Run the loop as a task on the current event loop."""
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(
+                self.run(), name="llmgw-alert-worker"
+            )
+
+    async def aclose(self, grace: float | None = None) -> None:
+        """Stop the loop: the batch in hand finishes (its database calls are threads that a
+        cancel would not stop) within ``grace`` seconds (default ``alerts.timeout`` + 5), else
+        it is cancelled; a job cut short keeps its lease until it runs out, then runs again."""
+        task, self._task = self._task, None
+        if task is None:
+            return
+        self._stopping = True
+        self._event.set()
+        try:
+            async with asyncio.timeout(self.settings.timeout + 5 if grace is None else grace):
+                await asyncio.shield(task)
+        except TimeoutError:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
