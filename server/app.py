@@ -27,6 +27,7 @@ from llmgw.server.pipeline import (
     routes_for,
 )
 from llmgw.server.routes.admin import admin_routes
+from llmgw.server.routes.admin_oauth import admin_oauth_routes
 from llmgw.server.routes.alerts import alert_routes
 from llmgw.server.routes.chat import ChatCompletions
 from llmgw.server.routes.embeddings import Embeddings
@@ -121,6 +122,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.monotoni
         *health_routes(gateway),
         *admin_routes(gateway),
         *oauth_routes(gateway),
+        *admin_oauth_routes(gateway),
         *alert_routes(gateway),
         *pages,
         Route("/openapi.json", openapi, methods=["GET"]),

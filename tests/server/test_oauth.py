@@ -384,3 +384,36 @@ async def test_a_revoked_token_stops_on_another_instance_through_redis_OAUTH_9(
         while (await cb.post("/v1/chat/completions", json=CHAT, headers=h)).status_code == 200:
             assert time.monotonic() - t0 < 1.0, "still accepted 1 s after the revocation"
             await asyncio.sleep(0.02)
+
+
+async def test_admin_api_clients(
+    client: httpx.AsyncClient, login: Callable[..., Any], root: UserInfo, alice: UserInfo
+) -> None:
+    admin = _bearer((await login(root, "admin"))["access_token"])
+    r = await client.post(
+        "/admin/v1/oauth/clients",
+        json={"name": "svc", "kind": "confidential", "grant_types": ["client_credentials"],
+              "scopes": ["chat"]},
+        headers=admin,
+    )  # fmt: skip
+    assert r.status_code == 200, r.text
+    made = r.json()
+    assert made["client_secret"].startswith("llmgw_cs_")
+    listed = (await client.get("/admin/v1/oauth/clients", headers=admin)).json()["data"]
+    assert {c["client_id"] for c in listed} == {CLI_CLIENT_ID, made["client_id"]}
+    cc = await client.post(
+        "/oauth/token",
+        data={"grant_type": "client_credentials"},
+        auth=(made["client_id"], made["client_secret"]),
+    )
+    token = _bearer(cc.json()["access_token"])
+    assert (await client.post("/v1/chat/completions", json=CHAT, headers=token)).status_code == 200
+    r = await client.post(f"/admin/v1/oauth/clients/{made['client_id']}/revoke", headers=admin)
+    assert r.status_code == 200 and r.json()["tokens_revoked"] == 1
+    assert (await client.post("/v1/chat/completions", json=CHAT, headers=token)).status_code == 401
+    r = await client.post("/admin/v1/oauth/clients/c_nope/revoke", headers=admin)
+    assert r.status_code == 404
+    r = await client.post("/admin/v1/oauth/clients", json={"name": 1}, headers=admin)
+    assert r.status_code == 400
+    user = _bearer((await login(alice))["access_token"])
+    assert (await client.get("/admin/v1/oauth/clients", headers=user)).status_code == 403

@@ -50,6 +50,12 @@ COMMANDS = {
         "audit",
         "Show administrative actions, newest first: who changed which key or user, when, from where.",
     ),
+    "oauth": LazyCommand("llmgw.cli.oauth", "oauth_app", "OAuth clients and the JWT signing keys."),
+    "tokens": LazyCommand(
+        "llmgw.cli.tokens",
+        "tokens_app",
+        "Personal access tokens (long-lived JWTs for CI): create, list, revoke.",
+    ),
     "login": LazyCommand(
         "llmgw.cli.login",
         "login",
