@@ -256,6 +256,11 @@ def test_MIG4_killed_mid_run_resumes_with_identical_checksums(tmp_path: Path, pg
     usage = {t["table"]: t for t in report["tables"]}["usage"]
     assert usage["copied"] == rows - partial[0]  # resumed after the last committed batch
     assert usage["source_rows"] == usage["target_rows"] == rows and usage["match"]
+    with psycopg.connect(pg_url) as conn:  # the indexes deferred by the killed run are back
+        names = {
+            r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'usage'")
+        }
+    assert {"ix_usage_created_at", "ix_usage_key_created", "ix_usage_user_created"} <= names
 
 
 def test_MIG5_refuses_while_another_process_has_the_source_open(

@@ -12,18 +12,18 @@ JSON as text; PostgreSQL has native types. Both sides are turned into the same s
 =========  ==================================================================================
 kind       canonical text
 =========  ==================================================================================
-int        decimal digits (``-12``)
-bool       ``t`` / ``f``
-float      Python ``repr`` of the double (shortest text that reads back to the same bits)
+int        the integer
+bool       0 / 1
+float      the double (written by orjson: the shortest text that reads back to the same bits)
 decimal    plain notation without trailing zeros (``0.0012``, ``100``, ``0``)
 uuid       lower-case, dashed
 datetime   UTC, ``YYYY-MM-DDTHH:MM:SS.ffffff+00:00`` (a value without an offset is UTC)
 json       keys sorted, no spaces, floats with an integral value written as integers
-text       the text itself
+text       the text itself (NUL removed with ``--strip-nul``)
 bytes      lower-case hex
 =========  ==================================================================================
 
-A row's canonical form is the JSON array of its canonical values (``null`` for NULL); a
+A row's canonical form is the JSON array (orjson) of its canonical values (``null`` for NULL); a
 table's checksum is the sum, modulo 2**128, of the 128-bit BLAKE2b of each row's form. A sum
 does not depend on row order and, unlike XOR, sees a duplicated row.
 """
@@ -219,76 +219,87 @@ def parse_json(text: Any) -> Any:
 
 # --- canonical text per kind ----------------------------------------------------------------
 
-Canon = Callable[[Any], str | None]
-
-
-def _number(v: Any) -> bool:
-    return isinstance(v, int | float)
+Canon = Callable[[Any], Any]
+"""One value (never None) -> its canonical form."""
 
 
 def _uuid_text(v: Any) -> str:
+    if isinstance(v, str) and len(v) == 32:  # llmgw's own form; SQL checked the hex digits
+        v = v.lower()
+        return f"{v[:8]}-{v[8:12]}-{v[12:16]}-{v[16:20]}-{v[20:]}"
     try:
         return str(uuid.UUID(v))
     except (ValueError, TypeError, AttributeError):
         return str(v)  # sqlite_source's SQL checks report it; counted once
 
 
-def _source_fn(col: ColumnSpec, strip_nul: bool) -> Canon:
+def _source_datetime(v: Any) -> str:
+    if isinstance(v, str) and len(v) == 26 and v[10] == " " and v[19] == ".":
+        datetime.fromisoformat(v)  # llmgw's own form: only check it is a real instant
+        return f"{v[:10]}T{v[11:]}+00:00"
+    return _datetime_text(parse_datetime(v))
+
+
+def _source_fn(col: ColumnSpec, strip_nul: bool) -> Canon | None:
     kind = col.kind
-    if kind == "int":
-        return lambda v: None if v is None else str(v)
-    if kind == "bool":
-        return lambda v: None if v is None else ("t" if v else "f")
-    if kind == "float":
-        return lambda v: None if v is None else repr(float(v)) if _number(v) else str(v)
     if kind == "decimal":
         p, s = col.precision, col.scale
-        return lambda v: None if v is None else _decimal_text(parse_decimal(v, p, s))
+        return lambda v: _decimal_text(parse_decimal(v, p, s))
     if kind == "uuid":
-        return lambda v: None if v is None else _uuid_text(v)
+        return _uuid_text
     if kind == "datetime":
-        return lambda v: None if v is None else _datetime_text(parse_datetime(v))
+        return _source_datetime
     if kind == "json":
-        return lambda v: None if v is None else _json_text(parse_json(v))
+        return lambda v: _json_text(parse_json(v))
     if kind == "bytes":
-        return lambda v: None if v is None else v.hex() if isinstance(v, bytes) else str(v)
-    if strip_nul:
-        return lambda v: None if v is None else v.replace("\x00", "")
-    return lambda v: v
+        return lambda v: v.hex() if isinstance(v, bytes) else str(v)
+    if kind == "text" and strip_nul:
+        return lambda v: v.replace("\x00", "")
+    return None  # int, bool (0/1), float, text: as SQLite returns them
 
 
-def _target_fn(col: ColumnSpec) -> Canon:
+def _target_fn(col: ColumnSpec) -> Canon | None:
     kind = col.kind
-    if kind in ("int", "uuid"):
-        return lambda v: None if v is None else str(v)
+    if kind == "uuid":
+        return str
     if kind == "bool":
-        return lambda v: None if v is None else ("t" if v else "f")
-    if kind == "float":
-        return lambda v: None if v is None else repr(float(v))
+        return int  # SQLite's 0/1
     if kind == "decimal":
-        return lambda v: None if v is None else _decimal_text(v)
+        return _decimal_text
     if kind == "datetime":
-        return lambda v: None if v is None else _datetime_text(v)
+        return _datetime_text
     if kind == "json":  # read as text: psycopg would load a JSON null as None, like SQL NULL
-        return lambda v: None if v is None else _json_text(parse_json(v))
+        return lambda v: _json_text(parse_json(v))
     if kind == "bytes":
-        return lambda v: None if v is None else bytes(v).hex()
-    return lambda v: v
+        return lambda v: bytes(v).hex()
+    return None
+
+
+def _canonicalizer(fns: list[Canon | None]) -> Callable[[Sequence[Any]], list[Any]]:
+    convert = [(i, f) for i, f in enumerate(fns) if f is not None]
+
+    def canon(row: Sequence[Any]) -> list[Any]:
+        out = list(row)
+        for i, f in convert:
+            v = out[i]
+            if v is not None:
+                out[i] = f(v)
+        return out
+
+    return canon
 
 
 def source_canonicalizer(
     spec: TableSpec, *, strip_nul: bool = False
-) -> Callable[[Sequence[Any]], list[str | None]]:
+) -> Callable[[Sequence[Any]], list[Any]]:
     """Raw SQLite row -> canonical values; raises ``ValueError`` on a decimal, timestamp or JSON
     value no rule accepts (the other kinds are checked in SQL by ``sqlite_source``)."""
-    fns = [_source_fn(c, strip_nul) for c in spec.columns]
-    return lambda row: [f(v) for f, v in zip(fns, row, strict=True)]
+    return _canonicalizer([_source_fn(c, strip_nul) for c in spec.columns])
 
 
-def target_canonicalizer(spec: TableSpec) -> Callable[[Sequence[Any]], list[str | None]]:
+def target_canonicalizer(spec: TableSpec) -> Callable[[Sequence[Any]], list[Any]]:
     """PostgreSQL row (psycopg's Python values) -> canonical values."""
-    fns = [_target_fn(c) for c in spec.columns]
-    return lambda row: [f(v) for f, v in zip(fns, row, strict=True)]
+    return _canonicalizer([_target_fn(c) for c in spec.columns])
 
 
 @dataclass
@@ -298,7 +309,7 @@ class TableSum:
     rows: int = 0
     total: int = 0
 
-    def add(self, canonical: list[str | None]) -> None:
+    def add(self, canonical: list[Any]) -> None:
         """Count one row given in canonical form."""
         digest = blake2b(orjson.dumps(canonical), digest_size=16).digest()
         self.total = (self.total + int.from_bytes(digest, "big")) % _MOD
@@ -311,7 +322,7 @@ class TableSum:
 
 
 def checksum_rows(
-    rows: Iterable[Sequence[Any]], canon: Callable[[Sequence[Any]], list[str | None]]
+    rows: Iterable[Sequence[Any]], canon: Callable[[Sequence[Any]], list[Any]]
 ) -> TableSum:
     """Count and checksum ``rows`` after ``canon``."""
     total = TableSum()

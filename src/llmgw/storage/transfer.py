@@ -75,6 +75,9 @@ class Options:
     strip_nul: bool = False
     live: bool = False
     problem_limit: int = 20
+    defer_indexes: int = 50_000
+    """A table copied from empty with at least this many rows gets its secondary indexes
+    (not primary keys, not unique ones) built after its rows instead of row by row."""
 
 
 @dataclass
@@ -568,6 +571,46 @@ class Migration:
             })  # fmt: skip
         plan.done_rowid = last
 
+    def defer_indexes(self, spec: TableSpec) -> None:
+        """Drop the table's plain secondary indexes, remembering them on the target (kill-safe)."""
+        self.pg.execute(
+            "CREATE TABLE IF NOT EXISTS llmgw_migration_indexes "
+            "(name text PRIMARY KEY, table_name text NOT NULL, ddl text NOT NULL)"
+        )
+        rows = self.pg.execute(
+            "SELECT i.indexname, i.indexdef FROM pg_indexes i "
+            "JOIN pg_class c ON c.relname = i.indexname "
+            "JOIN pg_index x ON x.indexrelid = c.oid "
+            "WHERE i.schemaname = current_schema() AND i.tablename = %s "
+            "AND NOT x.indisunique AND NOT x.indisprimary",
+            (spec.name,),
+        ).fetchall()
+        with self.pg.transaction():
+            for index, ddl in rows:
+                self.pg.execute(
+                    "INSERT INTO llmgw_migration_indexes VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
+                    (index, spec.name, ddl),
+                )
+                self.pg.execute(f"DROP INDEX {quote(index)}")
+        if rows:
+            self.emit({"event": "indexes_deferred", "table": spec.name, "indexes": len(rows)})
+
+    def restore_indexes(self) -> None:
+        """Build every index a run (this one or a killed one) deferred."""
+        found = self.pg.execute(
+            "SELECT to_regclass('llmgw_migration_indexes') IS NOT NULL"
+        ).fetchone()
+        if not found or not found[0]:
+            return
+        for index, table, ddl in self.pg.execute(
+            "SELECT name, table_name, ddl FROM llmgw_migration_indexes ORDER BY name"
+        ).fetchall():
+            self.emit({"event": "index", "table": table, "index": index})
+            with self.pg.transaction():
+                self.pg.execute(f"DROP INDEX IF EXISTS {quote(index)}")
+                self.pg.execute(ddl)
+                self.pg.execute("DELETE FROM llmgw_migration_indexes WHERE name = %s", (index,))
+
     def set_sequences(self) -> dict[str, int]:
         """Every serial/identity column continues after the largest copied value (MIG-2)."""
         done: dict[str, int] = {}
@@ -634,7 +677,14 @@ class Migration:
             self._ensure_progress_table()
             self.drop_seeded()
             for p in plans:
+                if (
+                    p.done_rowid == 0
+                    and p.target_rows == 0
+                    and p.to_copy >= self.options.defer_indexes
+                ):
+                    self.defer_indexes(p.spec)
                 self.copy_table(p)
+            self.restore_indexes()
             report.sequences = self.set_sequences()
         if mode != "dry-run":
             for p in plans:
