@@ -53,7 +53,9 @@ async def _posted(web: Web, request: Request) -> tuple[SessionInfo, Form] | Resp
 
 
 def _admin(web: Web, session: SessionInfo, request: Request) -> LocalAdmin:
-    return LocalAdmin(web.engine, web.actor(session, request), source="web")
+    return LocalAdmin(
+        web.engine, web.actor(session, request), source="web", on_change=web.gateway.announce
+    )
 
 
 def _is_admin(session: SessionInfo) -> bool:
@@ -220,7 +222,7 @@ async def usage_get(web: Web, request: Request) -> Response:
 def _tokens(web: Web, session: SessionInfo) -> list[dict[str, Any]]:
     from llmgw.server.web.tokens import live_tokens
 
-    return live_tokens(web.engine, None if _is_admin(session) else session.user_id)
+    return live_tokens(web, None if _is_admin(session) else session.user_id)
 
 
 async def tokens_get(web: Web, request: Request) -> Response:

@@ -1,86 +1,58 @@
-"""The tokens page's data: live access tokens and personal access tokens (``oauth_tokens``),
-and revoking one by ``jti`` for its owner (or an admin)."""
+"""The tokens page's data through the token service: live access tokens and personal access
+tokens, and revoking one by ``jti`` for its owner (or an admin)."""
 
 from __future__ import annotations
 
 import uuid
 from typing import TYPE_CHECKING, Any
 
-import sqlalchemy as sa
-
 from llmgw.admin.records import iso
-from llmgw.auth._db import db_errors
-from llmgw.storage.tables import OAuthRefreshToken, OAuthToken, User, utcnow
+from llmgw.errors import NotFound
 
 if TYPE_CHECKING:
-    from sqlalchemy.engine import Engine
-
+    from llmgw.identity.tokens import TokenService
     from llmgw.server.web.core import Web
 
 __all__ = ["live_tokens", "revoke_token"]
 
-_T: sa.Table = OAuthToken.__table__  # type: ignore[attr-defined]
-_U: sa.Table = User.__table__  # type: ignore[attr-defined]
-_RT: sa.Table = OAuthRefreshToken.__table__  # type: ignore[attr-defined]
 
+def _service(web: Web) -> TokenService:
+    """The token service on the gateway's database; a revocation is announced through the
+    gateway (this instance's cache at once, the others through Redis)."""
+    from llmgw.identity.tokens import TokenService
 
-def live_tokens(engine: Engine, user_id: uuid.UUID | None) -> list[dict[str, Any]]:
-    """Unrevoked, unexpired tokens, newest first: one user's, or everyone's with ``None``."""
-    query = (
-        sa.select(_T, _U.c.email.label("owner"))
-        .select_from(_T.outerjoin(_U, _U.c.id == _T.c.user_id))
-        .where(_T.c.revoked_at.is_(None), _T.c.expires_at > utcnow())
-        .order_by(_T.c.issued_at.desc())
-        .limit(500)
+    return TokenService.from_settings(
+        web.gateway.settings, web.engine, on_change=web.gateway.announce
     )
-    if user_id is not None:
-        query = query.where(_T.c.user_id == user_id)
-    with db_errors(engine, "listing tokens"), engine.connect() as conn:
-        rows = conn.execute(query).mappings().all()
+
+
+def live_tokens(web: Web, user_id: uuid.UUID | None) -> list[dict[str, Any]]:
+    """Unrevoked, unexpired tokens, newest first: one user's, or everyone's with ``None``."""
     return [
         {
-            "jti": r["jti"],
-            "kind": r["kind"],
-            "name": r["name"],
-            "client_id": r["client_id"],
-            "owner": r["owner"],
-            "scope": r["scope"],
-            "issued_at": iso(r["issued_at"]),
-            "expires_at": iso(r["expires_at"]),
+            "jti": t.jti,
+            "kind": t.kind,
+            "name": t.name,
+            "client_id": t.client_id,
+            "owner": t.user_email,
+            "scope": t.scope,
+            "issued_at": iso(t.issued_at),
+            "expires_at": iso(t.expires_at),
         }
-        for r in rows
+        for t in _service(web).list_for(user_id)[:500]
     ]
 
 
 def revoke_token(web: Web, jti: str, owner: uuid.UUID | None) -> bool:
     """Revoke the live token ``jti`` if it is ``owner``'s (anyone's with ``None``): a personal
-    access token alone, an access token with its whole grant (the refresh tokens and access
-    tokens of its family). Whether one was live.
-
-    The gateway's token service, once it is on ``Gateway``, is what should do this (it also
-    announces the jtis to other instances through Redis); until then the rows' ``revoked_at``
-    is the deny-list the gateway reads from the database.
-    """
-    now = utcnow()
-    with db_errors(web.engine, "revoking a token"), web.engine.begin() as conn:
-        row = conn.execute(
-            sa.select(_T.c.user_id, _T.c.family_id).where(
-                _T.c.jti == jti, _T.c.revoked_at.is_(None), _T.c.expires_at > now
-            )
-        ).first()
-        if row is None or (owner is not None and row.user_id != owner):
-            return False
-        if row.family_id is None:
-            conn.execute(sa.update(_T).where(_T.c.jti == jti).values(revoked_at=now))
-            return True
-        conn.execute(
-            sa.update(_RT)
-            .where(_RT.c.family_id == row.family_id, _RT.c.revoked_at.is_(None))
-            .values(revoked_at=now)
-        )
-        conn.execute(
-            sa.update(_T)
-            .where(_T.c.family_id == row.family_id, _T.c.revoked_at.is_(None))
-            .values(revoked_at=now)
-        )
-    return True
+    access token alone, an access token with its whole grant. Whether one was revoked."""
+    service = _service(web)
+    if len(jti) != 32:
+        return False
+    try:
+        record = service.get(jti)
+    except NotFound:
+        return False
+    if record.revoked_at is not None or (owner is not None and record.user_id != owner):
+        return False
+    return bool(service.revoke(record.jti))

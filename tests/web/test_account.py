@@ -187,3 +187,44 @@ async def test_sessions_listed_and_ended(web_app: Any, make_user: Any) -> None:
         assert (await laptop.get("/account")).status_code == 200
         r = await laptop.post("/account/sessions/revoke", data={"csrf": csrf, "session": "0" * 16})
         assert r.status_code == 404
+
+
+async def test_tokens_listed_and_revoked_through_the_token_service(
+    browser: httpx.AsyncClient, make_user: Any, web_engine: Engine, web_settings: Any
+) -> None:
+    """A PAT and a grant's access token are listed; revoking on the page makes the token fail
+    verification; someone else's jti is 404 and stays valid."""
+    import pytest
+
+    from llmgw.errors import AuthError
+    from llmgw.identity.tokens import TokenService
+
+    ann = make_user("ann@example.com")
+    bob = make_user("bob@example.com")
+    tokens = TokenService.from_settings(web_settings, web_engine)
+    pat, pat_secret = tokens.create_pat(ann.id, "ci", "chat", timedelta(days=365))
+    grant = tokens.issue(
+        client_id="llmgw-cli", user_id=ann.id, scope="chat keys:self", family_id=uuid.uuid4()
+    )
+    bob_pat, bob_secret = tokens.create_pat(bob.id, "bob-ci", "chat", timedelta(days=30))
+    await sign_in(browser, "ann@example.com")
+    page = await browser.get("/account/tokens")
+    jtis = re.findall(r'name="jti" value="([0-9a-f]{32})"', page.text)
+    assert pat.jti in jtis and len(jtis) == 2 and bob_pat.jti not in jtis
+    assert "bob-ci" not in page.text and pat_secret not in page.text
+    csrf = hidden(page.text, "csrf")
+    r = await browser.post("/account/tokens/revoke", data={"csrf": csrf, "jti": bob_pat.jti})
+    assert r.status_code == 404
+    assert tokens.verify(bob_secret).user_id == bob.id
+    r = await browser.post("/account/tokens/revoke", data={"csrf": csrf, "jti": pat.jti})
+    assert r.status_code == 303
+    with pytest.raises(AuthError):
+        tokens.verify(pat_secret)
+    assert tokens.verify(grant.access_token).user_id == ann.id
+    other = [j for j in jtis if j != pat.jti][0]
+    r = await browser.post("/account/tokens/revoke", data={"csrf": csrf, "jti": other})
+    assert r.status_code == 303
+    with pytest.raises(AuthError):
+        tokens.verify(grant.access_token)
+    page = await browser.get("/account/tokens")
+    assert "No live tokens." in page.text
