@@ -17,13 +17,9 @@ __all__ = ["live_tokens", "revoke_token"]
 
 
 def _service(web: Web) -> TokenService:
-    """The token service on the gateway's database; a revocation is announced through the
-    gateway (this instance's cache at once, the others through Redis)."""
-    from llmgw.identity.tokens import TokenService
-
-    return TokenService.from_settings(
-        web.gateway.settings, web.engine, on_change=web.gateway.announce
-    )
+    """The gateway's token service (a revocation is announced through the gateway: this
+    instance's cache at once, the others through Redis)."""
+    return web.gateway.tokens
 
 
 def live_tokens(web: Web, user_id: uuid.UUID | None) -> list[dict[str, Any]]:

@@ -77,12 +77,23 @@ class _Loopback:
 
 @pytest.fixture
 def gateway_url(web_settings: Settings) -> Iterator[str]:
-    """The gateway on uvicorn on a free loopback port."""
+    """The gateway on uvicorn on a free loopback port, which is also its OAuth issuer (the
+    metadata's endpoints, which ``llmgw login`` follows, name it)."""
+    import socket
+
     from llmgw.emulators.runner import serve_in_thread
     from llmgw.server import create_app
 
-    server = serve_in_thread(create_app(web_settings))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    settings = web_settings.model_copy(
+        update={"identity": web_settings.identity.model_copy(update={"issuer": url})}
+    )
+    server = serve_in_thread(create_app(settings), port=port)
     try:
+        assert server.url == url
         yield server.url
     finally:
         server.stop()
@@ -186,3 +197,69 @@ def test_browser_sign_in_consent_loopback_redirect_then_create_a_key(
         DOCS.mkdir(parents=True, exist_ok=True)
         for name in ("login.png", "consent.png", "profile.png"):
             shutil.copy(shots / name, DOCS / name)
+
+
+@pytest.mark.slow
+def test_browser_completes_a_real_llmgw_login(gateway_url: str, make_user: Any, home: Path) -> None:
+    """The issue's flow with the real client: ``llmgw login --no-browser --store-file`` prints
+    its authorize address and waits on its own RFC 8252 loopback listener; Chromium signs in and
+    consents; the redirect lands on that listener, the CLI redeems the code at /oauth/token
+    and stores the login; ``llmgw whoami`` then names the user (a non-admin: no admin scope)."""
+    _need_chromium()
+    import subprocess
+    import sys
+
+    from playwright.sync_api import expect, sync_playwright
+
+    ann = make_user("ann@example.com")
+    llmgw = str(Path(sys.executable).with_name("llmgw"))
+    env = {**os.environ, "LLMGW_HOME": str(home)}
+    proc = subprocess.Popen(
+        [llmgw, "login", "--url", gateway_url, "--no-browser", "--store-file", "--timeout", "120"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stderr is not None
+        address = ""
+        said = []
+        for _ in range(20):
+            line = proc.stderr.readline()
+            said.append(line)
+            if line.strip().startswith(gateway_url + "/oauth/authorize?"):
+                address = line.strip()
+                break
+        assert address, f"llmgw login printed no authorize address: {said}"
+        assert "code_challenge_method=S256" in address and "127.0.0.1" in address
+        with sync_playwright() as p:
+            browser = p.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+            try:
+                page = browser.new_page()
+                page.set_default_timeout(20_000)
+                page.goto(address)
+                page.get_by_label("Email").fill("ann@example.com")
+                page.get_by_label("Password").fill(PASSWORD)
+                page.get_by_role("button", name="Sign in").click()
+                expect(page.get_by_role("button", name="Allow")).to_be_visible()
+                page.get_by_role("button", name="Allow").click()
+                page.wait_for_url("http://127.0.0.1:*/callback?*")
+            finally:
+                browser.close()
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0, err
+    assert f"Logged in to {gateway_url}" in out
+    who = subprocess.run(
+        [llmgw, "whoami", "--json"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert who.returncode == 0, who.stderr
+    import json
+
+    [stored] = json.loads(who.stdout)
+    assert stored["url"] == gateway_url and stored["user"] == str(ann.id)
+    assert "chat" in stored["scope"] and "admin" not in stored["scope"]
