@@ -3,6 +3,12 @@
     python tests/perf/bench_gateway.py            # full run (about 10 minutes), writes docs/performance.md
     python tests/perf/bench_gateway.py --quick    # 3 s runs and short memory/stream phases (about 2 min)
     python tests/perf/bench_gateway.py --baseline main~3   # before and after in one run
+    python tests/perf/bench_gateway.py --jwt --skip streaming,gc,memory --no-write
+                                        # API key vs access JWT on the same server, same rounds
+
+``--jwt`` adds ``llmgw-jwt`` rows: the same llmgw server driven with a personal access token
+(an EdDSA access JWT, ``llmgw tokens create``) instead of the API key, in the same interleaved
+rounds, and a target row comparing the two (issue 11: within 10 %).
 
 ``--baseline REV`` adds llmgw at git revision REV (a ``git archive`` snapshot with its own home,
 database and key) as a fourth server, ``baseline``, in the same interleaved throughput rounds as
@@ -177,6 +183,28 @@ class Bench:
             )
         return port, m.group(0)
 
+    def make_jwt(self) -> str:
+        """A personal access token (scope chat) for a bench user, in llmgw's own home."""
+        py = [bl.PYTHON, "-P"] if "PYTHONPATH" in self.env else [bl.PYTHON]
+        for args in (
+            ["users", "create", "--email", "bench@example.com"],
+            ["tokens", "create", "--user", "bench@example.com", "--name", "bench",
+             "--expires", "1d", "--scope", "chat", "--json"],
+        ):  # fmt: skip
+            p = subprocess.run(
+                [*py, "-m", "llmgw", *args], capture_output=True, text=True, env=self.env,
+                timeout=120, check=False,
+            )  # fmt: skip
+            if p.returncode != 0:
+                raise RuntimeError(f"`llmgw {args[0]}` failed: {p.stderr.strip()[-500:]}")
+        token = str(json.loads(p.stdout)["token"])
+        status, text = bl.post_json(
+            f"http://127.0.0.1:{self.llmgw_port}/v1/chat/completions", bl.CHAT_BODY, token
+        )
+        if status != 200:
+            raise RuntimeError(f"the JWT is refused: {status} {text[:300]}")
+        return token
+
     def start_llmgw(self, name: str = "llmgw") -> bl.Server:
         """``llmgw serve`` with auth, usage (SQLite), metrics and the access log (to a file)."""
         return self._serve(name, self.env, self.llmgw_port, self.key)
@@ -245,7 +273,7 @@ class Bench:
                     w = bl.wrk(url, conns, max(1.0, secs / 5), key=key)  # warm-up: pools, caches
                     r = bl.wrk(url, conns, secs, key=key, during=server)
                     server.check_alive()
-                    if label == "llmgw":
+                    if label in ("llmgw", "llmgw-jwt"):
                         self.llmgw_requests += w["requests"] + r["requests"]
                     r.update(server=label, connections=conns, round=rnd)
                     runs.append(r)
@@ -503,6 +531,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     p.add_argument("--keep", action="store_true", help="keep the temp dir (logs, config, database)")
     p.add_argument(
+        "--jwt",
+        action="store_true",
+        help="also drive llmgw with an access JWT (llmgw-jwt rows, same rounds as the API key)",
+    )
+    p.add_argument(
         "--baseline",
         metavar="REV",
         help="also run llmgw at git revision REV, interleaved with HEAD (the 'baseline' rows)",
@@ -538,6 +571,8 @@ def main(argv: list[str] | None = None) -> int:
             b.prepare_llmgw()
             llmgw = b.start_llmgw()
             targets.append(("llmgw", llmgw, b.key))
+            if args.jwt:
+                targets.append(("llmgw-jwt", llmgw, b.make_jwt()))
             if b.baseline is not None:
                 targets.append(("baseline", b.start_baseline(), b.baseline["key"]))
         b.throughput(targets, nginx)

@@ -67,6 +67,20 @@ def targets(results: dict[str, Any]) -> list[tuple[str, str, bool | None]]:
                     None,
                 )
             )
+    for c in conns:
+        g, j = _row(results, "llmgw", c), _row(results, "llmgw-jwt", c)
+        if not (g and j and g["rps"]):
+            continue
+        cpu = ""
+        if g.get("cpu_us_per_req") and j.get("cpu_us_per_req"):
+            cpu = f"; CPU {j['cpu_us_per_req']:.0f} vs {g['cpu_us_per_req']:.0f} µs/request"
+        out.append(
+            (
+                f"access JWT vs API key at c={c} (same server, same rounds; within 10 %)",
+                f"req/s {100 * j['rps'] / g['rps']:.0f}% of the API key's{cpu}",
+                j["rps"] >= 0.9 * g["rps"],
+            )
+        )
     pr = results.get("paired")
     if pr:
         lo, hi = min(pr["ratios"]), max(pr["ratios"])
