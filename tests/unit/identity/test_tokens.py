@@ -317,8 +317,21 @@ def test_unknown_kids_reload_at_most_once_per_cooldown_JWT_4(engine: Engine, clo
     assert keys.reloads - before <= 2
 
 
-def test_jku_and_x5u_are_never_fetched_JWT_4(tokens: TokenService) -> None:
+def test_jku_and_x5u_are_never_fetched_JWT_4(
+    tokens: TokenService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import socket
+
     claims = _claims(tokens)
+    tokens.keys.signer()  # loaded before sockets are watched (the database may be PostgreSQL)
+    connects: list[Any] = []
+    real = socket.socket.connect
+
+    def watched(sock: socket.socket, address: Any) -> Any:
+        connects.append(address)
+        return real(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", watched)
     other = Ed25519PrivateKey.generate()
     kid = tokens.keys.signer()[0]
     for extra in ({"jku": "http://127.0.0.1:9/jwks"}, {"x5u": "http://127.0.0.1:9/c"}):
@@ -326,7 +339,8 @@ def test_jku_and_x5u_are_never_fetched_JWT_4(tokens: TokenService) -> None:
             claims, other, algorithm="EdDSA", headers={"kid": kid, "typ": "at+jwt", **extra}
         )
         with pytest.raises(AuthError):
-            tokens.claims(bad)  # no socket: the verifier never follows a URL (pure lookups)
+            tokens.claims(bad)  # the verifier never follows a URL (pure lookups)
+    assert connects == []
 
 
 def test_rotation_overlap_and_retirement_JWT_5(
