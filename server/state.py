@@ -226,7 +226,10 @@ class Gateway:
                 stack.push_async_callback(self.feed.aclose)
                 self.metrics.watch_auth_feed(self.feed)
                 self.publisher = ChangePublisher(
-                    redis_url, prefix=s.auth.redis_prefix, timeout=s.auth.redis_timeout
+                    redis_url,
+                    prefix=s.auth.redis_prefix,
+                    timeout=s.auth.redis_timeout,
+                    client_name="llmgw-server-publisher",
                 )
                 stack.callback(self._close_publisher)
             self._running = stack.pop_all()  # started: unwound by stop(), not here

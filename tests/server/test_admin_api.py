@@ -236,7 +236,7 @@ async def test_the_change_publisher_of_the_admin_routes_is_closed_at_shutdown(
 
     async def publishers() -> set[str]:
         clients = await listener.client_list()
-        return {c["addr"] for c in clients if c.get("name") == "llmgw-auth-publisher"}
+        return {c["addr"] for c in clients if c.get("name") == "llmgw-server-publisher"}
 
     try:
         before = await publishers()

@@ -280,3 +280,59 @@ def test_the_light_provider_status_table_matches_the_model() -> None:
     light = {c.name: kind(c.type) for c in _provider_status().columns}
     model = {c.name: kind(c.type) for c in ProviderStatus.__table__.columns}  # type: ignore[attr-defined]
     assert light == model
+
+
+def _refuse_audit_rows(engine: Engine) -> None:
+    """Make every INSERT into audit_log fail in the database itself (a trigger)."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            conn.execute(
+                sa.text(
+                    "CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS "
+                    "$$ BEGIN RAISE EXCEPTION 'audit log refused'; END $$"
+                )
+            )
+            conn.execute(
+                sa.text(
+                    "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log "
+                    "FOR EACH ROW EXECUTE FUNCTION refuse_audit()"
+                )
+            )
+        else:
+            conn.execute(
+                sa.text(
+                    "CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_log "
+                    "BEGIN SELECT RAISE(ABORT, 'audit log refused'); END"
+                )
+            )
+
+
+def test_a_failing_audit_write_leaves_no_change_behind(
+    engine: Engine, admin: LocalAdmin, changes: list[AuthChange]
+) -> None:
+    """Each change and its audit row are one transaction: when the database refuses the audit
+    row, the key, the user, the revocation, the rotation, the edit and the role change are all
+    rolled back, the caller gets one DatabaseError, and no running server is told anything."""
+    from llmgw.errors import DatabaseError
+
+    admin.users_create("ann@example.com")
+    key = admin.keys_create("app", user="ann@example.com", rpm=5)
+    keys, users = admin.keys_list(include_revoked=True), admin.users_list()
+    entries = admin.audit_list(limit=1000)
+    changes.clear()
+    _refuse_audit_rows(engine)
+    for attempt in (
+        lambda: admin.keys_create("new"),
+        lambda: admin.keys_revoke(key["id"]),
+        lambda: admin.keys_rotate(key["id"]),
+        lambda: admin.keys_update(key["id"], rpm=50),
+        lambda: admin.users_create("bob@example.com"),
+        lambda: admin.users_disable("ann@example.com"),
+        lambda: admin.users_set_role("ann@example.com", "admin"),
+    ):
+        with pytest.raises(DatabaseError, match="writing the audit log"):
+            attempt()
+    assert admin.keys_list(include_revoked=True) == keys
+    assert admin.users_list() == users
+    assert admin.audit_list(limit=1000) == entries
+    assert changes == []  # nothing announced: nothing changed

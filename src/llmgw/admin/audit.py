@@ -1,7 +1,7 @@
 """The audit log: every administrative action (who, what, which object, when, from where).
 
-Rows are written by ``LocalAdmin`` after each successful change, whichever face asked (CLI,
-admin API, TUI). They never hold a secret: targets are ids, key prefixes and emails, and any
+Rows are written by ``LocalAdmin`` in the same transaction as each change, whichever face asked
+(CLI, admin API, TUI): a change whose audit row cannot be written does not happen. They never hold a secret: targets are ids, key prefixes and emails, and any
 string in ``detail`` that looks like a key secret is cut to its public prefix before it is stored.
 """
 
@@ -67,7 +67,10 @@ class AuditService:
             "remote_addr": actor.remote_addr[:64] if actor.remote_addr else None,
             "detail": _scrubbed(jsonable(dict(detail))) if detail else None,
         }
-        with db_errors(self.engine, "writing the audit log"), self.engine.begin() as conn:
+        with (
+            db_errors(self.engine, "writing the audit log", integrity=False),
+            self.engine.begin() as conn,
+        ):
             conn.execute(sa.insert(_T).values(**values))
 
     def list(

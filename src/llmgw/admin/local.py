@@ -2,12 +2,18 @@
 
 Used by the CLI without ``--url`` and by the server's ``/admin/v1`` routes (with the calling key
 as actor): one implementation of keys, users, usage and audit queries, the core services'.
+
+Each change and its audit row are written in one database transaction (``_change``): if the
+audit row cannot be written the change is rolled back, and running servers are told about a
+change (``on_change``) only after that transaction has committed.
 """
 
 from __future__ import annotations
 
 import builtins
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, cast
@@ -20,7 +26,7 @@ from llmgw.admin.records import (
     usage_record,
     user_record,
 )
-from llmgw.auth._db import db_errors
+from llmgw.auth._db import Bound, db_errors
 from llmgw.errors import UsageError
 
 if TYPE_CHECKING:
@@ -55,6 +61,15 @@ def _positive(value: int | None, name: str) -> int | None:
     return value
 
 
+@dataclass(frozen=True, slots=True)
+class _Tx:
+    """The services of one change's transaction."""
+
+    keys: KeyService
+    users: UserService
+    audit: AuditService
+
+
 class LocalAdmin:
     """``AdminOps`` on ``engine``: the core services, acting as ``actor``, from ``source``.
 
@@ -81,14 +96,14 @@ class LocalAdmin:
         """The key service (loaded on first use)."""
         from llmgw.auth.keys import KeyService
 
-        return KeyService(self.engine, clock=self._clock, on_change=self._on_change)
+        return KeyService(self.engine, clock=self._clock)  # reads: changes go through _change
 
     @cached_property
     def users(self) -> UserService:
         """The user service (loaded on first use)."""
         from llmgw.auth.users import UserService
 
-        return UserService(self.engine, clock=self._clock, on_change=self._on_change)
+        return UserService(self.engine, clock=self._clock)
 
     @cached_property
     def audit(self) -> AuditService:
@@ -97,8 +112,35 @@ class LocalAdmin:
 
         return AuditService(self.engine, clock=self._clock)
 
-    def _audit(self, action: str, target: str | None, **detail: Any) -> None:
-        self.audit.record(self.actor, action, target, source=self.source, detail=detail or None)
+    @contextmanager
+    def _change(self, doing: str) -> Iterator[_Tx]:
+        """One transaction for a change and its audit row: both are written or neither is. The
+        services' announcements are held until the commit, then passed to ``on_change``."""
+        from llmgw.admin.audit import AuditService
+        from llmgw.auth.keys import KeyService
+        from llmgw.auth.users import UserService
+
+        held: list[AuthChange] = []
+        with db_errors(self.engine, doing), self.engine.begin() as conn:
+            if conn.dialect.name == "sqlite":
+                # pysqlite opens a transaction only before its first INSERT/UPDATE/DELETE; a
+                # savepoint taken earlier (a key's insert) would then be the outermost
+                # transaction and its RELEASE would commit on its own. Begin for real, and take
+                # the write lock now rather than upgrading to it halfway.
+                conn.exec_driver_sql("BEGIN IMMEDIATE")
+            bound = cast("Engine", Bound(self.engine, conn))
+            clock = self._clock
+            yield _Tx(
+                KeyService(bound, clock=clock, on_change=held.append),
+                UserService(bound, clock=clock, on_change=held.append),
+                AuditService(bound, clock=clock),
+            )
+        if self._on_change is not None:
+            for change in held:
+                self._on_change(change)
+
+    def _audit(self, tx: _Tx, action: str, target: str | None, **detail: Any) -> None:
+        tx.audit.record(self.actor, action, target, source=self.source, detail=detail or None)
 
     # -- identity -------------------------------------------------------------------------
     def whoami(self) -> Record:
@@ -140,44 +182,50 @@ class LocalAdmin:
             name, _positive(rpm, "rpm"), _positive(tpm, "tpm"), models, expires
         )
         email = normalize_email(user) if user is not None else None
-        created = self.keys.create(
-            name, user_email=email, expires_in=expires, rpm=rpm, tpm=tpm, models=allow
-        )
-        record = key_record(created.info, self._clock())
-        self._audit(
-            "keys.create",
-            created.info.prefix,
-            id=record["id"],
-            name=name,
-            user=email,
-            expires_at=record["expires_at"],
-            rpm=rpm,
-            tpm=tpm,
-            models=record["models"],
-        )
+        with self._change("creating a key") as tx:
+            created = tx.keys.create(
+                name, user_email=email, expires_in=expires, rpm=rpm, tpm=tpm, models=allow
+            )
+            record = key_record(created.info, self._clock())
+            self._audit(
+                tx,
+                "keys.create",
+                created.info.prefix,
+                id=record["id"],
+                name=name,
+                user=email,
+                expires_at=record["expires_at"],
+                rpm=rpm,
+                tpm=tpm,
+                models=record["models"],
+            )
         return {**record, "key": created.secret}
 
     def keys_revoke(self, ref: str) -> Record:
         """Revoke a key (idempotent: revoking a revoked key records nothing new)."""
-        before = self.keys.get(ref)
-        info = self.keys.revoke(str(before.id))
-        if before.revoked_at is None:
-            self._audit("keys.revoke", info.prefix, id=str(info.id), name=info.name)
+        with self._change("revoking a key") as tx:
+            before = tx.keys.get(ref)
+            info = tx.keys.revoke(str(before.id))
+            if before.revoked_at is None:
+                self._audit(tx, "keys.revoke", info.prefix, id=str(info.id), name=info.name)
         return key_record(info, self._clock())
 
     def keys_rotate(self, ref: str) -> Record:
         """A new secret for the key's settings; the old key is revoked."""
-        created = self.keys.rotate(ref)
-        old = self.keys.get(str(created.info.rotated_from)) if created.info.rotated_from else None
-        record = key_record(created.info, self._clock())
-        self._audit(
-            "keys.rotate",
-            old.prefix if old is not None else created.info.prefix,
-            id=record["rotated_from"],
-            new_id=record["id"],
-            new_prefix=created.info.prefix,
-            name=created.info.name,
-        )
+        with self._change("rotating a key") as tx:
+            created = tx.keys.rotate(ref)
+            rotated_from = created.info.rotated_from
+            old = tx.keys.get(str(rotated_from)) if rotated_from else None
+            record = key_record(created.info, self._clock())
+            self._audit(
+                tx,
+                "keys.rotate",
+                old.prefix if old is not None else created.info.prefix,
+                id=record["rotated_from"],
+                new_id=record["id"],
+                new_prefix=created.info.prefix,
+                name=created.info.name,
+            )
         return {**record, "key": created.secret}
 
     def keys_update(
@@ -203,15 +251,16 @@ class LocalAdmin:
             raise UsageError(
                 "nothing to change", hint="give at least one of --rpm, --tpm, --models, --expires"
             )
-        before = key_record(self.keys.get(ref), self._clock())
-        after = key_record(self.keys.update(before["id"], changes), self._clock())
-        diff = {
-            name: {"from": before[name], "to": after[name]}
-            for name in ("rpm", "tpm", "models", "expires_at")
-            if before[name] != after[name]
-        }
-        if diff:
-            self._audit("keys.update", after["prefix"], id=after["id"], **diff)
+        with self._change("updating a key") as tx:
+            before = key_record(tx.keys.get(ref), self._clock())
+            after = key_record(tx.keys.update(before["id"], changes), self._clock())
+            diff = {
+                name: {"from": before[name], "to": after[name]}
+                for name in ("rpm", "tpm", "models", "expires_at")
+                if before[name] != after[name]
+            }
+            if diff:
+                self._audit(tx, "keys.update", after["prefix"], id=after["id"], **diff)
         return after
 
     # -- users ----------------------------------------------------------------------------
@@ -228,37 +277,44 @@ class LocalAdmin:
         from llmgw.auth.users import check_user_fields
 
         check_user_fields(email, name, role)
-        record = user_record(self.users.create(email, name=name, role=role))
-        self._audit("users.create", record["email"], id=record["id"], role=record["role"])
+        with self._change("creating a user") as tx:
+            record = user_record(tx.users.create(email, name=name, role=role))
+            self._audit(tx, "users.create", record["email"], id=record["id"], role=record["role"])
         return record
 
     def users_disable(self, ref: str) -> Record:
         """Disable a user (idempotent)."""
-        before = self.users.get(ref)
-        record = user_record(self.users.disable(str(before.id)))
-        if not before.disabled:
-            self._audit("users.disable", record["email"], id=record["id"], keys=record["keys"])
+        with self._change("disabling a user") as tx:
+            before = tx.users.get(ref)
+            record = user_record(tx.users.disable(str(before.id)))
+            if not before.disabled:
+                self._audit(
+                    tx, "users.disable", record["email"], id=record["id"], keys=record["keys"]
+                )
         return record
 
     def users_enable(self, ref: str) -> Record:
         """Enable a user (idempotent)."""
-        before = self.users.get(ref)
-        record = user_record(self.users.enable(str(before.id)))
-        if before.disabled:
-            self._audit("users.enable", record["email"], id=record["id"])
+        with self._change("enabling a user") as tx:
+            before = tx.users.get(ref)
+            record = user_record(tx.users.enable(str(before.id)))
+            if before.disabled:
+                self._audit(tx, "users.enable", record["email"], id=record["id"])
         return record
 
     def users_set_role(self, ref: str, role: str) -> Record:
         """Give a user ``role``."""
-        before = self.users.get(ref)
-        record = user_record(self.users.set_role(str(before.id), role))
-        if before.role != record["role"]:
-            self._audit(
-                "users.set_role",
-                record["email"],
-                id=record["id"],
-                **{"from": before.role, "to": role},
-            )
+        with self._change("changing a user's role") as tx:
+            before = tx.users.get(ref)
+            record = user_record(tx.users.set_role(str(before.id), role))
+            if before.role != record["role"]:
+                self._audit(
+                    tx,
+                    "users.set_role",
+                    record["email"],
+                    id=record["id"],
+                    **{"from": before.role, "to": role},
+                )
         return record
 
     # -- usage ----------------------------------------------------------------------------

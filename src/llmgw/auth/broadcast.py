@@ -80,12 +80,19 @@ class ChangePublisher:
     ``publish`` never raises: a failure is kept in ``error`` so the caller can tell the person
     that running servers were not told (they then refuse the key within ``key_cache_seconds``).
     Thread-safe (the admin API publishes from worker threads): one publish at a time. Its Redis
-    connection is named ``client_name`` (``CLIENT LIST`` shows it); ``close`` closes it.
+    connection is named ``client_name`` (``CLIENT LIST`` shows it: ``llmgw-cli-publisher`` for
+    the CLI, ``llmgw-server-publisher`` for a server's admin API); ``close`` closes it.
     """
 
-    client_name = "llmgw-auth-publisher"
-
-    def __init__(self, redis_url: str, *, prefix: str, timeout: float) -> None:
+    def __init__(
+        self,
+        redis_url: str,
+        *,
+        prefix: str,
+        timeout: float,
+        client_name: str = "llmgw-cli-publisher",
+    ) -> None:
+        self.client_name = client_name
         self._lock = threading.Lock()
         self._url = redis_url
         self._prefix = prefix
