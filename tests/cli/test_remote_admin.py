@@ -330,13 +330,37 @@ def test_providers_status_url_of_earlier_versions_still_works_through_the_admin_
 def test_a_non_admin_key_is_exit_6_with_one_error_line(gateway: Gateway) -> None:
     """AUTH-5, AUTH-6: a valid key whose user is not an admin sees nothing, at the CLI too."""
     gw = gateway
-    for args in (("keys", "list"), ("users", "list"), ("audit",), ("usage", "stats")):
+    before = _json(gw.local("keys", "list", "--all", "--json"))
+    users, audit = _json(gw.local("users", "list", "--json")), _json(gw.local("audit", "--json"))
+    target = before[0]["id"]
+    for args in (
+        ("keys", "list"),
+        ("keys", "show", target),
+        ("keys", "create", "--name", "evil"),
+        ("keys", "update", target, "--rpm", "1"),
+        ("keys", "revoke", target, "--yes"),
+        ("keys", "rotate", target, "--yes"),
+        ("users", "list"),
+        ("users", "show", "admin@example.com"),
+        ("users", "create", "--email", "evil@example.com"),
+        ("users", "disable", "admin@example.com"),
+        ("users", "enable", "admin@example.com"),
+        ("users", "set-role", "plain@example.com", "admin"),
+        ("usage", "stats"),
+        ("usage", "recent"),
+        ("providers", "status"),
+        ("audit",),
+    ):
         res = gw.cli("--url", gw.url, "--token", gw.user_token, *args)
         assert res.exit_code == 6, (args, res.stderr)
         assert res.stdout == ""
         lines = res.stderr.strip().splitlines()
         assert lines[0].startswith("Error: ") and len(lines) <= 2, res.stderr
         assert gw.user_token not in res.stderr
+    # nothing minted, edited, revoked or rotated; no user touched; nothing in the audit log
+    assert _stable(_json(gw.local("keys", "list", "--all", "--json"))) == _stable(before)
+    assert _json(gw.local("users", "list", "--json")) == users
+    assert _json(gw.local("audit", "--json")) == audit
 
 
 def test_an_unknown_token_is_exit_6_and_never_printed(gateway: Gateway) -> None:
