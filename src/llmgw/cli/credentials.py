@@ -160,7 +160,8 @@ def _write_private(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     try:
-        os.fchmod(fd, 0o600)  # whatever the umask or an older file said
+        if hasattr(os, "fchmod"):  # POSIX (Windows has no group/other bits to clear)
+            os.fchmod(fd, 0o600)  # whatever the umask or an older file said
         os.write(fd, text.encode())
         os.fsync(fd)
     finally:

@@ -30,7 +30,7 @@ from llmgw.cli.credentials import (
     not_logged_in,
 )
 from llmgw.cli.state import state
-from llmgw.errors import AuthError, UsageError
+from llmgw.errors import AuthError, LlmgwError, UsageError
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -371,10 +371,31 @@ def login(
             else _browser_flow(client, wanted, open_browser=not no_browser, timeout=timeout)
         )
         stored = _stored(base, client, tokens, now=time.time(), user=_identify(base, http, tokens))
+    previous = _previous(store, base)
+    if previous is not None and store.where(base) != where:
+        store.forget(base)  # moving between the keyring and the file: no stale copy left behind
     store.save(stored, where)
+    if previous is not None and previous.refresh_token:
+        _revoke_quietly(previous)  # the replaced login should not stay valid at the server
     kept = "the OS keyring" if where == "keyring" else f"{store.file} (mode 0600)"
     who = f" as {stored.user}" if stored.user else ""
     typer.echo(f"Logged in to {base}{who} (scope: {stored.scope or '-'}); tokens kept in {kept}.")
+
+
+def _previous(store: CredentialStore, url: str) -> StoredLogin | None:
+    try:
+        return store.load(url)
+    except LlmgwError:  # a damaged or unreadable old entry is simply replaced
+        return None
+
+
+def _revoke_quietly(login: StoredLogin) -> None:
+    """Best effort: revoke a replaced login's refresh token (its family with it)."""
+    assert login.refresh_token is not None
+    with _http() as http, contextlib.suppress(LlmgwError):
+        _client(login.url, http, login).revoke(
+            login.refresh_token, "refresh_token", revocation_endpoint=login.revocation_endpoint
+        )
 
 
 def logout(
