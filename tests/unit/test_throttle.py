@@ -110,3 +110,20 @@ async def test_memory_store_is_bounded() -> None:
         await store.fail(f"k{i}", P)
         await store.mark(f"m{i}", 10)
     assert len(store._counts) <= 10 and len(store._marks) <= 10
+
+
+async def test_redis_down_means_unthrottled_not_locked_out(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A Redis that refuses connections: no lock, no exception, one warning (port 9 is closed)."""
+    store = RedisStore("redis://127.0.0.1:9/0", timeout=0.2)
+    try:
+        t = LoginThrottle(store)
+        for _ in range(10):
+            assert await t.failure("ann@example.com", "10.0.0.1") == 0
+        assert await t.wait("ann@example.com", "10.0.0.1") == 0
+        await t.success("ann@example.com", "10.0.0.1")
+    finally:
+        await store.aclose()
+    warnings = [r for r in caplog.records if "login throttling is off" in r.getMessage()]
+    assert len(warnings) == 1

@@ -16,18 +16,22 @@ While a counter is locked, attempts are refused without being counted, so retryi
 extend a lock; a counter is forgotten ``window`` seconds after its last lock ends, and a
 successful login clears the pair and the account counters. ``MemoryStore`` keeps the counters in
 this process (one instance); ``RedisStore`` shares them between instances with one Lua call per
-step, timed by the Redis server's clock. Keys are SHA-256 digests of the account and address:
-no email lands in Redis.
+step, timed by the Redis server's clock; when Redis cannot be reached it counts nothing and
+locks nobody (one warning a minute), because refusing every sign-in would be worse. Keys are
+SHA-256 digests of the account and address: no email lands in Redis.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
+
+from redis.exceptions import RedisError
 
 __all__ = [
     "DEVICE_POLICY",
@@ -69,6 +73,8 @@ LOGIN_POLICIES: dict[str, Policy] = {
 
 DEVICE_POLICY = Policy("device", free=10, base=2.0, cap=900.0, window=3600.0)
 """Wrong user codes on the device page per address (RFC 8628 §5.1: the code has ~34.5 bits)."""
+
+log = logging.getLogger("llmgw.identity")
 
 KNOWN_FOR = 30 * 86400.0
 """How long an address that logged in successfully stays exempt from the account-wide lock."""
@@ -213,6 +219,7 @@ class RedisStore:
         )
         self._prefix = prefix
         self._clock = clock
+        self._warned = -1e9
         self._fail = self._client.register_script(_FAIL_LUA)
         self._locked = self._client.register_script(_LOCKED_LUA)
 
@@ -223,11 +230,15 @@ class RedisStore:
         return "" if self._clock is None else f"{self._clock():.6f}"
 
     async def locked_for(self, key: str) -> float:
-        """Seconds until ``key`` is unlocked."""
-        return float(await self._locked(keys=[self._key(key)], args=[self._now()]))
+        """Seconds until ``key`` is unlocked (0 when Redis cannot be reached: see ``_down``)."""
+        try:
+            return float(await self._locked(keys=[self._key(key)], args=[self._now()]))
+        except (RedisError, OSError) as exc:
+            self._down(exc)
+            return 0.0
 
     async def fail(self, key: str, policy: Policy) -> float:
-        """One more failure; the lock it starts."""
+        """One more failure; the lock it starts (0 when Redis cannot be reached)."""
         args: list[str | int | float] = [
             policy.free,
             policy.base,
@@ -235,19 +246,41 @@ class RedisStore:
             policy.window,
             self._now(),
         ]
-        return float(await self._fail(keys=[self._key(key)], args=args))
+        try:
+            return float(await self._fail(keys=[self._key(key)], args=args))
+        except (RedisError, OSError) as exc:
+            self._down(exc)
+            return 0.0
+
+    def _down(self, exc: BaseException) -> None:
+        """Redis is unreachable: sign-in goes on unthrottled (every attempt still costs one
+        argon2 verification) rather than locking every user out; said once per minute."""
+        now = time.monotonic()
+        if now - self._warned > 60:
+            self._warned = now
+            log.warning("login throttling is off: Redis is unreachable (%s)", type(exc).__name__)
 
     async def clear(self, key: str) -> None:
         """Forget ``key``."""
-        await self._client.delete(self._key(key))
+        try:
+            await self._client.delete(self._key(key))
+        except (RedisError, OSError) as exc:
+            self._down(exc)
 
     async def mark(self, key: str, ttl: float) -> None:
         """Remember ``key`` for ``ttl`` seconds."""
-        await self._client.set(self._key(key), b"1", px=max(1, math.ceil(ttl * 1000)))
+        try:
+            await self._client.set(self._key(key), b"1", px=max(1, math.ceil(ttl * 1000)))
+        except (RedisError, OSError) as exc:
+            self._down(exc)
 
     async def marked(self, key: str) -> bool:
         """Whether ``key`` is remembered."""
-        return bool(await self._client.exists(self._key(key)))
+        try:
+            return bool(await self._client.exists(self._key(key)))
+        except (RedisError, OSError) as exc:
+            self._down(exc)
+            return False
 
     async def aclose(self) -> None:
         """Close the connection pool."""
