@@ -159,7 +159,7 @@ def main() -> None:
                 r["raw_ms"], r["raw_pg_cpu_ms"] = b["ms"], b["pg_cpu_ms"]
             results.append((label, by, r))
             print(
-                f"{label:40s} {r['ms']:7.1f} ms  pg cpu {r['pg_cpu_ms']:6.1f} ms  raw {r.get('raw_ms', 0):7.1f} ms",
+                f"{label:40s} {r['ms']:7.1f} ms  cpu pg {r['pg_cpu_ms']:5.1f} + llmgw {r['client_cpu_ms']:5.1f} ms  raw {r.get('raw_ms', 0):7.1f} ms",
                 file=sys.stderr,
             )
         # a tail arrives: 20,000 new rows, then one query that folds them in first
@@ -208,7 +208,8 @@ def main() -> None:
         raw_ms = f"{r['raw_ms']:.0f}" if "raw_ms" in r else "-"
         verdict = "met" if r["ms"] <= TARGET_MS else "**missed**"
         lines.append(
-            f"| {label} | {by} | {r['groups']} | {r['ms']:.1f} | {r['pg_cpu_ms']:.1f} | {raw_ms} | {verdict} |"
+            f"| {label} | {by} | {r['groups']} | {r['ms']:.1f} | "
+            f"{r['pg_cpu_ms']:.0f} + {r['client_cpu_ms']:.0f} | {raw_ms} | {verdict} |"
         )
     lines += [
         "",

@@ -28,6 +28,7 @@ __all__ = [
     "WebSession",
     "usage_daily",
     "usage_hourly",
+    "usage_hourly_models",
     "usage_rollup_state",
     "utcnow",
 ]
@@ -294,12 +295,21 @@ LATENCY_BUCKETS = 32
 ``lat_k`` those in [1.5^(k-1), 1.5^k) ms, ``lat_31`` those from 1.5^30 ms (3.2 minutes) up."""
 
 
-def _rollup(name: str) -> sa.Table:
-    """A usage rollup (``llmgw.usage.rollup``): one row per time bucket and dimensions.
+def _rollup(name: str, *, who: bool = True) -> sa.Table:
+    """A usage rollup (``llmgw.usage.rollup``): one row per time bucket and dimensions
+    (``who``: also per key and user).
 
     Dimensions are NOT NULL (the primary key upserts on them): a usage row's NULL provider,
     model or version is ``''`` here, a NULL key or user the nil UUID.
     """
+    keys = (
+        [
+            sa.Column("key_id", sa.Uuid(), primary_key=True),
+            sa.Column("user_id", sa.Uuid(), primary_key=True),
+        ]
+        if who
+        else []
+    )
     return sa.Table(
         name,
         SQLModel.metadata,
@@ -307,8 +317,7 @@ def _rollup(name: str) -> sa.Table:
         sa.Column("provider", sa.String(64), primary_key=True),
         sa.Column("model", sa.String(200), primary_key=True),
         sa.Column("model_version", sa.String(64), primary_key=True),
-        sa.Column("key_id", sa.Uuid(), primary_key=True),
-        sa.Column("user_id", sa.Uuid(), primary_key=True),
+        *keys,
         sa.Column("status", sa.Integer(), primary_key=True, autoincrement=False),
         sa.Column("requests", sa.BigInteger(), nullable=False),
         sa.Column("prompt_tokens", sa.BigInteger(), nullable=False),
@@ -324,6 +333,9 @@ def _rollup(name: str) -> sa.Table:
 
 usage_hourly = _rollup("usage_hourly")
 """Usage rows aggregated per UTC hour (``bucket`` is the hour's start)."""
+usage_hourly_models = _rollup("usage_hourly_models", who=False)
+"""``usage_hourly`` without the key and user: about 20 rows per hour, not one per key; reports
+that neither filter nor group by key or user read it."""
 usage_daily = _rollup("usage_daily")
 """Usage rows aggregated per UTC day (``bucket`` is the day's start, 00:00 UTC)."""
 usage_rollup_state = sa.Table(

@@ -34,6 +34,7 @@ from llmgw.storage.tables import (
     UsageRecord,
     usage_daily,
     usage_hourly,
+    usage_hourly_models,
     usage_rollup_state,
 )
 
@@ -107,9 +108,9 @@ def cost_units(dialect: str) -> ColumnElement[Any]:
     return sa.cast(sa.func.round(sa.cast(_u.c.cost, sa.Float) * 10_000_000_000), sa.Integer)
 
 
-def dimension_columns() -> list[ColumnElement[Any]]:
-    """A usage row's rollup dimensions (NULLs as the rollups spell them)."""
-    return [
+def dimension_columns(table: sa.Table | None = None) -> list[ColumnElement[Any]]:
+    """A usage row's dimensions in ``table`` (default: all; NULLs as the rollups spell them)."""
+    cols = [
         sa.func.coalesce(_u.c.provider, "").label("provider"),
         sa.func.coalesce(_u.c.model, "").label("model"),
         sa.func.coalesce(_u.c.model_version, "").label("model_version"),
@@ -117,12 +118,13 @@ def dimension_columns() -> list[ColumnElement[Any]]:
         sa.func.coalesce(_u.c.user_id, NO_ID).label("user_id"),
         _u.c.status.label("status"),
     ]
+    return [c for c in cols if table is None or c.name in table.c]
 
 
 def _fold(conn: Connection, table: sa.Table, span: str, lo: int, hi: int) -> None:
     """Add the usage rows with ``lo < id <= hi`` to ``table`` (an upsert per bucket)."""
     dialect = conn.dialect.name
-    dims = dimension_columns()
+    dims = dimension_columns(table)
     bucket = bucket_expr(dialect, span, _u.c.created_at).label("bucket")
     select = (
         sa.select(
@@ -155,11 +157,12 @@ def _fold(conn: Connection, table: sa.Table, span: str, lo: int, hi: int) -> Non
     names = [c.name for c in select.selected_columns]
     stmt = insert(table).from_select(names, select)
     ex = stmt.excluded
-    summed = [n for n in names if n not in ("bucket", *DIMENSIONS, "latency_min", "latency_max")]
+    keys = ["bucket", *(d.name for d in dims)]
+    summed = [n for n in names if n not in (*keys, "latency_min", "latency_max")]
     updates: dict[str, Any] = {n: table.c[n] + ex[n] for n in summed}
     updates["latency_min"] = least(table.c.latency_min, ex.latency_min)
     updates["latency_max"] = greatest(table.c.latency_max, ex.latency_max)
-    conn.execute(stmt.on_conflict_do_update(index_elements=["bucket", *DIMENSIONS], set_=updates))
+    conn.execute(stmt.on_conflict_do_update(index_elements=keys, set_=updates))
 
 
 def tail(conn: Connection) -> tuple[int, int]:
@@ -192,6 +195,7 @@ def refresh_in(conn: Connection, *, chunk: int = CHUNK) -> int:
     if done != 1:  # another refresh moved last_id first: leave it to that one
         return 0
     _fold(conn, usage_hourly, "hour", last, hi)
+    _fold(conn, usage_hourly_models, "hour", last, hi)
     _fold(conn, usage_daily, "day", last, hi)
     return hi - last
 
