@@ -1,6 +1,7 @@
 """Usage rollups: the ``usage`` rows aggregated per UTC hour and per UTC day, kept exact.
 
-``usage_hourly`` and ``usage_daily`` hold sums (requests, tokens, cost in 1e-10 units, latency),
+``usage_hourly``, ``usage_hourly_models`` (the same without key and user) and ``usage_daily``
+hold sums (requests, tokens, cost in 1e-10 units, latency),
 the latency extremes and a latency histogram per time bucket and (provider, model, version, key,
 user, status); ``usage_rollup_state.last_id`` says which rows they hold: exactly those with
 ``id <= last_id``. They lag on purpose (the usage writer never touches them, so the request path
