@@ -244,3 +244,16 @@ def test_p95_from_the_histogram() -> None:
     hist = [0] * 32
     hist[8] = 1  # one latency in [17.1, 25.6): clamped to itself
     assert rollup.p95(hist, 20.0, 20.0) == 20.0
+
+
+def test_migration_0006_fills_the_slim_hourly_rollup_from_the_hourly_one(engine: Engine) -> None:
+    """A database upgraded past 0006 with rows already folded answers as if folded afresh."""
+    from llmgw.storage.schema import downgrade, upgrade
+
+    rows = _rows(random.Random(11), 200, 0, [uuid.uuid4(), None])
+    _insert(engine, rows)
+    assert rollup.refresh(engine) == 200
+    downgrade(engine, "0005")
+    upgrade(engine)
+    assert _state(engine) == 200
+    _check(engine, rows, END - timedelta(days=2, minutes=17), None, refresh_at=10**9)
