@@ -246,14 +246,14 @@ def test_p95_from_the_histogram() -> None:
     assert rollup.p95(hist, 20.0, 20.0) == 20.0
 
 
-def test_migration_0006_fills_the_slim_hourly_rollup_from_the_hourly_one(engine: Engine) -> None:
-    """A database upgraded past 0006 with rows already folded answers as if folded afresh."""
+def test_migration_0007_fills_the_slim_hourly_rollup_from_the_hourly_one(engine: Engine) -> None:
+    """A database upgraded past 0007 with rows already folded answers as if folded afresh."""
     from llmgw.storage.schema import downgrade, upgrade
 
     rows = _rows(random.Random(11), 200, 0, [uuid.uuid4(), None])
     _insert(engine, rows)
     assert rollup.refresh(engine) == 200
-    downgrade(engine, "0005")
+    downgrade(engine, "0006")
     upgrade(engine)
     assert _state(engine) == 200
     _check(engine, rows, END - timedelta(days=2, minutes=17), None, refresh_at=10**9)

@@ -6,8 +6,8 @@ over 30 days, 30 days by hour read 166,000 rows of ``usage_hourly`` and 150 ms o
 Filled from ``usage_hourly`` (which holds exactly the rows up to ``usage_rollup_state.last_id``,
 so both stay in step), under the lock a refresh takes.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 Create Date: 2026-12-03
 """
 
@@ -18,8 +18,8 @@ from alembic import op
 
 from llmgw.storage.types import UTCDateTime
 
-revision = "0006"
-down_revision = "0005"
+revision = "0007"
+down_revision = "0006"
 branch_labels = None
 depends_on = None
 
