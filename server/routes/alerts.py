@@ -1,5 +1,9 @@
 """The alert history's HTTP face: ``POST /alerts/webhook`` (Alertmanager) and ``/api/alerts``.
 
+``/api/alerts`` (list, stats, health, one alert with its timeline, its raw delivery, ack, note,
+re-classify) needs an admin's API key, like ``/admin/v1``; acknowledgements, notes and
+re-classifications go to the audit log with the admin's name.
+
 The webhook has its own bearer token (``alerts.webhook_token``, never an API key) and answers
 2xx only once the delivery is committed (``AlertStore.ingest`` in a worker thread); nothing
 slow happens in the request: classification runs later from the job queue. Statuses follow
@@ -13,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+from datetime import datetime
 
 import orjson
 import sqlalchemy.exc
@@ -20,7 +25,10 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from llmgw.admin.ops import Actor
+from llmgw.alerts.modes import present
 from llmgw.alerts.payload import parse_delivery
+from llmgw.alerts.queries import AlertFilter, AlertHistory
 from llmgw.errors import (
     AuthError,
     DatabaseError,
@@ -30,11 +38,13 @@ from llmgw.errors import (
     Unavailable,
 )
 from llmgw.server.body import decode_json, receive_body
+from llmgw.server.routes.admin import require_admin
 from llmgw.server.state import Gateway
 
 __all__ = ["WEBHOOK_PATH", "alert_routes"]
 
 WEBHOOK_PATH = "/alerts/webhook"
+API = "/api/alerts"
 log = logging.getLogger("llmgw.alerts")
 
 
@@ -113,4 +123,162 @@ def alert_routes(g: Gateway) -> list[Route]:
         }
         return Response(orjson.dumps(body), media_type="application/json")
 
-    return [Route(WEBHOOK_PATH, webhook, methods=["POST"])]
+    async def caller(request: Request) -> Actor:
+        key = await g.auth.authenticate(request.scope["headers"])
+        actor: Actor = require_admin(key, request.scope)
+        return actor
+
+    def history() -> AlertHistory:
+        h: AlertHistory = g.alerts.history
+        return h
+
+    def answer(record: object) -> Response:
+        return Response(orjson.dumps(record), media_type="application/json")
+
+    def alert_id(request: Request) -> int:
+        raw = request.path_params["id"]
+        if not raw.isdigit() or len(raw) > 18:
+            raise NotFound(f"no alert {raw[:40]!r}")
+        return int(raw)
+
+    async def note_of(request: Request, *, required: bool) -> str | None:
+        raw = await receive_body(request.scope, request.receive, 64 * 1024)
+        body = decode_json(raw) if raw.strip() else {}
+        note = body.get("note")
+        if note is not None and not isinstance(note, str):
+            raise InvalidRequest("invalid note: a string", param="note")
+        if required and not note:
+            raise InvalidRequest("invalid note: a non-empty string is required", param="note")
+        return note
+
+    def audit(actor: Actor, request: Request, action: str, target: int) -> None:
+        from llmgw.admin.audit import AuditService
+
+        source = request.headers.get("x-llmgw-source", "api").lower()
+        AuditService(g.engine).record(
+            actor, action, str(target), source=source if source in ("cli", "tui", "web") else "api"
+        )
+
+    async def list_alerts(request: Request) -> Response:
+        await caller(request)
+        q = request.query_params
+        f = AlertFilter(
+            status=q.get("status"),
+            severity=q.get("severity"),
+            alertname=q.get("alertname"),
+            category=q.get("category"),
+            classification=q.get("classification"),
+            q=q.get("q"),
+            labels=tuple(q.getlist("label")),
+            since=_time(q.get("since"), "since"),
+            until=_time(q.get("until"), "until"),
+            flapping=_flag(q.get("flapping"), "flapping"),
+            acked=_flag(q.get("acked"), "acked"),
+            source=q.get("source"),
+        )
+        limit = _int(q.get("limit"), "limit", 50)
+        page = await asyncio.to_thread(history().list, f, limit=limit, cursor=q.get("cursor"))
+        mode = s.mode
+        for record in page["data"]:
+            record["view"] = present(record, mode)
+        return answer(page)
+
+    async def show(request: Request) -> Response:
+        await caller(request)
+        record = await asyncio.to_thread(history().show, alert_id(request))
+        record["view"] = present(record, s.mode)
+        return answer(record)
+
+    async def delivery(request: Request) -> Response:
+        await caller(request)
+        return answer(await asyncio.to_thread(history().delivery, alert_id(request)))
+
+    async def stats(request: Request) -> Response:
+        await caller(request)
+        q = request.query_params
+        since = _time(q.get("since"), "since")
+        return answer(await asyncio.to_thread(history().stats, since=since, by=q.get("by", "hour")))
+
+    async def health(request: Request) -> Response:
+        await caller(request)
+        w = g.alerts.worker
+        st = g.alerts.stats
+        depth = await asyncio.to_thread(w.queue.depth) if w is not None else {}
+        return answer(
+            {
+                "mode": s.mode,
+                "model": s.model,
+                "prompt_version": s.prompt_version,
+                "worker": "running" if w is not None and w.last_error is None else "failing",
+                "worker_error": w.last_error if w is not None else None,
+                "queue": depth,
+                "classifications": st.classifications,
+                "cache": st.cache,
+                "deliveries": st.deliveries,
+                "problems": g.alerts.problems(),
+            }
+        )
+
+    async def ack(request: Request) -> Response:
+        actor = await caller(request)
+        ident = alert_id(request)
+        note = await note_of(request, required=False)
+        record = await asyncio.to_thread(history().ack, ident, actor.name, note)
+        await asyncio.to_thread(audit, actor, request, "alerts.ack", ident)
+        return answer(record)
+
+    async def note(request: Request) -> Response:
+        actor = await caller(request)
+        ident = alert_id(request)
+        text = await note_of(request, required=True)
+        record = await asyncio.to_thread(history().annotate, ident, actor.name, text or "")
+        await asyncio.to_thread(audit, actor, request, "alerts.note", ident)
+        return answer(record)
+
+    async def reclassify(request: Request) -> Response:
+        actor = await caller(request)
+        ident = alert_id(request)
+        record = await asyncio.to_thread(history().reclassify, ident, actor.name)
+        await asyncio.to_thread(audit, actor, request, "alerts.reclassify", ident)
+        g.alerts.wake()
+        return answer(record)
+
+    return [
+        Route(WEBHOOK_PATH, webhook, methods=["POST"]),
+        Route(API, list_alerts, methods=["GET"]),
+        Route(API + "/stats", stats, methods=["GET"]),
+        Route(API + "/health", health, methods=["GET"]),
+        Route(API + "/{id}", show, methods=["GET"]),
+        Route(API + "/{id}/delivery", delivery, methods=["GET"]),
+        Route(API + "/{id}/ack", ack, methods=["POST"]),
+        Route(API + "/{id}/note", note, methods=["POST"]),
+        Route(API + "/{id}/reclassify", reclassify, methods=["POST"]),
+    ]
+
+
+def _time(text: str | None, name: str) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidRequest(f"invalid {name}: ISO 8601 with a zone", param=name) from None
+    if when.tzinfo is None:
+        raise InvalidRequest(f"invalid {name}: the time needs a zone (+00:00 or Z)", param=name)
+    return when
+
+
+def _flag(text: str | None, name: str) -> bool | None:
+    if text is None:
+        return None
+    if text not in ("true", "false"):
+        raise InvalidRequest(f"invalid {name}: true or false", param=name)
+    return text == "true"
+
+
+def _int(text: str | None, name: str, default: int) -> int:
+    if text is None:
+        return default
+    if not text.isdigit() or len(text) > 6:
+        raise InvalidRequest(f"invalid {name}: a whole number", param=name)
+    return int(text)

@@ -254,16 +254,22 @@ class Classifier:
         self.stats = stats
         self.clock = clock
         self._flights: dict[str, asyncio.Future[Outcome]] = {}
+        self._recent: dict[str, tuple[float, dict[str, Any]]] = {}
+        """Results this process got, newest last (bounded): a look-up that raced the cache
+        write still finds them, so one process makes one call per key."""
 
     async def classify(self, alert: dict[str, Any], *, use_cache: bool = True) -> Outcome:
         """Classify one occurrence (``alert`` as ``queries.alert_record`` gives it)."""
         key = cache_key(alert.get("labels") or {}, self.settings)
         if use_cache and self.cache is not None:
-            hit = await self.cache.get(key)
+            hit = self._remembered(key)
+            if hit is None and key not in self._flights:
+                hit = await self.cache.get(key) or self._remembered(key)
+                if hit is None and key not in self._flights:
+                    self.stats.cache["miss"] += 1
             if hit is not None:
                 self.stats.cache["hit"] += 1
                 return Outcome("ok", {**hit, "cache_hit": True})
-            self.stats.cache["miss"] += 1
         flight = self._flights.get(key)
         if flight is not None and use_cache:  # the same labels are being classified right now
             outcome = await asyncio.shield(flight)
@@ -276,6 +282,9 @@ class Classifier:
         try:
             outcome = await self._call(alert)
             if outcome.status == "ok" and outcome.result is not None and self.cache is not None:
+                self._recent[key] = (time.monotonic(), outcome.result)
+                if len(self._recent) > 1024:
+                    del self._recent[next(iter(self._recent))]
                 await self.cache.set(key, outcome.result, self.settings.cache_ttl)
         except BaseException as exc:
             future.set_exception(exc)
@@ -287,6 +296,12 @@ class Classifier:
             self._flights.pop(key, None)
         self.stats.classifications[outcome.status] += 1
         return outcome
+
+    def _remembered(self, key: str) -> dict[str, Any] | None:
+        entry = self._recent.get(key)
+        if entry is None or time.monotonic() - entry[0] > self.settings.cache_ttl:
+            return None
+        return entry[1]
 
     async def _call(self, alert: dict[str, Any]) -> Outcome:
         s = self.settings

@@ -250,8 +250,9 @@ class AlertHistory:
         }
 
     def stats(self, *, since: datetime | None = None, by: str = "hour") -> dict[str, Any]:
-        """Counts by status, severity, category and classification; occurrences started per
-        ``hour``/``day``; the fingerprints that fired most (flapping first)."""
+        """Over the occurrences delivered since ``since`` (default: a day): counts by status,
+        severity, category and classification; how many started per ``hour``/``day``; the
+        fingerprints that fired most."""
         if by not in ("hour", "day"):
             raise InvalidRequest("invalid by: hour or day", param="by")
         since = since or self.now() - timedelta(days=1)
@@ -272,7 +273,7 @@ class AlertHistory:
             bucket = _bucket(conn, c.starts_at, by).label("t")
             rows = conn.execute(
                 sa.select(bucket, c.severity, sa.func.count())
-                .where(c.starts_at >= since)
+                .where(recent)
                 .group_by(bucket, c.severity)
                 .order_by(bucket)
             ).all()
@@ -287,7 +288,7 @@ class AlertHistory:
                     sa.func.count(),
                     sa.func.max(sa.case((c.flapping, 1), else_=0)),
                 )
-                .where(c.starts_at >= since)
+                .where(recent)
                 .group_by(c.fingerprint)
                 .having(sa.func.count() > 1)
                 .order_by(sa.func.count().desc())

@@ -56,6 +56,11 @@ COMMANDS = {
         "tokens_app",
         "Personal access tokens (long-lived JWTs for CI): create, list, revoke.",
     ),
+    "alerts": LazyCommand(
+        "llmgw.cli.alerts",
+        "alerts_app",
+        "The alert history: list, show, stats, ack, note, reclassify, test-fire.",
+    ),
     "login": LazyCommand(
         "llmgw.cli.login",
         "login",

@@ -1,0 +1,173 @@
+"""Alert operations for the CLI and the TUI: on the database (``LocalAlerts``) or on a running
+server's ``/api/alerts`` (``RemoteAlerts``). Both return the same JSON-ready records.
+
+Acknowledgements, notes and re-classifications are written to the audit log (who and when), by
+``LocalAlerts`` here and by the server for remote calls.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+from llmgw.errors import LlmgwError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from llmgw.admin.ops import Actor
+    from llmgw.alerts.queries import AlertFilter
+
+__all__ = ["AlertOps", "LocalAlerts", "RemoteAlerts", "filter_query"]
+
+
+class AlertOps(Protocol):
+    """What ``llmgw alerts`` and the dashboard's Alerts screen do."""
+
+    def list(self, f: AlertFilter, *, limit: int, cursor: str | None) -> dict[str, Any]: ...
+    def show(self, alert_id: int) -> dict[str, Any]: ...
+    def stats(self, *, since: str | None, by: str) -> dict[str, Any]: ...
+    def ack(self, alert_id: int, note: str | None) -> dict[str, Any]: ...
+    def annotate(self, alert_id: int, note: str) -> dict[str, Any]: ...
+    def reclassify(self, alert_id: int) -> dict[str, Any]: ...
+
+
+def filter_query(f: AlertFilter) -> list[tuple[str, str]]:
+    """``f`` as the API's query parameters."""
+    q: list[tuple[str, str]] = []
+    for name in ("status", "severity", "alertname", "category", "classification", "q", "source"):
+        value = getattr(f, name)
+        if value is not None:
+            q.append((name, str(value)))
+    q += [("label", pair) for pair in f.labels]
+    for name in ("since", "until"):
+        value = getattr(f, name)
+        if value is not None:
+            q.append((name, value.isoformat()))
+    for name in ("flapping", "acked"):
+        value = getattr(f, name)
+        if value is not None:
+            q.append((name, "true" if value else "false"))
+    return q
+
+
+class LocalAlerts:
+    """``AlertOps`` on the database, as ``actor``, with ``source`` in the audit log."""
+
+    def __init__(self, engine: Engine, actor: Actor, source: str = "cli") -> None:
+        from llmgw.admin.audit import AuditService
+        from llmgw.alerts.queries import AlertHistory
+
+        self.history = AlertHistory(engine)
+        self.audit = AuditService(engine)
+        self.actor = actor
+        self.source = source
+
+    def list(self, f: AlertFilter, *, limit: int, cursor: str | None) -> dict[str, Any]:
+        """A page of occurrences, newest first."""
+        return self.history.list(f, limit=limit, cursor=cursor)
+
+    def show(self, alert_id: int) -> dict[str, Any]:
+        """One occurrence with its timeline."""
+        return self.history.show(alert_id)
+
+    def stats(self, *, since: str | None, by: str) -> dict[str, Any]:
+        """Counts (``since`` is ISO 8601)."""
+        from datetime import datetime
+
+        return self.history.stats(since=datetime.fromisoformat(since) if since else None, by=by)
+
+    def ack(self, alert_id: int, note: str | None) -> dict[str, Any]:
+        """Acknowledge, and audit it."""
+        out = self.history.ack(alert_id, self.actor.name, note)
+        self.audit.record(self.actor, "alerts.ack", str(alert_id), source=self.source)
+        return out
+
+    def annotate(self, alert_id: int, note: str) -> dict[str, Any]:
+        """Set the note, and audit it."""
+        out = self.history.annotate(alert_id, self.actor.name, note)
+        self.audit.record(self.actor, "alerts.note", str(alert_id), source=self.source)
+        return out
+
+    def reclassify(self, alert_id: int) -> dict[str, Any]:
+        """Queue a fresh classification (a running server's worker does it), and audit it."""
+        out = self.history.reclassify(alert_id, self.actor.name)
+        self.audit.record(self.actor, "alerts.reclassify", str(alert_id), source=self.source)
+        return out
+
+
+class RemoteAlerts:
+    """``AlertOps`` over a server's ``/api/alerts`` with an admin's API key (httpx)."""
+
+    def __init__(self, url: str, token: str, source: str = "cli", *, timeout: float = 30.0) -> None:
+        import httpx
+
+        from llmgw import __version__
+
+        self.url = url.rstrip("/")
+        self._client = httpx.Client(
+            base_url=self.url,
+            headers={
+                "Authorization": f"Bearer {token}",
+                "User-Agent": f"llmgw/{__version__}",
+                "X-Llmgw-Source": source,
+            },
+            timeout=httpx.Timeout(timeout, connect=5.0),
+        )
+
+    def _call(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
+        import httpx
+
+        from llmgw.admin.answers import error_from_answer
+        from llmgw.errors import Unavailable
+
+        try:
+            r = self._client.request(method, "/api/alerts" + path, **kw)
+        except httpx.TransportError:
+            raise Unavailable(
+                f"cannot reach the llmgw server at {self.url}",
+                hint="check --url and that `llmgw serve` runs there",
+            ) from None
+        if r.status_code >= 400:
+            try:
+                body: Any = r.json()
+            except ValueError:
+                body = r.text
+            raise error_from_answer(
+                r.status_code, body, self.url, retry_after=r.headers.get("retry-after")
+            )
+        data = r.json()
+        if not isinstance(data, dict):
+            raise LlmgwError("unexpected answer from the server")
+        return data
+
+    def list(self, f: AlertFilter, *, limit: int, cursor: str | None) -> dict[str, Any]:
+        """A page of occurrences, newest first."""
+        params = [*filter_query(f), ("limit", str(limit))]
+        if cursor:
+            params.append(("cursor", cursor))
+        return self._call("GET", "", params=params)
+
+    def show(self, alert_id: int) -> dict[str, Any]:
+        """One occurrence with its timeline."""
+        return self._call("GET", f"/{alert_id}")
+
+    def stats(self, *, since: str | None, by: str) -> dict[str, Any]:
+        """Counts."""
+        params = {"by": by, **({"since": since} if since else {})}
+        return self._call("GET", "/stats", params=params)
+
+    def ack(self, alert_id: int, note: str | None) -> dict[str, Any]:
+        """Acknowledge."""
+        return self._call("POST", f"/{alert_id}/ack", json={"note": note} if note else {})
+
+    def annotate(self, alert_id: int, note: str) -> dict[str, Any]:
+        """Set the note."""
+        return self._call("POST", f"/{alert_id}/note", json={"note": note})
+
+    def reclassify(self, alert_id: int) -> dict[str, Any]:
+        """Queue a fresh classification."""
+        return self._call("POST", f"/{alert_id}/reclassify")
+
+    def close(self) -> None:
+        """Close the HTTP client."""
+        self._client.close()
