@@ -1,0 +1,242 @@
+"""Alert history benchmark (issue 14 targets): webhook ingestion, an alert storm, search.
+
+    python tests/perf/bench_alerts.py [--deliveries 2000] [--concurrency 8] [--storm 10000]
+                                      [--rows 1000000] [--pg postgresql://postgres@127.0.0.1/postgres]
+
+1. Ingestion: a real ``llmgw serve`` pinned to one core (CPU 1) on a fresh PostgreSQL
+   database, with the classifier running against the OpenAI emulator (CPU 0); ``--deliveries``
+   webhook posts of 10 new alerts each from ``--concurrency`` clients on CPU 0. Reports
+   alerts/s and the p50/p99 answer time. Targets: >= 2,000 alerts/s per core, p99 <= 20 ms.
+2. Storm: ``--storm`` occurrences of one label set (batches of 10), then the emulator's request
+   count once the queue is empty. Target: 1 call per distinct label set.
+3. Search: ``--rows`` occurrences inserted with ``generate_series``, then ``AlertHistory.list``
+   with a text search, a label filter and a status+severity filter (median of 5 each). Target:
+   <= 200 ms on 1M.
+
+Figures taken on the shared 2-core machine are provisional: run it on a quiet one.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+from benchlib import free_port, pin  # noqa: E402
+
+LLMGW = str(Path(sys.executable).with_name("llmgw"))
+TOKEN = "bench-webhook-token-0123456789"
+
+
+def _fp(labels: dict[str, str]) -> str:
+    h = 0xCBF29CE484222325
+    for name in sorted(labels):
+        for b in name.encode() + b"\xff" + labels[name].encode() + b"\xff":
+            h = ((h ^ b) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return f"{h:016x}"
+
+
+def _payload(alerts: list[dict[str, Any]]) -> dict[str, Any]:
+    return {"version": "4", "groupKey": "{}:{}", "truncatedAlerts": 0, "status": "firing",
+            "receiver": "bench", "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
+            "externalURL": "http://am", "alerts": alerts}  # fmt: skip
+
+
+def _alert(name: str, instance: str, start: datetime) -> dict[str, Any]:
+    labels = {"alertname": name, "instance": instance, "job": "node", "severity": "warning"}
+    return {"status": "firing", "labels": labels,
+            "annotations": {"summary": f"{name} on {instance}"},
+            "startsAt": start.isoformat().replace("+00:00", "Z"),
+            "endsAt": "0001-01-01T00:00:00Z", "generatorURL": "", "fingerprint": _fp(labels)}  # fmt: skip
+
+
+def _wait(url: str, deadline: float = 60) -> None:
+    end = time.monotonic() + deadline
+    while time.monotonic() < end:
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{url} did not come up")
+
+
+def _db(admin: str) -> str:
+    name = f"llmgw_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f'CREATE DATABASE "{name}"')
+    return admin.rsplit("/", 1)[0] + "/" + name
+
+
+async def _post_all(url: str, bodies: list[dict[str, Any]], conc: int) -> list[float]:
+    times: list[float] = []
+    queue = list(reversed(bodies))
+    headers = {"Authorization": f"Bearer {TOKEN}"}
+    async with httpx.AsyncClient(timeout=30) as client:
+
+        async def one() -> None:
+            while queue:
+                body = queue.pop()
+                t0 = time.perf_counter()
+                r = await client.post(url, json=body, headers=headers)
+                times.append(time.perf_counter() - t0)
+                if r.status_code != 200:
+                    raise SystemExit(f"webhook answered {r.status_code}: {r.text[:200]}")
+
+        await asyncio.gather(*(one() for _ in range(conc)))
+    return times
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--deliveries", type=int, default=2000)
+    ap.add_argument("--concurrency", type=int, default=8)
+    ap.add_argument("--storm", type=int, default=10_000)
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    a = ap.parse_args(argv)
+    results: dict[str, Any] = {"at": datetime.now(UTC).isoformat(timespec="seconds")}
+    tmp = Path(tempfile.mkdtemp(prefix="bench-alerts-"))
+    db = _db(a.pg)
+    emu_port, gw_port = free_port(), free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMGW_")}
+    env["LLMGW_HOME"] = str(tmp)
+    emu = subprocess.Popen([LLMGW, "emulate", "openai", "--port", str(emu_port)], env=env,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    pin(emu.pid, 0)
+    (tmp / "config.toml").write_text(
+        f'[database]\nurl = "{db}"\n[server]\naccess_log = false\n'
+        f'[alerts]\nwebhook_token = "{TOKEN}"\npoll_interval = 0.2\nconcurrency = 8\n'
+        '[aliases]\nalerts-classifier = ["emu/gpt-4o-mini"]\n'
+        f'[[providers]]\nname = "emu"\nkind = "openai"\nbase_url = "http://127.0.0.1:{emu_port}/v1"\n'
+        'models = ["gpt-4o-mini"]\n'
+    )
+    subprocess.run([LLMGW, "--config", str(tmp / "config.toml"), "db", "upgrade"], env=env, check=True,
+                   stdout=subprocess.DEVNULL)  # fmt: skip
+    gw = subprocess.Popen([LLMGW, "--config", str(tmp / "config.toml"), "serve", "--port", str(gw_port)],
+                          env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        pin(gw.pid, 1)
+        _wait(f"http://127.0.0.1:{gw_port}/readyz")
+        _wait(f"http://127.0.0.1:{emu_port}/v1/models")
+        base = f"http://127.0.0.1:{gw_port}/alerts/webhook"
+        t0 = datetime(2026, 1, 1, tzinfo=UTC)
+        bodies = [
+            _payload([_alert(f"A{i % 50}", f"n{i}-{j}", t0) for j in range(10)])
+            for i in range(a.deliveries)
+        ]
+        start = time.perf_counter()
+        times = asyncio.run(_post_all(base, bodies, a.concurrency))
+        wall = time.perf_counter() - start
+        times.sort()
+        results["ingest"] = {
+            "alerts_per_s": round(a.deliveries * 10 / wall),
+            "p50_ms": round(times[len(times) // 2] * 1000, 1),
+            "p99_ms": round(times[int(len(times) * 0.99)] * 1000, 1),
+            "deliveries": a.deliveries,
+            "concurrency": a.concurrency,
+        }
+        print(json.dumps(results["ingest"]), flush=True)
+        # storm: one label set, many occurrences
+        calls_before = _emu_requests(db)
+        storm = [
+            _payload([_alert("Storm", "s1", t0 + timedelta(seconds=i * 10 + j)) for j in range(10)])
+            for i in range(a.storm // 10)
+        ]
+        asyncio.run(_post_all(base, storm, a.concurrency))
+        _drain(db)
+        results["storm"] = {"occurrences": a.storm, "llm_calls": _emu_requests(db) - calls_before}
+        print(json.dumps(results["storm"]), flush=True)
+    finally:
+        gw.terminate()
+        emu.terminate()
+        gw.wait(30)
+        emu.wait(30)
+    results["search"] = _search(db, a.rows)
+    print(json.dumps(results["search"]), flush=True)
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+def _emu_requests(db: str) -> int:
+    with psycopg.connect(db.replace("postgresql://", "postgresql://", 1)) as c:
+        row = c.execute("SELECT count(*) FROM usage WHERE endpoint = 'alerts'").fetchone()
+    return int(row[0]) if row else 0
+
+
+def _drain(db: str, limit: float = 600) -> None:
+    end = time.monotonic() + limit
+    while time.monotonic() < end:
+        with psycopg.connect(db) as c:
+            row = c.execute(
+                "SELECT count(*) FROM alert_jobs WHERE state IN ('pending', 'running')"
+            ).fetchone()
+        if row and row[0] == 0:
+            time.sleep(1)  # let the usage writer flush
+            return
+        time.sleep(0.5)
+    raise SystemExit("the queue did not drain")
+
+
+def _search(db: str, rows: int) -> dict[str, Any]:
+    from llmgw.alerts.queries import AlertFilter, AlertHistory
+    from llmgw.storage.db import make_engine
+
+    with psycopg.connect(db, autocommit=True) as c:
+        c.execute(
+            """
+            INSERT INTO alerts (fingerprint, starts_at, source, alertname, status, severity, labels,
+                annotations, generator_url, receiver, first_seen, last_seen, notifications,
+                fire_count, flapping, cls_status, search)
+            SELECT lpad(to_hex(g), 16, '0'), now() - g * interval '1 second', 'alertmanager',
+                'Alert' || (g % 500), CASE WHEN g % 3 = 0 THEN 'firing' ELSE 'resolved' END,
+                (ARRAY['critical','warning','info'])[1 + g % 3],
+                jsonb_build_object('alertname', 'Alert' || (g % 500), 'instance', 'node' || (g % 2000)),
+                jsonb_build_object('summary', 'disk usage on node' || (g % 2000)),
+                '', 'bench', now(), now() - g * interval '1 second', 1, 1, false, 'ok',
+                lower('alert' || (g % 500) || E'\ninstance=node' || (g % 2000) || E'\ndisk usage on node' || (g % 2000))
+            FROM generate_series(1, %s) AS g
+            """,
+            (rows,),
+        )
+        c.execute("ANALYZE alerts")
+    eng = make_engine(db)
+    h = AlertHistory(eng)
+    out: dict[str, Any] = {"rows": rows}
+    cases = {
+        "text": AlertFilter(q="node1234"),
+        "label": AlertFilter(labels=("instance=node77",)),
+        "status_severity": AlertFilter(status="firing", severity="critical"),
+        "since_1h": AlertFilter(since=datetime.now(UTC) - timedelta(hours=1)),
+    }
+    for name, f in cases.items():
+        samples = []
+        for _ in range(5):
+            t = time.perf_counter()
+            h.list(f, limit=50)
+            samples.append((time.perf_counter() - t) * 1000)
+        out[f"{name}_ms"] = round(statistics.median(samples), 1)
+    eng.dispose()
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())
