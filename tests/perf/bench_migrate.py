@@ -45,6 +45,7 @@ def source(rows: int, cache: Path) -> Path:
         migrated_sqlite(partial)
         generate(partial, usage=rows)
         partial.rename(path)
+    migrated_sqlite(path)  # a cached file from before a new migration is brought up to head
     return path
 
 
