@@ -250,7 +250,9 @@ def test_MIG4_killed_mid_run_resumes_with_identical_checksums(tmp_path: Path, pg
         partial = conn.execute("SELECT count(*) FROM usage").fetchone()
     assert partial is not None and 6000 <= partial[0] < rows
 
-    again = subprocess.run(argv, env=env, capture_output=True, timeout=300 + rows / 200, check=False)
+    again = subprocess.run(
+        argv, env=env, capture_output=True, timeout=300 + rows / 200, check=False
+    )
     assert again.returncode == 0, again.stderr.decode()
     report = _report(again.stdout.decode())
     usage = {t["table"]: t for t in report["tables"]}["usage"]
