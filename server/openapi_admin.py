@@ -196,6 +196,24 @@ _UREF = "A user's email or id."
 _SINCE = ("2026-12-01T00:00:00+00:00", "Only from this time on (ISO 8601 with a zone).")
 
 
+def _provider_test() -> dict[str, Any]:
+    """``POST /providers/{name}/test``: the server's own round trip to one provider."""
+    op = _op("adminTestProvider", "Test a provider",
+        "One real round trip from the server to the provider: DNS, TCP and TLS to its API (and "
+        "token host), then a 1-token chat (or a model listing when no chat model is known), with "
+        "the server's configuration and secrets. Recorded in the audit log as `providers.test`. "
+        "A failure is the diagnosed error: 401 auth rejected by the upstream, 502 TLS failure or "
+        "connection refused, 504 timeout.",
+        {"provider": "local", "ok": True, "check": "chat", "latency_ms": 412.5,
+         "model": "gpt-4o-mini"},
+        errors=("401", "403", "404", "429"), body={"model": "gpt-4o-mini"})  # fmt: skip
+    op["parameters"] = [
+        {"name": "name", "in": "path", "required": True, "schema": {"type": "string"},
+         "description": "The provider's name in the server's configuration.", "example": "local"}
+    ]  # fmt: skip
+    return op
+
+
 def admin_paths() -> dict[str, Any]:
     """The ``/admin/v1`` path items."""
     p = "/admin/v1"
@@ -266,6 +284,7 @@ def admin_paths() -> dict[str, Any]:
             "120 five-second buckets (requests, failures, mean latency of successes, error rate), "
             "oldest first, the current bucket last.",
             _listed(_PROVIDER), errors=("401", "403", "429"))},
+        f"{p}/providers/{{name}}/test": {"post": _provider_test()},
         f"{p}/audit": {"get": _op("adminAudit", "The audit log",
             "Admin actions, newest first.", _listed(_AUDIT), errors=(*std, "400"), query={
                 "since": _SINCE,

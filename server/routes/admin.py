@@ -221,6 +221,11 @@ _OPS: list[tuple[str, str, Handler]] = [
     ("POST", "/users/{ref}/enable", lambda a, p, q, b: a.users_enable(p["ref"])),
     ("GET", "/usage/stats", _usage_stats),
     ("GET", "/audit", _audit),
+    (
+        "POST",
+        "/providers/{name}/test",
+        lambda a, p, q, b: a.providers_test(p["name"], model=_opt_str(b, "model")),
+    ),
 ]
 
 
@@ -249,7 +254,7 @@ class _Database(AdminOperation):
             if g.publisher is not None:
                 g.publisher.publish(change)
 
-        admin = LocalAdmin(g.engine, actor, _source(scope), on_change=announce)
+        admin = LocalAdmin(g.engine, actor, _source(scope), on_change=announce, settings=g.settings)
         params = scope.get("path_params", {})
         return await asyncio.to_thread(self.handler, admin, params, _query(scope), body)
 

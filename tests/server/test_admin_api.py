@@ -32,6 +32,7 @@ ADMIN_PATHS = [
     ("GET", "/admin/v1/usage/stats"),
     ("GET", "/admin/v1/usage/recent"),
     ("GET", "/admin/v1/providers"),
+    ("POST", "/admin/v1/providers/openai/test"),
     ("GET", "/admin/v1/audit"),
     ("GET", "/admin/v1/whoami"),
 ]
@@ -261,3 +262,22 @@ async def test_the_change_publisher_of_the_admin_routes_is_closed_at_shutdown(
     finally:
         await listener.delete(f"{prefix}:version")
         await listener.aclose()
+
+
+def test_an_admin_tests_a_provider_from_the_server_and_it_is_audited(
+    gateway_server: Any, admin_key: str, local: LocalAdmin
+) -> None:
+    """``t`` on the dashboard's Providers screen: a real round trip from the server to the
+    emulator with the server's configuration and secret; an unknown name is 404; both recorded."""
+    from llmgw.errors import NotFound
+
+    with RemoteAdmin(gateway_server.url, admin_key, source="tui") as remote:
+        result = remote.providers_test("openai", model="gpt-4o-mini")
+        assert (result["provider"], result["ok"], result["check"]) == ("openai", True, "chat")
+        assert result["model"] == "gpt-4o-mini" and result["latency_ms"] > 0
+        with pytest.raises(NotFound, match="no provider named 'nope'"):
+            remote.providers_test("nope")
+    tests = local.audit_list(action="providers.test")
+    assert [(e["target"], e["source"], e["detail"]["ok"]) for e in tests] == [
+        ("openai", "tui", True)
+    ]

@@ -83,6 +83,7 @@ class FixtureOps:
              "source": "api", "remote_addr": "10.0.0.7", "detail": {"name": "notebook"}},
         ]  # fmt: skip
         self.secrets = 0
+        self.windows: list[tuple[datetime | None, datetime | None]] = []
 
     def _check(self, name: str) -> None:
         self.calls.append(name)
@@ -197,6 +198,7 @@ class FixtureOps:
                     model: str | None = None, provider: str | None = None,
                     status: int | None = None) -> list[Record]:  # fmt: skip
         self._check(f"usage_stats:{by}")
+        self.windows.append((since, until))
         base = {"errors": 1, "prompt_tokens": 1200, "completion_tokens": 800,
                 "avg_latency_ms": 420.5, "p95_latency_ms": 980.0}  # fmt: skip
         if by in ("hour", "day"):
@@ -209,7 +211,8 @@ class FixtureOps:
                 for i in range(count)
             ]  # fmt: skip
         labels: list[Any] = {
-            "model": ["gigachat/GigaChat-2-Max", "yandex/yandexgpt-lite", "openai/gpt-4o-mini"],
+            "model": ["gigachat/GigaChat-2-Max", "yandex/yandexgpt-lite:rc", "openai/gpt-4o-mini"],
+            "version": [None, "rc"],
             "provider": ["gigachat", "yandex", "openai"],
             "status": [200, 429, 502],
         }.get(by, ["a", "b"])  # type: ignore[assignment]
@@ -265,6 +268,12 @@ class FixtureOps:
                                      "error_rate": ((j + i) % 5) / 10} for j in range(20)])  # fmt: skip
             out.append(rec)
         return out
+
+    def providers_test(self, name: str, *, model: str | None = None) -> Record:
+        self._check(f"providers_test:{name}:{model}")
+        if name == "openai":
+            raise Unavailable("openai: connection refused by 127.0.0.1:9", hint="is it running?")
+        return {"provider": name, "ok": True, "check": "chat", "latency_ms": 412.5, "model": model}
 
     def audit_list(self, *, since: datetime | None = None, limit: int = 100,
                    actor: str | None = None, action: str | None = None) -> list[Record]:  # fmt: skip

@@ -229,7 +229,7 @@ async def test_usage_period_and_breakdown(make_app, ops, wait):
         await wait(pilot)
         assert ops.calls[-2:] == ["usage_stats:day", "usage_stats:model"]
         assert "last 30d by model" in status(app)
-        await pilot.press("b")
+        await pilot.press("b", "b")  # model -> version -> provider
         await wait(pilot)
         assert [r[0] for r in cells(app, "#breakdown")] == ["gigachat", "yandex", "openai"]
 
@@ -283,3 +283,86 @@ async def test_audit_pane_shows_the_highlighted_entry(make_app, ops, wait):
         assert str(app.screen.query_one("#detail", Static).render()) == (
             "keys.revoke sk-llmgw-0003\nno detail"
         )
+
+
+async def test_t_tests_the_highlighted_provider(make_app, ops, wait):
+    app = make_app(ops)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await wait(pilot)
+        await pilot.press("t")
+        await wait(pilot)
+        assert "providers_test:gigachat:GigaChat-2-Max" in ops.calls
+        pane = str(app.screen.query_one("#detail", Static).render())
+        assert "last test: OK: 1-token chat with GigaChat-2-Max in 412 ms" in pane
+        assert any("gigachat: OK" in n.message for n in app._notifications)
+        await pilot.press("down", "down", "t")  # openai: refused
+        await wait(pilot)
+        pane = str(app.screen.query_one("#detail", Static).render())
+        assert "last test: FAILED: openai: connection refused by 127.0.0.1:9" in pane
+        assert any(
+            n.severity == "error" and n.message.startswith("openai: FAILED")
+            for n in app._notifications
+        )
+
+
+def test_custom_period_parsing() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from llmgw.tui.screens.usage import parse_custom, parse_when
+
+    now = datetime(2026, 12, 3, 9, 30, tzinfo=UTC)
+    assert parse_when("2026-12-01", now) == datetime(2026, 12, 1, tzinfo=UTC)
+    assert parse_when("2026-12-01 09:00", now) == datetime(2026, 12, 1, 9, tzinfo=UTC)
+    assert parse_when("-3d", now) == now - timedelta(days=3)
+    assert parse_when("-12h", now) == now - timedelta(hours=12)
+    assert parse_custom("-2d", "", now) == (now - timedelta(days=2), now)
+    for since, until, why in (
+        ("", "", "since is required"),
+        ("yesterday", "", "is not a time"),
+        ("2026-12-02", "2026-12-01", "since must be before until"),
+        ("2026-12-04", "", "cannot be in the future"),
+        ("2026-12-01", "2026-12-09", "cannot be in the future"),
+        ("2024-01-01", "", "at most 400 days"),
+    ):
+        try:
+            parse_custom(since, until, now)
+        except ValueError as exc:
+            assert why in str(exc), (since, until, str(exc))
+        else:
+            raise AssertionError(f"{since!r}..{until!r} was accepted")
+
+
+async def test_usage_custom_period_and_versions(make_app, ops, wait):
+    from datetime import UTC, datetime
+
+    app = make_app(ops)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait(pilot)
+        await pilot.press("3")
+        await wait(pilot)
+        assert "yandex/yandexgpt-lite:rc" in [r[0] for r in cells(app, "#breakdown")]
+        await pilot.press("c")
+        await wait(pilot)
+        form = app.screen
+        assert isinstance(form, FormScreen)
+        form.query_one("#f-since", Input).value = "2026-12-02 12:00"
+        form.query_one("#f-until", Input).value = "2026-12-01"
+        await pilot.press("enter")
+        await wait(pilot)
+        assert "since must be before until" in screen_text(app)
+        assert isinstance(app.screen, FormScreen), "an invalid period keeps the form open"
+        form.query_one("#f-until", Input).value = "2026-12-03 06:00"
+        await pilot.press("enter")
+        await wait(pilot)
+        assert not isinstance(app.screen, FormScreen)
+        since = datetime(2026, 12, 2, 12, tzinfo=UTC)
+        until = datetime(2026, 12, 3, 6, tzinfo=UTC)
+        assert ops.windows[-2:] == [(since, until), (since, until)]
+        assert ops.calls[-2:] == ["usage_stats:hour", "usage_stats:model"], "18 h: per hour"
+        assert status(app).startswith("12-02 12:00 … 12-03 06:00 by model")
+        await pilot.press("b")  # model -> version
+        await wait(pilot)
+        assert [r[0] for r in cells(app, "#breakdown")] == ["(no version)", "rc"]
+        await pilot.press("p")  # custom -> 1h
+        await wait(pilot)
+        assert "last 1h by version" in status(app)

@@ -23,7 +23,7 @@ def test_every_binding_has_an_id() -> None:
             assert isinstance(binding, Binding) and binding.id, (owner, binding)
     ids = binding_ids()
     assert {"quit", "help", "screen-chat", "filter", "filter-clear", "chat-stop",
-            "usage-period", "keys-create"} <= ids  # fmt: skip
+            "usage-period", "keys-create", "providers-test"} <= ids  # fmt: skip
 
 
 def test_an_unknown_id_is_a_config_error_listing_the_ids() -> None:

@@ -23,6 +23,7 @@ from llmgw.admin.chat_remote import RemoteChat
 from llmgw.admin.remote import RemoteAdmin
 from llmgw.tui.app import LlmgwApp
 from llmgw.tui.screens.chat import ChatScreen
+from llmgw.tui.screens.providers import ProvidersScreen
 
 LLMGW = str(Path(sys.executable).with_name("llmgw"))
 pytestmark = pytest.mark.slow
@@ -201,6 +202,21 @@ async def test_a_chat_streams_from_the_gateway_then_escape_stops_one(
         assert len(stopped_at) < len("Echo: " + " ".join(["word"] * 200))
         assert _status(app).startswith("stopped")
         assert "[stopped]" in str(screen.query(".chat-answer").last().render())
+
+
+async def test_t_tests_a_provider_through_the_server(
+    live: Live, make_app: Callable[..., LlmgwApp]
+) -> None:
+    """``t`` on Providers: the server makes a real round trip to the emulator."""
+    app = make_app(live)
+    async with app.run_test(size=(120, 36)) as pilot:
+        screen = app.screen
+        assert isinstance(screen, ProvidersScreen)
+        await _until(pilot, lambda: bool(screen.records), "a provider row")
+        await pilot.press("t")
+        await _until(pilot, lambda: "OK" in screen.tests.get("openai", ""), "the test", limit=30)
+        pane = str(screen.query_one("#detail", Static).render())
+        assert "last test: OK: 1-token chat with gpt-4o-mini in " in pane
 
 
 async def test_the_dashboard_picks_a_restarted_server_up_again(

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from collections import deque
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rich.text import Text
-from textual import on
+from textual import on, work
 from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Static
 
 from llmgw.tui.format import age, num, short_time, spark, state_style
-from llmgw.tui.screens.base import PolledScreen
+from llmgw.tui.screens.base import PolledScreen, describe
 
 if TYPE_CHECKING:
     from llmgw.admin.ops import AdminOps, Record
@@ -60,11 +61,22 @@ class ProvidersScreen(PolledScreen):
     """A table of providers and models; the detail pane shows the selected row's last error."""
 
     TITLE_TEXT = "Providers"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding(
+            "t",
+            "test",
+            "Test",
+            id="providers-test",
+            tooltip="A real round trip to the selected provider (network, then a 1-token chat)",
+        ),
+    ]
 
     def __init__(self) -> None:
         super().__init__()
         self.records: list[Record] = []
         self.samples: dict[tuple[str, str], deque[Sample]] = {}
+        self.tests: dict[str, str] = {}
+        """Provider -> the outcome of its last test, for the detail pane."""
 
     def compose_body(self) -> ComposeResult:
         yield Static(LOCAL_NOTE, id="local-note", classes="banner")
@@ -140,6 +152,9 @@ class ProvidersScreen(PolledScreen):
             else []
         )
         lines = [f"[b]{rec.get('provider')}/{rec.get('model')}[/b]"]
+        tested = self.tests.get(str(rec.get("provider")))
+        if tested:
+            lines.append(f"last test: {tested}")
         if not errors:
             lines.append("no recent errors")
         for err in errors[-5:]:
@@ -150,3 +165,42 @@ class ProvidersScreen(PolledScreen):
             else:
                 lines.append(str(err))
         pane.update(Text.from_markup(lines[0]) + Text("\n" + "\n".join(lines[1:])))
+
+    def action_test(self) -> None:
+        """Test the highlighted row's provider (in a worker: the screen stays live)."""
+        index = self.query_one("#providers", DataTable).cursor_row
+        if not 0 <= index < len(self.records):
+            self.notify("No provider to test", severity="warning")
+            return
+        rec = self.records[index]
+        provider, model = str(rec.get("provider")), rec.get("model")
+        self.tests[provider] = "running…"
+        self._detail(index)
+        self.notify(f"Testing {provider}/{model}…", title="Provider test")
+        self.run_test_call(provider, str(model) if model else None)
+
+    @work(thread=True, group="provider-test", exit_on_error=False)
+    def run_test_call(self, provider: str, model: str | None) -> None:
+        """One ``providers_test``; the outcome is a notification and a line in the pane."""
+        try:
+            result = self.ops.providers_test(provider, model=model)
+        except Exception as exc:  # a diagnosis for the person, never a traceback
+            why = describe(exc)
+            self.app.call_from_thread(self._tested, provider, f"FAILED: {why}", "error")
+            return
+        what = (
+            f"1-token chat with {result.get('model')}"
+            if result.get("check") == "chat"
+            else f"{result.get('models')} models listed"
+        )
+        outcome = f"OK: {what} in {num(result.get('latency_ms'))} ms"
+        self.app.call_from_thread(self._tested, provider, outcome, "information")
+
+    def _tested(self, provider: str, outcome: str, severity: str) -> None:
+        self.tests[provider] = outcome
+        self.notify(
+            f"{provider}: {outcome}",
+            title="Provider test",
+            severity="error" if severity == "error" else "information",
+        )
+        self._detail(self.query_one("#providers", DataTable).cursor_row)

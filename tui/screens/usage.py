@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -14,11 +14,12 @@ from textual.widgets import DataTable, Sparkline, Static
 
 from llmgw.tui.format import num
 from llmgw.tui.screens.base import PolledScreen
+from llmgw.tui.widgets.dialogs import Field, FormScreen
 
 if TYPE_CHECKING:
     from llmgw.admin.ops import AdminOps, Record
 
-__all__ = ["BREAKDOWNS", "PERIODS", "UsageScreen", "buckets"]
+__all__ = ["BREAKDOWNS", "PERIODS", "UsageScreen", "buckets", "parse_custom", "parse_when"]
 
 PERIODS: dict[str, tuple[timedelta, str]] = {
     "1h": (timedelta(hours=1), "hour"),
@@ -26,8 +27,43 @@ PERIODS: dict[str, tuple[timedelta, str]] = {
     "7d": (timedelta(days=7), "day"),
     "30d": (timedelta(days=30), "day"),
 }
-"""Period name → (length, bucket)."""
-BREAKDOWNS = ("model", "provider", "key", "user", "status")
+"""Period name → (length, bucket); after them in the cycle comes ``custom`` (since/until)."""
+CUSTOM = "custom"
+BREAKDOWNS = ("model", "version", "provider", "key", "user", "status")
+MAX_CUSTOM = timedelta(days=400)
+"""The longest custom period (a day per bucket: about 400 points)."""
+
+
+def parse_when(text: str, now: datetime) -> datetime:
+    """A time a person types: ``2026-12-01``, ``2026-12-01 09:00``, ISO 8601 (UTC unless it
+    says otherwise), or relative to now: ``-3d``, ``-12h``, ``-30m``; ValueError saying why."""
+    text = text.strip()
+    if text[:1] == "-" and text[1:-1].isdigit() and text[-1:] in {"d", "h", "m"}:
+        unit = {"d": "days", "h": "hours", "m": "minutes"}[text[-1]]
+        return now - timedelta(**{unit: int(text[1:-1])})
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} is not a time: use 2026-12-01, 2026-12-01 09:00 or -3d, -12h"
+        ) from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def parse_custom(since: str, until: str, now: datetime) -> tuple[datetime, datetime]:
+    """A custom period from the form's text: since is required, until empty means now; since
+    before until, neither in the future, at most ``MAX_CUSTOM`` long."""
+    if not since.strip():
+        raise ValueError("since is required")
+    start = parse_when(since, now)
+    end = parse_when(until, now) if until.strip() else now
+    if end > now + timedelta(minutes=1) or start > now:
+        raise ValueError("the period cannot be in the future")
+    if start >= end:
+        raise ValueError("since must be before until")
+    if end - start > MAX_CUSTOM:
+        raise ValueError(f"at most {MAX_CUSTOM.days} days")
+    return start, end
 
 
 def buckets(since: datetime, until: datetime, by: str) -> list[str]:
@@ -62,17 +98,27 @@ class UsageData:
 
 
 class UsageScreen(PolledScreen):
-    """Charts over the period (``p`` cycles 1h/24h/7d/30d) and a breakdown (``b`` cycles)."""
+    """Charts over the period (``p`` cycles 1h/24h/7d/30d/custom, ``c`` asks for a custom one)
+    and a breakdown (``b`` cycles)."""
 
     TITLE_TEXT = "Usage"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("p", "period", "Period", id="usage-period", tooltip="Cycle 1h, 24h, 7d, 30d"),
+        Binding(
+            "p", "period", "Period", id="usage-period", tooltip="Cycle 1h, 24h, 7d, 30d, custom"
+        ),
+        Binding(
+            "c",
+            "custom",
+            "Custom period",
+            id="usage-custom",
+            tooltip="A period from since to until (dates, times or -3d)",
+        ),
         Binding(
             "b",
             "breakdown",
             "Breakdown",
             id="usage-breakdown",
-            tooltip="Cycle model, provider, key, user, status",
+            tooltip="Cycle model (with version), version, provider, key, user, status",
         ),
     ]
 
@@ -81,6 +127,16 @@ class UsageScreen(PolledScreen):
         self.period = "24h"
         self.by = "model"
         self.data: UsageData | None = None
+        self.custom: tuple[datetime, datetime] | None = None
+        """The custom period's [since, until), once one was given."""
+
+    def window(self) -> tuple[datetime, datetime | None, str]:
+        """(since, until or None for now, bucket) of the period shown."""
+        if self.period == CUSTOM and self.custom is not None:
+            since, until = self.custom
+            return since, until, "hour" if until - since <= timedelta(hours=48) else "day"
+        length, by = PERIODS[self.period]
+        return self.llmgw.now() - length, None, by
 
     def compose_body(self) -> ComposeResult:
         yield Static("", id="period")
@@ -93,12 +149,11 @@ class UsageScreen(PolledScreen):
         yield table
 
     def fetch(self, ops: AdminOps) -> UsageData:
-        length, by = PERIODS[self.period]
-        until = self.llmgw.now()
-        since = until - length
-        series = ops.usage_stats(since=since, until=None, by=by)
-        breakdown = ops.usage_stats(since=since, until=None, by=self.by)
-        return UsageData(buckets(since, until, by), series, breakdown)
+        since, until, by = self.window()
+        series = ops.usage_stats(since=since, until=until, by=by)
+        breakdown = ops.usage_stats(since=since, until=until, by=self.by)
+        end = until - timedelta(microseconds=1) if until is not None else self.llmgw.now()
+        return UsageData(buckets(since, end, by), series, breakdown)
 
     def show(self, data: UsageData) -> None:
         self.data = data
@@ -110,7 +165,7 @@ class UsageScreen(PolledScreen):
         costs = [float(_cost(r.get("cost"))) for r in rows]
         total_cost = sum((_cost(r.get("cost")) for r in data.series), Decimal(0))
         errors = sum(int(r.get("errors") or 0) for r in data.series)
-        step = "hour" if PERIODS[self.period][1] == "hour" else "day"
+        step = self.window()[2]
         span = f"{data.labels[0]} … {data.labels[-1]}, per {step}" if data.labels else ""
         for name, values, total in (
             ("requests", requests, num(sum(requests))),
@@ -128,8 +183,18 @@ class UsageScreen(PolledScreen):
         )
         self._breakdown(data.breakdown)
 
+    def _custom_label(self) -> str:
+        if self.custom is None:
+            return CUSTOM
+        since, until = self.custom
+        return f"{since:%m-%d %H:%M} … {until:%m-%d %H:%M}"
+
     def _period_line(self) -> None:
-        periods = "  ".join(f"[reverse] {p} [/]" if p == self.period else f" {p} " for p in PERIODS)
+        names = [*PERIODS, CUSTOM]
+        periods = "  ".join(
+            f"[reverse] {self._label(p)} [/]" if p == self.period else f" {self._label(p)} "
+            for p in names
+        )
         self.query_one("#period", Static).update(
             f"period (p): {periods}   breakdown (b): [b]{self.by}[/b]"
         )
@@ -137,7 +202,7 @@ class UsageScreen(PolledScreen):
     def _breakdown(self, rows: list[Record]) -> None:
         table = self.query_one("#breakdown", DataTable)
         table.clear(columns=True)
-        label = {"key": "key", "user": "user"}.get(self.by, self.by)
+        label = {"model": "model[:version]"}.get(self.by, self.by)
         table.add_columns(
             label, "requests", "errors", "tokens in", "tokens out", "cost", "avg ms", "p95 ms"
         )
@@ -147,6 +212,8 @@ class UsageScreen(PolledScreen):
                 name = f"{r.get('key_prefix') or '-'} {r.get('key_name') or ''}".strip()
             elif self.by == "user":
                 name = r.get("email") or r.get("user") or "-"
+            elif self.by == "version" and name is None:
+                name = "(no version)"
             table.add_row(
                 str(name if name is not None else "-"),
                 num(r.get("requests")),
@@ -158,13 +225,68 @@ class UsageScreen(PolledScreen):
                 num(r.get("p95_latency_ms"), 1),
             )
 
+    def _label(self, period: str) -> str:
+        return self._custom_label() if period == CUSTOM else period
+
     def status_text(self) -> str:
-        return f"last {self.period} by {self.by}; {super().status_text()}"
+        span = f"last {self.period}" if self.period != CUSTOM else self._custom_label()
+        return f"{span} by {self.by}; {super().status_text()}"
 
     def action_period(self) -> None:
-        """The next period: 1h, 24h, 7d, 30d."""
-        names = list(PERIODS)
-        self.period = names[(names.index(self.period) + 1) % len(names)]
+        """The next period: 1h, 24h, 7d, 30d, then custom (asked for the first time)."""
+        names = [*PERIODS, CUSTOM]
+        following = names[(names.index(self.period) + 1) % len(names)]
+        if following == CUSTOM and self.custom is None:
+            self.action_custom()
+            return
+        self.period = following
+        self._period_line()
+        self.poll()
+
+    def action_custom(self) -> None:
+        """Ask for a custom period (since, until); invalid input keeps the form open."""
+        now = self.llmgw.now()
+        since, until = self.custom or (now - timedelta(days=3), now)
+
+        def check_since(text: str) -> str:
+            if not text.strip():
+                raise ValueError("required (e.g. 2026-12-01 or -3d)")
+            parse_when(text, now)
+            return text
+
+        def check_until(text: str) -> str:
+            if text.strip():
+                parse_when(text, now)
+            return text
+
+        form = FormScreen(
+            "Custom period (UTC): since … until",
+            [
+                Field(
+                    "since",
+                    "Since",
+                    value=f"{since:%Y-%m-%d %H:%M}",
+                    placeholder="2026-12-01, 2026-12-01 09:00 or -3d",
+                    parse=check_since,
+                ),
+                Field(
+                    "until",
+                    "Until (empty: now)",
+                    value="" if self.custom is None else f"{until:%Y-%m-%d %H:%M}",
+                    placeholder="empty for now",
+                    parse=check_until,
+                ),
+            ],  # fmt: skip
+            submit="Show",
+            check=lambda values: parse_custom(values["since"], values["until"], now),
+        )
+        self.app.push_screen(form, self._custom_given)
+
+    def _custom_given(self, values: dict[str, Any] | None) -> None:
+        if values is None:
+            return
+        self.custom = parse_custom(values["since"], values["until"], self.llmgw.now())
+        self.period = CUSTOM
         self._period_line()
         self.poll()
 

@@ -111,11 +111,20 @@ class FormScreen(ModalScreen[dict[str, Any] | None]):
         Binding("escape", "cancel", "Cancel", id="form-cancel"),
     ]
 
-    def __init__(self, title: str, fields: list[Field], *, submit: str = "Save") -> None:
+    def __init__(
+        self,
+        title: str,
+        fields: list[Field],
+        *,
+        submit: str = "Save",
+        check: Callable[[dict[str, Any]], object] | None = None,
+    ) -> None:
         super().__init__()
         self.title_text = title
         self.fields = fields
         self.submit_label = submit
+        self.check = check
+        """Checks the fields together (raises ValueError with the message to show)."""
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(classes="dialog"):
@@ -148,6 +157,12 @@ class FormScreen(ModalScreen[dict[str, Any] | None]):
             except ValueError as exc:
                 self.query_one("#form-error", Static).update(f"{field.label}: {exc}")
                 self.query_one(f"#f-{field.name}", Input).focus()
+                return
+        if self.check is not None:
+            try:
+                self.check(values)
+            except ValueError as exc:
+                self.query_one("#form-error", Static).update(str(exc))
                 return
         self.dismiss(values)
 

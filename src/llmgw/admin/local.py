@@ -36,6 +36,7 @@ if TYPE_CHECKING:
     from llmgw.auth.changes import AuthChange
     from llmgw.auth.keys import KeyChanges, KeyService
     from llmgw.auth.users import UserService
+    from llmgw.config import Settings
     from llmgw.usage.reports import GroupBy, UsageFilter
 
 # The services (and through them SQLModel, pydantic and the table classes, a third of a second)
@@ -74,6 +75,7 @@ class LocalAdmin:
     """``AdminOps`` on ``engine``: the core services, acting as ``actor``, from ``source``.
 
     ``on_change`` announces key and user changes to running servers (``ChangePublisher.publish``).
+    ``settings`` (the providers' configuration) is needed by ``providers_test`` only.
     """
 
     def __init__(
@@ -84,8 +86,10 @@ class LocalAdmin:
         *,
         on_change: Callable[[AuthChange], None] | None = None,
         clock: Callable[[], datetime] = utcnow,
+        settings: Settings | None = None,
     ) -> None:
         self.engine = engine
+        self.settings = settings
         self.actor = actor
         self.source = source
         self._clock = clock
@@ -373,6 +377,31 @@ class LocalAdmin:
         query = sa.select(table).order_by(table.c.provider, table.c.model)
         with db_errors(self.engine, "reading provider status"), self.engine.connect() as conn:
             return [provider_record(r._mapping, live=False) for r in conn.execute(query)]
+
+    def providers_test(self, name: str, *, model: str | None = None) -> Record:
+        """One real round trip to provider ``name`` with this process's configuration; the
+        attempt and its outcome go to the audit log (``providers.test``)."""
+        import asyncio
+
+        from llmgw.errors import LlmgwError
+        from llmgw.providers.probe import probe
+
+        if self.settings is None:
+            raise UsageError("testing a provider needs the configuration (no settings given)")
+        try:
+            result = asyncio.run(probe(self.settings, name, model=model))
+        except LlmgwError as exc:
+            if self.settings.provider(name) is not None:
+                self._audit("providers.test", name, ok=False, model=model, error=exc.message)
+            raise
+        self._audit(
+            "providers.test",
+            name,
+            ok=True,
+            model=result.get("model", model),
+            latency_ms=result["latency_ms"],
+        )
+        return result
 
     # -- audit ----------------------------------------------------------------------------
     def audit_list(

@@ -194,6 +194,13 @@ class AdminOps(Protocol):
         ``false`` from the ``provider_status`` table."""
         ...
 
+    def providers_test(self, name: str, *, model: str | None = None) -> Record:
+        """One real round trip to provider ``name`` (``llmgw.providers.probe``; remote: from the
+        server, with its configuration and secrets): ``{"provider", "ok": true, "check",
+        "latency_ms", "model" | "models"}``, or the diagnosed error (auth rejected, TLS failure,
+        connection refused, timeout...). Recorded in the audit log as ``providers.test``."""
+        ...
+
     # -- audit ----------------------------------------------------------------------------
     def audit_list(
         self,

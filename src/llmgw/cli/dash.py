@@ -90,6 +90,7 @@ def dash(
             Actor.local(),
             source="tui",
             on_change=changes.publish if changes is not None else None,
+            settings=st.settings,  # `t` on Providers tests with this host's configuration
         )
     from llmgw.tui.app import LlmgwApp
 
