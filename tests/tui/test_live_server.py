@@ -175,7 +175,7 @@ async def test_a_chat_streams_from_the_gateway_then_escape_stops_one(
 
         screen._show_answer = record  # type: ignore[method-assign]
         await pilot.press("enter")
-        assert screen.streaming and "streaming" in _status(app)
+        await _until(pilot, lambda: bool(shown), "the first piece")
         answer = screen.query(".chat-answer").last()
         await _until(pilot, lambda: not screen.streaming, "the end of the answer")
         # The answer grew piece by piece (the emulator sends a word every 40 ms), each shown

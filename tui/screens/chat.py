@@ -123,7 +123,7 @@ class ChatScreen(Screen[None]):
         with Horizontal(id="chat-options", classes="chat-row"):
             yield Select[str]([], prompt="model", id="chat-model", allow_blank=True)
             yield Label("temp", classes="chat-label")
-            yield Input(placeholder="default", id="chat-temperature")
+            yield Input(placeholder="auto", id="chat-temperature")
             yield Label("max", classes="chat-label")
             yield Input(placeholder="none", id="chat-max-tokens")
         yield VerticalScroll(id="chat-log")
