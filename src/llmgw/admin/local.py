@@ -388,19 +388,17 @@ class LocalAdmin:
 
         if self.settings is None:
             raise UsageError("testing a provider needs the configuration (no settings given)")
+
+        def record(**detail: Any) -> None:  # no change to commit with it: its own row
+            self.audit.record(self.actor, "providers.test", name, source=self.source, detail=detail)
+
         try:
             result = asyncio.run(probe(self.settings, name, model=model))
         except LlmgwError as exc:
             if self.settings.provider(name) is not None:
-                self._audit("providers.test", name, ok=False, model=model, error=exc.message)
+                record(ok=False, model=model, error=exc.message)
             raise
-        self._audit(
-            "providers.test",
-            name,
-            ok=True,
-            model=result.get("model", model),
-            latency_ms=result["latency_ms"],
-        )
+        record(ok=True, model=result.get("model", model), latency_ms=result["latency_ms"])
         return result
 
     # -- audit ----------------------------------------------------------------------------
