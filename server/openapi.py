@@ -11,6 +11,7 @@ from llmgw.schemas import ChatRequest, EmbeddingRequest
 from llmgw.server.openapi_admin import admin_paths
 from llmgw.server.openapi_alerts import alert_paths
 from llmgw.server.openapi_examples import annotate
+from llmgw.server.openapi_oauth import oauth_paths
 from llmgw.server.openapi_pages import page_paths
 
 __all__ = ["openapi_document", "openapi_json"]
@@ -264,6 +265,7 @@ def openapi_document() -> dict[str, Any]:
     paths.update(admin_paths())
     paths.update(alert_paths())
     paths.update(page_paths())
+    paths.update(oauth_paths())
     return annotate(document)
 
 
