@@ -138,16 +138,16 @@ def providers_status(
     breaker, attempts in flight and requests in the last minute.
     """
     st = state(ctx)
-    if url is not None:  # the command's own --url/--api-key of earlier versions: still honoured
+    if url is not None and st.url is None:  # the command's own --url/--api-key of earlier versions
+        st.url = url
+        st.token = st.token or api_key
+    rows = _status_rows(ctx)
+    if url is not None:  # after the answer: an error stays one Error line and its hint
         print(
             "note: `providers status --url` is deprecated; use `llmgw --url URL --token KEY "
             "providers status` (it asks the admin API, which needs an admin's key)",
             file=sys.stderr,
         )
-        if st.url is None:
-            st.url = url
-            st.token = st.token or api_key
-    rows = _status_rows(ctx)
     if as_json:
         emit_json(rows)
         return
