@@ -58,7 +58,9 @@ def upgrade() -> None:
     from llmgw.usage.rollup import refresh_in
 
     conn = op.get_bind()
-    while refresh_in(conn):  # every existing row, in chunks, in the migration's transaction
+    # every existing row, in chunks, in the migration's transaction (usage_hourly_models comes
+    # with 0007, which fills it from usage_hourly)
+    while refresh_in(conn, slim=False):
         pass
     if conn.dialect.name == "postgresql":  # plans for the first reports, before autovacuum
         op.execute("ANALYZE usage_hourly")

@@ -188,7 +188,9 @@ def test_dash_remote_in_tmux_with_traffic_flowing(stack: dict[str, object]) -> N
         keys("4")
         wait_for("traffic", "the keys list")
         keys("n")
-        wait_for("New API key", "the new-key form")
+        # Its fields, not its title: at 80x24 (what a detached tmux session may keep despite
+        # -x/-y) the form scrolls and the title is above the pane.
+        wait_for("Tokens per minute (empty: no limit)", "the new-key form")
         keys("-l", "tmux-made")
         keys("Enter")
         shown = wait_for(lambda s: re.search(r"llmgw_[A-Za-z0-9_-]{40,}", s) is not None, "secret")

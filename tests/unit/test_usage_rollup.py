@@ -246,6 +246,19 @@ def test_p95_from_the_histogram() -> None:
     assert rollup.p95(hist, 20.0, 20.0) == 20.0
 
 
+def test_upgrading_a_database_with_usage_rows_from_before_the_rollups(engine: Engine) -> None:
+    """A database at 0004 holding usage rows upgrades to head (0005 folds them before 0007
+    creates usage_hourly_models: it failed with 'no such table') and answers exactly."""
+    from llmgw.storage.schema import downgrade, upgrade
+
+    downgrade(engine, "0004")
+    rows = _rows(random.Random(12), 150, 0, [uuid.uuid4(), None])
+    _insert(engine, rows)
+    upgrade(engine)
+    assert _state(engine) == 150
+    _check(engine, rows, END - timedelta(days=2, minutes=17), None, refresh_at=10**9)
+
+
 def test_migration_0007_fills_the_slim_hourly_rollup_from_the_hourly_one(engine: Engine) -> None:
     """A database upgraded past 0007 with rows already folded answers as if folded afresh."""
     from llmgw.storage.schema import downgrade, upgrade

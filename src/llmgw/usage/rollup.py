@@ -179,9 +179,12 @@ def tail(conn: Connection) -> tuple[int, int]:
     return int(row[0] or 0), int(row[1] or 0)
 
 
-def refresh_in(conn: Connection, *, chunk: int = CHUNK) -> int:
+def refresh_in(conn: Connection, *, chunk: int = CHUNK, slim: bool = True) -> int:
     """Fold at most ``chunk`` new rows in, inside the caller's transaction on ``conn``;
-    returns how many ids were folded (0: nothing to do, or another refresh won)."""
+    returns how many ids were folded (0: nothing to do, or another refresh won).
+
+    ``slim=False`` leaves ``usage_hourly_models`` alone: migration 0005 runs this before 0007
+    creates that table (0007 then fills it from ``usage_hourly``)."""
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
         conn.exec_driver_sql("LOCK TABLE usage IN SHARE ROW EXCLUSIVE MODE")
@@ -196,7 +199,8 @@ def refresh_in(conn: Connection, *, chunk: int = CHUNK) -> int:
     if done != 1:  # another refresh moved last_id first: leave it to that one
         return 0
     _fold(conn, usage_hourly, "hour", last, hi)
-    _fold(conn, usage_hourly_models, "hour", last, hi)
+    if slim:
+        _fold(conn, usage_hourly_models, "hour", last, hi)
     _fold(conn, usage_daily, "day", last, hi)
     return hi - last
 
