@@ -73,6 +73,30 @@ async def test_oauth_1_no_challenge_plain_or_omitted_method_is_invalid_request_a
         assert q["error"] == "invalid_request" and q["state"] == "st-123"
 
 
+async def test_oauth_3_a_confidential_client_gets_no_pkce_exemption(
+    browser: httpx.AsyncClient, web_client: Any, web_engine: Engine
+) -> None:
+    """OAUTH-3 (PKCE downgrade, RFC 9700 §4.8): a confidential client's request without a
+    challenge is refused at authorize like a public client's, and no code can exist without
+    one, so a ``code_verifier`` can never meet a challenge-less code at /oauth/token."""
+    import uuid
+
+    from llmgw.errors import InvalidRequest
+    from llmgw.identity.codes import issue_code
+
+    r = await consent(
+        browser, client_id=web_client.client_id, redirect_uri="https://app.example.com/cb",
+        scope="chat", code_challenge=None, code_challenge_method=None,
+    )  # fmt: skip
+    assert r.status_code == 303
+    assert r.headers["location"].startswith("https://app.example.com/cb?")
+    assert query_of(r)["error"] == "invalid_request"
+    with pytest.raises(InvalidRequest):
+        issue_code(
+            web_engine, web_client.client_id, uuid.uuid4(), "https://app.example.com/cb", "chat", ""
+        )
+
+
 async def test_oauth_7_implicit_grant_is_unsupported_response_type(
     browser: httpx.AsyncClient,
 ) -> None:
