@@ -207,8 +207,14 @@ def test_dash_remote_in_tmux_with_traffic_flowing(stack: dict[str, object]) -> N
         keys("/")
         wait_for("filter…", "the filter box")
         keys("-l", "tmux-made")
-        wait_for(lambda s: re.search(r"\b1 of [0-9]+;", s) is not None, "the filtered key")
+        wait_for(
+            lambda s: re.search(r"\b1 of [0-9]+; filter: tmux-made;", s) is not None,
+            "the filtered key",
+        )
         keys("Enter")
+        # The box goes away once the table has the focus; a key sent before that would still be
+        # typed into the box (seen in CI: "tmux-maded").
+        wait_for(lambda s: re.search(r"▊\s+tmux-made", s) is None, "the table focused")
         keys("d")
         shown = wait_for("Revoke key", "the revoke confirmation")
         assert "(tmux-made)" in shown, shown  # never the admin's own key

@@ -21,7 +21,8 @@ __all__ = ["FilteredScreen", "ListingScreen"]
 
 class FilteredScreen(PolledScreen):
     """A table (``TABLE_ID``) under a filter input: ``/`` shows it, typing filters as you go,
-    Enter returns to the table, Escape clears and hides it. ``render_rows`` applies
+    Enter hides it and returns to the table with the filter kept (the status line shows it; ``/``
+    brings the box back to change it), Escape clears and hides it. ``render_rows`` applies
     ``query_text``."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -67,6 +68,9 @@ class FilteredScreen(PolledScreen):
 
     @on(Input.Submitted, "#filter")
     def _filter_done(self) -> None:
+        # Hidden, so that a key typed right after Enter can be seen to reach the table: one the
+        # app forwarded before this message was handled still lands in the box.
+        self.query_one("#filter", Input).display = False
         self.query_one(f"#{self.TABLE_ID}").focus()
 
 
