@@ -130,11 +130,12 @@ async def start_alerts(g: Gateway, stack: contextlib.AsyncExitStack) -> None:
         try:
             g.resolver.candidates(a.model)
         except LlmgwError:
-            log.warning(
-                "alerts.model %r is not a configured alias or model: alerts are stored"
-                " unclassified (as in mode transparent) until it is",
-                a.model,
-            )
+            if a.webhook_token is not None:  # without it no webhook: nobody to warn
+                log.warning(
+                    "alerts.model %r is not a configured alias or model: alerts are stored"
+                    " unclassified (as in mode transparent) until it is",
+                    a.model,
+                )
             classifier = None
     history = AlertHistory(g.engine)
     service.history = history
@@ -153,3 +154,12 @@ async def start_alerts(g: Gateway, stack: contextlib.AsyncExitStack) -> None:
     service.worker = worker
     worker.start()
     stack.push_async_callback(worker.aclose)
+    if a.breaker_alerts:
+        from llmgw.alerts.internal import BreakerAlerts
+
+        health = BreakerAlerts(service.store, wake=service.wake)
+        service.breaker_alerts = health
+        health.start()
+        g.router.breakers.listen(health.on_change)
+        stack.push_async_callback(health.aclose)
+        stack.callback(g.router.breakers.listen, None)

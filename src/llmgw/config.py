@@ -311,6 +311,9 @@ class AlertsSettings(_Section):
     """Seconds between retention runs."""
     retention_batch: int = Field(default=5000, ge=1, le=1_000_000)
     """Rows deleted per statement (short transactions, no long locks)."""
+    breaker_alerts: bool = True
+    """Record the gateway's own circuit breaker transitions in the history (source ``llmgw``:
+    ``LlmgwCircuitOpen`` fires when a provider's circuit opens, resolves when it closes)."""
 
 
 class AliasTarget(_Section):

@@ -207,3 +207,18 @@ async def test_in6_database_down_is_503_then_the_retry_is_stored(
         assert r.status_code == 200 and r.json()["new"] == 1
     gc.collect()  # while this test's warning filters apply
     assert len(rows(pg_url, "SELECT * FROM alerts")) == 1
+
+
+@pytest.mark.parametrize("token", [None, "whk-some-token-0123456789"])
+async def test_an_unconfigured_classifier_is_named_only_when_the_webhook_is_on(
+    home: Any, token: str | None, caplog: pytest.LogCaptureFixture
+) -> None:
+    """``llmgw serve`` with no ``[alerts]`` at all says nothing about ``alerts.model``."""
+    db_url = f"sqlite:///{home / 'quiet.db'}"
+    alerts: dict[str, Any] = {"webhook_token": token} if token else {}
+    settings = Settings(home=home, database={"url": db_url}, alerts=alerts)
+    with caplog.at_level("WARNING", logger="llmgw.alerts"):
+        async with running(settings):
+            pass
+    warned = [r for r in caplog.records if "alerts-classifier" in r.getMessage()]
+    assert len(warned) == (1 if token else 0)

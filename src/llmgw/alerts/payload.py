@@ -61,6 +61,8 @@ class Delivery:
     alerts: list[IncomingAlert]
     payload: dict[str, Any]
     digest: str
+    source: str = "alertmanager"
+    """Who raised the alerts: ``alertmanager`` (the webhook) or ``llmgw`` (the gateway itself)."""
 
 
 def _bad(message: str) -> InvalidRequest:

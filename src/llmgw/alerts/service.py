@@ -33,6 +33,8 @@ class AlertService:
         """``AlertHistory`` on the same engine (the API's queries), once started."""
         self.worker: Any = None
         """The job worker, once started (``llmgw serve``)."""
+        self.breaker_alerts: Any = None
+        """``BreakerAlerts`` (the gateway's own circuit transitions), once started."""
 
     def problems(self) -> list[str]:
         """Why the alert side is not ready (readiness): a worker loop that stopped looking at

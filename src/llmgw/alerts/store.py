@@ -229,7 +229,7 @@ class AlertStore:
                 fingerprint=a.fingerprint,
                 starts_at=a.starts_at,
                 ends_at=a.ends_at if a.status == "resolved" else None,
-                source="alertmanager",
+                source=d.source,
                 alertname=alertname,
                 status=a.status,
                 severity=(a.labels.get("severity") or None),

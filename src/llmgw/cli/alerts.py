@@ -85,6 +85,12 @@ def alerts_list(
         ),
     ] = None,
     flapping: Annotated[bool, typer.Option("--flapping", help="Only flapping alerts.")] = False,
+    source: Annotated[
+        str | None,
+        typer.Option(
+            "--source", help="alertmanager, or llmgw (the gateway's own).", show_default=False
+        ),
+    ] = None,
     limit: Annotated[int, typer.Option("--limit", "-n", help="At most this many.")] = 50,
     cursor: Annotated[
         str | None,
@@ -104,6 +110,7 @@ def alerts_list(
         labels=tuple(label or ()),
         since=start,
         flapping=True if flapping else None,
+        source=source,
     )
     page = _ops(ctx).list(f, limit=limit, cursor=cursor)
     if json:

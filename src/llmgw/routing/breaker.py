@@ -14,10 +14,17 @@ injectable (a monotonic ``() -> float`` in seconds) so tests drive time by hand.
 
 All methods run on one event loop; ``snapshot`` may be read from another thread (plain reads of
 immutable values under the GIL, good enough for a status page).
+
+A listener (``BreakerRegistry.listen``) hears two transitions: ``"open"`` when a closed circuit
+opens and ``"closed"`` when a probe closes it again (a failed probe re-opening a half-open
+circuit is the same outage, not a new one). It is called on the event loop inside
+``record_failure``/``record_success`` and must only hand the fact on (the alert history queues
+it and stores it off the request path); a listener that raises is ignored.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,6 +34,7 @@ from llmgw.errors import Unavailable
 
 __all__ = [
     "BreakerConfig",
+    "BreakerListener",
     "BreakerRegistry",
     "BreakerState",
     "CircuitBreaker",
@@ -36,6 +44,7 @@ __all__ = [
 
 BreakerState = Literal["closed", "open", "half_open"]
 Clock = Callable[[], float]
+BreakerListener = Callable[["CircuitBreaker", Literal["open", "closed"]], None]
 
 
 class CircuitOpen(Unavailable):
@@ -138,6 +147,8 @@ class CircuitBreaker:
         self.in_flight = 0
         """Attempts out to this upstream now, waiting for its answer (a stream: its first chunk);
         kept by the router around each attempt, read by status pages."""
+        self.listener: BreakerListener | None = None
+        """Told when the circuit opens from closed and when a probe closes it (module docstring)."""
 
     @property
     def state(self) -> BreakerState:
@@ -176,6 +187,8 @@ class CircuitBreaker:
             self._probes = 0
             self._cooldown = self.config.cooldown
             self._window.clear()
+            if self.listener is not None:
+                self._tell("closed")
         self._consecutive = 0
         self._window.add(now, True)
 
@@ -192,10 +205,19 @@ class CircuitBreaker:
         self._window.add(now, False)
         if self._consecutive >= self.config.failure_threshold:
             self._open(now)
-            return
-        total, bad = self._window.counts(now)
-        if total >= self.config.min_requests and bad / total >= self.config.error_rate_threshold:
+        else:
+            total, bad = self._window.counts(now)
+            if total < self.config.min_requests or bad / total < self.config.error_rate_threshold:
+                return
             self._open(now)
+        if self.listener is not None:
+            self._tell("open")
+
+    def _tell(self, change: Literal["open", "closed"]) -> None:
+        listener = self.listener
+        if listener is not None:
+            with contextlib.suppress(Exception):  # a listener must never break routing
+                listener(self, change)
 
     def release(self) -> None:
         """The attempt ended without a verdict on the upstream: give back a probe slot."""
@@ -227,6 +249,13 @@ class BreakerRegistry:
         self.config = config or BreakerConfig()
         self._clock = clock
         self._breakers: dict[tuple[str, str], CircuitBreaker] = {}
+        self._listener: BreakerListener | None = None
+
+    def listen(self, listener: BreakerListener | None) -> None:
+        """Tell ``listener`` the open/close transitions of every breaker, present and future."""
+        self._listener = listener
+        for b in self._breakers.values():
+            b.listener = listener
 
     def get(self, provider: str, model: str) -> CircuitBreaker:
         """The breaker of ``provider``/``model``."""
@@ -234,6 +263,7 @@ class BreakerRegistry:
         b = self._breakers.get(key)
         if b is None:
             b = self._breakers[key] = CircuitBreaker(key, self.config, self._clock)
+            b.listener = self._listener
         return b
 
     def forget(self, provider: str, model: str) -> None:
