@@ -111,11 +111,12 @@ def test_completing_command_names_imports_no_command_module(tmp_path: Path) -> N
 
 
 def test_keys_list_on_a_current_schema_imports_only_what_it_uses(tmp_path: Path) -> None:
-    """No Alembic when the schema is already current, no other command's module, no HTTP stack,
-    no PostgreSQL dialect on SQLite; with --json (what scripts call) no rich either."""
+    """On a SQLite file whose schema is current: no SQLAlchemy at all (``admin/quick.py`` reads
+    it with the standard library), no other command's module, no HTTP stack; with --json (what
+    scripts call) no rich either."""
     env = {"LLMGW_HOME": str(tmp_path)}
     _modules_after(["keys", "create", "--name", "ci"], env)  # creates and migrates the database
-    never = {"alembic", "httpx", "uvicorn", "starlette", "textual"}
+    never = {"sqlalchemy", "sqlmodel", "alembic", "httpx", "uvicorn", "starlette", "textual"}
     for argv in (["keys", "list"], ["keys", "list", "--json"]):
         loaded, out = _modules_after(argv, env)
         assert "ci" in out

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -185,7 +185,15 @@ def keys_list(
     json: _JSON = False,
 ) -> None:
     """List keys: id, name, prefix, user, dates and status (active, expired, revoked)."""
-    records = state(ctx).admin().keys_list(include_revoked=all_)
+    st = state(ctx)
+    records = None
+    if not st.remote:  # a current SQLite file is read with the stdlib: no SQLAlchemy start-up
+        from llmgw.admin.quick import keys_list as quick_keys
+
+        now = datetime.now(UTC)
+        records = quick_keys(st.settings.database_url, include_revoked=all_, now=now)
+    if records is None:
+        records = st.admin().keys_list(include_revoked=all_)
     if json:
         emit_json(records)
         return

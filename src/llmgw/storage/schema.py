@@ -8,7 +8,6 @@ scripts are not one plain chain (tests/migrations checks both answers agree).
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from importlib import resources
@@ -18,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from llmgw.errors import UsageError
+from llmgw.storage.revisions import VERSION_TABLE, scripted_head
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -31,11 +31,6 @@ __all__ = [
     "is_current",
     "upgrade",
 ]
-
-VERSION_TABLE = "alembic_version"  # Alembic's default; migrations/env.py keeps it
-_REVISION = re.compile(r"^revision(?:\s*:[^=]+)?\s*=\s*['\"]([^'\"]+)['\"]\s*$", re.M)
-_DOWN = re.compile(r"^down_revision(?:\s*:[^=]+)?\s*=\s*(.+)$", re.M)
-_QUOTED = re.compile(r"['\"]([^'\"]+)['\"]")
 
 
 def alembic_config(engine: Engine) -> Config:
@@ -101,29 +96,12 @@ def current_revision(engine: Engine) -> str | None:
 
 def head_revision(engine: Engine) -> str | None:
     """The newest revision this version of llmgw knows."""
-    head = _scripted_head()
+    head = scripted_head()
     if head is not None:
         return head
     from alembic.script import ScriptDirectory
 
     return ScriptDirectory.from_config(alembic_config(engine)).get_current_head()
-
-
-def _scripted_head() -> str | None:
-    """The one head of the version scripts' chain, read as text; ``None`` when unsure."""
-    revisions: set[str] = set()
-    parents: set[str] = set()
-    for script in (resources.files("llmgw.migrations") / "versions").iterdir():
-        if not script.name.endswith(".py") or script.name.startswith("_"):
-            continue
-        text = script.read_text(encoding="utf-8")
-        rev, down = _REVISION.findall(text), _DOWN.findall(text)
-        if len(rev) != 1 or len(down) != 1:
-            return None
-        revisions.add(rev[0])
-        parents.update(_QUOTED.findall(down[0]))
-    heads = revisions - parents
-    return heads.pop() if len(heads) == 1 and parents <= revisions else None
 
 
 def is_current(engine: Engine) -> bool:

@@ -276,7 +276,7 @@ class Migration:
         self.pg.execute("SET TIME ZONE 'UTC'")
 
     def _source_revision(self) -> str | None:
-        from llmgw.storage.schema import VERSION_TABLE, _scripted_head
+        from llmgw.storage.revisions import VERSION_TABLE, scripted_head
 
         has = self.src.execute(
             "SELECT 1 FROM sqlite_master WHERE type='table' AND name=?", (VERSION_TABLE,)
@@ -284,7 +284,7 @@ class Migration:
         rev = (
             self.src.execute(f"SELECT version_num FROM {VERSION_TABLE}").fetchone() if has else None
         )
-        head = _scripted_head()
+        head = scripted_head()
         current = rev[0] if rev else None
         if current != head:
             raise UsageError(
