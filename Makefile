@@ -18,5 +18,6 @@ types:  ## mypy: strict on the package; tests with check_untyped_defs ([[tool.my
 imports:  ## import-linter: the boundaries in pyproject.toml [tool.importlinter]
 	lint-imports
 
-test:  ## the suite in parallel, with coverage and its floor ([tool.coverage])
-	$(PYTHON) -m pytest -n auto --cov --cov-report=term-missing:skip-covered
+test:  ## the suite in parallel, with coverage and its floors ([tool.coverage]; lines >= 90 %)
+	$(PYTHON) -m pytest -n auto --cov --cov-report=term-missing:skip-covered --cov-report=json:coverage.json
+	$(PYTHON) -c 'import json; t = json.load(open("coverage.json"))["totals"]; p = 100 * t["covered_lines"] / t["num_statements"]; print(f"Lines covered: {p:.2f}% (floor 90%)"); raise SystemExit(p < 90)'
