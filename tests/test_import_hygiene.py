@@ -178,3 +178,21 @@ def test_the_dashboards_first_screen_loads_no_sqlmodel(tmp_path: Path) -> None:
     )
     loaded, _ = _probe(code)
     assert not {"sqlmodel", "pydantic", "llmgw.storage.tables", "llmgw.auth.keys"} & loaded
+
+
+def test_the_dashboard_loads_only_its_first_screen() -> None:
+    """``llmgw dash`` imports the app, checks an empty ``[tui] keys`` and shows Providers: the
+    other screens (forms, charts, the chat client) load when they are first shown."""
+    code = (
+        "from llmgw.tui.keymap import check_keymap\n"
+        "assert check_keymap({}) == {}\n"
+        "from llmgw.tui.app import LlmgwApp, screen_class\n"
+        "screen_class('providers')\n"
+    )
+    loaded, _ = _probe(code)
+    later = {
+        f"llmgw.tui.screens.{name}"
+        for name in ("requests", "usage", "keys", "users", "audit", "chat", "help", "listing")
+    } | {"llmgw.tui.widgets.dialogs", "llmgw.admin.chat"}
+    assert "llmgw.tui.screens.providers" in loaded
+    assert not later & loaded, sorted(later & loaded)

@@ -7,6 +7,7 @@ Textual modes switched with the number keys; each polls in its own worker.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -17,21 +18,13 @@ from textual.binding import Binding, BindingType
 from textual.screen import Screen
 
 from llmgw.errors import AuthError, PermissionDenied
-from llmgw.tui.screens.audit import AuditScreen
 from llmgw.tui.screens.base import PolledScreen, describe
-from llmgw.tui.screens.chat import ChatScreen
-from llmgw.tui.screens.help import HelpScreen
-from llmgw.tui.screens.keys import KeysScreen
-from llmgw.tui.screens.providers import ProvidersScreen
-from llmgw.tui.screens.requests import RequestsScreen
-from llmgw.tui.screens.usage import UsageScreen
-from llmgw.tui.screens.users import UsersScreen
 
 if TYPE_CHECKING:
     from llmgw.admin.chat import ChatSource
     from llmgw.admin.ops import AdminOps, Record
 
-__all__ = ["SCREENS_ORDER", "LlmgwApp"]
+__all__ = ["SCREENS_ORDER", "LlmgwApp", "screen_class"]
 
 Clock = Callable[[], datetime]
 
@@ -46,6 +39,33 @@ SCREENS_ORDER: tuple[tuple[str, str], ...] = (
 )
 """(mode, title) in the order of the number keys 1..7."""
 
+_SCREENS: dict[str, str] = {
+    "providers": "providers:ProvidersScreen",
+    "requests": "requests:RequestsScreen",
+    "usage": "usage:UsageScreen",
+    "keys": "keys:KeysScreen",
+    "users": "users:UsersScreen",
+    "audit": "audit:AuditScreen",
+    "chat": "chat:ChatScreen",
+}
+"""Mode -> ``module:class`` in ``llmgw.tui.screens``. A screen's module (and what it needs:
+forms, charts, the chat client) is imported when the screen is first shown, so the first
+paint pays only for Providers."""
+
+
+def screen_class(mode: str) -> type[Screen[Any]]:
+    """The screen class of ``mode``, imported on first use."""
+    module, name = _SCREENS[mode].split(":")
+    cls: type[Screen[Any]] = getattr(importlib.import_module(f"llmgw.tui.screens.{module}"), name)
+    return cls
+
+
+def _lazy(mode: str) -> Callable[[], Screen[Any]]:
+    def make() -> Screen[Any]:
+        return screen_class(mode)()
+
+    return make
+
 
 def _utcnow() -> datetime:
     return datetime.now(UTC)
@@ -57,13 +77,7 @@ class LlmgwApp(App[None]):
     CSS_PATH = "llmgw.tcss"
     TITLE = "llmgw dash"
     MODES: ClassVar[dict[str, str | Callable[[], Screen[Any]]]] = {
-        "providers": ProvidersScreen,
-        "requests": RequestsScreen,
-        "usage": UsageScreen,
-        "keys": KeysScreen,
-        "users": UsersScreen,
-        "audit": AuditScreen,
-        "chat": ChatScreen,
+        mode: _lazy(mode) for mode in _SCREENS
     }
     BINDINGS: ClassVar[list[BindingType]] = [
         *(
@@ -160,6 +174,8 @@ class LlmgwApp(App[None]):
 
     def action_help(self) -> None:
         """Show the help screen with every binding."""
+        from llmgw.tui.screens.help import HelpScreen
+
         if not isinstance(self.screen, HelpScreen):
             screen = self.screen
             self.push_screen(HelpScreen(screen.active_bindings, getattr(screen, "TITLE_TEXT", "")))

@@ -17,22 +17,25 @@ def _ids(bindings: Iterable[BindingType]) -> set[str]:
 
 def binding_ids() -> set[str]:
     """Every binding id of the app, its screens and its dialogs (what ``[tui] keys`` may name)."""
-    from llmgw.tui.app import LlmgwApp
+    from llmgw.tui.app import SCREENS_ORDER, LlmgwApp, screen_class
     from llmgw.tui.screens.base import PolledScreen
     from llmgw.tui.screens.help import HelpScreen
     from llmgw.tui.screens.listing import FilteredScreen
     from llmgw.tui.widgets.dialogs import ConfirmScreen, FormScreen, SecretScreen
 
     ids = _ids(LlmgwApp.BINDINGS) | _ids(PolledScreen.BINDINGS) | _ids(FilteredScreen.BINDINGS)
-    for screen in LlmgwApp.MODES.values():
-        ids |= _ids(getattr(screen, "BINDINGS", []))
+    for mode, _title in SCREENS_ORDER:
+        ids |= _ids(screen_class(mode).BINDINGS)
     for dialog in (HelpScreen, ConfirmScreen, FormScreen, SecretScreen):
         ids |= _ids(dialog.BINDINGS)
     return ids
 
 
 def check_keymap(keymap: Mapping[str, str]) -> dict[str, str]:
-    """``keymap`` if every id in it is a binding of the dashboard, else ``ConfigError`` (exit 2)."""
+    """``keymap`` if every id in it is a binding of the dashboard, else ``ConfigError`` (exit 2).
+    An empty keymap is checked without loading the screens (the first paint would pay for them)."""
+    if not keymap:
+        return {}
     known = binding_ids()
     unknown = sorted(set(keymap) - known)
     if unknown:

@@ -182,6 +182,35 @@ async def test_polls_rearm_their_timer(make_app, ops, wait):
         assert ops.calls.count("providers_status") >= 3
 
 
+async def test_usage_polls_less_often_than_the_live_screens(make_app, ops, wait):
+    """At ``--interval 0.2`` Providers polls five times a second, but Usage (two statistics
+    queries a poll, totals per hour or day) waits ``USAGE_INTERVAL``; ``r`` polls it at once."""
+    from llmgw.tui.screens.usage import USAGE_INTERVAL
+
+    assert USAGE_INTERVAL >= 5
+    app = make_app(ops, poll_interval=0.2)
+
+    def usage_polls() -> int:
+        return sum(1 for c in ops.calls if c.startswith("usage_stats"))
+
+    async with app.run_test(size=(100, 30)) as pilot:
+        await wait(pilot)
+        await pilot.press("3")
+        await wait(pilot)
+        assert usage_polls() == 2  # the chart and the breakdown
+        await asyncio.sleep(1.2)
+        assert usage_polls() == 2
+        assert "updated 09:30" in status(app)
+        await pilot.press("r")
+        await wait(pilot)
+        assert usage_polls() == 4
+        await pilot.press("1")
+        await wait(pilot)
+        before = ops.calls.count("providers_status")
+        await asyncio.sleep(1.2)
+        assert ops.calls.count("providers_status") >= before + 3
+
+
 async def test_refused_credential_exits_2(make_app, ops):
     ops.fail = PermissionDenied("this key may not use the admin API")
     app = make_app(ops)

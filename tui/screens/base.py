@@ -45,6 +45,9 @@ class PolledScreen(Screen[None]):
     ]
     TITLE_TEXT: ClassVar[str] = ""
     AUTO_FOCUS = "DataTable"
+    MIN_INTERVAL: ClassVar[float] = 0.0
+    """The fewest seconds between two polls of this screen, whatever ``--interval`` says: a
+    screen of aggregates that change by the hour polls less often than the live ones."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -114,8 +117,13 @@ class PolledScreen(Screen[None]):
         else:
             self.post_message(Polled(data))
 
+    @property
+    def interval(self) -> float:
+        """Seconds between this screen's polls: ``--interval``, at least ``MIN_INTERVAL``."""
+        return max(self.llmgw.poll_interval, self.MIN_INTERVAL)
+
     def _rearm(self) -> None:
-        self._timer = self.set_timer(self.llmgw.poll_interval, self.poll)
+        self._timer = self.set_timer(self.interval, self.poll)
 
     @on(Polled)
     def _on_polled(self, message: Polled) -> None:

@@ -19,7 +19,15 @@ from llmgw.tui.widgets.dialogs import Field, FormScreen
 if TYPE_CHECKING:
     from llmgw.admin.ops import AdminOps, Record
 
-__all__ = ["BREAKDOWNS", "PERIODS", "UsageScreen", "buckets", "parse_custom", "parse_when"]
+__all__ = [
+    "BREAKDOWNS",
+    "PERIODS",
+    "USAGE_INTERVAL",
+    "UsageScreen",
+    "buckets",
+    "parse_custom",
+    "parse_when",
+]
 
 PERIODS: dict[str, tuple[timedelta, str]] = {
     "1h": (timedelta(hours=1), "hour"),
@@ -30,6 +38,11 @@ PERIODS: dict[str, tuple[timedelta, str]] = {
 """Period name → (length, bucket); after them in the cycle comes ``custom`` (since/until)."""
 CUSTOM = "custom"
 BREAKDOWNS = ("model", "version", "provider", "key", "user", "status")
+USAGE_INTERVAL = 10.0
+"""Seconds between the Usage screen's polls at least: each poll is two statistics queries
+(what one dashboard at ``--interval 1`` cost a server most; docs/performance.md), and hourly and
+daily totals do not need a new answer every second. ``r`` polls at once, and so does coming
+back to the screen."""
 MAX_CUSTOM = timedelta(days=400)
 """The longest custom period (a day per bucket: about 400 points)."""
 
@@ -102,6 +115,7 @@ class UsageScreen(PolledScreen):
     and a breakdown (``b`` cycles)."""
 
     TITLE_TEXT = "Usage"
+    MIN_INTERVAL = USAGE_INTERVAL
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding(
             "p", "period", "Period", id="usage-period", tooltip="Cycle 1h, 24h, 7d, 30d, custom"
