@@ -12,6 +12,7 @@ from llmgw.errors import Unavailable
 from llmgw.providers.base import Usage
 from llmgw.routing.outcome import RouteTrace
 from llmgw.routing.resolve import Target
+from llmgw.server.auth import TokenKey
 from llmgw.server.errors import error_code, to_llmgw_error
 from llmgw.server.middleware import RequestContext
 from llmgw.server.ratelimits import Grant
@@ -49,6 +50,8 @@ class Call:
             key_id=key.id,
             user_id=key.user_id,
         )
+        if type(key) is TokenKey:  # a token's call: its user and its jti, no key
+            self.event.key_id, self.event.token_id = None, key.jti
         if rc.client_request_id is not None:
             self.event.meta = {"client_request_id": rc.client_request_id}
 

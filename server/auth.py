@@ -116,13 +116,22 @@ class TokenKey:
     """A verified access token (or personal access token) as the pipeline sees a key.
 
     Same attributes as ``KeyInfo`` where the pipeline reads them: ``id`` is the token's ``jti``
-    as a UUID (so a revocation announced for it drops it from the cache like a key), no per-key
-    limits, and the ``chat`` scope stands in for the model allow-list: ``allows_model`` refuses
-    every model (403 ``insufficient_scope``) to a token without it, so the OpenAI routes need
-    ``chat``. ``require_admin`` reads ``scopes`` for the ``admin`` scope.
+    as a UUID (so a revocation announced for it drops it from the cache like a key), and the
+    ``chat`` scope stands in for the model allow-list: ``allows_model`` refuses every model (403
+    ``insufficient_scope``) to a token without it, so the OpenAI routes need ``chat``.
+    ``require_admin`` reads ``scopes`` for the ``admin`` scope.
+
+    Rate limits (``rpm``, ``tpm``, counted in the buckets named by ``bucket``; docs/auth.md):
+    a personal access token has buckets of its own (``pat:<jti>``) and its own limits, else the
+    defaults; the access tokens of a login share their user's buckets (``user:<id>``: a refresh
+    every 15 minutes must not refill them, nor a second session double them) and a
+    ``client_credentials`` token its client's (``client:<id>``), with the defaults
+    (``identity.token_rpm``/``token_tpm``). The usage row names the user and the token
+    (``token_id``), never a key.
     """
 
     __slots__ = (
+        "bucket",
         "cache_ttl",
         "client_id",
         "expires_at",
@@ -130,15 +139,17 @@ class TokenKey:
         "jti",
         "prefix",
         "principal",
+        "rpm",
         "scopes",
+        "tpm",
         "user_email",
         "user_id",
         "user_role",
     )
-    rpm: int | None = None
-    tpm: int | None = None
 
-    def __init__(self, principal: Principal) -> None:
+    def __init__(
+        self, principal: Principal, rpm: int | None = None, tpm: int | None = None
+    ) -> None:
         from llmgw.identity.tokens import jti_key_id
 
         jti = principal.jti or ""
@@ -153,6 +164,14 @@ class TokenKey:
         self.client_id = principal.client_id
         self.expires_at = principal.expires_at
         self.cache_ttl = JWT_CACHE_SECONDS
+        if principal.client_id is None:  # a personal access token
+            self.bucket = "pat:" + jti
+            self.rpm = principal.rpm if principal.rpm is not None else rpm
+            self.tpm = principal.tpm if principal.tpm is not None else tpm
+        else:
+            who = principal.user_id
+            self.bucket = f"user:{who}" if who is not None else f"client:{principal.client_id}"
+            self.rpm, self.tpm = rpm, tpm
 
     def allows_model(self, model: str) -> bool:
         """Every model with the ``chat`` scope; ``PermissionDenied`` (403) without it."""
@@ -170,15 +189,24 @@ class Credentials:
     that looks like a JWT by ``TokenService`` (only on a cache miss: a cached credential of
     either kind costs the same digest and dictionary look-up)."""
 
-    def __init__(self, keys: KeyService, tokens: TokenService | None) -> None:
+    def __init__(
+        self,
+        keys: KeyService,
+        tokens: TokenService | None,
+        *,
+        token_rpm: int | None = None,
+        token_tpm: int | None = None,
+    ) -> None:
         self._keys = keys
         self._tokens = tokens
+        self._rpm = token_rpm
+        self._tpm = token_tpm
 
     def authenticate(self, secret: str) -> _Key:
         """The key or token behind ``secret``; ``AuthError`` otherwise."""
         if secret.startswith(SECRET_PREFIX) or self._tokens is None or secret.count(".") != 2:
             return self._keys.authenticate(secret)
-        return TokenKey(self._tokens.verify(secret))
+        return TokenKey(self._tokens.verify(secret), self._rpm, self._tpm)
 
     def touch_last_used(self, seen: Mapping[uuid.UUID, datetime]) -> None:
         """Last-used times of keys (tokens' ids match no key row and change nothing)."""

@@ -56,6 +56,7 @@ _RECENT = {
     "key_prefix": "llmgw_AbCdEf",
     "key_id": _KEY["id"],
     "user_id": _USER["id"],
+    "token_id": None,
     "endpoint": "chat",
     "provider": "local",
     "model": "gpt-4o-mini",

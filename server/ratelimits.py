@@ -1,4 +1,4 @@
-"""Per-key request and token limits (``rpm``/``tpm`` of an API key) for the routes.
+"""Per-key request and token limits (``rpm``/``tpm`` of an API key or a token) for the routes.
 
 A key's ``rpm`` is a GCRA bucket of one unit per request; its ``tpm`` a bucket of tokens. A
 request reserves an estimate of its tokens when it is admitted (the prompt's characters / 4 plus
@@ -20,6 +20,7 @@ from typing import Any
 
 from llmgw.errors import RateLimited
 from llmgw.ratelimit import Decision, Limit, RateLimiter
+from llmgw.server.auth import TokenKey
 
 __all__ = [
     "DEFAULT_COMPLETION_RESERVE",
@@ -37,6 +38,12 @@ SETTLE_SECONDS = 0.02
 """How long token settlements are summed before one adjustment per bucket is applied."""
 DEFAULT_COMPLETION_RESERVE = 256
 """Tokens reserved for the answer of a chat request that sets no ``max_tokens``."""
+_WHOSE = {
+    "user": "this user's access tokens",
+    "client": "this client's access tokens",
+    "pat": "this personal access token",
+}
+"""Who a refusal names, by the bucket's kind (``TokenKey.bucket``); a key's is its id."""
 
 
 def estimate_text_tokens(texts: Iterable[str]) -> int:
@@ -141,7 +148,7 @@ class KeyLimits:
         rpm, tpm = key.rpm, key.tpm
         if not rpm and not tpm:
             return None
-        key_id = str(key.id)
+        key_id = key.bucket if type(key) is TokenKey else str(key.id)
         headers: list[tuple[str, str]] = []
         rpm_limit = Limit(min(rpm, MAX_RATE), PERIOD) if rpm else None
         if rpm_limit is not None:
@@ -149,7 +156,7 @@ class KeyLimits:
             headers += _headers("requests", d)
             if not d.allowed:
                 self.rejected["requests"] += 1
-                raise self._refused("requests", rpm_limit.rate, d, headers)
+                raise self._refused("requests", rpm_limit.rate, d, headers, key_id)
         tpm_limit = Limit(min(tpm, MAX_RATE), PERIOD) if tpm else None
         reserved = 0
         if tpm_limit is not None:
@@ -160,13 +167,16 @@ class KeyLimits:
                 self.rejected["tokens"] += 1
                 if rpm_limit is not None:
                     self.adjust_later(f"rpm:{key_id}", rpm_limit, -1)
-                raise self._refused("tokens", tpm_limit.rate, d, headers)
+                raise self._refused("tokens", tpm_limit.rate, d, headers, key_id)
         return Grant(self, key_id, tpm_limit, reserved, headers)
 
     @staticmethod
-    def _refused(kind: str, rate: int, d: Decision, headers: list[tuple[str, str]]) -> RateLimited:
+    def _refused(
+        kind: str, rate: int, d: Decision, headers: list[tuple[str, str]], bucket: str
+    ) -> RateLimited:
         err = RateLimited(
-            f"rate limit reached for this API key: {rate} {kind} per minute; "
+            f"rate limit reached for {_WHOSE.get(bucket.partition(':')[0], 'this API key')}: "
+            f"{rate} {kind} per minute; "
             f"retry in {max(1, math.ceil(d.retry_after))}s",
             retry_after=max(d.retry_after, 0.001),
         )

@@ -159,7 +159,12 @@ class Gateway:
             self.keys = KeyService(self.engine)
             self.tokens = TokenService.from_settings(s, self.engine, on_change=self.announce)
             self.auth = KeyCache(
-                Credentials(self.keys, self.tokens),
+                Credentials(
+                    self.keys,
+                    self.tokens,
+                    token_rpm=s.identity.token_rpm,
+                    token_tpm=s.identity.token_tpm,
+                ),
                 ttl=s.server.key_cache_seconds,
                 clock=self.clock,
             )

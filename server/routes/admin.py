@@ -329,6 +329,7 @@ def _event_row(ev: Any) -> dict[str, Any]:
         "request_id": ev.request_id,
         "key_id": ev.key_id,
         "user_id": ev.user_id,
+        "token_id": ev.token_id,
         "endpoint": ev.endpoint,
         "provider": ev.provider,
         "model": ev.model,

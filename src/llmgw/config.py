@@ -148,6 +148,12 @@ class IdentitySettings(_Section):
     key_overlap_seconds: int = Field(default=3600, ge=0, le=30 * 86_400)
     """After ``llmgw oauth keys rotate``, how long the old key still verifies tokens (at least
     ``access_token_seconds``; longer while personal access tokens it signed live)."""
+    token_rpm: int | None = Field(default=None, ge=1, le=2_000_000_000)
+    """Requests per minute of a JWT caller: per user for the access tokens of a login (all of
+    the user's sessions together), per client for ``client_credentials``, per token for a
+    personal access token created without ``--rpm``. Unset: no limit (as a key without one)."""
+    token_tpm: int | None = Field(default=None, ge=1, le=2_000_000_000)
+    """Tokens per minute of a JWT caller, counted like ``token_rpm``. Unset: no limit."""
 
 
 class UsageSettings(_Section):

@@ -270,3 +270,50 @@ def test_migration_0007_fills_the_slim_hourly_rollup_from_the_hourly_one(engine:
     upgrade(engine)
     assert _state(engine) == 200
     _check(engine, rows, END - timedelta(days=2, minutes=17), None, refresh_at=10**9)
+
+
+def test_migration_0008_moves_token_ids_out_of_the_key_column(engine: Engine) -> None:
+    """Before 0008 a token's call had its jti (as a UUID) in ``key_id``: after it, ``key_id`` is
+    NULL and ``token_id`` the jti, in the rows and in the rollups already folded (summed into
+    the rows without a key), and every report answers as if the rows had been written so."""
+    from llmgw.storage.schema import downgrade, upgrade
+    from llmgw.storage.tables import ApiKey, OAuthToken, User, usage_daily
+
+    user, key, jti = uuid.uuid4(), uuid.uuid4(), uuid.uuid4().hex
+    now = END
+    with engine.begin() as conn:
+        conn.execute(sa.insert(User.__table__).values(  # type: ignore[attr-defined]
+            id=user, email="ann@example.com", role="user", disabled=False, created_at=now))  # fmt: skip
+        conn.execute(sa.insert(ApiKey.__table__).values(  # type: ignore[attr-defined]
+            id=key, name="k", user_id=user, prefix="llmgw_AAAAAA", digest="d" * 64,
+            created_at=now))  # fmt: skip
+        conn.execute(sa.insert(OAuthToken.__table__).values(  # type: ignore[attr-defined]
+            jti=jti, kind="access", user_id=user, client_id="llmgw-cli", scope="chat",
+            issued_at=now, expires_at=now + timedelta(minutes=15)))  # fmt: skip
+    downgrade(engine, "0007")
+    rows = _rows(random.Random(8), 240, 0, [key, uuid.UUID(hex=jti), None])
+    for r in rows:
+        r["user_id"] = user if r["key_id"] is not None else None
+    old = sa.Table("usage", sa.MetaData(), *(c._copy() for c in _u.columns if c.name != "token_id"))
+    with engine.begin() as conn:
+        conn.execute(sa.insert(old), rows[:200])
+    assert rollup.refresh(engine) == 200  # 200 folded, 40 in the tail
+    with engine.begin() as conn:
+        conn.execute(sa.insert(old), rows[200:])
+    upgrade(engine)
+    with engine.connect() as conn:
+        got = {r.request_id: r for r in conn.execute(sa.select(_u.c.request_id, _u.c.key_id,
+                                                               _u.c.token_id, _u.c.user_id))}  # fmt: skip
+        for table in (usage_hourly, usage_daily):
+            keys = set(conn.execute(sa.select(table.c.key_id).distinct()).scalars())
+            assert keys <= {key, rollup.NO_ID}, table.name
+    for r in rows:
+        g = got[r["request_id"]]
+        if r["key_id"] == uuid.UUID(hex=jti):
+            assert (g.key_id, g.token_id, g.user_id) == (None, jti, user)
+            r["key_id"] = None  # what the reports must now say
+        else:
+            assert (g.key_id, g.token_id) == (r["key_id"], None)
+    assert sum(r["key_id"] is None and r["user_id"] == user for r in rows) > 50
+    _check(engine, rows, END - timedelta(days=2, minutes=17), None, refresh_at=10**9)
+    _check(engine, rows, None, None, refresh_at=10**9)

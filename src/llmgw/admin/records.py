@@ -104,6 +104,7 @@ def recent_record(row: Mapping[str, Any], key_prefix: str | None) -> Record:
         "key_prefix": key_prefix,
         "key_id": str(row["key_id"]) if row["key_id"] is not None else None,
         "user_id": str(row["user_id"]) if row["user_id"] is not None else None,
+        "token_id": row.get("token_id"),
         "endpoint": row["endpoint"],
         "provider": row["provider"],
         "model": row["model"],

@@ -39,6 +39,22 @@ def tokens_create(
             "--scope", help="Space- or comma-separated scopes: chat, keys:self, usage:self, admin."
         ),
     ] = "chat",
+    rpm: Annotated[
+        int | None,
+        typer.Option(
+            "--rpm",
+            help="Requests per minute for this token (default: identity.token_rpm).",
+            show_default=False,
+        ),
+    ] = None,
+    tpm: Annotated[
+        int | None,
+        typer.Option(
+            "--tpm",
+            help="Tokens per minute for this token (default: identity.token_tpm).",
+            show_default=False,
+        ),
+    ] = None,
     json: _JSON = False,
 ) -> None:
     """Create a personal access token and print it once (only its id is kept)."""
@@ -59,13 +75,21 @@ def tokens_create(
     st = state(ctx)
     st.local_only("tokens create")
     owner = UserService(st.engine()).get(user)
-    record, token = token_service(ctx).create_pat(owner.id, name, scopes, lifetime)
+    record, token = token_service(ctx).create_pat(
+        owner.id, name, scopes, lifetime, rpm=rpm, tpm=tpm
+    )
     AuditService(st.engine()).record(
         Actor.local(),
         "tokens.create",
         owner.email,
         source="cli",
-        detail={"jti": record.jti, "name": record.name, "scope": record.scope},
+        detail={
+            "jti": record.jti,
+            "name": record.name,
+            "scope": record.scope,
+            "rpm": record.rpm,
+            "tpm": record.tpm,
+        },
     )
     if json:
         emit_json({**token_record(record, utcnow()), "token": token})

@@ -17,7 +17,8 @@ class Principal:
     ``scopes`` are what the credential grants (an API key grants ``chat`` and, for an admin's
     key, ``admin``); ``via`` says which kind of credential it was; ``jti`` and ``expires_at``
     belong to JWTs (``None`` for keys). ``client_id`` is the OAuth client a token was issued to
-    (``None`` for keys and personal access tokens).
+    (``None`` for keys and personal access tokens). ``rpm`` and ``tpm`` are a personal access
+    token's own limits (``None``: none of its own; the server applies ``identity.token_rpm``).
     """
 
     user_id: uuid.UUID | None
@@ -28,6 +29,8 @@ class Principal:
     jti: str | None = None
     expires_at: datetime | None = None
     client_id: str | None = None
+    rpm: int | None = None
+    tpm: int | None = None
 
     def has(self, scope: str) -> bool:
         """Whether the credential carries ``scope``."""

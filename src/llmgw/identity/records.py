@@ -45,6 +45,8 @@ def token_record(t: TokenRecord, now: datetime) -> dict[str, Any]:
         "issued_at": _iso(t.issued_at),
         "expires_at": _iso(t.expires_at),
         "revoked_at": _iso(t.revoked_at),
+        "rpm": t.rpm,
+        "tpm": t.tpm,
         "status": t.status(now),
     }
 

@@ -64,6 +64,7 @@ _RT: sa.Table = OAuthRefreshToken.__table__  # type: ignore[attr-defined]
 _AT: sa.Table = OAuthToken.__table__  # type: ignore[attr-defined]
 _USERS: sa.Table = User.__table__  # type: ignore[attr-defined]
 _NAME_MAX = 200
+_LIMIT_MAX = 2_000_000_000  # as an API key's rpm/tpm
 
 if TYPE_CHECKING:
     from llmgw.config import Settings
@@ -123,6 +124,8 @@ class TokenRecord:
     expires_at: datetime
     revoked_at: datetime | None
     user_email: str | None = None
+    rpm: int | None = None
+    tpm: int | None = None
 
     def status(self, now: datetime) -> str:
         """``active``, ``expired`` or ``revoked``."""
@@ -145,6 +148,8 @@ def _record(row: Any) -> TokenRecord:
         expires_at=m["expires_at"],
         revoked_at=m["revoked_at"],
         user_email=m.get("user_email"),
+        rpm=m.get("rpm"),
+        tpm=m.get("tpm"),
     )
 
 
@@ -228,6 +233,8 @@ class TokenService:
         family_id: uuid.UUID | None,
         ttl: timedelta,
         name: str | None = None,
+        rpm: int | None = None,
+        tpm: int | None = None,
     ) -> tuple[str, str, datetime]:
         now = self._clock()
         jti = uuid.uuid4().hex
@@ -244,6 +251,8 @@ class TokenService:
                 issued_at=now,
                 expires_at=exp,
                 revoked_at=None,
+                rpm=rpm,
+                tpm=tpm,
             )
         )
         claims = {
@@ -368,9 +377,22 @@ class TokenService:
         name: str,
         scope: str,
         expires_in: timedelta,
+        *,
+        rpm: int | None = None,
+        tpm: int | None = None,
     ) -> tuple[TokenRecord, str]:
-        """A personal access token for ``user_id``; returns its record and the token (shown once)."""
+        """A personal access token for ``user_id``; returns its record and the token (shown once).
+
+        ``rpm``/``tpm`` are its own limits (``None``: the server's ``identity.token_rpm``/``tpm``).
+        """
         name = name.strip()
+        for value, flag in ((rpm, "rpm"), (tpm, "tpm")):
+            if value is not None and not 1 <= value <= _LIMIT_MAX:
+                raise UsageError(
+                    f"invalid {flag} {value}",
+                    hint=f"--{flag} takes a whole number from 1 to {_LIMIT_MAX}",
+                    param=flag,
+                )
         if not name or len(name) > _NAME_MAX or any(ord(c) < 32 or ord(c) == 127 for c in name):
             raise UsageError("invalid token name", hint="use 1 to 200 printable characters")
         if not timedelta(0) < expires_in <= self.pat_max:
@@ -402,6 +424,8 @@ class TokenService:
                 family_id=None,
                 ttl=expires_in,
                 name=name,
+                rpm=rpm,
+                tpm=tpm,
             )
             rec = _record(conn.execute(_select().where(_AT.c.jti == jti)).one())
         return rec, token
@@ -486,6 +510,8 @@ class TokenService:
                     _AT.c.scope,
                     _AT.c.revoked_at,
                     _AT.c.expires_at,
+                    _AT.c.rpm,
+                    _AT.c.tpm,
                     _USERS.c.email,
                     _USERS.c.role,
                     _USERS.c.disabled,
@@ -512,6 +538,8 @@ class TokenService:
             jti=claims["jti"],
             expires_at=datetime.fromtimestamp(claims["exp"], UTC),
             client_id=None if row.kind == "pat" else row.client_id,
+            rpm=row.rpm,
+            tpm=row.tpm,
         )
 
     # -- listing -----------------------------------------------------------------------------

@@ -98,6 +98,7 @@ class UsageRecord(SQLModel, table=True):
     created_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime(), nullable=False)
     user_id: uuid.UUID | None = Field(default=None)
     key_id: uuid.UUID | None = Field(default=None)
+    """The API key of the call; ``None`` for a call made with a token (``token_id``)."""
     endpoint: str = Field(default="chat", max_length=32)
     provider: str | None = Field(default=None, max_length=64)
     model: str | None = Field(default=None, max_length=200)
@@ -114,6 +115,9 @@ class UsageRecord(SQLModel, table=True):
     meta: dict[str, Any] | None = Field(
         default=None, sa_column=sa.Column("metadata", JSONType, nullable=True)
     )
+    token_id: str | None = Field(default=None, max_length=64)
+    """The ``jti`` of the access token or personal access token of the call (``oauth_tokens``);
+    ``None`` for a call made with an API key (migration 0008)."""
 
 
 class ProviderStatus(SQLModel, table=True):
@@ -255,6 +259,10 @@ class OAuthToken(SQLModel, table=True):
     issued_at: datetime = Field(default_factory=utcnow, sa_type=UTCDateTime(), nullable=False)
     expires_at: datetime = Field(sa_type=UTCDateTime(), nullable=False)
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
+    rpm: int | None = Field(default=None)
+    """A personal access token's own requests per minute (``None``: ``identity.token_rpm``)."""
+    tpm: int | None = Field(default=None)
+    """A personal access token's own tokens per minute (``None``: ``identity.token_tpm``)."""
 
 
 class OAuthSigningKey(SQLModel, table=True):

@@ -490,6 +490,7 @@ RECENT_COLUMNS: tuple[str, ...] = (
     "request_id",
     "key_id",
     "user_id",
+    "token_id",
     "endpoint",
     "provider",
     "model",

@@ -47,6 +47,7 @@ class UsageEvent:
     status: int = 200  # the HTTP status the client got (or 499 client gone)
     error_type: str | None = None  # upstream_timeout, upstream_error, client_disconnected...
     meta: dict[str, Any] | None = None
+    token_id: str | None = None  # the jti of a token caller (then key_id is None)
     ticket: object = field(default=None, repr=False, compare=False)
     """The journal segment holding this record (set by the recorder; not a column)."""
 

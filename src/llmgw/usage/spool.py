@@ -66,6 +66,7 @@ def typed_row(data: dict[str, Any]) -> dict[str, Any]:
     for k in ("key_id", "user_id"):
         if data.get(k) is not None:
             data[k] = uuid.UUID(data[k])
+    data.setdefault("token_id", None)  # records written before migration 0008 have none
     data["created_at"] = datetime.fromisoformat(data["created_at"])
     data["cost"] = Decimal(str(data.get("cost", "0")))
     if not isinstance(data.get("request_id"), str) or not data["request_id"]:
