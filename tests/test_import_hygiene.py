@@ -192,7 +192,18 @@ def test_the_dashboard_loads_only_its_first_screen() -> None:
     loaded, _ = _probe(code)
     later = {
         f"llmgw.tui.screens.{name}"
-        for name in ("requests", "usage", "keys", "users", "audit", "chat", "help", "listing")
+        for name in (
+            "requests",
+            "usage",
+            "keys",
+            "users",
+            "audit",
+            "chat",
+            "help",
+            "listing",
+            "alerts",
+            "alert_detail",
+        )
     } | {"llmgw.tui.widgets.dialogs", "llmgw.admin.chat"}
     assert "llmgw.tui.screens.providers" in loaded
     assert not later & loaded, sorted(later & loaded)

@@ -23,6 +23,7 @@ from llmgw.tui.screens.base import PolledScreen, describe
 if TYPE_CHECKING:
     from llmgw.admin.chat import ChatSource
     from llmgw.admin.ops import AdminOps, Record
+    from llmgw.alerts.source import AlertSource
 
 __all__ = ["SCREENS_ORDER", "LlmgwApp", "screen_class"]
 
@@ -36,8 +37,9 @@ SCREENS_ORDER: tuple[tuple[str, str], ...] = (
     ("users", "Users"),
     ("audit", "Audit"),
     ("chat", "Chat"),
+    ("alerts", "Alerts"),
 )
-"""(mode, title) in the order of the number keys 1..7."""
+"""(mode, title) in the order of the number keys 1..8."""
 
 _SCREENS: dict[str, str] = {
     "providers": "providers:ProvidersScreen",
@@ -47,6 +49,7 @@ _SCREENS: dict[str, str] = {
     "users": "users:UsersScreen",
     "audit": "audit:AuditScreen",
     "chat": "chat:ChatScreen",
+    "alerts": "alerts:AlertsScreen",
 }
 """Mode -> ``module:class`` in ``llmgw.tui.screens``. A screen's module (and what it needs:
 forms, charts, the chat client) is imported when the screen is first shown, so the first
@@ -72,7 +75,8 @@ def _utcnow() -> datetime:
 
 
 class LlmgwApp(App[None]):
-    """The admin dashboard: providers, requests, usage, keys, users, the audit log and chat."""
+    """The admin dashboard: providers, requests, usage, keys, users, the audit log, chat and
+    the alert history."""
 
     CSS_PATH = "llmgw.tcss"
     TITLE = "llmgw dash"
@@ -105,6 +109,7 @@ class LlmgwApp(App[None]):
         chat: ChatSource | None = None,
         connect_chat: Callable[[str, str], ChatSource] | None = None,
         keymap: Mapping[str, str] | None = None,
+        alerts: AlertSource | None = None,
     ) -> None:
         super().__init__()
         self.ops = ops
@@ -112,6 +117,8 @@ class LlmgwApp(App[None]):
         """The gateway's chat API (remote mode), or None until the Chat screen connects."""
         self.connect_chat = connect_chat
         """Makes a ``ChatSource`` from a URL and an API key (local mode's Chat screen)."""
+        self.alerts = alerts
+        """The alert history (``/api/alerts`` or the database) for the Alerts screen."""
         self.keymap_overrides: dict[str, str] = dict(keymap or {})
         self.settings = settings
         self.clock = clock
@@ -171,6 +178,9 @@ class LlmgwApp(App[None]):
     async def on_unmount(self) -> None:
         if self.chat is not None:
             await self.chat.aclose()
+        close = getattr(self.alerts, "close", None)
+        if callable(close):
+            close()
 
     def action_help(self) -> None:
         """Show the help screen with every binding."""

@@ -13,6 +13,7 @@ __all__ = [
     "hhmm",
     "num",
     "readable",
+    "severity_style",
     "short_time",
     "spark",
     "state_style",
@@ -140,3 +141,24 @@ def detail_text(detail: Mapping[str, Any] | None) -> str:
     if not detail:
         return ""
     return "; ".join(f"{k}: {readable(v, k)}" for k, v in detail.items())
+
+
+_SEVERITIES = {
+    "critical": "error",
+    "page": "error",
+    "error": "error",
+    "high": "error",
+    "warning": "warning",
+    "warn": "warning",
+    "medium": "warning",
+    "info": "primary",
+    "low": "primary",
+    "none": "foreground-muted",
+}
+
+
+def severity_style(severity: str | None, colors: Mapping[str, str], *, firing: bool = True) -> str:
+    """The theme colour for an alert's severity (bold while it fires); unknown ones plain."""
+    name = _SEVERITIES.get((severity or "none").lower(), "foreground")
+    color = colors.get(name) or colors.get("foreground", "")
+    return f"bold {color}" if firing and name in ("error", "warning") else color

@@ -18,6 +18,7 @@ def _ids(bindings: Iterable[BindingType]) -> set[str]:
 def binding_ids() -> set[str]:
     """Every binding id of the app, its screens and its dialogs (what ``[tui] keys`` may name)."""
     from llmgw.tui.app import SCREENS_ORDER, LlmgwApp, screen_class
+    from llmgw.tui.screens.alert_detail import AlertDetailScreen
     from llmgw.tui.screens.base import PolledScreen
     from llmgw.tui.screens.help import HelpScreen
     from llmgw.tui.screens.listing import FilteredScreen
@@ -26,7 +27,7 @@ def binding_ids() -> set[str]:
     ids = _ids(LlmgwApp.BINDINGS) | _ids(PolledScreen.BINDINGS) | _ids(FilteredScreen.BINDINGS)
     for mode, _title in SCREENS_ORDER:
         ids |= _ids(screen_class(mode).BINDINGS)
-    for dialog in (HelpScreen, ConfirmScreen, FormScreen, SecretScreen):
+    for dialog in (HelpScreen, ConfirmScreen, FormScreen, SecretScreen, AlertDetailScreen):
         ids |= _ids(dialog.BINDINGS)
     return ids
 

@@ -138,8 +138,24 @@ def test_api_and_cli_on_a_real_server(
     assert local.exit_code == 0, local.stderr
     remote = cli("--url", srv.url, "--token", admin, "alerts", "list", "--json")
     assert remote.exit_code == 0, remote.stderr
-    strip = lambda page: [{k: v for k, v in a.items() if k != "view"} for a in page["data"]]  # noqa: E731
-    assert strip(json.loads(local.stdout)) == strip(json.loads(remote.stdout))
+    # identical --json, the processing mode's `view` included
+    assert json.loads(local.stdout) == json.loads(remote.stdout)
+    assert json.loads(local.stdout)["data"][0]["view"]["mode"] == "enriched"
+    one = ("alerts", "show", str(resolved["id"]), "--json")
+    shown = cli(*one), cli("--url", srv.url, "--token", admin, *one)
+    assert all(r.exit_code == 0 for r in shown), [r.stderr for r in shown]
+    assert json.loads(shown[0].stdout) == json.loads(shown[1].stdout)
+    counts = cli("alerts", "stats", "--json"), cli("--url", srv.url, "--token", admin,
+                                                     "alerts", "stats", "--json")  # fmt: skip
+    assert [{k: v for k, v in json.loads(c.stdout).items() if k != "since"} for c in counts][0] == {
+        k: v for k, v in json.loads(counts[1].stdout).items() if k != "since"
+    }
+    again = cli("--url", srv.url, "--token", admin, "alerts", "reclassify", str(resolved["id"]),
+                "--json")  # fmt: skip
+    assert again.exit_code == 0, again.stderr
+    assert json.loads(again.stdout)["classification"]["status"] == "pending"
+    acked = cli("--url", srv.url, "--token", admin, "alerts", "ack", str(rows[1]["id"]), "--json")
+    assert acked.exit_code == 0 and json.loads(acked.stdout)["acked_by"] == "ops@example.com"
     text = cli("alerts", "show", str(resolved["id"]))
     assert text.exit_code == 0 and "AI-generated classification" in text.stdout
     assert "acknowledged by ops@example.com" in text.stdout
@@ -153,9 +169,15 @@ def test_api_and_cli_on_a_real_server(
     assert notoken.exit_code == 2 and "hint:" in notoken.stderr
     audit = cli("audit", "--action", "alerts.*", "--json")
     actions = sorted(e["action"] for e in json.loads(audit.stdout))
-    assert actions == ["alerts.ack", "alerts.ack", "alerts.reclassify"]
+    assert actions == [
+        "alerts.ack", "alerts.ack", "alerts.ack", "alerts.reclassify", "alerts.reclassify"
+    ]  # fmt: skip
     # test-fire reaches the webhook with the configured token
     monkeypatch.setenv("LLMGW_ALERTS__WEBHOOK_TOKEN", WEBHOOK_TOKEN)
     fired = cli("alerts", "test-fire", "--to", srv.url, "--json")
+    assert fired.exit_code == 0, fired.stderr
+    assert json.loads(fired.stdout)["new"] == 1
+    # the global --url names the server too (test-fire needs no admin key: the webhook token)
+    fired = cli("--url", srv.url, "alerts", "test-fire", "--name", "ViaUrl", "--json")
     assert fired.exit_code == 0, fired.stderr
     assert json.loads(fired.stdout)["new"] == 1

@@ -348,3 +348,123 @@ async def settle(pilot: Pilot[None]) -> None:
 def wait() -> Callable[[Pilot[None]], Any]:
     """``await wait(pilot)``: workers done, messages handled."""
     return settle
+
+
+def _alert(n: int, name: str, severity: str | None, status: str, minutes: int,
+           cls: dict[str, Any] | None, **extra: Any) -> Record:  # fmt: skip
+    labels = {"alertname": name, "job": "node", "instance": f"node{n}:9100"}
+    if severity is not None:
+        labels["severity"] = severity
+    started = NOW - timedelta(minutes=minutes + 5)
+    rec: Record = {
+        "id": n, "fingerprint": f"{n:016x}", "source": "alertmanager", "alertname": name,
+        "status": status, "severity": severity, "labels": labels,
+        "annotations": {"summary": f"{name} on node{n}", "description": f"{name} for 5 minutes"},
+        "starts_at": _iso(started),
+        "ends_at": _iso(NOW - timedelta(minutes=minutes)) if status == "resolved" else None,
+        "first_seen": _iso(started), "last_seen": _iso(NOW - timedelta(minutes=minutes)),
+        "generator_url": "", "receiver": "llmgw", "notifications": 2, "fire_count": 1,
+        "flapping": False, "acked_at": None, "acked_by": None, "note": None,
+        "classification": cls or {"status": "pending"},
+    }  # fmt: skip
+    rec.update(extra)
+    return rec
+
+
+def _ai(severity: str, category: str, summary: str) -> dict[str, Any]:
+    return {
+        "status": "ok", "severity": severity, "category": category, "summary": summary,
+        "probable_cause": "A batch job saturates the node's CPU every night at 03:00.",
+        "recommendations": ["Move the batch job to the spare pool",
+                            "Raise the CPU limit of the node exporter's pod"],
+        "confidence": 0.82, "model": "openai/gpt-4o-mini", "prompt_version": "v1",
+        "classified_at": _iso(NOW - timedelta(minutes=1)), "latency_ms": 812.0,
+        "cache_hit": False, "ai_generated": True,
+    }  # fmt: skip
+
+
+class FixtureAlerts:
+    """An ``AlertSource`` over fixed alerts: every severity, firing and resolved, classified,
+    pending and failed; ``ack`` and ``reclassify`` change them as the server would."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+        self.fail: Exception | None = None
+        self.alerts: list[Record] = [
+            _alert(7, "HighCPU", "critical", "firing", 1,
+                   _ai("critical", "resource_saturation", "CPU of node7 pinned at 98%"),
+                   fire_count=4, flapping=True),
+            _alert(6, "DiskFull", "warning", "firing", 3,
+                   _ai("warning", "capacity", "/var on node6 will be full in 2 hours")),
+            _alert(5, "ApiErrors", "error", "firing", 6, {"status": "timeout"}),
+            _alert(4, "CertExpiry", "info", "firing", 12, None),
+            _alert(3, "HighLatency", "warning", "resolved", 30,
+                   _ai("warning", "latency", "p99 latency above 2 s on the API"),
+                   acked_at=_iso(NOW - timedelta(minutes=35)), acked_by="ana@example.com",
+                   note="deploy rolled back"),
+            _alert(2, "NodeDown", "critical", "resolved", 90,
+                   _ai("critical", "availability", "node2 stopped answering scrapes")),
+            _alert(1, "Watchdog", None, "firing", 120, {"status": "skipped"}),
+        ]  # fmt: skip
+
+    def _check(self, name: str) -> None:
+        self.calls.append(name)
+        if self.fail is not None:
+            raise self.fail
+
+    def _find(self, alert_id: int) -> Record:
+        for a in self.alerts:
+            if a["id"] == alert_id:
+                return a
+        raise NotFound(f"no alert {alert_id}")
+
+    def search(self, *, status: str | None = None, severity: str | None = None,
+               text: str | None = None, limit: int = 200) -> dict[str, Any]:  # fmt: skip
+        self._check(f"search:{status}:{severity}:{text}")
+        out = []
+        for a in self.alerts:
+            blob = " ".join([a["alertname"], *(f"{k}={v}" for k, v in a["labels"].items()),
+                             *a["annotations"].values()]).lower()  # fmt: skip
+            if status and a["status"] != status or severity and a["severity"] != severity:
+                continue
+            if text and text.lower() not in blob:
+                continue
+            out.append(dict(a))
+        return {"object": "list", "data": out[:limit], "next_cursor": None}
+
+    def show(self, alert_id: int) -> dict[str, Any]:
+        self._check(f"show:{alert_id}")
+        a = self._find(alert_id)
+        timeline = [{"at": a["starts_at"], "kind": "fired", "actor": None, "detail": None}]
+        cls = a["classification"]
+        if cls.get("status") == "ok":
+            timeline.append({"at": cls["classified_at"], "kind": "classified", "actor": "llm",
+                             "detail": {"status": "ok", "severity": cls["severity"],
+                                        "category": cls["category"], "model": cls["model"]}})  # fmt: skip
+        if a["status"] == "resolved":
+            timeline.append({"at": a["ends_at"], "kind": "resolved", "actor": None, "detail": None})
+        if a["acked_at"]:
+            timeline.append({"at": a["acked_at"], "kind": "acknowledged", "actor": a["acked_by"],
+                             "detail": {"note": a["note"]} if a["note"] else None})  # fmt: skip
+        return {**a, "timeline": timeline, "jobs": []}
+
+    def ack(self, alert_id: int, note: str | None) -> dict[str, Any]:
+        self._check(f"ack:{alert_id}:{note}")
+        a = self._find(alert_id)
+        if a["acked_at"] is None:
+            a.update(acked_at=_iso(NOW), acked_by="local:ops")
+        if note:
+            a["note"] = note
+        return dict(a)
+
+    def reclassify(self, alert_id: int) -> dict[str, Any]:
+        self._check(f"reclassify:{alert_id}")
+        a = self._find(alert_id)
+        a["classification"] = {**a["classification"], "status": "pending"}
+        return dict(a)
+
+
+@pytest.fixture
+def alerts() -> FixtureAlerts:
+    """Fixed alerts for the Alerts screen."""
+    return FixtureAlerts()

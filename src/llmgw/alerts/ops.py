@@ -2,7 +2,9 @@
 server's ``/api/alerts`` (``RemoteAlerts``). Both return the same JSON-ready records.
 
 Acknowledgements, notes and re-classifications are written to the audit log (who and when), by
-``LocalAlerts`` here and by the server for remote calls.
+``LocalAlerts`` here and by the server for remote calls. Given the processing ``mode``,
+``LocalAlerts`` adds the ``view`` the server adds, so ``--json`` is the same either way. Both
+also implement ``llmgw.alerts.source.AlertSource`` (``search``) for the dashboard.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 from llmgw.errors import LlmgwError
 
 if TYPE_CHECKING:
+    import httpx
     from sqlalchemy.engine import Engine
 
     from llmgw.admin.ops import Actor
@@ -50,10 +53,20 @@ def filter_query(f: AlertFilter) -> list[tuple[str, str]]:
     return q
 
 
-class LocalAlerts:
-    """``AlertOps`` on the database, as ``actor``, with ``source`` in the audit log."""
+def _search_query(
+    status: str | None, severity: str | None, text: str | None
+) -> list[tuple[str, str]]:
+    pairs = (("status", status), ("severity", severity), ("q", text))
+    return [(name, value) for name, value in pairs if value]
 
-    def __init__(self, engine: Engine, actor: Actor, source: str = "cli") -> None:
+
+class LocalAlerts:
+    """``AlertOps`` on the database, as ``actor``, with ``source`` in the audit log; with the
+    processing ``mode`` (``alerts.mode``) records carry the ``view`` the API adds."""
+
+    def __init__(
+        self, engine: Engine, actor: Actor, source: str = "cli", *, mode: str | None = None
+    ) -> None:
         from llmgw.admin.audit import AuditService
         from llmgw.alerts.queries import AlertHistory
 
@@ -61,14 +74,39 @@ class LocalAlerts:
         self.audit = AuditService(engine)
         self.actor = actor
         self.source = source
+        self.mode = mode
+
+    def _view(self, record: dict[str, Any]) -> dict[str, Any]:
+        if self.mode is not None:
+            from llmgw.alerts.modes import present
+
+            record["view"] = present(record, self.mode)
+        return record
 
     def list(self, f: AlertFilter, *, limit: int, cursor: str | None) -> dict[str, Any]:
         """A page of occurrences, newest first."""
-        return self.history.list(f, limit=limit, cursor=cursor)
+        page = self.history.list(f, limit=limit, cursor=cursor)
+        for record in page["data"]:
+            self._view(record)
+        return page
+
+    def search(
+        self,
+        *,
+        status: str | None = None,
+        severity: str | None = None,
+        text: str | None = None,
+        limit: int = 200,
+    ) -> dict[str, Any]:
+        """``AlertSource.search``: the newest occurrences that match."""
+        from llmgw.alerts.queries import AlertFilter
+
+        f = AlertFilter(status=status or None, severity=severity or None, q=text or None)
+        return self.list(f, limit=limit, cursor=None)
 
     def show(self, alert_id: int) -> dict[str, Any]:
         """One occurrence with its timeline."""
-        return self.history.show(alert_id)
+        return self._view(self.history.show(alert_id))
 
     def stats(self, *, since: str | None, by: str) -> dict[str, Any]:
         """Counts (``since`` is ISO 8601)."""
@@ -96,35 +134,64 @@ class LocalAlerts:
 
 
 class RemoteAlerts:
-    """``AlertOps`` over a server's ``/api/alerts`` with an admin's API key (httpx)."""
+    """``AlertOps`` over a server's ``/api/alerts`` with an admin's API key or, with ``auth``,
+    the stored ``llmgw login`` for that URL (httpx). The token is in no error or ``repr``."""
 
-    def __init__(self, url: str, token: str, source: str = "cli", *, timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        source: str = "cli",
+        *,
+        auth: httpx.Auth | None = None,
+        timeout: float = 30.0,
+    ) -> None:
         import httpx
 
         from llmgw import __version__
+        from llmgw.admin.remote import _safe_url  # the admin client's URL check and form
+        from llmgw.errors import UsageError
 
-        self.url = url.rstrip("/")
+        self.url = _safe_url(url)
+        if not token and auth is None:
+            raise UsageError(
+                f"llmgw alerts with --url {self.url} needs an admin's API key or a login",
+                hint="pass --token KEY (or set LLMGW_TOKEN) before the command, "
+                f"or run `llmgw login --url {self.url}`",
+                param="token",
+            )
+        self.source = source
+        headers = {"User-Agent": f"llmgw/{__version__}", "X-Llmgw-Source": source}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
         self._client = httpx.Client(
             base_url=self.url,
-            headers={
-                "Authorization": f"Bearer {token}",
-                "User-Agent": f"llmgw/{__version__}",
-                "X-Llmgw-Source": source,
-            },
+            headers=headers,
+            auth=None if token else auth,
             timeout=httpx.Timeout(timeout, connect=5.0),
+            follow_redirects=False,
+            trust_env=False,  # no proxy or .netrc credentials picked up behind the user's back
         )
+
+    def __repr__(self) -> str:  # the token stays out of logs and tracebacks
+        return f"RemoteAlerts(url={self.url!r}, source={self.source!r})"
 
     def _call(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
         import httpx
 
-        from llmgw.admin.answers import error_from_answer
+        from llmgw.admin.answers import error_from_answer, unreachable_reason
         from llmgw.errors import Unavailable
 
         try:
             r = self._client.request(method, "/api/alerts" + path, **kw)
-        except httpx.TransportError:
+        except httpx.TimeoutException:
             raise Unavailable(
-                f"cannot reach the llmgw server at {self.url}",
+                f"no answer in time from the llmgw server at {self.url}",
+                hint="check --url and that `llmgw serve` runs there",
+            ) from None
+        except httpx.HTTPError as exc:
+            raise Unavailable(
+                f"cannot reach the llmgw server at {self.url}: {unreachable_reason(exc)}",
                 hint="check --url and that `llmgw serve` runs there",
             ) from None
         if r.status_code >= 400:
@@ -145,6 +212,18 @@ class RemoteAlerts:
         params = [*filter_query(f), ("limit", str(limit))]
         if cursor:
             params.append(("cursor", cursor))
+        return self._call("GET", "", params=params)
+
+    def search(
+        self,
+        *,
+        status: str | None = None,
+        severity: str | None = None,
+        text: str | None = None,
+        limit: int = 200,
+    ) -> dict[str, Any]:
+        """``AlertSource.search``: the newest occurrences that match."""
+        params = [*_search_query(status, severity, text), ("limit", str(limit))]
         return self._call("GET", "", params=params)
 
     def show(self, alert_id: int) -> dict[str, Any]:

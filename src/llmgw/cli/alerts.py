@@ -15,7 +15,6 @@ import typer
 from llmgw.cli.output import emit_json, print_table, when_text
 from llmgw.cli.state import state
 from llmgw.durations import parse_duration
-from llmgw.errors import UsageError
 
 if TYPE_CHECKING:
     from llmgw.alerts.ops import AlertOps
@@ -35,18 +34,17 @@ def _ops(ctx: typer.Context) -> AlertOps:
     if st.url is not None:
         from llmgw.alerts.ops import RemoteAlerts
 
-        if not st.token:
-            raise UsageError(
-                "llmgw alerts with --url needs an admin's API key",
-                hint="pass --token KEY (or set LLMGW_TOKEN) before the command",
-            )
-        remote = RemoteAlerts(st.url, st.token, "cli")
+        # An admin's key (--token / LLMGW_TOKEN) or the stored `llmgw login` for that URL, as
+        # the other admin commands take it.
+        auth = None if st.token else st.login(st.url)
+        remote = RemoteAlerts(st.url, st.token, "cli", auth=auth)
         ctx.call_on_close(remote.close)
         return remote
     from llmgw.admin.ops import Actor
     from llmgw.alerts.ops import LocalAlerts
 
-    return LocalAlerts(st.engine(), Actor.local(), "cli")
+    # With the processing mode, records carry the `view` the server adds: the same --json.
+    return LocalAlerts(st.engine(), Actor.local(), "cli", mode=st.settings.alerts.mode)
 
 
 def _cls_text(record: dict[str, Any]) -> str:

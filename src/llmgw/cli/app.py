@@ -79,7 +79,7 @@ COMMANDS = {
     "dash": LazyCommand(
         "llmgw.cli.dash",
         "dash",
-        "Open the full-screen admin dashboard: providers, requests, usage, keys, users, audit, chat.",
+        "Open the admin dashboard: providers, requests, usage, keys, users, audit, chat, alerts.",
     ),
 }
 """Every command, in the order ``llmgw --help`` lists them; each module is imported on first use."""

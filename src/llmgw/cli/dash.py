@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
     from llmgw.admin.chat import ChatSource
     from llmgw.admin.ops import AdminOps
+    from llmgw.alerts.source import AlertSource
 
 __all__ = ["dash"]
 
@@ -57,7 +58,7 @@ def dash(
         typer.Option("--interval", min=0.2, max=3600, help="Seconds between polls of a screen."),
     ] = 2.0,
 ) -> None:
-    """Open the full-screen admin dashboard: providers, requests, usage, keys, users, audit, chat.
+    """Open the admin dashboard: providers, requests, usage, keys, users, audit, chat, alerts.
 
     Without --url it reads and changes the database directly (the providers screen then shows
     the provider_status table: live state needs a server); with --url and an admin --token, or
@@ -75,14 +76,19 @@ def dash(
         )
     url, token = url or st.url, token or st.token  # `llmgw --url X dash` works too
     ops: AdminOps
+    alerts: AlertSource
     chat: ChatSource | None = None
     if url:
+        from llmgw.alerts.ops import RemoteAlerts
+
         auth = None if token else st.login(url)  # the stored `llmgw login`, refreshed
         ops = _remote(url, token, auth)
         chat = _chat(url, token, auth)
+        alerts = RemoteAlerts(url, token, "tui", auth=auth)  # the server's /api/alerts
     else:
         from llmgw.admin.local import LocalAdmin
         from llmgw.admin.ops import Actor
+        from llmgw.alerts.ops import LocalAlerts
 
         changes = st.auth_changes()
         ops = LocalAdmin(
@@ -92,6 +98,7 @@ def dash(
             on_change=changes.publish if changes is not None else None,
             settings=st.settings,  # `t` on Providers tests with this host's configuration
         )
+        alerts = LocalAlerts(st.engine(), Actor.local(), "tui", mode=st.settings.alerts.mode)
     from llmgw.tui.app import LlmgwApp
 
     app = LlmgwApp(
@@ -101,6 +108,7 @@ def dash(
         chat=chat,
         connect_chat=_chat,
         keymap=keymap,
+        alerts=alerts,
     )
     app.run()
     if app.return_code:
