@@ -27,6 +27,24 @@ def _need_tmux() -> str:
     return tmux
 
 
+def tmux_env() -> dict[str, str]:
+    """The environment to start a private tmux server with: ours without COLUMNS and LINES.
+
+    The server copies its starting environment into every pane, and ``shutil.get_terminal_size``
+    (Textual's) prefers those variables to the pane's real size: a test process that carries
+    COLUMNS=80 LINES=24 (pytest-xdist workers and the terminal libraries loaded in the test
+    process put them there) drew every screen at 80x24 in a 140x32 pane, whatever ``-x``/``-y``
+    said."""
+    return {k: v for k, v in os.environ.items() if k not in {"COLUMNS", "LINES"}}
+
+
+def pane_size(shown: str) -> tuple[int, int]:
+    """(columns, rows) a capture-pane shows: its widest line (the separators span the screen)
+    and its number of lines."""
+    lines = shown.split("\n")[:-1] if shown.endswith("\n") else shown.split("\n")
+    return max(len(line) for line in lines), len(lines)
+
+
 def _llmgw(*args: str) -> str:
     proc = subprocess.run([LLMGW, *args], capture_output=True, text=True, timeout=120, check=True)
     return proc.stdout
@@ -62,11 +80,12 @@ def test_dash_in_tmux_on_a_local_database(tmp_path: Path) -> None:
     subprocess.run(
         [*t, "new-session", "-d", "-s", "dash", "-x", "100", "-y", "30",
          "-e", f"LLMGW_HOME={home}", "-e", "TERM=xterm-256color", cmd],
-        check=True,
+        check=True, env=tmux_env(),
     )  # fmt: skip
     try:
         shown = wait_for("needs a server")
         assert "Providers" in shown and "local database" in shown
+        assert pane_size(shown) == (100, 30), shown  # the screen fills the pane
         keys("4")
         shown = wait_for("tmux-key")
         assert "ana@example.com" in shown and "active" in shown

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.tui.test_dash_tmux import _need_tmux
+from tests.tui.test_dash_tmux import _need_tmux, pane_size, tmux_env
 
 LLMGW = str(Path(sys.executable).with_name("llmgw"))
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -166,11 +166,12 @@ def test_dash_remote_in_tmux_with_traffic_flowing(stack: dict[str, object]) -> N
         [*t, "new-session", "-d", "-s", "dash", "-x", "140", "-y", "32",
          "-e", f"LLMGW_HOME={stack['home']}", "-e", f"LLMGW_TOKEN={admin}",
          "-e", "TERM=xterm-256color", cmd],
-        check=True, timeout=10,
+        check=True, timeout=10, env=tmux_env(),
     )  # fmt: skip
     try:
         # Providers: live, healthy, requests counted.
         shown = wait_for(lambda s: "healthy" in s and "gpt-4o-mini" in s, "a healthy provider")
+        assert pane_size(shown) == (140, 32), shown  # drawn at the pane's size, not 80x24
         captures.append(("Providers (1), live, traffic flowing", shown))
 
         # Requests: the tail grows while traffic flows.
@@ -188,8 +189,7 @@ def test_dash_remote_in_tmux_with_traffic_flowing(stack: dict[str, object]) -> N
         keys("4")
         wait_for("traffic", "the keys list")
         keys("n")
-        # Its fields, not its title: at 80x24 (what a detached tmux session may keep despite
-        # -x/-y) the form scrolls and the title is above the pane.
+        # Its fields, not its title: in a short pane the form scrolls and the title is above it.
         wait_for("Tokens per minute (empty: no limit)", "the new-key form")
         keys("-l", "tmux-made")
         keys("Enter")
