@@ -112,10 +112,24 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--storm", type=int, default=10_000)
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
+    ap.add_argument("--only", choices=["search"], help="Run only this phase.")
     a = ap.parse_args(argv)
     results: dict[str, Any] = {"at": datetime.now(UTC).isoformat(timespec="seconds")}
     tmp = Path(tempfile.mkdtemp(prefix="bench-alerts-"))
     db = _db(a.pg)
+    if a.only == "search":
+        try:
+            from llmgw.storage.db import make_engine
+            from llmgw.storage.schema import upgrade
+
+            eng = make_engine(db)
+            upgrade(eng)
+            eng.dispose()
+            results["search"] = _search(db, a.rows)
+            print(json.dumps(results, indent=2))
+        finally:
+            _drop(a.pg, db)
+        return 0
     emu_port, gw_port = free_port(), free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("LLMGW_")}
     env["LLMGW_HOME"] = str(tmp)
@@ -176,6 +190,11 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def _drop(admin: str, db: str) -> None:
+    with psycopg.connect(admin, autocommit=True) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{db.rsplit("/", 1)[1]}" WITH (FORCE)')
+
+
 def _emu_requests(db: str) -> int:
     with psycopg.connect(db.replace("postgresql://", "postgresql://", 1)) as c:
         row = c.execute("SELECT count(*) FROM usage WHERE endpoint = 'alerts'").fetchone()
@@ -197,9 +216,14 @@ def _drain(db: str, limit: float = 600) -> None:
 
 
 def _search(db: str, rows: int) -> dict[str, Any]:
+    """``rows`` generated occurrences (500 alert names, 2,000 instances, 20 jobs, three
+    severities, a third firing, one every second back from now), then each search as
+    ``AlertHistory.list`` (a page of 50): the median of 5 runs after a warm-up, and the plan."""
     from llmgw.alerts.queries import AlertFilter, AlertHistory
+    from llmgw.alerts.store import ALERTS
     from llmgw.storage.db import make_engine
 
+    t0 = time.perf_counter()
     with psycopg.connect(db, autocommit=True) as c:
         c.execute(
             """
@@ -207,35 +231,85 @@ def _search(db: str, rows: int) -> dict[str, Any]:
                 annotations, generator_url, receiver, first_seen, last_seen, notifications,
                 fire_count, flapping, cls_status, search)
             SELECT lpad(to_hex(g), 16, '0'), now() - g * interval '1 second', 'alertmanager',
-                'Alert' || (g % 500), CASE WHEN g % 3 = 0 THEN 'firing' ELSE 'resolved' END,
-                (ARRAY['critical','warning','info'])[1 + g % 3],
-                jsonb_build_object('alertname', 'Alert' || (g % 500), 'instance', 'node' || (g % 2000)),
-                jsonb_build_object('summary', 'disk usage on node' || (g % 2000)),
+                'Alert' || (g %% 500), CASE WHEN g %% 3 = 0 THEN 'firing' ELSE 'resolved' END,
+                (ARRAY['critical','warning','info'])[1 + (g / 7) %% 3],
+                jsonb_build_object('alertname', 'Alert' || (g %% 500), 'instance', 'node' || (g %% 2000),
+                                   'job', 'job' || (g %% 20),
+                                   'severity', (ARRAY['critical','warning','info'])[1 + (g / 7) %% 3]),
+                jsonb_build_object('summary', 'disk usage on node' || (g %% 2000) || ' is ' || (g %% 97) || '%%',
+                                   'description', 'volume vol-' || md5(g::text) || ' filling up'),
                 '', 'bench', now(), now() - g * interval '1 second', 1, 1, false, 'ok',
-                lower('alert' || (g % 500) || E'\ninstance=node' || (g % 2000) || E'\ndisk usage on node' || (g % 2000))
+                lower('alert' || (g %% 500) || E'\ninstance=node' || (g %% 2000) || E'\njob=job' || (g %% 20)
+                      || E'\nseverity=' || (ARRAY['critical','warning','info'])[1 + (g / 7) %% 3]
+                      || E'\ndisk usage on node' || (g %% 2000) || ' is ' || (g %% 97) || '%%'
+                      || E'\nvolume vol-' || md5(g::text) || ' filling up')
             FROM generate_series(1, %s) AS g
             """,
             (rows,),
         )
-        c.execute("ANALYZE alerts")
+        c.execute("VACUUM ANALYZE alerts")
+        indexes = [r[0] for r in c.execute(
+            "SELECT indexname FROM pg_indexes WHERE tablename = 'alerts' ORDER BY 1").fetchall()]  # fmt: skip
     eng = make_engine(db)
     h = AlertHistory(eng)
-    out: dict[str, Any] = {"rows": rows}
+    out: dict[str, Any] = {"rows": rows, "fill_s": round(time.perf_counter() - t0, 1),
+                           "indexes": indexes}  # fmt: skip
+    now = datetime.now(UTC)
+    with psycopg.connect(db) as c:
+        row = c.execute("SELECT md5(77777::text)").fetchone()
+    one_volume = f"vol-{row[0] if row else ''}"
     cases = {
-        "text": AlertFilter(q="node1234"),
+        "text_500_matches": AlertFilter(q="node1234 "),
+        "text_1_match": AlertFilter(q=one_volume[:20]),
+        "text_no_match": AlertFilter(q="no such text anywhere"),
         "label": AlertFilter(labels=("instance=node77",)),
+        "label_two": AlertFilter(labels=("instance=node77", "job=job17")),
         "status_severity": AlertFilter(status="firing", severity="critical"),
-        "since_1h": AlertFilter(since=datetime.now(UTC) - timedelta(hours=1)),
+        "since_1h": AlertFilter(since=now - timedelta(hours=1)),
+        "window_old_day": AlertFilter(since=now - timedelta(days=9), until=now - timedelta(days=8)),
+        "all_combined": AlertFilter(
+            q="disk",
+            labels=("job=job3",),
+            status="firing",
+            severity="warning",
+            since=now - timedelta(days=5),
+        ),  # fmt: skip
     }
     for name, f in cases.items():
+        h.list(f, limit=50)  # warm-up
         samples = []
         for _ in range(5):
             t = time.perf_counter()
-            h.list(f, limit=50)
+            page = h.list(f, limit=50)
             samples.append((time.perf_counter() - t) * 1000)
-        out[f"{name}_ms"] = round(statistics.median(samples), 1)
+        sql = sa_select_ids(ALERTS, f, eng)
+        with eng.connect() as conn:
+            plan = [r[0] for r in conn.exec_driver_sql("EXPLAIN " + sql[0], sql[1]).all()]
+        out[name] = {"ms": round(statistics.median(samples), 1), "max_ms": round(max(samples), 1),
+                     "found": len(page["data"]),
+                     "plan": [p.strip() for p in plan if "Scan" in p][:3]}  # fmt: skip
+        print(name, json.dumps(out[name]), flush=True)
     eng.dispose()
     return out
+
+
+def sa_select_ids(alerts: Any, f: Any, eng: Any) -> tuple[str, dict[str, Any]]:
+    """The list query's SQL and parameters, for EXPLAIN."""
+    import sqlalchemy as sa
+
+    c = alerts.c
+    stmt = (
+        sa.select(c.id)
+        .where(*f.where("postgresql"))
+        .order_by(c.last_seen.desc(), c.id.desc())
+        .limit(51)
+    )
+    compiled = stmt.compile(eng)
+    params = {
+        k: json.dumps(v) if isinstance(v, dict) else v
+        for k, v in compiled.construct_params().items()
+    }
+    return str(compiled), params
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ time it came from.
 from __future__ import annotations
 
 import base64
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -119,8 +120,8 @@ class AlertFilter:
             if "=" not in pair:
                 raise InvalidRequest("invalid label: use key=value", param="label")
 
-    def where(self) -> list[sa.ColumnElement[bool]]:
-        """The SQL conditions."""
+    def where(self, dialect: str = "postgresql") -> list[sa.ColumnElement[bool]]:
+        """The SQL conditions (``dialect``: the database's, ``postgresql`` or ``sqlite``)."""
         c = ALERTS.c
         out: list[sa.ColumnElement[bool]] = []
         if self.status:
@@ -135,19 +136,47 @@ class AlertFilter:
             out.append(c.cls_status == self.classification)
         if self.source:
             out.append(c.source == self.source)
-        if self.q:
-            out.append(c.search.contains(self.q.lower(), autoescape=True))
+        if self.q:  # a trigram index on PostgreSQL (migration 0008), a scan on SQLite
+            out.append(c.search.like(f"%{_escape_like(self.q.lower())}%", escape="/"))
         for pair in self.labels:
-            out.append(c.search.contains(pair.lower(), autoescape=True))
+            key, _, value = pair.partition("=")
+            if dialect == "postgresql":  # JSONB containment: the GIN index (migration 0008)
+                out.append(
+                    c.labels.op("@>", return_type=sa.Boolean)(sa.cast({key: value}, c.labels.type))
+                )
+            elif re.fullmatch(r"[A-Za-z0-9_.:-]+", key):  # Prometheus label names and more
+                out.append(sa.func.json_extract(c.labels, f'$."{key}"') == value)
+            else:  # a name a JSON path cannot quote: the pair in the search text
+                out.append(c.search.like(f"%{_escape_like(pair.lower())}%", escape="/"))
         if self.since is not None:
             out.append(c.last_seen >= self.since)
         if self.until is not None:
             out.append(c.starts_at < self.until)
+        if self.since is not None and self.until is not None and dialect == "postgresql":
+            # implied by the two above; lets a window use ix_alerts_active (migration 0008)
+            lo, hi = sorted((self.since, self.until))
+            window = sa.func.tstzrange(lo, hi, sa.literal_column("'[]'"))
+            out.append(_active().op("&&", return_type=sa.Boolean)(window))
         if self.flapping is not None:
             out.append(c.flapping == self.flapping)
         if self.acked is not None:
             out.append(c.acked_at.is_not(None) if self.acked else c.acked_at.is_(None))
         return out
+
+
+def _active() -> Any:
+    """``tstzrange(LEAST(starts_at, last_seen), GREATEST(starts_at, last_seen), '[]')``: the
+    expression of ``ix_alerts_active``, written the same way so the planner matches it."""
+    c = ALERTS.c
+    return sa.func.tstzrange(
+        sa.func.least(c.starts_at, c.last_seen),
+        sa.func.greatest(c.starts_at, c.last_seen),
+        sa.literal_column("'[]'"),
+    )
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("/", "//").replace("%", "/%").replace("_", "/_")
 
 
 def _bucket(conn: Connection, column: Any, by: str) -> Any:
@@ -210,7 +239,7 @@ class AlertHistory:
         if not 1 <= limit <= MAX_LIMIT:
             raise InvalidRequest(f"invalid limit: use 1 to {MAX_LIMIT}", param="limit")
         c = ALERTS.c
-        where = f.where()
+        where = f.where(self.engine.dialect.name)
         if cursor:
             when, ident = decode_cursor(cursor)
             where.append(sa.or_(c.last_seen < when, sa.and_(c.last_seen == when, c.id < ident)))

@@ -11,7 +11,14 @@ from sqlmodel import Field, SQLModel
 
 from llmgw.storage.types import JSONType, UTCDateTime
 
-__all__ = ["Alert", "AlertCacheEntry", "AlertDelivery", "AlertEvent", "AlertJob"]
+__all__ = [
+    "POSTGRES_ONLY_INDEXES",
+    "Alert",
+    "AlertCacheEntry",
+    "AlertDelivery",
+    "AlertEvent",
+    "AlertJob",
+]
 
 
 def _bigint_pk() -> Any:
@@ -58,6 +65,13 @@ class AlertDelivery(SQLModel, table=True):
     truncated: int = Field(default=0)
     external_url: str = Field(default="", sa_type=sa.Text())
     payload: dict[str, Any] = Field(sa_type=JSONType, nullable=False)
+
+
+POSTGRES_ONLY_INDEXES = frozenset({"ix_alerts_labels", "ix_alerts_search_trgm", "ix_alerts_active"})
+"""Indexes that exist only on PostgreSQL (migration 0008: GIN and GiST); SQLite has none of
+them. They are not in the models: ``postgresql_using`` would load SQLAlchemy's PostgreSQL dialect
+in every command (tests/test_import_hygiene.py), and one is on an expression; schema comparisons
+leave them out."""
 
 
 class Alert(SQLModel, table=True):

@@ -1,0 +1,128 @@
+"""Search in the alert history: labels (exact pairs), text in annotations, status, severity and
+time range, on SQLite and PostgreSQL; on PostgreSQL the text and label filters can use the GIN
+indexes of migration 0008 (the speed over 1M occurrences is tests/perf/bench_alerts.py's)."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from llmgw.alerts.payload import parse_delivery
+from llmgw.alerts.queries import AlertFilter, AlertHistory
+from llmgw.alerts.store import ALERTS, AlertStore
+from llmgw.config import AlertsSettings
+from tests.alerts.amdata import T0, am_alert, am_payload, later
+
+
+def _fill(engine: Engine) -> None:
+    store = AlertStore(engine, AlertsSettings(), now=lambda: T0 + timedelta(hours=1))
+    store.ingest(
+        parse_delivery(
+            am_payload(
+                am_alert(
+                    "HighCPU",
+                    labels={"job": "node"},
+                    annotations={"summary": "CPU at 97% on db-primary"},
+                ),
+                am_alert(
+                    "HighCPU",
+                    labels={"job": "node2"},
+                    starts=later(60),
+                    annotations={"summary": "CPU 50% on cache_1"},
+                ),
+                am_alert(
+                    "DiskFull",
+                    labels={"severity": "warning", "job": "node"},
+                    starts=later(7200),
+                    annotations={"description": "Disk 100% full"},
+                ),
+            )  # fmt: skip
+        )
+    )
+    store.ingest(
+        parse_delivery(
+            am_payload(
+                am_alert(
+                    "HighCPU",
+                    status="resolved",
+                    labels={"job": "node2"},
+                    starts=later(60),
+                    ends=later(600),
+                    annotations={"summary": "CPU 50% on cache_1"},
+                ),
+            )  # fmt: skip
+        )
+    )
+
+
+def _names(h: AlertHistory, **kw: object) -> list[tuple[str, str | None]]:
+    rows = h.list(AlertFilter(**kw), limit=50)["data"]  # type: ignore[arg-type]
+    return sorted((r["alertname"], r["labels"].get("job")) for r in rows)
+
+
+def test_every_filter_finds_exactly_its_alerts(engine: Engine) -> None:
+    _fill(engine)
+    h = AlertHistory(engine)
+    assert len(_names(h)) == 3
+    # a label pair is exact: job=node is not job=node2
+    assert _names(h, labels=("job=node",)) == [("DiskFull", "node"), ("HighCPU", "node")]
+    assert _names(h, labels=("job=node", "severity=warning")) == [("DiskFull", "node")]
+    assert _names(h, labels=("job=nod",)) == []
+    # text in annotations, case-insensitive; % and _ are literal characters
+    assert _names(h, q="DB-PRIMARY") == [("HighCPU", "node")]
+    assert _names(h, q="100% full") == [("DiskFull", "node")]
+    assert _names(h, q="%") == [("DiskFull", "node"), ("HighCPU", "node"), ("HighCPU", "node2")]
+    assert _names(h, q="cache_1") == [("HighCPU", "node2")]
+    assert _names(h, q="cache-1") == []
+    # status, severity, both, and the time range (by startsAt)
+    assert _names(h, status="resolved") == [("HighCPU", "node2")]
+    assert _names(h, severity="warning") == [("DiskFull", "node")]
+    assert _names(h, status="firing", severity="critical") == [("HighCPU", "node")]
+    assert _names(h, until=later(3600)) == [("HighCPU", "node"), ("HighCPU", "node2")]
+    # a window: active in it (started before its end, seen after its start)
+    seen = T0 + timedelta(hours=1)
+    assert _names(h, since=seen, until=later(30)) == [("HighCPU", "node")]
+    assert _names(h, since=seen + timedelta(seconds=1), until=later(7300)) == []
+    assert len(_names(h, since=seen - timedelta(days=1), until=later(7300))) == 3
+    assert _names(h, q="cpu", status="firing", labels=("job=node",), until=later(30)) == [
+        ("HighCPU", "node")
+    ]
+
+
+@pytest.mark.postgres
+def test_text_and_label_search_can_use_the_gin_indexes(pg_url: str) -> None:
+    from llmgw.storage.db import make_engine
+    from llmgw.storage.schema import upgrade
+
+    engine = make_engine(pg_url)
+    try:
+        upgrade(engine)
+        _fill(engine)
+        with engine.connect() as conn:
+            names = set(
+                conn.execute(
+                    sa.text("SELECT indexname FROM pg_indexes WHERE tablename = 'alerts'")
+                ).scalars()
+            )
+        assert {"ix_alerts_search_trgm", "ix_alerts_labels", "ix_alerts_active"} <= names
+        where = {
+            "ix_alerts_search_trgm": AlertFilter(q="db-primary"),
+            "ix_alerts_labels": AlertFilter(labels=("job=node",)),
+            "ix_alerts_active": AlertFilter(since=T0, until=later(60)),
+        }
+        for index, f in where.items():
+            sql = sa.select(ALERTS.c.id).where(*f.where()).compile(engine)
+            params = {
+                k: json.dumps(v) if isinstance(v, dict) else v
+                for k, v in sql.construct_params().items()
+            }
+            with engine.connect() as conn:
+                conn.exec_driver_sql("SET enable_seqscan = off")  # 3 rows: force the choice
+                plan = "\n".join(r[0] for r in conn.exec_driver_sql(f"EXPLAIN {sql}", params).all())
+            assert index in plan, plan
+    finally:
+        engine.dispose()
