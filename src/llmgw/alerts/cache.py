@@ -2,12 +2,20 @@
 
 Both never raise: a failing cache is a miss (and a lost write), logged once per failure streak,
 so classification goes on without it.
+
+Both also hold the claims that make classification single-flight across instances: ``claim``
+takes ``lock:<sha256 of the key>`` for ``ttl`` seconds if nobody holds it (Redis ``SET NX PX``;
+the database: an insert, or the take-over of an expired claim, in the ``alert_cls_cache``
+table), ``release`` gives it back. A cache that fails grants every claim (no coordination
+rather than no classification).
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -16,12 +24,21 @@ import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from llmgw.alerts.store import _insert
 from llmgw.storage.alert_tables import AlertCacheEntry
 
-__all__ = ["DatabaseCache", "RedisCache"]
+__all__ = ["DatabaseCache", "RedisCache", "lock_key"]
 
 log = logging.getLogger("llmgw.alerts")
 CACHE: sa.Table = AlertCacheEntry.__table__  # type: ignore[attr-defined]
+
+
+def lock_key(key: str) -> str:
+    """The claim's key for a cache key (short, and never a cache key itself)."""
+    return "lock:" + hashlib.sha256(key.encode()).hexdigest()
+
+
+_RELEASE = "if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end"
 
 
 class _Quiet:
@@ -78,6 +95,24 @@ class RedisCache:
         else:
             self._quiet.ok()
 
+    async def claim(self, key: str, ttl: float) -> str | None:
+        """A token if this caller now holds ``key``'s claim for ``ttl`` seconds, else ``None``
+        (another holds it). Redis failing: a token (classify without coordination)."""
+        token = uuid.uuid4().hex
+        try:
+            got = await self._redis.set(lock_key(key), token, nx=True, px=max(1, int(ttl * 1000)))
+        except Exception as exc:  # noqa: BLE001 - no coordination rather than no classification
+            self._quiet.failed(exc)
+            return token
+        return token if got else None
+
+    async def release(self, key: str, token: str) -> None:
+        """Give the claim back (only if still ours)."""
+        try:
+            await self._redis.eval(_RELEASE, 1, lock_key(key), token)
+        except Exception as exc:  # noqa: BLE001 - it expires by itself
+            self._quiet.failed(exc)
+
     async def aclose(self) -> None:
         """Close the connection pool."""
         await self._redis.aclose()
@@ -116,6 +151,50 @@ class DatabaseCache:
                         key=key, result=value, created_at=now, expires_at=expires
                     )
                 )
+
+    def _claim(self, key: str, ttl: float) -> str | None:
+        now = self.now()
+        token = uuid.uuid4().hex
+        row = {"result": {"claim": token}, "created_at": now,
+               "expires_at": now + timedelta(seconds=ttl)}  # fmt: skip
+        c = CACHE.c
+        with self.engine.begin() as conn:
+            got = conn.execute(  # (an insert's rowcount is -1 on psycopg: ask for the row)
+                _insert(conn, CACHE)
+                .values(key=lock_key(key), **row)
+                .on_conflict_do_nothing(index_elements=["key"])
+                .returning(c.key)
+            ).first()
+            if got is None:  # held: take it over only once it expired
+                got = conn.execute(
+                    sa.update(CACHE)
+                    .where(c.key == lock_key(key), c.expires_at <= now)
+                    .values(**row)
+                    .returning(c.key)
+                ).first()
+        return token if got is not None else None
+
+    def _release(self, key: str, token: str) -> None:
+        c = CACHE.c
+        with self.engine.begin() as conn:
+            rows = conn.execute(sa.select(c.result).where(c.key == lock_key(key))).all()
+            if rows and (rows[0].result or {}).get("claim") == token:
+                conn.execute(sa.delete(CACHE).where(c.key == lock_key(key)))
+
+    async def claim(self, key: str, ttl: float) -> str | None:
+        """A token if this caller now holds ``key``'s claim for ``ttl`` seconds, else ``None``."""
+        try:
+            return await asyncio.to_thread(self._claim, key, ttl)
+        except Exception as exc:  # noqa: BLE001 - no coordination rather than no classification
+            self._quiet.failed(exc)
+            return uuid.uuid4().hex
+
+    async def release(self, key: str, token: str) -> None:
+        """Give the claim back (only if still ours)."""
+        try:
+            await asyncio.to_thread(self._release, key, token)
+        except Exception as exc:  # noqa: BLE001 - it expires by itself
+            self._quiet.failed(exc)
 
     async def get(self, key: str) -> dict[str, Any] | None:
         """The cached result, or ``None`` (also when the database fails)."""

@@ -4,9 +4,10 @@ The model sees a compact "alert card" (never the raw webhook), marked as untrust
 must answer one JSON object that fits ``OUTPUT_SCHEMA``; anything else is ``invalid_output``.
 Results are cached by a hash of the alert's identifying labels (volatile ones left out), the
 model name and the prompt version, so a storm of the same alert costs one call: concurrent
-look-ups of one key in this process wait for the first call (single flight), later ones hit the
-cache (Redis with a TTL when configured, else the database). A cache failure only disables the
-cache. The caller (``llmgw.alerts.worker``) decides about retries; nothing here raises for an
+look-ups of one key in this process wait for the first call (single flight); across instances
+the call is made under the label set's claim in the shared cache, and another instance waits for
+that result instead of calling too; later look-ups hit the cache (Redis with a TTL when
+configured, else the database). A cache failure only disables the cache. The caller (``llmgw.alerts.worker``) decides about retries; nothing here raises for an
 LLM failure.
 """
 
@@ -218,11 +219,16 @@ class Complete(Protocol):
 
 
 class ClassificationCache(Protocol):
-    """Where results are reused; implementations never raise (a failure is a miss)."""
+    """Where results are reused; implementations never raise (a failure is a miss). ``claim``
+    and ``release`` make one call per label set across instances (``llmgw.alerts.cache``)."""
 
     async def get(self, key: str) -> dict[str, Any] | None: ...
 
     async def set(self, key: str, value: dict[str, Any], ttl: float) -> None: ...
+
+    async def claim(self, key: str, ttl: float) -> str | None: ...
+
+    async def release(self, key: str, token: str) -> None: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -253,6 +259,8 @@ class Classifier:
         self.settings = settings
         self.stats = stats
         self.clock = clock
+        self.claim_poll = 0.1
+        """Seconds between looks at the cache while another instance holds a label set's claim."""
         self._flights: dict[str, asyncio.Future[Outcome]] = {}
         self._recent: dict[str, tuple[float, dict[str, Any]]] = {}
         """Results this process got, newest last (bounded): a look-up that raced the cache
@@ -280,12 +288,11 @@ class Classifier:
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._flights[key] = future
         try:
-            outcome = await self._call(alert)
-            if outcome.status == "ok" and outcome.result is not None and self.cache is not None:
-                self._recent[key] = (time.monotonic(), outcome.result)
-                if len(self._recent) > 1024:
-                    del self._recent[next(iter(self._recent))]
-                await self.cache.set(key, outcome.result, self.settings.cache_ttl)
+            if use_cache and self.cache is not None:
+                outcome = await self._shared(alert, key, self.cache)
+            else:
+                outcome = await self._call(alert)
+                await self._keep(key, outcome)
         except BaseException as exc:
             future.set_exception(exc)
             future.exception()  # retrieved: waiting flights see it, nobody logs it as lost
@@ -294,8 +301,51 @@ class Classifier:
             future.set_result(outcome)
         finally:
             self._flights.pop(key, None)
-        self.stats.classifications[outcome.status] += 1
+        if outcome.result is not None and outcome.result.get("cache_hit"):
+            self.stats.cache["hit"] += 1
+        else:
+            self.stats.classifications[outcome.status] += 1
         return outcome
+
+    async def _shared(self, alert: dict[str, Any], key: str, cache: ClassificationCache) -> Outcome:
+        """Call the LLM under the label set's claim, shared by every instance on this cache; while
+        another instance holds it, wait for its result (at most ``timeout`` + 5 s, then call)."""
+        ttl = self.settings.timeout + 5
+        deadline = time.monotonic() + ttl
+        waited = False
+        while True:
+            token = await cache.claim(key, ttl)
+            if token is not None:
+                try:
+                    # another instance may have finished between our miss and this claim
+                    hit = await cache.get(key)
+                    if hit is not None:
+                        return Outcome("ok", {**hit, "cache_hit": True})
+                    outcome = await self._call(alert)
+                    await self._keep(key, outcome)
+                    return outcome
+                finally:
+                    await cache.release(key, token)
+            if not waited:
+                self.stats.cache["waited"] += 1
+                waited = True
+            await asyncio.sleep(self.claim_poll)
+            hit = await cache.get(key)
+            if hit is not None:
+                return Outcome("ok", {**hit, "cache_hit": True})
+            if time.monotonic() >= deadline:  # the holder is stuck or gone: do it ourselves
+                outcome = await self._call(alert)
+                await self._keep(key, outcome)
+                return outcome
+
+    async def _keep(self, key: str, outcome: Outcome) -> None:
+        """A good result goes to the cache (and this process's memory of it)."""
+        if outcome.status != "ok" or outcome.result is None or self.cache is None:
+            return
+        self._recent[key] = (time.monotonic(), outcome.result)
+        if len(self._recent) > 1024:
+            del self._recent[next(iter(self._recent))]
+        await self.cache.set(key, outcome.result, self.settings.cache_ttl)
 
     def _remembered(self, key: str) -> dict[str, Any] | None:
         entry = self._recent.get(key)

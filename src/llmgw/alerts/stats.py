@@ -27,8 +27,11 @@ class AlertStats:
         )
     )
     """Classification attempts by result."""
-    cache: dict[str, int] = field(default_factory=lambda: dict.fromkeys(("hit", "miss"), 0))
-    """Classification cache look-ups."""
+    cache: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys(("hit", "miss", "waited"), 0)
+    )
+    """Classification cache look-ups; ``waited``: another instance held the label set's claim,
+    so this one waited for its result instead of calling the LLM too."""
     classify_seconds: list[float] = field(default_factory=list)
     """Latency of the LLM calls (bounded: the newest 1000)."""
     retention_deleted: dict[str, int] = field(
