@@ -1,6 +1,6 @@
 """Search in the alert history: labels (exact pairs), text in annotations, status, severity and
 time range, on SQLite and PostgreSQL; on PostgreSQL the text and label filters can use the GIN
-indexes of migration 0008 (the speed over 1M occurrences is tests/perf/bench_alerts.py's)."""
+indexes of migration 0009 (the speed over 1M occurrences is tests/perf/bench_alerts.py's)."""
 
 from __future__ import annotations
 

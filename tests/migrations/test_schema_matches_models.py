@@ -17,7 +17,7 @@ def _diff(engine: Engine) -> list[object]:
     from llmgw.storage.alert_tables import POSTGRES_ONLY_INDEXES
 
     def include(obj: object, name: str | None, kind: str, reflected: bool, other: object) -> bool:
-        # migration 0008's PostgreSQL-only indexes are not in the models (test_search checks them)
+        # migration 0009's PostgreSQL-only indexes are not in the models (test_search checks them)
         return not (kind == "index" and name in POSTGRES_ONLY_INDEXES)
 
     with engine.connect() as conn:

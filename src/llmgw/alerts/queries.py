@@ -136,11 +136,11 @@ class AlertFilter:
             out.append(c.cls_status == self.classification)
         if self.source:
             out.append(c.source == self.source)
-        if self.q:  # a trigram index on PostgreSQL (migration 0008), a scan on SQLite
+        if self.q:  # a trigram index on PostgreSQL (migration 0009), a scan on SQLite
             out.append(c.search.like(f"%{_escape_like(self.q.lower())}%", escape="/"))
         for pair in self.labels:
             key, _, value = pair.partition("=")
-            if dialect == "postgresql":  # JSONB containment: the GIN index (migration 0008)
+            if dialect == "postgresql":  # JSONB containment: the GIN index (migration 0009)
                 out.append(
                     c.labels.op("@>", return_type=sa.Boolean)(sa.cast({key: value}, c.labels.type))
                 )
@@ -153,7 +153,7 @@ class AlertFilter:
         if self.until is not None:
             out.append(c.starts_at < self.until)
         if self.since is not None and self.until is not None and dialect == "postgresql":
-            # implied by the two above; lets a window use ix_alerts_active (migration 0008)
+            # implied by the two above; lets a window use ix_alerts_active (migration 0009)
             lo, hi = sorted((self.since, self.until))
             window = sa.func.tstzrange(lo, hi, sa.literal_column("'[]'"))
             out.append(_active().op("&&", return_type=sa.Boolean)(window))

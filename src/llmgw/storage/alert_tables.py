@@ -68,7 +68,7 @@ class AlertDelivery(SQLModel, table=True):
 
 
 POSTGRES_ONLY_INDEXES = frozenset({"ix_alerts_labels", "ix_alerts_search_trgm", "ix_alerts_active"})
-"""Indexes that exist only on PostgreSQL (migration 0008: GIN and GiST); SQLite has none of
+"""Indexes that exist only on PostgreSQL (migration 0009: GIN and GiST); SQLite has none of
 them. They are not in the models: ``postgresql_using`` would load SQLAlchemy's PostgreSQL dialect
 in every command (tests/test_import_hygiene.py), and one is on an expression; schema comparisons
 leave them out."""

@@ -13,8 +13,8 @@ has no such index types; its search is a scan, fine at the sizes SQLite is used 
 The indexes are built inside the migration's transaction: writes to ``alerts`` wait while they
 build (about a minute on 1M occurrences); webhook deliveries wait, not fail.
 
-Revision ID: 0008
-Revises: 0007
+Revision ID: 0009
+Revises: 0008
 Create Date: 2026-12-03
 """
 
@@ -25,8 +25,8 @@ import logging
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0008"
-down_revision = "0007"
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
@@ -53,7 +53,7 @@ def upgrade() -> None:
         log.warning(
             "pg_trgm is not available (%s): alert text search works without its index"
             " (slower on large histories); create the extension and run `llmgw db upgrade`"
-            " after a downgrade to 0007 to add it",
+            " after a downgrade to 0008 to add it",
             type(exc.orig).__name__,
         )
         return
