@@ -64,7 +64,19 @@ def _query(name: str, example: str, description: str) -> dict[str, Any]:
     }
 
 
+def _alert_param() -> dict[str, Any]:
+    return {
+        "name": "id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": "^[0-9]{1,18}$"},
+        "example": "42",
+        "description": "The occurrence's id (`/alerts` links to it).",
+    }
+
+
 _SIGN_IN = _see_other("Signed out: to `/login?next=...`.")
+_NOT_ADMIN = _html("Signed in without the admin role: the dashboard is for admins.")
 _FORBIDDEN = _html("The CSRF token is missing or wrong, or the form came from another site.")
 
 
@@ -269,6 +281,7 @@ def page_paths() -> dict[str, Any]:
                 form={"csrf": _CSRF, "session": "3f2a9c0d1e4b5a67"},
             ),
         },
+        **_alert_pages(),
         "/static/llmgw.css": {
             "get": _op(
                 "pagesStylesheet",
@@ -279,6 +292,115 @@ def page_paths() -> dict[str, Any]:
                         "description": "CSS.",
                         "content": {
                             "text/css": {"schema": {"type": "string"}, "example": ":root { … }"}
+                        },
+                    }
+                },
+            )
+        },
+    }
+
+
+def _alert_change(op_id: str, summary: str, description: str, form: dict[str, str]) -> Any:
+    return {
+        "post": {
+            **_op(
+                op_id,
+                summary,
+                description + " Audited with source `web`.",
+                {
+                    "303": _see_other("Back to `/alerts/{id}#actions`."),
+                    "400": _html("The note is empty (a note is required)."),
+                    "403": _html("Not an admin, or the CSRF token is missing or wrong."),
+                    "404": _html("No such alert, or alerts are off."),
+                },
+                form=form,
+            ),
+            "parameters": [_alert_param()],
+        }
+    }
+
+
+def _alert_pages() -> dict[str, Any]:
+    """The alert dashboard (docs/alerts.md#dashboard): admins only."""
+    filters = [
+        _query("status", "firing", "`firing` or `resolved`."),
+        _query("severity", "critical", "The `severity` label."),
+        _query("category", "capacity", "The classification's category."),
+        _query("q", "job=node", "Text in the name, labels (`key=value`) or annotations."),
+        _query("range", "24h", "`1h`, `6h`, `24h` (default), `7d` or `30d`."),
+        _query("from", "2026-12-01T08:00", "Start of a custom period (UTC, `datetime-local`)."),
+        _query("to", "2026-12-01T20:00", "End of a custom period (UTC)."),
+        _query("acked", "no", "`yes` or `no`."),
+        _query("flapping", "1", "`1`: flapping alerts only."),
+        _query("cursor", "MjAyNi0xMi0wMVQxMjowMDowMCswMDowMHw0Mg", "The Older link's position."),
+    ]
+    return {
+        "/alerts": {
+            "get": _op(
+                "alertsPage",
+                "The alert dashboard",
+                "The live list with filters, counts by status and severity, alerts started per "
+                "hour or day (inline SVG) and by category. Refreshes itself every 15 s with "
+                "`/static/alerts.js`.",
+                {
+                    "200": _html("The dashboard."),
+                    "303": _SIGN_IN,
+                    "400": _html("A filter is invalid (the page says which)."),
+                    "403": _NOT_ADMIN,
+                    "404": _html("Alerts are off (`alerts.enabled = false`)."),
+                },
+                parameters=filters,
+            )
+        },
+        "/alerts/{id}": {
+            "get": {
+                **_op(
+                    "alertPage",
+                    "One alert",
+                    "Labels, annotations, the AI classification (marked as AI-generated), the "
+                    "timeline, the label set's occurrences and the raw delivery, with the "
+                    "acknowledge, note and re-classify forms.",
+                    {
+                        "200": _html("The alert."),
+                        "303": _SIGN_IN,
+                        "403": _NOT_ADMIN,
+                        "404": _html("No such alert."),
+                    },
+                ),
+                "parameters": [_alert_param()],
+            }
+        },
+        "/alerts/{id}/ack": _alert_change(
+            "alertAck",
+            "Acknowledge an alert",
+            "The first acknowledgement's time and person stay; an optional note.",
+            {"csrf": _CSRF, "note": "on it"},
+        ),
+        "/alerts/{id}/note": _alert_change(
+            "alertNote",
+            "Set an alert's note",
+            "The timeline keeps every earlier note.",
+            {"csrf": _CSRF, "note": "caused by the nightly batch job"},
+        ),
+        "/alerts/{id}/reclassify": _alert_change(
+            "alertReclassify",
+            "Re-classify an alert",
+            "Queues a fresh classification (the cache is bypassed).",
+            {"csrf": _CSRF},
+        ),
+        "/static/alerts.js": {
+            "get": _op(
+                "alertsScript",
+                "The dashboard's live refresh",
+                "The pages' one script, cached for an hour.",
+                {
+                    "200": {
+                        "description": "JavaScript.",
+                        "content": {
+                            "text/javascript": {
+                                "schema": {"type": "string"},
+                                "example": "(function () { … })();",
+                            }
                         },
                     }
                 },

@@ -84,7 +84,7 @@ def test_every_source_file_is_packaged(wheel: Path) -> None:
             continue
         for path in folder.rglob("*"):
             if (
-                path.suffix not in (".py", ".tcss", ".mako", ".typed")
+                path.suffix not in (".py", ".tcss", ".mako", ".typed", ".html", ".css", ".js")
                 or "__pycache__" in path.parts
             ):
                 continue

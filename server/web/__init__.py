@@ -1,6 +1,8 @@
-"""The server-rendered pages: sign-in, OAuth consent, device verification and self-service.
+"""The server-rendered pages: sign-in, OAuth consent, device verification, self-service and
+the alert dashboard.
 
-Jinja2 templates in ``templates/``, one stylesheet in ``static/``, no JavaScript. Every page
+Jinja2 templates in ``templates/``, one stylesheet in ``static/``, no JavaScript but the alert
+list's live refresh (``static/alerts.js``). Every page
 sends the headers of ``core.secure_headers`` (``frame-ancestors 'none'``, ``X-Frame-Options:
 DENY``, no-store); every form carries a CSRF token. ``web_routes`` lists the routes; the app's
 lifespan closes ``Web`` (its throttle store) on shutdown.
@@ -20,7 +22,7 @@ from llmgw.server.web.core import Web
 if TYPE_CHECKING:
     from llmgw.server.state import Gateway
 
-__all__ = ["Web", "web_routes"]
+__all__ = ["ALERT_PAGES", "Web", "web_routes"]
 
 Handler = Callable[[Web, Request], Awaitable[Response]]
 
@@ -32,6 +34,31 @@ def _bind(web: Web, handler: Handler) -> Callable[[Request], Awaitable[Response]
     endpoint.__name__ = handler.__name__
     endpoint.__doc__ = handler.__doc__
     return endpoint
+
+
+ALERT_PAGES = (
+    ("/alerts", "GET", "alerts_get"),
+    ("/alerts/{id}", "GET", "alert_get"),
+    ("/alerts/{id}/ack", "POST", "alert_ack"),
+    ("/alerts/{id}/note", "POST", "alert_note"),
+    ("/alerts/{id}/reclassify", "POST", "alert_reclassify"),
+    ("/static/alerts.js", "GET", "alerts_js"),
+)
+"""The alert dashboard's routes: (path, method, handler in ``web/alerts.py``)."""
+
+
+def _lazy(name: str) -> Handler:
+    """A handler of ``web/alerts.py``, imported on its first request (``llmgw serve`` does not
+    load the dashboard, its charts or the classifier's types for users who never open it)."""
+
+    async def handler(web: Web, request: Request) -> Response:
+        from llmgw.server.web import alerts
+
+        page: Handler = getattr(alerts, name)
+        return await page(web, request)
+
+    handler.__name__ = name
+    return handler
 
 
 def web_routes(gateway: Gateway) -> tuple[list[Route], Web]:
@@ -59,6 +86,7 @@ def web_routes(gateway: Gateway) -> tuple[list[Route], Web]:
         ("/device", "GET", device_get),
         ("/device", "POST", device_post),
         *ACCOUNT_ROUTES,
+        *((path, method, _lazy(name)) for path, method, name in ALERT_PAGES),
     ]
     routes = [Route(path, _bind(web, h), methods=[m]) for path, m, h in table]
     routes.append(Route("/static/llmgw.css", css, methods=["GET"]))

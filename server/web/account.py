@@ -12,7 +12,6 @@ import uuid
 from datetime import timedelta
 from decimal import Decimal
 from typing import Any
-from urllib.parse import quote
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -21,7 +20,7 @@ from llmgw.admin.local import LocalAdmin
 from llmgw.admin.records import iso
 from llmgw.errors import LlmgwError, NotFound
 from llmgw.identity.sessions import SessionInfo
-from llmgw.server.web.core import BadForm, Form, Web, see_other
+from llmgw.server.web.core import Web, posted, see_other, signed_in
 from llmgw.storage.tables import utcnow
 
 __all__ = ["ACCOUNT_ROUTES"]
@@ -29,27 +28,8 @@ __all__ = ["ACCOUNT_ROUTES"]
 _DAYS = (1, 7, 30, 90)
 
 
-async def _signed_in(web: Web, request: Request) -> SessionInfo | Response:
-    session = await web.session(request)
-    if session is None:
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
-        return see_other("/login?next=" + quote(target, safe=""))
-    return session
-
-
-async def _posted(web: Web, request: Request) -> tuple[SessionInfo, Form] | Response:
-    try:
-        form = await web.form(request)
-    except BadForm:
-        return web.error("Bad request", "The form could not be read.")
-    session = await web.session(request)
-    if session is None:
-        return see_other("/login?next=" + quote(request.url.path, safe=""))
-    if not web.same_origin(request) or not web.csrf_ok(session.csrf_secret, form.get("csrf")):
-        return web.error(
-            "Forbidden", "This form has expired; reload the page.", status=403, session=session
-        )
-    return session, form
+_signed_in = signed_in
+_posted = posted
 
 
 def _admin(web: Web, session: SessionInfo, request: Request) -> LocalAdmin:

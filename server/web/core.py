@@ -3,7 +3,8 @@ checks, form parsing and the client address.
 
 Headers on every page: ``Content-Security-Policy`` with ``frame-ancestors 'none'`` (plus
 ``X-Frame-Options: DENY`` for older browsers: RFC 9700 §4.16), no script source at all (the pages
-use no JavaScript), ``form-action`` limited to this origin (the consent form also names the one
+use no JavaScript; the alert dashboard alone allows its own ``/static/alerts.js``, never inline
+script), ``form-action`` limited to this origin (the consent form also names the one
 validated redirect origin, because browsers apply ``form-action`` to the redirect after a POST),
 ``Referrer-Policy: same-origin`` (a code in a URL never leaks through ``Referer`` to another
 site, while same-origin form posts keep a real ``Origin`` header: with ``no-referrer`` browsers
@@ -23,7 +24,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qsl, quote
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from prometheus_client import Counter
@@ -39,7 +40,7 @@ if TYPE_CHECKING:
 
     from llmgw.server.state import Gateway
 
-__all__ = ["FORM_LIMIT", "SESSION_COOKIE", "Form", "Web", "client_ip"]
+__all__ = ["FORM_LIMIT", "SESSION_COOKIE", "Form", "Web", "client_ip", "posted", "signed_in"]
 
 T = TypeVar("T")
 
@@ -178,12 +179,13 @@ class Web:
         status: int = 200,
         form_action: str | None = None,
         headers: Mapping[str, str] | None = None,
+        script: bool = False,
         **context: Any,
     ) -> HTMLResponse:
-        """Render ``template`` with the security headers."""
+        """Render ``template`` with the security headers (``script``: see ``secure_headers``)."""
         html = self.env.get_template(template).render(**context)
         response = HTMLResponse(html, status_code=status, headers=dict(headers or {}))
-        secure_headers(response, form_action=form_action)
+        secure_headers(response, form_action=form_action, script=script)
         return response
 
     def error(
@@ -279,11 +281,41 @@ class Web:
         return form
 
 
-def secure_headers(response: Response, *, form_action: str | None = None) -> None:
-    """The pages' security headers (see the module docstring)."""
+async def signed_in(web: Web, request: Request) -> SessionInfo | Response:
+    """The session, or a redirect to the sign-in page that comes back here."""
+    session = await web.session(request)
+    if session is None:
+        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        return see_other("/login?next=" + quote(target, safe=""))
+    return session
+
+
+async def posted(web: Web, request: Request) -> tuple[SessionInfo, Form] | Response:
+    """A signed-in form post with a valid CSRF token from this origin, or the error page."""
+    try:
+        form = await web.form(request)
+    except BadForm:
+        return web.error("Bad request", "The form could not be read.")
+    session = await web.session(request)
+    if session is None:
+        return see_other("/login?next=" + quote(request.url.path, safe=""))
+    if not web.same_origin(request) or not web.csrf_ok(session.csrf_secret, form.get("csrf")):
+        return web.error(
+            "Forbidden", "This form has expired; reload the page.", status=403, session=session
+        )
+    return session, form
+
+
+def secure_headers(
+    response: Response, *, form_action: str | None = None, script: bool = False
+) -> None:
+    """The pages' security headers (see the module docstring); ``script`` allows this origin's
+    own script files and same-origin fetches (the alert dashboard's live refresh), never inline
+    script."""
     actions = "'self'" + (f" {form_action}" if form_action else "")
+    scripts = "script-src 'self'; connect-src 'self'; " if script else ""
     response.headers["Content-Security-Policy"] = (
-        "default-src 'none'; style-src 'self'; img-src 'self'; base-uri 'none'; "
+        f"default-src 'none'; {scripts}style-src 'self'; img-src 'self'; base-uri 'none'; "
         f"form-action {actions}; frame-ancestors 'none'"
     )
     response.headers["X-Frame-Options"] = "DENY"

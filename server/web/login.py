@@ -13,7 +13,7 @@ from llmgw.server.web.core import BadForm, Web, client_ip, see_other
 
 __all__ = ["login_page", "safe_next"]
 
-_NEXT_PATHS = ("/oauth/authorize", "/device", "/account")
+_NEXT_PATHS = ("/oauth/authorize", "/device", "/account", "/alerts")
 WRONG = "Wrong email or password."
 """The one answer for an unknown email, a user without a password, a disabled user or a wrong
 password (no user enumeration)."""
