@@ -117,7 +117,7 @@ class Call:
             ev.total_tokens = usage.total_tokens or usage.prompt_tokens + usage.completion_tokens
             if ev.provider is not None:
                 ev.cost = g.resolver.cost(
-                    ev.provider, ev.model, ev.prompt_tokens, ev.completion_tokens
+                    ev.provider, ev.model, ev.prompt_tokens, ev.completion_tokens, ev.model_version
                 )
         if self.grant is not None:
             self._settle(self.grant, status, ev.total_tokens if usage is not None else None)

@@ -47,8 +47,25 @@ _STATS = {
     "completion_tokens": 3600,
     "total_tokens": 6000,
     "cost": "0.0025200000",
+    "currency": "USD",
+    "costs": {"USD": "0.0025200000"},
     "avg_latency_ms": 412.5,
     "p95_latency_ms": 980.0,
+}
+_PRICE = {
+    "provider": "local",
+    "model": "gpt-4o-mini",
+    "currency": "USD",
+    "input": "0.15",
+    "output": "0.6",
+    "source": "bundled",
+    "entry": "gpt-4o-mini",
+    "as_of": "2025-08",
+    "reference": "openai.com/api/pricing",
+    "units": None,
+    "note": None,
+    "offered": True,
+    "table_version": "2026.12.03",
 }
 _RECENT = {
     "at": _T,
@@ -264,7 +281,10 @@ def admin_paths() -> dict[str, Any]:
         f"{p}/users/{{ref}}/enable": {"post": _op("adminEnableUser", "Enable a user",
             "Their unexpired, unrevoked keys work again.", _USER, errors=one, ref=_UREF)},
         f"{p}/usage/stats": {"get": _op("adminUsageStats", "Usage statistics",
-            "Requests, errors, tokens, cost, latency per group.", _listed(_STATS),
+            "Requests, errors, tokens, cost, latency per group. `costs` is the cost per "
+            "currency (each provider's); `cost` and `currency` are set when the group's cost is in "
+            "one currency, `cost` is null when it mixes several: never added across currencies.",
+            _listed(_STATS),
             errors=(*one, "400"), query={
                 "since": _SINCE,
                 "until": ("2026-12-04T00:00:00+00:00", "Only before this time."),
@@ -285,6 +305,12 @@ def admin_paths() -> dict[str, Any]:
             "120 five-second buckets (requests, failures, mean latency of successes, error rate), "
             "oldest first, the current bucket last.",
             _listed(_PROVIDER), errors=("401", "403", "429"))},
+        f"{p}/providers/prices": {"get": _op("adminProviderPrices", "Effective prices",
+            "The price in force per 1M tokens for every model of every configured provider and "
+            "where it came from: `config` ([providers.prices]), `bundled` (the versioned table "
+            "shipped with llmgw, with its date and source; YandexGPT's billing units in `units`) "
+            "or `unpriced` (recorded at cost 0). One currency per provider; never converted.",
+            _listed(_PRICE), errors=("401", "403", "429"))},
         f"{p}/providers/{{name}}/test": {"post": _provider_test()},
         f"{p}/audit": {"get": _op("adminAudit", "The audit log",
             "Admin actions, newest first.", _listed(_AUDIT), errors=(*std, "400"), query={

@@ -221,6 +221,7 @@ _OPS: list[tuple[str, str, Handler]] = [
     ("POST", "/users/{ref}/enable", lambda a, p, q, b: a.users_enable(p["ref"])),
     ("GET", "/usage/stats", _usage_stats),
     ("GET", "/audit", _audit),
+    ("GET", "/providers/prices", lambda a, p, q, b: a.providers_prices()),
     (
         "POST",
         "/providers/{name}/test",

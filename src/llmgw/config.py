@@ -339,8 +339,8 @@ class ModelPrice(_Section):
     """Price per 1M prompt (input) tokens."""
     output: Decimal = Field(ge=0, max_digits=20, decimal_places=10)
     """Price per 1M completion (output) tokens."""
-    currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
-    """ISO 4217 code of the prices, e.g. USD or RUB."""
+    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+    """ISO 4217 code of the price, e.g. USD or RUB; unset: the provider's currency (one per provider)."""
 
 
 class ProviderConfig(_Section):
@@ -368,8 +368,12 @@ class ProviderConfig(_Section):
     """Seconds for the whole request."""
     queue_timeout: float = Field(default=5.0, ge=0)
     """Seconds a request may wait for a free slot under ``max_concurrency`` before a 429."""
+    currency: str | None = Field(default=None, pattern=r"^[A-Z]{3}$")
+    """ISO 4217 code the provider bills in; unset: the currency of its ``prices``, else RUB for gigachat and yandexgpt, USD for openai."""
     prices: dict[str, ModelPrice] = Field(default_factory=dict)
-    """Model (provider-side name) -> price per 1M tokens; unpriced models cost 0."""
+    """Model (provider-side name, or ``model:version``) -> price per 1M tokens; overrides the bundled price table (``llmgw providers prices``)."""
+    bundled_prices: bool = True
+    """Price models missing from ``prices`` by the bundled table (false: they are unpriced, e.g. a local server)."""
     ca_bundle: Path | None = None
     """PEM file of extra CA certificates to trust (GigaChat: the Russian Trusted Root CA); TLS is always verified."""
     auth_url: str | None = None
@@ -392,6 +396,22 @@ class ProviderConfig(_Section):
     def _check_name(cls, v: str) -> str:
         if not _NAME_RE.match(v):
             raise ValueError("use lowercase letters, digits, '-' and '_' (at most 63)")
+        return v
+
+    @field_validator("prices")
+    @classmethod
+    def _check_price_currencies(
+        cls, v: dict[str, ModelPrice], info: ValidationInfo
+    ) -> dict[str, ModelPrice]:
+        named = {p.currency for p in v.values() if p.currency is not None}
+        declared = info.data.get("currency")
+        if declared is not None:
+            named.add(declared)
+        if len(named) > 1:
+            raise ValueError(
+                f"one provider bills in one currency, these prices name {', '.join(sorted(named))}"
+                " (costs are never converted: split the models into two providers)"
+            )
         return v
 
     @field_validator("base_url", "auth_url", "iam_url")

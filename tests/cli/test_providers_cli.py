@@ -439,3 +439,54 @@ def test_test_yandex_service_account_checks_the_iam_host(cli, home: Path, tmp_pa
         config(f"{y.url}/iam/v1/tokens")
         ok = cli("providers", "test", "yc")
         assert ok.exit_code == 0, ok.stderr
+
+
+def test_list_flags_a_model_with_no_known_price(cli, home) -> None:
+    """A model neither configured nor in the bundled table is flagged, not silently free."""
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.toml").write_text(
+        '[[providers]]\nname = "p"\nkind = "openai"\nbase_url = "http://127.0.0.1:9/v1"\n'
+        'models = ["gpt-4o-mini", "llama3:8b"]\n\n'
+        '[[providers]]\nname = "ya"\nkind = "yandexgpt"\nfolder_id = "b1g"\n'
+        'models = ["yandexgpt-lite"]\n'
+    )
+    r = cli("providers", "list", "--json")
+    assert r.exit_code == 0, r.stderr
+    by = {p["name"]: p for p in json.loads(r.stdout)["providers"]}
+    assert by["p"]["unpriced"] == ["llama3:8b"] and by["p"]["currency"] == "USD"
+    assert by["ya"]["unpriced"] == [] and by["ya"]["currency"] == "RUB"
+    table = cli("providers", "list")
+    assert "llama3:8b (no price)" in table.stdout.replace("\n", "")
+    assert "gpt-4o-mini (no price)" not in table.stdout
+    assert "warning: no price for p/llama3:8b" in table.stderr
+
+
+def test_prices_shows_where_each_price_comes_from(cli, home) -> None:
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.toml").write_text(
+        '[[providers]]\nname = "p"\nkind = "openai"\nbase_url = "http://127.0.0.1:9/v1"\n'
+        'models = ["gpt-4o-mini", "gpt-4o", "llama3:8b"]\n'
+        '[providers.prices."gpt-4o"]\ninput = 1\noutput = 2\n\n'
+        '[[providers]]\nname = "ya"\nkind = "yandexgpt"\nfolder_id = "b1g"\n'
+        'models = ["yandexgpt"]\n'
+    )
+    r = cli("providers", "prices", "--json")
+    assert r.exit_code == 0, r.stderr
+    rows = {(x["provider"], x["model"]): x for x in json.loads(r.stdout)}
+    assert rows[("p", "gpt-4o")]["source"] == "config" and rows[("p", "gpt-4o")]["input"] == "1"
+    assert rows[("p", "gpt-4o-mini")]["source"] == "bundled"
+    assert rows[("p", "llama3:8b")]["source"] == "unpriced"
+    # the version priced apart is shown with the model it belongs to
+    assert rows[("ya", "yandexgpt:rc")]["units"]["input_multiplier"] == "4"
+    assert rows[("ya", "yandexgpt")]["currency"] == "RUB"
+    assert ("p", "o3") not in rows  # not offered: only with --all
+    everything = json.loads(cli("providers", "prices", "p", "--all", "--json").stdout)
+    assert {x["provider"] for x in everything} == {"p"} and any(
+        x["model"] == "o3" for x in everything
+    )
+    table = cli("providers", "prices")
+    assert table.exit_code == 0
+    text = table.stdout.replace("\n", "")
+    assert "bundled table 2026." in text and "unpriced" in text and "config" in text
+    missing = cli("providers", "prices", "nope")
+    assert missing.exit_code != 0 and missing.stderr.startswith("Error: no provider named 'nope'")

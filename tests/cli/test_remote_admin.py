@@ -13,6 +13,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -393,3 +394,34 @@ def test_text_output_is_the_same_in_both_modes(gateway: Gateway) -> None:
         local, remote = gw.local(*args), gw.remote(*args)
         assert (remote.exit_code, remote.stdout) == (local.exit_code, local.stdout), args
         assert local.exit_code == 0 and local.stdout.strip(), args
+
+
+def test_prices_and_costs_are_right_by_default_in_both_modes(gateway: Gateway) -> None:
+    """No price in the config: gpt-4o-mini is priced by the bundled table (USD), the same table
+    locally and from the server; the traffic's cost is that price times its tokens, in USD."""
+    gw = gateway
+    local, remote = _both(gw, "providers", "prices")
+    assert remote == local
+    row = next(r for r in local if r["model"] == "gpt-4o-mini")
+    assert (row["source"], row["currency"], row["input"], row["output"]) == (
+        "bundled",
+        "USD",
+        "0.15",
+        "0.6",
+    )
+    assert row["as_of"] and row["reference"] and row["table_version"]
+    assert _json(gw.remote("providers", "prices", "openai", "--json")) == local
+    missing = gw.remote("providers", "prices", "nope", "--json")
+    assert missing.exit_code != 0 and missing.stderr.startswith("Error:")
+    _traffic(gw)
+    local, remote = _both(gw, "usage", "stats", "--by", "model")
+    assert _without(remote, {"since"}) == _without(local, {"since"})
+    (stats,) = local["rows"]
+    expected = (
+        Decimal(stats["prompt_tokens"]) * Decimal("0.15")
+        + Decimal(stats["completion_tokens"]) * Decimal("0.6")
+    ) / 1_000_000
+    assert stats["currency"] == "USD" and stats["costs"] == {"USD": stats["cost"]}
+    assert Decimal(stats["cost"]) == expected > 0
+    shown = gw.local("usage", "stats", "--by", "model")
+    assert f"{expected:.6f} USD" in shown.stdout

@@ -209,3 +209,33 @@ def test_failed_export_leaves_no_file(cli: Any, tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == ["keep.csv"]
     r = cli("usage", "export", "--format", "csv", "--out", str(tmp_path / "no" / "x.csv"))
     assert r.exit_code == 2 and "does not exist" in r.stderr
+
+
+def test_costs_are_grouped_by_currency_never_added_across(
+    cli: Any, seeded: dict[str, str], tmp_path: Path
+) -> None:
+    """``local`` bills in USD, ``giga`` in RUB: a group holding both has its cost per currency
+    and no single ``cost``; the table shows both amounts; a provider missing from the
+    configuration keeps its own unknown currency (XXX:<name>), never merged with another's."""
+    cfg = tmp_path / "two.toml"
+    cfg.write_text(
+        '[[providers]]\nname = "local"\nkind = "openai"\nmodels = ["gpt-4o-mini"]\n\n'
+        '[[providers]]\nname = "giga"\nkind = "gigachat"\nmodels = ["GigaChat"]\n'
+    )
+    r = cli("--config", str(cfg), "usage", "stats", "--by", "status", "--json", env=seeded)
+    assert r.exit_code == 0, r.stderr
+    ok = next(row for row in json.loads(r.stdout)["rows"] if row["status"] == 200)
+    assert ok["requests"] == 4
+    assert ok["costs"] == {"RUB": "1.0000000000", "USD": "0.0020000002"}
+    assert ok["cost"] is None and ok["currency"] is None
+    r = cli("--config", str(cfg), "usage", "stats", "--by", "provider", "--json", env=seeded)
+    per = {row["provider"]: row for row in json.loads(r.stdout)["rows"]}
+    assert (per["giga"]["currency"], per["giga"]["cost"]) == ("RUB", "1.0000000000")
+    assert per["local"]["currency"] == "USD"
+    r = cli("--config", str(cfg), "usage", "stats", "--by", "status", env=seeded)
+    assert "1.000000 RUB + 0.002000 USD" in r.stdout.replace("\n", "")
+    r = cli("--config", str(cfg), "usage", "stats", "--by", "status", "--csv", env=seeded)
+    assert ",,,RUB=1.0000000000;USD=0.0020000002," in r.stdout  # cost, currency empty
+    # no configuration: the currencies are unknown, one per provider
+    ok = next(row for row in _json(cli, seeded, "--by", "status") if row["status"] == 200)
+    assert set(ok["costs"]) == {"XXX:giga", "XXX:local"} and ok["cost"] is None

@@ -199,7 +199,8 @@ def test_the_openapi_examples_have_the_shape_of_the_real_answers(
                     example, answer = example["data"][0], answer["data"][0]
                 assert set(answer) == set(example), (url, set(answer) ^ set(example))
                 checked += 1
-    assert checked == 10  # with GET /admin/v1/oauth/clients (the built-in llmgw-cli client)
+    assert checked == 11  # with GET /admin/v1/oauth/clients (the built-in llmgw-cli client)
+    # and GET /admin/v1/providers/prices
 
 
 @pytest.mark.redis

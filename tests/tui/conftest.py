@@ -275,6 +275,17 @@ class FixtureOps:
             raise Unavailable("openai: connection refused by 127.0.0.1:9", hint="is it running?")
         return {"provider": name, "ok": True, "check": "chat", "latency_ms": 412.5, "model": model}
 
+    def providers_prices(self) -> list[Record]:
+        from llmgw.admin.records import price_records
+        from llmgw.config import ProviderConfig
+
+        self._check("providers_prices")
+        return price_records([
+            ProviderConfig(name="gigachat", kind="gigachat", models=["GigaChat-2-Max"]),
+            ProviderConfig(name="yandex", kind="yandexgpt", models=["yandexgpt-lite"]),
+            ProviderConfig(name="openai", kind="openai", models=["gpt-4o-mini"]),
+        ])  # fmt: skip
+
     def audit_list(self, *, since: datetime | None = None, limit: int = 100,
                    actor: str | None = None, action: str | None = None) -> list[Record]:  # fmt: skip
         self._check("audit_list")

@@ -395,3 +395,50 @@ async def test_usage_custom_period_and_versions(make_app, ops, wait):
         await pilot.press("p")  # custom -> 1h
         await wait(pilot)
         assert "last 1h by version" in status(app)
+
+
+async def test_usage_costs_in_two_currencies_are_shown_apart(make_app, wait, engine, tmp_path):
+    """A real ``LocalAdmin`` on seeded rows: USD traffic on ``openai``, RUB on ``giga``. The
+    totals and the breakdown name each currency; nothing is added across them."""
+    from datetime import timedelta
+    from decimal import Decimal
+
+    from llmgw.admin.local import LocalAdmin
+    from llmgw.admin.ops import Actor
+    from llmgw.config import Settings, UsageSettings
+    from llmgw.usage.recorder import UsageEvent, UsageRecorder
+
+    from .conftest import NOW  # the app's fixed clock
+
+    rec = UsageRecorder(engine, UsageSettings(flush_interval=0.05), tmp_path / "spool")
+    rec.start()
+    for i, (provider, model, cost) in enumerate(
+        [("openai", "gpt-4o-mini", "0.25"), ("giga", "GigaChat-2-Max", "3.9")]
+    ):
+        rec.record(
+            UsageEvent(
+                request_id=f"r{i}",
+                created_at=NOW - timedelta(hours=2),
+                provider=provider,
+                model=model,
+                total_tokens=100,
+                cost=Decimal(cost),
+            )
+        )
+    rec.close()
+    settings = Settings(
+        providers=[
+            {"name": "openai", "kind": "openai", "models": ["gpt-4o-mini"]},
+            {"name": "giga", "kind": "gigachat", "models": ["GigaChat-2-Max"]},
+        ]
+    )
+    ops = LocalAdmin(engine, Actor.local(), "tui", settings=settings)
+    app = make_app(ops)
+    async with app.run_test(size=(140, 40)) as pilot:
+        await wait(pilot)
+        await pilot.press("3")
+        await wait(pilot)
+        text = screen_text(app)
+        assert "cost 3.9000 RUB + 0.2500 USD" in text
+        costs = {r[0]: r[5] for r in cells(app, "#breakdown")}
+        assert costs == {"openai/gpt-4o-mini": "0.2500 USD", "giga/GigaChat-2-Max": "3.9000 RUB"}

@@ -101,6 +101,28 @@ def _cost(value: Any) -> Decimal:
         return Decimal(0)
 
 
+def costs_by_currency(rows: list[Record]) -> dict[str, Decimal]:
+    """The rows' cost per currency (a row's ``costs``, else its ``cost`` under its ``currency``,
+    ``""`` when it has none): costs are never added across currencies."""
+    out: dict[str, Decimal] = {}
+    for r in rows:
+        costs = r.get("costs")
+        parts = (
+            costs.items() if isinstance(costs, dict) else [(r.get("currency") or "", r.get("cost"))]
+        )
+        for cur, value in parts:
+            out[cur] = out.get(cur, Decimal(0)) + _cost(value)
+    return out
+
+
+def cost_text(costs: dict[str, Decimal], places: int = 4) -> str:
+    """``0.1234 USD + 5.0000 RUB`` (largest first); ``0.0000`` for nothing."""
+    if not costs:
+        return f"{Decimal(0):.{places}f}"
+    ordered = sorted(costs.items(), key=lambda kv: -kv[1])
+    return " + ".join(f"{v:.{places}f} {c}".rstrip() for c, v in ordered)
+
+
 @dataclass
 class UsageData:
     """One poll's worth: the series over time and the breakdown rows."""
@@ -176,15 +198,18 @@ class UsageScreen(PolledScreen):
         rows = [by_label.get(label, {}) for label in data.labels]
         requests = [float(r.get("requests") or 0) for r in rows]
         tokens = [float(r.get("total_tokens") or 0) for r in rows]
-        costs = [float(_cost(r.get("cost"))) for r in rows]
-        total_cost = sum((_cost(r.get("cost")) for r in data.series), Decimal(0))
+        totals = costs_by_currency(data.series)
+        # the chart draws one currency, the largest; the totals name every currency
+        main = max(totals, key=lambda c: totals[c]) if totals else ""
+        costs = [float(costs_by_currency([r]).get(main, 0)) if r else 0.0 for r in rows]
+        total_cost = cost_text(totals)
         errors = sum(int(r.get("errors") or 0) for r in data.series)
         step = self.window()[2]
         span = f"{data.labels[0]} … {data.labels[-1]}, per {step}" if data.labels else ""
         for name, values, total in (
             ("requests", requests, num(sum(requests))),
             ("tokens", tokens, num(sum(tokens))),
-            ("cost", costs, f"{total_cost:.4f}"),
+            ("cost", costs, total_cost),
         ):
             self.query_one(f"#chart-{name}", Sparkline).data = values
             peak = num(max(values), 4 if name == "cost" else 0) if values else "0"
@@ -193,7 +218,7 @@ class UsageScreen(PolledScreen):
             )
         self.query_one("#totals", Static).update(
             f"{num(sum(requests))} requests, {num(errors)} errors, {num(sum(tokens))} tokens, "
-            f"cost {total_cost:.4f}  ({span})"
+            f"cost {total_cost}  ({span})"
         )
         self._breakdown(data.breakdown)
 
@@ -234,7 +259,7 @@ class UsageScreen(PolledScreen):
                 num(r.get("errors")),
                 num(r.get("prompt_tokens")),
                 num(r.get("completion_tokens")),
-                f"{_cost(r.get('cost')):.4f}",
+                cost_text(costs_by_currency([r])),
                 num(r.get("avg_latency_ms"), 1),
                 num(r.get("p95_latency_ms"), 1),
             )

@@ -354,9 +354,22 @@ class LocalAdmin:
             only["status"] = status
         with db_errors(self.engine, "querying usage"):
             rows = usage_stats(
-                self.engine, since=since, until=until, by=cast("GroupBy", by), only=only
+                self.engine,
+                since=since,
+                until=until,
+                by=cast("GroupBy", by),
+                only=only,
+                currencies=self._currencies(),
             )
         return [usage_record(r) for r in rows]
+
+    def _currencies(self) -> dict[str, str] | None:
+        """Provider -> the currency it bills in (costs are split by it), from the settings."""
+        if self.settings is None:
+            return None
+        from llmgw.usage.pricing import currency_of
+
+        return {p.name: currency_of(p) for p in self.settings.providers}
 
     def usage_recent(self, *, limit: int = 100) -> builtins.list[Record]:
         """The newest requests in the ``usage`` table, newest first."""
@@ -377,6 +390,14 @@ class LocalAdmin:
         query = sa.select(table).order_by(table.c.provider, table.c.model)
         with db_errors(self.engine, "reading provider status"), self.engine.connect() as conn:
             return [provider_record(r._mapping, live=False) for r in conn.execute(query)]
+
+    def providers_prices(self) -> builtins.list[Record]:
+        """The price in force for every model of every configured provider."""
+        from llmgw.admin.records import price_records
+
+        if self.settings is None:
+            raise UsageError("listing prices needs the configuration (no settings given)")
+        return price_records(self.settings.providers)
 
     def providers_test(self, name: str, *, model: str | None = None) -> Record:
         """One real round trip to provider ``name`` with this process's configuration; the

@@ -194,6 +194,11 @@ class AdminOps(Protocol):
         ``false`` from the ``provider_status`` table."""
         ...
 
+    def providers_prices(self) -> list[Record]:
+        """The price in force for every model of every provider (``records.price_records``):
+        configured, bundled (with its source and date) or unpriced; remote: the server's."""
+        ...
+
     def providers_test(self, name: str, *, model: str | None = None) -> Record:
         """One real round trip to provider ``name`` (``llmgw.providers.probe``; remote: from the
         server, with its configuration and secrets): ``{"provider", "ok": true, "check",

@@ -8,7 +8,7 @@ strings, UUIDs strings. Never a secret or a digest.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -18,12 +18,14 @@ from llmgw.admin.ops import Record
 if TYPE_CHECKING:
     from llmgw.auth.keys import KeyInfo
     from llmgw.auth.users import UserInfo
+    from llmgw.config import ProviderConfig
 
 __all__ = [
     "audit_record",
     "iso",
     "jsonable",
     "key_record",
+    "price_records",
     "provider_record",
     "recent_record",
     "usage_record",
@@ -139,3 +141,47 @@ def audit_record(row: Mapping[Any, Any]) -> Record:
         "remote_addr": row["remote_addr"],
         "detail": jsonable(row["detail"]) if row["detail"] is not None else None,
     }
+
+
+def price_records(providers: Sequence[ProviderConfig]) -> list[Record]:
+    """The price in force for every model each provider names or the bundled table lists:
+    ``{"provider", "model", "currency", "input", "output"`` (per 1M tokens, fixed-point strings,
+    ``null`` when unpriced), ``"source"`` (``config``, ``bundled`` or ``unpriced``), ``"entry"``,
+    ``"as_of"``, ``"reference"``, ``"units"`` (YandexGPT's billing units or ``null``), ``"note"``,
+    ``"offered"`` (the provider's ``models`` list names it, or it lists none: any name passes) and ``"table_version"``}."""
+    from llmgw.usage.pricing import TABLE_VERSION, currency_of, effective_prices
+
+    out: list[Record] = []
+    for p in providers:
+        offered = set(p.models)
+        for model, price in effective_prices(p):
+            units = price.units if price is not None else None
+            out.append(
+                {
+                    "provider": p.name,
+                    "model": model,
+                    "currency": price.currency if price is not None else currency_of(p),
+                    "input": _fixed(price.input) if price is not None else None,
+                    "output": _fixed(price.output) if price is not None else None,
+                    "source": price.source if price is not None else "unpriced",
+                    "entry": price.entry if price is not None else None,
+                    "as_of": price.as_of if price is not None else None,
+                    "reference": price.reference if price is not None else None,
+                    "units": None
+                    if units is None
+                    else {
+                        "per_1k_units": _fixed(units.per_1k_units),
+                        "input_multiplier": _fixed(units.input_multiplier),
+                        "output_multiplier": _fixed(units.output_multiplier),
+                    },
+                    "note": price.note if price is not None else None,
+                    "offered": not offered or model.split(":")[0] in offered or model in offered,
+                    "table_version": TABLE_VERSION,
+                }
+            )
+    return out
+
+
+def _fixed(value: Decimal) -> str:
+    """A Decimal as plain fixed-point text without trailing zeros (``2.5``, ``200``)."""
+    return format(value.normalize(), "f")

@@ -341,6 +341,10 @@ class RemoteAdmin:
         """Live router state per (provider, model) (``"live": true``)."""
         return self._list("/providers")
 
+    def providers_prices(self) -> builtins.list[Record]:
+        """The price in force for every model of the server's providers."""
+        return self._list("/providers/prices")
+
     def providers_test(self, name: str, *, model: str | None = None) -> Record:
         """One real round trip to provider ``name``, made by the server."""
         return self._one("POST", f"/providers/{quote(name, safe='')}/test", {"model": model})

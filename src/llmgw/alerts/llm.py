@@ -101,7 +101,11 @@ class RouterCompleter:
         event.total_tokens = usage.total_tokens or usage.prompt_tokens + usage.completion_tokens
         if event.provider is not None:
             event.cost = self.resolver.cost(
-                event.provider, event.model, event.prompt_tokens, event.completion_tokens
+                event.provider,
+                event.model,
+                event.prompt_tokens,
+                event.completion_tokens,
+                event.model_version,
             )
         self._finish(event, t0)
         try:

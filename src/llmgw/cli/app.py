@@ -37,7 +37,7 @@ COMMANDS = {
     "providers": LazyCommand(
         "llmgw.cli.providers",
         "providers_app",
-        "Configured upstream providers: list, health status, test, secrets.",
+        "Configured upstream providers: list, prices, health status, test, secrets.",
     ),
     "users": LazyCommand(
         "llmgw.cli.users",
@@ -132,7 +132,7 @@ def root(
             "--url",
             envvar="LLMGW_URL",
             metavar="URL",
-            help="Run keys, users, usage, providers status and audit against the llmgw server "
+            help="Run keys, users, usage, providers status|prices and audit against the llmgw server "
             "at this address (its /admin/v1 API) instead of the database.",
             show_default=False,
         ),

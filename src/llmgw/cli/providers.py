@@ -23,7 +23,7 @@ from llmgw.storage.db import mask_url
 __all__ = ["providers_app"]
 
 providers_app = typer.Typer(
-    help="Configured upstream providers: list, health status, test, secrets.",
+    help="Configured upstream providers: list, prices, health status, test, secrets.",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -65,11 +65,20 @@ def _credential(cfg: ProviderConfig) -> str:
     return f"{missing}; keyring unavailable" if resolver.keyring_notice else missing
 
 
+def _unpriced(cfg: ProviderConfig) -> list[str]:
+    """The listed models with no price in force (neither configured nor bundled)."""
+    from llmgw.usage.pricing import price_for
+
+    return [m for m in cfg.models if price_for(cfg, m) is None]
+
+
 @providers_app.command("list")
 def providers_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """List the configured providers, their models and where each credential comes from."""
+    from llmgw.usage.pricing import currency_of
+
     settings = state(ctx).settings
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "name": p.name,
             "kind": p.kind,
@@ -77,6 +86,8 @@ def providers_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
             "models": list(p.models),
             "credential": _credential(p),
             "max_concurrency": p.max_concurrency,
+            "currency": currency_of(p),
+            "unpriced": _unpriced(p),
         }
         for p in settings.providers
     ]
@@ -87,12 +98,22 @@ def providers_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     if as_json:
         emit_json({"providers": rows, "aliases": aliases})
         return
+    for r in rows:  # a model with no known price is flagged, never silently free
+        r["models"] = [f"{m} (no price)" if m in r["unpriced"] else m for m in r["models"]]
     print_table(
         rows,
-        ["name", "kind", "base_url", "models", "credential"],
+        ["name", "kind", "base_url", "models", "currency", "credential"],
         title="providers",
         wrap=("base_url", "models", "credential"),
     )
+    unpriced = [(r["name"], m) for r in rows for m in r["unpriced"]]
+    if unpriced:
+        names = ", ".join(f"{p}/{m}" for p, m in unpriced)
+        print(
+            f"warning: no price for {names}: their requests are recorded at cost 0 "
+            '(set [providers.prices."MODEL"]; `llmgw providers prices` shows the table)',
+            file=sys.stderr,
+        )
     if aliases:
         print_table(
             [{"alias": k, "candidates": v} for k, v in aliases.items()],
@@ -174,6 +195,64 @@ def providers_status(
         if live
         else ("updated_at", "error_rate"),
     )
+
+
+# -- providers prices ---------------------------------------------------------------------------
+
+
+@providers_app.command("prices")
+def providers_prices(
+    ctx: typer.Context,
+    name: Annotated[
+        str | None, typer.Argument(help="Only this provider (default: every provider).")
+    ] = None,
+    show_all: Annotated[
+        bool,
+        typer.Option("--all", help="Also the bundled prices of models the provider does not list."),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """The effective price table: per model, the price per 1M tokens and where it came from.
+
+    A price comes from the provider's [providers.prices."MODEL"] (config), else from the bundled,
+    versioned table (bundled: with its date and source), else the model is unpriced and costs 0.
+    Each provider bills in one currency; costs are never converted. With the global --url: the
+    running server's table.
+    """
+    st = state(ctx)
+    rows = st.admin().providers_prices()
+    if name is not None:
+        if st.url is None:
+            _provider(st.settings, name)
+        elif not any(r["provider"] == name for r in rows):
+            raise NotFound(f"the server has no provider named {name!r}")
+        rows = [r for r in rows if r["provider"] == name]
+    if not show_all:  # the models each provider offers, and every configured price
+        rows = [r for r in rows if r["offered"] or r["source"] == "config"]
+    if as_json:
+        emit_json(rows)
+        return
+    for r in rows:
+        units = r.get("units")
+        if units:
+            r["billing"] = (
+                f"{units['per_1k_units']}/1k units x{units['input_multiplier']}"
+                f"/x{units['output_multiplier']}"
+            )
+        r["source"] = (f"bundled {r['as_of']}" if r["source"] == "bundled" else r["source"]) + (
+            " *" if r.get("note") else ""
+        )
+    version = rows[0]["table_version"] if rows else None
+    print_table(
+        rows,
+        ["provider", "model", "currency", "input", "output", "source", "billing", "reference"],
+        title=f"prices per 1M tokens (bundled table {version})" if version else "prices",
+        wrap=("reference",),
+        optional=("reference", "billing"),
+    )
+    notes = [f"{r['provider']}/{r['model']}: {r['note']}" for r in rows if r.get("note")]
+    for n in notes:
+        print(f"* {n}")
 
 
 # -- providers test -----------------------------------------------------------------------------

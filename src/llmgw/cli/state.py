@@ -109,6 +109,7 @@ class CliState:
                 Actor.local(),
                 "cli",
                 on_change=changes.publish if changes is not None else None,
+                settings=self.settings,
             )
         return self._admin
 

@@ -94,6 +94,18 @@ def _csv_value(v: Any) -> Any:
     return decimal_text(v) if isinstance(v, Decimal) else v
 
 
+def _costs_text(r: dict[str, Any], places: int, *, shown: bool = False) -> str:
+    """A row's cost per currency, never added across currencies: ``0.5 USD + 12 RUB``
+    (``shown``: a table cell, a cost in one currency with its code; CSV: ``USD=0.5;RUB=12``)."""
+    costs = r.get("costs") or {}
+    if not shown:
+        return ";".join(f"{c}={decimal_text(Decimal(v))}" for c, v in costs.items())
+    if len(costs) > 1:
+        return " + ".join(f"{Decimal(v):.{places}f} {c}" for c, v in costs.items())
+    cur = f" {r['currency']}" if r.get("currency") else ""
+    return f"{Decimal(r['cost']):.{places}f}{cur}"
+
+
 def _readable(row: dict[str, Any]) -> dict[str, Any]:
     """An export row as a person reads it: latencies to the microsecond (3 decimals of ms)."""
     for name in ("latency_ms", "ttft_ms"):
@@ -169,7 +181,9 @@ def usage_stats(
         w = csv.writer(sys.stdout, lineterminator="\n")
         w.writerow(columns)
         for r in rows:
-            w.writerow([_csv_value(r[c]) for c in columns])
+            w.writerow(
+                [_csv_value(_costs_text(r, 10) if c == "costs" else r.get(c)) for c in columns]
+            )
     else:
         labels = _TABLE_LABELS[group]
         shown = [
@@ -177,7 +191,7 @@ def usage_stats(
                 **{c: r[c] for c in labels},
                 **({"key": _key_label(r)} if group == "key" else {}),
                 **{short: r[long] for long, short in _TABLE_METRICS.items()},
-                "cost": f"{Decimal(r['cost']):.6f}",
+                "cost": _costs_text(r, 6, shown=True),
                 "avg_ms": None if r["avg_latency_ms"] is None else round(r["avg_latency_ms"]),
                 "p95_ms": None if r["p95_latency_ms"] is None else round(r["p95_latency_ms"]),
             }

@@ -66,7 +66,7 @@ class Resolver:
             k: tuple(v) for k, v in settings.aliases.items()
         }
         self._memo: dict[str, tuple[Target, ...]] = {}
-        self._costs: dict[tuple[str, str | None, int, int], Decimal] = {}
+        self._costs: dict[tuple[str, str | None, str | None, int, int], Decimal] = {}
 
     @property
     def aliases(self) -> list[str]:
@@ -82,15 +82,22 @@ class Resolver:
         return self._providers.get(name)
 
     def cost(
-        self, provider: str, model: str | None, prompt_tokens: int, completion_tokens: int
+        self,
+        provider: str,
+        model: str | None,
+        prompt_tokens: int,
+        completion_tokens: int,
+        version: str | None = None,
     ) -> Decimal:
-        """``cost_of`` with ``provider``'s prices, memoised: the same token counts recur, and
-        the Decimal arithmetic costs ~1 µs a request (the memo is bounded; Decimals are
-        immutable, so sharing them is safe)."""
-        key = (provider, model, prompt_tokens, completion_tokens)
+        """``cost_of`` with ``provider``'s prices (configured, else bundled), memoised: the
+        same token counts recur, and the Decimal arithmetic costs ~1 µs a request (the memo is
+        bounded; Decimals are immutable, so sharing them is safe)."""
+        key = (provider, model, version, prompt_tokens, completion_tokens)
         cost = self._costs.get(key)
         if cost is None:
-            cost = cost_of(self._providers.get(provider), model, prompt_tokens, completion_tokens)
+            cost = cost_of(
+                self._providers.get(provider), model, prompt_tokens, completion_tokens, version
+            )
             if len(self._costs) >= _MEMO_MAX:
                 self._costs.clear()
             self._costs[key] = cost

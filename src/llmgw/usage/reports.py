@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Literal, TypedDict, get_args
@@ -37,6 +37,7 @@ __all__ = [
     "EXPORT_COLUMNS",
     "GROUPS",
     "RECENT_COLUMNS",
+    "NO_CURRENCY",
     "GroupBy",
     "UsageFilter",
     "export_batches",
@@ -64,6 +65,8 @@ _METRICS = (
     "completion_tokens",
     "total_tokens",
     "cost",
+    "currency",
+    "costs",
     "avg_latency_ms",
     "p95_latency_ms",
 )
@@ -149,15 +152,23 @@ _GROUP_DIMS: dict[str, tuple[str, ...]] = {
 
 
 def _source_groups(
-    by: GroupBy, dialect: str, src: sa.Table | sa.FromClause, time: ColumnElement[Any]
+    by: GroupBy,
+    dialect: str,
+    src: sa.Table | sa.FromClause,
+    time: ColumnElement[Any],
+    split: bool = False,
 ) -> list[ColumnElement[Any]]:
-    """The grouping columns of one source (a rollup, with NOT NULL dimensions, or ``usage``)."""
-    if by == "day":
-        return [_day(dialect, time).label("g_day")]
-    if by == "hour":
-        return [_hour(dialect, time).label("g_hour")]
+    """The grouping columns of one source (a rollup, with NOT NULL dimensions, or ``usage``);
+    ``split`` adds the provider where the grouping lacks it (costs per currency)."""
+    dims = _GROUP_DIMS.get(by, ())
+    if split and "provider" not in dims:
+        dims = (*dims, "provider")
     out: list[ColumnElement[Any]] = []
-    for d in _GROUP_DIMS[by]:
+    if by == "day":
+        out.append(_day(dialect, time).label("g_day"))
+    elif by == "hour":
+        out.append(_hour(dialect, time).label("g_hour"))
+    for d in dims:
         col: ColumnElement[Any] = src.c[d]
         if src is _u and d != "status":
             col = sa.func.coalesce(col, NO_ID if d in ("key_id", "user_id") else "")
@@ -295,6 +306,7 @@ def _statement(
     until: datetime | None,
     only: UsageFilter,
     last_id: int | None = None,
+    split: bool = False,
 ) -> sa.Select[Any]:
     """One statement for the whole answer. With ``last_id`` (read just before) the planner
     sees the tail's size (an index range on ``id``); the caller checks it did not move while
@@ -313,14 +325,14 @@ def _statement(
     for table, ranges in ((usage_daily, [days] if days else []), (hourly, hours)):
         if not ranges:
             continue
-        groups = _source_groups(by, dialect, table, table.c.bucket)
+        groups = _source_groups(by, dialect, table, table.c.bucket, split)
         parts.append(
             sa.select(*groups, *_metrics(table))
             .where(sa.or_(*(_in(table.c.bucket, r) for r in ranges)), *_filters(table, only))
             .group_by(*groups)
         )
     # raw rows: the window's edges (every row), and the rows the rollups do not hold yet
-    groups = _source_groups(by, dialect, _u, _u.c.created_at)
+    groups = _source_groups(by, dialect, _u, _u.c.created_at, split)
     # (the window's edges lie inside the window: each OR arm has an index of its own)
     fresh = sa.and_(_u.c.id > watermark, _in(_u.c.created_at, (since, until)))
     parts.append(
@@ -396,6 +408,13 @@ def model_label(provider: str | None, model: str | None, version: str | None) ->
     return f"{name}:{version}" if _none(version) else name
 
 
+NO_CURRENCY = "XXX"
+"""ISO 4217's code for "no currency": the cost of a provider missing from the configuration is
+under ``XXX:<provider>``, one entry per such provider (their currencies may differ)."""
+
+_SUMS = ("requests", "errors", "prompt_tokens", "completion_tokens", "total_tokens", "latency_sum")
+
+
 def usage_stats(
     engine: Engine,
     *,
@@ -404,6 +423,7 @@ def usage_stats(
     by: GroupBy = "day",
     only: UsageFilter | None = None,
     refresh_at: int = REFRESH_AT,
+    currencies: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """Requests, errors, tokens, cost and latency per group over ``[since, until)``, counting
     only the rows that match ``only``.
@@ -412,11 +432,16 @@ def usage_stats(
     edges and the rows not folded in yet from ``usage``, in one statement. When more than
     ``refresh_at`` rows wait, they are folded in first. ``p95_latency_ms`` is estimated from
     the latency histogram (see ``rollup.p95``); everything else is exact.
+
+    With ``currencies`` (provider -> ISO 4217 code) each row also has ``costs``, its cost per
+    currency (a provider missing from the mapping: ``XXX:<provider>``), and ``currency``; ``cost``
+    is then the row's cost only when it is in one currency, ``None`` when it mixes several:
+    costs are never added across currencies.
     """
     if by not in GROUPS:
         raise ValueError(f"unknown grouping {by!r}")
     dialect = engine.dialect.name
-    out: list[dict[str, Any]] = []
+    split = currencies is not None
     with engine.connect() as conn:
         last, newest = tail(conn)
         if newest - last > refresh_at:
@@ -426,36 +451,80 @@ def usage_stats(
         if dialect == "postgresql":  # its compile time, not the query, dominates these queries
             conn.exec_driver_sql("SET LOCAL jit = off")
         for _attempt in range(3):
-            rows = conn.execute(_statement(by, dialect, since, until, only or {}, last)).all()
+            rows = conn.execute(
+                _statement(by, dialect, since, until, only or {}, last, split)
+            ).all()
             now_last, _ = tail(conn)
             if now_last == last:  # no refresh committed meanwhile: the rollups as of ``last``
                 break
             last = now_last
         else:  # refreshes keep landing: read the watermark inside the statement itself
-            rows = conn.execute(_statement(by, dialect, since, until, only or {})).all()
-        for m in (r._mapping for r in rows):
-            requests = int(m["requests"] or 0)
-            if requests == 0:
-                continue
-            hist = [int(m[f"lat_{k}"] or 0) for k in range(LATENCY_BUCKETS)]
-            out.append(
-                {
-                    **_labels(by, m),
-                    "requests": requests,
-                    "errors": int(m["errors"]),
-                    "prompt_tokens": int(m["prompt_tokens"]),
-                    "completion_tokens": int(m["completion_tokens"]),
-                    "total_tokens": int(m["total_tokens"]),
-                    "cost": Decimal(int(m["cost_units"] or 0)).scaleb(-10).quantize(_TEN),
-                    "avg_latency_ms": _round(float(m["latency_sum"]) / requests),
-                    "p95_latency_ms": _round(p95(hist, m["latency_min"], m["latency_max"])),
-                }
+            rows = conn.execute(
+                _statement(by, dialect, since, until, only or {}, None, split)
+            ).all()
+    groups: dict[tuple[Any, ...], dict[str, Any]] = {}
+    for m in (r._mapping for r in rows):
+        requests = int(m["requests"] or 0)
+        if requests == 0:
+            continue
+        labels = _labels(by, m)
+        g = groups.get(key := tuple(labels.values()))
+        if g is None:
+            g = groups[key] = {
+                "labels": labels,
+                **dict.fromkeys(_SUMS, 0),
+                "hist": [0] * LATENCY_BUCKETS,
+                "min": None,
+                "max": None,
+                "units": {},
+            }
+        for name in _SUMS:
+            g[name] += m[name] or 0
+        g["hist"] = [a + int(m[f"lat_{k}"] or 0) for k, a in enumerate(g["hist"])]
+        lo, hi = m["latency_min"], m["latency_max"]
+        g["min"] = lo if g["min"] is None or (lo is not None and lo < g["min"]) else g["min"]
+        g["max"] = hi if g["max"] is None or (hi is not None and hi > g["max"]) else g["max"]
+        units = int(m["cost_units"] or 0)
+        if currencies is None:
+            cur = ""
+        else:
+            provider = _none(m["g_provider"])
+            cur = (
+                ""  # never routed: no cost, no currency
+                if provider is None
+                else currencies.get(provider) or f"{NO_CURRENCY}:{provider}"
             )
+        g["units"][cur] = g["units"].get(cur, 0) + units
+    out: list[dict[str, Any]] = []
+    for g in groups.values():
+        requests = int(g["requests"])
+        per = {c: _money(u) for c, u in sorted(g["units"].items()) if c and u}
+        row = {
+            **g["labels"],
+            "requests": requests,
+            "errors": int(g["errors"]),
+            "prompt_tokens": int(g["prompt_tokens"]),
+            "completion_tokens": int(g["completion_tokens"]),
+            "total_tokens": int(g["total_tokens"]),
+            "cost": _money(sum(g["units"].values())) if len(per) <= 1 else None,
+            "avg_latency_ms": _round(float(g["latency_sum"]) / requests),
+            "p95_latency_ms": _round(p95(g["hist"], g["min"], g["max"])),
+        }
+        if split:  # the one currency of the row's cost (of its traffic when it cost nothing)
+            named = sorted(c for c in g["units"] if c)
+            only_one = list(per) if per else named
+            row["currency"] = only_one[0] if len(only_one) == 1 else None
+            row["costs"] = per
+        out.append(row)
     if by in ("day", "hour"):
         out.sort(key=lambda r: r[by])
     else:  # most requests first; ties in a stable, readable order
         out.sort(key=lambda r: (-r["requests"], str(r[_LABELS[by][0]] or "")))
     return out
+
+
+def _money(units: int) -> Decimal:
+    return Decimal(int(units)).scaleb(-10).quantize(_TEN)
 
 
 _TEN = Decimal(1).scaleb(-10)
