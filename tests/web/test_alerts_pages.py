@@ -258,8 +258,8 @@ async def test_attacker_text_is_shown_literally_never_as_markup(
         for raw in (XSS_LABEL, XSS_ATTR, "<img src=x", "<script>alert", "<svg onload", "<b>AI"):
             assert raw not in html
         assert _markup(html) == (["/static/alerts.js"] if "Live" in html else [], [], [])
-        assert "{{7*7}} &lt;img src=x onerror=alert(&#39;summary&#39;)&gt;" in html
-        assert "49" not in re.sub(r"<svg.*?</svg>|\d{4}-\d\d-\d\d[ T][\d:]+", "", html, flags=re.S)
+        # literally: rendered as a template it would read 49
+        assert "{{7*7}} &lt;img src=x onerror=alert(&#39;summary&#39;)&gt; ${7*7}" in html
     one = (await client.get(f"/alerts/{evil}")).text
     assert "&lt;/textarea&gt;&lt;svg onload=alert(&#39;note&#39;)&gt;" in one
     # the runbook URL is text, and a javascript: generator URL is never a link
