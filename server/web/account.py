@@ -169,7 +169,10 @@ def _usage(web: Web, session: SessionInfo, days: int) -> list[dict[str, Any]]:
 
     only: UsageFilter = {} if _is_admin(session) else {"user_id": session.user_id}
     since = utcnow() - timedelta(days=days)
-    return usage_by_day_and_model(web.engine, since=since, only=only)
+    from llmgw.usage.pricing import currency_of
+
+    currencies = {p.name: currency_of(p) for p in web.gateway.settings.providers}
+    return usage_by_day_and_model(web.engine, since=since, only=only, currencies=currencies)
 
 
 async def usage_get(web: Web, request: Request) -> Response:
@@ -180,10 +183,14 @@ async def usage_get(web: Web, request: Request) -> Response:
     text = request.query_params.get("days", "30")
     days = int(text) if text.isdigit() and int(text) in _DAYS else 30
     rows = await web.db(_usage, web, session, days)
+    costs: dict[str, Decimal] = {}  # never added across currencies
+    for r in rows:
+        if r["currency"] is not None and r["cost"]:
+            costs[r["currency"]] = costs.get(r["currency"], Decimal(0)) + r["cost"]
     total = {
         "requests": sum(r["requests"] for r in rows),
         "tokens": sum(r["total_tokens"] for r in rows),
-        "cost": sum((r["cost"] for r in rows), Decimal(0)).normalize(),
+        "cost": " + ".join(f"{v.normalize()} {c}" for c, v in sorted(costs.items())) or "0",
     }
     return web.page(
         "usage.html",

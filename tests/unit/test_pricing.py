@@ -147,3 +147,27 @@ def test_the_documented_overrides_load_and_price_as_documented(tmp_path: Any) ->
     free = price_for(ollama, "llama3:8b")
     assert free is not None and free.input == 0  # priced at zero: not flagged
     assert price_for(ollama, "gpt-4o-mini") is None  # bundled_prices = false
+
+
+def test_the_self_service_page_rows_carry_their_providers_currency(engine: Any) -> None:
+    """``usage_by_day_and_model`` (the /account/usage page): each row names its currency."""
+    from sqlmodel import Session
+
+    from llmgw.storage.tables import UsageRecord
+    from llmgw.usage.reports import usage_by_day_and_model
+
+    with Session(engine) as s:
+        for i, (provider, model, cost) in enumerate(
+            [("openai", "gpt-4o", "0.5"), ("giga", "GigaChat-2", "2"), ("gone", "m", "1")]
+        ):
+            s.add(
+                UsageRecord(request_id=f"r{i}", provider=provider, model=model, cost=Decimal(cost))
+            )
+        s.add(UsageRecord(request_id="refused", status=400))
+        s.commit()
+    rows = usage_by_day_and_model(engine, since=None, currencies={"openai": "USD", "giga": "RUB"})
+    got = {r["model"]: (r["currency"], r["cost"]) for r in rows}
+    assert got["openai/gpt-4o"] == ("USD", Decimal("0.5"))
+    assert got["giga/GigaChat-2"] == ("RUB", Decimal(2))
+    assert got["gone/m"] == ("XXX:gone", Decimal(1))
+    assert got["-"] == (None, Decimal(0))

@@ -590,11 +590,18 @@ def recent_requests(engine: Engine, *, limit: int = 100) -> list[dict[str, Any]]
 
 
 def usage_by_day_and_model(
-    engine: Engine, *, since: datetime | None, only: UsageFilter | None = None
+    engine: Engine,
+    *,
+    since: datetime | None,
+    only: UsageFilter | None = None,
+    currencies: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """Requests, errors, tokens and cost per (UTC day, provider/model:version), newest day
     first, the busiest model first within a day (the self-service usage page). Reads the raw
-    rows (a user's rows through ``ix_usage_user_created``), exact to the last row."""
+    rows (a user's rows through ``ix_usage_user_created``), exact to the last row. Each row's
+    ``currency`` is its provider's in ``currencies`` (``XXX:<provider>`` when missing, ``None``
+    for a request never routed)."""
+    currencies = currencies or {}
     dialect = engine.dialect.name
     day = _day(dialect).label("g_day")
     dims = (_u.c.provider, _u.c.model, _u.c.model_version)
@@ -620,6 +627,9 @@ def usage_by_day_and_model(
                 "errors": int(m["errors"] or 0),
                 "total_tokens": int(m["total_tokens"] or 0),
                 "cost": Decimal(int(m["cost_units"] or 0)).scaleb(-10).quantize(_TEN),
+                "currency": None
+                if not m["provider"]
+                else currencies.get(m["provider"]) or f"{NO_CURRENCY}:{m['provider']}",
             }
             for m in conn.execute(stmt).mappings()
         ]
