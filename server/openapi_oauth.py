@@ -1,5 +1,5 @@
 """The OAuth 2.0 endpoints in the OpenAPI document (tag ``OAuth``) and the admin API's OAuth
-clients (tag ``Admin``), so the route table and the document stay equal.
+clients, signing keys and tokens (tag ``Admin``), so the route table and the document stay equal.
 
 The OAuth endpoints answer RFC 6749 §5.2 bodies (``{"error", "error_description"}``), not the
 OpenAI envelope; a client authenticates in the form (``client_id``, ``client_secret``) or with
@@ -29,6 +29,36 @@ _CLIENT = {
     "revoked_at": None,
     "status": "active",
 }
+
+
+_TOKEN_RECORD = {
+    "jti": "6f1c2a9e0b7d4c3e8f5a1b2c3d4e5f60",
+    "kind": "pat",
+    "name": "pipeline",
+    "user_id": "0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d",
+    "user": "ci@example.com",
+    "client_id": "llmgw-pat",
+    "scope": "chat",
+    "issued_at": _T,
+    "expires_at": "2027-12-03T07:24:27+00:00",
+    "revoked_at": None,
+    "rpm": 60,
+    "tpm": None,
+    "status": "active",
+}
+_KEY_RECORD = {
+    "kid": "k5",
+    "alg": "EdDSA",
+    "created_at": _T,
+    "retires_at": None,
+    "expires_at": None,
+    "state": "signing",
+}
+
+
+def _path_param(name: str, text: str, example: str) -> list[dict[str, Any]]:
+    return [{"name": name, "in": "path", "required": True, "schema": {"type": "string"},
+             "description": text, "example": example}]  # fmt: skip
 
 
 def _oauth_error(description: str, error: str, text: str) -> dict[str, Any]:
@@ -238,6 +268,94 @@ def oauth_paths() -> dict[str, Any]:
                     "scopes": ["usage:self"],
                 },
             ),
+        },
+        f"{admin}/{{client_id}}": {
+            "get": {
+                **_admin_op(
+                    "adminShowOAuthClient",
+                    "Show an OAuth client",
+                    "One client, revoked ones too; never its secret.",
+                    _CLIENT,
+                    errors=(*std, "404"),
+                ),
+                "parameters": _path_param("client_id", "The client's id.", "ci-dashboard"),
+            }
+        },
+        "/admin/v1/oauth/keys": {
+            "get": _admin_op(
+                "adminListSigningKeys",
+                "List the token signing keys",
+                "Newest first: `signing` (the one new tokens get), `verifying` (rotated out, "
+                "still trusted until `expires_at`), `expired`. Public facts only.",
+                {"object": "list", "data": [_KEY_RECORD]},
+                errors=std,
+            )
+        },
+        "/admin/v1/oauth/keys/rotate": {
+            "post": _admin_op(
+                "adminRotateSigningKey",
+                "Rotate the token signing key",
+                "A new key signs from now on; older keys verify for `overlap_seconds` (null: "
+                "`identity.key_overlap_seconds`), longer while personal tokens they signed live.",
+                {**_KEY_RECORD, "kid": "k6"},
+                errors=(*std, "400"),
+                body={"overlap_seconds": 7200},
+            )
+        },
+        "/admin/v1/tokens": {
+            "get": _admin_op(
+                "adminListTokens",
+                "List issued tokens",
+                "Personal and OAuth access tokens, newest first; `user` narrows to one user, "
+                "`all=true` adds expired and revoked ones. Never a token itself.",
+                {"object": "list", "data": [_TOKEN_RECORD]},
+                errors=(*std, "404"),
+                query={
+                    "user": ("ci@example.com", "Only this user's tokens (email or id)."),
+                    "all": ("true", "Include expired and revoked tokens."),
+                },
+            ),
+            "post": _admin_op(
+                "adminCreateToken",
+                "Create a personal access token",
+                "A long-lived JWT for a user (CI); `token` is in this answer only. `rpm`/`tpm` "
+                "are its own limits (null: `identity.token_rpm`/`token_tpm`).",
+                {**_TOKEN_RECORD, "token": _JWT},
+                errors=(*std, "400", "404"),
+                body={
+                    "user": "ci@example.com",
+                    "name": "pipeline",
+                    "expires_in": 31536000,
+                    "scope": "chat",
+                    "rpm": 60,
+                    "tpm": None,
+                },
+            ),
+        },
+        "/admin/v1/tokens/{ref}": {
+            "get": {
+                **_admin_op(
+                    "adminShowToken",
+                    "Show a token",
+                    "One token by its `jti` or 8+ leading characters of it; never the token.",
+                    _TOKEN_RECORD,
+                    errors=(*std, "404"),
+                ),
+                "parameters": _path_param("ref", "The token's jti or a prefix.", "6f1c2a9e0b"),
+            }
+        },
+        "/admin/v1/tokens/{ref}/revoke": {
+            "post": {
+                **_admin_op(
+                    "adminRevokeToken",
+                    "Revoke a token",
+                    "A personal access token alone, an access token with its whole grant; every "
+                    "instance refuses them within 1 s. `revoked` lists the jtis (empty: already).",
+                    {"jti": _TOKEN_RECORD["jti"], "revoked": [_TOKEN_RECORD["jti"]]},
+                    errors=(*std, "404"),
+                ),
+                "parameters": _path_param("ref", "The token's jti or a prefix.", "6f1c2a9e0b"),
+            }
         },
         f"{admin}/{{client_id}}/revoke": {
             "post": {

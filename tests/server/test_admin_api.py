@@ -35,6 +35,16 @@ ADMIN_PATHS = [
     ("POST", "/admin/v1/providers/openai/test"),
     ("GET", "/admin/v1/audit"),
     ("GET", "/admin/v1/whoami"),
+    ("GET", "/admin/v1/tokens"),
+    ("POST", "/admin/v1/tokens"),
+    ("GET", "/admin/v1/tokens/00000000"),
+    ("POST", "/admin/v1/tokens/00000000/revoke"),
+    ("GET", "/admin/v1/oauth/clients"),
+    ("POST", "/admin/v1/oauth/clients"),
+    ("GET", "/admin/v1/oauth/clients/llmgw-cli"),
+    ("POST", "/admin/v1/oauth/clients/llmgw-cli/revoke"),
+    ("GET", "/admin/v1/oauth/keys"),
+    ("POST", "/admin/v1/oauth/keys/rotate"),
 ]
 
 
@@ -180,6 +190,10 @@ def test_the_openapi_examples_have_the_shape_of_the_real_answers(
     with httpx.Client(base_url=gateway_server.url, timeout=10, headers=auth) as http:
         assert http.post("/v1/chat/completions", json=chat).status_code == 200
         http.patch(f"/admin/v1/keys/{made['id']}", json={"rpm": 3})  # an audit row
+        pat = http.post(  # a token (and with it the first signing key)
+            "/admin/v1/tokens",
+            json={"user": "ann@example.com", "name": "ci", "expires_in": 3600, "scope": "chat"},
+        ).json()
         deadline = time.monotonic() + 10
         while not local.usage_recent(limit=1):  # the usage row reaches the database
             assert time.monotonic() < deadline
@@ -191,7 +205,10 @@ def test_the_openapi_examples_have_the_shape_of_the_real_answers(
             for method, op in item.items():
                 if method != "get":
                     continue
-                url = path.replace("{ref}", made["id"] if "/keys/" in path else "ann@example.com")
+                ref = {"/keys/": made["id"], "/tokens/": pat["jti"]}
+                url = path.replace(
+                    "{ref}", next((v for k, v in ref.items() if k in path), "ann@example.com")
+                ).replace("{client_id}", "llmgw-cli")
                 answer = http.get(url).json()
                 example = op["responses"]["200"]["content"]["application/json"]["example"]
                 if "data" in example:
@@ -199,8 +216,8 @@ def test_the_openapi_examples_have_the_shape_of_the_real_answers(
                     example, answer = example["data"][0], answer["data"][0]
                 assert set(answer) == set(example), (url, set(answer) ^ set(example))
                 checked += 1
-    assert checked == 11  # with GET /admin/v1/oauth/clients (the built-in llmgw-cli client)
-    # and GET /admin/v1/providers/prices
+    assert checked == 15  # with GET /admin/v1/providers/prices, /admin/v1/oauth/clients
+    # [/{client_id}], oauth/keys and tokens[/{ref}]
 
 
 @pytest.mark.redis

@@ -14,6 +14,10 @@ Wire format (what the routes in ``llmgw.server.routes.admin`` read):
   8601 or null); a field left out stays as it is, ``null`` clears it.
 - ``POST /admin/v1/users``: ``{"email", "name", "role"}``; ``PATCH /admin/v1/users/{ref}``:
   ``{"role"}``.
+- ``POST /admin/v1/tokens``: ``{"user", "name", "expires_in" (seconds), "scope", "rpm",
+  "tpm"}``; ``POST /admin/v1/oauth/clients``: ``{"name", "kind", "redirect_uris",
+  "grant_types", "scopes"}``; ``POST /admin/v1/oauth/keys/rotate``: ``{"overlap_seconds"}``
+  (null: the server's setting).
 - Query times (``since``, ``until``) are ISO 8601 in UTC.
 
 A pasted whole key secret used as a ``ref`` is sent as its public prefix (which names one key), so
@@ -360,3 +364,90 @@ class RemoteAdmin:
     ) -> builtins.list[Record]:
         """Admin actions newest first."""
         return self._list("/audit", _query(since=since, limit=limit, actor=actor, action=action))
+
+    # -- identity: personal access tokens, OAuth clients, signing keys (IdentityOps) ------------
+    def tokens_create(
+        self,
+        user: str,
+        name: str,
+        *,
+        expires: timedelta,
+        scope: str,
+        rpm: int | None = None,
+        tpm: int | None = None,
+    ) -> Record:
+        """A personal access token made by the server; the token is in ``"token"``, once."""
+        body = {
+            "user": user,
+            "name": name,
+            "expires_in": expires.total_seconds(),
+            "scope": scope,
+            "rpm": rpm,
+            "tpm": tpm,
+        }
+        return self._one("POST", "/tokens", body)
+
+    def tokens_list(
+        self, *, user: str | None = None, include_inactive: bool = False
+    ) -> builtins.list[Record]:
+        """Issued tokens, newest first."""
+        return self._list("/tokens", _query(user=user, all=True if include_inactive else None))
+
+    def tokens_show(self, ref: str) -> Record:
+        """One token by ``jti`` or a unique prefix."""
+        return self._one("GET", f"/tokens/{_token_ref(ref)}")
+
+    def tokens_revoke(self, ref: str) -> Record:
+        """Revoke a token (an access token: its grant)."""
+        return self._one("POST", f"/tokens/{_token_ref(ref)}/revoke")
+
+    def oauth_clients_list(self, *, include_revoked: bool = False) -> builtins.list[Record]:
+        """Registered clients."""
+        return self._list("/oauth/clients", _query(all=True) if include_revoked else None)
+
+    def oauth_clients_show(self, client_id: str) -> Record:
+        """One client."""
+        return self._one("GET", f"/oauth/clients/{quote(client_id, safe='')}")
+
+    def oauth_clients_create(
+        self,
+        name: str,
+        *,
+        kind: str,
+        redirect_uris: Sequence[str],
+        grant_types: Sequence[str],
+        scopes: Sequence[str],
+    ) -> Record:
+        """Register a client; a confidential one's secret is in ``"client_secret"``, once."""
+        body = {
+            "name": name,
+            "kind": kind,
+            "redirect_uris": list(redirect_uris),
+            "grant_types": list(grant_types),
+            "scopes": list(scopes),
+        }
+        return self._one("POST", "/oauth/clients", body)
+
+    def oauth_clients_revoke(self, client_id: str) -> Record:
+        """Revoke a client and every token it holds."""
+        return self._one("POST", f"/oauth/clients/{quote(client_id, safe='')}/revoke")
+
+    def oauth_keys_list(self) -> builtins.list[Record]:
+        """The server's signing keys."""
+        return self._list("/oauth/keys")
+
+    def oauth_keys_rotate(self, *, overlap: timedelta | None = None) -> Record:
+        """A new signing key (``None``: the server's identity.key_overlap_seconds)."""
+        seconds = None if overlap is None else overlap.total_seconds()
+        return self._one("POST", "/oauth/keys/rotate", {"overlap_seconds": seconds})
+
+
+def _token_ref(ref: str) -> str:
+    """A token ``ref`` as a URL path segment: a whole JWT pasted is refused, not sent in a URL."""
+    if ref.count(".") == 2 or len(ref) > 64:
+        raise UsageError(
+            "give the token's id (its jti, 8+ characters of it), not the token",
+            hint="`llmgw tokens list` shows the ids",
+            param="ID",
+        )
+    return quote(ref, safe="")

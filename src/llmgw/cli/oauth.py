@@ -1,17 +1,15 @@
 """``llmgw oauth``: OAuth clients (``clients create|list|revoke``) and JWT signing keys
-(``keys list|rotate``), on the database directly. Every change is in the audit log."""
+(``keys list|rotate``), on the database, or with ``--url`` through a server's ``/admin/v1``
+(``CliState.identity``), with the same ``--json`` either way. Every change is in the audit log."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated
 
 import typer
 
 from llmgw.cli.output import confirm, emit_json, print_table, when_text
 from llmgw.cli.state import state
-
-if TYPE_CHECKING:
-    from llmgw.identity.tokens import TokenService
 
 __all__ = ["oauth_app"]
 
@@ -29,33 +27,14 @@ keys_app = typer.Typer(
 oauth_app.add_typer(clients_app, name="clients")
 oauth_app.add_typer(keys_app, name="keys")
 
+# llmgw.identity.clients.DEVICE_GRANT, spelled here: importing it loads SQLAlchemy (--url needs none)
+DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"
 _JSON = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 _YES = Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
 
 
 def _split(values: list[str]) -> list[str]:
     return [v.strip() for item in values for v in item.split(",") if v.strip()]
-
-
-def _audit(ctx: typer.Context, action: str, target: str, detail: dict[str, Any]) -> None:
-    from llmgw.admin.audit import AuditService
-    from llmgw.admin.ops import Actor
-
-    AuditService(state(ctx).engine()).record(
-        Actor.local(), action, target, source="cli", detail=detail
-    )
-
-
-def token_service(ctx: typer.Context) -> TokenService:
-    """The token service on this invocation's database; revocations reach running servers
-    through Redis when configured."""
-    from llmgw.identity.tokens import TokenService
-
-    st = state(ctx)
-    changes = st.auth_changes()
-    return TokenService.from_settings(
-        st.settings, st.engine(), on_change=changes.publish if changes is not None else None
-    )
 
 
 @clients_app.command("create")
@@ -94,26 +73,27 @@ def clients_create(
     json: _JSON = False,
 ) -> None:
     """Register an OAuth client; a confidential client's secret is printed once."""
-    from llmgw.identity.clients import DEVICE_GRANT, ClientService
-    from llmgw.identity.records import client_record
-
     grants = [DEVICE_GRANT if g == "device_code" else g for g in _split(grant or [])]
     if not grants:
         grants = ["authorization_code", "refresh_token"]
     scopes = _split([scope.replace(" ", ",")])
-    st = state(ctx)
-    st.local_only("oauth clients create")
-    info, secret = ClientService(st.engine()).create(
-        name, kind, _split(redirect_uri or []), grants, scopes
+    record = (
+        state(ctx)
+        .identity()
+        .oauth_clients_create(
+            name,
+            kind=kind,
+            redirect_uris=_split(redirect_uri or []),
+            grant_types=grants,
+            scopes=scopes,
+        )
     )
-    _audit(ctx, "oauth.clients.create", info.client_id, {"name": info.name, "kind": info.kind})
-    record = client_record(info)
     if json:
-        emit_json({**record, "client_secret": secret})
+        emit_json(record)
         return
-    typer.echo(f"created {info.kind} client {info.client_id} ({info.name})")
-    if secret is not None:
-        typer.echo(f"client secret (shown once, store it now): {secret}")
+    typer.echo(f"created {record['kind']} client {record['client_id']} ({record['name']})")
+    if record["client_secret"] is not None:
+        typer.echo(f"client secret (shown once, store it now): {record['client_secret']}")
 
 
 @clients_app.command("list")
@@ -123,12 +103,7 @@ def clients_list(
     json: _JSON = False,
 ) -> None:
     """List OAuth clients: id, name, kind, grants, scopes, redirect URIs."""
-    from llmgw.identity.clients import ClientService
-    from llmgw.identity.records import client_record
-
-    st = state(ctx)
-    st.local_only("oauth clients list")
-    records = [client_record(c) for c in ClientService(st.engine()).list(include_revoked=all_)]
+    records = state(ctx).identity().oauth_clients_list(include_revoked=all_)
     if json:
         emit_json(records)
         return
@@ -159,37 +134,28 @@ def clients_revoke(
     json: _JSON = False,
 ) -> None:
     """Revoke a client: it gets no new tokens, and every token it holds is revoked now."""
-    from llmgw.identity.clients import ClientService
-    from llmgw.identity.records import client_record
-
     st = state(ctx)
-    st.local_only("oauth clients revoke")
-    clients = ClientService(st.engine())
-    info = clients.get(client_id)
+    ident = st.identity()
+    info = ident.oauth_clients_show(client_id)
     confirm(
-        f"revoke client {info.client_id} ({info.name})",
+        f"revoke client {info['client_id']} ({info['name']})",
         "its users are logged out and it can get no new tokens",
         yes=yes,
     )
-    info = clients.revoke(info.client_id)
-    revoked = token_service(ctx).revoke_client(info.client_id)
+    record = ident.oauth_clients_revoke(info["client_id"])
     st.warn_unannounced()
-    _audit(ctx, "oauth.clients.revoke", info.client_id, {"tokens_revoked": len(revoked)})
     if json:
-        emit_json({**client_record(info), "tokens_revoked": len(revoked)})
+        emit_json(record)
         return
-    typer.echo(f"revoked client {info.client_id}; {len(revoked)} live token(s) revoked")
+    typer.echo(
+        f"revoked client {record['client_id']}; {record['tokens_revoked']} live token(s) revoked"
+    )
 
 
 @keys_app.command("list")
 def keys_list(ctx: typer.Context, json: _JSON = False) -> None:
     """List signing keys: kid, state (signing, verifying, expired), created, retires, expires."""
-    from llmgw.identity.records import key_record
-    from llmgw.storage.tables import utcnow
-
-    state(ctx).local_only("oauth keys list")
-    now = utcnow()
-    records = [key_record(k, now) for k in token_service(ctx).keys.list()]
+    records = state(ctx).identity().oauth_keys_list()
     if json:
         emit_json(records)
         return
@@ -221,28 +187,24 @@ def keys_rotate(
     json: _JSON = False,
 ) -> None:
     """Make a new signing key; older keys stop signing now and verify until the overlap ends."""
-    from datetime import timedelta
-
     from llmgw.durations import parse_duration
-    from llmgw.identity.records import key_record
-    from llmgw.storage.tables import utcnow
 
     st = state(ctx)
-    st.local_only("oauth keys rotate")
-    span = (
-        parse_duration(overlap, param="--overlap")
-        if overlap is not None
-        else timedelta(seconds=st.settings.identity.key_overlap_seconds)
-    )
+    span = parse_duration(overlap, param="--overlap") if overlap is not None else None
+    if span is not None:
+        shown = str(span)
+    elif st.remote:
+        shown = "the server's identity.key_overlap_seconds"
+    else:
+        shown = f"{st.settings.identity.key_overlap_seconds} s"
     confirm(
         "rotate the token signing key",
-        f"tokens signed with the current key stop verifying after {span} "
+        f"tokens signed with the current key stop verifying after {shown} "
         "(later while personal access tokens it signed live)",
         yes=yes,
     )
-    new = token_service(ctx).keys.rotate(span)
-    _audit(ctx, "oauth.keys.rotate", new.kid, {"overlap_seconds": int(span.total_seconds())})
+    record = st.identity().oauth_keys_rotate(overlap=span)
     if json:
-        emit_json(key_record(new, utcnow()))
+        emit_json(record)
         return
-    typer.echo(f"new signing key {new.kid}; older keys verify until the overlap ends")
+    typer.echo(f"new signing key {record['kid']}; older keys verify until the overlap ends")

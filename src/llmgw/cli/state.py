@@ -16,6 +16,7 @@ if TYPE_CHECKING:  # pydantic-settings and SQLAlchemy load when a command first 
 if TYPE_CHECKING:
     import httpx
 
+    from llmgw.admin.identity import IdentityOps
     from llmgw.admin.ops import AdminOps
     from llmgw.admin.remote import RemoteAdmin
     from llmgw.auth.broadcast import ChangePublisher
@@ -112,6 +113,36 @@ class CliState:
                 settings=self.settings,
             )
         return self._admin
+
+    def identity(self) -> IdentityOps:
+        """Tokens, OAuth clients and signing keys (``llmgw tokens``, ``llmgw oauth``): with
+        ``--url`` the server's ``/admin/v1`` (as ``admin`` does), otherwise ``LocalIdentity`` on
+        the database, whose revocations reach running servers through Redis when configured."""
+        if self.url is not None:
+            self.admin()
+            assert self._remote is not None
+            return self._remote
+        from datetime import timedelta
+
+        from llmgw.admin.identity import LocalIdentity
+        from llmgw.admin.ops import Actor
+        from llmgw.identity.tokens import TokenService
+
+        def tokens() -> TokenService:
+            changes = self.auth_changes()
+            return TokenService.from_settings(
+                self.settings,
+                self.engine(),
+                on_change=changes.publish if changes is not None else None,
+            )
+
+        return LocalIdentity(
+            self.engine(),
+            Actor.local(),
+            "cli",
+            tokens=tokens,
+            default_overlap=timedelta(seconds=self.settings.identity.key_overlap_seconds),
+        )
 
     def login(self, url: str) -> httpx.Auth | None:
         """The stored ``llmgw login`` for ``url`` (refreshing itself), or ``None``."""

@@ -1,5 +1,6 @@
 """``llmgw tokens``: personal access tokens for CI (``create|list|revoke``), and revoking any
-issued token by its id; on the database directly. Every change is in the audit log."""
+issued token by its id; on the database, or with ``--url`` through a server's ``/admin/v1``
+(``CliState.identity``), with the same ``--json`` either way. Every change is in the audit log."""
 
 from __future__ import annotations
 
@@ -7,7 +8,6 @@ from typing import Annotated
 
 import typer
 
-from llmgw.cli.oauth import token_service
 from llmgw.cli.output import confirm, emit_json, print_table, when_text
 from llmgw.cli.state import state
 
@@ -58,45 +58,30 @@ def tokens_create(
     json: _JSON = False,
 ) -> None:
     """Create a personal access token and print it once (only its id is kept)."""
-    from llmgw.admin.audit import AuditService
-    from llmgw.admin.ops import Actor
-    from llmgw.auth.users import UserService
     from llmgw.durations import parse_duration
     from llmgw.errors import UsageError
-    from llmgw.identity.records import token_record
     from llmgw.identity.scopes import format_scope, parse_scope
-    from llmgw.storage.tables import utcnow
 
+    # Every value is checked before the database (or the server) is reached.
     try:
         lifetime = parse_duration(expires, param="--expires")
     except OverflowError:
         raise UsageError(f"--expires {expires!r} is too far away", hint="use 365d") from None
     scopes = format_scope(parse_scope(" ".join(scope.replace(",", " ").split())))
-    st = state(ctx)
-    st.local_only("tokens create")
-    owner = UserService(st.engine()).get(user)
-    record, token = token_service(ctx).create_pat(
-        owner.id, name, scopes, lifetime, rpm=rpm, tpm=tpm
-    )
-    AuditService(st.engine()).record(
-        Actor.local(),
-        "tokens.create",
-        owner.email,
-        source="cli",
-        detail={
-            "jti": record.jti,
-            "name": record.name,
-            "scope": record.scope,
-            "rpm": record.rpm,
-            "tpm": record.tpm,
-        },
+    for value, flag in ((rpm, "--rpm"), (tpm, "--tpm")):
+        if value is not None and not 1 <= value <= 2_000_000_000:
+            raise UsageError(f"{flag} must be a positive whole number, got {value}", param=flag)
+    record = (
+        state(ctx)
+        .identity()
+        .tokens_create(user, name, expires=lifetime, scope=scopes, rpm=rpm, tpm=tpm)
     )
     if json:
-        emit_json({**token_record(record, utcnow()), "token": token})
+        emit_json(record)
         return
-    typer.echo(f"created token {record.jti[:12]} for {owner.email} ({record.scope})")
-    typer.echo(f"expires {when_text(record.expires_at.isoformat())} UTC")
-    typer.echo(f"token (shown once, store it now): {token}")
+    typer.echo(f"created token {record['jti'][:12]} for {record['user']} ({record['scope']})")
+    typer.echo(f"expires {when_text(record['expires_at'])} UTC")
+    typer.echo(f"token (shown once, store it now): {record['token']}")
 
 
 @tokens_app.command("list")
@@ -112,17 +97,7 @@ def tokens_list(
     json: _JSON = False,
 ) -> None:
     """List issued tokens (personal and OAuth access tokens) that are still valid."""
-    from llmgw.auth.users import UserService
-    from llmgw.identity.records import token_record
-    from llmgw.storage.tables import utcnow
-
-    st = state(ctx)
-    st.local_only("tokens list")
-    owner = UserService(st.engine()).get(user).id if user is not None else None
-    now = utcnow()
-    records = [
-        token_record(t, now) for t in token_service(ctx).list_for(owner, include_inactive=all_)
-    ]
+    records = state(ctx).identity().tokens_list(user=user, include_inactive=all_)
     if json:
         emit_json(records)
         return
@@ -157,25 +132,18 @@ def tokens_revoke(
 ) -> None:
     """Revoke a token (an OAuth access token revokes its whole grant); every server refuses it
     within 1 s."""
-    from llmgw.admin.audit import AuditService
-    from llmgw.admin.ops import Actor
-
     st = state(ctx)
-    st.local_only("tokens revoke")
-    tokens = token_service(ctx)
-    record = tokens.get(ref)
+    ident = st.identity()
+    record = ident.tokens_show(ref)
     confirm(
-        f"revoke token {record.jti[:12]} ({record.name or record.kind}, {record.user_email})",
+        f"revoke token {record['jti'][:12]} ({record['name'] or record['kind']}, {record['user']})",
         "whatever uses it is refused from now on",
         yes=yes,
     )
-    revoked = tokens.revoke(record.jti)
+    answer = ident.tokens_revoke(record["jti"])
     st.warn_unannounced()
-    AuditService(st.engine()).record(
-        Actor.local(), "tokens.revoke", record.user_email or record.client_id, source="cli",
-        detail={"jtis": revoked},
-    )  # fmt: skip
     if json:
-        emit_json({"jti": record.jti, "revoked": revoked})
+        emit_json(answer)
         return
+    revoked = answer["revoked"]
     typer.echo(f"revoked {len(revoked)} token(s)" if revoked else "already revoked or expired")
