@@ -175,6 +175,8 @@ def test_the_dashboards_first_screen_loads_no_sqlmodel(tmp_path: Path) -> None:
         "from llmgw.admin.ops import Actor\n"
         f"a = LocalAdmin(make_engine('sqlite:///{tmp_path / 'x.db'}'), Actor.local(), 'tui')\n"
         "a.whoami()\n"
+        "from llmgw.alerts.ops import LocalAlerts\n"  # llmgw dash builds it at start too
+        "LocalAlerts(a.engine, Actor.local(), 'tui')\n"
     )
     loaded, _ = _probe(code)
     assert not {"sqlmodel", "pydantic", "llmgw.storage.tables", "llmgw.auth.keys"} & loaded

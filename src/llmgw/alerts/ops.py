@@ -9,6 +9,7 @@ also implement ``llmgw.alerts.source.AlertSource`` (``search``) for the dashboar
 
 from __future__ import annotations
 
+from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
 
 from llmgw.errors import LlmgwError
@@ -17,8 +18,9 @@ if TYPE_CHECKING:
     import httpx
     from sqlalchemy.engine import Engine
 
+    from llmgw.admin.audit import AuditService
     from llmgw.admin.ops import Actor
-    from llmgw.alerts.queries import AlertFilter
+    from llmgw.alerts.queries import AlertFilter, AlertHistory
 
 __all__ = ["AlertOps", "LocalAlerts", "RemoteAlerts", "filter_query"]
 
@@ -67,14 +69,26 @@ class LocalAlerts:
     def __init__(
         self, engine: Engine, actor: Actor, source: str = "cli", *, mode: str | None = None
     ) -> None:
-        from llmgw.admin.audit import AuditService
-        from llmgw.alerts.queries import AlertHistory
-
-        self.history = AlertHistory(engine)
-        self.audit = AuditService(engine)
+        self.engine = engine
         self.actor = actor
         self.source = source
         self.mode = mode
+
+    # Built on first use: the audit service loads SQLModel's tables (a quarter of a second),
+    # which the dashboard's first screen never needs (tests/test_import_hygiene.py).
+    @cached_property
+    def history(self) -> AlertHistory:
+        """The alert history queries on the engine."""
+        from llmgw.alerts.queries import AlertHistory
+
+        return AlertHistory(self.engine)
+
+    @cached_property
+    def audit(self) -> AuditService:
+        """The audit log, for acknowledgements, notes and re-classifications."""
+        from llmgw.admin.audit import AuditService
+
+        return AuditService(self.engine)
 
     def _view(self, record: dict[str, Any]) -> dict[str, Any]:
         if self.mode is not None:
