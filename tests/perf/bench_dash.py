@@ -3,6 +3,7 @@ dashboard polling every second costs the server (issue 10 targets).
 
     python tests/perf/bench_dash.py            # 1,000,000 usage rows, 5 starts per mode; writes docs
     python tests/perf/bench_dash.py --quick    # 100,000 rows, 2 starts, 5 s windows; prints only
+    python tests/perf/bench_dash.py --before REV   # also REV's dashboard, interleaved, same run
 
 Setup: a temporary ``LLMGW_HOME`` whose SQLite database holds N usage rows (``usagedata.py``:
 one ``executemany`` in one transaction, 30 days, 20 keys) folded into the rollups, and an admin
@@ -24,6 +25,11 @@ screen and polling for a while.
 Server cost: CPU time of the ``llmgw serve`` process (user + system from ``/proc``) over a fixed
 window, idle (no dashboard) and with one dashboard at ``--interval 1`` on Providers (its start
 screen) and on Usage, in the same run; the cost is the difference, as a share of one core.
+
+Baseline (``--before REV``): a ``git archive`` snapshot of REV (``PYTHONPATH`` puts it first) runs
+the same starts, alternating with this revision's, and its own Usage window against the same
+server (the dashboard decides how often it asks; the server is this revision's). Local starts of
+REV need a database at REV's schema: they run only when REV has the same migrations.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ from benchlib import (
     free_port,
     git_rev,
     machine_facts,
+    snapshot,
     start,
     wait_ready,
     write_block,
@@ -65,7 +72,8 @@ class Tmux:
 
     def __init__(self, env: dict[str, str]) -> None:
         self.sock = f"llmgw-bench-dash-{os.getpid()}"
-        self.env = env
+        # the server copies its environment into the pane; COLUMNS/LINES would override its size
+        self.env = {k: v for k, v in env.items() if k not in {"COLUMNS", "LINES"}}
         self.run("new-session", "-d", "-s", "b", "-x", "160", "-y", "48", "cat")
         self.run("set-option", "-g", "remain-on-exit", "on")  # respawn after the dashboard quits
 
@@ -150,6 +158,7 @@ def main() -> None:
     ap.add_argument(
         "--quick", action="store_true", help="100,000 rows, 2 starts, 5 s windows, no docs"
     )
+    ap.add_argument("--before", metavar="REV", help="also measure REV's dashboard in the same run")
     ap.add_argument("--no-write", action="store_true")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
@@ -161,7 +170,8 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="llmgw-bench-dash-"))
     home = tmp / "home"
     home.mkdir()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMGW_")}
+    # no PYTHON* (PYTHONDONTWRITEBYTECODE would compile a snapshot at every start)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMGW_", "PYTHON"))}
     env.update(LLMGW_HOME=str(home), TERM="xterm-256color", COLORTERM="truecolor")
     os.environ["LLMGW_HOME"] = str(home)
     from llmgw.admin.local import LocalAdmin
@@ -185,15 +195,33 @@ def main() -> None:
         f"{args.rows:,} rows in {filled['seconds']:.1f} s, folded in {fold_s:.1f} s",
         file=sys.stderr,
     )
+    prefix: dict[str, str] = {"now": ""}
+    before = ""
+    same_schema = True
+    if args.before:
+        src, before = snapshot(tmp, args.before)
+        prefix["before"] = f"env PYTHONPATH={src} "
+        same_schema = sorted(
+            p.name for p in (src.parent / "migrations" / "versions").glob("0*.py")
+        ) == sorted(p.name for p in (REPO / "migrations" / "versions").glob("0*.py"))
     tmux = Tmux(env)
     server = None
-    results: dict[str, list[dict[str, float]]] = {"local": [], "remote": []}
+    results: dict[str, list[dict[str, float]]] = {}
     cpu: dict[str, float] = {}
     try:
-        local = f"taskset -c {args.cpu} {LLMGW} dash --interval 1"
-        for i in range(args.starts):
-            results["local"].append(dash_run(tmux, local, tour=i == 0))
-            print("local", results["local"][-1], file=sys.stderr)
+
+        def starts(mode: str, args_: str, versions: list[str]) -> None:
+            for v in versions:  # warm-up (not counted): .pyc files, page cache
+                dash_run(tmux, f"{prefix[v]}taskset -c {args.cpu} {LLMGW} dash {args_}", tour=False)
+            for i in range(args.starts):
+                for v in versions if i % 2 == 0 else versions[::-1]:
+                    cmd = f"{prefix[v]}taskset -c {args.cpu} {LLMGW} dash {args_}"
+                    run = dash_run(tmux, cmd, tour=i == 0)
+                    results.setdefault(f"{mode} ({v})", []).append(run)
+                    print(mode, v, run, file=sys.stderr)
+
+        local_versions = [v for v in prefix if v == "now" or same_schema]
+        starts("local", "--interval 1", local_versions)
         port = free_port()
         server = start(
             "llmgw",
@@ -204,12 +232,8 @@ def main() -> None:
             env={**env, "LLMGW_LOG_LEVEL": "warning"},
         )
         wait_ready(server, "/readyz")
-        remote = (
-            f"taskset -c {args.cpu} {LLMGW} dash --interval 1 --url {server.url} --token {token}"
-        )
-        for i in range(args.starts):
-            results["remote"].append(dash_run(tmux, remote, tour=i == 0))
-            print("remote", results["remote"][-1], file=sys.stderr)
+        remote_args = f"--interval 1 --url {server.url} --token {token}"
+        starts("remote", remote_args, list(prefix))
         server.wait_idle()
 
         def window() -> float:
@@ -219,19 +243,22 @@ def main() -> None:
             return float((server.cpu_ticks() - c0) / CLK_TCK / args.window * 100)
 
         cpu["idle"] = window()
-        tmux.start(remote)
-        tmux.wait_for(PAINTED)
-        time.sleep(2)
-        cpu["providers"] = window()
-        tmux.keys("3")
-        tmux.wait_for(USAGE_PAINTED)
-        time.sleep(2)
-        cpu["usage"] = window()
-        tmux.keys("2")
-        time.sleep(2)
-        cpu["requests"] = window()
-        tmux.keys("q")
-        time.sleep(1)
+        for v in prefix:
+            tmux.start(f"{prefix[v]}taskset -c {args.cpu} {LLMGW} dash {remote_args}")
+            tmux.wait_for(PAINTED)
+            time.sleep(2)
+            if v == "now":
+                cpu["providers"] = window()
+            tmux.keys("3")
+            tmux.wait_for(USAGE_PAINTED)
+            time.sleep(2)
+            cpu[f"usage ({v})"] = window()
+            if v == "now":
+                tmux.keys("2")
+                time.sleep(2)
+                cpu["requests"] = window()
+            tmux.keys("q")
+            time.sleep(1)
         cpu["idle_after"] = window()
         print("server cpu %", cpu, file=sys.stderr)
     finally:
@@ -241,7 +268,7 @@ def main() -> None:
         if not args.keep:
             shutil.rmtree(tmp, ignore_errors=True)
     load1 = os.getloadavg()
-    report(args, results, cpu, filled["seconds"], fold_s, load0, load1)
+    report(args, results, cpu, filled["seconds"], fold_s, load0, load1, before, same_schema)
 
 
 def report(
@@ -252,23 +279,42 @@ def report(
     fold_s: float,
     load0: tuple[float, float, float],
     load1: tuple[float, float, float],
+    before: str = "",
+    same_schema: bool = True,
 ) -> None:
     facts = machine_facts()
     busy = max(load0[0], load1[0]) > 1.5
+    command = "python tests/perf/bench_dash.py" + (" --quick" if args.quick else "")
+    if args.before:
+        command += f" --before {args.before}"
     lines = [
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC at `{git_rev()}`, {facts['cpu']}, {facts['cores']} cores, "
         f"Python {facts['python']}; dashboard on core {args.cpu}, server on core {1 - args.cpu}; load average "
         f"{load0[0]:.1f} at the start, {load1[0]:.1f} at the end"
         + (" (**machine busy: provisional figures**)" if busy else "")
-        + f". Command: `python tests/perf/bench_dash.py{' --quick' if args.quick else ''}`.",
+        + f". Command: `{command}`.",
         "",
         f"SQLite database with {args.rows:,} usage rows (filled in {fill_s:.1f} s by one `executemany`, folded into "
-        f"the rollups in {fold_s:.1f} s). {args.starts} starts per mode; medians (min-max).",
+        f"the rollups in {fold_s:.1f} s). {args.starts} starts per mode and version, alternating, after one "
+        'warm-up start each; medians (min-max). "CPU" is the dashboard\'s own CPU time at first paint '
+        "(user + system), which other load inflates far less than wall time.",
+    ]
+    if before:
+        lines += [
+            "",
+            f"Before: `{before}`, a `git archive` snapshot run in the same rounds"
+            + (
+                ""
+                if same_schema
+                else " (remote only: its migrations differ, so it cannot open this database)"
+            )
+            + ".",
+        ]
+    lines += [
         "",
-        "| mode | first paint with data | its CPU time | then Usage (24h) painted | RSS at first paint | RSS peak (every screen) | targets |",
+        "| mode (version) | first paint with data | its CPU time | then Usage (24h) painted | RSS at first paint | RSS peak (every screen) | targets |",
         "|---|---:|---:|---:|---:|---:|---|",
     ]
-    verdicts = []
     for mode, runs in results.items():
         fp = [r["first_paint_s"] for r in runs]
         up = [r["usage_paint_s"] for r in runs]
@@ -277,7 +323,6 @@ def report(
         peak = max(r["rss_peak_mb"] for r in runs)
         ok_fp = statistics.median(fp) <= TARGETS["first_paint_s"]
         ok_rss = peak <= TARGETS["rss_mb"]
-        verdicts += [ok_fp, ok_rss]
         lines.append(
             f"| {mode} | {statistics.median(fp):.2f} s ({min(fp):.2f}-{max(fp):.2f}) | {cpu_first:.2f} s | "
             f"{statistics.median(up):.2f} s ({min(up):.2f}-{max(up):.2f}) | {statistics.median(rss):.0f} MiB | "
@@ -293,12 +338,18 @@ def report(
         "|---|---:|---:|---|",
         f"| idle, before | {idle:.2f}% | - | - |",
     ]
-    for name in ("providers", "usage", "requests"):
+    for name in ("providers", "usage (now)", "usage (before)", "requests"):
+        if name not in cpu:
+            continue
         cost = cpu[name] - idle
-        verdicts.append(cost <= TARGETS["server_cpu_pct"] or name != "providers")
         verdict = "met" if cost <= TARGETS["server_cpu_pct"] else "**missed**"
+        label = (
+            name.replace("(now)", "").replace("(before)", "(before: " + before.split()[0] + ")")
+            if before
+            else name.replace(" (now)", "")
+        )
         lines.append(
-            f"| dashboard on {name.title()} | {cpu[name]:.2f}% | {cost:+.2f}% | {verdict} |"
+            f"| dashboard on {label.strip().capitalize()} | {cpu[name]:.2f}% | {cost:+.2f}% | {verdict} |"
         )
     lines.append(f"| idle, after | {cpu['idle_after']:.2f}% | - | - |")
     block = "\n".join(lines)
