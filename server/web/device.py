@@ -15,7 +15,7 @@ from starlette.responses import Response
 
 from llmgw.errors import NotFound
 from llmgw.identity import device
-from llmgw.identity.scopes import parse_scope
+from llmgw.identity.scopes import format_scope, parse_scope
 from llmgw.identity.sessions import SessionInfo
 from llmgw.identity.throttle import DEVICE_POLICY
 from llmgw.server.web.authorize import scope_items
@@ -25,6 +25,7 @@ from llmgw.server.web.login import login_page
 __all__ = ["device_get", "device_post"]
 
 UNKNOWN = "No device is waiting for this code. Check the code on the device; codes expire after 10 minutes."
+NOTHING_GRANTABLE = "This device asks only for the admin scope, which your account does not hold. It was not connected."
 
 
 def _key(ip: str) -> str:
@@ -72,17 +73,27 @@ async def device_post(web: Web, request: Request) -> Response:
             return _too_many(web, session, code, lock)
         return web.page("device.html", status=400, me=session, user_code=code, error=UNKNOWN)
     action = form.get("action", "lookup")
+    granted = _grantable(waiting.scope, session.role)
+    if not granted:  # it asked only for what this user may not hold (admin): nothing to approve
+        action = "deny" if action == "approve" else action
+        if action == "lookup":
+            return web.page(
+                "device.html", status=403, me=session, user_code=code, error=NOTHING_GRANTABLE
+            )
     if action == "lookup":
         return web.page(
             "device_confirm.html",
             me=session,
             user_code=waiting.user_code,
             client=waiting.client_name,
-            scopes=scope_items(_grantable(waiting.scope, session.role)),
+            scopes=scope_items(granted),
         )
+    scope = format_scope(granted)
     try:
         if action == "approve":
-            await web.db(device.approve, web.engine, code, session.user_id)
+            # the scope shown, not the one asked for: a user who is not an admin approves
+            # without the admin scope (the token endpoint narrows again by the role then)
+            await web.db(device.approve, web.engine, code, session.user_id, scope=scope)
         else:
             await web.db(device.deny, web.engine, code)
     except NotFound:
@@ -93,7 +104,8 @@ async def device_post(web: Web, request: Request) -> Response:
         session,
         "oauth.device_approve" if approved else "oauth.device_deny",
         waiting.client_id,
-        scope=waiting.scope,
+        scope=scope if approved else waiting.scope,
+        requested=waiting.scope,
     )
     if approved:
         return web.page(

@@ -194,6 +194,8 @@ def pending(
 def _decide(engine: Engine, user_code: str, values: dict[str, Any], now: datetime) -> None:
     with db_errors(engine, "deciding a device code"), engine.begin() as conn:
         row = _undecided(conn, user_code, now)
+        if row is not None and not parse_scope(values.get("scope")) <= parse_scope(row.scope):
+            raise ValueError("an approval may narrow the requested scope, never widen it")
         if row is not None:
             done = conn.execute(
                 sa.update(_T)
@@ -217,10 +219,18 @@ def approve(
     user_code: str,
     user_id: uuid.UUID,
     *,
+    scope: str | None = None,
     clock: Callable[[], datetime] = utcnow,
 ) -> None:
-    """The user approves the device; its next poll gets tokens. ``NotFound`` if not pending."""
-    _decide(engine, user_code, {"approved_user_id": user_id}, clock())
+    """The user approves the device; its next poll gets tokens. ``NotFound`` if not pending.
+
+    ``scope`` is what the user was shown and approved (the request narrowed to what they may
+    hold: no ``admin`` for a user who is not an admin); it replaces the requested scope, so the
+    device never gets more than the approval page listed. It must lie within the request."""
+    values: dict[str, Any] = {"approved_user_id": user_id}
+    if scope is not None:
+        values["scope"] = format_scope(parse_scope(scope))
+    _decide(engine, user_code, values, clock())
 
 
 def deny(engine: Engine, user_code: str, *, clock: Callable[[], datetime] = utcnow) -> None:
