@@ -129,6 +129,7 @@ class Call:
                 ev.prompt_tokens,
                 ev.completion_tokens,
                 ttft,
+                ev.model_version,
             )
         g.recent.append((ev, self.rc.key_prefix))
         return g.recorder.record(ev)

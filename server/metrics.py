@@ -233,11 +233,11 @@ class _HotCollector(Collector):
         tokens = CounterMetricFamily(
             "llmgw_tokens",
             "Tokens reported by upstreams, by kind (prompt, completion).",
-            labels=["provider", "model", "kind"],
+            labels=["provider", "model", "version", "kind"],
         )
-        for (p, model), counts in m._tokens.items():
-            tokens.add_metric([p, model, "prompt"], counts[0], created=m._created)
-            tokens.add_metric([p, model, "completion"], counts[1], created=m._created)
+        for (p, model, version), counts in m._tokens.items():
+            tokens.add_metric([p, model, version, "prompt"], counts[0], created=m._created)
+            tokens.add_metric([p, model, version, "completion"], counts[1], created=m._created)
         in_flight = GaugeMetricFamily("llmgw_requests_in_flight", "Requests being served now.")
         in_flight.add_metric([], m.in_flight)
         streams = GaugeMetricFamily("llmgw_streams_open", "Streaming responses open now.")
@@ -254,14 +254,14 @@ class _HotCollector(Collector):
             self._hist(
                 "llmgw_upstream_duration_seconds",
                 "Time spent in the upstream call (until the last chunk for streams).",
-                ["provider", "model"],
+                ["provider", "model", "version"],
                 _UPSTREAM_BUCKETS,
                 m._upstream.items(),
             ),
             self._hist(
                 "llmgw_time_to_first_token_seconds",
                 "Time from request start to the first streamed chunk sent to the client.",
-                ["provider", "model"],
+                ["provider", "model", "version"],
                 _UPSTREAM_BUCKETS,
                 m._ttft.items(),
             ),
@@ -269,6 +269,24 @@ class _HotCollector(Collector):
             in_flight,
             streams,
         ]
+
+
+_KNOWN_VERSIONS = frozenset({"latest", "rc", "deprecated"})  # YandexGPT's branches
+
+
+def _configured_versions(settings: Settings) -> frozenset[str]:
+    """Versions the configuration names: ``model:version`` in models, prices, alias targets."""
+    names: list[str] = []
+    for p in settings.providers:
+        names += [*p.models, *p.prices]
+    for cands in settings.aliases.values():
+        names += [c if isinstance(c, str) else c.target for c in cands]
+    out = set()
+    for n in names:
+        head, sep, version = n.rpartition(":")
+        if sep and head and version and "/" not in version:
+            out.add(version)
+    return frozenset(out)
 
 
 class Metrics:
@@ -281,13 +299,14 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self._providers = frozenset(p.name for p in settings.providers)
         self._models = frozenset((p.name, m) for p in settings.providers for m in p.models)
+        self._versions = _KNOWN_VERSIONS | _configured_versions(settings)
         self._created = time()
         # Label sets are bounded (config-derived), so are these dicts.
         self._requests: dict[tuple[str, int, str, str], int] = {}
         self._latency: dict[tuple[str], _Hist] = {}
-        self._upstream: dict[tuple[str, str], _Hist] = {}
-        self._ttft: dict[tuple[str, str], _Hist] = {}
-        self._tokens: dict[tuple[str, str], list[int]] = {}
+        self._upstream: dict[tuple[str, str, str], _Hist] = {}
+        self._ttft: dict[tuple[str, str, str], _Hist] = {}
+        self._tokens: dict[tuple[str, str, str], list[int]] = {}
         self.in_flight = 0
         """Requests being served now (``RequestMiddleware`` counts them)."""
         self.open_streams: Callable[[], int] = lambda: 0
@@ -352,6 +371,14 @@ class Metrics:
             return NONE
         return model if (provider, model) in self._models else OTHER
 
+    def version_label(self, version: str | None) -> str:
+        """A known model version (``latest``, ``rc``, ``deprecated`` or one the configuration
+        names), ``none`` without one, else ``other``: clients choose versions, so the label set
+        stays bounded by the configuration."""
+        if not version:
+            return NONE
+        return version if version in self._versions else OTHER
+
     def observe_request(
         self,
         route: str,
@@ -387,9 +414,12 @@ class Metrics:
         prompt_tokens: int,
         completion_tokens: int,
         ttft: float | None = None,
+        version: str | None = None,
     ) -> None:
-        """Record one upstream call's duration, tokens and (for streams) time to first token."""
-        key = (self.provider_label(provider), self.model_label(provider, model))
+        """Record one upstream call's duration, tokens and (for streams) time to first token,
+        per (provider, model, version)."""
+        v = version if version in self._versions else (OTHER if version else NONE)  # inlined
+        key = (self.provider_label(provider), self.model_label(provider, model), v)
         h = self._upstream.get(key)
         if h is None:
             h = self._upstream[key] = _Hist(len(_UPSTREAM_BUCKETS))

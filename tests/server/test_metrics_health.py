@@ -165,3 +165,26 @@ async def test_metrics_token_guards_metrics_when_set(
             r = await c.get("/metrics", headers={"Authorization": "Bearer scrape-secret-123"})
             assert r.status_code == 200 and "llmgw_requests_total" in r.text
             assert (await c.get("/healthz")).status_code == 200  # probes stay open
+
+
+async def test_upstream_metrics_are_per_version_with_a_bounded_label(
+    client: httpx.AsyncClient, auth: dict[str, str]
+) -> None:
+    """Issue 13 "metrics by version": ``:rc`` and no version are two series; a version the
+    configuration does not know is ``other``, never the client's text."""
+    marker = f"v{uuid.uuid4().hex}"
+    for model in ("openai/gpt-4o-mini", "openai/gpt-4o-mini:rc", f"openai/gpt-4o-mini:{marker}"):
+        r = await client.post("/v1/chat/completions", json={**CHAT, "model": model}, headers=auth)
+        assert r.status_code == 200, r.text
+    text = (await client.get("/metrics")).text
+    s = _samples(text)
+
+    def value(name: str, **labels: str) -> float:
+        return sum(v for n, lab, v in s if n == name and labels.items() <= lab.items())
+
+    count = "llmgw_upstream_duration_seconds_count"
+    assert value(count, provider="openai", model="gpt-4o-mini", version="none") == 1
+    assert value(count, provider="openai", model="gpt-4o-mini", version="rc") == 1
+    assert value(count, provider="openai", model="gpt-4o-mini", version="other") == 1
+    assert value("llmgw_tokens_total", version="rc", kind="prompt") > 0
+    assert marker not in text

@@ -139,3 +139,40 @@ def test_bad_upstream_answer_is_a_sanitized_502(
     body = info.value.response.text
     assert gigachat.DEFAULT_CREDENTIALS not in body
     assert not any(tok in body for tok in emu_of(upstreams[0]).tokens)
+
+
+def test_versions_are_priced_and_reported_apart_in_roubles(
+    oa: openai.OpenAI, test_engine: Any, gateway: RunningServer
+) -> None:
+    """Issue 13, parts 1-2, end to end: YandexGPT Pro ``:rc`` (Pro 5.1, 4 units a token) and
+    ``:latest`` (Pro 5, 6 units) through the real gateway with no price configured: each row is
+    priced by the bundled table in RUB, rounded up to whole units, and ``--by model`` and
+    ``--by version`` keep the two apart."""
+    import time
+    from decimal import ROUND_CEILING, Decimal
+
+    from llmgw.admin.local import LocalAdmin
+    from llmgw.admin.ops import Actor
+
+    tokens: dict[str, tuple[int, int]] = {}
+    for version in ("rc", "latest"):
+        resp = oa.chat.completions.create(
+            model=f"yandex/yandexgpt:{version}", messages=[{"role": "user", "content": "привет"}]
+        )
+        assert resp.usage is not None
+        tokens[version] = (resp.usage.prompt_tokens, resp.usage.completion_tokens)
+    settings = gateway.app.state.gateway.settings
+    ops = LocalAdmin(test_engine, Actor.local(), settings=settings)
+    deadline = time.monotonic() + 10
+    while sum(r["requests"] for r in ops.usage_stats(by="model")) < 2:
+        assert time.monotonic() < deadline, "the usage rows were not written"
+        time.sleep(0.05)
+    rows = {r["model"]: r for r in ops.usage_stats(by="model")}
+    for version, multiplier in (("rc", 4), ("latest", 6)):
+        p, c = tokens[version]
+        units = (Decimal(p + c) * multiplier).to_integral_value(ROUND_CEILING)
+        row = rows[f"yandex/yandexgpt:{version}"]
+        assert row["currency"] == "RUB" and row["costs"] == {"RUB": row["cost"]}
+        assert Decimal(row["cost"]) == units * Decimal("0.20") / 1000 > 0
+    versions = {r["version"]: r["requests"] for r in ops.usage_stats(by="version")}
+    assert versions == {"rc": 1, "latest": 1}
