@@ -215,3 +215,33 @@ async def test_without_an_alert_source_the_screen_says_so(make_app, ops, wait):
     async with app.run_test(size=(100, 30)) as pilot:
         await open_alerts(pilot, wait)
         assert "started without the alert history" in text(app)
+
+
+async def test_alert_text_is_shown_as_sent_never_as_markup(make_app, ops, alerts, wait):
+    """IN-7 in the dashboard: names, labels and annotations come from whoever can make
+    Alertmanager fire; Rich markup in them (even broken markup) is shown literally."""
+    from tests.tui.conftest import _alert
+
+    evil = "Disk[/]Full[bold]"
+    summary = "[red]boom[/] [/nope] ${HOME} {{7*7}}"
+    alerts.alerts.insert(0, _alert(8, evil, "critical", "firing", 0, None))
+    alerts.alerts[0]["annotations"] = {"summary": summary}
+    app = make_app(ops, alerts=alerts)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await open_alerts(pilot, wait)
+        table = app.screen.query_one("#alerts", DataTable)
+        row = [str(c) for c in table.get_row_at(0)]
+        assert row[3] == evil and row[8] == summary
+        assert evil in text(app) and summary in text(app)  # the preview pane
+        await pilot.press("enter")
+        await wait(pilot)
+        assert isinstance(app.screen, AlertDetailScreen)
+        assert f"#8 {evil}" in text(app) and summary in text(app)
+        await pilot.press("a")
+        await wait(pilot)
+        assert isinstance(app.screen, FormScreen)
+        assert f"Acknowledge #8 {evil} (firing, critical)?" in text(app)
+        await pilot.press("enter")
+        await wait(pilot)
+        assert "ack:8:None" in alerts.calls
+        assert "acknowledged by local:ops" in text(app)

@@ -340,5 +340,5 @@ def test_alerts_screen_in_tmux_during_an_amtool_storm(stack: dict[str, str]) -> 
     for title, pane in captures:
         out.append(f"\n## {title}\n\n{pane.rstrip()}\n")
     text = "".join(out)
-    assert admin not in text and WEBHOOK_TOKEN not in text
+    assert admin not in text and WEBHOOK_TOKEN not in text  # AUTH-7: no secret in the captures
     (DOCS / "tui-capture-alerts.txt").write_text(text)

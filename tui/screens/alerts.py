@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from rich.markup import escape
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -71,10 +72,11 @@ class AlertActions(PolledScreen):
         rec = self.current()
         if rec is None:
             return
-        ident, name = int(rec["id"]), rec.get("alertname") or "?"
+        # Names and notes come from Alertmanager and people: never read as markup.
+        ident, name = int(rec["id"]), escape(str(rec.get("alertname") or "?"))
         if rec.get("acked_at"):
             self.notify(
-                f"#{ident} {name} was acknowledged by {rec.get('acked_by')}",
+                f"#{ident} {name} was acknowledged by {escape(str(rec.get('acked_by')))}",
                 title="Already acknowledged",
             )
             return
@@ -87,7 +89,8 @@ class AlertActions(PolledScreen):
                 )
 
         title = (
-            f"Acknowledge #{ident} {name} ({rec.get('status')}, {rec.get('severity') or 'none'})? "
+            f"Acknowledge #{ident} {name} ({rec.get('status')}, "
+            f"{escape(str(rec.get('severity') or 'none'))})? "
             "Your name and the time go to its timeline and the audit log."
         )
         note = Field("note", "Note (optional): why, or what you do", parse=optional_text)
@@ -98,7 +101,7 @@ class AlertActions(PolledScreen):
         rec = self.current()
         if rec is None:
             return
-        ident, name = int(rec["id"]), rec.get("alertname") or "?"
+        ident, name = int(rec["id"]), escape(str(rec.get("alertname") or "?"))
 
         def answered(yes: bool | None) -> None:
             if yes:
@@ -221,7 +224,7 @@ class AlertsScreen(AlertActions, FilteredScreen):
                 "yes" if rec.get("acked_at") else "",
                 ai_cell(rec),
                 f"{rec.get('fire_count')}" + (" flap" if rec.get("flapping") else ""),
-                summary,
+                Text(summary),  # what Alertmanager sent: shown as is, never read as markup
                 key=str(rec["id"]),
             )
         if self.records:
