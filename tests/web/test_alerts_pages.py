@@ -37,6 +37,13 @@ XSS_NOTE = "</textarea><svg onload=alert('note')>"
 
 
 @pytest.fixture
+def db_file(db_url: str) -> str:
+    """Every test here runs on SQLite and on a fresh PostgreSQL database (the charts' hour
+    buckets are SQL of each dialect's own)."""
+    return db_url
+
+
+@pytest.fixture
 async def app(home: Path, db_file: str, web_engine: Engine) -> AsyncIterator[Any]:
     """The gateway with the alert service in mode ``transparent`` (no LLM needed here)."""
     from llmgw.server import create_app
