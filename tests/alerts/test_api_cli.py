@@ -165,6 +165,13 @@ def test_api_and_cli_on_a_real_server(
     assert json.loads(stats.stdout)["total"] == 3
     missing = cli("alerts", "show", "424242")
     assert missing.exit_code == 4 and missing.stderr.startswith("Error:")
+    missing = cli("--url", srv.url, "--token", admin, "alerts", "show", "424242")
+    assert missing.exit_code == 4 and missing.stderr.startswith("Error:")  # the same remotely
+    assert admin not in missing.stderr
+    bad = cli("--url", "ftp://example", "--token", admin, "alerts", "list")
+    assert bad.exit_code == 2 and "hint:" in bad.stderr
+    down = cli("--url", "http://127.0.0.1:9", "--token", admin, "alerts", "list")
+    assert down.exit_code == 9 and "cannot reach" in down.stderr and admin not in down.stderr
     notoken = cli("--url", srv.url, "alerts", "list")
     assert notoken.exit_code == 2 and "hint:" in notoken.stderr
     audit = cli("audit", "--action", "alerts.*", "--json")

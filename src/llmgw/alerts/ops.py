@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from llmgw.errors import LlmgwError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     import httpx
     from sqlalchemy.engine import Engine
 
@@ -178,7 +180,8 @@ class RemoteAlerts:
         headers = {"User-Agent": f"llmgw/{__version__}", "X-Llmgw-Source": source}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        self._client = httpx.Client(
+        self._made: httpx.Client | None = None
+        self._make: Callable[[], httpx.Client] = lambda: httpx.Client(
             base_url=self.url,
             headers=headers,
             auth=None if token else auth,
@@ -189,6 +192,14 @@ class RemoteAlerts:
 
     def __repr__(self) -> str:  # the token stays out of logs and tracebacks
         return f"RemoteAlerts(url={self.url!r}, source={self.source!r})"
+
+    @property
+    def _client(self) -> httpx.Client:
+        # Made on first use: a client costs about 20 ms of CPU (its TLS context), which
+        # `llmgw dash --url` would pay at start for a screen that may never be opened.
+        if self._made is None:
+            self._made = self._make()
+        return self._made
 
     def _call(self, method: str, path: str, **kw: Any) -> dict[str, Any]:
         import httpx
@@ -263,4 +274,5 @@ class RemoteAlerts:
 
     def close(self) -> None:
         """Close the HTTP client."""
-        self._client.close()
+        if self._made is not None:
+            self._made.close()
