@@ -94,6 +94,36 @@ def test_every_filter_finds_exactly_its_alerts(engine: Engine) -> None:
 
 
 @pytest.mark.postgres
+def test_a_window_with_much_newer_history_reads_the_window_first(
+    pg_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The other plan for a window (read it through ix_alerts_active, then sort) answers the
+    same, pages included."""
+    from llmgw.alerts import queries
+    from llmgw.storage.db import make_engine
+    from llmgw.storage.schema import upgrade
+
+    engine = make_engine(pg_url)
+    try:
+        upgrade(engine)
+        _fill(engine)
+        h = AlertHistory(engine)
+        seen = T0 + timedelta(hours=1)
+        f = AlertFilter(since=seen - timedelta(days=1), until=later(90))
+        walked = h.list(f, limit=1)
+        monkeypatch.setattr(queries, "WALK_ROWS", 1)
+        with engine.connect() as conn:
+            assert AlertHistory._old_window(conn, f)
+        first = h.list(f, limit=1)
+        assert first == walked and first["next_cursor"]
+        rest = h.list(f, limit=1, cursor=first["next_cursor"])
+        assert len(rest["data"]) == 1 and rest["next_cursor"] is None
+        assert _names(h, since=seen, until=later(30)) == [("HighCPU", "node")]
+    finally:
+        engine.dispose()
+
+
+@pytest.mark.postgres
 def test_text_and_label_search_can_use_the_gin_indexes(pg_url: str) -> None:
     from llmgw.storage.db import make_engine
     from llmgw.storage.schema import upgrade

@@ -66,6 +66,7 @@ def alert_record(row: Row[Any] | dict[str, Any]) -> dict[str, Any]:
         "acked_at": _iso(r["acked_at"]),
         "acked_by": r["acked_by"],
         "note": r["note"],
+        "suppressed": r.get("suppressed"),
         "classification": cls,
     }
 
@@ -164,6 +165,11 @@ class AlertFilter:
         return out
 
 
+WALK_ROWS = 20_000
+"""A time window with this many occurrences seen after it is read through ``ix_alerts_active``
+and sorted; with fewer, walking newest-first from now reaches it sooner."""
+
+
 def _active() -> Any:
     """``tstzrange(LEAST(starts_at, last_seen), GREATEST(starts_at, last_seen), '[]')``: the
     expression of ``ix_alerts_active``, written the same way so the planner matches it."""
@@ -250,11 +256,37 @@ class AlertHistory:
             .limit(limit + 1)
         )
         with self.engine.connect() as conn:
+            if self._old_window(conn, f):
+                # the window's rows first (ix_alerts_active), then their newest: walking
+                # last_seen back from now would pass every newer row before the window
+                w = sa.select(c.id, c.last_seen).where(*where).cte("w").prefix_with("MATERIALIZED")
+                top = (
+                    sa.select(w.c.id)
+                    .order_by(w.c.last_seen.desc(), w.c.id.desc())
+                    .limit(limit + 1)
+                    .subquery()
+                )
+                stmt = (
+                    sa.select(ALERTS)
+                    .join(top, c.id == top.c.id)
+                    .order_by(c.last_seen.desc(), c.id.desc())
+                )
             rows = conn.execute(stmt).all()
         more = len(rows) > limit
         rows = rows[:limit]
         nxt = encode_cursor(rows[-1].last_seen, rows[-1].id) if more and rows else None
         return {"object": "list", "data": [alert_record(r) for r in rows], "next_cursor": nxt}
+
+    @staticmethod
+    def _old_window(conn: Connection, f: AlertFilter) -> bool:
+        """A ``since``+``until`` window on PostgreSQL with at least ``WALK_ROWS`` occurrences
+        seen after its end (counted on ``ix_alerts_last_seen``, stopping there)."""
+        if f.since is None or f.until is None or conn.dialect.name != "postgresql":
+            return False
+        c = ALERTS.c
+        probe = sa.select(c.last_seen).where(c.last_seen >= f.until).limit(WALK_ROWS)
+        n = conn.execute(sa.select(sa.func.count()).select_from(probe.subquery())).scalar_one()
+        return int(n) >= WALK_ROWS
 
     def delivery(self, alert_id: int) -> dict[str, Any]:
         """The raw webhook delivery that last mentioned the occurrence."""
