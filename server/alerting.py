@@ -154,6 +154,12 @@ async def start_alerts(g: Gateway, stack: contextlib.AsyncExitStack) -> None:
     service.worker = worker
     worker.start()
     stack.push_async_callback(worker.aclose)
+    if a.alertmanager_urls:
+        from llmgw.alerts.silences import SilenceSync
+
+        silences = SilenceSync(g.engine, a.alertmanager_urls)
+        silences.start(a.silence_interval)
+        stack.push_async_callback(silences.aclose)
     if a.breaker_alerts:
         from llmgw.alerts.internal import BreakerAlerts
 

@@ -106,6 +106,7 @@ _ALERT = {
     "acked_at": None,
     "acked_by": None,
     "note": None,
+    "suppressed": None,
     "classification": _CLS,
     "view": {
         "mode": "enriched",

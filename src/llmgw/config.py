@@ -317,6 +317,12 @@ class AlertsSettings(_Section):
     """Seconds between retention runs."""
     retention_batch: int = Field(default=5000, ge=1, le=1_000_000)
     """Rows deleted per statement (short transactions, no long locks)."""
+    alertmanager_urls: list[str] = Field(default_factory=list)
+    """Alertmanager base URLs (``http://am:9093``; both of an HA pair) asked every
+    ``silence_interval`` which firing alerts are silenced or inhibited (API v2); empty: never
+    asked. Webhooks never carry that: Alertmanager just stops notifying."""
+    silence_interval: float = Field(default=30.0, ge=1, le=3600)
+    """Seconds between two questions to ``alertmanager_urls``."""
     breaker_alerts: bool = True
     """Record the gateway's own circuit breaker transitions in the history (source ``llmgw``:
     ``LlmgwCircuitOpen`` fires when a provider's circuit opens, resolves when it closes)."""

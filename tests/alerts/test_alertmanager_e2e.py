@@ -199,3 +199,92 @@ def test_real_alertmanager_ha_pair_fire_and_resolve(
         ("alerts", "openai", "alerts")
     ]
     assert llm.stats.requests == 1
+
+
+def test_silences_from_the_real_alertmanager_show_on_the_history(
+    tmp_path: Path, home: Path, procs: list[subprocess.Popen[bytes]], cli: Any
+) -> None:
+    """A firing alert silenced with ``amtool silence add`` shows as silenced (who, until when,
+    why) in the history and the CLI; expiring the silence clears it. Alertmanager never sends
+    this in a webhook: llmgw asks its API (``alerts.alertmanager_urls``)."""
+    am_bin, amtool = _tool("prometheus-alertmanager"), _tool("amtool")
+    db_url = f"sqlite:///{home / 'llmgw.db'}"
+    eng = make_engine(db_url)
+    upgrade(eng)
+    eng.dispose()
+    gw_port, am_port = _port(), _port()
+    am_url = f"http://127.0.0.1:{am_port}"
+    (tmp_path / "config.toml").write_text(
+        f'[database]\nurl = "{db_url}"\n\n[alerts]\nmode = "transparent"\n'
+        f'webhook_token = "{WEBHOOK_TOKEN}"\npoll_interval = 0.2\n'
+        f'alertmanager_urls = ["{am_url}"]\nsilence_interval = 1\n'
+    )
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("LLMGW_")},
+        "LLMGW_HOME": str(home),
+    }
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        gw = subprocess.Popen(
+            [LLMGW, "--config", str(tmp_path / "config.toml"), "serve", "--port", str(gw_port)],
+            env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    procs.append(gw)
+    _wait(f"http://127.0.0.1:{gw_port}/readyz", gw, log)
+    token_file = tmp_path / "token"
+    token_file.write_text(WEBHOOK_TOKEN)
+    am_cfg = tmp_path / "am.yml"
+    am_cfg.write_text(
+        "route:\n  receiver: llmgw\n  group_by: [alertname]\n"
+        "  group_wait: 1s\n  group_interval: 2s\n  repeat_interval: 1h\n"
+        "receivers:\n  - name: llmgw\n    webhook_configs:\n"
+        f"      - url: http://127.0.0.1:{gw_port}/alerts/webhook\n"
+        "        send_resolved: true\n        max_alerts: 0\n"
+        "        http_config:\n          authorization:\n            type: Bearer\n"
+        f"            credentials_file: {token_file}\n"
+    )
+    am_log = tmp_path / "am.log"
+    with am_log.open("wb") as out:
+        am = subprocess.Popen(
+            [am_bin, f"--config.file={am_cfg}", f"--storage.path={tmp_path / 'am'}",
+             f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address=",
+             f"--web.external-url={am_url}"],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    procs.append(am)
+    _wait(f"{am_url}/-/ready", am, am_log)
+
+    def amt(*args: str) -> str:
+        r = subprocess.run([amtool, f"--alertmanager.url={am_url}", *args],
+                           capture_output=True, text=True, timeout=30)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        return r.stdout.strip()
+
+    amt("alert", "add", "DiskFull", "instance=node1:9100", "severity=warning",
+        "--annotation=summary=disk full on node1")  # fmt: skip
+    (alert,) = _until(lambda: _rows(db_url, "SELECT * FROM alerts"))
+    assert alert["suppressed"] is None
+    silence = amt("silence", "add", "alertname=DiskFull", "--duration=1h",
+                  "--comment=disk swap tonight", "--author=ops@example.com")  # fmt: skip
+    (row,) = _until(
+        lambda: _rows(db_url, "SELECT suppressed FROM alerts WHERE suppressed IS NOT NULL")
+    )
+    sup = row["suppressed"]
+    assert sup["state"] == "silenced" and sup["inhibited_by"] == []
+    (by,) = sup["silenced_by"]
+    assert (by["id"], by["created_by"], by["comment"]) == (
+        silence,
+        "ops@example.com",
+        "disk swap tonight",
+    )
+    env_db = {"LLMGW_DATABASE__URL": db_url}
+    shown = cli("alerts", "show", str(alert["id"]), env=env_db)
+    assert shown.exit_code == 0, shown.stderr
+    assert "SILENCED" in shown.stdout and "disk swap tonight" in shown.stdout
+    listed = cli("alerts", "list", env={**env_db, "COLUMNS": "200"})
+    assert "silenced" in listed.stdout
+    amt("silence", "expire", silence)
+    _until(lambda: _rows(db_url, "SELECT id FROM alerts WHERE suppressed IS NULL"))
+    kinds = [e["kind"] for e in _rows(db_url, "SELECT kind FROM alert_events ORDER BY id")]
+    assert kinds.count("silenced") == 1 and kinds.count("unsilenced") == 1
+    assert kinds.index("silenced") < kinds.index("unsilenced")

@@ -54,6 +54,18 @@ def _cls_text(record: dict[str, Any]) -> str:
     return str(cls.get("status", "-"))
 
 
+def _suppressed_text(sup: dict[str, Any]) -> str:
+    if sup.get("state") == "silenced":
+        parts = []
+        for s in sup.get("silenced_by") or []:
+            who = f" by {s['created_by']}" if s.get("created_by") else ""
+            until = f" until {when_text(s['ends_at'])}" if s.get("ends_at") else ""
+            why = f": {s['comment']}" if s.get("comment") else ""
+            parts.append(f"{s.get('id', '?')[:8]}{who}{until}{why}")
+        return "SILENCED " + "; ".join(parts)
+    return "INHIBITED by " + ", ".join(sup.get("inhibited_by") or [])
+
+
 @alerts_app.command("list")
 def alerts_list(
     ctx: typer.Context,
@@ -122,16 +134,17 @@ def alerts_list(
             "summary": (r.get("annotations") or {}).get("summary"),
             "acked": "yes" if r.get("acked_at") else "",
             "flapping": "yes" if r.get("flapping") else "",
+            "silenced": (r.get("suppressed") or {}).get("state", ""),
         }
         for r in page["data"]
     ]
     print_table(
         rows,
         ["id", "alertname", "status", "severity", "last_seen", "classification", "flapping",
-         "acked", "summary"],
+         "silenced", "acked", "summary"],
         title="alerts",
         wrap=("summary",),
-        optional=("summary", "acked", "flapping"),
+        optional=("summary", "acked", "flapping", "silenced"),
     )  # fmt: skip
     if page.get("next_cursor"):
         typer.echo(f"more: --cursor {page['next_cursor']}", err=True)
@@ -153,6 +166,9 @@ def alerts_show(
     out(f"  fingerprint {record['fingerprint']}  fired {record['fire_count']}x"
         f"{'  FLAPPING' if record['flapping'] else ''}")  # fmt: skip
     out(f"  started {when_text(record['starts_at'])}  ended {when_text(record['ends_at']) or '-'}")
+    sup = record.get("suppressed")
+    if sup:
+        out(f"  {_suppressed_text(sup)} (Alertmanager, {when_text(sup.get('checked_at'))})")
     if record.get("acked_at"):
         out(f"  acknowledged by {record['acked_by']} at {when_text(record['acked_at'])}")
     if record.get("note"):

@@ -115,6 +115,9 @@ class Alert(SQLModel, table=True):
     classification: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
     category: str | None = Field(default=None, max_length=32)
     """The classification's category (migration 0006), for filters and stats."""
+    suppressed: dict[str, Any] | None = Field(default=None, sa_type=JSONType)
+    """What Alertmanager last said silences or inhibits this firing occurrence (migration 0010;
+    ``llmgw.alerts.silences``); ``None``: not suppressed, or never asked."""
     search: str = Field(default="", sa_type=sa.Text())
 
 
