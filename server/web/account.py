@@ -21,6 +21,7 @@ from llmgw.admin.records import iso
 from llmgw.errors import LlmgwError, NotFound
 from llmgw.identity.sessions import SessionInfo
 from llmgw.server.web.core import Web, posted, see_other, signed_in
+from llmgw.server.web.flash import FLASH_COOKIE, FLASH_SECONDS
 from llmgw.storage.tables import utcnow
 
 __all__ = ["ACCOUNT_ROUTES"]
@@ -105,15 +106,26 @@ async def _keys_page(
 
 
 async def keys_get(web: Web, request: Request) -> Response:
-    """GET /account/keys: the keys (an admin's list has everyone's, with the owner)."""
+    """GET /account/keys: the keys (an admin's list has everyone's, with the owner), and once,
+    right after the create form's redirect, the new key's secret (``server/web/flash.py``)."""
     session = await _signed_in(web, request)
     if isinstance(session, Response):
         return session
-    return await _keys_page(web, request, session)
+    sealed = request.cookies.get(FLASH_COOKIE)
+    created = web.flash.open(sealed, session.id_digest) if sealed else None
+    response = await _keys_page(web, request, session, created=created)
+    if sealed:  # shown (or stale): gone either way, so a reload shows no secret
+        response.delete_cookie(
+            FLASH_COOKIE, path="/account/keys", httponly=True, samesite="strict",
+            secure=web.secure(request),
+        )  # fmt: skip
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 async def keys_post(web: Web, request: Request) -> Response:
-    """POST /account/keys: create a key for yourself; its secret is on this answer only."""
+    """POST /account/keys: create a key for yourself, then 303 to GET /account/keys, which
+    shows its secret once (POST-redirect-GET: a reload never creates a second key)."""
     posted = await _posted(web, request)
     if isinstance(posted, Response):
         return posted
@@ -133,7 +145,20 @@ async def keys_post(web: Web, request: Request) -> Response:
         )
     except LlmgwError as exc:
         return await _keys_page(web, request, session, error=exc.message, status=400)
-    return await _keys_page(web, request, session, created=created)
+    response = see_other("/account/keys#new-key")
+    response.set_cookie(
+        FLASH_COOKIE,
+        web.flash.seal(
+            {"name": created["name"], "key": created["key"], "prefix": created["prefix"]},
+            session.id_digest,
+        ),
+        max_age=FLASH_SECONDS,
+        path="/account/keys",
+        httponly=True,
+        samesite="strict",
+        secure=web.secure(request),
+    )
+    return response
 
 
 def _revoke_key(web: Web, session: SessionInfo, request: Request, key_id: str) -> None:

@@ -24,7 +24,7 @@ import secrets
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
-from urllib.parse import parse_qsl, quote
+from urllib.parse import parse_qsl, quote, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from prometheus_client import Counter
@@ -34,6 +34,7 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from llmgw.admin.ops import Actor
 from llmgw.identity.sessions import SESSION_LIFETIME, SessionInfo, SessionService
 from llmgw.identity.throttle import LoginThrottle, MemoryStore, RedisStore, Throttle, ThrottleStore
+from llmgw.server.web.flash import Flash
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -105,12 +106,26 @@ class Web:
         )
         self._store: ThrottleStore | None = None
         self._sessions: SessionService | None = None
+        self._flash: Flash | None = None
 
     # -- services ---------------------------------------------------------------------------
     @property
     def engine(self) -> Engine:
         """The gateway's database engine."""
         return self.gateway.engine
+
+    @property
+    def flash(self) -> Flash:
+        """One-time values from a POST to the page it redirects to (``server/web/flash.py``)."""
+        if self._flash is None:
+            from llmgw.identity.signing import load_secret
+
+            s = self.gateway.settings
+            configured = s.identity.signing_secret
+            self._flash = Flash(
+                load_secret(configured.get_secret_value() if configured else None, s.home)
+            )
+        return self._flash
 
     @property
     def sessions(self) -> SessionService:
@@ -211,7 +226,7 @@ class Web:
             path="/",
             httponly=True,
             samesite="lax",
-            secure=request.url.scheme == "https",
+            secure=self.secure(request),
         )
 
     def clear_session_cookie(self, response: Response, request: Request) -> None:
@@ -221,7 +236,7 @@ class Web:
             path="/",
             httponly=True,
             samesite="lax",
-            secure=request.url.scheme == "https",
+            secure=self.secure(request),
         )
 
     # -- CSRF -------------------------------------------------------------------------------
@@ -233,8 +248,7 @@ class Web:
             value = secrets.token_urlsafe(32)
         return value
 
-    @staticmethod
-    def set_login_csrf(response: Response, request: Request, value: str) -> None:
+    def set_login_csrf(self, response: Response, request: Request, value: str) -> None:
         """Attach the login form's double-submit cookie."""
         response.set_cookie(
             LOGIN_CSRF_COOKIE,
@@ -243,14 +257,29 @@ class Web:
             path="/",
             httponly=True,
             samesite="strict",
-            secure=request.url.scheme == "https",
+            secure=self.secure(request),
         )
 
-    @staticmethod
-    def same_origin(request: Request) -> bool:
-        """False when the browser says the POST comes from another origin."""
+    def public_origin(self) -> str | None:
+        """``scheme://host[:port]`` of ``identity.issuer`` (the public URL), when it is set."""
+        issuer = self.gateway.settings.identity.issuer
+        if not issuer:
+            return None
+        parts = urlsplit(issuer)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    def secure(self, request: Request) -> bool:
+        """Whether cookies get ``Secure``: the request came over https, or the public URL
+        (``identity.issuer``) is https, as behind a proxy that terminates TLS and talks plain
+        http to llmgw (``X-Forwarded-Proto`` is not trusted: anyone can send it)."""
+        public = self.public_origin()
+        return request.url.scheme == "https" or (public or "").startswith("https://")
+
+    def same_origin(self, request: Request) -> bool:
+        """False when the browser says the POST comes from another origin than this server as
+        the request reached it or as its public URL (``identity.issuer``) names it."""
         origin = request.headers.get("origin")
-        return origin is None or origin == _origin(request)
+        return origin is None or origin in (_origin(request), self.public_origin())
 
     @staticmethod
     def csrf_ok(expected: str | None, given: str | None) -> bool:

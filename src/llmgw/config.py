@@ -133,7 +133,8 @@ class IdentitySettings(_Section):
     issuer: str | None = Field(default=None, max_length=500)
     """The exact ``iss`` of every token and the public base URL of the OAuth endpoints and pages
     (``https://llm.example.com``); unset means ``http://<server.host>:<server.port>``. Every
-    instance behind one address must use the same value."""
+    instance behind one address must use the same value. An https value also makes the pages'
+    cookies ``Secure`` behind a proxy that terminates TLS (docs/auth.md)."""
     audience: str = Field(default="llmgw", min_length=1, max_length=200)
     """The exact ``aud`` of access tokens."""
     access_token_seconds: int = Field(default=900, ge=60, le=86_400)

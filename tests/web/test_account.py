@@ -31,9 +31,14 @@ async def test_create_a_key_secret_shown_once_and_it_authenticates(
     await sign_in(browser, "ann@example.com")
     page = await browser.get("/account/keys")
     assert "No keys yet." in page.text
-    r = await browser.post(
+    posted = await browser.post(
         "/account/keys", data={"csrf": hidden(page.text, "csrf"), "name": "laptop", "expires": "30"}
     )
+    # POST-redirect-GET: the form answers 303; the page it leads to shows the secret once
+    assert posted.status_code == 303 and posted.headers["location"] == "/account/keys#new-key"
+    flash = posted.cookies.get("llmgw_flash")
+    assert flash and "llmgw_" not in flash  # sealed: the secret is not readable in the cookie
+    r = await browser.get("/account/keys")
     assert r.status_code == 200 and r.headers["cache-control"] == "no-store"
     m = re.search(r'id="secret" class="mono" readonly value="([^"]+)"', r.text)
     assert m and "shown only this once" in r.text
@@ -41,8 +46,16 @@ async def test_create_a_key_secret_shown_once_and_it_authenticates(
     info = KeyService(web_engine).authenticate(secret)
     assert info.user_email == "ann@example.com" and info.name == "laptop"
     assert info.expires_at is not None
-    again = await browser.get("/account/keys")
+    again = await browser.get("/account/keys")  # a reload: no secret, and no second key
     assert secret not in again.text and info.prefix in again.text
+    assert len(KeyService(web_engine).list()) == 1
+    # the sealed cookie replayed (a reload that still sent it, or another session) shows nothing
+    browser.cookies.set("llmgw_flash", flash, path="/account/keys")
+    assert secret in (await browser.get("/account/keys")).text  # the same session, in time
+    browser.cookies.clear()
+    await sign_in(browser, "ann@example.com")  # a new session of the same user
+    browser.cookies.set("llmgw_flash", flash, path="/account/keys")
+    assert secret not in (await browser.get("/account/keys")).text
     entry = AuditService(web_engine).list(limit=5)[0]
     assert entry["action"] == "keys.create" and entry["actor"] == "ann@example.com"
     assert entry["source"] == "web" and entry["actor_kind"] == "session"

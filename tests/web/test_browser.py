@@ -184,10 +184,13 @@ def test_browser_sign_in_consent_loopback_redirect_then_create_a_key(
             expect(page.get_by_text("it is shown only this once")).to_be_visible()
             secret = page.get_by_label("Secret").input_value()
             assert KeyService(web_engine).authenticate(secret).name == "laptop"
-            # Back on the list (a GET; reloading the POST's answer would submit it again).
-            page.get_by_role("link", name="API keys").click()
+            # The form redirected (POST-redirect-GET): a reload is a GET, shows no secret and
+            # creates no second key.
+            assert page.url.endswith("/account/keys#new-key")
+            page.reload()
             expect(page.get_by_role("cell", name="laptop", exact=True)).to_be_visible()
             assert secret not in page.content()
+            assert [k.name for k in KeyService(web_engine).list()] == ["laptop"]
         finally:
             browser.close()
     for name in ("login.png", "consent.png", "profile.png"):

@@ -191,3 +191,48 @@ async def test_a_new_sign_in_ends_the_previous_session(
         assert (await other.get("/account")).status_code == 303
         other.cookies.set("llmgw_session", new)
         assert (await other.get("/account")).status_code == 200
+
+
+async def test_behind_a_tls_proxy_cookies_are_secure_and_the_public_origin_is_accepted(
+    home: Any, db_file: str, web_engine: Any, make_user: Any
+) -> None:
+    """A proxy terminates TLS and forwards plain http: with ``identity.issuer`` = the public
+    https URL, the session and form cookies get ``Secure`` and a form posted from that origin
+    is accepted; another origin is still refused (X-Forwarded-Proto changes nothing)."""
+    from llmgw.config import Settings
+    from llmgw.server import create_app
+    from tests.web.conftest import hidden
+
+    settings = Settings(
+        home=home, database={"url": db_file}, identity={"issuer": "https://llm.example.com"}
+    )
+    make_user("ann@example.com")
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app, client=("10.0.0.2", 50000))
+        async with httpx.AsyncClient(transport=transport, base_url="http://llm.example.com") as c:
+            page = await c.get("/login")
+            assert "secure" in page.headers["set-cookie"].lower()
+            form = {"csrf": hidden(page.text, "csrf"), "next": "/account",
+                    "email": "ann@example.com", "password": PASSWORD}  # fmt: skip
+            # the browser speaks https to the proxy, so it sends the Secure cookie back; httpx,
+            # seeing http, would not: send it by hand
+            jar = {"Cookie": page.headers["set-cookie"].split(";")[0]}
+            evil = await c.post(
+                "/login", data=form, headers={**jar, "Origin": "https://evil.example"}
+            )
+            assert evil.status_code == 403
+            r = await c.post(
+                "/login", data=form, headers={**jar, "Origin": "https://llm.example.com"}
+            )
+            assert r.status_code == 303, r.text
+            cookie = next(v for v in r.headers.get_list("set-cookie") if "llmgw_session" in v)
+            assert "secure" in cookie.lower() and "httponly" in cookie.lower()
+
+    plain = Settings(home=home, database={"url": db_file})  # no public https URL: no Secure
+    app = create_app(plain)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8080") as c:
+            page = await c.get("/login", headers={"X-Forwarded-Proto": "https"})
+            assert "secure" not in page.headers["set-cookie"].lower()
