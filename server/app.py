@@ -32,7 +32,7 @@ from llmgw.server.routes.alerts import alert_routes
 from llmgw.server.routes.chat import ChatCompletions
 from llmgw.server.routes.embeddings import Embeddings
 from llmgw.server.routes.health import health_routes
-from llmgw.server.routes.models import ListModels, RetrieveModel
+from llmgw.server.routes.models import ListModels, ModelCatalogView, RetrieveModel
 from llmgw.server.routes.oauth import oauth_routes
 from llmgw.server.routes.providers import ProviderStatus
 from llmgw.server.state import Gateway
@@ -115,6 +115,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.monotoni
         Embeddings(),
         ListModels(),
         RetrieveModel(),
+        ModelCatalogView(),
         ProviderStatus(),
     ]
     routes = [

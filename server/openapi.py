@@ -179,6 +179,29 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/api/models": {
+                "get": {
+                    "operationId": "modelCatalog",
+                    "security": security,
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["object", "data", "providers", "ttl_seconds"],
+                                "properties": {
+                                    "object": {"const": "list"},
+                                    "data": {"type": "array", "items": obj},
+                                    "providers": {"type": "array", "items": obj},
+                                    "ttl_seconds": {"type": "number"},
+                                },
+                            },
+                            "The models the key may use with what is known of them, and their "
+                            "providers' listing state.",
+                        ),
+                        **_error_responses(["401", "503"]),
+                    },
+                }
+            },
             "/api/providers": {
                 "get": {
                     "operationId": "providerStatus",

@@ -10,6 +10,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from llmgw.server.openapi_examples import CATALOG
+
 __all__ = ["admin_paths"]
 
 _T = "2026-12-03T07:24:27.123456+00:00"
@@ -312,6 +314,12 @@ def admin_paths() -> dict[str, Any]:
             "or `unpriced` (recorded at cost 0). One currency per provider; never converted.",
             _listed(_PRICE), errors=("401", "403", "429"))},
         f"{p}/providers/{{name}}/test": {"post": _provider_test()},
+        f"{p}/models": {"get": _op("adminModels", "The whole model catalog",
+            "`GET /api/models` for every model of every provider; `refresh=true` makes the "
+            "server ask every provider now (an upstream call per provider; concurrent refreshes "
+            "share one round) instead of answering from its cache. `llmgw providers models "
+            "--url` reads it.", CATALOG, errors=("400", "401", "403", "429"),
+            query={"refresh": ("true", "true: ask the providers first; false (default): the cache.")})},
         f"{p}/audit": {"get": _op("adminAudit", "The audit log",
             "Admin actions, newest first.", _listed(_AUDIT), errors=(*std, "400"), query={
                 "since": _SINCE,

@@ -12,7 +12,7 @@ from __future__ import annotations
 import copy
 from typing import Any
 
-__all__ = ["ERRORS", "OPERATIONS", "annotate"]
+__all__ = ["CATALOG", "ERRORS", "OPERATIONS", "annotate"]
 
 _CHAT = {
     "id": "chatcmpl-emu000000000001",
@@ -54,6 +54,51 @@ _STREAM = (
 )
 
 _MODEL = {"id": "local/gpt-4o-mini", "object": "model", "created": 0, "owned_by": "local"}
+
+CATALOG = {
+    "object": "list",
+    "data": [
+        {
+            "id": "local/gpt-4o-mini",
+            "object": "model",
+            "created": 0,
+            "provider": "local",
+            "model": "gpt-4o-mini",
+            "owned_by": "local",
+            "type": "chat",
+            "alias": False,
+            "targets": [],
+            "configured": True,
+            "listed": True,
+            "missing": False,
+            "context_window": 128000,
+            "capabilities": {
+                "chat": True,
+                "streaming": True,
+                "tools": True,
+                "embeddings": False,
+                "vision": True,
+            },
+            "price": None,
+            "versions": None,
+        }
+    ],
+    "providers": [
+        {
+            "provider": "local",
+            "kind": "openai",
+            "source": "upstream",
+            "refreshed_at": "2026-12-03T12:00:00.123456+00:00",
+            "age_seconds": 12.5,
+            "stale": False,
+            "error": None,
+            "models": 1,
+            "missing": [],
+        }
+    ],
+    "ttl_seconds": 300.0,
+}
+"""A model catalog as ``GET /api/models`` answers it (``ModelCatalog.describe``)."""
 
 OPERATIONS: dict[str, dict[str, Any]] = {
     "createChatCompletion": {
@@ -118,6 +163,19 @@ OPERATIONS: dict[str, dict[str, Any]] = {
         "tag": "OpenAI-compatible",
         "parameters": {"model": "local/gpt-4o-mini"},
         "responses": {"200": {"application/json": _MODEL}},
+    },
+    "modelCatalog": {
+        "summary": "Model catalog",
+        "description": "What each provider really offers, from the gateway's cache (refreshed in "
+        "the background every `routing.models_refresh_interval` seconds, `ttl_seconds`): per "
+        "model its type, context window, capabilities (`null`: not known), price per 1M tokens, "
+        "versions, and whether the upstream lists it (`listed`; `null` where the provider has no "
+        "listing, as YandexGPT's native API); `missing` flags a configured model the upstream "
+        "no longer lists. Per provider: where its list comes from, when it was listed, and "
+        "`stale` with the `error` when the last refresh failed. Only the models of the key's "
+        "allow-list, and their providers.",
+        "tag": "Operations",
+        "responses": {"200": {"application/json": CATALOG}},
     },
     "providerStatus": {
         "summary": "Provider health",

@@ -231,6 +231,9 @@ def _traffic(run: Run, url: str, keys: dict[str, str], emulators: dict[str, Any]
         stream("fault-stream-invalid-json", "m-invalid_json", bearer)
         # GigaChat: the token exchange echoes the authorization key first, then works
         emu = emulators["giga_emu"]
+        # the model catalog's start-up listing already got a token: expire it, so the next call
+        # gets a 401 and exchanges the key again
+        emu.expire_tokens()
         emu.oauth_fault = "echo_credentials"
         r = chat("giga-oauth-echo", "giga/GigaChat-2", bearer)
         assert r.status_code in (502, 503, 504), r.text

@@ -282,6 +282,20 @@ class _Providers(AdminOperation):
         return [provider_record(r, live=True) for r in g.router.health.snapshot(history=True)]
 
 
+class _Models(AdminOperation):
+    """The whole model catalog; ``?refresh=true`` asks every provider first."""
+
+    path = PREFIX + "/models"
+
+    async def run(self, g: Gateway, actor: Actor, scope: Scope, body: dict[str, Any]) -> object:
+        refresh = _query(scope).get("refresh", "false")
+        if refresh not in ("true", "false"):
+            raise _bad("refresh", "use true or false")
+        if refresh == "true":
+            await g.catalog.refresh()
+        return g.catalog.describe()
+
+
 class _Whoami(AdminOperation):
     """The caller as the server sees them, and the server's own address."""
 
@@ -319,7 +333,7 @@ def _server_url(scope: Scope) -> str:
 def admin_routes(g: Gateway) -> list[Route]:
     """The ``/admin/v1`` routes bound to gateway ``g``."""
     ops: list[AdminOperation] = [_Database(method, path, h) for method, path, h in _OPS]
-    ops += [_Recent(), _Providers(), _Whoami()]
+    ops += [_Recent(), _Providers(), _Models(), _Whoami()]
     return [Route(op.path, AdminRoute(g, op, require_admin), methods=[op.method]) for op in ops]
 
 

@@ -1,6 +1,8 @@
-"""``GET /v1/models`` and ``GET /v1/models/{id}``: the routable models and aliases this key may use.
+"""``GET /v1/models``, ``GET /v1/models/{id}`` and ``GET /api/models``: the routable models and
+aliases this key may use.
 
-Both read the cached catalog (never an upstream). Ids contain ``/`` (``provider/model``), so the
+All read the cached catalog (never an upstream); ``/api/models`` adds what the catalog knows of
+each model (``ModelCatalog.describe``). Ids contain ``/`` (``provider/model``), so the
 one-model route takes the rest of the path; an id the key may not use is a 404 like an unknown
 one, so a key cannot probe for models outside its allow-list.
 """
@@ -15,7 +17,7 @@ from llmgw.errors import ModelNotFound
 from llmgw.server.pipeline import KeyOperation
 from llmgw.server.state import Gateway
 
-__all__ = ["ListModels", "RetrieveModel"]
+__all__ = ["ListModels", "ModelCatalogView", "RetrieveModel"]
 
 
 class ListModels(KeyOperation):
@@ -46,3 +48,13 @@ class RetrieveModel(KeyOperation):
             param="model",
             hint="GET /v1/models lists the models this key may use",
         )
+
+
+class ModelCatalogView(KeyOperation):
+    """The catalog with context windows, capabilities, prices and flags, for the key's models."""
+
+    path = "/api/models"
+
+    async def answer(self, g: Gateway, key: Any, scope: Scope) -> object:
+        """``{"object": "list", "data": [...], "providers": [...], "ttl_seconds"}``."""
+        return g.catalog.describe(key.allows_model)

@@ -41,6 +41,7 @@ __all__ = [
     "DatabaseSettings",
     "IdentitySettings",
     "LoadedSettings",
+    "ModelInfo",
     "ModelPrice",
     "ProviderConfig",
     "RateLimitSettings",
@@ -339,6 +340,24 @@ class AliasTarget(_Section):
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 
 
+class ModelInfo(_Section):
+    """What the catalog says of one model (``[providers.model_info."MODEL"]``), over what llmgw
+    knows of it (``llmgw.providers.modelinfo``); unset fields keep the known value."""
+
+    context_window: int | None = Field(default=None, ge=1, le=100_000_000)
+    """Tokens the model reads and writes in one call (conversations are fitted to it)."""
+    chat: bool | None = None
+    """Whether it answers chat completions."""
+    embeddings: bool | None = None
+    """Whether it makes embeddings."""
+    streaming: bool | None = None
+    """Whether it streams."""
+    tools: bool | None = None
+    """Whether it calls tools (functions)."""
+    vision: bool | None = None
+    """Whether it reads images."""
+
+
 class ModelPrice(_Section):
     """Price of one model per 1M tokens (``[providers.prices."MODEL"]``); see llmgw.usage.pricing."""
 
@@ -381,6 +400,8 @@ class ProviderConfig(_Section):
     """Model (provider-side name, or ``model:version``) -> price per 1M tokens; overrides the bundled price table (``llmgw providers prices``)."""
     bundled_prices: bool = True
     """Price models missing from ``prices`` by the bundled table (false: they are unpriced, e.g. a local server)."""
+    model_info: dict[str, ModelInfo] = Field(default_factory=dict)
+    """Model (provider-side name) -> context window and capabilities shown by ``/api/models``, over the built-in ones."""
     ca_bundle: Path | None = None
     """PEM file of extra CA certificates to trust (GigaChat: the Russian Trusted Root CA); TLS is always verified."""
     auth_url: str | None = None

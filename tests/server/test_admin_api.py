@@ -33,6 +33,7 @@ ADMIN_PATHS = [
     ("GET", "/admin/v1/usage/recent"),
     ("GET", "/admin/v1/providers"),
     ("POST", "/admin/v1/providers/openai/test"),
+    ("GET", "/admin/v1/models"),
     ("GET", "/admin/v1/audit"),
     ("GET", "/admin/v1/whoami"),
     ("GET", "/admin/v1/tokens"),
@@ -216,8 +217,8 @@ def test_the_openapi_examples_have_the_shape_of_the_real_answers(
                     example, answer = example["data"][0], answer["data"][0]
                 assert set(answer) == set(example), (url, set(answer) ^ set(example))
                 checked += 1
-    assert checked == 15  # with GET /admin/v1/providers/prices, /admin/v1/oauth/clients
-    # [/{client_id}], oauth/keys and tokens[/{ref}]
+    assert checked == 16  # with GET /admin/v1/providers/prices, /admin/v1/oauth/clients
+    # [/{client_id}], oauth/keys, tokens[/{ref}] and /admin/v1/models
 
 
 @pytest.mark.redis

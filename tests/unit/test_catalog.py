@@ -46,12 +46,12 @@ async def test_discovers_models_in_the_background_and_caches_them(upstream: Runn
         assert cat.ids() == ["fixed/gpt-x", "ask/m-one", "ask/m-two", "smart"]
         owners = {e["id"]: e["owned_by"] for e in cat.entries()}
         assert owners["ask/m-one"] == "ask" and owners["smart"] == "llmgw"
-        calls = upstream.app.state.stats.requests
+        calls = upstream.app.state.stats.listings
         for _ in range(20):
             cat.entries()  # served from the cache: no upstream call
-        assert upstream.app.state.stats.requests == calls
+        assert upstream.app.state.stats.listings == calls
         await asyncio.sleep(0.2)
-        assert upstream.app.state.stats.requests > calls  # but refreshed periodically
+        assert upstream.app.state.stats.listings > calls  # but refreshed periodically
     finally:
         await cat.aclose()
         for p in providers.values():
@@ -65,11 +65,14 @@ async def test_a_failed_refresh_keeps_the_last_good_list(upstream: RunningServer
     try:
         await cat.refresh()
         assert "ask/m-two" in cat.ids() and cat.errors == {}
-        upstream.app.state.emulator.fail_rate = 1.0
+        em = upstream.app.state.emulator
+        good, em.auth = em.auth, b"Bearer another-key"  # the upstream now refuses our key
         await cat.refresh()
         assert "ask/m-two" in cat.ids()
-        assert "HTTP 500" in cat.errors["ask"] and KEY not in cat.errors["ask"]
-        upstream.app.state.emulator.fail_rate = 0.0
+        assert "ask" in cat.errors and KEY not in cat.errors["ask"]
+        ask = next(p for p in cat.describe()["providers"] if p["provider"] == "ask")
+        assert ask["stale"] and ask["error"] == cat.errors["ask"] and ask["models"] == 2
+        em.auth = good
         await cat.refresh()
         assert cat.errors == {}
     finally:

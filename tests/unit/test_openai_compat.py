@@ -110,15 +110,16 @@ async def test_embeddings_float_and_base64(make_upstream) -> None:
         await p.aclose()
 
 
-async def test_list_models_configured_or_from_upstream(make_upstream) -> None:
+async def test_list_models_asks_the_upstream_even_with_a_configured_list(make_upstream) -> None:
     up = make_upstream()
     p = provider(up.base_url, api_key=None)
     q = provider(up.base_url, api_key=None, models=["only-this"])
     try:
         assert [m.id for m in await p.list_models()] == ["gpt-4o-mini", "text-embedding-3-small"]
         assert all(m.owned_by == "local" for m in await p.list_models())
-        assert [m.id for m in await q.list_models()] == ["only-this"]
-        assert up.stats.requests == 2  # the configured list needs no upstream call
+        # what the upstream really offers: the catalog flags "only-this" as missing
+        assert [m.id for m in await q.list_models()] == ["gpt-4o-mini", "text-embedding-3-small"]
+        assert up.stats.listings == 3
     finally:
         await p.aclose()
         await q.aclose()

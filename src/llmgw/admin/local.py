@@ -422,6 +422,17 @@ class LocalAdmin:
         record(ok=True, model=result.get("model", model), latency_ms=result["latency_ms"])
         return result
 
+    def models_catalog(self, *, refresh: bool = False) -> Record:
+        """Every configured provider asked for its models now (so always fresh: ``refresh`` is
+        accepted for the same signature as ``RemoteAdmin``), with this process's configuration."""
+        import asyncio
+
+        from llmgw.routing.catalog import fresh_catalog
+
+        if self.settings is None:
+            raise UsageError("listing models needs the configuration (no settings given)")
+        return asyncio.run(fresh_catalog(self.settings))
+
     # -- audit ----------------------------------------------------------------------------
     def audit_list(
         self,

@@ -206,6 +206,13 @@ class AdminOps(Protocol):
         connection refused, timeout...). Recorded in the audit log as ``providers.test``."""
         ...
 
+    def models_catalog(self, *, refresh: bool = False) -> Record:
+        """The model catalog (``llmgw.routing.catalog.ModelCatalog.describe``): ``{"object":
+        "list", "data": [model records], "providers": [provider records], "ttl_seconds"}``.
+        Local: every provider asked now. Remote: the server's cached catalog, asked again first
+        when ``refresh``."""
+        ...
+
     # -- audit ----------------------------------------------------------------------------
     def audit_list(
         self,

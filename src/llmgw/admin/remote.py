@@ -353,6 +353,13 @@ class RemoteAdmin:
         """One real round trip to provider ``name``, made by the server."""
         return self._one("POST", f"/providers/{quote(name, safe='')}/test", {"model": model})
 
+    def models_catalog(self, *, refresh: bool = False) -> Record:
+        """The server's cached catalog (``GET /admin/v1/models``), refreshed first on request."""
+        data = self._call("GET", "/models", params={"refresh": "true" if refresh else "false"})
+        if not isinstance(data, dict) or not isinstance(data.get("data"), list):
+            raise UpstreamError(f"unexpected answer from {self.url}/admin/v1/models: not a list")
+        return data
+
     # -- audit ----------------------------------------------------------------------------
     def audit_list(
         self,

@@ -37,7 +37,7 @@ COMMANDS = {
     "providers": LazyCommand(
         "llmgw.cli.providers",
         "providers_app",
-        "Configured upstream providers: list, prices, health status, test, secrets.",
+        "Configured upstream providers: list, prices, models, health status, test, secrets.",
     ),
     "users": LazyCommand(
         "llmgw.cli.users",

@@ -23,7 +23,7 @@ from llmgw.storage.db import mask_url
 __all__ = ["providers_app"]
 
 providers_app = typer.Typer(
-    help="Configured upstream providers: list, prices, health status, test, secrets.",
+    help="Configured upstream providers: list, prices, models, health status, test, secrets.",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -253,6 +253,95 @@ def providers_prices(
     notes = [f"{r['provider']}/{r['model']}: {r['note']}" for r in rows if r.get("note")]
     for n in notes:
         print(f"* {n}")
+
+
+# -- providers models ---------------------------------------------------------------------------
+
+
+def _yes_no(value: Any) -> str:
+    return "?" if value is None else "yes" if value else "no"
+
+
+def _model_row(m: dict[str, Any]) -> dict[str, Any]:
+    caps = m.get("capabilities") or {}
+    price = m.get("price")
+    flags = []
+    if m.get("missing"):
+        flags.append("MISSING upstream")
+    elif m.get("listed") is None and not m.get("alias"):
+        flags.append("unverified")
+    return {
+        "id": m["id"],
+        "type": m.get("type"),
+        "context": m.get("context_window") or ("-" if m.get("alias") else "?"),
+        "tools": "-" if m.get("alias") else _yes_no(caps.get("tools")),
+        "vision": "-" if m.get("alias") else _yes_no(caps.get("vision")),
+        "price in/out": "-"
+        if price is None
+        else f"{price['input']}/{price['output']} {price['currency']}",
+        "flags": ", ".join(flags) or ("-> " + ", ".join(m.get("targets") or [])),
+    }
+
+
+@providers_app.command("models")
+def providers_models(
+    ctx: typer.Context,
+    provider: Annotated[
+        str | None, typer.Option("--provider", "-p", help="Only this provider's models.")
+    ] = None,
+    refresh: Annotated[
+        bool,
+        typer.Option(
+            "--refresh",
+            help="With --url: make the server ask every provider now instead of answering "
+            "from its cache (needs an admin's key).",
+        ),
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """The model catalog: each provider's models with type, context window, capabilities,
+    price, and a flag on configured models the upstream no longer lists.
+
+    Without --url: asks every configured provider now (a catalog of its own, always fresh).
+    With the global --url and an admin --token: the running server's cached catalog (refreshed
+    in the background every routing.models_refresh_interval seconds); --refresh asks again first.
+    """
+    st = state(ctx)
+    if provider is not None and st.url is None:
+        _provider(st.settings, provider)  # an unknown name: the message every command gives
+    if st.url is not None:
+        catalog = st.admin().models_catalog(refresh=refresh)
+    else:
+        from llmgw.routing.catalog import fresh_catalog
+
+        catalog = asyncio.run(fresh_catalog(st.settings))
+    if provider is not None:
+        catalog["data"] = [m for m in catalog["data"] if m.get("provider") == provider]
+        catalog["providers"] = [p for p in catalog["providers"] if p["provider"] == provider]
+        if st.url is not None and not catalog["providers"]:
+            raise NotFound(
+                f"the server has no provider named {provider!r}",
+                hint="see `llmgw providers models` without --provider",
+            )
+    if as_json:
+        emit_json(catalog)
+        return
+    print_table(
+        [_model_row(m) for m in catalog["data"]],
+        ["id", "type", "context", "tools", "vision", "price in/out", "flags"],
+        title="models",
+        wrap=("flags",),
+        optional=("vision", "tools", "price in/out", "type"),
+    )
+    out = stdout()
+    for p in catalog["providers"]:
+        when = "never" if p["refreshed_at"] is None else f"at {when_text(p['refreshed_at'])} UTC"
+        line = f"{p['provider']} ({p['source']}): {p['models']} models, listed {when}"
+        if p["error"]:
+            line += f"; [yellow]stale[/yellow]: {p['error']}"
+        if p["missing"]:
+            line += f"; [red]no longer listed[/red]: {', '.join(p['missing'])}"
+        out.print(line, highlight=False)
 
 
 # -- providers test -----------------------------------------------------------------------------

@@ -90,7 +90,9 @@ class GigaChatEmulator:
     oauth_requests: int = 0
     """Every request to the OAuth endpoint, failed or not."""
     api_calls: int = 0
-    """API calls that passed the token check."""
+    """API calls that passed the token check (model listings are counted in ``listings``)."""
+    listings: int = 0
+    """``GET /models`` and ``/models/{id}`` calls that passed the token check."""
     auth_failures: int = 0
     """API calls answered 401 (unknown or expired token)."""
     requests: list[dict[str, Any]] = field(default_factory=list)
@@ -289,15 +291,26 @@ class _App:
             self._release(tok)
 
     # -- other endpoints -----------------------------------------------------------------------
+    async def _listing_gate(self, request: Request) -> Response | None:
+        """Auth only: model listings count in ``listings``, outside ``api_calls``, faults and
+        latency (the gateway's model catalog asks in the background; tests that count calls or
+        inject faults do not see it)."""
+        auth = await self._authorize(request)
+        if isinstance(auth, Response):
+            self.emu.auth_failures += 1
+            return auth
+        self.emu.listings += 1
+        return None
+
     async def models(self, request: Request) -> Response:
-        tok, early = await self._gate(request)
+        early = await self._listing_gate(request)
         if early is not None:
             return early
         data = [model_card(m) for m in MODELS]
         return json_response({"object": "list", "data": data}, 200, _headers(request))
 
     async def model(self, request: Request) -> Response:
-        tok, early = await self._gate(request)
+        early = await self._listing_gate(request)
         if early is not None:
             return early
         name = request.path_params["name"]

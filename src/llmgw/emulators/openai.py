@@ -57,6 +57,11 @@ class EmulatorStats:
     """Requests answered 429 because ``max_concurrency`` was reached."""
     streams_completed: int = 0
     disconnects: int = 0
+    listings: int = 0
+    """``GET /v1/models`` and ``/v1/models/{id}`` requests: counted here, not in ``requests``, and
+    outside ``max_concurrency``, ``fail_rate``, ``fault`` and latency (the gateway's model catalog
+    asks in the background; a test counting chat calls, filling the gauge or hanging the upstream
+    does not see it)."""
     """Responses abandoned because the client went away."""
 
 
@@ -138,10 +143,16 @@ class _Emulator:
 
     # -- the checks every API request goes through -------------------------------------------
 
-    async def serve(self, scope: Scope, receive: Receive, send: Send, work: _Work) -> None:
-        """Authenticate, apply limits, faults and latency, then run ``work`` on the body."""
+    async def serve(
+        self, scope: Scope, receive: Receive, send: Send, work: _Work, listing: bool = False
+    ) -> None:
+        """Authenticate, apply limits, faults and latency, then run ``work`` on the body
+        (``listing``: a model listing, see ``EmulatorStats.listings``)."""
         st = self.stats
-        st.requests += 1
+        if listing:
+            st.listings += 1
+        else:
+            st.requests += 1
         given = _header(scope, b"authorization")
         if self.auth is not None and given != self.auth:
             msg = (
@@ -152,6 +163,9 @@ class _Emulator:
                 "Authorization header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."
             )
             await _send(send, 401, _error(msg, "invalid_request_error", "invalid_api_key"))
+            return
+        if listing:
+            await work(await _read_body(receive), scope, receive, send)
             return
         if self.max_concurrency is not None and st.in_flight >= self.max_concurrency:
             st.rejected += 1
@@ -370,12 +384,13 @@ def _embedding_inputs(value: Any) -> list[str | list[int]] | None:
 class _Endpoint:
     """An ASGI app running one handler behind the emulator's checks (no Starlette Request)."""
 
-    def __init__(self, em: _Emulator, work: _Work) -> None:
+    def __init__(self, em: _Emulator, work: _Work, *, listing: bool = False) -> None:
         self.em = em
         self.work = work
+        self.listing = listing
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.em.serve(scope, receive, send, self.work)
+        await self.em.serve(scope, receive, send, self.work, self.listing)
 
 
 class _NotFound:
@@ -418,8 +433,10 @@ def create_app(
     routes = [
         Route("/v1/chat/completions", _Endpoint(em, em.chat), methods=["POST"]),
         Route("/v1/embeddings", _Endpoint(em, em.embeddings), methods=["POST"]),
-        Route("/v1/models", _Endpoint(em, em.list_models), methods=["GET"]),
-        Route("/v1/models/{model:path}", _Endpoint(em, em.get_model), methods=["GET"]),
+        Route("/v1/models", _Endpoint(em, em.list_models, listing=True), methods=["GET"]),
+        Route(
+            "/v1/models/{model:path}", _Endpoint(em, em.get_model, listing=True), methods=["GET"]
+        ),
         Route("/{rest:path}", _NotFound()),
     ]
     app = Starlette(routes=routes)

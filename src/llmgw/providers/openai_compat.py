@@ -196,9 +196,7 @@ class OpenAICompatProvider:
         )
 
     async def list_models(self) -> list[ModelCard]:
-        """The configured models, else the upstream's ``/models``."""
-        if self.config.models:
-            return [ModelCard(id=m, owned_by=self.name) for m in self.config.models]
+        """The upstream's ``/models`` (also with a configured list: the catalog compares them)."""
         status, headers, data = await self.transport.get_json("models")
         if status >= 300:
             raise self._error(status, headers, data, None)

@@ -84,6 +84,8 @@ class YandexGPTProvider:
     """A Yandex Cloud folder's Foundation Models behind the gateway."""
 
     kind = "yandexgpt"
+    upstream_listing = False
+    """The native API lists no models: ``list_models`` answers from the config or ``CATALOGUE``."""
 
     def __init__(self, config: ProviderConfig, api_key: str | None) -> None:
         if not config.folder_id:

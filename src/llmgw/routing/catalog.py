@@ -1,10 +1,20 @@
-"""The routable model list for ``GET /v1/models``: configured models, discovered ones, aliases.
+"""The model catalog: what each provider really offers, cached, for ``/v1/models`` and ``/api/models``.
 
-A provider with a ``models`` list in the config offers exactly those. A provider with an empty
-list is asked (``list_models``) in the background, every ``interval`` seconds; the answer is
-cached, so ``/v1/models`` never waits on an upstream, and a failed refresh keeps the last good
-list (a provider that never answered lists nothing until it does). Aliases are listed as models
-owned by ``llmgw``.
+Every provider is asked for its models (``list_models``: OpenAI-compatible ``GET /models``,
+GigaChat ``GET /models``; YandexGPT's native API lists nothing, so its adapter answers from the
+config or its public catalogue) in a background task every ``interval`` seconds (the cache's TTL,
+``routing.models_refresh_interval``), so no route ever waits on an upstream. A failed refresh
+keeps the last good list and marks the provider ``stale`` with the reason; a provider that never
+answered lists nothing until it does.
+
+What is routable does not change with the answers: a provider with a ``models`` list in the config
+offers exactly those (a configured model the upstream no longer lists is flagged ``missing`` in
+``/api/models`` and logged once, and still routed: the upstream answers for itself); a provider
+with an empty list offers what its upstream lists. Aliases are listed as models owned by ``llmgw``.
+
+``entries()`` are OpenAI ``model`` objects (``/v1/models``); ``describe()`` adds, per model, the
+provider, type, context window, capabilities (``llmgw.providers.modelinfo``), the price in
+force (``llmgw.usage.pricing``: configured, else bundled), versions and the flags (``/api/models``, ``llmgw providers models``).
 """
 
 from __future__ import annotations
@@ -14,13 +24,16 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from typing import Any
 
-from llmgw.config import Settings
+from llmgw.config import ProviderConfig, Settings
 from llmgw.errors import LlmgwError
-from llmgw.providers.base import Provider
+from llmgw.providers.base import ModelCard, Provider
+from llmgw.providers.modelinfo import facts_for
+from llmgw.usage.pricing import price_for
 
-__all__ = ["ModelCatalog"]
+__all__ = ["ModelCatalog", "fresh_catalog"]
 
 log = logging.getLogger("llmgw.routing.catalog")
 
@@ -29,8 +42,12 @@ def _entry(model_id: str, owned_by: str, created: int = 0) -> dict[str, Any]:
     return {"id": model_id, "object": "model", "created": created, "owned_by": owned_by}
 
 
+def _iso(wall: float | None) -> str | None:
+    return None if wall is None else datetime.fromtimestamp(wall, UTC).isoformat()
+
+
 class ModelCatalog:
-    """Cached model entries (OpenAI ``model`` objects) for every routable name."""
+    """Cached model lists of every provider, and the records built from them."""
 
     def __init__(
         self,
@@ -40,11 +57,14 @@ class ModelCatalog:
         interval: float = 300.0,
         timeout: float = 10.0,
         clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self._providers = providers
+        self._configs: dict[str, ProviderConfig] = {p.name: p for p in settings.providers}
         self.interval = interval
         self.timeout = timeout
         self._clock = clock
+        self._wall = wall
         self._static: list[dict[str, Any]] = []
         self._ask: list[str] = []
         for p in settings.providers:
@@ -52,10 +72,18 @@ class ModelCatalog:
                 self._static.extend(_entry(f"{p.name}/{m}", p.name) for m in p.models)
             else:
                 self._ask.append(p.name)
+        self._alias_targets = {
+            name: [c if isinstance(c, str) else c.target for c in cands]
+            for name, cands in settings.aliases.items()
+        }
         self._aliases = [_entry(a, "llmgw") for a in settings.aliases]
+        self._cards: dict[str, list[ModelCard]] = {}
         self._found: dict[str, list[dict[str, Any]]] = {}
         self._offered: dict[str, frozenset[str]] = {}
+        self._listed_at: dict[str, float] = {}
+        self._missing: dict[str, frozenset[str]] = {}
         self._task: asyncio.Task[None] | None = None
+        self._round: asyncio.Task[None] | None = None
         self.refreshed_at: float | None = None
         """Clock time of the last refresh round (``None`` before the first)."""
         self.errors: dict[str, str] = {}
@@ -74,6 +102,10 @@ class ModelCatalog:
         """The ids of ``entries()``."""
         return [str(e["id"]) for e in self.entries()]
 
+    def _lists(self, name: str) -> bool:
+        provider = self._providers.get(name)
+        return provider is not None and getattr(provider, "upstream_listing", True)
+
     async def _refresh_one(self, name: str) -> None:
         provider = self._providers.get(name)
         if provider is None:
@@ -87,13 +119,27 @@ class ModelCatalog:
             self.errors[name] = reason
             return
         self.errors.pop(name, None)
+        self._cards[name] = cards
         self._found[name] = [_entry(f"{name}/{c.id}", name, c.created) for c in cards]
         self._offered[name] = frozenset(c.id for c in cards)
+        self._listed_at[name] = self._wall()
+        cfg = self._configs.get(name)
+        if cfg is not None and cfg.models and self._lists(name):
+            missing = frozenset(m for m in cfg.models if m.partition(":")[0] not in self._offered[name])
+            for m in sorted(missing - self._missing.get(name, frozenset())):
+                log.warning("provider %s no longer lists the configured model %s", name, m)
+            self._missing[name] = missing
+
+    async def _refresh_all(self) -> None:
+        await asyncio.gather(*(self._refresh_one(n) for n in self._configs))
+        self.refreshed_at = self._clock()
 
     async def refresh(self) -> None:
-        """Ask every provider without a configured list, concurrently; keep old lists on failure."""
-        await asyncio.gather(*(self._refresh_one(n) for n in self._ask))
-        self.refreshed_at = self._clock()
+        """Ask every provider now, concurrently; keep old lists on failure. Calls made while a
+        round runs wait for that round instead of starting another."""
+        if self._round is None or self._round.done():
+            self._round = asyncio.get_running_loop().create_task(self._refresh_all())
+        await asyncio.shield(self._round)
 
     async def _loop(self) -> None:
         while True:
@@ -102,15 +148,141 @@ class ModelCatalog:
 
     def start(self) -> None:
         """Refresh now and then every ``interval`` seconds, in a background task (on the loop)."""
-        if self._task is None and self._ask:
+        if self._task is None and self._configs:
             self._task = asyncio.get_running_loop().create_task(
                 self._loop(), name="llmgw-model-catalog"
             )
 
     async def aclose(self) -> None:
         """Stop the background refresh."""
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        for task in (self._task, self._round):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._round = None
+
+    # -- records ---------------------------------------------------------------------------
+
+    def _model_record(self, cfg: ProviderConfig, model: str, card: ModelCard | None) -> dict[str, Any]:
+        name = cfg.name
+        lists = self._lists(name) and name in self._offered
+        listed = (model.partition(":")[0] in self._offered[name]) if lists else None
+        upstream_type = card.extra.get("type") if card is not None else None
+        facts = facts_for(
+            cfg.kind,
+            model,
+            configured=cfg.model_info.get(model),
+            upstream_type=upstream_type if isinstance(upstream_type, str) else None,
+        )
+        price = price_for(cfg, model)
+        versions = card.extra.get("versions") if card is not None else None
+        kind = "embeddings" if facts.embeddings else "chat" if facts.chat else "other"
+        return {
+            "id": f"{name}/{model}",
+            "object": "model",
+            "created": card.created if card is not None else 0,
+            "provider": name,
+            "model": model,
+            "owned_by": card.owned_by if card is not None else name,
+            "type": kind,
+            "alias": False,
+            "targets": [],
+            "configured": bool(cfg.models),
+            "listed": listed,
+            "missing": listed is False,
+            "context_window": facts.context_window,
+            "capabilities": facts.capabilities(),
+            "price": None
+            if price is None
+            else {
+                "input": format(price.input, "f"),
+                "output": format(price.output, "f"),
+                "currency": price.currency,
+                "per": "1M tokens",
+                "source": price.source,
+            },
+            "versions": list(versions) if isinstance(versions, list) else None,
+        }
+
+    def _provider_record(self, cfg: ProviderConfig, count: int) -> dict[str, Any]:
+        name = cfg.name
+        listed_at = self._listed_at.get(name)
+        return {
+            "provider": name,
+            "kind": cfg.kind,
+            "source": "upstream" if self._lists(name) else "catalogue",
+            "refreshed_at": _iso(listed_at),
+            "age_seconds": None if listed_at is None else round(self._wall() - listed_at, 1),
+            "stale": name in self.errors or listed_at is None,
+            "error": self.errors.get(name),
+            "models": count,
+            "missing": sorted(self._missing.get(name, ())),
+        }
+
+    def describe(self, allows: Callable[[str], bool] = lambda model_id: True) -> dict[str, Any]:
+        """``{"object": "list", "data": [model records], "providers": [provider records],
+        "ttl_seconds"}``: the models ``allows`` admits (by id), and the providers they are on."""
+        data: list[dict[str, Any]] = []
+        providers: list[dict[str, Any]] = []
+        for cfg in self._configs.values():
+            cards = {c.id: c for c in self._cards.get(cfg.name, [])}
+            names = list(cfg.models) if cfg.models else list(cards)
+            rows = [
+                self._model_record(cfg, m, cards.get(m.partition(":")[0]))
+                for m in names
+                if allows(f"{cfg.name}/{m}")
+            ]
+            if rows or (not names and allows(f"{cfg.name}/*")):
+                providers.append(self._provider_record(cfg, len(rows)))
+            data.extend(rows)
+        for alias, targets in self._alias_targets.items():
+            if allows(alias):
+                data.append(
+                    {
+                        **_entry(alias, "llmgw"),
+                        "provider": None,
+                        "model": None,
+                        "type": "alias",
+                        "alias": True,
+                        "targets": targets,
+                        "configured": True,
+                        "listed": None,
+                        "missing": False,
+                        "context_window": None,
+                        "capabilities": None,
+                        "price": None,
+                        "versions": None,
+                    }
+                )
+        return {
+            "object": "list",
+            "data": data,
+            "providers": providers,
+            "ttl_seconds": self.interval,
+        }
+
+
+async def fresh_catalog(settings: Settings) -> dict[str, Any]:
+    """``describe()`` of a catalog that asked every configured provider just now (the CLI
+    without a server); a provider that cannot be built (no credential) is listed with the reason."""
+    from llmgw.providers.registry import SecretResolver, build_providers
+
+    secrets = SecretResolver(warn=lambda _msg: None)
+    providers: dict[str, Provider] = {}
+    unusable: dict[str, str] = {}
+    for cfg in settings.providers:  # one unusable provider does not hide the others
+        try:
+            one = settings.model_copy(update={"providers": [cfg]})
+            providers.update(build_providers(one, secrets))
+        except LlmgwError as exc:
+            unusable[cfg.name] = exc.message
+    catalog = ModelCatalog(settings, providers)
+    try:
+        await catalog.refresh()
+        catalog.errors.update(unusable)
+        return catalog.describe()
+    finally:
+        await catalog.aclose()
+        for provider in providers.values():
+            await provider.aclose()
