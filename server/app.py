@@ -30,6 +30,7 @@ from llmgw.server.routes.admin import admin_routes
 from llmgw.server.routes.admin_oauth import admin_oauth_routes
 from llmgw.server.routes.alerts import alert_routes
 from llmgw.server.routes.chat import ChatCompletions
+from llmgw.server.routes.conversations import ConversationChat, conversation_routes
 from llmgw.server.routes.embeddings import Embeddings
 from llmgw.server.routes.health import health_routes
 from llmgw.server.routes.models import ListModels, ModelCatalogView, RetrieveModel
@@ -117,11 +118,13 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.monotoni
         RetrieveModel(),
         ModelCatalogView(),
         ProviderStatus(),
+        ConversationChat(),
     ]
     routes = [
         *routes_for(gateway, operations),
         *health_routes(gateway),
         *admin_routes(gateway),
+        *conversation_routes(gateway),
         *oauth_routes(gateway),
         *admin_oauth_routes(gateway),
         *alert_routes(gateway),

@@ -10,6 +10,7 @@ from llmgw import __version__
 from llmgw.schemas import ChatRequest, EmbeddingRequest
 from llmgw.server.openapi_admin import admin_paths
 from llmgw.server.openapi_alerts import alert_paths
+from llmgw.server.openapi_conversations import conversation_paths
 from llmgw.server.openapi_examples import annotate
 from llmgw.server.openapi_oauth import oauth_paths
 from llmgw.server.openapi_pages import page_paths
@@ -285,6 +286,7 @@ def openapi_document() -> dict[str, Any]:
         },
     }
     paths: dict[str, Any] = document["paths"]  # type: ignore[assignment]
+    paths.update(conversation_paths())
     paths.update(admin_paths())
     paths.update(alert_paths())
     paths.update(page_paths())

@@ -19,8 +19,14 @@ the upstream call resumes, so the steps are not handlers wrapped around handlers
 ``KeyOperation`` (``GET /v1/models``, ``GET /api/providers``): steps 1 and 8 around the
 operation's ``answer``, sent as JSON.
 
-``AdminOperation`` (``/admin/v1/...``): step 1, then the route's ``authorize`` (the caller as an
-admin ``Actor``, or 403: ``server/routes/admin.py:require_admin``), step 6 against the key's
+``ConversationOperation`` (``POST /api/chat``): the ``UpstreamOperation`` steps with the
+operation's ``prepare`` after step 4 (the conversation loaded for the key's owner, the history
+fitted to the model's window, the ``ChatRequest`` built); its ``respond`` stores the turn.
+
+``AdminOperation`` (``/admin/v1/...``, and with another ``authorize`` the conversation routes
+``/api/conversations``, ``/api/messages``): step 1, then the route's ``authorize`` (the caller as
+an admin ``Actor``, or 403: ``server/routes/admin.py:require_admin``; the conversations' owner:
+``require_chat``), step 6 against the key's
 ``rpm`` with no tokens, step 3 for ``POST`` and ``PATCH`` (an empty body is ``{}``), the
 operation's ``run``, its answer sent as JSON (a list as ``{"object": "list", "data": [...]}``),
 and step 8.
@@ -86,6 +92,15 @@ class UpstreamOperation(Generic[Req, Res]):
     request: type[Req]
     """The body's model (validated once, at the edge)."""
 
+    prepares: ClassVar[bool] = False
+    """Whether the pipeline awaits ``prepare`` after validating the body (a conversation route);
+    a class attribute read once per request, so the other routes pay one attribute look-up."""
+
+    async def prepare(self, g: Gateway, key: Any, req: Req) -> Req:
+        """Turn the validated body into what the next steps read (``ConversationOperation``:
+        the conversation loaded for the key's owner and fitted to the model's window)."""
+        return req
+
     def model(self, req: Req) -> str:
         """The model or alias the request names."""
         raise NotImplementedError
@@ -144,9 +159,10 @@ class AdminOperation:
         raise NotImplementedError
 
 
-Authorize = Callable[[Any, Scope], Actor]
-"""The admin check: the authenticated key and the request's scope to the acting ``Actor``, or
-``PermissionDenied`` (``server/routes/admin.py:require_admin``)."""
+Authorize = Callable[[Any, Scope], Any]
+"""The route's check: the authenticated key and the request's scope to whom the operation runs
+for, or ``PermissionDenied``: the acting admin ``Actor`` (``server/routes/admin.py:require_admin``),
+or the owner of conversations (``server/routes/conversations.py:require_chat``)."""
 
 _WITH_BODY = frozenset({"POST", "PATCH"})
 
@@ -169,6 +185,8 @@ class UpstreamRoute(Generic[Req, Res]):
             call = Call(g, rc, key, op.endpoint)
             try:
                 req = parse(op.request, decode_json(await receive_body(scope, receive, g.max_body)))
+                if op.prepares:
+                    req = await op.prepare(g, key, req)
                 model = op.model(req)
                 g.auth.check_model(key, model)
                 candidates = g.resolver.candidates(model)

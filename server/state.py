@@ -120,6 +120,8 @@ class Gateway:
         one append per request in accounting, bounded, never the database."""
         self.feed: ChangeListener | None = None
         """Key changes from other processes (Redis); ``None`` without ``redis_url``."""
+        self.conversations: Any = None
+        """The ``ConversationStore`` of the conversation routes, made on their first use."""
         self.publisher: ChangePublisher | None = None
         """Announces key and user changes made through the admin API to other instances
         (Redis); ``None`` without ``redis_url``. Closed at shutdown."""

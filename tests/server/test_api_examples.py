@@ -85,6 +85,8 @@ async def test_every_request_example_gets_the_documented_answer(
                     continue
                 if "OAuth" in op["tags"]:  # form posts with live codes: tests/server/test_oauth.py
                     continue
+                if "Conversations" in op["tags"]:  # existing conversations: test_conversations.py
+                    continue
                 url = path
                 for p in op.get("parameters", []):
                     url = url.replace("{" + p["name"] + "}", str(p["example"]))

@@ -39,6 +39,11 @@ COMMANDS = {
         "providers_app",
         "Configured upstream providers: list, prices, models, health status, test, secrets.",
     ),
+    "chat": LazyCommand(
+        "llmgw.cli.chat",
+        "chat",
+        "Chat with a model through the gateway, which keeps the conversation.",
+    ),
     "users": LazyCommand(
         "llmgw.cli.users",
         "users_app",

@@ -125,7 +125,9 @@ class ModelCatalog:
         self._listed_at[name] = self._wall()
         cfg = self._configs.get(name)
         if cfg is not None and cfg.models and self._lists(name):
-            missing = frozenset(m for m in cfg.models if m.partition(":")[0] not in self._offered[name])
+            missing = frozenset(
+                m for m in cfg.models if m.partition(":")[0] not in self._offered[name]
+            )
             for m in sorted(missing - self._missing.get(name, frozenset())):
                 log.warning("provider %s no longer lists the configured model %s", name, m)
             self._missing[name] = missing
@@ -162,9 +164,27 @@ class ModelCatalog:
                     await task
         self._task = self._round = None
 
+    def window_of(self, provider: str, model: str) -> int | None:
+        """The context window of ``provider``'s ``model`` (``None``: not known)."""
+        cfg = self._configs.get(provider)
+        if cfg is None:
+            return None
+        name = model.partition(":")[0]
+        card = next((c for c in self._cards.get(provider, []) if c.id == name), None)
+        kind = card.extra.get("type") if card is not None else None
+        facts = facts_for(
+            cfg.kind,
+            name,
+            configured=cfg.model_info.get(model) or cfg.model_info.get(name),
+            upstream_type=kind if isinstance(kind, str) else None,
+        )
+        return facts.context_window
+
     # -- records ---------------------------------------------------------------------------
 
-    def _model_record(self, cfg: ProviderConfig, model: str, card: ModelCard | None) -> dict[str, Any]:
+    def _model_record(
+        self, cfg: ProviderConfig, model: str, card: ModelCard | None
+    ) -> dict[str, Any]:
         name = cfg.name
         lists = self._lists(name) and name in self._offered
         listed = (model.partition(":")[0] in self._offered[name]) if lists else None
