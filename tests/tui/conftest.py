@@ -375,7 +375,7 @@ def _alert(n: int, name: str, severity: str | None, status: str, minutes: int,
         "ends_at": _iso(NOW - timedelta(minutes=minutes)) if status == "resolved" else None,
         "first_seen": _iso(started), "last_seen": _iso(NOW - timedelta(minutes=minutes)),
         "generator_url": "", "receiver": "llmgw", "notifications": 2, "fire_count": 1,
-        "flapping": False, "acked_at": None, "acked_by": None, "note": None,
+        "flapping": False, "acked_at": None, "acked_by": None, "note": None, "suppressed": None,
         "classification": cls or {"status": "pending"},
     }  # fmt: skip
     rec.update(extra)
@@ -408,7 +408,11 @@ class FixtureAlerts:
             _alert(6, "DiskFull", "warning", "firing", 3,
                    _ai("warning", "capacity", "/var on node6 will be full in 2 hours")),
             _alert(5, "ApiErrors", "error", "firing", 6, {"status": "timeout"}),
-            _alert(4, "CertExpiry", "info", "firing", 12, None),
+            _alert(4, "CertExpiry", "info", "firing", 12, None, suppressed={
+                "state": "silenced", "inhibited_by": [], "checked_at": _iso(NOW),
+                "silenced_by": [{"id": "5f1c0a2e-7d4b", "created_by": "ana@example.com",
+                                 "comment": "renewal booked",
+                                 "ends_at": _iso(NOW + timedelta(days=2))}]}),
             _alert(3, "HighLatency", "warning", "resolved", 30,
                    _ai("warning", "latency", "p99 latency above 2 s on the API"),
                    acked_at=_iso(NOW - timedelta(minutes=35)), acked_by="ana@example.com",

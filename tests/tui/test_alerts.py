@@ -245,3 +245,23 @@ async def test_alert_text_is_shown_as_sent_never_as_markup(make_app, ops, alerts
         await wait(pilot)
         assert "ack:8:None" in alerts.calls
         assert "acknowledged by local:ops" in text(app)
+
+
+async def test_silenced_alerts_say_so(make_app, ops, alerts, wait):
+    """What Alertmanager reports about silences: the status cell says silenced (not the red
+    firing), the preview and the open alert say who silenced it, until when and why."""
+    app = make_app(ops, alerts=alerts)
+    async with app.run_test(size=(160, 48)) as pilot:
+        await open_alerts(pilot, wait)
+        table = app.screen.query_one("#alerts", DataTable)
+        assert [str(table.get_row_at(i)[2]) for i in range(4)] == [
+            "firing", "firing", "firing", "silenced"
+        ]  # fmt: skip
+        await pilot.press("down", "down", "down")
+        await wait(pilot)
+        said = "silenced by ana@example.com until 12-05 09:30:00: renewal booked"
+        assert said in text(app)
+        await pilot.press("enter")
+        await wait(pilot)
+        assert f"{said} (Alertmanager, checked 12-03 09:30:00)" in text(app)
+        assert "firing" in text(app)  # still firing: Alertmanager only keeps it quiet

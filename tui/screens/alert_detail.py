@@ -17,7 +17,7 @@ from textual.containers import Horizontal, VerticalScroll
 from textual.widgets import Static
 
 from llmgw.tui.format import readable, severity_style, short_time
-from llmgw.tui.screens.alerts import AlertActions, alert_source
+from llmgw.tui.screens.alerts import AlertActions, alert_source, suppressed_text
 
 if TYPE_CHECKING:
     from llmgw.admin.ops import AdminOps
@@ -103,6 +103,10 @@ class AlertDetailScreen(AlertActions):
             head.append("  FLAPPING", style=f"bold {colors.get('warning', '')}")
         head.append(f"\nsource {rec.get('source')}  fingerprint {rec.get('fingerprint')}")
         head.append(f"  fired {rec.get('fire_count')}x  notified {rec.get('notifications')}x")
+        if suppressed_text(rec):
+            checked = short_time((rec.get("suppressed") or {}).get("checked_at"))
+            head.append(f"\n{suppressed_text(rec)}", style="bold")
+            head.append(f" (Alertmanager, checked {checked})", style="dim")
         head.append(f"\nstarted {short_time(rec.get('starts_at'))}")
         head.append(f"  ended {short_time(rec.get('ends_at'))}")
         head.append(f"  last seen {short_time(rec.get('last_seen'))}")

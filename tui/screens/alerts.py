@@ -20,7 +20,7 @@ from textual.timer import Timer
 from textual.widgets import DataTable, Static
 
 from llmgw.errors import LlmgwError
-from llmgw.tui.format import age, severity_style
+from llmgw.tui.format import age, severity_style, short_time
 from llmgw.tui.screens.base import PolledScreen, describe
 from llmgw.tui.screens.listing import FilteredScreen
 from llmgw.tui.widgets.dialogs import ConfirmScreen, Field, FormScreen, optional_text
@@ -31,7 +31,15 @@ if TYPE_CHECKING:
     from llmgw.admin.ops import AdminOps
     from llmgw.alerts.source import AlertSource
 
-__all__ = ["STATUSES", "SEVERITIES", "AlertActions", "AlertsScreen", "ai_cell", "alert_source"]
+__all__ = [
+    "SEVERITIES",
+    "STATUSES",
+    "AlertActions",
+    "AlertsScreen",
+    "ai_cell",
+    "alert_source",
+    "suppressed_text",
+]
 
 LIMIT = 200
 STATUSES: tuple[str | None, ...] = (None, "firing", "resolved")
@@ -57,6 +65,33 @@ def ai_cell(rec: dict[str, Any]) -> Text:
     if state in ("pending", "skipped"):
         return Text(state, style="dim")
     return Text(state, style="bold")
+
+
+def suppressed_text(rec: dict[str, Any]) -> str:
+    """What Alertmanager last said about a firing alert's silences and inhibitions (the
+    worker asks it; ``suppressed`` in the record), in words, or ``""``."""
+    sup = rec.get("suppressed") or {}
+    if rec.get("status") != "firing" or not sup.get("state"):
+        return ""
+    if sup["state"] == "silenced":
+        parts = []
+        for silence in sup.get("silenced_by") or []:
+            who = f" by {silence['created_by']}" if silence.get("created_by") else ""
+            until = f" until {short_time(silence['ends_at'])}" if silence.get("ends_at") else ""
+            why = f": {silence['comment']}" if silence.get("comment") else ""
+            parts.append(f"{who}{until}{why}".strip())
+        return "silenced " + "; ".join(p for p in parts if p) if any(parts) else "silenced"
+    return "inhibited by " + (", ".join(sup.get("inhibited_by") or []) or "another alert")
+
+
+def _status_cell(rec: dict[str, Any], colors: dict[str, str]) -> Text:
+    """firing (error colour), resolved (success), or silenced/inhibited while firing (muted:
+    Alertmanager does not notify anyone about it)."""
+    state = str((rec.get("suppressed") or {}).get("state") or "")
+    if rec.get("status") == "firing" and state:
+        return Text(state, style="dim italic")
+    firing = rec.get("status") == "firing"
+    return Text(str(rec.get("status")), style=colors.get("error" if firing else "success", ""))
 
 
 class AlertActions(PolledScreen):
@@ -215,10 +250,7 @@ class AlertsScreen(AlertActions, FilteredScreen):
             table.add_row(
                 str(rec["id"]),
                 Text(sev, style=style),
-                Text(
-                    str(rec.get("status")),
-                    style=colors.get("error" if firing else "success", ""),
-                ),
+                _status_cell(rec, colors),
                 Text(str(rec.get("alertname")), style=style if firing else "dim"),
                 age(rec.get("last_seen"), now),
                 "yes" if rec.get("acked_at") else "",
@@ -260,6 +292,8 @@ class AlertsScreen(AlertActions, FilteredScreen):
         out.append(sev, style=severity_style(sev, colors, firing=firing))
         if rec.get("flapping"):
             out.append("  FLAPPING", style=f"bold {colors.get('warning', '')}")
+        if suppressed_text(rec):
+            out.append(f"  {suppressed_text(rec)}", style="italic")
         if rec.get("acked_at"):
             out.append(f"  acknowledged by {rec.get('acked_by')}")
         ann = rec.get("annotations") or {}
