@@ -425,3 +425,9 @@ def test_prices_and_costs_are_right_by_default_in_both_modes(gateway: Gateway) -
     assert Decimal(stats["cost"]) == expected > 0
     shown = gw.local("usage", "stats", "--by", "model")
     assert f"{expected:.6f} USD" in shown.stdout
+    # rankings read the same statistics in both modes
+    local, remote = _both(gw, "usage", "top", "models")
+    assert _without(remote, {"since"}) == _without(local, {"since"})
+    assert [(r["currency"], r["model"]) for r in local["rows"]] == [("USD", "openai/gpt-4o-mini")]
+    local, remote = _both(gw, "usage", "top", "users", "--by", "requests", "--until", "2099-01-01")
+    assert remote["rows"] == local["rows"] and local["rows"][0]["requests"] == 3

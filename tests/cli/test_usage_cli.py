@@ -239,3 +239,51 @@ def test_costs_are_grouped_by_currency_never_added_across(
     # no configuration: the currencies are unknown, one per provider
     ok = next(row for row in _json(cli, seeded, "--by", "status") if row["status"] == 200)
     assert set(ok["costs"]) == {"XXX:giga", "XXX:local"} and ok["cost"] is None
+
+
+def _two_currencies(tmp_path: Path) -> str:
+    cfg = tmp_path / "two.toml"
+    cfg.write_text(
+        '[[providers]]\nname = "local"\nkind = "openai"\nmodels = ["gpt-4o-mini"]\n\n'
+        '[[providers]]\nname = "giga"\nkind = "gigachat"\nmodels = ["GigaChat"]\n'
+    )
+    return str(cfg)
+
+
+def test_stats_until_closes_the_window(cli: Any, seeded: dict[str, str]) -> None:
+    rows = _json(cli, seeded, "--since", "30d", "--until", "1d", "--by", "provider")
+    assert {r["provider"]: r["requests"] for r in rows} == {"giga": 2, "local": 1}
+    day = (datetime.now(UTC) - timedelta(days=2)).date().isoformat()
+    rows = _json(cli, seeded, "--since", day, "--until", "1d", "--by", "provider")
+    assert {r["provider"]: r["requests"] for r in rows} == {"giga": 2}
+    r = cli("usage", "stats", "--since", "1d", "--until", "2d", env=seeded)
+    assert r.exit_code == 2 and r.stderr.startswith("Error: --until must be after --since")
+    assert "hint:" in r.stderr
+    r = cli("usage", "stats", "--until", "yesterday", env=seeded)
+    assert r.exit_code == 2 and "invalid --until 'yesterday'" in r.stderr
+
+
+def test_top_ranks_cost_per_currency_and_tokens_overall(
+    cli: Any, seeded: dict[str, str], tmp_path: Path
+) -> None:
+    cfg = _two_currencies(tmp_path)
+    r = cli("--config", cfg, "usage", "top", "models", "--json", env=seeded)
+    assert r.exit_code == 0, r.stderr
+    ranked = [
+        (x["currency"], x["rank"], x["model"], x["value"]) for x in json.loads(r.stdout)["rows"]
+    ]
+    assert ranked == [
+        ("RUB", 1, "giga/GigaChat", "1.0000000000"),
+        ("USD", 1, "local/gpt-4o-mini", "0.0030000003"),
+    ]
+    r = cli(
+        "--config", cfg, "usage", "top", "models", "--by", "tokens", "-n", "1", "--json", env=seeded
+    )
+    (first,) = json.loads(r.stdout)["rows"]
+    assert (first["model"], first["value"]) == ("giga/GigaChat", 300)
+    r = cli("--config", cfg, "usage", "top", "keys", "--by", "requests", env=seeded)
+    assert r.exit_code == 0 and "ci llmgw_abcdef" in r.stdout.replace("\n", "")
+    r = cli("--config", cfg, "usage", "top", "users", env=seeded)
+    assert r.exit_code == 0 and "ann@example.com" in r.stdout and "USD" in r.stdout
+    r = cli("usage", "top", "teams", env=seeded)
+    assert r.exit_code == 2 and r.stderr.startswith("Error: invalid what to rank 'teams'")

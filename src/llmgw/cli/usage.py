@@ -56,10 +56,23 @@ _TABLE_METRICS = {
 }
 
 
-def _since(text: str | None) -> datetime | None:
+def _since(text: str | None, param: str = "--since") -> datetime | None:
+    """``text`` as a moment: a duration ago (``7d``) or an ISO 8601 date or time (UTC unless
+    it names a zone)."""
     if text is None:
         return None
-    return datetime.now(UTC) - parse_duration(text, param="--since")
+    if text[:1].isdigit() and text[-1:] in "smhdw" and not text[:4].isdigit():
+        return datetime.now(UTC) - parse_duration(text, param=param)
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise UsageError(
+            f"invalid {param} {text!r}",
+            hint="give a duration ago (90s, 15m, 12h, 7d, 2w) or a date/time (2026-12-01, "
+            "2026-12-01T09:00)",
+            param=param.lstrip("-"),
+        ) from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
 
 
 def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:
@@ -118,8 +131,19 @@ def _readable(row: dict[str, Any]) -> dict[str, Any]:
 def usage_stats(
     ctx: typer.Context,
     since: Annotated[
-        str, typer.Option("--since", help="Window length: 90s, 15m, 12h, 7d, 2w.")
+        str,
+        typer.Option(
+            "--since", help="Start of the window: 90s, 15m, 12h, 7d, 2w ago, or a date/time."
+        ),
     ] = "7d",
+    until: Annotated[
+        str | None,
+        typer.Option(
+            "--until",
+            help="End of the window (exclusive): a duration ago or a date/time (default: now).",
+            show_default=False,
+        ),
+    ] = None,
     by: Annotated[
         str,
         typer.Option(
@@ -159,6 +183,11 @@ def usage_stats(
 
     group = cast(GroupBy, _choice(by, USAGE_GROUPS, "--by"))
     start = _since(since)
+    end = _since(until, "--until")
+    if start is not None and end is not None and end <= start:
+        raise UsageError(
+            "--until must be after --since", hint="e.g. --since 2026-12-01 --until 2026-12-02"
+        )
     if json and as_csv:
         raise UsageError("--json and --csv cannot be used together", hint="pick one output format")
     rows = (
@@ -166,6 +195,7 @@ def usage_stats(
         .admin()
         .usage_stats(
             since=start,
+            until=end,
             by=group,
             key=key,
             user=user,
@@ -176,7 +206,7 @@ def usage_stats(
     )
     columns = stats_columns(group)
     if json:
-        emit_json({"since": start, "by": group, "rows": rows})
+        emit_json({"since": start, "until": end, "by": group, "rows": rows})
     elif as_csv:
         w = csv.writer(sys.stdout, lineterminator="\n")
         w.writerow(columns)
@@ -198,12 +228,77 @@ def usage_stats(
             for r in rows
         ]
         title = f"usage since {start:%Y-%m-%d %H:%M} UTC by {group}" if start else "usage"
+        if end is not None:
+            title = title.replace(" by ", f" until {end:%Y-%m-%d %H:%M} UTC by ")
         print_table(
             shown,
             [*labels, *_TABLE_METRICS.values()],
             title=title,
             optional=("p95_ms", "errors", "avg_ms"),  # narrow terminals drop these
         )
+
+
+@usage_app.command("top")
+def usage_top(
+    ctx: typer.Context,
+    of: Annotated[
+        str, typer.Argument(help="What to rank: keys, users or models (with their :version).")
+    ] = "keys",
+    metric: Annotated[
+        str,
+        typer.Option("--by", help="Rank by cost (per currency), tokens or requests."),
+    ] = "cost",
+    limit: Annotated[int, typer.Option("--limit", "-n", help="How many (1-1000).")] = 10,
+    since: Annotated[
+        str,
+        typer.Option(
+            "--since", help="Start of the window: 90s, 15m, 12h, 7d, 2w ago, or a date/time."
+        ),
+    ] = "30d",
+    until: Annotated[
+        str | None,
+        typer.Option(
+            "--until",
+            help="End of the window (exclusive): a duration ago or a date/time (default: now).",
+            show_default=False,
+        ),
+    ] = None,
+    json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """The top keys, users or models by cost (ranked per currency, never across), tokens or
+    requests over a window."""
+    from llmgw.usage.analytics import GROUP_OF, METRICS, TOP_OF, Metric, top
+
+    _choice(of, TOP_OF, "what to rank")
+    _choice(metric, METRICS, "--by")
+    if not 1 <= limit <= 1000:
+        raise UsageError(f"invalid --limit {limit}", hint="use 1 to 1000")
+    start, end = _since(since), _since(until, "--until")
+    rows = state(ctx).admin().usage_stats(since=start, until=end, by=GROUP_OF[of])
+    ranked = top(rows, cast(Metric, metric), limit)
+    if json:
+        emit_json({"since": start, "until": end, "of": of, "by": metric, "rows": ranked})
+        return
+    label = {"keys": "key", "users": "email", "models": "model"}[of]
+    shown = [
+        {
+            **r,
+            "key": _key_label(r) if of == "keys" else None,
+            "email": r.get("email") or r.get("user") if of == "users" else None,
+            "tokens": r.get("total_tokens"),
+            "cost": _costs_text(r, 6, shown=True),
+            "value": f"{Decimal(r['value']):.6f}" if metric == "cost" else r["value"],
+        }
+        for r in ranked
+    ]
+    cols = ["rank", *(["currency"] if metric == "cost" else []), label, "value", "requests"]
+    cols += ["tokens", "cost"]
+    print_table(
+        shown,
+        cols,
+        title=f"top {of} by {metric} since {start:%Y-%m-%d %H:%M} UTC" if start else "top",
+        optional=("cost", "tokens", "requests"),
+    )
 
 
 @usage_app.command("recent")
