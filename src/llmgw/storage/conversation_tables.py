@@ -1,4 +1,4 @@
-"""Conversations and their messages (issue 16). Migration ``0010_conversations`` creates them.
+"""Conversations and their messages (issue 16). Migration ``0011_conversations`` creates them.
 
 A conversation belongs to a user (``user_id``) or, for a key without a user, to that key
 (``key_id``, ``user_id`` null); every query names the owner, so nobody reads another's.
