@@ -397,3 +397,30 @@ def test_the_openapi_examples_have_the_shape_of_the_real_answers(
         assert got == want, (method, path)
         checked.append(op["operationId"])
     assert len(checked) == 8
+
+
+def test_a_stream_cut_by_the_client_is_billed_but_not_stored(
+    gateway: RunningServer,
+    emulators: dict[str, RunningServer],
+    ann: dict[str, str],
+    read_usage: Callable[[], list[dict[str, Any]]],
+) -> None:
+    cid = _turn(gateway, ann, model="local/gpt-4o-mini", message="first")["conversation"]["id"]
+    emulators["local"].app.state.emulator.chunk_delay = 0.3
+    body = {"conversation_id": cid, "message": "a slow " + "word " * 30, "stream": True}
+    with httpx.stream("POST", f"{gateway.url}/api/chat", json=body, headers=ann, timeout=30) as r:
+        assert r.status_code == 200
+        for line in r.iter_lines():
+            if line.startswith("data: ") and "Echo" in line:
+                break  # the first piece of text: hang up
+    deadline = time.monotonic() + 10
+    while True:  # the relay notices the hang-up and records the call
+        rows = [u for u in read_usage() if cid in str(u["metadata"] or "")]
+        if len(rows) == 2 or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
+    assert [u["status"] for u in rows] == [200, 499]
+    msgs = httpx.get(
+        f"{gateway.url}/api/messages", params={"conversation_id": cid}, headers=ann, timeout=10
+    ).json()["data"]
+    assert [m["content"] for m in msgs] == ["first", "Echo: first"]  # the cut turn: not stored
