@@ -246,3 +246,20 @@ def test_providers_models_cli_locally_and_against_the_server(
     assert remote.exit_code == 0, remote.stderr
     assert _by_id(json.loads(remote.stdout)).keys() == _by_id(local).keys()
     assert token not in remote.stdout + remote.stderr
+
+
+async def test_the_dashboards_chat_picker_offers_the_catalogs_chat_models(
+    gateway: RunningServer, make_key: Callable[..., Any]
+) -> None:
+    """The Chat screen's model picker (``RemoteChat.models``) is fed by the catalog: chat models
+    and aliases, not the embedding models ``/v1/models`` also lists."""
+    from llmgw.admin.chat_remote import RemoteChat
+
+    chat = RemoteChat(gateway.url, make_key("tui").secret)
+    try:
+        models = await chat.models()
+    finally:
+        await chat.aclose()
+    assert "gigachat/GigaChat-2-Max" in models and "smart" in models
+    assert "local/gpt-4o-mini" in models and "yandex/yandexgpt-lite" in models
+    assert "gigachat/Embeddings" not in models and "local/text-embedding-3-small" not in models

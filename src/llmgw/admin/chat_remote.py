@@ -1,4 +1,4 @@
-"""``RemoteChat``: the ``ChatSource`` of a running ``llmgw serve`` (``/v1/models``,
+"""``RemoteChat``: the ``ChatSource`` of a running ``llmgw serve`` (``/api/models``,
 ``/v1/chat/completions`` with ``stream: true`` and SSE).
 
 The dashboard wires it with its own ``--url`` and ``--token`` (or the URL and key a person gives
@@ -101,18 +101,25 @@ class RemoteChat:
         )
 
     async def models(self) -> list[str]:
-        """The ids ``/v1/models`` lists, sorted."""
+        """The models that chat, sorted: from the catalog (``/api/models``: chat models and
+        aliases, not embeddings), or ``/v1/models`` from a gateway without a catalog."""
+        path = "/api/models"
         try:
-            resp = await self._http().get("/v1/models")
+            resp = await self._http().get(path)
+            if resp.status_code == 404:  # a gateway from before the catalog
+                path = "/v1/models"
+                resp = await self._http().get(path)
         except httpx.HTTPError as exc:
             raise self._unreachable(exc) from None
         if not resp.is_success:
             raise _error(resp.status_code, resp.content, self.url, resp.headers.get("retry-after"))
         try:
             rows = orjson.loads(resp.content)["data"]
-            return sorted({str(row["id"]) for row in rows})
-        except (orjson.JSONDecodeError, KeyError, TypeError):
-            raise UpstreamError(f"unexpected answer from {self.url}/v1/models") from None
+            return sorted(
+                {str(row["id"]) for row in rows if row.get("type", "chat") in ("chat", "alias")}
+            )
+        except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
+            raise UpstreamError(f"unexpected answer from {self.url}{path}") from None
 
     async def stream(
         self,
