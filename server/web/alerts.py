@@ -50,6 +50,8 @@ RANGES = {"1h": timedelta(hours=1), "6h": timedelta(hours=6), "24h": timedelta(d
           "7d": timedelta(days=7), "30d": timedelta(days=30)}  # fmt: skip
 """The time ranges the filter offers (``24h`` by default); charts per hour up to a day."""
 PAGE = 50
+STATS_TTL = 15.0
+"""Seconds the counts and charts are shared between requests (the live refresh's interval)."""
 CATEGORIES: tuple[str, ...] = get_args(Category)
 _JS = Path(__file__).with_name("static") / "alerts.js"
 _RAW_LIMIT = 64 * 1024
@@ -161,7 +163,12 @@ def _list_data(web: Web, query: Any, now: datetime) -> dict[str, Any]:
         error = exc.message
         f, form, since, by = AlertFilter(since=now - RANGES["24h"]), {}, now - RANGES["24h"], "hour"
         page = history.list(f, limit=PAGE)
-    stats = history.stats(since=since, by=by)
+    # The counts are the same for every open dashboard: one stats query per STATS_TTL, however
+    # many tabs refresh (the period's start is rounded to the minute so they share it).
+    since = since.replace(second=0, microsecond=0)
+    stats = web.remembered(
+        ("alert-stats", since.isoformat(), by), STATS_TTL, lambda: history.stats(since=since, by=by)
+    )
     until = f.until or now
     chart = stacked_bars(stats["over_time"], buckets(since, until, by), by)
     severities = sorted(set(SEVERITY_CLASSES) | {k for k in stats["by_severity"] if k != "none"})

@@ -59,10 +59,12 @@ def buckets(since: datetime, until: datetime, by: str) -> list[str]:
 
 
 def _nice_max(n: int) -> int:
-    for top in (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000):
+    """The y axis' top: a round number at least ``n``, even above 1 (so the middle tick is a
+    whole number)."""
+    for top in (1, 2, 4, 6, 8, 10, 20, 40, 60, 80, 100, 200, 400, 600, 800, 1000):
         if n <= top:
             return top
-    step: int = 10 ** (len(str(n)) - 1)
+    step: int = 2 * 10 ** (len(str(n)) - 2)
     return ((n + step - 1) // step) * step
 
 
@@ -103,10 +105,8 @@ def stacked_bars(over_time: list[dict[str, Any]], keys: list[str], by: str) -> C
             short = label[11:16] if by == "hour" else label[5:]
             chart.xticks.append({"x": round(x + bar_w / 2, 1), "text": short})
         chart.rows.append({"t": label, **{s: c.get(s, 0) for s in chart.series}})
-    for frac in (0, 0.5, 1):
-        chart.yticks.append(
-            {"y": round(_TOP + plot_h * (1 - frac), 1), "text": str(int(peak * frac))}
-        )
+    for value in (0, peak // 2, peak) if peak > 1 else (0, peak):
+        chart.yticks.append({"y": round(_TOP + plot_h * (1 - value / peak), 1), "text": str(value)})
     return chart
 
 

@@ -107,6 +107,9 @@ class Web:
         self._store: ThrottleStore | None = None
         self._sessions: SessionService | None = None
         self._flash: Flash | None = None
+        self.memo: dict[Any, tuple[float, Any]] = {}
+        """Short-lived results a page may share between requests (the alert dashboard's counts:
+        ``(expires, value)`` by key)."""
 
     # -- services ---------------------------------------------------------------------------
     @property
@@ -165,6 +168,22 @@ class Web:
     async def db(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking database call in a worker thread."""
         return await asyncio.to_thread(fn, *args, **kwargs)
+
+    def remembered(self, key: Any, ttl: float, fn: Callable[[], T]) -> T:
+        """``fn()``, or its value from the last ``ttl`` seconds under ``key`` (blocking: call it
+        in a worker thread). At most 64 keys are kept."""
+        now = self._clock()
+        hit = self.memo.get(key)
+        if hit is not None and hit[0] > now:
+            value: T = hit[1]
+            return value
+        fresh = fn()
+        if len(self.memo) >= 64:
+            self.memo = {k: v for k, v in self.memo.items() if v[0] > now}
+            if len(self.memo) >= 64:
+                self.memo.clear()
+        self.memo[key] = (now + ttl, fresh)
+        return fresh
 
     def actor(self, session: SessionInfo, request: Request | None = None) -> Actor:
         """The signed-in user as the audit log's actor."""

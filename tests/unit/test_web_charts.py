@@ -53,9 +53,25 @@ def test_stacked_bars_add_up_and_skip_buckets_outside_the_period() -> None:
     # stacked: each bar starts where the one below ends; the tallest stack reaches the top tick
     assert bars[0]["y"] == round(bars[1]["y"] + bars[1]["h"], 1)
     assert bars[1]["y"] == round(bars[2]["y"] + bars[2]["h"], 1)
-    assert chart.yticks[-1]["text"] == "10" and round(sum(b["h"] for b in bars)) == round(
-        (chart.yticks[0]["y"] - chart.yticks[-1]["y"]) * 6 / 10
+    assert chart.yticks[-1]["text"] == "6" and round(sum(b["h"] for b in bars)) == round(
+        chart.yticks[0]["y"] - chart.yticks[-1]["y"]
     )
+
+
+def test_the_y_axis_ticks_are_whole_numbers_where_they_are_drawn() -> None:
+    keys = buckets(T, T, "hour")
+    for n, ticks in [(1, ["0", "1"]), (3, ["0", "2", "4"]), (5, ["0", "3", "6"]),
+                     (37, ["0", "20", "40"]), (1234, ["0", "700", "1400"])]:  # fmt: skip
+        chart = stacked_bars([{"t": keys[0], "critical": n}], keys, "hour")
+        assert [t["text"] for t in chart.yticks] == ticks
+        top, bottom = chart.yticks[-1]["y"], chart.yticks[0]["y"]
+        # the bar of n reaches n / top of the axis, the middle tick sits at its value
+        assert abs(chart.bars[0]["h"] - (bottom - top) * n / int(ticks[-1])) <= 0.1
+        if len(ticks) == 3:
+            middle = chart.yticks[1]["y"]
+            assert round((bottom - middle) / (bottom - top), 3) == round(
+                int(ticks[1]) / int(ticks[2]), 3
+            )
 
 
 def test_timeline_draws_each_occurrence_as_a_span() -> None:

@@ -195,7 +195,7 @@ def test_alert_dashboard_in_chromium(
             expect(page.locator("#live-status")).to_contain_text("updated")
 
             # one alert: the newest HighCPU occurrence (the third time it fired: flapping)
-            page.get_by_role("link", name="HighCPU").first.click()
+            table.get_by_role("link", name="HighCPU").first.click()
             expect(page.get_by_role("heading", name="HighCPU", exact=True)).to_be_visible()
             expect(page.locator(".facts .badge.flapping")).to_have_text("flapping")
             ai = page.locator("section.ai-box")

@@ -154,6 +154,9 @@ async def test_list_filters_and_charts(
     assert "<title>2026-11-22 03:00: 2 critical</title>" in r.text
     assert "<title>2026-11-22 03:00: 1 warning</title>" in r.text
     assert '<span class="pill firing">3 firing</span>' in r.text
+    # the label set that fired twice, linked to its alerts
+    most = r.text[r.text.index("Fired most often") :]
+    assert '<a href="/alerts?q=HighCPU">HighCPU</a>' in most and '<td class="num">2</td>' in most
 
     async def names(**params: str) -> list[str]:
         page = await client.get("/alerts", params={**period, **params})
@@ -376,3 +379,25 @@ print(sorted(m for m in ("llmgw.server.web.alerts", "llmgw.server.web.charts") i
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert out.stdout.strip() == "[]"
+
+
+async def test_counts_are_shared_between_requests_for_a_short_while(
+    web_app: Any, fake_monotonic: list[float]
+) -> None:
+    """``Web.remembered``: the dashboard's counts are computed once per ``STATS_TTL`` however
+    many tabs refresh, then again; the memo stays small."""
+    web = web_app.state.web
+    calls: list[int] = []
+
+    def compute() -> int:
+        calls.append(1)
+        return len(calls)
+
+    assert web.remembered("k", 15.0, compute) == 1
+    fake_monotonic[0] += 14.9
+    assert web.remembered("k", 15.0, compute) == 1 and len(calls) == 1
+    fake_monotonic[0] += 0.2
+    assert web.remembered("k", 15.0, compute) == 2
+    for i in range(200):
+        web.remembered(("other", i), 15.0, lambda: 0)
+    assert len(web.memo) <= 64
