@@ -287,3 +287,21 @@ def test_top_ranks_cost_per_currency_and_tokens_overall(
     assert r.exit_code == 0 and "ann@example.com" in r.stdout and "USD" in r.stdout
     r = cli("usage", "top", "teams", env=seeded)
     assert r.exit_code == 2 and r.stderr.startswith("Error: invalid what to rank 'teams'")
+
+
+def test_patterns_heat_map_sizes_and_error_share(cli: Any, seeded: dict[str, str]) -> None:
+    r = cli("usage", "patterns", "--since", "7d", "--json", env=seeded)
+    assert r.exit_code == 0, r.stderr
+    p = json.loads(r.stdout)
+    assert p["requests"] == 5 == sum(sum(d["hours"]) for d in p["heatmap"])
+    assert [d["weekday"] for d in p["heatmap"]] == ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+    two_days_ago = datetime.now(UTC) - timedelta(days=2)
+    assert p["heatmap"][two_days_ago.weekday()]["hours"][two_days_ago.hour] >= 2  # the giga rows
+    assert p["avg_prompt_tokens"] == (3 * 10 + 2 * 100) / 5
+    assert p["avg_completion_tokens"] == (3 * 5 + 2 * 50) / 5
+    shares = {e["provider"]: e["error_share"] for e in p["errors_by_provider"]}
+    assert shares == {"local": round(1 / 3, 4), "giga": 0.0}
+    text = cli("usage", "patterns", "--since", "7d", env=seeded)
+    assert text.exit_code == 0 and "33.3%" in text.stdout and "Sun" in text.stdout
+    r = cli("usage", "patterns", "--since", "2020-01-01", env=seeded)
+    assert r.exit_code == 2 and "longer than 400 days" in r.stderr

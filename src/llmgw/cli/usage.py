@@ -8,7 +8,7 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import IO, Annotated, Any, cast
@@ -298,6 +298,70 @@ def usage_top(
         cols,
         title=f"top {of} by {metric} since {start:%Y-%m-%d %H:%M} UTC" if start else "top",
         optional=("cost", "tokens", "requests"),
+    )
+
+
+_SHADES = " ░▒▓█"
+
+
+@usage_app.command("patterns")
+def usage_patterns(
+    ctx: typer.Context,
+    since: Annotated[
+        str,
+        typer.Option(
+            "--since", help="Start of the window: 90s, 15m, 12h, 7d, 2w ago, or a date/time."
+        ),
+    ] = "30d",
+    until: Annotated[
+        str | None,
+        typer.Option(
+            "--until",
+            help="End of the window (exclusive): a duration ago or a date/time (default: now).",
+            show_default=False,
+        ),
+    ] = None,
+    json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Usage patterns: requests per UTC weekday and hour (a heat map), average prompt and
+    completion sizes, and each provider's error share."""
+    from llmgw.usage.analytics import patterns
+
+    start, end = _since(since), _since(until, "--until")
+    if start is not None and end is not None and end <= start:
+        raise UsageError("--until must be after --since", hint="e.g. --since 30d --until 1d")
+    if start is None or (end or datetime.now(UTC)) - start > timedelta(days=400):
+        raise UsageError(
+            "the window is longer than 400 days", hint="give a later --since or an earlier --until"
+        )
+    ops = state(ctx).admin()
+    found = patterns(
+        ops.usage_stats(since=start, until=end, by="hour"),
+        ops.usage_stats(since=start, until=end, by="provider"),
+    )
+    if json:
+        emit_json({"since": start, "until": end, **found})
+        return
+    out = stdout()
+    peak = max((max(d["hours"]) for d in found["heatmap"]), default=0)
+    out.print(f"requests per UTC weekday and hour since {start:%Y-%m-%d %H:%M} UTC (peak {peak})")
+    out.print("     " + "".join(f"{h:<3d}" if h % 3 == 0 else "   " for h in range(24)).rstrip())
+    for d in found["heatmap"]:
+        cells = "".join(
+            (_SHADES[min(4, 1 + (n * 4 - 1) // peak)] if n and peak else "·") * 2 + " "
+            for n in d["hours"]
+        )
+        out.print(f"{d['weekday']}  {cells.rstrip()}  {sum(d['hours'])}", highlight=False)
+    avg_p, avg_c = found["avg_prompt_tokens"], found["avg_completion_tokens"]
+    out.print(
+        f"{found['requests']} requests; average prompt {avg_p if avg_p is not None else '-'} "
+        f"tokens, completion {avg_c if avg_c is not None else '-'} tokens",
+        highlight=False,
+    )
+    print_table(
+        [{**e, "error_share": f"{e['error_share']:.1%}"} for e in found["errors_by_provider"]],
+        ["provider", "requests", "errors", "error_share"],
+        title="errors by provider",
     )
 
 

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Literal, get_args
 
-__all__ = ["METRICS", "TOP_OF", "Metric", "TopOf", "top"]
+__all__ = ["METRICS", "TOP_OF", "WEEKDAYS", "Metric", "TopOf", "patterns", "top"]
 
 TopOf = Literal["keys", "users", "models"]
 TOP_OF: tuple[str, ...] = get_args(TopOf)
@@ -51,3 +51,44 @@ def top(rows: Sequence[Mapping[str, Any]], metric: Metric, limit: int = 10) -> l
             for i, (v, r) in enumerate(by_cost, 1)
         ]
     return out
+
+
+WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
+
+
+def patterns(
+    hour_rows: Sequence[Mapping[str, Any]], provider_rows: Sequence[Mapping[str, Any]]
+) -> dict[str, Any]:
+    """Usage patterns from ``usage_stats`` records ``by="hour"`` and ``by="provider"`` over one
+    window: requests per (UTC weekday, hour of day) as a 7 x 24 heat map, the average prompt and
+    completion sizes per request, and the error share of each provider."""
+    from datetime import UTC, datetime
+
+    grid = [[0] * 24 for _ in WEEKDAYS]
+    requests = prompt = completion = 0
+    for r in hour_rows:
+        when = datetime.strptime(str(r["hour"]), "%Y-%m-%d %H:%M").replace(tzinfo=UTC)
+        n = int(r.get("requests") or 0)
+        grid[when.weekday()][when.hour] += n
+        requests += n
+        prompt += int(r.get("prompt_tokens") or 0)
+        completion += int(r.get("completion_tokens") or 0)
+    errors: list[dict[str, Any]] = [
+        {
+            "provider": p.get("provider"),
+            "requests": int(p.get("requests") or 0),
+            "errors": int(p.get("errors") or 0),
+            "error_share": round(int(p.get("errors") or 0) / int(p["requests"]), 4)
+            if p.get("requests")
+            else 0.0,
+        }
+        for p in provider_rows
+    ]
+    errors.sort(key=lambda e: (-e["error_share"], -e["requests"]))
+    return {
+        "requests": requests,
+        "heatmap": [{"weekday": d, "hours": grid[i]} for i, d in enumerate(WEEKDAYS)],
+        "avg_prompt_tokens": round(prompt / requests, 1) if requests else None,
+        "avg_completion_tokens": round(completion / requests, 1) if requests else None,
+        "errors_by_provider": errors,
+    }
