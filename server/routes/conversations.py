@@ -35,7 +35,7 @@ from llmgw.providers.base import ChatChunk
 from llmgw.routing.outcome import OpenedStream, Routed
 from llmgw.routing.resolve import Target
 from llmgw.schemas import ChatRequest
-from llmgw.schemas.openai import ChatMessage, Tool, _ModelName
+from llmgw.schemas.openai import MAX_MESSAGES, ChatMessage, Tool, _ModelName
 from llmgw.server.accounting import Call
 from llmgw.server.pipeline import SERVED_BY, AdminOperation, AdminRoute, UpstreamOperation
 from llmgw.server.ratelimits import estimate_chat_tokens
@@ -196,6 +196,7 @@ class ConversationChat(UpstreamOperation[Any, Result]):
             reserve=reserve,
             counts=counts,
             counted_by=counted_by,
+            max_messages=MAX_MESSAGES,
         )
         wire = {"model": model, "messages": fitted.messages, "stream": body.stream, **settings}
         if body.stream:

@@ -73,9 +73,11 @@ def fit(
     reserve: int | None,
     counts: Sequence[int],
     counted_by: str,
+    max_messages: int | None = None,
 ) -> Fitted:
     """``[system?, *kept history, *new]`` and the report. ``counts`` are the tokens of
-    ``[system?, *history, *new]`` in that order (one per message)."""
+    ``[system?, *history, *new]`` in that order (one per message). ``max_messages`` (a request's
+    limit) also drops oldest turns, whatever the window."""
     sys_msgs = [{"role": "system", "content": system}] if system else []
     every = [*sys_msgs, *history, *new]
     if len(counts) != len(every):
@@ -93,10 +95,14 @@ def fit(
     budget = None if window is None else window - (reserve or 0)
     dropped = 0
     total = fixed + sum(sizes)
-    if budget is not None:
-        while dropped < len(turns) and total > budget:
-            total -= sizes[dropped]
-            dropped += 1
+    sent = len(every)
+    while dropped < len(turns) and (
+        (budget is not None and total > budget)
+        or (max_messages is not None and sent > max_messages)
+    ):
+        total -= sizes[dropped]
+        sent -= len(turns[dropped])
+        dropped += 1
     kept_turns = turns[dropped:]
     kept = [m for t in kept_turns for m in t]
     report = {
