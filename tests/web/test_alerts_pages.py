@@ -14,6 +14,7 @@ import re
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from datetime import datetime
 from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
@@ -401,3 +402,40 @@ async def test_counts_are_shared_between_requests_for_a_short_while(
     for i in range(200):
         web.remembered(("other", i), 15.0, lambda: 0)
     assert len(web.memo) <= 64
+
+
+async def test_silences_alertmanager_reports_are_shown(
+    client: httpx.AsyncClient, make_user: Any, web_engine: Engine
+) -> None:
+    """What the silence sync learnt from Alertmanager (who silenced the alert, until when and
+    why) is on the list and the alert's page; the silence's comment is attacker-controlled
+    text like any other (IN-7)."""
+    from llmgw.alerts.queries import AlertHistory
+    from llmgw.alerts.silences import SilenceSync
+
+    await _seed(client)
+    make_user("ops@example.com", role="admin")
+    await sign_in(client, "ops@example.com")
+    disk = AlertHistory(web_engine).list(_filter(q="diskfull"))["data"][0]
+    starts = datetime.fromisoformat(disk["starts_at"])
+    starts = starts.replace(microsecond=starts.microsecond // 1000 * 1000)  # the API's precision
+    found = {
+        (disk["fingerprint"], starts): {
+            "state": "silenced",
+            "silenced_by": [{"id": "5b1f", "created_by": "ann", "ends_at": "2026-11-23T00:00:00Z",
+                             "comment": "maintenance <script>alert('silence')</script>"}],
+            "inhibited_by": [],
+        }
+    }  # fmt: skip
+    assert SilenceSync(web_engine, []).apply(found)["silenced"] == 1
+    listing = await client.get("/alerts", params={"from": "2026-11-22T00:00"})
+    row = listing.text[listing.text.index(f'<a href="/alerts/{disk["id"]}">') :]
+    assert row[: row.index("</tr>")].count('<span class="badge silenced">silenced</span>') == 1
+    page = (await client.get(f"/alerts/{disk['id']}")).text
+    assert '<h2 id="silence-h">Silenced in Alertmanager</h2>' in page
+    assert (
+        "Silence <code>5b1f</code> by ann until 2026-11-23 00:00:00 UTC: <q>maintenance "
+        "&lt;script&gt;alert(&#39;silence&#39;)&lt;/script&gt;</q>"
+    ) in page
+    assert "<strong>silenced</strong> by alertmanager" in page
+    assert _markup(page)[0] == []  # no script element on the alert's page at all
