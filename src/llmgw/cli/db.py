@@ -147,7 +147,7 @@ def db_migrate(
     ] = False,
     batch_size: Annotated[
         int, typer.Option("--batch-size", min=1, help="Rows per COPY batch and checkpoint.")
-    ] = 10_000,
+    ] = 50_000,
     report: Annotated[
         Path | None,
         typer.Option(

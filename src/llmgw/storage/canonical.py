@@ -7,49 +7,67 @@ guessed.
 
 The canonical form is what a reader of the value sees, independent of how each database stores
 it: SQLite keeps UUIDs as 32 hex digits, booleans as 0/1, timestamps as text, money as text and
-JSON as text; PostgreSQL has native types. Both sides are turned into the same strings:
+JSON as text; PostgreSQL has native types. Both sides are turned into the same strings, which
+are what PostgreSQL itself prints (floats: their bits), so the target's side is computed inside PostgreSQL in
+SQL (``canonical_sql``) and only the source's side needs Python for two kinds:
 
 =========  ==================================================================================
 kind       canonical text
 =========  ==================================================================================
 int        the integer
 bool       0 / 1
-float      the double (written by orjson: the shortest text that reads back to the same bits)
-decimal    plain notation without trailing zeros (``0.0012``, ``100``, ``0``)
-uuid       lower-case, dashed
-datetime   UTC, ``YYYY-MM-DDTHH:MM:SS.ffffff+00:00`` (a value without an offset is UTC)
-json       keys sorted, no spaces, floats with an integral value written as integers
+float      the 16 hex digits of the IEEE 754 double, big-endian (``-0`` differs from ``0``)
+decimal    plain notation without trailing zeros (``0.0012``, ``100``, ``0``): ``trim_scale``
+uuid       32 lower-case hex digits (llmgw's SQLite form)
+datetime   UTC, ``YYYY-MM-DD HH:MM:SS.ffffff`` (llmgw's SQLite form; a value without an
+           offset is UTC)
+json       PostgreSQL's ``jsonb`` text: keys ordered by length then bytes, the last of
+           duplicate keys, ``", "`` and ``": "`` between items, numbers as written (``1.0``
+           stays ``1.0``, ``1e2`` is ``100``, ``-0.0`` is ``0.0``)
 text       the text itself (NUL removed with ``--strip-nul``)
 bytes      lower-case hex
 =========  ==================================================================================
 
-A row's canonical form is the JSON array (orjson) of its canonical values (``null`` for NULL); a
-table's checksum is the sum, modulo 2**128, of the 128-bit BLAKE2b of each row's form. A sum
-does not depend on row order and, unlike XOR, sees a duplicated row.
+A row's canonical form is one text: first the columns of the kinds int, bool, decimal, uuid,
+datetime, text and bytes in column order, then the float and JSON columns in column order. A
+value of the first five kinds and of float (never empty, never holding ``|``) is written
+followed by ``|`` (NULL: just ``|``); a text, JSON or bytes value as its length in characters,
+``:`` and the text (NULL: ``N``). A table's checksum is the sum, modulo 2**128, of the MD5 of
+each row's form (UTF-8) read as a 128-bit big-endian number: both databases compute it (MD5 is
+built into PostgreSQL; here it only detects differences, it guards no secret). A sum does not
+depend on row order and, unlike XOR, sees a duplicated row.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import struct
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
-from hashlib import blake2b
+from hashlib import md5
 from typing import Any, Literal
 
-import orjson
 import sqlalchemy as sa
 
 __all__ = [
+    "LENGTH_KINDS",
+    "PYTHON_KINDS",
     "ColumnSpec",
     "Kind",
     "TableSpec",
     "TableSum",
     "checksum_rows",
+    "encode",
+    "float_text",
+    "jsonb_text",
     "parse_datetime",
+    "parse_json",
+    "row_hash",
+    "row_order",
     "source_canonicalizer",
     "table_specs",
     "target_canonicalizer",
@@ -155,7 +173,7 @@ def parse_datetime(text: str) -> datetime:
 
 
 def _datetime_text(value: datetime) -> str:
-    return value.astimezone(UTC).isoformat(timespec="microseconds")
+    return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 def parse_decimal(text: Any, precision: int | None, scale: int | None) -> Decimal:
@@ -182,39 +200,74 @@ def _decimal_text(value: Decimal) -> str:
     return "0" if value == 0 else format(value.normalize(), "f")
 
 
-def _normal_json(value: Any) -> Any:
-    if isinstance(value, float):
-        return int(value) if value.is_integer() else value
-    if isinstance(value, dict):
-        return {k: _normal_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_normal_json(v) for v in value]
-    return value
-
-
-def _json_text(value: Any) -> str:
-    value = _normal_json(value)
-    try:
-        return orjson.dumps(value, option=orjson.OPT_SORT_KEYS).decode()
-    except TypeError:  # an integer beyond 64 bits
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+def _reject_constant(name: str) -> Any:
+    raise ValueError(f"JSON {name} (PostgreSQL's jsonb refuses it)")
 
 
 def parse_json(text: Any) -> Any:
-    """Stored JSON text as Python values; PostgreSQL's jsonb refuses ``\\u0000``, so do we."""
-    if isinstance(text, int | float) and not isinstance(text, bool):
+    """Stored JSON text as Python values, numbers with a fraction or exponent as ``Decimal``
+    (jsonb keeps them as written); PostgreSQL's jsonb refuses ``\\u0000``, NaN and Infinity,
+    so do we."""
+    if isinstance(text, bool):
+        raise ValueError("not JSON text")
+    if isinstance(text, int):
         return text  # SQLite's NUMERIC affinity turned a JSON number into a number
+    if isinstance(text, float):
+        return Decimal(repr(text))  # and what is copied is this text
     if not isinstance(text, str):
         raise ValueError("not JSON text")
     if "\\u0000" in text:
         raise ValueError("JSON string with \\u0000 (PostgreSQL's jsonb refuses it)")
     try:
-        return orjson.loads(text)
-    except orjson.JSONDecodeError:
-        try:
-            return json.loads(text)  # integers beyond 64 bits
-        except ValueError:
-            raise ValueError("not valid JSON") from None
+        return json.loads(text, parse_float=Decimal, parse_constant=_reject_constant)
+    except json.JSONDecodeError:
+        raise ValueError("not valid JSON") from None
+
+
+def _jsonb_key(key: str) -> tuple[int, bytes]:
+    raw = key.encode()
+    return len(raw), raw
+
+
+def _json_str(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)  # escapes what jsonb's output escapes
+
+
+def jsonb_text(value: Any) -> str:
+    """``value`` (from ``parse_json``) as PostgreSQL prints it as ``jsonb``."""
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, str):
+        return _json_str(value)
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise ValueError("JSON number that is not finite")
+        out = format(value, "f")
+        return out.lstrip("-") if value.is_zero() else out
+    if isinstance(value, list):
+        return "[" + ", ".join(jsonb_text(v) for v in value) + "]"
+    if isinstance(value, dict):
+        items = sorted(value.items(), key=lambda kv: _jsonb_key(kv[0]))
+        return "{" + ", ".join(f"{_json_str(k)}: {jsonb_text(v)}" for k, v in items) + "}"
+    raise ValueError(f"not a JSON value: {type(value).__name__}")
+
+
+_DOUBLE = struct.Struct(">d")
+
+
+def float_text(value: float) -> str:
+    """A double as the 16 hex digits of its IEEE 754 bits, big-endian (PostgreSQL:
+    ``encode(float8send(v), 'hex')``): exact, where printed digits differ between the two
+    (PostgreSQL's shortest-digits printer and Python's ``repr`` disagree on some large values)."""
+    if value != value:
+        return "7ff8000000000000"  # PostgreSQL's one NaN (SQLite stores NaN as NULL)
+    return _DOUBLE.pack(value).hex()
 
 
 # --- canonical text per kind ----------------------------------------------------------------
@@ -225,10 +278,9 @@ Canon = Callable[[Any], Any]
 
 def _uuid_text(v: Any) -> str:
     if isinstance(v, str) and len(v) == 32:  # llmgw's own form; SQL checked the hex digits
-        v = v.lower()
-        return f"{v[:8]}-{v[8:12]}-{v[12:16]}-{v[16:20]}-{v[20:]}"
+        return v.lower()
     try:
-        return str(uuid.UUID(v))
+        return uuid.UUID(v).hex
     except (ValueError, TypeError, AttributeError):
         return str(v)  # sqlite_source's SQL checks report it; counted once
 
@@ -236,11 +288,19 @@ def _uuid_text(v: Any) -> str:
 def _source_datetime(v: Any) -> str:
     if isinstance(v, str) and len(v) == 26 and v[10] == " " and v[19] == ".":
         datetime.fromisoformat(v)  # llmgw's own form: only check it is a real instant
-        return f"{v[:10]}T{v[11:]}+00:00"
+        return v
     return _datetime_text(parse_datetime(v))
 
 
-def _source_fn(col: ColumnSpec, strip_nul: bool) -> Canon | None:
+def _source_float(v: Any) -> str:
+    if isinstance(v, float):
+        return float_text(v)
+    if isinstance(v, int) and not isinstance(v, bool):
+        return float_text(float(v))
+    return str(v)  # sqlite_source's SQL checks report it; counted once
+
+
+def _source_fn(col: ColumnSpec, strip_nul: bool) -> Canon:
     kind = col.kind
     if kind == "decimal":
         p, s = col.precision, col.scale
@@ -250,56 +310,85 @@ def _source_fn(col: ColumnSpec, strip_nul: bool) -> Canon | None:
     if kind == "datetime":
         return _source_datetime
     if kind == "json":
-        return lambda v: _json_text(parse_json(v))
+        return lambda v: jsonb_text(parse_json(v))
     if kind == "bytes":
         return lambda v: v.hex() if isinstance(v, bytes) else str(v)
+    if kind == "float":
+        return _source_float
     if kind == "text" and strip_nul:
-        return lambda v: v.replace("\x00", "")
-    return None  # int, bool (0/1), float, text: as SQLite returns them
+        return lambda v: str(v).replace("\x00", "")
+    return str  # int, bool (0/1), text: as SQLite returns them
 
 
-def _target_fn(col: ColumnSpec) -> Canon | None:
+def _target_fn(col: ColumnSpec) -> Canon:
     kind = col.kind
     if kind == "uuid":
-        return str
+        return lambda v: v.hex
     if kind == "bool":
-        return int  # SQLite's 0/1
+        return lambda v: "1" if v else "0"  # SQLite's 0/1
     if kind == "decimal":
         return _decimal_text
     if kind == "datetime":
         return _datetime_text
+    if kind == "float":
+        return float_text
     if kind == "json":  # read as text: psycopg would load a JSON null as None, like SQL NULL
-        return lambda v: _json_text(parse_json(v))
+        return lambda v: jsonb_text(parse_json(v))
     if kind == "bytes":
         return lambda v: bytes(v).hex()
-    return None
+    return str
 
 
-def _canonicalizer(fns: list[Canon | None]) -> Callable[[Sequence[Any]], list[Any]]:
-    convert = [(i, f) for i, f in enumerate(fns) if f is not None]
+PYTHON_KINDS = frozenset({"float", "json"})
+"""Kinds whose source value is made canonical in Python (SQLite cannot print them so)."""
+LENGTH_KINDS = frozenset({"text", "json", "bytes"})
+"""Kinds written with their length (their text may hold anything); the others end with ``|``."""
 
-    def canon(row: Sequence[Any]) -> list[Any]:
-        out = list(row)
-        for i, f in convert:
-            v = out[i]
-            if v is not None:
-                out[i] = f(v)
-        return out
+
+def row_order(spec: TableSpec) -> list[int]:
+    """Column positions in the order of a row's canonical form: SQL kinds, then Python kinds."""
+    cols = spec.columns
+    return [i for i, c in enumerate(cols) if c.kind not in PYTHON_KINDS] + [
+        i for i, c in enumerate(cols) if c.kind in PYTHON_KINDS
+    ]
+
+
+def encode(kind: str, text: str | None) -> str:
+    """One canonical value as it appears in a row's form."""
+    if kind in LENGTH_KINDS:
+        return "N" if text is None else f"{len(text)}:{text}"
+    return "|" if text is None else text + "|"
+
+
+def _canonicalizer(spec: TableSpec, fns: list[Canon]) -> Callable[[Sequence[Any]], str]:
+    order = [(i, fns[i], spec.columns[i].kind) for i in row_order(spec)]
+
+    def canon(row: Sequence[Any]) -> str:
+        out = []
+        for i, f, kind in order:
+            v = row[i]
+            out.append(encode(kind, None if v is None else f(v)))
+        return "".join(out)
 
     return canon
 
 
 def source_canonicalizer(
     spec: TableSpec, *, strip_nul: bool = False
-) -> Callable[[Sequence[Any]], list[Any]]:
-    """Raw SQLite row -> canonical values; raises ``ValueError`` on a decimal, timestamp or JSON
-    value no rule accepts (the other kinds are checked in SQL by ``sqlite_source``)."""
-    return _canonicalizer([_source_fn(c, strip_nul) for c in spec.columns])
+) -> Callable[[Sequence[Any]], str]:
+    """Raw SQLite row -> its canonical form; raises ``ValueError`` on a decimal, timestamp or
+    JSON value no rule accepts (the other kinds are checked in SQL by ``sqlite_source``)."""
+    return _canonicalizer(spec, [_source_fn(c, strip_nul) for c in spec.columns])
 
 
-def target_canonicalizer(spec: TableSpec) -> Callable[[Sequence[Any]], list[Any]]:
-    """PostgreSQL row (psycopg's Python values) -> canonical values."""
-    return _canonicalizer([_target_fn(c) for c in spec.columns])
+def target_canonicalizer(spec: TableSpec) -> Callable[[Sequence[Any]], str]:
+    """PostgreSQL row (psycopg's Python values, JSON read as text) -> its canonical form."""
+    return _canonicalizer(spec, [_target_fn(c) for c in spec.columns])
+
+
+def row_hash(form: str) -> int:
+    """The 128-bit number a row's canonical form adds to its table's checksum."""
+    return int.from_bytes(md5(form.encode(), usedforsecurity=False).digest(), "big")
 
 
 @dataclass
@@ -309,11 +398,15 @@ class TableSum:
     rows: int = 0
     total: int = 0
 
-    def add(self, canonical: list[Any]) -> None:
+    def add(self, form: str) -> None:
         """Count one row given in canonical form."""
-        digest = blake2b(orjson.dumps(canonical), digest_size=16).digest()
-        self.total = (self.total + int.from_bytes(digest, "big")) % _MOD
+        self.total = (self.total + row_hash(form)) % _MOD
         self.rows += 1
+
+    def merge(self, rows: int, total: int) -> None:
+        """Count ``rows`` rows whose hashes add up to ``total``."""
+        self.rows += rows
+        self.total = (self.total + total) % _MOD
 
     @property
     def checksum(self) -> str:
@@ -321,9 +414,7 @@ class TableSum:
         return f"{self.total:032x}"
 
 
-def checksum_rows(
-    rows: Iterable[Sequence[Any]], canon: Callable[[Sequence[Any]], list[Any]]
-) -> TableSum:
+def checksum_rows(rows: Iterable[Sequence[Any]], canon: Callable[[Sequence[Any]], str]) -> TableSum:
     """Count and checksum ``rows`` after ``canon``."""
     total = TableSum()
     for row in rows:

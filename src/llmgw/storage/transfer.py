@@ -37,14 +37,23 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg.copy import QueuedLibpqWriter
 
 from llmgw.errors import Conflict, DatabaseError, DataCheckFailed, UsageError
 from llmgw.storage.canonical import (
     TableSpec,
     TableSum,
+    encode,
+    row_hash,
     source_canonicalizer,
     table_specs,
     target_canonicalizer,
+)
+from llmgw.storage.canonical_sql import (
+    pg_sum_sql,
+    python_columns,
+    sqlite_copy_sql,
+    sqlite_sum_sql,
 )
 from llmgw.storage.db import normalize_url, redact_url
 from llmgw.storage.sqlite_source import (
@@ -71,7 +80,7 @@ Progress = Callable[[dict[str, Any]], None]
 class Options:
     """How a migration runs."""
 
-    batch_size: int = 10_000
+    batch_size: int = 50_000
     strip_nul: bool = False
     live: bool = False
     problem_limit: int = 20
@@ -274,6 +283,12 @@ class Migration:
                 hint="check the --to URL and that the server is running",
             ) from None
         self.pg.execute("SET TIME ZONE 'UTC'")
+        enc = self.pg.execute("SHOW server_encoding").fetchone()
+        if not enc or enc[0] != "UTF8":
+            raise UsageError(
+                f"the target database's encoding is {enc[0] if enc else '?'}, not UTF8",
+                hint="create it with: createdb -E UTF8 -T template0 NAME",
+            )
 
     def _source_revision(self) -> str | None:
         from llmgw.storage.revisions import VERSION_TABLE, scripted_head
@@ -386,7 +401,7 @@ class Migration:
         key_spec = TableSpec(spec.name, tuple(pk))
         cols = ", ".join(quote(c.name) for c in pk)
         theirs = {
-            tuple(target_canonicalizer(key_spec)(row))
+            target_canonicalizer(key_spec)(row)
             for row in self.pg.execute(f"SELECT {cols} FROM {quote(spec.name)}")
         }
         canon = source_canonicalizer(key_spec)
@@ -394,7 +409,7 @@ class Migration:
         for row in self.src.execute(
             f"SELECT {cols} FROM {quote(spec.name)} LIMIT ?", (SEED_ROWS * 100,)
         ):
-            ours.add(tuple(canon(row)))
+            ours.add(canon(row))
         return theirs <= ours
 
     def drop_seeded(self) -> None:
@@ -433,46 +448,75 @@ class Migration:
         return total, listed
 
     def _sum_source(self, spec: TableSpec) -> tuple[int, list[Problem], TableSum]:
-        """Checksum one table of the source; values no rule accepts are counted and listed."""
-        canon = source_canonicalizer(spec, strip_nul=self.options.strip_nul)
+        """Checksum one table of the source; values no rule accepts are counted and listed.
+
+        SQLite writes each row's canonical form (``canonical_sql``); Python adds the float and
+        JSON values and hashes. A row whose form is NULL (a value not in llmgw's own storage
+        form) or a batch SQLite cannot decode is made canonical in Python, value by value."""
         total = TableSum()
         problems: list[Problem] = []
         count = 0
+        pycols = [(c.kind, _source_python(c.kind)) for c in python_columns(spec)]
+        fast = sqlite_sum_sql(spec, strip_nul=self.options.strip_nul)
         cols = ", ".join(quote(c) for c in spec.column_names)
-        sql = f"SELECT rowid, {cols} FROM {quote(spec.name)} WHERE rowid > ? ORDER BY rowid LIMIT ?"
+        raw = f"SELECT rowid, {cols} FROM {quote(spec.name)} WHERE rowid > ? ORDER BY rowid LIMIT ?"
+        canon = source_canonicalizer(spec, strip_nul=self.options.strip_nul)
+        limit = self.options.problem_limit
+        step = max(self.options.batch_size, 50_000)
         last = 0
         while True:
             try:
-                rows = self.src.execute(sql, (last, self.options.batch_size)).fetchall()
+                rows = self.src.execute(fast, (last, step)).fetchall()
             except sqlite3.OperationalError as exc:
                 if "decode" not in str(exc):
                     raise
-                rows, bad = self._read_as_bytes(sql, last, spec)
+                rows, bad = self._read_as_bytes(raw, last, spec, step)
                 count += len(bad)
-                problems.extend(bad[: max(0, self.options.problem_limit - len(problems))])
+                problems.extend(bad[: max(0, limit - len(problems))])
+                rows = [(r[0], None, r) for r in rows]  # every row of the batch: slow path
             if not rows:
                 break
+            acc = 0
             for row in rows:
-                if row[1:] and row[1] is _SKIP:
-                    continue
+                form = row[1]
                 try:
-                    total.add(canon(row[1:]))
+                    if form is None:
+                        slow = row[2] if len(row) == 3 and isinstance(row[2], tuple) else None
+                        if slow is None:
+                            slow = self.src.execute(
+                                f"SELECT rowid, {cols} FROM {quote(spec.name)} WHERE rowid = ?",
+                                (row[0],),
+                            ).fetchone()
+                        if len(slow) > 1 and slow[1] is _SKIP:
+                            continue
+                        form = canon(slow[1:])
+                    else:
+                        for (kind, fn), v in zip(pycols, row[2:], strict=True):
+                            form += encode(kind, None if v is None else fn(v))
+                    acc += row_hash(form)
                 except ValueError:
                     count += 1
-                    if len(problems) < self.options.problem_limit:
-                        problems.append(self._explain(spec, row))
+                    if len(problems) < limit:
+                        got = self.src.execute(
+                            f"SELECT rowid, {cols} FROM {quote(spec.name)} WHERE rowid = ?",
+                            (row[0],),
+                        ).fetchone()
+                        problems.append(self._explain(spec, got))
+                    continue
+                total.rows += 1
+            total.merge(0, acc)
             last = rows[-1][0]
         return count, problems, total
 
     def _read_as_bytes(
-        self, sql: str, last: int, spec: TableSpec
+        self, sql: str, last: int, spec: TableSpec, step: int
     ) -> tuple[list[tuple[Any, ...]], list[Problem]]:
         """A batch that holds invalid UTF-8, read as bytes: good rows decoded, bad ones listed.
 
         A bad row comes back as ``(rowid, _SKIP)`` so the caller keeps its place."""
         self.src.text_factory = bytes
         try:
-            raw = self.src.execute(sql, (last, self.options.batch_size)).fetchall()
+            raw = self.src.execute(sql, (last, step)).fetchall()
         finally:
             self.src.text_factory = str
         rows: list[tuple[Any, ...]] = []
@@ -508,21 +552,12 @@ class Migration:
         raise AssertionError("a row failed but none of its values does")  # pragma: no cover
 
     def sum_target(self, plan: TablePlan) -> None:
-        """Count and checksum the target's copy of one table."""
-        spec = plan.spec
-        cols = ", ".join(
-            f"{quote(c.name)}::text" if c.kind == "json" else quote(c.name) for c in spec.columns
-        )
-        name = quote(spec.name)
-        with self.pg.cursor() as cur:
-            cur.execute(f"SELECT {cols} FROM {name} LIMIT 0")
-            types = [d.type_code for d in cur.description or []]
-            canon = target_canonicalizer(spec)
-            total = TableSum()
-            with cur.copy(f"COPY (SELECT {cols} FROM {name}) TO STDOUT (FORMAT BINARY)") as cp:
-                cp.set_types(types)
-                for row in cp.rows():
-                    total.add(canon(row))
+        """Count and checksum the target's copy of one table, inside PostgreSQL."""
+        got = self.pg.execute(pg_sum_sql(plan.spec)).fetchone()
+        assert got is not None
+        rows, s1, s2, s3, s4 = (int(v) for v in got)
+        total = TableSum()
+        total.merge(rows, (s1 << 96) + (s2 << 64) + (s3 << 32) + s4)
         plan.target_sum = total
 
     # --- copying ---------------------------------------------------------------------------
@@ -540,7 +575,8 @@ class Migration:
         name = quote(spec.name)
         cols = ", ".join(quote(c) for c in spec.column_names)
         step = f"SELECT max(rowid) FROM (SELECT rowid FROM {name} WHERE rowid > ? ORDER BY rowid LIMIT ?)"
-        read = f"SELECT {cols} FROM {name} WHERE rowid > ? AND rowid <= ? ORDER BY rowid"
+        read = sqlite_copy_sql(spec, strip_nul=self.options.strip_nul)
+        raw = f"SELECT rowid, {cols} FROM {name} WHERE rowid > ? AND rowid <= ? ORDER BY rowid"
         copy_sql = f"COPY {name} ({cols}) FROM STDIN"
         save = (
             f"INSERT INTO {PROGRESS_TABLE} (table_name, source, last_rowid, rows_copied) "
@@ -556,14 +592,30 @@ class Migration:
             hi = self.src.execute(step, (last, self.options.batch_size)).fetchone()[0]
             if hi is None:
                 break
-            rows = self.src.execute(read, (last, hi)).fetchall()
+            done = 0
             with self.pg.transaction(), self.pg.cursor() as cur:
-                with cur.copy(copy_sql) as cp:
-                    for row in rows:
-                        cp.write_row(_strip_nul(row) if nul else row)
-                cur.execute(save, (spec.name, str(self.source.resolve()), hi, len(rows)))
+                # A writer thread sends each chunk while SQLite prints the next (sqlite3 lets go
+                # of the GIL while it steps), so reading and PostgreSQL's parsing overlap.
+                with cur.copy(copy_sql, writer=QueuedLibpqWriter(cur)) as cp:
+                    reader = self.src.execute(read, (last, hi))
+                    at = last
+                    while chunk := reader.fetchmany(_CHUNK):
+                        lines = [line for (_, line) in chunk]
+                        if None in lines:  # values SQLite cannot print: psycopg formats them
+                            # (row order inside a batch does not matter: it commits whole)
+                            need = {rid for rid, line in chunk if line is None}
+                            for r in self.src.execute(raw, (at, chunk[-1][0])).fetchall():
+                                if r[0] in need:
+                                    cp.write_row(_strip_nul(r[1:]) if nul else r[1:])
+                            lines = [line for line in lines if line is not None]
+                            done += len(need)
+                        if lines:
+                            cp.write("\n".join(lines) + "\n")
+                        done += len(lines)
+                        at = chunk[-1][0]
+                cur.execute(save, (spec.name, str(self.source.resolve()), hi, done))
             last = hi
-            plan.copied += len(rows)
+            plan.copied += done
             elapsed = time.monotonic() - started
             self.emit({
                 "event": "progress", "table": spec.name, "done": plan.copied, "total": plan.to_copy,
@@ -692,6 +744,15 @@ class Migration:
                 self.sum_target(p)
         report.seconds = time.monotonic() - t0
         return report
+
+
+_CHUNK = 5_000  # rows per COPY write inside a batch
+
+
+def _source_python(kind: str) -> Callable[[Any], str]:
+    from llmgw.storage.canonical import ColumnSpec, _source_fn
+
+    return _source_fn(ColumnSpec("", kind, True), False)  # type: ignore[arg-type]
 
 
 def _strip_nul(row: tuple[Any, ...]) -> tuple[Any, ...]:
