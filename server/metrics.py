@@ -136,6 +136,40 @@ class _RateLimitCollector(Collector):
         return [rejected, degraded, errors]
 
 
+class _BackupCollector(Collector):
+    """The scheduled backups (``storage.backup_schedule.BackupStats``)."""
+
+    def __init__(self, stats: Any) -> None:
+        self._stats = stats
+
+    def collect(self) -> Iterable[Metric]:
+        st = self._stats
+        runs = CounterMetricFamily(
+            "llmgw_backups", "Scheduled backups taken by the gateway, by result.", labels=["result"]
+        )
+        for result, n in st.results.items():
+            runs.add_metric([result], n)
+        yield runs
+        yield GaugeMetricFamily(
+            "llmgw_backup_last_success_timestamp_seconds",
+            "Unix time of the last good scheduled backup (0: none yet).",
+            value=st.last_success,
+        )
+        yield GaugeMetricFamily(
+            "llmgw_backup_last_duration_seconds",
+            "Seconds the last good scheduled backup took (copy and check).",
+            value=st.last_seconds,
+        )
+        yield GaugeMetricFamily(
+            "llmgw_backup_last_size_bytes",
+            "Size of the last good scheduled backup.",
+            value=st.last_bytes,
+        )
+        yield GaugeMetricFamily(
+            "llmgw_backup_running", "1 while a scheduled backup runs.", value=int(st.running)
+        )
+
+
 class _ReceiptCollector(Collector):
     """Requests cut by the receipt deadline or the header limits (``llmgw.server.receipt``)."""
 
@@ -350,6 +384,10 @@ class Metrics:
     def watch_usage(self, stats: Callable[[], Mapping[str, object]]) -> None:
         """Export the usage recorder's queue and spool sizes at scrape time."""
         self.registry.register(_StatsCollector(stats))
+
+    def watch_backups(self, stats: Any) -> None:
+        """Export the scheduled backups' results (``[backup] interval``) at scrape time."""
+        self.registry.register(_BackupCollector(stats))
 
     def watch_ratelimits(self, limits: Any) -> None:
         """Export a ``KeyLimits``' refusals and its backend's state at scrape time."""

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from llmgw.routing.router import Router
     from llmgw.server.auth import KeyCache
     from llmgw.server.ratelimits import KeyLimits
+    from llmgw.storage.backup_schedule import BackupScheduler
     from llmgw.usage.recorder import UsageRecorder
 
 __all__ = ["RECENT_REQUESTS", "Gateway", "ReadyCheck"]
@@ -122,6 +123,8 @@ class Gateway:
         """Key changes from other processes (Redis); ``None`` without ``redis_url``."""
         self.conversations: Any = None
         """The ``ConversationStore`` of the conversation routes, made on their first use."""
+        self.backups: BackupScheduler | None = None
+        """Scheduled backups (``[backup] interval``); ``None`` when off."""
         self.publisher: ChangePublisher | None = None
         """Announces key and user changes made through the admin API to other instances
         (Redis); ``None`` without ``redis_url``. Closed at shutdown."""
@@ -215,6 +218,18 @@ class Gateway:
             self.metrics.watch_ratelimits(self.limits)
             self.auth.start()
             stack.push_async_callback(self.auth.close)
+            if s.backup.interval > 0:
+                from llmgw.storage.backup_schedule import BackupScheduler
+
+                self.backups = BackupScheduler(
+                    s.database_url,
+                    s.backup.dir or s.home / "backups",
+                    keep=s.backup.keep,
+                    interval=s.backup.interval,
+                )
+                self.backups.start()
+                stack.push_async_callback(asyncio.to_thread, self.backups.stop)
+                self.metrics.watch_backups(self.backups.stats)
             if s.alerts.enabled:
                 from llmgw.server.alerting import start_alerts
 

@@ -249,12 +249,16 @@ class RateLimitSettings(_Section):
 
 
 class BackupSettings(_Section):
-    """``[backup]``: where `llmgw db backup` writes and how many it keeps."""
+    """``[backup]``: where `llmgw db backup` writes and how many it keeps, and how often
+    `llmgw serve` takes a backup itself."""
 
     dir: Path | None = None
     """Folder for backups (default ``$LLMGW_HOME/backups``)."""
     keep: int = Field(default=7, ge=1)
     """How many of the newest backups to keep; older ones are deleted after a good backup."""
+    interval: float = Field(default=0.0, ge=0, le=31_536_000)
+    """Seconds between the backups `llmgw serve` takes itself, in a background thread (the first
+    one an interval after start); 0 turns them off (use cron or a systemd timer instead)."""
 
 
 class AlertsSettings(_Section):

@@ -1,0 +1,74 @@
+"""``[backup] interval``: ``llmgw serve`` takes online backups itself, in a thread, while it
+serves (issue 12), with a metric and a log line per backup, rotated to ``[backup] keep``."""
+
+from __future__ import annotations
+
+import re
+import signal
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+
+def _request_ids(path: Path) -> set[str]:
+    conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+    try:
+        return {r[0] for r in conn.execute("SELECT request_id FROM usage")}
+    finally:
+        conn.close()
+
+
+def _metric(text: str, name: str) -> float:
+    found = re.search(rf"^{re.escape(name)} (\S+)$", text, re.M)
+    assert found, name
+    return float(found.group(1))
+
+
+def test_serve_backs_up_on_its_own_while_serving(
+    home: Path,
+    tmp_path: Path,
+    emulator: Any,
+    auth: dict[str, str],
+    serve_process: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    folder = tmp_path / "backups"
+    monkeypatch.setenv("LLMGW_BACKUP__INTERVAL", "1")
+    monkeypatch.setenv("LLMGW_BACKUP__KEEP", "2")
+    monkeypatch.setenv("LLMGW_BACKUP__DIR", str(folder))
+    monkeypatch.setenv("LLMGW_USAGE__FLUSH_INTERVAL", "0.05")
+    proc, base = serve_process(emulator.url)
+    body = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    with httpx.Client(base_url=base, timeout=10) as client:
+        ids = []
+        for _ in range(5):  # requests are answered while backups run in the background
+            r = client.post("/v1/chat/completions", headers=auth, json=body)
+            assert r.status_code == 200
+            ids.append(r.headers["x-request-id"])
+        time.sleep(0.5)  # the usage rows are committed (flush_interval 0.05 s)
+        committed_at = time.time()
+        deadline = time.monotonic() + 30
+        while True:
+            metrics = client.get("/metrics").text
+            ok = _metric(metrics, 'llmgw_backups_total{result="ok"}')
+            last = _metric(metrics, "llmgw_backup_last_success_timestamp_seconds")
+            if ok >= 3 and last > committed_at + 1:  # one backup began after the rows
+                break
+            assert time.monotonic() < deadline, metrics
+            assert client.post("/v1/chat/completions", headers=auth, json=body).status_code == 200
+            time.sleep(0.3)
+        assert _metric(metrics, 'llmgw_backups_total{result="failed"}') == 0
+        assert _metric(metrics, "llmgw_backup_last_size_bytes") > 0
+    files = sorted(folder.glob("llmgw-*.db"))
+    assert len(files) == 2  # keep = 2: the older ones were rotated away
+    assert set(ids) <= _request_ids(files[-1])  # the newest holds every request served before
+    assert not list(folder.glob("*.partial"))
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+    log = (tmp_path / "serve.log").read_text()
+    assert log.count("scheduled backup written: ") >= 3 and str(folder) in log
