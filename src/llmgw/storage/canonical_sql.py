@@ -90,15 +90,19 @@ def _sqlite_canon(col: ColumnSpec, strip_nul: bool) -> str:
     return f"coalesce(length({c})||':'||{c},'N')"
 
 
-def sqlite_sum_sql(spec: TableSpec, *, strip_nul: bool, limit: bool = True) -> str:
-    """``SELECT rowid, form, <Python columns...>`` of the rows after a rowid (``?``), in rowid
-    order, at most ``?`` of them; ``form`` is NULL where Python must make the row canonical."""
+def sqlite_sum_sql(spec: TableSpec, *, strip_nul: bool, flag: str = "0", limit: bool = True) -> str:
+    """``SELECT rowid, form, flag, <Python columns...>`` of the rows after a rowid (``?``), in
+    rowid order, at most ``?`` of them; ``form`` is NULL where Python must make the row
+    canonical; ``flag`` is the SQL condition given (a row to look at closer)."""
     parts = [_sqlite_canon(spec.columns[i], strip_nul) for i in row_order(spec)
              if spec.columns[i].kind not in PYTHON_KINDS]  # fmt: skip
     form = "(" + "||".join(parts) + ")" if parts else "''"
     extra = "".join(f", {_q(c.name)}" for c in python_columns(spec))
     tail = " LIMIT ?" if limit else ""
-    return f"SELECT rowid, {form}{extra} FROM {_q(spec.name)} WHERE rowid > ? ORDER BY rowid{tail}"
+    return (
+        f"SELECT rowid, {form}, ({flag}){extra} FROM {_q(spec.name)} "
+        f"WHERE rowid > ? ORDER BY rowid{tail}"
+    )
 
 
 # --- SQLite: COPY text lines -------------------------------------------------------------------

@@ -26,7 +26,7 @@ from typing import Any
 
 from llmgw.storage.canonical import ColumnSpec, TableSpec
 
-__all__ = ["Problem", "holders", "open_snapshot", "quote", "sql_problems"]
+__all__ = ["Problem", "holders", "open_snapshot", "problem_condition", "quote", "sql_problems"]
 
 _DMS_BYTE = 128  # WALINDEX_LOCK_OFFSET (120) + SQLITE_SHM_NLOCK (8)
 _FLOCK = "hhqqi"  # struct flock on Linux: l_type, l_whence, l_start, l_len, l_pid
@@ -121,9 +121,11 @@ def _checks(col: ColumnSpec, strip_nul: bool) -> list[tuple[str, str]]:
         checks.append((f"{t} NOT IN ('integer','real','null')", "not a number"))
     elif col.kind == "uuid":
         hexed = f"lower(replace({c},'-',''))"
+        own = f"(length({c})=32 AND {c} NOT GLOB '*[^0-9a-f]*')"  # llmgw's form: checked once
         checks.append(
             (
-                f"{t}!='null' AND ({t}!='text' OR length({hexed})!=32 OR {hexed} GLOB '*[^0-9a-f]*')",
+                f"{t}!='null' AND NOT {own} AND "
+                f"({t}!='text' OR length({hexed})!=32 OR {hexed} GLOB '*[^0-9a-f]*')",
                 "not a UUID",
             )
         )
@@ -142,10 +144,23 @@ def _checks(col: ColumnSpec, strip_nul: bool) -> list[tuple[str, str]]:
     return checks
 
 
+def problem_condition(spec: TableSpec, *, strip_nul: bool) -> str:
+    """An SQL condition true for a row holding a value ``sql_problems`` would report."""
+    conds = [cond for col in spec.columns for cond, _ in _checks(col, strip_nul)]
+    return " OR ".join(f"({c})" for c in conds) if conds else "0"
+
+
 def sql_problems(
-    conn: sqlite3.Connection, spec: TableSpec, *, strip_nul: bool, limit: int
+    conn: sqlite3.Connection,
+    spec: TableSpec,
+    *,
+    strip_nul: bool,
+    limit: int,
+    rowids: tuple[int, int] | None = None,
 ) -> tuple[int, list[Problem]]:
-    """Values SQLite itself can tell are wrong (types, ranges, NUL, lengths): count, first ones."""
+    """Values SQLite itself can tell are wrong (types, ranges, NUL, lengths): count, first ones.
+
+    ``rowids`` = (after, upto) looks only at the rows with ``after < rowid <= upto``."""
     conds: list[str] = []
     cases: list[str] = []
     for col in spec.columns:
@@ -159,17 +174,21 @@ def sql_problems(
     if not conds:
         return 0, []
     where = " OR ".join(f"({c})" for c in conds)
+    args: tuple[int, ...] = ()
+    if rowids is not None:
+        where = f"({where}) AND rowid > ? AND rowid <= ?"
+        args = rowids
     table = quote(spec.name)
     # Bad values are counted, the first listed up to `limit` (CAST: no text decoding can fail).
     bad = " + ".join(f"coalesce(sum(({case}) IS NOT NULL), 0)" for case in cases if case != "NULL")
-    count = conn.execute(f"SELECT {bad} FROM {table} WHERE {where}").fetchone()[0]
+    count = conn.execute(f"SELECT {bad} FROM {table} WHERE {where}", args).fetchone()[0]
     if not count:
         return 0, []
     values = ", ".join(f"CAST({quote(c.name)} AS BLOB)" for c in spec.columns)
     sql = f"SELECT rowid, {', '.join(cases)}, {values} FROM {table} WHERE {where} LIMIT ?"
     found: list[Problem] = []
     n = len(spec.columns)
-    for row in conn.execute(sql, (limit,)):
+    for row in conn.execute(sql, (*args, limit)):
         for i, col in enumerate(spec.columns):
             why = row[1 + i]
             if why is not None:

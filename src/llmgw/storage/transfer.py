@@ -28,11 +28,13 @@ bars or prints JSON lines).
 from __future__ import annotations
 
 import sqlite3
+import struct
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from hashlib import md5
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +46,6 @@ from llmgw.storage.canonical import (
     TableSpec,
     TableSum,
     encode,
-    row_hash,
     source_canonicalizer,
     table_specs,
     target_canonicalizer,
@@ -61,6 +62,7 @@ from llmgw.storage.sqlite_source import (
     holders,
     open_snapshot,
     preview,
+    problem_condition,
     quote,
     sql_problems,
 )
@@ -439,72 +441,80 @@ class Migration:
         limit = self.options.problem_limit
         for p in plans:
             self.emit({"event": "check", "table": p.spec.name, "rows": p.source_rows})
-            count, found = sql_problems(
-                self.src, p.spec, strip_nul=self.options.strip_nul, limit=limit
-            )
-            pycount, pyfound, p.source_sum = self._sum_source(p.spec)
-            total += count + pycount
-            listed.extend((found + pyfound)[: max(0, limit - len(listed))])
+            count, found, p.source_sum = self._sum_source(p.spec)
+            total += count
+            listed.extend(found[: max(0, limit - len(listed))])
         return total, listed
 
     def _sum_source(self, spec: TableSpec) -> tuple[int, list[Problem], TableSum]:
-        """Checksum one table of the source; values no rule accepts are counted and listed.
+        """Check and checksum one table of the source in one pass; (problem count, first
+        problems, sum).
 
-        SQLite writes each row's canonical form (``canonical_sql``); Python adds the float and
-        JSON values and hashes. A row whose form is NULL (a value not in llmgw's own storage
-        form) or a batch SQLite cannot decode is made canonical in Python, value by value."""
+        SQLite writes each row's canonical form and flags a row ``sql_problems`` would report
+        (``canonical_sql``); Python adds the float and JSON values and hashes. A flagged batch
+        is looked at again by ``sql_problems``; a row whose form is NULL (a value not in
+        llmgw's own storage form) or a batch SQLite cannot decode is made canonical in
+        Python, value by value."""
+        strip = self.options.strip_nul
+        limit = self.options.problem_limit
         total = TableSum()
         problems: list[Problem] = []
         count = 0
-        pycols = [(c.kind, _source_python(c.kind)) for c in python_columns(spec)]
-        fast = sqlite_sum_sql(spec, strip_nul=self.options.strip_nul)
+        encoders = [_python_encoder(c.kind) for c in python_columns(spec)]
+        fast = sqlite_sum_sql(spec, strip_nul=strip, flag=problem_condition(spec, strip_nul=strip))
         cols = ", ".join(quote(c) for c in spec.column_names)
         raw = f"SELECT rowid, {cols} FROM {quote(spec.name)} WHERE rowid > ? ORDER BY rowid LIMIT ?"
-        canon = source_canonicalizer(spec, strip_nul=self.options.strip_nul)
-        limit = self.options.problem_limit
+        one = f"SELECT rowid, {cols} FROM {quote(spec.name)} WHERE rowid = ?"
+        canon = source_canonicalizer(spec, strip_nul=strip)
         step = max(self.options.batch_size, 50_000)
+        h, from_bytes = md5, int.from_bytes
         last = 0
         while True:
+            read: dict[int, tuple[Any, ...]] = {}
             try:
                 rows = self.src.execute(fast, (last, step)).fetchall()
+                flagged = False
             except sqlite3.OperationalError as exc:
                 if "decode" not in str(exc):
                     raise
-                rows, bad = self._read_as_bytes(raw, last, spec, step)
+                got, bad = self._read_as_bytes(raw, last, spec, step)
                 count += len(bad)
                 problems.extend(bad[: max(0, limit - len(problems))])
-                rows = [(r[0], None, r) for r in rows]  # every row of the batch: slow path
+                read = {r[0]: r for r in got}
+                rows = [(r[0], None, 1) for r in got]  # every row of the batch: slow path
+                flagged = True
             if not rows:
                 break
             acc = 0
             for row in rows:
                 form = row[1]
+                if row[2]:
+                    flagged = True
                 try:
                     if form is None:
-                        slow = row[2] if len(row) == 3 and isinstance(row[2], tuple) else None
-                        if slow is None:
-                            slow = self.src.execute(
-                                f"SELECT rowid, {cols} FROM {quote(spec.name)} WHERE rowid = ?",
-                                (row[0],),
-                            ).fetchone()
+                        slow = read.get(row[0]) or self.src.execute(one, (row[0],)).fetchone()
                         if len(slow) > 1 and slow[1] is _SKIP:
                             continue
                         form = canon(slow[1:])
-                    else:
-                        for (kind, fn), v in zip(pycols, row[2:], strict=True):
-                            form += encode(kind, None if v is None else fn(v))
-                    acc += row_hash(form)
+                    elif encoders:
+                        for enc, v in zip(encoders, row[3:], strict=True):
+                            form += enc(v)
+                    acc += from_bytes(h(form.encode(), usedforsecurity=False).digest(), "big")
                 except ValueError:
                     count += 1
                     if len(problems) < limit:
-                        got = self.src.execute(
-                            f"SELECT rowid, {cols} FROM {quote(spec.name)} WHERE rowid = ?",
-                            (row[0],),
-                        ).fetchone()
-                        problems.append(self._explain(spec, got))
+                        problems.append(
+                            self._explain(spec, self.src.execute(one, (row[0],)).fetchone())
+                        )
                     continue
                 total.rows += 1
             total.merge(0, acc)
+            if flagged:  # what SQLite can tell is wrong in this batch, listed
+                n, found = sql_problems(
+                    self.src, spec, strip_nul=strip, limit=limit, rowids=(last, rows[-1][0])
+                )
+                count += n
+                problems.extend(found[: max(0, limit - len(problems))])
             last = rows[-1][0]
         return count, problems, total
 
@@ -749,10 +759,37 @@ class Migration:
 _CHUNK = 5_000  # rows per COPY write inside a batch
 
 
-def _source_python(kind: str) -> Callable[[Any], str]:
+_DOUBLE = struct.Struct(">d")
+
+
+def _python_encoder(kind: str) -> Callable[[Any], str]:
+    """A source value of a Python kind (float, JSON) -> its part of the row form."""
     from llmgw.storage.canonical import ColumnSpec, _source_fn
 
-    return _source_fn(ColumnSpec("", kind, True), False)  # type: ignore[arg-type]
+    canon = _source_fn(ColumnSpec("", kind, True), False)  # type: ignore[arg-type]
+    if kind == "float":
+        pack = _DOUBLE.pack
+
+        def float_part(v: Any) -> str:
+            if v is None:
+                return "|"
+            return pack(v).hex() + "|" if type(v) is float and v == v else encode(kind, canon(v))
+
+        return float_part
+    seen: dict[tuple[type, Any], str] = {}  # JSON values repeat (the same metadata on many rows)
+
+    def part(v: Any) -> str:
+        if v is None:
+            return encode(kind, None)
+        key = (type(v), v)  # 1 and 1.0 are equal keys, not equal JSON
+        got = seen.get(key)
+        if got is None:
+            got = encode(kind, canon(v))
+            if len(seen) < 10_000:
+                seen[key] = got
+        return got
+
+    return part
 
 
 def _strip_nul(row: tuple[Any, ...]) -> tuple[Any, ...]:
