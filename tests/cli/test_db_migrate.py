@@ -226,6 +226,55 @@ def test_MIG4_a_second_run_is_a_no_op(cli: Any, source: Path, pg_url: str) -> No
     assert third.exit_code == 0 and _report(third.stdout)["rows_copied"] == 10
 
 
+def test_MIG4_rows_changed_in_place_after_a_live_copy_are_resynced(
+    cli: Any, source: Path, pg_url: str
+) -> None:
+    """A --live copy, then the gateway goes on: it updates keys and users in place, deletes a
+    key and writes usage. The next run copies the new rows and rewrites the changed ones."""
+    first = _migrate(cli, source, pg_url)
+    assert first.exit_code == 0 and _report(first.stdout)["resynced"] == {}
+    conn = sqlite3.connect(source)
+    with conn:
+        conn.execute(
+            "UPDATE api_keys SET last_used_at = '2026-12-03 11:00:00.000000', rpm = 7 "
+            "WHERE prefix IN ('llmgw_000003', 'llmgw_000004')"
+        )
+        conn.execute(
+            "UPDATE api_keys SET revoked_at = '2026-12-03 11:05:00.000000' "
+            "WHERE prefix = 'llmgw_000005'"
+        )
+        conn.execute("DELETE FROM api_keys WHERE prefix = 'llmgw_000006'")
+        conn.execute("UPDATE users SET name = 'Renamed ü' WHERE email = 'user2@example.com'")
+    conn.close()
+    generate(source, usage=25, start=3000)
+
+    again = _migrate(cli, source, pg_url)
+    assert again.exit_code == 0, again.stderr
+    report = _report(again.stdout)
+    assert report["ok"] and report["mismatched"] == []
+    assert report["resynced"] == {
+        "users": {"written": 1, "deleted": 0},
+        "api_keys": {"written": 3, "deleted": 1},
+    }
+    tables = {t["table"]: t for t in report["tables"]}
+    assert tables["usage"]["copied"] == 25 and tables["api_keys"]["target_rows"] == 199
+    with psycopg.connect(pg_url) as pg:
+        got = {
+            r[0]: r[1:]
+            for r in pg.execute(
+                "SELECT prefix, rpm, last_used_at, revoked_at IS NOT NULL FROM api_keys "
+                "WHERE prefix IN ('llmgw_000003', 'llmgw_000005', 'llmgw_000006')"
+            ).fetchall()
+        }
+        name = pg.execute("SELECT name FROM users WHERE email = 'user2@example.com'").fetchone()
+    assert got["llmgw_000003"][0] == 7 and got["llmgw_000005"][2] is True
+    assert got["llmgw_000003"][1] == datetime(2026, 12, 3, 11, 0, tzinfo=UTC)
+    assert "llmgw_000006" not in got and name == ("Renamed ü",)
+    # and nothing is left to do
+    last = _report(_migrate(cli, source, pg_url).stdout)
+    assert last["rows_copied"] == 0 and last["resynced"] == {} and last["ok"]
+
+
 def test_MIG4_killed_mid_run_resumes_with_identical_checksums(tmp_path: Path, pg_url: str) -> None:
     rows = int(os.environ.get("LLMGW_TEST_RESUME_ROWS", "60000"))
     path = tmp_path / "big.db"

@@ -20,7 +20,14 @@ from __future__ import annotations
 
 from llmgw.storage.canonical import LENGTH_KINDS, PYTHON_KINDS, ColumnSpec, TableSpec, row_order
 
-__all__ = ["pg_sum_sql", "python_columns", "sqlite_copy_sql", "sqlite_sum_sql"]
+__all__ = [
+    "pg_key_text",
+    "pg_rows_sql",
+    "pg_sum_sql",
+    "python_columns",
+    "sqlite_copy_sql",
+    "sqlite_sum_sql",
+]
 
 
 def _q(name: str) -> str:
@@ -180,3 +187,15 @@ def pg_sum_sql(spec: TableSpec) -> str:
         f"coalesce(sum(('x'||substr(h,{1 + 8 * k},8))::bit(32)::bigint), 0)" for k in range(4)
     )
     return f"SELECT count(*), {parts} FROM (SELECT md5({form}) AS h FROM {_q(spec.name)}) s"
+
+
+def pg_key_text(col: ColumnSpec) -> str:
+    """A key column's canonical text in PostgreSQL (compared with the source's in Python)."""
+    return _PG_TEXT[col.kind].format(c=_q(col.name))
+
+
+def pg_rows_sql(spec: TableSpec) -> str:
+    """``SELECT <primary key texts...>, md5(form)``: every row's key and hash (a re-sync)."""
+    form = "||".join(_pg_canon(spec.columns[i]) for i in row_order(spec)) or "''"
+    keys = [pg_key_text(c) for c in spec.columns if c.name in spec.primary_key]
+    return f"SELECT {', '.join(keys)}, md5({form}) FROM {_q(spec.name)}"

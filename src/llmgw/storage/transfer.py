@@ -51,6 +51,8 @@ from llmgw.storage.canonical import (
     target_canonicalizer,
 )
 from llmgw.storage.canonical_sql import (
+    pg_key_text,
+    pg_rows_sql,
     pg_sum_sql,
     python_columns,
     sqlite_copy_sql,
@@ -135,6 +137,7 @@ class MigrationReport:
     problem_count: int = 0
     live: bool = False
     sequences: dict[str, int] = field(default_factory=dict)
+    resynced: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
     def mismatched(self) -> list[str]:
@@ -171,6 +174,7 @@ class MigrationReport:
             "problem_count": self.problem_count,
             "problems": [p.as_dict() for p in self.problems],
             "sequences": self.sequences,
+            "resynced": self.resynced,
         }
         if self.mode == "dry-run":
             rows = sum(t.to_copy for t in self.tables)
@@ -752,8 +756,84 @@ class Migration:
             for p in plans:
                 self.emit({"event": "verify", "table": p.spec.name})
                 self.sum_target(p)
+        changed = [p for p in plans if not p.as_dict()["match"] and p.spec.primary_key]
+        if mode == "copy" and changed:
+            report.resynced = self.resync(changed)
+            for p in changed:
+                self.emit({"event": "verify", "table": p.spec.name})
+                self.sum_target(p)
+            report.sequences = self.set_sequences()
         report.seconds = time.monotonic() - t0
         return report
+
+    # --- re-sync of rows changed in place ----------------------------------------------------
+
+    def _source_rows(self, spec: TableSpec) -> dict[tuple[str, ...], tuple[int, int]]:
+        """Primary key (canonical texts) -> (row hash, rowid) of every source row."""
+        from llmgw.storage.canonical import _source_fn
+
+        canon = source_canonicalizer(spec, strip_nul=self.options.strip_nul)
+        keys = [(i, _source_fn(c, self.options.strip_nul)) for i, c in enumerate(spec.columns)
+                if c.name in spec.primary_key]  # fmt: skip
+        cols = ", ".join(quote(c) for c in spec.column_names)
+        out: dict[tuple[str, ...], tuple[int, int]] = {}
+        for row in self.src.execute(f"SELECT rowid, {cols} FROM {quote(spec.name)}"):
+            values = row[1:]
+            key = tuple(f(values[i]) for i, f in keys)
+            digest = md5(canon(values).encode(), usedforsecurity=False).digest()
+            out[key] = (int.from_bytes(digest, "big"), row[0])
+        return out
+
+    def resync(self, plans: list[TablePlan]) -> dict[str, dict[str, int]]:
+        """Make the target's rows of ``plans`` equal the source's, row by row.
+
+        Rows the source changed in place after they were copied (a live run: a key's
+        ``last_used_at``, a revocation, a rollup) and rows it deleted: the row hashes of both
+        sides are compared by primary key; rows that differ or are missing are written again
+        (``INSERT ... ON CONFLICT DO UPDATE``), rows the source no longer has are deleted
+        (children first), all in one transaction."""
+        diffs = []
+        for p in plans:
+            spec = p.spec
+            ours = self._source_rows(spec)
+            theirs = {tuple(r[:-1]): int(r[-1], 16) for r in self.pg.execute(pg_rows_sql(spec))}
+            write = [rowid for key, (h, rowid) in ours.items() if theirs.get(key) != h]
+            delete = [key for key in theirs if key not in ours]
+            diffs.append((spec, write, delete))
+            self.emit({"event": "resync", "table": spec.name, "rows": len(write),
+                       "deleted": len(delete)})  # fmt: skip
+        done: dict[str, dict[str, int]] = {}
+        with self.pg.transaction():
+            for spec, _, delete in reversed(diffs):  # children before parents
+                keys = [c for c in spec.columns if c.name in spec.primary_key]
+                cond = " AND ".join(f"{pg_key_text(c)} = %s" for c in keys)
+                with self.pg.cursor() as cur:
+                    cur.executemany(f"DELETE FROM {quote(spec.name)} WHERE {cond}", delete)
+            for spec, write, delete in diffs:  # parents before children
+                done[str(spec.name)] = {"written": len(write), "deleted": len(delete)}
+                if write:
+                    self._upsert(spec, write)
+        return done
+
+    def _upsert(self, spec: TableSpec, rowids: list[int]) -> None:
+        name = quote(spec.name)
+        cols = ", ".join(quote(c) for c in spec.column_names)
+        pk = ", ".join(quote(c) for c in spec.primary_key)
+        sets = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in spec.column_names
+                         if c not in spec.primary_key) or None  # fmt: skip
+        nul = self.options.strip_nul
+        self.pg.execute(f"CREATE TEMP TABLE llmgw_resync (LIKE {name}) ON COMMIT DROP")
+        with self.pg.cursor() as cur, cur.copy(f"COPY llmgw_resync ({cols}) FROM STDIN") as cp:
+            read = f"SELECT {cols} FROM {name} WHERE rowid = ?"
+            for rowid in rowids:
+                row = self.src.execute(read, (rowid,)).fetchone()
+                cp.write_row(_strip_nul(row) if nul else row)
+        action = f"DO UPDATE SET {sets}" if sets else "DO NOTHING"
+        self.pg.execute(
+            f"INSERT INTO {name} ({cols}) SELECT {cols} FROM llmgw_resync "
+            f"ON CONFLICT ({pk}) {action}"
+        )
+        self.pg.execute("DROP TABLE llmgw_resync")
 
 
 _CHUNK = 5_000  # rows per COPY write inside a batch
