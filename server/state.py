@@ -226,6 +226,7 @@ class Gateway:
                     s.backup.dir or s.home / "backups",
                     keep=s.backup.keep,
                     interval=s.backup.interval,
+                    pace=s.backup.pace,
                 )
                 self.backups.start()
                 stack.push_async_callback(asyncio.to_thread, self.backups.stop)

@@ -259,6 +259,9 @@ class BackupSettings(_Section):
     interval: float = Field(default=0.0, ge=0, le=31_536_000)
     """Seconds between the backups `llmgw serve` takes itself, in a background thread (the first
     one an interval after start); 0 turns them off (use cron or a systemd timer instead)."""
+    pace: float = Field(default=64.0, ge=0)
+    """MB/s at which `llmgw serve`'s scheduled backups copy a SQLite database (small steps in one
+    read snapshot, so the disk's write-back does not slow the gateway); 0 copies at full speed."""
 
 
 class AlertsSettings(_Section):

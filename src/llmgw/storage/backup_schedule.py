@@ -39,8 +39,11 @@ class BackupStats:
 class BackupScheduler:
     """Back up ``url`` into ``folder`` every ``interval`` seconds, keeping ``keep``."""
 
-    def __init__(self, url: str, folder: Path, *, keep: int, interval: float) -> None:
+    def __init__(
+        self, url: str, folder: Path, *, keep: int, interval: float, pace: float = 0.0
+    ) -> None:
         self.url = url
+        self.pace = pace or None
         self.folder = folder
         self.keep = keep
         self.interval = interval
@@ -74,7 +77,7 @@ class BackupScheduler:
         self.stats.running = True
         started = time.monotonic()
         try:
-            result = backup(self.url, self.folder, keep=self.keep)
+            result = backup(self.url, self.folder, keep=self.keep, pace=self.pace)
         except LlmgwError as exc:
             self.stats.results["failed"] += 1
             log.error("scheduled backup failed after %.1f s: %s", time.monotonic() - started, exc)
