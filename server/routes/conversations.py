@@ -120,10 +120,15 @@ def store_of(g: Gateway) -> ConversationStore:
 
 
 async def _counts(
-    g: Gateway, candidates: Sequence[Target], messages: list[dict[str, Any]]
+    g: Gateway, candidates: Sequence[Target], messages: list[dict[str, Any]], window: int | None
 ) -> tuple[list[int], str]:
-    """Tokens per message: the provider's own count where it has one (GigaChat), else estimated."""
+    """Tokens per message: estimated, or the provider's own count where it has one (GigaChat)
+    and the estimate comes within half the window (a short conversation costs no upstream call;
+    the count matters only near the limit)."""
     texts = [message_text(m) for m in messages]
+    guess = estimate(texts)
+    if window is None or sum(guess) <= window // 2:
+        return guess, "estimate"
     first = candidates[0] if candidates else None
     provider = g.providers.get(first.provider) if first is not None else None
     count = getattr(provider, "count_tokens", None)
@@ -132,8 +137,8 @@ async def _counts(
             counted = await asyncio.wait_for(count(texts, first.model), TOKEN_COUNT_SECONDS)
             return [n + 4 for n in counted], f"{first.provider} tokens/count"
         except (LlmgwError, TimeoutError, OSError):
-            return estimate(texts), "estimate (the provider's count failed)"
-    return estimate(texts), "estimate"
+            return guess, "estimate (the provider's count failed)"
+    return guess, "estimate"
 
 
 def _window(g: Gateway, candidates: Sequence[Target]) -> int | None:
@@ -186,13 +191,14 @@ class ConversationChat(UpstreamOperation[Any, Result]):
         g.auth.check_model(key, model)  # before the history is counted against its window
         candidates = g.resolver.candidates(model)
         sys_msgs = [{"role": "system", "content": system}] if system else []
-        counts, counted_by = await _counts(g, candidates, [*sys_msgs, *history, *new])
+        window = _window(g, candidates)
+        counts, counted_by = await _counts(g, candidates, [*sys_msgs, *history, *new], window)
         reserve = settings.get("max_completion_tokens") or settings.get("max_tokens")
         fitted = fit(
             system,
             history,
             new,
-            window=_window(g, candidates),
+            window=window,
             reserve=reserve,
             counts=counts,
             counted_by=counted_by,

@@ -156,6 +156,7 @@ def test_thirty_turns_on_a_small_window_are_trimmed_and_still_answer(
     first = _turn(gateway, ann, model=model, system="You are terse.", message="turn 0 " + "w " * 20)
     cid = first["conversation"]["id"]
     assert first["conversation"]["context"]["dropped_turns"] == 0
+    assert first["conversation"]["context"]["counted_by"] == "estimate"  # far from the window
     for i in range(1, 30):
         last = _turn(gateway, ann, conversation_id=cid, message=f"turn {i} " + "w " * 20)
     ctx = last["conversation"]["context"]
