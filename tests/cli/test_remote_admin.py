@@ -431,5 +431,8 @@ def test_prices_and_costs_are_right_by_default_in_both_modes(gateway: Gateway) -
     assert [(r["currency"], r["model"]) for r in local["rows"]] == [("USD", "openai/gpt-4o-mini")]
     local, remote = _both(gw, "usage", "top", "users", "--by", "requests", "--until", "2099-01-01")
     assert remote["rows"] == local["rows"] and local["rows"][0]["requests"] == 3
+    local, remote = _both(gw, "usage", "forecast")
+    assert _without(remote, {"since"}) == _without(local, {"since"})
+    assert [f["currency"] for f in local["rows"]] == ["USD"]
     local, remote = _both(gw, "usage", "patterns", "--since", "1d")
     assert _without(remote, {"since"}) == _without(local, {"since"}) and local["requests"] == 3

@@ -305,3 +305,42 @@ def test_patterns_heat_map_sizes_and_error_share(cli: Any, seeded: dict[str, str
     assert text.exit_code == 0 and "33.3%" in text.stdout and "Sun" in text.stdout
     r = cli("usage", "patterns", "--since", "2020-01-01", env=seeded)
     assert r.exit_code == 2 and "longer than 400 days" in r.stderr
+
+
+def test_forecast_from_stored_days_per_currency_with_its_back_test(
+    cli: Any, engine: Engine, db_url: str, tmp_path: Path
+) -> None:
+    """40 stored days of office-week spend through the real recorder and rollups: the forecast
+    names its currency, contains month-to-date, and its back-test beats the naive one."""
+    today = datetime.now(UTC).replace(hour=12, minute=0, second=0, microsecond=0)
+    rec = UsageRecorder(engine, UsageSettings(flush_interval=0.05), tmp_path / "spool")
+    rec.start()
+    for n in range(40, 0, -1):
+        d = today - timedelta(days=n)
+        rec.record(
+            UsageEvent(
+                request_id=f"d{n}",
+                created_at=d,
+                key_id=KEY,
+                provider="local",
+                model="gpt-4o-mini",
+                cost=Decimal("10.5" if d.weekday() < 5 else "2.25"),
+            )
+        )
+    rec.close()
+    env = {"LLMGW_DATABASE_URL": db_url}
+    cfg = _two_currencies(tmp_path)
+    r = cli("--config", cfg, "usage", "forecast", "--json", env=env)
+    assert r.exit_code == 0, r.stderr
+    (f,) = json.loads(r.stdout)["rows"]
+    assert f["currency"] == "USD" and f["month"] == today.strftime("%Y-%m")
+    assert f["backtest_days"] == 40 - 14
+    assert Decimal(f["backtest_mae"]) < Decimal(f["naive_backtest_mae"])
+    assert Decimal(f["low"]) <= Decimal(f["forecast"]) <= Decimal(f["high"])
+    assert Decimal(f["forecast"]) >= Decimal(f["month_to_date"])
+    table = cli("--config", cfg, "usage", "forecast", env=env)
+    assert table.exit_code == 0 and "vs naive" in table.stdout.replace("\n", " ")
+    r = cli("--config", cfg, "usage", "forecast", "--user", "nobody@example.com", env=env)
+    assert r.exit_code != 0 and r.stderr.startswith("Error:")
+    r = cli("usage", "forecast", "--history", "7", env=env)
+    assert r.exit_code == 2 and "invalid --history 7" in r.stderr

@@ -365,6 +365,55 @@ def usage_patterns(
     )
 
 
+@usage_app.command("forecast")
+def usage_forecast(
+    ctx: typer.Context,
+    key: Annotated[
+        str | None,
+        typer.Option(
+            "--key", help="Only this key (id, id prefix or key prefix).", show_default=False
+        ),
+    ] = None,
+    user: Annotated[
+        str | None,
+        typer.Option("--user", help="Only this user (email or id).", show_default=False),
+    ] = None,
+    history: Annotated[
+        int, typer.Option("--history", help="Days of history the model learns from (28-400).")
+    ] = 56,
+    json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Spend to the end of this month (UTC) per currency, for everything or one key or user,
+    with an interval and the model's back-test error against a naive extrapolation."""
+    from llmgw.usage.analytics import forecast
+
+    if not 28 <= history <= 400:
+        raise UsageError(f"invalid --history {history}", hint="use 28 to 400 days")
+    now = datetime.now(UTC)
+    start = now.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=history)
+    rows = state(ctx).admin().usage_stats(since=start, by="day", key=key, user=user)
+    found = forecast(rows, now.date())
+    if json:
+        emit_json({"since": start, "key": key, "user": user, "rows": found})
+        return
+    who = f"key {key}" if key else f"user {user}" if user else "everything"
+    print_table(
+        [
+            {
+                **f,
+                "interval": f"{Decimal(f['low']):.2f} - {Decimal(f['high']):.2f}",
+                "backtest": f"{f['backtest_mae']} vs naive {f['naive_backtest_mae']}"
+                if f["backtest_mae"] is not None
+                else "too little history",
+            }
+            for f in found
+        ],
+        ["currency", "month_to_date", "forecast", "interval", "naive_forecast", "backtest"],
+        title=f"forecast to the end of {now:%Y-%m} for {who} (learnt from {history} days)",
+        wrap=("backtest",),
+    )
+
+
 @usage_app.command("recent")
 def usage_recent(
     ctx: typer.Context,

@@ -11,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Literal, get_args
 
-__all__ = ["METRICS", "TOP_OF", "WEEKDAYS", "Metric", "TopOf", "patterns", "top"]
+__all__ = ["METRICS", "TOP_OF", "WEEKDAYS", "Metric", "TopOf", "forecast", "patterns", "top"]
 
 TopOf = Literal["keys", "users", "models"]
 TOP_OF: tuple[str, ...] = get_args(TopOf)
@@ -92,3 +92,107 @@ def patterns(
         "avg_completion_tokens": round(completion / requests, 1) if requests else None,
         "errors_by_provider": errors,
     }
+
+
+def _daily_costs(day_rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Decimal]]:
+    """currency -> day (``YYYY-MM-DD``) -> cost, from ``usage_stats`` records ``by="day"``."""
+    out: dict[str, dict[str, Decimal]] = {}
+    for r in day_rows:
+        for cur, value in _costs(r).items():
+            out.setdefault(cur, {})[str(r["day"])] = value
+    return out
+
+
+def _weekday_mean(series: Sequence[float], days: Sequence[Any], target: Any) -> float:
+    """The model: the mean of the same weekday in the last four weeks before ``target`` (the
+    last 14 days when fewer than two such days are known)."""
+    same = [v for v, d in zip(series, days, strict=True) if d.weekday() == target.weekday()]
+    same = same[-4:]
+    if len(same) >= 2:
+        return sum(same) / len(same)
+    recent = list(series[-14:])
+    return sum(recent) / len(recent) if recent else 0.0
+
+
+def _naive(series: Sequence[float], days: Sequence[Any], target: Any) -> float:
+    """Naive linear extrapolation: the month-to-date daily average (the last 7 days on the
+    month's first day)."""
+    mtd = [
+        v
+        for v, d in zip(series, days, strict=True)
+        if (d.year, d.month) == (target.year, target.month)
+    ]
+    base = mtd or list(series[-7:])
+    return sum(base) / len(base) if base else 0.0
+
+
+def forecast(day_rows: Sequence[Mapping[str, Any]], today: Any) -> list[dict[str, Any]]:
+    """Spend to the end of ``today``'s month, per currency, from daily ``usage_stats`` records
+    (days before ``today`` are complete, ``today`` is partial).
+
+    Model: each remaining day costs the mean of the same weekday over the last four weeks. The
+    interval is that sum plus or minus 1.96 standard deviations of the model's one-day-ahead
+    back-test errors, scaled by the square root of the remaining days. The back-test runs both
+    the model and a naive extrapolation (the month-to-date daily average) one day ahead over
+    every stored day with at least 14 days before it, and reports their mean absolute errors.
+    """
+    import calendar
+    import math
+    from datetime import date, timedelta
+
+    today_d: date = today
+    last = date(today_d.year, today_d.month, calendar.monthrange(today_d.year, today_d.month)[1])
+    out = []
+    for cur, by_day in sorted(_daily_costs(day_rows).items()):
+        if not by_day:
+            continue
+        first = min(date.fromisoformat(d) for d in by_day)
+        days = [first + timedelta(n) for n in range((today_d - first).days)]  # complete days
+        series = [float(by_day.get(d.isoformat(), 0)) for d in days]
+        errors_model: list[float] = []
+        errors_naive: list[float] = []
+        residuals: list[float] = []
+        for i in range(14, len(days)):
+            actual = series[i]
+            m = _weekday_mean(series[:i], days[:i], days[i])
+            n = _naive(series[:i], days[:i], days[i])
+            errors_model.append(abs(actual - m))
+            errors_naive.append(abs(actual - n))
+            residuals.append(actual - m)
+        month_to_date = sum(float(v) for d, v in by_day.items() if d[:7] == today_d.isoformat()[:7])
+        today_so_far = float(by_day.get(today_d.isoformat(), 0))
+        remaining = [today_d + timedelta(n) for n in range((last - today_d).days + 1)]
+        predicted = 0.0
+        for d in remaining:
+            day_pred = _weekday_mean(series, days, d)
+            predicted += max(day_pred - today_so_far, 0.0) if d == today_d else day_pred
+        spread = 0.0
+        if len(residuals) >= 2:
+            mean = sum(residuals) / len(residuals)
+            sd = math.sqrt(sum((r - mean) ** 2 for r in residuals) / (len(residuals) - 1))
+            spread = 1.96 * sd * math.sqrt(len(remaining))
+        expected = month_to_date + predicted
+        out.append(
+            {
+                "currency": cur or None,
+                "month": today_d.isoformat()[:7],
+                "month_to_date": _q(month_to_date),
+                "forecast": _q(expected),
+                "low": _q(max(month_to_date, expected - spread)),
+                "high": _q(expected + spread),
+                "naive_forecast": _q(
+                    month_to_date + _naive(series, days, today_d) * len(remaining)
+                ),
+                "backtest_days": len(errors_model),
+                "backtest_mae": _q(sum(errors_model) / len(errors_model)) if errors_model else None,
+                "naive_backtest_mae": _q(sum(errors_naive) / len(errors_naive))
+                if errors_naive
+                else None,
+            }
+        )
+    return out
+
+
+def _q(value: float) -> str:
+    """Money as a fixed-point string with six decimals (a forecast is not exact)."""
+    return format(Decimal(repr(value)).quantize(Decimal("0.000001")), "f")
