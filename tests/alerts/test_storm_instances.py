@@ -71,14 +71,14 @@ async def test_two_instances_make_one_call_per_label_set(
     if shared == "redis":
         import redis
 
-        r = redis.Redis.from_url(top["redis_url"])
+        cache = redis.Redis.from_url(top["redis_url"])
         try:
-            keys = r.keys(f"{prefix}:*") + r.keys("lock:*")
-            assert len(r.keys(f"{prefix}:cls:*")) == len(names)
+            keys = cache.keys(f"{prefix}:*") + cache.keys("lock:*")
+            assert len(cache.keys(f"{prefix}:cls:*")) == len(names)
             if keys:
-                r.delete(*r.keys(f"{prefix}:*"))
+                cache.delete(*cache.keys(f"{prefix}:*"))
         finally:
-            r.close()
+            cache.close()
     else:
         rows = query(pg_url, "SELECT key FROM alert_cls_cache")
         assert len([k for k in rows if not k["key"].startswith("lock:")]) == len(names)

@@ -249,6 +249,10 @@ class FixtureOps:
             })  # fmt: skip
         return out
 
+    def models_catalog(self, *, refresh: bool = False) -> Record:
+        self._check("models_catalog")
+        return {"object": "list", "data": [], "providers": [], "ttl_seconds": 300}
+
     def providers_status(self) -> list[Record]:
         self._check("providers_status")
         live = self.mode == "remote"
