@@ -332,6 +332,7 @@ def _alert_pages() -> dict[str, Any]:
         _query("to", "2026-12-01T20:00", "End of a custom period (UTC)."),
         _query("acked", "no", "`yes` or `no`."),
         _query("flapping", "1", "`1`: flapping alerts only."),
+        _query("source", "llmgw", "`alertmanager` or `llmgw` (the gateway's breaker events)."),
         _query("cursor", "MjAyNi0xMi0wMVQxMjowMDowMCswMDowMHw0Mg", "The Older link's position."),
     ]
     return {

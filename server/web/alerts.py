@@ -53,6 +53,8 @@ PAGE = 50
 STATS_TTL = 15.0
 """Seconds the counts and charts are shared between requests (the live refresh's interval)."""
 CATEGORIES: tuple[str, ...] = get_args(Category)
+SOURCES = ("alertmanager", "llmgw")
+"""Where alerts come from: Alertmanager's webhook, or the gateway's own breaker transitions."""
 _JS = Path(__file__).with_name("static") / "alerts.js"
 _RAW_LIMIT = 64 * 1024
 
@@ -127,7 +129,8 @@ def _filters(query: Any, now: datetime) -> tuple[AlertFilter, dict[str, str], da
     """The list's filter from the query string: the ``AlertFilter``, the form's values, the
     charts' start and their bucket (``hour`` or ``day``)."""
     form = {name: str(query.get(name, ""))[:200] for name in
-            ("status", "severity", "category", "q", "range", "from", "to", "acked", "flapping")}  # fmt: skip
+            ("status", "severity", "category", "q", "range", "from", "to", "acked", "flapping",
+             "source")}  # fmt: skip
     if form["range"] not in RANGES:
         form["range"] = "24h"
     since = now - RANGES[form["range"]]
@@ -147,6 +150,7 @@ def _filters(query: Any, now: datetime) -> tuple[AlertFilter, dict[str, str], da
         until=until,
         acked={"yes": True, "no": False}.get(form["acked"]),
         flapping=True if form["flapping"] == "1" else None,
+        source=form["source"] or None,
     )
     f.check()
     by = "hour" if (until or now) - since <= timedelta(days=2) else "day"
@@ -198,6 +202,7 @@ def _list_data(web: Web, query: Any, now: datetime) -> dict[str, Any]:
         "severities": severities,
         "categories": CATEGORIES,
         "ranges": list(RANGES),
+        "sources": SOURCES,
     }
 
 

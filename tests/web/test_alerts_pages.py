@@ -169,6 +169,7 @@ async def test_list_filters_and_charts(
     assert await names(q="diskfull") == ["DiskFull"]
     assert await names(q="job=node", status="firing", severity="critical") == ["HighCPU"]
     assert await names(flapping="1") == []
+    assert len(await names(source="alertmanager")) == 4 and await names(source="llmgw") == []
     assert await names(to="2026-11-22T03:00") == []  # nothing started before 03:00
     # a category comes from the classification: give DiskFull one through the history service
     from llmgw.alerts.queries import AlertHistory
