@@ -120,6 +120,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
     ap.add_argument("--only", choices=["search"], help="Run only this phase.")
     ap.add_argument("--redis", default="redis://127.0.0.1:6379/0")
+    ap.add_argument(
+        "--mode",
+        default="enriched",
+        help="alerts.mode (transparent: no classifier, the webhook alone)",
+    )
     a = ap.parse_args(argv)
     results: dict[str, Any] = {"at": datetime.now(UTC).isoformat(timespec="seconds")}
     tmp = Path(tempfile.mkdtemp(prefix="bench-alerts-"))
@@ -148,7 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         f'redis_url = "{a.redis}"\n'
         f'[database]\nurl = "{db}"\n[server]\naccess_log = false\n'
         f'[alerts]\nwebhook_token = "{TOKEN}"\npoll_interval = 0.2\nconcurrency = 8\n'
-        f'cache_prefix = "{prefix}"\n'
+        f'cache_prefix = "{prefix}"\nmode = "{a.mode}"\n'
         '[aliases]\nalerts-classifier = ["emu/gpt-4o-mini"]\n'
         f'[[providers]]\nname = "emu"\nkind = "openai"\nbase_url = "http://127.0.0.1:{emu_port}/v1"\n'
         'models = ["gpt-4o-mini"]\n'
@@ -197,6 +202,7 @@ def main(argv: list[str] | None = None) -> int:
                 "concurrency": a.concurrency,
                 "classified_meanwhile": _classified(db),
                 "loadavg": os.getloadavg()[0],
+                "mode": a.mode,
             }
             print(json.dumps(results["ingest"]), flush=True)
         # storm: --storm occurrences of one label set, sent to both instances in turn
@@ -216,13 +222,16 @@ def main(argv: list[str] | None = None) -> int:
                     )
                 )
 
+            t_storm = time.perf_counter()
             asyncio.run(both())
-            _drain(db)
+            _drain(db, "Storm")
             results["storm"] = {
                 "occurrences": a.storm,
                 "instances": 2,
-                "llm_calls": _emu_requests(db) - calls_before,
+                "llm_calls": _emu_requests(db, "Storm"),
+                "all_llm_calls_in_storm": _emu_requests(db) - calls_before,
                 "classified_by_cache": _cache_hits(db, "Storm"),
+                "seconds": round(time.perf_counter() - t_storm, 1),
             }
             print(json.dumps(results["storm"]), flush=True)
     finally:
@@ -269,24 +278,32 @@ def _drop(admin: str, db: str) -> None:
         c.execute(f'DROP DATABASE IF EXISTS "{db.rsplit("/", 1)[1]}" WITH (FORCE)')
 
 
-def _emu_requests(db: str) -> int:
-    with psycopg.connect(db.replace("postgresql://", "postgresql://", 1)) as c:
-        row = c.execute("SELECT count(*) FROM usage WHERE endpoint = 'alerts'").fetchone()
+def _emu_requests(db: str, name: str | None = None) -> int:
+    """LLM calls of the alert service (usage rows), all or for alerts named ``name``."""
+    sql = "SELECT count(*) FROM usage WHERE endpoint = 'alerts'"
+    args: tuple[Any, ...] = ()
+    if name is not None:
+        sql += (" AND (metadata->>'alert_id')::bigint IN"
+                " (SELECT id FROM alerts WHERE alertname = %s)")  # fmt: skip
+        args = (name,)
+    with psycopg.connect(db) as c:
+        row = c.execute(sql, args).fetchone()
     return int(row[0]) if row else 0
 
 
-def _drain(db: str, limit: float = 600) -> None:
+def _drain(db: str, name: str, limit: float = 900) -> None:
+    """Until every alert named ``name`` is classified (then the usage writer's flush)."""
     end = time.monotonic() + limit
     while time.monotonic() < end:
         with psycopg.connect(db) as c:
             row = c.execute(
-                "SELECT count(*) FROM alert_jobs WHERE state IN ('pending', 'running')"
+                "SELECT count(*) FROM alerts WHERE alertname = %s AND cls_status <> 'ok'", (name,)
             ).fetchone()
         if row and row[0] == 0:
-            time.sleep(1)  # let the usage writer flush
+            time.sleep(2)  # let the usage writer flush
             return
         time.sleep(0.5)
-    raise SystemExit("the queue did not drain")
+    raise SystemExit("the storm was not classified in time")
 
 
 def _search(db: str, rows: int) -> dict[str, Any]:
