@@ -344,3 +344,12 @@ def test_forecast_from_stored_days_per_currency_with_its_back_test(
     assert r.exit_code != 0 and r.stderr.startswith("Error:")
     r = cli("usage", "forecast", "--history", "7", env=env)
     assert r.exit_code == 2 and "invalid --history 7" in r.stderr
+
+
+def test_since_takes_long_durations_and_dates(cli: Any, seeded: dict[str, str]) -> None:
+    """A duration of four digits is still a duration (``5200w`` was read as a date once)."""
+    assert sum(r["requests"] for r in _json(cli, seeded, "--since", "5200w")) == 6
+    assert sum(r["requests"] for r in _json(cli, seeded, "--since", "1000h")) == 6
+    assert sum(r["requests"] for r in _json(cli, seeded, "--since", "2000-01-01")) == 6
+    r = cli("usage", "stats", "--since", "0d", env=seeded)
+    assert r.exit_code == 2 and r.stderr.startswith("Error: invalid --since '0d'")

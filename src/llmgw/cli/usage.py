@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import os
+import re
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -61,7 +62,7 @@ def _since(text: str | None, param: str = "--since") -> datetime | None:
     it names a zone)."""
     if text is None:
         return None
-    if text[:1].isdigit() and text[-1:] in "smhdw" and not text[:4].isdigit():
+    if re.fullmatch(r"\s*\d+\s*[smhdw]\s*", text):  # 90s, 5200w: a duration (its own errors)
         return datetime.now(UTC) - parse_duration(text, param=param)
     try:
         when = datetime.fromisoformat(text)
