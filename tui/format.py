@@ -6,11 +6,14 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
+from rich.text import Text
+
 __all__ = [
     "BARS",
     "age",
     "detail_text",
     "hhmm",
+    "literal",
     "num",
     "readable",
     "severity_style",
@@ -162,3 +165,10 @@ def severity_style(severity: str | None, colors: Mapping[str, str], *, firing: b
     name = _SEVERITIES.get((severity or "none").lower(), "foreground")
     color = colors.get(name) or colors.get("foreground", "")
     return f"bold {color}" if firing and name in ("error", "warning") else color
+
+
+def literal(cells: Iterable[Any]) -> tuple[Any, ...]:
+    """Table cells with every string as plain ``Text``: a ``DataTable`` reads a ``str`` cell as
+    markup, so a key named ``[/x]`` (or any text from a client or an alert) would raise a
+    ``MarkupError`` or turn into styling."""
+    return tuple(Text(c) if isinstance(c, str) else c for c in cells)

@@ -442,3 +442,29 @@ async def test_usage_costs_in_two_currencies_are_shown_apart(make_app, wait, eng
         assert "cost 3.9000 RUB + 0.2500 USD" in text
         costs = {r[0]: r[5] for r in cells(app, "#breakdown")}
         assert costs == {"openai/gpt-4o-mini": "0.2500 USD", "giga/GigaChat-2-Max": "3.9000 RUB"}
+
+
+async def test_text_from_clients_is_shown_literally_never_as_markup(make_app, ops, wait):
+    """A key name, a user or a filter holding Rich markup (``[/x]`` would raise MarkupError, ``[b]``
+    would turn into styling) is shown as typed: in the table, the confirmation, the notification
+    and the status line. Names are chosen by whoever creates a key (IN-7)."""
+    ops.keys[0]["name"] = "[/x] [b]not bold"
+    ops.keys[0]["user"] = "[red]eve@example.com"
+    app = make_app(ops)
+    async with app.run_test(size=(120, 30)) as pilot:
+        await wait(pilot)
+        await pilot.press("4")
+        await wait(pilot)
+        row = cells(app)[0]
+        assert row[1] == "[/x] [b]not bold" and row[2] == "[red]eve@example.com"
+        await pilot.press("slash")
+        await type_text(pilot, "[/x]")
+        await wait(pilot)
+        assert "filter: [/x]" in status(app) and len(cells(app)) == 1
+        await pilot.press("enter", "d")
+        await wait(pilot)
+        assert isinstance(app.screen, ConfirmScreen)
+        assert "([/x] [b]not bold)" in screen_text(app)
+        await pilot.press("y")
+        await wait(pilot)
+        assert ops.keys[0]["status"] == "revoked"

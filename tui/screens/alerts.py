@@ -9,9 +9,9 @@ newest ``LIMIT`` matches of the whole history, not a filter over what was fetche
 
 from __future__ import annotations
 
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from rich.markup import escape
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -109,12 +109,14 @@ class AlertActions(PolledScreen):
         rec = self.current()
         if rec is None:
             return
-        # Names and notes come from Alertmanager and people: never read as markup.
-        ident, name = int(rec["id"]), escape(str(rec.get("alertname") or "?"))
+        # Names and notes come from Alertmanager and people: dialogs and notifications show
+        # them as plain text (markup=False), never as markup.
+        ident, name = int(rec["id"]), str(rec.get("alertname") or "?")
         if rec.get("acked_at"):
             self.notify(
-                f"#{ident} {name} was acknowledged by {escape(str(rec.get('acked_by')))}",
+                f"#{ident} {name} was acknowledged by {rec.get('acked_by')}",
                 title="Already acknowledged",
+                markup=False,
             )
             return
 
@@ -127,7 +129,7 @@ class AlertActions(PolledScreen):
 
         title = (
             f"Acknowledge #{ident} {name} ({rec.get('status')}, "
-            f"{escape(str(rec.get('severity') or 'none'))})? "
+            f"{rec.get('severity') or 'none'})? "
             "Your name and the time go to its timeline and the audit log."
         )
         note = Field("note", "Note (optional): why, or what you do", parse=optional_text)
@@ -138,7 +140,7 @@ class AlertActions(PolledScreen):
         rec = self.current()
         if rec is None:
             return
-        ident, name = int(rec["id"]), escape(str(rec.get("alertname") or "?"))
+        ident, name = int(rec["id"]), str(rec.get("alertname") or "?")
 
         def answered(yes: bool | None) -> None:
             if yes:
@@ -163,10 +165,13 @@ class AlertActions(PolledScreen):
             call(alert_source(self))
         except Exception as exc:  # shown to the person, never a traceback
             self.app.call_from_thread(
-                self.notify, describe(exc), title="Alert change failed", severity="error"
+                partial(self.notify, markup=False),
+                describe(exc),
+                title="Alert change failed",
+                severity="error",
             )
             return
-        self.app.call_from_thread(self.notify, done, title="Done")
+        self.app.call_from_thread(partial(self.notify, markup=False), done, title="Done")
         self.app.call_from_thread(self.poll)
 
 

@@ -27,7 +27,7 @@ class AuditScreen(ListingScreen):
 
     def compose_body(self) -> ComposeResult:
         yield from super().compose_body()
-        yield Static("", id="detail")
+        yield Static("", id="detail", markup=False)
 
     def fetch(self, ops: AdminOps) -> list[Record]:
         return ops.audit_list(limit=500)

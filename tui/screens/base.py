@@ -69,7 +69,7 @@ class PolledScreen(Screen[None]):
     def compose(self) -> ComposeResult:
         yield Header()
         yield from self.compose_body()
-        yield Static("loading…", id="status-line")
+        yield Static("loading…", id="status-line", markup=False)  # holds filter text, errors
         yield Footer()
 
     def compose_body(self) -> ComposeResult:
@@ -144,7 +144,12 @@ class PolledScreen(Screen[None]):
     def _on_poll_failed(self, message: PollFailed) -> None:
         message.stop()
         if self.stale_since is None or message.error != self.last_error:
-            self.notify(message.error, title=f"{self.TITLE_TEXT}: poll failed", severity="error")
+            self.notify(
+                message.error,
+                title=f"{self.TITLE_TEXT}: poll failed",
+                severity="error",
+                markup=False,
+            )
         if self.stale_since is None:
             self.stale_since = hhmm(self.llmgw.now())
         self.last_error = message.error

@@ -4,6 +4,7 @@ mutations in workers."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from textual import on, work
@@ -11,6 +12,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Input
 
+from llmgw.tui.format import literal
 from llmgw.tui.screens.base import PolledScreen, describe
 
 if TYPE_CHECKING:
@@ -110,7 +112,7 @@ class ListingScreen(FilteredScreen):
         words = self.query_text.lower().split()
         self.shown = [r for r in self.records if all(w in self.text(r).lower() for w in words)]
         for rec in self.shown:
-            table.add_row(*self.row(rec))
+            table.add_row(*literal(self.row(rec)))
         if self.shown:
             table.move_cursor(row=min(max(row, 0), len(self.shown) - 1))
         self.set_status()
@@ -134,11 +136,14 @@ class ListingScreen(FilteredScreen):
             result = call()
         except Exception as exc:  # shown to the person, never a traceback
             self.app.call_from_thread(
-                self.notify, describe(exc), title=f"{what} failed", severity="error"
+                partial(self.notify, markup=False),
+                describe(exc),
+                title=f"{what} failed",
+                severity="error",
             )
             return
         if then is not None:
             self.app.call_from_thread(then, result)
         else:
-            self.app.call_from_thread(self.notify, what, title="Done")
+            self.app.call_from_thread(partial(self.notify, markup=False), what, title="Done")
         self.app.call_from_thread(self.poll)

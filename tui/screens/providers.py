@@ -6,6 +6,7 @@ from collections import deque
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from rich.markup import escape
 from rich.text import Text
 from textual import on, work
 from textual.app import ComposeResult
@@ -151,7 +152,7 @@ class ProvidersScreen(PolledScreen):
             if rec.get("last_error")
             else []
         )
-        lines = [f"[b]{rec.get('provider')}/{rec.get('model')}[/b]"]
+        lines = [f"[b]{escape(str(rec.get('provider')))}/{escape(str(rec.get('model')))}[/b]"]
         tested = self.tests.get(str(rec.get("provider")))
         if tested:
             lines.append(f"last test: {tested}")

@@ -9,7 +9,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable
 
-from llmgw.tui.format import num, short_time
+from llmgw.tui.format import literal, num, short_time
 from llmgw.tui.screens.listing import FilteredScreen
 
 if TYPE_CHECKING:
@@ -105,16 +105,20 @@ class RequestsScreen(FilteredScreen):
                 "success" if status < 400 else "warning" if status < 500 else "error"
             )
             table.add_row(
-                short_time(rec.get("at")),
-                rec.get("key_prefix") or "-",
-                _field(rec, "model"),
-                rec.get("provider") or "-",
-                Text(str(status), style=f"bold {color}"),
-                num(rec.get("latency_ms"), 1),
-                num(rec.get("ttft_ms"), 1),
-                num(rec.get("prompt_tokens")),
-                num(rec.get("completion_tokens")),
-                rec.get("cost") or "-",
+                *literal(
+                    (
+                        short_time(rec.get("at")),
+                        rec.get("key_prefix") or "-",
+                        _field(rec, "model"),
+                        rec.get("provider") or "-",
+                        Text(str(status), style=f"bold {color}"),
+                        num(rec.get("latency_ms"), 1),
+                        num(rec.get("ttft_ms"), 1),
+                        num(rec.get("prompt_tokens")),
+                        num(rec.get("completion_tokens")),
+                        rec.get("cost") or "-",
+                    )
+                )
             )
         self.set_status()
 

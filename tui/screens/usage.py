@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from rich.text import Text
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Vertical
@@ -254,7 +255,7 @@ class UsageScreen(PolledScreen):
             elif self.by == "version" and name is None:
                 name = "(no version)"
             table.add_row(
-                str(name if name is not None else "-"),
+                Text(str(name if name is not None else "-")),
                 num(r.get("requests")),
                 num(r.get("errors")),
                 num(r.get("prompt_tokens")),

@@ -30,7 +30,7 @@ class ConfirmScreen(ModalScreen[bool]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(classes="dialog"):
-            yield Static(self.question, classes="title")
+            yield Static(self.question, classes="title", markup=False)
             with Horizontal(classes="buttons"):
                 yield Button("Cancel (n)", id="no")
                 yield Button(f"{self.action_label} (y)", id="yes", variant="error")
@@ -59,7 +59,7 @@ class SecretScreen(ModalScreen[None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(classes="dialog"):
-            yield Static(self.title_text, classes="title")
+            yield Static(self.title_text, classes="title", markup=False)
             yield Static(self.secret, id="secret", classes="secret")
             yield Static("Store it now: it is shown this once and cannot be shown again.")
             with Horizontal(classes="buttons"):
@@ -128,11 +128,11 @@ class FormScreen(ModalScreen[dict[str, Any] | None]):
 
     def compose(self) -> ComposeResult:
         with VerticalScroll(classes="dialog"):
-            yield Static(self.title_text, classes="title")
+            yield Static(self.title_text, classes="title", markup=False)
             for field in self.fields:
                 yield Label(field.label)
                 yield Input(field.value, placeholder=field.placeholder, id=f"f-{field.name}")
-            yield Static("", id="form-error", classes="error")
+            yield Static("", id="form-error", classes="error", markup=False)
             with Horizontal(classes="buttons"):
                 yield Button("Cancel", id="cancel")
                 yield Button(self.submit_label, id="submit", variant="primary")
