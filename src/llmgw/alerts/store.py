@@ -32,6 +32,7 @@ __all__ = [
     "IngestResult",
     "search_text",
     "upsert_job",
+    "upsert_jobs",
 ]
 
 ALERTS: sa.Table = Alert.__table__  # type: ignore[attr-defined]
@@ -66,15 +67,19 @@ def search_text(alertname: str, labels: dict[str, str], annotations: dict[str, s
 
 def upsert_job(conn: Connection, alert_id: int, step: str, now: datetime) -> None:
     """Queue ``step`` for ``alert_id`` (again): pending now, attempts reset."""
-    stmt = _insert(conn, JOBS).values(
-        alert_id=alert_id,
-        step=step,
-        state="pending",
-        attempts=0,
-        run_after=now,
-        created_at=now,
-        updated_at=now,
-    )
+    upsert_jobs(conn, [(alert_id, step)], now)
+
+
+def upsert_jobs(conn: Connection, jobs: Sequence[tuple[int, str]], now: datetime) -> None:
+    """``upsert_job`` for every (alert id, step) of ``jobs``, in one statement."""
+    if not jobs:
+        return
+    rows = [
+        {"alert_id": alert_id, "step": step, "state": "pending", "attempts": 0,
+         "run_after": now, "created_at": now, "updated_at": now}
+        for alert_id, step in dict.fromkeys(jobs)  # one row per job: ON CONFLICT needs it
+    ]  # fmt: skip
+    stmt = _insert(conn, JOBS).values(rows)
     stmt = stmt.on_conflict_do_update(
         index_elements=["alert_id", "step"],
         set_={
@@ -189,8 +194,7 @@ class AlertStore:
             result.updated += 1
         if events:
             conn.execute(sa.insert(EVENTS), events)
-        for alert_id, step in jobs:
-            upsert_job(conn, alert_id, step, now)
+        upsert_jobs(conn, jobs, now)
 
     def _existing(
         self, conn: Connection, keys: Sequence[tuple[str, datetime]]
