@@ -174,6 +174,9 @@ class ReceiptTimeoutProtocol(HttpToolsProtocol):
     """Most header lines in a request; more is 431."""
     stats: ReceiptStats
     """Where the deadlines are counted (set by ``receipt_protocol``: the app's own counters)."""
+    closing: bool = False
+    """Set on the class when the server drains: every response from then on ends its connection
+    (``Connection: close``), so a proxy stops reusing it instead of racing its close."""
 
     def __init__(
         self,
@@ -247,6 +250,8 @@ class ReceiptTimeoutProtocol(HttpToolsProtocol):
             self._refuse_head()
             raise _HeadersTooLarge
         HttpToolsProtocol.on_headers_complete(self)
+        if self.closing and self.cycle is not None:
+            self.cycle.keep_alive = False
 
     def on_message_complete(self) -> None:
         """The request is in; the next bytes are the next request's head."""

@@ -75,6 +75,34 @@ class GatewayServer(uvicorn.Server):
         self._loop = asyncio.get_running_loop()
         await super().serve(sockets)
 
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        """Stop accepting, let open keep-alive connections end cleanly, then uvicorn's shutdown.
+
+        uvicorn closes idle keep-alive connections at once; a proxy that has just picked one of
+        them for a request then reads a reset and, for a POST, answers 502 (it may not retry a
+        request that was sent). Instead every response from now on carries ``Connection: close``
+        and idle connections get up to ``timeout_keep_alive`` (the idle time a client must already
+        expect) to carry one last request or be closed by the client; new connections are refused,
+        which a proxy retries on another instance. docs/deployment.md#rolling-restart
+        """
+        protocol = self.config.http_protocol_class
+        if isinstance(protocol, type) and hasattr(protocol, "closing"):
+            protocol.closing = True
+        for server in self.servers:
+            server.close()
+        for sock in sockets or []:
+            sock.close()
+        for conn in list(self.server_state.connections):
+            cycle = getattr(conn, "cycle", None)
+            if cycle is not None and not cycle.response_complete:
+                cycle.keep_alive = False
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + min(float(self.config.timeout_keep_alive), self.drain_seconds)
+        # uvicorn's connection set has no event to wait on; its own shutdown polls it too.
+        while self.server_state.connections and loop.time() < deadline and not self.force_exit:  # noqa: ASYNC110
+            await asyncio.sleep(0.05)
+        await super().shutdown(sockets)
+
     async def startup(self, sockets: list[socket.socket] | None = None) -> None:
         """Start (the app's lifespan first), then freeze the start-up heap.
 
