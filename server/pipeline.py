@@ -19,9 +19,12 @@ the upstream call resumes, so the steps are not handlers wrapped around handlers
 ``KeyOperation`` (``GET /v1/models``, ``GET /api/providers``): steps 1 and 8 around the
 operation's ``answer``, sent as JSON.
 
-``ConversationOperation`` (``POST /api/chat``): the ``UpstreamOperation`` steps with the
-operation's ``prepare`` after step 4 (the conversation loaded for the key's owner, the history
-fitted to the model's window, the ``ChatRequest`` built); its ``respond`` stores the turn.
+``ConversationOperation`` (``POST /api/chat``): the ``UpstreamOperation`` steps with step 6
+moved before step 5 and the operation's ``prepare`` between them (the conversation loaded for the
+key's owner, the history fitted to the model's window, the ``ChatRequest`` built): a call refused
+by the key's limits reads no conversation and makes no upstream call. ``tokens`` is asked twice:
+for the body (reserved at admission) and for the prepared request (the reservation raised to it,
+never refused). Its ``respond`` stores the turn.
 
 ``AdminOperation`` (``/admin/v1/...``, and with another ``authorize`` the conversation routes
 ``/api/conversations``, ``/api/messages``): step 1, then the route's ``authorize`` (the caller as
@@ -106,7 +109,8 @@ class UpstreamOperation(Generic[Req, Res]):
         raise NotImplementedError
 
     def tokens(self, req: Req) -> int:
-        """The request's token estimate, reserved against the key's ``tpm``."""
+        """The request's token estimate, reserved against the key's ``tpm`` (an operation that
+        ``prepares`` is asked for its body at admission, then for what ``prepare`` returned)."""
         return 0
 
     def watch_after(self, req: Req) -> float:
@@ -186,13 +190,14 @@ class UpstreamRoute(Generic[Req, Res]):
             try:
                 req = parse(op.request, decode_json(await receive_body(scope, receive, g.max_body)))
                 if op.prepares:
-                    req = await op.prepare(g, key, req)
-                model = op.model(req)
-                g.auth.check_model(key, model)
-                candidates = g.resolver.candidates(model)
-                call.routed(candidates[0])  # replaced by the candidate that actually served
-                if key.rpm or key.tpm:
-                    call.grant = await g.limits.admit(key, op.tokens(req))
+                    req, candidates = await self._prepared(call, key, req)
+                else:
+                    model = op.model(req)
+                    g.auth.check_model(key, model)
+                    candidates = g.resolver.candidates(model)
+                    call.routed(candidates[0])  # replaced by the candidate that actually served
+                    if key.rpm or key.tpm:
+                        call.grant = await g.limits.admit(key, op.tokens(req))
                 t0 = time.perf_counter()
                 result = await g.disconnects.until(
                     receive, op.upstream(g, call, req, candidates), after=op.watch_after(req)
@@ -203,6 +208,25 @@ class UpstreamRoute(Generic[Req, Res]):
                 raise
         except (LlmgwError, ValidationError) as exc:
             await error_response(exc, g.scrubber)(scope, receive, send)
+
+    async def _prepared(self, call: Call, key: Any, req: Req) -> tuple[Req, Sequence[Target]]:
+        """Steps 5 and 6 of an operation that ``prepares`` (``/api/chat``), admission first: a
+        refused call (429) never reaches ``prepare``, so it reads no conversation and makes no
+        upstream call (a token count). The ``tpm`` reservation is ``op.tokens`` of the body; once
+        prepared, the grant is raised to ``op.tokens`` of the prepared request (charged, not
+        refused: the next calls pay it back). Off the hot path: awaited once, before the
+        upstream call, and only by such operations."""
+        g, op = self.g, self.op
+        if key.rpm or key.tpm:
+            call.grant = await g.limits.admit(key, op.tokens(req))
+        req = await op.prepare(g, key, req)
+        model = op.model(req)
+        g.auth.check_model(key, model)
+        candidates = g.resolver.candidates(model)
+        call.routed(candidates[0])  # replaced by the candidate that actually served
+        if call.grant is not None:
+            call.grant.raise_to(op.tokens(req))
+        return req, candidates
 
 
 class KeyRoute:

@@ -114,6 +114,17 @@ class Grant:
         """The ``x-ratelimit-*`` headers as ASGI header pairs."""
         return [(k.encode("ascii"), v.encode("ascii")) for k, v in self.headers]
 
+    def raise_to(self, tokens: int) -> None:
+        """Raise the reservation to ``tokens`` (at most the key's ``tpm``), charged to the bucket
+        without a refusal: what an admitted request turned out to need before its upstream call
+        (``/api/chat``: the fitted history, known only after admission). Never lowers it."""
+        if self.tpm is None or self.settled:
+            return
+        delta = min(tokens, self.tpm.rate) - self.reserved
+        if delta > 0:
+            self.reserved += delta
+            self.limits.adjust_later(f"tpm:{self.key_id}", self.tpm, delta)
+
     def settle(self, total_tokens: int | None) -> None:
         """Replace the reservation by what the request used (once; ``None`` keeps it)."""
         if self.settled:

@@ -1,7 +1,8 @@
 """Conversations: ``POST /api/chat`` (a turn, JSON or SSE), ``/api/messages``, ``/api/conversations``.
 
 ``POST /api/chat`` is a ``ConversationOperation``: the chat pipeline (``server/pipeline.py``) with
-its ``prepare`` step, which loads the conversation for the key's owner (``ConversationStore``),
+its ``prepare`` step, run only once the key's rpm/tpm admitted the call (a refused call reads no
+conversation and makes no token-count call), which loads the conversation for the key's owner (``ConversationStore``),
 adds the new messages, fits the history to the model's context window
 (``llmgw.conversations.context``) and builds the ``ChatRequest``; the upstream call is the chat
 completions route's own. The answer stores the turn (the new messages and the answer, with its
@@ -38,7 +39,11 @@ from llmgw.schemas import ChatRequest
 from llmgw.schemas.openai import MAX_MESSAGES, ChatMessage, Tool, _ModelName
 from llmgw.server.accounting import Call
 from llmgw.server.pipeline import SERVED_BY, AdminOperation, AdminRoute, UpstreamOperation
-from llmgw.server.ratelimits import estimate_chat_tokens
+from llmgw.server.ratelimits import (
+    DEFAULT_COMPLETION_RESERVE,
+    estimate_chat_tokens,
+    estimate_text_tokens,
+)
 from llmgw.server.routes.chat import ChatCompletions, Result
 from llmgw.server.state import Gateway
 from llmgw.server.streaming import SSEStream, StreamOutcome
@@ -220,8 +225,16 @@ class ConversationChat(UpstreamOperation[Any, Result]):
         return str(req.chat.model)
 
     def tokens(self, req: Any) -> int:
-        """The fitted prompt's estimate plus the answer's cap."""
-        return estimate_chat_tokens(req.chat)
+        """At admission (the body, before anything is read): the new messages and the system
+        prompt given, plus the answer's cap given (else the default reserve). Once prepared: the
+        fitted prompt's estimate plus the kept cap (the pipeline raises the reservation to it)."""
+        if isinstance(req, PreparedTurn):
+            return estimate_chat_tokens(req.chat)
+        body: ChatTurnBody = req
+        texts = [body.message or "", body.system or ""]
+        texts += [message_text(m.model_dump(mode="json")) for m in body.messages or ()]
+        cap = body.max_completion_tokens or body.max_tokens or DEFAULT_COMPLETION_RESERVE
+        return estimate_text_tokens(texts) + cap
 
     def watch_after(self, req: Any) -> float:
         """As chat completions."""

@@ -425,3 +425,64 @@ def test_a_stream_cut_by_the_client_is_billed_but_not_stored(
         f"{gateway.url}/api/messages", params={"conversation_id": cid}, headers=ann, timeout=10
     ).json()["data"]
     assert [m["content"] for m in msgs] == ["first", "Echo: first"]  # the cut turn: not stored
+
+
+def test_a_call_over_the_keys_limit_reads_nothing_and_calls_no_upstream(  # RL-1, RL-5 cost
+    gateway: RunningServer,
+    emulators: dict[str, RunningServer],
+    admin: LocalAdmin,
+    ann: dict[str, str],
+) -> None:
+    """RL-1 on ``/api/chat``: admission comes before the conversation is read. A key with
+    ``rpm=1`` gets its second turn refused (429 with ``Retry-After``) and that call loads no
+    conversation from the database and makes no GigaChat ``tokens/count`` (nor chat) call, though
+    the same turn on the first call did both (a caller over its limit cannot amplify load)."""
+    from sqlalchemy import event
+
+    # a conversation long enough that continuing it asks GigaChat for a count
+    cid = _turn(gateway, ann, model="gigachat/GigaChat-2", message="history " + "w " * 400)[
+        "conversation"
+    ]["id"]
+    limited = {
+        "Authorization": "Bearer "
+        + str(admin.keys_create("ann-rpm1", user="ann@example.com", rpm=1)["key"])
+    }
+    emu = emulators["gigachat"].app.state.emulator
+    statements: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    engine = gateway_of(gateway.app).engine
+    event.listen(engine, "before_cursor_execute", seen)
+    try:
+        calls, counts = emu.api_calls, emu.token_counts
+        first = _turn(gateway, limited, conversation_id=cid, message="and now?")
+        assert first["conversation"]["context"]["counted_by"] == "gigachat tokens/count"
+        assert emu.token_counts == counts + 1 and emu.api_calls == calls + 2  # count + chat
+        assert any("conversation_messages" in s for s in statements)  # the history was read
+        time.sleep(0.2)  # the turn's own writes (usage, the stored turn) are done
+        calls, counts, sent = emu.api_calls, emu.token_counts, len(emu.requests)
+        statements.clear()
+
+        r = httpx.post(
+            f"{gateway.url}/api/chat",
+            json={"conversation_id": cid, "message": "once more"},
+            headers=limited,
+            timeout=30,
+        )
+        assert r.status_code == 429, r.text
+        assert "rate limit reached" in r.json()["error"]["message"]
+        assert int(r.headers["retry-after"]) >= 1
+        assert r.headers["x-ratelimit-remaining-requests"] == "0"
+        time.sleep(0.2)
+        assert emu.api_calls == calls and emu.token_counts == counts
+        assert len(emu.requests) == sent
+        assert not [s for s in statements if "conversation" in s.lower()], statements
+    finally:
+        event.remove(engine, "before_cursor_execute", seen)
+    # nothing of the refused turn was stored
+    msgs = httpx.get(
+        f"{gateway.url}/api/messages", params={"conversation_id": cid}, headers=ann, timeout=10
+    ).json()["data"]
+    assert [m["content"] for m in msgs if m["role"] == "user"][-1] == "and now?"

@@ -344,3 +344,28 @@ async def test_redis_backend_without_redis_url_fails_before_anything_starts(
     with pytest.raises(ConfigError, match="redis_url"):
         await gw.start()
     assert not hasattr(gw, "recorder") and not hasattr(gw, "engine")  # nothing left running
+
+
+async def test_a_reservation_raised_after_admission_is_charged_and_settled() -> None:
+    """``Grant.raise_to`` (``/api/chat``: admitted on its body, raised to the fitted history):
+    the extra tokens are charged to the bucket without refusing the admitted request, so the
+    next request is refused (RL-1 on tokens); settling replaces the raised reservation."""
+    import uuid
+    from types import SimpleNamespace
+
+    from llmgw.ratelimit import RateLimiter
+    from llmgw.server.ratelimits import KeyLimits
+
+    limits = KeyLimits(RateLimiter(RateLimitSettings(), None))
+    key = SimpleNamespace(id=uuid.uuid4(), rpm=None, tpm=1000)
+    grant = await limits.admit(key, 100)
+    assert grant is not None
+    grant.raise_to(50)  # never lowers
+    grant.raise_to(5000)  # at most the key's tpm
+    assert grant.reserved == 1000
+    await limits.wait_settled()
+    with pytest.raises(RateLimited, match="tokens per minute"):
+        await limits.admit(key, 100)
+    grant.settle(100)  # it used 100: 900 given back
+    await limits.wait_settled()
+    assert await limits.admit(key, 800) is not None

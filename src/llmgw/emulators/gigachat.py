@@ -91,6 +91,8 @@ class GigaChatEmulator:
     """Every request to the OAuth endpoint, failed or not."""
     api_calls: int = 0
     """API calls that passed the token check (model listings are counted in ``listings``)."""
+    token_counts: int = 0
+    """``POST /tokens/count`` calls that passed the token check (also counted in ``api_calls``)."""
     listings: int = 0
     """``GET /models`` and ``/models/{id}`` calls that passed the token check."""
     auth_failures: int = 0
@@ -342,6 +344,8 @@ class _App:
 
     async def tokens_count(self, request: Request) -> Response:
         tok, early = await self._gate(request)
+        if tok.credential:
+            self.emu.token_counts += 1
         if early is not None:
             return early
         body = await self._body(request)
