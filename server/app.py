@@ -96,7 +96,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.monotoni
     cache, breakers' cooldowns, the readiness cache and the other intervals; tests pass a fake one.
     """
     gateway = Gateway(settings, clock=clock)
-    pages, web = web_routes(gateway)
+    page_routes, pages = web_routes(gateway)
     doc = openapi_json()
 
     async def openapi(request: Request) -> Response:
@@ -108,7 +108,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.monotoni
         try:
             yield
         finally:
-            await web.aclose()
+            await pages.aclose()
             await gateway.stop()
 
     operations: list[UpstreamOperation[Any, Any] | KeyOperation] = [
@@ -128,7 +128,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.monotoni
         *oauth_routes(gateway),
         *admin_oauth_routes(gateway),
         *alert_routes(gateway),
-        *pages,
+        *page_routes,
         Route("/openapi.json", openapi, methods=["GET"]),
     ]
     log_enabled = settings.server.access_log
@@ -149,7 +149,7 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.monotoni
     # Host header; a path that is not a route is a 404 here, whatever its slashes.
     app.router.redirect_slashes = False
     app.state.gateway = gateway
-    app.state.web = web
+    app.state.pages = pages
     app.state.drain = gateway.drain
     return app
 

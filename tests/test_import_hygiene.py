@@ -209,3 +209,52 @@ def test_the_dashboard_loads_only_its_first_screen() -> None:
     } | {"llmgw.tui.widgets.dialogs", "llmgw.admin.chat"}
     assert "llmgw.tui.screens.providers" in loaded
     assert not later & loaded, sorted(later & loaded)
+
+
+def test_a_started_gateway_loads_no_pages_alert_history_or_conversations(tmp_path: Path) -> None:
+    """``llmgw serve`` with default settings (alerts on, no page opened, no chat turn): no Jinja2,
+    argon2, page module, alert query or conversation module is imported until first use (RSS at
+    start-up: performance.md#memory-at-start-up); then each works on its first request."""
+    code = f"""
+import asyncio, sys, httpx
+from llmgw.config import Settings
+from llmgw.server import create_app
+from llmgw.server.web import PAGES
+
+later = ("jinja2", "argon2", "llmgw.server.web.core", "llmgw.server.web.login",
+         "llmgw.server.web.account", "llmgw.server.web.authorize", "llmgw.server.web.device",
+         "llmgw.identity.passwords", "llmgw.identity.sessions", "llmgw.identity.throttle",
+         "llmgw.alerts.modes", "llmgw.conversations.context",
+         "llmgw.conversations.store")
+
+async def main():
+    app = create_app(Settings(home={str(tmp_path)!r}, database={{"url": "sqlite:///{tmp_path}/x.db"}}))
+    t = httpx.ASGITransport(app=app)
+    async with app.router.lifespan_context(app), httpx.AsyncClient(transport=t, base_url="http://t") as c:
+        assert (await c.get("/healthz")).status_code == 200
+        print(sorted(m for m in later if m in sys.modules))
+        r = await c.get("/login")
+        print(r.status_code, "<form" in r.text, "jinja2" in sys.modules)
+        r = await c.post("/alerts/webhook", content=b"{{}}")
+        print(r.status_code)
+        r = await c.get("/api/conversations", headers={{"authorization": "Bearer llmgw_nope"}})
+        print(r.status_code)
+    from llmgw.server.web.account import ACCOUNT_ROUTES
+
+    accounts = {{(p, m, f.__name__) for p, m, f in ACCOUNT_ROUTES}}
+    assert accounts == {{(p, m, n) for p, m, mod, n in PAGES if mod == "account"}}
+
+asyncio.run(main())
+"""
+    from llmgw.storage.db import make_engine
+    from llmgw.storage.schema import upgrade
+
+    engine = make_engine(f"sqlite:///{tmp_path}/x.db")
+    upgrade(engine)
+    engine.dispose()
+    _, out = _probe(code)
+    lines = out.strip().splitlines()
+    assert lines[0] == "[]", lines[0]
+    assert lines[1] == "200 True True"  # the sign-in page renders on its first request
+    assert lines[2] == "404"  # the webhook without a token: not configured (parsed lazily)
+    assert lines[3] == "401"

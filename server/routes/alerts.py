@@ -18,6 +18,7 @@ import asyncio
 import hmac
 import logging
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 import orjson
 import sqlalchemy.exc
@@ -26,9 +27,6 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from llmgw.admin.ops import Actor
-from llmgw.alerts.modes import present
-from llmgw.alerts.payload import parse_delivery
-from llmgw.alerts.queries import AlertFilter, AlertHistory
 from llmgw.errors import (
     AuthError,
     DatabaseError,
@@ -40,6 +38,9 @@ from llmgw.errors import (
 from llmgw.server.body import decode_json, receive_body
 from llmgw.server.routes.admin import require_admin
 from llmgw.server.state import Gateway
+
+if TYPE_CHECKING:  # the history's modules load on the first request that needs them
+    from llmgw.alerts.queries import AlertHistory
 
 __all__ = ["WEBHOOK_PATH", "alert_routes"]
 
@@ -77,6 +78,8 @@ def alert_routes(g: Gateway) -> list[Route]:
             raise AuthError(
                 "the alert webhook needs its bearer token", code="invalid_webhook_token"
             )
+        from llmgw.alerts.payload import parse_delivery
+
         try:
             raw = await receive_body(request.scope, request.receive, limit)
             delivery = parse_delivery(decode_json(raw))
@@ -160,6 +163,9 @@ def alert_routes(g: Gateway) -> list[Route]:
         )
 
     async def list_alerts(request: Request) -> Response:
+        from llmgw.alerts.modes import present
+        from llmgw.alerts.queries import AlertFilter
+
         await caller(request)
         q = request.query_params
         f = AlertFilter(
@@ -184,6 +190,8 @@ def alert_routes(g: Gateway) -> list[Route]:
         return answer(page)
 
     async def show(request: Request) -> Response:
+        from llmgw.alerts.modes import present
+
         await caller(request)
         record = await asyncio.to_thread(history().show, alert_id(request))
         record["view"] = present(record, s.mode)

@@ -22,15 +22,13 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from llmgw.conversations.context import estimate, fit, message_text
-from llmgw.conversations.store import ConversationStore, Owner, Turn, markdown
 from llmgw.errors import InvalidRequest, LlmgwError, PermissionDenied
 from llmgw.providers.base import ChatChunk
 from llmgw.routing.outcome import OpenedStream, Routed
@@ -47,6 +45,9 @@ from llmgw.server.ratelimits import (
 from llmgw.server.routes.chat import ChatCompletions, Result
 from llmgw.server.state import Gateway
 from llmgw.server.streaming import SSEStream, StreamOutcome
+
+if TYPE_CHECKING:  # imported on first use: `llmgw serve` does not load them until a chat turn
+    from llmgw.conversations.store import ConversationStore, Owner
 
 __all__ = ["ConversationChat", "conversation_routes", "require_chat"]
 
@@ -119,6 +120,8 @@ class PreparedTurn:
 def store_of(g: Gateway) -> ConversationStore:
     """The gateway's conversation store (made on first use)."""
     if g.conversations is None:
+        from llmgw.conversations.store import ConversationStore
+
         g.conversations = ConversationStore(g.engine)
     store: ConversationStore = g.conversations
     return store
@@ -130,6 +133,8 @@ async def _counts(
     """Tokens per message: estimated, or the provider's own count where it has one (GigaChat)
     and the estimate comes within half the window (a short conversation costs no upstream call;
     the count matters only near the limit)."""
+    from llmgw.conversations.context import estimate, message_text
+
     texts = [message_text(m) for m in messages]
     guess = estimate(texts)
     if window is None or sum(guess) <= window // 2:
@@ -165,6 +170,9 @@ class ConversationChat(UpstreamOperation[Any, Result]):
 
     async def prepare(self, g: Gateway, key: Any, req: Any) -> PreparedTurn:
         """Load the conversation, add the new messages, fit the history, build the request."""
+        from llmgw.conversations.context import fit
+        from llmgw.conversations.store import Owner
+
         body: ChatTurnBody = req
         owner = Owner.of(key)
         store = store_of(g)
@@ -230,6 +238,8 @@ class ConversationChat(UpstreamOperation[Any, Result]):
         fitted prompt's estimate plus the kept cap (the pipeline raises the reservation to it)."""
         if isinstance(req, PreparedTurn):
             return estimate_chat_tokens(req.chat)
+        from llmgw.conversations.context import message_text
+
         body: ChatTurnBody = req
         texts = [body.message or "", body.system or ""]
         texts += [message_text(m.model_dump(mode="json")) for m in body.messages or ()]
@@ -264,6 +274,8 @@ class ConversationChat(UpstreamOperation[Any, Result]):
         return self._relay(call, req, result, t0, scope, receive, send)
 
     async def _store(self, call: Call, turn: PreparedTurn, answer: dict[str, Any]) -> None:
+        from llmgw.conversations.store import Turn
+
         ev = call.event
         target = call.target
         record = Turn(
@@ -458,6 +470,8 @@ def require_chat(key: Any, scope: Scope) -> Owner:
             code="insufficient_scope",
             hint="log in (or create the token) with --scope chat",
         )
+    from llmgw.conversations.store import Owner
+
     return Owner.of(key)
 
 
@@ -516,6 +530,8 @@ def _export(s: ConversationStore, o: Owner, p: Any, scope: Scope, b: dict[str, A
         raise InvalidRequest(f"invalid format {fmt[:20]!r}: use json or markdown", param="format")
     data = s.export(o, p["id"])
     if fmt == "markdown":
+        from llmgw.conversations.store import markdown
+
         return {"id": data["id"], "format": "markdown", "content": markdown(data)}
     return {**data, "format": "json"}
 

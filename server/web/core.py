@@ -27,13 +27,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import parse_qsl, quote, urlsplit
 
 from jinja2 import Environment, FileSystemLoader, select_autoescape
-from prometheus_client import Counter
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 
 from llmgw.admin.ops import Actor
 from llmgw.identity.sessions import SESSION_LIFETIME, SessionInfo, SessionService
 from llmgw.identity.throttle import LoginThrottle, MemoryStore, RedisStore, Throttle, ThrottleStore
+from llmgw.server.web.counters import WebCounters
 from llmgw.server.web.flash import Flash
 
 if TYPE_CHECKING:
@@ -75,7 +75,13 @@ def _origin(request: Request) -> str:
 class Web:
     """The pages' shared services, built on first use from the running ``Gateway``."""
 
-    def __init__(self, gateway: Gateway, *, clock: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        gateway: Gateway,
+        *,
+        clock: Callable[[], float] | None = None,
+        counters: WebCounters | None = None,
+    ) -> None:
         self.gateway = gateway
         self._clock = clock or gateway.clock
         self.env = Environment(
@@ -85,25 +91,10 @@ class Web:
             lstrip_blocks=True,
         )
         self.css = _CSS.read_bytes()
-        registry = gateway.metrics.registry
-        self.logins_total = Counter(
-            "llmgw_web_logins",
-            "Password sign-ins on the web pages by outcome (success, failure, throttled).",
-            ["outcome"],
-            registry=registry,
-        )
-        self.device_total = Counter(
-            "llmgw_web_device_verifications",
-            "Device-code verifications by outcome (approved, denied, unknown, throttled).",
-            ["outcome"],
-            registry=registry,
-        )
-        self.consents_total = Counter(
-            "llmgw_web_consents",
-            "Authorization requests decided on the consent page (allowed, denied).",
-            ["outcome"],
-            registry=registry,
-        )
+        counters = counters or WebCounters(gateway.metrics.registry)
+        self.logins_total = counters.logins_total
+        self.device_total = counters.device_total
+        self.consents_total = counters.consents_total
         self._store: ThrottleStore | None = None
         self._sessions: SessionService | None = None
         self._flash: Flash | None = None

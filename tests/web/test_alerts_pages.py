@@ -388,7 +388,7 @@ async def test_counts_are_shared_between_requests_for_a_short_while(
 ) -> None:
     """``Web.remembered``: the dashboard's counts are computed once per ``STATS_TTL`` however
     many tabs refresh, then again; the memo stays small."""
-    web = web_app.state.web
+    web = web_app.state.pages.web
     calls: list[int] = []
 
     def compute() -> int:

@@ -103,7 +103,7 @@ async def test_account_wide_throttle_spares_an_address_that_signed_in_before(
 
     async with client("192.0.2.10") as owner:
         assert (await sign_in(owner, "ann@example.com")).status_code == 303
-    web = web_app.state.web
+    web = web_app.state.pages.web
     free = LOGIN_POLICIES["account"].free
     for i in range(free + 3):  # spread over addresses: no pair or address lock
         await web.logins.failure("ann@example.com", f"10.0.{i // 200}.{i % 200}")
