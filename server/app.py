@@ -17,7 +17,6 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from llmgw.config import Settings
 from llmgw.server.errors import exception_handlers
 from llmgw.server.middleware import RequestMiddleware
-from llmgw.server.openapi import openapi_json
 from llmgw.server.pipeline import (
     AdminRoute,
     KeyOperation,
@@ -97,10 +96,14 @@ def create_app(settings: Settings, *, clock: Callable[[], float] = time.monotoni
     """
     gateway = Gateway(settings, clock=clock)
     page_routes, pages = web_routes(gateway)
-    doc = openapi_json()
+    doc: list[bytes] = []
 
     async def openapi(request: Request) -> Response:
-        return Response(doc, media_type="application/json")
+        if not doc:  # built on the first request: most instances are never asked for it
+            from llmgw.server.openapi import openapi_json
+
+            doc.append(openapi_json())
+        return Response(doc[0], media_type="application/json")
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
