@@ -45,11 +45,11 @@ class CutProxy:
                 client, _ = self._listener.accept()
             except OSError:
                 return
-            if self.down.is_set():
-                client.close()
-                continue
-            server = socket.create_connection(("127.0.0.1", 5432))
-            with self._lock:
+            with self._lock:  # checked and registered together: cut() closes every pair
+                if self.down.is_set():
+                    client.close()
+                    continue
+                server = socket.create_connection(("127.0.0.1", 5432))
                 self._conns |= {client, server}
             for a, b in ((client, server), (server, client)):
                 threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
@@ -66,8 +66,8 @@ class CutProxy:
                     s.close()
 
     def cut(self) -> None:
-        self.down.set()
         with self._lock:
+            self.down.set()
             conns, self._conns = self._conns, set()
         for s in conns:
             try:

@@ -4,7 +4,9 @@ Resolved occurrences go ``retention_resolved_days`` after they resolved, occurre
 firing (Alertmanager stopped reporting them without a resolution) ``retention_firing_days``
 after their last delivery, raw deliveries ``retention_deliveries_days`` after they last
 arrived, and expired cache rows at once. Events and jobs go with their occurrence (ON DELETE
-CASCADE). Each statement deletes at most ``retention_batch`` rows, so no lock is held long.
+CASCADE). Each statement deletes at most ``retention_batch`` rows, so no lock is held long; on
+PostgreSQL a batch gives up after 10 s waiting for a lock or 60 s in all (the next pass retries),
+so a retention thread never outlives a shutdown by waiting on the database.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from llmgw.config import AlertsSettings
 
 __all__ = ["run_retention"]
 
+_PG_BOUND = "SET LOCAL lock_timeout = '10s'; SET LOCAL statement_timeout = '60s'"
+
 
 def _delete(engine: Engine, table: sa.Table, where: sa.ColumnElement[bool], batch: int) -> int:
     pk = next(iter(table.primary_key.columns))
@@ -29,6 +33,8 @@ def _delete(engine: Engine, table: sa.Table, where: sa.ColumnElement[bool], batc
     while True:
         ids = sa.select(pk).where(where).limit(batch).scalar_subquery()
         with engine.begin() as conn:
+            if conn.dialect.name == "postgresql":  # a batch never waits forever on a lock or a
+                conn.exec_driver_sql(_PG_BOUND)  # connection gone half-dead: the next pass retries
             n = conn.execute(sa.delete(table).where(pk.in_(ids))).rowcount
         total += n
         if n < batch:
