@@ -38,11 +38,14 @@ __all__ = [
     "AlertsSettings",
     "AliasTarget",
     "AuthSettings",
+    "BudgetSettings",
     "DatabaseSettings",
     "IdentitySettings",
     "LoadedSettings",
     "ModelInfo",
     "ModelPrice",
+    "NotifyChannel",
+    "NotifySettings",
     "ProviderConfig",
     "RateLimitSettings",
     "RoutingSettings",
@@ -233,6 +236,61 @@ class TuiSettings(_Section):
             if not keys.strip() or any(not k.strip() for k in keys.split(",")):
                 raise ValueError(f"{binding}: give one or more keys, comma-separated")
         return v
+
+
+class NotifyChannel(_Section):
+    """One notification channel (``[notify.channels.<name>]``; see docs/notifications.md)."""
+
+    name: str = ""
+    """Set from the table's name (``ops-slack`` in ``[notify.channels.ops-slack]``)."""
+    kind: Literal["webhook", "slack", "email"]
+    """``webhook``: JSON POST of the notification; ``slack``: an incoming webhook; ``email``: SMTP."""
+    url: SecretStr | None = None
+    """The webhook or Slack incoming-webhook URL (a secret: never logged)."""
+    headers: dict[str, str] = Field(default_factory=dict)
+    """Extra HTTP headers for ``webhook`` (an ``Authorization`` token, say)."""
+    smtp_host: str | None = None
+    """SMTP server for ``email`` (default ``localhost``)."""
+    smtp_port: int = Field(default=25, ge=1, le=65535)
+    """SMTP port (25, 587 with ``starttls``, 465 with ``tls``)."""
+    smtp_security: Literal["none", "starttls", "tls"] = "none"
+    """``starttls`` upgrades the connection; ``tls`` is implicit TLS (port 465)."""
+    username: str | None = None
+    """SMTP login (none: no authentication)."""
+    password: SecretStr | None = None
+    """SMTP password (``LLMGW_NOTIFY__CHANNELS__<NAME>__PASSWORD`` keeps it out of the file)."""
+    sender: str | None = None
+    """The ``From`` address (default ``llmgw@localhost``)."""
+    to: list[str] = Field(default_factory=list)
+    """Recipients of ``email``."""
+    timeout: float = Field(default=10.0, gt=0, le=300)
+    """Seconds one attempt may take."""
+    retries: int = Field(default=3, ge=0, le=20)
+    """Attempts after the first (4xx answers other than 408/429 are not retried)."""
+    retry_backoff: float = Field(default=1.0, ge=0, le=3600)
+    """Seconds before the first retry; doubled for each next one."""
+
+
+class NotifySettings(_Section):
+    """Named notification channels (``[notify.channels.<name>]``), used by budgets and reports."""
+
+    channels: dict[str, NotifyChannel] = Field(default_factory=dict)
+    """Channel name -> its settings."""
+
+
+class BudgetSettings(_Section):
+    """Spend budgets per key and user (``[budgets]``; see docs/budgets.md)."""
+
+    enabled: bool = True
+    """Enforce and watch the budgets stored in the database."""
+    notify: list[str] = Field(default_factory=list)
+    """Channels (``[notify.channels]`` names) that receive threshold notifications."""
+    refresh_interval: float = Field(default=1.0, gt=0, le=300)
+    """Seconds between reads of the shared spend (Redis) and the budget definitions (database)."""
+    reconcile_interval: float = Field(default=60.0, gt=0, le=86_400)
+    """Seconds between reconciliations of the shared spend with the usage in the database."""
+    redis_prefix: str = Field(default="llmgw:budget", pattern=r"^[A-Za-z0-9:_.{}-]{1,100}$")
+    """Prefix of the budget keys in Redis."""
 
 
 class RateLimitSettings(_Section):
@@ -485,6 +543,8 @@ class Settings(BaseSettings):
     routing: RoutingSettings = Field(default_factory=RoutingSettings)
     ratelimit: RateLimitSettings = Field(default_factory=RateLimitSettings)
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
+    budgets: BudgetSettings = Field(default_factory=BudgetSettings)
     tui: TuiSettings = Field(default_factory=TuiSettings)
     backup: BackupSettings = Field(default_factory=BackupSettings)
     providers: list[ProviderConfig] = Field(default_factory=list)
