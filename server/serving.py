@@ -14,11 +14,13 @@ headers or bodies get 408 after ``server.request_receipt_timeout``, and heads ov
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import multiprocessing
 import os
 import signal
 import socket
+import ssl
 import sys
 from pathlib import Path
 from types import FrameType
@@ -32,6 +34,7 @@ from llmgw.listen import listen_error
 from llmgw.server.app import GatewayApp, create_app, gateway_of
 from llmgw.server.receipt import ReceiptStats, receipt_protocol
 from llmgw.server.streaming import Drain
+from llmgw.server.tls import CertificateReloader, HSTSMiddleware, tls_context
 
 __all__ = ["GC_THRESHOLD", "GatewayServer", "log_config", "run", "tune_gc"]
 
@@ -63,9 +66,17 @@ def _find_drain(app: Any) -> Drain | None:
 class GatewayServer(uvicorn.Server):
     """A uvicorn server that starts the app's drain on the first SIGTERM/SIGINT and exits 0."""
 
-    def __init__(self, config: uvicorn.Config, *, drain_seconds: float) -> None:
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        *,
+        drain_seconds: float,
+        reloader: CertificateReloader | None = None,
+    ) -> None:
         super().__init__(config)
         self.drain_seconds = drain_seconds
+        self.reloader = reloader
+        """With HTTPS: SIGHUP loads the certificate and key files again."""
         self._loop: asyncio.AbstractEventLoop | None = None
         self.interrupted = False
         """Whether the stop was a Ctrl-C (SIGINT): the CLI then exits 130, after the same drain."""
@@ -112,6 +123,10 @@ class GatewayServer(uvicorn.Server):
         server leaves its host process's collector alone.
         """
         await super().startup(sockets)
+        if self.reloader is not None:
+            with contextlib.suppress(ValueError, RuntimeError, NotImplementedError):
+                # only in the main thread of a process, as under ``llmgw serve``
+                asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.reloader.reload)
         gc.collect()
         gc.freeze()
 
@@ -164,8 +179,17 @@ def _receipt_stats(app: Any) -> ReceiptStats | None:
     return gateway_of(app).metrics.receipt if isinstance(app, GatewayApp) else None
 
 
-def _uvicorn_config(app: Any, settings: Settings, **kw: Any) -> uvicorn.Config:
+def _uvicorn_config(
+    app: Any, settings: Settings, ctx: ssl.SSLContext | None = None, **kw: Any
+) -> uvicorn.Config:
     s = settings.server
+    stats = _receipt_stats(app)
+    if ctx is not None:
+        # uvicorn builds its context with any protocol and cipher; ours is TLS 1.2+ (server/tls.py)
+        kw["ssl_context_factory"] = lambda _config, _default: ctx
+        kw["ssl_certfile"] = s.ssl_certfile  # uvicorn's is_ssl, the https:// it logs
+        if s.hsts_seconds:
+            app = HSTSMiddleware(app, s.hsts_seconds)
     return uvicorn.Config(
         app,
         host=s.host,
@@ -174,7 +198,7 @@ def _uvicorn_config(app: Any, settings: Settings, **kw: Any) -> uvicorn.Config:
         # httptools + receipt deadlines and header limits, counted in the app's metrics
         http=receipt_protocol(
             s.request_receipt_timeout,
-            _receipt_stats(app),
+            stats,
             max_header_bytes=s.max_header_bytes,
             max_headers=s.max_headers,
         ),
@@ -203,18 +227,30 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _server(settings: Settings) -> GatewayServer:
+    """The app on a ``GatewayServer``, with HTTPS (and its SIGHUP reload) when a certificate is set."""
+    s = settings.server
+    ctx = tls_context(s)
+    config = _uvicorn_config(create_app(settings), settings, ctx)
+    reloader = None
+    if ctx is not None and s.ssl_certfile is not None:
+        reloader = CertificateReloader(ctx, s.ssl_certfile, s.ssl_keyfile)
+    return GatewayServer(config, drain_seconds=s.drain_seconds, reloader=reloader)
+
+
 def _worker(config_file: str | None, overrides: dict[str, Any], sock: socket.socket) -> None:
     """One worker process: rebuild the settings, serve on the inherited socket, drain on SIGTERM."""
     settings = load_settings(Path(config_file) if config_file else None, overrides).settings
-    config = _uvicorn_config(create_app(settings), settings)
+    server = _server(settings)
     tune_gc()
-    GatewayServer(config, drain_seconds=settings.server.drain_seconds).run(sockets=[sock])
+    server.run(sockets=[sock])
 
 
 def _supervise(settings: Settings, config_file: Path | None, overrides: dict[str, Any]) -> None:
     """Bind once, start ``workers`` processes on the socket, forward SIGTERM/SIGINT, wait for all."""
     ctx = multiprocessing.get_context("spawn")
     _uvicorn_config(None, settings)  # configures logging in this process too
+    tls_context(settings.server)  # a bad certificate stops here, once, not in every worker
     sock = bind(settings.server.host, settings.server.port)
     procs = [
         ctx.Process(
@@ -232,9 +268,16 @@ def _supervise(settings: Settings, config_file: Path | None, overrides: dict[str
             if p.pid is not None and p.exitcode is None:
                 os.kill(p.pid, signal.SIGTERM)
 
+    def reload(sig: int, frame: FrameType | None) -> None:
+        for p in procs:
+            if p.pid is not None and p.exitcode is None:
+                os.kill(p.pid, signal.SIGHUP)
+
     # The handler goes in before anything is announced or started: a stop that comes while the
     # workers start must be forwarded, not kill this process by the default action (-15).
     previous = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
+    if settings.server.ssl_certfile is not None:
+        previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, reload)
     try:
         _announce(settings, sock)
         for p in procs:
@@ -266,8 +309,9 @@ def _supervise(settings: Settings, config_file: Path | None, overrides: dict[str
 def _announce(settings: Settings, sock: socket.socket) -> None:
     host, port = sock.getsockname()[:2]
     shown = f"[{host}]" if ":" in host else host
+    scheme = "https" if settings.server.ssl_certfile is not None else "http"
     sys.stderr.write(
-        f"llmgw: serving on http://{shown}:{port} ({len(settings.providers)} provider(s), "
+        f"llmgw: serving on {scheme}://{shown}:{port} ({len(settings.providers)} provider(s), "
         f"{settings.server.workers} worker(s), drain {settings.server.drain_seconds:g}s)\n"
     )
     sys.stderr.flush()
@@ -282,12 +326,12 @@ def run(settings: Settings, *, config_file: Path | None, overrides: dict[str, An
     if settings.server.workers > 1:
         _supervise(settings, config_file, overrides)
         return
+    tls_context(settings.server)  # a bad certificate: one line and exit 2, before binding
     sock = bind(settings.server.host, settings.server.port)
     _announce(settings, sock)
     try:
-        config = _uvicorn_config(create_app(settings), settings)
+        server = _server(settings)
         tune_gc()
-        server = GatewayServer(config, drain_seconds=settings.server.drain_seconds)
         server.run(sockets=[sock])
         if server.interrupted:  # after the same drain: one "interrupted" line, exit 130
             raise KeyboardInterrupt

@@ -115,6 +115,19 @@ class ServerSettings(_Section):
     """Write one JSON access-log line per request."""
     metrics_token: SecretStr | None = None
     """When set, ``GET /metrics`` requires ``Authorization: Bearer <token>`` (else 401)."""
+    ssl_certfile: Path | None = None
+    """PEM certificate chain: ``llmgw serve`` answers HTTPS itself (TLS 1.2+). Reloaded on SIGHUP."""
+    ssl_keyfile: Path | None = None
+    """PEM private key (unencrypted) of ``ssl_certfile``; unset when the cert file holds the key."""
+    hsts_seconds: int = Field(default=0, ge=0, le=63_072_000)
+    """With HTTPS, send ``Strict-Transport-Security: max-age=<this>``; 0 sends no header."""
+
+    @field_validator("ssl_keyfile")
+    @classmethod
+    def _key_needs_cert(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value is not None and info.data.get("ssl_certfile") is None:
+            raise ValueError("ssl_keyfile needs ssl_certfile")
+        return value
 
 
 class AuthSettings(_Section):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -193,6 +194,10 @@ def flushed_usage(read_usage: Callable[[], list[dict[str, Any]]]) -> Callable[..
     return read
 
 
+def _trust(ca: Path | None) -> ssl.SSLContext | bool:
+    return ssl.create_default_context(cafile=str(ca)) if ca is not None else True
+
+
 def free_port() -> int:
     """A free TCP port on 127.0.0.1."""
     with socket.socket() as s:
@@ -209,11 +214,16 @@ def serve_process(
     ``start(upstream_url, *flags, server="key = value lines for [server]", log_name=...)``
     (the output goes to ``tmp_path / log_name``, default ``serve.log``); it returns once
     ``/readyz`` answers 200 (the serve log is in the assertion otherwise). Killed at the end.
+    ``verify=CA file`` (with ``ssl_certfile`` in ``server``): the URL is https, checked with that CA.
     """
     procs: list[subprocess.Popen[bytes]] = []
 
     def start(
-        upstream_url: str, *flags: str, server: str = "", log_name: str = "serve.log"
+        upstream_url: str,
+        *flags: str,
+        server: str = "",
+        log_name: str = "serve.log",
+        verify: Path | None = None,
     ) -> tuple[subprocess.Popen[bytes], str]:
         cfg = tmp_path / "config.toml"
         cfg.write_text(
@@ -232,11 +242,12 @@ def serve_process(
         with log_path.open("wb") as log:  # the child keeps its own descriptor
             proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
         procs.append(proc)
-        url = f"http://127.0.0.1:{port}"
+        url = f"{'https' if verify else 'http'}://127.0.0.1:{port}"
         deadline = time.monotonic() + 30
         while True:
             try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                ready = httpx.get(f"{url}/readyz", timeout=1, verify=_trust(verify))
+                if ready.status_code == 200:
                     return proc, url
             except httpx.TransportError:
                 pass
