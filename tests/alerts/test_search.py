@@ -93,6 +93,49 @@ def test_every_filter_finds_exactly_its_alerts(engine: Engine) -> None:
     ]
 
 
+def test_stats_counts_every_occurrence_of_the_period_once(engine: Engine) -> None:
+    """``stats()`` (one pass over the period, summed in Python) agrees with counting the rows
+    one by one: by status, severity, category, classification and hour, and the top label sets."""
+    _fill(engine)
+    store = AlertStore(engine, AlertsSettings(), now=lambda: T0 + timedelta(hours=2))
+    store.ingest(  # a second firing of HighCPU/node: two fires of one label set
+        parse_delivery(am_payload(am_alert("HighCPU", labels={"job": "node"}, starts=later(3700))))
+    )
+    h = AlertHistory(engine, now=lambda: T0 + timedelta(hours=3))
+    with engine.connect() as conn:
+        ids = [r.id for r in conn.execute(sa.select(ALERTS.c.id).order_by(ALERTS.c.id))]
+    h.save_classification(ids[0], "ok", {"severity": "critical", "category": "capacity"}, None)
+    h.save_classification(ids[1], "timeout", None, "slow")
+    with engine.connect() as conn:
+        rows = conn.execute(sa.select(ALERTS)).all()
+    want: dict[str, dict[str, int]] = {"status": {}, "severity": {}, "category": {}}
+    hours: dict[str, dict[str, int]] = {}
+    cls: dict[str, int] = {}
+    for r in rows:
+        for name, value in (
+            ("status", r.status),
+            ("severity", r.severity),
+            ("category", r.category),
+        ):
+            key = value if value is not None else "none"
+            want[name][key] = want[name].get(key, 0) + 1
+        cls[r.cls_status] = cls.get(r.cls_status, 0) + 1
+        t = r.starts_at.strftime("%Y-%m-%dT%H:00:00Z")
+        hours.setdefault(t, {})
+        hours[t][r.severity or "none"] = hours[t].get(r.severity or "none", 0) + 1
+    got = h.stats(since=T0 - timedelta(days=1))
+    assert got["total"] == len(rows) == 4
+    assert got["by_status"] == want["status"] == {"firing": 3, "resolved": 1}
+    assert got["by_severity"] == want["severity"]
+    assert got["by_category"] == want["category"] == {"capacity": 1, "none": 3}
+    assert got["by_classification"] == cls == {"ok": 1, "timeout": 1, "pending": 2}
+    assert got["over_time"] == [{"t": t, **hours[t]} for t in sorted(hours)]
+    assert len(got["over_time"]) == 3
+    assert [(t["alertname"], t["fires"]) for t in got["top_flapping"]] == [("HighCPU", 2)]
+    # the period: only occurrences delivered since ``since`` (the second HighCPU firing)
+    assert h.stats(since=T0 + timedelta(hours=1, minutes=30))["by_status"] == {"firing": 1}
+
+
 @pytest.mark.postgres
 def test_a_window_with_much_newer_history_reads_the_window_first(
     pg_url: str, monkeypatch: pytest.MonkeyPatch

@@ -57,6 +57,106 @@ def _insert(conn: Connection, table: sa.Table) -> Any:
     return sqlite_insert(table)
 
 
+_STATEMENTS: dict[tuple[str, str], Any] = {}
+"""Statements built once per dialect and run with parameter lists (``executemany``): SQLAlchemy
+compiles each once and batches the rows into one multi-row statement (``insertmanyvalues``),
+where ``.values([...])`` compiled the whole statement again on every delivery."""
+
+
+def _statement(conn: Connection, name: str) -> Any:
+    key = (conn.dialect.name, name)
+    stmt = _STATEMENTS.get(key)
+    if stmt is None:
+        stmt = _STATEMENTS[key] = _BUILDERS[name](conn)
+    return stmt
+
+
+def _jobs_upsert(conn: Connection) -> Any:
+    stmt = _insert(conn, JOBS)
+    return stmt.on_conflict_do_update(
+        index_elements=["alert_id", "step"],
+        set_={
+            "state": "pending",
+            "attempts": 0,
+            "run_after": stmt.excluded.run_after,
+            "lease_owner": None,
+            "lease_until": None,
+            "updated_at": stmt.excluded.updated_at,
+        },
+    )
+
+
+def _alerts_insert(conn: Connection) -> Any:
+    c = ALERTS.c
+    return (
+        _insert(conn, ALERTS)
+        .on_conflict_do_nothing(index_elements=["fingerprint", "starts_at"])
+        .returning(c.id, c.fingerprint, c.starts_at)
+    )
+
+
+def _touch_update(conn: Connection, *, refresh: bool) -> Any:
+    c = ALERTS.c
+    values: dict[str, Any] = {
+        "last_seen": sa.bindparam("b_now", type_=c.last_seen.type),
+        "notifications": c.notifications + 1,
+        "last_delivery_id": sa.bindparam("b_delivery"),
+    }
+    if refresh:  # the newest copy of the alert wins (annotations may be re-templated)
+        values["annotations"] = sa.bindparam("b_annotations", type_=c.annotations.type)
+    return sa.update(ALERTS).where(c.id == sa.bindparam("b_id")).values(**values)
+
+
+_LOOKUP_SQL: dict[tuple[str, int], sa.TextClause] = {}
+
+
+def _lookup_sql(conn: Connection, n: int) -> sa.TextClause:
+    """For ``n`` occurrences (binds ``f<i>``, ``s<i>``, ``w<i>``): per occurrence ``k``, its id
+    and status if it exists, else how many of its label set started before it (``earlier``) and
+    since ``w<i>`` (``recent``): index-only ranges on the unique key, counted for new ones only."""
+    key = (conn.dialect.name, n)
+    stmt = _LOOKUP_SQL.get(key)
+    if stmt is None:
+        branches = [  # only integers go into the text: the values are bound
+            f"SELECT {i} AS k, e.id, e.status,"  # noqa: S608
+            f" CASE WHEN e.id IS NULL THEN (SELECT count(*) FROM alerts b"
+            f"  WHERE b.fingerprint = :f{i} AND b.starts_at < :s{i}) ELSE 0 END AS earlier,"
+            f" CASE WHEN e.id IS NULL THEN (SELECT count(*) FROM alerts b"
+            f"  WHERE b.fingerprint = :f{i} AND b.starts_at < :s{i} AND b.starts_at >= :w{i})"
+            f"  ELSE 0 END AS recent"
+            f" FROM (SELECT 1 AS one) AS o"
+            f" LEFT JOIN alerts e ON e.fingerprint = :f{i} AND e.starts_at = :s{i}"
+            for i in range(n)
+        ]
+        when = ALERTS.c.starts_at.type
+        stmt = sa.text("\nUNION ALL\n".join(branches)).bindparams(
+            *(sa.bindparam(f"{p}{i}", type_=when) for i in range(n) for p in ("s", "w"))
+        )
+        _LOOKUP_SQL[key] = stmt
+    return stmt
+
+
+def _resolve_details(conn: Connection) -> Any:
+    c = ALERTS.c
+    return (
+        sa.update(ALERTS)
+        .where(c.id == sa.bindparam("b_id"))
+        .values(
+            ends_at=sa.bindparam("b_ends", type_=c.ends_at.type),
+            annotations=sa.bindparam("b_annotations", type_=c.annotations.type),
+        )
+    )
+
+
+_BUILDERS: dict[str, Callable[[Connection], Any]] = {
+    "resolve_details": _resolve_details,
+    "jobs_upsert": _jobs_upsert,
+    "alerts_insert": _alerts_insert,
+    "touch": lambda conn: _touch_update(conn, refresh=False),
+    "touch_refresh": lambda conn: _touch_update(conn, refresh=True),
+}
+
+
 def search_text(alertname: str, labels: dict[str, str], annotations: dict[str, str]) -> str:
     """The lower-cased text free-text search looks in: name, label pairs, annotation values."""
     parts = [alertname]
@@ -79,19 +179,7 @@ def upsert_jobs(conn: Connection, jobs: Sequence[tuple[int, str]], now: datetime
          "run_after": now, "created_at": now, "updated_at": now}
         for alert_id, step in dict.fromkeys(jobs)  # one row per job: ON CONFLICT needs it
     ]  # fmt: skip
-    stmt = _insert(conn, JOBS).values(rows)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["alert_id", "step"],
-        set_={
-            "state": "pending",
-            "attempts": 0,
-            "run_after": now,
-            "lease_owner": None,
-            "lease_until": None,
-            "updated_at": now,
-        },
-    )
-    conn.execute(stmt)
+    conn.execute(_statement(conn, "jobs_upsert"), rows)
 
 
 @dataclass(slots=True)
@@ -162,147 +250,203 @@ class AlertStore:
             latest[(a.fingerprint, a.starts_at)] = a
         if not latest:
             return
-        existing = self._existing(conn, list(latest))
         events: list[dict[str, Any]] = []
         jobs: list[tuple[int, str]] = []
+        found = self._lookup(conn, list(latest))
+        fresh = [key for key in latest if found[key][0] is None]
+        if fresh:
+            created = self._create(conn, fresh, found, latest, d, result, now, events, jobs)
+            lost = [key for key in fresh if key not in created]
+            if lost:  # another delivery created them a moment ago: update them instead
+                found.update(self._existing(conn, lost))
+        resolving = [
+            (found[key][0], a)
+            for key, a in latest.items()
+            if found[key][1] == "firing" and a.status == "resolved"
+        ]
+        won = self._resolve(conn, resolving, result.delivery_id, now) if resolving else set()
+        touched: list[tuple[int, IncomingAlert, bool]] = []
         for key, a in latest.items():
-            found = existing.get(key)
-            if found is None:
-                alert_id = self._create(conn, a, d, result, now, events)
-                if alert_id is None:  # another delivery created it a moment ago
-                    found = self._existing(conn, [key]).get(key)
-                else:
-                    jobs += [(alert_id, step) for step in FIRE_STEPS]
-                    if a.status == "resolved":
-                        jobs += [(alert_id, step) for step in RESOLVE_STEPS]
-                    continue
-            if found is None:  # pragma: no cover - created and deleted in between
+            alert_id, status = found[key][:2]
+            if alert_id is None or status is None:  # new (or created and deleted in between)
                 continue
-            alert_id, status = found
-            if (
-                status == "firing"
-                and a.status == "resolved"
-                and self._resolve(conn, alert_id, a, result.delivery_id, now)
-            ):
+            if alert_id in won:
                 result.resolved += 1
                 events.append(_event(alert_id, now, "resolved", {"ends_at": _iso(a.ends_at)}))
                 jobs += [(alert_id, step) for step in RESOLVE_STEPS]
                 continue
             if status == "resolved" and a.status == "firing":
                 result.stale += 1
-            self._touch(conn, alert_id, a, result.delivery_id, now, refresh=status == a.status)
+            touched.append((alert_id, a, status == a.status))
             result.updated += 1
+        self._touch(conn, touched, result.delivery_id, now)
         if events:
             conn.execute(sa.insert(EVENTS), events)
         upsert_jobs(conn, jobs, now)
 
+    def _lookup(
+        self, conn: Connection, keys: Sequence[tuple[str, datetime]]
+    ) -> dict[tuple[str, datetime], tuple[int | None, str | None, int, int]]:
+        """Per occurrence in one statement: its id and status when it exists, else how many
+        occurrences of its label set started before it and how many of those in the flapping
+        window (counted only for a new one: an index-only range on the unique key)."""
+        window = timedelta(seconds=self.settings.flapping_window)
+        params: dict[str, Any] = {}
+        for i, (fp, start) in enumerate(keys):
+            params[f"f{i}"] = fp
+            params[f"s{i}"] = start
+            params[f"w{i}"] = start - window
+        out: dict[tuple[str, datetime], tuple[int | None, str | None, int, int]] = {}
+        for k, ident, status, earlier, recent in conn.execute(_lookup_sql(conn, len(keys)), params):
+            ident = None if ident is None else int(ident)
+            out[keys[int(k)]] = (ident, status, int(earlier or 0), int(recent or 0))
+        return out
+
     def _existing(
         self, conn: Connection, keys: Sequence[tuple[str, datetime]]
-    ) -> dict[tuple[str, datetime], tuple[int, str]]:
+    ) -> dict[tuple[str, datetime], tuple[int | None, str | None, int, int]]:
         c = ALERTS.c
         rows = conn.execute(
             sa.select(c.id, c.fingerprint, c.starts_at, c.status).where(
                 sa.tuple_(c.fingerprint, c.starts_at).in_(keys)
             )
         )
-        return {(r.fingerprint, r.starts_at): (int(r.id), r.status) for r in rows}
+        out: dict[tuple[str, datetime], tuple[int | None, str | None, int, int]] = dict.fromkeys(
+            keys, (None, None, 0, 0)
+        )
+        out.update({(r.fingerprint, r.starts_at): (int(r.id), r.status, 0, 0) for r in rows})
+        return out
 
     def _create(
         self,
         conn: Connection,
-        a: IncomingAlert,
+        fresh: list[tuple[str, datetime]],
+        found: dict[tuple[str, datetime], tuple[int | None, str | None, int, int]],
+        latest: dict[tuple[str, datetime], IncomingAlert],
         d: Delivery,
         result: IngestResult,
         now: datetime,
         events: list[dict[str, Any]],
-    ) -> int | None:
+        jobs: list[tuple[int, str]],
+    ) -> set[tuple[str, datetime]]:
+        """One multi-row insert of the new occurrences; the keys it created."""
         s = self.settings
-        c = ALERTS.c
-        since = a.starts_at - timedelta(seconds=s.flapping_window)
-        earlier, recent = conn.execute(
-            sa.select(
-                sa.func.count(),
-                sa.func.coalesce(sa.func.sum(sa.case((c.starts_at >= since, 1), else_=0)), 0),
-            ).where(c.fingerprint == a.fingerprint, c.starts_at < a.starts_at)
-        ).one()
-        flapping = int(recent) + 1 >= s.flapping_count
-        alertname = a.labels.get("alertname", "")[:200]
-        stmt = (
-            _insert(conn, ALERTS)
-            .values(
-                fingerprint=a.fingerprint,
-                starts_at=a.starts_at,
-                ends_at=a.ends_at if a.status == "resolved" else None,
-                source=d.source,
-                alertname=alertname,
-                status=a.status,
-                severity=(a.labels.get("severity") or None),
-                labels=a.labels,
-                annotations=a.annotations,
-                generator_url=a.generator_url,
-                receiver=d.receiver,
-                first_seen=now,
-                last_seen=now,
-                notifications=1,
-                fire_count=int(earlier) + 1,
-                flapping=flapping,
-                last_delivery_id=result.delivery_id,
-                cls_status="pending",
-                search=search_text(alertname, a.labels, a.annotations),
+        window = timedelta(seconds=s.flapping_window)
+        rows: list[dict[str, Any]] = []
+        recent_of: dict[tuple[str, datetime], int] = {}
+        for key in fresh:
+            a = latest[key]
+            fp, start = key
+            earlier, recent = found[key][2:]
+            for other_fp, other_start in fresh:  # new in this delivery and earlier: count too
+                if other_fp == fp and other_start < start:
+                    earlier += 1
+                    recent += other_start >= start - window
+            recent_of[key] = recent
+            alertname = a.labels.get("alertname", "")[:200]
+            rows.append(
+                {
+                    "fingerprint": fp,
+                    "starts_at": start,
+                    "ends_at": a.ends_at if a.status == "resolved" else None,
+                    "source": d.source,
+                    "alertname": alertname,
+                    "status": a.status,
+                    "severity": a.labels.get("severity") or None,
+                    "labels": a.labels,
+                    "annotations": a.annotations,
+                    "generator_url": a.generator_url,
+                    "receiver": d.receiver,
+                    "first_seen": now,
+                    "last_seen": now,
+                    "notifications": 1,
+                    "fire_count": earlier + 1,
+                    "flapping": recent + 1 >= s.flapping_count,
+                    "last_delivery_id": result.delivery_id,
+                    "cls_status": "pending",
+                    "search": search_text(alertname, a.labels, a.annotations),
+                }
             )
-            .on_conflict_do_nothing(index_elements=["fingerprint", "starts_at"])
-            .returning(c.id)
-        )
-        alert_id = conn.execute(stmt).scalar()
-        if alert_id is None:
-            return None
-        alert_id = int(alert_id)
-        result.new += 1
-        result.new_ids.append(alert_id)
-        events.append(_event(alert_id, now, "fired", {"starts_at": _iso(a.starts_at)}))
-        if flapping:
-            events.append(_event(alert_id, now, "flapping", {"fires_in_window": int(recent) + 1}))
-        if a.status == "resolved":
-            events.append(_event(alert_id, now, "resolved", {"ends_at": _iso(a.ends_at)}))
-        return alert_id
+        ids = {
+            (r.fingerprint, r.starts_at): int(r.id)
+            for r in conn.execute(_statement(conn, "alerts_insert"), rows)
+        }
+        for key in fresh:  # in delivery order
+            alert_id = ids.get(key)
+            if alert_id is None:
+                continue
+            a = latest[key]
+            result.new += 1
+            result.new_ids.append(alert_id)
+            events.append(_event(alert_id, now, "fired", {"starts_at": _iso(a.starts_at)}))
+            recent = recent_of[key]
+            if recent + 1 >= s.flapping_count:
+                events.append(_event(alert_id, now, "flapping", {"fires_in_window": recent + 1}))
+            jobs += [(alert_id, step) for step in FIRE_STEPS]
+            if a.status == "resolved":
+                events.append(_event(alert_id, now, "resolved", {"ends_at": _iso(a.ends_at)}))
+                jobs += [(alert_id, step) for step in RESOLVE_STEPS]
+        return set(ids)
 
     def _resolve(
-        self, conn: Connection, alert_id: int, a: IncomingAlert, delivery_id: int, now: datetime
-    ) -> bool:
+        self,
+        conn: Connection,
+        resolving: Sequence[tuple[int | None, IncomingAlert]],
+        delivery_id: int,
+        now: datetime,
+    ) -> set[int]:
+        """Move firing occurrences to resolved; the ids this delivery moved. The status change
+        is one conditional update (two concurrent copies cannot both win), then the winners'
+        end times and annotations in one executemany."""
         c = ALERTS.c
-        done = conn.execute(
-            sa.update(ALERTS)
-            .where(c.id == alert_id, c.status == "firing")
-            .values(
-                status="resolved",
-                ends_at=a.ends_at or now,
-                last_seen=now,
-                notifications=c.notifications + 1,
-                annotations=a.annotations,
-                last_delivery_id=delivery_id,
+        ids = [alert_id for alert_id, _ in resolving if alert_id is not None]
+        won = {
+            int(r[0])
+            for r in conn.execute(
+                sa.update(ALERTS)
+                .where(c.id.in_(ids), c.status == "firing")
+                .values(
+                    status="resolved",
+                    last_seen=now,
+                    notifications=c.notifications + 1,
+                    last_delivery_id=delivery_id,
+                )
+                .returning(c.id)
             )
-        )
-        return bool(done.rowcount)
+        }
+        rows = [
+            {"b_id": alert_id, "b_ends": a.ends_at or now, "b_annotations": a.annotations}
+            for alert_id, a in resolving
+            if alert_id in won
+        ]
+        if rows:
+            conn.execute(_statement(conn, "resolve_details"), rows)
+        return won
 
     def _touch(
         self,
         conn: Connection,
-        alert_id: int,
-        a: IncomingAlert,
+        touched: Sequence[tuple[int, IncomingAlert, bool]],
         delivery_id: int,
         now: datetime,
-        *,
-        refresh: bool,
     ) -> None:
-        c = ALERTS.c
-        values: dict[str, Any] = {
-            "last_seen": now,
-            "notifications": c.notifications + 1,
-            "last_delivery_id": delivery_id,
-        }
-        if refresh:  # the newest copy of the alert wins (annotations may be re-templated)
-            values["annotations"] = a.annotations
-        conn.execute(sa.update(ALERTS).where(c.id == alert_id).values(**values))
+        """Mark occurrences seen again, one executemany per kind; with ``refresh`` the newest
+        copy's annotations win (Alertmanager may re-template them)."""
+        plain = [
+            {"b_id": alert_id, "b_now": now, "b_delivery": delivery_id}
+            for alert_id, _, refresh in touched
+            if not refresh
+        ]
+        fresh = [
+            {"b_id": alert_id, "b_now": now, "b_delivery": delivery_id,
+             "b_annotations": a.annotations}
+            for alert_id, a, refresh in touched
+            if refresh
+        ]  # fmt: skip
+        if plain:
+            conn.execute(_statement(conn, "touch"), plain)
+        if fresh:
+            conn.execute(_statement(conn, "touch_refresh"), fresh)
 
 
 def _event(alert_id: int, at: datetime, kind: str, detail: dict[str, Any] | None) -> dict[str, Any]:
