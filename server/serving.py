@@ -29,7 +29,7 @@ from typing import Any
 import uvicorn
 
 from llmgw.config import Settings, load_settings
-from llmgw.errors import Unavailable
+from llmgw.errors import ConfigError, Unavailable
 from llmgw.listen import listen_error
 from llmgw.server.app import GatewayApp, create_app, gateway_of
 from llmgw.server.receipt import ReceiptStats, receipt_protocol
@@ -143,32 +143,58 @@ class GatewayServer(uvicorn.Server):
         ]
 
 
+def _log_secrets(settings: Settings) -> list[str]:
+    """The running settings' secrets, for the log filter: provider keys, URLs, tokens."""
+    found = [
+        secret.get_secret_value()
+        for secret in (settings.database.url, settings.redis_url, settings.server.metrics_token)
+        if secret is not None
+    ]
+    for provider in settings.providers:
+        env = getattr(provider, "api_key_env", None)
+        if env and os.environ.get(env):
+            found.append(os.environ[env])
+    return found
+
+
 def log_config(settings: Settings) -> dict[str, Any]:
-    """Logging: the JSON access log on stdout (ours, not uvicorn's), everything else on stderr."""
+    """Logging: JSON access lines on stdout, other messages on stderr (as text), by default.
+
+    ``[log] format = "json"``: messages are JSON lines on stdout too. ``[log] file``: everything
+    goes to that file, rotated by size. Every message passes the secret filter first.
+    """
     level = settings.log_level.upper()
+    log = settings.log
+    messages_formatter = "json" if log.format == "json" else "text"
+    access: dict[str, Any]
+    messages: dict[str, Any]
+    if log.file is not None:
+        target = {"path": str(log.file), "max_bytes": log.max_bytes, "backups": log.backups}
+        access = {"()": "llmgw.server.logs.file_handler", "batched": True, **target}
+        messages = {"()": "llmgw.server.logs.file_handler", **target}
+    else:
+        access = {"class": "llmgw.server.logs.BatchedStreamHandler", "stream": "ext://sys.stdout"}
+        stream = "ext://sys.stdout" if log.format == "json" else "ext://sys.stderr"
+        messages = {"class": "logging.StreamHandler", "stream": stream}
     return {
         "version": 1,
         "disable_existing_loggers": False,
+        "filters": {
+            "secrets": {"()": "llmgw.server.logs.SecretFilter", "secrets": _log_secrets(settings)}
+        },
         "formatters": {
             "plain": {"format": "%(message)s"},
             "text": {"format": "%(asctime)s %(levelname)s %(name)s: %(message)s"},
+            "json": {"()": "llmgw.server.logs.JsonFormatter"},
         },
         "handlers": {
-            "access": {
-                "class": "llmgw.server.logs.BatchedStreamHandler",
-                "formatter": "plain",
-                "stream": "ext://sys.stdout",
-            },
-            "stderr": {
-                "class": "logging.StreamHandler",
-                "formatter": "text",
-                "stream": "ext://sys.stderr",
-            },
+            "access": {**access, "formatter": "plain"},
+            "messages": {**messages, "formatter": messages_formatter, "filters": ["secrets"]},
         },
         "loggers": {
             "llmgw.access": {"handlers": ["access"], "level": "INFO", "propagate": False},
-            "llmgw": {"handlers": ["stderr"], "level": level, "propagate": False},
-            "uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": False},
+            "llmgw": {"handlers": ["messages"], "level": level, "propagate": False},
+            "uvicorn": {"handlers": ["messages"], "level": "INFO", "propagate": False},
             "uvicorn.error": {"level": "INFO"},
             "uvicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
         },
@@ -323,6 +349,11 @@ def run(settings: Settings, *, config_file: Path | None, overrides: dict[str, An
     With one worker, a Ctrl-C (SIGINT) ends the same drain in ``KeyboardInterrupt``, which the CLI
     reports as one ``interrupted`` line and exit 130; SIGTERM is a normal stop (exit 0).
     """
+    if settings.log.file is not None and settings.server.workers > 1:
+        raise ConfigError(
+            "log.file works with one worker: several processes cannot rotate one file",
+            hint="log to stdout (log.format = json) and collect it, or run one worker per instance",
+        )
     if settings.server.workers > 1:
         _supervise(settings, config_file, overrides)
         return

@@ -42,6 +42,7 @@ __all__ = [
     "DatabaseSettings",
     "IdentitySettings",
     "LoadedSettings",
+    "LogSettings",
     "ModelInfo",
     "ModelPrice",
     "NotifyChannel",
@@ -128,6 +129,20 @@ class ServerSettings(_Section):
         if value is not None and info.data.get("ssl_certfile") is None:
             raise ValueError("ssl_keyfile needs ssl_certfile")
         return value
+
+
+class LogSettings(_Section):
+    """Where ``llmgw serve`` writes its logs (``[log]``; docs/deployment.md#logging)."""
+
+    format: Literal["text", "json"] = "text"
+    """``text``: JSON access lines on stdout, other messages as text on stderr. ``json``: every
+    line on stdout is one JSON object (access lines and messages alike), for containers."""
+    file: Path | None = None
+    """Write every line to this file instead (bare metal), rotated by size; one worker only."""
+    max_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+    """Rotate ``file`` before it grows past this size: ``file`` -> ``file.1`` -> ... ."""
+    backups: int = Field(default=5, ge=0, le=100)
+    """Rotated files kept (``file.1`` .. ``file.N``); 0 truncates ``file`` instead."""
 
 
 class AuthSettings(_Section):
@@ -550,6 +565,7 @@ class Settings(BaseSettings):
     """Redis for shared state across instances; unset keeps state in memory."""
     database: DatabaseSettings = Field(default_factory=DatabaseSettings)
     server: ServerSettings = Field(default_factory=ServerSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
     auth: AuthSettings = Field(default_factory=AuthSettings)
     identity: IdentitySettings = Field(default_factory=IdentitySettings)
     usage: UsageSettings = Field(default_factory=UsageSettings)

@@ -35,7 +35,7 @@ from llmgw.errors import ConfigError, RateLimited, UpstreamError, UpstreamTimeou
 from llmgw.providers import h1
 from llmgw.providers.tls import default_ssl_context
 
-__all__ = ["Transport", "UpstreamStatus", "parse_json", "redact"]
+__all__ = ["Transport", "UpstreamStatus", "parse_json", "redact", "redact_secrets"]
 
 _ACCEPT_JSON = b"Content-Type: application/json\r\nAccept: application/json\r\n"
 _ACCEPT_SSE = b"Content-Type: application/json\r\nAccept: text/event-stream\r\n"
@@ -56,15 +56,22 @@ def redact(text: str, secrets: Iterable[str] = (), limit: int = 500) -> str:
     Cut to ``limit`` characters only *after* redaction: cutting first would turn a secret that
     straddles the cut into a fragment the exact-match step no longer finds.
     """
+    text = " ".join(redact_secrets(text, secrets).split())
+    return text if len(text) <= limit else text[: max(0, limit - 3)] + "..."
+
+
+def redact_secrets(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with the given secrets, bearer tokens, ``sk-``-style keys and URL passwords
+    replaced by ``[redacted]``; lines and length kept (log messages, tracebacks)."""
     for s in secrets:
         if s and len(s) >= 4:
             text = text.replace(s, "[redacted]")
     text = _BEARER.sub(r"\1 [redacted]", text)
     text = _KEYLIKE.sub("[redacted]", text)
-    text = " ".join(text.split())
-    return text if len(text) <= limit else text[: max(0, limit - 3)] + "..."
+    return _URL_PASSWORD.sub(r"\1[redacted]@", text)
 
 
+_URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s/]+@")
 _BEARER = re.compile(r"(?i)\b(bearer|basic|api-key|oauth)\s+[^\s'\",]+")
 _KEYLIKE = re.compile(r"\b(?:sk|llmgw|key|tok)[-_][A-Za-z0-9_\-]{8,}")
 
