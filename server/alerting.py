@@ -64,6 +64,14 @@ class _AlertCollector(Collector):
         for name, n in st.retention_deleted.items():
             deleted.add_metric([name], n)
         out.append(deleted)
+        pubs = CounterMetricFamily(
+            "llmgw_alert_publications",
+            "Publishing attempts by target type and result.",
+            labels=["type", "result"],
+        )
+        for (kind, result), n in st.publications.items():
+            pubs.add_metric([kind, result], n)
+        out.append(pubs)
         errors = CounterMetricFamily(
             "llmgw_alert_worker_errors", "Unexpected failures of the alert worker loop."
         )
@@ -106,7 +114,7 @@ async def start_alerts(g: Gateway, stack: contextlib.AsyncExitStack) -> None:
     from llmgw.alerts.queries import AlertHistory
     from llmgw.alerts.queue import JobQueue
     from llmgw.alerts.retention import run_retention
-    from llmgw.alerts.worker import AlertWorker, ClassifyStep
+    from llmgw.alerts.worker import AlertWorker, ClassifyStep, Step
 
     s = g.settings
     a = s.alerts
@@ -139,9 +147,17 @@ async def start_alerts(g: Gateway, stack: contextlib.AsyncExitStack) -> None:
             classifier = None
     history = AlertHistory(g.engine)
     service.history = history
-    steps = {
+    from llmgw.alerts.publishers.step import Publishing, PublishStep
+
+    publishing = Publishing(g.engine, a, service.stats)
+    publishing.wake = service.wake
+    service.start_publishing(publishing)
+    stack.push_async_callback(publishing.aclose)
+    steps: dict[str, Step] = {
         "classify": ClassifyStep(history, classifier, a),
         "reclassify": ClassifyStep(history, classifier, a, use_cache=False),
+        "publish": PublishStep(publishing, history, "fire"),
+        "publish_resolve": PublishStep(publishing, history, "resolve"),
     }
     worker = AlertWorker(
         JobQueue(g.engine),

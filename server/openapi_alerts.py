@@ -124,7 +124,13 @@ _SHOWN = {
     **_ALERT,
     "timeline": [{"at": _T, "kind": "fired", "actor": None, "detail": {"starts_at": _T}}],
     "jobs": [{"step": "classify", "state": "done", "attempts": 1, "run_after": _T,
+              "last_error": None},
+             {"step": "publish", "state": "done", "attempts": 1, "run_after": _T,
               "last_error": None}],
+    "publications": [{"target": "pd-db", "type": "pagerduty", "action": "fire", "state": "sent",
+                      "external_id": "am-03e24befa7b11611-1795317547", "http_status": 202,
+                      "attempts": 2, "error": None, "next_at": None,
+                      "updated_at": _T}],
 }  # fmt: skip
 _STATS = {
     "since": _T,
@@ -322,7 +328,10 @@ def alert_paths() -> dict[str, Any]:
                 "showAlert",
                 "Show an alert",
                 "One occurrence with its timeline (fired, resolved, "
-                "classified, acknowledged, annotated...) and its jobs.",
+                "classified, acknowledged, annotated, published...), its jobs, and its "
+                "publications (one per target and action: state, external id such as the "
+                "PagerDuty dedup_key, Rootly alert id or Slack channel:ts, the last HTTP status, "
+                "the attempt count and the last error).",
                 _SHOWN,
                 errors=one,
                 path_id=True,

@@ -29,6 +29,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
@@ -48,6 +49,8 @@ __all__ = [
     "NotifyChannel",
     "NotifySettings",
     "ProviderConfig",
+    "PublishRoute",
+    "PublishTarget",
     "RateLimitSettings",
     "RoutingSettings",
     "ServerSettings",
@@ -350,6 +353,82 @@ class BackupSettings(_Section):
     read snapshot, so the disk's write-back does not slow the gateway); 0 copies at full speed."""
 
 
+class PublishTarget(_Section):
+    """One place alerts are published to (``[[alerts.targets]]``, or a Kubernetes Secret's data:
+    the same keys). Credentials are secrets: never printed or logged."""
+
+    type: Literal["pagerduty", "slack", "rootly"]
+    """Which product: PagerDuty Events API v2, Slack (webhook or bot), Rootly's alerts API."""
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.:/-]{0,99}$")
+    """Unique name; routing rules, the attempt records and ``llmgw alerts targets`` use it."""
+    routing_key: SecretStr | None = None
+    """PagerDuty: the Events API v2 integration key (32 characters)."""
+    events_url: str = "https://events.pagerduty.com/v2/enqueue"
+    """PagerDuty: the Events API v2 endpoint (an emulator's in tests)."""
+    webhook_url: SecretStr | None = None
+    """Slack: an incoming webhook URL (the URL is the credential), or else ``bot_token``."""
+    bot_token: SecretStr | None = None
+    """Slack: a bot token (``xoxb-``, scope ``chat:write``) for ``chat.postMessage``; with
+    ``channel``. Resolves then update the message and reply in its thread."""
+    channel: str | None = None
+    """Slack: the channel ID ``chat.postMessage`` posts to."""
+    api_url: str = "https://slack.com/api"
+    """Slack: the Web API base URL (an emulator's in tests)."""
+    api_key: SecretStr | None = None
+    """Rootly: an API key (a Global key for services)."""
+    base_url: str = "https://api.rootly.com"
+    """Rootly: the REST API base URL (an emulator's in tests)."""
+    match_labels: dict[str, str] = Field(default_factory=dict)
+    """Publish only alerts carrying all these label values (a JSON object in a Secret)."""
+    min_severity: Literal["info", "warning", "error", "critical"] | None = None
+    """Publish only alerts at least this severe (the mode's severity: the LLM's in ``enriched``)."""
+    mode: Literal["transparent", "enriched", "transparent_with_recommendations"] | None = None
+    """This target's processing mode; unset: ``alerts.mode``."""
+    rate_per_minute: float | None = Field(default=None, gt=0)
+    """Requests per minute to this target (default: Slack 60, PagerDuty 120, Rootly 3000)."""
+
+    @field_validator("match_labels", mode="before")
+    @classmethod
+    def _labels_json(cls, v: Any) -> Any:
+        if isinstance(v, str):
+            try:
+                v = json.loads(v) if v.strip() else {}
+            except ValueError:
+                raise ValueError("match_labels must be a JSON object of strings") from None
+        return v
+
+    @model_validator(mode="after")
+    def _credentials(self) -> PublishTarget:
+        need = {
+            "pagerduty": self.routing_key is not None,
+            "rootly": self.api_key is not None,
+            "slack": self.webhook_url is not None
+            or (self.bot_token is not None and bool(self.channel)),
+        }
+        if not need[self.type]:
+            hint = {
+                "pagerduty": "routing_key",
+                "rootly": "api_key",
+                "slack": "webhook_url, or bot_token and channel",
+            }
+            raise ValueError(f"a {self.type} target needs {hint[self.type]}")
+        return self
+
+
+class PublishRoute(_Section):
+    """A routing rule (``[[alerts.routes]]``): alerts it matches go to ``targets``."""
+
+    targets: list[str] = Field(min_length=1)
+    """Target names."""
+    match_labels: dict[str, str] = Field(default_factory=dict)
+    """All these label values must match."""
+    severities: list[str] = Field(default_factory=list)
+    """One of these severities (the mode's severity); empty: any."""
+    categories: list[str] = Field(default_factory=list)
+    """One of these classification categories; empty: any (an unclassified alert matches only
+    rules without categories)."""
+
+
 class AlertsSettings(_Section):
     """The alert history service (``[alerts]``; see docs/alerts.md)."""
 
@@ -421,6 +500,18 @@ class AlertsSettings(_Section):
     breaker_alerts: bool = True
     """Record the gateway's own circuit breaker transitions in the history (source ``llmgw``:
     ``LlmgwCircuitOpen`` fires when a provider's circuit opens, resolves when it closes)."""
+    targets: list[PublishTarget] = Field(default_factory=list)
+    """Publishing targets (Slack, PagerDuty, Rootly); more come from Kubernetes Secrets."""
+    routes: list[PublishRoute] = Field(default_factory=list)
+    """Routing rules; none: every target gets every alert its own filters let through."""
+    publish_timeout: float = Field(default=10.0, gt=0, le=120)
+    """Seconds one request to a target may take (a timeout is retried)."""
+    publish_max_attempts: int = Field(default=8, ge=1, le=100)
+    """Attempts per publication before it is left ``failed``."""
+    publish_backoff: float = Field(default=2.0, ge=0, le=3600)
+    """Seconds before the second attempt (jittered, doubling; ``Retry-After`` wins when longer)."""
+    publish_backoff_max: float = Field(default=300.0, ge=0, le=86_400)
+    """Longest wait between two attempts."""
 
 
 class AliasTarget(_Section):

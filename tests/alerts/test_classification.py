@@ -112,7 +112,7 @@ async def test_classified_through_the_router_marked_ai_with_usage_for_the_alert_
     assert usage["prompt_tokens"] > 0 and float(usage["cost"]) > 0
     events = query(db_url, f"SELECT kind, actor FROM alert_events WHERE alert_id = {alert['id']}")
     assert {"kind": "classified", "actor": "llm"} in events
-    jobs = query(db_url, "SELECT state FROM alert_jobs")
+    jobs = query(db_url, "SELECT state FROM alert_jobs WHERE step = 'classify'")
     assert jobs == [{"state": "done"}]
 
 

@@ -237,6 +237,9 @@ class AlertHistory:
             }
             for j in jobs
         ]
+        from llmgw.alerts.publishers.records import publications
+
+        record["publications"] = publications(self.engine, alert_id)
         return record
 
     def list(self, f: AlertFilter, *, limit: int = 50, cursor: str | None = None) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -35,6 +35,9 @@ class AlertService:
         """The job worker, once started (``llmgw serve``)."""
         self.breaker_alerts: Any = None
         """``BreakerAlerts`` (the gateway's own circuit transitions), once started."""
+        self.publishing: Any = None
+        """``Publishing`` (targets, publishers), once started."""
+        self._pending_discovery: dict[str, dict[str, dict[str, str]]] = {}
 
     def problems(self) -> list[str]:
         """Why the alert side is not ready (readiness): a worker loop that stopped looking at
@@ -48,6 +51,27 @@ class AlertService:
         if w.last_loop is not None and w.clock() - w.last_loop > stale + self.settings.timeout:
             return ["alert worker has not looked at its queue for a while"]
         return []
+
+    def set_discovered_targets(
+        self, source: str, targets: Mapping[str, Mapping[str, str]]
+    ) -> dict[str, str]:
+        """Replace the publishing targets discovered by ``source`` (e.g. ``kubernetes``) with
+        ``targets`` (key such as ``namespace/secret`` -> the Secret's decoded data, reference
+        §5.4 keys); applied live, a configured target wins a name clash. Returns the refused
+        keys and why (never a value). Before start-up (no publishing yet) it is kept and
+        applied when publishing starts."""
+        if self.publishing is None:
+            self._pending_discovery[source] = {k: dict(v) for k, v in targets.items()}
+            return {}
+        refused: dict[str, str] = self.publishing.targets.set_discovered_targets(source, targets)
+        return refused
+
+    def start_publishing(self, publishing: Any) -> None:
+        """Use ``publishing`` (``Publishing``) from now on; discovery reported earlier applies."""
+        self.publishing = publishing
+        for source, targets in self._pending_discovery.items():
+            publishing.targets.set_discovered_targets(source, targets)
+        self._pending_discovery.clear()
 
     def wake(self) -> None:
         """New jobs were stored by this process: the worker looks at the queue now."""

@@ -38,6 +38,8 @@ class AlertStats:
         default_factory=lambda: dict.fromkeys(("firing", "resolved", "deliveries"), 0)
     )
     """Rows deleted by retention runs."""
+    publications: dict[tuple[str, str], int] = field(default_factory=dict)
+    """Publishing attempts by (target type, result: sent, retry, failed, disabled, unknown)."""
     worker_errors: int = 0
     """Unexpected failures of the worker loop (it keeps running)."""
 

@@ -41,10 +41,10 @@ EVENTS: sa.Table = AlertEvent.__table__  # type: ignore[attr-defined]
 JOBS: sa.Table = AlertJob.__table__  # type: ignore[attr-defined]
 
 FIRE_STEPS: tuple[str, ...] = ("classify",)
-"""Jobs queued for a new occurrence. Publishing (issue 15) adds its own step names here and in
-``RESOLVE_STEPS``; the worker runs each step as its own job on the same queue."""
-RESOLVE_STEPS: tuple[str, ...] = ()
-"""Jobs queued when an occurrence resolves."""
+"""Jobs queued for a new occurrence (``publish`` follows classify's first attempt:
+``worker.FOLLOW_UPS``); the worker runs each step as its own job on the same queue."""
+RESOLVE_STEPS: tuple[str, ...] = ("publish_resolve",)
+"""Jobs queued when an occurrence resolves (it waits for the fire's publication)."""
 
 
 def _insert(conn: Connection, table: sa.Table) -> Any:

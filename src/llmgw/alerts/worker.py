@@ -1,4 +1,4 @@
-"""The worker that drains the job queue: classification now, publishing (issue 15) next.
+"""The worker that drains the job queue: classification, then publishing.
 
 Each job is one (occurrence, step) row of ``alert_jobs``; a step is an async callable that
 returns ``Done``, ``Retry`` or ``GiveUp``. Steps in ``FOLLOW_UPS`` queue further steps after
@@ -31,8 +31,8 @@ __all__ = ["FOLLOW_UPS", "AlertWorker", "ClassifyStep", "Done", "GiveUp", "Retry
 
 log = logging.getLogger("llmgw.alerts")
 
-FOLLOW_UPS: dict[str, tuple[str, ...]] = {"classify": ()}
-"""Steps queued (once) after a step's first attempt; issue 15 adds its publishing steps here."""
+FOLLOW_UPS: dict[str, tuple[str, ...]] = {"classify": ("publish",)}
+"""Steps queued (once) after a step's first attempt: publishing never waits on the LLM."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -156,7 +156,7 @@ def alerts_show(
     alert_id: Annotated[int, typer.Argument(help="The alert's id (from `llmgw alerts list`).")],
     json: Json = False,
 ) -> None:
-    """Show one alert: labels, annotations, the AI classification and the timeline."""
+    """Show one alert: labels, annotations, the AI classification, publications and the timeline."""
     record = _ops(ctx).show(alert_id)
     if json:
         emit_json(record)
@@ -188,6 +188,15 @@ def alerts_show(
             out(f"  - {rec}")
     else:
         out(f"classification: {cls.get('status', 'pending')}")
+    pubs = record.get("publications") or []
+    if pubs:
+        out("publications:")
+    for p in pubs:
+        ext = f" id={p['external_id']}" if p.get("external_id") else ""
+        http = f" HTTP {p['http_status']}" if p.get("http_status") else ""
+        err = f"  {p['error']}" if p.get("error") and p["state"] != "sent" else ""
+        out(f"  {p['action']:<7} {p['target']} ({p['type']}): {p['state']}, {p['attempts']}"
+            f" attempt(s){http}{ext}{err}")  # fmt: skip
     out("timeline:")
     for e in record.get("timeline", []):
         who = f" by {e['actor']}" if e.get("actor") else ""

@@ -303,6 +303,14 @@ def render_settings_md() -> str:
             "",
         ]
         out += _table(price, None, {})
+    for title, name in (
+        ("[[alerts.targets]]", "PublishTarget"),
+        ("[[alerts.routes]]", "PublishRoute"),
+    ):
+        model = getattr(config, name, None)
+        if model is not None:
+            out += ["", f"### `{title}`", "", _md(" ".join((model.__doc__ or "").split())), ""]
+            out += _table(model, None, {})
     out += [
         "",
         "### `[aliases]`",

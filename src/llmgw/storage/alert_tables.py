@@ -18,6 +18,7 @@ __all__ = [
     "AlertDelivery",
     "AlertEvent",
     "AlertJob",
+    "AlertPublication",
 ]
 
 
@@ -167,3 +168,34 @@ class AlertCacheEntry(SQLModel, table=True):
     result: dict[str, Any] = Field(sa_type=JSONType, nullable=False)
     created_at: datetime = Field(sa_type=UTCDateTime(), nullable=False)
     expires_at: datetime = Field(sa_type=UTCDateTime(), nullable=False)
+
+
+class AlertPublication(SQLModel, table=True):
+    """What was sent for an occurrence to one publishing target (migration ``0012``): one row
+    per (occurrence, target, action), written *before* each request (``state = 'sending'``) and
+    after its answer, so a crash mid-request is known on the next attempt (see
+    ``llmgw.alerts.publishers.step``)."""
+
+    __tablename__ = "alert_publications"
+    __table_args__ = (
+        sa.UniqueConstraint("alert_id", "target", "action", name="uq_alert_publications"),
+        sa.Index("ix_alert_publications_target_updated_at", "target", "updated_at"),
+    )
+
+    id: int | None = _bigint_pk()
+    alert_id: int = _alert_fk()
+    target: str = Field(max_length=100)
+    target_type: str = Field(max_length=16)
+    action: str = Field(max_length=16)
+    """``fire`` or ``resolve``."""
+    state: str = Field(max_length=16)
+    """``sending`` (a request may be in flight), ``retrying``, ``sent``, ``failed``, ``unknown``."""
+    external_id: str | None = Field(default=None, max_length=300)
+    """PagerDuty ``dedup_key``, Rootly alert ``id``, Slack ``channel:ts``."""
+    http_status: int | None = Field(default=None)
+    attempts: int = Field(default=0)
+    error: str | None = Field(default=None, max_length=500)
+    next_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
+    """When a ``retrying`` publication is due again."""
+    created_at: datetime = Field(sa_type=UTCDateTime(), nullable=False)
+    updated_at: datetime = Field(sa_type=UTCDateTime(), nullable=False)

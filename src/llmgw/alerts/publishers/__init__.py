@@ -1,0 +1,1 @@
+"""Publishing alerts to PagerDuty, Slack and Rootly (docs/alerts.md#publishing)."""
