@@ -29,7 +29,7 @@ COMMANDS = {
     "emulate": LazyCommand(
         "llmgw.cli.emulate",
         "emulate_app",
-        "Run a local emulator of an LLM provider (no cloud account needed).",
+        "Run a local emulator of an LLM provider or an alert target (no cloud account needed).",
     ),
     "keys": LazyCommand(
         "llmgw.cli.keys", "keys_app", "Create, list, show, revoke, rotate and update API keys."

@@ -17,7 +17,7 @@ from llmgw.errors import UsageError
 __all__ = ["emulate_app"]
 
 emulate_app = typer.Typer(
-    help="Run a local emulator of an LLM provider (no cloud account needed).",
+    help="Run a local emulator of an LLM provider or an alert target (no cloud account needed).",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -167,3 +167,10 @@ from llmgw.cli.emulate_ru import emulate_gigachat, emulate_yandexgpt  # noqa: E4
 
 emulate_app.command("gigachat")(emulate_gigachat)
 emulate_app.command("yandexgpt")(emulate_yandexgpt)
+
+# Slack, PagerDuty and Rootly (the alert targets) live in their own module.
+from llmgw.cli.emulate_alerting import emulate_pagerduty, emulate_rootly, emulate_slack  # noqa: E402
+
+emulate_app.command("slack")(emulate_slack)
+emulate_app.command("pagerduty")(emulate_pagerduty)
+emulate_app.command("rootly")(emulate_rootly)
