@@ -20,6 +20,11 @@ COMMANDS = {
         "Run the gateway: /v1/chat/completions, /v1/embeddings, /v1/models, /healthz, /readyz, "
         "/metrics.",
     ),
+    "smoke": LazyCommand(
+        "llmgw.cli.smoke",
+        "smoke",
+        "Check a deployment end to end: /healthz, /readyz, a chat completion, /metrics.",
+    ),
     "config": LazyCommand(
         "llmgw.cli.config_cmd", "config_app", "Show, check and create the configuration."
     ),
