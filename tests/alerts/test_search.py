@@ -137,12 +137,11 @@ def test_stats_counts_every_occurrence_of_the_period_once(engine: Engine) -> Non
 
 
 @pytest.mark.postgres
-def test_a_window_with_much_newer_history_reads_the_window_first(
-    pg_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The other plan for a window (read it through ix_alerts_active, then sort) answers the
-    same, pages included."""
-    from llmgw.alerts import queries
+def test_a_listing_that_ends_at_until_pages_like_a_plain_scan(pg_url: str) -> None:
+    """On PostgreSQL a listing with ``until`` is read in two parts (the occurrences active at
+    ``until``, then those last seen before it): the pages are exactly those of filtering and
+    sorting every row, including an occurrence that started before ``until`` and was still
+    seen after it, and one that starts exactly at it (not in the window)."""
     from llmgw.storage.db import make_engine
     from llmgw.storage.schema import upgrade
 
@@ -150,17 +149,40 @@ def test_a_window_with_much_newer_history_reads_the_window_first(
     try:
         upgrade(engine)
         _fill(engine)
+        store = AlertStore(engine, AlertsSettings(), now=lambda: T0 + timedelta(hours=5))
+        store.ingest(  # HighCPU/node seen again at T0+5h: active across every until below
+            parse_delivery(am_payload(am_alert("HighCPU", labels={"job": "node"})))
+        )
+        store.ingest(parse_delivery(am_payload(am_alert("Edge", starts=later(90)))))
         h = AlertHistory(engine)
-        seen = T0 + timedelta(hours=1)
-        f = AlertFilter(since=seen - timedelta(days=1), until=later(90))
-        walked = h.list(f, limit=1)
-        monkeypatch.setattr(queries, "WALK_ROWS", 1)
         with engine.connect() as conn:
-            assert AlertHistory._old_window(conn, f)
-        first = h.list(f, limit=1)
-        assert first == walked and first["next_cursor"]
-        rest = h.list(f, limit=1, cursor=first["next_cursor"])
-        assert len(rest["data"]) == 1 and rest["next_cursor"] is None
+            rows = conn.execute(sa.select(ALERTS)).all()
+        seen = T0 + timedelta(hours=1)
+        for since, until in (
+            (seen - timedelta(days=1), later(90)),
+            (None, later(90)),
+            (seen, later(30)),
+            (None, later(7300)),
+            (seen + timedelta(hours=2), later(7300)),
+        ):
+            want = sorted(
+                (
+                    r
+                    for r in rows
+                    if r.starts_at < until and (since is None or r.last_seen >= since)
+                ),
+                key=lambda r: (r.last_seen, r.id),
+                reverse=True,
+            )
+            got: list[int] = []
+            cursor = None
+            while True:
+                page = h.list(AlertFilter(since=since, until=until), limit=1, cursor=cursor)
+                got += [r["id"] for r in page["data"]]
+                cursor = page["next_cursor"]
+                if cursor is None:
+                    break
+            assert got == [r.id for r in want], (since, until)
         assert _names(h, since=seen, until=later(30)) == [("HighCPU", "node")]
     finally:
         engine.dispose()
@@ -188,7 +210,10 @@ def test_text_and_label_search_can_use_the_gin_indexes(pg_url: str) -> None:
             "ix_alerts_active": AlertFilter(since=T0, until=later(60)),
         }
         for index, f in where.items():
-            sql = sa.select(ALERTS.c.id).where(*f.where()).compile(engine)
+            stmt = sa.select(ALERTS.c.id).where(*f.where())
+            if f.until is not None:  # the list's two-part query (the active part uses it)
+                stmt = AlertHistory._split_at_until(f.where(), f.until, 51)
+            sql = stmt.compile(engine)
             params = {
                 k: json.dumps(v) if isinstance(v, dict) else v
                 for k, v in sql.construct_params().items()

@@ -119,6 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
     ap.add_argument("--only", choices=["search"], help="Run only this phase.")
+    ap.add_argument(
+        "--search-db",
+        metavar="URL",
+        help="with --only search: a database already filled by an earlier run (kept as is)",
+    )
     ap.add_argument("--redis", default="redis://127.0.0.1:6379/0")
     ap.add_argument(
         "--mode",
@@ -128,6 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     results: dict[str, Any] = {"at": datetime.now(UTC).isoformat(timespec="seconds")}
     tmp = Path(tempfile.mkdtemp(prefix="bench-alerts-"))
+    if a.only == "search" and a.search_db:
+        results["search"] = _search(a.search_db, 0)
+        print(json.dumps(results, indent=2))
+        return 0
     db = _db(a.pg)
     if a.only == "search":
         try:
@@ -310,35 +319,13 @@ def _search(db: str, rows: int) -> dict[str, Any]:
     """``rows`` generated occurrences (500 alert names, 2,000 instances, 20 jobs, three
     severities, a third firing, one every second back from now), then each search as
     ``AlertHistory.list`` (a page of 50): the median of 5 runs after a warm-up, and the plan."""
-    from llmgw.alerts.queries import AlertFilter, AlertHistory
-    from llmgw.alerts.store import ALERTS
+    from llmgw.alerts.queries import AlertHistory
     from llmgw.storage.db import make_engine
 
     t0 = time.perf_counter()
     with psycopg.connect(db, autocommit=True) as c:
-        c.execute(
-            """
-            INSERT INTO alerts (fingerprint, starts_at, source, alertname, status, severity, labels,
-                annotations, generator_url, receiver, first_seen, last_seen, notifications,
-                fire_count, flapping, cls_status, search)
-            SELECT lpad(to_hex(g), 16, '0'), now() - g * interval '1 second', 'alertmanager',
-                'Alert' || (g %% 500), CASE WHEN g %% 3 = 0 THEN 'firing' ELSE 'resolved' END,
-                (ARRAY['critical','warning','info'])[1 + (g / 7) %% 3],
-                jsonb_build_object('alertname', 'Alert' || (g %% 500), 'instance', 'node' || (g %% 2000),
-                                   'job', 'job' || (g %% 20),
-                                   'severity', (ARRAY['critical','warning','info'])[1 + (g / 7) %% 3]),
-                jsonb_build_object('summary', 'disk usage on node' || (g %% 2000) || ' is ' || (g %% 97) || '%%',
-                                   'description', 'volume vol-' || md5(g::text) || ' filling up'),
-                '', 'bench', now(), now() - g * interval '1 second', 1, 1, false, 'ok',
-                lower('alert' || (g %% 500) || E'\ninstance=node' || (g %% 2000) || E'\njob=job' || (g %% 20)
-                      || E'\nseverity=' || (ARRAY['critical','warning','info'])[1 + (g / 7) %% 3]
-                      || E'\ndisk usage on node' || (g %% 2000) || ' is ' || (g %% 97) || '%%'
-                      || E'\nvolume vol-' || md5(g::text) || ' filling up')
-            FROM generate_series(1, %s) AS g
-            """,
-            (rows,),
-        )
-        c.execute("VACUUM ANALYZE alerts")
+        if rows:
+            _fill(c, rows)
         indexes = [r[0] for r in c.execute(
             "SELECT indexname FROM pg_indexes WHERE tablename = 'alerts' ORDER BY 1").fetchall()]  # fmt: skip
     eng = make_engine(db)
@@ -346,6 +333,45 @@ def _search(db: str, rows: int) -> dict[str, Any]:
     out: dict[str, Any] = {"rows": rows, "fill_s": round(time.perf_counter() - t0, 1),
                            "indexes": indexes}  # fmt: skip
     now = datetime.now(UTC)
+    if not rows:  # a kept database: its newest occurrence stands for now
+        with psycopg.connect(db) as c:
+            row = c.execute("SELECT max(last_seen) FROM alerts").fetchone()
+        now = row[0] if row and row[0] else now
+    return _cases(db, eng, h, out, now)
+
+
+def _fill(c: Any, rows: int) -> None:
+    """``rows`` generated occurrences, then VACUUM ANALYZE."""
+    c.execute(
+        """
+        INSERT INTO alerts (fingerprint, starts_at, source, alertname, status, severity, labels,
+            annotations, generator_url, receiver, first_seen, last_seen, notifications,
+            fire_count, flapping, cls_status, search)
+        SELECT lpad(to_hex(g), 16, '0'), now() - g * interval '1 second', 'alertmanager',
+            'Alert' || (g %% 500), CASE WHEN g %% 3 = 0 THEN 'firing' ELSE 'resolved' END,
+            (ARRAY['critical','warning','info'])[1 + (g / 7) %% 3],
+            jsonb_build_object('alertname', 'Alert' || (g %% 500), 'instance', 'node' || (g %% 2000),
+                               'job', 'job' || (g %% 20),
+                               'severity', (ARRAY['critical','warning','info'])[1 + (g / 7) %% 3]),
+            jsonb_build_object('summary', 'disk usage on node' || (g %% 2000) || ' is ' || (g %% 97) || '%%',
+                               'description', 'volume vol-' || md5(g::text) || ' filling up'),
+            '', 'bench', now(), now() - g * interval '1 second', 1, 1, false, 'ok',
+            lower('alert' || (g %% 500) || E'\ninstance=node' || (g %% 2000) || E'\njob=job' || (g %% 20)
+                  || E'\nseverity=' || (ARRAY['critical','warning','info'])[1 + (g / 7) %% 3]
+                  || E'\ndisk usage on node' || (g %% 2000) || ' is ' || (g %% 97) || '%%'
+                  || E'\nvolume vol-' || md5(g::text) || ' filling up')
+        FROM generate_series(1, %s) AS g
+        """,
+        (rows,),
+    )
+    c.execute("VACUUM ANALYZE alerts")
+
+
+def _cases(db: str, eng: Any, h: Any, out: dict[str, Any], now: datetime) -> dict[str, Any]:
+    """Each search of the benchmark on the filled ``db``."""
+    from llmgw.alerts.queries import AlertFilter
+    from llmgw.alerts.store import ALERTS
+
     with psycopg.connect(db) as c:
         row = c.execute("SELECT md5(77777::text)").fetchone()
     one_volume = f"vol-{row[0] if row else ''}"
@@ -388,6 +414,8 @@ def sa_select_ids(alerts: Any, f: Any, eng: Any) -> tuple[str, dict[str, Any]]:
     """The list query's SQL and parameters, for EXPLAIN."""
     import sqlalchemy as sa
 
+    from llmgw.alerts.queries import AlertHistory
+
     c = alerts.c
     stmt = (
         sa.select(c.id)
@@ -395,6 +423,9 @@ def sa_select_ids(alerts: Any, f: Any, eng: Any) -> tuple[str, dict[str, Any]]:
         .order_by(c.last_seen.desc(), c.id.desc())
         .limit(51)
     )
+    split = getattr(AlertHistory, "_split_at_until", None)  # the list's plan with ``until``
+    if split is not None and f.until is not None:
+        stmt = split(f.where("postgresql"), f.until, 51)
     compiled = stmt.compile(eng)
     params = {
         k: json.dumps(v) if isinstance(v, dict) else v

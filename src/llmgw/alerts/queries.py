@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -153,21 +153,11 @@ class AlertFilter:
             out.append(c.last_seen >= self.since)
         if self.until is not None:
             out.append(c.starts_at < self.until)
-        if self.since is not None and self.until is not None and dialect == "postgresql":
-            # implied by the two above; lets a window use ix_alerts_active (migration 0009)
-            lo, hi = sorted((self.since, self.until))
-            window = sa.func.tstzrange(lo, hi, sa.literal_column("'[]'"))
-            out.append(_active().op("&&", return_type=sa.Boolean)(window))
         if self.flapping is not None:
             out.append(c.flapping == self.flapping)
         if self.acked is not None:
             out.append(c.acked_at.is_not(None) if self.acked else c.acked_at.is_(None))
         return out
-
-
-WALK_ROWS = 20_000
-"""A time window with this many occurrences seen after it is read through ``ix_alerts_active``
-and sorted; with fewer, walking newest-first from now reaches it sooner."""
 
 
 def _active() -> Any:
@@ -258,22 +248,9 @@ class AlertHistory:
             .order_by(c.last_seen.desc(), c.id.desc())
             .limit(limit + 1)
         )
+        if f.until is not None and self.engine.dialect.name == "postgresql":
+            stmt = self._split_at_until(where, f.until, limit + 1)
         with self.engine.connect() as conn:
-            if self._old_window(conn, f):
-                # the window's rows first (ix_alerts_active), then their newest: walking
-                # last_seen back from now would pass every newer row before the window
-                w = sa.select(c.id, c.last_seen).where(*where).cte("w").prefix_with("MATERIALIZED")
-                top = (
-                    sa.select(w.c.id)
-                    .order_by(w.c.last_seen.desc(), w.c.id.desc())
-                    .limit(limit + 1)
-                    .subquery()
-                )
-                stmt = (
-                    sa.select(ALERTS)
-                    .join(top, c.id == top.c.id)
-                    .order_by(c.last_seen.desc(), c.id.desc())
-                )
             rows = conn.execute(stmt).all()
         more = len(rows) > limit
         rows = rows[:limit]
@@ -281,15 +258,30 @@ class AlertHistory:
         return {"object": "list", "data": [alert_record(r) for r in rows], "next_cursor": nxt}
 
     @staticmethod
-    def _old_window(conn: Connection, f: AlertFilter) -> bool:
-        """A ``since``+``until`` window on PostgreSQL with at least ``WALK_ROWS`` occurrences
-        seen after its end (counted on ``ix_alerts_last_seen``, stopping there)."""
-        if f.since is None or f.until is None or conn.dialect.name != "postgresql":
-            return False
+    def _split_at_until(where: Sequence[sa.ColumnElement[bool]], until: datetime, n: int) -> Any:
+        """The newest ``n`` of a listing that ends at ``until`` (PostgreSQL), in two parts that
+        each stop after ``n`` rows: the occurrences still active at ``until`` (``ix_alerts_active``
+        contains the instant: few), then those last seen before it (``ix_alerts_last_seen``
+        backwards from ``until``). Walking ``last_seen`` back from now instead passed every
+        newer occurrence first: 0.35-0.5 s for a day a week back on 1M."""
         c = ALERTS.c
-        probe = sa.select(c.last_seen).where(c.last_seen >= f.until).limit(WALK_ROWS)
-        n = conn.execute(sa.select(sa.func.count()).select_from(probe.subquery())).scalar_one()
-        return int(n) >= WALK_ROWS
+        order = (c.last_seen.desc(), c.id.desc())
+        at = sa.literal(until, c.last_seen.type)
+        across = (
+            sa.select(c.id, c.last_seen)
+            .where(*where, c.last_seen >= until, _active().op("@>", return_type=sa.Boolean)(at))
+            .order_by(*order)
+            .limit(n)
+        )
+        before = sa.select(c.id, c.last_seen).where(*where, c.last_seen < until)
+        both = sa.union_all(across, before.order_by(*order).limit(n)).subquery()
+        top = (
+            sa.select(both.c.id)
+            .order_by(both.c.last_seen.desc(), both.c.id.desc())
+            .limit(n)
+            .subquery()
+        )
+        return sa.select(ALERTS).join(top, c.id == top.c.id).order_by(*order)
 
     def delivery(self, alert_id: int) -> dict[str, Any]:
         """The raw webhook delivery that last mentioned the occurrence."""
