@@ -91,6 +91,7 @@ def test_help_imports_no_command_module_database_or_rich(tmp_path: Path) -> None
     assert _roots(loaded).isdisjoint(DEFERRED + HEAVY), sorted(_roots(loaded) & set(DEFERRED))
     assert not {m for m in loaded if m.startswith("llmgw.cli.")} - {
         "llmgw.cli.app",
+        "llmgw.cli.fast",
         "llmgw.cli.lazy",
         "llmgw.cli.main",
         "llmgw.cli.state",
@@ -113,10 +114,12 @@ def test_completing_command_names_imports_no_command_module(tmp_path: Path) -> N
 def test_keys_list_on_a_current_schema_imports_only_what_it_uses(tmp_path: Path) -> None:
     """On a SQLite file whose schema is current: no SQLAlchemy at all (``admin/quick.py`` reads
     it with the standard library), no other command's module, no HTTP stack; with --json (what
-    scripts call) no rich either."""
+    scripts call) no rich either. With no config file the fast path (``cli/fast.py``) answers:
+    no Typer and no pydantic either."""
     env = {"LLMGW_HOME": str(tmp_path)}
     _modules_after(["keys", "create", "--name", "ci"], env)  # creates and migrates the database
     never = {"sqlalchemy", "sqlmodel", "alembic", "httpx", "uvicorn", "starlette", "textual"}
+    never |= {"typer", "pydantic", "pydantic_settings", "platformdirs"}
     for argv in (["keys", "list"], ["keys", "list", "--json"]):
         loaded, out = _modules_after(argv, env)
         assert "ci" in out

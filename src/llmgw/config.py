@@ -8,11 +8,8 @@ each value, for ``llmgw config show``.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
 import re
-import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -20,7 +17,6 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
-import platformdirs
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -33,6 +29,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from llmgw.config_layers import config_path, default_home, env_layer, merge, read_toml
 from llmgw.errors import ConfigError
 
 __all__ = [
@@ -60,19 +57,7 @@ __all__ = [
     "load_settings",
 ]
 
-ENV_PREFIX = "LLMGW_"
-# Environment variables that are not settings fields but steer where settings come from.
-_META_ENV = {"LLMGW_HOME", "LLMGW_CONFIG"}
-# Short spellings accepted for often-set nested values.
-_ENV_ALIASES = {"LLMGW_DATABASE_URL": ("database", "url")}
-
 Source = Literal["default", "file", "env", "flag"]
-
-
-def default_home() -> Path:
-    """``$LLMGW_HOME``, else the platform's user data directory for llmgw."""
-    env = os.environ.get("LLMGW_HOME")
-    return Path(env).expanduser() if env else Path(platformdirs.user_data_dir("llmgw"))
 
 
 class _Section(BaseModel):
@@ -745,69 +730,6 @@ class LoadedSettings:
         return "default"
 
 
-def _config_path(explicit: Path | None, env: Mapping[str, str]) -> tuple[Path | None, bool]:
-    """The config file to read and whether the user named it (then it must exist)."""
-    if explicit is not None:
-        return explicit, True
-    if env.get("LLMGW_CONFIG"):
-        return Path(env["LLMGW_CONFIG"]).expanduser(), True
-    home = Path(env["LLMGW_HOME"]).expanduser() if env.get("LLMGW_HOME") else default_home()
-    return home / "config.toml", False
-
-
-def _read_toml(path: Path) -> tuple[dict[str, Any], str]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read config file {path}: {exc.strerror}",
-            hint="check the path given by --config or LLMGW_CONFIG",
-        ) from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{path}: not UTF-8 text", hint="save the file as UTF-8") from None
-    try:
-        return tomllib.loads(text), text
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(
-            f"{path}: invalid TOML: {exc}", hint="see `llmgw config init` for a valid example"
-        ) from None
-
-
-def _env_layer(env: Mapping[str, str]) -> dict[str, Any]:
-    """``LLMGW_*`` variables as a nested dict; values that look like JSON are parsed."""
-    fields = set(Settings.model_fields)
-    out: dict[str, Any] = {}
-    for key, raw in env.items():
-        if not key.startswith(ENV_PREFIX) or key in _META_ENV:
-            continue
-        path: tuple[str, ...]
-        if key in _ENV_ALIASES:
-            path = _ENV_ALIASES[key]
-        else:
-            path = tuple(p.lower() for p in key[len(ENV_PREFIX) :].split("__"))
-        if path[0] not in fields:
-            continue  # not ours: other tools may use the prefix too
-        value: Any = raw
-        if raw[:1] in "[{":
-            with contextlib.suppress(ValueError):
-                value = json.loads(raw)
-        node = out
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-        node[path[-1]] = value
-    return out
-
-
-def _merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
-    out = dict(base)
-    for k, v in top.items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), dict) and k != "aliases":
-            out[k] = _merge(out[k], v)
-        else:
-            out[k] = v
-    return out
-
-
 def _leaf_paths(d: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
     paths: list[tuple[str, ...]] = []
     for k, v in d.items():
@@ -876,11 +798,11 @@ def load_settings(
 ) -> LoadedSettings:
     """Build the settings from the four layers; raise ``ConfigError`` naming file, line and key."""
     env = os.environ if env is None else env
-    path, must_exist = _config_path(config_file, env)
+    path, must_exist = config_path(config_file, env)
     file_layer: dict[str, Any] = {}
     text = ""
     if path is not None and (must_exist or path.exists()):
-        file_layer, text = _read_toml(path)
+        file_layer, text = read_toml(path)
     else:
         path = None
     home_layer: dict[str, Any] = {}
@@ -888,14 +810,14 @@ def load_settings(
         home_layer["home"] = env["LLMGW_HOME"]
     layers: dict[Source, dict[str, Any]] = {
         "file": file_layer,
-        "env": _merge(home_layer, _env_layer(env)),
+        "env": merge(home_layer, env_layer(env)),
         "flag": dict(overrides or {}),
     }
     merged: dict[str, Any] = {}
     sources: dict[tuple[str, ...], Source] = {}
     order: tuple[Source, ...] = ("file", "env", "flag")
     for source in order:
-        merged = _merge(merged, layers[source])
+        merged = merge(merged, layers[source])
         for p in _leaf_paths(layers[source]):
             sources[p] = source
     try:

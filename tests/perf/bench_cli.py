@@ -9,7 +9,9 @@ rotating order, so a burst of load from elsewhere hits every case alike; the rep
 median wall time of the rounds and the median CPU time (user + system, from ``wait4``), which
 other load inflates less. ``python -c pass`` is the floor any Python program pays;
 ``python -c "import typer"`` is the floor of a Typer CLI. ``keys list`` reads ten keys from SQLite
-under a temporary ``LLMGW_HOME`` whose schema is current. ``--before REV`` runs a ``git archive``
+under a temporary ``LLMGW_HOME`` whose schema is current (the fast path of ``cli/fast.py``);
+``llmgw -c server.toml keys list`` reads the same keys with a config that sets a server port, which
+the fast path leaves to the Typer app and the pydantic settings. ``--before REV`` runs a ``git archive``
 snapshot of REV through the same console script (``PYTHONPATH`` puts it first), so the gain is
 measured on the same machine at the same time.
 """
@@ -41,6 +43,9 @@ CASES: dict[str, list[str]] = {
     "llmgw keys list": [LLMGW, "keys", "list"],
 }
 BASELINES = ("python -c pass", 'python -c "import typer"')
+FULL_PATH = "llmgw -c server.toml keys list"
+"""``keys list`` with a config that sets more than the database: the fast path (``cli/fast.py``)
+declines it, so this is the Typer app with the pydantic settings (no target; for comparison)."""
 
 
 def run_once(argv: list[str], env: dict[str, str]) -> tuple[float, float]:
@@ -144,6 +149,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="llmgw-bench-cli-") as tmp:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("LLMGW_", "PYTHON"))}
         env.update(LLMGW_HOME=str(Path(tmp) / "home"), COLUMNS="100", NO_COLOR="1")
+        config = Path(tmp) / "server.toml"
+        config.write_text("[server]\nport = 8080\n")
+        CASES[FULL_PATH] = [LLMGW, "-c", str(config), "keys", "list"]
         versions = {"now": env}
         before = ""
         if args.before:

@@ -2,35 +2,17 @@
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from llmgw.cli.state import state
-from llmgw.errors import UsageError
 
 if TYPE_CHECKING:
-    import httpx
-
-    from llmgw.admin.chat import ChatSource
     from llmgw.admin.ops import AdminOps
     from llmgw.alerts.source import AlertSource
 
 __all__ = ["dash"]
-
-
-def _remote(url: str, token: str | None, auth: httpx.Auth | None) -> AdminOps:
-    from llmgw.admin.remote import RemoteAdmin
-
-    return RemoteAdmin(url, token, source="tui", auth=auth)
-
-
-def _chat(url: str, token: str | None, auth: httpx.Auth | None = None) -> ChatSource:
-    """The gateway's own chat API for the Chat screen (the same URL and key or login)."""
-    from llmgw.admin.chat_remote import RemoteChat
-
-    return RemoteChat(url, token, auth=auth)
 
 
 def dash(
@@ -67,25 +49,12 @@ def dash(
     credential is refused or is not an admin's, or [tui] keys names an unknown binding.
     """
     st = state(ctx)
+    from llmgw.cli.dash_launch import launch
     from llmgw.tui.keymap import check_keymap  # a wrong [tui] keys is exit 2 before any screen
 
     keymap = check_keymap(st.settings.tui.keys)
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        raise UsageError(
-            "llmgw dash needs a terminal", hint="for scripts use llmgw keys|users|usage --json"
-        )
-    url, token = url or st.url, token or st.token  # `llmgw --url X dash` works too
-    ops: AdminOps
-    alerts: AlertSource
-    chat: ChatSource | None = None
-    if url:
-        from llmgw.alerts.ops import RemoteAlerts
 
-        auth = None if token else st.login(url)  # the stored `llmgw login`, refreshed
-        ops = _remote(url, token, auth)
-        chat = _chat(url, token, auth)
-        alerts = RemoteAlerts(url, token, "tui", auth=auth)  # the server's /api/alerts
-    else:
+    def local() -> tuple[AdminOps, AlertSource]:
         from llmgw.admin.local import LocalAdmin
         from llmgw.admin.ops import Actor
         from llmgw.alerts.ops import LocalAlerts
@@ -98,18 +67,16 @@ def dash(
             on_change=changes.publish if changes is not None else None,
             settings=st.settings,  # `t` on Providers tests with this host's configuration
         )
-        alerts = LocalAlerts(st.engine(), Actor.local(), "tui", mode=st.settings.alerts.mode)
-    from llmgw.tui.app import LlmgwApp
+        return ops, LocalAlerts(st.engine(), Actor.local(), "tui", mode=st.settings.alerts.mode)
 
-    app = LlmgwApp(
-        ops,
-        st.settings,
-        poll_interval=interval,
-        chat=chat,
-        connect_chat=_chat,
+    code = launch(
+        url=url or st.url,  # `llmgw --url X dash` works too
+        token=token or st.token,
+        interval=interval,
         keymap=keymap,
-        alerts=alerts,
+        settings=st.settings,
+        login=st.login,
+        local=local,
     )
-    app.run()
-    if app.return_code:
-        raise typer.Exit(app.return_code)
+    if code:
+        raise typer.Exit(code)

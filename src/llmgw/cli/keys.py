@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from llmgw.admin.ops import UNSET, Unset
+from llmgw.cli.keys_view import show_keys
 from llmgw.cli.output import confirm, emit_json, print_table, stdout, when_text
 from llmgw.cli.state import state
 from llmgw.durations import parse_duration
@@ -45,11 +46,6 @@ def _print_created(created: dict[str, Any], json: bool, verb: str) -> None:
     con.print("[yellow]Save this secret now; it is shown only once:[/yellow]")
     # Plain write: no wrapping or markup may alter the secret.
     typer.echo(created["key"])
-
-
-def _short(when: str | None) -> str | None:
-    """Minutes are enough in a table (UTC); ``--json`` has the exact time."""
-    return when_text(when, "%Y-%m-%d %H:%M")
 
 
 def _lifetime(expires: str | None) -> timedelta | None:
@@ -194,29 +190,7 @@ def keys_list(
         records = quick_keys(st.settings.database_url, include_revoked=all_, now=now)
     if records is None:
         records = st.admin().keys_list(include_revoked=all_)
-    if json:
-        emit_json(records)
-        return
-    rows = [
-        {
-            "id": r["id"][:8],
-            "name": r["name"],
-            "prefix": r["prefix"],
-            "user": r["user"],
-            "created": _short(r["created_at"]),
-            "expires": _short(r["expires_at"]),
-            "last_used": _short(r["last_used_at"]),
-            "status": r["status"],
-        }
-        for r in records
-    ]
-    print_table(
-        rows,
-        ["id", "name", "prefix", "user", "created", "expires", "last_used", "status"],
-        title="keys",
-        wrap=("name", "user"),
-        optional=("created", "last_used", "expires", "user"),  # narrow terminals drop these
-    )
+    show_keys(records, json=json)
 
 
 @keys_app.command("show")

@@ -15,35 +15,54 @@ import re
 import sys
 import traceback
 from collections.abc import Sequence
-from typing import NoReturn
+from typing import TYPE_CHECKING, NoReturn
 
-import typer
-import typer.main
-
-from llmgw.cli.app import app
 from llmgw.errors import LlmgwError
 
-try:  # typer >= 0.25 ships its own copy of click
+if TYPE_CHECKING:
     from typer._click import exceptions as click
-except ImportError:  # pragma: no cover - older typer on plain click
-    from click import exceptions as click  # type: ignore[no-redef]
 
 __all__ = ["main"]
 
 
 def main(argv: Sequence[str] | None = None) -> NoReturn:
-    """Run ``llmgw`` with ``argv`` (default ``sys.argv[1:]``) and exit."""
+    """Run ``llmgw`` with ``argv`` (default ``sys.argv[1:]``) and exit.
+
+    A few read-only commands that scripts call in loops are answered by ``llmgw.cli.fast``
+    without importing Typer or pydantic, when it can give the very same output; everything else,
+    and those commands whenever the fast path cannot tell, goes through the Typer app.
+    """
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
+    try:
+        from llmgw.cli.fast import answer
+
+        code = answer(args)
+    except (KeyboardInterrupt, Exception) as exc:  # noqa: BLE001 - as in _run_app
+        _fail(exc, debug)
+    if code is not None:
+        sys.exit(code)
+    _run_app(args, debug)
+
+
+def _run_app(args: list[str], debug: bool) -> NoReturn:
+    import typer
+    import typer.main
+
+    from llmgw.cli.app import app
+
+    try:  # typer >= 0.25 ships its own copy of click
+        from typer._click import exceptions as click
+    except ImportError:  # pragma: no cover - older typer on plain click
+        from click import exceptions as click  # type: ignore[no-redef]
+
     command = typer.main.get_command(app)
     try:
-        _refuse_version_with_arguments(args)
+        if misuse := _version_misuse(args):
+            raise click.UsageError(misuse)
         rv = command.main(args=args, prog_name="llmgw", standalone_mode=False)
     except LlmgwError as exc:
-        if debug:
-            traceback.print_exc()
-        _print_error(exc.message, exc.hint)
-        sys.exit(exc.exit_code)
+        _fail(exc, debug)
     except click.NoArgsIsHelpError as exc:  # `llmgw keys`: the help is the answer, no Error: line
         exc.show()
         sys.exit(2)
@@ -53,25 +72,37 @@ def main(argv: Sequence[str] | None = None) -> NoReturn:
     except click.ClickException as exc:
         _print_error(exc.format_message(), None)
         sys.exit(exc.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
-        _print_error("interrupted", None)
-        sys.exit(130)
+    except (typer.Abort, KeyboardInterrupt) as exc:
+        _fail(exc, debug, interrupted=True)
     except Exception as exc:  # noqa: BLE001 - the last line of defence: one line, no locals
-        if debug:
-            traceback.print_exc()
-            _print_error(f"unexpected {type(exc).__name__}", None)
-        else:
-            _print_error(
-                f"unexpected {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}",
-                "re-run with --debug for a traceback",
-            )
-        sys.exit(1)
+        _fail(exc, debug)
     if rv == 130:  # typer turns KeyboardInterrupt (Ctrl-C) into a silent exit code 130
         _print_error("interrupted", None)
     sys.exit(rv if isinstance(rv, int) else 0)
 
 
-def _refuse_version_with_arguments(args: list[str]) -> None:
+def _fail(exc: BaseException, debug: bool, *, interrupted: bool = False) -> NoReturn:
+    """Print what went wrong as one line (and a hint) on stderr and exit with its code."""
+    if isinstance(exc, LlmgwError):
+        if debug:
+            traceback.print_exc()
+        _print_error(exc.message, exc.hint)
+        sys.exit(exc.exit_code)
+    if interrupted or isinstance(exc, KeyboardInterrupt):
+        _print_error("interrupted", None)
+        sys.exit(130)
+    if debug:
+        traceback.print_exc()
+        _print_error(f"unexpected {type(exc).__name__}", None)
+    else:
+        _print_error(
+            f"unexpected {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}",
+            "re-run with --debug for a traceback",
+        )
+    sys.exit(1)
+
+
+def _version_misuse(args: list[str]) -> str | None:
     """``--version`` is a flag: ``llmgw --version true`` (a value or a command after it) is refused."""
     others: list[str] = []  # what comes with `llmgw --version` besides --debug and --config FILE
     seen = False
@@ -86,7 +117,8 @@ def _refuse_version_with_arguments(args: list[str]) -> None:
             if not tok.startswith("-"):  # a command: its own options follow
                 break
     if seen and others:
-        raise click.UsageError(f"--version takes no value or command, got {' '.join(others)!r}")
+        return f"--version takes no value or command, got {' '.join(others)!r}"
+    return None
 
 
 def _print_error(message: str, hint: str | None) -> None:

@@ -6,8 +6,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import typer
-
 if TYPE_CHECKING:  # pydantic-settings and SQLAlchemy load when a command first needs them
     from sqlalchemy.engine import Engine
 
@@ -15,13 +13,14 @@ if TYPE_CHECKING:  # pydantic-settings and SQLAlchemy load when a command first 
 
 if TYPE_CHECKING:
     import httpx
+    import typer
 
     from llmgw.admin.identity import IdentityOps
     from llmgw.admin.ops import AdminOps
     from llmgw.admin.remote import RemoteAdmin
     from llmgw.auth.broadcast import ChangePublisher
 
-__all__ = ["CliState", "state"]
+__all__ = ["CliState", "open_engine", "state"]
 
 
 @dataclass
@@ -57,19 +56,13 @@ class CliState:
     def engine(self, *, migrate: bool = True) -> Engine:
         """The database engine, connection checked, schema upgraded to head when ``migrate``."""
         if self._engine is None:
-            from llmgw.storage.db import check_connection, make_engine
-            from llmgw.storage.schema import is_current, upgrade
-
             s = self.settings
-            engine = make_engine(
+            self._engine = open_engine(
                 s.database_url,
-                pool_size=min(s.database.pool_size, 5),
+                pool_size=s.database.pool_size,
                 connect_timeout=s.database.connect_timeout,
+                migrate=migrate,
             )
-            check_connection(engine)
-            if migrate and not is_current(engine):
-                upgrade(engine)
-            self._engine = engine
         return self._engine
 
     @property
@@ -169,6 +162,8 @@ class CliState:
         """One stderr line when the last change could not be announced (the change itself holds)."""
         if self._publisher is None or self._publisher.error is None:
             return
+        import typer
+
         typer.echo(
             f"warning: running servers were not told through Redis ({self._publisher.error}); "
             f"each stops trusting its cached copy within server.key_cache_seconds "
@@ -188,6 +183,19 @@ class CliState:
         if self._publisher is not None:
             self._publisher.close()
             self._publisher = None
+
+
+def open_engine(url: str, *, pool_size: int, connect_timeout: float, migrate: bool) -> Engine:
+    """An engine on ``url`` (at most 5 pooled connections: one CLI process), connection checked,
+    schema upgraded to head when ``migrate``."""
+    from llmgw.storage.db import check_connection, make_engine
+    from llmgw.storage.schema import is_current, upgrade
+
+    engine = make_engine(url, pool_size=min(pool_size, 5), connect_timeout=connect_timeout)
+    check_connection(engine)
+    if migrate and not is_current(engine):
+        upgrade(engine)
+    return engine
 
 
 def state(ctx: typer.Context) -> CliState:

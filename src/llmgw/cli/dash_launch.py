@@ -1,0 +1,78 @@
+"""Open ``llmgw dash`` from resolved options: shared by the Typer command (``cli/dash.py``) and the
+CLI's fast path (``cli/fast.py``), which reach it with the same values by different roads."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from llmgw.errors import UsageError
+
+if TYPE_CHECKING:
+    import httpx
+
+    from llmgw.admin.chat import ChatSource
+    from llmgw.admin.ops import AdminOps
+    from llmgw.alerts.source import AlertSource
+
+__all__ = ["launch"]
+
+Local = Callable[[], "tuple[AdminOps, AlertSource]"]
+"""Builds the database's admin operations and alert history (local mode)."""
+
+
+def _remote(url: str, token: str | None, auth: httpx.Auth | None) -> AdminOps:
+    from llmgw.admin.remote import RemoteAdmin
+
+    return RemoteAdmin(url, token, source="tui", auth=auth)
+
+
+def _chat(url: str, token: str | None, auth: httpx.Auth | None = None) -> ChatSource:
+    """The gateway's own chat API for the Chat screen (the same URL and key or login)."""
+    from llmgw.admin.chat_remote import RemoteChat
+
+    return RemoteChat(url, token, auth=auth)
+
+
+def launch(
+    *,
+    url: str | None,
+    token: str | None,
+    interval: float,
+    keymap: Mapping[str, str],
+    settings: Any,
+    login: Callable[[str], httpx.Auth | None],
+    local: Local,
+) -> int:
+    """Run the dashboard until it quits; its exit code. ``keymap`` is already checked;
+    ``login(url)`` is the stored ``llmgw login`` for a URL without a token."""
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UsageError(
+            "llmgw dash needs a terminal", hint="for scripts use llmgw keys|users|usage --json"
+        )
+    ops: AdminOps
+    alerts: AlertSource
+    chat: ChatSource | None = None
+    if url:
+        from llmgw.alerts.ops import RemoteAlerts
+
+        auth = None if token else login(url)  # the stored `llmgw login`, refreshed
+        ops = _remote(url, token, auth)
+        chat = _chat(url, token, auth)
+        alerts = RemoteAlerts(url, token, "tui", auth=auth)  # the server's /api/alerts
+    else:
+        ops, alerts = local()
+    from llmgw.tui.app import LlmgwApp
+
+    app = LlmgwApp(
+        ops,
+        settings,
+        poll_interval=interval,
+        chat=chat,
+        connect_chat=_chat,
+        keymap=keymap,
+        alerts=alerts,
+    )
+    app.run()
+    return app.return_code or 0

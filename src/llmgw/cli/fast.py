@@ -1,0 +1,219 @@
+"""The CLI's fast path: ``llmgw keys list`` answered without Typer, pydantic or SQLAlchemy.
+
+Scripts call ``llmgw keys list`` in loops, and Typer (which loads pydantic to convert
+parameters), the pydantic settings and SQLAlchemy were most of its start-up. ``answer`` handles
+the command only when it is sure to print exactly what the Typer app would:
+
+- the arguments are ``[--debug] [-c|--config FILE] keys list [--all|-a] [--json]`` in any order
+  within their level, nothing else (no ``--help``, ``--url``, ``--token``, ``--version``, no
+  unknown or misspelled option: those keep Typer's own messages);
+- ``LLMGW_URL`` is unset (remote mode goes to the server) and the shell is not completing;
+- the config file and ``LLMGW_*`` variables set nothing but ``home`` and ``database.url``
+  (``config_layers.plain_database_url``: nothing that could fail validation);
+- the database is a SQLite file whose schema is current (``admin/quick.py``).
+
+Otherwise it returns ``None`` and ``llmgw.cli.main`` runs the Typer app, which gives the same
+output the slow way (or the error). tests/cli/test_fast_path.py runs each case both ways and
+compares stdout, stderr and exit code byte for byte. A departure listed in docs/architecture.md.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, NamedTuple, cast
+
+__all__ = ["answer", "dash_args", "keys_list_args"]
+
+
+class KeysList(NamedTuple):
+    """``llmgw keys list`` as the fast path understood it."""
+
+    config_file: Path | None
+    include_revoked: bool
+    json: bool
+
+
+def keys_list_args(args: Sequence[str]) -> KeysList | None:
+    """The parsed arguments when they are exactly a local ``keys list``, else ``None``."""
+    config: str | None = None
+    i = 0
+    while i < len(args) and args[i].startswith("-"):  # the root's options
+        tok = args[i]
+        if tok in ("-c", "--config"):
+            if i + 1 >= len(args):
+                return None
+            config = args[i + 1]
+            i += 2
+            continue
+        if tok.startswith("--config="):
+            config = tok.removeprefix("--config=")
+        elif tok != "--debug":
+            return None
+        i += 1
+    if list(args[i : i + 2]) != ["keys", "list"]:
+        return None
+    flags = args[i + 2 :]
+    if not set(flags) <= {"--all", "-a", "--json"}:
+        return None
+    if config is not None and (not config or config.startswith("-")):
+        return None  # Typer's reading of these is not worth copying
+    return KeysList(
+        Path(config) if config is not None else None,
+        "--all" in flags or "-a" in flags,
+        "--json" in flags,
+    )
+
+
+class Dash(NamedTuple):
+    """``llmgw dash`` as the fast path understood it (URL and token not yet resolved)."""
+
+    config_file: Path | None
+    root: dict[str, str]
+    """``--url``/``--token`` given before ``dash``."""
+    own: dict[str, str]
+    """``--url``/``--token``/``--interval`` given after ``dash``."""
+
+
+_DASH_ROOT = ("--config", "--url", "--token")
+_DASH_OWN = ("--url", "--token", "--interval")
+
+
+def _options(args: Sequence[str], names: Sequence[str]) -> tuple[dict[str, str], int] | None:
+    """Leading ``--name VALUE``/``--name=VALUE`` (and ``-c``, ``--debug`` at the root) until the
+    first word; ``None`` for anything else."""
+    out: dict[str, str] = {}
+    i = 0
+    while i < len(args) and args[i].startswith("-"):
+        tok = args[i]
+        name, eq, value = tok.partition("=")
+        if tok == "--debug" and "--config" in names:
+            i += 1
+            continue
+        if name == "-c" and not eq and "--config" in names:
+            name = "--config"
+        if name not in names:
+            return None
+        if not eq:
+            if i + 1 >= len(args):
+                return None
+            value = args[i + 1]
+            i += 1
+        if not value or value.startswith("-"):
+            return None  # Typer's reading of these is not worth copying
+        out[name] = value
+        i += 1
+    return out, i
+
+
+def dash_args(args: Sequence[str]) -> Dash | None:
+    """The parsed arguments when they are exactly ``llmgw dash`` with known options, else ``None``."""
+    root = _options(args, _DASH_ROOT)
+    if root is None or args[root[1] : root[1] + 1] != ["dash"]:
+        return None
+    rest = args[root[1] + 1 :]
+    own = _options(rest, _DASH_OWN)
+    if own is None or own[1] != len(rest):
+        return None
+    config = root[0].pop("--config", None)
+    return Dash(Path(config) if config is not None else None, root[0], own[0])
+
+
+def answer(args: Sequence[str]) -> int | None:
+    """Run the command and return its exit code, or ``None`` when the Typer app must run it."""
+    env = os.environ
+    if "_LLMGW_COMPLETE" in env:
+        return None
+    dash = dash_args(args)
+    if dash is not None:
+        return _dash(dash)
+    cmd = keys_list_args(args)
+    if cmd is None or env.get("LLMGW_URL"):
+        return None
+    from llmgw.config_layers import plain_database_url
+
+    url = plain_database_url(cmd.config_file, env)
+    if url is None:
+        return None
+    from llmgw.admin.quick import keys_list
+
+    records = keys_list(url, include_revoked=cmd.include_revoked, now=datetime.now(UTC))
+    if records is None:
+        return None
+    from llmgw.cli.keys_view import show_keys
+
+    show_keys(records, json=cmd.json)
+    return 0
+
+
+class _SettingsOnDemand:
+    """The full ``Settings``, loaded (with pydantic) on first attribute access: for the
+    dashboard's rare uses (testing a provider), long after the first paint."""
+
+    def __init__(self, config_file: Path | None) -> None:
+        self._config_file = config_file
+        self._settings: Any = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._settings is None:
+            from llmgw.config import load_settings
+
+            self._settings = load_settings(self._config_file).settings
+        return getattr(self._settings, name)
+
+
+def _dash(cmd: Dash) -> int | None:
+    """``llmgw dash`` without Typer and, before the first paint, without pydantic: only with a
+    config that sets nothing but home and database (so every other setting is its default:
+    no ``[tui] keys``, no Redis), an interval Typer would accept, and a token for a URL."""
+    env = os.environ
+    from llmgw.config_layers import ALERTS_MODE, DATABASE_DEFAULTS, plain_database_url
+
+    database_url = plain_database_url(cmd.config_file, env)
+    if database_url is None:
+        return None
+    # Typer's order: the command's own flag, then its env var (LLMGW_URL, LLMGW_TOKEN), then
+    # the root's value (flag, else the same env var).
+    url = cmd.own.get("--url") or env.get("LLMGW_URL") or cmd.root.get("--url")
+    token = cmd.own.get("--token") or env.get("LLMGW_TOKEN") or cmd.root.get("--token")
+    try:
+        interval = float(cmd.own.get("--interval", "2.0"))
+    except ValueError:
+        return None
+    if not 0.2 <= interval <= 3600 or (url and not token):
+        return None  # Typer's range message; the stored login (its module loads Typer)
+    import sys
+
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        return None  # Typer's path says so
+    from llmgw.cli.dash_launch import launch
+
+    settings = _SettingsOnDemand(cmd.config_file)
+    engines: list[Any] = []
+
+    def local() -> tuple[Any, Any]:
+        from llmgw.admin.local import LocalAdmin
+        from llmgw.admin.ops import Actor
+        from llmgw.alerts.ops import LocalAlerts
+        from llmgw.cli.state import open_engine
+
+        engine = open_engine(database_url, migrate=True, **DATABASE_DEFAULTS)
+        engines.append(engine)
+        ops = LocalAdmin(engine, Actor.local(), source="tui", settings=cast("Any", settings))
+        return ops, LocalAlerts(engine, Actor.local(), "tui", mode=ALERTS_MODE)
+
+    try:
+        return launch(
+            url=url,
+            token=token,
+            interval=interval,
+            keymap={},  # a plain config has no [tui] keys
+            settings=settings,
+            login=lambda _url: None,  # not reached: a URL without a token is Typer's
+            local=local,
+        )
+    finally:
+        for engine in engines:
+            engine.dispose()
