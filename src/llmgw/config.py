@@ -8,6 +8,7 @@ each value, for ``llmgw config show``.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
