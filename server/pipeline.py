@@ -302,6 +302,10 @@ async def send_routed_json(call: Call, routed: Routed[Target, Any], t0: float, s
     the candidate that served and the key's rate-limit state in the headers."""
     call.served(routed.candidate, routed.attempts)
     result = routed.value
+    choices = result.body.get("choices")
+    if choices:  # a chat completion: why it ended (``length``: it hit max_tokens)
+        reason = choices[0].get("finish_reason")
+        call.event.finish_reason = reason[:32] if isinstance(reason, str) else None
     synced = call.finish(200, None, result.usage, upstream_seconds=time.perf_counter() - t0)
     if synced is not None:  # usage.durability = "power": the record is on disk before the answer
         await synced

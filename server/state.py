@@ -231,6 +231,12 @@ class Gateway:
                 self.backups.start()
                 stack.push_async_callback(asyncio.to_thread, self.backups.stop)
                 self.metrics.watch_backups(self.backups.stats)
+            if s.usage.rollup_interval > 0 or s.usage.retention_days is not None:
+                from llmgw.usage.maintenance import UsageMaintenance
+
+                upkeep = UsageMaintenance(self.engine, s.usage)
+                upkeep.start()
+                stack.push_async_callback(asyncio.to_thread, upkeep.stop)
             if s.alerts.enabled:
                 from llmgw.server.alerting import start_alerts
 

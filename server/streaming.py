@@ -54,6 +54,8 @@ class StreamOutcome:
     finished_at: float
     chunks: int
     partial: bool
+    finish_reason: str | None = None
+    """The last ``finish_reason`` the stream sent (``length``: it hit max_tokens)."""
 
 
 class Drain:
@@ -131,6 +133,7 @@ class SSEStream(Response):
         self._finished = False
         self._usage: Usage | None = None
         self._last: dict[str, Any] | None = None
+        self._finish_reason: str | None = None
 
     def cut(self, reason: str) -> None:
         """Stop relaying: ``client`` (gone) or ``drain`` (deadline reached)."""
@@ -164,6 +167,11 @@ class SSEStream(Response):
             }
             return b"data: " + orjson.dumps(data) + b"\n\n"
         self._last = data
+        choices = data.get("choices")
+        if choices:
+            reason = choices[0].get("finish_reason")
+            if reason is not None:
+                self._finish_reason = reason
         if not self._include_usage and not data.get("choices") and "usage" in data:
             return None  # the usage-only chunk the client did not ask for
         if chunk.raw is not None:
@@ -245,6 +253,7 @@ class SSEStream(Response):
                 finished_at=time.perf_counter(),
                 chunks=chunks,
                 partial=partial,
+                finish_reason=self._finish_reason if isinstance(self._finish_reason, str) else None,
             )
         )
 

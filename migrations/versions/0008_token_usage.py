@@ -69,7 +69,9 @@ def _move_token_ids(conn: sa.Connection) -> None:
 
 def _merge_into_no_key(conn: sa.Connection, table: sa.Table, ids: list[uuid.UUID]) -> None:
     """Sum ``table``'s rows of the keys ``ids`` into the rows without a key, and delete them."""
-    rows = conn.execute(sa.select(table).where(table.c.key_id.in_(ids))).mappings().all()
+    # the columns this revision knows (0013 adds more to the table's current definition)
+    cols = [c for c in table.c if c.name not in ("streamed", "truncated")]
+    rows = conn.execute(sa.select(*cols).where(table.c.key_id.in_(ids))).mappings().all()
     if not rows:
         return
     pk = [c.name for c in table.primary_key.columns]
@@ -106,7 +108,7 @@ def _merge_into_no_key(conn: sa.Connection, table: sa.Table, ids: list[uuid.UUID
     ex = stmt.excluded
     updates: dict[str, Any] = {
         c.name: table.c[c.name] + ex[c.name]
-        for c in table.columns
+        for c in cols
         if c.name not in pk and c.name not in _EXTREMES
     }
     updates["latency_min"] = least(table.c.latency_min, ex.latency_min)

@@ -103,6 +103,8 @@ class ChatCompletions(UpstreamOperation[ChatRequest, Result]):
         def finished(out: StreamOutcome) -> Awaitable[None] | None:
             if out.partial:
                 call.meta()["partial"] = True
+            if out.finish_reason is not None:
+                call.event.finish_reason = out.finish_reason[:32]
             return call.finish(
                 out.status,
                 out.error_type,

@@ -198,6 +198,13 @@ class UsageSettings(_Section):
     on_unrecordable: Literal["refuse", "serve"] = "refuse"
     """When neither the database nor the journal can take a record: ``refuse`` billable
     requests with 503 ``usage_unavailable``, or ``serve`` them (records held only in memory)."""
+    retention_days: float | None = Field(default=None, gt=0)
+    """Days raw usage rows are kept (``llmgw serve`` deletes older ones hourly, once they are
+    folded into the rollups); the hourly and daily rollups are kept, so reports over older
+    periods still answer (by whole hours). Unset: raw rows are kept for ever."""
+    rollup_interval: float = Field(default=60.0, ge=0, le=86_400)
+    """Seconds between folds of new usage rows into the rollups by ``llmgw serve`` (reports
+    also fold in a long tail before they answer). 0: only reports fold."""
 
 
 class RoutingSettings(_Section):

@@ -81,6 +81,8 @@ def seeded(engine: Engine, db_url: str, tmp_path: Path) -> dict[str, str]:
                 total_tokens=150,
                 cost=Decimal("0.5"),
                 latency_ms=100.0,
+                stream=True,
+                finish_reason="length" if i == 0 else "stop",
             )
         )
     rec.record(
@@ -301,8 +303,16 @@ def test_patterns_heat_map_sizes_and_error_share(cli: Any, seeded: dict[str, str
     assert p["avg_completion_tokens"] == (3 * 5 + 2 * 50) / 5
     shares = {e["provider"]: e["error_share"] for e in p["errors_by_provider"]}
     assert shares == {"local": round(1 / 3, 4), "giga": 0.0}
+    assert p["stream_share"] == 0.4  # the two giga rows of five
+    giga = next(e for e in p["errors_by_provider"] if e["provider"] == "giga")
+    assert (giga["stream_share"], giga["avg_prompt_tokens"], giga["avg_completion_tokens"]) == (
+        1.0,
+        100.0,
+        50.0,
+    )
     text = cli("usage", "patterns", "--since", "7d", env=seeded)
     assert text.exit_code == 0 and "33.3%" in text.stdout and "Sun" in text.stdout
+    assert "40.0% streamed" in text.stdout
     r = cli("usage", "patterns", "--since", "2020-01-01", env=seeded)
     assert r.exit_code == 2 and "longer than 400 days" in r.stderr
 
@@ -353,3 +363,28 @@ def test_since_takes_long_durations_and_dates(cli: Any, seeded: dict[str, str]) 
     assert sum(r["requests"] for r in _json(cli, seeded, "--since", "2000-01-01")) == 6
     r = cli("usage", "stats", "--since", "0d", env=seeded)
     assert r.exit_code == 2 and r.stderr.startswith("Error: invalid --since '0d'")
+
+
+def test_rebuild_rollups_recomputes_the_same_answers(
+    cli: Any, engine: Engine, seeded: dict[str, str]
+) -> None:
+    """The rollups emptied and refilled from the raw rows answer exactly as before (streamed
+    and truncated counts included); without --yes and without a terminal it refuses."""
+    from llmgw.storage.tables import usage_daily, usage_hourly, usage_hourly_models
+    from llmgw.usage.rollup import refresh
+
+    assert refresh(engine) == 6  # the rows are folded in, so reports read the rollups
+    before = _json(cli, seeded, "--by", "model", "--since", "30d")
+    r = cli("usage", "rebuild-rollups", env=seeded)
+    assert r.exit_code == 2 and "not confirmed" in r.stderr
+    with engine.begin() as conn:  # damage the rollups: a rebuild must put them right
+        for t in (usage_hourly, usage_hourly_models, usage_daily):
+            conn.execute(sa.update(t).values(requests=t.c.requests + 7))
+    assert _json(cli, seeded, "--by", "model", "--since", "30d") != before
+    r = cli("usage", "rebuild-rollups", "--yes", "--json", env=seeded)
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["folded"] >= 6
+    after = _json(cli, seeded, "--by", "model", "--since", "30d")
+    assert after == before
+    giga = next(row for row in after if row["model"].startswith("giga/"))
+    assert (giga["streamed"], giga["truncated"]) == (2, 1)

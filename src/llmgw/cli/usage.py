@@ -18,6 +18,7 @@ import orjson
 import typer
 
 from llmgw.cli.output import (
+    confirm,
     decimal_text,
     emit_json,
     json_default,
@@ -324,8 +325,9 @@ def usage_patterns(
     ] = None,
     json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
 ) -> None:
-    """Usage patterns: requests per UTC weekday and hour (a heat map), average prompt and
-    completion sizes, and each provider's error share."""
+    """Usage patterns: requests per UTC weekday and hour (a heat map), the share of streamed
+    requests, average prompt and completion sizes, and per provider its error share, streaming
+    share and average sizes."""
     from llmgw.usage.analytics import patterns
 
     start, end = _since(since), _since(until, "--until")
@@ -355,14 +357,33 @@ def usage_patterns(
         out.print(f"{d['weekday']}  {cells.rstrip()}  {sum(d['hours'])}", highlight=False)
     avg_p, avg_c = found["avg_prompt_tokens"], found["avg_completion_tokens"]
     out.print(
-        f"{found['requests']} requests; average prompt {avg_p if avg_p is not None else '-'} "
-        f"tokens, completion {avg_c if avg_c is not None else '-'} tokens",
+        f"{found['requests']} requests, {found['stream_share']:.1%} streamed; average prompt "
+        f"{avg_p if avg_p is not None else '-'} tokens, completion "
+        f"{avg_c if avg_c is not None else '-'} tokens",
         highlight=False,
     )
     print_table(
-        [{**e, "error_share": f"{e['error_share']:.1%}"} for e in found["errors_by_provider"]],
-        ["provider", "requests", "errors", "error_share"],
-        title="errors by provider",
+        [
+            {
+                **e,
+                "error_share": f"{e['error_share']:.1%}",
+                "streamed": f"{e['stream_share']:.1%}",
+                "avg_prompt": e["avg_prompt_tokens"],
+                "avg_completion": e["avg_completion_tokens"],
+            }
+            for e in found["errors_by_provider"]
+        ],
+        [
+            "provider",
+            "requests",
+            "errors",
+            "error_share",
+            "streamed",
+            "avg_prompt",
+            "avg_completion",
+        ],
+        title="by provider",
+        optional=("avg_prompt", "avg_completion"),
     )
 
 
@@ -574,3 +595,35 @@ def usage_rejected(
         ["request_id", "created_at", "model", "reason"],
         title="rejected usage rows",
     )
+
+
+@usage_app.command("rebuild-rollups")
+def usage_rebuild_rollups(
+    ctx: typer.Context,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Do not ask; required when stdin is not a terminal.")
+    ] = False,
+    json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Recompute the hourly and daily usage rollups from the raw usage rows (online: reports
+    stay exact meanwhile, only slower). Hours whose raw rows retention already deleted are lost
+    from the rollups: asks first."""
+    import time
+
+    from llmgw.usage.rollup import rebuild
+
+    st = state(ctx)
+    st.local_only("usage rebuild-rollups")
+    confirm(
+        "rebuild the usage rollups from the raw usage rows",
+        "usage older than usage.retention_days (raw rows deleted) disappears from reports",
+        yes=yes,
+    )
+    t0 = time.perf_counter()
+    with _db_errors():
+        folded = rebuild(st.engine())
+    seconds = round(time.perf_counter() - t0, 3)
+    if json:
+        emit_json({"folded": folded, "seconds": seconds})
+    else:
+        typer.echo(f"rebuilt the usage rollups: {folded} usage ids folded in {seconds} s")

@@ -118,6 +118,9 @@ class UsageRecord(SQLModel, table=True):
     token_id: str | None = Field(default=None, max_length=64)
     """The ``jti`` of the access token or personal access token of the call (``oauth_tokens``);
     ``None`` for a call made with an API key (migration 0008)."""
+    finish_reason: str | None = Field(default=None, max_length=32)
+    """Why the answer ended, as the client was told (``stop``, ``length``: it hit
+    ``max_tokens``, ``tool_calls``...); ``None`` for a failure or an embedding (migration 0013)."""
 
 
 class ProviderStatus(SQLModel, table=True):
@@ -336,6 +339,9 @@ def _rollup(name: str, *, who: bool = True) -> sa.Table:
         sa.Column("latency_min", sa.Float(), nullable=False),
         sa.Column("latency_max", sa.Float(), nullable=False),
         *(sa.Column(f"lat_{k}", sa.Integer(), nullable=False) for k in range(LATENCY_BUCKETS)),
+        # migration 0013: requests streamed, requests that stopped at max_tokens
+        sa.Column("streamed", sa.BigInteger(), nullable=False, server_default="0"),
+        sa.Column("truncated", sa.BigInteger(), nullable=False, server_default="0"),
     )
 
 

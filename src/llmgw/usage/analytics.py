@@ -60,12 +60,13 @@ def patterns(
     hour_rows: Sequence[Mapping[str, Any]], provider_rows: Sequence[Mapping[str, Any]]
 ) -> dict[str, Any]:
     """Usage patterns from ``usage_stats`` records ``by="hour"`` and ``by="provider"`` over one
-    window: requests per (UTC weekday, hour of day) as a 7 x 24 heat map, the average prompt and
-    completion sizes per request, and the error share of each provider."""
+    window: requests per (UTC weekday, hour of day) as a 7 x 24 heat map, the share of streamed
+    requests, the average prompt and completion sizes per request, and per provider its error
+    share, streaming share and average sizes."""
     from datetime import UTC, datetime
 
     grid = [[0] * 24 for _ in WEEKDAYS]
-    requests = prompt = completion = 0
+    requests = prompt = completion = streamed = 0
     for r in hour_rows:
         when = datetime.strptime(str(r["hour"]), "%Y-%m-%d %H:%M").replace(tzinfo=UTC)
         n = int(r.get("requests") or 0)
@@ -73,6 +74,7 @@ def patterns(
         requests += n
         prompt += int(r.get("prompt_tokens") or 0)
         completion += int(r.get("completion_tokens") or 0)
+        streamed += int(r.get("streamed") or 0)
     errors: list[dict[str, Any]] = [
         {
             "provider": p.get("provider"),
@@ -81,6 +83,9 @@ def patterns(
             "error_share": round(int(p.get("errors") or 0) / int(p["requests"]), 4)
             if p.get("requests")
             else 0.0,
+            "stream_share": _share(p.get("streamed"), p.get("requests")),
+            "avg_prompt_tokens": _avg(p.get("prompt_tokens"), p.get("requests")),
+            "avg_completion_tokens": _avg(p.get("completion_tokens"), p.get("requests")),
         }
         for p in provider_rows
     ]
@@ -88,10 +93,20 @@ def patterns(
     return {
         "requests": requests,
         "heatmap": [{"weekday": d, "hours": grid[i]} for i, d in enumerate(WEEKDAYS)],
+        "streamed": streamed,
+        "stream_share": _share(streamed, requests),
         "avg_prompt_tokens": round(prompt / requests, 1) if requests else None,
         "avg_completion_tokens": round(completion / requests, 1) if requests else None,
         "errors_by_provider": errors,
     }
+
+
+def _share(part: Any, whole: Any) -> float:
+    return round(int(part or 0) / int(whole), 4) if whole else 0.0
+
+
+def _avg(total: Any, n: Any) -> float | None:
+    return round(int(total or 0) / int(n), 1) if n else None
 
 
 def _daily_costs(day_rows: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, Decimal]]:

@@ -30,7 +30,16 @@ from llmgw.storage.tables import (
     usage_hourly_models,
     usage_rollup_state,
 )
-from llmgw.usage.rollup import NO_ID, REFRESH_AT, cost_units, histogram_columns, p95, refresh, tail
+from llmgw.usage.rollup import (
+    NO_ID,
+    REFRESH_AT,
+    cost_units,
+    count_columns,
+    histogram_columns,
+    p95,
+    refresh,
+    tail,
+)
 from llmgw.usage.rows import COLUMNS
 
 __all__ = [
@@ -279,6 +288,8 @@ def _metrics(src: sa.Table) -> list[ColumnElement[Any]]:
         sa.func.min(src.c.latency_min).label("latency_min"),
         sa.func.max(src.c.latency_max).label("latency_max"),
         *(sa.func.sum(src.c[f"lat_{k}"]).label(f"lat_{k}") for k in range(LATENCY_BUCKETS)),
+        sa.func.sum(src.c.streamed).label("streamed"),
+        sa.func.sum(src.c.truncated).label("truncated"),
     ]
 
 
@@ -296,6 +307,7 @@ def _raw_metrics(dialect: str) -> list[ColumnElement[Any]]:
         sa.func.min(_u.c.latency_ms).label("latency_min"),
         sa.func.max(_u.c.latency_ms).label("latency_max"),
         *histogram_columns(_u.c.latency_ms),
+        *count_columns(),
     ]
 
 
@@ -347,6 +359,7 @@ def _statement(
         for name in (
             "requests", "errors", "prompt_tokens", "completion_tokens", "total_tokens",
             "cost_units", "latency_sum", *(f"lat_{k}" for k in range(LATENCY_BUCKETS)),
+            "streamed", "truncated",
         )
     ]  # fmt: skip
     agg += [
@@ -412,7 +425,16 @@ NO_CURRENCY = "XXX"
 """ISO 4217's code for "no currency": the cost of a provider missing from the configuration is
 under ``XXX:<provider>``, one entry per such provider (their currencies may differ)."""
 
-_SUMS = ("requests", "errors", "prompt_tokens", "completion_tokens", "total_tokens", "latency_sum")
+_SUMS = (
+    "requests",
+    "errors",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "latency_sum",
+    "streamed",
+    "truncated",
+)
 
 
 def usage_stats(
@@ -431,7 +453,8 @@ def usage_stats(
     Exact: whole hours and days come from the rollups (``llmgw.usage.rollup``), the window's
     edges and the rows not folded in yet from ``usage``, in one statement. When more than
     ``refresh_at`` rows wait, they are folded in first. ``p95_latency_ms`` is estimated from
-    the latency histogram (see ``rollup.p95``); everything else is exact.
+    the latency histogram (see ``rollup.p95``); everything else is exact. ``streamed`` and
+    ``truncated`` count the requests streamed and those that stopped at ``max_tokens``.
 
     With ``currencies`` (provider -> ISO 4217 code) each row also has ``costs``, its cost per
     currency (a provider missing from the mapping: ``XXX:<provider>``), and ``currency``; ``cost``
@@ -509,6 +532,8 @@ def usage_stats(
             "cost": _money(sum(g["units"].values())) if len(per) <= 1 else None,
             "avg_latency_ms": _round(float(g["latency_sum"]) / requests),
             "p95_latency_ms": _round(p95(g["hist"], g["min"], g["max"])),
+            "streamed": int(g["streamed"]),
+            "truncated": int(g["truncated"]),
         }
         if split:  # the one currency of the row's cost (of its traffic when it cost nothing)
             named = sorted(c for c in g["units"] if c)

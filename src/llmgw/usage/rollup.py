@@ -46,8 +46,11 @@ __all__ = [
     "NO_ID",
     "REFRESH_AT",
     "bucket_expr",
+    "count_columns",
     "histogram_columns",
     "p95",
+    "rebuild",
+    "rebuild_in",
     "refresh",
     "tail",
 ]
@@ -102,6 +105,18 @@ def histogram_columns(latency: ColumnElement[Any]) -> tuple[ColumnElement[Any], 
     return tuple(out)
 
 
+@functools.cache
+def count_columns() -> tuple[ColumnElement[Any], ...]:
+    """``streamed`` and ``truncated`` of one group of raw rows: how many were streamed, how
+    many stopped at ``max_tokens`` (``finish_reason = 'length'``)."""
+    one: ColumnElement[Any] = sa.literal_column("1")
+    zero: ColumnElement[Any] = sa.literal_column("0")
+    return (
+        sa.func.sum(sa.case((_u.c.stream == sa.true(), one), else_=zero)).label("streamed"),
+        sa.func.sum(sa.case((_u.c.finish_reason == "length", one), else_=zero)).label("truncated"),
+    )
+
+
 def cost_units(dialect: str) -> ColumnElement[Any]:
     """A usage row's cost in whole 1e-10 units (exact: the column has ten decimal places)."""
     if dialect == "postgresql":
@@ -122,8 +137,11 @@ def dimension_columns(table: sa.Table | None = None) -> list[ColumnElement[Any]]
     return [c for c in cols if table is None or c.name in table.c]
 
 
-def _fold(conn: Connection, table: sa.Table, span: str, lo: int, hi: int) -> None:
-    """Add the usage rows with ``lo < id <= hi`` to ``table`` (an upsert per bucket)."""
+def _fold(
+    conn: Connection, table: sa.Table, span: str, lo: int, hi: int, *, counts: bool = True
+) -> None:
+    """Add the usage rows with ``lo < id <= hi`` to ``table`` (an upsert per bucket);
+    ``counts=False``: the schema before migration 0013 (no ``streamed``/``truncated``)."""
     dialect = conn.dialect.name
     dims = dimension_columns(table)
     bucket = bucket_expr(dialect, span, _u.c.created_at).label("bucket")
@@ -140,6 +158,7 @@ def _fold(conn: Connection, table: sa.Table, span: str, lo: int, hi: int) -> Non
             sa.func.min(_u.c.latency_ms).label("latency_min"),
             sa.func.max(_u.c.latency_ms).label("latency_max"),
             *histogram_columns(_u.c.latency_ms),
+            *(count_columns() if counts else ()),
         )
         .where(_u.c.id > lo, _u.c.id <= hi)
         .group_by(bucket, *dims)
@@ -179,12 +198,16 @@ def tail(conn: Connection) -> tuple[int, int]:
     return int(row[0] or 0), int(row[1] or 0)
 
 
-def refresh_in(conn: Connection, *, chunk: int = CHUNK, slim: bool = True) -> int:
+def refresh_in(
+    conn: Connection, *, chunk: int = CHUNK, slim: bool = True, counts: bool | None = None
+) -> int:
     """Fold at most ``chunk`` new rows in, inside the caller's transaction on ``conn``;
     returns how many ids were folded (0: nothing to do, or another refresh won).
 
-    ``slim=False`` leaves ``usage_hourly_models`` alone: migration 0005 runs this before 0007
-    creates that table (0007 then fills it from ``usage_hourly``)."""
+    ``slim=False`` is for the schema of migration 0005, which runs this: it leaves
+    ``usage_hourly_models`` alone (0007 creates it and fills it from ``usage_hourly``) and the
+    counts 0013 adds (0013 rebuilds the rollups); ``counts=False`` only the latter (the schema
+    from 0007 to 0011)."""
     if conn.dialect.name == "postgresql":
         conn.exec_driver_sql(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
         conn.exec_driver_sql("LOCK TABLE usage IN SHARE ROW EXCLUSIVE MODE")
@@ -198,11 +221,44 @@ def refresh_in(conn: Connection, *, chunk: int = CHUNK, slim: bool = True) -> in
     ).rowcount
     if done != 1:  # another refresh moved last_id first: leave it to that one
         return 0
-    _fold(conn, usage_hourly, "hour", last, hi)
+    counts = slim if counts is None else counts
+    _fold(conn, usage_hourly, "hour", last, hi, counts=counts)
     if slim:
-        _fold(conn, usage_hourly_models, "hour", last, hi)
-    _fold(conn, usage_daily, "day", last, hi)
+        _fold(conn, usage_hourly_models, "hour", last, hi, counts=counts)
+    _fold(conn, usage_daily, "day", last, hi, counts=counts)
     return hi - last
+
+
+def rebuild_in(conn: Connection) -> None:
+    """Empty the rollups and mark no row folded in (``last_id = 0``), inside the caller's
+    transaction; the next refreshes fold every row in again. Reports stay exact meanwhile
+    (they read the rows not folded in from ``usage``), only slower."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("LOCK TABLE usage IN SHARE ROW EXCLUSIVE MODE")
+    for table in (usage_hourly, usage_hourly_models, usage_daily):
+        conn.execute(sa.delete(table))
+    st = usage_rollup_state
+    conn.execute(sa.update(st).where(st.c.id == 1).values(last_id=0))
+
+
+def rebuild(engine: Engine, *, chunk: int = CHUNK, progress: Any = None) -> int:
+    """Recompute the rollups from the raw rows (``llmgw usage rebuild-rollups``): empty them
+    in one short transaction, then fold every row in again, ``chunk`` ids per transaction
+    (writers wait only for one chunk at a time). Returns how many ids were folded;
+    ``progress(folded, newest)`` is called after each chunk. Raw rows already deleted by
+    retention are gone from the rebuilt rollups too: rebuild only what you still hold."""
+    with engine.begin() as conn:
+        rebuild_in(conn)
+    total = 0
+    while True:
+        with engine.begin() as conn:
+            n = refresh_in(conn, chunk=chunk)
+            last, newest = tail(conn)
+        total += n
+        if progress is not None:
+            progress(last, newest)
+        if n < chunk:
+            return total
 
 
 def refresh(engine: Engine, *, chunk: int = CHUNK) -> int:

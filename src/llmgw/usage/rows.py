@@ -48,6 +48,7 @@ class UsageEvent:
     error_type: str | None = None  # upstream_timeout, upstream_error, client_disconnected...
     meta: dict[str, Any] | None = None
     token_id: str | None = None  # the jti of a token caller (then key_id is None)
+    finish_reason: str | None = None  # stop, length (hit max_tokens), tool_calls...
     ticket: object = field(default=None, repr=False, compare=False)
     """The journal segment holding this record (set by the recorder; not a column)."""
 

@@ -67,6 +67,7 @@ def typed_row(data: dict[str, Any]) -> dict[str, Any]:
         if data.get(k) is not None:
             data[k] = uuid.UUID(data[k])
     data.setdefault("token_id", None)  # records written before migration 0008 have none
+    data.setdefault("finish_reason", None)  # nor before 0013
     data["created_at"] = datetime.fromisoformat(data["created_at"])
     data["cost"] = Decimal(str(data.get("cost", "0")))
     if not isinstance(data.get("request_id"), str) or not data["request_id"]:
