@@ -7,15 +7,18 @@ Order of a run (docs/migration.md tells the story for people):
    unless ``live`` is set (MIG-5). It must be at this llmgw's newest Alembic revision.
 2. The target gets the same schema through Alembic (an empty database is upgraded to that head;
    any other revision is refused).
-3. Every value is checked against the documented rules, and the source's per-table counts and
-   checksums are taken in the same pass; a value no rule accepts stops the run before anything
-   is written, listing the rows (MIG-3).
+3. Every value is checked against the documented rules before anything is written; a value
+   no rule accepts stops the run, listing the rows (MIG-3). Rows up to a resumed table's
+   checkpoint are counted and checksummed in that pass; the others are only checked there.
 4. Tables are copied parents first (the metadata's foreign-key order, so tables added by later
-   migrations come along), in rowid order, in batches of ``COPY ... FROM STDIN``. Each batch
-   commits together with its checkpoint in ``llmgw_migration`` on the target, so a killed run
-   resumes after its last committed batch and a finished one copies nothing (MIG-4).
+   migrations come along), in rowid order, in batches of ``COPY ... FROM STDIN``; the same
+   read gives each row's canonical form, so the source's count and checksum are completed
+   while PostgreSQL parses the copy. Each batch commits together with its checkpoint in
+   ``llmgw_migration`` on the target, so a killed run resumes after its last committed batch
+   and a finished one copies nothing (MIG-4). A big table copied from empty gets its plain
+   secondary indexes after its rows, built on a second connection while the checksums run.
 5. Sequences are set past the largest id (MIG-2); the target's counts and checksums are taken
-   and compared (MIG-1).
+   inside PostgreSQL and compared (MIG-1).
 
 The source file is never written. Progress goes to a callback as plain dicts (the CLI draws
 bars or prints JSON lines).
@@ -29,9 +32,10 @@ from __future__ import annotations
 
 import sqlite3
 import struct
+import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from hashlib import md5
@@ -55,6 +59,7 @@ from llmgw.storage.canonical_sql import (
     pg_rows_sql,
     pg_sum_sql,
     python_columns,
+    sqlite_check_sql,
     sqlite_copy_sql,
     sqlite_sum_sql,
 )
@@ -74,6 +79,7 @@ __all__ = ["PROGRESS_TABLE", "Migration", "MigrationReport", "Options", "TablePl
 PROGRESS_TABLE = "llmgw_migration"
 SEED_ROWS = 100  # a table with at most this many rows may hold rows a migration inserted
 _SKIP = object()  # marks a row already reported as unreadable
+_MAX_ROWID = (1 << 63) - 1
 ESTIMATED_ROWS_PER_S = 50_000
 """For ``--dry-run``'s estimate; docs/performance.md has the measured figures."""
 
@@ -439,26 +445,45 @@ class Migration:
 
     # --- checks and checksums --------------------------------------------------------------
 
-    def check_source(self, plans: list[TablePlan]) -> tuple[int, list[Problem]]:
-        """Apply every rule to every value, and sum the source; (problem count, first ones)."""
+    def check_source(
+        self, plans: list[TablePlan], *, copying: bool = False
+    ) -> tuple[int, list[Problem]]:
+        """Apply every rule to every value, and sum the source; (problem count, first ones).
+
+        With ``copying``, only the rows a resumed copy will not read again (up to each table's
+        checkpoint) are summed here; the rest are checked here (before anything is written)
+        and summed by ``copy_table`` as it reads them, so the source's biggest cost is paid
+        while PostgreSQL parses the copy instead of before it."""
         total, listed = 0, list[Problem]()
         limit = self.options.problem_limit
         for p in plans:
             self.emit({"event": "check", "table": p.spec.name, "rows": p.source_rows})
-            count, found, p.source_sum = self._sum_source(p.spec)
+            upto = p.done_rowid if copying else _MAX_ROWID
+            count, found, p.source_sum = self._sum_source(p.spec, upto=upto)
+            if upto < p.source_max_rowid:
+                n, more = self._check_source(p.spec, after=upto)
+                count += n
+                found.extend(more)
             total += count
             listed.extend(found[: max(0, limit - len(listed))])
+        if total and copying:  # the sums are partial: none is shown
+            for p in plans:
+                if p.done_rowid < p.source_max_rowid:
+                    p.source_sum = None
         return total, listed
 
-    def _sum_source(self, spec: TableSpec) -> tuple[int, list[Problem], TableSum]:
-        """Check and checksum one table of the source in one pass; (problem count, first
-        problems, sum).
+    def _sum_source(
+        self, spec: TableSpec, *, upto: int | None = None
+    ) -> tuple[int, list[Problem], TableSum]:
+        """Check and checksum the rows of one table of the source up to rowid ``upto`` (all:
+        the default) in one pass; (problem count, first problems, sum).
 
         SQLite writes each row's canonical form and flags a row ``sql_problems`` would report
         (``canonical_sql``); Python adds the float and JSON values and hashes. A flagged batch
         is looked at again by ``sql_problems``; a row whose form is NULL (a value not in
         llmgw's own storage form) or a batch SQLite cannot decode is made canonical in
         Python, value by value."""
+        upto = _MAX_ROWID if upto is None else upto
         strip = self.options.strip_nul
         limit = self.options.problem_limit
         total = TableSum()
@@ -467,7 +492,10 @@ class Migration:
         encoders = [_python_encoder(c.kind) for c in python_columns(spec)]
         fast = sqlite_sum_sql(spec, strip_nul=strip, flag=problem_condition(spec, strip_nul=strip))
         cols = ", ".join(quote(c) for c in spec.column_names)
-        raw = f"SELECT rowid, {cols} FROM {quote(spec.name)} WHERE rowid > ? ORDER BY rowid LIMIT ?"
+        raw = (
+            f"SELECT rowid, {cols} FROM {quote(spec.name)} "
+            "WHERE rowid > ? AND rowid <= ? ORDER BY rowid LIMIT ?"
+        )
         one = f"SELECT rowid, {cols} FROM {quote(spec.name)} WHERE rowid = ?"
         canon = source_canonicalizer(spec, strip_nul=strip)
         step = max(self.options.batch_size, 50_000)
@@ -476,12 +504,12 @@ class Migration:
         while True:
             read: dict[int, tuple[Any, ...]] = {}
             try:
-                rows = self.src.execute(fast, (last, step)).fetchall()
+                rows = self.src.execute(fast, (last, upto, step)).fetchall()
                 flagged = False
             except sqlite3.OperationalError as exc:
                 if "decode" not in str(exc):
                     raise
-                got, bad = self._read_as_bytes(raw, last, spec, step)
+                got, bad = self._read_as_bytes(raw, (last, upto, step), spec)
                 count += len(bad)
                 problems.extend(bad[: max(0, limit - len(problems))])
                 read = {r[0]: r for r in got}
@@ -522,15 +550,108 @@ class Migration:
             last = rows[-1][0]
         return count, problems, total
 
+    def _check_source(self, spec: TableSpec, *, after: int) -> tuple[int, list[Problem]]:
+        """Apply every rule to the rows after rowid ``after`` without summing them: the same
+        problems, counted the same way, as ``_sum_source`` finds, at about half its cost.
+
+        Per batch: SQLite returns only the rows to look at (a value ``sql_problems`` reports,
+        or one not in llmgw's own storage form, made canonical in Python as the sum would);
+        every text value is decoded once (``group_concat``: invalid UTF-8 sends the batch
+        through ``_read_as_bytes``); each distinct JSON value is parsed."""
+        strip = self.options.strip_nul
+        limit = self.options.problem_limit
+        problems: list[Problem] = []
+        count = 0
+        name = quote(spec.name)
+        look, probe = sqlite_check_sql(
+            spec, strip_nul=strip, flag=problem_condition(spec, strip_nul=strip)
+        )
+        cols = ", ".join(quote(c) for c in spec.column_names)
+        raw = f"SELECT rowid, {cols} FROM {name} WHERE rowid > ? AND rowid <= ? ORDER BY rowid"
+        one = f"SELECT rowid, {cols} FROM {name} WHERE rowid = ?"
+        upper = f"SELECT max(rowid) FROM (SELECT rowid FROM {name} WHERE rowid > ? ORDER BY rowid LIMIT ?)"
+        canon = source_canonicalizer(spec, strip_nul=strip)
+        jsons = [(quote(c.name), _python_encoder(c.kind)) for c in spec.columns if c.kind == "json"]
+        step = max(self.options.batch_size, 50_000)
+
+        def refuse(row: tuple[Any, ...]) -> None:
+            nonlocal count
+            count += 1
+            if len(problems) < limit:
+                problems.append(self._explain(spec, row))
+
+        last = after
+        while True:
+            hi = self.src.execute(upper, (last, step)).fetchone()[0]
+            if hi is None:
+                break
+            seen: set[int] = set()  # rows already counted
+            try:
+                self.src.execute(probe, (last, hi)).fetchall()
+                decoded = True
+            except sqlite3.OperationalError as exc:
+                if "decode" not in str(exc):
+                    raise
+                decoded = False
+            if not decoded:  # as _sum_source: every row of the batch through Python
+                got, bad = self._read_as_bytes(raw, (last, hi), spec)
+                count += len(bad)
+                problems.extend(bad[: max(0, limit - len(problems))])
+                for r in got:
+                    if r[1] is _SKIP:
+                        continue
+                    try:
+                        canon(r[1:])
+                    except ValueError:
+                        refuse(self.src.execute(one, (r[0],)).fetchone())
+                flagged = True
+            else:
+                flagged = False
+                for rowid, flag, own in self.src.execute(look, (last, hi)).fetchall():
+                    flagged = flagged or bool(flag)
+                    if not own:
+                        row = self.src.execute(one, (rowid,)).fetchone()
+                        seen.add(rowid)
+                        try:
+                            canon(row[1:])
+                        except ValueError:
+                            refuse(row)
+                for c, enc in jsons:
+                    distinct = (
+                        f"SELECT DISTINCT typeof({c}), {c} FROM {name} "
+                        f"WHERE rowid > ? AND rowid <= ? AND {c} IS NOT NULL"
+                    )
+                    for kind, value in self.src.execute(distinct, (last, hi)).fetchall():
+                        try:
+                            enc(value)
+                        except ValueError:
+                            rows = self.src.execute(
+                                f"{raw.split(' ORDER BY')[0]} AND typeof({c}) = ? AND {c} = ? "
+                                "ORDER BY rowid",
+                                (last, hi, kind, value),
+                            ).fetchall()
+                            for row in rows:
+                                if row[0] not in seen:
+                                    seen.add(row[0])
+                                    refuse(row)
+            if flagged:  # what SQLite can tell is wrong in this batch, listed
+                n, found = sql_problems(
+                    self.src, spec, strip_nul=strip, limit=limit, rowids=(last, hi)
+                )
+                count += n
+                problems.extend(found[: max(0, limit - len(problems))])
+            last = hi
+        return count, problems
+
     def _read_as_bytes(
-        self, sql: str, last: int, spec: TableSpec, step: int
+        self, sql: str, args: tuple[int, ...], spec: TableSpec
     ) -> tuple[list[tuple[Any, ...]], list[Problem]]:
         """A batch that holds invalid UTF-8, read as bytes: good rows decoded, bad ones listed.
 
         A bad row comes back as ``(rowid, _SKIP)`` so the caller keeps its place."""
         self.src.text_factory = bytes
         try:
-            raw = self.src.execute(sql, (last, step)).fetchall()
+            raw = self.src.execute(sql, args).fetchall()
         finally:
             self.src.text_factory = str
         rows: list[tuple[Any, ...]] = []
@@ -584,13 +705,16 @@ class Migration:
         )
 
     def copy_table(self, plan: TablePlan) -> None:
-        """Copy the rows after the table's checkpoint, one committed batch at a time."""
+        """Copy the rows after the table's checkpoint, one committed batch at a time, adding
+        each row's hash to the table's source sum as it is read (``check_source`` summed the
+        rows before the checkpoint and checked the rest)."""
         spec = plan.spec
         name = quote(spec.name)
         cols = ", ".join(quote(c) for c in spec.column_names)
         step = f"SELECT max(rowid) FROM (SELECT rowid FROM {name} WHERE rowid > ? ORDER BY rowid LIMIT ?)"
         read = sqlite_copy_sql(spec, strip_nul=self.options.strip_nul)
         raw = f"SELECT rowid, {cols} FROM {name} WHERE rowid > ? AND rowid <= ? ORDER BY rowid"
+        one = f"SELECT rowid, {cols} FROM {name} WHERE rowid = ?"
         copy_sql = f"COPY {name} ({cols}) FROM STDIN"
         save = (
             f"INSERT INTO {PROGRESS_TABLE} (table_name, source, last_rowid, rows_copied) "
@@ -599,6 +723,11 @@ class Migration:
             f"rows_copied = {PROGRESS_TABLE}.rows_copied + EXCLUDED.rows_copied, updated_at = now()"
         )
         nul = self.options.strip_nul and any(c.kind == "text" for c in spec.columns)
+        encoders = [_python_encoder(c.kind) for c in python_columns(spec)]
+        canon = source_canonicalizer(spec, strip_nul=self.options.strip_nul)
+        h, from_bytes = md5, int.from_bytes
+        if plan.source_sum is None:
+            plan.source_sum = TableSum()
         last = plan.done_rowid
         started = time.monotonic()
         self.emit({"event": "table", "table": spec.name, "total": plan.to_copy, "done": 0})
@@ -607,6 +736,7 @@ class Migration:
             if hi is None:
                 break
             done = 0
+            acc = 0
             with self.pg.transaction(), self.pg.cursor() as cur:
                 # A writer thread sends each chunk while SQLite prints the next (sqlite3 lets go
                 # of the GIL while it steps), so reading and PostgreSQL's parsing overlap.
@@ -614,10 +744,10 @@ class Migration:
                     reader = self.src.execute(read, (last, hi))
                     at = last
                     while chunk := reader.fetchmany(_CHUNK):
-                        lines = [line for (_, line) in chunk]
+                        lines = [row[1] for row in chunk]
                         if None in lines:  # values SQLite cannot print: psycopg formats them
                             # (row order inside a batch does not matter: it commits whole)
-                            need = {rid for rid, line in chunk if line is None}
+                            need = {row[0] for row in chunk if row[1] is None}
                             for r in self.src.execute(raw, (at, chunk[-1][0])).fetchall():
                                 if r[0] in need:
                                     cp.write_row(_strip_nul(r[1:]) if nul else r[1:])
@@ -627,7 +757,18 @@ class Migration:
                             cp.write("\n".join(lines) + "\n")
                         done += len(lines)
                         at = chunk[-1][0]
+                        for row in chunk:  # the source's sum, while the writer sends
+                            form = row[2]
+                            if form is None:
+                                form = self._slow_form(spec, canon, one, row[0])
+                            elif encoders:
+                                for enc, v in zip(encoders, row[3:], strict=True):
+                                    form += enc(v)
+                            acc += from_bytes(
+                                h(form.encode(), usedforsecurity=False).digest(), "big"
+                            )
                 cur.execute(save, (spec.name, str(self.source.resolve()), hi, done))
+            plan.source_sum.merge(done, acc)
             last = hi
             plan.copied += done
             elapsed = time.monotonic() - started
@@ -636,6 +777,18 @@ class Migration:
                 "rows_per_s": round(plan.copied / elapsed) if elapsed > 0 else None,
             })  # fmt: skip
         plan.done_rowid = last
+
+    def _slow_form(self, spec: TableSpec, canon: Callable[[Any], str], one: str, rowid: int) -> str:
+        """The canonical form of a row SQLite cannot print (made by Python's rules)."""
+        row = self.src.execute(one, (rowid,)).fetchone()
+        try:
+            return canon(row[1:])
+        except ValueError:  # check_source accepted this row: the snapshot cannot change
+            problem = self._explain(spec, row)
+            raise DataCheckFailed(
+                f"{spec.name} rowid {rowid} column {problem.column}: {problem.problem}",
+                hint="run again: a value the check accepted was refused while copying",
+            ) from None
 
     def defer_indexes(self, spec: TableSpec) -> None:
         """Drop the table's plain secondary indexes, remembering them on the target (kill-safe)."""
@@ -661,21 +814,59 @@ class Migration:
         if rows:
             self.emit({"event": "indexes_deferred", "table": spec.name, "indexes": len(rows)})
 
-    def restore_indexes(self) -> None:
-        """Build every index a run (this one or a killed one) deferred."""
+    def restore_indexes(self, conn: psycopg.Connection[Any] | None = None) -> None:
+        """Build every index a run (this one or a killed one) deferred (on ``conn``, default
+        the target connection)."""
+        pg = conn or self.pg
+        found = pg.execute("SELECT to_regclass('llmgw_migration_indexes') IS NOT NULL").fetchone()
+        if not found or not found[0]:
+            return
+        for index, table, ddl in pg.execute(
+            "SELECT name, table_name, ddl FROM llmgw_migration_indexes ORDER BY name"
+        ).fetchall():
+            self.emit({"event": "index", "table": table, "index": index})
+            with pg.transaction():
+                pg.execute(f"DROP INDEX IF EXISTS {quote(index)}")
+                pg.execute(ddl)
+                pg.execute("DELETE FROM llmgw_migration_indexes WHERE name = %s", (index,))
+
+    @contextmanager
+    def indexes_built_alongside(self) -> Iterator[None]:
+        """Build the deferred indexes on a second connection while the body runs (the target's
+        checksums: both are PostgreSQL's work, and reading a table does not wait for an index
+        being built on it); the body's end waits for them, and their error is raised."""
         found = self.pg.execute(
             "SELECT to_regclass('llmgw_migration_indexes') IS NOT NULL"
         ).fetchone()
         if not found or not found[0]:
+            yield
             return
-        for index, table, ddl in self.pg.execute(
-            "SELECT name, table_name, ddl FROM llmgw_migration_indexes ORDER BY name"
-        ).fetchall():
-            self.emit({"event": "index", "table": table, "index": index})
-            with self.pg.transaction():
-                self.pg.execute(f"DROP INDEX IF EXISTS {quote(index)}")
-                self.pg.execute(ddl)
-                self.pg.execute("DELETE FROM llmgw_migration_indexes WHERE name = %s", (index,))
+        conn = psycopg.connect(_conninfo(self.target_url), autocommit=True, connect_timeout=5)
+        failed: list[BaseException] = []
+        emit, lock = self.emit, threading.Lock()
+
+        def locked(event: dict[str, Any]) -> None:
+            with lock:
+                emit(event)
+
+        self.emit = locked  # both threads report
+
+        def build() -> None:
+            try:
+                self.restore_indexes(conn)
+            except BaseException as exc:  # noqa: BLE001 - raised again by the caller's thread
+                failed.append(exc)
+
+        worker = threading.Thread(target=build, name="llmgw-migrate-indexes", daemon=True)
+        worker.start()
+        try:
+            yield
+        finally:
+            worker.join()
+            conn.close()
+            self.emit = emit
+        if failed:
+            raise failed[0]
 
     def set_sequences(self) -> dict[str, int]:
         """Every serial/identity column continues after the largest copied value (MIG-2)."""
@@ -735,7 +926,7 @@ class Migration:
                     hint="--overwrite empties the target's llmgw tables first (asks)",
                 )
         report = self.report(mode, plans, started)
-        report.problem_count, report.problems = self.check_source(plans)
+        report.problem_count, report.problems = self.check_source(plans, copying=mode == "copy")
         if report.problem_count and mode != "verify-only":
             report.seconds = time.monotonic() - t0
             return report
@@ -750,12 +941,13 @@ class Migration:
                 ):
                     self.defer_indexes(p.spec)
                 self.copy_table(p)
-            self.restore_indexes()
-            report.sequences = self.set_sequences()
-        if mode != "dry-run":
-            for p in plans:
-                self.emit({"event": "verify", "table": p.spec.name})
-                self.sum_target(p)
+        with self.indexes_built_alongside() if mode == "copy" else nullcontext():
+            if mode == "copy":
+                report.sequences = self.set_sequences()
+            if mode != "dry-run":
+                for p in plans:
+                    self.emit({"event": "verify", "table": p.spec.name})
+                    self.sum_target(p)
         changed = [p for p in plans if not p.as_dict()["match"] and p.spec.primary_key]
         if mode == "copy" and changed:
             report.resynced = self.resync(changed)
