@@ -34,6 +34,8 @@ __all__ = ["DEFAULT_BOT_TOKEN", "SlackEmulator", "SlackMessage", "create_app"]
 DEFAULT_BOT_TOKEN = "xoxb-0000000000-emulator-token"  # noqa: S105 - a public test value
 """The bot token accepted when none is configured."""
 
+_METHODS = ("chat.postMessage", "chat.update", "auth.test", "conversations.history",
+            "conversations.replies")  # fmt: skip
 _CHANNEL = re.compile(r"^[CGD][A-Z0-9]{6,}$")
 _WEBHOOK = re.compile(r"^/services/(T[A-Z0-9]+)/(B[A-Z0-9]+)/([A-Za-z0-9]+)$")
 MAX_BLOCKS = 50
@@ -55,8 +57,10 @@ class SlackMessage:
     """How many times ``chat.update`` changed it."""
     history: list[dict[str, Any]] = field(default_factory=list)
     """Earlier versions (text, blocks, attachments), oldest first."""
+    metadata: dict[str, Any] | None = None
+    """Message metadata (``event_type`` + ``event_payload``) posted with it."""
 
-    def as_json(self) -> dict[str, Any]:
+    def as_json(self, *, metadata: bool = False) -> dict[str, Any]:
         """The message in the shape Slack returns under ``message``."""
         out: dict[str, Any] = {"type": "message", "ts": self.ts, "text": self.text}
         if self.blocks is not None:
@@ -67,6 +71,8 @@ class SlackMessage:
             out["thread_ts"] = self.thread_ts
         if self.edited:
             out["edited"] = {"user": "U0EMULATOR", "ts": self.ts}
+        if metadata and self.metadata is not None:
+            out["metadata"] = self.metadata
         return out
 
 
@@ -242,7 +248,7 @@ class _App:
         ) -> tuple[Response, str]:
             return json_response({"ok": False, "error": code}, status, headers), code
 
-        if method not in ("chat.postMessage", "chat.update", "auth.test"):
+        if method not in _METHODS:
             return err("unknown_method", 404)
         raw = await request.body()
         form_token = (
@@ -283,6 +289,8 @@ class _App:
             return err("is_archived")
         if method == "chat.update":
             return self._update(channel, body)
+        if method.startswith("conversations."):
+            return self._read(method, channel, body)
         problem = _message_problem(body)
         if problem is not None:
             return err(problem)
@@ -297,15 +305,46 @@ class _App:
             parent = emu.find(channel, str(thread_ts))
             note = "reply" if parent is not None else "reply to an unknown thread_ts"
         blocks = body.get("blocks")
+        meta = body.get("metadata")
+        if isinstance(meta, str):
+            try:
+                meta = json.loads(meta)
+            except ValueError:
+                return err("invalid_metadata_format")
+        if meta is not None and not (isinstance(meta, dict) and meta.get("event_type")):
+            return err("invalid_metadata_format")
         msg = SlackMessage(
             channel, emu.next_ts(), str(body.get("text") or "")[:MAX_TEXT],
             json.loads(blocks) if isinstance(blocks, str) else blocks,
-            body.get("attachments"), str(thread_ts) if thread_ts else None,
+            body.get("attachments"), str(thread_ts) if thread_ts else None, metadata=meta,
         )  # fmt: skip
         emu.messages.append(msg)
         return json_response(
             {"ok": True, "channel": channel, "ts": msg.ts, "message": msg.as_json()}
         ), note
+
+    def _read(self, method: str, channel: str, body: dict[str, Any]) -> tuple[Response, str]:
+        """``conversations.history`` (newest first, top-level messages and thread parents) and
+        ``conversations.replies`` (the parent then its replies, oldest first); metadata only
+        with ``include_all_metadata``."""
+        meta = str(body.get("include_all_metadata", "")).lower() in ("1", "true")
+        try:
+            limit = max(1, min(1000, int(body.get("limit") or 100)))
+        except ValueError:
+            return json_response({"ok": False, "error": "invalid_limit"}), "invalid_limit"
+        if method == "conversations.history":
+            found = [m for m in self.emu.messages if m.channel == channel and m.thread_ts is None]
+            found = found[::-1]
+        else:
+            ts = str(body.get("ts") or "")
+            parent = self.emu.find(channel, ts)
+            if parent is None:
+                return json_response({"ok": False, "error": "thread_not_found"}), "thread_not_found"
+            found = [parent, *self.emu.thread(channel, ts)]
+        items = [m.as_json(metadata=meta) for m in found[:limit]]
+        return json_response(
+            {"ok": True, "messages": items, "has_more": len(found) > limit}
+        ), "read"
 
     def _update(self, channel: str, body: dict[str, Any]) -> tuple[Response, str]:
         ts = str(body.get("ts") or "")

@@ -90,7 +90,7 @@ class RootlyPublisher:
             try:
                 resp = await self.client.get(
                     self._url("/v1/alerts"),
-                    params={"page[number]": page, "page[size]": 100},
+                    params={"page[number]": page, "page[size]": 100, "sort": "-created_at"},
                     headers=self._headers(),
                 )
             except httpx.HTTPError:

@@ -46,15 +46,23 @@ class SlackPublisher:
         self.client = client
 
     # -- Web API (bot token) --------------------------------------------------------------
-    async def _api(self, method: str, body: dict[str, Any]) -> tuple[Outcome, dict[str, Any]]:
+    async def _api(
+        self, method: str, body: dict[str, Any], *, form: bool = False
+    ) -> tuple[Outcome, dict[str, Any]]:
+        """A Web API call: JSON for the write methods, form fields for the read ones (Slack
+        takes JSON bodies only on write methods)."""
         assert self.target.bot_token is not None
-        headers = {
-            "Authorization": f"Bearer {self.target.bot_token.get_secret_value()}",
-            "Content-Type": "application/json; charset=utf-8",
-        }
+        headers = {"Authorization": f"Bearer {self.target.bot_token.get_secret_value()}"}
         url = f"{self.target.api_url.rstrip('/')}/{method}"
         try:
-            resp = await self.client.post(url, json=body, headers=headers)
+            if form:
+                fields = {
+                    k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in body.items()
+                }
+                resp = await self.client.post(url, data=fields, headers=headers)
+            else:
+                headers["Content-Type"] = "application/json; charset=utf-8"
+                resp = await self.client.post(url, json=body, headers=headers)
         except httpx.HTTPError as exc:
             return network_outcome(exc), {}
         out = outcome_of(resp)
@@ -159,7 +167,7 @@ class SlackPublisher:
             method = "conversations.replies"
             params = {"channel": fired.split(":", 1)[0], "ts": fired.split(":", 1)[1], "limit": 100,
                       "include_all_metadata": True}  # fmt: skip
-        out, data = await self._api(method, params)
+        out, data = await self._api(method, params, form=True)
         if out.kind != "sent":
             return None
         for m in data.get("messages") or []:
