@@ -80,9 +80,9 @@ def _settings(
     alert_settings: Callable[..., Settings], db_url: str, emus: Emulators, **kw: Any
 ) -> Settings:
     kw.setdefault("targets", emus.targets())
-    return alert_settings(
-        db_url, mode="transparent", publish_backoff=0.2, publish_timeout=1.0, **kw
-    )
+    kw.setdefault("publish_backoff", 0.2)
+    kw.setdefault("publish_timeout", 1.0)
+    return alert_settings(db_url, mode="transparent", **kw)
 
 
 def _pubs(db_url: str, action: str | None = None) -> dict[tuple[str, str], dict[str, Any]]:
@@ -293,3 +293,41 @@ async def test_a_publication_cut_off_by_a_crash_is_never_sent_twice(
     after = {n: len(emulators.received(n)) for n in ("pd", "slack", "rootly")}
     assert after["pd"] == before["pd"] + 1 and after["rootly"] == before["rootly"]
     engine.dispose()
+
+
+async def test_per_target_rate_limit_spaces_the_messages(
+    alert_settings: Callable[..., Settings], hook_auth: dict[str, str],
+    emulators: Emulators, home: Any,
+) -> None:  # fmt: skip
+    """Three alerts at once to one Slack channel at 60 a minute: about a second apart, and the
+    emulator (1/s per channel after a burst of 4) never has to refuse one."""
+    db_url = f"sqlite:///{home / 'p.db'}"
+    target = {**emulators.targets()[1], "rate_per_minute": 60}
+    settings = _settings(alert_settings, db_url, emulators, targets=[target])
+    names = ("A", "B", "C")
+    async with running(settings) as (_app, c):
+        body = am_payload(*(am_alert(n) for n in names))
+        assert (await c.post(HOOK, json=body, headers=hook_auth)).status_code == 200
+        sent = "SELECT id FROM alert_publications WHERE state = 'sent'"
+        await until(lambda: len(query(db_url, sent)) == 3, limit=30)
+    got = emulators.received("slack", "/api/chat.postMessage")
+    assert [r.status for r in got] == [200, 200, 200]
+    gaps = [b.at - a.at for a, b in zip(got, got[1:], strict=False)]
+    assert all(g >= 0.9 for g in gaps), gaps
+
+
+async def test_a_target_failing_every_time_is_given_up_after_max_attempts(
+    alert_settings: Callable[..., Settings], hook_auth: dict[str, str],
+    emulators: Emulators, home: Any,
+) -> None:  # fmt: skip
+    db_url = f"sqlite:///{home / 'p.db'}"
+    emulators.emu("pd").faults.set("500")  # every request
+    settings = _settings(alert_settings, db_url, emulators, targets=emulators.targets()[:1],
+                         publish_max_attempts=3, publish_backoff=0.05)  # fmt: skip
+    async with running(settings) as (_app, c):
+        assert (await c.post(HOOK, json=am_payload(), headers=hook_auth)).status_code == 200
+        rows = await until(_settled(db_url, 1, "fire"), limit=30)
+    row = rows[("pd", "fire")]
+    assert (row["state"], row["attempts"], row["http_status"]) == ("failed", 3, 500)
+    assert row["error"].startswith("gave up after 3 attempts: HTTP 500")
+    assert len(emulators.received("pd")) == 3

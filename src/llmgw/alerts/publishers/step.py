@@ -237,6 +237,8 @@ class PublishStep:
     async def __call__(self, job: ClaimedJob) -> StepResult:
         """One pass over the occurrence's targets."""
         p = self.publishing
+        if not p.targets.all():
+            return Done()  # nowhere to publish (the common case without targets): no reads
         try:
             alert = await asyncio.to_thread(self.history.get, job.alert_id)
         except NotFound:
