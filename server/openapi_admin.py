@@ -53,6 +53,26 @@ _STATS = {
     "costs": {"USD": "0.0025200000"},
     "avg_latency_ms": 412.5,
     "p95_latency_ms": 980.0,
+    "streamed": 48,
+    "truncated": 3,
+}
+_RECOMMENDATION = {
+    "kind": "cheaper_model",
+    "subject": "openai/gpt-4o:2024-08-06",
+    "recommendation": "move traffic from openai/gpt-4o:2024-08-06 to openai/gpt-4o-mini with an "
+    'alias (e.g. [aliases] chat = ["openai/gpt-4o-mini"]): it serves requests of the same size '
+    "(310/120 prompt/completion tokens on average, against 300/118) at 6% of the cost per token",
+    "saving": {"USD": "41.27"},
+    "evidence": {
+        "requests": 9120,
+        "tokens": 3830400,
+        "cost": "43.90",
+        "currency": "USD",
+        "alternative": "openai/gpt-4o-mini",
+        "alternative_requests": 27400,
+        "cost_per_1k_tokens": "0.01",
+        "alternative_cost_per_1k_tokens": "0.000687",
+    },
 }
 _PRICE = {
     "provider": "local",
@@ -296,6 +316,15 @@ def admin_paths() -> dict[str, Any]:
                 "model": ("local/gpt-4o-mini", "Only this model[:version]."),
                 "provider": ("local", "Only this provider."),
                 "status": ("200", "Only this HTTP status."),
+            })},
+        f"{p}/usage/recommend": {"get": _op("adminUsageRecommend", "Recommendations",
+            "Optimisation suggestions from the window's usage (cheaper model of similar usage, "
+            "deprecated versions, error-heavy routes, idle keys, answers cut at max_tokens), each "
+            "with its evidence and its saving per currency over the window (never converted).",
+            _listed(_RECOMMENDATION),
+            errors=(*one, "400"), query={
+                "since": ("2026-11-03T00:00:00+00:00", "Window start (default: 30 days ago)."),
+                "until": ("2026-12-03T00:00:00+00:00", "Window end (default: now)."),
             })},
         f"{p}/usage/recent": {"get": _op("adminRecentRequests", "Recent requests",
             "The newest requests from the server's memory (no database query).",

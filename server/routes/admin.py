@@ -220,6 +220,11 @@ _OPS: list[tuple[str, str, Handler]] = [
     ("POST", "/users/{ref}/disable", lambda a, p, q, b: a.users_disable(p["ref"])),
     ("POST", "/users/{ref}/enable", lambda a, p, q, b: a.users_enable(p["ref"])),
     ("GET", "/usage/stats", _usage_stats),
+    (
+        "GET",
+        "/usage/recommend",
+        lambda a, p, q, b: a.usage_recommend(since=_time(q, "since"), until=_time(q, "until")),
+    ),
     ("GET", "/audit", _audit),
     ("GET", "/providers/prices", lambda a, p, q, b: a.providers_prices()),
     (

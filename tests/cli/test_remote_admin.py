@@ -237,6 +237,8 @@ def test_reads_give_the_same_json_in_both_modes(gateway: Gateway) -> None:
     assert _without(remote, {"since"}) == _without(local, {"since"})
     local, remote = _both(gw, "usage", "recent", "--limit", "10")
     assert remote == local and len(local) == 3  # the server's ring buffer = the newest rows
+    local, remote = _both(gw, "usage", "recommend", "--since", "2026-11-01")
+    assert remote == local and local["rows"] == []  # three requests cross no threshold
     local, remote = _both(gw, "audit")
     assert remote == local
 

@@ -388,3 +388,25 @@ def test_rebuild_rollups_recomputes_the_same_answers(
     assert after == before
     giga = next(row for row in after if row["model"].startswith("giga/"))
     assert (giga["streamed"], giga["truncated"]) == (2, 1)
+
+
+def test_recommend_on_a_seeded_month_prints_each_saving_in_its_currency(
+    cli: Any, engine: Engine, db_url: str, tmp_path: Path
+) -> None:
+    from tests import usage_month
+
+    usage_month.seed(engine)
+    cfg = tmp_path / "month.toml"
+    cfg.write_text(usage_month.config_toml())
+    env = {"LLMGW_DATABASE_URL": db_url}
+    window = ("--since", "2026-11-01", "--until", "2026-12-01")
+    r = cli("--config", str(cfg), "usage", "recommend", *window, "--json", env=env)
+    assert r.exit_code == 0, r.stderr
+    kinds = [row["kind"] for row in json.loads(r.stdout)["rows"]]
+    assert {"cheaper_model", "deprecated_version", "error_heavy", "max_tokens"} <= set(kinds)
+    r = cli("--config", str(cfg), "usage", "recommend", *window, env=env)
+    text = " ".join(r.stdout.split())
+    assert r.exit_code == 0 and "cheaper model" in text and "gpt-4o-mini" in text
+    assert " USD" in text and " RUB" in text
+    r = cli("usage", "recommend", "--since", "1d", "--until", "2d", env=env)
+    assert r.exit_code == 2 and "--until must be after --since" in r.stderr

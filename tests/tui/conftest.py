@@ -230,6 +230,12 @@ class FixtureOps:
             rows.append(row)
         return rows
 
+    def usage_recommend(
+        self, *, since: datetime | None = None, until: datetime | None = None
+    ) -> list[Record]:
+        self._check("usage_recommend")
+        return []
+
     def usage_recent(self, *, limit: int = 100) -> list[Record]:
         self._check("usage_recent")
         out = []

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, cast
 
@@ -370,6 +371,40 @@ class LocalAdmin:
         from llmgw.usage.pricing import currency_of
 
         return {p.name: currency_of(p) for p in self.settings.providers}
+
+    def usage_recommend(
+        self, *, since: datetime | None = None, until: datetime | None = None
+    ) -> builtins.list[Record]:
+        """Optimisation recommendations over ``[since, until)`` (default: the last 30 days)."""
+        from llmgw.usage.recommend import Thresholds, recommend
+
+        now = self._clock()
+        since = since if since is not None else now - timedelta(days=30)
+        if until is not None and until <= since:
+            raise UsageError("until must be after since", hint="e.g. since 30 days ago, until now")
+        t = Thresholds()
+        models = self.usage_stats(since=since, until=until, by="model")
+        failed: dict[str, Record] = {}
+        for s in self.usage_stats(since=since, until=until, by="status"):
+            if int(s["status"]) < 400:
+                continue
+            for r in self.usage_stats(
+                since=since, until=until, by="model", status=int(s["status"])
+            ):
+                have = failed.setdefault(str(r["model"]), {"model": r["model"], "costs": {}})
+                for cur, value in (r.get("costs") or {}).items():
+                    have["costs"][cur] = str(
+                        Decimal(have["costs"].get(cur, "0")) + Decimal(str(value))
+                    )
+        return recommend(
+            models=models,
+            failed=list(failed.values()),
+            key_rows=self.usage_stats(since=since, until=until, by="key"),
+            keys=self.keys_list(),
+            idle_rows=self.usage_stats(since=now - timedelta(days=t.idle_days), by="key"),
+            now=now,
+            thresholds=t,
+        )
 
     def usage_recent(self, *, limit: int = 100) -> builtins.list[Record]:
         """The newest requests in the ``usage`` table, newest first."""

@@ -188,6 +188,13 @@ class AdminOps(Protocol):
         """The newest requests, newest first (remote: the server's in-memory ring buffer)."""
         ...
 
+    def usage_recommend(
+        self, *, since: datetime | None = None, until: datetime | None = None
+    ) -> list[Record]:
+        """Optimisation recommendations over ``[since, until)`` (default: the last 30 days),
+        each with its evidence and its saving per currency (``llmgw.usage.recommend``)."""
+        ...
+
     # -- providers ------------------------------------------------------------------------
     def providers_status(self) -> list[Record]:
         """One record per (provider, model): ``"live": true`` from a server's router,

@@ -336,6 +336,12 @@ class RemoteAdmin:
         )
         return self._list("/usage/stats", params)
 
+    def usage_recommend(
+        self, *, since: datetime | None = None, until: datetime | None = None
+    ) -> builtins.list[Record]:
+        """The server's optimisation recommendations over ``[since, until)``."""
+        return self._list("/usage/recommend", _query(since=since, until=until))
+
     def usage_recent(self, *, limit: int = 100) -> builtins.list[Record]:
         """The newest requests from the server's in-memory ring buffer, newest first."""
         return self._list("/usage/recent", _query(limit=limit))

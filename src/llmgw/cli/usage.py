@@ -436,6 +436,56 @@ def usage_forecast(
     )
 
 
+@usage_app.command("recommend")
+def usage_recommend(
+    ctx: typer.Context,
+    since: Annotated[
+        str,
+        typer.Option(
+            "--since", help="Start of the window: 90s, 15m, 12h, 7d, 2w ago, or a date/time."
+        ),
+    ] = "30d",
+    until: Annotated[
+        str | None,
+        typer.Option(
+            "--until",
+            help="End of the window (exclusive): a duration ago or a date/time (default: now).",
+            show_default=False,
+        ),
+    ] = None,
+    json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+) -> None:
+    """Suggestions to spend less, each with its evidence and its saving over the window per
+    currency: a cheaper model of similar usage an alias could move traffic to, deprecated
+    versions still in use, error-heavy routes, keys idle for 30 days, answers cut at max_tokens."""
+    from rich.markup import escape
+
+    start, end = _since(since), _since(until, "--until")
+    if start is not None and end is not None and end <= start:
+        raise UsageError("--until must be after --since", hint="e.g. --since 30d --until 1d")
+    with _db_errors():
+        found = state(ctx).admin().usage_recommend(since=start, until=end)
+    if json:
+        emit_json({"since": start, "until": end, "rows": found})
+        return
+    if not found:
+        typer.echo("no recommendations: nothing in this window crosses a threshold")
+        return
+    print_table(
+        [
+            {
+                "kind": r["kind"].replace("_", " "),
+                "saving": " + ".join(f"{v} {c}" for c, v in r["saving"].items()) or "-",
+                "recommendation": escape(r["recommendation"]),  # "[aliases]" is not markup
+            }
+            for r in found
+        ],
+        ["kind", "saving", "recommendation"],
+        title=f"recommendations since {start:%Y-%m-%d %H:%M} UTC" if start else "recommendations",
+        wrap=("recommendation",),
+    )
+
+
 @usage_app.command("recent")
 def usage_recent(
     ctx: typer.Context,
