@@ -170,6 +170,15 @@ async def start_alerts(g: Gateway, stack: contextlib.AsyncExitStack) -> None:
     service.worker = worker
     worker.start()
     stack.push_async_callback(worker.aclose)
+    if a.kubernetes.enabled:
+        from llmgw.alerts.discovery import SecretDiscovery
+
+        discovery = SecretDiscovery(
+            a.kubernetes, partial(service.set_discovered_targets, "kubernetes")
+        )
+        service.discovery = discovery
+        discovery.start()
+        stack.push_async_callback(discovery.aclose)
     if a.alertmanager_urls:
         from llmgw.alerts.silences import SilenceSync
 

@@ -46,6 +46,7 @@ __all__ = [
     "ModelPrice",
     "NotifyChannel",
     "NotifySettings",
+    "KubernetesDiscoverySettings",
     "ProviderConfig",
     "PublishRoute",
     "PublishTarget",
@@ -422,6 +423,38 @@ class PublishRoute(_Section):
     rules without categories)."""
 
 
+class KubernetesDiscoverySettings(_Section):
+    """Publishing targets from Kubernetes Secrets (``[alerts.kubernetes]``; docs/alerts.md
+    "Kubernetes setup"): list + watch of the labelled Secrets in ``namespaces``."""
+
+    enabled: bool = False
+    """Watch Secrets for publishing targets (needs the RBAC in deploy/kubernetes/rbac-secrets.yaml)."""
+    namespaces: list[str] = Field(default_factory=list)
+    """Namespaces to watch; empty: the pod's own (from its service account), else ``default``."""
+    label_selector: str = "alert-svc.io/publisher=true"
+    """Which Secrets are targets (Kubernetes selector syntax: ``k=v``, ``k!=v``, ``k in (a,b)``,
+    ``k notin (a,b)``, ``k``, ``!k``; a comma means AND)."""
+    kubeconfig: Path | None = None
+    """A kubeconfig file; unset: in-cluster config when running in a pod, else ``$KUBECONFIG``
+    or ``~/.kube/config``."""
+    context: str | None = None
+    """The kubeconfig context to use (default: its current context)."""
+    resync_seconds: float = Field(default=600.0, ge=5, le=86_400)
+    """Re-list this often even when the watch is healthy (corrects anything a reconnect missed)."""
+    watch_timeout_seconds: int = Field(default=300, ge=1, le=3600)
+    """Server-side timeout of one watch request (it is then resumed from the last version)."""
+    backoff_max_seconds: float = Field(default=30.0, ge=0.1, le=3600)
+    """Longest wait before reconnecting after an error (doubling from 0.5 s, jittered)."""
+
+    @field_validator("label_selector")
+    @classmethod
+    def _selector(cls, v: str) -> str:
+        from llmgw.alerts.discovery import selector_terms  # stdlib only at import
+
+        selector_terms(v)
+        return v
+
+
 class AlertsSettings(_Section):
     """The alert history service (``[alerts]``; see docs/alerts.md)."""
 
@@ -505,6 +538,8 @@ class AlertsSettings(_Section):
     """Seconds before the second attempt (jittered, doubling; ``Retry-After`` wins when longer)."""
     publish_backoff_max: float = Field(default=300.0, ge=0, le=86_400)
     """Longest wait between two attempts."""
+    kubernetes: KubernetesDiscoverySettings = Field(default_factory=KubernetesDiscoverySettings)
+    """Publishing targets discovered from Kubernetes Secrets."""
 
 
 class AliasTarget(_Section):

@@ -38,6 +38,8 @@ class AlertService:
         self.publishing: Any = None
         """``Publishing`` (targets, publishers), once started."""
         self._pending_discovery: dict[str, dict[str, dict[str, str]]] = {}
+        self.discovery: Any = None
+        """``SecretDiscovery`` (targets from Kubernetes Secrets), when ``[alerts.kubernetes]`` is on."""
 
     def problems(self) -> list[str]:
         """Why the alert side is not ready (readiness): a worker loop that stopped looking at

@@ -269,12 +269,12 @@ def render_settings_md() -> str:
     """The settings reference block of docs/config.md, built from ``llmgw.config``."""
     from pydantic import BaseModel
 
-    from llmgw import config
+    from llmgw import config, config_layers
 
     # LLMGW_DATABASE_URL is a documented short spelling of LLMGW_DATABASE__URL.
     env_aliases = {
         "LLMGW_" + "__".join(p.upper() for p in path): short
-        for short, path in getattr(config, "_ENV_ALIASES", {}).items()
+        for short, path in config_layers.ENV_ALIASES.items()
     }
     out = [_BEGIN, "", "### Top level", ""]
     out += _table(config.Settings, "LLMGW_", env_aliases)
@@ -303,6 +303,18 @@ def render_settings_md() -> str:
             "",
         ]
         out += _table(price, None, {})
+    kube = getattr(config, "KubernetesDiscoverySettings", None)
+    if kube is not None:
+        out += [
+            "",
+            "### `[alerts.kubernetes]`",
+            "",
+            _md(" ".join((kube.__doc__ or "").split()))
+            + " From the environment: one variable per setting, or `LLMGW_ALERTS__KUBERNETES`"
+            + " as JSON.",
+            "",
+        ]
+        out += _table(kube, "LLMGW_ALERTS__KUBERNETES__", env_aliases)
     for title, name in (
         ("[[alerts.targets]]", "PublishTarget"),
         ("[[alerts.routes]]", "PublishRoute"),
