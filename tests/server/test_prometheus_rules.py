@@ -63,7 +63,7 @@ def _rules() -> list[dict[str, Any]]:
 
 
 def test_every_alert_has_a_runbook_section() -> None:
-    docs = (ROOT / "docs" / "deployment.md").read_text()
+    docs = (ROOT / "docs" / "operations.md").read_text()
     headings = {
         re.sub(r"[^a-z0-9 -]", "", h.lower()).replace(" ", "-")
         for h in re.findall(r"^#+ (.+)$", docs, re.M)
@@ -71,9 +71,10 @@ def test_every_alert_has_a_runbook_section() -> None:
     alerts = [r for r in _rules() if "alert" in r]
     assert len(alerts) >= 10
     for rule in alerts:
-        anchor = rule["annotations"]["runbook"].split("#", 1)[1]
+        path, anchor = rule["annotations"]["runbook"].split("#", 1)
+        assert path == "docs/operations.md"
         assert anchor == rule["alert"].lower()
-        assert anchor in headings, f"docs/deployment.md has no runbook heading for {rule['alert']}"
+        assert anchor in headings, f"docs/operations.md has no runbook heading for {rule['alert']}"
 
 
 async def _served(client: Any) -> set[str]:
