@@ -185,6 +185,35 @@ def test_the_dashboards_first_screen_loads_no_sqlmodel(tmp_path: Path) -> None:
     assert not {"sqlmodel", "pydantic", "llmgw.storage.tables", "llmgw.auth.keys"} & loaded
 
 
+def test_the_fast_dashboards_first_paint_loads_no_sqlalchemy_pydantic_or_typer(
+    tmp_path: Path,
+) -> None:
+    """``llmgw dash`` through ``cli/fast.py`` on a current SQLite file: Providers is read with
+    ``sqlite3`` and the engine opens after the first paint (``storage/opener.py``), so nothing
+    before the first frame loads SQLAlchemy, pydantic or Typer."""
+    from llmgw.storage.db import make_engine
+    from llmgw.storage.schema import upgrade
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    upgrade(engine)
+    engine.dispose()
+    code = (
+        "import llmgw.cli.fast, llmgw.cli.dash_launch\n"
+        "from llmgw.storage.opener import EngineOpener\n"
+        "from llmgw.admin.local import LocalAdmin\n"
+        "from llmgw.admin.ops import Actor\n"
+        "from llmgw.alerts.ops import LocalAlerts\n"
+        f"o = EngineOpener('sqlite:///{tmp_path / 'x.db'}', lambda: 1 / 0)\n"
+        "a = LocalAdmin(o, Actor.local(), 'tui')\n"
+        "LocalAlerts(o, Actor.local(), 'tui')\n"
+        "assert a.providers_status() == [] and a.whoami()['mode'] == 'local'\n"
+        "from llmgw.tui.app import LlmgwApp, screen_class\n"
+        "screen_class('providers')\n"
+    )
+    loaded, _ = _probe(code)
+    assert not {"sqlalchemy", "sqlmodel", "pydantic", "typer"} & _roots(loaded)
+
+
 def test_the_dashboard_loads_only_its_first_screen() -> None:
     """``llmgw dash`` imports the app, checks an empty ``[tui] keys`` and shows Providers: the
     other screens (forms, charts, the chat client) load when they are first shown."""

@@ -110,8 +110,12 @@ class LlmgwApp(App[None]):
         connect_chat: Callable[[str, str], ChatSource] | None = None,
         keymap: Mapping[str, str] | None = None,
         alerts: AlertSource | None = None,
+        warm_up: Callable[[], object] | None = None,
     ) -> None:
         super().__init__()
+        self._warm_up = warm_up
+        """Run in a worker shortly after the first screen shows data (the CLI opens the database
+        there when it painted without it); once."""
         self.ops = ops
         self.chat = chat
         """The gateway's chat API (remote mode), or None until the Chat screen connects."""
@@ -156,6 +160,16 @@ class LlmgwApp(App[None]):
             )
             return
         self.call_from_thread(self._identified, identity)
+
+    def painted(self) -> None:
+        """A screen shows data for the first time: start ``warm_up`` half a second later (after
+        the frame is on the terminal), in a thread."""
+        if self._warm_up is not None:
+            warm, self._warm_up = self._warm_up, None
+            self.set_timer(
+                0.5,
+                lambda: self.run_worker(warm, thread=True, group="warm-up", exit_on_error=False),
+            )
 
     def _refuse(self, why: str) -> None:
         self.exit(return_code=2, message=f"Error: llmgw dash: {why}")

@@ -105,3 +105,46 @@ def test_keys_list_takes_it_without_sqlalchemy(tmp_path: Path) -> None:
                           text=True, check=True, timeout=60)  # fmt: skip
     assert done.stderr.strip().endswith("NO-SQLA"), done.stderr
     assert [r["name"] for r in json.loads(done.stdout)] == ["ci"]
+
+
+def test_provider_status_records_are_localadmins(db: str) -> None:
+    """The dashboard's first screen (local) before the engine opens: the same records."""
+    from llmgw.admin.local import _provider_status
+    from llmgw.storage.opener import EngineOpener
+
+    engine = make_engine(db)
+    try:
+        assert quick.providers_status(db) == []
+        rows = [
+            {"provider": "yandex", "model": "yandexgpt/latest", "status": "down",
+             "latency_ms": None, "error_rate": 1.0, "last_error": "HTTP 503: upstream busy",
+             "updated_at": NOW - timedelta(seconds=30)},
+            {"provider": "gigachat", "model": "GigaChat-2-Max", "status": "ok",
+             "latency_ms": 412.5, "error_rate": 0.0, "last_error": None,
+             "updated_at": NOW.replace(microsecond=250)},
+            {"provider": "gigachat", "model": "GigaChat", "status": "degraded",
+             "latency_ms": 1200.0, "error_rate": 0.25, "last_error": "timeout",
+             "updated_at": NOW},
+        ]  # fmt: skip
+        with engine.begin() as conn:
+            conn.execute(_provider_status().insert(), rows)
+        expected = LocalAdmin(engine, Actor.local(), "tui").providers_status()
+        assert quick.providers_status(db) == expected
+        assert [r["model"] for r in expected] == ["GigaChat", "GigaChat-2-Max", "yandexgpt/latest"]
+        opened: list[str] = []
+
+        def open_it() -> sa.Engine:
+            opened.append(db)
+            return engine
+
+        lazy = LocalAdmin(EngineOpener(db, open_it), Actor.local(), "tui")
+        assert lazy.providers_status() == expected and opened == []  # read with sqlite3
+        assert lazy.whoami()["mode"] == "local" and opened == []
+        assert lazy.keys_list(include_revoked=True) and opened == [db]  # opens it, once
+        assert lazy.providers_status() == expected and opened == [db]
+    finally:
+        engine.dispose()
+    path = db.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as conn:  # an older schema: the ordinary path (which migrates)
+        conn.execute("UPDATE alembic_version SET version_num = '0001'")
+    assert quick.providers_status(db) is None and not quick.is_current(db)

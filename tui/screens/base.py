@@ -139,6 +139,8 @@ class PolledScreen(Screen[None]):
             self.show(message.data)
         self.set_status()
         self._rearm()
+        if self.loaded and self.stale_since is None:
+            self.llmgw.painted()
 
     @on(PollFailed)
     def _on_poll_failed(self, message: PollFailed) -> None:

@@ -27,8 +27,8 @@ from llmgw.admin.records import (
     usage_record,
     user_record,
 )
-from llmgw.auth._db import Bound, db_errors
 from llmgw.errors import UsageError
+from llmgw.storage.opener import EngineOpener, resolve
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
@@ -72,6 +72,16 @@ class _Tx:
     audit: AuditService
 
 
+@contextmanager
+def db_errors(engine: Engine, doing: str) -> Iterator[None]:
+    """``llmgw.auth._db.db_errors``, imported when first used: it loads SQLAlchemy, which the
+    dashboard's first paint on a current SQLite file does without (``storage/opener.py``)."""
+    from llmgw.auth._db import db_errors as translate
+
+    with translate(engine, doing):
+        yield
+
+
 class LocalAdmin:
     """``AdminOps`` on ``engine``: the core services, acting as ``actor``, from ``source``.
 
@@ -81,7 +91,7 @@ class LocalAdmin:
 
     def __init__(
         self,
-        engine: Engine,
+        engine: Engine | EngineOpener,
         actor: Actor,
         source: str = "cli",
         *,
@@ -89,12 +99,17 @@ class LocalAdmin:
         clock: Callable[[], datetime] = utcnow,
         settings: Settings | None = None,
     ) -> None:
-        self.engine = engine
+        self._engine = engine
         self.settings = settings
         self.actor = actor
         self.source = source
         self._clock = clock
         self._on_change = on_change
+
+    @property
+    def engine(self) -> Engine:
+        """The database engine (an ``EngineOpener`` given instead is opened now, once)."""
+        return resolve(self._engine)
 
     @cached_property
     def keys(self) -> KeyService:
@@ -133,6 +148,8 @@ class LocalAdmin:
                 # transaction and its RELEASE would commit on its own. Begin for real, and take
                 # the write lock now rather than upgrading to it halfway.
                 conn.exec_driver_sql("BEGIN IMMEDIATE")
+            from llmgw.auth._db import Bound
+
             bound = cast("Engine", Bound(self.engine, conn))
             clock = self._clock
             yield _Tx(
@@ -418,7 +435,15 @@ class LocalAdmin:
 
     # -- providers ------------------------------------------------------------------------
     def providers_status(self) -> builtins.list[Record]:
-        """The last health each server wrote to ``provider_status`` (``"live": false``)."""
+        """The last health each server wrote to ``provider_status`` (``"live": false``); read
+        with ``sqlite3`` while an ``EngineOpener`` has not opened the engine yet (the dashboard's
+        first paint)."""
+        if isinstance(self._engine, EngineOpener) and not self._engine.opened:
+            from llmgw.admin.quick import providers_status
+
+            records = providers_status(self._engine.url)
+            if records is not None:
+                return records
         import sqlalchemy as sa
 
         table = _provider_status()

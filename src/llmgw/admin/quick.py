@@ -20,11 +20,11 @@ from pathlib import Path
 from typing import Any
 
 from llmgw.admin.ops import Record
-from llmgw.admin.records import key_record
+from llmgw.admin.records import key_record, provider_record
 from llmgw.auth.keyinfo import KeyInfo
 from llmgw.storage.revisions import VERSION_TABLE, scripted_head
 
-__all__ = ["keys_list", "sqlite_file"]
+__all__ = ["is_current", "keys_list", "providers_status", "sqlite_file"]
 
 _PREFIXES = ("sqlite:///", "sqlite+pysqlite:///")
 _KEYS_SQL = (
@@ -44,6 +44,60 @@ def sqlite_file(database_url: str) -> Path | None:
             path = Path(rest)
             return path if path.is_file() else None
     return None
+
+
+_STATUS_SQL = (
+    "SELECT provider, model, status, latency_ms, error_rate, last_error, updated_at"
+    " FROM provider_status ORDER BY provider, model"
+)
+
+
+def _connect(database_url: str) -> sqlite3.Connection | None:
+    """A connection to the current-schema SQLite file the URL names, else ``None``."""
+    path = sqlite_file(database_url)
+    if path is None:
+        return None
+    try:
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=rw", uri=True, timeout=10)
+    except sqlite3.Error:
+        return None
+    try:
+        stored = [r[0] for r in conn.execute(f"SELECT version_num FROM {VERSION_TABLE}")]  # noqa: S608
+    except sqlite3.Error:
+        stored = []
+    if stored != [scripted_head()]:
+        conn.close()
+        return None
+    return conn
+
+
+def is_current(database_url: str) -> bool:
+    """Whether the URL names a SQLite file whose schema is current (so these reads apply)."""
+    conn = _connect(database_url)
+    if conn is None:
+        return False
+    conn.close()
+    return True
+
+
+def providers_status(database_url: str) -> list[Record] | None:
+    """``LocalAdmin.providers_status``'s records, or ``None`` when this path does not apply."""
+    conn = _connect(database_url)
+    if conn is None:
+        return None
+    try:
+        rows = conn.execute(_STATUS_SQL).fetchall()
+    except sqlite3.Error:
+        return None
+    finally:
+        conn.close()
+    names = ("provider", "model", "status", "latency_ms", "error_rate", "last_error")
+    return [
+        provider_record(
+            {**dict(zip(names, r[:6], strict=True)), "updated_at": _when(r[6])}, live=False
+        )
+        for r in rows
+    ]
 
 
 def keys_list(database_url: str, *, include_revoked: bool, now: datetime) -> list[Record] | None:

@@ -13,6 +13,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any, Protocol
 
 from llmgw.errors import LlmgwError
+from llmgw.storage.opener import EngineOpener, resolve
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -69,12 +70,22 @@ class LocalAlerts:
     processing ``mode`` (``alerts.mode``) records carry the ``view`` the API adds."""
 
     def __init__(
-        self, engine: Engine, actor: Actor, source: str = "cli", *, mode: str | None = None
+        self,
+        engine: Engine | EngineOpener,
+        actor: Actor,
+        source: str = "cli",
+        *,
+        mode: str | None = None,
     ) -> None:
-        self.engine = engine
+        self._engine = engine
         self.actor = actor
         self.source = source
         self.mode = mode
+
+    @property
+    def engine(self) -> Engine:
+        """The database engine (an ``EngineOpener`` given instead is opened now, once)."""
+        return resolve(self._engine)
 
     # Built on first use: the audit service loads SQLModel's tables (a quarter of a second),
     # which the dashboard's first screen never needs (tests/test_import_hygiene.py).

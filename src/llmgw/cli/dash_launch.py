@@ -44,9 +44,11 @@ def launch(
     settings: Any,
     login: Callable[[str], httpx.Auth | None],
     local: Local,
+    warm_up: Callable[[], object] | None = None,
 ) -> int:
     """Run the dashboard until it quits; its exit code. ``keymap`` is already checked;
-    ``login(url)`` is the stored ``llmgw login`` for a URL without a token."""
+    ``login(url)`` is the stored ``llmgw login`` for a URL without a token; ``warm_up`` runs in a
+    worker once the first screen shows data."""
     if not (sys.stdin.isatty() and sys.stdout.isatty()):
         raise UsageError(
             "llmgw dash needs a terminal", hint="for scripts use llmgw keys|users|usage --json"
@@ -73,6 +75,7 @@ def launch(
         connect_chat=_chat,
         keymap=keymap,
         alerts=alerts,
+        warm_up=warm_up,
     )
     app.run()
     return app.return_code or 0

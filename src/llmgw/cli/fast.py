@@ -23,7 +23,10 @@ import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
+
+if TYPE_CHECKING:
+    from llmgw.storage.opener import EngineOpener
 
 __all__ = ["answer", "dash_args", "keys_list_args"]
 
@@ -156,12 +159,16 @@ class _SettingsOnDemand:
         self._config_file = config_file
         self._settings: Any = None
 
-    def __getattr__(self, name: str) -> Any:
+    def load(self) -> Any:
+        """The settings, loaded now if they were not yet."""
         if self._settings is None:
             from llmgw.config import load_settings
 
             self._settings = load_settings(self._config_file).settings
-        return getattr(self._settings, name)
+        return self._settings
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.load(), name)
 
 
 def _dash(cmd: Dash) -> int | None:
@@ -191,18 +198,34 @@ def _dash(cmd: Dash) -> int | None:
     from llmgw.cli.dash_launch import launch
 
     settings = _SettingsOnDemand(cmd.config_file)
-    engines: list[Any] = []
+    opener: EngineOpener | None = None
 
     def local() -> tuple[Any, Any]:
+        nonlocal opener
         from llmgw.admin.local import LocalAdmin
         from llmgw.admin.ops import Actor
+        from llmgw.admin.quick import is_current
         from llmgw.alerts.ops import LocalAlerts
         from llmgw.cli.state import open_engine
+        from llmgw.storage.opener import EngineOpener
 
-        engine = open_engine(database_url, migrate=True, **DATABASE_DEFAULTS)
-        engines.append(engine)
-        ops = LocalAdmin(engine, Actor.local(), source="tui", settings=cast("Any", settings))
-        return ops, LocalAlerts(engine, Actor.local(), "tui", mode=ALERTS_MODE)
+        def engine() -> Any:
+            return open_engine(database_url, migrate=True, **DATABASE_DEFAULTS)
+
+        # A current SQLite file: Providers paints from sqlite3 and SQLAlchemy opens afterwards.
+        # Anything else opens now, so errors and migrations come before the screen, as in Typer.
+        opener = EngineOpener(database_url, engine)
+        if not is_current(database_url):
+            opener()
+        ops = LocalAdmin(opener, Actor.local(), source="tui", settings=cast("Any", settings))
+        return ops, LocalAlerts(opener, Actor.local(), "tui", mode=ALERTS_MODE)
+
+    def warm_up() -> None:
+        """After the first paint: the engine, then the full settings (the Usage screen's
+        currencies, a provider test), so later screens do not wait for them."""
+        if opener is not None:
+            opener()
+        settings.load()
 
     try:
         return launch(
@@ -213,7 +236,8 @@ def _dash(cmd: Dash) -> int | None:
             settings=settings,
             login=lambda _url: None,  # not reached: a URL without a token is Typer's
             local=local,
+            warm_up=warm_up,
         )
     finally:
-        for engine in engines:
-            engine.dispose()
+        if opener is not None:
+            opener.dispose()
