@@ -10,6 +10,7 @@ import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -115,7 +116,7 @@ def test_provider_status_records_are_localadmins(db: str) -> None:
     engine = make_engine(db)
     try:
         assert quick.providers_status(db) == []
-        rows = [
+        rows: list[dict[str, Any]] = [
             {"provider": "yandex", "model": "yandexgpt/latest", "status": "down",
              "latency_ms": None, "error_rate": 1.0, "last_error": "HTTP 503: upstream busy",
              "updated_at": NOW - timedelta(seconds=30)},
@@ -145,6 +146,6 @@ def test_provider_status_records_are_localadmins(db: str) -> None:
     finally:
         engine.dispose()
     path = db.removeprefix("sqlite:///")
-    with sqlite3.connect(path) as conn:  # an older schema: the ordinary path (which migrates)
-        conn.execute("UPDATE alembic_version SET version_num = '0001'")
+    with sqlite3.connect(path) as raw:  # an older schema: the ordinary path (which migrates)
+        raw.execute("UPDATE alembic_version SET version_num = '0001'")
     assert quick.providers_status(db) is None and not quick.is_current(db)
