@@ -215,34 +215,62 @@ def test_selector_syntax_and_decoding() -> None:
 
 
 async def test_llmgw_serve_applies_discovered_secrets_live(
-    kube: tuple[RunningServer, KubeApi], tmp_path: Path, alert_settings: Callable[..., Any]
-) -> None:
-    """``[alerts.kubernetes]`` on a running gateway: the publishing target set follows the Secrets."""
+    kube: tuple[RunningServer, KubeApi], tmp_path: Path, alert_settings: Callable[..., Any],
+    hook_auth: dict[str, str],
+) -> None:  # fmt: skip
+    """``[alerts.kubernetes]`` on a running gateway: the publishing target set follows the
+    Secrets, and an alert goes to the PagerDuty emulator with the routing key of the Secret."""
+    import httpx
+
+    from llmgw.emulators import pagerduty
     from llmgw.server import create_app as create_gateway
+    from tests.alerts.amdata import am_alert, am_payload
 
     srv, api = kube
-    api.put("alerting", "pd-db", {"type": "pagerduty", "routing_key": PD_KEY}, LABEL)
-    settings = alert_settings(
-        f"sqlite:///{tmp_path / 'a.db'}",
-        kubernetes=_settings(tmp_path, srv.url).model_dump(),
-        targets=[{"type": "pagerduty", "name": "pd-config", "routing_key": PD_KEY}],
-    )
-    app = create_gateway(settings)
-    async with app.router.lifespan_context(app):
-        service = app.state.gateway.alerts
-        targets = lambda: _names(service.publishing.targets)  # noqa: E731
-        await _until(
-            lambda: targets() == {"pd-config": "config", "pd-db": "kubernetes:alerting/pd-db"}, 5
-        )
-        api.put(
-            "alerting",
-            "slack",
-            {"type": "slack", "webhook_url": "http://127.0.0.1:9/services/T1/B1/X"},
-            LABEL,
-        )
-        assert await _until(lambda: "slack" in targets()) < 2
-        api.put("alerting", "bad", {"type": "slack"}, LABEL)  # invalid data: refused, named
-        await _until(lambda: "kubernetes:alerting/bad" in service.publishing.targets.problems)
-        api.delete("alerting", "pd-db")
-        assert await _until(lambda: "pd-db" not in targets()) < 2
-    assert service.discovery is not None and service.discovery._task is None  # stopped on shutdown
+    other_key = "f" * 32
+    with serve_in_thread(pagerduty.create_app()) as pd:
+        events_url = f"{pd.url}/v2/enqueue"
+        api.put("alerting", "pd-db", {"type": "pagerduty", "routing_key": PD_KEY,
+                                      "events_url": events_url}, LABEL)  # fmt: skip
+        settings = alert_settings(
+            f"sqlite:///{tmp_path / 'a.db'}", mode="transparent",
+            kubernetes=_settings(tmp_path, srv.url).model_dump(),
+            targets=[{"type": "slack", "name": "slack-config", "webhook_url": "http://127.0.0.1:9/services/T1/B1/X",
+                      "match_labels": {"team": "nobody"}}],
+        )  # fmt: skip
+        app = create_gateway(settings)
+        async with app.router.lifespan_context(app):
+            service = app.state.gateway.alerts
+            targets = lambda: _names(service.publishing.targets)  # noqa: E731
+            await _until(
+                lambda: (
+                    targets() == {"slack-config": "config", "pd-db": "kubernetes:alerting/pd-db"}
+                ),
+                5,
+            )
+            client = httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=app), base_url="http://llmgw"
+            )
+            async with client:
+                sent = await client.post(
+                    "/alerts/webhook", json=am_payload(am_alert("DiskFull")), headers=hook_auth
+                )
+                assert sent.status_code == 200
+                pd_emu = pd.app.state.emulator
+                await _until(lambda: len(pd_emu.recorder.select()) == 1, 10)
+                assert pd_emu.recorder.select()[0].body["routing_key"] == PD_KEY
+                # The Secret's routing key changes: the next alert uses the new one.
+                api.put("alerting", "pd-db", {"type": "pagerduty", "routing_key": other_key,
+                                              "events_url": events_url}, LABEL)  # fmt: skip
+                await _until(lambda: (t := service.publishing.targets.get("pd-db")) is not None
+                             and t.target.routing_key.get_secret_value() == other_key)  # fmt: skip
+                sent = await client.post(
+                    "/alerts/webhook", json=am_payload(am_alert("MemFull")), headers=hook_auth
+                )
+                await _until(lambda: len(pd_emu.recorder.select()) == 2, 10)
+                assert pd_emu.recorder.select()[1].body["routing_key"] == other_key
+            api.put("alerting", "bad", {"type": "slack"}, LABEL)  # invalid data: refused, named
+            await _until(lambda: "kubernetes:alerting/bad" in service.publishing.targets.problems)
+            api.delete("alerting", "pd-db")
+            assert await _until(lambda: "pd-db" not in targets()) < 2
+        assert service.discovery is not None and service.discovery._task is None  # stopped
