@@ -8,7 +8,9 @@ dashboard polling every second costs the server (issue 10 targets).
 Setup: a temporary ``LLMGW_HOME`` whose SQLite database holds N usage rows (``usagedata.py``:
 one ``executemany`` in one transaction, 30 days, 20 keys) folded into the rollups, and an admin
 key. Every process under test is pinned: the dashboard to core ``--cpu`` (default 1), the server
-to the other core.
+to the other core. There is no config file, so ``llmgw dash`` takes the CLI's fast path
+(``cli/fast.py``: no Typer, and before the first frame no pydantic and, locally, no SQLAlchemy);
+a config that sets more than ``home`` and ``database.url`` takes the Typer app instead.
 
 First paint: the dashboard runs in a private tmux server (``tmux -L``, 160x48). The clock starts
 right before ``respawn-pane`` starts ``llmgw dash`` and stops when ``capture-pane`` (polled every
