@@ -72,3 +72,17 @@ def test_serve_backs_up_on_its_own_while_serving(
     assert proc.wait(timeout=60) == 0
     log = (tmp_path / "serve.log").read_text()
     assert log.count("scheduled backup written: ") >= 3 and str(folder) in log
+
+
+def test_a_failed_backup_in_the_child_process_is_counted_and_logged(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from llmgw.storage.backup_schedule import BackupScheduler
+
+    missing = tmp_path / "gone.db"
+    sched = BackupScheduler(f"sqlite:///{missing}", tmp_path / "b", keep=2, interval=3600)
+    with caplog.at_level("ERROR", logger="llmgw.backup"):
+        sched.run_once()
+    assert sched.stats.results == {"ok": 0, "failed": 1} and not sched.stats.running
+    assert f"no database at {missing}" in caplog.text  # the child's reason reaches the log
+    assert not list((tmp_path / "b").glob("*"))

@@ -1,25 +1,31 @@
 """Backups taken by ``llmgw serve`` itself every ``[backup] interval`` seconds.
 
 A daemon thread sleeps on an event, then runs ``backup.backup`` (the same online backup, check
-and rotation as ``llmgw db backup``). The thread runs at the lowest CPU priority its process may
-set (``nice`` 19 for this thread only, on Linux) and the SQLite backup API releases the GIL while
-it copies, so requests keep their CPU; the copy reads one snapshot and never blocks a writer.
-One log line per backup (``llmgw.backup``), and the counters ``stats`` exports as metrics.
+and rotation as ``llmgw db backup``) in a child process at the lowest CPU priority (``nice``
+19): the copy and its integrity check take no turn of the gateway's GIL (a backup thread inside
+the gateway, even at nice 19, made requests wait for it whenever it held the GIL between two
+steps) and get a core only when the gateway leaves it idle. The copy reads one snapshot and
+never blocks a writer. One log line per backup (``llmgw.backup``), and the counters ``stats``
+exports as metrics.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
+import subprocess
+import sys
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from llmgw.errors import LlmgwError
+from llmgw.errors import DataCheckFailed, LlmgwError
 
-__all__ = ["BackupScheduler", "BackupStats"]
+__all__ = ["BackupScheduler", "BackupStats", "child_main"]
 
 log = logging.getLogger("llmgw.backup")
 
@@ -50,6 +56,7 @@ class BackupScheduler:
         self.stats = BackupStats()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._child: subprocess.Popen[str] | None = None
 
     def start(self) -> None:
         """Start the thread (the first backup comes one interval later)."""
@@ -62,6 +69,9 @@ class BackupScheduler:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        child = self._child
+        if child is not None and child.poll() is None:  # still copying: its .partial is dropped
+            child.terminate()
 
     def _run(self) -> None:
         # this thread only (Linux): the gateway's threads keep their priority
@@ -70,14 +80,40 @@ class BackupScheduler:
         while not self._stop.wait(self.interval):
             self.run_once()
 
+    def _backup_in_child(self) -> dict[str, Any]:
+        """``backup.backup`` in a child process at nice 19; its result as ``as_dict`` gives it.
+
+        The database URL (it may hold a password) goes through the child's stdin, never its
+        command line."""
+        request = {"url": self.url, "folder": str(self.folder), "keep": self.keep,
+                   "pace": self.pace}  # fmt: skip
+        argv = [
+            sys.executable,
+            "-c",
+            "from llmgw.storage.backup_schedule import child_main; child_main()",
+        ]
+        self._child = child = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+            argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
+        try:
+            out, err = child.communicate(json.dumps(request))
+        finally:
+            self._child = None
+        lines = out.strip().splitlines()
+        answer: dict[str, Any] = json.loads(lines[-1]) if lines else {}
+        if "error" in answer:
+            raise DataCheckFailed(str(answer["error"]))
+        if child.returncode != 0 or "file" not in answer:
+            last = (err.strip().splitlines() or ["no output"])[-1][:300]
+            raise RuntimeError(f"backup process exited {child.returncode}: {last}")
+        return answer
+
     def run_once(self) -> None:
         """Take one backup now; log and count the result (never raises)."""
-        from llmgw.storage.backup import backup
-
         self.stats.running = True
         started = time.monotonic()
         try:
-            result = backup(self.url, self.folder, keep=self.keep, pace=self.pace)
+            result = self._backup_in_child()
         except LlmgwError as exc:
             self.stats.results["failed"] += 1
             log.error("scheduled backup failed after %.1f s: %s", time.monotonic() - started, exc)
@@ -90,12 +126,30 @@ class BackupScheduler:
             self.stats.running = False
         self.stats.results["ok"] += 1
         self.stats.last_success = time.time()
-        self.stats.last_seconds = result.seconds
-        self.stats.last_bytes = result.bytes
+        self.stats.last_seconds = float(result["seconds"])
+        self.stats.last_bytes = int(result["bytes"])
         log.info(
             "scheduled backup written: %s (%d bytes, %.1f s, %d older removed)",
-            result.file,
-            result.bytes,
-            result.seconds,
-            len(result.removed or []),
+            result["file"],
+            result["bytes"],
+            result["seconds"],
+            len(result["removed"]),
         )
+
+
+def child_main() -> None:
+    """The backup process: a JSON request on stdin, the result (or ``{"error": ...}``) as one
+    JSON line on stdout."""
+    with contextlib.suppress(OSError):
+        os.nice(19)
+    from llmgw.storage.backup import backup
+
+    request = json.loads(sys.stdin.read())
+    try:
+        result = backup(
+            request["url"], Path(request["folder"]), keep=request["keep"], pace=request["pace"]
+        )
+    except LlmgwError as exc:
+        print(json.dumps({"error": str(exc)}), flush=True)
+        raise SystemExit(1) from None
+    print(json.dumps(result.as_dict()), flush=True)
