@@ -196,3 +196,20 @@ def test_jsonb_text_is_postgresqls_jsonb_text(pg_url: str) -> None:
 def test_json_postgresql_refuses_is_refused(bad: str) -> None:
     with pytest.raises(ValueError):
         jsonb_text(parse_json(bad))
+
+
+def test_uuid_rule_accepts_hex_forms_and_reports_the_rest() -> None:
+    from llmgw.storage.canonical import ColumnSpec, TableSpec
+    from llmgw.storage.sqlite_source import sql_problems
+
+    spec = TableSpec("t", (ColumnSpec("u", "uuid", True),))
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE t (u)")
+    good = ["0123456789abcdef" * 2, "0123456789ABCDEF" * 2, "01234567-89ab-cdef-0123-456789abcdef"]
+    bad = ["0123456789abcdeg" * 2, "0123456789abcdef" * 2 + "0", "0123456789abcde" * 2 + "é",
+           "", "z", "-" * 32]  # fmt: skip
+    conn.executemany("INSERT INTO t VALUES (?)", [(v,) for v in [*good, None, *bad]])
+    count, found = sql_problems(conn, spec, strip_nul=False, limit=20)
+    assert count == len(bad)
+    assert [p.rowid for p in found] == list(range(len(good) + 2, len(good) + 2 + len(bad)))
+    assert {p.problem for p in found} == {"not a UUID"}
