@@ -274,3 +274,45 @@ async def test_llmgw_serve_applies_discovered_secrets_live(
             api.delete("alerting", "pd-db")
             assert await _until(lambda: "pd-db" not in targets()) < 2
         assert service.discovery is not None and service.discovery._task is None  # stopped
+
+
+def test_the_emulated_api_server_speaks_the_list_watch_wire_format(
+    kube: tuple[RunningServer, KubeApi],
+) -> None:
+    """What the tests above rely on, as bytes on the wire (reference §5.5)."""
+    import json
+
+    import httpx
+
+    srv, api = kube
+    api.put("alerting", "pd", {"type": "pagerduty"}, LABEL)
+    auth = {"Authorization": "Bearer test-token"}
+    url = f"{srv.url}/api/v1/namespaces/alerting/secrets"
+    assert httpx.get(url).json()["code"] == 401
+    listed = httpx.get(
+        url, params={"labelSelector": "alert-svc.io/publisher=true"}, headers=auth
+    ).json()
+    assert (listed["kind"], listed["apiVersion"]) == ("SecretList", "v1")
+    [item] = listed["items"]
+    assert item["data"] == {"type": "cGFnZXJkdXR5"} and "kind" not in item  # base64, as the API
+    rv = listed["metadata"]["resourceVersion"]
+    params = {"watch": "true", "resourceVersion": rv, "timeoutSeconds": "1",
+              "labelSelector": "alert-svc.io/publisher=true"}  # fmt: skip
+    api.put("alerting", "pd", {"type": "pagerduty", "name": "x"}, LABEL)
+    api.put("alerting", "pd", {"type": "pagerduty"}, {"other": "x"})  # leaves the selector
+    with httpx.stream("GET", url, params=params, headers=auth) as r:
+        assert r.headers["transfer-encoding"] == "chunked"
+        events = [json.loads(line) for line in r.iter_lines() if line]
+    assert [(e["type"], e["object"]["kind"]) for e in events] == [
+        ("MODIFIED", "Secret"),
+        ("DELETED", "Secret"),
+    ]
+    api.expire()
+    with httpx.stream("GET", url, params=params, headers=auth) as r:
+        [error] = [json.loads(line) for line in r.iter_lines() if line]
+    assert error["type"] == "ERROR"
+    assert (error["object"]["kind"], error["object"]["code"], error["object"]["reason"]) == (
+        "Status",
+        410,
+        "Expired",
+    )
