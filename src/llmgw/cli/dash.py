@@ -11,6 +11,7 @@ from llmgw.cli.state import state
 if TYPE_CHECKING:
     from llmgw.admin.ops import AdminOps
     from llmgw.alerts.source import AlertSource
+    from llmgw.storage.opener import EngineOpener
 
 __all__ = ["dash"]
 
@@ -49,25 +50,28 @@ def dash(
     credential is refused or is not an admin's, or [tui] keys names an unknown binding.
     """
     st = state(ctx)
-    from llmgw.cli.dash_launch import launch
+    from llmgw.cli.dash_launch import launch, local_sources
     from llmgw.tui.keymap import check_keymap  # a wrong [tui] keys is exit 2 before any screen
 
     keymap = check_keymap(st.settings.tui.keys)
 
-    def local() -> tuple[AdminOps, AlertSource]:
-        from llmgw.admin.local import LocalAdmin
-        from llmgw.admin.ops import Actor
-        from llmgw.alerts.ops import LocalAlerts
+    opener: EngineOpener | None = None
 
+    def local() -> tuple[AdminOps, AlertSource]:
+        nonlocal opener
         changes = st.auth_changes()
-        ops = LocalAdmin(
-            st.engine(),
-            Actor.local(),
-            source="tui",
-            on_change=changes.publish if changes is not None else None,
+        ops, alerts, opener = local_sources(
+            st.settings.database_url,
+            st.engine,
             settings=st.settings,  # `t` on Providers tests with this host's configuration
+            on_change=changes.publish if changes is not None else None,
+            mode=st.settings.alerts.mode,
         )
-        return ops, LocalAlerts(st.engine(), Actor.local(), "tui", mode=st.settings.alerts.mode)
+        return ops, alerts
+
+    def warm_up() -> None:
+        if opener is not None:
+            opener()  # after the first paint (a current SQLite file is read with sqlite3 first)
 
     code = launch(
         url=url or st.url,  # `llmgw --url X dash` works too
@@ -77,6 +81,7 @@ def dash(
         settings=st.settings,
         login=st.login,
         local=local,
+        warm_up=warm_up,
     )
     if code:
         raise typer.Exit(code)

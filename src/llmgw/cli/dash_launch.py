@@ -11,12 +11,15 @@ from llmgw.errors import UsageError
 
 if TYPE_CHECKING:
     import httpx
+    from sqlalchemy.engine import Engine
 
     from llmgw.admin.chat import ChatSource
     from llmgw.admin.ops import AdminOps
     from llmgw.alerts.source import AlertSource
+    from llmgw.auth.changes import AuthChange
+    from llmgw.storage.opener import EngineOpener
 
-__all__ = ["launch"]
+__all__ = ["launch", "local_sources"]
 
 Local = Callable[[], "tuple[AdminOps, AlertSource]"]
 """Builds the database's admin operations and alert history (local mode)."""
@@ -33,6 +36,31 @@ def _chat(url: str, token: str | None, auth: httpx.Auth | None = None) -> ChatSo
     from llmgw.admin.chat_remote import RemoteChat
 
     return RemoteChat(url, token, auth=auth)
+
+
+def local_sources(
+    database_url: str,
+    engine: Callable[[], Engine],
+    *,
+    settings: Any,
+    on_change: Callable[[AuthChange], None] | None,
+    mode: str | None,
+) -> tuple[AdminOps, AlertSource, EngineOpener]:
+    """``LocalAdmin`` and ``LocalAlerts`` on one ``EngineOpener`` of ``engine``. On a SQLite file
+    whose schema is current, Providers paints from ``sqlite3`` and the engine opens later (the
+    caller's ``warm_up``); on any other database it opens now, so connection errors and
+    migrations come before the screen."""
+    from llmgw.admin.local import LocalAdmin
+    from llmgw.admin.ops import Actor
+    from llmgw.admin.quick import is_current
+    from llmgw.alerts.ops import LocalAlerts
+    from llmgw.storage.opener import EngineOpener
+
+    opener = EngineOpener(database_url, engine)
+    if not is_current(database_url):
+        opener()
+    ops = LocalAdmin(opener, Actor.local(), source="tui", on_change=on_change, settings=settings)
+    return ops, LocalAlerts(opener, Actor.local(), "tui", mode=mode), opener
 
 
 def launch(

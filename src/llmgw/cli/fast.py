@@ -23,7 +23,7 @@ import os
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple, cast
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from llmgw.storage.opener import EngineOpener
@@ -202,23 +202,16 @@ def _dash(cmd: Dash) -> int | None:
 
     def local() -> tuple[Any, Any]:
         nonlocal opener
-        from llmgw.admin.local import LocalAdmin
-        from llmgw.admin.ops import Actor
-        from llmgw.admin.quick import is_current
-        from llmgw.alerts.ops import LocalAlerts
+        from llmgw.cli.dash_launch import local_sources
         from llmgw.cli.state import open_engine
-        from llmgw.storage.opener import EngineOpener
 
         def engine() -> Any:
             return open_engine(database_url, migrate=True, **DATABASE_DEFAULTS)
 
-        # A current SQLite file: Providers paints from sqlite3 and SQLAlchemy opens afterwards.
-        # Anything else opens now, so errors and migrations come before the screen, as in Typer.
-        opener = EngineOpener(database_url, engine)
-        if not is_current(database_url):
-            opener()
-        ops = LocalAdmin(opener, Actor.local(), source="tui", settings=cast("Any", settings))
-        return ops, LocalAlerts(opener, Actor.local(), "tui", mode=ALERTS_MODE)
+        ops, alerts, opener = local_sources(
+            database_url, engine, settings=settings, on_change=None, mode=ALERTS_MODE
+        )  # no Redis in a plain config: nothing to announce changes to
+        return ops, alerts
 
     def warm_up() -> None:
         """After the first paint: the engine, then the full settings (the Usage screen's
