@@ -47,13 +47,14 @@ def _price(kind: str, model: str, version: str | None) -> tuple[Decimal, Decimal
     return listed.input, listed.output
 
 
-def seed(engine: Engine, *, rows: int = 4000, seed: int = 13) -> dict[str, Any]:
-    """Users, keys and ``rows`` usage rows; returns ``{"keys": {name: id}, "end": END}``."""
+def seed(engine: Engine, *, rows: int = 4000, seed: int = 13, days: int = 30) -> dict[str, Any]:
+    """Users, keys and ``rows`` usage rows over the ``days`` before ``END`` (60: October too,
+    for trends); returns ``{"keys": {name: id}, "end": END, "rows": [...]}``."""
     rnd = random.Random(seed)
     users = [uuid.UUID(int=rnd.getrandbits(128)) for _ in USERS]
     keys = {name: uuid.UUID(int=rnd.getrandbits(128)) for name in KEYS}
     owner = {name: users[i % len(users)] for i, name in enumerate(KEYS)}
-    start = END - timedelta(days=30)
+    start = END - timedelta(days=days)
     with engine.begin() as conn:
         conn.execute(
             sa.insert(User.__table__),  # type: ignore[attr-defined]
@@ -88,7 +89,7 @@ def seed(engine: Engine, *, rows: int = 4000, seed: int = 13) -> dict[str, Any]:
     for i in range(rows):
         # office hours on weekdays, a trickle at night and at weekends
         while True:
-            t = start + timedelta(seconds=rnd.uniform(0, 30 * 86400))
+            t = start + timedelta(seconds=rnd.uniform(0, days * 86400))
             weekday, hour = t.weekday(), t.hour
             p = 1.0 if weekday < 5 and 7 <= hour < 19 else 0.12
             if rnd.random() < p:

@@ -55,6 +55,11 @@ COMMANDS = {
         "Create, list, show, disable and enable users, and change their role.",
     ),
     "usage": LazyCommand("llmgw.cli.usage", "usage_app", "Usage and cost: statistics and exports."),
+    "report": LazyCommand(
+        "llmgw.cli.report",
+        "report",
+        "The daily, weekly or monthly usage report: terminal charts, Markdown, HTML, CSV, JSON.",
+    ),
     "audit": LazyCommand(
         "llmgw.cli.audit",
         "audit",

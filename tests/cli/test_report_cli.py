@@ -1,0 +1,78 @@
+"""``llmgw report daily|weekly|monthly`` on a seeded month (tests/usage_month.py): the periods'
+windows, totals against the previous period, every format, costs per currency, bad input."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Engine
+
+from tests import usage_month
+
+
+def _env(db_url: str) -> dict[str, str]:
+    return {"LLMGW_DATABASE_URL": db_url}
+
+
+def test_report_formats_on_a_seeded_month(
+    cli: Any, engine: Engine, db_url: str, tmp_path: Path
+) -> None:
+    month = usage_month.seed(engine, rows=3000, days=61)
+    rows = month["rows"]
+    cfg = tmp_path / "month.toml"
+    cfg.write_text(usage_month.config_toml())
+    base = ("--config", str(cfg), "report")
+    r = cli(*base, "monthly", "--date", "2026-11-15", "--format", "json", env=_env(db_url))
+    assert r.exit_code == 0, r.stderr
+    rep = json.loads(r.stdout)
+    nov = [x for x in rows if x["created_at"].month == 11]
+    octo = [x for x in rows if x["created_at"].month == 10]
+    assert rep["title"] == "llmgw monthly report November 2026"
+    assert rep["totals"]["requests"] == len(nov) and rep["previous"]["requests"] == len(octo)
+    assert len(rep["series"]) == 30 and sum(s["requests"] for s in rep["series"]) == len(nov)
+    assert set(rep["totals"]["costs"]) == {"RUB", "USD"}  # never one sum across currencies
+    assert rep["trend"]["requests"] == round((len(nov) - len(octo)) / len(octo), 4)
+    assert {p["provider"] for p in rep["providers"]} == {"openai", "giga", "yandex"}
+    assert any(x["kind"] == "cheaper_model" for x in rep["recommendations"])
+
+    r = cli(*base, "daily", "--date", "2026-11-18", "--format", "csv", env=_env(db_url))
+    assert r.exit_code == 0, r.stderr
+    table = list(csv.DictReader(io.StringIO(r.stdout)))
+    assert len(table) == 24 and table[0]["at"] == "2026-11-18 00:00"
+    day = [x for x in rows if x["created_at"].date().isoformat() == "2026-11-18"]
+    assert sum(int(t["requests"]) for t in table) == len(day)
+    assert {"cost_RUB", "cost_USD"} <= set(table[0])
+
+    out = tmp_path / "week.md"
+    r = cli(
+        *base,
+        "weekly",
+        "--date",
+        "2026-11-18",
+        "--format",
+        "md",
+        "--out",
+        str(out),
+        env=_env(db_url),
+    )
+    assert r.exit_code == 0 and out.read_text().startswith(
+        "# llmgw weekly report 2026-W47 (2026-11-16 - 2026-11-22)"
+    )
+    assert "| provider | requests |" in out.read_text()
+
+    r = cli(*base, "weekly", "--date", "2026-11-18", env=_env(db_url))  # the terminal, with charts
+    assert r.exit_code == 0 and "requests per day (peak" in r.stdout and "█" in r.stdout
+    assert "requests per provider" in r.stdout and "RUB" in r.stdout
+
+    for args, message in (
+        (("yearly",), "invalid period 'yearly'"),
+        (("daily", "--format", "pdf"), "invalid --format 'pdf'"),
+        (("daily", "--date", "18.11.2026"), "invalid --date"),
+        (("daily", "--out", str(out)), "--out needs a file format"),
+    ):
+        r = cli(*base, *args, env=_env(db_url))
+        assert r.exit_code == 2 and message in r.stderr, (args, r.stderr)
