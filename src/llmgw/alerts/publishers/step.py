@@ -27,7 +27,6 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from llmgw.alerts.modes import present
 from llmgw.alerts.publishers import records
 from llmgw.alerts.publishers.base import Action, Outcome, Publisher, TokenBucket, jittered
 from llmgw.alerts.publishers.pagerduty import PagerDutyPublisher
@@ -148,6 +147,8 @@ class Publishing:
         pub, bucket = self.parts(live)
         key = dedup_key(alert)
         aid = int(alert["id"])
+        from llmgw.alerts.modes import present  # loaded on the first publication
+
         view = present(alert, mode)
         if row is not None and row.state == "sending" and action not in pub.idempotent:
             found = await pub.find(action, key, fired)
@@ -246,6 +247,8 @@ class PublishStep:
         jobs: list[tuple[LiveTarget, str, Any, str | None]] = []
         if self.action == "fire":
             rows = await asyncio.to_thread(records.load, p.engine, job.alert_id, "fire")
+            from llmgw.alerts.modes import present
+
             routed = p.targets.route(alert, lambda m: present(alert, m), p.settings.mode)
             jobs = [(live, mode, rows.get(live.name), None) for live, mode in routed]
         else:
