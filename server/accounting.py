@@ -119,6 +119,8 @@ class Call:
                 ev.cost = g.resolver.cost(
                     ev.provider, ev.model, ev.prompt_tokens, ev.completion_tokens, ev.model_version
                 )
+                if g.budgets.rules:  # one attribute read when no budget exists
+                    g.budgets.charge(ev.key_id, ev.user_id, ev.provider, ev.cost)
         if self.grant is not None:
             self._settle(self.grant, status, ev.total_tokens if usage is not None else None)
         if upstream_seconds is not None:

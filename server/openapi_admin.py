@@ -168,6 +168,38 @@ _ERRORS = {
 }  # fmt: skip
 
 
+_BUDGET = {
+    "id": "5c0ffee0-1234-4abc-8def-0123456789ab",
+    "scope": "key",
+    "subject_id": _KEY["id"],
+    "subject": "ci (llmgw_AbCdEf)",
+    "period": "day",
+    "currency": "RUB",
+    "amount": "1000.0000000000",
+    "thresholds": [80, 100],
+    "hard_stop": True,
+    "period_start": "2026-12-03T00:00:00+00:00",
+    "resets_at": "2026-12-04T00:00:00+00:00",
+    "spent": "812.5000000000",
+    "percent": 81.2,
+    "notified": [80],
+    "created_at": _T,
+    "updated_at": _T,
+}
+_QUOTA = {
+    "id": "9a8b7c6d-1234-4abc-8def-0123456789ab",
+    "scope": "user",
+    "subject_id": _USER["id"],
+    "subject": "ann@example.com",
+    "model": "yandexgpt-lite:rc",
+    "rpm": 30,
+    "tpm": 20000,
+    "created_at": _T,
+    "updated_at": _T,
+}
+_BREF = "A budget's id or its first 8+ hex digits."
+
+
 def _listed(item: dict[str, Any]) -> dict[str, Any]:
     return {"object": "list", "data": [item]}
 
@@ -349,6 +381,37 @@ def admin_paths() -> dict[str, Any]:
             "share one round) instead of answering from its cache. `llmgw providers models "
             "--url` reads it.", CATALOG, errors=("400", "401", "403", "429"),
             query={"refresh": ("true", "true: ask the providers first; false (default): the cache.")})},
+        f"{p}/budgets": {
+            "get": _op("adminListBudgets", "List budgets", "Every budget with its current "
+                "period (UTC day or month), the spend recorded in the database for it, the "
+                "percentage and the thresholds already notified.", _listed(_BUDGET)),
+            "post": _op("adminSetBudget", "Set a budget", "Create or replace the budget of a "
+                "key or a user (exactly one) for a period in one currency (default: the "
+                "providers' one currency). `thresholds` notify once per period each; "
+                "`hard_stop` refuses requests with 402 `budget_exceeded` once spent.", _BUDGET,
+                errors=(*one, "400"), body={"key": "llmgw_AbCdEf", "period": "day",
+                "amount": "1000", "currency": "RUB", "thresholds": [80, 100],
+                "hard_stop": True}),
+        },
+        f"{p}/budgets/{{ref}}": {
+            "get": _op("adminShowBudget", "Show a budget", "One budget.", _BUDGET,
+                errors=(*one, "400"), ref=_BREF),
+            "delete": _op("adminDeleteBudget", "Delete a budget", "The record as it was.",
+                _BUDGET, errors=(*one, "400"), ref=_BREF),
+        },
+        f"{p}/quotas": {
+            "get": _op("adminListQuotas", "List quotas", "Per-user (every model, all of the "
+                "user's keys together) and per-model-version rpm/tpm limits.", _listed(_QUOTA)),
+            "post": _op("adminSetQuota", "Set a quota", "Create or replace the rpm/tpm of a "
+                "user (`model` null) or of a key or user on a model version "
+                "(`model[:version]` or `provider/model[:version]`).", _QUOTA,
+                errors=(*one, "400"), body={"user": "ann@example.com",
+                "model": "yandexgpt-lite:rc", "rpm": 30, "tpm": 20000}),
+        },
+        f"{p}/quotas/{{ref}}": {
+            "delete": _op("adminDeleteQuota", "Delete a quota", "The record as it was.",
+                _QUOTA, errors=(*one, "400"), ref="A quota's id or its first 8+ hex digits."),
+        },
         f"{p}/audit": {"get": _op("adminAudit", "The audit log",
             "Admin actions, newest first.", _listed(_AUDIT), errors=(*std, "400"), query={
                 "since": _SINCE,

@@ -169,6 +169,9 @@ for, or ``PermissionDenied``: the acting admin ``Actor`` (``server/routes/admin.
 or the owner of conversations (``server/routes/conversations.py:require_chat``)."""
 
 _WITH_BODY = frozenset({"POST", "PATCH"})
+_NO_TARGET = False
+"""``KeyLimits.admit``'s target before the model is known: budgets and the user's quota apply,
+version quotas do not."""
 
 
 class UpstreamRoute(Generic[Req, Res]):
@@ -196,8 +199,8 @@ class UpstreamRoute(Generic[Req, Res]):
                     g.auth.check_model(key, model)
                     candidates = g.resolver.candidates(model)
                     call.routed(candidates[0])  # replaced by the candidate that actually served
-                    if key.rpm or key.tpm:
-                        call.grant = await g.limits.admit(key, op.tokens(req))
+                    if key.rpm or key.tpm or g.limits.extra:
+                        call.grant = await g.limits.admit(key, op.tokens(req), candidates[0])
                 t0 = time.perf_counter()
                 result = await g.disconnects.until(
                     receive, op.upstream(g, call, req, candidates), after=op.watch_after(req)
@@ -217,8 +220,10 @@ class UpstreamRoute(Generic[Req, Res]):
         refused: the next calls pay it back). Off the hot path: awaited once, before the
         upstream call, and only by such operations."""
         g, op = self.g, self.op
-        if key.rpm or key.tpm:
-            call.grant = await g.limits.admit(key, op.tokens(req))
+        if key.rpm or key.tpm or g.limits.extra:
+            # The model version is not known yet: the key's limits, its user's quota and the
+            # budgets here; a version quota applies to the prepared request's candidate below.
+            call.grant = await g.limits.admit(key, op.tokens(req), _NO_TARGET)
         req = await op.prepare(g, key, req)
         model = op.model(req)
         g.auth.check_model(key, model)

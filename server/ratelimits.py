@@ -21,6 +21,7 @@ from typing import Any
 from llmgw.errors import RateLimited
 from llmgw.ratelimit import Decision, Limit, RateLimiter
 from llmgw.server.auth import TokenKey
+from llmgw.server.quotas import QuotaBook
 
 __all__ = [
     "DEFAULT_COMPLETION_RESERVE",
@@ -90,103 +91,158 @@ def _headers(kind: str, d: Decision) -> list[tuple[str, str]]:
     ]
 
 
+def _limit(rate: int) -> Limit:
+    return Limit(min(rate, MAX_RATE), PERIOD)
+
+
+def _tightest(
+    items: list[tuple[str, str, Limit, str]], decisions: list[Decision]
+) -> list[tuple[str, str]]:
+    """OpenAI's headers for the requests and the tokens: of each kind, the bucket with the
+    fewest units left (a refused one first)."""
+    best: dict[str, Decision] = {}
+    for (kind, _, _, _), d in zip(items, decisions, strict=True):
+        cur = best.get(kind)
+        if cur is None or (cur.allowed, cur.remaining) > (d.allowed, d.remaining):
+            best[kind] = d
+    headers: list[tuple[str, str]] = []
+    if "rpm" in best:
+        headers += _headers("requests", best["rpm"])
+    if "tpm" in best:
+        headers += _headers("tokens", best["tpm"])
+    return headers
+
+
 class Grant:
     """An admitted request's reservation: its response headers, and the token settlement."""
 
-    __slots__ = ("headers", "key_id", "limits", "reserved", "settled", "tpm")
+    __slots__ = ("headers", "limits", "settled", "tpm")
 
     def __init__(
         self,
         limits: KeyLimits,
-        key_id: str,
-        tpm: Limit | None,
-        reserved: int,
+        tpm: list[tuple[str, Limit, int]],
         headers: list[tuple[str, str]],
     ) -> None:
         self.limits = limits
-        self.key_id = key_id
         self.tpm = tpm
-        self.reserved = reserved
+        """The token buckets: (bucket, limit, tokens reserved in it)."""
         self.headers: list[tuple[str, str]] = headers
         self.settled = False
+
+    @property
+    def reserved(self) -> int:
+        """Tokens held: the largest reservation in any token bucket (0 without one)."""
+        return max((held for _, _, held in self.tpm), default=0)
 
     def raw_headers(self) -> list[tuple[bytes, bytes]]:
         """The ``x-ratelimit-*`` headers as ASGI header pairs."""
         return [(k.encode("ascii"), v.encode("ascii")) for k, v in self.headers]
 
     def raise_to(self, tokens: int) -> None:
-        """Raise the reservation to ``tokens`` (at most the key's ``tpm``), charged to the bucket
-        without a refusal: what an admitted request turned out to need before its upstream call
-        (``/api/chat``: the fitted history, known only after admission). Never lowers it."""
-        if self.tpm is None or self.settled:
+        """Raise the reservation to ``tokens`` (at most each bucket's ``tpm``), charged to the
+        buckets without a refusal: what an admitted request turned out to need before its
+        upstream call (``/api/chat``: the fitted history, known only after admission). Never
+        lowers it."""
+        if not self.tpm or self.settled:
             return
-        delta = min(tokens, self.tpm.rate) - self.reserved
-        if delta > 0:
-            self.reserved += delta
-            self.limits.adjust_later(f"tpm:{self.key_id}", self.tpm, delta)
+        for i, (bucket, limit, held) in enumerate(self.tpm):
+            delta = min(tokens, limit.rate) - held
+            if delta > 0:
+                self.tpm[i] = (bucket, limit, held + delta)
+                self.limits.adjust_later(bucket, limit, delta)
 
     def settle(self, total_tokens: int | None) -> None:
         """Replace the reservation by what the request used (once; ``None`` keeps it)."""
         if self.settled:
             return
         self.settled = True
-        if self.tpm is None or total_tokens is None:
+        if not self.tpm or total_tokens is None:
             return
-        delta = total_tokens - self.reserved
-        if delta:
-            self.limits.adjust_later(f"tpm:{self.key_id}", self.tpm, delta)
+        for bucket, limit, held in self.tpm:
+            delta = total_tokens - held
+            if delta:
+                self.limits.adjust_later(bucket, limit, delta)
 
 
 class KeyLimits:
-    """Admits requests against their key's ``rpm`` and ``tpm`` through a ``RateLimiter``."""
+    """Admits requests against their key's ``rpm`` and ``tpm``, the quotas of its user and of
+    the model version (``server/quotas.py``), and the budgets' hard stops, through one
+    ``RateLimiter`` call."""
 
     def __init__(self, limiter: RateLimiter) -> None:
         self.limiter = limiter
         self.rejected = {"requests": 0, "tokens": 0}
+        self.quotas = QuotaBook()
+        """Per-user and per-version quotas (replaced by ``set_quotas``)."""
+        self.budgets: Any = None
+        """The ``BudgetTracker`` whose ``check`` runs before admission (hard stops)."""
+        self.extra = False
+        """Some quota or hard-stop budget exists: the pipeline calls ``admit`` for keys without
+        limits of their own only then (one attribute read otherwise)."""
         # Settlements are summed per bucket and applied by one flush every SETTLE_SECONDS: a
         # task per request cost ~24 µs, and with Redis one round trip per request.
         self._pending: dict[tuple[str, Limit], int] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._flush_task: asyncio.Task[None] | None = None
 
-    async def admit(self, key: Any, tokens: int = 0) -> Grant | None:
-        """Admit one request of ``key`` (its ``id``, ``rpm``, ``tpm``) of about ``tokens`` tokens,
-        or raise ``RateLimited`` (429).
+    def set_quotas(self, book: QuotaBook, hard_budgets: bool) -> None:
+        """Install the quotas read from the database, and whether budgets can refuse."""
+        self.quotas = book
+        self.extra = bool(book) or hard_budgets
 
-        ``None`` for a key without limits. A request refused on tokens gives its request unit
-        back, so a refusal never costs the caller quota.
+    async def admit(self, key: Any, tokens: int = 0, target: Any = None) -> Grant | None:
+        """Admit one request of ``key`` (its ``id``, ``user_id``, ``rpm``, ``tpm``) of about
+        ``tokens`` tokens to ``target`` (its first candidate), or raise ``RateLimited`` (429)
+        or ``BudgetExceeded`` (402).
+
+        ``None`` when nothing limits the request. Every bucket (the key's, its user's quota,
+        the model version's) is stepped in one call, all or nothing, so a refusal never costs
+        the caller quota.
         """
+        if target is not None and self.extra:
+            budgets = self.budgets
+            if budgets is not None and budgets.hard:
+                budgets.check(key)
         rpm, tpm = key.rpm, key.tpm
-        if not rpm and not tpm:
+        items: list[tuple[str, str, Limit, str]] = []
+        if rpm or tpm:
+            key_id = key.bucket if type(key) is TokenKey else str(key.id)
+            whose = _WHOSE.get(key_id.partition(":")[0], "this API key")
+            if rpm:
+                items.append(("rpm", f"rpm:{key_id}", _limit(rpm), whose))
+            if tpm:
+                items.append(("tpm", f"tpm:{key_id}", _limit(tpm), whose))
+        if self.quotas:
+            items += self.quotas.items(key, target)
+        if not items:
             return None
-        key_id = key.bucket if type(key) is TokenKey else str(key.id)
-        headers: list[tuple[str, str]] = []
-        rpm_limit = Limit(min(rpm, MAX_RATE), PERIOD) if rpm else None
-        if rpm_limit is not None:
-            d = await self.limiter.acquire(f"rpm:{key_id}", rpm_limit, 1)
-            headers += _headers("requests", d)
+        reserved = max(1, tokens)
+        costs = [1 if kind == "rpm" else min(reserved, lim.rate) for kind, _, lim, _ in items]
+        if len(items) == 1:
+            _, bucket, limit, _ = items[0]
+            decisions = [await self.limiter.acquire(bucket, limit, costs[0])]
+        else:
+            decisions = await self.limiter.acquire_many(
+                [(b, lim, c) for (_, b, lim, _), c in zip(items, costs, strict=True)]
+            )
+        headers = _tightest(items, decisions)
+        for (kind, _, limit, who), d in zip(items, decisions, strict=True):
             if not d.allowed:
-                self.rejected["requests"] += 1
-                raise self._refused("requests", rpm_limit.rate, d, headers, key_id)
-        tpm_limit = Limit(min(tpm, MAX_RATE), PERIOD) if tpm else None
-        reserved = 0
-        if tpm_limit is not None:
-            reserved = max(1, min(tokens, tpm_limit.rate))
-            d = await self.limiter.acquire(f"tpm:{key_id}", tpm_limit, reserved)
-            headers += _headers("tokens", d)
-            if not d.allowed:
-                self.rejected["tokens"] += 1
-                if rpm_limit is not None:
-                    self.adjust_later(f"rpm:{key_id}", rpm_limit, -1)
-                raise self._refused("tokens", tpm_limit.rate, d, headers, key_id)
-        return Grant(self, key_id, tpm_limit, reserved, headers)
+                name = "requests" if kind == "rpm" else "tokens"
+                self.rejected[name] += 1
+                raise self._refused(name, limit.rate, d, headers, who)
+        held = [
+            (b, lim, c) for (kind, b, lim, _), c in zip(items, costs, strict=True) if kind == "tpm"
+        ]
+        return Grant(self, held, headers)
 
     @staticmethod
     def _refused(
-        kind: str, rate: int, d: Decision, headers: list[tuple[str, str]], bucket: str
+        kind: str, rate: int, d: Decision, headers: list[tuple[str, str]], who: str
     ) -> RateLimited:
         err = RateLimited(
-            f"rate limit reached for {_WHOSE.get(bucket.partition(':')[0], 'this API key')}: "
+            f"rate limit reached for {who}: "
             f"{rate} {kind} per minute; "
             f"retry in {max(1, math.ceil(d.retry_after))}s",
             retry_after=max(d.retry_after, 0.001),

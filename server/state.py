@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from llmgw.auth.broadcast import ChangeListener, ChangePublisher
     from llmgw.auth.changes import AuthChange
     from llmgw.auth.keys import KeyService
+    from llmgw.budgets.tracker import BudgetTracker
     from llmgw.identity.tokens import TokenService
     from llmgw.providers.base import Provider
     from llmgw.ratelimit import RateLimiter
@@ -98,6 +99,7 @@ class Gateway:
     ready: ReadyCheck
     limiter: RateLimiter
     limits: KeyLimits
+    budgets: BudgetTracker
     alerts: AlertService
 
     def __init__(self, settings: Settings, *, clock: Callable[[], float] = time.monotonic) -> None:
@@ -137,15 +139,19 @@ class Gateway:
         what had started, in reverse, before the error propagates.
         """
         from llmgw.auth.keys import KeyService
+        from llmgw.budgets.tracker import BudgetTracker
         from llmgw.identity.tokens import TokenService
+        from llmgw.notify import Notifier
         from llmgw.providers.registry import SecretResolver, build_providers
         from llmgw.ratelimit import RateLimiter
         from llmgw.routing.catalog import ModelCatalog
         from llmgw.routing.health import HealthWriter
         from llmgw.routing.router import build_router
         from llmgw.server.auth import Credentials, KeyCache
+        from llmgw.server.quotas import QuotaBook
         from llmgw.server.ratelimits import KeyLimits
         from llmgw.storage.db import make_engine
+        from llmgw.usage.pricing import currency_of
         from llmgw.usage.recorder import UsageRecorder
 
         s = self.settings
@@ -215,6 +221,17 @@ class Gateway:
             await self.limiter.start()
             self.limits = KeyLimits(self.limiter)
             stack.push_async_callback(self.limits.wait_settled)
+            self.budgets = BudgetTracker(
+                s.budgets,
+                self.engine,
+                Notifier(s.notify),
+                {p.name: currency_of(p) for p in s.providers},
+                redis_url=redis_url,
+                on_refresh=lambda quotas, hard: self.limits.set_quotas(QuotaBook(quotas), hard),
+            )
+            self.limits.budgets = self.budgets
+            await self.budgets.start()
+            stack.push_async_callback(self.budgets.aclose)
             self.metrics.watch_ratelimits(self.limits)
             self.auth.start()
             stack.push_async_callback(self.auth.close)

@@ -197,6 +197,49 @@ def _usage_stats(
     )
 
 
+def _budget_set(
+    a: LocalAdmin, p: Mapping[str, str], q: Mapping[str, str], b: dict[str, Any]
+) -> object:
+    unknown = set(b) - {"key", "user", "period", "amount", "currency", "thresholds", "hard_stop"}
+    if unknown:
+        raise _bad(sorted(unknown)[0], "not a budget setting")
+    amount = b.get("amount")
+    if not isinstance(amount, str | int | float) or isinstance(amount, bool):
+        raise _bad("amount", "a number or a decimal string is required")
+    marks = b.get("thresholds", "80,100")
+    if not isinstance(marks, str) and not (
+        isinstance(marks, list) and all(isinstance(m, int) for m in marks)
+    ):
+        raise _bad("thresholds", 'a list of percentages or "80,100"')
+    hard = b.get("hard_stop", False)
+    if not isinstance(hard, bool):
+        raise _bad("hard_stop", "true or false")
+    return a.budgets_set(
+        key=_opt_str(b, "key"),
+        user=_opt_str(b, "user"),
+        period=_opt_str(b, "period") or "month",
+        amount=str(amount),
+        currency=_opt_str(b, "currency"),
+        thresholds=marks,
+        hard_stop=hard,
+    )
+
+
+def _quota_set(
+    a: LocalAdmin, p: Mapping[str, str], q: Mapping[str, str], b: dict[str, Any]
+) -> object:
+    unknown = set(b) - {"key", "user", "model", "rpm", "tpm"}
+    if unknown:
+        raise _bad(sorted(unknown)[0], "not a quota setting (key, user, model, rpm, tpm)")
+    return a.quotas_set(
+        key=_opt_str(b, "key"),
+        user=_opt_str(b, "user"),
+        model=_opt_str(b, "model"),
+        rpm=_opt_int(b, "rpm"),
+        tpm=_opt_int(b, "tpm"),
+    )
+
+
 def _audit(a: LocalAdmin, p: Mapping[str, str], q: Mapping[str, str], b: dict[str, Any]) -> object:
     return a.audit_list(
         since=_time(q, "since"),
@@ -226,6 +269,13 @@ _OPS: list[tuple[str, str, Handler]] = [
         lambda a, p, q, b: a.usage_recommend(since=_time(q, "since"), until=_time(q, "until")),
     ),
     ("GET", "/audit", _audit),
+    ("GET", "/budgets", lambda a, p, q, b: a.budgets_list()),
+    ("POST", "/budgets", _budget_set),
+    ("GET", "/budgets/{ref}", lambda a, p, q, b: a.budgets_show(p["ref"])),
+    ("DELETE", "/budgets/{ref}", lambda a, p, q, b: a.budgets_delete(p["ref"])),
+    ("GET", "/quotas", lambda a, p, q, b: a.quotas_list()),
+    ("POST", "/quotas", _quota_set),
+    ("DELETE", "/quotas/{ref}", lambda a, p, q, b: a.quotas_delete(p["ref"])),
     ("GET", "/providers/prices", lambda a, p, q, b: a.providers_prices()),
     (
         "POST",

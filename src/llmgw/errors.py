@@ -18,6 +18,7 @@ an HTTP status and an OpenAI ``error.type`` for the server.
     ├── AuthError                 exit 6   401  authentication_error
     ├── PermissionDenied          exit 6   403  permission_error
     ├── RateLimited               exit 7   429  rate_limit_error        carries retry_after
+    │   └── BudgetExceeded        exit 7   402  insufficient_quota (code budget_exceeded)
     ├── DatabaseError             exit 3   503  api_error (code database_unavailable)
     ├── UpstreamError             exit 8   502  api_error               carries provider
     │   ├── UpstreamTimeout       exit 8   504  api_error
@@ -36,6 +37,7 @@ from __future__ import annotations
 
 __all__ = [
     "AuthError",
+    "BudgetExceeded",
     "ClientDisconnected",
     "ConfigError",
     "Conflict",
@@ -226,6 +228,14 @@ class RateLimited(LlmgwError):
         self.local = local
         self.headers: dict[str, str] = {}
         """Extra response headers (a key's ``x-ratelimit-*`` state) for the 429."""
+
+
+class BudgetExceeded(RateLimited):
+    """A budget with a hard stop is spent; ``retry_after`` runs to the start of its next period."""
+
+    http_status = 402
+    error_type = "insufficient_quota"
+    code = "budget_exceeded"
 
 
 class DatabaseError(LlmgwError):

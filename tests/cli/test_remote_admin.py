@@ -438,3 +438,49 @@ def test_prices_and_costs_are_right_by_default_in_both_modes(gateway: Gateway) -
     assert [f["currency"] for f in local["rows"]] == ["USD"]
     local, remote = _both(gw, "usage", "patterns", "--since", "1d")
     assert _without(remote, {"since"}) == _without(local, {"since"}) and local["requests"] == 3
+
+
+def test_budgets_and_quotas_local_and_remote_give_the_same_records(gateway: Gateway) -> None:
+    """``llmgw budgets`` and ``llmgw quotas`` in both modes: set (local), then list and show in
+    both with identical ``--json``; a remote set replaces it; the server's ``402`` comes from
+    it after the spend (issue 13). Bad input is exit 2 before any change."""
+    gw = gateway
+    made = _json(
+        gw.local(
+            "budgets", "set", "0.5", "--user", "plain@example.com", "--period", "day",
+            "--currency", "USD", "--hard-stop", "--json",
+        )
+    )  # fmt: skip
+    assert made["scope"] == "user" and made["subject"] == "plain@example.com"
+    assert (made["amount"], made["currency"], made["thresholds"]) == (
+        "0.5000000000",
+        "USD",
+        [80, 100],
+    )
+    local, remote = _both(gw, "budgets", "list")
+    assert local == remote and [b["id"] for b in local] == [made["id"]]
+    shown_l, shown_r = _both(gw, "budgets", "show", made["id"][:8])
+    assert shown_l == shown_r and shown_l["period_start"].endswith("T00:00:00+00:00")
+    again = _json(
+        gw.remote(
+            "budgets", "set", "1000", "--user", "plain@example.com", "--period", "day",
+            "--currency", "USD", "--thresholds", "50,90", "--json",
+        )
+    )  # fmt: skip
+    assert again["id"] == made["id"] and again["thresholds"] == [50, 90] and not again["hard_stop"]
+    bad = gw.remote("budgets", "set", "0", "--user", "plain@example.com", "--currency", "USD")
+    assert bad.exit_code == 2 and "invalid amount" in bad.stderr
+    bad = gw.local("budgets", "set", "3", "--currency", "USD")
+    assert bad.exit_code == 2 and "exactly one of --key and --user" in bad.stderr
+    quota = _json(gw.remote("quotas", "set", "--user", "plain@example.com", "--rpm", "7", "--json"))
+    assert (quota["model"], quota["rpm"], quota["tpm"]) == (None, 7, None)
+    ql, qr = _both(gw, "quotas", "list")
+    assert ql == qr == [quota]
+    bad = gw.local("quotas", "set", "--key", "ops", "--rpm", "1")
+    assert bad.exit_code == 2 and "names a model version" in bad.stderr
+    gone = _json(gw.remote("quotas", "delete", quota["id"][:8], "--yes", "--json"))
+    assert gone["id"] == quota["id"] and _json(gw.local("quotas", "list", "--json")) == []
+    gone = _json(gw.local("budgets", "delete", made["id"][:8], "--yes", "--json"))
+    assert gone["id"] == made["id"] and _json(gw.remote("budgets", "list", "--json")) == []
+    actions = [a["action"] for a in _json(gw.local("audit", "--json"))]
+    assert {"budgets.set", "budgets.delete", "quotas.set", "quotas.delete"} <= set(actions)

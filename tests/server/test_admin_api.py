@@ -191,6 +191,11 @@ def test_the_openapi_examples_have_the_shape_of_the_real_answers(
     with httpx.Client(base_url=gateway_server.url, timeout=10, headers=auth) as http:
         assert http.post("/v1/chat/completions", json=chat).status_code == 200
         http.patch(f"/admin/v1/keys/{made['id']}", json={"rpm": 3})  # an audit row
+        budget = http.post(
+            "/admin/v1/budgets", json={"user": "ann@example.com", "amount": "5", "currency": "USD"}
+        ).json()
+        quota = http.post("/admin/v1/quotas", json={"user": "ann@example.com", "rpm": 100})
+        assert quota.status_code == 200, quota.text
         pat = http.post(  # a token (and with it the first signing key)
             "/admin/v1/tokens",
             json={"user": "ann@example.com", "name": "ci", "expires_in": 3600, "scope": "chat"},
@@ -206,7 +211,7 @@ def test_the_openapi_examples_have_the_shape_of_the_real_answers(
             for method, op in item.items():
                 if method != "get":
                     continue
-                ref = {"/keys/": made["id"], "/tokens/": pat["jti"]}
+                ref = {"/keys/": made["id"], "/tokens/": pat["jti"], "/budgets/": budget["id"]}
                 url = path.replace(
                     "{ref}", next((v for k, v in ref.items() if k in path), "ann@example.com")
                 ).replace("{client_id}", "llmgw-cli")
@@ -217,8 +222,8 @@ def test_the_openapi_examples_have_the_shape_of_the_real_answers(
                     example, answer = example["data"][0], answer["data"][0]
                 assert set(answer) == set(example), (url, set(answer) ^ set(example))
                 checked += 1
-    assert checked == 16  # with GET /admin/v1/providers/prices, /admin/v1/oauth/clients
-    # [/{client_id}], oauth/keys, tokens[/{ref}] and /admin/v1/models
+    assert checked == 19  # with GET /admin/v1/providers/prices, /admin/v1/oauth/clients
+    # [/{client_id}], oauth/keys, tokens[/{ref}], /admin/v1/models, budgets[/{ref}], quotas
 
 
 @pytest.mark.redis

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import UTC, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -300,6 +301,48 @@ class FixtureOps:
                    actor: str | None = None, action: str | None = None) -> list[Record]:  # fmt: skip
         self._check("audit_list")
         return [dict(a) for a in self.audit[:limit]]
+
+    def budgets_list(self) -> list[Record]:
+        self._check("budgets_list")
+        return [dict(b) for b in BUDGETS]
+
+    def budgets_show(self, ref: str) -> Record:
+        return next(dict(b) for b in BUDGETS if b["id"].startswith(ref))
+
+    def budgets_set(self, *, key: str | None = None, user: str | None = None,
+                    period: str = "month", amount: str | Decimal, currency: str | None = None,
+                    thresholds: str | list[int] = "80,100", hard_stop: bool = False) -> Record:  # fmt: skip
+        raise NotImplementedError
+
+    def budgets_delete(self, ref: str) -> Record:
+        raise NotImplementedError
+
+    def quotas_list(self) -> list[Record]:
+        return []
+
+    def quotas_set(self, *, key: str | None = None, user: str | None = None,
+                   model: str | None = None, rpm: int | None = None,
+                   tpm: int | None = None) -> Record:  # fmt: skip
+        raise NotImplementedError
+
+    def quotas_delete(self, ref: str) -> Record:
+        raise NotImplementedError
+
+
+BUDGETS: list[Record] = [
+    {"id": "5c0ffee0-1234-4abc-8def-0123456789ab", "scope": "key", "subject_id": "k1",
+     "subject": "ci-pipeline (sk-llmgw-0001)", "period": "day", "currency": "RUB",
+     "amount": "1000.0000000000", "thresholds": [80, 100], "hard_stop": True,
+     "period_start": "2026-12-03T00:00:00+00:00", "resets_at": "2026-12-04T00:00:00+00:00",
+     "spent": "812.5000000000", "percent": 81.2, "notified": [80],
+     "created_at": "2026-12-01T00:00:00+00:00", "updated_at": "2026-12-01T00:00:00+00:00"},
+    {"id": "7d1e2f30-1234-4abc-8def-0123456789ab", "scope": "user", "subject_id": "u2",
+     "subject": "boris@example.com", "period": "month", "currency": "USD",
+     "amount": "250.0000000000", "thresholds": [50, 80, 100], "hard_stop": False,
+     "period_start": "2026-12-01T00:00:00+00:00", "resets_at": "2027-01-01T00:00:00+00:00",
+     "spent": "31.0400000000", "percent": 12.4, "notified": [],
+     "created_at": "2026-12-01T00:00:00+00:00", "updated_at": "2026-12-01T00:00:00+00:00"},
+]  # fmt: skip
 
 
 class FixtureChat:

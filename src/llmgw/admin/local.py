@@ -19,6 +19,7 @@ from decimal import Decimal
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, cast
 
+from llmgw.admin.budgets import BudgetOps
 from llmgw.admin.ops import UNSET, USAGE_GROUPS, Actor, Record, Unset
 from llmgw.admin.records import (
     key_record,
@@ -82,7 +83,7 @@ def db_errors(engine: Engine, doing: str) -> Iterator[None]:
         yield
 
 
-class LocalAdmin:
+class LocalAdmin(BudgetOps):
     """``AdminOps`` on ``engine``: the core services, acting as ``actor``, from ``source``.
 
     ``on_change`` announces key and user changes to running servers (``ChangePublisher.publish``).

@@ -22,6 +22,7 @@ import getpass
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from enum import Enum
 from typing import Any, Final, Literal, Protocol, TypeAlias
 
@@ -230,4 +231,51 @@ class AdminOps(Protocol):
         action: str | None = None,
     ) -> list[Record]:
         """Admin actions newest first; ``action`` may end in ``*`` (``keys.*``)."""
+        ...
+
+    # -- budgets and quotas (llmgw.admin.budgets) -------------------------------------------
+    def budgets_list(self) -> list[Record]:
+        """Every budget with its current period's spend."""
+        ...
+
+    def budgets_show(self, ref: str) -> Record:
+        """One budget by id (8+ hex digits)."""
+        ...
+
+    def budgets_set(
+        self,
+        *,
+        key: str | None = None,
+        user: str | None = None,
+        period: str = "month",
+        amount: str | Decimal,
+        currency: str | None = None,
+        thresholds: str | list[int] = "80,100",
+        hard_stop: bool = False,
+    ) -> Record:
+        """Create or replace the budget of a key or a user (exactly one)."""
+        ...
+
+    def budgets_delete(self, ref: str) -> Record:
+        """Remove a budget; the record as it was."""
+        ...
+
+    def quotas_list(self) -> list[Record]:
+        """Every per-user and per-version quota."""
+        ...
+
+    def quotas_set(
+        self,
+        *,
+        key: str | None = None,
+        user: str | None = None,
+        model: str | None = None,
+        rpm: int | None = None,
+        tpm: int | None = None,
+    ) -> Record:
+        """Create or replace a quota."""
+        ...
+
+    def quotas_delete(self, ref: str) -> Record:
+        """Remove a quota; the record as it was."""
         ...

@@ -40,6 +40,7 @@ import httpx
 
 from llmgw import __version__
 from llmgw.admin.answers import error_from_answer, unreachable_reason
+from llmgw.admin.budgets import RemoteBudgetOps
 from llmgw.admin.ops import UNSET, Record, Unset
 from llmgw.errors import Unavailable, UpstreamError, UsageError
 
@@ -103,7 +104,7 @@ def _query(**params: Any) -> dict[str, str]:
     return out
 
 
-class RemoteAdmin:
+class RemoteAdmin(RemoteBudgetOps):
     """``AdminOps`` over HTTP: the ``/admin/v1`` API of the llmgw server at ``url``.
 
     ``token`` is an API key whose user has the admin role, or an OAuth access token with the

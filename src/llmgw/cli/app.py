@@ -60,6 +60,16 @@ COMMANDS = {
         "report",
         "The daily, weekly or monthly usage report: terminal charts, Markdown, HTML, CSV, JSON.",
     ),
+    "budgets": LazyCommand(
+        "llmgw.cli.budgets",
+        "budgets_app",
+        "Spend budgets per key or user, per day or month: set, list, show, delete.",
+    ),
+    "quotas": LazyCommand(
+        "llmgw.cli.quotas",
+        "quotas_app",
+        "Request and token quotas per user and per model version: set, list, delete.",
+    ),
     "audit": LazyCommand(
         "llmgw.cli.audit",
         "audit",

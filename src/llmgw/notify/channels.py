@@ -16,12 +16,13 @@ import smtplib
 import ssl
 from dataclasses import dataclass, field
 from email.message import EmailMessage
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from llmgw.config import NotifyChannel, NotifySettings
 from llmgw.errors import LlmgwError
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["Notification", "Notifier", "NotifyError", "send"]
 
@@ -103,6 +104,8 @@ async def _send_once(
         return
     if channel.url is None:
         raise NotifyError(f"{channel.kind} channel {channel.name!r} has no url")
+    import httpx  # here: a gateway without channels never loads it for notifications
+
     body = note.slack() if channel.kind == "slack" else note.payload()
     url = channel.url.get_secret_value()
     headers = dict(channel.headers)
@@ -136,6 +139,8 @@ async def send(
     """Deliver ``note`` through ``channel``: up to ``channel.retries + 1`` attempts with
     exponential backoff (``retry_backoff`` seconds, doubled each time); ``NotifyError`` when
     all fail. A 4xx other than 408/429 is not retried (the request itself is wrong)."""
+    import httpx
+
     delay = channel.retry_backoff
     for attempt in range(channel.retries + 1):
         try:

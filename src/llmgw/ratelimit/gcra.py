@@ -15,7 +15,7 @@ below 2**53, which ``Limit`` guarantees by refusing ``rate * period_us >= 2**51`
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
@@ -187,6 +187,16 @@ class MemoryLimiter:
         if decision.allowed:
             self._put(bucket, new, limit, now_us)
         return decision
+
+    def acquire_many_now(self, items: Sequence[tuple[str, Limit, int]]) -> list[Decision]:
+        """All of ``items`` (bucket, limit, cost) or none: each bucket's decision; the buckets
+        change only when every one allows (a refused request costs no bucket anything)."""
+        now_us = self._now_us()
+        steps = [gcra(self._get(b, lim), now_us, lim, cost) for b, lim, cost in items]
+        if all(d.allowed for d, _ in steps):
+            for (bucket, limit, _), (_, new) in zip(items, steps, strict=True):
+                self._put(bucket, new, limit, now_us)
+        return [d for d, _ in steps]
 
     async def adjust(self, bucket: str, limit: Limit, delta: int) -> None:
         """``delta > 0``: consume more (may go into debt); ``delta < 0``: refund."""

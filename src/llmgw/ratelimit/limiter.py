@@ -6,7 +6,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Literal
 
 from llmgw.config import RateLimitSettings
@@ -165,6 +165,22 @@ class RateLimiter:
         if self._redis is None:
             return self._local.acquire_now(bucket, limit, cost)
         return self._local.acquire_now(bucket, self._share(limit), cost)
+
+    async def acquire_many(self, items: Sequence[tuple[str, Limit, int]]) -> list[Decision]:
+        """All of ``items`` (bucket, limit, cost) or none: one Redis round trip (one script
+        call) when healthy, else the local shares; the buckets change only if all allow."""
+        if self._redis is not None and self._use_redis():
+            try:
+                async with asyncio.timeout(self._settings.redis_timeout):
+                    decisions = await self._redis.acquire_many(items)
+            except Exception as exc:  # noqa: BLE001 - never an exception to the caller
+                self._failed(exc)
+            else:
+                self._recovered()
+                return decisions
+        if self._redis is None:
+            return self._local.acquire_many_now(items)
+        return self._local.acquire_many_now([(b, self._share(lim), c) for b, lim, c in items])
 
     async def adjust(self, bucket: str, limit: Limit, delta: int) -> None:
         """Best effort: ``delta > 0`` consumes more (may go into debt), ``< 0`` refunds."""

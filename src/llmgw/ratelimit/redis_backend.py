@@ -10,6 +10,7 @@ simply disappears. Time comes from ``redis.call('TIME')``, so instances with ske
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from typing import Any
 
 from redis.asyncio import BlockingConnectionPool, Redis
@@ -18,7 +19,14 @@ from redis.backoff import NoBackoff
 
 from llmgw.ratelimit.gcra import DEBT_PERIODS, Decision, Limit
 
-__all__ = ["GCRA_LUA", "KEY_PREFIX", "RedisBackend", "decision_from_reply", "script_args"]
+__all__ = [
+    "GCRA_LUA",
+    "GCRA_MANY_LUA",
+    "KEY_PREFIX",
+    "RedisBackend",
+    "decision_from_reply",
+    "script_args",
+]
 
 KEY_PREFIX = "llmgw:rl:"
 
@@ -92,6 +100,79 @@ return {allowed, remaining, ru, rf, d, frac}
 """.replace("DEBT", str(DEBT_PERIODS)).replace("TEST_PAD", "600000")
 
 
+# All-or-nothing GCRA over several buckets (a request's key, user and model-version limits) in
+# one round trip: ARGV holds rate, period_us, cost per key, then [now_us] for tests. Each bucket
+# is stepped as in GCRA_LUA's acquire; the new states are written only when every bucket
+# allows. The reply is six integers per key, as GCRA_LUA's, in KEYS order.
+GCRA_MANY_LUA = """
+local n = #KEYS
+local now
+if ARGV[3 * n + 1] then
+  now = tonumber(ARGV[3 * n + 1])
+else
+  local t = redis.call('TIME')
+  now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
+local st = {}
+local all = 1
+for i = 1, n do
+  local rate = tonumber(ARGV[3 * i - 2])
+  local period = tonumber(ARGV[3 * i - 1])
+  local cost = tonumber(ARGV[3 * i])
+  local us, frac = 0, 0
+  local v = redis.call('GET', KEYS[i])
+  if v then
+    local a, b, c = string.match(v, '^(%d+):(%d+):(%d+)$')
+    if a then
+      us = tonumber(a)
+      frac = tonumber(b)
+      if tonumber(c) ~= rate and frac > 0 then us = us + 1; frac = 0 end
+    end
+  end
+  if us < now then us = now; frac = 0 end
+  if cost > rate then cost = rate end
+  local num = frac + cost * period
+  local q = math.floor(num / rate)
+  local nu, nf = us + q, num - q * rate
+  local d = nu - now
+  if d < period or (d == period and nf == 0) then
+    st[i] = {1, nu, nf, 0, 0, rate, period}
+  else
+    st[i] = {0, us, frac, d - period, nf, rate, period}
+    all = 0
+  end
+end
+local out = {}
+for i = 1, n do
+  local s = st[i]
+  local allowed, us, frac, ru, rf, rate, period = s[1], s[2], s[3], s[4], s[5], s[6], s[7]
+  local d = us - now
+  if all == 1 then
+    if d == 0 and frac == 0 then
+      redis.call('DEL', KEYS[i])
+    else
+      local ttl = math.floor(d / 1000) + 1
+      if ARGV[3 * n + 1] then ttl = ttl + TEST_PAD end
+      redis.call('SET', KEYS[i], string.format('%.0f:%.0f:%.0f', us, frac, rate), 'PX', ttl)
+    end
+  end
+  local remaining = 0
+  if d < period then
+    remaining = math.floor(((period - d) * rate - frac) / period)
+    if remaining < 0 then remaining = 0 end
+  end
+  local base = 6 * (i - 1)
+  out[base + 1] = allowed
+  out[base + 2] = remaining
+  out[base + 3] = ru
+  out[base + 4] = rf
+  out[base + 5] = d
+  out[base + 6] = frac
+end
+return out
+""".replace("TEST_PAD", "600000")
+
+
 def bucket_key(bucket: str, prefix: str = KEY_PREFIX) -> str:
     """The Redis key of ``bucket``: a hash-tagged digest, never the raw name."""
     return (
@@ -152,6 +233,7 @@ class RedisBackend:
         # (Redis(connection_pool=pool) leaves them open: one unclosed socket per connection).
         self._client: Redis = Redis.from_pool(pool)
         self._script = self._client.register_script(GCRA_LUA)
+        self._many = self._client.register_script(GCRA_MANY_LUA)
 
     def key(self, bucket: str) -> str:
         """The Redis key holding ``bucket``."""
@@ -165,6 +247,21 @@ class RedisBackend:
             keys=[self.key(bucket)], args=script_args(limit, cost, "a", now_us)
         )
         return decision_from_reply(reply, limit)
+
+    async def acquire_many(
+        self, items: Sequence[tuple[str, Limit, int]], *, now_us: int | None = None
+    ) -> list[Decision]:
+        """All of ``items`` (bucket, limit, cost) or none, atomically, in one round trip."""
+        args: list[int | str] = []
+        for _, limit, cost in items:
+            args += [limit.rate, limit.period_us, cost]
+        if now_us is not None:
+            args.append(now_us)
+        reply = await self._many(keys=[self.key(b) for b, _, _ in items], args=args)
+        return [
+            decision_from_reply(reply[6 * i : 6 * i + 6], limit)
+            for i, (_, limit, _) in enumerate(items)
+        ]
 
     async def adjust(
         self, bucket: str, limit: Limit, delta: int, *, now_us: int | None = None

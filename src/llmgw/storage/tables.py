@@ -360,7 +360,8 @@ usage_rollup_state = sa.Table(
 )
 """One row (``id`` 1): the rollups hold exactly the usage rows with ``id <= last_id``."""
 
-# The alert history's and the conversations' tables live in their own modules; importing them
+# The alert history's, the budgets' and the conversations' tables live in their own modules; importing them
 # here registers them on the same metadata for every caller (migrations, the schema drift test).
 from llmgw.storage import alert_tables as _alert_tables  # noqa: E402, F401
+from llmgw.storage import budget_tables as _budget_tables  # noqa: E402, F401
 from llmgw.storage import conversation_tables as _conversation_tables  # noqa: E402, F401

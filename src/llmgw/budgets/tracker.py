@@ -1,0 +1,400 @@
+"""Budgets at run time: the hard-stop check, the running spend, reconciliation and notices.
+
+One ``BudgetTracker`` per gateway process. The hot path touches memory only:
+
+- ``check(key)`` (before a request is admitted): two dict look-ups when budgets exist (the key's
+  and its user's); a hard-stop budget whose mirrored spend has reached its amount raises
+  ``BudgetExceeded`` (402, ``budget_exceeded``, ``Retry-After`` = the period's end).
+- ``charge(event)`` (when a request is recorded): adds the cost to the mirror of each matching
+  budget (same currency as the provider's) and to a pending sum.
+
+A background task does the rest, off the request path:
+
+- every ``FLUSH_SECONDS`` the pending sums go to Redis in one pipeline (``INCRBYFLOAT`` on
+  ``<prefix>:{<budget id>}:<period>``, with a TTL past the period's end); the replies are the
+  spend of every instance together and replace the mirror;
+- every ``refresh_interval`` the budgets are re-read from the database and the shared spend from
+  Redis (``MGET``), so a budget crossed on another instance stops this one within that time;
+- every ``reconcile_interval`` (and at start) the spend in the database (``usage``, through the
+  rollups) is compared with Redis, and Redis is raised to it when lower (after a Redis restart);
+  without Redis the mirror is raised the same way (one instance);
+- when the spend reaches a threshold, ``BudgetStore.claim_notice`` inserts the notice row (its
+  primary key is budget, period, threshold): the one instance whose insert succeeds sends the
+  notification, so each threshold is notified once per period across instances.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from llmgw.budgets.periods import period_bounds, period_name
+from llmgw.budgets.store import BudgetStore
+from llmgw.errors import BudgetExceeded
+from llmgw.notify import Notification, Notifier
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from sqlalchemy.engine import Engine
+
+    from llmgw.config import BudgetSettings
+    from llmgw.storage.budget_tables import Budget, Quota
+
+__all__ = ["FLUSH_SECONDS", "BudgetTracker", "Rule"]
+
+log = logging.getLogger("llmgw.budgets")
+
+FLUSH_SECONDS = 0.2
+"""How long spend is summed before one Redis pipeline carries it."""
+
+# Raise a key to the database's figure when it is lower (a Redis restart lost the counter).
+_RAISE_LUA = """
+local cur = tonumber(redis.call('GET', KEYS[1]) or '0')
+local db = tonumber(ARGV[1])
+if cur < db then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return ARGV[1]
+end
+return tostring(cur)
+"""
+
+
+@dataclass(slots=True)
+class Rule:
+    """One budget in force, with its current period and the spend mirrored in memory."""
+
+    id: uuid.UUID
+    scope: str
+    subject_id: uuid.UUID
+    period: str
+    currency: str
+    amount: float
+    thresholds: list[int]
+    hard_stop: bool
+    start: datetime
+    end: datetime
+    end_ts: float
+    label: str
+    spent: float = 0.0
+    pending: float = 0.0
+    notified: set[int] = field(default_factory=set)
+
+    @property
+    def redis_key(self) -> str:
+        """The key of this period's spend (hash-tagged by budget id)."""
+        return f"{{{self.id.hex}}}:{period_name(self.period, self.start)}"
+
+
+def _wall() -> float:
+    return time.time()
+
+
+class BudgetTracker:
+    """Budgets for one gateway process (see the module docstring)."""
+
+    def __init__(
+        self,
+        settings: BudgetSettings,
+        engine: Engine,
+        notifier: Notifier,
+        currencies: Mapping[str, str],
+        *,
+        redis_url: str | None = None,
+        on_refresh: Callable[[list[Quota], bool], None] | None = None,
+        clock: Callable[[], float] = _wall,
+    ) -> None:
+        self.settings = settings
+        self.store = BudgetStore(engine, clock=lambda: datetime.fromtimestamp(clock(), UTC))
+        self.notifier = notifier
+        self.currencies = dict(currencies)
+        self._clock = clock
+        self._on_refresh = on_refresh
+        """Called after each refresh with the quotas and whether a hard-stop budget exists."""
+        self._prefix = settings.redis_prefix + ":"
+        self._redis: Redis | None = None
+        self._redis_url = redis_url
+        self.rules: dict[uuid.UUID, list[Rule]] = {}
+        """Subject (key or user id) -> its budgets; empty when there are none (the fast path)."""
+        self.hard = False
+        """Some budget has a hard stop (the pipeline checks ``check`` only then)."""
+        self._by_id: dict[tuple[uuid.UUID, datetime], Rule] = {}
+        self._timer: asyncio.TimerHandle | None = None
+        self._flush_task: asyncio.Task[None] | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+        self._sends: set[asyncio.Task[Any]] = set()
+        self.refused = 0
+        self.notices_sent = 0
+        self.errors = 0
+
+    # -- the hot path ----------------------------------------------------------------------
+    def check(self, key: Any) -> None:
+        """Raise ``BudgetExceeded`` when a hard-stop budget of ``key`` or its user is spent."""
+        rules = self.rules
+        for subject in (key.id, key.user_id):
+            found = rules.get(subject)
+            if found is None:
+                continue
+            for r in found:
+                if r.hard_stop and r.spent >= r.amount:
+                    now = self._clock()
+                    if now < r.end_ts:
+                        self.refused += 1
+                        err = BudgetExceeded(
+                            f"budget exceeded for this {'API key' if r.scope == 'key' else 'user'}"
+                            f": {r.spent:.2f} of {r.amount:.2f} {r.currency} this {r.period}; "
+                            f"resets at {r.end:%Y-%m-%dT%H:%M:%SZ}",
+                            retry_after=r.end_ts - now,
+                        )
+                        err.headers = {"x-llmgw-budget-reset": r.end.strftime("%Y-%m-%dT%H:%M:%SZ")}
+                        raise err
+
+    def charge(self, key_id: Any, user_id: Any, provider: str | None, cost: Any) -> None:
+        """Count a recorded request's ``cost`` against the budgets of its key and user."""
+        if not cost or provider is None:
+            return
+        rules = self.rules
+        currency = None
+        for subject in (key_id, user_id):
+            found = rules.get(subject)
+            if found is None:
+                continue
+            if currency is None:
+                currency = self.currencies.get(provider)
+            amount = float(cost)
+            for r in found:
+                if r.currency == currency:
+                    r.spent += amount
+                    r.pending += amount
+                    if self._timer is None:
+                        self._timer = asyncio.get_running_loop().call_later(
+                            FLUSH_SECONDS, self._flush_soon
+                        )
+
+    # -- background ------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Load the budgets, reconcile once, and start the background loop."""
+        if self._redis_url is not None:
+            from redis.asyncio import Redis
+
+            self._redis = Redis.from_url(self._redis_url, socket_timeout=2.0)
+        try:
+            await self.refresh()
+            await self.reconcile()
+        except Exception:  # noqa: BLE001 - the loop retries; serving must not wait on it
+            self.errors += 1
+            log.warning("budgets: first load failed; retrying in the background", exc_info=True)
+        self._loop_task = asyncio.get_running_loop().create_task(self._run())
+
+    async def aclose(self) -> None:
+        """Flush the pending spend and stop."""
+        if self._loop_task is not None:
+            self._loop_task.cancel()
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        try:
+            await self.flush()
+        except Exception:  # noqa: BLE001 - shutting down
+            log.debug("budgets: final flush failed", exc_info=True)
+        if self._sends:
+            await asyncio.wait(self._sends, timeout=5)
+        if self._redis is not None:
+            await self._redis.aclose()
+
+    async def _run(self) -> None:
+        s = self.settings
+        next_reconcile = self._clock() + s.reconcile_interval
+        while True:
+            await asyncio.sleep(s.refresh_interval)
+            try:
+                await self.refresh()
+                if self._clock() >= next_reconcile:
+                    next_reconcile = self._clock() + s.reconcile_interval
+                    await self.reconcile()
+            except Exception:  # noqa: BLE001 - logged, counted, retried next round
+                self.errors += 1
+                log.warning("budgets: refresh failed", exc_info=True)
+
+    def _flush_soon(self) -> None:
+        self._timer = None
+        if self._flush_task is None:
+            self._flush_task = asyncio.get_running_loop().create_task(self._flush_guarded())
+
+    async def _flush_guarded(self) -> None:
+        try:
+            await self.flush()
+        except Exception:  # noqa: BLE001 - the pending sums are kept for the next flush
+            self.errors += 1
+            log.warning("budgets: could not push spend to Redis", exc_info=True)
+        finally:
+            self._flush_task = None
+
+    async def flush(self) -> None:
+        """Push the pending spend to Redis (one pipeline) and check the thresholds."""
+        todo = [r for rules in self.rules.values() for r in rules if r.pending]
+        if not todo:
+            return
+        if self._redis is not None:
+            amounts = [r.pending for r in todo]
+            pipe = self._redis.pipeline(transaction=False)
+            for r, amount in zip(todo, amounts, strict=True):
+                key = self._prefix + r.redis_key
+                pipe.incrbyfloat(key, amount)
+                pipe.pexpireat(key, int((r.end_ts + 2 * 86_400) * 1000))
+            replies = await pipe.execute()
+            for i, (r, amount) in enumerate(zip(todo, amounts, strict=True)):
+                r.pending -= amount
+                r.spent = float(replies[2 * i]) + r.pending
+        else:
+            for r in todo:
+                r.pending = 0.0
+        await self._thresholds(todo)
+
+    async def refresh(self) -> None:
+        """Re-read the budgets (database) and the shared spend (Redis)."""
+        budgets, labels, quotas = await asyncio.to_thread(self._load)
+        now = self._clock()
+        at = datetime.fromtimestamp(now, UTC)
+        old = self._by_id
+        by_id: dict[tuple[uuid.UUID, datetime], Rule] = {}
+        rules: dict[uuid.UUID, list[Rule]] = {}
+        for b in budgets:
+            start, end = period_bounds(b.period, at)
+            prev = old.get((b.id, start))
+            rule = Rule(
+                id=b.id,
+                scope=b.scope,
+                subject_id=b.subject_id,
+                period=b.period,
+                currency=b.currency,
+                amount=float(b.amount),
+                thresholds=[int(t) for t in b.thresholds.split(",") if t],
+                hard_stop=b.hard_stop,
+                start=start,
+                end=end,
+                end_ts=end.timestamp(),
+                label=labels.get(b.subject_id, str(b.subject_id)[:8]),
+            )
+            if prev is not None:
+                rule.spent, rule.pending, rule.notified = prev.spent, prev.pending, prev.notified
+            by_id[(b.id, start)] = rule
+            rules.setdefault(b.subject_id, []).append(rule)
+        if self._redis is not None and by_id:
+            listed = list(by_id.values())
+            values = await self._redis.mget([self._prefix + r.redis_key for r in listed])
+            for r, v in zip(listed, values, strict=True):
+                if v is not None:
+                    r.spent = max(r.spent, float(v) + r.pending)
+        self._by_id = by_id
+        self.rules = rules
+        self.hard = any(r.hard_stop for r in by_id.values())
+        if self._on_refresh is not None:
+            self._on_refresh(quotas, self.hard)
+        await self._thresholds(list(by_id.values()))
+
+    def _load(self) -> tuple[list[Budget], dict[uuid.UUID, str], list[Quota]]:
+        quotas = self.store.quotas()
+        if not self.settings.enabled:
+            return [], {}, quotas
+        budgets = self.store.budgets()
+        labels = self.store.labels({b.subject_id for b in budgets}) if budgets else {}
+        return budgets, labels, quotas
+
+    async def reconcile(self) -> None:
+        """Raise the shared spend to the database's where it is lower."""
+        if not self._by_id:
+            return
+        found = await asyncio.to_thread(self._db_spend, list(self._by_id.values()))
+        for r in self._by_id.values():
+            db = found.get((r.scope, r.subject_id, r.period, r.currency), 0.0)
+            if db <= r.spent - r.pending:
+                continue
+            if self._redis is not None:
+                ttl = max(1, int((r.end_ts + 2 * 86_400 - self._clock()) * 1000))
+                reply = await self._redis.eval(
+                    _RAISE_LUA, 1, self._prefix + r.redis_key, repr(db), ttl
+                )
+                r.spent = float(reply) + r.pending
+            else:
+                r.spent = db + r.pending
+        await self._thresholds(list(self._by_id.values()))
+
+    def _db_spend(self, rules: list[Rule]) -> dict[tuple[str, uuid.UUID, str, str], float]:
+        from llmgw.usage.reports import usage_stats
+
+        out: dict[tuple[str, uuid.UUID, str, str], float] = {}
+        wanted = {(r.scope, r.period, r.start) for r in rules}
+        for scope, period, start in wanted:
+            rows = usage_stats(self.store.engine, since=start, by=scope, currencies=self.currencies)  # type: ignore[arg-type]
+            for row in rows:
+                subject = row.get(scope)
+                if subject is None:
+                    continue
+                for currency, cost in (row.get("costs") or {}).items():
+                    k = (scope, uuid.UUID(subject), period, currency)
+                    out[k] = float(Decimal(str(cost)))
+        return out
+
+    async def _thresholds(self, rules: list[Rule]) -> None:
+        for r in rules:
+            for t in r.thresholds:
+                if t in r.notified or r.spent < r.amount * t / 100:
+                    continue
+                spent = Decimal(repr(round(r.spent, 10)))
+                try:
+                    won = await asyncio.to_thread(self.store.claim_notice, r.id, r.start, t, spent)
+                except Exception:  # noqa: BLE001 - the next pass tries again
+                    self.errors += 1
+                    log.warning("budgets: could not record a notice", exc_info=True)
+                    continue
+                r.notified.add(t)
+                if won and self.settings.notify:
+                    task = asyncio.get_running_loop().create_task(
+                        self.notifier.notify(self.settings.notify, self._note(r, t))
+                    )
+                    self._sends.add(task)
+                    task.add_done_callback(self._sends.discard)
+                if won:
+                    self.notices_sent += 1
+                    log.info("budgets: budget %s reached %d%% of its %s", r.id, t, r.period)
+
+    @staticmethod
+    def _note(r: Rule, threshold: int) -> Notification:
+        who = f"{r.scope} {r.label}"
+        title = f"llmgw budget: {who} reached {threshold}% of its {r.period}ly budget"
+        if r.period == "day":
+            title = f"llmgw budget: {who} reached {threshold}% of its daily budget"
+        stop = (
+            " Requests are now refused until it resets." if r.hard_stop and threshold >= 100 else ""
+        )
+        text = (
+            f"{who} has spent {r.spent:.2f} of {r.amount:.2f} {r.currency} this {r.period} "
+            f"({r.start:%Y-%m-%d} to {r.end:%Y-%m-%d %H:%M} UTC).{stop}"
+        )
+        return Notification(
+            event="budget.threshold",
+            title=title,
+            text=text,
+            data={
+                "budget_id": str(r.id),
+                "scope": r.scope,
+                "subject_id": str(r.subject_id),
+                "subject": r.label,
+                "period": r.period,
+                "period_start": r.start.isoformat(),
+                "resets_at": r.end.isoformat(),
+                "currency": r.currency,
+                "amount": round(r.amount, 10),
+                "spent": round(r.spent, 10),
+                "threshold": threshold,
+                "hard_stop": r.hard_stop,
+            },
+        )
