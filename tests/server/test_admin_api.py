@@ -218,6 +218,8 @@ def test_the_openapi_examples_have_the_shape_of_the_real_answers(
                 answer = http.get(url).json()
                 example = op["responses"]["200"]["content"]["application/json"]["example"]
                 if "data" in example:
+                    if path.endswith("/usage/recommend") and answer["data"] == []:
+                        continue  # one request recommends nothing (tests/unit/test_recommend.py)
                     assert answer["data"], url
                     example, answer = example["data"][0], answer["data"][0]
                 assert set(answer) == set(example), (url, set(answer) ^ set(example))
