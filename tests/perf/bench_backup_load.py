@@ -8,7 +8,7 @@ database (``[backup] interval``) against the same load without a backup, same ru
 Method (``benchlib``, like ``bench_gateway.py``): nginx with a canned completion and wrk on core 0,
 one ``llmgw serve`` pinned to core 1 on a copy of the generated database
 (``tests/migrate_data.py``, cached as for ``bench_migrate.py``), with ``[backup] interval`` so it
-takes its backups itself (online backup API in its backup thread at nice 19, then the integrity
+takes its backups itself (online backup API in a child process at nice 19, then the integrity
 check and the rotation, as in production). Every request writes a usage row. Each round is one
 bounded wrk run while a backup runs (``llmgw_backup_running`` is 1 when it starts and the
 backup counter moves during it), one right after it and one ``--settle`` seconds later, before
@@ -73,7 +73,8 @@ def metric(url: str, name: str) -> float:
 
 
 def pin_backup_thread(pid: int, cpu: int) -> list[int]:
-    """Move the gateway's backup thread (the one at nice 19) to ``cpu``; its thread ids."""
+    """Move the gateway's backup thread (the one at nice 19; the backup process it starts
+    inherits the core) to ``cpu``; its thread ids."""
     moved = []
     for task in Path(f"/proc/{pid}/task").iterdir():
         stat = (task / "stat").read_text()
@@ -217,7 +218,7 @@ def main() -> None:
                 f"c={a.connections}, gateway on core {bl.SERVER_CPU}, wrk and nginx on core "
                 f"{bl.LOAD_CPU}; load average {load:.1f} at the end. Backups took "
                 f"{statistics.median(backup_s):.1f} s (median; copy at `[backup] pace` "
-                f"{a.pace:g} MB/s, integrity check, rename); the backup thread "
+                f"{a.pace:g} MB/s, integrity check, rename); the backup (a child process at nice 19) "
                 + (
                     f"on core {a.backup_cpu}."
                     if a.backup_cpu is not None
