@@ -132,6 +132,38 @@ _SHOWN = {
                       "attempts": 2, "error": None, "next_at": None,
                       "updated_at": _T}],
 }  # fmt: skip
+_TARGETS = {
+    "object": "list",
+    "data": [{"name": "pd-db", "type": "pagerduty", "source": "config", "health": "ok",
+              "disabled": None, "mode": None, "match_labels": {"team": "db"},
+              "min_severity": "error", "events_url": "https://events.pagerduty.com/v2/enqueue",
+              "last_ok": _T, "last_error": None, "last_error_at": None,
+              "counts": {"sent": 12, "retry": 1, "failed": 0}},
+             {"name": "slack-db", "type": "slack", "source": "kubernetes:alerting/slack-db",
+              "health": "disabled", "disabled": "HTTP 200: channel_not_found", "mode": "enriched",
+              "match_labels": {}, "min_severity": None, "channel": "C0123456789",
+              "api_url": "https://slack.com/api", "last_ok": None,
+              "last_error": "HTTP 200: channel_not_found", "last_error_at": _T,
+              "counts": {"sent": 0, "retry": 0, "failed": 1}}],
+    "refused": {"kubernetes:alerting/broken": "invalid channel"},
+}  # fmt: skip
+_TESTED = {
+    "target": "pd-db", "type": "pagerduty", "dedup_key": "am-5a1e0c0e6b2f41d2-1795317547",
+    "fire": {"state": "sent", "http_status": 202, "external_id": "am-5a1e0c0e6b2f41d2-1795317547",
+             "error": None},
+    "resolve": {"state": "sent", "http_status": 202,
+                "external_id": "am-5a1e0c0e6b2f41d2-1795317547", "error": None},
+    "ok": True,
+}  # fmt: skip
+
+
+def _named(op: dict[str, Any]) -> dict[str, Any]:
+    op["parameters"] = [{"name": "name", "in": "path", "required": True,
+                         "schema": {"type": "string"}, "description": "The target's name.",
+                         "example": "pd-db"}]  # fmt: skip
+    return op
+
+
 _STATS = {
     "since": _T,
     "by": "hour",
@@ -368,6 +400,42 @@ def alert_paths() -> dict[str, Any]:
                 errors=(*one, "400"),
                 path_id=True,
                 body={"note": "caused by the 03:00 batch job"},
+            )
+        },
+        "/api/alerts/targets": {
+            "get": _api(
+                "listAlertTargets",
+                "List publishing targets",
+                "Every Slack, PagerDuty and Rootly target in effect: from config or a Kubernetes "
+                "Secret (`source`), its health (`ok`, `failing`, `disabled` after a 404/410, "
+                "`unused`), filters and counts; never a credential. `refused` names discovered "
+                "entries that did not validate.",
+                _TARGETS,
+            )
+        },
+        "/api/alerts/targets/{name}/test": {
+            "post": _named(
+                _api(
+                    "testAlertTarget",
+                    "Publish a test alert",
+                    "Sends a test alert (LlmgwPublishTest, severity info) to the target, then "
+                    "resolves it; nothing enters the history. `ok` says whether both were taken; "
+                    "audited as alerts.publish_test.",
+                    _TESTED,
+                    errors=("401", "403", "404"),
+                )
+            )
+        },  # fmt: skip
+        "/api/alerts/{id}/publications": {
+            "get": _api(
+                "alertPublications",
+                "An alert's publications",
+                "One record per target and action (fire, resolve): state (sending, retrying, "
+                "sent, failed, unknown), external id (PagerDuty dedup_key, Rootly alert id, "
+                "Slack channel:ts), last HTTP status, attempt count, last error.",
+                {"object": "list", "data": _SHOWN["publications"]},
+                errors=one,
+                path_id=True,
             )
         },
         "/api/alerts/{id}/reclassify": {

@@ -18,7 +18,7 @@ import asyncio
 import hmac
 import logging
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import sqlalchemy.exc
@@ -251,11 +251,45 @@ def alert_routes(g: Gateway) -> list[Route]:
         g.alerts.wake()
         return answer(record)
 
+    def publishing() -> Any:
+        p = g.alerts.publishing
+        if p is None:
+            raise NotFound("alert publishing is not running", hint="it runs in `llmgw serve`")
+        return p
+
+    async def targets(request: Request) -> Response:
+        await caller(request)
+        return answer(publishing().describe())
+
+    async def publish_test(request: Request) -> Response:
+        actor = await caller(request)
+        name = request.path_params["name"]
+        result = await publishing().test(name)
+        from llmgw.admin.audit import AuditService
+
+        source = request.headers.get("x-llmgw-source", "api").lower()
+        await asyncio.to_thread(
+            AuditService(g.engine).record, actor, "alerts.publish_test", name,
+            source=source if source in ("cli", "tui", "web") else "api",
+        )  # fmt: skip
+        return answer(result)
+
+    async def publications(request: Request) -> Response:
+        from llmgw.alerts.publishers.records import publications as rows
+
+        await caller(request)
+        ident = alert_id(request)
+        await asyncio.to_thread(history().get, ident)  # 404 for an unknown alert
+        return answer({"object": "list", "data": await asyncio.to_thread(rows, g.engine, ident)})
+
     return [
         Route(WEBHOOK_PATH, webhook, methods=["POST"]),
         Route(API, list_alerts, methods=["GET"]),
         Route(API + "/stats", stats, methods=["GET"]),
         Route(API + "/health", health, methods=["GET"]),
+        Route(API + "/targets", targets, methods=["GET"]),
+        Route(API + "/targets/{name}/test", publish_test, methods=["POST"]),
+        Route(API + "/{id}/publications", publications, methods=["GET"]),
         Route(API + "/{id}", show, methods=["GET"]),
         Route(API + "/{id}/delivery", delivery, methods=["GET"]),
         Route(API + "/{id}/ack", ack, methods=["POST"]),

@@ -6,6 +6,8 @@ in a crash never sent twice."""
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -331,3 +333,81 @@ async def test_a_target_failing_every_time_is_given_up_after_max_attempts(
     assert (row["state"], row["attempts"], row["http_status"]) == ("failed", 3, 500)
     assert row["error"].startswith("gave up after 3 attempts: HTTP 500")
     assert len(emulators.received("pd")) == 3
+
+
+def test_targets_publish_test_and_publications_through_the_api_and_cli(
+    alert_settings: Callable[..., Settings], hook_auth: dict[str, str],
+    emulators: Emulators, home: Any, cli: Any,
+) -> None:  # fmt: skip
+    """``llmgw --url alerts targets`` lists config and discovered targets with their health
+    and no credential; ``publish-test`` fires and resolves on the emulator; an alert's
+    publications are on the API; a discovered target set live shows up and one that does not
+    validate is reported, never its values (AUTH-6 on the new routes)."""
+    from llmgw.server import create_app
+    from tests.alerts.test_api_cli import _keys
+
+    db_url = f"sqlite:///{home / 'p.db'}"
+    settings = _settings(alert_settings, db_url, emulators, targets=emulators.targets()[:2])
+    app = create_app(settings)
+    srv = serve_in_thread(app)
+    try:
+        admin, user = _keys(db_url)
+        env = {"LLMGW_URL": srv.url, "LLMGW_TOKEN": admin, "COLUMNS": "200"}
+        with httpx.Client(base_url=srv.url, timeout=10) as http:
+            for method, path in (("GET", "/api/alerts/targets"), ("POST", "/api/alerts/targets/pd/test"),
+                                 ("GET", "/api/alerts/1/publications")):  # fmt: skip
+                assert http.request(method, path).status_code == 401
+                r = http.request(method, path, headers={"Authorization": f"Bearer {user}"})
+                assert r.status_code == 403
+            service = gateway_of(app).alerts
+            refused = service.set_discovered_targets("kubernetes", {
+                "alerting/rootly": emulators.targets()[2],
+                "alerting/pd": {**emulators.targets()[0], "events_url": "http://elsewhere"},
+                "alerting/bad": {"type": "rootly", "name": "bad", "base_url": "s3cr3t-url"},
+            })  # fmt: skip
+            assert list(refused) == ["alerting/bad"] and "s3cr3t" not in str(refused)
+            out = cli("alerts", "targets", "--json", env=env)
+            assert out.exit_code == 0, out.stderr
+            listed = {t["name"]: t for t in json.loads(out.stdout)["data"]}
+            assert {n: t["source"] for n, t in listed.items()} == {
+                "pd": "config", "slack": "config", "rootly": "kubernetes:alerting/rootly"}  # fmt: skip
+            assert listed["pd"]["events_url"].startswith(emulators.pd.url)  # config won
+            for secret in (
+                pagerduty.DEFAULT_ROUTING_KEY,
+                slack.DEFAULT_BOT_TOKEN,
+                rootly.DEFAULT_API_KEY,
+            ):
+                assert secret not in out.stdout
+            table = cli("alerts", "targets", env=env)
+            assert "kubernetes:alerting/rootly" in table.stdout and "refused" in table.stderr
+
+            out = cli("alerts", "publish-test", "rootly", env=env)
+            assert out.exit_code == 0, out.stdout + out.stderr
+            assert (
+                "fire: sent (HTTP 201)" in out.stdout and "resolve: sent (HTTP 200)" in out.stdout
+            )
+            (ralert,) = emulators.emu("rootly").alerts.values()
+            assert ralert.status == "resolved" and ralert.attributes["summary"].startswith(
+                "LlmgwPublishTest"
+            )
+            emulators.emu("pd").faults.set("400", 1)
+            out = cli("alerts", "publish-test", "pd", env=env)
+            assert out.exit_code == 1 and "fire: failed (HTTP 400)" in out.stdout
+            assert cli("alerts", "publish-test", "nope", env=env).exit_code != 0
+
+            auth = {"Authorization": f"Bearer {admin}"}
+            assert http.post(HOOK, json=am_payload(), headers=hook_auth).status_code == 200
+            for _ in range(400):
+                pubs = http.get("/api/alerts/1/publications", headers=auth).json()["data"]
+                if len([p for p in pubs if p["state"] == "sent"]) == 3:
+                    break
+                time.sleep(0.05)
+            assert sorted(p["target"] for p in pubs) == ["pd", "rootly", "slack"]
+            shown = cli("alerts", "show", "1", env=env)
+            assert (
+                "publications:" in shown.stdout
+                and "rootly (rootly): sent, 1 attempt(s) HTTP 201" in shown.stdout
+            )
+            assert http.get("/api/alerts/99/publications", headers=auth).status_code == 404
+    finally:
+        srv.stop()

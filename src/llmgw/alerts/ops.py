@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from llmgw.admin.audit import AuditService
     from llmgw.admin.ops import Actor
     from llmgw.alerts.queries import AlertFilter, AlertHistory
+    from llmgw.config import AlertsSettings
 
 __all__ = ["AlertOps", "LocalAlerts", "RemoteAlerts", "filter_query"]
 
@@ -37,6 +38,8 @@ class AlertOps(Protocol):
     def ack(self, alert_id: int, note: str | None) -> dict[str, Any]: ...
     def annotate(self, alert_id: int, note: str) -> dict[str, Any]: ...
     def reclassify(self, alert_id: int) -> dict[str, Any]: ...
+    def targets(self) -> dict[str, Any]: ...
+    def publish_test(self, name: str) -> dict[str, Any]: ...
 
 
 def filter_query(f: AlertFilter) -> list[tuple[str, str]]:
@@ -76,11 +79,14 @@ class LocalAlerts:
         source: str = "cli",
         *,
         mode: str | None = None,
+        settings: AlertsSettings | None = None,
     ) -> None:
         self._engine = engine
         self.actor = actor
         self.source = source
         self.mode = mode
+        self.settings = settings
+        """``[alerts]``: the configured publishing targets (``targets``, ``publish_test``)."""
 
     @property
     def engine(self) -> Engine:
@@ -157,6 +163,39 @@ class LocalAlerts:
         """Queue a fresh classification (a running server's worker does it), and audit it."""
         out = self.history.reclassify(alert_id, self.actor.name)
         self.audit.record(self.actor, "alerts.reclassify", str(alert_id), source=self.source)
+        return out
+
+    def _publishing(self) -> Any:
+        from llmgw.alerts.publishers.step import Publishing
+        from llmgw.alerts.stats import AlertStats
+        from llmgw.config import AlertsSettings
+
+        return Publishing(self.engine, self.settings or AlertsSettings(), AlertStats())
+
+    def targets(self) -> dict[str, Any]:
+        """The configured targets (those from Kubernetes Secrets only a server knows; the
+        health is this process's, so ``unused``)."""
+        import asyncio
+
+        p = self._publishing()
+        try:
+            return dict(p.describe())
+        finally:
+            asyncio.run(p.aclose())
+
+    def publish_test(self, name: str) -> dict[str, Any]:
+        """Publish a test alert to a configured target from here, then resolve it; audited."""
+        import asyncio
+
+        async def run() -> dict[str, Any]:
+            p = self._publishing()
+            try:
+                return dict(await p.test(name))
+            finally:
+                await p.aclose()
+
+        out = asyncio.run(run())
+        self.audit.record(self.actor, "alerts.publish_test", name, source=self.source)
         return out
 
 
@@ -282,6 +321,16 @@ class RemoteAlerts:
     def reclassify(self, alert_id: int) -> dict[str, Any]:
         """Queue a fresh classification."""
         return self._call("POST", f"/{alert_id}/reclassify")
+
+    def targets(self) -> dict[str, Any]:
+        """The server's targets (config and Secrets) with their health."""
+        return self._call("GET", "/targets")
+
+    def publish_test(self, name: str) -> dict[str, Any]:
+        """Have the server publish a test alert to ``name`` and resolve it."""
+        from urllib.parse import quote
+
+        return self._call("POST", f"/targets/{quote(name, safe='')}/test")
 
     def close(self) -> None:
         """Close the HTTP client."""

@@ -1,4 +1,5 @@
-"""``llmgw alerts``: the alert history (list, show, stats, ack, note, reclassify, test-fire).
+"""``llmgw alerts``: the alert history (list, show, stats, ack, note, reclassify, test-fire) and
+its publishing targets (targets, publish-test).
 
 Local (the database) by default; with the global ``--url``/``--token`` (an admin's API key)
 on that server's ``/api/alerts``. ``test-fire`` sends a sample Alertmanager delivery to a
@@ -22,7 +23,8 @@ if TYPE_CHECKING:
 __all__ = ["alerts_app"]
 
 alerts_app = typer.Typer(
-    help="The alert history: list, show, stats, ack, note, reclassify, test-fire.",
+    help="The alert history: list, show, stats, ack, note, reclassify, test-fire; publishing"
+    " targets: targets, publish-test.",
     no_args_is_help=True,
 )
 
@@ -44,7 +46,9 @@ def _ops(ctx: typer.Context) -> AlertOps:
     from llmgw.alerts.ops import LocalAlerts
 
     # With the processing mode, records carry the `view` the server adds: the same --json.
-    return LocalAlerts(st.engine(), Actor.local(), "cli", mode=st.settings.alerts.mode)
+    return LocalAlerts(
+        st.engine(), Actor.local(), "cli", mode=st.settings.alerts.mode, settings=st.settings.alerts
+    )
 
 
 def _cls_text(record: dict[str, Any]) -> str:
@@ -340,3 +344,47 @@ def alerts_test_fire(
         emit_json(r.json())
         return
     typer.echo(f"sent {alert['status']} {name} to {base}: {r.json()}")
+
+
+@alerts_app.command("targets")
+def alerts_targets(ctx: typer.Context, json: Json = False) -> None:
+    """List the publishing targets (Slack, PagerDuty, Rootly): source (config or a Kubernetes
+    Secret) and health. With --url the server's, else those configured here."""
+    out = _ops(ctx).targets()
+    if json:
+        emit_json(out)
+        return
+    rows = [
+        {
+            **t,
+            "mode": t.get("mode") or "-",
+            "problem": t.get("disabled") or t.get("last_error") or "",
+        }
+        for t in out["data"]
+    ]
+    print_table(rows, ["name", "type", "source", "health", "mode", "problem"],
+                title="publishing targets", wrap=("problem",))  # fmt: skip
+    for key, why in (out.get("refused") or {}).items():
+        typer.echo(f"refused {key}: {why}", err=True)
+
+
+@alerts_app.command("publish-test")
+def alerts_publish_test(
+    ctx: typer.Context,
+    target: Annotated[str, typer.Argument(help="The target's name (see `llmgw alerts targets`).")],
+    json: Json = False,
+) -> None:
+    """Publish a test alert (LlmgwPublishTest, severity info) to one target, then resolve it.
+    Exit 1 when the target did not take it."""
+    out = _ops(ctx).publish_test(target)
+    if json:
+        emit_json(out)
+    else:
+        for part in ("fire", "resolve"):
+            r = out.get(part)
+            if r is not None:
+                http = f" (HTTP {r['http_status']})" if r.get("http_status") else ""
+                err = f": {r['error']}" if r.get("error") else ""
+                typer.echo(f"{part}: {r['state']}{http}{err}")
+    if not out.get("ok"):
+        raise typer.Exit(1)

@@ -84,7 +84,8 @@ COMMANDS = {
     "alerts": LazyCommand(
         "llmgw.cli.alerts",
         "alerts_app",
-        "The alert history: list, show, stats, ack, note, reclassify, test-fire.",
+        "The alert history: list, show, stats, ack, note, reclassify, test-fire; publishing"
+        " targets: targets, publish-test.",
     ),
     "login": LazyCommand(
         "llmgw.cli.login",

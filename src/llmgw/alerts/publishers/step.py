@@ -73,9 +73,7 @@ class Publishing:
         self.settings = settings
         self.stats = stats
         self.targets = TargetSet(settings.targets, settings.routes)
-        self.client = client or httpx.AsyncClient(
-            timeout=settings.publish_timeout, follow_redirects=False
-        )
+        self._client = client
         self.now = now
         self._publishers: dict[str, tuple[str, Publisher, TokenBucket]] = {}
         self._inflight: set[tuple[int, str, str]] = set()
@@ -100,9 +98,70 @@ class Publishing:
         self._publishers[live.name] = (live.digest, pub, bucket)
         return pub, bucket
 
+    @property
+    def client(self) -> httpx.AsyncClient:
+        """The HTTP client, made on first use (a TLS context costs start-up time and memory
+        that a gateway without targets never needs)."""
+        if self._client is None:
+            self._client = httpx.AsyncClient(
+                timeout=self.settings.publish_timeout, follow_redirects=False
+            )
+        return self._client
+
     async def aclose(self) -> None:
         """Close the HTTP client."""
-        await self.client.aclose()
+        if self._client is not None:
+            await self._client.aclose()
+
+    def describe(self) -> dict[str, Any]:
+        """Every target in effect (no credential), and the discovered entries refused."""
+        return {
+            "object": "list",
+            "data": [live.describe() for live in self.targets.all()],
+            "refused": dict(self.targets.problems),
+        }
+
+    async def test(self, name: str) -> dict[str, Any]:
+        """Publish a test alert (``LlmgwPublishTest``, severity info) to the target ``name``,
+        then resolve it; nothing is recorded in the history. ``NotFound`` without such a target."""
+        live = self.targets.get(name)
+        if live is None:
+            raise NotFound(
+                f"no publishing target {name!r}", hint="list them with `llmgw alerts targets`"
+            )
+        from llmgw.alerts.modes import present
+        from llmgw.alerts.payload import am_fingerprint
+
+        labels = {"alertname": "LlmgwPublishTest", "severity": "info", "instance": "llmgw"}
+        now = self.now().replace(microsecond=0)
+        alert: dict[str, Any] = {
+            "id": 0, "fingerprint": am_fingerprint(labels), "alertname": labels["alertname"],
+            "status": "firing", "severity": "info", "labels": labels, "source": "llmgw",
+            "annotations": {"summary": f"test publication to {name} from llmgw"},
+            "starts_at": now.isoformat(), "ends_at": None, "generator_url": "",
+            "classification": {"status": "skipped"},
+        }  # fmt: skip
+        pub, _bucket = self.parts(live)
+        key = dedup_key(alert)
+        view = present(alert, "transparent")
+        out: dict[str, Any] = {"target": name, "type": live.target.type, "dedup_key": key}
+        fired = await pub.fire(alert, view, key)
+        out["fire"] = _outcome(fired)
+        if fired.kind == "sent":
+            alert.update(status="resolved", ends_at=self.now().isoformat())
+            out["resolve"] = _outcome(
+                await pub.resolve(alert, present(alert, "transparent"), key, fired.external_id)
+            )
+        ok = all(
+            part["state"] == "sent" for part in (out["fire"], out.get("resolve", {"state": "x"}))
+        )
+        out["ok"] = ok
+        if ok:
+            live.last_ok = self.now()
+        else:
+            live.last_error = (out.get("resolve") or out["fire"])["error"] or out["fire"]["error"]
+            live.last_error_at = self.now()
+        return out
 
     async def send(
         self,
@@ -144,11 +203,11 @@ class Publishing:
         row: Any,
         fired: str | None,
     ) -> float | None:
+        from llmgw.alerts.modes import present
+
         pub, bucket = self.parts(live)
         key = dedup_key(alert)
         aid = int(alert["id"])
-        from llmgw.alerts.modes import present  # loaded on the first publication
-
         view = present(alert, mode)
         if row is not None and row.state == "sending" and action not in pub.idempotent:
             found = await pub.find(action, key, fired)
@@ -227,6 +286,12 @@ class Publishing:
                 log.warning("alert %s: %s to %s %s: %s", aid, action, live.name, state, err)
 
 
+def _outcome(out: Outcome) -> dict[str, Any]:
+    state = {"sent": "sent", "retry": "retryable", "disable": "gone"}.get(out.kind, "failed")
+    return {"state": state, "http_status": out.status, "external_id": out.external_id,
+            "error": out.error}  # fmt: skip
+
+
 class PublishStep:
     """The ``publish`` (``action="fire"``) or ``publish_resolve`` job of one occurrence."""
 
@@ -237,6 +302,8 @@ class PublishStep:
 
     async def __call__(self, job: ClaimedJob) -> StepResult:
         """One pass over the occurrence's targets."""
+        from llmgw.alerts.modes import present
+
         p = self.publishing
         if not p.targets.all():
             return Done()  # nowhere to publish (the common case without targets): no reads
@@ -247,8 +314,6 @@ class PublishStep:
         jobs: list[tuple[LiveTarget, str, Any, str | None]] = []
         if self.action == "fire":
             rows = await asyncio.to_thread(records.load, p.engine, job.alert_id, "fire")
-            from llmgw.alerts.modes import present
-
             routed = p.targets.route(alert, lambda m: present(alert, m), p.settings.mode)
             jobs = [(live, mode, rows.get(live.name), None) for live, mode in routed]
         else:
