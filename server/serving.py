@@ -34,7 +34,7 @@ from llmgw.listen import listen_error
 from llmgw.server.app import GatewayApp, create_app, gateway_of
 from llmgw.server.receipt import ReceiptStats, receipt_protocol
 from llmgw.server.streaming import Drain
-from llmgw.server.tls import CertificateReloader, HSTSMiddleware, tls_context
+from llmgw.server.tls import CertificateReloader, HSTSMiddleware, TLSCollector, tls_context
 
 __all__ = ["GC_THRESHOLD", "GatewayServer", "log_config", "run", "tune_gc"]
 
@@ -257,10 +257,12 @@ def _server(settings: Settings) -> GatewayServer:
     """The app on a ``GatewayServer``, with HTTPS (and its SIGHUP reload) when a certificate is set."""
     s = settings.server
     ctx = tls_context(s)
-    config = _uvicorn_config(create_app(settings), settings, ctx)
+    app = create_app(settings)
+    config = _uvicorn_config(app, settings, ctx)
     reloader = None
     if ctx is not None and s.ssl_certfile is not None:
         reloader = CertificateReloader(ctx, s.ssl_certfile, s.ssl_keyfile)
+        gateway_of(app).metrics.registry.register(TLSCollector(reloader))
     return GatewayServer(config, drain_seconds=s.drain_seconds, reloader=reloader)
 
 

@@ -8,8 +8,9 @@ AES-GCM or ChaCha20-Poly1305, Mozilla's "intermediate" profile); TLS 1.3 keeps O
 from __future__ import annotations
 
 import logging
+import re
 import ssl
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,8 @@ from llmgw.errors import ConfigError
 __all__ = [
     "TLS12_CIPHERS",
     "CertificateReloader",
+    "TLSCollector",
+    "not_after",
     "HSTSMiddleware",
     "server_context",
     "tls_context",
@@ -38,6 +41,22 @@ def server_context(certfile: Path, keyfile: Path | None) -> ssl.SSLContext:
     ctx.set_alpn_protocols(["http/1.1"])
     ctx.load_cert_chain(certfile, keyfile)
     return ctx
+
+
+_PEM_CERT = re.compile(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", re.S)
+
+
+def not_after(certfile: Path) -> float:
+    """When the first (leaf) certificate in ``certfile`` expires, as a Unix time; NaN if unreadable."""
+    from cryptography import x509
+
+    try:
+        match = _PEM_CERT.search(certfile.read_bytes())
+        if match is None:
+            return float("nan")
+        return x509.load_pem_x509_certificate(match.group(0)).not_valid_after_utc.timestamp()
+    except (OSError, ValueError):
+        return float("nan")
 
 
 def tls_context(server: ServerSettings) -> ssl.SSLContext | None:
@@ -80,6 +99,8 @@ class CertificateReloader:
         self.keyfile = keyfile
         self.reloads = 0
         self.failures = 0
+        self.expires = not_after(certfile)
+        """Expiry (Unix time) of the certificate being served."""
 
     def reload(self) -> bool:
         """Swap in the files' current certificate; False (and the old one kept) if they are bad."""
@@ -95,8 +116,33 @@ class CertificateReloader:
             return False
         self.ctx.load_cert_chain(self.certfile, self.keyfile)
         self.reloads += 1
+        self.expires = not_after(self.certfile)
         log.info("TLS certificate reloaded from %s", self.certfile)
         return True
+
+
+class TLSCollector:
+    """``/metrics``: the served certificate's expiry and the SIGHUP reloads by result."""
+
+    def __init__(self, reloader: CertificateReloader) -> None:
+        self._reloader = reloader
+
+    def collect(self) -> Iterable[Any]:
+        """Read at scrape time."""
+        from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+
+        r = self._reloader
+        yield GaugeMetricFamily(
+            "llmgw_tls_certificate_expiry_timestamp_seconds",
+            "When the TLS certificate llmgw serves expires (Unix time).",
+            value=r.expires,
+        )
+        reloads = CounterMetricFamily(
+            "llmgw_tls_reloads", "TLS certificate reloads (SIGHUP) by result.", labels=["result"]
+        )
+        reloads.add_metric(["ok"], r.reloads)
+        reloads.add_metric(["failed"], r.failures)
+        yield reloads
 
 
 _Scope = MutableMapping[str, Any]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
+import re
 import signal
 import socket
 import ssl
@@ -176,6 +177,18 @@ def test_https_with_the_openai_client_hsts_tls12_floor_and_sighup_reload(
         == 200
     )
     assert proc.poll() is None
+
+    # /metrics: the served certificate's expiry and the reloads by result (TLS_SERIES, the
+    # LlmgwTLSCertificateExpiring and LlmgwTLSReloadFailed rules)
+    metrics = httpx.get(
+        f"{url}/metrics", verify=ssl.create_default_context(cafile=str(new_cert))
+    ).text
+    expiry = float(
+        re.search(r"^llmgw_tls_certificate_expiry_timestamp_seconds (\S+)$", metrics, re.M)[1]  # type: ignore[index]
+    )
+    assert 0 < expiry - time.time() <= 86400 + 60  # the renewed certificate: valid for one day
+    assert 'llmgw_tls_reloads_total{result="ok"} 1.0' in metrics
+    assert 'llmgw_tls_reloads_total{result="failed"} 1.0' in metrics
 
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(30) == 0
