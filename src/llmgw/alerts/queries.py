@@ -316,33 +316,27 @@ class AlertHistory:
         recent = c.last_seen >= since
         out: dict[str, Any] = {"since": _iso(since), "by": by}
         with self.engine.connect() as conn:
-            # one pass over the period's rows: counts per (status, severity, category,
-            # classification, bucket), summed here (at most a few thousand groups); six
-            # separate GROUP BYs read every row of the period six times
+            for name, col in (
+                ("status", c.status),
+                ("severity", c.severity),
+                ("category", c.category),
+                ("classification", c.cls_status),
+            ):
+                rows = conn.execute(
+                    sa.select(col, sa.func.count()).where(recent).group_by(col)
+                ).all()
+                out[f"by_{name}"] = {str(k) if k is not None else "none": int(n) for k, n in rows}
             bucket = _bucket(conn, c.starts_at, by).label("t")
-            cols = (c.status, c.severity, c.category, c.cls_status)
             rows = conn.execute(
-                sa.select(*cols, bucket, sa.func.count()).where(recent).group_by(*cols, bucket)
+                sa.select(bucket, c.severity, sa.func.count())
+                .where(recent)
+                .group_by(bucket, c.severity)
+                .order_by(bucket)
             ).all()
-            counts: dict[str, dict[str, int]] = {
-                name: {} for name in ("status", "severity", "category", "classification")
-            }
             series: dict[str, dict[str, int]] = {}
-            for status, sev, cat, cls, t, n in rows:
-                n = int(n)
-                for name, k in (
-                    ("status", status),
-                    ("severity", sev),
-                    ("category", cat),
-                    ("classification", cls),
-                ):
-                    key = str(k) if k is not None else "none"
-                    counts[name][key] = counts[name].get(key, 0) + n
-                point = series.setdefault(str(t), {})
-                point[sev or "none"] = point.get(sev or "none", 0) + n
-            for name, found in counts.items():
-                out[f"by_{name}"] = found
-            out["over_time"] = [{"t": t, **series[t]} for t in sorted(series)]
+            for t, sev, n in rows:
+                series.setdefault(str(t), {})[sev or "none"] = int(n)
+            out["over_time"] = [{"t": t, **counts} for t, counts in series.items()]
             top = conn.execute(
                 sa.select(
                     c.fingerprint,
