@@ -248,10 +248,16 @@ class Gateway:
                 self.backups.start()
                 stack.push_async_callback(asyncio.to_thread, self.backups.stop)
                 self.metrics.watch_backups(self.backups.stats)
-            if s.usage.rollup_interval > 0 or s.usage.retention_days is not None:
+            if (
+                s.usage.rollup_interval > 0
+                or s.usage.retention_days is not None
+                or s.reports.enabled
+            ):
                 from llmgw.usage.maintenance import UsageMaintenance
 
-                upkeep = UsageMaintenance(self.engine, s.usage)
+                upkeep = UsageMaintenance(
+                    self.engine, s.usage, jobs=[self._report_job()] if s.reports.enabled else []
+                )
                 upkeep.start()
                 stack.push_async_callback(asyncio.to_thread, upkeep.stop)
             if s.alerts.enabled:
@@ -280,6 +286,23 @@ class Gateway:
                 stack.callback(self._close_publisher)
             self._running = stack.pop_all()  # started: unwound by stop(), not here
         self.started = True
+
+    def _report_job(self) -> Any:
+        """The scheduled reports (``[reports]``), built from this server's database."""
+        from llmgw.admin.local import LocalAdmin
+        from llmgw.admin.ops import Actor
+        from llmgw.notify.channels import Notifier
+        from llmgw.usage.report_data import build
+        from llmgw.usage.report_schedule import ReportJob
+
+        s = self.settings
+        admin = LocalAdmin(self.engine, Actor.local(), "server", settings=s)
+        return ReportJob(
+            self.engine,
+            s.reports,
+            Notifier(s.notify),
+            lambda period, day: build(admin, period, day),
+        )
 
     def flush_usage(self, timeout: float = 10.0) -> bool:
         """Everything recorded so far is in the database or the spool (blocks; not on the loop)."""

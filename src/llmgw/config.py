@@ -318,6 +318,25 @@ class BudgetSettings(_Section):
     """Prefix of the budget keys in Redis."""
 
 
+ReportPeriod = Literal["daily", "weekly", "monthly"]
+
+
+class ReportsSettings(_Section):
+    """Scheduled usage reports sent by ``llmgw serve`` (``[reports]``; see docs/analytics.md)."""
+
+    enabled: bool = False
+    """Send the reports; with several instances exactly one sends each (a claim row in the
+    database, ``report_deliveries``)."""
+    at: str = Field(default="08:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    """UTC time of day (HH:MM) from which the previous day's report is due."""
+    periods: list[ReportPeriod] = Field(default_factory=lambda: list[ReportPeriod](["daily"]))
+    """Which reports: ``daily`` (yesterday), ``weekly`` (last ISO week, sent on Mondays),
+    ``monthly`` (last month, sent on the 1st)."""
+    notify: list[str] = Field(default_factory=list)
+    """Channels (``[notify.channels]`` names) that receive them: the webhook gets the report as
+    JSON data and HTML, Slack the Markdown summary, email the HTML page."""
+
+
 class RateLimitSettings(_Section):
     """Per-key request and token limits (``[ratelimit]``; see docs/ratelimits.md)."""
 
@@ -693,6 +712,7 @@ class Settings(BaseSettings):
     alerts: AlertsSettings = Field(default_factory=AlertsSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
     budgets: BudgetSettings = Field(default_factory=BudgetSettings)
+    reports: ReportsSettings = Field(default_factory=ReportsSettings)
     tui: TuiSettings = Field(default_factory=TuiSettings)
     backup: BackupSettings = Field(default_factory=BackupSettings)
     providers: list[ProviderConfig] = Field(default_factory=list)

@@ -50,6 +50,7 @@ SETTINGS_FIELDS = frozenset(
         "alerts",
         "notify",
         "budgets",
+        "reports",
         "tui",
         "backup",
         "providers",

@@ -30,6 +30,7 @@ __all__ = [
     "usage_hourly",
     "usage_hourly_models",
     "usage_rollup_state",
+    "report_deliveries",
     "utcnow",
 ]
 
@@ -359,6 +360,18 @@ usage_rollup_state = sa.Table(
     sa.Column("last_id", sa.BigInteger(), nullable=False),
 )
 """One row (``id`` 1): the rollups hold exactly the usage rows with ``id <= last_id``."""
+
+report_deliveries = sa.Table(
+    "report_deliveries",
+    SQLModel.metadata,
+    sa.Column("period", sa.String(32), primary_key=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("instance", sa.String(64), nullable=False),
+    sa.Column("claimed_at", UTCDateTime(), nullable=False),
+    sa.Column("sent_at", UTCDateTime(), nullable=True),
+)
+"""One row per scheduled report period (``daily:2026-12-02``): claimed (``sending``) by one
+instance, then ``sent`` (``llmgw.usage.report_schedule``; migration 0015)."""
 
 # The alert history's, the budgets' and the conversations' tables live in their own modules; importing them
 # here registers them on the same metadata for every caller (migrations, the schema drift test).
