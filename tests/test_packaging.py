@@ -142,7 +142,7 @@ def _free_port() -> int:
 
 @pytest.mark.timeout(420)
 def test_a_clean_venv_from_the_wheel_serves_and_drains(wheel: Path, tmp_path: Path) -> None:
-    """What deploy/Dockerfile's second stage does, without a container engine (docs/deployment.md).
+    """What deploy/Dockerfile does (a venv from the wheels, then serve), without a container engine.
 
     A fresh venv (no system site-packages, no editable checkout) gets the wheel and its
     dependencies; its ``llmgw serve`` starts with ``LLMGW_HOME`` on an empty folder (the image's
