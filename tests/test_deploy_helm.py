@@ -131,8 +131,18 @@ def test_production_scales_on_cpu_and_in_flight_requests_and_is_scraped() -> Non
         monitor["spec"]["selector"]["matchLabels"].items() <= service["metadata"]["labels"].items()
     )
     assert monitor["spec"]["endpoints"][0]["port"] == service["spec"]["ports"][0]["name"]
+    # discovery lists by label selector: a Role per watched namespace, never resourceNames
+    # (Kubernetes cannot narrow list/watch by name: the listing would be refused, 403)
     role = _one(docs, "Role")
-    assert role["rules"][0]["resourceNames"] == ["llmgw-alert-targets"]
+    assert role["metadata"]["namespace"] == "alerting"
+    assert role["rules"] == [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch"]}
+    ]
+    binding = _one(docs, "RoleBinding")
+    assert binding["metadata"]["namespace"] == "alerting"
+    assert binding["subjects"][0]["name"] == _one(docs, "ServiceAccount")["metadata"]["name"]
+    config = tomllib.loads(_one(docs, "ConfigMap")["data"]["config.toml"])
+    assert config["alerts"]["kubernetes"]["namespaces"] == ["alerting"]
     assert "Deployment" not in {d["kind"] for d in docs if "replicas" in d.get("spec", {})}
 
 
@@ -141,3 +151,14 @@ def test_the_bundled_database_url_is_quoted() -> None:
     assert secret["stringData"]["database-url"] == (
         "postgresql://llmgw:p%40ss+word@llmgw-postgresql:5432/llmgw"
     )
+
+
+def test_secret_discovery_rbac_defaults_to_the_release_namespace_and_covers_each_listed() -> None:
+    [role] = [d for d in _render({"rbac": {"create": True}}) if d["kind"] == "Role"]
+    assert role["metadata"]["namespace"] == "llm"
+    docs = _render({"rbac": {"create": True, "namespaces": ["alerting", "ops"]}})
+    roles = [d for d in docs if d["kind"] == "Role"]
+    bindings = [d for d in docs if d["kind"] == "RoleBinding"]
+    assert [r["metadata"]["namespace"] for r in roles] == ["alerting", "ops"]
+    assert [b["metadata"]["namespace"] for b in bindings] == ["alerting", "ops"]
+    assert {b["subjects"][0]["namespace"] for b in bindings} == {"llm"}
