@@ -30,11 +30,19 @@ def bucket_limit(rate: int) -> Limit:
     return Limit(min(rate, MAX_RATE), PERIOD)
 
 
-Pair = tuple[Limit | None, Limit | None]
+Item = tuple[str, str, Limit, str]
+"""(kind ``rpm``/``tpm``, bucket name, limit, who a refusal names)."""
+Entry = list[Item]
 
 
-def _pair(rpm: int | None, tpm: int | None) -> Pair:
-    return (bucket_limit(rpm) if rpm else None, bucket_limit(tpm) if tpm else None)
+def _entry(tag: str, rpm: int | None, tpm: int | None, who: str) -> Entry:
+    """The buckets of one quota, built once (names and ``Limit``s are not made per request)."""
+    items: list[Item] = []
+    if rpm:
+        items.append(("rpm", f"rpm:{tag}", bucket_limit(rpm), who))
+    if tpm:
+        items.append(("tpm", f"tpm:{tag}", bucket_limit(tpm), who))
+    return items
 
 
 class QuotaBook:
@@ -43,51 +51,45 @@ class QuotaBook:
     __slots__ = ("users", "versions")
 
     def __init__(self, rows: Iterable[Any] = ()) -> None:
-        self.users: dict[uuid.UUID, Pair] = {}
-        """User id -> (rpm, tpm) over all of the user's keys and tokens."""
-        self.versions: dict[uuid.UUID, dict[str, tuple[str, Pair]]] = {}
-        """Key or user id -> model name -> (bucket tag, (rpm, tpm))."""
+        self.users: dict[uuid.UUID, Entry] = {}
+        """User id -> the buckets over all of the user's keys and tokens."""
+        self.versions: dict[uuid.UUID, dict[str, Entry]] = {}
+        """Key or user id -> model name -> its buckets."""
         for q in rows:
-            pair = _pair(q.rpm, q.tpm)
             if not q.model:
                 if q.scope == "user":
-                    self.users[q.subject_id] = pair
+                    who = "this user's keys together"
+                    self.users[q.subject_id] = _entry(f"uq:{q.subject_id}", q.rpm, q.tpm, who)
                 continue
+            whose = "this API key" if q.scope == "key" else "this user"
             tag = f"{'kv' if q.scope == 'key' else 'uv'}:{q.subject_id}:{q.model}"
-            self.versions.setdefault(q.subject_id, {})[q.model] = (tag, pair)
+            entry = _entry(tag, q.rpm, q.tpm, f"{whose} on {q.model}")
+            self.versions.setdefault(q.subject_id, {})[q.model] = entry
 
     def __bool__(self) -> bool:
         return bool(self.users or self.versions)
 
-    def items(self, key: Any, target: Any) -> list[tuple[str, str, Limit, str]]:
+    def items(self, key: Any, target: Any) -> list[Item]:
         """The extra buckets of a request of ``key`` to ``target``: (kind, bucket, limit, who)
         with kind ``rpm`` or ``tpm`` and ``who`` naming the limit in a refusal."""
-        out: list[tuple[str, str, Limit, str]] = []
+        out: list[Item] = []
         user_id = key.user_id
         if user_id is not None:
-            pair = self.users.get(user_id)
-            if pair is not None:
-                self._add(out, f"uq:{user_id}", pair, "this user's keys together")
+            entry = self.users.get(user_id)
+            if entry is not None:
+                out += entry
         versions = self.versions
         if versions and target:
-            for subject, whose in ((key.id, "this API key"), (user_id, "this user")):
+            for subject in (key.id, user_id):
                 found = versions.get(subject) if subject is not None else None
                 if not found:
                     continue
                 for name in _names(target):
                     hit = found.get(name)
                     if hit is not None:
-                        self._add(out, hit[0], hit[1], f"{whose} on {name}")
+                        out += hit
                         break
         return out
-
-    @staticmethod
-    def _add(out: list[tuple[str, str, Limit, str]], tag: str, pair: Pair, who: str) -> None:
-        rpm, tpm = pair
-        if rpm is not None:
-            out.append(("rpm", f"rpm:{tag}", rpm, who))
-        if tpm is not None:
-            out.append(("tpm", f"tpm:{tag}", tpm, who))
 
 
 def _names(t: Any) -> tuple[str, ...]:

@@ -91,8 +91,17 @@ def _headers(kind: str, d: Decision) -> list[tuple[str, str]]:
     ]
 
 
+_LIMITS: dict[int, Limit] = {}
+
+
 def _limit(rate: int) -> Limit:
-    return Limit(min(rate, MAX_RATE), PERIOD)
+    """The per-minute ``Limit`` of ``rate``, memoised (``Limit()`` validates: ~1 µs)."""
+    found = _LIMITS.get(rate)
+    if found is None:
+        if len(_LIMITS) > 10_000:
+            _LIMITS.clear()
+        found = _LIMITS[rate] = Limit(min(rate, MAX_RATE), PERIOD)
+    return found
 
 
 def _tightest(

@@ -468,3 +468,28 @@ async def test_text_from_clients_is_shown_literally_never_as_markup(make_app, op
         await pilot.press("y")
         await wait(pilot)
         assert ops.keys[0]["status"] == "revoked"
+
+
+async def test_budgets_open_from_usage_with_their_spend(make_app, ops, wait):
+    """``B`` on Usage opens every budget with this period's spend, share and reset (issue 13)."""
+    from textual.widgets import DataTable
+
+    app = make_app(ops)
+    async with app.run_test(size=(120, 40)) as pilot:
+        await wait(pilot)
+        await pilot.press("3")
+        await wait(pilot)
+        await pilot.press("B")
+        await wait(pilot)
+        await app.workers.wait_for_complete()
+        await pilot.pause()
+        assert "budgets_list" in ops.calls
+        table = app.screen.query_one("#budgets-table", DataTable)
+        rows = [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+        assert rows[0][:5] == [
+            "key ci-pipeline (sk-llmgw-0001)", "day", "1000.00 RUB", "812.50", "81.2%",
+        ]  # fmt: skip
+        assert rows[1][5:] == ["notify", "2027-01-01 00:00"]
+        await pilot.press("escape")
+        await wait(pilot)
+        assert type(app.screen).__name__ == "UsageScreen"

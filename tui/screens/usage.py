@@ -157,6 +157,14 @@ class UsageScreen(PolledScreen):
             id="usage-breakdown",
             tooltip="Cycle model (with version), version, provider, key, user, status",
         ),
+        Binding(
+            "B",
+            "budgets",
+            "Budgets",
+            id="usage-budgets",
+            tooltip="Every budget, this period's spend and its reset",
+            show=False,
+        ),
     ]
 
     def __init__(self) -> None:
@@ -329,6 +337,12 @@ class UsageScreen(PolledScreen):
         self.period = CUSTOM
         self._period_line()
         self.poll()
+
+    def action_budgets(self) -> None:
+        """Open the budgets table (read-only)."""
+        from llmgw.tui.screens.budgets import BudgetsScreen
+
+        self.app.push_screen(BudgetsScreen())
 
     def action_breakdown(self) -> None:
         """The next breakdown: model, provider, key, user, status."""
