@@ -11,6 +11,7 @@ import copy
 from typing import Any
 
 from llmgw.server.openapi_examples import CATALOG
+from llmgw.server.openapi_providers import add_operation, stored_provider_paths
 
 __all__ = ["admin_paths"]
 
@@ -375,6 +376,7 @@ def admin_paths() -> dict[str, Any]:
             "or `unpriced` (recorded at cost 0). One currency per provider; never converted.",
             _listed(_PRICE), errors=("401", "403", "429"))},
         f"{p}/providers/{{name}}/test": {"post": _provider_test()},
+        **stored_provider_paths(p, _op, _listed),
         f"{p}/models": {"get": _op("adminModels", "The whole model catalog",
             "`GET /api/models` for every model of every provider; `refresh=true` makes the "
             "server ask every provider now (an upstream call per provider; concurrent refreshes "
@@ -420,4 +422,5 @@ def admin_paths() -> dict[str, Any]:
                 "action": ("keys.*", "An action, or a group ending in .*."),
             })},
     }  # fmt: skip
+    paths[f"{p}/providers"]["post"] = add_operation(_op)
     return copy.deepcopy(paths)

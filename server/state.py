@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from llmgw.routing.router import Router
     from llmgw.server.auth import KeyCache
     from llmgw.server.ratelimits import KeyLimits
+    from llmgw.server.reload import ProviderReloader
     from llmgw.storage.backup_schedule import BackupScheduler
     from llmgw.usage.recorder import UsageRecorder
 
@@ -125,6 +126,10 @@ class Gateway:
         """Key changes from other processes (Redis); ``None`` without ``redis_url``."""
         self.conversations: Any = None
         """The ``ConversationStore`` of the conversation routes, made on their first use."""
+        self.live_settings = settings
+        """``settings`` with the enabled stored providers added (``server/reload.py``)."""
+        self.reloader: ProviderReloader | None = None
+        """Applies providers stored in the database; ``None`` when off."""
         self.backups: BackupScheduler | None = None
         """Scheduled backups (``[backup] interval``); ``None`` when off."""
         self.publisher: ChangePublisher | None = None
@@ -217,6 +222,12 @@ class Gateway:
             )
             self.catalog.start()
             stack.push_async_callback(self.catalog.aclose)
+            if s.routing.providers_reload_interval > 0:
+                from llmgw.server.reload import ProviderReloader
+
+                self.reloader = ProviderReloader(self, interval=s.routing.providers_reload_interval)
+                await self.reloader.start()
+                stack.push_async_callback(self.reloader.aclose)
             self.ready = ReadyCheck(self.engine, clock=self.clock)
             await self.limiter.start()
             self.limits = KeyLimits(self.limiter)

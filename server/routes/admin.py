@@ -249,6 +249,36 @@ def _audit(a: LocalAdmin, p: Mapping[str, str], q: Mapping[str, str], b: dict[st
     )
 
 
+def _provider_fields(b: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """A provider body's fields and its credential (``api_key``: sealed, never echoed)."""
+    fields = {k: v for k, v in b.items() if k not in ("name", "kind", "api_key")}
+    secret = b.get("api_key")
+    if secret is not None and not isinstance(secret, str):
+        raise _bad("api_key", "use a string")
+    return fields, secret
+
+
+def _provider_add(
+    a: LocalAdmin, p: Mapping[str, str], q: Mapping[str, str], b: dict[str, Any]
+) -> object:
+    name, kind = b.get("name"), b.get("kind")
+    if not isinstance(name, str) or not name:
+        raise _bad("name", "give the provider's name")
+    if not isinstance(kind, str) or not kind:
+        raise _bad("kind", "use openai, gigachat or yandexgpt")
+    fields, secret = _provider_fields(b)
+    return a.providers_add(name, kind, fields, secret=secret)
+
+
+def _provider_edit(
+    a: LocalAdmin, p: Mapping[str, str], q: Mapping[str, str], b: dict[str, Any]
+) -> object:
+    if "name" in b or "kind" in b:
+        raise _bad("name" if "name" in b else "kind", "cannot change; remove and add instead")
+    fields, secret = _provider_fields(b)
+    return a.providers_edit(p["name"], fields, secret=secret)
+
+
 _OPS: list[tuple[str, str, Handler]] = [
     ("GET", "/keys", lambda a, p, q, b: a.keys_list(include_revoked=q.get("all") == "true")),
     ("POST", "/keys", _key_create),
@@ -277,6 +307,20 @@ _OPS: list[tuple[str, str, Handler]] = [
     ("POST", "/quotas", _quota_set),
     ("DELETE", "/quotas/{ref}", lambda a, p, q, b: a.quotas_delete(p["ref"])),
     ("GET", "/providers/prices", lambda a, p, q, b: a.providers_prices()),
+    ("GET", "/providers/stored", lambda a, p, q, b: a.providers_stored()),
+    ("POST", "/providers", _provider_add),
+    ("PATCH", "/providers/{name}", _provider_edit),
+    ("DELETE", "/providers/{name}", lambda a, p, q, b: a.providers_remove(p["name"])),
+    (
+        "POST",
+        "/providers/{name}/disable",
+        lambda a, p, q, b: a.providers_set_enabled(p["name"], False),
+    ),
+    (
+        "POST",
+        "/providers/{name}/enable",
+        lambda a, p, q, b: a.providers_set_enabled(p["name"], True),
+    ),
     (
         "POST",
         "/providers/{name}/test",

@@ -245,6 +245,8 @@ class RoutingSettings(_Section):
     """Seconds between writes of changed health rows to ``provider_status``."""
     models_refresh_interval: float = Field(default=300.0, ge=1, le=86400)
     """Seconds between background refreshes of the model lists of providers without ``models``."""
+    providers_reload_interval: float = Field(default=1.0, ge=0, le=3600)
+    """Seconds between checks for providers added, changed or removed in the database (``llmgw providers add``); 0 turns stored providers off."""
 
 
 class TuiSettings(_Section):

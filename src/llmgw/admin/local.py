@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from llmgw.auth.keys import KeyChanges, KeyService
     from llmgw.auth.users import UserService
     from llmgw.config import Settings
+    from llmgw.providers.managed import ProviderStore
     from llmgw.usage.reports import GroupBy, UsageFilter
 
 # The services (and through them SQLModel, pydantic and the table classes, a third of a second)
@@ -71,6 +72,8 @@ class _Tx:
     keys: KeyService
     users: UserService
     audit: AuditService
+    bound: Engine
+    """The transaction as an engine (``auth/_db.py:Bound``), for other stores."""
 
 
 @contextmanager
@@ -157,6 +160,7 @@ class LocalAdmin(BudgetOps):
                 KeyService(bound, clock=clock, on_change=held.append),
                 UserService(bound, clock=clock, on_change=held.append),
                 AuditService(bound, clock=clock),
+                bound,
             )
         if self._on_change is not None:
             for change in held:
@@ -433,6 +437,72 @@ class LocalAdmin(BudgetOps):
         with db_errors(self.engine, "reading recent requests"):
             rows = recent_requests(self.engine, limit=limit)
         return [recent_record(r, r["key_prefix"]) for r in rows]
+
+    # -- providers stored in the database (runtime-managed) --------------------------------
+    def _stored(self, tx: _Tx | None = None) -> ProviderStore:
+        from llmgw.providers.managed import ProviderStore, sealer_for
+
+        sealer = sealer_for(self.settings) if self.settings is not None else None
+        return ProviderStore(tx.bound if tx is not None else self.engine, sealer)
+
+    def _clash(self, name: str) -> None:
+        from llmgw.errors import Conflict
+
+        if self.settings is not None and self.settings.provider(name) is not None:
+            raise Conflict(
+                f"provider {name!r} is defined in the config file, which is read-only here and "
+                "wins on a name clash",
+                hint="edit the config file, or choose another name",
+            )
+
+    def _stored_record(self, name: str, tx: _Tx) -> Record:
+        return self._stored(tx).get(name).record()
+
+    def providers_stored(self) -> builtins.list[Record]:
+        """The providers stored in the database (never a credential)."""
+        names = {p.name for p in self.settings.providers} if self.settings is not None else set()
+        return [p.record(shadowed=p.name in names) for p in self._stored().list()]
+
+    def providers_add(
+        self, name: str, kind: str, fields: dict[str, Any], *, secret: str | None = None
+    ) -> Record:
+        """Store a new provider; running gateways pick it up within seconds."""
+        self._clash(name)
+        with self._change("adding a provider") as tx:
+            self._stored(tx).add(name, kind, fields, secret)
+            record = self._stored_record(name, tx)
+            self._audit(tx, "providers.add", name, kind=kind, fields=sorted(fields))
+        return record
+
+    def providers_edit(
+        self, name: str, fields: dict[str, Any], *, secret: str | None = None
+    ) -> Record:
+        """Change a stored provider (``None`` unsets a field; ``secret=""`` removes it)."""
+        self._clash(name)
+        with self._change("changing a provider") as tx:
+            self._stored(tx).edit(name, fields, secret)
+            record = self._stored_record(name, tx)
+            detail = sorted(fields) + (["api_key"] if secret is not None else [])
+            self._audit(tx, "providers.edit", name, fields=detail)
+        return record
+
+    def providers_set_enabled(self, name: str, enabled: bool) -> Record:
+        """Disable (no new requests; running ones finish) or enable a stored provider."""
+        self._clash(name)
+        with self._change("disabling a provider" if not enabled else "enabling a provider") as tx:
+            if self._stored(tx).set_enabled(name, enabled):
+                action = "providers.enable" if enabled else "providers.disable"
+                self._audit(tx, action, name)
+            record = self._stored_record(name, tx)
+        return record
+
+    def providers_remove(self, name: str) -> Record:
+        """Remove a stored provider (its credential with it)."""
+        self._clash(name)
+        with self._change("removing a provider") as tx:
+            old = self._stored(tx).remove(name)
+            self._audit(tx, "providers.remove", name, kind=old.kind)
+        return {**old.record(), "removed": True}
 
     # -- providers ------------------------------------------------------------------------
     def providers_status(self) -> builtins.list[Record]:

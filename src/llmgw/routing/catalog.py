@@ -23,7 +23,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -60,11 +60,26 @@ class ModelCatalog:
         wall: Callable[[], float] = time.time,
     ) -> None:
         self._providers = providers
-        self._configs: dict[str, ProviderConfig] = {p.name: p for p in settings.providers}
         self.interval = interval
         self.timeout = timeout
         self._clock = clock
         self._wall = wall
+        self._configure(settings)
+        self._cards: dict[str, list[ModelCard]] = {}
+        self._found: dict[str, list[dict[str, Any]]] = {}
+        self._offered: dict[str, frozenset[str]] = {}
+        self._listed_at: dict[str, float] = {}
+        self._missing: dict[str, frozenset[str]] = {}
+        self._task: asyncio.Task[None] | None = None
+        self._asks: set[asyncio.Task[None]] = set()
+        self._round: asyncio.Task[None] | None = None
+        self.refreshed_at: float | None = None
+        """Clock time of the last refresh round (``None`` before the first)."""
+        self.errors: dict[str, str] = {}
+        """Provider -> why its last refresh failed (a secret-free message)."""
+
+    def _configure(self, settings: Settings) -> None:
+        self._configs: dict[str, ProviderConfig] = {p.name: p for p in settings.providers}
         self._static: list[dict[str, Any]] = []
         self._ask: list[str] = []
         for p in settings.providers:
@@ -77,17 +92,25 @@ class ModelCatalog:
             for name, cands in settings.aliases.items()
         }
         self._aliases = [_entry(a, "llmgw") for a in settings.aliases]
-        self._cards: dict[str, list[ModelCard]] = {}
-        self._found: dict[str, list[dict[str, Any]]] = {}
-        self._offered: dict[str, frozenset[str]] = {}
-        self._listed_at: dict[str, float] = {}
-        self._missing: dict[str, frozenset[str]] = {}
-        self._task: asyncio.Task[None] | None = None
-        self._round: asyncio.Task[None] | None = None
-        self.refreshed_at: float | None = None
-        """Clock time of the last refresh round (``None`` before the first)."""
-        self.errors: dict[str, str] = {}
-        """Provider -> why its last refresh failed (a secret-free message)."""
+
+    def reconfigure(self, settings: Settings, changed: Iterable[str]) -> None:
+        """Take a new provider set (providers managed at runtime): forget the lists of the
+        providers that are gone or ``changed``, and ask those that are new or changed now."""
+        self._configure(settings)
+        changed = set(changed)
+        for cache in (self._cards, self._found, self._offered, self._listed_at, self._missing):
+            for name in [n for n in cache if n not in self._configs or n in changed]:
+                del cache[name]
+        for name in [n for n in self.errors if n not in self._configs]:
+            del self.errors[name]
+        if self._task is None:
+            self.start()
+        else:
+            loop = asyncio.get_running_loop()
+            for name in changed & set(self._configs):
+                task = loop.create_task(self._refresh_one(name), name=f"llmgw-models-{name}")
+                self._asks.add(task)
+                task.add_done_callback(self._asks.discard)
 
     def entries(self) -> list[dict[str, Any]]:
         """Every model entry, in config order, then discovered models, then aliases."""

@@ -159,6 +159,12 @@ class HealthTracker:
         with self._lock:
             self._entries.pop((provider, model), None)
 
+    def forget_provider(self, provider: str) -> None:
+        """Drop every entry of ``provider`` (a runtime-managed provider removed or disabled)."""
+        with self._lock:
+            for key in [k for k in self._entries if k[0] == provider]:
+                del self._entries[key]
+
     def record_success(self, provider: str, model: str, latency: float) -> None:
         """An attempt succeeded after ``latency`` seconds (time to first chunk for streams)."""
         ms = latency * 1000.0

@@ -60,6 +60,10 @@ class TrackedModels:
             self.on_evict(provider, old)
         return model
 
+    def add_passthrough(self, provider: str) -> None:
+        """Track ``provider`` as one with ``models = []`` (added at runtime)."""
+        self._lru.setdefault(provider, OrderedDict())
+
     def tracked(self, provider: str) -> list[str]:
         """The names ``provider`` tracks now, least recently used first (empty if configured)."""
         return list(self._lru.get(provider, ()))

@@ -378,3 +378,4 @@ instance, then ``sent`` (``llmgw.usage.report_schedule``; migration 0015)."""
 from llmgw.storage import alert_tables as _alert_tables  # noqa: E402, F401
 from llmgw.storage import budget_tables as _budget_tables  # noqa: E402, F401
 from llmgw.storage import conversation_tables as _conversation_tables  # noqa: E402, F401
+from llmgw.storage import provider_tables as _provider_tables  # noqa: E402, F401
