@@ -68,7 +68,7 @@ def stored_provider_paths(p: str, op: Any, listed: Any) -> dict[str, Any]:
 
 def add_operation(op: Any) -> dict[str, Any]:
     """``POST /providers``: add a stored provider."""
-    return op("adminAddProvider", "Add a provider",
+    added: dict[str, Any] = op("adminAddProvider", "Add a provider",
         "Store a provider (`name`, `kind` and any `[[providers]]` field but `api_key_env`, "
         "`ca_bundle` and `service_account_key_file`); `api_key` is its credential, sealed with "
         "AES-GCM and never answered. Every running gateway serves it within about `[routing] "
@@ -77,3 +77,4 @@ def add_operation(op: Any) -> dict[str, Any]:
         STORED, errors=("400", "401", "403", "409", "429", "503"),
         body={"name": "vllm", "kind": "openai", "base_url": "http://vllm.internal:8000/v1",
               "models": ["llama-3.1-8b"], "api_key": "sk-..."})  # fmt: skip
+    return added

@@ -35,6 +35,10 @@ def _until(check: Callable[[], bool], timeout: float) -> float:
     return time.monotonic() - start
 
 
+def _answers(http: httpx.Client, key: str, status: int) -> Callable[[], bool]:
+    return lambda: _chat(http, "second/extra-model", key).status_code == status
+
+
 @pytest.fixture
 def three(settings: Settings) -> Any:
     from llmgw.emulators.runner import serve_in_thread
@@ -84,7 +88,7 @@ def test_a_provider_added_through_the_api_serves_on_three_instances_then_disable
         assert SECOND_KEY not in added.text and "aesgcm" not in added.text
         t0 = time.monotonic()
         for http in clients:
-            _until(lambda h=http: _chat(h, "second/extra-model", admin).status_code == 200, 5)
+            _until(_answers(http, admin, 200), 5)
         assert time.monotonic() - t0 < 5.0
         # Listed with its model, and the credential is sealed at rest.
         stored = clients[1].get(
@@ -117,7 +121,7 @@ def test_a_provider_added_through_the_api_serves_on_three_instances_then_disable
         )
         assert off.status_code == 200 and off.json()["enabled"] is False
         for http in clients:
-            _until(lambda h=http: _chat(h, "second/extra-model", admin).status_code == 404, 5)
+            _until(_answers(http, admin, 404), 5)
         streamer.join(15)
         assert chunks and chunks[-1] == "data: [DONE]", chunks[-3:]
     finally:

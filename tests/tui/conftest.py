@@ -286,6 +286,30 @@ class FixtureOps:
             raise Unavailable("openai: connection refused by 127.0.0.1:9", hint="is it running?")
         return {"provider": name, "ok": True, "check": "chat", "latency_ms": 412.5, "model": model}
 
+    def providers_stored(self) -> list[Record]:
+        self._check("providers_stored")
+        return []
+
+    def providers_add(
+        self, name: str, kind: str, fields: dict[str, Any], *, secret: str | None = None
+    ) -> Record:
+        self._check(f"providers_add:{name}")
+        return {"name": name, "kind": kind, "enabled": True, "has_secret": secret is not None}
+
+    def providers_edit(
+        self, name: str, fields: dict[str, Any], *, secret: str | None = None
+    ) -> Record:
+        self._check(f"providers_edit:{name}")
+        return {"name": name, **fields}
+
+    def providers_set_enabled(self, name: str, enabled: bool) -> Record:
+        self._check(f"providers_set_enabled:{name}:{enabled}")
+        return {"name": name, "enabled": enabled}
+
+    def providers_remove(self, name: str) -> Record:
+        self._check(f"providers_remove:{name}")
+        return {"name": name, "removed": True}
+
     def providers_prices(self) -> list[Record]:
         from llmgw.admin.records import price_records
         from llmgw.config import ProviderConfig

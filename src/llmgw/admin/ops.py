@@ -214,6 +214,31 @@ class AdminOps(Protocol):
         connection refused, timeout...). Recorded in the audit log as ``providers.test``."""
         ...
 
+    def providers_stored(self) -> list[Record]:
+        """The providers stored in the database (never a credential: ``has_secret``)."""
+        ...
+
+    def providers_add(
+        self, name: str, kind: str, fields: dict[str, Any], *, secret: str | None = None
+    ) -> Record:
+        """Store a provider (``fields``: ``[[providers]]`` fields; ``secret`` sealed); running
+        gateways serve it within seconds. A config-file name is ``Conflict``."""
+        ...
+
+    def providers_edit(
+        self, name: str, fields: dict[str, Any], *, secret: str | None = None
+    ) -> Record:
+        """Change a stored provider (a ``None`` value unsets a field)."""
+        ...
+
+    def providers_set_enabled(self, name: str, enabled: bool) -> Record:
+        """Disable (running requests finish) or enable a stored provider (idempotent)."""
+        ...
+
+    def providers_remove(self, name: str) -> Record:
+        """Remove a stored provider and its credential."""
+        ...
+
     def models_catalog(self, *, refresh: bool = False) -> Record:
         """The model catalog (``llmgw.routing.catalog.ModelCatalog.describe``): ``{"object":
         "list", "data": [model records], "providers": [provider records], "ttl_seconds"}``.

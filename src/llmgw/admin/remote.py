@@ -360,6 +360,35 @@ class RemoteAdmin(RemoteBudgetOps):
         """One real round trip to provider ``name``, made by the server."""
         return self._one("POST", f"/providers/{quote(name, safe='')}/test", {"model": model})
 
+    def providers_stored(self) -> builtins.list[Record]:
+        """The providers stored in the server's database."""
+        return self._list("/providers/stored")
+
+    def providers_add(
+        self, name: str, kind: str, fields: dict[str, Any], *, secret: str | None = None
+    ) -> Record:
+        """Store a provider through the server."""
+        body = {**fields, "name": name, "kind": kind}
+        if secret is not None:
+            body["api_key"] = secret
+        return self._one("POST", "/providers", body)
+
+    def providers_edit(
+        self, name: str, fields: dict[str, Any], *, secret: str | None = None
+    ) -> Record:
+        """Change a stored provider through the server."""
+        body = dict(fields) if secret is None else {**fields, "api_key": secret}
+        return self._one("PATCH", f"/providers/{quote(name, safe='')}", body)
+
+    def providers_set_enabled(self, name: str, enabled: bool) -> Record:
+        """Disable or enable a stored provider through the server."""
+        verb = "enable" if enabled else "disable"
+        return self._one("POST", f"/providers/{quote(name, safe='')}/{verb}")
+
+    def providers_remove(self, name: str) -> Record:
+        """Remove a stored provider through the server."""
+        return self._one("DELETE", f"/providers/{quote(name, safe='')}")
+
     def models_catalog(self, *, refresh: bool = False) -> Record:
         """The server's cached catalog (``GET /admin/v1/models``), refreshed first on request."""
         data = self._call("GET", "/models", params={"refresh": "true" if refresh else "false"})

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from llmgw.cli.output import emit_json, print_table, stdout, when_text
+from llmgw.cli.output import confirm, emit_json, print_table, stdout, when_text
 from llmgw.cli.state import state
 from llmgw.config import ProviderConfig, Settings
 from llmgw.errors import (
@@ -23,7 +23,7 @@ from llmgw.storage.db import mask_url
 __all__ = ["providers_app"]
 
 providers_app = typer.Typer(
-    help="Configured upstream providers: list, prices, models, health status, test, secrets.",
+    help="Configured upstream providers: list, prices, models, health status, test, secrets; add, edit, disable, remove stored ones.",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
@@ -436,3 +436,151 @@ def providers_set_secret(
     out.print(f"stored the secret of {name} in the OS keyring (service {KEYRING_SERVICE!r})")
     if cfg.api_key_env and os.environ.get(cfg.api_key_env):
         out.print(f"[yellow]note:[/yellow] ${cfg.api_key_env} is set and takes precedence")
+
+
+# -- providers stored in the database (managed at runtime) ------------------------------------
+_YES = Annotated[
+    bool, typer.Option("--yes", "-y", help="Do not ask; required when stdin is not a terminal.")
+]
+_NAME = Annotated[str, typer.Argument(metavar="NAME", help="The stored provider's name.")]
+_BASE = Annotated[str | None, typer.Option("--base-url", help="The provider's API base URL.")]
+_MODELS = Annotated[
+    list[str] | None,
+    typer.Option("--model", "-m", help="A model it offers (repeat; none: ask the provider)."),
+]
+_FOLDER = Annotated[str | None, typer.Option("--folder-id", help="YandexGPT: the folder ID.")]
+_CONC = Annotated[
+    int | None, typer.Option("--max-concurrency", help="Most requests in flight to it at once.")
+]
+_KEY_STDIN = Annotated[
+    bool,
+    typer.Option(
+        "--api-key-stdin",
+        help="Read the credential from stdin (asked without echo on a terminal); it is stored "
+        "sealed and never shown.",
+    ),
+]
+
+
+def _secret(from_stdin: bool) -> str | None:
+    if not from_stdin:
+        return None
+    if sys.stdin.isatty():
+        value = str(typer.prompt("API key", hide_input=True, err=True))
+    else:
+        value = sys.stdin.readline()
+    value = value.strip()
+    if not value:
+        raise UsageError("the credential read from stdin is empty", hint="pipe the key in")
+    return value
+
+
+def _fields(
+    base_url: str | None, models: list[str] | None, folder: str | None, conc: int | None
+) -> dict[str, Any]:
+    given = {"base_url": base_url, "models": models, "folder_id": folder, "max_concurrency": conc}
+    return {k: v for k, v in given.items() if v is not None}
+
+
+def _show_stored(record: dict[str, Any], as_json: bool, verb: str) -> None:
+    if as_json:
+        emit_json(record)
+        return
+    state_ = "enabled" if record.get("enabled") else "disabled"
+    models = ", ".join(record.get("models") or []) or "asked from the provider"
+    typer.echo(f"{verb} provider {record['name']} ({record['kind']}, {state_}; models: {models})")
+    typer.echo("running gateways apply it within seconds, without a restart")
+
+
+@providers_app.command("stored")
+def providers_stored(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """List the providers stored in the database (added with `providers add`), never a secret."""
+    rows = state(ctx).admin().providers_stored()
+    if as_json:
+        emit_json(rows)
+        return
+    table = [
+        {
+            "name": r["name"],
+            "kind": r["kind"],
+            "enabled": "yes" if r["enabled"] else "no",
+            "models": ", ".join(r.get("models") or []) or "(ask)",
+            "base_url": r.get("base_url") or "(default)",
+            "secret": "sealed" if r["has_secret"] else "none",
+            "note": "shadowed by the config file" if r.get("shadowed_by_config") else "",
+        }
+        for r in rows
+    ]
+    print_table(table, ["name", "kind", "enabled", "models", "base_url", "secret", "note"])
+
+
+@providers_app.command("add")
+def providers_add(
+    ctx: typer.Context,
+    name: _NAME,
+    kind: Annotated[
+        str, typer.Option("--kind", help="openai, gigachat or yandexgpt.", show_default=False)
+    ],
+    base_url: _BASE = None,
+    models: _MODELS = None,
+    folder_id: _FOLDER = None,
+    max_concurrency: _CONC = None,
+    api_key_stdin: _KEY_STDIN = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Store a provider in the database; running gateways serve it within seconds, no restart.
+
+    A name the config file defines is refused: config-file providers are read-only and win.
+    """
+    fields = _fields(base_url, models, folder_id, max_concurrency)
+    record = state(ctx).admin().providers_add(name, kind, fields, secret=_secret(api_key_stdin))
+    _show_stored(record, as_json, "added")
+
+
+@providers_app.command("edit")
+def providers_edit(
+    ctx: typer.Context,
+    name: _NAME,
+    base_url: _BASE = None,
+    models: _MODELS = None,
+    folder_id: _FOLDER = None,
+    max_concurrency: _CONC = None,
+    api_key_stdin: _KEY_STDIN = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change a stored provider (the options given replace those fields); applied within seconds,
+    requests in flight finish on the old settings."""
+    fields = _fields(base_url, models, folder_id, max_concurrency)
+    secret = _secret(api_key_stdin)
+    if not fields and secret is None:
+        raise UsageError("nothing to change", hint="give --base-url, --model, or --api-key-stdin")
+    record = state(ctx).admin().providers_edit(name, fields, secret=secret)
+    _show_stored(record, as_json, "changed")
+
+
+@providers_app.command("disable")
+def providers_disable(
+    ctx: typer.Context, name: _NAME, as_json: JsonOpt = False, yes: _YES = False
+) -> None:
+    """Stop sending new requests to a stored provider (asks first); running ones finish."""
+    confirm(f"disable provider {name}", "its models answer 404 within seconds", yes=yes)
+    _show_stored(state(ctx).admin().providers_set_enabled(name, False), as_json, "disabled")
+
+
+@providers_app.command("enable")
+def providers_enable(ctx: typer.Context, name: _NAME, as_json: JsonOpt = False) -> None:
+    """Enable a disabled stored provider again."""
+    _show_stored(state(ctx).admin().providers_set_enabled(name, True), as_json, "enabled")
+
+
+@providers_app.command("remove")
+def providers_remove(
+    ctx: typer.Context, name: _NAME, as_json: JsonOpt = False, yes: _YES = False
+) -> None:
+    """Delete a stored provider and its credential (asks first); running requests finish."""
+    confirm(f"remove provider {name}", "its settings and credential are deleted", yes=yes)
+    record = state(ctx).admin().providers_remove(name)
+    if as_json:
+        emit_json(record)
+        return
+    typer.echo(f"removed provider {name}; running gateways stop routing to it within seconds")

@@ -1,0 +1,55 @@
+"""``llmgw providers add|edit|disable|enable|remove|stored`` on the local database: the
+credential read from stdin is sealed and never printed, destructive commands ask first."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+
+from tests.conftest import CliResult
+
+SECRET = "sk-stored-provider-credential-0123456789"
+
+
+def test_add_edit_disable_remove_a_stored_provider(
+    cli: Callable[..., CliResult], home: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run = cli
+    monkeypatch.setattr("sys.stdin", io.StringIO(SECRET + "\n"))
+    r = run(
+        "providers", "add", "vllm", "--kind", "openai", "--base-url", "http://127.0.0.1:9/v1",
+        "-m", "llama", "--api-key-stdin", "--json",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    added = json.loads(r.stdout)
+    assert (added["name"], added["has_secret"], added["models"]) == ("vllm", True, ["llama"])
+    assert SECRET not in r.stdout + r.stderr
+    r = run("providers", "edit", "vllm", "-m", "llama", "-m", "qwen", "--json")
+    assert json.loads(r.stdout)["models"] == ["llama", "qwen"]
+    r = run("providers", "add", "vllm", "--kind", "openai")
+    assert r.exit_code == 5 and "exists" in r.stderr
+    r = run("providers", "disable", "vllm")
+    assert r.exit_code == 2 and "--yes" in r.stderr  # not a terminal: refused, nothing changed
+    r = run("providers", "stored", "--json")
+    assert json.loads(r.stdout)[0]["enabled"] is True
+    r = run("providers", "disable", "vllm", "--yes", "--json")
+    assert json.loads(r.stdout)["enabled"] is False
+    table = run("providers", "stored")
+    assert "vllm" in table.stdout and "sealed" in table.stdout and SECRET not in table.stdout
+    r = run("providers", "remove", "vllm", "--yes")
+    assert r.exit_code == 0 and "removed provider vllm" in r.stdout
+    assert json.loads(run("providers", "stored", "--json").stdout) == []
+    engine = sa.create_engine(f"sqlite:///{home / 'llmgw.db'}")
+    with engine.connect() as conn:
+        audit = conn.execute(sa.text("SELECT action, detail FROM audit_log")).all()
+    engine.dispose()
+    actions = [a for a, _ in audit if a.startswith("providers.")]
+    assert actions == ["providers.add", "providers.edit", "providers.disable", "providers.remove"]
+    assert SECRET not in str(audit)
+    r = run("providers", "remove", "vllm", "--yes")
+    assert r.exit_code == 4 and "no stored provider" in r.stderr
