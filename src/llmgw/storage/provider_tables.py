@@ -1,4 +1,4 @@
-"""Providers managed at runtime (issue 16, part 2). Migration ``0015_providers`` creates them.
+"""Providers managed at runtime (issue 16, part 2). Migration ``0016_providers`` creates them.
 
 One row per provider added through the admin API or ``llmgw providers add``: the
 ``[[providers]]`` fields as JSON (``config``, never a credential), the credential sealed with
