@@ -40,6 +40,8 @@ _ERRORS = {
     "400": "Invalid JSON, invalid UTF-8, schema violation or a forbidden steering field.",
     "401": "Missing, malformed, unknown, expired or revoked API key.",
     "403": "The key's model allow-list does not include this model.",
+    "402": "A budget with a hard stop is spent (`budget_exceeded`; `Retry-After` runs to its "
+    "reset, see docs/budgets.md).",
     "404": "Unknown model or alias, or no provider serves it (an upstream 404 after fallback).",
     "408": "The request's headers or body did not arrive within `server.request_receipt_timeout`.",
     "413": "Body larger than `server.max_body_bytes`.",
@@ -88,7 +90,7 @@ def openapi_document() -> dict[str, Any]:
             alt.update(minItems=1, maxItems=2048)
             _bound_token_ids(alt)
     obj = {"type": "object"}
-    upstream = ["400", "401", "403", "404", "408", "413", "429", "502", "503", "504"]
+    upstream = ["400", "401", "402", "403", "404", "408", "413", "429", "502", "503", "504"]
     security: list[dict[str, list[str]]] = [{"bearer": []}, {"apiKey": []}]
     document = {
         "openapi": "3.1.0",

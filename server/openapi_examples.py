@@ -267,6 +267,9 @@ ERRORS: dict[str, dict[str, Any]] = {
             "param": None, "code": "request_timeout"},
     "413": {"message": "request body is larger than the limit of 1048576 bytes",
             "type": "invalid_request_error", "param": None, "code": "payload_too_large"},
+    "402": {"message": "budget exceeded for this API key: 1003.20 of 1000.00 RUB this day; resets "
+                       "at 2026-12-04T00:00:00Z",
+            "type": "insufficient_quota", "param": None, "code": "budget_exceeded"},
     "429": {"message": "rate limit reached for this API key: 60 requests per minute; retry in 1s",
             "type": "rate_limit_error", "param": None, "code": "rate_limit_exceeded"},
     "502": {"message": "upstream local failed (HTTP 500)", "type": "api_error", "param": None,
