@@ -90,6 +90,9 @@ def test_a_provider_added_through_the_api_serves_on_three_instances_then_disable
         for http in clients:
             _until(_answers(http, admin, 200), 5)
         assert time.monotonic() - t0 < 5.0
+        status = clients[2].get("/api/providers", headers={"Authorization": f"Bearer {admin}"})
+        rows = {(r["provider"], r["model"]) for r in status.json()["data"]}
+        assert ("second", "extra-model") in rows
         # Listed with its model, and the credential is sealed at rest.
         stored = clients[1].get(
             "/admin/v1/providers/stored", headers={"Authorization": f"Bearer {admin}"}
