@@ -157,3 +157,36 @@ def test_config_file_providers_are_read_only_and_win_a_name_clash(
         assert bad.status_code == 400 and "api_key_env" in bad.text
         missing = http.patch("/admin/v1/providers/nope", json={"models": []}, headers=auth)
         assert missing.status_code == 404
+
+
+def test_the_cli_manages_stored_providers_through_a_server(
+    gateway_server: Any, test_engine: Engine, cli: Callable[..., Any]
+) -> None:
+    """``llmgw --url URL --token KEY providers add|stored|remove``: the same records remotely."""
+    import json
+
+    local = LocalAdmin(test_engine, Actor.local())
+    local.users_create("root@example.com", role="admin")
+    token = str(local.keys_create("root", user="root@example.com")["key"])
+    remote = ("--url", gateway_server.url, "--token", token, "providers")
+    r = cli(*remote, "add", "vllm", "--kind", "openai", "--base-url", "http://127.0.0.1:9/v1",
+            "-m", "llama", "--json")  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["source"] == "database"
+    assert [p["name"] for p in json.loads(cli(*remote, "stored", "--json").stdout)] == ["vllm"]
+    r = cli(*remote, "add", "openai", "--kind", "openai")
+    assert r.exit_code == 5 and "config file" in r.stderr  # the config-file provider wins
+    assert cli(*remote, "remove", "vllm", "--yes").exit_code == 0
+    assert local.providers_stored() == []
+
+
+def test_a_sealed_credential_opens_only_with_its_key_and_name() -> None:
+    from llmgw.errors import ConfigError
+    from llmgw.providers.managed import Sealer
+
+    box = Sealer(b"k" * 32).seal(SECOND_KEY, "second")
+    assert SECOND_KEY not in box and Sealer(b"k" * 32).open(box, "second") == SECOND_KEY
+    with pytest.raises(ConfigError, match="same \\[identity\\] signing_secret|cannot be opened"):
+        Sealer(b"x" * 32).open(box, "second")
+    with pytest.raises(ConfigError):
+        Sealer(b"k" * 32).open(box, "other")  # bound to the provider's name
