@@ -190,3 +190,30 @@ def test_a_sealed_credential_opens_only_with_its_key_and_name() -> None:
         Sealer(b"x" * 32).open(box, "second")
     with pytest.raises(ConfigError):
         Sealer(b"k" * 32).open(box, "other")  # bound to the provider's name
+
+
+def test_an_edit_and_a_removal_apply_without_a_restart(
+    gateway_server: Any, test_engine: Engine, upstream_factory: Callable[..., Any]
+) -> None:
+    local = LocalAdmin(test_engine, Actor.local())
+    local.users_create("root@example.com", role="admin")
+    key = str(local.keys_create("root", user="root@example.com")["key"])
+    auth = {"Authorization": f"Bearer {key}"}
+    up = upstream_factory(api_key=SECOND_KEY, models=())  # accepts any model name
+    with httpx.Client(base_url=gateway_server.url, timeout=10, headers=auth) as http:
+
+        def status(model: str) -> Callable[[], bool]:
+            return lambda: _chat(http, model, key).status_code == 200
+
+        body = {"name": "second", "kind": "openai", "base_url": f"{up.url}/v1",
+                "models": ["extra-model"], "api_key": SECOND_KEY}  # fmt: skip
+        assert http.post("/admin/v1/providers", json=body).status_code == 200
+        _until(status("second/extra-model"), 5)
+        assert _chat(http, "second/newer", key).status_code == 404
+        edited = http.patch("/admin/v1/providers/second", json={"models": ["newer"]})
+        assert edited.status_code == 200 and edited.json()["revision"] == 2
+        _until(status("second/newer"), 5)
+        assert _chat(http, "second/extra-model", key).status_code == 404
+        assert http.delete("/admin/v1/providers/second").status_code == 200
+        _until(lambda: _chat(http, "second/newer", key).status_code == 404, 5)
+        assert _chat(http, "openai/gpt-4o-mini", key).status_code == 200
