@@ -86,7 +86,7 @@ def main() -> None:
             "report monthly --format html": [
                 "report", "monthly", "--date", month, "--format", "html", "--out", str(tmp / "m.html"),
             ],
-            "llmgw --help (process start, baseline)": ["--help"],
+            "--help (process start, baseline)": ["--help"],
         }  # fmt: skip
         results = []
         for label, cmd in commands.items():
