@@ -471,6 +471,20 @@ def _ai(severity: str, category: str, summary: str) -> dict[str, Any]:
     }  # fmt: skip
 
 
+def _publications() -> list[Record]:
+    """The fire sent to PagerDuty, the resolve given up after three 400s (as
+    ``llmgw.alerts.publishers.records.publications`` returns them)."""
+    row = {"target": "pd-db", "type": "pagerduty", "next_at": None}
+    return [
+        {**row, "action": "fire", "state": "sent", "external_id": "llmgw-3f2a9c1e7b",
+         "http_status": 202, "attempts": 1, "error": None,
+         "updated_at": _iso(NOW - timedelta(minutes=94))},
+        {**row, "action": "resolve", "state": "failed", "external_id": None,
+         "http_status": 400, "attempts": 3, "error": "HTTP 400: Invalid routing key",
+         "updated_at": _iso(NOW - timedelta(minutes=89))},
+    ]  # fmt: skip
+
+
 class FixtureAlerts:
     """An ``AlertSource`` over fixed alerts: every severity, firing and resolved, classified,
     pending and failed; ``ack`` and ``reclassify`` change them as the server would."""
@@ -495,7 +509,8 @@ class FixtureAlerts:
                    acked_at=_iso(NOW - timedelta(minutes=35)), acked_by="ana@example.com",
                    note="deploy rolled back"),
             _alert(2, "NodeDown", "critical", "resolved", 90,
-                   _ai("critical", "availability", "node2 stopped answering scrapes")),
+                   _ai("critical", "availability", "node2 stopped answering scrapes"),
+                   publications=_publications()),
             _alert(1, "Watchdog", None, "firing", 120, {"status": "skipped"}),
         ]  # fmt: skip
 

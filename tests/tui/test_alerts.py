@@ -59,6 +59,20 @@ def test_alert_detail_snapshot(snap_compare, make_app, ops, alerts, wait, size):
     assert snap_compare(make_app(ops, alerts=alerts), terminal_size=size, run_before=show)
 
 
+def test_alert_publications_snapshot(snap_compare, make_app, ops, alerts, wait):
+    """A resolved alert's publications at 80x24, scrolled to: the fire sent (HTTP 202, the
+    dedup key), the resolve failed after 3 attempts with its last error, then the timeline."""
+
+    async def show(pilot):
+        await open_alerts(pilot, wait)
+        await pilot.press(*["down"] * 5, "enter")  # #2 NodeDown
+        await wait(pilot)
+        await pilot.press(*["down"] * 6)  # the body scrolls (the AI box stays below)
+        await wait(pilot)
+
+    assert snap_compare(make_app(ops, alerts=alerts), terminal_size=(80, 24), run_before=show)
+
+
 async def test_filters_by_status_severity_and_text(make_app, ops, alerts, wait):
     app = make_app(ops, alerts=alerts)
     async with app.run_test(size=(100, 30)) as pilot:

@@ -1,5 +1,6 @@
 """One alert: what Alertmanager sent (labels, annotations, times), the AI classification marked
-as AI output, and the timeline; ``a`` acknowledges, ``c`` re-classifies, Escape goes back.
+as AI output, its publications (one row per target and action) and the timeline; ``a``
+acknowledges, ``c`` re-classifies, Escape goes back.
 
 It polls ``AlertSource.show`` like any screen, so a re-classification's result (pending, then
 the model's answer) and other people's acknowledgements appear while it is open. At 120 columns
@@ -23,6 +24,35 @@ if TYPE_CHECKING:
     from llmgw.admin.ops import AdminOps
 
 __all__ = ["AlertDetailScreen"]
+
+
+_STATE_COLORS = {"sent": "success", "failed": "error", "unknown": "error",
+                 "sending": "warning", "retrying": "warning"}  # fmt: skip
+"""The theme variable a publication's state is drawn in."""
+
+
+def _publications(pubs: list[dict[str, Any]], colors: dict[str, str]) -> Text:
+    """One row per target and action: action, target (type), state, HTTP status, attempts,
+    when it last changed; below it, dim, the external id, the next try and the last error."""
+    out = Text()
+    for i, p in enumerate(pubs):
+        state = str(p.get("state"))
+        attempts = p.get("attempts") or 0
+        out.append("\n" if i else "")
+        out.append(f"{p.get('action')!s:<8}", style="bold")
+        out.append(f"{p.get('target')} ({p.get('type')})  ")
+        out.append(state, style=f"bold {colors.get(_STATE_COLORS.get(state, ''), '')}")
+        out.append(f"  HTTP {p.get('http_status') or '-'}")
+        out.append(f"  {attempts} attempt{'' if attempts == 1 else 's'}")
+        out.append(f"  {short_time(p.get('updated_at'))}", style="dim")
+        if p.get("external_id"):
+            out.append(f"\n        id {p['external_id']}", style="dim")
+        if p.get("next_at") and state == "retrying":
+            out.append(f"\n        next try {short_time(p['next_at'])}", style="dim")
+        if p.get("error"):
+            out.append("\n        last error: ", style="dim")
+            out.append(str(p["error"]), style=colors.get("error", ""))
+    return out
 
 
 def _timeline(events: list[dict[str, Any]]) -> Text:
@@ -63,6 +93,8 @@ class AlertDetailScreen(AlertActions):
             with VerticalScroll(id="alert-body"):
                 yield Static("", id="alert-head")
                 yield Static("", id="alert-labels")
+                yield Static("Publications", id="alert-publications-title", classes="section")
+                yield Static("", id="alert-publications")
                 yield Static("Timeline", classes="section")
                 yield Static("", id="alert-timeline")
             with VerticalScroll(id="alert-ai-column"):
@@ -129,6 +161,11 @@ class AlertDetailScreen(AlertActions):
         facts.append("labels: ", style="bold")
         facts.append(", ".join(f"{k}={v}" for k, v in sorted(labels.items())), style="dim")
         self.query_one("#alert-labels", Static).update(facts)
+
+        pubs = rec.get("publications") or []
+        for ident in ("#alert-publications-title", "#alert-publications"):
+            self.query_one(ident).display = bool(pubs)  # none: no target, or not loaded yet
+        self.query_one("#alert-publications", Static).update(_publications(pubs, colors))
 
         events = rec.get("timeline")
         self.query_one("#alert-timeline", Static).update(

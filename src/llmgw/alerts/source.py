@@ -30,7 +30,9 @@ class AlertSource(Protocol):
         ...
 
     def show(self, alert_id: int) -> dict[str, Any]:
-        """One occurrence with its timeline and classification."""
+        """One occurrence with its timeline, classification and ``publications`` (one per
+        target and action: ``target, type, action, state, external_id, http_status,
+        attempts, error, next_at, updated_at``, as ``GET /api/alerts/{id}/publications``)."""
         ...
 
     def ack(self, alert_id: int, note: str | None) -> dict[str, Any]:
