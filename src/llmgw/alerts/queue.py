@@ -1,9 +1,11 @@
 """The durable job queue (``alert_jobs``): claim under a lease, finish, retry, give up.
 
-A claim is a conditional ``UPDATE`` per candidate row (pending and due, or running with an
-expired lease), so two workers (two instances, or two processes) never run the same job: on
-PostgreSQL the second update waits for the first and then finds the row no longer matches; on
-SQLite writes are serialised anyway. A worker that dies mid-job leaves the row ``running``;
+On PostgreSQL a claim is one statement for the whole batch: an ``UPDATE ... RETURNING`` of the
+due rows (pending and due, or running with an expired lease) picked by a materialised ``WITH``
+sub-select ``FOR UPDATE SKIP LOCKED``, so two workers (two instances, or two processes) never run
+the same job: rows another worker is claiming are skipped, not waited for, and the update
+re-checks that each row is still due. Elsewhere (SQLite, whose writes are serialised anyway) it is
+a conditional ``UPDATE`` per candidate row. A worker that dies mid-job leaves the row ``running``;
 its lease runs out and another worker takes it over (``attempts`` counts every claim, so a job
 that crashes its worker every time still reaches ``alerts.max_attempts``).
 """
@@ -56,6 +58,33 @@ class JobQueue:
             sa.and_(c.state == "pending", c.run_after <= now),
             sa.and_(c.state == "running", c.lease_until < now),
         )
+        until = now + timedelta(seconds=lease_seconds)
+        values = {
+            "state": "running",
+            "lease_owner": self.owner,
+            "lease_until": until,
+            "attempts": c.attempts + 1,
+            "updated_at": now,
+        }
+        if self.engine.dialect.name == "postgresql":
+            pick = (
+                sa.select(c.id)
+                .where(due)
+                .order_by(c.run_after, c.id)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+                .cte("pick")
+                .prefix_with("MATERIALIZED")  # run once: ``IN (sub-select)`` may re-run it
+            )
+            with self.engine.begin() as conn:
+                rows = conn.execute(
+                    sa.update(JOBS)
+                    .where(c.id == pick.c.id, due)
+                    .values(**values)
+                    .returning(c.id, c.alert_id, c.step, c.attempts, c.run_after)
+                ).all()
+            got = sorted(rows, key=lambda r: (r.run_after, r.id))
+            return [ClaimedJob(int(r.id), int(r.alert_id), r.step, int(r.attempts)) for r in got]
         claimed: list[ClaimedJob] = []
         with self.engine.begin() as conn:
             rows = conn.execute(
@@ -64,19 +93,8 @@ class JobQueue:
                 .order_by(c.run_after, c.id)
                 .limit(limit)
             ).all()
-            until = now + timedelta(seconds=lease_seconds)
             for r in rows:
-                done = conn.execute(
-                    sa.update(JOBS)
-                    .where(c.id == r.id, due)
-                    .values(
-                        state="running",
-                        lease_owner=self.owner,
-                        lease_until=until,
-                        attempts=c.attempts + 1,
-                        updated_at=now,
-                    )
-                )
+                done = conn.execute(sa.update(JOBS).where(c.id == r.id, due).values(**values))
                 if done.rowcount:
                     claimed.append(ClaimedJob(int(r.id), int(r.alert_id), r.step, r.attempts + 1))
         return claimed
