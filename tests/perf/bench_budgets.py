@@ -56,10 +56,10 @@ def _setup(
     limits = KeyLimits(limiter)
     tracker = BudgetTracker(
         BudgetSettings(),
-        engine=None,
+        engine=None,  # type: ignore[arg-type]  # never reached: no refresh or reconcile runs
         notifier=Notifier(NotifySettings()),
         currencies={"openai": "USD"},
-    )  # type: ignore[arg-type]
+    )
     limits.budgets = tracker
     if with_budgets:
         quotas = [SimpleNamespace(scope="user", subject_id=user_id, model="", rpm=BIG, tpm=None)]

@@ -42,7 +42,7 @@ def wait(url: str, path: str, proc: subprocess.Popen[bytes]) -> None:
         except httpx.TransportError:
             pass
         if proc.poll() is not None:
-            raise SystemExit(f"{proc.args} exited")
+            raise SystemExit(f"{proc.args!r} exited")
         time.sleep(0.1)
     raise SystemExit(f"{url} did not start")
 
