@@ -202,6 +202,12 @@ def test_the_openapi_examples_have_the_shape_of_the_real_answers(
         ).json()
         quota = http.post("/admin/v1/quotas", json={"user": "ann@example.com", "rpm": 100})
         assert quota.status_code == 200, quota.text
+        stored = http.post(  # a provider kept in the database: GET /admin/v1/providers/stored
+            "/admin/v1/providers",
+            json={"name": "vllm", "kind": "openai", "base_url": "http://127.0.0.1:9/v1",
+                  "models": ["llama-3.1-8b"]},
+        )  # fmt: skip
+        assert stored.status_code in (200, 201), stored.text
         pat = http.post(  # a token (and with it the first signing key)
             "/admin/v1/tokens",
             json={"user": "ann@example.com", "name": "ci", "expires_in": 3600, "scope": "chat"},
@@ -230,8 +236,9 @@ def test_the_openapi_examples_have_the_shape_of_the_real_answers(
                     example, answer = example["data"][0], answer["data"][0]
                 assert set(answer) == set(example), (url, set(answer) ^ set(example))
                 checked += 1
-    assert checked == 19  # with GET /admin/v1/providers/prices, /admin/v1/oauth/clients
-    # [/{client_id}], oauth/keys, tokens[/{ref}], /admin/v1/models, budgets[/{ref}], quotas
+    assert checked == 20  # with GET /admin/v1/providers/prices, /admin/v1/oauth/clients
+    # [/{client_id}], oauth/keys, tokens[/{ref}], /admin/v1/models, budgets[/{ref}], quotas,
+    # providers/stored
 
 
 @pytest.mark.redis

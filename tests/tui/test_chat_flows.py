@@ -163,6 +163,10 @@ async def test_failures_are_shown_and_the_model_list_comes_back(make_app, remote
             if not status(app).startswith("stale"):
                 break
         assert status(app).startswith("3 models at")
+        for _ in range(50):  # App.notify posts a message: the toast lands a step after the status
+            if any(n.message == "Connection restored" for n in app._notifications):
+                break
+            await pilot.pause(0.02)
         assert any(n.message == "Connection restored" for n in app._notifications)
         await send(pilot, "hi")
         for _ in range(50):

@@ -133,7 +133,9 @@ def test_the_documented_overrides_load_and_price_as_documented(tmp_path: Any) ->
     from llmgw.config import load_settings
 
     doc = Path(__file__).resolve().parents[2] / "docs" / "analytics.md"
-    (block,) = re.findall(r"```toml\n(.*?)```", doc.read_text(encoding="utf-8"), re.S)
+    # the price overrides' example: the first TOML block (later ones configure reports)
+    block = re.findall(r"```toml\n(.*?)```", doc.read_text(encoding="utf-8"), re.S)[0]
+    assert "[[providers]]" in block
     cfg = tmp_path / "config.toml"
     cfg.write_text(block, encoding="utf-8")
     s = load_settings(cfg).settings
