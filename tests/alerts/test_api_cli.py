@@ -161,6 +161,8 @@ def test_api_and_cli_on_a_real_server(
     assert json.loads(again.stdout)["classification"]["status"] == "pending"
     acked = cli("--url", srv.url, "--token", admin, "alerts", "ack", str(rows[1]["id"]), "--json")
     assert acked.exit_code == 0 and json.loads(acked.stdout)["acked_by"] == "ops@example.com"
+    with httpx.Client(base_url=srv.url, timeout=10) as http:  # the worker classifies it again
+        _wait_classified(http, {"Authorization": f"Bearer {admin}"}, 3)
     text = cli("alerts", "show", str(resolved["id"]))
     assert text.exit_code == 0 and "AI-generated classification" in text.stdout
     assert "acknowledged by ops@example.com" in text.stdout
