@@ -216,6 +216,12 @@ class RotatingFile:
             if not self._file.closed:
                 self._file.flush()
 
+    def close(self) -> None:
+        """Flush and close the file (``shared`` opens a new one for the path afterwards)."""
+        with self._lock:
+            if not self._file.closed:
+                self._file.close()
+
     def _rotate(self) -> None:
         self._file.close()
         if self.backups > 0:
