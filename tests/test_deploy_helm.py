@@ -162,3 +162,36 @@ def test_secret_discovery_rbac_defaults_to_the_release_namespace_and_covers_each
     assert [r["metadata"]["namespace"] for r in roles] == ["alerting", "ops"]
     assert [b["metadata"]["namespace"] for b in bindings] == ["alerting", "ops"]
     assert {b["subjects"][0]["namespace"] for b in bindings} == {"llm"}
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_pods_mount_no_service_account_token_unless_secret_discovery_needs_it(case: str) -> None:
+    """Only the gateway pods of an install with Secret discovery ([alerts.kubernetes] and its
+    RBAC, as in the production example) get a token; the migration Job and the bundled databases
+    never do."""
+    values = CASES[case]
+    docs = _render(values)
+    config = tomllib.loads(values.get("config", ""))
+    discovery = bool(config.get("alerts", {}).get("kubernetes", {}).get("enabled", False))
+    assert values.get("rbac", {}).get("create", False) is discovery
+    pods = [
+        (d["kind"], d["metadata"]["name"], d["spec"]["template"]["spec"])
+        for d in docs
+        if d["kind"] in {"Deployment", "StatefulSet", "Job"}
+    ]
+    assert {kind for kind, _, _ in pods} >= {"Deployment", "Job"}
+    for kind, name, pod in pods:
+        expected = discovery and kind == "Deployment" and name == "llmgw"
+        assert pod["automountServiceAccountToken"] is expected, (kind, name)
+    assert _one(docs, "ServiceAccount")["automountServiceAccountToken"] is False
+
+
+def test_with_secret_discovery_rbac_only_the_gateway_pods_mount_the_token() -> None:
+    docs = _render({"rbac": {"create": True}})
+    gateway = _one(docs, "Deployment")["spec"]["template"]["spec"]
+    assert gateway["automountServiceAccountToken"] is True
+    assert gateway["serviceAccountName"] == _one(docs, "ServiceAccount")["metadata"]["name"]
+    [binding] = [d for d in docs if d["kind"] == "RoleBinding"]
+    assert binding["subjects"][0]["name"] == gateway["serviceAccountName"]
+    job = _one(docs, "Job")["spec"]["template"]["spec"]
+    assert job["automountServiceAccountToken"] is False

@@ -76,3 +76,15 @@ def test_the_pod_runs_read_only_as_the_image_user_with_llmgw_home_writable() -> 
     assert {"LLMGW_DATABASE__URL", "LLMGW_REDIS_URL"} <= env
     assert c["args"] == ["serve", "--no-migrate"]
     assert _one("Job")["spec"]["template"]["spec"]["containers"][0]["args"] == ["db", "upgrade"]
+
+
+def test_no_pod_gets_a_service_account_token_it_does_not_use() -> None:
+    """llmgw calls the Kubernetes API only for Secret discovery ([alerts.kubernetes], off here):
+    neither the gateway pods nor the migration Job mount a token, and the ServiceAccount does not
+    hand one out by default either (docs/deployment.md#kubernetes)."""
+    toml = tomllib.loads(_one("ConfigMap")["data"]["config.toml"])
+    assert not Settings.model_validate(toml).alerts.kubernetes.enabled
+    for kind in ("Deployment", "Job"):
+        pod = _one(kind)["spec"]["template"]["spec"]
+        assert pod["automountServiceAccountToken"] is False, kind
+    assert _one("ServiceAccount")["automountServiceAccountToken"] is False
