@@ -111,3 +111,84 @@ def test_dash_in_tmux_on_a_local_database(tmp_path: Path) -> None:
         wait_for("EXIT=0", timeout=30)
     finally:
         subprocess.run([*t, "kill-server"], check=False, capture_output=True)
+
+
+class Pane:
+    """A private tmux server (``-L``) with one session, ``dash``, running ``cmd``."""
+
+    def __init__(self, cmd: str, size: tuple[int, int], env: dict[str, str]) -> None:
+        self.t = [_need_tmux(), "-L", f"llmgw-test-{os.getpid()}-{size[0]}"]
+        extra = [a for k, v in env.items() for a in ("-e", f"{k}={v}")]
+        subprocess.run(
+            [*self.t, "new-session", "-d", "-s", "dash", "-x", str(size[0]), "-y", str(size[1]),
+             *extra, "-e", "TERM=xterm-256color", cmd],
+            check=True, env=tmux_env(),
+        )  # fmt: skip
+
+    def screen(self) -> str:
+        """What the pane shows now."""
+        return subprocess.run(
+            [*self.t, "capture-pane", "-p", "-t", "dash"],
+            capture_output=True, text=True, check=True,
+        ).stdout  # fmt: skip
+
+    def wait_for(self, text: str, timeout: float = 60) -> str:
+        """The pane once ``text`` is on it (bounded)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            shown = self.screen()
+            if text in shown:
+                return shown
+            time.sleep(0.3)
+        raise AssertionError(f"{text!r} never appeared; the pane shows:\n{self.screen()}")
+
+    def wait_gone(self, text: str, timeout: float = 30) -> str:
+        """The pane once ``text`` has left it (bounded)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            shown = self.screen()
+            if text not in shown:
+                return shown
+            time.sleep(0.3)
+        raise AssertionError(f"{text!r} never went away; the pane shows:\n{self.screen()}")
+
+    def keys(self, *k: str) -> None:
+        """Type keys into the pane."""
+        subprocess.run([*self.t, "send-keys", "-t", "dash", *k], check=True)
+
+    def kill(self) -> None:
+        """End the tmux server."""
+        subprocess.run([*self.t, "kill-server"], check=False, capture_output=True)
+
+
+@pytest.mark.slow
+def test_budgets_view_at_80x24_on_a_local_database(tmp_path: Path) -> None:
+    """``B`` on Usage at 80x24 (issue 13) on a real SQLite database: the budget made with
+    ``llmgw budgets set`` is on screen with its share used, spend and amount, the pane under
+    the table shows its hard stop and reset, the hint says how to close it; Escape closes."""
+    _need_tmux()
+    home = os.environ["LLMGW_HOME"]
+    key = json.loads(_llmgw("keys", "create", "-n", "batch", "--json"))
+    _llmgw("budgets", "set", "12.50", "--key", key["id"], "--period", "day", "--currency",
+           "USD", "--hard-stop")  # fmt: skip
+    pane = Pane(f"{LLMGW} dash --interval 0.5; echo EXIT=$?; sleep 60", (80, 24),
+                {"LLMGW_HOME": home})  # fmt: skip
+    try:
+        pane.wait_for("needs a server")
+        pane.keys("3")
+        pane.wait_for("breakdown")
+        pane.keys("B")
+        shown = pane.wait_for("Budgets (this period)")
+        shown = pane.wait_for("12.50 USD")
+        assert pane_size(shown) == (80, 24), shown
+        row = next(line for line in shown.splitlines() if "key batch" in line)
+        assert "0.0%" in row and "0.00" in row and "12.50 USD" in row, row
+        assert "at 100%: stop (402 budget_exceeded)" in shown
+        assert "Escape closes" in shown, "the hint is on the 80x24 screen"
+        pane.keys("Escape")
+        shown = pane.wait_gone("Budgets (this period)")
+        assert "breakdown" in shown
+        pane.keys("q")
+        pane.wait_for("EXIT=0", timeout=30)
+    finally:
+        pane.kill()

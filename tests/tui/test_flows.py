@@ -487,9 +487,16 @@ async def test_budgets_open_from_usage_with_their_spend(make_app, ops, wait):
         table = app.screen.query_one("#budgets-table", DataTable)
         rows = [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
         assert rows[0][:5] == [
-            "key ci-pipeline (sk-llmgw-0001)", "day", "1000.00 RUB", "812.50", "81.2%",
+            "key ci-pipeline (sk-llmgw-0001)", "81.2%", "812.50", "1000.00 RUB", "day",
         ]  # fmt: skip
         assert rows[1][5:] == ["notify", "2027-01-01 00:00"]
+        detail = str(app.screen.query_one("#budgets-detail").render())
+        assert "stop (402 budget_exceeded)" in detail and "notified: 80%" in detail
+        await pilot.press("down")
+        await pilot.pause()
+        detail = str(app.screen.query_one("#budgets-detail").render())
+        assert detail.startswith("user boris@example.com: 250.00 USD a month, spent 31.04")
+        assert "notify only; notify at 50%, 80%, 100% (notified: none yet)" in detail
         await pilot.press("escape")
         await wait(pilot)
         assert type(app.screen).__name__ == "UsageScreen"

@@ -89,3 +89,19 @@ def test_chat_local(snap_compare, make_app, ops, wait):
             box.cursor_blink = False
 
     assert snap_compare(make_app(ops), terminal_size=(80, 24), run_before=show)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_budgets(snap_compare, make_app, ops, wait, size):
+    """``B`` on Usage (issue 13): at 80x24 the subject, share used, spend and amount fit, the
+    pane under the table has every field of the highlighted budget and the hint says how to
+    close it and where budgets are changed."""
+
+    async def show(pilot):
+        await wait(pilot)
+        await pilot.press("3")
+        await wait(pilot)
+        await pilot.press("B")
+        await wait(pilot)
+
+    assert snap_compare(make_app(ops), terminal_size=size, run_before=show)
