@@ -311,7 +311,17 @@ def test_MIG4_killed_mid_run_resumes_with_identical_checksums(tmp_path: Path, pg
         names = {
             r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'usage'")
         }
+        constraints = {
+            r[0]: r[1]
+            for r in conn.execute(
+                "SELECT conname, contype FROM pg_constraint WHERE conrelid = 'usage'::regclass"
+            )
+        }
+        assert conn.execute("SELECT count(*) FROM llmgw_migration_indexes").fetchone() == (0,)
+        with pytest.raises(psycopg.errors.UniqueViolation):  # the constraints hold again
+            conn.execute("INSERT INTO usage SELECT * FROM usage WHERE id = 1")
     assert {"ix_usage_created_at", "ix_usage_key_created", "ix_usage_user_created"} <= names
+    assert constraints == {"usage_pkey": "p", "usage_request_id_key": "u"}
 
 
 def test_MIG5_refuses_while_another_process_has_the_source_open(

@@ -15,8 +15,9 @@ Order of a run (docs/migration.md tells the story for people):
    read gives each row's canonical form, so the source's count and checksum are completed
    while PostgreSQL parses the copy. Each batch commits together with its checkpoint in
    ``llmgw_migration`` on the target, so a killed run resumes after its last committed batch
-   and a finished one copies nothing (MIG-4). A big table copied from empty gets its plain
-   secondary indexes after its rows, built on a second connection while the checksums run.
+   and a finished one copies nothing (MIG-4). A big table copied from empty gets its indexes
+   (its primary key and unique constraints too, unless a foreign key refers to them) after its
+   rows, built on a second connection while the checksums run.
 5. Sequences are set past the largest id (MIG-2); the target's counts and checksums are taken
    inside PostgreSQL and compared (MIG-1).
 
@@ -95,8 +96,9 @@ class Options:
     live: bool = False
     problem_limit: int = 20
     defer_indexes: int = 50_000
-    """A table copied from empty with at least this many rows gets its secondary indexes
-    (not primary keys, not unique ones) built after its rows instead of row by row."""
+    """A table copied from empty with at least this many rows gets its indexes (primary key
+    and unique constraints too, unless a foreign key refers to them) built after its rows
+    instead of row by row."""
 
 
 @dataclass
@@ -791,26 +793,41 @@ class Migration:
             ) from None
 
     def defer_indexes(self, spec: TableSpec) -> None:
-        """Drop the table's plain secondary indexes, remembering them on the target (kill-safe)."""
+        """Drop the table's indexes, remembering them on the target (kill-safe), as pgloader
+        loads a table before indexing it: plain secondary indexes, and primary-key and unique
+        constraints no foreign key refers to (the source holds the same constraints, so their
+        rebuild cannot fail; ``restore_indexes`` brings each back, a constraint included)."""
         self.pg.execute(
             "CREATE TABLE IF NOT EXISTS llmgw_migration_indexes "
             "(name text PRIMARY KEY, table_name text NOT NULL, ddl text NOT NULL)"
         )
         rows = self.pg.execute(
-            "SELECT i.indexname, i.indexdef FROM pg_indexes i "
-            "JOIN pg_class c ON c.relname = i.indexname "
-            "JOIN pg_index x ON x.indexrelid = c.oid "
-            "WHERE i.schemaname = current_schema() AND i.tablename = %s "
-            "AND NOT x.indisunique AND NOT x.indisprimary",
-            (spec.name,),
+            "SELECT c.relname, pg_get_indexdef(c.oid), k.conname, k.contype FROM pg_index x "
+            "JOIN pg_class c ON c.oid = x.indexrelid "
+            "LEFT JOIN pg_constraint k ON k.conindid = x.indexrelid AND k.contype IN ('p', 'u') "
+            "AND k.conrelid = x.indrelid "
+            "WHERE x.indrelid = %s::regclass AND NOT EXISTS (SELECT 1 FROM pg_constraint o "
+            "WHERE o.conindid = x.indexrelid AND o.contype NOT IN ('p', 'u')) "
+            "ORDER BY c.relname",
+            (quote(spec.name),),
         ).fetchall()
+        table = quote(spec.name)
         with self.pg.transaction():
-            for index, ddl in rows:
+            for index, ddl, constraint, kind in rows:
+                if constraint is not None:  # the index first (SHARE lock: reads go on), then
+                    # the constraint takes it over (a short ACCESS EXCLUSIVE lock)
+                    ddl += _THEN + (
+                        f"ALTER TABLE {table} ADD CONSTRAINT {quote(constraint)} "
+                        f"{'PRIMARY KEY' if kind == 'p' else 'UNIQUE'} USING INDEX {quote(index)}"
+                    )
                 self.pg.execute(
                     "INSERT INTO llmgw_migration_indexes VALUES (%s, %s, %s) ON CONFLICT DO NOTHING",
                     (index, spec.name, ddl),
                 )
-                self.pg.execute(f"DROP INDEX {quote(index)}")
+                if constraint is not None:
+                    self.pg.execute(f"ALTER TABLE {table} DROP CONSTRAINT {quote(constraint)}")
+                else:
+                    self.pg.execute(f"DROP INDEX {quote(index)}")
         if rows:
             self.emit({"event": "indexes_deferred", "table": spec.name, "indexes": len(rows)})
 
@@ -827,7 +844,8 @@ class Migration:
             self.emit({"event": "index", "table": table, "index": index})
             with pg.transaction():
                 pg.execute(f"DROP INDEX IF EXISTS {quote(index)}")
-                pg.execute(ddl)
+                for statement in ddl.split(_THEN):
+                    pg.execute(statement)
                 pg.execute("DELETE FROM llmgw_migration_indexes WHERE name = %s", (index,))
 
     @contextmanager
@@ -1029,6 +1047,7 @@ class Migration:
 
 
 _CHUNK = 5_000  # rows per COPY write inside a batch
+_THEN = ";\n"  # separates the statements of one deferred index's DDL
 
 
 _DOUBLE = struct.Struct(">d")
