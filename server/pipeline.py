@@ -24,7 +24,8 @@ moved before step 5 and the operation's ``prepare`` between them (the conversati
 key's owner, the history fitted to the model's window, the ``ChatRequest`` built): a call refused
 by the key's limits reads no conversation and makes no upstream call. ``tokens`` is asked twice:
 for the body (reserved at admission) and for the prepared request (the reservation raised to it,
-never refused). Its ``respond`` stores the turn.
+never refused); a quota on the model version is stepped once prepared (its model known). Its
+``respond`` stores the turn.
 
 ``AdminOperation`` (``/admin/v1/...``, and with another ``authorize`` the conversation routes
 ``/api/conversations``, ``/api/messages``): step 1, then the route's ``authorize`` (the caller as
@@ -231,6 +232,12 @@ class UpstreamRoute(Generic[Req, Res]):
         call.routed(candidates[0])  # replaced by the candidate that actually served
         if call.grant is not None:
             call.grant.raise_to(op.tokens(req))
+        if g.limits.quotas.versions:
+            # The version's quotas, now that the model is known: a second limiter call, made
+            # only by a prepared call of a key or user with such a quota.
+            call.grant = await g.limits.admit_version(
+                key, op.tokens(req), candidates[0], call.grant
+            )
         return req, candidates
 
 

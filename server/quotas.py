@@ -78,6 +78,15 @@ class QuotaBook:
             entry = self.users.get(user_id)
             if entry is not None:
                 out += entry
+        if self.versions and target:
+            out += self.version_items(key, target)
+        return out
+
+    def version_items(self, key: Any, target: Any) -> list[Item]:
+        """The buckets of ``key``'s (and its user's) quotas on ``target``'s model version only:
+        ``/api/chat`` steps them once its turn is prepared (its model is not known before)."""
+        out: list[Item] = []
+        user_id = key.user_id
         versions = self.versions
         if versions and target:
             for subject in (key.id, user_id):

@@ -104,6 +104,19 @@ def _limit(rate: int) -> Limit:
     return found
 
 
+def _tighter(a: list[tuple[str, str]], b: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """Headers ``a`` with each kind's three headers taken from ``b`` where ``b`` has fewer left."""
+    out = dict(a)
+    theirs = dict(b)
+    for kind in ("requests", "tokens"):
+        rem = f"x-ratelimit-remaining-{kind}"
+        if rem in theirs and (rem not in out or int(theirs[rem]) < int(out[rem])):
+            for h in ("limit", "remaining", "reset"):
+                name = f"x-ratelimit-{h}-{kind}"
+                out[name] = theirs[name]
+    return list(out.items())
+
+
 def _tightest(
     items: list[tuple[str, str, Limit, str]], decisions: list[Decision]
 ) -> list[tuple[str, str]]:
@@ -226,6 +239,27 @@ class KeyLimits:
             items += self.quotas.items(key, target)
         if not items:
             return None
+        return await self._step(items, tokens)
+
+    async def admit_version(
+        self, key: Any, tokens: int, target: Any, grant: Grant | None
+    ) -> Grant | None:
+        """Step the quotas of ``key`` (and its user) on ``target``'s model version, for a call
+        admitted without a target (``/api/chat``, whose model is known only once its turn is
+        prepared); raise ``RateLimited`` as ``admit`` does. The buckets join ``grant`` (its
+        token settlement, and its headers where they are tighter)."""
+        items = self.quotas.version_items(key, target) if self.quotas.versions else []
+        if not items:
+            return grant
+        more = await self._step(items, tokens)
+        if grant is None:
+            return more
+        grant.tpm += more.tpm
+        grant.headers = _tighter(grant.headers, more.headers)
+        return grant
+
+    async def _step(self, items: list[tuple[str, str, Limit, str]], tokens: int) -> Grant:
+        """Step every bucket of ``items`` in one limiter call, all or nothing."""
         reserved = max(1, tokens)
         costs = [1 if kind == "rpm" else min(reserved, lim.rate) for kind, _, lim, _ in items]
         if len(items) == 1:

@@ -326,10 +326,12 @@ class ConversationChat(UpstreamOperation[Any, Result]):
 
         call.served(routed.candidate, routed.attempts)
         result = routed.value
+        choices = result.body.get("choices") or [{}]
+        reason = choices[0].get("finish_reason")  # recorded as /v1/chat/completions records it
+        call.event.finish_reason = reason[:32] if isinstance(reason, str) else None
         synced = call.finish(200, None, result.usage, upstream_seconds=time.perf_counter() - t0)
         if synced is not None:
             await synced
-        choices = result.body.get("choices") or [{}]
         message = dict(choices[0].get("message") or {"role": "assistant", "content": None})
         answer = {k: message.get(k) for k in ("role", "content", "tool_calls") if k in message}
         await self._store(call, turn, answer)
@@ -367,6 +369,8 @@ class ConversationChat(UpstreamOperation[Any, Result]):
             # (before [DONE]); after a failure or a hang-up the usage is recorded all the same.
             if out.partial:
                 call.meta()["partial"] = True
+            if out.finish_reason is not None:
+                call.event.finish_reason = out.finish_reason[:32]
             done = call.finish(
                 out.status,
                 out.error_type,

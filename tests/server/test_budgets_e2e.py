@@ -63,8 +63,16 @@ def _shared(settings: Settings, redis_url: str, backend: str = "auto", **update:
     )
 
 
+CHAT_TURN: dict[str, Any] = {"model": "openai/gpt-4o-mini", "message": "hi"}
+"""The same call as ``BODY`` through ``POST /api/chat`` (a new conversation each time)."""
+
+
 async def _burst(
-    urls: list[str], secrets: list[str], n: int, body: dict[str, Any] = BODY
+    urls: list[str],
+    secrets: list[str],
+    n: int,
+    body: dict[str, Any] = BODY,
+    path: str = "/v1/chat/completions",
 ) -> list[httpx.Response]:
     async with httpx.AsyncClient(timeout=30) as c:
         gate = asyncio.Event()
@@ -72,7 +80,7 @@ async def _burst(
         async def one(i: int) -> httpx.Response:
             await gate.wait()
             return await c.post(
-                f"{urls[i % len(urls)]}/v1/chat/completions",
+                f"{urls[i % len(urls)]}{path}",
                 json=body,
                 headers={"Authorization": f"Bearer {secrets[i % len(secrets)]}"},
             )
@@ -171,9 +179,12 @@ def _quota_run(
     gateways: Any,
     secrets: list[str],
     n: int,
+    path: str = "/v1/chat/completions",
 ) -> list[int]:
     gws = gateways(_shared(settings, redis_url, backend), 3)
-    return [r.status_code for r in asyncio.run(_burst([g.url for g in gws], secrets, n))]
+    body = CHAT_TURN if path == "/api/chat" else BODY
+    urls = [g.url for g in gws]
+    return [r.status_code for r in asyncio.run(_burst(urls, secrets, n, body, path))]
 
 
 @pytest.mark.parametrize("backend", ["auto", "memory"])
@@ -200,6 +211,7 @@ def test_a_users_quota_is_exact_across_three_instances_and_all_their_keys(
         assert statuses.count(200) == 60  # three instances, 20 each: what Redis prevents
 
 
+@pytest.mark.parametrize("path", ["/v1/chat/completions", "/api/chat"])
 @pytest.mark.parametrize("backend", ["auto", "memory"])
 def test_a_version_quota_is_exact_across_three_instances(
     settings: Settings,
@@ -208,12 +220,15 @@ def test_a_version_quota_is_exact_across_three_instances(
     redis_url: str,
     gateways: Any,
     backend: str,
+    path: str,
 ) -> None:
     """A key's quota on one model version (``openai/gpt-4o-mini``): exactly 15 of 60 through
-    three instances on Redis, 45 with per-process memory (the negative control)."""
+    three instances on Redis, 45 with per-process memory (the negative control); the same
+    through ``/api/chat``, whose model is known only once its turn is prepared (it ignored
+    version quotas before: 60 of 60)."""
     key = make_key("v")
     BudgetStore(test_engine).set_quota("key", key.info.id, "openai/gpt-4o-mini", 15, None)
-    statuses = _quota_run(settings, redis_url, backend, gateways, [key.secret], 60)
+    statuses = _quota_run(settings, redis_url, backend, gateways, [key.secret], 60, path)
     if backend == "auto":
         assert statuses.count(200) == 15 and statuses.count(429) == 45
     else:

@@ -369,3 +369,44 @@ async def test_a_reservation_raised_after_admission_is_charged_and_settled() -> 
     grant.settle(100)  # it used 100: 900 given back
     await limits.wait_settled()
     assert await limits.admit(key, 800) is not None
+
+
+async def test_admit_version_adds_the_versions_buckets_to_the_grant() -> None:
+    """``KeyLimits.admit_version`` (``/api/chat`` once its model is known): the version quota's
+    buckets join the admission's grant (tokens settled together; the tighter headers shown),
+    a second call over the version's rpm is refused, and a key without a version quota passes
+    its grant through untouched."""
+    import uuid
+    from types import SimpleNamespace
+
+    from llmgw.ratelimit import RateLimiter
+    from llmgw.routing.resolve import Target
+    from llmgw.server.quotas import QuotaBook
+    from llmgw.server.ratelimits import KeyLimits
+
+    key = SimpleNamespace(id=uuid.uuid4(), user_id=None, rpm=100, tpm=None)
+    plain = SimpleNamespace(id=uuid.uuid4(), user_id=None, rpm=100, tpm=None)
+    limits = KeyLimits(RateLimiter(RateLimitSettings(), None))
+    quota = SimpleNamespace(scope="key", subject_id=key.id, model="gpt-4o-mini", rpm=1, tpm=500)
+    limits.set_quotas(QuotaBook([quota]), False)
+    target = Target("openai", "gpt-4o-mini", None)
+    grant = await limits.admit(key, 100, False)  # admission: the key's own rpm only
+    assert grant is not None
+    assert dict(grant.headers)["x-ratelimit-limit-requests"] == "100"
+    same = await limits.admit_version(key, 200, target, grant)
+    assert same is grant
+    headers = dict(grant.headers)
+    assert headers["x-ratelimit-limit-requests"] == "1"  # the version's: fewer left
+    assert headers["x-ratelimit-remaining-requests"] == "0"
+    assert headers["x-ratelimit-limit-tokens"] == "500"
+    assert grant.reserved == 200
+    with pytest.raises(RateLimited, match="on gpt-4o-mini"):
+        await limits.admit_version(key, 200, target, await limits.admit(key, 100, False))
+    other = await limits.admit(plain, 100, False)
+    assert await limits.admit_version(plain, 100, target, other) is other
+    assert await limits.admit_version(plain, 100, target, None) is None
+    fresh = SimpleNamespace(id=key.id, user_id=None, rpm=None, tpm=None)
+    limits2 = KeyLimits(RateLimiter(RateLimitSettings(), None))
+    limits2.set_quotas(QuotaBook([quota]), False)
+    alone = await limits2.admit_version(fresh, 10, target, None)  # no grant of its own
+    assert alone is not None and alone.reserved == 10
