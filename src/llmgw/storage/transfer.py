@@ -5,8 +5,8 @@ Order of a run (docs/migration.md tells the story for people):
 1. The source is opened read-only inside one read transaction (``sqlite_source.open_snapshot``),
    so every phase reads the same snapshot, and it is refused while another process has it open
    unless ``live`` is set (MIG-5). It must be at this llmgw's newest Alembic revision.
-2. The target gets the same schema through Alembic (an empty database is upgraded to that head;
-   any other revision is refused).
+2. The target gets the same schema through Alembic (an empty database is upgraded to that head,
+   on a second thread while step 3 checks the source; any other revision is refused).
 3. Every value is checked against the documented rules before anything is written; a value
    no rule accepts stops the run, listing the rows (MIG-3). Rows up to a resumed table's
    checkpoint are counted and checksummed in that pass; the others are only checked there.
@@ -331,11 +331,12 @@ class Migration:
         got = self.pg.execute("SELECT version_num FROM alembic_version").fetchone()
         return got[0] if got else None
 
-    def prepare_target(self, *, create: bool) -> None:
-        """Bring an empty target to the source's revision; refuse any other revision."""
+    def prepare_target(self, *, create: bool) -> bool:
+        """Bring an empty target to the source's revision (only with ``create``); refuse any
+        other revision. True when the target was empty (without ``create``: still is)."""
         current = self._target_revision()
         if current == self.revision:
-            return
+            return False
         if current is not None:
             raise Conflict(
                 f"the target is at schema revision {current}, the source at {self.revision}",
@@ -350,14 +351,42 @@ class Migration:
                 hint="use an empty database (createdb NAME)",
             )
         if create:
-            from llmgw.storage.db import make_engine
-            from llmgw.storage.schema import upgrade
+            self._create_schema()
+        return True
 
-            engine = make_engine(self.target_url)
+    def _create_schema(self) -> None:
+        """Alembic's upgrade of the (empty) target to the source's revision."""
+        from llmgw.storage.db import make_engine
+        from llmgw.storage.schema import upgrade
+
+        engine = make_engine(self.target_url)
+        try:
+            upgrade(engine, self.revision or "head")
+        finally:
+            engine.dispose()
+
+    @contextmanager
+    def schema_created_alongside(self) -> Iterator[None]:
+        """Create the empty target's schema on a second thread (its own connection) while the
+        body runs (the check of the source: SQLite lets go of the GIL while it steps, and
+        most of Alembic's time is PostgreSQL's DDL and commits); the body's end waits for it,
+        and its error is raised."""
+        failed: list[BaseException] = []
+
+        def create() -> None:
             try:
-                upgrade(engine, self.revision or "head")
-            finally:
-                engine.dispose()
+                self._create_schema()
+            except BaseException as exc:  # noqa: BLE001 - raised again by the caller's thread
+                failed.append(exc)
+
+        worker = threading.Thread(target=create, name="llmgw-migrate-schema", daemon=True)
+        worker.start()
+        try:
+            yield
+        finally:
+            worker.join()
+        if failed:
+            raise failed[0]
 
     def _progress(self) -> dict[str, tuple[int, str]]:
         row = self.pg.execute("SELECT to_regclass(%s) IS NOT NULL", (PROGRESS_TABLE,)).fetchone()
@@ -923,28 +952,35 @@ class Migration:
     def run(self, mode: str = "copy", *, plans: list[TablePlan] | None = None) -> MigrationReport:
         """``copy`` (the default), ``dry-run`` or ``verify-only``; the connections must be open."""
         started, t0 = datetime.now(UTC), time.monotonic()
-        if mode == "copy":
-            self.prepare_target(create=True)
-        elif mode == "verify-only" and self._target_revision() != self.revision:
-            raise Conflict(
-                f"the target is at revision {self._target_revision() or 'none'}, "
-                f"the source at {self.revision}",
-                hint="verify a pair that `llmgw db migrate` copied",
-            )
+        if mode == "copy" and self.prepare_target(create=False):
+            # an empty target: Alembic creates the schema while the source is checked (nothing
+            # is in the target yet, so every table is checked from its first row)
+            plans = self.plan()
+            with self.schema_created_alongside():
+                problems = self.check_source(plans, copying=True)
+            plans = self.plan()  # the new schema's seeded rows (drop_seeded replaces them)
+            self._refuse_foreign(plans)
+            report = self.report(mode, plans, started)
+            report.problem_count, report.problems = problems
         else:
-            self.prepare_target(create=False)
-        if plans is None or mode == "copy":
-            plans = self.plan()  # the schema may have just been created (and seeded)
-        if mode == "copy":
-            foreign = self.foreign_rows(plans)
-            if foreign:
+            if mode == "copy":
+                self.prepare_target(create=True)
+            elif mode == "verify-only" and self._target_revision() != self.revision:
                 raise Conflict(
-                    f"the target already holds rows that did not come from {self.source} "
-                    f"(tables: {', '.join(foreign)})",
-                    hint="--overwrite empties the target's llmgw tables first (asks)",
+                    f"the target is at revision {self._target_revision() or 'none'}, "
+                    f"the source at {self.revision}",
+                    hint="verify a pair that `llmgw db migrate` copied",
                 )
-        report = self.report(mode, plans, started)
-        report.problem_count, report.problems = self.check_source(plans, copying=mode == "copy")
+            else:
+                self.prepare_target(create=False)
+            if plans is None or mode == "copy":
+                plans = self.plan()
+            if mode == "copy":
+                self._refuse_foreign(plans)
+            report = self.report(mode, plans, started)
+            report.problem_count, report.problems = self.check_source(
+                plans, copying=mode == "copy"
+            )
         if report.problem_count and mode != "verify-only":
             report.seconds = time.monotonic() - t0
             return report
@@ -975,6 +1011,15 @@ class Migration:
             report.sequences = self.set_sequences()
         report.seconds = time.monotonic() - t0
         return report
+
+    def _refuse_foreign(self, plans: list[TablePlan]) -> None:
+        foreign = self.foreign_rows(plans)
+        if foreign:
+            raise Conflict(
+                f"the target already holds rows that did not come from {self.source} "
+                f"(tables: {', '.join(foreign)})",
+                hint="--overwrite empties the target's llmgw tables first (asks)",
+            )
 
     # --- re-sync of rows changed in place ----------------------------------------------------
 
