@@ -14,6 +14,11 @@ from llmgw.alerts.service import AlertService
 from llmgw.alerts.stats import AlertStats
 
 if TYPE_CHECKING:
+    from llmgw.alerts.classifier import Classifier
+    from llmgw.alerts.llm import RouterCompleter
+    from llmgw.alerts.worker import ClassifyStep
+    from llmgw.config import AlertsSettings
+    from llmgw.server.reload import ProviderSet
     from llmgw.server.state import Gateway
 
 __all__ = ["start_alerts"]
@@ -100,6 +105,45 @@ class _AlertCollector(Collector):
         return out
 
 
+class _ClassifierSwitch:
+    """Subscribed to the "providers changed" hook: gives the classifier's completer the new
+    resolver, and turns classification on while ``alerts.model`` resolves and off (alerts
+    stored unclassified, as in mode ``transparent``) while it does not, saying so once."""
+
+    def __init__(
+        self,
+        complete: RouterCompleter,
+        classifier: Classifier,
+        steps: tuple[ClassifyStep, ...],
+        a: AlertsSettings,
+    ) -> None:
+        self.complete, self.classifier, self.steps, self.a = complete, classifier, steps, a
+        self.warned = False
+
+    def __call__(self, now: ProviderSet) -> None:
+        from llmgw.errors import LlmgwError
+
+        self.complete.resolver = now.resolver
+        if self.a.mode == "transparent":
+            return
+        try:
+            now.resolver.candidates(self.a.model)
+            usable = True
+        except LlmgwError:
+            usable = False
+        for step in self.steps:
+            step.classifier = self.classifier if usable else None
+        if usable:
+            self.warned = False
+        elif not self.warned and self.a.webhook_token is not None:  # no webhook: nobody to warn
+            self.warned = True
+            log.warning(
+                "alerts.model %r is not a configured alias or model: alerts are stored"
+                " unclassified (as in mode transparent) until it is",
+                self.a.model,
+            )
+
+
 async def start_alerts(g: Gateway, stack: contextlib.AsyncExitStack) -> None:
     """Build ``g.alerts`` and start its worker; register its metrics and its shutdown on ``stack``.
 
@@ -131,20 +175,7 @@ async def start_alerts(g: Gateway, stack: contextlib.AsyncExitStack) -> None:
     complete = RouterCompleter(
         g.router, g.resolver, g.recorder, model=a.model, limiter=g.limiter, rpm=a.rpm
     )
-    classifier: Classifier | None = Classifier(complete, cache, a, service.stats)
-    if a.mode != "transparent":
-        from llmgw.errors import LlmgwError
-
-        try:
-            g.resolver.candidates(a.model)
-        except LlmgwError:
-            if a.webhook_token is not None:  # without it no webhook: nobody to warn
-                log.warning(
-                    "alerts.model %r is not a configured alias or model: alerts are stored"
-                    " unclassified (as in mode transparent) until it is",
-                    a.model,
-                )
-            classifier = None
+    classifier = Classifier(complete, cache, a, service.stats)
     history = AlertHistory(g.engine)
     service.history = history
     from llmgw.alerts.publishers.step import Publishing, PublishStep
@@ -153,9 +184,18 @@ async def start_alerts(g: Gateway, stack: contextlib.AsyncExitStack) -> None:
     publishing.wake = service.wake
     service.start_publishing(publishing)
     stack.push_async_callback(publishing.aclose)
+    classify = ClassifyStep(history, classifier, a)
+    reclassify = ClassifyStep(history, classifier, a, use_cache=False)
+    # The classifier follows the provider set: alerts.model may name a stored alias or a stored
+    # provider's model, which appears (or goes) without a restart.
+    stack.callback(
+        g.providers_changed.subscribe(
+            _ClassifierSwitch(complete, classifier, (classify, reclassify), a).__call__
+        )
+    )
     steps: dict[str, Step] = {
-        "classify": ClassifyStep(history, classifier, a),
-        "reclassify": ClassifyStep(history, classifier, a, use_cache=False),
+        "classify": classify,
+        "reclassify": reclassify,
         "publish": PublishStep(publishing, history, "fire"),
         "publish_resolve": PublishStep(publishing, history, "resolve"),
     }

@@ -329,11 +329,22 @@ class Metrics:
     Update methods run on the event loop (they are not thread-safe; the scrape runs there too).
     """
 
+    def _label(self, settings: Settings) -> None:
+        self._providers: frozenset[str] = frozenset(p.name for p in settings.providers)
+        self._models: frozenset[tuple[str, str]] = frozenset(
+            (p.name, m) for p in settings.providers for m in p.models
+        )
+        self._versions: frozenset[str] = _KNOWN_VERSIONS | _configured_versions(settings)
+
+    def set_providers(self, now: Any) -> None:
+        """The "providers changed" hook (``server/reload.py``): the label sets widen to the
+        stored providers (an admin adds them, so they stay bounded); series already made for a
+        provider that is gone stay until the process ends."""
+        self._label(now.settings)
+
     def __init__(self, settings: Settings) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
-        self._providers = frozenset(p.name for p in settings.providers)
-        self._models = frozenset((p.name, m) for p in settings.providers for m in p.models)
-        self._versions = _KNOWN_VERSIONS | _configured_versions(settings)
+        self._label(settings)
         self._created = time()
         # Label sets are bounded (config-derived), so are these dicts.
         self._requests: dict[tuple[str, int, str, str], int] = {}

@@ -9,6 +9,13 @@ pipeline's), the catalog's lists and the tracked models. Requests already past r
 the provider object they hold, so in-flight calls and open streams finish on it; a provider
 that was removed, disabled or replaced is closed once its transport has nothing in flight
 (or after its ``total_timeout``). Nothing here runs per request.
+
+After each swap the reloader fires the one "providers changed" hook (``ProvidersChanged``, on
+``Gateway.providers_changed``) with the new ``ProviderSet``; the consumers that derive something
+from the provider set subscribe to it instead of reading the config file's providers once at
+start: the admin API's prices and currencies (``Gateway.live_settings``), the budget tracker's
+provider -> currency map, the alert classifier's resolver, the web pages' currencies and the
+metrics' label sets.
 """
 
 from __future__ import annotations
@@ -16,17 +23,64 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from llmgw.config import ProviderConfig
+    from llmgw.config import ProviderConfig, Settings
     from llmgw.providers.base import Provider
+    from llmgw.routing.resolve import Resolver
     from llmgw.server.state import Gateway
 
-__all__ = ["ProviderReloader"]
+__all__ = ["ProviderReloader", "ProviderSet", "ProvidersChanged"]
 
 log = logging.getLogger("llmgw.server")
 _RETIRE_POLL = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderSet:
+    """What a gateway routes to now: the config file's providers and aliases plus the enabled
+    stored ones (the config file winning a name clash), and the resolver built from them."""
+
+    settings: Settings
+    resolver: Resolver
+
+
+Subscriber = Callable[[ProviderSet], None]
+
+
+class ProvidersChanged:
+    """The one hook for a changed provider or alias set.
+
+    ``subscribe(fn)`` calls ``fn`` with the current set at once (a consumer built after the
+    first reload still sees the stored providers) and again, on the event loop, after every
+    change. A subscriber that raises is logged and the others still run.
+    """
+
+    def __init__(self, current: ProviderSet) -> None:
+        self.current = current
+        self._subscribers: list[Subscriber] = []
+
+    def subscribe(self, fn: Subscriber) -> Callable[[], None]:
+        """Call ``fn`` now and after every change; returns the function that unsubscribes."""
+        self._subscribers.append(fn)
+        self._call(fn, self.current)
+        return lambda: self._subscribers.remove(fn) if fn in self._subscribers else None
+
+    def fire(self, new: ProviderSet) -> None:
+        """Make ``new`` current and tell every subscriber."""
+        self.current = new
+        for fn in list(self._subscribers):
+            self._call(fn, new)
+
+    @staticmethod
+    def _call(fn: Subscriber, value: ProviderSet) -> None:
+        try:
+            fn(value)
+        except Exception:  # one broken consumer must not stop the others
+            log.exception("a providers-changed subscriber failed")
 
 
 class ProviderReloader:
@@ -110,7 +164,7 @@ class ProviderReloader:
             s for p in built.values() for s in getattr(getattr(p, "transport", None), "secrets", ())
         )
         g.catalog.reconfigure(merged, changed)
-        g.live_settings = merged
+        g.providers_changed.fire(ProviderSet(merged, g.resolver))
         applied: dict[str, tuple[ProviderConfig, str | None]] = {}
         for name, value in wanted.items():
             if name in built or (name not in changed and name in self._applied):

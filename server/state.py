@@ -14,6 +14,7 @@ from llmgw.config import Settings
 from llmgw.routing.resolve import Resolver
 from llmgw.server.disconnect import Disconnects
 from llmgw.server.metrics import Metrics
+from llmgw.server.reload import ProvidersChanged, ProviderSet
 from llmgw.server.scrub import Scrubber
 from llmgw.server.streaming import Drain
 
@@ -126,8 +127,9 @@ class Gateway:
         """Key changes from other processes (Redis); ``None`` without ``redis_url``."""
         self.conversations: Any = None
         """The ``ConversationStore`` of the conversation routes, made on their first use."""
-        self.live_settings = settings
-        """``settings`` with the enabled stored providers added (``server/reload.py``)."""
+        self.providers_changed = ProvidersChanged(ProviderSet(settings, self.resolver))
+        """The one hook fired when the provider or alias set changes (``server/reload.py``)."""
+        self.providers_changed.subscribe(self.metrics.set_providers)
         self.reloader: ProviderReloader | None = None
         """Applies providers stored in the database; ``None`` when off."""
         self.backups: BackupScheduler | None = None
@@ -241,6 +243,16 @@ class Gateway:
                 on_refresh=lambda quotas, hard: self.limits.set_quotas(QuotaBook(quotas), hard),
             )
             self.limits.budgets = self.budgets
+            budgets = self.budgets
+            stack.callback(  # stored providers' spend counts against budgets like any other
+                self.providers_changed.subscribe(
+                    lambda now: setattr(
+                        budgets,
+                        "currencies",
+                        {p.name: currency_of(p) for p in now.settings.providers},
+                    )
+                )
+            )
             await self.budgets.start()
             stack.push_async_callback(self.budgets.aclose)
             self.metrics.watch_ratelimits(self.limits)
@@ -314,6 +326,12 @@ class Gateway:
             Notifier(s.notify),
             lambda period, day: build(admin, period, day),
         )
+
+    @property
+    def live_settings(self) -> Settings:
+        """``settings`` with the enabled stored providers and aliases added (the current
+        ``ProviderSet``): what prices, currencies and the admin API's lists use."""
+        return self.providers_changed.current.settings
 
     def flush_usage(self, timeout: float = 10.0) -> bool:
         """Everything recorded so far is in the database or the spool (blocks; not on the loop)."""

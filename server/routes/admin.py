@@ -354,7 +354,14 @@ class _Database(AdminOperation):
             if g.publisher is not None:
                 g.publisher.publish(change)
 
-        admin = LocalAdmin(g.engine, actor, _source(scope), on_change=announce, settings=g.settings)
+        admin = LocalAdmin(
+            g.engine,
+            actor,
+            _source(scope),
+            on_change=announce,
+            settings=g.settings,
+            live=g.live_settings,
+        )
         params = scope.get("path_params", {})
         return await asyncio.to_thread(self.handler, admin, params, _query(scope), body)
 

@@ -196,7 +196,7 @@ def _usage(web: Web, session: SessionInfo, days: int) -> list[dict[str, Any]]:
     since = utcnow() - timedelta(days=days)
     from llmgw.usage.pricing import currency_of
 
-    currencies = {p.name: currency_of(p) for p in web.gateway.settings.providers}
+    currencies = {p.name: currency_of(p) for p in web.gateway.live_settings.providers}
     return usage_by_day_and_model(web.engine, since=since, only=only, currencies=currencies)
 
 

@@ -53,3 +53,19 @@ def test_add_edit_disable_remove_a_stored_provider(
     assert SECRET not in str(audit)
     r = run("providers", "remove", "vllm", "--yes")
     assert r.exit_code == 4 and "no stored provider" in r.stderr
+
+
+def test_prices_list_a_stored_provider_with_the_config_files(
+    cli: Callable[..., CliResult],
+) -> None:
+    """Without --url the prices come from the config file and the ``providers`` table."""
+    r = cli("providers", "add", "vllm", "--kind", "openai", "--base-url", "http://127.0.0.1:9/v1",
+            "-m", "gpt-4o-mini")  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    r = cli("providers", "prices", "vllm", "--json")
+    assert r.exit_code == 0, r.stderr
+    (row,) = json.loads(r.stdout)
+    assert (row["provider"], row["model"], row["source"]) == ("vllm", "gpt-4o-mini", "bundled")
+    assert cli("providers", "disable", "vllm", "--yes").exit_code == 0
+    r = cli("providers", "prices", "vllm")
+    assert r.exit_code == 4 and "no provider named 'vllm'" in r.stderr  # disabled: not priced

@@ -41,6 +41,8 @@ class BudgetOps:
     actor: Any
     source: str
     settings: Any
+    live: Any
+    """The gateway's live provider set (``Settings``), when the server runs these operations."""
 
     # -- helpers -----------------------------------------------------------------------------
     def _budget_store(self) -> Any:
@@ -62,7 +64,7 @@ class BudgetOps:
             return currency.upper()
         from llmgw.usage.pricing import currency_of
 
-        known = sorted({currency_of(p) for p in (self.settings.providers if self.settings else [])})
+        known = sorted({currency_of(p) for p in self._provider_configs()})
         if len(known) == 1:
             return known[0]
         raise UsageError(
@@ -70,12 +72,28 @@ class BudgetOps:
             hint=f"the providers bill in {', '.join(known)}" if known else "e.g. --currency RUB",
         )
 
-    def _currencies(self) -> dict[str, str] | None:
+    def _provider_configs(self) -> builtins.list[Any]:
+        """Every provider requests can reach: the config file's and the enabled stored ones
+        (on a server, its live set, kept by the "providers changed" hook; locally, read from
+        the ``providers`` table now), so a stored provider is priced and counted like a
+        config-file one. Empty without settings."""
+        if self.live is not None:
+            return list(self.live.providers)
         if self.settings is None:
+            return []
+        from llmgw.providers.managed import ProviderStore, merged_settings
+
+        merged = merged_settings(self.settings, ProviderStore(self.engine).enabled_configs())[0]
+        return list(merged.providers)
+
+    def _currencies(self) -> dict[str, str] | None:
+        """Provider -> the currency it bills in (costs are split by it); ``None`` without
+        settings."""
+        if self.settings is None and self.live is None:
             return None
         from llmgw.usage.pricing import currency_of
 
-        return {p.name: currency_of(p) for p in self.settings.providers}
+        return {p.name: currency_of(p) for p in self._provider_configs()}
 
     def _budget_record(self, b: Any, labels: Mapping[uuid.UUID, str], now: datetime) -> Record:
         from llmgw.budgets.periods import period_bounds

@@ -90,7 +90,9 @@ class LocalAdmin(BudgetOps):
     """``AdminOps`` on ``engine``: the core services, acting as ``actor``, from ``source``.
 
     ``on_change`` announces key and user changes to running servers (``ChangePublisher.publish``).
-    ``settings`` (the providers' configuration) is needed by ``providers_test`` only.
+    ``settings`` is the configuration (its providers and aliases are the read-only ones);
+    ``live`` is a running gateway's provider set (config plus stored, ``server/reload.py``),
+    which prices and currencies then use instead of reading the ``providers`` table.
     """
 
     def __init__(
@@ -102,9 +104,11 @@ class LocalAdmin(BudgetOps):
         on_change: Callable[[AuthChange], None] | None = None,
         clock: Callable[[], datetime] = utcnow,
         settings: Settings | None = None,
+        live: Settings | None = None,
     ) -> None:
         self._engine = engine
         self.settings = settings
+        self.live = live
         self.actor = actor
         self.source = source
         self._clock = clock
@@ -386,14 +390,6 @@ class LocalAdmin(BudgetOps):
             )
         return [usage_record(r) for r in rows]
 
-    def _currencies(self) -> dict[str, str] | None:
-        """Provider -> the currency it bills in (costs are split by it), from the settings."""
-        if self.settings is None:
-            return None
-        from llmgw.usage.pricing import currency_of
-
-        return {p.name: currency_of(p) for p in self.settings.providers}
-
     def usage_recommend(
         self, *, since: datetime | None = None, until: datetime | None = None
     ) -> builtins.list[Record]:
@@ -523,12 +519,12 @@ class LocalAdmin(BudgetOps):
             return [provider_record(r._mapping, live=False) for r in conn.execute(query)]
 
     def providers_prices(self) -> builtins.list[Record]:
-        """The price in force for every model of every configured provider."""
+        """The price in force for every model of every provider, config-file and stored."""
         from llmgw.admin.records import price_records
 
-        if self.settings is None:
+        if self.settings is None and self.live is None:
             raise UsageError("listing prices needs the configuration (no settings given)")
-        return price_records(self.settings.providers)
+        return price_records(self._provider_configs())
 
     def providers_test(self, name: str, *, model: str | None = None) -> Record:
         """One real round trip to provider ``name`` with this process's configuration; the

@@ -216,16 +216,16 @@ def providers_prices(
 
     A price comes from the provider's [providers.prices."MODEL"] (config), else from the bundled,
     versioned table (bundled: with its date and source), else the model is unpriced and costs 0.
-    Each provider bills in one currency; costs are never converted. With the global --url: the
-    running server's table.
+    Each provider bills in one currency; costs are never converted. Stored providers (`providers
+    add`) are listed with the config file's. With the global --url: the running server's table.
     """
     st = state(ctx)
     rows = st.admin().providers_prices()
     if name is not None:
-        if st.url is None:
-            _provider(st.settings, name)
-        elif not any(r["provider"] == name for r in rows):
-            raise NotFound(f"the server has no provider named {name!r}")
+        if not any(r["provider"] == name for r in rows):
+            if st.url is not None:
+                raise NotFound(f"the server has no provider named {name!r}")
+            _provider(st.settings, name)  # unknown: the message every command gives
         rows = [r for r in rows if r["provider"] == name]
     if not show_all:  # the models each provider offers, and every configured price
         rows = [r for r in rows if r["offered"] or r["source"] == "config"]
