@@ -119,6 +119,7 @@ class Call:
                 ev.cost = g.resolver.cost(
                     ev.provider, ev.model, ev.prompt_tokens, ev.completion_tokens, ev.model_version
                 )
+                g.metrics.observe_cost(ev.provider, ev.model, ev.cost)
                 if g.budgets.rules:  # one attribute read when no budget exists
                     g.budgets.charge(ev.key_id, ev.user_id, ev.provider, ev.cost)
         if self.grant is not None:

@@ -27,6 +27,7 @@ from prometheus_client.registry import Collector
 
 from llmgw.config import Settings
 from llmgw.server.receipt import ReceiptStats
+from llmgw.usage.pricing import currency_of
 
 __all__ = ["CONTENT_TYPE_LATEST", "ERROR_TYPES", "ROUTES", "Metrics"]
 
@@ -221,6 +222,40 @@ class _AuthFeedCollector(Collector):
         return [connected, changes, resyncs, errors]
 
 
+class _BudgetCollector(Collector):
+    """A ``BudgetTracker``'s budgets in force: spend this period against the limit.
+
+    Labelled by budget id (not the key's or user's name: no personal data in metrics; ``llmgw
+    budgets list`` maps ids), scope, period and currency: one series per budget an admin made.
+    The spend is this instance's mirror of the shared one (reconciled from Redis or the
+    database), so every instance reports about the same value: aggregate with ``max``.
+    """
+
+    def __init__(self, tracker: Any) -> None:
+        self._tracker = tracker
+
+    def collect(self) -> Iterable[Metric]:
+        t = self._tracker
+        labels = ["budget", "scope", "period", "currency"]
+        spend = GaugeMetricFamily(
+            "llmgw_budget_spend", "Spend of each budget in its current period.", labels=labels
+        )
+        limit = GaugeMetricFamily(
+            "llmgw_budget_limit", "The amount each budget allows per period.", labels=labels
+        )
+        for rules in t.rules.values():
+            for r in rules:
+                values = [str(r.id), r.scope, r.period, r.currency]
+                spend.add_metric(values, r.spent)
+                limit.add_metric(values, r.amount)
+        refused = CounterMetricFamily(
+            "llmgw_budget_refused",
+            "Requests refused because a hard-stop budget was spent.",
+        )
+        refused.add_metric([], t.refused)
+        return [spend, limit, refused]
+
+
 class _Hist:
     """One histogram series: per-bucket counts (the last is +Inf) and the sum."""
 
@@ -272,6 +307,13 @@ class _HotCollector(Collector):
         for (p, model, version), counts in m._tokens.items():
             tokens.add_metric([p, model, version, "prompt"], counts[0], created=m._created)
             tokens.add_metric([p, model, version, "completion"], counts[1], created=m._created)
+        cost = CounterMetricFamily(
+            "llmgw_cost",
+            "Cost of the requests answered, in the provider's currency (configured prices).",
+            labels=["provider", "model", "currency"],
+        )
+        for (p, model, currency), amount in m._cost.items():
+            cost.add_metric([p, model, currency], amount, created=m._created)
         in_flight = GaugeMetricFamily("llmgw_requests_in_flight", "Requests being served now.")
         in_flight.add_metric([], m.in_flight)
         streams = GaugeMetricFamily("llmgw_streams_open", "Streaming responses open now.")
@@ -300,6 +342,7 @@ class _HotCollector(Collector):
                 m._ttft.items(),
             ),
             tokens,
+            cost,
             in_flight,
             streams,
         ]
@@ -335,6 +378,7 @@ class Metrics:
             (p.name, m) for p in settings.providers for m in p.models
         )
         self._versions: frozenset[str] = _KNOWN_VERSIONS | _configured_versions(settings)
+        self._currencies: dict[str, str] = {p.name: currency_of(p) for p in settings.providers}
 
     def set_providers(self, now: Any) -> None:
         """The "providers changed" hook (``server/reload.py``): the label sets widen to the
@@ -352,6 +396,7 @@ class Metrics:
         self._upstream: dict[tuple[str, str, str], _Hist] = {}
         self._ttft: dict[tuple[str, str, str], _Hist] = {}
         self._tokens: dict[tuple[str, str, str], list[int]] = {}
+        self._cost: dict[tuple[str, str, str], float] = {}
         self.in_flight = 0
         """Requests being served now (``RequestMiddleware`` counts them)."""
         self.open_streams: Callable[[], int] = lambda: 0
@@ -403,6 +448,10 @@ class Metrics:
     def watch_ratelimits(self, limits: Any) -> None:
         """Export a ``KeyLimits``' refusals and its backend's state at scrape time."""
         self.registry.register(_RateLimitCollector(limits))
+
+    def watch_budgets(self, tracker: Any) -> None:
+        """Export a ``BudgetTracker``'s spend and limit per budget at scrape time."""
+        self.registry.register(_BudgetCollector(tracker))
 
     def watch_auth_feed(self, feed: Any) -> None:
         """Export the key change feed's link state and counters at scrape time."""
@@ -484,6 +533,19 @@ class Metrics:
             tokens = self._tokens[key]
             tokens[0] += max(prompt_tokens, 0)
             tokens[1] += max(completion_tokens, 0)
+
+    def observe_cost(self, provider: str | None, model: str | None, cost: Any) -> None:
+        """Add one request's cost (``Decimal`` or float; nothing for none or zero) to
+        ``llmgw_cost_total`` in its provider's currency (``other`` for a provider neither the
+        configuration nor the stored providers name)."""
+        if not cost:
+            return
+        key = (
+            self.provider_label(provider),
+            self.model_label(provider, model),
+            self._currencies.get(provider or "", OTHER),
+        )
+        self._cost[key] = self._cost.get(key, 0.0) + float(cost)
 
     def render(self) -> bytes:
         """The text exposition format."""

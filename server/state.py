@@ -253,6 +253,7 @@ class Gateway:
                     )
                 )
             )
+            self.metrics.watch_budgets(self.budgets)
             await self.budgets.start()
             stack.push_async_callback(self.budgets.aclose)
             self.metrics.watch_ratelimits(self.limits)
