@@ -178,6 +178,11 @@ def main(argv: list[str] | None = None) -> int:
         default="enriched",
         help="alerts.mode (transparent: no classifier, the webhook alone)",
     )
+    ap.add_argument(
+        "--profile",
+        metavar="FILE",
+        help="run instance 1 under yappi (tests/perf/yappi_serve.py) and write its profile here",
+    )
     a = ap.parse_args(argv)
     results: dict[str, Any] = {"at": datetime.now(UTC).isoformat(timespec="seconds")}
     tmp = Path(tempfile.mkdtemp(prefix="bench-alerts-"))
@@ -217,14 +222,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     subprocess.run([LLMGW, "--config", str(tmp / "config.toml"), "db", "upgrade"], env=env, check=True,
                    stdout=subprocess.DEVNULL)  # fmt: skip
+    serve = [[LLMGW, "--config", str(tmp / "config.toml"), "serve", "--port", str(port)]
+             for port in (gw_port, gw2_port)]  # fmt: skip
+    if a.profile:  # instance 1 under yappi: every thread, CPU clock
+        serve[0] = [sys.executable, str(HERE / "yappi_serve.py"), a.profile, "--", *serve[0][1:]]
     gws = [
-        subprocess.Popen(
-            [LLMGW, "--config", str(tmp / "config.toml"), "serve", "--port", str(port)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )  # fmt: skip
-        for port in (gw_port, gw2_port)
+        subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        for argv in serve
     ]
     try:
         pin(gws[0].pid, 1)

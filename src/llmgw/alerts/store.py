@@ -6,6 +6,8 @@ pair only counts ``copies`` up and changes nothing else), creates an occurrence 
 firing occurrence to ``resolved`` exactly once (a conditional update: two concurrent copies
 cannot both win). A resolved occurrence never fires again: Alertmanager gives a re-fire a new
 ``startsAt``, so a late ``firing`` copy of a resolved occurrence is stale and only counted.
+On PostgreSQL all of it is one statement (``llmgw.alerts.store_pg``); this module's statements
+serve SQLite and the rare race that statement hands back.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import orjson
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
@@ -149,39 +150,6 @@ def _resolve_details(conn: Connection) -> Any:
     )
 
 
-# PostgreSQL: the same two statements over arrays (``unnest``), so their text and parameter count
-# do not grow with the delivery: psycopg caches and prepares them, where it parsed the
-# per-row forms again on every delivery (a quarter of the store's CPU).
-_PG_LOOKUP = sa.text(
-    "SELECT k.i - 1, e.id, e.status,"
-    " CASE WHEN e.id IS NULL THEN (SELECT count(*) FROM alerts b"
-    "  WHERE b.fingerprint = k.f AND b.starts_at < k.s) ELSE 0 END,"
-    " CASE WHEN e.id IS NULL THEN (SELECT count(*) FROM alerts b"
-    "  WHERE b.fingerprint = k.f AND b.starts_at < k.s AND b.starts_at >= k.w) ELSE 0 END"
-    " FROM unnest(CAST(:f AS text[]), CAST(:s AS timestamptz[]), CAST(:w AS timestamptz[]))"
-    "  WITH ORDINALITY AS k(f, s, w, i)"
-    " LEFT JOIN alerts e ON e.fingerprint = k.f AND e.starts_at = k.s"
-)
-_PG_COLUMNS = (
-    ("fingerprint", "text"), ("starts_at", "timestamptz"), ("ends_at", "timestamptz"),
-    ("alertname", "text"), ("status", "text"), ("severity", "text"), ("labels", "jsonb"),
-    ("annotations", "jsonb"), ("generator_url", "text"), ("fire_count", "int"),
-    ("flapping", "bool"), ("search", "text"),
-)  # fmt: skip
-_PG_INSERT = sa.text(  # only the constant column names above go into the text
-    "INSERT INTO alerts (source, receiver, first_seen, last_seen, notifications,"  # noqa: S608
-    " last_delivery_id, cls_status, " + ", ".join(name for name, _ in _PG_COLUMNS) + ")"
-    " SELECT :source, :receiver, :now, :now, 1, :delivery, 'pending', "
-    + ", ".join(f"CAST(r.{name} AS jsonb)" if kind == "jsonb" else f"r.{name}"
-                for name, kind in _PG_COLUMNS)
-    + " FROM unnest("
-    + ", ".join(f"CAST(:{name} AS {'text' if kind == 'jsonb' else kind}[])"
-                for name, kind in _PG_COLUMNS)
-    + ") AS r(" + ", ".join(name for name, _ in _PG_COLUMNS) + ")"
-    " ON CONFLICT (fingerprint, starts_at) DO NOTHING RETURNING id, fingerprint, starts_at"
-)  # fmt: skip
-
-
 _BUILDERS: dict[str, Callable[[Connection], Any]] = {
     "resolve_details": _resolve_details,
     "jobs_upsert": _jobs_upsert,
@@ -247,6 +215,10 @@ class AlertStore:
         """Store ``d`` in one transaction; raises the database's error if it could not commit."""
         now = self.now()
         with self.engine.begin() as conn:
+            if conn.dialect.name == "postgresql":  # one statement (``store_pg``)
+                from llmgw.alerts.store_pg import ingest_pg
+
+                return ingest_pg(self, conn, d, now)
             stmt = (
                 _insert(conn, DELIVERIES)
                 .values(
@@ -293,6 +265,28 @@ class AlertStore:
             lost = [key for key in fresh if key not in created]
             if lost:  # another delivery created them a moment ago: update them instead
                 found.update(self._existing(conn, lost))
+        self._update(conn, latest, found, result, now, events, jobs)
+
+    def apply_existing(
+        self, conn: Connection, alerts: Sequence[IncomingAlert], result: IngestResult,
+        now: datetime,
+    ) -> None:  # fmt: skip
+        """Apply ``alerts``, occurrences that exist (created by another delivery meanwhile), as
+        updates: resolve or mark seen, with their events and jobs."""
+        latest = {(a.fingerprint, a.starts_at): a for a in alerts}
+        found = self._existing(conn, list(latest))
+        self._update(conn, latest, found, result, now, [], [])
+
+    def _update(
+        self,
+        conn: Connection,
+        latest: dict[tuple[str, datetime], IncomingAlert],
+        found: dict[tuple[str, datetime], tuple[int | None, str | None, int, int]],
+        result: IngestResult,
+        now: datetime,
+        events: list[dict[str, Any]],
+        jobs: list[tuple[int, str]],
+    ) -> None:
         resolving = [
             (found[key][0], a)
             for key, a in latest.items()
@@ -325,21 +319,12 @@ class AlertStore:
         occurrences of its label set started before it and how many of those in the flapping
         window (counted only for a new one: an index-only range on the unique key)."""
         window = timedelta(seconds=self.settings.flapping_window)
-        stmt: Any
-        if conn.dialect.name == "postgresql":
-            stmt = _PG_LOOKUP
-            params: dict[str, Any] = {
-                "f": [fp for fp, _ in keys],
-                "s": [start for _, start in keys],
-                "w": [start - window for _, start in keys],
-            }
-        else:
-            stmt = _lookup_sql(conn, len(keys))
-            params = {}
-            for i, (fp, start) in enumerate(keys):
-                params[f"f{i}"] = fp
-                params[f"s{i}"] = start
-                params[f"w{i}"] = start - window
+        stmt = _lookup_sql(conn, len(keys))
+        params: dict[str, Any] = {}
+        for i, (fp, start) in enumerate(keys):
+            params[f"f{i}"] = fp
+            params[f"s{i}"] = start
+            params[f"w{i}"] = start - window
         out: dict[tuple[str, datetime], tuple[int | None, str | None, int, int]] = {}
         for k, ident, status, earlier, recent in conn.execute(stmt, params):
             ident = None if ident is None else int(ident)
@@ -411,21 +396,7 @@ class AlertStore:
                     "search": search_text(alertname, a.labels, a.annotations),
                 }
             )
-        if conn.dialect.name == "postgresql":
-            params: dict[str, Any] = {
-                "source": d.source,
-                "receiver": d.receiver,
-                "now": now,
-                "delivery": result.delivery_id,
-            }
-            for name, kind in _PG_COLUMNS:
-                values = [row[name] for row in rows]
-                params[name] = (
-                    [orjson.dumps(v).decode() for v in values] if kind == "jsonb" else values
-                )
-            found_rows = conn.execute(_PG_INSERT, params)
-        else:
-            found_rows = conn.execute(_statement(conn, "alerts_insert"), rows)
+        found_rows = conn.execute(_statement(conn, "alerts_insert"), rows)
         ids = {(r.fingerprint, r.starts_at): int(r.id) for r in found_rows}
         for key in fresh:  # in delivery order
             alert_id = ids.get(key)

@@ -1,0 +1,179 @@
+"""The one-statement PostgreSQL store (``llmgw.alerts.store_pg``): the race it hands back to
+the portable code, and ``kill -9`` of ``llmgw serve`` mid-ingestion losing no acknowledged
+delivery."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psycopg
+import pytest
+
+from llmgw.alerts.payload import parse_delivery
+from llmgw.alerts.store import AlertStore
+from llmgw.alerts.store_pg import INGEST_SQL
+from llmgw.config import AlertsSettings
+from llmgw.storage.db import make_engine
+from llmgw.storage.schema import upgrade
+from tests.alerts.amdata import WEBHOOK_TOKEN, am_alert, am_payload, later
+
+pytestmark = pytest.mark.postgres
+LLMGW = str(Path(sys.executable).with_name("llmgw"))
+
+
+def test_the_statement_fits_psycopgs_query_cache() -> None:
+    """psycopg converts a query once and caches it only up to 4 KiB; longer, it is parsed in
+    Python on every delivery."""
+    from psycopg._queries import MAX_CACHED_STATEMENT_LENGTH
+
+    assert len(INGEST_SQL.encode()) <= MAX_CACHED_STATEMENT_LENGTH
+
+
+def _waiting_on_a_lock(dsn: str) -> bool:
+    with psycopg.connect(dsn, autocommit=True) as c:
+        row = c.execute(
+            "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND datname = current_database()"
+        ).fetchone()
+    return bool(row and row[0])
+
+
+def test_an_occurrence_created_by_a_concurrent_delivery_is_updated_not_lost(
+    pg_url: str,
+) -> None:
+    """Another transaction creates the occurrence after our statement looked (it is not yet
+    committed, so the insert waits for it and then skips the row): the delivery still resolves
+    it, with its event and job, in the same transaction."""
+    eng = make_engine(pg_url)
+    upgrade(eng)
+    store = AlertStore(eng, AlertsSettings())
+    firing = am_alert()
+    other = psycopg.connect(pg_url)
+    try:
+        other.execute(
+            "INSERT INTO alerts (fingerprint, starts_at, source, alertname, status, severity,"
+            " labels, annotations, generator_url, receiver, first_seen, last_seen,"
+            " notifications, fire_count, flapping, cls_status, search)"
+            " VALUES (%s, %s, 'alertmanager', 'HighCPU', 'firing', 'critical', '{}', '{}', '',"
+            " 'llmgw', now(), now(), 1, 1, false, 'pending', '')",
+            (firing["fingerprint"], later(0)),
+        )
+        resolved = am_alert(status="resolved", ends=later(300))
+        out: dict[str, Any] = {}
+        worker = threading.Thread(
+            target=lambda: out.update(r=store.ingest(parse_delivery(am_payload(resolved))))
+        )
+        worker.start()
+        deadline = time.monotonic() + 20
+        while not _waiting_on_a_lock(pg_url):
+            assert time.monotonic() < deadline and worker.is_alive(), "the insert never waited"
+            time.sleep(0.05)
+        other.commit()
+        worker.join(20)
+    finally:
+        other.close()
+    result = out["r"]
+    assert (result.new, result.resolved, result.updated, result.new_ids) == (0, 1, 0, [])
+    with psycopg.connect(pg_url) as c:
+        status, ends, notes = c.execute(
+            "SELECT status, ends_at, notifications FROM alerts"
+        ).fetchone() or (None, None, None)
+        kinds = [r[0] for r in c.execute("SELECT kind FROM alert_events ORDER BY id")]
+        steps = [r[0] for r in c.execute("SELECT step FROM alert_jobs ORDER BY id")]
+    assert (status, ends, notes) == ("resolved", later(300), 2)
+    assert kinds == ["resolved"] and steps == ["publish_resolve"]
+    eng.dispose()
+
+
+@pytest.mark.slow
+def test_kill_9_during_ingestion_loses_no_acknowledged_delivery(
+    pg_url: str, tmp_path: Path, home: Path
+) -> None:
+    """Deliveries stream into ``llmgw serve`` on PostgreSQL; it is killed with SIGKILL in the
+    middle. Every delivery answered 200 is in the history with its occurrence and its job."""
+    eng = make_engine(pg_url)
+    upgrade(eng)
+    eng.dispose()
+    port = _free_port()
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(
+        f'[database]\nurl = "{pg_url}"\n[alerts]\nwebhook_token = "{WEBHOOK_TOKEN}"\n'
+        'mode = "transparent"\n'
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMGW_")}
+    env["LLMGW_HOME"] = str(home)
+    log = (tmp_path / "serve.log").open("wb")
+    gw = subprocess.Popen(
+        [LLMGW, "--config", str(cfg), "serve", "--port", str(port), "--no-migrate"],
+        env=env, stdout=log, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    acked: list[int] = []
+    stop = threading.Event()
+
+    def post() -> None:
+        hook = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
+        with httpx.Client(timeout=5) as client:
+            for i in range(100_000):
+                if stop.is_set():
+                    return
+                body = am_payload(am_alert(labels={"instance": f"n{i}"}))
+                try:
+                    r = client.post(f"http://127.0.0.1:{port}/alerts/webhook", json=body,
+                                    headers=hook)  # fmt: skip
+                except httpx.TransportError:
+                    return  # the server is gone
+                if r.status_code == 200:
+                    acked.append(i)
+
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert gw.poll() is None and time.monotonic() < deadline, "serve did not start"
+            time.sleep(0.1)
+        sender = threading.Thread(target=post)
+        sender.start()
+        deadline = time.monotonic() + 60
+        while len(acked) < 40:
+            assert time.monotonic() < deadline and sender.is_alive(), "too few deliveries"
+            time.sleep(0.01)
+        gw.send_signal(signal.SIGKILL)
+        gw.wait(10)
+        sender.join(10)
+    finally:
+        stop.set()
+        if gw.poll() is None:
+            gw.kill()
+            gw.wait(10)
+        log.close()
+    with psycopg.connect(pg_url) as c:
+        stored = {
+            r[0]
+            for r in c.execute(
+                "SELECT labels->>'instance' FROM alerts a"
+                " JOIN alert_jobs j ON j.alert_id = a.id"
+                " AND j.step = 'classify'"
+            )  # fmt: skip
+        }
+    assert len(acked) >= 40
+    assert {f"n{i}" for i in acked} <= stored
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
