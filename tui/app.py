@@ -108,6 +108,7 @@ class LlmgwApp(App[None]):
         poll_interval: float = 2.0,
         chat: ChatSource | None = None,
         connect_chat: Callable[[str, str], ChatSource] | None = None,
+        local_chat_url: str | None = None,
         keymap: Mapping[str, str] | None = None,
         alerts: AlertSource | None = None,
         warm_up: Callable[[], object] | None = None,
@@ -121,6 +122,8 @@ class LlmgwApp(App[None]):
         """The gateway's chat API (remote mode), or None until the Chat screen connects."""
         self.connect_chat = connect_chat
         """Makes a ``ChatSource`` from a URL and an API key (local mode's Chat screen)."""
+        self.local_chat_url = local_chat_url
+        """This host's ``llmgw serve`` address, offered by local mode's Chat screen."""
         self.alerts = alerts
         """The alert history (``/api/alerts`` or the database) for the Alerts screen."""
         self.keymap_overrides: dict[str, str] = dict(keymap or {})

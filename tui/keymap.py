@@ -22,6 +22,7 @@ def binding_ids() -> set[str]:
     from llmgw.tui.screens.base import PolledScreen
     from llmgw.tui.screens.help import HelpScreen
     from llmgw.tui.screens.listing import FilteredScreen
+    from llmgw.tui.widgets.conversation_list import ConversationList
     from llmgw.tui.widgets.dialogs import ConfirmScreen, FormScreen, SecretScreen
 
     ids = _ids(LlmgwApp.BINDINGS) | _ids(PolledScreen.BINDINGS) | _ids(FilteredScreen.BINDINGS)
@@ -29,6 +30,7 @@ def binding_ids() -> set[str]:
         ids |= _ids(screen_class(mode).BINDINGS)
     for dialog in (HelpScreen, ConfirmScreen, FormScreen, SecretScreen, AlertDetailScreen):
         ids |= _ids(dialog.BINDINGS)
+    ids |= _ids(ConversationList.BINDINGS)
     return ids
 
 

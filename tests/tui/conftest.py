@@ -7,7 +7,7 @@ what a person sees when the server goes away.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from textual.pilot import Pilot
 
-from llmgw.admin.chat import ChatDelta, ChatDone, ChatEvent, ChatMessage
+from llmgw.admin.chat import ChatDelta, ChatDone, ChatEvent, ChatMessage, ChatOpened, ModelChoice
 from llmgw.admin.ops import UNSET, Record, Unset
 from llmgw.errors import NotFound, Unavailable
 from llmgw.tui.app import LlmgwApp
@@ -370,24 +370,53 @@ BUDGETS: list[Record] = [
 
 
 class FixtureChat:
-    """A ``ChatSource`` with fixed models and a fixed, word-by-word answer and figures."""
+    """A ``ChatSource`` with a fixed catalog, conversations kept in memory and a fixed,
+    word-by-word answer and figures (the live-server tests use the real one)."""
 
     url = "http://127.0.0.1:8080"
 
     def __init__(self) -> None:
-        self.sent: list[tuple[str, list[ChatMessage], float | None, int | None]] = []
+        self.sent: list[dict[str, Any]] = []
         self.closed = False
+        self.store: dict[str, dict[str, Any]] = {}
+        self.stored: dict[str, list[ChatMessage]] = {}
 
-    async def models(self) -> list[str]:
-        return ["gigachat/GigaChat-2-Max", "openai/gpt-4o-mini", "yandex/yandexgpt-lite"]
+    async def catalog(self) -> list[ModelChoice]:
+        return [ModelChoice("gigachat/GigaChat-2-Max", "gigachat", 131072),
+                ModelChoice("openai/gpt-4o-mini", "openai", 128000),
+                ModelChoice("yandex/yandexgpt-lite", "yandex", 32768)]  # fmt: skip
 
-    async def stream(self, model: str, messages: Sequence[ChatMessage], *,
-                     temperature: float | None = None,
-                     max_tokens: int | None = None) -> AsyncIterator[ChatEvent]:  # fmt: skip
-        self.sent.append((model, list(messages), temperature, max_tokens))
-        words = f"Echo: {messages[-1].content}".split(" ")
+    async def conversations(self) -> list[dict[str, Any]]:
+        return [dict(r) for r in reversed(self.store.values())]
+
+    async def messages(self, conversation_id: str) -> list[ChatMessage]:
+        return list(self.stored[conversation_id])
+
+    async def rename(self, conversation_id: str, title: str) -> dict[str, Any]:
+        self.store[conversation_id]["title"] = title
+        return dict(self.store[conversation_id])
+
+    async def delete(self, conversation_id: str) -> None:
+        del self.store[conversation_id], self.stored[conversation_id]
+
+    async def turn(self, conversation_id: str | None, message: str, *, model: str | None,
+                   system: str | None = None,
+                   settings: Mapping[str, Any] | None = None) -> AsyncIterator[ChatEvent]:  # fmt: skip
+        self.sent.append({"conversation_id": conversation_id, "message": message,
+                          "model": model, "system": system, **(settings or {})})  # fmt: skip
+        cid = conversation_id or f"c{len(self.store) + 1:07d}-0000-4000-8000-000000000000"
+        yield ChatOpened(cid)
+        words = f"Echo: {message}".split(" ")
         for i, word in enumerate(words):
             yield ChatDelta(word if i == 0 else " " + word)
+        rec = self.store.setdefault(cid, {"id": cid, "title": message[:60], "messages": 0,
+                                          "model": model, "system": None, "settings": {}})  # fmt: skip
+        rec.update(model=model, system=system or rec["system"])
+        rec["settings"] = {**rec["settings"], **(settings or {})}
+        self.stored.setdefault(cid, []).extend(
+            [ChatMessage("user", message), ChatMessage("assistant", " ".join(words), model)]
+        )
+        rec["messages"] += 2
         yield ChatDone(model=model, finish_reason="stop", prompt_tokens=12,
                        completion_tokens=len(words), latency_ms=812.4, ttft_ms=121.0)  # fmt: skip
 

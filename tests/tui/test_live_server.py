@@ -163,17 +163,18 @@ async def test_a_chat_streams_from_the_gateway_then_escape_stops_one(
         assert isinstance(screen, ChatScreen)
         select = screen.query_one("#chat-model", Select)
         await _until(pilot, lambda: select.value == "openai/gpt-4o-mini", "the model list")
-        screen.query_one("#chat-max-tokens", Input).value = "50"
+        screen.settings = {"max_tokens": 50}
         prompt = screen.query_one("#prompt", Input)
         prompt.value = "hello gateway from the dashboard"
         shown: list[str] = []  # what the answer box showed, piece by piece
-        show = screen._show_answer
+        pane = screen.log_pane
+        update = pane.update_answer
 
-        def record(suffix: str = "") -> None:
-            shown.append(screen.answer)
-            show(suffix)
+        def record(text: str) -> None:
+            shown.append(text)
+            update(text)
 
-        screen._show_answer = record  # type: ignore[method-assign]
+        pane.update_answer = record  # type: ignore[method-assign]
         await pilot.press("enter")
         await _until(pilot, lambda: bool(shown), "the first piece")
         answer = screen.query(".chat-answer").last()
@@ -186,7 +187,7 @@ async def test_a_chat_streams_from_the_gateway_then_escape_stops_one(
         status = _status(app)
         assert status.startswith("gpt-4o-mini · ") and " in + " in status, status
         assert " out tokens · " in status and " ms, first token " in status
-        assert [m.role for m in screen.history] == ["user", "assistant"]
+        assert [m.role for m in screen.history()] == ["user", "assistant"]
 
         prompt.value = " ".join(["word"] * 200)  # 200 pieces at 40 ms: 8 s unless stopped
         await pilot.press("enter")
@@ -253,14 +254,13 @@ async def test_a_non_admin_key_ends_the_dashboard_with_exit_2(
 async def test_remote_chat_errors_are_llmgw_errors(live: Live) -> None:
     """What the Chat screen shows comes from these: the gateway's error envelope, an unreachable
     server, a bad URL or key (never echoing the key)."""
-    from llmgw.admin.chat import ChatMessage
     from llmgw.errors import LlmgwError, Unavailable, UsageError
 
     chat = RemoteChat(live.url, live.admin_key)
     try:
         assert await chat.models() == ["openai/gpt-4o-mini"]
         with pytest.raises(LlmgwError) as info:
-            async for _ in chat.stream("openai/no-such-model", [ChatMessage("user", "hi")]):
+            async for _ in chat.turn(None, "hi", model="openai/no-such-model"):
                 pass
         assert "no-such-model" in str(info.value)
     finally:
@@ -274,7 +274,7 @@ async def test_remote_chat_errors_are_llmgw_errors(live: Live) -> None:
         await refused.aclose()
     gone = RemoteChat(f"http://127.0.0.1:{_free_port()}", live.admin_key)
     with pytest.raises(Unavailable, match="cannot reach the llmgw server at http"):
-        async for _ in gone.stream("openai/gpt-4o-mini", [ChatMessage("user", "hi")]):
+        async for _ in gone.turn(None, "hi", model="openai/gpt-4o-mini"):
             pass
     await gone.aclose()
     with pytest.raises(UsageError):

@@ -59,8 +59,9 @@ def test_stale(snap_compare, make_app, ops, wait):
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
 def test_chat(snap_compare, make_app, remote_ops, wait, size):
-    """Chat after one streamed answer: model picker, temperature, max tokens, the conversation,
-    and the tokens and latency of the answer on the status line."""
+    """Chat after two streamed answers (the model switched between them): the conversation
+    list, the provider and model pickers, the settings line, the conversation, and the tokens
+    and latency of the answer on the status line."""
     from tests.tui.conftest import FixtureChat
 
     async def chat(pilot):
@@ -69,12 +70,22 @@ def test_chat(snap_compare, make_app, remote_ops, wait, size):
         await wait(pilot)
         for box in pilot.app.screen.query(Input):
             box.cursor_blink = False  # the cursor would be caught on or off at random
-        pilot.app.screen.query_one("#chat-temperature").value = "0.2"
-        pilot.app.screen.query_one("#prompt").value = "What is llmgw?"
+        screen = pilot.app.screen
+        screen.settings = {"system": "You are terse.", "temperature": 0.2}
+        screen._show_settings()
+        screen.query_one("#prompt").value = "What is llmgw?"
+        await pilot.press("enter")
+        await wait(pilot)
+        screen.query_one("#chat-provider").value = "openai"
+        await wait(pilot)
+        screen.query_one("#prompt").value = "And in one word?"
         await pilot.press("enter")
         await wait(pilot)
 
-    app = make_app(remote_ops, chat=FixtureChat())
+    source = FixtureChat()
+    app = make_app(remote_ops, chat=source)
+    source.store["c0"] = {"id": "c0", "title": "Yesterday's question", "messages": 6,
+                     "model": "yandex/yandexgpt-lite", "system": None, "settings": {}}  # fmt: skip
     assert snap_compare(app, terminal_size=size, run_before=chat)
 
 
@@ -88,7 +99,8 @@ def test_chat_local(snap_compare, make_app, ops, wait):
         for box in pilot.app.screen.query(Input):
             box.cursor_blink = False
 
-    assert snap_compare(make_app(ops), terminal_size=(80, 24), run_before=show)
+    app = make_app(ops, local_chat_url="http://127.0.0.1:8080")
+    assert snap_compare(app, terminal_size=(80, 24), run_before=show)
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")

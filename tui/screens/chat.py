@@ -1,10 +1,14 @@
-"""Chat: a playground against the gateway's own ``/v1/chat/completions``, streamed.
+"""Chat: the playground on the gateway's conversations (``/api/chat``), streamed.
 
-It reaches the gateway only through the app's ``ChatSource`` (the CLI wires ``RemoteChat`` with
-the dashboard's URL and token). The answer streams in an async worker on the UI's loop, so the
-screen never blocks; Escape cancels that worker, which closes the connection. After each answer
-the status line shows the tokens and the latency. In local mode (no server) the screen says that
-chat needs a running server and takes a URL and an API key.
+The screen is the conversation list (``ConversationList``: new, continue, rename, delete after
+a confirmation), the provider and model pickers fed by the model catalog (``/api/models``), a
+line with the generation settings (every one ``/api/chat`` takes, edited in a form), the
+conversation pane (``ChatLog``, where errors are shown in place) and the prompt. It reaches the
+gateway only through the app's ``ChatSource`` (``RemoteChat`` with the dashboard's URL and key or
+login). The answer streams in an async worker on the UI's loop, so the screen never blocks;
+Escape cancels that worker, which closes the connection (the server stops the model and stores
+nothing). In local mode the screen takes a server's URL and an API key first (prefilled with
+this host's ``llmgw serve`` address).
 """
 
 from __future__ import annotations
@@ -14,51 +18,29 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from textual import on, work
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
-from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.containers import Horizontal, Vertical
 from textual.screen import Screen
 from textual.timer import Timer
-from textual.widgets import Button, Footer, Header, Input, Label, Select, Static
+from textual.widgets import Button, Footer, Header, Input, OptionList, Select, Static
 
-from llmgw.admin.chat import ChatDelta, ChatDone, ChatMessage
+from llmgw.admin.chat import ChatDelta, ChatDone, ChatMessage, ChatOpened, ModelChoice
+from llmgw.tui.chat_settings import fields, summary_line
 from llmgw.tui.format import hhmm, num
 from llmgw.tui.screens.base import describe
+from llmgw.tui.widgets.chat_log import ChatLog
+from llmgw.tui.widgets.conversation_list import ConversationList
+from llmgw.tui.widgets.dialogs import ConfirmScreen, Field, FormScreen, required
 
 if TYPE_CHECKING:
     from llmgw.admin.chat import ChatSource
     from llmgw.tui.app import LlmgwApp
 
-__all__ = ["LOCAL_CHAT_NOTE", "ChatScreen", "parse_max_tokens", "parse_temperature"]
+__all__ = ["LOCAL_CHAT_NOTE", "ChatScreen", "summary"]
 
 LOCAL_CHAT_NOTE = (
     "Chat needs a running llmgw serve: in local mode the dashboard reads the database only. "
     "Give a server's URL and an API key below, or start with llmgw dash --url URL --token KEY."
 )
-
-
-def parse_temperature(text: str) -> float | None:
-    """Empty (the model's default) or a number from 0 to 2."""
-    if not text.strip():
-        return None
-    try:
-        value = float(text)
-    except ValueError:
-        raise ValueError(f"temperature {text!r} is not a number") from None
-    if not 0 <= value <= 2:
-        raise ValueError("temperature goes from 0 to 2")
-    return value
-
-
-def parse_max_tokens(text: str) -> int | None:
-    """Empty (no limit) or a whole number of at least 1."""
-    if not text.strip():
-        return None
-    try:
-        value = int(text)
-    except ValueError:
-        raise ValueError(f"max tokens {text!r} is not a whole number") from None
-    if value < 1:
-        raise ValueError("max tokens is at least 1 (leave it empty for no limit)")
-    return value
 
 
 def summary(done: ChatDone) -> str:
@@ -76,31 +58,35 @@ def summary(done: ChatDone) -> str:
 
 
 class ChatScreen(Screen[None]):
-    """Model picker, temperature, max tokens, the conversation and a prompt."""
+    """Conversations, pickers, settings, the conversation and a prompt."""
 
     TITLE_TEXT: ClassVar[str] = "Chat"
     AUTO_FOCUS = "#prompt"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding(
-            "escape",
-            "stop",
-            "Stop/leave prompt",
-            id="chat-stop",
-            tooltip="Stop the answer being streamed; else leave the prompt (then 1-7, q work)",
-        ),
-        Binding("ctrl+l", "clear", "New chat", id="chat-clear", tooltip="Start a new conversation"),
-        Binding("ctrl+r", "refresh", "Models", id="chat-models", tooltip="Reload the model list"),
-    ]
+        Binding("escape", "stop", "Stop/leave prompt", id="chat-stop",
+                tooltip="Stop the answer being streamed; else leave the prompt (then 1-8, q work)"),
+        Binding("ctrl+n", "new", "New", id="chat-new", tooltip="Start a new conversation"),
+        Binding("ctrl+o", "settings", "Settings", id="chat-settings",
+                tooltip="System prompt and every generation setting"),
+        Binding("ctrl+t", "rename", "Rename", id="chat-title",
+                tooltip="Rename the conversation on screen"),
+        Binding("ctrl+r", "refresh", "Reload", id="chat-models",
+                tooltip="Reload the model catalog and the conversations"),
+    ]  # fmt: skip
 
     def __init__(self) -> None:
         super().__init__()
-        self.history: list[ChatMessage] = []
+        self.catalog: list[ModelChoice] = []
+        self.conversation_id: str | None = None
+        self.conversation_model: str | None = None
+        self.settings: dict[str, Any] = {}
+        """``system`` and the generation settings set on screen (None: not sent)."""
         self.streaming = False
         self.answer = ""
         self.last: ChatDone | None = None
         self.stale_since: str | None = None
         self._retry: Timer | None = None
-        self._answer_box: Static | None = None
+        self._new_turn = False
 
     @property
     def llmgw(self) -> LlmgwApp:
@@ -112,30 +98,47 @@ class ChatScreen(Screen[None]):
         """The gateway's chat API, once there is one."""
         return self.llmgw.chat
 
+    @property
+    def log_pane(self) -> ChatLog:
+        """The conversation pane."""
+        return self.query_one("#chat-log", ChatLog)
+
+    @property
+    def conversations(self) -> ConversationList:
+        """The conversation list."""
+        return self.query_one("#chat-list", ConversationList)
+
     def compose(self) -> ComposeResult:
         yield Header()
         with Vertical(id="chat-connect", classes="banner"):
             yield Static(LOCAL_CHAT_NOTE, id="chat-note")
             with Horizontal(classes="chat-row"):
-                yield Input(placeholder="http://127.0.0.1:8080", id="chat-url")
+                url = self.llmgw.local_chat_url or ""
+                yield Input(url, placeholder="http://127.0.0.1:8080", id="chat-url")
                 yield Input(placeholder="API key", password=True, id="chat-key")
                 yield Button("Connect", id="chat-connect-button", variant="primary")
-        with Horizontal(id="chat-options", classes="chat-row"):
-            yield Select[str]([], prompt="model", id="chat-model", allow_blank=True)
-            yield Label("temp", classes="chat-label")
-            yield Input(placeholder="auto", id="chat-temperature")
-            yield Label("max", classes="chat-label")
-            yield Input(placeholder="none", id="chat-max-tokens")
-        yield VerticalScroll(id="chat-log")
-        yield Input(placeholder="Ask the model; Enter sends, Escape stops", id="prompt")
-        yield Static("", id="status-line")
+        with Horizontal(id="chat-body"):
+            yield ConversationList(id="chat-list")
+            with Vertical(id="chat-main"):
+                with Horizontal(id="chat-options", classes="chat-row"):
+                    yield Select[str]([], prompt="provider", id="chat-provider")
+                    yield Select[str]([], prompt="model", id="chat-model")
+                yield Static("", id="chat-settings-line", markup=False)
+                yield ChatLog(id="chat-log")
+                yield Input(placeholder="Ask the model; Enter sends, Escape stops", id="prompt")
+        yield Static("", id="status-line", markup=False)
         yield Footer()
 
     def on_mount(self) -> None:
         self.sub_title = self.TITLE_TEXT
+        self.conversations.border_title = "Conversations"
         self._layout()
+        self._show_settings()
         if self.source is not None:
-            self.load_models()
+            self.load_all()
+
+    def on_resize(self) -> None:
+        self.set_class(self.size.width < 100, "-narrow")
 
     def on_screen_resume(self) -> None:
         where = self.source.url if self.source is not None else "no server"
@@ -144,7 +147,7 @@ class ChatScreen(Screen[None]):
     def _layout(self) -> None:
         connected = self.source is not None
         self.query_one("#chat-connect").display = not connected
-        self.query_one("#chat-options").display = connected
+        self.query_one("#chat-body").display = connected
         self.query_one("#prompt", Input).disabled = not connected
         if not connected:
             self.set_status("no server: give a URL and an API key above")
@@ -155,46 +158,214 @@ class ChatScreen(Screen[None]):
         line.update(text)
         line.set_class(stale, "stale")
 
-    # -- models ---------------------------------------------------------------------------
-    def action_refresh(self) -> None:
-        """Reload the model list."""
-        if self.source is not None:
-            self.load_models()
+    def _show_settings(self) -> None:
+        self.query_one("#chat-settings-line", Static).update(summary_line(self.settings))
 
-    @work(exclusive=True, group="chat-models", exit_on_error=False)
-    async def load_models(self) -> None:
-        """Ask the gateway for its models; a failure shows stale and tries again later."""
+    # -- catalog and conversations --------------------------------------------------------
+    def action_refresh(self) -> None:
+        """Reload the model catalog and the conversation list."""
+        if self.source is not None:
+            self.load_all()
+
+    @work(exclusive=True, group="chat-load", exit_on_error=False)
+    async def load_all(self) -> None:
+        """The catalog and the conversations; a failure shows stale and tries again later."""
         if self._retry is not None:
             self._retry.stop()
         source = self.source
         if source is None:
             return
         try:
-            models = await source.models()
+            catalog = await source.catalog()
+            records = await source.conversations()
         except Exception as exc:  # shown to the person, never a traceback
             why = describe(exc)
             if self.stale_since is None:
-                self.notify(why, title="Chat: models failed", severity="error")
+                self.notify(why, title="Chat: models failed", severity="error", markup=False)
                 self.stale_since = hhmm(self.llmgw.now())
             self.set_status(f"stale since {self.stale_since}: {why}", stale=True)
-            self._retry = self.set_timer(self.llmgw.poll_interval, self.load_models)
+            self._retry = self.set_timer(self.llmgw.poll_interval, self.load_all)
             return
         if self.stale_since is not None:
             self.notify("Connection restored", title="Chat")
         self.stale_since = None
-        select: Select[str] = self.query_one("#chat-model", Select)
-        current = select.value
-        select.set_options([(m, m) for m in models])
-        if isinstance(current, str) and current in models:
-            select.value = current
-        elif models:
-            select.value = models[0]
+        self.catalog = catalog
+        self._fill_providers()
+        self.conversations.show(records, self.conversation_id)
         if not self.streaming:
             self.set_status(
-                f"{len(models)} models at {source.url}; Enter sends, Escape stops"
-                if models
+                f"{len(catalog)} models at {source.url}; Enter sends, Escape stops"
+                if catalog
                 else f"{source.url} lists no models: check the server's [[providers]]"
             )
+
+    @work(exclusive=True, group="chat-list", exit_on_error=False)
+    async def reload_list(self) -> None:
+        """The conversation list again (after a turn, a rename or a delete)."""
+        if self.source is None:
+            return
+        try:
+            records = await self.source.conversations()
+        except Exception as exc:  # a failed refresh keeps the old list
+            self.notify(describe(exc), title="Chat: conversations", severity="error", markup=False)
+            return
+        self.conversations.show(records, self.conversation_id)
+
+    def _fill_providers(self) -> None:
+        providers = sorted({m.provider for m in self.catalog}, key=lambda p: (p == "alias", p))
+        select: Select[str] = self.query_one("#chat-provider", Select)
+        current = select.value
+        with self.prevent(Select.Changed):
+            select.set_options([(p, p) for p in providers])
+            if isinstance(current, str) and current in providers:
+                select.value = current
+            elif providers:
+                select.value = providers[0]
+        self._fill_models()
+
+    def _fill_models(self, want: str | None = None) -> None:
+        provider = self.query_one("#chat-provider", Select).value
+        models = [m for m in self.catalog if m.provider == provider]
+        select: Select[str] = self.query_one("#chat-model", Select)
+        current = want or select.value
+        select.set_options([(m.id, m.id) for m in models])
+        ids = [m.id for m in models]
+        if isinstance(current, str) and current in ids:
+            select.value = current
+        elif ids:
+            select.value = ids[0]
+
+    @on(Select.Changed, "#chat-provider")
+    def _provider_changed(self) -> None:
+        self._fill_models()
+
+    def pick_model(self, model: str | None) -> None:
+        """Set both pickers to ``model`` (a conversation's), when the catalog has it."""
+        choice = next((m for m in self.catalog if m.id == model), None)
+        if choice is None:
+            return
+        with self.prevent(Select.Changed):
+            self.query_one("#chat-provider", Select).value = choice.provider
+        self._fill_models(choice.id)
+
+    @property
+    def model(self) -> str | None:
+        """The model picked."""
+        value = self.query_one("#chat-model", Select).value
+        return value if isinstance(value, str) else None
+
+    # -- the conversation list ------------------------------------------------------------
+    @on(OptionList.OptionSelected, "#chat-list")
+    def _selected(self, event: OptionList.OptionSelected) -> None:
+        if event.option.id is not None:
+            self.open_conversation(event.option.id)
+
+    @work(exclusive=True, group="chat-open", exit_on_error=False)
+    async def open_conversation(self, conversation_id: str) -> None:
+        """Show a stored conversation and continue it with its model and settings."""
+        if self.source is None:
+            return
+        if self.streaming:
+            self.action_stop()
+        try:
+            messages = await self.source.messages(conversation_id)
+        except Exception as exc:
+            self.set_status(describe(exc), stale=True)
+            return
+        rec = self.conversations.record(conversation_id) or {}
+        self.conversation_id = conversation_id
+        self.conversation_model = rec.get("model")
+        self.settings = {"system": rec.get("system"), **(rec.get("settings") or {})}
+        self._show_settings()
+        self.pick_model(self.conversation_model)
+        self.log_pane.show(messages)
+        self.conversations.show(self.conversations.records, conversation_id)
+        self.query_one("#prompt", Input).focus()
+        self.set_status(f"{rec.get('title') or 'conversation'}: {len(messages)} messages")
+
+    def action_new(self) -> None:
+        """Start a new conversation (stops a stream first); the settings stay."""
+        if self.streaming:
+            self.action_stop()
+        self.conversation_id = None
+        self.conversation_model = None
+        self.log_pane.show([])
+        self.conversations.show(self.conversations.records, None)
+        self.query_one("#prompt", Input).focus()
+        self.set_status("new conversation: the first message starts it")
+
+    def _target(self) -> dict[str, Any] | None:
+        """The conversation rename/delete act on: the list's highlighted one if the list has
+        the focus, else the one on screen."""
+        ref = self.conversations.highlighted_id
+        if self.focused is not self.conversations or ref is None:
+            ref = self.conversation_id
+        return self.conversations.record(ref)
+
+    def action_rename(self) -> None:
+        """Ask for a new title."""
+        rec = self._target()
+        if rec is None or self.source is None:
+            self.notify("No conversation to rename yet", severity="warning")
+            return
+        form = FormScreen(
+            "Rename the conversation",
+            [Field("title", "title", value=str(rec.get("title") or ""), parse=required)],
+            submit="Rename",
+        )
+        self.app.push_screen(form, lambda values: self._renamed(rec["id"], values))
+
+    def _renamed(self, conversation_id: str, values: dict[str, Any] | None) -> None:
+        if values:
+            self.change(conversation_id, "rename", values["title"])
+
+    def action_delete(self) -> None:
+        """Delete the highlighted conversation after a confirmation."""
+        rec = self._target()
+        if rec is None or self.source is None:
+            return
+        question = (
+            f"Delete the conversation {rec.get('title')!r} and its "
+            f"{rec.get('messages') or 0} messages? This cannot be undone."
+        )
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.change(rec["id"], "delete")
+
+        self.app.push_screen(ConfirmScreen(question, action="Delete"), answered)
+
+    @work(group="chat-change", exit_on_error=False)
+    async def change(self, conversation_id: str, what: str, title: str = "") -> None:
+        """Rename or delete on the server, then refresh the list."""
+        assert self.source is not None
+        try:
+            if what == "rename":
+                await self.source.rename(conversation_id, title)
+            else:
+                await self.source.delete(conversation_id)
+        except Exception as exc:
+            why = describe(exc)
+            self.notify(why, title=f"Chat: {what} failed", severity="error", markup=False)
+            self.set_status(f"{what} failed: {why}", stale=True)
+            return
+        if what == "delete" and conversation_id == self.conversation_id:
+            self.action_new()
+        self.set_status("renamed" if what == "rename" else "deleted")
+        await self.reload_list().wait()
+
+    # -- settings ------------------------------------------------------------------------
+    def action_settings(self) -> None:
+        """Edit the system prompt and the generation settings."""
+        self.app.push_screen(
+            FormScreen("Generation settings (empty: not sent)", fields(self.settings)),
+            self._set_settings,
+        )
+
+    def _set_settings(self, values: dict[str, Any] | None) -> None:
+        if values is not None:
+            self.settings = values
+            self._show_settings()
 
     # -- connect (local mode) -------------------------------------------------------------
     @on(Button.Pressed, "#chat-connect-button")
@@ -216,104 +387,101 @@ class ChatScreen(Screen[None]):
         self._layout()
         self.on_screen_resume()
         self.query_one("#prompt", Input).focus()
-        self.load_models()
+        self.load_all()
 
     # -- chat -----------------------------------------------------------------------------
     @on(Input.Submitted, "#prompt")
     def send(self, event: Input.Submitted) -> None:
-        """Send the prompt with the conversation so far and stream the answer."""
+        """Send the prompt as the next turn and stream the answer."""
         text = event.value.strip()
         if not text or self.source is None:
             return
         if self.streaming:
             self.notify("An answer is streaming: Escape stops it", severity="warning")
             return
-        model = self.query_one("#chat-model", Select).value
-        if not isinstance(model, str):
+        model = self.model
+        if model is None:
             self.set_status("pick a model first", stale=True)
             return
-        try:
-            temperature = parse_temperature(self.query_one("#chat-temperature", Input).value)
-            max_tokens = parse_max_tokens(self.query_one("#chat-max-tokens", Input).value)
-        except ValueError as exc:
-            self.set_status(str(exc), stale=True)
-            return
         event.input.value = ""
-        self.history.append(ChatMessage("user", text))
-        log = self.query_one("#chat-log", VerticalScroll)
-        log.mount(Static(text, classes="chat-user", markup=False))
-        self._answer_box = Static("…", classes="chat-answer", markup=False)
-        log.mount(self._answer_box)
-        log.scroll_end(animate=False)
+        pane = self.log_pane
+        if self.conversation_id is not None and model != self.conversation_model:
+            pane.note(f"model: {self.conversation_model} → {model} (the context goes with it)")
+        pane.add_user(text)
+        pane.start_answer()
         self.answer = ""
         self.streaming = True
         self.set_status(f"{model}: streaming… (Escape stops)")
-        self.ask(model, temperature, max_tokens)
+        self.ask(text, model)
 
     @work(exclusive=True, group="chat", exit_on_error=False)
-    async def ask(self, model: str, temperature: float | None, max_tokens: int | None) -> None:
-        """Stream one answer into the last answer box (an async worker: the UI stays live)."""
+    async def ask(self, text: str, model: str) -> None:
+        """Stream one turn into the answer box (an async worker: the UI stays live)."""
         source = self.source
         assert source is not None
+        given = {k: v for k, v in self.settings.items() if v is not None and k != "system"}
+        new = self._new_turn = self.conversation_id is None
         try:
-            async for event in source.stream(
-                model, list(self.history), temperature=temperature, max_tokens=max_tokens
-            ):
-                if isinstance(event, ChatDelta):
+            async for event in source.turn(
+                self.conversation_id, text, model=model,
+                system=self.settings.get("system"), settings=given,
+            ):  # fmt: skip
+                if isinstance(event, ChatOpened):
+                    self.conversation_id = event.conversation_id or self.conversation_id
+                elif isinstance(event, ChatDelta):
                     self.answer += event.text
-                    self._show_answer()
+                    self.log_pane.update_answer(self.answer)
                 else:
-                    self._finish(event)
+                    self._finish(event, model)
         except Exception as exc:  # an error before or during the stream: shown, never raised
-            self._fail(describe(exc))
+            self._fail(exc, new)
         finally:
-            if self.streaming:  # cancelled (Escape) or failed
-                self.streaming = False
+            self.streaming = False
 
-    def _show_answer(self, suffix: str = "") -> None:
-        if self._answer_box is not None:
-            self._answer_box.update(self.answer + suffix)
-            self.query_one("#chat-log", VerticalScroll).scroll_end(animate=False)
-
-    def _finish(self, done: ChatDone) -> None:
+    def _finish(self, done: ChatDone, model: str) -> None:
         self.streaming = False
         self.last = done
-        self.history.append(ChatMessage("assistant", self.answer))
-        self._show_answer()
+        self.conversation_model = model
+        self.log_pane.update_answer(self.answer)
         self.set_status(summary(done))
+        self.reload_list()
 
-    def _fail(self, why: str) -> None:
+    def _fail(self, exc: Exception, new: bool) -> None:
         self.streaming = False
-        self._show_answer(f"\n[error] {why}" if self.answer else f"[error] {why}")
-        self.history.pop()  # the question was not answered: it is not part of the conversation
-        self.notify(why, title="Chat failed", severity="error")
-        self.set_status(f"failed: {why}", stale=True)
+        why = describe(exc)
+        pane = self.log_pane
+        if self.answer:
+            pane.update_answer(self.answer)
+        else:
+            pane.query(".chat-answer").last().remove()
+        pane.add_error(exc, why)
+        if new:
+            self.conversation_id = None  # a first turn that failed made no conversation
+        self.notify(why, title="Chat failed", severity="error", markup=False)
+        self.set_status(f"failed (not stored): {why}", stale=True)
 
     def action_stop(self) -> None:
         """Stop the answer being streamed (closes the connection), or leave the prompt."""
         if self.streaming:
             self.workers.cancel_group(self, "chat")
             self.streaming = False
-            if self.answer:
-                self.history.append(ChatMessage("assistant", self.answer))
-            else:
-                self.history.pop()
-            self._show_answer(" [stopped]")
-            self.set_status("stopped: the connection was closed, the server stops the model")
+            self.log_pane.update_answer(self.answer + " [stopped]")
+            if self._new_turn:  # nothing was stored: the conversation does not exist
+                self.conversation_id = None
+            self.set_status("stopped: the connection was closed; this turn is not stored")
         else:
             self.query_one("#chat-log").focus()
 
-    def action_clear(self) -> None:
-        """Start a new conversation (stops a stream first)."""
-        if self.streaming:
-            self.action_stop()
-        self.history.clear()
-        self.query_one("#chat-log", VerticalScroll).remove_children()
-        self.query_one("#prompt", Input).focus()
-        self.set_status("new conversation")
-
     def check_action(self, action: str, parameters: tuple[Any, ...]) -> bool | None:
-        """Reloading models needs a server."""
-        if action == "refresh":
+        """Everything but Escape needs a server."""
+        if action in ("refresh", "new", "settings", "rename", "delete"):
             return self.source is not None
         return True
+
+    def history(self) -> list[ChatMessage]:
+        """What the pane shows, as messages (for tests and captures)."""
+        out = []
+        for w in self.log_pane.query(".chat-user, .chat-answer").results(Static):
+            role = "user" if w.has_class("chat-user") else "assistant"
+            out.append(ChatMessage(role, str(w.render())))
+        return out

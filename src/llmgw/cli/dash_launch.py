@@ -38,6 +38,16 @@ def _chat(url: str, token: str | None, auth: httpx.Auth | None = None) -> ChatSo
     return RemoteChat(url, token, auth=auth)
 
 
+def _local_url(settings: Any) -> str | None:
+    """This host's ``llmgw serve`` address (as ``llmgw chat`` finds it), for local mode's Chat
+    screen to offer."""
+    server = getattr(settings, "server", None)
+    if server is None:
+        return None
+    host = "127.0.0.1" if server.host in ("0.0.0.0", "::", "") else server.host  # noqa: S104
+    return f"http://{host}:{server.port}"
+
+
 def local_sources(
     database_url: str,
     engine: Callable[[], Engine],
@@ -101,6 +111,7 @@ def launch(
         poll_interval=interval,
         chat=chat,
         connect_chat=_chat,
+        local_chat_url=None if url else _local_url(settings),
         keymap=keymap,
         alerts=alerts,
         warm_up=warm_up,
