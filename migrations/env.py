@@ -5,7 +5,9 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
-import llmgw.storage.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
+from llmgw.storage.tables import register_all
+
+register_all()  # every table on SQLModel.metadata
 
 config = context.config
 engine = config.attributes.get("engine")

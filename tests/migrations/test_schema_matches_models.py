@@ -9,8 +9,10 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
 
-import llmgw.storage.tables  # noqa: F401  (registers the tables)
 from llmgw.storage.schema import current_revision, downgrade, head_revision, upgrade
+from llmgw.storage.tables import register_all
+
+register_all()  # every table on SQLModel.metadata, as the migrations see it
 
 
 def _diff(engine: Engine) -> list[object]:

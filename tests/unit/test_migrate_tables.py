@@ -32,9 +32,10 @@ def test_a_table_added_later_is_copied_and_checked_without_code_changes(
     """A new table (as a later migration would add) with a foreign key, a JSON and a blob."""
     from sqlmodel import SQLModel
 
-    import llmgw.storage.tables  # noqa: F401
+    from llmgw.storage.tables import register_all
     from llmgw.storage.types import JSONType, UTCDateTime
 
+    register_all()
     meta = sa.MetaData()
     for table in SQLModel.metadata.sorted_tables:
         table.to_metadata(meta)

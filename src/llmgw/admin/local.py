@@ -15,7 +15,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, cast
 
@@ -362,8 +361,6 @@ class LocalAdmin(BudgetOps):
         status: int | None = None,
     ) -> builtins.list[Record]:
         """Statistics per group over ``[since, until)`` for the rows matching the filters."""
-        from llmgw.usage.reports import usage_stats
-
         if by not in USAGE_GROUPS:
             raise UsageError(
                 f"invalid --by {by!r}", hint=f"use one of: {', '.join(USAGE_GROUPS)}", param="by"
@@ -379,6 +376,13 @@ class LocalAdmin(BudgetOps):
             only["provider"] = provider
         if status is not None:
             only["status"] = status
+        return self._stats(since, until, by, only)
+
+    def _stats(
+        self, since: datetime | None, until: datetime | None, by: str, only: UsageFilter
+    ) -> builtins.list[Record]:
+        from llmgw.usage.reports import usage_stats
+
         with db_errors(self.engine, "querying usage"):
             rows = usage_stats(
                 self.engine,
@@ -402,21 +406,14 @@ class LocalAdmin(BudgetOps):
             raise UsageError("until must be after since", hint="e.g. since 30 days ago, until now")
         t = Thresholds()
         models = self.usage_stats(since=since, until=until, by="model")
-        failed: dict[str, Record] = {}
-        for s in self.usage_stats(since=since, until=until, by="status"):
-            if int(s["status"]) < 400:
-                continue
-            for r in self.usage_stats(
-                since=since, until=until, by="model", status=int(s["status"])
-            ):
-                have = failed.setdefault(str(r["model"]), {"model": r["model"], "costs": {}})
-                for cur, value in (r.get("costs") or {}).items():
-                    have["costs"][cur] = str(
-                        Decimal(have["costs"].get(cur, "0")) + Decimal(str(value))
-                    )
+        # What the failed requests cost, per model: one query over every failing status.
+        failed = [
+            {"model": r["model"], "costs": {c: str(v) for c, v in (r.get("costs") or {}).items()}}
+            for r in self._stats(since, until, "model", {"failed": True})
+        ]
         return recommend(
             models=models,
-            failed=list(failed.values()),
+            failed=failed,
             key_rows=self.usage_stats(since=since, until=until, by="key"),
             keys=self.keys_list(),
             idle_rows=self.usage_stats(since=now - timedelta(days=t.idle_days), by="key"),

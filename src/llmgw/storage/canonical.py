@@ -138,7 +138,9 @@ def table_specs(metadata: sa.MetaData | None = None) -> list[TableSpec]:
     if metadata is None:
         from sqlmodel import SQLModel
 
-        import llmgw.storage.tables  # noqa: F401  (registers the tables)
+        from llmgw.storage.tables import register_all
+
+        register_all()
 
         metadata = SQLModel.metadata
     return [

@@ -13,6 +13,7 @@ from sqlmodel import Field, SQLModel
 from llmgw.storage.types import JSONType, Money, UTCDateTime
 
 __all__ = [
+    "register_all",
     "ApiKey",
     "AuditEntry",
     "LATENCY_BUCKETS",
@@ -373,9 +374,19 @@ report_deliveries = sa.Table(
 """One row per scheduled report period (``daily:2026-12-02``): claimed (``sending``) by one
 instance, then ``sent`` (``llmgw.usage.report_schedule``; migration 0015)."""
 
-# The alert history's, the budgets' and the conversations' tables live in their own modules; importing them
-# here registers them on the same metadata for every caller (migrations, the schema drift test).
-from llmgw.storage import alert_tables as _alert_tables  # noqa: E402, F401
-from llmgw.storage import budget_tables as _budget_tables  # noqa: E402, F401
-from llmgw.storage import conversation_tables as _conversation_tables  # noqa: E402, F401
-from llmgw.storage import provider_tables as _provider_tables  # noqa: E402, F401
+
+def register_all() -> None:
+    """Register every table on ``SQLModel.metadata``: the alert history's, the budgets', the
+    conversations' and the providers' tables live in their own modules, imported here.
+
+    Not done when this module is imported: ``llmgw usage stats`` and the reports use none of
+    them, and they were a third of the import time of those commands. What needs the whole
+    schema calls this first: the migrations' environment, ``canonical.table_specs`` (``llmgw
+    db migrate``), the schema drift test.
+    """
+    from llmgw.storage import (  # noqa: F401
+        alert_tables,
+        budget_tables,
+        conversation_tables,
+        provider_tables,
+    )

@@ -139,8 +139,11 @@ def build(
     day = day or default_day(period, now.date())
     prev, start, end = window(period, day)
     by = "hour" if period == "daily" else "day"
-    rows = ops.usage_stats(since=start, until=end, by=by)
-    before = ops.usage_stats(since=prev, until=start, by=by)
+    # One query for both periods' series (a bucket never straddles ``start``), split here.
+    both = ops.usage_stats(since=prev, until=end, by=by)
+    cut = _slots(period, start, start + timedelta(hours=1))[0]
+    rows = [r for r in both if str(r[by]) >= cut]
+    before = [r for r in both if str(r[by]) < cut]
     totals, previous = _totals(rows), _totals(before)
     trend = {
         n: _change(float(totals[n]), float(previous[n]))

@@ -58,6 +58,8 @@ __all__ = [
     "usage_stats",
 ]
 
+FAILED_FROM = 400
+"""A request with this status or higher failed (``UsageFilter.failed``)."""
 GroupBy = Literal["day", "hour", "model", "version", "provider", "key", "user", "status"]
 GROUPS: tuple[str, ...] = get_args(GroupBy)
 
@@ -105,6 +107,8 @@ class UsageFilter(TypedDict, total=False):
     model: str
     """``model`` or ``provider/model``; a ``:version`` suffix also matches the version."""
     status: int
+    failed: bool
+    """Only failed requests (status 400 and up) when true."""
 
 
 def _window(
@@ -124,6 +128,8 @@ def _window(
         cond.append(_u.c.provider == only["provider"])
     if "status" in only:
         cond.append(_u.c.status == only["status"])
+    if only.get("failed"):
+        cond.append(_u.c.status >= FAILED_FROM)
     if "model" in only:
         name, _, version = only["model"].partition(":")
         provider, _, model = name.rpartition("/")
@@ -196,6 +202,8 @@ def _filters(src: sa.Table, only: UsageFilter) -> list[ColumnElement[bool]]:
         cond.append(src.c.provider == only["provider"])
     if "status" in only:
         cond.append(src.c.status == only["status"])
+    if only.get("failed"):
+        cond.append(src.c.status >= FAILED_FROM)
     if "model" in only:
         name, _, version = only["model"].partition(":")
         provider, _, model = name.rpartition("/")
