@@ -430,3 +430,43 @@ def test_bad_urls_are_one_line_errors(cli: Any, source: Path, pg_url: str) -> No
         "postgresql://u:sekrit@127.0.0.1:9/x",
     )
     assert r.exit_code == 3 and "sekrit" not in r.stderr and "***" in r.stderr
+
+
+def test_MIG1_batch_checksums_add_up_to_the_whole_tables(
+    cli: Any, source: Path, pg_url: str
+) -> None:
+    """The target's checksum of a rowid-keyed table is the sum of its batches' (taken as each
+    batch commits); a table holding rows outside the batches summed gets the whole table's."""
+    from llmgw.storage.transfer import Migration, Options, opened
+
+    done = _migrate(cli, source, pg_url, "--batch-size", "700")
+    assert done.exit_code == 0, done.stderr
+    usage = {t["table"]: t for t in _report(done.stdout)["tables"]}["usage"]
+    assert usage["match"] and usage["source_rows"] == 3000
+    with opened(Migration(source, pg_url, Options(batch_size=700))) as m:
+        plans = {p.spec.name: p for p in m.plan()}
+        assert m._rowid_key(plans["usage"].spec) == "id"
+        assert m._rowid_key(plans["users"].spec) is None  # a UUID key: summed whole
+        whole = plans["usage"]
+        m.sum_target(whole)
+        assert (
+            whole.target_sum is not None and whole.target_sum.checksum == usage["target_checksum"]
+        )
+        batched, partial = plans["usage"], plans["api_keys"]
+        batched.target_sum = None
+        with m.verified_alongside() as verify:
+            for lo, hi in ((-1, 1000), (1000, 2500), (2500, 3000)):
+                verify(batched, lo, hi)
+            verify(batched, None, None)
+        assert batched.target_sum is not None
+        assert batched.target_sum.checksum == usage["target_checksum"]
+        with m.verified_alongside() as verify:  # rows 11.. are in no batch summed
+            verify(whole, 0, 10)
+            verify(whole, None, None)
+            verify(partial, None, None)
+        assert whole.target_sum is not None
+        assert (whole.target_sum.rows, whole.target_sum.checksum) == (
+            3000,
+            usage["target_checksum"],
+        )
+        assert partial.target_sum is not None and partial.target_sum.rows == 200

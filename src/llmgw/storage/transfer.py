@@ -17,7 +17,8 @@ Order of a run (docs/migration.md tells the story for people):
    ``llmgw_migration`` on the target, so a killed run resumes after its last committed batch
    and a finished one copies nothing (MIG-4). A big table copied from empty gets its indexes
    (its primary key and unique constraints too, unless a foreign key refers to them) after its
-   rows, built on a second connection while the checksums run.
+   rows. As each table's copy ends, its indexes are built and its target checksum taken on two
+   more connections while the next tables are copied.
 5. Sequences are set past the largest id (MIG-2); the target's counts and checksums are taken
    inside PostgreSQL and compared (MIG-1).
 
@@ -31,12 +32,13 @@ bars or prints JSON lines).
 
 from __future__ import annotations
 
+import queue
 import sqlite3
 import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from hashlib import md5
@@ -81,10 +83,12 @@ PROGRESS_TABLE = "llmgw_migration"
 SEED_ROWS = 100  # a table with at most this many rows may hold rows a migration inserted
 _SKIP = object()  # marks a row already reported as unreadable
 _MAX_ROWID = (1 << 63) - 1
+_MIN_ROWID = -(1 << 63)
 ESTIMATED_ROWS_PER_S = 50_000
 """For ``--dry-run``'s estimate; docs/performance.md has the measured figures."""
 
 Progress = Callable[[dict[str, Any]], None]
+Verify = Callable[["TablePlan", int | None, int | None], None]
 
 
 @dataclass
@@ -717,14 +721,22 @@ class Migration:
                 return Problem(spec.name, row[0], col.name, str(exc), preview(value))
         raise AssertionError("a row failed but none of its values does")  # pragma: no cover
 
-    def sum_target(self, plan: TablePlan) -> None:
-        """Count and checksum the target's copy of one table, inside PostgreSQL."""
-        got = self.pg.execute(pg_sum_sql(plan.spec)).fetchone()
-        assert got is not None
-        rows, s1, s2, s3, s4 = (int(v) for v in got)
-        total = TableSum()
-        total.merge(rows, (s1 << 96) + (s2 << 64) + (s3 << 32) + s4)
-        plan.target_sum = total
+    def sum_target(self, plan: TablePlan, conn: psycopg.Connection[Any] | None = None) -> None:
+        """Count and checksum the target's copy of one table, inside PostgreSQL (on ``conn``,
+        default the target connection)."""
+        plan.target_sum = _target_sum(conn or self.pg, pg_sum_sql(plan.spec))
+
+    def _rowid_key(self, spec: TableSpec) -> str | None:
+        """The table's primary key column when it is SQLite's rowid (``INTEGER PRIMARY KEY``):
+        a batch's rows are then the target's rows with ``last < key <= hi``."""
+        if len(spec.primary_key) != 1:
+            return None
+        for _cid, name, decl, _notnull, _default, pk in self.src.execute(
+            f"PRAGMA table_info({quote(spec.name)})"
+        ):
+            if pk and name == spec.primary_key[0] and str(decl).upper() == "INTEGER":
+                return str(name)
+        return None
 
     # --- copying ---------------------------------------------------------------------------
 
@@ -735,7 +747,7 @@ class Migration:
             "rows_copied bigint NOT NULL, updated_at timestamptz NOT NULL DEFAULT now())"
         )
 
-    def copy_table(self, plan: TablePlan) -> None:
+    def copy_table(self, plan: TablePlan, verify: Verify | None = None) -> None:
         """Copy the rows after the table's checkpoint, one committed batch at a time, adding
         each row's hash to the table's source sum as it is read (``check_source`` summed the
         rows before the checkpoint and checked the rest)."""
@@ -760,6 +772,8 @@ class Migration:
         if plan.source_sum is None:
             plan.source_sum = TableSum()
         last = plan.done_rowid
+        if verify is not None and last:
+            verify(plan, _MIN_ROWID, last)  # the rows an earlier run copied
         started = time.monotonic()
         self.emit({"event": "table", "table": spec.name, "total": plan.to_copy, "done": 0})
         while True:
@@ -800,6 +814,8 @@ class Migration:
                             )
                 cur.execute(save, (spec.name, str(self.source.resolve()), hi, done))
             plan.source_sum.merge(done, acc)
+            if verify is not None:
+                verify(plan, last, hi)
             last = hi
             plan.copied += done
             elapsed = time.monotonic() - started
@@ -825,7 +841,8 @@ class Migration:
         """Drop the table's indexes, remembering them on the target (kill-safe), as pgloader
         loads a table before indexing it: plain secondary indexes, and primary-key and unique
         constraints no foreign key refers to (the source holds the same constraints, so their
-        rebuild cannot fail; ``restore_indexes`` brings each back, a constraint included)."""
+        rebuild cannot fail; ``restore_indexes`` brings each back, a constraint included). A
+        primary key that is SQLite's rowid stays: each batch is checksummed by its range."""
         self.pg.execute(
             "CREATE TABLE IF NOT EXISTS llmgw_migration_indexes "
             "(name text PRIMARY KEY, table_name text NOT NULL, ddl text NOT NULL)"
@@ -837,8 +854,8 @@ class Migration:
             "AND k.conrelid = x.indrelid "
             "WHERE x.indrelid = %s::regclass AND NOT EXISTS (SELECT 1 FROM pg_constraint o "
             "WHERE o.conindid = x.indexrelid AND o.contype NOT IN ('p', 'u')) "
-            "ORDER BY c.relname",
-            (quote(spec.name),),
+            "AND NOT (x.indisprimary AND %s) ORDER BY c.relname",
+            (quote(spec.name), self._rowid_key(spec) is not None),
         ).fetchall()
         table = quote(spec.name)
         with self.pg.transaction():
@@ -860,17 +877,21 @@ class Migration:
         if rows:
             self.emit({"event": "indexes_deferred", "table": spec.name, "indexes": len(rows)})
 
-    def restore_indexes(self, conn: psycopg.Connection[Any] | None = None) -> None:
-        """Build every index a run (this one or a killed one) deferred (on ``conn``, default
-        the target connection)."""
+    def restore_indexes(
+        self, conn: psycopg.Connection[Any] | None = None, *, table: str | None = None
+    ) -> None:
+        """Build every index a run (this one or a killed one) deferred, or only ``table``'s
+        (on ``conn``, default the target connection)."""
         pg = conn or self.pg
         found = pg.execute("SELECT to_regclass('llmgw_migration_indexes') IS NOT NULL").fetchone()
         if not found or not found[0]:
             return
-        for index, table, ddl in pg.execute(
-            "SELECT name, table_name, ddl FROM llmgw_migration_indexes ORDER BY name"
+        for index, name, ddl in pg.execute(
+            "SELECT name, table_name, ddl FROM llmgw_migration_indexes "
+            "WHERE table_name = coalesce(%s, table_name) ORDER BY name",
+            (table,),
         ).fetchall():
-            self.emit({"event": "index", "table": table, "index": index})
+            self.emit({"event": "index", "table": name, "index": index})
             with pg.transaction():
                 pg.execute(f"DROP INDEX IF EXISTS {quote(index)}")
                 for statement in ddl.split(_THEN):
@@ -878,17 +899,27 @@ class Migration:
                 pg.execute("DELETE FROM llmgw_migration_indexes WHERE name = %s", (index,))
 
     @contextmanager
-    def indexes_built_alongside(self) -> Iterator[None]:
-        """Build the deferred indexes on a second connection while the body runs (the target's
-        checksums: both are PostgreSQL's work, and reading a table does not wait for an index
-        being built on it); the body's end waits for them, and their error is raised."""
-        found = self.pg.execute(
-            "SELECT to_regclass('llmgw_migration_indexes') IS NOT NULL"
-        ).fetchone()
-        if not found or not found[0]:
-            yield
-            return
-        conn = psycopg.connect(_conninfo(self.target_url), autocommit=True, connect_timeout=5)
+    def verified_alongside(self) -> Iterator[Verify]:
+        """Yield ``verify(plan, lo, hi)``: with ``lo`` and ``hi``, a batch of a table
+        keyed by its rowid is committed (its rows are ``lo < key <= hi`` on the target); with
+        ``None``, the table's copy is done. On two more connections, while the next batches and tables
+        are copied (PostgreSQL's work, overlapping llmgw's reading of the source): each batch is
+        checksummed as it is committed, and a finished table gets its deferred indexes built and
+        its checksum completed: the batches' sums when the table holds exactly the rows they
+        counted, else the whole table's (a checksum may wait a moment for a constraint being
+        added). The body's end waits for both, building any index a killed run left too; their
+        error is raised."""
+        conns = [
+            psycopg.connect(_conninfo(self.target_url), autocommit=True, connect_timeout=5)
+            for _ in range(2)
+        ]
+        for conn in conns:
+            conn.execute("SET TIME ZONE 'UTC'")
+        indexes: queue.SimpleQueue[TablePlan | None] = queue.SimpleQueue()
+        sums: queue.SimpleQueue[tuple[TablePlan, int | None, int | None] | None] = (
+            queue.SimpleQueue()
+        )
+        keys = {p.name: self._rowid_key(p) for p in self.specs}  # SQLite is this thread's
         failed: list[BaseException] = []
         emit, lock = self.emit, threading.Lock()
 
@@ -896,21 +927,60 @@ class Migration:
             with lock:
                 emit(event)
 
-        self.emit = locked  # both threads report
+        def build_indexes() -> None:
+            while (plan := indexes.get()) is not None:
+                self.restore_indexes(conns[0], table=plan.spec.name)
+            self.restore_indexes(conns[0])  # what a killed run deferred on other tables
 
-        def build() -> None:
-            try:
-                self.restore_indexes(conn)
-            except BaseException as exc:  # noqa: BLE001 - raised again by the caller's thread
-                failed.append(exc)
+        def sum_tables() -> None:
+            ranged: dict[str, TableSum] = {}
+            while (job := sums.get()) is not None:
+                plan, lo, hi = job
+                spec, key = plan.spec, keys.get(plan.spec.name)
+                if lo is not None and key:
+                    part = _target_sum(conns[1], pg_sum_sql(spec, key=key), (lo, hi or 0))
+                    ranged.setdefault(spec.name, TableSum()).merge(part.rows, part.total)
+                    continue
+                self.emit({"event": "verify", "table": spec.name})
+                got = ranged.pop(spec.name, None)
+                if got is not None:
+                    count = conns[1].execute(f"SELECT count(*) FROM {quote(spec.name)}").fetchone()
+                    if count is not None and count[0] == got.rows:
+                        plan.target_sum = got  # every row is in one of the batches summed
+                        continue
+                self.sum_target(plan, conns[1])
 
-        worker = threading.Thread(target=build, name="llmgw-migrate-indexes", daemon=True)
-        worker.start()
+        def guarded(work: Callable[[], None]) -> Callable[[], None]:
+            def run() -> None:
+                try:
+                    work()
+                except BaseException as exc:  # noqa: BLE001 - raised again by the caller's thread
+                    failed.append(exc)
+
+            return run
+
+        def verify(plan: TablePlan, lo: int | None, hi: int | None) -> None:
+            sums.put((plan, lo, hi))
+            if lo is None:
+                indexes.put(plan)
+
+        self.emit = locked  # three threads report
+        workers = [
+            threading.Thread(target=guarded(work), name=f"llmgw-migrate-{work.__name__}",
+                             daemon=True)
+            for work in (build_indexes, sum_tables)
+        ]  # fmt: skip
+        for worker in workers:
+            worker.start()
         try:
-            yield
+            yield verify
         finally:
-            worker.join()
-            conn.close()
+            indexes.put(None)
+            sums.put(None)
+            for worker in workers:
+                worker.join()
+            for conn in conns:
+                conn.close()
             self.emit = emit
         if failed:
             raise failed[0]
@@ -978,30 +1048,28 @@ class Migration:
             if mode == "copy":
                 self._refuse_foreign(plans)
             report = self.report(mode, plans, started)
-            report.problem_count, report.problems = self.check_source(
-                plans, copying=mode == "copy"
-            )
+            report.problem_count, report.problems = self.check_source(plans, copying=mode == "copy")
         if report.problem_count and mode != "verify-only":
             report.seconds = time.monotonic() - t0
             return report
         if mode == "copy":
             self._ensure_progress_table()
             self.drop_seeded()
-            for p in plans:
-                if (
-                    p.done_rowid == 0
-                    and p.target_rows == 0
-                    and p.to_copy >= self.options.defer_indexes
-                ):
-                    self.defer_indexes(p.spec)
-                self.copy_table(p)
-        with self.indexes_built_alongside() if mode == "copy" else nullcontext():
-            if mode == "copy":
-                report.sequences = self.set_sequences()
-            if mode != "dry-run":
+            with self.verified_alongside() as verify:
                 for p in plans:
-                    self.emit({"event": "verify", "table": p.spec.name})
-                    self.sum_target(p)
+                    if (
+                        p.done_rowid == 0
+                        and p.target_rows == 0
+                        and p.to_copy >= self.options.defer_indexes
+                    ):
+                        self.defer_indexes(p.spec)
+                    self.copy_table(p, verify if self._rowid_key(p.spec) else None)
+                    verify(p, None, None)
+                report.sequences = self.set_sequences()
+        elif mode != "dry-run":
+            for p in plans:
+                self.emit({"event": "verify", "table": p.spec.name})
+                self.sum_target(p)
         changed = [p for p in plans if not p.as_dict()["match"] and p.spec.primary_key]
         if mode == "copy" and changed:
             report.resynced = self.resync(changed)
@@ -1089,6 +1157,17 @@ class Migration:
             f"ON CONFLICT ({pk}) {action}"
         )
         self.pg.execute("DROP TABLE llmgw_resync")
+
+
+def _target_sum(
+    conn: psycopg.Connection[Any], sql: str, args: tuple[int, int] | None = None
+) -> TableSum:
+    got = conn.execute(sql, args).fetchone()
+    assert got is not None
+    rows, s1, s2, s3, s4 = (int(v) for v in got)
+    total = TableSum()
+    total.merge(rows, (s1 << 96) + (s2 << 64) + (s3 << 32) + s4)
+    return total
 
 
 _CHUNK = 5_000  # rows per COPY write inside a batch
