@@ -11,7 +11,7 @@ import copy
 from typing import Any
 
 from llmgw.server.openapi_examples import CATALOG
-from llmgw.server.openapi_providers import add_operation, stored_provider_paths
+from llmgw.server.openapi_providers import add_operation, alias_paths, stored_provider_paths
 
 __all__ = ["admin_paths"]
 
@@ -377,6 +377,7 @@ def admin_paths() -> dict[str, Any]:
             _listed(_PRICE), errors=("401", "403", "429"))},
         f"{p}/providers/{{name}}/test": {"post": _provider_test()},
         **stored_provider_paths(p, _op, _listed),
+        **alias_paths(p, _op, _listed),
         f"{p}/models": {"get": _op("adminModels", "The whole model catalog",
             "`GET /api/models` for every model of every provider; `refresh=true` makes the "
             "server ask every provider now (an upstream call per provider; concurrent refreshes "

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["stored_provider_paths"]
+__all__ = ["alias_paths", "stored_provider_paths"]
 
 _T = "2026-12-03T07:24:27.123456Z"
 STORED = {
@@ -78,3 +78,63 @@ def add_operation(op: Any) -> dict[str, Any]:
         body={"name": "vllm", "kind": "openai", "base_url": "http://vllm.internal:8000/v1",
               "models": ["llama-3.1-8b"], "api_key": "sk-..."})  # fmt: skip
     return added
+
+
+ALIAS = {
+    "name": "smart",
+    "source": "database",
+    "targets": ["giga/GigaChat", {"target": "yandex/yandexgpt-lite", "weight": 2.0}],
+    "shadowed_by_config": False,
+    "revision": 1,
+    "created_at": _T,
+    "updated_at": _T,
+    "unresolved": [],
+}
+_ALIAS_NAME = {
+    "name": "name", "in": "path", "required": True, "schema": {"type": "string"},
+    "description": "The stored alias's name (a config-file alias answers 409).",
+    "example": "smart",
+}  # fmt: skip
+
+
+def alias_paths(p: str, op: Any, listed: Any) -> dict[str, Any]:
+    """``/admin/v1/aliases``: aliases kept in the database beside the config file's."""
+
+    def named(o: dict[str, Any]) -> dict[str, Any]:
+        o["parameters"] = [dict(_ALIAS_NAME)]
+        return o
+
+    one = ("401", "403", "404", "409", "429", "503")
+    body = {"name": "smart", "targets": ["giga/GigaChat",
+            {"target": "yandex/yandexgpt-lite", "weight": 2}]}  # fmt: skip
+    return {
+        f"{p}/aliases": {
+            "get": op("adminAliases", "Aliases",
+                "Every alias: the config file's `[aliases]` first (`source: config`, read-only, "
+                "no revision or times), then the stored ones (`source: database`). "
+                "`shadowed_by_config`: a config-file alias of the same name wins, so this row is "
+                "ignored. `unresolved`: targets no provider offers right now (the alias falls "
+                "back past them; a provider added later makes them resolve).",
+                listed(ALIAS), errors=("401", "403", "429", "503")),
+            "post": op("adminAddAlias", "Add an alias",
+                "Store an alias: `name` (letters, digits, `. _ - : @ +`, no `/`) and `targets`, "
+                "1 to 16 candidates in order, each `provider/model[:version]` or `{target, "
+                "weight}` as in the config file's `[aliases]`. Every running gateway answers it "
+                "within about `[routing] providers_reload_interval` (1 s), without a restart. "
+                "A name the config file defines is 409: config-file aliases are read-only and "
+                "win. Audited as `aliases.add`.",
+                ALIAS, errors=("400", "401", "403", "409", "429", "503"), body=body),
+        },
+        f"{p}/aliases/{{name}}": {
+            "patch": named(op("adminEditAlias", "Edit a stored alias",
+                "Replace its `targets` (the whole ordered list). Applied within seconds; "
+                "requests already routed finish on the old list. Audited as `aliases.edit` "
+                "with the targets before and after.",
+                {**ALIAS, "revision": 2, "targets": ["yandex/yandexgpt-lite"]},
+                errors=(*one, "400"), body={"targets": ["yandex/yandexgpt-lite"]})),
+            "delete": named(op("adminRemoveAlias", "Remove a stored alias",
+                "Delete it: within seconds its name answers 404 `model_not_found` (a "
+                "config-file alias of the same name, if any, takes over). Audited as "
+                "`aliases.remove`.", {**ALIAS, "removed": True}, errors=one)),
+        },
+    }  # fmt: skip

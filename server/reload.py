@@ -1,8 +1,9 @@
-"""Providers managed at runtime, applied to a running gateway without a restart.
+"""Providers and aliases managed at runtime, applied to a running gateway without a restart.
 
-``ProviderReloader`` polls the ``providers`` table's fingerprint (every ``(name, revision)``,
-one small query in a worker thread) every ``interval`` seconds, so every instance notices a
-change made anywhere within about that long. On a change it loads the enabled rows, builds
+``ProviderReloader`` polls the ``providers`` and ``aliases`` tables' fingerprints (every
+``(name, revision)``, two small queries in a worker thread) every ``interval`` seconds, so every
+instance notices a change made anywhere within about that long. On a change it loads the
+enabled providers and the aliases (the config file's win a name clash), builds
 the providers that are new or changed, and swaps them in on the event loop in one step: the
 shared provider map (the router's and the catalog's), a new ``Resolver`` (the router's and the
 pipeline's), the catalog's lists and the tracked models. Requests already past resolution keep
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from llmgw.config import ProviderConfig, Settings
+    from llmgw.config import AliasTarget, ProviderConfig, Settings
     from llmgw.providers.base import Provider
     from llmgw.routing.resolve import Resolver
     from llmgw.server.state import Gateway
@@ -88,43 +89,56 @@ class ProviderReloader:
 
     def __init__(self, g: Gateway, *, interval: float = 1.0) -> None:
         from llmgw.providers.managed import ProviderStore, sealer_for
+        from llmgw.providers.stored_aliases import AliasStore
 
         self.g = g
         self.interval = interval
         self.store = ProviderStore(g.engine, sealer_for(g.settings))
-        self._seen: tuple[tuple[str, int], ...] | None = None
+        self.aliases = AliasStore(g.engine)
+        self._seen: tuple[Any, ...] | None = None
         self._applied: dict[str, tuple[ProviderConfig, str | None]] = {}
         self._task: asyncio.Task[None] | None = None
         self._retiring: set[asyncio.Task[None]] = set()
         self._warned: set[str] = set()
+        self._aliases: set[str] = set()
         self.reloads = 0
         """How many provider sets were applied (tests and metrics read it)."""
 
+    def _fingerprint(self) -> tuple[Any, ...]:
+        return (self.store.fingerprint(), self.aliases.fingerprint())
+
     async def check(self) -> bool:
-        """Apply the stored providers if they changed since the last check; whether they did."""
+        """Apply the stored providers and aliases if they changed since the last check;
+        whether they did."""
         try:
-            seen = await asyncio.to_thread(self.store.fingerprint)
+            seen = await asyncio.to_thread(self._fingerprint)
             if seen == self._seen:
                 return False
             stored = await asyncio.to_thread(self.store.enabled_configs)
+            aliases = await asyncio.to_thread(self.aliases.as_config)
         except Exception as exc:  # noqa: BLE001 - a database hiccup must not stop serving
             key = type(exc).__name__
             if key not in self._warned:
                 self._warned.add(key)
                 log.warning("stored providers not read: %s", getattr(exc, "message", key))
             return False
-        self._apply(stored)
+        self._apply(stored, aliases)
         self._seen = seen
         return True
 
-    def _apply(self, stored: list[tuple[ProviderConfig, str | None]]) -> None:
+    def _apply(
+        self,
+        stored: list[tuple[ProviderConfig, str | None]],
+        aliases: dict[str, list[str | AliasTarget]] | None = None,
+    ) -> None:
         from llmgw.errors import LlmgwError
         from llmgw.providers.managed import StoredSecrets, merged_settings
         from llmgw.providers.registry import build_providers
         from llmgw.routing.resolve import Resolver
 
         g = self.g
-        merged, creds, warnings = merged_settings(g.settings, stored)
+        merged, creds, warnings = merged_settings(g.settings, stored, aliases)
+        new_aliases = set(merged.aliases) - set(g.settings.aliases)
         for w in warnings:
             if w not in self._warned:
                 self._warned.add(w)
@@ -178,6 +192,9 @@ class ProviderReloader:
                 "providers applied: %s",
                 ", ".join([f"+{n}" for n in built] + [f"-{n}" for n in gone]) or "none",
             )
+        if new_aliases != self._aliases:
+            log.info("stored aliases applied: %s", ", ".join(sorted(new_aliases)) or "none")
+            self._aliases = new_aliases
 
     def _retire(self, name: str, provider: Provider) -> None:
         task = asyncio.get_running_loop().create_task(self._close_when_idle(provider))

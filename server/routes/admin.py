@@ -279,6 +279,26 @@ def _provider_edit(
     return a.providers_edit(p["name"], fields, secret=secret)
 
 
+def _alias_targets(b: dict[str, Any], allowed: set[str]) -> list[Any]:
+    unknown = set(b) - allowed
+    if unknown:
+        raise _bad(sorted(unknown)[0], f"not an alias field ({', '.join(sorted(allowed))})")
+    targets = b.get("targets")
+    if not isinstance(targets, list):
+        raise _bad("targets", 'a list of "provider/model" or {"target", "weight"} is required')
+    return targets
+
+
+def _alias_add(
+    a: LocalAdmin, p: Mapping[str, str], q: Mapping[str, str], b: dict[str, Any]
+) -> object:
+    targets = _alias_targets(b, {"name", "targets"})
+    name = b.get("name")
+    if not isinstance(name, str) or not name:
+        raise _bad("name", "give the alias's name")
+    return a.aliases_add(name, targets)
+
+
 _OPS: list[tuple[str, str, Handler]] = [
     ("GET", "/keys", lambda a, p, q, b: a.keys_list(include_revoked=q.get("all") == "true")),
     ("POST", "/keys", _key_create),
@@ -306,6 +326,14 @@ _OPS: list[tuple[str, str, Handler]] = [
     ("GET", "/quotas", lambda a, p, q, b: a.quotas_list()),
     ("POST", "/quotas", _quota_set),
     ("DELETE", "/quotas/{ref}", lambda a, p, q, b: a.quotas_delete(p["ref"])),
+    ("GET", "/aliases", lambda a, p, q, b: a.aliases_list()),
+    ("POST", "/aliases", _alias_add),
+    (
+        "PATCH",
+        "/aliases/{name}",
+        lambda a, p, q, b: a.aliases_edit(p["name"], _alias_targets(b, {"targets"})),
+    ),
+    ("DELETE", "/aliases/{name}", lambda a, p, q, b: a.aliases_remove(p["name"])),
     ("GET", "/providers/prices", lambda a, p, q, b: a.providers_prices()),
     ("GET", "/providers/stored", lambda a, p, q, b: a.providers_stored()),
     ("POST", "/providers", _provider_add),

@@ -1,7 +1,8 @@
-"""The alert classifier follows providers stored at runtime (the "providers changed" hook,
-``server/reload.py``): ``alerts.model`` naming a provider that does not exist yet stores alerts
-unclassified; once the provider is added through the admin operations, the next alert is
-classified through it and priced with its prices, without a restart (issue 16 part 2)."""
+"""The alert classifier follows providers and aliases stored at runtime (the "providers
+changed" hook, ``server/reload.py``): ``alerts.model`` (the default alias
+``alerts-classifier``) naming nothing yet stores alerts unclassified; once a provider and the
+alias are stored through the admin operations, the next alert is classified through them and
+priced with the stored provider's prices, without a restart (issue 16 part 2)."""
 
 from __future__ import annotations
 
@@ -24,7 +25,8 @@ async def test_a_stored_provider_becomes_the_classifiers_model_without_a_restart
     hook_auth: dict[str, str],
     llm: Any,
 ) -> None:
-    settings = alert_settings(db_url, model="llm/gpt-4o-mini", retry_backoff=0)
+    settings = alert_settings(db_url, retry_backoff=0)
+    assert settings.alerts.model == "alerts-classifier" and settings.aliases == {}
     async with running(settings) as (app, c):
         r = await c.post(HOOK, json=am_payload(am_alert("First")), headers=hook_auth)
         assert r.status_code == 200
@@ -32,7 +34,8 @@ async def test_a_stored_provider_becomes_the_classifiers_model_without_a_restart
         assert llm.stats.requests == 0
         engine = make_engine(db_url)
         try:
-            LocalAdmin(engine, Actor.local(), settings=settings).providers_add(
+            admin = LocalAdmin(engine, Actor.local(), settings=settings)
+            admin.providers_add(
                 "llm",
                 "openai",
                 {
@@ -41,10 +44,11 @@ async def test_a_stored_provider_becomes_the_classifiers_model_without_a_restart
                     "prices": {"gpt-4o-mini": {"input": 0.15, "output": 0.60}},
                 },
             )
+            admin.aliases_add("alerts-classifier", ["llm/gpt-4o-mini"])
         finally:
             engine.dispose()
         g = gateway_of(app)
-        await until(lambda: "llm" in g.providers)
+        await until(lambda: "alerts-classifier" in g.live_settings.aliases)
         r = await c.post(HOOK, json=am_payload(am_alert("Second")), headers=hook_auth)
         assert r.status_code == 200
         (alert,) = await until(

@@ -39,6 +39,10 @@ ADMIN_PATHS = [
     ("DELETE", "/admin/v1/providers/openai"),
     ("POST", "/admin/v1/providers/openai/disable"),
     ("POST", "/admin/v1/providers/openai/enable"),
+    ("GET", "/admin/v1/aliases"),
+    ("POST", "/admin/v1/aliases"),
+    ("PATCH", "/admin/v1/aliases/smart"),
+    ("DELETE", "/admin/v1/aliases/smart"),
     ("GET", "/admin/v1/models"),
     ("GET", "/admin/v1/audit"),
     ("GET", "/admin/v1/whoami"),
@@ -236,9 +240,9 @@ def test_the_openapi_examples_have_the_shape_of_the_real_answers(
                     example, answer = example["data"][0], answer["data"][0]
                 assert set(answer) == set(example), (url, set(answer) ^ set(example))
                 checked += 1
-    assert checked == 20  # with GET /admin/v1/providers/prices, /admin/v1/oauth/clients
+    assert checked == 21  # with GET /admin/v1/providers/prices, /admin/v1/oauth/clients
     # [/{client_id}], oauth/keys, tokens[/{ref}], /admin/v1/models, budgets[/{ref}], quotas,
-    # providers/stored
+    # providers/stored, aliases
 
 
 @pytest.mark.redis

@@ -310,6 +310,22 @@ class FixtureOps:
         self._check(f"providers_remove:{name}")
         return {"name": name, "removed": True}
 
+    def aliases_list(self) -> list[Record]:
+        self._check("aliases_list")
+        return []
+
+    def aliases_add(self, name: str, targets: Sequence[Any]) -> Record:
+        self._check(f"aliases_add:{name}")
+        return {"name": name, "targets": list(targets)}
+
+    def aliases_edit(self, name: str, targets: Sequence[Any]) -> Record:
+        self._check(f"aliases_edit:{name}")
+        return {"name": name, "targets": list(targets)}
+
+    def aliases_remove(self, name: str) -> Record:
+        self._check(f"aliases_remove:{name}")
+        return {"name": name, "removed": True}
+
     def providers_prices(self) -> list[Record]:
         from llmgw.admin.records import price_records
         from llmgw.config import ProviderConfig

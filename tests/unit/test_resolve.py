@@ -31,6 +31,8 @@ def resolver(tmp_path: Path) -> Resolver:
             ],
             aliases={
                 "smart": ["other/yandexgpt-lite:rc", {"target": "local/gpt-4o-mini", "weight": 3}],
+                "half": ["gone/model", "local/gpt-4o-mini"],
+                "none": ["gone/model", "local/nope"],
             },
         )
     )
@@ -84,7 +86,15 @@ def test_listing_and_bounded_memo(resolver: Resolver) -> None:
         "other/shared",
         "other/yandexgpt-lite",
     ]
-    assert resolver.aliases == ["smart"]
+    assert resolver.aliases == ["smart", "half", "none"]
     for i in range(10_000):  # client input never grows state without bound
         resolver.resolve(f"open/m{i}")
     assert len(resolver._memo) <= 4096
+
+
+def test_an_alias_target_no_provider_offers_is_left_out(resolver: Resolver) -> None:
+    """A stored provider disabled or removed leaves its aliases answering through the rest."""
+    assert resolver.candidates("half") == (Target("local", "gpt-4o-mini", alias="half"),)
+    with pytest.raises(ModelNotFound, match="gone/model"):
+        resolver.candidates("none")
+    assert resolver.direct("local/gpt-4o-mini") == Target("local", "gpt-4o-mini")

@@ -77,14 +77,19 @@ class BudgetOps:
         (on a server, its live set, kept by the "providers changed" hook; locally, read from
         the ``providers`` table now), so a stored provider is priced and counted like a
         config-file one. Empty without settings."""
-        if self.live is not None:
-            return list(self.live.providers)
-        if self.settings is None:
-            return []
-        from llmgw.providers.managed import ProviderStore, merged_settings
+        live = self._live_settings()
+        return list(live.providers) if live is not None else []
 
-        merged = merged_settings(self.settings, ProviderStore(self.engine).enabled_configs())[0]
-        return list(merged.providers)
+    def _live_settings(self) -> Any:
+        """The config file's providers and aliases plus the stored ones (``Settings``): the
+        server's live set, or read from the database now; ``None`` without settings."""
+        if self.live is not None:
+            return self.live
+        if self.settings is None:
+            return None
+        from llmgw.providers.managed import effective_settings
+
+        return effective_settings(self.settings, self.engine)
 
     def _currencies(self) -> dict[str, str] | None:
         """Provider -> the currency it bills in (costs are split by it); ``None`` without

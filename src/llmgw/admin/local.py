@@ -18,6 +18,7 @@ from datetime import UTC, datetime, timedelta
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, cast
 
+from llmgw.admin.aliases import AliasOps
 from llmgw.admin.budgets import BudgetOps
 from llmgw.admin.ops import UNSET, USAGE_GROUPS, Actor, Record, Unset
 from llmgw.admin.records import (
@@ -85,7 +86,7 @@ def db_errors(engine: Engine, doing: str) -> Iterator[None]:
         yield
 
 
-class LocalAdmin(BudgetOps):
+class LocalAdmin(BudgetOps, AliasOps):
     """``AdminOps`` on ``engine``: the core services, acting as ``actor``, from ``source``.
 
     ``on_change`` announces key and user changes to running servers (``ChangePublisher.publish``).

@@ -239,6 +239,25 @@ class AdminOps(Protocol):
         """Remove a stored provider and its credential."""
         ...
 
+    # -- aliases (llmgw.admin.aliases) -----------------------------------------------------
+    def aliases_list(self) -> list[Record]:
+        """Every alias: the config file's (``"source": "config"``, read-only) and the stored
+        ones (``"database"``), with the targets no provider offers now (``unresolved``)."""
+        ...
+
+    def aliases_add(self, name: str, targets: Sequence[Any]) -> Record:
+        """Store an alias (targets as ``[aliases]`` holds them); running gateways answer it
+        within seconds. A config-file alias name is ``Conflict``."""
+        ...
+
+    def aliases_edit(self, name: str, targets: Sequence[Any]) -> Record:
+        """Replace a stored alias's targets."""
+        ...
+
+    def aliases_remove(self, name: str) -> Record:
+        """Remove a stored alias."""
+        ...
+
     def models_catalog(self, *, refresh: bool = False) -> Record:
         """The model catalog (``llmgw.routing.catalog.ModelCatalog.describe``): ``{"object":
         "list", "data": [model records], "providers": [provider records], "ttl_seconds"}``.

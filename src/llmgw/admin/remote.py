@@ -39,6 +39,7 @@ from urllib.parse import quote, urlsplit, urlunsplit
 import httpx
 
 from llmgw import __version__
+from llmgw.admin.aliases import RemoteAliasOps
 from llmgw.admin.answers import error_from_answer, unreachable_reason
 from llmgw.admin.budgets import RemoteBudgetOps
 from llmgw.admin.ops import UNSET, Record, Unset
@@ -104,7 +105,7 @@ def _query(**params: Any) -> dict[str, str]:
     return out
 
 
-class RemoteAdmin(RemoteBudgetOps):
+class RemoteAdmin(RemoteBudgetOps, RemoteAliasOps):
     """``AdminOps`` over HTTP: the ``/admin/v1`` API of the llmgw server at ``url``.
 
     ``token`` is an API key whose user has the admin role, or an OAuth access token with the

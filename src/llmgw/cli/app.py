@@ -42,7 +42,7 @@ COMMANDS = {
     "providers": LazyCommand(
         "llmgw.cli.providers",
         "providers_app",
-        "Configured upstream providers: list, prices, models, health status, test, secrets; add, edit, disable, remove stored ones.",
+        "Upstream providers: list, prices, models, health status, test, secrets; add, edit, disable, remove stored ones; aliases.",
     ),
     "chat": LazyCommand(
         "llmgw.cli.chat",

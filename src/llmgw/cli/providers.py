@@ -23,12 +23,21 @@ from llmgw.storage.db import mask_url
 __all__ = ["providers_app"]
 
 providers_app = typer.Typer(
-    help="Configured upstream providers: list, prices, models, health status, test, secrets; add, edit, disable, remove stored ones.",
+    help="Upstream providers: list, prices, models, health status, test, secrets; add, edit, disable, remove stored ones; aliases.",
     no_args_is_help=True,
     rich_markup_mode=None,
 )
 
 KEYRING_SERVICE = "llmgw"
+
+
+def _add_aliases() -> None:
+    from llmgw.cli.provider_aliases import aliases_app
+
+    providers_app.add_typer(aliases_app, name="aliases")
+
+
+_add_aliases()
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 

@@ -114,16 +114,33 @@ class Resolver:
             return hit
         if _NAME.fullmatch(name) is None:  # fullmatch: "$" would let a final "\n" through
             raise InvalidModelName()
-        if name in self._aliases:
-            found = tuple(self._alias_target(name, c) for c in self._aliases[name])
-        else:
-            found = (self._direct(name),)
+        found = self._alias_targets(name) if name in self._aliases else (self._direct(name),)
         for t in found:
             if len(t.model) > MODEL_MAX or (t.version is not None and len(t.version) > VERSION_MAX):
                 raise InvalidModelName()
         if len(self._memo) < _MEMO_MAX:
             self._memo[name] = found
         return found
+
+    def _alias_targets(self, alias: str) -> tuple[Target, ...]:
+        """The alias's targets that some provider offers now, in order: a target whose provider
+        is gone (a stored provider disabled or removed, a typo) is left out, so the others
+        still answer; when none is left, the first target's ``ModelNotFound``."""
+        found: list[Target] = []
+        first: ModelNotFound | None = None
+        for c in self._aliases[alias]:
+            try:
+                found.append(self._alias_target(alias, c))
+            except ModelNotFound as exc:
+                first = first or exc
+        if not found and first is not None:
+            raise first
+        return tuple(found)
+
+    def direct(self, name: str) -> Target:
+        """``name`` as an alias target: ``provider/model[:version]`` or an unambiguous bare
+        model name, never an alias; ``ModelNotFound`` (404) when no provider offers it."""
+        return self._direct(name)
 
     def _alias_target(self, alias: str, cand: str | AliasTarget) -> Target:
         target, weight = (cand, 1.0) if isinstance(cand, str) else (cand.target, cand.weight)
