@@ -87,7 +87,7 @@ class BudgetOps:
             return self.live
         if self.settings is None:
             return None
-        from llmgw.providers.managed import effective_settings
+        from llmgw.providers.stored_view import effective_settings
 
         return effective_settings(self.settings, self.engine)
 

@@ -32,9 +32,10 @@ from pydantic import ValidationError
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from llmgw.config import AliasTarget, ProviderConfig, Settings
+from llmgw.config import ProviderConfig, Settings
 from llmgw.errors import ConfigError, Conflict, InvalidRequest, NotFound
 from llmgw.providers.registry import SecretResolver
+from llmgw.providers.stored_view import effective_settings, merged_settings
 from llmgw.storage.provider_tables import ProviderRow
 from llmgw.storage.tables import utcnow
 
@@ -236,53 +237,6 @@ class ProviderStore:
                     secret = self._sealer.open(r.secret, r.name)
                 out.append((cfg, secret))
             return out
-
-
-def merged_settings(
-    settings: Settings,
-    stored: list[tuple[ProviderConfig, str | None]],
-    aliases: Mapping[str, list[str | AliasTarget]] | None = None,
-) -> tuple[Settings, dict[str, str | None], list[str]]:
-    """``settings`` with the stored providers and ``aliases`` appended (the config file wins a
-    name clash), the stored credentials by name, and one warning per shadowed row."""
-    names = {p.name for p in settings.providers}
-    extra: list[ProviderConfig] = []
-    creds: dict[str, str | None] = {}
-    warnings: list[str] = []
-    for cfg, secret in stored:
-        if cfg.name in names:
-            warnings.append(
-                f"stored provider {cfg.name!r} is ignored: the config file defines a provider of "
-                "that name, and config-file providers win"
-            )
-            continue
-        extra.append(cfg)
-        creds[cfg.name] = secret
-    more_aliases: dict[str, list[str | AliasTarget]] = {}
-    for name, targets in (aliases or {}).items():
-        if name in settings.aliases:
-            warnings.append(
-                f"stored alias {name!r} is ignored: the config file defines an alias of that "
-                "name, and config-file aliases win"
-            )
-            continue
-        more_aliases[name] = targets
-    merged = settings.model_copy(
-        update={
-            "providers": [*settings.providers, *extra],
-            "aliases": {**settings.aliases, **more_aliases},
-        }
-    )
-    return merged, creds, warnings
-
-
-def effective_settings(settings: Settings, engine: Engine) -> Settings:
-    """``settings`` with the enabled stored providers (credentials left sealed) and the stored
-    aliases, as a running gateway has them: what the CLI without ``--url`` shows."""
-    from llmgw.providers.stored_aliases import AliasStore
-
-    stored = ProviderStore(engine).enabled_configs()
-    return merged_settings(settings, stored, AliasStore(engine).as_config())[0]
 
 
 class StoredSecrets(SecretResolver):
