@@ -7,10 +7,13 @@ in a clean venv by tests/test_packaging.py.
 
 from __future__ import annotations
 
+import importlib.util
+import py_compile
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -69,3 +72,35 @@ def test_dockerignore_sends_only_what_the_build_copies() -> None:
         for part in ln.split()[1:-1]
     }
     assert copied == allowed, (copied, allowed)
+
+
+def _precompile() -> Any:
+    spec = importlib.util.spec_from_file_location("precompile", ROOT / "deploy" / "precompile.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_precompile_leaves_unchecked_hash_pycs_of_imported_modules_only(tmp_path: Path) -> None:
+    """deploy/precompile.py's last step: the .pyc files the server run left become unchecked-hash
+    ones (the read-only image never compares them with their sources); a stale one goes."""
+    pkg = tmp_path / "lib" / "pkg"
+    pkg.mkdir(parents=True)
+    (pkg / "used.py").write_text("X = 1\n")
+    (pkg / "unused.py").write_text("Y = 2\n")
+    py_compile.compile(str(pkg / "used.py"))  # a timestamp .pyc, as an import writes it
+    cache = pkg / "__pycache__"
+    (cache / "gone.cpython-311.pyc").write_bytes(b"stale")
+    assert _precompile().recompile(tmp_path) == 1
+    [pyc] = cache.iterdir()
+    assert pyc.name.startswith("used.")
+    flags = int.from_bytes(pyc.read_bytes()[4:8], "little")
+    assert flags == 0b01  # hash-based, check_source off (PEP 552)
+
+
+def test_precompile_runs_the_server_once_and_stops_it_cleanly(tmp_path: Path) -> None:
+    """Its first step against this checkout's venv: ``llmgw serve`` on a free port with an empty
+    LLMGW_HOME gets ready, answers, and exits 0 on SIGTERM (else the image build fails)."""
+    _precompile()._run_server(Path(sys.prefix), str(tmp_path))
+    assert any(tmp_path.iterdir())  # the state went to LLMGW_HOME
