@@ -3,8 +3,9 @@
 The instances share one fresh PostgreSQL database and one Redis (key prefix of this run), sit
 behind nginx rendered from deploy/nginx/llmgw.conf.tmpl, and call the OpenAI emulator. wrk sends
 non-streaming chat completions through nginx at 50 connections for ``--seconds`` after a short
-warm-up, once per instance count. Reported per count: req/s, errors, and the CPU seconds the
-llmgw processes used, so req per llmgw CPU-second is the per-core figure. Nothing is pinned: on a
+warm-up, once per instance count. Reported per count: req/s, errors, the CPU seconds the
+llmgw processes used (in all and per instance, so an uneven balance or a starved instance shows),
+so req per llmgw CPU-second is the per-core figure, and the CPU of nginx and the emulator. Nothing is pinned: on a
 2-core machine the instances, nginx, the emulator and wrk share both cores, so the curve shows
 where the machine, not llmgw, runs out.
 
@@ -34,6 +35,25 @@ def _server(name: str, argv: list[str], port: int, log: Path, env: dict[str, str
     out = log.open("wb")
     popen = subprocess.Popen(argv, stdout=out, stderr=out, stdin=subprocess.DEVNULL, env=env)
     return bl.Server(name=name, port=port, popen=popen, log=log, cpu=-1, files=[out])
+
+
+def _tree_ticks(pid: int) -> int:
+    """utime + stime of ``pid`` and its children (nginx's master and workers), in clock ticks."""
+    total = 0
+    for p in [pid, *_children(pid)]:
+        try:
+            fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # a worker that ended
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total
+
+
+def _children(pid: int) -> list[int]:
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        out += [int(c) for c in task.read_text().split()]
+    return out
 
 
 def _database(name: str, *, drop: bool = False) -> None:
@@ -84,7 +104,7 @@ def main() -> None:
     print(f"load average before: {os.getloadavg()[0]:.1f}; nproc {os.cpu_count()}")
     print(
         "instances  req/s  errors  llmgw CPU s  req per llmgw CPU-second  p50 ms  p99 ms"
-        "  emulator CPU s"
+        "  emulator CPU s  nginx CPU s  load  CPU s per instance"
     )
     try:
         for count in [int(c) for c in args.counts.split(",")]:
@@ -124,17 +144,25 @@ def main() -> None:
             try:
                 url = f"http://127.0.0.1:{listen}/v1/chat/completions"
                 bl.wrk(url, args.connections, 2, key=key)  # warm-up: pools, caches
-                ticks0 = sum(i.cpu_ticks() for i in instances)
+                ticks0 = [i.cpu_ticks() for i in instances]
                 up0 = emulator.cpu_ticks()
+                ngx0 = _tree_ticks(ngx.pid)
                 r = bl.wrk(url, args.connections, args.seconds, key=key)
-                cpu = (sum(i.cpu_ticks() for i in instances) - ticks0) / bl.CLK_TCK
+                each = [
+                    (i.cpu_ticks() - t0) / bl.CLK_TCK
+                    for i, t0 in zip(instances, ticks0, strict=True)
+                ]
+                cpu = sum(each)
                 up_cpu = (emulator.cpu_ticks() - up0) / bl.CLK_TCK
+                ngx_cpu = (_tree_ticks(ngx.pid) - ngx0) / bl.CLK_TCK
                 per_cpu = r["requests"] / cpu if cpu else float("nan")
                 p50 = r.get("p50_us", 0) / 1000
                 p99 = r.get("p99_us", 0) / 1000
                 print(
                     f"{count:>9}  {r['rps']:>5.0f}  {r['errors']:>6}  {cpu:>11.1f}  "
-                    f"{per_cpu:>24.0f}  {p50:>6.1f}  {p99:>6.1f}  {up_cpu:>14.1f}"
+                    f"{per_cpu:>24.0f}  {p50:>6.1f}  {p99:>6.1f}  {up_cpu:>14.1f}  "
+                    f"{ngx_cpu:>11.1f}  {os.getloadavg()[0]:>4.1f}  "
+                    + " ".join(f"{c:.1f}" for c in each)
                 )
             finally:
                 ngx.terminate()
