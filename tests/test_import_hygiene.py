@@ -290,3 +290,30 @@ asyncio.run(main())
     assert lines[1] == "200 True True"  # the sign-in page renders on its first request
     assert lines[2] == "404"  # the webhook without a token: not configured (parsed lazily)
     assert lines[3] == "401"
+
+
+def test_a_started_gateway_without_publishing_targets_loads_no_httpx(tmp_path: Path) -> None:
+    """The alert publishers (and httpx, which imports its CLI with rich and pygments when they are
+    installed: about 0.1 s of ``llmgw serve``'s start-up) load only when a target is published
+    to (docs/performance.md#container-image)."""
+    from llmgw.storage.db import make_engine
+    from llmgw.storage.schema import upgrade
+
+    engine = make_engine(f"sqlite:///{tmp_path}/x.db")
+    upgrade(engine)
+    engine.dispose()
+    code = f"""
+import asyncio, sys
+from llmgw.config import Settings
+from llmgw.server import create_app
+
+async def main():
+    app = create_app(Settings(home={str(tmp_path)!r}, database={{"url": "sqlite:///{tmp_path}/x.db"}}))
+    async with app.router.lifespan_context(app):
+        await asyncio.sleep(0.2)  # the alert worker's first round
+        print(sorted(m for m in ("httpx", "rich", "llmgw.alerts.publishers.slack") if m in sys.modules))
+
+asyncio.run(main())
+"""
+    _, out = _probe(code)
+    assert out.strip().splitlines()[0] == "[]"

@@ -14,11 +14,12 @@ import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
-
-import httpx
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from llmgw.config import PublishTarget
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = [
     "Action",
@@ -111,6 +112,8 @@ def outcome_of(resp: httpx.Response, external_id: str | None = None) -> Outcome:
 def network_outcome(exc: Exception) -> Outcome:
     """A timeout or transport error: retried. Only the error's class is kept (an URL can be a
     credential: Slack webhooks)."""
+    import httpx  # loaded already: the exception came from it
+
     kind = "timeout" if isinstance(exc, httpx.TimeoutException) else "network error"
     return Outcome("retry", None, error=f"{kind}: {type(exc).__name__}")
 

@@ -21,17 +21,13 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import httpx
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from llmgw.alerts.publishers import records
 from llmgw.alerts.publishers.base import Action, Outcome, Publisher, TokenBucket, jittered
-from llmgw.alerts.publishers.pagerduty import PagerDutyPublisher
-from llmgw.alerts.publishers.rootly import RootlyPublisher
-from llmgw.alerts.publishers.slack import SlackPublisher
 from llmgw.alerts.publishers.targets import LiveTarget, TargetSet
 from llmgw.alerts.queue import ClaimedJob
 from llmgw.alerts.stats import AlertStats
@@ -39,6 +35,9 @@ from llmgw.alerts.store import JOBS
 from llmgw.alerts.worker import Done, Retry, StepResult
 from llmgw.config import AlertsSettings
 from llmgw.errors import NotFound
+
+if TYPE_CHECKING:
+    import httpx
 
 __all__ = ["PublishStep", "Publishing", "dedup_key"]
 
@@ -87,11 +86,19 @@ class Publishing:
             return have[1], have[2]
         t = live.target
         pub: Publisher
+        # Here, not at the top: the publishers need httpx (with its CLI, rich and pygments: about
+        # 0.1 s of start-up), which a gateway that publishes nothing never loads.
         if t.type == "pagerduty":
+            from llmgw.alerts.publishers.pagerduty import PagerDutyPublisher
+
             pub = PagerDutyPublisher(t, self.client)
         elif t.type == "rootly":
+            from llmgw.alerts.publishers.rootly import RootlyPublisher
+
             pub = RootlyPublisher(t, self.client)
         else:
+            from llmgw.alerts.publishers.slack import SlackPublisher
+
             pub = SlackPublisher(t, self.client)
         rpm = t.rate_per_minute or _DEFAULT_RPM[t.type]
         bucket = TokenBucket(rpm / 60.0, burst=max(1.0, min(5.0, rpm / 60.0)))
@@ -103,6 +110,8 @@ class Publishing:
         """The HTTP client, made on first use (a TLS context costs start-up time and memory
         that a gateway without targets never needs)."""
         if self._client is None:
+            import httpx
+
             self._client = httpx.AsyncClient(
                 timeout=self.settings.publish_timeout, follow_redirects=False
             )
