@@ -69,3 +69,42 @@ def test_prices_list_a_stored_provider_with_the_config_files(
     assert cli("providers", "disable", "vllm", "--yes").exit_code == 0
     r = cli("providers", "prices", "vllm")
     assert r.exit_code == 4 and "no provider named 'vllm'" in r.stderr  # disabled: not priced
+
+
+def test_edit_changes_only_the_given_fields_and_unsets_optional_ones(
+    cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("sys.stdin", io.StringIO(SECRET + "\n"))
+    r = cli("providers", "add", "vllm", "--kind", "openai", "--base-url", "http://127.0.0.1:9/v1",
+            "-m", "llama", "--max-concurrency", "4", "--set", "idle_timeout=45",
+            "--api-key-stdin", "--json")  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["idle_timeout"] == 45
+    r = cli("providers", "edit", "vllm", "--max-concurrency", "8", "--json")
+    got = json.loads(r.stdout)
+    assert (got["max_concurrency"], got["base_url"], got["models"], got["idle_timeout"]) == (
+        8, "http://127.0.0.1:9/v1", ["llama"], 45,
+    )  # fmt: skip
+    assert got["has_secret"] is True  # untouched
+    prices = '{"llama": {"input": 1, "output": 2}}'
+    r = cli("providers", "edit", "vllm", "--unset", "max_concurrency", "--unset", "idle-timeout",
+            "--set", f"prices={prices}", "--set", "currency=RUB", "--json")  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    got = json.loads(r.stdout)
+    assert "max_concurrency" not in got and "idle_timeout" not in got  # back to the defaults
+    assert got["currency"] == "RUB" and got["prices"]["llama"]["input"] == "1"
+    assert got["models"] == ["llama"] and got["revision"] == 3
+    r = cli("providers", "edit", "vllm", "--remove-api-key", "--json")
+    assert json.loads(r.stdout)["has_secret"] is False
+    for args, says in [
+        (("--unset", "kind"), "cannot change on a stored provider"),
+        (("--unset", "api_key_env"), "cannot be set on a stored provider"),
+        (("--unset", "colour"), "'colour': is not a provider field"),
+        (("--set", "idle_timeout"), "use FIELD=VALUE"),
+        (("--max-concurrency", "2", "--unset", "max_concurrency"), "both set and unset"),
+        (("--set", "idle_timeout=-1"), "greater than 0"),
+        ((), "nothing to change"),
+    ]:
+        r = cli("providers", "edit", "vllm", *args)
+        assert r.exit_code == 2 and says in r.stderr, (args, r.stderr)
+    assert json.loads(cli("providers", "stored", "--json").stdout)[0]["revision"] == 4

@@ -174,6 +174,11 @@ def test_the_cli_manages_stored_providers_through_a_server(
     assert r.exit_code == 0, r.stderr
     assert json.loads(r.stdout)["source"] == "database"
     assert [p["name"] for p in json.loads(cli(*remote, "stored", "--json").stdout)] == ["vllm"]
+    r = cli(*remote, "edit", "vllm", "--unset", "models", "--set", "idle_timeout=45", "--json")
+    assert r.exit_code == 0, r.stderr  # only those fields change; null unsets through the API
+    edited = json.loads(r.stdout)
+    assert "models" not in edited and edited["idle_timeout"] == 45
+    assert edited["base_url"] == "http://127.0.0.1:9/v1"
     r = cli(*remote, "add", "openai", "--kind", "openai")
     assert r.exit_code == 5 and "config file" in r.stderr  # the config-file provider wins
     assert cli(*remote, "remove", "vllm", "--yes").exit_code == 0

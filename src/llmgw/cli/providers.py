@@ -484,11 +484,38 @@ def _secret(from_stdin: bool) -> str | None:
     return value
 
 
+_SET = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--set",
+        metavar="FIELD=VALUE",
+        help="Any other [[providers]] field (repeat), e.g. --set idle_timeout=60 or --set "
+        'prices=\'{"m": {"input": 1, "output": 2}}\'; VALUE is JSON when it parses, else text.',
+    ),
+]
+_UNSET = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--unset",
+        metavar="FIELD",
+        help="Remove a field so its default applies again (repeat), e.g. --unset max_concurrency "
+        "or --unset models (then the provider is asked for its models).",
+    ),
+]
+
+
 def _fields(
-    base_url: str | None, models: list[str] | None, folder: str | None, conc: int | None
+    base_url: str | None,
+    models: list[str] | None,
+    folder: str | None,
+    conc: int | None,
+    sets: list[str] | None = None,
+    unsets: list[str] | None = None,
 ) -> dict[str, Any]:
+    from llmgw.cli.provider_fields import field_changes
+
     given = {"base_url": base_url, "models": models, "folder_id": folder, "max_concurrency": conc}
-    return {k: v for k, v in given.items() if v is not None}
+    return field_changes(given, sets, unsets)
 
 
 def _show_stored(record: dict[str, Any], as_json: bool, verb: str) -> None:
@@ -534,6 +561,7 @@ def providers_add(
     models: _MODELS = None,
     folder_id: _FOLDER = None,
     max_concurrency: _CONC = None,
+    sets: _SET = None,
     api_key_stdin: _KEY_STDIN = False,
     as_json: JsonOpt = False,
 ) -> None:
@@ -541,7 +569,7 @@ def providers_add(
 
     A name the config file defines is refused: config-file providers are read-only and win.
     """
-    fields = _fields(base_url, models, folder_id, max_concurrency)
+    fields = _fields(base_url, models, folder_id, max_concurrency, sets)
     record = state(ctx).admin().providers_add(name, kind, fields, secret=_secret(api_key_stdin))
     _show_stored(record, as_json, "added")
 
@@ -554,15 +582,30 @@ def providers_edit(
     models: _MODELS = None,
     folder_id: _FOLDER = None,
     max_concurrency: _CONC = None,
+    sets: _SET = None,
+    unsets: _UNSET = None,
     api_key_stdin: _KEY_STDIN = False,
+    remove_api_key: Annotated[
+        bool, typer.Option("--remove-api-key", help="Delete the stored credential.")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Change a stored provider (the options given replace those fields); applied within seconds,
-    requests in flight finish on the old settings."""
-    fields = _fields(base_url, models, folder_id, max_concurrency)
-    secret = _secret(api_key_stdin)
+    """Change only the given fields of a stored provider; the others keep their values.
+
+    --model (repeat) replaces the whole model list; --set FIELD=VALUE changes any other field;
+    --unset FIELD removes one (its default applies again). Applied within seconds; requests in
+    flight finish on the old settings.
+    """
+    fields = _fields(base_url, models, folder_id, max_concurrency, sets, unsets)
+    if remove_api_key and api_key_stdin:
+        raise UsageError("give --api-key-stdin or --remove-api-key, not both")
+    secret = "" if remove_api_key else _secret(api_key_stdin)
     if not fields and secret is None:
-        raise UsageError("nothing to change", hint="give --base-url, --model, or --api-key-stdin")
+        raise UsageError(
+            "nothing to change",
+            hint="give --base-url, --model, --set FIELD=VALUE, --unset FIELD, --api-key-stdin "
+            "or --remove-api-key",
+        )
     record = state(ctx).admin().providers_edit(name, fields, secret=secret)
     _show_stored(record, as_json, "changed")
 
