@@ -470,3 +470,26 @@ def test_MIG1_batch_checksums_add_up_to_the_whole_tables(
             usage["target_checksum"],
         )
         assert partial.target_sum is not None and partial.target_sum.rows == 200
+
+
+def test_MIG4_a_failed_copy_leaves_the_deferred_indexes_to_the_next_run(
+    cli: Any, source: Path, pg_url: str
+) -> None:
+    from llmgw.storage.transfer import Migration, opened
+
+    assert _migrate(cli, source, pg_url).exit_code == 0
+    with opened(Migration(source, pg_url)) as m:
+        usage = {p.spec.name: p for p in m.plan()}["usage"]
+        m.defer_indexes(usage.spec)  # as a run copying into an empty usage table does
+        with pytest.raises(KeyboardInterrupt), m.verified_alongside():
+            raise KeyboardInterrupt  # Ctrl-C while copying: no index is built on the way out
+        left = m.pg.execute("SELECT count(*) FROM llmgw_migration_indexes").fetchone()
+        assert left is not None and left[0] == 5  # 4 indexes and request_id's constraint
+    again = _report(_migrate(cli, source, pg_url).stdout)  # the next run builds them
+    assert again["ok"] and again["rows_copied"] == 0
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT count(*) FROM llmgw_migration_indexes").fetchone() == (0,)
+        names = {
+            r[0] for r in conn.execute("SELECT indexname FROM pg_indexes WHERE tablename = 'usage'")
+        }
+    assert {"usage_pkey", "usage_request_id_key", "ix_usage_created_at"} <= names

@@ -908,7 +908,8 @@ class Migration:
         its checksum completed: the batches' sums when the table holds exactly the rows they
         counted, else the whole table's (a checksum may wait a moment for a constraint being
         added). The body's end waits for both, building any index a killed run left too; their
-        error is raised."""
+        error is raised. When the body fails, what is left is left to the next run (the
+        deferred indexes stay recorded in ``llmgw_migration_indexes``)."""
         conns = [
             psycopg.connect(_conninfo(self.target_url), autocommit=True, connect_timeout=5)
             for _ in range(2)
@@ -921,6 +922,7 @@ class Migration:
         )
         keys = {p.name: self._rowid_key(p) for p in self.specs}  # SQLite is this thread's
         failed: list[BaseException] = []
+        stopping = threading.Event()  # the body failed: the next run builds what is left
         emit, lock = self.emit, threading.Lock()
 
         def locked(event: dict[str, Any]) -> None:
@@ -929,12 +931,16 @@ class Migration:
 
         def build_indexes() -> None:
             while (plan := indexes.get()) is not None:
-                self.restore_indexes(conns[0], table=plan.spec.name)
-            self.restore_indexes(conns[0])  # what a killed run deferred on other tables
+                if not stopping.is_set():
+                    self.restore_indexes(conns[0], table=plan.spec.name)
+            if not stopping.is_set():
+                self.restore_indexes(conns[0])  # what a killed run deferred on other tables
 
         def sum_tables() -> None:
             ranged: dict[str, TableSum] = {}
             while (job := sums.get()) is not None:
+                if stopping.is_set():
+                    continue
                 plan, lo, hi = job
                 spec, key = plan.spec, keys.get(plan.spec.name)
                 if lo is not None and key:
@@ -974,6 +980,9 @@ class Migration:
             worker.start()
         try:
             yield verify
+        except BaseException:
+            stopping.set()  # Ctrl-C or a refused value: stop now, not after every index
+            raise
         finally:
             indexes.put(None)
             sums.put(None)
