@@ -291,3 +291,24 @@ def test_n_choices_in_json_and_stream(client: openai.OpenAI) -> None:
     for i in (0, 1):
         text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices[0].index == i)
         assert text == "Echo: two ways"
+
+
+def test_over_the_context_window_is_400_context_length_exceeded(make_upstream) -> None:
+    """As OpenAI answers a prompt longer than the model's window: the real client raises
+    BadRequestError with code context_length_exceeded; a prompt that fits is answered."""
+    up = make_upstream(context_window=5)
+    with openai.OpenAI(base_url=up.base_url, api_key="k", max_retries=0) as c:
+        ok = c.chat.completions.create(
+            model="gpt-4o-mini", messages=[{"role": "user", "content": "one two three four five"}]
+        )
+        assert ok.choices[0].message.content == "Echo: one two three four five"
+        with pytest.raises(openai.BadRequestError) as info:
+            c.chat.completions.create(
+                model="gpt-4o-mini",
+                messages=[{"role": "user", "content": "one two three four five six"}],
+                stream=True,
+            )
+    assert info.value.code == "context_length_exceeded"
+    assert info.value.param == "messages"
+    assert "maximum context length is 5 tokens" in info.value.message
+    assert "resulted in 6 tokens" in info.value.message

@@ -129,6 +129,14 @@ def emulate_openai(
             "--fault", help="Misbehave on every request, to test a client's error handling."
         ),
     ] = None,
+    context_window: Annotated[
+        int | None,
+        typer.Option(
+            "--context-window",
+            min=1,
+            help="Answer 400 context_length_exceeded when a chat's messages count more tokens.",
+        ),
+    ] = None,
 ) -> None:
     """Serve an OpenAI-compatible API: chat (JSON and SSE streaming, tool calls), embeddings, models.
 
@@ -149,6 +157,7 @@ def emulate_openai(
         models=model_list,
         max_concurrency=max_concurrency,
         fault=fault.value if fault else None,
+        context_window=context_window,
     )
 
     def ready(url: str, _port: int) -> None:

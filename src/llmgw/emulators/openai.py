@@ -125,6 +125,7 @@ class _Emulator:
         seed: int | None,
         max_concurrency: int | None,
         fault: str | None,
+        context_window: int | None = None,
     ) -> None:
         if fault is not None and fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; choose one of {', '.join(FAULTS)}")
@@ -138,6 +139,7 @@ class _Emulator:
         self.rng = random.Random(seed)  # noqa: S311 - fault injection, not security
         self.max_concurrency = max_concurrency
         self.fault = fault
+        self.context_window = context_window
         self.stats = EmulatorStats()
         self.seq = 0
 
@@ -282,6 +284,18 @@ class _Emulator:
                 send, 400, _error(msg, "invalid_request_error", "invalid_value", "messages")
             )
             return
+        window = self.context_window
+        if window is not None and (used := content.prompt_tokens(messages)) > window:
+            msg = (
+                f"This model's maximum context length is {window} tokens. However, your "
+                f"messages resulted in {used} tokens. Please reduce the length of the messages."
+            )
+            await _send(
+                send,
+                400,
+                _error(msg, "invalid_request_error", "context_length_exceeded", "messages"),
+            )
+            return
         if body.get("stream"):
             await self._stream(body, receive, send)
         else:
@@ -408,6 +422,7 @@ def create_app(
     max_concurrency: int | None = None,
     fault: str | None = None,
     chunk_delay_ms: float = 0,
+    context_window: int | None = None,
 ) -> Starlette:
     """An OpenAI-compatible app.
 
@@ -415,8 +430,9 @@ def create_app(
     frames; ``fail_rate`` answers that share of requests with a 500 (``seed`` makes it
     repeatable); ``api_key`` requires ``Authorization: Bearer <key>``; ``models`` lists the
     accepted models (empty: accept any name); ``max_concurrency`` answers 429 with
-    ``Retry-After`` beyond that many requests in flight; ``fault`` is one of ``FAULTS``.
-    Counters are at ``app.state.stats`` (``EmulatorStats``).
+    ``Retry-After`` beyond that many requests in flight; ``fault`` is one of ``FAULTS``;
+    ``context_window`` answers a chat whose messages count more tokens (whitespace words) with
+    OpenAI's 400 ``context_length_exceeded``. Counters are at ``app.state.stats`` (``EmulatorStats``).
     """
     em = _Emulator(
         latency_ms=latency_ms,
@@ -427,6 +443,7 @@ def create_app(
         seed=seed,
         max_concurrency=max_concurrency,
         fault=fault,
+        context_window=context_window,
     )
     if fault == "drop_mid_stream":
         _install_log_filter()
