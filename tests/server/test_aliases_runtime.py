@@ -102,13 +102,21 @@ def test_an_alias_added_edited_and_removed_through_the_api_applies_without_a_res
         r = cli("--url", gateway_server.url, "--token", key, "providers", "aliases", "edit",
                 "chat-default", "openai/gpt-4o-mini")  # fmt: skip
         assert r.exit_code == 5 and "read-only" in r.stderr
+        remote = ("--url", gateway_server.url, "--token", key, "providers", "aliases")
+        r = cli(*remote, "add", "viacli", "openai/gpt-4o-mini=2", "--json")
+        assert r.exit_code == 0, r.stderr
+        assert json.loads(r.stdout)["targets"] == [{"target": "openai/gpt-4o-mini", "weight": 2.0}]
+        _until(_served_by(http, "viacli", "openai/gpt-4o-mini"))
+        r = cli(*remote, "remove", "viacli", "--yes")
+        assert r.exit_code == 0 and "removed alias viacli" in r.stdout
 
         assert http.delete("/admin/v1/aliases/smart").status_code == 200
         _until(lambda: _chat(http, "smart").status_code == 404)
         assert http.delete("/admin/v1/aliases/smart").status_code == 404
         assert _chat(http, "chat-default").status_code == 200
     actions = [e["action"] for e in local.audit_list(action="aliases.*")]
-    assert sorted(actions) == ["aliases.add", "aliases.edit", "aliases.remove"]
+    assert sorted(actions) == ["aliases.add", "aliases.add", "aliases.edit", "aliases.remove",
+                               "aliases.remove"]  # fmt: skip
 
 
 @pytest.fixture

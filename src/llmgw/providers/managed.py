@@ -219,11 +219,13 @@ class ProviderStore:
             conn.execute(sa.delete(_T).where(_T.c.name == name))
         return old
 
-    def fingerprint(self) -> tuple[tuple[str, int], ...]:
-        """Every ``(name, revision)``: changes whenever a row is added, changed or removed."""
+    def fingerprint(self) -> tuple[tuple[str, int, str], ...]:
+        """Every ``(name, revision, updated_at)``: changes whenever a row is added, changed or
+        removed (``updated_at`` tells a removed and re-added provider, at revision 1 again,
+        from the old one)."""
+        q = sa.select(_T.c.name, _T.c.revision, _T.c.updated_at).order_by(_T.c.name)
         with self._engine.connect() as conn:
-            rows = conn.execute(sa.select(_T.c.name, _T.c.revision).order_by(_T.c.name))
-            return tuple((r.name, r.revision) for r in rows)
+            return tuple((r.name, r.revision, r.updated_at.isoformat()) for r in conn.execute(q))
 
     def enabled_configs(self) -> builtins.list[tuple[ProviderConfig, str | None]]:
         """Every enabled row as a ``ProviderConfig`` with its opened credential."""
