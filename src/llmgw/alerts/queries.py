@@ -202,6 +202,12 @@ class AlertHistory:
             raise NotFound(f"no alert {alert_id}", hint="list them with `llmgw alerts list`")
         return alert_record(row)
 
+    def get_many(self, alert_ids: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """The occurrences of ``alert_ids`` that exist, in one query (the worker's batch)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(ALERTS).where(ALERTS.c.id.in_(list(alert_ids)))).all()
+        return {int(r.id): alert_record(r) for r in rows}
+
     def show(self, alert_id: int) -> dict[str, Any]:
         """One occurrence with its timeline and its jobs."""
         record = self.get(alert_id)
@@ -425,37 +431,49 @@ class AlertHistory:
     def save_classification(
         self, alert_id: int, status: str, result: dict[str, Any] | None, error: str | None
     ) -> None:
-        """Store one classification attempt's outcome and its timeline event.
+        """Store one classification attempt's outcome and its timeline event (its own
+        transaction; the worker writes it in the job's settling transaction instead)."""
+        with self.engine.begin() as conn:
+            self.write_classification(conn, alert_id, status, result, error)
+
+    def write_classification(
+        self,
+        conn: Connection,
+        alert_id: int,
+        status: str,
+        result: dict[str, Any] | None,
+        error: str | None,
+    ) -> None:
+        """``save_classification`` on ``conn`` (in the caller's transaction).
 
         A failed attempt never replaces an earlier good result: the alert keeps it (and its
         status ``ok``) until a new attempt succeeds.
         """
         now = self.now()
         c = ALERTS.c
-        with self.engine.begin() as conn:
-            if status in ("ok", "skipped"):
-                values: dict[str, Any] = {"cls_status": status}
-                if result is not None:
-                    values["classification"] = {**result, "classified_at": now.isoformat()}
-                    values["category"] = result.get("category")
-                conn.execute(sa.update(ALERTS).where(c.id == alert_id).values(**values))
-            else:
-                conn.execute(
-                    sa.update(ALERTS)
-                    .where(c.id == alert_id, c.cls_status != "ok")
-                    .values(cls_status=status)
-                )
-            detail: dict[str, Any] = {"status": status}
+        if status in ("ok", "skipped"):
+            values: dict[str, Any] = {"cls_status": status}
             if result is not None:
-                detail.update(
-                    {k: result.get(k) for k in ("severity", "category", "model", "cache_hit")}
-                )
-            if error:
-                detail["error"] = error
-            kind = "classified" if status in ("ok", "skipped") else "classification_failed"
+                values["classification"] = {**result, "classified_at": now.isoformat()}
+                values["category"] = result.get("category")
+            conn.execute(sa.update(ALERTS).where(c.id == alert_id).values(**values))
+        else:
             conn.execute(
-                sa.insert(EVENTS).values(
-                    alert_id=alert_id, at=now, kind=kind, actor="llm" if status == "ok" else None,
-                    detail=detail,
-                )
-            )  # fmt: skip
+                sa.update(ALERTS)
+                .where(c.id == alert_id, c.cls_status != "ok")
+                .values(cls_status=status)
+            )
+        detail: dict[str, Any] = {"status": status}
+        if result is not None:
+            detail.update(
+                {k: result.get(k) for k in ("severity", "category", "model", "cache_hit")}
+            )
+        if error:
+            detail["error"] = error
+        kind = "classified" if status in ("ok", "skipped") else "classification_failed"
+        conn.execute(
+            sa.insert(EVENTS).values(
+                alert_id=alert_id, at=now, kind=kind, actor="llm" if status == "ok" else None,
+                detail=detail,
+            )
+        )  # fmt: skip

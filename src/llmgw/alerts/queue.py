@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import Connection, Engine
 
 from llmgw.alerts.store import JOBS, upsert_job
 
@@ -100,14 +100,44 @@ class JobQueue:
         return claimed
 
     def _settle(self, job: ClaimedJob, **values: object) -> bool:
-        c = JOBS.c
         with self.engine.begin() as conn:
-            done = conn.execute(
-                sa.update(JOBS)
-                .where(c.id == job.id, c.lease_owner == self.owner, c.state == "running")
-                .values(lease_owner=None, lease_until=None, updated_at=self.now(), **values)
-            )
+            return self._settle_in(conn, job, **values)
+
+    def _settle_in(self, conn: Connection, job: ClaimedJob, **values: object) -> bool:
+        c = JOBS.c
+        done = conn.execute(
+            sa.update(JOBS)
+            .where(c.id == job.id, c.lease_owner == self.owner, c.state == "running")
+            .values(lease_owner=None, lease_until=None, updated_at=self.now(), **values)
+        )
         return bool(done.rowcount)
+
+    def settle_in(
+        self, conn: Connection, job: ClaimedJob, state: str, error: str | None = None,
+        delay: float = 0.0,
+    ) -> bool:  # fmt: skip
+        """Settle ``job`` on ``conn`` (the caller's transaction): ``done``, ``pending`` again
+        after ``delay`` seconds (a retry) or ``failed``; False if its lease was lost."""
+        if state == "pending":
+            when = self.now() + timedelta(seconds=delay)
+            return self._settle_in(conn, job, state=state, run_after=when,
+                                   last_error=(error or "")[:500])  # fmt: skip
+        return self._settle_in(conn, job, state=state, last_error=error[:500] if error else None)
+
+    def follow_up_in(self, conn: Connection, alert_id: int, steps: tuple[str, ...]) -> None:
+        """Queue each of ``steps`` for ``alert_id`` on ``conn`` unless it was queued before."""
+        now = self.now()
+        for step in steps:
+            exists = conn.execute(
+                sa.select(JOBS.c.id).where(JOBS.c.alert_id == alert_id, JOBS.c.step == step)
+            ).first()
+            if exists is None:
+                conn.execute(
+                    sa.insert(JOBS).values(
+                        alert_id=alert_id, step=step, state="pending", attempts=0,
+                        run_after=now, created_at=now, updated_at=now,
+                    )
+                )  # fmt: skip
 
     def finish(self, job: ClaimedJob) -> bool:
         """The job is done (False if its lease was lost to another worker meanwhile)."""

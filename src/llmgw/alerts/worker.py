@@ -15,15 +15,15 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from functools import partial
+from typing import Any
 
-import sqlalchemy as sa
+from sqlalchemy.engine import Connection
 
 from llmgw.alerts.classifier import Classifier
 from llmgw.alerts.queries import AlertHistory
 from llmgw.alerts.queue import ClaimedJob, JobQueue
 from llmgw.alerts.stats import AlertStats
-from llmgw.alerts.store import JOBS
 from llmgw.config import AlertsSettings
 from llmgw.errors import NotFound
 
@@ -35,9 +35,15 @@ FOLLOW_UPS: dict[str, tuple[str, ...]] = {"classify": ("publish",)}
 """Steps queued (once) after a step's first attempt: publishing never waits on the LLM."""
 
 
+Write = Callable[[Connection], object]
+"""A database write a step hands back: run in the transaction that settles its job."""
+
+
 @dataclass(frozen=True, slots=True)
 class Done:
     """The step finished."""
+
+    writes: tuple[Write, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +52,7 @@ class Retry:
 
     error: str
     delay: float
+    writes: tuple[Write, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,6 +60,7 @@ class GiveUp:
     """No more automatic attempts."""
 
     error: str
+    writes: tuple[Write, ...] = ()
 
 
 StepResult = Done | Retry | GiveUp
@@ -82,34 +90,39 @@ class ClassifyStep:
         self.classifier = classifier
         self.settings = settings
         self.use_cache = use_cache
+        self._ready: dict[int, dict[str, Any] | None] = {}
+
+    async def prepare(self, jobs: list[ClaimedJob]) -> None:
+        """Read the occurrences of a batch of jobs in one query (``None``: deleted)."""
+        ids = [job.alert_id for job in jobs]
+        found = await asyncio.to_thread(self.history.get_many, ids)
+        self._ready.update({i: found.get(i) for i in ids})
 
     async def __call__(self, job: ClaimedJob) -> StepResult:
-        """One attempt."""
-        try:
-            alert = await asyncio.to_thread(self.history.get, job.alert_id)
-        except NotFound:
+        """One attempt; the outcome is saved in the transaction that settles the job."""
+        if job.alert_id in self._ready:
+            alert = self._ready.pop(job.alert_id)
+        else:
+            try:
+                alert = await asyncio.to_thread(self.history.get, job.alert_id)
+            except NotFound:
+                alert = None
+        if alert is None:
             return Done()  # deleted by retention meanwhile
+        save = partial(self.history.write_classification, alert_id=job.alert_id)
         if self.settings.mode == "transparent" or self.classifier is None:
-            await asyncio.to_thread(
-                self.history.save_classification, job.alert_id, "skipped", None, None
-            )
             if self.classifier is not None:
                 self.classifier.stats.classifications["skipped"] += 1
-            return Done()
+            return Done((partial(save, status="skipped", result=None, error=None),))
         outcome = await self.classifier.classify(alert, use_cache=self.use_cache)
-        await asyncio.to_thread(
-            self.history.save_classification,
-            job.alert_id,
-            outcome.status,
-            outcome.result,
-            outcome.error,
-        )
+        writes = (partial(save, status=outcome.status, result=outcome.result,
+                          error=outcome.error),)  # fmt: skip
         if outcome.status == "ok":
-            return Done()
+            return Done(writes)
         error = f"{outcome.status}: {outcome.error}"
         if job.attempts >= self.settings.max_attempts:
-            return GiveUp(error)
-        return Retry(error, backoff(self.settings, job.attempts, outcome.retry_after))
+            return GiveUp(error, writes)
+        return Retry(error, backoff(self.settings, job.attempts, outcome.retry_after), writes)
 
 
 class AlertWorker:
@@ -140,6 +153,9 @@ class AlertWorker:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._last_maintenance = -1e18
+        self._last_depth = -1e18
+        self._settling: list[tuple[ClaimedJob, StepResult, asyncio.Future[None]]] = []
+        self._settler: asyncio.Task[None] | None = None
 
     def wake(self) -> None:
         """Look at the queue now (new jobs were stored by this process)."""
@@ -150,6 +166,13 @@ class AlertWorker:
         s = self.settings
         jobs = await asyncio.to_thread(self.queue.claim, s.concurrency, s.lease_seconds)
         if jobs:
+            by_step: dict[str, list[ClaimedJob]] = {}
+            for job in jobs:
+                by_step.setdefault(job.step, []).append(job)
+            for name, batch in by_step.items():
+                prepare = getattr(self.steps.get(name), "prepare", None)
+                if prepare is not None:
+                    await prepare(batch)
             await asyncio.gather(*(self._run(job) for job in jobs))
         return len(jobs)
 
@@ -178,32 +201,51 @@ class AlertWorker:
             result = Retry(
                 f"internal error: {type(exc).__name__}", backoff(self.settings, job.attempts)
             )
-        if isinstance(result, Done):
-            await asyncio.to_thread(self.queue.finish, job)
-        elif isinstance(result, Retry):
-            await asyncio.to_thread(self.queue.retry, job, result.error, result.delay)
-        else:
+        if isinstance(result, GiveUp):
             log.warning("alert %s: %s gave up after %d attempts: %s", job.alert_id, job.step,
                         job.attempts, result.error)  # fmt: skip
-            await asyncio.to_thread(self.queue.give_up, job, result.error)
-        follow = FOLLOW_UPS.get(job.step, ())
-        if follow and (job.attempts == 1 or isinstance(result, Done)):
-            await asyncio.to_thread(self._follow_up, job.alert_id, follow)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._settling.append((job, result, done))
+        if self._settler is None:
+            self._settler = asyncio.get_running_loop().create_task(self._settle_all())
+        await done
 
-    def _follow_up(self, alert_id: int, steps: tuple[str, ...]) -> None:
-        now = datetime.now(UTC)
-        with self.queue.engine.begin() as conn:
-            for step in steps:
-                exists = conn.execute(
-                    sa.select(JOBS.c.id).where(JOBS.c.alert_id == alert_id, JOBS.c.step == step)
-                ).first()
-                if exists is None:
-                    conn.execute(
-                        sa.insert(JOBS).values(
-                            alert_id=alert_id, step=step, state="pending", attempts=0,
-                            run_after=now, created_at=now, updated_at=now,
-                        )
-                    )  # fmt: skip
+    async def _settle_all(self) -> None:
+        """Group commit: every job that finished meanwhile is settled (with its step's writes
+        and follow-ups) in one transaction, while the next group collects."""
+        try:
+            while self._settling:
+                group, self._settling = self._settling, []
+                try:
+                    await asyncio.to_thread(self._write, [(j, r) for j, r, _ in group])
+                except BaseException as exc:
+                    for _, _, fut in group:
+                        if not fut.done():
+                            fut.set_exception(exc)
+                    if not isinstance(exc, Exception):
+                        raise
+                else:
+                    for _, _, fut in group:
+                        if not fut.done():
+                            fut.set_result(None)
+        finally:
+            self._settler = None
+
+    def _write(self, group: list[tuple[ClaimedJob, StepResult]]) -> None:
+        q = self.queue
+        with q.engine.begin() as conn:
+            for job, result in group:
+                for write in result.writes:
+                    write(conn)
+                if isinstance(result, Done):
+                    q.settle_in(conn, job, "done")
+                elif isinstance(result, Retry):
+                    q.settle_in(conn, job, "pending", result.error, result.delay)
+                else:
+                    q.settle_in(conn, job, "failed", result.error)
+                follow = FOLLOW_UPS.get(job.step, ())
+                if follow and (job.attempts == 1 or isinstance(result, Done)):
+                    q.follow_up_in(conn, job.alert_id, follow)
 
     async def run(self) -> None:
         """The loop: a batch, then (when the queue is idle) wait for a wake-up or the poll."""
@@ -211,7 +253,9 @@ class AlertWorker:
         while not self._stopping:
             try:
                 n = await self.run_once()
-                self.depth = await asyncio.to_thread(self.queue.depth)
+                if self.clock() - self._last_depth >= 1.0:  # a gauge: once a second is plenty
+                    self._last_depth = self.clock()
+                    self.depth = await asyncio.to_thread(self.queue.depth)
                 if self.maintenance is not None and (
                     self.clock() - self._last_maintenance >= s.retention_interval
                 ):
