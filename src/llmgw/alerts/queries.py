@@ -184,6 +184,15 @@ def _bucket(conn: Connection, column: Any, by: str) -> Any:
     return sa.func.strftime("%Y-%m-%dT%H:00:00Z" if by == "hour" else "%Y-%m-%d", column)
 
 
+_PG_STATS = sa.text(
+    "SELECT GROUPING(status, severity, category, cls_status, t), status, severity, category,"
+    " cls_status, t, count(*) FROM (SELECT status, severity, category, cls_status,"
+    " date_trunc(:by, starts_at AT TIME ZONE 'UTC') AS t FROM alerts WHERE last_seen >= :since)"
+    " AS a GROUP BY GROUPING SETS ((status), (severity), (category), (cls_status), (t, severity))"
+).bindparams(sa.bindparam("since", type_=ALERTS.c.last_seen.type))
+"""``stats()``'s counts on PostgreSQL in one pass; ``GROUPING(...)`` names each row's set."""
+
+
 class AlertHistory:
     """Queries and changes on one database (blocking: call from a thread on an event loop)."""
 
@@ -322,6 +331,9 @@ class AlertHistory:
         recent = c.last_seen >= since
         out: dict[str, Any] = {"since": _iso(since), "by": by}
         with self.engine.connect() as conn:
+            if conn.dialect.name == "postgresql":
+                self._stats_pg(conn, since, by, out)
+                return out
             for name, col in (
                 ("status", c.status),
                 ("severity", c.severity),
@@ -362,6 +374,43 @@ class AlertHistory:
             ]
             out["total"] = sum(out["by_status"].values())
         return out
+
+    @staticmethod
+    def _stats_pg(conn: Connection, since: datetime, by: str, out: dict[str, Any]) -> None:
+        """``stats`` on PostgreSQL: the period's occurrences are read once and counted by every
+        grouping in hash tables (``GROUPING SETS``), where six queries read them six times and
+        sorted by the formatted hour; the hours are formatted here (a few dozen, not a string
+        per row)."""
+        conn.exec_driver_sql("SET LOCAL work_mem = '32MB'")  # hash every set, no sort to disk
+        rows = conn.execute(_PG_STATS, {"since": since, "by": by}).all()
+        names = ("status", "severity", "category", "classification")
+        for name in names:
+            out[f"by_{name}"] = {}
+        series: dict[datetime, dict[str, int]] = {}
+        for g, status, severity, category, cls_status, t, n in rows:
+            if g == 22:  # (t, severity)
+                series.setdefault(t, {})[severity or "none"] = int(n)
+                continue
+            name, value = {15: ("status", status), 23: ("severity", severity),
+                           27: ("category", category), 29: ("classification", cls_status)}[g]  # fmt: skip
+            out[f"by_{name}"][str(value) if value is not None else "none"] = int(n)
+        fmt = "%Y-%m-%dT%H:00:00Z" if by == "hour" else "%Y-%m-%d"
+        out["over_time"] = [{"t": t.strftime(fmt), **series[t]} for t in sorted(series)]
+        c = ALERTS.c
+        top = conn.execute(
+            sa.select(c.fingerprint, sa.func.max(c.alertname), sa.func.count(),
+                      sa.func.bool_or(c.flapping))
+            .where(c.last_seen >= since)
+            .group_by(c.fingerprint)
+            .having(sa.func.count() > 1)
+            .order_by(sa.func.count().desc())
+            .limit(10)
+        ).all()  # fmt: skip
+        out["top_flapping"] = [
+            {"fingerprint": fp, "alertname": name, "fires": int(n), "flapping": bool(flap)}
+            for fp, name, n, flap in top
+        ]
+        out["total"] = sum(out["by_status"].values())
 
     # -- changing ---------------------------------------------------------------------------
     def _exists(self, conn: Connection, alert_id: int) -> None:
