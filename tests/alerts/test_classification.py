@@ -218,3 +218,36 @@ async def test_failures_leave_alerts_unclassified_and_retried_never_lost(
             AlertHistory(eng).reclassify(alert["id"], "ops@example.com")
             eng.dispose()
             await until(lambda: query(db_url, "SELECT id FROM alerts WHERE cls_status = 'ok'"))
+
+
+async def test_a_used_up_rpm_fails_fast_and_retries_after_the_limiter_allows(
+    db_url: str, classifying_settings: Callable[..., Settings], hook_auth: dict[str, str], llm: Any
+) -> None:
+    """``alerts.rpm = 1``: one call; the others are left unclassified (``error``, rate limited)
+    and queued again for when the limiter allows one; later alerts fail at once, without
+    asking the cache or the limiter again, until then."""
+    settings = classifying_settings(db_url, rpm=1, retry_backoff=1)
+    async with running(settings) as (app, c):
+        for name in ("HighCPU", "DiskFull", "MemoryLow"):
+            r = await c.post(HOOK, json=am_payload(am_alert(name)), headers=hook_auth)
+            assert r.status_code == 200
+
+        def settled() -> list[dict[str, Any]]:
+            rows = query(db_url, "SELECT cls_status FROM alerts")
+            return rows if all(r["cls_status"] != "pending" for r in rows) else []
+
+        await until(settled)
+        completer = gateway_of(app).alerts.worker.steps["classify"].classifier.complete
+        assert 50 < completer.blocked_for() <= 60  # the next token, one minute after the first
+        r = await c.post(HOOK, json=am_payload(am_alert("Late")), headers=hook_auth)
+        await until(settled)
+    assert llm.stats.requests == 1
+    statuses = sorted(r["cls_status"] for r in query(db_url, "SELECT cls_status FROM alerts"))
+    assert statuses == ["error", "error", "error", "ok"]
+    failed = query(db_url, "SELECT detail FROM alert_events WHERE kind = 'classification_failed'")
+    assert len(failed) == 3
+    assert all("alerts.rpm is used up" in f["detail"]["error"] for f in failed)
+    waiting = query(
+        db_url, "SELECT state FROM alert_jobs WHERE step = 'classify' AND state = 'pending'"
+    )
+    assert len(waiting) == 3  # queued again, for when the limiter allows a call

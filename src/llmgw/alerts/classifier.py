@@ -31,6 +31,7 @@ from llmgw.errors import LlmgwError
 
 __all__ = [
     "OUTPUT_SCHEMA",
+    "RPM_USED_UP",
     "SYSTEM_PROMPT",
     "Classifier",
     "ClassificationCache",
@@ -129,6 +130,8 @@ deployment, security, data, network, configuration, other
 _MAX_TEXT = 1000
 _ANNOTATIONS = ("summary", "description", "message", "runbook_url")
 _SECRETISH = re.compile(r"(?i)(pass(word)?|secret|token|api[_-]?key|authorization|cookie)")
+RPM_USED_UP = "the classifier's alerts.rpm is used up"
+"""Why a call was not made: ``alerts.rpm`` allows none now (``RateLimited``)."""
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.S)
 
 
@@ -285,6 +288,13 @@ class Classifier:
                 self.stats.cache["hit"] += 1
                 return Outcome("ok", {**outcome.result, "cache_hit": True})
             return outcome
+        blocked = getattr(self.complete, "blocked_for", None)
+        wait = blocked() if blocked is not None else 0.0
+        if wait > 0.05:  # alerts.rpm is used up: no claim, no call (``RouterCompleter``)
+            self.stats.classifications["error"] += 1
+            # retried just after the limiter allows again, so that attempt asks it (a retry due
+            # a hair early would fail here again and spend an attempt for nothing)
+            return Outcome("error", error=f"RateLimited: {RPM_USED_UP}", retry_after=wait + 0.1)
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._flights[key] = future
         try:

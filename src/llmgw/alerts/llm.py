@@ -14,7 +14,7 @@ from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any
 
-from llmgw.alerts.classifier import Completion
+from llmgw.alerts.classifier import RPM_USED_UP, Completion
 from llmgw.errors import LlmgwError, RateLimited, UpstreamError
 from llmgw.providers.base import CallContext, ChatResponse, Provider
 from llmgw.ratelimit import Limit, RateLimiter
@@ -49,6 +49,13 @@ class RouterCompleter:
         self.model = model
         self.limiter = limiter
         self.limit = Limit(rpm, 60.0) if rpm else None
+        self._blocked_until = 0.0
+
+    def blocked_for(self) -> float:
+        """Seconds until ``alerts.rpm`` can allow a call again, as the limiter last said (0
+        when it has not refused one since): the classifier fails fast meanwhile, without the
+        round trips of the cache claim and the limiter, for a call that could not be made."""
+        return max(0.0, self._blocked_until - time.monotonic())
 
     async def __call__(
         self,
@@ -62,9 +69,8 @@ class RouterCompleter:
         if self.limiter is not None and self.limit is not None:
             d = await self.limiter.acquire("alerts:classifier", self.limit, 1)
             if not d.allowed:
-                raise RateLimited(
-                    "the classifier's alerts.rpm is used up", retry_after=d.retry_after
-                )
+                self._blocked_until = time.monotonic() + d.retry_after
+                raise RateLimited(RPM_USED_UP, retry_after=d.retry_after)
         body: dict[str, Any] = {
             "model": self.model,
             "messages": messages,
