@@ -49,7 +49,7 @@ def test_the_config_file_wins_a_name_clash(tmp_path: Path) -> None:
     from llmgw.providers.stored_view import merged_settings
 
     s = _settings(tmp_path)
-    stored = [
+    stored: list[tuple[ProviderConfig, str | None]] = [
         (ProviderConfig(name="giga", kind="openai", base_url="http://evil/v1"), "k1"),
         (ProviderConfig(name="vllm", kind="openai", base_url="http://127.0.0.1:8/v1"), "k2"),
     ]
