@@ -21,21 +21,28 @@ STORED = {
     "base_url": "http://vllm.internal:8000/v1",
     "models": ["llama-3.1-8b"],
 }
-_NAME = {
-    "name": "name", "in": "path", "required": True, "schema": {"type": "string"},
-    "description": "The stored provider's name (a config-file provider answers 409).",
-    "example": "vllm",
-}  # fmt: skip
+_ONE = ("401", "403", "404", "409", "429", "503")
+"""The errors of an operation on one stored provider or alias."""
+
+
+def _named(what: str, example: str) -> Any:
+    """Gives an operation the ``{name}`` path parameter of a stored ``what``."""
+    param = {
+        "name": "name", "in": "path", "required": True, "schema": {"type": "string"},
+        "description": f"The stored {what}'s name (a config-file {what} answers 409).",
+        "example": example,
+    }  # fmt: skip
+
+    def named(o: dict[str, Any]) -> dict[str, Any]:
+        o["parameters"] = [dict(param)]
+        return o
+
+    return named
 
 
 def stored_provider_paths(p: str, op: Any, listed: Any) -> dict[str, Any]:
     """The path items, built with ``openapi_admin``'s ``_op`` and ``_listed``."""
-
-    def named(o: dict[str, Any]) -> dict[str, Any]:
-        o["parameters"] = [dict(_NAME)]
-        return o
-
-    one = ("401", "403", "404", "409", "429", "503")
+    named, one = _named("provider", "vllm"), _ONE
     return {
         f"{p}/providers/stored": {"get": op("adminStoredProviders", "Stored providers",
             "The providers kept in the database (added through this API or `llmgw providers "
@@ -90,21 +97,11 @@ ALIAS = {
     "updated_at": _T,
     "unresolved": [],
 }
-_ALIAS_NAME = {
-    "name": "name", "in": "path", "required": True, "schema": {"type": "string"},
-    "description": "The stored alias's name (a config-file alias answers 409).",
-    "example": "smart",
-}  # fmt: skip
 
 
 def alias_paths(p: str, op: Any, listed: Any) -> dict[str, Any]:
     """``/admin/v1/aliases``: aliases kept in the database beside the config file's."""
-
-    def named(o: dict[str, Any]) -> dict[str, Any]:
-        o["parameters"] = [dict(_ALIAS_NAME)]
-        return o
-
-    one = ("401", "403", "404", "409", "429", "503")
+    named, one = _named("alias", "smart"), _ONE
     body = {"name": "smart", "targets": ["giga/GigaChat",
             {"target": "yandex/yandexgpt-lite", "weight": 2}]}  # fmt: skip
     return {
