@@ -20,15 +20,18 @@ def binding_ids() -> set[str]:
     from llmgw.tui.app import SCREENS_ORDER, LlmgwApp, screen_class
     from llmgw.tui.screens.alert_detail import AlertDetailScreen
     from llmgw.tui.screens.base import PolledScreen
+    from llmgw.tui.screens.budgets import BudgetsScreen
     from llmgw.tui.screens.help import HelpScreen
     from llmgw.tui.screens.listing import FilteredScreen
+    from llmgw.tui.screens.provider_admin import ProviderAdminScreen
     from llmgw.tui.widgets.conversation_list import ConversationList
     from llmgw.tui.widgets.dialogs import ConfirmScreen, FormScreen, SecretScreen
 
     ids = _ids(LlmgwApp.BINDINGS) | _ids(PolledScreen.BINDINGS) | _ids(FilteredScreen.BINDINGS)
     for mode, _title in SCREENS_ORDER:
         ids |= _ids(screen_class(mode).BINDINGS)
-    for dialog in (HelpScreen, ConfirmScreen, FormScreen, SecretScreen, AlertDetailScreen):
+    for dialog in (HelpScreen, ConfirmScreen, FormScreen, SecretScreen, AlertDetailScreen,
+                   BudgetsScreen, ProviderAdminScreen):  # fmt: skip
         ids |= _ids(dialog.BINDINGS)
     ids |= _ids(ConversationList.BINDINGS)
     return ids

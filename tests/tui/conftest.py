@@ -288,7 +288,7 @@ class FixtureOps:
 
     def providers_stored(self) -> list[Record]:
         self._check("providers_stored")
-        return []
+        return [dict(r) for r in STORED]
 
     def providers_add(
         self, name: str, kind: str, fields: dict[str, Any], *, secret: str | None = None
@@ -368,6 +368,22 @@ class FixtureOps:
     def quotas_delete(self, ref: str) -> Record:
         raise NotImplementedError
 
+
+STORED: list[Record] = [
+    {"name": "vllm", "kind": "openai", "source": "database", "enabled": True,
+     "shadowed_by_config": False, "has_secret": True, "revision": 3,
+     "created_at": "2026-12-01T00:00:00Z", "updated_at": "2026-12-03T09:00:00Z",
+     "base_url": "http://vllm.internal:8000/v1", "models": ["llama-3.1-8b", "qwen2.5-7b"],
+     "max_concurrency": 64},
+    {"name": "yandex-rc", "kind": "yandexgpt", "source": "database", "enabled": False,
+     "shadowed_by_config": False, "has_secret": True, "revision": 1,
+     "created_at": "2026-12-02T00:00:00Z", "updated_at": "2026-12-02T00:00:00Z",
+     "folder_id": "b1g2example", "models": ["yandexgpt-lite:rc"]},
+    {"name": "openai", "kind": "openai", "source": "database", "enabled": True,
+     "shadowed_by_config": True, "has_secret": False, "revision": 1,
+     "created_at": "2026-11-20T00:00:00Z", "updated_at": "2026-11-20T00:00:00Z"},
+]  # fmt: skip
+"""Stored providers: one serving, one disabled, one shadowed by the config file's ``openai``."""
 
 BUDGETS: list[Record] = [
     {"id": "5c0ffee0-1234-4abc-8def-0123456789ab", "scope": "key", "subject_id": "k1",

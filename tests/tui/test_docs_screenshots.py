@@ -75,3 +75,48 @@ async def test_budgets_screenshot(make_app, ops, wait, tmp_path):
         ["Budgets (this period)", "81.2%", "1000.00 RUB", "Escape closes"],
         [],
     )
+
+
+async def test_provider_admin_screenshots(make_app, ops, wait, tmp_path):
+    """docs/tui-providers-manage.svg (the list, 100x28) and docs/tui-providers-add-80x24.svg
+    (the form with a key typed: dots, never the key) for docs/tui.md and docs/providers.md."""
+    from textual.widgets import Input
+
+    secret = "sk-typed-for-the-screenshot-0123456789"
+
+    async def listing(pilot):
+        await wait(pilot)
+        await pilot.press("m")
+        await wait(pilot)
+        await pilot.press("down", "down", "down")
+        await wait(pilot)
+
+    out = tmp_path / "tui-providers-manage.svg"
+    await render(make_app(ops), (100, 28), listing, out)
+    check_and_keep(
+        out.name,
+        out.read_text(),
+        ["config (read-only)", "vllm", "sealed", "disabled", "ignored", "x Remove"],
+        [],
+    )
+
+    async def form(pilot):
+        await listing(pilot)
+        await pilot.press("n")
+        await wait(pilot)
+        for box in pilot.app.screen.query(Input):
+            box.cursor_blink = False
+        pilot.app.screen.query_one("#f-name", Input).value = "vllm"
+        pilot.app.screen.query_one("#f-base_url", Input).value = "http://vllm.internal:8000/v1"
+        pilot.app.screen.query_one("#f-models", Input).value = "llama-3.1-8b"
+        pilot.app.screen.query_one("#f-api_key", Input).value = secret
+        await wait(pilot)
+
+    out = tmp_path / "tui-providers-add-80x24.svg"
+    await render(make_app(ops), (80, 24), form, out)
+    check_and_keep(
+        out.name,
+        out.read_text(),
+        ["New provider", "OpenAI-compatible", "never shown again", "Add"],
+        [secret, secret[:12]],
+    )

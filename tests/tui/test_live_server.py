@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 import pytest
-from textual.widgets import Input, Select, Static
+from textual.widgets import DataTable, Input, Select, Static
 
 from llmgw.admin.chat_remote import RemoteChat
 from llmgw.admin.remote import RemoteAdmin
@@ -57,6 +57,8 @@ class Live:
     user_key: str
     start: Callable[[], None]
     stop: Callable[[], None]
+    emulator: str = ""
+    """The OpenAI emulator's base URL (``.../v1``)."""
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +118,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
 
     start()
     try:
-        yield Live(url, admin_key, user_key, start, stop)
+        yield Live(url, admin_key, user_key, start, stop, f"http://127.0.0.1:{emu_port}/v1")
     finally:
         for proc in procs:
             proc.kill()
@@ -282,3 +284,78 @@ async def test_remote_chat_errors_are_llmgw_errors(live: Live) -> None:
     with pytest.raises(UsageError):
         RemoteChat(live.url, None)
     assert live.admin_key not in repr(chat)
+
+
+async def test_a_provider_added_in_the_dashboard_serves_then_is_disabled_and_removed(
+    live: Live, make_app: Callable[..., LlmgwApp]
+) -> None:
+    """``m`` on Providers with ``--url`` (issue 16 part 2): the config file's provider is listed
+    read-only; a provider added in the form (its key typed into a password box) answers a chat
+    through the running gateway within seconds, no restart; disabled there, its model answers
+    404; removed, it is gone from the server's stored providers. The key is never shown."""
+    from llmgw.tui.screens.provider_admin import ProviderAdminScreen
+    from llmgw.tui.widgets.dialogs import ConfirmScreen
+
+    secret = "sk-remote-typed-credential-0123456789abcdef"
+    chat = {"model": "tuiadd/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}
+    headers = {"Authorization": f"Bearer {live.admin_key}"}
+
+    def answer() -> int:
+        return httpx.post(
+            f"{live.url}/v1/chat/completions", json=chat, headers=headers, timeout=10
+        ).status_code
+
+    def get(path: str) -> Any:
+        return httpx.get(f"{live.url}/admin/v1{path}", headers=headers, timeout=10).json()
+
+    app = make_app(live)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.press("m")
+        screen = app.screen
+        assert isinstance(screen, ProviderAdminScreen)
+        table = screen.query_one("#rows", DataTable)
+        await _until(pilot, lambda: table.row_count == 1, "the provider list")
+        assert [str(c) for c in table.get_row_at(0)][:2] == ["openai", "config (read-only)"]
+        await pilot.press("n")
+        await pilot.pause()
+        form = app.screen
+        for name, text in {"name": "tuiadd", "base_url": live.emulator,
+                           "models": "gpt-4o-mini", "api_key": secret}.items():  # fmt: skip
+            box = form.query_one(f"#f-{name}", Input)
+            box.focus()
+            await pilot.pause()
+            box.insert_text_at_cursor(text)
+        assert secret not in str(app.export_screenshot())
+        await pilot.press("enter")
+        await _until(pilot, lambda: table.row_count == 2, "the added provider in the list")
+        started = time.monotonic()
+        while answer() != 200:  # the running gateway picks it up without a restart
+            assert time.monotonic() - started < 10, "the added provider never served"
+            await pilot.pause(0.2)
+        served_after = time.monotonic() - started
+        assert served_after < 5, served_after
+        stored = get("/providers/stored")
+        assert [(p["name"], p["has_secret"]) for p in stored["data"]] == [("tuiadd", True)]
+        assert secret not in str(stored) and secret not in str(app.export_screenshot())
+
+        await pilot.press("down", "d")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        deadline = time.monotonic() + 10
+        while answer() != 404:  # disabled: its model is gone from the running gateway
+            assert time.monotonic() < deadline, "the disabled provider kept serving"
+            await pilot.pause(0.2)
+        await pilot.press("x")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await _until(pilot, lambda: table.row_count == 1, "the removed provider gone")
+        stored = get("/providers/stored")
+        assert stored["data"] == []
+    audit = get("/audit")["data"]
+    actions = [(a["action"], a["source"]) for a in audit if a["target"] == "tuiadd"]
+    assert actions == [
+        ("providers.remove", "tui"), ("providers.disable", "tui"), ("providers.add", "tui")
+    ]  # fmt: skip
+    assert secret not in str(audit)

@@ -117,3 +117,37 @@ def test_budgets(snap_compare, make_app, ops, wait, size):
         await wait(pilot)
 
     assert snap_compare(make_app(ops), terminal_size=size, run_before=show)
+
+
+@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
+def test_provider_admin(snap_compare, make_app, ops, wait, size):
+    """``m`` on Providers (issue 16): the config file's providers marked read-only, the stored
+    ones enabled, disabled and ignored (shadowed by the config file), the credential only ever
+    "sealed"; the pane says what the highlighted one is."""
+
+    async def show(pilot):
+        await wait(pilot)
+        await pilot.press("m")
+        await wait(pilot)
+        await pilot.press("down", "down", "down")
+        await wait(pilot)
+
+    assert snap_compare(make_app(ops), terminal_size=size, run_before=show)
+
+
+def test_provider_add_form(snap_compare, make_app, ops, wait):
+    """The new-provider form at 80x24: every field on screen, the typed key shown as dots."""
+
+    async def show(pilot):
+        await wait(pilot)
+        await pilot.press("m")
+        await wait(pilot)
+        await pilot.press("n")
+        await wait(pilot)
+        for box in pilot.app.screen.query(Input):
+            box.cursor_blink = False
+        pilot.app.screen.query_one("#f-name", Input).value = "vllm"
+        pilot.app.screen.query_one("#f-api_key", Input).value = "sk-never-on-screen-123456"
+        await wait(pilot)
+
+    assert snap_compare(make_app(ops), terminal_size=(80, 24), run_before=show)

@@ -70,6 +70,13 @@ class ProvidersScreen(PolledScreen):
             id="providers-test",
             tooltip="A real round trip to the selected provider (network, then a 1-token chat)",
         ),
+        Binding(
+            "m",
+            "manage",
+            "Manage",
+            id="providers-manage",
+            tooltip="Add, edit, disable or remove stored providers; config-file ones read-only",
+        ),
     ]
 
     def __init__(self) -> None:
@@ -205,3 +212,9 @@ class ProvidersScreen(PolledScreen):
             severity="error" if severity == "error" else "information",
         )
         self._detail(self.query_one("#providers", DataTable).cursor_row)
+
+    def action_manage(self) -> None:
+        """Open the provider management screen (imported now: not on the first paint)."""
+        from llmgw.tui.screens.provider_admin import ProviderAdminScreen
+
+        self.app.push_screen(ProviderAdminScreen())

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from textual import on
@@ -10,7 +10,7 @@ from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, VerticalScroll
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Static
+from textual.widgets import Button, Input, Label, Select, Static
 
 __all__ = ["ConfirmScreen", "Field", "FormScreen", "SecretScreen"]
 
@@ -90,16 +90,28 @@ Parser = Callable[[str], Any]
 
 
 class Field:
-    """One input of a ``FormScreen``."""
+    """One input of a ``FormScreen``: a text box, a password box (``password``: what is typed
+    shows as dots and is never put back into the form), or a choice (``choices``: (label,
+    value) pairs; ``value`` is the one chosen first)."""
 
     def __init__(
-        self, name: str, label: str, *, value: str = "", placeholder: str = "", parse: Parser = str
+        self,
+        name: str,
+        label: str,
+        *,
+        value: str = "",
+        placeholder: str = "",
+        parse: Parser = str,
+        password: bool = False,
+        choices: Sequence[tuple[str, str]] = (),
     ) -> None:
         self.name = name
         self.label = label
         self.value = value
         self.placeholder = placeholder
         self.parse = parse
+        self.password = password
+        self.choices = tuple(choices)
 
 
 class FormScreen(ModalScreen[dict[str, Any] | None]):
@@ -118,6 +130,7 @@ class FormScreen(ModalScreen[dict[str, Any] | None]):
         *,
         submit: str = "Save",
         check: Callable[[dict[str, Any]], object] | None = None,
+        compact: bool = False,
     ) -> None:
         super().__init__()
         self.title_text = title
@@ -125,17 +138,36 @@ class FormScreen(ModalScreen[dict[str, Any] | None]):
         self.submit_label = submit
         self.check = check
         """Checks the fields together (raises ValueError with the message to show)."""
+        self.compact = compact
+        """One line per box and button (Textual's compact widgets), so that a long form fits
+        an 80x24 terminal without scrolling."""
 
     def compose(self) -> ComposeResult:
-        with VerticalScroll(classes="dialog"):
+        compact = self.compact
+        with VerticalScroll(classes="dialog compact" if compact else "dialog"):
             yield Static(self.title_text, classes="title", markup=False)
             for field in self.fields:
                 yield Label(field.label)
-                yield Input(field.value, placeholder=field.placeholder, id=f"f-{field.name}")
+                if field.choices:
+                    yield Select(
+                        field.choices,
+                        value=field.value or field.choices[0][1],
+                        allow_blank=False,
+                        id=f"f-{field.name}",
+                        compact=compact,
+                    )
+                else:
+                    yield Input(
+                        field.value,
+                        placeholder=field.placeholder,
+                        password=field.password,
+                        id=f"f-{field.name}",
+                        compact=compact,
+                    )
             yield Static("", id="form-error", classes="error", markup=False)
             with Horizontal(classes="buttons"):
-                yield Button("Cancel", id="cancel")
-                yield Button(self.submit_label, id="submit", variant="primary")
+                yield Button("Cancel", id="cancel", compact=compact)
+                yield Button(self.submit_label, id="submit", variant="primary", compact=compact)
 
     def action_cancel(self) -> None:
         """Close without saving."""
@@ -145,18 +177,22 @@ class FormScreen(ModalScreen[dict[str, Any] | None]):
     def _cancel(self) -> None:
         self.dismiss(None)
 
+    def _text(self, name: str) -> str:
+        return self.query_one(f"#f-{name}", Input).value.strip()
+
     @on(Button.Pressed, "#submit")
     @on(Input.Submitted)
     def submit(self) -> None:
         """Validate every field; show the first problem, or close with the values."""
         values: dict[str, Any] = {}
         for field in self.fields:
-            text = self.query_one(f"#f-{field.name}", Input).value.strip()
+            box = self.query_one(f"#f-{field.name}")
+            text = str(box.value) if isinstance(box, Select) else self._text(field.name)
             try:
                 values[field.name] = field.parse(text)
             except ValueError as exc:
                 self.query_one("#form-error", Static).update(f"{field.label}: {exc}")
-                self.query_one(f"#f-{field.name}", Input).focus()
+                box.focus()
                 return
         if self.check is not None:
             try:
@@ -191,6 +227,15 @@ def optional_list(text: str) -> list[str] | None:
     """Empty (every model) or a comma-separated list."""
     items = [t.strip() for t in text.split(",") if t.strip()]
     return items or None
+
+
+def optional_url(text: str) -> str | None:
+    """Empty (the default) or an ``http://`` or ``https://`` URL."""
+    if not text:
+        return None
+    if not text.startswith(("http://", "https://")) or len(text.split("://", 1)[1]) == 0:
+        raise ValueError(f"{text!r} is not an http:// or https:// URL")
+    return text
 
 
 def optional_text(text: str) -> str | None:
