@@ -24,6 +24,7 @@ from llmgw.config import AlertsSettings
 from llmgw.storage.db import make_engine
 from llmgw.storage.schema import upgrade
 from tests.alerts.amdata import WEBHOOK_TOKEN, am_alert, am_payload, later
+from tests.alerts.test_alertmanager_e2e import _port, _wait
 
 pytestmark = pytest.mark.postgres
 LLMGW = str(Path(sys.executable).with_name("llmgw"))
@@ -102,7 +103,7 @@ def test_kill_9_during_ingestion_loses_no_acknowledged_delivery(
     eng = make_engine(pg_url)
     upgrade(eng)
     eng.dispose()
-    port = _free_port()
+    port = _port()
     cfg = tmp_path / "config.toml"
     cfg.write_text(
         f'[database]\nurl = "{pg_url}"\n[alerts]\nwebhook_token = "{WEBHOOK_TOKEN}"\n'
@@ -134,15 +135,7 @@ def test_kill_9_during_ingestion_loses_no_acknowledged_delivery(
                     acked.append(i)
 
     try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert gw.poll() is None and time.monotonic() < deadline, "serve did not start"
-            time.sleep(0.1)
+        _wait(f"http://127.0.0.1:{port}/readyz", gw, tmp_path / "serve.log")
         sender = threading.Thread(target=post)
         sender.start()
         deadline = time.monotonic() + 60
@@ -169,11 +162,3 @@ def test_kill_9_during_ingestion_loses_no_acknowledged_delivery(
         }
     assert len(acked) >= 40
     assert {f"n{i}" for i in acked} <= stored
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
