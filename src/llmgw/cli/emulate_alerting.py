@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from llmgw.emulators.control import ControlOptions
 
 __all__ = ["emulate_pagerduty", "emulate_rootly", "emulate_slack"]
 
@@ -80,8 +83,21 @@ def _serve(app: Any, host: str, port: int, banner: Callable[[str], list[str]]) -
         raise listen_error(host, port, exc) from None
 
 
-def _fault(fault: AlertFault | None) -> str | None:
-    return fault.value if fault else None
+def _options(
+    fault: AlertFault | None,
+    fault_count: int | None,
+    retry_after: int,
+    hang_seconds: float,
+    fail_rate: float,
+    seed: int,
+    log: Path | None,
+) -> ControlOptions:
+    """The shared fault and log flags as every alerting emulator's ``create_app`` takes them."""
+    return {
+        "fault": fault.value if fault else None, "fault_count": fault_count,
+        "retry_after": retry_after, "hang_seconds": hang_seconds, "fail_rate": fail_rate,
+        "seed": seed, "log_path": log,
+    }  # fmt: skip
 
 
 def emulate_slack(
@@ -133,8 +149,7 @@ def emulate_slack(
     chans = {c.strip() for c in channels.split(",") if c.strip()} or None
     app = slack.create_app(
         bot_tokens={token}, channels=chans, rate_per_second=rate, burst=burst,
-        fault=_fault(fault), fault_count=fault_count, retry_after=retry_after,
-        hang_seconds=hang_seconds, fail_rate=fail_rate, seed=seed, log_path=log,
+        **_options(fault, fault_count, retry_after, hang_seconds, fail_rate, seed, log),
     )  # fmt: skip
 
     def banner(url: str) -> list[str]:
@@ -185,9 +200,8 @@ def emulate_pagerduty(
 
     keys = {k.strip() for k in routing_keys.split(",") if k.strip()} or None
     app = pagerduty.create_app(
-        routing_keys=keys, rate_limit=rate_limit, fault=_fault(fault), fault_count=fault_count,
-        retry_after=retry_after, hang_seconds=hang_seconds, fail_rate=fail_rate, seed=seed,
-        log_path=log,
+        routing_keys=keys, rate_limit=rate_limit,
+        **_options(fault, fault_count, retry_after, hang_seconds, fail_rate, seed, log),
     )  # fmt: skip
 
     def banner(url: str) -> list[str]:
@@ -246,8 +260,7 @@ def emulate_rootly(
     key = api_key or rootly.DEFAULT_API_KEY
     app = rootly.create_app(
         api_keys={key}, strict_content_type=strict_content_type, rate_limit=rate_limit,
-        fault=_fault(fault), fault_count=fault_count, retry_after=retry_after,
-        hang_seconds=hang_seconds, fail_rate=fail_rate, seed=seed, log_path=log,
+        **_options(fault, fault_count, retry_after, hang_seconds, fail_rate, seed, log),
     )  # fmt: skip
 
     def banner(url: str) -> list[str]:

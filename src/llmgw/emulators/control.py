@@ -15,13 +15,14 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import random
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal, TypedDict, get_args
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -32,12 +33,15 @@ from llmgw.emulators.faults import json_response
 __all__ = [
     "ALERT_FAULTS",
     "AlertFault",
+    "ControlOptions",
+    "Controls",
     "FaultSwitch",
     "Received",
     "Recorder",
     "SlidingWindow",
     "TokenBucket",
     "control_routes",
+    "controls",
 ]
 
 AlertFault = Literal["400", "401", "404", "410", "429", "500", "timeout"]
@@ -155,10 +159,63 @@ class FaultSwitch:
         """Hold the request as the ``timeout`` fault does."""
         await asyncio.sleep(self.hang_seconds)
 
+    async def draw(self, fail_rate: float = 0.0, rng: random.Random | None = None) -> str | None:
+        """The fault to answer this request with: the armed one, else a 500 with probability
+        ``fail_rate``; ``timeout`` holds the request ``hang_seconds`` and then answers 500."""
+        fault = self.take()
+        if fault is None and fail_rate > 0 and rng is not None and rng.random() < fail_rate:
+            fault = "500"
+        if fault == "timeout":
+            await self.hang()
+            fault = "500"
+        return fault
+
     def as_json(self) -> dict[str, Any]:
         """The switch as ``GET /_emulator/fault`` shows it."""
         return {"fault": self.fault, "count": self.count, "retry_after": self.retry_after,
                 "hang_seconds": self.hang_seconds, "fired": self.fired}  # fmt: skip
+
+
+class ControlOptions(TypedDict, total=False):
+    """The fault and log switches every alerting emulator's ``create_app`` takes (all optional).
+
+    ``fault``: answer the next ``fault_count`` requests (all when ``None``) with that fault;
+    ``retry_after``: Retry-After seconds on an injected 429 (1); ``hang_seconds``: how long the
+    ``timeout`` fault holds a request (30); ``fail_rate``: share of requests answered with a 500
+    (0), drawn from ``random.Random(seed)`` (seed 0); ``log_path``: append every received request
+    there as JSON lines.
+    """
+
+    fault: str | None
+    fault_count: int | None
+    retry_after: int
+    hang_seconds: float
+    fail_rate: float
+    seed: int
+    log_path: Path | None
+
+
+class Controls(TypedDict):
+    """An emulator's received log, fault switch and ``--fail-rate`` draw, built by ``controls``."""
+
+    recorder: Recorder
+    faults: FaultSwitch
+    fail_rate: float
+    rng: random.Random
+
+
+def controls(options: ControlOptions) -> Controls:
+    """The recorder, armed fault switch, fail rate and seeded RNG for ``options``."""
+    faults = FaultSwitch(
+        retry_after=options.get("retry_after", 1), hang_seconds=options.get("hang_seconds", 30.0)
+    )
+    faults.set(options.get("fault"), options.get("fault_count"))
+    return Controls(
+        recorder=Recorder(log_path=options.get("log_path")),
+        faults=faults,
+        fail_rate=options.get("fail_rate", 0.0),
+        rng=random.Random(options.get("seed", 0)),  # noqa: S311 - repeatable test faults
+    )
 
 
 class SlidingWindow:

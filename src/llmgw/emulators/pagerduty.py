@@ -12,15 +12,21 @@ import random
 import re
 import uuid
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from llmgw.emulators.control import FaultSwitch, Recorder, SlidingWindow, control_routes
+from llmgw.emulators.control import (
+    ControlOptions,
+    FaultSwitch,
+    Recorder,
+    SlidingWindow,
+    control_routes,
+    controls,
+)
 from llmgw.emulators.faults import json_response
 
 __all__ = ["DEFAULT_ROUTING_KEY", "PagerDutyEmulator", "create_app"]
@@ -162,13 +168,8 @@ class _App:
             event: Any = json.loads(raw)
         except ValueError:
             event = raw.decode(errors="replace")
-        fault = emu.faults.take()
-        if fault is None and emu.fail_rate > 0 and emu.rng.random() < emu.fail_rate:
-            fault = "500"
+        fault = await emu.faults.draw(emu.fail_rate, emu.rng)
         if fault is not None:
-            if fault == "timeout":
-                await emu.faults.hang()
-                fault = "500"
             resp = self._fault(fault)
             emu.recorder.add(request, event, resp.status_code, f"fault: {fault}")
             return resp
@@ -234,25 +235,17 @@ def create_app(
     *,
     routing_keys: set[str] | None = None,
     rate_limit: int = 120,
-    fault: str | None = None,
-    fault_count: int | None = None,
-    retry_after: int = 1,
-    hang_seconds: float = 30.0,
-    fail_rate: float = 0.0,
-    seed: int = 0,
-    log_path: Path | None = None,
+    **options: Unpack[ControlOptions],
 ) -> Starlette:
     """The PagerDuty emulator; ``app.state.emulator`` is its ``PagerDutyEmulator``.
 
     ``rate_limit``: events per 60 s per routing key before 429 (0: no limit). ``fault``: answer
-    the next ``fault_count`` events (all when ``None``) with that fault.
+    the next ``fault_count`` events (all when ``None``) with that fault; the other ``options`` as
+    ``ControlOptions`` says.
     """
-    faults = FaultSwitch(retry_after=retry_after, hang_seconds=hang_seconds)
-    faults.set(fault, fault_count)
     emu = PagerDutyEmulator(
-        recorder=Recorder(log_path=log_path), faults=faults, limiter=SlidingWindow(rate_limit),
-        routing_keys=routing_keys, fail_rate=fail_rate, rng=random.Random(seed),  # noqa: S311
-    )  # fmt: skip
+        **controls(options), limiter=SlidingWindow(rate_limit), routing_keys=routing_keys
+    )
     h = _App(emu)
     app = Starlette(
         routes=[

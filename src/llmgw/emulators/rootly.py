@@ -16,15 +16,21 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from llmgw.emulators.control import FaultSwitch, Recorder, SlidingWindow, control_routes
+from llmgw.emulators.control import (
+    ControlOptions,
+    FaultSwitch,
+    Recorder,
+    SlidingWindow,
+    control_routes,
+    controls,
+)
 from llmgw.emulators.faults import json_response
 
 __all__ = ["DEFAULT_API_KEY", "DEFAULT_WEBHOOK_SECRET", "RootlyEmulator", "SOURCES", "create_app"]
@@ -169,13 +175,8 @@ class _App:
         emu = self.emu
         if key is None or key not in emu.api_keys:
             return _errors(401, "Unauthorized", "Invalid or missing API key"), "unauthorized"
-        fault = emu.faults.take()
-        if fault is None and emu.fail_rate > 0 and emu.rng.random() < emu.fail_rate:
-            fault = "500"
+        fault = await emu.faults.draw(emu.fail_rate, emu.rng)
         if fault is not None:
-            if fault == "timeout":
-                await emu.faults.hang()
-                fault = "500"
             if fault == "429":
                 r = str(emu.faults.retry_after)
                 return _errors(429, "Request Limit Exceeded", **{"Retry-After": r}), "fault: 429"
@@ -293,11 +294,8 @@ class _App:
             resp = json_response({"error": "Unauthorized"}, 401)
             emu.recorder.add(request, body, 401, "unauthorized")
             return resp
-        fault = emu.faults.take()
+        fault = await emu.faults.draw()
         if fault is not None:
-            if fault == "timeout":
-                await emu.faults.hang()
-                fault = "500"
             headers = {"Retry-After": str(emu.faults.retry_after)} if fault == "429" else None
             resp = json_response({"error": f"injected {fault}"}, int(fault), headers)
             emu.recorder.add(request, body, resp.status_code, f"fault: {fault}")
@@ -333,25 +331,18 @@ def create_app(
     webhook_secrets: set[str] | None = None,
     strict_content_type: bool = False,
     rate_limit: int = 3000,
-    fault: str | None = None,
-    fault_count: int | None = None,
-    retry_after: int = 1,
-    hang_seconds: float = 30.0,
-    fail_rate: float = 0.0,
-    seed: int = 0,
-    log_path: Path | None = None,
+    **options: Unpack[ControlOptions],
 ) -> Starlette:
     """The Rootly emulator; ``app.state.emulator`` is its ``RootlyEmulator``.
 
     ``rate_limit``: writes per 60 s per API key before 429 (0: no limit). ``fault``: answer the
-    next ``fault_count`` API requests (all when ``None``) with that fault.
+    next ``fault_count`` API requests (all when ``None``) with that fault; the other ``options``
+    as ``ControlOptions`` says.
     """
-    faults = FaultSwitch(retry_after=retry_after, hang_seconds=hang_seconds)
-    faults.set(fault, fault_count)
     emu = RootlyEmulator(
-        recorder=Recorder(log_path=log_path), faults=faults, limiter=SlidingWindow(rate_limit),
+        **controls(options), limiter=SlidingWindow(rate_limit),
         api_keys=api_keys or {DEFAULT_API_KEY}, webhook_secrets=webhook_secrets or {DEFAULT_WEBHOOK_SECRET},
-        strict_content_type=strict_content_type, fail_rate=fail_rate, rng=random.Random(seed),  # noqa: S311
+        strict_content_type=strict_content_type,
     )  # fmt: skip
     h = _App(emu)
     app = Starlette(

@@ -17,8 +17,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
+from typing import Any, Unpack
 from urllib.parse import parse_qsl
 
 from starlette.applications import Starlette
@@ -26,7 +25,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from llmgw.emulators.control import FaultSwitch, Recorder, TokenBucket, control_routes
+from llmgw.emulators.control import (
+    ControlOptions,
+    FaultSwitch,
+    Recorder,
+    TokenBucket,
+    control_routes,
+    controls,
+)
 from llmgw.emulators.faults import json_response
 
 __all__ = ["DEFAULT_BOT_TOKEN", "SlackEmulator", "SlackMessage", "create_app"]
@@ -156,12 +162,6 @@ class _App:
     def __init__(self, emu: SlackEmulator) -> None:
         self.emu = emu
 
-    def _take_fault(self) -> str | None:
-        fault = self.emu.faults.take()
-        if fault is None and self.emu.fail_rate > 0 and self.emu.rng.random() < self.emu.fail_rate:
-            fault = "500"
-        return fault
-
     # -- incoming webhooks ---------------------------------------------------------------------
     async def webhook(self, request: Request) -> Response:
         emu = self.emu
@@ -177,11 +177,8 @@ class _App:
 
     async def _webhook(self, path: str, body: Any) -> tuple[Response, str]:
         emu = self.emu
-        fault = self._take_fault()
+        fault = await emu.faults.draw(emu.fail_rate, emu.rng)
         if fault is not None:
-            if fault == "timeout":
-                await emu.faults.hang()
-                fault = "500"
             code = {"400": "invalid_payload", "401": "invalid_token", "404": "no_service",
                     "410": "channel_is_archived", "500": "rollup_error"}.get(fault)  # fmt: skip
             if fault == "429":
@@ -259,11 +256,8 @@ class _App:
             return err("not_authed")
         if token not in emu.bot_tokens:
             return err("invalid_auth")
-        fault = self._take_fault()
+        fault = await emu.faults.draw(emu.fail_rate, emu.rng)
         if fault is not None:
-            if fault == "timeout":
-                await emu.faults.hang()
-                fault = "500"
             if fault == "429":
                 r = str(emu.faults.retry_after)
                 return err("ratelimited", 429, {"Retry-After": r})[0], "fault: 429"
@@ -370,25 +364,17 @@ def create_app(
     channels: set[str] | None = None,
     rate_per_second: float = 1.0,
     burst: int = 4,
-    fault: str | None = None,
-    fault_count: int | None = None,
-    retry_after: int = 1,
-    hang_seconds: float = 30.0,
-    fail_rate: float = 0.0,
-    seed: int = 0,
-    log_path: Path | None = None,
+    **options: Unpack[ControlOptions],
 ) -> Starlette:
     """The Slack emulator; ``app.state.emulator`` is its ``SlackEmulator``.
 
     ``rate_per_second``/``burst``: messages per channel (or webhook) before 429 (0: no limit).
-    ``fault``: answer the next ``fault_count`` requests (all when ``None``) with that fault.
+    ``fault``: answer the next ``fault_count`` requests (all when ``None``) with that fault; the
+    other ``options`` as ``ControlOptions`` says.
     """
-    faults = FaultSwitch(retry_after=retry_after, hang_seconds=hang_seconds)
-    faults.set(fault, fault_count)
     emu = SlackEmulator(
-        recorder=Recorder(log_path=log_path), faults=faults,
-        limiter=TokenBucket(rate_per_second, burst), bot_tokens=bot_tokens or {DEFAULT_BOT_TOKEN},
-        channels=channels, fail_rate=fail_rate, rng=random.Random(seed),  # noqa: S311
+        **controls(options), limiter=TokenBucket(rate_per_second, burst),
+        bot_tokens=bot_tokens or {DEFAULT_BOT_TOKEN}, channels=channels,
     )  # fmt: skip
     h = _App(emu)
     app = Starlette(
