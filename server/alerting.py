@@ -173,8 +173,9 @@ async def start_alerts(g: Gateway, stack: contextlib.AsyncExitStack) -> None:
     else:
         cache = DatabaseCache(g.engine)
     complete = RouterCompleter(
-        g.router, g.resolver, g.recorder, model=a.model, limiter=g.limiter, rpm=a.rpm
-    )
+        g.router, g.resolver, g.recorder, model=a.model, limiter=g.limiter, rpm=a.rpm,
+        bucket=f"alerts:classifier:{a.cache_prefix}",  # one deployment's, not a shared Redis's
+    )  # fmt: skip
     classifier = Classifier(complete, cache, a, service.stats)
     history = AlertHistory(g.engine)
     service.history = history

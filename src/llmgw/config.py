@@ -519,7 +519,8 @@ class AlertsSettings(_Section):
     """Seconds a classification is reused for the same identifying labels (Redis when
     ``redis_url`` is set, else the database); 0 disables the cache."""
     cache_prefix: str = Field(default="llmgw:alerts", pattern=r"^[A-Za-z0-9:_.{}-]{1,100}$")
-    """Prefix of the classification cache's Redis keys."""
+    """Prefix of the classification cache's Redis keys; also names the rate limiter's bucket of
+    ``alerts.rpm``, shared by the instances with the same prefix."""
     volatile_labels: list[str] = Field(
         default_factory=lambda: ["pod", "pod_template_hash", "container_id", "uid", "instance_id"]
     )

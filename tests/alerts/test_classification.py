@@ -239,6 +239,8 @@ async def test_a_used_up_rpm_fails_fast_and_retries_after_the_limiter_allows(
         await until(settled)
         completer = gateway_of(app).alerts.worker.steps["classify"].classifier.complete
         assert 50 < completer.blocked_for() <= 60  # the next token, one minute after the first
+        # the deployment's own bucket: another one's calls on the same Redis never count
+        assert completer.bucket == f"alerts:classifier:{settings.alerts.cache_prefix}"
         r = await c.post(HOOK, json=am_payload(am_alert("Late")), headers=hook_auth)
         await until(settled)
     assert llm.stats.requests == 1

@@ -42,6 +42,7 @@ class RouterCompleter:
         model: str,
         limiter: RateLimiter | None = None,
         rpm: int | None = None,
+        bucket: str = "alerts:classifier",
     ) -> None:
         self.router = router
         self.resolver = resolver
@@ -49,6 +50,8 @@ class RouterCompleter:
         self.model = model
         self.limiter = limiter
         self.limit = Limit(rpm, 60.0) if rpm else None
+        self.bucket = bucket
+        """The rate limiter's bucket for ``alerts.rpm`` (shared by the instances that name it)."""
         self._blocked_until = 0.0
 
     def blocked_for(self) -> float:
@@ -67,7 +70,7 @@ class RouterCompleter:
     ) -> Completion:
         """One chat call; raises the router's ``LlmgwError`` on failure (after recording it)."""
         if self.limiter is not None and self.limit is not None:
-            d = await self.limiter.acquire("alerts:classifier", self.limit, 1)
+            d = await self.limiter.acquire(self.bucket, self.limit, 1)
             if not d.allowed:
                 self._blocked_until = time.monotonic() + d.retry_after
                 raise RateLimited(RPM_USED_UP, retry_after=d.retry_after)
