@@ -20,7 +20,8 @@ their ``/proc/PID/stat`` sampled every 0.1 s; the server's own background proces
 the WAL writer and the checkpointer, are not counted). On a machine shared with other work the
 CPU seconds move much less than the wall time. ``--baseline REV`` runs llmgw at that revision
 too (``git archive`` into a temporary directory, run with this venv's Python and
-``PYTHONPATH``), in the same rotation.
+``PYTHONPATH``), in the same rotation; it must have the same newest migration (llmgw refuses a
+source at another schema revision).
 """
 
 from __future__ import annotations
@@ -179,6 +180,16 @@ def main() -> None:
     base_rev = ""
     if args.baseline:
         base_src, base_rev = snapshot(tmp, args.baseline)
+        heads = {
+            sorted(p.name for p in (root / "migrations" / "versions").glob("0*.py"))[-1]
+            for root in (REPO, base_src.parent)
+        }
+        if len(heads) > 1:  # llmgw refuses a source at another schema revision
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise SystemExit(
+                f"--baseline {args.baseline} has another newest migration ({sorted(heads)}): "
+                "pick a revision with the same schema"
+            )
         tools[f"llmgw at {base_rev.split()[0]}"] = (
             [sys.executable, "-m", "llmgw"],
             {"PYTHONPATH": str(base_src)},
