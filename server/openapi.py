@@ -45,7 +45,8 @@ _ERRORS = {
     "404": "Unknown model or alias, or no provider serves it (an upstream 404 after fallback).",
     "408": "The request's headers or body did not arrive within `server.request_receipt_timeout`.",
     "413": "Body larger than `server.max_body_bytes`.",
-    "429": "A limit was hit (see `Retry-After`).",
+    "429": "A limit was hit (see `Retry-After`), or `budget_in_flight`: a hard-stop budget's "
+    "rest is held by requests in flight (retry in a second; docs/budgets.md).",
     "502": "The upstream failed or answered with something unusable.",
     "503": "Unavailable (every candidate's circuit open, database down for an uncached key, "
     "shutting down).",

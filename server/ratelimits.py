@@ -138,16 +138,19 @@ def _tightest(
 class Grant:
     """An admitted request's reservation: its response headers, and the token settlement."""
 
-    __slots__ = ("headers", "limits", "settled", "tpm")
+    __slots__ = ("headers", "holds", "limits", "settled", "tpm")
 
     def __init__(
         self,
         limits: KeyLimits,
         tpm: list[tuple[str, Limit, int]],
         headers: list[tuple[str, str]],
+        holds: list[Any] | None = None,
     ) -> None:
         self.limits = limits
         self.tpm = tpm
+        self.holds = holds
+        """What the budgets' hard stops hold for this request (given back when it settles)."""
         """The token buckets: (bucket, limit, tokens reserved in it)."""
         self.headers: list[tuple[str, str]] = headers
         self.settled = False
@@ -179,6 +182,8 @@ class Grant:
         if self.settled:
             return
         self.settled = True
+        if self.holds is not None:  # its cost is charged by now (``Call.finish``)
+            self.limits.budgets.release(self.holds)
         if not self.tpm or total_tokens is None:
             return
         for bucket, limit, held in self.tpm:
@@ -222,10 +227,11 @@ class KeyLimits:
         the model version's) is stepped in one call, all or nothing, so a refusal never costs
         the caller quota.
         """
+        holds = None
         if target is not None and self.extra:
             budgets = self.budgets
             if budgets is not None and budgets.hard:
-                budgets.check(key)
+                holds = budgets.check(key, tokens, target)
         rpm, tpm = key.rpm, key.tpm
         items: list[tuple[str, str, Limit, str]] = []
         if rpm or tpm:
@@ -238,8 +244,15 @@ class KeyLimits:
         if self.quotas:
             items += self.quotas.items(key, target)
         if not items:
-            return None
-        return await self._step(items, tokens)
+            return None if holds is None else Grant(self, [], [], holds)
+        try:
+            grant = await self._step(items, tokens)
+        except BaseException:
+            if holds is not None:  # refused (or cancelled): nothing to hold for
+                self.budgets.release(holds)
+            raise
+        grant.holds = holds
+        return grant
 
     async def admit_version(
         self, key: Any, tokens: int, target: Any, grant: Grant | None

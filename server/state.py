@@ -241,6 +241,9 @@ class Gateway:
                 {p.name: currency_of(p) for p in s.providers},
                 redis_url=redis_url,
                 on_refresh=lambda quotas, hard: self.limits.set_quotas(QuotaBook(quotas), hard),
+                # the resolver of the moment (stored providers replace it): prices the hold
+                cost=lambda *a: self.resolver.cost(*a),
+                instances=s.ratelimit.instances,
             )
             self.limits.budgets = self.budgets
             budgets = self.budgets

@@ -26,6 +26,7 @@ import asyncio
 import time
 import uuid
 from datetime import UTC, datetime
+from decimal import Decimal
 from types import SimpleNamespace
 from typing import Any
 
@@ -39,6 +40,18 @@ from llmgw.server.quotas import QuotaBook
 from llmgw.server.ratelimits import KeyLimits
 
 BIG = 2_000_000_000
+
+
+_PRICES: dict[tuple[Any, ...], Decimal] = {}
+
+
+def _price(provider: str, model: str, prompt: int, completion: int, version: str | None) -> Decimal:
+    """Like ``Resolver.cost``: memoised per (provider, model, version, tokens)."""
+    k = (provider, model, version, prompt, completion)
+    found = _PRICES.get(k)
+    if found is None:
+        found = _PRICES[k] = Decimal(prompt + completion) * Decimal("0.0000006")
+    return found
 
 
 def _rule(subject: uuid.UUID, scope: str) -> Rule:
@@ -59,6 +72,7 @@ def _setup(
         engine=None,  # type: ignore[arg-type]  # never reached: no refresh or reconcile runs
         notifier=Notifier(NotifySettings()),
         currencies={"openai": "USD"},
+        cost=_price,
     )
     limits.budgets = tracker
     if with_budgets:
@@ -114,6 +128,7 @@ async def main(n: int, repeat: int, redis: str | None) -> None:
             else:
                 rules = {}
             tracker.rules = rules
+            tracker._by_id = {(r.id, r.start): r for rs in rules.values() for r in rs}
             us = await _case(limits, tracker, key, target, n)
             best[name] = min(best.get(name, 1e9), us)
             await limits.wait_settled()
@@ -162,6 +177,7 @@ async def _redis_calls(url: str, target: Target, user_id: uuid.UUID) -> None:
         limits, tracker = _setup(limiter, budgets, user_id)
         if budgets:
             tracker.rules = {key.id: [_rule(key.id, "key")]}
+            tracker._by_id = {(r.id, r.start): r for rs in tracker.rules.values() for r in rs}
         before = await _script_calls(probe)
         for _ in range(100):
             await limits.admit(key, 50, target)

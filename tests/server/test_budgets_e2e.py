@@ -128,10 +128,30 @@ def test_a_budget_crossed_by_concurrent_traffic_notifies_once_per_threshold_then
         )
         gws = gateways(settings, 3)
         urls = [g.url for g in gws]
-        answers = asyncio.run(_burst(urls, [key.secret], 90))
+        answers: list[httpx.Response] = []
+        for _ in range(40):  # bursts of 30 concurrent requests until the budget is spent
+            burst = asyncio.run(_burst(urls, [key.secret], 30))
+            answers += burst
+            if all(r.status_code == 402 for r in burst):
+                break
+            time.sleep(0.05)
+        assert {r.status_code for r in answers} <= {200, 402, 429}
+        held = [r for r in answers if r.status_code == 429]
+        assert held, "requests beyond what the rest of the budget covers wait for those in flight"
+        assert {r.json()["error"]["code"] for r in held} == {"budget_in_flight"}
+        assert all(r.headers["retry-after"] == "1" for r in held)
         ok = sum(r.status_code == 200 for r in answers)
-        assert ok >= 20  # the budget is known only once costs are: at least the budget's worth
-        assert {r.status_code for r in answers} <= {200, 402}
+        assert ok >= 20  # the budget's worth was served
+        # The overshoot is bounded: about one request per instance per update of the shared
+        # figure (100-120% in runs on a loaded machine; this allows 150%). Before the holds
+        # one burst was all admitted: 270% in the docs' run, 150% (30 of 20) in this one.
+        with test_engine.connect() as conn:
+            spent = conn.exec_driver_sql(
+                "SELECT sum(cost) FROM usage WHERE key_id = ? AND status = 200",
+                (key.info.id.hex,),
+            ).scalar_one()
+        print(f"spent {spent} of {cost * 20} ({ok} answered)")
+        assert Decimal(str(spent)) <= cost * 30
         # Every instance refuses within a refresh or two of the spend reaching Redis.
         deadline = time.monotonic() + 5
         refused: dict[str, httpx.Response] = {}
@@ -145,6 +165,8 @@ def test_a_budget_crossed_by_concurrent_traffic_notifies_once_per_threshold_then
                     )
                     if r.status_code == 402:
                         refused[url] = r
+                    else:
+                        print("probe", url[-5:], r.status_code, r.text[:150])
                 time.sleep(0.1)
             free = [
                 c.post(

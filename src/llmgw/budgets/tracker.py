@@ -33,11 +33,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from llmgw.budgets.periods import period_bounds, period_name
 from llmgw.budgets.store import BudgetStore
-from llmgw.errors import BudgetExceeded
+from llmgw.errors import BudgetExceeded, RateLimited
 from llmgw.notify import Notification, Notifier
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from llmgw.config import BudgetSettings
     from llmgw.storage.budget_tables import Budget, Quota
 
-__all__ = ["FLUSH_SECONDS", "BudgetTracker", "Rule"]
+__all__ = ["FLUSH_SECONDS", "BudgetTracker", "Hold", "Rule"]
 
 log = logging.getLogger("llmgw.budgets")
 
@@ -64,6 +64,14 @@ if cur < db then
 end
 return tostring(cur)
 """
+
+
+class Hold(NamedTuple):
+    """What ``check`` held against one budget for one request."""
+
+    id: uuid.UUID
+    start: datetime
+    amount: float
 
 
 @dataclass(slots=True)
@@ -84,6 +92,15 @@ class Rule:
     label: str
     spent: float = 0.0
     pending: float = 0.0
+    synced: float = 0.0
+    """The spend of all instances as last read from Redis (or the database); ``spent - synced``
+    is what this instance charged since."""
+    avg: float = 0.0
+    """The average cost of this instance's requests under the budget (exponentially
+    weighted; 0 before the first): the hold's estimate once known."""
+    held: float = 0.0
+    """The estimated cost of this instance's requests admitted under the hard stop and not
+    yet answered (``check`` holds it, ``release`` gives it back once the cost is charged)."""
     notified: set[int] = field(default_factory=set)
 
     @property
@@ -109,12 +126,19 @@ class BudgetTracker:
         redis_url: str | None = None,
         on_refresh: Callable[[list[Quota], bool], None] | None = None,
         clock: Callable[[], float] = _wall,
+        cost: Callable[[str, str, int, int, str | None], Any] | None = None,
+        instances: int = 1,
     ) -> None:
         self.settings = settings
         self.store = BudgetStore(engine, clock=lambda: datetime.fromtimestamp(clock(), UTC))
         self.notifier = notifier
         self.currencies = dict(currencies)
         self._clock = clock
+        self._cost = cost
+        """(provider, model, prompt, completion tokens, version) -> cost: prices a request's
+        token estimate at admission (the hold)."""
+        self.instances = max(1, instances)
+        """Instances sharing the budgets: each may hold at most its share of what is left."""
         self._on_refresh = on_refresh
         """Called after each refresh with the quotas and whether a hard-stop budget exists."""
         self._prefix = settings.redis_prefix + ":"
@@ -130,30 +154,97 @@ class BudgetTracker:
         self._loop_task: asyncio.Task[None] | None = None
         self._sends: set[asyncio.Task[Any]] = set()
         self.refused = 0
+        self.deferred = 0
+        """Requests refused (429) because the requests in flight held the rest of a budget."""
         self.notices_sent = 0
         self.errors = 0
 
     # -- the hot path ----------------------------------------------------------------------
-    def check(self, key: Any) -> None:
-        """Raise ``BudgetExceeded`` when a hard-stop budget of ``key`` or its user is spent."""
+    def check(self, key: Any, tokens: int = 0, target: Any = None) -> list[Hold] | None:
+        """Raise ``BudgetExceeded`` when a hard-stop budget of ``key`` or its user is spent;
+        otherwise hold the request's estimated cost against each hard-stop budget it counts
+        against (returned: give it back with ``release`` when the request ends).
+
+        The estimate is the budget's average cost per request on this instance, or before the
+        first answer ``tokens`` (the prompt's estimate plus the answer's cap) priced at the
+        target's output price. Each instance may use its share of what was left at the last
+        shared figure, ``(amount - synced) / instances``, for what it holds plus what it spent
+        since; a request that would take it past that share is refused with 429
+        ``budget_in_flight`` (retry in a second: what is in flight is about to be charged),
+        unless the instance holds nothing and spent nothing since (one request always goes).
+        So the overshoot is at most about one request per instance per shared-figure update
+        (the 0.2 s flush), not a whole burst."""
         rules = self.rules
+        holds: list[tuple[Rule, Hold]] | None = None
+        tok = -1.0  # the token estimate's price, computed once if needed
         for subject in (key.id, key.user_id):
             found = rules.get(subject)
             if found is None:
                 continue
             for r in found:
-                if r.hard_stop and r.spent >= r.amount:
-                    now = self._clock()
-                    if now < r.end_ts:
-                        self.refused += 1
-                        err = BudgetExceeded(
-                            f"budget exceeded for this {'API key' if r.scope == 'key' else 'user'}"
-                            f": {r.spent:.2f} of {r.amount:.2f} {r.currency} this {r.period}; "
-                            f"resets at {r.end:%Y-%m-%dT%H:%M:%SZ}",
-                            retry_after=r.end_ts - now,
-                        )
-                        err.headers = {"x-llmgw-budget-reset": r.end.strftime("%Y-%m-%dT%H:%M:%SZ")}
-                        raise err
+                if not r.hard_stop:
+                    continue
+                if r.spent < r.amount:
+                    if not target or self.currencies.get(target.provider) != r.currency:
+                        continue
+                    if r.avg:
+                        est = r.avg
+                    else:
+                        if tok < 0:
+                            tok = self._estimate(tokens, target)
+                        est = tok
+                    if not est:
+                        continue
+                    own = r.spent - r.synced  # charged here since the last shared figure
+                    if (r.held or own) and r.held + own + est > (
+                        r.amount - r.synced
+                    ) / self.instances:
+                        self.deferred += 1
+                        raise self._in_flight(r)
+                    if holds is None:
+                        holds = []
+                    holds.append((r, Hold(r.id, r.start, est)))
+                    continue
+                now = self._clock()
+                if now < r.end_ts:  # spent (else the period ended: the next refresh resets it)
+                    self.refused += 1
+                    err = BudgetExceeded(
+                        f"budget exceeded for this {'API key' if r.scope == 'key' else 'user'}"
+                        f": {r.spent:.2f} of {r.amount:.2f} {r.currency} this {r.period}; "
+                        f"resets at {r.end:%Y-%m-%dT%H:%M:%SZ}",
+                        retry_after=r.end_ts - now,
+                    )
+                    err.headers = {"x-llmgw-budget-reset": r.end.strftime("%Y-%m-%dT%H:%M:%SZ")}
+                    raise err
+        if holds is None:
+            return None
+        for r, h in holds:  # none refused: hold on each
+            r.held += h.amount
+        return [h for _, h in holds]
+
+    def release(self, holds: list[Hold]) -> None:
+        """Give back what ``check`` held (the request ended; its cost, if any, is charged)."""
+        by_id = self._by_id
+        for h in holds:
+            r = by_id.get((h.id, h.start))
+            if r is not None:  # gone: the budget was deleted or its period ended
+                r.held = max(0.0, r.held - h.amount)
+
+    def _estimate(self, tokens: int, target: Any) -> float:
+        """What a request of about ``tokens`` tokens to ``target`` may cost (0: unknown)."""
+        if not target or self._cost is None or tokens <= 0:
+            return 0.0
+        return float(self._cost(target.provider, target.model, 0, tokens, target.version))
+
+    @staticmethod
+    def _in_flight(r: Rule) -> RateLimited:
+        return RateLimited(
+            f"budget nearly spent for this {'API key' if r.scope == 'key' else 'user'}: "
+            f"{r.spent:.2f} of {r.amount:.2f} {r.currency} this {r.period}, and requests in "
+            "flight may cost the rest; retry in 1s",
+            retry_after=1.0,
+            code="budget_in_flight",
+        )
 
     def charge(self, key_id: Any, user_id: Any, provider: str | None, cost: Any) -> None:
         """Count a recorded request's ``cost`` against the budgets of its key and user."""
@@ -172,6 +263,7 @@ class BudgetTracker:
                 if r.currency == currency:
                     r.spent += amount
                     r.pending += amount
+                    r.avg = amount if not r.avg else r.avg + (amount - r.avg) * 0.2
                     if self._timer is None:
                         self._timer = asyncio.get_running_loop().call_later(
                             FLUSH_SECONDS, self._flush_soon
@@ -252,10 +344,12 @@ class BudgetTracker:
             replies = await pipe.execute()
             for i, (r, amount) in enumerate(zip(todo, amounts, strict=True)):
                 r.pending -= amount
-                r.spent = float(replies[2 * i]) + r.pending
+                r.synced = float(replies[2 * i])
+                r.spent = r.synced + r.pending
         else:
             for r in todo:
                 r.pending = 0.0
+                r.synced = r.spent
         await self._thresholds(todo)
 
     async def refresh(self) -> None:
@@ -285,6 +379,7 @@ class BudgetTracker:
             )
             if prev is not None:
                 rule.spent, rule.pending, rule.notified = prev.spent, prev.pending, prev.notified
+                rule.held, rule.synced, rule.avg = prev.held, prev.synced, prev.avg
             by_id[(b.id, start)] = rule
             rules.setdefault(b.subject_id, []).append(rule)
         if self._redis is not None and by_id:
@@ -292,7 +387,8 @@ class BudgetTracker:
             values = await self._redis.mget([self._prefix + r.redis_key for r in listed])
             for r, v in zip(listed, values, strict=True):
                 if v is not None:
-                    r.spent = max(r.spent, float(v) + r.pending)
+                    r.synced = float(v)
+                    r.spent = max(r.spent, r.synced + r.pending)
         self._by_id = by_id
         self.rules = rules
         self.hard = any(r.hard_stop for r in by_id.values())
@@ -322,8 +418,10 @@ class BudgetTracker:
                 reply = await self._redis.eval(
                     _RAISE_LUA, 1, self._prefix + r.redis_key, repr(db), ttl
                 )
-                r.spent = float(reply) + r.pending
+                r.synced = float(reply)
+                r.spent = r.synced + r.pending
             else:
+                r.synced = db
                 r.spent = db + r.pending
         await self._thresholds(list(self._by_id.values()))
 
