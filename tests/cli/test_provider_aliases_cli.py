@@ -43,6 +43,15 @@ def test_stored_aliases_beside_the_config_files(run: Callable[..., CliResult]) -
     assert r.exit_code == 0 and "changed alias smart -> giga/GigaChat" in r.stdout
     assert "warning" not in r.stderr  # every target resolves now
     table = run("providers", "aliases", "list").stdout
+    # `providers list` shows the stored provider and alias after the config file's.
+    assert run("providers", "add", "vllm", "--kind", "openai", "-m", "llama",
+               "--base-url", "http://127.0.0.1:8/v1").exit_code == 0  # fmt: skip
+    listed = json.loads(run("providers", "list", "--json").stdout)
+    assert [(p["name"], p["source"]) for p in listed["providers"]] == [
+        ("giga", "config"), ("vllm", "database"),
+    ]  # fmt: skip
+    assert listed["providers"][1]["credential"] == "sealed in the database"
+    assert listed["aliases"] == {"fast": ["giga/GigaChat"], "smart": ["giga/GigaChat"]}
     assert "fast" in table and "config" in table and "database" in table
     # The config file's alias is read-only and wins.
     for args in (("add", "fast", "giga/GigaChat"), ("edit", "fast", "giga/GigaChat"),

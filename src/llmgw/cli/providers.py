@@ -81,29 +81,57 @@ def _unpriced(cfg: ProviderConfig) -> list[str]:
     return [m for m in cfg.models if price_for(cfg, m) is None]
 
 
+def _stored(ctx: typer.Context) -> tuple[list[ProviderConfig], dict[str, list[str]]]:
+    """The enabled stored providers and the stored aliases the config file does not shadow;
+    nothing (with one line on stderr) when the database cannot be read."""
+    from llmgw.errors import LlmgwError
+    from llmgw.providers.stored_view import effective_settings
+
+    st = state(ctx)
+    try:
+        merged = effective_settings(st.settings, st.engine())
+    except LlmgwError as exc:
+        print(f"note: stored providers and aliases not read: {exc.message}", file=sys.stderr)
+        return [], {}
+    config = {p.name for p in st.settings.providers}
+    extra = {
+        name: [c if isinstance(c, str) else c.target for c in cands]
+        for name, cands in merged.aliases.items()
+        if name not in st.settings.aliases
+    }
+    return [p for p in merged.providers if p.name not in config], extra
+
+
 @providers_app.command("list")
 def providers_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
-    """List the configured providers, their models and where each credential comes from."""
+    """List the providers, their models and where each credential comes from, and the aliases.
+
+    The config file's first, then the enabled ones stored in the database (`providers add`,
+    `providers aliases add`; source "database"). Config-file names win a clash.
+    """
     from llmgw.usage.pricing import currency_of
 
     settings = state(ctx).settings
+    stored, stored_aliases = _stored(ctx)
     rows: list[dict[str, Any]] = [
         {
             "name": p.name,
             "kind": p.kind,
+            "source": source,
             "base_url": mask_url(p.base_url or DEFAULT_BASE[p.kind]),
             "models": list(p.models),
-            "credential": _credential(p),
+            "credential": _credential(p) if source == "config" else "sealed in the database",
             "max_concurrency": p.max_concurrency,
             "currency": currency_of(p),
             "unpriced": _unpriced(p),
         }
-        for p in settings.providers
+        for source, group in (("config", settings.providers), ("database", stored))
+        for p in group
     ]
     aliases = {
         name: [c if isinstance(c, str) else c.target for c in cands]
         for name, cands in settings.aliases.items()
-    }
+    } | stored_aliases
     if as_json:
         emit_json({"providers": rows, "aliases": aliases})
         return
@@ -111,9 +139,10 @@ def providers_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         r["models"] = [f"{m} (no price)" if m in r["unpriced"] else m for m in r["models"]]
     print_table(
         rows,
-        ["name", "kind", "base_url", "models", "currency", "credential"],
+        ["name", "kind", "source", "base_url", "models", "currency", "credential"],
         title="providers",
         wrap=("base_url", "models", "credential"),
+        optional=("source",),
     )
     unpriced = [(r["name"], m) for r in rows for m in r["unpriced"]]
     if unpriced:
@@ -125,8 +154,15 @@ def providers_list(ctx: typer.Context, as_json: JsonOpt = False) -> None:
         )
     if aliases:
         print_table(
-            [{"alias": k, "candidates": v} for k, v in aliases.items()],
-            ["alias", "candidates"],
+            [
+                {
+                    "alias": k,
+                    "source": "database" if k in stored_aliases else "config",
+                    "candidates": v,
+                }
+                for k, v in aliases.items()
+            ],  # fmt: skip
+            ["alias", "source", "candidates"],
             title="aliases",
             wrap=("candidates",),
         )
