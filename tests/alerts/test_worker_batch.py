@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -70,3 +71,32 @@ async def test_a_deleted_occurrence_ends_its_job(engine: Engine) -> None:
     assert result == Done()
     await step.prepare([gone])  # read with its batch: known to be missing
     assert await step(gone) == Done()
+
+
+async def test_a_failed_settlement_keeps_the_batch_running_and_unsaved(tmp_path: Any) -> None:
+    """The settling transaction fails (here a trigger refuses it): nothing of the batch is
+    written, not even the classifications, and its jobs stay leased, to run again when their
+    lease runs out; the worker's loop sees the error."""
+    from llmgw.storage.db import make_engine
+    from llmgw.storage.schema import upgrade
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'a.db'}")
+    upgrade(engine)
+    settings = AlertsSettings(mode="transparent")
+    AlertStore(engine, settings).ingest(parse_delivery(am_payload(am_alert(), am_alert("Disk"))))
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "CREATE TRIGGER refuse BEFORE UPDATE ON alert_jobs WHEN NEW.state = 'done'"
+            " BEGIN SELECT RAISE(ABORT, 'refused'); END"
+        )
+    step = ClassifyStep(AlertHistory(engine), None, settings)
+    worker = AlertWorker(JobQueue(engine), {"classify": step}, settings, AlertStats())
+    try:
+        with pytest.raises(sa.exc.DBAPIError):
+            await worker.run_once()
+        with engine.connect() as conn:
+            cls = conn.execute(sa.text("SELECT cls_status FROM alerts")).scalars().all()
+            states = conn.execute(sa.text("SELECT state FROM alert_jobs")).scalars().all()
+        assert cls == ["pending", "pending"] and states == ["running", "running"]
+    finally:
+        engine.dispose()
