@@ -9,7 +9,6 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -17,34 +16,20 @@ from typing import Any
 import httpx
 import pytest
 
-from llmgw.emulators import pagerduty, rootly, slack
-from llmgw.emulators.runner import serve_in_thread
 from llmgw.storage.db import make_engine
 from llmgw.storage.schema import upgrade
 from tests.alerts.amdata import WEBHOOK_TOKEN, am_alert, am_payload, later
+from tests.alerts.conftest import CHANNEL, Emulators
 from tests.alerts.test_alertmanager_e2e import _port, _rows, _tool, _until, _wait, procs  # noqa: F401
-from tests.alerts.test_publish_emulators import CHANNEL, Emulators
 
 LLMGW = str(Path(sys.executable).with_name("llmgw"))
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture
-def emus() -> Iterator[Emulators]:
-    servers = [
-        serve_in_thread(pagerduty.create_app(hang_seconds=3)),
-        serve_in_thread(slack.create_app(hang_seconds=3)),
-        serve_in_thread(rootly.create_app(hang_seconds=3)),
-    ]
-    try:
-        yield Emulators(*servers)
-    finally:
-        for s in servers:
-            s.stop()
-
-
-def _config(tmp_path: Path, db_url: str, emus: Emulators, extra: str = "", tail: str = "") -> Path:
-    t = emus.targets()
+def _config(
+    tmp_path: Path, db_url: str, emulators: Emulators, extra: str = "", tail: str = ""
+) -> Path:
+    t = emulators.targets()
     lines = [f'[database]\nurl = "{db_url}"\n', "[alerts]", f'webhook_token = "{WEBHOOK_TOKEN}"',
              "poll_interval = 0.2", "publish_backoff = 0.2", extra, ""]  # fmt: skip
     for target in t:
@@ -77,7 +62,7 @@ def test_alertmanager_to_pagerduty_slack_and_rootly_fire_then_resolve(
     tmp_path: Path,
     home: Path,
     llm: Any,
-    emus: Emulators,
+    emulators: Emulators,
     procs: list[subprocess.Popen[bytes]],  # noqa: F811
 ) -> None:
     am_bin, amtool = _tool("prometheus-alertmanager"), _tool("amtool")
@@ -91,7 +76,7 @@ def test_alertmanager_to_pagerduty_slack_and_rootly_fire_then_resolve(
         f'[[providers]]\nname = "openai"\nkind = "openai"\nbase_url = "{llm.base_url}"\n'
         'models = ["gpt-4o-mini"]\n'
     )
-    cfg = _config(tmp_path, db_url, emus, 'mode = "enriched"', tail)
+    cfg = _config(tmp_path, db_url, emulators, 'mode = "enriched"', tail)
     log = tmp_path / "serve.log"
     gw = _serve(cfg, home, gw_port, log)
     procs.append(gw)
@@ -140,7 +125,7 @@ def test_alertmanager_to_pagerduty_slack_and_rootly_fire_then_resolve(
     ext = {r["target"]: r["external_id"] for r in fired}
     key = f"am-03e24befa7b11611-{int(datetime.fromisoformat(start.replace('Z', '+00:00')).timestamp())}"
     # PagerDuty: trigger then resolve with one dedup_key; the trigger carries the classification
-    events = [r.body for r in emus.received("pd")]
+    events = [r.body for r in emulators.received("pd")]
     assert [(e["event_action"], e["dedup_key"]) for e in events] == [
         ("trigger", key),
         ("resolve", key),
@@ -148,16 +133,16 @@ def test_alertmanager_to_pagerduty_slack_and_rootly_fire_then_resolve(
     cls = alert["classification"]
     assert events[0]["payload"]["class"] == cls["category"]
     assert events[0]["payload"]["custom_details"]["ai_generated"]["model"] == "openai/gpt-4o-mini"
-    assert ext["pd"] == key and [a.status for a in emus.emu("pd").alerts] == ["resolved"]
+    assert ext["pd"] == key and [a.status for a in emulators.emu("pd").alerts] == ["resolved"]
     # Slack: the message, then its update and the reply in its thread
-    original, reply = emus.emu("slack").messages
+    original, reply = emulators.emu("slack").messages
     assert ext["slack"] == f"{CHANNEL}:{original.ts}"
     assert original.edited == 1 and original.text.startswith("[RESOLVED] HighCPU")
     assert reply.thread_ts == original.ts and "RESOLVED" in reply.text
     # Rootly: create, then resolve on the stored id
-    ((rid, ralert),) = emus.emu("rootly").alerts.items()
+    ((rid, ralert),) = emulators.emu("rootly").alerts.items()
     assert ext["rootly"] == rid and ralert.status == "resolved"
-    assert [(r.method, r.path) for r in emus.received("rootly")] == [
+    assert [(r.method, r.path) for r in emulators.received("rootly")] == [
         ("POST", "/v1/alerts"), ("POST", f"/v1/alerts/{rid}/resolve")]  # fmt: skip
     assert all(r["attempts"] == 1 for r in fired + resolved)
 
@@ -165,7 +150,7 @@ def test_alertmanager_to_pagerduty_slack_and_rootly_fire_then_resolve(
 def test_kill_9_mid_publication_publishes_nothing_twice(
     tmp_path: Path,
     home: Path,
-    emus: Emulators,
+    emulators: Emulators,
     procs: list[subprocess.Popen[bytes]],  # noqa: F811
 ) -> None:
     db_url = f"sqlite:///{home / 'llmgw.db'}"
@@ -174,9 +159,9 @@ def test_kill_9_mid_publication_publishes_nothing_twice(
     eng.dispose()
     # every target holds the first request for 3 s; the gateway waits up to 20 s for an answer
     for name in ("pd", "slack", "rootly"):
-        emus.emu(name).faults.set("timeout", 1)
+        emulators.emu(name).faults.set("timeout", 1)
     cfg = _config(
-        tmp_path, db_url, emus, 'mode = "transparent"\nlease_seconds = 2\npublish_timeout = 20'
+        tmp_path, db_url, emulators, 'mode = "transparent"\nlease_seconds = 2\npublish_timeout = 20'
     )
     port = _port()
     log = tmp_path / "serve.log"
@@ -186,7 +171,7 @@ def test_kill_9_mid_publication_publishes_nothing_twice(
     hook = {"Authorization": f"Bearer {WEBHOOK_TOKEN}"}
     url = f"http://127.0.0.1:{port}/alerts/webhook"
     assert httpx.post(url, json=am_payload(), headers=hook).status_code == 200
-    _until(lambda: all(emus.emu(n).faults.fired == 1 for n in ("pd", "slack", "rootly")), 30)
+    _until(lambda: all(emulators.emu(n).faults.fired == 1 for n in ("pd", "slack", "rootly")), 30)
     sending = _rows(db_url, "SELECT target, state FROM alert_publications")
     assert sorted(r["state"] for r in sending) == ["sending"] * 3  # all three in flight
     gw.send_signal(signal.SIGKILL)
@@ -201,13 +186,13 @@ def test_kill_9_mid_publication_publishes_nothing_twice(
     _until(lambda: len(_pubs(db_url, "resolve")) == 3, 30)
     time.sleep(3.5)  # the held requests are answered (500) and logged by now
     assert {r["target"]: r["attempts"] for r in fired} == {"pd": 2, "slack": 2, "rootly": 2}
-    (pd_alert,) = emus.emu("pd").alerts  # one incident: the held trigger never counted
+    (pd_alert,) = emulators.emu("pd").alerts  # one incident: the held trigger never counted
     assert (pd_alert.status, pd_alert.events) == ("resolved", ["trigger", "resolve"])
-    original, reply = emus.emu("slack").messages  # one message and its thread reply
+    original, reply = emulators.emu("slack").messages  # one message and its thread reply
     assert reply.thread_ts == original.ts
-    (ralert,) = emus.emu("rootly").alerts.values()
+    (ralert,) = emulators.emu("rootly").alerts.values()
     assert ralert.status == "resolved"
-    pd_hits = emus.received("pd")
+    pd_hits = emulators.received("pd")
     assert [r.status for r in pd_hits].count(202) == 2 and len(pd_hits) == 3
     gw.terminate()
     gw.wait(30)

@@ -8,8 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -24,58 +23,14 @@ from llmgw.alerts.stats import AlertStats
 from llmgw.alerts.store import AlertStore
 from llmgw.config import Settings
 from llmgw.emulators import pagerduty, rootly, slack
-from llmgw.emulators.runner import RunningServer, serve_in_thread
+from llmgw.emulators.runner import serve_in_thread
 from llmgw.server.app import gateway_of
 from llmgw.storage.db import make_engine
 from tests.alerts.amdata import am_alert, am_payload, later
+from tests.alerts.conftest import CHANNEL, Emulators
 from tests.alerts.test_classification import query, running, until
 
 HOOK = "/alerts/webhook"
-CHANNEL = "C0123456789"
-WEBHOOK_PATH = "/services/T00000000/B00000000/XXXXXXXXXXXXXXXXXXXXXXXX"
-
-
-@dataclass
-class Emulators:
-    """The three emulators, each on its own port."""
-
-    pd: RunningServer
-    slack: RunningServer
-    rootly: RunningServer
-
-    def emu(self, name: str) -> Any:
-        return getattr(self, name).app.state.emulator
-
-    def targets(self, *, slack_webhook: bool = False) -> list[dict[str, Any]]:
-        out: list[dict[str, Any]] = [
-            {"type": "pagerduty", "name": "pd", "routing_key": pagerduty.DEFAULT_ROUTING_KEY,
-             "events_url": f"{self.pd.url}/v2/enqueue"},
-            {"type": "slack", "name": "slack", "bot_token": slack.DEFAULT_BOT_TOKEN,
-             "channel": CHANNEL, "api_url": f"{self.slack.url}/api"},
-            {"type": "rootly", "name": "rootly", "api_key": rootly.DEFAULT_API_KEY,
-             "base_url": self.rootly.url},
-        ]  # fmt: skip
-        if slack_webhook:
-            out.append({"type": "slack", "name": "slack-hook",
-                        "webhook_url": f"{self.slack.url}{WEBHOOK_PATH}"})  # fmt: skip
-        return out
-
-    def received(self, name: str, path: str = "") -> list[Any]:
-        return list(self.emu(name).recorder.select(path=path))
-
-
-@pytest.fixture
-def emulators() -> Iterator[Emulators]:
-    servers = [
-        serve_in_thread(pagerduty.create_app(hang_seconds=3)),
-        serve_in_thread(slack.create_app(hang_seconds=3)),
-        serve_in_thread(rootly.create_app(hang_seconds=3)),
-    ]
-    try:
-        yield Emulators(*servers)
-    finally:
-        for s in servers:
-            s.stop()
 
 
 def _settings(

@@ -112,3 +112,38 @@ def terminal() -> Iterator[Callable[..., Terminal]]:
             term.proc.kill()
             term.proc.wait()
         os.close(term.master)
+
+
+Emulate = Callable[..., tuple[subprocess.Popen[str], list[str]]]
+"""``emulate(*args)`` starts ``llmgw emulate ARGS`` and returns the process and its banner lines."""
+
+
+@pytest.fixture
+def emulate() -> Iterator[Emulate]:
+    """``llmgw emulate ARGS`` in a child process, returned once its banner ends ("Press Ctrl-C");
+    a process the test left running is stopped at teardown."""
+    started: list[subprocess.Popen[str]] = []
+
+    def start(*args: str) -> tuple[subprocess.Popen[str], list[str]]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "llmgw", "emulate", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        started.append(proc)
+        assert proc.stdout is not None
+        lines: list[str] = []
+        for line in proc.stdout:
+            lines.append(line.rstrip("\n"))
+            if line.startswith("Press Ctrl-C"):
+                break
+        return proc, lines
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.terminate()
+            proc.wait(10)
+        if proc.stdout is not None:
+            proc.stdout.close()

@@ -4,28 +4,12 @@ the URLs to use, and shows (on ``/_emulator/received`` and in the ``--log`` file
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
 import pytest
 
-
-def _start(*args: str) -> tuple[subprocess.Popen[str], list[str]]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llmgw", "emulate", *args, "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert proc.stdout is not None
-    lines: list[str] = []
-    for line in proc.stdout:
-        lines.append(line.rstrip("\n"))
-        if line.startswith("Press Ctrl-C"):
-            break
-    return proc, lines
+from tests.cli.conftest import Emulate
 
 
 def _value(lines: list[str], prefix: str) -> str:
@@ -52,9 +36,13 @@ def _send(command: str, lines: list[str]) -> httpx.Response:
 @pytest.mark.parametrize(
     ("command", "status"), [("slack", 200), ("pagerduty", 202), ("rootly", 201)]
 )
-def test_emulator_command_shows_what_it_received(command: str, status: int, tmp_path: Path) -> None:
+def test_emulator_command_shows_what_it_received(
+    command: str, status: int, tmp_path: Path, emulate: Emulate
+) -> None:
     log = tmp_path / "received.jsonl"
-    proc, lines = _start(command, "--log", str(log), "--fault", "429", "--fault-count", "1")
+    proc, lines = emulate(
+        command, "--port", "0", "--log", str(log), "--fault", "429", "--fault-count", "1"
+    )
     try:
         url = lines[0].rsplit(" ", 1)[-1]
         limited = _send(command, lines)

@@ -3,32 +3,16 @@
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 
 import httpx
 import pytest
 
-
-def _start(*args: str) -> tuple[subprocess.Popen[str], list[str]]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llmgw", "emulate", "openai", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert proc.stdout is not None
-    lines: list[str] = []
-    for line in proc.stdout:
-        lines.append(line.rstrip("\n"))
-        if line.startswith("Press Ctrl-C"):
-            break
-    return proc, lines
+from tests.cli.conftest import Emulate
 
 
 @pytest.mark.timeout(60)
-def test_prints_a_base_url_and_config_that_work() -> None:
-    proc, lines = _start("--port", "0", "--api-key", "sk-demo", "--latency-ms", "1")
+def test_prints_a_base_url_and_config_that_work(emulate: Emulate) -> None:
+    proc, lines = emulate("openai", "--port", "0", "--api-key", "sk-demo", "--latency-ms", "1")
     try:
         base = next(x for x in lines if x.startswith("base URL: ")).split()[-1]
         assert f'base_url = "{base}"' in lines

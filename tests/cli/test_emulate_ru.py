@@ -2,29 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import uuid
 from pathlib import Path
 
 import httpx
 import pytest
 
-
-def _start(*args: str) -> tuple[subprocess.Popen[str], list[str]]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "llmgw", "emulate", *args, "--port", "0"],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert proc.stdout is not None
-    lines: list[str] = []
-    for line in proc.stdout:
-        lines.append(line.rstrip("\n"))
-        if line.startswith("Press Ctrl-C"):
-            break
-    return proc, lines
+from tests.cli.conftest import Emulate
 
 
 def _value(lines: list[str], prefix: str) -> str:
@@ -32,8 +16,8 @@ def _value(lines: list[str], prefix: str) -> str:
 
 
 @pytest.mark.timeout(60)
-def test_gigachat_command_prints_urls_that_work() -> None:
-    proc, lines = _start("gigachat", "--token-ttl", "60")
+def test_gigachat_command_prints_urls_that_work(emulate: Emulate) -> None:
+    proc, lines = emulate("gigachat", "--port", "0", "--token-ttl", "60")
     try:
         base, auth, key = (
             _value(lines, "base URL: "),
@@ -55,9 +39,9 @@ def test_gigachat_command_prints_urls_that_work() -> None:
 
 
 @pytest.mark.timeout(60)
-def test_yandexgpt_command_creates_a_service_account_key(tmp_path: Path) -> None:
+def test_yandexgpt_command_creates_a_service_account_key(tmp_path: Path, emulate: Emulate) -> None:
     key_file = tmp_path / "sa.json"
-    proc, lines = _start("yandexgpt", "--service-account-key", str(key_file))
+    proc, lines = emulate("yandexgpt", "--port", "0", "--service-account-key", str(key_file))
     try:
         assert key_file.exists() and (key_file.stat().st_mode & 0o777) == 0o600
         url, folder, api_key = (
