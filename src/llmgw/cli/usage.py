@@ -58,6 +58,21 @@ _TABLE_METRICS = {
 }
 
 
+SinceOpt = Annotated[
+    str,
+    typer.Option("--since", help="Start of the window: 90s, 15m, 12h, 7d, 2w ago, or a date/time."),
+]
+UntilOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--until",
+        help="End of the window (exclusive): a duration ago or a date/time (default: now).",
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
+
+
 def _since(text: str | None, param: str = "--since") -> datetime | None:
     """``text`` as a moment: a duration ago (``7d``) or an ISO 8601 date or time (UTC unless
     it names a zone)."""
@@ -75,6 +90,16 @@ def _since(text: str | None, param: str = "--since") -> datetime | None:
             param=param.lstrip("-"),
         ) from None
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _window(
+    since: str, until: str | None, hint: str = "e.g. --since 30d --until 1d"
+) -> tuple[datetime | None, datetime | None]:
+    """``--since`` and ``--until`` as moments; ``--until`` must come after ``--since``."""
+    start, end = _since(since), _since(until, "--until")
+    if start is not None and end is not None and end <= start:
+        raise UsageError("--until must be after --since", hint=hint)
+    return start, end
 
 
 def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:
@@ -132,20 +157,8 @@ def _readable(row: dict[str, Any]) -> dict[str, Any]:
 @usage_app.command("stats")
 def usage_stats(
     ctx: typer.Context,
-    since: Annotated[
-        str,
-        typer.Option(
-            "--since", help="Start of the window: 90s, 15m, 12h, 7d, 2w ago, or a date/time."
-        ),
-    ] = "7d",
-    until: Annotated[
-        str | None,
-        typer.Option(
-            "--until",
-            help="End of the window (exclusive): a duration ago or a date/time (default: now).",
-            show_default=False,
-        ),
-    ] = None,
+    since: SinceOpt = "7d",
+    until: UntilOpt = None,
     by: Annotated[
         str,
         typer.Option(
@@ -176,7 +189,7 @@ def usage_stats(
         int | None,
         typer.Option("--status", help="Only this HTTP status (200, 429...).", show_default=False),
     ] = None,
-    json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    json: JsonOpt = False,
     as_csv: Annotated[bool, typer.Option("--csv", help="Print CSV with a header row.")] = False,
 ) -> None:
     """Show requests, errors, tokens, cost and latency over a window, grouped by --by."""
@@ -184,12 +197,7 @@ def usage_stats(
     from llmgw.usage.reports import GroupBy, stats_columns
 
     group = cast(GroupBy, _choice(by, USAGE_GROUPS, "--by"))
-    start = _since(since)
-    end = _since(until, "--until")
-    if start is not None and end is not None and end <= start:
-        raise UsageError(
-            "--until must be after --since", hint="e.g. --since 2026-12-01 --until 2026-12-02"
-        )
+    start, end = _window(since, until, "e.g. --since 2026-12-01 --until 2026-12-02")
     if json and as_csv:
         raise UsageError("--json and --csv cannot be used together", hint="pick one output format")
     rows = (
@@ -251,21 +259,9 @@ def usage_top(
         typer.Option("--by", help="Rank by cost (per currency), tokens or requests."),
     ] = "cost",
     limit: Annotated[int, typer.Option("--limit", "-n", help="How many (1-1000).")] = 10,
-    since: Annotated[
-        str,
-        typer.Option(
-            "--since", help="Start of the window: 90s, 15m, 12h, 7d, 2w ago, or a date/time."
-        ),
-    ] = "30d",
-    until: Annotated[
-        str | None,
-        typer.Option(
-            "--until",
-            help="End of the window (exclusive): a duration ago or a date/time (default: now).",
-            show_default=False,
-        ),
-    ] = None,
-    json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    since: SinceOpt = "30d",
+    until: UntilOpt = None,
+    json: JsonOpt = False,
 ) -> None:
     """The top keys, users or models by cost (ranked per currency, never across), tokens or
     requests over a window."""
@@ -309,30 +305,16 @@ _SHADES = " ░▒▓█"
 @usage_app.command("patterns")
 def usage_patterns(
     ctx: typer.Context,
-    since: Annotated[
-        str,
-        typer.Option(
-            "--since", help="Start of the window: 90s, 15m, 12h, 7d, 2w ago, or a date/time."
-        ),
-    ] = "30d",
-    until: Annotated[
-        str | None,
-        typer.Option(
-            "--until",
-            help="End of the window (exclusive): a duration ago or a date/time (default: now).",
-            show_default=False,
-        ),
-    ] = None,
-    json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    since: SinceOpt = "30d",
+    until: UntilOpt = None,
+    json: JsonOpt = False,
 ) -> None:
     """Usage patterns: requests per UTC weekday and hour (a heat map), the share of streamed
     requests, average prompt and completion sizes, and per provider its error share, streaming
     share and average sizes."""
     from llmgw.usage.analytics import patterns
 
-    start, end = _since(since), _since(until, "--until")
-    if start is not None and end is not None and end <= start:
-        raise UsageError("--until must be after --since", hint="e.g. --since 30d --until 1d")
+    start, end = _window(since, until)
     if start is None or (end or datetime.now(UTC)) - start > timedelta(days=400):
         raise UsageError(
             "the window is longer than 400 days", hint="give a later --since or an earlier --until"
@@ -403,7 +385,7 @@ def usage_forecast(
     history: Annotated[
         int, typer.Option("--history", help="Days of history the model learns from (28-400).")
     ] = 56,
-    json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    json: JsonOpt = False,
 ) -> None:
     """Spend to the end of this month (UTC) per currency, for everything or one key or user,
     with an interval and the model's back-test error against a naive extrapolation."""
@@ -439,30 +421,16 @@ def usage_forecast(
 @usage_app.command("recommend")
 def usage_recommend(
     ctx: typer.Context,
-    since: Annotated[
-        str,
-        typer.Option(
-            "--since", help="Start of the window: 90s, 15m, 12h, 7d, 2w ago, or a date/time."
-        ),
-    ] = "30d",
-    until: Annotated[
-        str | None,
-        typer.Option(
-            "--until",
-            help="End of the window (exclusive): a duration ago or a date/time (default: now).",
-            show_default=False,
-        ),
-    ] = None,
-    json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    since: SinceOpt = "30d",
+    until: UntilOpt = None,
+    json: JsonOpt = False,
 ) -> None:
     """Suggestions to spend less, each with its evidence and its saving over the window per
     currency: a cheaper model of similar usage an alias could move traffic to, deprecated
     versions still in use, error-heavy routes, keys idle for 30 days, answers cut at max_tokens."""
     from rich.markup import escape
 
-    start, end = _since(since), _since(until, "--until")
-    if start is not None and end is not None and end <= start:
-        raise UsageError("--until must be after --since", hint="e.g. --since 30d --until 1d")
+    start, end = _window(since, until)
     with _db_errors():
         found = state(ctx).admin().usage_recommend(since=start, until=end)
     if json:
@@ -490,7 +458,7 @@ def usage_recommend(
 def usage_recent(
     ctx: typer.Context,
     limit: Annotated[int, typer.Option("--limit", "-n", help="How many requests (1-1000).")] = 20,
-    json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    json: JsonOpt = False,
 ) -> None:
     """Show the newest requests, newest first: time, key prefix, model, status, latency, tokens."""
     rows = state(ctx).admin().usage_recent(limit=limit)
@@ -605,7 +573,7 @@ def usage_rejected(
             "--replay", help="Insert the rejected rows again; rows refused again stay in the file."
         ),
     ] = False,
-    json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    json: JsonOpt = False,
 ) -> None:
     """List usage rows the database refused for good (kept in <spool_dir>/rejected.jsonl).
 
@@ -653,7 +621,7 @@ def usage_rebuild_rollups(
     yes: Annotated[
         bool, typer.Option("--yes", "-y", help="Do not ask; required when stdin is not a terminal.")
     ] = False,
-    json: Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")] = False,
+    json: JsonOpt = False,
 ) -> None:
     """Recompute the hourly and daily usage rollups from the raw usage rows (online: reports
     stay exact meanwhile, only slower). Hours whose raw rows retention already deleted are lost
