@@ -19,6 +19,7 @@ def binding_ids() -> set[str]:
     """Every binding id of the app, its screens and its dialogs (what ``[tui] keys`` may name)."""
     from llmgw.tui.app import SCREENS_ORDER, LlmgwApp, screen_class
     from llmgw.tui.screens.alert_detail import AlertDetailScreen
+    from llmgw.tui.screens.alias_admin import AliasAdminScreen
     from llmgw.tui.screens.base import PolledScreen
     from llmgw.tui.screens.budgets import BudgetsScreen
     from llmgw.tui.screens.help import HelpScreen
@@ -31,7 +32,7 @@ def binding_ids() -> set[str]:
     for mode, _title in SCREENS_ORDER:
         ids |= _ids(screen_class(mode).BINDINGS)
     for dialog in (HelpScreen, ConfirmScreen, FormScreen, SecretScreen, AlertDetailScreen,
-                   BudgetsScreen, ProviderAdminScreen):  # fmt: skip
+                   BudgetsScreen, ProviderAdminScreen, AliasAdminScreen):  # fmt: skip
         ids |= _ids(dialog.BINDINGS)
     ids |= _ids(ConversationList.BINDINGS)
     return ids

@@ -290,6 +290,21 @@ class FixtureOps:
         self._check("providers_stored")
         return [dict(r) for r in STORED]
 
+    def aliases_list(self) -> list[Record]:
+        self._check("aliases_list")
+        base: Record = {"shadowed_by_config": False, "revision": None, "created_at": None,
+                "updated_at": None, "unresolved": []}  # fmt: skip
+        return [
+            {**base, "name": "smart", "source": "config",
+             "targets": ["gigachat/GigaChat-2-Max", "openai/gpt-4o-mini"]},
+            {**base, "name": "fast", "source": "database", "revision": 2,
+             "targets": [{"target": "vllm/llama-3.1-8b", "weight": 3.0},
+                         {"target": "yandex/yandexgpt-lite", "weight": 1.0}]},
+            {**base, "name": "rc", "source": "database", "revision": 1,
+             "targets": ["yandex-rc/yandexgpt-lite:rc"],
+             "unresolved": ["yandex-rc/yandexgpt-lite:rc"]},
+        ]  # fmt: skip
+
     def providers_add(
         self, name: str, kind: str, fields: dict[str, Any], *, secret: str | None = None
     ) -> Record:
@@ -309,10 +324,6 @@ class FixtureOps:
     def providers_remove(self, name: str) -> Record:
         self._check(f"providers_remove:{name}")
         return {"name": name, "removed": True}
-
-    def aliases_list(self) -> list[Record]:
-        self._check("aliases_list")
-        return []
 
     def aliases_add(self, name: str, targets: Sequence[Any]) -> Record:
         self._check(f"aliases_add:{name}")

@@ -23,7 +23,10 @@ from tests.tui.conftest import clock, settle
 from tests.tui.test_flows import cells, type_text
 
 SECRET = "sk-typed-into-the-dashboard-0123456789abcdef"
-CONFIG = '[[providers]]\nname = "openai"\nkind = "openai"\nmodels = ["gpt-4o-mini"]\n'
+CONFIG = (
+    '[[providers]]\nname = "openai"\nkind = "openai"\nmodels = ["gpt-4o-mini", "gpt-4o"]\n\n'
+    '[aliases]\nsmart = ["openai/gpt-4o"]\n'
+)
 
 
 class PatientApp(LlmgwApp):
@@ -69,7 +72,7 @@ async def test_add_edit_disable_remove_a_provider_locally(engine: Engine, home: 
         await settle(pilot)
         assert isinstance(app.screen, ProviderAdminScreen)
         assert cells(app) == [
-            ["openai", "config (read-only)", "-", "-", "-", "-", "gpt-4o-mini"]
+            ["openai", "config (read-only)", "-", "-", "-", "-", "gpt-4o, gpt-4o-mini"]
         ], "the config file's provider, marked read-only"
         await pilot.press("e")  # a config-file provider cannot be changed here
         await settle(pilot)
@@ -178,3 +181,65 @@ async def test_a_config_file_name_is_refused_in_words(engine: Engine, home: Path
         assert isinstance(app.screen, ProviderAdminScreen)
         table = app.screen.query_one("#rows", DataTable)
         assert table.row_count == 1
+
+
+async def test_aliases_are_added_edited_and_removed_locally(engine: Engine, home: Path) -> None:
+    """``a`` on the management screen: the config file's alias read-only, a stored one added in
+    the form (a weight with ``*N``; a target without a provider refused in the form), edited
+    and removed after a confirmation, each change in the audit log with source ``tui``."""
+    from llmgw.tui.screens.alias_admin import AliasAdminScreen
+
+    app, ops = local_app(engine, home)
+    async with app.run_test(size=(100, 30)) as pilot:
+        await settle(pilot)
+        await pilot.press("m")
+        await settle(pilot)
+        await pilot.press("a")
+        await settle(pilot)
+        assert isinstance(app.screen, AliasAdminScreen)
+        assert cells(app) == [["smart", "config (read-only)", "openai/gpt-4o", "-"]]
+        await pilot.press("x")  # the config file's alias cannot be removed here
+        await settle(pilot)
+        assert not isinstance(app.screen, ConfirmScreen)
+        assert any("config file" in str(n.message) for n in app._notifications)
+        await pilot.press("n")
+        await settle(pilot)
+        await fill(pilot, {"name": "fast", "targets": "gpt-4o-mini"})
+        await pilot.press("enter")
+        await settle(pilot)
+        form = app.screen
+        assert isinstance(form, FormScreen), "a target without its provider is refused"
+        assert "provider/model" in str(form.query_one("#form-error").render())
+        await fill(pilot, {"targets": "openai/gpt-4o-mini*3, openai/gpt-4o"})
+        await pilot.press("enter")
+        await settle(pilot)
+        assert isinstance(app.screen, AliasAdminScreen)
+        stored = [a for a in ops.aliases_list() if a["source"] == "database"]
+        assert [(a["name"], a["targets"]) for a in stored] == [
+            ("fast", [{"target": "openai/gpt-4o-mini", "weight": 3.0}, "openai/gpt-4o"])
+        ]
+        assert cells(app)[1][:3] == ["fast", "database", "openai/gpt-4o-mini*3, openai/gpt-4o"]
+        await pilot.press("down", "e")
+        await settle(pilot)
+        edit = app.screen
+        assert isinstance(edit, FormScreen)
+        assert edit.query_one("#f-targets", Input).value == "openai/gpt-4o-mini*3, openai/gpt-4o"
+        await fill(pilot, {"targets": "openai/gpt-4o"})
+        await pilot.press("enter")
+        await settle(pilot)
+        stored = [a for a in ops.aliases_list() if a["source"] == "database"]
+        assert stored[0]["targets"] == ["openai/gpt-4o"]
+        await pilot.press("x")
+        await settle(pilot)
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await settle(pilot)
+        assert [a["name"] for a in ops.aliases_list()] == ["smart"]
+        await pilot.press("escape")
+        await settle(pilot)
+        assert isinstance(app.screen, ProviderAdminScreen)
+    with engine.connect() as conn:
+        audit = conn.execute(sa.text("SELECT action, source FROM audit_log")).all()
+    assert [tuple(r) for r in audit if r[0].startswith("aliases.")] == [
+        ("aliases.add", "tui"), ("aliases.edit", "tui"), ("aliases.remove", "tui")
+    ]  # fmt: skip

@@ -151,3 +151,17 @@ def test_provider_add_form(snap_compare, make_app, ops, wait):
         await wait(pilot)
 
     assert snap_compare(make_app(ops), terminal_size=(80, 24), run_before=show)
+
+
+def test_alias_admin(snap_compare, make_app, ops, wait):
+    """``a`` on the provider management screen at 80x24: the config file's alias read-only, a
+    weighted stored one, and one whose target no provider offers now (unresolved)."""
+
+    async def show(pilot):
+        await wait(pilot)
+        await pilot.press("m")
+        await wait(pilot)
+        await pilot.press("a")
+        await wait(pilot)
+
+    assert snap_compare(make_app(ops), terminal_size=(80, 24), run_before=show)

@@ -93,6 +93,7 @@ class ProviderAdminScreen(ListingScreen):
             "x,delete", "remove", "Remove", id="providers-remove",
             tooltip="Remove a stored provider and its credential",
         ),
+        Binding("a", "aliases", "Aliases", id="providers-aliases", tooltip="Manage aliases"),
         Binding("escape", "back", "Back", id="providers-manage-close"),
     ]  # fmt: skip
 
@@ -173,6 +174,12 @@ class ProviderAdminScreen(ListingScreen):
             self.notify(f"{rec['name']} {READ_ONLY}", severity="warning", markup=False)
             return None
         return rec
+
+    def action_aliases(self) -> None:
+        """Open the alias management screen."""
+        from llmgw.tui.screens.alias_admin import AliasAdminScreen
+
+        self.app.push_screen(AliasAdminScreen())
 
     def action_back(self) -> None:
         """Clear the filter if one is set, else go back to Providers."""
