@@ -271,6 +271,12 @@ async def test_escape_stops_the_stream(make_app, remote_ops, wait):
         assert not screen.streaming and screen.conversation_id is None
         assert answers(app) == ["Thinking [stopped]"]
         assert status(app).startswith("stopped")
+        await pilot.press("ctrl+g")
+        assert app.focused is screen.query_one("#chat-provider")
+        await pilot.press("ctrl+l")
+        assert app.focused is screen.conversations
+        await pilot.press("escape")  # from elsewhere: back to the prompt
+        assert app.focused is screen.query_one("#prompt")
         await pilot.press("escape")  # not streaming: leaves the prompt, so keys work again
         await pilot.press("1")
         await wait(pilot)

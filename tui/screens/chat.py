@@ -63,8 +63,13 @@ class ChatScreen(Screen[None]):
     TITLE_TEXT: ClassVar[str] = "Chat"
     AUTO_FOCUS = "#prompt"
     BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("escape", "stop", "Stop/leave prompt", id="chat-stop",
-                tooltip="Stop the answer being streamed; else leave the prompt (then 1-8, q work)"),
+        Binding("escape", "stop", "Stop/prompt", id="chat-stop",
+                tooltip="Stop the answer being streamed; else leave the prompt (then 1-8, q "
+                "work), or go back to it"),
+        Binding("ctrl+g", "pick", "Model", id="chat-pick",
+                tooltip="Go to the provider and model pickers"),
+        Binding("ctrl+l", "conversations", "List", id="chat-list",
+                tooltip="Go to the conversation list"),
         Binding("ctrl+n", "new", "New", id="chat-new", tooltip="Start a new conversation"),
         Binding("ctrl+o", "settings", "Settings", id="chat-settings",
                 tooltip="System prompt and every generation setting"),
@@ -460,8 +465,17 @@ class ChatScreen(Screen[None]):
         self.notify(why, title="Chat failed", severity="error", markup=False)
         self.set_status(f"failed (not stored): {why}", stale=True)
 
+    def action_pick(self) -> None:
+        """Focus the provider picker (Enter opens it; Tab goes on to the model picker)."""
+        self.query_one("#chat-provider", Select).focus()
+
+    def action_conversations(self) -> None:
+        """Focus the conversation list."""
+        self.conversations.focus()
+
     def action_stop(self) -> None:
-        """Stop the answer being streamed (closes the connection), or leave the prompt."""
+        """Stop the answer being streamed (closes the connection); else leave the prompt, or
+        go back to it from anywhere else."""
         if self.streaming:
             self.workers.cancel_group(self, "chat")
             self.streaming = False
@@ -469,12 +483,14 @@ class ChatScreen(Screen[None]):
             if self._new_turn:  # nothing was stored: the conversation does not exist
                 self.conversation_id = None
             self.set_status("stopped: the connection was closed; this turn is not stored")
-        else:
+        elif self.focused is self.query_one("#prompt"):
             self.query_one("#chat-log").focus()
+        else:
+            self.query_one("#prompt", Input).focus()
 
     def check_action(self, action: str, parameters: tuple[Any, ...]) -> bool | None:
         """Everything but Escape needs a server."""
-        if action in ("refresh", "new", "settings", "rename", "delete"):
+        if action in ("refresh", "new", "settings", "rename", "delete", "pick", "conversations"):
             return self.source is not None
         return True
 
