@@ -64,6 +64,11 @@ models = ["gpt-4o-mini"]
 """
 
 
+def _pairs(items: list[str] | None) -> dict[str, str]:
+    """``KEY=VALUE`` options as a dict."""
+    return dict(item.split("=", 1) for item in items or ())
+
+
 def log(msg: str) -> None:
     """Progress on stderr."""
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
@@ -105,6 +110,10 @@ class Bench:
             env = dict(self.env, LLMGW_HOME=str(home), PYTHONPATH=str(base_src))
             env["LLMGW_CONFIG"] = str(self.tmp / "baseline.toml")
             self.baseline = {"env": env, "config": self.tmp / "baseline.toml"}
+        # --env / --baseline-env: one setting apart at the same revision (e.g. the rollup fold)
+        self.env.update(_pairs(args.env))
+        if self.baseline is not None:
+            self.baseline["env"].update(_pairs(args.baseline_env))
 
     # -- servers ---------------------------------------------------------------------------
     def _start(self, name: str, argv: list[str], port: int, cpu: int, **kw: Any) -> bl.Server:
@@ -521,6 +530,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         dest="profile",
         action="store_false",
         help="skip the py-spy profiles (an extra run per Python server; skipped without py-spy)",
+    )
+    p.add_argument(
+        "--env", action="append", metavar="KEY=VALUE", help="set for HEAD's llmgw (repeatable)"
+    )
+    p.add_argument(
+        "--baseline-env",
+        action="append",
+        metavar="KEY=VALUE",
+        help="set for the baseline's llmgw (repeatable): compare one setting at one revision",
     )
     p.add_argument("--json", type=Path, help="also write the raw results here")
     p.add_argument(

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
@@ -132,6 +133,12 @@ def main() -> None:
             from benchlib import snapshot
 
             src, rev = snapshot(tmp, args.baseline)
+            # A database that HEAD migrated has revisions the baseline does not know: give the
+            # snapshot HEAD's newer migration files (they add tables the baseline never reads).
+            theirs = src / "llmgw" / "migrations" / "versions"
+            for f in (Path(__file__).parents[2] / "migrations" / "versions").glob("0*.py"):
+                if not (theirs / f.name).exists():
+                    shutil.copy(f, theirs / f.name)
             print(f"baseline: {rev}", file=sys.stderr)
             versions = {"baseline": {**env, "PYTHONPATH": str(src)}, "HEAD": env}
         month = (end - timedelta(days=15)).date().isoformat()
