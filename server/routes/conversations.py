@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
+from llmgw.admin.chat import SETTING_NAMES
 from llmgw.errors import InvalidRequest, LlmgwError, PermissionDenied
 from llmgw.providers.base import ChatChunk
 from llmgw.routing.outcome import OpenedStream, Routed
@@ -55,21 +56,7 @@ CONVERSATION_HEADER = "x-llmgw-conversation-id"
 TOKEN_COUNT_SECONDS = 5.0
 """How long a provider's token count may take before the estimate is used instead."""
 
-SETTINGS = (
-    "temperature",
-    "top_p",
-    "max_tokens",
-    "max_completion_tokens",
-    "stop",
-    "presence_penalty",
-    "frequency_penalty",
-    "seed",
-    "tools",
-    "tool_choice",
-    "parallel_tool_calls",
-    "response_format",
-    "reasoning_effort",
-)
+SETTINGS = SETTING_NAMES
 """Generation settings a turn may set; the conversation keeps them for the next turns."""
 
 

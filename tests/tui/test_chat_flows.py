@@ -15,8 +15,11 @@ from textual.widgets import Button, Input, Select, Static
 
 from llmgw.admin.chat import ChatDelta, ChatEvent, ChatOpened, ModelChoice
 from llmgw.errors import (
+    AuthError,
     BudgetExceeded,
+    Conflict,
     InvalidRequest,
+    ModelNotFound,
     RateLimited,
     Unavailable,
     UpstreamError,
@@ -144,6 +147,14 @@ def test_failures_are_named() -> None:
     assert failure(UpstreamError("upstream openai failed (HTTP 500)"))[0] == "Provider unavailable"
     assert failure(Unavailable("cannot reach the llmgw server at x"))[0] == "Gateway unreachable"
     assert failure(ValueError("x")) == ("Failed", "ValueError")
+    assert failure(BudgetExceeded("spent", retry_after=90))[1] == "the budget resets in 90 s"
+    assert failure(BudgetExceeded("spent", retry_after=86400))[1] == "the budget resets in 24 h"
+    assert failure(BudgetExceeded("spent"))[1] == "the budget resets next period"
+    assert failure(RateLimited("slow"))[1] == "try again shortly"
+    assert failure(AuthError("no"))[0] == "Refused"
+    assert failure(ModelNotFound("no such model"))[0] == "Unknown model"
+    assert failure(InvalidRequest("temperature out of range"))[0] == "Request refused"
+    assert failure(Conflict("two turns at once"))[0] == "Failed"
 
 
 async def test_a_conversation_is_started_continued_switched_and_its_settings_sent(
