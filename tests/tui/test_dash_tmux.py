@@ -192,3 +192,57 @@ def test_budgets_view_at_80x24_on_a_local_database(tmp_path: Path) -> None:
         pane.wait_for("EXIT=0", timeout=30)
     finally:
         pane.kill()
+
+
+@pytest.mark.slow
+def test_providers_managed_at_80x24_on_a_local_database(tmp_path: Path) -> None:
+    """``m`` on Providers at 80x24 (issue 16) on a real SQLite database, typed as a person
+    would: the config file's provider read-only, a provider added in the form (Tab from box to
+    box, the key typed into the password box and never on screen), disabled after the
+    confirmation, removed; ``llmgw providers stored`` agrees at each step."""
+    _need_tmux()
+    home = os.environ["LLMGW_HOME"]
+    secret = "sk-tmux-typed-credential-0123456789"
+    Path(home).mkdir(parents=True, exist_ok=True)
+    Path(home, "config.toml").write_text(
+        '[[providers]]\nname = "openai"\nkind = "openai"\nmodels = ["gpt-4o-mini"]\n'
+    )
+
+    def stored() -> list[dict[str, object]]:
+        return list(json.loads(_llmgw("providers", "stored", "--json")))
+
+    pane = Pane(f"{LLMGW} dash --interval 0.5; echo EXIT=$?; sleep 60", (80, 24),
+                {"LLMGW_HOME": home})  # fmt: skip
+    try:
+        pane.wait_for("needs a server")
+        pane.keys("m")
+        shown = pane.wait_for("config (read-only)")
+        assert pane_size(shown) == (80, 24), shown
+        pane.keys("n")
+        pane.wait_for("New provider")
+        for keys in ("vllm", "Tab", "Tab", "http://127.0.0.1:9/v1", "Tab", "llama-3.1-8b",
+                     "Tab", "Tab", "Tab", secret):  # fmt: skip
+            pane.keys(keys)  # one at a time, as typed: a burst would reach one box
+            time.sleep(0.4)
+        shown = pane.wait_for("••••")
+        assert secret not in shown and secret[:8] not in shown
+        pane.keys("Enter")
+        shown = pane.wait_for("2 of 2")
+        assert "vllm" in shown and "enabled" in shown and secret not in shown
+        assert [(p["name"], p["has_secret"]) for p in stored()] == [("vllm", True)]
+        pane.keys("Down", "d")
+        pane.wait_for("Disable provider vllm")
+        pane.keys("y")
+        pane.wait_for("disabled")
+        assert stored()[0]["enabled"] is False
+        pane.keys("x")
+        pane.wait_for("Remove provider vllm")
+        pane.keys("y")
+        pane.wait_for("1 of 1")
+        assert stored() == []
+        pane.keys("Escape")  # alone: Escape then q in one burst reads as alt+q
+        pane.wait_for("t Test")
+        pane.keys("q")
+        pane.wait_for("EXIT=0", timeout=30)
+    finally:
+        pane.kill()
