@@ -78,11 +78,14 @@ def alert_routes(g: Gateway) -> list[Route]:
             raise AuthError(
                 "the alert webhook needs its bearer token", code="invalid_webhook_token"
             )
-        from llmgw.alerts.payload import parse_delivery
+        from llmgw.alerts.payload import parse_delivery, without_nul
 
         try:
             raw = await receive_body(request.scope, request.receive, limit)
-            delivery = parse_delivery(decode_json(raw))
+            payload = decode_json(raw)
+            if b"\\u0000" in raw:  # only JSON's escape can put a NUL in a string
+                payload = without_nul(payload)
+            delivery = parse_delivery(payload)
         except PayloadTooLarge:
             stats.deliveries["too_large"] += 1
             log.error("alert delivery refused: larger than %d bytes", limit)

@@ -136,6 +136,45 @@ async def test_in6_same_notification_three_times_and_from_two_peers_is_processed
     assert jobs == [{"step": "classify"}] * 2
 
 
+async def test_oversized_and_odd_label_values_are_stored_not_retried_forever(
+    db_url: str, alert_settings: Callable[..., Settings], hook_auth: dict[str, str]
+) -> None:
+    """IN-6: a delivery that can never be stored must not be answered 5xx (Alertmanager would
+    retry it forever): a severity longer than its indexed column, a huge alertname and a NUL in
+    a label are kept in the labels whole and cut only in the indexed copies."""
+    severity = "critical-" + "x" * 91
+    name = "N" * 300
+    async with running(alert_settings(db_url)) as (_, c):
+        body = am_payload(
+            am_alert(name, labels={"severity": severity, "team": "a\x00b"}),
+            am_alert("Plain", labels={"severity": ""}),
+        )
+        r = await c.post(HOOK, json=body, headers=hook_auth)
+        assert r.status_code == 200, r.text
+        assert r.json()["new"] == 2
+        again = await c.post(
+            HOOK,
+            json=am_payload(
+                am_alert(
+                    name,
+                    labels={"severity": severity, "team": "a\x00b"},
+                    annotations={"summary": "repeat"},
+                )
+            ),
+            headers=hook_auth,
+        )
+        assert again.status_code == 200, again.text
+    stored = rows(db_url, "SELECT alertname, severity, labels FROM alerts ORDER BY alertname")
+    assert [(a["alertname"], a["severity"]) for a in stored] == [
+        (name[:200], severity[:32]),
+        ("Plain", None),
+    ]
+    labels = stored[0]["labels"]
+    labels = json.loads(labels) if isinstance(labels, str) else labels
+    assert labels["severity"] == severity
+    assert labels["team"] == "a\ufffdb"  # PostgreSQL cannot hold NUL: U+FFFD on both backends
+
+
 async def test_occurrences_transitions_fire_counts_and_flapping(
     db_url: str, alert_settings: Callable[..., Settings], hook_auth: dict[str, str]
 ) -> None:

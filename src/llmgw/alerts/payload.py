@@ -48,6 +48,16 @@ class IncomingAlert:
     generator_url: str
     fingerprint: str
 
+    @property
+    def severity(self) -> str | None:
+        """The ``severity`` label as the history's indexed column keeps it: cut to its 32
+        characters (the labels keep it whole), ``None`` when absent or empty."""
+        return self.labels.get("severity", "")[:SEVERITY_WIDTH] or None
+
+
+SEVERITY_WIDTH = 32
+"""Width of ``alerts.severity`` (migration 0004)."""
+
 
 @dataclass(frozen=True, slots=True)
 class Delivery:
@@ -96,6 +106,19 @@ def _str_map(value: Any, where: str) -> dict[str, str]:
 
 def _str(value: Any) -> str:
     return value if isinstance(value, str) else ""
+
+
+def without_nul(value: Any) -> Any:
+    """``value`` (a decoded JSON document) with every NUL character in its strings and keys
+    replaced by U+FFFD: PostgreSQL's text and JSON types cannot hold NUL, and a delivery that
+    can never be stored must not be answered 5xx (Alertmanager would retry it forever)."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {without_nul(k): without_nul(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [without_nul(v) for v in value]
+    return value
 
 
 def delivery_digest(payload: dict[str, Any]) -> str:

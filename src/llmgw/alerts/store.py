@@ -381,7 +381,7 @@ class AlertStore:
                     "source": d.source,
                     "alertname": alertname,
                     "status": a.status,
-                    "severity": a.labels.get("severity") or None,
+                    "severity": a.severity,
                     "labels": a.labels,
                     "annotations": a.annotations,
                     "generator_url": a.generator_url,

@@ -142,7 +142,7 @@ def _rows(latest: list[IncomingAlert], window: timedelta) -> bytes:
             {
                 "i": i, "f": a.fingerprint, "s": a.starts_at, "e": a.ends_at,
                 "w": a.starts_at - window, "name": name, "st": a.status,
-                "sev": a.labels.get("severity") or None, "labels": a.labels,
+                "sev": a.severity, "labels": a.labels,
                 "ann": a.annotations, "gen": a.generator_url,
                 "search": search_text(name, a.labels, a.annotations),
             }
