@@ -7,6 +7,7 @@ import io
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlalchemy as sa
@@ -108,3 +109,20 @@ def test_edit_changes_only_the_given_fields_and_unsets_optional_ones(
         r = cli("providers", "edit", "vllm", *args)
         assert r.exit_code == 2 and says in r.stderr, (args, r.stderr)
     assert json.loads(cli("providers", "stored", "--json").stdout)[0]["revision"] == 4
+
+
+def test_models_without_url_ask_a_stored_provider_with_its_sealed_credential(
+    cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch, make_upstream: Any
+) -> None:
+    """``providers models`` without --url asks the stored providers too, opening the sealed
+    credential the upstream demands (a wrong or missing one would be listed as an error)."""
+    up = make_upstream(api_key=SECRET, models=("stored-model",))
+    monkeypatch.setattr("sys.stdin", io.StringIO(SECRET + "\n"))
+    r = cli("providers", "add", "vllm", "--kind", "openai", "--base-url", up.base_url,
+            "--api-key-stdin")  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    r = cli("providers", "models", "--provider", "vllm", "--json")
+    assert r.exit_code == 0, r.stderr
+    catalog = json.loads(r.stdout)
+    assert [m["id"] for m in catalog["data"]] == ["vllm/stored-model"]
+    assert catalog["providers"][0]["error"] is None and SECRET not in r.stdout

@@ -328,6 +328,25 @@ def _model_row(m: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _with_stored_secrets(ctx: typer.Context) -> tuple[Settings, Any]:
+    """The settings with the enabled stored providers and aliases, and a resolver that also
+    answers their opened credentials; the config file's alone (with a note on stderr) when the
+    database or the sealing key cannot be read."""
+    from llmgw.errors import LlmgwError
+    from llmgw.providers.managed import ProviderStore, StoredSecrets, merged_settings, sealer_for
+    from llmgw.providers.stored_aliases import AliasStore
+
+    st = state(ctx)
+    try:
+        engine = st.engine()
+        stored = ProviderStore(engine, sealer_for(st.settings)).enabled_configs()
+        merged, creds, _ = merged_settings(st.settings, stored, AliasStore(engine).as_config())
+    except LlmgwError as exc:
+        print(f"note: stored providers not read: {exc.message}", file=sys.stderr)
+        return st.settings, None
+    return merged, StoredSecrets(creds, warn=lambda _msg: None)
+
+
 @providers_app.command("models")
 def providers_models(
     ctx: typer.Context,
@@ -347,19 +366,21 @@ def providers_models(
     """The model catalog: each provider's models with type, context window, capabilities,
     price, and a flag on configured models the upstream no longer lists.
 
-    Without --url: asks every configured provider now (a catalog of its own, always fresh).
+    Without --url: asks every provider now, the config file's and the enabled stored ones (a
+    catalog of its own, always fresh).
     With the global --url and an admin --token: the running server's cached catalog (refreshed
     in the background every routing.models_refresh_interval seconds); --refresh asks again first.
     """
     st = state(ctx)
-    if provider is not None and st.url is None:
-        _provider(st.settings, provider)  # an unknown name: the message every command gives
     if st.url is not None:
         catalog = st.admin().models_catalog(refresh=refresh)
     else:
         from llmgw.routing.catalog import fresh_catalog
 
-        catalog = asyncio.run(fresh_catalog(st.settings))
+        settings, secrets = _with_stored_secrets(ctx)
+        if provider is not None:
+            _provider(settings, provider)  # an unknown name: the message every command gives
+        catalog = asyncio.run(fresh_catalog(settings, secrets))
     if provider is not None:
         catalog["data"] = [m for m in catalog["data"] if m.get("provider") == provider]
         catalog["providers"] = [p for p in catalog["providers"] if p["provider"] == provider]

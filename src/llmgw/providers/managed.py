@@ -244,8 +244,8 @@ class ProviderStore:
 class StoredSecrets(SecretResolver):
     """A resolver that answers stored credentials first, then the usual env/keyring lookup."""
 
-    def __init__(self, stored: Mapping[str, str | None]) -> None:
-        super().__init__()
+    def __init__(self, stored: Mapping[str, str | None], **resolver: Any) -> None:
+        super().__init__(**resolver)
         self._stored = stored
 
     def get(self, config: ProviderConfig) -> str | None:

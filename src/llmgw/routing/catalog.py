@@ -25,13 +25,16 @@ import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from llmgw.config import ProviderConfig, Settings
 from llmgw.errors import LlmgwError
 from llmgw.providers.base import ModelCard, Provider
 from llmgw.providers.modelinfo import facts_for
 from llmgw.usage.pricing import price_for
+
+if TYPE_CHECKING:
+    from llmgw.providers.registry import SecretResolver
 
 __all__ = ["ModelCatalog", "fresh_catalog"]
 
@@ -306,12 +309,15 @@ class ModelCatalog:
         }
 
 
-async def fresh_catalog(settings: Settings) -> dict[str, Any]:
+async def fresh_catalog(
+    settings: Settings, secrets: SecretResolver | None = None
+) -> dict[str, Any]:
     """``describe()`` of a catalog that asked every configured provider just now (the CLI
-    without a server); a provider that cannot be built (no credential) is listed with the reason."""
+    without a server); a provider that cannot be built (no credential) is listed with the reason.
+    ``secrets`` (default: environment and keyring) may also answer stored credentials."""
     from llmgw.providers.registry import SecretResolver, build_providers
 
-    secrets = SecretResolver(warn=lambda _msg: None)
+    secrets = secrets if secrets is not None else SecretResolver(warn=lambda _msg: None)
     providers: dict[str, Provider] = {}
     unusable: dict[str, str] = {}
     for cfg in settings.providers:  # one unusable provider does not hide the others
