@@ -93,13 +93,6 @@ class AliasAdminScreen(ListingScreen):
         rest = len(self.records) - stored
         return f"{stored} stored, {rest} from the config file; {super().status_text()}"
 
-    def action_back(self) -> None:
-        """Clear the filter if one is set, else go back."""
-        if self.query_text or self.query_one("#filter").display:
-            self.action_clear_filter()
-        else:
-            self.app.pop_screen()
-
     def _stored(self) -> Record | None:
         rec = self.selected()
         if rec is None:

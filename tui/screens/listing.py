@@ -63,6 +63,14 @@ class FilteredScreen(PolledScreen):
         self.query_one(f"#{self.TABLE_ID}").focus()
         self.render_rows()
 
+    def action_back(self) -> None:
+        """For a screen pushed over another (bind it to Escape): clear the filter if one is
+        set, else go back to the screen below."""
+        if self.query_text or self.query_one("#filter", Input).display:
+            self.action_clear_filter()
+        else:
+            self.app.pop_screen()
+
     @on(Input.Changed, "#filter")
     def _filter_changed(self, event: Input.Changed) -> None:
         self.query_text = event.value.strip()

@@ -181,13 +181,6 @@ class ProviderAdminScreen(ListingScreen):
 
         self.app.push_screen(AliasAdminScreen())
 
-    def action_back(self) -> None:
-        """Clear the filter if one is set, else go back to Providers."""
-        if self.query_text or self.query_one("#filter").display:
-            self.action_clear_filter()
-        else:
-            self.app.pop_screen()
-
     def action_add(self) -> None:
         """A form for a new stored provider; gateways serve it within seconds."""
         fields = [
