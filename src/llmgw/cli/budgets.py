@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 import typer
 
+from llmgw.cli.options import JsonOpt
 from llmgw.cli.output import confirm, emit_json, print_table, stdout
 from llmgw.cli.state import state
 from llmgw.errors import UsageError
@@ -18,7 +19,6 @@ budgets_app = typer.Typer(
     rich_markup_mode=None,
 )
 
-_JSON = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 _REF = Annotated[
     str, typer.Argument(metavar="ID", help="The budget's id or its first 8+ characters.")
 ]
@@ -80,7 +80,7 @@ def budgets_set(
             help="Refuse requests (402 budget_exceeded) once the budget is spent.",
         ),
     ] = False,
-    json: _JSON = False,
+    json: JsonOpt = False,
 ) -> None:
     """Create or replace the budget of a key or a user for a period, in one currency.
 
@@ -115,7 +115,7 @@ def budgets_set(
 
 
 @budgets_app.command("list")
-def budgets_list(ctx: typer.Context, json: _JSON = False) -> None:
+def budgets_list(ctx: typer.Context, json: JsonOpt = False) -> None:
     """Every budget with this period's spend (from the database) and when it resets."""
     records = state(ctx).admin().budgets_list()
     if json:
@@ -125,7 +125,7 @@ def budgets_list(ctx: typer.Context, json: _JSON = False) -> None:
 
 
 @budgets_app.command("show")
-def budgets_show(ctx: typer.Context, ref: _REF, json: _JSON = False) -> None:
+def budgets_show(ctx: typer.Context, ref: _REF, json: JsonOpt = False) -> None:
     """One budget: its period, spend, thresholds and the notifications already sent."""
     record = state(ctx).admin().budgets_show(ref)
     if json:
@@ -158,7 +158,7 @@ def budgets_delete(
     yes: Annotated[
         bool, typer.Option("--yes", "-y", help="Do not ask; required when stdin is not a terminal.")
     ] = False,
-    json: _JSON = False,
+    json: JsonOpt = False,
 ) -> None:
     """Remove a budget: its spend is no longer watched or enforced."""
     ops = state(ctx).admin()

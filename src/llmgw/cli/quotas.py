@@ -6,6 +6,7 @@ from typing import Annotated
 
 import typer
 
+from llmgw.cli.options import JsonOpt
 from llmgw.cli.output import confirm, emit_json, print_table, stdout
 from llmgw.cli.state import state
 
@@ -16,8 +17,6 @@ quotas_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
 )
-
-_JSON = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
 @quotas_app.command("set")
@@ -45,7 +44,7 @@ def quotas_set(
     tpm: Annotated[
         int | None, typer.Option("--tpm", help="Tokens per minute.", show_default=False)
     ] = None,
-    json: _JSON = False,
+    json: JsonOpt = False,
 ) -> None:
     """Create or replace a quota: a user's rpm/tpm over all of their keys, or a key's or user's
     on one model version. Same algorithm and headers as a key's own limits."""
@@ -63,7 +62,7 @@ def quotas_set(
 
 
 @quotas_app.command("list")
-def quotas_list(ctx: typer.Context, json: _JSON = False) -> None:
+def quotas_list(ctx: typer.Context, json: JsonOpt = False) -> None:
     """Every quota."""
     records = state(ctx).admin().quotas_list()
     if json:
@@ -80,7 +79,7 @@ def quotas_delete(
     yes: Annotated[
         bool, typer.Option("--yes", "-y", help="Do not ask; required when stdin is not a terminal.")
     ] = False,
-    json: _JSON = False,
+    json: JsonOpt = False,
 ) -> None:
     """Remove a quota."""
     confirm(f"delete quota {ref}", "its limits stop applying", yes=yes)

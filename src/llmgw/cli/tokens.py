@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from llmgw.cli.options import JsonOpt
 from llmgw.cli.output import confirm, emit_json, print_table, when_text
 from llmgw.cli.state import state
 
@@ -18,8 +19,6 @@ tokens_app = typer.Typer(
     no_args_is_help=True,
     rich_markup_mode=None,
 )
-
-_JSON = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
 @tokens_app.command("create")
@@ -55,7 +54,7 @@ def tokens_create(
             show_default=False,
         ),
     ] = None,
-    json: _JSON = False,
+    json: JsonOpt = False,
 ) -> None:
     """Create a personal access token and print it once (only its id is kept)."""
     from llmgw.durations import parse_duration
@@ -94,7 +93,7 @@ def tokens_list(
     all_: Annotated[
         bool, typer.Option("--all", "-a", help="Include expired and revoked tokens.")
     ] = False,
-    json: _JSON = False,
+    json: JsonOpt = False,
 ) -> None:
     """List issued tokens (personal and OAuth access tokens) that are still valid."""
     records = state(ctx).identity().tokens_list(user=user, include_inactive=all_)
@@ -128,7 +127,7 @@ def tokens_revoke(
         str, typer.Argument(metavar="ID", help="The token's id (at least 8 characters of it).")
     ],
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
-    json: _JSON = False,
+    json: JsonOpt = False,
 ) -> None:
     """Revoke a token (an OAuth access token revokes its whole grant); every server refuses it
     within 1 s."""

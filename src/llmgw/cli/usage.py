@@ -17,6 +17,7 @@ from typing import IO, Annotated, Any, cast
 import orjson
 import typer
 
+from llmgw.cli.options import JsonOpt
 from llmgw.cli.output import (
     confirm,
     decimal_text,
@@ -70,7 +71,6 @@ UntilOpt = Annotated[
         show_default=False,
     ),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 
 
 def _since(text: str | None, param: str = "--since") -> datetime | None:
