@@ -359,3 +359,55 @@ async def test_a_provider_added_in_the_dashboard_serves_then_is_disabled_and_rem
         ("providers.remove", "tui"), ("providers.disable", "tui"), ("providers.add", "tui")
     ]  # fmt: skip
     assert secret not in str(audit)
+
+
+async def test_an_alias_added_in_the_dashboard_answers_then_is_removed(
+    live: Live, make_app: Callable[..., LlmgwApp]
+) -> None:
+    """``a`` on the provider management screen with ``--url``: an alias added in the form is
+    answered by the running gateway within seconds, no restart; removed, it answers 404."""
+    from llmgw.tui.screens.alias_admin import AliasAdminScreen
+    from llmgw.tui.widgets.dialogs import ConfirmScreen
+
+    chat = {"model": "tui-fast", "messages": [{"role": "user", "content": "hi"}]}
+    headers = {"Authorization": f"Bearer {live.admin_key}"}
+
+    def answer() -> int:
+        return httpx.post(
+            f"{live.url}/v1/chat/completions", json=chat, headers=headers, timeout=10
+        ).status_code
+
+    app = make_app(live)
+    async with app.run_test(size=(120, 36)) as pilot:
+        await pilot.press("m")
+        await pilot.pause()
+        await pilot.press("a")
+        screen = app.screen
+        assert isinstance(screen, AliasAdminScreen)
+        table = screen.query_one("#rows", DataTable)
+        await _until(pilot, lambda: screen.loaded, "the alias list")
+        before = table.row_count
+        await pilot.press("n")
+        await pilot.pause()
+        form = app.screen
+        for name, text in {"name": "tui-fast", "targets": "openai/gpt-4o-mini"}.items():
+            box = form.query_one(f"#f-{name}", Input)
+            box.focus()
+            await pilot.pause()
+            box.insert_text_at_cursor(text)
+        await pilot.press("enter")
+        await _until(pilot, lambda: table.row_count == before + 1, "the added alias")
+        started = time.monotonic()
+        while answer() != 200:
+            assert time.monotonic() - started < 10, "the added alias never answered"
+            await pilot.pause(0.2)
+        assert time.monotonic() - started < 5
+        await pilot.press("end", "x")
+        await pilot.pause()
+        assert isinstance(app.screen, ConfirmScreen)
+        await pilot.press("y")
+        await _until(pilot, lambda: table.row_count == before, "the removed alias gone")
+        deadline = time.monotonic() + 10
+        while answer() != 404:
+            assert time.monotonic() < deadline, "the removed alias kept answering"
+            await pilot.pause(0.2)
