@@ -224,8 +224,8 @@ async def test_a_used_up_rpm_fails_fast_and_retries_after_the_limiter_allows(
     db_url: str, classifying_settings: Callable[..., Settings], hook_auth: dict[str, str], llm: Any
 ) -> None:
     """``alerts.rpm = 1``: one call; the others are left unclassified (``error``, rate limited)
-    and queued again for when the limiter allows one; later alerts fail at once, without
-    asking the cache or the limiter again, until then."""
+    and queued again for when the limiter allows one, without spending an attempt; later alerts
+    fail at once, without asking the cache or the limiter again, until then."""
     settings = classifying_settings(db_url, rpm=1, retry_backoff=1)
     async with running(settings) as (app, c):
         for name in ("HighCPU", "DiskFull", "MemoryLow"):
@@ -250,6 +250,9 @@ async def test_a_used_up_rpm_fails_fast_and_retries_after_the_limiter_allows(
     assert len(failed) == 3
     assert all("alerts.rpm is used up" in f["detail"]["error"] for f in failed)
     waiting = query(
-        db_url, "SELECT state FROM alert_jobs WHERE step = 'classify' AND state = 'pending'"
+        db_url,
+        "SELECT state, attempts FROM alert_jobs WHERE step = 'classify' AND state = 'pending'",
     )
     assert len(waiting) == 3  # queued again, for when the limiter allows a call
+    # no call was made for them: a storm above alerts.rpm does not use up alerts.max_attempts
+    assert [w["attempts"] for w in waiting] == [0, 0, 0]

@@ -88,7 +88,7 @@ def test_a_broken_stdout_or_a_bad_format_never_raises_into_the_request() -> None
     handler.enqueue("x")
     handler.flush()  # the OSError is swallowed
     errors: list[logging.LogRecord] = []
-    handler.handleError = errors.append  # type: ignore[method-assign]
+    handler.handleError = errors.append  # type: ignore[method-assign,assignment]
     handler.emit(_record("%d", "not a number"))
     assert len(errors) == 1
     handler.close()

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from llmgw.alerts.stats import AlertStats
 from llmgw.config import AlertsSettings
-from llmgw.errors import LlmgwError
+from llmgw.errors import LlmgwError, RateLimited
 
 __all__ = [
     "OUTPUT_SCHEMA",
@@ -243,6 +243,8 @@ class Outcome:
     """The validated fields plus ``model``, ``prompt_version``, ``latency_ms``, ``cache_hit``."""
     error: str | None = None
     retry_after: float | None = None
+    called: bool = True
+    """False when no call was made (``alerts.rpm`` used up): the attempt is not counted."""
 
 
 class Classifier:
@@ -294,7 +296,9 @@ class Classifier:
             self.stats.classifications["error"] += 1
             # retried just after the limiter allows again, so that attempt asks it (a retry due
             # a hair early would fail here again and spend an attempt for nothing)
-            return Outcome("error", error=f"RateLimited: {RPM_USED_UP}", retry_after=wait + 0.1)
+            return Outcome(
+                "error", error=f"RateLimited: {RPM_USED_UP}", retry_after=wait + 0.1, called=False
+            )
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._flights[key] = future
         try:
@@ -391,8 +395,10 @@ class Classifier:
         except TimeoutError:
             return Outcome("timeout", error=f"no answer within {s.timeout:g} s")
         except LlmgwError as exc:
+            # alerts.rpm's own refusal (no call reached the router) is not an attempt
+            local = isinstance(exc, RateLimited) and exc.message == RPM_USED_UP
             return Outcome("error", error=f"{type(exc).__name__}: {exc.message}"[:300],
-                           retry_after=exc.retry_after)  # fmt: skip
+                           retry_after=exc.retry_after, called=not local)  # fmt: skip
         latency = self.clock() - t0
         self.stats.observe_latency(latency)
         try:

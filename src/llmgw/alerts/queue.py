@@ -114,14 +114,16 @@ class JobQueue:
 
     def settle_in(
         self, conn: Connection, job: ClaimedJob, state: str, error: str | None = None,
-        delay: float = 0.0,
+        delay: float = 0.0, refund: bool = False,
     ) -> bool:  # fmt: skip
         """Settle ``job`` on ``conn`` (the caller's transaction): ``done``, ``pending`` again
-        after ``delay`` seconds (a retry) or ``failed``; False if its lease was lost."""
+        after ``delay`` seconds (a retry; ``refund``: this claim does not count as an attempt)
+        or ``failed``; False if its lease was lost."""
         if state == "pending":
             when = self.now() + timedelta(seconds=delay)
+            extra = {"attempts": JOBS.c.attempts - 1} if refund else {}
             return self._settle_in(conn, job, state=state, run_after=when,
-                                   last_error=(error or "")[:500])  # fmt: skip
+                                   last_error=(error or "")[:500], **extra)  # fmt: skip
         return self._settle_in(conn, job, state=state, last_error=error[:500] if error else None)
 
     def follow_up_in(self, conn: Connection, alert_id: int, steps: tuple[str, ...]) -> None:

@@ -53,6 +53,8 @@ class Retry:
     error: str
     delay: float
     writes: tuple[Write, ...] = ()
+    refund: bool = False
+    """The attempt does not count towards ``alerts.max_attempts`` (no call was made)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +122,8 @@ class ClassifyStep:
         if outcome.status == "ok":
             return Done(writes)
         error = f"{outcome.status}: {outcome.error}"
+        if not outcome.called:  # alerts.rpm refused it before any call: not an attempt
+            return Retry(error, backoff(self.settings, 1, outcome.retry_after), writes, True)
         if job.attempts >= self.settings.max_attempts:
             return GiveUp(error, writes)
         return Retry(error, backoff(self.settings, job.attempts, outcome.retry_after), writes)
@@ -240,7 +244,7 @@ class AlertWorker:
                 if isinstance(result, Done):
                     q.settle_in(conn, job, "done")
                 elif isinstance(result, Retry):
-                    q.settle_in(conn, job, "pending", result.error, result.delay)
+                    q.settle_in(conn, job, "pending", result.error, result.delay, result.refund)
                 else:
                     q.settle_in(conn, job, "failed", result.error)
                 follow = FOLLOW_UPS.get(job.step, ())
