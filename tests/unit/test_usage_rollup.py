@@ -16,7 +16,13 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
-from llmgw.storage.tables import UsageRecord, usage_hourly, usage_rollup_state
+from llmgw.storage.tables import (
+    UsageRecord,
+    usage_daily,
+    usage_hourly,
+    usage_hourly_models,
+    usage_rollup_state,
+)
 from llmgw.usage import rollup
 from llmgw.usage.reports import GROUPS, model_label, plan, usage_stats
 
@@ -199,6 +205,46 @@ def test_reports_are_exact_through_refreshes_late_rows_and_window_edges(engine: 
 def max_id(engine: Engine) -> int:
     with engine.connect() as conn:
         return int(conn.execute(sa.select(sa.func.max(_u.c.id))).scalar_one())
+
+
+def test_a_fold_reads_the_raw_rows_once_and_every_rollup_sums_them(engine: Engine) -> None:
+    """``llmgw serve`` folds every row it records (docs/performance.md): one pass over the new
+    raw rows feeds all three rollups, and each holds what the rows add up to."""
+    rows = _rows(random.Random(11), 200, 0, [uuid.uuid4(), None])
+    _insert(engine, rows)
+    seen: list[str] = []
+
+    def log(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        seen.append(" ".join(statement.split()))
+
+    sa.event.listen(engine, "before_cursor_execute", log)
+    try:
+        assert rollup.refresh(engine) == 200
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", log)
+    raw = [q for q in seen if "FROM usage " in q and "GROUP BY" in q]
+    assert len(raw) == 1, raw
+    with engine.connect() as conn:
+        for table, per in (
+            (usage_hourly, "hour"),
+            (usage_hourly_models, "hour"),
+            (usage_daily, "day"),
+        ):
+            got = conn.execute(
+                sa.select(sa.func.sum(table.c.requests), sa.func.sum(table.c.lat_0),
+                          sa.func.min(table.c.latency_min), sa.func.max(table.c.latency_max),
+                          sa.func.count())
+            ).one()  # fmt: skip
+            lat = [r["latency_ms"] for r in rows]
+            assert got[0] == 200 and got[1] == sum(x < 1.0 for x in lat), table.name
+            assert got[2] == pytest.approx(min(lat)) and got[3] == pytest.approx(max(lat))
+            fmt = "%Y-%m-%d %H" if per == "hour" else "%Y-%m-%d"
+            dims = ("provider", "model", "model_version", "status")
+            if "key_id" in table.c:
+                dims += ("key_id",)
+            assert got[4] == len(
+                {(r["created_at"].strftime(fmt), *(r[d] for d in dims)) for r in rows}
+            )
 
 
 def test_by_model_tells_versions_apart_and_by_version_exists(engine: Engine) -> None:
