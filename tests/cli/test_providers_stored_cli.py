@@ -126,3 +126,28 @@ def test_models_without_url_ask_a_stored_provider_with_its_sealed_credential(
     catalog = json.loads(r.stdout)
     assert [m["id"] for m in catalog["data"]] == ["vllm/stored-model"]
     assert catalog["providers"][0]["error"] is None and SECRET not in r.stdout
+
+
+def test_providers_test_without_url_reaches_a_stored_provider_with_its_sealed_credential(
+    cli: Callable[..., CliResult], monkeypatch: pytest.MonkeyPatch, make_upstream: Any
+) -> None:
+    """``providers test NAME`` without --url knows the enabled stored providers: the 1-token chat
+    goes out with the opened credential (the upstream refuses any other); a disabled one is an
+    unknown name."""
+    up = make_upstream(api_key=SECRET, models=("stored-model",))
+    monkeypatch.setattr("sys.stdin", io.StringIO(SECRET + "\n"))
+    r = cli("providers", "add", "vllm", "--kind", "openai", "--base-url", up.base_url,
+            "-m", "stored-model", "--api-key-stdin")  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    r = cli("providers", "test", "vllm", "--json")
+    assert r.exit_code == 0, r.stderr
+    result = json.loads(r.stdout)
+    assert (result["provider"], result["check"], result["model"]) == (
+        "vllm",
+        "chat",
+        "stored-model",
+    )
+    assert SECRET not in r.stdout + r.stderr
+    assert cli("providers", "disable", "vllm", "--yes").exit_code == 0
+    r = cli("providers", "test", "vllm")
+    assert r.exit_code == 4 and "vllm" in r.stderr

@@ -416,7 +416,9 @@ def providers_models(
 @providers_app.command("test")
 def providers_test(
     ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="Provider name from the config.")],
+    name: Annotated[
+        str, typer.Argument(help="Provider name (the config file's or an enabled stored one).")
+    ],
     model: Annotated[
         str | None,
         typer.Option(help="Model for the 1-token chat (default: the first configured chat model)."),
@@ -432,9 +434,9 @@ def providers_test(
     """
     from llmgw.providers.probe import probe
 
-    settings = state(ctx).settings
+    settings, secrets = _with_stored_secrets(ctx)
     _provider(settings, name)  # an unknown name: the same message as every providers command
-    result = asyncio.run(probe(settings, name, model=model, check_seconds=timeout))
+    result = asyncio.run(probe(settings, name, model=model, check_seconds=timeout, secrets=secrets))
     if as_json:
         emit_json(result)
         return

@@ -16,7 +16,7 @@ import socket
 import ssl
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from llmgw.config import ProviderConfig, Settings
@@ -30,6 +30,9 @@ from llmgw.errors import (
     UpstreamTimeout,
 )
 from llmgw.providers.tls import ssl_context
+
+if TYPE_CHECKING:
+    from llmgw.providers.registry import SecretResolver
 
 __all__ = ["DEFAULT_AUTH", "DEFAULT_BASE", "DEFAULT_IAM", "probe", "probe_urls"]
 
@@ -105,13 +108,15 @@ async def _check_network(url: str, cfg: ProviderConfig, limit: float) -> None:
             await writer.wait_closed()
 
 
-async def _round_trip(settings: Settings, cfg: ProviderConfig, model: str | None) -> dict[str, Any]:
+async def _round_trip(
+    settings: Settings, cfg: ProviderConfig, model: str | None, secrets: SecretResolver | None
+) -> dict[str, Any]:
     from llmgw.providers.base import CallContext
     from llmgw.providers.registry import SecretResolver, build_providers
     from llmgw.schemas import ChatRequest
 
     only = settings.model_copy(update={"providers": [cfg]})
-    providers = build_providers(only, SecretResolver())
+    providers = build_providers(only, secrets if secrets is not None else SecretResolver())
     provider = providers[cfg.name]
     try:
         start = time.perf_counter()
@@ -159,12 +164,18 @@ def _diagnose(cfg: ProviderConfig, exc: LlmgwError) -> LlmgwError:
 
 
 async def probe(
-    settings: Settings, name: str, *, model: str | None = None, check_seconds: float = 10.0
+    settings: Settings,
+    name: str,
+    *,
+    model: str | None = None,
+    check_seconds: float = 10.0,
+    secrets: SecretResolver | None = None,
 ) -> dict[str, Any]:
     """Test provider ``name`` of ``settings``: ``{"provider", "ok": True, "check": "chat" |
     "list_models", "latency_ms", "model" | "models"}``, or a diagnosed ``LlmgwError``
     (``NotFound`` when no provider has that name). ``check_seconds`` bounds each network check;
-    the round trip gets three times that."""
+    the round trip gets three times that. ``secrets`` (default: environment and keyring) may
+    also answer stored providers' credentials."""
     cfg = settings.provider(name)
     if cfg is None:
         known = ", ".join(p.name for p in settings.providers) or "none configured"
@@ -172,7 +183,9 @@ async def probe(
     for url in probe_urls(cfg):
         await _check_network(url, cfg, check_seconds)
     try:
-        result = await asyncio.wait_for(_round_trip(settings, cfg, model), check_seconds * 3)
+        result = await asyncio.wait_for(
+            _round_trip(settings, cfg, model, secrets), check_seconds * 3
+        )
     except TimeoutError:
         raise UpstreamTimeout(
             f"{name}: timeout: no answer within {check_seconds * 3:g}s", hint="try --timeout"
