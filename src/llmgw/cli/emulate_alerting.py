@@ -15,6 +15,9 @@ if TYPE_CHECKING:
 __all__ = ["emulate_pagerduty", "emulate_rootly", "emulate_slack"]
 
 HostOpt = Annotated[str, typer.Option("--host", help="Interface to listen on.")]
+PortOpt = Annotated[
+    int, typer.Option("--port", "-p", min=0, max=65535, help="TCP port (0 picks a free one).")
+]
 FailRateOpt = Annotated[
     float,
     typer.Option(
@@ -102,9 +105,7 @@ def _options(
 
 def emulate_slack(
     host: HostOpt = "127.0.0.1",
-    port: Annotated[
-        int, typer.Option("--port", "-p", min=0, max=65535, help="TCP port (0 picks a free one).")
-    ] = 9011,
+    port: PortOpt = 9011,
     bot_token: Annotated[
         str | None,
         typer.Option(
@@ -166,9 +167,7 @@ def emulate_slack(
 
 def emulate_pagerduty(
     host: HostOpt = "127.0.0.1",
-    port: Annotated[
-        int, typer.Option("--port", "-p", min=0, max=65535, help="TCP port (0 picks a free one).")
-    ] = 9012,
+    port: PortOpt = 9012,
     routing_keys: Annotated[
         str,
         typer.Option(
@@ -218,9 +217,7 @@ def emulate_pagerduty(
 
 def emulate_rootly(
     host: HostOpt = "127.0.0.1",
-    port: Annotated[
-        int, typer.Option("--port", "-p", min=0, max=65535, help="TCP port (0 picks a free one).")
-    ] = 9013,
+    port: PortOpt = 9013,
     api_key: Annotated[
         str | None,
         typer.Option(
