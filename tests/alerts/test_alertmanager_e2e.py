@@ -100,6 +100,56 @@ def _until(check: Any, limit: float = 90.0) -> Any:
         time.sleep(0.25)
 
 
+def _serve(cfg: Path, home: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
+    """``llmgw --config CFG serve --port PORT`` with ``LLMGW_HOME=home``, appending to ``log``."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("LLMGW_")},
+        "LLMGW_HOME": str(home),
+    }
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            [LLMGW, "--config", str(cfg), "serve", "--port", str(port)],
+            env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+
+
+def _am_config(tmp_path: Path, gw_port: int) -> Path:
+    """An Alertmanager config sending every group to the gateway's webhook with its token."""
+    token_file = tmp_path / "token"
+    token_file.write_text(WEBHOOK_TOKEN)
+    am_cfg = tmp_path / "am.yml"
+    am_cfg.write_text(
+        "global:\n  resolve_timeout: 5m\n"
+        "route:\n  receiver: llmgw\n  group_by: [alertname]\n"
+        "  group_wait: 1s\n  group_interval: 2s\n  repeat_interval: 1h\n"
+        "receivers:\n  - name: llmgw\n    webhook_configs:\n"
+        f"      - url: http://127.0.0.1:{gw_port}/alerts/webhook\n"
+        "        send_resolved: true\n        max_alerts: 0\n"
+        "        http_config:\n          authorization:\n            type: Bearer\n"
+        f"            credentials_file: {token_file}\n"
+    )
+    return am_cfg
+
+
+def _alertmanager(
+    am_bin: str, am_cfg: Path, tmp_path: Path, name: str, port: int,
+    procs: list[subprocess.Popen[bytes]],
+) -> str:  # fmt: skip
+    """A ready Alertmanager on ``port`` (storage and log named ``name``); its URL."""
+    url = f"http://127.0.0.1:{port}"
+    log = tmp_path / f"{name}.log"
+    with log.open("wb") as out:
+        am = subprocess.Popen(
+            [am_bin, f"--config.file={am_cfg}", f"--storage.path={tmp_path / name}",
+             f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=",
+             f"--web.external-url={url}"],
+            stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    procs.append(am)
+    _wait(f"{url}/-/ready", am, log)
+    return url
+
+
 def test_real_alertmanager_ha_pair_fire_and_resolve(
     tmp_path: Path, home: Path, llm: Any, procs: list[subprocess.Popen[bytes]]
 ) -> None:
@@ -120,48 +170,17 @@ def test_real_alertmanager_ha_pair_fire_and_resolve(
         'models = ["gpt-4o-mini"]\n'
         '[providers.prices."gpt-4o-mini"]\ninput = 0.15\noutput = 0.60\n'
     )
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("LLMGW_")},
-        "LLMGW_HOME": str(home),
-    }
     log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        gw = subprocess.Popen(
-            [LLMGW, "--config", str(tmp_path / "config.toml"), "serve", "--port", str(gw_port)],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    gw = _serve(tmp_path / "config.toml", home, gw_port, log)
     procs.append(gw)
     _wait(f"http://127.0.0.1:{gw_port}/readyz", gw, log)
 
-    token_file = tmp_path / "token"
-    token_file.write_text(WEBHOOK_TOKEN)
-    am_cfg = tmp_path / "am.yml"
-    am_cfg.write_text(
-        "global:\n  resolve_timeout: 5m\n"
-        "route:\n  receiver: llmgw\n  group_by: [alertname]\n"
-        "  group_wait: 1s\n  group_interval: 2s\n  repeat_interval: 1h\n"
-        "receivers:\n  - name: llmgw\n    webhook_configs:\n"
-        f"      - url: http://127.0.0.1:{gw_port}/alerts/webhook\n"
-        "        send_resolved: true\n        max_alerts: 0\n"
-        "        http_config:\n          authorization:\n            type: Bearer\n"
-        f"            credentials_file: {token_file}\n"
-    )
+    am_cfg = _am_config(tmp_path, gw_port)
     check = subprocess.run([amtool, "check-config", str(am_cfg)], capture_output=True, text=True)
     assert check.returncode == 0, check.stdout + check.stderr
     urls = []
     for i in range(2):  # an HA pair: each one gets the alerts and notifies on its own
-        port = _port()
-        am_log = tmp_path / f"am{i}.log"
-        with am_log.open("wb") as out:
-            am = subprocess.Popen(
-                [am_bin, f"--config.file={am_cfg}", f"--storage.path={tmp_path / f'am{i}'}",
-                 f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address=",
-                 f"--web.external-url=http://127.0.0.1:{port}"],
-                stdout=out, stderr=subprocess.STDOUT,
-            )  # fmt: skip
-        procs.append(am)
-        _wait(f"http://127.0.0.1:{port}/-/ready", am, am_log)
-        urls.append(f"http://127.0.0.1:{port}")
+        urls.append(_alertmanager(am_bin, am_cfg, tmp_path, f"am{i}", _port(), procs))
 
     start = (datetime.now(UTC) - timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
     labels = ["HighCPU", "instance=node1:9100", "job=node", "severity=critical"]
@@ -219,40 +238,11 @@ def test_silences_from_the_real_alertmanager_show_on_the_history(
         f'webhook_token = "{WEBHOOK_TOKEN}"\npoll_interval = 0.2\n'
         f'alertmanager_urls = ["{am_url}"]\nsilence_interval = 1\n'
     )
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("LLMGW_")},
-        "LLMGW_HOME": str(home),
-    }
     log = tmp_path / "serve.log"
-    with log.open("wb") as out:
-        gw = subprocess.Popen(
-            [LLMGW, "--config", str(tmp_path / "config.toml"), "serve", "--port", str(gw_port)],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    gw = _serve(tmp_path / "config.toml", home, gw_port, log)
     procs.append(gw)
     _wait(f"http://127.0.0.1:{gw_port}/readyz", gw, log)
-    token_file = tmp_path / "token"
-    token_file.write_text(WEBHOOK_TOKEN)
-    am_cfg = tmp_path / "am.yml"
-    am_cfg.write_text(
-        "route:\n  receiver: llmgw\n  group_by: [alertname]\n"
-        "  group_wait: 1s\n  group_interval: 2s\n  repeat_interval: 1h\n"
-        "receivers:\n  - name: llmgw\n    webhook_configs:\n"
-        f"      - url: http://127.0.0.1:{gw_port}/alerts/webhook\n"
-        "        send_resolved: true\n        max_alerts: 0\n"
-        "        http_config:\n          authorization:\n            type: Bearer\n"
-        f"            credentials_file: {token_file}\n"
-    )
-    am_log = tmp_path / "am.log"
-    with am_log.open("wb") as out:
-        am = subprocess.Popen(
-            [am_bin, f"--config.file={am_cfg}", f"--storage.path={tmp_path / 'am'}",
-             f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address=",
-             f"--web.external-url={am_url}"],
-            stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    procs.append(am)
-    _wait(f"{am_url}/-/ready", am, am_log)
+    _alertmanager(am_bin, _am_config(tmp_path, gw_port), tmp_path, "am", am_port, procs)
 
     def amt(*args: str) -> str:
         r = subprocess.run([amtool, f"--alertmanager.url={am_url}", *args],

@@ -4,7 +4,6 @@ the gateway while its three requests are in flight publishes nothing twice and l
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -20,7 +19,17 @@ from llmgw.storage.db import make_engine
 from llmgw.storage.schema import upgrade
 from tests.alerts.amdata import WEBHOOK_TOKEN, am_alert, am_payload, later
 from tests.alerts.conftest import CHANNEL, Emulators
-from tests.alerts.test_alertmanager_e2e import _port, _rows, _tool, _until, _wait, procs  # noqa: F401
+from tests.alerts.test_alertmanager_e2e import (  # noqa: F401
+    _alertmanager,
+    _am_config,
+    _port,
+    _rows,
+    _serve,
+    _tool,
+    _until,
+    _wait,
+    procs,
+)
 
 LLMGW = str(Path(sys.executable).with_name("llmgw"))
 pytestmark = pytest.mark.slow
@@ -39,18 +48,6 @@ def _config(
     cfg = tmp_path / "config.toml"
     cfg.write_text("\n".join(lines) + tail)
     return cfg
-
-
-def _serve(cfg: Path, home: Path, port: int, log: Path) -> subprocess.Popen[bytes]:
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("LLMGW_")},
-        "LLMGW_HOME": str(home),
-    }
-    with log.open("ab") as out:
-        return subprocess.Popen(
-            [LLMGW, "--config", str(cfg), "serve", "--port", str(port)],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
 
 
 def _pubs(db_url: str, action: str, state: str = "sent") -> list[dict[str, Any]]:
@@ -81,29 +78,7 @@ def test_alertmanager_to_pagerduty_slack_and_rootly_fire_then_resolve(
     gw = _serve(cfg, home, gw_port, log)
     procs.append(gw)
     _wait(f"http://127.0.0.1:{gw_port}/readyz", gw, log)
-    token_file = tmp_path / "token"
-    token_file.write_text(WEBHOOK_TOKEN)
-    am_cfg = tmp_path / "am.yml"
-    am_cfg.write_text(
-        "route:\n  receiver: llmgw\n  group_by: [alertname]\n"
-        "  group_wait: 1s\n  group_interval: 2s\n  repeat_interval: 1h\n"
-        "receivers:\n  - name: llmgw\n    webhook_configs:\n"
-        f"      - url: http://127.0.0.1:{gw_port}/alerts/webhook\n"
-        "        send_resolved: true\n        max_alerts: 0\n"
-        "        http_config:\n          authorization:\n            type: Bearer\n"
-        f"            credentials_file: {token_file}\n"
-    )
-    am_url = f"http://127.0.0.1:{am_port}"
-    am_log = tmp_path / "am.log"
-    with am_log.open("wb") as out:
-        am = subprocess.Popen(
-            [am_bin, f"--config.file={am_cfg}", f"--storage.path={tmp_path / 'am'}",
-             f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address=",
-             f"--web.external-url={am_url}"],
-            stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    procs.append(am)
-    _wait(f"{am_url}/-/ready", am, am_log)
+    am_url = _alertmanager(am_bin, _am_config(tmp_path, gw_port), tmp_path, "am", am_port, procs)
     start = (datetime.now(UTC) - timedelta(seconds=5)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
     def amtool_add(*extra_args: str) -> None:
