@@ -239,7 +239,7 @@ def test_a_fold_reads_the_raw_rows_once_and_every_rollup_sums_them(engine: Engin
             assert got[0] == 200 and got[1] == sum(x < 1.0 for x in lat), table.name
             assert got[2] == pytest.approx(min(lat)) and got[3] == pytest.approx(max(lat))
             fmt = "%Y-%m-%d %H" if per == "hour" else "%Y-%m-%d"
-            dims = ("provider", "model", "model_version", "status")
+            dims: tuple[str, ...] = ("provider", "model", "model_version", "status")
             if "key_id" in table.c:
                 dims += ("key_id",)
             assert got[4] == len(
