@@ -1,8 +1,10 @@
 """A rolling restart behind nginx fails no request (docs/deployment.md#rolling-restart).
 
-Two real ``llmgw serve`` instances share one PostgreSQL database and one Redis behind nginx
+Three real ``llmgw serve`` instances share one PostgreSQL database and one Redis behind nginx
 (deploy/nginx/llmgw.conf.tmpl, on loopback) in front of the OpenAI emulator. Clients keep sending
-chat completions while each instance in turn gets SIGTERM, drains, exits 0 and is started again.
+chat completions while each instance in turn gets SIGTERM, drains, exits 0 and is started again;
+meanwhile a key limited to ``LIMITED_RPM`` requests a minute gets exactly what one shared GCRA
+bucket allows across the three instances (SHUT-4: rate limits stay global during the roll, RL-2).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ pytestmark = [pytest.mark.slow, pytest.mark.postgres, pytest.mark.redis]
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "deploy" / "nginx" / "llmgw.conf.tmpl"
 CLIENTS = 6
+INSTANCES = 3
+LIMITED_RPM = 40
 
 
 def _need_nginx() -> str:
@@ -83,8 +87,9 @@ class Instance:
 @pytest.fixture
 def gateway(
     pg_url: str, redis_url: str, emulator: Any, upstream_key: str, home: Path, tmp_path: Path
-) -> Iterator[tuple[str, list[Instance], str]]:
-    """(nginx URL, the instances, an API key) on one PostgreSQL database and one Redis."""
+) -> Iterator[tuple[str, list[Instance], str, str]]:
+    """(nginx URL, the instances, an API key, a key limited to ``LIMITED_RPM``) on one
+    PostgreSQL database and one Redis."""
     from llmgw.auth.keys import KeyService
     from llmgw.storage.db import make_engine
     from llmgw.storage.schema import upgrade
@@ -93,6 +98,7 @@ def gateway(
     engine = make_engine(pg_url)
     upgrade(engine)
     secret = KeyService(engine).create("rolling").secret
+    limited = KeyService(engine).create("rolling-limited", rpm=LIMITED_RPM).secret
     engine.dispose()
     prefix = f"llmgw-test:{uuid.uuid4().hex[:12]}:auth"
     cfg = tmp_path / "config.toml"
@@ -105,7 +111,7 @@ def gateway(
         'models = ["gpt-4o-mini"]\n'
     )
     instances = []
-    for i in range(2):
+    for i in range(INSTANCES):
         env = {
             **os.environ,
             "LLMGW_HOME": str(home / f"i{i}"),  # each instance its own spool and journal
@@ -139,7 +145,7 @@ def gateway(
         )  # fmt: skip
         url = f"http://127.0.0.1:{listen}"
         _wait(url, nginx_proc, prefix_dir / "error.log", "/healthz")
-        yield url, instances, secret
+        yield url, instances, secret, limited
     finally:
         if nginx_proc is not None:
             nginx_proc.terminate()
@@ -152,8 +158,12 @@ def gateway(
         client.close()
 
 
-def test_rolling_restart_fails_no_request(gateway: tuple[str, list[Instance], str]) -> None:
-    url, instances, secret = gateway
+def test_rolling_restart_fails_no_request(
+    gateway: tuple[str, list[Instance], str, str],
+) -> None:
+    """SHUT-4: no client error while each of three instances is restarted in turn under load,
+    and the limited key's answers stay exactly at its shared limit across them (RL-2)."""
+    url, instances, secret, limited = gateway
     stop = threading.Event()
     served: Counter[str] = Counter()
     failures: list[str] = []
@@ -179,7 +189,24 @@ def test_rolling_restart_fails_no_request(gateway: tuple[str, list[Instance], st
                     else:
                         failures.append(outcome)
 
+    limited_answers: Counter[int] = Counter()
+    limited_sent: list[float] = []
+
+    def limited_client() -> None:
+        # one request every 0.2 s: its LIMITED_RPM-th answer falls in the middle of the roll
+        headers = {"Authorization": f"Bearer {limited}"}
+        with httpx.Client(base_url=url, headers=headers, timeout=30) as c:
+            while not stop.is_set():
+                limited_sent.append(time.monotonic())
+                try:
+                    limited_answers[c.post("/v1/chat/completions", json=body).status_code] += 1
+                except httpx.TransportError as exc:
+                    with lock:
+                        failures.append(f"limited key: transport {type(exc).__name__}: {exc}")
+                stop.wait(0.2)
+
     threads = [threading.Thread(target=client) for _ in range(CLIENTS)]
+    threads.append(threading.Thread(target=limited_client))
     for t in threads:
         t.start()
     try:
@@ -202,7 +229,17 @@ def test_rolling_restart_fails_no_request(gateway: tuple[str, list[Instance], st
     assert before_roll > 0 and total > before_roll
     for inst in instances:
         assert served[f"127.0.0.1:{inst.port}"] > 0, served
-    print(f"rolling restart: {total} requests, 0 failed, per instance {dict(served)}")
+    # GCRA: a burst of LIMITED_RPM, then LIMITED_RPM per minute refilled over the time the
+    # requests spanned; one shared bucket answers that many (+-1 for where the refill falls),
+    # every other request a 429. Per-instance limits would answer up to three times the burst.
+    span = limited_sent[-1] - limited_sent[0]
+    expected = LIMITED_RPM + span * LIMITED_RPM / 60
+    assert abs(limited_answers[200] - expected) <= 1.5, (limited_answers, span)
+    assert set(limited_answers) == {200, 429}, limited_answers
+    print(
+        f"rolling restart: {total} requests, 0 failed, per instance {dict(served)}; "
+        f"limited key {dict(limited_answers)}"
+    )
 
 
 def test_a_draining_server_answers_on_its_open_connections_then_closes_them(
