@@ -53,7 +53,7 @@ def test_emulator_command_shows_what_it_received(
         assert "HighCPU" in json.dumps(received[1]["body"])
         logged = [json.loads(line) for line in log.read_text().splitlines()]
         assert [r["status"] for r in logged] == [429, status]
-        assert "Bearer <redacted>" in json.dumps(logged) or command != "rootly"
+        assert "Bearer [redacted]" in json.dumps(logged) or command != "rootly"
     finally:
         proc.terminate()
         proc.wait(10)

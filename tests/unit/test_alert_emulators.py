@@ -123,7 +123,7 @@ def test_slack_web_client_posts_threads_and_updates(slack: RunningServer) -> Non
     assert [m.text for m in emu.thread(CHANNEL, first["ts"])] == ["[RESOLVED] HighCPU"]
     # The received log never keeps the token.
     log = httpx.get(f"{slack.url}/_emulator/received", params={"path": "/api/chat.update"}).json()
-    assert log["received"][0]["headers"]["authorization"] == "Bearer <redacted>"
+    assert log["received"][0]["headers"]["authorization"] == "Bearer [redacted]"
     assert slack_emu.DEFAULT_BOT_TOKEN not in httpx.get(f"{slack.url}/_emulator/received").text
 
 

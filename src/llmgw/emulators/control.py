@@ -19,7 +19,7 @@ import random
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypedDict, get_args
@@ -29,6 +29,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from llmgw.emulators.faults import json_response
+from llmgw.providers.transport import redact_secrets
 
 __all__ = [
     "ALERT_FAULTS",
@@ -51,12 +52,31 @@ then answer 500."""
 
 ALERT_FAULTS: tuple[str, ...] = get_args(AlertFault)
 
-_REDACTED_HEADERS = ("authorization", "x-routing-key", "cookie")
+_SECRET_HEADERS = ("authorization", "x-routing-key", "x-api-key", "cookie")
+_SECRET_FIELDS = ("routing_key", "token", "secret", "client_secret", "api_key", "password")
+"""Body fields (top level, JSON or form) and query parameters whose value is a credential."""
+
+
+def _credentials(request: Request, body: Any) -> list[str]:
+    """The credentials one request carries: secret headers (without their scheme), secret body
+    fields and query parameters."""
+    found = []
+    for name in _SECRET_HEADERS:
+        value = request.headers.get(name, "")
+        found.append(value.split(" ", 1)[1] if " " in value else value)
+    if isinstance(body, dict):
+        found += [str(body[k]) for k in _SECRET_FIELDS if isinstance(body.get(k), str)]
+    found += [request.query_params.get(k, "") for k in _SECRET_FIELDS]
+    return [s for s in found if s]
 
 
 @dataclass
 class Received:
-    """One request as an emulator received it (credentials in headers are never kept)."""
+    """One request as an emulator received it.
+
+    The fields hold what arrived (tests in the same process check the routing key a client sent);
+    ``as_json``, the only form that leaves the process (``/_emulator/received`` and ``--log``),
+    redacts the request's credentials the way the gateway's logs do (``redact_secrets``)."""
 
     id: int
     at: float
@@ -68,13 +88,28 @@ class Received:
     """Parsed JSON (or form fields as a dict), else the text as received."""
     note: str = ""
     """What the emulator did with it: ``created``, ``updated``, ``dropped: ...``, ``fault: 429``..."""
+    secrets: tuple[str, ...] = field(default=(), repr=False)
+    """The credentials this request carried (headers, body fields, a webhook URL's secret part)."""
 
     def as_json(self) -> dict[str, Any]:
-        """The JSON shape served on ``/_emulator/received`` and written to ``--log``."""
+        """The JSON shape served on ``/_emulator/received`` and written to ``--log``, redacted."""
         return {
-            "id": self.id, "at": self.at, "method": self.method, "path": self.path,
-            "status": self.status, "headers": self.headers, "body": self.body, "note": self.note,
+            "id": self.id, "at": self.at, "method": self.method,
+            "path": _redacted(self.path, self.secrets), "status": self.status,
+            "headers": _redacted(self.headers, self.secrets),
+            "body": _redacted(self.body, self.secrets), "note": self.note,
         }  # fmt: skip
+
+
+def _redacted(value: Any, secrets: Sequence[str]) -> Any:
+    """``value`` (JSON-shaped) with every string passed through the gateway's ``redact_secrets``."""
+    if isinstance(value, str):
+        return redact_secrets(value, secrets)
+    if isinstance(value, dict):
+        return {k: _redacted(v, secrets) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_redacted(v, secrets) for v in value]
+    return value
 
 
 class Recorder:
@@ -86,18 +121,16 @@ class Recorder:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
-    def add(self, request: Request, body: Any, status: int, note: str = "") -> Received:
-        """Record one request and what was answered."""
-        headers = {}
-        for name, value in request.headers.items():
-            if name in _REDACTED_HEADERS:
-                scheme = value.split(" ", 1)[0] if " " in value else ""
-                value = f"{scheme} <redacted>".strip()
-            headers[name] = value
+    def add(
+        self, request: Request, body: Any, status: int, note: str = "", secrets: Sequence[str] = ()
+    ) -> Received:
+        """Record one request and what was answered; ``secrets``: credentials the request carries
+        beyond those ``_credentials`` finds (the secret part of a Slack webhook URL)."""
+        found = tuple(sorted({*_credentials(request, body), *secrets}, key=len, reverse=True))
         with self._lock:
             item = Received(
                 id=next(self._ids), at=time.time(), method=request.method, path=request.url.path,
-                status=status, headers=headers, body=body, note=note,
+                status=status, headers=dict(request.headers), body=body, note=note, secrets=found,
             )  # fmt: skip
             self.items.append(item)
             if self.log_path is not None:

@@ -321,7 +321,7 @@ class _App:
             emu.create({"source": "generic_webhook", "summary": summary, "external_id": ident,
                         "data": body})  # fmt: skip
             note = "created"
-        emu.recorder.add(request, {k: v for k, v in body.items() if k != "secret"}, 200, note)
+        emu.recorder.add(request, body, 200, note)
         return json_response({"status": "ok", "note": note, "received_at": time.time()})
 
 

@@ -172,7 +172,8 @@ class _App:
             body = raw.decode(errors="replace")
         path = request.url.path
         resp, note = await self._webhook(path, body)
-        emu.recorder.add(request, body, resp.status_code, note)
+        secret = path.removeprefix("/services/").split("/")[2:]  # a webhook URL's secret part
+        emu.recorder.add(request, body, resp.status_code, note, secret)
         return resp
 
     async def _webhook(self, path: str, body: Any) -> tuple[Response, str]:
@@ -225,8 +226,6 @@ class _App:
                 body = raw.decode(errors="replace")
         else:
             body = dict(parse_qsl(raw.decode(errors="replace")))
-        if isinstance(body, dict) and "token" in body:
-            body = {**body, "token": "<redacted>"}
         resp, note = await self._api(request, method, body)
         emu.recorder.add(request, body, resp.status_code, note)
         return resp
