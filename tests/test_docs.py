@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -157,3 +158,39 @@ def test_config_md_lists_every_setting() -> None:
             assert f"### `[{name}]`" in text, name
             for leaf in sub:
                 assert f"`LLMGW_{name.upper()}__{leaf.upper()}`" in text, (name, leaf)
+
+
+def _anchors(path: Path) -> set[str]:
+    """The #fragments GitHub makes of a Markdown file's headings (code blocks skipped)."""
+    found: set[str] = set()
+    seen: dict[str, int] = {}
+    fence = ""
+    for line in path.read_text(encoding="utf-8").splitlines():
+        mark = re.match(r"\s*(`{3,}|~{3,})", line)
+        if mark:
+            fence = "" if fence and mark.group(1).startswith(fence) else fence or mark.group(1)
+            continue
+        heading = re.match(r"#{1,6}\s+(.*)$", line)
+        if fence or not heading:
+            continue
+        slug = re.sub(r"[^\w\- ]", "", heading.group(1).strip().lower()).replace(" ", "-")
+        count = seen.get(slug, 0)
+        seen[slug] = count + 1
+        found.add(slug if count == 0 else f"{slug}-{count}")
+    return found
+
+
+def test_every_relative_link_in_the_docs_leads_somewhere() -> None:
+    """README.md and docs/*.md: each relative link's file exists, and its #anchor is a heading."""
+    broken = []
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)\s]+)\)", doc.read_text(encoding="utf-8")):
+            if re.match(r"[a-z]+:", target):
+                continue
+            path, _, anchor = target.partition("#")
+            linked = (doc.parent / path).resolve() if path else doc
+            if not linked.exists() or (
+                anchor and linked.suffix == ".md" and anchor not in _anchors(linked)
+            ):
+                broken.append(f"{doc.relative_to(ROOT)}: {target}")
+    assert broken == []
