@@ -568,7 +568,7 @@ class AliasTarget(_Section):
     """One candidate of an alias, with an optional weight for load spreading."""
 
     target: str
-    weight: float = Field(default=1.0, gt=0)
+    weight: float = Field(default=1.0, gt=0, allow_inf_nan=False)
 
 
 _NAME_RE = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")

@@ -71,6 +71,9 @@ BAD = [
     (("a/b", "giga/GigaChat"), "invalid alias name"),
     (("ok", "giga/GigaChat=x"), "invalid weight"),
     (("ok", "giga/GigaChat=0"), "greater than 0"),
+    # inf was stored as JSON Infinity (PostgreSQL refuses it) and read back as a null weight
+    (("ok", "giga/GigaChat=inf"), "finite number"),
+    (("ok", "giga/GigaChat=nan"), "finite number"),
     (("ok", "giga/GigaChat", "giga/GigaChat"), "listed twice"),
     (("ok", "bad name"), "not a model name"),
     (("ok", "ok"), "cannot name itself"),
