@@ -368,3 +368,22 @@ def test_migration_0008_moves_token_ids_out_of_the_key_column(engine: Engine) ->
     assert sum(r["key_id"] is None and r["user_id"] == user for r in rows) > 50
     _check(engine, rows, END - timedelta(days=2, minutes=17), None, refresh_at=10**9)
     _check(engine, rows, None, None, refresh_at=10**9)
+
+
+def test_sqlite_reads_only_the_raw_rows_at_the_edges_and_in_the_tail(engine: Engine) -> None:
+    """A 30-day window reads whole hours and days from the rollups and, from ``usage``, an index
+    range under an hour wide at each edge and the ids past the watermark: never every raw row
+    of the window (SQLite, offered both indexes in one OR, ranged over the whole window)."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("a SQLite query plan")
+    from llmgw.usage.reports import _statement
+
+    stmt = _statement("model", "sqlite", END - timedelta(days=30), None, {}, 100, True)
+    sql = str(stmt.compile(engine, compile_kwargs={"literal_binds": True}))
+    with engine.connect() as conn:
+        steps = [r[3] for r in conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql)]
+    on_usage = [s for s in steps if " usage " in f"{s} "]
+    assert on_usage == [
+        "SEARCH usage USING INDEX ix_usage_created_at (created_at>? AND created_at<?)",
+        "SEARCH usage USING INTEGER PRIMARY KEY (rowid>?)",
+    ], steps

@@ -273,6 +273,14 @@ def _edges(
     return out
 
 
+def _unindexed(col: sa.Column[Any], dialect: str) -> ColumnElement[Any]:
+    """``col`` as SQLite's planner may not range over with an index (``+usage.col``: the same
+    value); the column itself elsewhere."""
+    if dialect != "sqlite":
+        return col
+    return sa.literal_column(f"+{col.table.name}.{col.name}", type_=col.type)
+
+
 def _in(col: ColumnElement[Any], r: Range) -> ColumnElement[bool]:
     cond: list[ColumnElement[bool]] = []
     if r[0] is not None:
@@ -351,13 +359,28 @@ def _statement(
             .where(sa.or_(*(_in(table.c.bucket, r) for r in ranges)), *_filters(table, only))
             .group_by(*groups)
         )
-    # raw rows: the window's edges (every row), and the rows the rollups do not hold yet
+    # raw rows, in two parts that never share a row: the window's edges as far as the rollups
+    # hold them (an index range on created_at, under an hour each), and the rows the rollups do
+    # not hold yet (an index range on id). Each part names only its own index: SQLite, given
+    # both, ranged over created_at for the whole window and read every raw row in it.
     groups = _source_groups(by, dialect, _u, _u.c.created_at, split)
-    # (the window's edges lie inside the window: each OR arm has an index of its own)
-    fresh = sa.and_(_u.c.id > watermark, _in(_u.c.created_at, (since, until)))
+    if raw:
+        parts.append(
+            sa.select(*groups, *_raw_metrics(dialect))
+            .where(
+                sa.or_(*(_in(_u.c.created_at, r) for r in raw)),
+                _unindexed(_u.c.id, dialect) <= watermark,
+                *_window(None, None, only),
+            )
+            .group_by(*groups)
+        )
     parts.append(
         sa.select(*groups, *_raw_metrics(dialect))
-        .where(sa.or_(*(_in(_u.c.created_at, r) for r in raw), fresh), *_window(None, None, only))
+        .where(
+            _u.c.id > watermark,
+            _in(_unindexed(_u.c.created_at, dialect), (since, until)),
+            *_window(None, None, only),
+        )
         .group_by(*groups)
     )
     union = sa.union_all(*parts).subquery("parts")
