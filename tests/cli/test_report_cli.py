@@ -76,3 +76,15 @@ def test_report_formats_on_a_seeded_month(
     ):
         r = cli(*base, *args, env=_env(db_url))
         assert r.exit_code == 2 and message in r.stderr, (args, r.stderr)
+
+
+def test_an_empty_period_reads_as_unchanged_not_new(cli: Any, db_url: str) -> None:
+    """A fresh install's first report: nothing against nothing is +0.0%, the chart's peak 0."""
+    r = cli("report", "daily", "--date", "2026-11-18", "--format", "json", env=_env(db_url))
+    assert r.exit_code == 0, r.stderr
+    trend = json.loads(r.stdout)["trend"]
+    assert trend["requests"] == 0.0 and trend["errors"] == 0.0
+    r = cli("report", "daily", "--date", "2026-11-18", env=_env(db_url))
+    assert r.exit_code == 0, r.stderr
+    assert "requests per hour (peak 0)" in r.stdout
+    assert "new" not in r.stdout and "+0.0%" in r.stdout

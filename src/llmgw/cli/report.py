@@ -28,7 +28,7 @@ def _column_chart(
     top = max(values, default=0) or 1
     rows = 8
     width = max(1, min(8, 64 // max(len(values), 1)))
-    out.print(Text(f"{title} (peak {top:,.0f})", style="bold"))
+    out.print(Text(f"{title} (peak {max(values, default=0):,.0f})", style="bold"))
     for r in range(rows, 0, -1):
         line = Text("│")
         for v in values:

@@ -83,7 +83,10 @@ def _totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _change(now: float, before: float) -> float | None:
-    return None if not before else round((now - before) / before, 4)
+    """The relative change; 0.0 for nothing against nothing, None ("new") for something new."""
+    if not before:
+        return None if now else 0.0
+    return round((now - before) / before, 4)
 
 
 def _slots(period: Period, start: datetime, end: datetime) -> list[str]:

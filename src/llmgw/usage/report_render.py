@@ -29,7 +29,8 @@ def money(costs: dict[str, Any]) -> str:
 
 
 def change(v: float | None) -> str:
-    """``+12.5%``, ``-3.0%`` or ``new`` (nothing to compare with)."""
+    """``+12.5%``, ``-3.0%`` (``+0.0%`` for nothing against nothing) or ``new`` (something
+    where the previous period had nothing)."""
     return "new" if v is None else f"{v:+.1%}"
 
 
