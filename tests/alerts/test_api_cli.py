@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -195,3 +196,16 @@ def test_api_and_cli_on_a_real_server(
     fired = cli("--url", srv.url, "alerts", "test-fire", "--name", "ViaUrl", "--json")
     assert fired.exit_code == 0, fired.stderr
     assert json.loads(fired.stdout)["new"] == 1
+    # without --json one readable line (was the answer's Python repr); again: a duplicate
+    fired = cli("alerts", "test-fire", "--to", srv.url, "--name", "ViaUrl")
+    assert fired.exit_code == 0, fired.stderr
+    assert re.fullmatch(
+        rf"sent firing ViaUrl to {re.escape(srv.url)}: stored \(a duplicate\), "
+        r"delivery \d+, 0 new, 0 resolved",
+        fired.stdout.strip(),
+    ), fired.stdout
+    # a token the server does not know: exit 6 with a hint, the token never printed
+    monkeypatch.setenv("LLMGW_ALERTS__WEBHOOK_TOKEN", "not-the-servers-token")
+    refused = cli("alerts", "test-fire", "--to", srv.url)
+    assert refused.exit_code == 6 and "refused the token" in refused.stderr
+    assert "hint:" in refused.stderr and "not-the-servers-token" not in refused.stderr

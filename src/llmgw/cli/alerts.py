@@ -298,7 +298,7 @@ def alerts_test_fire(
     import httpx
 
     from llmgw.alerts.payload import am_fingerprint
-    from llmgw.errors import ConfigError, Unavailable
+    from llmgw.errors import AuthError, ConfigError, Unavailable
     from llmgw.errors import InvalidRequest as Bad
 
     st = state(ctx)
@@ -338,12 +338,23 @@ def alerts_test_fire(
         )
     except httpx.TransportError:
         raise Unavailable(f"cannot reach {base}", hint="is `llmgw serve` running there?") from None
+    if r.status_code in (401, 403):
+        raise AuthError(
+            f"the webhook at {base} refused the token ({r.status_code})",
+            hint="give this command the server's alerts.webhook_token",
+        )
     if r.status_code != 200:
         raise Bad(f"the webhook answered {r.status_code}: {r.text[:200]}")
+    answer = r.json()
     if json:
-        emit_json(r.json())
+        emit_json(answer)
         return
-    typer.echo(f"sent {alert['status']} {name} to {base}: {r.json()}")
+    typer.echo(
+        f"sent {alert['status']} {name} to {base}: {answer.get('status')}"
+        f"{' (a duplicate)' if answer.get('duplicate') else ''}, delivery "
+        f"{answer.get('delivery_id')}, {answer.get('new', 0)} new, "
+        f"{answer.get('resolved', 0)} resolved"
+    )
 
 
 @alerts_app.command("targets")
