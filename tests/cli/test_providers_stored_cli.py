@@ -151,3 +151,25 @@ def test_providers_test_without_url_reaches_a_stored_provider_with_its_sealed_cr
     assert cli("providers", "disable", "vllm", "--yes").exit_code == 0
     r = cli("providers", "test", "vllm")
     assert r.exit_code == 4 and "vllm" in r.stderr
+
+
+def test_a_password_in_a_stored_providers_urls_is_never_shown(
+    cli: Callable[..., CliResult],
+) -> None:
+    """``providers stored`` and add/edit's output mask a URL's password as ``providers list``
+    masks the config file's (both were shown in clear)."""
+    r = cli(
+        "providers", "add", "proxied", "--kind", "gigachat", "-m", "GigaChat",
+        "--base-url", "http://ann:url-password-1@127.0.0.1:9/v1",
+        "--set", "auth_url=https://ann:url-password-2@127.0.0.1:9/oauth", "--json",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    shown = [r.stdout]
+    r = cli("providers", "edit", "proxied", "--set", "max_concurrency=4", "--json")
+    shown.append(r.stdout)
+    for args in (("stored", "--json"), ("stored",), ("list", "--json")):
+        shown.append(cli("providers", *args).stdout)
+    assert all("url-password" not in out for out in shown), shown
+    record = json.loads(shown[0])
+    assert record["base_url"] == "http://ann:***@127.0.0.1:9/v1"
+    assert record["auth_url"] == "https://ann:***@127.0.0.1:9/oauth"

@@ -104,7 +104,11 @@ class ManagedProvider:
     updated_at: Any
 
     def record(self, *, shadowed: bool = False) -> dict[str, Any]:
-        """The JSON-ready record (``/admin/v1/providers/managed``, ``--json``)."""
+        """The JSON-ready record (``/admin/v1/providers/managed``, ``--json``); a password in a
+        URL (``base_url``, ``auth_url``, ``iam_url``) shows as ``***``, as ``providers list``
+        shows the config file's."""
+        from llmgw.storage.db import mask_url
+
         return {
             "name": self.name,
             "kind": self.kind,
@@ -115,7 +119,11 @@ class ManagedProvider:
             "revision": self.revision,
             "created_at": self.created_at.isoformat().replace("+00:00", "Z"),
             "updated_at": self.updated_at.isoformat().replace("+00:00", "Z"),
-            **{k: v for k, v in self.config.items() if k not in ("name", "kind")},
+            **{
+                k: mask_url(v) if isinstance(v, str) else v
+                for k, v in self.config.items()
+                if k not in ("name", "kind")
+            },
         }
 
 
