@@ -3,7 +3,8 @@
 Exit codes (also in docs/cli.md):
 0 ok, 1 unexpected error or a declined confirmation, 2 bad usage or config (also a
 destructive command without --yes when stdin is not a terminal), 3 database unreachable, 4 not found,
-5 conflict (already exists), 6 authentication or not allowed (a key without the admin role
+5 conflict (already exists; for db migrate and restore: the database is open in
+another process), 6 authentication or not allowed (a key without the admin role
 at --url; a login refused or denied or expired or timed out; no stored login for --url), 7 rate limited, 8 upstream failure, 9 unavailable (also: the server at --url cannot
 be reached), 10 data check failed (a migrated table differs from its source or a source value matches
 no rule; a backup or database fails its integrity check), 130 interrupted (Ctrl-C; one line on stderr).
