@@ -3,7 +3,8 @@ send the scheduled reports (``[reports]``), from one low-priority daemon thread.
 
 Every ``usage.rollup_interval`` seconds the thread folds new usage rows into the rollups
 (``rollup.refresh``: idempotent and safe with several instances, which serialise on the
-rollup state row); once an hour it deletes raw rows past ``usage.retention_days``; every pass
+rollup state row); with several instances on one PostgreSQL only the one holding the fold
+lease (``rollup.FoldLease``, an advisory lock) folds, the others skip; once an hour it deletes raw rows past ``usage.retention_days``; every pass
 it asks ``jobs`` (the report scheduler) whether something is due. One pass never raises: a
 failure is logged and the next pass retries.
 """
@@ -16,10 +17,14 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Engine
 
 from llmgw.config import UsageSettings
+
+if TYPE_CHECKING:
+    from llmgw.usage.rollup import FoldLease
 
 __all__ = ["UsageMaintenance"]
 
@@ -46,6 +51,8 @@ class UsageMaintenance:
         self.interval = interval if interval is not None else settings.rollup_interval or 60.0
         self.clock = clock
         self.pruned = 0
+        self.folded = 0
+        self._lease: FoldLease | None = None
         self._next_prune = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -61,6 +68,8 @@ class UsageMaintenance:
         if self._thread is not None:
             self._thread.join(timeout)
             self._thread = None
+        if self._lease is not None:
+            self._lease.release()
 
     def _run(self) -> None:
         with contextlib.suppress(OSError, AttributeError):
@@ -70,12 +79,14 @@ class UsageMaintenance:
 
     def run_once(self) -> None:
         """One pass: fold, prune when due, run the jobs (never raises)."""
-        from llmgw.usage.rollup import refresh
+        from llmgw.usage.rollup import FoldLease
 
         s = self.settings
         try:
             if s.rollup_interval > 0:
-                refresh(self.engine)
+                if self._lease is None:
+                    self._lease = FoldLease(self.engine)
+                self.folded += self._lease.fold() or 0
             if s.retention_days is not None and self.clock() >= self._next_prune:
                 from llmgw.usage.retention import prune
 

@@ -41,6 +41,8 @@ from llmgw.storage.tables import (
 
 __all__ = [
     "BOUNDS",
+    "FoldLease",
+    "LEASE_KEY",
     "CHUNK",
     "DIMENSIONS",
     "NO_ID",
@@ -395,21 +397,88 @@ def rebuild(engine: Engine, *, chunk: int = CHUNK, progress: Any = None) -> int:
             return total
 
 
-def refresh(engine: Engine, *, chunk: int = CHUNK) -> int:
+def refresh(bind: Engine | Connection, *, chunk: int = CHUNK) -> int:
     """Fold every new usage row into the rollups, ``chunk`` ids per transaction; returns how
     many ids were folded. A refresh that cannot lock ``usage`` in time or hits another one
-    stops early (the rollups stay exact, only the tail stays longer)."""
+    stops early (the rollups stay exact, only the tail stays longer). ``bind`` is an engine
+    or a connection outside a transaction (the server's fold lease, ``FoldLease``)."""
     total = 0
     while True:
         try:
-            with engine.begin() as conn:
-                n = refresh_in(conn, chunk=chunk)
+            if isinstance(bind, Engine):
+                with bind.begin() as conn:
+                    n = refresh_in(conn, chunk=chunk)
+            else:
+                with bind.begin():
+                    n = refresh_in(bind, chunk=chunk)
         except sa.exc.OperationalError as exc:  # lock timeout, database busy
+            if isinstance(bind, Connection) and bind.invalidated:
+                raise  # the lease's connection is gone: its holder must know
             log.info("usage rollup refresh skipped: %s", str(exc.orig).splitlines()[0])
             return total
         total += n
         if n < chunk:
             return total
+
+
+LEASE_KEY = 0x6C6C6D6777_0001
+"""The PostgreSQL advisory lock (``pg_try_advisory_lock``) whose holder is the one instance
+that folds (``FoldLease``); 'llmgw' and 1 in hexadecimal."""
+
+
+class FoldLease:
+    """Which of several ``llmgw serve`` instances on one database folds: on PostgreSQL the one
+    that holds a session advisory lock (``LEASE_KEY``) on a connection of its own, kept while
+    the instance lives; the others try to take it on every pass and fold nothing meanwhile.
+    When the holder stops, dies or loses its connection, PostgreSQL releases the lock and the
+    next instance to try takes over. With SQLite (one database, one process) there is nothing
+    to share: every pass folds. A report still folds a long tail itself, on any instance.
+
+    A pooler in transaction mode (PgBouncer) does not keep session locks: there several
+    instances may hold the lease at once, which costs only the work the lease saves (a fold is
+    safe with several instances, serialised by the lock on ``usage``)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.conn: Connection | None = None
+
+    @property
+    def held(self) -> bool:
+        """Whether this instance folds (always on SQLite)."""
+        return self.engine.dialect.name != "postgresql" or self.conn is not None
+
+    def fold(self) -> int | None:
+        """Fold the new rows if this instance holds (or now takes) the lease; ``None`` if
+        another instance holds it. A lost connection gives the lease up and raises."""
+        if self.engine.dialect.name != "postgresql":
+            return refresh(self.engine)
+        if self.conn is None:
+            conn = self.engine.connect()
+            try:
+                got = conn.exec_driver_sql(f"SELECT pg_try_advisory_lock({LEASE_KEY})").scalar()
+                conn.commit()
+            except Exception:
+                conn.invalidate()
+                conn.close()
+                raise
+            if not got:
+                conn.close()
+                return None
+            self.conn = conn
+            log.info("usage rollups: this instance folds (lease taken)")
+        try:
+            return refresh(self.conn)
+        except Exception:
+            self.release()
+            raise
+
+    def release(self) -> None:
+        """Give the lease up: close its connection (not back to the pool: the session lock
+        must end with it)."""
+        conn, self.conn = self.conn, None
+        if conn is not None:
+            conn.invalidate()
+            conn.close()
 
 
 def p95(hist: list[int], lo: float | None, hi: float | None) -> float | None:
