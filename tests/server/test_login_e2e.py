@@ -16,7 +16,6 @@ import json
 import os
 import queue
 import re
-import shutil
 import stat
 import subprocess
 import sys
@@ -34,6 +33,7 @@ import redis as redis_sync
 
 from llmgw.admin.remote import RemoteAdmin
 from llmgw.errors import AuthError
+from tests.tmux import Tmux
 
 from .conftest import LLMGW, free_port
 
@@ -246,53 +246,6 @@ def _chat(url: str, token: str) -> int:
     return r.status_code
 
 
-class Tmux:
-    """``llmgw dash`` in panes of a tmux server of its own."""
-
-    def __init__(self, env: dict[str, str]) -> None:
-        tmux = shutil.which("tmux")
-        if tmux is None:
-            if os.environ.get("CI", "").lower() == "true":
-                pytest.fail("tmux is required under CI=true")
-            pytest.skip("tmux is not installed")
-        self.t = [tmux, "-L", f"llmgw-login-{os.getpid()}-{uuid.uuid4().hex[:6]}"]
-        self.env = env
-
-    def start(self, name: str, command: str) -> None:
-        pass_env = [
-            arg
-            for k in ("LLMGW_HOME", "PYTHON_KEYRING_BACKEND")
-            for arg in ("-e", f"{k}={self.env[k]}")
-        ]
-        subprocess.run(
-            [*self.t, "new-session", "-d", "-s", name, "-x", "120", "-y", "32",
-             *pass_env, "-e", "TERM=xterm-256color", command],
-            check=True,
-            timeout=10,
-        )  # fmt: skip
-
-    def screen(self, name: str) -> str:
-        return subprocess.run(
-            [*self.t, "capture-pane", "-p", "-t", name],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout
-
-    def wait_for(self, name: str, text: str, timeout: float = 60) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            shown = self.screen(name)
-            if text in shown:
-                return shown
-            time.sleep(0.2)
-        raise AssertionError(f"{text!r} never appeared in {name}:\n{self.screen(name)}")
-
-    def close(self) -> None:
-        subprocess.run([*self.t, "kill-server"], capture_output=True, check=False, timeout=10)
-
-
 def _until(check: Callable[[], bool], start: float, limit: float) -> tuple[float, float]:
     """Poll ``check`` (True = refused) until it holds; fails once an attempt sent ``limit`` s
     after ``start`` is still accepted.
@@ -352,17 +305,19 @@ def test_device_login_drives_keys_dash_and_chat_and_logout_stops_them_on_three_i
     assert [_chat(u, token) for u in c.urls] == [200, 200, 200]
 
     # ... and the dashboard on every instance.
-    tmux = Tmux(c.env)
+    tmux = Tmux("login")
+    pass_env = {k: c.env[k] for k in ("LLMGW_HOME", "PYTHON_KEYRING_BACKEND")}
     try:
         for i, url in enumerate(c.urls):
             given = "" if i == 0 else f"LLMGW_TOKEN={token} "  # the first: the stored login
             tmux.start(
-                f"dash{i}",
                 f"{given}{LLMGW} --config {c.cfg} dash --url {url} --interval 0.2; "
                 "echo EXIT=$?; sleep 60",
+                env=pass_env,
+                name=f"dash{i}",
             )
         for i in range(3):
-            shown = tmux.wait_for(f"dash{i}", EMAIL)
+            shown = tmux.wait_for(EMAIL, name=f"dash{i}")
             assert "stale" not in shown
 
         done = c.cli("logout")

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -15,34 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.tmux import Tmux, pane_size
+
 LLMGW = str(Path(sys.executable).with_name("llmgw"))
-
-
-def _need_tmux() -> str:
-    tmux = shutil.which("tmux")
-    if tmux is None:
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail("tmux is required under CI=true")
-        pytest.skip("tmux is not installed")
-    return tmux
-
-
-def tmux_env() -> dict[str, str]:
-    """The environment to start a private tmux server with: ours without COLUMNS and LINES.
-
-    The server copies its starting environment into every pane, and ``shutil.get_terminal_size``
-    (Textual's) prefers those variables to the pane's real size: a test process that carries
-    COLUMNS=80 LINES=24 (pytest-xdist workers and the terminal libraries loaded in the test
-    process put them there) drew every screen at 80x24 in a 140x32 pane, whatever ``-x``/``-y``
-    said."""
-    return {k: v for k, v in os.environ.items() if k not in {"COLUMNS", "LINES"}}
-
-
-def pane_size(shown: str) -> tuple[int, int]:
-    """(columns, rows) a capture-pane shows: its widest line (the separators span the screen)
-    and its number of lines."""
-    lines = shown.split("\n")[:-1] if shown.endswith("\n") else shown.split("\n")
-    return max(len(line) for line in lines), len(lines)
 
 
 def _llmgw(*args: str) -> str:
@@ -52,36 +26,13 @@ def _llmgw(*args: str) -> str:
 
 @pytest.mark.slow
 def test_dash_in_tmux_on_a_local_database(tmp_path: Path) -> None:
-    tmux = _need_tmux()
     home = os.environ["LLMGW_HOME"]  # the autouse fixture's tmp LLMGW_HOME
     _llmgw("users", "create", "-e", "ana@example.com", "--role", "admin")
     _llmgw("keys", "create", "-n", "tmux-key", "--user", "ana@example.com")
-    sock = f"llmgw-test-{os.getpid()}"
-    t = [tmux, "-L", sock]
-
-    def screen() -> str:
-        return subprocess.run(
-            [*t, "capture-pane", "-p", "-t", "dash"], capture_output=True, text=True, check=True
-        ).stdout
-
-    def wait_for(text: str, timeout: float = 60) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            shown = screen()
-            if text in shown:
-                return shown
-            time.sleep(0.3)
-        raise AssertionError(f"{text!r} never appeared; the pane shows:\n{screen()}")
-
-    def keys(*k: str) -> None:
-        subprocess.run([*t, "send-keys", "-t", "dash", *k], check=True)
-
-    cmd = f"{LLMGW} dash --interval 0.5; echo EXIT=$?; sleep 60"
-    subprocess.run(
-        [*t, "new-session", "-d", "-s", "dash", "-x", "100", "-y", "30",
-         "-e", f"LLMGW_HOME={home}", "-e", "TERM=xterm-256color", cmd],
-        check=True, env=tmux_env(),
-    )  # fmt: skip
+    pane = Tmux()
+    wait_for, keys = pane.wait_for, pane.keys
+    pane.start(f"{LLMGW} dash --interval 0.5; echo EXIT=$?; sleep 60", size=(100, 30),
+               env={"LLMGW_HOME": home})  # fmt: skip
     try:
         shown = wait_for("needs a server")
         assert "Providers" in shown and "local database" in shown
@@ -92,10 +43,7 @@ def test_dash_in_tmux_on_a_local_database(tmp_path: Path) -> None:
         keys("d")
         wait_for("Revoke key")
         keys("n")  # a person changes their mind: nothing happens
-        deadline = time.monotonic() + 30
-        while "Revoke key" in screen():  # the dialog closes (bounded: a loaded machine is slow)
-            assert time.monotonic() < deadline, "the confirmation never closed"
-            time.sleep(0.2)
+        pane.wait_gone("Revoke key")  # the dialog closes (bounded: a loaded machine is slow)
         assert json.loads(_llmgw("keys", "list", "--json"))[0]["status"] == "active"
         keys("d")
         wait_for("Revoke key")
@@ -110,55 +58,7 @@ def test_dash_in_tmux_on_a_local_database(tmp_path: Path) -> None:
         keys("q")
         wait_for("EXIT=0", timeout=30)
     finally:
-        subprocess.run([*t, "kill-server"], check=False, capture_output=True)
-
-
-class Pane:
-    """A private tmux server (``-L``) with one session, ``dash``, running ``cmd``."""
-
-    def __init__(self, cmd: str, size: tuple[int, int], env: dict[str, str]) -> None:
-        self.t = [_need_tmux(), "-L", f"llmgw-test-{os.getpid()}-{size[0]}"]
-        extra = [a for k, v in env.items() for a in ("-e", f"{k}={v}")]
-        subprocess.run(
-            [*self.t, "new-session", "-d", "-s", "dash", "-x", str(size[0]), "-y", str(size[1]),
-             *extra, "-e", "TERM=xterm-256color", cmd],
-            check=True, env=tmux_env(),
-        )  # fmt: skip
-
-    def screen(self) -> str:
-        """What the pane shows now."""
-        return subprocess.run(
-            [*self.t, "capture-pane", "-p", "-t", "dash"],
-            capture_output=True, text=True, check=True,
-        ).stdout  # fmt: skip
-
-    def wait_for(self, text: str, timeout: float = 60) -> str:
-        """The pane once ``text`` is on it (bounded)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            shown = self.screen()
-            if text in shown:
-                return shown
-            time.sleep(0.3)
-        raise AssertionError(f"{text!r} never appeared; the pane shows:\n{self.screen()}")
-
-    def wait_gone(self, text: str, timeout: float = 30) -> str:
-        """The pane once ``text`` has left it (bounded)."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            shown = self.screen()
-            if text not in shown:
-                return shown
-            time.sleep(0.3)
-        raise AssertionError(f"{text!r} never went away; the pane shows:\n{self.screen()}")
-
-    def keys(self, *k: str) -> None:
-        """Type keys into the pane."""
-        subprocess.run([*self.t, "send-keys", "-t", "dash", *k], check=True)
-
-    def kill(self) -> None:
-        """End the tmux server."""
-        subprocess.run([*self.t, "kill-server"], check=False, capture_output=True)
+        pane.close()
 
 
 @pytest.mark.slow
@@ -166,13 +66,12 @@ def test_budgets_view_at_80x24_on_a_local_database(tmp_path: Path) -> None:
     """``B`` on Usage at 80x24 (issue 13) on a real SQLite database: the budget made with
     ``llmgw budgets set`` is on screen with its share used, spend and amount, the pane under
     the table shows its hard stop and reset, the hint says how to close it; Escape closes."""
-    _need_tmux()
     home = os.environ["LLMGW_HOME"]
     key = json.loads(_llmgw("keys", "create", "-n", "batch", "--json"))
     _llmgw("budgets", "set", "12.50", "--key", key["id"], "--period", "day", "--currency",
            "USD", "--hard-stop")  # fmt: skip
-    pane = Pane(f"{LLMGW} dash --interval 0.5; echo EXIT=$?; sleep 60", (80, 24),
-                {"LLMGW_HOME": home})  # fmt: skip
+    pane = Tmux().start(f"{LLMGW} dash --interval 0.5; echo EXIT=$?; sleep 60", size=(80, 24),
+                        env={"LLMGW_HOME": home})  # fmt: skip
     try:
         pane.wait_for("needs a server")
         pane.keys("3")
@@ -191,7 +90,7 @@ def test_budgets_view_at_80x24_on_a_local_database(tmp_path: Path) -> None:
         pane.keys("q")
         pane.wait_for("EXIT=0", timeout=30)
     finally:
-        pane.kill()
+        pane.close()
 
 
 @pytest.mark.slow
@@ -200,7 +99,6 @@ def test_providers_managed_at_80x24_on_a_local_database(tmp_path: Path) -> None:
     would: the config file's provider read-only, a provider added in the form (Tab from box to
     box, the key typed into the password box and never on screen), disabled after the
     confirmation, removed; ``llmgw providers stored`` agrees at each step."""
-    _need_tmux()
     home = os.environ["LLMGW_HOME"]
     secret = "sk-tmux-typed-credential-0123456789"
     Path(home).mkdir(parents=True, exist_ok=True)
@@ -211,8 +109,8 @@ def test_providers_managed_at_80x24_on_a_local_database(tmp_path: Path) -> None:
     def stored() -> list[dict[str, object]]:
         return list(json.loads(_llmgw("providers", "stored", "--json")))
 
-    pane = Pane(f"{LLMGW} dash --interval 0.5; echo EXIT=$?; sleep 60", (80, 24),
-                {"LLMGW_HOME": home})  # fmt: skip
+    pane = Tmux().start(f"{LLMGW} dash --interval 0.5; echo EXIT=$?; sleep 60", size=(80, 24),
+                        env={"LLMGW_HOME": home})  # fmt: skip
     try:
         pane.wait_for("needs a server")
         pane.keys("m")
@@ -245,4 +143,4 @@ def test_providers_managed_at_80x24_on_a_local_database(tmp_path: Path) -> None:
         pane.keys("q")
         pane.wait_for("EXIT=0", timeout=30)
     finally:
-        pane.kill()
+        pane.close()

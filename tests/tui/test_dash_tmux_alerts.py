@@ -27,7 +27,7 @@ import httpx
 import pytest
 
 from tests.conftest import IN_CI
-from tests.tui.test_dash_tmux import _need_tmux, pane_size, tmux_env
+from tests.tmux import Tmux, pane_size
 from tests.tui.test_dash_tmux_remote import _port, _wait_http
 
 LLMGW = str(Path(sys.executable).with_name("llmgw"))
@@ -152,30 +152,14 @@ def _amtool(stack: dict[str, str], name: str, severity: str, node: int, *extra: 
 
 @pytest.mark.slow
 def test_alerts_screen_in_tmux_during_an_amtool_storm(stack: dict[str, str]) -> None:
-    tmux = _need_tmux()
-    url, admin = stack["url"], stack["admin"]
-    sock = f"llmgw-alerts-{os.getpid()}"
-    t = [tmux, "-L", sock]
-    captures: list[tuple[str, str]] = []
-
-    def screen() -> str:
-        return subprocess.run(
-            [*t, "capture-pane", "-p", "-t", "dash"],
-            capture_output=True, text=True, check=True, timeout=10,
-        ).stdout  # fmt: skip
+    tmux = Tmux("alerts")
+    keys = tmux.keys
 
     def wait_for(check: Callable[[str], bool] | str, what: str, limit: float = 90) -> str:
-        ok = (lambda s: check in s) if isinstance(check, str) else check
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            shown = screen()
-            if ok(shown):
-                return shown
-            time.sleep(0.3)
-        raise AssertionError(f"{what} never showed; the pane:\n{screen()}")
+        return tmux.wait_for(check, what, limit)  # an amtool storm on a loaded machine is slow
 
-    def keys(*k: str) -> None:
-        subprocess.run([*t, "send-keys", "-t", "dash", *k], check=True, timeout=10)
+    url, admin = stack["url"], stack["admin"]
+    captures: list[tuple[str, str]] = []
 
     def resize(width: int, height: int) -> None:
         # Manual: a detached session would otherwise go back to default-size (80x24).
@@ -183,14 +167,10 @@ def test_alerts_screen_in_tmux_during_an_amtool_storm(stack: dict[str, str]) -> 
             ("set-option", "-g", "window-size", "manual"),
             ("resize-window", "-t", "dash", "-x", str(width), "-y", str(height)),
         ):
-            subprocess.run([*t, *args], check=True, timeout=10)
-        size = subprocess.run(
-            [*t, "display-message", "-p", "-t", "dash", "#{window_width}x#{window_height}"],
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=10,
-        ).stdout.strip()
+            tmux.run(*args)
+        size = tmux.run(
+            "display-message", "-p", "-t", "dash", "#{window_width}x#{window_height}"
+        ).strip()
         assert size == f"{width}x{height}", size
 
     def counts(pane: str) -> tuple[int, int]:
@@ -208,12 +188,7 @@ def test_alerts_screen_in_tmux_during_an_amtool_storm(stack: dict[str, str]) -> 
                     fired.append((name, severity, node))
 
     cmd = f"{LLMGW} dash --url {url} --interval 0.5; echo EXIT=$?; sleep 60"
-    subprocess.run(
-        [*t, "new-session", "-d", "-s", "dash", "-x", "160", "-y", "48",
-         "-e", f"LLMGW_HOME={stack['home']}", "-e", f"LLMGW_TOKEN={admin}",
-         "-e", "TERM=xterm-256color", cmd],
-        check=True, timeout=10, env=tmux_env(),
-    )  # fmt: skip
+    tmux.start(cmd, size=(160, 48), env={"LLMGW_HOME": str(stack["home"]), "LLMGW_TOKEN": admin})
     sender = threading.Thread(target=storm, daemon=True)
     try:
         wait_for("Providers", "the dashboard")
@@ -331,7 +306,7 @@ def test_alerts_screen_in_tmux_during_an_amtool_storm(stack: dict[str, str]) -> 
         keys("q")
         wait_for("EXIT=0", "a clean exit", 30)
     finally:
-        subprocess.run([*t, "kill-server"], check=False, capture_output=True, timeout=10)
+        tmux.close()
     out = [
         "# llmgw dash --url, Alerts screen (8), while amtool fires alerts through a real\n"
         "# Alertmanager into llmgw serve (classified through its router by llmgw emulate openai);\n"

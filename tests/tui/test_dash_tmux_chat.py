@@ -9,16 +9,13 @@ tmux server (``-L``); skipped without tmux unless CI=true.
 
 from __future__ import annotations
 
-import os
-import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from tests.tmux import Tmux, pane_size
 from tests.tui.test_chat_live import Gateway, gw  # noqa: F401 - the module's gateway fixture
-from tests.tui.test_dash_tmux import _need_tmux, pane_size, tmux_env
 from tests.tui.test_live_server import LLMGW
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -29,31 +26,14 @@ pytestmark = pytest.mark.slow
 
 @pytest.mark.parametrize("size", [(80, 24), (140, 36)], ids=["80x24", "140x36"])
 def test_chat_screen_in_tmux(gw: Gateway, size: tuple[int, int], tmp_path: Path) -> None:  # noqa: F811
-    tmux = _need_tmux()
     cols, rows = size
     key = gw.key(f"tmux{cols}@example.com")
-    sock = f"llmgw-chat-{os.getpid()}-{cols}"
-    t = [tmux, "-L", sock]
+    tmux = Tmux("chat")
+    wait_for = tmux.wait_for
     captures = CAPTURES.setdefault(f"{cols}x{rows}", [])
 
-    def screen() -> str:
-        return subprocess.run(
-            [*t, "capture-pane", "-p", "-t", "dash"],
-            capture_output=True, text=True, check=True, timeout=10,
-        ).stdout  # fmt: skip
-
-    def wait_for(check: Callable[[str], bool] | str, what: str, limit: float = 60) -> str:
-        ok = (lambda s: check in s) if isinstance(check, str) else check
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            shown = screen()
-            if ok(shown):
-                return shown
-            time.sleep(0.3)
-        raise AssertionError(f"{what} never showed; the pane:\n{screen()}")
-
     def keys(*k: str) -> None:
-        subprocess.run([*t, "send-keys", "-t", "dash", *k], check=True, timeout=10)
+        tmux.keys(*k)
         time.sleep(0.15)  # one key's effect drawn before the next (tmux delivers at once)
 
     def prompt(text: str) -> None:
@@ -68,12 +48,7 @@ def test_chat_screen_in_tmux(gw: Gateway, size: tuple[int, int], tmp_path: Path)
         keys("Enter")
 
     cmd = f"{LLMGW} dash --url {gw.url} --interval 5; echo EXIT=$?; sleep 60"
-    subprocess.run(
-        [*t, "new-session", "-d", "-s", "dash", "-x", str(cols), "-y", str(rows),
-         "-e", f"LLMGW_HOME={tmp_path}", "-e", f"LLMGW_TOKEN={key}",
-         "-e", "TERM=xterm-256color", cmd],
-        check=True, timeout=10, env=tmux_env(),
-    )  # fmt: skip
+    tmux.start(cmd, size=size, env={"LLMGW_HOME": str(tmp_path), "LLMGW_TOKEN": key})
     try:
         wait_for("Providers", "the dashboard")
         keys("7")
@@ -88,6 +63,8 @@ def test_chat_screen_in_tmux(gw: Gateway, size: tuple[int, int], tmp_path: Path)
         # The provider picker (ctrl+g), Enter opens it, Down (openai), Enter; Escape: the prompt.
         keys("C-g")
         keys("Enter")
+        # Its options on screen first: keys sent while it opens are lost on a loaded machine.
+        wait_for(lambda s: "openai" in s, "the provider list open")
         keys("Down")
         keys("Enter")
         wait_for("openai/gpt-4o ", "openai's first model picked")
@@ -105,6 +82,7 @@ def test_chat_screen_in_tmux(gw: Gateway, size: tuple[int, int], tmp_path: Path)
             "the settings form",
         )
         keys("-l", "Be brief.")
+        wait_for("Be brief.", "the system prompt typed")  # then Tab: a loaded machine lags
         keys("Tab")
         keys("-l", "0.3")
         keys("Enter")
@@ -137,7 +115,7 @@ def test_chat_screen_in_tmux(gw: Gateway, size: tuple[int, int], tmp_path: Path)
         keys("C-q")  # Textual's quit key, wherever the focus is
         wait_for("EXIT=0", "a clean exit", 30)
     finally:
-        subprocess.run([*t, "kill-server"], check=False, capture_output=True, timeout=10)
+        tmux.close()
     text = "\n".join(pane for _title, pane in captures)
     assert key not in text and "llmgw_" not in text, "no key in what the screen showed"
     if len(CAPTURES) == 2 and all(CAPTURES.values()):

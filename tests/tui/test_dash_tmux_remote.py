@@ -16,13 +16,13 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.tui.test_dash_tmux import _need_tmux, pane_size, tmux_env
+from tests.tmux import Tmux, pane_size
 
 LLMGW = str(Path(sys.executable).with_name("llmgw"))
 DOCS = Path(__file__).resolve().parents[2] / "docs"
@@ -123,30 +123,10 @@ def _chat(url: str, key: str) -> int:
 
 @pytest.mark.slow
 def test_dash_remote_in_tmux_with_traffic_flowing(stack: dict[str, object]) -> None:
-    tmux = _need_tmux()
+    tmux = Tmux("remote")
+    wait_for, keys = tmux.wait_for, tmux.keys
     url, admin, client = str(stack["url"]), str(stack["admin"]), str(stack["client"])
-    sock = f"llmgw-remote-{os.getpid()}"
-    t = [tmux, "-L", sock]
     captures: list[tuple[str, str]] = []
-
-    def screen() -> str:
-        return subprocess.run(
-            [*t, "capture-pane", "-p", "-t", "dash"],
-            capture_output=True, text=True, check=True, timeout=10,
-        ).stdout  # fmt: skip
-
-    def wait_for(check: Callable[[str], bool] | str, what: str, limit: float = 60) -> str:
-        ok = (lambda s: check in s) if isinstance(check, str) else check
-        deadline = time.monotonic() + limit
-        while time.monotonic() < deadline:
-            shown = screen()
-            if ok(shown):
-                return shown
-            time.sleep(0.3)
-        raise AssertionError(f"{what} never showed; the pane:\n{screen()}")
-
-    def keys(*k: str) -> None:
-        subprocess.run([*t, "send-keys", "-t", "dash", *k], check=True, timeout=10)
 
     stop = threading.Event()
     sent: list[int] = []
@@ -162,12 +142,7 @@ def test_dash_remote_in_tmux_with_traffic_flowing(stack: dict[str, object]) -> N
     sender = threading.Thread(target=traffic, daemon=True)
     sender.start()
     cmd = f"{LLMGW} dash --url {url} --interval 0.5; echo EXIT=$?; sleep 60"
-    subprocess.run(
-        [*t, "new-session", "-d", "-s", "dash", "-x", "140", "-y", "32",
-         "-e", f"LLMGW_HOME={stack['home']}", "-e", f"LLMGW_TOKEN={admin}",
-         "-e", "TERM=xterm-256color", cmd],
-        check=True, timeout=10, env=tmux_env(),
-    )  # fmt: skip
+    tmux.start(cmd, size=(140, 32), env={"LLMGW_HOME": str(stack["home"]), "LLMGW_TOKEN": admin})
     try:
         # Providers: live, healthy, requests counted.
         shown = wait_for(lambda s: "healthy" in s and "gpt-4o-mini" in s, "a healthy provider")
@@ -237,7 +212,7 @@ def test_dash_remote_in_tmux_with_traffic_flowing(stack: dict[str, object]) -> N
     finally:
         stop.set()
         sender.join(15)
-        subprocess.run([*t, "kill-server"], check=False, capture_output=True, timeout=10)
+        tmux.close()
     out = [
         "# llmgw dash --url against a real llmgw serve and llmgw emulate openai (tmux 140x32),\n"
         "# traffic flowing; captured with tmux capture-pane by tests/tui/test_dash_tmux_remote.py\n"
