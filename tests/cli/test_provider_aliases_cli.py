@@ -9,7 +9,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
 
+from llmgw.providers.stored_aliases import AliasStore
+from llmgw.storage.provider_tables import AliasRow
+from llmgw.storage.tables import utcnow
 from tests.conftest import CliResult
 
 
@@ -85,3 +90,23 @@ def test_bad_aliases_are_refused_with_the_reason(cli: Callable[..., CliResult]) 
         r = cli("providers", "aliases", "add", *args)
         assert r.exit_code == 2 and says in r.stderr, (args, r.stdout, r.stderr)
     assert json.loads(cli("providers", "aliases", "list", "--json").stdout) == []
+
+
+def test_a_stored_alias_no_longer_valid_is_skipped_not_fatal(
+    run: Callable[..., CliResult], engine: Engine
+) -> None:
+    """A row stored before weights had to be finite (read back as a null weight) is skipped
+    with a warning: the other stored aliases and providers still apply, and the CLI still
+    lists them (a ValidationError stopped both)."""
+    assert run("providers", "aliases", "add", "good", "giga/GigaChat").exit_code == 0
+    with engine.begin() as conn:
+        conn.execute(
+            sa.insert(AliasRow.__table__).values(  # type: ignore[attr-defined]
+                name="broken", targets=[{"target": "giga/GigaChat", "weight": None}],
+                revision=1, created_at=utcnow(), updated_at=utcnow(),
+            )
+        )  # fmt: skip
+    assert list(AliasStore(engine).as_config()) == ["good"]
+    r = run("providers", "list", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["aliases"] == {"fast": ["giga/GigaChat"], "good": ["giga/GigaChat"]}

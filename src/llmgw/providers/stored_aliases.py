@@ -180,8 +180,7 @@ class AliasStore:
             return tuple((r.name, r.revision, r.updated_at.isoformat()) for r in conn.execute(q))
 
     def as_config(self) -> dict[str, builtins.list[str | AliasTarget]]:
-        """Every stored alias in the shape of ``Settings.aliases``."""
-        return {
-            a.name: [t if isinstance(t, str) else AliasTarget.model_validate(t) for t in a.targets]
-            for a in self.list()
-        }
+        """Every stored alias in the shape of ``Settings.aliases`` (an invalid row skipped)."""
+        from llmgw.providers.stored_view import alias_targets
+
+        return alias_targets((a.name, a.targets) for a in self.list())

@@ -8,15 +8,40 @@ classes, no ``cryptography``), so ``llmgw usage stats`` and ``providers prices``
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING
+import logging
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
 
 from llmgw.config import AliasTarget, ProviderConfig, Settings
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-__all__ = ["effective_settings", "merged_settings"]
+__all__ = ["alias_targets", "effective_settings", "merged_settings"]
+
+log = logging.getLogger("llmgw.providers")
+
+
+def alias_targets(rows: Iterable[tuple[str, list[Any]]]) -> dict[str, list[str | AliasTarget]]:
+    """Stored aliases ``(name, targets)`` in the shape of ``Settings.aliases``; a row that is no
+    longer valid (an infinite weight stored before weights had to be finite) is skipped with a
+    warning instead of failing every stored provider and alias."""
+    out: dict[str, list[str | AliasTarget]] = {}
+    for name, targets in rows:
+        try:
+            out[name] = [
+                t if isinstance(t, str) else AliasTarget.model_validate(t) for t in targets
+            ]
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            log.warning(
+                "stored alias %r is ignored: %s (fix it with llmgw providers aliases edit)",
+                name,
+                first["msg"],
+            )
+    return out
 
 
 def merged_settings(
@@ -77,8 +102,5 @@ def effective_settings(settings: Settings, engine: Engine) -> Settings:
         (ProviderConfig.model_validate({**r.config, "name": r.name, "kind": r.kind}), None)
         for r in rows
     ]
-    more: dict[str, list[str | AliasTarget]] = {
-        r.name: [t if isinstance(t, str) else AliasTarget.model_validate(t) for t in r.targets]
-        for r in named
-    }
+    more = alias_targets((r.name, r.targets) for r in named)
     return merged_settings(settings, stored, more)[0]
