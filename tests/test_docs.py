@@ -194,3 +194,18 @@ def test_every_relative_link_in_the_docs_leads_somewhere() -> None:
             ):
                 broken.append(f"{doc.relative_to(ROOT)}: {target}")
     assert broken == []
+
+
+def test_every_docs_anchor_named_in_code_and_deploy_files_is_a_heading() -> None:
+    """Comments, help and pages that point at ``docs/X.md#anchor`` (src, server, tui, deploy)."""
+    broken = []
+    for folder in ("src", "server", "tui", "deploy"):
+        for path in sorted((ROOT / folder).rglob("*")):
+            if path.suffix not in {".py", ".yaml", ".yml", ".toml", ".sh", ".html", ".tpl"}:
+                continue
+            text = path.read_text(encoding="utf-8", errors="replace")
+            for name, anchor in re.findall(r"\b([a-z_-]+\.md)#([a-z0-9-]+)", text):
+                doc = ROOT / "docs" / name
+                if not doc.exists() or anchor not in _anchors(doc):
+                    broken.append(f"{path.relative_to(ROOT)}: {name}#{anchor}")
+    assert broken == []

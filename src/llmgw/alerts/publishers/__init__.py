@@ -1,1 +1,1 @@
-"""Publishing alerts to PagerDuty, Slack and Rootly (docs/alerts.md#publishing)."""
+"""Publishing alerts to PagerDuty, Slack and Rootly (docs/alerts.md#publishing-to-pagerduty-slack-and-rootly)."""
