@@ -51,7 +51,7 @@ import psycopg
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-from benchlib import free_port, pin  # noqa: E402
+from benchlib import free_port, open_loop, pct, pin  # noqa: E402
 
 LLMGW = str(Path(sys.executable).with_name("llmgw"))
 TOKEN = "bench-webhook-token-0123456789"
@@ -118,35 +118,26 @@ async def _post_all(url: str, bodies: list[dict[str, Any]], conc: int) -> list[f
 
 
 async def _post_open(url: str, bodies: list[dict[str, Any]], rate: float) -> dict[str, Any]:
-    """Post ``bodies`` at ``rate`` per second on a fixed schedule (open loop): each answer time
-    is measured from the moment the request was due, and ``lag`` is how late the client sent."""
-    times: list[float] = []
-    lags: list[float] = []
+    """Post ``bodies`` at ``rate`` per second on a fixed schedule (``benchlib.open_loop``): each
+    answer time is measured from the moment the request was due, and ``lag`` is how late the
+    client sent."""
     headers = {"Authorization": f"Bearer {TOKEN}"}
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=256)
     async with httpx.AsyncClient(timeout=30, limits=limits) as client:
-        start = time.perf_counter() + 0.1
 
-        async def one(i: int, body: dict[str, Any]) -> None:
-            due = start + i / rate
-            delay = due - time.perf_counter()
-            if delay > 0:
-                await asyncio.sleep(delay)
-            lags.append(time.perf_counter() - due)
-            r = await client.post(url, json=body, headers=headers)
-            times.append(time.perf_counter() - due)
+        async def send(i: int) -> None:
+            r = await client.post(url, json=bodies[i], headers=headers)
             if r.status_code != 200:
                 raise SystemExit(f"webhook answered {r.status_code}: {r.text[:200]}")
 
-        await asyncio.gather(*(one(i, b) for i, b in enumerate(bodies)))
-    times.sort()
-    lags.sort()
+        records = await open_loop(send, len(bodies), rate)
+    times = [r[2] * 1000 for r in records]
     return {
-        "p50_ms": round(times[len(times) // 2] * 1000, 1),
-        "p90_ms": round(times[int(len(times) * 0.9)] * 1000, 1),
-        "p99_ms": round(times[int(len(times) * 0.99)] * 1000, 1),
-        "max_ms": round(times[-1] * 1000, 1),
-        "send_lag_p99_ms": round(lags[int(len(lags) * 0.99)] * 1000, 1),
+        "p50_ms": round(pct(times, 50), 1),
+        "p90_ms": round(pct(times, 90), 1),
+        "p99_ms": round(pct(times, 99), 1),
+        "max_ms": round(max(times), 1),
+        "send_lag_p99_ms": round(pct([r[1] * 1000 for r in records], 99), 1),
     }
 
 

@@ -1,24 +1,36 @@
 """Backup under load: the gateway's p99 while ``llmgw serve`` backs up its own large SQLite
-database (``[backup] interval``) against the same load without a backup, same run.
+database (``[backup] interval``) against the same load without a backup, same run (issue 12:
+1 GB at 500 req/s, p99 up by at most 10 %).
 
-    python tests/perf/bench_backup_load.py                 # 1M usage rows (~470 MB), 3 pairs, writes docs
-    python tests/perf/bench_backup_load.py --quick         # 100k rows, 2 pairs, prints only
-    python tests/perf/bench_backup_load.py --rows 2200000  # about 1 GB
+    python tests/perf/bench_backup_load.py                  # 2.2M usage rows (~1 GB), 500 req/s, writes docs
+    python tests/perf/bench_backup_load.py --quick          # 100k rows (48 MB), 2 backups, prints only
+    python tests/perf/bench_backup_load.py --rate 300       # another steady rate
+    python tests/perf/bench_backup_load.py --saturate       # wrk, no rate limit (c=10): the gateway saturated
 
-Method (``benchlib``, like ``bench_gateway.py``): nginx with a canned completion and wrk on core 0,
-one ``llmgw serve`` pinned to core 1 on a copy of the generated database
-(``tests/migrate_data.py``, cached as for ``bench_migrate.py``), with ``[backup] interval`` so it
-takes its backups itself (online backup API in a child process at nice 19, then the integrity
-check and the rotation, as in production). Every request writes a usage row. Each round is one
-bounded wrk run while a backup runs (``llmgw_backup_running`` is 1 when it starts and the
-backup counter moves during it), one right after it and one ``--settle`` seconds later, before
-the next is due, in the same process; the report gives the median over rounds of p99 and req/s,
-and the ratio of "during" to "later".
+Method (``benchlib``, like ``bench_gateway.py``): nginx with a canned completion on core 0, one
+``llmgw serve`` pinned to core 1 on a copy of the generated database (``tests/migrate_data.py``,
+cached in ``--cache`` as ``bench_migrate.py`` does), with ``[backup] interval`` so it takes its
+backups itself (online backup API in a child process at nice 19, then the integrity check and
+the rotation, as in production). Every request writes a usage row.
+
+Default (open loop): ``open_loop_client.py`` on core 0 sends ``--rate`` chat requests per second
+on a fixed schedule for the whole run, whatever the answers (as wrk2 does), and times each answer
+from when it was due (no coordinated omission). This script (also on core 0) watches the gateway's
+backup child in /proc and puts every request on that timeline by its due time: while a backup
+runs; the ``--settle`` seconds after it (the gateway folds the WAL that grew meanwhile back into
+the database); or without a backup (before the first one, after the warm-up, and from
+``--settle`` s after each until the next). It stops after ``--pairs`` backups and one more
+stretch without. The report: requests, p50/p99/p99.9/max and the gateway's CPU per request in
+each class, and p99 during / without (target <= 1.10).
+
+``--saturate``: the older method. Per backup, one ``--seconds`` wrk run (c=``--connections``, no
+rate limit) while it runs, one right after, one ``--settle`` s later; median p99 and req/s.
 """
 
 from __future__ import annotations
 
 import argparse
+import bisect
 import json
 import os
 import re
@@ -57,6 +69,8 @@ base_url = "http://127.0.0.1:{nginx}/v1"
 api_key_env = "BENCH_OPENAI_KEY"
 models = ["gpt-4o-mini"]
 """
+LONGEST_BACKUP = 900.0
+"""Seconds a backup may take before the run gives up (bounds the run)."""
 
 
 def log(msg: str) -> None:
@@ -89,15 +103,318 @@ def pin_backup_thread(pid: int, cpu: int) -> list[int]:
     return moved
 
 
+def backup_child(pid: int) -> int | None:
+    """The pid of the gateway's backup process while one runs (from /proc, not from the
+    gateway: watching costs the gateway nothing)."""
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            kids = (task / "children").read_text().split()
+        except OSError:
+            continue
+        for kid in kids:
+            try:
+                if b"child_main" in Path(f"/proc/{kid}/cmdline").read_bytes():
+                    return int(kid)
+            except OSError:
+                continue
+    return None
+
+
+def own_ticks(pid: int) -> int:
+    """User + system clock ticks of the process ``pid`` itself (all its threads, no children)."""
+    f = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return int(f[11]) + int(f[12])
+
+
+def setup(a: argparse.Namespace, tmp: Path, servers: list[bl.Server]) -> tuple[bl.Server, str]:
+    """nginx on core 0 and ``llmgw serve`` on core 1 on a copy of the generated database; the
+    gateway and a key."""
+    started = time.monotonic()
+    src = source(a.rows, a.cache)
+    log(
+        f"database {src} ({src.stat().st_size / 1e6:,.0f} MB) in {time.monotonic() - started:.0f} s"
+    )
+    home = tmp / "home"
+    home.mkdir()
+    shutil.copyfile(src, home / "llmgw.db")
+    nginx_port = bl.free_port()
+    prefix = tmp / "nginx"
+    prefix.mkdir()
+    conf = NGINX_CONF.replace("@PREFIX@", str(prefix)).replace("@PORT@", str(nginx_port))
+    for mark, text in (
+        ("@OAUTH@", OAUTH_ANSWER),
+        ("@GIGACHAT@", GIGACHAT_ANSWER),
+        ("@OPENAI@", bl.CANNED_COMPLETION),
+    ):
+        conf = conf.replace(mark, text)
+    (prefix / "nginx.conf").write_text(conf)
+    argv = ["nginx", "-e", "stderr", "-p", str(prefix), "-c", str(prefix / "nginx.conf")]
+    ng = bl.start("nginx", argv, port=nginx_port, cpu=bl.LOAD_CPU, log=prefix / "n.log")
+    servers.append(ng)
+    bl.wait_ready(ng)
+
+    port = bl.free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LLMGW_")}
+    env.update(BENCH_OPENAI_KEY="sk-bench", LLMGW_HOME=str(home))
+    env["LLMGW_CONFIG"] = str(home / "llmgw.toml")
+    (home / "llmgw.toml").write_text(
+        CONFIG.format(
+            port=port, nginx=nginx_port, interval=a.interval, pace=a.pace, backups=tmp / "backups"
+        )
+    )
+    made = subprocess.run(
+        [bl.PYTHON, "-m", "llmgw", "keys", "create", "--name", "bench", "--json"],
+        capture_output=True, text=True, env=env, timeout=180, check=False,
+    )  # fmt: skip
+    key = json.loads(made.stdout)["key"]
+    gw = bl.start(
+        "llmgw",
+        [bl.PYTHON, "-m", "llmgw", "serve", "--port", str(port)],
+        port=port,
+        cpu=bl.SERVER_CPU,
+        log=home / "serve.log",
+        env=env,
+    )
+    servers.append(gw)
+    bl.wait_ready(gw, "/readyz", timeout=120)
+    if a.backup_cpu is not None:
+        moved = pin_backup_thread(gw.popen.pid, a.backup_cpu)
+        log(f"backup thread(s) {moved} moved to core {a.backup_cpu}")
+    return gw, key
+
+
+def where(a: argparse.Namespace) -> str:
+    """Where the backup process ran, for the report."""
+    if a.backup_cpu is not None:
+        return f"on core {a.backup_cpu}"
+    return f"on the gateway's core {bl.SERVER_CPU} (the worst case)"
+
+
+# --- open loop (the default) -------------------------------------------------------------------
+
+
+def watch(
+    a: argparse.Namespace, gw: bl.Server, client: subprocess.Popen[bytes], began: float
+) -> tuple[list[tuple[float, float]], list[tuple[float, int]]]:
+    """Follow the backups until ``--pairs`` have ended and one more stretch without has passed:
+    their (start, end) on the monotonic clock, and (time, the gateway's own CPU ticks) samples."""
+    pid = gw.popen.pid
+    spans: list[tuple[float, float]] = []
+    samples: list[tuple[float, int]] = []
+    running_since: float | None = None
+    quiet = max(a.interval - a.settle - 1.0, a.settle)  # a stretch without, before the next
+    deadline = began + a.interval + a.pairs * (a.interval + LONGEST_BACKUP)
+    while True:
+        now = time.monotonic()
+        samples.append((now, own_ticks(pid)))
+        running = backup_child(pid) is not None
+        if running and running_since is None:
+            running_since = now
+            log(f"backup {len(spans) + 1} started")
+        elif not running and running_since is not None:
+            spans.append((running_since, now))
+            running_since = None
+            log(f"backup {len(spans)} ended after {spans[-1][1] - spans[-1][0]:.1f} s")
+        if len(spans) >= a.pairs and not running and now >= spans[-1][1] + a.settle + quiet:
+            return spans, samples
+        gw.check_alive()
+        if client.poll() is not None:
+            raise SystemExit("the open-loop client ended before the backups did (see its log)")
+        if now > deadline:
+            raise SystemExit(f"no {a.pairs} backups within {deadline - began:.0f} s")
+        time.sleep(0.02)
+
+
+def classify(
+    a: argparse.Namespace, spans: list[tuple[float, float]], began: float, end: float
+) -> list[tuple[str, int, float, float]]:
+    """The run cut into (class, backup number, from, to) on the monotonic clock: ``during``,
+    ``after`` (the ``--settle`` s after a backup) and ``without`` (no backup near; number k:
+    the stretch after backup k)."""
+    cuts: list[tuple[str, int, float, float]] = []
+    prev = began + a.warmup
+    for k, (s, e) in enumerate(spans):
+        if s - 0.5 > prev:
+            cuts.append(("without", k, prev, s - 0.5))
+        cuts.append(("during", k + 1, s, e))
+        cuts.append(("after", k + 1, e, e + a.settle))
+        prev = e + a.settle
+    cuts.append(("without", len(spans), prev, end))
+    return cuts
+
+
+def ticks_at(samples: list[tuple[float, int]], t: float) -> int:
+    """The gateway's CPU ticks at the last sample not after ``t``."""
+    i = bisect.bisect_right(samples, (t, 1 << 62)) - 1
+    return samples[max(i, 0)][1]
+
+
+def open_loop_run(a: argparse.Namespace, gw: bl.Server, key: str, tmp: Path) -> str:
+    """The issue's case: a steady ``--rate`` through ``--pairs`` backups; the report's block."""
+    url = gw.url + "/v1/chat/completions"
+    out, client_log = tmp / "records.json", tmp / "client.log"
+    bound = a.interval + a.pairs * (a.interval + LONGEST_BACKUP) + 60
+    client = bl.start_open_loop(url, a.rate, bound, key=key, out=out, log=client_log)
+    began = time.monotonic()
+    try:
+        spans, samples = watch(a, gw, client, began)
+    finally:
+        summary, records = bl.finish_open_loop(client, out, client_log)
+    end = samples[-1][0]
+    log(f"client: {json.dumps(summary)}")
+    cuts = classify(a, spans, began, end)
+    by_cut: dict[int, list[list[float]]] = {i: [] for i in range(len(cuts))}
+    for r in records:
+        for i, (_, _, t0, t1) in enumerate(cuts):
+            if t0 <= r[0] < t1:
+                by_cut[i].append(r)
+                break
+
+    def rows(kind: str, number: int | None = None) -> list[list[float]]:
+        return [
+            r
+            for i, c in enumerate(cuts)
+            if c[0] == kind and (number is None or c[1] == number)
+            for r in by_cut[i]
+        ]
+
+    def cpu(kind: str) -> str:
+        ticks, n = 0, 0
+        for i, c in enumerate(cuts):
+            if c[0] == kind:
+                ticks += ticks_at(samples, c[3]) - ticks_at(samples, c[2])
+                n += len(by_cut[i])
+        return f"{ticks * 1e6 / bl.CLK_TCK / n:.0f}" if n else "-"
+
+    def line(label: str, kind: str) -> tuple[str, float]:
+        got = rows(kind)
+        ms = [r[2] * 1000 for r in got]  # a failed request counts with its time to failure
+        p99 = bl.pct(ms, 99)
+        return (
+            f"| {label} | {len(got):,} | {bl.pct(ms, 50):.1f} | {p99:.1f} | "
+            f"{bl.pct(ms, 99.9):.1f} | {max(ms, default=float('nan')):.1f} | "
+            f"{sum(1 for r in got if r[3] != 200)} | {cpu(kind)} |",
+            p99,
+        )
+
+    during, p99_d = line("while a backup runs", "during")
+    after, _ = line(f"the {a.settle:g} s after it (the WAL folded back)", "after")
+    without, p99_w = line("no backup", "without")
+    pairs = []
+    for k in range(1, len(spans) + 1):
+        d = [r[2] * 1000 for r in rows("during", k)]
+        w = [r[2] * 1000 for r in rows("without", k)]
+        pairs.append(f"{bl.pct(d, 99):.1f} / {bl.pct(w, 99):.1f}")
+    took = statistics.median(e - s for s, e in spans)
+    size_mb = (tmp / "home" / "llmgw.db").stat().st_size / 1e6
+    return "\n".join(
+        [
+            f"Run {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, "
+            f"`{bl.git_rev().split()[0]}`; SQLite database of {size_mb:,.0f} MB ({a.rows:,} usage "
+            f"rows before the run); open loop at {a.rate:g} req/s (`open_loop_client.py`, each "
+            f"answer timed from when it was due; {summary['sent']:,} sent, send lag p99 "
+            f"{summary['send_lag_p99_ms']:.1f} ms), gateway on core {bl.SERVER_CPU}, client and "
+            f"nginx on core {bl.LOAD_CPU}; load average {os.getloadavg()[0]:.1f} at the end. "
+            f"{len(spans)} backups of {took:.1f} s (median; copy at `[backup] pace` {a.pace:g} "
+            f"MB/s, integrity check, rename), the backup (a child process at nice 19) {where(a)}.",
+            "",
+            "| | requests | p50 ms | p99 ms | p99.9 ms | max ms | errors | gateway CPU µs/request |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+            during,
+            after,
+            without,
+            "",
+            f"p99 during / without: **{p99_d / p99_w:.2f}** (target <= 1.10). Per backup, p99 "
+            f"during / without after it: {', '.join(pairs)} ms.",
+        ]
+    )
+
+
+# --- saturated (wrk, no rate limit) ------------------------------------------------------------
+
+
+def saturated_run(a: argparse.Namespace, gw: bl.Server, key: str, tmp: Path) -> str:
+    """wrk runs while a backup runs, right after it and ``--settle`` s later; the block."""
+    url = gw.url + "/v1/chat/completions"
+    bl.wrk(url, a.connections, 2, key=key)  # warm-up
+    during: list[dict[str, Any]] = []
+    after: list[dict[str, Any]] = []
+    right_after: list[dict[str, Any]] = []
+    backup_s: list[float] = []
+    ok_name = 'llmgw_backups_total{result="ok"}'
+    for pair in range(a.pairs):
+        deadline = time.monotonic() + a.interval + 120
+        while metric(gw.url, "llmgw_backup_running") < 1:  # the next backup starts
+            if time.monotonic() > deadline:
+                raise SystemExit("no backup started; see " + str(gw.log))
+            time.sleep(0.05)
+        before = metric(gw.url, ok_name)
+        r = bl.wrk(url, a.connections, a.seconds, key=key, during=gw)
+        still = metric(gw.url, "llmgw_backup_running") >= 1 or metric(gw.url, ok_name) > before
+        while metric(gw.url, "llmgw_backup_running") >= 1:
+            time.sleep(0.05)
+        if not still:
+            log(f"pair {pair + 1}: the backup had ended before the run did; skipped")
+            continue
+        backup_s.append(metric(gw.url, "llmgw_backup_last_duration_seconds"))
+        # right after: the WAL that grew during the backup is checkpointed by the gateway
+        c = bl.wrk(url, a.connections, a.seconds, key=key, during=gw)
+        time.sleep(a.settle)  # then no trace of the backup; the next is far off
+        b = bl.wrk(url, a.connections, a.seconds, key=key, during=gw)
+        during.append(r)
+        right_after.append(c)
+        after.append(b)
+        log(
+            f"pair {pair + 1}: during p99 {r['p99_us'] / 1000:.1f} ms {r['rps']:.0f} req/s, "
+            f"right after p99 {c['p99_us'] / 1000:.1f} ms {c['rps']:.0f} req/s, "
+            f"without p99 {b['p99_us'] / 1000:.1f} ms {b['rps']:.0f} req/s "
+            f"(backup {backup_s[-1]:.1f} s, errors {r['errors']}/{c['errors']}/{b['errors']})"
+        )
+    if not during:
+        raise SystemExit("no usable pair (backups shorter than a wrk run: use more --rows)")
+    p99_d = statistics.median(r["p99_us"] for r in during) / 1000
+    p99_a = statistics.median(r["p99_us"] for r in after) / 1000
+    rps_d = statistics.median(r["rps"] for r in during)
+    rps_a = statistics.median(r["rps"] for r in after)
+    p99_r = statistics.median(r["p99_us"] for r in right_after) / 1000
+    rps_r = statistics.median(r["rps"] for r in right_after)
+    size_mb = (tmp / "home" / "llmgw.db").stat().st_size / 1e6
+    return "\n".join(
+        [
+            f"Run {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, "
+            f"`{bl.git_rev().split()[0]}`; SQLite database of {size_mb:,.0f} MB "
+            f"({a.rows:,} usage rows), {len(during)} pair(s) of {a.seconds} s wrk runs at "
+            f"c={a.connections} (saturated: no rate limit), gateway on core {bl.SERVER_CPU}, wrk "
+            f"and nginx on core {bl.LOAD_CPU}; load average {os.getloadavg()[0]:.1f} at the end. "
+            f"Backups took {statistics.median(backup_s):.1f} s (median; copy at `[backup] pace` "
+            f"{a.pace:g} MB/s, integrity check, rename); the backup (a child process at nice 19) "
+            f"{where(a)}.",
+            "",
+            "| | p99 ms | req/s (each a usage row written) |",
+            "|---|---:|---:|",
+            f"| while the gateway backs up its database | {p99_d:.1f} | {rps_d:,.0f} |",
+            f"| right after it (the gateway folds the grown WAL back) | {p99_r:.1f} | "
+            f"{rps_r:,.0f} |",
+            f"| {a.settle:.0f} s later, no backup | {p99_a:.1f} | {rps_a:,.0f} |",
+            "",
+            f"p99 during / without: {p99_d / p99_a:.2f} (target <= 1.10); "
+            f"req/s during / without: {rps_d / rps_a:.2f}",
+        ]
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--rows", type=int, default=1_000_000)
-    ap.add_argument("--pairs", type=int, default=3)
-    ap.add_argument("--seconds", type=int, default=3, help="per wrk run")
-    ap.add_argument("--connections", type=int, default=10)
-    ap.add_argument("--interval", type=int, default=25, help="[backup] interval, seconds")
-    ap.add_argument("--settle", type=float, default=5.0, help="seconds after a backup to wait")
-    ap.add_argument("--cache", type=Path, default=Path("/tmp"))
+    ap.add_argument("--rows", type=int, default=2_200_000, help="usage rows (2.2M: about 1 GB)")
+    ap.add_argument("--rate", type=float, default=500.0, help="open loop: requests per second")
+    ap.add_argument("--saturate", action="store_true", help="wrk without a rate limit instead")
+    ap.add_argument("--pairs", type=int, default=3, help="backups measured")
+    ap.add_argument("--seconds", type=int, default=3, help="--saturate: per wrk run")
+    ap.add_argument("--connections", type=int, default=10, help="--saturate: wrk connections")
+    ap.add_argument("--interval", type=int, default=40, help="[backup] interval, seconds")
+    ap.add_argument("--settle", type=float, default=5.0, help="seconds after a backup set apart")
+    ap.add_argument("--warmup", type=float, default=5.0, help="open loop: seconds not counted")
+    ap.add_argument("--cache", type=Path, default=Path("/tmp"), help="where generated DBs are kept")
     ap.add_argument("--pace", type=float, default=64.0, help="[backup] pace, MB/s (0: full speed)")
     ap.add_argument(
         "--backup-cpu",
@@ -105,139 +422,24 @@ def main() -> None:
         help="move the backup thread to this core (as on any multi-core box); default: it shares "
         "the gateway's core (the worst case)",
     )
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--no-write", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="100k rows, pace 8 MB/s, 2 backups")
+    ap.add_argument("--no-write", action="store_true", help="print only (no docs update)")
     a = ap.parse_args()
     if a.quick:
-        a.rows, a.pairs, a.no_write, a.interval = 100_000, 2, True, 12
+        a.rows, a.pairs, a.no_write, a.interval, a.pace, a.settle = 100_000, 2, True, 15, 8.0, 3.0
+        a.warmup = 3.0
+    if a.interval <= a.settle + 1:
+        raise SystemExit("--interval must leave time without a backup after --settle")
+    os.sched_setaffinity(0, {bl.LOAD_CPU})  # the watcher stays off the gateway's core
     tmp = Path(tempfile.mkdtemp(prefix="llmgw-backupbench-"))
     servers: list[bl.Server] = []
     try:
-        src = source(a.rows, a.cache)
-        home = tmp / "home"
-        home.mkdir()
-        db = home / "llmgw.db"
-        shutil.copyfile(src, db)
-        size_mb = db.stat().st_size / 1e6
-        nginx_port = bl.free_port()
-        prefix = tmp / "nginx"
-        prefix.mkdir()
-        conf = NGINX_CONF.replace("@PREFIX@", str(prefix)).replace("@PORT@", str(nginx_port))
-        for mark, text in (
-            ("@OAUTH@", OAUTH_ANSWER),
-            ("@GIGACHAT@", GIGACHAT_ANSWER),
-            ("@OPENAI@", bl.CANNED_COMPLETION),
-        ):
-            conf = conf.replace(mark, text)
-        (prefix / "nginx.conf").write_text(conf)
-        argv = ["nginx", "-e", "stderr", "-p", str(prefix), "-c", str(prefix / "nginx.conf")]
-        ng = bl.start("nginx", argv, port=nginx_port, cpu=bl.LOAD_CPU, log=prefix / "n.log")
-        servers.append(ng)
-        bl.wait_ready(ng)
-
-        port = bl.free_port()
-        env = {k: v for k, v in os.environ.items() if not k.startswith("LLMGW_")}
-        env.update(BENCH_OPENAI_KEY="sk-bench", LLMGW_HOME=str(home))
-        env["LLMGW_CONFIG"] = str(home / "llmgw.toml")
-        (home / "llmgw.toml").write_text(
-            CONFIG.format(
-                port=port,
-                nginx=nginx_port,
-                interval=a.interval,
-                pace=a.pace,
-                backups=tmp / "backups",
-            )
-        )
-        made = subprocess.run(
-            [bl.PYTHON, "-m", "llmgw", "keys", "create", "--name", "bench", "--json"],
-            capture_output=True, text=True, env=env, timeout=180, check=False,
-        )  # fmt: skip
-        key = json.loads(made.stdout)["key"]
-        gw = bl.start(
-            "llmgw",
-            [bl.PYTHON, "-m", "llmgw", "serve", "--port", str(port)],
-            port=port,
-            cpu=bl.SERVER_CPU,
-            log=home / "serve.log",
-            env=env,
-        )
-        servers.append(gw)
-        bl.wait_ready(gw, "/readyz", timeout=120)
-        if a.backup_cpu is not None:
-            moved = pin_backup_thread(gw.popen.pid, a.backup_cpu)
-            log(f"backup thread(s) {moved} moved to core {a.backup_cpu}")
-        url = gw.url + "/v1/chat/completions"
-        bl.wrk(url, a.connections, 2, key=key)  # warm-up
-        during: list[dict[str, Any]] = []
-        after: list[dict[str, Any]] = []
-        right_after: list[dict[str, Any]] = []
-        backup_s: list[float] = []
-        ok_name = 'llmgw_backups_total{result="ok"}'
-        for pair in range(a.pairs):
-            deadline = time.monotonic() + a.interval + 120
-            while metric(gw.url, "llmgw_backup_running") < 1:  # the next backup starts
-                if time.monotonic() > deadline:
-                    raise SystemExit("no backup started; see " + str(home / "serve.log"))
-                time.sleep(0.05)
-            before = metric(gw.url, ok_name)
-            r = bl.wrk(url, a.connections, a.seconds, key=key, during=gw)
-            still = metric(gw.url, "llmgw_backup_running") >= 1 or metric(gw.url, ok_name) > before
-            while metric(gw.url, "llmgw_backup_running") >= 1:
-                time.sleep(0.05)
-            if not still:
-                log(f"pair {pair + 1}: the backup had ended before the run did; skipped")
-                continue
-            backup_s.append(metric(gw.url, "llmgw_backup_last_duration_seconds"))
-            # right after: the WAL that grew during the backup is checkpointed by the gateway
-            c = bl.wrk(url, a.connections, a.seconds, key=key, during=gw)
-            time.sleep(a.settle)  # then no trace of the backup; the next is far off
-            b = bl.wrk(url, a.connections, a.seconds, key=key, during=gw)
-            during.append(r)
-            right_after.append(c)
-            after.append(b)
-            log(
-                f"pair {pair + 1}: during p99 {r['p99_us'] / 1000:.1f} ms {r['rps']:.0f} req/s, "
-                f"right after p99 {c['p99_us'] / 1000:.1f} ms {c['rps']:.0f} req/s, "
-                f"without p99 {b['p99_us'] / 1000:.1f} ms {b['rps']:.0f} req/s "
-                f"(backup {backup_s[-1]:.1f} s, errors {r['errors']}/{c['errors']}/{b['errors']})"
-            )
-        if not during:
-            raise SystemExit("no usable pair (backups shorter than a wrk run: use more --rows)")
-        p99_d = statistics.median(r["p99_us"] for r in during) / 1000
-        p99_a = statistics.median(r["p99_us"] for r in after) / 1000
-        rps_d = statistics.median(r["rps"] for r in during)
-        rps_a = statistics.median(r["rps"] for r in after)
-        p99_r = statistics.median(r["p99_us"] for r in right_after) / 1000
-        rps_r = statistics.median(r["rps"] for r in right_after)
-        load = os.getloadavg()[0]
-        block = "\n".join(
-            [
-                f"Run {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, "
-                f"`{bl.git_rev().split()[0]}`; SQLite database of {size_mb:,.0f} MB "
-                f"({a.rows:,} usage rows), {len(during)} pair(s) of {a.seconds} s wrk runs at "
-                f"c={a.connections}, gateway on core {bl.SERVER_CPU}, wrk and nginx on core "
-                f"{bl.LOAD_CPU}; load average {load:.1f} at the end. Backups took "
-                f"{statistics.median(backup_s):.1f} s (median; copy at `[backup] pace` "
-                f"{a.pace:g} MB/s, integrity check, rename); the backup (a child process at nice 19) "
-                + (
-                    f"on core {a.backup_cpu}."
-                    if a.backup_cpu is not None
-                    else f"on the gateway's core {bl.SERVER_CPU} (the worst case)."
-                ),
-                "",
-                "| | p99 ms | req/s (each a usage row written) |",
-                "|---|---:|---:|",
-                f"| while the gateway backs up its database | {p99_d:.1f} | {rps_d:,.0f} |",
-                f"| right after it (the gateway folds the grown WAL back) | {p99_r:.1f} | "
-                f"{rps_r:,.0f} |",
-                f"| {a.settle:.0f} s later, no backup | {p99_a:.1f} | {rps_a:,.0f} |",
-                "",
-                f"p99 during / without: {p99_d / p99_a:.2f} (target <= 1.10); "
-                f"req/s during / without: {rps_d / rps_a:.2f}",
-            ]
-        )
+        gw, key = setup(a, tmp, servers)
+        block = (saturated_run if a.saturate else open_loop_run)(a, gw, key, tmp)
         print(block)
-        if not a.no_write:
+        if a.saturate and not a.no_write:
+            log("--saturate prints only: the doc's block holds the open-loop run")
+        elif not a.no_write:
             bl.write_block(DOC, "bench_backup_load", block, section="## Backup under load")
     finally:
         for s in reversed(servers):

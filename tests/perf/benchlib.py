@@ -1,7 +1,9 @@
-"""Process plumbing for the gateway benchmark: pinned servers, RSS, idle waits, wrk and the SSE client."""
+"""Process plumbing for the gateway benchmark: pinned servers, RSS, idle waits, wrk, the SSE
+client and the open-loop (rate-limited) load."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -11,6 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -278,6 +281,83 @@ def stream_run(
         argv, capture_output=True, timeout=timeout * (warmup + 1) + 60, check=False
     )
     return _bench_json(proc.stdout.decode() + proc.stderr.decode(errors="replace"), "stream_client")
+
+
+async def open_loop(
+    send: Callable[[int], Awaitable[Any]],
+    count: int,
+    rate: float,
+    *,
+    stop: asyncio.Event | None = None,
+) -> list[tuple[float, float, float, Any]]:
+    """Open-loop load, as wrk2 does: ``send(i)`` for ``i < count``, each due at a fixed time
+    (``rate`` per second) whatever the answers before it, so a slow answer does not slow the
+    sending (no coordinated omission). Ends early when ``stop`` is set (the requests already sent
+    are awaited).
+
+    Returns one ``(due, lag, latency, result)`` per request sent: ``due`` on ``time.monotonic()``
+    (system-wide on Linux: another process can place it on its own timeline), ``lag`` how late the
+    client sent it, ``latency`` from ``due`` to the answer (so a late send counts against it)."""
+    records: list[tuple[float, float, float, Any]] = []
+    pending: set[asyncio.Task[None]] = set()
+
+    async def one(i: int, due: float) -> None:
+        lag = time.monotonic() - due
+        result = await send(i)
+        records.append((due, lag, time.monotonic() - due, result))
+
+    start = time.monotonic() + 0.1
+    for i in range(count):
+        due = start + i / rate
+        delay = due - time.monotonic()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if stop is not None and stop.is_set():
+            break
+        task = asyncio.create_task(one(i, due))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+    if pending:
+        await asyncio.gather(*pending)
+    return records
+
+
+def pct(values: Sequence[float], q: float) -> float:
+    """The ``q``-th percentile (0-100) of ``values`` (sorted here; nearest rank)."""
+    ordered = sorted(values)
+    if not ordered:
+        return float("nan")
+    return ordered[min(len(ordered) - 1, int(len(ordered) * q / 100))]
+
+
+def start_open_loop(
+    url: str, rate: float, seconds: float, *, key: str | None, out: Path, log: Path
+) -> subprocess.Popen[bytes]:
+    """``open_loop_client.py`` pinned to the load CPU: ``rate`` chat requests/s to ``url`` for at
+    most ``seconds`` (SIGTERM ends it sooner); per-request records into ``out``."""
+    argv = ["taskset", "-c", str(LOAD_CPU), PYTHON, str(HERE / "open_loop_client.py"), "--url", url]
+    argv += ["--rate", str(rate), "--seconds", str(seconds), "--out", str(out)]
+    argv += ["--key", key] if key else []
+    with log.open("wb") as f:
+        return subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, cwd=REPO)
+
+
+def finish_open_loop(
+    proc: subprocess.Popen[bytes], out: Path, log: Path, timeout: float = 60.0
+) -> tuple[dict[str, Any], list[list[float]]]:
+    """Stop the client (SIGTERM: no new sends; answers in flight are awaited); its summary and
+    its records ``[due, lag, latency, status]`` (status 0: no answer)."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(10)
+        raise RuntimeError(f"the open-loop client did not stop (see {log})") from None
+    summary = _bench_json(log.read_text(errors="replace"), "open_loop_client")
+    records: list[list[float]] = json.loads(out.read_text())
+    return summary, records
 
 
 def foreign_load() -> set[str]:
