@@ -271,6 +271,7 @@ class Gateway:
                     keep=s.backup.keep,
                     interval=s.backup.interval,
                     pace=s.backup.pace,
+                    check=s.backup.check,
                 )
                 self.backups.start()
                 stack.push_async_callback(asyncio.to_thread, self.backups.stop)

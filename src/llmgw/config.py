@@ -366,6 +366,11 @@ class BackupSettings(_Section):
     pace: float = Field(default=64.0, ge=0)
     """MB/s at which `llmgw serve`'s scheduled backups copy a SQLite database (small steps in one
     read snapshot, so the disk's write-back does not slow the gateway); 0 copies at full speed."""
+    check: Literal["quick", "full"] = "quick"
+    """How `llmgw serve` checks a scheduled SQLite backup before it counts and rotates: `quick`
+    (``PRAGMA quick_check``: every page, record and constraint, one pass) or `full`
+    (``integrity_check``: also every index against its table; about 14x the CPU, on the gateway's
+    core). `llmgw db backup` and `db verify` always check in full."""
 
 
 class PublishTarget(_Section):

@@ -60,6 +60,7 @@ port = {port}
 interval = {interval}
 keep = 2
 pace = {pace}
+check = "{check}"
 dir = "{backups}"
 
 [[providers]]
@@ -159,7 +160,12 @@ def setup(a: argparse.Namespace, tmp: Path, servers: list[bl.Server]) -> tuple[b
     env["LLMGW_CONFIG"] = str(home / "llmgw.toml")
     (home / "llmgw.toml").write_text(
         CONFIG.format(
-            port=port, nginx=nginx_port, interval=a.interval, pace=a.pace, backups=tmp / "backups"
+            port=port,
+            nginx=nginx_port,
+            interval=a.interval,
+            pace=a.pace,
+            check=a.check,
+            backups=tmp / "backups",
         )
     )
     made = subprocess.run(
@@ -316,7 +322,7 @@ def open_loop_run(a: argparse.Namespace, gw: bl.Server, key: str, tmp: Path) -> 
             f"{summary['send_lag_p99_ms']:.1f} ms), gateway on core {bl.SERVER_CPU}, client and "
             f"nginx on core {bl.LOAD_CPU}; load average {os.getloadavg()[0]:.1f} at the end. "
             f"{len(spans)} backups of {took:.1f} s (median; copy at `[backup] pace` {a.pace:g} "
-            f"MB/s, integrity check, rename), the backup (a child process at nice 19) {where(a)}.",
+            f"MB/s, `{a.check}` check, rename), the backup (a child process at nice 19) {where(a)}.",
             "",
             "| | requests | p50 ms | p99 ms | p99.9 ms | max ms | errors | gateway CPU µs/request |",
             "|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -387,7 +393,7 @@ def saturated_run(a: argparse.Namespace, gw: bl.Server, key: str, tmp: Path) -> 
             f"c={a.connections} (saturated: no rate limit), gateway on core {bl.SERVER_CPU}, wrk "
             f"and nginx on core {bl.LOAD_CPU}; load average {os.getloadavg()[0]:.1f} at the end. "
             f"Backups took {statistics.median(backup_s):.1f} s (median; copy at `[backup] pace` "
-            f"{a.pace:g} MB/s, integrity check, rename); the backup (a child process at nice 19) "
+            f"{a.pace:g} MB/s, `{a.check}` check, rename); the backup (a child process at nice 19) "
             f"{where(a)}.",
             "",
             "| | p99 ms | req/s (each a usage row written) |",
@@ -416,6 +422,7 @@ def main() -> None:
     ap.add_argument("--warmup", type=float, default=5.0, help="open loop: seconds not counted")
     ap.add_argument("--cache", type=Path, default=Path("/tmp"), help="where generated DBs are kept")
     ap.add_argument("--pace", type=float, default=64.0, help="[backup] pace, MB/s (0: full speed)")
+    ap.add_argument("--check", choices=["quick", "full"], default="quick", help="[backup] check")
     ap.add_argument(
         "--backup-cpu",
         type=int,

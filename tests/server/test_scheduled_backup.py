@@ -73,6 +73,7 @@ def test_serve_backs_up_on_its_own_while_serving(
     assert proc.wait(timeout=60) == 0
     log = (tmp_path / "serve.log").read_text()
     assert log.count("scheduled backup written: ") >= 3 and str(folder) in log
+    assert "quick check" in log  # [backup] check defaults to quick_check (docs/migration.md)
 
 
 def test_a_failed_backup_in_the_child_process_is_counted_and_logged(
@@ -87,3 +88,48 @@ def test_a_failed_backup_in_the_child_process_is_counted_and_logged(
     assert sched.stats.results == {"ok": 0, "failed": 1} and not sched.stats.running
     assert f"no database at {missing}" in caplog.text  # the child's reason reaches the log
     assert not list((tmp_path / "b").glob("*"))
+
+
+def _database(path: Path, rows: int = 2_000) -> Path:
+    from tests.migrate_data import generate, migrated_sqlite
+
+    migrated_sqlite(path)
+    generate(path, usage=rows)
+    return path
+
+
+@pytest.mark.parametrize("check", ["quick", "full"])
+def test_a_scheduled_backup_checks_its_copy_as_backup_check_says(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, check: str
+) -> None:
+    from llmgw.storage.backup_schedule import BackupScheduler
+
+    db = _database(tmp_path / "llmgw.db")
+    folder = tmp_path / "b"
+    sched = BackupScheduler(f"sqlite:///{db}", folder, keep=2, interval=3600, check=check)
+    with caplog.at_level("INFO", logger="llmgw.backup"):
+        sched.run_once()
+    assert sched.stats.results == {"ok": 1, "failed": 0}
+    assert f"{check} check" in caplog.text
+    (copy,) = folder.glob("llmgw-*.db")
+    assert _request_ids(copy) == _request_ids(db)
+
+
+def test_the_quick_check_still_refuses_a_damaged_copy_and_keeps_the_older_backups(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from llmgw.storage.backup_schedule import BackupScheduler
+
+    db = _database(tmp_path / "llmgw.db", rows=20_000)
+    folder = tmp_path / "b"
+    sched = BackupScheduler(f"sqlite:///{db}", folder, keep=1, interval=3600)  # check: quick
+    sched.run_once()
+    (good,) = folder.glob("llmgw-*.db")
+    data = bytearray(db.read_bytes())
+    data[len(data) // 2 : len(data) // 2 + 4096] = b"\xa5" * 4096  # a page of garbage
+    db.write_bytes(bytes(data))
+    with caplog.at_level("ERROR", logger="llmgw.backup"):
+        sched.run_once()
+    assert sched.stats.results == {"ok": 1, "failed": 1}
+    assert "fails its integrity check" in caplog.text or "not a readable" in caplog.text
+    assert list(folder.glob("llmgw-*")) == [good]  # no damaged copy; keep = 1 did not rotate

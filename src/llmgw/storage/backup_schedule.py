@@ -46,10 +46,18 @@ class BackupScheduler:
     """Back up ``url`` into ``folder`` every ``interval`` seconds, keeping ``keep``."""
 
     def __init__(
-        self, url: str, folder: Path, *, keep: int, interval: float, pace: float = 0.0
+        self,
+        url: str,
+        folder: Path,
+        *,
+        keep: int,
+        interval: float,
+        pace: float = 0.0,
+        check: str = "quick",
     ) -> None:
         self.url = url
         self.pace = pace or None
+        self.check = check
         self.folder = folder
         self.keep = keep
         self.interval = interval
@@ -86,7 +94,7 @@ class BackupScheduler:
         The database URL (it may hold a password) goes through the child's stdin, never its
         command line."""
         request = {"url": self.url, "folder": str(self.folder), "keep": self.keep,
-                   "pace": self.pace}  # fmt: skip
+                   "pace": self.pace, "quick": self.check == "quick"}  # fmt: skip
         argv = [
             sys.executable,
             "-c",
@@ -129,10 +137,11 @@ class BackupScheduler:
         self.stats.last_seconds = float(result["seconds"])
         self.stats.last_bytes = int(result["bytes"])
         log.info(
-            "scheduled backup written: %s (%d bytes, %.1f s, %d older removed)",
+            "scheduled backup written: %s (%d bytes, %.1f s, %s check, %d older removed)",
             result["file"],
             result["bytes"],
             result["seconds"],
+            result["checks"].get("check", "archive"),
             len(result["removed"]),
         )
 
@@ -147,7 +156,11 @@ def child_main() -> None:
     request = json.loads(sys.stdin.read())
     try:
         result = backup(
-            request["url"], Path(request["folder"]), keep=request["keep"], pace=request["pace"]
+            request["url"],
+            Path(request["folder"]),
+            keep=request["keep"],
+            pace=request["pace"],
+            quick=request.get("quick", False),
         )
     except LlmgwError as exc:
         print(json.dumps({"error": str(exc)}), flush=True)
