@@ -97,6 +97,55 @@ def test_backup_while_writing_then_restore_and_verify(cli: Any, db: Path, home: 
     assert cli("usage", "stats", "--since", "2000-01-01", "--json").exit_code == 0
 
 
+def _writer_rows(path: Path) -> list[int]:
+    """The numbers ``i`` of the writer's rows (``request_id`` ``w-i``) in ``path``, sorted."""
+    conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True)
+    try:
+        rows = conn.execute("SELECT request_id FROM usage WHERE request_id LIKE 'w-%'")
+        return sorted(int(r[0][2:]) for r in rows)
+    finally:
+        conn.close()
+
+
+def test_a_scheduled_paced_backup_while_writing_restores_every_row_committed_before_it(
+    cli: Any, db: Path, home: Path, tmp_path: Path
+) -> None:
+    """What ``llmgw serve``'s ``[backup] interval`` runs: the copy in small paced steps (one
+    read snapshot held across them) and the quick check, in the child process, while another
+    process commits a row at a time; then ``db restore`` and ``db verify``."""
+    from llmgw.storage.backup_schedule import BackupScheduler
+
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _WRITER, str(db)], stdout=subprocess.PIPE, text=True
+    )
+    folder = tmp_path / "scheduled"
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "writing"
+        committed = _ids(db)  # every row committed before the backup began
+        size_mb = db.stat().st_size / 1e6
+        sched = BackupScheduler(
+            f"sqlite:///{db}", folder, keep=2, interval=3600, pace=size_mb / 1.5
+        )  # about 1.5 s of copying in 256-page steps
+        sched.run_once()
+        assert sched.stats.results == {"ok": 1, "failed": 0}
+        during = _writer_rows(db)
+    finally:
+        writer.kill()
+        writer.wait()
+        assert writer.stdout is not None
+        writer.stdout.close()
+    (backup,) = folder.glob("llmgw-*.db")
+    saved = _writer_rows(backup)
+    assert committed <= _ids(backup)
+    # one snapshot: the writer's rows up to some point, none missing, none after it
+    assert saved == list(range(len(saved))) and len(during) > len(saved)
+    done = cli("db", "restore", str(backup), "--yes", "--json")
+    assert done.exit_code == 0, done.stderr
+    assert _ids(db) == _ids(backup) and committed <= _ids(db)
+    ok = cli("db", "verify", "--json")
+    assert ok.exit_code == 0 and json.loads(ok.stdout)["checks"]["integrity"] == "ok"
+
+
 def test_a_damaged_backup_fails_verify_and_is_not_restored(cli: Any, db: Path, home: Path) -> None:
     made = cli("db", "backup", "--json")
     backup = Path(json.loads(made.stdout)["file"])

@@ -312,6 +312,23 @@ def open_loop_run(a: argparse.Namespace, gw: bl.Server, key: str, tmp: Path) -> 
         w = [r[2] * 1000 for r in rows("without", k)]
         pairs.append(f"{bl.pct(d, 99):.1f} / {bl.pct(w, 99):.1f}")
     took = statistics.median(e - s for s, e in spans)
+    notes = []
+    if summary["send_lag_p99_ms"] > 10 or summary["achieved_rps"] < 0.95 * a.rate:
+        notes.append(
+            f"**Not a measurement of the gateway**: the client could not keep {a.rate:g} req/s "
+            f"(achieved {summary['achieved_rps']:g}, send lag p99 {summary['send_lag_p99_ms']:g} "
+            "ms): core 0 was too busy."
+        )
+    warned = [
+        line
+        for line in gw.log.read_text(errors="replace").splitlines()
+        if (" WARNING " in line or " ERROR " in line) and "model list" not in line
+    ]
+    if warned:
+        notes.append(
+            f"The gateway logged {len(warned)} warning(s) or error(s) (first: "
+            f"`{warned[0].split(' ', 2)[-1][:160]}`)."
+        )
     size_mb = (tmp / "home" / "llmgw.db").stat().st_size / 1e6
     return "\n".join(
         [
@@ -332,6 +349,7 @@ def open_loop_run(a: argparse.Namespace, gw: bl.Server, key: str, tmp: Path) -> 
             "",
             f"p99 during / without: **{p99_d / p99_w:.2f}** (target <= 1.10). Per backup, p99 "
             f"during / without after it: {', '.join(pairs)} ms.",
+            *(["", *notes] if notes else []),
         ]
     )
 
