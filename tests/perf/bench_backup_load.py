@@ -196,6 +196,15 @@ def where(a: argparse.Namespace) -> str:
     return f"on the gateway's core {bl.SERVER_CPU} (the worst case)"
 
 
+def run_head(tmp: Path) -> str:
+    """The report's first words: when, which commit, how large the database is now."""
+    size_mb = (tmp / "home" / "llmgw.db").stat().st_size / 1e6
+    return (
+        f"Run {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, `{bl.git_rev().split()[0]}`; "
+        f"SQLite database of {size_mb:,.0f} MB"
+    )
+
+
 # --- open loop (the default) -------------------------------------------------------------------
 
 
@@ -329,12 +338,9 @@ def open_loop_run(a: argparse.Namespace, gw: bl.Server, key: str, tmp: Path) -> 
             f"The gateway logged {len(warned)} warning(s) or error(s) (first: "
             f"`{warned[0].split(' ', 2)[-1][:160]}`)."
         )
-    size_mb = (tmp / "home" / "llmgw.db").stat().st_size / 1e6
     return "\n".join(
         [
-            f"Run {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, "
-            f"`{bl.git_rev().split()[0]}`; SQLite database of {size_mb:,.0f} MB ({a.rows:,} usage "
-            f"rows before the run); open loop at {a.rate:g} req/s (`open_loop_client.py`, each "
+            f"{run_head(tmp)} ({a.rows:,} usage rows before the run); open loop at {a.rate:g} req/s (`open_loop_client.py`, each "
             f"answer timed from when it was due; {summary['sent']:,} sent, send lag p99 "
             f"{summary['send_lag_p99_ms']:.1f} ms), gateway on core {bl.SERVER_CPU}, client and "
             f"nginx on core {bl.LOAD_CPU}; load average {os.getloadavg()[0]:.1f} at the end. "
@@ -349,7 +355,7 @@ def open_loop_run(a: argparse.Namespace, gw: bl.Server, key: str, tmp: Path) -> 
             "",
             f"p99 during / without: **{p99_d / p99_w:.2f}** (target <= 1.10). Per backup, p99 "
             f"during / without after it: {', '.join(pairs)} ms.",
-            *(["", *notes] if notes else []),
+            *(f"\n{n}" for n in notes),
         ]
     )
 
@@ -402,12 +408,9 @@ def saturated_run(a: argparse.Namespace, gw: bl.Server, key: str, tmp: Path) -> 
     rps_a = statistics.median(r["rps"] for r in after)
     p99_r = statistics.median(r["p99_us"] for r in right_after) / 1000
     rps_r = statistics.median(r["rps"] for r in right_after)
-    size_mb = (tmp / "home" / "llmgw.db").stat().st_size / 1e6
     return "\n".join(
         [
-            f"Run {time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, "
-            f"`{bl.git_rev().split()[0]}`; SQLite database of {size_mb:,.0f} MB "
-            f"({a.rows:,} usage rows), {len(during)} pair(s) of {a.seconds} s wrk runs at "
+            f"{run_head(tmp)} ({a.rows:,} usage rows), {len(during)} pair(s) of {a.seconds} s wrk runs at "
             f"c={a.connections} (saturated: no rate limit), gateway on core {bl.SERVER_CPU}, wrk "
             f"and nginx on core {bl.LOAD_CPU}; load average {os.getloadavg()[0]:.1f} at the end. "
             f"Backups took {statistics.median(backup_s):.1f} s (median; copy at `[backup] pace` "
