@@ -124,8 +124,8 @@ def test_a_scheduled_paced_backup_while_writing_restores_every_row_committed_bef
         committed = _ids(db)  # every row committed before the backup began
         size_mb = db.stat().st_size / 1e6
         sched = BackupScheduler(
-            f"sqlite:///{db}", folder, keep=2, interval=3600, pace=size_mb / 1.5
-        )  # about 1.5 s of copying in 256-page steps
+            f"sqlite:///{db}", folder, keep=2, interval=3600, pace=size_mb / 0.5
+        )  # about 0.5 s of copying in 1 MB steps (256 pages), the writer going on between them
         sched.run_once()
         assert sched.stats.results == {"ok": 1, "failed": 0}
         during = _writer_rows(db)
