@@ -14,7 +14,7 @@ from rich.text import Text
 from textual.binding import Binding, BindingType
 
 from llmgw.tui.screens.listing import ListingScreen
-from llmgw.tui.widgets.dialogs import ConfirmScreen, Field, FormScreen, required
+from llmgw.tui.widgets.dialogs import Field, FormScreen, required
 
 if TYPE_CHECKING:
     from llmgw.admin.ops import AdminOps, Record
@@ -144,10 +144,9 @@ class AliasAdminScreen(ListingScreen):
         if rec is None:
             return
         name = str(rec["name"])
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.mutate(f"Alias {name} removed", lambda: self.ops.aliases_remove(name))
-
-        question = f"Remove alias {name}? Requests naming it are refused within seconds."
-        self.app.push_screen(ConfirmScreen(question, action="Remove"), answered)
+        self.confirm_mutate(
+            f"Remove alias {name}? Requests naming it are refused within seconds.",
+            "Remove",
+            f"Alias {name} removed",
+            lambda: self.ops.aliases_remove(name),
+        )

@@ -10,7 +10,6 @@ from textual.binding import Binding, BindingType
 from llmgw.tui.format import age, num, short_time, state_style
 from llmgw.tui.screens.listing import ListingScreen
 from llmgw.tui.widgets.dialogs import (
-    ConfirmScreen,
     Field,
     FormScreen,
     SecretScreen,
@@ -139,16 +138,13 @@ class KeysScreen(ListingScreen):
         if rec is None:
             return
         ref = str(rec["id"])
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.mutate(f"Key {rec.get('prefix')} revoked", lambda: self.ops.keys_revoke(ref))
-
-        question = (
+        self.confirm_mutate(
             f"Revoke key {rec.get('prefix')} ({rec.get('name')})? "
-            "Requests with it are refused from now on; this cannot be undone."
+            "Requests with it are refused from now on; this cannot be undone.",
+            "Revoke",
+            f"Key {rec.get('prefix')} revoked",
+            lambda: self.ops.keys_revoke(ref),
         )
-        self.app.push_screen(ConfirmScreen(question, action="Revoke"), answered)
 
     def action_rotate(self) -> None:
         """Rotate the selected key after a confirmation; the new secret is shown once."""
@@ -156,19 +152,13 @@ class KeysScreen(ListingScreen):
         if rec is None:
             return
         ref = str(rec["id"])
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.mutate(
-                    "Rotate key",
-                    lambda: self.ops.keys_rotate(ref),
-                    lambda new: self._secret(
-                        f"Key {rec.get('prefix')} rotated: new key {new.get('prefix')}", new
-                    ),
-                )
-
-        question = (
+        self.confirm_mutate(
             f"Rotate key {rec.get('prefix')} ({rec.get('name')})? A new secret is made with the "
-            "same settings and the old one stops working now."
+            "same settings and the old one stops working now.",
+            "Rotate",
+            "Rotate key",
+            lambda: self.ops.keys_rotate(ref),
+            lambda new: self._secret(
+                f"Key {rec.get('prefix')} rotated: new key {new.get('prefix')}", new
+            ),
         )
-        self.app.push_screen(ConfirmScreen(question, action="Rotate"), answered)

@@ -14,6 +14,7 @@ from textual.widgets import DataTable, Input
 
 from llmgw.tui.format import literal
 from llmgw.tui.screens.base import PolledScreen, describe
+from llmgw.tui.widgets.dialogs import ConfirmScreen
 
 if TYPE_CHECKING:
     from llmgw.admin.ops import Record
@@ -134,6 +135,22 @@ class ListingScreen(FilteredScreen):
         count = f"{len(self.shown)} of {len(self.records)}"
         found = f"; filter: {self.query_text}" if self.query_text else ""
         return f"{count}{found}; {super().status_text()}"
+
+    def confirm_mutate(
+        self,
+        question: str,
+        action: str,
+        what: str,
+        call: Callable[[], Record],
+        then: Callable[[Record], None] | None = None,
+    ) -> None:
+        """Ask ``question`` (the button says ``action``); on yes, ``mutate(what, call, then)``."""
+
+        def answered(yes: bool | None) -> None:
+            if yes:
+                self.mutate(what, call, then)
+
+        self.app.push_screen(ConfirmScreen(question, action=action), answered)
 
     @work(thread=True, group="mutate", exit_on_error=False)
     def mutate(

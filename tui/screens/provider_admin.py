@@ -20,7 +20,6 @@ from textual.widgets import DataTable, Static
 from llmgw.tui.format import state_style
 from llmgw.tui.screens.listing import ListingScreen
 from llmgw.tui.widgets.dialogs import (
-    ConfirmScreen,
     Field,
     FormScreen,
     optional_list,
@@ -261,19 +260,13 @@ class ProviderAdminScreen(ListingScreen):
                 f"Provider {name} enabled", lambda: self.ops.providers_set_enabled(name, True)
             )
             return
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.mutate(
-                    f"Provider {name} disabled",
-                    lambda: self.ops.providers_set_enabled(name, False),
-                )
-
-        question = (
+        self.confirm_mutate(
             f"Disable provider {name}? Its models answer 404 within seconds; requests already "
-            "running finish."
+            "running finish.",
+            "Disable",
+            f"Provider {name} disabled",
+            lambda: self.ops.providers_set_enabled(name, False),
         )
-        self.app.push_screen(ConfirmScreen(question, action="Disable"), answered)
 
     def action_remove(self) -> None:
         """Remove the highlighted stored provider and its credential, after a confirmation."""
@@ -281,14 +274,11 @@ class ProviderAdminScreen(ListingScreen):
         if rec is None:
             return
         name = str(rec["name"])
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.mutate(f"Provider {name} removed", lambda: self.ops.providers_remove(name))
-
-        question = (
+        self.confirm_mutate(
             f"Remove provider {name}? Its settings and credential are deleted; gateways stop "
             "routing to it within seconds (requests already running finish). This cannot be "
-            "undone."
+            "undone.",
+            "Remove",
+            f"Provider {name} removed",
+            lambda: self.ops.providers_remove(name),
         )
-        self.app.push_screen(ConfirmScreen(question, action="Remove"), answered)

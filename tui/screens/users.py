@@ -9,7 +9,7 @@ from textual.binding import Binding, BindingType
 
 from llmgw.tui.format import num, short_time, state_style
 from llmgw.tui.screens.listing import ListingScreen
-from llmgw.tui.widgets.dialogs import ConfirmScreen, Field, FormScreen, optional_text, required
+from llmgw.tui.widgets.dialogs import Field, FormScreen, optional_text, required
 
 if TYPE_CHECKING:
     from llmgw.admin.ops import AdminOps, Record
@@ -88,24 +88,20 @@ class UsersScreen(ListingScreen):
         if rec is None:
             return
         ref, email = str(rec["id"]), rec.get("email")
-        disable = rec.get("status") != "disabled"
-
-        def answered(yes: bool | None) -> None:
-            if not yes:
-                return
-            if disable:
-                self.mutate(f"{email} disabled", lambda: self.ops.users_disable(ref))
-            else:
-                self.mutate(f"{email} enabled", lambda: self.ops.users_enable(ref))
-
-        question = (
-            f"Disable {email}? Their keys stop authenticating until they are enabled again."
-            if disable
-            else f"Enable {email} again?"
-        )
-        self.app.push_screen(
-            ConfirmScreen(question, action="Disable" if disable else "Enable"), answered
-        )
+        if rec.get("status") != "disabled":
+            self.confirm_mutate(
+                f"Disable {email}? Their keys stop authenticating until they are enabled again.",
+                "Disable",
+                f"{email} disabled",
+                lambda: self.ops.users_disable(ref),
+            )
+        else:
+            self.confirm_mutate(
+                f"Enable {email} again?",
+                "Enable",
+                f"{email} enabled",
+                lambda: self.ops.users_enable(ref),
+            )
 
     def action_toggle_role(self) -> None:
         """Switch the selected user between the roles user and admin, once confirmed."""
@@ -114,11 +110,9 @@ class UsersScreen(ListingScreen):
             return
         ref, email = str(rec["id"]), rec.get("email")
         role = "user" if rec.get("role") == "admin" else "admin"
-
-        def answered(yes: bool | None) -> None:
-            if yes:
-                self.mutate(f"{email} is now {role}", lambda: self.ops.users_set_role(ref, role))
-
-        self.app.push_screen(
-            ConfirmScreen(f"Give {email} the role {role}?", action="Change role"), answered
+        self.confirm_mutate(
+            f"Give {email} the role {role}?",
+            "Change role",
+            f"{email} is now {role}",
+            lambda: self.ops.users_set_role(ref, role),
         )
