@@ -336,7 +336,7 @@ def open_loop_run(a: argparse.Namespace, gw: bl.Server, key: str, tmp: Path) -> 
     if warned:
         notes.append(
             f"The gateway logged {len(warned)} warning(s) or error(s) (first: "
-            f"`{warned[0].split(' ', 2)[-1][:160]}`)."
+            f"`{warned[0].split(' ', 2)[-1][:400]}`)."
         )
     return "\n".join(
         [
