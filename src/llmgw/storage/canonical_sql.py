@@ -200,15 +200,15 @@ def _sqlite_copy(col: ColumnSpec, strip_nul: bool) -> str:
     return f"CASE WHEN {c} IS NULL THEN '\\N' ELSE {field} END"
 
 
-def sqlite_copy_sql(spec: TableSpec, *, strip_nul: bool) -> str:
-    """``SELECT rowid, line, form, <Python columns...>`` of the rows with ``? < rowid <= ?`` in
-    rowid order: ``line`` is one row of COPY text (no newline), NULL where a value needs
-    Python; ``form`` and the Python columns as in ``sqlite_sum_sql`` (the copy sums the
-    source in the same read)."""
+def sqlite_copy_sql(spec: TableSpec, *, strip_nul: bool, flag: str = "0") -> str:
+    """``SELECT rowid, line, form, flag, <Python columns...>`` of the rows with
+    ``? < rowid <= ?`` in rowid order: ``line`` is one row of COPY text (no newline), NULL
+    where a value needs Python; ``form``, ``flag`` and the Python columns as in
+    ``sqlite_sum_sql`` (the copy checks and sums the source in the same read)."""
     line = "||char(9)||".join(_sqlite_copy(c, strip_nul) for c in spec.columns)
     extra = "".join(f", {_q(c.name)}" for c in python_columns(spec))
     return (
-        f"SELECT rowid, {line}, {_form(spec, strip_nul)}{extra} FROM {_q(spec.name)} "
+        f"SELECT rowid, {line}, {_form(spec, strip_nul)}, ({flag}){extra} FROM {_q(spec.name)} "
         "WHERE rowid > ? AND rowid <= ? ORDER BY rowid"
     )
 

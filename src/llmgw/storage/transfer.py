@@ -486,25 +486,44 @@ class Migration:
         """Apply every rule to every value, and sum the source; (problem count, first ones).
 
         With ``copying``, only the rows a resumed copy will not read again (up to each table's
-        checkpoint) are summed here; the rest are checked here (before anything is written)
-        and summed by ``copy_table`` as it reads them, so the source's biggest cost is paid
-        while PostgreSQL parses the copy instead of before it."""
+        checkpoint) are checked and summed here; ``copy_table`` checks and sums the rest in
+        the same read that feeds ``COPY`` (and stops at a batch holding a refused value), so
+        the source is read once and its cost is paid while PostgreSQL parses the copy."""
         total, listed = 0, list[Problem]()
         limit = self.options.problem_limit
         for p in plans:
-            self.emit({"event": "check", "table": p.spec.name, "rows": p.source_rows})
             upto = p.done_rowid if copying else _MAX_ROWID
+            if upto:
+                self.emit({"event": "check", "table": p.spec.name, "rows": p.source_rows})
             count, found, p.source_sum = self._sum_source(p.spec, upto=upto)
-            if upto < p.source_max_rowid:
-                n, more = self._check_source(p.spec, after=upto)
-                count += n
-                found.extend(more)
             total += count
             listed.extend(found[: max(0, limit - len(listed))])
         if total and copying:  # the sums are partial: none is shown
             for p in plans:
                 if p.done_rowid < p.source_max_rowid:
                     p.source_sum = None
+        return total, listed
+
+    def _refused(self, plans: list[TablePlan], at: TablePlan) -> tuple[int, list[Problem]]:
+        """Every refused value from the batch ``copy_table`` stopped at (``at.done_rowid``) on,
+        in that table and the ones not copied yet: (count, first ones). The copy stopped at
+        the first batch holding one; this lists them all, as a check before the copy did."""
+        total, listed = 0, list[Problem]()
+        limit = self.options.problem_limit
+        for p in plans[next(i for i, p in enumerate(plans) if p is at) :]:
+            self.emit({"event": "check", "table": p.spec.name, "rows": p.source_rows})
+            count, found = self._check_source(p.spec, after=p.done_rowid)
+            total += count
+            listed.extend(found[: max(0, limit - len(listed))])
+        for p in plans:
+            if p.done_rowid < p.source_max_rowid:
+                p.source_sum = None  # partial: none is shown
+        if not total:  # pragma: no cover - the copy and the check apply the same rules
+            raise DataCheckFailed(
+                f"a value of {at.spec.name} after rowid {at.done_rowid} was refused while "
+                "copying but not when checked again",
+                hint="run again; the target holds the batches before it",
+            )
         return total, listed
 
     def _sum_source(
@@ -755,7 +774,8 @@ class Migration:
         name = quote(spec.name)
         cols = ", ".join(quote(c) for c in spec.column_names)
         step = f"SELECT max(rowid) FROM (SELECT rowid FROM {name} WHERE rowid > ? ORDER BY rowid LIMIT ?)"
-        read = sqlite_copy_sql(spec, strip_nul=self.options.strip_nul)
+        strip = self.options.strip_nul
+        read = sqlite_copy_sql(spec, strip_nul=strip, flag=problem_condition(spec, strip_nul=strip))
         raw = f"SELECT rowid, {cols} FROM {name} WHERE rowid > ? AND rowid <= ? ORDER BY rowid"
         one = f"SELECT rowid, {cols} FROM {name} WHERE rowid = ?"
         copy_sql = f"COPY {name} ({cols}) FROM STDIN"
@@ -768,7 +788,6 @@ class Migration:
         nul = self.options.strip_nul and any(c.kind == "text" for c in spec.columns)
         encoders = [_python_encoder(c.kind) for c in python_columns(spec)]
         canon = source_canonicalizer(spec, strip_nul=self.options.strip_nul)
-        h, from_bytes = md5, int.from_bytes
         if plan.source_sum is None:
             plan.source_sum = TableSum()
         last = plan.done_rowid
@@ -780,39 +799,18 @@ class Migration:
             hi = self.src.execute(step, (last, self.options.batch_size)).fetchone()[0]
             if hi is None:
                 break
-            done = 0
-            acc = 0
-            with self.pg.transaction(), self.pg.cursor() as cur:
-                # A writer thread sends each chunk while SQLite prints the next (sqlite3 lets go
-                # of the GIL while it steps), so reading and PostgreSQL's parsing overlap.
-                with cur.copy(copy_sql, writer=QueuedLibpqWriter(cur)) as cp:
-                    reader = self.src.execute(read, (last, hi))
-                    at = last
-                    while chunk := reader.fetchmany(_CHUNK):
-                        lines = [row[1] for row in chunk]
-                        if None in lines:  # values SQLite cannot print: psycopg formats them
-                            # (row order inside a batch does not matter: it commits whole)
-                            need = {row[0] for row in chunk if row[1] is None}
-                            for r in self.src.execute(raw, (at, chunk[-1][0])).fetchall():
-                                if r[0] in need:
-                                    cp.write_row(_strip_nul(r[1:]) if nul else r[1:])
-                            lines = [line for line in lines if line is not None]
-                            done += len(need)
-                        if lines:
-                            cp.write("\n".join(lines) + "\n")
-                        done += len(lines)
-                        at = chunk[-1][0]
-                        for row in chunk:  # the source's sum, while the writer sends
-                            form = row[2]
-                            if form is None:
-                                form = self._slow_form(spec, canon, one, row[0])
-                            elif encoders:
-                                for enc, v in zip(encoders, row[3:], strict=True):
-                                    form += enc(v)
-                            acc += from_bytes(
-                                h(form.encode(), usedforsecurity=False).digest(), "big"
-                            )
-                cur.execute(save, (spec.name, str(self.source.resolve()), hi, done))
+            try:
+                with self.pg.transaction(), self.pg.cursor() as cur:
+                    # A writer thread sends each chunk while SQLite prints the next (sqlite3
+                    # lets go of the GIL while it steps), so reading and parsing overlap.
+                    with cur.copy(copy_sql, writer=QueuedLibpqWriter(cur)) as cp:
+                        done, acc = self._copy_batch(
+                            cp, spec, (read, raw, one), (last, hi), encoders, canon, nul
+                        )
+                    cur.execute(save, (spec.name, str(self.source.resolve()), hi, done))
+            except _DirtyBatch:  # rolled back: the target ends at the previous batch
+                plan.done_rowid = last
+                raise _DirtyBatch(plan) from None
             plan.source_sum.merge(done, acc)
             if verify is not None:
                 verify(plan, last, hi)
@@ -825,17 +823,63 @@ class Migration:
             })  # fmt: skip
         plan.done_rowid = last
 
-    def _slow_form(self, spec: TableSpec, canon: Callable[[Any], str], one: str, rowid: int) -> str:
-        """The canonical form of a row SQLite cannot print (made by Python's rules)."""
-        row = self.src.execute(one, (rowid,)).fetchone()
-        try:
-            return canon(row[1:])
-        except ValueError:  # check_source accepted this row: the snapshot cannot change
-            problem = self._explain(spec, row)
-            raise DataCheckFailed(
-                f"{spec.name} rowid {rowid} column {problem.column}: {problem.problem}",
-                hint="run again: a value the check accepted was refused while copying",
-            ) from None
+    def _copy_batch(
+        self,
+        cp: Any,
+        spec: TableSpec,
+        sql: tuple[str, str, str],
+        rowids: tuple[int, int],
+        encoders: list[Callable[[Any], str]],
+        canon: Callable[[Any], str],
+        nul: bool,
+    ) -> tuple[int, int]:
+        """Write the rows ``after < rowid <= upto`` to ``cp`` in chunks, checking each value
+        and summing the source as it goes; (rows, sum of their hashes).
+
+        The same read applies the dirty-data rules: a row SQLite flags (what ``sql_problems``
+        reports), a text that is not UTF-8, a value Python's rules refuse (a form SQLite
+        cannot print, a JSON text) raise ``_DirtyBatch``, so the batch is rolled back."""
+        read, raw, one = sql
+        last, hi = rowids
+        h, from_bytes = md5, int.from_bytes
+        done = acc = 0
+        reader = self.src.execute(read, (last, hi))
+        at = last
+        while True:
+            try:
+                chunk = reader.fetchmany(_CHUNK)
+            except sqlite3.OperationalError as exc:
+                if "decode" not in str(exc):
+                    raise
+                raise _DirtyBatch from None  # invalid UTF-8
+            if not chunk:
+                return done, acc
+            try:
+                for row in chunk:  # checked and summed (the writer sends the last chunk)
+                    if row[3]:
+                        raise _DirtyBatch
+                    form = row[2]
+                    if form is None:
+                        form = canon(self.src.execute(one, (row[0],)).fetchone()[1:])
+                    elif encoders:
+                        for enc, v in zip(encoders, row[4:], strict=True):
+                            form += enc(v)
+                    acc += from_bytes(h(form.encode(), usedforsecurity=False).digest(), "big")
+            except ValueError:
+                raise _DirtyBatch from None
+            lines = [row[1] for row in chunk]
+            if None in lines:  # values SQLite cannot print: psycopg formats them
+                # (row order inside a batch does not matter: it commits whole)
+                need = {row[0] for row in chunk if row[1] is None}
+                for r in self.src.execute(raw, (at, chunk[-1][0])).fetchall():
+                    if r[0] in need:
+                        cp.write_row(_strip_nul(r[1:]) if nul else r[1:])
+                lines = [line for line in lines if line is not None]
+                done += len(need)
+            if lines:
+                cp.write("\n".join(lines) + "\n")
+            done += len(lines)
+            at = chunk[-1][0]
 
     def defer_indexes(self, spec: TableSpec) -> None:
         """Drop the table's indexes, remembering them on the target (kill-safe), as pgloader
@@ -1064,17 +1108,23 @@ class Migration:
         if mode == "copy":
             self._ensure_progress_table()
             self.drop_seeded()
-            with self.verified_alongside() as verify:
-                for p in plans:
-                    if (
-                        p.done_rowid == 0
-                        and p.target_rows == 0
-                        and p.to_copy >= self.options.defer_indexes
-                    ):
-                        self.defer_indexes(p.spec)
-                    self.copy_table(p, verify if self._rowid_key(p.spec) else None)
-                    verify(p, None, None)
-                report.sequences = self.set_sequences()
+            try:
+                with self.verified_alongside() as verify:
+                    for p in plans:
+                        if (
+                            p.done_rowid == 0
+                            and p.target_rows == 0
+                            and p.to_copy >= self.options.defer_indexes
+                        ):
+                            self.defer_indexes(p.spec)
+                        self.copy_table(p, verify if self._rowid_key(p.spec) else None)
+                        verify(p, None, None)
+                    report.sequences = self.set_sequences()
+            except _DirtyBatch as dirty:
+                assert dirty.plan is not None
+                report.problem_count, report.problems = self._refused(plans, dirty.plan)
+                report.seconds = time.monotonic() - t0
+                return report
         elif mode != "dry-run":
             for p in plans:
                 self.emit({"event": "verify", "table": p.spec.name})
@@ -1168,6 +1218,16 @@ class Migration:
         self.pg.execute("DROP TABLE llmgw_resync")
 
 
+class _DirtyBatch(Exception):  # noqa: N818 - a signal, not an error shown to anyone
+    """A value of the batch being copied matches no rule: the batch is rolled back; raised
+    again out of ``copy_table`` with the table's plan (its ``done_rowid``: where the target
+    ends)."""
+
+    def __init__(self, plan: TablePlan | None = None) -> None:
+        super().__init__()
+        self.plan = plan
+
+
 def _target_sum(
     conn: psycopg.Connection[Any], sql: str, args: tuple[int, int] | None = None
 ) -> TableSum:
@@ -1240,9 +1300,15 @@ def check_report(report: MigrationReport, saved: Path | None = None) -> None:
             if first
             else ""
         )
+        kept = (
+            f"the {report.copied:,} rows copied before the first batch holding one stay "
+            "committed and a run after the fix resumes after them"
+            if report.copied
+            else "nothing was copied"
+        )
         raise DataCheckFailed(
             f"{report.problem_count} source value(s) match no conversion rule{where}",
-            hint="nothing was copied; the report lists the rows (docs/migration.md, 'Dirty data')"
+            hint=f"{kept}; the report lists the rows (docs/migration.md, 'Dirty data')"
             + where_saved,
         )
     if report.mode != "dry-run" and report.mismatched:
