@@ -201,15 +201,17 @@ def _sqlite_copy(col: ColumnSpec, strip_nul: bool) -> str:
 
 
 def sqlite_copy_sql(spec: TableSpec, *, strip_nul: bool, flag: str = "0") -> str:
-    """``SELECT rowid, line, form, flag, <Python columns...>`` of the rows with
-    ``? < rowid <= ?`` in rowid order: ``line`` is one row of COPY text (no newline), NULL
-    where a value needs Python; ``form``, ``flag`` and the Python columns as in
-    ``sqlite_sum_sql`` (the copy checks and sums the source in the same read)."""
+    """``SELECT rowid, line, form, <Python columns...>`` of the rows with ``? < rowid <= ?`` in
+    rowid order, leaving out every row for which the SQL condition ``flag`` is not false (a
+    row ``sql_problems`` would report: the caller counts the rows it got): ``line`` is one row
+    of COPY text (no newline), NULL where a value needs Python; ``form`` and the Python
+    columns as in ``sqlite_sum_sql`` (the copy checks and sums the source in the same read).
+    SQLite evaluates the rules in ``WHERE`` at about half their cost as a column."""
     line = "||char(9)||".join(_sqlite_copy(c, strip_nul) for c in spec.columns)
     extra = "".join(f", {_q(c.name)}" for c in python_columns(spec))
     return (
-        f"SELECT rowid, {line}, {_form(spec, strip_nul)}, ({flag}){extra} FROM {_q(spec.name)} "
-        "WHERE rowid > ? AND rowid <= ? ORDER BY rowid"
+        f"SELECT rowid, {line}, {_form(spec, strip_nul)}{extra} FROM {_q(spec.name)} "
+        f"WHERE rowid > ? AND rowid <= ? AND NOT ({flag}) ORDER BY rowid"
     )
 
 

@@ -773,7 +773,10 @@ class Migration:
         spec = plan.spec
         name = quote(spec.name)
         cols = ", ".join(quote(c) for c in spec.column_names)
-        step = f"SELECT max(rowid) FROM (SELECT rowid FROM {name} WHERE rowid > ? ORDER BY rowid LIMIT ?)"
+        step = (
+            f"SELECT max(rowid), count(*) FROM (SELECT rowid FROM {name} WHERE rowid > ? "
+            "ORDER BY rowid LIMIT ?)"
+        )
         strip = self.options.strip_nul
         read = sqlite_copy_sql(spec, strip_nul=strip, flag=problem_condition(spec, strip_nul=strip))
         raw = f"SELECT rowid, {cols} FROM {name} WHERE rowid > ? AND rowid <= ? ORDER BY rowid"
@@ -796,7 +799,7 @@ class Migration:
         started = time.monotonic()
         self.emit({"event": "table", "table": spec.name, "total": plan.to_copy, "done": 0})
         while True:
-            hi = self.src.execute(step, (last, self.options.batch_size)).fetchone()[0]
+            hi, rows = self.src.execute(step, (last, self.options.batch_size)).fetchone()
             if hi is None:
                 break
             try:
@@ -807,6 +810,8 @@ class Migration:
                         done, acc = self._copy_batch(
                             cp, spec, (read, raw, one), (last, hi), encoders, canon, nul
                         )
+                    if done != rows:  # SQLite left out a row the rules refuse
+                        raise _DirtyBatch
                     cur.execute(save, (spec.name, str(self.source.resolve()), hi, done))
             except _DirtyBatch:  # rolled back: the target ends at the previous batch
                 plan.done_rowid = last
@@ -836,8 +841,9 @@ class Migration:
         """Write the rows ``after < rowid <= upto`` to ``cp`` in chunks, checking each value
         and summing the source as it goes; (rows, sum of their hashes).
 
-        The same read applies the dirty-data rules: a row SQLite flags (what ``sql_problems``
-        reports), a text that is not UTF-8, a value Python's rules refuse (a form SQLite
+        The same read applies the dirty-data rules: SQLite leaves out the rows
+        ``sql_problems`` would report (the caller compares the rows written with the rows of
+        the range); a text that is not UTF-8 or a value Python's rules refuse (a form SQLite
         cannot print, a JSON text) raise ``_DirtyBatch``, so the batch is rolled back."""
         read, raw, one = sql
         last, hi = rowids
@@ -856,13 +862,11 @@ class Migration:
                 return done, acc
             try:
                 for row in chunk:  # checked and summed (the writer sends the last chunk)
-                    if row[3]:
-                        raise _DirtyBatch
                     form = row[2]
                     if form is None:
                         form = canon(self.src.execute(one, (row[0],)).fetchone()[1:])
                     elif encoders:
-                        for enc, v in zip(encoders, row[4:], strict=True):
+                        for enc, v in zip(encoders, row[3:], strict=True):
                             form += enc(v)
                     acc += from_bytes(h(form.encode(), usedforsecurity=False).digest(), "big")
             except ValueError:
