@@ -7,13 +7,17 @@ Order of a run (docs/migration.md tells the story for people):
    unless ``live`` is set (MIG-5). It must be at this llmgw's newest Alembic revision.
 2. The target gets the same schema through Alembic (an empty database is upgraded to that head,
    on a second thread while step 3 checks the source; any other revision is refused).
-3. Every value is checked against the documented rules before anything is written; a value
-   no rule accepts stops the run, listing the rows (MIG-3). Rows up to a resumed table's
-   checkpoint are counted and checksummed in that pass; the others are only checked there.
+3. Rows up to a resumed table's checkpoint are checked against the documented rules and
+   counted and checksummed (``check_source``); a value no rule accepts stops the run,
+   listing the rows (MIG-3).
 4. Tables are copied parents first (the metadata's foreign-key order, so tables added by later
    migrations come along), in rowid order, in batches of ``COPY ... FROM STDIN``; the same
-   read gives each row's canonical form, so the source's count and checksum are completed
-   while PostgreSQL parses the copy. Each batch commits together with its checkpoint in
+   read applies the rules to every value (SQLite leaves out the rows they refuse, and the
+   rows are counted) and gives each row's canonical form, so the source is checked, counted
+   and checksummed while PostgreSQL parses the copy. A batch holding a refused value is
+   rolled back and the run stops, listing every refused value from that batch on; the
+   batches before it stay committed (a run after the fix resumes after them). Each batch
+   commits together with its checkpoint in
    ``llmgw_migration`` on the target, so a killed run resumes after its last committed batch
    and a finished one copies nothing (MIG-4). A big table copied from empty gets its indexes
    (its primary key and unique constraints too, unless a foreign key refers to them) after its
@@ -372,9 +376,8 @@ class Migration:
     @contextmanager
     def schema_created_alongside(self) -> Iterator[None]:
         """Create the empty target's schema on a second thread (its own connection) while the
-        body runs (the check of the source: SQLite lets go of the GIL while it steps, and
-        most of Alembic's time is PostgreSQL's DDL and commits); the body's end waits for it,
-        and its error is raised."""
+        body runs (SQLite lets go of the GIL while it steps, and most of Alembic's time is
+        PostgreSQL's DDL and commits); the body's end waits for it, and its error is raised."""
         failed: list[BaseException] = []
 
         def create() -> None:
@@ -1080,8 +1083,8 @@ class Migration:
         """``copy`` (the default), ``dry-run`` or ``verify-only``; the connections must be open."""
         started, t0 = datetime.now(UTC), time.monotonic()
         if mode == "copy" and self.prepare_target(create=False):
-            # an empty target: Alembic creates the schema while the source is checked (nothing
-            # is in the target yet, so every table is checked from its first row)
+            # an empty target: Alembic creates the schema (nothing is in the target yet, so
+            # every value is checked by the copy's read; the check before it has nothing to do)
             plans = self.plan()
             with self.schema_created_alongside():
                 problems = self.check_source(plans, copying=True)
