@@ -176,10 +176,11 @@ def test_MIG3_a_refused_value_found_mid_copy_stops_at_its_batch_and_the_fixed_so
 ) -> None:
     # Values are checked in the read that feeds COPY: a batch holding a refused value is
     # rolled back, the batches before it stay committed with their checkpoint, and the run
-    # lists every refused value from that batch on (here one in batch 3, one in batch 4).
+    # lists every refused value from that batch on, also in batches it never read (here one
+    # in batch 2 of 3, one in batch 3).
     lite = sqlite3.connect(source)
     with lite:
-        lite.execute("UPDATE usage SET prompt_tokens = 'twelve' WHERE id = 2500")
+        lite.execute("UPDATE usage SET prompt_tokens = 'twelve' WHERE id = 1500")
         lite.execute("UPDATE usage SET model = 'gpt' || char(0) || 'x' WHERE id = 2900")
     lite.close()
     r = _migrate(cli, source, pg_url, "--batch-size", "1000")
@@ -187,22 +188,22 @@ def test_MIG3_a_refused_value_found_mid_copy_stops_at_its_batch_and_the_fixed_so
     report = _report(r.stdout)
     assert report["problem_count"] == 2 and not report["ok"]
     found = {(p["rowid"], p["column"], p["problem"]) for p in report["problems"]}
-    assert found == {(2500, "prompt_tokens", "not an integer"), (2900, "model", "NUL byte in text")}
+    assert found == {(1500, "prompt_tokens", "not an integer"), (2900, "model", "NUL byte in text")}
     usage = next(t for t in report["tables"] if t["table"] == "usage")
-    assert usage["copied"] == 2000 and usage["source_checksum"] is None
+    assert usage["copied"] == 1000 and usage["source_checksum"] is None
     assert "rows copied before the first batch holding one stay committed" in r.stderr
     with psycopg.connect(pg_url) as conn:
-        assert conn.execute("SELECT count(*), max(id) FROM usage").fetchone() == (2000, 2000)
-    lite = sqlite3.connect(source)  # fixed in place: the next run resumes after batch 2
+        assert conn.execute("SELECT count(*), max(id) FROM usage").fetchone() == (1000, 1000)
+    lite = sqlite3.connect(source)  # fixed in place: the next run resumes after batch 1
     with lite:
-        lite.execute("UPDATE usage SET prompt_tokens = 12 WHERE id = 2500")
+        lite.execute("UPDATE usage SET prompt_tokens = 12 WHERE id = 1500")
         lite.execute("UPDATE usage SET model = 'gpt-x' WHERE id = 2900")
     lite.close()
     again = _migrate(cli, source, pg_url, "--batch-size", "1000")
     assert again.exit_code == 0, again.stderr
     report = _report(again.stdout)
     usage = next(t for t in report["tables"] if t["table"] == "usage")
-    assert usage["copied"] == 1000 and usage["target_rows"] == 3000 and usage["match"]
+    assert usage["copied"] == 2000 and usage["target_rows"] == 3000 and usage["match"]
     assert report["ok"]
 
 
