@@ -34,7 +34,9 @@ def _key(db_url: str) -> str:
 async def test_a_provider_going_down_and_up_fires_and_resolves_an_llmgw_alert(
     db_url: str, classifying_settings: Callable[..., Settings], llm: Any, cli: Any
 ) -> None:
-    routing = {"failure_threshold": 2, "cooldown": 0.3, "max_cooldown": 0.3, "max_retries": 0}
+    # A cooldown long enough that the fail-fast request below still meets the open circuit on
+    # a loaded machine (0.3 s was not: it became the probe); the probe is waited for, bounded.
+    routing = {"failure_threshold": 2, "cooldown": 1.0, "max_cooldown": 1.0, "max_retries": 0}
     settings = classifying_settings(db_url, mode="transparent", top={"routing": routing})
     auth = {"Authorization": f"Bearer {_key(db_url)}"}
     port = llm.port
@@ -50,6 +52,9 @@ async def test_a_provider_going_down_and_up_fires_and_resolves_an_llmgw_alert(
             for _ in range(2):
                 r = await c.post("/v1/chat/completions", json=CHAT, headers=auth)
                 assert r.status_code >= 500
+            # a circuit that is open fails fast: more requests add nothing to the history
+            r = await c.post("/v1/chat/completions", json=CHAT, headers=auth)
+            assert r.status_code == 503 and r.json()["error"]["code"] == "circuit_open"
             (fired,) = await until(
                 lambda: query(db_url, "SELECT * FROM alerts WHERE source = 'llmgw'")
             )
@@ -57,14 +62,16 @@ async def test_a_provider_going_down_and_up_fires_and_resolves_an_llmgw_alert(
             assert fired["labels"] == breaker_labels("openai", "gpt-4o-mini")
             assert fired["fingerprint"] == am_fingerprint(fired["labels"])
             assert "openai/gpt-4o-mini" in fired["annotations"]["summary"]
-            # a circuit that is open fails fast: more requests add nothing to the history
-            r = await c.post("/v1/chat/completions", json=CHAT, headers=auth)
-            assert r.status_code == 503 and r.json()["error"]["code"] == "circuit_open"
 
             restarted = serve_in_thread(emulator_app(), port=port)  # back on the same port
-            await asyncio.sleep(0.35)  # the cooldown: the next request is the probe
-            r = await c.post("/v1/chat/completions", json=CHAT, headers=auth)
-            assert r.status_code == 200
+            deadline = asyncio.get_running_loop().time() + 30
+            while True:  # open (fails fast) until the cooldown ends; then the probe succeeds
+                r = await c.post("/v1/chat/completions", json=CHAT, headers=auth)
+                if r.status_code == 200:
+                    break
+                assert r.status_code == 503 and r.json()["error"]["code"] == "circuit_open"
+                assert asyncio.get_running_loop().time() < deadline, "the probe never came"
+                await asyncio.sleep(0.1)
             (resolved,) = await until(
                 lambda: query(
                     db_url, "SELECT * FROM alerts WHERE source = 'llmgw' AND status = 'resolved'"

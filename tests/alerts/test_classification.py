@@ -50,8 +50,11 @@ def query(db_url: str, sql: str) -> list[dict[str, Any]]:
         eng.dispose()
 
 
-async def until(check: Callable[[], Any], limit: float = 20.0) -> Any:
-    """Poll ``check`` (a background worker is doing the work) until it is truthy; bounded."""
+async def until(check: Callable[[], Any], limit: float = 60.0) -> Any:
+    """Poll ``check`` (a background worker is doing the work) until it is truthy; bounded.
+
+    60 s (was 20): on CI's 2 cores under pytest -n auto a worker's first classification (server
+    start, the emulated LLM, the queue's poll) can be slow; a fast run returns as soon as it holds."""
     deadline = asyncio.get_running_loop().time() + limit
     while True:
         value = check()

@@ -279,11 +279,14 @@ async def test_a_target_failing_every_time_is_given_up_after_max_attempts(
 ) -> None:  # fmt: skip
     db_url = f"sqlite:///{home / 'p.db'}"
     emulators.emu("pd").faults.set("500")  # every request
+    # A generous timeout: on a loaded machine an answer slower than the default 1 s would end an
+    # attempt as a timeout, not the 500 this test counts (the attempts stay 3 either way).
     settings = _settings(alert_settings, db_url, emulators, targets=emulators.targets()[:1],
-                         publish_max_attempts=3, publish_backoff=0.05)  # fmt: skip
+                         publish_max_attempts=3, publish_backoff=0.05,
+                         publish_timeout=10.0)  # fmt: skip
     async with running(settings) as (_app, c):
         assert (await c.post(HOOK, json=am_payload(), headers=hook_auth)).status_code == 200
-        rows = await until(_settled(db_url, 1, "fire"), limit=30)
+        rows = await until(_settled(db_url, 1, "fire"), limit=60)
     row = rows[("pd", "fire")]
     assert (row["state"], row["attempts"], row["http_status"]) == ("failed", 3, 500)
     assert row["error"].startswith("gave up after 3 attempts: HTTP 500")

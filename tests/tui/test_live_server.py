@@ -182,8 +182,10 @@ async def test_a_chat_streams_from_the_gateway_then_escape_stops_one(
         answer = screen.query(".chat-answer").last()
         await _until(pilot, lambda: not screen.streaming, "the end of the answer")
         # The answer grew piece by piece (the emulator sends a word every 40 ms), each shown
-        # as it came while the UI stayed live (the stream runs in a worker).
-        assert shown[:2] == ["Echo:", "Echo: hello"], shown
+        # as it came while the UI stayed live (the stream runs in a worker). A loaded machine
+        # may draw two pieces at once, so: several growing steps from the first word on.
+        assert shown[0].startswith("Echo:") and len(set(shown)) >= 2, shown
+        assert all(b.startswith(a) for a, b in zip(shown, shown[1:], strict=False)), shown
         assert screen.answer == "Echo: hello gateway from the dashboard"
         assert str(answer.render()) == screen.answer
         status = _status(app)
@@ -196,9 +198,9 @@ async def test_a_chat_streams_from_the_gateway_then_escape_stops_one(
         await _until(pilot, lambda: len(screen.answer) > 10, "the second answer's start")
         started = time.monotonic()
         await pilot.press("escape")
-        await pilot.pause(0.3)
-        assert not screen.streaming
-        assert time.monotonic() - started < 2
+        await _until(pilot, lambda: not screen.streaming, "the stop", limit=10)
+        # well before the 8 s the whole answer takes (2 s was too tight on 2 loaded cores)
+        assert time.monotonic() - started < 5
         stopped_at = screen.answer
         await pilot.pause(0.3)
         assert screen.answer == stopped_at, "nothing arrives after Escape"
