@@ -77,6 +77,7 @@ _RECOMMENDATION = {
 }
 _PRICE = {
     "provider": "local",
+    "kind": "openai",
     "model": "gpt-4o-mini",
     "currency": "USD",
     "input": "0.15",

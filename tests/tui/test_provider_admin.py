@@ -72,7 +72,7 @@ async def test_add_edit_disable_remove_a_provider_locally(engine: Engine, home: 
         await settle(pilot)
         assert isinstance(app.screen, ProviderAdminScreen)
         assert cells(app) == [
-            ["openai", "config (read-only)", "-", "-", "-", "-", "gpt-4o, gpt-4o-mini"]
+            ["openai", "config (read-only)", "-", "openai", "-", "-", "gpt-4o, gpt-4o-mini"]
         ], "the config file's provider, marked read-only"
         await pilot.press("e")  # a config-file provider cannot be changed here
         await settle(pilot)

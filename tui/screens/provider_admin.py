@@ -52,14 +52,16 @@ def config_providers(prices: list[Record], stored: list[Record]) -> list[Record]
     """The config file's providers, from the price table: ``providers_prices`` lists every
     provider requests can reach (locally and from a server), the config file's and the enabled
     stored ones, so the stored names are left out, except one the config file shadows (that
-    name is the config file's). Each: the name and the models it offers."""
+    name is the config file's). Each: the name, its kind and the models it offers."""
     others = {str(r["name"]) for r in stored if not r.get("shadowed_by_config")}
     out: dict[str, Record] = {}
     for row in prices:
         name = str(row["provider"])
         if name in others:
             continue
-        rec = out.setdefault(name, {"name": name, "source": "config", "models": []})
+        rec = out.setdefault(
+            name, {"name": name, "source": "config", "kind": row.get("kind"), "models": []}
+        )
         if row.get("offered") and row["model"] not in rec["models"]:
             rec["models"].append(row["model"])
     return list(out.values())
@@ -110,7 +112,8 @@ class ProviderAdminScreen(ListingScreen):
         colors = self.app.theme_variables
         models = ", ".join(rec.get("models") or []) or "(ask the provider)"
         if rec["source"] == "config":
-            return (rec["name"], Text(CONFIG, style="italic"), "-", "-", "-", "-", models)
+            kind = rec.get("kind") or "-"
+            return (rec["name"], Text(CONFIG, style="italic"), "-", kind, "-", "-", models)
         state = "enabled" if rec.get("enabled") else "disabled"
         if rec.get("shadowed_by_config"):
             state = "ignored"

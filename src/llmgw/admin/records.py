@@ -145,7 +145,7 @@ def audit_record(row: Mapping[Any, Any]) -> Record:
 
 def price_records(providers: Sequence[ProviderConfig]) -> list[Record]:
     """The price in force for every model each provider names or the bundled table lists:
-    ``{"provider", "model", "currency", "input", "output"`` (per 1M tokens, fixed-point strings,
+    ``{"provider", "kind", "model", "currency", "input", "output"`` (per 1M tokens, fixed-point strings,
     ``null`` when unpriced), ``"source"`` (``config``, ``bundled`` or ``unpriced``), ``"entry"``,
     ``"as_of"``, ``"reference"``, ``"units"`` (YandexGPT's billing units or ``null``), ``"note"``,
     ``"offered"`` (the provider's ``models`` list names it, or it lists none: any name passes) and ``"table_version"``}."""
@@ -159,6 +159,7 @@ def price_records(providers: Sequence[ProviderConfig]) -> list[Record]:
             out.append(
                 {
                     "provider": p.name,
+                    "kind": p.kind,
                     "model": model,
                     "currency": price.currency if price is not None else currency_of(p),
                     "input": _fixed(price.input) if price is not None else None,
