@@ -205,7 +205,8 @@ class UsageSettings(_Section):
     periods still answer (by whole hours). Unset: raw rows are kept for ever."""
     rollup_interval: float = Field(default=60.0, ge=0, le=86_400)
     """Seconds between folds of new usage rows into the rollups by ``llmgw serve`` (reports
-    also fold in a long tail before they answer). 0: only reports fold."""
+    also fold in a long tail before they answer); with several instances on one PostgreSQL
+    only the holder of the fold lease folds (usage.md). 0: only reports fold."""
 
 
 class RoutingSettings(_Section):
