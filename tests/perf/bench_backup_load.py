@@ -322,11 +322,14 @@ def open_loop_run(a: argparse.Namespace, gw: bl.Server, key: str, tmp: Path) -> 
         pairs.append(f"{bl.pct(d, 99):.1f} / {bl.pct(w, 99):.1f}")
     took = statistics.median(e - s for s, e in spans)
     notes = []
-    if summary["send_lag_p99_ms"] > 10 or summary["achieved_rps"] < 0.95 * a.rate:
+    # the client's own lateness where no backup runs (a gateway stall makes it late too: the
+    # answers come back in a burst; that is not the client's fault)
+    lag = bl.pct([r[1] * 1000 for r in rows("without")], 99)
+    if lag > 10 or summary["achieved_rps"] < 0.95 * a.rate:
         notes.append(
             f"**Not a measurement of the gateway**: the client could not keep {a.rate:g} req/s "
-            f"(achieved {summary['achieved_rps']:g}, send lag p99 {summary['send_lag_p99_ms']:g} "
-            "ms): core 0 was too busy."
+            f"(achieved {summary['achieved_rps']:g}, send lag p99 {lag:.1f} ms without a "
+            "backup): core 0 was too busy."
         )
     warned = [
         line
