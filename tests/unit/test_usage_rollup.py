@@ -424,3 +424,53 @@ def test_a_fold_buckets_latencies_on_the_bounds_as_the_raw_histogram_does(engine
             assert list(got) == list(raw), table.name
         assert conn.execute(sa.select(sa.func.count()).select_from(usage_daily)).scalar() == 1
     assert list(raw[:32]) == [2] * 32  # each bucket: its lower bound (or 0) and just under its top
+
+
+def test_several_groupings_from_one_statement_match_the_raw_rows(engine: Engine) -> None:
+    """``usage_stats_many`` (a report's sections: by key, provider, model, the failed requests
+    by model) gives each grouping's numbers as one ``usage_stats`` call does, and as the raw rows
+    counted by hand: rollups, window edges and the unfolded tail alike."""
+    from llmgw.usage.reports import usage_stats_many
+
+    rnd = random.Random(11)
+    keys: list[uuid.UUID | None] = [uuid.uuid4(), uuid.uuid4(), None]
+    rows = _rows(rnd, 240, 0, keys)
+    _insert(engine, rows)
+    rollup.refresh(engine)
+    more = _rows(rnd, 60, 240, keys)  # the tail, late rows among them
+    _insert(engine, more)
+    rows += more
+    groups: list[Any] = [(by, {}) for by in GROUPS if by not in ("day", "hour")]
+    groups.append(("model", {"failed": True}))
+    for since, until in [
+        (None, None),
+        (END - timedelta(days=2, minutes=17), END - timedelta(hours=1, minutes=5)),
+        (datetime(2026, 12, 1, tzinfo=UTC), datetime(2026, 12, 2, tzinfo=UTC)),
+    ]:
+        got = usage_stats_many(
+            engine, since=since, until=until, groups=groups, refresh_at=10**9, currencies={}
+        )
+        for (by, only), answer in zip(groups, got, strict=True):
+            one = usage_stats(
+                engine,
+                since=since,
+                until=until,
+                by=by,
+                only=only,
+                refresh_at=10**9,
+                currencies={},
+            )
+            assert [{**r, "avg_latency_ms": 0} for r in answer] == [
+                {**r, "avg_latency_ms": 0} for r in one
+            ], by
+            assert [r["avg_latency_ms"] for r in answer] == pytest.approx(
+                [r["avg_latency_ms"] for r in one], abs=0.011
+            )
+            mine = [r for r in rows if r["status"] >= 400] if only else rows
+            want = _expected(mine, by, since, until)
+            first = {"key": "key", "user": "user"}.get(by, by)
+            assert {r[first]: (r["requests"], r["errors"], r["total_tokens"]) for r in answer} == {
+                k: (w["requests"], w["errors"], w["total_tokens"]) for k, w in want.items()
+            }, by
+    with pytest.raises(ValueError):
+        usage_stats_many(engine, since=None, groups=[("day", {})])

@@ -395,6 +395,27 @@ class LocalAdmin(BudgetOps, AliasOps):
             )
         return [usage_record(r) for r in rows]
 
+    def usage_stats_many(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        groups: Sequence[tuple[str, dict[str, Any]]],
+    ) -> builtins.list[builtins.list[Record]]:
+        """``usage_stats`` for several groupings of one window (each ``(by, only)``; ``only``
+        may be ``{"failed": True}``), read in one statement (a report's sections)."""
+        from llmgw.usage.reports import usage_stats_many
+
+        with db_errors(self.engine, "querying usage"):
+            out = usage_stats_many(
+                self.engine,
+                since=since,
+                until=until,
+                groups=cast("Any", groups),
+                currencies=self._currencies(),
+            )
+        return [[usage_record(r) for r in rows] for rows in out]
+
     def usage_recommend(
         self, *, since: datetime | None = None, until: datetime | None = None
     ) -> builtins.list[Record]:
@@ -406,16 +427,20 @@ class LocalAdmin(BudgetOps, AliasOps):
         if until is not None and until <= since:
             raise UsageError("until must be after since", hint="e.g. since 30 days ago, until now")
         t = Thresholds()
-        models = self.usage_stats(since=since, until=until, by="model")
-        # What the failed requests cost, per model: one query over every failing status.
+        # by model, what the failed requests cost per model, by key: one statement
+        models, failing, key_rows = self.usage_stats_many(
+            since=since,
+            until=until,
+            groups=[("model", {}), ("model", {"failed": True}), ("key", {})],
+        )
         failed = [
             {"model": r["model"], "costs": {c: str(v) for c, v in (r.get("costs") or {}).items()}}
-            for r in self._stats(since, until, "model", {"failed": True})
+            for r in failing
         ]
         return recommend(
             models=models,
             failed=failed,
-            key_rows=self.usage_stats(since=since, until=until, by="key"),
+            key_rows=key_rows,
             keys=self.keys_list(),
             idle_rows=self.usage_stats(since=now - timedelta(days=t.idle_days), by="key"),
             now=now,

@@ -154,7 +154,15 @@ def build(
     }
     for cur, v in totals["costs"].items():
         trend[f"cost {cur}"] = _change(float(v), float(previous["costs"].get(cur, 0)))
-    key_rows = ops.usage_stats(since=start, until=end, by="key")
+    many = getattr(ops, "usage_stats_many", None)
+    if many is not None:  # a local database: the three sections from one statement
+        key_rows, provider_rows, model_rows = many(
+            since=start, until=end, groups=[("key", {}), ("provider", {}), ("model", {})]
+        )
+    else:
+        key_rows = ops.usage_stats(since=start, until=end, by="key")
+        provider_rows = ops.usage_stats(since=start, until=end, by="provider")
+        model_rows = ops.usage_stats(since=start, until=end, by="model")
     keys = sorted(key_rows, key=lambda r: -int(r.get("requests") or 0))[:10]
     return {
         "period": period,
@@ -168,12 +176,8 @@ def build(
         "trend": trend,
         "series": _series(period, rows, start, end),
         "previous_series": _series(period, before, prev, start),
-        "providers": [
-            _compact(r, "provider") for r in ops.usage_stats(since=start, until=end, by="provider")
-        ],
-        "models": [
-            _compact(r, "model") for r in ops.usage_stats(since=start, until=end, by="model")
-        ][:15],
+        "providers": [_compact(r, "provider") for r in provider_rows],
+        "models": [_compact(r, "model") for r in model_rows][:15],
         "keys": [
             {**_compact(r, "key"), "key_name": r.get("key_name"), "key_prefix": r.get("key_prefix")}
             for r in keys
