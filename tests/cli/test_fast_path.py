@@ -296,3 +296,79 @@ def test_fast_dash_without_a_terminal_or_with_a_login_is_typers(
     home.mkdir(parents=True, exist_ok=True)
     (home / "config.toml").write_text('[tui]\nkeys = {quit = "ctrl+q"}\n')
     assert fast.answer(["dash"]) is None  # a keymap to check
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("usage", "stats", "--since", "2026-11-01", "--by", "model"),
+        ("usage", "stats", "--since=2026-11-03T05:17", "--until", "2026-11-20T11:11", "--by=key"),
+        ("usage", "stats", "--by", "user", "--since", "2026-11-01", "--json"),
+        (
+            "usage",
+            "stats",
+            "--csv",
+            "--by",
+            "day",
+            "--since",
+            "2026-11-10",
+            "--until",
+            "2026-11-15",
+        ),
+        ("--debug", "usage", "stats", "--since", "2026-11-30", "--by", "hour"),
+        ("usage", "stats", "--since", "2026-11-01", "--by", "status", "--json"),
+        ("usage", "stats", "--since", "2026-11-01", "--by", "version", "--csv"),
+        ("usage", "stats", "--since", "30d", "--by", "provider"),
+    ],
+)
+def test_fast_usage_stats_prints_what_typer_prints(
+    both: Callable[..., tuple[Outcome, Outcome]],
+    engine: Any,
+    db_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    args: tuple[str, ...],
+) -> None:
+    """Issue 13: ``usage stats`` answered without Typer and the settings, on SQLite and
+    PostgreSQL, prints the same bytes (the seeded month, so a window relative to now is empty)."""
+    from tests import usage_month
+
+    usage_month.seed(engine, rows=600)
+    monkeypatch.setenv("LLMGW_DATABASE_URL", db_url)
+    quick, slow = both(*args)
+    assert quick == slow
+    assert quick[0] == 0 and quick[1]
+    assert fast.usage_stats_args(list(args)) is not None
+    assert fast.answer(list(args)) == 0  # the fast path took it
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("usage", "stats", "--key", "abc"),  # filters: the Typer path
+        ("usage", "stats", "--by"),
+        ("usage", "stats", "--since", "-5d"),
+        ("--url", "http://x", "usage", "stats"),
+        ("usage", "stats", "--help"),
+    ],
+)
+def test_usage_stats_arguments_the_fast_path_leaves_to_typer(args: tuple[str, ...]) -> None:
+    assert fast.usage_stats_args(list(args)) is None
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("usage", "stats", "--by", "week"),
+        ("usage", "stats", "--since", "yesterday"),
+        ("usage", "stats", "--json", "--csv"),
+        ("usage", "stats", "--since", "1d", "--until", "2d"),
+    ],
+)
+def test_bad_usage_stats_values_get_typers_errors(
+    both: Callable[..., tuple[Outcome, Outcome]], engine: Any, db_url: str,
+    monkeypatch: pytest.MonkeyPatch, args: tuple[str, ...],
+) -> None:  # fmt: skip
+    monkeypatch.setenv("LLMGW_DATABASE_URL", db_url)
+    assert fast.answer(list(args)) is None
+    quick, slow = both(*args)
+    assert quick == slow and quick[0] == 2 and "Error:" in quick[2]

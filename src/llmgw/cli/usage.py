@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import csv
 import os
-import re
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -20,7 +19,6 @@ import typer
 from llmgw.cli.options import JsonOpt
 from llmgw.cli.output import (
     confirm,
-    decimal_text,
     emit_json,
     json_default,
     print_table,
@@ -28,7 +26,12 @@ from llmgw.cli.output import (
     when_text,
 )
 from llmgw.cli.state import state
-from llmgw.durations import parse_duration
+from llmgw.cli.usage_view import costs_text as _costs_text
+from llmgw.cli.usage_view import csv_value as _csv_value
+from llmgw.cli.usage_view import key_label as _key_label
+from llmgw.cli.usage_view import show_stats
+from llmgw.cli.usage_view import since as _since
+from llmgw.cli.usage_view import window as _window
 from llmgw.errors import DatabaseError, UsageError
 
 __all__ = ["usage_app"]
@@ -38,25 +41,6 @@ usage_app = typer.Typer(
 )
 
 _FORMATS = ("csv", "jsonl")
-# The table for people is narrower than --json/--csv: names instead of UUIDs, short headers.
-_TABLE_LABELS = {
-    "day": ("day",),
-    "hour": ("hour",),
-    "status": ("status",),
-    "model": ("model",),
-    "version": ("version",),
-    "provider": ("provider",),
-    "key": ("key",),
-    "user": ("email",),
-}
-_TABLE_METRICS = {
-    "requests": "requests",
-    "errors": "errors",
-    "total_tokens": "tokens",
-    "cost": "cost",
-    "avg_latency_ms": "avg_ms",
-    "p95_latency_ms": "p95_ms",
-}
 
 
 SinceOpt = Annotated[
@@ -71,35 +55,6 @@ UntilOpt = Annotated[
         show_default=False,
     ),
 ]
-
-
-def _since(text: str | None, param: str = "--since") -> datetime | None:
-    """``text`` as a moment: a duration ago (``7d``) or an ISO 8601 date or time (UTC unless
-    it names a zone)."""
-    if text is None:
-        return None
-    if re.fullmatch(r"\s*\d+\s*[smhdw]\s*", text):  # 90s, 5200w: a duration (its own errors)
-        return datetime.now(UTC) - parse_duration(text, param=param)
-    try:
-        when = datetime.fromisoformat(text)
-    except ValueError:
-        raise UsageError(
-            f"invalid {param} {text!r}",
-            hint="give a duration ago (90s, 15m, 12h, 7d, 2w) or a date/time (2026-12-01, "
-            "2026-12-01T09:00)",
-            param=param.lstrip("-"),
-        ) from None
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
-
-
-def _window(
-    since: str, until: str | None, hint: str = "e.g. --since 30d --until 1d"
-) -> tuple[datetime | None, datetime | None]:
-    """``--since`` and ``--until`` as moments; ``--until`` must come after ``--since``."""
-    start, end = _since(since), _since(until, "--until")
-    if start is not None and end is not None and end <= start:
-        raise UsageError("--until must be after --since", hint=hint)
-    return start, end
 
 
 def _choice(value: str, allowed: tuple[str, ...], option: str) -> str:
@@ -120,30 +75,6 @@ def _db_errors() -> Iterator[None]:
             f"usage query failed: {reason[0][:200] if reason else type(exc).__name__}",
             hint="check that the database is reachable (`llmgw db current`)",
         ) from None
-
-
-def _csv_value(v: Any) -> Any:
-    if v is None:
-        return ""
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, datetime):
-        return v.isoformat()
-    if isinstance(v, dict | list):
-        return orjson.dumps(v).decode()
-    return decimal_text(v) if isinstance(v, Decimal) else v
-
-
-def _costs_text(r: dict[str, Any], places: int, *, shown: bool = False) -> str:
-    """A row's cost per currency, never added across currencies: ``0.5 USD + 12 RUB``
-    (``shown``: a table cell, a cost in one currency with its code; CSV: ``USD=0.5;RUB=12``)."""
-    costs = r.get("costs") or {}
-    if not shown:
-        return ";".join(f"{c}={decimal_text(Decimal(v))}" for c, v in costs.items())
-    if len(costs) > 1:
-        return " + ".join(f"{Decimal(v):.{places}f} {c}" for c, v in costs.items())
-    cur = f" {r['currency']}" if r.get("currency") else ""
-    return f"{Decimal(r['cost']):.{places}f}{cur}"
 
 
 def _readable(row: dict[str, Any]) -> dict[str, Any]:
@@ -194,7 +125,7 @@ def usage_stats(
 ) -> None:
     """Show requests, errors, tokens, cost and latency over a window, grouped by --by."""
     from llmgw.admin.ops import USAGE_GROUPS
-    from llmgw.usage.reports import GroupBy, stats_columns
+    from llmgw.usage.reports import GroupBy
 
     group = cast(GroupBy, _choice(by, USAGE_GROUPS, "--by"))
     start, end = _window(since, until, "e.g. --since 2026-12-01 --until 2026-12-02")
@@ -214,38 +145,7 @@ def usage_stats(
             status=status,
         )
     )
-    columns = stats_columns(group)
-    if json:
-        emit_json({"since": start, "until": end, "by": group, "rows": rows})
-    elif as_csv:
-        w = csv.writer(sys.stdout, lineterminator="\n")
-        w.writerow(columns)
-        for r in rows:
-            w.writerow(
-                [_csv_value(_costs_text(r, 10) if c == "costs" else r.get(c)) for c in columns]
-            )
-    else:
-        labels = _TABLE_LABELS[group]
-        shown = [
-            {
-                **{c: r[c] for c in labels},
-                **({"key": _key_label(r)} if group == "key" else {}),
-                **{short: r[long] for long, short in _TABLE_METRICS.items()},
-                "cost": _costs_text(r, 6, shown=True),
-                "avg_ms": None if r["avg_latency_ms"] is None else round(r["avg_latency_ms"]),
-                "p95_ms": None if r["p95_latency_ms"] is None else round(r["p95_latency_ms"]),
-            }
-            for r in rows
-        ]
-        title = f"usage since {start:%Y-%m-%d %H:%M} UTC by {group}" if start else "usage"
-        if end is not None:
-            title = title.replace(" by ", f" until {end:%Y-%m-%d %H:%M} UTC by ")
-        print_table(
-            shown,
-            [*labels, *_TABLE_METRICS.values()],
-            title=title,
-            optional=("p95_ms", "errors", "avg_ms"),  # narrow terminals drop these
-        )
+    show_stats(rows, group, start, end, json=json, as_csv=as_csv)
 
 
 @usage_app.command("top")
@@ -482,14 +382,6 @@ def usage_recent(
         wrap=("model",),
         optional=("request_id", "tokens"),  # narrow terminals drop these
     )
-
-
-def _key_label(row: dict[str, Any]) -> str:
-    if row["key"] is None:
-        return "(no key)"
-    if row["key_name"] is None:
-        return str(row["key"])[:8]  # the key was deleted
-    return f"{row['key_name']} {row['key_prefix']}"
 
 
 def _write_export(f: IO[str], fmt: str, batches: Iterator[list[dict[str, Any]]]) -> int:
