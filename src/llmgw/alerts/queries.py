@@ -18,6 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine, Row
 
 from llmgw.alerts.store import ALERTS, DELIVERIES, EVENTS, JOBS, upsert_job
+from llmgw.alerts.summary import summarize
 from llmgw.errors import InvalidRequest, NotFound
 
 __all__ = [
@@ -175,24 +176,6 @@ def _escape_like(text: str) -> str:
     return text.replace("/", "//").replace("%", "/%").replace("_", "/_")
 
 
-def _bucket(conn: Connection, column: Any, by: str) -> Any:
-    if conn.dialect.name == "postgresql":
-        return sa.func.to_char(
-            sa.func.date_trunc(by, sa.func.timezone("UTC", column)),
-            'YYYY-MM-DD"T"HH24:00:00Z' if by == "hour" else "YYYY-MM-DD",
-        )
-    return sa.func.strftime("%Y-%m-%dT%H:00:00Z" if by == "hour" else "%Y-%m-%d", column)
-
-
-_PG_STATS = sa.text(
-    "SELECT GROUPING(status, severity, category, cls_status, t), status, severity, category,"
-    " cls_status, t, count(*) FROM (SELECT status, severity, category, cls_status,"
-    " date_trunc(:by, starts_at AT TIME ZONE 'UTC') AS t FROM alerts WHERE last_seen >= :since)"
-    " AS a GROUP BY GROUPING SETS ((status), (severity), (category), (cls_status), (t, severity))"
-).bindparams(sa.bindparam("since", type_=ALERTS.c.last_seen.type))
-"""``stats()``'s counts on PostgreSQL in one pass; ``GROUPING(...)`` names each row's set."""
-
-
 class AlertHistory:
     """Queries and changes on one database (blocking: call from a thread on an event loop)."""
 
@@ -323,94 +306,14 @@ class AlertHistory:
     def stats(self, *, since: datetime | None = None, by: str = "hour") -> dict[str, Any]:
         """Over the occurrences delivered since ``since`` (default: a day): counts by status,
         severity, category and classification; how many started per ``hour``/``day``; the
-        fingerprints that fired most."""
+        fingerprints that fired most. Read from the hourly counts (``llmgw.alerts.summary``)."""
         if by not in ("hour", "day"):
             raise InvalidRequest("invalid by: hour or day", param="by")
-        since = since or self.now() - timedelta(days=1)
-        c = ALERTS.c
-        recent = c.last_seen >= since
+        since = (since or self.now() - timedelta(days=1)).astimezone(UTC)
         out: dict[str, Any] = {"since": _iso(since), "by": by}
         with self.engine.connect() as conn:
-            if conn.dialect.name == "postgresql":
-                self._stats_pg(conn, since, by, out)
-                return out
-            for name, col in (
-                ("status", c.status),
-                ("severity", c.severity),
-                ("category", c.category),
-                ("classification", c.cls_status),
-            ):
-                rows = conn.execute(
-                    sa.select(col, sa.func.count()).where(recent).group_by(col)
-                ).all()
-                out[f"by_{name}"] = {str(k) if k is not None else "none": int(n) for k, n in rows}
-            bucket = _bucket(conn, c.starts_at, by).label("t")
-            rows = conn.execute(
-                sa.select(bucket, c.severity, sa.func.count())
-                .where(recent)
-                .group_by(bucket, c.severity)
-                .order_by(bucket)
-            ).all()
-            series: dict[str, dict[str, int]] = {}
-            for t, sev, n in rows:
-                series.setdefault(str(t), {})[sev or "none"] = int(n)
-            out["over_time"] = [{"t": t, **counts} for t, counts in series.items()]
-            top = conn.execute(
-                sa.select(
-                    c.fingerprint,
-                    sa.func.max(c.alertname),
-                    sa.func.count(),
-                    sa.func.max(sa.case((c.flapping, 1), else_=0)),
-                )
-                .where(recent)
-                .group_by(c.fingerprint)
-                .having(sa.func.count() > 1)
-                .order_by(sa.func.count().desc())
-                .limit(10)
-            ).all()
-            out["top_flapping"] = [
-                {"fingerprint": fp, "alertname": name, "fires": int(n), "flapping": bool(flap)}
-                for fp, name, n, flap in top
-            ]
-            out["total"] = sum(out["by_status"].values())
+            summarize(conn, since, by, out)
         return out
-
-    @staticmethod
-    def _stats_pg(conn: Connection, since: datetime, by: str, out: dict[str, Any]) -> None:
-        """``stats`` on PostgreSQL: the period's occurrences are read once and counted by every
-        grouping in hash tables (``GROUPING SETS``), where six queries read them six times and
-        sorted by the formatted hour; the hours are formatted here (a few dozen, not a string
-        per row)."""
-        conn.exec_driver_sql("SET LOCAL work_mem = '32MB'")  # hash every set, no sort to disk
-        rows = conn.execute(_PG_STATS, {"since": since, "by": by}).all()
-        names = ("status", "severity", "category", "classification")
-        for name in names:
-            out[f"by_{name}"] = {}
-        series: dict[datetime, dict[str, int]] = {}
-        for g, status, severity, category, cls_status, t, n in rows:
-            if g == 22:  # (t, severity)
-                series.setdefault(t, {})[severity or "none"] = int(n)
-                continue
-            name, value = {15: ("status", status), 23: ("severity", severity),
-                           27: ("category", category), 29: ("classification", cls_status)}[g]  # fmt: skip
-            out[f"by_{name}"][str(value) if value is not None else "none"] = int(n)
-        fmt = "%Y-%m-%dT%H:00:00Z" if by == "hour" else "%Y-%m-%d"
-        out["over_time"] = [{"t": t.strftime(fmt), **series[t]} for t in sorted(series)]
-        c = ALERTS.c
-        top = conn.execute(
-            sa.select(c.fingerprint, sa.func.max(c.alertname), sa.func.count(),
-                      sa.func.bool_or(c.flapping))
-            .where(c.last_seen >= since)
-            .group_by(c.fingerprint)
-            .having(sa.func.count() > 1)
-            .order_by(sa.func.count().desc())
-            .limit(10)
-        ).all()  # fmt: skip
-        out["top_flapping"] = [
-            {"fingerprint": fp, "alertname": name, "fires": int(n), "flapping": bool(flap)}
-            for fp, name, n, flap in top
-        ]
-        out["total"] = sum(out["by_status"].values())
 
     # -- changing ---------------------------------------------------------------------------
     def _exists(self, conn: Connection, alert_id: int) -> None:

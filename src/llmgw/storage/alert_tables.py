@@ -19,6 +19,7 @@ __all__ = [
     "AlertEvent",
     "AlertJob",
     "AlertPublication",
+    "AlertStatsHour",
 ]
 
 
@@ -68,9 +69,12 @@ class AlertDelivery(SQLModel, table=True):
     payload: dict[str, Any] = Field(sa_type=JSONType, nullable=False)
 
 
-POSTGRES_ONLY_INDEXES = frozenset({"ix_alerts_labels", "ix_alerts_search_trgm", "ix_alerts_active"})
-"""Indexes that exist only on PostgreSQL (migration 0009: GIN and GiST); SQLite has none of
-them. They are not in the models: ``postgresql_using`` would load SQLAlchemy's PostgreSQL dialect
+POSTGRES_ONLY_INDEXES = frozenset(
+    {"ix_alerts_labels", "ix_alerts_search_trgm", "ix_alerts_active", "ix_alerts_refired"}
+)
+"""Indexes that only the migrations create: 0009's exist only on PostgreSQL (GIN and GiST;
+SQLite has none of them), 0018's ``ix_alerts_refired`` is partial on both. They are not in the
+models: ``postgresql_using`` would load SQLAlchemy's PostgreSQL dialect
 in every command (tests/test_import_hygiene.py), and one is on an expression; schema comparisons
 leave them out."""
 
@@ -199,3 +203,20 @@ class AlertPublication(SQLModel, table=True):
     """When a ``retrying`` publication is due again."""
     created_at: datetime = Field(sa_type=UTCDateTime(), nullable=False)
     updated_at: datetime = Field(sa_type=UTCDateTime(), nullable=False)
+
+
+class AlertStatsHour(SQLModel, table=True):
+    """How many occurrences there are per hour last seen, hour started, status, severity,
+    category and classification status (migration ``0018``): triggers on ``alerts`` keep it in
+    the writer's transaction, so ``stats()`` reads a few hundred rows instead of scanning the
+    period. A missing severity or category is ``''``."""
+
+    __tablename__ = "alert_stats_hourly"
+
+    seen_hour: datetime = Field(sa_type=UTCDateTime(), primary_key=True)
+    start_hour: datetime = Field(sa_type=UTCDateTime(), primary_key=True)
+    status: str = Field(max_length=16, primary_key=True)
+    severity: str = Field(max_length=32, primary_key=True)
+    category: str = Field(max_length=32, primary_key=True)
+    cls_status: str = Field(max_length=16, primary_key=True)
+    n: int = Field(sa_type=sa.BigInteger(), nullable=False)

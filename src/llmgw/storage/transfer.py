@@ -305,6 +305,8 @@ class Migration:
                 hint="check the --to URL and that the server is running",
             ) from None
         self.pg.execute("SET TIME ZONE 'UTC'")
+        # alert_stats_hourly is copied as a table: the alerts' triggers must not count again
+        self.pg.execute("SET llmgw.alert_stats = 'off'")
         enc = self.pg.execute("SHOW server_encoding").fetchone()
         if not enc or enc[0] != "UTF8":
             raise UsageError(
@@ -967,6 +969,7 @@ class Migration:
         ]
         for conn in conns:
             conn.execute("SET TIME ZONE 'UTC'")
+            conn.execute("SET llmgw.alert_stats = 'off'")  # see __init__
         indexes: queue.SimpleQueue[TablePlan | None] = queue.SimpleQueue()
         sums: queue.SimpleQueue[tuple[TablePlan, int | None, int | None] | None] = (
             queue.SimpleQueue()
