@@ -211,6 +211,14 @@ async def start_alerts(g: Gateway, stack: contextlib.AsyncExitStack) -> None:
     service.worker = worker
     worker.start()
     stack.push_async_callback(worker.aclose)
+    if g.engine.dialect.name == "postgresql":  # jobs queued by other instances wake it too
+        from llmgw.alerts.wakeups import JobNotifications
+
+        url = g.engine.url.set(drivername="postgresql")
+        wakeups = JobNotifications(url.render_as_string(hide_password=False), worker.wake)
+        service.wakeups = wakeups
+        wakeups.start()
+        stack.push_async_callback(wakeups.aclose)
     if a.kubernetes.enabled:
         from llmgw.alerts.discovery import SecretDiscovery
 

@@ -17,6 +17,12 @@ only occurrences of a label set that fired before can belong to one that fired t
 
 The existing occurrences are counted into the table by the upgrade (one pass over ``alerts``).
 
+On PostgreSQL a statement trigger on ``alert_jobs`` also sends ``NOTIFY llmgw_alert_jobs``
+when jobs are queued (by any writer: a webhook on another instance, ``llmgw alerts
+reclassify``, a follow-up), so the workers listening (``llmgw.alerts.wakeups``) look at the
+queue at once instead of at their next poll; notifications of one transaction are sent once,
+at its commit.
+
 Revision ID: 0018
 Revises: 0017
 Create Date: 2026-12-03
@@ -70,6 +76,12 @@ BEGIN
 END
 $$
 """
+PG_NOTIFY = (
+    "CREATE OR REPLACE FUNCTION alert_jobs_notify() RETURNS trigger LANGUAGE plpgsql AS $$"
+    " BEGIN PERFORM pg_notify('llmgw_alert_jobs', ''); RETURN NULL; END $$",
+    "CREATE TRIGGER alert_jobs_notify AFTER INSERT ON alert_jobs"
+    " FOR EACH STATEMENT EXECUTE FUNCTION alert_jobs_notify()",
+)
 PG_TRIGGERS = (
     "CREATE TRIGGER alerts_stats_insert AFTER INSERT ON alerts REFERENCING NEW TABLE AS new_rows"
     " FOR EACH STATEMENT EXECUTE FUNCTION alert_stats_count()",
@@ -130,7 +142,7 @@ def upgrade() -> None:
             + _PG_GROUPED.format(rows=f"SELECT {_COLS}, 1 AS k FROM alerts")
         )
         op.execute(PG_FUNCTION)
-        for statement in PG_TRIGGERS:
+        for statement in PG_TRIGGERS + PG_NOTIFY:
             op.execute(statement)
         return
     op.execute(
@@ -150,6 +162,8 @@ def downgrade() -> None:
             + (" ON alerts" if op.get_bind().dialect.name == "postgresql" else "")
         )
     if op.get_bind().dialect.name == "postgresql":
+        op.execute("DROP TRIGGER IF EXISTS alert_jobs_notify ON alert_jobs")
+        op.execute("DROP FUNCTION IF EXISTS alert_jobs_notify()")
         op.execute("DROP FUNCTION IF EXISTS alert_stats_count()")
     op.execute("DROP INDEX IF EXISTS ix_alerts_refired")
     op.drop_table("alert_stats_hourly")

@@ -77,9 +77,7 @@ def _check(engine: Engine, h: AlertHistory) -> None:
 
 
 def _deliver(engine: Engine, at: datetime, *alerts: dict[str, Any]) -> None:
-    AlertStore(engine, AlertsSettings(), now=lambda: at).ingest(
-        parse_delivery(am_payload(*alerts))
-    )
+    AlertStore(engine, AlertsSettings(), now=lambda: at).ingest(parse_delivery(am_payload(*alerts)))
 
 
 def test_the_hourly_counts_equal_a_raw_count_through_every_change(engine: Engine) -> None:

@@ -39,6 +39,8 @@ class AlertService:
         """``Publishing`` (targets, publishers), once started."""
         self._pending_discovery: dict[str, dict[str, dict[str, str]]] = {}
         self.discovery: Any = None
+        self.wakeups: Any = None
+        """``JobNotifications`` (PostgreSQL's LISTEN for jobs queued elsewhere), when listening."""
         """``SecretDiscovery`` (targets from Kubernetes Secrets), when ``[alerts.kubernetes]`` is on."""
 
     def problems(self) -> list[str]:

@@ -1,0 +1,69 @@
+"""On PostgreSQL an occurrence stored by another instance wakes this instance's worker through
+``LISTEN``/``NOTIFY`` (migration 0018's trigger, ``llmgw.alerts.wakeups``): its classification
+starts at once, not at the next poll; without the listener the same worker waits for the poll."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import pytest
+
+from llmgw.alerts.payload import parse_delivery
+from llmgw.alerts.queue import ClaimedJob, JobQueue
+from llmgw.alerts.stats import AlertStats
+from llmgw.alerts.store import AlertStore
+from llmgw.alerts.wakeups import JobNotifications
+from llmgw.alerts.worker import AlertWorker, Done, StepResult
+from llmgw.config import AlertsSettings
+from llmgw.storage.db import make_engine
+from llmgw.storage.schema import upgrade
+from tests.alerts.amdata import am_alert, am_payload
+
+POLL = 60.0  # the worker's poll: nothing in this test may wait for it
+
+
+@pytest.mark.postgres
+async def test_a_job_queued_elsewhere_is_run_at_once_not_at_the_next_poll(pg_url: str) -> None:
+    engine = make_engine(pg_url)
+    upgrade(engine)
+    settings = AlertsSettings(poll_interval=POLL)
+    ran: asyncio.Queue[float] = asyncio.Queue()
+
+    async def classify(job: ClaimedJob) -> StepResult:
+        ran.put_nowait(time.monotonic())
+        return Done()
+
+    async def publish(job: ClaimedJob) -> StepResult:
+        return Done()
+
+    steps = {"classify": classify, "publish": publish}
+    worker = AlertWorker(JobQueue(engine), steps, settings, AlertStats())
+    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    wakeups = JobNotifications(url, worker.wake)
+    other = AlertStore(engine, settings)  # another instance's webhook: no local wake-up
+
+    def deliver(name: str) -> float:
+        other.ingest(parse_delivery(am_payload(am_alert(name))))
+        return time.monotonic()
+
+    try:
+        worker.start()
+        wakeups.start()
+        await asyncio.wait_for(wakeups.listening.wait(), 10)
+        await asyncio.sleep(0.2)  # the worker found the queue empty and sleeps for POLL
+        stored = await asyncio.to_thread(deliver, "HighCPU")
+        started = await asyncio.wait_for(ran.get(), 10)
+        assert started - stored < POLL / 10  # well before the poll (a few ms when idle)
+        assert wakeups.received >= 1
+        # without the listener, the same kind of job waits for the poll
+        await wakeups.aclose()
+        await asyncio.to_thread(deliver, "DiskFull")
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(ran.get(), 2)
+        worker.wake()  # (the poll would have found it)
+        await asyncio.wait_for(ran.get(), 10)
+    finally:
+        await wakeups.aclose()
+        await worker.aclose(grace=5)
+        engine.dispose()
