@@ -164,6 +164,7 @@ async def start_alerts(g: Gateway, stack: contextlib.AsyncExitStack) -> None:
     a = s.alerts
     service = AlertService(g.engine, a)
     g.alerts = service
+    stack.callback(service.close)
     g.metrics.registry.register(_AlertCollector(service))
     cache: ClassificationCache
     if s.redis_url is not None:

@@ -96,13 +96,13 @@ def alert_routes(g: Gateway) -> list[Route]:
             raise
         try:
             try:
-                result = await asyncio.to_thread(g.alerts.store.ingest, delivery)
+                result = await g.alerts.ingest(delivery)
             except sqlalchemy.exc.DBAPIError as exc:
                 if not exc.connection_invalidated:
                     raise
                 # A pooled connection the database dropped (a restart): the transaction rolled
                 # back, so one more try on a fresh connection is safe.
-                result = await asyncio.to_thread(g.alerts.store.ingest, delivery)
+                result = await g.alerts.ingest(delivery)
         except (sqlalchemy.exc.SQLAlchemyError, DatabaseError, OSError) as exc:
             stats.deliveries["failed"] += 1
             log.error("alert delivery not stored (answered 503): %s", type(exc).__name__)

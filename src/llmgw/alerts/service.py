@@ -2,18 +2,26 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from llmgw.alerts.stats import AlertStats
-from llmgw.alerts.store import AlertStore
+from llmgw.alerts.store import AlertStore, IngestResult
 from llmgw.config import AlertsSettings
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Engine
 
-__all__ = ["AlertService"]
+    from llmgw.alerts.payload import Delivery
+
+__all__ = ["INGEST_THREADS", "AlertService"]
+
+INGEST_THREADS = 4
+"""Deliveries stored at once per process; more wait for a thread (the database's connection
+pool, ``database.pool_size``, is shared with the rest of the server)."""
 
 
 class AlertService:
@@ -38,10 +46,25 @@ class AlertService:
         self.publishing: Any = None
         """``Publishing`` (targets, publishers), once started."""
         self._pending_discovery: dict[str, dict[str, dict[str, str]]] = {}
+        # The webhook's own threads: in the event loop's default pool a delivery waited for a
+        # free thread behind the worker's claims, reads and settlements (and a retention pass),
+        # which is where part of its answer time's tail came from (docs/performance.md).
+        self._ingest_pool = ThreadPoolExecutor(
+            max_workers=INGEST_THREADS, thread_name_prefix="llmgw-alerts-ingest"
+        )
         self.discovery: Any = None
         self.wakeups: Any = None
         """``JobNotifications`` (PostgreSQL's LISTEN for jobs queued elsewhere), when listening."""
         """``SecretDiscovery`` (targets from Kubernetes Secrets), when ``[alerts.kubernetes]`` is on."""
+
+    async def ingest(self, delivery: Delivery) -> IngestResult:
+        """Store a webhook delivery (``AlertStore.ingest``) on one of the webhook's threads."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._ingest_pool, self.store.ingest, delivery)
+
+    def close(self) -> None:
+        """Let the webhook's threads go (a delivery in hand finishes)."""
+        self._ingest_pool.shutdown(wait=False)
 
     def problems(self) -> list[str]:
         """Why the alert side is not ready (readiness): a worker loop that stopped looking at
