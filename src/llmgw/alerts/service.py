@@ -46,9 +46,9 @@ class AlertService:
         self.publishing: Any = None
         """``Publishing`` (targets, publishers), once started."""
         self._pending_discovery: dict[str, dict[str, dict[str, str]]] = {}
-        # The webhook's own threads: in the event loop's default pool a delivery waited for a
-        # free thread behind the worker's claims, reads and settlements (and a retention pass),
-        # which is where part of its answer time's tail came from (docs/performance.md).
+        # The webhook's own threads: the event loop's default pool (6 threads on 2 cores) is
+        # shared with the worker's claims, reads and settlements, a retention pass and the API's
+        # queries, so a delivery could wait there for a free thread before its statement ran.
         self._ingest_pool = ThreadPoolExecutor(
             max_workers=INGEST_THREADS, thread_name_prefix="llmgw-alerts-ingest"
         )
