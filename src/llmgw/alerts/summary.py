@@ -19,6 +19,7 @@ from sqlalchemy.engine import Connection
 
 from llmgw.alerts.store import ALERTS
 from llmgw.storage.alert_tables import AlertStatsHour
+from llmgw.storage.types import UTCDateTime
 
 __all__ = ["HOURLY", "summarize"]
 
@@ -46,13 +47,18 @@ def _from_rollup(conn: Connection, start: datetime, counts: Counter[Key]) -> Non
 
 def _from_rows(conn: Connection, since: datetime, until: datetime, counts: Counter[Key]) -> None:
     c = ALERTS.c
+    if conn.dialect.name == "postgresql":
+        hour: Any = sa.func.date_trunc("hour", c.starts_at, "UTC", type_=UTCDateTime())
+    else:  # SQLite keeps UTC text: the hour's own text, read back as a time
+        hour = sa.func.strftime("%Y-%m-%d %H:00:00.000000", c.starts_at, type_=UTCDateTime())
+    keys = (c.status, c.severity, c.category, c.cls_status, hour)
     rows = conn.execute(
-        sa.select(c.status, c.severity, c.category, c.cls_status, c.starts_at).where(
-            c.last_seen >= since, c.last_seen < until
-        )
+        sa.select(*keys, sa.func.count())
+        .where(c.last_seen >= since, c.last_seen < until)
+        .group_by(*keys)
     ).all()
-    for status, severity, category, cls_status, started in rows:
-        counts[(status, severity or None, category or None, cls_status, _hour(started))] += 1
+    for status, severity, category, cls_status, started, n in rows:
+        counts[(status, severity or None, category or None, cls_status, started)] += int(n)
 
 
 def _top(conn: Connection, since: datetime) -> list[dict[str, Any]]:
