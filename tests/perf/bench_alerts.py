@@ -38,6 +38,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -178,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         help="run instance 1 under yappi (tests/perf/yappi_serve.py) and write its profile here",
     )
     a = ap.parse_args(argv)
+    # a SIGTERM (``timeout``) unwinds through the ``finally``s: the servers stop, the database goes
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     results: dict[str, Any] = {"at": datetime.now(UTC).isoformat(timespec="seconds")}
     tmp = Path(tempfile.mkdtemp(prefix="bench-alerts-"))
     if a.only == "search" and a.search_db:
