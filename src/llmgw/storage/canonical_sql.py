@@ -60,8 +60,12 @@ def _sqlite_decimal(c: str, col: ColumnSpec) -> tuple[str, str]:
     if col.precision is not None:
         conds.append(f"{intlen} <= {col.precision - (col.scale or 0)}")
     trimmed = f"(CASE instr({c},'.') WHEN 0 THEN {c} ELSE rtrim(rtrim({c},'0'),'.') END)"
-    if col.scale is not None:
-        conds.append(f"length({trimmed}) - {intlen} - 1 <= {col.scale}")
+    if col.scale is not None:  # the written fraction fits, else the one without trailing zeros
+        # (in WHEN, SQLite tests the second only when the first fails: nearly never)
+        conds.append(
+            f"(length({c}) - {intlen} - 1 <= {col.scale} "
+            f"OR length({trimmed}) - {intlen} - 1 <= {col.scale})"
+        )
     return " AND ".join(conds), trimmed
 
 
