@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import json
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any
 
-import httpx
 import psycopg
 import pytest
 import sqlalchemy as sa
@@ -16,22 +14,11 @@ import sqlalchemy as sa
 from llmgw.alerts.payload import am_fingerprint, parse_delivery
 from llmgw.config import Settings
 from llmgw.errors import InvalidRequest
-from llmgw.server import create_app
 from llmgw.storage.db import make_engine
 from llmgw.storage.schema import upgrade
 from tests.alerts.amdata import T0, am_alert, am_payload, later
+from tests.alerts.test_classification import HOOK, running
 from tests.conftest import PG_ADMIN_DSN
-
-HOOK = "/alerts/webhook"
-
-
-@contextlib.asynccontextmanager
-async def running(settings: Settings) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
-    app = create_app(settings)
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://llmgw", timeout=20) as c:
-            yield app, c
 
 
 def rows(db_url: str, sql: str) -> list[dict[str, Any]]:
