@@ -221,10 +221,15 @@ class UpstreamRoute(Generic[Req, Res]):
         refused: the next calls pay it back). Off the hot path: awaited once, before the
         upstream call, and only by such operations."""
         g, op = self.g, self.op
+        hold_later = False
         if key.rpm or key.tpm or g.limits.extra:
             # The model version is not known yet: the key's limits, its user's quota and the
             # budgets here; a version quota applies to the prepared request's candidate below.
-            call.grant = await g.limits.admit(key, op.tokens(req), _NO_TARGET)
+            # The budgets' hold is priced at the candidate of the model the body names (a
+            # later turn that names none holds once prepared, with the version's quotas).
+            price = self._named(op.model(req)) if g.limits.budgets_hard else None
+            hold_later = price is False
+            call.grant = await g.limits.admit(key, op.tokens(req), _NO_TARGET, price)
         req = await op.prepare(g, key, req)
         model = op.model(req)
         g.auth.check_model(key, model)
@@ -232,13 +237,24 @@ class UpstreamRoute(Generic[Req, Res]):
         call.routed(candidates[0])  # replaced by the candidate that actually served
         if call.grant is not None:
             call.grant.raise_to(op.tokens(req))
-        if g.limits.quotas.versions:
-            # The version's quotas, now that the model is known: a second limiter call, made
-            # only by a prepared call of a key or user with such a quota.
+        if g.limits.quotas.versions or hold_later:
+            # The version's quotas (and a hold not taken at admission), now that the model is
+            # known: a second limiter call, made only by a prepared call of a key or user with
+            # such a quota, or a later turn without a model under a hard-stop budget.
             call.grant = await g.limits.admit_version(
-                key, op.tokens(req), candidates[0], call.grant
+                key, op.tokens(req), candidates[0], call.grant, hold_later
             )
         return req, candidates
+
+    def _named(self, model: str) -> Any:
+        """The first candidate of the model a turn's body names (the budgets' hold is priced
+        at it), ``False`` when it names none or an unknown one (held once prepared)."""
+        if not model:
+            return False
+        try:
+            return self.g.resolver.candidates(model)[0]
+        except LlmgwError:  # prepare answers it (404), after admission as before
+            return False
 
 
 class KeyRoute:

@@ -138,7 +138,7 @@ def _tightest(
 class Grant:
     """An admitted request's reservation: its response headers, and the token settlement."""
 
-    __slots__ = ("headers", "holds", "limits", "settled", "tpm")
+    __slots__ = ("headers", "holds", "limits", "settled", "tpm", "verdicts")
 
     def __init__(
         self,
@@ -154,6 +154,8 @@ class Grant:
         """The token buckets: (bucket, limit, tokens reserved in it)."""
         self.headers: list[tuple[str, str]] = headers
         self.settled = False
+        self.verdicts: list[Any] | None = None
+        """Redis's answers for the budgets asked with the buckets (``KeyLimits._step``)."""
 
     @property
     def reserved(self) -> int:
@@ -207,6 +209,8 @@ class KeyLimits:
         self.extra = False
         """Some quota or hard-stop budget exists: the pipeline calls ``admit`` for keys without
         limits of their own only then (one attribute read otherwise)."""
+        self.budgets_hard = False
+        """Some budget has a hard stop (``/api/chat`` then prices the hold at admission)."""
         # Settlements are summed per bucket and applied by one flush every SETTLE_SECONDS: a
         # task per request cost ~24 µs, and with Redis one round trip per request.
         self._pending: dict[tuple[str, Limit], int] = {}
@@ -217,21 +221,31 @@ class KeyLimits:
         """Install the quotas read from the database, and whether budgets can refuse."""
         self.quotas = book
         self.extra = bool(book) or hard_budgets
+        self.budgets_hard = hard_budgets
 
-    async def admit(self, key: Any, tokens: int = 0, target: Any = None) -> Grant | None:
+    async def admit(
+        self, key: Any, tokens: int = 0, target: Any = None, price: Any = None
+    ) -> Grant | None:
         """Admit one request of ``key`` (its ``id``, ``user_id``, ``rpm``, ``tpm``) of about
         ``tokens`` tokens to ``target`` (its first candidate), or raise ``RateLimited`` (429)
         or ``BudgetExceeded`` (402).
 
         ``None`` when nothing limits the request. Every bucket (the key's, its user's quota,
         the model version's) is stepped in one call, all or nothing, so a refusal never costs
-        the caller quota.
+        the caller quota; with Redis the hard-stop budgets are checked and held in the same
+        script call (one round trip for limits and budgets). ``price``: the candidate whose
+        provider and price the budgets' hold uses when ``target`` is ``False`` (``/api/chat``
+        before its turn is prepared: the model its body names).
         """
-        holds = None
-        if target is not None and self.extra:
+        holds = asked = None
+        if self.extra and target is not None:
             budgets = self.budgets
             if budgets is not None and budgets.hard:
-                holds = budgets.check(key, tokens, target)
+                at = target if price is None else price
+                if self.limiter.backend == "redis":
+                    asked = budgets.asks(key, tokens, at)
+                else:
+                    holds = budgets.check(key, tokens, at)
         rpm, tpm = key.rpm, key.tpm
         items: list[tuple[str, str, Limit, str]] = []
         if rpm or tpm:
@@ -243,10 +257,12 @@ class KeyLimits:
                 items.append(("tpm", f"tpm:{key_id}", _limit(tpm), whose))
         if self.quotas:
             items += self.quotas.items(key, target)
-        if not items:
+        if not items and asked is None:
             return None if holds is None else Grant(self, [], [], holds)
         try:
-            grant = await self._step(items, tokens)
+            grant = await self._step(items, tokens, asked)
+            if asked is not None:
+                holds = self._held(grant, asked, key, tokens, target if price is None else price)
         except BaseException:
             if holds is not None:  # refused (or cancelled): nothing to hold for
                 self.budgets.release(holds)
@@ -254,44 +270,91 @@ class KeyLimits:
         grant.holds = holds
         return grant
 
+    def _held(
+        self, grant: Grant, asked: list[Any], key: Any, tokens: int, at: Any
+    ) -> list[Any] | None:
+        """The holds Redis took for ``asked`` (or its refusal); when Redis did not answer
+        (degraded: the buckets went to the local shares), the budgets' rule in memory."""
+        verdicts, grant.verdicts = grant.verdicts, None
+        if verdicts is None:
+            return self.budgets.check(key, tokens, at)  # type: ignore[no-any-return]
+        return self.budgets.held(asked, verdicts)  # type: ignore[no-any-return]
+
     async def admit_version(
-        self, key: Any, tokens: int, target: Any, grant: Grant | None
+        self, key: Any, tokens: int, target: Any, grant: Grant | None, hold: bool = False
     ) -> Grant | None:
         """Step the quotas of ``key`` (and its user) on ``target``'s model version, for a call
         admitted without a target (``/api/chat``, whose model is known only once its turn is
         prepared); raise ``RateLimited`` as ``admit`` does. The buckets join ``grant`` (its
-        token settlement, and its headers where they are tighter)."""
+        token settlement, and its headers where they are tighter). ``hold``: also take the
+        budgets' hold (a turn whose body named no model could not at admission), in the same
+        limiter call."""
         items = self.quotas.version_items(key, target) if self.quotas.versions else []
-        if not items:
-            return grant
-        more = await self._step(items, tokens)
+        asked = holds = None
+        budgets = self.budgets
+        if hold and self.extra and budgets is not None and budgets.hard:
+            if self.limiter.backend == "redis":
+                asked = budgets.asks(key, tokens, target)
+            else:
+                holds = budgets.check(key, tokens, target)
+        if not items and asked is None:
+            if holds is None:
+                return grant
+            more = Grant(self, [], [], holds)
+        else:
+            try:
+                more = await self._step(items, tokens, asked)
+                if asked is not None:
+                    holds = self._held(more, asked, key, tokens, target)
+            except BaseException:
+                if holds is not None:
+                    self.budgets.release(holds)
+                raise
+            more.holds = holds
         if grant is None:
             return more
         grant.tpm += more.tpm
         grant.headers = _tighter(grant.headers, more.headers)
+        if more.holds:
+            grant.holds = (grant.holds or []) + more.holds
         return grant
 
-    async def _step(self, items: list[tuple[str, str, Limit, str]], tokens: int) -> Grant:
-        """Step every bucket of ``items`` in one limiter call, all or nothing."""
+    async def _step(
+        self, items: list[tuple[str, str, Limit, str]], tokens: int, asked: list[Any] | None = None
+    ) -> Grant:
+        """Step every bucket of ``items`` in one limiter call, all or nothing (with the
+        budgets ``asked``: the grant's ``verdicts`` hold Redis's answers for them)."""
         reserved = max(1, tokens)
         costs = [1 if kind == "rpm" else min(reserved, lim.rate) for kind, _, lim, _ in items]
-        if len(items) == 1:
+        verdicts = None
+        if asked is not None:
+            decisions, verdicts = await self.limiter.admit(
+                [(b, lim, c) for (_, b, lim, _), c in zip(items, costs, strict=True)],
+                [a for _, a in asked],
+                self.budgets.instance,
+                self.budgets.stale_ms,
+            )
+        elif len(items) == 1:
             _, bucket, limit, _ = items[0]
             decisions = [await self.limiter.acquire(bucket, limit, costs[0])]
         else:
             decisions = await self.limiter.acquire_many(
                 [(b, lim, c) for (_, b, lim, _), c in zip(items, costs, strict=True)]
             )
-        headers = _tightest(items, decisions)
+        headers = _tightest(items, decisions) if items else []
         for (kind, _, limit, who), d in zip(items, decisions, strict=True):
             if not d.allowed:
+                if verdicts is not None and any(v.status for v in verdicts):
+                    break  # a budget refused too: that is the answer (nothing was stepped)
                 name = "requests" if kind == "rpm" else "tokens"
                 self.rejected[name] += 1
                 raise self._refused(name, limit.rate, d, headers, who)
         held = [
             (b, lim, c) for (kind, b, lim, _), c in zip(items, costs, strict=True) if kind == "tpm"
         ]
-        return Grant(self, held, headers)
+        grant = Grant(self, held, headers)
+        grant.verdicts = verdicts
+        return grant
 
     @staticmethod
     def _refused(

@@ -216,8 +216,10 @@ class ConversationChat(UpstreamOperation[Any, Result]):
         )
 
     def model(self, req: Any) -> str:
-        """The turn's model or alias."""
-        return str(req.chat.model)
+        """The turn's model or alias (at admission: the one the body names, else ``""``)."""
+        if isinstance(req, PreparedTurn):
+            return str(req.chat.model)
+        return str(req.model or "")
 
     def tokens(self, req: Any) -> int:
         """At admission (the body, before anything is read): the new messages and the system

@@ -261,3 +261,56 @@ def test_a_version_quota_is_exact_across_three_instances(
         assert statuses.count(200) == 15 and statuses.count(429) == 45
     else:
         assert statuses.count(200) == 45
+
+
+def test_a_budget_crossed_through_api_chat_holds_at_admission_then_refuses(
+    make_settings: Callable[..., Settings],
+    emulator: Any,
+    test_engine: Engine,
+    make_key: Callable[..., Any],
+    redis_url: str,
+    gateways: Any,
+) -> None:
+    """A conversation turn (``POST /api/chat``) holds its estimated cost at admission like
+    ``/v1/chat/completions`` (priced at the model its body names): a burst of 30 turns on three
+    instances against a budget smaller than one turn's estimate gets exactly one answer, the
+    others 429 ``budget_in_flight`` (before, turns held nothing: all 30 were answered); once a
+    few turns (0.30 RUB each) have spent it, every instance refuses with 402
+    ``budget_exceeded``."""
+    key = make_key("chatter")
+    settings = _shared(
+        make_settings(emulator.url, provider=PRICED),
+        redis_url,
+        budgets=BudgetSettings(
+            refresh_interval=0.2, redis_prefix=f"llmgw:test:budget:{uuid.uuid4().hex[:8]}"
+        ),
+    )
+    BudgetStore(test_engine).set_budget(
+        "key", key.info.id, "day", "RUB", Decimal(1), hard_stop=True
+    )
+    urls = [g.url for g in gateways(settings, 3)]
+    burst = asyncio.run(_burst(urls, [key.secret], 30, CHAT_TURN, "/api/chat"))
+    codes = [r.status_code for r in burst]
+    assert codes.count(200) == 1, codes
+    refused = [r.json()["error"]["code"] for r in burst if r.status_code != 200]
+    assert set(refused) <= {"budget_in_flight", "budget_exceeded"}
+    assert "budget_in_flight" in refused
+    deadline = time.monotonic() + 10
+    spent: dict[str, httpx.Response] = {}
+    answered = 1
+    with httpx.Client(timeout=10) as c:
+        while len(spent) < 3 and time.monotonic() < deadline:
+            for url in urls:
+                r = c.post(
+                    f"{url}/api/chat",
+                    json=CHAT_TURN,
+                    headers={"Authorization": f"Bearer {key.secret}"},
+                )
+                assert r.status_code in (200, 402, 429), r.text
+                answered += r.status_code == 200
+                if r.status_code == 402:
+                    spent[url] = r
+            time.sleep(0.1)
+    assert sorted(spent) == sorted(urls), "every instance refuses the spent key"
+    assert answered <= 5  # 1.00 RUB at 0.30 a turn: four, and at most one more in flight
+    assert {r.json()["error"]["code"] for r in spent.values()} == {"budget_exceeded"}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from llmgw.ratelimit.gcra import Decision, Limit, MemoryLimiter
+from llmgw.ratelimit.gcra import BudgetAsk, BudgetVerdict, Decision, Limit, MemoryLimiter
 from llmgw.ratelimit.limiter import RateLimiter
 
-__all__ = ["Decision", "Limit", "MemoryLimiter", "RateLimiter"]
+__all__ = ["BudgetAsk", "BudgetVerdict", "Decision", "Limit", "MemoryLimiter", "RateLimiter"]

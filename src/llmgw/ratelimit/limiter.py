@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Literal
 
 from llmgw.config import RateLimitSettings
 from llmgw.errors import ConfigError
-from llmgw.ratelimit.gcra import Decision, Limit, MemoryLimiter
+from llmgw.ratelimit.gcra import BudgetAsk, BudgetVerdict, Decision, Limit, MemoryLimiter
 
 if TYPE_CHECKING:
     from llmgw.ratelimit.redis_backend import RedisBackend
@@ -169,18 +169,33 @@ class RateLimiter:
     async def acquire_many(self, items: Sequence[tuple[str, Limit, int]]) -> list[Decision]:
         """All of ``items`` (bucket, limit, cost) or none: one Redis round trip (one script
         call) when healthy, else the local shares; the buckets change only if all allow."""
+        if self._redis is None:  # the memory backend: no second call to go through
+            return self._local.acquire_many_now(items)
+        return (await self.admit(items, ()))[0]
+
+    async def admit(
+        self,
+        items: Sequence[tuple[str, Limit, int]],
+        asks: Sequence[BudgetAsk],
+        instance: str = "",
+        stale_ms: int = 30_000,
+    ) -> tuple[list[Decision], list[BudgetVerdict] | None]:
+        """``acquire_many`` plus the hard-stop budgets ``asks`` checked and held in the same
+        script call (``RedisBackend.admit``). The verdicts are ``None`` when Redis did not
+        answer (memory backend, or degraded): the caller checks the budgets in memory."""
         if self._redis is not None and self._use_redis():
             try:
                 async with asyncio.timeout(self._settings.redis_timeout):
-                    decisions = await self._redis.acquire_many(items)
+                    decisions, verdicts = await self._redis.admit(items, asks, instance, stale_ms)
             except Exception as exc:  # noqa: BLE001 - never an exception to the caller
                 self._failed(exc)
             else:
                 self._recovered()
-                return decisions
+                return decisions, verdicts
         if self._redis is None:
-            return self._local.acquire_many_now(items)
-        return self._local.acquire_many_now([(b, self._share(lim), c) for b, lim, c in items])
+            return self._local.acquire_many_now(items), None
+        shares = [(b, self._share(lim), c) for b, lim, c in items]
+        return self._local.acquire_many_now(shares), None
 
     async def adjust(self, bucket: str, limit: Limit, delta: int) -> None:
         """Best effort: ``delta > 0`` consumes more (may go into debt), ``< 0`` refunds."""

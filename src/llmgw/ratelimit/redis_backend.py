@@ -17,11 +17,11 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 
-from llmgw.ratelimit.gcra import DEBT_PERIODS, Decision, Limit
+from llmgw.ratelimit.gcra import DEBT_PERIODS, BudgetAsk, BudgetVerdict, Decision, Limit
 
 __all__ = [
     "GCRA_LUA",
-    "GCRA_MANY_LUA",
+    "ADMIT_LUA",
     "KEY_PREFIX",
     "RedisBackend",
     "decision_from_reply",
@@ -100,15 +100,24 @@ return {allowed, remaining, ru, rf, d, frac}
 """.replace("DEBT", str(DEBT_PERIODS)).replace("TEST_PAD", "600000")
 
 
-# All-or-nothing GCRA over several buckets (a request's key, user and model-version limits) in
-# one round trip: ARGV holds rate, period_us, cost per key, then [now_us] for tests. Each bucket
-# is stepped as in GCRA_LUA's acquire; the new states are written only when every bucket
-# allows. The reply is six integers per key, as GCRA_LUA's, in KEYS order.
-GCRA_MANY_LUA = """
-local n = #KEYS
+# All-or-nothing admission in one round trip: the GCRA buckets of a request (its key's, user's and
+# model-version limits) and the hard-stop budgets it counts against (issue 13).
+# KEYS: n bucket keys, then per budget its spend key (INCRBYFLOAT by the trackers' flush) and its
+# holds hash (``h:<instance>`` = what that instance holds for requests in flight, ``t:<instance>``
+# = when it last held or confirmed it, Redis ms). ARGV: n, m, now_us or '' (tests), instance,
+# stale ms, then rate, period_us, cost per bucket, then amount, estimate, expire-at ms per budget.
+# A bucket steps as in GCRA_LUA's acquire. A budget refuses with 2 when its spend has reached the
+# amount, with 1 when spend + what every live instance holds + the estimate is over it (unless
+# nothing is held: one request always goes); holds of an instance not seen for ``stale`` ms (it
+# died) are dropped. The buckets are written and the estimates held only when everything allows.
+# Reply: six integers per bucket as GCRA_LUA's, then per budget its status, spend and held (the
+# two as strings: Lua numbers are replied as integers).
+ADMIT_LUA = """
+local n = tonumber(ARGV[1])
+local m = tonumber(ARGV[2])
 local now
-if ARGV[3 * n + 1] then
-  now = tonumber(ARGV[3 * n + 1])
+if ARGV[3] ~= '' then
+  now = tonumber(ARGV[3])
 else
   local t = redis.call('TIME')
   now = tonumber(t[1]) * 1000000 + tonumber(t[2])
@@ -116,9 +125,9 @@ end
 local st = {}
 local all = 1
 for i = 1, n do
-  local rate = tonumber(ARGV[3 * i - 2])
-  local period = tonumber(ARGV[3 * i - 1])
-  local cost = tonumber(ARGV[3 * i])
+  local rate = tonumber(ARGV[3 * i + 3])
+  local period = tonumber(ARGV[3 * i + 4])
+  local cost = tonumber(ARGV[3 * i + 5])
   local us, frac = 0, 0
   local v = redis.call('GET', KEYS[i])
   if v then
@@ -142,6 +151,40 @@ for i = 1, n do
     all = 0
   end
 end
+local nowms = math.floor(now / 1000)
+local stale = tonumber(ARGV[5])
+local own = 'h:' .. ARGV[4]
+local bst = {}
+local base = 3 * n + 5
+for j = 1, m do
+  local hk = KEYS[n + 2 * j]
+  local amount = tonumber(ARGV[base + 3 * j - 2])
+  local est = tonumber(ARGV[base + 3 * j - 1])
+  local spent = tonumber(redis.call('GET', KEYS[n + 2 * j - 1]) or '0') or 0
+  local f = redis.call('HGETALL', hk)
+  local vals = {}
+  for i = 1, #f, 2 do vals[f[i]] = f[i + 1] end
+  local held = 0
+  for name, v in pairs(vals) do
+    if string.sub(name, 1, 2) == 't:' then
+      local h = 'h:' .. string.sub(name, 3)
+      if nowms - (tonumber(v) or 0) > stale then
+        redis.call('HDEL', hk, name, h)
+      else
+        local x = tonumber(vals[h] or '0') or 0
+        if x > 0 then held = held + x end
+      end
+    end
+  end
+  local s = 0
+  if spent >= amount then
+    s = 2
+  elseif held > 0 and spent + held + est > amount then
+    s = 1
+  end
+  if s ~= 0 then all = 0 end
+  bst[j] = {s, spent, held}
+end
 local out = {}
 for i = 1, n do
   local s = st[i]
@@ -152,7 +195,7 @@ for i = 1, n do
       redis.call('DEL', KEYS[i])
     else
       local ttl = math.floor(d / 1000) + 1
-      if ARGV[3 * n + 1] then ttl = ttl + TEST_PAD end
+      if ARGV[3] ~= '' then ttl = ttl + TEST_PAD end
       redis.call('SET', KEYS[i], string.format('%.0f:%.0f:%.0f', us, frac, rate), 'PX', ttl)
     end
   end
@@ -161,13 +204,26 @@ for i = 1, n do
     remaining = math.floor(((period - d) * rate - frac) / period)
     if remaining < 0 then remaining = 0 end
   end
-  local base = 6 * (i - 1)
-  out[base + 1] = allowed
-  out[base + 2] = remaining
-  out[base + 3] = ru
-  out[base + 4] = rf
-  out[base + 5] = d
-  out[base + 6] = frac
+  local o = 6 * (i - 1)
+  out[o + 1] = allowed
+  out[o + 2] = remaining
+  out[o + 3] = ru
+  out[o + 4] = rf
+  out[o + 5] = d
+  out[o + 6] = frac
+end
+for j = 1, m do
+  local b = bst[j]
+  if all == 1 then
+    local hk = KEYS[n + 2 * j]
+    redis.call('HINCRBYFLOAT', hk, own, ARGV[base + 3 * j - 1])
+    redis.call('HSET', hk, 't:' .. ARGV[4], nowms)
+    redis.call('PEXPIREAT', hk, ARGV[base + 3 * j])
+  end
+  local o = 6 * n + 3 * (j - 1)
+  out[o + 1] = b[1]
+  out[o + 2] = string.format('%.17g', b[2])
+  out[o + 3] = string.format('%.17g', b[3])
 end
 return out
 """.replace("TEST_PAD", "600000")
@@ -233,7 +289,7 @@ class RedisBackend:
         # (Redis(connection_pool=pool) leaves them open: one unclosed socket per connection).
         self._client: Redis = Redis.from_pool(pool)
         self._script = self._client.register_script(GCRA_LUA)
-        self._many = self._client.register_script(GCRA_MANY_LUA)
+        self._admit = self._client.register_script(ADMIT_LUA)
 
     def key(self, bucket: str) -> str:
         """The Redis key holding ``bucket``."""
@@ -252,16 +308,41 @@ class RedisBackend:
         self, items: Sequence[tuple[str, Limit, int]], *, now_us: int | None = None
     ) -> list[Decision]:
         """All of ``items`` (bucket, limit, cost) or none, atomically, in one round trip."""
-        args: list[int | str] = []
+        return (await self.admit(items, (), "", now_us=now_us))[0]
+
+    async def admit(
+        self,
+        items: Sequence[tuple[str, Limit, int]],
+        asks: Sequence[BudgetAsk],
+        instance: str,
+        stale_ms: int = 30_000,
+        *,
+        now_us: int | None = None,
+    ) -> tuple[list[Decision], list[BudgetVerdict]]:
+        """``items`` (bucket, limit, cost) and the hard-stop budgets ``asks``, all or nothing,
+        atomically, in one round trip (``ADMIT_LUA``): each bucket's decision, and each
+        budget's (status, shared spend, held by all instances) with status 0 (held), 1 (what
+        is in flight may cost the rest) or 2 (spent)."""
+        keys = [self.key(b) for b, _, _ in items]
+        args: list[int | str | float] = [
+            len(items), len(asks), "" if now_us is None else now_us, instance, stale_ms
+        ]  # fmt: skip
         for _, limit, cost in items:
             args += [limit.rate, limit.period_us, cost]
-        if now_us is not None:
-            args.append(now_us)
-        reply = await self._many(keys=[self.key(b) for b, _, _ in items], args=args)
-        return [
+        for a in asks:
+            keys += [a.spend_key, a.holds_key]
+            args += [repr(a.amount), repr(a.estimate), a.expire_at_ms]
+        reply = await self._admit(keys=keys, args=args)
+        n = len(items)
+        decisions = [
             decision_from_reply(reply[6 * i : 6 * i + 6], limit)
             for i, (_, limit, _) in enumerate(items)
         ]
+        verdicts = [
+            BudgetVerdict(int(reply[o]), float(reply[o + 1]), float(reply[o + 2]))
+            for o in range(6 * n, 6 * n + 3 * len(asks), 3)
+        ]
+        return decisions, verdicts
 
     async def adjust(
         self, bucket: str, limit: Limit, delta: int, *, now_us: int | None = None
