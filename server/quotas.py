@@ -48,13 +48,14 @@ def _entry(tag: str, rpm: int | None, tpm: int | None, who: str) -> Entry:
 class QuotaBook:
     """The quotas in force, indexed for the hot path."""
 
-    __slots__ = ("users", "versions")
+    __slots__ = ("_seen", "users", "versions")
 
     def __init__(self, rows: Iterable[Any] = ()) -> None:
         self.users: dict[uuid.UUID, Entry] = {}
         """User id -> the buckets over all of the user's keys and tokens."""
         self.versions: dict[uuid.UUID, dict[str, Entry]] = {}
         """Key or user id -> model name -> its buckets."""
+        self._seen: dict[tuple[Any, Any, str], Entry] = {}
         for q in rows:
             if not q.model:
                 if q.scope == "user":
@@ -72,15 +73,22 @@ class QuotaBook:
     def items(self, key: Any, target: Any) -> list[Item]:
         """The extra buckets of a request of ``key`` to ``target``: (kind, bucket, limit, who)
         with kind ``rpm`` or ``tpm`` and ``who`` naming the limit in a refusal."""
-        out: list[Item] = []
         user_id = key.user_id
-        if user_id is not None:
-            entry = self.users.get(user_id)
+        if not (self.versions and target):
+            entry = self.users.get(user_id) if user_id is not None else None
+            return [] if entry is None else entry  # read-only: the caller concatenates
+        k = (key.id, user_id, target.qualified)
+        found = self._seen.get(k)
+        if found is None:  # memoised: the version's names are matched once per key and target
+            found = []
+            entry = self.users.get(user_id) if user_id is not None else None
             if entry is not None:
-                out += entry
-        if self.versions and target:
-            out += self.version_items(key, target)
-        return out
+                found += entry
+            found += self.version_items(key, target)
+            if len(self._seen) > 10_000:
+                self._seen.clear()
+            self._seen[k] = found
+        return found
 
     def version_items(self, key: Any, target: Any) -> list[Item]:
         """The buckets of ``key``'s (and its user's) quotas on ``target``'s model version only:

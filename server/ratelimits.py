@@ -201,6 +201,8 @@ class KeyLimits:
 
     def __init__(self, limiter: RateLimiter) -> None:
         self.limiter = limiter
+        self._shared = limiter.backend == "redis"
+        """Budgets are checked and held in the limiter's Redis script (else in memory)."""
         self.rejected = {"requests": 0, "tokens": 0}
         self.quotas = QuotaBook()
         """Per-user and per-version quotas (replaced by ``set_quotas``)."""
@@ -242,7 +244,7 @@ class KeyLimits:
             budgets = self.budgets
             if budgets is not None and budgets.hard:
                 at = target if price is None else price
-                if self.limiter.backend == "redis":
+                if self._shared:
                     asked = budgets.asks(key, tokens, at)
                 else:
                     holds = budgets.check(key, tokens, at)
@@ -293,7 +295,7 @@ class KeyLimits:
         asked = holds = None
         budgets = self.budgets
         if hold and self.extra and budgets is not None and budgets.hard:
-            if self.limiter.backend == "redis":
+            if self._shared:
                 asked = budgets.asks(key, tokens, target)
             else:
                 holds = budgets.check(key, tokens, target)
@@ -325,22 +327,24 @@ class KeyLimits:
         """Step every bucket of ``items`` in one limiter call, all or nothing (with the
         budgets ``asked``: the grant's ``verdicts`` hold Redis's answers for them)."""
         reserved = max(1, tokens)
-        costs = [1 if kind == "rpm" else min(reserved, lim.rate) for kind, _, lim, _ in items]
+        steps = []  # (bucket, limit, cost) and the token buckets' reservations, in one pass
+        held = []
+        for kind, b, lim, _ in items:
+            if kind == "rpm":
+                steps.append((b, lim, 1))
+            else:
+                c = reserved if reserved < lim.rate else lim.rate
+                steps.append((b, lim, c))
+                held.append((b, lim, c))
         verdicts = None
         if asked is not None:
             decisions, verdicts = await self.limiter.admit(
-                [(b, lim, c) for (_, b, lim, _), c in zip(items, costs, strict=True)],
-                [a for _, a in asked],
-                self.budgets.instance,
-                self.budgets.stale_ms,
+                steps, [a for _, a in asked], self.budgets.instance, self.budgets.stale_ms
             )
-        elif len(items) == 1:
-            _, bucket, limit, _ = items[0]
-            decisions = [await self.limiter.acquire(bucket, limit, costs[0])]
+        elif len(steps) == 1:
+            decisions = [await self.limiter.acquire(*steps[0])]
         else:
-            decisions = await self.limiter.acquire_many(
-                [(b, lim, c) for (_, b, lim, _), c in zip(items, costs, strict=True)]
-            )
+            decisions = await self.limiter.acquire_many(steps)
         headers = _tightest(items, decisions) if items else []
         for (kind, _, limit, who), d in zip(items, decisions, strict=True):
             if not d.allowed:
@@ -349,9 +353,6 @@ class KeyLimits:
                 name = "requests" if kind == "rpm" else "tokens"
                 self.rejected[name] += 1
                 raise self._refused(name, limit.rate, d, headers, who)
-        held = [
-            (b, lim, c) for (kind, b, lim, _), c in zip(items, costs, strict=True) if kind == "tpm"
-        ]
         grant = Grant(self, held, headers)
         grant.verdicts = verdicts
         return grant

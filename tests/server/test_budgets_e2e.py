@@ -273,7 +273,7 @@ def test_a_budget_crossed_through_api_chat_holds_at_admission_then_refuses(
 ) -> None:
     """A conversation turn (``POST /api/chat``) holds its estimated cost at admission like
     ``/v1/chat/completions`` (priced at the model its body names): a burst of 30 turns on three
-    instances against a budget smaller than one turn's estimate gets exactly one answer, the
+    instances against a budget smaller than one turn's estimate is answered once at a time, the
     others 429 ``budget_in_flight`` (before, turns held nothing: all 30 were answered); once a
     few turns (0.30 RUB each) have spent it, every instance refuses with 402
     ``budget_exceeded``."""
@@ -291,7 +291,9 @@ def test_a_budget_crossed_through_api_chat_holds_at_admission_then_refuses(
     urls = [g.url for g in gateways(settings, 3)]
     burst = asyncio.run(_burst(urls, [key.secret], 30, CHAT_TURN, "/api/chat"))
     codes = [r.status_code for r in burst]
-    assert codes.count(200) == 1, codes
+    # One is answered while the others wait on its hold; on a slow machine the burst may last
+    # past its answer and flush, and one more goes (0.30 RUB a turn: four fit in 1.00 RUB).
+    assert 1 <= codes.count(200) <= 4, codes
     refused = [r.json()["error"]["code"] for r in burst if r.status_code != 200]
     assert set(refused) <= {"budget_in_flight", "budget_exceeded"}
     assert "budget_in_flight" in refused

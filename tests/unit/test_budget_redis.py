@@ -105,6 +105,10 @@ async def test_limits_quotas_and_budgets_cost_one_round_trip_per_request(
             sent += 1
             await real(self, command, check_health)
 
+        warm = await limits.admit(key, 100, TARGET)  # the first call loads the script
+        assert warm is not None
+        tracker.charge(info.id, user, "p", Decimal("0.5"))
+        warm.settle(100)
         monkeypatch.setattr(AbstractConnection, "send_packed_command", counted)
         per_request = []
         for _ in range(10):
@@ -122,7 +126,7 @@ async def test_limits_quotas_and_budgets_cost_one_round_trip_per_request(
         before = sent
         await tracker.flush()
         assert sent - before == 1  # one pipeline: the spend, then the holds given back
-        assert all(r.unheld == 0 and r.synced == 5.0 for r in rules)
+        assert all(r.unheld == 0 and r.synced == 5.5 for r in rules)
         monkeypatch.undo()
         probe = tracker._redis
         assert probe is not None

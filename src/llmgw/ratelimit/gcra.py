@@ -159,7 +159,9 @@ def gcra(tat: Tat, now_us: int, limit: Limit, cost: int) -> tuple[Decision, Tat]
     if d < period_us:
         remaining = ((period_us - d) * rate - frac) // period_us
         new = Tat(tat.us + q, frac)
-        return Decision(True, rate, remaining if remaining > 0 else 0, 0.0, (d + frac / rate) / _US), new
+        return Decision(
+            True, rate, remaining if remaining > 0 else 0, 0.0, (d + frac / rate) / _US
+        ), new
     if d == period_us and frac == 0:
         new = Tat(tat.us + q, 0)
         return Decision(True, rate, 0, 0.0, d / _US), new
@@ -229,15 +231,28 @@ class MemoryLimiter:
         """All of ``items`` (bucket, limit, cost) or none: each bucket's decision; the buckets
         change only when every one allows (a refused request costs no bucket anything)."""
         now_us = self._now_us()
-        get = self._get
-        steps = [gcra(get(b, lim), now_us, lim, cost) for b, lim, cost in items]
-        for d, _ in steps:
-            if not d.allowed:
-                break
-        else:
-            for (bucket, limit, _), (_, new) in zip(items, steps, strict=True):
-                self._put(bucket, new, limit, now_us)
-        return [d for d, _ in steps]
+        buckets = self._buckets
+        decisions = []
+        news = []
+        allowed = True
+        for bucket, limit, cost in items:  # _get inlined: a request steps each of its buckets
+            entry = buckets.get(bucket)
+            tat = _NEVER
+            if entry is not None:
+                tat = entry[0]
+                if entry[1] != limit.rate and tat.frac:
+                    tat = Tat(tat.us + 1, 0)
+            d, new = gcra(tat, now_us, limit, cost)
+            allowed = allowed and d.allowed
+            decisions.append(d)
+            news.append(new)
+        if allowed:
+            for (bucket, limit, _), new in zip(items, news, strict=True):
+                if bucket in buckets or len(buckets) < self._max:
+                    buckets[bucket] = (new, limit.rate)
+                else:
+                    self._put(bucket, new, limit, now_us)
+        return decisions
 
     async def adjust(self, bucket: str, limit: Limit, delta: int) -> None:
         """``delta > 0``: consume more (may go into debt); ``delta < 0``: refund."""
