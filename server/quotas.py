@@ -55,7 +55,7 @@ class QuotaBook:
         """User id -> the buckets over all of the user's keys and tokens."""
         self.versions: dict[uuid.UUID, dict[str, Entry]] = {}
         """Key or user id -> model name -> its buckets."""
-        self._seen: dict[tuple[Any, Any, str], Entry] = {}
+        self._seen: dict[int, tuple[Any, str, Entry]] = {}
         for q in rows:
             if not q.model:
                 if q.scope == "user":
@@ -77,17 +77,20 @@ class QuotaBook:
         if not (self.versions and target):
             entry = self.users.get(user_id) if user_id is not None else None
             return [] if entry is None else entry  # read-only: the caller concatenates
-        k = (key.id, user_id, target.qualified)
-        found = self._seen.get(k)
-        if found is None:  # memoised: the version's names are matched once per key and target
-            found = []
-            entry = self.users.get(user_id) if user_id is not None else None
-            if entry is not None:
-                found += entry
-            found += self.version_items(key, target)
-            if len(self._seen) > 10_000:
-                self._seen.clear()
-            self._seen[k] = found
+        # Memoised per key object (the auth cache keeps one per key) and target: the version's
+        # names are matched once, and no UUID is hashed (``UUID.__hash__`` is Python code).
+        qualified = target.qualified
+        seen = self._seen.get(id(key))
+        if seen is not None and seen[0] is key and seen[1] == qualified:
+            return seen[2]
+        found: Entry = []
+        entry = self.users.get(user_id) if user_id is not None else None
+        if entry is not None:
+            found += entry
+        found += self.version_items(key, target)
+        if len(self._seen) > 10_000:
+            self._seen.clear()
+        self._seen[id(key)] = (key, qualified, found)  # holds ``key``: its id is not reused
         return found
 
     def version_items(self, key: Any, target: Any) -> list[Item]:

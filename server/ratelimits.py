@@ -122,16 +122,18 @@ def _tightest(
 ) -> list[tuple[str, str]]:
     """OpenAI's headers for the requests and the tokens: of each kind, the bucket with the
     fewest units left (a refused one first)."""
-    best: dict[str, Decision] = {}
-    for (kind, _, _, _), d in zip(items, decisions, strict=True):
-        cur = best.get(kind)
-        if cur is None or (cur.allowed, cur.remaining) > (d.allowed, d.remaining):
-            best[kind] = d
+    rpm = tpm = None
+    for item, d in zip(items, decisions, strict=True):
+        if item[0] == "rpm":
+            if rpm is None or (rpm.allowed, rpm.remaining) > (d.allowed, d.remaining):
+                rpm = d
+        elif tpm is None or (tpm.allowed, tpm.remaining) > (d.allowed, d.remaining):
+            tpm = d
     headers: list[tuple[str, str]] = []
-    if "rpm" in best:
-        headers += _headers("requests", best["rpm"])
-    if "tpm" in best:
-        headers += _headers("tokens", best["tpm"])
+    if rpm is not None:
+        headers += _headers("requests", rpm)
+    if tpm is not None:
+        headers += _headers("tokens", tpm)
     return headers
 
 
