@@ -176,6 +176,7 @@ class BudgetTracker:
         self.hard = False
         """Some budget has a hard stop (the pipeline checks ``check`` only then)."""
         self._by_id: dict[tuple[uuid.UUID, datetime], Rule] = {}
+        self._seen: dict[int, tuple[Any, Any, Any, list[Rule] | None, list[Rule] | None]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._flush_task: asyncio.Task[None] | None = None
         self._loop_task: asyncio.Task[None] | None = None
@@ -206,9 +207,7 @@ class BudgetTracker:
         unless the instance holds nothing and spent nothing since (one request always goes).
         So the overshoot is at most about one request per instance per shared-figure update
         (the 0.2 s flush), not a whole burst."""
-        rules = self.rules
-        mine = rules.get(key.id)
-        theirs = rules.get(key.user_id)
+        mine, theirs = self._subjects(key.id, key.user_id)
         if mine is None:
             if theirs is None:
                 return None
@@ -253,9 +252,7 @@ class BudgetTracker:
         against, to be checked and held in Redis in the rate limiter's script call (one round
         trip for limits and budgets); ``BudgetExceeded`` at once when the spend known here has
         reached a budget (no round trip). ``None``: nothing to ask."""
-        rules = self.rules
-        mine = rules.get(key.id)
-        theirs = rules.get(key.user_id)
+        mine, theirs = self._subjects(key.id, key.user_id)
         if mine is None:
             if theirs is None:
                 return None
@@ -311,6 +308,20 @@ class BudgetTracker:
             r.held += est
             r.shared_held += est
         return holds
+
+    def _subjects(self, key_id: Any, user_id: Any) -> tuple[list[Rule] | None, list[Rule] | None]:
+        """The budgets of a key and of its user, memoised per key id object (the auth cache
+        keeps one per key): ``UUID.__hash__`` is Python code, and a request asks at admission
+        and again when charged."""
+        rules = self.rules
+        seen = self._seen.get(id(key_id))
+        if seen is not None and seen[0] is key_id and seen[1] is user_id and seen[2] is rules:
+            return seen[3], seen[4]
+        mine, theirs = rules.get(key_id), rules.get(user_id)
+        if len(self._seen) > 10_000:
+            self._seen.clear()
+        self._seen[id(key_id)] = (key_id, user_id, rules, mine, theirs)  # holds them: ids stay
+        return mine, theirs
 
     def _keys(self, r: Rule) -> tuple[str, str, int]:
         """``r``'s spend key and holds key in Redis, and when they expire (ms), kept on ``r``."""
@@ -368,9 +379,7 @@ class BudgetTracker:
         """Count a recorded request's ``cost`` against the budgets of its key and user."""
         if not cost or provider is None:
             return
-        rules = self.rules
-        mine = rules.get(key_id)
-        theirs = rules.get(user_id)
+        mine, theirs = self._subjects(key_id, user_id)
         if mine is None:
             if theirs is None:
                 return
@@ -542,6 +551,7 @@ class BudgetTracker:
                     r.spent = max(r.spent, r.synced + r.pending)
         self._by_id = by_id
         self.rules = rules
+        self._seen = {}  # the memo of the rules replaced
         self.hard = any(r.hard_stop for r in by_id.values())
         if self._on_refresh is not None:
             self._on_refresh(quotas, self.hard)
