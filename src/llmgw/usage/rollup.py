@@ -394,7 +394,13 @@ def rebuild(engine: Engine, *, chunk: int = CHUNK, progress: Any = None) -> int:
         if progress is not None:
             progress(last, newest)
         if n < chunk:
-            return total
+            break
+    if engine.dialect.name == "postgresql":
+        # fresh planner statistics: analysed empty, a month of usage_daily looks like 90 rows
+        # and reports sort it on disk until autovacuum gets to it
+        with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.exec_driver_sql("ANALYZE usage_hourly, usage_hourly_models, usage_daily")
+    return total
 
 
 def refresh(bind: Engine | Connection, *, chunk: int = CHUNK) -> int:
