@@ -457,14 +457,7 @@ class FoldLease:
         """Fold the new rows if this instance holds (or now takes) the lease; ``None`` if
         another instance holds it. A lost connection gives the lease up and raises."""
         if self.engine.dialect.name != "postgresql":
-            # a connection of its own, closed after the fold (not back to the pool): its page
-            # cache and temporary store go with it instead of staying in the server (RSS)
-            conn = self.engine.connect()
-            try:
-                return refresh(conn)
-            finally:
-                conn.invalidate()
-                conn.close()
+            return refresh(self.engine)
         if self.conn is None:
             conn = self.engine.connect()
             try:
