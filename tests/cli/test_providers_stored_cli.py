@@ -173,3 +173,39 @@ def test_a_password_in_a_stored_providers_urls_is_never_shown(
     record = json.loads(shown[0])
     assert record["base_url"] == "http://ann:***@127.0.0.1:9/v1"
     assert record["auth_url"] == "https://ann:***@127.0.0.1:9/oauth"
+
+
+def test_status_lists_a_stored_provider_until_it_is_removed(
+    cli: Callable[..., CliResult], home: Path
+) -> None:
+    """A removed provider's provider_status rows stay (a gateway may write one again just after
+    the removal), but ``providers status`` shows only existing providers, disabled ones too."""
+    r = cli("providers", "add", "vllm", "--kind", "openai", "--base-url", "http://127.0.0.1:9/v1",
+            "-m", "llama")  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    engine = sa.create_engine(f"sqlite:///{home / 'llmgw.db'}")
+    with engine.begin() as conn:
+        for provider in ("vllm", "gone"):  # "gone": removed before this test began
+            conn.execute(
+                sa.text(
+                    "INSERT INTO provider_status (provider, model, status, error_rate, updated_at)"
+                    " VALUES (:p, 'llama', 'healthy', 0.0, '2026-01-01 12:00:00')"
+                ),
+                {"p": provider},
+            )
+
+    def shown() -> list[str]:
+        r = cli("providers", "status", "--json")
+        assert r.exit_code == 0, r.stderr
+        return [row["provider"] for row in json.loads(r.stdout)]
+
+    assert shown() == ["vllm"]
+    assert cli("providers", "disable", "vllm", "--yes").exit_code == 0
+    assert shown() == ["vllm"]  # disabled still exists
+    assert "vllm" in cli("providers", "status").stdout
+    assert cli("providers", "remove", "vllm", "--yes").exit_code == 0
+    assert shown() == []
+    assert "vllm" not in cli("providers", "status").stdout
+    with engine.connect() as conn:  # the rows are still there: the readers filter them
+        assert conn.execute(sa.text("SELECT count(*) FROM provider_status")).scalar() == 2
+    engine.dispose()

@@ -1,14 +1,17 @@
 """``llmgw report daily|weekly|monthly`` on a seeded month (tests/usage_month.py): the periods'
-windows, totals against the previous period, every format, costs per currency, bad input."""
+windows, totals against the previous period, every format, costs per currency, bad input, and
+the terminal report captured in docs/ (``UPDATE_SCREENSHOTS=1`` rewrites the capture)."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import os
 from pathlib import Path
 from typing import Any
 
+import pytest
 from sqlalchemy.engine import Engine
 
 from tests import usage_month
@@ -88,3 +91,35 @@ def test_an_empty_period_reads_as_unchanged_not_new(cli: Any, db_url: str) -> No
     assert r.exit_code == 0, r.stderr
     assert "requests per hour (peak 0)" in r.stdout
     assert "new" not in r.stdout and "+0.0%" in r.stdout
+
+
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+CAPTURE = DOCS / "report-capture.txt"
+
+
+def test_the_terminal_report_in_the_docs_is_what_the_command_prints(
+    cli: Any, engine: Engine, db_url: str, tmp_path: Path
+) -> None:
+    """docs/report-capture.txt (and its copy in docs/analytics.md) is ``llmgw report weekly`` on
+    the seeded months of the HTML report's screenshot, 100 columns wide; after an intended change
+    ``UPDATE_SCREENSHOTS=1`` rewrites both."""
+    if db_url.startswith("postgresql"):
+        pytest.skip("the capture is taken on SQLite (the PostgreSQL numbers are checked above)")
+    usage_month.seed(engine, rows=6000, days=61)  # as tests/web/test_report_browser.py
+    cfg = tmp_path / "month.toml"
+    cfg.write_text(usage_month.config_toml())
+    r = cli("--config", str(cfg), "report", "weekly", "--date", "2026-11-18",
+            env={**_env(db_url), "COLUMNS": "100"})  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    assert "requests per day (peak" in r.stdout and "recommendations" in r.stdout
+    guide = DOCS / "analytics.md"
+    text = guide.read_text()
+    head, sep, rest = text.partition("(`docs/report-capture.txt`):\n\n```text\n")
+    block, end, tail = rest.partition("```\n")
+    assert sep and end, "docs/analytics.md lost its copy of the capture"
+    if os.environ.get("UPDATE_SCREENSHOTS") == "1":
+        CAPTURE.write_text(r.stdout)
+        guide.write_text(head + sep + r.stdout + end + tail)
+        return
+    assert CAPTURE.read_text() == r.stdout, "run with UPDATE_SCREENSHOTS=1 and look at the diff"
+    assert block == r.stdout, "docs/analytics.md's copy differs from docs/report-capture.txt"

@@ -143,6 +143,15 @@ def test_provider_status_records_are_localadmins(db: str) -> None:
         assert lazy.whoami()["mode"] == "local" and opened == []
         assert lazy.keys_list(include_revoked=True) and opened == [db]  # opens it, once
         assert lazy.providers_status() == expected and opened == [db]
+        # with the configuration: only existing providers' rows ("yandex" is neither in the
+        # config file nor stored), the same on both paths
+        from llmgw.config import Settings
+
+        settings = Settings(providers=[{"name": "gigachat", "kind": "gigachat"}])
+        known = [r for r in expected if r["provider"] == "gigachat"]
+        assert quick.providers_status(db, ("gigachat",)) == known
+        assert LocalAdmin(engine, Actor.local(), "tui", settings=settings).providers_status() == known
+        assert quick.providers_status(db, ()) == []
     finally:
         engine.dispose()
     path = db.removeprefix("sqlite:///")

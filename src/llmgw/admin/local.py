@@ -527,17 +527,25 @@ class LocalAdmin(BudgetOps, AliasOps):
     def providers_status(self) -> builtins.list[Record]:
         """The last health each server wrote to ``provider_status`` (``"live": false``); read
         with ``sqlite3`` while an ``EngineOpener`` has not opened the engine yet (the dashboard's
-        first paint)."""
+        first paint). A removed provider's rows stay in the table (a running gateway may write
+        one again just after the removal), so with the configuration only the rows of existing
+        providers are shown: stored ones (enabled or disabled) and the config file's."""
+        configured = (
+            tuple(p.name for p in self.settings.providers) if self.settings is not None else None
+        )
         if isinstance(self._engine, EngineOpener) and not self._engine.opened:
             from llmgw.admin.quick import providers_status
 
-            records = providers_status(self._engine.url)
+            records = providers_status(self._engine.url, configured)
             if records is not None:
                 return records
         import sqlalchemy as sa
 
         table = _provider_status()
         query = sa.select(table).order_by(table.c.provider, table.c.model)
+        if configured is not None:
+            stored = sa.select(sa.table("providers", sa.column("name")).c.name)
+            query = query.where(table.c.provider.in_(stored) | table.c.provider.in_(configured))
         with db_errors(self.engine, "reading provider status"), self.engine.connect() as conn:
             return [provider_record(r._mapping, live=False) for r in conn.execute(query)]
 

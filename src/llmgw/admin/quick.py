@@ -48,8 +48,10 @@ def sqlite_file(database_url: str) -> Path | None:
 
 _STATUS_SQL = (
     "SELECT provider, model, status, latency_ms, error_rate, last_error, updated_at"
-    " FROM provider_status ORDER BY provider, model"
+    " FROM provider_status{where} ORDER BY provider, model"
 )
+_KNOWN_SQL = " WHERE (provider IN (SELECT name FROM providers) OR provider IN ({marks}))"
+"""Rows of existing providers only: stored (enabled or not) or named in the config file."""
 
 
 def _connect(database_url: str) -> sqlite3.Connection | None:
@@ -80,13 +82,19 @@ def is_current(database_url: str) -> bool:
     return True
 
 
-def providers_status(database_url: str) -> list[Record] | None:
-    """``LocalAdmin.providers_status``'s records, or ``None`` when this path does not apply."""
+def providers_status(
+    database_url: str, configured: tuple[str, ...] | None = None
+) -> list[Record] | None:
+    """``LocalAdmin.providers_status``'s records, or ``None`` when this path does not apply;
+    with ``configured`` (the config file's provider names) only rows of existing providers."""
     conn = _connect(database_url)
     if conn is None:
         return None
+    where = ""
+    if configured is not None:
+        where = _KNOWN_SQL.format(marks=", ".join("?" * len(configured)))
     try:
-        rows = conn.execute(_STATUS_SQL).fetchall()
+        rows = conn.execute(_STATUS_SQL.format(where=where), configured or ()).fetchall()
     except sqlite3.Error:
         return None
     finally:
