@@ -150,7 +150,9 @@ def test_provider_status_records_are_localadmins(db: str) -> None:
         settings = Settings(providers=[{"name": "gigachat", "kind": "gigachat"}])
         known = [r for r in expected if r["provider"] == "gigachat"]
         assert quick.providers_status(db, ("gigachat",)) == known
-        assert LocalAdmin(engine, Actor.local(), "tui", settings=settings).providers_status() == known
+        assert (
+            LocalAdmin(engine, Actor.local(), "tui", settings=settings).providers_status() == known
+        )
         assert quick.providers_status(db, ()) == []
     finally:
         engine.dispose()
