@@ -128,6 +128,11 @@ def test_status_reads_provider_status_from_the_database(cli, home: Path) -> None
     from llmgw.storage.db import make_engine
     from llmgw.storage.schema import upgrade
 
+    write_config(  # only existing providers' rows are shown
+        home,
+        '[[providers]]\nname = "local"\nkind = "openai"\nbase_url = "http://127.0.0.1:9/v1"\n'
+        '[[providers]]\nname = "giga"\nkind = "gigachat"\n',
+    )
     engine = make_engine(f"sqlite:///{home / 'llmgw.db'}")
     upgrade(engine)
     h = HealthTracker()
