@@ -204,7 +204,8 @@ def test_the_fast_dashboards_first_paint_loads_no_sqlalchemy_pydantic_or_typer(
         "from llmgw.admin.ops import Actor\n"
         "from llmgw.alerts.ops import LocalAlerts\n"
         f"o = EngineOpener('sqlite:///{tmp_path / 'x.db'}', lambda: 1 / 0)\n"
-        "a = LocalAdmin(o, Actor.local(), 'tui')\n"
+        "from llmgw.cli.fast import _SettingsOnDemand\n"  # status rows filtered, unloaded
+        "a = LocalAdmin(o, Actor.local(), 'tui', settings=_SettingsOnDemand(None))\n"
         "LocalAlerts(o, Actor.local(), 'tui')\n"
         "assert a.providers_status() == [] and a.whoami()['mode'] == 'local'\n"
         "from llmgw.tui.app import LlmgwApp, screen_class\n"

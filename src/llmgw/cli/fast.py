@@ -285,6 +285,12 @@ class _SettingsOnDemand:
             self._settings = load_settings(self._config_file).settings
         return self._settings
 
+    @property
+    def providers(self) -> list[Any]:
+        """The config file's providers without loading: none, as this path's config sets only
+        home and database (what Providers' first paint filters the status rows with)."""
+        return [] if self._settings is None else list(self._settings.providers)
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self.load(), name)
 
