@@ -18,7 +18,8 @@ from typing import Any
 
 import pytest
 
-from tests.tui.test_dash_tmux import _need_tmux, tmux_env
+from tests.tmux import need_tmux as _need_tmux
+from tests.tmux import tmux_env
 
 from .test_conversations import admin, ann, emulators, gateway  # noqa: F401
 
