@@ -44,7 +44,7 @@ async def run(a: argparse.Namespace) -> tuple[dict[str, Any], list[list[float]]]
             try:
                 async with session.post(a.url, data=body, headers=headers) as resp:
                     await resp.read()
-                    return resp.status
+                    return int(resp.status)
             except (TimeoutError, aiohttp.ClientError):
                 return 0
 
