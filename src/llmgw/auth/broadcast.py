@@ -239,7 +239,7 @@ class ChangeListener:
             self.connected = True
             await self._follow(client, pubsub)
         finally:
-            await pubsub.aclose()  # type: ignore[no-untyped-call]
+            await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]  # untyped before redis 8.2
             await client.aclose()
 
     async def _version(self, client: Redis) -> int:
