@@ -193,6 +193,9 @@ async def test_a_chat_streams_from_the_gateway_then_escape_stops_one(
         assert " out tokens · " in status and " ms, first token " in status
         assert [m.role for m in screen.history()] == ["user", "assistant"]
 
+        # 200 pieces at 40 ms: 8 s unless stopped (max_tokens 50 above would end it at 2 s,
+        # and a loaded machine could see it end by itself before Escape reached it)
+        screen.settings = {"max_tokens": 1000}
         prompt.value = " ".join(["word"] * 200)  # 200 pieces at 40 ms: 8 s unless stopped
         await pilot.press("enter")
         await _until(pilot, lambda: len(screen.answer) > 10, "the second answer's start")

@@ -208,8 +208,8 @@ class RedisStore:
         clock: Callable[[], float] | None = None,
     ) -> None:
         from redis.asyncio import Redis
+        from redis.asyncio.retry import Retry
         from redis.backoff import NoBackoff
-        from redis.retry import Retry
 
         self._client: Any = Redis.from_url(
             url,
