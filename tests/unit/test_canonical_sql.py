@@ -166,23 +166,30 @@ def test_sql_forms_equal_python_forms_on_every_kind(tmp_path: Path, pg_url: str)
         migration.close()
 
 
-def test_float_text_is_postgresqls_float8send_hex(pg_url: str) -> None:
+def test_float_text_is_built_by_postgresql_and_read_back_exactly(pg_url: str) -> None:
+    """The float field (C99 hex notation): PostgreSQL's SQL writes the text Python writes,
+    and PostgreSQL's float input (COPY) reads Python's text back as the same bits."""
+    from llmgw.storage.canonical_sql import _pg_float
+
     rng = random.Random(12)
-    values = [0.0, -0.0, 1.0, 100.0, 1e14, 1e15, 1.5e15, 9999999999999998.0, 1e16, 1e-4, 1e-5,
-              5e-324, 1.7976931348623157e308, float("inf"), float("-inf"), float("nan")]  # fmt: skip
+    values = [0.0, -0.0, 1.0, -1.0, 0.5, 100.0, 1e14, 1e15, 1.5e15, 9999999999999998.0, 1e16,
+              1e-4, 1e-5, 5e-324, -5e-324, 2.2250738585072014e-308, 2.225073858507201e-308,
+              1.7976931348623157e308, float("inf"), float("-inf"), float("nan")]  # fmt: skip
     values += [struct.unpack("d", struct.pack("Q", rng.getrandbits(64)))[0] for _ in range(20000)]
     values += [rng.uniform(-1e17, 1e17) for _ in range(5000)]
     values += [rng.randint(0, 5000) / 7.0 for _ in range(5000)]
+    texts = [float_text(v) for v in values]
     with psycopg.connect(pg_url) as conn:
         got = conn.execute(
-            "SELECT array_agg(encode(float8send(v), 'hex')) FROM unnest(%s::float8[]) v",
-            (values,),
-        )
-        texts = got.fetchone()[0]  # type: ignore[index]
-    wrong = [
-        (v, t, float_text(v)) for v, t in zip(values, texts, strict=True) if float_text(v) != t
-    ]
-    assert wrong == []
+            f"SELECT array_agg({_pg_float('v')} ORDER BY n), "  # noqa: S608
+            "array_agg(encode(float8send(t::float8), 'hex') = encode(float8send(v), 'hex') "
+            "ORDER BY n) FROM unnest(%s::float8[], %s::text[]) WITH ORDINALITY AS x(v, t, n)",
+            (values, texts),
+        ).fetchone()
+    assert got is not None
+    printed, same_bits = got
+    assert [(v, t, p) for v, t, p in zip(values, texts, printed, strict=True) if t != p] == []
+    assert [(v, t) for v, t, ok in zip(values, texts, same_bits, strict=True) if not ok] == []
 
 
 def test_jsonb_text_is_postgresqls_jsonb_text(pg_url: str) -> None:

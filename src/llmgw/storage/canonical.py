@@ -1,4 +1,4 @@
-"""Column kinds of the schema and one canonical text per value, for checksums on both databases.
+r"""Column kinds of the schema and one canonical text per value, for checksums on both databases.
 
 ``table_specs()`` reads the tables from the SQLModel metadata (every table the newest migration
 creates, in foreign-key order), so a table added by a later migration is copied and checked
@@ -8,15 +8,18 @@ guessed.
 The canonical form is what a reader of the value sees, independent of how each database stores
 it: SQLite keeps UUIDs as 32 hex digits, booleans as 0/1, timestamps as text, money as text and
 JSON as text; PostgreSQL has native types. Both sides are turned into the same strings, which
-are what PostgreSQL itself prints (floats: their bits), so the target's side is computed inside PostgreSQL in
-SQL (``canonical_sql``) and only the source's side needs Python for two kinds:
+are what PostgreSQL itself prints or reads back unchanged (floats: C99's exact hexadecimal
+notation), so the target's side is computed inside PostgreSQL in SQL (``canonical_sql``) and
+only the source's side needs Python for two kinds:
 
 =========  ==================================================================================
 kind       canonical text
 =========  ==================================================================================
 int        the integer
 bool       0 / 1
-float      the 16 hex digits of the IEEE 754 double, big-endian (``-0`` differs from ``0``)
+float      the double in C99's hexadecimal notation, as Python's ``float.hex`` writes it
+           (``0x1.8000000000000p+1``, ``-0x0.0p+0``, ``inf``, ``nan``): exact, and read back
+           as the same double by PostgreSQL (``strtod``)
 decimal    plain notation without trailing zeros (``0.0012``, ``100``, ``0``): ``trim_scale``
 uuid       32 lower-case hex digits (llmgw's SQLite form)
 datetime   UTC, ``YYYY-MM-DD HH:MM:SS.ffffff`` (llmgw's SQLite form; a value without an
@@ -25,14 +28,16 @@ json       PostgreSQL's ``jsonb`` text: keys ordered by length then bytes, the l
            duplicate keys, ``", "`` and ``": "`` between items, numbers as written (``1.0``
            stays ``1.0``, ``1e2`` is ``100``, ``-0.0`` is ``0.0``)
 text       the text itself (NUL removed with ``--strip-nul``)
-bytes      lower-case hex
+bytes      lower-case hex (in a row's form ``\x`` before them, escaped: ``bytea``'s text)
 =========  ==================================================================================
 
-A row's canonical form is one text: first the columns of the kinds int, bool, decimal, uuid,
-datetime, text and bytes in column order, then the float and JSON columns in column order. A
-value of the first five kinds and of float (never empty, never holding ``|``) is written
-followed by ``|`` (NULL: just ``|``); a text, JSON or bytes value as its length in characters,
-``:`` and the text (NULL: ``N``). A table's checksum is the sum, modulo 2**128, of the MD5 of
+A row's canonical form is one line of PostgreSQL's ``COPY`` text format, and it is the very line
+the copy sends (``COPY table (columns in this order) FROM STDIN``): first the columns of the
+kinds int, bool, decimal, uuid, datetime, text and bytes in column order, then the float and
+JSON columns in column order, separated by a tab; NULL is ``\N``; in text, JSON and bytes
+values a backslash, newline, carriage return and tab are written ``\\``, ``\n``, ``\r`` and
+``\t`` (the other kinds never hold them), so the line is unambiguous and PostgreSQL reads back
+exactly the canonical values (every form above is one of its input forms). A table's checksum is the sum, modulo 2**128, of the MD5 of
 each row's form (UTF-8) read as a 128-bit big-endian number: both databases compute it (MD5 is
 built into PostgreSQL; here it only detects differences, it guards no secret). A sum does not
 depend on row order and, unlike XOR, sees a duplicated row.
@@ -42,7 +47,6 @@ from __future__ import annotations
 
 import json
 import re
-import struct
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -54,13 +58,14 @@ from typing import Any, Literal
 import sqlalchemy as sa
 
 __all__ = [
-    "LENGTH_KINDS",
+    "ESCAPED_KINDS",
     "PYTHON_KINDS",
     "ColumnSpec",
     "Kind",
     "TableSpec",
     "TableSum",
     "checksum_rows",
+    "copy_text",
     "encode",
     "float_text",
     "jsonb_text",
@@ -260,16 +265,12 @@ def jsonb_text(value: Any) -> str:
     raise ValueError(f"not a JSON value: {type(value).__name__}")
 
 
-_DOUBLE = struct.Struct(">d")
-
-
 def float_text(value: float) -> str:
-    """A double as the 16 hex digits of its IEEE 754 bits, big-endian (PostgreSQL:
-    ``encode(float8send(v), 'hex')``): exact, where printed digits differ between the two
-    (PostgreSQL's shortest-digits printer and Python's ``repr`` disagree on some large values)."""
-    if value != value:
-        return "7ff8000000000000"  # PostgreSQL's one NaN (SQLite stores NaN as NULL)
-    return _DOUBLE.pack(value).hex()
+    """A double in C99's hexadecimal notation (``float.hex``; PostgreSQL builds the same text
+    from ``float8send`` in ``canonical_sql``): exact, where printed decimal digits differ
+    between the two (PostgreSQL's shortest-digits printer and Python's ``repr`` disagree on
+    some values), and PostgreSQL's float input reads it back as the same double."""
+    return value.hex()
 
 
 # --- canonical text per kind ----------------------------------------------------------------
@@ -343,8 +344,9 @@ def _target_fn(col: ColumnSpec) -> Canon:
 
 PYTHON_KINDS = frozenset({"float", "json"})
 """Kinds whose source value is made canonical in Python (SQLite cannot print them so)."""
-LENGTH_KINDS = frozenset({"text", "json", "bytes"})
-"""Kinds written with their length (their text may hold anything); the others end with ``|``."""
+ESCAPED_KINDS = frozenset({"text", "json", "bytes"})
+"""Kinds whose text may hold a character ``COPY`` escapes; the others never do."""
+_COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})
 
 
 def row_order(spec: TableSpec) -> list[int]:
@@ -355,11 +357,18 @@ def row_order(spec: TableSpec) -> list[int]:
     ]
 
 
+def copy_text(text: str) -> str:
+    """Text as a field of ``COPY``'s text format (backslash, newline, return and tab escaped)."""
+    return text.translate(_COPY_ESCAPES)
+
+
 def encode(kind: str, text: str | None) -> str:
-    """One canonical value as it appears in a row's form."""
-    if kind in LENGTH_KINDS:
-        return "N" if text is None else f"{len(text)}:{text}"
-    return "|" if text is None else text + "|"
+    """One canonical value as it appears in a row's form (a field of ``COPY`` text)."""
+    if text is None:
+        return "\\N"
+    if kind == "bytes":
+        return "\\\\x" + text
+    return copy_text(text) if kind in ESCAPED_KINDS else text
 
 
 def _canonicalizer(spec: TableSpec, fns: list[Canon]) -> Callable[[Sequence[Any]], str]:
@@ -370,7 +379,7 @@ def _canonicalizer(spec: TableSpec, fns: list[Canon]) -> Callable[[Sequence[Any]
         for i, f, kind in order:
             v = row[i]
             out.append(encode(kind, None if v is None else f(v)))
-        return "".join(out)
+        return "\t".join(out)
 
     return canon
 

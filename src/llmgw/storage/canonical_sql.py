@@ -1,13 +1,14 @@
 """The canonical form of ``canonical`` written in SQL: in PostgreSQL for the target's checksum,
-in SQLite for the source's (values in llmgw's own storage forms) and for the ``COPY`` text.
+in SQLite for the source's (values in llmgw's own storage forms), which is also the ``COPY`` text.
 
-PostgreSQL computes a whole table's checksum in one statement (``pg_sum_sql``): no row leaves
-the server. SQLite has no hash function, so ``sqlite_sum_sql`` gives each row's form except its
-float and JSON values, which Python adds before hashing (``canonical.PYTHON_KINDS``); the form
-is NULL when a value is not in the storage form llmgw itself writes, and that row is made
-canonical in Python instead (the rules of ``canonical`` apply, and a value they refuse is
-reported). ``sqlite_copy_sql`` turns each row into one line of ``COPY ... FROM STDIN`` text
-(NULL when a value needs Python: a float in a decimal or JSON column, text with a NUL to strip).
+A row's canonical form is its line of ``COPY ... FROM STDIN`` text (``canonical``), so the copy
+sends the very text it hashes, one text per row. PostgreSQL computes a whole table's checksum
+in one statement (``pg_sum_sql``): no row leaves the server. SQLite has no hash function, so
+``sqlite_sum_sql`` and ``sqlite_copy_sql`` give each row's fields except its float and JSON
+values, which Python appends before hashing (``canonical.PYTHON_KINDS``; the ``COPY`` column
+list is in the form's order, ``copy_columns``); the line is NULL when a value is not in the
+storage form llmgw itself writes, and that row is made canonical in Python instead (the rules
+of ``canonical`` apply, and a value they refuse is reported).
 
 tests/unit/test_canonical_sql.py proves that each SQL form equals the Python form for every kind.
 """
@@ -18,9 +19,10 @@ tests/unit/test_canonical_sql.py proves that each SQL form equals the Python for
 
 from __future__ import annotations
 
-from llmgw.storage.canonical import LENGTH_KINDS, PYTHON_KINDS, ColumnSpec, TableSpec, row_order
+from llmgw.storage.canonical import PYTHON_KINDS, ColumnSpec, TableSpec, row_order
 
 __all__ = [
+    "copy_columns",
     "pg_key_text",
     "pg_rows_sql",
     "pg_sum_sql",
@@ -69,61 +71,87 @@ def _sqlite_decimal(c: str, col: ColumnSpec) -> tuple[str, str]:
     return " AND ".join(conds), trimmed
 
 
-def _sqlite_part(col: ColumnSpec, strip_nul: bool) -> tuple[str | None, str]:
-    """(condition under which the value is in llmgw's own storage form, or None when it always
-    is; the value's part of the row form, NULL when Python must make the row canonical).
+def _own_condition(col: ColumnSpec, strip_nul: bool) -> str | None:
+    """The condition under which the value is in llmgw's own storage form (the SQL form
+    applies), or None when it always is.
 
     What ``sqlite_source.sql_problems`` refuses (a type SQLite's column affinity did not turn
     into the column's, NULL in a NOT NULL column, a bad UUID digit, a NUL, a long text) stops
     the run anyway, so the int, bool, text and UUID forms here do not test for it again."""
     c, kind = _q(col.name), col.kind
-    if kind in ("int", "bool"):
-        return None, f"coalesce({c},'')||'|'"
     if kind == "decimal":
-        ok, text = _sqlite_decimal(c, col)
-        return (
-            f"({ok}) OR {c} IS NULL",
-            f"CASE WHEN {ok} THEN {text}||'|' WHEN {c} IS NULL THEN '|' END",
-        )
+        return f"({_sqlite_decimal(c, col)[0]}) OR {c} IS NULL"
     if kind == "uuid":
-        return (
-            f"length({c})=32 OR {c} IS NULL",
-            f"CASE WHEN length({c})=32 THEN lower({c})||'|' WHEN {c} IS NULL THEN '|' END",
-        )
+        return f"length({c})=32 OR {c} IS NULL"
     if kind == "datetime":
-        ok = (
-            f"length({c})=26 AND {c} GLOB '{_DT_GLOB}' "
+        return (
+            f"(length({c})=26 AND {c} GLOB '{_DT_GLOB}' "
             f"AND substr({c},1,4)!='0000' AND substr({c},6,2) BETWEEN '01' AND '12' "
             f"AND (substr({c},9,2) BETWEEN '01' AND '28' "
             f"OR date(substr({c},1,10),'+0 days')=substr({c},1,10)) "
-            f"AND substr({c},12,2)<'24' AND substr({c},15,2)<'60' AND substr({c},18,2)<'60'"
+            f"AND substr({c},12,2)<'24' AND substr({c},15,2)<'60' AND substr({c},18,2)<'60')"
+            f" OR {c} IS NULL"
         )
-        return (
-            f"({ok}) OR {c} IS NULL",
-            f"CASE WHEN {ok} THEN {c}||'|' WHEN {c} IS NULL THEN '|' END",
-        )
+    if kind == "text" and strip_nul:  # a NUL to strip needs Python (SQLite's replace()
+        # cannot match char(0))
+        return f"{c} IS NULL OR instr(CAST({c} AS BLOB), x'00')=0"
+    return None
+
+
+_SPECIAL = "'*[\\\t\n\r]*'"  # GLOB: holds a backslash, tab, newline or return
+
+
+def _escaped(c: str) -> str:
+    """Text as a field of COPY's text format (backslash, newline, return and tab escaped);
+    text without them, nearly all, is only scanned once."""
+    return (
+        f"CASE WHEN {c} GLOB {_SPECIAL} THEN "
+        f"replace(replace(replace(replace({c},'\\','\\\\'),char(10),'\\n'),"
+        f"char(13),'\\r'),char(9),'\\t') ELSE {c} END"
+    )
+
+
+def _field(col: ColumnSpec) -> str:
+    """A value's field of the row form (``canonical``), given that ``problem_condition`` does
+    not flag the row (an int, bool or bytes value is of its column's type; a text column of
+    llmgw's schema has SQLite's TEXT affinity, so it holds text) and that its own-form
+    condition holds (a decimal, UUID or timestamp is in llmgw's own form: nothing to escape)."""
+    c, kind = _q(col.name), col.kind
+    if kind == "decimal":
+        return f"coalesce({_sqlite_decimal(c, col)[1]},'\\N')"
+    if kind == "uuid":
+        return f"coalesce(lower({c}),'\\N')"
     if kind == "bytes":
-        return (
-            None,
-            f"CASE WHEN {c} IS NULL THEN 'N' ELSE (2*length({c}))||':'||lower(hex({c})) END",
-        )
-    if strip_nul:  # a NUL to strip needs Python (SQLite's replace() cannot match char(0))
-        ok = f"{c} IS NULL OR instr(CAST({c} AS BLOB), x'00')=0"
-        return ok, (
-            f"CASE WHEN {c} IS NULL THEN 'N' WHEN instr(CAST({c} AS BLOB), x'00')=0 "
-            f"THEN length({c})||':'||{c} END"
-        )
-    return None, f"coalesce(length({c})||':'||{c},'N')"
+        return f"iif({c} IS NULL,'\\N','\\\\x'||lower(hex({c})))"
+    if kind == "text":
+        return f"coalesce({_escaped(c)},'\\N')"
+    return f"coalesce({c},'\\N')"  # int, bool (0/1), datetime
 
 
-def _sqlite_canon(col: ColumnSpec, strip_nul: bool) -> str:
-    return _sqlite_part(col, strip_nul)[1]
+_MAX_ARGS = 90  # and the format: SQLITE_MAX_FUNCTION_ARG is 100 by default
 
 
-def _form(spec: TableSpec, strip_nul: bool) -> str:
-    parts = [_sqlite_canon(spec.columns[i], strip_nul) for i in row_order(spec)
-             if spec.columns[i].kind not in PYTHON_KINDS]  # fmt: skip
-    return "(" + "||".join(parts) + ")" if parts else "''"
+def _printf(args: list[str]) -> str:
+    """One ``printf`` call joining the texts with a tab: SQLite builds the line in one buffer,
+    where a chain of ``||`` makes a new string per operator (a third of the cost for usage).
+    ``%s`` stops at a NUL, so the rows must not hold one: ``problem_condition`` refuses them,
+    and with ``--strip-nul`` the own-form condition sends them to Python."""
+    if not args:
+        return "''"
+    if len(args) > _MAX_ARGS:  # in parts
+        return f"{_printf(args[:_MAX_ARGS])}||char(9)||{_printf(args[_MAX_ARGS:])}"
+    return f"printf('{chr(9).join(['%s'] * len(args))}', {', '.join(args)})"
+
+
+def _line(spec: TableSpec, strip_nul: bool) -> str:
+    """The row form's fields of the SQL kinds (the Python kinds follow), NULL where a value is
+    not in llmgw's own storage form (Python makes such a row canonical)."""
+    sql_cols = [
+        spec.columns[i] for i in row_order(spec) if spec.columns[i].kind not in PYTHON_KINDS
+    ]
+    text = _printf([_field(c) for c in sql_cols])
+    conds = [ok for c in spec.columns for ok in [_own_condition(c, strip_nul)] if ok is not None]
+    return f"CASE WHEN ({') AND ('.join(conds)}) THEN {text} END" if conds else text
 
 
 def sqlite_check_sql(spec: TableSpec, *, strip_nul: bool, flag: str) -> tuple[str, str]:
@@ -136,8 +164,7 @@ def sqlite_check_sql(spec: TableSpec, *, strip_nul: bool, flag: str) -> tuple[st
       same one as a column, and a clean range returns no row.
     - ``SELECT group_concat(...)`` of every value read as text, so that a range holding
       invalid UTF-8 fails to decode, as the row forms would."""
-    conds = [ok for c in spec.columns if c.kind not in PYTHON_KINDS
-             for ok in [_sqlite_part(c, strip_nul)[0]] if ok is not None]  # fmt: skip
+    conds = [ok for c in spec.columns for ok in [_own_condition(c, strip_nul)] if ok is not None]
     own = " AND ".join(f"coalesce({ok}, 0)" for ok in conds) if conds else "1"
     name = _q(spec.name)
     where = "rowid > ? AND rowid <= ?"
@@ -159,62 +186,33 @@ def sqlite_check_sql(spec: TableSpec, *, strip_nul: bool, flag: str) -> tuple[st
 
 
 def sqlite_sum_sql(spec: TableSpec, *, strip_nul: bool, flag: str = "0") -> str:
-    """``SELECT rowid, form, flag, <Python columns...>`` of the rows with ``? < rowid <= ?``,
-    in rowid order, at most ``?`` of them; ``form`` is NULL where Python must make the row
-    canonical; ``flag`` is the SQL condition given (a row to look at closer)."""
+    """``SELECT rowid, line, flag, <Python columns...>`` of the rows with ``? < rowid <= ?``,
+    in rowid order, at most ``?`` of them; ``line`` is the row form's fields of the SQL kinds
+    (``_line``: Python appends a tab and the field of each Python column), NULL where Python
+    must make the row canonical; ``flag`` is the SQL condition given (a row to look at
+    closer)."""
     extra = "".join(f", {_q(c.name)}" for c in python_columns(spec))
     return (
-        f"SELECT rowid, {_form(spec, strip_nul)}, ({flag}){extra} FROM {_q(spec.name)} "
+        f"SELECT rowid, {_line(spec, strip_nul)}, ({flag}){extra} FROM {_q(spec.name)} "
         f"WHERE rowid > ? AND rowid <= ? ORDER BY rowid LIMIT ?"
     )
 
 
-# --- SQLite: COPY text lines -------------------------------------------------------------------
+def copy_columns(spec: TableSpec) -> list[str]:
+    """The columns in the row form's order: ``COPY table (these) FROM STDIN`` reads the form."""
+    return [spec.columns[i].name for i in row_order(spec)]
 
 
-_SPECIAL = "'*[\\\t\n\r]*'"  # GLOB: holds a backslash, tab, newline or return
-
-
-def _escaped(c: str) -> str:
-    """Text as a field of COPY's text format (backslash, newline, return and tab escaped);
-    text without them, nearly all, is only scanned once."""
-    return (
-        f"CASE WHEN {c} GLOB {_SPECIAL} THEN "
-        f"replace(replace(replace(replace({c},'\\','\\\\'),char(10),'\\n'),"
-        f"char(13),'\\r'),char(9),'\\t') ELSE {c} END"
-    )
-
-
-def _sqlite_copy(col: ColumnSpec, strip_nul: bool) -> str:
-    c, kind = _q(col.name), col.kind
-    t = f"typeof({c})"
-    if kind in ("int", "bool"):
-        field = f"CASE WHEN {t}='integer' THEN CAST({c} AS TEXT) END"
-    elif kind == "float":  # 20 digits: SQLite's own 17-digit printing is not always exact
-        field = f"CASE WHEN {t} IN ('real','integer') THEN printf('%!.20e',{c}) END"
-    elif kind == "bytes":
-        field = f"CASE WHEN {t}='blob' THEN '\\\\x'||hex({c}) END"
-    elif kind in ("decimal", "json"):
-        field = f"CASE {t} WHEN 'text' THEN {_escaped(c)} WHEN 'integer' THEN CAST({c} AS TEXT) END"
-    elif kind == "text":
-        nul = f" AND instr(CAST({c} AS BLOB), x'00')=0" if strip_nul else ""
-        field = f"CASE WHEN {t}='text'{nul} THEN {_escaped(c)} END"
-    else:  # uuid, datetime: forms without a character to escape (others are refused)
-        field = f"CASE WHEN {t}='text' THEN {c} END"
-    return f"CASE WHEN {c} IS NULL THEN '\\N' ELSE {field} END"
-
-
-def sqlite_copy_sql(spec: TableSpec, *, strip_nul: bool, flag: str = "0") -> str:
-    """``SELECT rowid, line, form, <Python columns...>`` of the rows with ``? < rowid <= ?`` in
-    rowid order, leaving out every row for which the SQL condition ``flag`` is not false (a
-    row ``sql_problems`` would report: the caller counts the rows it got): ``line`` is one row
-    of COPY text (no newline), NULL where a value needs Python; ``form`` and the Python
-    columns as in ``sqlite_sum_sql`` (the copy checks and sums the source in the same read).
-    SQLite evaluates the rules in ``WHERE`` at about half their cost as a column."""
-    line = "||char(9)||".join(_sqlite_copy(c, strip_nul) for c in spec.columns)
+def sqlite_copy_sql(spec: TableSpec, *, strip_nul: bool, flag: str) -> str:
+    """``SELECT rowid, line, <Python columns...>`` of the rows with ``? < rowid <= ?`` in
+    rowid order, leaving out every row for which the SQL condition ``flag`` is not false (it
+    must be at least ``problem_condition``, which the SQL form relies on; the caller counts
+    the rows it got); ``line`` and the Python columns as in ``sqlite_sum_sql``: the row form
+    is the ``COPY`` line, so the copy checks and sums the source in the same read. SQLite
+    evaluates the rules in ``WHERE`` at about half their cost as a column."""
     extra = "".join(f", {_q(c.name)}" for c in python_columns(spec))
     return (
-        f"SELECT rowid, {line}, {_form(spec, strip_nul)}{extra} FROM {_q(spec.name)} "
+        f"SELECT rowid, {_line(spec, strip_nul)}{extra} FROM {_q(spec.name)} "
         f"WHERE rowid > ? AND rowid <= ? AND NOT ({flag}) ORDER BY rowid"
     )
 
@@ -224,7 +222,7 @@ def sqlite_copy_sql(spec: TableSpec, *, strip_nul: bool, flag: str = "0") -> str
 _PG_TEXT = {
     "int": "{c}::text",
     "bool": "{c}::int::text",
-    "float": "encode(float8send({c}), 'hex')",
+    "float": "{c}::text",  # keys only; the row form has _pg_float
     "decimal": "trim_scale({c})::text",
     "uuid": "replace({c}::text, '-', '')",
     "datetime": "to_char({c} AT TIME ZONE 'UTC', 'YYYY-MM-DD HH24:MI:SS.US')",
@@ -234,19 +232,55 @@ _PG_TEXT = {
 }
 
 
-def _pg_canon(col: ColumnSpec) -> str:
+def _pg_float(c: str) -> str:
+    """A float8 as Python's ``float.hex`` writes it, from its IEEE 754 bits (``float8send``):
+    sign, ``0x1.`` (``0x0.`` below the normal range) and the 13 hex digits of the mantissa,
+    ``p`` and the exponent in decimal with its sign; ``0x0.0p+0`` for zero, ``inf`` and
+    ``nan``."""
+    h = f"encode(float8send({c}), 'hex')"
+    exp = f"((get_byte(float8send({c}), 0) & 127) * 16 + (get_byte(float8send({c}), 1) >> 4))"
+    sign = f"CASE WHEN get_byte(float8send({c}), 0) >= 128 THEN '-' ELSE '' END"
+    mant = f"substr({h}, 4)"
+    return (
+        f"CASE WHEN {c} = 'NaN'::float8 THEN 'nan' "
+        f"WHEN {exp} = 2047 THEN {sign}||'inf' "
+        f"WHEN {exp} = 0 THEN {sign}||CASE WHEN {mant} = '0000000000000' THEN '0x0.0p+0' "
+        f"ELSE '0x0.'||{mant}||'p-1022' END "
+        f"ELSE {sign}||'0x1.'||{mant}||'p'||CASE WHEN {exp} >= 1023 THEN '+' ELSE '' END"
+        f"||({exp} - 1023)::text END"
+    )
+
+
+def _pg_escaped(text: str) -> str:
+    return (
+        f"replace(replace(replace(replace({text}, E'\\\\', E'\\\\\\\\'), E'\\n', E'\\\\n'), "
+        f"E'\\r', E'\\\\r'), E'\\t', E'\\\\t')"
+    )
+
+
+def _pg_field(col: ColumnSpec) -> str:
     c = _q(col.name)
-    text = _PG_TEXT[col.kind].format(c=c)
-    if col.kind in LENGTH_KINDS:
-        return f"CASE WHEN {c} IS NULL THEN 'N' ELSE length({text})::text||':'||{text} END"
-    return f"coalesce({text}, '')||'|'"
+    if col.kind == "float":
+        text = _pg_float(c)
+    elif col.kind == "bytes":
+        text = f"E'\\\\\\\\x'||encode({c}, 'hex')"
+    else:
+        text = _PG_TEXT[col.kind].format(c=c)
+        if col.kind in ("text", "json"):
+            text = _pg_escaped(text)
+    return f"coalesce({text}, E'\\\\N')"
+
+
+def _pg_form(spec: TableSpec) -> str:
+    fields = [_pg_field(spec.columns[i]) for i in row_order(spec)]
+    return "||E'\\t'||".join(fields) or "''"
 
 
 def pg_sum_sql(spec: TableSpec, *, key: str | None = None) -> str:
     """``SELECT rows, s1, s2, s3, s4``: the row count and the sums of the four 32-bit parts of
     the rows' MD5s (``total = s1<<96 + s2<<64 + s3<<32 + s4``, modulo 2**128). With ``key``
     (an integer column), only the rows with ``%s < key <= %s`` (two parameters)."""
-    form = "||".join(_pg_canon(spec.columns[i]) for i in row_order(spec)) or "''"
+    form = _pg_form(spec)
     assert "%" not in form  # the statement takes parameters
     where = f" WHERE {_q(key)} > %s AND {_q(key)} <= %s" if key else ""
     parts = ", ".join(
@@ -267,6 +301,6 @@ def pg_key_text(col: ColumnSpec) -> str:
 
 def pg_rows_sql(spec: TableSpec) -> str:
     """``SELECT <primary key texts...>, md5(form)``: every row's key and hash (a re-sync)."""
-    form = "||".join(_pg_canon(spec.columns[i]) for i in row_order(spec)) or "''"
+    form = _pg_form(spec)
     keys = [pg_key_text(c) for c in spec.columns if c.name in spec.primary_key]
     return f"SELECT {', '.join(keys)}, md5({form}) FROM {_q(spec.name)}"

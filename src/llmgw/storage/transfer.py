@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import queue
 import sqlite3
-import struct
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -62,6 +61,7 @@ from llmgw.storage.canonical import (
     target_canonicalizer,
 )
 from llmgw.storage.canonical_sql import (
+    copy_columns,
     pg_key_text,
     pg_rows_sql,
     pg_sum_sql,
@@ -548,7 +548,7 @@ class Migration:
         total = TableSum()
         problems: list[Problem] = []
         count = 0
-        encoders = [_python_encoder(c.kind) for c in python_columns(spec)]
+        encoders = _python_encoders(spec)
         fast = sqlite_sum_sql(spec, strip_nul=strip, flag=problem_condition(spec, strip_nul=strip))
         cols = ", ".join(quote(c) for c in spec.column_names)
         raw = (
@@ -784,17 +784,16 @@ class Migration:
         )
         strip = self.options.strip_nul
         read = sqlite_copy_sql(spec, strip_nul=strip, flag=problem_condition(spec, strip_nul=strip))
-        raw = f"SELECT rowid, {cols} FROM {name} WHERE rowid > ? AND rowid <= ? ORDER BY rowid"
         one = f"SELECT rowid, {cols} FROM {name} WHERE rowid = ?"
-        copy_sql = f"COPY {name} ({cols}) FROM STDIN"
+        # the columns in the row form's order: each row's canonical form is its COPY line
+        copy_sql = f"COPY {name} ({', '.join(quote(c) for c in copy_columns(spec))}) FROM STDIN"
         save = (
             f"INSERT INTO {PROGRESS_TABLE} (table_name, source, last_rowid, rows_copied) "
             "VALUES (%s, %s, %s, %s) ON CONFLICT (table_name) DO UPDATE SET "
             "source = EXCLUDED.source, last_rowid = EXCLUDED.last_rowid, "
             f"rows_copied = {PROGRESS_TABLE}.rows_copied + EXCLUDED.rows_copied, updated_at = now()"
         )
-        nul = self.options.strip_nul and any(c.kind == "text" for c in spec.columns)
-        encoders = [_python_encoder(c.kind) for c in python_columns(spec)]
+        encoders = _python_encoders(spec)
         canon = source_canonicalizer(spec, strip_nul=self.options.strip_nul)
         if plan.source_sum is None:
             plan.source_sum = TableSum()
@@ -812,9 +811,7 @@ class Migration:
                     # A writer thread sends each chunk while SQLite prints the next (sqlite3
                     # lets go of the GIL while it steps), so reading and parsing overlap.
                     with cur.copy(copy_sql, writer=QueuedLibpqWriter(cur)) as cp:
-                        done, acc = self._copy_batch(
-                            cp, spec, (read, raw, one), (last, hi), encoders, canon, nul
-                        )
+                        done, acc = self._copy_batch(cp, (read, one), (last, hi), encoders, canon)
                     if done != rows:  # SQLite left out a row the rules refuse
                         raise _DirtyBatch
                     cur.execute(save, (spec.name, str(self.source.resolve()), hi, done))
@@ -836,26 +833,28 @@ class Migration:
     def _copy_batch(
         self,
         cp: Any,
-        spec: TableSpec,
-        sql: tuple[str, str, str],
+        sql: tuple[str, str],
         rowids: tuple[int, int],
         encoders: list[Callable[[Any], str]],
         canon: Callable[[Any], str],
-        nul: bool,
     ) -> tuple[int, int]:
         """Write the rows ``after < rowid <= upto`` to ``cp`` in chunks, checking each value
         and summing the source as it goes; (rows, sum of their hashes).
 
+        Each row's canonical form is its ``COPY`` line (SQLite prints the SQL kinds' fields,
+        Python appends the float and JSON ones), so one text per row is both hashed and sent.
         The same read applies the dirty-data rules: SQLite leaves out the rows
         ``sql_problems`` would report (the caller compares the rows written with the rows of
-        the range); a text that is not UTF-8 or a value Python's rules refuse (a form SQLite
-        cannot print, a JSON text) raise ``_DirtyBatch``, so the batch is rolled back."""
-        read, raw, one = sql
+        the range); a row with a value not in llmgw's own form is made canonical by Python's
+        rules; a text that is not UTF-8 or a value those rules refuse raise ``_DirtyBatch``, so
+        the batch is rolled back."""
+        read, one = sql
         last, hi = rowids
         h, from_bytes = md5, int.from_bytes
         done = acc = 0
         reader = self.src.execute(read, (last, hi))
-        at = last
+        n = len(encoders)
+        e0, e1, e2 = (*encoders, None, None, None)[:3]  # the common shapes without a loop
         while True:
             try:
                 chunk = reader.fetchmany(_CHUNK)
@@ -865,30 +864,26 @@ class Migration:
                 raise _DirtyBatch from None  # invalid UTF-8
             if not chunk:
                 return done, acc
+            lines: list[str] = []
+            add = lines.append
             try:
                 for row in chunk:  # checked and summed (the writer sends the last chunk)
-                    form = row[2]
-                    if form is None:
-                        form = canon(self.src.execute(one, (row[0],)).fetchone()[1:])
-                    elif encoders:
-                        for enc, v in zip(encoders, row[3:], strict=True):
-                            form += enc(v)
-                    acc += from_bytes(h(form.encode(), usedforsecurity=False).digest(), "big")
+                    line = row[1]
+                    if line is None:  # a value not in llmgw's own form: Python's rules
+                        line = canon(self.src.execute(one, (row[0],)).fetchone()[1:])
+                    elif n == 3:  # usage: two floats and a JSON column
+                        line = line + e0(row[2]) + e1(row[3]) + e2(row[4])  # type: ignore[misc]
+                    elif n == 1:
+                        line = line + e0(row[2])  # type: ignore[misc]
+                    elif n:
+                        line += "".join([e(v) for e, v in zip(encoders, row[2:], strict=True)])
+                    acc += from_bytes(h(line.encode(), usedforsecurity=False).digest(), "big")
+                    add(line)
             except ValueError:
                 raise _DirtyBatch from None
-            lines = [row[1] for row in chunk]
-            if None in lines:  # values SQLite cannot print: psycopg formats them
-                # (row order inside a batch does not matter: it commits whole)
-                need = {row[0] for row in chunk if row[1] is None}
-                for r in self.src.execute(raw, (at, chunk[-1][0])).fetchall():
-                    if r[0] in need:
-                        cp.write_row(_strip_nul(r[1:]) if nul else r[1:])
-                lines = [line for line in lines if line is not None]
-                done += len(need)
-            if lines:
-                cp.write("\n".join(lines) + "\n")
-            done += len(lines)
-            at = chunk[-1][0]
+            lines.append("")
+            cp.write("\n".join(lines))
+            done += len(chunk)
 
     def defer_indexes(self, spec: TableSpec) -> None:
         """Drop the table's indexes, remembering them on the target (kill-safe), as pgloader
@@ -1253,32 +1248,39 @@ _CHUNK = 5_000  # rows per COPY write inside a batch
 _THEN = ";\n"  # separates the statements of one deferred index's DDL
 
 
-_DOUBLE = struct.Struct(">d")
+def _python_encoders(spec: TableSpec) -> list[Callable[[Any], str]]:
+    """For each Python column (float, JSON) of ``spec``: its source value -> its field of the
+    row form, after the tab that separates it from the fields before it (none before the
+    first field of a table without SQL columns)."""
+    cols = python_columns(spec)
+    first = len(cols) == len(spec.columns)
+    return [_python_encoder(c.kind, "" if first and i == 0 else "\t") for i, c in enumerate(cols)]
 
 
-def _python_encoder(kind: str) -> Callable[[Any], str]:
-    """A source value of a Python kind (float, JSON) -> its part of the row form."""
+def _python_encoder(kind: str, tab: str = "\t") -> Callable[[Any], str]:
+    """A source value of a Python kind (float, JSON) -> ``tab`` and its field of the row form."""
     from llmgw.storage.canonical import ColumnSpec, _source_fn
 
     canon = _source_fn(ColumnSpec("", kind, True), False)  # type: ignore[arg-type]
+    null = tab + encode(kind, None)
     if kind == "float":
-        pack = _DOUBLE.pack
+        hexed = float.hex
 
         def float_part(v: Any) -> str:
             if v is None:
-                return "|"
-            return pack(v).hex() + "|" if type(v) is float and v == v else encode(kind, canon(v))
+                return null
+            return tab + hexed(v) if type(v) is float else tab + encode(kind, canon(v))
 
         return float_part
     seen: dict[tuple[type, Any], str] = {}  # JSON values repeat (the same metadata on many rows)
 
     def part(v: Any) -> str:
         if v is None:
-            return encode(kind, None)
+            return null
         key = (type(v), v)  # 1 and 1.0 are equal keys, not equal JSON
         got = seen.get(key)
         if got is None:
-            got = encode(kind, canon(v))
+            got = tab + encode(kind, canon(v))
             if len(seen) < 10_000:
                 seen[key] = got
         return got
