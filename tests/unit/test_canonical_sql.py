@@ -106,6 +106,8 @@ ROWS: list[tuple[Any, ...]] = [
     (14, 0, 0.0, "+7", U, "2026-12-03T10:00:00.5-01:30", None, None, None),
     # more fraction digits than the scale, but only trailing zeros beyond it (SQLite's own form)
     (15, 1, 2.5, "1.500000000000", U, "2026-12-03 10:00:00.000000", None, "y", None),
+    # the length and separators of llmgw's own timestamp form, but an offset: converted to UTC
+    (16, 0, 3.5, "0.10", U, "2026-12-03 10:00:00.000+01", None, "o", None),
 ]
 
 

@@ -10,7 +10,7 @@ it: SQLite keeps UUIDs as 32 hex digits, booleans as 0/1, timestamps as text, mo
 JSON as text; PostgreSQL has native types. Both sides are turned into the same strings, which
 are what PostgreSQL itself prints or reads back unchanged (floats: C99's exact hexadecimal
 notation), so the target's side is computed inside PostgreSQL in SQL (``canonical_sql``) and
-only the source's side needs Python for two kinds:
+only the source's side needs Python, for four kinds (``PYTHON_KINDS``):
 
 =========  ==================================================================================
 kind       canonical text
@@ -66,6 +66,7 @@ __all__ = [
     "TableSum",
     "checksum_rows",
     "copy_text",
+    "decimal_own_form",
     "encode",
     "float_text",
     "jsonb_text",
@@ -289,10 +290,32 @@ def _uuid_text(v: Any) -> str:
 
 
 def _source_datetime(v: Any) -> str:
-    if isinstance(v, str) and len(v) == 26 and v[10] == " " and v[19] == ".":
+    if type(v) is str and len(v) == 26 and v[10] == " " and v[19] == "." and v[20:].isdigit():
         datetime.fromisoformat(v)  # llmgw's own form: only check it is a real instant
-        return v
+        return v  # (fromisoformat reads ASCII digits only, in fixed places)
     return _datetime_text(parse_datetime(v))
+
+
+def decimal_own_form(precision: int | None, scale: int | None) -> Callable[[str], Any]:
+    """A test of llmgw's own text form of an amount that fits NUMERIC(precision, scale) as
+    written (no sign, no exponent, no leading zero, at most ``scale`` decimals): its canonical
+    text is the text without trailing zeros. Other forms go through ``parse_decimal``."""
+    whole = "[0-9]*" if precision is None else f"[0-9]{{0,{precision - (scale or 0) - 1}}}"
+    if precision is not None and precision - (scale or 0) < 1:
+        whole = "(?!)"  # no integer digit fits: only 0.xxx
+    frac = "[0-9]+" if scale is None else f"[0-9]{{1,{scale}}}" if scale else "(?!)"
+    return re.compile(f"(?:0|[1-9]{whole})(?:\\.{frac})?").fullmatch
+
+
+def _decimal_fn(precision: int | None, scale: int | None) -> Canon:
+    own = decimal_own_form(precision, scale)
+
+    def canon(v: Any) -> str:
+        if type(v) is str and own(v):
+            return v.rstrip("0").rstrip(".") if "." in v else v
+        return _decimal_text(parse_decimal(v, precision, scale))
+
+    return canon
 
 
 def _source_float(v: Any) -> str:
@@ -306,8 +329,7 @@ def _source_float(v: Any) -> str:
 def _source_fn(col: ColumnSpec, strip_nul: bool) -> Canon:
     kind = col.kind
     if kind == "decimal":
-        p, s = col.precision, col.scale
-        return lambda v: _decimal_text(parse_decimal(v, p, s))
+        return _decimal_fn(col.precision, col.scale)
     if kind == "uuid":
         return _uuid_text
     if kind == "datetime":
@@ -342,8 +364,9 @@ def _target_fn(col: ColumnSpec) -> Canon:
     return str
 
 
-PYTHON_KINDS = frozenset({"float", "json"})
-"""Kinds whose source value is made canonical in Python (SQLite cannot print them so)."""
+PYTHON_KINDS = frozenset({"float", "json", "decimal", "datetime"})
+"""Kinds whose source value is made canonical in Python: SQLite cannot print a float or JSON
+so, and Python tests an amount's or a timestamp's form at a fraction of SQLite's cost."""
 ESCAPED_KINDS = frozenset({"text", "json", "bytes"})
 """Kinds whose text may hold a character ``COPY`` escapes; the others never do."""
 _COPY_ESCAPES = str.maketrans({"\\": "\\\\", "\n": "\\n", "\r": "\\r", "\t": "\\t"})

@@ -4,10 +4,11 @@ in SQLite for the source's (values in llmgw's own storage forms), which is also 
 A row's canonical form is its line of ``COPY ... FROM STDIN`` text (``canonical``), so the copy
 sends the very text it hashes, one text per row. PostgreSQL computes a whole table's checksum
 in one statement (``pg_sum_sql``): no row leaves the server. SQLite has no hash function, so
-``sqlite_sum_sql`` and ``sqlite_copy_sql`` give each row's fields except its float and JSON
-values, which Python appends before hashing (``canonical.PYTHON_KINDS``; the ``COPY`` column
-list is in the form's order, ``copy_columns``); the line is NULL when a value is not in the
-storage form llmgw itself writes, and that row is made canonical in Python instead (the rules
+``sqlite_sum_sql`` and ``sqlite_copy_sql`` give each row's fields except its float, JSON,
+decimal and timestamp values, which Python appends before hashing (``canonical.PYTHON_KINDS``:
+Python also tests an amount's or a timestamp's form, at a fraction of SQLite's cost; the
+``COPY`` column list is in the form's order, ``copy_columns``); the line is NULL when a value
+is not in the storage form llmgw itself writes, and that row is made canonical in Python instead (the rules
 of ``canonical`` apply, and a value they refuse is reported).
 
 tests/unit/test_canonical_sql.py proves that each SQL form equals the Python form for every kind.
@@ -112,20 +113,19 @@ def _escaped(c: str) -> str:
 
 
 def _field(col: ColumnSpec) -> str:
-    """A value's field of the row form (``canonical``), given that ``problem_condition`` does
-    not flag the row (an int, bool or bytes value is of its column's type; a text column of
-    llmgw's schema has SQLite's TEXT affinity, so it holds text) and that its own-form
-    condition holds (a decimal, UUID or timestamp is in llmgw's own form: nothing to escape)."""
+    """A value's field of the row form (``canonical``) for a kind SQLite prints (not in
+    ``PYTHON_KINDS``), given that ``problem_condition`` does not flag the row (an int, bool or
+    bytes value is of its column's type; a text column of llmgw's schema has SQLite's TEXT
+    affinity, so it holds text) and that its own-form condition holds (a UUID is 32 hex
+    digits; with ``--strip-nul``, a text holds no NUL)."""
     c, kind = _q(col.name), col.kind
-    if kind == "decimal":
-        return f"coalesce({_sqlite_decimal(c, col)[1]},'\\N')"
     if kind == "uuid":
         return f"coalesce(lower({c}),'\\N')"
     if kind == "bytes":
         return f"iif({c} IS NULL,'\\N','\\\\x'||lower(hex({c})))"
     if kind == "text":
         return f"coalesce({_escaped(c)},'\\N')"
-    return f"coalesce({c},'\\N')"  # int, bool (0/1), datetime
+    return f"coalesce({c},'\\N')"  # int, bool (0/1)
 
 
 _MAX_ARGS = 90  # and the format: SQLITE_MAX_FUNCTION_ARG is 100 by default
@@ -150,7 +150,7 @@ def _line(spec: TableSpec, strip_nul: bool) -> str:
         spec.columns[i] for i in row_order(spec) if spec.columns[i].kind not in PYTHON_KINDS
     ]
     text = _printf([_field(c) for c in sql_cols])
-    conds = [ok for c in spec.columns for ok in [_own_condition(c, strip_nul)] if ok is not None]
+    conds = [ok for c in sql_cols for ok in [_own_condition(c, strip_nul)] if ok is not None]
     return f"CASE WHEN ({') AND ('.join(conds)}) THEN {text} END" if conds else text
 
 

@@ -40,7 +40,7 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -53,8 +53,10 @@ from psycopg.copy import QueuedLibpqWriter
 
 from llmgw.errors import Conflict, DatabaseError, DataCheckFailed, UsageError
 from llmgw.storage.canonical import (
+    ColumnSpec,
     TableSpec,
     TableSum,
+    decimal_own_form,
     encode,
     source_canonicalizer,
     table_specs,
@@ -538,7 +540,7 @@ class Migration:
         the default) in one pass; (problem count, first problems, sum).
 
         SQLite writes each row's canonical form and flags a row ``sql_problems`` would report
-        (``canonical_sql``); Python adds the float and JSON values and hashes. A flagged batch
+        (``canonical_sql``); Python adds the values of ``PYTHON_KINDS`` and hashes. A flagged batch
         is looked at again by ``sql_problems``; a row whose form is NULL (a value not in
         llmgw's own storage form) or a batch SQLite cannot decode is made canonical in
         Python, value by value."""
@@ -630,7 +632,7 @@ class Migration:
         one = f"SELECT rowid, {cols} FROM {name} WHERE rowid = ?"
         upper = f"SELECT max(rowid) FROM (SELECT rowid FROM {name} WHERE rowid > ? ORDER BY rowid LIMIT ?)"
         canon = source_canonicalizer(spec, strip_nul=strip)
-        jsons = [(quote(c.name), _python_encoder(c.kind)) for c in spec.columns if c.kind == "json"]
+        jsons = [(quote(c.name), _python_encoder(c)) for c in spec.columns if c.kind == "json"]
         step = max(self.options.batch_size, 50_000)
 
         def refuse(row: tuple[Any, ...]) -> None:
@@ -842,7 +844,7 @@ class Migration:
         and summing the source as it goes; (rows, sum of their hashes).
 
         Each row's canonical form is its ``COPY`` line (SQLite prints the SQL kinds' fields,
-        Python appends the float and JSON ones), so one text per row is both hashed and sent.
+        Python appends those of ``PYTHON_KINDS``), so one text per row is both hashed and sent.
         The same read applies the dirty-data rules: SQLite leaves out the rows
         ``sql_problems`` would report (the caller compares the rows written with the rows of
         the range); a row with a value not in llmgw's own form is made canonical by Python's
@@ -853,8 +855,7 @@ class Migration:
         h, from_bytes = md5, int.from_bytes
         done = acc = 0
         reader = self.src.execute(read, (last, hi))
-        n = len(encoders)
-        e0, e1, e2 = (*encoders, None, None, None)[:3]  # the common shapes without a loop
+        fields = _fields_of(encoders)
         while True:
             try:
                 chunk = reader.fetchmany(_CHUNK)
@@ -871,12 +872,8 @@ class Migration:
                     line = row[1]
                     if line is None:  # a value not in llmgw's own form: Python's rules
                         line = canon(self.src.execute(one, (row[0],)).fetchone()[1:])
-                    elif n == 3:  # usage: two floats and a JSON column
-                        line = line + e0(row[2]) + e1(row[3]) + e2(row[4])  # type: ignore[misc]
-                    elif n == 1:
-                        line = line + e0(row[2])  # type: ignore[misc]
-                    elif n:
-                        line += "".join([e(v) for e, v in zip(encoders, row[2:], strict=True)])
+                    else:
+                        line += fields(row)
                     acc += from_bytes(h(line.encode(), usedforsecurity=False).digest(), "big")
                     add(line)
             except ValueError:
@@ -1248,21 +1245,73 @@ _CHUNK = 5_000  # rows per COPY write inside a batch
 _THEN = ";\n"  # separates the statements of one deferred index's DDL
 
 
+def _fields_of(encoders: list[Callable[[Any], str]]) -> Callable[[Sequence[Any]], str]:
+    """A row of ``sqlite_copy_sql`` -> the fields of its Python columns (from ``row[2]`` on),
+    without a loop for up to five of them (usage has five)."""
+    n = len(encoders)
+    e: list[Callable[[Any], str]] = [*encoders, *[str] * (5 - n)]
+    a, b, c, d, f = e[:5]
+    if n == 0:
+        return lambda row: ""
+    if n == 1:
+        return lambda row: a(row[2])
+    if n == 2:
+        return lambda row: a(row[2]) + b(row[3])
+    if n == 3:
+        return lambda row: a(row[2]) + b(row[3]) + c(row[4])
+    if n == 4:
+        return lambda row: a(row[2]) + b(row[3]) + c(row[4]) + d(row[5])
+    if n == 5:
+        return lambda row: a(row[2]) + b(row[3]) + c(row[4]) + d(row[5]) + f(row[6])
+    return lambda row: "".join([enc(v) for enc, v in zip(encoders, row[2:], strict=True)])
+
+
 def _python_encoders(spec: TableSpec) -> list[Callable[[Any], str]]:
     """For each Python column (float, JSON) of ``spec``: its source value -> its field of the
     row form, after the tab that separates it from the fields before it (none before the
     first field of a table without SQL columns)."""
     cols = python_columns(spec)
     first = len(cols) == len(spec.columns)
-    return [_python_encoder(c.kind, "" if first and i == 0 else "\t") for i, c in enumerate(cols)]
+    return [_python_encoder(c, "" if first and i == 0 else "\t") for i, c in enumerate(cols)]
 
 
-def _python_encoder(kind: str, tab: str = "\t") -> Callable[[Any], str]:
-    """A source value of a Python kind (float, JSON) -> ``tab`` and its field of the row form."""
-    from llmgw.storage.canonical import ColumnSpec, _source_fn
+def _python_encoder(col: ColumnSpec, tab: str = "\t") -> Callable[[Any], str]:
+    """A source value of a Python kind (``PYTHON_KINDS``) -> ``tab`` and its field of the row
+    form; ``ValueError`` for a value no rule accepts."""
+    from llmgw.storage.canonical import _source_fn
 
-    canon = _source_fn(ColumnSpec("", kind, True), False)  # type: ignore[arg-type]
+    kind = col.kind
+    canon = _source_fn(col, False)
     null = tab + encode(kind, None)
+    if kind == "datetime":  # llmgw's own form is canonical when it is a real instant
+        check = datetime.fromisoformat
+
+        def timestamp(v: Any) -> str:
+            if v is None:
+                return null
+            if (
+                type(v) is str
+                and len(v) == 26
+                and v[10] == " "
+                and v[19] == "."
+                and v[20:].isdigit()
+            ):
+                check(v)  # (fromisoformat reads ASCII digits only, in fixed places)
+                return tab + v
+            return tab + encode(kind, canon(v))
+
+        return timestamp
+    if kind == "decimal":  # llmgw's own form is canonical without trailing zeros
+        own = decimal_own_form(col.precision, col.scale)
+
+        def amount(v: Any) -> str:
+            if v is None:
+                return null
+            if type(v) is str and own(v):
+                return tab + (v.rstrip("0").rstrip(".") if "." in v else v)
+            return tab + encode(kind, canon(v))
+
+        return amount
     if kind == "float":
         hexed = float.hex
 
