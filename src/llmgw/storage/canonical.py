@@ -70,6 +70,7 @@ __all__ = [
     "encode",
     "float_text",
     "jsonb_text",
+    "own_timestamp",
     "parse_datetime",
     "parse_json",
     "row_hash",
@@ -289,10 +290,25 @@ def _uuid_text(v: Any) -> str:
         return str(v)  # sqlite_source's SQL checks report it; counted once
 
 
+def own_timestamp(v: Any) -> bool:
+    """Whether ``v`` is laid out as llmgw's own timestamp text, ``YYYY-MM-DD HH:MM:SS.ffffff``
+    (``datetime.fromisoformat`` then checks its digits, ASCII only, and that it is a real
+    instant: its canonical text is itself)."""
+    return (
+        type(v) is str
+        and len(v) == 26
+        and v[4] == "-" == v[7]
+        and v[10] == " "
+        and v[13] == ":" == v[16]
+        and v[19] == "."
+        and v[20:].isdigit()
+    )
+
+
 def _source_datetime(v: Any) -> str:
-    if type(v) is str and len(v) == 26 and v[10] == " " and v[19] == "." and v[20:].isdigit():
+    if own_timestamp(v):
         datetime.fromisoformat(v)  # llmgw's own form: only check it is a real instant
-        return v  # (fromisoformat reads ASCII digits only, in fixed places)
+        return str(v)
     return _datetime_text(parse_datetime(v))
 
 

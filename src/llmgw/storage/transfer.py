@@ -58,6 +58,7 @@ from llmgw.storage.canonical import (
     TableSum,
     decimal_own_form,
     encode,
+    own_timestamp,
     source_canonicalizer,
     table_specs,
     target_canonicalizer,
@@ -1284,20 +1285,15 @@ def _python_encoder(col: ColumnSpec, tab: str = "\t") -> Callable[[Any], str]:
     canon = _source_fn(col, False)
     null = tab + encode(kind, None)
     if kind == "datetime":  # llmgw's own form is canonical when it is a real instant
-        check = datetime.fromisoformat
+        check, laid_out = datetime.fromisoformat, own_timestamp
 
         def timestamp(v: Any) -> str:
             if v is None:
                 return null
-            if (
-                type(v) is str
-                and len(v) == 26
-                and v[10] == " "
-                and v[19] == "."
-                and v[20:].isdigit()
-            ):
-                check(v)  # (fromisoformat reads ASCII digits only, in fixed places)
-                return tab + v
+            if laid_out(v):
+                check(v)  # a real instant
+                field: str = tab + v
+                return field
             return tab + encode(kind, canon(v))
 
         return timestamp
