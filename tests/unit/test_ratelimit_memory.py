@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from llmgw.config import Settings
 from llmgw.ratelimit import Decision, Limit, MemoryLimiter
-from llmgw.ratelimit.gcra import Tat, gcra
+from llmgw.ratelimit.gcra import Tat, gcra, gcra_charge
 
 EPOCH = 1_780_000_000.0  # a realistic epoch: float seconds here lose sub-microsecond precision
 
@@ -158,6 +158,82 @@ def test_gcra_invariants(rate: int, period_ms: int, steps: list[tuple[int, int]]
         elif cost > 0:
             assert d.retry_after == 0.0 and d.remaining <= rate - min(cost, rate)
         tat = new
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    rates=st.lists(st.integers(1, 300), min_size=1, max_size=3),
+    period_ms=st.integers(1, 120_000),
+    steps=st.lists(
+        st.tuples(
+            st.integers(0, 3_000_000),  # microseconds since the previous step
+            st.lists(st.tuples(st.integers(0, 3), st.integers(-20, 400)), min_size=1, max_size=4),
+        ),
+        max_size=30,
+    ),
+)
+def test_memory_steps_agree_with_the_reference(
+    rates: list[int], period_ms: int, steps: list[tuple[int, list[tuple[int, int]]]]
+) -> None:
+    """``MemoryLimiter.acquire_many_now`` (the GCRA step inlined, plain tuples in its dict) gives
+    the decisions ``gcra`` gives, changes the buckets only when every one allows, rounds a
+    bucket whose limit changed as ``_get`` does, and ``adjust_now`` agrees with ``gcra_charge``
+    on what it stored: a bucket named twice in a call, a refund (cost <= 0) and a bucket used
+    under another limit than before included."""
+    clock = Clock()
+    lim = MemoryLimiter(clock=clock)
+    limits = [Limit(r, period_ms / 1000) for r in rates]
+    model: dict[str, tuple[Tat, int]] = {}  # bucket -> (tat, rate the frac is in)
+
+    def tat_of(bucket: str, limit: Limit) -> Tat:
+        tat, rate = model.get(bucket, (Tat(0, 0), limit.rate))
+        return Tat(tat.us + 1, 0) if rate != limit.rate and tat.frac else tat
+
+    for dt, asks in steps:
+        clock.t += dt / 1_000_000
+        now = int(clock.t * 1_000_000)
+        items = [(f"b{b % 2}", limits[(b + c) % len(limits)], c) for b, c in asks]
+        expected, news, allowed = [], [], True
+        for bucket, limit, cost in items:
+            d, new = gcra(tat_of(bucket, limit), now, limit, cost)
+            expected.append(d)
+            news.append((bucket, new, limit.rate))
+            allowed = allowed and d.allowed
+        got = lim.acquire_many_now(items)
+        assert got == expected and all(isinstance(d, Decision) for d in got)
+        if allowed:
+            for bucket, new, rate in news:
+                model[bucket] = (new, rate)
+        if asks[0][1] % 7 == 0:  # now and then a settlement through adjust_now
+            bucket, limit, _ = items[0]
+            delta = asks[0][1] - 200
+            lim.adjust_now(bucket, limit, delta)
+            if delta:
+                new = gcra_charge(tat_of(bucket, limit), now, limit, delta)
+                if new.us <= now and new.frac == 0:
+                    model.pop(bucket, None)
+                else:
+                    model[bucket] = (new, limit.rate)
+        assert len(lim) == len(model)
+
+
+def test_memory_step_at_a_period_ahead_plus_a_fraction_refuses() -> None:
+    """The edge the random steps rarely reach: after the step the bucket would be exactly one
+    period ahead plus a fraction of a microsecond: refused, like ``gcra`` (exactly one period
+    ahead is allowed)."""
+    clock = Clock(1.0)
+    lim = MemoryLimiter(clock=clock)
+    limit = Limit(3, 0.001)  # T = 333.33 µs
+    assert lim.acquire_now("b", limit, 2).remaining == 1  # TAT now + 666 µs + 2/3
+    clock.t = 1.0003335  # 333 µs later
+    d = lim.acquire_many_now([("b", limit, 2)])[0]
+    reference, _ = gcra(Tat(1_000_666, 2), 1_000_333, limit, 2)
+    assert d == reference and not d.allowed and d.retry_after > 0
+    clock.t = 1.0
+    lim2 = MemoryLimiter(clock=clock)
+    lim2.acquire_now("b", limit, 2)
+    clock.t = 1.0003335
+    assert lim2.acquire_many_now([("b", limit, 1)])[0].allowed  # 1 unit fits: 667 µs ahead
 
 
 def test_settings_section() -> None:

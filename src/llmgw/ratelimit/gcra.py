@@ -169,6 +169,9 @@ def gcra(tat: Tat, now_us: int, limit: Limit, cost: int) -> tuple[Decision, Tat]
 
 
 _NEVER = Tat(0, 0)
+_new = tuple.__new__
+"""``_new(Decision, (...))`` builds a ``NamedTuple`` without its ``__new__``, which is Python
+code (a frame per call: about twice the cost of the tuple itself)."""
 
 
 class MemoryLimiter:
@@ -183,8 +186,9 @@ class MemoryLimiter:
     ) -> None:
         self._clock = clock
         self._max = max(1, max_buckets)
-        # bucket -> (tat, rate the frac is in)
-        self._buckets: dict[str, tuple[Tat, int]] = {}
+        # bucket -> (tat.us, tat.frac, rate the frac is in): a plain tuple, one per bucket
+        # stepped (a ``Tat`` in a pair cost two objects, one of them through Python code)
+        self._buckets: dict[str, tuple[int, int, int]] = {}
 
     def __len__(self) -> int:
         return len(self._buckets)
@@ -196,62 +200,85 @@ class MemoryLimiter:
         entry = self._buckets.get(bucket)
         if entry is None:
             return _NEVER
-        tat, rate = entry
-        if rate != limit.rate and tat.frac:  # limit changed: frac was in other units; round up
-            return Tat(tat.us + 1, 0)
-        return tat
+        us, frac, rate = entry
+        if rate != limit.rate and frac:  # limit changed: frac was in other units; round up
+            return Tat(us + 1, 0)
+        return Tat(us, frac)
 
-    def _put(self, bucket: str, tat: Tat, limit: Limit, now_us: int) -> None:
+    def _put(self, bucket: str, entry: tuple[int, int, int], now_us: int) -> None:
         if bucket not in self._buckets and len(self._buckets) >= self._max:
             self._evict(now_us)
-        self._buckets[bucket] = (tat, limit.rate)
+        self._buckets[bucket] = entry
 
     def _evict(self, now_us: int) -> None:
         buckets = self._buckets
-        for name in [n for n, (t, _) in buckets.items() if t.us < now_us]:
+        for name in [n for n, e in buckets.items() if e[0] < now_us]:
             del buckets[name]
         if len(buckets) >= self._max:  # all active: drop the ~10% closest to full
             drop = max(1, len(buckets) - (self._max * 9) // 10)
-            for name in sorted(buckets, key=lambda n: buckets[n][0])[:drop]:
+            for name in sorted(buckets, key=lambda n: buckets[n][:2])[:drop]:
                 del buckets[name]
 
     async def acquire(self, bucket: str, limit: Limit, cost: int = 1) -> Decision:
         """Take ``cost`` units from ``bucket`` if they are available."""
-        return self.acquire_now(bucket, limit, cost)
+        return self.acquire_many_now(((bucket, limit, cost),))[0]
 
     def acquire_now(self, bucket: str, limit: Limit, cost: int = 1) -> Decision:
         """``acquire`` without the coroutine (for callers that are not async)."""
-        now_us = self._now_us()
-        decision, new = gcra(self._get(bucket, limit), now_us, limit, cost)
-        if decision.allowed:
-            self._put(bucket, new, limit, now_us)
-        return decision
+        return self.acquire_many_now(((bucket, limit, cost),))[0]
 
     def acquire_many_now(self, items: Sequence[tuple[str, Limit, int]]) -> list[Decision]:
         """All of ``items`` (bucket, limit, cost) or none: each bucket's decision; the buckets
-        change only when every one allows (a refused request costs no bucket anything)."""
-        now_us = self._now_us()
+        change only when every one allows (a refused request costs no bucket anything).
+
+        ``gcra``'s step inlined (the same integer steps; ``gcra`` stays the reference the tests
+        and the Redis script are checked against): a request steps each of its buckets here,
+        so an extra bucket (a user's or a version's quota) costs the arithmetic and two tuples,
+        no call, no ``Tat``."""
+        now_us = int(self._clock() * _US)
         buckets = self._buckets
-        decisions = []
-        news = []
+        decisions: list[Decision] = []
+        news: list[tuple[str, tuple[int, int, int]]] = []
         allowed = True
-        for bucket, limit, cost in items:  # _get inlined: a request steps each of its buckets
+        for bucket, limit, cost in items:
+            rate = limit.rate
             entry = buckets.get(bucket)
-            tat = _NEVER
-            if entry is not None:
-                tat = entry[0]
-                if entry[1] != limit.rate and tat.frac:
-                    tat = Tat(tat.us + 1, 0)
-            d, new = gcra(tat, now_us, limit, cost)
-            allowed = allowed and d.allowed
-            decisions.append(d)
-            news.append(new)
+            if entry is None or entry[0] < now_us:
+                us, frac = now_us, 0
+            else:
+                us, frac = entry[0], entry[1]
+                if frac and entry[2] != rate:  # limit changed: frac in other units; round up
+                    us, frac = us + 1, 0
+            if cost <= 0:  # an adjustment through acquire: the reference step
+                d, tat = gcra(Tat(us, frac), now_us, limit, cost)
+                decisions.append(d)
+                news.append((bucket, (tat.us, tat.frac, rate)))
+                continue
+            period_us = limit.period_us
+            q, f = divmod(frac + (cost if cost < rate else rate) * period_us, rate)
+            ahead = us + q - now_us
+            if ahead < period_us:
+                left = ((period_us - ahead) * rate - f) // period_us
+                decisions.append(
+                    _new(
+                        Decision,
+                        (True, rate, left if left > 0 else 0, 0.0, (ahead + f / rate) / _US),
+                    )
+                )
+                news.append((bucket, (us + q, f, rate)))
+            elif ahead == period_us and f == 0:
+                decisions.append(_new(Decision, (True, rate, 0, 0.0, ahead / _US)))
+                news.append((bucket, (us + q, 0, rate)))
+            else:
+                allowed = False
+                retry = Tat(ahead - period_us, f)
+                decisions.append(_decision(False, Tat(us, frac), now_us, limit, retry))
         if allowed:
-            for (bucket, limit, _), new in zip(items, news, strict=True):
+            for bucket, entry in news:
                 if bucket in buckets or len(buckets) < self._max:
-                    buckets[bucket] = (new, limit.rate)
+                    buckets[bucket] = entry
                 else:
-                    self._put(bucket, new, limit, now_us)
+                    self._put(bucket, entry, now_us)
         return decisions
 
     async def adjust(self, bucket: str, limit: Limit, delta: int) -> None:
@@ -267,4 +294,4 @@ class MemoryLimiter:
         if new.us <= now_us and new.frac == 0:
             self._buckets.pop(bucket, None)  # full again: same as absent
         else:
-            self._put(bucket, new, limit, now_us)
+            self._put(bucket, (new.us, new.frac, limit.rate), now_us)
