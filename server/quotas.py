@@ -55,7 +55,7 @@ class QuotaBook:
         """User id -> the buckets over all of the user's keys and tokens."""
         self.versions: dict[uuid.UUID, dict[str, Entry]] = {}
         """Key or user id -> model name -> its buckets."""
-        self._seen: dict[int, tuple[Any, str, Entry]] = {}
+        self._seen: dict[int, tuple[Any, str, Any, Any, Entry]] = {}
         for q in rows:
             if not q.model:
                 if q.scope == "user":
@@ -81,8 +81,14 @@ class QuotaBook:
         # names are matched once, and no UUID is hashed (``UUID.__hash__`` is Python code).
         qualified = target.qualified
         seen = self._seen.get(id(key))
-        if seen is not None and seen[0] is key and seen[1] == qualified:
-            return seen[2]
+        if (
+            seen is not None
+            and seen[0] is key
+            and seen[1] == qualified
+            and seen[2] is user_id
+            and seen[3] is key.id
+        ):
+            return seen[4]
         found: Entry = []
         entry = self.users.get(user_id) if user_id is not None else None
         if entry is not None:
@@ -90,7 +96,7 @@ class QuotaBook:
         found += self.version_items(key, target)
         if len(self._seen) > 10_000:
             self._seen.clear()
-        self._seen[id(key)] = (key, qualified, found)  # holds ``key``: its id is not reused
+        self._seen[id(key)] = (key, qualified, user_id, key.id, found)  # holds ``key``: id stays
         return found
 
     def version_items(self, key: Any, target: Any) -> list[Item]:

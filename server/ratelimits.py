@@ -71,23 +71,37 @@ def estimate_chat_tokens(req: Any) -> int:
     return prompt + (cap if isinstance(cap, int) and cap > 0 else DEFAULT_COMPLETION_RESERVE)
 
 
+_SECONDS = tuple(f"{s}s" for s in range(60))
+
+
 def _reset_text(seconds: float) -> str:
     """OpenAI's reset format: ``1s``, ``6m0s``, ``1h2m3s`` (whole seconds, rounded up)."""
-    s = max(0, math.ceil(seconds))
+    s = math.ceil(seconds)
+    if s < 60:  # a minute's bucket: always, unless in debt
+        return _SECONDS[s if s > 0 else 0]
     h, rest = divmod(s, 3600)
     m, sec = divmod(rest, 60)
     if h:
         return f"{h}h{m}m{sec}s"
-    if m:
-        return f"{m}m{sec}s"
-    return f"{sec}s"
+    return f"{m}m{sec}s"
+
+
+_NAMES = {
+    kind: (
+        f"x-ratelimit-limit-{kind}",
+        f"x-ratelimit-remaining-{kind}",
+        f"x-ratelimit-reset-{kind}",
+    )
+    for kind in ("requests", "tokens")
+}
 
 
 def _headers(kind: str, d: Decision) -> list[tuple[str, str]]:
+    limit, remaining, reset = _NAMES[kind]
     return [
-        (f"x-ratelimit-limit-{kind}", str(d.limit)),
-        (f"x-ratelimit-remaining-{kind}", str(d.remaining)),
-        (f"x-ratelimit-reset-{kind}", _reset_text(d.reset_after)),
+        (limit, str(d.limit)),
+        (remaining, str(d.remaining)),
+        (reset, _reset_text(d.reset_after)),
     ]
 
 
@@ -122,12 +136,19 @@ def _tightest(
 ) -> list[tuple[str, str]]:
     """OpenAI's headers for the requests and the tokens: of each kind, the bucket with the
     fewest units left (a refused one first)."""
+    if len(decisions) == 1:  # a key's own rpm (or tpm) alone: the common case
+        return _headers("requests" if items[0][0] == "rpm" else "tokens", decisions[0])
     rpm = tpm = None
     for item, d in zip(items, decisions, strict=True):
         if item[0] == "rpm":
-            if rpm is None or (rpm.allowed, rpm.remaining) > (d.allowed, d.remaining):
+            if rpm is None or (
+                rpm.allowed > d.allowed
+                or (rpm.allowed == d.allowed and rpm.remaining > d.remaining)
+            ):
                 rpm = d
-        elif tpm is None or (tpm.allowed, tpm.remaining) > (d.allowed, d.remaining):
+        elif tpm is None or (
+            tpm.allowed > d.allowed or (tpm.allowed == d.allowed and tpm.remaining > d.remaining)
+        ):
             tpm = d
     headers: list[tuple[str, str]] = []
     if rpm is not None:
@@ -135,6 +156,41 @@ def _tightest(
     if tpm is not None:
         headers += _headers("tokens", tpm)
     return headers
+
+
+_Plan = tuple[
+    Any,
+    Any,
+    QuotaBook,
+    "int | None",
+    "int | None",
+    Any,
+    Any,
+    list[tuple[str, str, Limit, str]],
+    "list[tuple[str, Limit, int]] | None",
+]
+"""``KeyLimits._plan``: (key, target, quota book, rpm, tpm, key id, user id, items, steps or
+``None``): what the items were made from, then the items."""
+
+
+def _admitted(
+    items: list[tuple[str, str, Limit, str]], decisions: list[Decision]
+) -> list[tuple[str, str]]:
+    """``_tightest`` when every bucket allowed (the request path): the fewest units left."""
+    if len(decisions) == 1:
+        return _headers("requests" if items[0][0] == "rpm" else "tokens", decisions[0])
+    rpm = tpm = None
+    for item, d in zip(items, decisions, strict=True):
+        if item[0] == "rpm":
+            if rpm is None or d.remaining < rpm.remaining:
+                rpm = d
+        elif tpm is None or d.remaining < tpm.remaining:
+            tpm = d
+    if rpm is None:
+        return [] if tpm is None else _headers("tokens", tpm)
+    if tpm is None:
+        return _headers("requests", rpm)
+    return _headers("requests", rpm) + _headers("tokens", tpm)
 
 
 class Grant:
@@ -151,9 +207,9 @@ class Grant:
     ) -> None:
         self.limits = limits
         self.tpm = tpm
+        """The token buckets: (bucket, limit, tokens reserved in it)."""
         self.holds = holds
         """What the budgets' hard stops hold for this request (given back when it settles)."""
-        """The token buckets: (bucket, limit, tokens reserved in it)."""
         self.headers: list[tuple[str, str]] = headers
         self.settled = False
         self.verdicts: list[Any] | None = None
@@ -205,6 +261,8 @@ class KeyLimits:
         self.limiter = limiter
         self._shared = limiter.backend == "redis"
         """Budgets are checked and held in the limiter's Redis script (else in memory)."""
+        self._memory_step = limiter.memory_step
+        """The memory backend's step, called without a coroutine (``None`` with Redis)."""
         self.rejected = {"requests": 0, "tokens": 0}
         self.quotas = QuotaBook()
         """Per-user and per-version quotas (replaced by ``set_quotas``)."""
@@ -220,12 +278,51 @@ class KeyLimits:
         self._pending: dict[tuple[str, Limit], int] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._flush_task: asyncio.Task[None] | None = None
+        self._plans: dict[int, _Plan] = {}
 
     def set_quotas(self, book: QuotaBook, hard_budgets: bool) -> None:
         """Install the quotas read from the database, and whether budgets can refuse."""
         self.quotas = book
         self.extra = bool(book) or hard_budgets
         self.budgets_hard = hard_budgets
+
+    def _plan(self, key: Any, target: Any) -> _Plan:
+        """The buckets of a request of ``key`` to ``target`` (the key's own, then its user's
+        and the version's quotas) and, when none counts tokens, its limiter steps (bucket,
+        limit, 1). Memoised per key object (the auth cache keeps one per key), target and
+        quota book: a request builds no bucket name (``str(UUID)`` is Python code) and no list."""
+        rpm, tpm, quotas = key.rpm, key.tpm, self.quotas
+        plan = self._plans.get(id(key))
+        if (
+            plan is not None
+            and plan[0] is key
+            and plan[1] is target
+            and plan[2] is quotas
+            and plan[3] == rpm
+            and plan[4] == tpm
+            and plan[5] is key.id
+            and (not quotas or plan[6] is key.user_id)  # the quotas' buckets depend on it
+        ):
+            return plan
+        items: list[tuple[str, str, Limit, str]] = []
+        if rpm or tpm:
+            key_id = key.bucket if type(key) is TokenKey else str(key.id)
+            whose = _WHOSE.get(key_id.partition(":")[0], "this API key")
+            if rpm:
+                items.append(("rpm", f"rpm:{key_id}", _limit(rpm), whose))
+            if tpm:
+                items.append(("tpm", f"tpm:{key_id}", _limit(tpm), whose))
+        if quotas:
+            items += quotas.items(key, target)
+        steps = None
+        if all(kind == "rpm" for kind, _, _, _ in items):
+            steps = [(b, lim, 1) for _, b, lim, _ in items]
+        user_id = key.user_id if quotas else None
+        plan = (key, target, quotas, rpm, tpm, key.id, user_id, items, steps)
+        if len(self._plans) > 10_000:
+            self._plans.clear()
+        self._plans[id(key)] = plan  # holds ``key``: its id is not reused while memoised
+        return plan
 
     async def admit(
         self, key: Any, tokens: int = 0, target: Any = None, price: Any = None
@@ -250,23 +347,21 @@ class KeyLimits:
                     asked = budgets.asks(key, tokens, at)
                 else:
                     holds = budgets.check(key, tokens, at)
-        rpm, tpm = key.rpm, key.tpm
-        items: list[tuple[str, str, Limit, str]] = []
-        if rpm or tpm:
-            key_id = key.bucket if type(key) is TokenKey else str(key.id)
-            whose = _WHOSE.get(key_id.partition(":")[0], "this API key")
-            if rpm:
-                items.append(("rpm", f"rpm:{key_id}", _limit(rpm), whose))
-            if tpm:
-                items.append(("tpm", f"tpm:{key_id}", _limit(tpm), whose))
-        if self.quotas:
-            items += self.quotas.items(key, target)
+        _, _, _, _, _, _, _, items, steps = self._plan(key, target)
         if not items and asked is None:
             return None if holds is None else Grant(self, [], [], holds)
         try:
-            grant = await self._step(items, tokens, asked)
-            if asked is not None:
-                holds = self._held(grant, asked, key, tokens, target if price is None else price)
+            if asked is None and self._memory_step is not None:  # memory: no coroutine, no await
+                held: list[tuple[str, Limit, int]] = []
+                if steps is None:
+                    steps = self._steps(items, tokens, held)
+                grant = self._grant(items, self._memory_step(steps), held, None)
+            else:
+                grant = await self._step(items, tokens, asked, steps)
+                if asked is not None:
+                    holds = self._held(
+                        grant, asked, key, tokens, target if price is None else price
+                    )
         except BaseException:
             if holds is not None:  # refused (or cancelled): nothing to hold for
                 self.budgets.release(holds)
@@ -323,14 +418,17 @@ class KeyLimits:
             grant.holds = (grant.holds or []) + more.holds
         return grant
 
-    async def _step(
-        self, items: list[tuple[str, str, Limit, str]], tokens: int, asked: list[Any] | None = None
-    ) -> Grant:
-        """Step every bucket of ``items`` in one limiter call, all or nothing (with the
-        budgets ``asked``: the grant's ``verdicts`` hold Redis's answers for them)."""
+    @staticmethod
+    def _steps(
+        items: list[tuple[str, str, Limit, str]],
+        tokens: int,
+        held: list[tuple[str, Limit, int]],
+    ) -> list[tuple[str, Limit, int]]:
+        """The limiter's steps (bucket, limit, cost) of ``items``: one unit of each request
+        bucket, the token estimate (at most the bucket's rate) of each token bucket, whose
+        reservations are appended to ``held``."""
         reserved = max(1, tokens)
-        steps = []  # (bucket, limit, cost) and the token buckets' reservations, in one pass
-        held = []
+        steps = []
         for kind, b, lim, _ in items:
             if kind == "rpm":
                 steps.append((b, lim, 1))
@@ -338,6 +436,21 @@ class KeyLimits:
                 c = reserved if reserved < lim.rate else lim.rate
                 steps.append((b, lim, c))
                 held.append((b, lim, c))
+        return steps
+
+    async def _step(
+        self,
+        items: list[tuple[str, str, Limit, str]],
+        tokens: int,
+        asked: list[Any] | None = None,
+        steps: list[tuple[str, Limit, int]] | None = None,
+    ) -> Grant:
+        """Step every bucket of ``items`` in one limiter call, all or nothing (with the
+        budgets ``asked``: the grant's ``verdicts`` hold Redis's answers for them); ``steps``:
+        their steps when made already (no token bucket)."""
+        held: list[tuple[str, Limit, int]] = []
+        if steps is None:
+            steps = self._steps(items, tokens, held)
         verdicts = None
         if asked is not None:
             decisions, verdicts = await self.limiter.admit(
@@ -347,17 +460,46 @@ class KeyLimits:
             decisions = [await self.limiter.acquire(*steps[0])]
         else:
             decisions = await self.limiter.acquire_many(steps)
-        headers = _tightest(items, decisions) if items else []
+        return self._grant(items, decisions, held, verdicts)
+
+    def _grant(
+        self,
+        items: list[tuple[str, str, Limit, str]],
+        decisions: list[Decision],
+        held: list[tuple[str, Limit, int]],
+        verdicts: list[Any] | None,
+    ) -> Grant:
+        """The grant for the limiter's ``decisions`` on ``items``, or the refusal (429) of the
+        first bucket that refused, unless a budget refused too (``verdicts``: the caller
+        answers that)."""
+        for d in decisions:
+            if not d.allowed:
+                headers = _tightest(items, decisions)
+                self._refuse(items, decisions, headers, verdicts)
+                break
+        else:
+            headers = _admitted(items, decisions) if items else []
+        grant = Grant(self, held, headers)
+        if verdicts is not None:
+            grant.verdicts = verdicts
+        return grant
+
+    def _refuse(
+        self,
+        items: list[tuple[str, str, Limit, str]],
+        decisions: list[Decision],
+        headers: list[tuple[str, str]],
+        verdicts: list[Any] | None,
+    ) -> None:
+        """Raise the 429 of the first bucket that refused, unless a budget refused too (that
+        is the answer, and nothing was stepped)."""
+        if verdicts is not None and any(v.status for v in verdicts):
+            return
         for (kind, _, limit, who), d in zip(items, decisions, strict=True):
             if not d.allowed:
-                if verdicts is not None and any(v.status for v in verdicts):
-                    break  # a budget refused too: that is the answer (nothing was stepped)
                 name = "requests" if kind == "rpm" else "tokens"
                 self.rejected[name] += 1
                 raise self._refused(name, limit.rate, d, headers, who)
-        grant = Grant(self, held, headers)
-        grant.verdicts = verdicts
-        return grant
 
     @staticmethod
     def _refused(

@@ -266,12 +266,16 @@ def test_estimates_and_reset_format() -> None:
     assert estimate_chat_tokens(req) == 11 + 100
     req = ChatRequest.model_validate({"model": "m", "messages": [{"role": "user", "content": ""}]})
     assert estimate_chat_tokens(req) == 1 + DEFAULT_COMPLETION_RESERVE
-    assert [_reset_text(x) for x in (0, 0.2, 1, 59.5, 60, 3723)] == [
+    assert [_reset_text(x) for x in (-1.5, 0, 0.2, 1, 58.1, 59.5, 60, 119.2, 3600, 3723)] == [
+        "0s",
         "0s",
         "1s",
         "1s",
+        "59s",
         "1m0s",
         "1m0s",
+        "2m0s",
+        "1h0m0s",
         "1h2m3s",
     ]
 
@@ -410,3 +414,51 @@ async def test_admit_version_adds_the_versions_buckets_to_the_grant() -> None:
     limits2.set_quotas(QuotaBook([quota]), False)
     alone = await limits2.admit_version(fresh, 10, target, None)  # no grant of its own
     assert alone is not None and alone.reserved == 10
+
+
+async def test_a_keys_buckets_follow_its_limits_quotas_and_target() -> None:
+    """``KeyLimits`` keeps a request's buckets per key object and target: a key whose rpm
+    changes, new quotas (``set_quotas``) and another target each get their own buckets at
+    once, never the ones kept for the previous request (RL-1 on each)."""
+    import uuid
+    from types import SimpleNamespace
+
+    from llmgw.ratelimit import RateLimiter
+    from llmgw.routing.resolve import Target
+    from llmgw.server.quotas import QuotaBook
+    from llmgw.server.ratelimits import KeyLimits
+
+    user = uuid.uuid4()
+    key = SimpleNamespace(id=uuid.uuid4(), user_id=user, rpm=2, tpm=None)
+    mini, big = Target("openai", "gpt-4o-mini"), Target("openai", "gpt-4o")
+    limits = KeyLimits(RateLimiter(RateLimitSettings(), None))
+    for _ in range(2):
+        assert await limits.admit(key, 10, mini) is not None
+    with pytest.raises(RateLimited, match="2 requests per minute"):
+        await limits.admit(key, 10, mini)
+    key.rpm = 4  # the same key object, its limit raised: the bucket's time is the same
+    with pytest.raises(RateLimited, match="4 requests per minute"):
+        await limits.admit(key, 10, mini)
+    key.id = uuid.uuid4()  # its id too (a new bucket)
+    grant = await limits.admit(key, 10, mini)
+    assert grant is not None and dict(grant.headers)["x-ratelimit-limit-requests"] == "4"
+    key.rpm, key.tpm = None, 100  # tokens only now
+    grant = await limits.admit(key, 60, mini)
+    assert grant is not None and grant.reserved == 60
+    with pytest.raises(RateLimited, match="100 tokens per minute"):
+        await limits.admit(key, 60, mini)
+    key.tpm = None
+    assert await limits.admit(key, 10, mini) is None  # no limit left: nothing to step
+    version = SimpleNamespace(scope="key", subject_id=key.id, model="gpt-4o-mini", rpm=1, tpm=None)
+    limits.set_quotas(QuotaBook([version]), False)
+    assert await limits.admit(key, 10, mini) is not None
+    with pytest.raises(RateLimited, match="on gpt-4o-mini"):
+        await limits.admit(key, 10, mini)
+    assert await limits.admit(key, 10, big) is None  # the quota is on the other model
+    quota = SimpleNamespace(scope="user", subject_id=user, model="", rpm=1, tpm=None)
+    limits.set_quotas(QuotaBook([quota]), False)
+    assert await limits.admit(key, 10, big) is not None
+    with pytest.raises(RateLimited, match="this user's keys together"):
+        await limits.admit(key, 10, mini)
+    key.user_id = uuid.uuid4()  # moved to another user, without a quota
+    assert await limits.admit(key, 10, mini) is None

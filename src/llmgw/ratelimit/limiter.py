@@ -82,6 +82,12 @@ class RateLimiter:
         return "memory" if self._redis is None else "redis"
 
     @property
+    def memory_step(self) -> Callable[[Sequence[tuple[str, Limit, int]]], list[Decision]] | None:
+        """With the memory backend, its all-or-nothing step (``acquire_many`` without the
+        coroutine, for the request path); ``None`` with Redis."""
+        return self._local.acquire_many_now if self._redis is None else None
+
+    @property
     def degraded(self) -> bool:
         """The Redis backend is currently failing and local shares answer."""
         return self._degraded
