@@ -56,6 +56,9 @@ with requests in flight); a live one confirms its holds every ``refresh_interval
 
 log = logging.getLogger("llmgw.budgets")
 
+_new = tuple.__new__
+"""``_new(BudgetAsk, (...))``: a ``NamedTuple`` without its ``__new__`` (Python code)."""
+
 FLUSH_SECONDS = 0.2
 """How long spend is summed before one Redis pipeline carries it."""
 
@@ -176,7 +179,7 @@ class BudgetTracker:
         self.hard = False
         """Some budget has a hard stop (the pipeline checks ``check`` only then)."""
         self._by_id: dict[tuple[uuid.UUID, datetime], Rule] = {}
-        self._seen: dict[int, tuple[Any, Any, Any, list[Rule] | None, list[Rule] | None]] = {}
+        self._seen: dict[int, tuple[Any, Any, Any, tuple[Rule, ...] | None]] = {}
         self._timer: asyncio.TimerHandle | None = None
         self._flush_task: asyncio.Task[None] | None = None
         self._loop_task: asyncio.Task[None] | None = None
@@ -207,40 +210,46 @@ class BudgetTracker:
         unless the instance holds nothing and spent nothing since (one request always goes).
         So the overshoot is at most about one request per instance per shared-figure update
         (the 0.2 s flush), not a whole burst."""
-        mine, theirs = self._subjects(key.id, key.user_id)
-        if mine is None:
-            if theirs is None:
-                return None
-            mine, theirs = theirs, None
+        key_id, user_id = key.id, key.user_id
+        seen = self._seen.get(id(key_id))  # _subjects inlined: a hit is the hot path
+        if (
+            seen is None
+            or seen[0] is not key_id
+            or seen[1] is not user_id
+            or seen[2] is not self.rules
+        ):
+            found = self._subjects(key_id, user_id)
+        else:
+            found = seen[3]
+        if found is None:
+            return None
         currency = self.currencies.get(target.provider) if target else None
         holds: list[Hold] | None = None
         tok = -1.0  # the token estimate's price, computed once if needed
-        found: list[Rule] | None = mine
-        while found is not None:
-            for r in found:
-                if not r.hard_stop:
-                    continue
-                if r.spent >= r.amount:
-                    self._spent(r)
-                    continue
-                if r.currency != currency:
-                    continue
-                est = r.avg
+        for r in found:
+            if not r.hard_stop:
+                continue
+            if r.spent >= r.amount:
+                self._spent(r)
+                continue
+            if r.currency != currency:
+                continue
+            est = r.avg
+            if not est:
+                if tok < 0:
+                    tok = self._estimate(tokens, target)
+                est = tok
                 if not est:
-                    if tok < 0:
-                        tok = self._estimate(tokens, target)
-                    est = tok
-                    if not est:
-                        continue
-                own = r.spent - r.synced  # charged here since the last shared figure
-                if (r.held or own) and r.held + own + est > (r.amount - r.synced) / self.instances:
-                    self.deferred += 1
-                    raise self._in_flight(r)
-                if holds is None:
-                    holds = [(r, est, False)]
-                else:
-                    holds.append((r, est, False))
-            found, theirs = theirs, None
+                    continue
+            held = r.held
+            own = r.spent - r.synced  # charged here since the last shared figure
+            if (held or own) and held + own + est > (r.amount - r.synced) / self.instances:
+                self.deferred += 1
+                raise self._in_flight(r)
+            if holds is None:
+                holds = [(r, est, False)]
+            else:
+                holds.append((r, est, False))
         if holds is None:
             return None
         for r, est, _ in holds:  # none refused: hold on each
@@ -252,38 +261,43 @@ class BudgetTracker:
         against, to be checked and held in Redis in the rate limiter's script call (one round
         trip for limits and budgets); ``BudgetExceeded`` at once when the spend known here has
         reached a budget (no round trip). ``None``: nothing to ask."""
-        mine, theirs = self._subjects(key.id, key.user_id)
-        if mine is None:
-            if theirs is None:
-                return None
-            mine, theirs = theirs, None
+        key_id, user_id = key.id, key.user_id
+        seen = self._seen.get(id(key_id))
+        if (
+            seen is None
+            or seen[0] is not key_id
+            or seen[1] is not user_id
+            or seen[2] is not self.rules
+        ):
+            found = self._subjects(key_id, user_id)
+        else:
+            found = seen[3]
+        if found is None:
+            return None
         currency = self.currencies.get(target.provider) if target else None
         out: list[tuple[Rule, BudgetAsk]] | None = None
         tok = -1.0
-        found: list[Rule] | None = mine
-        while found is not None:
-            for r in found:
-                if not r.hard_stop:
-                    continue
-                if r.spent >= r.amount:
-                    self._spent(r)
-                    continue
-                if r.currency != currency:
-                    continue
-                est = r.avg
+        for r in found:
+            if not r.hard_stop:
+                continue
+            if r.spent >= r.amount:
+                self._spent(r)
+                continue
+            if r.currency != currency:
+                continue
+            est = r.avg
+            if not est:
+                if tok < 0:
+                    tok = self._estimate(tokens, target)
+                est = tok
                 if not est:
-                    if tok < 0:
-                        tok = self._estimate(tokens, target)
-                    est = tok
-                    if not est:
-                        continue
-                keys = r.keys or self._keys(r)
-                ask = BudgetAsk(keys[0], keys[1], r.amount, est, keys[2])
-                if out is None:
-                    out = [(r, ask)]
-                else:
-                    out.append((r, ask))
-            found, theirs = theirs, None
+                    continue
+            keys = r.keys or self._keys(r)
+            ask = _new(BudgetAsk, (keys[0], keys[1], r.amount, est, keys[2]))
+            if out is None:
+                out = [(r, ask)]
+            else:
+                out.append((r, ask))
         return out
 
     def held(
@@ -309,19 +323,21 @@ class BudgetTracker:
             r.shared_held += est
         return holds
 
-    def _subjects(self, key_id: Any, user_id: Any) -> tuple[list[Rule] | None, list[Rule] | None]:
-        """The budgets of a key and of its user, memoised per key id object (the auth cache
-        keeps one per key): ``UUID.__hash__`` is Python code, and a request asks at admission
-        and again when charged."""
+    def _subjects(self, key_id: Any, user_id: Any) -> tuple[Rule, ...] | None:
+        """The budgets of a key and of its user, in that order (``None``: neither has one),
+        memoised per key id object (the auth cache keeps one per key): ``UUID.__hash__`` is
+        Python code, and a request asks at admission and again when charged. ``check``,
+        ``asks`` and ``charge`` read the memo themselves and call this on a miss."""
         rules = self.rules
         seen = self._seen.get(id(key_id))
         if seen is not None and seen[0] is key_id and seen[1] is user_id and seen[2] is rules:
-            return seen[3], seen[4]
+            return seen[3]
         mine, theirs = rules.get(key_id), rules.get(user_id)
+        found = (*(mine or ()), *(theirs or ())) or None
         if len(self._seen) > 10_000:
             self._seen.clear()
-        self._seen[id(key_id)] = (key_id, user_id, rules, mine, theirs)  # holds them: ids stay
-        return mine, theirs
+        self._seen[id(key_id)] = (key_id, user_id, rules, found)  # holds them: ids stay
+        return found
 
     def _keys(self, r: Rule) -> tuple[str, str, int]:
         """``r``'s spend key and holds key in Redis, and when they expire (ms), kept on ``r``."""
@@ -379,22 +395,26 @@ class BudgetTracker:
         """Count a recorded request's ``cost`` against the budgets of its key and user."""
         if not cost or provider is None:
             return
-        mine, theirs = self._subjects(key_id, user_id)
-        if mine is None:
-            if theirs is None:
-                return
-            mine, theirs = theirs, None
+        seen = self._seen.get(id(key_id))
+        if (
+            seen is None
+            or seen[0] is not key_id
+            or seen[1] is not user_id
+            or seen[2] is not self.rules
+        ):
+            found = self._subjects(key_id, user_id)
+        else:
+            found = seen[3]
+        if found is None:
+            return
         currency = self.currencies.get(provider)
         amount = float(cost)
-        found: list[Rule] | None = mine
-        while found is not None:
-            for r in found:
-                if r.currency == currency:
-                    r.spent += amount
-                    r.pending += amount
-                    avg = r.avg
-                    r.avg = avg + (amount - avg) * 0.2 if avg else amount
-            found, theirs = theirs, None
+        for r in found:
+            if r.currency == currency:
+                r.spent += amount
+                r.pending += amount
+                avg = r.avg
+                r.avg = avg + (amount - avg) * 0.2 if avg else amount
         if self._timer is None:
             self._timer = asyncio.get_running_loop().call_later(FLUSH_SECONDS, self._flush_soon)
 
