@@ -450,6 +450,25 @@ async def test_buckets_never_share_state_and_keys_are_hashed(
     )
 
 
+async def test_bucket_keys_are_memoised_within_a_bound(
+    redis_url: str, prefix: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``RedisBackend.key`` keeps the keys it hashed (a request names the same buckets every
+    time), at most ``KEYS_MEMO``: past it the memo starts again and every key stays right."""
+    monkeypatch.setattr("llmgw.ratelimit.redis_backend.KEYS_MEMO", 3)
+    backend = RedisBackend(redis_url, prefix=prefix)
+    try:
+        names = [f"rpm:{i}" for i in range(7)] + ["rpm:0", "rpm:1"]
+        assert [backend.key(n) for n in names] == [bucket_key(n, prefix) for n in names]
+        assert len(backend._keys) <= 3
+        items = [("rpm:0", Limit(5, 60.0), 1), ("rpm:9", Limit(5, 60.0), 1)]
+        decisions, _ = await backend.admit(items, [], "i")
+        assert [d.remaining for d in decisions] == [4, 4]
+        assert backend.key("rpm:9") == bucket_key("rpm:9", prefix)
+    finally:
+        await backend.aclose()
+
+
 async def test_backend_choice(redis_url: str) -> None:
     assert RateLimiter(_settings(), None).backend == "memory"
     lim = RateLimiter(_settings(), redis_url)
