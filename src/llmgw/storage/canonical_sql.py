@@ -233,21 +233,20 @@ _PG_TEXT = {
 
 
 def _pg_float(c: str) -> str:
-    """A float8 as Python's ``float.hex`` writes it, from its IEEE 754 bits (``float8send``):
-    sign, ``0x1.`` (``0x0.`` below the normal range) and the 13 hex digits of the mantissa,
-    ``p`` and the exponent in decimal with its sign; ``0x0.0p+0`` for zero, ``inf`` and
-    ``nan``."""
-    h = f"encode(float8send({c}), 'hex')"
-    exp = f"((get_byte(float8send({c}), 0) & 127) * 16 + (get_byte(float8send({c}), 1) >> 4))"
-    sign = f"CASE WHEN get_byte(float8send({c}), 0) >= 128 THEN '-' ELSE '' END"
-    mant = f"substr({h}, 4)"
+    """A float8 as Python's ``float.hex`` writes it: sign, ``0x1.`` (``0x0.`` below the normal
+    range) and the 13 hex digits of the mantissa (from ``float8send``), ``p`` and the exponent
+    in decimal with its sign; ``0x0.0p+0`` for zero, ``inf`` and ``nan``. The sign and the
+    exponent's sign are read from the value (comparisons cost less than bytes)."""
+    b = f"float8send({c})"
+    mant = f"substr(encode({b}, 'hex'), 4)"
+    exp = f"((get_byte({b}, 0) & 127) * 16 + (get_byte({b}, 1) >> 4) - 1023)"
     return (
         f"CASE WHEN {c} = 'NaN'::float8 THEN 'nan' "
-        f"WHEN {exp} = 2047 THEN {sign}||'inf' "
-        f"WHEN {exp} = 0 THEN {sign}||CASE WHEN {mant} = '0000000000000' THEN '0x0.0p+0' "
-        f"ELSE '0x0.'||{mant}||'p-1022' END "
-        f"ELSE {sign}||'0x1.'||{mant}||'p'||CASE WHEN {exp} >= 1023 THEN '+' ELSE '' END"
-        f"||({exp} - 1023)::text END"
+        f"WHEN {c} = 'Infinity'::float8 THEN 'inf' WHEN {c} = '-Infinity'::float8 THEN '-inf' "
+        f"WHEN {c} = 0 THEN CASE WHEN get_byte({b}, 0) >= 128 THEN '-0x0.0p+0' ELSE '0x0.0p+0' END "
+        f"ELSE CASE WHEN {c} < 0 THEN '-' ELSE '' END||"
+        f"CASE WHEN abs({c}) < '2.2250738585072014e-308'::float8 THEN '0x0.'||{mant}||'p-1022' "
+        f"ELSE '0x1.'||{mant}||CASE WHEN abs({c}) >= 1 THEN 'p+' ELSE 'p' END||{exp}::text END END"
     )
 
 
