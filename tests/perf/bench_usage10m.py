@@ -5,8 +5,10 @@ PostgreSQL and <= 3 s on SQLite, the monthly HTML report <= 3 s.
     python tests/perf/bench_usage10m.py --db sqlite --rows 2000000
 
 A fresh database (PostgreSQL ``llmgw_bench10m_<random>``, dropped at the end; SQLite in a temp
-dir) is migrated, filled by ``usagedata.py`` (PostgreSQL: one ``COPY``; SQLite: one
-``executemany``; 30 days, 20 keys, 9 model versions) and the rollups are folded in
+dir) is migrated, filled by ``usagedata.fill_sql`` (the rows drawn inside the database,
+``INSERT ... SELECT`` over ``generate_series`` or a recursive CTE, 1M rows a statement, the
+indexes made after; 30 days, 20 keys, 9 model versions, the statuses and laws of
+``usagedata.rows``) and the rollups are folded in
 (``rollup.refresh``: what ``llmgw serve`` does every minute, timed). Then each measured command
 runs as a real ``llmgw`` process (``--runs`` times): the median wall time and the process's CPU
 time (user + sys of the child), and the same through ``usage_stats`` in process (the query
@@ -92,6 +94,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--url", help="an already filled database (nothing filled or dropped)")
     ap.add_argument("--keep", action="store_true", help="keep the database made (print its URL)")
+    ap.add_argument("--fill-only", action="store_true", help="fill and fold, keep, measure nothing")
+    ap.add_argument("--file", type=Path, help="the SQLite file to make (default: a temp dir)")
     ap.add_argument("--baseline", help="also run a git revision's llmgw in the same rounds")
     ap.add_argument("--cpu", type=int, help="pin the llmgw processes to this core")
     args = ap.parse_args()
@@ -112,14 +116,20 @@ def main() -> None:
             c.execute(f"CREATE DATABASE {name}")
         url = f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
     else:
-        url = f"sqlite:///{tmp / 'bench.db'}"
+        url = f"sqlite:///{args.file or tmp / 'bench.db'}"
     engine = make_engine(url)
     fold_s = 0.0
     try:
         end = datetime.now(UTC)
         if made:
             upgrade(engine)
-            filled = usagedata.fill(engine, args.rows, end=end, days=30.0)
+            filled = usagedata.fill_sql(
+                engine,
+                args.rows,
+                end=end,
+                days=30.0,
+                progress=lambda k, s: print(f"  {k:,} rows, {s:.0f} s", file=sys.stderr),
+            )
             print(f"filled {args.rows:,} rows in {filled['seconds']:.0f} s", file=sys.stderr)
         t0 = time.perf_counter()
         folded = refresh(engine)
@@ -133,6 +143,10 @@ def main() -> None:
                 conn.exec_driver_sql("ANALYZE usage_daily, usage_hourly, usage_hourly_models")
         with engine.connect() as conn:
             rows = conn.exec_driver_sql("SELECT count(*) FROM usage").scalar_one()
+        if args.fill_only:
+            args.keep = True
+            print(f"{rows:,} rows, ending {end:%Y-%m-%d %H:%M} UTC", file=sys.stderr)
+            return
         env = {**os.environ, "LLMGW_HOME": str(tmp), "LLMGW_DATABASE_URL": url}
         versions = {"HEAD": env}
         if args.baseline:

@@ -21,6 +21,7 @@ import random
 import sys
 import time
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -180,6 +181,228 @@ def fill(
     return {"rows": n, "seconds": time.perf_counter() - t0, "keys": keys, "end": end}
 
 
+def _sql_text(v: str | None) -> str:
+    return "NULL" if v is None else "'" + v.replace("'", "''") + "'"
+
+
+def _case(index: str, values: Sequence[str]) -> str:
+    """``values[index]`` in SQL (``values`` already SQL literals)."""
+    arms = " ".join(f"WHEN {k} THEN {v}" for k, v in enumerate(values[:-1]))
+    return f"CASE {index} {arms} ELSE {values[-1]} END"
+
+
+def _thresholds(u: str, weights: Sequence[int]) -> str:
+    """The index picked by ``u`` (uniform in [0, sum(weights))) with these weights."""
+    arms, acc = [], 0
+    for k, w in enumerate(weights[:-1]):
+        acc += w
+        arms.append(f"WHEN {u} < {acc} THEN {k}")
+    return f"CASE {' '.join(arms)} ELSE {len(weights) - 1} END"
+
+
+def fill_sql_statement(
+    dialect: str,
+    lo: int,
+    hi: int,
+    n: int,
+    keys: Sequence[tuple[uuid.UUID, uuid.UUID]],
+    *,
+    start: datetime,
+    span: float,
+    seed: int = 1,
+) -> str:
+    """One ``INSERT ... SELECT`` of the rows ``lo <= i < hi`` of ``n``, drawn inside the database
+    with ``rows``'s distribution (the same time spread and daily cycle, weights of models and
+    statuses, token and latency laws), oldest first. PostgreSQL draws over ``generate_series``,
+    SQLite over a recursive CTE (with its math functions); the random values are drawn once per
+    row at the innermost level (a subquery with volatile functions is not flattened; SQLite's
+    recursive CTE keeps each row's values in its queue)."""
+    pg = dialect == "postgresql"
+    # SQLite: in (0, 1), so ln(1 - u) stays finite
+    u = "random()" if pg else "((abs(random() % 1000000000) + 0.5) / 1000000000.0)"
+    draws = (
+        f"{u} AS ut, {u} * {sum(MODEL_WEIGHTS)} AS um, {u} * {sum(STATUS_WEIGHTS)} AS us, "
+        f"CAST(floor({u} * {len(keys)}) AS INTEGER) AS ki, "
+        + ", ".join(f"{u} AS u{j}" for j in range(1, 7))
+    )
+    names = "i, ut, um, us, ki, u1, u2, u3, u4, u5, u6"
+    if pg:
+        source = f"(SELECT i, {draws} FROM generate_series({lo}, {hi - 1}) AS i) AS g"
+        prefix = ""
+    else:
+        prefix = (
+            f"WITH RECURSIVE g({names}) AS (SELECT {lo}, {draws} "
+            f"UNION ALL SELECT i + 1, {draws} FROM g WHERE i + 1 < {hi}) "
+        )
+        source = "g"
+    level2 = (
+        f"SELECT i, ki, u1, u2, u3, u4, u5, u6, {_thresholds('um', MODEL_WEIGHTS)} AS mi, "
+        f"{_thresholds('us', STATUS_WEIGHTS)} AS si, (i + ut) / {n} * {span!r} AS tt "
+        f"FROM {source}"
+    )
+    embedding = [m for _, m, _ in MODELS].index("text-embedding-3-small")
+    bad = [s for s, _ in STATUSES].index(400)
+    level3 = (
+        f"SELECT i, ki, mi, si, u6, "
+        f"CASE WHEN si = {bad} THEN 0 ELSE 20 + CAST(floor(u1 * 1981) AS INTEGER) END AS prompt, "
+        f"CASE WHEN si = 0 AND mi <> {embedding} THEN 1 + CAST(floor(u2 * 800) AS INTEGER) "
+        f"ELSE 0 END AS completion, "
+        f"CASE WHEN si = {bad} THEN 0.5 + 2.5 * u5 "
+        f"ELSE exp(6.0 + 0.7 * sqrt(-2 * ln(1 - u3)) * cos(2 * pi() * u4)) END AS lat, "
+        f"{'least' if pg else 'min'}({'greatest' if pg else 'max'}("
+        f"tt + 1080.0 * sin(2 * pi() * tt / 86400), 0), {span - 0.001!r}) AS t "
+        f"FROM ({level2}) AS l2"
+    )
+    if pg:
+        key = _case("ki", [f"CAST('{k}' AS uuid)" for k, _ in keys])
+        user = _case("ki", [f"CAST('{v}' AS uuid)" for _, v in keys])
+        created = f"CAST('{start.isoformat()}' AS timestamptz) + make_interval(secs => t)"
+        request = f"'req-{seed}-' || lpad(CAST(i AS text), 9, '0')"
+        cost = (
+            "CASE WHEN si = 0 THEN round(CAST(prompt * 15 + completion * 60 AS numeric) "
+            "/ 100000000, 10) ELSE 0 END"
+        )
+        latency = "round(CAST(lat AS numeric), 3)"
+        ttft = "CASE WHEN si = 0 THEN round(CAST(lat * 0.3 AS numeric), 3) END"
+    else:
+        key = _case("ki", [f"'{k.hex}'" for k, _ in keys])
+        user = _case("ki", [f"'{v.hex}'" for _, v in keys])
+        epoch = f"({start.timestamp()!r} + t)"
+        created = (
+            f"strftime('%Y-%m-%d %H:%M:%S', CAST({epoch} AS INTEGER), 'unixepoch') || "
+            f"printf('.%06d', min(CAST(({epoch} - CAST({epoch} AS INTEGER)) * 1000000 AS INTEGER),"
+            " 999999))"
+        )
+        request = f"printf('req-{seed}-%09d', i)"
+        cost = (
+            "CASE WHEN si = 0 THEN printf('%.10f', (prompt * 15 + completion * 60) / 100000000.0)"
+            " ELSE '0' END"
+        )
+        latency = "round(lat, 3)"
+        ttft = "CASE WHEN si = 0 THEN round(lat * 0.3, 3) END"
+    model = [
+        (
+            _sql_text(p),
+            _sql_text(m),
+            _sql_text(v),
+            _sql_text("embeddings" if "embedding" in m else "chat"),
+        )
+        for p, m, v in MODELS
+    ]
+    status = [(str(s), _sql_text(e)) for s, e in STATUSES]
+    select = ", ".join(
+        (
+            request,
+            created,
+            user,
+            key,
+            _case("mi", [e for *_, e in model]),
+            _case("mi", [p for p, *_ in model]),
+            _case("mi", [m for _, m, *_ in model]),
+            _case("mi", [v for *_, v, _ in model]),
+            "si = 0 AND u6 < 0.4",
+            "prompt",
+            "completion",
+            "prompt + completion",
+            cost,
+            latency,
+            ttft,
+            _case("si", [s for s, _ in status]),
+            _case("si", [e for _, e in status]),
+        )
+    )
+    return f"{prefix}INSERT INTO usage ({', '.join(COLUMNS)}) SELECT {select} FROM ({level3}) AS l3"
+
+
+def _secondary_indexes(cur: Any, dialect: str) -> list[tuple[str, str]]:
+    """(name, definition) of ``usage``'s indexes that no constraint owns (dropped for a bulk
+    fill, made again after it: one sort each instead of ten million random insertions)."""
+    if dialect == "postgresql":
+        cur.execute(
+            "SELECT i.relname, pg_get_indexdef(i.oid) FROM pg_index x"
+            " JOIN pg_class i ON i.oid = x.indexrelid"
+            " WHERE x.indrelid = 'usage'::regclass"
+            " AND NOT EXISTS (SELECT 1 FROM pg_constraint c WHERE c.conindid = x.indexrelid)"
+        )
+    else:
+        cur.execute(
+            "SELECT name, sql FROM sqlite_master"
+            " WHERE type = 'index' AND tbl_name = 'usage' AND sql IS NOT NULL"
+        )
+    return [(str(name), str(sql)) for name, sql in cur.fetchall()]
+
+
+def _sqlite_math(engine: Any) -> bool:
+    """Whether this SQLite has its math functions (``fill_sql_statement`` needs them)."""
+    raw = engine.raw_connection()
+    try:
+        raw.cursor().execute("SELECT sin(0), ln(1), exp(0), sqrt(1), pi(), floor(1.5)")
+    except Exception:  # noqa: BLE001 - built without them
+        return False
+    finally:
+        raw.close()
+    return True
+
+
+def fill_sql(
+    engine: Any,
+    n: int,
+    *,
+    end: datetime | None = None,
+    days: float = 30.0,
+    seed: int = 1,
+    batch: int = 1_000_000,
+    progress: Any = None,
+) -> dict[str, Any]:
+    """``fill`` with the rows drawn by the database itself (``fill_sql_statement``), ``batch``
+    rows a statement, the secondary indexes of ``usage`` made again once at the end, then
+    ``VACUUM ANALYZE`` (PostgreSQL) or ``ANALYZE`` (SQLite): minutes for 10M rows where
+    ``fill`` took most of an hour. Not deterministic (the databases' own ``random()``). Falls
+    back to ``fill`` on a SQLite without its math functions."""
+    end = end or datetime.now(UTC)
+    dialect = engine.dialect.name
+    if dialect != "postgresql" and not _sqlite_math(engine):
+        return fill(engine, n, end=end, days=days, seed=seed)
+    keys = make_keys(engine)
+    t0 = time.perf_counter()
+    span = days * 86400.0
+    start = end - timedelta(seconds=span)
+    raw = engine.raw_connection()
+    raw.detach()  # its settings below end with it
+    try:
+        cur = raw.cursor()
+        if dialect == "postgresql":
+            cur.execute("SET maintenance_work_mem = '512MB'")
+        else:
+            cur.execute("PRAGMA synchronous = OFF")
+            cur.execute("PRAGMA cache_size = -1000000")
+        indexes = _secondary_indexes(cur, dialect)
+        for name, _ in indexes:
+            cur.execute(f"DROP INDEX {name}")
+        raw.commit()
+        for lo in range(0, n, batch):
+            hi = min(n, lo + batch)
+            cur.execute(
+                fill_sql_statement(dialect, lo, hi, n, keys, start=start, span=span, seed=seed)
+            )
+            raw.commit()
+            if progress is not None:
+                progress(hi, time.perf_counter() - t0)
+        for _, sql in indexes:
+            cur.execute(sql)
+        raw.commit()
+        if dialect == "postgresql":
+            raw.dbapi_connection.autocommit = True  # VACUUM runs outside a transaction
+            cur.execute("VACUUM (ANALYZE) usage")  # no autovacuum during the measured runs
+            raw.dbapi_connection.autocommit = False
+        else:
+            cur.execute("ANALYZE")
+            raw.commit()
+    finally:
+        raw.close()
+    return {"rows": n, "seconds": time.perf_counter() - t0, "keys": keys, "end": end}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -187,13 +410,14 @@ def main() -> None:
     ap.add_argument("url")
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--days", type=float, default=30.0)
+    ap.add_argument("--sql", action="store_true", help="draw the rows in the database (fill_sql)")
     args = ap.parse_args()
     from llmgw.storage.db import make_engine
     from llmgw.storage.schema import upgrade
 
     engine = make_engine(args.url)
     upgrade(engine)
-    out = fill(engine, args.rows, days=args.days)
+    out = (fill_sql if args.sql else fill)(engine, args.rows, days=args.days)
     print(f"{out['rows']:,} rows in {out['seconds']:.1f} s", file=sys.stderr)
 
 
