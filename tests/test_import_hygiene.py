@@ -129,6 +129,21 @@ def test_keys_list_on_a_current_schema_imports_only_what_it_uses(tmp_path: Path)
         assert "sqlalchemy.dialects.postgresql" not in loaded
 
 
+def test_usage_stats_on_a_current_schema_imports_no_sqlalchemy(tmp_path: Path) -> None:
+    """Issue 13 (``usage stats`` <= 1 s over 10M rows): the fast path runs the rollup statement
+    in plain SQL through ``sqlite3``: no SQLAlchemy, SQLModel tables, Alembic, Typer or
+    pydantic (importing them was most of the command's CPU)."""
+    env = {"LLMGW_HOME": str(tmp_path)}
+    _modules_after(["keys", "create", "--name", "ci"], env)  # creates and migrates the database
+    never = {"sqlalchemy", "sqlmodel", "alembic", "typer", "pydantic", "pydantic_settings"}
+    loaded, out = _modules_after(
+        ["usage", "stats", "--since", "30d", "--by", "model", "--json"], env
+    )
+    assert '"by": "model"' in out or '"by":"model"' in out
+    assert not _roots(loaded) & never, sorted(_roots(loaded) & never)
+    assert "llmgw.usage.reports" not in loaded and "llmgw.storage.tables" not in loaded
+
+
 def test_public_surface_is_only_the_version() -> None:
     assert llmgw.__all__ == ["__version__"]
     assert isinstance(llmgw.__version__, str) and llmgw.__version__

@@ -1,8 +1,8 @@
 """The CLI's fast path: ``llmgw keys list`` answered without Typer, pydantic or SQLAlchemy;
 ``llmgw dash`` started without Typer; ``llmgw usage stats`` (issue 13: <= 1 s over 10M rows on
-PostgreSQL) without Typer and the pydantic settings (the query, through SQLAlchemy, is the one
-the Typer command runs; only with a current database and no stored provider, whose currencies
-come from the settings).
+PostgreSQL) without Typer, the pydantic settings and SQLAlchemy (the Typer command's statement in
+plain SQL through ``sqlite3`` or ``psycopg``, ``usage/stats_sql.py``; only with a current
+database and no stored provider, whose currencies come from the settings).
 
 Scripts call ``llmgw keys list`` in loops, and Typer (which loads pydantic to convert
 parameters), the pydantic settings and SQLAlchemy were most of its start-up. ``answer`` handles
@@ -24,6 +24,7 @@ compares stdout, stderr and exit code byte for byte. A departure listed in docs/
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -31,7 +32,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 if TYPE_CHECKING:
     from llmgw.storage.opener import EngineOpener
-    from llmgw.usage.reports import GroupBy
+    from llmgw.usage.stats_sql import GroupBy
 
 __all__ = ["answer", "dash_args", "keys_list_args", "usage_stats_args"]
 
@@ -213,17 +214,17 @@ def answer(args: Sequence[str]) -> int | None:
 
 
 def _usage_stats(cmd: UsageStats) -> int | None:
-    """``llmgw usage stats`` without Typer and the pydantic settings: only with a config that
-    sets nothing but home and database, a database at the current schema with no stored
-    provider (so every cost is in ``XXX:<provider>``, as ``LocalAdmin`` would split it), and
-    values the Typer path accepts; any error is left to that path to report."""
-    from llmgw.config_layers import DATABASE_DEFAULTS, plain_database_url
+    """``llmgw usage stats`` without Typer, the pydantic settings or SQLAlchemy: the rollup
+    statement in plain SQL through ``sqlite3`` or ``psycopg`` (``usage/stats_sql.py``). Only
+    with a config that sets nothing but home and database, a plain URL (``_stats_connection``),
+    a database at the current schema with no stored provider (so every cost is in
+    ``XXX:<provider>``, as ``LocalAdmin`` would split it), no long unfolded tail (the Typer
+    path folds it first) and values the Typer path accepts; any error is left to that path."""
+    from llmgw.config_layers import plain_database_url
 
     url = plain_database_url(cmd.config_file, os.environ)
     if url is None or cmd.json and cmd.csv:
         return None
-    if url.startswith("sqlite") and _sqlite_path(url) is None:
-        return None  # no file yet (the Typer path creates and migrates it) or a special URL
     from llmgw.cli.usage_view import show_stats, window
     from llmgw.errors import LlmgwError
 
@@ -231,36 +232,74 @@ def _usage_stats(cmd: UsageStats) -> int | None:
         start, end = window(cmd.since, cmd.until)
     except LlmgwError:
         return None
-    from llmgw.usage.reports import GROUPS
+    from llmgw.usage.stats_sql import GROUPS, read_stats
 
     if cmd.by not in GROUPS:
         return None
-    import sqlalchemy as sa
-
-    from llmgw.admin.records import usage_record
-    from llmgw.storage.db import make_engine
-    from llmgw.storage.schema import is_current
-    from llmgw.usage.reports import usage_stats
-
-    engine = make_engine(
-        url, pool_size=5, connect_timeout=float(DATABASE_DEFAULTS["connect_timeout"])
-    )
+    opened = _stats_connection(url)
+    if opened is None:
+        return None
+    conn, dialect, errors = opened
     try:
         try:
-            if not is_current(engine):
-                return None
-            with engine.connect() as conn:
-                if conn.execute(sa.text("SELECT count(*) FROM providers")).scalar_one():
-                    return None  # their currencies come from the settings
-            rows = usage_stats(
-                engine, since=start, until=end, by=cast("GroupBy", cmd.by), currencies={}
-            )
-        except sa.exc.SQLAlchemyError:
-            return None  # unreachable, locked...: the Typer path explains it
+            cur = conn.cursor()
+            from llmgw.storage.revisions import VERSION_TABLE, scripted_head
+
+            cur.execute(f"SELECT version_num FROM {VERSION_TABLE}")  # noqa: S608
+            if [r[0] for r in cur.fetchall()] != [scripted_head()]:
+                return None  # the Typer path migrates (SQLite) or explains
+            cur.execute("SELECT count(*) FROM providers")
+            if cur.fetchone()[0]:
+                return None  # their currencies come from the settings
+            rows = read_stats(conn, dialect, cast("GroupBy", cmd.by), start, end, {})
+        except errors:
+            return None  # locked, gone...: the Typer path explains it
     finally:
-        engine.dispose()
+        conn.close()
+    if rows is None:
+        return None
+    from llmgw.admin.records import usage_record
+
     show_stats([usage_record(r) for r in rows], cmd.by, start, end, json=cmd.json, as_csv=cmd.csv)
     return 0
+
+
+_PLAIN_PG = re.compile(
+    r"postgres(?:ql)?(?:\+psycopg)?://((?:[^:@/?#\s]+(?::[^@/?#\s]*)?@)?"
+    r"[A-Za-z0-9.\-]+(?::\d{1,5})?/[A-Za-z0-9_\-]+)"
+)
+
+
+def _stats_connection(
+    url: str,
+) -> tuple[Any, str, type[Exception] | tuple[type[Exception], ...]] | None:
+    """(DB-API connection, dialect, the driver's error class) for a SQLite file that exists or a
+    plain ``postgresql://[user[:password]@]host[:port]/db`` URL (no query, no other driver);
+    ``None`` otherwise or when it cannot connect (the Typer path explains)."""
+    from llmgw.config_layers import DATABASE_DEFAULTS
+
+    timeout = float(DATABASE_DEFAULTS["connect_timeout"])
+    if url.startswith("sqlite"):
+        path = _sqlite_path(url)
+        if path is None:
+            return None  # no file yet (the Typer path creates and migrates it) or special
+        import sqlite3
+
+        try:
+            lite = sqlite3.connect(f"{path.as_uri()}?mode=rw", uri=True, timeout=10)
+        except sqlite3.Error:
+            return None
+        return lite, "sqlite", sqlite3.Error
+    plain = _PLAIN_PG.fullmatch(url)
+    if plain is None:
+        return None
+    import psycopg
+
+    try:
+        pg = psycopg.connect(f"postgresql://{plain.group(1)}", connect_timeout=max(1, int(timeout)))
+    except psycopg.Error:
+        return None
+    return pg, "postgresql", psycopg.Error
 
 
 def _sqlite_path(url: str) -> Path | None:

@@ -112,7 +112,7 @@ def show_stats(
     as_csv: bool,
 ) -> None:
     """``usage stats`` records (``LocalAdmin.usage_stats``'s) as JSON, CSV or a table."""
-    from llmgw.usage.reports import stats_columns
+    from llmgw.usage.stats_sql import stats_columns
 
     columns = stats_columns(group)  # type: ignore[arg-type]
     if json:

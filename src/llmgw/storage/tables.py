@@ -11,6 +11,7 @@ import sqlalchemy as sa
 from sqlmodel import Field, SQLModel
 
 from llmgw.storage.types import JSONType, Money, UTCDateTime
+from llmgw.usage.stats_sql import LATENCY_BUCKETS
 
 __all__ = [
     "register_all",
@@ -301,11 +302,6 @@ class WebSession(SQLModel, table=True):
     revoked_at: datetime | None = Field(default=None, sa_type=UTCDateTime())
     ip: str | None = Field(default=None, max_length=64)
     user_agent: str | None = Field(default=None, max_length=500)
-
-
-LATENCY_BUCKETS = 32
-"""Latency histogram buckets of the usage rollups: ``lat_0`` counts latencies under 1 ms,
-``lat_k`` those in [1.5^(k-1), 1.5^k) ms, ``lat_31`` those from 1.5^30 ms (3.2 minutes) up."""
 
 
 def _rollup(name: str, *, who: bool = True) -> sa.Table:

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import functools
 import uuid
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from datetime import UTC, datetime, timedelta
-from decimal import Decimal
-from typing import Any, Literal, TypedDict, get_args
+from collections.abc import Iterator, Mapping, Sequence
+from datetime import datetime
+from typing import Any, TypedDict
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -30,17 +29,24 @@ from llmgw.storage.tables import (
     usage_hourly_models,
     usage_rollup_state,
 )
-from llmgw.usage.rollup import (
+from llmgw.usage.rollup import cost_units, count_columns, histogram_columns, refresh, tail
+from llmgw.usage.rows import COLUMNS
+from llmgw.usage.stats_sql import ALL as _ALL
+from llmgw.usage.stats_sql import (
+    FAILED_FROM,
+    GROUPS,
+    NO_CURRENCY,
     NO_ID,
     REFRESH_AT,
-    cost_units,
-    count_columns,
-    histogram_columns,
-    p95,
-    refresh,
-    tail,
+    GroupBy,
+    Range,
+    combine,
+    model_label,
+    money,
+    plan,
+    stats_columns,
 )
-from llmgw.usage.rows import COLUMNS
+from llmgw.usage.stats_sql import GROUP_DIMS as _GROUP_DIMS
 
 __all__ = [
     "EXPORT_COLUMNS",
@@ -59,44 +65,12 @@ __all__ = [
     "usage_stats_many",
 ]
 
-FAILED_FROM = 400
-"""A request with this status or higher failed (``UsageFilter.failed``)."""
-GroupBy = Literal["day", "hour", "model", "version", "provider", "key", "user", "status"]
-GROUPS: tuple[str, ...] = get_args(GroupBy)
-
 _u: sa.Table = UsageRecord.__table__  # type: ignore[attr-defined]
 _k: sa.Table = ApiKey.__table__  # type: ignore[attr-defined]
 _usr: sa.Table = User.__table__  # type: ignore[attr-defined]
 
 EXPORT_COLUMNS: tuple[str, ...] = COLUMNS
 """Export columns: every column of the ``usage`` table but its surrogate ``id``."""
-_METRICS = (
-    "requests",
-    "errors",
-    "prompt_tokens",
-    "completion_tokens",
-    "total_tokens",
-    "cost",
-    "currency",
-    "costs",
-    "avg_latency_ms",
-    "p95_latency_ms",
-)
-_LABELS: dict[str, tuple[str, ...]] = {
-    "day": ("day",),
-    "hour": ("hour",),
-    "model": ("model",),
-    "version": ("version",),
-    "provider": ("provider",),
-    "key": ("key", "key_name", "key_prefix"),
-    "user": ("user", "email"),
-    "status": ("status",),
-}
-
-
-def stats_columns(by: GroupBy) -> tuple[str, ...]:
-    """The columns of a ``usage_stats`` row for grouping ``by``, in display order."""
-    return (*_LABELS[by], *_METRICS)
 
 
 class UsageFilter(TypedDict, total=False):
@@ -157,19 +131,6 @@ def _day(dialect: str, created: ColumnElement[Any] | None = None) -> ColumnEleme
     return sa.func.substr(sa.cast(created, sa.String), 1, 10)
 
 
-_ALL = "*"
-"""The internal grouping by every dimension (``usage_stats_many``)."""
-_GROUP_DIMS: dict[str, tuple[str, ...]] = {
-    "model": ("provider", "model", "model_version"),
-    "version": ("model_version",),
-    "provider": ("provider",),
-    "key": ("key_id",),
-    "user": ("user_id",),
-    "status": ("status",),
-    _ALL: ("provider", "model", "model_version", "key_id", "user_id", "status"),
-}
-
-
 def _source_groups(
     by: str,
     dialect: str,
@@ -217,64 +178,6 @@ def _filters(src: sa.Table, only: UsageFilter) -> list[ColumnElement[bool]]:
         if version:
             cond.append(src.c.model_version == version)
     return cond
-
-
-def _floor(t: datetime, span: str) -> datetime:
-    t = t.astimezone(UTC)
-    t = t.replace(minute=0, second=0, microsecond=0)
-    return t.replace(hour=0) if span == "day" else t
-
-
-def _ceil(t: datetime, span: str) -> datetime:
-    f = _floor(t, span)
-    return f if f == t else f + (timedelta(days=1) if span == "day" else timedelta(hours=1))
-
-
-Range = tuple[datetime | None, datetime | None]
-
-
-def plan(
-    since: datetime | None, until: datetime | None, by: str
-) -> tuple[Range | None, list[Range], list[Range]]:
-    """How ``[since, until)`` splits: (days from ``usage_daily``, ranges from ``usage_hourly[_models]``,
-    ranges read from ``usage`` itself). Whole buckets come from the rollups; the edges of the
-    window that cut through an hour come from the raw rows. ``None`` is an open end."""
-    spans = ("hour",) if by == "hour" else ("day", "hour")
-    lo = _ceil(since, spans[0]) if since is not None else None
-    hi = _floor(until, spans[0]) if until is not None else None
-    if lo is not None and hi is not None and lo >= hi:  # no whole bucket of the coarser span
-        if len(spans) == 1:
-            return None, [], [(since, until)]
-        assert since is not None and until is not None  # lo and hi come from them
-        first, last = _ceil(since, "hour"), _floor(until, "hour")
-        if first >= last:
-            return None, [], [(since, until)]
-        return None, [(first, last)], _edges(since, first, last, until)
-    coarse: Range = (lo, hi)
-    hours: list[Range] = []
-    raw: list[Range] = []
-    if len(spans) == 1:
-        return None, [coarse], _edges(since, lo, hi, until)
-    # by day and the groupings without time: days, then the hours around them, then raw edges
-    h_lo: datetime | None = _ceil(since, "hour") if since is not None else None
-    h_hi: datetime | None = _floor(until, "hour") if until is not None else None
-    if lo is not None and h_lo is not None and h_lo < lo:
-        hours.append((h_lo, lo))
-    if hi is not None and h_hi is not None and hi < h_hi:
-        hours.append((hi, h_hi))
-    raw = _edges(since, h_lo, h_hi, until)
-    return coarse, hours, raw
-
-
-def _edges(
-    since: datetime | None, lo: datetime | None, hi: datetime | None, until: datetime | None
-) -> list[Range]:
-    out: list[Range] = []
-    if since is not None and lo is not None and since < lo:
-        out.append((since, lo))
-    if until is not None and hi is not None and hi < until:
-        out.append((hi, until))
-    return out
 
 
 def _unindexed(col: sa.Column[Any], dialect: str) -> ColumnElement[Any]:
@@ -416,64 +319,6 @@ def _statement(
     return stmt
 
 
-def _none(value: Any) -> Any:
-    return None if value in ("", NO_ID) else value
-
-
-def _labels(by: GroupBy, m: Any) -> dict[str, Any]:
-    if by == "day":
-        return {"day": m["g_day"]}
-    if by == "hour":
-        return {"hour": m["g_hour"]}
-    if by == "status":
-        return {"status": int(m["g_status"])}
-    if by == "model":
-        return {"model": model_label(m["g_provider"], m["g_model"], m["g_model_version"])}
-    if by == "version":
-        return {"version": _none(m["g_model_version"])}
-    if by == "provider":
-        return {"provider": _none(m["g_provider"])}
-    if by == "key":
-        key = _none(_uuid(m["g_key_id"]))
-        return {
-            "key": str(key) if key is not None else None,
-            "key_name": m["g_name"],
-            "key_prefix": m["g_prefix"],
-        }
-    user = _none(_uuid(m["g_user_id"]))
-    return {"user": str(user) if user is not None else None, "email": m["g_email"]}
-
-
-def _uuid(value: Any) -> Any:
-    if value is None or isinstance(value, uuid.UUID):
-        return value
-    return uuid.UUID(str(value))
-
-
-def model_label(provider: str | None, model: str | None, version: str | None) -> str:
-    """``provider/model:version`` as a request names it (``-`` for a request never routed)."""
-    name = _none(model) or "-"
-    if _none(provider):
-        name = f"{provider}/{name}"
-    return f"{name}:{version}" if _none(version) else name
-
-
-NO_CURRENCY = "XXX"
-"""ISO 4217's code for "no currency": the cost of a provider missing from the configuration is
-under ``XXX:<provider>``, one entry per such provider (their currencies may differ)."""
-
-_SUMS = (
-    "requests",
-    "errors",
-    "prompt_tokens",
-    "completion_tokens",
-    "total_tokens",
-    "latency_sum",
-    "streamed",
-    "truncated",
-)
-
-
 def usage_stats(
     engine: Engine,
     *,
@@ -501,7 +346,7 @@ def usage_stats(
     if by not in GROUPS:
         raise ValueError(f"unknown grouping {by!r}")
     rows = _read(engine, by, since, until, only or {}, refresh_at, currencies is not None)
-    return _combine((r._mapping for r in rows), by, currencies)
+    return combine((r._mapping for r in rows), by, currencies)
 
 
 def usage_stats_many(
@@ -526,7 +371,7 @@ def usage_stats_many(
         for r in _read(engine, _ALL, since, until, {}, refresh_at, currencies is not None)
     ]
     return [
-        _combine(
+        combine(
             (m for m in rows if not only.get("failed") or int(m["g_status"]) >= FAILED_FROM),
             by,
             currencies,
@@ -562,85 +407,6 @@ def _read(
             last = now_last
         # refreshes keep landing: read the watermark inside the statement itself
         return conn.execute(_statement(by, dialect, since, until, only, None, split)).all()
-
-
-def _combine(
-    rows: Iterable[Mapping[Any, Any]], by: GroupBy, currencies: Mapping[str, str] | None
-) -> list[dict[str, Any]]:
-    """The statement's rows added up per group of ``by``: ``usage_stats``'s answer."""
-    split = currencies is not None
-    groups: dict[tuple[Any, ...], dict[str, Any]] = {}
-    for m in rows:
-        requests = int(m["requests"] or 0)
-        if requests == 0:
-            continue
-        labels = _labels(by, m)
-        g = groups.get(key := tuple(labels.values()))
-        if g is None:
-            g = groups[key] = {
-                "labels": labels,
-                **dict.fromkeys(_SUMS, 0),
-                "hist": [0] * LATENCY_BUCKETS,
-                "min": None,
-                "max": None,
-                "units": {},
-            }
-        for name in _SUMS:
-            g[name] += m[name] or 0
-        g["hist"] = [a + int(m[f"lat_{k}"] or 0) for k, a in enumerate(g["hist"])]
-        lo, hi = m["latency_min"], m["latency_max"]
-        g["min"] = lo if g["min"] is None or (lo is not None and lo < g["min"]) else g["min"]
-        g["max"] = hi if g["max"] is None or (hi is not None and hi > g["max"]) else g["max"]
-        units = int(m["cost_units"] or 0)
-        if currencies is None:
-            cur = ""
-        else:
-            provider = _none(m["g_provider"])
-            cur = (
-                ""  # never routed: no cost, no currency
-                if provider is None
-                else currencies.get(provider) or f"{NO_CURRENCY}:{provider}"
-            )
-        g["units"][cur] = g["units"].get(cur, 0) + units
-    out: list[dict[str, Any]] = []
-    for g in groups.values():
-        requests = int(g["requests"])
-        per = {c: _money(u) for c, u in sorted(g["units"].items()) if c and u}
-        row = {
-            **g["labels"],
-            "requests": requests,
-            "errors": int(g["errors"]),
-            "prompt_tokens": int(g["prompt_tokens"]),
-            "completion_tokens": int(g["completion_tokens"]),
-            "total_tokens": int(g["total_tokens"]),
-            "cost": _money(sum(g["units"].values())) if len(per) <= 1 else None,
-            "avg_latency_ms": _round(float(g["latency_sum"]) / requests),
-            "p95_latency_ms": _round(p95(g["hist"], g["min"], g["max"])),
-            "streamed": int(g["streamed"]),
-            "truncated": int(g["truncated"]),
-        }
-        if split:  # the one currency of the row's cost (of its traffic when it cost nothing)
-            named = sorted(c for c in g["units"] if c)
-            only_one = list(per) if per else named
-            row["currency"] = only_one[0] if len(only_one) == 1 else None
-            row["costs"] = per
-        out.append(row)
-    if by in ("day", "hour"):
-        out.sort(key=lambda r: r[by])
-    else:  # most requests first; ties in a stable, readable order
-        out.sort(key=lambda r: (-r["requests"], str(r[_LABELS[by][0]] or "")))
-    return out
-
-
-def _money(units: int) -> Decimal:
-    return Decimal(int(units)).scaleb(-10).quantize(_TEN)
-
-
-_TEN = Decimal(1).scaleb(-10)
-
-
-def _round(v: Any) -> float | None:
-    return None if v is None else round(float(v), 2)
 
 
 def export_batches(
@@ -735,7 +501,7 @@ def usage_by_day_and_model(
                 "requests": int(m["requests"]),
                 "errors": int(m["errors"] or 0),
                 "total_tokens": int(m["total_tokens"] or 0),
-                "cost": Decimal(int(m["cost_units"] or 0)).scaleb(-10).quantize(_TEN),
+                "cost": money(int(m["cost_units"] or 0)),
                 "currency": None
                 if not m["provider"]
                 else currencies.get(m["provider"]) or f"{NO_CURRENCY}:{m['provider']}",

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import uuid
 from typing import Any
 
 import sqlalchemy as sa
@@ -38,6 +37,7 @@ from llmgw.storage.tables import (
     usage_hourly_models,
     usage_rollup_state,
 )
+from llmgw.usage.stats_sql import BOUNDS, NO_ID, REFRESH_AT, p95
 
 __all__ = [
     "BOUNDS",
@@ -61,13 +61,7 @@ __all__ = [
 log = logging.getLogger("llmgw.usage.rollup")
 
 _u: sa.Table = UsageRecord.__table__  # type: ignore[attr-defined]
-NO_ID = uuid.UUID(int=0)
-"""A usage row's NULL key or user, in the rollups (their dimensions are NOT NULL)."""
-BOUNDS: tuple[float, ...] = tuple(1.5**k for k in range(LATENCY_BUCKETS - 1))
-"""Upper bounds (exclusive, ms) of the histogram buckets 0..30; bucket 31 is open."""
 DIMENSIONS = ("provider", "model", "model_version", "key_id", "user_id", "status")
-REFRESH_AT = 20_000
-"""A report folds the tail into the rollups first when it is longer than this many rows."""
 CHUNK = 250_000
 """Ids folded per transaction (a first fill of a large table runs in several)."""
 LOCK_TIMEOUT = "2s"
@@ -485,22 +479,3 @@ class FoldLease:
         if conn is not None:
             conn.invalidate()
             conn.close()
-
-
-def p95(hist: list[int], lo: float | None, hi: float | None) -> float | None:
-    """The 95th percentile (nearest rank) estimated from a latency histogram: linear inside
-    the bucket that holds it, clamped to the group's smallest and largest latency (so a
-    group of one, or a rank at the top, is exact)."""
-    n = sum(hist)
-    if n == 0 or lo is None or hi is None:
-        return None
-    rank = -(-95 * n // 100)  # ceil(0.95 n)
-    below = 0
-    for k, count in enumerate(hist):
-        if below + count >= rank:
-            start = BOUNDS[k - 1] if k > 0 else 0.0
-            end = BOUNDS[k] if k < len(BOUNDS) else hi
-            value = start + (end - start) * (rank - below) / count
-            return min(max(value, lo), hi)
-        below += count
-    return hi  # pragma: no cover - the ranks add up to n
