@@ -81,3 +81,33 @@ def test_recommendations_from_a_seeded_month(engine: Engine) -> None:
 
     idle = by[("idle_key", "old-ci (llmgw_OLD-04)")]
     assert idle["saving"] == {} and idle["evidence"]["last_used_at"] is None
+
+
+def test_a_report_reads_its_sections_and_recommendations_in_one_statement(
+    engine: Engine,
+) -> None:
+    """A local report's keys, providers, models and recommendations come from one statement
+    grouped by every dimension (not one for the sections and another for the
+    recommendations), with the recommendations ``usage recommend`` gives for the window."""
+    import sqlalchemy as sa
+
+    from llmgw.usage.report_data import build, window
+
+    usage_month.seed(engine)
+    admin = _admin(engine)
+    day = (usage_month.END - timedelta(days=3)).date()
+    _, start, end = window("weekly", day)
+    seen: list[str] = []
+
+    def log(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(statement)
+
+    sa.event.listen(engine, "before_cursor_execute", log)
+    try:
+        report = build(admin, "weekly", day, now=usage_month.END)
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", log)
+    every = [s for s in seen if "g_key_id" in s and "g_status" in s]
+    assert len(every) == 1, len(every)
+    assert report["recommendations"] == admin.usage_recommend(since=start, until=end)
+    assert report["recommendations"]

@@ -417,9 +417,15 @@ class LocalAdmin(BudgetOps, AliasOps):
         return [[usage_record(r) for r in rows] for rows in out]
 
     def usage_recommend(
-        self, *, since: datetime | None = None, until: datetime | None = None
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        read: Sequence[builtins.list[Record]] | None = None,
     ) -> builtins.list[Record]:
-        """Optimisation recommendations over ``[since, until)`` (default: the last 30 days)."""
+        """Optimisation recommendations over ``[since, until)`` (default: the last 30 days).
+        ``read``: the window's ``usage_stats_many`` by model, failed by model and by key, when
+        the caller read them already (a report, in the statement of its own sections)."""
         from llmgw.usage.recommend import Thresholds, recommend
 
         now = self._clock()
@@ -428,7 +434,7 @@ class LocalAdmin(BudgetOps, AliasOps):
             raise UsageError("until must be after since", hint="e.g. since 30 days ago, until now")
         t = Thresholds()
         # by model, what the failed requests cost per model, by key: one statement
-        models, failing, key_rows = self.usage_stats_many(
+        models, failing, key_rows = read or self.usage_stats_many(
             since=since,
             until=until,
             groups=[("model", {}), ("model", {"failed": True}), ("key", {})],

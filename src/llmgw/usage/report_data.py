@@ -13,7 +13,7 @@ from __future__ import annotations
 import calendar
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from typing import Any, Literal, Protocol, get_args
+from typing import Any, Literal, Protocol, cast, get_args
 
 __all__ = ["PERIODS", "Period", "StatsSource", "build", "window"]
 
@@ -155,14 +155,20 @@ def build(
     for cur, v in totals["costs"].items():
         trend[f"cost {cur}"] = _change(float(v), float(previous["costs"].get(cur, 0)))
     many = getattr(ops, "usage_stats_many", None)
-    if many is not None:  # a local database: the three sections from one statement
-        key_rows, provider_rows, model_rows = many(
-            since=start, until=end, groups=[("key", {}), ("provider", {}), ("model", {})]
+    if many is not None:  # a local database: the sections and the recommendations' groupings
+        key_rows, provider_rows, model_rows, failing = many(  # from one statement
+            since=start,
+            until=end,
+            groups=[("key", {}), ("provider", {}), ("model", {}), ("model", {"failed": True})],
+        )
+        recommendations = cast("Any", ops).usage_recommend(
+            since=start, until=end, read=(model_rows, failing, key_rows)
         )
     else:
         key_rows = ops.usage_stats(since=start, until=end, by="key")
         provider_rows = ops.usage_stats(since=start, until=end, by="provider")
         model_rows = ops.usage_stats(since=start, until=end, by="model")
+        recommendations = ops.usage_recommend(since=start, until=end)
     keys = sorted(key_rows, key=lambda r: -int(r.get("requests") or 0))[:10]
     return {
         "period": period,
@@ -182,7 +188,7 @@ def build(
             {**_compact(r, "key"), "key_name": r.get("key_name"), "key_prefix": r.get("key_prefix")}
             for r in keys
         ],
-        "recommendations": ops.usage_recommend(since=start, until=end),
+        "recommendations": recommendations,
     }
 
 
