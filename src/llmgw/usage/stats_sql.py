@@ -443,6 +443,7 @@ def _labels(by: GroupBy, m: Mapping[Any, Any]) -> dict[str, Any]:
     return {"user": str(user) if user is not None else None, "email": m["g_email"]}
 
 
+_LAT = tuple(f"lat_{k}" for k in range(LATENCY_BUCKETS))
 _SUMS = (
     "requests",
     "errors",
@@ -478,7 +479,10 @@ def combine(
             }
         for name in _SUMS:
             g[name] += m[name] or 0
-        g["hist"] = [a + int(m[f"lat_{k}"] or 0) for k, a in enumerate(g["hist"])]
+        hist = g["hist"]
+        for k, name in enumerate(_LAT):
+            if n := m[name]:
+                hist[k] += int(n)
         lo, hi = m["latency_min"], m["latency_max"]
         g["min"] = lo if g["min"] is None or (lo is not None and lo < g["min"]) else g["min"]
         g["max"] = hi if g["max"] is None or (hi is not None and hi > g["max"]) else g["max"]
