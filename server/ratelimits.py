@@ -352,9 +352,17 @@ class KeyLimits:
             return None if holds is None else Grant(self, [], [], holds)
         try:
             if asked is None and self._memory_step is not None:  # memory: no coroutine, no await
+                if steps is not None:  # request buckets only (no token estimate): one pass
+                    decisions = self._memory_step(steps)
+                    best = decisions[0]
+                    for d in decisions:
+                        if not d.allowed:
+                            self._grant(items, decisions, [], None)  # raises the 429
+                        if d.remaining < best.remaining:
+                            best = d
+                    return Grant(self, [], _headers("requests", best), holds)
                 held: list[tuple[str, Limit, int]] = []
-                if steps is None:
-                    steps = self._steps(items, tokens, held)
+                steps = self._steps(items, tokens, held)
                 grant = self._grant(items, self._memory_step(steps), held, None)
             else:
                 grant = await self._step(items, tokens, asked, steps)

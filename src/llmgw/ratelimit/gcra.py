@@ -274,8 +274,9 @@ class MemoryLimiter:
                 retry = Tat(ahead - period_us, f)
                 decisions.append(_decision(False, Tat(us, frac), now_us, limit, retry))
         if allowed:
+            cap = self._max
             for bucket, entry in news:
-                if bucket in buckets or len(buckets) < self._max:
+                if bucket in buckets or len(buckets) < cap:
                     buckets[bucket] = entry
                 else:
                     self._put(bucket, entry, now_us)
