@@ -158,6 +158,7 @@ async def start_alerts(g: Gateway, stack: contextlib.AsyncExitStack) -> None:
     from llmgw.alerts.queries import AlertHistory
     from llmgw.alerts.queue import JobQueue
     from llmgw.alerts.retention import run_retention
+    from llmgw.alerts.summary import fold
     from llmgw.alerts.worker import AlertWorker, ClassifyStep, Step
 
     s = g.settings
@@ -207,19 +208,24 @@ async def start_alerts(g: Gateway, stack: contextlib.AsyncExitStack) -> None:
         a,
         service.stats,
         maintenance=partial(run_retention, g.engine, a, service.stats),
+        fold=partial(fold, g.engine) if g.engine.dialect.name == "postgresql" else None,
         clock=g.clock,
     )
     service.worker = worker
     worker.start()
     stack.push_async_callback(worker.aclose)
     if g.engine.dialect.name == "postgresql":  # jobs queued by other instances wake it too
-        from llmgw.alerts.wakeups import JobNotifications
+        from llmgw.alerts.wakeups import JobAnnouncer, JobNotifications
 
         url = g.engine.url.set(drivername="postgresql")
-        wakeups = JobNotifications(url.render_as_string(hide_password=False), worker.wake)
+        conninfo = url.render_as_string(hide_password=False)
+        wakeups = JobNotifications(conninfo, worker.wake)
         service.wakeups = wakeups
         wakeups.start()
         stack.push_async_callback(wakeups.aclose)
+        announcer = JobAnnouncer(conninfo)
+        service.announce_jobs(announcer)
+        stack.push_async_callback(announcer.aclose)
     if a.kubernetes.enabled:
         from llmgw.alerts.discovery import SecretDiscovery
 

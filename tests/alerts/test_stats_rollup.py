@@ -5,10 +5,12 @@ PostgreSQL (where the triggers are statement-level and the delivery is one state
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
@@ -16,7 +18,7 @@ from llmgw.alerts.payload import parse_delivery
 from llmgw.alerts.queries import AlertHistory
 from llmgw.alerts.retention import run_retention
 from llmgw.alerts.store import ALERTS, AlertStore
-from llmgw.alerts.summary import HOURLY
+from llmgw.alerts.summary import DELTA, HOURLY, fold
 from llmgw.config import AlertsSettings
 from tests.alerts.amdata import T0, am_alert, am_payload, later
 
@@ -67,7 +69,16 @@ def _raw_stats(engine: Engine, since: datetime) -> dict[str, Any]:
 
 
 def _check(engine: Engine, h: AlertHistory) -> None:
+    # stats() first, with the changes not folded yet (PostgreSQL), then the fold's result
+    _check_stats(engine, h)
+    fold(engine)
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(DELTA)).scalar() == 0
     assert _rollup(engine) == _raw(engine)
+    _check_stats(engine, h)
+
+
+def _check_stats(engine: Engine, h: AlertHistory) -> None:
     for since in (T0 - timedelta(days=1), T0 + timedelta(minutes=150), _hour(T0) + timedelta(
         hours=3), T0 + timedelta(hours=5, minutes=1)):  # fmt: skip
         got = h.stats(since=since)
@@ -116,3 +127,44 @@ def test_the_hourly_counts_equal_a_raw_count_through_every_change(engine: Engine
     assert done["resolved"] == 2
     _check(engine, h)
     assert sum(_rollup(engine).values()) == 2  # HighCPU (first firing) and Odd
+
+
+@pytest.mark.postgres
+def test_a_delivery_does_not_wait_for_another_writers_uncommitted_counts(pg_url: str) -> None:
+    """A worker's settlement (or another delivery) that changed counts of the same hour,
+    status and severity and has not committed yet does not hold a webhook delivery up: the
+    counts' changes are appended, not upserted into a row both would lock (migration 0019)."""
+    from llmgw.storage.db import make_engine
+    from llmgw.storage.schema import upgrade
+
+    engine = make_engine(pg_url)
+    upgrade(engine)
+    try:
+        _deliver(engine, T0, am_alert("HighCPU", labels={"job": "node"}))
+        h = AlertHistory(engine, now=lambda: T0 + timedelta(minutes=5))
+        with engine.connect() as conn:
+            (first,) = conn.execute(sa.select(ALERTS.c.id)).one()
+        with engine.connect() as open_tx:
+            open_tx.begin()
+            h.write_classification(open_tx, first, "timeout", None, "slow")  # not committed
+            done = threading.Event()
+
+            def deliver() -> None:
+                _deliver(
+                    engine, T0 + timedelta(minutes=1), am_alert("Other", labels={"job": "node"})
+                )
+                done.set()
+
+            t = threading.Thread(target=deliver)
+            t.start()
+            t.join(5)
+            stored_meanwhile = done.is_set()
+            open_tx.commit()  # (a delivery that waited goes on now)
+            t.join()
+        assert stored_meanwhile, "the delivery waited for the other transaction's counts"
+        assert h.stats(since=T0 - timedelta(hours=1))["by_classification"] == {
+            "pending": 1,
+            "timeout": 1,
+        }
+    finally:
+        engine.dispose()

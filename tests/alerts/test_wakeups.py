@@ -67,3 +67,45 @@ async def test_a_job_queued_elsewhere_is_run_at_once_not_at_the_next_poll(pg_url
         await wakeups.aclose()
         await worker.aclose(grace=5)
         engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_the_webhooks_deliveries_commit_without_notifying_and_are_announced_after(
+    pg_url: str,
+) -> None:
+    """``llmgw serve`` stores its webhook's deliveries without the trigger's ``NOTIFY`` (a
+    notifying commit waits for every other one in the cluster) and announces them after the
+    commit: another instance's worker still starts at once; a store told not to notify, with
+    no announcer, is silent (only the poll would find its jobs)."""
+    from llmgw.alerts.service import AlertService
+    from llmgw.alerts.wakeups import JobAnnouncer
+
+    engine = make_engine(pg_url)
+    upgrade(engine)
+    settings = AlertsSettings(poll_interval=POLL)
+    heard: asyncio.Queue[float] = asyncio.Queue()
+    url = engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+    listener = JobNotifications(url, lambda: heard.put_nowait(time.monotonic()))
+    service = AlertService(engine, settings)  # this instance's webhook
+    announcer = JobAnnouncer(url)
+    service.announce_jobs(announcer)
+    try:
+        listener.start()
+        await asyncio.wait_for(listener.listening.wait(), 10)
+        await asyncio.wait_for(heard.get(), 10)  # (the wake-up after connecting)
+        silent = AlertStore(engine, settings)
+        silent.notify = False
+        await asyncio.to_thread(silent.ingest, parse_delivery(am_payload(am_alert("Quiet"))))
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(heard.get(), 1)
+        for name in ("HighCPU", "DiskFull", "Latency"):
+            result = await service.ingest(parse_delivery(am_payload(am_alert(name))))
+            assert result.new == 1
+        await asyncio.wait_for(heard.get(), 10)
+        assert 1 <= announcer.sent <= 3
+        assert JobQueue(engine).depth()["pending"] == 4  # every delivery's job is queued
+    finally:
+        await announcer.aclose()
+        await listener.aclose()
+        service.close()
+        engine.dispose()

@@ -54,13 +54,25 @@ class AlertService:
         )
         self.discovery: Any = None
         self.wakeups: Any = None
+        self.announcer: Any = None
+        """``JobAnnouncer``: this webhook's deliveries notify other instances after their commit
+        (PostgreSQL, ``llmgw serve``); None: their transactions notify (the trigger)."""
         """``JobNotifications`` (PostgreSQL's LISTEN for jobs queued elsewhere), when listening."""
         """``SecretDiscovery`` (targets from Kubernetes Secrets), when ``[alerts.kubernetes]`` is on."""
 
     async def ingest(self, delivery: Delivery) -> IngestResult:
         """Store a webhook delivery (``AlertStore.ingest``) on one of the webhook's threads."""
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._ingest_pool, self.store.ingest, delivery)
+        result = await loop.run_in_executor(self._ingest_pool, self.store.ingest, delivery)
+        if self.announcer is not None and not result.duplicate:
+            self.announcer.announce()  # committed: other instances' workers may look now
+        return result
+
+    def announce_jobs(self, announcer: Any) -> None:
+        """From now on, deliveries are stored without their transaction's ``NOTIFY`` and
+        ``announcer`` (``JobAnnouncer``) notifies after each commit."""
+        self.announcer = announcer
+        self.store.notify = False
 
     def close(self) -> None:
         """Let the webhook's threads go (a delivery in hand finishes)."""

@@ -210,6 +210,11 @@ class AlertStore:
         self.engine = engine
         self.settings = settings
         self.now = now
+        self.notify = True
+        """PostgreSQL: whether a delivery's transaction sends the job queue's ``NOTIFY`` (the
+        trigger of migration 0018). ``llmgw serve`` turns it off and announces the jobs itself
+        after the commit (``wakeups.JobAnnouncer``): a notifying commit waits for every other
+        notifying commit in the cluster."""
 
     def ingest(self, d: Delivery) -> IngestResult:
         """Store ``d`` in one transaction; raises the database's error if it could not commit."""

@@ -5,7 +5,8 @@ seven: it inserts the delivery (``ON CONFLICT (digest) DO NOTHING``: a retry or 
 copy changes nothing but ``copies``, in a second statement), looks up every occurrence of it,
 inserts the new ones with their fire counts and flapping flags, moves firing ones to resolved
 (a conditional ``UPDATE``: two concurrent copies cannot both win), marks the others seen, and
-writes their events and jobs. The occurrences travel as one JSON document
+writes their events and jobs (its jobs' ``NOTIFY`` only when ``AlertStore.notify``: the
+setting it makes is read by migration 0019's trigger at the statement's end). The occurrences travel as one JSON document
 (``jsonb_to_recordset``): orjson writes it in C, the statement text never changes (psycopg
 prepares it once per connection), and nothing is dumped per value in Python, where the array
 form spent a fifth of the store's CPU on escaping text. Semantics are the portable path's; an
@@ -67,7 +68,7 @@ ins AS (
     annotations, generator_url, fire_count, flapping, search)
   SELECT %(source)s, %(receiver)s, %(now)s, %(now)s, 1, (SELECT id FROM d), 'pending', n.f,
     n.ts, CASE WHEN n.st = 'resolved' THEN n.e::timestamptz END, n.name, n.st, n.sev,
-    n.labels, n.ann, n.gen, n.earlier + 1, n.recent + 1 >= %(flapping_count)s, n.search
+    n.labels, n.ann, n.gen, n.earlier + 1, n.recent + 1 >= %(flap)s, n.search
   FROM n ORDER BY n.i
   ON CONFLICT (fingerprint, starts_at) DO NOTHING
   RETURNING id, fingerprint, starts_at
@@ -97,7 +98,7 @@ ev AS (
   SELECT q.id, %(now)s, q.k, NULL, q.v FROM (
     SELECT m.i, 1 AS o, m.id, 'fired' AS k, jsonb_build_object('starts_at', m.s) AS v FROM m
     UNION ALL SELECT m.i, 2, m.id, 'flapping', jsonb_build_object('fires_in_window', m.recent + 1)
-      FROM m WHERE m.recent + 1 >= %(flapping_count)s
+      FROM m WHERE m.recent + 1 >= %(flap)s
     UNION ALL SELECT m.i, 3, m.id, 'resolved', jsonb_build_object('ends_at', m.e)
       FROM m WHERE m.st = 'resolved'
     UNION ALL SELECT 1000000 + x.i, 4, res.id, 'resolved', jsonb_build_object('ends_at', x.e)
@@ -107,9 +108,9 @@ ev AS (
 jb AS (
   INSERT INTO alert_jobs (alert_id, step, state, attempts, run_after, created_at, updated_at)
   SELECT DISTINCT q.id, q.step, 'pending', 0, %(now)s, %(now)s, %(now)s FROM (
-    SELECT m.id, unnest(%(fire_steps)s::text[]) AS step FROM m
-    UNION ALL SELECT m.id, unnest(%(resolve_steps)s::text[]) FROM m WHERE m.st = 'resolved'
-    UNION ALL SELECT res.id, unnest(%(resolve_steps)s::text[]) FROM res
+    SELECT m.id, unnest(%(fsteps)s::text[]) AS step FROM m
+    UNION ALL SELECT m.id, unnest(%(rsteps)s::text[]) FROM m WHERE m.st = 'resolved'
+    UNION ALL SELECT res.id, unnest(%(rsteps)s::text[]) FROM res
   ) AS q
   ON CONFLICT (alert_id, step) DO UPDATE SET state = 'pending', attempts = 0,
     run_after = EXCLUDED.run_after, lease_owner = NULL, lease_until = NULL,
@@ -117,6 +118,7 @@ jb AS (
 )
 SELECT (SELECT id FROM d),
   (SELECT COALESCE(array_agg(id ORDER BY i), '{}') FROM m),
+  set_config('llmgw.alert_notify', %(notify)s, true),
   (SELECT count(*) FROM res),
   (SELECT count(*) FROM seen),
   (SELECT count(*) FROM seen WHERE stale),
@@ -165,13 +167,14 @@ def ingest_pg(store: AlertStore, conn: Connection, d: Delivery, now: datetime) -
         "dstatus": d.status, "alert_count": len(d.alerts), "truncated": d.truncated,
         "external_url": d.external_url, "payload": orjson.dumps(d.payload).decode(),
         "rows": _rows(latest, timedelta(seconds=s.flapping_window)).decode(),
-        "source": d.source, "flapping_count": s.flapping_count,
-        "fire_steps": list(FIRE_STEPS), "resolve_steps": list(RESOLVE_STEPS),
+        "source": d.source, "flap": s.flapping_count,
+        "fsteps": list(FIRE_STEPS), "rsteps": list(RESOLVE_STEPS),
+        "notify": "on" if store.notify else "off",
     }  # fmt: skip
     raw: Any = conn.connection.driver_connection
     with raw.cursor() as cur:
         cur.execute(INGEST_SQL, params, prepare=True)
-        delivery_id, new_ids, resolved, updated, stale, lost = cur.fetchone()
+        delivery_id, new_ids, _, resolved, updated, stale, lost = cur.fetchone()
         if delivery_id is None:
             cur.execute(_COPY_SQL, {"now": now, "digest": d.digest})
             (row,) = cur.fetchone()

@@ -24,6 +24,7 @@ from llmgw.alerts.classifier import Classifier
 from llmgw.alerts.queries import AlertHistory
 from llmgw.alerts.queue import ClaimedJob, JobQueue
 from llmgw.alerts.stats import AlertStats
+from llmgw.alerts.summary import FOLD_INTERVAL
 from llmgw.config import AlertsSettings
 from llmgw.errors import NotFound
 
@@ -140,6 +141,7 @@ class AlertWorker:
         stats: AlertStats,
         *,
         maintenance: Callable[[], object] | None = None,
+        fold: Callable[[], object] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.queue = queue
@@ -148,6 +150,9 @@ class AlertWorker:
         self.stats = stats
         self.maintenance = maintenance
         """Run in a thread every ``retention_interval`` (retention)."""
+        self.fold = fold
+        """Run in a thread every ``summary.FOLD_INTERVAL`` (the counts' changes into the hourly
+        counts)."""
         self.clock = clock
         self.depth: dict[str, int] = {"pending": 0, "running": 0, "failed": 0}
         self.last_loop: float | None = None
@@ -158,6 +163,7 @@ class AlertWorker:
         self._stopping = False
         self._last_maintenance = -1e18
         self._last_depth = -1e18
+        self._last_fold = -1e18
         self._settling: list[tuple[ClaimedJob, StepResult, asyncio.Future[None]]] = []
         self._settler: asyncio.Task[None] | None = None
 
@@ -260,6 +266,9 @@ class AlertWorker:
                 if self.clock() - self._last_depth >= 1.0:  # a gauge: once a second is plenty
                     self._last_depth = self.clock()
                     self.depth = await asyncio.to_thread(self.queue.depth)
+                if self.fold is not None and self.clock() - self._last_fold >= FOLD_INTERVAL:
+                    self._last_fold = self.clock()
+                    await asyncio.to_thread(self.fold)
                 if self.maintenance is not None and (
                     self.clock() - self._last_maintenance >= s.retention_interval
                 ):

@@ -19,6 +19,7 @@ __all__ = [
     "AlertEvent",
     "AlertJob",
     "AlertPublication",
+    "AlertStatsDelta",
     "AlertStatsHour",
 ]
 
@@ -219,4 +220,23 @@ class AlertStatsHour(SQLModel, table=True):
     severity: str = Field(max_length=32, primary_key=True)
     category: str = Field(max_length=32, primary_key=True)
     cls_status: str = Field(max_length=16, primary_key=True)
+    n: int = Field(sa_type=sa.BigInteger(), nullable=False)
+
+
+class AlertStatsDelta(SQLModel, table=True):
+    """Changes to ``alert_stats_hourly`` not folded into it yet (migration ``0019``): on
+    PostgreSQL the triggers on ``alerts`` append their grouped changes here (no shared row, so
+    concurrent writers never wait for each other's count), ``llmgw.alerts.summary.fold`` moves
+    them into the hourly counts, and ``stats()`` reads both. Empty on SQLite, whose triggers
+    keep the hourly counts themselves."""
+
+    __tablename__ = "alert_stats_delta"
+
+    id: int | None = _bigint_pk()
+    seen_hour: datetime = Field(sa_type=UTCDateTime(), nullable=False)
+    start_hour: datetime = Field(sa_type=UTCDateTime(), nullable=False)
+    status: str = Field(max_length=16, nullable=False)
+    severity: str = Field(max_length=32, nullable=False)
+    category: str = Field(max_length=32, nullable=False)
+    cls_status: str = Field(max_length=16, nullable=False)
     n: int = Field(sa_type=sa.BigInteger(), nullable=False)
