@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import bisect
+import contextlib
 import json
 import os
 import re
@@ -247,15 +248,22 @@ def watch(
     spans: list[tuple[float, float]] = []
     samples: list[tuple[float, int]] = []
     running_since: float | None = None
+    told = False
     quiet = max(a.interval - a.settle - 1.0, a.settle)  # a stretch without, before the next
     deadline = began + a.interval + a.pairs * (a.interval + LONGEST_BACKUP)
     while True:
         now = time.monotonic()
         samples.append((now, own_ticks(pid)))
-        running = backup_child(pid) is not None
+        kid = backup_child(pid)
+        running = kid is not None
         if running and running_since is None:
-            running_since = now
+            running_since, told = now, False
             log(f"backup {len(spans) + 1} started")
+        elif kid is not None and running_since is not None and not told and now > running_since + 2:
+            told = True  # by now the child has set its scheduling group, if it does
+            with contextlib.suppress(OSError):
+                group = Path(f"/proc/{kid}/autogroup").read_text().strip()
+                log(f"backup process {kid}: session {os.getsid(kid)}, {group}")
         elif not running and running_since is not None:
             spans.append((running_since, now))
             running_since = None
@@ -288,6 +296,31 @@ def classify(
     return cuts
 
 
+PHASES = re.compile(
+    r"scheduled backup written: .*?\(\d+ bytes, ([\d.]+) s: copy ([\d.]+) s, sync ([\d.]+) s, "
+    r"check ([\d.]+) s"
+)
+
+
+def phase_cuts(log_text: str, spans: list[tuple[float, float]]) -> list[tuple[str, float, float]]:
+    """Each backup's span cut into its phases, from the gateway's log line for it (``copy``,
+    ``sync``, ``check`` seconds, counted back from the child's end): (phase, from, to); the
+    child's start-up and its last steps (rename, rotation) are ``other``. Empty when the log
+    has no phases (a revision before they were logged)."""
+    found = [tuple(float(x) for x in m.groups()) for m in PHASES.finditer(log_text)]
+    cuts: list[tuple[str, float, float]] = []
+    if len(found) < len(spans):
+        return cuts
+    for (s, e), (total, copy, sync, check) in zip(spans, found, strict=False):
+        t = max(s, e - total)
+        cuts.append(("other", s, t))
+        for name, took in (("copy", copy), ("sync", sync), ("check", check)):
+            cuts.append((name, t, min(t + took, e)))
+            t = min(t + took, e)
+        cuts.append(("other", t, e))
+    return cuts
+
+
 def ticks_at(samples: list[tuple[float, int]], t: float) -> int:
     """The gateway's CPU ticks at the last sample not after ``t``."""
     i = bisect.bisect_right(samples, (t, 1 << 62)) - 1
@@ -307,6 +340,9 @@ def open_loop_run(a: argparse.Namespace, gw: bl.Server, key: str, tmp: Path) -> 
         summary, records = bl.finish_open_loop(client, out, client_log)
     end = samples[-1][0]
     log(f"client: {json.dumps(summary)}")
+    if a.records:  # for a closer look afterwards: every request and the backups' spans
+        a.records.write_text(json.dumps({"spans": spans, "began": began, "records": records}))
+        log(f"records in {a.records}")
     cuts = classify(a, spans, began, end)
     by_cut: dict[int, list[list[float]]] = {i: [] for i in range(len(cuts))}
     for r in records:
@@ -351,6 +387,22 @@ def open_loop_run(a: argparse.Namespace, gw: bl.Server, key: str, tmp: Path) -> 
         w = [r[2] * 1000 for r in rows("without", k)]
         pairs.append(f"{bl.pct(d, 99):.1f} / {bl.pct(w, 99):.1f}")
     took = statistics.median(e - s for s, e in spans)
+    by_phase: dict[str, list[float]] = {}
+    phase_s: dict[str, float] = {}
+    for name, t0, t1 in phase_cuts(gw.log.read_text(errors="replace"), spans):
+        by_phase.setdefault(name, []).extend(r[2] * 1000 for r in records if t0 <= r[0] < t1)
+        phase_s[name] = phase_s.get(name, 0.0) + (t1 - t0) / len(spans)
+    phase_line = (
+        "While a backup runs, by its phase (mean seconds; p99 ms over its requests): "
+        + ", ".join(
+            f"{name} {phase_s[name]:.1f} s: {bl.pct(ms, 99):.1f} ms ({len(ms):,})"
+            for name in ("copy", "sync", "check", "other")
+            if (ms := by_phase.get(name))
+        )
+        + "."
+        if by_phase
+        else ""
+    )
     notes = []
     # the client's own lateness where no backup runs (a gateway stall makes it late too: the
     # answers come back in a burst; that is not the client's fault)
@@ -388,6 +440,7 @@ def open_loop_run(a: argparse.Namespace, gw: bl.Server, key: str, tmp: Path) -> 
             "",
             f"p99 during / without: **{p99_d / p99_w:.2f}** (target <= 1.10). Per backup, p99 "
             f"during / without after it: {', '.join(pairs)} ms.",
+            *([f"\n{phase_line}"] if phase_line else []),
             *(f"\n{n}" for n in notes),
         ]
     )
@@ -483,6 +536,7 @@ def main() -> None:
         help="move the backup thread to this core (as on any multi-core box); default: it shares "
         "the gateway's core (the worst case)",
     )
+    ap.add_argument("--records", type=Path, help="open loop: save the requests and spans (JSON)")
     ap.add_argument("--quick", action="store_true", help="100k rows, pace 8 MB/s, 2 backups")
     ap.add_argument("--no-write", action="store_true", help="print only (no docs update)")
     a = ap.parse_args()
