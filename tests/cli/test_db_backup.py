@@ -191,3 +191,34 @@ def test_postgres_backup_and_restore_through_pg_dump(cli: Any, pg_url: str, tmp_
     assert Path(json.loads(done.stdout)["replaced"]).is_file()
     names = {k["name"] for k in json.loads(cli("keys", "list", "--json", env=env).stdout)}
     assert names == {"kept"}
+
+
+def test_a_paced_copy_is_written_back_as_it_goes_and_reports_its_phases(
+    db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``[backup] pace``: the copy reaches the disk in steps (``fdatasync`` every
+    ``_SYNC_BYTES``), not as a whole database of dirty pages at the end; the result says how
+    long the copy, its last write-back and the check took (``llmgw serve`` logs them)."""
+    import os
+
+    from llmgw.storage import backup as bk
+
+    synced: list[int] = []
+    real = os.fdatasync
+
+    def counting(fd: int) -> None:
+        synced.append(fd)
+        real(fd)
+
+    monkeypatch.setattr(bk, "_SYNC_BYTES", 1)  # after every step
+    monkeypatch.setattr(os, "fdatasync", counting)
+    size_mb = db.stat().st_size / 1e6
+    result = bk.backup(f"sqlite:///{db}", tmp_path / "b", keep=2, pace=size_mb / 0.2, quick=True)
+    page = 4096
+    assert len(synced) >= db.stat().st_size // (bk._STEP_PAGES * page) - 1 > 0
+    assert _ids(result.file) == _ids(db) and result.checks["check"] == "quick"
+    phases = result.as_dict()["phases"]
+    assert set(phases) == {"copy", "sync", "check"} and phases["copy"] > 0
+    assert not list((tmp_path / "b").glob("*-journal")) and not list(
+        (tmp_path / "b").glob("*.partial")
+    )

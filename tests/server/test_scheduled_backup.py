@@ -111,6 +111,7 @@ def test_a_scheduled_backup_checks_its_copy_as_backup_check_says(
         sched.run_once()
     assert sched.stats.results == {"ok": 1, "failed": 0}
     assert f"{check} check" in caplog.text
+    assert re.search(r"s: copy [\d.]+ s, sync [\d.]+ s, check [\d.]+ s", caplog.text)
     (copy,) = folder.glob("llmgw-*.db")
     assert _request_ids(copy) == _request_ids(db)
 
@@ -133,3 +134,35 @@ def test_the_quick_check_still_refuses_a_damaged_copy_and_keeps_the_older_backup
     assert sched.stats.results == {"ok": 1, "failed": 1}
     assert "fails its integrity check" in caplog.text or "not a readable" in caplog.text
     assert list(folder.glob("llmgw-*")) == [good]  # no damaged copy; keep = 1 did not rotate
+
+
+_GROUP = """
+import os
+from pathlib import Path
+from llmgw.storage.backup_schedule import _lowest_group_weight
+took = _lowest_group_weight()
+print(took, Path("/proc/self/autogroup").read_text().split()[-1], os.getsid(0) == os.getpid())
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/autogroup").exists(), reason="no autogroups (Linux)")
+def test_the_backup_process_gets_its_own_scheduling_group_at_the_lowest_weight() -> None:
+    """The scheduled backup's child leads a new session, so its CPU time is charged to a
+    scheduling group of its own at nice 19, not to the gateway's; a process that does not lead
+    its session leaves its (shared) group alone."""
+    import subprocess
+    import sys
+
+    before = Path("/proc/self/autogroup").read_text()
+    led = subprocess.run(
+        [sys.executable, "-c", _GROUP], start_new_session=True, capture_output=True, text=True
+    )
+    assert led.returncode == 0, led.stderr
+    took, nice, leader = led.stdout.split()
+    assert leader == "True"
+    if took == "False":  # pragma: no cover - a kernel that refuses the setting
+        pytest.skip("the kernel refused the autogroup's nice")
+    assert nice == "19"
+    shared = subprocess.run([sys.executable, "-c", _GROUP], capture_output=True, text=True)
+    assert shared.stdout.split()[0] == "False"
+    assert Path("/proc/self/autogroup").read_text() == before  # the caller's group untouched
