@@ -259,3 +259,40 @@ async def test_a_used_up_rpm_fails_fast_and_retries_after_the_limiter_allows(
     assert len(waiting) == 3  # queued again, for when the limiter allows a call
     # no call was made for them: a storm above alerts.rpm does not use up alerts.max_attempts
     assert [w["attempts"] for w in waiting] == [0, 0, 0]
+
+
+async def test_occurrences_refused_by_a_used_up_rpm_come_back_one_per_turn_oldest_first() -> None:
+    """Issue 14: a backlog refused by ``alerts.rpm`` is queued again at about the rate the
+    limiter can take it (one ``60 / rpm`` apart, from when it allows again), not all due at
+    once, where every retry period claimed, read and settled the whole backlog for a few calls."""
+    from llmgw.alerts.classifier import Classifier
+    from llmgw.alerts.stats import AlertStats
+    from llmgw.config import AlertsSettings
+
+    now = [1000.0]
+
+    class Blocked:
+        calls = 0
+
+        def blocked_for(self) -> float:
+            return 5.0
+
+        async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            raise AssertionError("no call while alerts.rpm is used up")
+
+    complete = Blocked()
+    classifier = Classifier(
+        complete, None, AlertsSettings(rpm=60), AlertStats(), clock=lambda: now[0]
+    )
+    waits = []
+    for i in range(3):
+        out = await classifier.classify({"labels": {"alertname": f"A{i}"}})
+        assert (out.status, out.called) == ("error", False)
+        assert out.retry_after is not None
+        waits.append(round(out.retry_after, 3))
+    assert waits == [5.1, 6.1, 7.1]  # just after the limiter allows, then one second apart
+    now[0] += 3600  # the backlog's turns are long past: the next refusal starts afresh
+    out = await classifier.classify({"labels": {"alertname": "B"}})
+    assert out.retry_after is not None and round(out.retry_after, 3) == 5.1
+    assert complete.calls == 0

@@ -100,3 +100,56 @@ async def test_a_failed_settlement_keeps_the_batch_running_and_unsaved(tmp_path:
         assert cls == ["pending", "pending"] and states == ["running", "running"]
     finally:
         engine.dispose()
+
+
+async def test_a_settlement_is_a_statement_per_kind_not_per_job(engine: Engine) -> None:
+    """Issue 14: a group of finished jobs (done, retried, refunded, given up) is settled with
+    one statement per kind and one look-up and insert of the follow-ups, whatever its size;
+    each job still ends as its step said, and a follow-up is queued once."""
+    from llmgw.alerts.worker import GiveUp, Retry
+
+    settings = AlertsSettings(mode="transparent", concurrency=16)
+    store = AlertStore(engine, settings)
+    store.ingest(
+        parse_delivery(am_payload(*(am_alert(labels={"instance": f"n{i}"}) for i in range(12))))
+    )
+    queue = JobQueue(engine)
+    jobs = queue.claim(16, 60)
+    assert len(jobs) == 12
+    kinds = [
+        Done(),
+        Retry("later", 30.0),
+        Retry("RateLimited: the classifier's alerts.rpm is used up", 60.0, refund=True),
+        GiveUp("broken"),
+    ]
+    results: list[tuple[ClaimedJob, StepResult]] = [
+        (job, kinds[i % 4]) for i, job in enumerate(jobs)
+    ]
+    worker = AlertWorker(queue, {}, settings, AlertStats())
+    statements: list[str] = []
+
+    def seen(_conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
+        statements.append(sql.split()[0].upper())
+
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    try:
+        worker._write(results)
+        worker._write(results)  # settled already (lease gone): changes nothing, no duplicates
+    finally:
+        sa.event.remove(engine, "before_cursor_execute", seen)
+    # per settlement: 3 kinds of update, a look-up and an insert of the follow-ups (was 5 a job)
+    assert len(statements) <= 2 * 5 + 2, statements
+    with engine.connect() as conn:
+        rows = conn.execute(
+            sa.text("SELECT alert_id, step, state, attempts, last_error FROM alert_jobs")
+        ).all()
+    by_alert = {(r.alert_id, r.step): r for r in rows}
+    for i, job in enumerate(jobs):
+        r = by_alert[(job.alert_id, "classify")]
+        want = ["done", "pending", "pending", "failed"][i % 4]
+        assert r.state == want, (i, r)
+        assert r.attempts == (0 if i % 4 == 2 else 1)  # the refused claim is not an attempt
+        if i % 4 == 3:
+            assert r.last_error == "broken"
+    publish = [r for r in rows if r.step == "publish"]
+    assert len(publish) == 12  # every first attempt queues publishing, once

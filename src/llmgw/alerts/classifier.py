@@ -267,6 +267,8 @@ class Classifier:
         self.claim_poll = 0.1
         """Seconds between looks at the cache while another instance holds a label set's claim."""
         self._flights: dict[str, asyncio.Future[Outcome]] = {}
+        self._next_turn = -1e18
+        """When the next occurrence refused by ``alerts.rpm`` may come back (``clock``)."""
         self._recent: dict[str, tuple[float, dict[str, Any]]] = {}
         """Results this process got, newest last (bounded): a look-up that raced the cache
         write still finds them, so one process makes one call per key."""
@@ -294,11 +296,10 @@ class Classifier:
         wait = blocked() if blocked is not None else 0.0
         if wait > 0.05:  # alerts.rpm is used up: no claim, no call (``RouterCompleter``)
             self.stats.classifications["error"] += 1
-            # retried just after the limiter allows again, so that attempt asks it (a retry due
-            # a hair early would fail here again and spend an attempt for nothing)
             return Outcome(
-                "error", error=f"RateLimited: {RPM_USED_UP}", retry_after=wait + 0.1, called=False
-            )
+                "error", error=f"RateLimited: {RPM_USED_UP}", retry_after=self._turn(wait),
+                called=False,
+            )  # fmt: skip
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
         self._flights[key] = future
         try:
@@ -320,6 +321,18 @@ class Classifier:
         else:
             self.stats.classifications[outcome.status] += 1
         return outcome
+
+    def _turn(self, wait: float) -> float:
+        """Seconds until a refused occurrence's turn: just after the limiter allows again (a
+        retry due a hair early would be refused again), and one ``60 / alerts.rpm`` after the
+        turn given to the previous refusal, so refused occurrences come back at about the rate
+        the limiter can take them, oldest first, instead of all at once: a backlog of N refused
+        occurrences no longer costs N claims, reads and settlements per retry period while
+        only a few of them can be called (issue 14: that churn took the webhook's CPU)."""
+        now = self.clock()
+        turn = max(self._next_turn, now + wait + 0.1)
+        self._next_turn = turn + 60.0 / (self.settings.rpm or 60)
+        return turn - now
 
     async def _shared(self, alert: dict[str, Any], key: str, cache: ClassificationCache) -> Outcome:
         """Call the LLM under the label set's claim, shared by every instance on this cache; while

@@ -126,6 +126,67 @@ class JobQueue:
                                    last_error=(error or "")[:500], **extra)  # fmt: skip
         return self._settle_in(conn, job, state=state, last_error=error[:500] if error else None)
 
+    def settle_many_in(
+        self, conn: Connection, settlements: list[tuple[ClaimedJob, str, str | None, float, bool]]
+    ) -> None:
+        """``settle_in`` for each (job, state, error, delay, refund) of ``settlements``, one
+        ``executemany`` per kind of settlement (done or failed; pending; pending refunded)
+        instead of a statement per job: a backlog refused by ``alerts.rpm`` settles a batch of
+        jobs in one to three round trips (issue 14)."""
+        c = JOBS.c
+        now = self.now()
+        groups: dict[tuple[bool, bool], list[dict[str, object]]] = {}
+        for job, state, error, delay, refund in settlements:
+            pending = state == "pending"
+            row: dict[str, object] = {"b_id": job.id, "b_state": state}
+            if pending:
+                row["b_run_after"] = now + timedelta(seconds=delay)
+                row["b_error"] = (error or "")[:500]
+            else:
+                row["b_error"] = error[:500] if error else None
+            groups.setdefault((pending, pending and refund), []).append(row)
+        for (pending, refund), rows in groups.items():
+            values: dict[str, object] = {
+                "lease_owner": None, "lease_until": None, "updated_at": now,
+                "state": sa.bindparam("b_state"), "last_error": sa.bindparam("b_error"),
+            }  # fmt: skip
+            if pending:
+                values["run_after"] = sa.bindparam("b_run_after")
+            if refund:
+                values["attempts"] = c.attempts - 1
+            conn.execute(
+                sa.update(JOBS)
+                .where(
+                    c.id == sa.bindparam("b_id"), c.lease_owner == self.owner, c.state == "running"
+                )  # fmt: skip
+                .values(**values),
+                rows,
+            )
+
+    def follow_up_many_in(self, conn: Connection, follow: list[tuple[int, str]]) -> None:
+        """``follow_up_in`` for each (alert id, step) of ``follow``: one look-up of the jobs
+        that exist and one insert of the others."""
+        if not follow:
+            return
+        wanted = list(dict.fromkeys(follow))
+        c = JOBS.c
+        ids = sorted({a for a, _ in wanted})
+        steps = sorted({s for _, s in wanted})
+        have = {
+            (int(r.alert_id), r.step)
+            for r in conn.execute(
+                sa.select(c.alert_id, c.step).where(c.alert_id.in_(ids), c.step.in_(steps))
+            )
+        }
+        now = self.now()
+        rows = [
+            {"alert_id": a, "step": s, "state": "pending", "attempts": 0, "run_after": now,
+             "created_at": now, "updated_at": now}
+            for a, s in wanted if (a, s) not in have
+        ]  # fmt: skip
+        if rows:
+            conn.execute(sa.insert(JOBS), rows)
+
     def follow_up_in(self, conn: Connection, alert_id: int, steps: tuple[str, ...]) -> None:
         """Queue each of ``steps`` for ``alert_id`` on ``conn`` unless it was queued before."""
         now = self.now()

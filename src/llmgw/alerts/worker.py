@@ -243,19 +243,24 @@ class AlertWorker:
 
     def _write(self, group: list[tuple[ClaimedJob, StepResult]]) -> None:
         q = self.queue
+        settle: list[tuple[ClaimedJob, str, str | None, float, bool]] = []
+        follow_ups: list[tuple[int, str]] = []
+        for job, result in group:
+            if isinstance(result, Done):
+                settle.append((job, "done", None, 0.0, False))
+            elif isinstance(result, Retry):
+                settle.append((job, "pending", result.error, result.delay, result.refund))
+            else:
+                settle.append((job, "failed", result.error, 0.0, False))
+            follow = FOLLOW_UPS.get(job.step, ())
+            if follow and (job.attempts == 1 or isinstance(result, Done)):
+                follow_ups.extend((job.alert_id, step) for step in follow)
         with q.engine.begin() as conn:
-            for job, result in group:
+            for _, result in group:
                 for write in result.writes:
                     write(conn)
-                if isinstance(result, Done):
-                    q.settle_in(conn, job, "done")
-                elif isinstance(result, Retry):
-                    q.settle_in(conn, job, "pending", result.error, result.delay, result.refund)
-                else:
-                    q.settle_in(conn, job, "failed", result.error)
-                follow = FOLLOW_UPS.get(job.step, ())
-                if follow and (job.attempts == 1 or isinstance(result, Done)):
-                    q.follow_up_in(conn, job.alert_id, follow)
+            q.settle_many_in(conn, settle)  # a statement per kind, not per job (issue 14)
+            q.follow_up_many_in(conn, follow_ups)
 
     async def run(self) -> None:
         """The loop: a batch, then (when the queue is idle) wait for a wake-up or the poll."""
