@@ -116,7 +116,7 @@ async def test_a_settlement_is_a_statement_per_kind_not_per_job(engine: Engine) 
     queue = JobQueue(engine)
     jobs = queue.claim(16, 60)
     assert len(jobs) == 12
-    kinds = [
+    kinds: list[StepResult] = [
         Done(),
         Retry("later", 30.0),
         Retry("RateLimited: the classifier's alerts.rpm is used up", 60.0, refund=True),
