@@ -164,5 +164,6 @@ def test_the_backup_process_gets_its_own_scheduling_group_at_the_lowest_weight()
         pytest.skip("the kernel refused the autogroup's nice")
     assert nice == "19"
     shared = subprocess.run([sys.executable, "-c", _GROUP], capture_output=True, text=True)
-    assert shared.stdout.split()[0] == "False"
+    assert shared.returncode == 0, shared.stderr
+    assert shared.stdout.split()[0] == "False", shared.stdout
     assert Path("/proc/self/autogroup").read_text() == before  # the caller's group untouched
