@@ -19,5 +19,5 @@ imports:  ## import-linter: the boundaries in pyproject.toml [tool.importlinter]
 	lint-imports
 
 test:  ## the suite in parallel, with coverage and its floors ([tool.coverage]; lines >= 90 %)
-	$(PYTHON) -m pytest -n auto --cov --cov-report=term-missing:skip-covered --cov-report=json:coverage.json
+	$(PYTHON) -m pytest -n auto --durations=30 --cov --cov-report=term-missing:skip-covered --cov-report=json:coverage.json
 	$(PYTHON) -c 'import json; t = json.load(open("coverage.json"))["totals"]; p = 100 * t["covered_lines"] / t["num_statements"]; print(f"Lines covered: {p:.2f}% (floor 90%)"); raise SystemExit(p < 90)'
