@@ -61,7 +61,12 @@ class CutProxy:
         except OSError:
             pass
         finally:
+            # Shut down before closing: close() alone does not wake the other pump, blocked in
+            # recv() on one of these sockets, and while it is blocked the socket stays open, so
+            # the gateway's connection through it never sees the end (its query waits forever).
             for s in (src, dst):
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
                 with contextlib.suppress(OSError):
                     s.close()
 
@@ -69,18 +74,20 @@ class CutProxy:
         with self._lock:
             self.down.set()
             conns, self._conns = self._conns, set()
-        for s in conns:
-            try:
+        for s in conns:  # every socket shut down first: a pump woken by one closes its pair
+            with contextlib.suppress(OSError):
                 s.shutdown(socket.SHUT_RDWR)
+        for s in conns:
+            with contextlib.suppress(OSError):
                 s.close()
-            except OSError:
-                pass
 
     def restore(self) -> None:
         self.down.clear()
 
     def close(self) -> None:
         self.cut()
+        with contextlib.suppress(OSError):  # wakes the accept() that close() alone would not
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
 
 
