@@ -24,6 +24,7 @@ from llmgw.errors import InvalidRequest, NotFound
 __all__ = [
     "AlertFilter",
     "AlertHistory",
+    "ClassificationWrite",
     "alert_record",
     "decode_cursor",
     "encode_cursor",
@@ -401,31 +402,87 @@ class AlertHistory:
         A failed attempt never replaces an earlier good result: the alert keeps it (and its
         status ``ok``) until a new attempt succeeds.
         """
+        self.write_classifications(
+            conn, [ClassificationWrite(self, alert_id, status, result, error)]
+        )
+
+    def write_classifications(self, conn: Connection, items: Sequence[ClassificationWrite]) -> None:
+        """``write_classification`` for several occurrences at once: a statement per kind of
+        outcome and one for the events, not two statements per occurrence (the worker settles
+        a batch of jobs this way; issue 14). The events keep the order of ``items``."""
+        if not items:
+            return
         now = self.now()
-        c = ALERTS.c
-        if status in ("ok", "skipped"):
-            values: dict[str, Any] = {"cls_status": status}
+        at = now.isoformat()
+        results: list[dict[str, Any]] = []
+        bare: list[dict[str, Any]] = []
+        failed: dict[str, list[int]] = {}
+        events: list[dict[str, Any]] = []
+        for w in items:
+            status, result = w.status, w.result
+            if status in ("ok", "skipped"):
+                if result is not None:
+                    results.append({"b_id": w.alert_id, "b_status": status,
+                                    "b_cls": {**result, "classified_at": at},
+                                    "b_cat": result.get("category")})  # fmt: skip
+                else:
+                    bare.append({"b_id": w.alert_id, "b_status": status})
+            else:
+                failed.setdefault(status, []).append(w.alert_id)
+            detail: dict[str, Any] = {"status": status}
             if result is not None:
-                values["classification"] = {**result, "classified_at": now.isoformat()}
-                values["category"] = result.get("category")
-            conn.execute(sa.update(ALERTS).where(c.id == alert_id).values(**values))
-        else:
-            conn.execute(
-                sa.update(ALERTS)
-                .where(c.id == alert_id, c.cls_status != "ok")
-                .values(cls_status=status)
-            )
-        detail: dict[str, Any] = {"status": status}
-        if result is not None:
-            detail.update(
-                {k: result.get(k) for k in ("severity", "category", "model", "cache_hit")}
-            )
-        if error:
-            detail["error"] = error
-        kind = "classified" if status in ("ok", "skipped") else "classification_failed"
-        conn.execute(
-            sa.insert(EVENTS).values(
-                alert_id=alert_id, at=now, kind=kind, actor="llm" if status == "ok" else None,
-                detail=detail,
-            )
-        )  # fmt: skip
+                detail.update(
+                    {k: result.get(k) for k in ("severity", "category", "model", "cache_hit")}
+                )
+            if w.error:
+                detail["error"] = w.error
+            events.append({
+                "alert_id": w.alert_id, "at": now,
+                "kind": "classified" if status in ("ok", "skipped") else "classification_failed",
+                "actor": "llm" if status == "ok" else None, "detail": detail,
+            })  # fmt: skip
+        if results:
+            conn.execute(_CLS_RESULT, results)
+        if bare:
+            conn.execute(_CLS_STATUS, bare)
+        for status, ids in failed.items():  # a failed attempt never replaces a good result
+            conn.execute(_CLS_FAILED, {"b_status": status, "b_ids": ids})
+        conn.execute(_EVENTS_INSERT, events)
+
+
+@dataclass(frozen=True, slots=True)
+class ClassificationWrite:
+    """One classification attempt's outcome to store (``AlertHistory.write_classifications``).
+    Called with a connection it writes itself; the worker writes those of a settlement together."""
+
+    history: AlertHistory
+    alert_id: int
+    status: str
+    result: dict[str, Any] | None
+    error: str | None
+
+    def __call__(self, conn: Connection) -> None:
+        self.history.write_classifications(conn, [self])
+
+
+_C = ALERTS.c
+_CLS_RESULT = (
+    sa.update(ALERTS)
+    .where(_C.id == sa.bindparam("b_id"))
+    .values(
+        cls_status=sa.bindparam("b_status"),
+        classification=sa.bindparam("b_cls", type_=_C.classification.type),
+        category=sa.bindparam("b_cat"),
+    )
+)
+_CLS_STATUS = (
+    sa.update(ALERTS)
+    .where(_C.id == sa.bindparam("b_id"))
+    .values(cls_status=sa.bindparam("b_status"))
+)
+_CLS_FAILED = (
+    sa.update(ALERTS)
+    .where(_C.id.in_(sa.bindparam("b_ids", expanding=True)), _C.cls_status != "ok")
+    .values(cls_status=sa.bindparam("b_status"))
+)
+_EVENTS_INSERT = sa.insert(EVENTS)

@@ -15,13 +15,12 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
-from functools import partial
 from typing import Any
 
 from sqlalchemy.engine import Connection
 
 from llmgw.alerts.classifier import Classifier
-from llmgw.alerts.queries import AlertHistory
+from llmgw.alerts.queries import AlertHistory, ClassificationWrite
 from llmgw.alerts.queue import ClaimedJob, JobQueue
 from llmgw.alerts.stats import AlertStats
 from llmgw.alerts.summary import FOLD_INTERVAL
@@ -112,14 +111,15 @@ class ClassifyStep:
                 alert = None
         if alert is None:
             return Done()  # deleted by retention meanwhile
-        save = partial(self.history.write_classification, alert_id=job.alert_id)
+        history, alert_id = self.history, job.alert_id
         if self.settings.mode == "transparent" or self.classifier is None:
             if self.classifier is not None:
                 self.classifier.stats.classifications["skipped"] += 1
-            return Done((partial(save, status="skipped", result=None, error=None),))
+            return Done((ClassificationWrite(history, alert_id, "skipped", None, None),))
         outcome = await self.classifier.classify(alert, use_cache=self.use_cache)
-        writes = (partial(save, status=outcome.status, result=outcome.result,
-                          error=outcome.error),)  # fmt: skip
+        writes = (
+            ClassificationWrite(history, alert_id, outcome.status, outcome.result, outcome.error),
+        )
         if outcome.status == "ok":
             return Done(writes)
         error = f"{outcome.status}: {outcome.error}"
@@ -255,10 +255,19 @@ class AlertWorker:
             follow = FOLLOW_UPS.get(job.step, ())
             if follow and (job.attempts == 1 or isinstance(result, Done)):
                 follow_ups.extend((job.alert_id, step) for step in follow)
+        classifications: list[ClassificationWrite] = []
+        writes: list[Write] = []
+        for _, result in group:
+            for write in result.writes:
+                if isinstance(write, ClassificationWrite):
+                    classifications.append(write)
+                else:
+                    writes.append(write)
         with q.engine.begin() as conn:
-            for _, result in group:
-                for write in result.writes:
-                    write(conn)
+            if classifications:  # the attempts' outcomes: a statement per kind, not two per job
+                classifications[0].history.write_classifications(conn, classifications)
+            for write in writes:
+                write(conn)
             q.settle_many_in(conn, settle)  # a statement per kind, not per job (issue 14)
             q.follow_up_many_in(conn, follow_ups)
 
