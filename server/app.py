@@ -27,7 +27,7 @@ from llmgw.server.pipeline import (
 )
 from llmgw.server.routes.admin import admin_routes
 from llmgw.server.routes.admin_oauth import admin_oauth_routes
-from llmgw.server.routes.alerts import alert_routes
+from llmgw.server.routes.alerts import WebhookRoute, alert_routes
 from llmgw.server.routes.chat import ChatCompletions
 from llmgw.server.routes.conversations import ConversationChat, conversation_routes
 from llmgw.server.routes.embeddings import Embeddings
@@ -44,12 +44,13 @@ __all__ = ["GatewayApp", "create_app", "gateway_of"]
 class GatewayApp(Starlette):
     """Starlette, plus the pipeline's routes dispatched straight to their ASGI apps.
 
-    ``direct`` maps a path to ``{method: app}`` for the pipeline's operations (``routes_for``),
-    each wrapped in the same user middleware Starlette wraps its router in, so middleware given
-    to ``create_app`` or added with ``add_middleware`` sees every route. A request for that exact
-    method and path skips Starlette's router, its ``Request``/``Response`` objects and its error
-    middlewares (the pipeline answers its own errors with the envelope, and ``RequestMiddleware``
-    still counts, logs and catches the rest). Everything else (other methods on those paths,
+    ``direct`` maps a path to ``{method: app}`` for the pipeline's operations (``routes_for``)
+    and the alert webhook (``WebhookRoute``), each wrapped in the same user middleware Starlette
+    wraps its router in, so middleware given to ``create_app`` or added with ``add_middleware``
+    sees every route. A request for that exact method and path skips Starlette's router, its
+    ``Request``/``Response`` objects and its error middlewares (the pipeline and the webhook
+    answer their own errors with the envelope, and ``RequestMiddleware`` still counts, logs and
+    catches the rest). Everything else (other methods on those paths,
     ``HEAD``, paths with parameters) takes Starlette's usual path to the same apps.
     """
 
@@ -61,7 +62,7 @@ class GatewayApp(Starlette):
         for route in self.router.routes:
             if isinstance(route, Route) and route.param_convertors == {} and route.methods:
                 app = route.app
-                if not isinstance(app, UpstreamRoute | KeyRoute | AdminRoute):
+                if not isinstance(app, UpstreamRoute | KeyRoute | AdminRoute | WebhookRoute):
                     continue
                 for cls, args, kwargs in reversed(self.user_middleware):
                     app = cls(app, *args, **kwargs)

@@ -25,55 +25,75 @@ import sqlalchemy.exc
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from llmgw.admin.ops import Actor
 from llmgw.errors import (
     AuthError,
     DatabaseError,
     InvalidRequest,
+    LlmgwError,
     NotFound,
     PayloadTooLarge,
     Unavailable,
 )
 from llmgw.server.body import decode_json, receive_body
+from llmgw.server.errors import error_response
+from llmgw.server.pipeline import send_json
 from llmgw.server.routes.admin import require_admin
 from llmgw.server.state import Gateway
 
 if TYPE_CHECKING:  # the history's modules load on the first request that needs them
     from llmgw.alerts.queries import AlertHistory
 
-__all__ = ["WEBHOOK_PATH", "alert_routes"]
+__all__ = ["WEBHOOK_PATH", "WebhookRoute", "alert_routes"]
 
 WEBHOOK_PATH = "/alerts/webhook"
 API = "/api/alerts"
 log = logging.getLogger("llmgw.alerts")
 
 
-def _bearer(request: Request) -> bytes:
-    for name, value in request.scope["headers"]:
+def _bearer(scope: Scope) -> bytes:
+    for name, value in scope["headers"]:
         if name == b"authorization":
             return bytes(value)
     return b""
 
 
-def alert_routes(g: Gateway) -> list[Route]:
-    """The alert routes bound to gateway ``g`` (none when ``alerts.enabled`` is false)."""
-    s = g.settings.alerts
-    if not s.enabled:
-        return []
-    token = s.webhook_token
-    expected = f"Bearer {token.get_secret_value()}".encode() if token is not None else None
-    limit = s.max_body_bytes
+class WebhookRoute:
+    """``POST /alerts/webhook`` as a plain ASGI app that answers its own errors, so the app
+    dispatches it by its exact path (``GatewayApp.direct``) instead of through Starlette's scan
+    of every route, its ``Request``/``Response`` objects and its exception middleware (issue 14:
+    the scan of about 70 routes was a large part of a delivery's CPU in the webhook's process).
+    """
 
-    async def webhook(request: Request) -> Response:
+    __slots__ = ("expected", "g", "limit")
+
+    def __init__(self, g: Gateway) -> None:
+        s = g.settings.alerts
+        token = s.webhook_token
+        self.g = g
+        self.expected = f"Bearer {token.get_secret_value()}".encode() if token is not None else None
+        self.limit = s.max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            body = await self._store(scope, receive)
+        except LlmgwError as exc:
+            await error_response(exc, self.g.scrubber)(scope, receive, send)
+            return
+        await send_json(send, orjson.dumps(body))
+
+    async def _store(self, scope: Scope, receive: Receive) -> dict[str, Any]:
+        g, limit = self.g, self.limit
         stats = g.alerts.stats
-        if expected is None:
+        if self.expected is None:
             raise NotFound(
                 "the alert webhook is not configured: set alerts.webhook_token"
                 " (LLMGW_ALERTS__WEBHOOK_TOKEN)",
                 code="webhook_not_configured",
             )
-        if not hmac.compare_digest(_bearer(request), expected):
+        if not hmac.compare_digest(_bearer(scope), self.expected):
             stats.deliveries["unauthorized"] += 1
             raise AuthError(
                 "the alert webhook needs its bearer token", code="invalid_webhook_token"
@@ -81,7 +101,7 @@ def alert_routes(g: Gateway) -> list[Route]:
         from llmgw.alerts.payload import parse_delivery, without_nul
 
         try:
-            raw = await receive_body(request.scope, request.receive, limit)
+            raw = await receive_body(scope, receive, limit)
             payload = decode_json(raw)
             if b"\\u0000" in raw:  # only JSON's escape can put a NUL in a string
                 payload = without_nul(payload)
@@ -120,14 +140,20 @@ def alert_routes(g: Gateway) -> list[Route]:
                 stats.alerts[name] += getattr(result, name)
             if result.new_ids:
                 g.alerts.wake()
-        body = {
+        return {
             "status": "stored",
             "delivery_id": result.delivery_id,
             "duplicate": result.duplicate,
             "new": result.new,
             "resolved": result.resolved,
         }
-        return Response(orjson.dumps(body), media_type="application/json")
+
+
+def alert_routes(g: Gateway) -> list[Route]:
+    """The alert routes bound to gateway ``g`` (none when ``alerts.enabled`` is false)."""
+    s = g.settings.alerts
+    if not s.enabled:
+        return []
 
     async def caller(request: Request) -> Actor:
         key = await g.auth.authenticate(request.scope["headers"])
@@ -286,7 +312,7 @@ def alert_routes(g: Gateway) -> list[Route]:
         return answer({"object": "list", "data": await asyncio.to_thread(rows, g.engine, ident)})
 
     return [
-        Route(WEBHOOK_PATH, webhook, methods=["POST"]),
+        Route(WEBHOOK_PATH, WebhookRoute(g), methods=["POST"]),
         Route(API, list_alerts, methods=["GET"]),
         Route(API + "/stats", stats, methods=["GET"]),
         Route(API + "/health", health, methods=["GET"]),
