@@ -67,12 +67,26 @@ class JobQueue:
             "updated_at": now,
         }
         if self.engine.dialect.name == "postgresql":
-            pick = (
-                sa.select(c.id)
-                .where(due)
+            # Each kind of due row picked by its own range of ``(state, run_after)``, then the
+            # first ``limit`` of both: one ``OR`` of the two made PostgreSQL read and sort every
+            # pending row, 45 ms of its CPU per claim behind a backlog of 50,000 (issue 14).
+            kinds = [
+                sa.select(c.id, c.run_after)
+                .where(*where)
                 .order_by(c.run_after, c.id)
                 .limit(limit)
                 .with_for_update(skip_locked=True)
+                .subquery()
+                for where in (
+                    (c.state == "pending", c.run_after <= now),
+                    (c.state == "running", c.lease_until < now),
+                )
+            ]
+            both = sa.union_all(*(sa.select(k.c.id, k.c.run_after) for k in kinds)).subquery()
+            pick = (
+                sa.select(both.c.id)
+                .order_by(both.c.run_after, both.c.id)
+                .limit(limit)
                 .cte("pick")
                 .prefix_with("MATERIALIZED")  # run once: ``IN (sub-select)`` may re-run it
             )
