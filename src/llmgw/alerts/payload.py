@@ -21,6 +21,7 @@ from llmgw.errors import InvalidRequest
 __all__ = ["Delivery", "IncomingAlert", "am_fingerprint", "delivery_digest", "parse_delivery"]
 
 _NANOS = re.compile(r"(\.\d{6})\d+")
+_FINGERPRINT = re.compile(r"[0-9a-f]{1,32}")
 _ZERO_YEAR = "0001-"
 # Fields left out of a delivery's digest: they differ between the two peers of an HA pair
 # (each has its own external URL) or between versions, not between notifications.
@@ -86,14 +87,28 @@ def _time(value: Any, where: str) -> datetime | None:
         raise _bad(f"{where}: a time must be an RFC 3339 string")
     if value.startswith(_ZERO_YEAR):
         return None
-    text = _NANOS.sub(r"\1", value.replace("Z", "+00:00"))
-    try:
-        when = datetime.fromisoformat(text)
+    try:  # Python 3.11 reads "Z" and cuts nanoseconds to microseconds itself
+        when = datetime.fromisoformat(value)
     except ValueError:
-        raise _bad(f"{where}: {value[:40]!r} is not an RFC 3339 time") from None
+        try:
+            when = datetime.fromisoformat(_NANOS.sub(r"\1", value.replace("Z", "+00:00")))
+        except ValueError:
+            raise _bad(f"{where}: {value[:40]!r} is not an RFC 3339 time") from None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     return when.astimezone(UTC)
+
+
+def _time_of(
+    value: Any, where: str, field: str, seen: dict[str, datetime | None]
+) -> datetime | None:
+    """``_time`` of a time text, each distinct text read once per delivery (``seen``)."""
+    if type(value) is not str:
+        return _time(value, f"{where}.{field}")
+    if value in seen:
+        return seen[value]
+    when = seen[value] = _time(value, f"{where}.{field}")
+    return when
 
 
 def _str_map(value: Any, where: str) -> dict[str, str]:
@@ -101,7 +116,10 @@ def _str_map(value: Any, where: str) -> dict[str, str]:
         return {}
     if not isinstance(value, dict):
         raise _bad(f"{where} must be an object of strings")
-    return {str(k): v if isinstance(v, str) else str(v) for k, v in value.items()}
+    for v in value.values():
+        if type(v) is not str:
+            return {str(k): v if isinstance(v, str) else str(v) for k, v in value.items()}
+    return dict(value)  # JSON's keys are strings already
 
 
 def _str(value: Any) -> str:
@@ -138,6 +156,7 @@ def parse_delivery(payload: dict[str, Any]) -> Delivery:
     if not isinstance(raw_alerts, list):
         raise _bad("alerts must be a list")
     alerts: list[IncomingAlert] = []
+    times: dict[str, datetime | None] = {}  # a delivery's alerts often share their times
     for i, item in enumerate(raw_alerts):
         where = f"alerts[{i}]"
         if not isinstance(item, dict):
@@ -146,11 +165,11 @@ def parse_delivery(payload: dict[str, Any]) -> Delivery:
         status = item.get("status")
         if status not in ("firing", "resolved"):
             raise _bad(f"{where}.status must be 'firing' or 'resolved'")
-        starts = _time(item.get("startsAt"), f"{where}.startsAt")
+        starts = _time_of(item.get("startsAt"), where, "startsAt", times)
         if starts is None:
             raise _bad(f"{where}.startsAt is required")
         fingerprint = item.get("fingerprint")
-        if not isinstance(fingerprint, str) or not re.fullmatch(r"[0-9a-f]{1,32}", fingerprint):
+        if not isinstance(fingerprint, str) or not _FINGERPRINT.fullmatch(fingerprint):
             fingerprint = am_fingerprint(labels)
         alerts.append(
             IncomingAlert(
@@ -158,7 +177,7 @@ def parse_delivery(payload: dict[str, Any]) -> Delivery:
                 labels=labels,
                 annotations=_str_map(item.get("annotations"), f"{where}.annotations"),
                 starts_at=starts,
-                ends_at=_time(item.get("endsAt"), f"{where}.endsAt"),
+                ends_at=_time_of(item.get("endsAt"), where, "endsAt", times),
                 generator_url=_str(item.get("generatorURL")),
                 fingerprint=fingerprint,
             )
