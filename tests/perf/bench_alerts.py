@@ -20,7 +20,8 @@ database and Redis; the OpenAI emulator (CPU 0) answers the classifier.
    group per ``group_interval``, not back to back), each on its own request; an answer's time
    counts from when it was due, so a late send is not hidden (no coordinated omission). Reports
    p50/p99/max answer time, the send lag, CPU per alert (instance 1's, instance 2's, and
-   PostgreSQL's: its processes on the benchmark's database, read from /proc). Targets: >= 2,000 alerts/s per core
+   PostgreSQL's: its processes on the benchmark's database, read from /proc) and the
+   classification attempts both workers recorded meanwhile (refusals by ``alerts.rpm`` too). Targets: >= 2,000 alerts/s per core
    (closed loop), p99 <= 20 ms while classification runs (open loop): ``--rate 200`` is the
    target's own rate (2,000 alerts/s in payloads of 10), ``--rate 30`` 300 alerts/s.
 2. Storm: ``--storm`` occurrences of one label set (batches of 10, half to each instance), then
@@ -306,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
             ]
             _run(_post_open(hooks[0], bodies[:50], rate))  # warm-up
             bodies = bodies[50:]
-            done0 = _classified(db)
+            done0, tried0 = _classified(db), _attempts(db)
             pg0, other0 = _pg_cpu(db), _cpu_seconds(gws[1].pid)
             cpu0, start = _cpu_seconds(gws[0].pid), time.perf_counter()
             open_loop = _run(_post_open(hooks[0], bodies, rate))
@@ -328,6 +329,7 @@ def main(argv: list[str] | None = None) -> int:
                 "pg_share_of_a_core": round(pg / wall, 2),
                 "deliveries": len(bodies),
                 "classified_meanwhile": _classified(db) - done0,
+                "attempts_meanwhile": _attempts(db) - tried0,
                 "loadavg": os.getloadavg()[0],
                 "mode": a.mode,
             }
@@ -397,6 +399,17 @@ def _pg_cpu(db: str) -> dict[int, float]:
         with contextlib.suppress(OSError):
             out[pid] = _cpu_seconds(pid)
     return out
+
+
+def _attempts(db: str) -> int:
+    """Classification attempts recorded so far (both workers; a refusal by ``alerts.rpm`` is
+    one): the work the workers did in a window besides the deliveries."""
+    with psycopg.connect(db) as c:
+        row = c.execute(
+            "SELECT count(*) FROM alert_events"
+            " WHERE kind IN ('classified', 'classification_failed')"
+        ).fetchone()
+    return int(row[0]) if row else 0
 
 
 def _classified(db: str) -> int:
