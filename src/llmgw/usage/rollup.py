@@ -206,10 +206,12 @@ def _select_raw(dialect: str, *, counts: bool, grouped: bool) -> sa.Select[Any]:
 
 _DELTA = "usage_fold_delta"
 _KEYS = ("bucket", *DIMENSIONS, "lat")
-_KEY_ORDER = ("lat", "status", "bucket", *(d for d in DIMENSIONS if d != "status"))
-"""The delta's primary key, the small integers first: SQLite's per-row look-up compares
-keys column by column, and most groups differ in ``lat`` (9 % less CPU per row than with the
-hour and the texts first, in the SQLite fold's profile)."""
+_KEY_ORDER = ("bucket", "status", "lat", "key_id", "model", "provider", "model_version", "user_id")
+"""The delta's primary key: the hour first (rows come in time order: each look-up lands near
+the last), then the small integers, then the texts that tell groups apart most often. SQLite's
+per-row look-up compares keys column by column; in the SQLite fold's profile this order took
+7-8 % less CPU per row than the hour, texts, status and bucket in ``_KEYS``' order, on one
+gateway's rows (19 groups) and on varied ones (64,000 groups)."""
 
 
 def _hour_key(dialect: str, created: ColumnElement[Any]) -> ColumnElement[Any]:
@@ -243,6 +245,7 @@ def _fold_statements(dialect: str, counts: bool, slim: bool) -> tuple[sa.Table, 
     grouped = dialect == "postgresql"
     raw = _select_raw(dialect, counts=counts, grouped=grouped)
     names = [c.name for c in raw.selected_columns]
+
     def typed(n: str) -> Any:
         if n == "lat":
             return sa.Integer()
