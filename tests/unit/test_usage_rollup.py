@@ -474,3 +474,90 @@ def test_several_groupings_from_one_statement_match_the_raw_rows(engine: Engine)
             }, by
     with pytest.raises(ValueError):
         usage_stats_many(engine, since=None, groups=[("day", {})])
+
+
+def _rollup_totals(engine: Engine) -> list[tuple[Any, ...]]:
+    with engine.connect() as conn:
+        return [
+            tuple(
+                conn.execute(
+                    sa.select(
+                        sa.func.sum(t.c.requests),
+                        sa.func.sum(t.c.prompt_tokens),
+                        sa.func.sum(t.c.cost_units),
+                        sa.func.sum(t.c.lat_0),
+                    )
+                ).one()
+            )  # fmt: skip
+            for t in (usage_hourly, usage_hourly_models, usage_daily)
+        ]
+
+
+def test_sqlite_writers_go_on_while_a_fold_reads_the_new_rows(engine: Engine) -> None:
+    """On SQLite a fold reads the new raw rows before it takes the database's one write lock:
+    a usage insert made while the raw pass is under way commits at once (before, it waited for
+    the whole fold, and under load the gateway's writes outwaited their busy timeout), and the
+    rollups stay exact: that row is folded by the next refresh, not lost or counted twice."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's write lock")
+    import sqlite3
+
+    rows = _rows(random.Random(21), 150, 0, [uuid.uuid4(), None])
+    _insert(engine, rows)
+    late = _rows(random.Random(22), 1, 500, [None])[0]
+    committed: list[int] = []
+
+    def during(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("INSERT INTO usage_fold_delta") and not committed:
+            other = sqlite3.connect(str(engine.url.database), timeout=0)  # no waiting at all
+            try:
+                other.execute(
+                    "INSERT INTO usage (request_id, created_at, endpoint, stream, prompt_tokens,"
+                    " completion_tokens, total_tokens, cost, latency_ms, status)"
+                    " VALUES (?, ?, 'chat', 0, 3, 4, 7, '0.0000000010', 0.5, 200)",
+                    (late["request_id"], late["created_at"].strftime("%Y-%m-%d %H:%M:%S.%f")),
+                )
+                other.commit()
+                committed.append(1)
+            finally:
+                other.close()
+
+    sa.event.listen(engine, "after_cursor_execute", during)
+    try:
+        assert rollup.refresh(engine) == 150
+    finally:
+        sa.event.remove(engine, "after_cursor_execute", during)
+    assert committed == [1]
+    assert _state(engine) == 150  # the row inserted meanwhile is past what this fold read
+    assert rollup.refresh(engine) == 1
+    want = (151, sum(r["prompt_tokens"] for r in rows) + 3)
+    for got in _rollup_totals(engine):
+        assert got[:2] == want
+
+
+def test_sqlite_a_fold_that_another_refresh_overtakes_adds_nothing(engine: Engine) -> None:
+    """Two refreshes on SQLite (the server's and a report's, say) read the same new rows; the
+    one whose compare-and-set of ``last_id`` comes second adds nothing: every row is in the
+    rollups once."""
+    if engine.dialect.name != "sqlite":
+        pytest.skip("SQLite's two-step fold")
+    rows = _rows(random.Random(23), 120, 0, [uuid.uuid4(), None])
+    _insert(engine, rows)
+    inner: list[int] = []
+
+    def overtake(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement.startswith("INSERT INTO usage_fold_delta") and not inner:
+            inner.append(0)
+            inner[0] = rollup.refresh(engine)  # another connection of the pool folds first
+
+    sa.event.listen(engine, "after_cursor_execute", overtake)
+    try:
+        assert rollup.refresh(engine) == 0
+    finally:
+        sa.event.remove(engine, "after_cursor_execute", overtake)
+    assert inner == [120] and _state(engine) == 120
+    lat = [r["latency_ms"] for r in rows]
+    for got in _rollup_totals(engine):
+        assert got == (120, sum(r["prompt_tokens"] for r in rows),
+                       sum(int(round(r["cost"] * 10**10)) for r in rows),
+                       sum(x < 1.0 for x in lat))  # fmt: skip
