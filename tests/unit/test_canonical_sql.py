@@ -224,3 +224,78 @@ def test_uuid_rule_accepts_hex_forms_and_reports_the_rest() -> None:
     assert count == len(bad)
     assert [p.rowid for p in found] == list(range(len(good) + 2, len(good) + 2 + len(bad)))
     assert {p.problem for p in found} == {"not a UUID"}
+
+
+WIDE = sa.Table(
+    "wide",
+    sa.MetaData(),
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("flag", sa.Boolean, nullable=False),
+    sa.Column("n", sa.BigInteger, nullable=False),
+    sa.Column("u", sa.Uuid, nullable=False),
+    *[sa.Column(f"c{i}", sa.String(20) if i % 2 else sa.Integer) for i in range(96)],
+)
+
+
+def test_wide_table_and_not_null_fields_sum_alike(tmp_path: Path, pg_url: str) -> None:
+    """Beyond one ``concat_ws`` call's arguments (the line is joined in parts), and with NOT
+    NULL integers and booleans printed without a cast: the target's statement equals Python's
+    sum over the same rows, and the source's; a changed boolean changes it."""
+    src = tmp_path / "wide.db"
+    sqlite_engine = sa.create_engine(f"sqlite:///{src}")
+    WIDE.metadata.create_all(sqlite_engine)
+    rng = random.Random(7)
+    rows: list[dict[str, Any]] = [
+        {"id": i, "flag": int(i % 2 == 0), "n": rng.randint(-(2**63), 2**63 - 1),
+         "u": U if i % 3 else "fedcba9876543210" * 2,
+         **{f"c{k}": (None if rng.random() < 0.2 else f"v\t{i}\\{k}" if k % 2 else i * k)
+            for k in range(96)}}
+        for i in range(1, 41)
+    ]  # fmt: skip
+    with sqlite_engine.begin() as conn:
+        conn.execute(
+            sa.text(f"INSERT INTO wide VALUES ({', '.join(':' + c.name for c in WIDE.columns)})"),
+            rows,
+        )
+    sqlite_engine.dispose()
+    engine = sa.create_engine(pg_url.replace("postgresql://", "postgresql+psycopg://"))
+    WIDE.metadata.create_all(engine)
+    engine.dispose()
+    spec = table_specs(WIDE.metadata)[0]
+    assert len(spec.columns) > 90
+    migration = Migration(src, pg_url, Options(batch_size=16), specs=[spec])
+    migration._src = open_snapshot(src)
+    migration._pg = psycopg.connect(pg_url, autocommit=True)
+    try:
+        migration._ensure_progress_table()
+        plan = TablePlan(spec, len(rows), len(rows), 0, 0, len(rows))
+        migration.copy_table(plan)
+        migration.sum_target(plan)
+        assert plan.source_sum is not None and plan.target_sum is not None
+        got = migration.pg.execute("SELECT * FROM wide").fetchall()
+        in_python = checksum_rows(got, target_canonicalizer(spec))
+        assert (plan.target_sum.rows, plan.target_sum.checksum) == (len(rows), in_python.checksum)
+        assert plan.target_sum.checksum == plan.source_sum.checksum
+        migration.pg.execute("UPDATE wide SET flag = NOT flag WHERE id = 7")
+        migration.sum_target(plan)
+        assert plan.target_sum.checksum != plan.source_sum.checksum
+    finally:
+        migration.close()
+
+
+def test_signed_halves_add_up_to_the_128_bit_sum() -> None:
+    """``pg_sum_total`` rebuilds the sum of 128-bit hashes from what PostgreSQL adds: the
+    signed 64-bit halves and the count of negative low halves (the carries)."""
+    from llmgw.storage.canonical_sql import pg_sum_total
+
+    rng = random.Random(3)
+    edge = [0, 1, 2**63 - 1, 2**63, 2**64 - 1, 2**127, 2**128 - 1, (2**64 - 1) << 64]
+    for hashes in [edge, [2**64 - 1] * 1000, [rng.getrandbits(128) for _ in range(5000)]]:
+
+        def signed(v: int) -> int:
+            return v - (1 << 64) if v >= 1 << 63 else v
+
+        high = sum(signed(h >> 64) for h in hashes)
+        low = sum(signed(h & (2**64 - 1)) for h in hashes)
+        carries = sum(1 for h in hashes if h & (1 << 63))
+        assert pg_sum_total(high, low, carries) == sum(hashes) % (1 << 128)

@@ -68,6 +68,7 @@ from llmgw.storage.canonical_sql import (
     pg_key_text,
     pg_rows_sql,
     pg_sum_sql,
+    pg_sum_total,
     python_columns,
     sqlite_check_sql,
     sqlite_copy_sql,
@@ -1236,9 +1237,9 @@ def _target_sum(
 ) -> TableSum:
     got = conn.execute(sql, args).fetchone()
     assert got is not None
-    rows, s1, s2, s3, s4 = (int(v) for v in got)
+    rows, high, low, carries = (int(v) for v in got)
     total = TableSum()
-    total.merge(rows, (s1 << 96) + (s2 << 64) + (s3 << 32) + s4)
+    total.merge(rows, pg_sum_total(high, low, carries))
     return total
 
 
