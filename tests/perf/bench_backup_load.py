@@ -239,12 +239,27 @@ def run_head(tmp: Path) -> str:
 # --- open loop (the default) -------------------------------------------------------------------
 
 
+def wal_bytes(wal: Path) -> int:
+    """The size of the gateway's write-ahead log (0 when there is none)."""
+    try:
+        return wal.stat().st_size
+    except OSError:
+        return 0
+
+
 def watch(
-    a: argparse.Namespace, gw: bl.Server, client: subprocess.Popen[bytes], began: float
+    a: argparse.Namespace,
+    gw: bl.Server,
+    client: subprocess.Popen[bytes],
+    began: float,
+    wal: list[tuple[float, int]],
 ) -> tuple[list[tuple[float, float]], list[tuple[float, int]]]:
     """Follow the backups until ``--pairs`` have ended and one more stretch without has passed:
-    their (start, end) on the monotonic clock, and (time, the gateway's own CPU ticks) samples."""
+    their (start, end) on the monotonic clock, and (time, the gateway's own CPU ticks) samples;
+    (time, WAL bytes) samples appended to ``wal`` (a backup's read snapshot keeps the gateway's
+    checkpoints from folding the WAL past it, so the WAL grows while the copy runs)."""
     pid = gw.popen.pid
+    wal_file = gw.log.parent / "llmgw.db-wal"
     spans: list[tuple[float, float]] = []
     samples: list[tuple[float, int]] = []
     running_since: float | None = None
@@ -254,6 +269,7 @@ def watch(
     while True:
         now = time.monotonic()
         samples.append((now, own_ticks(pid)))
+        wal.append((now, wal_bytes(wal_file)))
         kid = backup_child(pid)
         running = kid is not None
         if running and running_since is None:
@@ -334,8 +350,9 @@ def open_loop_run(a: argparse.Namespace, gw: bl.Server, key: str, tmp: Path) -> 
     bound = a.interval + a.pairs * (a.interval + LONGEST_BACKUP) + 60
     client = bl.start_open_loop(url, a.rate, bound, key=key, out=out, log=client_log)
     began = time.monotonic()
+    wal: list[tuple[float, int]] = []
     try:
-        spans, samples = watch(a, gw, client, began)
+        spans, samples = watch(a, gw, client, began, wal)
     finally:
         summary, records = bl.finish_open_loop(client, out, client_log)
     end = samples[-1][0]
@@ -403,6 +420,16 @@ def open_loop_run(a: argparse.Namespace, gw: bl.Server, key: str, tmp: Path) -> 
         if by_phase
         else ""
     )
+    wal_max: dict[str, int] = {}
+    for kind, _, t0, t1 in cuts:
+        top = max((b for t, b in wal if t0 <= t < t1), default=0)
+        wal_max[kind] = max(wal_max.get(kind, 0), top)
+    wal_line = (
+        "Largest WAL file (`llmgw.db-wal`, sampled every 20 ms): "
+        f"{wal_max.get('during', 0) / 1e6:,.1f} MB while a backup runs, "
+        f"{wal_max.get('after', 0) / 1e6:,.1f} MB in the {a.settle:g} s after, "
+        f"{wal_max.get('without', 0) / 1e6:,.1f} MB without."
+    )
     notes = []
     # the client's own lateness where no backup runs (a gateway stall makes it late too: the
     # answers come back in a burst; that is not the client's fault)
@@ -441,6 +468,7 @@ def open_loop_run(a: argparse.Namespace, gw: bl.Server, key: str, tmp: Path) -> 
             f"p99 during / without: **{p99_d / p99_w:.2f}** (target <= 1.10). Per backup, p99 "
             f"during / without after it: {', '.join(pairs)} ms.",
             *([f"\n{phase_line}"] if phase_line else []),
+            f"\n{wal_line}",
             *(f"\n{n}" for n in notes),
         ]
     )
