@@ -3,7 +3,6 @@ serves (issue 12), with a metric and a log line per backup, rotated to ``[backup
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import sqlite3
@@ -168,44 +167,3 @@ def test_the_backup_process_gets_its_own_scheduling_group_at_the_lowest_weight()
     assert shared.returncode == 0, shared.stderr
     assert shared.stdout.split()[0] == "False", shared.stdout
     assert Path("/proc/self/autogroup").read_text() == before  # the caller's group untouched
-
-
-_PRIORITY = """
-import ctypes, os, struct
-from llmgw.storage.backup_schedule import _idle_io, _shortest_slice
-libc = ctypes.CDLL(None, use_errno=True)
-before = libc.syscall(252, 1, 0)  # ioprio_get(IOPRIO_WHO_PROCESS, self)
-os.nice(19)
-took = (_shortest_slice(), _idle_io())
-attr = ctypes.create_string_buffer(56)
-assert libc.syscall(315, 0, attr, 56, 0) == 0  # sched_getattr
-_size, policy, _flags, nice, _prio, runtime = struct.unpack("IIQiIQ", attr.raw[:32])
-print(*took, before >> 13, libc.syscall(252, 1, 0) >> 13, policy, nice, runtime)
-"""
-
-
-@pytest.mark.skipif(
-    not Path("/proc/self/autogroup").exists() or os.uname().machine != "x86_64",
-    reason="Linux x86_64 system call numbers in the probe",
-)
-def test_the_backup_process_yields_the_core_at_once_and_the_disk_to_anyone_else() -> None:
-    """The backup process asks for the scheduler's shortest slice (0.1 ms: the gateway waking
-    for a request no longer waits out the backup's slice) and the idle I/O class, keeping
-    nice 19 and the normal policy; only its own process changes."""
-    import subprocess
-    import sys
-
-    done = subprocess.run([sys.executable, "-c", _PRIORITY], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    sliced, idle, io_before, io_after, policy, nice, runtime = done.stdout.split()
-    assert idle == "True" and io_after == "3"  # IOPRIO_CLASS_IDLE
-    assert io_before != "3"
-    assert policy == str(os.SCHED_OTHER) and nice == "19"
-    if sliced == "False":  # pragma: no cover - a kernel before 6.12 or one that refuses
-        pytest.skip("the kernel refused sched_setattr")
-    assert runtime == "100000"  # ns; a kernel without custom slices ignores it
-    me = subprocess.run(  # the caller (the gateway) keeps its own class
-        [sys.executable, "-c", "import ctypes;print(ctypes.CDLL(None).syscall(252, 1, 0) >> 13)"],
-        capture_output=True, text=True,
-    )  # fmt: skip
-    assert me.stdout.strip() != "3"

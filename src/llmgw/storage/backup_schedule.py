@@ -13,12 +13,9 @@ exports as metrics.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import logging
 import os
-import platform
-import struct
 import subprocess
 import sys
 import threading
@@ -181,52 +178,12 @@ def _lowest_group_weight() -> bool:
     return False
 
 
-_SCHED_SETATTR = {"x86_64": 314, "aarch64": 274}
-_IOPRIO_SET = {"x86_64": 251, "aarch64": 30}
-_SLICE_NS = 100_000
-"""The backup process's scheduler slice: the kernel's shortest (0.1 ms)."""
-
-
-def _syscall(numbers: dict[str, int], *args: Any) -> bool:
-    """A raw Linux system call by name's number on this machine; whether it succeeded."""
-    number = numbers.get(platform.machine())
-    if number is None or not sys.platform.startswith("linux"):
-        return False
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        return bool(libc.syscall(number, *args) == 0)
-    except (OSError, AttributeError):  # pragma: no cover - no libc symbol table
-        return False
-
-
-def _shortest_slice() -> bool:
-    """Give this process the shortest scheduler slice (Linux 6.12+, EEVDF: ``sched_setattr``
-    with ``sched_runtime`` on a normal task); whether the kernel took it.
-
-    A task keeps the core for its slice once picked, even after a task with a better claim
-    wakes up (slice protection; the default slice here is 1.5 ms and the check that ends it
-    comes at the next tick, 4 ms at HZ=250), so the gateway, waking for a request while the
-    backup computes, could wait that long whatever the nice values. With 0.1 ms the backup
-    yields at the gateway's next wake-up. Older kernels ignore the slice: nothing changes."""
-    attr = struct.pack("IIQiIQQQ", 48, os.SCHED_OTHER, 0, 19, 0, _SLICE_NS, 0, 0)
-    return _syscall(_SCHED_SETATTR, 0, ctypes.create_string_buffer(attr), 0)
-
-
-def _idle_io() -> bool:
-    """Put this process's disk I/O in the idle class (``ioprio_set``, IOPRIO_CLASS_IDLE): the
-    copy's write-back and the check's reads go to the disk when nothing else asks (the
-    mq-deadline and BFQ schedulers; mq-deadline still serves it within 10 s); whether it took."""
-    return _syscall(_IOPRIO_SET, 1, 0, 3 << 13)  # IOPRIO_WHO_PROCESS, this process, class 3
-
-
 def child_main() -> None:
     """The backup process: a JSON request on stdin, the result (or ``{"error": ...}``) as one
     JSON line on stdout."""
     with contextlib.suppress(OSError):
         os.nice(19)
     _lowest_group_weight()
-    _shortest_slice()
-    _idle_io()
     from llmgw.storage.backup import backup
 
     request = json.loads(sys.stdin.read())
