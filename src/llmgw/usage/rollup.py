@@ -23,6 +23,7 @@ compare-and-set of ``last_id``.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from typing import Any
@@ -425,8 +426,11 @@ def _step_sqlite(conn: Connection, chunk: int) -> int:
             for stmt in statements[1:]:
                 conn.execute(stmt)
     finally:
-        with conn.begin():
-            conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_DELTA}")
+        # A connection lost in step 2 keeps its error (``refresh`` looks at it); the next step
+        # drops a delta left behind before it creates its own.
+        if not conn.invalidated:
+            with contextlib.suppress(sa.exc.DBAPIError), conn.begin():
+                conn.exec_driver_sql(f"DROP TABLE IF EXISTS {_DELTA}")
     return hi - last
 
 
