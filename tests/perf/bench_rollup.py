@@ -21,7 +21,6 @@ folds seen (from the rollup state) and RSS at the end. Prints a Markdown table a
 from __future__ import annotations
 
 import argparse
-import json
 import sqlite3
 import statistics
 import sys
@@ -155,12 +154,7 @@ def report(r: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Run, print the table, write --json."""
-    args = parse_args(argv)
-    r = run(args)
-    print(report(r))
-    if args.json:
-        Path(args.json).write_text(json.dumps(r, indent=1))
-    return 0
+    return bl.report_main(argv, parse_args, run, report)
 
 
 if __name__ == "__main__":

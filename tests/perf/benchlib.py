@@ -476,3 +476,19 @@ def machine_facts() -> dict[str, str]:
         except PackageNotFoundError:
             facts[pkg] = "-"
     return facts
+
+
+def report_main(
+    argv: list[str] | None,
+    parse_args: Callable[[list[str] | None], Any],
+    run: Callable[[Any], dict[str, Any]],
+    report: Callable[[dict[str, Any]], str],
+) -> int:
+    """A report-only benchmark's ``main``: parse, run, print the Markdown report and, with
+    ``--json PATH``, save the raw numbers there."""
+    args = parse_args(argv)
+    r = run(args)
+    print(report(r))
+    if args.json:
+        Path(args.json).write_text(json.dumps(r, indent=1))
+    return 0
