@@ -163,10 +163,16 @@ def _lowest_group_weight() -> bool:
     second the backup used counted against the gateway's group, and the gateway waited for the
     others in turn. In its own group at the lowest weight it takes only what the others leave.
     The kernel rate-limits this setting (EAGAIN), hence the retries; without autogroups (a
-    service's cgroup under systemd: ``CPUWeight=`` there) nothing changes."""
+    service's cgroup under systemd, or a container's: the file reads empty, ``CPUWeight=``
+    there) nothing changes."""
     if os.getsid(0) != os.getpid():  # the group is the caller's session's: leave it alone
         return False
     group = Path("/proc/self/autogroup")
+    try:
+        if not group.read_text().strip():  # in a cgroup of its own: no autogroup applies
+            return False
+    except OSError:  # no autogroups in this kernel
+        return False
     for _ in range(5):
         try:
             group.write_text("19")
