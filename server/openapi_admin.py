@@ -265,7 +265,10 @@ def _op(
     return op
 
 
-_KREF = "A key's id, its first 8+ hex digits, or its prefix (never the whole secret)."
+_KREF = (
+    "A key's name (URL-encoded; several keys of the name are a 400), id, its first 8+ hex "
+    "digits, or its prefix (never the whole secret)."
+)
 _UREF = "A user's email or id."
 _SINCE = ("2026-12-01T00:00:00+00:00", "Only from this time on (ISO 8601 with a zone).")
 
@@ -306,17 +309,17 @@ def admin_paths() -> dict[str, Any]:
         },
         f"{p}/keys/{{ref}}": {
             "get": _op("adminShowKey", "Show a key", "One key (never its secret).", _KEY,
-                errors=one, ref=_KREF),
+                errors=(*one, "400"), ref=_KREF),
             "patch": _op("adminUpdateKey", "Edit a key", "Change rpm, tpm, models or "
                 "expires_at; a field left out stays, null clears it.", {**_KEY, "rpm": 120},
                 errors=(*one, "400", "409"), ref=_KREF, body={"rpm": 120, "tpm": None}),
         },
         f"{p}/keys/{{ref}}/revoke": {"post": _op("adminRevokeKey", "Revoke a key",
             "Revoke now (idempotent); servers refuse it within 1 s with Redis.",
-            {**_KEY, "status": "revoked", "revoked_at": _T}, errors=one, ref=_KREF)},
+            {**_KEY, "status": "revoked", "revoked_at": _T}, errors=(*one, "400"), ref=_KREF)},
         f"{p}/keys/{{ref}}/rotate": {"post": _op("adminRotateKey", "Rotate a key",
             "A new secret with the same settings; the old key is revoked.",
-            {**_NEW_KEY, "rotated_from": _KEY["id"]}, errors=(*one, "409"), ref=_KREF)},
+            {**_NEW_KEY, "rotated_from": _KEY["id"]}, errors=(*one, "400", "409"), ref=_KREF)},
         f"{p}/users": {
             "get": _op("adminListUsers", "List users", "Every user, oldest first.",
                 _listed(_USER)),

@@ -143,7 +143,7 @@ def test_duplicate_email_is_exit_5_and_keeps_one_user(cli: Any) -> None:
 
 def test_revoking_an_unknown_key_is_exit_4_and_changes_nothing(cli: Any) -> None:
     made = json.loads(cli("keys", "create", "--name", "x", "--json").stdout)
-    for ref in ("deadbeef", "00000000-0000-4000-8000-000000000000", "llmgw_AAAAAA", "x"):
+    for ref in ("deadbeef", "00000000-0000-4000-8000-000000000000", "llmgw_AAAAAA", "y"):
         assert_one_error(cli("keys", "revoke", ref), 4)
     assert_one_error(cli("keys", "rotate", "deadbeef"), 4)
     listed = json.loads(cli("keys", "list", "--json").stdout)

@@ -1,5 +1,6 @@
 """Naming a key the way a person would (issue 8 item 16): the whole secret, too few characters of
-an id, and ``--models`` entries that nothing offers (a warning, or a refusal with ``--strict``)."""
+an id, its name (the one live key of that name; two are refused, listing their ids), and
+``--models`` entries that nothing offers (a warning, or a refusal with ``--strict``)."""
 
 from __future__ import annotations
 
@@ -73,3 +74,76 @@ def test_models_nothing_offers_warn_and_strict_refuses(cli: Any, home: Path) -> 
         k["name"] for k in json.loads(cli("--config", str(cfg), "keys", "list", "--json").stdout)
     }
     assert names == {"ok", "w"}
+
+
+def test_every_key_option_takes_the_name_given_at_create(cli: Any) -> None:
+    """``keys create --name ci-bot`` and then ``--key ci-bot``, as an operator types it."""
+    made = json.loads(cli("keys", "create", "--name", "ci-bot", "--json").stdout)
+    shown = cli("keys", "show", "ci-bot", "--json")
+    assert shown.exit_code == 0, shown.stderr
+    assert json.loads(shown.stdout)["id"] == made["id"]
+    r = cli("keys", "update", "ci-bot", "--rpm", "30", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["rpm"] == 30
+    r = cli("budgets", "set", "10", "--key", "ci-bot", "--currency", "RUB", "--json")
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["subject_id"] == made["id"]
+    r = cli("quotas", "set", "--key", "ci-bot", "--model", "local/gpt-4o-mini", "--tpm", "9")
+    assert r.exit_code == 0, r.stderr
+    for args in (("usage", "stats", "--by", "key"), ("usage", "forecast")):
+        r = cli(*args, "--key", "ci-bot", "--json")
+        assert r.exit_code == 0, (args, r.stderr)
+    rotated = cli("keys", "rotate", "ci-bot", "--yes", "--json")
+    assert rotated.exit_code == 0, rotated.stderr
+    new = json.loads(rotated.stdout)
+    assert new["rotated_from"] == made["id"]
+    # the name now means the new (live) key, not the revoked one it replaced
+    assert json.loads(cli("keys", "show", "ci-bot", "--json").stdout)["id"] == new["id"]
+    r = cli("keys", "revoke", "ci-bot", "--yes")
+    assert r.exit_code == 0, r.stderr
+    assert r.stdout.startswith(f"revoked key ci-bot ({new['prefix']})")
+    for out in (shown, rotated, r):
+        assert made["key"] not in out.stdout + out.stderr
+
+
+def test_a_name_of_two_live_keys_is_refused_listing_both_ids(cli: Any) -> None:
+    a = _create(cli, "--rpm", "1")
+    b = _create(cli, "--rpm", "2")  # both named "k"
+    for args in (
+        ("keys", "show", "k"),
+        ("keys", "revoke", "k", "--yes"),
+        ("budgets", "set", "5", "--key", "k", "--currency", "RUB"),
+        ("usage", "stats", "--key", "k"),
+    ):
+        r = cli(*args)
+        assert (r.exit_code, r.stdout) == (2, ""), args
+        error, hint = r.stderr.splitlines()
+        assert error == (
+            f"Error: 'k' matches 2 keys: {a['id'][:8]} ({a['prefix']}), "
+            f"{b['id'][:8]} ({b['prefix']})"
+        )
+        assert hint.startswith("hint: give the id (8+ characters) or the prefix")
+        assert a["key"] not in r.stderr and b["key"] not in r.stderr
+    keys = json.loads(cli("keys", "list", "--json").stdout)
+    assert [k["status"] for k in keys] == ["active", "active"]  # nothing was revoked
+    assert cli("keys", "revoke", a["id"][:8], "--yes").exit_code == 0
+    assert json.loads(cli("keys", "show", "k", "--json").stdout)["id"] == b["id"]
+
+
+def test_an_unknown_key_is_exit_4_with_one_error_line_and_a_hint(cli: Any) -> None:
+    made = _create(cli)
+    for args in (
+        ("keys", "show", "ci-bot"),
+        ("budgets", "set", "5", "--key", "ci-bot", "--currency", "RUB"),
+        ("usage", "forecast", "--key", "ci-bot"),
+    ):
+        r = cli(*args)
+        assert (r.exit_code, r.stdout) == (4, ""), args
+        assert r.stderr.splitlines() == [
+            "Error: no API key matches 'ci-bot'",
+            "hint: give its name, id (8+ characters), prefix (llmgw_ + 6) or the whole secret; "
+            "`llmgw keys list --all` shows them",
+        ]
+    typo = made["key"][:20]  # a secret cut short is never echoed past its prefix
+    r = cli("keys", "show", typo)
+    assert r.exit_code == 4 and typo not in r.stderr and made["prefix"] in r.stderr

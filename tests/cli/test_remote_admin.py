@@ -484,3 +484,40 @@ def test_budgets_and_quotas_local_and_remote_give_the_same_records(gateway: Gate
     assert gone["id"] == made["id"] and _json(gw.remote("budgets", "list", "--json")) == []
     actions = [a["action"] for a in _json(gw.local("audit", "--json"))]
     assert {"budgets.set", "budgets.delete", "quotas.set", "quotas.delete"} <= set(actions)
+
+
+def test_a_key_name_works_remotely_as_locally_and_the_server_resolves_it(gateway: Gateway) -> None:
+    """``--key NAME`` and ``keys show NAME`` through the admin API: the server resolves the name
+    with the same resolver (one live key of the name; several refused, listing ids), also names
+    a URL path segment cannot hold as they are."""
+    gw = gateway
+    _traffic(gw, 2)  # as the key named "app"
+    local, remote = _both(gw, "usage", "stats", "--by", "key", "--key", "app")
+    assert _without(remote, {"since"}) == _without(local, {"since"})
+    assert sum(r["requests"] for r in local["rows"]) == 2
+    app = _json(gw.local("keys", "show", "app", "--json"))
+    assert _stable([_json(gw.remote("keys", "show", "app", "--json"))]) == _stable([app])
+    budget = _json(gw.remote("budgets", "set", "9", "--key", "app", "--currency", "USD", "--json"))
+    assert (budget["scope"], budget["subject_id"]) == ("key", app["id"])
+    for name in ("team/ci bot", "ci-bot?x=1#y", "100%", "ключ", ".."):
+        made = _json(gw.remote("keys", "create", "--name", name, "--json"))
+        shown = _json(gw.remote("keys", "update", name, "--rpm", "5", "--json"))
+        assert (shown["id"], shown["rpm"]) == (made["id"], 5), name
+        rotated = _json(gw.remote("keys", "rotate", name, "--yes", "--json"))
+        assert rotated["rotated_from"] == made["id"], name
+        revoked = _json(gw.remote("keys", "revoke", name, "--yes", "--json"))
+        assert revoked["id"] == rotated["id"] and revoked["status"] == "revoked", name
+    second = _json(gw.local("keys", "create", "--name", "app", "--json"))
+    # The same first line and exit code in both modes (the admin API's error envelope carries
+    # no hint, so only local mode prints one).
+    for run in (gw.local, gw.remote):
+        res = run("keys", "show", "app")
+        assert (res.exit_code, res.stdout) == (2, "")
+        assert res.stderr.splitlines()[0] == (
+            f"Error: 'app' matches 2 keys: {app['id'][:8]} ({app['prefix']}), "
+            f"{second['id'][:8]} ({second['prefix']})"
+        )
+        res = run("budgets", "set", "1", "--key", "nobody", "--currency", "USD")
+        assert (res.exit_code, res.stdout) == (4, "")
+        assert res.stderr.splitlines()[0] == "Error: no API key matches 'nobody'"
+        assert second["key"] not in res.stderr

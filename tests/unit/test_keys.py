@@ -351,6 +351,69 @@ def test_ambiguous_id_prefix_asks_for_more(
     assert keys.get("abcdef01-0000-4000-8000-000000000002").name == "two"
 
 
+def test_get_accepts_an_exact_name_and_prefers_the_live_key(keys: KeyService, clock: Clock) -> None:
+    ci = keys.create("ci-bot")
+    assert keys.get("ci-bot").id == ci.info.id
+    assert keys.get("  ci-bot ").id == ci.info.id  # as typed, spaces around
+    with pytest.raises(NotFound):
+        keys.get("CI-BOT")  # exact, not case-folded
+    clock.now += timedelta(minutes=1)
+    new = keys.rotate("ci-bot")  # the name passes to the new key; the old one is revoked
+    assert keys.get("ci-bot").id == new.info.id
+    keys.revoke("ci-bot")
+    with pytest.raises(UsageError, match="matches 2 keys"):
+        keys.get("ci-bot")  # no live key of the name left: both revoked ones compete
+    keys.create("ci-bot")
+    assert keys.get("ci-bot").revoked_at is None
+    solo = keys.create("solo")
+    keys.revoke("solo")
+    assert keys.get("solo").id == solo.info.id  # the one revoked key of a name is still found
+
+
+def test_a_name_of_several_keys_lists_their_ids_and_never_picks_one(
+    keys: KeyService, clock: Clock
+) -> None:
+    a = keys.create("shared")
+    clock.now += timedelta(minutes=1)
+    b = keys.create("shared")
+    with pytest.raises(UsageError) as info:
+        keys.get("shared")
+    err = info.value
+    assert err.message == (
+        f"'shared' matches 2 keys: {a.info.id.hex[:8]} ({a.info.prefix}), "
+        f"{b.info.id.hex[:8]} ({b.info.prefix})"
+    )
+    assert err.hint is not None and "id" in err.hint and "llmgw keys list --all" in err.hint
+    assert a.secret not in str(err) and b.secret not in str(err)
+    keys.revoke(str(a.info.id))
+    assert keys.get("shared").id == b.info.id  # live first: the revoked one no longer competes
+    keys.revoke(str(b.info.id))
+    with pytest.raises(UsageError, match=r"matches 2 keys: .*revoked\)"):
+        keys.get("shared")  # two revoked keys of the name, no live one
+
+
+def test_a_name_that_looks_like_an_id_prefix_or_is_short_hex(
+    keys: KeyService, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        "llmgw.auth.keys.uuid.uuid4", lambda: uuid.UUID("deadbeef-0000-4000-8000-000000000001")
+    )
+    first = keys.create("first")
+    monkeypatch.undo()
+    keys.create("cafe")
+    assert keys.get("cafe").name == "cafe"  # short hex, but a name
+    other = keys.create("deadbeef")  # another key's id prefix as a name: ambiguous, refused
+    with pytest.raises(UsageError, match="matches 2 keys") as info:
+        keys.get("deadbeef")
+    assert (
+        first.info.id.hex[:8] in info.value.message and other.info.id.hex[:8] in info.value.message
+    )
+    assert keys.get(str(other.info.id)).name == "deadbeef"
+    with pytest.raises(NotFound) as nf:
+        keys.get("no-such-key")
+    assert nf.value.hint is not None and nf.value.hint.startswith("give its name, id")
+
+
 def test_touch_last_used_is_batched_and_never_goes_back(keys: KeyService, engine: Engine) -> None:
     a, b = keys.create("a"), keys.create("b")
     statements: list[str] = []

@@ -106,7 +106,7 @@ class AdminOps(Protocol):
         ...
 
     def keys_show(self, ref: str) -> Record:
-        """One key by id, unique id prefix (8+ hex digits) or key prefix."""
+        """One key by name, id, unique id prefix (8+ hex digits) or key prefix."""
         ...
 
     def keys_create(

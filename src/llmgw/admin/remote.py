@@ -82,8 +82,11 @@ def _key_ref(ref: str) -> str:
 
 
 def _ref(ref: str) -> str:
-    """A key ``ref`` as a URL path segment."""
-    return quote(_key_ref(ref), safe="")
+    """A key ``ref`` (an id, a prefix or any name) as a URL path segment: every ``/``, ``?``,
+    ``#`` and ``%`` escaped, and a name of dots only (``..``) too, which URL normalisation would
+    otherwise remove."""
+    segment = quote(_key_ref(ref), safe="")
+    return segment.replace(".", "%2E") if segment.strip(".") == "" else segment
 
 
 def _iso(when: datetime | None) -> str | None:

@@ -32,6 +32,7 @@ __all__ = [
     "KeyInfo",
     "KeyService",
     "digest_of",
+    "find_key",
     "generate_secret",
 ]
 
@@ -138,6 +139,92 @@ def _shown(ref: str) -> str:
     if ref.startswith(SECRET_PREFIX) and len(ref) > PREFIX_LEN:
         return ref[:PREFIX_LEN] + "…"
     return ref[:64]
+
+
+_REF_HINT = (
+    "give its name, id (8+ characters), prefix (llmgw_ + 6) or the whole secret; "
+    "`llmgw keys list --all` shows them"
+)
+_LISTED = 5  # candidates an ambiguity error names
+
+
+def _by_form(ref: str) -> sa.Select[Any] | None:
+    """The query for ``ref`` read as a whole secret, a key prefix, an id or an id prefix;
+    ``None`` when it has none of those forms."""
+    if ref.startswith(SECRET_PREFIX) and len(ref) == PREFIX_LEN:
+        return _select().where(_KEYS.c.prefix == ref)
+    if _SECRET_RE.fullmatch(ref):  # a pasted secret: its prefix and its digest
+        return _select().where(_KEYS.c.prefix == ref[:PREFIX_LEN], _KEYS.c.digest == digest_of(ref))
+    hexed = ref.lower().replace("-", "")
+    if not _ID_PREFIX_RE.fullmatch(hexed):
+        return None
+    if len(hexed) == 32:
+        return _select().where(_KEYS.c.id == uuid.UUID(hexed))
+    # ids sort as their hex digits on both backends: a range uses the primary key's index
+    lo, hi = uuid.UUID(hexed.ljust(32, "0")), uuid.UUID(hexed.ljust(32, "f"))
+    return _select().where(_KEYS.c.id.between(lo, hi))
+
+
+def _by_name(conn: Connection, ref: str) -> builtins.list[sa.Row[Any]]:
+    """The keys named exactly ``ref``: the live (not revoked) ones if there are any, else the
+    revoked ones (a rotated key's name passes to its successor, so the live one is meant)."""
+    if len(ref) > _NAME_MAX or _SECRET_RE.fullmatch(ref):
+        return []
+    rows = conn.execute(
+        _select().where(_KEYS.c.name == ref).order_by(_KEYS.c.created_at, _KEYS.c.id)
+    ).all()
+    live = [r for r in rows if r._mapping["revoked_at"] is None]
+    return live or builtins.list(rows)
+
+
+def _ambiguous(ref: str, rows: Sequence[sa.Row[Any]]) -> UsageError:
+    """The error for a name (or an id prefix that is also a name) matching several keys: their
+    ids and prefixes, never a secret."""
+    listed = ", ".join(
+        f"{r._mapping['id'].hex[:8]} ({r._mapping['prefix']}"
+        + (", revoked)" if r._mapping["revoked_at"] is not None else ")")
+        for r in rows[:_LISTED]
+    )
+    more = f" and {len(rows) - _LISTED} more" if len(rows) > _LISTED else ""
+    return UsageError(
+        f"{_shown(ref)!r} matches {len(rows)} keys: {listed}{more}",
+        hint="give the id (8+ characters) or the prefix of the one you mean; "
+        "`llmgw keys list --all` shows them",
+    )
+
+
+def find_key(conn: Connection, ref: str) -> sa.Row[Any]:
+    """The one key a person's ``ref`` names: its whole id, a unique id prefix (8+ hex digits),
+    its key prefix (``llmgw_`` + 6), the whole secret, or its exact name.
+
+    A name means the one live (not revoked) key of that name, or, when none is live, the one
+    revoked key of that name. A ref that names several keys (a name shared by two live keys, an
+    id prefix of two keys, an id prefix that is also another key's name) is a ``UsageError``
+    listing their ids and prefixes; none is ``NotFound``. The one resolver behind every command,
+    admin API route and screen that takes a key (``KeyService.get``); messages never hold a
+    secret.
+    """
+    ref = ref.strip()
+    query = _by_form(ref)
+    rows = conn.execute(query.limit(2)).all() if query is not None else []
+    if len(rows) > 1:
+        raise UsageError(
+            f"{_shown(ref)!r} matches more than one key",
+            hint="give more characters of the id, or the key prefix",
+        )
+    named = _by_name(conn, ref) if ref else []
+    found = {r._mapping["id"]: r for r in (*rows, *named)}
+    if len(found) == 1:
+        return next(iter(found.values()))
+    if found:
+        raise _ambiguous(ref, builtins.list(found.values()))
+    hexed = ref.lower().replace("-", "")
+    if 0 < len(hexed) < 8 and all(c in "0123456789abcdef" for c in hexed):
+        raise UsageError(
+            f"{ref!r} is too short to name a key: give at least 8 characters of its id",
+            hint="a name or key prefix works too; `llmgw keys list --all` shows them",
+        )
+    raise NotFound(f"no API key matches {_shown(ref)!r}", hint=_REF_HINT)
 
 
 def check_key_settings(
@@ -311,45 +398,9 @@ class KeyService:
             return [_info(r) for r in conn.execute(query)]
 
     def get(self, ref: str) -> KeyInfo:
-        """The key named by full id, a unique id prefix (>= 8 hex digits) or its key prefix."""
+        """The key ``ref`` names (see ``find_key``)."""
         with db_errors(self.engine, "looking up a key"), self.engine.connect() as conn:
-            return _info(self._find(conn, ref))
-
-    def _find(self, conn: Connection, ref: str) -> sa.Row[Any]:
-        ref = ref.strip()
-        query = None
-        if ref.startswith(SECRET_PREFIX) and len(ref) == PREFIX_LEN:
-            query = _select().where(_KEYS.c.prefix == ref)
-        elif ref.startswith(SECRET_PREFIX) and len(ref) == _SECRET_LEN:  # a pasted secret
-            query = _select().where(
-                _KEYS.c.prefix == ref[:PREFIX_LEN], _KEYS.c.digest == digest_of(ref)
-            )
-        else:
-            hexed = ref.lower().replace("-", "")
-            if 0 < len(hexed) < 8 and all(c in "0123456789abcdef" for c in hexed):
-                raise UsageError(
-                    f"{ref!r} is too short to name a key: give at least 8 characters of its id",
-                    hint="`llmgw keys list --all` shows ids (8 characters) and prefixes",
-                )
-            if _ID_PREFIX_RE.fullmatch(hexed):
-                if len(hexed) == 32:
-                    query = _select().where(_KEYS.c.id == uuid.UUID(hexed))
-                else:  # ids sort as their hex digits on both backends: a range uses the PK index
-                    lo = uuid.UUID(hexed.ljust(32, "0"))
-                    hi = uuid.UUID(hexed.ljust(32, "f"))
-                    query = _select().where(_KEYS.c.id.between(lo, hi))
-        rows = conn.execute(query.limit(2)).all() if query is not None else []
-        if not rows:
-            raise NotFound(
-                f"no API key matches {_shown(ref)!r}",
-                hint="give its id (8+ characters), prefix (llmgw_ + 6) or the whole secret; "
-                "`llmgw keys list --all` shows ids and prefixes",
-            )
-        if len(rows) > 1:
-            raise UsageError(
-                f"{ref!r} matches more than one key", hint="give more characters of the id"
-            )
-        return rows[0]
+            return _info(find_key(conn, ref))
 
     # -- changing ---------------------------------------------------------------------------
     def revoke(self, ref: str) -> KeyInfo:
@@ -364,7 +415,7 @@ class KeyService:
 
     def _revoke(self, ref: str) -> KeyInfo:
         with db_errors(self.engine, "revoking a key"), self.engine.begin() as conn:
-            row = self._find(conn, ref)
+            row = find_key(conn, ref)
             if row._mapping["revoked_at"] is None:
                 key_id = row._mapping["id"]
                 conn.execute(
@@ -384,7 +435,7 @@ class KeyService:
 
     def _rotate(self, ref: str) -> CreatedKey:
         with db_errors(self.engine, "rotating a key"), self.engine.begin() as conn:
-            old = _info(self._find(conn, ref))
+            old = _info(find_key(conn, ref))
             now = self._clock()
             if old.revoked_at is not None:
                 raise Conflict(
@@ -426,7 +477,7 @@ class KeyService:
         """
         values = self._checked(changes)
         with db_errors(self.engine, "updating a key"), self.engine.begin() as conn:
-            old = _info(self._find(conn, ref))
+            old = _info(find_key(conn, ref))
             if old.revoked_at is not None:
                 raise Conflict(
                     f"key {old.prefix} is revoked", hint="create a new key with `llmgw keys create`"

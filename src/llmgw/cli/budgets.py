@@ -56,7 +56,9 @@ def budgets_set(
     amount: Annotated[str, typer.Argument(help="The budget per period, e.g. 1000 or 12.50.")],
     key: Annotated[
         str | None,
-        typer.Option("--key", help="The key (id, id prefix or key prefix).", show_default=False),
+        typer.Option(
+            "--key", help="The key (name, id, id prefix or key prefix).", show_default=False
+        ),
     ] = None,
     user: Annotated[
         str | None, typer.Option("--user", help="The user (email or id).", show_default=False)

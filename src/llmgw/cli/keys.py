@@ -25,7 +25,9 @@ keys_app = typer.Typer(
     rich_markup_mode=None,
 )
 
-_REF_HELP = "Key id, its first 8+ characters, the key prefix (llmgw_xxxxxx) or the whole secret."
+_REF_HELP = (
+    "Key name, id, the id's first 8+ characters, the key prefix (llmgw_xxxxxx) or the whole secret."
+)
 _JSON = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
 _YES = Annotated[
     bool, typer.Option("--yes", "-y", help="Do not ask; required when stdin is not a terminal.")

@@ -24,7 +24,9 @@ def quotas_set(
     ctx: typer.Context,
     key: Annotated[
         str | None,
-        typer.Option("--key", help="The key (id, id prefix or key prefix).", show_default=False),
+        typer.Option(
+            "--key", help="The key (name, id, id prefix or key prefix).", show_default=False
+        ),
     ] = None,
     user: Annotated[
         str | None, typer.Option("--user", help="The user (email or id).", show_default=False)

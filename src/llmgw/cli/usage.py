@@ -100,7 +100,7 @@ def usage_stats(
     key: Annotated[
         str | None,
         typer.Option(
-            "--key", help="Only this key (id, id prefix or key prefix).", show_default=False
+            "--key", help="Only this key (name, id, id prefix or key prefix).", show_default=False
         ),
     ] = None,
     user: Annotated[
@@ -275,7 +275,7 @@ def usage_forecast(
     key: Annotated[
         str | None,
         typer.Option(
-            "--key", help="Only this key (id, id prefix or key prefix).", show_default=False
+            "--key", help="Only this key (name, id, id prefix or key prefix).", show_default=False
         ),
     ] = None,
     user: Annotated[
