@@ -42,24 +42,26 @@ class ReplayResult:
 
 
 def replay_segments(spool: Spool, inserter: Inserter, batch_size: int) -> ReplayResult:
-    """Replay every unlocked segment, oldest first; raises on database trouble (what was
-    committed stays committed, the segment being replayed stays on disk)."""
+    """Replay every unlocked segment, oldest first, reading each as it goes (memory bounded by
+    ``batch_size``, not by the segment); raises on database trouble (what was committed stays
+    committed, the segment being replayed stays on disk and is replayed whole next time)."""
     out = ReplayResult()
     spool.rotate()  # our own open spool segment becomes replayable
     for path in spool.segments():
         with spool.claim(path) as seg:
             if seg is None:
                 continue  # a live process is still writing it, or it is gone
-            rows = seg.rows
-            for i in range(0, len(rows), batch_size):
-                inserter.insert_rows(rows[i : i + batch_size])
-            # A final stream record replaces a provisional one stored from another segment.
-            inserter.replace_partial(
-                [r for r in rows if r.get("stream") and r["request_id"] not in seg.partial]
-            )
+            rows = 0
+            for batch, provisional in seg.batches(batch_size):
+                inserter.insert_rows(batch)
+                # A final stream record replaces a provisional one stored from another segment.
+                inserter.replace_partial(
+                    [r for r in batch if r.get("stream") and r["request_id"] not in provisional]
+                )
+                rows += len(batch)
             spool.remove(path)  # only now: every row of it is committed
-            out.replayed += len(rows)
-            out.records += len(rows) + seg.bad_lines
+            out.replayed += rows
+            out.records += rows + seg.bad_lines
             if seg.bad_lines:
                 out.bad_lines += seg.bad_lines
                 out.last_bad = f"{seg.bad_lines} unreadable line(s) in spool {path.name}"

@@ -17,7 +17,6 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from pathlib import Path
@@ -83,15 +82,64 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-@dataclass
 class SpoolSegment:
-    """A claimed (locked) segment: its parsed rows and how many lines were unreadable."""
+    """A claimed (locked) segment, parsed while it is replayed: ``batches`` reads it line by
+    line, so memory stays bounded by the batch size (and the streams in flight, see there)
+    whatever the segment's size."""
 
-    path: Path
-    rows: list[dict[str, Any]]
-    bad_lines: int
-    partial: set[str] = field(default_factory=set)
-    """Request ids whose only record here is a stream's provisional one (a journal segment)."""
+    def __init__(self, path: Path, file: IO[bytes]) -> None:
+        self.path = path
+        self._file = file
+        self.bad_lines = 0
+        """Unreadable lines met so far (a torn last line after a crash, a damaged record)."""
+
+    def batches(self, size: int) -> Iterator[tuple[list[dict[str, Any]], set[str]]]:
+        """The segment's rows, ``size`` at a time, each with the request ids of the provisional
+        stream records among them.
+
+        Spool lines are objects; journal lines are arrays after a header line naming their
+        columns, a trailing ``"partial"`` marking a stream's provisional record. A provisional
+        record is held back until its final record shows up (which replaces it) or the segment
+        ends (then it comes in the last batch): only the streams still running when the segment
+        was written are held, never the whole segment. A later record of a request id replaces
+        an earlier one of the same batch.
+        """
+        columns: list[str] | None = None
+        batch: dict[str, dict[str, Any]] = {}
+        held: dict[str, dict[str, Any]] = {}  # provisional records waiting for their final one
+        for line in self._file:
+            if not line.strip():
+                continue
+            try:
+                item = orjson.loads(line)
+                if isinstance(item, dict) and "journal" in item:
+                    columns = [str(c) for c in item["columns"]]
+                    continue
+                if isinstance(item, list):
+                    if columns is None:
+                        raise ValueError("journal record before its header")
+                    partial = len(item) == len(columns) + 1 and item[-1] == "partial"
+                    if len(item) != len(columns) + partial:
+                        raise ValueError("journal record of the wrong length")
+                    row = typed_row(dict(zip(columns, item, strict=False)))
+                else:
+                    partial = False
+                    row = row_from_json(line)
+            except (ValueError, KeyError, TypeError):
+                self.bad_lines += 1
+                continue
+            rid = row["request_id"]
+            if partial:
+                if rid not in batch:  # else the final record came first (never, but harmless)
+                    held.setdefault(rid, row)
+                continue
+            held.pop(rid, None)  # the final record replaces the provisional one
+            batch[rid] = row
+            if len(batch) >= size:
+                yield list(batch.values()), set()
+                batch = {}
+        if batch or held:
+            yield [*batch.values(), *held.values()], set(held)
 
 
 class Spool:
@@ -114,7 +162,7 @@ class Spool:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-            if f.tell() >= SEGMENT_MAX_BYTES:  # keep segments small enough to replay in memory
+            if f.tell() >= SEGMENT_MAX_BYTES:  # rotate: a finished segment can be replayed
                 self._file = None
                 self._path = None
                 f.close()
@@ -168,7 +216,8 @@ class Spool:
 
     @contextlib.contextmanager
     def claim(self, path: Path) -> Iterator[SpoolSegment | None]:
-        """Lock ``path`` and yield its rows; yield ``None`` if another writer holds it or it is gone."""
+        """Lock ``path`` and yield it for reading; yield ``None`` if another writer holds it or
+        it is gone. The rows are read from the file as ``SpoolSegment.batches`` goes."""
         try:
             f = open(path, "rb")  # noqa: SIM115 - closed in the finally below
         except FileNotFoundError:
@@ -183,7 +232,7 @@ class Spool:
             if not path.exists():  # replayed and deleted by someone else meanwhile
                 yield None
                 return
-            yield _parse(path, f.read())
+            yield SpoolSegment(path, f)
         finally:
             f.close()
 
@@ -207,45 +256,3 @@ class Spool:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-
-
-def _parse(path: Path, data: bytes) -> SpoolSegment:
-    """A segment's rows: spool lines are objects; journal lines are arrays after a header line
-    naming their columns, a trailing ``"partial"`` marking a stream's provisional record."""
-    seg = SpoolSegment(path, [], 0)
-    columns: list[str] | None = None
-    by_id: dict[str, int] = {}
-    for line in data.split(b"\n"):
-        if not line.strip():
-            continue
-        try:
-            item = orjson.loads(line)
-            if isinstance(item, dict) and "journal" in item:
-                columns = [str(c) for c in item["columns"]]
-                continue
-            if isinstance(item, list):
-                if columns is None:
-                    raise ValueError("journal record before its header")
-                partial = len(item) == len(columns) + 1 and item[-1] == "partial"
-                if len(item) != len(columns) + partial:
-                    raise ValueError("journal record of the wrong length")
-                row = typed_row(dict(zip(columns, item, strict=False)))
-            else:
-                partial = False
-                row = row_from_json(line)
-        except (ValueError, KeyError, TypeError):
-            seg.bad_lines += 1  # a torn last line after a crash, or a damaged record
-            continue
-        rid = row["request_id"]
-        if partial:
-            if rid in by_id:
-                continue  # the final record came first (never, but harmless)
-            seg.partial.add(rid)
-        else:
-            seg.partial.discard(rid)
-        if rid in by_id and not partial:
-            seg.rows[by_id[rid]] = row  # the final record replaces the provisional one
-        else:
-            by_id[rid] = len(seg.rows)
-            seg.rows.append(row)
-    return seg
