@@ -216,9 +216,12 @@ async def start_alerts(g: Gateway, stack: contextlib.AsyncExitStack) -> None:
     stack.push_async_callback(worker.aclose)
     if g.engine.dialect.name == "postgresql":  # jobs queued by other instances wake it too
         from llmgw.alerts.wakeups import JobAnnouncer, JobNotifications
+        from llmgw.storage.tcp import with_tcp_checks
 
         url = g.engine.url.set(drivername="postgresql")
-        conninfo = url.render_as_string(hide_password=False)
+        conninfo = with_tcp_checks(
+            url.render_as_string(hide_password=False), s.database.dead_connection_timeout
+        )
         wakeups = JobNotifications(conninfo, worker.wake)
         service.wakeups = wakeups
         wakeups.start()

@@ -172,6 +172,7 @@ class Gateway:
                 s.database_url,
                 pool_size=s.database.pool_size,
                 connect_timeout=s.database.connect_timeout,
+                dead_connection_timeout=s.database.dead_connection_timeout,
             )
             stack.callback(self.engine.dispose)
             self.keys = KeyService(self.engine)

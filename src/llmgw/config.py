@@ -75,6 +75,11 @@ class DatabaseSettings(_Section):
     """Connections kept open per process (PostgreSQL)."""
     connect_timeout: float = Field(default=5.0, gt=0, le=120)
     """Seconds to wait for a connection before the database counts as unreachable."""
+    dead_connection_timeout: float = Field(default=30.0, ge=0, le=3600)
+    """Seconds a PostgreSQL connection may go silent (data unacknowledged, keepalive probes
+    unanswered: a dropped network, a server host gone) before the call on it fails and the
+    connection is replaced; 0 leaves it to the OS (many minutes, or hours on an idle connection).
+    A slow query on a live server is never cut (the server's TCP stack keeps answering)."""
 
 
 class ServerSettings(_Section):

@@ -58,9 +58,13 @@ SETTINGS_FIELDS = frozenset(
     }
 )
 """``Settings``' top-level fields (a test keeps the two equal): other ``LLMGW_*`` are not ours."""
-DATABASE_DEFAULTS: dict[str, Any] = {"pool_size": 10, "connect_timeout": 5.0}
-"""``Settings().database``'s pool size and connect timeout (a test keeps them equal), for the fast
-paths that open the database of a plain configuration."""
+DATABASE_DEFAULTS: dict[str, Any] = {
+    "pool_size": 10,
+    "connect_timeout": 5.0,
+    "dead_connection_timeout": 30.0,
+}
+"""``Settings().database``'s pool size and timeouts (a test keeps them equal), for the fast paths
+that open the database of a plain configuration."""
 ALERTS_MODE = "enriched"
 """``Settings().alerts.mode`` (a test keeps them equal)."""
 

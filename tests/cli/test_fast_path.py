@@ -203,6 +203,7 @@ def test_plain_defaults_are_the_settings_defaults(tmp_path: Path) -> None:
     assert {
         "pool_size": s.database.pool_size,
         "connect_timeout": s.database.connect_timeout,
+        "dead_connection_timeout": s.database.dead_connection_timeout,
     } == DATABASE_DEFAULTS
     assert s.alerts.mode == ALERTS_MODE
     assert s.tui.keys == {} and s.redis_url is None  # no keymap, no change broadcast

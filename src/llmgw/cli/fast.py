@@ -295,8 +295,14 @@ def _stats_connection(
         return None
     import psycopg
 
+    from llmgw.storage.tcp import with_tcp_checks
+
+    dead = float(DATABASE_DEFAULTS["dead_connection_timeout"])
     try:
-        pg = psycopg.connect(f"postgresql://{plain.group(1)}", connect_timeout=max(1, int(timeout)))
+        pg = psycopg.connect(
+            with_tcp_checks(f"postgresql://{plain.group(1)}", dead),
+            connect_timeout=max(1, int(timeout)),
+        )
     except psycopg.Error:
         return None
     return pg, "postgresql", psycopg.Error

@@ -61,6 +61,7 @@ class CliState:
                 s.database_url,
                 pool_size=s.database.pool_size,
                 connect_timeout=s.database.connect_timeout,
+                dead_connection_timeout=s.database.dead_connection_timeout,
                 migrate=migrate,
             )
         return self._engine
@@ -185,13 +186,25 @@ class CliState:
             self._publisher = None
 
 
-def open_engine(url: str, *, pool_size: int, connect_timeout: float, migrate: bool) -> Engine:
+def open_engine(
+    url: str,
+    *,
+    pool_size: int,
+    connect_timeout: float,
+    dead_connection_timeout: float,
+    migrate: bool,
+) -> Engine:
     """An engine on ``url`` (at most 5 pooled connections: one CLI process), connection checked,
     schema upgraded to head when ``migrate``."""
     from llmgw.storage.db import check_connection, make_engine
     from llmgw.storage.schema import is_current, upgrade
 
-    engine = make_engine(url, pool_size=min(pool_size, 5), connect_timeout=connect_timeout)
+    engine = make_engine(
+        url,
+        pool_size=min(pool_size, 5),
+        connect_timeout=connect_timeout,
+        dead_connection_timeout=dead_connection_timeout,
+    )
     check_connection(engine)
     if migrate and not is_current(engine):
         upgrade(engine)

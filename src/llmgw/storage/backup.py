@@ -27,6 +27,7 @@ from typing import Any
 from llmgw.errors import Conflict, DataCheckFailed, NotFound, Unavailable, UsageError
 from llmgw.storage.db import normalize_url, redact_url
 from llmgw.storage.sqlite_source import holders
+from llmgw.storage.tcp import with_tcp_checks
 
 __all__ = [
     "BackupResult",
@@ -188,7 +189,7 @@ def verify_database(url: str) -> dict[str, Any]:
         return check_sqlite(_sqlite_file(url))
     import psycopg
 
-    with psycopg.connect(_libpq(url), connect_timeout=5) as conn:
+    with psycopg.connect(with_tcp_checks(_libpq(url)), connect_timeout=5) as conn:
         rev = conn.execute("SELECT version_num FROM alembic_version").fetchone()
         bad = conn.execute(
             "SELECT conrelid::regclass::text FROM pg_constraint WHERE NOT convalidated"
@@ -364,7 +365,7 @@ def restore(
         raise UsageError(f"{file} is a SQLite file; the database is PostgreSQL")
     import psycopg
 
-    with psycopg.connect(_libpq(url), connect_timeout=5) as conn:
+    with psycopg.connect(with_tcp_checks(_libpq(url)), connect_timeout=5) as conn:
         others = conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
             "AND pid <> pg_backend_pid()"

@@ -11,6 +11,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, OperationalError, SQLAlchemyError
 
 from llmgw.errors import ConfigError, DatabaseError
+from llmgw.storage.tcp import DEAD_CONNECTION_TIMEOUT, tcp_checks
 
 __all__ = ["check_connection", "make_engine", "mask_url", "normalize_url", "redact_url"]
 
@@ -84,8 +85,15 @@ def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
     cur.close()
 
 
-def make_engine(raw_url: str, *, pool_size: int = 10, connect_timeout: float = 5.0) -> Engine:
-    """An engine for ``raw_url`` with llmgw's connection settings; SQLite dirs are created."""
+def make_engine(
+    raw_url: str,
+    *,
+    pool_size: int = 10,
+    connect_timeout: float = 5.0,
+    dead_connection_timeout: float = DEAD_CONNECTION_TIMEOUT,
+) -> Engine:
+    """An engine for ``raw_url`` with llmgw's connection settings; SQLite dirs are created.
+    PostgreSQL connections get ``tcp_checks(dead_connection_timeout)``."""
     url = normalize_url(raw_url)
     if url.get_backend_name() == "sqlite":
         if url.database and url.database != ":memory:":
@@ -107,7 +115,10 @@ def make_engine(raw_url: str, *, pool_size: int = 10, connect_timeout: float = 5
         pool_size=pool_size,
         max_overflow=pool_size,
         pool_pre_ping=True,
-        connect_args={"connect_timeout": max(1, int(connect_timeout))},
+        connect_args={
+            "connect_timeout": max(1, int(connect_timeout)),
+            **tcp_checks(dead_connection_timeout, url.query),
+        },
     )
 
 

@@ -84,6 +84,7 @@ from llmgw.storage.sqlite_source import (
     quote,
     sql_problems,
 )
+from llmgw.storage.tcp import with_tcp_checks
 
 __all__ = ["PROGRESS_TABLE", "Migration", "MigrationReport", "Options", "TablePlan"]
 
@@ -210,7 +211,9 @@ def _conninfo(url: str) -> str:
             f"the target must be a PostgreSQL URL, not {redact_url(parsed)}",
             hint="--to postgresql://USER@HOST:PORT/DB",
         )
-    return parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+    return with_tcp_checks(
+        parsed.set(drivername="postgresql").render_as_string(hide_password=False)
+    )
 
 
 def sqlite_path(url: str) -> Path:
