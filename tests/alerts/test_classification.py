@@ -226,9 +226,9 @@ async def test_failures_leave_alerts_unclassified_and_retried_never_lost(
 async def test_a_used_up_rpm_fails_fast_and_retries_after_the_limiter_allows(
     db_url: str, classifying_settings: Callable[..., Settings], hook_auth: dict[str, str], llm: Any
 ) -> None:
-    """``alerts.rpm = 1``: one call; the others are left unclassified (``error``, rate limited)
-    and queued again for when the limiter allows one, without spending an attempt; later alerts
-    fail at once, without asking the cache or the limiter again, until then."""
+    """``alerts.rpm = 1``: one call; the others are deferred to when the limiter allows one
+    (still ``pending``, no event: nothing was attempted) without spending an attempt; later
+    alerts are deferred at once, without asking the limiter again, until then."""
     settings = classifying_settings(db_url, rpm=1, retry_backoff=1)
     async with running(settings) as (app, c):
         for name in ("HighCPU", "DiskFull", "MemoryLow"):
@@ -236,8 +236,8 @@ async def test_a_used_up_rpm_fails_fast_and_retries_after_the_limiter_allows(
             assert r.status_code == 200
 
         def settled() -> list[dict[str, Any]]:
-            rows = query(db_url, "SELECT cls_status FROM alerts")
-            return rows if all(r["cls_status"] != "pending" for r in rows) else []
+            rows = query(db_url, "SELECT state, last_error FROM alert_jobs WHERE step = 'classify'")
+            return rows if all(r["state"] == "done" or r["last_error"] for r in rows) else []
 
         await until(settled)
         completer = gateway_of(app).alerts.worker.steps["classify"].classifier.complete
@@ -245,18 +245,18 @@ async def test_a_used_up_rpm_fails_fast_and_retries_after_the_limiter_allows(
         # the deployment's own bucket: another one's calls on the same Redis never count
         assert completer.bucket == f"alerts:classifier:{settings.alerts.cache_prefix}"
         r = await c.post(HOOK, json=am_payload(am_alert("Late")), headers=hook_auth)
-        await until(settled)
+        await until(lambda: len(settled()) == 4)
     assert llm.stats.requests == 1
     statuses = sorted(r["cls_status"] for r in query(db_url, "SELECT cls_status FROM alerts"))
-    assert statuses == ["error", "error", "error", "ok"]
-    failed = query(db_url, "SELECT detail FROM alert_events WHERE kind = 'classification_failed'")
-    assert len(failed) == 3
-    assert all("alerts.rpm is used up" in f["detail"]["error"] for f in failed)
+    assert statuses == ["ok", "pending", "pending", "pending"]
+    assert not query(db_url, "SELECT id FROM alert_events WHERE kind = 'classification_failed'")
     waiting = query(
         db_url,
-        "SELECT state, attempts FROM alert_jobs WHERE step = 'classify' AND state = 'pending'",
+        "SELECT state, attempts, last_error, run_after FROM alert_jobs"
+        " WHERE step = 'classify' AND state = 'pending'",
     )
     assert len(waiting) == 3  # queued again, for when the limiter allows a call
+    assert all("alerts.rpm is used up" in w["last_error"] for w in waiting)
     # no call was made for them: a storm above alerts.rpm does not use up alerts.max_attempts
     assert [w["attempts"] for w in waiting] == [0, 0, 0]
 

@@ -59,6 +59,16 @@ class _Quiet:
         self.failing = False
 
 
+def _decode(raw: bytes | None) -> dict[str, Any] | None:
+    if raw is None:
+        return None
+    try:
+        value = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
 class RedisCache:
     """``GET``/``SET EX`` on the gateway's Redis."""
 
@@ -78,13 +88,20 @@ class RedisCache:
             self._quiet.failed(exc)
             return None
         self._quiet.ok()
-        if raw is None:
-            return None
+        return _decode(raw)
+
+    async def get_many(self, keys: list[str]) -> dict[str, dict[str, Any] | None]:
+        """``get`` of each of ``keys`` in one ``MGET`` (the worker's batch; all misses when
+        Redis fails)."""
+        if not keys:
+            return {}
         try:
-            value = orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            return None
-        return value if isinstance(value, dict) else None
+            raws = await self._redis.mget(keys)
+        except Exception as exc:  # noqa: BLE001 - a cache failure is a miss
+            self._quiet.failed(exc)
+            return dict.fromkeys(keys)
+        self._quiet.ok()
+        return {key: _decode(raw) for key, raw in zip(keys, raws, strict=True)}
 
     async def set(self, key: str, value: dict[str, Any], ttl: float) -> None:
         """Keep ``value`` for ``ttl`` seconds (silently not, when Redis fails)."""
@@ -135,6 +152,15 @@ class DatabaseCache:
                 sa.select(c.result).where(c.key == key, c.expires_at > self.now())
             ).first()
         return dict(row.result) if row is not None else None
+
+    def _get_many(self, keys: list[str]) -> dict[str, dict[str, Any] | None]:
+        c = CACHE.c
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(c.key, c.result).where(c.key.in_(keys), c.expires_at > self.now())
+            ).all()
+        found = {r.key: dict(r.result) for r in rows}
+        return {key: found.get(key) for key in keys}
 
     def _set(self, key: str, value: dict[str, Any], ttl: float) -> None:
         now = self.now()
@@ -205,6 +231,18 @@ class DatabaseCache:
             return None
         self._quiet.ok()
         return value
+
+    async def get_many(self, keys: list[str]) -> dict[str, dict[str, Any] | None]:
+        """``get`` of each of ``keys`` in one query (all misses when the database fails)."""
+        if not keys:
+            return {}
+        try:
+            found = await asyncio.to_thread(self._get_many, keys)
+        except Exception as exc:  # noqa: BLE001 - a cache failure is a miss
+            self._quiet.failed(exc)
+            return dict.fromkeys(keys)
+        self._quiet.ok()
+        return found
 
     async def set(self, key: str, value: dict[str, Any], ttl: float) -> None:
         """Keep ``value`` for ``ttl`` seconds."""

@@ -16,13 +16,14 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from llmgw.alerts.store import JOBS, upsert_job
 
-__all__ = ["ClaimedJob", "JobQueue"]
+__all__ = ["ClaimedJob", "JobQueue", "no_flush_wait"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,6 +35,27 @@ class ClaimedJob:
     step: str
     attempts: int
     """Claims so far, this one included."""
+
+
+_SETTLE_PG = (
+    "UPDATE alert_jobs j SET state = v.st, last_error = v.err,"
+    " run_after = COALESCE(v.ra, j.run_after), attempts = j.attempts - v.rf,"
+    " lease_owner = NULL, lease_until = NULL, updated_at = %(now)s"
+    " FROM unnest(%(ids)s::bigint[], %(states)s::text[], %(whens)s::timestamptz[],"
+    " %(errors)s::text[], %(refunds)s::int[]) AS v(id, st, ra, err, rf)"
+    " WHERE j.id = v.id AND j.lease_owner = %(owner)s AND j.state = 'running'"
+)
+
+
+def no_flush_wait(conn: Connection) -> None:
+    """This transaction's commit does not wait for its WAL to reach the disk (PostgreSQL's
+    ``synchronous_commit = off``, for this transaction only). For the worker's claims and
+    settlements: a crash of PostgreSQL can lose only the last fraction of a second of them, which
+    leaves a job pending or leased as before (claimed again, or taken over when its lease runs
+    out), never an alert lost; the webhook's deliveries still commit durably before their 2xx.
+    Their commits stop queueing for the disk beside the deliveries' (issue 14)."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("SET LOCAL synchronous_commit = off")
 
 
 class JobQueue:
@@ -91,6 +113,7 @@ class JobQueue:
                 .prefix_with("MATERIALIZED")  # run once: ``IN (sub-select)`` may re-run it
             )
             with self.engine.begin() as conn:
+                no_flush_wait(conn)
                 rows = conn.execute(
                     sa.update(JOBS)
                     .where(c.id == pick.c.id, due)
@@ -147,8 +170,13 @@ class JobQueue:
         ``executemany`` per kind of settlement (done or failed; pending; pending refunded)
         instead of a statement per job: a backlog refused by ``alerts.rpm`` settles a batch of
         jobs in one to three round trips (issue 14)."""
+        if not settlements:
+            return
         c = JOBS.c
         now = self.now()
+        if conn.dialect.name == "postgresql":
+            self._settle_pg(conn, settlements, now)
+            return
         groups: dict[tuple[bool, bool], list[dict[str, object]]] = {}
         for job, state, error, delay, refund in settlements:
             pending = state == "pending"
@@ -176,6 +204,30 @@ class JobQueue:
                 .values(**values),
                 rows,
             )
+
+    def _settle_pg(
+        self, conn: Connection, settlements: list[tuple[ClaimedJob, str, str | None, float, bool]],
+        now: datetime,
+    ) -> None:  # fmt: skip
+        """``settle_many_in`` on PostgreSQL: the whole group in one statement over arrays (an
+        ``executemany`` ran a statement per job in the server; issue 14)."""
+        ids: list[int] = []
+        states: list[str] = []
+        whens: list[datetime | None] = []
+        errors: list[str | None] = []
+        refunds: list[int] = []
+        for job, state, error, delay, refund in settlements:
+            pending = state == "pending"
+            ids.append(job.id)
+            states.append(state)
+            whens.append(now + timedelta(seconds=delay) if pending else None)
+            errors.append((error or "")[:500] if pending else (error[:500] if error else None))
+            refunds.append(1 if pending and refund else 0)
+        raw: Any = conn.connection.driver_connection
+        with raw.cursor() as cur:
+            cur.execute(_SETTLE_PG, {"ids": ids, "states": states, "whens": whens,
+                                     "errors": errors, "refunds": refunds, "owner": self.owner,
+                                     "now": now}, prepare=True)  # fmt: skip
 
     def follow_up_many_in(self, conn: Connection, follow: list[tuple[int, str]]) -> None:
         """``follow_up_in`` for each (alert id, step) of ``follow``: one look-up of the jobs

@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 
 from llmgw.alerts.classifier import Classifier
 from llmgw.alerts.queries import AlertHistory, ClassificationWrite
-from llmgw.alerts.queue import ClaimedJob, JobQueue
+from llmgw.alerts.queue import ClaimedJob, JobQueue, no_flush_wait
 from llmgw.alerts.stats import AlertStats
 from llmgw.alerts.summary import FOLD_INTERVAL
 from llmgw.config import AlertsSettings
@@ -99,6 +99,9 @@ class ClassifyStep:
         ids = [job.alert_id for job in jobs]
         found = await asyncio.to_thread(self.history.get_many, ids)
         self._ready.update({i: found.get(i) for i in ids})
+        c = self.classifier
+        if self.use_cache and c is not None and self.settings.mode != "transparent":
+            await c.prefetch([a for a in found.values() if a is not None])
 
     async def __call__(self, job: ClaimedJob) -> StepResult:
         """One attempt; the outcome is saved in the transaction that settles the job."""
@@ -117,14 +120,17 @@ class ClassifyStep:
                 self.classifier.stats.classifications["skipped"] += 1
             return Done((ClassificationWrite(history, alert_id, "skipped", None, None),))
         outcome = await self.classifier.classify(alert, use_cache=self.use_cache)
+        error = f"{outcome.status}: {outcome.error}"
+        if not outcome.called:
+            # alerts.rpm refused it before any call: deferred to its turn, not an attempt; the
+            # occurrence keeps its status and gets no event (a backlog refused this way cost
+            # an update of the occurrence and an event each, for nothing; issue 14)
+            return Retry(error, backoff(self.settings, 1, outcome.retry_after), refund=True)
         writes = (
             ClassificationWrite(history, alert_id, outcome.status, outcome.result, outcome.error),
         )
         if outcome.status == "ok":
             return Done(writes)
-        error = f"{outcome.status}: {outcome.error}"
-        if not outcome.called:  # alerts.rpm refused it before any call: not an attempt
-            return Retry(error, backoff(self.settings, 1, outcome.retry_after), writes, True)
         if job.attempts >= self.settings.max_attempts:
             return GiveUp(error, writes)
         return Retry(error, backoff(self.settings, job.attempts, outcome.retry_after), writes)
@@ -241,10 +247,18 @@ class AlertWorker:
         finally:
             self._settler = None
 
+    def _idle(self, name: str) -> bool:
+        """A follow-up step of this worker that has nothing to do now (publishing without any
+        target) is not queued: its job would be claimed and settled for nothing (issue 14)."""
+        idle = getattr(self.steps.get(name), "idle", None)
+        return bool(idle is not None and idle())
+
     def _write(self, group: list[tuple[ClaimedJob, StepResult]]) -> None:
         q = self.queue
         settle: list[tuple[ClaimedJob, str, str | None, float, bool]] = []
         follow_ups: list[tuple[int, str]] = []
+        wanted = {name: tuple(s for s in steps if not self._idle(s))
+                  for name, steps in FOLLOW_UPS.items()}  # fmt: skip
         for job, result in group:
             if isinstance(result, Done):
                 settle.append((job, "done", None, 0.0, False))
@@ -252,7 +266,7 @@ class AlertWorker:
                 settle.append((job, "pending", result.error, result.delay, result.refund))
             else:
                 settle.append((job, "failed", result.error, 0.0, False))
-            follow = FOLLOW_UPS.get(job.step, ())
+            follow = wanted.get(job.step, ())
             if follow and (job.attempts == 1 or isinstance(result, Done)):
                 follow_ups.extend((job.alert_id, step) for step in follow)
         classifications: list[ClassificationWrite] = []
@@ -264,6 +278,7 @@ class AlertWorker:
                 else:
                     writes.append(write)
         with q.engine.begin() as conn:
+            no_flush_wait(conn)  # a lost settlement runs its job again: no disk wait (issue 14)
             if classifications:  # the attempts' outcomes: a statement per kind, not two per job
                 classifications[0].history.write_classifications(conn, classifications)
             for write in writes:

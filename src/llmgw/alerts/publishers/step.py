@@ -309,6 +309,11 @@ class PublishStep:
         self.history = history
         self.action: Action = action
 
+    def idle(self) -> bool:
+        """Nowhere to publish: the worker does not queue ``publish`` after a classification
+        (a job that would find no target anyway)."""
+        return not self.publishing.targets.all()
+
     async def __call__(self, job: ClaimedJob) -> StepResult:
         """One pass over the occurrence's targets."""
         from llmgw.alerts.modes import present
