@@ -153,3 +153,107 @@ async def test_a_settlement_is_a_statement_per_kind_not_per_job(engine: Engine) 
             assert r.last_error == "broken"
     publish = [r for r in rows if r.step == "publish"]
     assert len(publish) == 12  # every first attempt queues publishing, once
+
+
+class _Blocked:
+    """``RouterCompleter`` with ``alerts.rpm`` used up: it defers, and must not be called."""
+
+    def blocked_for(self) -> float:
+        return 30.0
+
+    async def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise AssertionError("no call while alerts.rpm is used up")
+
+
+async def test_while_rpm_is_used_up_a_wide_batch_uses_the_cache_and_defers_the_rest(
+    engine: Engine,
+) -> None:
+    """Issue 14: while ``alerts.rpm`` is used up, every other batch takes ``DEFER_BATCH`` times
+    ``concurrency`` classify jobs (one claim, one read, one cache look-up, one settlement for
+    all): a cached label set is classified, the others are deferred without a trace on the
+    occurrence (still ``pending``, no event, no attempt spent) and still queue publishing."""
+    from llmgw.alerts.cache import DatabaseCache
+    from llmgw.alerts.classifier import Classifier, cache_key
+    from llmgw.alerts.worker import DEFER_BATCH
+
+    settings = AlertsSettings(mode="enriched", concurrency=2, rpm=60)
+    n = 2 * DEFER_BATCH + 4
+    store = AlertStore(engine, settings)
+    store.ingest(
+        parse_delivery(am_payload(*(am_alert(labels={"instance": f"n{i}"}) for i in range(n))))
+    )
+    history = AlertHistory(engine)
+    cache = DatabaseCache(engine)
+    first = history.get_many(range(1, n + 1))
+    cached = min(first)
+    result = {"severity": "warning", "category": "other", "summary": "s", "probable_cause": "c",
+              "recommendations": [], "confidence": 0.5, "model": "emu/m",
+              "prompt_version": settings.prompt_version, "latency_ms": 1.0}  # fmt: skip
+    await cache.set(cache_key(first[cached]["labels"], settings), result, 3600)
+    classifier = Classifier(_Blocked(), cache, settings, AlertStats())
+    published: list[int] = []
+
+    async def publish(job: ClaimedJob) -> StepResult:
+        published.append(job.alert_id)
+        return Done()
+
+    worker = AlertWorker(
+        JobQueue(engine),
+        {"classify": ClassifyStep(history, classifier, settings), "publish": publish},
+        settings,
+        AlertStats(),
+    )
+    assert await worker.run_once() == 2 * DEFER_BATCH  # wide: classify jobs only
+    with engine.connect() as conn:
+        alerts = {
+            r.id: r.cls_status for r in conn.execute(sa.text("SELECT id, cls_status FROM alerts"))
+        }
+        jobs = conn.execute(
+            sa.text("SELECT alert_id, step, state, attempts, last_error FROM alert_jobs")
+        ).all()
+        events = conn.execute(
+            sa.text("SELECT alert_id, kind FROM alert_events WHERE kind LIKE 'classif%'")
+        ).all()
+    assert alerts[cached] == "ok"
+    assert sorted(alerts.values()).count("pending") == n - 1
+    assert [(e.alert_id, e.kind) for e in events] == [(cached, "classified")]
+    deferred = [j for j in jobs if j.step == "classify" and j.state == "pending" and j.last_error]
+    assert len(deferred) == 2 * DEFER_BATCH - 1
+    assert all(j.attempts == 0 and "alerts.rpm" in j.last_error for j in deferred)
+    assert len([j for j in jobs if j.step == "publish"]) == 2 * DEFER_BATCH
+    assert await worker.run_once() <= settings.concurrency  # the next batch is a normal one
+    assert classifier.stats.classifications["deferred"] >= 2 * DEFER_BATCH - 1
+
+
+async def test_no_publish_job_is_queued_while_publishing_has_no_target(engine: Engine) -> None:
+    """Issue 14: a follow-up step that says it is idle (publishing without targets) is not
+    queued: its job would be claimed and settled for nothing."""
+    settings = AlertsSettings(mode="transparent", concurrency=8)
+    store = AlertStore(engine, settings)
+    store.ingest(
+        parse_delivery(am_payload(*(am_alert(labels={"instance": f"n{i}"}) for i in range(4))))
+    )
+
+    class Idle:
+        targets: list[str] = []
+
+        def idle(self) -> bool:
+            return not self.targets
+
+        async def __call__(self, job: ClaimedJob) -> StepResult:
+            return Done()
+
+    idle = Idle()
+    worker = AlertWorker(
+        JobQueue(engine),
+        {"classify": ClassifyStep(AlertHistory(engine), None, settings), "publish": idle},
+        settings,
+        AlertStats(),
+    )
+    assert await worker.drain() == 4
+    store.ingest(parse_delivery(am_payload(am_alert(labels={"instance": "late"}))))
+    idle.targets.append("slack")
+    assert await worker.drain() == 2  # its classify, then its publish
+    with engine.connect() as conn:
+        steps = conn.execute(sa.text("SELECT step FROM alert_jobs ORDER BY id")).scalars().all()
+    assert steps.count("publish") == 1

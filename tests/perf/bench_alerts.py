@@ -307,7 +307,7 @@ def main(argv: list[str] | None = None) -> int:
             ]
             _run(_post_open(hooks[0], bodies[:50], rate))  # warm-up
             bodies = bodies[50:]
-            done0, tried0 = _classified(db), _attempts(db)
+            done0, tried0, rows0 = _classified(db), _attempts(db), _row_writes(db)
             pg0, other0 = _pg_cpu(db), _cpu_seconds(gws[1].pid)
             cpu0, start = _cpu_seconds(gws[0].pid), time.perf_counter()
             open_loop = _run(_post_open(hooks[0], bodies, rate))
@@ -330,6 +330,7 @@ def main(argv: list[str] | None = None) -> int:
                 "deliveries": len(bodies),
                 "classified_meanwhile": _classified(db) - done0,
                 "attempts_meanwhile": _attempts(db) - tried0,
+                **{k: v - rows0[k] for k, v in _row_writes(db).items()},
                 "loadavg": os.getloadavg()[0],
                 "mode": a.mode,
             }
@@ -410,6 +411,19 @@ def _attempts(db: str) -> int:
             " WHERE kind IN ('classified', 'classification_failed')"
         ).fetchone()
     return int(row[0]) if row else 0
+
+
+def _row_writes(db: str) -> dict[str, int]:
+    """Rows of ``alert_jobs`` and ``alerts`` inserted or updated so far (PostgreSQL's table
+    statistics, flushed within a second): the queue's churn besides the deliveries' own rows."""
+    time.sleep(1.1)
+    with psycopg.connect(db) as c:
+        rows = c.execute(
+            "SELECT relname, n_tup_ins + n_tup_upd FROM pg_stat_user_tables"
+            " WHERE relname IN ('alert_jobs', 'alerts')"
+        ).fetchall()
+    got = {str(name): int(n) for name, n in rows}
+    return {f"{t}_rows_written_meanwhile": got.get(t, 0) for t in ("alert_jobs", "alerts")}
 
 
 def _classified(db: str) -> int:

@@ -59,7 +59,7 @@ class _Quiet:
         self.failing = False
 
 
-def _decode(raw: bytes | None) -> dict[str, Any] | None:
+def _decode(raw: bytes | str | None) -> dict[str, Any] | None:
     if raw is None:
         return None
     try:

@@ -315,7 +315,7 @@ class Classifier:
         blocked = getattr(self.complete, "blocked_for", None)
         wait = blocked() if blocked is not None else 0.0
         if wait > 0.05:  # alerts.rpm is used up: no claim, no call (``RouterCompleter``)
-            self.stats.classifications["error"] += 1
+            self.stats.classifications["deferred"] += 1
             return Outcome(
                 "error", error=f"RateLimited: {RPM_USED_UP}", retry_after=self._turn(wait),
                 called=False,
@@ -339,7 +339,7 @@ class Classifier:
         if outcome.result is not None and outcome.result.get("cache_hit"):
             self.stats.cache["hit"] += 1
         else:
-            self.stats.classifications[outcome.status] += 1
+            self.stats.classifications[outcome.status if outcome.called else "deferred"] += 1
         return outcome
 
     def _turn(self, wait: float) -> float:

@@ -72,13 +72,17 @@ class JobQueue:
         self.owner = owner or f"w-{uuid.uuid4().hex[:12]}"
         self.now = now
 
-    def claim(self, limit: int, lease_seconds: float) -> list[ClaimedJob]:
-        """Up to ``limit`` due jobs, now leased to this worker for ``lease_seconds``."""
+    def claim(
+        self, limit: int, lease_seconds: float, steps: tuple[str, ...] | None = None
+    ) -> list[ClaimedJob]:
+        """Up to ``limit`` due jobs (of ``steps`` only, when given), now leased to this worker
+        for ``lease_seconds``."""
         now = self.now()
         c = JOBS.c
+        only = (c.step.in_(steps),) if steps is not None else ()
         due = sa.or_(
-            sa.and_(c.state == "pending", c.run_after <= now),
-            sa.and_(c.state == "running", c.lease_until < now),
+            sa.and_(c.state == "pending", c.run_after <= now, *only),
+            sa.and_(c.state == "running", c.lease_until < now, *only),
         )
         until = now + timedelta(seconds=lease_seconds)
         values = {
@@ -100,8 +104,8 @@ class JobQueue:
                 .with_for_update(skip_locked=True)
                 .subquery()
                 for where in (
-                    (c.state == "pending", c.run_after <= now),
-                    (c.state == "running", c.lease_until < now),
+                    (c.state == "pending", c.run_after <= now, *only),
+                    (c.state == "running", c.lease_until < now, *only),
                 )
             ]
             both = sa.union_all(*(sa.select(k.c.id, k.c.run_after) for k in kinds)).subquery()

@@ -23,10 +23,10 @@ class AlertStats:
     """Occurrence changes made by deliveries."""
     classifications: dict[str, int] = field(
         default_factory=lambda: dict.fromkeys(
-            ("ok", "invalid_output", "timeout", "error", "skipped"), 0
+            ("ok", "invalid_output", "timeout", "error", "skipped", "deferred"), 0
         )
     )
-    """Classification attempts by result."""
+    """Classification attempts by result; ``deferred``: refused by ``alerts.rpm``, no call."""
     cache: dict[str, int] = field(
         default_factory=lambda: dict.fromkeys(("hit", "miss", "waited"), 0)
     )

@@ -66,6 +66,13 @@ class GiveUp:
 
 
 StepResult = Done | Retry | GiveUp
+
+DEFER_BATCH = 8
+"""While ``alerts.rpm`` is used up, every other batch is this many times ``alerts.concurrency``
+``classify`` jobs: each is a cache hit or a deferral (no call), so the claim, the read, the
+cache look-up and the settlement are shared by more jobs (issue 14)."""
+_BLOCKED = 0.05
+"""Seconds of ``alerts.rpm`` wait above which the classifier defers (``Classifier.classify``)."""
 Step = Callable[[ClaimedJob], Awaitable[StepResult]]
 
 
@@ -93,6 +100,13 @@ class ClassifyStep:
         self.settings = settings
         self.use_cache = use_cache
         self._ready: dict[int, dict[str, Any] | None] = {}
+
+    def deferring(self) -> bool:
+        """``alerts.rpm`` is used up: an occurrence not in the cache would only be deferred."""
+        if self.classifier is None or self.settings.mode == "transparent":
+            return False
+        blocked = getattr(self.classifier.complete, "blocked_for", None)
+        return blocked is not None and blocked() > _BLOCKED
 
     async def prepare(self, jobs: list[ClaimedJob]) -> None:
         """Read the occurrences of a batch of jobs in one query (``None``: deleted)."""
@@ -172,6 +186,8 @@ class AlertWorker:
         self._last_fold = -1e18
         self._settling: list[tuple[ClaimedJob, StepResult, asyncio.Future[None]]] = []
         self._settler: asyncio.Task[None] | None = None
+        self._wide = False
+        """The last batch was a wide one of deferrals (``DEFER_BATCH``): the next is not."""
 
     def wake(self) -> None:
         """Look at the queue now (new jobs were stored by this process)."""
@@ -180,7 +196,14 @@ class AlertWorker:
     async def run_once(self) -> int:
         """Claim one batch and run it; the number of jobs run."""
         s = self.settings
-        jobs = await asyncio.to_thread(self.queue.claim, s.concurrency, s.lease_seconds)
+        deferring = getattr(self.steps.get("classify"), "deferring", None)
+        wide = self._wide = not self._wide and deferring is not None and deferring()
+        if wide:  # only cache hits and deferrals: many at a time, classify jobs only
+            jobs = await asyncio.to_thread(
+                self.queue.claim, s.concurrency * DEFER_BATCH, s.lease_seconds, ("classify",)
+            )
+        else:
+            jobs = await asyncio.to_thread(self.queue.claim, s.concurrency, s.lease_seconds)
         if jobs:
             by_step: dict[str, list[ClaimedJob]] = {}
             for job in jobs:
@@ -198,7 +221,7 @@ class AlertWorker:
         for _ in range(max_rounds):
             n = await self.run_once()
             total += n
-            if n == 0:
+            if n == 0 and not self._wide:  # (after a wide batch, the other jobs' turn)
                 break
         return total
 
@@ -313,7 +336,7 @@ class AlertWorker:
                 self.last_error = type(exc).__name__
                 n = 0
             self.last_loop = self.clock()
-            if n >= s.concurrency or self._stopping:
+            if n >= s.concurrency or self._wide or self._stopping:
                 continue
             self._event.clear()
             with contextlib.suppress(TimeoutError):
