@@ -257,3 +257,77 @@ async def test_no_publish_job_is_queued_while_publishing_has_no_target(engine: E
     with engine.connect() as conn:
         steps = conn.execute(sa.text("SELECT step FROM alert_jobs ORDER BY id")).scalars().all()
     assert steps.count("publish") == 1
+
+
+async def test_while_rpm_is_used_up_and_nothing_follows_new_jobs_are_swept_without_claims(
+    engine: Engine,
+) -> None:
+    """Issue 14: with publishing idle (no target), new classify jobs are looked at without a
+    claim: the cached label set is claimed and classified, the others are deferred to their
+    turns in one statement (still pending, no attempt, no event), and a sweep never takes a
+    deferred job again before its turn."""
+    from llmgw.alerts.cache import DatabaseCache
+    from llmgw.alerts.classifier import Classifier, cache_key
+    from llmgw.alerts.worker import SWEEP_BATCH
+
+    settings = AlertsSettings(mode="enriched", concurrency=2, rpm=60)
+    n = 12
+    store = AlertStore(engine, settings)
+    store.ingest(
+        parse_delivery(am_payload(*(am_alert(labels={"instance": f"n{i}"}) for i in range(n))))
+    )
+    history = AlertHistory(engine)
+    cache = DatabaseCache(engine)
+    first = history.get_many(range(1, n + 1))
+    cached = max(first)
+    result = {"severity": "warning", "category": "other", "summary": "s", "probable_cause": "c",
+              "recommendations": [], "confidence": 0.5, "model": "emu/m",
+              "prompt_version": settings.prompt_version, "latency_ms": 1.0}  # fmt: skip
+    await cache.set(cache_key(first[cached]["labels"], settings), result, 3600)
+    classifier = Classifier(_Blocked(), cache, settings, AlertStats())
+
+    class Idle:
+        def idle(self) -> bool:
+            return True
+
+        async def __call__(self, job: ClaimedJob) -> StepResult:
+            raise AssertionError("not queued")
+
+    queue = JobQueue(engine)
+    claims: list[int] = []
+    claim = queue.claim
+
+    def counted(*args: Any, **kwargs: Any) -> list[ClaimedJob]:
+        claims.append(1)
+        return claim(*args, **kwargs)
+
+    queue.claim = counted  # type: ignore[method-assign]
+    worker = AlertWorker(
+        queue,
+        {"classify": ClassifyStep(history, classifier, settings), "publish": Idle()},
+        settings,
+        AlertStats(),
+    )
+    assert n <= SWEEP_BATCH
+    assert await worker.run_once() == n  # the sweep: every new job looked at, none claimed
+    assert not claims
+    with engine.connect() as conn:
+        alerts = {
+            r.id: r.cls_status for r in conn.execute(sa.text("SELECT id, cls_status FROM alerts"))
+        }
+        jobs = conn.execute(
+            sa.text("SELECT alert_id, step, state, attempts, last_error FROM alert_jobs")
+        ).all()
+        events = conn.execute(
+            sa.text("SELECT alert_id FROM alert_events WHERE kind LIKE 'classif%'")
+        ).all()
+    assert alerts[cached] == "ok" and list(alerts.values()).count("pending") == n - 1
+    assert [e.alert_id for e in events] == [cached]
+    deferred = [j for j in jobs if j.state == "pending"]
+    assert len(deferred) == n - 1 and all(
+        j.attempts == 0 and "alerts.rpm" in j.last_error for j in deferred
+    )
+    assert not [j for j in jobs if j.step == "publish"]
+    assert classifier.stats.classifications["deferred"] == n - 1
+    assert await worker.run_once() == 0  # a normal batch: nothing due (turns are later)
+    assert await worker.run_once() == 0  # a sweep: the deferred jobs are not new any more

@@ -289,6 +289,26 @@ class Classifier:
         if keys:
             self._batch = await self.cache.get_many(keys)
 
+    async def cached(self, keys: list[str]) -> set[str]:
+        """Which of ``keys`` have a result in the cache (one ``get_many``) or this process's
+        memory of results; a key being classified here right now counts too."""
+        have = {k for k in keys if k in self._flights or self._remembered(k) is not None}
+        if self.cache is None:
+            return have
+        rest = list(dict.fromkeys(k for k in keys if k not in have))
+        if rest:
+            found = await self.cache.get_many(rest)
+            have.update(k for k, v in found.items() if v is not None)
+        return have
+
+    def defer(self, n: int) -> list[float]:
+        """Turns (seconds from now) for ``n`` occurrences deferred while ``alerts.rpm`` is used
+        up, as ``classify`` gives one refused occurrence (``_turn``)."""
+        blocked = getattr(self.complete, "blocked_for", None)
+        wait = blocked() if blocked is not None else 0.0
+        self.stats.classifications["deferred"] += n
+        return [self._turn(wait) for _ in range(n)]
+
     async def classify(self, alert: dict[str, Any], *, use_cache: bool = True) -> Outcome:
         """Classify one occurrence (``alert`` as ``queries.alert_record`` gives it)."""
         key = cache_key(alert.get("labels") or {}, self.settings)

@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from llmgw.alerts.store import JOBS, upsert_job
+from llmgw.alerts.store import ALERTS, JOBS, upsert_job
 
 __all__ = ["ClaimedJob", "JobQueue", "no_flush_wait"]
 
@@ -37,6 +37,11 @@ class ClaimedJob:
     """Claims so far, this one included."""
 
 
+_DEFER_PG = (
+    "UPDATE alert_jobs j SET run_after = v.ra, last_error = %(error)s, updated_at = %(now)s"
+    " FROM unnest(%(ids)s::bigint[], %(whens)s::timestamptz[]) AS v(id, ra)"
+    " WHERE j.id = v.id AND j.state = 'pending' AND j.run_after <= %(now)s"
+)
 _SETTLE_PG = (
     "UPDATE alert_jobs j SET state = v.st, last_error = v.err,"
     " run_after = COALESCE(v.ra, j.run_after), attempts = j.attempts - v.rf,"
@@ -139,6 +144,74 @@ class JobQueue:
                 if done.rowcount:
                     claimed.append(ClaimedJob(int(r.id), int(r.alert_id), r.step, r.attempts + 1))
         return claimed
+
+    def peek_new(self, step: str, limit: int) -> list[tuple[int, dict[str, str]]]:
+        """Up to ``limit`` due jobs of ``step`` never tried yet (no attempt, no error), oldest
+        first, as (job id, the occurrence's labels); nothing is locked or changed."""
+        c = JOBS.c
+        rows = (
+            sa.select(c.id, ALERTS.c.labels)
+            .join(ALERTS, ALERTS.c.id == c.alert_id)
+            .where(
+                c.state == "pending",
+                c.run_after <= self.now(),
+                c.step == step,
+                c.attempts == 0,
+                c.last_error.is_(None),
+            )  # fmt: skip
+            .order_by(c.run_after, c.id)
+            .limit(limit)
+        )
+        with self.engine.connect() as conn:
+            return [(int(r.id), r.labels or {}) for r in conn.execute(rows)]
+
+    def defer_many(self, deferrals: list[tuple[int, float]], error: str) -> None:
+        """Each pending, due job (id, delay) of ``deferrals`` waits ``delay`` seconds more with
+        ``error`` noted, unclaimed and without an attempt; a job another worker claimed or
+        deferred meanwhile is left as it is."""
+        if not deferrals:
+            return
+        c = JOBS.c
+        now = self.now()
+        rows = [{"b_id": i, "b_when": now + timedelta(seconds=d)} for i, d in deferrals]
+        with self.engine.begin() as conn:
+            no_flush_wait(conn)
+            if conn.dialect.name == "postgresql":  # one statement for all (arrays)
+                raw: Any = conn.connection.driver_connection
+                with raw.cursor() as cur:
+                    cur.execute(_DEFER_PG, {"ids": [r["b_id"] for r in rows],
+                                            "whens": [r["b_when"] for r in rows],
+                                            "error": error[:500], "now": now}, prepare=True)  # fmt: skip
+                return
+            conn.execute(
+                sa.update(JOBS)
+                .where(c.id == sa.bindparam("b_id"), c.state == "pending", c.run_after <= now)
+                .values(run_after=sa.bindparam("b_when"), last_error=error[:500], updated_at=now),
+                rows,
+            )
+
+    def claim_ids(self, ids: list[int], lease_seconds: float) -> list[ClaimedJob]:
+        """The jobs of ``ids`` that are still pending and due, now leased to this worker."""
+        if not ids:
+            return []
+        c = JOBS.c
+        now = self.now()
+        with self.engine.begin() as conn:
+            no_flush_wait(conn)
+            rows = conn.execute(
+                sa.update(JOBS)
+                .where(c.id.in_(ids), c.state == "pending", c.run_after <= now)
+                .values(
+                    state="running",
+                    lease_owner=self.owner,
+                    lease_until=now + timedelta(seconds=lease_seconds),
+                    attempts=c.attempts + 1,
+                    updated_at=now,
+                )  # fmt: skip
+                .returning(c.id, c.alert_id, c.step, c.attempts, c.run_after)
+            ).all()
+        got = sorted(rows, key=lambda r: (r.run_after, r.id))
+        return [ClaimedJob(int(r.id), int(r.alert_id), r.step, int(r.attempts)) for r in got]
 
     def _settle(self, job: ClaimedJob, **values: object) -> bool:
         with self.engine.begin() as conn:

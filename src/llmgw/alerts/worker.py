@@ -19,7 +19,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from llmgw.alerts.classifier import Classifier
+from llmgw.alerts.classifier import RPM_USED_UP, Classifier, cache_key
 from llmgw.alerts.queries import AlertHistory, ClassificationWrite
 from llmgw.alerts.queue import ClaimedJob, JobQueue, no_flush_wait
 from llmgw.alerts.stats import AlertStats
@@ -71,6 +71,9 @@ DEFER_BATCH = 8
 """While ``alerts.rpm`` is used up, every other batch is this many times ``alerts.concurrency``
 ``classify`` jobs: each is a cache hit or a deferral (no call), so the claim, the read, the
 cache look-up and the settlement are shared by more jobs (issue 14)."""
+SWEEP_BATCH = 256
+"""While ``alerts.rpm`` is used up and nothing follows a first attempt (publishing without
+targets), this many new classify jobs are looked at per sweep (``ClassifyStep.sweep``)."""
 _BLOCKED = 0.05
 """Seconds of ``alerts.rpm`` wait above which the classifier defers (``Classifier.classify``)."""
 Step = Callable[[ClaimedJob], Awaitable[StepResult]]
@@ -107,6 +110,33 @@ class ClassifyStep:
             return False
         blocked = getattr(self.classifier.complete, "blocked_for", None)
         return blocked is not None and blocked() > _BLOCKED
+
+    async def sweep(
+        self, queue: JobQueue, limit: int, lease_seconds: float
+    ) -> tuple[int, list[ClaimedJob]]:
+        """While ``alerts.rpm`` is used up: look at up to ``limit`` new classify jobs without
+        claiming them (one read of their labels, one cache look-up); the cached ones are
+        claimed (returned, to run), the others deferred to their turns in one statement, with
+        no claim, read of the occurrence or settlement each (issue 14). Returns (jobs looked
+        at, jobs claimed)."""
+        c = self.classifier
+        if c is None:
+            return 0, []
+        rows = await asyncio.to_thread(queue.peek_new, "classify", limit)
+        if not rows:
+            return 0, []
+        keys = [cache_key(labels, self.settings) for _, labels in rows]
+        have = await c.cached(keys)
+        misses = [job_id for (job_id, _), key in zip(rows, keys, strict=True) if key not in have]
+        hits = [job_id for (job_id, _), key in zip(rows, keys, strict=True) if key in have]
+        turns = c.defer(len(misses))
+        await asyncio.to_thread(
+            queue.defer_many,
+            list(zip(misses, turns, strict=True)),
+            f"error: RateLimited: {RPM_USED_UP}",
+        )
+        claimed = await asyncio.to_thread(queue.claim_ids, hits, lease_seconds) if hits else []
+        return len(rows), claimed
 
     async def prepare(self, jobs: list[ClaimedJob]) -> None:
         """Read the occurrences of a batch of jobs in one query (``None``: deleted)."""
@@ -196,9 +226,16 @@ class AlertWorker:
     async def run_once(self) -> int:
         """Claim one batch and run it; the number of jobs run."""
         s = self.settings
-        deferring = getattr(self.steps.get("classify"), "deferring", None)
+        classify = self.steps.get("classify")
+        deferring = getattr(classify, "deferring", None)
         wide = self._wide = not self._wide and deferring is not None and deferring()
-        if wide:  # only cache hits and deferrals: many at a time, classify jobs only
+        sweep = getattr(classify, "sweep", None)
+        jobs: list[ClaimedJob]
+        looked = 0
+        if wide and sweep is not None and all(self._idle(f) for f in FOLLOW_UPS["classify"]):
+            # nothing to queue after a first attempt: deferrals need no claim at all
+            looked, jobs = await sweep(self.queue, SWEEP_BATCH, s.lease_seconds)
+        elif wide:  # only cache hits and deferrals: many at a time, classify jobs only
             jobs = await asyncio.to_thread(
                 self.queue.claim, s.concurrency * DEFER_BATCH, s.lease_seconds, ("classify",)
             )
@@ -213,7 +250,7 @@ class AlertWorker:
                 if prepare is not None:
                     await prepare(batch)
             await asyncio.gather(*(self._run(job) for job in jobs))
-        return len(jobs)
+        return max(len(jobs), looked)
 
     async def drain(self, *, max_rounds: int = 1000) -> int:
         """Run batches until nothing is due (tests and ``llmgw alerts process``)."""
