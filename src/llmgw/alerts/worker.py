@@ -224,11 +224,12 @@ class AlertWorker:
         self._event.set()
 
     async def run_once(self) -> int:
-        """Claim one batch and run it; the number of jobs run."""
+        """Claim one batch (or sweep new jobs) and run it; the number of jobs run or looked at."""
         s = self.settings
         classify = self.steps.get("classify")
         deferring = getattr(classify, "deferring", None)
-        wide = self._wide = not self._wide and deferring is not None and deferring()
+        blocked = deferring is not None and deferring()
+        wide = self._wide = not self._wide and blocked
         sweep = getattr(classify, "sweep", None)
         jobs: list[ClaimedJob]
         looked = 0
@@ -239,8 +240,9 @@ class AlertWorker:
             jobs = await asyncio.to_thread(
                 self.queue.claim, s.concurrency * DEFER_BATCH, s.lease_seconds, ("classify",)
             )
-        else:
-            jobs = await asyncio.to_thread(self.queue.claim, s.concurrency, s.lease_seconds)
+        else:  # while alerts.rpm is used up, the classify jobs' turn is in the wide batches
+            others = tuple(n for n in self.steps if n != "classify") if blocked else None
+            jobs = await asyncio.to_thread(self.queue.claim, s.concurrency, s.lease_seconds, others)
         if jobs:
             by_step: dict[str, list[ClaimedJob]] = {}
             for job in jobs:
