@@ -3,6 +3,7 @@ that finished together (their classifications, events and follow-up jobs with th
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -293,7 +294,8 @@ async def test_while_rpm_is_used_up_and_nothing_follows_new_jobs_are_swept_witho
         async def __call__(self, job: ClaimedJob) -> StepResult:
             raise AssertionError("not queued")
 
-    queue = JobQueue(engine)
+    clock = [datetime.now(UTC)]
+    queue = JobQueue(engine, now=lambda: clock[0])
     claims: list[int] = []
     claim = queue.claim
 
@@ -331,3 +333,6 @@ async def test_while_rpm_is_used_up_and_nothing_follows_new_jobs_are_swept_witho
     assert classifier.stats.classifications["deferred"] == n - 1
     assert await worker.run_once() == 0  # a normal batch: nothing due (turns are later)
     assert await worker.run_once() == 0  # a sweep: the deferred jobs are not new any more
+    clock[0] += timedelta(days=1)  # their turns came: a normal batch takes them (deferred again)
+    assert await worker.run_once() == settings.concurrency
+    assert len(claims) == 2  # the normal batches only

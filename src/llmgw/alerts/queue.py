@@ -78,13 +78,18 @@ class JobQueue:
         self.now = now
 
     def claim(
-        self, limit: int, lease_seconds: float, steps: tuple[str, ...] | None = None
-    ) -> list[ClaimedJob]:
-        """Up to ``limit`` due jobs (of ``steps`` only, when given), now leased to this worker
-        for ``lease_seconds``."""
+        self, limit: int, lease_seconds: float, steps: tuple[str, ...] | None = None,
+        skip_new: str | None = None,
+    ) -> list[ClaimedJob]:  # fmt: skip
+        """Up to ``limit`` due jobs (of ``steps`` only, when given; without the never tried
+        jobs of step ``skip_new``), now leased to this worker for ``lease_seconds``."""
         now = self.now()
         c = JOBS.c
-        only = (c.step.in_(steps),) if steps is not None else ()
+        only: tuple[sa.ColumnElement[bool], ...] = ()
+        if steps is not None:
+            only += (c.step.in_(steps),)
+        if skip_new is not None:
+            only += (sa.not_(sa.and_(c.step == skip_new, c.last_error.is_(None))),)
         due = sa.or_(
             sa.and_(c.state == "pending", c.run_after <= now, *only),
             sa.and_(c.state == "running", c.lease_until < now, *only),

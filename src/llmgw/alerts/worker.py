@@ -233,16 +233,18 @@ class AlertWorker:
         sweep = getattr(classify, "sweep", None)
         jobs: list[ClaimedJob]
         looked = 0
-        if wide and sweep is not None and all(self._idle(f) for f in FOLLOW_UPS["classify"]):
+        if wide and sweep is not None and self._sweeping():
             # nothing to queue after a first attempt: deferrals need no claim at all
             looked, jobs = await sweep(self.queue, SWEEP_BATCH, s.lease_seconds)
         elif wide:  # only cache hits and deferrals: many at a time, classify jobs only
             jobs = await asyncio.to_thread(
                 self.queue.claim, s.concurrency * DEFER_BATCH, s.lease_seconds, ("classify",)
             )
-        else:  # while alerts.rpm is used up, the classify jobs' turn is in the wide batches
-            others = tuple(n for n in self.steps if n != "classify") if blocked else None
-            jobs = await asyncio.to_thread(self.queue.claim, s.concurrency, s.lease_seconds, others)
+        else:  # while alerts.rpm is used up, new classify jobs are the sweeps'
+            skip = "classify" if blocked and sweep is not None and self._sweeping() else None
+            jobs = await asyncio.to_thread(
+                self.queue.claim, s.concurrency, s.lease_seconds, None, skip
+            )
         if jobs:
             by_step: dict[str, list[ClaimedJob]] = {}
             for job in jobs:
@@ -308,6 +310,11 @@ class AlertWorker:
                             fut.set_result(None)
         finally:
             self._settler = None
+
+    def _sweeping(self) -> bool:
+        """Nothing is queued after a first classification attempt: new classify jobs are swept
+        (``ClassifyStep.sweep``) while ``alerts.rpm`` is used up."""
+        return all(self._idle(f) for f in FOLLOW_UPS["classify"])
 
     def _idle(self, name: str) -> bool:
         """A follow-up step of this worker that has nothing to do now (publishing without any
