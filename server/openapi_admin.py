@@ -269,7 +269,10 @@ _KREF = (
     "A key's name (URL-encoded; several keys of the name are a 400), id, its first 8+ hex "
     "digits, or its prefix (never the whole secret)."
 )
-_UREF = "A user's email or id."
+_UREF = (
+    "A user's email (any case), id, its first 8+ hex digits, or display name (URL-encoded); "
+    "a ref naming several users is a 400."
+)
 _SINCE = ("2026-12-01T00:00:00+00:00", "Only from this time on (ISO 8601 with a zone).")
 
 
@@ -328,7 +331,7 @@ def admin_paths() -> dict[str, Any]:
                 body={"email": "ann@example.com", "name": "Ann", "role": "user"}),
         },
         f"{p}/users/{{ref}}": {
-            "get": _op("adminShowUser", "Show a user", "One user.", _USER, errors=one,
+            "get": _op("adminShowUser", "Show a user", "One user.", _USER, errors=(*one, "400"),
                 ref=_UREF),
             "patch": _op("adminSetRole", "Change a user's role", "The body is {\"role\"}.",
                 {**_USER, "role": "admin"}, errors=(*one, "400"), ref=_UREF,
@@ -336,9 +339,10 @@ def admin_paths() -> dict[str, Any]:
         },
         f"{p}/users/{{ref}}/disable": {"post": _op("adminDisableUser", "Disable a user",
             "Their keys stop working (idempotent).", {**_USER, "status": "disabled"},
-            errors=one, ref=_UREF)},
+            errors=(*one, "400"), ref=_UREF)},
         f"{p}/users/{{ref}}/enable": {"post": _op("adminEnableUser", "Enable a user",
-            "Their unexpired, unrevoked keys work again.", _USER, errors=one, ref=_UREF)},
+            "Their unexpired, unrevoked keys work again.", _USER, errors=(*one, "400"),
+            ref=_UREF)},
         f"{p}/usage/stats": {"get": _op("adminUsageStats", "Usage statistics",
             "Requests, errors, tokens, cost, latency per group. `costs` is the cost per "
             "currency (each provider's); `cost` and `currency` are set when the group's cost is in "

@@ -311,7 +311,10 @@ def oauth_paths() -> dict[str, Any]:
                 {"object": "list", "data": [_TOKEN_RECORD]},
                 errors=(*std, "404"),
                 query={
-                    "user": ("ci@example.com", "Only this user's tokens (email or id)."),
+                    "user": (
+                        "ci@example.com",
+                        "Only this user's tokens (email, id, id prefix or name).",
+                    ),
                     "all": ("true", "Include expired and revoked tokens."),
                 },
             ),

@@ -521,3 +521,54 @@ def test_a_key_name_works_remotely_as_locally_and_the_server_resolves_it(gateway
         assert (res.exit_code, res.stdout) == (4, "")
         assert res.stderr.splitlines()[0] == "Error: no API key matches 'nobody'"
         assert second["key"] not in res.stderr
+
+
+def test_a_short_user_id_or_name_works_remotely_as_locally_and_the_server_resolves_it(
+    gateway: Gateway,
+) -> None:
+    """The 8-character id ``users list`` shows, and a display name, through the admin API: the
+    server resolves them with the same resolver (``find_user``), also names a URL path segment
+    cannot hold as they are; an ambiguous or unknown user is the same error in both modes."""
+    gw = gateway
+    _traffic(gw, 2)  # as plain@example.com
+    plain = _json(gw.local("users", "show", "plain@example.com", "--json"))
+    short = plain["id"][:8]
+    assert _both(gw, "users", "show", short) == (plain, plain)
+    local, remote = _both(gw, "usage", "stats", "--by", "user", "--user", short)
+    assert _without(remote, {"since"}) == _without(local, {"since"})
+    assert sum(r["requests"] for r in local["rows"]) == 2
+    budget = _json(gw.remote("budgets", "set", "9", "--user", short, "--currency", "USD", "--json"))
+    assert (budget["scope"], budget["subject_id"]) == ("user", plain["id"])
+    for name in ("team/ops bot", "ops?x=1#y", "100%", "Аня", ".."):
+        made = _json(
+            gw.remote(
+                "users",
+                "create",
+                "--email",
+                f"u{len(name)}{ord(name[0])}@x.io",
+                "--name",
+                name,
+                "--json",
+            )
+        )
+        assert _json(gw.remote("users", "show", name, "--json"))["id"] == made["id"], name
+        assert _json(gw.remote("users", "disable", name, "--json"))["status"] == "disabled", name
+        assert _json(gw.remote("users", "enable", made["id"][:8], "--json"))["id"] == made["id"]
+        assert _json(gw.remote("users", "set-role", name, "admin", "--json"))["role"] == "admin"
+    other = _json(
+        gw.local("users", "create", "--email", "twin@example.com", "--name", "Ops", "--json")
+    )
+    again = _json(
+        gw.local("users", "create", "--email", "twin2@example.com", "--name", "Ops", "--json")
+    )
+    first, second = sorted([other, again], key=lambda u: (u["created_at"], u["id"]))
+    for run in (gw.local, gw.remote):
+        res = run("users", "show", "Ops")
+        assert (res.exit_code, res.stdout) == (2, "")
+        assert res.stderr.splitlines()[0] == (
+            f"Error: 'Ops' matches 2 users: {first['id'][:8]} ({first['email']}), "
+            f"{second['id'][:8]} ({second['email']})"
+        )
+        res = run("quotas", "set", "--user", "nobody", "--rpm", "1")
+        assert (res.exit_code, res.stdout) == (4, "")
+        assert res.stderr.splitlines()[0] == "Error: no user matches 'nobody'"

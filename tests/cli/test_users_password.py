@@ -75,7 +75,10 @@ def test_set_password_errors(run: Any) -> None:
     ghost = run(
         "users", "set-password", "ghost@example.com", "--password-stdin", stdin="long enough pw\n"
     )
-    assert ghost.exit_code != 0 and "no user 'ghost@example.com'" in ghost.stderr
+    assert ghost.exit_code == 4 and "no user matches 'ghost@example.com'" in ghost.stderr
+    short_id = json.loads(run("users", "list", "--json").stdout)[0]["id"][:8]
+    by_id = run("users", "set-password", short_id, "--password-stdin", stdin="long enough pw\n")
+    assert (by_id.exit_code, by_id.stdout) == (0, "password set for ann@example.com\n")
     # No terminal and no --password-stdin: say how to pipe it in.
     piped = run("users", "set-password", "ann@example.com", stdin="")
     assert piped.exit_code == 2 and "--password-stdin" in piped.stderr

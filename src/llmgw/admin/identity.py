@@ -45,7 +45,7 @@ class IdentityOps(Protocol):
         rpm: int | None = None,
         tpm: int | None = None,
     ) -> Record:
-        """A personal access token for ``user`` (email or id): its record plus ``"token"``."""
+        """A personal access token for ``user`` (email, id, id prefix or name): its record plus ``"token"``."""
         ...
 
     def tokens_list(

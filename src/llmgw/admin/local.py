@@ -300,7 +300,7 @@ class LocalAdmin(BudgetOps, AliasOps):
         return [user_record(u) for u in self.users.list()]
 
     def users_show(self, ref: str) -> Record:
-        """One user by email or id."""
+        """One user by email, id, unique id prefix (8+ hex digits) or unique name."""
         return user_record(self.users.get(ref))
 
     def users_create(self, email: str, *, name: str | None = None, role: str = "user") -> Record:

@@ -149,7 +149,7 @@ class AdminOps(Protocol):
         ...
 
     def users_show(self, ref: str) -> Record:
-        """One user by email or id."""
+        """One user by email, id, unique id prefix (8+ hex digits) or unique name."""
         ...
 
     def users_create(self, email: str, *, name: str | None = None, role: str = "user") -> Record:
@@ -182,7 +182,7 @@ class AdminOps(Protocol):
         status: int | None = None,
     ) -> list[Record]:
         """Requests, errors, tokens, cost and latency per group (``USAGE_GROUPS``) over
-        ``[since, until)``, filtered by key (ref), user (email or id), model, provider, status."""
+        ``[since, until)``, filtered by key (ref), user (ref), model, provider, status."""
         ...
 
     def usage_recent(self, *, limit: int = 100) -> list[Record]:

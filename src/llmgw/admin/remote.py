@@ -81,12 +81,17 @@ def _key_ref(ref: str) -> str:
     return ref[:_PREFIX_LEN] if _WHOLE_SECRET.fullmatch(ref.strip()) else ref
 
 
-def _ref(ref: str) -> str:
-    """A key ``ref`` (an id, a prefix or any name) as a URL path segment: every ``/``, ``?``,
-    ``#`` and ``%`` escaped, and a name of dots only (``..``) too, which URL normalisation would
-    otherwise remove."""
-    segment = quote(_key_ref(ref), safe="")
+def _segment(text: str) -> str:
+    """``text`` (an id, a prefix, an email or any name) as a URL path segment: every ``/``,
+    ``?``, ``#`` and ``%`` escaped, and a name of dots only (``..``) too, which URL normalisation
+    would otherwise remove."""
+    segment = quote(text, safe="")
     return segment.replace(".", "%2E") if segment.strip(".") == "" else segment
+
+
+def _ref(ref: str) -> str:
+    """A key ``ref`` as a URL path segment (a whole secret cut to its prefix)."""
+    return _segment(_key_ref(ref))
 
 
 def _iso(when: datetime | None) -> str | None:
@@ -296,8 +301,8 @@ class RemoteAdmin(RemoteBudgetOps, RemoteAliasOps):
         return self._list("/users")
 
     def users_show(self, ref: str) -> Record:
-        """One user by email or id."""
-        return self._one("GET", f"/users/{quote(ref, safe='')}")
+        """One user by email, id, unique id prefix (8+ hex digits) or unique name."""
+        return self._one("GET", f"/users/{_segment(ref)}")
 
     def users_create(self, email: str, *, name: str | None = None, role: str = "user") -> Record:
         """A new user."""
@@ -305,15 +310,15 @@ class RemoteAdmin(RemoteBudgetOps, RemoteAliasOps):
 
     def users_disable(self, ref: str) -> Record:
         """Disable a user (idempotent)."""
-        return self._one("POST", f"/users/{quote(ref, safe='')}/disable")
+        return self._one("POST", f"/users/{_segment(ref)}/disable")
 
     def users_enable(self, ref: str) -> Record:
         """Enable a user (idempotent)."""
-        return self._one("POST", f"/users/{quote(ref, safe='')}/enable")
+        return self._one("POST", f"/users/{_segment(ref)}/enable")
 
     def users_set_role(self, ref: str, role: str) -> Record:
         """Give a user ``role``."""
-        return self._one("PATCH", f"/users/{quote(ref, safe='')}", {"role": role})
+        return self._one("PATCH", f"/users/{_segment(ref)}", {"role": role})
 
     # -- usage ----------------------------------------------------------------------------
     def usage_stats(

@@ -19,7 +19,14 @@ from llmgw.auth.changes import AuthChange
 from llmgw.errors import Conflict, NotFound, UsageError
 from llmgw.storage.tables import ApiKey, User, utcnow
 
-__all__ = ["Role", "UserInfo", "UserService", "check_user_fields", "normalize_email"]
+__all__ = [
+    "Role",
+    "UserInfo",
+    "UserService",
+    "check_user_fields",
+    "find_user",
+    "normalize_email",
+]
 
 Role = Literal["user", "admin"]
 ROLES: tuple[str, ...] = get_args(Role)
@@ -28,6 +35,9 @@ ROLES: tuple[str, ...] = get_args(Role)
 _EMAIL_RE = re.compile(r"[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f.]+")
 _EMAIL_MAX = 320
 _NAME_MAX = 200
+_ID_PREFIX_RE = re.compile(r"[0-9a-f]{8,32}")
+_LISTED = 5  # candidates an ambiguity error names
+_REF_HINT = "give their email, id (8+ characters) or name; `llmgw users list` shows every user"
 
 _USERS = User.metadata.tables["users"]
 _KEYS = ApiKey.metadata.tables["api_keys"]
@@ -105,6 +115,75 @@ def _info(row: sa.Row[Any]) -> UserInfo:
     )
 
 
+def _shown(ref: str) -> str:
+    return ref if len(ref) <= 80 else ref[:80] + "…"
+
+
+def _by_form(ref: str) -> sa.Select[Any] | None:
+    """The query for ``ref`` read as an email (any case: emails are stored lower-cased), a whole
+    id or an id prefix of 8+ hex digits; ``None`` when it has none of those forms."""
+    if "@" in ref:
+        return _select().where(_USERS.c.email == ref.lower())
+    hexed = ref.lower().replace("-", "")
+    if not _ID_PREFIX_RE.fullmatch(hexed):
+        return None
+    if len(hexed) == 32:
+        return _select().where(_USERS.c.id == uuid.UUID(hexed))
+    # ids sort as their hex digits on both backends: a range uses the primary key's index
+    lo, hi = uuid.UUID(hexed.ljust(32, "0")), uuid.UUID(hexed.ljust(32, "f"))
+    return _select().where(_USERS.c.id.between(lo, hi))
+
+
+def _ambiguous(ref: str, rows: builtins.list[sa.Row[Any]]) -> UsageError:
+    """The error for a ref naming several users: their short ids and emails."""
+    listed = ", ".join(
+        f"{r._mapping['id'].hex[:8]} ({r._mapping['email']}"
+        + (", disabled)" if r._mapping["disabled"] else ")")
+        for r in rows[:_LISTED]
+    )
+    more = f" and {len(rows) - _LISTED} more" if len(rows) > _LISTED else ""
+    return UsageError(
+        f"{_shown(ref)!r} matches {len(rows)} users: {listed}{more}",
+        hint="give the email or the id (8+ characters) of the one you mean; "
+        "`llmgw users list` shows them",
+    )
+
+
+def find_user(conn: Connection, ref: str) -> sa.Row[Any]:
+    """The one user a person's ``ref`` names: their email (any case), whole id, a unique id
+    prefix (8+ hex digits, as ``llmgw users list`` shows) or exact display name.
+
+    A ref that names several users (an id prefix of two users, a display name two users share,
+    a name that is also another user's id prefix or email) is a ``UsageError`` listing their
+    ids and emails; none is ``NotFound``. The one resolver behind every command, option
+    (``--user``), admin API route and screen that takes a user (``UserService.get``).
+    """
+    ref = ref.strip()
+    query = _by_form(ref)
+    order = (_USERS.c.created_at, _USERS.c.id)
+    rows = conn.execute(query.order_by(*order)).all() if query is not None else []
+    named = (
+        conn.execute(_select().where(_USERS.c.name == ref).order_by(*order)).all()
+        if ref and len(ref) <= _NAME_MAX
+        else []
+    )
+    found = {r._mapping["id"]: r for r in (*rows, *named)}
+    if len(found) == 1:
+        return next(iter(found.values()))
+    if found:
+        candidates = sorted(
+            found.values(), key=lambda r: (r._mapping["created_at"], r._mapping["id"])
+        )
+        raise _ambiguous(ref, candidates)
+    hexed = ref.lower().replace("-", "")
+    if 0 < len(hexed) < 8 and all(c in "0123456789abcdef" for c in hexed):
+        raise UsageError(
+            f"{ref!r} is too short to name a user: give at least 8 characters of their id",
+            hint="an email or name works too; `llmgw users list` shows every user",
+        )
+    raise NotFound(f"no user matches {_shown(ref)!r}", hint=_REF_HINT)
+
+
 class UserService:
     """Create, list, find, disable and enable users. Keys of a disabled user stop working.
 
@@ -152,31 +231,14 @@ class UserService:
             return [_info(r) for r in rows]
 
     def get(self, ref: str) -> UserInfo:
-        """The user with this email or id; ``NotFound`` otherwise."""
+        """The user ``ref`` names (``find_user``): email, id, id prefix or name."""
         with db_errors(self.engine, "looking up a user"), self.engine.connect() as conn:
-            return _info(self._find(conn, ref))
-
-    def _find(self, conn: Connection, ref: str) -> sa.Row[Any]:
-        ref = ref.strip()
-        row = None
-        if "@" in ref:
-            row = conn.execute(_select().where(_USERS.c.email == ref.lower())).first()
-        else:
-            try:
-                user_id = uuid.UUID(ref)
-            except ValueError:
-                user_id = None
-            if user_id is not None:
-                row = conn.execute(_select().where(_USERS.c.id == user_id)).first()
-        if row is None:
-            shown = ref if len(ref) <= 80 else ref[:80] + "…"
-            raise NotFound(f"no user {shown!r}", hint="`llmgw users list` shows every user")
-        return row
+            return _info(find_user(conn, ref))
 
     def _set_disabled(self, ref: str, disabled: bool) -> UserInfo:
         doing = "disabling a user" if disabled else "enabling a user"
         with db_errors(self.engine, doing), self.engine.begin() as conn:
-            user_id = self._find(conn, ref)._mapping["id"]
+            user_id = find_user(conn, ref)._mapping["id"]
             conn.execute(sa.update(_USERS).where(_USERS.c.id == user_id).values(disabled=disabled))
             info = _info(conn.execute(_select().where(_USERS.c.id == user_id)).one())
         # After the commit: a server that looks the user's keys up again must see the change.
@@ -190,7 +252,7 @@ class UserService:
         if role not in ROLES:
             raise UsageError(f"invalid role {role!r}", hint=f"use one of: {', '.join(ROLES)}")
         with db_errors(self.engine, "changing a user's role"), self.engine.begin() as conn:
-            user_id = self._find(conn, ref)._mapping["id"]
+            user_id = find_user(conn, ref)._mapping["id"]
             conn.execute(sa.update(_USERS).where(_USERS.c.id == user_id).values(role=role))
             info = _info(conn.execute(_select().where(_USERS.c.id == user_id)).one())
         if self._on_change is not None:

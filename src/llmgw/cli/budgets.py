@@ -61,7 +61,8 @@ def budgets_set(
         ),
     ] = None,
     user: Annotated[
-        str | None, typer.Option("--user", help="The user (email or id).", show_default=False)
+        str | None,
+        typer.Option("--user", help="The user (email, id, id prefix or name).", show_default=False),
     ] = None,
     period: Annotated[str, typer.Option("--period", help="day or month (UTC).")] = "month",
     currency: Annotated[

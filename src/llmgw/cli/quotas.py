@@ -29,7 +29,8 @@ def quotas_set(
         ),
     ] = None,
     user: Annotated[
-        str | None, typer.Option("--user", help="The user (email or id).", show_default=False)
+        str | None,
+        typer.Option("--user", help="The user (email, id, id prefix or name).", show_default=False),
     ] = None,
     model: Annotated[
         str | None,

@@ -24,7 +24,12 @@ tokens_app = typer.Typer(
 @tokens_app.command("create")
 def tokens_create(
     ctx: typer.Context,
-    user: Annotated[str, typer.Option("--user", "-u", help="Email of the user the token acts as.")],
+    user: Annotated[
+        str,
+        typer.Option(
+            "--user", "-u", help="The user the token acts as (email, id, id prefix or name)."
+        ),
+    ],
     name: Annotated[str, typer.Option("--name", "-n", help="A label (what uses the token).")],
     expires: Annotated[
         str,
@@ -88,7 +93,12 @@ def tokens_list(
     ctx: typer.Context,
     user: Annotated[
         str | None,
-        typer.Option("--user", "-u", help="Only this user's tokens.", show_default=False),
+        typer.Option(
+            "--user",
+            "-u",
+            help="Only this user's tokens (email, id, id prefix or name).",
+            show_default=False,
+        ),
     ] = None,
     all_: Annotated[
         bool, typer.Option("--all", "-a", help="Include expired and revoked tokens.")

@@ -105,7 +105,9 @@ def usage_stats(
     ] = None,
     user: Annotated[
         str | None,
-        typer.Option("--user", help="Only this user (email or id).", show_default=False),
+        typer.Option(
+            "--user", help="Only this user (email, id, id prefix or name).", show_default=False
+        ),
     ] = None,
     model: Annotated[
         str | None,
@@ -280,7 +282,9 @@ def usage_forecast(
     ] = None,
     user: Annotated[
         str | None,
-        typer.Option("--user", help="Only this user (email or id).", show_default=False),
+        typer.Option(
+            "--user", help="Only this user (email, id, id prefix or name).", show_default=False
+        ),
     ] = None,
     history: Annotated[
         int, typer.Option("--history", help="Days of history the model learns from (28-400).")

@@ -20,7 +20,15 @@ users_app = typer.Typer(
 )
 
 _JSON = Annotated[bool, typer.Option("--json", help="Print JSON for scripts.")]
-_REF = Annotated[str, typer.Argument(metavar="EMAIL", help="The user's email (or id).")]
+_REF = Annotated[
+    str,
+    typer.Argument(
+        metavar="USER",
+        help="The user's email, id, the id's first 8+ characters (as `users list` shows) or "
+        "display name.",
+    ),
+]
+_EMAIL = Annotated[str, typer.Argument(metavar="EMAIL", help="The user's email.")]
 
 
 @users_app.command("create")
@@ -151,16 +159,14 @@ def users_set_password(
     """Set a user's password for the sign-in page (argon2id); their browser sessions end."""
     from llmgw.admin.audit import AuditService
     from llmgw.admin.ops import Actor
-    from llmgw.auth.users import normalize_email
     from llmgw.identity.passwords import set_password
     from llmgw.identity.sessions import SessionService
 
     st = state(ctx)
     st.local_only("users set-password")
-    email = normalize_email(ref)
     password = _read_password(password_stdin)
     engine = st.engine()
-    user = set_password(engine, email, password)
+    user = set_password(engine, ref, password)
     ended = SessionService(engine).revoke_user(user.id)
     AuditService(engine).record(
         Actor.local(), "users.set_password", user.email, source="cli", detail={"id": str(user.id)}
@@ -172,7 +178,7 @@ def users_set_password(
 @users_app.command("bootstrap-admin")
 def users_bootstrap_admin(
     ctx: typer.Context,
-    ref: _REF,
+    ref: _EMAIL,
     name: Annotated[
         str | None, typer.Option("--name", "-n", help="Display name.", show_default=False)
     ] = None,

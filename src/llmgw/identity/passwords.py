@@ -22,8 +22,8 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.engine import Engine
 
 from llmgw.auth._db import db_errors
-from llmgw.auth.users import normalize_email
-from llmgw.errors import NotFound, UsageError
+from llmgw.auth.users import find_user, normalize_email
+from llmgw.errors import UsageError
 from llmgw.storage.tables import User, utcnow
 
 __all__ = [
@@ -110,19 +110,13 @@ class LoginUser:
 
 
 def set_password(
-    engine: Engine, email: str, password: str, *, now: datetime | None = None
+    engine: Engine, ref: str, password: str, *, now: datetime | None = None
 ) -> LoginUser:
-    """Store a new hash for ``email``'s password; ``NotFound`` when there is no such user."""
-    address = normalize_email(email)
+    """Store a new hash for the password of the user ``ref`` names (``find_user``: email, id, id
+    prefix or name); ``NotFound`` when there is no such user."""
     hashed = hash_password(password)
     with db_errors(engine, "setting a password"), engine.begin() as conn:
-        row = conn.execute(
-            sa.select(_USERS.c.id, _USERS.c.email, _USERS.c.name, _USERS.c.role).where(
-                _USERS.c.email == address
-            )
-        ).first()
-        if row is None:
-            raise NotFound(f"no user {address!r}", hint="`llmgw users list` shows every user")
+        row = find_user(conn, ref)
         conn.execute(
             sa.update(_USERS)
             .where(_USERS.c.id == row.id)
