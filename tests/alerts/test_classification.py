@@ -20,14 +20,25 @@ from llmgw.server import create_app
 from llmgw.server.app import gateway_of
 from llmgw.storage.db import make_engine
 from tests.alerts.amdata import am_alert, am_payload, later
+from tests.asyncdump import bounded
 
 HOOK = "/alerts/webhook"
+RUNNING_LIMIT = 240.0
+"""Seconds for a whole ``running`` block (pytest-timeout's 300 s would only show threads)."""
 
 
 @contextlib.asynccontextmanager
 async def running(settings: Settings) -> AsyncIterator[tuple[Any, httpx.AsyncClient]]:
+    """The app with its lifespan running and an in-process client to it.
+
+    Bounded as a whole (start-up, the test's body, shutdown): httpx's timeouts do not apply
+    to ``ASGITransport`` and a lifespan can wait on a task, so a hang fails here with every
+    asyncio task's awaits rather than as pytest-timeout's dump of idle threads."""
     app = create_app(settings)
-    async with app.router.lifespan_context(app):
+    async with (
+        bounded(RUNNING_LIMIT, "the app (start-up, test, shutdown)"),
+        app.router.lifespan_context(app),
+    ):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://llmgw", timeout=20) as c:
             yield app, c
