@@ -273,6 +273,7 @@ class Gateway:
                     interval=s.backup.interval,
                     pace=s.backup.pace,
                     check=s.backup.check,
+                    cpus=s.backup.cpus,
                 )
                 self.backups.start()
                 stack.push_async_callback(asyncio.to_thread, self.backups.stop)

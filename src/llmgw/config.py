@@ -57,6 +57,7 @@ __all__ = [
     "UsageSettings",
     "default_home",
     "load_settings",
+    "parse_cpu_list",
 ]
 
 Source = Literal["default", "file", "env", "flag"]
@@ -358,6 +359,20 @@ class RateLimitSettings(_Section):
     """While Redis is failing, seconds between attempts to use it again (one request probes, the rest stay local)."""
 
 
+def parse_cpu_list(text: str) -> set[int]:
+    """A Linux CPU list (``"0"``, ``"0,2"``, ``"1-3,6"``) as a set; ``ValueError`` otherwise."""
+    cpus: set[int] = set()
+    for part in text.split(","):
+        found = re.fullmatch(r"\s*(\d+)\s*(?:-\s*(\d+)\s*)?", part)
+        if not found or (found.group(2) and int(found.group(2)) < int(found.group(1))):
+            raise ValueError(
+                f'{text!r} is not "auto", "any" or a CPU list such as "0", "0,2" or "1-3"'
+            )
+        first = int(found.group(1))
+        cpus.update(range(first, int(found.group(2) or first) + 1))
+    return cpus
+
+
 class BackupSettings(_Section):
     """``[backup]``: where `llmgw db backup` writes and how many it keeps, and how often
     `llmgw serve` takes a backup itself."""
@@ -377,6 +392,18 @@ class BackupSettings(_Section):
     (``PRAGMA quick_check``: every page, record and constraint, one pass) or `full`
     (``integrity_check``: also every index against its table; about 14x the CPU, on the gateway's
     core). `llmgw db backup` and `db verify` always check in full."""
+    cpus: str = "auto"
+    """CPUs the scheduled backup process may run on: `auto` (when the gateway is pinned to some
+    of the machine's CPUs, the others; else wherever the kernel puts it), `any` (every CPU the
+    machine allows, the gateway's too) or a Linux CPU list such as ``"0"`` or ``"2-3,6"``."""
+
+    @field_validator("cpus")
+    @classmethod
+    def _cpu_list(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value in ("auto", "any"):
+            return value
+        return ",".join(str(c) for c in sorted(parse_cpu_list(value)))
 
 
 class PublishTarget(_Section):

@@ -10,7 +10,8 @@ database (``[backup] interval``) against the same load without a backup, same ru
 Method (``benchlib``, like ``bench_gateway.py``): nginx with a canned completion on core 0, one
 ``llmgw serve`` pinned to core 1 on a copy of the generated database (``tests/migrate_data.py``,
 cached in ``--cache`` as ``bench_migrate.py`` does), with ``[backup] interval`` so it takes its
-backups itself (online backup API in a child process at nice 19, then the integrity check and
+backups itself (online backup API in a child process at the lowest priority, on the CPUs
+``[backup] cpus`` gives it (``--backup-cpus``; by default the other core), then the integrity check and
 the rotation, as in production). Every request writes a usage row.
 
 Default (open loop): ``open_loop_client.py`` on core 0 sends ``--rate`` chat requests per second
@@ -63,6 +64,7 @@ keep = 2
 pace = {pace}
 check = "{check}"
 dir = "{backups}"
+{cpus}
 
 [[providers]]
 name = "bench"
@@ -88,21 +90,16 @@ def metric(url: str, name: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
-def pin_backup_thread(pid: int, cpu: int) -> list[int]:
-    """Move the gateway's backup thread (the one at nice 19; the backup process it starts
-    inherits the core) to ``cpu``; its thread ids."""
-    moved = []
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        stat = (task / "stat").read_text()
-        nice = int(stat.rsplit(")", 1)[1].split()[16])
-        if nice == 19:
-            subprocess.run(
-                ["taskset", "-p", "-c", str(cpu), task.name], check=True, capture_output=True
-            )
-            moved.append(int(task.name))
-    if not moved:
-        raise SystemExit("no backup thread found (is [backup] interval set?)")
-    return moved
+POLICIES = {0: "normal", 3: "batch", 5: "idle"}
+
+
+def child_seen(kid: int) -> str:
+    """Where the backup process runs and at which policy, as /proc shows it."""
+    status = Path(f"/proc/{kid}/status").read_text()
+    found = re.search(r"^Cpus_allowed_list:\s*(\S+)", status, re.M)
+    policy = re.search(r"^policy\s*:\s*(\d+)", Path(f"/proc/{kid}/sched").read_text(), re.M)
+    name = POLICIES.get(int(policy.group(1)), policy.group(1)) if policy else "?"
+    return f"CPUs {found.group(1) if found else '?'}, policy {name}"
 
 
 def backup_child(pid: int) -> int | None:
@@ -197,6 +194,7 @@ def setup(a: argparse.Namespace, tmp: Path, servers: list[bl.Server]) -> tuple[b
             pace=a.pace,
             check=a.check,
             backups=tmp / "backups",
+            cpus=f'cpus = "{a.backup_cpus}"' if a.backup_cpus else "",
         )
     )
     made = subprocess.run(
@@ -214,17 +212,14 @@ def setup(a: argparse.Namespace, tmp: Path, servers: list[bl.Server]) -> tuple[b
     )
     servers.append(gw)
     bl.wait_ready(gw, "/readyz", timeout=120)
-    if a.backup_cpu is not None:
-        moved = pin_backup_thread(gw.popen.pid, a.backup_cpu)
-        log(f"backup thread(s) {moved} moved to core {a.backup_cpu}")
     return gw, key
 
 
 def where(a: argparse.Namespace) -> str:
-    """Where the backup process ran, for the report."""
-    if a.backup_cpu is not None:
-        return f"on core {a.backup_cpu}"
-    return f"on the gateway's core {bl.SERVER_CPU} (the worst case)"
+    """Where the backup process ran (as /proc showed it), for the report."""
+    setting = f'`[backup] cpus = "{a.backup_cpus or "auto"}"`'
+    seen = "; ".join(sorted(a.seen)) or "not seen"
+    return f"{setting}: {seen}"
 
 
 def run_head(tmp: Path) -> str:
@@ -279,7 +274,8 @@ def watch(
             told = True  # by now the child has set its scheduling group, if it does
             with contextlib.suppress(OSError):
                 group = Path(f"/proc/{kid}/autogroup").read_text().strip()
-                log(f"backup process {kid}: session {os.getsid(kid)}, {group}")
+                a.seen.add(child_seen(kid))
+                log(f"backup process {kid}: session {os.getsid(kid)}, {group}, {child_seen(kid)}")
         elif not running and running_since is not None:
             spans.append((running_since, now))
             running_since = None
@@ -457,7 +453,7 @@ def open_loop_run(a: argparse.Namespace, gw: bl.Server, key: str, tmp: Path) -> 
             f"{summary['send_lag_p99_ms']:.1f} ms), gateway on core {bl.SERVER_CPU}, client and "
             f"nginx on core {bl.LOAD_CPU}; load average {os.getloadavg()[0]:.1f} at the end. "
             f"{len(spans)} backups of {took:.1f} s (median; copy at `[backup] pace` {a.pace:g} "
-            f"MB/s, `{a.check}` check, rename), the backup (a child process at nice 19) {where(a)}.",
+            f"MB/s, `{a.check}` check, rename), the backup process {where(a)}.",
             "",
             "| | requests | p50 ms | p99 ms | p99.9 ms | max ms | errors | gateway CPU µs/request |",
             "|---|---:|---:|---:|---:|---:|---:|---:|",
@@ -528,7 +524,7 @@ def saturated_run(a: argparse.Namespace, gw: bl.Server, key: str, tmp: Path) -> 
             f"c={a.connections} (saturated: no rate limit), gateway on core {bl.SERVER_CPU}, wrk "
             f"and nginx on core {bl.LOAD_CPU}; load average {os.getloadavg()[0]:.1f} at the end. "
             f"Backups took {statistics.median(backup_s):.1f} s (median; copy at `[backup] pace` "
-            f"{a.pace:g} MB/s, `{a.check}` check, rename); the backup (a child process at nice 19) "
+            f"{a.pace:g} MB/s, `{a.check}` check, rename); the backup process "
             f"{where(a)}.",
             "",
             "| | p99 ms | req/s (each a usage row written) |",
@@ -559,15 +555,15 @@ def main() -> None:
     ap.add_argument("--pace", type=float, default=64.0, help="[backup] pace, MB/s (0: full speed)")
     ap.add_argument("--check", choices=["quick", "full"], default="quick", help="[backup] check")
     ap.add_argument(
-        "--backup-cpu",
-        type=int,
-        help="move the backup thread to this core (as on any multi-core box); default: it shares "
-        "the gateway's core (the worst case)",
+        "--backup-cpus",
+        help=f'[backup] cpus (default: unset, "auto": the gateway is on core {bl.SERVER_CPU}, so '
+        f'the backup runs on core {bl.LOAD_CPU}); "{bl.SERVER_CPU}": the gateway\'s core (the worst case)',
     )
     ap.add_argument("--records", type=Path, help="open loop: save the requests and spans (JSON)")
     ap.add_argument("--quick", action="store_true", help="100k rows, pace 8 MB/s, 2 backups")
     ap.add_argument("--no-write", action="store_true", help="print only (no docs update)")
     a = ap.parse_args()
+    a.seen = set()
     if a.quick:
         a.rows, a.pairs, a.no_write, a.interval, a.pace, a.settle = 100_000, 2, True, 15, 8.0, 3.0
         a.warmup = 3.0

@@ -3,6 +3,7 @@ serves (issue 12), with a metric and a log line per backup, rotated to ``[backup
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 import sqlite3
@@ -168,3 +169,104 @@ def test_the_backup_process_gets_its_own_scheduling_group_at_the_lowest_weight()
     assert shared.returncode == 0, shared.stderr
     assert shared.stdout.split()[0] == "False", shared.stdout
     assert Path("/proc/self/autogroup").read_text() == before  # the caller's group untouched
+
+
+def _backup_child(pid: int, deadline: float) -> int:
+    """The pid of ``pid``'s backup process, once one runs (found in /proc as a user would)."""
+    while time.monotonic() < deadline:
+        for task in Path(f"/proc/{pid}/task").iterdir():
+            try:
+                kids = (task / "children").read_text().split()
+            except OSError:
+                continue
+            for kid in kids:
+                try:
+                    if b"child_main" in Path(f"/proc/{kid}/cmdline").read_bytes():
+                        return int(kid)
+                except OSError:
+                    continue
+        time.sleep(0.05)
+    raise AssertionError("no backup process started")
+
+
+def _allowed(pid: int) -> str:
+    status = Path(f"/proc/{pid}/status").read_text()
+    found = re.search(r"^Cpus_allowed_list:\s*(\S+)", status, re.M)
+    assert found, status
+    return found.group(1)
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_setaffinity") or (os.cpu_count() or 1) < 2,
+    reason="CPU affinity (Linux, 2+ CPUs)",
+)
+@pytest.mark.parametrize(
+    ("pinned", "setting", "expected"),
+    [
+        (True, None, "the others"),  # [backup] cpus = "auto" (the default)
+        (True, "same", "the gateway's"),  # the worst case, asked for by number
+        (False, None, "the gateway's"),  # an unpinned gateway: the kernel places the backup
+    ],
+)
+def test_the_backup_process_runs_off_a_pinned_gateways_cpus(
+    home: Path,
+    tmp_path: Path,
+    emulator: Any,
+    serve_process: Callable[..., Any],
+    monkeypatch: pytest.MonkeyPatch,
+    pinned: bool,
+    setting: str | None,
+    expected: str,
+) -> None:
+    """``taskset -c N llmgw serve``: the scheduled backup process runs on the machine's other
+    CPUs (``[backup] cpus = "auto"``) or where ``LLMGW_BACKUP__CPUS`` says, at nice 19; /proc
+    shows both."""
+    from llmgw.storage.backup_schedule import machine_cpus
+
+    machine = machine_cpus()
+    everything = os.sched_getaffinity(0)
+    if not machine - {max(everything)} or max(everything) not in machine:
+        pytest.skip("no CPU besides the gateway's to run the backup on")
+    gateway = {max(everything)} if pinned else everything
+    monkeypatch.setenv("LLMGW_BACKUP__INTERVAL", "0.5")
+    monkeypatch.setenv("LLMGW_BACKUP__PACE", "0.2")  # the first 1 MB step, then ~5 s asleep
+    monkeypatch.setenv("LLMGW_BACKUP__DIR", str(tmp_path / "backups"))
+    if setting == "same":
+        monkeypatch.setenv("LLMGW_BACKUP__CPUS", str(max(everything)))
+    os.sched_setaffinity(0, gateway)  # the gateway is born pinned, as under taskset
+    try:
+        proc, _ = serve_process(emulator.url)
+    finally:
+        os.sched_setaffinity(0, everything)
+    from llmgw.config import parse_cpu_list
+
+    want = (machine - gateway) if expected == "the others" else gateway
+    kid = _backup_child(proc.pid, time.monotonic() + 60)
+    settled = time.monotonic() + 10  # the child lowers its priority as its interpreter starts
+    while os.getpriority(os.PRIO_PROCESS, kid) != 19 and time.monotonic() < settled:
+        time.sleep(0.02)
+    assert os.getpriority(os.PRIO_PROCESS, kid) == 19
+    assert parse_cpu_list(_allowed(kid)) == want
+    assert parse_cpu_list(_allowed(proc.pid)) == gateway  # the gateway itself stays where it was
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=60) == 0
+    log = (tmp_path / "serve.log").read_text()
+    assert f"on CPUs {','.join(map(str, sorted(want)))}" in log
+
+
+def test_backup_cpus_names_cpus_of_this_machine_or_says_which_there_are() -> None:
+    from llmgw.config import BackupSettings
+    from llmgw.errors import ConfigError
+    from llmgw.storage.backup_schedule import backup_cpus, machine_cpus
+
+    machine = machine_cpus()
+    assert BackupSettings(cpus=" 3-4, 0 ").cpus == "0,3,4"
+    with pytest.raises(ValueError, match='not "auto", "any" or a CPU list'):
+        BackupSettings(cpus="core1")
+    assert backup_cpus("any") == machine
+    assert backup_cpus("auto", gateway=set(machine)) is None  # not pinned: left to the kernel
+    one = min(machine)
+    assert backup_cpus("auto", gateway={one}) == (machine - {one} or None)
+    assert backup_cpus(str(one)) == {one}
+    with pytest.raises(ConfigError, match=r"no such CPU here \(this machine's: "):
+        backup_cpus("4096")
