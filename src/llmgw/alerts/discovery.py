@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from llmgw.config import KubernetesDiscoverySettings
+from llmgw.tasks import stop_task
 
 __all__ = ["SecretDiscovery", "TargetSource", "decode_secret", "parse_selector", "selector_terms"]
 
@@ -201,9 +202,7 @@ class SecretDiscovery:
     async def aclose(self) -> None:
         """Stop the task and close the client."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await stop_task(self._task, 10.0, "Kubernetes discovery")
             self._task = None
         if self._client is not None:
             with contextlib.suppress(Exception):

@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 from llmgw.alerts.payload import Delivery, IncomingAlert, am_fingerprint, delivery_digest
 from llmgw.alerts.store import AlertStore
+from llmgw.tasks import stop_task
 
 __all__ = ["ALERTNAME", "MAX_PENDING", "BreakerAlerts", "breaker_labels"]
 
@@ -197,9 +198,7 @@ class BreakerAlerts:
             return
         self._stopping = True
         self._event.set()
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stop_task(task, grace, "the breaker alert recorder")
         with contextlib.suppress(Exception):
             async with asyncio.timeout(grace):
                 await self.flush()

@@ -15,7 +15,6 @@ Alertmanager answers nothing changes (no answer is not "nothing is silenced").
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
@@ -28,6 +27,7 @@ from sqlalchemy.engine import Engine
 from llmgw.alerts.payload import _time
 from llmgw.alerts.store import ALERTS, EVENTS
 from llmgw.errors import InvalidRequest
+from llmgw.tasks import stop_task
 
 __all__ = ["SilenceSync"]
 
@@ -184,9 +184,7 @@ class SilenceSync:
         """Stop the task (a look in progress finishes in its thread)."""
         task = getattr(self, "_task", None)
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_task(task, 10.0, "the silence watcher")
 
 
 def _ms(when: datetime) -> datetime:

@@ -24,6 +24,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from llmgw.tasks import stop_task
+
 __all__ = ["CHANNEL", "JobAnnouncer", "JobNotifications"]
 
 log = logging.getLogger("llmgw.alerts")
@@ -83,9 +85,7 @@ class JobNotifications:
         """Stop listening (the connection closes)."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_task(task, 10.0, "the alert queue's LISTEN connection")
 
 
 class JobAnnouncer:

@@ -26,6 +26,7 @@ from llmgw.alerts.stats import AlertStats
 from llmgw.alerts.summary import FOLD_INTERVAL
 from llmgw.config import AlertsSettings
 from llmgw.errors import NotFound
+from llmgw.tasks import stop_task
 
 __all__ = ["FOLLOW_UPS", "AlertWorker", "ClassifyStep", "Done", "GiveUp", "Retry", "Step"]
 
@@ -409,6 +410,4 @@ class AlertWorker:
             async with asyncio.timeout(self.settings.timeout + 5 if grace is None else grace):
                 await asyncio.shield(task)
         except TimeoutError:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await stop_task(task, 10.0, "the alert worker")

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from llmgw.auth.changes import AuthChange, channel_of, decode, encode, version_key_of
+from llmgw.tasks import stop_task
 
 if TYPE_CHECKING:  # redis-py loads only when Redis is configured
     from redis import Redis as SyncRedis
@@ -190,10 +191,9 @@ class ChangeListener:
 
     async def aclose(self) -> None:
         """Stop following the feed."""
-        if self._task is not None:
-            self._task.cancel()
-            await asyncio.gather(self._task, return_exceptions=True)
-            self._task = None
+        task, self._task = self._task, None
+        if task is not None:
+            await stop_task(task, self._timeout + 5, "the key change feed")
 
     async def _run(self) -> None:
         sessions = 0

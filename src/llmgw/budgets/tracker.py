@@ -40,6 +40,7 @@ from llmgw.budgets.store import BudgetStore
 from llmgw.errors import BudgetExceeded, RateLimited
 from llmgw.notify import Notification, Notifier
 from llmgw.ratelimit.gcra import BudgetAsk, BudgetVerdict
+from llmgw.tasks import stop_task
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -436,8 +437,7 @@ class BudgetTracker:
     async def aclose(self) -> None:
         """Flush the pending spend and stop."""
         if self._loop_task is not None:
-            self._loop_task.cancel()
-            await asyncio.gather(self._loop_task, return_exceptions=True)
+            await stop_task(self._loop_task, 5.0, "the budget tracker's loop")
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
