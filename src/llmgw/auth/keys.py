@@ -20,6 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from llmgw.auth._db import db_errors
 from llmgw.auth.changes import AuthChange
 from llmgw.auth.keyinfo import KeyInfo
+from llmgw.auth.refs import ambiguous, id_match, too_short
 from llmgw.auth.users import normalize_email
 from llmgw.errors import AuthError, Conflict, NotFound, UsageError
 from llmgw.storage.tables import ApiKey, User, utcnow
@@ -42,7 +43,6 @@ _SECRET_BYTES = 32
 _SECRET_RE = re.compile(r"llmgw_[A-Za-z0-9_-]{43}")
 _SECRET_LEN = len(SECRET_PREFIX) + 43
 PREFIX_LEN = 12
-_ID_PREFIX_RE = re.compile(r"[0-9a-f]{8,32}")
 _NAME_MAX = 200
 _MAX_LIFETIME = timedelta(days=36_525)
 _BAD_KEY = "invalid API key"
@@ -145,7 +145,6 @@ _REF_HINT = (
     "give its name, id (8+ characters), prefix (llmgw_ + 6) or the whole secret; "
     "`llmgw keys list --all` shows them"
 )
-_LISTED = 5  # candidates an ambiguity error names
 
 
 def _by_form(ref: str) -> sa.Select[Any] | None:
@@ -155,14 +154,8 @@ def _by_form(ref: str) -> sa.Select[Any] | None:
         return _select().where(_KEYS.c.prefix == ref)
     if _SECRET_RE.fullmatch(ref):  # a pasted secret: its prefix and its digest
         return _select().where(_KEYS.c.prefix == ref[:PREFIX_LEN], _KEYS.c.digest == digest_of(ref))
-    hexed = ref.lower().replace("-", "")
-    if not _ID_PREFIX_RE.fullmatch(hexed):
-        return None
-    if len(hexed) == 32:
-        return _select().where(_KEYS.c.id == uuid.UUID(hexed))
-    # ids sort as their hex digits on both backends: a range uses the primary key's index
-    lo, hi = uuid.UUID(hexed.ljust(32, "0")), uuid.UUID(hexed.ljust(32, "f"))
-    return _select().where(_KEYS.c.id.between(lo, hi))
+    match = id_match(_KEYS.c.id, ref)
+    return None if match is None else _select().where(match)
 
 
 def _by_name(conn: Connection, ref: str) -> builtins.list[sa.Row[Any]]:
@@ -180,15 +173,12 @@ def _by_name(conn: Connection, ref: str) -> builtins.list[sa.Row[Any]]:
 def _ambiguous(ref: str, rows: Sequence[sa.Row[Any]]) -> UsageError:
     """The error for a name (or an id prefix that is also a name) matching several keys: their
     ids and prefixes, never a secret."""
-    listed = ", ".join(
-        f"{r._mapping['id'].hex[:8]} ({r._mapping['prefix']}"
-        + (", revoked)" if r._mapping["revoked_at"] is not None else ")")
-        for r in rows[:_LISTED]
-    )
-    more = f" and {len(rows) - _LISTED} more" if len(rows) > _LISTED else ""
-    return UsageError(
-        f"{_shown(ref)!r} matches {len(rows)} keys: {listed}{more}",
-        hint="give the id (8+ characters) or the prefix of the one you mean; "
+    return ambiguous(
+        _shown(ref),
+        rows,
+        "keys",
+        lambda r: r._mapping["prefix"] + (", revoked" if r._mapping["revoked_at"] else ""),
+        "give the id (8+ characters) or the prefix of the one you mean; "
         "`llmgw keys list --all` shows them",
     )
 
@@ -218,12 +208,11 @@ def find_key(conn: Connection, ref: str) -> sa.Row[Any]:
         return next(iter(found.values()))
     if found:
         raise _ambiguous(ref, builtins.list(found.values()))
-    hexed = ref.lower().replace("-", "")
-    if 0 < len(hexed) < 8 and all(c in "0123456789abcdef" for c in hexed):
-        raise UsageError(
-            f"{ref!r} is too short to name a key: give at least 8 characters of its id",
-            hint="a name or key prefix works too; `llmgw keys list --all` shows them",
-        )
+    short = too_short(
+        ref, "a key", "its", "a name or key prefix works too; `llmgw keys list --all` shows them"
+    )
+    if short is not None:
+        raise short
     raise NotFound(f"no API key matches {_shown(ref)!r}", hint=_REF_HINT)
 
 

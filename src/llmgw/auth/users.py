@@ -16,6 +16,7 @@ from sqlalchemy.exc import IntegrityError
 
 from llmgw.auth._db import db_errors
 from llmgw.auth.changes import AuthChange
+from llmgw.auth.refs import ambiguous, id_match, too_short
 from llmgw.errors import Conflict, NotFound, UsageError
 from llmgw.storage.tables import ApiKey, User, utcnow
 
@@ -35,8 +36,6 @@ ROLES: tuple[str, ...] = get_args(Role)
 _EMAIL_RE = re.compile(r"[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f.]+")
 _EMAIL_MAX = 320
 _NAME_MAX = 200
-_ID_PREFIX_RE = re.compile(r"[0-9a-f]{8,32}")
-_LISTED = 5  # candidates an ambiguity error names
 _REF_HINT = "give their email, id (8+ characters) or name; `llmgw users list` shows every user"
 
 _USERS = User.metadata.tables["users"]
@@ -124,27 +123,18 @@ def _by_form(ref: str) -> sa.Select[Any] | None:
     id or an id prefix of 8+ hex digits; ``None`` when it has none of those forms."""
     if "@" in ref:
         return _select().where(_USERS.c.email == ref.lower())
-    hexed = ref.lower().replace("-", "")
-    if not _ID_PREFIX_RE.fullmatch(hexed):
-        return None
-    if len(hexed) == 32:
-        return _select().where(_USERS.c.id == uuid.UUID(hexed))
-    # ids sort as their hex digits on both backends: a range uses the primary key's index
-    lo, hi = uuid.UUID(hexed.ljust(32, "0")), uuid.UUID(hexed.ljust(32, "f"))
-    return _select().where(_USERS.c.id.between(lo, hi))
+    match = id_match(_USERS.c.id, ref)
+    return None if match is None else _select().where(match)
 
 
 def _ambiguous(ref: str, rows: builtins.list[sa.Row[Any]]) -> UsageError:
     """The error for a ref naming several users: their short ids and emails."""
-    listed = ", ".join(
-        f"{r._mapping['id'].hex[:8]} ({r._mapping['email']}"
-        + (", disabled)" if r._mapping["disabled"] else ")")
-        for r in rows[:_LISTED]
-    )
-    more = f" and {len(rows) - _LISTED} more" if len(rows) > _LISTED else ""
-    return UsageError(
-        f"{_shown(ref)!r} matches {len(rows)} users: {listed}{more}",
-        hint="give the email or the id (8+ characters) of the one you mean; "
+    return ambiguous(
+        _shown(ref),
+        rows,
+        "users",
+        lambda r: r._mapping["email"] + (", disabled" if r._mapping["disabled"] else ""),
+        "give the email or the id (8+ characters) of the one you mean; "
         "`llmgw users list` shows them",
     )
 
@@ -175,12 +165,11 @@ def find_user(conn: Connection, ref: str) -> sa.Row[Any]:
             found.values(), key=lambda r: (r._mapping["created_at"], r._mapping["id"])
         )
         raise _ambiguous(ref, candidates)
-    hexed = ref.lower().replace("-", "")
-    if 0 < len(hexed) < 8 and all(c in "0123456789abcdef" for c in hexed):
-        raise UsageError(
-            f"{ref!r} is too short to name a user: give at least 8 characters of their id",
-            hint="an email or name works too; `llmgw users list` shows every user",
-        )
+    short = too_short(
+        ref, "a user", "their", "an email or name works too; `llmgw users list` shows every user"
+    )
+    if short is not None:
+        raise short
     raise NotFound(f"no user matches {_shown(ref)!r}", hint=_REF_HINT)
 
 
