@@ -125,8 +125,9 @@ def error_body(exc: BaseException, scrubber: Scrubber) -> bytes:
     return orjson.dumps(scrubber.envelope(to_llmgw_error(exc)))
 
 
-def error_response(exc: BaseException, scrubber: Scrubber) -> Response:
-    """The response for ``exc``: envelope, status, ``WWW-Authenticate`` on 401, ``Retry-After`` on 429."""
+def error_response(exc: BaseException, scrubber: Scrubber, *, hint: bool = False) -> Response:
+    """The response for ``exc``: envelope, status, ``WWW-Authenticate`` on 401, ``Retry-After`` on
+    429; ``hint`` adds the error's hint to the envelope (the admin API: see ``Scrubber.envelope``)."""
     err = to_llmgw_error(exc)
     headers: dict[str, str] = {}
     if err.http_status == 401:
@@ -142,7 +143,7 @@ def error_response(exc: BaseException, scrubber: Scrubber) -> Response:
         for k, v in exc.headers.items():
             headers.setdefault(k.lower(), v)
     return Response(
-        orjson.dumps(scrubber.envelope(err)),
+        orjson.dumps(scrubber.envelope(err, hint=hint)),
         status_code=err.http_status,
         headers=headers,
         media_type="application/json",

@@ -308,7 +308,7 @@ class AdminRoute:
                 result = {"object": "list", "data": result}
             await send_json(send, orjson.dumps(result))
         except (LlmgwError, ValidationError) as exc:
-            await error_response(exc, g.scrubber)(scope, receive, send)
+            await error_response(exc, g.scrubber, hint=True)(scope, receive, send)
 
 
 async def send_json(

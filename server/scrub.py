@@ -48,12 +48,16 @@ class Scrubber:
             text = redact(text, limit=2000)
         return text
 
-    def envelope(self, err: LlmgwError) -> dict[str, Any]:
-        """``err``'s OpenAI envelope with secrets removed from its message and param."""
+    def envelope(self, err: LlmgwError, *, hint: bool = False) -> dict[str, Any]:
+        """``err``'s OpenAI envelope with secrets removed from its message and param; with
+        ``hint`` (the admin API's answers) also the error's ``hint`` when it has one, the line
+        the CLI prints under the message, so a remote command shows the hint a local one does."""
         body = err.to_openai()
         fields: Any = body["error"]
+        if hint and err.hint:
+            fields["hint"] = err.hint
         upstream = isinstance(err, UpstreamError)
-        for field in ("message", "param"):
+        for field in ("message", "param", "hint"):
             value = fields.get(field)
             if isinstance(value, str) and value:
                 fields[field] = self.text(value, upstream=upstream)

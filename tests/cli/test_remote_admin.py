@@ -508,19 +508,26 @@ def test_a_key_name_works_remotely_as_locally_and_the_server_resolves_it(gateway
         revoked = _json(gw.remote("keys", "revoke", name, "--yes", "--json"))
         assert revoked["id"] == rotated["id"] and revoked["status"] == "revoked", name
     second = _json(gw.local("keys", "create", "--name", "app", "--json"))
-    # The same first line and exit code in both modes (the admin API's error envelope carries
-    # no hint, so only local mode prints one).
-    for run in (gw.local, gw.remote):
+    # The same message, hint line and exit code in both modes (the admin API's error envelope
+    # carries the error's hint).
+    printed: dict[str, list[str]] = {}
+    for mode, run in (("local", gw.local), ("remote", gw.remote)):
         res = run("keys", "show", "app")
         assert (res.exit_code, res.stdout) == (2, "")
-        assert res.stderr.splitlines()[0] == (
+        lines = res.stderr.splitlines()
+        assert lines[0] == (
             f"Error: 'app' matches 2 keys: {app['id'][:8]} ({app['prefix']}), "
             f"{second['id'][:8]} ({second['prefix']})"
         )
+        assert len(lines) == 2 and lines[1].startswith("hint: "), lines
         res = run("budgets", "set", "1", "--key", "nobody", "--currency", "USD")
         assert (res.exit_code, res.stdout) == (4, "")
-        assert res.stderr.splitlines()[0] == "Error: no API key matches 'nobody'"
+        unknown = res.stderr.splitlines()
+        assert unknown[0] == "Error: no API key matches 'nobody'"
+        assert len(unknown) == 2 and unknown[1].startswith("hint: "), unknown
         assert second["key"] not in res.stderr
+        printed[mode] = lines + unknown
+    assert printed["remote"] == printed["local"]
 
 
 def test_a_short_user_id_or_name_works_remotely_as_locally_and_the_server_resolves_it(

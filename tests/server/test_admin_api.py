@@ -158,9 +158,21 @@ def test_bad_admin_input_is_400_with_the_envelope(gateway_server: Any, admin_key
         ]:
             resp = http.request(method, path, json=body)
             assert resp.status_code == 400, (method, path, resp.text)
-            assert set(resp.json()["error"]) == {"message", "type", "param", "code"}
+            fields = set(resp.json()["error"])
+            assert (
+                {"message", "type", "param", "code"}
+                <= fields
+                <= {"message", "type", "param", "code", "hint"}
+            )
         missing = http.get("/admin/v1/keys/0123456789abcdef")
         assert missing.status_code == 404 and missing.json()["error"]["type"] == "not_found_error"
+        # The error's hint, the line the CLI prints under the message, comes along on the admin
+        # API (so `--url` shows it as local mode does); the OpenAI routes' envelopes stay as is.
+        assert "llmgw keys list" in missing.json()["error"]["hint"]
+        bad_email = http.post("/admin/v1/users", json={"email": "not-an-email"}).json()["error"]
+        assert bad_email["hint"] == "use the form name@example.com"
+        chat = http.post("/v1/chat/completions", json={"model": "nope/x", "messages": []})
+        assert "hint" not in chat.json()["error"]
 
 
 def test_recent_requests_come_from_memory_and_a_revoked_key_is_refused_at_once(

@@ -1,6 +1,7 @@
 """How an answer from ``/admin/v1`` that is not a success becomes the ``LlmgwError`` local mode
 raises: by the OpenAI envelope's ``error.type`` (and status where the type is broad), with the
-server's message, so a remote command fails with the same exit code as a local one."""
+server's message and the server's hint (the admin API adds ``error.hint`` where the error has
+one), so a remote command fails with the same exit code and hint line as a local one."""
 
 from __future__ import annotations
 
@@ -80,7 +81,10 @@ def error_from_answer(
             cls = ModelNotFound
         else:
             cls = _BY_STATUS.get(status, LlmgwError)
-    hint = _HINTS.get(cls)
+    # Our own hint first where the remote case needs other advice (a token, the server's
+    # database), else the server's, which is the one local mode prints.
+    server_hint = err.get("hint") if isinstance(err.get("hint"), str) else None
+    hint = _HINTS.get(cls) or server_hint or None
     if cls is RateLimited:
         seconds = _seconds(retry_after)
         exc: LlmgwError = RateLimited(message, retry_after=seconds, hint=hint, param=param)
