@@ -546,6 +546,10 @@ def test_a_short_user_id_or_name_works_remotely_as_locally_and_the_server_resolv
     assert sum(r["requests"] for r in local["rows"]) == 2
     budget = _json(gw.remote("budgets", "set", "9", "--user", short, "--currency", "USD", "--json"))
     assert (budget["scope"], budget["subject_id"]) == ("user", plain["id"])
+    # A key's owner too (keys create --user), in both modes.
+    for mode, run in (("local", gw.local), ("remote", gw.remote)):
+        owned = _json(run("keys", "create", "--name", f"by-id-{mode}", "--user", short, "--json"))
+        assert owned["user"] == "plain@example.com", mode
     for name in ("team/ops bot", "ops?x=1#y", "100%", "Аня", ".."):
         made = _json(
             gw.remote(

@@ -230,7 +230,7 @@ def test_a_users_quota_is_exact_across_three_instances_and_all_their_keys(
     from llmgw.auth.users import UserService
 
     user = UserService(test_engine).create(f"q{uuid.uuid4().hex[:6]}@example.com")
-    a, b = make_key("a", user_email=user.email), make_key("b", user_email=user.email)
+    a, b = make_key("a", user=user.email), make_key("b", user=user.email)
     BudgetStore(test_engine).set_quota("user", user.id, "", 20, None)
     statuses = _quota_run(settings, redis_url, backend, gateways, [a.secret, b.secret], 90)
     if backend == "auto":

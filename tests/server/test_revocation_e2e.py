@@ -127,7 +127,7 @@ def test_auth4_user_disable_then_enable_reach_every_instance_within_one_second(
     within 1 s although each instance had cached the refusal."""
     made = run_cli(home, tmp_path, "users", "create", "--email", "ann@example.com")
     assert made.returncode == 0, made.stderr
-    key = make_key("ann's", user_email="ann@example.com")
+    key = make_key("ann's", user="ann@example.com")
     assert asyncio.run(statuses(three, key.secret)) == [200, 200, 200]
     done = run_cli(home, tmp_path, "users", "disable", "ann@example.com")
     assert done.returncode == 0, done.stderr

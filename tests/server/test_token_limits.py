@@ -150,7 +150,7 @@ async def test_a_token_call_is_recorded_for_its_user_and_token_not_as_a_key(
 ) -> None:
     jti, pat = _pat(limited, test_engine, alice)
     login = await _login(client, test_engine, alice)
-    key = make_key("k", user_email=alice.email)
+    key = make_key("k", user=alice.email)
     assert (await _chat(client, pat)).status_code == 200
     assert (await _chat(client, login["access_token"])).status_code == 200
     assert (await _chat(client, key.secret)).status_code == 200

@@ -98,7 +98,7 @@ async def test_user_disable_and_enable_reach_cached_keys_and_cached_refusals(
     users = UserService(sqlite_engine, on_change=changes.append)
     users.create("ann@example.com")
     svc = KeyService(sqlite_engine)
-    k = svc.create("ann", user_email="ann@example.com")
+    k = svc.create("ann", user="ann@example.com")
     cache = cache_for(svc, fake_clock)
     await cache.authenticate(headers(k.secret))
     disabled = users.disable("ann@example.com")

@@ -174,7 +174,7 @@ def test_rotate_replaces_the_secret_and_keeps_settings(
     users.create("owner@example.com")
     old = keys.create(
         "svc",
-        user_email="owner@example.com",
+        user="owner@example.com",
         expires_in=timedelta(days=30),
         rpm=7,
         tpm=700,
@@ -229,13 +229,13 @@ def test_concurrent_rotations_let_exactly_one_win(engine: Engine) -> None:
 def test_disabled_users_keys_fail_until_enabled(keys: KeyService, engine: Engine) -> None:
     users = UserService(engine)
     users.create("ann@example.com")
-    created = keys.create("ann-laptop", user_email="ANN@example.com")
+    created = keys.create("ann-laptop", user="ANN@example.com")
     assert created.info.user_email == "ann@example.com"
     users.disable("ann@example.com")
     _auth_error(keys, created.secret)
     assert keys.get(created.info.prefix).status(T0) == "user disabled"
     with pytest.raises(Conflict):
-        keys.create("more", user_email="ann@example.com")
+        keys.create("more", user="ann@example.com")
     users.enable("ann@example.com")
     assert keys.authenticate(created.secret).id == created.info.id
 
@@ -244,10 +244,28 @@ def test_key_for_unknown_user_is_not_found_and_writes_nothing(
     keys: KeyService, engine: Engine
 ) -> None:
     with pytest.raises(NotFound):
-        keys.create("x", user_email="ghost@example.com")
-    with pytest.raises(UsageError):
-        keys.create("x", user_email="not-an-email")
+        keys.create("x", user="ghost@example.com")
+    with pytest.raises(NotFound):
+        keys.create("x", user="not-an-email")
     assert _rows(engine) == []
+
+
+def test_a_keys_owner_is_named_as_everywhere_else_by_email_id_prefix_or_name(
+    keys: KeyService, engine: Engine
+) -> None:
+    """``keys create --user`` takes the user as every other command does (``find_user``): the
+    email in any case, the id whole or as the 8-character prefix ``users list`` shows, or the
+    display name; a name two users share is refused listing both, and nothing is written."""
+    users = UserService(engine)
+    ann = users.create("ann@example.com", name="Ann")
+    users.create("bob@example.com", name="Team")
+    users.create("cid@example.com", name="Team")
+    for i, ref in enumerate(("ANN@example.com", str(ann.id), str(ann.id)[:8], "Ann")):
+        assert keys.create(f"k{i}", user=ref).info.user_email == "ann@example.com", ref
+    with pytest.raises(UsageError, match="matches 2 users") as shared:
+        keys.create("x", user="Team")
+    assert "bob@example.com" in str(shared.value) and "cid@example.com" in str(shared.value)
+    assert len(_rows(engine)) == 4
 
 
 @pytest.mark.parametrize(

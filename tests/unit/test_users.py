@@ -88,8 +88,8 @@ def test_list_is_oldest_first_with_live_key_counts(engine: Engine) -> None:
     users.create("first@example.com")
     now[0] = T0 + timedelta(seconds=1)
     users.create("second@example.com")
-    keys.create("k1", user_email="second@example.com")
-    k2 = keys.create("k2", user_email="second@example.com")
+    keys.create("k1", user="second@example.com")
+    k2 = keys.create("k2", user="second@example.com")
     keys.revoke(k2.info.prefix)
     listed = users.list()
     assert [u.email for u in listed] == ["first@example.com", "second@example.com"]

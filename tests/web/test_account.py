@@ -85,8 +85,8 @@ async def test_revoke_own_key_but_someone_elses_is_404(
     make_user("ann@example.com")
     make_user("bob@example.com")
     keys = KeyService(web_engine)
-    ann_key = keys.create("ann-ci", user_email="ann@example.com")
-    bob_key = keys.create("bob-ci", user_email="bob@example.com")
+    ann_key = keys.create("ann-ci", user="ann@example.com")
+    bob_key = keys.create("bob-ci", user="bob@example.com")
 
     def client() -> httpx.AsyncClient:
         return httpx.AsyncClient(transport=httpx.ASGITransport(app=web_app), base_url=BASE)
@@ -112,7 +112,7 @@ async def test_admin_sees_and_revokes_everyones_keys(
 
     make_user("root@example.com", role="admin")
     make_user("ann@example.com")
-    ann_key = KeyService(web_engine).create("ann-ci", user_email="ann@example.com")
+    ann_key = KeyService(web_engine).create("ann-ci", user="ann@example.com")
     await sign_in(browser, "root@example.com")
     profile = await browser.get("/account")
     assert "ann@example.com" in profile.text and "<h2>Users</h2>" in profile.text

@@ -206,16 +206,16 @@ class LocalAdmin(BudgetOps, AliasOps):
     ) -> Record:
         """A new key with its one-time secret in ``"key"``."""
         from llmgw.auth.keys import check_key_settings
-        from llmgw.auth.users import normalize_email
+        from llmgw.auth.users import check_user_ref
 
         # Every value is checked before the database is touched: bad input writes nothing.
         name, allow = check_key_settings(
             name, _positive(rpm, "rpm"), _positive(tpm, "tpm"), models, expires
         )
-        email = normalize_email(user) if user is not None else None
+        owner = check_user_ref(user)
         with self._change("creating a key") as tx:
             created = tx.keys.create(
-                name, user_email=email, expires_in=expires, rpm=rpm, tpm=tpm, models=allow
+                name, user=owner, expires_in=expires, rpm=rpm, tpm=tpm, models=allow
             )
             record = key_record(created.info, self._clock())
             self._audit(
@@ -224,7 +224,7 @@ class LocalAdmin(BudgetOps, AliasOps):
                 created.info.prefix,
                 id=record["id"],
                 name=name,
-                user=email,
+                user=created.info.user_email,
                 expires_at=record["expires_at"],
                 rpm=rpm,
                 tpm=tpm,

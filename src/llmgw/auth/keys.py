@@ -21,7 +21,7 @@ from llmgw.auth._db import db_errors
 from llmgw.auth.changes import AuthChange
 from llmgw.auth.keyinfo import KeyInfo
 from llmgw.auth.refs import ambiguous, id_match, too_short
-from llmgw.auth.users import normalize_email
+from llmgw.auth.users import find_user
 from llmgw.errors import AuthError, Conflict, NotFound, UsageError
 from llmgw.storage.tables import ApiKey, User, utcnow
 
@@ -283,34 +283,30 @@ class KeyService:
         self,
         name: str,
         *,
-        user_email: str | None = None,
+        user: str | None = None,
         expires_in: timedelta | None = None,
         rpm: int | None = None,
         tpm: int | None = None,
         models: Sequence[str] | None = None,
     ) -> CreatedKey:
-        """Create a key and return it with its secret (the only time the secret is available)."""
+        """Create a key and return it with its secret (the only time the secret is available).
+
+        ``user`` names its owner as every command does (``find_user``: email, id, an 8+ digit
+        id prefix or display name); an unknown user is ``NotFound``, a disabled one ``Conflict``.
+        """
         name, allow = check_key_settings(name, rpm, tpm, models, expires_in)
         now = self._clock()
         expires_at = now + expires_in if expires_in is not None else None
         with db_errors(self.engine, "creating a key"), self.engine.begin() as conn:
-            user_id = self._user_id(conn, user_email) if user_email is not None else None
+            user_id = self._user_id(conn, user) if user is not None else None
             return self._insert(conn, name, user_id, now, expires_at, rpm, tpm, allow, None)
 
-    def _user_id(self, conn: Connection, email: str) -> uuid.UUID:
-        row = conn.execute(
-            sa.select(_USERS.c.id, _USERS.c.disabled).where(
-                _USERS.c.email == normalize_email(email)
-            )
-        ).first()
-        if row is None:
-            raise NotFound(
-                f"no user with email {email[:320]!r}",
-                hint="create it first: llmgw users create --email EMAIL",
-            )
+    def _user_id(self, conn: Connection, ref: str) -> uuid.UUID:
+        row = find_user(conn, ref)
         if row.disabled:
             raise Conflict(
-                f"user {email!r} is disabled", hint=f"enable it first: llmgw users enable {email}"
+                f"user {row.email!r} is disabled",
+                hint=f"enable it first: llmgw users enable {row.email}",
             )
         return cast(uuid.UUID, row.id)
 

@@ -25,6 +25,7 @@ __all__ = [
     "UserInfo",
     "UserService",
     "check_user_fields",
+    "check_user_ref",
     "find_user",
     "normalize_email",
 ]
@@ -53,6 +54,18 @@ def normalize_email(email: str) -> str:
             param="email",
         )
     return cleaned
+
+
+def check_user_ref(ref: str | None) -> str | None:
+    """``ref`` (a user as a person names one: email, id, id prefix or name; ``find_user``
+    resolves it), refused before any database is touched when it is empty."""
+    if ref is not None and not ref.strip():
+        raise UsageError(
+            "--user is empty",
+            hint="give the user's email, id (8+ characters) or name; `llmgw users list` shows them",
+            param="user",
+        )
+    return ref
 
 
 def check_user_fields(email: str, name: str | None, role: str) -> tuple[str, str | None, str]:

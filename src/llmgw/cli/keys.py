@@ -76,7 +76,10 @@ def keys_create(
     user: Annotated[
         str | None,
         typer.Option(
-            "--user", "-u", help="Email of the user who owns the key.", show_default=False
+            "--user",
+            "-u",
+            help="The user who owns the key: email, id (8+ characters) or name.",
+            show_default=False,
         ),
     ] = None,
     expires: Annotated[
@@ -124,7 +127,7 @@ def keys_create(
 ) -> None:
     """Create an API key and print its secret once (store it; only a digest is kept)."""
     from llmgw.auth.keys import check_key_settings
-    from llmgw.auth.users import normalize_email
+    from llmgw.auth.users import check_user_ref
 
     # Every value is checked before the database is opened: bad input writes nothing.
     expires_in = _lifetime(expires)
@@ -135,7 +138,7 @@ def keys_create(
         models.split(",") if models is not None else None,
         expires_in,
     )
-    email = normalize_email(user) if user is not None else None
+    check_user_ref(user)
     # With --url the server's configuration decides; the local one is not the server's.
     unknown = [] if state(ctx).remote else _unoffered(state(ctx).settings, allow or ())
     if unknown:
@@ -150,7 +153,7 @@ def keys_create(
     created = (
         state(ctx)
         .admin()
-        .keys_create(name, user=email, expires=expires_in, rpm=rpm, tpm=tpm, models=allow)
+        .keys_create(name, user=user, expires=expires_in, rpm=rpm, tpm=tpm, models=allow)
     )
     _print_created(created, json, "created")
 
