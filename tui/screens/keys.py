@@ -76,7 +76,7 @@ class KeysScreen(ListingScreen):
         """A form for a new key; the secret is shown once when it is created."""
         fields = [
             Field("name", "Name", parse=required, placeholder="ci-pipeline"),
-            Field("user", "User (email, optional)", parse=optional_text),
+            Field("user", "User (email, id or name; optional)", parse=optional_text),
             Field("rpm", "Requests per minute (empty: no limit)", parse=optional_positive),
             Field("tpm", "Tokens per minute (empty: no limit)", parse=optional_positive),
             Field("models", "Models (comma-separated; empty: all)", parse=optional_list),
