@@ -193,6 +193,55 @@ def test_postgres_backup_and_restore_through_pg_dump(cli: Any, pg_url: str, tmp_
     assert names == {"kept"}
 
 
+@pytest.mark.postgres
+def test_pg_dump_and_pg_restore_never_get_the_password_on_their_command_line(
+    cli: Any, pg_url: str, tmp_path: Path
+) -> None:
+    """The URL's password reaches pg_dump and pg_restore in PGPASSWORD, not in argv (which any
+    local user reads in ``ps``), and they get llmgw's TCP keepalives and ``tcp_user_timeout``
+    (``database.dead_connection_timeout``) so a dump over a dead link fails instead of hanging.
+    The real tools run; a wrapper on PATH records what each was started with."""
+    import shutil
+
+    from sqlalchemy.engine import make_url
+
+    _need_tool("pg_dump")
+    password = "pw-s3cr3t-9f2c"
+    url = make_url(pg_url).set(password=password).render_as_string(hide_password=False)
+    spy, log = tmp_path / "bin", tmp_path / "argv.log"
+    spy.mkdir()
+    for tool in ("pg_dump", "pg_restore"):
+        real = shutil.which(tool)
+        assert real is not None
+        (spy / tool).write_text(
+            "#!/bin/sh\n"
+            f'printf "%s argv:%s env:%s\\n" "{tool}" "$*" "${{PGPASSWORD:-}}" >> {log}\n'
+            f'exec {real} "$@"\n'
+        )
+        (spy / tool).chmod(0o755)
+    env = {
+        "LLMGW_DATABASE_URL": url,
+        "LLMGW_DATABASE__DEAD_CONNECTION_TIMEOUT": "12",
+        "PATH": f"{spy}:{__import__('os').environ['PATH']}",
+    }
+    assert cli("keys", "create", "--name", "kept", env=env).exit_code == 0
+    made = cli("db", "backup", "--to", str(tmp_path / "b"), "--json", env=env)
+    assert made.exit_code == 0, made.stderr
+    dump = json.loads(made.stdout)["file"]
+    done = cli("db", "restore", dump, "--yes", "--json", env=env)
+    assert done.exit_code == 0, done.stderr
+    # those that connect (not the archive checks, pg_restore --list): the backup's pg_dump,
+    # restore's dump of the data it replaces, then its pg_restore
+    runs = [r for r in log.read_text().splitlines() if "--dbname" in r]
+    assert [r.split()[0] for r in runs] == ["pg_dump", "pg_dump", "pg_restore"], runs
+    for run in runs:
+        argv, _, passed = run.partition(" env:")
+        assert password not in argv, run
+        assert passed == password
+        assert "keepalives=1" in argv and "tcp_user_timeout=12000" in argv, run
+    assert password not in made.stdout + made.stderr + done.stdout + done.stderr
+
+
 def test_a_paced_copy_is_written_back_as_it_goes_and_reports_its_phases(
     db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

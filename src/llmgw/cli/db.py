@@ -298,7 +298,12 @@ def db_backup(
     state(ctx).local_only("db backup")
     settings = s.settings
     folder = to or settings.backup.dir or settings.home / "backups"
-    result = backup(settings.database_url, folder, keep=keep or settings.backup.keep)
+    result = backup(
+        settings.database_url,
+        folder,
+        keep=keep or settings.backup.keep,
+        tcp_timeout=settings.database.dead_connection_timeout,
+    )
     if json:
         emit_json(result.as_dict())
         return
@@ -326,7 +331,12 @@ def db_restore(
     s = state(ctx)
     s.local_only("db restore")
     url = s.settings.database_url
-    result = restore(url, file, confirm=lambda action, then: confirm(action, then, yes=yes))
+    result = restore(
+        url,
+        file,
+        confirm=lambda action, then: confirm(action, then, yes=yes),
+        tcp_timeout=s.settings.database.dead_connection_timeout,
+    )
     if json:
         emit_json(result.as_dict())
         return
@@ -350,7 +360,13 @@ def db_verify(
     s = state(ctx)
     s.local_only("db verify")
     what = str(file) if file is not None else redact_url(s.settings.database_url)
-    checks = verify_file(file) if file is not None else verify_database(s.settings.database_url)
+    checks = (
+        verify_file(file)
+        if file is not None
+        else verify_database(
+            s.settings.database_url, tcp_timeout=s.settings.database.dead_connection_timeout
+        )
+    )
     if json:
         emit_json({"checked": what, "ok": True, "checks": checks})
         return

@@ -8,7 +8,10 @@ checked (``PRAGMA integrity_check``, ``foreign_key_check``, a known schema revis
 a failed check leaves no file that looks like a backup.
 
 PostgreSQL: ``pg_dump --format=custom`` and ``pg_restore``, when installed; the archive is checked
-with ``pg_restore --list``.
+with ``pg_restore --list``. The tools get the URL's password in ``PGPASSWORD``, never on their
+command line (which every local user can read in ``ps``), and the same TCP keepalives and
+``tcp_user_timeout`` as llmgw's own connections (``database.dead_connection_timeout``), so a
+dump over a link gone silent fails instead of hanging.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Any
 from llmgw.errors import Conflict, DataCheckFailed, NotFound, Unavailable, UsageError
 from llmgw.storage.db import normalize_url, redact_url
 from llmgw.storage.sqlite_source import holders
-from llmgw.storage.tcp import with_tcp_checks
+from llmgw.storage.tcp import DEAD_CONNECTION_TIMEOUT, with_tcp_checks
 
 __all__ = [
     "BackupResult",
@@ -151,8 +154,23 @@ def _libpq(url: str) -> str:
     return normalize_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
-def _run(argv: list[str], what: str) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)  # noqa: S603
+def _pg_target(url: str, tcp_timeout: float) -> tuple[str, dict[str, str]]:
+    """``--dbname`` for a PostgreSQL tool (the URL without its password, with ``tcp_checks``)
+    and the tool's environment (the password in ``PGPASSWORD``)."""
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+
+    params = conninfo_to_dict(_libpq(url))
+    password = params.pop("password", None)
+    env = dict(os.environ)
+    if password is not None:
+        env["PGPASSWORD"] = str(password)
+    return with_tcp_checks(make_conninfo("", **params), tcp_timeout), env
+
+
+def _run(
+    argv: list[str], what: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    done = subprocess.run(argv, capture_output=True, text=True, check=False, env=env)  # noqa: S603
     if done.returncode != 0:
         reason = (done.stderr.strip().splitlines() or ["failed"])[-1][:300]
         raise DataCheckFailed(f"{what}: {redact_url(reason) if '://' in reason else reason}")
@@ -183,13 +201,13 @@ def verify_file(path: Path) -> dict[str, Any]:
     return check_sqlite(path)
 
 
-def verify_database(url: str) -> dict[str, Any]:
+def verify_database(url: str, *, tcp_timeout: float = DEAD_CONNECTION_TIMEOUT) -> dict[str, Any]:
     """Check the configured database: a SQLite file in full; PostgreSQL's schema revision."""
     if _is_sqlite(url):
         return check_sqlite(_sqlite_file(url))
     import psycopg
 
-    with psycopg.connect(with_tcp_checks(_libpq(url)), connect_timeout=5) as conn:
+    with psycopg.connect(with_tcp_checks(_libpq(url), tcp_timeout), connect_timeout=5) as conn:
         rev = conn.execute("SELECT version_num FROM alembic_version").fetchone()
         bad = conn.execute(
             "SELECT conrelid::regclass::text FROM pg_constraint WHERE NOT convalidated"
@@ -212,11 +230,17 @@ def rotate(folder: Path, keep: int, suffix: str) -> list[Path]:
 
 
 def backup(
-    url: str, folder: Path, *, keep: int, pace: float | None = None, quick: bool = False
+    url: str,
+    folder: Path,
+    *,
+    keep: int,
+    pace: float | None = None,
+    quick: bool = False,
+    tcp_timeout: float = DEAD_CONNECTION_TIMEOUT,
 ) -> BackupResult:
     """Back up the database at ``url`` into ``folder``, check the copy, keep ``keep`` newest
     (``pace``: MB/s for a SQLite copy, see ``copy_sqlite``; ``quick``: the lighter check of
-    ``check_sqlite``)."""
+    ``check_sqlite``; ``tcp_timeout``: ``database.dead_connection_timeout`` for ``pg_dump``)."""
     folder.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     if _is_sqlite(url):
@@ -239,17 +263,12 @@ def backup(
         phases = {}
         final = folder / f"{_PREFIX}{_stamp()}.dump"
         partial = final.with_name(final.name + ".partial")
+        dbname, env = _pg_target(url, tcp_timeout)
         try:
             _run(
-                [
-                    _pg_tool("pg_dump"),
-                    "--format=custom",
-                    "--file",
-                    str(partial),
-                    "--dbname",
-                    _libpq(url),
-                ],
+                [_pg_tool("pg_dump"), "--format=custom", "--file", str(partial), "--dbname", dbname],
                 f"pg_dump of {redact_url(url)} failed",
+                env,
             )
             checks = check_dump(partial)
         except BaseException:
@@ -329,7 +348,11 @@ def copy_sqlite(source: Path, dest: Path, *, pace: float | None = None) -> dict[
 
 
 def restore(
-    url: str, file: Path, *, confirm: Callable[[str, str], None] | None = None
+    url: str,
+    file: Path,
+    *,
+    confirm: Callable[[str, str], None] | None = None,
+    tcp_timeout: float = DEAD_CONNECTION_TIMEOUT,
 ) -> BackupResult:
     """Replace the database at ``url`` with the backup ``file``; the replaced data is kept.
 
@@ -365,7 +388,7 @@ def restore(
         raise UsageError(f"{file} is a SQLite file; the database is PostgreSQL")
     import psycopg
 
-    with psycopg.connect(with_tcp_checks(_libpq(url)), connect_timeout=5) as conn:
+    with psycopg.connect(with_tcp_checks(_libpq(url), tcp_timeout), connect_timeout=5) as conn:
         others = conn.execute(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
             "AND pid <> pg_backend_pid()"
@@ -380,12 +403,14 @@ def restore(
         confirm(
             f"replace the data of {redact_url(url)} with {file}", f"a dump of it is kept as {aside}"
         )
-    _run([_pg_tool("pg_dump"), "--format=custom", "--file", str(aside), "--dbname", _libpq(url)],
-         "could not keep a dump of the current database")  # fmt: skip
+    dbname, env = _pg_target(url, tcp_timeout)
+    _run([_pg_tool("pg_dump"), "--format=custom", "--file", str(aside), "--dbname", dbname],
+         "could not keep a dump of the current database", env)  # fmt: skip
     _run(
         [_pg_tool("pg_restore"), "--clean", "--if-exists", "--no-owner", "--single-transaction",
-         "--dbname", _libpq(url), str(file)],
+         "--dbname", dbname, str(file)],
         f"pg_restore into {redact_url(url)} failed (nothing was changed)",
+        env,
     )  # fmt: skip
     return BackupResult(
         file, file.stat().st_size, time.monotonic() - started, checks, replaced=aside
