@@ -266,7 +266,14 @@ def backup(
         dbname, env = _pg_target(url, tcp_timeout)
         try:
             _run(
-                [_pg_tool("pg_dump"), "--format=custom", "--file", str(partial), "--dbname", dbname],
+                [
+                    _pg_tool("pg_dump"),
+                    "--format=custom",
+                    "--file",
+                    str(partial),
+                    "--dbname",
+                    dbname,
+                ],
                 f"pg_dump of {redact_url(url)} failed",
                 env,
             )
