@@ -545,8 +545,9 @@ class AlertsSettings(_Section):
     retry_backoff_max: float = Field(default=3600.0, ge=0, le=86_400)
     """Longest wait between two attempts."""
     rpm: int | None = Field(default=120, ge=1, le=1_000_000)
-    """Most classification calls per minute, counted by the gateway's rate limiter (shared
-    through Redis across instances); a refused call is retried later. Unset: no limit."""
+    """Most LLM calls of the classifier per minute (cache hits make none), counted by the
+    gateway's rate limiter (shared through Redis across instances; while Redis does not answer,
+    no call is made); a refused call is retried later. Unset: no limit."""
     concurrency: int = Field(default=4, ge=1, le=256)
     """Jobs one instance's worker runs at once."""
     poll_interval: float = Field(default=2.0, gt=0, le=600)

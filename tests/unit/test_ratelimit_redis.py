@@ -396,6 +396,35 @@ async def test_blackholed_redis_costs_one_timeout_per_interval_then_recovers(
         assert lim.backend_errors == 2
 
 
+async def test_acquire_shared_has_no_local_fallback(prefix: str, fake_clock: Any) -> None:
+    """RL-5 for ``acquire_shared`` (the alert classifier's ``alerts.rpm``): it allows only on
+    Redis's word, ``None`` while Redis does not answer, and the shared bucket counts on when
+    it is back."""
+    limit = Limit(30, 60.0)
+    async with (
+        FaultProxy() as proxy,
+        limiters(1, proxy.url, prefix, fake_clock, redis_timeout=0.1, retry_interval=0.4) as (lim,),
+    ):
+        for _ in range(5):
+            d = await lim.acquire_shared("rpm:alerts", limit)
+            assert d is not None and d.allowed
+        proxy.set_mode("blackhole")
+        assert await lim.acquire_shared("rpm:alerts", limit) is None  # timed out
+        assert lim.degraded and lim.backend_errors == 1
+        t0 = time.perf_counter()
+        assert [await lim.acquire_shared("rpm:alerts", limit) for _ in range(20)] == [None] * 20
+        assert time.perf_counter() - t0 < 0.1  # between probes: no wait, no local count
+        assert lim.backend_errors == 1
+        proxy.set_mode("forward")
+        fake_clock.advance(0.4)
+        d = await lim.acquire_shared("rpm:alerts", limit)
+        assert d is not None and d.allowed and not lim.degraded
+        assert d.remaining in (30 - 5 - 1, 30 - 5 - 2)  # (the timed-out step may have counted)
+    async with limiters(1, None, prefix) as (mem,):  # no Redis: the memory bucket answers
+        got = [await mem.acquire_shared("rpm:alerts", Limit(2, 60.0)) for _ in range(3)]
+        assert [d.allowed for d in got if d is not None] == [True, True, False]
+
+
 async def test_refusing_proxy_is_an_error_too(prefix: str) -> None:
     async with FaultProxy() as proxy, limiters(1, proxy.url, prefix, retry_interval=5.0) as (lim,):
         proxy.set_mode("refuse")

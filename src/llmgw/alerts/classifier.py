@@ -31,6 +31,7 @@ from llmgw.errors import LlmgwError, RateLimited
 
 __all__ = [
     "OUTPUT_SCHEMA",
+    "RPM_UNSHARED",
     "RPM_USED_UP",
     "SYSTEM_PROMPT",
     "Classifier",
@@ -132,6 +133,9 @@ _ANNOTATIONS = ("summary", "description", "message", "runbook_url")
 _SECRETISH = re.compile(r"(?i)(pass(word)?|secret|token|api[_-]?key|authorization|cookie)")
 RPM_USED_UP = "the classifier's alerts.rpm is used up"
 """Why a call was not made: ``alerts.rpm`` allows none now (``RateLimited``)."""
+RPM_UNSHARED = "the classifier's alerts.rpm cannot be counted: Redis does not answer"
+"""Why a call was not made: the rate limiter cannot reach Redis, where the instances count
+``alerts.rpm`` together (``RateLimited``); the call waits rather than count on one instance."""
 _FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.S)
 
 
@@ -336,8 +340,9 @@ class Classifier:
         wait = blocked() if blocked is not None else 0.0
         if wait > 0.05:  # alerts.rpm is used up: no claim, no call (``RouterCompleter``)
             self.stats.classifications["deferred"] += 1
+            why = getattr(self.complete, "refusal", RPM_USED_UP)
             return Outcome(
-                "error", error=f"RateLimited: {RPM_USED_UP}", retry_after=self._turn(wait),
+                "error", error=f"RateLimited: {why}", retry_after=self._turn(wait),
                 called=False,
             )  # fmt: skip
         future: asyncio.Future[Outcome] = asyncio.get_running_loop().create_future()
@@ -448,8 +453,9 @@ class Classifier:
         except TimeoutError:
             return Outcome("timeout", error=f"no answer within {s.timeout:g} s")
         except LlmgwError as exc:
-            # alerts.rpm's own refusal (no call reached the router) is not an attempt
-            local = isinstance(exc, RateLimited) and exc.message == RPM_USED_UP
+            # alerts.rpm's own refusal (no call reached the router) is not an attempt, nor is
+            # its wait for Redis
+            local = isinstance(exc, RateLimited) and exc.message in (RPM_USED_UP, RPM_UNSHARED)
             return Outcome("error", error=f"{type(exc).__name__}: {exc.message}"[:300],
                            retry_after=exc.retry_after, called=not local)  # fmt: skip
         latency = self.clock() - t0

@@ -2,8 +2,10 @@
 
 ``RouterCompleter`` resolves ``alerts.model`` like a client's model name (an alias gets its
 fallback list), calls ``Router.call`` (breakers, retries, health), counts the call against
-``alerts.rpm`` on the gateway's rate limiter, and records one usage row per call with
-``endpoint = "alerts"`` and ``metadata.service = "alerts"``, priced like any other request.
+``alerts.rpm`` on the gateway's rate limiter (with Redis, only the count shared there may
+allow a call: while the limiter cannot reach it, no call is made), and records one usage row
+per call with ``endpoint = "alerts"`` and ``metadata.service = "alerts"``, priced like any
+other request.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Awaitable
 from datetime import UTC, datetime
 from typing import Any
 
-from llmgw.alerts.classifier import RPM_USED_UP, Completion
+from llmgw.alerts.classifier import RPM_UNSHARED, RPM_USED_UP, Completion
 from llmgw.errors import LlmgwError, RateLimited, UpstreamError
 from llmgw.providers.base import CallContext, ChatResponse, Provider
 from llmgw.ratelimit import Limit, RateLimiter
@@ -53,10 +55,14 @@ class RouterCompleter:
         self.bucket = bucket
         """The rate limiter's bucket for ``alerts.rpm`` (shared by the instances that name it)."""
         self._blocked_until = 0.0
+        self.refusal = RPM_USED_UP
+        """Why the last call was refused (``RPM_USED_UP`` or ``RPM_UNSHARED``): the reason given
+        to the occurrences deferred while ``blocked_for`` runs."""
 
     def blocked_for(self) -> float:
         """Seconds until ``alerts.rpm`` can allow a call again, as the limiter last said (0
-        when it has not refused one since): the classifier fails fast meanwhile, without the
+        when it has not refused one since; while Redis does not answer, until the limiter's next
+        probe of it): the classifier fails fast meanwhile, without the
         round trips of the cache claim and the limiter, for a call that could not be made."""
         return max(0.0, self._blocked_until - time.monotonic())
 
@@ -70,9 +76,13 @@ class RouterCompleter:
     ) -> Completion:
         """One chat call; raises the router's ``LlmgwError`` on failure (after recording it)."""
         if self.limiter is not None and self.limit is not None:
-            d = await self.limiter.acquire(self.bucket, self.limit, 1)
+            d = await self.limiter.acquire_shared(self.bucket, self.limit, 1)
+            if d is None:  # Redis did not answer: a local count would add up per instance
+                wait = self.limiter.retry_interval  # (its next probe of Redis)
+                self._blocked_until, self.refusal = time.monotonic() + wait, RPM_UNSHARED
+                raise RateLimited(RPM_UNSHARED, retry_after=wait)
             if not d.allowed:
-                self._blocked_until = time.monotonic() + d.retry_after
+                self._blocked_until, self.refusal = time.monotonic() + d.retry_after, RPM_USED_UP
                 raise RateLimited(RPM_USED_UP, retry_after=d.retry_after)
         body: dict[str, Any] = {
             "model": self.model,

@@ -134,7 +134,7 @@ class ClassifyStep:
         await asyncio.to_thread(
             queue.defer_many,
             list(zip(misses, turns, strict=True)),
-            f"error: RateLimited: {RPM_USED_UP}",
+            f"error: RateLimited: {getattr(c.complete, 'refusal', RPM_USED_UP)}",
         )
         claimed = await asyncio.to_thread(queue.claim_ids, hits, lease_seconds) if hits else []
         return len(rows), claimed

@@ -172,6 +172,31 @@ class RateLimiter:
             return self._local.acquire_now(bucket, limit, cost)
         return self._local.acquire_now(bucket, self._share(limit), cost)
 
+    async def acquire_shared(self, bucket: str, limit: Limit, cost: int = 1) -> Decision | None:
+        """``acquire`` with no local fallback: ``None`` when the limit is shared through Redis
+        and Redis did not answer now (an error, a timeout, or degraded between two probes), so
+        the caller makes no call rather than count it on this instance alone (the alert
+        classifier's ``alerts.rpm``: a local share is only exact when every instance is
+        degraded the whole time and ``ratelimit.instances`` is right). A timed-out step may
+        still have counted in Redis: that errs on the safe side. Without Redis: ``acquire``."""
+        if self._redis is None:
+            return self._local.acquire_now(bucket, limit, cost)
+        if not self._use_redis():
+            return None
+        try:
+            async with asyncio.timeout(self._settings.redis_timeout):
+                decision = await self._redis.acquire(bucket, limit, cost)
+        except Exception as exc:  # noqa: BLE001 - never an exception to the caller
+            self._failed(exc)
+            return None
+        self._recovered()
+        return decision
+
+    @property
+    def retry_interval(self) -> float:
+        """Seconds between two probes of Redis while degraded (``ratelimit.retry_interval``)."""
+        return self._settings.retry_interval
+
     async def acquire_many(self, items: Sequence[tuple[str, Limit, int]]) -> list[Decision]:
         """All of ``items`` (bucket, limit, cost) or none: one Redis round trip (one script
         call) when healthy, else the local shares; the buckets change only if all allow."""
