@@ -20,8 +20,13 @@ database and Redis; the OpenAI emulator (CPU 0) answers the classifier.
    group per ``group_interval``, not back to back), each on its own request; an answer's time
    counts from when it was due, so a late send is not hidden (no coordinated omission). Reports
    p50/p99/max answer time, the send lag, CPU per alert (instance 1's, instance 2's, and
-   PostgreSQL's: its processes on the benchmark's database, read from /proc) and the
-   classification attempts both workers recorded meanwhile (refusals by ``alerts.rpm`` too). Targets: >= 2,000 alerts/s per core
+   PostgreSQL's: its processes on the benchmark's database, read from /proc), the
+   classification attempts both workers recorded meanwhile (refusals by ``alerts.rpm`` too), the
+   occurrences whose classification was written meanwhile (``classified_meanwhile``: cache hits
+   and calls made before the window count there too, so it is not what ``alerts.rpm`` limits),
+   the LLM calls made in the window (``llm_calls_meanwhile``, usage rows by their time: what
+   ``alerts.rpm`` limits, at most ``rpm_allows``) and each instance's rate limiter errors
+   talking to Redis meanwhile (``/metrics``). Targets: >= 2,000 alerts/s per core
    (closed loop), p99 <= 20 ms while classification runs (open loop): ``--rate 200`` is the
    target's own rate (2,000 alerts/s in payloads of 10), ``--rate 30`` 300 alerts/s.
 2. Storm: ``--storm`` occurrences of one label set (batches of 10, half to each instance), then
@@ -307,6 +312,7 @@ def main(argv: list[str] | None = None) -> int:
             ]
             _run(_post_open(hooks[0], bodies[:50], rate))  # warm-up
             bodies = bodies[50:]
+            w0, errs0 = datetime.now(UTC), [_limiter_errors(port) for port in (gw_port, gw2_port)]
             done0, tried0, rows0 = _classified(db), _attempts(db), _row_writes(db)
             pg0, other0 = _pg_cpu(db), _cpu_seconds(gws[1].pid)
             cpu0, start = _cpu_seconds(gws[0].pid), time.perf_counter()
@@ -316,6 +322,9 @@ def main(argv: list[str] | None = None) -> int:
             other = _cpu_seconds(gws[1].pid) - other0
             pg1 = _pg_cpu(db)
             pg = sum(t - pg0.get(pid, 0.0) for pid, t in pg1.items())
+            done1, w1 = _classified(db), datetime.now(UTC)
+            errs = [_limiter_errors(p) - e for p, e in zip((gw_port, gw2_port), errs0, strict=True)]
+            window = (w1 - w0).total_seconds()
             row = {
                 "rate_deliveries_per_s": rate,
                 "alerts_per_s_offered": round(rate * 10),
@@ -328,7 +337,11 @@ def main(argv: list[str] | None = None) -> int:
                 "pg_cpu_ms_per_alert": round(pg * 1000 / (len(bodies) * 10), 3),
                 "pg_share_of_a_core": round(pg / wall, 2),
                 "deliveries": len(bodies),
-                "classified_meanwhile": _classified(db) - done0,
+                "classified_meanwhile": done1 - done0,
+                "window_s": round(window, 1),
+                "llm_calls_meanwhile": _calls_between(db, w0, w1),
+                "rpm_allows": _rpm_allows(window),
+                "limiter_redis_errors_meanwhile": errs,
                 "attempts_meanwhile": _attempts(db) - tried0,
                 **{k: v - rows0[k] for k, v in _row_writes(db).items()},
                 "loadavg": os.getloadavg()[0],
@@ -430,6 +443,40 @@ def _classified(db: str) -> int:
     with psycopg.connect(db) as c:
         row = c.execute("SELECT count(*) FROM alerts WHERE cls_status = 'ok'").fetchone()
     return int(row[0]) if row else 0
+
+
+RPM = 120
+"""``alerts.rpm`` in the benchmark's configuration (the default)."""
+
+
+def _rpm_allows(seconds: float) -> int:
+    """The most LLM calls ``alerts.rpm`` admits in ``seconds`` across instances: the GCRA
+    bucket's burst (a full minute's worth) plus its refill."""
+    return int(RPM + RPM * seconds / 60)
+
+
+def _calls_between(db: str, start: datetime, end: datetime) -> int:
+    """LLM calls of the alert service made between ``start`` and ``end`` (usage rows by their
+    time, after the usage writer's flush): what ``alerts.rpm`` limits, unlike the occurrences
+    classified in the window (cache hits, and calls made before it, count there too)."""
+    time.sleep(2)  # the usage writer flushes every 0.2 s (usage.flush_interval): a margin
+    with psycopg.connect(db) as c:
+        row = c.execute(
+            "SELECT count(*) FROM usage WHERE endpoint = 'alerts'"
+            " AND created_at >= %s AND created_at < %s",
+            (start, end),
+        ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def _limiter_errors(port: int) -> int:
+    """The instance's rate limiter errors and timeouts talking to Redis so far (``/metrics``):
+    while Redis fails the classifier makes no call (docs/alerts.md)."""
+    text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    for line in text.splitlines():
+        if line.startswith("llmgw_ratelimit_backend_errors_total "):
+            return int(float(line.split()[1]))
+    return 0
 
 
 def _cache_hits(db: str, name: str) -> int:
