@@ -4,7 +4,8 @@ On PostgreSQL a claim is one statement for the whole batch: an ``UPDATE ... RETU
 due rows (pending and due, or running with an expired lease) picked by a materialised ``WITH``
 sub-select ``FOR UPDATE SKIP LOCKED``, so two workers (two instances, or two processes) never run
 the same job: rows another worker is claiming are skipped, not waited for, and the update
-re-checks that each row is still due. Elsewhere (SQLite, whose writes are serialised anyway) it is
+re-checks that each row is still due; a lock held on the table by another session (DDL) is
+waited for at most ``CLAIM_LOCK_TIMEOUT``, then the claim fails and is tried again. Elsewhere (SQLite, whose writes are serialised anyway) it is
 a conditional ``UPDATE`` per candidate row. A worker that dies mid-job leaves the row ``running``;
 its lease runs out and another worker takes it over (``attempts`` counts every claim, so a job
 that crashes its worker every time still reaches ``alerts.max_attempts``).
@@ -50,6 +51,21 @@ _SETTLE_PG = (
     " %(errors)s::text[], %(refunds)s::int[]) AS v(id, st, ra, err, rf)"
     " WHERE j.id = v.id AND j.lease_owner = %(owner)s AND j.state = 'running'"
 )
+
+
+CLAIM_LOCK_TIMEOUT = "2s"
+"""How long a claim on PostgreSQL waits for a lock another session holds on ``alert_jobs`` (a
+migration's ``ALTER TABLE``, a ``CREATE INDEX``, a ``LOCK TABLE``; rows other workers are
+claiming are skipped, never waited for). Past it the claim fails (``LockNotAvailable``): the
+worker counts the error and claims again at its next look at the queue instead of hanging."""
+
+
+def _claiming(conn: Connection) -> None:
+    """``no_flush_wait`` and ``CLAIM_LOCK_TIMEOUT`` for a claim's transaction, in one round trip."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(
+            f"SET LOCAL synchronous_commit = off; SET LOCAL lock_timeout = '{CLAIM_LOCK_TIMEOUT}'"
+        )
 
 
 def no_flush_wait(conn: Connection) -> None:
@@ -127,7 +143,7 @@ class JobQueue:
                 .prefix_with("MATERIALIZED")  # run once: ``IN (sub-select)`` may re-run it
             )
             with self.engine.begin() as conn:
-                no_flush_wait(conn)
+                _claiming(conn)
                 rows = conn.execute(
                     sa.update(JOBS)
                     .where(c.id == pick.c.id, due)
@@ -202,7 +218,7 @@ class JobQueue:
         c = JOBS.c
         now = self.now()
         with self.engine.begin() as conn:
-            no_flush_wait(conn)
+            _claiming(conn)
             rows = conn.execute(
                 sa.update(JOBS)
                 .where(c.id.in_(ids), c.state == "pending", c.run_after <= now)
