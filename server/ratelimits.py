@@ -263,6 +263,9 @@ class KeyLimits:
         """Budgets are checked and held in the limiter's Redis script (else in memory)."""
         self._memory_step = limiter.memory_step
         """The memory backend's step, called without a coroutine (``None`` with Redis)."""
+        self._memory_tightest = limiter.memory_tightest
+        """The memory backend's step that builds only the tightest bucket's decision when it
+        admits (request buckets only: the key's rpm, its user's and the version's quotas)."""
         self.rejected = {"requests": 0, "tokens": 0}
         self.quotas = QuotaBook()
         """Per-user and per-version quotas (replaced by ``set_quotas``)."""
@@ -352,18 +355,16 @@ class KeyLimits:
             return None if holds is None else Grant(self, [], [], holds)
         try:
             if asked is None and self._memory_step is not None:  # memory: no coroutine, no await
-                if steps is not None:  # request buckets only (no token estimate): one pass
-                    decisions = self._memory_step(steps)
-                    best = decisions[0]
-                    for d in decisions:
-                        if not d.allowed:
-                            self._grant(items, decisions, [], None)  # raises the 429
-                        if d.remaining < best.remaining:
-                            best = d
-                    return Grant(self, [], _headers("requests", best), holds)
-                held: list[tuple[str, Limit, int]] = []
-                steps = self._steps(items, tokens, held)
-                grant = self._grant(items, self._memory_step(steps), held, None)
+                tightest = self._memory_tightest
+                if steps is not None and tightest is not None:  # request buckets only: one pass
+                    best = tightest(steps)
+                    if not isinstance(best, list):  # admitted: the tightest bucket's decision
+                        return Grant(self, [], _headers("requests", best), holds)
+                    grant = self._grant(items, best, [], None)  # a bucket refused: the 429
+                else:
+                    held: list[tuple[str, Limit, int]] = []
+                    steps = self._steps(items, tokens, held)
+                    grant = self._grant(items, self._memory_step(steps), held, None)
             else:
                 grant = await self._step(items, tokens, asked, steps)
                 if asked is not None:

@@ -217,6 +217,62 @@ def test_memory_steps_agree_with_the_reference(
         assert len(lim) == len(model)
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    rates=st.lists(st.integers(1, 300), min_size=1, max_size=3),
+    period_ms=st.integers(1, 120_000),
+    steps=st.lists(
+        st.tuples(
+            st.integers(0, 3_000_000),  # microseconds since the previous step
+            st.lists(st.tuples(st.integers(0, 3), st.integers(1, 400)), min_size=1, max_size=4),
+        ),
+        max_size=30,
+    ),
+)
+def test_the_tightest_step_agrees_with_every_buckets_step(
+    rates: list[int], period_ms: int, steps: list[tuple[int, list[tuple[int, int]]]]
+) -> None:
+    """``tightest_now`` (the request path's step) admits and refuses exactly when
+    ``acquire_many_now`` does and leaves the same buckets; admitted, it answers the decision of
+    the bucket with the fewest units left (the first of equals, as the headers name it);
+    refused, every bucket's decision, as ``acquire_many_now`` gives them at that instant."""
+    clock = Clock()
+    many, tightest = MemoryLimiter(clock=clock), MemoryLimiter(clock=clock)
+    limits = [Limit(r, period_ms / 1000) for r in rates]
+    for dt, asks in steps:
+        clock.t += dt / 1_000_000
+        items = [(f"b{b % 2}", limits[(b + c) % len(limits)], c) for b, c in asks]
+        expected = many.acquire_many_now(items)
+        got = tightest.tightest_now(items)
+        if all(d.allowed for d in expected):
+            least = min(d.remaining for d in expected)
+            assert got == next(d for d in expected if d.remaining == least)
+            assert isinstance(got, Decision)
+        else:
+            assert got == expected and isinstance(got, list)
+        assert tightest._buckets == many._buckets
+
+
+def test_the_tightest_step_refuses_like_the_reference_at_the_edge() -> None:
+    """One period ahead is admitted (0 left), a period ahead plus a fraction refused with every
+    bucket's decision; a refusal by the second bucket steps neither."""
+    clock = Clock(1.0)
+    lim = MemoryLimiter(clock=clock)
+    limit, roomy = Limit(3, 0.001), Limit(100, 60)
+    assert lim.tightest_now([("b", limit, 2)]) == lim_ref_admit(limit, 2)
+    clock.t = 1.0003335
+    got = lim.tightest_now([("roomy", roomy, 1), ("b", limit, 2)])
+    assert isinstance(got, list) and got[0].allowed and not got[1].allowed
+    assert "roomy" not in lim._buckets  # all or nothing
+    d = lim.tightest_now([("roomy", roomy, 1), ("b", limit, 1)])
+    assert isinstance(d, Decision) and d.allowed and d.remaining == 0 and d.limit == 3
+
+
+def lim_ref_admit(limit: Limit, cost: int) -> Decision:
+    """``gcra``'s decision for ``cost`` units of a fresh bucket of ``limit`` at t = 1 s."""
+    return gcra(Tat(0, 0), 1_000_000, limit, cost)[0]
+
+
 def test_memory_step_at_a_period_ahead_plus_a_fraction_refuses() -> None:
     """The edge the random steps rarely reach: after the step the bucket would be exactly one
     period ahead plus a fraction of a microsecond: refused, like ``gcra`` (exactly one period

@@ -235,7 +235,55 @@ class MemoryLimiter:
         and the Redis script are checked against): a request steps each of its buckets here,
         so an extra bucket (a user's or a version's quota) costs the arithmetic and two tuples,
         no call, no ``Tat``."""
+        return self._many(items, int(self._clock() * _US))
+
+    def tightest_now(self, items: Sequence[tuple[str, Limit, int]]) -> Decision | list[Decision]:
+        """``acquire_many_now`` for the request path, where only the tightest bucket is
+        reported: when every bucket allows, the buckets are stepped and the decision of the one
+        with the fewest units left (the first of equals) is returned, the only ``Decision``
+        built; when one refuses nothing changes and every bucket's decision is returned (a
+        list, as ``acquire_many_now``'s at the same instant) for the refusal. ``items`` is not
+        empty and every ``cost`` >= 1."""
         now_us = int(self._clock() * _US)
+        buckets = self._buckets
+        news: list[tuple[str, tuple[int, int, int]]] = []
+        least = -1
+        best = (0, 0, 0)
+        for bucket, limit, cost in items:
+            rate = limit.rate
+            entry = buckets.get(bucket)
+            if entry is None or entry[0] < now_us:
+                us, frac = now_us, 0
+            else:
+                us, frac = entry[0], entry[1]
+                if frac and entry[2] != rate:  # limit changed: frac in other units; round up
+                    us, frac = us + 1, 0
+            period_us = limit.period_us
+            q, f = divmod(frac + (cost if cost < rate else rate) * period_us, rate)
+            ahead = us + q - now_us
+            if ahead < period_us:
+                left = ((period_us - ahead) * rate - f) // period_us
+                if left < 0:
+                    left = 0
+            elif ahead == period_us and f == 0:
+                left = 0
+            else:  # refused: the decisions of every bucket, nothing stepped
+                return self._many(items, now_us)
+            if least < 0 or left < least:
+                least = left
+                best = (rate, ahead, f)
+            news.append((bucket, (us + q, f, rate)))
+        cap = self._max
+        for bucket, entry in news:
+            if bucket in buckets or len(buckets) < cap:
+                buckets[bucket] = entry
+            else:
+                self._put(bucket, entry, now_us)
+        rate, ahead, f = best
+        return _new(Decision, (True, rate, least, 0.0, (ahead + f / rate) / _US))
+
+    def _many(self, items: Sequence[tuple[str, Limit, int]], now_us: int) -> list[Decision]:
+        """``acquire_many_now`` at ``now_us``."""
         buckets = self._buckets
         decisions: list[Decision] = []
         news: list[tuple[str, tuple[int, int, int]]] = []

@@ -88,6 +88,15 @@ class RateLimiter:
         return self._local.acquire_many_now if self._redis is None else None
 
     @property
+    def memory_tightest(
+        self,
+    ) -> Callable[[Sequence[tuple[str, Limit, int]]], Decision | list[Decision]] | None:
+        """With the memory backend, ``MemoryLimiter.tightest_now`` (all or nothing, only the
+        tightest decision when admitted: the request path's buckets of one unit each); ``None``
+        with Redis."""
+        return self._local.tightest_now if self._redis is None else None
+
+    @property
     def degraded(self) -> bool:
         """The Redis backend is currently failing and local shares answer."""
         return self._degraded
