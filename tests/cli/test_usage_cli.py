@@ -136,6 +136,25 @@ def test_stats_by_provider_key_user(cli: Any, seeded: dict[str, str]) -> None:
     assert sum(r["requests"] for r in _json(cli, seeded, "--since", "30d", "--by", "user")) == 6
 
 
+def test_stats_filters_by_key_user_model_and_provider(cli: Any, seeded: dict[str, str]) -> None:
+    """Issue 13 item 3's filters, each narrowing what a breakdown counts: the key (by name), the
+    user (by email), the model as ``provider/model`` and the provider; ``--by hour`` alike."""
+    assert {
+        r["model"]: r["requests"] for r in _json(cli, seeded, "--by", "model", "--key", "ci")
+    } == {"local/gpt-4o-mini": 3}
+    by_user = _json(cli, seeded, "--by", "provider", "--user", "ann@example.com")
+    assert [(r["provider"], r["requests"]) for r in by_user] == [("local", 3)]
+    giga = _json(cli, seeded, "--by", "day", "--model", "giga/GigaChat")
+    assert sum(r["requests"] for r in giga) == 2 and sum(r["errors"] for r in giga) == 0
+    local = _json(cli, seeded, "--by", "status", "--provider", "local")
+    assert {r["status"]: r["requests"] for r in local} == {200: 2, 500: 1}
+    hours = _json(cli, seeded, "--by", "hour", "--provider", "giga")
+    assert sum(r["requests"] for r in hours) == 2 and all("hour" in r for r in hours)
+    assert (
+        _json(cli, seeded, "--by", "model", "--model", "giga/GigaChat", "--provider", "local") == []
+    )
+
+
 @pytest.mark.parametrize("by", ["day", "model", "provider", "key", "user"])
 def test_stats_csv_and_table(cli: Any, seeded: dict[str, str], by: str) -> None:
     r = cli("usage", "stats", "--by", by, "--csv", env=seeded)
