@@ -206,3 +206,79 @@ async def test_the_holds_of_an_instance_that_died_are_dropped(engine: Any, redis
     finally:
         await _close(a, ta)
         await _close(b, tb)
+
+
+def _recorded(engine: Any, spool: Path, key_id: uuid.UUID, *costs: str) -> None:
+    """Usage rows of ``key_id`` from this minute at ``costs`` (RUB: provider ``p``), written
+    through the real recorder."""
+    from datetime import UTC, datetime
+
+    from llmgw.config import UsageSettings
+    from llmgw.usage.recorder import UsageEvent, UsageRecorder
+
+    rec = UsageRecorder(engine, UsageSettings(flush_interval=0.05), spool)
+    rec.start()
+    for cost in costs:
+        rec.record(
+            UsageEvent(
+                request_id=uuid.uuid4().hex, created_at=datetime.now(UTC), key_id=key_id,
+                provider="p", model="m", prompt_tokens=10, completion_tokens=10,
+                total_tokens=20, cost=Decimal(cost),
+            )
+        )  # fmt: skip
+    rec.close()
+
+
+async def _spent(r: Any, key: str) -> float:
+    """The shared spend stored at ``key`` (0 when absent)."""
+    value = await r.get(key)
+    return float(value) if value is not None else 0.0
+
+
+async def test_the_shared_spend_is_reconciled_with_the_database(
+    engine: Any, redis_url: str, tmp_path: Path
+) -> None:
+    """Issue 13 item 5, "reconciled with the database": an instance starting on an empty Redis
+    (restarted or flushed) raises the shared spend to what the database recorded this period;
+    a shared figure ahead of the database (spend not yet written) is never lowered; spend that
+    reaches the database while Redis missed it is folded in by the next reconciliation, after
+    which every instance refuses (402)."""
+    from redis.asyncio import Redis
+
+    from llmgw.auth.keys import KeyService
+
+    info = KeyService(engine).create("reconciled").info
+    BudgetStore(engine).set_budget("key", info.id, "day", "RUB", Decimal(5), hard_stop=True)
+    _recorded(engine, tmp_path / "spool", info.id, "1.5", "2.5")  # 4.00 RUB in the database
+    tag = uuid.uuid4().hex[:8]
+    r = Redis.from_url(redis_url)
+    key = SimpleNamespace(id=info.id, user_id=None, rpm=None, tpm=None, prefix="r")
+    a = await _instance(engine, redis_url, tag)
+    b = None
+    try:
+        rule = next(iter(a[1]._by_id.values()))
+        spend_key = a[1]._prefix + rule.redis_key
+        assert await _spent(r, spend_key) == 4.0 and rule.spent == 4.0
+        assert await a[0].admit(key, 50, TARGET) is not None  # 4.00 + a 0.50 hold fits in 5.00
+
+        await r.delete(spend_key)  # Redis restarted empty: a new instance raises it again
+        b = await _instance(engine, redis_url, tag)
+        assert await _spent(r, spend_key) == 4.0
+
+        b[1].charge(info.id, None, "p", Decimal("0.5"))  # spent, not yet in the database
+        await b[1].flush()
+        await a[1].reconcile()
+        assert await _spent(r, spend_key) == 4.5  # ahead of the database: kept
+
+        _recorded(engine, tmp_path / "spool2", info.id, "1.25")  # the database: 5.25
+        await a[1].reconcile()
+        assert await _spent(r, spend_key) == 5.25
+        await b[1].refresh()
+        for limits, _ in (a, b):
+            with pytest.raises(BudgetExceeded):
+                await limits.admit(key, 50, TARGET)
+    finally:
+        for gw in (a, b):
+            if gw is not None:
+                await _close(*gw)
+        await r.aclose()
