@@ -462,3 +462,48 @@ async def test_a_keys_buckets_follow_its_limits_quotas_and_target() -> None:
         await limits.admit(key, 10, mini)
     key.user_id = uuid.uuid4()  # moved to another user, without a quota
     assert await limits.admit(key, 10, mini) is None
+
+
+async def test_the_headers_name_the_request_bucket_with_the_fewest_left() -> None:
+    """In memory, a key's rpm with its user's and its version's quotas (request buckets only,
+    the path that builds only the tightest decision): the ``x-ratelimit-*-requests`` headers are
+    those of the bucket with the fewest requests left, a refusal names the bucket that refused
+    and steps none of them."""
+    import uuid
+    from types import SimpleNamespace
+
+    from llmgw.ratelimit import RateLimiter
+    from llmgw.routing.resolve import Target
+    from llmgw.server.quotas import QuotaBook
+    from llmgw.server.ratelimits import KeyLimits
+
+    user = uuid.uuid4()
+    key = SimpleNamespace(id=uuid.uuid4(), user_id=user, rpm=100, tpm=None)
+    mini = Target("openai", "gpt-4o-mini")
+    limits = KeyLimits(RateLimiter(RateLimitSettings(), None))
+    limits.set_quotas(
+        QuotaBook(
+            [
+                SimpleNamespace(scope="user", subject_id=user, model="", rpm=5, tpm=None),
+                SimpleNamespace(
+                    scope="key", subject_id=key.id, model="gpt-4o-mini", rpm=3, tpm=None
+                ),
+            ]
+        ),
+        False,
+    )
+    seen = []
+    for _ in range(3):
+        grant = await limits.admit(key, 10, mini)
+        assert grant is not None
+        h = dict(grant.headers)
+        seen.append((h["x-ratelimit-limit-requests"], h["x-ratelimit-remaining-requests"]))
+    assert seen == [("3", "2"), ("3", "1"), ("3", "0")]  # the version's quota: fewest left
+    with pytest.raises(RateLimited, match="this API key on gpt-4o-mini") as refused:
+        await limits.admit(key, 10, mini)
+    assert refused.value.headers["x-ratelimit-limit-requests"] == "3"
+    assert refused.value.headers["x-ratelimit-remaining-requests"] == "0"
+    other = Target("openai", "gpt-4o")  # no version quota there: the user's 5 has 2 left
+    grant = await limits.admit(key, 10, other)
+    assert grant is not None and dict(grant.headers)["x-ratelimit-remaining-requests"] == "1"
+    assert dict(grant.headers)["x-ratelimit-limit-requests"] == "5"
