@@ -6,6 +6,7 @@ database (``[backup] interval``) against the same load without a backup, same ru
     python tests/perf/bench_backup_load.py --quick          # 100k rows (48 MB), 2 backups, prints only
     python tests/perf/bench_backup_load.py --rate 300       # another steady rate
     python tests/perf/bench_backup_load.py --saturate       # wrk, no rate limit (c=10): the gateway saturated
+    python tests/perf/bench_backup_load.py --steady 120     # no backup: how steady the baseline is
 
 Method (``benchlib``, like ``bench_gateway.py``): nginx with a canned completion on core 0, one
 ``llmgw serve`` pinned to core 1 on a copy of the generated database (``tests/migrate_data.py``,
@@ -22,7 +23,14 @@ runs; the ``--settle`` seconds after it (the gateway folds the WAL that grew mea
 the database); or without a backup (before the first one, after the warm-up, and from
 ``--settle`` s after each until the next). It stops after ``--pairs`` backups and one more
 stretch without. The report: requests, p50/p99/p99.9/max and the gateway's CPU per request in
-each class, and p99 during / without (target <= 1.10).
+each class, and p99 during / without (target <= 1.10). Beside the client's figures, per class:
+the client's own send lag (a load client delayed on its core shows there), the gateway's own
+latency (its access log: from when its middleware began a request to its last byte, so it
+leaves out the client's and the kernel's share), and the share of the gateway's core that other
+processes took (this machine's other users: a stretch they disturbed says so).
+
+``--steady SECONDS``: no backup at all, the same load for that long, p99 per 20 s stretch: how
+much the baseline moves on this machine by itself (prints only).
 
 ``--saturate``: the older method. Per backup, one ``--seconds`` wrk run (c=``--connections``, no
 rate limit) while it runs, one right after, one ``--settle`` s later; median p99 and req/s.
@@ -190,7 +198,7 @@ def setup(a: argparse.Namespace, tmp: Path, servers: list[bl.Server]) -> tuple[b
         CONFIG.format(
             port=port,
             nginx=nginx_port,
-            interval=a.interval,
+            interval=1_000_000 if a.steady else a.interval,
             pace=a.pace,
             check=a.check,
             backups=tmp / "backups",
@@ -215,6 +223,13 @@ def setup(a: argparse.Namespace, tmp: Path, servers: list[bl.Server]) -> tuple[b
     return gw, key
 
 
+def _cpus(setting: str | None) -> str:
+    """What ``[backup] cpus`` gives the backup here (the gateway pinned to ``SERVER_CPU``)."""
+    if setting in (None, "auto"):
+        return f"{bl.LOAD_CPU} (`auto`: the CPU the gateway does not use)"
+    return f'{setting} (`cpus = "{setting}"`)'
+
+
 def where(a: argparse.Namespace) -> str:
     """Where the backup process ran (as /proc showed it), for the report."""
     setting = f'`[backup] cpus = "{a.backup_cpus or "auto"}"`'
@@ -234,6 +249,24 @@ def run_head(tmp: Path) -> str:
 # --- open loop (the default) -------------------------------------------------------------------
 
 
+def core_busy(cpu: int) -> int:
+    """Clock ticks core ``cpu`` spent on anything but idle and I/O wait, since boot."""
+    with open("/proc/stat") as f:
+        for line in f:
+            if line.startswith(f"cpu{cpu} "):
+                v = [int(x) for x in line.split()[1:]]
+                return sum(v[:3]) + sum(v[5:8])  # user nice system, irq softirq steal
+    return 0
+
+
+def kid_ticks(kid: int) -> int:
+    """User + system ticks of the backup process (0 once it is gone)."""
+    try:
+        return own_ticks(kid)
+    except (OSError, IndexError):
+        return 0
+
+
 def wal_bytes(wal: Path) -> int:
     """The size of the gateway's write-ahead log (0 when there is none)."""
     try:
@@ -248,25 +281,43 @@ def watch(
     client: subprocess.Popen[bytes],
     began: float,
     wal: list[tuple[float, int]],
-) -> tuple[list[tuple[float, float]], list[tuple[float, int]]]:
+) -> tuple[list[tuple[float, float]], list[Any]]:
     """Follow the backups until ``--pairs`` have ended and one more stretch without has passed:
-    their (start, end) on the monotonic clock, and (time, the gateway's own CPU ticks) samples;
+    their (start, end) on the monotonic clock, and (time, the gateway's own CPU ticks, the
+    gateway's core's busy ticks, the ticks of backups on that core) samples;
     (time, WAL bytes) samples appended to ``wal`` (a backup's read snapshot keeps the gateway's
     checkpoints from folding the WAL past it, so the WAL grows while the copy runs)."""
     pid = gw.popen.pid
     wal_file = gw.log.parent / "llmgw.db-wal"
     spans: list[tuple[float, float]] = []
-    samples: list[tuple[float, int]] = []
+    samples: list[Any] = []
     running_since: float | None = None
     told = False
+    kid_done = 0  # ticks of finished backup processes that ran on the gateway's core
+    kid_now, kid_here = 0, False
     quiet = max(a.interval - a.settle - 1.0, a.settle)  # a stretch without, before the next
     deadline = began + a.interval + a.pairs * (a.interval + LONGEST_BACKUP)
     while True:
         now = time.monotonic()
-        samples.append((now, own_ticks(pid)))
-        wal.append((now, wal_bytes(wal_file)))
         kid = backup_child(pid)
         running = kid is not None
+        if kid is not None:
+            with contextlib.suppress(OSError):
+                if (
+                    a.alternate
+                    and len(spans) % 2 == 1
+                    and os.sched_getaffinity(kid) != {bl.SERVER_CPU}
+                ):
+                    # every other backup moved to the gateway's core (again after the child
+                    # set its own CPUs, early in its start)
+                    os.sched_setaffinity(kid, {bl.SERVER_CPU})
+                kid_here = bl.SERVER_CPU in os.sched_getaffinity(kid)
+            kid_now = kid_ticks(kid) if kid_here else 0
+        elif kid_now:
+            kid_done, kid_now = kid_done + kid_now, 0
+        # (time, the gateway's ticks, core busy ticks, ticks of backups on the gateway's core)
+        samples.append((now, own_ticks(pid), core_busy(bl.SERVER_CPU), kid_done + kid_now))
+        wal.append((now, wal_bytes(wal_file)))
         if running and running_since is None:
             running_since, told = now, False
             log(f"backup {len(spans) + 1} started")
@@ -333,10 +384,105 @@ def phase_cuts(log_text: str, spans: list[tuple[float, float]]) -> list[tuple[st
     return cuts
 
 
-def ticks_at(samples: list[tuple[float, int]], t: float) -> int:
-    """The gateway's CPU ticks at the last sample not after ``t``."""
+ACCESS = re.compile(r'^\{"ts":"([^"]+)".*?"path":"/v1/chat/completions".*?"latency_ms":([\d.]+)')
+
+
+def own_latencies(log_text: str, offset: float) -> list[tuple[float, float]]:
+    """The gateway's own view of each chat request, from its access log (on by default):
+    (when its middleware began it, on the monotonic clock; seconds to its last byte), sorted.
+    ``offset``: ``time.time() - time.monotonic()``. This leaves out what the client and the
+    kernel add before the gateway takes the request (and the answer's way back), so a delay
+    in the load client shows in the client's figures only."""
+    from datetime import datetime
+
+    out = []
+    for m in map(ACCESS.match, log_text.splitlines()):
+        if m is None:
+            continue
+        end = datetime.fromisoformat(m.group(1)).timestamp() - offset
+        took = float(m.group(2)) / 1000
+        out.append((end - took, took))
+    out.sort()
+    return out
+
+
+WINDOW = 5.0
+QUIET = 10.0
+"""``quiet_windows``: seconds per window, and the most other processes may take of the
+gateway's core in one (percent) for it to count as quiet."""
+
+
+def quiet_windows(
+    cuts: list[tuple[str, int, float, float]],
+    samples: list[Any],
+    records: list[list[float]],
+    own: list[tuple[float, float]],
+    kinds: list[tuple[str, bool | None]],
+) -> str:
+    """The classes again over their quiet ``WINDOW``-second windows only (other processes
+    took under ``QUIET`` % of the gateway's core): on a shared machine, the backup's own
+    effect without the other users' (kernel work done for the backup on that core would
+    count as theirs, which is why this is a second figure, not the verdict)."""
+    due = [r[0] for r in records]
+    found: dict[tuple[str, bool | None], tuple[int, int, list[float], list[float]]] = {}
+    for kind, odd in kinds:
+        kept = total = 0
+        ms: list[float] = []
+        mine: list[float] = []
+        for c in cuts:
+            if c[0] != kind or (odd is not None and c[1] % 2 != int(odd)):
+                continue
+            t = c[2]
+            while t + WINDOW <= c[3]:
+                total += 1
+                if foreign(samples, [(t, t + WINDOW)]) < QUIET:
+                    kept += 1
+                    got = records[bisect.bisect_left(due, t) : bisect.bisect_left(due, t + WINDOW)]
+                    ms += [r[2] * 1000 for r in got]
+                    lo, hi = bisect.bisect_left(own, (t,)), bisect.bisect_left(own, (t + WINDOW,))
+                    mine += [x[1] * 1000 for x in own[lo:hi]]
+                t += WINDOW
+        found[(kind, odd)] = (kept, total, ms, mine)
+
+    def text(key: tuple[str, bool | None], label: str) -> str:
+        kept, total, ms, mine = found[key]
+        return (
+            f"{label} {kept} of {total} windows, {len(ms):,} requests, p99 {bl.pct(ms, 99):.1f} ms "
+            f"(the gateway's own {bl.pct(mine, 99):.1f} ms)"
+        )
+
+    w = found[("without", None)]
+    parts = [text(("without", None), "no backup:")]
+    for key in kinds:
+        if key[0] == "during":
+            d = found[key]
+            label = {None: "while a backup runs:", True: "backups 1, 3, ...:",
+                     False: "backups 2, 4, ... (gateway's core):"}[key[1]]  # fmt: skip
+            ratio = bl.pct(d[2], 99) / bl.pct(w[2], 99) if d[2] and w[2] else float("nan")
+            own_r = bl.pct(d[3], 99) / bl.pct(w[3], 99) if d[3] and w[3] else float("nan")
+            parts.append(f"{text(key, label)}: p99 during / without {ratio:.2f}, own {own_r:.2f}")
+    return (
+        f"Quiet windows only ({WINDOW:g} s windows in which other processes took under "
+        f"{QUIET:g} % of the gateway's core): " + "; ".join(parts) + "."
+    )
+
+
+def ticks_at(samples: list[Any], t: float, field: int = 1) -> int:
+    """The gateway's CPU ticks (or another ``field`` of the samples) at the last sample not
+    after ``t``."""
     i = bisect.bisect_right(samples, (t, 1 << 62)) - 1
-    return samples[max(i, 0)][1]
+    return int(samples[max(i, 0)][field])
+
+
+def foreign(samples: list[Any], spans: list[tuple[float, float]]) -> float:
+    """Percent of the wall time over ``spans`` that the gateway's core spent on work other
+    than the gateway's and its backup's (other processes, this machine's other users)."""
+    busy = wall = 0.0
+    for t0, t1 in spans:
+        d = [ticks_at(samples, t1, f) - ticks_at(samples, t0, f) for f in (1, 2, 3)]
+        busy += d[1] - d[0] - d[2]
+        wall += t1 - t0
+    return 100 * max(busy, 0) / bl.CLK_TCK / wall if wall else float("nan")
 
 
 def open_loop_run(a: argparse.Namespace, gw: bl.Server, key: str, tmp: Path) -> str:
@@ -346,6 +492,7 @@ def open_loop_run(a: argparse.Namespace, gw: bl.Server, key: str, tmp: Path) -> 
     bound = a.interval + a.pairs * (a.interval + LONGEST_BACKUP) + 60
     client = bl.start_open_loop(url, a.rate, bound, key=key, out=out, log=client_log)
     began = time.monotonic()
+    offset = time.time() - began
     wal: list[tuple[float, int]] = []
     try:
         spans, samples = watch(a, gw, client, began, wal)
@@ -353,8 +500,20 @@ def open_loop_run(a: argparse.Namespace, gw: bl.Server, key: str, tmp: Path) -> 
         summary, records = bl.finish_open_loop(client, out, client_log)
     end = samples[-1][0]
     log(f"client: {json.dumps(summary)}")
-    if a.records:  # for a closer look afterwards: every request and the backups' spans
-        a.records.write_text(json.dumps({"spans": spans, "began": began, "records": records}))
+    own = own_latencies(gw.log.read_text(errors="replace"), offset)
+    if a.records:  # for a closer look afterwards: every request, the gateway's view, the backups
+        a.records.write_text(
+            json.dumps(
+                {
+                    "spans": spans,
+                    "began": began,
+                    "records": records,
+                    "own": own,
+                    "samples": samples,
+                    "wal": wal,
+                }
+            )  # fmt: skip
+        )
         log(f"records in {a.records}")
     cuts = classify(a, spans, began, end)
     by_cut: dict[int, list[list[float]]] = {i: [] for i in range(len(cuts))}
@@ -364,36 +523,75 @@ def open_loop_run(a: argparse.Namespace, gw: bl.Server, key: str, tmp: Path) -> 
                 by_cut[i].append(r)
                 break
 
-    def rows(kind: str, number: int | None = None) -> list[list[float]]:
+    def picked(c: tuple[str, int, float, float], kind: str, odd: bool | None) -> bool:
+        """Whether cut ``c`` is of ``kind`` (and, with ``odd`` set, of an odd-numbered backup
+        or an even one: ``--alternate``)."""
+        return c[0] == kind and (odd is None or c[1] % 2 == int(odd))
+
+    def own_ms(kind: str, odd: bool | None = None) -> list[float]:
+        """The gateway's own latencies (access log) of the requests it began in ``kind``."""
+        return [
+            took * 1000
+            for c in cuts
+            if picked(c, kind, odd)
+            for _, took in own[bisect.bisect_left(own, (c[2],)) : bisect.bisect_left(own, (c[3],))]
+        ]
+
+    def rows(kind: str, number: int | None = None, odd: bool | None = None) -> list[list[float]]:
         return [
             r
             for i, c in enumerate(cuts)
-            if c[0] == kind and (number is None or c[1] == number)
+            if picked(c, kind, odd) and (number is None or c[1] == number)
             for r in by_cut[i]
         ]
 
-    def cpu(kind: str) -> str:
+    def cpu(kind: str, odd: bool | None) -> str:
         ticks, n = 0, 0
         for i, c in enumerate(cuts):
-            if c[0] == kind:
+            if picked(c, kind, odd):
                 ticks += ticks_at(samples, c[3]) - ticks_at(samples, c[2])
                 n += len(by_cut[i])
         return f"{ticks * 1e6 / bl.CLK_TCK / n:.0f}" if n else "-"
 
-    def line(label: str, kind: str) -> tuple[str, float]:
-        got = rows(kind)
+    def line(label: str, kind: str, odd: bool | None = None) -> tuple[str, float]:
+        got = rows(kind, odd=odd)
         ms = [r[2] * 1000 for r in got]  # a failed request counts with its time to failure
         p99 = bl.pct(ms, 99)
+        mine = own_ms(kind, odd)
         return (
             f"| {label} | {len(got):,} | {bl.pct(ms, 50):.1f} | {p99:.1f} | "
             f"{bl.pct(ms, 99.9):.1f} | {max(ms, default=float('nan')):.1f} | "
-            f"{sum(1 for r in got if r[3] != 200)} | {cpu(kind)} |",
+            f"{sum(1 for r in got if r[3] != 200)} | {cpu(kind, odd)} | "
+            f"{bl.pct([r[1] * 1000 for r in got], 99):.1f} | "
+            f"{bl.pct(mine, 50):.2f} / {bl.pct(mine, 99):.1f} | "
+            f"{foreign(samples, [(c[2], c[3]) for c in cuts if picked(c, kind, odd)]):.0f} |",
             p99,
         )
 
-    during, p99_d = line("while a backup runs", "during")
+    if a.alternate:
+        where_odd = f"on CPUs {_cpus(a.backup_cpus)}"
+        during_lines = []
+        p99_alt: list[float] = []
+        for odd, label in ((True, f"while a backup runs {where_odd} (backups 1, 3, ...)"),
+                           (False, f"while a backup runs on the gateway's core {bl.SERVER_CPU} "
+                                   "(backups 2, 4, ...)")):  # fmt: skip
+            text, p99 = line(label, "during", odd)
+            during_lines.append(text)
+            p99_alt.append(p99)
+        during = "\n".join(during_lines)
+        p99_d = p99_alt[0]
+    else:
+        during, p99_d = line("while a backup runs", "during")
     after, _ = line(f"the {a.settle:g} s after it (the WAL folded back)", "after")
     without, p99_w = line("no backup", "without")
+    own_w = bl.pct(own_ms("without"), 99)
+    own_ratio = bl.pct(own_ms("during", True if a.alternate else None), 99) / own_w
+    alt_line = (
+        f"\nBackups on the gateway's core (2, 4, ...): p99 during / without "
+        f"**{p99_alt[1] / p99_w:.2f}**, the gateway's own {bl.pct(own_ms('during', False), 99) / own_w:.2f}."
+        if a.alternate
+        else ""
+    )
     pairs = []
     for k in range(1, len(spans) + 1):
         d = [r[2] * 1000 for r in rows("during", k)]
@@ -415,6 +613,14 @@ def open_loop_run(a: argparse.Namespace, gw: bl.Server, key: str, tmp: Path) -> 
         + "."
         if by_phase
         else ""
+    )
+    quiet_line = quiet_windows(
+        cuts,
+        samples,
+        records,
+        own,
+        [("during", True if a.alternate else None), ("without", None)]
+        + ([("during", False)] if a.alternate else []),
     )
     wal_max: dict[str, int] = {}
     for kind, _, t0, t1 in cuts:
@@ -455,19 +661,82 @@ def open_loop_run(a: argparse.Namespace, gw: bl.Server, key: str, tmp: Path) -> 
             f"{len(spans)} backups of {took:.1f} s (median; copy at `[backup] pace` {a.pace:g} "
             f"MB/s, `{a.check}` check, rename), the backup process {where(a)}.",
             "",
-            "| | requests | p50 ms | p99 ms | p99.9 ms | max ms | errors | gateway CPU µs/request |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|",
+            "| | requests | p50 ms | p99 ms | p99.9 ms | max ms | errors | gateway CPU µs/request "
+            "| client send lag p99 ms | gateway's own p50 / p99 ms | other work on its core % |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
             during,
             after,
             without,
             "",
-            f"p99 during / without: **{p99_d / p99_w:.2f}** (target <= 1.10). Per backup, p99 "
-            f"during / without after it: {', '.join(pairs)} ms.",
+            f"p99 during / without: **{p99_d / p99_w:.2f}** (target <= 1.10); the gateway's "
+            f"own (access log: from when it began a request to its last byte) {own_ratio:.2f}. "
+            f"Per backup, p99 during / without after it: {', '.join(pairs)} ms.",
+            *([alt_line] if alt_line else []),
+            f"\n{quiet_line}",
             *([f"\n{phase_line}"] if phase_line else []),
             f"\n{wal_line}",
             *(f"\n{n}" for n in notes),
         ]
     )
+
+
+def steady_run(a: argparse.Namespace, gw: bl.Server, key: str, tmp: Path) -> str:
+    """No backup at all: ``--steady`` seconds at ``--rate`` after the warm-up, cut into 20 s
+    stretches, to see how much the baseline p99 moves on this machine by itself."""
+    url = gw.url + "/v1/chat/completions"
+    out, client_log = tmp / "records.json", tmp / "client.log"
+    pid = gw.popen.pid
+    client = bl.start_open_loop(
+        url, a.rate, a.warmup + a.steady + 1, key=key, out=out, log=client_log
+    )
+    began = time.monotonic()
+    offset = time.time() - began
+    samples: list[Any] = []
+    try:
+        while client.poll() is None:
+            samples.append((time.monotonic(), own_ticks(pid), core_busy(bl.SERVER_CPU), 0))
+            gw.check_alive()
+            time.sleep(0.2)
+    finally:
+        summary, records = bl.finish_open_loop(client, out, client_log)
+    own = own_latencies(gw.log.read_text(errors="replace"), offset)
+    stretch = 20.0
+    lines = [
+        f"{run_head(tmp)}; no backup, open loop at {a.rate:g} req/s for {a.steady:g} s after "
+        f"a {a.warmup:g} s warm-up ({summary['sent']:,} sent); load average "
+        f"{os.getloadavg()[0]:.1f} at the end.",
+        "",
+        "| stretch (s) | requests | p50 ms | p99 ms | max ms | errors | client send lag p99 ms "
+        "| gateway's own p50 / p99 ms | gateway CPU µs/request | other work on its core % |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    p99s = []
+    t = began + a.warmup
+    while t + stretch <= began + a.warmup + a.steady + 0.5:
+        got = [r for r in records if t <= r[0] < t + stretch]
+        ms = [r[2] * 1000 for r in got]
+        mine = [
+            x[1] * 1000
+            for x in own[bisect.bisect_left(own, (t,)) : bisect.bisect_left(own, (t + stretch,))]
+        ]
+        ticks = ticks_at(samples, t + stretch) - ticks_at(samples, t)
+        per = f"{ticks * 1e6 / bl.CLK_TCK / len(got):.0f}" if got else "-"
+        p99s.append(bl.pct(ms, 99))
+        lines.append(
+            f"| {t - began - a.warmup:.0f}-{t + stretch - began - a.warmup:.0f} | {len(got):,} | "
+            f"{bl.pct(ms, 50):.1f} | {p99s[-1]:.1f} | {max(ms, default=float('nan')):.1f} | "
+            f"{sum(1 for r in got if r[3] != 200)} | {bl.pct([r[1] * 1000 for r in got], 99):.1f} | "
+            f"{bl.pct(mine, 50):.2f} / {bl.pct(mine, 99):.1f} | {per} | "
+            f"{foreign(samples, [(t, t + stretch)]):.0f} |"
+        )
+        t += stretch
+    if p99s:
+        lines += [
+            "",
+            f"p99 per stretch from {min(p99s):.1f} to {max(p99s):.1f} ms (highest / lowest "
+            f"{max(p99s) / min(p99s):.2f}).",
+        ]
+    return "\n".join(lines)
 
 
 # --- saturated (wrk, no rate limit) ------------------------------------------------------------
@@ -545,6 +814,12 @@ def main() -> None:
     ap.add_argument("--rows", type=int, default=2_200_000, help="usage rows (2.2M: about 1 GB)")
     ap.add_argument("--rate", type=float, default=500.0, help="open loop: requests per second")
     ap.add_argument("--saturate", action="store_true", help="wrk without a rate limit instead")
+    ap.add_argument(
+        "--steady",
+        type=float,
+        metavar="SECONDS",
+        help="no backup: this long at --rate, p99 per 20 s stretch (how steady the machine is; prints only)",
+    )
     ap.add_argument("--pairs", type=int, default=3, help="backups measured")
     ap.add_argument("--seconds", type=int, default=3, help="--saturate: per wrk run")
     ap.add_argument("--connections", type=int, default=10, help="--saturate: wrk connections")
@@ -558,6 +833,12 @@ def main() -> None:
         "--backup-cpus",
         help=f'[backup] cpus (default: unset, "auto": the gateway is on core {bl.SERVER_CPU}, so '
         f'the backup runs on core {bl.LOAD_CPU}); "{bl.SERVER_CPU}": the gateway\'s core (the worst case)',
+    )
+    ap.add_argument(
+        "--alternate",
+        action="store_true",
+        help="backups 2, 4, ... moved to the gateway's core by this script (sched_setaffinity), "
+        "the odd ones where [backup] cpus puts them: both placements in the same minutes",
     )
     ap.add_argument("--records", type=Path, help="open loop: save the requests and spans (JSON)")
     ap.add_argument("--quick", action="store_true", help="100k rows, pace 8 MB/s, 2 backups")
@@ -574,10 +855,11 @@ def main() -> None:
     servers: list[bl.Server] = []
     try:
         gw, key = setup(a, tmp, servers)
-        block = (saturated_run if a.saturate else open_loop_run)(a, gw, key, tmp)
+        run = steady_run if a.steady else saturated_run if a.saturate else open_loop_run
+        block = run(a, gw, key, tmp)
         print(block)
-        if a.saturate and not a.no_write:
-            log("--saturate prints only: the doc's block holds the open-loop run")
+        if (a.saturate or a.steady) and not a.no_write:
+            log("--saturate and --steady print only: the doc's block holds the open-loop run")
         elif not a.no_write:
             bl.write_block(DOC, "bench_backup_load", block, section="## Backup under load")
     finally:
