@@ -20,6 +20,7 @@ def binding_ids() -> set[str]:
     from llmgw.tui.app import SCREENS_ORDER, LlmgwApp, screen_class
     from llmgw.tui.screens.alert_detail import AlertDetailScreen
     from llmgw.tui.screens.alias_admin import AliasAdminScreen
+    from llmgw.tui.screens.analytics import AnalyticsScreen
     from llmgw.tui.screens.base import PolledScreen
     from llmgw.tui.screens.budgets import BudgetsScreen
     from llmgw.tui.screens.help import HelpScreen
@@ -32,7 +33,7 @@ def binding_ids() -> set[str]:
     for mode, _title in SCREENS_ORDER:
         ids |= _ids(screen_class(mode).BINDINGS)
     for dialog in (HelpScreen, ConfirmScreen, FormScreen, SecretScreen, AlertDetailScreen,
-                   BudgetsScreen, ProviderAdminScreen, AliasAdminScreen):  # fmt: skip
+                   BudgetsScreen, ProviderAdminScreen, AliasAdminScreen, AnalyticsScreen):  # fmt: skip
         ids |= _ids(dialog.BINDINGS)
     ids |= _ids(ConversationList.BINDINGS)
     return ids

@@ -94,6 +94,56 @@ def test_budgets_view_at_80x24_on_a_local_database(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+def test_analytics_view_at_80x24_on_a_local_database(tmp_path: Path) -> None:
+    """``A`` on Usage at 80x24 (issue 13) on a real SQLite database holding the seeded month
+    (tests/usage_month.py), for a custom period typed into the form (November 2026): the
+    rankings per currency first, the hint under them; End scrolls to the recommendations with
+    their savings; Escape closes."""
+    from llmgw.storage.db import make_engine
+    from llmgw.storage.schema import upgrade
+    from tests import usage_month
+
+    home = Path(os.environ["LLMGW_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "config.toml").write_text(usage_month.config_toml())
+    engine = make_engine(f"sqlite:///{home / 'llmgw.db'}")
+    upgrade(engine)
+    usage_month.seed(engine)
+    engine.dispose()
+    pane = Tmux().start(f"{LLMGW} dash --interval 0.5; echo EXIT=$?; sleep 60", size=(80, 24),
+                        env={"LLMGW_HOME": str(home)})  # fmt: skip
+    try:
+        pane.wait_for("needs a server")
+        pane.keys("3")
+        pane.wait_for("breakdown")
+        pane.keys("c")
+        pane.wait_for("Custom period")
+        for keys in ("End", "C-u", "2026-11-01", "Tab", "2026-12-01"):
+            pane.keys(keys)  # one at a time, as typed: a burst would reach one box
+            time.sleep(0.3)
+        pane.wait_for("2026-12-01  ")
+        pane.keys("Enter")
+        pane.wait_gone("Until (empty: now)")
+        pane.keys("A")
+        shown = pane.wait_for("Analytics (11-01 00:00 … 12-01 00:00)")
+        shown = pane.wait_for("Top keys by cost")
+        assert pane_size(shown) == (80, 24), shown
+        row = next(line for line in shown.splitlines() if "RUB   1" in line)
+        assert "summariser llmgw_SUMM02" in row, shown
+        assert "Escape closes" in shown, "the hint is on the 80x24 screen"
+        pane.keys("End")
+        shown = pane.wait_for("max tokens")  # the last recommendation, scrolled into view
+        assert "190.16 RUB" in shown and "idle key" in shown, shown
+        pane.keys("Escape")
+        shown = pane.wait_gone("Escape closes")
+        assert "breakdown" in shown
+        pane.keys("q")
+        pane.wait_for("EXIT=0", timeout=30)
+    finally:
+        pane.close()
+
+
+@pytest.mark.slow
 def test_providers_managed_at_80x24_on_a_local_database(tmp_path: Path) -> None:
     """``m`` on Providers at 80x24 (issue 16) on a real SQLite database, typed as a person
     would: the config file's provider read-only, a provider added in the form (Tab from box to

@@ -64,3 +64,14 @@ def test_top_ranks_each_currency_on_its_own() -> None:
         ("USD", 2, "a"),
     ]
     assert [r["model"] for r in top(rows, "tokens", 1)] == ["b"]
+
+
+def test_a_row_in_two_currencies_is_ranked_in_each_under_its_currency() -> None:
+    """A key that spent roubles and dollars (its statistics record's own ``currency`` is None)
+    appears in both rankings, each row naming the ranking's currency (it said None once)."""
+    rows: list[dict[str, Any]] = [
+        {"key": "k1", "currency": None, "cost": None, "costs": {"RUB": "10", "USD": "0.5"}},
+        {"key": "k2", "currency": "USD", "cost": "2", "costs": {"USD": "2"}},
+    ]
+    ranked = [(r["currency"], r["rank"], r["key"], r["value"]) for r in top(rows, "cost")]
+    assert ranked == [("RUB", 1, "k1", "10"), ("USD", 1, "k2", "2"), ("USD", 2, "k1", "0.5")]

@@ -149,6 +149,7 @@ class UsageScreen(PolledScreen):
             "Custom period",
             id="usage-custom",
             tooltip="A period from since to until (dates, times or -3d)",
+            show=False,  # p reaches it too; the footer keeps room for A, ? and q at 80 columns
         ),
         Binding(
             "b",
@@ -164,6 +165,13 @@ class UsageScreen(PolledScreen):
             id="usage-budgets",
             tooltip="Every budget, this period's spend and its reset",
             show=False,
+        ),
+        Binding(
+            "A",
+            "analytics",
+            "Analytics",
+            id="usage-analytics",
+            tooltip="This period's top keys, users and models, patterns, forecast, recommendations",
         ),
     ]
 
@@ -343,6 +351,14 @@ class UsageScreen(PolledScreen):
         from llmgw.tui.screens.budgets import BudgetsScreen
 
         self.app.push_screen(BudgetsScreen())
+
+    def action_analytics(self) -> None:
+        """Open the analytics of the period shown (read-only)."""
+        from llmgw.tui.screens.analytics import AnalyticsScreen
+
+        since, until, _by = self.window()
+        label = f"last {self.period}" if self.period != CUSTOM else self._custom_label()
+        self.app.push_screen(AnalyticsScreen(since, until, label))
 
     def action_breakdown(self) -> None:
         """The next breakdown: model, provider, key, user, status."""

@@ -33,7 +33,8 @@ def _costs(row: Mapping[str, Any]) -> dict[str, Decimal]:
 def top(rows: Sequence[Mapping[str, Any]], metric: Metric, limit: int = 10) -> list[dict[str, Any]]:
     """The ``limit`` largest rows by ``metric``, each with its ``rank`` and ``value``; by cost,
     the ``limit`` largest of each currency (with ``currency``), currencies in name order.
-    Ties keep the input's order (most requests first)."""
+    Ties keep the input's order (most requests first). A row that spent in several currencies
+    (a key or user using providers of each) is ranked in each, its ``currency`` the ranking's."""
     if metric != "cost":
         name = "total_tokens" if metric == "tokens" else "requests"
         ranked = sorted(rows, key=lambda r: -int(r.get(name) or 0))[:limit]
@@ -47,7 +48,7 @@ def top(rows: Sequence[Mapping[str, Any]], metric: Metric, limit: int = 10) -> l
     for cur in sorted(per):
         by_cost = sorted(per[cur], key=lambda vr: -vr[0])[:limit]
         out += [
-            {"rank": i, "currency": cur or None, "value": format(v, "f"), **r}
+            {**r, "rank": i, "currency": cur or None, "value": format(v, "f")}
             for i, (v, r) in enumerate(by_cost, 1)
         ]
     return out
