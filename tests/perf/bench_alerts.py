@@ -130,7 +130,9 @@ async def _post_all(url: str, bodies: list[dict[str, Any]], conc: int) -> list[f
     return times
 
 
-async def _post_open(url: str, bodies: list[dict[str, Any]], rate: float) -> dict[str, Any]:
+async def _post_open(
+    url: str, bodies: list[dict[str, Any]], rate: float, records_out: Path | None = None
+) -> dict[str, Any]:
     """Post ``bodies`` at ``rate`` per second on a fixed schedule (``benchlib.open_loop``): each
     answer time is measured from the moment the request was due, and ``lag`` is how late the
     client sent. The bodies are encoded before the clock starts, and the requests go through
@@ -163,6 +165,11 @@ async def _post_open(url: str, bodies: list[dict[str, Any]], rate: float) -> dic
                     raise SystemExit(f"webhook answered {r.status_code}: {r.text[:200]}")
 
             records = await open_loop(send, len(bodies), rate)
+    if records_out is not None:  # one line per request: when it was due (epoch s), lag, answer
+        off = time.time() - time.monotonic()
+        with records_out.open("a") as f:
+            for due, lag, latency, _ in sorted(records, key=lambda r: r[0]):
+                f.write(f"{due + off:.4f} {lag * 1000:.2f} {latency * 1000:.2f}\n")
     times = [r[2] * 1000 for r in records]
     return {
         "p50_ms": round(pct(times, 50), 1),
@@ -198,6 +205,13 @@ def main(argv: list[str] | None = None) -> int:
         " separated by commas run one after another (200 = the target's 2,000 alerts/s)",
     )
     ap.add_argument("--open-seconds", type=float, default=20, help="length of the open loop")
+    ap.add_argument(
+        "--records",
+        metavar="FILE",
+        type=Path,
+        help="open loop: append one line per request to FILE (due as epoch seconds, send lag"
+        " and answer time in ms) to line slow answers up with what else happened then",
+    )
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--pg", default="postgresql://postgres@127.0.0.1:5432/postgres")
     ap.add_argument("--only", choices=["search"], help="Run only this phase.")
@@ -318,7 +332,7 @@ def main(argv: list[str] | None = None) -> int:
             tried0, rows0 = _attempts(db), _row_writes(db)
             pg0, other0 = _pg_cpu(db), _cpu_seconds(gws[1].pid)
             cpu0, start = _cpu_seconds(gws[0].pid), time.perf_counter()
-            open_loop = _run(_post_open(hooks[0], bodies, rate))
+            open_loop = _run(_post_open(hooks[0], bodies, rate, a.records))
             wall = time.perf_counter() - start
             cpu = _cpu_seconds(gws[0].pid) - cpu0
             other = _cpu_seconds(gws[1].pid) - other0
