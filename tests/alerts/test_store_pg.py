@@ -162,3 +162,128 @@ def test_kill_9_during_ingestion_loses_no_acknowledged_delivery(
         }
     assert len(acked) >= 40
     assert {f"n{i}" for i in acked} <= stored
+
+
+def _pending_pages(dsn: str) -> int:
+    """Pages in the pending lists of the GIN indexes on ``alerts`` (their metapages)."""
+    with psycopg.connect(dsn, autocommit=True) as c:
+        c.execute("CREATE EXTENSION IF NOT EXISTS pageinspect")
+        names = [r[0] for r in c.execute(
+            "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+            " JOIN pg_am am ON am.oid = c.relam"
+            " WHERE i.indrelid = 'alerts'::regclass AND am.amname = 'gin'")]  # fmt: skip
+        assert len(names) == 2  # labels and the search text (migration 0009)
+        total = 0
+        for name in names:
+            row = c.execute(
+                "SELECT n_pending_pages FROM gin_metapage_info(get_raw_page(%s, 0))", (name,)
+            ).fetchone()
+            total += int(row[0]) if row else 0
+    return total
+
+
+def _deliver(store: AlertStore, n: int, tag: str) -> None:
+    for i in range(n):
+        labels = {"instance": f"{tag}{i}", "job": "node"}
+        store.ingest(parse_delivery(am_payload(*(
+            am_alert(f"Search{j}", labels={**labels, "n": str(j)}) for j in range(10)))))  # fmt: skip
+
+
+async def test_the_worker_keeps_the_search_indexes_pending_lists_flushed(pg_url: str) -> None:
+    """New occurrences' search entries wait in the GIN indexes' pending lists; the insert that
+    finds a list above 4 MB merged all of it inside a webhook delivery (100-280 ms at 2,000
+    alerts/s, issue 14). The worker of ``llmgw serve`` flushes them every second instead."""
+    import asyncio
+
+    from llmgw.alerts.queue import JobQueue
+    from llmgw.alerts.stats import AlertStats
+    from llmgw.alerts.store_pg import GIN_FLUSH_INTERVAL, flush_gin_pending
+    from llmgw.alerts.worker import AlertWorker, Done
+
+    eng = make_engine(pg_url)
+    upgrade(eng)
+    store = AlertStore(eng, AlertsSettings())
+    try:
+        await asyncio.to_thread(_deliver, store, 20, "a")
+        assert _pending_pages(pg_url) > 0  # (fastupdate: the entries wait in the list)
+        assert flush_gin_pending(eng) > 0
+        assert _pending_pages(pg_url) == 0
+        await asyncio.to_thread(_deliver, store, 20, "b")
+        assert _pending_pages(pg_url) > 0
+
+        async def done(job: Any) -> Done:
+            return Done()
+
+        worker = AlertWorker(JobQueue(eng), {"classify": done, "publish": done},
+                             AlertsSettings(poll_interval=0.05), AlertStats(),
+                             flush=lambda: flush_gin_pending(eng))  # fmt: skip
+        worker.start()
+        try:
+            await asyncio.sleep(GIN_FLUSH_INTERVAL / 2)
+            assert _pending_pages(pg_url) == 0  # flushed at its first look
+            await asyncio.to_thread(_deliver, store, 20, "c")
+            await asyncio.sleep(GIN_FLUSH_INTERVAL * 1.5)
+            assert _pending_pages(pg_url) == 0  # and again within the interval
+        finally:
+            await worker.aclose(grace=5)
+        # the search still finds what the flush moved
+        from llmgw.alerts.queries import AlertFilter, AlertHistory
+
+        found = AlertHistory(eng).list(AlertFilter(q="Search3"), limit=200)
+        assert len(found["data"]) == 60
+    finally:
+        eng.dispose()
+
+
+async def test_a_worker_that_may_not_flush_the_indexes_says_so_once_and_goes_on(
+    pg_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Only the indexes' owner (or a superuser) may flush their pending lists: a gateway that
+    connects as another role logs one warning, stops trying, and its worker keeps working."""
+    import asyncio
+    import uuid
+
+    from sqlalchemy.engine import make_url
+
+    from llmgw.alerts.queue import JobQueue
+    from llmgw.alerts.stats import AlertStats
+    from llmgw.alerts.store_pg import flush_gin_pending
+    from llmgw.alerts.worker import AlertWorker, Done
+
+    eng = make_engine(pg_url)
+    upgrade(eng)
+    role = f"llmgw_t_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(pg_url, autocommit=True) as c:
+        c.execute(f"CREATE ROLE {role} LOGIN")
+        c.execute(f"GRANT ALL ON ALL TABLES IN SCHEMA public TO {role}")
+        c.execute(f"GRANT ALL ON ALL SEQUENCES IN SCHEMA public TO {role}")
+    other = make_engine(make_url(pg_url).set(username=role).render_as_string(hide_password=False))
+    ran: list[int] = []
+
+    async def classify(job: Any) -> Done:
+        ran.append(job.alert_id)
+        return Done()
+
+    worker = AlertWorker(JobQueue(other), {"classify": classify, "publish": classify},
+                         AlertsSettings(poll_interval=0.05), AlertStats(),
+                         flush=lambda: flush_gin_pending(other))  # fmt: skip
+    try:
+        with caplog.at_level("WARNING", logger="llmgw.alerts"):
+            worker.start()
+            await asyncio.to_thread(_deliver, AlertStore(other, AlertsSettings()), 1, "x")
+            worker.wake()
+            for _ in range(100):
+                if len(ran) >= 10:
+                    break
+                await asyncio.sleep(0.05)
+        assert len(ran) >= 10  # the jobs still ran
+        assert worker.flush is None
+        warned = [r for r in caplog.records if "pending lists" in r.getMessage()]
+        assert len(warned) == 1
+    finally:
+        await worker.aclose(grace=5)
+        other.dispose()
+        eng.dispose()
+        with psycopg.connect(pg_url, autocommit=True) as c:
+            c.execute(f"DROP OWNED BY {role}")
+            c.execute(f"DROP ROLE {role}")

@@ -109,3 +109,58 @@ async def test_the_webhooks_deliveries_commit_without_notifying_and_are_announce
         await listener.aclose()
         service.close()
         engine.dispose()
+
+
+@pytest.mark.postgres
+async def test_a_flood_of_wake_ups_is_answered_by_a_look_a_tenth_of_a_second_not_one_each(
+    pg_url: str,
+) -> None:
+    """During a flood every delivery wakes the worker; it looks at the queue at most once per
+    ``WAKE_SPACING`` (0.1 s) for them, taking the jobs queued meanwhile together, instead of once
+    per delivery (a claim and its commit each, on the cores the deliveries need), and still runs
+    every job within a moment of its delivery."""
+    from llmgw.alerts.worker import WAKE_SPACING
+
+    engine = make_engine(pg_url)
+    upgrade(engine)
+    settings = AlertsSettings(poll_interval=POLL, concurrency=64)
+    started: list[float] = []
+    batches: list[int] = []
+
+    class Classify:
+        async def prepare(self, jobs: list[ClaimedJob]) -> None:  # once per look with jobs
+            batches.append(len(jobs))
+
+        async def __call__(self, job: ClaimedJob) -> StepResult:
+            started.append(time.monotonic())
+            return Done()
+
+    async def publish(job: ClaimedJob) -> StepResult:
+        return Done()
+
+    worker = AlertWorker(
+        JobQueue(engine), {"classify": Classify(), "publish": publish}, settings, AlertStats()
+    )
+    store = AlertStore(engine, settings)
+    stored: list[float] = []
+    try:
+        worker.start()
+        await asyncio.sleep(0.2)  # the worker found the queue empty and waits for a wake-up
+        flood_start = time.monotonic()
+        for i in range(150):  # a delivery every few ms, each followed by a wake-up
+            await asyncio.to_thread(store.ingest, parse_delivery(am_payload(am_alert(f"F{i}"))))
+            stored.append(time.monotonic())
+            worker.wake()
+        flood = time.monotonic() - flood_start
+        for _ in range(100):
+            if len(started) >= 150:
+                break
+            await asyncio.sleep(0.05)
+        looks = len(batches)
+        assert looks <= flood / WAKE_SPACING + 3, (looks, flood, batches)  # not one per delivery
+        assert looks < 150 / 3, batches
+        assert len(started) == 150  # every job ran, none left for the poll
+        assert max(started) - stored[-1] < 1.0  # the last delivery's job within a moment
+    finally:
+        await worker.aclose(grace=5)
+        engine.dispose()

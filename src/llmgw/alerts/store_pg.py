@@ -29,7 +29,10 @@ if TYPE_CHECKING:
     from llmgw.alerts.payload import Delivery
     from llmgw.alerts.store import AlertStore, IngestResult
 
-__all__ = ["ingest_pg"]
+__all__ = ["GIN_FLUSH_INTERVAL", "flush_gin_pending", "ingest_pg"]
+
+GIN_FLUSH_INTERVAL = 1.0
+"""Seconds between the worker's flushes of the GIN indexes' pending lists on ``alerts``."""
 
 # The ``%(name)s`` parameters are psycopg's; the JSON rows (``r``) carry per occurrence its
 # index in the delivery, fingerprint, starts_at/ends_at (ISO 8601, kept as text for the events'
@@ -188,3 +191,34 @@ def ingest_pg(store: AlertStore, conn: Connection, d: Delivery, now: datetime) -
     if lost:  # created by a concurrent delivery after our look-up: update them instead
         store.apply_existing(conn, [latest[i] for i in sorted(lost)], result, now)
     return result
+
+
+_GIN_INDEXES_SQL = (
+    "SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid"
+    " JOIN pg_am am ON am.oid = c.relam"
+    " WHERE i.indrelid = 'alerts'::regclass AND am.amname = 'gin' ORDER BY 1"
+)
+
+
+def flush_gin_pending(engine: Any) -> int:
+    """Move the pending lists of the GIN indexes on ``alerts`` (labels, search text: migration
+    0009) into the indexes (``gin_clean_pending_list``); the pages moved. The worker calls it every
+    ``GIN_FLUSH_INTERVAL`` seconds on PostgreSQL. With ``fastupdate`` (the default) an insert
+    appends its index entries to a pending list, and the insert that finds the list above
+    ``gin_pending_list_limit`` (4 MB) merges all of it into the index in its own statement: at
+    2,000 new alerts/s that was one webhook delivery every 2-5 s held 100-280 ms on PostgreSQL's
+    CPU (issue 14). Flushed here, the list never grows that far and the merge runs in the
+    worker's transaction, not a delivery's. Only the index's owner may flush it: without that
+    right this raises, and the caller stops calling (the deliveries merge as before)."""
+    from llmgw.alerts.queue import no_flush_wait
+
+    moved = 0
+    with engine.begin() as conn:
+        no_flush_wait(conn)  # a lost flush is redone by the next one or by an insert
+        names = [str(r[0]) for r in conn.exec_driver_sql(_GIN_INDEXES_SQL)]
+        for name in names:
+            got = conn.exec_driver_sql(
+                "SELECT gin_clean_pending_list(%(i)s::regclass)", {"i": name}
+            ).scalar()
+            moved += int(got or 0)
+    return moved

@@ -17,12 +17,14 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import sqlalchemy.exc
 from sqlalchemy.engine import Connection
 
 from llmgw.alerts.classifier import RPM_USED_UP, Classifier, cache_key
 from llmgw.alerts.queries import AlertHistory, ClassificationWrite
 from llmgw.alerts.queue import ClaimedJob, JobQueue, no_flush_wait
 from llmgw.alerts.stats import AlertStats
+from llmgw.alerts.store_pg import GIN_FLUSH_INTERVAL
 from llmgw.alerts.summary import FOLD_INTERVAL
 from llmgw.config import AlertsSettings
 from llmgw.errors import NotFound
@@ -75,6 +77,13 @@ cache look-up and the settlement are shared by more jobs (issue 14)."""
 SWEEP_BATCH = 256
 """While ``alerts.rpm`` is used up and nothing follows a first attempt (publishing without
 targets), this many new classify jobs are looked at per sweep (``ClassifyStep.sweep``)."""
+WAKE_SPACING = 0.1
+"""Seconds at least from the start of one look at the queue to the next one a wake-up starts
+(at most ``alerts.poll_interval``): during a flood every delivery wakes the worker (of this
+process, or of another through ``NOTIFY``), and a look per delivery (a claim or a sweep, with
+its statements and their commit) cost the worker more CPU per alert than the webhook's own
+work, on the cores the deliveries need; spaced, the jobs of the deliveries in between are
+looked at together (issue 14)."""
 _BLOCKED = 0.05
 """Seconds of ``alerts.rpm`` wait above which the classifier defers (``Classifier.classify``)."""
 Step = Callable[[ClaimedJob], Awaitable[StepResult]]
@@ -193,6 +202,7 @@ class AlertWorker:
         *,
         maintenance: Callable[[], object] | None = None,
         fold: Callable[[], object] | None = None,
+        flush: Callable[[], object] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.queue = queue
@@ -204,6 +214,9 @@ class AlertWorker:
         self.fold = fold
         """Run in a thread every ``summary.FOLD_INTERVAL`` (the counts' changes into the hourly
         counts)."""
+        self.flush = flush
+        """Run in a thread every ``store_pg.GIN_FLUSH_INTERVAL`` (the search indexes' pending
+        lists, PostgreSQL); dropped after it failed (no right to flush: not the owner)."""
         self.clock = clock
         self.depth: dict[str, int] = {"pending": 0, "running": 0, "failed": 0}
         self.last_loop: float | None = None
@@ -215,6 +228,7 @@ class AlertWorker:
         self._last_maintenance = -1e18
         self._last_depth = -1e18
         self._last_fold = -1e18
+        self._last_flush = -1e18
         self._settling: list[tuple[ClaimedJob, StepResult, asyncio.Future[None]]] = []
         self._settler: asyncio.Task[None] | None = None
         self._wide = False
@@ -359,7 +373,11 @@ class AlertWorker:
     async def run(self) -> None:
         """The loop: a batch, then (when the queue is idle) wait for a wake-up or the poll."""
         s = self.settings
+        loop = asyncio.get_running_loop()
+        spacing = min(WAKE_SPACING, s.poll_interval)
         while not self._stopping:
+            started = loop.time()
+            self._event.clear()  # a wake-up from now on (during this look too) is answered
             try:
                 n = await self.run_once()
                 if self.clock() - self._last_depth >= 1.0:  # a gauge: once a second is plenty
@@ -368,6 +386,9 @@ class AlertWorker:
                 if self.fold is not None and self.clock() - self._last_fold >= FOLD_INTERVAL:
                     self._last_fold = self.clock()
                     await asyncio.to_thread(self.fold)
+                if self.flush is not None and self.clock() - self._last_flush >= GIN_FLUSH_INTERVAL:
+                    self._last_flush = self.clock()
+                    await self._flush()
                 if self.maintenance is not None and (
                     self.clock() - self._last_maintenance >= s.retention_interval
                 ):
@@ -385,10 +406,21 @@ class AlertWorker:
             self.last_loop = self.clock()
             if n >= s.concurrency or self._wide or self._stopping:
                 continue
-            self._event.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(s.poll_interval):
                     await self._event.wait()
+                # woken: the wake-ups of the next moments are answered by one look
+                gap = started + spacing - loop.time()
+                if gap > 0 and not self._stopping:
+                    await asyncio.sleep(gap)
+
+    async def _flush(self) -> None:
+        try:
+            await asyncio.to_thread(self.flush)  # type: ignore[arg-type]
+        except sqlalchemy.exc.ProgrammingError as exc:  # not the indexes' owner: stop trying
+            log.warning("alert worker: cannot flush the search indexes' pending lists (%s);"
+                        " webhook deliveries merge them as they fill", type(exc).__name__)  # fmt: skip
+            self.flush = None
 
     def start(self) -> None:
         """Run the loop as a task on the current event loop."""
