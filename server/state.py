@@ -273,6 +273,7 @@ class Gateway:
                     interval=s.backup.interval,
                     pace=s.backup.pace,
                     check=s.backup.check,
+                    method=s.backup.method,
                     cpus=s.backup.cpus,
                 )
                 self.backups.start()

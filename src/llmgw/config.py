@@ -392,6 +392,12 @@ class BackupSettings(_Section):
     (``PRAGMA quick_check``: every page, record and constraint, one pass) or `full`
     (``integrity_check``: also every index against its table; about 14x the CPU, on the gateway's
     core). `llmgw db backup` and `db verify` always check in full."""
+    method: Literal["api", "file"] = "api"
+    """How `llmgw serve`'s scheduled backups copy a SQLite database in WAL mode: `api`
+    (SQLite's online backup API, page by page) or `file` (the kernel copies the main file, then
+    the WAL frames of the same read snapshot are applied over it: about a third of the CPU, the
+    same p99 so far). Both give one consistent snapshot with every transaction committed before
+    the backup began; a database not in WAL mode always goes through the API."""
     cpus: str = "auto"
     """CPUs the scheduled backup process may run on: `auto` (when the gateway is pinned to some
     of the machine's CPUs, the others; else wherever the kernel puts it), `any` (every CPU the

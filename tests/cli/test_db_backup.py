@@ -271,3 +271,67 @@ def test_a_paced_copy_is_written_back_as_it_goes_and_reports_its_phases(
     assert not list((tmp_path / "b").glob("*-journal")) and not list(
         (tmp_path / "b").glob("*.partial")
     )
+
+
+def _writer_checkpointing_every(pages: int) -> str:
+    """The writer with ``PRAGMA wal_autocheckpoint`` at ``pages`` (0: its rows stay in the WAL;
+    a few pages: the WAL is folded into the main file and starts over again and again)."""
+    return _WRITER.replace(
+        'conn.execute("PRAGMA busy_timeout=10000")',
+        f'conn.execute("PRAGMA busy_timeout=10000")\nconn.execute("PRAGMA wal_autocheckpoint={pages}")',
+    )
+
+
+@pytest.mark.parametrize(("pace", "checkpoint"), [(None, 0), (20.0, 0), (20.0, 8)])
+def test_a_file_level_copy_while_writing_holds_every_row_committed_before_it(
+    db: Path, tmp_path: Path, pace: float | None, checkpoint: int
+) -> None:
+    """``[backup] method = "file"``: the main file copied by the kernel and the snapshot's WAL
+    frames applied over it, while another process commits a row at a time (its rows left in the
+    WAL, or checkpointed every few pages so the WAL starts over during the copy): one snapshot
+    with every row committed before the copy began, a self-contained file that passes the full
+    check."""
+    from llmgw.storage import backup as bk
+
+    writer = subprocess.Popen(
+        [sys.executable, "-c", _writer_checkpointing_every(checkpoint), str(db)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    dest = tmp_path / "copy.db"
+    try:
+        assert writer.stdout is not None and writer.stdout.readline().strip() == "writing"
+        committed = _ids(db)
+        in_wal = Path(f"{db}-wal").stat().st_size
+        phases = bk.copy_sqlite_file(db, dest, pace=pace)
+        during = _writer_rows(db)
+    finally:
+        writer.kill()
+        writer.wait()
+        assert writer.stdout is not None
+        writer.stdout.close()
+    assert phases is not None and phases["copy"] > 0
+    assert in_wal > 0 and not Path(f"{dest}-wal").exists()
+    saved = _writer_rows(dest)
+    assert committed <= _ids(dest)
+    assert saved == list(range(len(saved))) and len(during) > len(saved) > 20
+    assert bk.check_sqlite(dest)["integrity"] == "ok"
+    conn = sqlite3.connect(dest)
+    try:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
+    finally:
+        conn.close()
+
+
+def test_a_file_level_copy_leaves_a_database_not_in_wal_mode_to_the_backup_api(
+    db: Path, tmp_path: Path
+) -> None:
+    from llmgw.storage import backup as bk
+
+    conn = sqlite3.connect(db)
+    conn.execute("PRAGMA journal_mode=DELETE")
+    conn.close()
+    assert bk.copy_sqlite_file(db, tmp_path / "copy.db") is None
+    assert not (tmp_path / "copy.db").exists()
+    result = bk.backup(f"sqlite:///{db}", tmp_path / "b", keep=2, method="file", quick=True)
+    assert _ids(result.file) == _ids(db)

@@ -75,6 +75,7 @@ def test_serve_backs_up_on_its_own_while_serving(
     log = (tmp_path / "serve.log").read_text()
     assert log.count("scheduled backup written: ") >= 3 and str(folder) in log
     assert "quick check" in log  # [backup] check defaults to quick_check (docs/migration.md)
+    assert "quick check, api copy" in log  # [backup] method defaults to the backup API
 
 
 def test_a_failed_backup_in_the_child_process_is_counted_and_logged(
@@ -115,6 +116,25 @@ def test_a_scheduled_backup_checks_its_copy_as_backup_check_says(
     assert re.search(r"s: copy [\d.]+ s, sync [\d.]+ s, check [\d.]+ s", caplog.text)
     (copy,) = folder.glob("llmgw-*.db")
     assert _request_ids(copy) == _request_ids(db)
+
+
+@pytest.mark.parametrize("method", ["file", "api"])
+def test_a_scheduled_backup_copies_as_backup_copy_says(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, method: str
+) -> None:
+    """``[backup] method``: the backup API (the default) and the file-level copy give the same
+    rows; the log line says which one ran."""
+    from llmgw.storage.backup_schedule import BackupScheduler
+
+    db = _database(tmp_path / "llmgw.db")
+    folder = tmp_path / "b"
+    sched = BackupScheduler(f"sqlite:///{db}", folder, keep=2, interval=3600, method=method)
+    with caplog.at_level("INFO", logger="llmgw.backup"):
+        sched.run_once()
+    assert sched.stats.results == {"ok": 1, "failed": 0}, caplog.text
+    assert f"quick check, {method} copy" in caplog.text
+    (made,) = folder.glob("llmgw-*.db")
+    assert _request_ids(made) == _request_ids(db)
 
 
 def test_the_quick_check_still_refuses_a_damaged_copy_and_keeps_the_older_backups(

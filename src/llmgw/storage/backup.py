@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+import struct
 import subprocess
 import time
 from collections.abc import Callable
@@ -56,6 +57,8 @@ class BackupResult:
     phases: dict[str, float] | None = None
     """Seconds per phase of a SQLite backup: ``copy`` (the backup API), ``sync`` (the copy's
     last write-back to disk), ``check``."""
+    copied_by: str | None = None
+    """How a SQLite backup was copied: ``file`` (``copy_sqlite_file``) or ``api``."""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready."""
@@ -67,6 +70,7 @@ class BackupResult:
             "removed": [str(p) for p in self.removed or []],
             "replaced": str(self.replaced) if self.replaced else None,
             "phases": {k: round(v, 3) for k, v in (self.phases or {}).items()},
+            "copied_by": self.copied_by,
         }
 
 
@@ -236,11 +240,14 @@ def backup(
     keep: int,
     pace: float | None = None,
     quick: bool = False,
+    method: str = "api",
     tcp_timeout: float = DEAD_CONNECTION_TIMEOUT,
 ) -> BackupResult:
     """Back up the database at ``url`` into ``folder``, check the copy, keep ``keep`` newest
     (``pace``: MB/s for a SQLite copy, see ``copy_sqlite``; ``quick``: the lighter check of
-    ``check_sqlite``; ``tcp_timeout``: ``database.dead_connection_timeout`` for ``pg_dump``)."""
+    ``check_sqlite``; ``method``: ``"file"`` copies a SQLite database in WAL mode as files,
+    ``copy_sqlite_file``, else through the backup API; ``tcp_timeout``:
+    ``database.dead_connection_timeout`` for ``pg_dump``)."""
     folder.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
     if _is_sqlite(url):
@@ -249,7 +256,15 @@ def backup(
             raise NotFound(f"no database at {source}", hint="check [database] url / LLMGW_HOME")
         final = folder / f"{_PREFIX}{_stamp()}.db"
         partial = final.with_name(final.name + ".partial")
-        phases = copy_sqlite(source, partial, pace=pace)
+        copied_by = "file"
+        try:
+            phases = copy_sqlite_file(source, partial, pace=pace) if method == "file" else None
+            if phases is None:
+                copied_by = "api"
+                phases = copy_sqlite(source, partial, pace=pace)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
         checked = time.monotonic()
         try:
             checks = check_sqlite(partial, quick=quick)
@@ -260,7 +275,7 @@ def backup(
         partial.rename(final)
         removed = rotate(folder, keep, ".db")
     else:
-        phases = {}
+        phases, copied_by = {}, None
         final = folder / f"{_PREFIX}{_stamp()}.dump"
         partial = final.with_name(final.name + ".partial")
         dbname, env = _pg_target(url, tcp_timeout)
@@ -284,7 +299,13 @@ def backup(
         partial.rename(final)
         removed = rotate(folder, keep, ".dump")
     return BackupResult(
-        final, final.stat().st_size, time.monotonic() - started, checks, removed, phases=phases
+        final,
+        final.stat().st_size,
+        time.monotonic() - started,
+        checks,
+        removed,
+        phases=phases,
+        copied_by=copied_by,
     )
 
 
@@ -344,6 +365,144 @@ def copy_sqlite(source: Path, dest: Path, *, pace: float | None = None) -> dict[
     finally:
         src.close()
         if fd is not None:
+            os.close(fd)
+    copied = time.monotonic()
+    with dest.open("rb") as f:  # on disk before it gets its final name
+        os.fsync(f.fileno())
+    return {"copy": copied - started, "sync": time.monotonic() - copied}
+
+
+_WAL_HEADER = 32
+_FRAME_HEADER = 24
+_WAL_INDEX = 136
+"""Bytes of ``-shm`` read: the wal-index header twice (48 bytes each), then the checkpoint info."""
+_COPY_CHUNK = 1 << 20
+_SNAPSHOT_TRIES = 200
+
+
+def _wal_snapshot(src: sqlite3.Connection, shm: int) -> tuple[int, int, int, bool] | None:
+    """Begin a read transaction on ``src`` (the newest commit) and learn which WAL frames it
+    sees, without taking any lock a writer waits for: (page size, the snapshot's WAL frames,
+    the database's pages then, whether some of those frames are not yet in the main file).
+    None when the database is not in WAL mode or the wal-index header never held still (the
+    caller then uses the backup API).
+
+    The wal-index header (``-shm``) is read before and after the transaction begins; when both
+    reads are the same (the header carries a checksum over the last frame and the WAL's salts,
+    so a commit in between, or a WAL that started over, changes it), the transaction saw that
+    header (``shm``: a descriptor of ``-shm``). While ``src`` stays in it, SQLite keeps the main file and those frames as the
+    snapshot needs them: a checkpoint writes into the main file only frames the snapshot has
+    (the newest copy of each page is applied over the main file afterwards), and the WAL does
+    not start over while a reader still uses it."""
+    for _ in range(_SNAPSHOT_TRIES):
+        before = os.pread(shm, _WAL_INDEX, 0)
+        src.execute("BEGIN")
+        src.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        after = os.pread(shm, _WAL_INDEX, 0)
+        header = after[:48]
+        if len(after) == _WAL_INDEX and before[:48] == header == after[48:96] == before[48:96]:
+            version, _, _, is_init, _, size_field, frames, pages = struct.unpack_from(
+                "=IIIBBHII", after
+            )
+            (backfilled,) = struct.unpack_from("=I", after, 96)
+            if version == 3007000 and is_init:
+                page = 65536 if size_field == 1 else size_field
+                return page, frames, pages, backfilled < frames
+        src.execute("ROLLBACK")
+        time.sleep(0.001)
+    return None
+
+
+def _copy_bytes(src_fd: int, dst_fd: int, pace: float | None, started: float) -> None:
+    """The whole file ``src_fd`` into ``dst_fd`` by the kernel (``copy_file_range``; read and
+    write where the file system refuses it), at ``pace`` MB/s, written back to disk every
+    ``_SYNC_BYTES`` when paced."""
+    step_s = _COPY_CHUNK / (pace * 1e6) if pace else 0.0
+    sync_every = max(1, _SYNC_BYTES // _COPY_CHUNK)
+    done = 0
+    kernel = True
+    while True:
+        if kernel:
+            try:
+                n = os.copy_file_range(src_fd, dst_fd, _COPY_CHUNK)
+            except OSError:
+                kernel = False
+                continue
+        else:
+            data = os.read(src_fd, _COPY_CHUNK)
+            n = os.write(dst_fd, data) if data else 0
+        if n == 0:
+            return
+        done += 1
+        if step_s:
+            if done % sync_every == 0:
+                os.fdatasync(dst_fd)
+            ahead = started + done * step_s - time.monotonic()
+            if ahead > 0:
+                time.sleep(ahead)
+
+
+def _apply_wal(wal: int, dst_fd: int, page: int, frames: int) -> int:
+    """The newest copy, among the WAL's (``wal``, a descriptor) first ``frames`` frames, of
+    every page they hold, written over the copied main file; how many pages."""
+    newest: dict[int, int] = {}
+    head = os.pread(wal, _WAL_HEADER, 0)
+    (wal_page,) = struct.unpack_from(">I", head, 8)
+    if wal_page != page:
+        raise DataCheckFailed(f"the WAL's page size is {wal_page}, the wal-index says {page}")
+    salts = head[16:24]
+    for i in range(frames):
+        frame = os.pread(wal, _FRAME_HEADER, _WAL_HEADER + i * (_FRAME_HEADER + page))
+        if frame[8:16] != salts:
+            raise DataCheckFailed(f"WAL frame {i + 1} is not of the snapshot's generation")
+        newest[struct.unpack_from(">I", frame)[0]] = i
+    for number, i in newest.items():
+        offset = _WAL_HEADER + i * (_FRAME_HEADER + page) + _FRAME_HEADER
+        os.pwrite(dst_fd, os.pread(wal, page, offset), (number - 1) * page)
+    return len(newest)
+
+
+def copy_sqlite_file(
+    source: Path, dest: Path, *, pace: float | None = None
+) -> dict[str, float] | None:
+    """``source`` (in WAL mode) into the new file ``dest`` as files: one consistent snapshot
+    with every transaction committed before the call, like ``copy_sqlite``, at a fraction of
+    its CPU (the kernel copies the main file; the WAL's frames of the snapshot are applied over
+    it). None, with nothing written, when ``source`` is not in WAL mode (``copy_sqlite`` then).
+
+    The snapshot: a read transaction whose WAL frames the wal-index header tells
+    (``_wal_snapshot``); no writer waits for it. ``dest`` is left in rollback-journal mode, a single
+    file; ``pace`` as for ``copy_sqlite``. Call it in a process with no other connection to
+    ``source`` (the backup's own): POSIX drops a process's locks on a file when any of its
+    descriptors of that file closes, and this one opens and closes the database's files."""
+    started = time.monotonic()
+    fds: list[int] = []  # closed only after src: see below
+    src = sqlite3.connect(source, isolation_level=None)
+    try:
+        src.execute("PRAGMA busy_timeout=10000")
+        if str(src.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+            return None
+        for name in (f"{source}-shm", str(source), f"{source}-wal"):
+            fds.append(os.open(name, os.O_RDONLY))
+        shm, main, wal = fds
+        snap = _wal_snapshot(src, shm)
+        if snap is None:
+            return None
+        page, frames, pages, in_wal = snap
+        fds.append(os.open(dest, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o644))
+        out = fds[-1]
+        _copy_bytes(main, out, pace, time.monotonic())
+        if in_wal:
+            _apply_wal(wal, out, page, frames)
+        if pages:
+            os.ftruncate(out, pages * page)
+        os.pwrite(out, b"\x01\x01", 18)  # file format versions 1: rollback journal, not WAL
+        src.execute("COMMIT")
+    finally:
+        src.close()
+        # POSIX: closing any descriptor of a file drops every lock this process holds on it,
+        # SQLite's read lock of the snapshot included; so these close after the connection.
+        for fd in fds:
             os.close(fd)
     copied = time.monotonic()
     with dest.open("rb") as f:  # on disk before it gets its final name

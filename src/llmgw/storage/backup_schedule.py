@@ -108,11 +108,13 @@ class BackupScheduler:
         interval: float,
         pace: float = 0.0,
         check: str = "quick",
+        method: str = "api",
         cpus: str = "auto",
     ) -> None:
         self.url = url
         self.pace = pace or None
         self.check = check
+        self.method = method
         self.folder = folder
         self.keep = keep
         self.interval = interval
@@ -161,7 +163,7 @@ class BackupScheduler:
         The database URL (it may hold a password) goes through the child's stdin, never its
         command line."""
         request = {"url": self.url, "folder": str(self.folder), "keep": self.keep,
-                   "pace": self.pace, "quick": self.check == "quick",
+                   "pace": self.pace, "quick": self.check == "quick", "method": self.method,
                    "cpus": sorted(self.cpus) if self.cpus else None}  # fmt: skip
         argv = [
             sys.executable,
@@ -211,12 +213,13 @@ class BackupScheduler:
         self.stats.last_bytes = int(result["bytes"])
         phases = ", ".join(f"{k} {v:.1f} s" for k, v in (result.get("phases") or {}).items())
         log.info(
-            "scheduled backup written: %s (%d bytes, %.1f s%s, %s check, %d older removed)",
+            "scheduled backup written: %s (%d bytes, %.1f s%s, %s check%s, %d older removed)",
             result["file"],
             result["bytes"],
             result["seconds"],
             f": {phases}" if phases else "",
             result["checks"].get("check", "archive"),
+            f", {result['copied_by']} copy" if result.get("copied_by") else "",
             len(result["removed"]),
         )
 
@@ -270,6 +273,7 @@ def child_main() -> None:
             keep=request["keep"],
             pace=request["pace"],
             quick=request.get("quick", False),
+            method=request.get("method", "api"),
         )
     except LlmgwError as exc:
         print(json.dumps({"error": str(exc)}), flush=True)
