@@ -17,11 +17,14 @@ if TYPE_CHECKING:
 
     from llmgw.alerts.payload import Delivery
 
-__all__ = ["INGEST_THREADS", "AlertService"]
+__all__ = ["INGEST_BATCH", "INGEST_THREADS", "AlertService"]
 
-INGEST_THREADS = 4
-"""Deliveries stored at once per process; more wait for a thread (the database's connection
-pool, ``database.pool_size``, is shared with the rest of the server)."""
+INGEST_THREADS = 2
+"""Transactions storing deliveries at once per process (the webhook's threads); the deliveries
+that arrive while both are busy wait and are stored together by the next free one
+(``AlertStore.ingest_many``: one commit for all of them)."""
+INGEST_BATCH = 32
+"""At most this many deliveries in one transaction."""
 
 
 class AlertService:
@@ -49,6 +52,9 @@ class AlertService:
         # The webhook's own threads: the event loop's default pool (6 threads on 2 cores) is
         # shared with the worker's claims, reads and settlements, a retention pass and the API's
         # queries, so a delivery could wait there for a free thread before its statement ran.
+        self._waiting: list[tuple[Delivery, asyncio.Future[IngestResult | Exception]]] = []
+        self._writers = 0
+        self._writer_tasks: set[asyncio.Future[None]] = set()
         self._ingest_pool = ThreadPoolExecutor(
             max_workers=INGEST_THREADS, thread_name_prefix="llmgw-alerts-ingest"
         )
@@ -61,12 +67,50 @@ class AlertService:
         """``SecretDiscovery`` (targets from Kubernetes Secrets), when ``[alerts.kubernetes]`` is on."""
 
     async def ingest(self, delivery: Delivery) -> IngestResult:
-        """Store a webhook delivery (``AlertStore.ingest``) on one of the webhook's threads."""
+        """Store a webhook delivery; returns once it is committed, raises the database's error
+        if it was not. A group commit: while ``INGEST_THREADS`` transactions are running, the
+        deliveries arriving meanwhile wait, and the next free thread stores all of them (up to
+        ``INGEST_BATCH``) in one transaction, one commit's wait for the disk instead of one
+        each (``AlertStore.ingest_many``)."""
+        future: asyncio.Future[IngestResult | Exception] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._waiting.append((delivery, future))
+        if self._writers < INGEST_THREADS:
+            self._writers += 1
+            task = asyncio.ensure_future(self._write())
+            self._writer_tasks.add(task)  # the loop keeps only a weak reference
+            task.add_done_callback(self._writer_tasks.discard)
+        got = await future
+        if isinstance(got, Exception):
+            raise got
+        return got
+
+    async def _write(self) -> None:
+        """Store waiting deliveries, a batch at a time, until none wait."""
         loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(self._ingest_pool, self.store.ingest, delivery)
-        if self.announcer is not None and not result.duplicate:
-            self.announcer.announce()  # committed: other instances' workers may look now
-        return result
+        try:
+            while self._waiting:
+                batch = self._waiting[:INGEST_BATCH]
+                del self._waiting[:INGEST_BATCH]
+                try:
+                    results = await loop.run_in_executor(
+                        self._ingest_pool, self.store.ingest_many, [d for d, _ in batch]
+                    )
+                except BaseException as exc:  # the pool shut down, or this task was cancelled
+                    for _, f in batch:
+                        if not f.done():
+                            f.set_exception(exc)
+                    raise
+                if self.announcer is not None and any(
+                    not isinstance(r, Exception) and not r.duplicate for r in results
+                ):
+                    self.announcer.announce()  # committed: other instances' workers may look now
+                for (_, f), r in zip(batch, results, strict=True):
+                    if not f.done():  # its request may have gone away
+                        f.set_result(r)
+        finally:
+            self._writers -= 1
 
     def announce_jobs(self, announcer: Any) -> None:
         """From now on, deliveries are stored without their transaction's ``NOTIFY`` and

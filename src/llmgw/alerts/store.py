@@ -220,39 +220,87 @@ class AlertStore:
         """Store ``d`` in one transaction; raises the database's error if it could not commit."""
         now = self.now()
         with self.engine.begin() as conn:
-            if conn.dialect.name == "postgresql":  # one statement (``store_pg``)
-                from llmgw.alerts.store_pg import ingest_pg
+            return self.ingest_in(conn, d, now)
 
+    def ingest_many(self, ds: Sequence[Delivery]) -> list[IngestResult | Exception]:
+        """Store the deliveries ``ds`` in one transaction (one commit: a group commit), in the
+        order of their digests, so that two instances storing the same deliveries at once (an HA
+        pair) take their locks in the same order; a delivery seen twice counts as a copy the
+        second time. Returns each delivery's result, or the error that kept it from being
+        stored. If the transaction fails for any reason but a lost connection (one delivery's
+        statement failed, a deadlock with another instance), it rolled back as a whole and each
+        delivery is stored again in its own transaction: one bad delivery fails alone."""
+        if len(ds) == 1:
+            try:
+                return [self.ingest(ds[0])]
+            except Exception as exc:  # handed to that delivery's request
+                return [exc]
+        now = self.now()
+        order = sorted(range(len(ds)), key=lambda i: ds[i].digest)
+        done: dict[int, IngestResult | Exception] = {}
+        try:
+            with self.engine.begin() as conn:
+                for i in order:
+                    done[i] = self.ingest_in(conn, ds[i], now)
+            return [done[i] for i in range(len(ds))]
+        except sa.exc.DBAPIError as exc:
+            if exc.connection_invalidated:
+                return [exc] * len(ds)
+        except Exception as exc:
+            return [exc] * len(ds)
+        out: list[IngestResult | Exception] = []
+        for d in ds:
+            try:
+                out.append(self.ingest(d))
+            except Exception as exc:
+                out.append(exc)
+        return out
+
+    def ingest_in(self, conn: Connection, d: Delivery, now: datetime) -> IngestResult:
+        """Store ``d`` through ``conn`` (in a transaction the caller commits)."""
+        if conn.dialect.name == "postgresql":  # one statement (``store_pg``)
+            from llmgw.alerts.store_pg import ingest_pg
+
+            dbapi: Any = conn.dialect.dbapi
+            try:
                 return ingest_pg(self, conn, d, now)
-            stmt = (
-                _insert(conn, DELIVERIES)
-                .values(
-                    digest=d.digest,
-                    received_at=now,
-                    last_received_at=now,
-                    copies=1,
-                    receiver=d.receiver,
-                    group_key=d.group_key,
-                    status=d.status,
-                    alert_count=len(d.alerts),
-                    truncated=d.truncated,
-                    external_url=d.external_url,
-                    payload=d.payload,
-                )
-                .on_conflict_do_nothing(index_elements=["digest"])
-                .returning(DELIVERIES.c.id)
+            except dbapi.Error as exc:  # its own cursor: wrap as SQLAlchemy would (a 503)
+                gone = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, None)
+                if gone:
+                    conn.invalidate(exc)
+                raise sa.exc.DBAPIError.instance(
+                    None, None, exc, dbapi.Error, connection_invalidated=gone,
+                    dialect=conn.dialect,
+                ) from exc  # fmt: skip
+        stmt = (
+            _insert(conn, DELIVERIES)
+            .values(
+                digest=d.digest,
+                received_at=now,
+                last_received_at=now,
+                copies=1,
+                receiver=d.receiver,
+                group_key=d.group_key,
+                status=d.status,
+                alert_count=len(d.alerts),
+                truncated=d.truncated,
+                external_url=d.external_url,
+                payload=d.payload,
             )
-            delivery_id = conn.execute(stmt).scalar()
-            if delivery_id is None:
-                row = conn.execute(
-                    sa.update(DELIVERIES)
-                    .where(DELIVERIES.c.digest == d.digest)
-                    .values(copies=DELIVERIES.c.copies + 1, last_received_at=now)
-                    .returning(DELIVERIES.c.id)
-                ).scalar_one()
-                return IngestResult(int(row), duplicate=True)
-            result = IngestResult(int(delivery_id), duplicate=False)
-            self._apply(conn, d, result, now)
+            .on_conflict_do_nothing(index_elements=["digest"])
+            .returning(DELIVERIES.c.id)
+        )
+        delivery_id = conn.execute(stmt).scalar()
+        if delivery_id is None:
+            row = conn.execute(
+                sa.update(DELIVERIES)
+                .where(DELIVERIES.c.digest == d.digest)
+                .values(copies=DELIVERIES.c.copies + 1, last_received_at=now)
+                .returning(DELIVERIES.c.id)
+            ).scalar_one()
+            return IngestResult(int(row), duplicate=True)
+        result = IngestResult(int(delivery_id), duplicate=False)
+        self._apply(conn, d, result, now)
         return result
 
     def _apply(self, conn: Connection, d: Delivery, result: IngestResult, now: datetime) -> None:
