@@ -323,6 +323,23 @@ def test_redact_removes_secrets_and_key_shapes() -> None:
     assert len(redact("x" * 2000)) == 500
 
 
+def test_a_backups_file_name_is_not_taken_for_a_key() -> None:
+    """AUTH-7 (the other side): the scheduled backup's log line names its file (``llmgw-<UTC stamp>.db``); it
+    was logged as ``[redacted].db``. Anything else after ``llmgw-``/``llmgw_`` still goes."""
+    from llmgw.providers.transport import redact_secrets
+
+    line = "scheduled backup written: /srv/bk/llmgw-20261204T225514131518Z.db (425984 bytes)"
+    assert redact_secrets(line) == line
+    for key in (
+        "llmgw_AbCdEf0123456789",
+        "llmgw-AbCdEf0123456789",
+        "llmgw-20261204T225514131518Zsecretpart",
+        "llmgw-20261204T2255141315",
+        "sk-20261204T225514131518Z",
+    ):
+        assert redact_secrets(f"x {key}.db y") == "x [redacted].db y", key
+
+
 async def test_line_framing_yields_each_json_line_until_the_upstream_closes() -> None:
     async def ndjson(request: Request) -> Response:
         body = b'{"n": 1}\n\n  {"n": 2}  \r\n{"n": 3}'  # blank line, padding, no final newline

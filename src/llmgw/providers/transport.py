@@ -67,13 +67,22 @@ def redact_secrets(text: str, secrets: Iterable[str] = ()) -> str:
         if s and len(s) >= 4:
             text = text.replace(s, "[redacted]")
     text = _BEARER.sub(r"\1 [redacted]", text)
-    text = _KEYLIKE.sub("[redacted]", text)
+    text = _KEYLIKE.sub(_keylike, text)
     return _URL_PASSWORD.sub(r"\1[redacted]@", text)
 
 
 _URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s/]+@")
 _BEARER = re.compile(r"(?i)\b(bearer|basic|api-key|oauth)\s+[^\s'\",]+")
 _KEYLIKE = re.compile(r"\b(?:sk|llmgw|key|tok)[-_][A-Za-z0-9_\-]{8,}")
+_BACKUP_NAME = re.compile(r"llmgw-\d{8}T\d{12}Z")
+
+
+def _keylike(match: re.Match[str]) -> str:
+    """``[redacted]`` for a key-shaped string, except a backup's file name (``llmgw-<UTC
+    stamp>``, storage/backup.py: key-shaped, no secret), so the log says which file was written;
+    only matches pay for the look."""
+    text = match.group(0)
+    return text if _BACKUP_NAME.fullmatch(text) else "[redacted]"
 
 
 class UpstreamStatus(UpstreamError):
