@@ -72,17 +72,17 @@ async def test_deliveries_arriving_together_share_one_commit_and_copies_count_on
         engine.dispose()
 
 
-def _refuse_receiver(dsn: str, receiver: str) -> None:
-    """A trigger that makes PostgreSQL refuse any delivery for ``receiver``."""
+def _on_receiver(dsn: str, receiver: str, name: str, action: str) -> None:
+    """A trigger ``name`` that runs ``action`` (PL/pgSQL) on any delivery for ``receiver``."""
     with psycopg.connect(dsn, autocommit=True) as c:
         c.execute(
-            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
-            f" IF NEW.receiver = '{receiver}' THEN RAISE EXCEPTION 'refused'; END IF;"
+            f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+            f" IF NEW.receiver = '{receiver}' THEN {action}; END IF;"
             " RETURN NEW; END $$"
         )
         c.execute(
-            "CREATE TRIGGER refuse BEFORE INSERT ON alert_deliveries"
-            " FOR EACH ROW EXECUTE FUNCTION refuse()"
+            f"CREATE TRIGGER {name} BEFORE INSERT ON alert_deliveries"
+            f" FOR EACH ROW EXECUTE FUNCTION {name}()"
         )
 
 
@@ -91,7 +91,7 @@ async def test_a_delivery_the_database_refuses_fails_alone_in_its_batch(pg_url: 
     nothing of it is written; the others of its batch are stored and answered."""
     engine = make_engine(pg_url)
     upgrade(engine)
-    _refuse_receiver(pg_url, "bad")
+    _on_receiver(pg_url, "bad", "refuse", "RAISE EXCEPTION 'refused'")
     service = AlertService(engine, AlertsSettings())
     try:
         batch = [_delivery(i) for i in range(6)] + [_delivery(50, "bad")]
@@ -103,19 +103,6 @@ async def test_a_delivery_the_database_refuses_fails_alone_in_its_batch(pg_url: 
     finally:
         service.close()
         engine.dispose()
-
-
-def _stall_receiver(dsn: str, receiver: str) -> None:
-    with psycopg.connect(dsn, autocommit=True) as c:
-        c.execute(
-            "CREATE FUNCTION stall() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
-            f" IF NEW.receiver = '{receiver}' THEN PERFORM pg_sleep(30); END IF;"
-            " RETURN NEW; END $$"
-        )
-        c.execute(
-            "CREATE TRIGGER stall BEFORE INSERT ON alert_deliveries"
-            " FOR EACH ROW EXECUTE FUNCTION stall()"
-        )
 
 
 def _kill_the_stalled_backend(dsn: str, stop: threading.Event) -> None:
@@ -138,7 +125,7 @@ async def test_a_batch_whose_connection_dies_fails_whole_and_writes_nothing(
     and none of them is stored, not even the ones whose statements had run."""
     engine = make_engine(pg_url)
     upgrade(engine)
-    _stall_receiver(pg_url, "slow")
+    _on_receiver(pg_url, "slow", "stall", "PERFORM pg_sleep(30)")
     service = AlertService(engine, AlertsSettings())
     stop = threading.Event()
     killer = threading.Thread(target=_kill_the_stalled_backend, args=(pg_url, stop))

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,12 +63,25 @@ def _ids(path: Path) -> set[int]:
         conn.close()
 
 
-def test_backup_while_writing_then_restore_and_verify(cli: Any, db: Path, home: Path) -> None:
+@contextlib.contextmanager
+def _writing(db: Path, script: str) -> Iterator[subprocess.Popen[str]]:
+    """Another process committing a row at a time into ``db`` (``script``) while the block
+    runs (its process); killed after it."""
     writer = subprocess.Popen(
-        [sys.executable, "-c", _WRITER, str(db)], stdout=subprocess.PIPE, text=True
+        [sys.executable, "-c", script, str(db)], stdout=subprocess.PIPE, text=True
     )
     try:
         assert writer.stdout is not None and writer.stdout.readline().strip() == "writing"
+        yield writer
+    finally:
+        writer.kill()
+        writer.wait()
+        assert writer.stdout is not None
+        writer.stdout.close()
+
+
+def test_backup_while_writing_then_restore_and_verify(cli: Any, db: Path, home: Path) -> None:
+    with _writing(db, _WRITER) as writer:
         committed = _ids(db)  # every row committed before the backup began
         made = cli("db", "backup", "--json")
         assert made.exit_code == 0, made.stderr
@@ -78,11 +93,6 @@ def test_backup_while_writing_then_restore_and_verify(cli: Any, db: Path, home: 
 
         busy = cli("db", "restore", str(backup), "--yes")
         assert busy.exit_code == 5 and f"process {writer.pid}" in busy.stderr
-    finally:
-        writer.kill()
-        writer.wait()
-        assert writer.stdout is not None
-        writer.stdout.close()
 
     asked = cli("db", "restore", str(backup))
     assert asked.exit_code == 2 and "--yes" in asked.stderr  # not a terminal: refused, untouched
@@ -115,12 +125,8 @@ def test_a_scheduled_paced_backup_while_writing_restores_every_row_committed_bef
     process commits a row at a time; then ``db restore`` and ``db verify``."""
     from llmgw.storage.backup_schedule import BackupScheduler
 
-    writer = subprocess.Popen(
-        [sys.executable, "-c", _WRITER, str(db)], stdout=subprocess.PIPE, text=True
-    )
     folder = tmp_path / "scheduled"
-    try:
-        assert writer.stdout is not None and writer.stdout.readline().strip() == "writing"
+    with _writing(db, _WRITER):
         committed = _ids(db)  # every row committed before the backup began
         size_mb = db.stat().st_size / 1e6
         sched = BackupScheduler(
@@ -129,11 +135,6 @@ def test_a_scheduled_paced_backup_while_writing_restores_every_row_committed_bef
         sched.run_once()
         assert sched.stats.results == {"ok": 1, "failed": 0}
         during = _writer_rows(db)
-    finally:
-        writer.kill()
-        writer.wait()
-        assert writer.stdout is not None
-        writer.stdout.close()
     (backup,) = folder.glob("llmgw-*.db")
     saved = _writer_rows(backup)
     assert committed <= _ids(backup)
@@ -293,23 +294,12 @@ def test_a_file_level_copy_while_writing_holds_every_row_committed_before_it(
     check."""
     from llmgw.storage import backup as bk
 
-    writer = subprocess.Popen(
-        [sys.executable, "-c", _writer_checkpointing_every(checkpoint), str(db)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
     dest = tmp_path / "copy.db"
-    try:
-        assert writer.stdout is not None and writer.stdout.readline().strip() == "writing"
+    with _writing(db, _writer_checkpointing_every(checkpoint)):
         committed = _ids(db)
         in_wal = Path(f"{db}-wal").stat().st_size
         phases = bk.copy_sqlite_file(db, dest, pace=pace)
         during = _writer_rows(db)
-    finally:
-        writer.kill()
-        writer.wait()
-        assert writer.stdout is not None
-        writer.stdout.close()
     assert phases is not None and phases["copy"] > 0
     assert in_wal > 0 and not Path(f"{dest}-wal").exists()
     saved = _writer_rows(dest)
