@@ -19,7 +19,7 @@ import pytest
 
 from llmgw.alerts.payload import parse_delivery
 from llmgw.alerts.store import AlertStore
-from llmgw.alerts.store_pg import INGEST_SQL
+from llmgw.alerts.store_pg import INGEST_PARAMS, INGEST_SQL
 from llmgw.config import AlertsSettings
 from llmgw.storage.db import make_engine
 from llmgw.storage.schema import upgrade
@@ -30,12 +30,16 @@ pytestmark = pytest.mark.postgres
 LLMGW = str(Path(sys.executable).with_name("llmgw"))
 
 
-def test_the_statement_fits_psycopgs_query_cache() -> None:
-    """psycopg converts a query once and caches it only up to 4 KiB; longer, it is parsed in
-    Python on every delivery."""
-    from psycopg._queries import MAX_CACHED_STATEMENT_LENGTH
+def test_the_statement_goes_out_with_postgresqls_own_placeholders() -> None:
+    """Sent through ``RawCursor``, the statement is not parsed in Python per delivery: every
+    named placeholder became a numbered one, each name once, in order."""
+    import re
 
-    assert len(INGEST_SQL.encode()) <= MAX_CACHED_STATEMENT_LENGTH
+    assert "%(" not in INGEST_SQL
+    numbers = {int(n) for n in re.findall(r"\$(\d+)", INGEST_SQL)}
+    assert numbers == set(range(1, len(INGEST_PARAMS) + 1))
+    assert len(set(INGEST_PARAMS)) == len(INGEST_PARAMS)
+    assert {"digest", "rows", "strict", "notify"} <= set(INGEST_PARAMS)
 
 
 def _waiting_on_a_lock(dsn: str) -> bool:
@@ -47,15 +51,28 @@ def _waiting_on_a_lock(dsn: str) -> bool:
     return bool(row and row[0])
 
 
+@pytest.mark.parametrize("held", [False, True], ids=["portable", "held-connection"])
 def test_an_occurrence_created_by_a_concurrent_delivery_is_updated_not_lost(
-    pg_url: str,
+    pg_url: str, held: bool
 ) -> None:
     """Another transaction creates the occurrence after our statement looked (it is not yet
     committed, so the insert waits for it and then skips the row): the delivery still resolves
-    it, with its event and job, in the same transaction."""
+    it, with its event and job, in the same transaction. On the webhook's held connection
+    (one statement, its own transaction) the statement fails on purpose and the delivery is
+    stored again the portable way."""
     eng = make_engine(pg_url)
     upgrade(eng)
     store = AlertStore(eng, AlertsSettings())
+    if held:
+        store.hold_connections()
+
+    def ingest(d: Any) -> Any:
+        if not held:
+            return store.ingest(d)
+        (got,) = store.ingest_many([d])
+        assert not isinstance(got, Exception), got
+        return got
+
     firing = am_alert()
     other = psycopg.connect(pg_url)
     try:
@@ -70,7 +87,7 @@ def test_an_occurrence_created_by_a_concurrent_delivery_is_updated_not_lost(
         resolved = am_alert(status="resolved", ends=later(300))
         out: dict[str, Any] = {}
         worker = threading.Thread(
-            target=lambda: out.update(r=store.ingest(parse_delivery(am_payload(resolved))))
+            target=lambda: out.update(r=ingest(parse_delivery(am_payload(resolved))))
         )
         worker.start()
         deadline = time.monotonic() + 20
@@ -91,6 +108,39 @@ def test_an_occurrence_created_by_a_concurrent_delivery_is_updated_not_lost(
         steps = [r[0] for r in c.execute("SELECT step FROM alert_jobs ORDER BY id")]
     assert (status, ends, notes) == ("resolved", later(300), 2)
     assert kinds == ["resolved"] and steps == ["publish_resolve"]
+    store.close()
+    eng.dispose()
+
+
+def test_a_held_connection_plans_the_statement_again_as_the_table_grows(pg_url: str) -> None:
+    """The webhook's held connection drops its prepared statement after 64 executions (then
+    128, 256...), so a plan made while the table was nearly empty does not stay; a copy of a
+    delivery on it is still counted as a copy."""
+    from llmgw.alerts.store_pg import REPLAN_FIRST
+
+    eng = make_engine(pg_url)
+    upgrade(eng)
+    store = AlertStore(eng, AlertsSettings())
+    store.hold_connections()
+    runs = REPLAN_FIRST + 6
+    for i in range(runs):
+        (got,) = store.ingest_many([parse_delivery(am_payload(am_alert(labels={"n": str(i)})))])
+        assert not isinstance(got, Exception) and got.new == 1
+    again = parse_delivery(am_payload(am_alert(labels={"n": "0"})))
+    (copy,) = store.ingest_many([again])
+    assert not isinstance(copy, Exception) and copy.duplicate and copy.new == 0
+    raw = store._held._local.fairy.driver_connection
+    plans = raw.execute(
+        "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
+        " WHERE statement LIKE 'WITH d AS%'"
+    ).fetchone()
+    assert plans is not None
+    generic, custom = plans
+    assert (custom, generic) == (5, runs + 1 - REPLAN_FIRST + 1 - 5)  # planned anew at 64
+    with psycopg.connect(pg_url) as c:
+        row = c.execute("SELECT copies FROM alert_deliveries ORDER BY id LIMIT 1").fetchone()
+    assert row is not None and row[0] == 2
+    store.close()
     eng.dispose()
 
 

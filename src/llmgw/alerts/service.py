@@ -55,6 +55,7 @@ class AlertService:
         self._waiting: list[tuple[Delivery, asyncio.Future[IngestResult | Exception]]] = []
         self._writers = 0
         self._writer_tasks: set[asyncio.Future[None]] = set()
+        self.store.hold_connections()  # one per thread of the pool below
         self._ingest_pool = ThreadPoolExecutor(
             max_workers=INGEST_THREADS, thread_name_prefix="llmgw-alerts-ingest"
         )
@@ -121,6 +122,7 @@ class AlertService:
     def close(self) -> None:
         """Let the webhook's threads go (a delivery in hand finishes)."""
         self._ingest_pool.shutdown(wait=False)
+        self.store.close()
 
     def problems(self) -> list[str]:
         """Why the alert side is not ready (readiness): a worker loop that stopped looking at

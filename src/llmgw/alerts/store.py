@@ -215,6 +215,22 @@ class AlertStore:
         trigger of migration 0018). ``llmgw serve`` turns it off and announces the jobs itself
         after the commit (``wakeups.JobAnnouncer``): a notifying commit waits for every other
         notifying commit in the cluster."""
+        self._held: Any = None
+        """``store_pg.HeldConnections`` once ``hold_connections`` was called."""
+
+    def hold_connections(self) -> None:
+        """On PostgreSQL, let ``ingest_many`` keep one connection per calling thread and store
+        each delivery in one round trip (``store_pg.ingest_held``); ``close`` gives them back.
+        For a few long-lived threads (the webhook's); elsewhere a no-op."""
+        if self.engine.dialect.name == "postgresql" and self._held is None:
+            from llmgw.alerts.store_pg import HeldConnections
+
+            self._held = HeldConnections(self.engine)
+
+    def close(self) -> None:
+        """Give back the connections ``hold_connections`` kept."""
+        if self._held is not None:
+            self._held.close()
 
     def ingest(self, d: Delivery) -> IngestResult:
         """Store ``d`` in one transaction; raises the database's error if it could not commit."""
@@ -230,6 +246,14 @@ class AlertStore:
         stored. If the transaction fails for any reason but a lost connection (one delivery's
         statement failed, a deadlock with another instance), it rolled back as a whole and each
         delivery is stored again in its own transaction: one bad delivery fails alone."""
+        if self._held is not None:  # one round trip; else (a race, a refusal) as below
+            try:
+                return list(self._held.ingest(self, ds, self.now()))
+            except sa.exc.DBAPIError as exc:
+                if exc.connection_invalidated:
+                    return [exc] * len(ds)
+            except sa.exc.ResourceClosedError as exc:
+                return [exc] * len(ds)
         if len(ds) == 1:
             try:
                 return [self.ingest(ds[0])]

@@ -16,10 +16,15 @@ of two deliveries) is handed back and updated by the portable code in the same t
 
 from __future__ import annotations
 
+import contextlib
+import re
+import threading
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import orjson
+import psycopg
 
 from llmgw.alerts.payload import IncomingAlert
 
@@ -29,7 +34,13 @@ if TYPE_CHECKING:
     from llmgw.alerts.payload import Delivery
     from llmgw.alerts.store import AlertStore, IngestResult
 
-__all__ = ["GIN_FLUSH_INTERVAL", "flush_gin_pending", "ingest_pg"]
+__all__ = [
+    "GIN_FLUSH_INTERVAL",
+    "HeldConnections",
+    "flush_gin_pending",
+    "ingest_pg",
+    "ingest_held",
+]
 
 GIN_FLUSH_INTERVAL = 0.25
 """Seconds between the worker's flushes of the GIN indexes' pending lists on ``alerts``: at
@@ -45,12 +56,12 @@ deliveries that ran meanwhile were late; a quarter of that each time is spread t
 # then grew with the table: 3.6 ms of 5 at 11,000 occurrences); the limit keeps the index probe.
 INGEST_SQL = """
 WITH d AS (
-  INSERT INTO alert_deliveries (digest, received_at, last_received_at, copies, receiver,
+  INSERT INTO alert_deliveries AS t (digest, received_at, last_received_at, copies, receiver,
     group_key, status, alert_count, truncated, external_url, payload)
   VALUES (%(digest)s, %(now)s, %(now)s, 1, %(receiver)s, %(group_key)s, %(dstatus)s,
     %(alert_count)s, %(truncated)s, %(external_url)s, %(payload)s::jsonb)
-  ON CONFLICT (digest) DO NOTHING
-  RETURNING id
+  ON CONFLICT (digest) DO UPDATE SET copies = t.copies + 1, last_received_at = %(now)s
+  RETURNING id, xmax = 0 AS fresh
 ),
 x AS (
   SELECT r.*, r.s::timestamptz ts, r.w::timestamptz tw, a.*
@@ -58,7 +69,7 @@ x AS (
     name text, st text, sev text, labels jsonb, ann jsonb, gen text, search text)
   LEFT JOIN LATERAL (SELECT id aid, status ast FROM alerts
     WHERE fingerprint = r.f AND starts_at = r.s::timestamptz LIMIT 1) a ON true
-  WHERE EXISTS (SELECT 1 FROM d)
+  WHERE EXISTS (SELECT 1 FROM d WHERE d.fresh)
 ),
 n AS (
   SELECT x.*,
@@ -102,8 +113,8 @@ seen AS (
   RETURNING a.id, x.ast = 'resolved' AND x.st = 'firing' AS stale
 ),
 ev AS (
-  INSERT INTO alert_events (alert_id, at, kind, actor, detail)
-  SELECT q.id, %(now)s, q.k, NULL, q.v FROM (
+  INSERT INTO alert_events (alert_id, at, kind, detail)
+  SELECT q.id, %(now)s, q.k, q.v FROM (
     SELECT m.i, 1 o, m.id, 'fired' k, jsonb_build_object('starts_at', m.s) v FROM m
     UNION ALL SELECT m.i, 2, m.id, 'flapping', jsonb_build_object('fires_in_window', m.recent + 1)
       FROM m WHERE m.recent + 1 >= %(flap)s
@@ -121,25 +132,35 @@ jb AS (
     UNION ALL SELECT res.id, unnest(%(rsteps)s::text[]) FROM res
   ) q
   ON CONFLICT (alert_id, step) DO UPDATE SET state = 'pending', attempts = 0,
-    run_after = EXCLUDED.run_after, lease_owner = NULL, lease_until = NULL,
-    updated_at = EXCLUDED.updated_at
-)
-SELECT (SELECT id FROM d),
-  (SELECT COALESCE(array_agg(id ORDER BY i), '{}') FROM m),
+    run_after = %(now)s, lease_owner = NULL, lease_until = NULL, updated_at = %(now)s
+),
+l AS (SELECT i FROM n EXCEPT SELECT i FROM m)
+SELECT (SELECT id FROM d), (SELECT fresh FROM d),
+  (SELECT array_agg(id ORDER BY i) FROM m),
   set_config('llmgw.alert_notify', %(notify)s, true),
   (SELECT count(*) FROM res),
   (SELECT count(*) FROM seen),
   (SELECT count(*) FROM seen WHERE stale),
-  (SELECT COALESCE(array_agg(n.i), '{}') FROM n
-    WHERE NOT EXISTS (SELECT 1 FROM ins WHERE ins.fingerprint = n.f AND ins.starts_at = n.ts))
+  (SELECT array_agg(CASE WHEN %(strict)s THEN (i || ' was stored concurrently')::int ELSE i END)
+    FROM l)
 """
-INGEST_SQL = " ".join(INGEST_SQL.split())
-"""Sent without its layout: psycopg caches the conversion of a query only up to 4 KiB."""
 
-_COPY_SQL = (
-    "UPDATE alert_deliveries SET copies = copies + 1, last_received_at = %(now)s"
-    " WHERE digest = %(digest)s RETURNING id"
-)
+
+def _numbered(sql: str) -> tuple[str, tuple[str, ...]]:
+    """``sql`` with its ``%(name)s`` placeholders as PostgreSQL's own ``$1``, ``$2``... and the
+    names in that order: sent through psycopg's ``RawCursor``, the statement is not parsed in
+    Python on each delivery (psycopg's conversion cache holds queries of up to 4 KiB only)."""
+    names: list[str] = []
+
+    def number(m: re.Match[str]) -> str:
+        if m[1] not in names:
+            names.append(m[1])
+        return f"${names.index(m[1]) + 1}"
+
+    return re.sub(r"%\((\w+)\)s", number, " ".join(sql.split())), tuple(names)
+
+
+INGEST_SQL, INGEST_PARAMS = _numbered(INGEST_SQL)
 
 
 def _rows(latest: list[IncomingAlert], window: timedelta) -> bytes:
@@ -160,10 +181,12 @@ def _rows(latest: list[IncomingAlert], window: timedelta) -> bytes:
     return orjson.dumps(out)
 
 
-def ingest_pg(store: AlertStore, conn: Connection, d: Delivery, now: datetime) -> IngestResult:
-    """Store ``d`` through ``conn`` (a PostgreSQL connection in a transaction); see the module
-    docstring."""
-    from llmgw.alerts.store import FIRE_STEPS, RESOLVE_STEPS, IngestResult
+def _params(
+    store: AlertStore, d: Delivery, now: datetime, *, strict: bool
+) -> tuple[tuple[Any, ...], list[IncomingAlert]]:
+    """The statement's parameters for ``d`` (in ``INGEST_PARAMS``' order), and its occurrences
+    (the last copy of each)."""
+    from llmgw.alerts.store import FIRE_STEPS, RESOLVE_STEPS
 
     by_key: dict[tuple[str, datetime], IncomingAlert] = {}
     for a in d.alerts:  # the same occurrence twice in one delivery: the last copy wins
@@ -177,22 +200,60 @@ def ingest_pg(store: AlertStore, conn: Connection, d: Delivery, now: datetime) -
         "rows": _rows(latest, timedelta(seconds=s.flapping_window)).decode(),
         "source": d.source, "flap": s.flapping_count,
         "fsteps": list(FIRE_STEPS), "rsteps": list(RESOLVE_STEPS),
-        "notify": "on" if store.notify else "off",
+        "notify": "on" if store.notify else "off", "strict": strict,
     }  # fmt: skip
-    raw: Any = conn.connection.driver_connection
-    with raw.cursor() as cur:
-        cur.execute(INGEST_SQL, params, prepare=True)
-        delivery_id, new_ids, _, resolved, updated, stale, lost = cur.fetchone()
-        if delivery_id is None:
-            cur.execute(_COPY_SQL, {"now": now, "digest": d.digest})
-            (row,) = cur.fetchone()
-            return IngestResult(int(row), duplicate=True)
-    result = IngestResult(int(delivery_id), duplicate=False, new=len(new_ids),
+    return tuple(params[name] for name in INGEST_PARAMS), latest
+
+
+def _result(row: Any) -> tuple[IngestResult, list[int]]:
+    """The statement's row as the delivery's result, and the indexes of its occurrences that
+    another transaction created after the statement's look-up (``lost``)."""
+    from llmgw.alerts.store import IngestResult
+
+    delivery_id, fresh, new_ids, _, resolved, updated, stale, lost = row
+    if not fresh:  # a retry or the HA peer's copy: only ``copies`` changed
+        return IngestResult(int(delivery_id), duplicate=True), []
+    result = IngestResult(int(delivery_id), duplicate=False, new=len(new_ids or ()),
                           resolved=int(resolved), updated=int(updated), stale=int(stale),
-                          new_ids=[int(i) for i in new_ids])  # fmt: skip
+                          new_ids=[int(i) for i in new_ids or ()])  # fmt: skip
+    return result, sorted(lost or ())
+
+
+def ingest_pg(store: AlertStore, conn: Connection, d: Delivery, now: datetime) -> IngestResult:
+    """Store ``d`` through ``conn`` (a PostgreSQL connection in a transaction); see the module
+    docstring."""
+    params, latest = _params(store, d, now, strict=False)
+    raw: Any = conn.connection.driver_connection
+    with psycopg.RawCursor(raw) as cur:
+        cur.execute(INGEST_SQL, params, prepare=True)
+        result, lost = _result(cur.fetchone())
     if lost:  # created by a concurrent delivery after our look-up: update them instead
-        store.apply_existing(conn, [latest[i] for i in sorted(lost)], result, now)
+        store.apply_existing(conn, [latest[i] for i in lost], result, now)
     return result
+
+
+def ingest_held(
+    store: AlertStore, raw: Any, ds: Sequence[Delivery], now: datetime
+) -> list[IngestResult]:
+    """Store ``ds`` through ``raw`` (an idle psycopg connection in autocommit mode, kept by
+    ``HeldConnections``) in one transaction. One delivery is one round trip: its statement is
+    its own transaction. The portable path takes four (the pool's ping, ``BEGIN``, the
+    statement, ``COMMIT``), each a wake-up of PostgreSQL's backend and of this thread; on a
+    busy machine the waits for a CPU between them were much of the webhook's tail (issue 14).
+    Several deliveries (a group commit) are ``BEGIN``, their statements, ``COMMIT``. Raises the
+    database's error with nothing stored, also when an occurrence of a delivery was created by
+    another transaction after its statement looked: the statement then fails on purpose
+    (``strict``), since that occurrence needs a second statement inside the transaction, and
+    the caller stores the deliveries again the portable way (``AlertStore.ingest_many``)."""
+    with contextlib.ExitStack() as stack:
+        if len(ds) > 1:
+            stack.enter_context(raw.transaction())
+        cur = stack.enter_context(psycopg.RawCursor(raw))
+        out: list[IngestResult] = []
+        for d in ds:
+            cur.execute(INGEST_SQL, _params(store, d, now, strict=True)[0], prepare=True)
+            out.append(_result(cur.fetchone())[0])
+        return out
 
 
 _GIN_INDEXES_SQL = (
@@ -224,3 +285,89 @@ def flush_gin_pending(engine: Any) -> int:
             ).scalar()
             moved += int(got or 0)
     return moved
+
+
+REPLAN_FIRST = 64
+"""Executions of the ingest statement on a held connection before it is first planned again."""
+REPLAN_MAX = 4096
+"""The longest run of executions between two plannings (``HeldConnections._replan``)."""
+
+
+class HeldConnections:
+    """One pooled PostgreSQL connection per thread, kept checked out while the webhook's
+    threads live (``AlertStore.hold_connections``): a checkout pings the server first, a round
+    trip per delivery that ``ingest_held`` saves. A connection that broke is invalidated
+    (the pool opens a new one next time) and its error raised as SQLAlchemy's, with
+    ``connection_invalidated`` set, so the webhook's one retry applies as on the portable
+    path."""
+
+    def __init__(self, engine: Any) -> None:
+        self.engine = engine
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._held: set[Any] = set()
+        self._closed = False
+
+    def ingest(
+        self, store: AlertStore, ds: Sequence[Delivery], now: datetime
+    ) -> list[IngestResult]:
+        """``ingest_held`` on this thread's connection; raises ``sqlalchemy.exc.DBAPIError``."""
+        import sqlalchemy as sa
+
+        dbapi: Any = self.engine.dialect.dbapi
+        fairy = getattr(self._local, "fairy", None)
+        try:
+            if fairy is None:
+                fairy = self._checkout()
+            self._replan(fairy)
+            return ingest_held(store, fairy.driver_connection, ds, now)
+        except dbapi.Error as exc:  # wrapped as SQLAlchemy would (the webhook answers 503)
+            raw = None if fairy is None else fairy.driver_connection
+            gone = raw is None or bool(raw.closed or raw.broken)
+            if fairy is not None and gone:
+                self._local.fairy = None
+                with self._lock:
+                    self._held.discard(fairy)
+                fairy.invalidate(exc)
+            raise sa.exc.DBAPIError.instance(
+                None, None, exc, dbapi.Error, connection_invalidated=gone,
+                dialect=self.engine.dialect,
+            ) from exc  # fmt: skip
+
+    def _replan(self, fairy: Any) -> None:
+        """Drop the connection's prepared statement after 64, 128, 256... executions (then
+        every ``REPLAN_MAX``), so PostgreSQL plans it again for the table as it is now. A
+        statement prepared while ``alerts`` was nearly empty (a new deployment, the first
+        deliveries) keeps the generic plan it got then until an ``ANALYZE`` of the table: one
+        whose update of resolving occurrences scanned every firing occurrence, a cost that
+        grew with the table (10,000 occurrences in: 1-2 s per delivery). Pooled connections
+        met the same plan only by luck of when they were first used."""
+        info = fairy.info
+        runs = info.get("llmgw_ingest_runs", 0) + 1
+        info["llmgw_ingest_runs"] = runs
+        if runs >= info.get("llmgw_ingest_replan", REPLAN_FIRST):
+            fairy.driver_connection.execute("DEALLOCATE ALL")  # psycopg forgets its cache too
+            info["llmgw_ingest_replan"] = runs + min(runs, REPLAN_MAX)
+
+    def _checkout(self) -> Any:
+        import sqlalchemy as sa
+
+        fairy = self.engine.raw_connection()
+        fairy.driver_connection.autocommit = True  # a statement is its own transaction
+        with self._lock:
+            if self._closed:
+                fairy.close()
+                raise sa.exc.ResourceClosedError("the alert store was closed")
+            self._held.add(fairy)
+        self._local.fairy = fairy
+        return fairy
+
+    def close(self) -> None:
+        """Give the connections back to the pool (at shutdown, once no delivery is in hand)."""
+        with self._lock:
+            self._closed = True
+            held, self._held = self._held, set()
+        for fairy in held:
+            with contextlib.suppress(Exception):  # a connection that broke meanwhile
+                fairy.driver_connection.autocommit = False  # as the pool hands them out
+                fairy.close()
