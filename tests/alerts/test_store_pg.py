@@ -113,33 +113,48 @@ def test_an_occurrence_created_by_a_concurrent_delivery_is_updated_not_lost(
 
 
 def test_a_held_connection_plans_the_statement_again_as_the_table_grows(pg_url: str) -> None:
-    """The webhook's held connection drops its prepared statement after 64 executions (then
-    128, 256...), so a plan made while the table was nearly empty does not stay; a copy of a
-    delivery on it is still counted as a copy."""
-    from llmgw.alerts.store_pg import REPLAN_FIRST
-
+    """The webhook's held connection drops its prepared statement once ``alerts`` has doubled
+    since it was planned, so a plan made while the table was nearly empty does not stay; a copy
+    of a delivery on it is still counted as a copy."""
     eng = make_engine(pg_url)
     upgrade(eng)
     store = AlertStore(eng, AlertsSettings())
     store.hold_connections()
-    runs = REPLAN_FIRST + 6
-    for i in range(runs):
+
+    def ingest(i: int) -> Any:
         (got,) = store.ingest_many([parse_delivery(am_payload(am_alert(labels={"n": str(i)})))])
-        assert not isinstance(got, Exception) and got.new == 1
-    again = parse_delivery(am_payload(am_alert(labels={"n": "0"})))
-    (copy,) = store.ingest_many([again])
+        assert not isinstance(got, Exception), got
+        return got
+
+    def plans() -> tuple[int, int]:
+        raw = store._held._local.fairy.driver_connection
+        row = raw.execute(
+            "SELECT custom_plans, generic_plans FROM pg_prepared_statements"
+            " WHERE statement LIKE 'WITH d AS%'"
+        ).fetchone()
+        return (int(row[0]), int(row[1])) if row else (0, 0)
+
+    for i in range(8):
+        assert ingest(i).new == 1
+    assert plans() == (5, 3)  # five custom plans, then the generic one, kept
+    (copy,) = store.ingest_many([parse_delivery(am_payload(am_alert(labels={"n": "0"})))])
     assert not isinstance(copy, Exception) and copy.duplicate and copy.new == 0
-    raw = store._held._local.fairy.driver_connection
-    plans = raw.execute(
-        "SELECT generic_plans, custom_plans FROM pg_prepared_statements"
-        " WHERE statement LIKE 'WITH d AS%'"
-    ).fetchone()
-    assert plans is not None
-    generic, custom = plans
-    assert (custom, generic) == (5, runs + 1 - REPLAN_FIRST + 1 - 5)  # planned anew at 64
-    with psycopg.connect(pg_url) as c:
+    assert plans() == (5, 4)
+    with psycopg.connect(pg_url) as c:  # the table grows (another writer: 4,000 occurrences)
+        c.execute(
+            "INSERT INTO alerts (fingerprint, starts_at, source, alertname, status, severity,"
+            " labels, annotations, generator_url, receiver, first_seen, last_seen,"
+            " notifications, fire_count, flapping, cls_status, search)"
+            " SELECT 'g' || g, now(), 'alertmanager', 'Grow', 'firing', 'warning', '{}', '{}',"
+            " '', 'llmgw', now(), now(), 1, 1, false, 'pending', repeat('x', 200)"
+            " FROM generate_series(1, 4000) g"
+        )
         row = c.execute("SELECT copies FROM alert_deliveries ORDER BY id LIMIT 1").fetchone()
     assert row is not None and row[0] == 2
+    ingest(100)  # sees the size and lets the statement go
+    assert plans() == (0, 0)
+    ingest(101)
+    assert plans() == (1, 0)  # planned anew, for the table as it is now
     store.close()
     eng.dispose()
 

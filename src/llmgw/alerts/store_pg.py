@@ -142,7 +142,8 @@ SELECT (SELECT id FROM d), (SELECT fresh FROM d),
   (SELECT count(*) FROM seen),
   (SELECT count(*) FROM seen WHERE stale),
   (SELECT array_agg(CASE WHEN %(strict)s THEN (i || ' was stored concurrently')::int ELSE i END)
-    FROM l)
+    FROM l),
+  pg_relation_size('alerts')
 """
 
 
@@ -210,7 +211,7 @@ def _result(row: Any) -> tuple[IngestResult, list[int]]:
     another transaction created after the statement's look-up (``lost``)."""
     from llmgw.alerts.store import IngestResult
 
-    delivery_id, fresh, new_ids, _, resolved, updated, stale, lost = row
+    delivery_id, fresh, new_ids, _, resolved, updated, stale, lost, _ = row
     if not fresh:  # a retry or the HA peer's copy: only ``copies`` changed
         return IngestResult(int(delivery_id), duplicate=True), []
     result = IngestResult(int(delivery_id), duplicate=False, new=len(new_ids or ()),
@@ -234,7 +235,7 @@ def ingest_pg(store: AlertStore, conn: Connection, d: Delivery, now: datetime) -
 
 def ingest_held(
     store: AlertStore, raw: Any, ds: Sequence[Delivery], now: datetime
-) -> list[IngestResult]:
+) -> tuple[list[IngestResult], int]:
     """Store ``ds`` through ``raw`` (an idle psycopg connection in autocommit mode, kept by
     ``HeldConnections``) in one transaction. One delivery is one round trip: its statement is
     its own transaction. The portable path takes four (the pool's ping, ``BEGIN``, the
@@ -244,16 +245,20 @@ def ingest_held(
     database's error with nothing stored, also when an occurrence of a delivery was created by
     another transaction after its statement looked: the statement then fails on purpose
     (``strict``), since that occurrence needs a second statement inside the transaction, and
-    the caller stores the deliveries again the portable way (``AlertStore.ingest_many``)."""
+    the caller stores the deliveries again the portable way (``AlertStore.ingest_many``).
+    Returns the results and the size of ``alerts`` in bytes (``HeldConnections._follow``)."""
     with contextlib.ExitStack() as stack:
         if len(ds) > 1:
             stack.enter_context(raw.transaction())
         cur = stack.enter_context(psycopg.RawCursor(raw))
         out: list[IngestResult] = []
+        size = 0
         for d in ds:
             cur.execute(INGEST_SQL, _params(store, d, now, strict=True)[0], prepare=True)
-            out.append(_result(cur.fetchone())[0])
-        return out
+            row: Any = cur.fetchone()  # the statement always returns its one row
+            out.append(_result(row)[0])
+            size = int(row[-1])
+        return out, size
 
 
 _GIN_INDEXES_SQL = (
@@ -287,10 +292,11 @@ def flush_gin_pending(engine: Any) -> int:
     return moved
 
 
-REPLAN_FIRST = 64
-"""Executions of the ingest statement on a held connection before it is first planned again."""
-REPLAN_MAX = 4096
-"""The longest run of executions between two plannings (``HeldConnections._replan``)."""
+REPLAN_GROWTH = 2
+"""A held connection plans its statement again once ``alerts`` is this many times larger than
+when it was last planned (``HeldConnections._follow``)..."""
+REPLAN_MIN_BYTES = 128 * 1024
+"""...and larger than this."""
 
 
 class HeldConnections:
@@ -319,8 +325,9 @@ class HeldConnections:
         try:
             if fairy is None:
                 fairy = self._checkout()
-            self._replan(fairy)
-            return ingest_held(store, fairy.driver_connection, ds, now)
+            results, size = ingest_held(store, fairy.driver_connection, ds, now)
+            self._follow(fairy, size)
+            return results
         except dbapi.Error as exc:  # wrapped as SQLAlchemy would (the webhook answers 503)
             raw = None if fairy is None else fairy.driver_connection
             gone = raw is None or bool(raw.closed or raw.broken)
@@ -334,20 +341,21 @@ class HeldConnections:
                 dialect=self.engine.dialect,
             ) from exc  # fmt: skip
 
-    def _replan(self, fairy: Any) -> None:
-        """Drop the connection's prepared statement after 64, 128, 256... executions (then
-        every ``REPLAN_MAX``), so PostgreSQL plans it again for the table as it is now. A
-        statement prepared while ``alerts`` was nearly empty (a new deployment, the first
-        deliveries) keeps the generic plan it got then until an ``ANALYZE`` of the table: one
-        whose update of resolving occurrences scanned every firing occurrence, a cost that
-        grew with the table (10,000 occurrences in: 1-2 s per delivery). Pooled connections
-        met the same plan only by luck of when they were first used."""
+    def _follow(self, fairy: Any, size: int) -> None:
+        """Drop the connection's prepared statement once ``alerts`` has grown ``REPLAN_GROWTH``
+        times over since it was planned, so PostgreSQL plans it again (its estimates scale with
+        the table's current size). A statement prepared while ``alerts`` was nearly empty (a new
+        deployment's first deliveries) otherwise keeps the plan it got then until an
+        ``ANALYZE``: one that found an occurrence through the index on ``starts_at`` alone and
+        read every occurrence of that start (a storm's alerts share it), or updated resolving
+        occurrences by scanning every firing one. With 28,000 alerts of one start, a delivery
+        took over a second. Pooled connections met such plans only by luck of when they were
+        first used."""
         info = fairy.info
-        runs = info.get("llmgw_ingest_runs", 0) + 1
-        info["llmgw_ingest_runs"] = runs
-        if runs >= info.get("llmgw_ingest_replan", REPLAN_FIRST):
+        planned = info.setdefault("llmgw_planned_size", size)
+        if size > max(REPLAN_GROWTH * planned, REPLAN_MIN_BYTES):
             fairy.driver_connection.execute("DEALLOCATE ALL")  # psycopg forgets its cache too
-            info["llmgw_ingest_replan"] = runs + min(runs, REPLAN_MAX)
+            info["llmgw_planned_size"] = size
 
     def _checkout(self) -> Any:
         import sqlalchemy as sa
