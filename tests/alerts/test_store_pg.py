@@ -282,13 +282,20 @@ async def test_the_worker_keeps_the_search_indexes_pending_lists_flushed(pg_url:
         worker = AlertWorker(JobQueue(eng), {"classify": done, "publish": done},
                              AlertsSettings(poll_interval=0.05), AlertStats(),
                              flush=lambda: flush_gin_pending(eng))  # fmt: skip
+
+        async def flushed() -> bool:  # nothing else flushes: 20 deliveries stay under 4 MB
+            deadline = time.monotonic() + 10 * GIN_FLUSH_INTERVAL + 5  # a loaded CI machine
+            while time.monotonic() < deadline:
+                if _pending_pages(pg_url) == 0:
+                    return True
+                await asyncio.sleep(GIN_FLUSH_INTERVAL / 5)
+            return False
+
         worker.start()
         try:
-            await asyncio.sleep(GIN_FLUSH_INTERVAL / 2)
-            assert _pending_pages(pg_url) == 0  # flushed at its first look
-            await asyncio.to_thread(_deliver, store, 20, "c")
-            await asyncio.sleep(GIN_FLUSH_INTERVAL * 1.5)
-            assert _pending_pages(pg_url) == 0  # and again within the interval
+            assert await flushed()  # at its first look
+            await asyncio.to_thread(_deliver, store, 20, "c")  # new entries wait...
+            assert await flushed()  # ...and go again, on its own schedule
         finally:
             await worker.aclose(grace=5)
         # the search still finds what the flush moved
