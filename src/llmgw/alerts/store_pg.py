@@ -1,8 +1,8 @@
 """A webhook delivery into PostgreSQL in one statement (``AlertStore.ingest`` on PostgreSQL).
 
 One ``WITH`` statement does what the portable path (``llmgw.alerts.store``) does in five to
-seven: it inserts the delivery (``ON CONFLICT (digest) DO NOTHING``: a retry or the HA peer's
-copy changes nothing but ``copies``, in a second statement), looks up every occurrence of it,
+seven: it inserts the delivery (``ON CONFLICT (digest) DO UPDATE``: a retry or the HA peer's
+copy changes nothing but ``copies``; ``xmax = 0`` tells a new row), looks up every occurrence,
 inserts the new ones with their fire counts and flapping flags, moves firing ones to resolved
 (a conditional ``UPDATE``: two concurrent copies cannot both win), marks the others seen, and
 writes their events and jobs (its jobs' ``NOTIFY`` only when ``AlertStore.notify``: the
@@ -11,7 +11,9 @@ setting it makes is read by migration 0019's trigger at the statement's end). Th
 prepares it once per connection), and nothing is dumped per value in Python, where the array
 form spent a fifth of the store's CPU on escaping text. Semantics are the portable path's; an
 occurrence another delivery created between this statement's look-up and its insert (a race
-of two deliveries) is handed back and updated by the portable code in the same transaction.
+of two deliveries) is handed back and updated by the portable code in the same transaction
+(``ingest_pg``), or, on the webhook's kept connections, where the statement is its own
+transaction, makes it fail so that the delivery is stored that way (``ingest_held``).
 """
 
 from __future__ import annotations
