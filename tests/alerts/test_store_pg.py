@@ -112,14 +112,16 @@ def test_an_occurrence_created_by_a_concurrent_delivery_is_updated_not_lost(
     eng.dispose()
 
 
-def test_a_held_connection_plans_the_statement_again_as_the_table_grows(pg_url: str) -> None:
-    """The webhook's held connection drops its prepared statement once ``alerts`` has doubled
-    since it was planned, so a plan made while the table was nearly empty does not stay; a copy
-    of a delivery on it is still counted as a copy."""
-    eng = make_engine(pg_url)
+@pytest.mark.parametrize("held", [False, True], ids=["pooled", "held-connection"])
+def test_a_connection_plans_the_statement_again_as_the_table_grows(pg_url: str, held: bool) -> None:
+    """A connection (the webhook's held one, or a pooled one of the portable path) drops its
+    prepared statement once ``alerts`` has doubled since it was planned, so a plan made while
+    the table was nearly empty does not stay; a copy of a delivery is still counted as one."""
+    eng = make_engine(pg_url, pool_size=1)  # the portable path: always the same connection
     upgrade(eng)
     store = AlertStore(eng, AlertsSettings())
-    store.hold_connections()
+    if held:
+        store.hold_connections()
 
     def ingest(i: int) -> Any:
         (got,) = store.ingest_many([parse_delivery(am_payload(am_alert(labels={"n": str(i)})))])
@@ -127,11 +129,17 @@ def test_a_held_connection_plans_the_statement_again_as_the_table_grows(pg_url: 
         return got
 
     def plans() -> tuple[int, int]:
-        raw = store._held._local.fairy.driver_connection
-        row = raw.execute(
+        sql = (
             "SELECT custom_plans, generic_plans FROM pg_prepared_statements"
             " WHERE statement LIKE 'WITH d AS%'"
-        ).fetchone()
+        )
+        if held:
+            row = store._held._local.fairy.driver_connection.execute(sql).fetchone()
+        else:
+            with eng.connect() as c:  # (commit: psycopg's rollback drops prepared statements)
+                raw: Any = c.connection.driver_connection
+                row = raw.execute(sql).fetchone()
+                raw.commit()
         return (int(row[0]), int(row[1])) if row else (0, 0)
 
     for i in range(8):

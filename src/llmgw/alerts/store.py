@@ -283,19 +283,16 @@ class AlertStore:
     def ingest_in(self, conn: Connection, d: Delivery, now: datetime) -> IngestResult:
         """Store ``d`` through ``conn`` (in a transaction the caller commits)."""
         if conn.dialect.name == "postgresql":  # one statement (``store_pg``)
-            from llmgw.alerts.store_pg import ingest_pg
+            from llmgw.alerts.store_pg import as_sqlalchemy_error, ingest_pg
 
             dbapi: Any = conn.dialect.dbapi
             try:
                 return ingest_pg(self, conn, d, now)
             except dbapi.Error as exc:  # its own cursor: wrap as SQLAlchemy would (a 503)
-                gone = conn.dialect.is_disconnect(exc, conn.connection.dbapi_connection, None)
-                if gone:
+                err = as_sqlalchemy_error(conn.dialect, exc, conn.connection.dbapi_connection)
+                if err.connection_invalidated:
                     conn.invalidate(exc)
-                raise sa.exc.DBAPIError.instance(
-                    None, None, exc, dbapi.Error, connection_invalidated=gone,
-                    dialect=conn.dialect,
-                ) from exc  # fmt: skip
+                raise err from exc
         stmt = (
             _insert(conn, DELIVERIES)
             .values(

@@ -32,6 +32,7 @@ from llmgw.alerts.payload import IncomingAlert
 
 if TYPE_CHECKING:
     from sqlalchemy.engine import Connection
+    from sqlalchemy.exc import DBAPIError
 
     from llmgw.alerts.payload import Delivery
     from llmgw.alerts.store import AlertStore, IngestResult
@@ -229,15 +230,17 @@ def ingest_pg(store: AlertStore, conn: Connection, d: Delivery, now: datetime) -
     raw: Any = conn.connection.driver_connection
     with psycopg.RawCursor(raw) as cur:
         cur.execute(INGEST_SQL, params, prepare=True)
-        result, lost = _result(cur.fetchone())
+        row: Any = cur.fetchone()  # the statement always returns its one row
+    result, lost = _result(row)
+    follow_table(conn.connection.info, raw, int(row[-1]))
     if lost:  # created by a concurrent delivery after our look-up: update them instead
         store.apply_existing(conn, [latest[i] for i in lost], result, now)
     return result
 
 
 def ingest_held(
-    store: AlertStore, raw: Any, ds: Sequence[Delivery], now: datetime
-) -> tuple[list[IngestResult], int]:
+    store: AlertStore, raw: Any, info: dict[Any, Any], ds: Sequence[Delivery], now: datetime
+) -> list[IngestResult]:
     """Store ``ds`` through ``raw`` (an idle psycopg connection in autocommit mode, kept by
     ``HeldConnections``) in one transaction. One delivery is one round trip: its statement is
     its own transaction. The portable path takes four (the pool's ping, ``BEGIN``, the
@@ -248,19 +251,18 @@ def ingest_held(
     another transaction after its statement looked: the statement then fails on purpose
     (``strict``), since that occurrence needs a second statement inside the transaction, and
     the caller stores the deliveries again the portable way (``AlertStore.ingest_many``).
-    Returns the results and the size of ``alerts`` in bytes (``HeldConnections._follow``)."""
+    ``info`` is the connection's pool record (``follow_table``)."""
     with contextlib.ExitStack() as stack:
         if len(ds) > 1:
             stack.enter_context(raw.transaction())
         cur = stack.enter_context(psycopg.RawCursor(raw))
         out: list[IngestResult] = []
-        size = 0
         for d in ds:
             cur.execute(INGEST_SQL, _params(store, d, now, strict=True)[0], prepare=True)
             row: Any = cur.fetchone()  # the statement always returns its one row
             out.append(_result(row)[0])
-            size = int(row[-1])
-        return out, size
+    follow_table(info, raw, int(row[-1]))
+    return out
 
 
 _GIN_INDEXES_SQL = (
@@ -295,10 +297,39 @@ def flush_gin_pending(engine: Any) -> int:
 
 
 REPLAN_GROWTH = 2
-"""A held connection plans its statement again once ``alerts`` is this many times larger than
-when it was last planned (``HeldConnections._follow``)..."""
+"""A connection plans the ingest statement again once ``alerts`` is this many times larger than
+when it was last planned (``follow_table``)..."""
 REPLAN_MIN_BYTES = 128 * 1024
 """...and larger than this."""
+
+
+def follow_table(info: dict[Any, Any], raw: Any, size: int) -> None:
+    """Drop the prepared statements of ``raw`` (a psycopg connection; ``info`` its pool record)
+    once ``alerts`` (``size`` bytes now) has grown ``REPLAN_GROWTH`` times over since the ingest
+    statement was planned on it, so PostgreSQL plans it again (its estimates scale with the
+    table's current size). A statement prepared while ``alerts`` was nearly empty (a new
+    deployment's first deliveries) otherwise keeps the plan it got then until an ``ANALYZE``:
+    one that found an occurrence through the index on ``starts_at`` alone and read every
+    occurrence of that start (a storm's alerts share it), or updated resolving occurrences by
+    scanning every firing one. With 28,000 alerts of one start, a delivery took over a second."""
+    planned = info.setdefault("llmgw_planned_size", size)
+    if size > max(REPLAN_GROWTH * planned, REPLAN_MIN_BYTES):
+        raw.execute("DEALLOCATE ALL")  # psycopg forgets its own cache of them too
+        info["llmgw_planned_size"] = size
+
+
+def as_sqlalchemy_error(dialect: Any, exc: Exception, dbapi_connection: Any) -> DBAPIError:
+    """``exc``, an error of psycopg from a statement sent on its own cursor, as SQLAlchemy
+    raises it (the webhook answers 503), with ``connection_invalidated`` set when the
+    connection is gone (the webhook's one retry on a fresh connection)."""
+    import sqlalchemy as sa
+
+    gone = dbapi_connection is None or bool(dialect.is_disconnect(exc, dbapi_connection, None))
+    err = sa.exc.DBAPIError.instance(
+        None, None, exc, dialect.dbapi.Error, connection_invalidated=gone, dialect=dialect
+    )
+    assert isinstance(err, sa.exc.DBAPIError)  # (exc is one of the driver's)
+    return err
 
 
 class HeldConnections:
@@ -320,44 +351,22 @@ class HeldConnections:
         self, store: AlertStore, ds: Sequence[Delivery], now: datetime
     ) -> list[IngestResult]:
         """``ingest_held`` on this thread's connection; raises ``sqlalchemy.exc.DBAPIError``."""
-        import sqlalchemy as sa
-
-        dbapi: Any = self.engine.dialect.dbapi
+        dialect = self.engine.dialect
         fairy = getattr(self._local, "fairy", None)
         try:
             if fairy is None:
                 fairy = self._checkout()
-            results, size = ingest_held(store, fairy.driver_connection, ds, now)
-            self._follow(fairy, size)
-            return results
-        except dbapi.Error as exc:  # wrapped as SQLAlchemy would (the webhook answers 503)
-            raw = None if fairy is None else fairy.driver_connection
-            gone = raw is None or bool(raw.closed or raw.broken)
-            if fairy is not None and gone:
+            return ingest_held(store, fairy.driver_connection, fairy.info, ds, now)
+        except dialect.dbapi.Error as exc:
+            err = as_sqlalchemy_error(
+                dialect, exc, None if fairy is None else fairy.driver_connection
+            )
+            if fairy is not None and err.connection_invalidated:
                 self._local.fairy = None
                 with self._lock:
                     self._held.discard(fairy)
                 fairy.invalidate(exc)
-            raise sa.exc.DBAPIError.instance(
-                None, None, exc, dbapi.Error, connection_invalidated=gone,
-                dialect=self.engine.dialect,
-            ) from exc  # fmt: skip
-
-    def _follow(self, fairy: Any, size: int) -> None:
-        """Drop the connection's prepared statement once ``alerts`` has grown ``REPLAN_GROWTH``
-        times over since it was planned, so PostgreSQL plans it again (its estimates scale with
-        the table's current size). A statement prepared while ``alerts`` was nearly empty (a new
-        deployment's first deliveries) otherwise keeps the plan it got then until an
-        ``ANALYZE``: one that found an occurrence through the index on ``starts_at`` alone and
-        read every occurrence of that start (a storm's alerts share it), or updated resolving
-        occurrences by scanning every firing one. With 28,000 alerts of one start, a delivery
-        took over a second. Pooled connections met such plans only by luck of when they were
-        first used."""
-        info = fairy.info
-        planned = info.setdefault("llmgw_planned_size", size)
-        if size > max(REPLAN_GROWTH * planned, REPLAN_MIN_BYTES):
-            fairy.driver_connection.execute("DEALLOCATE ALL")  # psycopg forgets its cache too
-            info["llmgw_planned_size"] = size
+            raise err from exc
 
     def _checkout(self) -> Any:
         import sqlalchemy as sa
