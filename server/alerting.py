@@ -158,7 +158,7 @@ async def start_alerts(g: Gateway, stack: contextlib.AsyncExitStack) -> None:
     from llmgw.alerts.queries import AlertHistory
     from llmgw.alerts.queue import JobQueue
     from llmgw.alerts.retention import run_retention
-    from llmgw.alerts.store_pg import flush_gin_pending
+    from llmgw.alerts.store_pg import tend
     from llmgw.alerts.summary import fold
     from llmgw.alerts.worker import AlertWorker, ClassifyStep, Step
 
@@ -211,7 +211,7 @@ async def start_alerts(g: Gateway, stack: contextlib.AsyncExitStack) -> None:
         service.stats,
         maintenance=partial(run_retention, g.engine, a, service.stats),
         fold=partial(fold, g.engine) if pg else None,
-        flush=partial(flush_gin_pending, g.engine) if pg else None,
+        tend=partial(tend, g.engine) if pg else None,
         clock=g.clock,
     )
     service.worker = worker

@@ -167,6 +167,90 @@ def test_a_connection_plans_the_statement_again_as_the_table_grows(pg_url: str, 
     eng.dispose()
 
 
+def _lookups(url: str, store: AlertStore, tag: str) -> list[str]:
+    """The indexes through which the ingest statement's plan for a table of this size without
+    its parameters (the generic one a connection keeps) finds each occurrence of a delivery by
+    its start (``EXPLAIN ANALYZE`` of a delivery of 10 new occurrences, rolled back)."""
+    from datetime import UTC, datetime
+
+    from llmgw.alerts.store_pg import _params
+
+    d = parse_delivery(
+        am_payload(*(am_alert(f"S{j}", labels={"n": f"{tag}{j}"}) for j in range(10)))
+    )
+    params, _ = _params(store, d, datetime.now(UTC), strict=False)
+    found: list[str] = []
+
+    def walk(node: dict[str, Any]) -> None:
+        if "starts_at = " in node.get("Index Cond", ""):
+            found.append(node["Index Name"])
+        for child in node.get("Plans", []):
+            walk(child)
+
+    with psycopg.connect(url) as c:
+        c.execute("SET plan_cache_mode = force_generic_plan")
+        c.execute(f"PREPARE ingest AS {INGEST_SQL}")
+        cur = psycopg.ClientCursor(c)
+        marks = ", ".join(["%s"] * len(params))
+        cur.execute(f"EXPLAIN (ANALYZE, FORMAT JSON) EXECUTE ingest({marks})", params)
+        row = cur.fetchone()
+        assert row is not None
+        walk(row[0][0]["Plan"])
+        c.rollback()
+    return found
+
+
+def test_the_worker_gives_a_young_alerts_table_its_statistics(pg_url: str) -> None:
+    """Autovacuum takes a new table's first statistics only at its next visit to the database
+    (up to a minute): a new deployment's first storm (its alerts share one start) was stored
+    with plans made without them, which found each occurrence through the index on its start
+    alone and read every occurrence of that start (issue 14). ``tend`` (the worker's, four
+    times a second) analyzes the looked-up columns once ``alerts`` passes 64 KiB, and again
+    whenever it has doubled since."""
+    from llmgw.alerts.store_pg import ANALYZE_FROM_BYTES, tend
+
+    eng = make_engine(pg_url)
+    upgrade(eng)
+    store = AlertStore(eng, AlertsSettings())
+
+    def analyzed() -> tuple[int, list[str]]:
+        with psycopg.connect(pg_url) as c:
+            row = c.execute(
+                "SELECT analyze_count FROM pg_stat_user_tables WHERE relname = 'alerts'"
+            ).fetchone()
+            cols = [r[0] for r in c.execute(
+                "SELECT attname FROM pg_stats WHERE tablename = 'alerts' ORDER BY 1")]  # fmt: skip
+        return (int(row[0]) if row else 0), cols
+
+    def size() -> int:
+        with psycopg.connect(pg_url) as c:
+            row = c.execute("SELECT pg_relation_size('alerts')").fetchone()
+        return int(row[0]) if row else 0
+
+    def storm(deliveries: int, tag: str) -> None:  # 10 new occurrences each, one start
+        for i in range(deliveries):
+            store.ingest(parse_delivery(am_payload(*(
+                am_alert(f"S{j}", labels={"n": f"{tag}{i}-{j}"}) for j in range(10)))))  # fmt: skip
+
+    storm(2, "a")
+    assert size() < ANALYZE_FROM_BYTES
+    tend(eng)
+    assert analyzed() == (0, [])  # too small to matter yet
+    storm(85, "b")  # 870 occurrences sharing a start
+    tend(eng)
+    assert analyzed() == (1, ["fingerprint", "starts_at", "status"])
+    assert set(_lookups(pg_url, store, "c")) == {"uq_alerts_fingerprint_starts_at"}
+    tend(eng)
+    assert analyzed()[0] == 1  # not again until the table has doubled
+    grown = 2 * size()
+    while size() < grown:
+        storm(20, f"d{size()}")
+    tend(eng)
+    assert analyzed()[0] == 2
+    store.close()
+    eng.dispose()
+
+
 @pytest.mark.slow
 def test_kill_9_during_ingestion_loses_no_acknowledged_delivery(
     pg_url: str, tmp_path: Path, home: Path
@@ -265,12 +349,12 @@ def _deliver(store: AlertStore, n: int, tag: str) -> None:
 async def test_the_worker_keeps_the_search_indexes_pending_lists_flushed(pg_url: str) -> None:
     """New occurrences' search entries wait in the GIN indexes' pending lists; the insert that
     finds a list above 4 MB merged all of it inside a webhook delivery (100-280 ms at 2,000
-    alerts/s, issue 14). The worker of ``llmgw serve`` flushes them every second instead."""
+    alerts/s, issue 14). The worker of ``llmgw serve`` flushes them four times a second instead."""
     import asyncio
 
     from llmgw.alerts.queue import JobQueue
     from llmgw.alerts.stats import AlertStats
-    from llmgw.alerts.store_pg import GIN_FLUSH_INTERVAL, flush_gin_pending
+    from llmgw.alerts.store_pg import TEND_INTERVAL, tend
     from llmgw.alerts.worker import AlertWorker, Done
 
     eng = make_engine(pg_url)
@@ -279,7 +363,7 @@ async def test_the_worker_keeps_the_search_indexes_pending_lists_flushed(pg_url:
     try:
         await asyncio.to_thread(_deliver, store, 20, "a")
         assert _pending_pages(pg_url) > 0  # (fastupdate: the entries wait in the list)
-        assert flush_gin_pending(eng) > 0
+        assert tend(eng) > 0
         assert _pending_pages(pg_url) == 0
         await asyncio.to_thread(_deliver, store, 20, "b")
         assert _pending_pages(pg_url) > 0
@@ -289,14 +373,14 @@ async def test_the_worker_keeps_the_search_indexes_pending_lists_flushed(pg_url:
 
         worker = AlertWorker(JobQueue(eng), {"classify": done, "publish": done},
                              AlertsSettings(poll_interval=0.05), AlertStats(),
-                             flush=lambda: flush_gin_pending(eng))  # fmt: skip
+                             tend=lambda: tend(eng))  # fmt: skip
 
         async def flushed() -> bool:  # nothing else flushes: 20 deliveries stay under 4 MB
-            deadline = time.monotonic() + 10 * GIN_FLUSH_INTERVAL + 5  # a loaded CI machine
+            deadline = time.monotonic() + 10 * TEND_INTERVAL + 5  # a loaded CI machine
             while time.monotonic() < deadline:
                 if _pending_pages(pg_url) == 0:
                     return True
-                await asyncio.sleep(GIN_FLUSH_INTERVAL / 5)
+                await asyncio.sleep(TEND_INTERVAL / 5)
             return False
 
         worker.start()
@@ -327,7 +411,7 @@ async def test_a_worker_that_may_not_flush_the_indexes_says_so_once_and_goes_on(
 
     from llmgw.alerts.queue import JobQueue
     from llmgw.alerts.stats import AlertStats
-    from llmgw.alerts.store_pg import flush_gin_pending
+    from llmgw.alerts.store_pg import tend
     from llmgw.alerts.worker import AlertWorker, Done
 
     eng = make_engine(pg_url)
@@ -346,7 +430,7 @@ async def test_a_worker_that_may_not_flush_the_indexes_says_so_once_and_goes_on(
 
     worker = AlertWorker(JobQueue(other), {"classify": classify, "publish": classify},
                          AlertsSettings(poll_interval=0.05), AlertStats(),
-                         flush=lambda: flush_gin_pending(other))  # fmt: skip
+                         tend=lambda: tend(other))  # fmt: skip
     try:
         with caplog.at_level("WARNING", logger="llmgw.alerts"):
             worker.start()
@@ -357,7 +441,7 @@ async def test_a_worker_that_may_not_flush_the_indexes_says_so_once_and_goes_on(
                     break
                 await asyncio.sleep(0.05)
         assert len(ran) >= 10  # the jobs still ran
-        assert worker.flush is None
+        assert worker.tend is None
         warned = [r for r in caplog.records if "pending lists" in r.getMessage()]
         assert len(warned) == 1
     finally:

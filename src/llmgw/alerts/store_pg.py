@@ -38,17 +38,19 @@ if TYPE_CHECKING:
     from llmgw.alerts.store import AlertStore, IngestResult
 
 __all__ = [
-    "GIN_FLUSH_INTERVAL",
     "HeldConnections",
+    "TEND_INTERVAL",
+    "analyze_young",
     "flush_gin_pending",
     "ingest_pg",
     "ingest_held",
+    "tend",
 ]
 
-GIN_FLUSH_INTERVAL = 0.25
-"""Seconds between the worker's flushes of the GIN indexes' pending lists on ``alerts``: at
-2,000 new alerts/s a flush of a second's entries took 25-65 ms of PostgreSQL's CPU, and the
-deliveries that ran meanwhile were late; a quarter of that each time is spread thinner."""
+TEND_INTERVAL = 0.25
+"""Seconds between the worker's turns at ``tend``. The flush of the GIN indexes' pending lists
+set it: at 2,000 new alerts/s a flush of a second's entries took 25-65 ms of PostgreSQL's CPU,
+and the deliveries that ran meanwhile were late; a quarter of that each time is spread thinner."""
 
 # The ``%(name)s`` parameters are psycopg's; the JSON rows (``r``) carry per occurrence its
 # index in the delivery, fingerprint, starts_at/ends_at (ISO 8601, kept as text for the events'
@@ -272,28 +274,71 @@ _GIN_INDEXES_SQL = (
 )
 
 
-def flush_gin_pending(engine: Any) -> int:
-    """Move the pending lists of the GIN indexes on ``alerts`` (labels, search text: migration
-    0009) into the indexes (``gin_clean_pending_list``); the pages moved. The worker calls it every
-    ``GIN_FLUSH_INTERVAL`` seconds on PostgreSQL. With ``fastupdate`` (the default) an insert
-    appends its index entries to a pending list, and the insert that finds the list above
-    ``gin_pending_list_limit`` (4 MB) merges all of it into the index in its own statement: at
-    2,000 new alerts/s that was one webhook delivery every 2-5 s held 100-280 ms on PostgreSQL's
-    CPU (issue 14). Flushed here, the list never grows that far and the merge runs in the
-    worker's transaction, not a delivery's. Only the index's owner may flush it: without that
-    right this raises, and the caller stops calling (the deliveries merge as before)."""
+def tend(engine: Any) -> int:
+    """The worker's care of ``alerts`` on PostgreSQL, every ``TEND_INTERVAL`` seconds, in one
+    transaction: the GIN indexes' pending lists flushed (``flush_gin_pending``) and, while the
+    table is young, the planner's statistics taken (``analyze_young``); returns the pending
+    pages moved. Both need the table's owner (the role that ran ``llmgw db upgrade``) or a
+    superuser: without that right the flush raises, and the caller stops calling."""
     from llmgw.alerts.queue import no_flush_wait
 
-    moved = 0
     with engine.begin() as conn:
         no_flush_wait(conn)  # a lost flush is redone by the next one or by an insert
-        names = [str(r[0]) for r in conn.exec_driver_sql(_GIN_INDEXES_SQL)]
-        for name in names:
-            got = conn.exec_driver_sql(
-                "SELECT gin_clean_pending_list(%(i)s::regclass)", {"i": name}
-            ).scalar()
-            moved += int(got or 0)
+        moved = flush_gin_pending(conn)
+        analyze_young(conn)
     return moved
+
+
+def flush_gin_pending(conn: Connection) -> int:
+    """Move the pending lists of the GIN indexes on ``alerts`` (labels, search text: migration
+    0009) into the indexes (``gin_clean_pending_list``); the pages moved. With ``fastupdate``
+    (the default) an insert appends its index entries to a pending list, and the insert that
+    finds the list above ``gin_pending_list_limit`` (4 MB) merges all of it into the index in
+    its own statement: at 2,000 new alerts/s that was one webhook delivery every 2-5 s held
+    100-280 ms on PostgreSQL's CPU (issue 14). Flushed by the worker (``tend``), the list never
+    grows that far and the merge runs in the worker's transaction, not a delivery's. Only the
+    index's owner may flush it: without that right this raises."""
+    moved = 0
+    names = [str(r[0]) for r in conn.exec_driver_sql(_GIN_INDEXES_SQL)]
+    for name in names:
+        got = conn.exec_driver_sql(
+            "SELECT gin_clean_pending_list(%(i)s::regclass)", {"i": name}
+        ).scalar()
+        moved += int(got or 0)
+    return moved
+
+
+ANALYZE_FROM_BYTES = 64 * 1024
+"""``analyze_young`` takes the first statistics of ``alerts`` at this size..."""
+ANALYZE_GROWTH = 2
+"""...and again each time the table has grown this many times over since its last ``ANALYZE``
+(or ``VACUUM``: ``pg_class.relpages``)."""
+_ANALYZE_DUE_SQL = (
+    "SELECT pg_relation_size(c.oid) >= %(least)s AND (c.reltuples < 0 OR pg_relation_size(c.oid)"
+    " >= %(growth)s * c.relpages::bigint * current_setting('block_size')::int)"
+    " FROM pg_class c WHERE c.oid = 'alerts'::regclass"
+)
+
+
+def analyze_young(conn: Connection) -> bool:
+    """``ANALYZE`` the columns of ``alerts`` that the ingest statement looks up and updates by
+    (fingerprint, start, status) when the table has no statistics yet and is past
+    ``ANALYZE_FROM_BYTES``, or has grown ``ANALYZE_GROWTH`` times over since it last had them;
+    whether it did. Autovacuum takes a table's first statistics only at its next visit to the
+    database (``autovacuum_naptime``, a minute): a new deployment's first storm was stored
+    meanwhile with plans made for no statistics, which found an occurrence through the index
+    on its start alone and read every occurrence sharing that start (a storm's alerts share
+    it): a delivery's statement took 5-8 ms instead of 1.8 at 2,000 new alerts/s, and the
+    webhook answered the first two seconds of the benchmark late (issue 14). The other
+    columns, and the later statistics, stay autovacuum's (a list of columns leaves its
+    counter of changes as it was); ``SKIP_LOCKED``: another instance's worker or autovacuum
+    analyzing it already."""
+    due = conn.exec_driver_sql(
+        _ANALYZE_DUE_SQL, {"least": ANALYZE_FROM_BYTES, "growth": ANALYZE_GROWTH}
+    ).scalar()
+    if due:
+        conn.exec_driver_sql("ANALYZE (SKIP_LOCKED) alerts (fingerprint, starts_at, status)")
+    return bool(due)
 
 
 REPLAN_GROWTH = 2

@@ -24,7 +24,7 @@ from llmgw.alerts.classifier import RPM_USED_UP, Classifier, cache_key
 from llmgw.alerts.queries import AlertHistory, ClassificationWrite
 from llmgw.alerts.queue import ClaimedJob, JobQueue, no_flush_wait
 from llmgw.alerts.stats import AlertStats
-from llmgw.alerts.store_pg import GIN_FLUSH_INTERVAL
+from llmgw.alerts.store_pg import TEND_INTERVAL
 from llmgw.alerts.summary import FOLD_INTERVAL
 from llmgw.config import AlertsSettings
 from llmgw.errors import NotFound
@@ -207,7 +207,7 @@ class AlertWorker:
         *,
         maintenance: Callable[[], object] | None = None,
         fold: Callable[[], object] | None = None,
-        flush: Callable[[], object] | None = None,
+        tend: Callable[[], object] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.queue = queue
@@ -219,9 +219,10 @@ class AlertWorker:
         self.fold = fold
         """Run in a thread every ``summary.FOLD_INTERVAL`` (the counts' changes into the hourly
         counts)."""
-        self.flush = flush
-        """Run in a thread every ``store_pg.GIN_FLUSH_INTERVAL`` (the search indexes' pending
-        lists, PostgreSQL); dropped after it failed (no right to flush: not the owner)."""
+        self.tend = tend
+        """Run in a thread every ``store_pg.TEND_INTERVAL`` (``store_pg.tend``: the search
+        indexes' pending lists, a young table's statistics; PostgreSQL); dropped after it
+        failed (no right to flush: not the owner)."""
         self.clock = clock
         self.depth: dict[str, int] = {"pending": 0, "running": 0, "failed": 0}
         self.last_loop: float | None = None
@@ -233,7 +234,7 @@ class AlertWorker:
         self._last_maintenance = -1e18
         self._last_depth = -1e18
         self._last_fold = -1e18
-        self._last_flush = -1e18
+        self._last_tend = -1e18
         self._settling: list[tuple[ClaimedJob, StepResult, asyncio.Future[None]]] = []
         self._settler: asyncio.Task[None] | None = None
         self._wide = False
@@ -391,9 +392,9 @@ class AlertWorker:
                 if self.fold is not None and self.clock() - self._last_fold >= FOLD_INTERVAL:
                     self._last_fold = self.clock()
                     await asyncio.to_thread(self.fold)
-                if self.flush is not None and self.clock() - self._last_flush >= GIN_FLUSH_INTERVAL:
-                    self._last_flush = self.clock()
-                    await self._flush()
+                if self.tend is not None and self.clock() - self._last_tend >= TEND_INTERVAL:
+                    self._last_tend = self.clock()
+                    await self._tend()
                 if self.maintenance is not None and (
                     self.clock() - self._last_maintenance >= s.retention_interval
                 ):
@@ -419,13 +420,13 @@ class AlertWorker:
                 if gap > 0 and not self._stopping:
                     await asyncio.sleep(gap)
 
-    async def _flush(self) -> None:
+    async def _tend(self) -> None:
         try:
-            await asyncio.to_thread(self.flush)  # type: ignore[arg-type]
+            await asyncio.to_thread(self.tend)  # type: ignore[arg-type]
         except sqlalchemy.exc.ProgrammingError as exc:  # not the indexes' owner: stop trying
             log.warning("alert worker: cannot flush the search indexes' pending lists (%s);"
                         " webhook deliveries merge them as they fill", type(exc).__name__)  # fmt: skip
-            self.flush = None
+            self.tend = None
 
     def start(self) -> None:
         """Run the loop as a task on the current event loop."""
