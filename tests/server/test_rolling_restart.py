@@ -117,6 +117,10 @@ def gateway(
             "LLMGW_HOME": str(home / f"i{i}"),  # each instance its own spool and journal
             "LLMGW_REDIS_URL": redis_url,
             "LLMGW_AUTH__REDIS_PREFIX": prefix,
+            # 5 s (the most allowed), as in the other exactness tests: a late Redis answer on a
+            # loaded machine (the CI suite beside it) would (correctly) degrade an instance to its
+            # local share and blur the count; this test is about the bucket staying shared.
+            "LLMGW_RATELIMIT__REDIS_TIMEOUT": "5",
             "EMULATOR_API_KEY": upstream_key,
         }
         port = free_port()
@@ -234,7 +238,13 @@ def test_rolling_restart_fails_no_request(
     # every other request a 429. Per-instance limits would answer up to three times the burst.
     span = limited_sent[-1] - limited_sent[0]
     expected = LIMITED_RPM + span * LIMITED_RPM / 60
-    assert abs(limited_answers[200] - expected) <= 1.5, (limited_answers, span)
+    degraded = [
+        line
+        for inst in instances
+        for line in inst.log.read_text(errors="replace").splitlines()
+        if "rate limiter: Redis unusable" in line
+    ]
+    assert abs(limited_answers[200] - expected) <= 1.5, (limited_answers, span, degraded)
     assert set(limited_answers) == {200, 429}, limited_answers
     print(
         f"rolling restart: {total} requests, 0 failed, per instance {dict(served)}; "
