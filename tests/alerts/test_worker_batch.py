@@ -336,3 +336,44 @@ async def test_while_rpm_is_used_up_and_nothing_follows_new_jobs_are_swept_witho
     clock[0] += timedelta(days=1)  # their turns came: a normal batch takes them (deferred again)
     assert await worker.run_once() == settings.concurrency
     assert len(claims) == 2  # the normal batches only
+
+
+async def test_in_transparent_mode_skips_are_claimed_many_at_a_time(engine: Engine) -> None:
+    """Issue 14: in ``transparent`` mode a classify job only records ``skipped`` (no call), so
+    every other look claims ``DEFER_BATCH`` times ``alerts.concurrency`` of them, as it does
+    cache hits and deferrals: at 2,000 new alerts/s looks of 8 jobs were 250 a second, and
+    the webhook's p99 was 243 ms."""
+    from llmgw.alerts.worker import DEFER_BATCH
+
+    settings = AlertsSettings(mode="transparent", concurrency=4)
+    AlertStore(engine, settings).ingest(
+        parse_delivery(am_payload(*(am_alert(labels={"instance": f"n{i}"}) for i in range(50))))
+    )
+    history = AlertHistory(engine)
+
+    class NoTargets:  # publishing without a target: nothing follows a skip
+        def idle(self) -> bool:
+            return True
+
+        async def __call__(self, job: ClaimedJob) -> StepResult:
+            return Done()
+
+    steps: dict[str, Any] = {
+        "classify": ClassifyStep(history, None, settings),
+        "publish": NoTargets(),
+    }
+    worker = AlertWorker(JobQueue(engine), steps, settings, AlertStats())
+
+    def skipped() -> int:
+        with engine.connect() as conn:
+            return int(
+                conn.execute(
+                    sa.text("SELECT count(*) FROM alerts WHERE cls_status = 'skipped'")
+                ).scalar_one()
+            )
+
+    assert await worker.run_once() == 4 * DEFER_BATCH
+    assert skipped() == 32
+    assert await worker.run_once() == 4  # then a look of alerts.concurrency: other steps' turn
+    assert await worker.drain() == 14
+    assert skipped() == 50

@@ -71,9 +71,10 @@ class GiveUp:
 StepResult = Done | Retry | GiveUp
 
 DEFER_BATCH = 8
-"""While ``alerts.rpm`` is used up, every other batch is this many times ``alerts.concurrency``
-``classify`` jobs: each is a cache hit or a deferral (no call), so the claim, the read, the
-cache look-up and the settlement are shared by more jobs (issue 14)."""
+"""While ``alerts.rpm`` is used up, or in ``transparent`` mode, every other batch is this many
+times ``alerts.concurrency`` ``classify`` jobs: each is a cache hit, a deferral or a skip (no
+call), so the claim, the read, the cache look-up and the settlement are shared by more jobs
+(issue 14)."""
 SWEEP_BATCH = 256
 """While ``alerts.rpm`` is used up and nothing follows a first attempt (publishing without
 targets), this many new classify jobs are looked at per sweep (``ClassifyStep.sweep``)."""
@@ -125,6 +126,12 @@ class ClassifyStep:
             return False
         blocked = getattr(self.classifier.complete, "blocked_for", None)
         return blocked is not None and blocked() > _BLOCKED
+
+    def trivial(self) -> bool:
+        """An attempt only records ``skipped`` (``transparent`` mode, or no classifier): no
+        call, so the worker claims these jobs many at a time, as it does cache hits and
+        deferrals (``DEFER_BATCH``)."""
+        return self.classifier is None or self.settings.mode == "transparent"
 
     async def sweep(
         self, queue: JobQueue, limit: int, lease_seconds: float
@@ -250,14 +257,15 @@ class AlertWorker:
         classify = self.steps.get("classify")
         deferring = getattr(classify, "deferring", None)
         blocked = deferring is not None and deferring()
-        wide = self._wide = not self._wide and blocked
+        trivial = getattr(classify, "trivial", None)
+        wide = self._wide = not self._wide and (blocked or (trivial is not None and trivial()))
         sweep = getattr(classify, "sweep", None)
         jobs: list[ClaimedJob]
         looked = 0
-        if wide and sweep is not None and self._sweeping():
+        if wide and blocked and sweep is not None and self._sweeping():
             # nothing to queue after a first attempt: deferrals need no claim at all
             looked, jobs = await sweep(self.queue, SWEEP_BATCH, s.lease_seconds)
-        elif wide:  # only cache hits and deferrals: many at a time, classify jobs only
+        elif wide:  # only cache hits, deferrals or skips: many at a time, classify jobs only
             jobs = await asyncio.to_thread(
                 self.queue.claim, s.concurrency * DEFER_BATCH, s.lease_seconds, ("classify",)
             )
