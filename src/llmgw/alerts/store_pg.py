@@ -324,14 +324,15 @@ def analyze_young(conn: Connection) -> bool:
     """``ANALYZE`` the columns of ``alerts`` that the ingest statement looks up and updates by
     (fingerprint, start, status) when the table has no statistics yet and is past
     ``ANALYZE_FROM_BYTES``, or has grown ``ANALYZE_GROWTH`` times over since it last had them;
-    whether it did. Autovacuum takes a table's first statistics only at its next visit to the
+    whether it was due. Autovacuum takes a table's first statistics only at its next visit to the
     database (``autovacuum_naptime``, a minute): a new deployment's first storm was stored
     meanwhile with plans made for no statistics, which found an occurrence through the index
     on its start alone and read every occurrence sharing that start (a storm's alerts share
     it): a delivery's statement took 5-8 ms instead of 1.8 at 2,000 new alerts/s, and the
     webhook answered the first two seconds of the benchmark late (issue 14). The other
-    columns, and the later statistics, stay autovacuum's (a list of columns leaves its
-    counter of changes as it was); ``SKIP_LOCKED``: another instance's worker or autovacuum
+    columns stay autovacuum's (a list of columns leaves its counter of changes as it was), and
+    so do the later statistics: once it visits, autovacuum analyzes at every tenth of growth,
+    before the table doubles. ``SKIP_LOCKED``: another instance's worker or autovacuum is
     analyzing it already."""
     due = conn.exec_driver_sql(
         _ANALYZE_DUE_SQL, {"least": ANALYZE_FROM_BYTES, "growth": ANALYZE_GROWTH}
