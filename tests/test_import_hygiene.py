@@ -261,8 +261,9 @@ def test_the_dashboard_loads_only_its_first_screen() -> None:
 
 def test_a_started_gateway_loads_no_pages_alert_history_or_conversations(tmp_path: Path) -> None:
     """``llmgw serve`` with default settings (alerts on, no page opened, no chat turn): no Jinja2,
-    argon2, page module, alert query or conversation module is imported until first use (RSS at
-    start-up: performance.md#memory-at-start-up); then each works on its first request."""
+    argon2, page module, alert query or conversation module is imported until first use, and on
+    SQLite no psycopg (9 MiB; the alert worker imports ``store_pg``) (RSS at start-up:
+    performance.md#memory-at-start-up); then each works on its first request."""
     code = f"""
 import asyncio, sys, httpx
 from llmgw.config import Settings
@@ -273,7 +274,7 @@ later = ("jinja2", "argon2", "llmgw.server.web.core", "llmgw.server.web.login",
          "llmgw.server.web.account", "llmgw.server.web.authorize", "llmgw.server.web.device",
          "llmgw.identity.passwords", "llmgw.identity.sessions", "llmgw.identity.throttle",
          "llmgw.alerts.modes", "llmgw.conversations.context",
-         "llmgw.conversations.store")
+         "llmgw.conversations.store", "psycopg")
 
 async def main():
     app = create_app(Settings(home={str(tmp_path)!r}, database={{"url": "sqlite:///{tmp_path}/x.db"}}))

@@ -26,7 +26,6 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 import orjson
-import psycopg
 
 from llmgw.alerts.payload import IncomingAlert
 
@@ -228,6 +227,8 @@ def _result(row: Any) -> tuple[IngestResult, list[int]]:
 def ingest_pg(store: AlertStore, conn: Connection, d: Delivery, now: datetime) -> IngestResult:
     """Store ``d`` through ``conn`` (a PostgreSQL connection in a transaction); see the module
     docstring."""
+    import psycopg  # here: the worker imports this module on SQLite too (9 MiB at start-up)
+
     params, latest = _params(store, d, now, strict=False)
     raw: Any = conn.connection.driver_connection
     with psycopg.RawCursor(raw) as cur:
@@ -254,6 +255,8 @@ def ingest_held(
     (``strict``), since that occurrence needs a second statement inside the transaction, and
     the caller stores the deliveries again the portable way (``AlertStore.ingest_many``).
     ``info`` is the connection's pool record (``follow_table``)."""
+    import psycopg  # (see ``ingest_pg``)
+
     with contextlib.ExitStack() as stack:
         if len(ds) > 1:
             stack.enter_context(raw.transaction())
